@@ -1,0 +1,32 @@
+# Two commands on a fresh machine with Python 3.11 and make:  `make demo`  and  `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+export REMATCH_HOME ?= $(CURDIR)/.rematch
+
+.PHONY: install demo test ui benchmark clean
+
+$(BIN)/rematch: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e '.[test]'
+	@touch $@
+
+install: $(BIN)/rematch
+
+demo: install
+	$(BIN)/rematch demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+ui: install
+	DAGSTER_HOME=$(REMATCH_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+benchmark: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .rematch
