@@ -1,0 +1,251 @@
+"""A matching round: pool and capacities of an intake period → candidates and scores → proposals."""
+
+
+import datetime as dt
+import json
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
+from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_counts
+from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
+from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
+from rematch_pipeline.formats.writers import write_csv
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import IdentityStore
+from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
+
+rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
+
+OBJECTIVES = ("lexicographic", "maximin")
+BACKENDS = ("scip", "cbc", "highs", "cp_sat")
+
+
+class RoundConfig(dg.Config):
+    """Parameters of a matching round, shown with their defaults in the Launchpad."""
+
+    period: str = Field(default="", description="Intake period (YYYY-MM) whose offers are matched; empty = the latest.")
+    objective: str = Field(default="lexicographic", description="lexicographic (persons, then score) or maximin (worst-off first).")
+    backend: str = Field(default="scip", description="MIP solver through OR-Tools: scip, cbc, highs or cp_sat.")
+    time_limit_seconds: float = Field(default=60.0, description="Wall-clock limit per solve; the best answer found is kept with its gap.")
+    relative_gap: float = Field(default=0.0, description="Stop when the proven gap is below this (0 = prove optimality).")
+    weight_jobs: float = 1.0
+    weight_schools_childcare: float = 1.0
+    weight_medical_care: float = 1.0
+    weight_community: float = 1.0
+    weight_big_city: float = 1.0
+    weight_quiet_rural: float = 1.0
+    weight_family_nearby: float = 1.0
+    weight_wishes: float = 1.0
+
+    def weights(self) -> ScoreWeights:
+        return ScoreWeights(**{k.removeprefix("weight_"): v for k, v in self.model_dump().items() if k.startswith("weight_")})
+
+    def solver_params(self) -> SolverParams:
+        return SolverParams(
+            time_limit_seconds=self.time_limit_seconds,
+            backend=self.backend,
+            objective=self.objective,
+            relative_gap=self.relative_gap,
+        )
+
+
+def store_round_rows(con, table: str, round_id: str, frame: pl.DataFrame) -> None:
+    """Replace one round's rows of a per-round table (created on first use)."""
+    frame = frame.with_columns(pl.lit(round_id).alias("round_id")).select("round_id", pl.exclude("round_id"))
+    con.register("incoming", frame.to_arrow())
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM incoming WHERE false")
+    con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def load_round_rows(con, table: str, round_id: str) -> pl.DataFrame:
+    """One round's rows of a per-round table, without the round_id column."""
+    return con.execute(f"SELECT * EXCLUDE (round_id) FROM {table} WHERE round_id = ?", [round_id]).pl()
+
+
+def remaining_capacity(municipalities: pl.DataFrame, accepted_usage: pl.DataFrame) -> pl.DataFrame:
+    """Capacities minus what accepted proposals of the same period already use."""
+    used = accepted_usage.group_by("municipality_id").agg([pl.col(r).sum().alias(f"_used_{r}") for r in RESOURCES])
+    out = municipalities.join(used, on="municipality_id", how="left")
+    return out.with_columns(
+        [(pl.col(CAPACITY_COLUMNS[r]) - pl.col(f"_used_{r}").fill_null(0)).clip(lower_bound=0).alias(CAPACITY_COLUMNS[r]) for r in RESOURCES]
+    ).drop([f"_used_{r}" for r in RESOURCES])
+
+
+def resolve_period(con, requested: str) -> str:
+    """The requested intake period, or the latest one with offers; fails with a clear reason."""
+    periods = [r[0] for r in con.execute("SELECT DISTINCT intake_period FROM municipality_features ORDER BY 1").fetchall()]
+    if not periods:
+        raise dg.Failure("no validated municipality offers yet: ingest municipality questionnaires first")
+    if not requested:
+        return periods[-1]
+    if requested not in periods:
+        raise dg.Failure(f"intake period {requested} has no validated municipality offers (known: {', '.join(periods)})")
+    return requested
+
+
+@dg.asset(
+    deps=["household_features", "municipality_features"],
+    partitions_def=rounds_partitions,
+    group_name="matching",
+    pool="duckdb",
+    kinds={"duckdb", "polars"},
+)
+def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    """The round's pool, remaining capacities, compatible pairs (every hard rule) and their scores."""
+    round_id = context.partition_key
+    if config.objective not in OBJECTIVES or config.backend not in BACKENDS:
+        raise dg.Failure(f"objective must be one of {OBJECTIVES} and backend one of {BACKENDS}")
+    with warehouse_connection(warehouse) as con:
+        answered = con.execute("SELECT count(*) FROM decisions WHERE round_id = ?", [round_id]).fetchone()[0]
+        if answered:
+            raise dg.Failure(f"round {round_id} already has {answered} recorded decisions; start a new round id instead")
+        period = resolve_period(con, config.period)
+        households = con.execute(
+            "SELECT * FROM household_features WHERE submitted_period <= ? AND accepted_municipality_id IS NULL", [period]
+        ).pl()
+        municipalities = con.execute("SELECT * FROM municipality_features WHERE intake_period = ?", [period]).pl()
+        accepted_usage = con.execute(
+            f"""SELECT d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}
+                FROM decisions d JOIN rounds r USING (round_id) JOIN household_features f USING (household_pseudonym)
+                WHERE d.decision = 'accept' AND r.period = ?""",
+            [period],
+        ).pl()
+    municipalities = remaining_capacity(municipalities, accepted_usage)
+    context.log.info(f"round {round_id}: period {period}, {households.height} households, {municipalities.height} municipalities")
+    pairs = candidate_pairs(households, municipalities)
+    context.log.info(f"{pairs.height} compatible pairs; scoring")
+    scored = score_pairs(pairs, households, municipalities, config.weights())
+    exclusions = exclusion_counts(households, municipalities)
+    n_candidates = scored.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
+    pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
+    with warehouse_connection(warehouse) as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
+        con.execute(
+            "INSERT INTO rounds VALUES (?, ?, ?, ?)",
+            [round_id, period, json.dumps(config.model_dump(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+        )
+        store_round_rows(con, "round_households", round_id, pool)
+        store_round_rows(con, "round_municipalities", round_id, municipalities)
+        store_round_rows(con, "round_candidates", round_id, scored)
+        store_round_rows(con, "round_exclusions", round_id, exclusions)
+        con.execute("COMMIT")
+    without = pool.filter(pl.col("candidates") == 0).height
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": scored.height,
+            "period": period,
+            "households": pool.height,
+            "households_without_any_candidate": without,
+            "municipalities": municipalities.height,
+            "mean_score": float(scored["score"].mean() or 0.0),
+        }
+    )
+
+
+def unplaced_reasons(pool: pl.DataFrame, exclusions: pl.DataFrame, placed: set[str]) -> pl.DataFrame:
+    """household_pseudonym → why it stays unplaced: the hard rule excluding most places, or capacity."""
+    rules = exclusions.unpivot(index="household_pseudonym", variable_name="rule", value_name="excluded") if "rule" not in exclusions.columns else exclusions
+    top = rules.filter(pl.col("excluded") > 0).sort(["household_pseudonym", "excluded", "rule"], descending=[False, True, False]).group_by(
+        "household_pseudonym", maintain_order=True
+    ).first()
+    out = pool.select("household_pseudonym", "persons", "candidates").join(top.select("household_pseudonym", "rule"), on="household_pseudonym", how="left")
+    return out.with_columns(
+        pl.col("household_pseudonym").is_in(list(placed)).alias("placed"),
+    ).with_columns(
+        pl.when(pl.col("placed"))
+        .then(None)
+        .when(pl.col("candidates") == 0)
+        .then(pl.concat_str(pl.lit("no compatible municipality (mostly: "), pl.col("rule").fill_null("unknown"), pl.lit(")")))
+        .otherwise(pl.lit("capacity: compatible municipalities are full or linked households could not be placed together"))
+        .alias("unplaced_reason")
+    ).drop("rule")
+
+
+@dg.asset(deps=["round_candidates"], partitions_def=rounds_partitions, group_name="matching", pool="duckdb", kinds={"duckdb", "ortools"})
+def round_proposals(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource, identity: IdentityStore, home: RematchHome
+) -> dg.MaterializeResult:
+    """Solve the assignment; write proposals (pseudonymised), proposals.csv (restricted, re-identified) and solver.json."""
+    round_id = context.partition_key
+    with warehouse_connection(warehouse) as con:
+        period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()
+        pool = load_round_rows(con, "round_households", round_id)
+        municipalities = load_round_rows(con, "round_municipalities", round_id)
+        scored = load_round_rows(con, "round_candidates", round_id)
+        exclusions = load_round_rows(con, "round_exclusions", round_id)
+    config = RoundConfig(**json.loads(config_json))
+    problem = build_problem(pool, municipalities, scored)
+    context.log.info(f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs ({config.backend})")
+    result = solve(problem, config.solver_params())
+    violations = check_assignment(problem, result.assignment)
+    if violations:
+        raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
+    context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.seconds:.1f} s")
+
+    unit_place = {
+        problem.unit_ids[u]: problem.place_ids[p] for u, p in enumerate(result.assignment) if p >= 0
+    }
+    chosen = pool.select("household_pseudonym", "link_group", "persons").with_columns(
+        pl.col("link_group").replace_strict(unit_place, default=None).alias("municipality_id")
+    ).filter(pl.col("municipality_id").is_not_null())
+    proposals = (
+        chosen.join(scored, on=["household_pseudonym", "municipality_id"], how="left")
+        .join(municipalities.select("municipality_id", "municipality_name"), on="municipality_id", how="left")
+        .select("household_pseudonym", "municipality_id", "municipality_name", "persons", "score", pl.col("^score_.*$"))
+        .sort(["municipality_id", "household_pseudonym"])
+    )
+    households = unplaced_reasons(pool, exclusions, set(proposals["household_pseudonym"].to_list()))
+    solver = {
+        "round_id": round_id,
+        "period": period,
+        "status": result.status,
+        "backend": result.solver,
+        "objective": result.objective,
+        "bound": result.bound,
+        "gap": result.gap,
+        "seconds": round(result.seconds, 3),
+        "persons_placed": result.persons_placed,
+        "total_score": result.total_score,
+        "households": pool.height,
+        "households_placed": proposals.height,
+        "units": len(problem.unit_ids),
+        "municipalities": len(problem.place_ids),
+        "candidate_pairs": len(problem.pair_unit),
+        "params": result.params,
+    }
+    with warehouse_connection(warehouse) as con:
+        con.execute("BEGIN TRANSACTION")
+        store_round_rows(con, "proposals", round_id, proposals.drop("municipality_name"))
+        store_round_rows(con, "round_outcomes", round_id, households)
+        store_round_rows(con, "solver_runs", round_id, pl.DataFrame({"solver_json": [json.dumps(solver, sort_keys=True)]}))
+        con.execute("COMMIT")
+
+    out = home.round_dir(round_id)
+    refs = identity.household_refs(proposals["household_pseudonym"].to_list())
+    export = proposals.select(
+        pl.col("household_pseudonym").replace_strict(refs, default=None).alias("household_ref"),
+        "municipality_id",
+        "persons",
+        pl.col("score").round(4),
+    ).sort(["municipality_id", "household_ref"])
+    write_csv(export, out / "proposals.csv", private=True)
+    (out / "solver.json").write_text(json.dumps(solver, indent=2, sort_keys=True) + "\n")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": proposals.height,
+            "status": result.status,
+            "persons_placed": result.persons_placed,
+            "households_placed": proposals.height,
+            "households_unplaced": pool.height - proposals.height,
+            "gap": float(result.gap),
+            "solver_seconds": float(result.seconds),
+            "proposals_csv": dg.MetadataValue.path(str(out / "proposals.csv")),
+        }
+    )

@@ -1,0 +1,70 @@
+"""Round outputs for people: the evaluation report (HTML with figures)."""
+
+
+import json
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from rematch_pipeline.assets.matching import load_round_rows, rounds_partitions
+from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
+from rematch_pipeline.reports.round_report import RoundReportData, render_round_report
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.warehouse import warehouse_connection
+
+
+def municipality_use(municipalities: pl.DataFrame, proposals: pl.DataFrame, pool: pl.DataFrame) -> pl.DataFrame:
+    """capacity_<r> and used_<r> per municipality for every resource."""
+    usage = proposals.select("household_pseudonym", "municipality_id").join(
+        pool.select("household_pseudonym", *RESOURCES), on="household_pseudonym"
+    )
+    used = usage.group_by("municipality_id").agg([pl.col(r).sum().alias(f"used_{r}") for r in RESOURCES])
+    return (
+        municipalities.select(
+            "municipality_id", "municipality_name", "latitude", "longitude",
+            *[pl.col(CAPACITY_COLUMNS[r]).alias(f"capacity_{r}") for r in RESOURCES],
+        )
+        .join(used, on="municipality_id", how="left")
+        .with_columns([pl.col(f"used_{r}").fill_null(0) for r in RESOURCES])
+        .sort("municipality_id")
+    )
+
+
+@dg.asset(deps=["round_proposals"], partitions_def=rounds_partitions, group_name="reports", kinds={"html"})
+def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, home: RematchHome) -> dg.MaterializeResult:
+    """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why."""
+    round_id = context.partition_key
+    with warehouse_connection(warehouse) as con:
+        period, config_json, started = con.execute("SELECT period, config_json, started_at FROM rounds WHERE round_id = ?", [round_id]).fetchone()
+        solver = json.loads(con.execute("SELECT solver_json FROM solver_runs WHERE round_id = ?", [round_id]).fetchone()[0])
+        proposals = load_round_rows(con, "proposals", round_id)
+        outcomes = load_round_rows(con, "round_outcomes", round_id)
+        pool = load_round_rows(con, "round_households", round_id)
+        municipalities = load_round_rows(con, "round_municipalities", round_id)
+        counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
+        counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
+        counts["households_in_pool"] = pool.height
+    names = municipalities.select("municipality_id", "municipality_name")
+    data = RoundReportData(
+        round_id=round_id,
+        period=period,
+        created_at=str(started),
+        config=json.loads(config_json),
+        solver=solver,
+        proposals=proposals.join(names, on="municipality_id", how="left"),
+        households=outcomes.select("household_pseudonym", "persons", "placed", "unplaced_reason"),
+        municipalities=municipality_use(municipalities, proposals, pool),
+        counts=counts,
+    )
+    path = home.round_dir(round_id) / "report.html"
+    path.write_text(render_round_report(data), encoding="utf-8")
+    context.log.info(f"report written: {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": proposals.height,
+            "report": dg.MetadataValue.path(str(path)),
+            "households_placed": proposals.height,
+            "persons_placed": int(proposals["persons"].sum() or 0),
+        }
+    )

@@ -1,0 +1,97 @@
+"""raw_* tables → canonical tables and quarantine; pandera checks on what is stored."""
+
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from rematch_pipeline.resources.identity import IdentityStore
+from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
+from rematch_pipeline.schemas.contract import TABLES
+from rematch_pipeline.schemas.models import row_failures
+from rematch_pipeline.validation import build_canonical
+
+CANONICAL_TABLES: tuple[str, ...] = ("municipalities", "households", "members", "decisions")
+
+
+def replace_table(con, name: str, frame: pl.DataFrame) -> None:
+    """Replace a derived warehouse table with a frame (in the caller's transaction)."""
+    con.register("incoming", frame.to_arrow())
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
+    if quarantine.is_empty():
+        return "nothing quarantined"
+    summary = quarantine.group_by("table", "column", "rule").agg(pl.len().alias("rows")).sort("rows", descending=True)
+    lines = ["| table | column | rule | rows |", "|---|---|---|---|"]
+    lines += [f"| {t} | {c} | {r} | {n} |" for t, c, r, n in summary.head(limit).iter_rows()]
+    return "\n".join(lines)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(name, deps=["landed_exports"], group_name="validate", kinds={"duckdb", "pandera"})
+        for name in (*CANONICAL_TABLES, "quarantine")
+    ],
+    pool="duckdb",
+    can_subset=False,
+)
+def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore, warehouse: DuckDBResource):
+    """Type and check every raw row; broken rows go to `quarantine` (file, row, column, rule — no values)."""
+    with warehouse_connection(warehouse) as con:
+        raw = {t: con.execute(f"SELECT * FROM raw_{t}").pl() for t in TABLES}
+        proposals = (
+            con.execute("SELECT round_id, household_pseudonym, municipality_id FROM proposals").pl()
+            if table_exists(con, "proposals")
+            else pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8})
+        )
+    context.log.info("validating " + ", ".join(f"{frame.height} raw {t} rows" for t, frame in raw.items()))
+    result = build_canonical(raw, identity.birth_dates(), proposals)
+    with warehouse_connection(warehouse) as con:
+        con.execute("BEGIN TRANSACTION")
+        for name in CANONICAL_TABLES:
+            replace_table(con, name, getattr(result, name))
+        replace_table(con, "quarantine", result.quarantine)
+        replace_table(con, "intake_counts", pl.DataFrame({"name": list(result.counts), "value": list(result.counts.values())}))
+        con.execute("COMMIT")
+    if result.counts["rows_quarantined"]:
+        context.log.warning(f"{result.counts['rows_quarantined']} rows quarantined; see the quarantine table")
+    for name in CANONICAL_TABLES:
+        frame = getattr(result, name)
+        extra = {k: v for k, v in result.counts.items() if k.startswith(name[:-1])}
+        yield dg.MaterializeResult(asset_key=name, metadata={"dagster/row_count": frame.height, **extra})
+    yield dg.MaterializeResult(
+        asset_key="quarantine",
+        metadata={
+            "dagster/row_count": result.quarantine.height,
+            "rows_quarantined": result.counts["rows_quarantined"],
+            "households_without_consent": result.counts["households_without_consent"],
+            "by_rule": dg.MetadataValue.md(_quarantine_markdown(result.quarantine)),
+        },
+    )
+
+
+def _pandera_check(table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=table, name=f"{table}_meet_contract", blocking=True, description=f"Pandera schema of {table} on the stored table.")
+    def check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse_connection(warehouse) as con:
+            stored = con.execute(f"SELECT * FROM {table}").pl()
+        failures = row_failures(table, stored) if stored.height else pl.DataFrame()
+        rules = failures.group_by("column", "rule").agg(pl.len().alias("rows")) if failures.height else failures
+        return dg.AssetCheckResult(
+            passed=failures.height == 0,
+            metadata={
+                "rows_checked": stored.height,
+                "failures": failures.height,
+                "rules_failed": dg.MetadataValue.md(
+                    "\n".join(f"- {c}: {r} ({n} rows)" for c, r, n in rules.iter_rows()) if failures.height else "none"
+                ),
+            },
+        )
+
+    return check
+
+
+contract_checks: list[dg.AssetChecksDefinition] = [_pandera_check(t) for t in CANONICAL_TABLES]

@@ -1,0 +1,204 @@
+"""`rematch …`: drives the same Dagster definitions; every run lands in the local instance's run history."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from rematch_pipeline.resources.home import RematchHome, default_home
+
+DEMO_ROUND = "demo-1"
+DEMO_SIZE = {"households": 400, "municipalities": 40, "seed": 1}
+
+
+class CliError(Exception):
+    """A failure reported to the user as one line, exit status 1."""
+
+
+def _home() -> RematchHome:
+    home = RematchHome(root=str(default_home()))
+    home.prepare()
+    # The Dagster instance of this data home; set before dagster is imported anywhere.
+    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
+    return home
+
+
+def _run(job_name: str, home: RematchHome, partition_key: str | None = None, run_config: dict | None = None):
+    import dagster as dg
+
+    from rematch_pipeline.definitions import build_definitions
+
+    defs = build_definitions(home)
+    instance = dg.DagsterInstance.get()
+    if partition_key is not None:
+        instance.add_dynamic_partitions("rounds", [partition_key])
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition_key, run_config=run_config or {}, raise_on_error=False
+    )
+    if not result.success:
+        raise CliError(f"{job_name} failed (run {result.run_id}): {_failure_reason(result)}")
+    return result
+
+
+def _failure_reason(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return data.error.message.strip().splitlines()[-1] if data.error else "step failed"
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            return f"check {event.event_specific_data.check_name} failed"
+    return "see the run in the Dagster UI"
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest every new file in landing/."""
+    from rematch_pipeline.assets.ingest import rejected_files
+
+    home = _home()
+    import datetime as dt
+
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    _run("ingest_job", home)
+    from dagster_duckdb import DuckDBResource
+
+    rejected = rejected_files(DuckDBResource(database=str(home.warehouse_path)), since=started)
+    for error in rejected["error"].to_list():
+        print(f"rejected: {error}", file=sys.stderr)
+    if rejected.height:
+        raise CliError(f"{rejected.height} file(s) rejected; valid files were ingested")
+    print(f"ingested into {home.warehouse_path}")
+    return 0
+
+
+def _round_config(args: argparse.Namespace) -> dict:
+    config: dict = {}
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise CliError(f"{args.config}: expected a mapping of round parameters")
+        config.update(loaded)
+    if args.period:
+        config["period"] = args.period
+    if getattr(args, "time_limit", None):
+        config["time_limit_seconds"] = args.time_limit
+    return config
+
+
+def run_round(home: RematchHome, round_id: str, config: dict) -> Path:
+    """Run round_job for one round id; returns the report path."""
+    if not round_id or any(c in round_id for c in "/\\ ") or round_id.startswith("."):
+        raise CliError("round id must be a non-empty name without spaces or slashes")
+    _run("round_job", home, partition_key=round_id, run_config={"ops": {"round_candidates": {"config": config}}})
+    return home.round_dir(round_id) / "report.html"
+
+
+def cmd_round(args: argparse.Namespace) -> int:
+    """Run a matching round over the validated data of an intake period."""
+    home = _home()
+    report = run_round(home, args.round_id, _round_config(args))
+    out = report.parent
+    print(f"proposals: {out / 'proposals.csv'}")
+    print(f"solver:    {out / 'solver.json'}")
+    print(f"report:    {report}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write a realistic sample round in the canonical templates and print its intake period."""
+    from rematch_pipeline.sample import generate_round, write_round
+
+    sample = generate_round(args.households, args.municipalities, args.seed, **({"period": args.period} if args.period else {}))
+    write_round(sample, Path(args.out), fmt=args.format)
+    print(sample.period)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Sample exports into landing/, ingest, run round demo-1, print the report path."""
+    from rematch_pipeline.sample import generate_round, write_round
+
+    home = _home()
+    sample = generate_round(DEMO_SIZE["households"], DEMO_SIZE["municipalities"], DEMO_SIZE["seed"])
+    staging = home.path / "sample-demo"
+    written = write_round(sample, staging)
+    for path in written:
+        kind = path.parent.name
+        shutil.copyfile(path, home.landing(kind) / path.name)
+    print(f"sample round written to {home.path / 'landing'} (period {sample.period})")
+    cmd_ingest(args)
+    report = run_round(home, DEMO_ROUND, {"period": sample.period, "time_limit_seconds": 30.0})
+    print(f"proposals: {report.parent / 'proposals.csv'}")
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start the Dagster UI on this data home."""
+    home = _home()
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    dagster = Path(sys.executable).parent / "dagster"
+    os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", str(args.port)])
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase a household from the identity store and every derived table."""
+    from rematch_pipeline.erasure import erase_household
+
+    home = _home()
+    removed = erase_household(home, args.household_ref)
+    print(f"erased: {removed} rows")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="rematch", description="Match refugee households to municipalities (data home: $REMATCH_HOME, default ./.rematch).")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help=cmd_demo.__doc__).set_defaults(func=cmd_demo)
+    sub.add_parser("ingest", help=cmd_ingest.__doc__).set_defaults(func=cmd_ingest)
+    r = sub.add_parser("round", help=cmd_round.__doc__)
+    r.add_argument("round_id")
+    r.add_argument("--period", help="intake period YYYY-MM (default: the latest with offers)")
+    r.add_argument("--config", help="YAML file of round parameters (see docs/operations.md)")
+    r.add_argument("--time-limit", type=float, dest="time_limit", help="solver time limit in seconds")
+    r.set_defaults(func=cmd_round)
+    s = sub.add_parser("sample", help=cmd_sample.__doc__)
+    s.add_argument("--households", type=int, required=True)
+    s.add_argument("--municipalities", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--period", help="intake period YYYY-MM of the sample")
+    s.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    s.set_defaults(func=cmd_sample)
+    u = sub.add_parser("ui", help=cmd_ui.__doc__)
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(func=cmd_ui)
+    e = sub.add_parser("erase", help=cmd_erase.__doc__)
+    e.add_argument("household_ref")
+    e.set_defaults(func=cmd_erase)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 1 with a one-line reason on failure."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"rematch: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"rematch: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Hard rules: which (household, municipality) pairs may be proposed at all.
+
+Every rule of contract section C that concerns one household is evaluated as a
+boolean matrix over a chunk of households x all municipalities (numpy broadcasting),
+so 50,000 x 401 takes seconds and memory stays bounded by the chunk size.
+Rules that concern several households at once (linked households, capacity shared by
+many households, minimum intake) belong to the assignment model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from rematch_pipeline.engine._common import (
+    RESOURCE_COLUMNS,
+    UNKNOWN_MEDICAL_BIT,
+    AgsIndex,
+    bool_column,
+    code_bitmask,
+    explode_ags_list,
+    float_column,
+    haversine_km,
+    int_column,
+    require_columns,
+    require_unique,
+    rows_slice,
+    sorted_frame,
+)
+
+# A `must` family tie is satisfied by the tie municipality or any seat within this radius.
+MUST_TIE_RADIUS_KM: float = 50.0
+# Households per chunk: 4096 x 401 booleans per rule is ~1.6 MB, small enough for many rules.
+DEFAULT_CHUNK_SIZE: int = 4096
+
+# Rule names, in the order used by exclusion_counts.
+RULES: tuple[str, ...] = (
+    "largest_unit",
+    "medical_care",
+    "pets",
+    "excluded",
+    "declined",
+    "family_tie_must",
+    *(f"resource_{usage}" for usage, _ in RESOURCE_COLUMNS),
+)
+
+HOUSEHOLD_COLUMNS: tuple[str, ...] = (
+    "household_pseudonym",
+    "medical_needs",
+    "pets",
+    "excluded_municipality_ids",
+    "declined_municipality_ids",
+    "family_ties_municipality_id",
+    "family_ties_importance",
+    "family_tie_lat",
+    "family_tie_lon",
+    *(usage for usage, _ in RESOURCE_COLUMNS),
+)
+MUNICIPALITY_COLUMNS: tuple[str, ...] = (
+    "municipality_id",
+    "latitude",
+    "longitude",
+    "largest_unit_persons",
+    "medical_care",
+    "pets_allowed",
+    # housing_units is both a household usage and a municipality capacity column name.
+    *(capacity for _, capacity in RESOURCE_COLUMNS),
+)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Column arrays of both tables, sorted by key, ready for broadcasting."""
+
+    household_ids: list[str]
+    place_ids: list[str]
+    persons: np.ndarray
+    medical_bits: np.ndarray
+    pets: np.ndarray
+    usage: np.ndarray  # [n_households, n_resources]
+    must_tie: np.ndarray  # bool: a `must` tie with a stated municipality or coordinates
+    tie_lat: np.ndarray
+    tie_lon: np.ndarray
+    excluded: tuple[np.ndarray, np.ndarray]  # (row, place_idx) sorted by row
+    declined: tuple[np.ndarray, np.ndarray]
+    tie_match: tuple[np.ndarray, np.ndarray]
+    largest_unit: np.ndarray
+    care_bits: np.ndarray
+    pets_allowed: np.ndarray
+    capacity: np.ndarray  # [n_places, n_resources]
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+def _prepare(households: pl.DataFrame, municipalities: pl.DataFrame) -> _Prepared:
+    require_columns(households, HOUSEHOLD_COLUMNS, "household_features")
+    require_columns(municipalities, MUNICIPALITY_COLUMNS, "municipality_features")
+    require_unique(households, "household_pseudonym", "household_features")
+    require_unique(municipalities, "municipality_id", "municipality_features")
+    hh = sorted_frame(households.select(HOUSEHOLD_COLUMNS), "household_pseudonym")
+    mu = sorted_frame(municipalities.select(MUNICIPALITY_COLUMNS), "municipality_id")
+    place_ids = mu.get_column("municipality_id").to_list()
+    index = AgsIndex(place_ids)
+
+    tie_id = hh.get_column("family_ties_municipality_id")
+    tie_lat = float_column(hh, "family_tie_lat")
+    tie_lon = float_column(hh, "family_tie_lon")
+    has_tie = tie_id.is_not_null().to_numpy() | (~np.isnan(tie_lat) & ~np.isnan(tie_lon))
+    # A `must` without any stated tie cannot be evaluated and states no place: not applied.
+    must = (hh.get_column("family_ties_importance").fill_null("none") == "must").to_numpy()
+    tie_lists = hh.select(
+        pl.when(pl.col("family_ties_municipality_id").is_not_null())
+        .then(pl.concat_list(pl.col("family_ties_municipality_id")))
+        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+        .alias("tie")
+    )
+    tie_rows, tie_places, _ = explode_ags_list(tie_lists, "tie", index)
+    ex_rows, ex_places, _ = explode_ags_list(hh, "excluded_municipality_ids", index)
+    de_rows, de_places, _ = explode_ags_list(hh, "declined_municipality_ids", index)
+
+    return _Prepared(
+        household_ids=hh.get_column("household_pseudonym").to_list(),
+        place_ids=place_ids,
+        persons=int_column(hh, "persons"),
+        medical_bits=code_bitmask(hh, "medical_needs", UNKNOWN_MEDICAL_BIT),
+        pets=bool_column(hh, "pets"),
+        usage=np.stack([int_column(hh, usage) for usage, _ in RESOURCE_COLUMNS], axis=1),
+        must_tie=must & has_tie,
+        tie_lat=tie_lat,
+        tie_lon=tie_lon,
+        excluded=(ex_rows, ex_places),
+        declined=(de_rows, de_places),
+        tie_match=(tie_rows, tie_places),
+        largest_unit=int_column(mu, "largest_unit_persons"),
+        # Unknown municipality codes add nothing (bit 0 is never a household need).
+        care_bits=code_bitmask(mu, "medical_care", 0),
+        pets_allowed=bool_column(mu, "pets_allowed"),
+        capacity=np.stack([int_column(mu, cap) for _, cap in RESOURCE_COLUMNS], axis=1),
+        lat=float_column(mu, "latitude"),
+        lon=float_column(mu, "longitude"),
+    )
+
+
+def _listed(pairs: tuple[np.ndarray, np.ndarray], lo: int, hi: int, n_places: int) -> np.ndarray:
+    """Boolean [hi-lo, n_places]: True where the row's AGS list matches the place."""
+    rows, places = pairs
+    s = rows_slice(rows, lo, hi)
+    out = np.zeros((hi - lo, n_places), dtype=bool)
+    out[rows[s] - lo, places[s]] = True
+    return out
+
+
+def _rule_masks(p: _Prepared, lo: int, hi: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (rule, allowed) with allowed a bool [hi-lo, n_places] matrix, in RULES order."""
+    n_places = len(p.place_ids)
+    sl = slice(lo, hi)
+    yield "largest_unit", p.persons[sl, None] <= p.largest_unit[None, :]
+    # Every need bit must be among the care bits.
+    yield "medical_care", (p.medical_bits[sl, None] & ~p.care_bits[None, :]) == 0
+    yield "pets", ~p.pets[sl, None] | p.pets_allowed[None, :]
+    yield "excluded", ~_listed(p.excluded, lo, hi, n_places)
+    yield "declined", ~_listed(p.declined, lo, hi, n_places)
+    must = p.must_tie[sl]
+    tie_ok = np.ones((hi - lo, n_places), dtype=bool)
+    rows = np.flatnonzero(must)
+    if rows.size:
+        # Distances only for the few households with a `must` tie.
+        g = rows + lo
+        dist = haversine_km(p.tie_lat[g, None], p.tie_lon[g, None], p.lat[None, :], p.lon[None, :])
+        near = np.nan_to_num(dist, nan=np.inf) <= MUST_TIE_RADIUS_KM
+        tie_ok[rows] = near | _listed(p.tie_match, lo, hi, n_places)[rows]
+    yield "family_tie_must", tie_ok
+    for r, (usage, _) in enumerate(RESOURCE_COLUMNS):
+        yield f"resource_{usage}", p.usage[sl, r, None] <= p.capacity[None, :, r]
+
+
+def _chunks(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    for lo in range(0, n, chunk_size):
+        yield lo, min(n, lo + chunk_size)
+
+
+def candidate_pairs(
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> pl.DataFrame:
+    """All (household, municipality) pairs that pass every per-household hard rule.
+
+    Rules (see RULES): persons <= largest_unit_persons; every medical need offered;
+    pets only where allowed; not excluded; not declined earlier; a `must` family tie
+    kept (tie municipality by the AGS rule, or seat within 50 km of the tie
+    coordinates); and each resource the household uses fits the municipality's
+    capacity on its own. Returns columns household_pseudonym, municipality_id sorted
+    by household then municipality, so equal inputs give identical output.
+    """
+    p = _prepare(households, municipalities)
+    hh_out: list[np.ndarray] = []
+    pl_out: list[np.ndarray] = []
+    for lo, hi in _chunks(len(p.household_ids), chunk_size):
+        ok = np.ones((hi - lo, len(p.place_ids)), dtype=bool)
+        for _, allowed in _rule_masks(p, lo, hi):
+            ok &= allowed
+        rows, places = np.nonzero(ok)  # row-major: sorted by household, then place
+        hh_out.append(rows + lo)
+        pl_out.append(places)
+    rows = np.concatenate(hh_out) if hh_out else np.zeros(0, dtype=np.int64)
+    places = np.concatenate(pl_out) if pl_out else np.zeros(0, dtype=np.int64)
+    hh_series = pl.Series("household_pseudonym", p.household_ids, dtype=pl.String)
+    pl_series = pl.Series("municipality_id", p.place_ids, dtype=pl.String)
+    return pl.DataFrame(
+        {
+            "household_pseudonym": hh_series.gather(rows),
+            "municipality_id": pl_series.gather(places),
+        }
+    )
+
+
+def exclusion_counts(
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> pl.DataFrame:
+    """Per household and rule, how many municipalities that rule alone excludes.
+
+    Long table household_pseudonym, rule, municipalities_excluded with one row per
+    household and rule of RULES, plus rule "any" = municipalities excluded by at least
+    one rule (equal to the municipality count when the household has no candidate).
+    Rules are counted independently, so one municipality can count under several.
+    """
+    p = _prepare(households, municipalities)
+    names = [*RULES, "any"]
+    counts = np.zeros((len(p.household_ids), len(names)), dtype=np.int64)
+    for lo, hi in _chunks(len(p.household_ids), chunk_size):
+        ok = np.ones((hi - lo, len(p.place_ids)), dtype=bool)
+        for k, (rule, allowed) in enumerate(_rule_masks(p, lo, hi)):
+            assert rule == RULES[k]
+            counts[lo:hi, k] = (~allowed).sum(axis=1)
+            ok &= allowed
+        counts[lo:hi, -1] = (~ok).sum(axis=1)
+    n_h = len(p.household_ids)
+    return pl.DataFrame(
+        {
+            "household_pseudonym": pl.Series(p.household_ids, dtype=pl.String).gather(
+                np.repeat(np.arange(n_h), len(names))
+            ),
+            "rule": pl.Series(names * n_h, dtype=pl.String),
+            "municipalities_excluded": counts.reshape(-1),
+        }
+    )

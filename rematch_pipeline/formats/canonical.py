@@ -1,0 +1,184 @@
+"""Reader for the canonical templates (CSV or XLSX) of the data contract.
+
+Every cell is read as text; typing and value rules belong to validation. The table a file
+(or sheet) holds is recognised by its header, not by the file name.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.schemas.contract import TABLES, Field
+
+# Columns that identify a table by its header.
+SIGNATURES: dict[str, frozenset[str]] = {
+    "municipalities": frozenset({"municipality_id", "capacity_persons"}),
+    "households": frozenset({"household_ref", "consent_processing"}),
+    "members": frozenset({"member_name", "relation"}),
+    "decisions": frozenset({"round_id", "decision"}),
+}
+
+
+@dataclass(frozen=True)
+class ParsedTable:
+    """Text cells of one canonical table read from a file or sheet."""
+
+    table: str
+    frame: pl.DataFrame  # canonical columns, all Utf8, plus file_row (1-based row in the file)
+    sheet: str | None = None
+
+
+def detect_table(header: list[str], file: str, sheet: str | None = None) -> str:
+    """Which canonical table a header belongs to."""
+    names = set(header)
+    matches = [table for table, sig in SIGNATURES.items() if sig <= names]
+    if len(matches) != 1:
+        raise InputFileError(
+            Violation(file, 1, None, "header: not a municipalities, households, members or decisions template", sheet=sheet)
+        )
+    return matches[0]
+
+
+def check_header(table: str, header: list[str], file: str, sheet: str | None = None) -> None:
+    """Reject a header with unknown, duplicated or missing required columns (a form version change)."""
+    fields: tuple[Field, ...] = TABLES[table]
+    known = {f.name for f in fields}
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    unknown = [h for h in header if h not in known]
+    missing = [f.name for f in fields if f.required and f.name not in header]
+    if table == "decisions" and not {"household_ref", "household_pseudonym"} & set(header):
+        missing.append("household_ref or household_pseudonym")
+    problems = []
+    if missing:
+        problems.append("missing columns " + ", ".join(missing))
+    if unknown:
+        problems.append("unexpected columns " + ", ".join(unknown))
+    if duplicated:
+        problems.append("duplicated columns " + ", ".join(duplicated))
+    if problems:
+        raise InputFileError(Violation(file, 1, None, "header: " + "; ".join(problems), table=table, sheet=sheet))
+
+
+def _decode(data: bytes, file: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="strict")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # German Excel saves "CSV (Trennzeichen-getrennt)" as Windows-1252.
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
+
+
+def _delimiter(first_line: str) -> str:
+    counts = {d: first_line.count(d) for d in (";", ",", "\t")}
+    return max(counts, key=lambda d: (counts[d], d == ","))
+
+
+def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], file: str, sheet: str | None) -> ParsedTable:
+    check_header(table, header, file, sheet)
+    width = len(header)
+    columns: dict[str, list[str | None]] = {name: [] for name in header}
+    file_rows: list[int] = []
+    for number, cells in rows:
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            raise InputFileError(Violation(file, number, None, f"row has {len(cells)} cells, header has {width}", table, sheet))
+        cells = cells + [""] * (width - len(cells))
+        for name, value in zip(header, cells):
+            value = value.strip()
+            columns[name].append(value if value != "" else None)
+        file_rows.append(number)
+    frame = pl.DataFrame(columns, schema={name: pl.Utf8 for name in header})
+    for f in TABLES[table]:
+        if f.name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(f.name))
+    frame = frame.select([f.name for f in TABLES[table]]).with_columns(
+        pl.Series("file_row", file_rows, dtype=pl.Int32)
+    )
+    return ParsedTable(table, frame, sheet)
+
+
+def read_csv(data: bytes, file: str) -> list[ParsedTable]:
+    """Read a canonical CSV (UTF-8 with or without BOM or Windows-1252; `,` `;` or tab separated)."""
+    text = _decode(data, file)
+    if not text.strip():
+        raise InputFileError(Violation(file, None, None, "empty file"))
+    delimiter = _delimiter(text.splitlines()[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+        rows = [(reader.line_num, cells) for cells in reader if any(c.strip() for c in cells)]
+    except csv.Error as exc:
+        # A truncated file typically ends inside a quoted field.
+        raise InputFileError(Violation(file, reader.line_num, None, "csv: malformed or truncated (unterminated quote)")) from exc
+    table = detect_table(header, file)
+    if not rows:
+        raise InputFileError(Violation(file, None, None, "header only: no data rows", table))
+    return [_frame(table, header, rows, file, None)]
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
+    """Read every sheet of a canonical XLSX workbook that holds a template."""
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for broken zips
+        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+    tables: list[ParsedTable] = []
+    try:
+        for sheet in workbook.worksheets:
+            rows_iter = sheet.iter_rows(values_only=True)
+            header: list[str] | None = None
+            rows: list[tuple[int, list[str]]] = []
+            for number, values in enumerate(rows_iter, start=1):
+                cells = [_cell_text(v) for v in values]
+                if header is None:
+                    if any(c.strip() for c in cells):
+                        header = [c.strip() for c in cells]
+                        while header and not header[-1]:
+                            header.pop()
+                    continue
+                if any(c.strip() for c in cells):
+                    rows.append((number, cells[: len(header)]))
+            if header is None:
+                continue
+            table = detect_table(header, file, sheet.title)
+            if not rows:
+                raise InputFileError(Violation(file, None, None, "header only: no data rows", table, sheet.title))
+            tables.append(_frame(table, header, rows, file, sheet.title))
+    finally:
+        workbook.close()
+    if not tables:
+        raise InputFileError(Violation(file, None, None, "empty workbook"))
+    return tables
+
+
+def read_canonical(path: Path, data: bytes) -> list[ParsedTable]:
+    """Read a canonical template file; XLSX is recognised by its zip signature, anything else is CSV."""
+    if data[:4] == b"PK\x03\x04":
+        return read_xlsx(path, path.name)
+    return read_csv(data, path.name)

@@ -1,0 +1,72 @@
+"""Split a parsed template into analytic raw rows (pseudonymised) and identity rows (PII)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.resources.warehouse import PSEUDONYM_COLUMNS, raw_columns
+from rematch_pipeline.schemas.contract import TABLES
+from rematch_pipeline.schemas.parsing import FALSE_WORDS
+
+# Household columns kept for a household that refused consent: it is counted, not processed.
+_KEPT_WITHOUT_CONSENT = ("submission_id", "submitted_at", "consent_processing", "household_pseudonym")
+
+
+def _pseudonyms(secret: bytes, kind: str, column: pl.Series) -> pl.Series:
+    return column.map_elements(lambda v: pseudonym(secret, kind, v), return_dtype=pl.Utf8, skip_nulls=True)
+
+
+def _pseudonym_list(secret: bytes, column: pl.Series) -> pl.Series:
+    return column.map_elements(
+        lambda v: " ".join(pseudonym(secret, "household", ref) for ref in v.split()),
+        return_dtype=pl.Utf8,
+        skip_nulls=True,
+    )
+
+
+def split_identity(
+    parsed: ParsedTable, secret: bytes, file_sha256: str, file_name: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Raw analytic rows (PII replaced by pseudonyms) and identity rows of one parsed table."""
+    frame = parsed.frame.with_columns(
+        pl.lit(file_sha256).alias("file_sha256"),
+        pl.lit(file_name).alias("file_name"),
+        pl.lit(parsed.sheet, dtype=pl.Utf8).alias("sheet"),
+    )
+    table = parsed.table
+    pii = [f.name for f in TABLES[table] if f.pii]
+    provenance = ["file_sha256", "file_row"]
+    if table == "households":
+        frame = frame.with_columns(
+            _pseudonyms(secret, "household", frame["household_ref"]).alias("household_pseudonym"),
+            _pseudonym_list(secret, frame["linked_household_refs"]).alias("linked_household_pseudonyms"),
+        )
+        identity = frame.select(["household_pseudonym", "submission_id", *pii, *provenance])
+        refused = pl.col("consent_processing").str.to_lowercase().is_in(list(FALSE_WORDS))
+        frame = frame.with_columns(
+            [
+                pl.when(refused).then(None).otherwise(pl.col(c)).alias(c)
+                for c in raw_columns(table)
+                if c not in _KEPT_WITHOUT_CONSENT and c not in ("file_sha256", "file_name", "sheet", "file_row")
+            ]
+        )
+    elif table == "members":
+        # A person is identified by submission and position; the name itself never leaves.
+        position = pl.int_range(pl.len()).over("submission_id").cast(pl.Utf8)
+        frame = frame.with_columns((pl.col("submission_id").fill_null("") + ":" + position).alias("_member_key"))
+        frame = frame.with_columns(_pseudonyms(secret, "person", frame["_member_key"]).alias("member_pseudonym"))
+        identity = frame.select(["member_pseudonym", "submission_id", "member_name", "date_of_birth", *provenance])
+    elif table == "municipalities":
+        identity = frame.select(["municipality_id", "submission_id", *pii, *provenance])
+    else:  # decisions
+        frame = frame.with_columns(
+            _pseudonyms(secret, "household", frame["household_ref"]).alias("household_ref_pseudonym")
+        )
+        identity = frame.select(
+            pl.col("household_ref_pseudonym").alias("household_pseudonym"), "household_ref", *provenance
+        ).filter(pl.col("household_ref").is_not_null())
+    renames = PSEUDONYM_COLUMNS[table]
+    assert set(renames.values()) <= set(frame.columns)
+    return frame.select(raw_columns(table)), identity

@@ -1,0 +1,608 @@
+"""Self-contained HTML report of one matching round.
+
+The report is read by coordinators, evaluators and municipal staff. It is one HTML file
+with inline CSS and figures embedded as base64 PNG, so it can be mailed or archived
+without anything else. Privacy (spec section E): only the columns named in
+:class:`RoundReportData` are read, households appear by pseudonym only, and unplaced
+households are shown as counts by reason, never one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import polars as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["RESOURCES", "RoundReportData", "render_round_report", "write_round_report"]
+
+# (resource, short label for charts, label for tables). Order follows the questionnaire.
+RESOURCES: tuple[tuple[str, str, str], ...] = (
+    ("persons", "Persons", "Persons (Personen)"),
+    ("housing_units", "Housing units", "Housing units (Wohnungen)"),
+    ("accessible_units", "Accessible units", "Wheelchair-accessible units (barrierefrei)"),
+    ("kita_places", "Kita places", "Childcare places (Kita)"),
+    ("school_places_primary", "School, primary", "Primary school places (Grundschule)"),
+    ("school_places_secondary", "School, secondary", "Secondary school places (Sekundarstufe)"),
+    ("integration_course_places", "Integration course", "Integration course places (Integrationskurs)"),
+)
+
+PROPOSAL_COLUMNS = ("household_pseudonym", "municipality_id", "municipality_name", "persons", "score")
+HOUSEHOLD_COLUMNS = ("household_pseudonym", "persons", "placed", "unplaced_reason")
+MUNICIPALITY_COLUMNS = ("municipality_id", "municipality_name", "latitude", "longitude")
+
+TOP_MUNICIPALITIES = 15
+# The full proposal list can hold 50,000 rows; the report only lists the weakest matches
+# so the file stays small. The complete list belongs in the proposals export.
+REVIEW_PROPOSALS = 50
+
+# Germany's extent (spec) with a small margin, and the mean latitude for the aspect ratio.
+_LON_LIMITS = (5.5, 15.4)
+_LAT_LIMITS = (47.0, 55.3)
+_MID_LAT = 51.15
+# Marker area (pt²) for the map: 401 points must not merge into one blob.
+_MAP_MIN_SIZE = 10.0
+_MAP_SIZE_RANGE = 140.0
+
+# Config keys that could hold a secret (e.g. the pseudonymisation key) are never printed.
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|hmac|credential|api_?key", re.IGNORECASE)
+
+_SOLVER_LABELS: dict[str, str] = {
+    "status": "Status",
+    "backend": "Solver (backend)",
+    "objective": "Objective value",
+    "bound": "Best bound",
+    "gap": "Optimality gap",
+    "seconds": "Run time (seconds)",
+    "persons_placed": "Persons placed",
+    "total_score": "Total score",
+    "units": "Placement units (households or linked groups)",
+    "candidate_pairs": "Candidate pairs (household × Kommune)",
+}
+_COUNT_LABELS: dict[str, str] = {
+    "households_received": "Household questionnaires received",
+    "households_without_consent": "Without consent to processing (counted only, not processed)",
+    "rows_quarantined": "Rows quarantined (failed validation)",
+    "households_eligible": "Households eligible for matching",
+    "households_in_pool": "Households in the matching pool",
+    "municipalities_received": "Municipality questionnaires received",
+    "municipalities_eligible": "Municipalities taking part",
+}
+
+# Figures: small and plain; rc_context keeps these settings out of the global state.
+_RC: dict[str, Any] = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    # Names and reasons are data: "$" in them must not switch on mathtext.
+    "text.parse_math": False,
+    "svg.hashsalt": "rematch-round-report",
+}
+_WIDE = (6.0, 3.5)
+_COLOR_USED = "#2b6cb0"
+_COLOR_CAPACITY = "#d9e2ec"
+_COLOR_ACCENT = "#c05621"
+
+_TEMPLATE_DIR = Path(__file__).with_name("templates")
+
+
+@dataclass(frozen=True)
+class RoundReportData:
+    """Everything the round report shows; all of it pseudonymous.
+
+    Attributes:
+        round_id: id of the matching round.
+        period: intake period of the round, e.g. ``2025-07``.
+        created_at: ISO timestamp of the round (printed as given, so output is reproducible).
+        config: round parameters, shown as a small table (secret-looking keys are masked).
+        solver: solver summary (status, backend, objective, bound, gap, seconds, ...);
+            ``gap`` is a relative gap (0.01 = 1 %). Whatever keys are present are shown.
+        proposals: one row per placed household: household_pseudonym, municipality_id,
+            municipality_name, persons, score and any number of ``score_<criterion>`` columns.
+        households: every household of the round: household_pseudonym, persons,
+            placed (bool), unplaced_reason (str or null).
+        municipalities: municipality_id, municipality_name, latitude, longitude and
+            ``capacity_<r>`` / ``used_<r>`` for each resource in :data:`RESOURCES`.
+        counts: intake counts (households_received, households_without_consent, ...).
+    """
+
+    round_id: str
+    period: str
+    created_at: str
+    config: Mapping[str, Any]
+    solver: Mapping[str, Any]
+    proposals: pl.DataFrame
+    households: pl.DataFrame
+    municipalities: pl.DataFrame
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _fmt_int(value: int | float | None) -> str:
+    """Whole number with a narrow no-break space as thousands separator (unambiguous in DE and EN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{int(round(value)):,}".replace(",", "\u202f")
+
+
+def _fmt_float(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        return "–"
+    return f"{value:,.{digits}f}".replace(",", "\u202f")
+
+
+def _fmt_pct(part: float | None, whole: float | None, digits: int = 1) -> str:
+    if part is None or not whole:
+        return "–"
+    return f"{100.0 * part / whole:.{digits}f} %"
+
+
+def _fmt_value(value: Any) -> str:
+    """Generic cell value for the config / solver / counts tables."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "–"}[value]
+    if isinstance(value, int):
+        return _fmt_int(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return "–"
+        return f"{value:.6g}"
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{_fmt_int(n)} {one if n == 1 else many}"
+
+
+def _humanise(key: str) -> str:
+    text = key.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _shorten(text: str, limit: int = 38) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _png(fig: Figure) -> str:
+    """Encode a figure as a data URI. No Software/date metadata, so bytes are reproducible."""
+    FigureCanvasAgg(fig)  # attach the non-interactive Agg canvas explicitly (no pyplot state)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.08)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fig_capacity(rows: list[dict[str, Any]]) -> str:
+    """Share of each resource's total capacity in use; absolute numbers written on the bars.
+
+    Shares rather than absolute bars: persons run into thousands while accessible units
+    are a handful, so one absolute axis would hide the small resources.
+    """
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_WIDE)
+        ax = fig.add_subplot()
+        labels = [r["short"] for r in rows][::-1]
+        shares = [min(r["share"] or 0.0, 1.0) * 100 for r in rows][::-1]
+        y = np.arange(len(rows))
+        ax.barh(y, [100.0] * len(rows), color=_COLOR_CAPACITY, height=0.6, label="capacity")
+        ax.barh(y, shares, color=_COLOR_USED, height=0.6, label="used")
+        for yi, r in zip(y, rows[::-1]):
+            text = f"{_fmt_int(r['used'])} / {_fmt_int(r['capacity'])}"
+            if r["share"] is not None:
+                text += f"  ({r['share'] * 100:.0f} %)"
+            ax.text(101.5, yi, text, va="center", fontsize=8)
+        ax.set_yticks(y, labels)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("share of total capacity used (%)")
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False, fontsize=8)
+        fig.subplots_adjust(right=0.72)
+        return _png(fig)
+
+
+def _fig_score_hist(scores: np.ndarray) -> str:
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_WIDE)
+        ax = fig.add_subplot()
+        lo, hi = float(scores.min()), float(scores.max())
+        bins: int | list[float] = 20 if hi > lo else [lo - 0.5, lo + 0.5]
+        ax.hist(scores, bins=bins, color=_COLOR_USED, edgecolor="white", linewidth=0.5)
+        mean = float(scores.mean())
+        ax.axvline(mean, color=_COLOR_ACCENT, linewidth=1.5, linestyle="--")
+        ax.text(mean, ax.get_ylim()[1] * 0.97, f" mean {mean:.2f}", color=_COLOR_ACCENT, va="top", fontsize=8)
+        ax.set_xlabel("match score (higher = better fit)")
+        ax.set_ylabel("households")
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        return _png(fig)
+
+
+def _fig_criteria(means: list[tuple[str, float]]) -> str:
+    with matplotlib.rc_context(_RC):
+        height = max(2.0, min(_WIDE[1], 0.9 + 0.3 * len(means)))
+        fig = Figure(figsize=(_WIDE[0], height))
+        ax = fig.add_subplot()
+        names = [_shorten(n, 30) for n, _ in means][::-1]
+        values = [v for _, v in means][::-1]
+        y = np.arange(len(means))
+        colors = [_COLOR_USED if v >= 0 else _COLOR_ACCENT for v in values]
+        ax.barh(y, values, color=colors, height=0.6)
+        ax.axvline(0, color="#555", linewidth=0.6)
+        span = max((abs(v) for v in values), default=1.0) or 1.0
+        for yi, v in zip(y, values):
+            ax.text(v + (0.01 * span if v >= 0 else -0.01 * span), yi, f"{v:.3f}",
+                    va="center", ha="left" if v >= 0 else "right", fontsize=8)
+        ax.set_yticks(y, names)
+        ax.set_xlabel("mean contribution to the score per placed household")
+        ax.margins(x=0.15)
+        return _png(fig)
+
+
+def _fig_map(lon: np.ndarray, lat: np.ndarray, placed: np.ndarray, share: np.ndarray) -> str:
+    """Municipalities by coordinates; size = persons placed this round, colour = persons capacity used."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(5.2, 6.0))
+        ax = fig.add_subplot()
+        # Degrees of longitude shrink with cos(latitude); this makes distances look right.
+        ax.set_aspect(1.0 / math.cos(math.radians(_MID_LAT)))
+        ax.set_xlim(*_LON_LIMITS)
+        ax.set_ylim(*_LAT_LIMITS)
+        ax.grid(True, color="#eee", linewidth=0.6)
+        ax.set_axisbelow(True)
+        max_placed = float(placed.max()) if placed.size and placed.max() > 0 else 1.0
+        sizes = _MAP_MIN_SIZE + _MAP_SIZE_RANGE * placed / max_placed
+        zero = placed <= 0
+        if zero.any():  # without placements this round: small grey rings
+            ax.scatter(lon[zero], lat[zero], s=12, facecolors="none", edgecolors="#8a8f98", linewidths=0.6,
+                       label="none")
+        known = ~zero & ~np.isnan(share)
+        order = np.argsort(-placed[known], kind="stable")  # big points first so small ones stay on top
+        sc = ax.scatter(
+            lon[known][order], lat[known][order], s=sizes[known][order], c=np.clip(share[known][order], 0, 1),
+            cmap="YlOrRd", vmin=0, vmax=1, edgecolors="#333", linewidths=0.4, alpha=0.9,
+        )
+        nocap = ~zero & np.isnan(share)
+        if nocap.any():  # placements but no persons capacity offered: cannot be coloured by share
+            ax.scatter(lon[nocap], lat[nocap], s=30, color="#444", marker="x", label="no capacity offered")
+        over = bool(np.nanmax(share, initial=0.0) > 1.0) if share.size else False
+        cbar = fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.03, extend="max" if over else "neither")
+        cbar.set_label("share of persons capacity used")
+        cbar.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        if not zero.all():  # size key with round example values
+            examples = sorted({max(1, int(round(max_placed * f))) for f in (0.1, 0.5, 1.0)})
+            for value in examples:
+                ax.scatter([], [], s=_MAP_MIN_SIZE + _MAP_SIZE_RANGE * value / max_placed, color="#ccc",
+                           edgecolors="#333", linewidths=0.4, label=_fmt_int(value))
+        if ax.get_legend_handles_labels()[0]:
+            # Below the axes: inside, it would cover points.
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, frameon=False, fontsize=8,
+                      title="persons placed this round", title_fontsize=8, handletextpad=0.2, columnspacing=1.0)
+        ax.set_xlabel("longitude (°E)")
+        ax.set_ylabel("latitude (°N)")
+        return _png(fig)
+
+
+def _fig_unplaced(rows: list[dict[str, Any]]) -> str:
+    with matplotlib.rc_context(_RC):
+        height = max(1.8, min(_WIDE[1], 0.9 + 0.3 * len(rows)))
+        fig = Figure(figsize=(_WIDE[0], height))
+        ax = fig.add_subplot()
+        y = np.arange(len(rows))
+        values = [r["households"] for r in rows][::-1]
+        ax.barh(y, values, color=_COLOR_ACCENT, height=0.6)
+        for yi, v in zip(y, values):
+            ax.text(v, yi, " " + _fmt_int(v), va="center", fontsize=8)
+        ax.set_yticks(y, [_shorten(r["reason"]) for r in rows][::-1])
+        ax.set_xlabel("unplaced households")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.margins(x=0.12)
+        return _png(fig)
+
+
+# --------------------------------------------------------------------------- data preparation
+
+
+def _frame(df: pl.DataFrame, required: tuple[str, ...], name: str, schema: dict[str, Any]) -> pl.DataFrame:
+    """Keep only the known columns (so nothing else can leak into the report) and check them."""
+    if df.width == 0 and df.height == 0:
+        return pl.DataFrame(schema=schema)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        # Names the columns, never values (privacy rule E).
+        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def _resource_columns(mun: pl.DataFrame) -> list[tuple[str, str, str]]:
+    return [r for r in RESOURCES if f"capacity_{r[0]}" in mun.columns and f"used_{r[0]}" in mun.columns]
+
+
+def _masked_config(config: Mapping[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for key, value in config.items():
+        shown = "(hidden)" if _SECRET_KEY.search(str(key)) else _fmt_value(value)
+        rows.append({"label": str(key), "value": shown})
+    return rows
+
+
+def _build_context(data: RoundReportData) -> dict[str, Any]:
+    proposals = _frame(
+        data.proposals, PROPOSAL_COLUMNS, "proposals",
+        {"household_pseudonym": pl.String, "municipality_id": pl.String, "municipality_name": pl.String,
+         "persons": pl.Int64, "score": pl.Float64},
+    )
+    households = _frame(
+        data.households, HOUSEHOLD_COLUMNS, "households",
+        {"household_pseudonym": pl.String, "persons": pl.Int64, "placed": pl.Boolean, "unplaced_reason": pl.String},
+    )
+    mun = _frame(
+        data.municipalities, MUNICIPALITY_COLUMNS, "municipalities",
+        {"municipality_id": pl.String, "municipality_name": pl.String, "latitude": pl.Float64, "longitude": pl.Float64},
+    )
+    criteria = [c for c in proposals.columns if c.startswith("score_")]
+    resources = _resource_columns(mun)
+    proposals = proposals.select(
+        pl.col("household_pseudonym").cast(pl.String),
+        pl.col("municipality_id").cast(pl.String),
+        pl.col("municipality_name").cast(pl.String),
+        pl.col("persons").cast(pl.Int64).fill_null(0),
+        pl.col("score").cast(pl.Float64),
+        *(pl.col(c).cast(pl.Float64).fill_null(0.0) for c in criteria),
+    )
+    households = households.select(
+        pl.col("household_pseudonym").cast(pl.String),
+        pl.col("persons").cast(pl.Int64).fill_null(0),
+        pl.col("placed").cast(pl.Boolean).fill_null(False),
+        pl.col("unplaced_reason").cast(pl.String),
+    )
+    mun = mun.select(
+        pl.col("municipality_id").cast(pl.String),
+        pl.col("municipality_name").cast(pl.String),
+        pl.col("latitude").cast(pl.Float64),
+        pl.col("longitude").cast(pl.Float64),
+        *(pl.col(f"{k}_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in resources for k in ("capacity", "used")),
+    ).sort("municipality_id")
+
+    warnings: list[str] = []
+    nothing_placed = proposals.height == 0
+
+    # ---- headline
+    placed_households = proposals["household_pseudonym"].n_unique() if not nothing_placed else 0
+    if proposals.height != placed_households:
+        extra = proposals.height - placed_households
+        warnings.append(
+            f"{_plural(extra, 'proposal', 'proposals')} more than households: "
+            "some households have more than one proposal."
+        )
+    flagged = int(households["placed"].sum()) if households.height else 0
+    if households.height and flagged != placed_households:
+        warnings.append(
+            f"The household list marks {_plural(flagged, 'household', 'households')} as placed, "
+            f"but there are proposals for {_fmt_int(placed_households)}."
+        )
+    eligible = int(data.counts.get("households_eligible", data.counts.get("households_in_pool", households.height)))
+    persons_placed = int(proposals["persons"].sum()) if not nothing_placed else 0
+    persons_round = int(households["persons"].sum()) if households.height else None
+    scores = proposals["score"].drop_nulls().to_numpy()
+    mean_score = float(scores.mean()) if scores.size else None
+    gap = data.solver.get("gap")
+    gap_ok = isinstance(gap, (int, float)) and not isinstance(gap, bool) and math.isfinite(gap)
+    gap_text = f"{100.0 * float(gap):.2f} %" if gap_ok else None
+
+    headline = {
+        "households_placed": _fmt_int(placed_households),
+        "households_eligible": _fmt_int(eligible),
+        "households_share": _fmt_pct(placed_households, eligible),
+        "persons_placed": _fmt_int(persons_placed),
+        "persons_round": _fmt_int(persons_round) if persons_round is not None else None,
+        "persons_share": _fmt_pct(persons_placed, persons_round),
+        "mean_score": _fmt_float(mean_score),
+        "solver_status": str(data.solver.get("status", "unknown")),
+        "solver_gap": gap_text,
+    }
+
+    # ---- capacity
+    capacity_rows = []
+    for r, short, label in resources:
+        cap = int(mun[f"capacity_{r}"].sum())
+        used = int(mun[f"used_{r}"].sum())
+        over = int((mun[f"used_{r}"] > mun[f"capacity_{r}"]).sum())
+        if over:
+            warnings.append(f"{label}: {_plural(over, 'municipality', 'municipalities')} use more than they offered.")
+        capacity_rows.append({
+            "resource": r, "short": short, "label": label, "capacity": cap, "used": used,
+            "share": used / cap if cap else None,
+            "used_text": _fmt_int(used), "capacity_text": _fmt_int(cap), "share_text": _fmt_pct(used, cap),
+        })
+
+    # Per municipality: what this round placed (from proposals) next to the capacity ledger.
+    per_mun = proposals.group_by("municipality_id").agg(
+        pl.len().alias("households"),
+        pl.col("persons").sum().alias("persons_placed"),
+        pl.col("score").mean().alias("mean_score"),
+    )
+    unknown = per_mun.filter(~pl.col("municipality_id").is_in(mun["municipality_id"].implode()))
+    if unknown.height:
+        warnings.append(
+            f"{_plural(unknown.height, 'proposed municipality is', 'proposed municipalities are')} "
+            "missing from the municipality table."
+        )
+    mun = mun.join(per_mun, on="municipality_id", how="left").with_columns(
+        pl.col("households").fill_null(0), pl.col("persons_placed").fill_null(0)
+    )
+
+    def mun_row(row: dict[str, Any]) -> dict[str, Any]:
+        cap_p = row.get("capacity_persons")
+        used_p = row.get("used_persons")
+        return {
+            "id": row["municipality_id"],
+            "name": row["municipality_name"] or "",
+            "households": _fmt_int(row["households"]),
+            "persons_placed": _fmt_int(row["persons_placed"]),
+            "capacity_persons": _fmt_int(cap_p),
+            "used_persons": _fmt_int(used_p),
+            "share_persons": _fmt_pct(used_p, cap_p, 0),
+            "mean_score": _fmt_float(row["mean_score"]),
+            "resources": [
+                f"{_fmt_int(row[f'used_{r}'])} / {_fmt_int(row[f'capacity_{r}'])}" for r, _, _ in resources
+            ],
+        }
+
+    top = (
+        mun.sort(["used_persons", "municipality_id"], descending=[True, False]).head(TOP_MUNICIPALITIES)
+        if "used_persons" in mun.columns else mun.head(0)
+    )
+
+    # ---- figures
+    figures: dict[str, str | None] = {
+        "capacity": _fig_capacity(capacity_rows) if capacity_rows else None,
+        "scores": _fig_score_hist(scores) if scores.size else None,
+        "criteria": None,
+        "map": None,
+        "unplaced": None,
+    }
+    criteria_means: list[tuple[str, float]] = []
+    if criteria and not nothing_placed:
+        criteria_means = sorted(
+            ((c.removeprefix("score_"), float(proposals[c].mean())) for c in criteria),
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+        figures["criteria"] = _fig_criteria(criteria_means)
+
+    located = mun.filter(pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null())
+    if located.height:
+        if "capacity_persons" in located.columns:
+            share = located.select(
+                pl.when(pl.col("capacity_persons") > 0)
+                .then(pl.col("used_persons") / pl.col("capacity_persons"))
+                .otherwise(None)
+            ).to_series().fill_null(float("nan")).to_numpy().astype(float)
+        else:
+            share = np.full(located.height, np.nan)
+        figures["map"] = _fig_map(
+            located["longitude"].to_numpy().astype(float),
+            located["latitude"].to_numpy().astype(float),
+            located["persons_placed"].to_numpy().astype(float),
+            share,
+        )
+
+    # ---- unplaced households, counts by reason only
+    unplaced = households.filter(~pl.col("placed"))
+    reason_rows: list[dict[str, Any]] = []
+    if unplaced.height:
+        by_reason = (
+            unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)"))
+            .group_by("unplaced_reason")
+            .agg(pl.len().alias("households"), pl.col("persons").sum().alias("persons"))
+            .sort(["households", "unplaced_reason"], descending=[True, False])
+        )
+        reason_rows = [
+            {"reason": r["unplaced_reason"], "households": int(r["households"]), "persons": int(r["persons"]),
+             "households_text": _fmt_int(r["households"]), "persons_text": _fmt_int(r["persons"])}
+            for r in by_reason.iter_rows(named=True)
+        ]
+        figures["unplaced"] = _fig_unplaced(reason_rows)
+
+    # ---- weakest proposals, by pseudonym, for a second look before they go out
+    review = proposals.sort(["score", "household_pseudonym"], nulls_last=False).head(REVIEW_PROPOSALS)
+    review_rows = [
+        {
+            "pseudonym": r["household_pseudonym"],
+            "municipality": f"{r['municipality_name'] or ''} ({r['municipality_id']})",
+            "persons": _fmt_int(r["persons"]),
+            "score": _fmt_float(r["score"]),
+            "criteria": [_fmt_float(r[c]) for c in criteria],
+        }
+        for r in review.iter_rows(named=True)
+    ]
+
+    solver_rows = [
+        {"label": _SOLVER_LABELS.get(k, _humanise(str(k))), "value": _fmt_value(v)} for k, v in data.solver.items()
+    ]
+    count_rows = [
+        {"label": _COUNT_LABELS.get(k, _humanise(str(k))), "value": _fmt_value(v)} for k, v in data.counts.items()
+    ]
+
+    return {
+        "round_id": data.round_id,
+        "period": data.period,
+        "created_at": data.created_at,
+        "nothing_placed": nothing_placed,
+        "headline": headline,
+        "warnings": warnings,
+        "config_rows": _masked_config(data.config),
+        "solver_rows": solver_rows,
+        "count_rows": count_rows,
+        "capacity_rows": capacity_rows,
+        "resources": resources,
+        "top_municipalities": [mun_row(r) for r in top.iter_rows(named=True)],
+        "top_n": TOP_MUNICIPALITIES,
+        "municipalities": [mun_row(r) for r in mun.iter_rows(named=True)],
+        "criteria": [c.removeprefix("score_") for c in criteria],
+        "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
+        "reason_rows": reason_rows,
+        "unplaced_summary": (
+            f"{_plural(unplaced.height, 'household', 'households')} with "
+            f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"
+        ),
+        "review_rows": review_rows,
+        "review_summary": _plural(len(review_rows), "proposal", "proposals"),
+        "review_total": _fmt_int(proposals.height),
+        "figures": figures,
+    }
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
+        autoescape=True,  # names and reasons are data: escape everything, whatever the file name
+        undefined=jinja2.StrictUndefined,  # a typo in the template fails the test instead of printing ""
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_round_report(data: RoundReportData) -> str:
+    """Render the round report as one self-contained HTML document.
+
+    The document has inline CSS and base64 PNG figures, no scripts and no external URLs.
+    Identical input gives byte-identical output. Only pseudonyms and aggregate numbers
+    appear; columns of the input frames other than the documented ones are ignored.
+
+    Raises:
+        ValueError: if a frame lacks a required column (the message names the column only).
+    """
+    context = _build_context(data)
+    return _environment().get_template("round_report.html").render(**context)
+
+
+def write_round_report(data: RoundReportData, path: str | Path) -> Path:
+    """Render the report and write it to ``path`` (UTF-8); returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_round_report(data), encoding="utf-8")
+    return target

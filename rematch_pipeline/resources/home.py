@@ -1,0 +1,98 @@
+"""The data home: every file the pipeline writes lives under REMATCH_HOME."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dagster as dg
+
+LANDING_KINDS: tuple[str, ...] = ("municipalities", "households", "decisions")
+
+_DAGSTER_YAML = """\
+# Written by rematch: local Dagster instance of this data home.
+# Every step that writes the warehouse DuckDB file runs in pool "duckdb";
+# DuckDB allows one writing process at a time, so the pool limit is 1.
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def default_home() -> Path:
+    """REMATCH_HOME from the environment, or ./.rematch."""
+    return Path(os.environ.get("REMATCH_HOME") or ".rematch").resolve()
+
+
+class RematchHome(dg.ConfigurableResource):
+    """Paths of one data home; `prepare()` creates the folders, the Dagster instance and the key file."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+    def landing(self, kind: str) -> Path:
+        return self.path / "landing" / kind
+
+    @property
+    def archive(self) -> Path:
+        return self.path / "archive"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.path / "warehouse.duckdb"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.path / "identity.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.path / "dagster"
+
+    @property
+    def key_file(self) -> Path:
+        return self.path / "secret.key"
+
+    def round_dir(self, round_id: str) -> Path:
+        directory = self.path / "rounds" / round_id
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def prepare(self) -> None:
+        """Create the folder layout and the Dagster instance config (idempotent)."""
+        for kind in LANDING_KINDS:
+            self.landing(kind).mkdir(parents=True, exist_ok=True)
+        self.archive.mkdir(parents=True, exist_ok=True)
+        (self.path / "rounds").mkdir(parents=True, exist_ok=True)
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        dagster_yaml = self.dagster_home / "dagster.yaml"
+        if not dagster_yaml.exists():
+            dagster_yaml.write_text(_DAGSTER_YAML)
+
+    def secret(self) -> bytes:
+        """The HMAC key for pseudonyms: REMATCH_SECRET, else a key file created once with mode 0600."""
+        from_env = os.environ.get("REMATCH_SECRET")
+        if from_env:
+            return from_env.encode()
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.key_file.exists():
+            # O_EXCL: two processes starting at once must not overwrite each other's key.
+            try:
+                fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+        mode = self.key_file.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionError(
+                f"{self.key_file} is readable by others (mode {mode:o}); run chmod 600 on it"
+            )
+        return self.key_file.read_text().strip().encode()

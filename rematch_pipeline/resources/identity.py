@@ -1,0 +1,142 @@
+"""The identity store: the only place where identifying fields (PII) are kept.
+
+It is a DuckDB file of its own, separate from the warehouse. Analytic tables carry keyed
+pseudonyms (HMAC-SHA256 with a secret that lives neither in the repo nor in the warehouse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import polars as pl
+
+import dagster as dg
+
+from rematch_pipeline.resources.home import RematchHome
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS household_identity (
+    household_pseudonym VARCHAR, submission_id VARCHAR, household_ref VARCHAR,
+    contact_name VARCHAR, contact_phone VARCHAR, contact_email VARCHAR, current_address VARCHAR,
+    linked_household_refs VARCHAR, file_sha256 VARCHAR, file_row INTEGER,
+    PRIMARY KEY (submission_id, file_sha256, file_row)
+);
+CREATE TABLE IF NOT EXISTS member_identity (
+    member_pseudonym VARCHAR, submission_id VARCHAR, member_name VARCHAR, date_of_birth VARCHAR,
+    file_sha256 VARCHAR, file_row INTEGER,
+    PRIMARY KEY (file_sha256, file_row)
+);
+CREATE TABLE IF NOT EXISTS municipality_contacts (
+    municipality_id VARCHAR, submission_id VARCHAR, contact_name VARCHAR, contact_email VARCHAR,
+    contact_phone VARCHAR, notes VARCHAR, file_sha256 VARCHAR, file_row INTEGER,
+    PRIMARY KEY (file_sha256, file_row)
+);
+CREATE TABLE IF NOT EXISTS decision_identity (
+    household_pseudonym VARCHAR, household_ref VARCHAR, file_sha256 VARCHAR, file_row INTEGER,
+    PRIMARY KEY (file_sha256, file_row)
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    household_pseudonym VARCHAR, erased_at TIMESTAMP
+);
+"""
+
+IDENTITY_TABLES: dict[str, str] = {
+    "households": "household_identity",
+    "members": "member_identity",
+    "municipalities": "municipality_contacts",
+    "decisions": "decision_identity",
+}
+
+
+def pseudonym(secret: bytes, kind: str, value: str) -> str:
+    """Keyed pseudonym of one identifying value; `kind` keeps namespaces apart (H- households, P- persons)."""
+    digest = hmac.new(secret, f"{kind}\x1f{value.strip()}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind[0].upper()}-{digest[:20]}"
+
+
+class IdentityStore(dg.ConfigurableResource):
+    """PII storage and the pseudonymiser, bound to one data home."""
+
+    home: RematchHome
+
+    def pseudonymise(self, kind: str, values: pl.Series) -> pl.Series:
+        """Pseudonyms for a column of identifying values; empty values stay empty."""
+        secret = self.home.secret()
+        return values.map_elements(
+            lambda v: pseudonym(secret, kind, v) if v and v.strip() else None, return_dtype=pl.Utf8
+        )
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the identity store with its tables created."""
+        self.home.path.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.home.identity_path))
+        try:
+            con.execute(_DDL)
+            yield con
+        finally:
+            con.close()
+
+    def store(self, table: str, rows: pl.DataFrame) -> None:
+        """Insert identity rows of a questionnaire table (idempotent per file and row)."""
+        if rows.is_empty():
+            return
+        target = IDENTITY_TABLES[table]
+        with self.connect() as con:
+            con.register("incoming", rows.to_arrow())
+            columns = ", ".join(rows.columns)
+            con.execute(f"INSERT OR REPLACE INTO {target} ({columns}) SELECT {columns} FROM incoming")
+            con.unregister("incoming")
+
+    def household_refs(self, pseudonyms: list[str]) -> dict[str, str]:
+        """household_ref per household pseudonym, for the coordinators' restricted export."""
+        with self.connect() as con:
+            con.register("wanted", pl.DataFrame({"p": pseudonyms}).to_arrow())
+            rows = con.execute(
+                "SELECT DISTINCT household_pseudonym, household_ref FROM household_identity"
+                " WHERE household_pseudonym IN (SELECT p FROM wanted)"
+            ).fetchall()
+        return dict(rows)
+
+    def birth_dates(self) -> pl.DataFrame:
+        """member_pseudonym, date_of_birth (text) — read only to derive ages; never copied out."""
+        with self.connect() as con:
+            return con.execute(
+                "SELECT file_sha256, file_row, date_of_birth FROM member_identity"
+            ).pl()
+
+    def erase_household(self, household_pseudonym: str) -> int:
+        """Delete every identity row of one household; the erasure is recorded by pseudonym only."""
+        with self.connect() as con:
+            subs = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT submission_id FROM household_identity WHERE household_pseudonym = ?",
+                    [household_pseudonym],
+                ).fetchall()
+            ]
+            deleted = 0
+            for sub in subs:
+                deleted += len(
+                    con.execute(
+                        "DELETE FROM member_identity WHERE submission_id = ? RETURNING 1", [sub]
+                    ).fetchall()
+                )
+            deleted += len(
+                con.execute(
+                    "DELETE FROM household_identity WHERE household_pseudonym = ? RETURNING 1",
+                    [household_pseudonym],
+                ).fetchall()
+            )
+            deleted += len(
+                con.execute(
+                    "DELETE FROM decision_identity WHERE household_pseudonym = ? RETURNING 1",
+                    [household_pseudonym],
+                ).fetchall()
+            )
+            con.execute("INSERT INTO erasures VALUES (?, now())", [household_pseudonym])
+        return deleted

@@ -1,0 +1,77 @@
+"""The analytic warehouse (one DuckDB file): table layout and connection helper.
+
+Only pseudonymised data lives here. Raw tables keep the text of every non-identifying cell
+as landed; identifying columns are replaced by pseudonyms at ingestion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from rematch_pipeline.schemas.contract import TABLES
+
+# Identifying columns replaced by pseudonyms in raw tables (all other PII columns are dropped).
+PSEUDONYM_COLUMNS: dict[str, dict[str, str]] = {
+    "households": {"household_ref": "household_pseudonym", "linked_household_refs": "linked_household_pseudonyms"},
+    "members": {"member_name": "member_pseudonym"},
+    "decisions": {"household_ref": "household_ref_pseudonym"},
+    "municipalities": {},
+}
+FILE_COLUMNS: tuple[str, ...] = ("file_sha256", "file_name", "sheet", "file_row")
+
+
+def raw_columns(table: str) -> list[str]:
+    """Columns of raw_<table>: non-PII canonical columns, pseudonyms, then file provenance."""
+    renames = PSEUDONYM_COLUMNS[table]
+    columns = []
+    for f in TABLES[table]:
+        if f.name in renames:
+            columns.append(renames[f.name])
+        elif not f.pii:
+            columns.append(f.name)
+    return columns + list(FILE_COLUMNS)
+
+
+def _raw_ddl(table: str) -> str:
+    cols = ", ".join(f"{c} {'INTEGER' if c == 'file_row' else 'VARCHAR'}" for c in raw_columns(table))
+    return f"CREATE TABLE IF NOT EXISTS raw_{table} ({cols});"
+
+
+WAREHOUSE_DDL = "\n".join(
+    [
+        """
+CREATE TABLE IF NOT EXISTS ingestion_log (
+    file_sha256 VARCHAR PRIMARY KEY, file_name VARCHAR, landing_kind VARCHAR, archived_as VARCHAR,
+    status VARCHAR, tables VARCHAR, rows_ingested INTEGER, error VARCHAR, ingested_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    file_sha256 VARCHAR, file_name VARCHAR, sheet VARCHAR, file_row INTEGER, "table" VARCHAR,
+    "column" VARCHAR, rule VARCHAR
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    round_id VARCHAR PRIMARY KEY, period VARCHAR, config_json VARCHAR, started_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIMESTAMP);
+""",
+        *(_raw_ddl(t) for t in TABLES),
+    ]
+)
+
+
+@contextmanager
+def warehouse_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A warehouse connection with the base tables created."""
+    with resource.get_connection() as con:
+        con.execute(WAREHOUSE_DDL)
+        yield con
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether a table exists in the warehouse (derived tables appear after their first run)."""
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
+    )

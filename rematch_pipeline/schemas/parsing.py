@@ -1,0 +1,118 @@
+"""Typing of template text cells: the encodings of the contract (yes/no, decimal comma, lists, ISO times).
+
+A cell that cannot be typed becomes null and yields a violation naming row and column with the
+rule "type: …"; value rules (ranges, code lists, required) are checked afterwards by pandera.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from rematch_pipeline.schemas.contract import TABLES, Field, Kind
+
+TRUE_WORDS: frozenset[str] = frozenset({"yes", "true", "1", "ja", "y", "wahr"})
+FALSE_WORDS: frozenset[str] = frozenset({"no", "false", "0", "nein", "n", "falsch"})
+AGS_PATTERN = r"^(\d{5}|\d{8})$"
+INT_PATTERN = r"^[+-]?\d+$"
+DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+
+TYPE_RULES: dict[Kind, str] = {
+    Kind.INT: "type: whole number",
+    Kind.DECIMAL: "type: decimal number",
+    Kind.BOOL: "type: yes/no",
+    Kind.TIMESTAMP: "type: ISO 8601 timestamp",
+    Kind.DATE: "type: ISO 8601 date",
+    Kind.AGS: "type: AGS of 5 or 8 digits kept as text (leading zeros lost?)",
+    Kind.AGS_LIST: "type: space-separated AGS keys of 5 or 8 digits",
+}
+
+
+def parse_timestamp(value: str | None) -> dt.datetime | None:
+    """ISO 8601 timestamp (date only, with T or space, with Z or offset) as naive UTC; None if invalid."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    """ISO date (a timestamp's date part is accepted); None if invalid."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+def _typed(field: Field, col: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, cell-is-badly-typed flag) for one column."""
+    text = col.str.strip_chars()
+    present = text.is_not_null() & (text != "")
+    match field.kind:
+        case Kind.INT:
+            return text.cast(pl.Int64, strict=False), present & ~text.str.contains(INT_PATTERN)
+        case Kind.DECIMAL:
+            # A decimal comma comes from German Excel; thousands separators are not accepted.
+            normal = pl.when(text.str.contains(r"^[+-]?\d+,\d+$")).then(text.str.replace(",", ".")).otherwise(text)
+            return normal.cast(pl.Float64, strict=False), present & ~normal.str.contains(DECIMAL_PATTERN)
+        case Kind.BOOL:
+            lower = text.str.to_lowercase()
+            value = pl.when(lower.is_in(list(TRUE_WORDS))).then(True).when(lower.is_in(list(FALSE_WORDS))).then(False)
+            return value, present & ~lower.is_in(list(TRUE_WORDS | FALSE_WORDS))
+        case Kind.TIMESTAMP:
+            value = text.map_elements(parse_timestamp, return_dtype=pl.Datetime("us"), skip_nulls=True)
+            return value, present & value.is_null()
+        case Kind.DATE:
+            value = text.map_elements(parse_date, return_dtype=pl.Date, skip_nulls=True)
+            return value, present & value.is_null()
+        case Kind.AGS:
+            return text, present & ~text.str.contains(AGS_PATTERN)
+        case Kind.AGS_LIST:
+            items = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+            bad = items.list.eval(~pl.element().str.contains(AGS_PATTERN)).list.any()
+            return items.fill_null(pl.lit([], dtype=pl.List(pl.Utf8))), present & bad
+        case Kind.CODES:
+            items = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+            return items.fill_null(pl.lit([], dtype=pl.List(pl.Utf8))), pl.lit(False)
+        case _:
+            return text, pl.lit(False)
+
+
+def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed canonical columns of a raw table, and the type violations (row index, column, rule).
+
+    Raw columns not in the contract (pseudonyms, provenance) pass through unchanged. Optional
+    fields with a default get it where the cell is empty.
+    """
+    typed_exprs: list[pl.Expr] = []
+    flag_exprs: list[pl.Expr] = []
+    for field in TABLES[table]:
+        if field.name not in raw.columns:
+            continue
+        col = pl.col(field.name)
+        if field.default is not None:
+            col = pl.when(col.is_null() | (col.str.strip_chars() == "")).then(pl.lit(field.default)).otherwise(col)
+        value, bad = _typed(field, col)
+        typed_exprs.append(value.alias(field.name))
+        flag_exprs.append(bad.fill_null(False).alias(field.name))
+    flags = raw.select(flag_exprs).with_row_index("_row")
+    typed = raw.with_columns(typed_exprs)
+    kinds = {f.name: f.kind for f in TABLES[table]}
+    violations = (
+        flags.unpivot(index="_row", variable_name="column", value_name="bad")
+        .filter(pl.col("bad"))
+        .select(
+            "_row",
+            "column",
+            pl.col("column").replace_strict({c: TYPE_RULES.get(k, "type") for c, k in kinds.items()}, default="type").alias("rule"),
+        )
+    )
+    return typed, violations

@@ -1,0 +1,177 @@
+"""Raw questionnaire rows → canonical typed tables plus a quarantine of broken rows.
+
+Plain Python (no Dagster). A full recompute over every raw row ever ingested: raw tables are
+append-only, so nothing stored is lost and a corrected file simply adds better rows.
+Quarantine rows name file, row, column and rule — never the cell value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from rematch_pipeline.schemas.models import row_failures
+from rematch_pipeline.schemas.parsing import parse_date, type_table
+
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "file_sha256": pl.Utf8,
+    "file_name": pl.Utf8,
+    "sheet": pl.Utf8,
+    "file_row": pl.Int32,
+    "table": pl.Utf8,
+    "column": pl.Utf8,
+    "rule": pl.Utf8,
+}
+
+
+@dataclass
+class CanonicalTables:
+    """The validated tables and what was set aside."""
+
+    municipalities: pl.DataFrame
+    households: pl.DataFrame
+    members: pl.DataFrame
+    decisions: pl.DataFrame
+    quarantine: pl.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _quarantine_rows(table: str, raw: pl.DataFrame, violations: pl.DataFrame) -> pl.DataFrame:
+    """Violations (by _row index) with the file provenance of their raw rows."""
+    if violations.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    provenance = raw.select("file_sha256", "file_name", "sheet", "file_row").with_row_index("_row")
+    return (
+        violations.with_columns(pl.col("_row").cast(pl.UInt32))
+        .join(provenance, on="_row")
+        .with_columns(pl.lit(table).alias("table"))
+        .select(list(QUARANTINE_SCHEMA))
+        .cast(QUARANTINE_SCHEMA)
+    )
+
+
+def check_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed rows that pass every row rule, and quarantine rows for those that do not."""
+    typed, type_violations = type_table(table, raw)
+    value_violations = row_failures(table, typed)
+    # A badly typed cell is null afterwards; report its type rule, not a follow-on "required".
+    value_violations = value_violations.join(type_violations.select("_row", "column"), on=["_row", "column"], how="anti")
+    violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), value_violations.cast({"_row": pl.UInt32})])
+    bad_rows = violations["_row"].unique()
+    good = typed.with_row_index("_row").filter(~pl.col("_row").is_in(bad_rows.implode())).drop("_row")
+    return good, _quarantine_rows(table, raw, violations)
+
+
+def _row_rule(frame: pl.DataFrame, table: str, column: str, rule: str) -> pl.DataFrame:
+    return frame.select(
+        "file_sha256", "file_name", "sheet", "file_row",
+        pl.lit(table).alias("table"), pl.lit(column).alias("column"), pl.lit(rule).alias("rule"),
+    ).cast(QUARANTINE_SCHEMA)
+
+
+def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, int]:
+    """Keep the latest submission per key (then the latest ingested); return the number dropped."""
+    if frame.is_empty():
+        return frame, 0
+    ordered = frame.with_row_index("_order").sort(["submitted_at", "_order"])
+    kept = ordered.unique(subset=keys, keep="last", maintain_order=True).sort("_order").drop("_order")
+    return kept, frame.height - kept.height
+
+
+def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
+    """Whole years of age on the household's submission date; the birth date itself is not kept."""
+    reference = households.select("submission_id", pl.col("submitted_at").dt.date().alias("_on"))
+    joined = members.join(birth_dates, on=["file_sha256", "file_row"], how="left").join(reference, on="submission_id", how="left")
+
+    def age(born: str | None, on: dt.date | None) -> int | None:
+        day = parse_date(born)
+        if day is None or on is None:
+            return None
+        years = on.year - day.year - ((on.month, on.day) < (day.month, day.day))
+        return years
+
+    ages = [age(b, o) for b, o in zip(joined["date_of_birth"].to_list(), joined["_on"].to_list())]
+    return joined.drop("date_of_birth", "_on").with_columns(pl.Series("age_years", ages, dtype=pl.Int64))
+
+
+def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, known_proposals: pl.DataFrame) -> CanonicalTables:
+    """Validate every raw table and apply the cross-table rules of the contract.
+
+    `known_proposals` (round_id, household_pseudonym, municipality_id) is what decisions may answer.
+    """
+    quarantine: list[pl.DataFrame] = []
+    counts: dict[str, int] = {}
+
+    municipalities, q = check_rows("municipalities", raw["municipalities"])
+    quarantine.append(q)
+    municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, ["municipality_id", "intake_period"])
+
+    households, q = check_rows("households", raw["households"])
+    quarantine.append(q)
+    households, dup_submissions = _latest(households, ["submission_id"])
+    households, dup_households = _latest(households, ["household_pseudonym"])
+    counts["household_duplicates_resolved"] = dup_submissions + dup_households
+
+    refused = households.filter(~pl.col("consent_processing"))
+    counts["households_without_consent"] = refused.height
+    households = households.filter(pl.col("consent_processing"))
+    refused_ids = refused["submission_id"].implode()
+
+    members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids))
+    members, member_q = check_rows("members", members_raw)
+    quarantine.append(member_q)
+    # Members of a re-submitted household: keep those of the latest file that carries the submission.
+    if not members.is_empty():
+        latest_file = members.with_row_index("_order").group_by("submission_id").agg(pl.col("file_sha256").sort_by("_order").last())
+        members = members.join(latest_file, on=["submission_id", "file_sha256"], how="semi")
+
+    orphans = members.join(households, on="submission_id", how="anti")
+    quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
+    members = members.join(households, on="submission_id", how="semi")
+
+    members = ages_on(members, households, birth_dates)
+    bad_age = members.filter(pl.col("age_years").is_null() | ~pl.col("age_years").is_between(0, 120))
+    quarantine.append(_row_rule(bad_age, "members", "date_of_birth", "date: ISO date giving an age of 0-120 on the submission date"))
+    members = members.join(bad_age.select("file_sha256", "file_row"), on=["file_sha256", "file_row"], how="anti")
+
+    # A household with any broken member row would be matched on the wrong needs: hold it back whole.
+    failed_member_rows = members_raw.join(member_q.select("file_sha256", "file_row"), on=["file_sha256", "file_row"], how="semi")
+    broken = pl.concat([failed_member_rows.select("submission_id"), bad_age.select("submission_id")])["submission_id"].unique()
+    held = households.filter(pl.col("submission_id").is_in(broken.implode()))
+    quarantine.append(_row_rule(held, "households", "submission_id", "members: a member row of this household failed validation"))
+    households = households.join(held.select("submission_id"), on="submission_id", how="anti")
+
+    no_members = households.join(members, on="submission_id", how="anti")
+    quarantine.append(_row_rule(no_members, "households", "submission_id", "members: household has no member rows"))
+    households = households.join(members, on="submission_id", how="semi")
+
+    # Linked households must all be present, else the together-or-not-at-all rule cannot be honoured.
+    households = households.with_columns(
+        pl.col("linked_household_pseudonyms").fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != "")).alias("linked_household_pseudonyms")
+    )
+    while True:
+        known = households["household_pseudonym"].implode()
+        missing = households.filter(
+            pl.col("linked_household_pseudonyms").list.eval(~pl.element().is_in(known)).list.any()
+        )
+        if missing.is_empty():
+            break
+        quarantine.append(_row_rule(missing, "households", "linked_household_refs", "reference: a linked household is not among the valid households"))
+        households = households.join(missing.select("submission_id"), on="submission_id", how="anti")
+    members = members.join(households, on="submission_id", how="semi")
+
+    decisions, q = check_rows("decisions", raw["decisions"])
+    quarantine.append(q)
+    decisions = decisions.with_columns(
+        pl.coalesce("household_ref_pseudonym", "household_pseudonym").alias("household_pseudonym")
+    ).drop("household_ref_pseudonym")
+    unknown = decisions.join(known_proposals, on=["round_id", "household_pseudonym", "municipality_id"], how="anti")
+    quarantine.append(_row_rule(unknown, "decisions", "municipality_id", "reference: not a proposal of that round"))
+    decisions = decisions.join(known_proposals, on=["round_id", "household_pseudonym", "municipality_id"], how="semi")
+    decisions = decisions.with_row_index("_order").unique(["round_id", "household_pseudonym"], keep="last").sort("_order").drop("_order")
+
+    quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
+    counts["rows_quarantined"] = quarantine_frame.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique()
+    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, counts)

@@ -1,0 +1,219 @@
+"""Tests of the HTML round report (rematch_pipeline.reports.round_report)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, render_round_report
+
+EVIL_NAME = "<script>alert(1)</script> Neustadt"
+SECTION_HEADINGS = (
+    "Headline figures",
+    "Round details",
+    "Capacity use (Kapazitätsauslastung)",
+    "Match scores",
+    "Mean contribution per criterion",
+    "Map of municipalities (Kommunen)",
+    "Unplaced households",
+    "Municipalities",
+    "Proposals to review",
+)
+
+
+def _municipalities() -> pl.DataFrame:
+    data: dict[str, list] = {
+        "municipality_id": ["01001000", "09162000", "14612000"],
+        "municipality_name": ["Flensburg", EVIL_NAME, "Dresden"],
+        "latitude": [54.78, 48.14, 51.05],
+        "longitude": [9.44, 11.58, 13.74],
+    }
+    for resource, *_ in RESOURCES:
+        data[f"capacity_{resource}"] = [10, 20, 0]
+        data[f"used_{resource}"] = [3, 2, 0]
+    # Contact data in the input must never reach the report (privacy rule E).
+    data["contact_email"] = ["amt@flensburg.example", "x@y.example", "z@dresden.example"]
+    return pl.DataFrame(data)
+
+
+def _proposals() -> pl.DataFrame:
+    return pl.DataFrame({
+        "household_pseudonym": ["hp_7f3a9c", "hp_0b12de"],
+        "municipality_id": ["01001000", "09162000"],
+        "municipality_name": ["Flensburg", EVIL_NAME],
+        "persons": [3, 2],
+        "score": [0.8, 0.6],
+        "score_jobs": [0.5, 0.2],
+        "score_wishes": [0.3, 0.4],
+    })
+
+
+def _households() -> pl.DataFrame:
+    return pl.DataFrame({
+        "household_pseudonym": ["hp_7f3a9c", "hp_0b12de", "hp_55aa01", "hp_99cc02"],
+        "persons": [3, 2, 4, 1],
+        "placed": [True, True, False, False],
+        "unplaced_reason": [None, None, "no_capacity", None],
+        "household_ref": ["REF-SECRET-1", "REF-SECRET-2", "REF-SECRET-3", "REF-SECRET-4"],
+    })
+
+
+def _data(**changes: object) -> RoundReportData:
+    data = RoundReportData(
+        round_id="2025-07-r1",
+        period="2025-07",
+        created_at="2025-07-14T09:30:00+02:00",
+        config={"time_limit_s": 60, "min_score": 0.1, "hmac_secret": "do-not-print-me"},
+        solver={"status": "OPTIMAL", "backend": "cp-sat", "objective": 1.4, "bound": 1.414, "gap": 0.01,
+                "seconds": 0.5, "candidate_pairs": 9},
+        proposals=_proposals(),
+        households=_households(),
+        municipalities=_municipalities(),
+        counts={"households_received": 6, "households_without_consent": 1, "rows_quarantined": 1,
+                "households_eligible": 4},
+    )
+    return replace(data, **changes)
+
+
+def _section_text(html: str, section_id: str) -> str:
+    """Visible text of one <section>, tags stripped and whitespace collapsed."""
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', html, re.S)
+    assert match, section_id
+    text = re.sub(r"<[^>]+>", " ", match.group(1))
+    return re.sub(r"\s+", " ", text.replace("\u202f", " "))
+
+
+@pytest.fixture(scope="module")
+def html() -> str:
+    return render_round_report(_data())
+
+
+def test_headline_numbers_match_input(html: str) -> None:
+    text = _section_text(html, "headline")
+    assert "2 / 4" in text  # households placed / eligible
+    assert "50.0 % of eligible households" in text
+    assert "Persons placed 5 " in text
+    assert "of 10 persons in the round (50.0 %)" in text
+    assert "Mean match score 0.70 " in text
+    assert "OPTIMAL" in text
+    assert "optimality gap 1.00 %" in text
+    assert "No household was placed" not in text
+
+
+def test_every_section_heading_present(html: str) -> None:
+    for heading in SECTION_HEADINGS:
+        assert f">{heading}</h" in html, heading
+
+
+def test_figures_are_embedded_png(html: str) -> None:
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    # capacity, score histogram, criteria, map, unplaced
+    assert len(images) == 5
+    for payload in images:
+        assert base64.b64decode(payload).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html.lower()
+
+
+def test_pseudonym_shown_and_names_escaped(html: str) -> None:
+    assert "hp_7f3a9c" in html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Neustadt" in html
+
+
+def test_no_personal_or_secret_values(html: str) -> None:
+    assert "REF-SECRET" not in html
+    assert "flensburg.example" not in html
+    assert "do-not-print-me" not in html
+    # Unplaced households appear as counts by reason, not by pseudonym.
+    assert "hp_55aa01" not in html and "hp_99cc02" not in html
+    unplaced = _section_text(html, "unplaced")
+    assert "no_capacity 1 4" in unplaced
+    assert "(no reason recorded) 1 1" in unplaced
+
+
+def test_capacity_and_municipality_tables(html: str) -> None:
+    capacity = _section_text(html, "capacity")
+    assert "Persons (Personen) 5 30 16.7 %" in capacity
+    assert "Childcare places (Kita)" in capacity and "Integration course places (Integrationskurs)" in capacity
+    table = _section_text(html, "municipalities")
+    # id, name, households, persons placed, capacity, used (share), mean score
+    assert "01001000 Flensburg 1 3 10 3 (30 %) 0.80" in table
+    assert "14612000 Dresden 0 0 0 0 (–) –" in table
+    scores = _section_text(html, "scores")
+    assert "jobs 0.350" in scores and "wishes 0.350" in scores
+
+
+def test_output_is_deterministic(html: str) -> None:
+    assert render_round_report(_data()) == html
+
+
+def test_nothing_placed_still_renders() -> None:
+    empty = _proposals().head(0)
+    households = _households().with_columns(placed=pl.lit(False), unplaced_reason=pl.lit("no_candidate"))
+    html = render_round_report(_data(proposals=empty, households=households, solver={"status": "INFEASIBLE"}))
+    headline = _section_text(html, "headline")
+    assert "No household was placed in this round." in headline
+    assert "0 / 4" in headline
+    assert "no gap reported" in headline
+    for heading in SECTION_HEADINGS:
+        assert f">{heading}</h" in html, heading
+    assert "No proposals in this round" in html
+    assert "no_candidate 4 10" in _section_text(html, "unplaced")
+    assert html.count("data:image/png;base64,") == 3  # capacity, map, unplaced
+
+
+def test_zero_width_frames_accepted() -> None:
+    html = render_round_report(_data(proposals=pl.DataFrame(), households=pl.DataFrame(), counts={}))
+    assert "No household was placed in this round." in html
+    assert "Every household in the round was placed." in html
+
+
+def test_missing_column_names_column_not_values() -> None:
+    with pytest.raises(ValueError, match="households: missing column.*placed") as err:
+        render_round_report(_data(households=_households().drop("placed")))
+    assert "hp_" not in str(err.value)
+
+
+def test_large_round_stays_small() -> None:
+    rng = np.random.default_rng(7)
+    n_mun, n_hh = 401, 50_000
+    ids = [f"{i:08d}" for i in range(n_mun)]
+    mun: dict[str, object] = {
+        "municipality_id": ids,
+        "municipality_name": [f"Gemeinde {i}" for i in range(n_mun)],
+        "latitude": rng.uniform(47.3, 55.0, n_mun),
+        "longitude": rng.uniform(5.9, 15.0, n_mun),
+    }
+    for resource, *_ in RESOURCES:
+        mun[f"capacity_{resource}"] = rng.integers(0, 500, n_mun)
+        mun[f"used_{resource}"] = rng.integers(0, 500, n_mun)
+    persons = rng.integers(1, 7, n_hh)
+    placed = rng.uniform(size=n_hh) < 0.8
+    pseudonyms = [f"hp_{i:08x}" for i in range(n_hh)]
+    idx = np.flatnonzero(placed)
+    target = rng.integers(0, n_mun, idx.size)
+    proposals = pl.DataFrame({
+        "household_pseudonym": [pseudonyms[i] for i in idx],
+        "municipality_id": [ids[j] for j in target],
+        "municipality_name": [f"Gemeinde {j}" for j in target],
+        "persons": persons[idx],
+        "score": rng.uniform(0, 1, idx.size),
+        **{f"score_c{k}": rng.uniform(0, 0.2, idx.size) for k in range(7)},
+    })
+    households = pl.DataFrame({
+        "household_pseudonym": pseudonyms,
+        "persons": persons,
+        "placed": placed,
+        "unplaced_reason": [None if p else "no_capacity" for p in placed],
+    })
+    html = render_round_report(
+        _data(proposals=proposals, households=households, municipalities=pl.DataFrame(mun), counts={})
+    )
+    assert len(html.encode("utf-8")) < 2_000_000
+    assert html.count("<tr><td class=\"id\">") >= n_mun
