@@ -78,10 +78,10 @@ def household_features(households: pl.DataFrame, members: pl.DataFrame, decision
         pl.col("wheelchair").any().cast(pl.Int64).alias("accessible_units"),
         *[age.is_between(lo, hi).sum().cast(pl.Int64).alias(name) for name, (lo, hi) in AGE_BANDS.items()],
         (age.is_between(*COURSE_AGES) & pl.col("german_level").is_in(list(COURSE_LEVELS))).sum().cast(pl.Int64).alias("integration_course_places"),
-        pl.col("medical_needs").flatten().drop_nulls().unique().sort().alias("medical_needs"),
+        pl.col("medical_needs").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("medical_needs"),
         pl.col("occupation_sector").filter(pl.col("wants_work")).sort().alias("work_sectors"),
         pl.col("wants_work").sum().cast(pl.Int64).alias("members_wanting_work"),
-        pl.col("languages").flatten().drop_nulls().unique().sort().alias("languages"),
+        pl.col("languages").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("languages"),
         pl.col("age_years").min().alias("youngest_age"),
         pl.col("age_years").max().alias("oldest_age"),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from rematch_pipeline.schemas.models import row_failures
-from rematch_pipeline.schemas.parsing import parse_date, type_table
+from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_date, parse_timestamp, type_table
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "file_sha256": pl.Utf8,
@@ -108,16 +108,25 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     quarantine.append(q)
     municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, ["municipality_id", "intake_period"])
 
-    households, q = check_rows("households", raw["households"])
+    # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
+    raw_households = raw["households"]
+    refused_mask = raw_households["consent_processing"].str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS))
+    refused = raw_households.filter(refused_mask)
+    counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
+    refused_ids = refused["submission_id"].implode()
+
+    households, q = check_rows("households", raw_households.filter(~refused_mask))
     quarantine.append(q)
     households, dup_submissions = _latest(households, ["submission_id"])
     households, dup_households = _latest(households, ["household_pseudonym"])
     counts["household_duplicates_resolved"] = dup_submissions + dup_households
-
-    refused = households.filter(~pl.col("consent_processing"))
-    counts["households_without_consent"] = refused.height
-    households = households.filter(pl.col("consent_processing"))
-    refused_ids = refused["submission_id"].implode()
+    # A later submission that withdraws consent withdraws the household.
+    withdrawn = refused.select(
+        "household_pseudonym", pl.col("submitted_at").map_elements(parse_timestamp, return_dtype=pl.Datetime("us")).alias("_refused_at")
+    ).group_by("household_pseudonym").agg(pl.col("_refused_at").max())
+    households = households.join(withdrawn, on="household_pseudonym", how="left").filter(
+        pl.col("_refused_at").is_null() | (pl.col("submitted_at") > pl.col("_refused_at"))
+    ).drop("_refused_at")
 
     members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids))
     members, member_q = check_rows("members", members_raw)
