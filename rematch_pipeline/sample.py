@@ -359,12 +359,12 @@ def _municipality_frame(seed: int, period: str, offers: _Offers, demand: dict[st
         return _allocate(total, w)
 
     flat = dict.fromkeys(SETTLEMENT, 1.0)
-    kita = scarce("kita", 1.0, 1.15, 0.7, {"big_city": 0.7, "city": 0.9, "town": 1.1, "rural": 1.2})
+    kita = scarce("kita", 1.0, 1.15, 0.5, {"big_city": 0.7, "city": 0.9, "town": 1.1, "rural": 1.2})
     primary = scarce("primary", 1.15, 1.4, 0.35, flat)
     secondary = scarce("secondary", 1.15, 1.4, 0.35, flat)
-    courses = scarce("courses", 1.0, 1.15, 0.6, {"big_city": 1.3, "city": 1.1, "town": 0.9, "rural": 0.7})
+    courses = scarce("courses", 1.0, 1.15, 0.45, {"big_city": 1.3, "city": 1.1, "town": 0.9, "rural": 0.7})
     accessible_total = max(int(np.ceil(demand["accessible"] * rng.uniform(1.1, 1.4))), 1)
-    accessible = _allocate(accessible_total, (housing + 0.1) * rng.lognormal(0.0, 0.9, m))
+    accessible = _allocate(accessible_total, (housing + 0.1) * rng.lognormal(0.0, 0.8, m))
     top = int(np.argmax(offers.population))
     accessible[top] = max(accessible[top], 1)
     accessible = np.minimum(accessible, housing)
@@ -584,8 +584,8 @@ _NEED_W = {
     "adult": (25, 0, 30, 15, 4, 2, 8, 8, 6),
     "elderly": (30, 0, 6, 2, 8, 5, 18, 25, 8),
 }
-_NEED_P_BY_GROUP = np.array([0.07, 0.08, 0.08, 0.10, 0.30])
-_WHEELCHAIR_P_BY_GROUP = np.array([0.004, 0.006, 0.008, 0.010, 0.08])
+_NEED_P_BY_GROUP = np.array([0.07, 0.08, 0.09, 0.115, 0.33])
+_WHEELCHAIR_P_BY_GROUP = np.array([0.005, 0.008, 0.010, 0.013, 0.10])
 
 
 def _member_attributes(rng: np.random.Generator, people: _People, n_households: int) -> dict[str, np.ndarray]:

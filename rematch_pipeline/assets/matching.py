@@ -1,6 +1,7 @@
 """A matching round: pool and capacities of an intake period → candidates and scores → proposals."""
 
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -31,7 +32,7 @@ class RoundConfig(dg.Config):
     objective: str = Field(default="lexicographic", description="lexicographic (persons, then score) or maximin (worst-off first).")
     backend: str = Field(default="scip", description="MIP solver through OR-Tools: scip, cbc, highs or cp_sat.")
     time_limit_seconds: float = Field(default=60.0, description="Wall-clock limit per solve; the best answer found is kept with its gap.")
-    relative_gap: float = Field(default=0.0, description="Stop when the proven gap is below this (0 = prove optimality).")
+    relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     weight_jobs: float = 1.0
     weight_schools_childcare: float = 1.0
     weight_medical_care: float = 1.0
@@ -151,8 +152,8 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
 
 def unplaced_reasons(pool: pl.DataFrame, exclusions: pl.DataFrame, placed: set[str]) -> pl.DataFrame:
     """household_pseudonym → why it stays unplaced: the hard rule excluding most places, or capacity."""
-    rules = exclusions.unpivot(index="household_pseudonym", variable_name="rule", value_name="excluded") if "rule" not in exclusions.columns else exclusions
-    top = rules.filter(pl.col("excluded") > 0).sort(["household_pseudonym", "excluded", "rule"], descending=[False, True, False]).group_by(
+    rules = exclusions.filter((pl.col("rule") != "any") & (pl.col("municipalities_excluded") > 0))
+    top = rules.sort(["household_pseudonym", "municipalities_excluded", "rule"], descending=[False, True, False]).group_by(
         "household_pseudonym", maintain_order=True
     ).first()
     out = pool.select("household_pseudonym", "persons", "candidates").join(top.select("household_pseudonym", "rule"), on="household_pseudonym", how="left")
@@ -184,13 +185,13 @@ def round_proposals(
     problem = build_problem(pool, municipalities, scored)
     context.log.info(f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs ({config.backend})")
     result = solve(problem, config.solver_params())
-    violations = check_assignment(problem, result.assignment)
+    violations = check_assignment(problem, result)
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
-    context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.seconds:.1f} s")
+    context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
 
     unit_place = {
-        problem.unit_ids[u]: problem.place_ids[p] for u, p in enumerate(result.assignment) if p >= 0
+        problem.unit_ids[u]: problem.place_ids[p] for u, p in enumerate(result.place_of_unit.tolist()) if p >= 0
     }
     chosen = pool.select("household_pseudonym", "link_group", "persons").with_columns(
         pl.col("link_group").replace_strict(unit_place, default=None).alias("municipality_id")
@@ -207,10 +208,12 @@ def round_proposals(
         "period": period,
         "status": result.status,
         "backend": result.solver,
-        "objective": result.objective,
-        "bound": result.bound,
+        "objective": result.objective_value,
+        "bound": result.best_bound,
+        "persons_bound": result.persons_bound,
+        "stages": [dataclasses.asdict(stage) for stage in result.stages],
         "gap": result.gap,
-        "seconds": round(result.seconds, 3),
+        "seconds": round(result.wall_seconds, 3),
         "persons_placed": result.persons_placed,
         "total_score": result.total_score,
         "households": pool.height,
@@ -245,7 +248,7 @@ def round_proposals(
             "households_placed": proposals.height,
             "households_unplaced": pool.height - proposals.height,
             "gap": float(result.gap),
-            "solver_seconds": float(result.seconds),
+            "solver_seconds": float(result.wall_seconds),
             "proposals_csv": dg.MetadataValue.path(str(out / "proposals.csv")),
         }
     )

@@ -1,0 +1,751 @@
+"""The assignment model: which unit (link group of households) goes to which place.
+
+Binary x_p per candidate pair p = (unit u, place j), binary y_j per place with a
+minimum intake. Constraints: at most (or exactly) one place per unit; per place and
+resource sum of usage <= capacity; per place with a minimum: persons 0 or >= min
+(min*y_j <= persons_j <= cap_j*y_j); locked pairs fixed to 1.
+Objectives are solved lexicographically with OR-Tools pywraplp (SCIP by default):
+1) max persons placed, 2) max total score with persons >= stage-1 value (plus a tiny
+deterministic tie-break), or for "maximin" 2) max the minimum per-household score of
+placed units, 3) max total score keeping both. See docs/scoring.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from ortools.linear_solver import linear_solver_pb2, pywraplp
+
+from rematch_pipeline.engine._common import (
+    RESOURCE_COLUMNS,
+    RESOURCES,
+    int_column,
+    require_columns,
+    require_unique,
+)
+
+Backend = Literal["scip", "cbc", "highs", "cp_sat"]
+Objective = Literal["lexicographic", "maximin"]
+
+BACKENDS: dict[str, str] = {"scip": "SCIP", "cbc": "CBC", "highs": "HIGHS", "cp_sat": "CP_SAT"}
+# The tie-break terms of all units together stay below half the score resolution
+# (scores carry 4 decimals), so they can never outweigh a real score difference.
+TIE_BREAK_TOTAL: float = 0.5e-4
+# Maximin: per-household scores are 0..100, so 100 is a valid big-M and T's ceiling.
+SCORE_CEILING: float = 100.0
+# Slack when a later stage keeps an earlier stage's (floating point) optimum.
+KEEP_TOLERANCE: float = 1e-6
+
+_STATUS: dict[int, str] = {
+    pywraplp.Solver.OPTIMAL: "optimal",
+    pywraplp.Solver.FEASIBLE: "feasible",
+    pywraplp.Solver.INFEASIBLE: "infeasible",
+    pywraplp.Solver.UNBOUNDED: "unbounded",
+    pywraplp.Solver.ABNORMAL: "abnormal",
+    pywraplp.Solver.MODEL_INVALID: "model_invalid",
+    pywraplp.Solver.NOT_SOLVED: "not_solved",
+}
+
+
+@dataclass
+class AssignmentProblem:
+    """Solver input as plain arrays; units are link groups, places are municipalities.
+
+    usage[u, r] is summed over the unit's households, capacity[j, r] is the place's
+    offer, min_intake[j] is on persons (a place receives 0 or >= min_intake[j]).
+    A candidate pair k is (pair_unit[k], pair_place[k]) with pair_score[k] = summed
+    household scores. locked pairs must be kept. exactly_one demands every unit be
+    placed (default: at most one place per unit). unit_households counts households
+    per unit (for per-household scores in the maximin objective).
+    """
+
+    unit_ids: list[str]
+    place_ids: list[str]
+    resources: list[str]
+    usage: np.ndarray
+    capacity: np.ndarray
+    min_intake: np.ndarray
+    pair_unit: np.ndarray
+    pair_place: np.ndarray
+    pair_score: np.ndarray
+    locked: list[tuple[int, int]] = field(default_factory=list)
+    exactly_one: bool = False
+    unit_households: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.usage = np.asarray(self.usage, dtype=np.int64)
+        self.capacity = np.asarray(self.capacity, dtype=np.int64)
+        self.min_intake = np.asarray(self.min_intake, dtype=np.int64)
+        self.pair_unit = np.asarray(self.pair_unit, dtype=np.int64)
+        self.pair_place = np.asarray(self.pair_place, dtype=np.int64)
+        self.pair_score = np.asarray(self.pair_score, dtype=np.float64)
+        if self.unit_households is None:
+            self.unit_households = np.ones(len(self.unit_ids), dtype=np.int64)
+        self.unit_households = np.asarray(self.unit_households, dtype=np.int64)
+        self.locked = [(int(u), int(j)) for u, j in self.locked]
+        self.validate()
+
+    @property
+    def n_units(self) -> int:
+        """Number of units (link groups)."""
+        return len(self.unit_ids)
+
+    @property
+    def n_places(self) -> int:
+        """Number of places (municipalities)."""
+        return len(self.place_ids)
+
+    @property
+    def persons_index(self) -> int:
+        """Column of the persons resource."""
+        return self.resources.index("persons")
+
+    def validate(self) -> None:
+        """Raise ValueError on inconsistent shapes or indices (messages carry counts only)."""
+        n_u, n_j, n_r = self.n_units, self.n_places, len(self.resources)
+        if "persons" not in self.resources:
+            raise ValueError("resources must include 'persons'")
+        if self.usage.shape != (n_u, n_r):
+            raise ValueError(f"usage shape {self.usage.shape} != ({n_u}, {n_r})")
+        if self.capacity.shape != (n_j, n_r):
+            raise ValueError(f"capacity shape {self.capacity.shape} != ({n_j}, {n_r})")
+        if self.min_intake.shape != (n_j,):
+            raise ValueError("min_intake must have one entry per place")
+        if self.unit_households is None or self.unit_households.shape != (n_u,):
+            raise ValueError("unit_households must have one entry per unit")
+        n_p = self.pair_unit.shape[0]
+        if self.pair_place.shape != (n_p,) or self.pair_score.shape != (n_p,):
+            raise ValueError("pair_unit, pair_place and pair_score must have equal length")
+        if n_p and (self.pair_unit.min() < 0 or self.pair_unit.max() >= n_u):
+            raise ValueError("pair_unit out of range")
+        if n_p and (self.pair_place.min() < 0 or self.pair_place.max() >= n_j):
+            raise ValueError("pair_place out of range")
+        if not np.all(np.isfinite(self.pair_score)):
+            raise ValueError("pair_score must be finite")
+        if (self.usage < 0).any() or (self.capacity < 0).any() or (self.min_intake < 0).any():
+            raise ValueError("usage, capacity and min_intake must be >= 0")
+        keys = self.pair_unit * max(n_j, 1) + self.pair_place
+        if np.unique(keys).size != n_p:
+            raise ValueError(f"{n_p - np.unique(keys).size} duplicate candidate pairs")
+        candidate = set(keys.tolist())
+        units_locked = [u for u, _ in self.locked]
+        if len(set(units_locked)) != len(units_locked):
+            raise ValueError("a unit is locked to more than one place")
+        bad = sum(1 for u, j in self.locked if u * max(n_j, 1) + j not in candidate)
+        if bad:
+            raise ValueError(f"{bad} locked pairs are not candidate pairs")
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """How to solve: backend, objective, limits. Deterministic for fixed values.
+
+    time_limit_seconds is the total over all stages; relative_gap applies per stage.
+    """
+
+    time_limit_seconds: float = 60.0
+    backend: Backend = "scip"
+    objective: Objective = "lexicographic"
+    relative_gap: float = 1e-4
+    seed: int = 0
+    threads: int = 1
+    tie_break: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}")
+        if self.objective not in ("lexicographic", "maximin"):
+            raise ValueError("objective must be 'lexicographic' or 'maximin'")
+        if not self.time_limit_seconds > 0:
+            raise ValueError("time_limit_seconds must be > 0")
+        if not 0 <= self.relative_gap < 1:
+            raise ValueError("relative_gap must be in [0, 1)")
+        if self.threads < 1:
+            raise ValueError("threads must be >= 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for run metadata."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """Outcome of one lexicographic stage."""
+
+    name: str
+    status: str
+    objective_value: float
+    best_bound: float
+    gap: float
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class AssignmentResult:
+    """Solver output. place_of_unit[u] is a place index or -1 (unplaced).
+
+    objective_value / best_bound / gap refer to the last stage (total score, or for
+    maximin also total score after the minimum is kept); persons_bound is stage 1's
+    proven upper bound on persons placed. Bounds of later stages hold given the
+    earlier stages' kept values.
+    """
+
+    place_of_unit: np.ndarray
+    status: str
+    persons_placed: int
+    total_score: float
+    objective_value: float
+    best_bound: float
+    gap: float
+    persons_bound: float
+    min_unit_score: float | None
+    wall_seconds: float
+    solver: str
+    params: dict[str, Any]
+    stages: tuple[StageReport, ...]
+
+    def placed_pairs(self) -> list[tuple[int, int]]:
+        """(unit, place) index pairs of placed units, ascending by unit."""
+        return [(u, int(j)) for u, j in enumerate(self.place_of_unit.tolist()) if j >= 0]
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_problem(
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    scored_pairs: pl.DataFrame,
+    *,
+    locked: Sequence[tuple[str, str]] = (),
+    exactly_one: bool = False,
+) -> AssignmentProblem:
+    """Form units from link_group and the arrays of the model.
+
+    A unit's usage is the sum over its households; its pair with a place exists only
+    when every household of the group is a candidate there, with the summed score.
+    locked holds (household_pseudonym or link_group, municipality_id) pairs to keep.
+    Units and places are sorted by id so the problem never depends on row order.
+    """
+    hh_cols = ("household_pseudonym", "link_group", *RESOURCES)
+    mu_cols = ("municipality_id", "min_persons", *(cap for _, cap in RESOURCE_COLUMNS))
+    require_columns(households, hh_cols, "household_features")
+    require_columns(municipalities, mu_cols, "municipality_features")
+    require_columns(scored_pairs, ("household_pseudonym", "municipality_id", "score"), "pairs")
+    require_unique(households, "household_pseudonym", "household_features")
+    require_unique(municipalities, "municipality_id", "municipality_features")
+    if households.get_column("link_group").null_count():
+        raise ValueError("household_features: link_group has nulls")
+
+    units = (
+        households.group_by("link_group")
+        .agg(
+            *(pl.col(r).fill_null(0).cast(pl.Int64).sum() for r in RESOURCES),
+            pl.len().cast(pl.Int64).alias("_households"),
+        )
+        .sort("link_group")
+    )
+    unit_ids = units.get_column("link_group").to_list()
+    mu = municipalities.sort("municipality_id")
+    place_ids = mu.get_column("municipality_id").to_list()
+
+    unit_index = pl.DataFrame(
+        {"link_group": pl.Series(unit_ids, dtype=pl.String), "_u": np.arange(len(unit_ids))}
+    )
+    place_index = pl.DataFrame(
+        {"municipality_id": pl.Series(place_ids, dtype=pl.String), "_j": np.arange(len(place_ids))}
+    )
+    pairs = scored_pairs.select("household_pseudonym", "municipality_id", "score").join(
+        households.select("household_pseudonym", "link_group"), on="household_pseudonym", how="left"
+    )
+    unknown = pairs.get_column("link_group").null_count()
+    if unknown:
+        raise ValueError(f"pairs: {unknown} rows refer to unknown households")
+    grouped = (
+        pairs.group_by("link_group", "municipality_id")
+        .agg(pl.len().cast(pl.Int64).alias("_n"), pl.col("score").sum().alias("_score"))
+        .join(unit_index, on="link_group")
+        .join(place_index, on="municipality_id", how="left")
+    )
+    if grouped.get_column("_j").null_count():
+        raise ValueError(f"pairs: {grouped.get_column('_j').null_count()} rows refer to unknown municipalities")
+    sizes = units.get_column("_households").to_numpy()
+    u_arr = grouped.get_column("_u").to_numpy().astype(np.int64)
+    keep = grouped.get_column("_n").to_numpy() == sizes[u_arr]  # whole group compatible
+    grouped = grouped.filter(pl.Series(keep)).sort("_u", "_j")
+
+    unit_of = dict(
+        zip(
+            households.get_column("household_pseudonym").to_list(),
+            households.get_column("link_group").to_list(),
+            strict=True,
+        )
+    )
+    u_pos = {uid: i for i, uid in enumerate(unit_ids)}
+    j_pos = {pid: j for j, pid in enumerate(place_ids)}
+    locked_idx: list[tuple[int, int]] = []
+    unknown_locks = 0
+    for who, place in locked:
+        group = unit_of.get(who, who)
+        if group not in u_pos or place not in j_pos:
+            unknown_locks += 1
+            continue
+        locked_idx.append((u_pos[group], j_pos[place]))
+    if unknown_locks:
+        raise ValueError(f"{unknown_locks} locked pairs name unknown units or municipalities")
+    locked_idx = sorted(set(locked_idx))
+
+    return AssignmentProblem(
+        unit_ids=unit_ids,
+        place_ids=place_ids,
+        resources=list(RESOURCES),
+        usage=units.select(RESOURCES).to_numpy().astype(np.int64),
+        capacity=np.stack([int_column(mu, cap) for _, cap in RESOURCE_COLUMNS], axis=1),
+        min_intake=int_column(mu, "min_persons"),
+        pair_unit=grouped.get_column("_u").to_numpy().astype(np.int64),
+        pair_place=grouped.get_column("_j").to_numpy().astype(np.int64),
+        pair_score=grouped.get_column("_score").to_numpy().astype(np.float64),
+        locked=locked_idx,
+        exactly_one=exactly_one,
+        unit_households=sizes.astype(np.int64),
+    )
+
+
+# --------------------------------------------------------------------------- check
+
+
+def check_assignment(problem: AssignmentProblem, assignment: np.ndarray | AssignmentResult) -> list[str]:
+    """Every violated constraint of an assignment, as messages with ids and counts.
+
+    Independent of the solver: recomputes loads from the arrays. An empty list
+    means the assignment is feasible.
+    """
+    place_of = assignment.place_of_unit if isinstance(assignment, AssignmentResult) else assignment
+    place_of = np.asarray(place_of, dtype=np.int64)
+    problems: list[str] = []
+    if place_of.shape != (problem.n_units,):
+        return [f"assignment has {place_of.shape} entries, expected ({problem.n_units},)"]
+    out_of_range = (place_of < -1) | (place_of >= problem.n_places)
+    for u in np.flatnonzero(out_of_range).tolist():
+        problems.append(f"unit {problem.unit_ids[u]}: place index {int(place_of[u])} out of range")
+    ok = ~out_of_range
+    placed = np.flatnonzero(ok & (place_of >= 0))
+    candidate = set((problem.pair_unit * max(problem.n_places, 1) + problem.pair_place).tolist())
+    for u in placed.tolist():
+        j = int(place_of[u])
+        if u * problem.n_places + j not in candidate:
+            problems.append(f"unit {problem.unit_ids[u]}: {problem.place_ids[j]} is not a candidate pair")
+    load = np.zeros_like(problem.capacity)
+    np.add.at(load, place_of[placed], problem.usage[placed])
+    over = load > problem.capacity
+    for j, r in zip(*np.nonzero(over), strict=True):
+        problems.append(
+            f"place {problem.place_ids[j]}: {problem.resources[r]} used {int(load[j, r])}"
+            f" > capacity {int(problem.capacity[j, r])}"
+        )
+    persons = load[:, problem.persons_index]
+    short = (persons > 0) & (persons < problem.min_intake)
+    for j in np.flatnonzero(short).tolist():
+        problems.append(
+            f"place {problem.place_ids[j]}: intake {int(persons[j])} persons below minimum"
+            f" {int(problem.min_intake[j])}"
+        )
+    for u, j in problem.locked:
+        if int(place_of[u]) != j:
+            problems.append(f"unit {problem.unit_ids[u]}: locked to {problem.place_ids[j]} but not kept")
+    if problem.exactly_one:
+        for u in np.flatnonzero(place_of == -1).tolist():
+            problems.append(f"unit {problem.unit_ids[u]}: unplaced but exactly_one is required")
+    return problems
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class _Model:
+    """Reduced model arrays: pairs that can be used at all, rows that can bind."""
+
+    pair_idx: np.ndarray  # indices into the problem's pairs
+    unit: np.ndarray
+    place: np.ndarray
+    persons: np.ndarray  # persons of each kept pair's unit
+    score: np.ndarray
+    household_score: np.ndarray  # per-household mean score of the pair
+    locked_vars: np.ndarray  # variable indices fixed to 1
+    min_places: np.ndarray  # places with a minimum intake (each gets a y variable)
+    proto: linear_solver_pb2.MPModelProto
+    n_x: int
+    persons_row: int  # row: sum persons * x >= (stage-1 value)
+    score_row: int  # row: sum score * x >= (stage-2 value), maximin only
+    t_var: int  # maximin T variable or -1
+
+
+def _reduce(problem: AssignmentProblem) -> np.ndarray:
+    """Indices of pairs worth a variable: the unit fits the place's capacity on its own
+    and the place can reach its minimum intake at all. Locked pairs always stay."""
+    fits = (problem.usage[problem.pair_unit] <= problem.capacity[problem.pair_place]).all(axis=1)
+    cap_persons = problem.capacity[:, problem.persons_index]
+    reachable = problem.min_intake <= cap_persons
+    keep = fits & reachable[problem.pair_place]
+    if problem.locked:
+        keys = problem.pair_unit * max(problem.n_places, 1) + problem.pair_place
+        locked_keys = np.array([u * max(problem.n_places, 1) + j for u, j in problem.locked])
+        keep |= np.isin(keys, locked_keys)
+    return np.flatnonzero(keep)
+
+
+def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
+    """Encode the model once as an MPModelProto (fast bulk construction from numpy).
+
+    Objective coefficients are set per stage; stage-keeping rows start unbounded.
+    """
+    idx = _reduce(problem)
+    unit = problem.pair_unit[idx]
+    place = problem.pair_place[idx]
+    order = np.lexsort((place, unit))  # pairs sorted by unit then place (tie-break order)
+    idx, unit, place = idx[order], unit[order], place[order]
+    n_x = idx.size
+    pi = problem.persons_index
+    persons = problem.usage[unit, pi].astype(np.float64)
+    score = problem.pair_score[idx]
+    hh = np.maximum(problem.unit_households, 1)[unit].astype(np.float64)
+    locked_set = {u * problem.n_places + j for u, j in problem.locked}
+    keys = unit * problem.n_places + place
+    locked_vars = np.flatnonzero(np.isin(keys, np.array(sorted(locked_set), dtype=np.int64)))
+
+    m = linear_solver_pb2.MPModelProto()
+    m.maximize = True
+    lb = np.zeros(n_x)
+    lb[locked_vars] = 1.0
+    add_var = m.variable.add
+    for low in lb.tolist():
+        add_var(lower_bound=low, upper_bound=1.0, is_integer=True)
+
+    # One y per place with a minimum intake that some pair could use.
+    used_places = np.unique(place)
+    min_places = used_places[problem.min_intake[used_places] > 0]
+    y_of = {int(j): n_x + k for k, j in enumerate(min_places.tolist())}
+    for _ in range(min_places.size):
+        add_var(lower_bound=0.0, upper_bound=1.0, is_integer=True)
+    t_var = -1
+    if maximin:
+        t_var = n_x + min_places.size
+        add_var(lower_bound=0.0, upper_bound=SCORE_CEILING, is_integer=False)
+
+    # Unit rows: at most / exactly one place.
+    u_order = np.argsort(unit, kind="stable")
+    u_starts = np.searchsorted(unit[u_order], np.arange(problem.n_units + 1))
+    for u in range(problem.n_units):
+        members = u_order[u_starts[u] : u_starts[u + 1]]
+        if members.size == 0 and not problem.exactly_one:
+            continue
+        ct = m.constraint.add(lower_bound=1.0 if problem.exactly_one else 0.0, upper_bound=1.0)
+        ct.var_index.extend(members.tolist())
+        ct.coefficient.extend([1.0] * members.size)
+
+    # Place rows: capacity per resource; rows that cannot bind are left out.
+    p_order = np.argsort(place, kind="stable")
+    p_starts = np.searchsorted(place[p_order], np.arange(problem.n_places + 1))
+    for j in range(problem.n_places):
+        members = p_order[p_starts[j] : p_starts[j + 1]]
+        if members.size == 0:
+            continue
+        use = problem.usage[unit[members]]  # [members, resources]
+        cap = problem.capacity[j]
+        for r in range(len(problem.resources)):
+            coef = use[:, r]
+            nz = coef > 0
+            if r == pi and j in y_of:
+                # min*y <= persons <= cap*y : zero or at least the minimum.
+                ct = m.constraint.add(lower_bound=-np.inf, upper_bound=0.0)
+                ct.var_index.extend([*members[nz].tolist(), y_of[j]])
+                ct.coefficient.extend([*coef[nz].astype(float).tolist(), -float(cap[r])])
+                ct = m.constraint.add(lower_bound=0.0, upper_bound=np.inf)
+                ct.var_index.extend([*members[nz].tolist(), y_of[j]])
+                ct.coefficient.extend([*coef[nz].astype(float).tolist(), -float(problem.min_intake[j])])
+                continue
+            if coef.sum() <= cap[r]:
+                continue  # every candidate together fits: row never binds
+            ct = m.constraint.add(lower_bound=-np.inf, upper_bound=float(cap[r]))
+            ct.var_index.extend(members[nz].tolist())
+            ct.coefficient.extend(coef[nz].astype(float).tolist())
+
+    if maximin:
+        # T <= s_p/h_u * x_p summed over the unit's pairs + 100 * (1 - sum x_p):
+        # binds only for placed units (at most one x_p of a unit is 1).
+        for u in range(problem.n_units):
+            members = u_order[u_starts[u] : u_starts[u + 1]]
+            if members.size == 0:
+                continue
+            ct = m.constraint.add(lower_bound=-np.inf, upper_bound=SCORE_CEILING)
+            ct.var_index.extend([*members.tolist(), t_var])
+            coefs = SCORE_CEILING - score[members] / hh[members]
+            ct.coefficient.extend([*coefs.tolist(), 1.0])
+
+    persons_row = len(m.constraint)
+    ct = m.constraint.add(lower_bound=-np.inf, upper_bound=np.inf)
+    ct.var_index.extend(range(n_x))
+    ct.coefficient.extend(persons.tolist())
+    score_row = -1
+    if maximin:
+        score_row = len(m.constraint)
+        ct = m.constraint.add(lower_bound=-np.inf, upper_bound=np.inf)
+        ct.var_index.append(t_var)
+        ct.coefficient.append(1.0)
+    return _Model(
+        pair_idx=idx,
+        unit=unit,
+        place=place,
+        persons=persons,
+        score=score,
+        household_score=score / hh,
+        locked_vars=locked_vars,
+        min_places=min_places,
+        proto=m,
+        n_x=n_x,
+        persons_row=persons_row,
+        score_row=score_row,
+        t_var=t_var,
+    )
+
+
+def _set_objective(model: _Model, coefs: dict[int, float] | np.ndarray) -> None:
+    """Replace the objective: dense array over x variables, or sparse {var: coef}."""
+    variables = model.proto.variable
+    for v in variables:
+        v.objective_coefficient = 0.0
+    if isinstance(coefs, np.ndarray):
+        for v, c in zip(variables, coefs.tolist(), strict=False):
+            v.objective_coefficient = c
+    else:
+        for k, c in coefs.items():
+            variables[k].objective_coefficient = c
+
+
+def _tie_break(model: _Model) -> np.ndarray:
+    """Tiny weights strictly decreasing in sorted (unit, place) pair order.
+
+    A unit takes at most one pair, so the chosen weights sum to at most
+    TIE_BREAK_TOTAL, below any real score difference (multiples of 1e-4).
+    """
+    n_x = model.n_x
+    if n_x == 0:
+        return np.zeros(0)
+    n_units = max(1, np.unique(model.unit).size)
+    return TIE_BREAK_TOTAL / n_units * (n_x - np.arange(n_x, dtype=np.float64)) / n_x
+
+
+def _gap(obj: float, bound: float) -> float:
+    if not np.isfinite(bound) or not np.isfinite(obj):
+        return float("inf")
+    diff = max(0.0, bound - obj)
+    if diff <= 1e-9:
+        return 0.0
+    return diff / max(abs(obj), 1e-9)
+
+
+def _solve_stage(
+    model: _Model,
+    params: SolverParams,
+    time_limit: float,
+    hint: np.ndarray | None,
+) -> tuple[str, np.ndarray | None, float, float, float]:
+    """One MIP solve. Returns (status, values or None, objective, bound, seconds)."""
+    start = time.perf_counter()
+    solver = pywraplp.Solver.CreateSolver(BACKENDS[params.backend])
+    if solver is None:
+        raise RuntimeError(f"OR-Tools backend {params.backend} is not available")
+    proto = model.proto
+    del proto.solution_hint.var_index[:]
+    del proto.solution_hint.var_value[:]
+    # HiGHS through pywraplp 9.15 crashes on solution hints: never pass one to it.
+    if hint is not None and params.backend != "highs":
+        proto.solution_hint.var_index.extend(range(hint.size))
+        proto.solution_hint.var_value.extend(hint.tolist())
+    error = solver.LoadModelFromProto(proto)
+    if error:
+        raise RuntimeError(f"model rejected by OR-Tools: {error}")
+    solver.SuppressOutput()
+    solver.SetNumThreads(params.threads)
+    if params.backend == "scip":
+        solver.SetSolverSpecificParametersAsString(
+            f"randomization/randomseedshift = {params.seed}\n"
+        )
+    elif params.backend == "cp_sat":
+        solver.SetSolverSpecificParametersAsString(f"random_seed:{params.seed}")
+    # cbc and highs take no seed through pywraplp; their defaults are fixed seeds.
+    solver.SetTimeLimit(max(1, int(time_limit * 1000)))
+    mp = pywraplp.MPSolverParameters()
+    mp.SetDoubleParam(mp.RELATIVE_MIP_GAP, params.relative_gap)
+    code = solver.Solve(mp)
+    status = _STATUS.get(code, "unknown")
+    values: np.ndarray | None = None
+    obj = float("nan")
+    bound = float("nan")
+    if status in ("optimal", "feasible"):
+        response = linear_solver_pb2.MPSolutionResponse()
+        solver.FillSolutionResponseProto(response)
+        values = np.asarray(response.variable_value, dtype=np.float64)
+        obj = float(solver.Objective().Value())
+        bound = float(solver.Objective().BestBound())
+    return status, values, obj, bound, time.perf_counter() - start
+
+
+def _overall(statuses: list[str]) -> str:
+    if all(s == "optimal" for s in statuses):
+        return "optimal"
+    return "feasible"
+
+
+def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
+    """Solve the assignment lexicographically (see module docstring).
+
+    Always returns a result: on infeasibility or when no solution was found in time,
+    place_of_unit is all -1 and status says why.
+    """
+    params = params or SolverParams()
+    start = time.perf_counter()
+    maximin = params.objective == "maximin"
+    model = _build_model(problem, maximin)
+    n_vars = len(model.proto.variable)
+    deadline = start + params.time_limit_seconds
+    stages: list[StageReport] = []
+
+    def remaining(share: float) -> float:
+        return max(0.05, (deadline - time.perf_counter()) * share)
+
+    # Stage 1: persons placed. Hint: locked pairs only (feasible whenever locks are).
+    hint = np.zeros(n_vars)
+    hint[model.locked_vars] = 1.0
+    _set_objective(model, model.persons)
+    status, values, obj, bound, secs = _solve_stage(
+        model, params, remaining(0.4 if not maximin else 0.3), hint if not model.locked_vars.size else None
+    )
+    stages.append(StageReport("persons", status, obj, bound, _gap(obj, bound), secs))
+    if values is None:
+        return _empty_result(problem, params, status, stages, start)
+    persons_best = round(obj)
+    persons_bound = float(np.floor(bound + 1e-6))
+    # Keep stage 1: persons >= its value (integer, so no tolerance needed).
+    model.proto.constraint[model.persons_row].lower_bound = float(persons_best)
+    current = values
+
+    if maximin:
+        _set_objective(model, {model.t_var: 1.0})
+        status, values, obj, bound, secs = _solve_stage(model, params, remaining(0.5), current)
+        stages.append(StageReport("min_score", status, obj, bound, _gap(obj, bound), secs))
+        if values is not None:
+            current = values
+            model.proto.constraint[model.score_row].lower_bound = obj - KEEP_TOLERANCE
+        else:
+            # Keep what stage 1's solution achieves so the final stage stays feasible.
+            model.proto.constraint[model.score_row].lower_bound = _min_score(model, current) - KEEP_TOLERANCE
+        # Stage 3 uses the T achieved by current solution as hint value.
+        current = current.copy()
+        current[model.t_var] = _min_score(model, current)
+
+    coefs = model.score + (_tie_break(model) if params.tie_break else 0.0)
+    _set_objective(model, coefs)
+    status, values, obj, bound, secs = _solve_stage(model, params, remaining(1.0), current)
+    # The gap is the solver's own (tie-break included); the reported objective is the
+    # pure total score, which the bound (on score + tie-break) also bounds from above.
+    gap = _gap(obj, bound)
+    if values is not None:
+        current = values
+    else:
+        bound, gap = float("nan"), float("inf")
+    obj = float(model.score @ np.round(current[: model.n_x]))
+    stages.append(StageReport("score", status, obj, bound, gap, secs))
+
+    x = np.round(current[: model.n_x]) > 0.5
+    place_of = np.full(problem.n_units, -1, dtype=np.int64)
+    place_of[model.unit[x]] = model.place[x]
+    persons_placed = int(problem.usage[place_of >= 0, problem.persons_index].sum())
+    min_score = None
+    if maximin:
+        min_score = float(model.household_score[x].min()) if x.any() else None
+    final = stages[-1]
+    return AssignmentResult(
+        place_of_unit=place_of,
+        status=_overall([s.status for s in stages]),
+        persons_placed=persons_placed,
+        total_score=float(np.round(model.score[x].sum(), 6)),
+        objective_value=final.objective_value,
+        best_bound=final.best_bound,
+        gap=final.gap,
+        persons_bound=persons_bound,
+        min_unit_score=min_score,
+        wall_seconds=time.perf_counter() - start,
+        solver=f"ortools-{params.backend}",
+        params=params.as_dict(),
+        stages=tuple(stages),
+    )
+
+
+def _min_score(model: _Model, values: np.ndarray) -> float:
+    x = np.round(values[: model.n_x]) > 0.5
+    return float(model.household_score[x].min()) if x.any() else SCORE_CEILING
+
+
+def _empty_result(
+    problem: AssignmentProblem,
+    params: SolverParams,
+    status: str,
+    stages: list[StageReport],
+    start: float,
+) -> AssignmentResult:
+    return AssignmentResult(
+        place_of_unit=np.full(problem.n_units, -1, dtype=np.int64),
+        status=status,
+        persons_placed=0,
+        total_score=0.0,
+        objective_value=float("nan"),
+        best_bound=float("nan"),
+        gap=float("inf"),
+        persons_bound=float("nan"),
+        min_unit_score=None,
+        wall_seconds=time.perf_counter() - start,
+        solver=f"ortools-{params.backend}",
+        params=params.as_dict(),
+        stages=tuple(stages),
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def household_assignment(
+    problem: AssignmentProblem,
+    result: AssignmentResult,
+    households: pl.DataFrame,
+    scored_pairs: pl.DataFrame,
+) -> pl.DataFrame:
+    """One row per household: household_pseudonym, link_group, municipality_id (null if
+    unplaced) and, for placed households, the score columns of its pair."""
+    units = pl.DataFrame(
+        {
+            "link_group": pl.Series(problem.unit_ids, dtype=pl.String),
+            "municipality_id": pl.Series(
+                [problem.place_ids[j] if j >= 0 else None for j in result.place_of_unit.tolist()],
+                dtype=pl.String,
+            ),
+        }
+    )
+    out = (
+        households.select("household_pseudonym", "link_group")
+        .join(units, on="link_group", how="left")
+        .sort("household_pseudonym")
+    )
+    score_cols = [c for c in scored_pairs.columns if c == "score" or c.startswith("score_")]
+    return out.join(
+        scored_pairs.select("household_pseudonym", "municipality_id", *score_cols),
+        on=["household_pseudonym", "municipality_id"],
+        how="left",
+        maintain_order="left",
+    )

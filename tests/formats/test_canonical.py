@@ -1,0 +1,104 @@
+"""The canonical template reader: encodings, separators, sheets, and errors that never quote a value."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from rematch_pipeline.formats.canonical import read_canonical
+from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.sample import generate_round
+from rematch_pipeline.schemas.contract import field_names
+
+SECRET_VALUE = "Olena-Secret-Value"
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return generate_round(20, 5, seed=3)
+
+
+def _csv(frame: pl.DataFrame, sep: str = ",") -> str:
+    out = io.StringIO()
+    frame.write_csv(out, separator=sep)
+    return out.getvalue()
+
+
+def test_municipalities_csv_is_recognised_by_content(sample, tmp_path: Path) -> None:
+    path = tmp_path / "whatever-name.csv"
+    path.write_text(_csv(sample.municipalities))
+    [parsed] = read_canonical(path, path.read_bytes())
+    assert parsed.table == "municipalities"
+    assert parsed.frame.height == sample.municipalities.height
+    assert parsed.frame["municipality_id"].to_list() == sample.municipalities["municipality_id"].to_list()
+    assert parsed.frame["file_row"].to_list()[:2] == [2, 3]
+
+
+def test_german_excel_csv_with_bom_semicolon_and_cp1252(sample, tmp_path: Path) -> None:
+    frame = sample.municipalities.with_columns(pl.lit("Fürth, Stadt").alias("municipality_name"))
+    text = _csv(frame, sep=";").replace("\n", "\r\n")
+    for encoded in (b"\xef\xbb\xbf" + text.encode("utf-8"), text.encode("cp1252")):
+        path = tmp_path / "m.csv"
+        path.write_bytes(encoded)
+        [parsed] = read_canonical(path, encoded)
+        assert parsed.frame["municipality_name"][0] == "Fürth, Stadt"
+        assert parsed.frame["municipality_id"][0] == sample.municipalities["municipality_id"][0]
+
+
+def test_xlsx_workbook_with_households_and_members_sheets(sample, tmp_path: Path) -> None:
+    path = tmp_path / "h.xlsx"
+    with xlsxwriter.Workbook(path) as book:
+        for name, frame in (("households", sample.households), ("members", sample.members)):
+            sheet = book.add_worksheet(name)
+            sheet.write_row(0, 0, frame.columns)
+            for r, row in enumerate(frame.iter_rows(), start=1):
+                for c, value in enumerate(row):
+                    sheet.write_string(r, c, value or "")
+    tables = read_canonical(path, path.read_bytes())
+    assert [t.table for t in tables] == ["households", "members"]
+    assert tables[1].frame.height == sample.members.height
+    assert tables[0].sheet == "households"
+
+
+def test_missing_and_renamed_columns_stop_the_file_naming_them(sample, tmp_path: Path) -> None:
+    frame = sample.municipalities.rename({"kita_places": "kita_plaetze"}).drop("pets_allowed")
+    path = tmp_path / "m.csv"
+    path.write_text(_csv(frame))
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    message = str(error.value)
+    assert "m.csv" in message and "row 1" in message
+    assert "missing columns pets_allowed, kita_places" in message  # contract order
+    assert "unexpected columns kita_plaetze" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [
+        (b"", "empty file"),
+        (",".join(field_names("municipalities")).encode() + b"\n", "header only"),
+        (b"a,b,c\n1,2,3\n", "not a municipalities, households, members or decisions template"),
+    ],
+)
+def test_unreadable_files_are_rejected_with_a_rule(content: bytes, rule: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputFileError, match=rule):
+        read_canonical(path, content)
+
+
+def test_truncated_file_names_the_row_but_not_the_value(sample, tmp_path: Path) -> None:
+    frame = sample.municipalities.with_columns(pl.lit(SECRET_VALUE).alias("contact_name"))
+    text = _csv(frame)
+    text = text[: text.rindex(SECRET_VALUE)] + '"' + SECRET_VALUE  # an unterminated quote at the end
+    path = tmp_path / "cut.csv"
+    path.write_text(text)
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    assert "truncated" in str(error.value)
+    assert "row" in str(error.value)
+    assert SECRET_VALUE not in str(error.value)
