@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import landed_exports
-from rematch_pipeline.assets.matching import round_candidates, round_proposals, rounds_partitions
+from rematch_pipeline.assets.matching import round_candidates, round_proposals
 from rematch_pipeline.assets.reports import round_report
 from rematch_pipeline.assets.validate import canonical_tables, contract_checks
 from rematch_pipeline.resources.home import RematchHome, default_home
@@ -24,7 +24,6 @@ ingest_job = dg.define_asset_job(
 round_job = dg.define_asset_job(
     "round_job",
     selection=dg.AssetSelection.assets(*ROUND_ASSETS),
-    partitions_def=rounds_partitions,
     description="Run one matching round (a partition of `rounds`): candidates, assignment, report.",
 )
 

@@ -445,7 +445,7 @@ def _uuids(seed: int, stream: str, n: int) -> list[str]:
 # so mothers with children and women on their own dominate.
 _SINGLE, _MOTHER, _COUPLE_KIDS, _OLDER_COUPLE, _THREE_GEN, _SIBLINGS, _COUPLE = range(7)
 _TYPE_P = (0.26, 0.30, 0.13, 0.08, 0.12, 0.06, 0.05)
-_FEMALE, _MALE, _DIVERSE = (SEX.index("female"), SEX.index("male"), SEX.index("diverse"))
+_FEMALE, _MALE = SEX.index("female"), SEX.index("male")
 _REL = {r: i for i, r in enumerate(RELATION)}
 _LANG_BIT = {c: 1 << i for i, c in enumerate(LANGUAGES)}
 _COURSE_IDX = np.array([GERMAN_LEVEL.index(level) for level in COURSE_LEVELS])
@@ -466,7 +466,11 @@ def _opposite(sex: np.ndarray) -> np.ndarray:
 
 
 def _adult_sex(rng: np.random.Generator, n: int, p_female: float) -> np.ndarray:
-    return _choose(rng, n, (p_female, 1.0 - p_female - 0.004, 0.004))
+    """Sex codes (indices into SEX) of adults; "diverse" is rare."""
+    p = np.zeros(len(SEX))
+    p[SEX.index("female")], p[SEX.index("diverse")] = p_female, 0.004
+    p[SEX.index("male")] = 1.0 - p_female - 0.004
+    return _choose(rng, n, tuple(p))
 
 
 def _compose(rng: np.random.Generator, n: int) -> _People:

@@ -1,0 +1,57 @@
+"""The issue's acceptance path through the command line: sample → landing → ingest → round."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from tests.conftest import land
+from tests.hard_rules import violations
+
+
+def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "sample"
+    assert main(["sample", "--households", "300", "--municipalities", "30", "--seed", "7", "--out", str(out)]) == 0
+    period = capsys.readouterr().out.strip().splitlines()[-1]
+    assert period == "2026-07"
+    land(home, out)
+    assert main(["ingest"]) == 0
+    assert main(["round", "r1", "--period", period, "--time-limit", "30"]) == 0
+
+    round_dir = home.path / "rounds" / "r1"
+    proposals = round_dir / "proposals.csv"
+    with proposals.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows, "no proposals were made"
+    assert list(rows[0]) == ["household_ref", "municipality_id", "persons", "score"]
+    assert proposals.stat().st_mode & 0o077 == 0, "the restricted export must not be readable by others"
+    assert violations(out, proposals) == {}
+
+    solver = json.loads((round_dir / "solver.json").read_text())
+    assert solver["status"] in ("optimal", "feasible")
+    assert solver["bound"] >= solver["objective"] - 1e-6
+    assert solver["persons_placed"] == sum(int(r["persons"]) for r in rows)
+    assert (round_dir / "report.html").stat().st_size > 10_000
+
+    # The runs are in the data home's Dagster instance, so the UI's run history shows them.
+    instance = dg.DagsterInstance.get()
+    jobs = {run.job_name for run in instance.get_runs()}
+    assert {"ingest_job", "round_job"} <= jobs
+
+
+def test_round_on_an_unknown_period_fails_with_one_line(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "sample"
+    main(["sample", "--households", "40", "--municipalities", "5", "--seed", "1", "--out", str(out)])
+    land(home, out)
+    assert main(["ingest"]) == 0
+    capsys.readouterr()
+    assert main(["round", "r9", "--period", "1999-01"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("rematch: round_job failed")
+    assert "1999-01 has no validated municipality offers" in err
