@@ -51,7 +51,9 @@ def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, h
         period=period,
         created_at=str(started),
         config=json.loads(config_json),
-        solver=solver,
+        # Nested entries (stages, params) are in solver.json; the report shows the flat summary.
+        solver={k: v for k, v in solver.items() if not isinstance(v, (dict, list))}
+        | {f"stage_{s['name']}_gap": s["gap"] for s in solver.get("stages", [])},
         proposals=proposals.join(names, on="municipality_id", how="left"),
         households=outcomes.select("household_pseudonym", "persons", "placed", "unplaced_reason"),
         municipalities=municipality_use(municipalities, proposals, pool),
