@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import time
 
 import duckdb
 from dagster_duckdb import DuckDBResource
@@ -21,6 +22,7 @@ PSEUDONYM_COLUMNS: dict[str, dict[str, str]] = {
     "decisions": {"household_ref": "household_ref_pseudonym"},
     "municipalities": {},
 }
+_LOCK_RETRIES = 8
 FILE_COLUMNS: tuple[str, ...] = ("file_sha256", "file_name", "sheet", "file_row")
 
 
@@ -64,10 +66,25 @@ CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIME
 
 @contextmanager
 def warehouse_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A warehouse connection with the base tables created."""
-    with resource.get_connection() as con:
+    """A warehouse connection with the base tables created, closed even when the caller fails.
+
+    DuckDBResource.get_connection does not close on an exception, which would keep DuckDB's
+    single-writer lock in a long-lived process; hence our own open/close around its settings.
+    """
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            con = duckdb.connect(resource.database, config=dict(resource.connection_config))
+            break
+        except duckdb.IOException:
+            # Another process holds the write lock (e.g. a UI-launched run); wait briefly.
+            if attempt == _LOCK_RETRIES - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    try:
         con.execute(WAREHOUSE_DDL)
         yield con
+    finally:
+        con.close()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

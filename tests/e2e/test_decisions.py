@@ -1,0 +1,78 @@
+"""Coordinators' decisions: accept consumes capacity, decline excludes the pair, erasure removes a household."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from tests.conftest import land
+
+
+def _proposals(home: RematchHome, round_id: str) -> list[dict[str, str]]:
+    with (home.path / "rounds" / round_id / "proposals.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def first_round(home: RematchHome, tmp_path: Path) -> list[dict[str, str]]:
+    out = tmp_path / "sample"
+    assert main(["sample", "--households", "80", "--municipalities", "10", "--seed", "5", "--out", str(out)]) == 0
+    land(home, out)
+    assert main(["ingest"]) == 0
+    assert main(["round", "r1", "--period", "2026-07", "--time-limit", "20"]) == 0
+    return _proposals(home, "r1")
+
+
+def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:
+    accepted, declined = first_round[0], first_round[1]
+    decisions = home.landing("decisions") / "decisions-r1.csv"
+    with decisions.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision", "reason"])
+        writer.writerow(["r1", accepted["household_ref"], accepted["municipality_id"], "accept", ""])
+        writer.writerow(["r1", declined["household_ref"], declined["municipality_id"], "decline", "family"])
+        writer.writerow(["r1", declined["household_ref"], "99999", "accept", ""])  # never proposed
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 2
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions'").fetchall()
+    assert rules == [(4, "municipality_id", "reference: not a proposal of that round")]
+
+    capsys.readouterr()
+    assert main(["round", "r1", "--period", "2026-07"]) == 1
+    assert "already has 2 recorded decisions" in capsys.readouterr().err
+
+    assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0
+    second = {p["household_ref"]: p["municipality_id"] for p in _proposals(home, "r2")}
+    assert accepted["household_ref"] not in second, "an accepted household leaves the pool"
+    assert second.get(declined["household_ref"]) != declined["municipality_id"], "a declined pair is never proposed again"
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        before, after = (
+            con.execute(
+                "SELECT capacity_persons FROM round_municipalities WHERE round_id = ? AND municipality_id = ?",
+                [r, accepted["municipality_id"]],
+            ).fetchone()[0]
+            for r in ("r1", "r2")
+        )
+    assert after == before - int(accepted["persons"])
+
+
+def test_erasure_removes_a_household_everywhere(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+    target = first_round[0]["household_ref"]
+    assert main(["erase", target]) == 0
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM household_identity WHERE household_ref = ?", [target]).fetchone()[0] == 0
+        pseudonym = con.execute("SELECT household_pseudonym FROM erasures").fetchone()[0]
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        tables = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE column_name = 'household_pseudonym' AND table_name <> 'erasures'"
+        ).fetchall()
+        assert len(tables) >= 5
+        for table, column in tables:
+            assert con.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}" = ?', [pseudonym]).fetchone()[0] == 0, table
+        assert con.execute("SELECT count(*) FROM erasures WHERE household_pseudonym = ?", [pseudonym]).fetchone()[0] == 1
