@@ -10,13 +10,14 @@ from pathlib import Path
 
 import yaml
 
+from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome, default_home
 
 DEMO_ROUND = "demo-1"
 DEMO_SIZE = {"households": 400, "municipalities": 40, "seed": 1}
 
 
-class CliError(Exception):
+class CliError(UserFacingError):
     """A failure reported to the user as one line, exit status 1."""
 
 
@@ -28,52 +29,26 @@ def _home() -> RematchHome:
     return home
 
 
-def _run(job_name: str, home: RematchHome, partition_key: str | None = None, run_config: dict | None = None):
+def _dagster(home: RematchHome):
+    """The definitions and the data home's Dagster instance."""
     import dagster as dg
 
     from rematch_pipeline.definitions import build_definitions
 
-    defs = build_definitions(home)
-    instance = dg.DagsterInstance.get()
-    if partition_key is not None:
-        instance.add_dynamic_partitions("rounds", [partition_key])
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition_key, run_config=run_config or {}, raise_on_error=False
-    )
-    if not result.success:
-        raise CliError(f"{job_name} failed (run {result.run_id}): {_failure_reason(result)}")
-    return result
-
-
-def _failure_reason(result) -> str:
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.user_failure_data and data.user_failure_data.description:
-                return data.user_failure_data.description
-            return data.error.message.strip().splitlines()[-1] if data.error else "step failed"
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
-            return f"check {event.event_specific_data.check_name} failed"
-    return "see the run in the Dagster UI"
+    return build_definitions(home), dg.DagsterInstance.get()
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest every new file in landing/."""
-    from rematch_pipeline.assets.ingest import rejected_files
+    from rematch_pipeline.runs import ingest_landing
 
     home = _home()
-    import datetime as dt
-
-    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    _run("ingest_job", home)
-    from dagster_duckdb import DuckDBResource
-
-    rejected = rejected_files(DuckDBResource(database=str(home.warehouse_path)), since=started)
-    for error in rejected["error"].to_list():
+    summary = ingest_landing(*_dagster(home), home)
+    for error in summary.rejected:
         print(f"rejected: {error}", file=sys.stderr)
-    if rejected.height:
-        raise CliError(f"{rejected.height} file(s) rejected; valid files were ingested")
-    print(f"ingested into {home.warehouse_path}")
+    print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
+    if summary.rejected:
+        raise CliError(f"{len(summary.rejected)} file(s) rejected (valid files were ingested)")
     return 0
 
 
@@ -93,10 +68,11 @@ def _round_config(args: argparse.Namespace) -> dict:
 
 def run_round(home: RematchHome, round_id: str, config: dict) -> Path:
     """Run round_job for one round id; returns the report path."""
+    from rematch_pipeline.runs import run_round as launch
+
     if not round_id or any(c in round_id for c in "/\\ ") or round_id.startswith("."):
         raise CliError("round id must be a non-empty name without spaces or slashes")
-    _run("round_job", home, partition_key=round_id, run_config={"ops": {"round_candidates": {"config": config}}})
-    return home.round_dir(round_id) / "report.html"
+    return launch(*_dagster(home), home, round_id, config)
 
 
 def cmd_round(args: argparse.Namespace) -> int:
@@ -192,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except CliError as exc:
+    except UserFacingError as exc:
         print(f"rematch: {exc}", file=sys.stderr)
         return 1
+
     except (OSError, ValueError) as exc:
         print(f"rematch: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,26 +1,21 @@
-"""The one Definitions object: assets by stage, checks, jobs and resources on the data home."""
-
-from __future__ import annotations
+"""The one Definitions object: assets by stage, checks, jobs, sensors and resources on the data home."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.features import household_features, municipality_features
-from rematch_pipeline.assets.ingest import landed_exports
+from rematch_pipeline.assets.ingest import landed_export
 from rematch_pipeline.assets.matching import round_candidates, round_proposals
 from rematch_pipeline.assets.reports import round_report
+from rematch_pipeline.assets.sensors import hourly_ingestion, ingest_file_job, landing_sensor, validate_after_ingestion, validate_job
 from rematch_pipeline.assets.validate import canonical_tables, contract_checks
 from rematch_pipeline.resources.home import RematchHome, default_home
 from rematch_pipeline.resources.identity import IdentityStore
 
-INTAKE_ASSETS = [landed_exports, canonical_tables, household_features, municipality_features]
+VALIDATE_ASSETS = [canonical_tables, household_features, municipality_features]
 ROUND_ASSETS = [round_candidates, round_proposals, round_report]
+CHECKS = [*contract_checks]
 
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.assets(*INTAKE_ASSETS),
-    description="Ingest every new file in landing/, validate, and rebuild the feature tables.",
-)
 round_job = dg.define_asset_job(
     "round_job",
     selection=dg.AssetSelection.assets(*ROUND_ASSETS),
@@ -40,9 +35,11 @@ def build_resources(home: RematchHome) -> dict[str, object]:
 def build_definitions(home: RematchHome) -> dg.Definitions:
     """Definitions over a data home."""
     return dg.Definitions(
-        assets=[*INTAKE_ASSETS, *ROUND_ASSETS],
-        asset_checks=contract_checks,
-        jobs=[ingest_job, round_job],
+        assets=[landed_export, *VALIDATE_ASSETS, *ROUND_ASSETS],
+        asset_checks=CHECKS,
+        jobs=[ingest_file_job, validate_job, round_job],
+        sensors=[landing_sensor, validate_after_ingestion],
+        schedules=[hourly_ingestion],
         resources=build_resources(home),
     )
 

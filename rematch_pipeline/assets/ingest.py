@@ -89,42 +89,87 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     return FileOutcome(path.name, kind, sha, "ingested", rows, tables)
 
 
-def outcomes_markdown(outcomes: list[FileOutcome]) -> str:
-    """A table of file outcomes for the Dagster UI."""
-    lines = ["| file | folder | status | rows | tables | error |", "|---|---|---|---|---|---|"]
-    for o in outcomes:
-        lines.append(f"| {o.file_name} | {o.kind} | {o.status} | {o.rows} | {o.tables} | {o.error} |")
-    return "\n".join(lines)
+exports_partitions = dg.DynamicPartitionsDefinition(name="exports")
 
 
-@dg.asset(group_name="ingest", pool="duckdb", kinds={"duckdb"})
-def landed_exports(
-    context: dg.AssetExecutionContext, home: RematchHome, identity: IdentityStore, warehouse: DuckDBResource
+class LandedFileConfig(dg.Config):
+    """Which landed file a partition (its sha256) came from; empty = search landing/ for it."""
+
+    path: str = ""
+    kind: str = ""
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_landed(home: RematchHome, sha: str, config: LandedFileConfig) -> tuple[str, Path]:
+    """The landed file with this content; fails clearly when it is gone or changed."""
+    if config.path:
+        path = Path(config.path)
+        if path.exists() and sha256_of(path) == sha:
+            return config.kind or path.parent.name, path
+    for kind, path in landed_files(home):
+        if sha256_of(path) == sha:
+            return kind, path
+    raise dg.Failure(f"no file in landing/ has content {sha[:12]}…; it was moved or changed after it was detected")
+
+
+@dg.asset(group_name="ingest", pool="duckdb", kinds={"duckdb"}, partitions_def=exports_partitions)
+def landed_export(
+    context: dg.AssetExecutionContext,
+    config: LandedFileConfig,
+    home: RematchHome,
+    identity: IdentityStore,
+    warehouse: DuckDBResource,
 ) -> dg.MaterializeResult:
-    """Every new file in landing/: archived unchanged by sha256, PII to the identity store, the rest to raw tables."""
+    """One landed export (partition = its sha256): archived unchanged, PII to the identity store, the rest to raw tables."""
     home.prepare()
-    outcomes = []
-    files = landed_files(home)
-    for number, (kind, path) in enumerate(files, start=1):
-        outcome = ingest_file(kind, path, home, identity, warehouse)
-        outcomes.append(outcome)
-        if outcome.status == "rejected":
-            context.log.error(f"[{number}/{len(files)}] rejected {outcome.error}")
-        elif outcome.status == "ingested":
-            context.log.info(f"[{number}/{len(files)}] {path.name}: {outcome.rows} rows into {outcome.tables}")
-    new = [o for o in outcomes if o.status != "already_ingested"]
-    with warehouse_connection(warehouse) as con:
-        logged = con.execute("SELECT count(*) FROM ingestion_log WHERE status = 'ingested'").fetchone()[0]
+    kind, path = find_landed(home, context.partition_key, config)
+    outcome = ingest_file(kind, path, home, identity, warehouse)
+    if outcome.status == "rejected":
+        context.log.error(f"rejected {outcome.error}")
+    else:
+        context.log.info(f"{path.name}: {outcome.status}, {outcome.rows} rows into {outcome.tables or '-'}")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": sum(o.rows for o in new),
-            "files_new": len(new),
-            "files_ingested": sum(o.status == "ingested" for o in new),
-            "files_rejected": sum(o.status == "rejected" for o in new),
-            "files_in_log": logged,
-            "files": dg.MetadataValue.md(outcomes_markdown(new) if new else "no new files"),
+            "dagster/row_count": outcome.rows,
+            "file_name": path.name,
+            "landing_folder": kind,
+            "status": outcome.status,
+            "tables": outcome.tables,
+            "error": outcome.error,
         }
     )
+
+
+def pending_exports(home: RematchHome, known: set[str], settle_seconds: float = 0.0) -> list[tuple[str, Path, str]]:
+    """(kind, path, sha256) of landed files whose content is not in `known`, one per content.
+
+    Files modified less than `settle_seconds` ago may still be being written and wait for the next look.
+    """
+    import time
+
+    pending: dict[str, tuple[str, Path, str]] = {}
+    now = time.time()
+    for kind, path in landed_files(home):
+        if now - path.stat().st_mtime < settle_seconds:
+            continue
+        sha = sha256_of(path)
+        if sha not in known and sha not in pending:
+            pending[sha] = (kind, path, sha)
+    return list(pending.values())
+
+
+def ingested_hashes(warehouse: DuckDBResource) -> set[str]:
+    """sha256 of every file already in the ingestion log (ingested or rejected)."""
+    with warehouse_connection(warehouse) as con:
+        return {r[0] for r in con.execute("SELECT file_sha256 FROM ingestion_log").fetchall()}
 
 
 def rejected_files(warehouse: DuckDBResource, since: dt.datetime | None = None) -> pl.DataFrame:

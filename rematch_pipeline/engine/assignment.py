@@ -129,16 +129,23 @@ class AssignmentProblem:
             raise ValueError("pair_score must be finite")
         if (self.usage < 0).any() or (self.capacity < 0).any() or (self.min_intake < 0).any():
             raise ValueError("usage, capacity and min_intake must be >= 0")
-        keys = self.pair_unit * max(n_j, 1) + self.pair_place
-        if np.unique(keys).size != n_p:
-            raise ValueError(f"{n_p - np.unique(keys).size} duplicate candidate pairs")
-        candidate = set(keys.tolist())
+        keys = np.sort(self.pair_keys())  # sort-based: far faster than hashing here
+        dupes = int((np.diff(keys) == 0).sum())
+        if dupes:
+            raise ValueError(f"{dupes} duplicate candidate pairs")
         units_locked = [u for u, _ in self.locked]
         if len(set(units_locked)) != len(units_locked):
             raise ValueError("a unit is locked to more than one place")
-        bad = sum(1 for u, j in self.locked if u * max(n_j, 1) + j not in candidate)
-        if bad:
-            raise ValueError(f"{bad} locked pairs are not candidate pairs")
+        if self.locked:
+            locked_keys = np.array([u * max(n_j, 1) + j for u, j in self.locked], dtype=np.int64)
+            pos = np.minimum(np.searchsorted(keys, locked_keys), max(keys.size - 1, 0))
+            bad = int((keys.size == 0) * len(locked_keys)) or int((keys[pos] != locked_keys).sum())
+            if bad:
+                raise ValueError(f"{bad} locked pairs are not candidate pairs")
+
+    def pair_keys(self) -> np.ndarray:
+        """One int64 key per pair: unit * n_places + place."""
+        return self.pair_unit * max(self.n_places, 1) + self.pair_place
 
 
 @dataclass(frozen=True)
@@ -254,30 +261,37 @@ def build_problem(
     mu = municipalities.sort("municipality_id")
     place_ids = mu.get_column("municipality_id").to_list()
 
-    unit_index = pl.DataFrame(
-        {"link_group": pl.Series(unit_ids, dtype=pl.String), "_u": np.arange(len(unit_ids))}
+    # Integer indices first, then group in numpy: string group_by over millions of
+    # pairs is the slow part otherwise.
+    unit_pos = pl.DataFrame(
+        {"link_group": pl.Series(unit_ids, dtype=pl.String), "_u": np.arange(len(unit_ids), dtype=np.int64)}
     )
-    place_index = pl.DataFrame(
-        {"municipality_id": pl.Series(place_ids, dtype=pl.String), "_j": np.arange(len(place_ids))}
+    hh_unit = households.select("household_pseudonym", "link_group").join(unit_pos, on="link_group")
+    place_pos = pl.DataFrame(
+        {"municipality_id": pl.Series(place_ids, dtype=pl.String), "_j": np.arange(len(place_ids), dtype=np.int64)}
     )
-    pairs = scored_pairs.select("household_pseudonym", "municipality_id", "score").join(
-        households.select("household_pseudonym", "link_group"), on="household_pseudonym", how="left"
+    pairs = (
+        scored_pairs.select("household_pseudonym", "municipality_id", "score")
+        .join(hh_unit.select("household_pseudonym", "_u"), on="household_pseudonym", how="left")
+        .join(place_pos, on="municipality_id", how="left")
     )
-    unknown = pairs.get_column("link_group").null_count()
+    unknown = pairs.get_column("_u").null_count() + pairs.get_column("_j").null_count()
     if unknown:
-        raise ValueError(f"pairs: {unknown} rows refer to unknown households")
-    grouped = (
-        pairs.group_by("link_group", "municipality_id")
-        .agg(pl.len().cast(pl.Int64).alias("_n"), pl.col("score").sum().alias("_score"))
-        .join(unit_index, on="link_group")
-        .join(place_index, on="municipality_id", how="left")
-    )
-    if grouped.get_column("_j").null_count():
-        raise ValueError(f"pairs: {grouped.get_column('_j').null_count()} rows refer to unknown municipalities")
-    sizes = units.get_column("_households").to_numpy()
-    u_arr = grouped.get_column("_u").to_numpy().astype(np.int64)
-    keep = grouped.get_column("_n").to_numpy() == sizes[u_arr]  # whole group compatible
-    grouped = grouped.filter(pl.Series(keep)).sort("_u", "_j")
+        raise ValueError(f"pairs: {unknown} references to unknown households or municipalities")
+    n_j = max(len(place_ids), 1)
+    keys = pairs.get_column("_u").to_numpy() * n_j + pairs.get_column("_j").to_numpy()
+    scores = pairs.get_column("score").fill_null(0.0).to_numpy().astype(np.float64)
+    order = np.argsort(keys, kind="stable")
+    keys, scores = keys[order], scores[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(keys) != 0]) if keys.size else np.zeros(0, np.int64)
+    uniq = keys[starts]
+    counts = np.diff(np.r_[starts, keys.size])
+    # Summation in sorted key order (then household order within a key): deterministic.
+    sums = np.add.reduceat(scores, starts) if keys.size else np.zeros(0)
+    sizes = units.get_column("_households").to_numpy().astype(np.int64)
+    pair_unit = uniq // n_j
+    keep = counts == sizes[pair_unit]  # every household of the group is compatible
+    pair_unit, pair_place, pair_score = pair_unit[keep], (uniq % n_j)[keep], sums[keep]
 
     unit_of = dict(
         zip(
@@ -307,9 +321,9 @@ def build_problem(
         usage=units.select(RESOURCES).to_numpy().astype(np.int64),
         capacity=np.stack([int_column(mu, cap) for _, cap in RESOURCE_COLUMNS], axis=1),
         min_intake=int_column(mu, "min_persons"),
-        pair_unit=grouped.get_column("_u").to_numpy().astype(np.int64),
-        pair_place=grouped.get_column("_j").to_numpy().astype(np.int64),
-        pair_score=grouped.get_column("_score").to_numpy().astype(np.float64),
+        pair_unit=pair_unit,
+        pair_place=pair_place,
+        pair_score=np.round(pair_score, 6),
         locked=locked_idx,
         exactly_one=exactly_one,
         unit_households=sizes.astype(np.int64),

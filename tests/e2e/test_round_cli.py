@@ -42,7 +42,7 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     # The runs are in the data home's Dagster instance, so the UI's run history shows them.
     instance = dg.DagsterInstance.get()
     jobs = {run.job_name for run in instance.get_runs()}
-    assert {"ingest_job", "round_job"} <= jobs
+    assert {"ingest_file_job", "validate_job", "round_job"} <= jobs
 
 
 def test_round_on_an_unknown_period_fails_with_one_line(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

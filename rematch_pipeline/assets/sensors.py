@@ -1,0 +1,73 @@
+"""Unattended ingestion: a sensor on landing/, a schedule, and validation after each ingested export."""
+
+import dagster as dg
+
+from rematch_pipeline.assets.features import household_features, municipality_features
+from rematch_pipeline.assets.ingest import exports_partitions, landed_export, pending_exports
+from rematch_pipeline.assets.validate import canonical_tables
+from rematch_pipeline.resources.home import RematchHome
+
+# A file younger than this may still be being copied into landing/.
+SETTLE_SECONDS = 10.0
+
+ingest_file_job = dg.define_asset_job(
+    "ingest_file_job",
+    selection=dg.AssetSelection.assets(landed_export),
+    description="Ingest one landed export (a partition of `exports`, keyed by the file's sha256).",
+)
+validate_job = dg.define_asset_job(
+    "validate_job",
+    selection=dg.AssetSelection.assets(canonical_tables, household_features, municipality_features),
+    description="Validate every raw row and rebuild the feature tables.",
+)
+
+
+def export_run_requests(home: RematchHome, known: set[str], settle_seconds: float) -> tuple[list[dg.RunRequest], list[str]]:
+    """One run request per new landed content; run_key = sha256 so the same bytes never run twice."""
+    requests, keys = [], []
+    for kind, path, sha in pending_exports(home, known, settle_seconds):
+        keys.append(sha)
+        requests.append(
+            dg.RunRequest(
+                run_key=sha,
+                partition_key=sha,
+                run_config={"ops": {"landed_export": {"config": {"path": str(path), "kind": kind}}}},
+                tags={"rematch/file": path.name},
+            )
+        )
+    return requests, keys
+
+
+@dg.sensor(job=ingest_file_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def landing_sensor(context: dg.SensorEvaluationContext, home: RematchHome) -> dg.SensorResult:
+    """Starts one ingestion run per new file content in landing/; skips files still being written."""
+    known = set(context.instance.get_dynamic_partitions(exports_partitions.name))
+    requests, keys = export_run_requests(home, known, SETTLE_SECONDS)
+    if keys:
+        context.log.info(f"{len(keys)} new export(s) in landing/")
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[exports_partitions.build_add_request(keys)] if keys else [],
+    )
+
+
+@dg.schedule(job=ingest_file_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+def hourly_ingestion(context: dg.ScheduleEvaluationContext, home: RematchHome):
+    """Hourly sweep of landing/ for deployments that run schedules but not sensors."""
+    known = set(context.instance.get_dynamic_partitions(exports_partitions.name))
+    requests, keys = export_run_requests(home, known, SETTLE_SECONDS)
+    if keys:
+        # Schedules cannot return partition requests, so the partitions are added here.
+        context.instance.add_dynamic_partitions(exports_partitions.name, keys)
+    return requests or dg.SkipReason("no new files in landing/")
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ingest_file_job],
+    request_job=validate_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def validate_after_ingestion(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+    """Validation is a full recompute, so one run after each ingested export keeps the tables current."""
+    return dg.RunRequest(run_key=f"validate-after-{context.dagster_run.run_id}")

@@ -1,0 +1,74 @@
+"""Launching the definitions' jobs in-process on the data home's Dagster instance (CLI and tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from rematch_pipeline.assets.ingest import ingested_hashes, rejected_files
+from rematch_pipeline.assets.sensors import export_run_requests
+from rematch_pipeline.errors import UserFacingError
+from rematch_pipeline.resources.home import RematchHome
+
+
+class RunFailed(UserFacingError):
+    """A job run failed; the message is one line naming the run and the reason."""
+
+
+@dataclass(frozen=True)
+class IngestionSummary:
+    """What one ingestion pass did."""
+
+    files_ingested: int
+    rejected: list[str]  # error lines (file, row, column, rule)
+    results: list[dg.ExecuteInProcessResult]  # one run per file, then the validation run
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """The first step failure or failed blocking check of a run, as one line."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return data.error.message.strip().splitlines()[-1] if data.error else "step failed"
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            return f"check {event.event_specific_data.check_name} failed"
+    return "see the run in the Dagster UI"
+
+
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, **kwargs) -> dg.ExecuteInProcessResult:
+    """Run a job of the definitions in-process; raises RunFailed with a one-line reason."""
+    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    if not result.success:
+        raise RunFailed(f"{job_name} failed (run {result.run_id[:8]}): {failure_reason(result)}")
+    return result
+
+
+def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome) -> IngestionSummary:
+    """One ingestion run per new landed file (as the sensor would), then one validation run."""
+    warehouse = DuckDBResource(database=str(home.warehouse_path))
+    import datetime as dt
+
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    requests, keys = export_run_requests(home, ingested_hashes(warehouse), settle_seconds=0.0)
+    instance.add_dynamic_partitions("exports", keys)
+    results = [
+        execute(defs, instance, "ingest_file_job", partition_key=r.partition_key, run_config=r.run_config, tags=r.tags)
+        for r in requests
+    ]
+    results.append(execute(defs, instance, "validate_job"))
+    rejected = rejected_files(warehouse, since=started)["error"].to_list()
+    return IngestionSummary(len(requests) - len(rejected), rejected, results)
+
+
+def run_round(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome, round_id: str, config: dict) -> Path:
+    """Run round_job for one round id; returns the report path."""
+    instance.add_dynamic_partitions("rounds", [round_id])
+    execute(defs, instance, "round_job", partition_key=round_id, run_config={"ops": {"round_candidates": {"config": config}}})
+    return home.round_dir(round_id) / "report.html"
+
+
