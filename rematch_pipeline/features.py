@@ -67,7 +67,10 @@ def link_groups(households: pl.DataFrame) -> pl.DataFrame:
             if a != b:
                 parent[max(a, b)] = min(a, b)
     pseudonyms = households["household_pseudonym"].to_list()
-    return pl.DataFrame({"household_pseudonym": pseudonyms, "link_group": [find(p) for p in pseudonyms]})
+    return pl.DataFrame(
+        {"household_pseudonym": pseudonyms, "link_group": [find(p) for p in pseudonyms]},
+        schema={"household_pseudonym": pl.Utf8, "link_group": pl.Utf8},
+    )
 
 
 def household_features(households: pl.DataFrame, members: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:

@@ -35,6 +35,7 @@ class CanonicalTables:
     members: pl.DataFrame
     decisions: pl.DataFrame
     quarantine: pl.DataFrame
+    superseded: pl.DataFrame  # duplicate submissions resolved by the latest submitted_at
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -71,13 +72,15 @@ def _row_rule(frame: pl.DataFrame, table: str, column: str, rule: str) -> pl.Dat
     ).cast(QUARANTINE_SCHEMA)
 
 
-def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, int]:
-    """Keep the latest submission per key (then the latest ingested); return the number dropped."""
+def _latest(frame: pl.DataFrame, table: str, keys: list[str], superseded: list[pl.DataFrame]) -> tuple[pl.DataFrame, int]:
+    """Keep the latest submission per key (then the latest ingested); report the others in `superseded`."""
     if frame.is_empty():
         return frame, 0
     ordered = frame.with_row_index("_order").sort(["submitted_at", "_order"])
-    kept = ordered.unique(subset=keys, keep="last", maintain_order=True).sort("_order").drop("_order")
-    return kept, frame.height - kept.height
+    kept = ordered.unique(subset=keys, keep="last", maintain_order=True)
+    dropped = ordered.join(kept.select("_order"), on="_order", how="anti")
+    superseded.append(_row_rule(dropped, table, keys[-1] if keys[-1] != "household_pseudonym" else "household_ref", "duplicate: superseded by a later submission"))
+    return kept.sort("_order").drop("_order"), dropped.height
 
 
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
@@ -106,19 +109,20 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
 
     municipalities, q = check_rows("municipalities", raw["municipalities"])
     quarantine.append(q)
-    municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, ["municipality_id", "intake_period"])
+    superseded: list[pl.DataFrame] = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
+    municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, "municipalities", ["intake_period", "municipality_id"], superseded)
 
     # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
     raw_households = raw["households"]
-    refused_mask = raw_households["consent_processing"].str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS))
+    refused_mask = raw_households["consent_processing"].str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS)).fill_null(False)
     refused = raw_households.filter(refused_mask)
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
     refused_ids = refused["submission_id"].implode()
 
     households, q = check_rows("households", raw_households.filter(~refused_mask))
     quarantine.append(q)
-    households, dup_submissions = _latest(households, ["submission_id"])
-    households, dup_households = _latest(households, ["household_pseudonym"])
+    households, dup_submissions = _latest(households, "households", ["submission_id"], superseded)
+    households, dup_households = _latest(households, "households", ["household_pseudonym"], superseded)
     counts["household_duplicates_resolved"] = dup_submissions + dup_households
     # A later submission that withdraws consent withdraws the household.
     withdrawn = refused.select(
@@ -183,4 +187,5 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
 
     quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
     counts["rows_quarantined"] = quarantine_frame.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique()
-    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, counts)
+    superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
+    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, counts)

@@ -11,7 +11,8 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.formats.canonical import read_canonical
+from rematch_pipeline.formats.detect import read_export
+from rematch_pipeline.formats.limits import check_path_size
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import split_identity
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome
@@ -50,8 +51,7 @@ def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
 
 def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStore, warehouse: DuckDBResource) -> FileOutcome:
     """Archive one landed file and load it; the same bytes are never loaded twice."""
-    data = path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256_of(path)
     with warehouse_connection(warehouse) as con:
         if con.execute("SELECT 1 FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone():
             return FileOutcome(path.name, kind, sha, "already_ingested")
@@ -60,7 +60,8 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         shutil.copyfile(path, archived)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:
-        parsed = read_canonical(path, data)
+        check_path_size(path)  # before reading: an oversized file is never loaded into memory
+        parsed = read_export(path, path.read_bytes())
         split = [(p.table, *split_identity(p, home.secret(), sha, path.name)) for p in parsed]
     except InputFileError as exc:
         outcome = FileOutcome(path.name, kind, sha, "rejected", error=str(exc))

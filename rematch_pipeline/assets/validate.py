@@ -54,6 +54,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         for name in CANONICAL_TABLES:
             replace_table(con, name, getattr(result, name))
         replace_table(con, "quarantine", result.quarantine)
+        replace_table(con, "superseded_submissions", result.superseded)
         replace_table(con, "intake_counts", pl.DataFrame({"name": list(result.counts), "value": list(result.counts.values())}))
         con.execute("COMMIT")
     if result.counts["rows_quarantined"]:
@@ -68,6 +69,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             "dagster/row_count": result.quarantine.height,
             "rows_quarantined": result.counts["rows_quarantined"],
             "households_without_consent": result.counts["households_without_consent"],
+            "duplicates_superseded": result.superseded.height,
             "by_rule": dg.MetadataValue.md(_quarantine_markdown(result.quarantine)),
         },
     )

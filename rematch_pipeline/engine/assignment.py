@@ -40,6 +40,10 @@ TIE_BREAK_TOTAL: float = 0.5e-4
 SCORE_CEILING: float = 100.0
 # Slack when a later stage keeps an earlier stage's (floating point) optimum.
 KEEP_TOLERANCE: float = 1e-6
+NO_BOUND: float = 1e19
+
+# Row kinds of the model, recorded so that duals can be mapped back (large_scale.py).
+ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_MAXIMIN, ROW_PERSONS, ROW_SCORE = range(7)
 
 _STATUS: dict[int, str] = {
     pywraplp.Solver.OPTIMAL: "optimal",
@@ -398,6 +402,12 @@ class _Model:
     persons_row: int  # row: sum persons * x >= (stage-1 value)
     score_row: int  # row: sum score * x >= (stage-2 value), maximin only
     t_var: int  # maximin T variable or -1
+    # Per constraint row: kind (ROW_*), place, resource, unit (-1 where not applicable).
+    row_kind: np.ndarray
+    row_place: np.ndarray
+    row_resource: np.ndarray
+    row_unit: np.ndarray
+    y_place: np.ndarray  # place of each y variable (variable index n_x + k)
 
 
 def _reduce(problem: AssignmentProblem) -> np.ndarray:
@@ -452,6 +462,7 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
         t_var = n_x + min_places.size
         add_var(lower_bound=0.0, upper_bound=SCORE_CEILING, is_integer=False)
 
+    rows: list[tuple[int, int, int, int]] = []
     # Unit rows: at most / exactly one place.
     u_order = np.argsort(unit, kind="stable")
     u_starts = np.searchsorted(unit[u_order], np.arange(problem.n_units + 1))
@@ -459,6 +470,7 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
         members = u_order[u_starts[u] : u_starts[u + 1]]
         if members.size == 0 and not problem.exactly_one:
             continue
+        rows.append((ROW_UNIT, -1, -1, u))
         ct = m.constraint.add(lower_bound=1.0 if problem.exactly_one else 0.0, upper_bound=1.0)
         ct.var_index.extend(members.tolist())
         ct.coefficient.extend([1.0] * members.size)
@@ -477,15 +489,18 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
             nz = coef > 0
             if r == pi and j in y_of:
                 # min*y <= persons <= cap*y : zero or at least the minimum.
+                rows.append((ROW_MIN_HIGH, j, r, -1))
                 ct = m.constraint.add(lower_bound=-np.inf, upper_bound=0.0)
                 ct.var_index.extend([*members[nz].tolist(), y_of[j]])
                 ct.coefficient.extend([*coef[nz].astype(float).tolist(), -float(cap[r])])
+                rows.append((ROW_MIN_LOW, j, r, -1))
                 ct = m.constraint.add(lower_bound=0.0, upper_bound=np.inf)
                 ct.var_index.extend([*members[nz].tolist(), y_of[j]])
                 ct.coefficient.extend([*coef[nz].astype(float).tolist(), -float(problem.min_intake[j])])
                 continue
             if coef.sum() <= cap[r]:
                 continue  # every candidate together fits: row never binds
+            rows.append((ROW_CAPACITY, j, r, -1))
             ct = m.constraint.add(lower_bound=-np.inf, upper_bound=float(cap[r]))
             ct.var_index.extend(members[nz].tolist())
             ct.coefficient.extend(coef[nz].astype(float).tolist())
@@ -497,18 +512,21 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
             members = u_order[u_starts[u] : u_starts[u + 1]]
             if members.size == 0:
                 continue
+            rows.append((ROW_MAXIMIN, -1, -1, u))
             ct = m.constraint.add(lower_bound=-np.inf, upper_bound=SCORE_CEILING)
             ct.var_index.extend([*members.tolist(), t_var])
             coefs = SCORE_CEILING - score[members] / hh[members]
             ct.coefficient.extend([*coefs.tolist(), 1.0])
 
     persons_row = len(m.constraint)
+    rows.append((ROW_PERSONS, -1, pi, -1))
     ct = m.constraint.add(lower_bound=-np.inf, upper_bound=np.inf)
     ct.var_index.extend(range(n_x))
     ct.coefficient.extend(persons.tolist())
     score_row = -1
     if maximin:
         score_row = len(m.constraint)
+        rows.append((ROW_SCORE, -1, -1, -1))
         ct = m.constraint.add(lower_bound=-np.inf, upper_bound=np.inf)
         ct.var_index.append(t_var)
         ct.coefficient.append(1.0)
@@ -526,6 +544,11 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
         persons_row=persons_row,
         score_row=score_row,
         t_var=t_var,
+        row_kind=np.array([r[0] for r in rows], dtype=np.int64),
+        row_place=np.array([r[1] for r in rows], dtype=np.int64),
+        row_resource=np.array([r[2] for r in rows], dtype=np.int64),
+        row_unit=np.array([r[3] for r in rows], dtype=np.int64),
+        y_place=min_places.astype(np.int64),
     )
 
 
@@ -608,6 +631,9 @@ def _solve_stage(
         values = np.asarray(response.variable_value, dtype=np.float64)
         obj = float(solver.Objective().Value())
         bound = float(solver.Objective().BestBound())
+        # Backends report +-1e20..1e30 for "no bound yet": say so honestly.
+        if not np.isfinite(bound) or abs(bound) >= NO_BOUND:
+            bound = float("inf")
     return status, values, obj, bound, time.perf_counter() - start
 
 
@@ -645,7 +671,12 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     if values is None:
         return _empty_result(problem, params, status, stages, start)
     persons_best = round(obj)
-    persons_bound = float(np.floor(bound + 1e-6))
+    # Persons placed never exceed the persons of units with a usable pair.
+    trivial = float(problem.usage[np.unique(model.unit), problem.persons_index].sum())
+    persons_bound = float(np.floor(min(bound, trivial) + 1e-6))
+    stages[-1] = StageReport(
+        "persons", status, obj, persons_bound, _gap(obj, persons_bound), secs
+    )
     # Keep stage 1: persons >= its value (integer, so no tolerance needed).
     model.proto.constraint[model.persons_row].lower_bound = float(persons_best)
     current = values

@@ -35,11 +35,19 @@ class ParsedTable:
     sheet: str | None = None
 
 
-def detect_table(header: list[str], file: str, sheet: str | None = None) -> str:
-    """Which canonical table a header belongs to."""
-    names = set(header)
-    matches = [table for table, sig in SIGNATURES.items() if sig <= names]
+def _matching_tables(header: list[str]) -> list[str]:
+    names = {h.strip() for h in header}
+    return [table for table, sig in SIGNATURES.items() if sig <= names]
+
+
+def detect_table(header: list[str], file: str, sheet: str | None = None, next_row: list[str] | None = None) -> str:
+    """Which canonical table a header belongs to; a header in row 2 (merged title row above) is named as such."""
+    matches = _matching_tables(header)
     if len(matches) != 1:
+        if next_row is not None and len(_matching_tables(next_row)) == 1:
+            raise InputFileError(
+                Violation(file, 1, None, "header: two header rows (merged title row?); the field names must be in row 1 alone", sheet=sheet)
+            )
         raise InputFileError(
             Violation(file, 1, None, "header: not a municipalities, households, members or decisions template", sheet=sheet)
         )
@@ -120,7 +128,7 @@ def read_csv(data: bytes, file: str) -> list[ParsedTable]:
     except csv.Error as exc:
         # A truncated file typically ends inside a quoted field.
         raise InputFileError(Violation(file, reader.line_num, None, "csv: malformed or truncated (unterminated quote)")) from exc
-    table = detect_table(header, file)
+    table = detect_table(header, file, next_row=rows[0][1] if rows else None)
     if not rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", table))
     return [_frame(table, header, rows, file, None)]
@@ -151,22 +159,15 @@ def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
     tables: list[ParsedTable] = []
     try:
         for sheet in workbook.worksheets:
-            rows_iter = sheet.iter_rows(values_only=True)
-            header: list[str] | None = None
-            rows: list[tuple[int, list[str]]] = []
-            for number, values in enumerate(rows_iter, start=1):
-                cells = [_cell_text(v) for v in values]
-                if header is None:
-                    if any(c.strip() for c in cells):
-                        header = [c.strip() for c in cells]
-                        while header and not header[-1]:
-                            header.pop()
-                    continue
-                if any(c.strip() for c in cells):
-                    rows.append((number, cells[: len(header)]))
-            if header is None:
+            texts = ((n, [_cell_text(v) for v in values]) for n, values in enumerate(sheet.iter_rows(values_only=True), start=1))
+            filled = [(number, cells) for number, cells in texts if any(c.strip() for c in cells)]
+            if not filled:
                 continue
-            table = detect_table(header, file, sheet.title)
+            header = [c.strip() for c in filled[0][1]]
+            while header and not header[-1]:
+                header.pop()
+            table = detect_table(header, file, sheet.title, next_row=filled[1][1] if len(filled) > 1 else None)
+            rows = [(number, cells[: len(header)]) for number, cells in filled[1:]]
             if not rows:
                 raise InputFileError(Violation(file, None, None, "header only: no data rows", table, sheet.title))
             tables.append(_frame(table, header, rows, file, sheet.title))

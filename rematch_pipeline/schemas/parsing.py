@@ -52,6 +52,11 @@ def parse_date(value: str | None) -> dt.date | None:
         return None
 
 
+FORMULA_RULE = "formula: cell starts with =, +, - or @ (spreadsheet formula)"
+# A formula-like cell in a text field; "-" only counts when no number follows (negatives are range errors).
+FORMULA_PATTERN = r"^([=+@]|-[^0-9.])"
+
+
 def _typed(field: Field, col: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, cell-is-badly-typed flag) for one column."""
     text = col.str.strip_chars()
@@ -83,7 +88,7 @@ def _typed(field: Field, col: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
             items = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
             return items.fill_null(pl.lit([], dtype=pl.List(pl.Utf8))), pl.lit(False)
         case _:
-            return text, pl.lit(False)
+            return text, present & text.str.contains(FORMULA_PATTERN)
 
 
 def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -112,7 +117,7 @@ def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
         .select(
             "_row",
             "column",
-            pl.col("column").replace_strict({c: TYPE_RULES.get(k, "type") for c, k in kinds.items()}, default="type").alias("rule"),
+            pl.col("column").replace_strict({c: TYPE_RULES.get(k, FORMULA_RULE) for c, k in kinds.items()}, default="type").alias("rule"),
         )
     )
     return typed, violations

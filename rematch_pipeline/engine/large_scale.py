@@ -1,0 +1,387 @@
+"""Large rounds: price-and-restrict instead of one MIP over millions of pairs.
+
+A national round has ~10,000 units x 401 places, i.e. millions of candidate pairs; the
+simplex LP of the full model alone takes minutes. Per lexicographic stage we therefore
+
+1. solve the LP relaxation on a restricted pair set with PDLP (first-order, loose
+   tolerance: seconds, not minutes) and read its duals;
+2. price every candidate pair with those duals (numpy, vectorised) and add the pairs
+   that could improve the LP (column generation), until none or the budget is spent;
+3. compute the Lagrangian bound of the FULL problem from the duals (valid for any
+   nonnegative multipliers, so it is an honest upper bound whatever PDLP's accuracy);
+4. solve the MIP with SCIP/CBC/... on a small set: pairs the LP uses, each unit's best
+   few pairs by reduced profit, locked pairs and the previous stage's choice.
+
+The reported bound is the Lagrangian bound over all pairs, so the gap is against the
+full problem, not against the restricted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.linear_solver import linear_solver_pb2, pywraplp
+
+from rematch_pipeline.engine.assignment import (
+    ROW_CAPACITY,
+    ROW_MIN_HIGH,
+    ROW_MIN_LOW,
+    ROW_PERSONS,
+    ROW_UNIT,
+    AssignmentProblem,
+    AssignmentResult,
+    SolverParams,
+    StageReport,
+    _build_model,
+    _gap,
+    _Model,
+    _overall,
+    _reduce,
+    _set_objective,
+    _solve_stage,
+    _tie_break,
+)
+
+LOG = logging.getLogger(__name__)
+
+# Starting set per unit: best pairs by score plus pairs at the least demanded places
+# (so that maximising persons has room beyond everyone's favourites).
+INITIAL_BY_SCORE: int = 4
+INITIAL_BY_SLACK: int = 3
+# Pairs added per unit and column-generation round, and rounds at most.
+ADD_PER_ROUND: int = 3
+MAX_ROUNDS: int = 8
+# Pairs per unit handed to the MIP besides those the LP uses.
+MIP_BY_REDUCED_PROFIT: int = 3
+# PDLP stopping tolerance: duals only need to be good, the bound is exact anyway.
+PDLP_TOLERANCE: float = 1e-5
+# LP values above this count as "used by the LP".
+LP_USED: float = 1e-3
+
+
+@dataclass
+class _Pairs:
+    """Usable pairs of the full problem, sorted by (unit, place)."""
+
+    idx: np.ndarray  # indices into problem pairs
+    unit: np.ndarray
+    place: np.ndarray
+    persons: np.ndarray
+    score: np.ndarray
+    unit_start: np.ndarray  # start offset of each unit that has pairs
+    unit_of_start: np.ndarray  # the unit of each start
+    locked: np.ndarray  # positions (into idx) of locked pairs
+
+
+def _usable_pairs(problem: AssignmentProblem) -> _Pairs:
+    idx = _reduce(problem)
+    unit = problem.pair_unit[idx]
+    place = problem.pair_place[idx]
+    order = np.lexsort((place, unit))
+    idx, unit, place = idx[order], unit[order], place[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(unit) != 0]) if unit.size else np.zeros(0, np.int64)
+    keys = unit * problem.n_places + place
+    locked_keys = np.array(sorted(u * problem.n_places + j for u, j in problem.locked), dtype=np.int64)
+    locked = np.flatnonzero(np.isin(keys, locked_keys))
+    return _Pairs(
+        idx=idx,
+        unit=unit,
+        place=place,
+        persons=problem.usage[unit, problem.persons_index].astype(np.float64),
+        score=problem.pair_score[idx],
+        unit_start=starts,
+        unit_of_start=unit[starts] if unit.size else np.zeros(0, np.int64),
+        locked=locked,
+    )
+
+
+def _top_k_per_unit(pairs: _Pairs, key: np.ndarray, k: int, among: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask: each unit's k pairs with the largest key (ties: earlier place)."""
+    mask = np.zeros(pairs.unit.size, dtype=bool)
+    cand = np.arange(pairs.unit.size) if among is None else np.flatnonzero(among)
+    if cand.size == 0 or k <= 0:
+        return mask
+    order = cand[np.lexsort((pairs.place[cand], -key[cand], pairs.unit[cand]))]
+    u = pairs.unit[order]
+    first = np.searchsorted(u, u, side="left")
+    rank = np.arange(u.size) - first
+    mask[order[rank < k]] = True
+    return mask
+
+
+def _subproblem(problem: AssignmentProblem, pairs: _Pairs, mask: np.ndarray) -> tuple[AssignmentProblem, np.ndarray]:
+    """Problem restricted to the masked pairs; returns it and the positions used."""
+    mask = mask.copy()
+    mask[pairs.locked] = True
+    pos = np.flatnonzero(mask)
+    sub = AssignmentProblem(
+        unit_ids=problem.unit_ids,
+        place_ids=problem.place_ids,
+        resources=problem.resources,
+        usage=problem.usage,
+        capacity=problem.capacity,
+        min_intake=problem.min_intake,
+        pair_unit=pairs.unit[pos],
+        pair_place=pairs.place[pos],
+        pair_score=pairs.score[pos],
+        locked=problem.locked,
+        exactly_one=problem.exactly_one,
+        unit_households=problem.unit_households,
+    )
+    return sub, pos
+
+
+def _solve_lp(model: _Model, objective: np.ndarray, time_limit: float, threads: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """LP relaxation with PDLP; returns (primal, duals) or None."""
+    _set_objective(model, objective)
+    lp = linear_solver_pb2.MPModelProto()
+    lp.CopyFrom(model.proto)
+    for v in lp.variable:
+        v.is_integer = False
+    del lp.solution_hint.var_index[:]
+    del lp.solution_hint.var_value[:]
+    solver = pywraplp.Solver.CreateSolver("PDLP")
+    if solver is None or solver.LoadModelFromProto(lp):
+        return None
+    solver.SuppressOutput()
+    solver.SetSolverSpecificParametersAsString(
+        f"num_threads: {threads} termination_criteria {{ simple_optimality_criteria {{"
+        f" eps_optimal_relative: {PDLP_TOLERANCE} eps_optimal_absolute: {PDLP_TOLERANCE} }} }}"
+    )
+    solver.SetTimeLimit(max(1, int(time_limit * 1000)))
+    code = solver.Solve()
+    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return None
+    response = linear_solver_pb2.MPSolutionResponse()
+    solver.FillSolutionResponseProto(response)
+    return np.asarray(response.variable_value), np.asarray(response.dual_value)
+
+
+@dataclass
+class _Prices:
+    """Multipliers of the relaxed rows, arranged for pricing over all pairs."""
+
+    place_resource: np.ndarray  # [n_places, n_resources] price of one unit of usage
+    persons_row: float  # price on persons of the stage-keeping row
+    y_profit: np.ndarray  # [n_places] Lagrangian profit of opening a min-intake place
+    constant: float
+    unit_dual: np.ndarray  # [n_units] dual of the unit rows (0 if absent)
+
+
+def _prices(problem: AssignmentProblem, model: _Model, duals: np.ndarray) -> _Prices:
+    """Map LP duals to multipliers. Signs follow pywraplp for maximisation: a binding
+    <= row has a dual >= 0, a binding >= row a dual <= 0. A multiplier whose side has an
+    infinite bound would make the bound meaningless and is set to 0 (still valid)."""
+    rows = model.proto.constraint
+    lb = np.array([c.lower_bound for c in rows])
+    ub = np.array([c.upper_bound for c in rows])
+    pi = np.where(duals > 0, np.where(np.isfinite(ub), duals, 0.0), np.where(np.isfinite(lb), duals, 0.0))
+    constant = float(np.sum(np.where(pi > 0, pi * np.where(np.isfinite(ub), ub, 0.0), pi * np.where(np.isfinite(lb), lb, 0.0))))
+    kind = model.row_kind
+    price = np.zeros_like(problem.capacity, dtype=np.float64)
+    cap_rows = np.flatnonzero(np.isin(kind, (ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW)))
+    np.add.at(price, (model.row_place[cap_rows], model.row_resource[cap_rows]), pi[cap_rows])
+    y_profit = np.zeros(problem.n_places)
+    cap_p = problem.capacity[:, problem.persons_index].astype(np.float64)
+    for k in np.flatnonzero(kind == ROW_MIN_HIGH).tolist():
+        y_profit[model.row_place[k]] += pi[k] * cap_p[model.row_place[k]]
+    for k in np.flatnonzero(kind == ROW_MIN_LOW).tolist():
+        y_profit[model.row_place[k]] += pi[k] * problem.min_intake[model.row_place[k]]
+    persons_rows = np.flatnonzero(kind == ROW_PERSONS)
+    unit_dual = np.zeros(problem.n_units)
+    unit_rows = np.flatnonzero(kind == ROW_UNIT)
+    unit_dual[model.row_unit[unit_rows]] = duals[unit_rows]
+    return _Prices(price, float(pi[persons_rows].sum()), y_profit, constant, unit_dual)
+
+
+def _reduced_profit(problem: AssignmentProblem, pairs: _Pairs, objective: np.ndarray, prices: _Prices) -> np.ndarray:
+    rp = objective - prices.persons_row * pairs.persons
+    for r in range(len(problem.resources)):
+        rp -= problem.usage[pairs.unit, r] * prices.place_resource[pairs.place, r]
+    return rp
+
+
+def lagrangian_bound(problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, prices: _Prices) -> float:
+    """Upper bound of the full problem: each unit takes its best reduced profit (or
+    nothing), each min-intake place opens if profitable, plus the multipliers' constant."""
+    if pairs.unit.size:
+        best = np.maximum.reduceat(rp, pairs.unit_start)
+    else:
+        best = np.zeros(0)
+    if not problem.exactly_one:
+        best = np.maximum(best, 0.0)
+    if pairs.locked.size:
+        # A locked unit has no choice: its locked pair's reduced profit counts.
+        where = np.searchsorted(pairs.unit_of_start, pairs.unit[pairs.locked])
+        best[where] = rp[pairs.locked]
+    return float(best.sum() + np.maximum(prices.y_profit, 0.0).sum() + prices.constant)
+
+
+@dataclass
+class _StageLp:
+    mask: np.ndarray  # pairs in the restricted set
+    used: np.ndarray  # pairs the last LP uses
+    rp: np.ndarray  # reduced profit under the last duals
+    bound: float
+    rounds: int
+
+
+def _column_generation(
+    problem: AssignmentProblem,
+    pairs: _Pairs,
+    mask: np.ndarray,
+    objective: np.ndarray,
+    keep_persons: float | None,
+    deadline: float,
+    params: SolverParams,
+) -> _StageLp:
+    best_bound = float("inf")
+    used = np.zeros(pairs.unit.size, dtype=bool)
+    rp = objective.copy()
+    rounds = 0
+    scale = max(1.0, float(np.abs(objective).max(initial=0.0)))
+    while rounds < MAX_ROUNDS:
+        left = deadline - time.perf_counter()
+        if left <= 0.5:
+            break
+        sub, pos = _subproblem(problem, pairs, mask)
+        model = _build_model(sub, maximin=False)
+        if keep_persons is not None:
+            model.proto.constraint[model.persons_row].lower_bound = keep_persons
+        t = time.perf_counter()
+        lp = _solve_lp(model, objective[pos][model.pair_idx], left, params.threads)
+        rounds += 1
+        if lp is None:
+            LOG.debug("column generation round %d: LP failed after %.1f s", rounds, time.perf_counter() - t)
+            break
+        values, duals = lp
+        prices = _prices(problem, model, duals)
+        rp = _reduced_profit(problem, pairs, objective, prices)
+        best_bound = min(best_bound, lagrangian_bound(problem, pairs, rp, prices))
+        used = np.zeros(pairs.unit.size, dtype=bool)
+        used[pos[model.pair_idx[values[: model.n_x] > LP_USED]]] = True
+        improving = (rp - prices.unit_dual[pairs.unit] > 1e-6 * scale) & ~mask
+        LOG.debug(
+            "column generation round %d: %d pairs, LP %.1f s, LP value %.2f, bound %.2f, %d improving",
+            rounds, pos.size, time.perf_counter() - t, float(objective[pos][model.pair_idx] @ values[: model.n_x]),
+            best_bound, int(improving.sum()),
+        )
+        if not improving.any():
+            break
+        mask = mask | _top_k_per_unit(pairs, rp, ADD_PER_ROUND, among=improving)
+    return _StageLp(mask, used, rp, best_bound, rounds)
+
+
+def _hint(model: _Model, pos: np.ndarray, chosen: np.ndarray, problem: AssignmentProblem) -> np.ndarray:
+    """Variable values of a model for the chosen pair positions (x, y; T stays 0)."""
+    hint = np.zeros(len(model.proto.variable))
+    x = np.isin(pos[model.pair_idx], chosen)
+    hint[: model.n_x] = x
+    if model.y_place.size:
+        load = np.zeros(problem.n_places)
+        np.add.at(load, model.place[x], model.persons[x])
+        hint[model.n_x : model.n_x + model.y_place.size] = load[model.y_place] > 0
+    return hint
+
+
+def _mip(
+    problem: AssignmentProblem,
+    pairs: _Pairs,
+    mask: np.ndarray,
+    coefs: np.ndarray,
+    keep_persons: float | None,
+    previous: np.ndarray | None,
+    params: SolverParams,
+    time_limit: float,
+) -> tuple[str, np.ndarray | None, float]:
+    """MIP on the masked pairs; returns (status, chosen pair positions, seconds)."""
+    sub, pos = _subproblem(problem, pairs, mask)
+    model = _build_model(sub, maximin=False)
+    if keep_persons is not None:
+        model.proto.constraint[model.persons_row].lower_bound = keep_persons
+    obj = coefs[pos][model.pair_idx]
+    if keep_persons is not None and params.tie_break:
+        obj = obj + _tie_break(model)
+    _set_objective(model, obj)
+    hint = _hint(model, pos, previous, problem) if previous is not None else None
+    status, values, _, _, secs = _solve_stage(model, params, time_limit, hint)
+    if values is None:
+        return status, None, secs
+    x = np.round(values[: model.n_x]) > 0.5
+    return status, pos[model.pair_idx[x]], secs
+
+
+def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
+    """Lexicographic solve (persons, then score) by price-and-restrict; see module doc."""
+    start = time.perf_counter()
+    deadline = start + params.time_limit_seconds
+    pairs = _usable_pairs(problem)
+    stages: list[StageReport] = []
+
+    # Initial set: best by score, plus the least demanded places (demand / capacity).
+    demand = np.bincount(pairs.place, weights=pairs.persons, minlength=problem.n_places)
+    slack = problem.capacity[:, problem.persons_index] / np.maximum(demand, 1.0)
+    mask = _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE) | _top_k_per_unit(
+        pairs, slack[pairs.place], INITIAL_BY_SLACK
+    )
+
+    def until(share: float) -> float:
+        return time.perf_counter() + max(0.5, (deadline - time.perf_counter()) * share)
+
+    # Stage 1: persons.
+    t0 = time.perf_counter()
+    lp1 = _column_generation(problem, pairs, mask, pairs.persons, None, until(0.25), params)
+    mip_mask = lp1.used | _top_k_per_unit(pairs, lp1.rp, MIP_BY_REDUCED_PROFIT, among=lp1.mask)
+    status1, chosen, _ = _mip(
+        problem, pairs, mip_mask, pairs.persons, None, np.zeros(0, np.int64), params,
+        max(0.5, (deadline - time.perf_counter()) * 0.3),
+    )
+    if chosen is None:
+        stages.append(StageReport("persons", status1, float("nan"), lp1.bound, float("inf"), time.perf_counter() - t0))
+        from rematch_pipeline.engine.assignment import _empty_result
+
+        return _empty_result(problem, params, status1, stages, start)
+    persons = float(pairs.persons[chosen].sum())
+    persons_bound = float(np.floor(lp1.bound + 1e-6))
+    # Proven only when the bound over all pairs closes the gap.
+    s1 = "optimal" if persons >= persons_bound else "feasible"
+    stages.append(StageReport("persons", s1, persons, persons_bound, _gap(persons, persons_bound), time.perf_counter() - t0))
+
+    # Stage 2: score with persons kept.
+    t0 = time.perf_counter()
+    chosen_mask = np.zeros(pairs.unit.size, dtype=bool)
+    chosen_mask[chosen] = True
+    mask2 = lp1.mask | chosen_mask | _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE)
+    lp2 = _column_generation(problem, pairs, mask2, pairs.score, persons, until(0.4), params)
+    mip_mask2 = lp2.used | chosen_mask | _top_k_per_unit(pairs, lp2.rp, MIP_BY_REDUCED_PROFIT, among=lp2.mask)
+    status2, chosen2, _ = _mip(
+        problem, pairs, mip_mask2, pairs.score, persons, chosen, params,
+        max(0.5, deadline - time.perf_counter()),
+    )
+    if chosen2 is not None:
+        chosen = chosen2
+    total = float(pairs.score[chosen].sum())
+    gap = _gap(total, lp2.bound)
+    s2 = "optimal" if status2 == "optimal" and gap <= params.relative_gap else "feasible"
+    stages.append(StageReport("score", s2, total, lp2.bound, gap, time.perf_counter() - t0))
+
+    place_of = np.full(problem.n_units, -1, dtype=np.int64)
+    place_of[pairs.unit[chosen]] = pairs.place[chosen]
+    return AssignmentResult(
+        place_of_unit=place_of,
+        status=_overall([s.status for s in stages]),
+        persons_placed=int(problem.usage[place_of >= 0, problem.persons_index].sum()),
+        total_score=float(np.round(total, 6)),
+        objective_value=total,
+        best_bound=lp2.bound,
+        gap=gap,
+        persons_bound=persons_bound,
+        min_unit_score=None,
+        wall_seconds=time.perf_counter() - start,
+        solver=f"ortools-{params.backend}+pdlp",
+        params=params.as_dict(),
+        stages=tuple(stages),
+    )

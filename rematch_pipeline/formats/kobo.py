@@ -1,0 +1,514 @@
+"""Reader for KoboToolbox exports (CSV and XLSX, "XML values and headers") of our XLSForms.
+
+The XLSForms name every question with its canonical field name, so a Kobo column is a canonical
+field once its group path and Kobo's own metadata are set aside:
+
+- headers are XML paths, groups joined by ``/`` (or ``.``/``:`` when another group separator was
+  chosen): ``household/pets``, ``grp_needs/medical_needs``; the last path part is the field;
+- select_multiple: a summary column of space-separated codes (``medical_needs``) and/or one column
+  per option (``medical_needs/dialysis``) holding 1/0, True/False (Python booleans in XLSX);
+  ``n/a`` (not relevant) is empty;
+- metadata (ignored, except as noted): every column whose last part starts with ``_`` (``_id``,
+  ``_uuid``, ``_submission_time``, ``_validation_status``, ``_index``, ``_parent_index``,
+  ``_gps_latitude``, …), everything under ``meta/`` and ``formhub/``, and the XLSForm metadata
+  questions (``start``, ``end``, ``today``, ``deviceid``, …). ``submission_id`` is ``_uuid`` (else
+  ``meta/instanceID`` without ``uuid:``); ``submitted_at`` is the form's own ``submitted_at``
+  question if it has one, else ``_submission_time`` (UTC);
+- repeat group ``members``: in XLSX a sheet of its own joined by ``_parent_index`` to the main
+  sheet's ``_index`` (else by ``_submission__uuid``); in legacy CSV either indexed columns
+  ``members[2]/member_name`` (one household row, member slots) or one row per member with the
+  household's answers repeated (rows sharing a ``_uuid`` / ``meta/instanceID``);
+- KPI's HXL tag row (second row, every cell ``#…`` or empty) is skipped.
+
+Any other column, a missing required one or two columns for one field reject the file with an
+error naming the columns, exactly like the canonical templates: a new form version must not shift
+data silently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rematch_pipeline.formats.canonical import ParsedTable, check_header
+from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.limits import CsvRecords, canonical_table, check_row_count, csv_records
+from rematch_pipeline.schemas.contract import TABLES, Kind
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+# Columns only Kobo writes; one of them marks a file as a Kobo export.
+KOBO_MARKERS: frozenset[str] = frozenset(
+    {
+        "_id",
+        "_uuid",
+        "_submission_time",
+        "_validation_status",
+        "_status",
+        "_submitted_by",
+        "__version__",
+        "_index",
+        "_parent_index",
+        "_parent_table_name",
+        "_submission__uuid",
+        "instanceID",
+        "rootUuid",
+    }
+)
+# XLSForm metadata questions, conventionally named after their type.
+XLSFORM_METADATA: frozenset[str] = frozenset(
+    {"start", "end", "today", "deviceid", "subscriberid", "simserial", "phonenumber", "username", "audit", "start-geopoint"}
+)
+METADATA_GROUPS: frozenset[str] = frozenset({"meta", "formhub"})
+NOT_APPLICABLE = "n/a"
+MAIN_TABLES: tuple[str, ...] = ("households", "municipalities")
+REPEAT_TABLE = "members"
+# Fields of a table a header must show before the file is read as that table.
+MIN_DETECTING_FIELDS = 3
+
+_SEPARATORS = re.compile(r"[/.:]")
+_REPEAT_PART = re.compile(r"^(?P<name>[A-Za-z_][\w-]*)\[(?P<index>\d+)\]$")
+_OPTION_TRUE = frozenset({"1", "true", "yes"})
+_OPTION_FALSE = frozenset({"0", "false", "no", ""})
+
+
+@dataclass
+class _Column:
+    """What one export column is, once group prefixes are set aside."""
+
+    position: int
+    header: str
+    meta: str | None = None  # metadata name (last path part) if metadata
+    field: str = ""  # canonical field ("" for metadata)
+    option: str | None = None  # select_multiple option code of `field`
+    slot: int | None = None  # legacy repeat index "members[2]/…"
+    member: bool = False  # a members field (repeat)
+
+
+@dataclass
+class _Layout:
+    """How the columns of one header map onto one main table and, optionally, members."""
+
+    table: str
+    columns: list[_Column]
+    unknown: list[str] = field(default_factory=list)
+    _meta: dict[str, _Column] | None = None
+
+    def meta(self, name: str) -> _Column | None:
+        """The first metadata column of that name (last path part), if any."""
+        if self._meta is None:  # built once the columns are complete
+            self._meta = {}
+            for c in self.columns:
+                if c.meta is not None:
+                    self._meta.setdefault(c.meta, c)
+        return self._meta.get(name)
+
+
+def _parts(header: str) -> list[str]:
+    return [p for p in _SEPARATORS.split(header.strip()) if p]
+
+
+def is_kobo_header(header: Iterable[str]) -> bool:
+    """Whether a header row carries Kobo's own metadata columns (with or without group paths)."""
+    for name in header:
+        parts = _parts(name)
+        if parts and (parts[-1] in KOBO_MARKERS or (len(parts) > 1 and parts[0] in METADATA_GROUPS)):
+            return True
+    return False
+
+
+def _is_metadata(parts: list[str]) -> bool:
+    return parts[-1].startswith("_") or parts[0] in METADATA_GROUPS or parts[-1] in XLSFORM_METADATA
+
+
+def _resolve(parts: list[str], table: str) -> tuple[str, str | None] | None:
+    """(field, option) of a path within `table`; the option reading wins (``languages/other``)."""
+    fields = {f.name: f for f in TABLES[table]}
+    if len(parts) >= 2:
+        owner = fields.get(parts[-2])
+        if owner is not None and owner.kind is Kind.CODES and parts[-1] in owner.codes:
+            return owner.name, parts[-1]
+    if parts[-1] in fields:
+        return parts[-1], None
+    return None
+
+
+def _exclusive(table: str) -> set[str]:
+    """Fields only this table has (contact_name, notes … are shared and tell nothing)."""
+    others = {f.name for t in (*MAIN_TABLES, REPEAT_TABLE) if t != table for f in TABLES[t]}
+    return {f.name for f in TABLES[table]} - others
+
+
+def _detect(header: list[str]) -> str | None:
+    """Main table (or members, for a repeat sheet) of a header: the one most of its fields belong to.
+
+    Counting rather than requiring signature columns keeps a renamed key column reportable as
+    "missing / unexpected" instead of making the whole file unrecognisable.
+    """
+    names: set[str] = set()
+    for h in header:
+        parts = _parts(h)
+        if parts and not _is_metadata(parts) and not any(_REPEAT_PART.match(p) for p in parts):
+            names.update(parts[-2:])
+    scores = {table: len(names & _exclusive(table)) for table in MAIN_TABLES}
+    best = max(scores, key=lambda t: scores[t])
+    if scores[best] >= MIN_DETECTING_FIELDS and list(scores.values()).count(scores[best]) == 1:
+        return best
+    if len(names & _exclusive(REPEAT_TABLE)) >= MIN_DETECTING_FIELDS:
+        return REPEAT_TABLE
+    return None
+
+
+def _layout(header: list[str], file: str, sheet: str | None) -> _Layout:
+    table = _detect(header)
+    if table is None:
+        raise InputFileError(
+            Violation(
+                file,
+                1,
+                None,
+                "header: not a KoboToolbox export of the municipalities or households form "
+                "(export with 'XML values and headers')",
+                sheet=sheet,
+            )
+        )
+    layout = _Layout(table, [])
+    for position, name in enumerate(header):
+        parts = _parts(name)
+        if not parts:
+            if name.strip():
+                layout.unknown.append(name)
+            continue
+        column = _Column(position, name)
+        repeat = [i for i, p in enumerate(parts) if _REPEAT_PART.match(p)]
+        if _is_metadata(parts):
+            column.meta = parts[-1]
+        elif repeat:
+            # members[2]/member_name: one repeat level, in a households export, with a field after it.
+            inner = parts[repeat[0] + 1 :]
+            resolved = _resolve(inner, REPEAT_TABLE) if len(repeat) == 1 and inner and table == "households" else None
+            if resolved is None:
+                layout.unknown.append(name)
+                continue
+            column.slot = int(parts[repeat[0]].rsplit("[", 1)[1].rstrip("]"))
+            column.member = True
+            column.field, column.option = resolved
+        else:
+            resolved = _resolve(parts, table)
+            if resolved is None and table == "households":
+                # One row per member (legacy "flattened" repeats): member fields beside household ones.
+                resolved = _resolve(parts, REPEAT_TABLE)
+                column.member = resolved is not None
+            if resolved is None:
+                layout.unknown.append(name)
+                continue
+            column.field, column.option = resolved
+        layout.columns.append(column)
+    if any(c.member and c.slot is None for c in layout.columns) and any(c.slot is not None for c in layout.columns):
+        layout.unknown += [c.header for c in layout.columns if c.member and c.slot is None]
+    return layout
+
+
+def _mapped_header(columns: list[_Column], extra: list[str]) -> list[str]:
+    """Canonical header equivalent of some columns: summary and option columns count once."""
+    names = [c.field for c in columns if c.field and c.option is None]
+    for c in columns:
+        if c.option is not None and c.field not in names:
+            names.append(c.field)
+    return names + [e for e in extra if e not in names]
+
+
+def _check_layout(layout: _Layout, file: str, sheet: str | None) -> None:
+    """check_header semantics on the canonical equivalent of the Kobo header (names unknown columns as given)."""
+    main = [c for c in layout.columns if c.field and not c.member]
+    extra = []
+    if layout.table != REPEAT_TABLE:
+        if layout.meta("_uuid") or layout.meta("instanceID"):
+            extra.append("submission_id")
+        if layout.meta("_submission_time"):
+            extra.append("submitted_at")
+    elif layout.meta("_parent_index") or layout.meta("_submission__uuid"):
+        extra.append("submission_id")
+    check_header(layout.table, _mapped_header(main, extra) + layout.unknown, file, sheet)
+    members = [c for c in layout.columns if c.member]
+    if members:
+        slots = sorted({c.slot or 0 for c in members})
+        mapped = ["submission_id"]
+        for slot in slots:
+            per_slot = _mapped_header([c for c in members if (c.slot or 0) == slot], [])
+            mapped += [n for n in per_slot if n not in mapped or per_slot.count(n) > 1]
+        check_header(REPEAT_TABLE, mapped, file, sheet)
+
+
+def _cell(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return None if value == "" or value.lower() == NOT_APPLICABLE else value
+
+
+def _option_selected(value: str | None, file: str, row: int, column: _Column, table: str, sheet: str | None) -> bool:
+    text = (value or "").strip().lower()
+    if text in _OPTION_TRUE:
+        return True
+    if text in _OPTION_FALSE or text == NOT_APPLICABLE:
+        return False
+    raise InputFileError(Violation(file, row, column.header, "kobo: option column is not 1/0 or True/False", table, sheet))
+
+
+def _record(
+    columns: list[_Column], cells: list[str | None], file: str, row: int, table: str, sheet: str | None
+) -> dict[str, str | None]:
+    """Canonical values of some columns of one row; a summary column beats the option columns."""
+    record: dict[str, str | None] = {}
+    chosen: dict[str, list[str]] = {}
+    summaries = {c.field for c in columns if c.option is None}
+    for c in columns:
+        value = cells[c.position] if c.position < len(cells) else None
+        if c.option is None:
+            record[c.field] = _cell(value)
+        elif c.field not in summaries:
+            selected = _option_selected(value, file, row, c, table, sheet)
+            chosen.setdefault(c.field, [])
+            if selected:
+                chosen[c.field].append(c.option)
+    for name, codes in chosen.items():
+        record[name] = " ".join(codes) or None
+    return record
+
+
+def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str | None]) -> None:
+    """Fill submission_id and submitted_at of a main record from Kobo's metadata."""
+    uuid = layout.meta("_uuid")
+    instance = layout.meta("instanceID")
+    value = _cell(cells[uuid.position]) if uuid and uuid.position < len(cells) else None
+    if value is None and instance and instance.position < len(cells):
+        value = _cell(cells[instance.position])
+        if value is not None and value.lower().startswith("uuid:"):
+            value = value[5:]
+    record["submission_id"] = value or record.get("submission_id")
+    if not record.get("submitted_at"):
+        time = layout.meta("_submission_time")
+        record["submitted_at"] = _cell(cells[time.position]) if time and time.position < len(cells) else None
+
+
+@dataclass
+class _Read:
+    """Records of one sheet or CSV: the main table and the members found in it."""
+
+    table: str
+    main: list[dict[str, str | None]] = field(default_factory=list)
+    main_rows: list[int] = field(default_factory=list)
+    members: list[dict[str, str | None]] = field(default_factory=list)
+    member_rows: list[int] = field(default_factory=list)
+    index: dict[str, str | None] = field(default_factory=dict)  # _index -> submission_id
+
+
+def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: str, sheet: str | None) -> _Read:
+    out = _Read(layout.table)
+    main = [c for c in layout.columns if c.field and not c.member]
+    members = [c for c in layout.columns if c.member]
+    slots = sorted({c.slot for c in members if c.slot is not None})
+    seen: set[str] = set()
+    index_col = layout.meta("_index")
+    groups = [[c for c in members if c.slot == s] for s in slots] if slots else ([members] if members else [])
+    for number, cells in rows:
+        record = _record(main, cells, file, number, layout.table, sheet)
+        if layout.table != REPEAT_TABLE:
+            _submission(layout, cells, record)
+        submission = record.get("submission_id")
+        if index_col is not None and index_col.position < len(cells):
+            key = _cell(cells[index_col.position])
+            if key is not None:
+                out.index[key] = submission
+        # In the one-row-per-member layout a household repeats on each of its members' rows.
+        if not (members and not slots and submission is not None and submission in seen):
+            out.main.append(record)
+            out.main_rows.append(number)
+        if submission is not None:
+            seen.add(submission)
+        for group in groups:
+            member = _record(group, cells, file, number, REPEAT_TABLE, sheet)
+            if any(v is not None for v in member.values()):
+                member["submission_id"] = submission
+                out.members.append(member)
+                out.member_rows.append(number)
+    return out
+
+
+def _skip_hxl(rows: list[tuple[int, list[str | None]]]) -> list[tuple[int, list[str | None]]]:
+    """Drop KPI's HXL hashtag row (row 2: every non-empty cell starts with '#')."""
+    if rows and rows[0][0] == 2:
+        filled = [c.strip() for c in rows[0][1] if c is not None and c.strip()]
+        if filled and all(c.startswith("#") for c in filled):
+            return rows[1:]
+    return rows
+
+
+def _tables(read: _Read, file: str, sheet: str | None, member_sheet: str | None = None) -> list[ParsedTable]:
+    tables = [canonical_table(read.table, read.main, read.main_rows, sheet)]
+    if read.members:
+        tables.append(canonical_table(REPEAT_TABLE, read.members, read.member_rows, member_sheet or sheet))
+    return tables
+
+
+def read_kobo_records(records: CsvRecords, file: str) -> list[ParsedTable]:
+    """Canonical tables of a tokenised Kobo CSV (households with members, or municipalities)."""
+    layout = _layout(records.header, file, None)
+    _check_layout(layout, file, None)
+    rows = _skip_hxl([(n, list(cells)) for n, cells in records.rows])
+    if not rows:
+        raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))
+    read = _read_rows(layout, rows, file, None)
+    if layout.table == REPEAT_TABLE:
+        # A members-only CSV: each row names its submission itself.
+        parent = layout.meta("_submission__uuid")
+        for record, (_, cells) in zip(read.main, rows):
+            record["submission_id"] = _cell(cells[parent.position]) if parent and parent.position < len(cells) else None
+    return _tables(read, file, None)
+
+
+def read_kobo_csv(data: bytes, file: str) -> list[ParsedTable]:
+    """Read a Kobo CSV export (KPI: `;`, all quoted, CRLF, HXL row; legacy: `,`, True/False, `[n]` repeats)."""
+    return read_kobo_records(csv_records(data, file), file)
+
+
+def _xlsx_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        # A date question read back as a datetime at midnight stays a date.
+        return value.date().isoformat() if value.time() == dt.time() and value.tzinfo is None else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _sheet_rows(sheet: ReadOnlyWorksheet, file: str) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
+    """(header row number, header, non-empty data rows) of a worksheet, under the row limit."""
+    header: list[str] | None = None
+    header_row = 0
+    rows: list[tuple[int, list[str | None]]] = []
+    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        cells = [_xlsx_text(v) for v in values]
+        if not any(c is not None and c.strip() for c in cells):
+            continue
+        if header is None:
+            header = [(c or "").strip() for c in cells]
+            while header and not header[-1]:
+                header.pop()
+            header_row = number
+            continue
+        rows.append((number, cells))
+        check_row_count(len(rows), file, number, sheet.title)
+    return header_row, header or [], rows
+
+
+def xlsx_headers(data: bytes) -> list[list[str]]:
+    """The first non-empty row of every sheet (for format detection); unreadable → []."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - the chosen reader reports a broken workbook
+        return []
+    headers = []
+    try:
+        for sheet in book.worksheets:
+            for values in sheet.iter_rows(max_row=20, values_only=True):
+                cells = [(_xlsx_text(v) or "").strip() for v in values]
+                if any(cells):
+                    headers.append(cells)
+                    break
+    finally:
+        book.close()
+    return headers
+
+
+def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
+    """Read a Kobo XLSX export: the main sheet and the ``members`` repeat sheet joined to it."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for broken zips
+        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+    mains: list[tuple[str, _Read]] = []
+    repeats: list[tuple[str, _Layout, _Read, list[tuple[int, list[str | None]]]]] = []
+    try:
+        for sheet in book.worksheets:
+            header_row, header, rows = _sheet_rows(sheet, file)
+            if not header:
+                continue
+            if header_row != 1:
+                # Row numbers of errors must match the sheet; Kobo always starts at row 1.
+                raise InputFileError(Violation(file, header_row, None, "kobo: header is not in row 1", sheet=sheet.title))
+            layout = _layout(header, file, sheet.title)
+            _check_layout(layout, file, sheet.title)
+            rows = _skip_hxl(rows)
+            read = _read_rows(layout, rows, file, sheet.title)
+            if layout.table == REPEAT_TABLE:
+                repeats.append((sheet.title, layout, read, rows))
+            else:
+                if not rows:
+                    raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table, sheet.title))
+                mains.append((sheet.title, read))
+    finally:
+        book.close()
+    if len(mains) > 1 or len(repeats) > 1:
+        raise InputFileError(Violation(file, None, None, "kobo: more than one main or repeat sheet (nested repeats?)"))
+    if not mains and not repeats:
+        raise InputFileError(Violation(file, None, None, "empty workbook"))
+    tables: list[ParsedTable] = []
+    index: dict[str, str | None] = {}
+    if mains:
+        title, read = mains[0]
+        tables += _tables(read, file, title)
+        index = read.index
+        if repeats and mains[0][1].table != "households":
+            rule = "kobo: repeat sheet in a municipalities export"
+            raise InputFileError(Violation(file, None, None, rule, sheet=repeats[0][0]))
+    if repeats:
+        title, layout, read, rows = repeats[0]
+        _join_members(layout, read, rows, index, file, title)
+        if read.main:
+            tables.append(canonical_table(REPEAT_TABLE, read.main, read.main_rows, title))
+    return tables
+
+
+def _join_members(
+    layout: _Layout,
+    read: _Read,
+    rows: list[tuple[int, list[str | None]]],
+    index: dict[str, str | None],
+    file: str,
+    sheet: str,
+) -> None:
+    """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`."""
+    parent = layout.meta("_parent_index")
+    fallback = layout.meta("_submission__uuid")
+    if (parent is None or not index) and fallback is None:
+        raise InputFileError(
+            Violation(
+                file, 1, None, "kobo: repeat sheet cannot be joined (no _parent_index/_index or _submission__uuid)", REPEAT_TABLE, sheet
+            )
+        )
+    for record, (number, cells) in zip(read.main, rows):
+        if parent is not None and index:
+            key = _cell(cells[parent.position]) if parent.position < len(cells) else None
+            if key is None or key not in index:
+                # A household with members missing would be matched on the wrong needs: stop the file.
+                rule = "kobo: repeat row refers to no row of the main sheet"
+                raise InputFileError(Violation(file, number, parent.header, rule, REPEAT_TABLE, sheet))
+            record["submission_id"] = index[key]
+        elif fallback is not None:
+            record["submission_id"] = _cell(cells[fallback.position]) if fallback.position < len(cells) else None

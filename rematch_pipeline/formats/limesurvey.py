@@ -1,0 +1,377 @@
+"""Reader for LimeSurvey response exports (CSV, headings "question code", answers "answer codes").
+
+The format as LimeSurvey's CsvWriter writes it: UTF-8 with BOM, `;` (or `,`) separated, every
+field quoted, CRLF, a blank line at the end. Columns: LimeSurvey's own (``id``, ``submitdate``,
+``lastpage``, ``startlanguage``, ``seed``, ``startdate``, ``datestamp``, ``ipaddr``, ``refurl``,
+``token``, timings …; ignored except ``id``/``seed``/``submitdate``), then one column per question
+code, and ``code[option]`` per option of a multiple-choice question (``Y`` or empty). Older
+versions write ``code [option]`` and label some system columns ("Completed", "Last page seen"):
+both are accepted.
+
+The question codes are those of ``schemas/limesurvey_codes.py``; members come from member slots
+``m<k><field>``. Values are turned into the canonical encoding: answer codes → canonical codes,
+``Y``/``N`` → yes/no, multiple-choice columns → space-separated codes, LimeSurvey's padded
+numbers (``3.0000000000``) → ``3``, a date question's ``1990-05-01 00:00:00`` → ``1990-05-01``.
+
+Decisions:
+- ``submission_id`` = ``ls-<id>-<seed>`` (``ls-<id>`` without a seed column): LimeSurvey numbers
+  responses per survey from 1 and starts again when a survey is re-activated, so a bare id could
+  merge two households; the random per-response seed keeps re-exports of one response stable.
+- Incomplete responses (empty ``submitdate``) are skipped and counted (``skipped_incomplete``):
+  they never reached the submit page, may be resumed later, and would otherwise flood the
+  quarantine with "required" errors. A file with none complete is rejected.
+- A ``submitdate`` of 1980-01-01 00:00:00 is LimeSurvey's placeholder when the survey records no
+  date stamps; the file is rejected, because ages and "latest submission wins" depend on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from rematch_pipeline.formats.canonical import ParsedTable, check_header
+from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.limits import CsvRecords, canonical_table, csv_records
+from rematch_pipeline.schemas.contract import TABLES, Field, Kind
+from rematch_pipeline.schemas.limesurvey_codes import (
+    LIMESURVEY_MEMBER_PREFIX,
+    LIMESURVEY_QUESTION_CODES,
+    option_codes,
+)
+
+# LimeSurvey's own response columns (lower case); token attributes hold PII and are not read either.
+SYSTEM_COLUMNS: frozenset[str] = frozenset(
+    {
+        "id",
+        "submitdate",
+        "lastpage",
+        "startlanguage",
+        "seed",
+        "startdate",
+        "datestamp",
+        "ipaddr",
+        "refurl",
+        "token",
+        "interviewtime",
+        "tid",
+        "participant_id",
+        "firstname",
+        "lastname",
+        "email",
+        "emailstatus",
+        "language",
+        "optout",
+        "completed",
+        "usesleft",
+        "validfrom",
+        "validuntil",
+        "sent",
+        "remindersent",
+        "remindercount",
+        "blacklisted",
+        "mpid",
+    }
+)
+# Labels older versions write for system columns even with code headings.
+SYSTEM_LABELS: dict[str, str] = {
+    "response id": "id",
+    "completed": "submitdate",
+    "date submitted": "submitdate",
+    "last page": "lastpage",
+    "last page seen": "lastpage",
+    "start language": "startlanguage",
+    "random seed": "seed",
+    "date started": "startdate",
+    "date last action": "datestamp",
+    "ip address": "ipaddr",
+    "referrer url": "refurl",
+    "total time": "interviewtime",
+}
+_SYSTEM_PATTERNS = (re.compile(r"^attribute_\d+$"), re.compile(r"^grouptime\d+$"), re.compile(r"^\d+x\d+(x\d+)?time$"))
+DETECTING_COLUMNS: frozenset[str] = frozenset({"submitdate", "lastpage", "startlanguage"})
+PLACEHOLDER_DATE = "1980-01-01"
+SURVEY_TABLES: tuple[str, ...] = ("households", "municipalities")
+# Question codes of one survey a header must show before the file is read as that survey.
+MIN_DETECTING_CODES = 3
+
+_HEADING = re.compile(r"^(?P<code>[A-Za-z][A-Za-z0-9]*)(?:\[(?P<sub>[^\]]*)\])?$")
+_SLOT = re.compile(rf"^{LIMESURVEY_MEMBER_PREFIX}(?P<slot>\d+)(?P<suffix>[a-z]+)$")
+_YES = frozenset({"y", "1"})
+_NO = frozenset({"n", "0"})
+_PADDED_INT = re.compile(r"^([+-]?\d+)\.0*$")
+_PADDED_DECIMAL = re.compile(r"^([+-]?\d+\.\d*?)0+$")
+_MIDNIGHT_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$")
+
+
+@dataclass(frozen=True)
+class LimeSurveyTable(ParsedTable):
+    """A ParsedTable that also says how many incomplete responses were skipped."""
+
+    skipped_incomplete: int = 0
+
+
+def _normal(header: str) -> str:
+    """Heading as LimeSurvey codes it: no blanks before `[` (older `2 [SQ001]`), system labels mapped."""
+    text = re.sub(r"\s+\[", "[", header.strip())
+    return SYSTEM_LABELS.get(text.lower(), text)
+
+
+def _is_system(name: str) -> bool:
+    lower = name.lower()
+    return lower in SYSTEM_COLUMNS or any(p.match(lower) for p in _SYSTEM_PATTERNS)
+
+
+_KNOWN_CODES: frozenset[str] = frozenset(
+    c.lower() for table in SURVEY_TABLES for c in LIMESURVEY_QUESTION_CODES[table].values()
+)
+
+
+def is_limesurvey_header(header: Iterable[str]) -> bool:
+    """An ``id`` column plus LimeSurvey's system columns, or plus at least three of our question codes."""
+    names = [_normal(h) for h in header]
+    lower = {n.lower() for n in names}
+    if "id" not in lower:
+        return False
+    if lower & DETECTING_COLUMNS:
+        return True
+    hits = 0
+    for name in names:
+        match = _HEADING.match(name)
+        if match and (match["code"].lower() in _KNOWN_CODES or _member_field(match["code"]) is not None):
+            hits += 1
+    return hits >= MIN_DETECTING_CODES
+
+
+_MEMBER_BY_SUFFIX: dict[str, str] = {suffix: name for name, suffix in LIMESURVEY_QUESTION_CODES["members"].items()}
+
+
+def _member_field(code: str) -> tuple[int, str] | None:
+    match = _SLOT.match(code.lower())
+    if match and match["suffix"] in _MEMBER_BY_SUFFIX and int(match["slot"]) >= 1:
+        return int(match["slot"]), _MEMBER_BY_SUFFIX[match["suffix"]]
+    return None
+
+
+@dataclass
+class _Column:
+    position: int
+    header: str
+    field: str
+    option: str | None = None  # canonical option of a multiple-choice column
+    slot: int | None = None  # member slot
+
+
+@dataclass
+class _Layout:
+    table: str
+    columns: list[_Column] = field(default_factory=list)
+    system: dict[str, int] = field(default_factory=dict)  # system column -> position
+    unknown: list[str] = field(default_factory=list)
+
+
+def _detect(names: list[str]) -> str | None:
+    """The survey (households or municipalities) most of the question codes belong to."""
+    codes = set()
+    for name in names:
+        match = _HEADING.match(name)
+        if match:
+            codes.add(match["code"].lower())
+    mine = {t: {c.lower() for c in LIMESURVEY_QUESTION_CODES[t].values()} for t in SURVEY_TABLES}
+    scores = {t: len(codes & (mine[t] - set().union(*(mine[o] for o in SURVEY_TABLES if o != t)))) for t in SURVEY_TABLES}
+    best = max(scores, key=lambda t: scores[t])
+    if scores[best] >= MIN_DETECTING_CODES and list(scores.values()).count(scores[best]) == 1:
+        return best
+    return None
+
+
+def _resolve(table: str, code: str, sub: str | None) -> tuple[str, str | None] | None:
+    """(canonical field, canonical option) of a heading within one table, or None."""
+    fields: dict[str, Field] = {f.name: f for f in TABLES[table]}
+    by_code = {c.lower(): name for name, c in LIMESURVEY_QUESTION_CODES[table].items()}
+    name = by_code.get(code.lower()) if table != "members" else code
+    if name is None or name not in fields:
+        return None
+    if sub is None:
+        return name, None
+    if fields[name].kind is not Kind.CODES:
+        return None
+    option = _answer_map(fields[name].codes).get(sub.lower())
+    return (name, option) if option is not None else None
+
+
+def _layout(header: list[str], file: str) -> _Layout:
+    names = [_normal(h) for h in header]
+    table = _detect(names)
+    if table is None:
+        raise InputFileError(
+            Violation(
+                file,
+                1,
+                None,
+                "header: not a LimeSurvey export of the municipalities or households survey "
+                "(export with headings 'question code' and answers 'answer codes')",
+            )
+        )
+    layout = _Layout(table)
+    for position, (original, name) in enumerate(zip(header, names)):
+        if not name:
+            continue
+        if _is_system(name):
+            layout.system.setdefault(name.lower(), position)
+            continue
+        match = _HEADING.match(name)
+        resolved = None
+        slot = None
+        if match:
+            member = _member_field(match["code"]) if table == "households" else None
+            if member is not None:
+                slot, member_name = member
+                resolved = _resolve("members", member_name, match["sub"])
+            else:
+                resolved = _resolve(table, match["code"], match["sub"])
+        if resolved is None:
+            layout.unknown.append(original)
+            continue
+        layout.columns.append(_Column(position, original, resolved[0], resolved[1], slot))
+    return layout
+
+
+def _mapped(columns: list[_Column]) -> list[str]:
+    names = [c.field for c in columns if c.option is None]
+    for c in columns:
+        if c.option is not None and c.field not in names:
+            names.append(c.field)
+    return names
+
+
+def _check_layout(layout: _Layout, file: str) -> None:
+    """check_header semantics on the canonical equivalent of the LimeSurvey header."""
+    extra = [name for name, source in (("submission_id", "id"), ("submitted_at", "submitdate")) if source in layout.system]
+    main = _mapped([c for c in layout.columns if c.slot is None])
+    check_header(layout.table, main + [e for e in extra if e not in main] + layout.unknown, file)
+    members = [c for c in layout.columns if c.slot is not None]
+    if members:
+        mapped = ["submission_id"]
+        for slot in sorted({c.slot for c in members if c.slot is not None}):
+            per_slot = _mapped([c for c in members if c.slot == slot])
+            mapped += [n for n in per_slot if n not in mapped or per_slot.count(n) > 1]
+        check_header("members", mapped, file)
+
+
+@lru_cache(maxsize=None)
+def _answer_map(codes: tuple[str, ...]) -> dict[str, str]:
+    """Lower-cased LimeSurvey code → canonical code of one code list."""
+    return {k.lower(): v for k, v in option_codes(codes).items()}
+
+
+def _value(kind: Kind, codes: tuple[str, ...], raw: str | None) -> str | None:
+    """A LimeSurvey answer in the canonical encoding (unrecognised values pass on to validation)."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    lower = text.lower()
+    if kind is Kind.BOOL:
+        return "yes" if lower in _YES else "no" if lower in _NO else text
+    if kind is Kind.CODE:
+        return _answer_map(codes).get(lower, text)
+    if kind is Kind.INT and (match := _PADDED_INT.match(text)):
+        return match[1]
+    if kind is Kind.DECIMAL and "." in text and (match := _PADDED_DECIMAL.match(text)):
+        return match[1].rstrip(".")
+    if kind is Kind.DATE and (match := _MIDNIGHT_DATE.match(text)):
+        return match[1]
+    return text
+
+
+_FIELDS: dict[str, dict[str, Field]] = {table: {f.name: f for f in fields} for table, fields in TABLES.items()}
+
+
+def _record(table: str, columns: list[_Column], cells: list[str], file: str, row: int) -> dict[str, str | None]:
+    fields = _FIELDS[table]
+    record: dict[str, str | None] = {}
+    chosen: dict[str, list[str]] = {}
+    for c in columns:
+        raw = cells[c.position] if c.position < len(cells) else ""
+        f = fields[c.field]
+        if c.option is None:
+            record[c.field] = _value(f.kind, f.codes, raw)
+            continue
+        mark = raw.strip().lower()
+        if mark not in _YES and mark not in _NO and mark != "":
+            raise InputFileError(Violation(file, row, c.header, "limesurvey: multiple-choice column is not Y or empty", table))
+        chosen.setdefault(c.field, [])
+        if mark in _YES:
+            chosen[c.field].append(c.option)
+    for name, options in chosen.items():
+        if record.get(name) is None:
+            record[name] = " ".join(options) or None
+    return record
+
+
+def _cell(cells: list[str], position: int | None) -> str:
+    if position is None or position >= len(cells):
+        return ""
+    return cells[position].strip()
+
+
+def read_limesurvey_records(records: CsvRecords, file: str) -> list[LimeSurveyTable]:
+    """Canonical tables of a tokenised LimeSurvey export: households + members, or municipalities."""
+    layout = _layout(records.header, file)
+    _check_layout(layout, file)
+    if not records.rows:
+        raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))
+    main_columns = [c for c in layout.columns if c.slot is None]
+    slots = sorted({c.slot for c in layout.columns if c.slot is not None})
+    slot_columns = [[c for c in layout.columns if c.slot == slot] for slot in slots]
+    main: list[dict[str, str | None]] = []
+    main_rows: list[int] = []
+    members: list[dict[str, str | None]] = []
+    member_rows: list[int] = []
+    skipped = 0
+    id_at, seed_at, date_at = (layout.system.get(k) for k in ("id", "seed", "submitdate"))
+    for number, cells in records.rows:
+        submitted = _cell(cells, date_at)
+        if not submitted:
+            skipped += 1
+            continue
+        if submitted.startswith(PLACEHOLDER_DATE):
+            raise InputFileError(
+                Violation(
+                    file,
+                    number,
+                    "submitdate",
+                    "limesurvey: submitdate is the 1980-01-01 placeholder (switch on 'date stamp' in the survey settings)",
+                    layout.table,
+                )
+            )
+        record = _record(layout.table, main_columns, cells, file, number)
+        response, seed = _cell(cells, id_at), _cell(cells, seed_at)
+        record["submission_id"] = (f"ls-{response}-{seed}" if seed else f"ls-{response}") if response else None
+        record["submitted_at"] = submitted
+        main.append(record)
+        main_rows.append(number)
+        for columns in slot_columns:
+            member = _record("members", columns, cells, file, number)
+            if any(v is not None for v in member.values()):
+                member["submission_id"] = record["submission_id"]
+                members.append(member)
+                member_rows.append(number)
+    if not main:
+        raise InputFileError(
+            Violation(file, None, None, f"limesurvey: no completed responses ({skipped} incomplete skipped)", layout.table)
+        )
+    tables = [_with_skipped(canonical_table(layout.table, main, main_rows), skipped)]
+    if members:
+        tables.append(_with_skipped(canonical_table("members", members, member_rows), 0))
+    return tables
+
+
+def _with_skipped(table: ParsedTable, skipped: int) -> LimeSurveyTable:
+    return LimeSurveyTable(table.table, table.frame, table.sheet, skipped_incomplete=skipped)
+
+
+def read_limesurvey_csv(data: bytes, file: str) -> list[LimeSurveyTable]:
+    """Read a LimeSurvey response export (CSV, question-code headings, answer codes)."""
+    return read_limesurvey_records(csv_records(data, file), file)

@@ -1,0 +1,230 @@
+"""Resource limits for uploaded files, and the bounded low-level reading the export readers share.
+
+A landed file is untrusted: it may be huge, have millions of rows, or be an XLSX "zip bomb" whose
+few kilobytes decompress to gigabytes. The guards here run before (size, zip directory, worksheet
+row count) and while (row count) a file is parsed, and reject it with an InputFileError whose rule
+says which limit was hit. Defaults are module constants; environment variables override them (read
+at every call, so a running service picks up a change and tests can set them):
+
+    REMATCH_MAX_FILE_MB          file size in MB (default 200)
+    REMATCH_MAX_ROWS             data rows per file or sheet (default 1,000,000)
+    REMATCH_MAX_XLSX_MB          total uncompressed size of an XLSX in MB (default 500)
+    REMATCH_MAX_XLSX_RATIO       compression ratio of one XLSX member (default 200, i.e. 200:1)
+    REMATCH_MAX_XLSX_MEMBERS     number of members of an XLSX zip (default 1000)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.schemas.contract import TABLES
+
+MAX_FILE_MB: float = 200
+MAX_ROWS: int = 1_000_000
+MAX_XLSX_UNCOMPRESSED_MB: float = 500
+MAX_XLSX_RATIO: float = 200
+MAX_XLSX_MEMBERS: int = 1000
+# Below this uncompressed size a high ratio is harmless (tiny XML parts compress very well).
+RATIO_MIN_BYTES: int = 1 << 20
+
+ENV_MAX_FILE_MB = "REMATCH_MAX_FILE_MB"
+ENV_MAX_ROWS = "REMATCH_MAX_ROWS"
+ENV_MAX_XLSX_MB = "REMATCH_MAX_XLSX_MB"
+ENV_MAX_XLSX_RATIO = "REMATCH_MAX_XLSX_RATIO"
+ENV_MAX_XLSX_MEMBERS = "REMATCH_MAX_XLSX_MEMBERS"
+
+_MB = 1024 * 1024
+ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+def _setting(env: str, default: float) -> float:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        # A broken setting must be loud, not silently fall back to "no limit".
+        raise ValueError(f"{env} must be a positive number")
+    return value
+
+
+def max_file_bytes() -> int:
+    """Largest accepted file in bytes (REMATCH_MAX_FILE_MB, default 200 MB)."""
+    return int(_setting(ENV_MAX_FILE_MB, MAX_FILE_MB) * _MB)
+
+
+def max_rows() -> int:
+    """Most data rows accepted per file or sheet (REMATCH_MAX_ROWS, default 1,000,000)."""
+    return int(_setting(ENV_MAX_ROWS, MAX_ROWS))
+
+
+def check_file_size(size: int, file: str) -> None:
+    """Reject a file above the size limit (call before reading it, e.g. with ``path.stat().st_size``)."""
+    if size > max_file_bytes():
+        megabytes = _setting(ENV_MAX_FILE_MB, MAX_FILE_MB)
+        raise InputFileError(Violation(file, None, None, f"limit: file larger than {megabytes:g} MB"))
+
+
+def check_path_size(path: Path) -> None:
+    """Reject a file on disk above the size limit without reading it."""
+    check_file_size(path.stat().st_size, path.name)
+
+
+def check_row_count(rows: int, file: str, row: int | None, sheet: str | None = None) -> None:
+    """Reject a file or sheet once its data rows exceed the row limit (call while parsing)."""
+    limit = max_rows()
+    if rows > limit:
+        raise InputFileError(Violation(file, row, None, f"limit: more than {limit} data rows", sheet=sheet))
+
+
+# An XML row element, with or without a namespace prefix (<row …>, <x:row …>).
+_ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]{0,20}:)?row[\s>/]")
+_WORKSHEET = re.compile(r"^xl/worksheets/[^/]+\.xml$")
+
+
+def check_xlsx(data: bytes, file: str) -> None:
+    """Zip-bomb and size guards on an XLSX, from its zip directory, before any XML is parsed.
+
+    Checks the number of members, the total uncompressed size and each member's compression
+    ratio as declared in the directory, then streams every worksheet to count its rows.
+    Python's zipfile never inflates more than a member's declared size, so a directory that
+    understates sizes yields a CRC error, not a bomb.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputFileError(Violation(file, None, None, "xlsx: not a readable zip archive")) from exc
+    with archive:
+        infos = archive.infolist()
+        members = int(_setting(ENV_MAX_XLSX_MEMBERS, MAX_XLSX_MEMBERS))
+        if len(infos) > members:
+            raise InputFileError(Violation(file, None, None, f"xlsx: more than {members} zip members"))
+        total_mb = _setting(ENV_MAX_XLSX_MB, MAX_XLSX_UNCOMPRESSED_MB)
+        if sum(info.file_size for info in infos) > total_mb * _MB:
+            raise InputFileError(Violation(file, None, None, f"xlsx: uncompressed size above {total_mb:g} MB (zip bomb?)"))
+        ratio = _setting(ENV_MAX_XLSX_RATIO, MAX_XLSX_RATIO)
+        for info in infos:
+            if info.file_size > RATIO_MIN_BYTES and info.file_size > ratio * max(info.compress_size, 1):
+                raise InputFileError(
+                    Violation(
+                        file, None, None, f"xlsx: decompression ratio above {ratio:g}:1 in member {info.filename} (zip bomb?)"
+                    )
+                )
+        for info in infos:
+            if _WORKSHEET.match(info.filename):
+                _check_worksheet_rows(archive, info, file)
+
+
+def _check_worksheet_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -> None:
+    # Counting row tags in the raw stream is far cheaper than parsing the sheet, and does not
+    # trust the sheet's own <dimension> element.
+    limit = max_rows() + 1  # + header row
+    count = 0
+    tail = b""
+    try:
+        with archive.open(info) as stream:
+            while True:
+                chunk = stream.read(1 << 20)
+                buffer = tail + chunk
+                cut = len(buffer) if not chunk else max(len(buffer) - 64, 0)
+                count += sum(1 for m in _ROW_TAG.finditer(buffer) if m.start() < cut)
+                if count > limit:
+                    raise InputFileError(
+                        Violation(file, None, None, f"limit: more than {limit - 1} data rows in worksheet {info.filename}")
+                    )
+                if not chunk:
+                    return
+                tail = buffer[cut:]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # zlib errors surface as these
+        raise InputFileError(Violation(file, None, None, f"xlsx: corrupt zip member {info.filename}")) from exc
+
+
+def decode_text(data: bytes, file: str) -> str:
+    """UTF-8 (with or without BOM), else Windows-1252 (a CSV re-saved by a German Excel)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
+
+
+def sniff_delimiter(text: str) -> str:
+    """`;`, `,` or tab: the one most frequent outside quotes in the first record (ties: `,`)."""
+    counts = {";": 0, ",": 0, "\t": 0}
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            if char in "\r\n":
+                break
+            if char in counts:
+                counts[char] += 1
+    return max(counts, key=lambda d: (counts[d], d == ","))
+
+
+@dataclass(frozen=True)
+class CsvRecords:
+    """A CSV split into its header and non-blank data records (record number as a spreadsheet shows it)."""
+
+    header: list[str]
+    rows: list[tuple[int, list[str]]]
+    delimiter: str
+
+
+def csv_records(data: bytes, file: str) -> CsvRecords:
+    """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1."""
+    text = decode_text(data, file)
+    if not text.strip():
+        raise InputFileError(Violation(file, None, None, "empty file"))
+    delimiter = sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    number = 0
+    try:
+        for number, cells in enumerate(reader, start=1):
+            if header is None:
+                header = [c.strip() for c in cells]
+                continue
+            if any(c.strip() for c in cells):
+                rows.append((number, cells))
+                check_row_count(len(rows), file, number)
+    except csv.Error as exc:
+        # Typically a truncated file ending inside a quoted field, or an absurdly long field.
+        raise InputFileError(Violation(file, number + 1, None, "csv: malformed or truncated (unterminated quote?)")) from exc
+    return CsvRecords(header or [], rows, delimiter)
+
+
+def canonical_table(
+    table: str, records: list[dict[str, str | None]], file_rows: list[int], sheet: str | None = None
+) -> ParsedTable:
+    """A ParsedTable with exactly the canonical columns of ``table`` (Utf8, blank → null) plus file_row."""
+    names = [f.name for f in TABLES[table]]
+    columns: dict[str, list[str | None]] = {name: [] for name in names}
+    for record in records:
+        for name in names:
+            value = record.get(name)
+            value = value.strip() if value is not None else None
+            columns[name].append(value or None)
+    frame = pl.DataFrame(columns, schema={name: pl.Utf8 for name in names}).with_columns(
+        pl.Series("file_row", file_rows, dtype=pl.Int32)
+    )
+    return ParsedTable(table, frame, sheet)

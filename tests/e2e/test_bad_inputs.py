@@ -1,0 +1,258 @@
+"""Broken input files: each ends with an error naming file, row, column and rule — never the value —
+and every valid file and row is still ingested."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+import xlsxwriter
+
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.runs import ingest_landing
+from rematch_pipeline.sample import SampleRound, generate_round
+
+SECRET = "ZZ-SECRET-4711"
+HOUSEHOLDS, MUNICIPALITIES = 30, 5
+
+
+@dataclass
+class Files:
+    """The three template files of a sample round as bytes, keyed by landing path."""
+
+    sample: SampleRound
+    files: dict[str, bytes]
+
+
+def _csv(frame: pl.DataFrame, sep: str = ",") -> bytes:
+    out = io.StringIO()
+    frame.write_csv(out, separator=sep)
+    return out.getvalue().encode()
+
+
+def _files(sample: SampleRound, **frames: pl.DataFrame) -> dict[str, bytes]:
+    m = frames.get("municipalities", sample.municipalities)
+    h = frames.get("households", sample.households)
+    k = frames.get("members", sample.members)
+    return {
+        "municipalities/municipalities.csv": _csv(m),
+        "households/households.csv": _csv(h),
+        "households/members.csv": _csv(k),
+    }
+
+
+def _set(frame: pl.DataFrame, row: int, column: str, value: str | None) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, dtype=pl.Utf8)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+@dataclass
+class Case:
+    """A corruption and what must be reported for it."""
+
+    build: Callable[[SampleRound], dict[str, bytes]]
+    file: str
+    row: int | None  # row in the file (header = 1); None for file-level errors
+    column: str | None
+    rule: str  # start of the rule text
+    rejected: bool = False  # the whole file is rejected
+    lost_households: int = 0  # valid households that may be held back with the broken row
+    table: str = "quarantine"
+
+
+def _municipalities(s: SampleRound, frame: pl.DataFrame) -> dict[str, bytes]:
+    return _files(s, municipalities=frame)
+
+
+def _members_xlsx_with_title_row(s: SampleRound) -> dict[str, bytes]:
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        sheet = book.add_worksheet("members")
+        sheet.merge_range(0, 0, 0, 4, "Mitglieder des Haushalts")
+        sheet.write_row(1, 0, s.members.columns)
+        for r, row in enumerate(s.members.iter_rows(), start=2):
+            sheet.write_row(r, 0, [v or "" for v in row])
+    files = _files(s)
+    del files["households/members.csv"]
+    files["households/members.xlsx"] = out.getvalue()
+    return files
+
+
+CASES: dict[str, Case] = {
+    "empty_file": Case(lambda s: _files(s) | {"municipalities/municipalities.csv": b""}, "municipalities.csv", None, None, "empty file", rejected=True),
+    "header_only": Case(
+        lambda s: _files(s) | {"municipalities/municipalities.csv": _csv(s.municipalities.head(0))},
+        "municipalities.csv", None, None, "header only", rejected=True,
+    ),
+    "missing_column": Case(
+        lambda s: _municipalities(s, s.municipalities.drop("kita_places")), "municipalities.csv", 1, None, "header: missing columns kita_places", rejected=True
+    ),
+    "renamed_column": Case(
+        lambda s: _municipalities(s, s.municipalities.rename({"pets_allowed": "haustiere"})),
+        "municipalities.csv", 1, None, "header: missing columns pets_allowed; unexpected columns haustiere", rejected=True,
+    ),
+    "truncated_file": Case(
+        # Cut inside a quoted last field: the quote never closes.
+        lambda s: _files(s) | {"households/members.csv": _csv(s.members).rstrip(b"\n").rsplit(b",", 1)[0] + b',"' + SECRET.encode()},
+        "members.csv", None, None, "csv: malformed or truncated", rejected=True,
+    ),
+    "merged_two_row_header": Case(_members_xlsx_with_title_row, "members.xlsx", 1, None, "header: two header rows", rejected=True),
+    "unknown_code": Case(lambda s: _files(s, members=_set(s.members, 3, "german_level", SECRET)), "members.csv", 5, "german_level", "code list", lost_households=1),
+    "unknown_code_in_multi_select": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 2, "medical_care", "general " + SECRET)), "municipalities.csv", 4, "medical_care", "code list"
+    ),
+    "out_of_range_importance": Case(lambda s: _files(s, households=_set(s.households, 6, "imp_jobs", "7")), "households.csv", 8, "imp_jobs", "range: <= 3", lost_households=3),
+    "negative_capacity": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "capacity_persons", "-5")), "municipalities.csv", 3, "capacity_persons", "range: >= 0"),
+    "not_a_number": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "kita_places", SECRET)), "municipalities.csv", 3, "kita_places", "type: whole number"),
+    "lost_leading_zeros": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 0, "municipality_id", "1001")), "municipalities.csv", 2, "municipality_id", "type: AGS"
+    ),
+    "formula_cell": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 0, "municipality_name", '=HYPERLINK("http://x","' + SECRET + '")')),
+        "municipalities.csv", 2, "municipality_name", "formula",
+    ),
+    "bad_timestamp": Case(lambda s: _files(s, households=_set(s.households, 2, "submitted_at", SECRET)), "households.csv", 4, "submitted_at", "type: ISO 8601 timestamp", lost_households=3),
+    "impossible_birth_date": Case(
+        lambda s: _files(s, members=_set(s.members, 0, "date_of_birth", "1985-13-45")), "members.csv", 2, "date_of_birth", "date", lost_households=1
+    ),
+    "too_many_wishes": Case(
+        lambda s: _files(s, households=_set(s.households, 1, "preferred_municipality_ids", " ".join(s.municipalities["municipality_id"].to_list()[:4]))),
+        "households.csv", 3, "preferred_municipality_ids", "list: at most 3", lost_households=3,
+    ),
+    "accessible_above_housing": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 0, "accessible_units", "999")), "municipalities.csv", 2, "accessible_units", "accessible_units: at most housing_units"
+    ),
+    "state_does_not_match_ags": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 0, "state", "DE-HB" if s.municipalities["state"][0] != "DE-HB" else "DE-BY")),
+        "municipalities.csv", 2, "state", "state: matches the Land",
+    ),
+    "consent_missing": Case(lambda s: _files(s, households=_set(s.households, 4, "consent_processing", None)), "households.csv", 6, "consent_processing", "required", lost_households=3),
+    "member_without_household": Case(
+        lambda s: _files(s, members=_set(s.members, 2, "submission_id", "00000000-0000-4000-8000-000000000000")),
+        "members.csv", 4, "submission_id", "reference: member row without a valid household", lost_households=1,
+    ),
+    "linked_household_missing": Case(
+        lambda s: _files(s, households=_set(s.households, 5, "linked_household_refs", "RM-000000-" + SECRET)),
+        "households.csv", 7, "linked_household_refs", "reference: a linked household", lost_households=3,
+    ),
+    "duplicated_submission": Case(
+        lambda s: _files(s, households=pl.concat([s.households, s.households.head(1).with_columns(pl.lit("2026-07-31T23:59:00").alias("submitted_at"))])),
+        "households.csv", 2, "submission_id", "duplicate: superseded", table="superseded_submissions",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def sample() -> SampleRound:
+    return generate_round(HOUSEHOLDS, MUNICIPALITIES, seed=21)
+
+
+def _ingest(home: RematchHome, files: dict[str, bytes]):
+    for name, data in files.items():
+        path = home.path / "landing" / name
+        path.write_bytes(data)
+    with dg.instance_for_test(temp_dir=str(home.dagster_home)) as instance:
+        summary = ingest_landing(build_definitions(home), instance, home)
+        logs = " ".join(str(e.user_message) + str(e.dagster_event) for r in summary.results for e in instance.all_logs(r.run_id))
+    return summary, logs
+
+
+def _valid_households(home: RematchHome) -> tuple[int, int]:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return (
+            con.execute("SELECT count(*) FROM households").fetchone()[0],
+            con.execute("SELECT count(*) FROM municipalities").fetchone()[0],
+        )
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory, sample: SampleRound) -> tuple[int, int]:
+    home = RematchHome(root=str(tmp_path_factory.mktemp("baseline")))
+    home.prepare()
+    _ingest(home, _files(sample))
+    return _valid_households(home)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_broken_input_is_named_not_quoted_and_the_rest_is_kept(name: str, home: RematchHome, sample: SampleRound, baseline) -> None:
+    case = CASES[name]
+    summary, logs = _ingest(home, case.build(sample))
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        reported = con.execute(f"SELECT * FROM {case.table}").pl()
+        everything = " ".join(
+            str(con.execute(f'SELECT * FROM "{t}"').fetchall())
+            for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_name IN ('quarantine', 'superseded_submissions', 'ingestion_log')").fetchall()
+        )
+    if case.rejected:
+        assert len(summary.rejected) == 1
+        error = summary.rejected[0]
+        assert error.startswith(case.file)
+        assert case.rule in error
+        if case.row is not None:
+            assert f"row {case.row}" in error
+    else:
+        assert not summary.rejected
+        hits = reported.filter(
+            (pl.col("file_name") == case.file) & (pl.col("file_row") == case.row) & (pl.col("column") == case.column)
+        )
+        assert hits.height == 1, reported
+        assert hits["rule"][0].startswith(case.rule)
+    for text in (logs, everything, " ".join(summary.rejected)):
+        assert SECRET not in text
+    households, municipalities = _valid_households(home)
+    base_households, base_municipalities = baseline
+    if case.file.startswith("municipalities"):
+        assert municipalities == (0 if case.rejected else base_municipalities - (case.table == "quarantine"))
+        assert households == base_households
+    else:
+        assert base_municipalities == municipalities
+        if case.rejected:
+            assert households == 0  # members file rejected: no household is complete
+        else:
+            assert base_households - case.lost_households <= households <= base_households
+
+
+def test_bad_value_past_row_10000_is_found_and_all_other_rows_kept(home: RematchHome) -> None:
+    sample = generate_round(4_500, 20, seed=4)
+    assert sample.members.height > 10_050
+    row = 10_040
+    summary, logs = _ingest(home, _files(sample, members=_set(sample.members, row - 2, "languages", "uk " + SECRET)))
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        quarantine = con.execute("SELECT file_name, file_row, \"column\", rule FROM quarantine").fetchall()
+        members = con.execute("SELECT count(*) FROM members").fetchone()[0]
+    assert ("members.csv", row, "languages", "code list: every code known") in quarantine
+    assert SECRET not in logs and SECRET not in str(quarantine)
+    consenting = sample.households.filter(pl.col("consent_processing") == "yes")["submission_id"]
+    expected = sample.members.filter(pl.col("submission_id").is_in(consenting.implode())).height
+    member_rows_quarantined = [q for q in quarantine if q[0] == "members.csv"]
+    assert len(member_rows_quarantined) == 1
+    # Only the broken household and households linked to non-consenting ones are held back.
+    assert expected - 60 <= members < expected
+
+
+@pytest.mark.parametrize(
+    ("encoding", "sep"), [("utf-8-sig", ","), ("cp1252", ";"), ("utf-8", ";")]
+)
+def test_german_excel_variants_are_ingested_whole(home: RematchHome, sample: SampleRound, baseline, encoding: str, sep: str) -> None:
+    munis = sample.municipalities.with_columns(
+        pl.col("latitude").str.replace(".", ",", literal=True) if sep == ";" else pl.col("latitude"),
+        pl.lit("Fürth, Stadt").alias("municipality_name"),
+    )
+    text = _csv(munis, sep=sep).decode().replace("\n", "\r\n")
+    files = _files(sample) | {"municipalities/municipalities.csv": text.encode(encoding)}
+    summary, _ = _ingest(home, files)
+    assert not summary.rejected
+    assert _valid_households(home) == baseline
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        names = {r[0] for r in con.execute("SELECT municipality_name FROM municipalities").fetchall()}
+        lat = con.execute("SELECT min(latitude) FROM municipalities").fetchone()[0]
+    assert names == {"Fürth, Stadt"}
+    assert 47 < lat < 56

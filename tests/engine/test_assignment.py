@@ -1,0 +1,260 @@
+"""Assignment model: hand-built instances with known optima, and the safety net."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rematch_pipeline.engine.assignment import (
+    AssignmentProblem,
+    SolverParams,
+    build_problem,
+    check_assignment,
+    household_assignment,
+    solve,
+)
+from rematch_pipeline.engine.compatibility import candidate_pairs
+from rematch_pipeline.engine.scoring import score_pairs
+from rematch_pipeline.engine.synthetic import random_households, random_municipalities
+from tests.engine.builders import household, households_df, municipalities_df, municipality
+
+EXACT = SolverParams(time_limit_seconds=20, relative_gap=0.0)
+
+
+def persons_problem(
+    persons: list[int],
+    capacity: list[int],
+    pairs: list[tuple[int, int, float]],
+    *,
+    min_intake: list[int] | None = None,
+    locked: list[tuple[int, int]] | None = None,
+    exactly_one: bool = False,
+) -> AssignmentProblem:
+    """A problem with only the persons resource."""
+    return AssignmentProblem(
+        unit_ids=[f"u{i}" for i in range(len(persons))],
+        place_ids=[f"{j + 1:05d}" for j in range(len(capacity))],
+        resources=["persons"],
+        usage=np.array(persons, dtype=np.int64)[:, None],
+        capacity=np.array(capacity, dtype=np.int64)[:, None],
+        min_intake=np.array(min_intake or [0] * len(capacity), dtype=np.int64),
+        pair_unit=np.array([p[0] for p in pairs], dtype=np.int64),
+        pair_place=np.array([p[1] for p in pairs], dtype=np.int64),
+        pair_score=np.array([p[2] for p in pairs], dtype=np.float64),
+        locked=locked or [],
+        exactly_one=exactly_one,
+    )
+
+
+def three_units() -> AssignmentProblem:
+    # A (3 persons), B (2), C (2); P holds 4, Q holds 3. Only A->Q, B->P, C->P places all
+    # 7 persons; A->P + B->Q would score more (200) but places only 5.
+    return persons_problem(
+        [3, 2, 2],
+        [4, 3],
+        [(0, 0, 100.0), (0, 1, 50.0), (1, 0, 40.0), (1, 1, 100.0), (2, 0, 30.0), (2, 1, 30.0)],
+    )
+
+
+def test_persons_first_then_score() -> None:
+    result = solve(three_units(), EXACT)
+    assert result.place_of_unit.tolist() == [1, 0, 0]
+    assert result.persons_placed == 7
+    assert result.total_score == 120.0
+    assert result.status == "optimal"
+    assert [s.name for s in result.stages] == ["persons", "score"]
+
+
+@pytest.mark.parametrize("backend", ["scip", "cbc", "highs", "cp_sat"])
+def test_every_backend_finds_the_known_optimum(backend: str) -> None:
+    result = solve(three_units(), SolverParams(time_limit_seconds=20, relative_gap=0.0, backend=backend))
+    assert result.place_of_unit.tolist() == [1, 0, 0]
+    assert result.solver == f"ortools-{backend}"
+    assert check_assignment(three_units(), result) == []
+
+
+def test_score_decides_among_persons_optima() -> None:
+    # One slot each at P and Q for two 2-person units: both ways place 4 persons.
+    problem = persons_problem([2, 2], [2, 2], [(0, 0, 10.0), (0, 1, 90.0), (1, 0, 80.0), (1, 1, 20.0)])
+    assert solve(problem, EXACT).place_of_unit.tolist() == [1, 0]
+
+
+def test_min_intake_nothing_or_at_least_minimum() -> None:
+    # P wants >= 5 persons: two 2-person units are not enough, three are.
+    two = persons_problem([2, 2], [10, 10], [(0, 0, 90.0), (1, 0, 90.0), (0, 1, 10.0), (1, 1, 10.0)], min_intake=[5, 0])
+    result = solve(two, EXACT)
+    assert result.place_of_unit.tolist() == [1, 1]
+    three = persons_problem(
+        [2, 2, 2], [10, 10], [(u, 0, 90.0) for u in range(3)] + [(u, 1, 10.0) for u in range(3)], min_intake=[5, 0]
+    )
+    assert solve(three, EXACT).place_of_unit.tolist() == [0, 0, 0]
+
+
+def test_min_intake_above_capacity_means_closed() -> None:
+    problem = persons_problem([2], [4, 4], [(0, 0, 99.0), (0, 1, 1.0)], min_intake=[5, 0])
+    assert solve(problem, EXACT).place_of_unit.tolist() == [1]
+
+
+def test_all_resources_respected() -> None:
+    problem = AssignmentProblem(
+        unit_ids=["a", "b"],
+        place_ids=["01001", "01002"],
+        resources=["persons", "kita_places"],
+        usage=np.array([[2, 1], [2, 1]]),
+        capacity=np.array([[10, 1], [10, 1]]),
+        min_intake=np.array([0, 0]),
+        pair_unit=np.array([0, 0, 1, 1]),
+        pair_place=np.array([0, 1, 0, 1]),
+        pair_score=np.array([90.0, 10.0, 80.0, 20.0]),
+    )
+    result = solve(problem, EXACT)
+    assert result.place_of_unit.tolist() == [0, 1]  # one kita place each
+    assert check_assignment(problem, result) == []
+
+
+def test_locked_pair_kept_even_if_worse() -> None:
+    base = three_units()
+    locked = persons_problem(
+        [3, 2, 2], [4, 3], list(zip(base.pair_unit.tolist(), base.pair_place.tolist(), base.pair_score.tolist())),
+        locked=[(0, 0)],
+    )
+    result = solve(locked, EXACT)
+    assert result.place_of_unit[0] == 0
+    assert result.persons_placed == 5
+    assert check_assignment(locked, result) == []
+
+
+def test_exactly_one_infeasible_is_reported() -> None:
+    problem = persons_problem([3, 3], [3], [(0, 0, 1.0), (1, 0, 1.0)], exactly_one=True)
+    result = solve(problem, EXACT)
+    assert result.status == "infeasible"
+    assert result.place_of_unit.tolist() == [-1, -1]
+
+
+def test_exactly_one_places_everyone_when_possible() -> None:
+    problem = persons_problem([3, 3], [3, 3], [(0, 0, 90.0), (1, 0, 90.0), (1, 1, 10.0)], exactly_one=True)
+    assert solve(problem, EXACT).place_of_unit.tolist() == [0, 1]
+
+
+def test_maximin_lifts_the_worst_off() -> None:
+    # Total: A->P + B->Q = 120 (worst 20); maximin: A->Q + B->P (worst 30).
+    problem = persons_problem([2, 2], [2, 2], [(0, 0, 100.0), (0, 1, 30.0), (1, 0, 60.0), (1, 1, 20.0)])
+    assert solve(problem, EXACT).place_of_unit.tolist() == [0, 1]
+    result = solve(problem, SolverParams(time_limit_seconds=20, relative_gap=0.0, objective="maximin"))
+    assert result.place_of_unit.tolist() == [1, 0]
+    assert result.min_unit_score == 30.0
+    assert [s.name for s in result.stages] == ["persons", "min_score", "score"]
+
+
+def test_tie_break_prefers_earlier_pairs() -> None:
+    problem = persons_problem([1], [5, 5, 5], [(0, 0, 50.0), (0, 1, 50.0), (0, 2, 50.0)])
+    assert solve(problem, EXACT).place_of_unit.tolist() == [0]
+
+
+def test_bound_not_below_objective() -> None:
+    mu = random_municipalities(11, total_capacity=300, n_places=12)
+    hh = random_households(150, 11, places=mu)
+    problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+    result = solve(problem, SolverParams(time_limit_seconds=20))
+    assert result.status in ("optimal", "feasible")
+    assert result.best_bound >= result.objective_value - 1e-6
+    assert result.persons_bound >= result.persons_placed
+    assert 0.0 <= result.gap <= 1e-4 + 1e-9 or result.status == "feasible"
+    assert check_assignment(problem, result) == []
+
+
+def test_deterministic_and_independent_of_row_order() -> None:
+    mu = random_municipalities(7, total_capacity=400, n_places=15)
+    hh = random_households(200, 7, places=mu)
+    scored = score_pairs(candidate_pairs(hh, mu), hh, mu)
+    first = solve(build_problem(hh, mu, scored), EXACT)
+    second = solve(
+        build_problem(hh.reverse(), mu.sample(fraction=1.0, shuffle=True, seed=2), scored.sample(fraction=1.0, shuffle=True, seed=4)),
+        EXACT,
+    )
+    assert first.place_of_unit.tobytes() == second.place_of_unit.tobytes()
+    assert first.total_score == second.total_score
+    assert first.persons_placed == second.persons_placed
+
+
+def linked_round() -> tuple[pl.DataFrame, pl.DataFrame]:
+    hh = households_df(
+        household("a1", link_group="g", persons=2),
+        household("a2", link_group="g", persons=2, pets=True),
+        household("b", persons=3),
+    )
+    mu = municipalities_df(
+        municipality("01001", capacity_persons=10, pets_allowed=False),  # a2 cannot go here
+        municipality("01002", capacity_persons=4),
+        municipality("01003", capacity_persons=3),
+    )
+    return hh, mu
+
+
+def test_linked_households_never_split() -> None:
+    hh, mu = linked_round()
+    scored = score_pairs(candidate_pairs(hh, mu), hh, mu)
+    problem = build_problem(hh, mu, scored)
+    assert problem.unit_ids == ["b", "g"]
+    assert problem.usage[:, problem.persons_index].tolist() == [3, 4]
+    g = problem.unit_ids.index("g")
+    # The group has pairs only where both are compatible (01002, 01003), and 01003 is
+    # too small for 4 persons: the solver must use 01002.
+    g_places = sorted(problem.place_ids[j] for u, j in zip(problem.pair_unit, problem.pair_place) if u == g)
+    assert g_places == ["01002", "01003"]
+    result = solve(problem, EXACT)
+    table = household_assignment(problem, result, hh, scored)
+    placed = dict(zip(table.get_column("household_pseudonym").to_list(), table.get_column("municipality_id").to_list()))
+    assert placed["a1"] == placed["a2"] == "01002"
+    assert placed["b"] in ("01001", "01003")
+    assert table.get_column("score").null_count() == 0
+    assert check_assignment(problem, result) == []
+
+
+def test_linked_group_unplaced_together_when_no_common_place() -> None:
+    hh = households_df(household("a1", link_group="g", pets=True), household("a2", link_group="g", persons=9))
+    mu = municipalities_df(municipality("01001", pets_allowed=False, largest_unit_persons=9), municipality("01002"))
+    problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+    assert problem.pair_unit.size == 0
+    result = solve(problem, EXACT)
+    assert result.place_of_unit.tolist() == [-1]
+
+
+def test_build_problem_locks_by_household() -> None:
+    hh, mu = linked_round()
+    scored = score_pairs(candidate_pairs(hh, mu), hh, mu)
+    problem = build_problem(hh, mu, scored, locked=[("a1", "01003")])
+    assert problem.locked == [(problem.unit_ids.index("g"), problem.place_ids.index("01003"))]
+    result = solve(problem, EXACT)
+    assert result.status == "infeasible"  # 4 persons do not fit 3: the lock is honoured, not dropped
+    with pytest.raises(ValueError, match="not candidate"):
+        build_problem(hh, mu, scored, locked=[("a1", "01001")])
+
+
+def test_check_assignment_lists_every_violation() -> None:
+    problem = persons_problem([3, 3, 1], [4, 4], [(0, 0, 1.0), (1, 0, 1.0), (2, 1, 1.0)], min_intake=[0, 2], locked=[(2, 1)])
+    issues = check_assignment(problem, np.array([0, 0, -1]))
+    assert any("persons used 6 > capacity 4" in m for m in issues)
+    assert any("locked" in m for m in issues)
+    issues = check_assignment(problem, np.array([1, -1, 1]))
+    assert any("not a candidate" in m for m in issues)
+    issues = check_assignment(problem, np.array([-1, -1, 1]))
+    assert any("below minimum 2" in m for m in issues)
+    assert check_assignment(problem, np.array([0, -1, -1])) != []  # lock broken
+    assert check_assignment(problem, np.array([-1, -1, 5])) != []  # out of range
+
+
+def test_problem_validation() -> None:
+    with pytest.raises(ValueError, match="duplicate"):
+        persons_problem([1], [1], [(0, 0, 1.0), (0, 0, 2.0)])
+    with pytest.raises(ValueError, match="out of range"):
+        persons_problem([1], [1], [(0, 3, 1.0)])
+    with pytest.raises(ValueError):
+        SolverParams(backend="gurobi")  # type: ignore[arg-type]
+
+
+def test_empty_problem() -> None:
+    result = solve(persons_problem([], [5], []), EXACT)
+    assert result.place_of_unit.size == 0
+    assert result.persons_placed == 0

@@ -1,0 +1,139 @@
+"""read_export picks the reader by content, never by file name."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import xlsxwriter
+
+from rematch_pipeline.formats.detect import detect_format, read_export
+from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.kobo import read_kobo_csv, read_kobo_xlsx
+from rematch_pipeline.formats.landing import split_identity
+from rematch_pipeline.formats.limesurvey import read_limesurvey_csv
+from rematch_pipeline.sample import generate_round
+from rematch_pipeline.validation import check_rows
+from tests.formats.fixtures.exports import FIXTURES, HERE, SECRET, kobo_kpi_households_xlsx
+
+REAL = HERE / "real"
+
+
+def _same(left, right) -> None:
+    assert [(t.table, t.sheet) for t in left] == [(t.table, t.sheet) for t in right]
+    for a, b in zip(left, right):
+        assert a.frame.equals(b.frame)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fmt", "reader"),
+    [
+        ("kobo_kpi_municipalities.csv", "kobo-csv", read_kobo_csv),
+        ("kobo_legacy_households.csv", "kobo-csv", read_kobo_csv),
+        ("limesurvey_households.csv", "limesurvey-csv", read_limesurvey_csv),
+        ("limesurvey_municipalities.csv", "limesurvey-csv", read_limesurvey_csv),
+    ],
+)
+def test_csv_exports_are_recognised_whatever_their_name(fixture: str, fmt: str, reader, tmp_path: Path) -> None:
+    data = (HERE / fixture).read_bytes()
+    for name in ("households.csv", "municipalities.csv", "export.xlsx", "noname"):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert detect_format(path, data) == fmt
+        _same(read_export(path, data), reader(data, name))
+
+
+def test_kobo_workbook_is_recognised_even_named_csv(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "built.xlsx")
+    renamed = tmp_path / "limesurvey_results.csv"
+    shutil.copyfile(path, renamed)
+    data = renamed.read_bytes()
+    assert detect_format(renamed, data) == "kobo-xlsx"
+    _same(read_export(renamed, data), read_kobo_xlsx(data, renamed.name))
+
+
+def test_canonical_templates_still_go_to_the_canonical_reader(tmp_path: Path) -> None:
+    sample = generate_round(6, 3, seed=5)
+    out = io.StringIO()
+    sample.households.write_csv(out)
+    csv_path = tmp_path / "kobo_export.csv"
+    csv_path.write_text(out.getvalue())
+    assert detect_format(csv_path, csv_path.read_bytes()) == "canonical-csv"
+    [households] = read_export(csv_path, csv_path.read_bytes())
+    assert households.table == "households" and households.frame.height == 6
+
+    xlsx_path = tmp_path / "kobo.xlsx"
+    with xlsxwriter.Workbook(xlsx_path) as book:
+        for name, frame in (("households", sample.households), ("members", sample.members)):
+            sheet = book.add_worksheet(name)
+            sheet.write_row(0, 0, frame.columns)
+            for r, row in enumerate(frame.iter_rows(), start=1):
+                for c, value in enumerate(row):
+                    sheet.write_string(r, c, value or "")
+    data = xlsx_path.read_bytes()
+    assert detect_format(xlsx_path, data) == "canonical-xlsx"
+    tables = read_export(xlsx_path, data)
+    assert [t.table for t in tables] == ["households", "members"]
+    assert tables[1].frame.height == sample.members.height
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "rule"),
+    [
+        ("test_csv_export_default_options.csv", "kobo-csv", "not a KoboToolbox export"),
+        ("main__transportation__transportation_export.xlsx", "kobo-xlsx", "not a KoboToolbox export"),
+        ("main__csv_export__tutorial_w_repeats_flattened.csv", "kobo-csv", "not a KoboToolbox export"),
+        ("pulsemanager_rc2_export_responses.csv", "limesurvey-csv", "not a LimeSurvey export"),
+    ],
+)
+def test_real_exports_of_other_forms_are_recognised_and_refused(name: str, fmt: str, rule: str) -> None:
+    path = REAL / name
+    data = path.read_bytes()
+    assert detect_format(path, data) == fmt
+    with pytest.raises(InputFileError, match=rule) as error:
+        read_export(path, data)
+    assert error.value.violation.file == name and error.value.violation.row == 1
+
+
+def test_legacy_xls_is_refused_with_a_hint(tmp_path: Path) -> None:
+    data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600
+    with pytest.raises(InputFileError, match=r"legacy Excel \.xls"):
+        read_export(tmp_path / "export.xls", data)
+
+
+def test_detect_errors_never_quote_a_cell(tmp_path: Path) -> None:
+    data = f"id,lastpage,question\n1,2,{SECRET}\n".encode()
+    with pytest.raises(InputFileError) as error:
+        read_export(tmp_path / "x.csv", data)
+    assert SECRET not in str(error.value)
+
+
+def test_committed_fixtures_match_their_builders() -> None:
+    for name, build in FIXTURES.items():
+        assert (HERE / name).read_bytes() == build(), f"run python -m tests.formats.fixtures.exports ({name})"
+
+
+def test_what_the_readers_return_passes_row_validation(tmp_path: Path) -> None:
+    # The export readers hand validation the same encodings a canonical template has.
+    files = [HERE / name for name in FIXTURES] + [kobo_kpi_households_xlsx(tmp_path / "h.xlsx")]
+    seen = set()
+    for path in files:
+        for parsed in read_export(path, path.read_bytes()):
+            raw, _ = split_identity(parsed, b"k" * 32, "0" * 64, path.name)
+            good, quarantine = check_rows(parsed.table, raw)
+            assert quarantine.height == 0, (path.name, parsed.table, quarantine.to_dicts())
+            assert good.height == parsed.frame.height
+            seen.add(parsed.table)
+    assert seen == {"municipalities", "households", "members"}
+
+
+def test_limesurvey_export_without_system_columns_is_recognised_by_its_codes(tmp_path: Path) -> None:
+    lines = (HERE / "limesurvey_households.csv").read_bytes().decode("utf-8-sig").split("\r\n")
+    drop = {1, 2, 3, 4, 5, 6}  # submitdate … datestamp; id stays
+    lines = [";".join(c for i, c in enumerate(line.split(";")) if i not in drop) for line in lines]
+    data = "\r\n".join(lines).encode()
+    assert detect_format(tmp_path / "x.csv", data) == "limesurvey-csv"
+    with pytest.raises(InputFileError, match="missing columns submitted_at"):
+        read_export(tmp_path / "x.csv", data)

@@ -1,0 +1,242 @@
+"""KoboToolbox exports of our forms: KPI XLSX with a repeat sheet, KPI CSV, legacy CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.kobo import read_kobo_csv, read_kobo_xlsx
+from rematch_pipeline.schemas.contract import field_names
+from tests.formats.fixtures.exports import (
+    HERE,
+    HOUSEHOLDS,
+    MUNICIPALITIES,
+    SECRET,
+    kobo_kpi_households_xlsx,
+    kobo_legacy_households_csv,
+)
+
+KPI_CSV = HERE / "kobo_kpi_municipalities.csv"
+LEGACY_CSV = HERE / "kobo_legacy_households.csv"
+
+
+def _households() -> list[dict]:
+    return [{k: v for k, v in h.items() if k != "members"} for h in HOUSEHOLDS]
+
+
+def _members() -> list[dict]:
+    return [{"submission_id": h["submission_id"], **m} for h in HOUSEHOLDS for m in h["members"]]
+
+
+def _rows(table) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "file_row"} for row in table.frame.to_dicts()]
+
+
+def _kpi_rewrite(data: bytes, change) -> bytes:
+    """Edit a KPI CSV as a list of rows and write it back in KPI's layout (`;`, all quoted, CRLF)."""
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=";"))
+    rows = change(rows)
+    lines = [";".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _drop_columns(rows: list[list[str]], keep) -> list[list[str]]:
+    positions = [i for i, name in enumerate(rows[0]) if keep(name)]
+    return [[row[i] for i in positions] for row in rows]
+
+
+def _error(call) -> str:
+    with pytest.raises(InputFileError) as error:
+        call()
+    message = str(error.value)
+    assert SECRET not in message
+    return message
+
+
+# ------------------------------------------------------------------ KPI XLSX
+
+
+def test_kpi_xlsx_main_sheet_and_members_repeat_sheet_are_joined(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+    households, members = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert (households.table, households.sheet) == ("households", "Haushalte Fragebogen 2026")
+    assert (members.table, members.sheet) == ("members", "members")
+    # The form's own submitted_at wins over Kobo's _submission_time (set to 2030 in the fixture).
+    assert _rows(households) == _households()
+    # Members get their household's _uuid through _parent_index -> _index; codes from the summary column.
+    assert _rows(members) == _members()
+    assert households.frame["file_row"].to_list() == [2, 3]
+    assert members.frame["file_row"].to_list() == [2, 3, 4]
+    assert households.frame.columns == field_names("households") + ["file_row"]
+
+
+def test_kpi_xlsx_without_own_submitted_at_takes_submission_time(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", own_submitted_at=False)
+    households, _ = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert households.frame["submitted_at"].to_list() == [h["submitted_at"] for h in HOUSEHOLDS]
+
+
+def _edit_xlsx(path: Path, sheet: str, edit) -> bytes:
+    book = load_workbook(path)
+    edit(book[sheet])
+    book.save(path)
+    return path.read_bytes()
+
+
+def _column(sheet, name: str) -> int:
+    return next(cell.column for cell in sheet[1] if cell.value == name)
+
+
+def test_kpi_xlsx_option_columns_alone_give_the_codes(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+
+    def drop_summaries(sheet) -> None:
+        for name in ("members/medical_needs", "members/languages"):
+            sheet.delete_cols(_column(sheet, name))
+
+    data = _edit_xlsx(path, "members", drop_summaries)
+    _, members = read_kobo_xlsx(data, path.name)
+    assert _rows(members) == _members()
+
+
+def test_kpi_xlsx_repeat_row_without_its_household_stops_the_file(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+    data = _edit_xlsx(path, "members", lambda s: s.cell(4, _column(s, "_parent_index"), 99))
+    message = _error(lambda: read_kobo_xlsx(data, path.name))
+    assert "export.xlsx [sheet members], row 4, column _parent_index" in message
+    assert "repeat row refers to no row of the main sheet" in message
+
+
+def test_kpi_xlsx_unknown_repeat_column_names_sheet_and_column(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+    data = _edit_xlsx(path, "members", lambda s: s.cell(1, _column(s, "members/german_level"), "members/german_level_v2"))
+    message = _error(lambda: read_kobo_xlsx(data, path.name))
+    assert "[sheet members], row 1" in message
+    assert "missing columns german_level" in message
+    assert "unexpected columns members/german_level_v2" in message
+
+
+# ------------------------------------------------------------------ KPI CSV
+
+
+def test_kpi_csv_semicolon_all_quoted_crlf_with_hxl_row() -> None:
+    data = KPI_CSV.read_bytes()
+    assert data.startswith(b'"start";"end";') and b"\r\n" in data and b'"#adm2+code"' in data
+    [table] = read_kobo_csv(data, KPI_CSV.name)
+    assert table.table == "municipalities"
+    assert _rows(table) == MUNICIPALITIES
+    assert table.frame["file_row"].to_list() == [3, 4]  # row 2 is the HXL tag row
+    assert table.frame["municipality_id"].to_list() == ["09162", "01001"]  # leading zeros kept
+
+
+def test_kpi_csv_per_option_one_zero_columns_without_summary() -> None:
+    summaries = {"services/medical_care", "shortage_sectors"}
+    data = _kpi_rewrite(KPI_CSV.read_bytes(), lambda rows: _drop_columns(rows, lambda n: n not in summaries))
+    [table] = read_kobo_csv(data, "m.csv")
+    assert table.frame["medical_care"].to_list() == [m["medical_care"] for m in MUNICIPALITIES]
+    assert table.frame["shortage_sectors"].to_list() == [m["shortage_sectors"] for m in MUNICIPALITIES]
+
+
+def test_kpi_csv_without_hxl_row_and_other_group_separators() -> None:
+    def no_hxl_dotted(rows: list[list[str]]) -> list[list[str]]:
+        return [[h.replace("/", ".") for h in rows[0]], *rows[2:]]
+
+    [table] = read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), no_hxl_dotted), "m.csv")
+    assert _rows(table) == MUNICIPALITIES
+    assert table.frame["file_row"].to_list() == [2, 3]
+
+
+def test_kpi_csv_renamed_and_missing_columns_are_named() -> None:
+    def change(rows: list[list[str]]) -> list[list[str]]:
+        rows = _drop_columns(rows, lambda n: n != "pets_allowed")
+        rows[0] = [("capacity/capacity_persons_v2" if h == "capacity_persons" else h) for h in rows[0]]
+        return rows
+
+    message = _error(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    assert message.startswith("m.csv, row 1: header:")
+    assert "missing columns capacity_persons, pets_allowed" in message
+    assert "unexpected columns capacity/capacity_persons_v2" in message
+
+
+def test_kpi_csv_unknown_option_is_a_form_change() -> None:
+    def change(rows: list[list[str]]) -> list[list[str]]:
+        rows[0] = [("services/medical_care/homeopathy" if h == "services/medical_care/general" else h) for h in rows[0]]
+        return rows
+
+    message = _error(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    assert "unexpected columns services/medical_care/homeopathy" in message
+
+
+def test_kpi_csv_bad_option_cell_names_row_and_column_not_the_value() -> None:
+    def change(rows: list[list[str]]) -> list[list[str]]:
+        column = rows[0].index("shortage_sectors/it")
+        rows[3][column] = SECRET
+        return _drop_columns(rows, lambda n: n != "shortage_sectors")
+
+    message = _error(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    assert "m.csv, row 4, column shortage_sectors/it: kobo: option column is not 1/0 or True/False" in message
+
+
+def test_label_headers_are_not_read_as_fields() -> None:
+    real = HERE / "real" / "test_csv_export_default_options.csv"
+    message = _error(lambda: read_kobo_csv(real.read_bytes(), real.name))
+    assert "XML values and headers" in message
+
+
+# ------------------------------------------------------------------ legacy CSV
+
+
+def test_legacy_csv_group_paths_true_false_options_and_member_slots() -> None:
+    data = LEGACY_CSV.read_bytes()
+    assert b"members[2]/languages/uk" in data and b",True," in data and b"n/a" in data
+    households, members = read_kobo_csv(data, LEGACY_CSV.name)
+    assert _rows(households) == _households()
+    assert _rows(members) == _members()
+    # A member row points at the household's row: that is where its cells are.
+    assert members.frame["file_row"].to_list() == [2, 2, 3]
+
+
+def test_legacy_csv_one_row_per_member_layout() -> None:
+    # Like the real "flattened" export: household answers repeated on each member's row.
+    header, *rows = kobo_legacy_households_csv(slots=1).decode().splitlines()
+    flat_header = header.replace("members[1]/", "members/")
+    second = kobo_legacy_households_csv([{**HOUSEHOLDS[0], "members": HOUSEHOLDS[0]["members"][1:]}], slots=1)
+    text = "\n".join([flat_header, rows[0], second.decode().splitlines()[1], rows[1]]) + "\n"
+    households, members = read_kobo_csv(text.encode(), "flat.csv")
+    assert _rows(households) == _households()
+    assert households.frame["file_row"].to_list() == [2, 4]
+    assert _rows(members) == _members()
+    assert members.frame["file_row"].to_list() == [2, 3, 4]
+
+
+def test_legacy_csv_missing_member_field_is_named() -> None:
+    text = kobo_legacy_households_csv().decode()
+    text = text.replace("members[1]/sex,", "members[1]/gender,")
+    message = _error(lambda: read_kobo_csv(text.encode(), "h.csv"))
+    assert "unexpected columns members[1]/gender" in message
+
+
+def test_legacy_csv_without_any_sex_column_reports_the_member_field_missing() -> None:
+    rows = list(csv.reader(io.StringIO(kobo_legacy_households_csv().decode())))
+    keep = [i for i, h in enumerate(rows[0]) if not h.endswith("/sex")]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([[r[i] for i in keep] for r in rows])
+    message = _error(lambda: read_kobo_csv(out.getvalue().encode(), "h.csv"))
+    assert "h.csv, row 1: header: missing columns sex" in message
+
+
+@pytest.mark.parametrize("prefix", ["household/", "hh:"])
+def test_legacy_csv_repeat_inside_a_group(prefix: str) -> None:
+    text = LEGACY_CSV.read_text(encoding="utf-8")
+    header, rest = text.split("\n", 1)
+    header = header.replace("members[", prefix + "members[")
+    if prefix.endswith(":"):
+        header = header.replace("/", ":")
+    households, members = read_kobo_csv((header + "\n" + rest).encode(), "h.csv")
+    assert _rows(households) == _households()
+    assert _rows(members) == _members()

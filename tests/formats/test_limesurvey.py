@@ -1,0 +1,160 @@
+"""LimeSurvey response exports (question-code headings, answer codes) and the code mapping."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.limesurvey import LimeSurveyTable, read_limesurvey_csv
+from rematch_pipeline.schemas.contract import TABLES, Kind, field_names
+from rematch_pipeline.schemas.limesurvey_codes import (
+    LIMESURVEY_MEMBER_SLOTS,
+    LIMESURVEY_OPTION_CODES,
+    LIMESURVEY_QUESTION_CODES,
+    mapping_markdown,
+    member_code,
+)
+from tests.formats.fixtures.exports import HERE, HOUSEHOLDS, MUNICIPALITIES, SECRET
+
+HOUSEHOLDS_CSV = HERE / "limesurvey_households.csv"
+MUNICIPALITIES_CSV = HERE / "limesurvey_municipalities.csv"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
+
+
+def _rows(table) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "file_row"} for row in table.frame.to_dicts()]
+
+
+def _expected(rows: list[dict], first_id: int = 41) -> list[dict]:
+    # The reader's submission id is ls-<id>-<seed>; LimeSurvey writes "YYYY-MM-DD hh:mm:ss".
+    return [
+        {
+            **{k: v for k, v in row.items() if k != "members"},
+            "submission_id": f"ls-{first_id + i}-{1000001 + i}",
+            "submitted_at": row["submitted_at"].replace("T", " "),
+        }
+        for i, row in enumerate(rows)
+    ]
+
+
+def _error(data: bytes, file: str = "results-survey123456.csv") -> str:
+    with pytest.raises(InputFileError) as error:
+        read_limesurvey_csv(data, file)
+    message = str(error.value)
+    assert SECRET not in message
+    return message
+
+
+def test_households_export_with_bom_semicolons_crlf_and_member_slots() -> None:
+    data = HOUSEHOLDS_CSV.read_bytes()
+    assert data.startswith(b'\xef\xbb\xbf"id";"submitdate";') and data.endswith(b"\r\n\r\n")
+    households, members = read_limesurvey_csv(data, HOUSEHOLDS_CSV.name)
+    assert isinstance(households, LimeSurveyTable)
+    assert _rows(households) == _expected(HOUSEHOLDS)
+    assert households.frame["file_row"].to_list() == [2, 3]
+    assert households.skipped_incomplete == 1  # the response without submitdate
+    expected_members = [
+        {"submission_id": f"ls-{41 + i}-{1000001 + i}", **m} for i, h in enumerate(HOUSEHOLDS) for m in h["members"]
+    ]
+    assert _rows(members) == expected_members
+    assert members.frame["file_row"].to_list() == [2, 2, 3]
+    assert members.frame.columns == field_names("members") + ["file_row"]
+
+
+def test_municipalities_export_translates_answer_codes_and_padded_numbers() -> None:
+    data = MUNICIPALITIES_CSV.read_bytes()
+    assert b'"DEBY"' in data and b'"40.0000000000"' in data and b'"48.1370000000"' in data
+    [table] = read_limesurvey_csv(data, MUNICIPALITIES_CSV.name)
+    assert table.table == "municipalities"
+    assert _rows(table) == _expected(MUNICIPALITIES)
+
+
+def test_older_export_style_headings_and_comma_separator() -> None:
+    # LimeSurvey 1.9x: "Completed" for submitdate, "code [option]", comma separated, no BOM.
+    text = HOUSEHOLDS_CSV.read_bytes()[3:].decode("utf-8")
+    header, rest = text.split("\r\n", 1)
+    header = header.replace('"submitdate"', '"Completed"').replace('"lastpage"', '"Last page seen"')
+    header = re.sub(r"\[", " [", header)
+    data = "\r\n".join([header, rest]).replace('";"', '","').encode("utf-8")
+    households, members = read_limesurvey_csv(data, "old.csv")
+    assert _rows(households) == _expected(HOUSEHOLDS)
+    assert members.frame.height == 3
+
+
+def test_without_seed_column_the_id_is_prefixed_only() -> None:
+    text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig")
+    lines = [";".join(cells for i, cells in enumerate(line.split(";")) if i != 4) for line in text.split("\r\n")]
+    households, _ = read_limesurvey_csv("\r\n".join(lines).encode(), "x.csv")
+    assert households.frame["submission_id"].to_list() == ["ls-41", "ls-42"]
+
+
+def test_placeholder_submitdate_of_a_survey_without_date_stamps_is_rejected() -> None:
+    data = HOUSEHOLDS_CSV.read_bytes().replace(b'"2026-07-03 17:40:02";"6"', b'"1980-01-01 00:00:00";"6"')
+    message = _error(data)
+    assert "results-survey123456.csv, row 3, column submitdate: limesurvey: submitdate is the 1980-01-01 placeholder" in message
+
+
+def test_only_incomplete_responses_reject_the_file() -> None:
+    text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig").split("\r\n")
+    data = "\r\n".join([text[0], text[3], ""]).encode()
+    assert "no completed responses (1 incomplete skipped)" in _error(data)
+
+
+def test_renamed_and_missing_question_codes_are_named() -> None:
+    data = HOUSEHOLDS_CSV.read_bytes().replace(b'"pets";', b'"haspets";').replace(b'"m1sex";', b'"m1gender";')
+    message = _error(data)
+    assert message.startswith("results-survey123456.csv, row 1: header: missing columns pets; unexpected columns haspets")
+    assert "m1gender" in message
+
+
+def test_unknown_multiple_choice_option_is_a_survey_change() -> None:
+    message = _error(HOUSEHOLDS_CSV.read_bytes().replace(b'"m2medical[dia]"', b'"m2medical[homeo]"'))
+    assert "unexpected columns m2medical[homeo]" in message
+
+
+def test_bad_multiple_choice_mark_names_row_and_column_not_the_value() -> None:
+    text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig")
+    header = text.split("\r\n")[0].split(";")
+    column = header.index('"m1medical[gen]"')
+    lines = text.split("\r\n")
+    cells = lines[2].split(";")
+    cells[column] = f'"{SECRET}"'
+    lines[2] = ";".join(cells)
+    message = _error("\r\n".join(lines).encode())
+    assert "row 3, column m1medical[gen]: limesurvey: multiple-choice column is not Y or empty" in message
+
+
+def test_unknown_answer_code_is_left_for_validation() -> None:
+    text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig")
+    header = [h.strip('"') for h in text.split("\r\n")[0].split(";")]
+    lines = text.split("\r\n")
+    cells = lines[1].split(";")
+    cells[header.index("m1sex")] = '"X9"'
+    lines[1] = ";".join(cells)
+    _, members = read_limesurvey_csv("\r\n".join(lines).encode(), "x.csv")
+    assert members.frame["sex"][0] == "X9"
+
+
+# ------------------------------------------------------------------ the code mapping
+
+
+def test_every_code_of_every_list_has_a_limesurvey_code_within_limits() -> None:
+    for table in ("municipalities", "households", "members"):
+        for f in TABLES[table]:
+            if f.kind in (Kind.CODE, Kind.CODES):
+                codes = [LIMESURVEY_OPTION_CODES[c] for c in f.codes]
+                assert len({c.lower() for c in codes}) == len(codes), f.name
+                assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,4}", c) for c in codes), f.name
+    for table in ("municipalities", "households"):
+        codes = LIMESURVEY_QUESTION_CODES[table]
+        assert set(codes) == set(field_names(table)) - {"submission_id", "submitted_at"}
+        assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,19}", c) for c in codes.values())
+    assert set(LIMESURVEY_QUESTION_CODES["members"]) == set(field_names("members")) - {"submission_id"}
+    assert member_code(LIMESURVEY_MEMBER_SLOTS, "wheelchair") == f"m{LIMESURVEY_MEMBER_SLOTS}wheelchair"
+
+
+def test_docs_carry_the_generated_mapping_table() -> None:
+    assert mapping_markdown() in DOCS.read_text(encoding="utf-8")

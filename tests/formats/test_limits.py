@@ -1,0 +1,117 @@
+"""Size, row and zip-bomb limits: checked before parsing, overridable by environment variables."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rematch_pipeline.formats import limits
+from rematch_pipeline.formats.detect import read_export
+from rematch_pipeline.formats.errors import InputFileError
+from tests.formats.fixtures.exports import HERE, SECRET, kobo_kpi_households_xlsx
+
+LEGACY_CSV = HERE / "kobo_legacy_households.csv"
+
+
+def _error(path: Path, data: bytes) -> str:
+    with pytest.raises(InputFileError) as error:
+        read_export(path, data)
+    message = str(error.value)
+    assert SECRET not in message
+    return message
+
+
+def test_file_above_the_size_limit_is_refused_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMATCH_MAX_FILE_MB", "0.001")  # about 1 kB
+    data = LEGACY_CSV.read_bytes()
+    assert len(data) > 1100
+    message = _error(tmp_path / "big.csv", data)
+    assert message == "big.csv: limit: file larger than 0.001 MB"
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputFileError, match="limit: file larger than"):
+        limits.check_path_size(path)
+
+
+def test_default_limits_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REMATCH_MAX_FILE_MB", "REMATCH_MAX_ROWS"):
+        monkeypatch.delenv(name, raising=False)
+    assert limits.max_file_bytes() == 200 * 1024 * 1024
+    assert limits.max_rows() == 1_000_000
+
+
+def test_a_broken_limit_setting_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMATCH_MAX_ROWS", "many")
+    with pytest.raises(ValueError, match="REMATCH_MAX_ROWS must be a positive number"):
+        limits.max_rows()
+
+
+def _with_member(xlsx: Path, name: str, payload: bytes) -> bytes:
+    """The workbook's zip with one more member, deflated."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(xlsx) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info, source.read(info))
+        target.writestr(name, payload, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return out.getvalue()
+
+
+def test_zip_bomb_member_is_refused_from_the_zip_directory(tmp_path: Path) -> None:
+    xlsx = kobo_kpi_households_xlsx(tmp_path / "h.xlsx")
+    data = _with_member(xlsx, "xl/media/image1.png", bytes(50 * 1024 * 1024))  # 50 MB of zeros
+    assert len(data) < 200_000  # the whole "bomb" is tiny on disk
+    message = _error(tmp_path / "h.xlsx", data)
+    assert message == "h.xlsx: xlsx: decompression ratio above 200:1 in member xl/media/image1.png (zip bomb?)"
+
+
+def test_total_uncompressed_size_and_member_count_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xlsx = kobo_kpi_households_xlsx(tmp_path / "h.xlsx")
+    data = xlsx.read_bytes()
+    monkeypatch.setenv("REMATCH_MAX_XLSX_MB", "0.01")
+    assert "xlsx: uncompressed size above 0.01 MB (zip bomb?)" in _error(xlsx, data)
+    monkeypatch.delenv("REMATCH_MAX_XLSX_MB")
+    monkeypatch.setenv("REMATCH_MAX_XLSX_MEMBERS", "3")
+    assert "xlsx: more than 3 zip members" in _error(xlsx, data)
+
+
+def test_row_limit_for_csv_names_the_first_row_over_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMATCH_MAX_ROWS", "1")
+    message = _error(tmp_path / "h.csv", LEGACY_CSV.read_bytes())
+    assert message == "h.csv, row 3: limit: more than 1 data rows"
+    monkeypatch.setenv("REMATCH_MAX_ROWS", "2")
+    assert len(read_export(tmp_path / "h.csv", LEGACY_CSV.read_bytes())) == 2
+
+
+def test_row_limit_for_xlsx_is_checked_on_the_raw_sheets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xlsx = kobo_kpi_households_xlsx(tmp_path / "h.xlsx")  # members sheet: header + 3 rows
+    monkeypatch.setenv("REMATCH_MAX_ROWS", "2")
+    message = _error(xlsx, xlsx.read_bytes())
+    assert message.startswith("h.xlsx: limit: more than 2 data rows in worksheet xl/worksheets/sheet2.xml")
+    monkeypatch.setenv("REMATCH_MAX_ROWS", "3")
+    assert len(read_export(xlsx, xlsx.read_bytes())) == 2
+
+
+@pytest.mark.parametrize("prefix", ["", "x:"])
+def test_worksheet_row_count_is_exact_across_read_chunks(prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Over 1 MB of sheet XML, so row tags straddle the 1 MB read chunks.
+    rows = 40_000
+    cell = f'<{prefix}c t="inlineStr"><{prefix}is><{prefix}t>v</{prefix}t></{prefix}is></{prefix}c>'
+    body = "".join(f'<{prefix}row r="{i}">{cell}</{prefix}row>' for i in range(1, rows + 1))
+    sheet = f"<{prefix}worksheet><{prefix}sheetData>{body}</{prefix}sheetData></{prefix}worksheet>".encode()
+    assert len(sheet) > 2 * (1 << 20)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    monkeypatch.setenv("REMATCH_MAX_XLSX_RATIO", "100000")
+    monkeypatch.setenv("REMATCH_MAX_ROWS", str(rows - 1))  # header + rows - 1 data rows: just fits
+    limits.check_xlsx(out.getvalue(), "s.xlsx")
+    monkeypatch.setenv("REMATCH_MAX_ROWS", str(rows - 2))
+    with pytest.raises(InputFileError, match=f"more than {rows - 2} data rows"):
+        limits.check_xlsx(out.getvalue(), "s.xlsx")
+
+
+def test_not_a_zip_after_all(tmp_path: Path) -> None:
+    assert _error(tmp_path / "x.xlsx", b"PK\x03\x04 truncated") == "x.xlsx: xlsx: not a readable zip archive"
