@@ -41,6 +41,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from xml.sax.saxutils import escape
 
 import xlsxwriter
@@ -961,8 +962,8 @@ class LsQuestion:
     slot: int | None = None
 
 
-def _ls_codes():  # type: ignore[no-untyped-def]
-    """The LimeSurvey code module (owned elsewhere); imported late so the XLSForms build without it."""
+def _ls_codes() -> ModuleType:
+    """The LimeSurvey code module, imported late: the XLSForms do not depend on it."""
     from rematch_pipeline.schemas import limesurvey_codes
 
     return limesurvey_codes

@@ -57,7 +57,7 @@ MAX_ROUNDS: int = 8
 # Pairs per unit handed to the MIP besides those the LP uses.
 MIP_BY_REDUCED_PROFIT: int = 3
 # PDLP stopping tolerance: duals only need to be good, the bound is exact anyway.
-PDLP_TOLERANCE: float = 1e-5
+PDLP_TOLERANCE: float = 1e-4
 # LP values above this count as "used by the LP".
 LP_USED: float = 1e-3
 
@@ -143,6 +143,12 @@ def _solve_lp(model: _Model, objective: np.ndarray, time_limit: float, threads: 
         v.is_integer = False
     del lp.solution_hint.var_index[:]
     del lp.solution_hint.var_value[:]
+    # Free rows (both bounds infinite) carry no information and PDLP's answer omits
+    # them; drop them and give them dual 0.
+    kept = [i for i, c in enumerate(model.proto.constraint) if np.isfinite(c.lower_bound) or np.isfinite(c.upper_bound)]
+    if len(kept) < len(lp.constraint):
+        del lp.constraint[:]
+        lp.constraint.extend(model.proto.constraint[i] for i in kept)
     solver = pywraplp.Solver.CreateSolver("PDLP")
     if solver is None or solver.LoadModelFromProto(lp):
         return None
@@ -157,7 +163,11 @@ def _solve_lp(model: _Model, objective: np.ndarray, time_limit: float, threads: 
         return None
     response = linear_solver_pb2.MPSolutionResponse()
     solver.FillSolutionResponseProto(response)
-    return np.asarray(response.variable_value), np.asarray(response.dual_value)
+    if len(response.dual_value) != len(kept) or len(response.variable_value) != len(lp.variable):
+        return None
+    duals = np.zeros(len(model.proto.constraint))
+    duals[kept] = np.asarray(response.dual_value)
+    return np.asarray(response.variable_value), duals
 
 
 @dataclass

@@ -4,6 +4,7 @@ and every valid file and row is still ingested."""
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,40 @@ def _members_xlsx_with_title_row(s: SampleRound) -> dict[str, bytes]:
     return files
 
 
+def _members_xlsx_bomb(s: SampleRound) -> dict[str, bytes]:
+    """A real members workbook plus one worksheet part that inflates 1000-fold (a decompression bomb)."""
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        sheet = book.add_worksheet("members")
+        sheet.write_row(0, 0, s.members.columns)
+        for r, row in enumerate(s.members.iter_rows(), start=1):
+            sheet.write_row(r, 0, [v or "" for v in row])
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item.filename))
+        target.writestr("xl/worksheets/sheet2.xml", b"<row/>" * 10_000_000, compresslevel=9)
+    files = _files(s)
+    del files["households/members.csv"]
+    files["households/members.xlsx"] = bomb.getvalue()
+    return files
+
+
+def _kobo_households_with_renamed_question(s: SampleRound) -> dict[str, bytes]:
+    """A KoboToolbox KPI CSV export (XML headers, ';', all quoted, CRLF) whose form renamed a question."""
+    frame = s.households.rename({"pets": "household/has_pets"}).with_columns(
+        pl.col("submission_id").alias("_uuid"), pl.col("submitted_at").alias("_submission_time"), pl.lit("vAbc").alias("__version__")
+    ).drop("submission_id")
+    out = io.StringIO()
+    frame.write_csv(out, separator=";", quote_style="always", line_terminator="\r\n")
+    return _files(s) | {"households/households.csv": out.getvalue().encode()}
+
+
 CASES: dict[str, Case] = {
+    "xlsx_decompression_bomb": Case(_members_xlsx_bomb, "members.xlsx", None, None, "xlsx: decompression ratio above", rejected=True),
+    "kobo_form_version_changed": Case(
+        _kobo_households_with_renamed_question, "households.csv", 1, None, "header: missing columns pets", rejected=True, lost_households=30
+    ),
     "empty_file": Case(lambda s: _files(s) | {"municipalities/municipalities.csv": b""}, "municipalities.csv", None, None, "empty file", rejected=True),
     "header_only": Case(
         lambda s: _files(s) | {"municipalities/municipalities.csv": _csv(s.municipalities.head(0))},
