@@ -23,7 +23,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 ui: install
-	DAGSTER_HOME=$(REMATCH_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/rematch ui
 
 benchmark: install
 	$(BIN)/python -m benchmarks
