@@ -1,14 +1,17 @@
 """raw_* tables → canonical tables and quarantine; pandera checks on what is stored."""
 
 
+import warnings
+
 import dagster as dg
+from dagster_pandera import pandera_schema_to_dagster_type
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
-from rematch_pipeline.schemas.models import row_failures
+from rematch_pipeline.schemas.models import row_failures, schema_for
 from rematch_pipeline.validation import build_canonical
 
 CANONICAL_TABLES: tuple[str, ...] = ("municipalities", "households", "members", "decisions")
@@ -30,10 +33,26 @@ def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def column_schema(table: str) -> dg.TableSchema:
+    """The table's columns as the Dagster UI shows them, derived from its pandera schema."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return pandera_schema_to_dagster_type(schema_for(table)).metadata["schema"].schema
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(name, deps=["landed_exports"], group_name="validate", kinds={"duckdb", "pandera"})
-        for name in (*CANONICAL_TABLES, "quarantine")
+        *(
+            dg.AssetSpec(
+                name,
+                deps=["landed_export"],
+                group_name="validate",
+                kinds={"duckdb", "pandera"},
+                metadata={"dagster/column_schema": column_schema(name)},
+            )
+            for name in CANONICAL_TABLES
+        ),
+        dg.AssetSpec("quarantine", deps=["landed_export"], group_name="validate", kinds={"duckdb"}),
     ],
     pool="duckdb",
     can_subset=False,

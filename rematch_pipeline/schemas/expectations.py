@@ -49,7 +49,7 @@ BATCH_DEFINITION = "whole_table"
 SITE_NAME = "local_site"
 GX_FOLDER = "gx"
 # Counts of failing rows but never their values (GX's default would list up to 20 of them).
-RESULT_FORMAT: dict[str, object] = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+RESULT_FORMAT: dict[str, object] = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 # Validation results kept per suite; older ones (and their Data Docs pages) are removed.
 KEEP_RESULTS = 20
 LOCK_TIMEOUT_SECONDS = 600
