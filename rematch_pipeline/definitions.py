@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.expectations import expectation_checks
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import landed_export
 from rematch_pipeline.assets.matching import round_candidates, round_proposals
@@ -14,7 +15,7 @@ from rematch_pipeline.resources.identity import IdentityStore
 
 VALIDATE_ASSETS = [canonical_tables, household_features, municipality_features]
 ROUND_ASSETS = [round_candidates, round_proposals, round_report]
-CHECKS = [*contract_checks]
+CHECKS = [*contract_checks, *expectation_checks]
 
 round_job = dg.define_asset_job(
     "round_job",

@@ -51,6 +51,8 @@ LOG = logging.getLogger(__name__)
 # (so that maximising persons has room beyond everyone's favourites).
 INITIAL_BY_SCORE: int = 4
 INITIAL_BY_SLACK: int = 3
+# Per place, pairs until the place could be filled this many times over.
+PLACE_COVER: float = 2.0
 # Pairs added per unit and column-generation round, and rounds at most.
 ADD_PER_ROUND: int = 3
 MAX_ROUNDS: int = 8
@@ -109,6 +111,25 @@ def _top_k_per_unit(pairs: _Pairs, key: np.ndarray, k: int, among: np.ndarray | 
     first = np.searchsorted(u, u, side="left")
     rank = np.arange(u.size) - first
     mask[order[rank < k]] = True
+    return mask
+
+
+def _place_cover(problem: AssignmentProblem, pairs: _Pairs, key: np.ndarray, factor: float) -> np.ndarray:
+    """Boolean mask: per place, its best pairs by key until they could fill every
+    resource factor times over. So every place that is contested in the full problem
+    is contested in the restricted one too, and its LP price is not spuriously 0."""
+    order = np.lexsort((pairs.unit, -key, pairs.place))
+    place = pairs.place[order]
+    first = np.searchsorted(place, place, side="left")
+    keep = np.zeros(order.size, dtype=bool)
+    for r in range(len(problem.resources)):
+        use = problem.usage[pairs.unit[order], r].astype(np.float64)
+        cum = np.cumsum(use)
+        before = cum - use - (cum[first] - use[first])  # usage of earlier pairs of the place
+        target = factor * problem.capacity[place, r]
+        keep |= (use > 0) & (before < target)
+    mask = np.zeros(pairs.unit.size, dtype=bool)
+    mask[order[keep]] = True
     return mask
 
 
@@ -334,8 +355,10 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # Initial set: best by score, plus the least demanded places (demand / capacity).
     demand = np.bincount(pairs.place, weights=pairs.persons, minlength=problem.n_places)
     slack = problem.capacity[:, problem.persons_index] / np.maximum(demand, 1.0)
-    mask = _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE) | _top_k_per_unit(
-        pairs, slack[pairs.place], INITIAL_BY_SLACK
+    mask = (
+        _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE)
+        | _top_k_per_unit(pairs, slack[pairs.place], INITIAL_BY_SLACK)
+        | _place_cover(problem, pairs, pairs.score, PLACE_COVER)
     )
 
     def until(share: float) -> float:
