@@ -45,7 +45,10 @@ def _expectation_check(table: str) -> dg.AssetChecksDefinition:
         }
         if table in outcome.data_docs_pages:
             metadata["data_docs_page"] = dg.MetadataValue.path(str(outcome.data_docs_pages[table]))
-        return dg.AssetCheckResult(passed=outcome.success, metadata=metadata)
+        # An empty table (e.g. its only file was rejected) is worth a warning, not a stop for every other table.
+        only_empty = bool(failed) and all(o.rule == suites.EMPTY_TABLE_RULE for o in failed)
+        severity = dg.AssetCheckSeverity.WARN if only_empty else dg.AssetCheckSeverity.ERROR
+        return dg.AssetCheckResult(passed=outcome.success, severity=severity, metadata=metadata)
 
     return check
 

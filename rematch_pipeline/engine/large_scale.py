@@ -60,6 +60,8 @@ MAX_ROUNDS: int = 8
 MIP_BY_REDUCED_PROFIT: int = 3
 # PDLP stopping tolerance: duals only need to be good, the bound is exact anyway.
 PDLP_TOLERANCE: float = 1e-4
+# LP value from which a pair is locked before the MIP (PDLP values are approximate).
+FIX_AT: float = 0.98
 # LP values above this count as "used by the LP".
 LP_USED: float = 1e-3
 
@@ -210,8 +212,12 @@ def _prices(problem: AssignmentProblem, model: _Model, duals: np.ndarray) -> _Pr
     lb = np.array([c.lower_bound for c in rows])
     ub = np.array([c.upper_bound for c in rows])
     pi = np.where(duals > 0, np.where(np.isfinite(ub), duals, 0.0), np.where(np.isfinite(lb), duals, 0.0))
-    constant = float(np.sum(np.where(pi > 0, pi * np.where(np.isfinite(ub), ub, 0.0), pi * np.where(np.isfinite(lb), lb, 0.0))))
     kind = model.row_kind
+    # Unit rows stay in the Lagrangian subproblem (each unit picks at most one pair):
+    # only the relaxed rows contribute multiplier x bound.
+    relaxed = kind != ROW_UNIT
+    side = np.where(pi > 0, np.where(np.isfinite(ub), ub, 0.0), np.where(np.isfinite(lb), lb, 0.0))
+    constant = float(np.sum((pi * side)[relaxed]))
     price = np.zeros_like(problem.capacity, dtype=np.float64)
     cap_rows = np.flatnonzero(np.isin(kind, (ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW)))
     np.add.at(price, (model.row_place[cap_rows], model.row_resource[cap_rows]), pi[cap_rows])
@@ -255,6 +261,7 @@ def lagrangian_bound(problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, 
 class _StageLp:
     mask: np.ndarray  # pairs in the restricted set
     used: np.ndarray  # pairs the last LP uses
+    value: np.ndarray  # LP value per pair (0 outside the last restricted set)
     rp: np.ndarray  # reduced profit under the last duals
     bound: float
     rounds: int
@@ -271,6 +278,7 @@ def _column_generation(
 ) -> _StageLp:
     best_bound = float("inf")
     used = np.zeros(pairs.unit.size, dtype=bool)
+    value = np.zeros(pairs.unit.size)
     rp = objective.copy()
     rounds = 0
     scale = max(1.0, float(np.abs(objective).max(initial=0.0)))
@@ -292,8 +300,9 @@ def _column_generation(
         prices = _prices(problem, model, duals)
         rp = _reduced_profit(problem, pairs, objective, prices)
         best_bound = min(best_bound, lagrangian_bound(problem, pairs, rp, prices))
-        used = np.zeros(pairs.unit.size, dtype=bool)
-        used[pos[model.pair_idx[values[: model.n_x] > LP_USED]]] = True
+        value = np.zeros(pairs.unit.size)
+        value[pos[model.pair_idx]] = values[: model.n_x]
+        used = value > LP_USED
         improving = (rp - prices.unit_dual[pairs.unit] > 1e-6 * scale) & ~mask
         LOG.debug(
             "column generation round %d: %d pairs, LP %.1f s, LP value %.2f, bound %.2f, %d improving",
@@ -303,7 +312,26 @@ def _column_generation(
         if not improving.any():
             break
         mask = mask | _top_k_per_unit(pairs, rp, ADD_PER_ROUND, among=improving)
-    return _StageLp(mask, used, rp, best_bound, rounds)
+    return _StageLp(mask, used, value, rp, best_bound, rounds)
+
+
+def _fix_from_lp(problem: AssignmentProblem, pairs: _Pairs, value: np.ndarray) -> np.ndarray:
+    """Positions of pairs to lock before the MIP: the LP puts the unit there (almost)
+    entirely, the place has no minimum intake, and together they fit every capacity
+    (at an overfull place the least certain pairs are released first)."""
+    cand = np.flatnonzero((value >= FIX_AT) & (problem.min_intake[pairs.place] == 0))
+    cand = cand[np.lexsort((cand, -value[cand]))]  # most certain first, deterministic
+    load = np.zeros(problem.capacity.shape, dtype=np.int64)
+    np.add.at(load, pairs.place[cand], problem.usage[pairs.unit[cand]])
+    over = np.flatnonzero((load > problem.capacity).any(axis=1))
+    if over.size == 0:
+        return np.sort(cand)
+    keep = np.ones(cand.size, dtype=bool)
+    for j in over.tolist():
+        at = np.flatnonzero(pairs.place[cand] == j)  # most certain first
+        cum = np.cumsum(problem.usage[pairs.unit[cand[at]]], axis=0)
+        keep[at] = (cum <= problem.capacity[j]).all(axis=1) & np.r_[True, (cum[:-1] <= problem.capacity[j]).all(axis=1)]
+    return np.sort(cand[keep])
 
 
 def _hint(model: _Model, pos: np.ndarray, chosen: np.ndarray, problem: AssignmentProblem) -> np.ndarray:
@@ -322,13 +350,33 @@ def _mip(
     problem: AssignmentProblem,
     pairs: _Pairs,
     mask: np.ndarray,
+    fix: np.ndarray,
     coefs: np.ndarray,
     keep_persons: float | None,
     previous: np.ndarray | None,
     params: SolverParams,
     time_limit: float,
 ) -> tuple[str, np.ndarray | None, float]:
-    """MIP on the masked pairs; returns (status, chosen pair positions, seconds)."""
+    """MIP on the masked pairs with the fix positions locked; returns (status, chosen
+    pair positions, seconds). If the locks make it infeasible, retries without them."""
+    if fix.size:
+        locked = sorted({*problem.locked, *zip(pairs.unit[fix].tolist(), pairs.place[fix].tolist(), strict=True)})
+        if len({u for u, _ in locked}) == len(locked):  # never two locks for one unit
+            fixed = AssignmentProblem(
+                unit_ids=problem.unit_ids, place_ids=problem.place_ids, resources=problem.resources,
+                usage=problem.usage, capacity=problem.capacity, min_intake=problem.min_intake,
+                pair_unit=problem.pair_unit, pair_place=problem.pair_place, pair_score=problem.pair_score,
+                locked=locked, exactly_one=problem.exactly_one, unit_households=problem.unit_households,
+            )
+            fixed_pairs = _Pairs(**{**pairs.__dict__, "locked": np.union1d(pairs.locked, fix)})
+            start = time.perf_counter()
+            status, chosen, secs = _mip(
+                fixed, fixed_pairs, mask | np.isin(np.arange(mask.size), fix), np.zeros(0, np.int64),
+                coefs, keep_persons, previous, params, time_limit * 0.8,
+            )
+            if chosen is not None:
+                return status, chosen, secs
+            time_limit = max(0.5, time_limit - (time.perf_counter() - start))
     sub, pos = _subproblem(problem, pairs, mask)
     model = _build_model(sub, maximin=False)
     if keep_persons is not None:
@@ -338,7 +386,11 @@ def _mip(
         obj = obj + _tie_break(model)
     _set_objective(model, obj)
     hint = _hint(model, pos, previous, problem) if previous is not None else None
-    status, values, _, _, secs = _solve_stage(model, params, time_limit, hint)
+    status, values, obj, bound, secs = _solve_stage(model, params, time_limit, hint)
+    LOG.debug(
+        "MIP: %d variables (%d locked), %s in %.1f s of %.1f, objective %.2f, bound %.2f",
+        model.n_x, model.locked_vars.size, status, secs, time_limit, obj, bound,
+    )
     if values is None:
         return status, None, secs
     x = np.round(values[: model.n_x]) > 0.5
@@ -369,7 +421,8 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     lp1 = _column_generation(problem, pairs, mask, pairs.persons, None, until(0.25), params)
     mip_mask = lp1.used | _top_k_per_unit(pairs, lp1.rp, MIP_BY_REDUCED_PROFIT, among=lp1.mask)
     status1, chosen, _ = _mip(
-        problem, pairs, mip_mask, pairs.persons, None, np.zeros(0, np.int64), params,
+        problem, pairs, mip_mask, _fix_from_lp(problem, pairs, lp1.value), pairs.persons, None,
+        np.zeros(0, np.int64), params,
         max(0.5, (deadline - time.perf_counter()) * 0.3),
     )
     if chosen is None:
@@ -391,7 +444,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     lp2 = _column_generation(problem, pairs, mask2, pairs.score, persons, until(0.4), params)
     mip_mask2 = lp2.used | chosen_mask | _top_k_per_unit(pairs, lp2.rp, MIP_BY_REDUCED_PROFIT, among=lp2.mask)
     status2, chosen2, _ = _mip(
-        problem, pairs, mip_mask2, pairs.score, persons, chosen, params,
+        problem, pairs, mip_mask2, _fix_from_lp(problem, pairs, lp2.value), pairs.score, persons, chosen, params,
         max(0.5, deadline - time.perf_counter()),
     )
     if chosen2 is not None:

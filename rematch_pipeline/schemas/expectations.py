@@ -67,6 +67,9 @@ _PERIOD = _non_capturing(PERIOD_PATTERN)
 _E = gx.expectations
 
 
+EMPTY_TABLE_RULE = "rows: at least one"
+
+
 @dataclass(frozen=True)
 class ExpectationOutcome:
     """One evaluated expectation, without any cell value."""
@@ -161,7 +164,7 @@ def _main_suite(table: str) -> list[Expectation]:
     """Expectations on the table's own rows: contract fields plus the table's keys and cross-column rules."""
     out: list[Expectation] = []
     if table in ("municipalities", "households"):
-        out.append(_E.ExpectTableRowCountToBeBetween(min_value=1, meta=_meta("rows: at least one")))
+        out.append(_E.ExpectTableRowCountToBeBetween(min_value=1, meta=_meta(EMPTY_TABLE_RULE)))
     for field in _contract_fields(table):
         out += _field_expectations(field)
     if table == "municipalities":

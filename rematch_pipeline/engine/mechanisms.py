@@ -1,0 +1,607 @@
+"""Alternative matching mechanisms: deferred acceptance and stability diagnostics.
+
+The optimiser in assignment.py maximises persons placed and total score. This module
+offers the classic alternative from the matching-market literature, household-proposing
+deferred acceptance (DA, Gale and Shapley 1962), generalised to the product's several
+capacity resources, plus diagnostics that measure how far ANY assignment is from being
+stable (blocking pairs, justified envy). See docs/mechanisms.md.
+
+Everything runs on one core, `_propose`: proposers walk down their preference lists
+over "contracts"; each contract belongs to one place (the chooser) and consumes a
+usage vector of the place's resources. A place tentatively holds the best-priority
+set of proposers that fits: holders plus the new proposer are considered in priority
+order and each is kept if it still fits every resource (the greedy choice rule).
+
+* multi-resource DA on an AssignmentProblem: contract = candidate pair, chooser =
+  place, usage = the unit's usage row;
+* classic hospital/resident (HR): the special case of one resource and usage 1;
+* student/project allocation (SPA): chooser = supervisor, resources = supervisor seats
+  plus one seat column per project of the supervisor, so a (student, project) contract
+  uses one supervisor seat and one seat of its project.
+
+Plain Python + numpy, deterministic, no I/O.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from rematch_pipeline.engine.assignment import AssignmentProblem
+
+# Preferences: None (derive from pair_score), one list per unit/place (best first;
+# anything not listed is unacceptable), or one key per candidate pair (higher = better).
+Preferences = Sequence[Sequence[int]] | np.ndarray | None
+
+
+# --------------------------------------------------------------------------- core
+
+
+def _propose(
+    pref_start: np.ndarray,
+    pref_contract: np.ndarray,
+    contract_proposer: np.ndarray,
+    contract_place: np.ndarray,
+    contract_rank: np.ndarray,
+    contract_row: np.ndarray,
+    rows: np.ndarray,
+    capacity: np.ndarray,
+) -> np.ndarray:
+    """Proposer-proposing deferred acceptance with multi-resource greedy choice.
+
+    pref_contract[pref_start[i]:pref_start[i+1]] are proposer i's contracts, best
+    first. contract_rank orders the contracts of one place (lower = higher priority)
+    and must be unique per (place, proposer) and lie in [0, len(contract_rank)).
+    Contract k uses rows[contract_row[k]] of capacity[contract_place[k]].
+    Returns the held contract per proposer (-1 = none).
+
+    Free proposers are served first-in first-out, starting in index order; with a
+    single resource and unit usage the result does not depend on that order (it is
+    the proposer-optimal stable matching), with several resources it may.
+    """
+    n_prop = pref_start.size - 1
+    ptr = pref_start[:-1].tolist()
+    end = pref_start[1:].tolist()
+    prefs = pref_contract.tolist()
+    cprop = contract_proposer.tolist()
+    cplace = contract_place.tolist()
+    crank = contract_rank.tolist()
+    crow = contract_row.tolist()
+    # Sparse usage rows: most resources of a unit are 0, skip them in every check.
+    nz = [tuple((r, a) for r, a in enumerate(row) if a) for row in rows.tolist()]
+    remaining = capacity.tolist()
+    held: list[list[int]] = [[] for _ in range(capacity.shape[0])]
+    slot = [-1] * max(len(crank), 1)  # contract currently held at a rank
+    chosen = [-1] * n_prop
+    queue = deque(i for i in range(n_prop) if ptr[i] < end[i])
+
+    while queue:
+        u = queue.popleft()
+        p, e = ptr[u], end[u]
+        while p < e:
+            k = prefs[p]
+            p += 1
+            j, g, w = cplace[k], crank[k], nz[crow[k]]
+            rem, hold = remaining[j], held[j]
+            for r, a in w:
+                if a > rem[r]:
+                    break
+            else:
+                # Holders and proposer fit together: greedy keeps everyone.
+                for r, a in w:
+                    rem[r] -= a
+                insort(hold, g)
+                slot[g] = k
+                chosen[u] = k
+                break
+            if not hold or g > hold[-1]:
+                # Worse than every holder and does not fit after them: rejected.
+                continue
+            # Only resources where the proposer overflows can reject anyone, and a
+            # holder can only be rejected if the load of holders after it is below the
+            # overflow (otherwise everything up to it fits even with the proposer).
+            # Walking back from the worst holder finds that short region.
+            need = {r: a - rem[r] for r, a in w if a > rem[r]}
+            tail = dict.fromkeys(need, 0)
+            i = len(hold)
+            while i:
+                if all(tail[r] >= need[r] for r in need):
+                    break
+                i -= 1
+                for r, a in nz[crow[slot[hold[i]]]]:
+                    if r in tail:
+                        tail[r] += a
+            avail = {r: rem[r] + tail[r] for r in need}
+            pos = bisect_left(hold, g)
+            region = hold[i:]
+            at = pos - i if pos > i else 0
+            merged = [*region[:at], g, *region[at:]]
+            kept: list[int] = []
+            dropped: list[int] = []
+            for h in merged:
+                kh = k if h == g else slot[h]
+                wh = w if h == g else nz[crow[kh]]
+                if all(avail[r] >= a for r, a in wh if r in avail):
+                    for r, a in wh:
+                        if r in avail:
+                            avail[r] -= a
+                    kept.append(h)
+                else:
+                    dropped.append(kh)
+            accepted = g in kept
+            hold[i:] = [h for h in kept if h != g]
+            if accepted:
+                insort(hold, g)
+            for kd in dropped:
+                if kd == k:
+                    continue
+                for r, a in nz[crow[kd]]:
+                    rem[r] += a
+                v = cprop[kd]
+                chosen[v] = -1
+                queue.append(v)
+            if accepted:
+                for r, a in w:
+                    rem[r] -= a
+                slot[g] = k
+                chosen[u] = k
+                break
+        ptr[u] = p
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _csr_starts(sorted_keys: np.ndarray, n: int) -> np.ndarray:
+    """Start offsets of groups 0..n in a sorted key array (length n + 1)."""
+    return np.searchsorted(sorted_keys, np.arange(n + 1), side="left").astype(np.int64)
+
+
+# --------------------------------------------------------------------------- preferences
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """Preference data per candidate pair of a problem.
+
+    acceptable: both sides rank the pair. unit_pos: position in the unit's list
+    (lower = preferred; meaningful where the unit ranks the pair). place_rank: global
+    dense rank, place-major, lower = higher priority within a place. place_start[j]:
+    first rank of place j.
+    """
+
+    acceptable: np.ndarray
+    unit_pos: np.ndarray
+    place_rank: np.ndarray
+    place_start: np.ndarray
+
+
+def _positions_from_lists(
+    problem: AssignmentProblem, lists: Sequence[Sequence[int]], by_unit: bool
+) -> np.ndarray:
+    """Per pair: position in the owner's list, or -1 where not listed."""
+    n_j = max(problem.n_places, 1)
+    owners = problem.n_units if by_unit else problem.n_places
+    if len(lists) != owners:
+        side = "unit_preferences" if by_unit else "place_priorities"
+        raise ValueError(f"{side} has {len(lists)} lists, expected {owners}")
+    owner_idx: list[int] = []
+    other_idx: list[int] = []
+    position: list[int] = []
+    for o, items in enumerate(lists):
+        items = [int(x) for x in items]
+        if len(set(items)) != len(items):
+            raise ValueError("a preference list names the same index twice")
+        owner_idx.extend([o] * len(items))
+        other_idx.extend(items)
+        position.extend(range(len(items)))
+    own = np.asarray(owner_idx, dtype=np.int64)
+    oth = np.asarray(other_idx, dtype=np.int64)
+    u, j = (own, oth) if by_unit else (oth, own)
+    if u.size and (u.min() < 0 or u.max() >= problem.n_units or j.min() < 0 or j.max() >= problem.n_places):
+        raise ValueError("a preference list names an index out of range")
+    keys = problem.pair_keys()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    wanted = u * n_j + j
+    at = np.minimum(np.searchsorted(sorted_keys, wanted), max(sorted_keys.size - 1, 0))
+    found = sorted_keys.size > 0 and np.array_equal(sorted_keys[at], wanted)
+    if wanted.size and not found:
+        bad = int((sorted_keys[at] != wanted).sum()) if sorted_keys.size else wanted.size
+        raise ValueError(f"{bad} preference entries are not candidate pairs")
+    out = np.full(keys.size, -1, dtype=np.int64)
+    out[order[at]] = np.asarray(position, dtype=np.int64)
+    return out
+
+
+def _ranks(problem: AssignmentProblem, unit_preferences: Preferences, place_priorities: Preferences) -> _Ranks:
+    """Turn the preference arguments into per-pair ranks (see _Ranks)."""
+    n_p = problem.pair_unit.size
+    pu, pj = problem.pair_unit, problem.pair_place
+    acceptable = np.ones(n_p, dtype=bool)
+
+    # Unit side: sort pairs by (unit, preference), then position within the unit.
+    if unit_preferences is None or isinstance(unit_preferences, np.ndarray):
+        key = problem.pair_score if unit_preferences is None else np.asarray(unit_preferences, np.float64)
+        if key.shape != (n_p,):
+            raise ValueError("unit_preferences array must have one key per candidate pair")
+        order = np.lexsort((pj, -key, pu))  # higher key first, ties by place index
+    else:
+        pos = _positions_from_lists(problem, unit_preferences, by_unit=True)
+        acceptable &= pos >= 0
+        order = np.lexsort((pos, pu))
+    unit_pos = np.empty(n_p, dtype=np.int64)
+    starts = _csr_starts(pu[order], problem.n_units)
+    unit_pos[order] = np.arange(n_p) - np.repeat(starts[:-1], np.diff(starts))
+
+    # Place side ("municipality priorities come from the score" by default).
+    if place_priorities is None or isinstance(place_priorities, np.ndarray):
+        key = problem.pair_score if place_priorities is None else np.asarray(place_priorities, np.float64)
+        if key.shape != (n_p,):
+            raise ValueError("place_priorities array must have one key per candidate pair")
+        order = np.lexsort((pu, -key, pj))  # higher key first, ties by unit index
+    else:
+        pos = _positions_from_lists(problem, place_priorities, by_unit=False)
+        acceptable &= pos >= 0
+        order = np.lexsort((pos, pj))
+    place_rank = np.empty(n_p, dtype=np.int64)
+    place_rank[order] = np.arange(n_p)
+    place_start = _csr_starts(pj[order], problem.n_places)
+    return _Ranks(acceptable, unit_pos, place_rank, place_start)
+
+
+# --------------------------------------------------------------------------- DA
+
+
+def deferred_acceptance(
+    problem: AssignmentProblem,
+    unit_preferences: Preferences = None,
+    place_priorities: Preferences = None,
+) -> np.ndarray:
+    """Household(unit)-proposing deferred acceptance with multi-resource capacities.
+
+    Returns the place index per unit (-1 = unplaced).
+
+    unit_preferences / place_priorities: None = from pair_score (a unit ranks its
+    candidate places by score descending, ties by place index; a place ranks its
+    candidate units by the same pair score, ties by unit index: municipality
+    priorities come from the score); or one list per unit (place indices, best first)
+    / per place (unit indices, best first), where anything unlisted is unacceptable;
+    or one key per candidate pair, higher = better.
+
+    A place holds the best-priority set of proposers that fits: holders plus the new
+    proposer in priority order, each kept if it still fits every resource. Locked
+    pairs are pre-assigned (their usage deducted, they never move); minimum intakes
+    and exactly_one are ignored. Raises ValueError when locked pairs alone exceed a
+    capacity.
+    """
+    ranks = _ranks(problem, unit_preferences, place_priorities)
+    place_of = np.full(problem.n_units, -1, dtype=np.int64)
+    capacity = problem.capacity.copy()
+    is_locked = np.zeros(problem.n_units, dtype=bool)
+    for u, j in problem.locked:
+        place_of[u] = j
+        is_locked[u] = True
+        capacity[j] -= problem.usage[u]
+    if (capacity < 0).any():
+        n_bad = int((capacity < 0).any(axis=1).sum())
+        raise ValueError(f"locked pairs exceed the capacity of {n_bad} places")
+
+    pu, pj = problem.pair_unit, problem.pair_place
+    # A contract that cannot fit even into an empty place would always be rejected:
+    # dropping it up front is equivalent and saves proposals.
+    fits_alone = (problem.usage[pu] <= capacity[pj]).all(axis=1) if pu.size else np.zeros(0, bool)
+    usable = np.flatnonzero(ranks.acceptable & ~is_locked[pu] & fits_alone)
+    prefs = usable[np.lexsort((ranks.unit_pos[usable], pu[usable]))]
+    starts = _csr_starts(pu[prefs], problem.n_units)
+    chosen = _propose(
+        pref_start=starts,
+        pref_contract=prefs,
+        contract_proposer=pu,
+        contract_place=pj,
+        contract_rank=ranks.place_rank,
+        contract_row=pu,
+        rows=problem.usage,
+        capacity=capacity,
+    )
+    got = chosen >= 0
+    place_of[got] = pj[chosen[got]]
+    return place_of
+
+
+# --------------------------------------------------------------------------- HR and SPA
+
+
+def hospital_resident(
+    resident_prefs: Mapping[str, Sequence[str]],
+    hospital_prefs: Mapping[str, Sequence[str]],
+    capacities: Mapping[str, int],
+    optimal: Literal["resident", "hospital"] = "resident",
+) -> dict[str, list[str]]:
+    """Classic hospital/resident stable matching (single resource, usage 1).
+
+    Only mutually acceptable pairs are used (a name one side ranks but the other does
+    not is dropped; duplicates keep their first position). Returns every hospital ->
+    its residents in the hospital's preference order.
+
+    Resident-optimal is deferred_acceptance on an AssignmentProblem with one
+    resource. Hospital-optimal uses the textbook reduction to one-to-one matching:
+    each hospital is cloned into capacity-many seats that propose (same core), and a
+    resident ranks the seats of a hospital consecutively in seat order.
+    """
+    if optimal not in ("resident", "hospital"):
+        raise ValueError("optimal must be 'resident' or 'hospital'")
+    residents = list(resident_prefs)
+    hospitals = list(hospital_prefs)
+    h_index = {h: i for i, h in enumerate(hospitals)}
+    r_index = {r: i for i, r in enumerate(residents)}
+    r_lists = [_dedupe([h_index[h] for h in resident_prefs[r] if h in h_index]) for r in residents]
+    h_lists = [_dedupe([r_index[r] for r in hospital_prefs[h] if r in r_index]) for h in hospitals]
+    h_ranks = [set(lst) for lst in h_lists]
+    r_lists = [[h for h in lst if r in h_ranks[h]] for r, lst in enumerate(r_lists)]
+    r_ranks = [set(lst) for lst in r_lists]
+    h_lists = [[r for r in lst if h in r_ranks[r]] for h, lst in enumerate(h_lists)]
+    cap = [int(capacities[h]) for h in hospitals]
+    matched: dict[str, list[str]] = {h: [] for h in hospitals}
+
+    if optimal == "resident":
+        problem = _one_resource_problem(len(residents), cap, r_lists)
+        place_of = deferred_acceptance(problem, unit_preferences=r_lists, place_priorities=h_lists)
+        for r, h in enumerate(place_of.tolist()):
+            if h >= 0:
+                matched[hospitals[h]].append(residents[r])
+    else:
+        seat_hospital = [h for h in range(len(hospitals)) for _ in range(cap[h])]
+        first_seat = np.concatenate([[0], np.cumsum(cap)]).astype(int).tolist()
+        seat_lists = [h_lists[h] for h in seat_hospital]
+        resident_lists = [
+            [first_seat[h] + s for h in lst for s in range(cap[h])] for lst in r_lists
+        ]
+        problem = _one_resource_problem(len(seat_hospital), [1] * len(residents), seat_lists)
+        place_of = deferred_acceptance(problem, unit_preferences=seat_lists, place_priorities=resident_lists)
+        for seat, r in enumerate(place_of.tolist()):
+            if r >= 0:
+                matched[hospitals[seat_hospital[seat]]].append(residents[r])
+    for h, names in matched.items():
+        order = {r: i for i, r in enumerate(h_lists[h_index[h]])}
+        names.sort(key=lambda name: order[r_index[name]])
+    return matched
+
+
+def _dedupe(items: list[int]) -> list[int]:
+    """Keep the first occurrence of each item (a repeated choice adds nothing)."""
+    return list(dict.fromkeys(items))
+
+
+def _one_resource_problem(n_units: int, capacity: list[int], lists: list[list[int]]) -> AssignmentProblem:
+    """Units of usage 1 with one resource; candidate pairs = the units' lists."""
+    pair_unit = np.asarray([u for u, lst in enumerate(lists) for _ in lst], dtype=np.int64)
+    pair_place = np.asarray([j for lst in lists for j in lst], dtype=np.int64)
+    return AssignmentProblem(
+        unit_ids=[str(u) for u in range(n_units)],
+        place_ids=[str(j) for j in range(len(capacity))],
+        resources=["persons"],
+        usage=np.ones((n_units, 1), dtype=np.int64),
+        capacity=np.asarray(capacity, dtype=np.int64).reshape(-1, 1),
+        min_intake=np.zeros(len(capacity), dtype=np.int64),
+        pair_unit=pair_unit,
+        pair_place=pair_place,
+        pair_score=np.zeros(pair_unit.size),
+    )
+
+
+def student_allocation(
+    student_prefs: Mapping[str, Sequence[str]],
+    supervisor_prefs: Mapping[str, Sequence[str]],
+    project_supervisors: Mapping[str, str],
+    project_capacities: Mapping[str, int],
+    supervisor_capacities: Mapping[str, int],
+) -> dict[str, list[str]]:
+    """Student-optimal student/project allocation (SPA) as multi-resource DA.
+
+    The chooser is the supervisor; its resources are its own seats plus one seat
+    column per project it offers, so a (student, project) contract uses one
+    supervisor seat and one seat of that project. Supervisors rank students (a
+    project ranks its applicants in the supervisor's order). These nested capacities
+    make the greedy choice rule a matroid choice, so DA returns the student-optimal
+    stable matching. A contract exists when the student ranks the project and the
+    project's supervisor ranks the student. Returns every project -> its students in
+    supervisor preference order.
+    """
+    projects = list(project_capacities)
+    supervisors = list(supervisor_capacities)
+    students = list(student_prefs)
+    s_index = {s: i for i, s in enumerate(supervisors)}
+    p_index = {p: i for i, p in enumerate(projects)}
+    p_sup = [s_index[project_supervisors[p]] for p in projects]
+    # Resource columns of a supervisor: 0 = supervisor seats, 1 + i = its i-th project.
+    local: list[int] = []
+    n_of = [0] * len(supervisors)
+    for s in p_sup:
+        n_of[s] += 1
+        local.append(n_of[s])
+    n_res = 1 + max(n_of, default=0)
+    capacity = np.zeros((len(supervisors), n_res), dtype=np.int64)
+    capacity[:, 0] = [int(supervisor_capacities[s]) for s in supervisors]
+    rows = np.zeros((len(projects), n_res), dtype=np.int64)
+    for p, (s, col) in enumerate(zip(p_sup, local, strict=True)):
+        capacity[s, col] = int(project_capacities[projects[p]])
+        rows[p, 0] = 1
+        rows[p, col] = 1
+
+    # Priority rank of student t at supervisor s: offset of s + position in its list.
+    position = [
+        {t: i for i, t in enumerate(dict.fromkeys(supervisor_prefs.get(s, ())))} for s in supervisors
+    ]
+    offset = np.concatenate([[0], np.cumsum([len(pos) for pos in position])]).astype(int).tolist()
+    c_student: list[int] = []
+    c_project: list[int] = []
+    c_rank: list[int] = []
+    starts = [0]
+    for t, name in enumerate(students):
+        for proj in dict.fromkeys(student_prefs[name]):
+            p = p_index.get(proj)
+            if p is None:
+                continue
+            s = p_sup[p]
+            if name not in position[s]:
+                continue
+            c_student.append(t)
+            c_project.append(p)
+            c_rank.append(offset[s] + position[s][name])
+        starts.append(len(c_student))
+    c_proj = np.asarray(c_project, dtype=np.int64)
+    chosen = _propose(
+        pref_start=np.asarray(starts, dtype=np.int64),
+        pref_contract=np.arange(len(c_student), dtype=np.int64),
+        contract_proposer=np.asarray(c_student, dtype=np.int64),
+        contract_place=np.asarray(p_sup, dtype=np.int64)[c_proj] if c_proj.size else c_proj,
+        contract_rank=_dense(np.asarray(c_rank, dtype=np.int64)),
+        contract_row=c_proj,
+        rows=rows,
+        capacity=capacity,
+    )
+    matched: dict[str, list[tuple[int, str]]] = {p: [] for p in projects}
+    for t, k in enumerate(chosen.tolist()):
+        if k >= 0:
+            matched[projects[c_project[k]]].append((c_rank[k], students[t]))
+    return {p: [name for _, name in sorted(v)] for p, v in matched.items()}
+
+
+def _dense(values: np.ndarray) -> np.ndarray:
+    """Order-preserving map of values onto 0..n_distinct-1 (the core's rank space)."""
+    if values.size == 0:
+        return values
+    return np.unique(values, return_inverse=True)[1].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- stability
+
+
+@dataclass(frozen=True)
+class _Envy:
+    """Per candidate pair: does the unit prefer the place to its own, is it a blocking
+    pair, and how many movable units the place holds with lower priority."""
+
+    prefers: np.ndarray
+    blocking: np.ndarray
+    lower_count: np.ndarray
+
+
+def _envy(
+    problem: AssignmentProblem,
+    place_of_unit: np.ndarray,
+    unit_preferences: Preferences,
+    place_priorities: Preferences,
+) -> _Envy:
+    """Vectorised stability arrays over all candidate pairs (see blocking_pairs)."""
+    place_of = np.asarray(place_of_unit, dtype=np.int64)
+    if place_of.shape != (problem.n_units,):
+        raise ValueError(f"place_of_unit has shape {place_of.shape}, expected ({problem.n_units},)")
+    if ((place_of < -1) | (place_of >= problem.n_places)).any():
+        raise ValueError("place_of_unit has indices out of range")
+    ranks = _ranks(problem, unit_preferences, place_priorities)
+    pu, pj = problem.pair_unit, problem.pair_place
+    n_p, n_j = pu.size, max(problem.n_places, 1)
+    is_locked = np.zeros(problem.n_units, dtype=bool)
+    for u, _ in problem.locked:
+        is_locked[u] = True
+
+    # The pair each unit holds now (-1 if unplaced or not a candidate pair).
+    keys = problem.pair_keys()
+    order = np.argsort(keys, kind="stable")
+    placed = np.flatnonzero(place_of >= 0)
+    current = np.full(problem.n_units, -1, dtype=np.int64)
+    if placed.size and n_p:
+        want = placed * n_j + place_of[placed]
+        at = np.minimum(np.searchsorted(keys[order], want), n_p - 1)
+        hit = keys[order][at] == want
+        current[placed[hit]] = order[at[hit]]
+    cur_ok = current >= 0
+    cur_ok[cur_ok] = ranks.acceptable[current[cur_ok]]
+    # Sitting at an unacceptable or non-candidate place counts as worse than any pair.
+    cur_pos = np.full(problem.n_units, np.iinfo(np.int64).max, dtype=np.int64)
+    cur_pos[cur_ok] = ranks.unit_pos[current[cur_ok]]
+    prefers = ranks.acceptable & ~is_locked[pu] & (ranks.unit_pos < cur_pos[pu]) & (pj != place_of[pu])
+
+    # Priority of each placed, movable unit at its place (place-local; units the place
+    # does not rank count as lowest), as sorted keys place * big + local rank.
+    big = n_p + 2
+    local = np.full(problem.n_units, n_p + 1, dtype=np.int64)
+    local[cur_ok] = ranks.place_rank[current[cur_ok]] - ranks.place_start[place_of[cur_ok]]
+    movable = placed[~is_locked[placed]]
+    held_key = place_of[movable] * big + local[movable]
+    srt = np.argsort(held_key, kind="stable")
+    held_key = held_key[srt]
+    usage = problem.usage
+    cum = np.zeros((movable.size + 1, usage.shape[1]), dtype=np.int64)
+    np.cumsum(usage[movable[srt]], axis=0, out=cum[1:])
+
+    load = np.zeros_like(problem.capacity)
+    np.add.at(load, place_of[placed], usage[placed])
+    rem = problem.capacity - load
+
+    q = np.flatnonzero(prefers)
+    query = pj[q] * big + (ranks.place_rank[q] - ranks.place_start[pj[q]])
+    lo = np.searchsorted(held_key, query, side="right")
+    hi = np.searchsorted(held_key, (pj[q] + 1) * big, side="left")
+    freeable = cum[hi] - cum[lo]
+    fits = (usage[pu[q]] <= rem[pj[q]] + freeable).all(axis=1)
+    blocking = np.zeros(n_p, dtype=bool)
+    blocking[q[fits]] = True
+    lower_count = np.zeros(n_p, dtype=np.int64)
+    lower_count[q] = hi - lo
+    return _Envy(prefers=prefers, blocking=blocking, lower_count=lower_count)
+
+
+def blocking_pairs(
+    problem: AssignmentProblem,
+    place_of_unit: np.ndarray,
+    unit_preferences: Preferences = None,
+    place_priorities: Preferences = None,
+) -> list[tuple[int, int]]:
+    """Blocking pairs (unit, place) of any assignment, sorted.
+
+    (u, p) blocks when u prefers p to its current place (or is unplaced and p is an
+    acceptable candidate) and p would accept u: for every resource, u's usage is at
+    most p's free capacity plus what p's lower-priority units would free if removed.
+    Locked units neither propose nor can be removed. Preferences as in
+    deferred_acceptance.
+    """
+    env = _envy(problem, place_of_unit, unit_preferences, place_priorities)
+    idx = np.flatnonzero(env.blocking)
+    pairs = sorted(zip(problem.pair_unit[idx].tolist(), problem.pair_place[idx].tolist(), strict=True))
+    return pairs
+
+
+def justified_envy(
+    problem: AssignmentProblem,
+    place_of_unit: np.ndarray,
+    unit_preferences: Preferences = None,
+    place_priorities: Preferences = None,
+) -> int:
+    """Number of (u, u') with u' at place p, u preferring p to its own place and p
+    ranking u above u' (u' not locked). Capacity plays no role here."""
+    env = _envy(problem, place_of_unit, unit_preferences, place_priorities)
+    return int(env.lower_count.sum())
+
+
+def stability_report(
+    problem: AssignmentProblem,
+    place_of_unit: np.ndarray,
+    unit_preferences: Preferences = None,
+    place_priorities: Preferences = None,
+) -> dict[str, int]:
+    """Summary for a round report: blocking pairs, units in one, justified envy."""
+    env = _envy(problem, place_of_unit, unit_preferences, place_priorities)
+    pu = problem.pair_unit
+    envious = pu[env.lower_count > 0]
+    return {
+        "blocking_pairs": int(env.blocking.sum()),
+        "units_in_blocking_pairs": int(np.unique(pu[env.blocking]).size),
+        "units_with_justified_envy": int(np.unique(envious).size),
+        "justified_envy": int(env.lower_count.sum()),
+    }
