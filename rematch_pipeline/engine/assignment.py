@@ -7,11 +7,14 @@ resource sum of usage <= capacity; per place with a minimum: persons 0 or >= min
 Objectives are solved lexicographically with OR-Tools pywraplp (SCIP by default):
 1) max persons placed, 2) max total score with persons >= stage-1 value (plus a tiny
 deterministic tie-break), or for "maximin" 2) max the minimum per-household score of
-placed units, 3) max total score keeping both. See docs/scoring.md.
+placed units, 3) max total score keeping both. Rounds with more than
+SolverParams.max_model_pairs usable pairs go to large_scale.py (PDLP column generation,
+Lagrangian bound over all pairs, heuristics). See docs/scoring.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -166,6 +169,9 @@ class SolverParams:
     seed: int = 0
     threads: int = 1
     tie_break: bool = True
+    # Above this many usable pairs the lexicographic objective switches to the
+    # price-and-restrict method of large_scale.py (maximin: to a reduced pair set).
+    max_model_pairs: int = 150_000
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -219,6 +225,9 @@ class AssignmentResult:
     solver: str
     params: dict[str, Any]
     stages: tuple[StageReport, ...]
+    # "all_pairs": bounds hold for the whole problem; "reduced_pairs": only for the
+    # reduced candidate set a large maximin round is solved on.
+    bound_scope: str = "all_pairs"
 
     def placed_pairs(self) -> list[tuple[int, int]]:
         """(unit, place) index pairs of placed units, ascending by unit."""
@@ -650,6 +659,21 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     place_of_unit is all -1 and status says why.
     """
     params = params or SolverParams()
+    usable = _reduce(problem).size
+    if usable > params.max_model_pairs and not (problem.exactly_one and problem.n_units):
+        if params.objective == "lexicographic":
+            from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
+
+            return solve_large(problem, params)
+        from rematch_pipeline.engine.large_scale import reduced_problem
+
+        result = _solve_direct(reduced_problem(problem, params.max_model_pairs), params)
+        return dataclasses.replace(result, bound_scope="reduced_pairs")
+    return _solve_direct(problem, params)
+
+
+def _solve_direct(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
+    """One MIP over all usable pairs, stage by stage."""
     start = time.perf_counter()
     maximin = params.objective == "maximin"
     model = _build_model(problem, maximin)

@@ -18,6 +18,7 @@ full problem, not against the restricted one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
+from rematch_pipeline.engine.heuristics import PlacementState, greedy, local_search, repair_min_intake
 from rematch_pipeline.engine.assignment import (
     ROW_CAPACITY,
     ROW_MIN_HIGH,
@@ -41,6 +43,8 @@ from rematch_pipeline.engine.assignment import (
     _overall,
     _reduce,
     _set_objective,
+    _solve_direct,
+    check_assignment,
     _solve_stage,
     _tie_break,
 )
@@ -60,8 +64,8 @@ MAX_ROUNDS: int = 8
 MIP_BY_REDUCED_PROFIT: int = 3
 # PDLP stopping tolerance: duals only need to be good, the bound is exact anyway.
 PDLP_TOLERANCE: float = 1e-4
-# LP value from which a pair is locked before the MIP (PDLP values are approximate).
-FIX_AT: float = 0.98
+# The MIP polish runs only with at least this much time left.
+MIP_MIN_SECONDS: float = 8.0
 # LP values above this count as "used by the LP".
 LP_USED: float = 1e-3
 
@@ -281,11 +285,12 @@ def _column_generation(
     value = np.zeros(pairs.unit.size)
     rp = objective.copy()
     rounds = 0
+    last_lp_seconds = 0.0
     scale = max(1.0, float(np.abs(objective).max(initial=0.0)))
     while rounds < MAX_ROUNDS:
         left = deadline - time.perf_counter()
-        if left <= 0.5:
-            break
+        if left <= 0.5 or left < 0.8 * last_lp_seconds:
+            break  # an LP that cannot finish in time would only waste the budget
         sub, pos = _subproblem(problem, pairs, mask)
         model = _build_model(sub, maximin=False)
         if keep_persons is not None:
@@ -293,6 +298,7 @@ def _column_generation(
         t = time.perf_counter()
         lp = _solve_lp(model, objective[pos][model.pair_idx], left, params.threads)
         rounds += 1
+        last_lp_seconds = time.perf_counter() - t
         if lp is None:
             LOG.debug("column generation round %d: LP failed after %.1f s", rounds, time.perf_counter() - t)
             break
@@ -313,25 +319,6 @@ def _column_generation(
             break
         mask = mask | _top_k_per_unit(pairs, rp, ADD_PER_ROUND, among=improving)
     return _StageLp(mask, used, value, rp, best_bound, rounds)
-
-
-def _fix_from_lp(problem: AssignmentProblem, pairs: _Pairs, value: np.ndarray) -> np.ndarray:
-    """Positions of pairs to lock before the MIP: the LP puts the unit there (almost)
-    entirely, the place has no minimum intake, and together they fit every capacity
-    (at an overfull place the least certain pairs are released first)."""
-    cand = np.flatnonzero((value >= FIX_AT) & (problem.min_intake[pairs.place] == 0))
-    cand = cand[np.lexsort((cand, -value[cand]))]  # most certain first, deterministic
-    load = np.zeros(problem.capacity.shape, dtype=np.int64)
-    np.add.at(load, pairs.place[cand], problem.usage[pairs.unit[cand]])
-    over = np.flatnonzero((load > problem.capacity).any(axis=1))
-    if over.size == 0:
-        return np.sort(cand)
-    keep = np.ones(cand.size, dtype=bool)
-    for j in over.tolist():
-        at = np.flatnonzero(pairs.place[cand] == j)  # most certain first
-        cum = np.cumsum(problem.usage[pairs.unit[cand[at]]], axis=0)
-        keep[at] = (cum <= problem.capacity[j]).all(axis=1) & np.r_[True, (cum[:-1] <= problem.capacity[j]).all(axis=1)]
-    return np.sort(cand[keep])
 
 
 def _hint(model: _Model, pos: np.ndarray, chosen: np.ndarray, problem: AssignmentProblem) -> np.ndarray:
@@ -397,14 +384,88 @@ def _mip(
     return status, pos[model.pair_idx[x]], secs
 
 
+def _priority(pairs: _Pairs, among: np.ndarray, *keys: np.ndarray) -> list[int]:
+    """Positions of the masked pairs ordered by the keys (descending), then unit, place."""
+    cand = np.flatnonzero(among)
+    order = np.lexsort((pairs.place[cand], pairs.unit[cand], *(-k[cand] for k in reversed(keys))))
+    return cand[order].tolist()
+
+
+def _pairs_by_unit(pairs: _Pairs, among: np.ndarray, value: np.ndarray, n_units: int) -> list[list[int]]:
+    """For each unit, its masked pair positions by descending value."""
+    out: list[list[int]] = [[] for _ in range(n_units)]
+    for k in _priority(pairs, among, value):
+        out[pairs.unit[k]].append(k)
+    return out
+
+
+def _heuristic(
+    problem: AssignmentProblem,
+    pairs: _Pairs,
+    lp: _StageLp,
+    value: np.ndarray,
+    start_from: np.ndarray | None,
+    deadline: float,
+) -> PlacementState:
+    """Greedy from the LP (most certain pairs first), min-intake repair, then local
+    search over the restricted set and, for units still unplaced, over all pairs."""
+    state = PlacementState(problem, pairs.unit, pairs.place)
+    for k in pairs.locked.tolist():
+        state.add(k)
+    if start_from is not None:
+        for k in start_from.tolist():
+            if state.pair_of_unit[pairs.unit[k]] < 0:
+                state.add(k)
+    priority = _priority(pairs, lp.mask, lp.value, lp.rp)
+    greedy(state, priority)
+    repair_min_intake(state, priority)
+    values = value.tolist()
+    local_search(state, _pairs_by_unit(pairs, lp.mask, value, problem.n_units), values, deadline)
+    unplaced = np.array([u for u, k in enumerate(state.pair_of_unit) if k < 0], dtype=np.int64)
+    if unplaced.size:
+        rest = np.isin(pairs.unit, unplaced)
+        local_search(state, _pairs_by_unit(pairs, rest, value, problem.n_units), values, deadline, passes=1)
+    return state
+
+
+def _polish(
+    problem: AssignmentProblem,
+    pairs: _Pairs,
+    lp: _StageLp,
+    chosen: np.ndarray,
+    objective: np.ndarray,
+    keep_persons: float | None,
+    params: SolverParams,
+    deadline: float,
+) -> np.ndarray:
+    """Residual MIP: lock the pairs where heuristic and LP agree (LP value >= 0.5, no
+    minimum intake at the place) and let the MIP re-decide all other units over their
+    LP-relevant pairs, hinted with the heuristic answer. Returns the better answer."""
+    left = deadline - time.perf_counter()
+    if left < 1.0:
+        return chosen
+    agree = chosen[(lp.value[chosen] >= 0.5) & (problem.min_intake[pairs.place[chosen]] == 0)]
+    mask = lp.used | _top_k_per_unit(pairs, lp.rp, MIP_BY_REDUCED_PROFIT, among=lp.mask)
+    mask[chosen] = True
+    status, better, _ = _mip(problem, pairs, mask, agree, objective, keep_persons, chosen, params, left)
+    if better is not None and objective[better].sum() > objective[chosen].sum() + 1e-9:
+        return better
+    return chosen
+
+
 def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
-    """Lexicographic solve (persons, then score) by price-and-restrict; see module doc."""
+    """Lexicographic solve (persons, then score) by price-and-restrict; see module doc.
+
+    Stage 1 takes the LP-guided heuristic's answer (no MIP: at this size SCIP does not
+    finish its root LP in the time available); stage 2 adds a MIP polish when at least
+    MIP_MIN_SECONDS remain. Bounds are Lagrangian bounds over all pairs."""
     start = time.perf_counter()
     deadline = start + params.time_limit_seconds
     pairs = _usable_pairs(problem)
     stages: list[StageReport] = []
 
-    # Initial set: best by score, plus the least demanded places (demand / capacity).
+    # Initial set: best by score, the least demanded places, and per place enough
+    # pairs to fill it twice (so contested places get a price from the first LP).
     demand = np.bincount(pairs.place, weights=pairs.persons, minlength=problem.n_places)
     slack = problem.capacity[:, problem.persons_index] / np.maximum(demand, 1.0)
     mask = (
@@ -418,18 +479,9 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
 
     # Stage 1: persons.
     t0 = time.perf_counter()
-    lp1 = _column_generation(problem, pairs, mask, pairs.persons, None, until(0.25), params)
-    mip_mask = lp1.used | _top_k_per_unit(pairs, lp1.rp, MIP_BY_REDUCED_PROFIT, among=lp1.mask)
-    status1, chosen, _ = _mip(
-        problem, pairs, mip_mask, _fix_from_lp(problem, pairs, lp1.value), pairs.persons, None,
-        np.zeros(0, np.int64), params,
-        max(0.5, (deadline - time.perf_counter()) * 0.3),
-    )
-    if chosen is None:
-        stages.append(StageReport("persons", status1, float("nan"), lp1.bound, float("inf"), time.perf_counter() - t0))
-        from rematch_pipeline.engine.assignment import _empty_result
-
-        return _empty_result(problem, params, status1, stages, start)
+    lp1 = _column_generation(problem, pairs, mask, pairs.persons, None, until(0.4), params)
+    chosen = _heuristic(problem, pairs, lp1, pairs.persons, None, until(0.1)).chosen()
+    chosen = _polish(problem, pairs, lp1, chosen, pairs.persons, None, params, until(0.25))
     persons = float(pairs.persons[chosen].sum())
     persons_bound = float(np.floor(lp1.bound + 1e-6))
     # Proven only when the bound over all pairs closes the gap.
@@ -441,21 +493,37 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     chosen_mask = np.zeros(pairs.unit.size, dtype=bool)
     chosen_mask[chosen] = True
     mask2 = lp1.mask | chosen_mask | _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE)
-    lp2 = _column_generation(problem, pairs, mask2, pairs.score, persons, until(0.4), params)
-    mip_mask2 = lp2.used | chosen_mask | _top_k_per_unit(pairs, lp2.rp, MIP_BY_REDUCED_PROFIT, among=lp2.mask)
-    status2, chosen2, _ = _mip(
-        problem, pairs, mip_mask2, _fix_from_lp(problem, pairs, lp2.value), pairs.score, persons, chosen, params,
-        max(0.5, deadline - time.perf_counter()),
-    )
-    if chosen2 is not None:
-        chosen = chosen2
+    lp2 = _column_generation(problem, pairs, mask2, pairs.score, persons, until(0.45), params)
+    # Two starts: the LP-guided greedy (if it keeps the persons), and stage 1's answer.
+    candidates = []
+    fresh = _heuristic(problem, pairs, lp2, pairs.score, None, until(0.25)).chosen()
+    if pairs.persons[fresh].sum() >= persons:
+        candidates.append(fresh)
+    candidates.append(_heuristic(problem, pairs, lp2, pairs.score, chosen, until(0.3)).chosen())
+    chosen = max(candidates, key=lambda c: float(pairs.score[c].sum()))
+    status2 = "feasible"
+    if deadline - time.perf_counter() > MIP_MIN_SECONDS:
+        mip_mask2 = lp2.used | _top_k_per_unit(pairs, lp2.rp, MIP_BY_REDUCED_PROFIT, among=lp2.mask)
+        mip_mask2[chosen] = True
+        status2, better, _ = _mip(
+            problem, pairs, mip_mask2, np.zeros(0, np.int64), pairs.score, persons, chosen, params,
+            max(0.5, deadline - time.perf_counter()),
+        )
+        if better is not None and pairs.score[better].sum() > pairs.score[chosen].sum():
+            chosen = better
     total = float(pairs.score[chosen].sum())
     gap = _gap(total, lp2.bound)
-    s2 = "optimal" if status2 == "optimal" and gap <= params.relative_gap else "feasible"
+    s2 = "optimal" if gap <= params.relative_gap else "feasible"
     stages.append(StageReport("score", s2, total, lp2.bound, gap, time.perf_counter() - t0))
 
     place_of = np.full(problem.n_units, -1, dtype=np.int64)
     place_of[pairs.unit[chosen]] = pairs.place[chosen]
+    if check_assignment(problem, place_of):
+        # Only locks the heuristics cannot honour get here (e.g. locked units that
+        # overfill a place): let the exact model on a reduced set decide and report.
+        LOG.debug("heuristic answer rejected by check_assignment; exact model on reduced pairs")
+        fallback = _solve_direct(reduced_problem(problem, params.max_model_pairs), params)
+        return dataclasses.replace(fallback, bound_scope="reduced_pairs")
     return AssignmentResult(
         place_of_unit=place_of,
         status=_overall([s.status for s in stages]),
@@ -471,3 +539,13 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
         params=params.as_dict(),
         stages=tuple(stages),
     )
+
+
+def reduced_problem(problem: AssignmentProblem, max_pairs: int) -> AssignmentProblem:
+    """The problem on each unit's best pairs by score plus per-place cover, about
+    max_pairs pairs in all (locked pairs always kept). Used for maximin at scale."""
+    pairs = _usable_pairs(problem)
+    k = max(1, max_pairs // max(1, np.unique(pairs.unit).size) - 2)
+    mask = _top_k_per_unit(pairs, pairs.score, k) | _place_cover(problem, pairs, pairs.score, 1.0)
+    sub, _ = _subproblem(problem, pairs, mask)
+    return sub

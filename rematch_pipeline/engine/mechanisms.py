@@ -65,17 +65,24 @@ def _propose(
     the proposer-optimal stable matching), with several resources it may.
     """
     n_prop = pref_start.size - 1
+    n_res = capacity.shape[1]
     ptr = pref_start[:-1].tolist()
     end = pref_start[1:].tolist()
     prefs = pref_contract.tolist()
     cprop = contract_proposer.tolist()
     cplace = contract_place.tolist()
     crank = contract_rank.tolist()
-    crow = contract_row.tolist()
-    # Sparse usage rows: most resources of a unit are 0, skip them in every check.
-    nz = [tuple((r, a) for r, a in enumerate(row) if a) for row in rows.tolist()]
+    # Households share few distinct usage rows: build the Python rows once per distinct
+    # row. Sparse form: most resources of a unit are 0, skip them in every check.
+    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+    crow = inverse.reshape(-1)[contract_row].tolist() if contract_row.size else []
+    nz = [tuple((r, a) for r, a in enumerate(row) if a) for row in distinct.tolist()]
+    use = [dict(t) for t in nz]
     remaining = capacity.tolist()
-    held: list[list[int]] = [[] for _ in range(capacity.shape[0])]
+    # Per place and resource: sorted ranks of the holders that use the resource. Only
+    # those can be displaced through it, and rare resources (accessible units) keep
+    # short lists.
+    users: list[list[list[int]]] = [[[] for _ in range(n_res)] for _ in range(capacity.shape[0])]
     slot = [-1] * max(len(crank), 1)  # contract currently held at a rank
     chosen = [-1] * n_prop
     queue = deque(i for i in range(n_prop) if ptr[i] < end[i])
@@ -87,7 +94,7 @@ def _propose(
             k = prefs[p]
             p += 1
             j, g, w = cplace[k], crank[k], nz[crow[k]]
-            rem, hold = remaining[j], held[j]
+            rem, lists = remaining[j], users[j]
             for r, a in w:
                 if a > rem[r]:
                     break
@@ -95,59 +102,65 @@ def _propose(
                 # Holders and proposer fit together: greedy keeps everyone.
                 for r, a in w:
                     rem[r] -= a
-                insort(hold, g)
+                    insort(lists[r], g)
                 slot[g] = k
                 chosen[u] = k
                 break
-            if not hold or g > hold[-1]:
-                # Worse than every holder and does not fit after them: rejected.
-                continue
-            # Only resources where the proposer overflows can reject anyone, and a
-            # holder can only be rejected if the load of holders after it is below the
-            # overflow (otherwise everything up to it fits even with the proposer).
-            # Walking back from the worst holder finds that short region.
             need = {r: a - rem[r] for r, a in w if a > rem[r]}
-            tail = dict.fromkeys(need, 0)
-            i = len(hold)
-            while i:
-                if all(tail[r] >= need[r] for r in need):
-                    break
-                i -= 1
-                for r, a in nz[crow[slot[hold[i]]]]:
-                    if r in tail:
-                        tail[r] += a
+            # If every user of an overflowing resource ranks above the proposer, greedy
+            # keeps them all first and the proposer no longer fits: rejected.
+            if any(not lists[r] or g > lists[r][-1] for r in need):
+                continue
+            # A holder x can only be rejected through resource r if the r-usage of the
+            # holders ranked after x is below the overflow need[r]; everything ranked
+            # at or above the last holder with enough r-usage behind it stays. Walk
+            # each overflowing resource back from its worst user to find that rank.
+            start: dict[int, int] = {}
+            tail: dict[int, int] = {}
+            threshold = len(slot)
+            for r, over in need.items():
+                lst = lists[r]
+                i, t = len(lst), 0
+                while i and t < over:
+                    i -= 1
+                    t += use[crow[slot[lst[i]]]][r]
+                start[r], tail[r] = i, t
+                threshold = min(threshold, lst[i - 1] if i else -1)
+            # Extend every walk down to the common threshold so the free capacity of
+            # the region (ranks > threshold) is exact on all overflowing resources.
+            cand = {g}
+            for r in need:
+                lst, i, t = lists[r], start[r], tail[r]
+                while i and lst[i - 1] > threshold:
+                    i -= 1
+                    t += use[crow[slot[lst[i]]]][r]
+                start[r], tail[r] = i, t
+                cand.update(lst[i:])
             avail = {r: rem[r] + tail[r] for r in need}
-            pos = bisect_left(hold, g)
-            region = hold[i:]
-            at = pos - i if pos > i else 0
-            merged = [*region[:at], g, *region[at:]]
-            kept: list[int] = []
             dropped: list[int] = []
-            for h in merged:
+            accepted = False
+            for h in sorted(cand):
                 kh = k if h == g else slot[h]
-                wh = w if h == g else nz[crow[kh]]
-                if all(avail[r] >= a for r, a in wh if r in avail):
-                    for r, a in wh:
-                        if r in avail:
-                            avail[r] -= a
-                    kept.append(h)
-                else:
+                uh = use[crow[kh]]
+                if all(avail[r] >= uh.get(r, 0) for r in avail):
+                    for r in avail:
+                        avail[r] -= uh.get(r, 0)
+                    accepted = accepted or h == g
+                elif h != g:
                     dropped.append(kh)
-            accepted = g in kept
-            hold[i:] = [h for h in kept if h != g]
-            if accepted:
-                insort(hold, g)
             for kd in dropped:
-                if kd == k:
-                    continue
+                gd = crank[kd]
                 for r, a in nz[crow[kd]]:
                     rem[r] += a
+                    lst = lists[r]
+                    del lst[bisect_left(lst, gd)]
                 v = cprop[kd]
                 chosen[v] = -1
                 queue.append(v)
             if accepted:
                 for r, a in w:
                     rem[r] -= a
+                    insort(lists[r], g)
                 slot[g] = k
                 chosen[u] = k
                 break
@@ -217,7 +230,26 @@ def _positions_from_lists(
     return out
 
 
-def _ranks(problem: AssignmentProblem, unit_preferences: Preferences, place_priorities: Preferences) -> _Ranks:
+def _order(group: np.ndarray, key: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Indices sorted by group ascending, key descending, tie ascending.
+
+    One argsort of a composite int64 key (dense key ranks) is several times faster
+    than np.lexsort on a million pairs; lexsort remains the fallback on overflow.
+    """
+    if key.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, dense = np.unique(-key, return_inverse=True)
+    n_key = int(dense.max()) + 1
+    n_tie = int(tie.max()) + 1
+    if (int(group.max()) + 1) * n_key * n_tie >= 2**62:
+        return np.lexsort((tie, -key, group))
+    composite = (group * n_key + dense.reshape(-1)) * n_tie + tie
+    return np.argsort(composite, kind="stable")
+
+
+def _ranks(
+    problem: AssignmentProblem, unit_preferences: Preferences, place_priorities: Preferences
+) -> _Ranks:
     """Turn the preference arguments into per-pair ranks (see _Ranks)."""
     n_p = problem.pair_unit.size
     pu, pj = problem.pair_unit, problem.pair_place
@@ -226,9 +258,9 @@ def _ranks(problem: AssignmentProblem, unit_preferences: Preferences, place_prio
     # Unit side: sort pairs by (unit, preference), then position within the unit.
     if unit_preferences is None or isinstance(unit_preferences, np.ndarray):
         key = problem.pair_score if unit_preferences is None else np.asarray(unit_preferences, np.float64)
-        if key.shape != (n_p,):
-            raise ValueError("unit_preferences array must have one key per candidate pair")
-        order = np.lexsort((pj, -key, pu))  # higher key first, ties by place index
+        if key.shape != (n_p,) or not np.isfinite(key).all():
+            raise ValueError("unit_preferences array must have one finite key per candidate pair")
+        order = _order(pu, key, pj)  # higher key first, ties by place index
     else:
         pos = _positions_from_lists(problem, unit_preferences, by_unit=True)
         acceptable &= pos >= 0
@@ -240,9 +272,9 @@ def _ranks(problem: AssignmentProblem, unit_preferences: Preferences, place_prio
     # Place side ("municipality priorities come from the score" by default).
     if place_priorities is None or isinstance(place_priorities, np.ndarray):
         key = problem.pair_score if place_priorities is None else np.asarray(place_priorities, np.float64)
-        if key.shape != (n_p,):
-            raise ValueError("place_priorities array must have one key per candidate pair")
-        order = np.lexsort((pu, -key, pj))  # higher key first, ties by unit index
+        if key.shape != (n_p,) or not np.isfinite(key).all():
+            raise ValueError("place_priorities array must have one finite key per candidate pair")
+        order = _order(pj, key, pu)  # higher key first, ties by unit index
     else:
         pos = _positions_from_lists(problem, place_priorities, by_unit=False)
         acceptable &= pos >= 0
@@ -295,7 +327,9 @@ def deferred_acceptance(
     # dropping it up front is equivalent and saves proposals.
     fits_alone = (problem.usage[pu] <= capacity[pj]).all(axis=1) if pu.size else np.zeros(0, bool)
     usable = np.flatnonzero(ranks.acceptable & ~is_locked[pu] & fits_alone)
-    prefs = usable[np.lexsort((ranks.unit_pos[usable], pu[usable]))]
+    # One int64 sort key (unit, position in its list) instead of a lexsort.
+    span = int(ranks.unit_pos.max()) + 1 if usable.size else 1
+    prefs = usable[np.argsort(pu[usable] * span + ranks.unit_pos[usable], kind="stable")]
     starts = _csr_starts(pu[prefs], problem.n_units)
     chosen = _propose(
         pref_start=starts,

@@ -39,6 +39,10 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert solver["persons_placed"] == sum(int(r["persons"]) for r in rows)
     assert (round_dir / "report.html").stat().st_size > 10_000
 
+    # Same inputs and configuration, another round id: the same proposals, byte for byte.
+    assert main(["round", "r1-again", "--period", period, "--time-limit", "30"]) == 0
+    assert (home.path / "rounds" / "r1-again" / "proposals.csv").read_bytes() == proposals.read_bytes()
+
     # The runs are in the data home's Dagster instance, so the UI's run history shows them.
     instance = dg.DagsterInstance.get()
     jobs = {run.job_name for run in instance.get_runs()}

@@ -258,3 +258,35 @@ def test_empty_problem() -> None:
     result = solve(persons_problem([], [5], []), EXACT)
     assert result.place_of_unit.size == 0
     assert result.persons_placed == 0
+
+
+def test_empty_round_end_to_end() -> None:
+    hh = households_df(household("a", pets=True))
+    mu = municipalities_df(municipality("01001", pets_allowed=False))
+    pairs = candidate_pairs(hh, mu)
+    scored = score_pairs(pairs, hh, mu)
+    assert scored.height == 0 and "score" in scored.columns
+    problem = build_problem(hh, mu, scored)
+    result = solve(problem, EXACT)
+    assert result.place_of_unit.tolist() == [-1]
+    assert household_assignment(problem, result, hh, scored).get_column("municipality_id").to_list() == [None]
+    none = households_df()
+    assert candidate_pairs(none, mu).height == 0
+    assert solve(build_problem(none, mu, score_pairs(candidate_pairs(none, mu), none, mu)), EXACT).place_of_unit.size == 0
+
+
+def test_large_round_method_against_exact() -> None:
+    mu = random_municipalities(21, total_capacity=300, n_places=15)
+    hh = random_households(150, 21, places=mu)
+    problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+    exact = solve(problem, SolverParams(time_limit_seconds=20))
+    large = solve(problem, SolverParams(time_limit_seconds=20, max_model_pairs=100))
+    assert large.solver.endswith("+pdlp") and large.bound_scope == "all_pairs"
+    assert check_assignment(problem, large) == []
+    # Bounds over all pairs bound what the exact model achieves, and vice versa.
+    assert large.persons_bound >= exact.persons_placed
+    assert large.persons_placed <= exact.persons_bound
+    # The heuristics land close on an instance of this size.
+    assert large.persons_placed >= 0.9 * exact.persons_placed
+    if large.persons_placed == exact.persons_placed:
+        assert large.best_bound >= exact.total_score - 1e-6

@@ -102,3 +102,22 @@ def test_backends_and_maximin_stay_feasible(problem: AssignmentProblem, backend:
             assert abs(result.min_unit_score - worst) < 1e-9
     else:
         assert expected is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(problems())
+def test_large_round_method_stays_feasible(problem: AssignmentProblem) -> None:
+    # max_model_pairs=0 forces the price-and-restrict path (PDLP + heuristics) on tiny
+    # problems: its answers must be feasible, keep locks, and its bounds must hold.
+    result = solve(problem, SolverParams(time_limit_seconds=10, max_model_pairs=0))
+    expected = brute_force(problem)
+    if result.status in ("optimal", "feasible"):
+        assert check_assignment(problem, result) == []
+        assert expected is not None
+        assert result.persons_placed <= expected[0]
+        if result.bound_scope == "all_pairs":
+            assert result.persons_bound >= expected[0] - 1e-6
+            if result.persons_placed == expected[0]:
+                assert result.best_bound >= expected[1] - 1e-6
+    else:
+        assert expected is None
