@@ -6,6 +6,8 @@ import argparse
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -29,13 +31,16 @@ def _home() -> RematchHome:
     return home
 
 
-def _dagster(home: RematchHome):
-    """The definitions and the data home's Dagster instance."""
+@contextmanager
+def _dagster(home: RematchHome) -> Iterator[tuple]:
+    """The definitions and the data home's Dagster instance, open for the duration of a command."""
     import dagster as dg
 
     from rematch_pipeline.definitions import build_definitions
 
-    return build_definitions(home), dg.DagsterInstance.get()
+    # Definitions must be built while the instance is entered: Dagster reads its state storage then.
+    with dg.DagsterInstance.get() as instance:
+        yield build_definitions(home), instance
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -43,7 +48,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from rematch_pipeline.runs import ingest_landing
 
     home = _home()
-    summary = ingest_landing(*_dagster(home), home)
+    with _dagster(home) as (defs, instance):
+        summary = ingest_landing(defs, instance, home)
     for error in summary.rejected:
         print(f"rejected: {error}", file=sys.stderr)
     print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
@@ -72,7 +78,8 @@ def run_round(home: RematchHome, round_id: str, config: dict) -> Path:
 
     if not round_id or any(c in round_id for c in "/\\ ") or round_id.startswith("."):
         raise CliError("round id must be a non-empty name without spaces or slashes")
-    return launch(*_dagster(home), home, round_id, config)
+    with _dagster(home) as (defs, instance):
+        return launch(defs, instance, home, round_id, config)
 
 
 def cmd_round(args: argparse.Namespace) -> int:

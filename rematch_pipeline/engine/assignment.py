@@ -588,6 +588,7 @@ def _tie_break(model: _Model) -> np.ndarray:
 
 
 def _gap(obj: float, bound: float) -> float:
+    """Relative gap (bound - objective) / |objective|; inf without a finite bound."""
     if not np.isfinite(bound) or not np.isfinite(obj):
         return float("inf")
     diff = max(0.0, bound - obj)
@@ -647,6 +648,7 @@ def _solve_stage(
 
 
 def _overall(statuses: list[str]) -> str:
+    """optimal if every stage is, else feasible (callers handle no-solution cases)."""
     if all(s == "optimal" for s in statuses):
         return "optimal"
     return "feasible"
@@ -655,6 +657,9 @@ def _overall(statuses: list[str]) -> str:
 def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
     """Solve the assignment lexicographically (see module docstring).
 
+    Up to params.max_model_pairs usable pairs: one exact MIP per stage. Above it:
+    large_scale.solve_large (lexicographic; bounds over all pairs) or, for maximin, the
+    exact MIP on a reduced pair set (result.bound_scope == "reduced_pairs").
     Always returns a result: on infeasibility or when no solution was found in time,
     place_of_unit is all -1 and status says why.
     """

@@ -21,8 +21,10 @@ class PlacementState:
 
     def __init__(self, problem: AssignmentProblem, unit: np.ndarray, place: np.ndarray) -> None:
         self.problem = problem
-        self.pair_unit = unit.tolist()
-        self.pair_place = place.tolist()
+        # Kept as numpy (millions of pairs): converting to lists would cost seconds and
+        # gigabytes, while the loops below touch only a small part of them.
+        self.pair_unit = unit
+        self.pair_place = place
         self.usage = [tuple(row) for row in problem.usage.tolist()]
         self.persons = problem.usage[:, problem.persons_index].tolist()
         self.minimum = problem.min_intake.tolist()
@@ -38,7 +40,7 @@ class PlacementState:
 
     def add(self, k: int) -> None:
         """Place the pair's unit at the pair's place (no checks)."""
-        u, j = self.pair_unit[k], self.pair_place[k]
+        u, j = int(self.pair_unit[k]), int(self.pair_place[k])
         res = self.resid[j]
         for r, a in enumerate(self.usage[u]):
             res[r] -= a
@@ -48,7 +50,7 @@ class PlacementState:
     def remove(self, u: int) -> None:
         """Unplace a unit (no checks)."""
         k = self.pair_of_unit[u]
-        j = self.pair_place[k]
+        j = int(self.pair_place[k])
         res = self.resid[j]
         for r, a in enumerate(self.usage[u]):
             res[r] += a
@@ -64,10 +66,10 @@ def greedy(state: PlacementState, priority: Sequence[int], closed: set[int] | fr
     """Place unplaced units in priority order of their pairs where they fit."""
     done = state.pair_of_unit
     for k in priority:
-        u = state.pair_unit[k]
+        u = int(state.pair_unit[k])
         if done[u] >= 0:
             continue
-        j = state.pair_place[k]
+        j = int(state.pair_place[k])
         if j in closed or not state.fits(u, j):
             continue
         state.add(k)
@@ -90,12 +92,12 @@ def repair_min_intake(state: PlacementState, priority: Sequence[int], rounds: in
             closed.add(j)
         short_set = set(short)
         for u, k in enumerate(state.pair_of_unit):
-            if k >= 0 and state.pair_place[k] in short_set and u not in state.locked_units:
+            if k >= 0 and int(state.pair_place[k]) in short_set and u not in state.locked_units:
                 state.remove(u)
         greedy(state, priority, closed)
     # Last resort: anything still short is emptied (never creates new shortfalls).
     for u, k in enumerate(state.pair_of_unit):
-        j = state.pair_place[k] if k >= 0 else -1
+        j = int(state.pair_place[k]) if k >= 0 else -1
         if k >= 0 and 0 < state.load[j] < state.minimum[j] and u not in state.locked_units:
             state.remove(u)
 
@@ -103,7 +105,7 @@ def repair_min_intake(state: PlacementState, priority: Sequence[int], rounds: in
 def local_search(
     state: PlacementState,
     pairs_of_unit: list[list[int]],
-    value: Sequence[float],
+    value: np.ndarray | Sequence[float],
     deadline: float,
     passes: int = 4,
 ) -> None:
@@ -120,12 +122,12 @@ def local_search(
                 continue
             k_now = state.pair_of_unit[u]
             now = value[k_now] if k_now >= 0 else 0.0
-            j_now = state.pair_place[k_now] if k_now >= 0 else -1
+            j_now = int(state.pair_place[k_now]) if k_now >= 0 else -1
             p = state.persons[u]
             for k in options:
                 if value[k] <= now + eps:
                     break  # sorted: nothing better left
-                j = state.pair_place[k]
+                j = int(state.pair_place[k])
                 if j == j_now:
                     continue
                 if not state.fits(u, j):

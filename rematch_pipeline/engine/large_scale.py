@@ -64,6 +64,8 @@ MAX_ROUNDS: int = 8
 MIP_BY_REDUCED_PROFIT: int = 3
 # PDLP stopping tolerance: duals only need to be good, the bound is exact anyway.
 PDLP_TOLERANCE: float = 1e-4
+# Pairs per unplaced unit tried by the final insertion pass.
+INSERT_CANDIDATES: int = 40
 # The MIP polish runs only with at least this much time left.
 MIP_MIN_SECONDS: float = 8.0
 # LP values above this count as "used by the LP".
@@ -394,8 +396,9 @@ def _priority(pairs: _Pairs, among: np.ndarray, *keys: np.ndarray) -> list[int]:
 def _pairs_by_unit(pairs: _Pairs, among: np.ndarray, value: np.ndarray, n_units: int) -> list[list[int]]:
     """For each unit, its masked pair positions by descending value."""
     out: list[list[int]] = [[] for _ in range(n_units)]
-    for k in _priority(pairs, among, value):
-        out[pairs.unit[k]].append(k)
+    order = _priority(pairs, among, value)
+    for u, k in zip(pairs.unit[order].tolist(), order, strict=True):
+        out[u].append(k)
     return out
 
 
@@ -419,12 +422,13 @@ def _heuristic(
     priority = _priority(pairs, lp.mask, lp.value, lp.rp)
     greedy(state, priority)
     repair_min_intake(state, priority)
-    values = value.tolist()
-    local_search(state, _pairs_by_unit(pairs, lp.mask, value, problem.n_units), values, deadline)
+    local_search(state, _pairs_by_unit(pairs, lp.mask, value, problem.n_units), value, deadline)
     unplaced = np.array([u for u, k in enumerate(state.pair_of_unit) if k < 0], dtype=np.int64)
-    if unplaced.size:
-        rest = np.isin(pairs.unit, unplaced)
-        local_search(state, _pairs_by_unit(pairs, rest, value, problem.n_units), values, deadline, passes=1)
+    if unplaced.size and time.perf_counter() < deadline:
+        # Insertion over all pairs, but only each unplaced unit's best few: the Python
+        # loop must stay small even with millions of pairs.
+        rest = _top_k_per_unit(pairs, value, INSERT_CANDIDATES, among=np.isin(pairs.unit, unplaced))
+        local_search(state, _pairs_by_unit(pairs, rest, value, problem.n_units), value, deadline, passes=1)
     return state
 
 
@@ -460,7 +464,8 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     finish its root LP in the time available); stage 2 adds a MIP polish when at least
     MIP_MIN_SECONDS remain. Bounds are Lagrangian bounds over all pairs."""
     start = time.perf_counter()
-    deadline = start + params.time_limit_seconds
+    # Keep a margin for building the answer and its check after the last step.
+    deadline = start + params.time_limit_seconds - min(3.0, 0.05 * params.time_limit_seconds)
     pairs = _usable_pairs(problem)
     stages: list[StageReport] = []
 
