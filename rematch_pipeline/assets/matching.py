@@ -12,6 +12,7 @@ from pydantic import Field
 
 from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_counts
+from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import write_csv
@@ -150,23 +151,38 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
     )
 
 
-def unplaced_reasons(pool: pl.DataFrame, exclusions: pl.DataFrame, placed: set[str]) -> pl.DataFrame:
-    """household_pseudonym → why it stays unplaced: the hard rule excluding most places, or capacity."""
+def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, place_of_unit) -> pl.DataFrame:
+    """household_pseudonym → placed, and if not, why: the hard rule excluding most places, or the diagnosed capacity."""
+    diagnosis = unplaced_reasons(problem, place_of_unit)
+    by_unit = pl.DataFrame(
+        {"link_group": [problem.unit_ids[u] for u in diagnosis.unit.tolist()], "diagnosis": diagnosis.reason},
+        schema={"link_group": pl.Utf8, "diagnosis": pl.Utf8},
+    )
     rules = exclusions.filter((pl.col("rule") != "any") & (pl.col("municipalities_excluded") > 0))
-    top = rules.sort(["household_pseudonym", "municipalities_excluded", "rule"], descending=[False, True, False]).group_by(
-        "household_pseudonym", maintain_order=True
-    ).first()
-    out = pool.select("household_pseudonym", "persons", "candidates").join(top.select("household_pseudonym", "rule"), on="household_pseudonym", how="left")
-    return out.with_columns(
-        pl.col("household_pseudonym").is_in(list(placed)).alias("placed"),
-    ).with_columns(
-        pl.when(pl.col("placed"))
-        .then(None)
-        .when(pl.col("candidates") == 0)
-        .then(pl.concat_str(pl.lit("no compatible municipality (mostly: "), pl.col("rule").fill_null("unknown"), pl.lit(")")))
-        .otherwise(pl.lit("capacity: compatible municipalities are full or linked households could not be placed together"))
-        .alias("unplaced_reason")
-    ).drop("rule")
+    top_rule = (
+        rules.sort(["household_pseudonym", "municipalities_excluded", "rule"], descending=[False, True, False])
+        .group_by("household_pseudonym", maintain_order=True)
+        .first()
+        .select("household_pseudonym", "rule")
+    )
+    placed_units = {problem.unit_ids[u] for u, p in enumerate(place_of_unit.tolist()) if p >= 0}
+    return (
+        pool.select("household_pseudonym", "link_group", "persons", "candidates")
+        .join(by_unit, on="link_group", how="left")
+        .join(top_rule, on="household_pseudonym", how="left")
+        .with_columns(pl.col("link_group").is_in(list(placed_units)).alias("placed"))
+        .with_columns(
+            pl.when(pl.col("placed"))
+            .then(None)
+            .when(pl.col("candidates") == 0)
+            .then(pl.concat_str(pl.lit(f"{NO_CANDIDATE} (mostly: "), pl.col("rule").fill_null("unknown"), pl.lit(")")))
+            .when(pl.col("diagnosis") == NO_CANDIDATE)
+            .then(pl.lit("no municipality compatible with every linked household"))
+            .otherwise(pl.col("diagnosis"))
+            .alias("unplaced_reason")
+        )
+        .select("household_pseudonym", "persons", "candidates", "placed", "unplaced_reason")
+    )
 
 
 @dg.asset(deps=["round_candidates"], partitions_def=rounds_partitions, group_name="matching", pool="duckdb", kinds={"duckdb", "ortools"})
@@ -202,7 +218,8 @@ def round_proposals(
         .select("household_pseudonym", "municipality_id", "municipality_name", "persons", "score", pl.col("^score_.*$"))
         .sort(["municipality_id", "household_pseudonym"])
     )
-    households = unplaced_reasons(pool, exclusions, set(proposals["household_pseudonym"].to_list()))
+    households = household_outcomes(pool, exclusions, problem, result.place_of_unit)
+    offers = capacity_offers(problem, result.place_of_unit)
     solver = {
         "round_id": round_id,
         "period": period,
@@ -222,6 +239,7 @@ def round_proposals(
         "municipalities": len(problem.place_ids),
         "candidate_pairs": len(problem.pair_unit),
         "params": result.params,
+        "capacity_offers": [offer.sentence() for offer in offers],
     }
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")

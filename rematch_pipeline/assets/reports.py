@@ -52,12 +52,13 @@ def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, h
         created_at=str(started),
         config=json.loads(config_json),
         # Nested entries (stages, params) are in solver.json; the report shows the flat summary.
-        solver={k: v for k, v in solver.items() if not isinstance(v, (dict, list))}
+        solver={k: v for k, v in solver.items() if not isinstance(v, dict | list)}
         | {f"stage_{s['name']}_gap": s["gap"] for s in solver.get("stages", [])},
         proposals=proposals.join(names, on="municipality_id", how="left"),
         households=outcomes.select("household_pseudonym", "persons", "placed", "unplaced_reason"),
         municipalities=municipality_use(municipalities, proposals, pool),
         counts=counts,
+        capacity_offers=solver.get("capacity_offers", []),
     )
     path = home.round_dir(round_id) / "report.html"
     path.write_text(render_round_report(data), encoding="utf-8")

@@ -169,7 +169,7 @@ class SolverParams:
     seed: int = 0
     threads: int = 1
     tie_break: bool = True
-    # Above this many usable pairs the lexicographic objective switches to the
+    # Above this many candidate pairs the lexicographic objective switches to the
     # price-and-restrict method of large_scale.py (maximin: to a reduced pair set).
     max_model_pairs: int = 150_000
 
@@ -422,7 +422,9 @@ class _Model:
 def _reduce(problem: AssignmentProblem) -> np.ndarray:
     """Indices of pairs worth a variable: the unit fits the place's capacity on its own
     and the place can reach its minimum intake at all. Locked pairs always stay."""
-    fits = (problem.usage[problem.pair_unit] <= problem.capacity[problem.pair_place]).all(axis=1)
+    fits = np.ones(problem.pair_unit.size, dtype=bool)
+    for r in range(len(problem.resources)):  # per resource: no [pairs x resources] temporaries
+        fits &= problem.usage[problem.pair_unit, r] <= problem.capacity[problem.pair_place, r]
     cap_persons = problem.capacity[:, problem.persons_index]
     reachable = problem.min_intake <= cap_persons
     keep = fits & reachable[problem.pair_place]
@@ -664,8 +666,8 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     place_of_unit is all -1 and status says why.
     """
     params = params or SolverParams()
-    usable = _reduce(problem).size
-    if usable > params.max_model_pairs and not (problem.exactly_one and problem.n_units):
+    # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
+    if problem.pair_unit.size > params.max_model_pairs and not (problem.exactly_one and problem.n_units):
         if params.objective == "lexicographic":
             from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
 

@@ -90,8 +90,10 @@ def _usable_pairs(problem: AssignmentProblem) -> _Pairs:
     idx = _reduce(problem)
     unit = problem.pair_unit[idx]
     place = problem.pair_place[idx]
-    order = np.lexsort((place, unit))
-    idx, unit, place = idx[order], unit[order], place[order]
+    keys = unit * problem.n_places + place
+    if keys.size and not (np.diff(keys) > 0).all():  # build_problem already sorts them
+        order = np.argsort(keys, kind="stable")
+        idx, unit, place = idx[order], unit[order], place[order]
     starts = np.flatnonzero(np.r_[True, np.diff(unit) != 0]) if unit.size else np.zeros(0, np.int64)
     keys = unit * problem.n_places + place
     locked_keys = np.array(sorted(u * problem.n_places + j for u, j in problem.locked), dtype=np.int64)

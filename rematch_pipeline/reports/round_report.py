@@ -14,7 +14,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,8 @@ class RoundReportData:
     households: pl.DataFrame
     municipalities: pl.DataFrame
     counts: Mapping[str, int] = field(default_factory=dict)
+    # Sentences such as "3 more kita_places in 09162 would place 2 more households (7 persons)".
+    capacity_offers: Sequence[str] = ()
 
 
 # --------------------------------------------------------------------------- formatting
@@ -561,6 +563,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "criteria": [c.removeprefix("score_") for c in criteria],
         "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
         "reason_rows": reason_rows,
+        "capacity_offers": list(data.capacity_offers),
         "unplaced_summary": (
             f"{_plural(unplaced.height, 'household', 'households')} with "
             f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"
