@@ -1,0 +1,74 @@
+"""`python -m benchmarks` (or `make benchmark`): solver figures as ratios against plain models run in the same process.
+
+Suites: `synthetic` (sample rounds × 401 districts through the real data path) and `gap`
+(OR-Library generalized assignment instances against published optima).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+from benchmarks.baselines import plain_cp_sat, plain_mip
+from benchmarks.rounds import synthetic_round
+from rematch_pipeline.engine.assignment import SolverParams, solve
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b in (None, 0) else f"{a / b:.3f}"
+
+
+def synthetic(sizes: list[int], time_limit: float, baselines: bool) -> None:
+    """Engine vs plain CP-SAT and plain SCIP on sample rounds × 401 districts."""
+    print(f"\n## Synthetic rounds × 401 districts (time limit {time_limit:g} s per solver)\n")
+    print("| households | pairs | solver | status | persons | score | gap | seconds | persons vs engine | seconds vs engine |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        rnd = synthetic_round(size, 401, seed=1)
+        p = rnd.problem
+        start = time.perf_counter()
+        result = solve(p, SolverParams(time_limit_seconds=time_limit))
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"| {rnd.households:,} | {p.pair_unit.size:,} | engine ({result.solver}) | {result.status} | {result.persons_placed:,} "
+            f"| {_fmt(result.total_score)} | {result.gap:.4%} | {seconds:.1f} | 1.000 | 1.000 |"
+        )
+        sys.stdout.flush()
+        if not baselines:
+            continue
+        for name, run in (("plain CP-SAT", lambda: plain_cp_sat(p, time_limit)), ("plain SCIP", lambda: plain_mip(p, "scip", time_limit))):
+            out = run()
+            print(
+                f"| {rnd.households:,} | {p.pair_unit.size:,} | {name} | {out.status} | {_fmt(out.persons, 0)} | {_fmt(out.score)} | - "
+                f"| {out.seconds:.1f} | {_ratio(out.persons, result.persons_placed)} | {_ratio(out.seconds, seconds)} |"
+            )
+            sys.stdout.flush()
+        print(f"| {rnd.households:,} | | peak memory so far | {peak:,.0f} MiB | | | | | | |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen suites and print markdown tables."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--suite", choices=("synthetic", "gap", "all"), default="all")
+    parser.add_argument("--sizes", default="1000,10000,50000", help="households per synthetic round")
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--no-baselines", action="store_true", help="engine only (the plain models are slow at scale)")
+    args = parser.parse_args(argv)
+    if args.suite in ("synthetic", "all"):
+        synthetic([int(s) for s in args.sizes.split(",")], args.time_limit, not args.no_baselines)
+    if args.suite in ("gap", "all"):
+        from benchmarks.gap import gap_suite
+
+        gap_suite(args.time_limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
