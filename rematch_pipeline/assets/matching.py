@@ -4,6 +4,7 @@
 import dataclasses
 import datetime as dt
 import json
+import math
 
 import dagster as dg
 import polars as pl
@@ -53,6 +54,11 @@ class RoundConfig(dg.Config):
             objective=self.objective,
             relative_gap=self.relative_gap,
         )
+
+
+def finite(value: float | None) -> float | None:
+    """JSON has no infinity: an unproven bound or gap is written as null."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def store_round_rows(con, table: str, round_id: str, frame: pl.DataFrame) -> None:
@@ -225,11 +231,13 @@ def round_proposals(
         "period": period,
         "status": result.status,
         "backend": result.solver,
-        "objective": result.objective_value,
-        "bound": result.best_bound,
-        "persons_bound": result.persons_bound,
-        "stages": [dataclasses.asdict(stage) for stage in result.stages],
-        "gap": result.gap,
+        "objective": finite(result.objective_value),
+        "bound": finite(result.best_bound),
+        "persons_bound": finite(result.persons_bound),
+        "stages": [
+            {k: finite(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(stage).items()} for stage in result.stages
+        ],
+        "gap": finite(result.gap),
         "seconds": round(result.wall_seconds, 3),
         "persons_placed": result.persons_placed,
         "total_score": result.total_score,
@@ -265,7 +273,7 @@ def round_proposals(
             "persons_placed": result.persons_placed,
             "households_placed": proposals.height,
             "households_unplaced": pool.height - proposals.height,
-            "gap": float(result.gap),
+            "gap": finite(result.gap) if finite(result.gap) is not None else "unproven",
             "solver_seconds": float(result.wall_seconds),
             "proposals_csv": dg.MetadataValue.path(str(out / "proposals.csv")),
         }
