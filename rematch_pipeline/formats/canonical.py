@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.text import decode_text, sniff_delimiter
 from rematch_pipeline.schemas.contract import TABLES, Field
 
 # Columns that identify a table by its header.
@@ -74,24 +75,6 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
         raise InputFileError(Violation(file, 1, None, "header: " + "; ".join(problems), table=table, sheet=sheet))
 
 
-def _decode(data: bytes, file: str) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        # German Excel saves "CSV (Trennzeichen-getrennt)" as Windows-1252.
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError as exc:
-            raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
-
-
-def _delimiter(first_line: str) -> str:
-    counts = {d: first_line.count(d) for d in (";", ",", "\t")}
-    return max(counts, key=lambda d: (counts[d], d == ","))
-
-
 def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], file: str, sheet: str | None) -> ParsedTable:
     check_header(table, header, file, sheet)
     width = len(header)
@@ -117,10 +100,10 @@ def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], fil
 
 def read_csv(data: bytes, file: str) -> list[ParsedTable]:
     """Read a canonical CSV (UTF-8 with or without BOM or Windows-1252; `,` `;` or tab separated)."""
-    text = _decode(data, file)
+    text = decode_text(data, file)
     if not text.strip():
         raise InputFileError(Violation(file, None, None, "empty file"))
-    delimiter = _delimiter(text.splitlines()[0])
+    delimiter = sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]

@@ -27,6 +27,7 @@ import polars as pl
 
 from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.text import decode_text, sniff_delimiter
 from rematch_pipeline.schemas.contract import TABLES
 
 MAX_FILE_MB: float = 200
@@ -150,34 +151,6 @@ def _check_worksheet_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file:
                 tail = buffer[cut:]
     except (zipfile.BadZipFile, OSError, EOFError) as exc:  # zlib errors surface as these
         raise InputFileError(Violation(file, None, None, f"xlsx: corrupt zip member {info.filename}")) from exc
-
-
-def decode_text(data: bytes, file: str) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252 (a CSV re-saved by a German Excel)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError as exc:
-            raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
-
-
-def sniff_delimiter(text: str) -> str:
-    """`;`, `,` or tab: the one most frequent outside quotes in the first record (ties: `,`)."""
-    counts = {";": 0, ",": 0, "\t": 0}
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted:
-            if char in "\r\n":
-                break
-            if char in counts:
-                counts[char] += 1
-    return max(counts, key=lambda d: (counts[d], d == ","))
 
 
 @dataclass(frozen=True)
