@@ -26,8 +26,10 @@ class CliError(UserFacingError):
 def _home() -> RematchHome:
     home = RematchHome(root=str(default_home()))
     home.prepare()
-    # The Dagster instance of this data home; set before dagster is imported anywhere.
+    # The Dagster instance of this data home; set before dagster is imported anywhere. REMATCH_HOME is
+    # pinned too, so a code server started by `rematch ui` resolves the same home from any directory.
     os.environ["DAGSTER_HOME"] = str(home.dagster_home)
+    os.environ["REMATCH_HOME"] = str(home.path)
     return home
 
 

@@ -68,7 +68,10 @@ class AssignmentProblem:
     A candidate pair k is (pair_unit[k], pair_place[k]) with pair_score[k] = summed
     household scores. locked pairs must be kept. exactly_one demands every unit be
     placed (default: at most one place per unit). unit_households counts households
-    per unit (for per-household scores in the maximin objective).
+    per unit (for per-household scores in the maximin objective). pair_usage, when
+    given ([pairs, resources]), is the usage of each candidate pair and replaces
+    usage[pair_unit] in the capacity and minimum-intake rows, the persons objective
+    and check_assignment (generalized assignment: usage depends on the place).
     """
 
     unit_ids: list[str]
@@ -83,6 +86,7 @@ class AssignmentProblem:
     locked: list[tuple[int, int]] = field(default_factory=list)
     exactly_one: bool = False
     unit_households: np.ndarray | None = None
+    pair_usage: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.usage = np.asarray(self.usage, dtype=np.int64)
@@ -95,6 +99,8 @@ class AssignmentProblem:
             self.unit_households = np.ones(len(self.unit_ids), dtype=np.int64)
         self.unit_households = np.asarray(self.unit_households, dtype=np.int64)
         self.locked = [(int(u), int(j)) for u, j in self.locked]
+        if self.pair_usage is not None:
+            self.pair_usage = np.asarray(self.pair_usage, dtype=np.int64)
         self.validate()
 
     @property
@@ -136,6 +142,11 @@ class AssignmentProblem:
             raise ValueError("pair_score must be finite")
         if (self.usage < 0).any() or (self.capacity < 0).any() or (self.min_intake < 0).any():
             raise ValueError("usage, capacity and min_intake must be >= 0")
+        if self.pair_usage is not None:
+            if self.pair_usage.shape != (n_p, n_r):
+                raise ValueError(f"pair_usage shape {self.pair_usage.shape} != ({n_p}, {n_r})")
+            if (self.pair_usage < 0).any():
+                raise ValueError("pair_usage must be >= 0")
         keys = np.sort(self.pair_keys())  # sort-based: far faster than hashing here
         dupes = int((np.diff(keys) == 0).sum())
         if dupes:
@@ -149,6 +160,14 @@ class AssignmentProblem:
             bad = int((keys.size == 0) * len(locked_keys)) or int((keys[pos] != locked_keys).sum())
             if bad:
                 raise ValueError(f"{bad} locked pairs are not candidate pairs")
+
+    def usage_of_pairs(self, idx: np.ndarray | None = None, resource: int | None = None) -> np.ndarray:
+        """Usage of candidate pairs idx (all by default): pair_usage rows when given,
+        else the unit's usage. [len(idx), resources], or [len(idx)] for one resource."""
+        cols = slice(None) if resource is None else resource
+        if self.pair_usage is not None:
+            return self.pair_usage[:, cols] if idx is None else self.pair_usage[idx, cols]
+        return self.usage[self.pair_unit if idx is None else self.pair_unit[idx], cols]
 
     def pair_keys(self) -> np.ndarray:
         """One int64 key per pair: unit * n_places + place."""
@@ -368,7 +387,15 @@ def check_assignment(problem: AssignmentProblem, assignment: np.ndarray | Assign
         if u * problem.n_places + j not in candidate:
             problems.append(f"unit {problem.unit_ids[u]}: {problem.place_ids[j]} is not a candidate pair")
     load = np.zeros_like(problem.capacity)
-    np.add.at(load, place_of[placed], problem.usage[placed])
+    if problem.pair_usage is None:
+        np.add.at(load, place_of[placed], problem.usage[placed])
+    else:  # per-pair usage: the chosen pair's row (non-candidate choices reported above)
+        keys = problem.pair_keys()
+        order = np.argsort(keys, kind="stable")
+        chosen = placed.astype(np.int64) * max(problem.n_places, 1) + place_of[placed]
+        pos = np.minimum(np.searchsorted(keys[order], chosen), max(keys.size - 1, 0))
+        found = keys[order][pos] == chosen if keys.size else np.zeros(chosen.size, dtype=bool)
+        np.add.at(load, place_of[placed][found], problem.pair_usage[order[pos[found]]])
     over = load > problem.capacity
     for j, r in zip(*np.nonzero(over), strict=True):
         problems.append(
@@ -424,7 +451,7 @@ def _reduce(problem: AssignmentProblem) -> np.ndarray:
     and the place can reach its minimum intake at all. Locked pairs always stay."""
     fits = np.ones(problem.pair_unit.size, dtype=bool)
     for r in range(len(problem.resources)):  # per resource: no [pairs x resources] temporaries
-        fits &= problem.usage[problem.pair_unit, r] <= problem.capacity[problem.pair_place, r]
+        fits &= problem.usage_of_pairs(resource=r) <= problem.capacity[problem.pair_place, r]
     cap_persons = problem.capacity[:, problem.persons_index]
     reachable = problem.min_intake <= cap_persons
     keep = fits & reachable[problem.pair_place]
@@ -447,7 +474,7 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
     idx, unit, place = idx[order], unit[order], place[order]
     n_x = idx.size
     pi = problem.persons_index
-    persons = problem.usage[unit, pi].astype(np.float64)
+    persons = problem.usage_of_pairs(idx, pi).astype(np.float64)
     score = problem.pair_score[idx]
     hh = np.maximum(problem.unit_households, 1)[unit].astype(np.float64)
     locked_set = {u * problem.n_places + j for u, j in problem.locked}
@@ -493,7 +520,7 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
         members = p_order[p_starts[j] : p_starts[j + 1]]
         if members.size == 0:
             continue
-        use = problem.usage[unit[members]]  # [members, resources]
+        use = problem.usage_of_pairs(idx[members])  # [members, resources]
         cap = problem.capacity[j]
         for r in range(len(problem.resources)):
             coef = use[:, r]
@@ -703,7 +730,7 @@ def _solve_direct(problem: AssignmentProblem, params: SolverParams) -> Assignmen
         return _empty_result(problem, params, status, stages, start)
     persons_best = round(obj)
     # Persons placed never exceed the persons of units with a usable pair.
-    trivial = float(problem.usage[np.unique(model.unit), problem.persons_index].sum())
+    trivial = float(_max_persons_per_unit(model).sum())
     persons_bound = float(np.floor(min(bound, trivial) + 1e-6))
     stages[-1] = StageReport(
         "persons", status, obj, persons_bound, _gap(obj, persons_bound), secs
@@ -742,7 +769,7 @@ def _solve_direct(problem: AssignmentProblem, params: SolverParams) -> Assignmen
     x = np.round(current[: model.n_x]) > 0.5
     place_of = np.full(problem.n_units, -1, dtype=np.int64)
     place_of[model.unit[x]] = model.place[x]
-    persons_placed = int(problem.usage[place_of >= 0, problem.persons_index].sum())
+    persons_placed = int(model.persons[x].sum())
     min_score = None
     if maximin:
         min_score = float(model.household_score[x].min()) if x.any() else None
@@ -762,6 +789,16 @@ def _solve_direct(problem: AssignmentProblem, params: SolverParams) -> Assignmen
         params=params.as_dict(),
         stages=tuple(stages),
     )
+
+
+def _max_persons_per_unit(model: _Model) -> np.ndarray:
+    """Most persons each unit with a usable pair can bring (its usage, or the largest
+    per-pair usage)."""
+    if model.unit.size == 0:
+        return np.zeros(0)
+    best = np.zeros(int(model.unit.max()) + 1)
+    np.maximum.at(best, model.unit, model.persons)
+    return best
 
 
 def _min_score(model: _Model, values: np.ndarray) -> float:
