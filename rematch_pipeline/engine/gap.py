@@ -1,0 +1,536 @@
+"""Generalized assignment (GAP) through the general assignment model.
+
+A GAP instance (minimise sum cost[i, j] over jobs j each put on exactly one agent i,
+agent i's load sum use[i, j] <= capacity[i]) is an AssignmentProblem: jobs are units
+(exactly_one=True), agents are places, the agent load is a resource with per-pair usage
+(pair_usage) and pair_score = -cost; every job uses 1 "persons" so persons counts jobs.
+
+solve_gap_problem() solves such a problem to proven optimality where it can, in stages
+that all work on the engine's own model (assignment._build_model):
+
+1. LP relaxation (GLOP) for a first bound and multipliers.
+2. Lagrangian relaxation of the exactly-one rows (one 0-1 knapsack per agent, exact
+   dynamic programme): subgradient ascent gives a proven lower bound at least as strong
+   as the LP; its knapsack solutions, repaired and improved by local search (shift and
+   swap moves), give incumbents.
+3. Variable fixing: with the best multipliers, the bound with pair (i, j) forced in (or
+   out) is exact knapsack arithmetic; a pair whose forced bound cannot beat the
+   incumbent is removed (or fixed). Every assignment better than the incumbent survives
+   in the reduced model, so the optimum is min(incumbent, reduced optimum).
+4. The reduced model goes to HiGHS (through MathOpt, which reports a proven dual bound)
+   with the incumbent as objective cutoff, then to CP-SAT with the incumbent as hint.
+
+The objective returned is always the recomputed cost of an assignment that passed
+check_assignment; the bound is a proven lower bound on the optimum.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from ortools.linear_solver import linear_solver_pb2, pywraplp
+from ortools.math_opt import model_pb2
+from ortools.math_opt.python import mathopt
+from ortools.math_opt.solvers import highs_pb2
+from ortools.sat import sat_parameters_pb2
+
+from rematch_pipeline.engine.assignment import (
+    ROW_UNIT,
+    AssignmentProblem,
+    _build_model,
+    _Model,
+    check_assignment,
+)
+
+LOAD = "load"
+# Knapsack dynamic programmes are O(items * capacity): above this capacity the
+# Lagrangian stages are skipped and the model goes to the MIP solvers directly.
+MAX_DP_CAPACITY = 200_000
+
+
+# --------------------------------------------------------------------------- problem
+
+
+def gap_problem(cost: np.ndarray, use: np.ndarray, capacity: np.ndarray) -> AssignmentProblem:
+    """The GAP instance (cost[i, j], use[i, j] of job j on agent i, capacity[i]) as an
+    AssignmentProblem: jobs = units with exactly_one, agents = places, resources
+    ("persons", "load") with per-pair usage (1 person per job, load use[i, j]),
+    pair_score = -cost. Every (job, agent) pair is a candidate."""
+    cost = np.asarray(cost)
+    use = np.asarray(use, dtype=np.int64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    m, n = cost.shape
+    if use.shape != (m, n) or capacity.shape != (m,):
+        raise ValueError(f"cost {cost.shape}, use {use.shape} and capacity {capacity.shape} do not match")
+    jobs, agents = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")  # pair order: job, then agent
+    pair_unit, pair_place = jobs.ravel(), agents.ravel()
+    load = use[pair_place, pair_unit]
+    return AssignmentProblem(
+        unit_ids=[f"job{j}" for j in range(n)],
+        place_ids=[f"agent{i}" for i in range(m)],
+        resources=["persons", LOAD],
+        # Unit usage (used only by code that ignores pair_usage): the largest per-pair load.
+        usage=np.stack([np.ones(n, dtype=np.int64), use.max(axis=0) if m else np.zeros(n, np.int64)], axis=1),
+        capacity=np.stack([np.full(m, n, dtype=np.int64), capacity], axis=1),
+        min_intake=np.zeros(m, dtype=np.int64),
+        pair_unit=pair_unit,
+        pair_place=pair_place,
+        pair_score=-cost[pair_place, pair_unit].astype(np.float64),
+        exactly_one=True,
+        pair_usage=np.stack([np.ones(pair_unit.size, dtype=np.int64), load], axis=1),
+    )
+
+
+@dataclass
+class GapResult:
+    """place_of_unit (-1 where no solution), objective = total cost (None without a
+    solution), bound = proven lower bound on the optimal cost, proven = optimal."""
+
+    place_of_unit: np.ndarray
+    objective: int | float | None
+    bound: float | None
+    proven: bool
+    wall_seconds: float
+    log: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- dense view
+
+
+@dataclass
+class _Dense:
+    """The model's variables as [agents, jobs] matrices (cost inf where no variable)."""
+
+    cost: np.ndarray  # float, inf = no variable
+    use: np.ndarray  # int64 load of the binding resource
+    cap: np.ndarray  # int64
+    var: np.ndarray  # variable index or -1
+    integral: bool  # all costs integers: bounds may be rounded up
+
+
+def _dense(problem: AssignmentProblem, model: _Model) -> tuple[_Dense | None, str]:
+    """Dense GAP view of the model, or None (with the reason) when it is not a GAP with
+    one binding resource that the knapsack programmes can handle."""
+    m, n = problem.n_places, problem.n_units
+    if not problem.exactly_one:
+        return None, "not exactly-one"
+    cap_rows = np.flatnonzero(model.row_kind != ROW_UNIT)
+    kinds = set(model.row_kind[cap_rows].tolist()) - {6}  # ROW_SCORE never present here
+    from rematch_pipeline.engine.assignment import ROW_CAPACITY, ROW_PERSONS
+
+    if kinds - {ROW_CAPACITY, ROW_PERSONS}:
+        return None, "minimum intakes"
+    binding = {int(r) for r in model.row_resource[model.row_kind == ROW_CAPACITY].tolist()}
+    if len(binding) > 1:
+        return None, "more than one binding resource"
+    r = binding.pop() if binding else problem.persons_index
+    cap = problem.capacity[:, r].astype(np.int64)
+    if cap.size and cap.max() > MAX_DP_CAPACITY:
+        return None, "capacity too large for the knapsack programme"
+    cost = np.full((m, n), np.inf)
+    use = np.zeros((m, n), dtype=np.int64)
+    var = np.full((m, n), -1, dtype=np.int64)
+    k = np.arange(model.n_x)
+    cost[model.place, model.unit] = -model.score
+    use[model.place, model.unit] = problem.usage_of_pairs(model.pair_idx, r)
+    var[model.place, model.unit] = k
+    finite = cost[np.isfinite(cost)]
+    return _Dense(cost, use, cap, var, bool(np.all(finite == np.round(finite)))), ""
+
+
+# --------------------------------------------------------------------------- knapsack
+
+
+def _knapsack(profit: np.ndarray, weight: np.ndarray, cap: int, items: np.ndarray) -> tuple[float, np.ndarray]:
+    """Max sum profit over a subset of items with sum weight <= cap (exact DP)."""
+    f = np.zeros(cap + 1)
+    take = np.zeros((items.size, cap + 1), dtype=bool)
+    for k, it in enumerate(items.tolist()):
+        w = int(weight[it])
+        cand = f[: cap + 1 - w] + profit[it]
+        better = cand > f[w:]
+        take[k, w:] = better
+        f[w:] = np.where(better, cand, f[w:])
+    chosen = []
+    c = cap
+    for k in range(items.size - 1, -1, -1):
+        if take[k, c]:
+            chosen.append(items[k])
+            c -= int(weight[items[k]])
+    return float(f[cap]), np.asarray(chosen, dtype=np.int64)
+
+
+def _lagrangian(d: _Dense, u: np.ndarray) -> tuple[float, np.ndarray]:
+    """L(u) = sum u + sum_i min over agent i's knapsack of sum (cost - u) x, and the
+    [agents, jobs] 0/1 solution of the knapsacks."""
+    m, n = d.cost.shape
+    value = float(u.sum())
+    x = np.zeros((m, n), dtype=bool)
+    for i in range(m):
+        profit = u - d.cost[i]
+        items = np.flatnonzero((profit > 1e-12) & (d.use[i] <= d.cap[i]))
+        v, chosen = _knapsack(profit, d.use[i], int(d.cap[i]), items)
+        value -= v
+        x[i, chosen] = True
+    return value, x
+
+
+def _fixing_deltas(d: _Dense, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How much L(u) rises when pair (i, j) is forced into (up) or out of (down) agent
+    i's knapsack: exact, from prefix and suffix DP tables. inf where impossible."""
+    m, n = d.cost.shape
+    up = np.full((m, n), np.inf)
+    down = np.zeros((m, n))
+    for i in range(m):
+        cap = int(d.cap[i])
+        profit = u - d.cost[i]
+        w = d.use[i]
+        fits = np.isfinite(d.cost[i]) & (w <= cap)
+        items = np.flatnonzero((profit > 1e-12) & fits)
+        pre = np.zeros((items.size + 1, cap + 1))
+        for k, it in enumerate(items.tolist()):
+            wk = int(w[it])
+            pre[k + 1] = pre[k]
+            pre[k + 1, wk:] = np.maximum(pre[k, wk:], pre[k, : cap + 1 - wk] + profit[it])
+        suf = np.zeros((items.size + 1, cap + 1))
+        for k in range(items.size - 1, -1, -1):
+            wk = int(w[items[k]])
+            suf[k] = suf[k + 1]
+            suf[k, wk:] = np.maximum(suf[k + 1, wk:], suf[k + 1, : cap + 1 - wk] + profit[items[k]])
+        best = pre[-1, cap]
+        full = pre[-1]
+        inside = np.zeros(n, dtype=bool)
+        inside[items] = True
+        out = fits & ~inside
+        up[i, out] = best - profit[out] - full[cap - w[out]]
+        for k, it in enumerate(items.tolist()):
+            c = cap - int(w[it])
+            without = np.max(pre[k, : c + 1] + suf[k + 1, c::-1])
+            up[i, it] = best - profit[it] - without
+            down[i, it] = best - np.max(pre[k] + suf[k + 1, ::-1])
+    return np.maximum(up, 0.0), np.maximum(down, 0.0)
+
+
+# --------------------------------------------------------------------------- heuristics
+
+
+def _cost_of(d: _Dense, assign: np.ndarray) -> float:
+    return float(d.cost[assign, np.arange(assign.size)].sum())
+
+
+def _feasible(d: _Dense, assign: np.ndarray) -> bool:
+    n = assign.size
+    if (assign < 0).any() or not np.isfinite(d.cost[assign, np.arange(n)]).all():
+        return False
+    load = np.bincount(assign, weights=d.use[assign, np.arange(n)], minlength=d.cap.size)
+    return bool((load <= d.cap + 1e-9).all())
+
+
+def _local_search(d: _Dense, assign: np.ndarray, deadline: float) -> np.ndarray:
+    """Best-improvement shift and swap moves until none improves (feasible input)."""
+    m, n = d.cost.shape
+    jobs = np.arange(n)
+    assign = assign.copy()
+    load = np.bincount(assign, weights=d.use[assign, jobs], minlength=m).astype(np.int64)
+    while time.perf_counter() < deadline:
+        cur = d.cost[assign, jobs]
+        own = d.use[assign, jobs]
+        slack = d.cap - load
+        # Shift j to agent i.
+        shift = np.where(d.use <= slack[:, None], d.cost - cur[None, :], np.inf)
+        shift[assign, jobs] = np.inf
+        k = int(np.argmin(shift))
+        best_shift = shift.flat[k]
+        # Swap j1 (agent a1) with j2 (agent a2): cx[j1, j2] = cost of j2 at a1.
+        cx = d.cost[assign]  # [n, n]
+        ux = d.use[assign]
+        ok = (ux - own[:, None] <= slack[assign][:, None]) & (ux.T - own[None, :] <= slack[assign][None, :])
+        ok &= assign[:, None] != assign[None, :]
+        swap = np.where(ok, cx + cx.T - cur[:, None] - cur[None, :], np.inf)
+        s = int(np.argmin(swap))
+        best_swap = swap.flat[s]
+        if min(best_shift, best_swap) >= -1e-9:
+            break
+        if best_shift <= best_swap:
+            i, j = divmod(k, n)
+            load[assign[j]] -= d.use[assign[j], j]
+            load[i] += d.use[i, j]
+            assign[j] = i
+        else:
+            j1, j2 = divmod(s, n)
+            a1, a2 = assign[j1], assign[j2]
+            load[a1] += d.use[a1, j2] - d.use[a1, j1]
+            load[a2] += d.use[a2, j1] - d.use[a2, j2]
+            assign[j1], assign[j2] = a2, a1
+    return assign
+
+
+def _repair(d: _Dense, x: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
+    """Feasible assignment from knapsack solutions x: duplicates keep their cheapest
+    agent, missing jobs go, largest regret first, to the cheapest agent with room
+    (weight is the desirability used: cost or cost-like). None if some job fits nowhere."""
+    m, n = d.cost.shape
+    jobs = np.arange(n)
+    masked = np.where(x, weight, np.inf)
+    assign = np.where(x.any(axis=0), np.argmin(masked, axis=0), -1)
+    placed = assign >= 0
+    load = np.bincount(assign[placed], weights=d.use[assign[placed], jobs[placed]], minlength=m)
+    missing = list(np.flatnonzero(~placed))
+    while missing:
+        slack = d.cap - load
+        cand = np.where(d.use[:, missing] <= slack[:, None], weight[:, missing], np.inf)  # [m, k]
+        srt = np.sort(cand, axis=0)
+        if not np.isfinite(srt[0]).all():
+            return None
+        regret = (srt[1] - srt[0]) if m > 1 else np.zeros(len(missing))
+        regret = np.where(np.isfinite(regret), regret, np.inf)
+        pick = int(np.argmax(regret))
+        j = missing.pop(pick)
+        i = int(np.argmin(cand[:, pick]))
+        assign[j] = i
+        load[i] += d.use[i, j]
+    return assign
+
+
+def _construct(d: _Dense) -> np.ndarray | None:
+    """Regret heuristics (Martello-Toth style) with a few desirabilities."""
+    best: np.ndarray | None = None
+    empty = np.zeros(d.cost.shape, dtype=bool)
+    for weight in (d.cost, d.use.astype(float), d.use / np.maximum(d.cap, 1)[:, None], d.cost * d.use):
+        w = np.where(np.isfinite(d.cost), weight, np.inf)
+        a = _repair(d, empty, w)
+        if a is not None and (best is None or _cost_of(d, a) < _cost_of(d, best)):
+            best = a
+    return best
+
+
+# --------------------------------------------------------------------------- solvers
+
+
+def _lp(model: _Model, cost: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    """LP relaxation (GLOP): bound, x values, duals of the unit rows (per unit)."""
+    proto = linear_solver_pb2.MPModelProto()
+    proto.CopyFrom(model.proto)
+    proto.maximize = False
+    for k, v in enumerate(proto.variable):
+        v.is_integer = False
+        v.objective_coefficient = float(cost[k]) if k < cost.size else 0.0
+    request = linear_solver_pb2.MPModelRequest(
+        model=proto, solver_type=linear_solver_pb2.MPModelRequest.GLOP_LINEAR_PROGRAMMING
+    )
+    response = linear_solver_pb2.MPSolutionResponse()
+    pywraplp.Solver.SolveWithProto(request, response)
+    if response.status != linear_solver_pb2.MPSOLVER_OPTIMAL:
+        return -math.inf, None, None
+    duals = np.asarray(response.dual_value)
+    unit_duals = np.zeros(int(model.row_unit.max()) + 1 if model.row_unit.size else 0)
+    rows = np.flatnonzero(model.row_kind == ROW_UNIT)
+    unit_duals[model.row_unit[rows]] = duals[rows]
+    return float(response.objective_value), np.asarray(response.variable_value), unit_duals
+
+
+def _to_mathopt(proto: linear_solver_pb2.MPModelProto) -> mathopt.Model:
+    """An MPModelProto (linear rows only) as a MathOpt model."""
+    mo = model_pb2.ModelProto()
+    nv = len(proto.variable)
+    mo.variables.ids.extend(range(nv))
+    mo.variables.lower_bounds.extend(v.lower_bound for v in proto.variable)
+    mo.variables.upper_bounds.extend(v.upper_bound for v in proto.variable)
+    mo.variables.integers.extend(v.is_integer for v in proto.variable)
+    mo.objective.maximize = proto.maximize
+    mo.objective.offset = proto.objective_offset
+    for k, v in enumerate(proto.variable):
+        if v.objective_coefficient:
+            mo.objective.linear_coefficients.ids.append(k)
+            mo.objective.linear_coefficients.values.append(v.objective_coefficient)
+    mo.linear_constraints.ids.extend(range(len(proto.constraint)))
+    mo.linear_constraints.lower_bounds.extend(c.lower_bound for c in proto.constraint)
+    mo.linear_constraints.upper_bounds.extend(c.upper_bound for c in proto.constraint)
+    mat = mo.linear_constraint_matrix
+    for r, c in enumerate(proto.constraint):
+        pairs = sorted((int(i), float(a)) for i, a in zip(c.var_index, c.coefficient, strict=True) if a)
+        mat.row_ids.extend([r] * len(pairs))
+        mat.column_ids.extend(i for i, _ in pairs)
+        mat.coefficients.extend(a for _, a in pairs)
+    return mathopt.Model.from_model_proto(mo)
+
+
+def _highs(
+    proto: linear_solver_pb2.MPModelProto, time_limit: float, cutoff: float | None
+) -> tuple[str, np.ndarray | None, float, float]:
+    """MIP with HiGHS through MathOpt: (status, values, objective, proven bound).
+    cutoff (minimisation): only solutions below it are of interest; "cutoff" status
+    means none exists."""
+    model = _to_mathopt(proto)
+    options = highs_pb2.HighsOptionsProto()
+    if cutoff is not None:
+        options.double_options["objective_bound"] = float(cutoff)
+    params = mathopt.SolveParameters(
+        time_limit=__import__("datetime").timedelta(seconds=max(0.05, time_limit)),
+        relative_gap_tolerance=0.0,
+        absolute_gap_tolerance=1e-6,
+        highs=options,
+    )
+    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
+    reason = result.termination.reason
+    bound = result.termination.objective_bounds.dual_bound
+    values = None
+    obj = math.inf
+    if result.has_primal_feasible_solution():
+        sol = result.variable_values()
+        values = np.array([sol[model.get_variable(k)] for k in range(len(proto.variable))])
+        obj = float(result.objective_value())
+    if reason == mathopt.TerminationReason.OPTIMAL:
+        return "optimal", values, obj, obj
+    if reason == mathopt.TerminationReason.INFEASIBLE:
+        return "cutoff", None, math.inf, math.inf
+    return "limit", values, obj, bound
+
+
+# --------------------------------------------------------------------------- main
+
+
+def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, workers: int = 2) -> GapResult:
+    """Solve a GAP-form AssignmentProblem (exactly_one; minimise -pair_score)."""
+    start = time.perf_counter()
+    deadline = start + time_limit
+    log: list[str] = []
+
+    def note(msg: str) -> None:
+        log.append(f"{time.perf_counter() - start:6.2f}s {msg}")
+
+    model = _build_model(problem, maximin=False)
+    n_x = model.n_x
+    cost_x = -model.score
+    n_units = problem.n_units
+    if n_units == 0:
+        return GapResult(np.zeros(0, np.int64), 0, 0.0, True, time.perf_counter() - start, log)
+    if np.unique(model.unit).size < n_units:
+        note("a job has no usable agent: infeasible")
+        return GapResult(np.full(n_units, -1, np.int64), None, math.inf, True, time.perf_counter() - start, log)
+
+    d, why = _dense(problem, model)
+    best: np.ndarray | None = None  # assignment job -> agent
+    ub = math.inf
+    lb = -math.inf
+
+    def offer(assign: np.ndarray | None, source: str) -> None:
+        nonlocal best, ub
+        if assign is None or d is None or not _feasible(d, assign):
+            return
+        c = _cost_of(d, assign)
+        if c < ub - 1e-9:
+            best, ub = assign.copy(), c
+            note(f"incumbent {c:g} ({source})")
+
+    step = 1.0
+    lag_u, lag_l = None, -math.inf
+    lp_bound, lp_x, duals = _lp(model, cost_x)
+    lb = lp_bound
+    note(f"LP bound {lp_bound:.3f}")
+    if d is None:
+        note(f"no Lagrangian stage: {why}")
+    else:
+        step = 1.0 if d.integral else 1e-6
+        offer(_local_search(d, a, deadline) if (a := _construct(d)) is not None else None, "construct")
+        u = duals.copy() if duals is not None else np.sort(np.where(np.isfinite(d.cost), d.cost, 1e9), axis=0)[0]
+        lag_u, lag_l = _subgradient(d, u, lb, lambda: ub, offer, start + 0.25 * time_limit, note)
+        lb = max(lb, lag_l)
+    return _finish(problem, model, d, best, ub, lb, lag_u, lag_l, step, deadline, workers, note, log, start)
+
+
+def _subgradient(d, u, lb, get_ub, offer, until, note):
+    best_u, best_l = u.copy(), -math.inf
+    lam, stall = 0.5, 0
+    for it in range(10_000):
+        if time.perf_counter() > until:
+            break
+        value, x = _lagrangian(d, u)
+        if value > best_l + 1e-9:
+            best_l, best_u, stall = value, u.copy(), 0
+        else:
+            stall += 1
+            if stall >= 8:
+                lam, stall = lam * 0.5, 0
+        if it % 5 == 0 or stall == 0:
+            a = _repair(d, x, d.cost)
+            if a is not None:
+                offer(_local_search(d, a, until), f"lagrangian it {it}")
+        ub = get_ub()
+        if math.isfinite(ub) and math.ceil(best_l - 1e-6) >= ub:
+            break
+        g = 1.0 - x.sum(axis=0)
+        if not g.any() or lam < 1e-3:
+            break
+        target = ub if math.isfinite(ub) else best_l + 0.01 * abs(best_l) + 1.0
+        u = u + lam * max(target - value, 1e-3) / float(g @ g) * g
+    note(f"lagrangian bound {best_l:.3f} after {it} iterations")
+    return best_u, best_l
+
+
+def _finish(problem, model, d, best, ub, lb, lag_u, lag_l, step, deadline, workers, note, log, start):
+    n_units = problem.n_units
+    jobs = np.arange(n_units)
+    proto = linear_solver_pb2.MPModelProto()
+    proto.CopyFrom(model.proto)
+    proto.maximize = False
+    cost_x = -model.score
+    for k in range(model.n_x):
+        proto.variable[k].objective_coefficient = float(cost_x[k])
+    proven = math.isfinite(ub) and math.ceil(lb - 1e-6) >= ub if step == 1.0 else ub - lb <= 1e-9
+    cut_ub = ub
+    if not proven and d is not None and math.isfinite(ub) and lag_u is not None:
+        up, down = _fixing_deltas(d, lag_u)
+        limit = ub - step + 1e-6
+        free = (lag_l + up <= limit) & (d.var >= 0)
+        forced = (lag_l + down > limit) & free
+        note(f"fixing: {int(free.sum())} of {model.n_x} pairs left, {int(forced.sum())} forced")
+        if not free.any(axis=0).all():
+            proven = True
+        else:
+            keep = np.zeros(len(proto.variable), dtype=bool)
+            keep[d.var[free]] = True
+            keep[model.n_x:] = True
+            for k in np.flatnonzero(~keep).tolist():
+                proto.variable[k].upper_bound = 0.0
+            for k in d.var[forced].tolist():
+                proto.variable[k].lower_bound = 1.0
+    if not proven:
+        remaining = deadline - time.perf_counter()
+        status, values, obj, bound = _highs(proto, remaining, (ub - step + 0.5 * step) if math.isfinite(ub) else None)
+        note(f"highs: {status} obj {obj} bound {bound}")
+        if values is not None:
+            x = np.round(values[: model.n_x]) > 0.5
+            assign = np.full(n_units, -1, dtype=np.int64)
+            assign[model.unit[x]] = model.place[x]
+            if d is not None and _feasible(d, assign) and _cost_of(d, assign) < ub:
+                best, ub = assign, _cost_of(d, assign)
+        if status == "optimal" or status == "cutoff":
+            proven = True
+        elif math.isfinite(bound):
+            lb = max(lb, min(cut_ub, bound))
+    if proven:
+        lb = ub
+    place_of = best if best is not None else np.full(n_units, -1, dtype=np.int64)
+    objective = None
+    if best is not None:
+        problems = check_assignment(problem, place_of)
+        if problems:
+            raise RuntimeError(f"GAP solution fails the check: {problems[:3]}")
+        score = -problem.pair_score
+        objective = float(d.cost[place_of, jobs].sum())
+        if step == 1.0:
+            objective = int(round(objective))
+    return GapResult(place_of, objective, float(lb), proven, time.perf_counter() - start, log)
+
+
+def solve_gap(
+    cost: np.ndarray, use: np.ndarray, capacity: np.ndarray, time_limit: float = 60.0, workers: int = 2
+) -> tuple[int | None, float | None, bool]:
+    """Minimise sum cost[i, j] x[i, j], each job j on exactly one agent i, agent loads
+    sum use[i, j] x[i, j] <= capacity[i]. Returns (objective, proven lower bound, proven)."""
+    result = solve_gap_problem(gap_problem(cost, use, capacity), time_limit, workers)
+    return result.objective, result.bound, result.proven
