@@ -393,59 +393,67 @@ def _highs(
 # --------------------------------------------------------------------------- main
 
 
-def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, workers: int = 2) -> GapResult:
-    """Solve a GAP-form AssignmentProblem (exactly_one; minimise -pair_score)."""
-    start = time.perf_counter()
-    deadline = start + time_limit
-    log: list[str] = []
+class _Search:
+    """Incumbent, bounds and log of one solve."""
 
-    def note(msg: str) -> None:
-        log.append(f"{time.perf_counter() - start:6.2f}s {msg}")
+    def __init__(self, problem: AssignmentProblem, time_limit: float) -> None:
+        self.start = time.perf_counter()
+        self.deadline = self.start + time_limit
+        self.time_limit = time_limit
+        self.problem = problem
+        self.model = _build_model(problem, maximin=False)
+        self.full, self.why = _dense(problem, self.model)
+        self.step = 1.0 if self.full is None or self.full.integral else 1e-6
+        self.best: np.ndarray | None = None
+        self.ub = math.inf
+        self.lb = -math.inf
+        self.log: list[str] = []
 
-    model = _build_model(problem, maximin=False)
-    n_x = model.n_x
-    cost_x = -model.score
-    n_units = problem.n_units
-    if n_units == 0:
-        return GapResult(np.zeros(0, np.int64), 0, 0.0, True, time.perf_counter() - start, log)
-    if np.unique(model.unit).size < n_units:
-        note("a job has no usable agent: infeasible")
-        return GapResult(np.full(n_units, -1, np.int64), None, math.inf, True, time.perf_counter() - start, log)
+    def note(self, msg: str) -> None:
+        self.log.append(f"{time.perf_counter() - self.start:6.2f}s {msg}")
 
-    d, why = _dense(problem, model)
-    best: np.ndarray | None = None  # assignment job -> agent
-    ub = math.inf
-    lb = -math.inf
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
 
-    def offer(assign: np.ndarray | None, source: str) -> None:
-        nonlocal best, ub
+    def offer(self, assign: np.ndarray | None, source: str) -> None:
+        d = self.full
         if assign is None or d is None or not _feasible(d, assign):
             return
         c = _cost_of(d, assign)
-        if c < ub - 1e-9:
-            best, ub = assign.copy(), c
-            note(f"incumbent {c:g} ({source})")
+        if c < self.ub - 1e-9:
+            self.best, self.ub = assign.copy(), c
+            self.note(f"incumbent {c:g} ({source})")
 
-    step = 1.0
-    lag_u, lag_l = None, -math.inf
-    lp_bound, lp_x, duals = _lp(model, cost_x)
-    lb = lp_bound
-    note(f"LP bound {lp_bound:.3f}")
-    if d is None:
-        note(f"no Lagrangian stage: {why}")
-    else:
-        step = 1.0 if d.integral else 1e-6
-        offer(_local_search(d, a, deadline) if (a := _construct(d)) is not None else None, "construct")
-        u = duals.copy() if duals is not None else np.sort(np.where(np.isfinite(d.cost), d.cost, 1e9), axis=0)[0]
-        lag_u, lag_l = _subgradient(d, u, lb, lambda: ub, offer, start + 0.25 * time_limit, note)
-        lb = max(lb, lag_l)
-    return _finish(problem, model, d, best, ub, lb, lag_u, lag_l, step, deadline, workers, note, log, start)
+    def raise_lb(self, bound: float, scope_ub: float = math.inf) -> None:
+        """bound holds for solutions below scope_ub (the incumbent when it was found)."""
+        b = min(bound, scope_ub)
+        if self.step == 1.0:
+            b = math.ceil(b - 1e-6)
+        self.lb = max(self.lb, b)
+
+    @property
+    def proven(self) -> bool:
+        return math.isfinite(self.ub) and self.lb >= self.ub - 1e-9
+
+    def offer_values(self, values: np.ndarray | None, source: str) -> None:
+        if values is None:
+            return
+        m = self.model
+        x = np.round(values[: m.n_x]) > 0.5
+        assign = np.full(self.problem.n_units, -1, dtype=np.int64)
+        assign[m.unit[x]] = m.place[x]
+        self.offer(assign, source)
 
 
-def _subgradient(d, u, lb, get_ub, offer, until, note):
+def _subgradient(
+    s: _Search, d: _Dense, u: np.ndarray, until: float, max_iter: int = 10_000, lam: float = 0.5
+) -> tuple[np.ndarray, float]:
+    """Polyak-step subgradient ascent on L(u) over the (possibly reduced) dense view d;
+    knapsack solutions are repaired into incumbents. Returns best multipliers and L."""
     best_u, best_l = u.copy(), -math.inf
-    lam, stall = 0.5, 0
-    for it in range(10_000):
+    stall = 0
+    it = 0
+    for it in range(max_iter):
         if time.perf_counter() > until:
             break
         value, x = _lagrangian(d, u)
@@ -458,73 +466,145 @@ def _subgradient(d, u, lb, get_ub, offer, until, note):
         if it % 5 == 0 or stall == 0:
             a = _repair(d, x, d.cost)
             if a is not None:
-                offer(_local_search(d, a, until), f"lagrangian it {it}")
-        ub = get_ub()
-        if math.isfinite(ub) and math.ceil(best_l - 1e-6) >= ub:
+                s.offer(_local_search(s.full, a, until), f"lagrangian it {it}")
+        if math.isfinite(s.ub) and best_l > s.ub - s.step + 1e-6:
             break
         g = 1.0 - x.sum(axis=0)
         if not g.any() or lam < 1e-3:
             break
-        target = ub if math.isfinite(ub) else best_l + 0.01 * abs(best_l) + 1.0
+        target = s.ub if math.isfinite(s.ub) else best_l + 0.01 * abs(best_l) + 1.0
         u = u + lam * max(target - value, 1e-3) / float(g @ g) * g
-    note(f"lagrangian bound {best_l:.3f} after {it} iterations")
     return best_u, best_l
 
 
-def _finish(problem, model, d, best, ub, lb, lag_u, lag_l, step, deadline, workers, note, log, start):
+def _restrict(d: _Dense, free: np.ndarray) -> _Dense:
+    return _Dense(np.where(free, d.cost, np.inf), d.use, d.cap, np.where(free, d.var, -1), d.integral)
+
+
+def _lagrangian_cuts(d: _Dense, u: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Per agent i: sum_j (u_j - c_ij) x_ij <= V_i(u), the knapsack optimum; valid for
+    every assignment within d. Summed they give cost >= L(u)."""
+    cuts = []
+    for i in range(d.cap.size):
+        ok = np.flatnonzero(np.isfinite(d.cost[i]) & (d.use[i] <= d.cap[i]))
+        profit = u - d.cost[i]
+        items = ok[profit[ok] > 1e-12]
+        value, _ = _knapsack(profit, d.use[i], int(d.cap[i]), items)
+        cuts.append((d.var[i, ok], profit[ok], value))
+    return cuts
+
+
+def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, workers: int = 2) -> GapResult:
+    """Solve a GAP-form AssignmentProblem (exactly_one; minimise -pair_score)."""
+    s = _Search(problem, time_limit)
+    model = s.model
     n_units = problem.n_units
-    jobs = np.arange(n_units)
+    if n_units == 0:
+        return GapResult(np.zeros(0, np.int64), 0, 0.0, True, time.perf_counter() - s.start, s.log)
+    if np.unique(model.unit).size < n_units:
+        s.note("a job has no usable agent: infeasible")
+        return GapResult(np.full(n_units, -1, np.int64), None, math.inf, True, time.perf_counter() - s.start, s.log)
+
     proto = linear_solver_pb2.MPModelProto()
     proto.CopyFrom(model.proto)
     proto.maximize = False
     cost_x = -model.score
     for k in range(model.n_x):
         proto.variable[k].objective_coefficient = float(cost_x[k])
-    proven = math.isfinite(ub) and math.ceil(lb - 1e-6) >= ub if step == 1.0 else ub - lb <= 1e-9
-    cut_ub = ub
-    if not proven and d is not None and math.isfinite(ub) and lag_u is not None:
-        up, down = _fixing_deltas(d, lag_u)
-        limit = ub - step + 1e-6
-        free = (lag_l + up <= limit) & (d.var >= 0)
-        forced = (lag_l + down > limit) & free
-        note(f"fixing: {int(free.sum())} of {model.n_x} pairs left, {int(forced.sum())} forced")
+
+    lp_bound, _, duals = _lp(model, cost_x)
+    s.raise_lb(lp_bound)
+    s.note(f"LP bound {lp_bound:.3f}")
+    d = s.full
+    if d is None:
+        s.note(f"no Lagrangian stage: {s.why}")
+        _mip_round(s, proto, None, math.inf, s.left())
+        return _result(s)
+    a = _construct(d)
+    s.offer(_local_search(d, a, s.deadline) if a is not None else None, "construct")
+    u = duals.copy() if duals is not None else np.zeros(n_units)
+    u, lag = _subgradient(s, d, u, s.start + 0.15 * time_limit)
+    s.raise_lb(lag)
+    s.note(f"lagrangian bound {lag:.3f}")
+    # Windows [lb, target): fix every pair that cannot take part in an assignment
+    # cheaper than target, solve the rest; widen the window when it holds none.
+    delta = max(s.step, 1e-3 * abs(lag))
+    while not s.proven and s.left() > 0.2:
+        target = min(s.ub, math.ceil(lag + delta - 1e-9) if s.step == 1.0 else lag + delta)
+        up, _ = _fixing_deltas(d, u)
+        free = (lag + up <= target - s.step + 1e-6) & (d.var >= 0)
+        s.note(f"window below {target:g}: {int(free.sum())} of {model.n_x} pairs")
         if not free.any(axis=0).all():
-            proven = True
-        else:
-            keep = np.zeros(len(proto.variable), dtype=bool)
-            keep[d.var[free]] = True
-            keep[model.n_x:] = True
-            for k in np.flatnonzero(~keep).tolist():
-                proto.variable[k].upper_bound = 0.0
-            for k in d.var[forced].tolist():
-                proto.variable[k].lower_bound = 1.0
-    if not proven:
-        remaining = deadline - time.perf_counter()
-        status, values, obj, bound = _highs(proto, remaining, (ub - step + 0.5 * step) if math.isfinite(ub) else None)
-        note(f"highs: {status} obj {obj} bound {bound}")
-        if values is not None:
-            x = np.round(values[: model.n_x]) > 0.5
-            assign = np.full(n_units, -1, dtype=np.int64)
-            assign[model.unit[x]] = model.place[x]
-            if d is not None and _feasible(d, assign) and _cost_of(d, assign) < ub:
-                best, ub = assign, _cost_of(d, assign)
-        if status == "optimal" or status == "cutoff":
-            proven = True
-        elif math.isfinite(bound):
-            lb = max(lb, min(cut_ub, bound))
-    if proven:
-        lb = ub
-    place_of = best if best is not None else np.full(n_units, -1, dtype=np.int64)
-    objective = None
-    if best is not None:
+            s.raise_lb(math.inf, target)
+            delta *= 3
+            continue
+        cur = _restrict(d, free)
+        u_red, lag_red = _subgradient(s, cur, u, time.perf_counter() + 0.03 * time_limit, max_iter=60, lam=0.1)
+        s.raise_lb(lag_red, target)
+        if s.proven or s.lb >= target:
+            delta *= 3
+            continue
+        free2 = free
+        if lag_red > lag + 1e-6:
+            up2, _ = _fixing_deltas(cur, u_red)
+            free2 = (lag_red + up2 <= target - s.step + 1e-6) & free
+            s.note(f"reduced lagrangian {lag_red:.3f}: {int(free2.sum())} pairs")
+            if not free2.any(axis=0).all():
+                s.raise_lb(math.inf, target)
+                delta *= 3
+                continue
+            cur = _restrict(d, free2)
+        sub = linear_solver_pb2.MPModelProto()
+        sub.CopyFrom(proto)
+        keep = np.zeros(len(sub.variable), dtype=bool)
+        keep[cur.var[cur.var >= 0]] = True
+        keep[model.n_x :] = True
+        for k in np.flatnonzero(~keep).tolist():
+            sub.variable[k].upper_bound = 0.0
+        for idx, coef, value in _lagrangian_cuts(cur, u_red if lag_red > lag else u):
+            ct = sub.constraint.add(lower_bound=-np.inf, upper_bound=float(value) + 1e-7)
+            ct.var_index.extend(idx.tolist())
+            ct.coefficient.extend(coef.tolist())
+        before = s.ub
+        status = _mip_round(s, sub, target, target, s.left() * (0.5 if target < s.ub else 1.0))
+        if status == "cutoff":
+            delta *= 3
+        elif status == "limit" and s.ub < before:
+            delta = max(s.step, s.ub - lag)
+    return _result(s)
+
+
+def _mip_round(s: _Search, proto: linear_solver_pb2.MPModelProto, target: float | None, scope: float, limit: float) -> str:
+    """HiGHS on proto looking for assignments below target; bounds hold below scope."""
+    cutoff = None if target is None or not math.isfinite(target) else target - 0.5 * s.step
+    status, values, obj, bound = _highs(proto, limit, cutoff)
+    s.note(f"highs: {status} obj {obj:g} bound {bound:g} (target {target})")
+    s.offer_values(values, "highs")
+    if status == "optimal":
+        s.raise_lb(obj, scope)
+    elif status == "cutoff":
+        s.raise_lb(math.inf, scope)
+    elif math.isfinite(bound):
+        s.raise_lb(bound, scope)
+    return status
+
+
+def _result(s: _Search) -> GapResult:
+    problem = s.problem
+    place_of = s.best if s.best is not None else np.full(problem.n_units, -1, dtype=np.int64)
+    objective: int | float | None = None
+    if s.best is not None:
         problems = check_assignment(problem, place_of)
         if problems:
             raise RuntimeError(f"GAP solution fails the check: {problems[:3]}")
-        score = -problem.pair_score
-        objective = float(d.cost[place_of, jobs].sum())
-        if step == 1.0:
+        keys = problem.pair_keys()
+        order = np.argsort(keys)
+        chosen = np.arange(problem.n_units) * max(problem.n_places, 1) + place_of
+        objective = float(-problem.pair_score[order[np.searchsorted(keys[order], chosen)]].sum())
+        if s.step == 1.0:
             objective = int(round(objective))
-    return GapResult(place_of, objective, float(lb), proven, time.perf_counter() - start, log)
+    bound = None if not math.isfinite(s.lb) else float(min(s.lb, objective if objective is not None else s.lb))
+    return GapResult(place_of, objective, bound, s.proven, time.perf_counter() - s.start, s.log)
 
 
 def solve_gap(
