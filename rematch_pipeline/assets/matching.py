@@ -85,6 +85,14 @@ def remaining_capacity(municipalities: pl.DataFrame, accepted_usage: pl.DataFram
     ).drop([f"_used_{r}" for r in RESOURCES])
 
 
+def complete_link_groups(households: pl.DataFrame, group_sizes: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Only groups whose every household is in the pool: linked households go together or not at all."""
+    present = households.group_by("link_group").agg(pl.len().alias("_present"))
+    complete = present.join(group_sizes, on="link_group").filter(pl.col("_present") == pl.col("group_size")).select("link_group")
+    kept = households.join(complete, on="link_group", how="semi")
+    return kept, households.height - kept.height
+
+
 def resolve_period(con, requested: str) -> str:
     """The requested intake period, or the latest one with offers; fails with a clear reason."""
     periods = [r[0] for r in con.execute("SELECT DISTINCT intake_period FROM municipality_features ORDER BY 1").fetchall()]
@@ -117,6 +125,7 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         households = con.execute(
             "SELECT * FROM household_features WHERE submitted_period <= ? AND accepted_municipality_id IS NULL", [period]
         ).pl()
+        group_sizes = con.execute("SELECT link_group, count(*) AS group_size FROM household_features GROUP BY link_group").pl()
         municipalities = con.execute("SELECT * FROM municipality_features WHERE intake_period = ?", [period]).pl()
         accepted_usage = con.execute(
             f"""SELECT d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}
@@ -124,6 +133,9 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
                 WHERE d.decision = 'accept' AND r.period = ?""",
             [period],
         ).pl()
+    households, held_back = complete_link_groups(households, group_sizes)
+    if held_back:
+        context.log.info(f"{held_back} linked households wait: a household of their group is not in this round's pool")
     municipalities = remaining_capacity(municipalities, accepted_usage)
     context.log.info(f"round {round_id}: period {period}, {households.height} households, {municipalities.height} municipalities")
     pairs = candidate_pairs(households, municipalities)

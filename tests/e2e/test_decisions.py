@@ -76,3 +76,15 @@ def test_erasure_removes_a_household_everywhere(home: RematchHome, first_round: 
         for table, column in tables:
             assert con.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}" = ?', [pseudonym]).fetchone()[0] == 0, table
         assert con.execute("SELECT count(*) FROM erasures WHERE household_pseudonym = ?", [pseudonym]).fetchone()[0] == 1
+
+
+def test_a_linked_household_waits_while_its_partner_is_not_in_the_pool() -> None:
+    import polars as pl
+
+    from rematch_pipeline.assets.matching import complete_link_groups
+
+    households = pl.DataFrame({"household_pseudonym": ["H-a", "H-b", "H-c"], "link_group": ["H-a", "H-a", "H-c"]})
+    sizes = pl.DataFrame({"link_group": ["H-a", "H-c"], "group_size": [3, 1]}, schema={"link_group": pl.Utf8, "group_size": pl.Int64})
+    kept, held = complete_link_groups(households, sizes)
+    assert kept["household_pseudonym"].to_list() == ["H-c"]
+    assert held == 2
