@@ -27,15 +27,16 @@ check_assignment; the bound is a proven lower bound on the optimum.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from multiprocessing.connection import Connection, wait
 
 import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
-from ortools.math_opt.solvers import highs_pb2
-from ortools.sat import sat_parameters_pb2
 
 from rematch_pipeline.engine.assignment import (
     ROW_UNIT,
@@ -358,36 +359,115 @@ def _to_mathopt(proto: linear_solver_pb2.MPModelProto) -> mathopt.Model:
     return mathopt.Model.from_model_proto(mo)
 
 
-def _highs(
-    proto: linear_solver_pb2.MPModelProto, time_limit: float, cutoff: float | None
-) -> tuple[str, np.ndarray | None, float, float]:
-    """MIP with HiGHS through MathOpt: (status, values, objective, proven bound).
-    cutoff (minimisation): only solutions below it are of interest; "cutoff" status
-    means none exists."""
-    model = _to_mathopt(proto)
-    options = highs_pb2.HighsOptionsProto()
-    if cutoff is not None:
-        options.double_options["objective_bound"] = float(cutoff)
-    params = mathopt.SolveParameters(
-        time_limit=__import__("datetime").timedelta(seconds=max(0.05, time_limit)),
-        relative_gap_tolerance=0.0,
-        absolute_gap_tolerance=1e-6,
-        highs=options,
-    )
-    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
-    reason = result.termination.reason
-    bound = result.termination.objective_bounds.dual_bound
-    values = None
-    obj = math.inf
-    if result.has_primal_feasible_solution():
-        sol = result.variable_values()
-        values = np.array([sol[model.get_variable(k)] for k in range(len(proto.variable))])
-        obj = float(result.objective_value())
-    if reason == mathopt.TerminationReason.OPTIMAL:
-        return "optimal", values, obj, obj
-    if reason == mathopt.TerminationReason.INFEASIBLE:
-        return "cutoff", None, math.inf, math.inf
-    return "limit", values, obj, bound
+@dataclass
+class _MipOutcome:
+    """status: "optimal", "infeasible", "limit" (time out), "error"."""
+
+    solver: str
+    status: str
+    values: np.ndarray | None
+    objective: float
+    bound: float
+    seconds: float
+
+
+def _mip(proto_bytes: bytes, solver: str, time_limit: float) -> _MipOutcome:
+    """One MIP solve of a minimisation MPModelProto (serialised) with one thread."""
+    start = time.perf_counter()
+    proto = linear_solver_pb2.MPModelProto.FromString(proto_bytes)
+    limit = max(0.05, time_limit)
+    if solver == "highs":
+        model = _to_mathopt(proto)
+        params = mathopt.SolveParameters(
+            time_limit=timedelta(seconds=limit), relative_gap_tolerance=0.0, absolute_gap_tolerance=1e-6
+        )
+        result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
+        reason = result.termination.reason
+        values = None
+        obj = math.inf
+        if result.has_primal_feasible_solution():
+            sol = result.variable_values()
+            values = np.array([sol[model.get_variable(k)] for k in range(len(proto.variable))])
+            obj = float(result.objective_value())
+        bound = float(result.termination.objective_bounds.dual_bound)
+        if reason == mathopt.TerminationReason.OPTIMAL:
+            return _MipOutcome(solver, "optimal", values, obj, obj, time.perf_counter() - start)
+        if reason == mathopt.TerminationReason.INFEASIBLE:
+            return _MipOutcome(solver, "infeasible", None, math.inf, math.inf, time.perf_counter() - start)
+        return _MipOutcome(solver, "limit", values, obj, bound, time.perf_counter() - start)
+    request = linear_solver_pb2.MPModelRequest(model=proto, solver_time_limit_seconds=limit)
+    if solver == "scip":
+        request.solver_type = linear_solver_pb2.MPModelRequest.SCIP_MIXED_INTEGER_PROGRAMMING
+        request.solver_specific_parameters = "limits/gap = 0\nlimits/absgap = 0\nparallel/maxnthreads = 1\n"
+    else:
+        request.solver_type = linear_solver_pb2.MPModelRequest.SAT_INTEGER_PROGRAMMING
+        request.solver_specific_parameters = "num_workers:1,linearization_level:2"
+    response = linear_solver_pb2.MPSolutionResponse()
+    pywraplp.Solver.SolveWithProto(request, response)
+    seconds = time.perf_counter() - start
+    values = np.asarray(response.variable_value) if len(response.variable_value) else None
+    if response.status == linear_solver_pb2.MPSOLVER_OPTIMAL:
+        return _MipOutcome(solver, "optimal", values, response.objective_value, response.objective_value, seconds)
+    if response.status == linear_solver_pb2.MPSOLVER_INFEASIBLE:
+        return _MipOutcome(solver, "infeasible", None, math.inf, math.inf, seconds)
+    if response.status == linear_solver_pb2.MPSOLVER_FEASIBLE:
+        return _MipOutcome(solver, "limit", values, response.objective_value, response.best_objective_bound, seconds)
+    if response.status == linear_solver_pb2.MPSOLVER_NOT_SOLVED or response.status == 99:
+        return _MipOutcome(solver, "limit", None, math.inf, -math.inf, seconds)
+    return _MipOutcome(solver, "error", None, math.inf, -math.inf, seconds)
+
+
+def _child(conn: Connection, proto_bytes: bytes, solver: str, time_limit: float) -> None:
+    try:
+        conn.send(_mip(proto_bytes, solver, time_limit))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which goes on
+        conn.send(_MipOutcome(solver, f"error: {type(exc).__name__}", None, math.inf, -math.inf, 0.0))
+    finally:
+        conn.close()
+
+
+def _portfolio(jobs: list[tuple[str, bytes]], time_limit: float) -> list[_MipOutcome]:
+    """Run (solver, serialised model) jobs side by side, one process (and thread) each;
+    stop all as soon as one proves its result. Without fork, or with one job: in process,
+    one after the other until one proves."""
+    if len(jobs) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        out = []
+        for solver, data in jobs:
+            out.append(_mip(data, solver, time_limit / len(jobs)))
+            if out[-1].status in ("optimal", "infeasible"):
+                break
+        return out
+    ctx = multiprocessing.get_context("fork")
+    running: dict[Connection, tuple[str, multiprocessing.process.BaseProcess]] = {}
+    for solver, data in jobs:
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(child, data, solver, time_limit), daemon=True)
+        proc.start()
+        child.close()
+        running[parent] = (solver, proc)
+    outcomes: list[_MipOutcome] = []
+    deadline = time.perf_counter() + time_limit + 5.0
+    try:
+        while running:
+            ready = wait(list(running), timeout=max(0.0, deadline - time.perf_counter()))
+            if not ready:
+                break
+            for conn in ready:
+                solver, proc = running.pop(conn)
+                try:
+                    outcomes.append(conn.recv())
+                except EOFError:
+                    outcomes.append(_MipOutcome(solver, "error: no result", None, math.inf, -math.inf, 0.0))
+                conn.close()
+                proc.join(timeout=1.0)
+            if any(o.status in ("optimal", "infeasible") for o in outcomes):
+                break
+    finally:
+        for conn, (_, proc) in running.items():
+            proc.kill()
+            proc.join(timeout=1.0)
+            conn.close()
+    return outcomes
 
 
 # --------------------------------------------------------------------------- main
@@ -512,13 +592,14 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
     for k in range(model.n_x):
         proto.variable[k].objective_coefficient = float(cost_x[k])
 
+    solvers = ("highs", "scip", "cp_sat")[: max(1, min(workers, 3))]
     lp_bound, _, duals = _lp(model, cost_x)
     s.raise_lb(lp_bound)
     s.note(f"LP bound {lp_bound:.3f}")
     d = s.full
     if d is None:
         s.note(f"no Lagrangian stage: {s.why}")
-        _mip_round(s, proto, None, math.inf, s.left())
+        _mip_round(s, [(solver, proto.SerializeToString()) for solver in solvers], math.inf, s.left())
         return _result(s)
     a = _construct(d)
     s.offer(_local_search(d, a, s.deadline) if a is not None else None, "construct")
@@ -529,64 +610,66 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
     # Windows [lb, target): fix every pair that cannot take part in an assignment
     # cheaper than target, solve the rest; widen the window when it holds none.
     delta = max(s.step, 1e-3 * abs(lag))
-    while not s.proven and s.left() > 0.2:
-        target = min(s.ub, math.ceil(lag + delta - 1e-9) if s.step == 1.0 else lag + delta)
-        up, _ = _fixing_deltas(d, u)
-        free = (lag + up <= target - s.step + 1e-6) & (d.var >= 0)
-        s.note(f"window below {target:g}: {int(free.sum())} of {model.n_x} pairs")
-        if not free.any(axis=0).all():
-            s.raise_lb(math.inf, target)
-            delta *= 3
-            continue
-        cur = _restrict(d, free)
-        u_red, lag_red = _subgradient(s, cur, u, time.perf_counter() + 0.03 * time_limit, max_iter=60, lam=0.1)
-        s.raise_lb(lag_red, target)
-        if s.proven or s.lb >= target:
-            delta *= 3
-            continue
-        free2 = free
-        if lag_red > lag + 1e-6:
-            up2, _ = _fixing_deltas(cur, u_red)
-            free2 = (lag_red + up2 <= target - s.step + 1e-6) & free
-            s.note(f"reduced lagrangian {lag_red:.3f}: {int(free2.sum())} pairs")
-            if not free2.any(axis=0).all():
+    while not s.proven and s.left() > 0.5:
+        target = lag + delta
+        if s.step == 1.0 and math.isfinite(target):
+            target = math.ceil(target - 1e-9)
+        target = min(s.ub, target)
+        sub = linear_solver_pb2.MPModelProto()
+        sub.CopyFrom(proto)
+        if math.isfinite(target):
+            up, _ = _fixing_deltas(d, u)
+            free = (lag + up <= target - s.step + 1e-6) & (d.var >= 0)
+            s.note(f"window below {target:g}: {int(free.sum())} of {model.n_x} pairs")
+            if not free.any(axis=0).all():
                 s.raise_lb(math.inf, target)
                 delta *= 3
                 continue
-            cur = _restrict(d, free2)
-        sub = linear_solver_pb2.MPModelProto()
-        sub.CopyFrom(proto)
-        keep = np.zeros(len(sub.variable), dtype=bool)
-        keep[cur.var[cur.var >= 0]] = True
-        keep[model.n_x :] = True
-        for k in np.flatnonzero(~keep).tolist():
-            sub.variable[k].upper_bound = 0.0
-        for idx, coef, value in _lagrangian_cuts(cur, u_red if lag_red > lag else u):
-            ct = sub.constraint.add(lower_bound=-np.inf, upper_bound=float(value) + 1e-7)
-            ct.var_index.extend(idx.tolist())
-            ct.coefficient.extend(coef.tolist())
-        before = s.ub
-        status = _mip_round(s, sub, target, target, s.left() * (0.5 if target < s.ub else 1.0))
-        if status == "cutoff":
-            delta *= 3
-        elif status == "limit" and s.ub < before:
-            delta = max(s.step, s.ub - lag)
+            keep = np.zeros(len(sub.variable), dtype=bool)
+            keep[d.var[free]] = True
+            keep[model.n_x :] = True
+            for k in np.flatnonzero(~keep).tolist():
+                sub.variable[k].upper_bound = 0.0
+            if s.best is not None and free[s.best, np.arange(n_units)].all():
+                hint = np.zeros(len(sub.variable))
+                hint[d.var[s.best, np.arange(n_units)]] = 1.0
+                sub.solution_hint.var_index.extend(range(hint.size))
+                sub.solution_hint.var_value.extend(hint.tolist())
+        with_row = linear_solver_pb2.MPModelProto()
+        with_row.CopyFrom(sub)
+        del with_row.solution_hint.var_index[:]
+        del with_row.solution_hint.var_value[:]
+        if math.isfinite(target):
+            # HiGHS takes no cutoff and no hint here: give it the objective as a row.
+            row = with_row.constraint.add(lower_bound=-np.inf, upper_bound=float(target - s.step))
+            ks = np.flatnonzero(np.array([v.upper_bound > 0 for v in sub.variable[: model.n_x]]))
+            row.var_index.extend(ks.tolist())
+            row.coefficient.extend(cost_x[ks].tolist())
+        jobs = [(solver, (with_row if solver == "highs" else sub).SerializeToString()) for solver in solvers]
+        wide = target >= s.ub
+        status = _mip_round(s, jobs, target, s.left() * (1.0 if wide else 0.5))
+        if status in ("infeasible", "optimal"):
+            delta = max(delta * 3, s.lb + s.step - lag)
+        elif status == "limit":
+            delta = math.inf  # the window is unresolved: next, everything below the incumbent
     return _result(s)
 
 
-def _mip_round(s: _Search, proto: linear_solver_pb2.MPModelProto, target: float | None, scope: float, limit: float) -> str:
-    """HiGHS on proto looking for assignments below target; bounds hold below scope."""
-    cutoff = None if target is None or not math.isfinite(target) else target - 0.5 * s.step
-    status, values, obj, bound = _highs(proto, limit, cutoff)
-    s.note(f"highs: {status} obj {obj:g} bound {bound:g} (target {target})")
-    s.offer_values(values, "highs")
-    if status == "optimal":
-        s.raise_lb(obj, scope)
-    elif status == "cutoff":
-        s.raise_lb(math.inf, scope)
-    elif math.isfinite(bound):
-        s.raise_lb(bound, scope)
-    return status
+def _mip_round(s: _Search, jobs: list[tuple[str, bytes]], target: float, limit: float) -> str:
+    """MIP solvers on the window's models (every assignment below target is in them);
+    bounds hold below target. An "optimal" result at or above target proves the window empty."""
+    outcomes = _portfolio(jobs, limit)
+    for o in outcomes:
+        s.note(f"{o.solver}: {o.status} obj {o.objective:g} bound {o.bound:g} in {o.seconds:.1f}s (target {target:g})")
+        s.offer_values(o.values, o.solver)
+    done = [o for o in outcomes if o.status in ("optimal", "infeasible")]
+    if done:
+        s.raise_lb(done[0].objective, target)
+        return done[0].status
+    bounds = [o.bound for o in outcomes if o.status == "limit" and math.isfinite(o.bound)]
+    if bounds:
+        s.raise_lb(max(bounds), target)
+    return "limit"
 
 
 def _result(s: _Search) -> GapResult:
