@@ -308,6 +308,90 @@ def _construct(d: _Dense) -> np.ndarray | None:
     return best
 
 
+def _tabu(d: _Dense, assign: np.ndarray, until: float, max_iter: int, seed: int = 0) -> np.ndarray:
+    """Tabu search over shift and swap moves with an adaptive penalty on overloads
+    (strategic oscillation); restarts from the best feasible assignment when stuck.
+    Returns the best feasible assignment seen (at least as good as assign)."""
+    m, n = d.cost.shape
+    jobs = np.arange(n)
+    rng = np.random.default_rng(seed)
+    ok = np.isfinite(d.cost) & (d.use <= d.cap[:, None])
+    c = np.where(ok, d.cost, 0.0)
+    a_use = d.use
+    cap = d.cap
+    cur = assign.copy()
+    load = np.bincount(cur, weights=a_use[cur, jobs], minlength=m).astype(np.int64)
+    best, best_cost = cur.copy(), float(c[cur, jobs].sum())
+    spread = np.diff(np.sort(np.where(ok, d.cost, np.nan), axis=0), axis=0)
+    alpha = float(np.nanmedian(spread)) / max(1.0, float(np.median(a_use))) + 1e-3 if np.isfinite(spread).any() else 1.0
+    tabu_until = np.zeros((m, n), dtype=np.int64)
+    last_improvement = 0
+    restart = 1500
+    for it in range(1, max_iter + 1):
+        if it % 64 == 0 and time.perf_counter() > until:
+            break
+        cur_c = c[cur, jobs]
+        own = a_use[cur, jobs]
+        over = np.maximum(load - cap, 0)
+        total_over = int(over.sum())
+        cost_now = float(cur_c.sum())
+        # Shift job j to agent i.
+        d_pen = (np.maximum(load[:, None] + a_use - cap[:, None], 0) - over[:, None]) + (
+            np.maximum(load[cur] - own - cap[cur], 0) - over[cur]
+        )[None, :]
+        d_cost = c - cur_c[None, :]
+        shift = d_cost + alpha * d_pen
+        shift[~ok] = np.inf
+        shift[cur, jobs] = np.inf
+        aspire = (total_over + d_pen == 0) & (cost_now + d_cost < best_cost - 1e-9)
+        shift[(tabu_until > it) & ~aspire] = np.inf
+        k = int(np.argmin(shift))
+        # Swap j1 (agent cur[j1]) with j2 (agent cur[j2]).
+        okx = ok[cur]
+        pen1 = np.maximum((load[cur] - own)[:, None] + a_use[cur] - cap[cur][:, None], 0) - over[cur][:, None]
+        d_pen2 = pen1 + pen1.T
+        cx = c[cur]
+        d_cost2 = cx + cx.T - cur_c[:, None] - cur_c[None, :]
+        swap = d_cost2 + alpha * d_pen2
+        swap[(cur[:, None] == cur[None, :]) | ~okx | ~okx.T] = np.inf
+        tb = tabu_until[cur] > it
+        aspire2 = (total_over + d_pen2 == 0) & (cost_now + d_cost2 < best_cost - 1e-9)
+        swap[(tb | tb.T) & ~aspire2] = np.inf
+        s2 = int(np.argmin(swap))
+        if not (np.isfinite(shift.flat[k]) or np.isfinite(swap.flat[s2])):
+            tabu_until[:] = 0
+            continue
+        tenure = 5 + int(rng.integers(0, 10))
+        if shift.flat[k] <= swap.flat[s2]:
+            i, j = divmod(k, n)
+            a = cur[j]
+            load[a] -= a_use[a, j]
+            load[i] += a_use[i, j]
+            cur[j] = i
+            tabu_until[a, j] = it + tenure
+        else:
+            j1, j2 = divmod(s2, n)
+            a1, a2 = cur[j1], cur[j2]
+            load[a1] += a_use[a1, j2] - a_use[a1, j1]
+            load[a2] += a_use[a2, j1] - a_use[a2, j2]
+            cur[j1], cur[j2] = a2, a1
+            tabu_until[a1, j1] = it + tenure
+            tabu_until[a2, j2] = it + tenure
+        if (load <= cap).all():
+            cost = float(c[cur, jobs].sum())
+            if cost < best_cost - 1e-9:
+                best, best_cost, last_improvement = cur.copy(), cost, it
+            alpha /= 1.02
+        else:
+            alpha *= 1.02
+        alpha = min(max(alpha, 1e-6), 1e9)
+        if it - last_improvement >= restart and it % restart == 0:
+            cur = best.copy()
+            load = np.bincount(cur, weights=a_use[cur, jobs], minlength=m).astype(np.int64)
+            tabu_until[:] = 0
+    return best
+
+
 # --------------------------------------------------------------------------- solvers
 
 
@@ -604,12 +688,14 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
     a = _construct(d)
     s.offer(_local_search(d, a, s.deadline) if a is not None else None, "construct")
     u = duals.copy() if duals is not None else np.zeros(n_units)
-    u, lag = _subgradient(s, d, u, s.start + 0.15 * time_limit)
+    u, lag = _subgradient(s, d, u, s.start + 0.08 * time_limit, max_iter=400)
     s.raise_lb(lag)
     s.note(f"lagrangian bound {lag:.3f}")
+    if s.best is not None and not s.proven:
+        s.offer(_tabu(d, s.best, time.perf_counter() + 0.05 * time_limit, max_iter=20_000), "tabu search")
     # Windows [lb, target): fix every pair that cannot take part in an assignment
     # cheaper than target, solve the rest; widen the window when it holds none.
-    delta = max(s.step, 1e-3 * abs(lag))
+    delta = max(s.step, 5e-4 * abs(lag))
     while not s.proven and s.left() > 0.5:
         target = lag + delta
         if s.step == 1.0 and math.isfinite(target):
@@ -628,13 +714,16 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
             keep = np.zeros(len(sub.variable), dtype=bool)
             keep[d.var[free]] = True
             keep[model.n_x :] = True
-            for k in np.flatnonzero(~keep).tolist():
-                sub.variable[k].upper_bound = 0.0
-            if s.best is not None and free[s.best, np.arange(n_units)].all():
+            if s.best is not None:
+                # The incumbent's pairs stay too, so that it can be the hint (and cutoff).
+                incumbent = d.var[s.best, np.arange(n_units)]
+                keep[incumbent] = True
                 hint = np.zeros(len(sub.variable))
-                hint[d.var[s.best, np.arange(n_units)]] = 1.0
+                hint[incumbent] = 1.0
                 sub.solution_hint.var_index.extend(range(hint.size))
                 sub.solution_hint.var_value.extend(hint.tolist())
+            for k in np.flatnonzero(~keep).tolist():
+                sub.variable[k].upper_bound = 0.0
         with_row = linear_solver_pb2.MPModelProto()
         with_row.CopyFrom(sub)
         del with_row.solution_hint.var_index[:]
