@@ -27,6 +27,16 @@ def _outcome(problem: AssignmentProblem, chosen: np.ndarray, seconds: float, sta
     return Outcome(persons, float(problem.pair_score[chosen].sum()), seconds, status)
 
 
+def _pairs_by(problem: AssignmentProblem) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Candidate pair indices grouped by unit and by place."""
+    by_unit: dict[int, list[int]] = {}
+    by_place: dict[int, list[int]] = {}
+    for k, (u, j) in enumerate(zip(problem.pair_unit.tolist(), problem.pair_place.tolist())):
+        by_unit.setdefault(u, []).append(k)
+        by_place.setdefault(j, []).append(k)
+    return by_unit, by_place
+
+
 def _lexicographic_weights(problem: AssignmentProblem) -> np.ndarray:
     """Single-objective weights that put persons strictly before score (all scores < 1 person's weight)."""
     persons = problem.usage[problem.pair_unit, problem.persons_index].astype(np.float64)
@@ -38,11 +48,7 @@ def plain_cp_sat(problem: AssignmentProblem, time_limit: float, workers: int = 2
     start = time.perf_counter()
     model = cp_model.CpModel()
     x = [model.new_bool_var("") for _ in range(problem.pair_unit.size)]
-    by_unit: dict[int, list[int]] = {}
-    by_place: dict[int, list[int]] = {}
-    for k, (u, j) in enumerate(zip(problem.pair_unit.tolist(), problem.pair_place.tolist())):
-        by_unit.setdefault(u, []).append(k)
-        by_place.setdefault(j, []).append(k)
+    by_unit, by_place = _pairs_by(problem)
     for ks in by_unit.values():
         model.add_at_most_one(x[k] for k in ks)
     for j, ks in by_place.items():
@@ -77,11 +83,7 @@ def plain_mip(problem: AssignmentProblem, backend: str, time_limit: float) -> Ou
     start = time.perf_counter()
     solver = pywraplp.Solver.CreateSolver(backend.upper())
     x = [solver.BoolVar("") for _ in range(problem.pair_unit.size)]
-    by_unit: dict[int, list[int]] = {}
-    by_place: dict[int, list[int]] = {}
-    for k, (u, j) in enumerate(zip(problem.pair_unit.tolist(), problem.pair_place.tolist())):
-        by_unit.setdefault(u, []).append(k)
-        by_place.setdefault(j, []).append(k)
+    by_unit, by_place = _pairs_by(problem)
     for ks in by_unit.values():
         solver.Add(solver.Sum([x[k] for k in ks]) <= 1)
     for j, ks in by_place.items():
