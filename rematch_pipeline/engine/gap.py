@@ -5,23 +5,29 @@ agent i's load sum use[i, j] <= capacity[i]) is an AssignmentProblem: jobs are u
 (exactly_one=True), agents are places, the agent load is a resource with per-pair usage
 (pair_usage) and pair_score = -cost; every job uses 1 "persons" so persons counts jobs.
 
-solve_gap_problem() solves such a problem to proven optimality where it can, in stages
-that all work on the engine's own model (assignment._build_model):
+solve_gap_problem() minimises -pair_score on such a problem (any exactly-one problem
+whose model has one binding capacity resource; others go straight to stage 5) in
+stages, all on the engine's own model (assignment._build_model):
 
-1. LP relaxation (GLOP) for a first bound and multipliers.
-2. Lagrangian relaxation of the exactly-one rows (one 0-1 knapsack per agent, exact
-   dynamic programme): subgradient ascent gives a proven lower bound at least as strong
-   as the LP; its knapsack solutions, repaired and improved by local search (shift and
-   swap moves), give incumbents.
-3. Variable fixing: with the best multipliers, the bound with pair (i, j) forced in (or
-   out) is exact knapsack arithmetic; a pair whose forced bound cannot beat the
-   incumbent is removed (or fixed). Every assignment better than the incumbent survives
-   in the reduced model, so the optimum is min(incumbent, reduced optimum).
-4. The reduced model goes to HiGHS (through MathOpt, which reports a proven dual bound)
-   with the incumbent as objective cutoff, then to CP-SAT with the incumbent as hint.
+1. LP relaxation (GLOP): a first bound and multipliers.
+2. Lagrangian relaxation of the exactly-one rows: one 0-1 knapsack per agent, solved
+   exactly by dynamic programming. Subgradient ascent gives a proven lower bound at
+   least as strong as the LP; its knapsack solutions, repaired and improved by local
+   search, give incumbents.
+3. Tabu search (shift and swap moves, adaptive penalty on overloads) on the incumbent.
+4. Windows: for a target T, the bound with pair (i, j) forced in is exact knapsack
+   arithmetic; pairs whose forced bound reaches T are removed. Every assignment
+   cheaper than T survives in the reduced model, so a solver's verdict on it holds for
+   the whole problem below T. The first window is just above the Lagrangian bound;
+   it widens when empty, and falls back to "below the incumbent" when unresolved.
+5. Each window goes to HiGHS (through MathOpt, which reports its dual bound; the
+   objective <= T - 1 as a row) and SCIP (the incumbent as hint) side by side, one
+   process and thread each; the first proof stops the other.
 
-The objective returned is always the recomputed cost of an assignment that passed
-check_assignment; the bound is a proven lower bound on the optimum.
+The objective returned is the recomputed cost of an assignment that passed
+check_assignment; the bound is a proven lower bound on the optimum. Time limits are
+wall clock, so (unlike assignment.solve with fixed parameters) results may vary with
+machine load.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
 
 from rematch_pipeline.engine.assignment import (
+    ROW_CAPACITY,
+    ROW_PERSONS,
     ROW_UNIT,
     AssignmentProblem,
     _build_model,
@@ -118,11 +126,9 @@ def _dense(problem: AssignmentProblem, model: _Model) -> tuple[_Dense | None, st
     m, n = problem.n_places, problem.n_units
     if not problem.exactly_one:
         return None, "not exactly-one"
-    cap_rows = np.flatnonzero(model.row_kind != ROW_UNIT)
-    kinds = set(model.row_kind[cap_rows].tolist()) - {6}  # ROW_SCORE never present here
-    from rematch_pipeline.engine.assignment import ROW_CAPACITY, ROW_PERSONS
-
-    if kinds - {ROW_CAPACITY, ROW_PERSONS}:
+    if problem.locked:
+        return None, "locked pairs"
+    if set(model.row_kind.tolist()) - {ROW_UNIT, ROW_CAPACITY, ROW_PERSONS}:
         return None, "minimum intakes"
     binding = {int(r) for r in model.row_resource[model.row_kind == ROW_CAPACITY].tolist()}
     if len(binding) > 1:
@@ -134,10 +140,9 @@ def _dense(problem: AssignmentProblem, model: _Model) -> tuple[_Dense | None, st
     cost = np.full((m, n), np.inf)
     use = np.zeros((m, n), dtype=np.int64)
     var = np.full((m, n), -1, dtype=np.int64)
-    k = np.arange(model.n_x)
     cost[model.place, model.unit] = -model.score
     use[model.place, model.unit] = problem.usage_of_pairs(model.pair_idx, r)
-    var[model.place, model.unit] = k
+    var[model.place, model.unit] = np.arange(model.n_x)
     finite = cost[np.isfinite(cost)]
     return _Dense(cost, use, cap, var, bool(np.all(finite == np.round(finite)))), ""
 
@@ -179,40 +184,37 @@ def _lagrangian(d: _Dense, u: np.ndarray) -> tuple[float, np.ndarray]:
     return value, x
 
 
-def _fixing_deltas(d: _Dense, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How much L(u) rises when pair (i, j) is forced into (up) or out of (down) agent
-    i's knapsack: exact, from prefix and suffix DP tables. inf where impossible."""
+def _fixing_deltas(d: _Dense, u: np.ndarray) -> np.ndarray:
+    """How much L(u) rises when pair (i, j) is forced into agent i's knapsack: exact,
+    from prefix and suffix DP tables (inf where the pair cannot be used)."""
     m, n = d.cost.shape
     up = np.full((m, n), np.inf)
-    down = np.zeros((m, n))
     for i in range(m):
         cap = int(d.cap[i])
         profit = u - d.cost[i]
         w = d.use[i]
         fits = np.isfinite(d.cost[i]) & (w <= cap)
         items = np.flatnonzero((profit > 1e-12) & fits)
-        pre = np.zeros((items.size + 1, cap + 1))
+        pre = np.zeros((items.size + 1, cap + 1))  # pre[k]: best over the first k items
         for k, it in enumerate(items.tolist()):
             wk = int(w[it])
             pre[k + 1] = pre[k]
             pre[k + 1, wk:] = np.maximum(pre[k, wk:], pre[k, : cap + 1 - wk] + profit[it])
-        suf = np.zeros((items.size + 1, cap + 1))
+        suf = np.zeros((items.size + 1, cap + 1))  # suf[k]: best over items k..end
         for k in range(items.size - 1, -1, -1):
             wk = int(w[items[k]])
             suf[k] = suf[k + 1]
             suf[k, wk:] = np.maximum(suf[k + 1, wk:], suf[k + 1, : cap + 1 - wk] + profit[items[k]])
         best = pre[-1, cap]
-        full = pre[-1]
-        inside = np.zeros(n, dtype=bool)
-        inside[items] = True
-        out = fits & ~inside
-        up[i, out] = best - profit[out] - full[cap - w[out]]
+        out = fits.copy()
+        out[items] = False
+        # An item outside the knapsack solution set: the others keep cap - w.
+        up[i, out] = best - profit[out] - pre[-1][cap - w[out]]
         for k, it in enumerate(items.tolist()):
             c = cap - int(w[it])
             without = np.max(pre[k, : c + 1] + suf[k + 1, c::-1])
             up[i, it] = best - profit[it] - without
-            down[i, it] = best - np.max(pre[k] + suf[k + 1, ::-1])
-    return np.maximum(up, 0.0), np.maximum(down, 0.0)
+    return np.maximum(up, 0.0)
 
 
 # --------------------------------------------------------------------------- heuristics
@@ -300,8 +302,10 @@ def _construct(d: _Dense) -> np.ndarray | None:
     """Regret heuristics (Martello-Toth style) with a few desirabilities."""
     best: np.ndarray | None = None
     empty = np.zeros(d.cost.shape, dtype=bool)
-    for weight in (d.cost, d.use.astype(float), d.use / np.maximum(d.cap, 1)[:, None], d.cost * d.use):
-        w = np.where(np.isfinite(d.cost), weight, np.inf)
+    usable = np.isfinite(d.cost)
+    cost = np.where(usable, d.cost, 0.0)
+    for weight in (cost, d.use.astype(float), d.use / np.maximum(d.cap, 1)[:, None], cost * d.use):
+        w = np.where(usable, weight, np.inf)
         a = _repair(d, empty, w)
         if a is not None and (best is None or _cost_of(d, a) < _cost_of(d, best)):
             best = a
@@ -408,6 +412,8 @@ def _lp(model: _Model, cost: np.ndarray) -> tuple[float, np.ndarray | None, np.n
     )
     response = linear_solver_pb2.MPSolutionResponse()
     pywraplp.Solver.SolveWithProto(request, response)
+    if response.status == linear_solver_pb2.MPSOLVER_INFEASIBLE:
+        return math.inf, None, None
     if response.status != linear_solver_pb2.MPSOLVER_OPTIMAL:
         return -math.inf, None, None
     duals = np.asarray(response.dual_value)
@@ -567,7 +573,9 @@ class _Search:
         self.problem = problem
         self.model = _build_model(problem, maximin=False)
         self.full, self.why = _dense(problem, self.model)
-        self.step = 1.0 if self.full is None or self.full.integral else 1e-6
+        costs = -self.model.score
+        # Integer costs: bounds round up and "better" means at least 1 lower.
+        self.step = 1.0 if bool(np.all(costs == np.round(costs))) else 1e-6
         self.best: np.ndarray | None = None
         self.ub = math.inf
         self.lb = -math.inf
@@ -580,10 +588,17 @@ class _Search:
         return self.deadline - time.perf_counter()
 
     def offer(self, assign: np.ndarray | None, source: str) -> None:
-        d = self.full
-        if assign is None or d is None or not _feasible(d, assign):
+        """Keep assign if it is feasible and cheaper than the incumbent."""
+        if assign is None:
             return
-        c = _cost_of(d, assign)
+        if self.full is not None:
+            if not _feasible(self.full, assign):
+                return
+            c = _cost_of(self.full, assign)
+        else:
+            if check_assignment(self.problem, assign):
+                return
+            c = _assignment_cost(self.problem, assign)
         if c < self.ub - 1e-9:
             self.best, self.ub = assign.copy(), c
             self.note(f"incumbent {c:g} ({source})")
@@ -591,7 +606,7 @@ class _Search:
     def raise_lb(self, bound: float, scope_ub: float = math.inf) -> None:
         """bound holds for solutions below scope_ub (the incumbent when it was found)."""
         b = min(bound, scope_ub)
-        if self.step == 1.0:
+        if self.step == 1.0 and math.isfinite(b):
             b = math.ceil(b - 1e-6)
         self.lb = max(self.lb, b)
 
@@ -641,23 +656,6 @@ def _subgradient(
     return best_u, best_l
 
 
-def _restrict(d: _Dense, free: np.ndarray) -> _Dense:
-    return _Dense(np.where(free, d.cost, np.inf), d.use, d.cap, np.where(free, d.var, -1), d.integral)
-
-
-def _lagrangian_cuts(d: _Dense, u: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Per agent i: sum_j (u_j - c_ij) x_ij <= V_i(u), the knapsack optimum; valid for
-    every assignment within d. Summed they give cost >= L(u)."""
-    cuts = []
-    for i in range(d.cap.size):
-        ok = np.flatnonzero(np.isfinite(d.cost[i]) & (d.use[i] <= d.cap[i]))
-        profit = u - d.cost[i]
-        items = ok[profit[ok] > 1e-12]
-        value, _ = _knapsack(profit, d.use[i], int(d.cap[i]), items)
-        cuts.append((d.var[i, ok], profit[ok], value))
-    return cuts
-
-
 def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, workers: int = 2) -> GapResult:
     """Solve a GAP-form AssignmentProblem (exactly_one; minimise -pair_score)."""
     s = _Search(problem, time_limit)
@@ -678,8 +676,10 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
 
     solvers = ("highs", "scip", "cp_sat")[: max(1, min(workers, 3))]
     lp_bound, _, duals = _lp(model, cost_x)
-    s.raise_lb(lp_bound)
     s.note(f"LP bound {lp_bound:.3f}")
+    if lp_bound == math.inf:
+        return GapResult(np.full(n_units, -1, np.int64), None, math.inf, True, time.perf_counter() - s.start, s.log)
+    s.raise_lb(lp_bound)
     d = s.full
     if d is None:
         s.note(f"no Lagrangian stage: {s.why}")
@@ -695,7 +695,7 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
         s.offer(_tabu(d, s.best, time.perf_counter() + 0.05 * time_limit, max_iter=20_000), "tabu search")
     # Windows [lb, target): fix every pair that cannot take part in an assignment
     # cheaper than target, solve the rest; widen the window when it holds none.
-    delta = max(s.step, 5e-4 * abs(lag))
+    delta = max(s.step, 1e-3 * abs(lag))
     while not s.proven and s.left() > 0.5:
         target = lag + delta
         if s.step == 1.0 and math.isfinite(target):
@@ -704,7 +704,7 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
         sub = linear_solver_pb2.MPModelProto()
         sub.CopyFrom(proto)
         if math.isfinite(target):
-            up, _ = _fixing_deltas(d, u)
+            up = _fixing_deltas(d, u)
             free = (lag + up <= target - s.step + 1e-6) & (d.var >= 0)
             s.note(f"window below {target:g}: {int(free.sum())} of {model.n_x} pairs")
             if not free.any(axis=0).all():
@@ -761,7 +761,16 @@ def _mip_round(s: _Search, jobs: list[tuple[str, bytes]], target: float, limit: 
     return "limit"
 
 
+def _assignment_cost(problem: AssignmentProblem, place_of: np.ndarray) -> float:
+    """Total cost (-pair_score) of a complete assignment of candidate pairs."""
+    keys = problem.pair_keys()
+    order = np.argsort(keys, kind="stable")
+    chosen = np.arange(problem.n_units) * max(problem.n_places, 1) + place_of
+    return float(-problem.pair_score[order[np.searchsorted(keys[order], chosen)]].sum())
+
+
 def _result(s: _Search) -> GapResult:
+    """The incumbent, checked independently, with its true cost and the proven bound."""
     problem = s.problem
     place_of = s.best if s.best is not None else np.full(problem.n_units, -1, dtype=np.int64)
     objective: int | float | None = None
@@ -769,13 +778,10 @@ def _result(s: _Search) -> GapResult:
         problems = check_assignment(problem, place_of)
         if problems:
             raise RuntimeError(f"GAP solution fails the check: {problems[:3]}")
-        keys = problem.pair_keys()
-        order = np.argsort(keys)
-        chosen = np.arange(problem.n_units) * max(problem.n_places, 1) + place_of
-        objective = float(-problem.pair_score[order[np.searchsorted(keys[order], chosen)]].sum())
+        objective = _assignment_cost(problem, place_of)
         if s.step == 1.0:
             objective = int(round(objective))
-    bound = None if not math.isfinite(s.lb) else float(min(s.lb, objective if objective is not None else s.lb))
+    bound = None if s.lb == -math.inf else float(min(s.lb, objective if objective is not None else s.lb))
     return GapResult(place_of, objective, bound, s.proven, time.perf_counter() - s.start, s.log)
 
 
