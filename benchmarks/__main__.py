@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=("synthetic", "gap", "all"), default="all")
     parser.add_argument("--sizes", default="1000,10000,50000", help="households per synthetic round")
     parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument(
+        "--baseline-time-limit", type=float, default=None, help="seconds per plain model (default: --time-limit)"
+    )
     parser.add_argument("--no-baselines", action="store_true", help="engine only (the plain models are slow at scale)")
     args = parser.parse_args(argv)
     if args.suite in ("synthetic", "all"):
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite in ("gap", "all"):
         from benchmarks.gap import gap_suite
 
-        gap_suite(args.time_limit)
+        gap_suite(args.time_limit, args.baseline_time_limit or args.time_limit, not args.no_baselines)
     return 0
 
 

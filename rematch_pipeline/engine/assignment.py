@@ -706,8 +706,11 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     return _solve_direct(problem, params)
 
 
-def _solve_direct(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
-    """One MIP over all usable pairs, stage by stage."""
+def _solve_direct(
+    problem: AssignmentProblem, params: SolverParams, start_from: np.ndarray | None = None
+) -> AssignmentResult:
+    """One MIP over all usable pairs, stage by stage. start_from (a place per unit, -1
+    unplaced) is a feasible assignment handed to the solver as its first solution."""
     start = time.perf_counter()
     maximin = params.objective == "maximin"
     model = _build_model(problem, maximin)
@@ -718,12 +721,19 @@ def _solve_direct(problem: AssignmentProblem, params: SolverParams) -> Assignmen
     def remaining(share: float) -> float:
         return max(0.05, (deadline - time.perf_counter()) * share)
 
-    # Stage 1: persons placed. Hint: locked pairs only (feasible whenever locks are).
+    # Stage 1: persons placed. Hint: the given assignment, else locked pairs only
+    # (feasible whenever the locks are).
     hint = np.zeros(n_vars)
     hint[model.locked_vars] = 1.0
+    if start_from is not None:
+        hint[: model.n_x] = start_from[model.unit] == model.place
+        persons = np.zeros(problem.n_places)
+        np.add.at(persons, model.place, model.persons * hint[: model.n_x])
+        hint[model.n_x : model.n_x + model.min_places.size] = persons[model.min_places] > 0
+    use_hint = start_from is not None or not model.locked_vars.size
     _set_objective(model, model.persons)
     status, values, obj, bound, secs = _solve_stage(
-        model, params, remaining(0.4 if not maximin else 0.3), hint if not model.locked_vars.size else None
+        model, params, remaining(0.4 if not maximin else 0.3), hint if use_hint else None
     )
     stages.append(StageReport("persons", status, obj, bound, _gap(obj, bound), secs))
     if values is None:

@@ -1,19 +1,24 @@
-"""Large rounds: price-and-restrict instead of one MIP over millions of pairs.
+"""Large rounds: Lagrangian prices over all pairs, and an exact MIP where the prices leave a choice.
 
-A national round has ~10,000 units x 401 places, i.e. millions of candidate pairs; the
-simplex LP of the full model alone takes minutes. Per lexicographic stage we therefore
+A national round has 10,000-50,000 units x 401 places, i.e. millions of candidate pairs.
+Neither one MIP nor the simplex LP over them finishes in minutes on two cores (measured:
+HiGHS, GLOP and CLP take 20-35 s for the LP of a 1,000-household round alone). The model
+has few coupling rows, though: capacities per place and resource (and minimum intakes),
+while each unit picks at most one place. Per lexicographic stage (persons, then score
+keeping the persons found) we therefore
 
-1. solve the LP relaxation on a restricted pair set with PDLP (first-order, loose
-   tolerance: seconds, not minutes) and read its duals;
-2. price every candidate pair with those duals (numpy, vectorised) and add the pairs
-   that could improve the LP (column generation), until none or the budget is spent;
-3. compute the Lagrangian bound of the FULL problem from the duals (valid for any
-   nonnegative multipliers, so it is an honest upper bound whatever PDLP's accuracy);
-4. solve the MIP with SCIP/CBC/... on a small set: pairs the LP uses, each unit's best
-   few pairs by reduced profit, locked pairs and the previous stage's choice.
+1. price the coupling rows: minimise the entropy-smoothed Lagrangian dual with L-BFGS-B
+   over a working set of pairs, with falling temperature; pairs outside the set that
+   price in are added (column generation on the dual side);
+2. bound: the exact Lagrangian dual over ALL pairs at those prices. It is an upper bound
+   for any multipliers >= 0, and at the optimum equals the LP bound (each unit's
+   subproblem, one place or none, is integral);
+3. place: every unit goes to its best pair at the prices when that is clear-cut and the
+   place's capacity holds; the others (close calls, crowded places, minimum intakes not
+   yet met) are solved exactly by the MIP of assignment.py on their best pairs and the
+   capacity left.
 
-The reported bound is the Lagrangian bound over all pairs, so the gap is against the
-full problem, not against the restricted one.
+The gap is reported against the bound of step 2, i.e. against the whole problem.
 """
 
 from __future__ import annotations
@@ -24,535 +29,590 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.linear_solver import linear_solver_pb2, pywraplp
+from scipy.optimize import minimize
 
-from rematch_pipeline.engine.heuristics import PlacementState, greedy, local_search, repair_min_intake
 from rematch_pipeline.engine.assignment import (
-    ROW_CAPACITY,
-    ROW_MIN_HIGH,
-    ROW_MIN_LOW,
-    ROW_PERSONS,
-    ROW_UNIT,
     AssignmentProblem,
     AssignmentResult,
     SolverParams,
     StageReport,
-    _build_model,
+    _empty_result,
     _gap,
-    _Model,
-    _overall,
     _reduce,
-    _set_objective,
     _solve_direct,
     check_assignment,
-    _solve_stage,
-    _tie_break,
 )
 
 LOG = logging.getLogger(__name__)
 
-# Starting set per unit: best pairs by score plus pairs at the least demanded places
-# (so that maximising persons has room beyond everyone's favourites).
-INITIAL_BY_SCORE: int = 4
-INITIAL_BY_SLACK: int = 3
-# Per place, pairs until the place could be filled this many times over.
-PLACE_COVER: float = 2.0
-# Pairs added per unit and column-generation round, and rounds at most.
-ADD_PER_ROUND: int = 3
-MAX_ROUNDS: int = 8
-# Pairs per unit handed to the MIP besides those the LP uses.
-MIP_BY_REDUCED_PROFIT: int = 3
-# PDLP stopping tolerance: duals only need to be good, the bound is exact anyway.
-PDLP_TOLERANCE: float = 1e-4
-# Pairs per unplaced unit tried by the final insertion pass.
-INSERT_CANDIDATES: int = 40
-# The MIP polish runs only with at least this much time left.
-MIP_MIN_SECONDS: float = 8.0
-# LP values above this count as "used by the LP".
-LP_USED: float = 1e-3
+# Working set per unit at the start: its best pairs by score and, for the persons
+# stage, at the places with most capacity to spare.
+INITIAL_BY_SCORE: int = 12
+INITIAL_BY_SLACK: int = 6
+# Pairs that price in per unit and round.
+ADD_PER_UNIT: int = 3
+# Temperatures of the smoothed dual, in score points (a household's score is 0..100).
+PERSONS_TEMPERATURES: tuple[float, ...] = (5.0, 1.0, 0.2)
+SCORE_TEMPERATURES: tuple[float, ...] = (0.2, 0.05)
+LBFGS_ITERATIONS: int = 150
+WORKING_SET_ROUNDS: int = 3
+# Stage 1 maximises PERSON_WEIGHT * persons + score: persons first in practice (a person
+# outweighs ten households' best scores), and its prices start stage 2.
+PERSON_WEIGHT: float = 1000.0
+# A unit is placed at its best pair outright when the second best trails by this many
+# score points; otherwise it goes to the MIP.
+CLEAR_MARGIN: float = 2.0
+# Pairs per unit tried by the greedy pass and handed to the MIP.
+GREEDY_PAIRS: int = 30
+MIP_PAIRS: int = 8
+# Weight of the score when ordering pairs of equal reduced profit (scores <= 100 per
+# household, so this never outweighs a real difference of 1e-3).
+TIE_BY_SCORE: float = 1e-6
+# Units in the MIP at most (the closest calls first); the rest keep their best pair.
+MIP_MAX_UNITS: int = 2000
 
 
 @dataclass
 class _Pairs:
     """Usable pairs of the full problem, sorted by (unit, place)."""
 
-    idx: np.ndarray  # indices into problem pairs
+    idx: np.ndarray  # indices into the problem's pairs
     unit: np.ndarray
     place: np.ndarray
-    persons: np.ndarray
     score: np.ndarray
-    unit_start: np.ndarray  # start offset of each unit that has pairs
-    unit_of_start: np.ndarray  # the unit of each start
-    locked: np.ndarray  # positions (into idx) of locked pairs
+    persons: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.idx.size)
+
+    def usage(self, problem: AssignmentProblem, r: int, positions: np.ndarray | None = None) -> np.ndarray:
+        idx = self.idx if positions is None else self.idx[positions]
+        return problem.usage_of_pairs(idx, r).astype(np.float64)
 
 
 def _usable_pairs(problem: AssignmentProblem) -> _Pairs:
     idx = _reduce(problem)
-    unit = problem.pair_unit[idx]
-    place = problem.pair_place[idx]
-    keys = unit * problem.n_places + place
+    unit, place = problem.pair_unit[idx], problem.pair_place[idx]
+    keys = unit * max(problem.n_places, 1) + place
     if keys.size and not (np.diff(keys) > 0).all():  # build_problem already sorts them
         order = np.argsort(keys, kind="stable")
         idx, unit, place = idx[order], unit[order], place[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(unit) != 0]) if unit.size else np.zeros(0, np.int64)
-    keys = unit * problem.n_places + place
-    locked_keys = np.array(sorted(u * problem.n_places + j for u, j in problem.locked), dtype=np.int64)
-    locked = np.flatnonzero(np.isin(keys, locked_keys))
     return _Pairs(
         idx=idx,
         unit=unit,
         place=place,
-        persons=problem.usage[unit, problem.persons_index].astype(np.float64),
         score=problem.pair_score[idx],
-        unit_start=starts,
-        unit_of_start=unit[starts] if unit.size else np.zeros(0, np.int64),
-        locked=locked,
+        persons=problem.usage_of_pairs(idx, problem.persons_index).astype(np.float64),
     )
 
 
-def _top_k_per_unit(pairs: _Pairs, key: np.ndarray, k: int, among: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask: each unit's k pairs with the largest key (ties: earlier place)."""
-    mask = np.zeros(pairs.unit.size, dtype=bool)
-    cand = np.arange(pairs.unit.size) if among is None else np.flatnonzero(among)
-    if cand.size == 0 or k <= 0:
-        return mask
-    order = cand[np.lexsort((pairs.place[cand], -key[cand], pairs.unit[cand]))]
-    u = pairs.unit[order]
-    first = np.searchsorted(u, u, side="left")
-    rank = np.arange(u.size) - first
-    mask[order[rank < k]] = True
-    return mask
+def _top_per_unit(unit: np.ndarray, key: np.ndarray, k: int, among: np.ndarray) -> np.ndarray:
+    """Positions (sorted) of each unit's k largest keys among the given positions.
+    Ties go to the earlier position, so the choice is deterministic."""
+    if among.size == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    order = among[np.lexsort((among, -key[among], unit[among]))]
+    u = unit[order]
+    rank = np.arange(u.size) - np.searchsorted(u, u, side="left")
+    return np.sort(order[rank < k])
 
 
-def _place_cover(problem: AssignmentProblem, pairs: _Pairs, key: np.ndarray, factor: float) -> np.ndarray:
-    """Boolean mask: per place, its best pairs by key until they could fill every
-    resource factor times over. So every place that is contested in the full problem
-    is contested in the restricted one too, and its LP price is not spuriously 0."""
-    order = np.lexsort((pairs.unit, -key, pairs.place))
-    place = pairs.place[order]
-    first = np.searchsorted(place, place, side="left")
-    keep = np.zeros(order.size, dtype=bool)
-    for r in range(len(problem.resources)):
-        use = problem.usage[pairs.unit[order], r].astype(np.float64)
-        cum = np.cumsum(use)
-        before = cum - use - (cum[first] - use[first])  # usage of earlier pairs of the place
-        target = factor * problem.capacity[place, r]
-        keep |= (use > 0) & (before < target)
-    mask = np.zeros(pairs.unit.size, dtype=bool)
-    mask[order[keep]] = True
-    return mask
-
-
-def _subproblem(problem: AssignmentProblem, pairs: _Pairs, mask: np.ndarray) -> tuple[AssignmentProblem, np.ndarray]:
-    """Problem restricted to the masked pairs; returns it and the positions used."""
-    mask = mask.copy()
-    mask[pairs.locked] = True
-    pos = np.flatnonzero(mask)
-    sub = AssignmentProblem(
-        unit_ids=problem.unit_ids,
-        place_ids=problem.place_ids,
-        resources=problem.resources,
-        usage=problem.usage,
-        capacity=problem.capacity,
-        min_intake=problem.min_intake,
-        pair_unit=pairs.unit[pos],
-        pair_place=pairs.place[pos],
-        pair_score=pairs.score[pos],
-        locked=problem.locked,
-        exactly_one=problem.exactly_one,
-        unit_households=problem.unit_households,
-    )
-    return sub, pos
-
-
-def _solve_lp(model: _Model, objective: np.ndarray, time_limit: float, threads: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """LP relaxation with PDLP; returns (primal, duals) or None."""
-    _set_objective(model, objective)
-    lp = linear_solver_pb2.MPModelProto()
-    lp.CopyFrom(model.proto)
-    for v in lp.variable:
-        v.is_integer = False
-    del lp.solution_hint.var_index[:]
-    del lp.solution_hint.var_value[:]
-    # Free rows (both bounds infinite) carry no information and PDLP's answer omits
-    # them; drop them and give them dual 0.
-    kept = [i for i, c in enumerate(model.proto.constraint) if np.isfinite(c.lower_bound) or np.isfinite(c.upper_bound)]
-    if len(kept) < len(lp.constraint):
-        del lp.constraint[:]
-        lp.constraint.extend(model.proto.constraint[i] for i in kept)
-    solver = pywraplp.Solver.CreateSolver("PDLP")
-    if solver is None or solver.LoadModelFromProto(lp):
-        return None
-    solver.SuppressOutput()
-    solver.SetSolverSpecificParametersAsString(
-        f"num_threads: {threads} termination_criteria {{ simple_optimality_criteria {{"
-        f" eps_optimal_relative: {PDLP_TOLERANCE} eps_optimal_absolute: {PDLP_TOLERANCE} }} }}"
-    )
-    solver.SetTimeLimit(max(1, int(time_limit * 1000)))
-    code = solver.Solve()
-    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return None
-    response = linear_solver_pb2.MPSolutionResponse()
-    solver.FillSolutionResponseProto(response)
-    if len(response.dual_value) != len(kept) or len(response.variable_value) != len(lp.variable):
-        return None
-    duals = np.zeros(len(model.proto.constraint))
-    duals[kept] = np.asarray(response.dual_value)
-    return np.asarray(response.variable_value), duals
+def _segments(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets of each run of equal units in a unit-sorted array, and the units."""
+    if unit.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, np.diff(unit) != 0])
+    return starts, unit[starts]
 
 
 @dataclass
-class _Prices:
-    """Multipliers of the relaxed rows, arranged for pricing over all pairs."""
+class _Dual:
+    """Multipliers (>= 0) of the relaxed rows: capacity per place and resource (for a
+    place with a minimum intake, its persons row reads persons - cap * y <= 0), the
+    minimum-intake rows min * y - persons <= 0, and the persons-keeping row."""
 
-    place_resource: np.ndarray  # [n_places, n_resources] price of one unit of usage
-    persons_row: float  # price on persons of the stage-keeping row
-    y_profit: np.ndarray  # [n_places] Lagrangian profit of opening a min-intake place
-    constant: float
-    unit_dual: np.ndarray  # [n_units] dual of the unit rows (0 if absent)
-
-
-def _prices(problem: AssignmentProblem, model: _Model, duals: np.ndarray) -> _Prices:
-    """Map LP duals to multipliers. Signs follow pywraplp for maximisation: a binding
-    <= row has a dual >= 0, a binding >= row a dual <= 0. A multiplier whose side has an
-    infinite bound would make the bound meaningless and is set to 0 (still valid)."""
-    rows = model.proto.constraint
-    lb = np.array([c.lower_bound for c in rows])
-    ub = np.array([c.upper_bound for c in rows])
-    pi = np.where(duals > 0, np.where(np.isfinite(ub), duals, 0.0), np.where(np.isfinite(lb), duals, 0.0))
-    kind = model.row_kind
-    # Unit rows stay in the Lagrangian subproblem (each unit picks at most one pair):
-    # only the relaxed rows contribute multiplier x bound.
-    relaxed = kind != ROW_UNIT
-    side = np.where(pi > 0, np.where(np.isfinite(ub), ub, 0.0), np.where(np.isfinite(lb), lb, 0.0))
-    constant = float(np.sum((pi * side)[relaxed]))
-    price = np.zeros_like(problem.capacity, dtype=np.float64)
-    cap_rows = np.flatnonzero(np.isin(kind, (ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW)))
-    np.add.at(price, (model.row_place[cap_rows], model.row_resource[cap_rows]), pi[cap_rows])
-    y_profit = np.zeros(problem.n_places)
-    cap_p = problem.capacity[:, problem.persons_index].astype(np.float64)
-    for k in np.flatnonzero(kind == ROW_MIN_HIGH).tolist():
-        y_profit[model.row_place[k]] += pi[k] * cap_p[model.row_place[k]]
-    for k in np.flatnonzero(kind == ROW_MIN_LOW).tolist():
-        y_profit[model.row_place[k]] += pi[k] * problem.min_intake[model.row_place[k]]
-    persons_rows = np.flatnonzero(kind == ROW_PERSONS)
-    unit_dual = np.zeros(problem.n_units)
-    unit_rows = np.flatnonzero(kind == ROW_UNIT)
-    unit_dual[model.row_unit[unit_rows]] = duals[unit_rows]
-    return _Prices(price, float(pi[persons_rows].sum()), y_profit, constant, unit_dual)
+    capacity: np.ndarray  # [n_places, n_resources]
+    minimum: np.ndarray  # [n_places], nonzero only at places with a minimum
+    keep: float
 
 
-def _reduced_profit(problem: AssignmentProblem, pairs: _Pairs, objective: np.ndarray, prices: _Prices) -> np.ndarray:
-    rp = objective - prices.persons_row * pairs.persons
-    for r in range(len(problem.resources)):
-        rp -= problem.usage[pairs.unit, r] * prices.place_resource[pairs.place, r]
-    return rp
+class _Lagrangian:
+    """The Lagrangian dual of one stage: max cost.x s.t. coupling rows, relaxed."""
 
+    def __init__(self, problem: AssignmentProblem, pairs: _Pairs, cost: np.ndarray, keep_persons: float | None) -> None:
+        self.problem, self.pairs, self.cost, self.keep_persons = problem, pairs, cost, keep_persons
+        self.n_j, self.n_r = problem.n_places, len(problem.resources)
+        self.mins = np.flatnonzero(problem.min_intake > 0)
+        pi = problem.persons_index
+        self.rhs = problem.capacity.astype(np.float64).copy()
+        self.rhs[self.mins, pi] = 0.0
+        self.n_vars = self.n_j * self.n_r + self.mins.size + (keep_persons is not None)
+        # Locked units take their locked pair: they are left out of the pricing
+        # (their usage is a fixed load on the right-hand side).
+        self.locked_units = np.array(sorted(u for u, _ in problem.locked), dtype=np.int64)
+        self.locked_cost, self.locked_persons = 0.0, 0.0
+        self.locked_load = np.zeros((self.n_j, self.n_r))
+        if problem.locked:
+            keys = pairs.unit * problem.n_places + pairs.place
+            pos = np.searchsorted(keys, np.array([u * problem.n_places + j for u, j in problem.locked]))
+            self.locked_cost = float(cost[pos].sum())
+            self.locked_persons = float(pairs.persons[pos].sum())
+            for r in range(self.n_r):
+                np.add.at(self.locked_load[:, r], pairs.place[pos], pairs.usage(problem, r, pos))
+        self.free_pair = ~np.isin(pairs.unit, self.locked_units)
 
-def lagrangian_bound(problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, prices: _Prices) -> float:
-    """Upper bound of the full problem: each unit takes its best reduced profit (or
-    nothing), each min-intake place opens if profitable, plus the multipliers' constant."""
-    if pairs.unit.size:
-        best = np.maximum.reduceat(rp, pairs.unit_start)
-    else:
-        best = np.zeros(0)
-    if not problem.exactly_one:
-        best = np.maximum(best, 0.0)
-    if pairs.locked.size:
-        # A locked unit has no choice: its locked pair's reduced profit counts.
-        where = np.searchsorted(pairs.unit_of_start, pairs.unit[pairs.locked])
-        best[where] = rp[pairs.locked]
-    return float(best.sum() + np.maximum(prices.y_profit, 0.0).sum() + prices.constant)
+    def unpack(self, v: np.ndarray) -> _Dual:
+        k = self.n_j * self.n_r
+        minimum = np.zeros(self.n_j)
+        minimum[self.mins] = v[k : k + self.mins.size]
+        keep = float(v[-1]) if self.keep_persons is not None else 0.0
+        return _Dual(v[:k].reshape(self.n_j, self.n_r), minimum, keep)
+
+    def reduced_profit(self, dual: _Dual, positions: np.ndarray | None = None) -> np.ndarray:
+        """cost - priced usage of pairs (all, or the given positions)."""
+        p = self.pairs
+        sel = slice(None) if positions is None else positions
+        place = p.place[sel]
+        persons = p.persons[sel]
+        rp = self.cost[sel] + (dual.keep + dual.minimum[place]) * persons
+        for r in range(self.n_r):
+            price = dual.capacity[:, r]
+            if price.any():
+                rp -= price[place] * p.usage(self.problem, r, None if positions is None else positions)
+        return rp
+
+    def _constant(self, dual: _Dual) -> float:
+        rhs = self.rhs - self.locked_load
+        value = float((dual.capacity * rhs).sum()) + self.locked_cost
+        value += float((dual.minimum[self.mins] * self.locked_load[self.mins, self.problem.persons_index]).sum())
+        if self.keep_persons is not None:
+            value -= dual.keep * (self.keep_persons - self.locked_persons)
+        return value
+
+    def _y_value(self, dual: _Dual) -> np.ndarray:
+        pi = self.problem.persons_index
+        return dual.capacity[self.mins, pi] * self.problem.capacity[self.mins, pi] - dual.minimum[self.mins] * self.problem.min_intake[self.mins]
+
+    def bound(self, dual: _Dual) -> tuple[float, np.ndarray]:
+        """Exact dual value over ALL pairs (a valid upper bound) and all reduced profits."""
+        rp = self.reduced_profit(dual)
+        best = np.zeros(self.problem.n_units)
+        free = self.free_pair
+        np.maximum.at(best, self.pairs.unit[free], rp[free])
+        value = float(best.sum() + np.maximum(self._y_value(dual), 0.0).sum() + self._constant(dual))
+        return value, rp
+
+    def working(self, positions: np.ndarray) -> _Working:
+        """Arrays of a working set, gathered once for the many dual evaluations on it."""
+        p = self.pairs
+        starts, _ = _segments(p.unit[positions])
+        return _Working(
+            positions=positions,
+            place=p.place[positions],
+            usage=self.problem.usage_of_pairs(p.idx[positions]).astype(np.float64),
+            persons=p.persons[positions],
+            cost=self.cost[positions],
+            starts=starts,
+            counts=np.diff(np.r_[starts, positions.size]),
+        )
+
+    def smoothed(self, v: np.ndarray, ws: _Working, tau: float) -> tuple[float, np.ndarray]:
+        """Entropy-smoothed dual on the working set, and its gradient."""
+        dual = self.unpack(v)
+        rp = ws.cost + (dual.keep + dual.minimum[ws.place]) * ws.persons
+        rp -= np.einsum("ij,ij->i", ws.usage, dual.capacity[ws.place])
+        if ws.starts.size:
+            top = np.maximum(np.maximum.reduceat(rp, ws.starts), 0.0)
+            shifted = np.exp((rp - np.repeat(top, ws.counts)) / tau)
+            z = np.add.reduceat(shifted, ws.starts) + np.exp(-top / tau)
+            w = shifted / np.repeat(z, ws.counts)  # each pair's share of its unit
+            value = float((top + tau * np.log(z)).sum())
+        else:
+            w, value = np.zeros(0), 0.0
+        yv = self._y_value(dual)
+        value += float((tau * np.logaddexp(0.0, yv / tau)).sum()) + self._constant(dual)
+        sig = 0.5 * (1.0 + np.tanh(0.5 * yv / tau))
+        grad_cap = self.rhs - self.locked_load
+        for r in range(self.n_r):
+            grad_cap[:, r] -= np.bincount(ws.place, weights=w * ws.usage[:, r], minlength=self.n_j)
+        pi = self.problem.persons_index
+        grad_cap[self.mins, pi] += self.problem.capacity[self.mins, pi] * sig
+        wp = w * ws.persons
+        persons_at = np.bincount(ws.place, weights=wp, minlength=self.n_j) + self.locked_load[:, pi]
+        grad = [grad_cap.ravel(), persons_at[self.mins] - self.problem.min_intake[self.mins] * sig]
+        if self.keep_persons is not None:
+            grad.append(np.array([float(wp.sum()) - (self.keep_persons - self.locked_persons)]))
+        return value, np.concatenate(grad)
 
 
 @dataclass
-class _StageLp:
-    mask: np.ndarray  # pairs in the restricted set
-    used: np.ndarray  # pairs the last LP uses
-    value: np.ndarray  # LP value per pair (0 outside the last restricted set)
-    rp: np.ndarray  # reduced profit under the last duals
+class _Working:
+    """A working set of pairs (sorted by unit) with its arrays."""
+
+    positions: np.ndarray
+    place: np.ndarray
+    usage: np.ndarray  # [n, resources]
+    persons: np.ndarray
+    cost: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass
+class _Priced:
+    """Outcome of pricing one stage."""
+
+    v: np.ndarray  # the multipliers as one vector (warm start of the next stage)
+    dual: _Dual
     bound: float
+    reduced_profit: np.ndarray  # over all pairs
+    working: np.ndarray
     rounds: int
 
 
-def _column_generation(
-    problem: AssignmentProblem,
-    pairs: _Pairs,
-    mask: np.ndarray,
-    objective: np.ndarray,
-    keep_persons: float | None,
-    deadline: float,
-    params: SolverParams,
-) -> _StageLp:
-    best_bound = float("inf")
-    used = np.zeros(pairs.unit.size, dtype=bool)
-    value = np.zeros(pairs.unit.size)
-    rp = objective.copy()
+def _price(
+    lag: _Lagrangian, working: np.ndarray, deadline: float, temperatures: tuple[float, ...], start: np.ndarray | None = None
+) -> _Priced:
+    """Minimise the smoothed dual with falling temperature; grow the working set with
+    pairs that price in; keep the multipliers with the lowest exact bound."""
+    problem, pairs = lag.problem, lag.pairs
+    working = working[lag.free_pair[working]]
+    v = np.zeros(lag.n_vars) if start is None else np.maximum(start, 0.0)
+    best_v, (best_bound, best_rp) = v, lag.bound(lag.unpack(v))
     rounds = 0
-    last_lp_seconds = 0.0
-    scale = max(1.0, float(np.abs(objective).max(initial=0.0)))
-    while rounds < MAX_ROUNDS:
-        left = deadline - time.perf_counter()
-        if left <= 0.5 or left < 0.8 * last_lp_seconds:
-            break  # an LP that cannot finish in time would only waste the budget
-        sub, pos = _subproblem(problem, pairs, mask)
-        model = _build_model(sub, maximin=False)
-        if keep_persons is not None:
-            model.proto.constraint[model.persons_row].lower_bound = keep_persons
-        t = time.perf_counter()
-        lp = _solve_lp(model, objective[pos][model.pair_idx], left, params.threads)
-        rounds += 1
-        last_lp_seconds = time.perf_counter() - t
-        if lp is None:
-            LOG.debug("column generation round %d: LP failed after %.1f s", rounds, time.perf_counter() - t)
+    for tau in temperatures:
+        if time.perf_counter() >= deadline:
             break
-        values, duals = lp
-        prices = _prices(problem, model, duals)
-        rp = _reduced_profit(problem, pairs, objective, prices)
-        best_bound = min(best_bound, lagrangian_bound(problem, pairs, rp, prices))
-        value = np.zeros(pairs.unit.size)
-        value[pos[model.pair_idx]] = values[: model.n_x]
-        used = value > LP_USED
-        improving = (rp - prices.unit_dual[pairs.unit] > 1e-6 * scale) & ~mask
-        LOG.debug(
-            "column generation round %d: %d pairs, LP %.1f s, LP value %.2f, bound %.2f, %d improving",
-            rounds, pos.size, time.perf_counter() - t, float(objective[pos][model.pair_idx] @ values[: model.n_x]),
-            best_bound, int(improving.sum()),
-        )
-        if not improving.any():
-            break
-        mask = mask | _top_k_per_unit(pairs, rp, ADD_PER_ROUND, among=improving)
-    return _StageLp(mask, used, value, rp, best_bound, rounds)
-
-
-def _hint(model: _Model, pos: np.ndarray, chosen: np.ndarray, problem: AssignmentProblem) -> np.ndarray:
-    """Variable values of a model for the chosen pair positions (x, y; T stays 0)."""
-    hint = np.zeros(len(model.proto.variable))
-    x = np.isin(pos[model.pair_idx], chosen)
-    hint[: model.n_x] = x
-    if model.y_place.size:
-        load = np.zeros(problem.n_places)
-        np.add.at(load, model.place[x], model.persons[x])
-        hint[model.n_x : model.n_x + model.y_place.size] = load[model.y_place] > 0
-    return hint
-
-
-def _mip(
-    problem: AssignmentProblem,
-    pairs: _Pairs,
-    mask: np.ndarray,
-    fix: np.ndarray,
-    coefs: np.ndarray,
-    keep_persons: float | None,
-    previous: np.ndarray | None,
-    params: SolverParams,
-    time_limit: float,
-) -> tuple[str, np.ndarray | None, float]:
-    """MIP on the masked pairs with the fix positions locked; returns (status, chosen
-    pair positions, seconds). If the locks make it infeasible, retries without them."""
-    if fix.size:
-        locked = sorted({*problem.locked, *zip(pairs.unit[fix].tolist(), pairs.place[fix].tolist(), strict=True)})
-        if len({u for u, _ in locked}) == len(locked):  # never two locks for one unit
-            fixed = AssignmentProblem(
-                unit_ids=problem.unit_ids, place_ids=problem.place_ids, resources=problem.resources,
-                usage=problem.usage, capacity=problem.capacity, min_intake=problem.min_intake,
-                pair_unit=problem.pair_unit, pair_place=problem.pair_place, pair_score=problem.pair_score,
-                locked=locked, exactly_one=problem.exactly_one, unit_households=problem.unit_households,
+        for _ in range(WORKING_SET_ROUNDS):
+            rounds += 1
+            out = minimize(
+                lag.smoothed, v, args=(lag.working(working), tau), jac=True, method="L-BFGS-B",
+                bounds=[(0.0, None)] * lag.n_vars,
+                options={"maxiter": LBFGS_ITERATIONS, "maxfun": 2 * LBFGS_ITERATIONS},
+                callback=_stop_at(deadline),
             )
-            fixed_pairs = _Pairs(**{**pairs.__dict__, "locked": np.union1d(pairs.locked, fix)})
-            start = time.perf_counter()
-            status, chosen, secs = _mip(
-                fixed, fixed_pairs, mask | np.isin(np.arange(mask.size), fix), np.zeros(0, np.int64),
-                coefs, keep_persons, previous, params, time_limit * 0.8,
+            v = np.maximum(out.x, 0.0)
+            bound, rp = lag.bound(lag.unpack(v))
+            if bound < best_bound:
+                best_v, best_bound, best_rp = v, bound, rp
+            # Pairs outside the working set that beat their unit's best inside it.
+            inside = np.zeros(pairs.size, dtype=bool)
+            inside[working] = True
+            best_in = np.full(problem.n_units, -np.inf)
+            np.maximum.at(best_in, pairs.unit[working], rp[working])
+            better = np.flatnonzero(~inside & lag.free_pair & (rp > np.maximum(best_in[pairs.unit], 0.0) - tau))
+            LOG.debug(
+                "pricing tau %.4g: smoothed %.4f, exact bound %.4f, working set %d, %d pairs price in (%d iterations)",
+                tau, out.fun, bound, working.size, better.size, out.nit,
             )
-            if chosen is not None:
-                return status, chosen, secs
-            time_limit = max(0.5, time_limit - (time.perf_counter() - start))
-    sub, pos = _subproblem(problem, pairs, mask)
-    model = _build_model(sub, maximin=False)
-    if keep_persons is not None:
-        model.proto.constraint[model.persons_row].lower_bound = keep_persons
-    obj = coefs[pos][model.pair_idx]
-    if keep_persons is not None and params.tie_break:
-        obj = obj + _tie_break(model)
-    _set_objective(model, obj)
-    hint = _hint(model, pos, previous, problem) if previous is not None else None
-    status, values, obj, bound, secs = _solve_stage(model, params, time_limit, hint)
-    LOG.debug(
-        "MIP: %d variables (%d locked), %s in %.1f s of %.1f, objective %.2f, bound %.2f",
-        model.n_x, model.locked_vars.size, status, secs, time_limit, obj, bound,
-    )
-    if values is None:
-        return status, None, secs
-    x = np.round(values[: model.n_x]) > 0.5
-    return status, pos[model.pair_idx[x]], secs
+            if better.size == 0 or time.perf_counter() >= deadline:
+                break
+            working = np.union1d(working, _top_per_unit(pairs.unit, rp, ADD_PER_UNIT, better))
+    return _Priced(best_v, lag.unpack(best_v), best_bound, best_rp, working, rounds)
 
 
-def _priority(pairs: _Pairs, among: np.ndarray, *keys: np.ndarray) -> list[int]:
-    """Positions of the masked pairs ordered by the keys (descending), then unit, place."""
-    cand = np.flatnonzero(among)
-    order = np.lexsort((pairs.place[cand], pairs.unit[cand], *(-k[cand] for k in reversed(keys))))
-    return cand[order].tolist()
+def _stop_at(deadline: float):  # noqa: ANN202 - scipy callback
+    def callback(*_: object) -> None:
+        if time.perf_counter() >= deadline:
+            raise StopIteration  # scipy >= 1.11 ends the minimisation cleanly on this
+
+    return callback
 
 
-def _pairs_by_unit(pairs: _Pairs, among: np.ndarray, value: np.ndarray, n_units: int) -> list[list[int]]:
-    """For each unit, its masked pair positions by descending value."""
-    out: list[list[int]] = [[] for _ in range(n_units)]
-    order = _priority(pairs, among, value)
-    for u, k in zip(pairs.unit[order].tolist(), order, strict=True):
-        out[u].append(k)
-    return out
-
-
-def _heuristic(
-    problem: AssignmentProblem,
-    pairs: _Pairs,
-    lp: _StageLp,
-    value: np.ndarray,
-    start_from: np.ndarray | None,
-    deadline: float,
-) -> PlacementState:
-    """Greedy from the LP (most certain pairs first), min-intake repair, then local
-    search over the restricted set and, for units still unplaced, over all pairs."""
-    state = PlacementState(problem, pairs.unit, pairs.place)
-    for k in pairs.locked.tolist():
-        state.add(k)
-    if start_from is not None:
-        for k in start_from.tolist():
-            if state.pair_of_unit[pairs.unit[k]] < 0:
-                state.add(k)
-    priority = _priority(pairs, lp.mask, lp.value, lp.rp)
-    greedy(state, priority)
-    repair_min_intake(state, priority)
-    local_search(state, _pairs_by_unit(pairs, lp.mask, value, problem.n_units), value, deadline)
-    unplaced = np.array([u for u, k in enumerate(state.pair_of_unit) if k < 0], dtype=np.int64)
-    if unplaced.size and time.perf_counter() < deadline:
-        # Insertion over all pairs, but only each unplaced unit's best few: the Python
-        # loop must stay small even with millions of pairs.
-        rest = _top_k_per_unit(pairs, value, INSERT_CANDIDATES, among=np.isin(pairs.unit, unplaced))
-        local_search(state, _pairs_by_unit(pairs, rest, value, problem.n_units), value, deadline, passes=1)
-    return state
-
-
-def _polish(
-    problem: AssignmentProblem,
-    pairs: _Pairs,
-    lp: _StageLp,
-    chosen: np.ndarray,
-    objective: np.ndarray,
-    keep_persons: float | None,
+def _place(
+    lag: _Lagrangian,
+    priced: _Priced,
     params: SolverParams,
     deadline: float,
+    exact: bool = True,
 ) -> np.ndarray:
-    """Residual MIP: lock the pairs where heuristic and LP agree (LP value >= 0.5, no
-    minimum intake at the place) and let the MIP re-decide all other units over their
-    LP-relevant pairs, hinted with the heuristic answer. Returns the better answer."""
-    left = deadline - time.perf_counter()
-    if left < 1.0:
-        return chosen
-    agree = chosen[(lp.value[chosen] >= 0.5) & (problem.min_intake[pairs.place[chosen]] == 0)]
-    mask = lp.used | _top_k_per_unit(pairs, lp.rp, MIP_BY_REDUCED_PROFIT, among=lp.mask)
-    mask[chosen] = True
-    status, better, _ = _mip(problem, pairs, mask, agree, objective, keep_persons, chosen, params, left)
-    if better is not None and objective[better].sum() > objective[chosen].sum() + 1e-9:
-        return better
-    return chosen
+    """An assignment from the prices: a greedy pass puts each unit on its best pair by
+    reduced profit that still fits (clear-cut units first), then an exact MIP re-decides
+    the close calls, the displaced and the unplaced units on the capacity the others leave."""
+    problem, pairs = lag.problem, lag.pairs
+    n_u = problem.n_units
+    rp = priced.reduced_profit
+    starts, units = _segments(pairs.unit)
+    counts = np.diff(np.r_[starts, pairs.size])
+    order = np.lexsort((np.arange(pairs.size), -rp, pairs.unit))  # per unit: best first
+    first = order[starts] if starts.size else np.zeros(0, dtype=np.int64)
+    second_rp = np.where(counts > 1, rp[order[np.minimum(starts + 1, pairs.size - 1)]], -np.inf)
+    best_rp = rp[first]
+    margin = np.where(best_rp > 0, best_rp - np.maximum(second_rp, 0.0), -best_rp)
+    unit_margin = np.zeros(n_u)
+    unit_margin[units] = margin
+    unit_best = np.full(n_u, -np.inf)
+    unit_best[units] = best_rp
+
+    locked = np.zeros(n_u, dtype=bool)
+    locked[[u for u, _ in problem.locked]] = True
+    # Ties in reduced profit (the persons stage has many) go to the better score.
+    rp = rp + TIE_BY_SCORE * pairs.score
+    candidates = _top_per_unit(pairs.unit, rp, GREEDY_PAIRS, np.arange(pairs.size))
+    place_of = _greedy(problem, pairs, candidates, rp, np.lexsort((np.arange(n_u), -unit_best, -unit_margin)), locked)
+
+    # Units the MIP re-decides: unplaced, not on their best pair, close calls; and all
+    # units of a place whose minimum intake is not met.
+    best_place = np.full(n_u, -1, dtype=np.int64)
+    best_place[units] = np.where(best_rp > 0, pairs.place[first], -1)
+    free = (place_of != best_place) | (unit_margin <= CLEAR_MARGIN)
+    load = _load(problem, pairs, place_of)
+    persons = load[:, problem.persons_index]
+    short = (persons > 0) & (persons < problem.min_intake)
+    free |= (place_of >= 0) & short[np.maximum(place_of, 0)]
+    free |= _all_or_none_at_minimum_places(problem, place_of, free)
+    has_pairs = np.zeros(n_u, dtype=bool)
+    has_pairs[units] = True
+    free &= has_pairs & ~locked
+    free_units = np.flatnonzero(free)
+    if free_units.size > MIP_MAX_UNITS:  # keep the MIP small: the closest calls first
+        keep_free = free_units[np.argsort(unit_margin[free_units], kind="stable")[:MIP_MAX_UNITS]]
+        free[:] = False
+        free[keep_free] = True
+        free |= (place_of >= 0) & short[np.maximum(place_of, 0)] & ~locked
+        free |= _all_or_none_at_minimum_places(problem, place_of, free) & ~locked
+    greedy = _drop_short(problem, pairs, place_of, locked)
+    greedy_value = (_persons(problem, pairs, greedy), _value(lag, greedy))
+    fixed = np.where(free, -1, place_of)
+    LOG.debug("placing: greedy %d persons, %.4f; %d units fixed, %d to the MIP", *greedy_value, int((fixed >= 0).sum()), int(free.sum()))
+    if not exact or not free.any() or time.perf_counter() >= deadline:
+        return greedy
+    sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), place_of)
+    left = max(1.0, deadline - time.perf_counter())
+    start_from = greedy[sub_units]
+    result = _solve_direct(sub, dataclasses.replace(params, time_limit_seconds=left), start_from)
+    mip = fixed.copy()
+    placed = result.place_of_unit >= 0
+    mip[sub_units[placed]] = result.place_of_unit[placed]
+    # Lexicographic comparison: persons first, then the stage's objective.
+    if not _short(problem, pairs, mip).any() and (_persons(problem, pairs, mip), _value(lag, mip)) >= greedy_value:
+        return mip
+    LOG.debug("the MIP did not beat the greedy answer")
+    return greedy
+
+
+def _all_or_none_at_minimum_places(problem: AssignmentProblem, place_of: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Units at places with a minimum intake where some unit is free: the MIP then
+    decides the whole intake there, so it can keep the minimum."""
+    touched = np.zeros(problem.n_places, dtype=bool)
+    touched[place_of[free & (place_of >= 0)]] = True
+    touched &= problem.min_intake > 0
+    return (place_of >= 0) & touched[np.maximum(place_of, 0)]
+
+
+def _greedy(
+    problem: AssignmentProblem, pairs: _Pairs, candidates: np.ndarray, rp: np.ndarray, unit_order: np.ndarray, locked: np.ndarray
+) -> np.ndarray:
+    """Each unit in turn takes its first candidate pair (best reduced profit first) that
+    fits the capacity left; minimum intakes are left to the caller."""
+    place_of = np.full(problem.n_units, -1, dtype=np.int64)
+    left = problem.capacity.astype(np.int64).copy()
+    for u, j in problem.locked:
+        place_of[u] = j
+    left -= _load(problem, pairs, place_of)
+    cand = candidates[np.lexsort((candidates, -rp[candidates], pairs.unit[candidates]))]
+    bounds = np.searchsorted(pairs.unit[cand], np.arange(problem.n_units + 1))
+    use = problem.usage_of_pairs(pairs.idx[cand]).tolist()
+    places = pairs.place[cand].tolist()
+    left_rows = left.tolist()
+    for u in unit_order.tolist():
+        if locked[u]:
+            continue
+        for k in range(int(bounds[u]), int(bounds[u + 1])):
+            row, need = left_rows[places[k]], use[k]
+            if all(a <= b for a, b in zip(need, row)):
+                for r, a in enumerate(need):
+                    row[r] -= a
+                place_of[u] = places[k]
+                break
+    return place_of
+
+
+def _short(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np.ndarray:
+    """Places with some persons but fewer than their minimum intake."""
+    persons = _load(problem, pairs, place_of)[:, problem.persons_index]
+    return (persons > 0) & (persons < problem.min_intake)
+
+
+def _drop_short(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray, locked: np.ndarray) -> np.ndarray:
+    """Unplace the (unlocked) units of places below their minimum intake."""
+    place_of = place_of.copy()
+    short = _short(problem, pairs, place_of)
+    place_of[(place_of >= 0) & short[np.maximum(place_of, 0)] & ~locked] = -1
+    return place_of
+
+
+def _value(lag: _Lagrangian, place_of: np.ndarray) -> float:
+    """The stage's objective of an assignment."""
+    return float(lag.cost[_positions(lag.problem, lag.pairs, place_of)].sum())
+
+
+def _load(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np.ndarray:
+    load = np.zeros(problem.capacity.shape, dtype=np.int64)
+    pos = _positions(problem, pairs, place_of)
+    if pos.size:
+        np.add.at(load, pairs.place[pos], problem.usage_of_pairs(pairs.idx[pos]))
+    return load
+
+
+def _positions(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np.ndarray:
+    """Pair positions of an assignment (units with place -1 skipped)."""
+    placed = np.flatnonzero(place_of >= 0)
+    keys = pairs.unit * problem.n_places + pairs.place
+    return np.searchsorted(keys, placed * problem.n_places + place_of[placed])
+
+
+def _subproblem(
+    problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, free: np.ndarray, load: np.ndarray, current: np.ndarray
+) -> tuple[AssignmentProblem, np.ndarray]:
+    """The free units on their best pairs by reduced profit and the capacity left.
+
+    A place whose fixed persons meet its minimum drops the minimum; units of a place
+    below it were all freed, so elsewhere the minimum stays as it is."""
+    sub_units = np.flatnonzero(free)
+    local = np.full(problem.n_units, -1, dtype=np.int64)
+    local[sub_units] = np.arange(sub_units.size)
+    cand = np.flatnonzero(free[pairs.unit])
+    pos = np.union1d(_top_per_unit(pairs.unit, rp, MIP_PAIRS, cand), _positions(problem, pairs, np.where(free, current, -1)))
+    left = problem.capacity - load
+    fits = np.ones(pos.size, dtype=bool)
+    for r in range(len(problem.resources)):
+        fits &= problem.usage_of_pairs(pairs.idx[pos], r) <= left[pairs.place[pos], r]
+    pos = pos[fits]
+    min_intake = np.where(load[:, problem.persons_index] > 0, 0, problem.min_intake)
+    sub = AssignmentProblem(
+        unit_ids=[problem.unit_ids[u] for u in sub_units.tolist()],
+        place_ids=problem.place_ids,
+        resources=problem.resources,
+        usage=problem.usage[sub_units],
+        capacity=left,
+        min_intake=min_intake,
+        pair_unit=local[pairs.unit[pos]],
+        pair_place=pairs.place[pos],
+        pair_score=problem.pair_score[pairs.idx[pos]],
+        unit_households=problem.unit_households[sub_units] if problem.unit_households is not None else None,
+        pair_usage=None if problem.pair_usage is None else problem.pair_usage[pairs.idx[pos]],
+    )
+    return sub, sub_units
 
 
 def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
-    """Lexicographic solve (persons, then score) by price-and-restrict; see module doc.
-
-    Stage 1 takes the LP-guided heuristic's answer (no MIP: at this size SCIP does not
-    finish its root LP in the time available); stage 2 adds a MIP polish when at least
-    MIP_MIN_SECONDS remain. Bounds are Lagrangian bounds over all pairs."""
+    """Lexicographic solve of a large round (see module docstring). Bounds hold for all pairs."""
     start = time.perf_counter()
-    # Keep a margin for building the answer and its check after the last step.
-    deadline = start + params.time_limit_seconds - min(3.0, 0.05 * params.time_limit_seconds)
+    deadline = start + params.time_limit_seconds
     pairs = _usable_pairs(problem)
-    stages: list[StageReport] = []
+    locked_only = np.full(problem.n_units, -1, dtype=np.int64)
+    for u, j in problem.locked:
+        locked_only[u] = j
+    if (_load(problem, pairs, locked_only) > problem.capacity).any():  # the locks alone break a capacity
+        return _empty_result(problem, params, "infeasible", [], start)
+    all_pos = np.arange(pairs.size)
+    LOG.debug("%d usable pairs of %d units", pairs.size, problem.n_units)
+    by_score = _top_per_unit(pairs.unit, pairs.score, INITIAL_BY_SCORE, all_pos)
+    slack = (problem.capacity[:, problem.persons_index] - problem.min_intake).astype(np.float64)
+    by_slack = _top_per_unit(pairs.unit, slack[pairs.place], INITIAL_BY_SLACK, all_pos)
+    working = np.union1d(by_score, by_slack)
 
-    # Initial set: best by score, the least demanded places, and per place enough
-    # pairs to fill it twice (so contested places get a price from the first LP).
-    demand = np.bincount(pairs.place, weights=pairs.persons, minlength=problem.n_places)
-    slack = problem.capacity[:, problem.persons_index] / np.maximum(demand, 1.0)
-    mask = (
-        _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE)
-        | _top_k_per_unit(pairs, slack[pairs.place], INITIAL_BY_SLACK)
-        | _place_cover(problem, pairs, pairs.score, PLACE_COVER)
-    )
+    # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
+    # on persons alone comes from the same prices scaled down (valid for any prices).
+    lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None)
+    priced = _price(lag, working, start + 0.35 * params.time_limit_seconds, PERSONS_TEMPERATURES)
+    # Stage 1's answer is the greedy pass; the exact MIP runs once, in stage 2.
+    first = _place(lag, priced, params, deadline, exact=False)
+    persons = _persons(problem, pairs, first)
+    persons_only = _Lagrangian(problem, pairs, pairs.persons, None)
+    d = priced.dual
+    persons_bound, _ = persons_only.bound(_Dual(d.capacity / PERSON_WEIGHT, d.minimum / PERSON_WEIGHT, 0.0))
+    persons_seconds = time.perf_counter() - start
 
-    def until(share: float) -> float:
-        return time.perf_counter() + max(0.5, (deadline - time.perf_counter()) * share)
+    # Stage 2: score, keeping at least those persons. Stage 1's prices with the
+    # persons-keeping multiplier at PERSON_WEIGHT are a feasible start.
+    t2 = time.perf_counter()
+    lag2 = _Lagrangian(problem, pairs, pairs.score, persons)
+    priced2 = _price(lag2, priced.working, t2 + 0.6 * (deadline - t2), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
+    if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
+        d = priced2.dual
+        scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
+        persons_bound = min(persons_bound, persons_only.bound(scaled)[0])
+    persons_bound = min(float(np.floor(persons_bound + 1e-6)), float(_most_persons(problem, pairs)))
+    second = _place(lag2, priced2, params, deadline)
+    if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
+        LOG.debug("the score stage placed fewer persons; keeping the persons stage's answer")
+        second = first
+    # The lexicographic optimum places at least the persons found; at fixed multipliers
+    # the bound for that higher requirement is lower by keep * (extra persons).
+    score_bound = priced2.bound - priced2.dual.keep * (_persons(problem, pairs, second) - persons)
+    persons = _persons(problem, pairs, second)
+    LOG.debug("stage persons: %d placed, bound %d", persons, persons_bound)
+    status = "optimal" if persons >= persons_bound else "feasible"
+    stages = [StageReport("persons", status, persons, persons_bound, _gap(persons, persons_bound), persons_seconds)]
+    score = float(pairs.score[_positions(problem, pairs, second)].sum())
+    gap = _gap(score, score_bound)
+    LOG.debug("stage score: %.4f, bound %.4f", score, score_bound)
+    status = "optimal" if gap <= params.relative_gap else "feasible"
+    stages.append(StageReport("score", status, score, score_bound, gap, time.perf_counter() - t2))
+    if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
+        return _empty_result(problem, params, "not_solved", stages, start)
+    return _result(problem, params, second, stages, persons_bound, start)
 
-    # Stage 1: persons.
-    t0 = time.perf_counter()
-    lp1 = _column_generation(problem, pairs, mask, pairs.persons, None, until(0.4), params)
-    chosen = _heuristic(problem, pairs, lp1, pairs.persons, None, until(0.1)).chosen()
-    chosen = _polish(problem, pairs, lp1, chosen, pairs.persons, None, params, until(0.25))
-    persons = float(pairs.persons[chosen].sum())
-    persons_bound = float(np.floor(lp1.bound + 1e-6))
-    # Proven only when the bound over all pairs closes the gap.
-    s1 = "optimal" if persons >= persons_bound else "feasible"
-    stages.append(StageReport("persons", s1, persons, persons_bound, _gap(persons, persons_bound), time.perf_counter() - t0))
 
-    # Stage 2: score with persons kept.
-    t0 = time.perf_counter()
-    chosen_mask = np.zeros(pairs.unit.size, dtype=bool)
-    chosen_mask[chosen] = True
-    mask2 = lp1.mask | chosen_mask | _top_k_per_unit(pairs, pairs.score, INITIAL_BY_SCORE)
-    lp2 = _column_generation(problem, pairs, mask2, pairs.score, persons, until(0.45), params)
-    # Two starts: the LP-guided greedy (if it keeps the persons), and stage 1's answer.
-    candidates = []
-    fresh = _heuristic(problem, pairs, lp2, pairs.score, None, until(0.25)).chosen()
-    if pairs.persons[fresh].sum() >= persons:
-        candidates.append(fresh)
-    candidates.append(_heuristic(problem, pairs, lp2, pairs.score, chosen, until(0.3)).chosen())
-    chosen = max(candidates, key=lambda c: float(pairs.score[c].sum()))
-    status2 = "feasible"
-    if deadline - time.perf_counter() > MIP_MIN_SECONDS:
-        mip_mask2 = lp2.used | _top_k_per_unit(pairs, lp2.rp, MIP_BY_REDUCED_PROFIT, among=lp2.mask)
-        mip_mask2[chosen] = True
-        status2, better, _ = _mip(
-            problem, pairs, mip_mask2, np.zeros(0, np.int64), pairs.score, persons, chosen, params,
-            max(0.5, deadline - time.perf_counter()),
-        )
-        if better is not None and pairs.score[better].sum() > pairs.score[chosen].sum():
-            chosen = better
-    total = float(pairs.score[chosen].sum())
-    gap = _gap(total, lp2.bound)
-    s2 = "optimal" if gap <= params.relative_gap else "feasible"
-    stages.append(StageReport("score", s2, total, lp2.bound, gap, time.perf_counter() - t0))
+def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:
+    return float(pairs.persons[_positions(problem, pairs, place_of)].sum())
 
-    place_of = np.full(problem.n_units, -1, dtype=np.int64)
-    place_of[pairs.unit[chosen]] = pairs.place[chosen]
-    if check_assignment(problem, place_of):
-        # Only locks the heuristics cannot honour get here (e.g. locked units that
-        # overfill a place): let the exact model on a reduced set decide and report.
-        LOG.debug("heuristic answer rejected by check_assignment; exact model on reduced pairs")
-        fallback = _solve_direct(reduced_problem(problem, params.max_model_pairs), params)
-        return dataclasses.replace(fallback, bound_scope="reduced_pairs")
+
+def _most_persons(problem: AssignmentProblem, pairs: _Pairs) -> int:
+    """Persons of all units with a usable pair: a bound that needs no prices."""
+    has = np.zeros(problem.n_units, dtype=bool)
+    has[pairs.unit] = True
+    return int(problem.usage[has, problem.persons_index].sum())
+
+
+def _result(
+    problem: AssignmentProblem,
+    params: SolverParams,
+    place_of_unit: np.ndarray,
+    stages: list[StageReport],
+    persons_bound: float,
+    start: float,
+) -> AssignmentResult:
+    placed = np.flatnonzero(place_of_unit >= 0)
+    keys = problem.pair_keys()
+    order = np.argsort(keys, kind="stable")
+    pos = order[np.searchsorted(keys[order], placed * max(problem.n_places, 1) + place_of_unit[placed])]
+    final = stages[-1]
     return AssignmentResult(
-        place_of_unit=place_of,
-        status=_overall([s.status for s in stages]),
-        persons_placed=int(problem.usage[place_of >= 0, problem.persons_index].sum()),
-        total_score=float(np.round(total, 6)),
-        objective_value=total,
-        best_bound=lp2.bound,
-        gap=gap,
+        place_of_unit=place_of_unit,
+        status="optimal" if all(s.status == "optimal" for s in stages) else "feasible",
+        persons_placed=int(problem.usage_of_pairs(pos, problem.persons_index).sum()),
+        total_score=float(np.round(problem.pair_score[pos].sum(), 6)),
+        objective_value=final.objective_value,
+        best_bound=final.best_bound,
+        gap=final.gap,
         persons_bound=persons_bound,
         min_unit_score=None,
         wall_seconds=time.perf_counter() - start,
-        solver=f"ortools-{params.backend}+pdlp",
+        solver=f"ortools-{params.backend}+lagrangian",
         params=params.as_dict(),
         stages=tuple(stages),
+        bound_scope="all_pairs",
     )
 
 
 def reduced_problem(problem: AssignmentProblem, max_pairs: int) -> AssignmentProblem:
-    """The problem on each unit's best pairs by score plus per-place cover, about
-    max_pairs pairs in all (locked pairs always kept). Used for maximin at scale."""
-    pairs = _usable_pairs(problem)
-    k = max(1, max_pairs // max(1, np.unique(pairs.unit).size) - 2)
-    mask = _top_k_per_unit(pairs, pairs.score, k) | _place_cover(problem, pairs, pairs.score, 1.0)
-    sub, _ = _subproblem(problem, pairs, mask)
-    return sub
+    """The problem on at most ~max_pairs pairs: each unit's best pairs by score (an
+    equal share per unit, at least one) plus locked pairs. Used for maximin at scale."""
+    per_unit = max(1, max_pairs // max(problem.n_units, 1))
+    all_pos = np.arange(problem.pair_unit.size)
+    keep = _top_per_unit(problem.pair_unit, problem.pair_score, per_unit, all_pos)
+    if problem.locked:
+        keys = problem.pair_keys()
+        locked_keys = np.array([u * problem.n_places + j for u, j in problem.locked], dtype=np.int64)
+        keep = np.union1d(keep, np.flatnonzero(np.isin(keys, locked_keys)))
+    return dataclasses.replace(
+        problem,
+        pair_unit=problem.pair_unit[keep],
+        pair_place=problem.pair_place[keep],
+        pair_score=problem.pair_score[keep],
+        pair_usage=None if problem.pair_usage is None else problem.pair_usage[keep],
+    )

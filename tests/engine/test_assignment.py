@@ -281,7 +281,7 @@ def test_large_round_method_against_exact() -> None:
     problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
     exact = solve(problem, SolverParams(time_limit_seconds=20))
     large = solve(problem, SolverParams(time_limit_seconds=20, max_model_pairs=100))
-    assert large.solver.endswith("+pdlp") and large.bound_scope == "all_pairs"
+    assert large.solver.endswith("+lagrangian") and large.bound_scope == "all_pairs"
     assert check_assignment(problem, large) == []
     # Bounds over all pairs bound what the exact model achieves, and vice versa.
     assert large.persons_bound >= exact.persons_placed

@@ -107,7 +107,7 @@ def test_backends_and_maximin_stay_feasible(problem: AssignmentProblem, backend:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(problems())
 def test_large_round_method_stays_feasible(problem: AssignmentProblem) -> None:
-    # max_model_pairs=0 forces the price-and-restrict path (PDLP + heuristics) on tiny
+    # max_model_pairs=0 forces the Lagrangian path (prices, greedy, MIP on close calls) on tiny
     # problems: its answers must be feasible, keep locks, and its bounds must hold.
     result = solve(problem, SolverParams(time_limit_seconds=10, max_model_pairs=0))
     expected = brute_force(problem)
