@@ -65,6 +65,18 @@ CLEAR_MARGIN: float = 2.0
 # Pairs per unit tried by the greedy pass and handed to the MIP.
 GREEDY_PAIRS: int = 30
 MIP_PAIRS: int = 8
+# Time shares: pricing of stage 1 (of the whole limit) and of stage 2 (of what is left).
+PERSONS_PRICING_SHARE: float = 0.15
+SCORE_PRICING_SHARE: float = 0.45
+FINISH_SHARE: float = 0.97
+# The MIP runs only with this much time left, and uses this share of it.
+MIP_MIN_SECONDS: float = 10.0
+MIP_TIME_SHARE: float = 0.7
+# Local-move passes after the greedy one, and candidate places tried per unit there.
+IMPROVE_PASSES: int = 6
+IMPROVE_TRIES: int = 10
+# Share of the time left that the local moves may use (the MIP gets the rest).
+IMPROVE_SHARE: float = 0.6
 # Weight of the score when ordering pairs of equal reduced profit (scores <= 100 per
 # household, so this never outweighs a real difference of 1e-3).
 TIE_BY_SCORE: float = 1e-6
@@ -350,7 +362,23 @@ def _place(
     # Ties in reduced profit (the persons stage has many) go to the better score.
     rp = rp + TIE_BY_SCORE * pairs.score
     candidates = _top_per_unit(pairs.unit, rp, GREEDY_PAIRS, np.arange(pairs.size))
-    place_of = _greedy(problem, pairs, candidates, rp, np.lexsort((np.arange(n_u), -unit_best, -unit_margin)), locked)
+    placer = _Placer(problem, pairs, candidates, rp, lag.cost)
+    placer.greedy(np.lexsort((np.arange(n_u), -unit_best, -unit_margin)))
+    # Local moves: units the greedy pass left out though they price in, then those
+    # furthest from their best pair.
+    for _ in range(IMPROVE_PASSES if exact else 0):
+        current = placer.assignment()
+        chosen_pos = _positions(problem, pairs, current)
+        chosen_rp = np.full(n_u, 0.0)
+        chosen_rp[pairs.unit[chosen_pos]] = rp[chosen_pos]
+        loss = np.maximum(unit_best, 0.0) - chosen_rp
+        todo = np.flatnonzero(loss > 1e-6)
+        todo = todo[np.lexsort((todo, -loss[todo]))].tolist()
+        moves = placer.improve(todo, IMPROVE_TRIES, time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter()))
+        LOG.debug("local moves: %d of %d units moved", moves, len(todo))
+        if not moves or time.perf_counter() >= deadline:
+            break
+    place_of = placer.assignment()
 
     # Units the MIP re-decides: unplaced, not on their best pair, close calls; and all
     # units of a place whose minimum intake is not met.
@@ -366,8 +394,15 @@ def _place(
     has_pairs[units] = True
     free &= has_pairs & ~locked
     free_units = np.flatnonzero(free)
-    if free_units.size > MIP_MAX_UNITS:  # keep the MIP small: the closest calls first
-        keep_free = free_units[np.argsort(unit_margin[free_units], kind="stable")[:MIP_MAX_UNITS]]
+    if free_units.size > MIP_MAX_UNITS:
+        # Keep the MIP small: first the units the greedy pass put furthest from their
+        # best pair (unplaced ones lose their whole reduced profit), then close calls.
+        chosen_rp = np.zeros(n_u)
+        chosen_pos = _positions(problem, pairs, place_of)
+        chosen_rp[pairs.unit[chosen_pos]] = rp[chosen_pos]
+        loss = np.maximum(unit_best, 0.0) - chosen_rp
+        order_free = np.lexsort((free_units, unit_margin[free_units], -loss[free_units]))
+        keep_free = free_units[order_free[:MIP_MAX_UNITS]]
         free[:] = False
         free[keep_free] = True
         free |= (place_of >= 0) & short[np.maximum(place_of, 0)] & ~locked
@@ -376,10 +411,10 @@ def _place(
     greedy_value = (_persons(problem, pairs, greedy), _value(lag, greedy))
     fixed = np.where(free, -1, place_of)
     LOG.debug("placing: greedy %d persons, %.4f; %d units fixed, %d to the MIP", *greedy_value, int((fixed >= 0).sum()), int(free.sum()))
-    if not exact or not free.any() or time.perf_counter() >= deadline:
+    if not exact or not free.any() or deadline - time.perf_counter() < MIP_MIN_SECONDS:
         return greedy
     sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), place_of)
-    left = max(1.0, deadline - time.perf_counter())
+    left = MIP_TIME_SHARE * (deadline - time.perf_counter())  # model building comes on top
     start_from = greedy[sub_units]
     result = _solve_direct(sub, dataclasses.replace(params, time_limit_seconds=left), start_from)
     mip = fixed.copy()
@@ -401,32 +436,132 @@ def _all_or_none_at_minimum_places(problem: AssignmentProblem, place_of: np.ndar
     return (place_of >= 0) & touched[np.maximum(place_of, 0)]
 
 
-def _greedy(
-    problem: AssignmentProblem, pairs: _Pairs, candidates: np.ndarray, rp: np.ndarray, unit_order: np.ndarray, locked: np.ndarray
-) -> np.ndarray:
-    """Each unit in turn takes its first candidate pair (best reduced profit first) that
-    fits the capacity left; minimum intakes are left to the caller."""
-    place_of = np.full(problem.n_units, -1, dtype=np.int64)
-    left = problem.capacity.astype(np.int64).copy()
-    for u, j in problem.locked:
-        place_of[u] = j
-    left -= _load(problem, pairs, place_of)
-    cand = candidates[np.lexsort((candidates, -rp[candidates], pairs.unit[candidates]))]
-    bounds = np.searchsorted(pairs.unit[cand], np.arange(problem.n_units + 1))
-    use = problem.usage_of_pairs(pairs.idx[cand]).tolist()
-    places = pairs.place[cand].tolist()
-    left_rows = left.tolist()
-    for u in unit_order.tolist():
-        if locked[u]:
-            continue
-        for k in range(int(bounds[u]), int(bounds[u + 1])):
-            row, need = left_rows[places[k]], use[k]
-            if all(a <= b for a, b in zip(need, row)):
-                for r, a in enumerate(need):
-                    row[r] -= a
-                place_of[u] = places[k]
+class _Placer:
+    """Assignment state for the greedy pass and the local moves after it: per unit its
+    candidate pairs (best reduced profit first), per place the capacity left and its units."""
+
+    def __init__(self, problem: AssignmentProblem, pairs: _Pairs, candidates: np.ndarray, rp: np.ndarray, cost: np.ndarray) -> None:
+        self.problem = problem
+        cand = candidates[np.lexsort((candidates, -rp[candidates], pairs.unit[candidates]))]
+        self.bounds = np.searchsorted(pairs.unit[cand], np.arange(problem.n_units + 1)).tolist()
+        self.use = problem.usage_of_pairs(pairs.idx[cand]).tolist()
+        self.places = pairs.place[cand].tolist()
+        self.cost = cost[cand].tolist()
+        self.pi = problem.persons_index
+        self.min_intake = problem.min_intake.tolist()
+        self.capacity = problem.capacity.tolist()
+        self.left = problem.capacity.astype(np.int64).tolist()
+        self.at: list[set[int]] = [set() for _ in range(problem.n_places)]
+        self.chosen: list[int] = [-1] * problem.n_units  # candidate index, -1 unplaced
+        self.locked = {u for u, _ in problem.locked}
+        for u, j in problem.locked:  # locked pairs are always candidates (see _reduce)
+            k = next((k for k in range(self.bounds[u], self.bounds[u + 1]) if self.places[k] == j), None)
+            if k is None:
+                raise ValueError("a locked pair is missing from the candidates")
+            self._put(u, k)
+
+    def _put(self, u: int, k: int) -> None:
+        row = self.left[self.places[k]]
+        for r, a in enumerate(self.use[k]):
+            row[r] -= a
+        self.at[self.places[k]].add(u)
+        self.chosen[u] = k
+
+    def _take(self, u: int) -> None:
+        k = self.chosen[u]
+        row = self.left[self.places[k]]
+        for r, a in enumerate(self.use[k]):
+            row[r] += a
+        self.at[self.places[k]].discard(u)
+        self.chosen[u] = -1
+
+    def _fits(self, k: int, extra: list[int] | None = None) -> bool:
+        row = self.left[self.places[k]]
+        if extra is None:
+            return all(a <= b for a, b in zip(self.use[k], row))
+        return all(a <= b + c for a, b, c in zip(self.use[k], row, extra))
+
+    def greedy(self, unit_order: np.ndarray) -> None:
+        """Each unit in turn takes its first candidate that fits (minimum intakes aside)."""
+        for u in unit_order.tolist():
+            if self.chosen[u] >= 0:
+                continue
+            for k in range(self.bounds[u], self.bounds[u + 1]):
+                if self._fits(k):
+                    self._put(u, k)
+                    break
+
+    def _persons_ok(self, j: int, delta: int) -> bool:
+        """A place's intake after a change stays 0 or at least its minimum."""
+        if not self.min_intake[j]:
+            return True
+        after = self.capacity[j][self.pi] - self.left[j][self.pi] + delta
+        return after == 0 or after >= self.min_intake[j]
+
+    def improve(self, units: list[int], tries: int, deadline: float) -> int:
+        """Move each unit (unplaced ones: insert it) to a candidate place, if need be
+        moving one unit there elsewhere or, when it brings fewer persons, out. A move is
+        kept when it places more persons, or as many with a higher objective. Returns
+        the moves made."""
+        moves = 0
+        for n, u in enumerate(units):
+            if u in self.locked:
+                continue
+            if n % 64 == 0 and time.perf_counter() >= deadline:
                 break
-    return place_of
+            best: tuple[tuple[int, float], tuple[int, int, int]] | None = None
+            k0 = self.chosen[u]
+            p0 = self.use[k0][self.pi] if k0 >= 0 else 0
+            c0 = self.cost[k0] if k0 >= 0 else 0.0
+            if k0 >= 0:
+                self._take(u)
+                if not self._persons_ok(self.places[k0], 0):
+                    self._put(u, k0)
+                    continue
+            for k in range(self.bounds[u], min(self.bounds[u + 1], self.bounds[u] + tries)):
+                j = self.places[k]
+                pu = self.use[k][self.pi]
+                if k == k0:
+                    continue
+                if self._fits(k):
+                    if self._persons_ok(j, pu):
+                        gain = (pu - p0, self.cost[k] - c0)
+                        if gain > (0, 1e-9) and (best is None or gain > best[0]):
+                            best = (gain, (k, -1, -1))
+                    continue
+                for v in self.at[j]:
+                    if v in self.locked:
+                        continue
+                    kv = self.chosen[v]
+                    if not self._fits(k, self.use[kv]):
+                        continue
+                    pv = self.use[kv][self.pi]
+                    if not self._persons_ok(j, pu - pv):
+                        continue
+                    # v leaves the round, or moves to one of its candidates with room.
+                    options = [((pu - pv - p0, self.cost[k] - self.cost[kv] - c0), -1)]
+                    for k2 in range(self.bounds[v], min(self.bounds[v + 1], self.bounds[v] + tries)):
+                        j2 = self.places[k2]
+                        if j2 != j and self._fits(k2) and self._persons_ok(j2, pv):
+                            options.append(((pu - p0, self.cost[k] - self.cost[kv] + self.cost[k2] - c0), k2))
+                    gain, k2 = max(options)
+                    if gain > (0, 1e-9) and (best is None or gain > best[0]):
+                        best = (gain, (k, v, k2))
+            if best is None:
+                if k0 >= 0:
+                    self._put(u, k0)
+                continue
+            k, v, k2 = best[1]
+            if v >= 0:
+                self._take(v)
+                if k2 >= 0:
+                    self._put(v, k2)
+            self._put(u, k)
+            moves += 1
+        return moves
+
+    def assignment(self) -> np.ndarray:
+        return np.array([self.places[k] if k >= 0 else -1 for k in self.chosen], dtype=np.int64)
 
 
 def _short(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np.ndarray:
@@ -500,7 +635,8 @@ def _subproblem(
 def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
     """Lexicographic solve of a large round (see module docstring). Bounds hold for all pairs."""
     start = time.perf_counter()
-    deadline = start + params.time_limit_seconds
+    # The last steps (bounds, result arrays) run after the deadline: leave them room.
+    deadline = start + FINISH_SHARE * params.time_limit_seconds
     pairs = _usable_pairs(problem)
     locked_only = np.full(problem.n_units, -1, dtype=np.int64)
     for u, j in problem.locked:
@@ -517,7 +653,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
     # on persons alone comes from the same prices scaled down (valid for any prices).
     lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None)
-    priced = _price(lag, working, start + 0.35 * params.time_limit_seconds, PERSONS_TEMPERATURES)
+    priced = _price(lag, working, start + PERSONS_PRICING_SHARE * params.time_limit_seconds, PERSONS_TEMPERATURES)
     # Stage 1's answer is the greedy pass; the exact MIP runs once, in stage 2.
     first = _place(lag, priced, params, deadline, exact=False)
     persons = _persons(problem, pairs, first)
@@ -530,7 +666,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # persons-keeping multiplier at PERSON_WEIGHT are a feasible start.
     t2 = time.perf_counter()
     lag2 = _Lagrangian(problem, pairs, pairs.score, persons)
-    priced2 = _price(lag2, priced.working, t2 + 0.6 * (deadline - t2), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
+    priced2 = _price(lag2, priced.working, t2 + SCORE_PRICING_SHARE * (deadline - t2), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
     if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
         d = priced2.dual
         scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
