@@ -26,7 +26,10 @@ ui: install
 	$(BIN)/rematch ui
 
 benchmark: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --suite synthetic --sizes 1000 --time-limit 30
+	$(BIN)/python -m benchmarks --suite synthetic --sizes 10000 --time-limit 60 --no-baselines
+	$(BIN)/python -m benchmarks --suite synthetic --sizes 50000 --time-limit 300 --no-baselines
+	$(BIN)/python -m benchmarks --suite gap --time-limit 60 --baseline-time-limit 20
 
 clean:
 	rm -rf $(VENV) .rematch

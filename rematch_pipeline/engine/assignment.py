@@ -8,8 +8,8 @@ Objectives are solved lexicographically with OR-Tools pywraplp (SCIP by default)
 1) max persons placed, 2) max total score with persons >= stage-1 value (plus a tiny
 deterministic tie-break), or for "maximin" 2) max the minimum per-household score of
 placed units, 3) max total score keeping both. Rounds with more than
-SolverParams.max_model_pairs usable pairs go to large_scale.py (PDLP column generation,
-Lagrangian bound over all pairs, heuristics). See docs/scoring.md.
+SolverParams.max_model_pairs usable pairs go to large_scale.py (Lagrangian prices and
+bound over all pairs, greedy and local moves, exact MIP on close calls). See docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class SolverParams:
     threads: int = 1
     tie_break: bool = True
     # Above this many candidate pairs the lexicographic objective switches to the
-    # price-and-restrict method of large_scale.py (maximin: to a reduced pair set).
+    # Lagrangian method of large_scale.py (maximin: to a reduced pair set).
     max_model_pairs: int = 150_000
 
     def __post_init__(self) -> None:
