@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.sparse import csr_matrix
 
 from rematch_pipeline.engine.assignment import (
     AssignmentProblem,
@@ -219,10 +220,19 @@ class _Lagrangian:
         """Arrays of a working set, gathered once for the many dual evaluations on it."""
         p = self.pairs
         starts, _ = _segments(p.unit[positions])
+        usage = self.problem.usage_of_pairs(p.idx[positions]).astype(np.float64)
+        rows, cols = np.nonzero(usage)
+        # usage as a sparse [pairs, places * resources] matrix: pricing and the
+        # gradient become two sparse products.
+        matrix = csr_matrix(
+            (usage[rows, cols], (rows, p.place[positions][rows] * self.n_r + cols)),
+            shape=(positions.size, self.n_j * self.n_r),
+        )
         return _Working(
             positions=positions,
             place=p.place[positions],
-            usage=self.problem.usage_of_pairs(p.idx[positions]).astype(np.float64),
+            usage=matrix,
+            usage_t=matrix.T.tocsr(),
             persons=p.persons[positions],
             cost=self.cost[positions],
             starts=starts,
@@ -233,7 +243,7 @@ class _Lagrangian:
         """Entropy-smoothed dual on the working set, and its gradient."""
         dual = self.unpack(v)
         rp = ws.cost + (dual.keep + dual.minimum[ws.place]) * ws.persons
-        rp -= np.einsum("ij,ij->i", ws.usage, dual.capacity[ws.place])
+        rp -= ws.usage @ dual.capacity.ravel()
         if ws.starts.size:
             top = np.maximum(np.maximum.reduceat(rp, ws.starts), 0.0)
             shifted = np.exp((rp - np.repeat(top, ws.counts)) / tau)
@@ -245,9 +255,7 @@ class _Lagrangian:
         yv = self._y_value(dual)
         value += float((tau * np.logaddexp(0.0, yv / tau)).sum()) + self._constant(dual)
         sig = 0.5 * (1.0 + np.tanh(0.5 * yv / tau))
-        grad_cap = self.rhs - self.locked_load
-        for r in range(self.n_r):
-            grad_cap[:, r] -= np.bincount(ws.place, weights=w * ws.usage[:, r], minlength=self.n_j)
+        grad_cap = self.rhs - self.locked_load - (ws.usage_t @ w).reshape(self.n_j, self.n_r)
         pi = self.problem.persons_index
         grad_cap[self.mins, pi] += self.problem.capacity[self.mins, pi] * sig
         wp = w * ws.persons
@@ -264,7 +272,8 @@ class _Working:
 
     positions: np.ndarray
     place: np.ndarray
-    usage: np.ndarray  # [n, resources]
+    usage: csr_matrix  # [n, places * resources]
+    usage_t: csr_matrix  # its transpose
     persons: np.ndarray
     cost: np.ndarray
     starts: np.ndarray
@@ -445,6 +454,7 @@ class _Placer:
         cand = candidates[np.lexsort((candidates, -rp[candidates], pairs.unit[candidates]))]
         self.bounds = np.searchsorted(pairs.unit[cand], np.arange(problem.n_units + 1)).tolist()
         self.use = problem.usage_of_pairs(pairs.idx[cand]).tolist()
+        self.nz = [[(r, a) for r, a in enumerate(row) if a] for row in self.use]  # the resources a pair uses
         self.places = pairs.place[cand].tolist()
         self.cost = cost[cand].tolist()
         self.pi = problem.persons_index
@@ -475,11 +485,9 @@ class _Placer:
         self.at[self.places[k]].discard(u)
         self.chosen[u] = -1
 
-    def _fits(self, k: int, extra: list[int] | None = None) -> bool:
+    def _fits(self, k: int) -> bool:
         row = self.left[self.places[k]]
-        if extra is None:
-            return all(a <= b for a, b in zip(self.use[k], row))
-        return all(a <= b + c for a, b, c in zip(self.use[k], row, extra))
+        return all(row[r] >= a for r, a in self.nz[k])
 
     def greedy(self, unit_order: np.ndarray) -> None:
         """Each unit in turn takes its first candidate that fits (minimum intakes aside)."""
@@ -510,6 +518,7 @@ class _Placer:
             if n % 64 == 0 and time.perf_counter() >= deadline:
                 break
             best: tuple[tuple[int, float], tuple[int, int, int]] | None = None
+            pi = self.pi
             k0 = self.chosen[u]
             p0 = self.use[k0][self.pi] if k0 >= 0 else 0
             c0 = self.cost[k0] if k0 >= 0 else 0.0
@@ -518,33 +527,40 @@ class _Placer:
                 if not self._persons_ok(self.places[k0], 0):
                     self._put(u, k0)
                     continue
-            for k in range(self.bounds[u], min(self.bounds[u + 1], self.bounds[u] + tries)):
-                j = self.places[k]
-                pu = self.use[k][self.pi]
+            places, use, nz, cost, left, bounds = self.places, self.use, self.nz, self.cost, self.left, self.bounds
+            for k in range(bounds[u], min(bounds[u + 1], bounds[u] + tries)):
                 if k == k0:
                     continue
-                if self._fits(k):
+                j = places[k]
+                pu = use[k][pi]
+                row = left[j]
+                deficit = [(r, a - row[r]) for r, a in nz[k] if a > row[r]]
+                if not deficit:
                     if self._persons_ok(j, pu):
-                        gain = (pu - p0, self.cost[k] - c0)
+                        gain = (pu - p0, cost[k] - c0)
                         if gain > (0, 1e-9) and (best is None or gain > best[0]):
                             best = (gain, (k, -1, -1))
                     continue
                 for v in self.at[j]:
-                    if v in self.locked:
-                        continue
                     kv = self.chosen[v]
-                    if not self._fits(k, self.use[kv]):
+                    freed = use[kv]
+                    if any(freed[r] < d for r, d in deficit) or v in self.locked:
                         continue
-                    pv = self.use[kv][self.pi]
+                    pv = freed[pi]
                     if not self._persons_ok(j, pu - pv):
                         continue
                     # v leaves the round, or moves to one of its candidates with room.
-                    options = [((pu - pv - p0, self.cost[k] - self.cost[kv] - c0), -1)]
-                    for k2 in range(self.bounds[v], min(self.bounds[v + 1], self.bounds[v] + tries)):
-                        j2 = self.places[k2]
-                        if j2 != j and self._fits(k2) and self._persons_ok(j2, pv):
-                            options.append(((pu - p0, self.cost[k] - self.cost[kv] + self.cost[k2] - c0), k2))
-                    gain, k2 = max(options)
+                    best_v = ((pu - pv - p0, cost[k] - cost[kv] - c0), -1)
+                    for k2 in range(bounds[v], min(bounds[v + 1], bounds[v] + tries)):
+                        j2 = places[k2]
+                        if j2 == j:
+                            continue
+                        row2 = left[j2]
+                        if all(row2[r] >= a for r, a in nz[k2]) and self._persons_ok(j2, pv):
+                            option = ((pu - p0, cost[k] - cost[kv] + cost[k2] - c0), k2)
+                            if option > best_v:
+                                best_v = option
+                    gain, k2 = best_v
                     if gain > (0, 1e-9) and (best is None or gain > best[0]):
                         best = (gain, (k, v, k2))
             if best is None:
