@@ -383,8 +383,12 @@ def _place(
         loss = np.maximum(unit_best, 0.0) - chosen_rp
         todo = np.flatnonzero(loss > 1e-6)
         todo = todo[np.lexsort((todo, -loss[todo]))].tolist()
-        moves = placer.improve(todo, IMPROVE_TRIES, time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter()))
-        LOG.debug("local moves: %d of %d units moved", moves, len(todo))
+        budget = time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter())
+        moves = placer.improve(todo, IMPROVE_TRIES, budget)
+        out = [u for u in todo if placer.chosen[u] < 0]
+        inserted = placer.insert_two_out(out, IMPROVE_TRIES, budget)
+        LOG.debug("local moves: %d of %d units moved, %d of %d left out inserted by moving two", moves, len(todo), inserted, len(out))
+        moves += inserted
         if not moves or time.perf_counter() >= deadline:
             break
     place_of = placer.assignment()
@@ -572,6 +576,60 @@ class _Placer:
                 self._take(v)
                 if k2 >= 0:
                     self._put(v, k2)
+            self._put(u, k)
+            moves += 1
+        return moves
+
+    def insert_two_out(self, units: list[int], tries: int, deadline: float) -> int:
+        """Unplaced units that no single move inserts: make room at one of their places by
+        moving two units there to other places of theirs (different ones). Inserting a
+        unit places more persons, so it is always a lexicographic improvement."""
+        places, use, nz, cost, left, bounds, pi = self.places, self.use, self.nz, self.cost, self.left, self.bounds, self.pi
+        moves = 0
+        for n, u in enumerate(units):
+            if self.chosen[u] >= 0 or u in self.locked:
+                continue
+            if n % 16 == 0 and time.perf_counter() >= deadline:
+                break
+            best: tuple[float, tuple[int, int, int, int, int]] | None = None
+            for k in range(bounds[u], min(bounds[u + 1], bounds[u] + tries)):
+                j = places[k]
+                row = left[j]
+                deficit = [(r, a - row[r]) for r, a in nz[k] if a > row[r]]
+                if not deficit:
+                    continue  # single moves handle these
+                moved: list[tuple[int, int, int, float]] = []  # v, its pair, its new pair, score change
+                for v in self.at[j]:
+                    kv = self.chosen[v]
+                    if v in self.locked or not any(use[kv][r] for r, _ in deficit):
+                        continue
+                    to: tuple[float, int] | None = None
+                    for k2 in range(bounds[v], min(bounds[v + 1], bounds[v] + tries)):
+                        j2 = places[k2]
+                        row2 = left[j2]
+                        if j2 != j and all(row2[r] >= a for r, a in nz[k2]) and self._persons_ok(j2, use[kv][pi]):
+                            if to is None or cost[k2] - cost[kv] > to[0]:
+                                to = (cost[k2] - cost[kv], k2)
+                    if to is not None:
+                        moved.append((v, kv, to[1], to[0]))
+                for a, (v1, kv1, k21, g1) in enumerate(moved):
+                    for v2, kv2, k22, g2 in moved[a + 1 :]:
+                        if places[k21] == places[k22]:
+                            continue
+                        if any(use[kv1][r] + use[kv2][r] < d for r, d in deficit):
+                            continue
+                        if not self._persons_ok(j, use[k][pi] - use[kv1][pi] - use[kv2][pi]):
+                            continue
+                        gain = cost[k] + g1 + g2
+                        if best is None or gain > best[0]:
+                            best = (gain, (k, v1, k21, v2, k22))
+            if best is None:
+                continue
+            k, v1, k21, v2, k22 = best[1]
+            self._take(v1)
+            self._take(v2)
+            self._put(v1, k21)
+            self._put(v2, k22)
             self._put(u, k)
             moves += 1
         return moves
