@@ -54,7 +54,7 @@ INITIAL_BY_SLACK: int = 6
 ADD_PER_UNIT: int = 3
 # Temperatures of the smoothed dual, in score points (a household's score is 0..100).
 PERSONS_TEMPERATURES: tuple[float, ...] = (5.0, 1.0, 0.2)
-SCORE_TEMPERATURES: tuple[float, ...] = (0.2, 0.05, 0.01)
+SCORE_TEMPERATURES: tuple[float, ...] = (0.2, 0.05)
 LBFGS_ITERATIONS: int = 150
 WORKING_SET_ROUNDS: int = 3
 # Stage 1 maximises PERSON_WEIGHT * persons + score: persons first in practice (a person
