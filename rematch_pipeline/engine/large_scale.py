@@ -764,7 +764,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     stages.append(StageReport("score", status, score, score_bound, gap, time.perf_counter() - t2))
     if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
         return _empty_result(problem, params, "not_solved", stages, start)
-    return _result(problem, params, second, stages, persons_bound, start)
+    return _result(problem, pairs, params, second, stages, persons_bound, start)
 
 
 def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:
@@ -780,22 +780,20 @@ def _most_persons(problem: AssignmentProblem, pairs: _Pairs) -> int:
 
 def _result(
     problem: AssignmentProblem,
+    pairs: _Pairs,
     params: SolverParams,
     place_of_unit: np.ndarray,
     stages: list[StageReport],
     persons_bound: float,
     start: float,
 ) -> AssignmentResult:
-    placed = np.flatnonzero(place_of_unit >= 0)
-    keys = problem.pair_keys()
-    order = np.argsort(keys, kind="stable")
-    pos = order[np.searchsorted(keys[order], placed * max(problem.n_places, 1) + place_of_unit[placed])]
+    pos = _positions(problem, pairs, place_of_unit)  # usable pairs are sorted: no second sort of all pairs
     final = stages[-1]
     return AssignmentResult(
         place_of_unit=place_of_unit,
         status="optimal" if all(s.status == "optimal" for s in stages) else "feasible",
-        persons_placed=int(problem.usage_of_pairs(pos, problem.persons_index).sum()),
-        total_score=float(np.round(problem.pair_score[pos].sum(), 6)),
+        persons_placed=int(pairs.persons[pos].sum()),
+        total_score=float(np.round(pairs.score[pos].sum(), 6)),
         objective_value=final.objective_value,
         best_bound=final.best_bound,
         gap=final.gap,
