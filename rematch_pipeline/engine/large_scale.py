@@ -229,7 +229,6 @@ class _Lagrangian:
             shape=(positions.size, self.n_j * self.n_r),
         )
         return _Working(
-            positions=positions,
             place=p.place[positions],
             usage=matrix,
             usage_t=matrix.T.tocsr(),
@@ -270,7 +269,6 @@ class _Lagrangian:
 class _Working:
     """A working set of pairs (sorted by unit) with its arrays."""
 
-    positions: np.ndarray
     place: np.ndarray
     usage: csr_matrix  # [n, places * resources]
     usage_t: csr_matrix  # its transpose
@@ -289,7 +287,6 @@ class _Priced:
     bound: float
     reduced_profit: np.ndarray  # over all pairs
     working: np.ndarray
-    rounds: int
 
 
 def _price(
@@ -301,12 +298,10 @@ def _price(
     working = working[lag.free_pair[working]]
     v = np.zeros(lag.n_vars) if start is None else np.maximum(start, 0.0)
     best_v, (best_bound, best_rp) = v, lag.bound(lag.unpack(v))
-    rounds = 0
     for tau in temperatures:
         if time.perf_counter() >= deadline:
             break
         for _ in range(WORKING_SET_ROUNDS):
-            rounds += 1
             out = minimize(
                 lag.smoothed, v, args=(lag.working(working), tau), jac=True, method="L-BFGS-B",
                 bounds=[(0.0, None)] * lag.n_vars,
@@ -330,7 +325,7 @@ def _price(
             if better.size == 0 or time.perf_counter() >= deadline:
                 break
             working = np.union1d(working, _top_per_unit(pairs.unit, rp, ADD_PER_UNIT, better))
-    return _Priced(best_v, lag.unpack(best_v), best_bound, best_rp, working, rounds)
+    return _Priced(best_v, lag.unpack(best_v), best_bound, best_rp, working)
 
 
 def _stop_at(deadline: float):  # noqa: ANN202 - scipy callback
@@ -349,8 +344,9 @@ def _place(
     exact: bool = True,
 ) -> np.ndarray:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
-    reduced profit that still fits (clear-cut units first), then an exact MIP re-decides
-    the close calls, the displaced and the unplaced units on the capacity the others leave."""
+    reduced profit that still fits (clear-cut units first); with exact, local moves follow
+    and an exact MIP re-decides the close calls, the displaced and the unplaced units on
+    the capacity the others leave."""
     problem, pairs = lag.problem, lag.pairs
     n_u = problem.n_units
     rp = priced.reduced_profit
@@ -376,11 +372,7 @@ def _place(
     # Local moves: units the greedy pass left out though they price in, then those
     # furthest from their best pair.
     for _ in range(IMPROVE_PASSES if exact else 0):
-        current = placer.assignment()
-        chosen_pos = _positions(problem, pairs, current)
-        chosen_rp = np.full(n_u, 0.0)
-        chosen_rp[pairs.unit[chosen_pos]] = rp[chosen_pos]
-        loss = np.maximum(unit_best, 0.0) - chosen_rp
+        loss = _loss(problem, pairs, rp, unit_best, placer.assignment())
         todo = np.flatnonzero(loss > 1e-6)
         todo = todo[np.lexsort((todo, -loss[todo]))].tolist()
         budget = time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter())
@@ -398,9 +390,7 @@ def _place(
     best_place = np.full(n_u, -1, dtype=np.int64)
     best_place[units] = np.where(best_rp > 0, pairs.place[first], -1)
     free = (place_of != best_place) | (unit_margin <= CLEAR_MARGIN)
-    load = _load(problem, pairs, place_of)
-    persons = load[:, problem.persons_index]
-    short = (persons > 0) & (persons < problem.min_intake)
+    short = _short(problem, pairs, place_of)
     free |= (place_of >= 0) & short[np.maximum(place_of, 0)]
     free |= _all_or_none_at_minimum_places(problem, place_of, free)
     has_pairs = np.zeros(n_u, dtype=bool)
@@ -410,10 +400,7 @@ def _place(
     if free_units.size > MIP_MAX_UNITS:
         # Keep the MIP small: first the units the greedy pass put furthest from their
         # best pair (unplaced ones lose their whole reduced profit), then close calls.
-        chosen_rp = np.zeros(n_u)
-        chosen_pos = _positions(problem, pairs, place_of)
-        chosen_rp[pairs.unit[chosen_pos]] = rp[chosen_pos]
-        loss = np.maximum(unit_best, 0.0) - chosen_rp
+        loss = _loss(problem, pairs, rp, unit_best, place_of)
         order_free = np.lexsort((free_units, unit_margin[free_units], -loss[free_units]))
         keep_free = free_units[order_free[:MIP_MAX_UNITS]]
         free[:] = False
@@ -438,6 +425,15 @@ def _place(
         return mip
     LOG.debug("the MIP did not beat the greedy answer")
     return greedy
+
+
+def _loss(problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, unit_best: np.ndarray, place_of: np.ndarray) -> np.ndarray:
+    """Per unit: reduced profit of its best pair (0 if none prices in) minus that of its
+    current pair (0 if unplaced)."""
+    chosen_rp = np.zeros(problem.n_units)
+    pos = _positions(problem, pairs, place_of)
+    chosen_rp[pairs.unit[pos]] = rp[pos]
+    return np.maximum(unit_best, 0.0) - chosen_rp
 
 
 def _all_or_none_at_minimum_places(problem: AssignmentProblem, place_of: np.ndarray, free: np.ndarray) -> np.ndarray:
