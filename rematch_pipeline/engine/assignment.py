@@ -726,10 +726,7 @@ def _solve_direct(
     hint = np.zeros(n_vars)
     hint[model.locked_vars] = 1.0
     if start_from is not None:
-        hint[: model.n_x] = start_from[model.unit] == model.place
-        persons = np.zeros(problem.n_places)
-        np.add.at(persons, model.place, model.persons * hint[: model.n_x])
-        hint[model.n_x : model.n_x + model.min_places.size] = persons[model.min_places] > 0
+        hint = _hint(model, problem, start_from)
     use_hint = start_from is not None or not model.locked_vars.size
     _set_objective(model, model.persons)
     status, values, obj, bound, secs = _solve_stage(
@@ -799,6 +796,16 @@ def _solve_direct(
         params=params.as_dict(),
         stages=tuple(stages),
     )
+
+
+def _hint(model: _Model, problem: AssignmentProblem, place_of_unit: np.ndarray) -> np.ndarray:
+    """Variable values of an assignment (a place per unit, -1 unplaced) as a solver hint."""
+    hint = np.zeros(len(model.proto.variable))
+    hint[: model.n_x] = place_of_unit[model.unit] == model.place
+    persons = np.zeros(problem.n_places)
+    np.add.at(persons, model.place, model.persons * hint[: model.n_x])
+    hint[model.n_x : model.n_x + model.min_places.size] = persons[model.min_places] > 0
+    return hint
 
 
 def _max_persons_per_unit(model: _Model) -> np.ndarray:

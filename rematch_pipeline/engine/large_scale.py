@@ -13,10 +13,11 @@ keeping the persons found) we therefore
 2. bound: the exact Lagrangian dual over ALL pairs at those prices. It is an upper bound
    for any multipliers >= 0, and at the optimum equals the LP bound (each unit's
    subproblem, one place or none, is integral);
-3. place: every unit goes to its best pair at the prices when that is clear-cut and the
-   place's capacity holds; the others (close calls, crowded places, minimum intakes not
-   yet met) are solved exactly by the MIP of assignment.py on their best pairs and the
-   capacity left.
+3. place: a greedy pass puts every unit on its best pair at the prices that still fits;
+   local moves (moving, or pushing out, up to a few units of the place a unit wants)
+   follow; then a large neighbourhood search: an exact MIP re-decides a few hundred units
+   at a time (the worst-placed units, the units at the places they want, or all users of
+   a scarce resource) on the capacity the others leave, keeping lexicographic gains.
 
 The gap is reported against the bound of step 2, i.e. against the whole problem.
 """
@@ -37,10 +38,13 @@ from rematch_pipeline.engine.assignment import (
     AssignmentResult,
     SolverParams,
     StageReport,
+    _build_model,
     _empty_result,
     _gap,
+    _hint,
     _reduce,
-    _solve_direct,
+    _set_objective,
+    _solve_stage,
     check_assignment,
 )
 
@@ -60,9 +64,6 @@ WORKING_SET_ROUNDS: int = 3
 # Stage 1 maximises PERSON_WEIGHT * persons + score: persons first in practice (a person
 # outweighs ten households' best scores), and its prices start stage 2.
 PERSON_WEIGHT: float = 1000.0
-# A unit is placed at its best pair outright when the second best trails by this many
-# score points; otherwise it goes to the MIP.
-CLEAR_MARGIN: float = 2.0
 # Pairs per unit tried by the greedy pass and handed to the MIP.
 GREEDY_PAIRS: int = 30
 MIP_PAIRS: int = 8
@@ -70,19 +71,25 @@ MIP_PAIRS: int = 8
 PERSONS_PRICING_SHARE: float = 0.15
 SCORE_PRICING_SHARE: float = 0.45
 FINISH_SHARE: float = 0.97
-# The MIP runs only with this much time left, and uses this share of it.
-MIP_MIN_SECONDS: float = 10.0
+# A MIP runs only with this much time left, and uses this share of it.
+MIP_MIN_SECONDS: float = 2.0
 MIP_TIME_SHARE: float = 0.7
 # Local-move passes after the greedy one, and candidate places tried per unit there.
 IMPROVE_PASSES: int = 6
 IMPROVE_TRIES: int = 10
+# Units a move may push out of a place to make room for another.
+MOST_EJECTED: int = 4
 # Share of the time left that the local moves may use (the MIP gets the rest).
-IMPROVE_SHARE: float = 0.6
+IMPROVE_SHARE: float = 0.3
 # Weight of the score when ordering pairs of equal reduced profit (scores <= 100 per
 # household, so this never outweighs a real difference of 1e-3).
 TIE_BY_SCORE: float = 1e-6
-# Units in the MIP at most (the closest calls first); the rest keep their best pair.
-MIP_MAX_UNITS: int = 2000
+# Large neighbourhood search: units per MIP (about), the best places per seed unit whose
+# units join it, units taken per such place, and seconds per MIP at most.
+NEIGHBOURHOOD_UNITS: int = 300
+NEIGHBOURHOOD_PLACES: int = 3
+PLACE_UNITS: int = 60
+MIP_SECONDS: float = 8.0
 
 
 @dataclass
@@ -344,9 +351,8 @@ def _place(
     exact: bool = True,
 ) -> np.ndarray:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
-    reduced profit that still fits (clear-cut units first); with exact, local moves follow
-    and an exact MIP re-decides the close calls, the displaced and the unplaced units on
-    the capacity the others leave."""
+    reduced profit that still fits, clear-cut units first; with exact, local moves follow
+    and then a large neighbourhood search with an exact MIP, until the deadline."""
     problem, pairs = lag.problem, lag.pairs
     n_u = problem.n_units
     rp = priced.reduced_profit
@@ -371,60 +377,131 @@ def _place(
     placer.greedy(np.lexsort((np.arange(n_u), -unit_best, -unit_margin)))
     # Local moves: units the greedy pass left out though they price in, then those
     # furthest from their best pair.
+    budget = time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter())
     for _ in range(IMPROVE_PASSES if exact else 0):
         loss = _loss(problem, pairs, rp, unit_best, placer.assignment())
         todo = np.flatnonzero(loss > 1e-6)
         todo = todo[np.lexsort((todo, -loss[todo]))].tolist()
-        budget = time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter())
-        moves = placer.improve(todo, IMPROVE_TRIES, budget)
-        out = [u for u in todo if placer.chosen[u] < 0]
-        inserted = placer.insert_two_out(out, IMPROVE_TRIES, budget)
-        LOG.debug("local moves: %d of %d units moved, %d of %d left out inserted by moving two", moves, len(todo), inserted, len(out))
-        moves += inserted
-        if not moves or time.perf_counter() >= deadline:
+        moves, tried = placer.improve(todo, IMPROVE_TRIES, budget), len(todo)
+        loss = _loss(problem, pairs, rp, unit_best, placer.assignment())
+        todo = [u for u in todo if loss[u] > 1e-6]
+        relocated = placer.relocate(todo, IMPROVE_TRIES, MOST_EJECTED, budget)
+        LOG.debug("local moves: %d of %d units moved, then %d of %d by moving several", moves, tried, relocated, len(todo))
+        moves += relocated
+        if not moves or time.perf_counter() >= budget:
             break
-    place_of = placer.assignment()
-
-    # Units the MIP re-decides: unplaced, not on their best pair, close calls; and all
-    # units of a place whose minimum intake is not met.
+    current = _drop_short(problem, pairs, placer.assignment(), locked)
+    value = (_persons(problem, pairs, current), _value(lag, current))
+    LOG.debug("placing: %d persons, %.4f after the local moves", *value)
+    if not exact:
+        return current
+    # Large neighbourhood search: an exact MIP re-decides a few hundred units at a time
+    # (those competing for the same places or the same scarce resource) on the capacity
+    # the others leave; its answer is kept when it is lexicographically better.
     best_place = np.full(n_u, -1, dtype=np.int64)
-    best_place[units] = np.where(best_rp > 0, pairs.place[first], -1)
-    free = (place_of != best_place) | (unit_margin <= CLEAR_MARGIN)
-    short = _short(problem, pairs, place_of)
-    free |= (place_of >= 0) & short[np.maximum(place_of, 0)]
-    free |= _all_or_none_at_minimum_places(problem, place_of, free)
-    has_pairs = np.zeros(n_u, dtype=bool)
-    has_pairs[units] = True
-    free &= has_pairs & ~locked
-    free_units = np.flatnonzero(free)
-    if free_units.size > MIP_MAX_UNITS:
-        # Keep the MIP small: first the units the greedy pass put furthest from their
-        # best pair (unplaced ones lose their whole reduced profit), then close calls.
-        loss = _loss(problem, pairs, rp, unit_best, place_of)
-        order_free = np.lexsort((free_units, unit_margin[free_units], -loss[free_units]))
-        keep_free = free_units[order_free[:MIP_MAX_UNITS]]
-        free[:] = False
-        free[keep_free] = True
-        free |= (place_of >= 0) & short[np.maximum(place_of, 0)] & ~locked
-        free |= _all_or_none_at_minimum_places(problem, place_of, free) & ~locked
-    greedy = _drop_short(problem, pairs, place_of, locked)
-    greedy_value = (_persons(problem, pairs, greedy), _value(lag, greedy))
-    fixed = np.where(free, -1, place_of)
-    LOG.debug("placing: greedy %d persons, %.4f; %d units fixed, %d to the MIP", *greedy_value, int((fixed >= 0).sum()), int(free.sum()))
-    if not exact or not free.any() or deadline - time.perf_counter() < MIP_MIN_SECONDS:
-        return greedy
-    sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), place_of)
-    left = MIP_TIME_SHARE * (deadline - time.perf_counter())  # model building comes on top
-    start_from = greedy[sub_units]
-    result = _solve_direct(sub, dataclasses.replace(params, time_limit_seconds=left), start_from)
-    mip = fixed.copy()
-    placed = result.place_of_unit >= 0
-    mip[sub_units[placed]] = result.place_of_unit[placed]
-    # Lexicographic comparison: persons first, then the stage's objective.
-    if not _short(problem, pairs, mip).any() and (_persons(problem, pairs, mip), _value(lag, mip)) >= greedy_value:
-        return mip
-    LOG.debug("the MIP did not beat the greedy answer")
-    return greedy
+    best_place[units] = pairs.place[first]
+    hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked)
+    while deadline - time.perf_counter() >= MIP_MIN_SECONDS:
+        free = hood.next(current)
+        if free is None:
+            break
+        fixed = np.where(free, -1, current)
+        sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), current)
+        seconds = min(MIP_SECONDS, MIP_TIME_SHARE * (deadline - time.perf_counter()))
+        status, place_of = _reoptimise(sub, params, current[sub_units], seconds)
+        mip = fixed.copy()
+        mip[sub_units] = place_of
+        mip_value = (_persons(problem, pairs, mip), _value(lag, mip))
+        # Lexicographic comparison: persons first, then the stage's objective.
+        better = not _short(problem, pairs, mip).any() and mip_value > value
+        LOG.debug("neighbourhood of %d units (%s): %d persons, %.4f%s", sub_units.size, status, *mip_value, "" if better else " (not better)")
+        if better:
+            current, value = mip, mip_value
+    return current
+
+
+def _reoptimise(sub: AssignmentProblem, params: SolverParams, start_from: np.ndarray, seconds: float) -> tuple[str, np.ndarray]:
+    """One MIP over a neighbourhood: most PERSON_WEIGHT * persons + score, keeping at
+    least the persons of start_from (also the solver's first solution). Returns the
+    solver status and a place per unit (start_from when no solution came back)."""
+    model = _build_model(sub, maximin=False)
+    hint = _hint(model, sub, start_from)
+    model.proto.constraint[model.persons_row].lower_bound = float(model.persons @ hint[: model.n_x])
+    _set_objective(model, PERSON_WEIGHT * model.persons + model.score)
+    status, values, *_ = _solve_stage(model, params, seconds, hint)
+    if values is None:
+        return status, start_from
+    x = np.round(values[: model.n_x]) > 0.5
+    place_of = np.full(sub.n_units, -1, dtype=np.int64)
+    place_of[model.unit[x]] = model.place[x]
+    return status, place_of
+
+
+class _Neighbourhoods:
+    """Sets of units for the exact MIP, worst-placed units first: all units using a
+    scarce resource (one set per such resource), then per seed unit (unplaced, or far
+    from its best pair) the units at its best places and those wanting the same places."""
+
+    def __init__(
+        self, problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, unit_best: np.ndarray, best_place: np.ndarray, locked: np.ndarray
+    ) -> None:
+        self.problem, self.pairs, self.rp, self.unit_best, self.locked = problem, pairs, rp, unit_best, locked
+        has_pairs = np.isfinite(unit_best)
+        users = [np.flatnonzero((problem.usage[:, r] > 0) & has_pairs) for r in range(len(problem.resources))]
+        self.by_resource = [u for r, u in enumerate(users) if r != problem.persons_index and 0 < u.size <= NEIGHBOURHOOD_UNITS]
+        top = _top_per_unit(pairs.unit, rp, NEIGHBOURHOOD_PLACES, np.arange(pairs.size))
+        self.top_places = pairs.place[top]
+        self.top_starts = np.searchsorted(pairs.unit[top], np.arange(problem.n_units + 1))
+        self.best_place = best_place
+        self.seeded = np.zeros(problem.n_units, dtype=bool)
+        self.first = True
+
+    def next(self, current: np.ndarray) -> np.ndarray | None:
+        """The next set (a mask over units) for the current assignment, or None."""
+        problem = self.problem
+        if self.first:  # a small round is one neighbourhood
+            self.first = False
+            if problem.n_units <= NEIGHBOURHOOD_UNITS:
+                return ~self.locked & np.isfinite(self.unit_best)
+        if self.by_resource:
+            free = np.zeros(problem.n_units, dtype=bool)
+            free[self.by_resource.pop(0)] = True
+            return self._close(free, current)
+        loss = _loss(problem, self.pairs, self.rp, self.unit_best, current)
+        seeds = np.flatnonzero((loss > 1e-6) & ~self.seeded & ~self.locked)
+        if seeds.size == 0:
+            return None
+        seeds = seeds[np.lexsort((seeds, -loss[seeds]))]
+        chosen_rp = np.full(problem.n_units, np.inf)
+        pos = _positions(problem, self.pairs, current)
+        chosen_rp[self.pairs.unit[pos]] = self.rp[pos]
+        wanting = loss > 1e-6
+        free = np.zeros(problem.n_units, dtype=bool)
+        places = np.zeros(problem.n_places, dtype=bool)
+        for u in seeds.tolist():
+            if free.sum() >= NEIGHBOURHOOD_UNITS:
+                break
+            self.seeded[u] = True
+            free[u] = True
+            new = self.top_places[self.top_starts[u] : self.top_starts[u + 1]]
+            new = new[~places[new]]
+            places[new] = True
+            for j in new.tolist():
+                # The units at the place that lose least by moving (lowest reduced profit there).
+                there = np.flatnonzero(current == j)
+                free[there[np.argsort(chosen_rp[there], kind="stable")[:PLACE_UNITS]]] = True
+            free |= wanting & (self.best_place >= 0) & places[self.best_place]
+        return self._close(free, current)
+
+    def _close(self, free: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Locked units stay. At a place with a minimum intake the MIP decides the whole
+        intake, or only an addition to a staying intake that meets the minimum alone."""
+        problem = self.problem
+        free &= ~self.locked
+        staying = _load(problem, self.pairs, np.where(free, -1, current))[:, problem.persons_index]
+        below = (staying > 0) & (staying < problem.min_intake)
+        free &= ~((current >= 0) & below[np.maximum(current, 0)])
+        return free
 
 
 def _loss(problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, unit_best: np.ndarray, place_of: np.ndarray) -> np.ndarray:
@@ -434,15 +511,6 @@ def _loss(problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, unit_best: 
     pos = _positions(problem, pairs, place_of)
     chosen_rp[pairs.unit[pos]] = rp[pos]
     return np.maximum(unit_best, 0.0) - chosen_rp
-
-
-def _all_or_none_at_minimum_places(problem: AssignmentProblem, place_of: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Units at places with a minimum intake where some unit is free: the MIP then
-    decides the whole intake there, so it can keep the minimum."""
-    touched = np.zeros(problem.n_places, dtype=bool)
-    touched[place_of[free & (place_of >= 0)]] = True
-    touched &= problem.min_intake > 0
-    return (place_of >= 0) & touched[np.maximum(place_of, 0)]
 
 
 class _Placer:
@@ -576,59 +644,101 @@ class _Placer:
             moves += 1
         return moves
 
-    def insert_two_out(self, units: list[int], tries: int, deadline: float) -> int:
-        """Unplaced units that no single move inserts: make room at one of their places by
-        moving two units there to other places of theirs (different ones). Inserting a
-        unit places more persons, so it is always a lexicographic improvement."""
+    def relocate(self, units: list[int], tries: int, most_out: int, deadline: float) -> int:
+        """Move each unit to a better candidate pair (unplaced ones: insert it), making
+        room there by moving up to most_out units of that place to other places of
+        theirs, or out of the round. Victims are chosen greedily by lexicographic loss
+        per unit of missing capacity they free. A move is kept when it places more
+        persons, or as many with a higher objective. Returns the moves made."""
         places, use, nz, cost, left, bounds, pi = self.places, self.use, self.nz, self.cost, self.left, self.bounds, self.pi
         moves = 0
         for n, u in enumerate(units):
-            if self.chosen[u] >= 0 or u in self.locked:
+            if u in self.locked:
                 continue
             if n % 16 == 0 and time.perf_counter() >= deadline:
                 break
-            best: tuple[float, tuple[int, int, int, int, int]] | None = None
+            k0 = self.chosen[u]
+            p0, c0 = (use[k0][pi], cost[k0]) if k0 >= 0 else (0, 0.0)
+            if k0 >= 0:
+                self._take(u)
+                if not self._persons_ok(places[k0], 0):
+                    self._put(u, k0)
+                    continue
+            best: tuple[tuple[int, float], int, list[tuple[int, int]]] | None = None
             for k in range(bounds[u], min(bounds[u + 1], bounds[u] + tries)):
-                j = places[k]
-                row = left[j]
-                deficit = [(r, a - row[r]) for r, a in nz[k] if a > row[r]]
-                if not deficit:
-                    continue  # single moves handle these
-                moved: list[tuple[int, int, int, float]] = []  # v, its pair, its new pair, score change
-                for v in self.at[j]:
-                    kv = self.chosen[v]
-                    if v in self.locked or not any(use[kv][r] for r, _ in deficit):
-                        continue
-                    to: tuple[float, int] | None = None
-                    for k2 in range(bounds[v], min(bounds[v + 1], bounds[v] + tries)):
-                        j2 = places[k2]
-                        row2 = left[j2]
-                        if j2 != j and all(row2[r] >= a for r, a in nz[k2]) and self._persons_ok(j2, use[kv][pi]):
-                            if to is None or cost[k2] - cost[kv] > to[0]:
-                                to = (cost[k2] - cost[kv], k2)
-                    if to is not None:
-                        moved.append((v, kv, to[1], to[0]))
-                for a, (v1, kv1, k21, g1) in enumerate(moved):
-                    for v2, kv2, k22, g2 in moved[a + 1 :]:
-                        if places[k21] == places[k22]:
-                            continue
-                        if any(use[kv1][r] + use[kv2][r] < d for r, d in deficit):
-                            continue
-                        if not self._persons_ok(j, use[k][pi] - use[kv1][pi] - use[kv2][pi]):
-                            continue
-                        gain = cost[k] + g1 + g2
-                        if best is None or gain > best[0]:
-                            best = (gain, (k, v1, k21, v2, k22))
+                if k == k0:
+                    continue
+                plan = self._make_room(k, tries, most_out)
+                if plan is None:
+                    continue
+                lost_persons, score_change, victims = plan
+                gain = (use[k][pi] - p0 - lost_persons, cost[k] - c0 + score_change)
+                if gain > (0, 1e-9) and (best is None or gain > best[0]):
+                    best = (gain, k, victims)
             if best is None:
+                if k0 >= 0:
+                    self._put(u, k0)
                 continue
-            k, v1, k21, v2, k22 = best[1]
-            self._take(v1)
-            self._take(v2)
-            self._put(v1, k21)
-            self._put(v2, k22)
+            _, k, victims = best
+            for v, _ in victims:
+                self._take(v)
+            for v, k2 in victims:
+                if k2 >= 0:
+                    self._put(v, k2)
             self._put(u, k)
             moves += 1
         return moves
+
+    def _make_room(self, k: int, tries: int, most_out: int) -> tuple[int, float, list[tuple[int, int]]] | None:
+        """Victims at pair k's place whose leaving lets k fit: (persons lost, score
+        change, [(victim, its new pair or -1)]), or None when no such set is found."""
+        places, use, nz, cost, left, bounds, pi = self.places, self.use, self.nz, self.cost, self.left, self.bounds, self.pi
+        j = places[k]
+        row = left[j]
+        deficit = {r: a - row[r] for r, a in nz[k] if a > row[r]}
+        if not deficit:
+            return (0, 0.0, []) if self._persons_ok(j, use[k][pi]) else None
+        options: list[tuple[float, int, int, int, float]] = []  # (loss per freed share, v, new pair, persons lost, score change)
+        extra: dict[int, list[int]] = {}  # load the plan puts on other places
+        for v in self.at[j]:
+            kv = self.chosen[v]
+            freed = use[kv]
+            share = sum(min(freed[r], d) / d for r, d in deficit.items())
+            if share == 0 or v in self.locked:
+                continue
+            move = (freed[pi], -cost[kv], -1)  # leaves the round
+            for k2 in range(bounds[v], min(bounds[v + 1], bounds[v] + tries)):
+                j2 = places[k2]
+                if j2 != j and -cost[kv] + cost[k2] > move[1] - 1000.0 * move[0]:
+                    row2 = left[j2]
+                    if all(row2[r] >= a for r, a in nz[k2]) and self._persons_ok(j2, use[k2][pi]):
+                        move = (0, cost[k2] - cost[kv], k2)
+            options.append(((1000.0 * move[0] - move[1]) / share, v, move[2], move[0], move[1]))
+        options.sort()
+        chosen: list[tuple[int, int]] = []
+        lost, change, out_persons = 0, 0.0, 0
+        for _, v, k2, persons_lost, score_change in options:
+            if not deficit or len(chosen) >= most_out:
+                break
+            freed = use[self.chosen[v]]
+            if not any(freed[r] for r in deficit):
+                continue  # what is still missing, this victim does not free
+            if k2 >= 0:
+                j2 = places[k2]
+                load = extra.setdefault(j2, [0] * len(freed))
+                row2 = left[j2]
+                if any(row2[r] < load[r] + a for r, a in nz[k2]) or not self._persons_ok(j2, load[pi] + use[k2][pi]):
+                    continue  # an earlier victim took the room there
+                for r, a in nz[k2]:
+                    load[r] += a
+            chosen.append((v, k2))
+            lost += persons_lost
+            change += score_change
+            out_persons += freed[pi]
+            deficit = {r: d - freed[r] for r, d in deficit.items() if d > freed[r]}
+        if deficit or not self._persons_ok(j, use[k][pi] - out_persons):
+            return None
+        return lost, change, chosen
 
     def assignment(self) -> np.ndarray:
         return np.array([self.places[k] if k >= 0 else -1 for k in self.chosen], dtype=np.int64)
@@ -724,7 +834,8 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # on persons alone comes from the same prices scaled down (valid for any prices).
     lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None)
     priced = _price(lag, working, start + PERSONS_PRICING_SHARE * params.time_limit_seconds, PERSONS_TEMPERATURES)
-    # Stage 1's answer is the greedy pass; the exact MIP runs once, in stage 2.
+    # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
+    # and the exact MIPs run in stage 2, on prices that also value the score.
     first = _place(lag, priced, params, deadline, exact=False)
     persons = _persons(problem, pairs, first)
     persons_only = _Lagrangian(problem, pairs, pairs.persons, None)
