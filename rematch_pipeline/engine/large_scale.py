@@ -97,6 +97,7 @@ class _Pairs:
     """Usable pairs of the full problem, sorted by (unit, place)."""
 
     idx: np.ndarray  # indices into the problem's pairs
+    keys: np.ndarray  # unit * n_places + place, ascending: finds a pair by binary search
     unit: np.ndarray
     place: np.ndarray
     score: np.ndarray
@@ -117,9 +118,10 @@ def _usable_pairs(problem: AssignmentProblem) -> _Pairs:
     keys = unit * max(problem.n_places, 1) + place
     if keys.size and not (np.diff(keys) > 0).all():  # build_problem already sorts them
         order = np.argsort(keys, kind="stable")
-        idx, unit, place = idx[order], unit[order], place[order]
+        idx, unit, place, keys = idx[order], unit[order], place[order], keys[order]
     return _Pairs(
         idx=idx,
+        keys=keys,
         unit=unit,
         place=place,
         score=problem.pair_score[idx],
@@ -174,8 +176,7 @@ class _Lagrangian:
         self.locked_cost, self.locked_persons = 0.0, 0.0
         self.locked_load = np.zeros((self.n_j, self.n_r))
         if problem.locked:
-            keys = pairs.unit * problem.n_places + pairs.place
-            pos = np.searchsorted(keys, np.array([u * problem.n_places + j for u, j in problem.locked]))
+            pos = np.searchsorted(pairs.keys, np.array([u * problem.n_places + j for u, j in problem.locked]))
             self.locked_cost = float(cost[pos].sum())
             self.locked_persons = float(pairs.persons[pos].sum())
             for r in range(self.n_r):
@@ -774,8 +775,7 @@ def _load(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np
 def _positions(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np.ndarray:
     """Pair positions of an assignment (units with place -1 skipped)."""
     placed = np.flatnonzero(place_of >= 0)
-    keys = pairs.unit * problem.n_places + pairs.place
-    return np.searchsorted(keys, placed * problem.n_places + place_of[placed])
+    return np.searchsorted(pairs.keys, placed * problem.n_places + place_of[placed])
 
 
 def _subproblem(
