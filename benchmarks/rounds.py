@@ -55,13 +55,16 @@ def synthetic_round(households: int, municipalities: int, seed: int = 1) -> Synt
     births = identity["members"].select("file_sha256", "file_row", "date_of_birth")
     proposals = pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8})
     tables = build_canonical(raw, births, proposals)
+    del sample, raw, identity, births  # the text tables are not needed past validation
     seconds["validate"] = time.perf_counter() - start
 
     start = time.perf_counter()
     hh = household_features(tables.households, tables.members, tables.decisions)
     mu = municipality_features(tables.municipalities)
+    del tables
     pairs = candidate_pairs(hh, mu)
-    scored = score_pairs(pairs, hh, mu, ScoreWeights())
+    # The solver reads the score only: no per-criterion breakdown (~1 GB at 15 M pairs).
+    scored = score_pairs(pairs, hh, mu, ScoreWeights(), breakdown=False)
     seconds["features_and_scores"] = time.perf_counter() - start
 
     start = time.perf_counter()

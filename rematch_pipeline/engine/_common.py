@@ -7,7 +7,7 @@ pseudonyms only.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -33,6 +33,9 @@ RESOURCE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("integration_course_places", "integration_course_places"),
 )
 RESOURCES: tuple[str, ...] = tuple(usage for usage, _ in RESOURCE_COLUMNS)
+# Rows of a pair table handled at once by key_positions and score_pairs: bounds their
+# temporaries when a national round has ~15 M candidate pairs.
+PAIR_CHUNK_SIZE: int = 1 << 20
 
 
 def require_columns(df: pl.DataFrame, columns: Iterable[str], table: str) -> None:
@@ -134,6 +137,32 @@ def explode_ags_list(
         hit.get_column("place_idx").to_numpy().astype(np.int64, copy=False),
         hit.get_column("pos").to_numpy().astype(np.int64, copy=False),
     )
+
+
+def chunk_bounds(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """(lo, hi) bounds of consecutive chunks of at most chunk_size out of n rows."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    for lo in range(0, n, chunk_size):
+        yield lo, min(n, lo + chunk_size)
+
+
+def key_positions(
+    df: pl.DataFrame, key: str, ids: Sequence[str], chunk_size: int = PAIR_CHUNK_SIZE
+) -> np.ndarray:
+    """Position of each row's key in ids (unique) as int32, -1 where it is not in ids.
+
+    Joined chunk_size rows at a time, so the joined key column never exists for a
+    whole pair table at once; int32 halves the result (tables stay far below 2**31 rows).
+    """
+    lookup = pl.DataFrame(
+        {key: pl.Series(list(ids), dtype=pl.String), "_pos": np.arange(len(ids), dtype=np.int32)}
+    )
+    out = np.empty(df.height, dtype=np.int32)
+    for lo, hi in chunk_bounds(df.height, chunk_size):
+        pos = df.slice(lo, hi - lo).select(key).join(lookup, on=key, how="left", maintain_order="left")
+        out[lo:hi] = pos.get_column("_pos").fill_null(-1).to_numpy()
+    return out
 
 
 def rows_slice(rows: np.ndarray, lo: int, hi: int) -> slice:

@@ -28,6 +28,7 @@ from rematch_pipeline.engine._common import (
     RESOURCE_COLUMNS,
     RESOURCES,
     int_column,
+    key_positions,
     require_columns,
     require_unique,
 )
@@ -147,8 +148,9 @@ class AssignmentProblem:
                 raise ValueError(f"pair_usage shape {self.pair_usage.shape} != ({n_p}, {n_r})")
             if (self.pair_usage < 0).any():
                 raise ValueError("pair_usage must be >= 0")
-        keys = np.sort(self.pair_keys())  # sort-based: far faster than hashing here
-        dupes = int((np.diff(keys) == 0).sum())
+        keys = self.pair_keys()
+        keys.sort()  # sort-based: far faster than hashing here; in place, keys is a fresh array
+        dupes = int(np.count_nonzero(keys[1:] == keys[:-1]))
         if dupes:
             raise ValueError(f"{dupes} duplicate candidate pairs")
         units_locked = [u for u, _ in self.locked]
@@ -294,36 +296,38 @@ def build_problem(
     place_ids = mu.get_column("municipality_id").to_list()
 
     # Integer indices first, then group in numpy: string group_by over millions of
-    # pairs is the slow part otherwise.
-    unit_pos = pl.DataFrame(
-        {"link_group": pl.Series(unit_ids, dtype=pl.String), "_u": np.arange(len(unit_ids), dtype=np.int64)}
-    )
-    hh_unit = households.select("household_pseudonym", "link_group").join(unit_pos, on="link_group")
-    place_pos = pl.DataFrame(
-        {"municipality_id": pl.Series(place_ids, dtype=pl.String), "_j": np.arange(len(place_ids), dtype=np.int64)}
-    )
-    pairs = (
-        scored_pairs.select("household_pseudonym", "municipality_id", "score")
-        .join(hh_unit.select("household_pseudonym", "_u"), on="household_pseudonym", how="left")
-        .join(place_pos, on="municipality_id", how="left")
-    )
-    unknown = pairs.get_column("_u").null_count() + pairs.get_column("_j").null_count()
+    # pairs is the slow part otherwise. int32 positions, and each temporary freed once
+    # used: a national round has ~15 M pairs, so every pair-long array is ~100 MB.
+    unit_of_row = key_positions(households, "link_group", unit_ids)
+    row = key_positions(scored_pairs, "household_pseudonym", households.get_column("household_pseudonym").to_list())
+    place = key_positions(scored_pairs, "municipality_id", place_ids)
+    unknown = int(np.count_nonzero(row < 0)) + int(np.count_nonzero(place < 0))
     if unknown:
         raise ValueError(f"pairs: {unknown} references to unknown households or municipalities")
     n_j = max(len(place_ids), 1)
-    keys = pairs.get_column("_u").to_numpy() * n_j + pairs.get_column("_j").to_numpy()
-    scores = pairs.get_column("score").fill_null(0.0).to_numpy().astype(np.float64)
+    keys = unit_of_row[row].astype(np.int64) * n_j + place
+    del row, place
+    scores = scored_pairs.get_column("score").fill_null(0.0).to_numpy().astype(np.float64)
     order = np.argsort(keys, kind="stable")
-    keys, scores = keys[order], scores[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(keys) != 0]) if keys.size else np.zeros(0, np.int64)
+    keys = keys[order]
+    scores = scores[order]
+    del order
+    first = np.ones(keys.size, dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    del first
+    # Summation in sorted key order (then pair row order within a key): deterministic.
+    sums = np.add.reduceat(scores, starts) if keys.size else np.zeros(0)
+    del scores
     uniq = keys[starts]
     counts = np.diff(np.r_[starts, keys.size])
-    # Summation in sorted key order (then household order within a key): deterministic.
-    sums = np.add.reduceat(scores, starts) if keys.size else np.zeros(0)
+    del keys, starts
     sizes = units.get_column("_households").to_numpy().astype(np.int64)
     pair_unit = uniq // n_j
     keep = counts == sizes[pair_unit]  # every household of the group is compatible
-    pair_unit, pair_place, pair_score = pair_unit[keep], (uniq % n_j)[keep], sums[keep]
+    del counts
+    pair_unit, pair_place, pair_score = pair_unit[keep], (uniq % n_j)[keep], np.round(sums[keep], 6)
+    del uniq, sums, keep
 
     unit_of = dict(
         zip(
@@ -355,7 +359,7 @@ def build_problem(
         min_intake=int_column(mu, "min_persons"),
         pair_unit=pair_unit,
         pair_place=pair_place,
-        pair_score=np.round(pair_score, 6),
+        pair_score=pair_score,
         locked=locked_idx,
         exactly_one=exactly_one,
         unit_households=sizes.astype(np.int64),

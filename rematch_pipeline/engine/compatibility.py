@@ -20,6 +20,7 @@ from rematch_pipeline.engine._common import (
     UNKNOWN_MEDICAL_BIT,
     AgsIndex,
     bool_column,
+    chunk_bounds,
     code_bitmask,
     explode_ags_list,
     float_column,
@@ -177,13 +178,6 @@ def _rule_masks(p: _Prepared, lo: int, hi: int) -> Iterator[tuple[str, np.ndarra
         yield f"resource_{usage}", p.usage[sl, r, None] <= p.capacity[None, :, r]
 
 
-def _chunks(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be >= 1")
-    for lo in range(0, n, chunk_size):
-        yield lo, min(n, lo + chunk_size)
-
-
 def candidate_pairs(
     households: pl.DataFrame,
     municipalities: pl.DataFrame,
@@ -202,15 +196,17 @@ def candidate_pairs(
     p = _prepare(households, municipalities)
     hh_out: list[np.ndarray] = []
     pl_out: list[np.ndarray] = []
-    for lo, hi in _chunks(len(p.household_ids), chunk_size):
+    for lo, hi in chunk_bounds(len(p.household_ids), chunk_size):
         ok = np.ones((hi - lo, len(p.place_ids)), dtype=bool)
         for _, allowed in _rule_masks(p, lo, hi):
             ok &= allowed
         rows, places = np.nonzero(ok)  # row-major: sorted by household, then place
-        hh_out.append(rows + lo)
-        pl_out.append(places)
-    rows = np.concatenate(hh_out) if hh_out else np.zeros(0, dtype=np.int64)
-    places = np.concatenate(pl_out) if pl_out else np.zeros(0, dtype=np.int64)
+        # int32 halves the index lists of a national round (~15 M pairs).
+        hh_out.append((rows + lo).astype(np.int32))
+        pl_out.append(places.astype(np.int32))
+    rows = np.concatenate(hh_out) if hh_out else np.zeros(0, dtype=np.int32)
+    places = np.concatenate(pl_out) if pl_out else np.zeros(0, dtype=np.int32)
+    del hh_out, pl_out
     hh_series = pl.Series("household_pseudonym", p.household_ids, dtype=pl.String)
     pl_series = pl.Series("municipality_id", p.place_ids, dtype=pl.String)
     return pl.DataFrame(
@@ -237,7 +233,7 @@ def exclusion_counts(
     p = _prepare(households, municipalities)
     names = [*RULES, "any"]
     counts = np.zeros((len(p.household_ids), len(names)), dtype=np.int64)
-    for lo, hi in _chunks(len(p.household_ids), chunk_size):
+    for lo, hi in chunk_bounds(len(p.household_ids), chunk_size):
         ok = np.ones((hi - lo, len(p.place_ids)), dtype=bool)
         for k, (rule, allowed) in enumerate(_rule_masks(p, lo, hi)):
             assert rule == RULES[k]

@@ -15,12 +15,15 @@ import numpy as np
 import polars as pl
 
 from rematch_pipeline.engine._common import (
+    PAIR_CHUNK_SIZE,
     AgsIndex,
+    chunk_bounds,
     explode_ags_list,
     float_column,
     haversine_km,
     int_column,
     code_bitmask,
+    key_positions,
     require_columns,
     require_unique,
     sorted_frame,
@@ -157,17 +160,12 @@ def _sector_matrix(df: pl.DataFrame, column: str, counts: bool) -> np.ndarray:
     return out
 
 
-def _pair_index(
-    pairs: pl.DataFrame, ids: list[str], key: str, table: str
-) -> np.ndarray:
-    lookup = pl.DataFrame(
-        {key: pl.Series(ids, dtype=pl.String), "_idx": np.arange(len(ids), dtype=np.int64)}
-    )
-    idx = pairs.select(key).join(lookup, on=key, how="left", maintain_order="left")
-    missing = idx.get_column("_idx").null_count()
+def _pair_index(pairs: pl.DataFrame, ids: list[str], key: str, table: str, chunk_size: int) -> np.ndarray:
+    idx = key_positions(pairs, key, ids, chunk_size)
+    missing = int(np.count_nonzero(idx < 0))
     if missing:
         raise ValueError(f"pairs: {missing} rows refer to a {key} not in {table}")
-    return idx.get_column("_idx").to_numpy().astype(np.int64, copy=False)
+    return idx
 
 
 def _pair_lookup(
@@ -186,85 +184,45 @@ def _pair_lookup(
     return out
 
 
-def score_pairs(
-    pairs: pl.DataFrame,
-    households: pl.DataFrame,
-    municipalities: pl.DataFrame,
-    weights: ScoreWeights | None = None,
-) -> pl.DataFrame:
-    """Add `score` (0-100, 4 decimals) and `score_<criterion>` contributions to pairs.
+@dataclass(frozen=True)
+class _Prepared:
+    """Per-household and per-place arrays of the criteria, indexed by the sorted tables.
 
-    pairs needs household_pseudonym and municipality_id (other columns are kept, row
-    order is kept). Each contribution is in points; contributions plus score_neutral
-    (50 for households that rated nothing, else 0) sum to the score exactly up to
-    float representation: the score is the rounded sum of rounded contributions.
+    weight[c] is the household's weight of criterion c (0 = skipped / not rated).
     """
-    weights = weights or ScoreWeights()
-    require_columns(pairs, ("household_pseudonym", "municipality_id"), "pairs")
-    require_columns(households, HOUSEHOLD_COLUMNS, "household_features")
-    require_columns(municipalities, MUNICIPALITY_COLUMNS, "municipality_features")
-    require_unique(households, "household_pseudonym", "household_features")
-    require_unique(municipalities, "municipality_id", "municipality_features")
-    hh = sorted_frame(households.select(HOUSEHOLD_COLUMNS), "household_pseudonym")
-    mu = sorted_frame(municipalities.select(MUNICIPALITY_COLUMNS), "municipality_id")
-    hh_ids = hh.get_column("household_pseudonym").to_list()
-    place_ids = mu.get_column("municipality_id").to_list()
-    n_places = len(place_ids)
-    h = _pair_index(pairs, hh_ids, "household_pseudonym", "household_features")
-    m = _pair_index(pairs, place_ids, "municipality_id", "municipality_features")
-    index = AgsIndex(place_ids)
-    mult = weights.as_dict()
 
-    # Per criterion: (weight per pair, value per pair). Weight 0 = skipped / not rated.
-    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    weight: dict[str, np.ndarray]
+    n_places: int
+    wanting: np.ndarray
+    sector_counts: np.ndarray  # [households, len(SECTOR)]
+    shortage: np.ndarray  # [places, len(SECTOR)]
+    need: np.ndarray  # [households, len(CHILD_COLUMNS)]
+    places: np.ndarray  # [places, len(CHILD_COLUMNS)]
+    children: np.ndarray  # max(1, children) per household, the share's denominator
+    breadth: np.ndarray
+    community: np.ndarray
+    urbanity: np.ndarray
+    tie_lat: np.ndarray
+    tie_lon: np.ndarray
+    tie: tuple[np.ndarray, np.ndarray]  # (row, place_idx) of AGS family ties
+    lat: np.ndarray
+    lon: np.ndarray
+    wish: tuple[np.ndarray, np.ndarray, np.ndarray]  # (row, place_idx, value) of wishes
+
+
+def _prepare(hh: pl.DataFrame, mu: pl.DataFrame, index: AgsIndex, weights: ScoreWeights) -> _Prepared:
+    """Everything the criteria need that does not depend on the pair (sorted hh and mu)."""
+    mult = weights.as_dict()
 
     def weight(criterion: str, applies: np.ndarray | None = None) -> np.ndarray:
         imp = int_column(hh, IMPORTANCE_COLUMN[criterion]).astype(np.float64)
         w = np.clip(imp, 0.0, IMPORTANCE_MAX) / IMPORTANCE_MAX * mult[criterion]
-        if applies is not None:
-            w = np.where(applies, w, 0.0)
-        return w[h]
+        return w if applies is None else np.where(applies, w, 0.0)
 
-    # jobs: share of members wanting work whose sector has a shortage there.
     wanting = int_column(hh, "members_wanting_work")
-    sector_counts = _sector_matrix(hh, "work_sectors", counts=True)
-    shortage = _sector_matrix(mu, "shortage_sectors", counts=False)
-    w_jobs = weight("jobs", wanting > 0)
-    sel = np.flatnonzero(w_jobs > 0)  # only rated pairs need the value
-    fitting = np.zeros(sel.size, dtype=np.float64)
-    for s in range(len(SECTOR)):
-        fitting += sector_counts[h[sel], s] * shortage[m[sel], s]
-    jobs = np.zeros(h.shape[0], dtype=np.float64)
-    jobs[sel] = np.minimum(fitting / np.maximum(wanting[h[sel]], 1), 1.0)
-    parts["jobs"] = (w_jobs, jobs)
-
-    # schools_childcare: need-weighted comfort min(1, places / (3 x need)) per child type.
     need = np.stack([int_column(hh, c) for c in CHILD_COLUMNS], axis=1).astype(np.float64)
-    places = np.stack([int_column(mu, c) for c in CHILD_COLUMNS], axis=1).astype(np.float64)
     children = need.sum(axis=1)
-    covered = np.zeros(h.shape[0], dtype=np.float64)
-    for t in range(len(CHILD_COLUMNS)):
-        nt = need[h, t]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            comfort = np.where(nt > 0, np.minimum(1.0, places[m, t] / (COMFORT_FACTOR * nt)), 0.0)
-        covered += nt * comfort
-    parts["schools_childcare"] = (
-        weight("schools_childcare", children > 0),
-        covered / np.maximum(children, 1.0)[h],
-    )
-
-    # medical_care: breadth of specialised care offered (share of the MEDICAL list).
     care_bits = code_bitmask(mu, "medical_care", 0)
-    breadth = np.array([bin(int(b)).count("1") for b in care_bits], dtype=np.float64) / len(MEDICAL)
-    parts["medical_care"] = (weight("medical_care"), breadth[m])
-
-    community = _code_values(mu, "ukrainian_community", COMMUNITY_VALUE)
-    parts["community"] = (weight("community"), community[m])
-    urbanity = _code_values(mu, "settlement_type", URBANITY_VALUE)
-    parts["big_city"] = (weight("big_city"), urbanity[m])
-    parts["quiet_rural"] = (weight("quiet_rural"), 1.0 - urbanity[m])
-
-    # family_nearby: 1 at the tie (AGS match or 0 km), linear to 0 at 200 km.
     tie_lat = float_column(hh, "family_tie_lat")
     tie_lon = float_column(hh, "family_tie_lon")
     has_coords = ~np.isnan(tie_lat) & ~np.isnan(tie_lon)
@@ -276,27 +234,92 @@ def score_pairs(
         .alias("tie")
     )
     t_rows, t_places, _ = explode_ags_list(tie_lists, "tie", index)
-    lat = float_column(mu, "latitude")
-    lon = float_column(mu, "longitude")
-    w_family = weight("family_nearby", has_tie)
+    # wishes: rank 1/2/3 -> 1.0/0.8/0.6 (best rank if several keys hit the place).
+    w_rows, w_places, w_pos = explode_ags_list(hh, "preferred_municipality_ids", index)
+    rank_value = np.array(WISH_RANK_VALUES, dtype=np.float64)
+    wish_values = np.where(w_pos < rank_value.size, rank_value[np.minimum(w_pos, rank_value.size - 1)], 0.0)
+    named = (hh.get_column("preferred_municipality_ids").list.len().fill_null(0) > 0).to_numpy()
+    return _Prepared(
+        weight={
+            "jobs": weight("jobs", wanting > 0),
+            "schools_childcare": weight("schools_childcare", children > 0),
+            "medical_care": weight("medical_care"),
+            "community": weight("community"),
+            "big_city": weight("big_city"),
+            "quiet_rural": weight("quiet_rural"),
+            "family_nearby": weight("family_nearby", has_tie),
+            "wishes": np.where(named, WISHES_IMPORTANCE / IMPORTANCE_MAX * mult["wishes"], 0.0),
+        },
+        n_places=mu.height,
+        wanting=wanting,
+        sector_counts=_sector_matrix(hh, "work_sectors", counts=True),
+        shortage=_sector_matrix(mu, "shortage_sectors", counts=False),
+        need=need,
+        places=np.stack([int_column(mu, c) for c in CHILD_COLUMNS], axis=1).astype(np.float64),
+        children=np.maximum(children, 1.0),
+        breadth=np.array([bin(int(b)).count("1") for b in care_bits], dtype=np.float64) / len(MEDICAL),
+        community=_code_values(mu, "ukrainian_community", COMMUNITY_VALUE),
+        urbanity=_code_values(mu, "settlement_type", URBANITY_VALUE),
+        tie_lat=tie_lat,
+        tie_lon=tie_lon,
+        tie=(t_rows, t_places),
+        lat=float_column(mu, "latitude"),
+        lon=float_column(mu, "longitude"),
+        wish=(w_rows, w_places, wish_values),
+    )
+
+
+def _criterion_parts(p: _Prepared, h: np.ndarray, m: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per criterion (weight per pair, value per pair in [0, 1]) for pairs (h, m)."""
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    # jobs: share of members wanting work whose sector has a shortage there.
+    w_jobs = p.weight["jobs"][h]
+    sel = np.flatnonzero(w_jobs > 0)  # only rated pairs need the value
+    fitting = np.zeros(sel.size, dtype=np.float64)
+    for s in range(len(SECTOR)):
+        fitting += p.sector_counts[h[sel], s] * p.shortage[m[sel], s]
+    jobs = np.zeros(h.shape[0], dtype=np.float64)
+    jobs[sel] = np.minimum(fitting / np.maximum(p.wanting[h[sel]], 1), 1.0)
+    parts["jobs"] = (w_jobs, jobs)
+
+    # schools_childcare: need-weighted comfort min(1, places / (3 x need)) per child type.
+    covered = np.zeros(h.shape[0], dtype=np.float64)
+    for t in range(len(CHILD_COLUMNS)):
+        nt = p.need[h, t]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            comfort = np.where(nt > 0, np.minimum(1.0, p.places[m, t] / (COMFORT_FACTOR * nt)), 0.0)
+        covered += nt * comfort
+    parts["schools_childcare"] = (p.weight["schools_childcare"][h], covered / p.children[h])
+
+    # medical_care: breadth of specialised care offered (share of the MEDICAL list).
+    parts["medical_care"] = (p.weight["medical_care"][h], p.breadth[m])
+    parts["community"] = (p.weight["community"][h], p.community[m])
+    parts["big_city"] = (p.weight["big_city"][h], p.urbanity[m])
+    parts["quiet_rural"] = (p.weight["quiet_rural"][h], 1.0 - p.urbanity[m])
+
+    # family_nearby: 1 at the tie (AGS match or 0 km), linear to 0 at 200 km.
+    w_family = p.weight["family_nearby"][h]
     sel = np.flatnonzero(w_family > 0)
     hs, ms = h[sel], m[sel]
-    dist = haversine_km(tie_lat[hs], tie_lon[hs], lat[ms], lon[ms])
+    dist = haversine_km(p.tie_lat[hs], p.tie_lon[hs], p.lat[ms], p.lon[ms])
     near = np.clip(1.0 - np.nan_to_num(dist, nan=np.inf) / FAMILY_ZERO_KM, 0.0, 1.0)
-    at_tie = _pair_lookup(t_rows, t_places, np.ones(t_rows.size), hs, ms, n_places, 0.0) > 0
+    t_rows, t_places = p.tie
+    at_tie = _pair_lookup(t_rows, t_places, np.ones(t_rows.size), hs, ms, p.n_places, 0.0) > 0
     closeness = np.zeros(h.shape[0], dtype=np.float64)
     closeness[sel] = np.where(at_tie, 1.0, near)
     parts["family_nearby"] = (w_family, closeness)
 
-    # wishes: rank 1/2/3 -> 1.0/0.8/0.6 (best rank if several keys hit the place).
-    w_rows, w_places, w_pos = explode_ags_list(hh, "preferred_municipality_ids", index)
-    rank_value = np.array(WISH_RANK_VALUES, dtype=np.float64)
-    values = np.where(w_pos < rank_value.size, rank_value[np.minimum(w_pos, rank_value.size - 1)], 0.0)
-    wish_value = _pair_lookup(w_rows, w_places, values, h, m, n_places, 0.0)
-    named = (hh.get_column("preferred_municipality_ids").list.len().fill_null(0) > 0).to_numpy()
-    w_wish = np.where(named, WISHES_IMPORTANCE / IMPORTANCE_MAX * mult["wishes"], 0.0)[h]
-    parts["wishes"] = (w_wish, wish_value)
+    w_rows, w_places, wish_values = p.wish
+    parts["wishes"] = (p.weight["wishes"][h], _pair_lookup(w_rows, w_places, wish_values, h, m, p.n_places, 0.0))
+    return parts
 
+
+def _score_chunk(
+    p: _Prepared, h: np.ndarray, m: np.ndarray, breakdown: bool
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(score, score_<criterion> and score_neutral columns, or {} without breakdown) of pairs (h, m)."""
+    parts = _criterion_parts(p, h, m)
     total_w = np.zeros(h.shape[0], dtype=np.float64)
     for c in CRITERIA:
         total_w += parts[c][0]
@@ -308,9 +331,12 @@ def score_pairs(
     best = np.full(h.shape[0], -1.0)
     best_idx = np.zeros(h.shape[0], dtype=np.int64)
     for k, c in enumerate(CRITERIA):
-        w_c, v_c = parts[c]
+        w_c, v_c = parts.pop(c)
         raw = np.where(rated, 100.0 * w_c * v_c / safe_w, 0.0)
+        del w_c, v_c
         exact += raw
+        if not breakdown:
+            continue  # the score needs the exact sum only
         contrib = np.round(raw, SCORE_DECIMALS)
         rounded_sum += contrib
         larger = contrib > best
@@ -318,15 +344,62 @@ def score_pairs(
         best_idx = np.where(larger, k, best_idx)
         columns[f"score_{c}"] = contrib
     neutral = np.where(rated, 0.0, NEUTRAL_SCORE)
+    score = np.round(np.minimum(exact, 100.0) + neutral, SCORE_DECIMALS)
+    if not breakdown:
+        return score, columns
     columns[NEUTRAL_COLUMN] = neutral
     # Rounding each term can drift the sum by a few 1e-4 (even above 100); the drift
     # goes to the row's largest contribution so the terms sum to the rounded score.
-    score = np.round(np.minimum(exact, 100.0) + neutral, SCORE_DECIMALS)
     residual = np.where(rated, score - rounded_sum, 0.0)
     for k, c in enumerate(CRITERIA):
         col = f"score_{c}"
         columns[col] = np.round(columns[col] + np.where(best_idx == k, residual, 0.0), SCORE_DECIMALS)
-    out = pairs.drop([c for c in ("score", *columns) if c in pairs.columns])
+    return score, columns
+
+
+def score_pairs(
+    pairs: pl.DataFrame,
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    weights: ScoreWeights | None = None,
+    *,
+    breakdown: bool = True,
+    chunk_size: int = PAIR_CHUNK_SIZE,
+) -> pl.DataFrame:
+    """Add `score` (0-100, 4 decimals) and `score_<criterion>` contributions to pairs.
+
+    pairs needs household_pseudonym and municipality_id (other columns are kept, row
+    order is kept). Each contribution is in points; contributions plus score_neutral
+    (50 for households that rated nothing, else 0) sum to the score exactly up to
+    float representation: the score is the rounded sum of rounded contributions.
+    breakdown=False adds `score` only (same values): for callers that never show the
+    contributions, it saves nine float64 columns per pair. Pairs are scored
+    chunk_size at a time, which bounds the temporaries and does not change results.
+    """
+    weights = weights or ScoreWeights()
+    require_columns(pairs, ("household_pseudonym", "municipality_id"), "pairs")
+    require_columns(households, HOUSEHOLD_COLUMNS, "household_features")
+    require_columns(municipalities, MUNICIPALITY_COLUMNS, "municipality_features")
+    require_unique(households, "household_pseudonym", "household_features")
+    require_unique(municipalities, "municipality_id", "municipality_features")
+    hh = sorted_frame(households.select(HOUSEHOLD_COLUMNS), "household_pseudonym")
+    mu = sorted_frame(municipalities.select(MUNICIPALITY_COLUMNS), "municipality_id")
+    place_ids = mu.get_column("municipality_id").to_list()
+    h_all = _pair_index(pairs, hh.get_column("household_pseudonym").to_list(), "household_pseudonym", "household_features", chunk_size)
+    m_all = _pair_index(pairs, place_ids, "municipality_id", "municipality_features", chunk_size)
+    p = _prepare(hh, mu, AgsIndex(place_ids), weights)
+
+    names = [*(f"score_{c}" for c in CRITERIA), NEUTRAL_COLUMN] if breakdown else []
+    score = np.empty(pairs.height, dtype=np.float64)
+    columns = {name: np.empty(pairs.height, dtype=np.float64) for name in names}
+    for lo, hi in chunk_bounds(pairs.height, chunk_size):
+        # int64 keeps h * n_places + m in _pair_lookup from overflowing.
+        h, m = h_all[lo:hi].astype(np.int64), m_all[lo:hi].astype(np.int64)
+        score[lo:hi], chunk = _score_chunk(p, h, m, breakdown)
+        for name, values in chunk.items():
+            columns[name][lo:hi] = values
+    del h_all, m_all
+    out = pairs.drop([c for c in ("score", *(f"score_{c}" for c in CRITERIA), NEUTRAL_COLUMN) if c in pairs.columns])
     return out.with_columns(
         pl.Series("score", np.round(score, SCORE_DECIMALS), dtype=pl.Float64),
         *(pl.Series(k, v, dtype=pl.Float64) for k, v in columns.items()),

@@ -170,6 +170,19 @@ def test_random_pairs_sum_and_range_and_order() -> None:
     assert again.sort("household_pseudonym", "municipality_id").equals(out.sort("household_pseudonym", "municipality_id"))
 
 
+def test_chunking_and_lean_output_keep_the_scores() -> None:
+    mu = random_municipalities(5, total_capacity=3_000, n_places=60)
+    hh = random_households(400, 5, places=mu)
+    pairs = candidate_pairs(hh, mu).reverse()
+    out = score_pairs(pairs, hh, mu)
+    assert score_pairs(pairs, hh, mu, chunk_size=97).equals(out)
+    lean = score_pairs(pairs, hh, mu, breakdown=False, chunk_size=97)
+    assert lean.columns == ["household_pseudonym", "municipality_id", "score"]
+    assert lean.equals(out.select(lean.columns))
+    # Stale score columns of the input go, breakdown or not.
+    assert score_pairs(out, hh, mu, breakdown=False).columns == lean.columns
+
+
 def test_unknown_household_in_pairs_rejected() -> None:
     pairs = pl.DataFrame({"household_pseudonym": ["zz"], "municipality_id": ["01001"]})
     with pytest.raises(ValueError, match="1 rows refer to a household_pseudonym"):
