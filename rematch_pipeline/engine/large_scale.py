@@ -70,6 +70,8 @@ MIP_PAIRS: int = 8
 # Time shares: pricing of stage 1 (of the whole limit) and of stage 2 (of what is left).
 PERSONS_PRICING_SHARE: float = 0.15
 SCORE_PRICING_SHARE: float = 0.45
+# Pricing that keeps the persons bound (stage 2b), as a share of the time left.
+TARGET_PRICING_SHARE: float = 0.12
 FINISH_SHARE: float = 0.97
 # A MIP runs only with this much time left, and uses this share of it.
 MIP_MIN_SECONDS: float = 2.0
@@ -853,14 +855,25 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
         scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
         persons_bound = min(persons_bound, persons_only.bound(scaled)[0])
     persons_bound = min(float(np.floor(persons_bound + 1e-6)), float(_most_persons(problem, pairs)))
-    second = _place(lag2, priced2, params, deadline)
+    # Stage 2b: the same score prices, now keeping the persons bound. Its keeping
+    # multiplier is what a person is worth in score points when every person counts,
+    # so the placement below takes the persons it can reach.
+    lag3 = _Lagrangian(problem, pairs, pairs.score, persons_bound)
+    seconds = TARGET_PRICING_SHARE * (deadline - time.perf_counter())
+    priced3 = _price(lag3, priced2.working, time.perf_counter() + seconds, SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
+    LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
+    second = _place(lag3, priced3, params, deadline)
     if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
         LOG.debug("the score stage placed fewer persons; keeping the persons stage's answer")
         second = first
     # The lexicographic optimum places at least the persons found; at fixed multipliers
-    # the bound for that higher requirement is lower by keep * (extra persons).
-    score_bound = priced2.bound - priced2.dual.keep * (_persons(problem, pairs, second) - persons)
-    persons = _persons(problem, pairs, second)
+    # the bound for that requirement moves by keep * (persons found - persons kept).
+    placed = _persons(problem, pairs, second)
+    score_bound = min(
+        priced2.bound - priced2.dual.keep * (placed - persons),
+        priced3.bound - priced3.dual.keep * (placed - persons_bound),
+    )
+    persons = placed
     LOG.debug("stage persons: %d placed, bound %d", persons, persons_bound)
     status = "optimal" if persons >= persons_bound else "feasible"
     stages = [StageReport("persons", status, persons, persons_bound, _gap(persons, persons_bound), persons_seconds)]
