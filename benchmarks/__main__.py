@@ -1,7 +1,9 @@
 """`python -m benchmarks` (or `make benchmark`): solver figures as ratios against plain models run in the same process.
 
-Suites: `synthetic` (sample rounds × 401 districts through the real data path) and `gap`
-(OR-Library generalized assignment instances against published optima).
+Suites: `synthetic` (sample rounds × 401 districts through the real data path), `exact`
+(the large-round method against the exact MIP on a round small enough to solve exactly, at
+the national round's households per district) and `gap` (OR-Library generalized
+assignment instances against published optima).
 """
 
 from __future__ import annotations
@@ -54,19 +56,53 @@ def synthetic(sizes: list[int], time_limit: float, baselines: bool) -> None:
         print(f"| {rnd.households:,} | | preparation (not in the solver's time) | {steps} | | | | | | |")
 
 
+def exact(households: int, municipalities: int, time_limit: float, exact_time_limit: float) -> None:
+    """Large-round method (forced) vs the exact lexicographic MIP (CBC) on one sample round."""
+    rnd = synthetic_round(households, municipalities, seed=1)
+    p = rnd.problem
+    print(f"\n## Large-round method vs exact MIP: {rnd.households:,} households × {rnd.municipalities} districts, {p.pair_unit.size:,} pairs\n")
+    print("| solver | time limit | status | persons | persons bound | score | score bound | gap | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    runs = (
+        ("large-round method", time_limit, SolverParams(time_limit_seconds=time_limit, max_model_pairs=0)),
+        ("exact MIP (CBC)", exact_time_limit, SolverParams(time_limit_seconds=exact_time_limit, backend="cbc", max_model_pairs=10**9)),
+    )
+    results = []
+    for name, limit, params in runs:
+        start = time.perf_counter()
+        result = solve(p, params)
+        seconds = time.perf_counter() - start
+        results.append(result)
+        print(
+            f"| {name} | {limit:g} s | {result.status} | {result.persons_placed:,} | {result.persons_bound:,.0f} | {_fmt(result.total_score)} "
+            f"| {_fmt(result.best_bound)} | {result.gap:.4%} | {seconds:.1f} |"
+        )
+        sys.stdout.flush()
+    large, mip = results
+    below = (mip.total_score - large.total_score) / mip.total_score if mip.total_score else 0.0
+    above = (large.best_bound - mip.best_bound) / mip.best_bound if mip.best_bound else 0.0
+    print(f"\nlarge-round score {below:.4%} below the exact MIP's (same persons: {large.persons_placed == mip.persons_placed}); "
+          f"large-round bound {above:.4%} above the exact MIP's proven bound")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen suites and print markdown tables."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--suite", choices=("synthetic", "gap", "all"), default="all")
+    parser.add_argument("--suite", choices=("synthetic", "exact", "gap", "all"), default="all")
     parser.add_argument("--sizes", default="1000,10000,50000", help="households per synthetic round")
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument(
         "--baseline-time-limit", type=float, default=None, help="seconds per plain model (default: --time-limit)"
     )
     parser.add_argument("--no-baselines", action="store_true", help="engine only (the plain models are slow at scale)")
+    parser.add_argument("--exact-round", default="1000x40", help="households x districts of the exact suite's round")
+    parser.add_argument("--exact-time-limit", type=float, default=600.0, help="seconds for the exact MIP")
     args = parser.parse_args(argv)
     if args.suite in ("synthetic", "all"):
         synthetic([int(s) for s in args.sizes.split(",")], args.time_limit, not args.no_baselines)
+    if args.suite in ("exact", "all"):
+        households, districts = (int(n) for n in args.exact_round.split("x"))
+        exact(households, districts, args.time_limit, args.exact_time_limit)
     if args.suite in ("gap", "all"):
         from benchmarks.gap import gap_suite
 
