@@ -68,8 +68,8 @@ PERSON_WEIGHT: float = 1000.0
 GREEDY_PAIRS: int = 30
 MIP_PAIRS: int = 8
 # Time shares: pricing of stage 1 (of the whole limit) and of stage 2 (of what is left).
-PERSONS_PRICING_SHARE: float = 0.15
-SCORE_PRICING_SHARE: float = 0.45
+PERSONS_PRICING_SHARE: float = 0.08
+SCORE_PRICING_SHARE: float = 0.3
 # Pricing that keeps the persons bound (stage 2b), as a share of the time left.
 TARGET_PRICING_SHARE: float = 0.12
 FINISH_SHARE: float = 0.97
