@@ -139,6 +139,35 @@ def explode_ags_list(
     )
 
 
+def feature_tables(
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    household_columns: Sequence[str],
+    municipality_columns: Sequence[str],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The feature tables checked (columns present, ids unique), narrowed to the given
+    columns and sorted by id: every per-pair array indexes these rows."""
+    require_columns(households, household_columns, "household_features")
+    require_columns(municipalities, municipality_columns, "municipality_features")
+    require_unique(households, "household_pseudonym", "household_features")
+    require_unique(municipalities, "municipality_id", "municipality_features")
+    hh = sorted_frame(households.select(household_columns), "household_pseudonym")
+    mu = sorted_frame(municipalities.select(municipality_columns), "municipality_id")
+    return hh, mu
+
+
+def family_tie_places(hh: pl.DataFrame, index: AgsIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(household row, place index) of every place matching a household's family-tie AGS key."""
+    tie_lists = hh.select(
+        pl.when(pl.col("family_ties_municipality_id").is_not_null())
+        .then(pl.concat_list(pl.col("family_ties_municipality_id")))
+        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+        .alias("tie")
+    )
+    rows, places, _ = explode_ags_list(tie_lists, "tie", index)
+    return rows, places
+
+
 def chunk_bounds(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
     """(lo, hi) bounds of consecutive chunks of at most chunk_size out of n rows."""
     if chunk_size < 1:

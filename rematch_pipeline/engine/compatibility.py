@@ -23,13 +23,12 @@ from rematch_pipeline.engine._common import (
     chunk_bounds,
     code_bitmask,
     explode_ags_list,
+    family_tie_places,
+    feature_tables,
     float_column,
     haversine_km,
     int_column,
-    require_columns,
-    require_unique,
     rows_slice,
-    sorted_frame,
 )
 
 # A `must` family tie is satisfied by the tie municipality or any seat within this radius.
@@ -97,12 +96,7 @@ class _Prepared:
 
 
 def _prepare(households: pl.DataFrame, municipalities: pl.DataFrame) -> _Prepared:
-    require_columns(households, HOUSEHOLD_COLUMNS, "household_features")
-    require_columns(municipalities, MUNICIPALITY_COLUMNS, "municipality_features")
-    require_unique(households, "household_pseudonym", "household_features")
-    require_unique(municipalities, "municipality_id", "municipality_features")
-    hh = sorted_frame(households.select(HOUSEHOLD_COLUMNS), "household_pseudonym")
-    mu = sorted_frame(municipalities.select(MUNICIPALITY_COLUMNS), "municipality_id")
+    hh, mu = feature_tables(households, municipalities, HOUSEHOLD_COLUMNS, MUNICIPALITY_COLUMNS)
     place_ids = mu.get_column("municipality_id").to_list()
     index = AgsIndex(place_ids)
 
@@ -112,13 +106,7 @@ def _prepare(households: pl.DataFrame, municipalities: pl.DataFrame) -> _Prepare
     has_tie = tie_id.is_not_null().to_numpy() | (~np.isnan(tie_lat) & ~np.isnan(tie_lon))
     # A `must` without any stated tie cannot be evaluated and states no place: not applied.
     must = (hh.get_column("family_ties_importance").fill_null("none") == "must").to_numpy()
-    tie_lists = hh.select(
-        pl.when(pl.col("family_ties_municipality_id").is_not_null())
-        .then(pl.concat_list(pl.col("family_ties_municipality_id")))
-        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
-        .alias("tie")
-    )
-    tie_rows, tie_places, _ = explode_ags_list(tie_lists, "tie", index)
+    tie_rows, tie_places = family_tie_places(hh, index)
     ex_rows, ex_places, _ = explode_ags_list(hh, "excluded_municipality_ids", index)
     de_rows, de_places, _ = explode_ags_list(hh, "declined_municipality_ids", index)
 

@@ -19,14 +19,14 @@ from rematch_pipeline.engine._common import (
     AgsIndex,
     chunk_bounds,
     explode_ags_list,
+    family_tie_places,
+    feature_tables,
     float_column,
     haversine_km,
     int_column,
     code_bitmask,
     key_positions,
     require_columns,
-    require_unique,
-    sorted_frame,
 )
 from rematch_pipeline.schemas.contract import COMMUNITY, MEDICAL, SECTOR, SETTLEMENT
 
@@ -227,13 +227,7 @@ def _prepare(hh: pl.DataFrame, mu: pl.DataFrame, index: AgsIndex, weights: Score
     tie_lon = float_column(hh, "family_tie_lon")
     has_coords = ~np.isnan(tie_lat) & ~np.isnan(tie_lon)
     has_tie = hh.get_column("family_ties_municipality_id").is_not_null().to_numpy() | has_coords
-    tie_lists = hh.select(
-        pl.when(pl.col("family_ties_municipality_id").is_not_null())
-        .then(pl.concat_list(pl.col("family_ties_municipality_id")))
-        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
-        .alias("tie")
-    )
-    t_rows, t_places, _ = explode_ags_list(tie_lists, "tie", index)
+    t_rows, t_places = family_tie_places(hh, index)
     # wishes: rank 1/2/3 -> 1.0/0.8/0.6 (best rank if several keys hit the place).
     w_rows, w_places, w_pos = explode_ags_list(hh, "preferred_municipality_ids", index)
     rank_value = np.array(WISH_RANK_VALUES, dtype=np.float64)
@@ -378,12 +372,7 @@ def score_pairs(
     """
     weights = weights or ScoreWeights()
     require_columns(pairs, ("household_pseudonym", "municipality_id"), "pairs")
-    require_columns(households, HOUSEHOLD_COLUMNS, "household_features")
-    require_columns(municipalities, MUNICIPALITY_COLUMNS, "municipality_features")
-    require_unique(households, "household_pseudonym", "household_features")
-    require_unique(municipalities, "municipality_id", "municipality_features")
-    hh = sorted_frame(households.select(HOUSEHOLD_COLUMNS), "household_pseudonym")
-    mu = sorted_frame(municipalities.select(MUNICIPALITY_COLUMNS), "municipality_id")
+    hh, mu = feature_tables(households, municipalities, HOUSEHOLD_COLUMNS, MUNICIPALITY_COLUMNS)
     place_ids = mu.get_column("municipality_id").to_list()
     h_all = _pair_index(pairs, hh.get_column("household_pseudonym").to_list(), "household_pseudonym", "household_features", chunk_size)
     m_all = _pair_index(pairs, place_ids, "municipality_id", "municipality_features", chunk_size)
