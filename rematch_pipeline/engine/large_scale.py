@@ -72,6 +72,10 @@ PERSONS_PRICING_SHARE: float = 0.08
 SCORE_PRICING_SHARE: float = 0.3
 # Pricing that keeps the persons bound (stage 2b), as a share of the time left.
 TARGET_PRICING_SHARE: float = 0.12
+# Pricing for the persons placed (only where persons cost score), as a share of the limit.
+FINAL_PRICING_SHARE: float = 0.05
+# ... when a person is worth at least this many score points at the stage-2b prices.
+REPRICE_KEEP: float = 1.0
 FINISH_SHARE: float = 0.97
 # A MIP runs only with this much time left, and uses this share of it.
 MIP_MIN_SECONDS: float = 2.0
@@ -862,7 +866,10 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     seconds = TARGET_PRICING_SHARE * (deadline - time.perf_counter())
     priced3 = _price(lag3, priced2.working, time.perf_counter() + seconds, SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
     LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
-    second = _place(lag3, priced3, params, deadline)
+    # Where a person costs score (the keeping row binds), the bound for the persons actually
+    # placed is re-priced at the end, in time kept back from the answer step.
+    reserve = FINAL_PRICING_SHARE * params.time_limit_seconds if priced3.dual.keep >= REPRICE_KEEP else 0.0
+    second = _place(lag3, priced3, params, deadline - reserve)
     if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
         LOG.debug("the score stage placed fewer persons; keeping the persons stage's answer")
         second = first
@@ -873,6 +880,11 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
         priced2.bound - priced2.dual.keep * (placed - persons),
         priced3.bound - priced3.dual.keep * (placed - persons_bound),
     )
+    if reserve and placed < persons_bound:
+        lag4 = _Lagrangian(problem, pairs, pairs.score, placed)
+        priced4 = _price(lag4, priced3.working, deadline, SCORE_TEMPERATURES[-1:], priced3.v)
+        LOG.debug("pricing for the %d persons placed: bound %.4f", placed, priced4.bound)
+        score_bound = min(score_bound, priced4.bound)
     persons = placed
     LOG.debug("stage persons: %d placed, bound %d", persons, persons_bound)
     status = "optimal" if persons >= persons_bound else "feasible"
