@@ -24,6 +24,7 @@ The gap is reported against the bound of step 2, i.e. against the whole problem.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -188,6 +189,15 @@ class _Lagrangian:
             for r in range(self.n_r):
                 np.add.at(self.locked_load[:, r], pairs.place[pos], pairs.usage(problem, r, pos))
         self.free_pair = ~np.isin(pairs.unit, self.locked_units)
+
+    def keeping(self, persons: float) -> _Lagrangian:
+        """The same dual with its persons-keeping row at persons (the row must exist, so
+        the multipliers keep their layout); nothing over the pairs is recomputed."""
+        if self.keep_persons is None:
+            raise ValueError("this dual has no persons-keeping row")
+        other = copy.copy(self)
+        other.keep_persons = persons
+        return other
 
     def unpack(self, v: np.ndarray) -> _Dual:
         k = self.n_j * self.n_r
@@ -862,7 +872,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # Stage 2b: the same score prices, now keeping the persons bound. Its keeping
     # multiplier is what a person is worth in score points when every person counts,
     # so the placement below takes the persons it can reach.
-    lag3 = _Lagrangian(problem, pairs, pairs.score, persons_bound)
+    lag3 = lag2.keeping(persons_bound)
     seconds = TARGET_PRICING_SHARE * (deadline - time.perf_counter())
     priced3 = _price(lag3, priced2.working, time.perf_counter() + seconds, SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
     LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
@@ -881,7 +891,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
         priced3.bound - priced3.dual.keep * (placed - persons_bound),
     )
     if reserve and placed < persons_bound:
-        lag4 = _Lagrangian(problem, pairs, pairs.score, placed)
+        lag4 = lag2.keeping(placed)
         priced4 = _price(lag4, priced3.working, deadline, SCORE_TEMPERATURES[-1:], priced3.v)
         LOG.debug("pricing for the %d persons placed: bound %.4f", placed, priced4.bound)
         score_bound = min(score_bound, priced4.bound)

@@ -378,9 +378,9 @@ def score_pairs(
     m_all = _pair_index(pairs, place_ids, "municipality_id", "municipality_features", chunk_size)
     p = _prepare(hh, mu, AgsIndex(place_ids), weights)
 
-    names = [*(f"score_{c}" for c in CRITERIA), NEUTRAL_COLUMN] if breakdown else []
+    breakdown_names = [*(f"score_{c}" for c in CRITERIA), NEUTRAL_COLUMN]
     score = np.empty(pairs.height, dtype=np.float64)
-    columns = {name: np.empty(pairs.height, dtype=np.float64) for name in names}
+    columns = {name: np.empty(pairs.height, dtype=np.float64) for name in (breakdown_names if breakdown else [])}
     for lo, hi in chunk_bounds(pairs.height, chunk_size):
         # int64 keeps h * n_places + m in _pair_lookup from overflowing.
         h, m = h_all[lo:hi].astype(np.int64), m_all[lo:hi].astype(np.int64)
@@ -388,7 +388,7 @@ def score_pairs(
         for name, values in chunk.items():
             columns[name][lo:hi] = values
     del h_all, m_all
-    out = pairs.drop([c for c in ("score", *(f"score_{c}" for c in CRITERIA), NEUTRAL_COLUMN) if c in pairs.columns])
+    out = pairs.drop([c for c in ("score", *breakdown_names) if c in pairs.columns])
     return out.with_columns(
         pl.Series("score", np.round(score, SCORE_DECIMALS), dtype=pl.Float64),
         *(pl.Series(k, v, dtype=pl.Float64) for k, v in columns.items()),
