@@ -41,7 +41,6 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
-from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
 
 from rematch_pipeline.engine.assignment import (
@@ -53,6 +52,7 @@ from rematch_pipeline.engine.assignment import (
     _Model,
     check_assignment,
 )
+from rematch_pipeline.engine.lp import to_mathopt
 
 LOAD = "load"
 # Knapsack dynamic programmes are O(items * capacity): above this capacity the
@@ -423,32 +423,6 @@ def _lp(model: _Model, cost: np.ndarray) -> tuple[float, np.ndarray | None, np.n
     return float(response.objective_value), np.asarray(response.variable_value), unit_duals
 
 
-def _to_mathopt(proto: linear_solver_pb2.MPModelProto) -> mathopt.Model:
-    """An MPModelProto (linear rows only) as a MathOpt model."""
-    mo = model_pb2.ModelProto()
-    nv = len(proto.variable)
-    mo.variables.ids.extend(range(nv))
-    mo.variables.lower_bounds.extend(v.lower_bound for v in proto.variable)
-    mo.variables.upper_bounds.extend(v.upper_bound for v in proto.variable)
-    mo.variables.integers.extend(v.is_integer for v in proto.variable)
-    mo.objective.maximize = proto.maximize
-    mo.objective.offset = proto.objective_offset
-    for k, v in enumerate(proto.variable):
-        if v.objective_coefficient:
-            mo.objective.linear_coefficients.ids.append(k)
-            mo.objective.linear_coefficients.values.append(v.objective_coefficient)
-    mo.linear_constraints.ids.extend(range(len(proto.constraint)))
-    mo.linear_constraints.lower_bounds.extend(c.lower_bound for c in proto.constraint)
-    mo.linear_constraints.upper_bounds.extend(c.upper_bound for c in proto.constraint)
-    mat = mo.linear_constraint_matrix
-    for r, c in enumerate(proto.constraint):
-        pairs = sorted((int(i), float(a)) for i, a in zip(c.var_index, c.coefficient, strict=True) if a)
-        mat.row_ids.extend([r] * len(pairs))
-        mat.column_ids.extend(i for i, _ in pairs)
-        mat.coefficients.extend(a for _, a in pairs)
-    return mathopt.Model.from_model_proto(mo)
-
-
 @dataclass
 class _MipOutcome:
     """status: "optimal", "infeasible", "limit" (time out), "error"."""
@@ -467,7 +441,7 @@ def _mip(proto_bytes: bytes, solver: str, time_limit: float) -> _MipOutcome:
     proto = linear_solver_pb2.MPModelProto.FromString(proto_bytes)
     limit = max(0.05, time_limit)
     if solver == "highs":
-        model = _to_mathopt(proto)
+        model = to_mathopt(proto)
         params = mathopt.SolveParameters(
             time_limit=timedelta(seconds=limit), relative_gap_tolerance=0.0, absolute_gap_tolerance=1e-6
         )

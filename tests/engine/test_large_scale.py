@@ -59,3 +59,35 @@ def test_same_input_same_assignment() -> None:
     second = solve(problem, params)
     assert first.place_of_unit.tolist() == second.place_of_unit.tolist()
     assert first.best_bound == second.best_bound
+
+
+def test_core_lp_relaxes_the_exact_model(monkeypatch) -> None:  # noqa: ANN001 - pytest fixture
+    problem = _round()
+    exact = solve(problem, SolverParams(time_limit_seconds=30, relative_gap=0.0, backend="cbc"))
+    assert exact.status == "optimal"
+    pairs = large_scale._usable_pairs(problem)
+    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None)
+    monkeypatch.setattr(large_scale, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
+    core = large_scale._core_lp(lag, float("inf"), pairs.score)
+    assert core is not None
+    weight = large_scale.CORE_PERSON_WEIGHT
+    assert core.value >= weight * exact.persons_placed + exact.total_score - 1e-6
+    # The units the LP places whole fit the capacities, on usable pairs.
+    assert (large_scale._load(problem, pairs, core.place_of) <= problem.capacity).all()
+    placed = np.flatnonzero(core.place_of >= 0)
+    keys = placed * problem.n_places + core.place_of[placed]
+    assert np.isin(keys, pairs.keys).all()
+    assert np.isin(pairs.keys[core.support], keys).sum() == placed.size
+
+
+def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> None:  # noqa: ANN001 - pytest fixture
+    # More units than one neighbourhood takes, so the search runs on LP-guided sets.
+    problem = _round(1000, 30, seed=11)
+    assert problem.n_units > large_scale.NEIGHBOURHOOD_UNITS
+    with caplog.at_level("DEBUG", logger=large_scale.__name__):
+        result = solve(problem, SolverParams(time_limit_seconds=30, backend="scip", max_model_pairs=0))
+    assert check_assignment(problem, result) == []
+    assert result.best_bound >= result.total_score
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("core LP over") and "units placed whole" in m for m in messages)
+    assert any(m.startswith("neighbourhood of") for m in messages)

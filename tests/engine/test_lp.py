@@ -1,0 +1,37 @@
+"""HiGHS LPs through MathOpt: values and duals of a small LP with a known optimum."""
+
+from __future__ import annotations
+
+import pytest
+from ortools.linear_solver import linear_solver_pb2
+
+from rematch_pipeline.engine.lp import solve_lp
+
+
+def _proto() -> linear_solver_pb2.MPModelProto:
+    """max 3x + 2y s.t. x + y <= 4, x + 3y <= 6, 0 <= x, y <= 10 (x, y integer)."""
+    m = linear_solver_pb2.MPModelProto(maximize=True)
+    for c in (3.0, 2.0):
+        m.variable.add(lower_bound=0.0, upper_bound=10.0, objective_coefficient=c, is_integer=True)
+    for coefs, rhs in (((1.0, 1.0), 4.0), ((1.0, 3.0), 6.0)):
+        m.constraint.add(lower_bound=-float("inf"), upper_bound=rhs, var_index=[0, 1], coefficient=list(coefs))
+    return m
+
+
+def test_lp_value_solution_and_duals() -> None:
+    lp = solve_lp(_proto(), time_limit=10.0)
+    assert lp is not None
+    assert lp.value == pytest.approx(12.0)
+    assert lp.x.tolist() == pytest.approx([4.0, 0.0])
+    # The binding row prices at 3 (one more unit of it is worth 3), the slack one at 0;
+    # strong duality: 4 * 3 + 6 * 0 = 12.
+    assert lp.duals.tolist() == pytest.approx([3.0, 0.0])
+
+
+def test_integrality_is_dropped() -> None:
+    m = _proto()
+    m.constraint[0].upper_bound = 3.5  # the LP takes x = 3.5; an integer model could not
+    lp = solve_lp(m, time_limit=10.0)
+    assert lp is not None
+    assert lp.x[0] == pytest.approx(3.5)
+    assert m.variable[0].is_integer  # the caller's model is left as it was
