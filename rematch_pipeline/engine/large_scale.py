@@ -2,7 +2,8 @@
 
 A national round has 10,000-50,000 units x 401 places, i.e. millions of candidate pairs.
 Neither one MIP nor the simplex LP over them finishes in minutes on two cores (measured:
-HiGHS, GLOP and CLP take 20-35 s for the LP of a 1,000-household round alone). The model
+HiGHS, GLOP and CLP take 20-35 s for the LP of a 1,000-household round alone); the LP
+over a core of a few pairs per unit does. The model
 has few coupling rows, though: capacities per place and resource (and minimum intakes),
 while each unit picks at most one place. Per lexicographic stage (persons, then score
 keeping the persons found) we therefore
@@ -15,9 +16,11 @@ keeping the persons found) we therefore
    subproblem, one place or none, is integral);
 3. place: a greedy pass puts every unit on its best pair at the prices that still fits;
    local moves (moving, or pushing out, up to a few units of the place a unit wants)
-   follow; then a large neighbourhood search: an exact MIP re-decides a few hundred units
-   at a time (the worst-placed units, the units at the places they want, or all users of
-   a scarce resource) on the capacity the others leave, keeping lexicographic gains.
+   follow, while HiGHS solves the LP over the core (each unit's pairs near its best) in a
+   worker thread; then a large neighbourhood search: an exact MIP re-decides a few hundred
+   units at a time (those the LP places otherwise, the worst-placed units and the units
+   at the places they want, or all users of a scarce resource) on the capacity the others
+   leave, keeping lexicographic gains; the time it leaves refines the bound.
 
 The gap is reported against the bound of step 2, i.e. against the whole problem.
 """
@@ -49,6 +52,7 @@ from rematch_pipeline.engine.assignment import (
     _solve_stage,
     check_assignment,
 )
+from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
 from rematch_pipeline.engine.lp import solve_lp
 
 LOG = logging.getLogger(__name__)
@@ -426,9 +430,6 @@ def _place(
     # (those the core LP places elsewhere, those competing for the same places or the
     # same scarce resource) on the capacity the others leave; its answer is kept when it
     # is lexicographically better. Its pairs: the LP's first, then the best by reduced profit.
-    rank = rp.copy()
-    if core is not None:
-        rank[core.support] += CORE_FIRST
     best_place = np.full(n_u, -1, dtype=np.int64)
     best_place[units] = pairs.place[first]
     hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, core)
@@ -438,7 +439,8 @@ def _place(
         if free is None:
             break
         fixed = np.where(free, -1, current)
-        sub, sub_units = _subproblem(problem, pairs, rank, free, _load(problem, pairs, fixed), current)
+        first_pairs = None if core is None else core.support
+        sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), current, first_pairs)
         seconds = min(MIP_SECONDS, MIP_TIME_SHARE * (deadline - time.perf_counter()))
         status, place_of = _reoptimise(sub, params, current[sub_units], seconds)
         mip = fixed.copy()
@@ -512,7 +514,10 @@ def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | Non
     locked = np.full(problem.n_units, -1, dtype=np.int64)
     for u, j in problem.locked:
         locked[u] = j
-    core = np.union1d(np.flatnonzero(rp >= best[pairs.unit] - CORE_MARGIN), _positions(problem, pairs, locked))
+    near = [  # in chunks: no temporaries the size of all pairs
+        a + np.flatnonzero(rp[a:b] >= best[pairs.unit[a:b]] - CORE_MARGIN) for a, b in chunk_bounds(pairs.size, PAIR_CHUNK_SIZE)
+    ]
+    core = np.union1d(np.concatenate(near), _positions(problem, pairs, locked))
     sub = dataclasses.replace(
         problem,
         pair_unit=pairs.unit[core],
@@ -559,10 +564,11 @@ def _reoptimise(sub: AssignmentProblem, params: SolverParams, start_from: np.nda
 
 class _Neighbourhoods:
     """Sets of units for the exact MIP: all units using a scarce resource (one set per
-    such resource); then, with a core LP, units whose LP place differs from their
-    current one, grown from one such seed over the places they share (now or in the
-    LP); then per seed unit (unplaced, or far from its best pair) the units at its best
-    places and those wanting the same places. Worst-placed seeds first."""
+    such resource); per unplaced seed unit the units at its best places and those
+    wanting the same places; then, with a core LP, units whose LP place differs from
+    their current one, grown from one such seed over the places they share (now or in
+    the LP); then seeds far from their best pair as for unplaced ones. Worst-placed
+    seeds first."""
 
     def __init__(
         self,
@@ -603,13 +609,22 @@ class _Neighbourhoods:
             free[self.by_resource.pop(0)] = True
             return self._close(free, current)
         loss = _loss(problem, self.pairs, self.rp, self.unit_best, current)
+        # Persons come first: unplaced units that price in seed the first sets.
+        wanting = (loss > 1e-6) & ~self.seeded & ~self.locked
+        if (wanting & (current < 0)).any():
+            return self._seeded_set(np.flatnonzero(wanting & (current < 0)), loss, current)
         if self.core is not None:
             free = self._lp_set(current, loss)
             if free is not None:
                 return self._close(free, current)
-        seeds = np.flatnonzero((loss > 1e-6) & ~self.seeded & ~self.locked)
-        if seeds.size == 0:
+        if not wanting.any():
             return None
+        return self._seeded_set(np.flatnonzero(wanting), loss, current)
+
+    def _seeded_set(self, seeds: np.ndarray, loss: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Seeds (worst loss first) with the units at their best places that lose least
+        by moving, and the units wanting the same places."""
+        problem = self.problem
         seeds = seeds[np.lexsort((seeds, -loss[seeds]))]
         chosen_rp = np.full(problem.n_units, np.inf)
         pos = _positions(problem, self.pairs, current)
@@ -947,9 +962,16 @@ def _positions(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) 
 
 
 def _subproblem(
-    problem: AssignmentProblem, pairs: _Pairs, rp: np.ndarray, free: np.ndarray, load: np.ndarray, current: np.ndarray
+    problem: AssignmentProblem,
+    pairs: _Pairs,
+    rp: np.ndarray,
+    free: np.ndarray,
+    load: np.ndarray,
+    current: np.ndarray,
+    first: np.ndarray | None = None,
 ) -> tuple[AssignmentProblem, np.ndarray]:
-    """The free units on their best pairs by reduced profit and the capacity left.
+    """The free units on their best pairs by reduced profit (the sorted positions first
+    before all others) and the capacity left.
 
     A place whose fixed persons meet its minimum drops the minimum; units of a place
     below it were all freed, so elsewhere the minimum stays as it is."""
@@ -957,7 +979,11 @@ def _subproblem(
     local = np.full(problem.n_units, -1, dtype=np.int64)
     local[sub_units] = np.arange(sub_units.size)
     cand = np.flatnonzero(free[pairs.unit])
-    pos = np.union1d(_top_per_unit(pairs.unit, rp, MIP_PAIRS, cand), _positions(problem, pairs, np.where(free, current, -1)))
+    key = rp[cand]
+    if first is not None:
+        key = key + CORE_FIRST * np.isin(cand, first, assume_unique=True)
+    top = cand[_top_per_unit(pairs.unit[cand], key, MIP_PAIRS, np.arange(cand.size))]
+    pos = np.union1d(top, _positions(problem, pairs, np.where(free, current, -1)))
     left = problem.capacity - load
     fits = np.ones(pos.size, dtype=bool)
     for r in range(len(problem.resources)):
