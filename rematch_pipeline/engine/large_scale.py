@@ -111,10 +111,9 @@ MIP_SECONDS: float = 8.0
 # left refines the bound instead.
 STALLED_NEIGHBOURHOODS: int = 25
 # The LP over the core: pairs within this many points of their unit's best reduced
-# profit, at most this share of the time left after the local moves.
+# profit, at most this share of the answer step's time (it runs beside the local moves).
 CORE_MARGIN: float = 0.5
 CORE_LP_SHARE: float = 0.4
-CORE_PERSON_WEIGHT: float = 1000.0
 # Added to the reduced profit of the LP's pairs: they come first wherever pairs are ranked.
 CORE_FIRST: float = 1e6
 
@@ -438,13 +437,13 @@ def _place(
     best_place = np.full(n_u, -1, dtype=np.int64)
     best_place[units] = pairs.place[first]
     hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, core)
+    first_pairs = None if core is None else core.support
     stalled = 0
     while deadline - time.perf_counter() >= MIP_MIN_SECONDS and stalled < STALLED_NEIGHBOURHOODS:
         free = hood.next(current)
         if free is None:
             break
         fixed = np.where(free, -1, current)
-        first_pairs = None if core is None else core.support
         sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), current, first_pairs)
         seconds = min(MIP_SECONDS, MIP_TIME_SHARE * (deadline - time.perf_counter()))
         status, place_of = _reoptimise(sub, params, current[sub_units], seconds)
@@ -501,14 +500,13 @@ class _CoreLP:
     """The LP over a core of pairs: its solution says which units the neighbourhood
     MIPs should re-decide, and on which pairs."""
 
-    value: float  # CORE_PERSON_WEIGHT * persons + the stage's objective
+    value: float  # PERSON_WEIGHT * persons + the stage's objective
     support: np.ndarray  # pair positions with x > 0, sorted
     place_of: np.ndarray  # per unit: the place where x = 1, else -1
-    seconds: float
 
 
 def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | None:
-    """The lexicographic LP (CORE_PERSON_WEIGHT * persons + the stage's objective) over
+    """The lexicographic LP (PERSON_WEIGHT * persons + the stage's objective) over
     the pairs within CORE_MARGIN of each unit's best reduced profit rp, solved by HiGHS;
     None if it does not finish by the deadline.
     Its duals are no bound: they leave pairs outside the core free to price in (measured:
@@ -517,13 +515,10 @@ def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | Non
     start = time.perf_counter()
     best = np.full(problem.n_units, -np.inf)
     np.maximum.at(best, pairs.unit, rp)
-    locked = np.full(problem.n_units, -1, dtype=np.int64)
-    for u, j in problem.locked:
-        locked[u] = j
     near = [  # in chunks: no temporaries the size of all pairs
         a + np.flatnonzero(rp[a:b] >= best[pairs.unit[a:b]] - CORE_MARGIN) for a, b in chunk_bounds(pairs.size, PAIR_CHUNK_SIZE)
     ]
-    core = np.union1d(np.concatenate(near), _positions(problem, pairs, locked))
+    core = np.union1d(np.concatenate(near), _positions(problem, pairs, _locked_places(problem)))
     sub = dataclasses.replace(
         problem,
         pair_unit=pairs.unit[core],
@@ -533,7 +528,7 @@ def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | Non
     )
     model = _build_model(sub, maximin=False)
     model_pos = core[model.pair_idx]
-    _set_objective(model, lag.cost[model_pos] + CORE_PERSON_WEIGHT * model.persons)
+    _set_objective(model, lag.cost[model_pos] + PERSON_WEIGHT * model.persons)
     lp = solve_lp(model.proto, deadline - time.perf_counter())
     if lp is None:
         LOG.debug("core LP over %d pairs: not solved in time", core.size)
@@ -543,12 +538,11 @@ def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | Non
     one = x > 1 - 1e-6
     place_of[model.unit[one]] = model.place[one]
     support = np.sort(model_pos[x > 1e-6])
-    seconds = time.perf_counter() - start
     LOG.debug(
         "core LP over %d pairs in %.1f s: %d units placed whole, %d fractional",
-        core.size, seconds, int((place_of >= 0).sum()), np.unique(model.unit[(x > 1e-6) & ~one]).size,
+        core.size, time.perf_counter() - start, int((place_of >= 0).sum()), np.unique(model.unit[(x > 1e-6) & ~one]).size,
     )
-    return _CoreLP(lp.value, support, place_of, seconds)
+    return _CoreLP(lp.value, support, place_of)
 
 
 def _reoptimise(sub: AssignmentProblem, params: SolverParams, start_from: np.ndarray, seconds: float) -> tuple[str, np.ndarray]:
@@ -960,6 +954,14 @@ def _value(lag: _Lagrangian, place_of: np.ndarray) -> float:
     return float(lag.cost[_positions(lag.problem, lag.pairs, place_of)].sum())
 
 
+def _locked_places(problem: AssignmentProblem) -> np.ndarray:
+    """Per unit its locked place, -1 for the others."""
+    place_of = np.full(problem.n_units, -1, dtype=np.int64)
+    for u, j in problem.locked:
+        place_of[u] = j
+    return place_of
+
+
 def _load(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> np.ndarray:
     load = np.zeros(problem.capacity.shape, dtype=np.int64)
     pos = _positions(problem, pairs, place_of)
@@ -983,8 +985,8 @@ def _subproblem(
     current: np.ndarray,
     first: np.ndarray | None = None,
 ) -> tuple[AssignmentProblem, np.ndarray]:
-    """The free units on their best pairs by reduced profit (the sorted positions first
-    before all others) and the capacity left.
+    """The free units on their best pairs by reduced profit, the pair positions in first
+    (sorted) ranked before all others, and the capacity left.
 
     A place whose fixed persons meet its minimum drops the minimum; units of a place
     below it were all freed, so elsewhere the minimum stays as it is."""
@@ -1025,10 +1027,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # The last steps (bounds, result arrays) run after the deadline: leave them room.
     deadline = start + FINISH_SHARE * params.time_limit_seconds
     pairs = _usable_pairs(problem)
-    locked_only = np.full(problem.n_units, -1, dtype=np.int64)
-    for u, j in problem.locked:
-        locked_only[u] = j
-    if (_load(problem, pairs, locked_only) > problem.capacity).any():  # the locks alone break a capacity
+    if (_load(problem, pairs, _locked_places(problem)) > problem.capacity).any():  # the locks alone break a capacity
         return _empty_result(problem, params, "infeasible", [], start)
     all_pos = np.arange(pairs.size)
     LOG.debug("%d usable pairs of %d units", pairs.size, problem.n_units)

@@ -70,7 +70,7 @@ def test_core_lp_relaxes_the_exact_model(monkeypatch) -> None:  # noqa: ANN001 -
     monkeypatch.setattr(large_scale, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
     core = large_scale._core_lp(lag, float("inf"), pairs.score)
     assert core is not None
-    weight = large_scale.CORE_PERSON_WEIGHT
+    weight = large_scale.PERSON_WEIGHT
     assert core.value >= weight * exact.persons_placed + exact.total_score - 1e-6
     # The units the LP places whole fit the capacities, on usable pairs.
     assert (large_scale._load(problem, pairs, core.place_of) <= problem.capacity).all()
