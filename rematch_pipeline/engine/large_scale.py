@@ -20,7 +20,8 @@ keeping the persons found) we therefore
    worker thread; then a large neighbourhood search: an exact MIP re-decides a few hundred
    units at a time (those the LP places otherwise, the worst-placed units and the units
    at the places they want, or all users of a scarce resource) on the capacity the others
-   leave, keeping lexicographic gains; the time it leaves refines the bound.
+   leave, keeping lexicographic gains. Meanwhile the other core refines the bound for the
+   persons the search has reached; the time the search leaves refines it for the persons placed.
 
 The gap is reported against the bound of step 2, i.e. against the whole problem.
 """
@@ -28,10 +29,12 @@ The gap is reported against the bound of step 2, i.e. against the whole problem.
 from __future__ import annotations
 
 import copy
+import functools
 import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,12 +82,13 @@ PERSONS_PRICING_SHARE: float = 0.08
 SCORE_PRICING_SHARE: float = 0.3
 # Pricing that keeps the persons bound (stage 2b), as a share of the time left.
 TARGET_PRICING_SHARE: float = 0.12
-# Pricing for the persons placed, as a share of the limit kept back from the answer step
-# (it also gets what the neighbourhood search leaves). It restarts at the last
+# Pricing for the bound beside the neighbourhood search (on the other core, for the
+# persons the search has reached), then for the persons placed in a share of the limit
+# kept back from the answer step (plus what the search leaves). Both restart at the last
 # temperature up to FINAL_PRICING_ROUNDS times, with longer L-BFGS runs: the working
 # set has settled by then, and fewer restarts converge faster (measured at 10,000
 # households: 10 s took the bound 0.042 % down with 500 iterations a run, 0.034 % with 150).
-FINAL_PRICING_SHARE: float = 0.08
+FINAL_PRICING_SHARE: float = 0.04
 FINAL_PRICING_ROUNDS: int = 20
 FINAL_LBFGS_ITERATIONS: int = 500
 FINISH_SHARE: float = 0.97
@@ -344,13 +348,17 @@ def _price(
     temperatures: tuple[float, ...],
     start: np.ndarray | None = None,
     iterations: int = LBFGS_ITERATIONS,
+    profits: bool = True,
 ) -> _Priced:
     """Minimise the smoothed dual with falling temperature; grow the working set with
-    pairs that price in; keep the multipliers with the lowest exact bound."""
+    pairs that price in; keep the multipliers with the lowest exact bound (and, with
+    profits, their reduced profits over all pairs, else an empty array)."""
     problem, pairs = lag.problem, lag.pairs
     working = working[lag.free_pair[working]]
     v = np.zeros(lag.n_vars) if start is None else np.maximum(start, 0.0)
     best_v, (best_bound, best_rp) = v, lag.bound(lag.unpack(v))
+    if not profits:
+        best_rp = np.zeros(0)
     for tau in temperatures:
         if time.perf_counter() >= deadline:
             break
@@ -364,7 +372,7 @@ def _price(
             v = np.maximum(out.x, 0.0)
             bound, rp = lag.bound(lag.unpack(v))
             if bound < best_bound:
-                best_v, best_bound, best_rp = v, bound, rp
+                best_v, best_bound, best_rp = v, bound, rp if profits else best_rp
             # Pairs outside the working set that beat their unit's best inside it.
             inside = np.zeros(pairs.size, dtype=bool)
             inside[working] = True
@@ -395,11 +403,14 @@ def _place(
     params: SolverParams,
     deadline: float,
     exact: bool = True,
-) -> np.ndarray:
+    beside: Callable[[_Progress], list[tuple[float, _Priced]]] | None = None,
+) -> tuple[np.ndarray, list[tuple[float, _Priced]]]:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
     reduced profit that still fits, clear-cut units first; with exact, local moves follow
     (the LP over the core is solved beside them) and then a large neighbourhood search
-    with an exact MIP, until the deadline."""
+    with an exact MIP, until the deadline. beside (pricing for the bound, given the
+    search's progress) runs on the other core during the search; its outcome is
+    returned with the assignment."""
     problem, pairs = lag.problem, lag.pairs
     n_u = problem.n_units
     rp = priced.reduced_profit
@@ -426,18 +437,73 @@ def _place(
         core_lp = pool.submit(_core_lp, lag, lp_deadline, rp) if exact else None
         current = _greedy_and_local_moves(problem, pairs, rp, lag.cost, unit_best, unit_margin, locked, deadline, exact)
         core = core_lp.result() if core_lp is not None else None
-    value = (_persons(problem, pairs, current), _value(lag, current))
-    LOG.debug("placing: %d persons, %.4f after the local moves", *value)
-    if not exact:
-        return current
-    # Large neighbourhood search: an exact MIP re-decides a few hundred units at a time
-    # (those the core LP places elsewhere, those competing for the same places or the
-    # same scarce resource) on the capacity the others leave; its answer is kept when it
-    # is lexicographically better. Its pairs: the LP's first, then the best by reduced profit.
-    best_place = np.full(n_u, -1, dtype=np.int64)
-    best_place[units] = pairs.place[first]
-    hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, core)
-    first_pairs = None if core is None else core.support
+        value = (_persons(problem, pairs, current), _value(lag, current))
+        LOG.debug("placing: %d persons, %.4f after the local moves", *value)
+        if not exact:
+            return current, []
+        # Large neighbourhood search: an exact MIP re-decides a few hundred units at a time
+        # (those the core LP places elsewhere, those competing for the same places or the
+        # same scarce resource) on the capacity the others leave. Its MIPs hold one core
+        # (SCIP releases the GIL while it solves): beside runs on the other, unless the
+        # round is one neighbourhood (one short MIP; and its bound stays reproducible).
+        progress = _Progress(value[0])
+        priced_beside = pool.submit(beside, progress) if beside is not None and n_u > NEIGHBOURHOOD_UNITS else None
+        best_place = np.full(n_u, -1, dtype=np.int64)
+        best_place[units] = pairs.place[first]
+        hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, core)
+        try:
+            current = _search(lag, rp, hood, None if core is None else core.support, current, value, params, deadline, progress)
+        finally:
+            progress.done = True
+        return current, priced_beside.result() if priced_beside is not None else []
+
+
+@dataclass
+class _Progress:
+    """The persons of the search's current answer, and whether it has ended (written by
+    the search, read beside it)."""
+
+    persons: float
+    done: bool = False
+
+
+def _price_beside(lag: _Lagrangian, priced: _Priced, deadline: float, progress: _Progress) -> list[tuple[float, _Priced]]:
+    """Pricing for the bound while the search runs: restarts at the last temperature from
+    priced's multipliers, each keeping the persons the search has reached when it starts
+    (the search only adds persons); after a restart without gain it waits for more persons.
+    It ends with the search. Returns (persons kept, prices) per restart."""
+    out: list[tuple[float, _Priced]] = []
+    v, working, last = priced.v, priced.working, priced.bound
+    for _ in range(FINAL_PRICING_ROUNDS):
+        if time.perf_counter() >= deadline or progress.done:
+            break
+        persons = progress.persons
+        step = _price(lag.keeping(persons), working, deadline, SCORE_TEMPERATURES[-1:], v, FINAL_LBFGS_ITERATIONS, False)
+        out.append((persons, step))
+        v, working = step.v, step.working
+        if step.bound > last - 1e-7 * abs(last):  # converged for these persons
+            while progress.persons == persons and not progress.done and time.perf_counter() < deadline:
+                time.sleep(0.2)
+        last = step.bound
+    return out
+
+
+def _search(
+    lag: _Lagrangian,
+    rp: np.ndarray,
+    hood: _Neighbourhoods,
+    first_pairs: np.ndarray | None,
+    current: np.ndarray,
+    value: tuple[float, float],
+    params: SolverParams,
+    deadline: float,
+    progress: _Progress,
+) -> np.ndarray:
+    """Neighbourhood MIPs from the current assignment (of the given value), each kept when
+    it is lexicographically better, until the deadline or STALLED_NEIGHBOURHOODS in a row
+    without a gain. Their pairs: first_pairs (the LP's) first, then the best by rp. The
+    persons of each answer kept go to progress."""
+    problem, pairs = lag.problem, lag.pairs
     stalled = 0
     while deadline - time.perf_counter() >= MIP_MIN_SECONDS and stalled < STALLED_NEIGHBOURHOODS:
         free = hood.next(current)
@@ -457,6 +523,7 @@ def _place(
         hood.solved(status == "optimal")
         if better:
             current, value = mip, mip_value
+            progress.persons = value[0]
     return current
 
 
@@ -676,6 +743,8 @@ class _Neighbourhoods:
                 seen[j] = True
                 there = np.union1d(order[bounds[j] : bounds[j + 1]], self.lp_units[j])
                 queue.extend(there[differs[there] & ~free[there]].tolist())
+        if not queue:  # the whole connected set: any of its units would seed it again
+            self.lp_seeded |= free
         return free
 
     def solved(self, in_time: bool) -> None:
@@ -1042,7 +1111,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     priced = _price(lag, working, start + PERSONS_PRICING_SHARE * params.time_limit_seconds, PERSONS_TEMPERATURES)
     # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
     # and the exact MIPs run in stage 2, on prices that also value the score.
-    first = _place(lag, priced, params, deadline, exact=False)
+    first, _ = _place(lag, priced, params, deadline, exact=False)
     priced.release()
     persons = _persons(problem, pairs, first)
     persons_only = _Lagrangian(problem, pairs, pairs.persons, None)
@@ -1067,11 +1136,12 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     seconds = TARGET_PRICING_SHARE * (deadline - time.perf_counter())
     priced3 = _price(lag3, priced2.working, time.perf_counter() + seconds, SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
     LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
-    # The bound for the persons actually placed is re-priced at the end, in time kept back
-    # from the answer step.
-    reserve = FINAL_PRICING_SHARE * params.time_limit_seconds
+    # The bound is refined beside the neighbourhood search (same persons), and at the end
+    # for the persons actually placed, in time kept back from the answer step.
+    answer_deadline = deadline - FINAL_PRICING_SHARE * params.time_limit_seconds
     priced2.release()
-    second = _place(lag3, priced3, params, deadline - reserve)
+    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline)
+    second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside)
     priced3.release()
     if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
         LOG.debug("the score stage placed fewer persons; keeping the persons stage's answer")
@@ -1079,14 +1149,14 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # The lexicographic optimum places at least the persons found; at fixed multipliers
     # the bound for that requirement moves by keep * (persons found - persons kept).
     placed = _persons(problem, pairs, second)
-    score_bound = min(
-        priced2.bound - priced2.dual.keep * (placed - persons),
-        priced3.bound - priced3.dual.keep * (placed - persons_bound),
-    )
-    if deadline - time.perf_counter() >= MIP_MIN_SECONDS:  # the kept-back time, and what the search left
+    kept = [(persons, priced2), (persons_bound, priced3), *priced_beside]
+    score_bound = min(q.bound - q.dual.keep * (placed - p) for p, q in kept)
+    LOG.debug("bound for %d persons from %d price vectors: %.4f", placed, len(kept), score_bound)
+    if time.perf_counter() < deadline:  # the kept-back time, and what the search left
         lag4 = lag2.keeping(placed)
+        last = kept[-1][1]
         rounds = SCORE_TEMPERATURES[-1:] * FINAL_PRICING_ROUNDS
-        priced4 = _price(lag4, priced3.working, deadline, rounds, priced3.v, FINAL_LBFGS_ITERATIONS)
+        priced4 = _price(lag4, last.working, deadline, rounds, last.v, FINAL_LBFGS_ITERATIONS, False)
         LOG.debug("pricing for the %d persons placed: bound %.4f", placed, priced4.bound)
         score_bound = min(score_bound, priced4.bound)
     persons = placed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 
 from rematch_pipeline.engine import large_scale
@@ -91,3 +94,24 @@ def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> 
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("core LP over") and "units placed whole" in m for m in messages)
     assert any(m.startswith("neighbourhood of") for m in messages)
+    # The bound was also priced beside the search: more than stage 2's and 2b's prices.
+    (bound_line,) = [m for m in messages if m.startswith("bound for")]
+    assert int(bound_line.split(" from ")[1].split()[0]) > 2
+
+
+def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_search() -> None:
+    problem = _round()
+    exact = solve(problem, SolverParams(time_limit_seconds=30, relative_gap=0.0, backend="cbc"))
+    assert exact.status == "optimal"
+    pairs = large_scale._usable_pairs(problem)
+    lag = large_scale._Lagrangian(problem, pairs, pairs.score, keep_persons=0.0)
+    start = large_scale._price(lag, np.arange(pairs.size), float("inf"), large_scale.SCORE_TEMPERATURES)
+    # The search has reached the optimum's persons; it ends while the pricing waits for more.
+    progress = large_scale._Progress(exact.persons_placed)
+    threading.Timer(1.0, lambda: setattr(progress, "done", True)).start()
+    began = time.perf_counter()
+    steps = large_scale._price_beside(lag, start, began + 600.0, progress)
+    assert time.perf_counter() - began < 60.0
+    assert steps and all(persons == exact.persons_placed for persons, _ in steps)
+    # Keeping at least the optimum's persons, no assignment scores more than the optimum.
+    assert all(priced.bound >= exact.total_score - 1e-6 for _, priced in steps)
