@@ -526,6 +526,8 @@ def _search(
         stalled = 0 if better else stalled + 1
         hood.solved(status == "optimal")
         if better:
+            if mip_value[0] > value[0]:
+                hood.placed_more(mip)
             current, value = mip, mip_value
             progress.persons = value[0]
     return current
@@ -750,6 +752,11 @@ class _Neighbourhoods:
         if not queue:  # the whole connected set: any of its units would seed it again
             self.lp_seeded |= free
         return free
+
+    def placed_more(self, current: np.ndarray) -> None:
+        """An answer with more persons was kept: the units still unplaced may seed again,
+        the capacity around them has moved (this happens at most once per person gained)."""
+        self.seeded[current < 0] = False
 
     def solved(self, in_time: bool) -> None:
         """Feedback from the last MIP: LP-guided sets halve (down to a quarter) after a
