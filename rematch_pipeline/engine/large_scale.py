@@ -29,12 +29,12 @@ The gap is reported against the bound of step 2, i.e. against the whole problem.
 from __future__ import annotations
 
 import copy
-import functools
 import dataclasses
+import functools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np

@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from rematch_pipeline.engine import large_scale
 from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
@@ -64,10 +65,17 @@ def test_same_input_same_assignment() -> None:
     assert first.best_bound == second.best_bound
 
 
-def test_core_lp_relaxes_the_exact_model(monkeypatch) -> None:  # noqa: ANN001 - pytest fixture
+@pytest.fixture(scope="module")
+def solved_round():  # noqa: ANN201 - pytest fixture
+    """The default round and its exact optimum, solved once for the tests below."""
     problem = _round()
     exact = solve(problem, SolverParams(time_limit_seconds=30, relative_gap=0.0, backend="cbc"))
     assert exact.status == "optimal"
+    return problem, exact
+
+
+def test_core_lp_relaxes_the_exact_model(solved_round, monkeypatch) -> None:  # noqa: ANN001 - pytest fixtures
+    problem, exact = solved_round
     pairs = large_scale._usable_pairs(problem)
     lag = large_scale._Lagrangian(problem, pairs, pairs.score, None)
     monkeypatch.setattr(large_scale, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
@@ -99,10 +107,8 @@ def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> 
     assert int(bound_line.split(" from ")[1].split()[0]) > 2
 
 
-def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_search() -> None:
-    problem = _round()
-    exact = solve(problem, SolverParams(time_limit_seconds=30, relative_gap=0.0, backend="cbc"))
-    assert exact.status == "optimal"
+def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_search(solved_round) -> None:  # noqa: ANN001 - pytest fixture
+    problem, exact = solved_round
     pairs = large_scale._usable_pairs(problem)
     lag = large_scale._Lagrangian(problem, pairs, pairs.score, keep_persons=0.0)
     start = large_scale._price(lag, np.arange(pairs.size), float("inf"), large_scale.SCORE_TEMPERATURES)
