@@ -15,7 +15,7 @@ import time
 
 from benchmarks.baselines import plain_cp_sat, plain_mip
 from benchmarks.rounds import synthetic_round
-from rematch_pipeline.engine.assignment import SolverParams, solve
+from rematch_pipeline.engine.assignment import AssignmentResult, SolverParams, solve
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -26,7 +26,11 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b in (None, 0) else f"{a / b:.3f}"
 
 
-def synthetic(sizes: list[int], time_limit: float, baselines: bool) -> None:
+def _status(result: AssignmentResult) -> str:
+    return result.status if result.reproducible else f"{result.status}, not reproducible"
+
+
+def synthetic(sizes: list[int], time_limit: float, baselines: bool, reproducible: bool = True) -> None:
     """Engine vs plain CP-SAT and plain SCIP on sample rounds × 401 districts."""
     print(f"\n## Synthetic rounds × 401 districts (time limit {time_limit:g} s per solver)\n")
     print("| households | pairs | solver | status | persons | score | gap | seconds | persons vs engine | seconds vs engine |")
@@ -35,11 +39,11 @@ def synthetic(sizes: list[int], time_limit: float, baselines: bool) -> None:
         rnd = synthetic_round(size, 401, seed=1)
         p = rnd.problem
         start = time.perf_counter()
-        result = solve(p, SolverParams(time_limit_seconds=time_limit))
+        result = solve(p, SolverParams(time_limit_seconds=time_limit, reproducible=reproducible))
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"| {rnd.households:,} | {p.pair_unit.size:,} | engine ({result.solver}) | {result.status} | {result.persons_placed:,} "
+            f"| {rnd.households:,} | {p.pair_unit.size:,} | engine ({result.solver}) | {_status(result)} | {result.persons_placed:,} "
             f"| {_fmt(result.total_score)} | {result.gap:.4%} | {seconds:.1f} | 1.000 | 1.000 |"
         )
         sys.stdout.flush()
@@ -56,7 +60,7 @@ def synthetic(sizes: list[int], time_limit: float, baselines: bool) -> None:
         print(f"| {rnd.households:,} | | preparation (not in the solver's time) | {steps} | | | | | | |")
 
 
-def exact(households: int, municipalities: int, time_limit: float, exact_time_limit: float) -> None:
+def exact(households: int, municipalities: int, time_limit: float, exact_time_limit: float, reproducible: bool = True) -> None:
     """Large-round method (forced) vs the exact lexicographic MIP (CBC) on one sample round."""
     rnd = synthetic_round(households, municipalities, seed=1)
     p = rnd.problem
@@ -64,7 +68,7 @@ def exact(households: int, municipalities: int, time_limit: float, exact_time_li
     print("| solver | time limit | status | persons | persons bound | score | score bound | gap | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
     runs = (
-        ("large-round method", time_limit, SolverParams(time_limit_seconds=time_limit, max_model_pairs=0)),
+        ("large-round method", time_limit, SolverParams(time_limit_seconds=time_limit, max_model_pairs=0, reproducible=reproducible)),
         ("exact MIP (CBC)", exact_time_limit, SolverParams(time_limit_seconds=exact_time_limit, backend="cbc", max_model_pairs=10**9)),
     )
     results = []
@@ -74,7 +78,7 @@ def exact(households: int, municipalities: int, time_limit: float, exact_time_li
         seconds = time.perf_counter() - start
         results.append(result)
         print(
-            f"| {name} | {limit:g} s | {result.status} | {result.persons_placed:,} | {result.persons_bound:,.0f} | {_fmt(result.total_score)} "
+            f"| {name} | {limit:g} s | {_status(result)} | {result.persons_placed:,} | {result.persons_bound:,.0f} | {_fmt(result.total_score)} "
             f"| {_fmt(result.best_bound)} | {result.gap:.4%} | {seconds:.1f} |"
         )
         sys.stdout.flush()
@@ -97,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true", help="engine only (the plain models are slow at scale)")
     parser.add_argument("--exact-round", default="1000x40", help="households x districts of the exact suite's round")
     parser.add_argument("--exact-time-limit", type=float, default=600.0, help="seconds for the exact MIP")
+    parser.add_argument(
+        "--wall-clock", action="store_true", help="large rounds on wall-clock budgets (SolverParams.reproducible=False)"
+    )
     args = parser.parse_args(argv)
     if args.suite in ("synthetic", "all"):
-        synthetic([int(s) for s in args.sizes.split(",")], args.time_limit, not args.no_baselines)
+        synthetic([int(s) for s in args.sizes.split(",")], args.time_limit, not args.no_baselines, not args.wall_clock)
     if args.suite in ("exact", "all"):
         households, districts = (int(n) for n in args.exact_round.split("x"))
-        exact(households, districts, args.time_limit, args.exact_time_limit)
+        exact(households, districts, args.time_limit, args.exact_time_limit, not args.wall_clock)
     if args.suite in ("gap", "all"):
         from benchmarks.gap import gap_suite
 

@@ -35,6 +35,10 @@ class RoundConfig(dg.Config):
     backend: str = Field(default="cbc", description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
     time_limit_seconds: float = Field(default=60.0, description="Wall-clock limit per solve; the best answer found is kept with its gap.")
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
+    reproducible: bool = Field(
+        default=True,
+        description="Large rounds budget counted work, not wall-clock seconds: a repeat gives the same proposals (off: uses the whole limit).",
+    )
     weight_jobs: float = 1.0
     weight_schools_childcare: float = 1.0
     weight_medical_care: float = 1.0
@@ -53,6 +57,7 @@ class RoundConfig(dg.Config):
             backend=self.backend,
             objective=self.objective,
             relative_gap=self.relative_gap,
+            reproducible=self.reproducible,
         )
 
 
@@ -223,6 +228,8 @@ def round_proposals(
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
     context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
+    if not result.reproducible:
+        context.log.warning("the time limit cut this solve short: a repeat of the round may propose otherwise (see solver.json)")
 
     unit_place = {
         problem.unit_ids[u]: problem.place_ids[p] for u, p in enumerate(result.place_of_unit.tolist()) if p >= 0
@@ -250,6 +257,7 @@ def round_proposals(
             {k: finite(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(stage).items()} for stage in result.stages
         ],
         "gap": finite(result.gap),
+        "reproducible": result.reproducible,
         "seconds": round(result.wall_seconds, 3),
         "persons_placed": result.persons_placed,
         "total_score": result.total_score,
@@ -287,6 +295,7 @@ def round_proposals(
             "households_unplaced": pool.height - proposals.height,
             "gap": finite(result.gap) if finite(result.gap) is not None else "unproven",
             "solver_seconds": float(result.wall_seconds),
+            "reproducible": result.reproducible,
             "proposals_csv": dg.MetadataValue.path(str(out / "proposals.csv")),
         }
     )

@@ -193,6 +193,9 @@ class SolverParams:
     # Above this many candidate pairs the lexicographic objective switches to the
     # Lagrangian method of large_scale.py (maximin: to a reduced pair set).
     max_model_pairs: int = 150_000
+    # Large rounds: budget counted work instead of wall-clock seconds, so the same input
+    # and parameters give the same assignment on any machine and load (large_scale._Clock).
+    reproducible: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -249,6 +252,10 @@ class AssignmentResult:
     # "all_pairs": bounds hold for the whole problem; "reduced_pairs": only for the
     # reduced candidate set a large maximin round is solved on.
     bound_scope: str = "all_pairs"
+    # False when the run's budgets were wall-clock seconds that ran out (a repeat may
+    # differ): a large round solved with reproducible=False, or one whose counted work
+    # the wall-clock limit cut short.
+    reproducible: bool = True
 
     def placed_pairs(self) -> list[tuple[int, int]]:
         """(unit, place) index pairs of placed units, ascending by unit."""
@@ -635,8 +642,11 @@ def _solve_stage(
     params: SolverParams,
     time_limit: float,
     hint: np.ndarray | None,
-) -> tuple[str, np.ndarray | None, float, float, float]:
-    """One MIP solve. Returns (status, values or None, objective, bound, seconds)."""
+    node_limit: int | None = None,
+) -> tuple[str, np.ndarray | None, float, float, float, int]:
+    """One MIP solve, stopped at time_limit seconds or (SCIP only) after node_limit
+    branch-and-bound nodes. Returns (status, values or None, objective, bound, seconds,
+    simplex iterations)."""
     start = time.perf_counter()
     solver = pywraplp.Solver.CreateSolver(BACKENDS[params.backend])
     if solver is None:
@@ -654,9 +664,8 @@ def _solve_stage(
     solver.SuppressOutput()
     solver.SetNumThreads(params.threads)
     if params.backend == "scip":
-        solver.SetSolverSpecificParametersAsString(
-            f"randomization/randomseedshift = {params.seed}\n"
-        )
+        nodes = f"limits/nodes = {node_limit}\n" if node_limit is not None else ""
+        solver.SetSolverSpecificParametersAsString(f"randomization/randomseedshift = {params.seed}\n{nodes}")
     elif params.backend == "cp_sat":
         solver.SetSolverSpecificParametersAsString(f"random_seed:{params.seed}")
     # cbc and highs take no seed through pywraplp; their defaults are fixed seeds.
@@ -677,7 +686,7 @@ def _solve_stage(
         # Backends report +-1e20..1e30 for "no bound yet": say so honestly.
         if not np.isfinite(bound) or abs(bound) >= NO_BOUND:
             bound = float("inf")
-    return status, values, obj, bound, time.perf_counter() - start
+    return status, values, obj, bound, time.perf_counter() - start, int(solver.iterations())
 
 
 def _overall(statuses: list[str]) -> str:
@@ -733,7 +742,7 @@ def _solve_direct(
         hint = _hint(model, problem, start_from)
     use_hint = start_from is not None or not model.locked_vars.size
     _set_objective(model, model.persons)
-    status, values, obj, bound, secs = _solve_stage(
+    status, values, obj, bound, secs, _ = _solve_stage(
         model, params, remaining(0.4 if not maximin else 0.3), hint if use_hint else None
     )
     stages.append(StageReport("persons", status, obj, bound, _gap(obj, bound), secs))
@@ -752,7 +761,7 @@ def _solve_direct(
 
     if maximin:
         _set_objective(model, {model.t_var: 1.0})
-        status, values, obj, bound, secs = _solve_stage(model, params, remaining(0.5), current)
+        status, values, obj, bound, secs, _ = _solve_stage(model, params, remaining(0.5), current)
         stages.append(StageReport("min_score", status, obj, bound, _gap(obj, bound), secs))
         if values is not None:
             current = values
@@ -766,7 +775,7 @@ def _solve_direct(
 
     coefs = model.score + (_tie_break(model) if params.tie_break else 0.0)
     _set_objective(model, coefs)
-    status, values, obj, bound, secs = _solve_stage(model, params, remaining(1.0), current)
+    status, values, obj, bound, secs, _ = _solve_stage(model, params, remaining(1.0), current)
     # The gap is the solver's own (tie-break included); the reported objective is the
     # pure total score, which the bound (on score + tie-break) also bounds from above.
     gap = _gap(obj, bound)
@@ -799,6 +808,8 @@ def _solve_direct(
         solver=f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
+        # A stage stopped by the wall clock returns what the solver had at that moment.
+        reproducible=all(s.status == "optimal" for s in stages),
     )
 
 

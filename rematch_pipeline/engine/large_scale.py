@@ -23,7 +23,9 @@ keeping the persons found) we therefore
    leave, keeping lexicographic gains. Meanwhile the other core refines the bound for the
    persons the search has reached; the time the search leaves refines it for the persons placed.
 
-The gap is reported against the bound of step 2, i.e. against the whole problem.
+The gap is reported against the bound of step 2, i.e. against the whole problem. Every
+budget (stage deadlines, local moves, MIPs, the search's end) is read on a _Clock: counted
+work by default, so a repeat gives the same answer on a loaded or faster machine.
 """
 
 from __future__ import annotations
@@ -32,14 +34,16 @@ import copy
 import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.sparse import csr_matrix
+from threadpoolctl import threadpool_limits
 
 from rematch_pipeline.engine.assignment import (
     AssignmentProblem,
@@ -124,6 +128,88 @@ CORE_MARGIN: float = 0.5
 CORE_LP_SHARE: float = 0.4
 # Added to the reduced profit of the LP's pairs: they come first wherever pairs are ranked.
 CORE_FIRST: float = 1e6
+# Reproducible runs (SolverParams.reproducible): the search stops at this share of the
+# limit in counted work, leaving the wall clock room for load and uncounted steps; a
+# neighbourhood MIP stops after MIP_NODES branch-and-bound nodes (its root does most of
+# the work: measured at 10,000 households, 8 s runs found what root-only runs found).
+REPRODUCIBLE_SHARE: float = 0.9
+MIP_NODES: int = 1
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """Seconds per unit of counted work on the reference machine (2 cores, measured
+    2026-12-01 on the 10,000-household round): per usable pair of a plain pass, of an
+    exact dual (bound) evaluation, of a smoothed-dual evaluation on a working set and of
+    gathering a working set; per unit the greedy pass or a local move looks at; per
+    candidate a local move tries, times the units at its place (moving several units
+    out costs more); per simplex iteration and per binary of a neighbourhood MIP; per
+    simplex iteration and per pair of the core LP."""
+
+    pair_pass: float = 40e-9
+    bound_pair: float = 150e-9
+    dual_pair: float = 21e-9
+    working_pair: float = 300e-9
+    unit: float = 2e-6
+    candidate: float = 3.6e-6
+    victim_candidate: float = 7.5e-6
+    mip_iteration: float = 0.15e-3
+    mip_binary: float = 60e-6
+    lp_iteration: float = 0.18e-3
+    lp_pair: float = 20e-6
+
+    def for_round(self, n_pairs: int) -> _Rates:
+        """The rates for a round of n_pairs usable pairs: passes over arrays beyond the
+        reference round's size run slower per pair (memory, not cache; measured at 50,000
+        households, 14.5 M pairs: 1.4-1.7x per phase)."""
+        f = max(1.0, (n_pairs / REFERENCE_PAIRS) ** 0.3)
+        memory_bound = ("pair_pass", "bound_pair", "dual_pair", "working_pair", "unit", "candidate", "victim_candidate")
+        return dataclasses.replace(self, **{name: getattr(self, name) * f for name in memory_bound})
+
+
+RATES = _Rates()
+# Usable pairs of the round the rates were measured at (10,000 households).
+REFERENCE_PAIRS: int = 2_856_316
+
+
+@dataclass
+class _Clock:
+    """Budgets of one large solve, in seconds from its start. Reproducible: counted work
+    at rates, so the same input and parameters give the same answer whatever the
+    machine's speed and load; the wall clock then only stops a run that reaches
+    wall_limit (overrun: that answer may differ between runs). Otherwise wall-clock."""
+
+    reproducible: bool
+    wall_limit: float
+    rates: _Rates = RATES
+    start: float = field(default_factory=time.perf_counter)
+    work: float = 0.0
+    overrun: bool = False
+    parent: _Clock | None = None
+
+    def now(self) -> float:
+        wall = self.wall()
+        if not self.reproducible:
+            return wall
+        if wall >= self.wall_limit:
+            self.overrun = True
+            if self.parent is not None:
+                self.parent.overrun = True
+            return math.inf
+        return self.work
+
+    def fork(self) -> _Clock:
+        """A clock for work beside this one (another thread), counting on from here."""
+        return dataclasses.replace(self, parent=self)
+
+    def spend(self, seconds: float) -> None:
+        self.work += seconds
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.start
+
+    def wall_left(self) -> float:
+        return max(0.0, self.wall_limit - self.wall())
 
 
 @dataclass
@@ -196,8 +282,10 @@ class _Dual:
 class _Lagrangian:
     """The Lagrangian dual of one stage: max cost.x s.t. coupling rows, relaxed."""
 
-    def __init__(self, problem: AssignmentProblem, pairs: _Pairs, cost: np.ndarray, keep_persons: float | None) -> None:
-        self.problem, self.pairs, self.cost, self.keep_persons = problem, pairs, cost, keep_persons
+    def __init__(
+        self, problem: AssignmentProblem, pairs: _Pairs, cost: np.ndarray, keep_persons: float | None, clock: _Clock
+    ) -> None:
+        self.problem, self.pairs, self.cost, self.keep_persons, self.clock = problem, pairs, cost, keep_persons, clock
         self.n_j, self.n_r = problem.n_places, len(problem.resources)
         self.mins = np.flatnonzero(problem.min_intake > 0)
         pi = problem.persons_index
@@ -260,6 +348,7 @@ class _Lagrangian:
 
     def bound(self, dual: _Dual) -> tuple[float, np.ndarray]:
         """Exact dual value over ALL pairs (a valid upper bound) and all reduced profits."""
+        self.clock.spend(self.clock.rates.bound_pair * self.pairs.size)
         rp = self.reduced_profit(dual)
         best = np.zeros(self.problem.n_units)
         free = self.free_pair
@@ -269,6 +358,7 @@ class _Lagrangian:
 
     def working(self, positions: np.ndarray) -> _Working:
         """Arrays of a working set, gathered once for the many dual evaluations on it."""
+        self.clock.spend(self.clock.rates.working_pair * positions.size)
         p = self.pairs
         starts, _ = _segments(p.unit[positions])
         usage = self.problem.usage_of_pairs(p.idx[positions]).astype(np.float64)
@@ -291,6 +381,7 @@ class _Lagrangian:
 
     def smoothed(self, v: np.ndarray, ws: _Working, tau: float) -> tuple[float, np.ndarray]:
         """Entropy-smoothed dual on the working set, and its gradient."""
+        self.clock.spend(self.clock.rates.dual_pair * ws.place.size)
         dual = self.unpack(v)
         rp = ws.cost + (dual.keep + dual.minimum[ws.place]) * ws.persons
         rp -= ws.usage @ dual.capacity.ravel()
@@ -357,21 +448,21 @@ def _price(
     """Minimise the smoothed dual with falling temperature; grow the working set with
     pairs that price in; keep the multipliers with the lowest exact bound (and, with
     profits, their reduced profits over all pairs, else an empty array)."""
-    problem, pairs = lag.problem, lag.pairs
+    problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     working = working[lag.free_pair[working]]
     v = np.zeros(lag.n_vars) if start is None else np.maximum(start, 0.0)
     best_v, (best_bound, best_rp) = v, lag.bound(lag.unpack(v))
     if not profits:
         best_rp = np.zeros(0)
     for tau in temperatures:
-        if time.perf_counter() >= deadline:
+        if clock.now() >= deadline:
             break
         for _ in range(WORKING_SET_ROUNDS):
             out = minimize(
                 lag.smoothed, v, args=(lag.working(working), tau), jac=True, method="L-BFGS-B",
                 bounds=[(0.0, None)] * lag.n_vars,
                 options={"maxiter": iterations, "maxfun": 2 * iterations},
-                callback=_stop_at(deadline),
+                callback=_stop_at(clock, deadline),
             )
             v = np.maximum(out.x, 0.0)
             bound, rp = lag.bound(lag.unpack(v))
@@ -387,15 +478,16 @@ def _price(
                 "pricing tau %.4g: smoothed %.4f, exact bound %.4f, working set %d, %d pairs price in (%d iterations)",
                 tau, out.fun, bound, working.size, better.size, out.nit,
             )
-            if better.size == 0 or time.perf_counter() >= deadline:
+            if better.size == 0 or clock.now() >= deadline:
                 break
+            clock.spend(clock.rates.pair_pass * pairs.size)
             working = np.union1d(working, _top_per_unit(pairs.unit, rp, ADD_PER_UNIT, better))
     return _Priced(best_v, lag.unpack(best_v), best_bound, best_rp, working)
 
 
-def _stop_at(deadline: float):  # noqa: ANN202 - scipy callback
+def _stop_at(clock: _Clock, deadline: float):  # noqa: ANN202 - scipy callback
     def callback(*_: object) -> None:
-        if time.perf_counter() >= deadline:
+        if clock.now() >= deadline:
             raise StopIteration  # scipy >= 1.11 ends the minimisation cleanly on this
 
     return callback
@@ -415,9 +507,10 @@ def _place(
     with an exact MIP, until the deadline. beside (pricing for the bound, given the
     search's progress) runs on the other core during the search; its outcome is
     returned with the assignment."""
-    problem, pairs = lag.problem, lag.pairs
+    problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     n_u = problem.n_units
     rp = priced.reduced_profit
+    clock.spend(clock.rates.pair_pass * 8 * pairs.size)  # the sort below and the per-unit arrays
     starts, units = _segments(pairs.unit)
     counts = np.diff(np.r_[starts, pairs.size])
     order = np.lexsort((np.arange(pairs.size), -rp, pairs.unit))  # per unit: best first
@@ -437,10 +530,16 @@ def _place(
     # The core LP runs beside the greedy pass and the local moves, on the other core
     # (HiGHS releases the GIL); the neighbourhood search after them uses it.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        lp_deadline = time.perf_counter() + CORE_LP_SHARE * (deadline - time.perf_counter())
-        core_lp = pool.submit(_core_lp, lag, lp_deadline, rp) if exact else None
-        current = _greedy_and_local_moves(problem, pairs, rp, lag.cost, unit_best, unit_margin, locked, deadline, exact)
+        # Reproducible: an iteration limit, the wall clock left only as a safety.
+        lp_seconds = CORE_LP_SHARE * (deadline - clock.now())
+        lp_began = clock.work
+        lp_args = (clock.wall_left(), rp, lp_seconds) if clock.reproducible else (lp_seconds, rp)
+        core_lp = pool.submit(_core_lp, lag, *lp_args) if exact else None
+        current = _greedy_and_local_moves(problem, pairs, rp, lag.cost, unit_best, unit_margin, locked, clock, deadline, exact)
         core = core_lp.result() if core_lp is not None else None
+        if clock.reproducible and exact:  # waiting for the LP counts as far as it outlasts the local moves
+            lp_work = core.work if core is not None else lp_seconds
+            clock.spend(max(0.0, lp_work - (clock.work - lp_began)))
         value = (_persons(problem, pairs, current), _value(lag, current))
         LOG.debug("placing: %d persons, %.4f after the local moves", *value)
         if not exact:
@@ -454,6 +553,7 @@ def _place(
         priced_beside = pool.submit(beside, progress) if beside is not None and n_u > NEIGHBOURHOOD_UNITS else None
         best_place = np.full(n_u, -1, dtype=np.int64)
         best_place[units] = pairs.place[first]
+        clock.spend(clock.rates.pair_pass * 10 * pairs.size)
         hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, core)
         try:
             current = _search(lag, rp, hood, None if core is None else core.support, current, value, params, deadline, progress)
@@ -471,22 +571,35 @@ class _Progress:
     done: bool = False
 
 
-def _price_beside(lag: _Lagrangian, priced: _Priced, deadline: float, progress: _Progress) -> list[tuple[float, _Priced]]:
+def _price_beside(
+    lag: _Lagrangian, priced: _Priced, deadline: float, fixed_persons: float | None, progress: _Progress
+) -> list[tuple[float, _Priced]]:
     """Pricing for the bound while the search runs: restarts at the last temperature from
     priced's multipliers, each keeping the persons the search has reached when it starts
     (the search only adds persons); after a restart without gain it waits for more persons.
-    It ends with the search. Returns (persons kept, prices) per restart."""
+    It ends with the search. Returns (persons kept, prices) per restart.
+
+    Reproducible (lag's clock counts work): nothing may depend on the search's timing, so
+    every restart keeps fixed_persons, the pricing counts its own work from now and
+    stops once converged or at the deadline, and the search's end is waited for by the
+    caller instead."""
     out: list[tuple[float, _Priced]] = []
     v, working, last = priced.v, priced.working, priced.bound
+    reproducible = lag.clock.reproducible
+    if reproducible:
+        lag = copy.copy(lag)
+        lag.clock = lag.clock.fork()
     for _ in range(FINAL_PRICING_ROUNDS):
-        if time.perf_counter() >= deadline or progress.done:
+        if lag.clock.now() >= deadline or (progress.done and not reproducible):
             break
-        persons = progress.persons
+        persons = fixed_persons if reproducible and fixed_persons is not None else progress.persons
         step = _price(lag.keeping(persons), working, deadline, SCORE_TEMPERATURES[-1:], v, FINAL_LBFGS_ITERATIONS, False)
         out.append((persons, step))
         v, working = step.v, step.working
         if step.bound > last - 1e-7 * abs(last):  # converged for these persons
-            while progress.persons == persons and not progress.done and time.perf_counter() < deadline:
+            if reproducible:
+                break
+            while progress.persons == persons and not progress.done and lag.clock.now() < deadline:
                 time.sleep(0.2)
         last = step.bound
     return out
@@ -507,16 +620,17 @@ def _search(
     it is lexicographically better, until the deadline or STALLED_NEIGHBOURHOODS in a row
     without a gain. Their pairs: first_pairs (the LP's) first, then the best by rp. The
     persons of each answer kept go to progress."""
-    problem, pairs = lag.problem, lag.pairs
+    problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     stalled = 0
-    while deadline - time.perf_counter() >= MIP_MIN_SECONDS and stalled < STALLED_NEIGHBOURHOODS:
+    while deadline - clock.now() >= MIP_MIN_SECONDS and stalled < STALLED_NEIGHBOURHOODS:
         free = hood.next(current)
         if free is None:
             break
+        clock.spend(clock.rates.pair_pass * 0.25 * pairs.size)  # choosing the set and its pairs
         fixed = np.where(free, -1, current)
         sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), current, first_pairs)
-        seconds = min(MIP_SECONDS, MIP_LIMIT_SHARE * params.time_limit_seconds, MIP_TIME_SHARE * (deadline - time.perf_counter()))
-        status, place_of = _reoptimise(sub, params, current[sub_units], seconds)
+        seconds = min(MIP_SECONDS, MIP_LIMIT_SHARE * params.time_limit_seconds, MIP_TIME_SHARE * (deadline - clock.now()))
+        status, place_of = _reoptimise(sub, params, current[sub_units], seconds, clock)
         mip = fixed.copy()
         mip[sub_units] = place_of
         mip_value = (_persons(problem, pairs, mip), _value(lag, mip))
@@ -541,19 +655,22 @@ def _greedy_and_local_moves(
     unit_best: np.ndarray,
     unit_margin: np.ndarray,
     locked: np.ndarray,
+    clock: _Clock,
     deadline: float,
     local_moves: bool,
 ) -> np.ndarray:
     """The greedy pass (clear-cut units first, each on its best pair by reduced profit
     that fits), then local moves until a share of the time to the deadline is used."""
     n_u = problem.n_units
+    clock.spend(clock.rates.pair_pass * 4 * pairs.size + clock.rates.unit * GREEDY_PAIRS * n_u)
     candidates = _top_per_unit(pairs.unit, rp, GREEDY_PAIRS, np.arange(pairs.size))
-    placer = _Placer(problem, pairs, candidates, rp, cost)
+    placer = _Placer(problem, pairs, candidates, rp, cost, clock)
     placer.greedy(np.lexsort((np.arange(n_u), -unit_best, -unit_margin)))
     # Local moves: units the greedy pass left out though they price in, then those
     # furthest from their best pair.
-    budget = time.perf_counter() + IMPROVE_SHARE * (deadline - time.perf_counter())
+    budget = clock.now() + IMPROVE_SHARE * (deadline - clock.now())
     for _ in range(IMPROVE_PASSES if local_moves else 0):
+        clock.spend(clock.rates.pair_pass * 2 * pairs.size + clock.rates.unit * n_u)
         loss = _loss(problem, pairs, rp, unit_best, placer.assignment())
         todo = np.flatnonzero(loss > 1e-6)
         todo = todo[np.lexsort((todo, -loss[todo]))].tolist()
@@ -563,7 +680,7 @@ def _greedy_and_local_moves(
         relocated = placer.relocate(todo, IMPROVE_TRIES, MOST_EJECTED, budget)
         LOG.debug("local moves: %d of %d units moved, then %d of %d by moving several", moves, tried, relocated, len(todo))
         moves += relocated
-        if not moves or time.perf_counter() >= budget:
+        if not moves or clock.now() >= budget:
             break
     return _drop_short(problem, pairs, placer.assignment(), locked)
 
@@ -576,12 +693,15 @@ class _CoreLP:
     value: float  # PERSON_WEIGHT * persons + the stage's objective
     support: np.ndarray  # pair positions with x > 0, sorted
     place_of: np.ndarray  # per unit: the place where x = 1, else -1
+    work: float  # counted seconds it took (_Rates)
 
 
-def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | None:
+def _core_lp(lag: _Lagrangian, seconds: float, rp: np.ndarray, work_budget: float | None = None) -> _CoreLP | None:
     """The lexicographic LP (PERSON_WEIGHT * persons + the stage's objective) over
     the pairs within CORE_MARGIN of each unit's best reduced profit rp, solved by HiGHS;
-    None if it does not finish by the deadline.
+    None if it does not finish within seconds (wall clock) and, given a work budget, the
+    simplex iterations that fit in it. It runs beside the main thread and reports the
+    work it counted instead of spending it.
     Its duals are no bound: they leave pairs outside the core free to price in (measured:
     2.4 % above the Lagrangian bound at 10,000 households), so only the solution is used."""
     problem, pairs = lag.problem, lag.pairs
@@ -602,7 +722,13 @@ def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | Non
     model = _build_model(sub, maximin=False)
     model_pos = core[model.pair_idx]
     _set_objective(model, lag.cost[model_pos] + PERSON_WEIGHT * model.persons)
-    lp = solve_lp(model.proto, deadline - time.perf_counter())
+    rates = lag.clock.rates
+    per_iteration = rates.lp_iteration
+    if work_budget is None or per_iteration <= 0:
+        iteration_limit = None
+    else:
+        iteration_limit = max(1, int((work_budget - rates.lp_pair * core.size) / per_iteration))
+    lp = solve_lp(model.proto, seconds - (time.perf_counter() - start), iteration_limit)
     if lp is None:
         LOG.debug("core LP over %d pairs: not solved in time", core.size)
         return None
@@ -615,18 +741,31 @@ def _core_lp(lag: _Lagrangian, deadline: float, rp: np.ndarray) -> _CoreLP | Non
         "core LP over %d pairs in %.1f s: %d units placed whole, %d fractional",
         core.size, time.perf_counter() - start, int((place_of >= 0).sum()), np.unique(model.unit[(x > 1e-6) & ~one]).size,
     )
-    return _CoreLP(lp.value, support, place_of)
+    return _CoreLP(lp.value, support, place_of, rates.lp_pair * core.size + per_iteration * lp.iterations)
 
 
-def _reoptimise(sub: AssignmentProblem, params: SolverParams, start_from: np.ndarray, seconds: float) -> tuple[str, np.ndarray]:
-    """One MIP over a neighbourhood: most PERSON_WEIGHT * persons + score, keeping at
-    least the persons of start_from (also the solver's first solution). Returns the
-    solver status and a place per unit (start_from when no solution came back)."""
+def _reoptimise(
+    sub: AssignmentProblem, params: SolverParams, start_from: np.ndarray, seconds: float, clock: _Clock
+) -> tuple[str, np.ndarray]:
+    """One MIP over a neighbourhood (SCIP, whatever the round's backend: measured best for
+    these MIPs, and its node limit makes them reproducible): most PERSON_WEIGHT * persons
+    + score, keeping at least the persons of start_from (also the solver's first
+    solution), for seconds, or reproducibly MIP_NODES nodes (the wall clock left is then
+    only a safety limit). Returns the solver status and a place per unit (start_from when
+    no solution came back)."""
     model = _build_model(sub, maximin=False)
     hint = _hint(model, sub, start_from)
     model.proto.constraint[model.persons_row].lower_bound = float(model.persons @ hint[: model.n_x])
     _set_objective(model, PERSON_WEIGHT * model.persons + model.score)
-    status, values, *_ = _solve_stage(model, params, seconds, hint)
+    scip = dataclasses.replace(params, backend="scip")
+    if clock.reproducible:
+        limit = clock.wall_left()
+        status, values, _, _, wall, iterations = _solve_stage(model, scip, limit, hint, node_limit=MIP_NODES)
+        clock.spend(clock.rates.mip_iteration * iterations + clock.rates.mip_binary * model.n_x)
+        if wall >= limit - 0.05:  # stopped by the wall clock, not by its nodes
+            clock.overrun = True
+    else:
+        status, values, *_ = _solve_stage(model, scip, seconds, hint)
     if values is None:
         return status, start_from
     x = np.round(values[: model.n_x]) > 0.5
@@ -788,8 +927,10 @@ class _Placer:
     """Assignment state for the greedy pass and the local moves after it: per unit its
     candidate pairs (best reduced profit first), per place the capacity left and its units."""
 
-    def __init__(self, problem: AssignmentProblem, pairs: _Pairs, candidates: np.ndarray, rp: np.ndarray, cost: np.ndarray) -> None:
-        self.problem = problem
+    def __init__(
+        self, problem: AssignmentProblem, pairs: _Pairs, candidates: np.ndarray, rp: np.ndarray, cost: np.ndarray, clock: _Clock
+    ) -> None:
+        self.problem, self.clock = problem, clock
         cand = candidates[np.lexsort((candidates, -rp[candidates], pairs.unit[candidates]))]
         self.bounds = np.searchsorted(pairs.unit[cand], np.arange(problem.n_units + 1)).tolist()
         self.use = problem.usage_of_pairs(pairs.idx[cand]).tolist()
@@ -854,8 +995,9 @@ class _Placer:
         for n, u in enumerate(units):
             if u in self.locked:
                 continue
-            if n % 64 == 0 and time.perf_counter() >= deadline:
+            if n % 64 == 0 and self.clock.now() >= deadline:
                 break
+            self.clock.spend(self.clock.rates.unit)
             best: tuple[tuple[int, float], tuple[int, int, int]] | None = None
             pi = self.pi
             k0 = self.chosen[u]
@@ -871,6 +1013,7 @@ class _Placer:
                 if k == k0:
                     continue
                 j = places[k]
+                self.clock.spend(self.clock.rates.candidate * (1 + len(self.at[j])))
                 pu = use[k][pi]
                 row = left[j]
                 deficit = [(r, a - row[r]) for r, a in nz[k] if a > row[r]]
@@ -926,8 +1069,9 @@ class _Placer:
         for n, u in enumerate(units):
             if u in self.locked:
                 continue
-            if n % 16 == 0 and time.perf_counter() >= deadline:
+            if n % 16 == 0 and self.clock.now() >= deadline:
                 break
+            self.clock.spend(self.clock.rates.unit)
             k0 = self.chosen[u]
             p0, c0 = (use[k0][pi], cost[k0]) if k0 >= 0 else (0, 0.0)
             if k0 >= 0:
@@ -939,6 +1083,7 @@ class _Placer:
             for k in range(bounds[u], min(bounds[u + 1], bounds[u] + tries)):
                 if k == k0:
                     continue
+                self.clock.spend(self.clock.rates.victim_candidate * (1 + len(self.at[places[k]])))
                 plan = self._make_room(k, tries, most_out)
                 if plan is None:
                     continue
@@ -1102,11 +1247,24 @@ def _subproblem(
 
 
 def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
-    """Lexicographic solve of a large round (see module docstring). Bounds hold for all pairs."""
-    start = time.perf_counter()
+    """Lexicographic solve of a large round (see module docstring). Bounds hold for all pairs.
+    With params.reproducible the budgets count work (_Clock), so repeated runs give the
+    same assignment and bound."""
+    # Our own threads use both cores; idle OpenBLAS threads would spin on them (measured at
+    # 1,000 households: a neighbourhood MIP beside the pricing took 6.8 s instead of 4.6 s).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _solve_large(problem, params)
+
+
+def _solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
     # The last steps (bounds, result arrays) run after the deadline: leave them room.
-    deadline = start + FINISH_SHARE * params.time_limit_seconds
+    limit = params.time_limit_seconds
+    clock = _Clock(params.reproducible, FINISH_SHARE * limit)
+    start = clock.start
+    deadline = (REPRODUCIBLE_SHARE if params.reproducible else FINISH_SHARE) * limit
     pairs = _usable_pairs(problem)
+    clock.rates = RATES.for_round(pairs.size)
+    clock.spend(clock.rates.pair_pass * 10 * problem.pair_unit.size)  # the usable pairs and the first working set
     if (_load(problem, pairs, _locked_places(problem)) > problem.capacity).any():  # the locks alone break a capacity
         return _empty_result(problem, params, "infeasible", [], start)
     all_pos = np.arange(pairs.size)
@@ -1118,22 +1276,22 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
 
     # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
     # on persons alone comes from the same prices scaled down (valid for any prices).
-    lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None)
-    priced = _price(lag, working, start + PERSONS_PRICING_SHARE * params.time_limit_seconds, PERSONS_TEMPERATURES)
+    lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None, clock)
+    priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES)
     # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
     # and the exact MIPs run in stage 2, on prices that also value the score.
     first, _ = _place(lag, priced, params, deadline, exact=False)
     priced.release()
     persons = _persons(problem, pairs, first)
-    persons_only = _Lagrangian(problem, pairs, pairs.persons, None)
+    persons_only = _Lagrangian(problem, pairs, pairs.persons, None, clock)
     d = priced.dual
     persons_bound, _ = persons_only.bound(_Dual(d.capacity / PERSON_WEIGHT, d.minimum / PERSON_WEIGHT, 0.0))
-    persons_seconds = time.perf_counter() - start
+    persons_seconds = clock.wall()
 
     # Stage 2: score, keeping at least those persons. Stage 1's prices with the
     # persons-keeping multiplier at PERSON_WEIGHT are a feasible start.
-    t2 = time.perf_counter()
-    lag2 = _Lagrangian(problem, pairs, pairs.score, persons)
+    t2, wall2 = clock.now(), clock.wall()
+    lag2 = _Lagrangian(problem, pairs, pairs.score, persons, clock)
     priced2 = _price(lag2, priced.working, t2 + SCORE_PRICING_SHARE * (deadline - t2), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
     if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
         d = priced2.dual
@@ -1144,14 +1302,14 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     # multiplier is what a person is worth in score points when every person counts,
     # so the placement below takes the persons it can reach.
     lag3 = lag2.keeping(persons_bound)
-    seconds = TARGET_PRICING_SHARE * (deadline - time.perf_counter())
-    priced3 = _price(lag3, priced2.working, time.perf_counter() + seconds, SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
+    t3 = clock.now()
+    priced3 = _price(lag3, priced2.working, t3 + TARGET_PRICING_SHARE * (deadline - t3), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
     LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
     # The bound is refined beside the neighbourhood search (same persons), and at the end
     # for the persons actually placed, in time kept back from the answer step.
-    answer_deadline = deadline - FINAL_PRICING_SHARE * params.time_limit_seconds
+    answer_deadline = deadline - FINAL_PRICING_SHARE * limit
     priced2.release()
-    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline)
+    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, persons_bound)
     second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside)
     priced3.release()
     if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
@@ -1163,7 +1321,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     kept = [(persons, priced2), (persons_bound, priced3), *priced_beside]
     score_bound = min(q.bound - q.dual.keep * (placed - p) for p, q in kept)
     LOG.debug("bound for %d persons from %d price vectors: %.4f", placed, len(kept), score_bound)
-    if time.perf_counter() < deadline:  # the kept-back time, and what the search left
+    if clock.now() < deadline:  # the kept-back time, and what the search left
         lag4 = lag2.keeping(placed)
         last = kept[-1][1]
         rounds = SCORE_TEMPERATURES[-1:] * FINAL_PRICING_ROUNDS
@@ -1178,10 +1336,17 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
     gap = _gap(score, score_bound)
     LOG.debug("stage score: %.4f, bound %.4f", score, score_bound)
     status = "optimal" if gap <= params.relative_gap else "feasible"
-    stages.append(StageReport("score", status, score, score_bound, gap, time.perf_counter() - t2))
+    stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
     if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
         return _empty_result(problem, params, "not_solved", stages, start)
-    return _result(problem, pairs, params, second, stages, persons_bound, start)
+    if clock.overrun:
+        LOG.warning(
+            "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
+            "assignment (a faster or less loaded machine, or a longer time limit, makes it reproducible)"
+        )
+    LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
+    result = _result(problem, pairs, params, second, stages, persons_bound, start)
+    return dataclasses.replace(result, reproducible=params.reproducible and not clock.overrun)
 
 
 def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:

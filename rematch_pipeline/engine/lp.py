@@ -51,18 +51,22 @@ class LpSolution:
     value: float
     x: np.ndarray
     duals: np.ndarray
+    iterations: int  # simplex iterations HiGHS took
 
 
-def solve_lp(proto: linear_solver_pb2.MPModelProto, time_limit: float) -> LpSolution | None:
-    """The LP relaxation of proto (integrality dropped) by HiGHS; None unless proven
-    optimal within time_limit seconds."""
+def solve_lp(
+    proto: linear_solver_pb2.MPModelProto, time_limit: float, iteration_limit: int | None = None
+) -> LpSolution | None:
+    """The LP relaxation of proto (integrality dropped) by HiGHS' dual simplex; None unless
+    proven optimal within time_limit seconds and iteration_limit simplex iterations (a
+    limit that, unlike time, gives the same outcome on every run)."""
     relaxed = linear_solver_pb2.MPModelProto()
     relaxed.CopyFrom(proto)
     for v in relaxed.variable:
         v.is_integer = False
     model = to_mathopt(relaxed)
     seconds = min(max(0.05, time_limit), 86_400.0)  # timedelta cannot hold inf
-    params = mathopt.SolveParameters(time_limit=timedelta(seconds=seconds))
+    params = mathopt.SolveParameters(time_limit=timedelta(seconds=seconds), iteration_limit=iteration_limit)
     result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
     if result.termination.reason != mathopt.TerminationReason.OPTIMAL:
         return None
@@ -70,4 +74,4 @@ def solve_lp(proto: linear_solver_pb2.MPModelProto, time_limit: float) -> LpSolu
     x = np.array([values[model.get_variable(k)] for k in range(len(relaxed.variable))])
     row_duals = result.dual_values()
     duals = np.array([row_duals[model.get_linear_constraint(r)] for r in range(len(relaxed.constraint))])
-    return LpSolution(float(result.objective_value()), x, duals)
+    return LpSolution(float(result.objective_value()), x, duals, int(result.solve_stats.simplex_iterations))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import multiprocessing
+import os
 import threading
 import time
 
@@ -15,6 +19,10 @@ from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 
 
+def _wall_clock() -> large_scale._Clock:
+    return large_scale._Clock(reproducible=False, wall_limit=math.inf)
+
+
 def _round(households: int = 200, places: int = 15, seed: int = 5):  # noqa: ANN202 - test helper
     mu = random_municipalities(seed, total_capacity=households * 2, n_places=places)
     mu = mu.with_columns(min_persons=np.where(np.arange(mu.height) % 4 == 0, 6, 0))
@@ -25,7 +33,7 @@ def _round(households: int = 200, places: int = 15, seed: int = 5):  # noqa: ANN
 def test_smoothed_dual_gradient_matches_finite_differences() -> None:
     problem = _round(60, 8)
     pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, keep_persons=20.0)
+    lag = large_scale._Lagrangian(problem, pairs, pairs.score, 20.0, _wall_clock())
     working = lag.working(np.arange(pairs.size))
     v = np.random.default_rng(3).uniform(0.0, 5.0, lag.n_vars)
     value, grad = lag.smoothed(v, working, tau=2.0)
@@ -65,6 +73,46 @@ def test_same_input_same_assignment() -> None:
     assert first.best_bound == second.best_bound
 
 
+def _burn(seconds: float) -> None:
+    os.nice(19)  # load for the second core, below the solve's priority
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        np.linalg.svd(np.ones((200, 200)))
+
+
+def test_reproducible_search_repeats_byte_for_byte_under_load() -> None:
+    # More units than one neighbourhood: pricing, local moves and MIPs all run on budgets.
+    problem = _round(800, 25, seed=12)
+    assert problem.n_units > large_scale.NEIGHBOURHOOD_UNITS
+    params = SolverParams(time_limit_seconds=15, max_model_pairs=0)
+    assert params.reproducible
+    first = solve(problem, params)
+    burner = multiprocessing.get_context("spawn").Process(target=_burn, args=(30.0,))
+    burner.start()
+    try:
+        second = solve(problem, params)
+    finally:
+        burner.terminate()
+        burner.join()
+    assert first.reproducible and second.reproducible
+    assert check_assignment(problem, first) == []
+    assert first.place_of_unit.tobytes() == second.place_of_unit.tobytes()
+    assert (first.best_bound, first.persons_bound) == (second.best_bound, second.persons_bound)
+
+
+def test_wall_clock_stops_a_reproducible_run_that_counts_no_work_and_says_so(monkeypatch, caplog) -> None:  # noqa: ANN001 - pytest fixtures
+    monkeypatch.setattr(large_scale, "RATES", large_scale._Rates(*[0.0] * len(dataclasses.fields(large_scale._Rates))))
+    problem = _round(700, 20, seed=13)
+    began = time.perf_counter()
+    with caplog.at_level("WARNING", logger=large_scale.__name__):
+        result = solve(problem, SolverParams(time_limit_seconds=6, max_model_pairs=0))
+    assert time.perf_counter() - began < 6 * 1.5
+    assert not result.reproducible
+    assert check_assignment(problem, result) == []
+    assert result.best_bound >= result.total_score
+    assert any("wall-clock limit stopped this solve" in r.getMessage() for r in caplog.records)
+
+
 @pytest.fixture(scope="module")
 def solved_round():  # noqa: ANN201 - pytest fixture
     """The default round and its exact optimum, solved once for the tests below."""
@@ -77,7 +125,7 @@ def solved_round():  # noqa: ANN201 - pytest fixture
 def test_core_lp_relaxes_the_exact_model(solved_round, monkeypatch) -> None:  # noqa: ANN001 - pytest fixtures
     problem, exact = solved_round
     pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None)
+    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
     monkeypatch.setattr(large_scale, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
     core = large_scale._core_lp(lag, float("inf"), pairs.score)
     assert core is not None
@@ -96,8 +144,10 @@ def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> 
     problem = _round(1000, 30, seed=11)
     assert problem.n_units > large_scale.NEIGHBOURHOOD_UNITS
     with caplog.at_level("DEBUG", logger=large_scale.__name__):
-        result = solve(problem, SolverParams(time_limit_seconds=30, backend="scip", max_model_pairs=0))
+        # Wall-clock budgets: only they price beside the search.
+        result = solve(problem, SolverParams(time_limit_seconds=30, backend="scip", max_model_pairs=0, reproducible=False))
     assert check_assignment(problem, result) == []
+    assert not result.reproducible
     assert result.best_bound >= result.total_score
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("core LP over") and "units placed whole" in m for m in messages)
@@ -110,14 +160,29 @@ def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> 
 def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_search(solved_round) -> None:  # noqa: ANN001 - pytest fixture
     problem, exact = solved_round
     pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, keep_persons=0.0)
+    lag = large_scale._Lagrangian(problem, pairs, pairs.score, 0.0, _wall_clock())
     start = large_scale._price(lag, np.arange(pairs.size), float("inf"), large_scale.SCORE_TEMPERATURES)
     # The search has reached the optimum's persons; it ends while the pricing waits for more.
     progress = large_scale._Progress(exact.persons_placed)
     threading.Timer(1.0, lambda: setattr(progress, "done", True)).start()
     began = time.perf_counter()
-    steps = large_scale._price_beside(lag, start, began + 600.0, progress)
+    steps = large_scale._price_beside(lag, start, lag.clock.now() + 600.0, None, progress)
     assert time.perf_counter() - began < 60.0
     assert steps and all(persons == exact.persons_placed for persons, _ in steps)
     # Keeping at least the optimum's persons, no assignment scores more than the optimum.
     assert all(priced.bound >= exact.total_score - 1e-6 for _, priced in steps)
+
+
+def test_counted_work_rates_grow_with_the_round_and_the_clock_reads_them() -> None:
+    rates = large_scale.RATES
+    assert rates.for_round(1000) == rates  # smaller rounds than the reference: the reference rates
+    bigger = rates.for_round(5 * large_scale.REFERENCE_PAIRS)
+    assert bigger.dual_pair > rates.dual_pair and bigger.mip_iteration == rates.mip_iteration
+    clock = large_scale._Clock(reproducible=True, wall_limit=math.inf, rates=bigger)
+    clock.spend(2.5)
+    assert clock.now() == 2.5  # counted, not elapsed
+    beside = clock.fork()
+    beside.spend(1.0)
+    assert (clock.now(), beside.now()) == (2.5, 3.5)
+    stopped = large_scale._Clock(reproducible=True, wall_limit=0.0)
+    assert stopped.now() == math.inf and stopped.overrun

@@ -35,3 +35,20 @@ def test_integrality_is_dropped() -> None:
     assert lp is not None
     assert lp.x[0] == pytest.approx(3.5)
     assert m.variable[0].is_integer  # the caller's model is left as it was
+
+
+def test_iteration_limit_is_a_limit_and_iterations_are_reported() -> None:
+    # A transportation-like LP that needs several simplex iterations.
+    m = linear_solver_pb2.MPModelProto(maximize=True)
+    n = 12
+    for i in range(n):
+        for j in range(n):
+            m.variable.add(lower_bound=0.0, upper_bound=1.0, objective_coefficient=float((i * 7 + j * 3) % 11))
+    for i in range(n):
+        m.constraint.add(lower_bound=-float("inf"), upper_bound=1.0, var_index=[i * n + j for j in range(n)], coefficient=[1.0] * n)
+        m.constraint.add(lower_bound=-float("inf"), upper_bound=1.0, var_index=[j * n + i for j in range(n)], coefficient=[1.0] * n)
+    full = solve_lp(m, time_limit=10.0)
+    assert full is not None and full.iterations > 1
+    assert solve_lp(m, time_limit=10.0, iteration_limit=1) is None
+    again = solve_lp(m, time_limit=10.0, iteration_limit=2 * full.iterations + 10)
+    assert again is not None and again.value == pytest.approx(full.value)
