@@ -207,6 +207,11 @@ class _Clock:
             return math.inf
         return self.work
 
+    def until(self, share: float, deadline: float) -> float:
+        """The clock time share of the way from now to deadline (after an overrun, now: inf)."""
+        now = self.now()
+        return now + share * max(0.0, deadline - now) if math.isfinite(now) else now
+
     def fork(self) -> _Clock:
         """A clock for work beside this one (another thread), counting on from here."""
         return dataclasses.replace(self, parent=self)
@@ -540,7 +545,7 @@ def _place(
     # (HiGHS releases the GIL); the neighbourhood search after them uses it.
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Reproducible: an iteration limit, the wall clock left only as a safety.
-        lp_seconds = CORE_LP_SHARE * (deadline - clock.now())
+        lp_seconds = CORE_LP_SHARE * max(0.0, deadline - clock.now())
         lp_began = clock.work
         lp_args = (clock.wall_left(), rp, lp_seconds) if clock.reproducible else (lp_seconds, rp)
         core_lp = pool.submit(_core_lp, lag, *lp_args) if exact else None
@@ -677,7 +682,7 @@ def _greedy_and_local_moves(
     placer.greedy(np.lexsort((np.arange(n_u), -unit_best, -unit_margin)))
     # Local moves: units the greedy pass left out though they price in, then those
     # furthest from their best pair.
-    budget = clock.now() + IMPROVE_SHARE * (deadline - clock.now())
+    budget = clock.until(IMPROVE_SHARE, deadline)
     for _ in range(IMPROVE_PASSES if local_moves else 0):
         clock.spend(clock.rates.pair_pass * 2 * pairs.size + clock.rates.unit * n_u)
         loss = _loss(problem, pairs, rp, unit_best, placer.assignment())
@@ -1299,9 +1304,9 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
 
     # Stage 2: score, keeping at least those persons. Stage 1's prices with the
     # persons-keeping multiplier at PERSON_WEIGHT are a feasible start.
-    t2, wall2 = clock.now(), clock.wall()
+    wall2 = clock.wall()
     lag2 = _Lagrangian(problem, pairs, pairs.score, persons, clock)
-    priced2 = _price(lag2, priced.working, t2 + SCORE_PRICING_SHARE * (deadline - t2), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
+    priced2 = _price(lag2, priced.working, clock.until(SCORE_PRICING_SHARE, deadline), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
     if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
         d = priced2.dual
         scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
@@ -1311,8 +1316,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     # multiplier is what a person is worth in score points when every person counts,
     # so the placement below takes the persons it can reach.
     lag3 = lag2.keeping(persons_bound)
-    t3 = clock.now()
-    priced3 = _price(lag3, priced2.working, t3 + TARGET_PRICING_SHARE * (deadline - t3), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
+    priced3 = _price(lag3, priced2.working, clock.until(TARGET_PRICING_SHARE, deadline), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
     LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
     # The bound is refined beside the neighbourhood search (same persons), and at the end
     # for the persons actually placed, in time kept back from the answer step.

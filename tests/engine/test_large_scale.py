@@ -184,5 +184,7 @@ def test_counted_work_rates_grow_with_the_round_and_the_clock_reads_them() -> No
     beside = clock.fork()
     beside.spend(1.0)
     assert (clock.now(), beside.now()) == (2.5, 3.5)
+    assert clock.until(0.5, 4.5) == 3.5
     stopped = large_scale._Clock(reproducible=True, wall_limit=0.0)
     assert stopped.now() == math.inf and stopped.overrun
+    assert stopped.until(0.5, 10.0) == math.inf  # every budget after an overrun is spent
