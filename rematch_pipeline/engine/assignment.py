@@ -808,9 +808,14 @@ def _solve_direct(
         solver=f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
-        # A stage stopped by the wall clock returns what the solver had at that moment.
-        reproducible=all(s.status == "optimal" for s in stages),
+        reproducible=_finished(stages),
     )
+
+
+def _finished(stages: list[StageReport]) -> bool:
+    """Every stage proved its answer within the gap: a stage stopped by the wall clock
+    returns what the solver had at that moment, which a repeat may not."""
+    return all(s.status == "optimal" for s in stages)
 
 
 def _hint(model: _Model, problem: AssignmentProblem, place_of_unit: np.ndarray) -> np.ndarray:
@@ -844,7 +849,9 @@ def _empty_result(
     status: str,
     stages: list[StageReport],
     start: float,
+    reproducible: bool | None = None,
 ) -> AssignmentResult:
+    """No assignment. reproducible defaults to the exact path's rule: every stage finished."""
     return AssignmentResult(
         place_of_unit=np.full(problem.n_units, -1, dtype=np.int64),
         status=status,
@@ -859,6 +866,7 @@ def _empty_result(
         solver=f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
+        reproducible=_finished(stages) if reproducible is None else reproducible,
     )
 
 

@@ -1350,16 +1350,16 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     LOG.debug("stage score: %.4f, bound %.4f", score, score_bound)
     status = "optimal" if gap <= params.relative_gap else "feasible"
     stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
+    reproducible = params.reproducible and not clock.overrun
     if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
-        return _empty_result(problem, params, "not_solved", stages, start)
+        return _empty_result(problem, params, "not_solved", stages, start, reproducible)
     if clock.overrun:
         LOG.warning(
             "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
             "assignment (a faster or less loaded machine, or a longer time limit, makes it reproducible)"
         )
     LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
-    result = _result(problem, pairs, params, second, stages, persons_bound, start)
-    return dataclasses.replace(result, reproducible=params.reproducible and not clock.overrun)
+    return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible)
 
 
 def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:
@@ -1381,6 +1381,7 @@ def _result(
     stages: list[StageReport],
     persons_bound: float,
     start: float,
+    reproducible: bool,
 ) -> AssignmentResult:
     pos = _positions(problem, pairs, place_of_unit)  # usable pairs are sorted: no second sort of all pairs
     final = stages[-1]
@@ -1399,6 +1400,7 @@ def _result(
         params=params.as_dict(),
         stages=tuple(stages),
         bound_scope="all_pairs",
+        reproducible=reproducible,
     )
 
 
