@@ -17,7 +17,7 @@ keeping the persons found) we therefore
 3. place: a greedy pass puts every unit on its best pair at the prices that still fits;
    local moves (moving, or pushing out, up to a few units of the place a unit wants)
    follow, while HiGHS solves the LP over the core (each unit's pairs near its best) in a
-   worker thread; then a large neighbourhood search: an exact MIP re-decides a few hundred
+   worker thread; then (taking the LP up when it is ready) a large neighbourhood search: an exact MIP re-decides a few hundred
    units at a time (those the LP places otherwise, the worst-placed units and the units
    at the places they want, or all users of a scarce resource) on the capacity the others
    leave, keeping lexicographic gains. Meanwhile the other core refines the bound for the
@@ -37,7 +37,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -541,36 +541,39 @@ def _place(
     locked[[u for u, _ in problem.locked]] = True
     # Ties in reduced profit (the persons stage has many) go to the better score.
     rp = rp + TIE_BY_SCORE * pairs.score
-    # The core LP runs beside the greedy pass and the local moves, on the other core
-    # (HiGHS releases the GIL); the neighbourhood search after them uses it.
+    # The core LP runs beside the greedy pass, the local moves and the first MIPs, on the
+    # other core (HiGHS releases the GIL); the neighbourhood search takes it up when ready.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # Reproducible: an iteration limit, the wall clock left only as a safety.
-        lp_seconds = CORE_LP_SHARE * max(0.0, deadline - clock.now())
-        lp_began = clock.work
-        lp_args = (clock.wall_left(), rp, lp_seconds) if clock.reproducible else (lp_seconds, rp)
-        core_lp = pool.submit(_core_lp, lag, *lp_args) if exact else None
+        pending = None
+        if exact:
+            core = _core_pairs(lag, rp)
+            # Reproducible: an iteration limit, the wall clock left only as a safety.
+            lp_seconds = CORE_LP_SHARE * max(0.0, deadline - clock.now())
+            lp_args = (clock.wall_left(), lp_seconds) if clock.reproducible else (lp_seconds,)
+            least = clock.rates.core_lp_seconds(core.size, 0)
+            pending = _PendingCore(pool.submit(_core_lp, lag, core, *lp_args), clock.work, least, lp_seconds)
         current = _greedy_and_local_moves(problem, pairs, rp, lag.cost, unit_best, unit_margin, locked, clock, deadline, exact)
-        core = core_lp.result() if core_lp is not None else None
-        if clock.reproducible and exact:  # waiting for the LP counts as far as it outlasts the local moves
-            lp_work = core.work if core is not None else lp_seconds
-            clock.spend(max(0.0, lp_work - (clock.work - lp_began)))
         value = (_persons(problem, pairs, current), _value(lag, current))
         LOG.debug("placing: %d persons, %.4f after the local moves", *value)
-        if not exact:
+        if pending is None:
             return current, []
         # Large neighbourhood search: an exact MIP re-decides a few hundred units at a time
         # (those the core LP places elsewhere, those competing for the same places or the
         # same scarce resource) on the capacity the others leave. Its MIPs hold one core
-        # (SCIP releases the GIL while it solves): beside runs on the other, unless the
-        # round is one neighbourhood (one short MIP; and its bound stays reproducible).
+        # (SCIP releases the GIL while it solves): beside runs on the other after the LP,
+        # unless the round is one neighbourhood (one short MIP; and its bound stays
+        # reproducible). Its clock is forked here, not in its thread: a reproducible
+        # count must not depend on when that thread starts.
         progress = _Progress(value[0])
-        priced_beside = pool.submit(beside, progress) if beside is not None and n_u > NEIGHBOURHOOD_UNITS else None
+        priced_beside = None
+        if beside is not None and n_u > NEIGHBOURHOOD_UNITS:
+            priced_beside = pool.submit(beside, progress, clock.fork() if clock.reproducible else clock, pending)
         best_place = np.full(n_u, -1, dtype=np.int64)
         best_place[units] = pairs.place[first]
         clock.spend(clock.rates.pair_pass * 10 * pairs.size)
-        hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, core)
+        hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked)
         try:
-            current = _search(lag, rp, hood, None if core is None else core.support, current, value, params, deadline, progress)
+            current = _search(lag, rp, hood, pending, current, value, params, deadline, progress)
         finally:
             progress.done = True
         return current, priced_beside.result() if priced_beside is not None else []
@@ -586,23 +589,31 @@ class _Progress:
 
 
 def _price_beside(
-    lag: _Lagrangian, priced: _Priced, deadline: float, fixed_persons: float | None, progress: _Progress
+    lag: _Lagrangian,
+    priced: _Priced,
+    deadline: float,
+    fixed_persons: float | None,
+    progress: _Progress,
+    clock: _Clock | None = None,
+    after: _PendingCore | None = None,
 ) -> list[tuple[float, _Priced]]:
     """Pricing for the bound while the search runs: restarts at the last temperature from
     priced's multipliers, each keeping the persons the search has reached when it starts
     (the search only adds persons); after a restart without gain it waits for more persons.
-    It ends with the search. Returns (persons kept, prices) per restart.
+    It ends with the search. Returns (persons kept, prices) per restart. clock (default
+    lag's) counts its work; it starts once the core LP (after) is done.
 
-    Reproducible (lag's clock counts work): nothing may depend on the search's timing, so
-    every restart keeps fixed_persons, the pricing counts its own work from now and
-    stops once converged or at the deadline, and the search's end is waited for by the
-    caller instead."""
+    Reproducible (the clock counts work): nothing may depend on the search's timing, so
+    every restart keeps fixed_persons, the pricing counts its own work on a clock forked
+    by the caller and stops once converged or at the deadline, and the search's end is
+    waited for by the caller instead."""
     out: list[tuple[float, _Priced]] = []
     v, working, last = priced.v, priced.working, priced.bound
+    lag = copy.copy(lag)
+    lag.clock = clock or (lag.clock.fork() if lag.clock.reproducible else lag.clock)
     reproducible = lag.clock.reproducible
-    if reproducible:
-        lag = copy.copy(lag)
-        lag.clock = lag.clock.fork()
+    if after is not None and reproducible:
+        lag.clock.work = max(lag.clock.work, after.done_at())
     for _ in range(FINAL_PRICING_ROUNDS):
         if lag.clock.now() >= deadline or (progress.done and not reproducible):
             break
@@ -623,7 +634,7 @@ def _search(
     lag: _Lagrangian,
     rp: np.ndarray,
     hood: _Neighbourhoods,
-    first_pairs: np.ndarray | None,
+    pending: _PendingCore | None,
     current: np.ndarray,
     value: tuple[float, float],
     params: SolverParams,
@@ -632,12 +643,22 @@ def _search(
 ) -> np.ndarray:
     """Neighbourhood MIPs from the current assignment (of the given value), each kept when
     it is lexicographically better, until the deadline or STALLED_NEIGHBOURHOODS in a row
-    without a gain. Their pairs: first_pairs (the LP's) first, then the best by rp. The
-    persons of each answer kept go to progress."""
+    without a gain. Once the core LP (pending) is ready, its pairs come first in the MIPs
+    (then the best by rp) and its placements seed sets; the search waits for it rather
+    than stop before. The persons of each answer kept go to progress."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     stalled = 0
-    while deadline - clock.now() >= MIP_MIN_SECONDS and stalled < STALLED_NEIGHBOURHOODS:
-        free = hood.next(current)
+    first_pairs = None
+    while deadline - clock.now() >= MIP_MIN_SECONDS:
+        # A round of one neighbourhood waits for the LP: its one MIP should have the LP's pairs.
+        if pending is not None and (pending.ready(clock) or problem.n_units <= NEIGHBOURHOOD_UNITS):
+            first_pairs = hood.use_core(pending.wait(clock))
+            pending = None
+        free = hood.next(current) if stalled < STALLED_NEIGHBOURHOODS else None
+        if free is None and pending is not None:  # nothing left to try without the LP
+            first_pairs = hood.use_core(pending.wait(clock))
+            pending, stalled = None, 0
+            continue
         if free is None:
             break
         clock.spend(clock.rates.pair_pass * 0.25 * pairs.size)  # choosing the set and its pairs
@@ -652,10 +673,10 @@ def _search(
         better = not _short(problem, pairs, mip).any() and mip_value > value
         LOG.debug("neighbourhood of %d units (%s): %d persons, %.4f%s", sub_units.size, status, *mip_value, "" if better else " (not better)")
         stalled = 0 if better else stalled + 1
-        hood.solved(status == "optimal")
+        hood.solved(status == "optimal", better)
         if better:
             if mip_value[0] > value[0]:
-                hood.placed_more(mip)
+                hood.placed_more(mip, current)
             current, value = mip, mip_value
             progress.persons = value[0]
     return current
@@ -710,22 +731,28 @@ class _CoreLP:
     work: float  # counted seconds it took (_Rates)
 
 
-def _core_lp(lag: _Lagrangian, seconds: float, rp: np.ndarray, work_budget: float | None = None) -> _CoreLP | None:
-    """The lexicographic LP (PERSON_WEIGHT * persons + the stage's objective) over
-    the pairs within CORE_MARGIN of each unit's best reduced profit rp, solved by HiGHS;
-    None if it does not finish within seconds (wall clock) and, given a work budget, the
-    simplex iterations that fit in it. It runs beside the main thread and reports the
-    work it counted instead of spending it.
-    Its duals are no bound: they leave pairs outside the core free to price in (measured:
-    2.4 % above the Lagrangian bound at 10,000 households), so only the solution is used."""
+def _core_pairs(lag: _Lagrangian, rp: np.ndarray) -> np.ndarray:
+    """Positions of the core LP's pairs: each unit's within CORE_MARGIN of its best reduced
+    profit rp, and the locked pairs (sorted)."""
     problem, pairs = lag.problem, lag.pairs
-    start = time.perf_counter()
+    lag.clock.spend(lag.clock.rates.pair_pass * 2 * pairs.size)
     best = np.full(problem.n_units, -np.inf)
     np.maximum.at(best, pairs.unit, rp)
     near = [  # in chunks: no temporaries the size of all pairs
         a + np.flatnonzero(rp[a:b] >= best[pairs.unit[a:b]] - CORE_MARGIN) for a, b in chunk_bounds(pairs.size, PAIR_CHUNK_SIZE)
     ]
-    core = np.union1d(np.concatenate(near), _positions(problem, pairs, _locked_places(problem)))
+    return np.union1d(np.concatenate(near), _positions(problem, pairs, _locked_places(problem)))
+
+
+def _core_lp(lag: _Lagrangian, core: np.ndarray, seconds: float, work_budget: float | None = None) -> _CoreLP | None:
+    """The lexicographic LP (PERSON_WEIGHT * persons + the stage's objective) over
+    the core pairs (positions), solved by HiGHS; None if it does not finish within
+    seconds (wall clock) and, given a work budget, the simplex iterations that fit in it.
+    It runs beside the main thread and reports the work it counted instead of spending it.
+    Its duals are no bound: they leave pairs outside the core free to price in (measured:
+    2.4 % above the Lagrangian bound at 10,000 households), so only the solution is used."""
+    problem, pairs = lag.problem, lag.pairs
+    start = time.perf_counter()
     sub = dataclasses.replace(
         problem,
         pair_unit=pairs.unit[core],
@@ -756,6 +783,36 @@ def _core_lp(lag: _Lagrangian, seconds: float, rp: np.ndarray, work_budget: floa
         core.size, time.perf_counter() - start, int((place_of >= 0).sum()), np.unique(model.unit[(x > 1e-6) & ~one]).size,
     )
     return _CoreLP(lp.value, support, place_of, rates.core_lp_seconds(core.size, lp.iterations))
+
+
+@dataclass
+class _PendingCore:
+    """The core LP while it solves beside the search's first MIPs (those that need no LP:
+    scarce resources, unplaced units). The search takes it up once it is ready: in
+    reproducible runs when the search's counted work passes the LP's own (the LP's
+    iterations are deterministic, the search's MIPs too), else when it has finished."""
+
+    future: Future[_CoreLP | None]
+    began: float  # the clock's work when the LP started
+    least: float  # counted seconds it takes at least (by its size)
+    budget: float  # counted seconds it may take (its iteration limit)
+
+    def ready(self, clock: _Clock) -> bool:
+        if not clock.reproducible:
+            return self.future.done()
+        return clock.work >= self.began + self.least and clock.work >= self.done_at()
+
+    def done_at(self) -> float:
+        """The counted time at which the LP is done (waits for it)."""
+        core = self.future.result()
+        return self.began + (core.work if core is not None else self.budget)
+
+    def wait(self, clock: _Clock) -> _CoreLP | None:
+        """The LP's outcome; the clock counts the wait."""
+        core = self.future.result()
+        if clock.reproducible:
+            clock.work = max(clock.work, self.done_at())
+        return core
 
 
 def _reoptimise(
@@ -804,25 +861,35 @@ class _Neighbourhoods:
         unit_best: np.ndarray,
         best_place: np.ndarray,
         locked: np.ndarray,
-        core: _CoreLP | None = None,
     ) -> None:
-        self.problem, self.pairs, self.rp, self.unit_best, self.locked, self.core = problem, pairs, rp, unit_best, locked, core
+        self.problem, self.pairs, self.rp, self.unit_best, self.locked = problem, pairs, rp, unit_best, locked
         has_pairs = np.isfinite(unit_best)
         users = [np.flatnonzero((problem.usage[:, r] > 0) & has_pairs) for r in range(len(problem.resources))]
         self.by_resource = [u for r, u in enumerate(users) if r != problem.persons_index and 0 < u.size <= NEIGHBOURHOOD_UNITS]
         top = _top_per_unit(pairs.unit, rp, NEIGHBOURHOOD_PLACES, np.arange(pairs.size))
         self.top_places = pairs.place[top]
         self.top_starts = np.searchsorted(pairs.unit[top], np.arange(problem.n_units + 1))
+        self.top_unit = pairs.unit[top]
         self.best_place = best_place
         self.seeded = np.zeros(problem.n_units, dtype=bool)
         self.lp_seeded = np.zeros(problem.n_units, dtype=bool)
         self.lp_size = NEIGHBOURHOOD_UNITS
         self.first = True
-        if core is not None:  # the LP's places per unit, and its units per place
-            unit, place = pairs.unit[core.support], pairs.place[core.support]
-            self.lp_places = np.split(place, np.searchsorted(unit, np.arange(1, problem.n_units)))
-            by_place = np.lexsort((unit, place))
-            self.lp_units = np.split(unit[by_place], np.searchsorted(place[by_place], np.arange(1, problem.n_places)))
+        self.core: _CoreLP | None = None
+        self.last_kind, self.last_gained = "", True
+
+    def use_core(self, core: _CoreLP | None) -> np.ndarray | None:
+        """Take up the core LP's solution (None: it did not finish): the LP's places per
+        unit and units per place seed sets from now on. Returns its pairs (the MIPs' first)."""
+        self.core = core
+        if core is None:
+            return None
+        problem, pairs = self.problem, self.pairs
+        unit, place = pairs.unit[core.support], pairs.place[core.support]
+        self.lp_places = np.split(place, np.searchsorted(unit, np.arange(1, problem.n_units)))
+        by_place = np.lexsort((unit, place))
+        self.lp_units = np.split(unit[by_place], np.searchsorted(place[by_place], np.arange(1, problem.n_places)))
+        return core.support
 
     def next(self, current: np.ndarray) -> np.ndarray | None:
         """The next set (a mask over units) for the current assignment, or None."""
@@ -836,16 +903,24 @@ class _Neighbourhoods:
             free[self.by_resource.pop(0)] = True
             return self._close(free, current)
         loss = _loss(problem, self.pairs, self.rp, self.unit_best, current)
-        # Persons come first: unplaced units that price in seed the first sets.
+        # Persons come first: unplaced units that price in seed the first sets; after one
+        # that gained nothing, one set for the score comes between (at 50,000 households
+        # 44 of 60 persons sets gained nothing and no score set ever ran).
         wanting = (loss > 1e-6) & ~self.seeded & ~self.locked
-        if (wanting & (current < 0)).any():
+        persons_turn = not (self.last_kind == "persons" and not self.last_gained)
+        if (wanting & (current < 0)).any() and persons_turn:
+            self.last_kind = "persons"
             return self._seeded_set(np.flatnonzero(wanting & (current < 0)), loss, current)
+        self.last_kind = "score"
         if self.core is not None:
             free = self._lp_set(current, loss)
             if free is not None:
                 return self._close(free, current)
+        if (wanting & (current >= 0)).any():  # placed units far from their best pair
+            return self._seeded_set(np.flatnonzero(wanting & (current >= 0)), loss, current)
         if not wanting.any():
             return None
+        self.last_kind = "persons"  # only unplaced seeds are left
         return self._seeded_set(np.flatnonzero(wanting), loss, current)
 
     def _seeded_set(self, seeds: np.ndarray, loss: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -906,14 +981,24 @@ class _Neighbourhoods:
             self.lp_seeded |= free
         return free
 
-    def placed_more(self, current: np.ndarray) -> None:
-        """An answer with more persons was kept: the units still unplaced may seed again,
-        the capacity around them has moved (this happens at most once per person gained)."""
-        self.seeded[current < 0] = False
+    def placed_more(self, current: np.ndarray, before: np.ndarray) -> None:
+        """An answer with more persons was kept: the units still unplaced whose best places
+        it changed may seed again (the capacity around them has moved). Only those: at
+        50,000 households re-seeding every unplaced unit re-tried the same sets, proven
+        without gain, after every gain (62 of 72 MIPs)."""
+        moved = current != before
+        places = np.r_[current[moved], before[moved]]
+        changed = np.zeros(self.problem.n_places, dtype=bool)
+        changed[places[places >= 0]] = True
+        hit = np.zeros(self.problem.n_units, dtype=bool)
+        hit[self.top_unit[changed[self.top_places]]] = True
+        self.seeded[hit & (current < 0)] = False
 
-    def solved(self, in_time: bool) -> None:
+    def solved(self, in_time: bool, gained: bool) -> None:
         """Feedback from the last MIP: LP-guided sets halve (down to a quarter) after a
-        MIP that ran out of time, and grow back after one that finished."""
+        MIP that ran out of time, and grow back after one that finished; whether it gained
+        decides whether persons sets keep their turn."""
+        self.last_gained = gained
         low = max(1, NEIGHBOURHOOD_UNITS // 4)
         self.lp_size = min(NEIGHBOURHOOD_UNITS, self.lp_size * 2) if in_time else max(low, self.lp_size // 2)
 
@@ -1396,7 +1481,7 @@ def _result(
         persons_bound=persons_bound,
         min_unit_score=None,
         wall_seconds=time.perf_counter() - start,
-        solver=f"ortools-{params.backend}+lagrangian",
+        solver="ortools-scip+lagrangian",  # its MIPs always run on SCIP (_reoptimise)
         params=params.as_dict(),
         stages=tuple(stages),
         bound_scope="all_pairs",

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -127,7 +128,9 @@ def test_core_lp_relaxes_the_exact_model(solved_round, monkeypatch) -> None:  # 
     pairs = large_scale._usable_pairs(problem)
     lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
     monkeypatch.setattr(large_scale, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
-    core = large_scale._core_lp(lag, float("inf"), pairs.score)
+    core_pairs = large_scale._core_pairs(lag, pairs.score)
+    assert core_pairs.size == pairs.size
+    core = large_scale._core_lp(lag, core_pairs, float("inf"))
     assert core is not None
     weight = large_scale.PERSON_WEIGHT
     assert core.value >= weight * exact.persons_placed + exact.total_score - 1e-6
@@ -188,3 +191,47 @@ def test_counted_work_rates_grow_with_the_round_and_the_clock_reads_them() -> No
     stopped = large_scale._Clock(reproducible=True, wall_limit=0.0)
     assert stopped.now() == math.inf and stopped.overrun
     assert stopped.until(0.5, 10.0) == math.inf  # every budget after an overrun is spent
+
+
+def test_the_search_takes_up_the_core_lp_when_its_counted_work_is_done() -> None:
+    future: Future = Future()
+    lp = large_scale._CoreLP(value=0.0, support=np.zeros(0, dtype=np.int64), place_of=np.zeros(0, dtype=np.int64), work=5.0)
+    future.set_result(lp)
+    pending = large_scale._PendingCore(future, began=10.0, least=3.0, budget=8.0)
+    clock = large_scale._Clock(reproducible=True, wall_limit=600.0)
+    clock.spend(12.0)
+    assert not pending.ready(clock)  # the LP counts 5 s from 10: the search's MIPs go on without it
+    clock.spend(3.0)
+    assert pending.ready(clock)
+    waiting = large_scale._Clock(reproducible=True, wall_limit=600.0)
+    waiting.spend(11.0)
+    assert pending.wait(waiting) is lp and waiting.now() == 15.0  # waiting for it counts
+    unfinished: Future = Future()
+    unfinished.set_result(None)  # no solution: its whole budget counts
+    assert large_scale._PendingCore(unfinished, 10.0, 3.0, 8.0).done_at() == 18.0
+    # Wall-clock budgets: ready when it has finished.
+    running: Future = Future()
+    wall = large_scale._PendingCore(running, 0.0, 0.0, 1.0)
+    assert not wall.ready(_wall_clock())
+    running.set_result(lp)
+    assert wall.ready(_wall_clock())
+
+
+def test_a_gain_in_persons_reseeds_only_the_unplaced_units_whose_best_places_it_changed() -> None:
+    problem = _round(200, 15)
+    pairs = large_scale._usable_pairs(problem)
+    unit_best = np.full(problem.n_units, -np.inf)
+    np.maximum.at(unit_best, pairs.unit, pairs.score)
+    hood = large_scale._Neighbourhoods(problem, pairs, pairs.score, unit_best, np.full(problem.n_units, -1), np.zeros(problem.n_units, dtype=bool))
+    before = np.full(problem.n_units, -1, dtype=np.int64)
+    current = before.copy()
+    mover = 0
+    place = int(hood.top_places[hood.top_starts[mover]])
+    current[mover] = place  # the gain: one unit placed at one of its best places
+    hood.seeded[:] = True
+    hood.placed_more(current, before)
+    wants_place = np.zeros(problem.n_units, dtype=bool)
+    wants_place[hood.top_unit[hood.top_places == place]] = True
+    assert wants_place.sum() > 1 and not wants_place.all()
+    # Unplaced units that want the changed place may seed again; the others stay seeded, as does the one placed.
+    assert np.array_equal(~hood.seeded, wants_place & (current < 0))
