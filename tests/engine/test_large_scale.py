@@ -235,3 +235,31 @@ def test_a_gain_in_persons_reseeds_only_the_unplaced_units_whose_best_places_it_
     assert wants_place.sum() > 1 and not wants_place.all()
     # Unplaced units that want the changed place may seed again; the others stay seeded, as does the one placed.
     assert np.array_equal(~hood.seeded, wants_place & (current < 0))
+
+
+def test_a_persons_set_that_gained_nothing_is_followed_by_a_set_for_the_score() -> None:
+    problem = _round(1500, 40)  # more unplaced units than one set takes
+    pairs = large_scale._usable_pairs(problem)
+    unit_best = np.full(problem.n_units, -np.inf)
+    np.maximum.at(unit_best, pairs.unit, pairs.score)
+    best_place = np.full(problem.n_units, -1, dtype=np.int64)
+    best_place[pairs.unit[::-1]] = pairs.place[::-1]  # any usable place; the sets only need one
+    hood = large_scale._Neighbourhoods(problem, pairs, pairs.score, unit_best, best_place, np.zeros(problem.n_units, dtype=bool))
+    hood.first, hood.by_resource = False, []
+    # Half the units unplaced, the other half at their worst usable place (far from their best).
+    current = np.full(problem.n_units, -1, dtype=np.int64)
+    worst = np.lexsort((pairs.score, pairs.unit))
+    starts = np.searchsorted(pairs.unit[worst], np.arange(problem.n_units))
+    placed = np.arange(problem.n_units) % 2 == 0
+    current[placed] = pairs.place[worst[starts[placed]]]
+    hood.next(current)
+    seeded_first = hood.seeded.copy()
+    assert seeded_first.any() and (current[seeded_first] < 0).all()  # persons first: unplaced seeds
+    hood.solved(True, gained=True)
+    hood.next(current)
+    assert (current[hood.seeded & ~seeded_first] < 0).all()  # a gain keeps the persons' turn
+    seeded_second = hood.seeded.copy()
+    hood.solved(True, gained=False)
+    hood.next(current)
+    new = hood.seeded & ~seeded_second
+    assert new.any() and (current[new] >= 0).all()  # then one set for the placed units' score
