@@ -17,10 +17,10 @@ keeping the persons found) we therefore
 3. place: a greedy pass puts every unit on its best pair at the prices that still fits;
    local moves (moving, or pushing out, up to a few units of the place a unit wants)
    follow, while HiGHS solves the LP over the core (each unit's pairs near its best) in a
-   worker thread; then (taking the LP up when it is ready) a large neighbourhood search: an exact MIP re-decides a few hundred
-   units at a time (those the LP places otherwise, the worst-placed units and the units
-   at the places they want, or all users of a scarce resource) on the capacity the others
-   leave, keeping lexicographic gains. Meanwhile the other core refines the bound for the
+   worker thread; then (taking the LP up when it is ready) a large neighbourhood search:
+   an exact MIP re-decides a few hundred units at a time (those the LP places otherwise,
+   the worst-placed units and the units at the places they want, or all users of a
+   scarce resource) on the capacity the others leave, keeping lexicographic gains. Meanwhile the other core refines the bound for the
    persons the search has reached; the time the search leaves refines it for the persons placed.
 
 The gap is reported against the bound of step 2, i.e. against the whole problem. Every
@@ -851,7 +851,8 @@ class _Neighbourhoods:
     wanting the same places; then, with a core LP, units whose LP place differs from
     their current one, grown from one such seed over the places they share (now or in
     the LP); then seeds far from their best pair as for unplaced ones. Worst-placed
-    seeds first."""
+    seeds first. After an unplaced seed's set that gained nothing, one of the later kinds
+    comes first (persons first must not starve the score)."""
 
     def __init__(
         self,
