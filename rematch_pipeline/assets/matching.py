@@ -222,6 +222,9 @@ def round_proposals(
         exclusions = load_round_rows(con, "round_exclusions", round_id)
     config = RoundConfig(**json.loads(config_json))
     problem = build_problem(pool, municipalities, scored)
+    # A national round has ~15 M candidate rows: not held through the solve (the proposals
+    # read back only the chosen pairs' scores).
+    del scored
     context.log.info(f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs ({config.backend})")
     result = solve(problem, config.solver_params())
     violations = check_assignment(problem, result)
@@ -237,6 +240,13 @@ def round_proposals(
     chosen = pool.select("household_pseudonym", "link_group", "persons").with_columns(
         pl.col("link_group").replace_strict(unit_place, default=None).alias("municipality_id")
     ).filter(pl.col("municipality_id").is_not_null())
+    with warehouse_connection(warehouse) as con:
+        con.register("chosen_pairs", chosen.select("household_pseudonym", "municipality_id").to_arrow())
+        scored = con.execute(
+            "SELECT c.* EXCLUDE (round_id) FROM round_candidates c"
+            " JOIN chosen_pairs USING (household_pseudonym, municipality_id) WHERE c.round_id = ?",
+            [round_id],
+        ).pl()
     proposals = (
         chosen.join(scored, on=["household_pseudonym", "municipality_id"], how="left")
         .join(municipalities.select("municipality_id", "municipality_name"), on="municipality_id", how="left")
