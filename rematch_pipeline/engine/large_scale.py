@@ -20,8 +20,9 @@ keeping the persons found) we therefore
    worker thread; then (taking the LP up when it is ready) a large neighbourhood search:
    an exact MIP re-decides a few hundred units at a time (those the LP places otherwise,
    the worst-placed units and the units at the places they want, or all users of a
-   scarce resource) on the capacity the others leave, keeping lexicographic gains. Meanwhile the other core refines the bound for the
-   persons the search has reached; the time the search leaves refines it for the persons placed.
+   scarce resource) on the capacity the others leave, keeping lexicographic gains.
+   Meanwhile the other core refines the bound for the persons the search has reached;
+   the time the search leaves refines it for the persons placed.
 
 The gap is reported against the bound of step 2, i.e. against the whole problem. Every
 budget (stage deadlines, local moves, MIPs, the search's end) is read on a _Clock: counted
@@ -594,14 +595,14 @@ def _price_beside(
     deadline: float,
     fixed_persons: float | None,
     progress: _Progress,
-    clock: _Clock | None = None,
+    clock: _Clock,
     after: _PendingCore | None = None,
 ) -> list[tuple[float, _Priced]]:
     """Pricing for the bound while the search runs: restarts at the last temperature from
     priced's multipliers, each keeping the persons the search has reached when it starts
     (the search only adds persons); after a restart without gain it waits for more persons.
-    It ends with the search. Returns (persons kept, prices) per restart. clock (default
-    lag's) counts its work; it starts once the core LP (after) is done.
+    It ends with the search. Returns (persons kept, prices) per restart. clock counts its
+    work; it starts once the core LP (after) is done.
 
     Reproducible (the clock counts work): nothing may depend on the search's timing, so
     every restart keeps fixed_persons, the pricing counts its own work on a clock forked
@@ -610,7 +611,7 @@ def _price_beside(
     out: list[tuple[float, _Priced]] = []
     v, working, last = priced.v, priced.working, priced.bound
     lag = copy.copy(lag)
-    lag.clock = clock or (lag.clock.fork() if lag.clock.reproducible else lag.clock)
+    lag.clock = clock
     reproducible = lag.clock.reproducible
     if after is not None and reproducible:
         lag.clock.work = max(lag.clock.work, after.done_at())
@@ -648,21 +649,21 @@ def _search(
     than stop before. The persons of each answer kept go to progress."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     stalled = 0
-    first_pairs = None
     while deadline - clock.now() >= MIP_MIN_SECONDS:
         # A round of one neighbourhood waits for the LP: its one MIP should have the LP's pairs.
         if pending is not None and (pending.ready(clock) or problem.n_units <= NEIGHBOURHOOD_UNITS):
-            first_pairs = hood.use_core(pending.wait(clock))
+            hood.use_core(pending.wait(clock))
             pending = None
         free = hood.next(current) if stalled < STALLED_NEIGHBOURHOODS else None
         if free is None and pending is not None:  # nothing left to try without the LP
-            first_pairs = hood.use_core(pending.wait(clock))
+            hood.use_core(pending.wait(clock))
             pending, stalled = None, 0
             continue
         if free is None:
             break
         clock.spend(clock.rates.pair_pass * 0.25 * pairs.size)  # choosing the set and its pairs
         fixed = np.where(free, -1, current)
+        first_pairs = None if hood.core is None else hood.core.support
         sub, sub_units = _subproblem(problem, pairs, rp, free, _load(problem, pairs, fixed), current, first_pairs)
         seconds = min(MIP_SECONDS, MIP_LIMIT_SHARE * params.time_limit_seconds, MIP_TIME_SHARE * (deadline - clock.now()))
         status, place_of = _reoptimise(sub, params, current[sub_units], seconds, clock)
@@ -879,18 +880,17 @@ class _Neighbourhoods:
         self.core: _CoreLP | None = None
         self.last_kind, self.last_gained = "", True
 
-    def use_core(self, core: _CoreLP | None) -> np.ndarray | None:
+    def use_core(self, core: _CoreLP | None) -> None:
         """Take up the core LP's solution (None: it did not finish): the LP's places per
-        unit and units per place seed sets from now on. Returns its pairs (the MIPs' first)."""
+        unit and units per place seed sets from now on, and its pairs come first in the MIPs."""
         self.core = core
         if core is None:
-            return None
+            return
         problem, pairs = self.problem, self.pairs
         unit, place = pairs.unit[core.support], pairs.place[core.support]
         self.lp_places = np.split(place, np.searchsorted(unit, np.arange(1, problem.n_units)))
         by_place = np.lexsort((unit, place))
         self.lp_units = np.split(unit[by_place], np.searchsorted(place[by_place], np.arange(1, problem.n_places)))
-        return core.support
 
     def next(self, current: np.ndarray) -> np.ndarray | None:
         """The next set (a mask over units) for the current assignment, or None."""

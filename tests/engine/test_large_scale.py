@@ -169,7 +169,7 @@ def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_
     progress = large_scale._Progress(exact.persons_placed)
     threading.Timer(1.0, lambda: setattr(progress, "done", True)).start()
     began = time.perf_counter()
-    steps = large_scale._price_beside(lag, start, lag.clock.now() + 600.0, None, progress)
+    steps = large_scale._price_beside(lag, start, lag.clock.now() + 600.0, None, progress, lag.clock)
     assert time.perf_counter() - began < 60.0
     assert steps and all(persons == exact.persons_placed for persons, _ in steps)
     # Keeping at least the optimum's persons, no assignment scores more than the optimum.
