@@ -180,7 +180,10 @@ def test_counted_work_rates_grow_with_the_round_and_the_clock_reads_them() -> No
     rates = large_scale.RATES
     assert rates.for_round(1000) == rates  # smaller rounds than the reference: the reference rates
     bigger = rates.for_round(5 * large_scale.REFERENCE_PAIRS)
-    assert bigger.dual_pair > rates.dual_pair and bigger.mip_iteration == rates.mip_iteration
+    assert bigger.dual_pair > rates.dual_pair and bigger.mip_scale == rates.mip_scale
+    # A MIP's charge grows with its simplex work; a 10,000-round MIP (measured 1.05 s) costs about a second.
+    assert rates.mip_seconds(8000, 1633, 838) > rates.mip_seconds(4416, 1633, 838) > rates.mip_seconds(1000, 1633, 838)
+    assert 0.5 < rates.mip_seconds(4416, 1633, 838) < 2.0
     clock = large_scale._Clock(reproducible=True, wall_limit=math.inf, rates=bigger)
     clock.spend(2.5)
     assert clock.now() == 2.5  # counted, not elapsed
