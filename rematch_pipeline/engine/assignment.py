@@ -805,7 +805,7 @@ def _solve_direct(
         persons_bound=persons_bound,
         min_unit_score=min_score,
         wall_seconds=time.perf_counter() - start,
-        solver=f"ortools-{params.backend}",
+        solver=solver or f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
         reproducible=_finished(stages),
@@ -850,8 +850,10 @@ def _empty_result(
     stages: list[StageReport],
     start: float,
     reproducible: bool | None = None,
+    solver: str | None = None,
 ) -> AssignmentResult:
-    """No assignment. reproducible defaults to the exact path's rule: every stage finished."""
+    """No assignment. reproducible defaults to the exact path's rule: every stage finished;
+    solver to the exact path's label."""
     return AssignmentResult(
         place_of_unit=np.full(problem.n_units, -1, dtype=np.int64),
         status=status,
@@ -863,7 +865,7 @@ def _empty_result(
         persons_bound=float("nan"),
         min_unit_score=None,
         wall_seconds=time.perf_counter() - start,
-        solver=f"ortools-{params.backend}",
+        solver=solver or f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
         reproducible=_finished(stages) if reproducible is None else reproducible,

@@ -135,6 +135,8 @@ CORE_FIRST: float = 1e6
 # the work: measured at 10,000 households, 8 s runs found what root-only runs found).
 REPRODUCIBLE_SHARE: float = 0.88
 MIP_NODES: int = 1
+# The large path's solver label: its MIPs run on SCIP whatever the round's backend (_reoptimise).
+SOLVER_LABEL: str = "ortools-scip+lagrangian"
 
 
 @dataclass(frozen=True)
@@ -1377,7 +1379,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     clock.rates = RATES.for_round(pairs.size)
     clock.spend(clock.rates.pair_pass * 10 * problem.pair_unit.size)  # the usable pairs and the first working set
     if (_load(problem, pairs, _locked_places(problem)) > problem.capacity).any():  # the locks alone break a capacity
-        return _empty_result(problem, params, "infeasible", [], start)
+        return _empty_result(problem, params, "infeasible", [], start, solver=SOLVER_LABEL)
     all_pos = np.arange(pairs.size)
     LOG.debug("%d usable pairs of %d units", pairs.size, problem.n_units)
     by_score = _top_per_unit(pairs.unit, pairs.score, INITIAL_BY_SCORE, all_pos)
@@ -1449,7 +1451,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
     reproducible = params.reproducible and not clock.overrun
     if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
-        return _empty_result(problem, params, "not_solved", stages, start, reproducible)
+        return _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
     if clock.overrun:
         LOG.warning(
             "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
@@ -1493,7 +1495,7 @@ def _result(
         persons_bound=persons_bound,
         min_unit_score=None,
         wall_seconds=time.perf_counter() - start,
-        solver="ortools-scip+lagrangian",  # its MIPs always run on SCIP (_reoptimise)
+        solver=SOLVER_LABEL,
         params=params.as_dict(),
         stages=tuple(stages),
         bound_scope="all_pairs",

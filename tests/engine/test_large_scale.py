@@ -65,6 +65,19 @@ def test_bounds_hold_against_the_exact_model_with_minimum_intakes_and_locks() ->
     assert large.persons_placed >= 0.95 * exact.persons_placed
 
 
+def test_locks_that_break_a_capacity_are_infeasible_on_the_large_path_too() -> None:
+    problem = _round(60, 8)
+    place = int(problem.pair_place[0])
+    at_place = np.flatnonzero(problem.pair_place == place)
+    units = np.unique(problem.pair_unit[at_place])
+    problem.locked = [(int(u), place) for u in units]
+    if problem.usage[units, problem.persons_index].sum() <= problem.capacity[place, problem.persons_index]:
+        problem.capacity[place, problem.persons_index] = problem.usage[units, problem.persons_index].sum() - 1
+    large = solve(problem, SolverParams(time_limit_seconds=10, backend="cbc", max_model_pairs=0))
+    assert large.status == "infeasible" and (large.place_of_unit == -1).all()
+    assert large.solver == large_scale.SOLVER_LABEL  # not the exact path's ortools-cbc
+
+
 def test_same_input_same_assignment() -> None:
     problem = _round(120, 10, seed=8)
     params = SolverParams(time_limit_seconds=60, backend="cbc", max_model_pairs=0)
