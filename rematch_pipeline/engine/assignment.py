@@ -805,7 +805,7 @@ def _solve_direct(
         persons_bound=persons_bound,
         min_unit_score=min_score,
         wall_seconds=time.perf_counter() - start,
-        solver=solver or f"ortools-{params.backend}",
+        solver=f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
         reproducible=_finished(stages),
