@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+from collections.abc import Sequence
 
 import dagster as dg
 import polars as pl
@@ -76,9 +77,10 @@ def store_round_rows(con, table: str, round_id: str, frame: pl.DataFrame) -> Non
     con.unregister("incoming")
 
 
-def load_round_rows(con, table: str, round_id: str) -> pl.DataFrame:
-    """One round's rows of a per-round table, without the round_id column."""
-    return con.execute(f"SELECT * EXCLUDE (round_id) FROM {table} WHERE round_id = ?", [round_id]).pl()
+def load_round_rows(con, table: str, round_id: str, columns: Sequence[str] = ()) -> pl.DataFrame:
+    """One round's rows of a per-round table: the given columns, or all but round_id."""
+    select = ", ".join(f'"{c}"' for c in columns) if columns else "* EXCLUDE (round_id)"
+    return con.execute(f"SELECT {select} FROM {table} WHERE round_id = ?", [round_id]).pl()
 
 
 def remaining_capacity(municipalities: pl.DataFrame, accepted_usage: pl.DataFrame) -> pl.DataFrame:
@@ -218,7 +220,8 @@ def round_proposals(
         period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()
         pool = load_round_rows(con, "round_households", round_id)
         municipalities = load_round_rows(con, "round_municipalities", round_id)
-        scored = load_round_rows(con, "round_candidates", round_id)
+        # The problem needs the total score only, not the criteria (a national round: 14.6 M rows).
+        scored = load_round_rows(con, "round_candidates", round_id, ("household_pseudonym", "municipality_id", "score"))
         exclusions = load_round_rows(con, "round_exclusions", round_id)
     config = RoundConfig(**json.loads(config_json))
     problem = build_problem(pool, municipalities, scored)
