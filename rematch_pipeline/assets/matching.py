@@ -220,7 +220,7 @@ def round_proposals(
         period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()
         pool = load_round_rows(con, "round_households", round_id)
         municipalities = load_round_rows(con, "round_municipalities", round_id)
-        # The problem needs the total score only, not the criteria (a national round: 14.6 M rows).
+        # The problem needs the total score only, not the criteria (a national round: 15 M rows).
         scored = load_round_rows(con, "round_candidates", round_id, ("household_pseudonym", "municipality_id", "score"))
         exclusions = load_round_rows(con, "round_exclusions", round_id)
     config = RoundConfig(**json.loads(config_json))
