@@ -158,10 +158,11 @@ class _Rates:
     victim_candidate: float = 7.5e-6
     # A neighbourhood MIP: mip_scale * iterations ** 1.163 * binaries ** -0.391 * rows ** 0.155,
     # a log-linear fit to 98 MIPs of four rounds (1,000 x 40 and 1,000 / 10,000 / 50,000 x 401;
-    # whole rounds 0.83-1.14x their wall time before the 10 % margin in mip_scale). The old
-    # linear charge (0.15 ms per iteration + 60 us per binary) was 1.01-1.77x: it stopped the
-    # 50,000 round's search at 203 s of wall clock with 250 s counted.
-    mip_scale: float = 1.1 * math.exp(-8.593)
+    # whole rounds 0.83-1.14x their wall time before the 20 % margin in mip_scale, which keeps
+    # the 10,000 round 2-3 s further from its wall limit than 10 % did). The old linear charge
+    # (0.15 ms per iteration + 60 us per binary) was 1.01-1.77x: it stopped the 50,000 round's
+    # search at 203 s of wall clock with 250 s counted.
+    mip_scale: float = 1.2 * math.exp(-8.593)
     lp_iteration: float = 0.18e-3
     lp_pair: float = 20e-6
     # A core LP's whole solve by its size, 7.2 s * (pairs / 18,700) ** 1.18 (measured 7.2 s at
