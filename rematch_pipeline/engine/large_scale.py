@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import minimize
@@ -156,13 +157,14 @@ class _Rates:
     unit: float = 2e-6
     candidate: float = 3.6e-6
     victim_candidate: float = 7.5e-6
-    # A neighbourhood MIP: mip_scale * iterations ** 1.163 * binaries ** -0.391 * rows ** 0.155,
+    # A neighbourhood MIP: mip_scale * (iterations + 1) ** 1.163 * binaries ** -0.391 * rows ** 0.155,
     # a log-linear fit to 98 MIPs of four rounds (1,000 x 40 and 1,000 / 10,000 / 50,000 x 401;
     # whole rounds 0.83-1.14x their wall time before the 20 % margin in mip_scale, which keeps
     # the 10,000 round 2-3 s further from its wall limit than 10 % did). The old linear charge
     # (0.15 ms per iteration + 60 us per binary) was 1.01-1.77x: it stopped the 50,000 round's
     # search at 203 s of wall clock with 250 s counted.
     mip_scale: float = 1.2 * math.exp(-8.593)
+    mip_exponents: ClassVar[tuple[float, float, float]] = (1.163, -0.391, 0.155)
     lp_iteration: float = 0.18e-3
     lp_pair: float = 20e-6
     # A core LP's whole solve by its size, 7.2 s * (pairs / 18,700) ** 1.18 (measured 7.2 s at
@@ -171,7 +173,7 @@ class _Rates:
 
     def mip_seconds(self, iterations: int, binaries: int, rows: int) -> float:
         """Counted seconds of a neighbourhood MIP (building it, its root node and heuristics)."""
-        a, b, c = MIP_EXPONENTS
+        a, b, c = self.mip_exponents
         return self.mip_scale * (iterations + 1) ** a * max(binaries, 1) ** b * max(rows, 1) ** c
 
     def core_lp_seconds(self, lp_pairs: int, iterations: int) -> float:
@@ -189,8 +191,6 @@ class _Rates:
 
 
 RATES = _Rates()
-# Of a neighbourhood MIP's iterations, binaries and rows in its charge (_Rates.mip_seconds).
-MIP_EXPONENTS: tuple[float, float, float] = (1.163, -0.391, 0.155)
 # Usable pairs of the round the rates were measured at (10,000 households), and of its core LP.
 REFERENCE_PAIRS: int = 2_856_316
 REFERENCE_LP_PAIRS: int = 18_700
