@@ -254,7 +254,8 @@ class AssignmentResult:
     bound_scope: str = "all_pairs"
     # False when the run's budgets were wall-clock seconds that ran out (a repeat may
     # differ): a large round solved with reproducible=False, or one whose counted work
-    # the wall-clock limit cut short.
+    # the wall-clock limit cut short before its assignment was settled (a cut in the
+    # bound's refinement after it leaves the assignment, not the bound, reproducible).
     reproducible: bool = True
 
     def placed_pairs(self) -> list[tuple[int, int]]:

@@ -201,7 +201,8 @@ class _Clock:
     """Budgets of one large solve, in seconds from its start. Reproducible: counted work
     at rates, so the same input and parameters give the same answer whatever the
     machine's speed and load; the wall clock then only stops a run that reaches
-    wall_limit (overrun: that answer may differ between runs). Otherwise wall-clock."""
+    wall_limit (overrun: that answer may differ between runs; cut: the wall clock stopped
+    work on this clock itself, not only on a fork beside it). Otherwise wall-clock."""
 
     reproducible: bool
     wall_limit: float
@@ -209,6 +210,7 @@ class _Clock:
     start: float = field(default_factory=time.perf_counter)
     work: float = 0.0
     overrun: bool = False
+    cut: bool = False
     parent: _Clock | None = None
 
     def now(self) -> float:
@@ -216,7 +218,7 @@ class _Clock:
         if not self.reproducible:
             return wall
         if wall >= self.wall_limit:
-            self.overrun = True
+            self.overrun = self.cut = True
             if self.parent is not None:
                 self.parent.overrun = True
             return math.inf
@@ -229,7 +231,7 @@ class _Clock:
 
     def fork(self) -> _Clock:
         """A clock for work beside this one (another thread), counting on from here."""
-        return dataclasses.replace(self, parent=self)
+        return dataclasses.replace(self, parent=self, cut=False)
 
     def spend(self, seconds: float) -> None:
         self.work += seconds
@@ -849,7 +851,7 @@ def _reoptimise(
         status, values, _, _, wall, iterations = _solve_stage(model, scip, limit, hint, node_limit=MIP_NODES)
         clock.spend(clock.rates.mip_seconds(iterations, model.n_x, len(model.proto.constraint)))
         if wall >= limit - 0.05:  # stopped by the wall clock, not by its nodes
-            clock.overrun = True
+            clock.overrun = clock.cut = True
     else:
         status, values, *_ = _solve_stage(model, scip, seconds, hint)
     if values is None:
@@ -1424,6 +1426,9 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     priced2.release()
     beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, persons_bound)
     second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside)
+    # The assignment is settled here (what follows refines the bound only): whether the
+    # wall clock cut it short is known now.
+    answer_cut = clock.cut
     priced3.release()
     if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
         LOG.debug("the score stage placed fewer persons; keeping the persons stage's answer")
@@ -1450,13 +1455,18 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     LOG.debug("stage score: %.4f, bound %.4f", score, score_bound)
     status = "optimal" if gap <= params.relative_gap else "feasible"
     stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
-    reproducible = params.reproducible and not clock.overrun
+    reproducible = params.reproducible and not answer_cut
     if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
         return _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
-    if clock.overrun:
+    if answer_cut:
         LOG.warning(
             "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
             "assignment (a faster or less loaded machine, or a longer time limit, makes it reproducible)"
+        )
+    elif params.reproducible and clock.overrun:
+        LOG.warning(
+            "the wall-clock limit stopped the bound's refinement after the assignment was settled: a repeat "
+            "gives the same assignment, but its bound and gap may differ"
         )
     LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
     return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible)

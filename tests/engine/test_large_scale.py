@@ -127,6 +127,32 @@ def test_wall_clock_stops_a_reproducible_run_that_counts_no_work_and_says_so(mon
     assert any("wall-clock limit stopped this solve" in r.getMessage() for r in caplog.records)
 
 
+def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(monkeypatch, caplog) -> None:  # noqa: ANN001 - pytest fixtures
+    problem = _round(700, 20, seed=13)
+    params = SolverParams(time_limit_seconds=10, max_model_pairs=0)
+    first = solve(problem, params)
+    price_beside = large_scale._price_beside
+
+    def slow_beside(*args: object) -> list:
+        # A slow machine in the bound's refinement only: after the search, past the wall limit.
+        out = price_beside(*args)
+        progress, clock = args[4], args[5]
+        while not progress.done:
+            time.sleep(0.05)
+        time.sleep(max(0.0, clock.wall_limit - clock.wall()) + 0.1)
+        return out
+
+    monkeypatch.setattr(large_scale, "_price_beside", slow_beside)
+    with caplog.at_level("WARNING", logger=large_scale.__name__):
+        second = solve(problem, params)
+    assert first.reproducible and second.reproducible
+    assert first.place_of_unit.tobytes() == second.place_of_unit.tobytes()
+    assert second.best_bound >= second.total_score
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("bound's refinement" in m for m in messages)
+    assert not any("wall-clock limit stopped this solve" in m for m in messages)
+
+
 @pytest.fixture(scope="module")
 def solved_round():  # noqa: ANN201 - pytest fixture
     """The default round and its exact optimum, solved once for the tests below."""
