@@ -134,10 +134,17 @@ def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(
     first = solve(problem, params)
     price_beside = large_scale._price_beside
 
-    def slow_beside(*args: object) -> list:
+    def slow_beside(
+        lag: large_scale._Lagrangian,
+        priced: large_scale._Priced,
+        deadline: float,
+        fixed_persons: float | None,
+        progress: large_scale._Progress,
+        clock: large_scale._Clock,
+        after: large_scale._PendingCore | None = None,
+    ) -> list:
         # A slow machine in the bound's refinement only: after the search, past the wall limit.
-        out = price_beside(*args)
-        progress, clock = args[4], args[5]
+        out = price_beside(lag, priced, deadline, fixed_persons, progress, clock, after)
         while not progress.done:
             time.sleep(0.05)
         time.sleep(max(0.0, clock.wall_limit - clock.wall()) + 0.1)
