@@ -45,6 +45,10 @@ SCORE_CEILING: float = 100.0
 # Slack when a later stage keeps an earlier stage's (floating point) optimum.
 KEEP_TOLERANCE: float = 1e-6
 NO_BOUND: float = 1e19
+# Reproducible large rounds stop on the wall clock at this multiple of their limit: the
+# counted budgets then hold on a machine up to about this much slower than the reference
+# one (measured: one day's machine ran 1.6x behind it and cut 10 s and 25 s test solves).
+WALL_LIMIT_FACTOR: float = 2.0
 
 # Row kinds of the model, recorded so that duals can be mapped back (large_scale.py).
 ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_MAXIMIN, ROW_PERSONS, ROW_SCORE = range(7)
@@ -196,6 +200,11 @@ class SolverParams:
     # Large rounds: budget counted work instead of wall-clock seconds, so the same input
     # and parameters give the same assignment on any machine and load (large_scale._Clock).
     reproducible: bool = True
+    # Reproducible large rounds: the wall-clock stop (None: WALL_LIMIT_FACTOR x the time
+    # limit). The counted work is the same on any machine, its wall-clock time is not: a
+    # machine slower than the reference needs more seconds for it, and a run stopped here
+    # is flagged not reproducible.
+    wall_limit_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -204,10 +213,18 @@ class SolverParams:
             raise ValueError("objective must be 'lexicographic' or 'maximin'")
         if not self.time_limit_seconds > 0:
             raise ValueError("time_limit_seconds must be > 0")
+        if self.wall_limit_seconds is not None and not self.wall_limit_seconds > 0:
+            raise ValueError("wall_limit_seconds must be > 0")
         if not 0 <= self.relative_gap < 1:
             raise ValueError("relative_gap must be in [0, 1)")
         if self.threads < 1:
             raise ValueError("threads must be >= 1")
+
+    def wall_limit(self) -> float:
+        """Seconds of wall clock after which a solve stops whatever its budgets."""
+        if self.wall_limit_seconds is not None:
+            return self.wall_limit_seconds
+        return WALL_LIMIT_FACTOR * self.time_limit_seconds if self.reproducible else self.time_limit_seconds
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for run metadata."""
@@ -257,6 +274,9 @@ class AssignmentResult:
     # the wall-clock limit cut short before its assignment was settled (a cut in the
     # bound's refinement after it leaves the assignment, not the bound, reproducible).
     reproducible: bool = True
+    # False when the wall clock also (or only) stopped the bound's refinement: a repeat
+    # may report another bound and gap (for the same assignment, if reproducible).
+    bound_reproducible: bool = True
 
     def placed_pairs(self) -> list[tuple[int, int]]:
         """(unit, place) index pairs of placed units, ascending by unit."""
@@ -810,6 +830,7 @@ def _solve_direct(
         params=params.as_dict(),
         stages=tuple(stages),
         reproducible=_finished(stages),
+        bound_reproducible=_finished(stages),
     )
 
 
@@ -870,6 +891,7 @@ def _empty_result(
         params=params.as_dict(),
         stages=tuple(stages),
         reproducible=_finished(stages) if reproducible is None else reproducible,
+        bound_reproducible=_finished(stages) if reproducible is None else reproducible,
     )
 
 

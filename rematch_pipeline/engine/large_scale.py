@@ -1375,7 +1375,7 @@ def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentR
 def _solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
     # The last steps (bounds, result arrays) run after the deadline: leave them room.
     limit = params.time_limit_seconds
-    clock = _Clock(params.reproducible, FINISH_SHARE * limit)
+    clock = _Clock(params.reproducible, FINISH_SHARE * params.wall_limit())
     start = clock.start
     deadline = (REPRODUCIBLE_SHARE if params.reproducible else FINISH_SHARE) * limit
     pairs = _usable_pairs(problem)
@@ -1461,7 +1461,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     if answer_cut:
         LOG.warning(
             "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
-            "assignment (a faster or less loaded machine, or a longer time limit, makes it reproducible)"
+            "assignment (a faster or less loaded machine, or a longer wall_limit_seconds, makes it reproducible)"
         )
     elif params.reproducible and clock.overrun:
         LOG.warning(
@@ -1469,7 +1469,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
             "gives the same assignment, but its bound and gap may differ"
         )
     LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
-    return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible)
+    return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible, reproducible and not clock.overrun)
 
 
 def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:
@@ -1492,6 +1492,7 @@ def _result(
     persons_bound: float,
     start: float,
     reproducible: bool,
+    bound_reproducible: bool,
 ) -> AssignmentResult:
     pos = _positions(problem, pairs, place_of_unit)  # usable pairs are sorted: no second sort of all pairs
     final = stages[-1]
@@ -1511,6 +1512,7 @@ def _result(
         stages=tuple(stages),
         bound_scope="all_pairs",
         reproducible=reproducible,
+        bound_reproducible=bound_reproducible,
     )
 
 

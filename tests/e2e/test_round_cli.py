@@ -37,6 +37,8 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert solver["status"] in ("optimal", "feasible")
     assert solver["bound"] >= solver["objective"] - 1e-6
     assert solver["persons_placed"] == sum(int(r["persons"]) for r in rows)
+    assert solver["reproducible"] is True and solver["bound_reproducible"] is True  # a small round's stages all finish
+    assert solver["params"]["wall_limit_seconds"] is None
     assert (round_dir / "report.html").stat().st_size > 10_000
 
     # Same inputs and configuration, another round id: the same proposals, byte for byte.

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rematch_pipeline.engine import large_scale
-from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
@@ -102,7 +102,7 @@ def test_reproducible_search_repeats_byte_for_byte_under_load() -> None:
     params = SolverParams(time_limit_seconds=25, max_model_pairs=0)
     assert params.reproducible
     first = solve(problem, params)
-    burner = multiprocessing.get_context("spawn").Process(target=_burn, args=(40.0,))
+    burner = multiprocessing.get_context("spawn").Process(target=_burn, args=(60.0,))
     burner.start()
     try:
         second = solve(problem, params)
@@ -110,9 +110,18 @@ def test_reproducible_search_repeats_byte_for_byte_under_load() -> None:
         burner.terminate()
         burner.join()
     assert first.reproducible and second.reproducible
+    assert first.bound_reproducible and second.bound_reproducible
     assert check_assignment(problem, first) == []
     assert first.place_of_unit.tobytes() == second.place_of_unit.tobytes()
     assert (first.best_bound, first.persons_bound) == (second.best_bound, second.persons_bound)
+
+
+def test_reproducible_runs_stop_on_the_wall_clock_at_a_multiple_of_their_limit() -> None:
+    assert SolverParams(time_limit_seconds=60).wall_limit() == WALL_LIMIT_FACTOR * 60 > 60
+    assert SolverParams(time_limit_seconds=60, reproducible=False).wall_limit() == 60
+    assert SolverParams(time_limit_seconds=60, wall_limit_seconds=61).wall_limit() == 61
+    with pytest.raises(ValueError, match="wall_limit_seconds"):
+        SolverParams(wall_limit_seconds=0)
 
 
 def test_wall_clock_stops_a_reproducible_run_that_counts_no_work_and_says_so(monkeypatch, caplog) -> None:  # noqa: ANN001 - pytest fixtures
@@ -120,9 +129,10 @@ def test_wall_clock_stops_a_reproducible_run_that_counts_no_work_and_says_so(mon
     problem = _round(700, 20, seed=13)
     began = time.perf_counter()
     with caplog.at_level("WARNING", logger=large_scale.__name__):
-        result = solve(problem, SolverParams(time_limit_seconds=6, max_model_pairs=0))
-    assert time.perf_counter() - began < 6 * 1.5
-    assert not result.reproducible
+        result = solve(problem, SolverParams(time_limit_seconds=3, max_model_pairs=0, wall_limit_seconds=6))
+    # Counting nothing, it runs to the wall-clock stop (past its 3 s limit), and no further.
+    assert 3 < time.perf_counter() - began < 6 * 1.5
+    assert not result.reproducible and not result.bound_reproducible
     assert check_assignment(problem, result) == []
     assert result.best_bound >= result.total_score
     assert any("wall-clock limit stopped this solve" in r.getMessage() for r in caplog.records)
@@ -154,6 +164,7 @@ def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(
     with caplog.at_level("WARNING", logger=large_scale.__name__):
         second = solve(problem, params)
     assert first.reproducible and second.reproducible
+    assert first.bound_reproducible and not second.bound_reproducible
     assert first.place_of_unit.tobytes() == second.place_of_unit.tobytes()
     assert second.best_bound >= second.total_score
     messages = [r.getMessage() for r in caplog.records]
