@@ -221,7 +221,8 @@ class SolverParams:
             raise ValueError("threads must be >= 1")
 
     def wall_limit(self) -> float:
-        """Seconds of wall clock after which a solve stops whatever its budgets."""
+        """Seconds of wall clock after which a large solve stops whatever its budgets (the
+        exact path stops at the time limit itself)."""
         if self.wall_limit_seconds is not None:
             return self.wall_limit_seconds
         return WALL_LIMIT_FACTOR * self.time_limit_seconds if self.reproducible else self.time_limit_seconds
@@ -815,6 +816,7 @@ def _solve_direct(
     if maximin:
         min_score = float(model.household_score[x].min()) if x.any() else None
     final = stages[-1]
+    finished = _finished(stages)  # the exact path's answer and bound repeat when every stage finished
     return AssignmentResult(
         place_of_unit=place_of,
         status=_overall([s.status for s in stages]),
@@ -829,8 +831,8 @@ def _solve_direct(
         solver=f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
-        reproducible=_finished(stages),
-        bound_reproducible=_finished(stages),
+        reproducible=finished,
+        bound_reproducible=finished,
     )
 
 
@@ -874,8 +876,10 @@ def _empty_result(
     reproducible: bool | None = None,
     solver: str | None = None,
 ) -> AssignmentResult:
-    """No assignment. reproducible defaults to the exact path's rule: every stage finished;
-    solver to the exact path's label."""
+    """No assignment. reproducible (of the bound too) defaults to the exact path's rule:
+    every stage finished; solver to the exact path's label."""
+    if reproducible is None:
+        reproducible = _finished(stages)
     return AssignmentResult(
         place_of_unit=np.full(problem.n_units, -1, dtype=np.int64),
         status=status,
@@ -890,8 +894,8 @@ def _empty_result(
         solver=solver or f"ortools-{params.backend}",
         params=params.as_dict(),
         stages=tuple(stages),
-        reproducible=_finished(stages) if reproducible is None else reproducible,
-        bound_reproducible=_finished(stages) if reproducible is None else reproducible,
+        reproducible=reproducible,
+        bound_reproducible=reproducible,
     )
 
 
