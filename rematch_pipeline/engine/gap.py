@@ -22,7 +22,10 @@ stages, all on the engine's own model (assignment._build_model):
    it widens when empty, and falls back to "below the incumbent" when unresolved.
 5. Each window goes to HiGHS (through MathOpt, which reports its dual bound; the
    objective <= T - 1 as a row) and SCIP (the incumbent as hint) side by side, one
-   process and thread each; the first proof stops the other.
+   process and thread each; the first proof stops the other. Once a window has run
+   out of time unresolved, a larger next window (everything below the incumbent) is
+   not proven either: there HiGHS' process runs a large-neighbourhood search instead
+   (all jobs of a few related agents re-decided exactly by CP-SAT, _agent_neighbourhoods).
 
 The objective returned is the recomputed cost of an assignment that passed
 check_assignment; the bound is a proven lower bound on the optimum. Time limits are
@@ -42,6 +45,7 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.math_opt.python import mathopt
+from ortools.sat.python import cp_model
 
 from rematch_pipeline.engine.assignment import (
     ROW_CAPACITY,
@@ -396,6 +400,70 @@ def _tabu(d: _Dense, assign: np.ndarray, until: float, max_iter: int, seed: int 
     return best
 
 
+def _reassign_agents(d: _Dense, assign: np.ndarray, agents: np.ndarray, time_limit: float) -> tuple[np.ndarray | None, bool]:
+    """Re-decide every job of the given agents among those agents, exactly (CP-SAT, one
+    worker, hinted with assign): the other agents' loads do not change. Returns the new
+    assignment (None without one) and whether CP-SAT proved it optimal."""
+    jobs = np.flatnonzero(np.isin(assign, agents))
+    model = cp_model.CpModel()
+    x: dict[tuple[int, int], cp_model.IntVar] = {}
+    for j in jobs.tolist():
+        usable = [int(i) for i in agents if np.isfinite(d.cost[i, j]) and d.use[i, j] <= d.cap[i]]
+        for i in usable:
+            x[i, j] = model.new_bool_var("")
+        model.add_exactly_one(x[i, j] for i in usable)
+    for i in agents.tolist():
+        load = [int(d.use[i, j]) * x[i, j] for j in jobs.tolist() if (i, j) in x]
+        if load:
+            model.add(sum(load) <= int(d.cap[i]))
+    model.minimize(sum(int(d.cost[i, j]) * v for (i, j), v in x.items()))
+    for (i, j), v in x.items():
+        model.add_hint(v, int(assign[j] == i))
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.max_time_in_seconds = time_limit
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None, False
+    out = assign.copy()
+    for (i, j), v in x.items():
+        if solver.value(v):
+            out[j] = i
+    return out, status == cp_model.OPTIMAL
+
+
+def _agent_neighbourhoods(d: _Dense, assign: np.ndarray, until: float, seed: int = 0) -> np.ndarray:
+    """Large-neighbourhood search for integral GAP costs: repeatedly re-decide all jobs of
+    a few related agents exactly (_reassign_agents). Agents are related when the jobs of
+    one are cheap at the other; the neighbourhood grows while its solves prove optimal
+    quickly and shrinks when they run out of time. Returns the best feasible assignment
+    (at least as good as assign)."""
+    m = d.cost.shape[0]
+    rng = np.random.default_rng(seed)
+    cost = np.where(np.isfinite(d.cost), d.cost, np.nan)
+    best, best_cost = assign.copy(), _cost_of(d, assign)
+    target_jobs = 30
+    while time.perf_counter() < until - 0.1 and m > 1:
+        first = int(rng.integers(m))
+        own = np.flatnonzero(best == first)
+        closeness = np.nansum(1.0 / (1.0 + np.maximum(cost[:, own] - cost[first, own], 0.0)), axis=1)
+        closeness = closeness + rng.random(m) * max(float(closeness.max()), 1e-9) * 0.5
+        closeness[first] = -np.inf
+        order = np.r_[first, np.argsort(-closeness, kind="stable")[: m - 1]]
+        counts = np.cumsum(np.bincount(best, minlength=m)[order])
+        agents = order[: max(2, int(np.searchsorted(counts, target_jobs)) + 1)]
+        started = time.perf_counter()
+        found, optimal = _reassign_agents(d, best, agents, min(1.0, max(0.05, until - started)))
+        quick = optimal and time.perf_counter() - started < 0.3
+        target_jobs = target_jobs + 3 if quick else max(12, target_jobs - 5)
+        if found is not None and _feasible(d, found):
+            c = _cost_of(d, found)
+            if c < best_cost - 1e-9:
+                best, best_cost = found, c
+    return best
+
+
 # --------------------------------------------------------------------------- solvers
 
 
@@ -481,23 +549,48 @@ def _mip(proto_bytes: bytes, solver: str, time_limit: float) -> _MipOutcome:
     return _MipOutcome(solver, "error", None, math.inf, -math.inf, seconds)
 
 
-def _child(conn: Connection, proto_bytes: bytes, solver: str, time_limit: float) -> None:
+@dataclass
+class _NeighbourhoodJob:
+    """A heuristic job for the portfolio: large-neighbourhood search from an incumbent."""
+
+    dense: _Dense
+    incumbent: np.ndarray
+
+
+NEIGHBOURHOODS = "neighbourhoods"
+_Job = bytes | _NeighbourhoodJob  # a serialised minimisation MPModelProto, or the heuristic's input
+
+
+def _run(job: _Job, solver: str, time_limit: float) -> _MipOutcome:
+    """One portfolio job: a MIP solve, or the neighbourhood search (its best assignment
+    as values of the model's pair variables; it proves nothing)."""
+    if isinstance(job, bytes):
+        return _mip(job, solver, time_limit)
+    start = time.perf_counter()
+    d = job.dense
+    assign = _agent_neighbourhoods(d, job.incumbent, start + time_limit)
+    values = np.zeros(int(d.var.max()) + 1)
+    values[d.var[assign, np.arange(assign.size)]] = 1.0
+    return _MipOutcome(solver, "limit", values, _cost_of(d, assign), -math.inf, time.perf_counter() - start)
+
+
+def _child(conn: Connection, job: _Job, solver: str, time_limit: float) -> None:
     try:
-        conn.send(_mip(proto_bytes, solver, time_limit))
+        conn.send(_run(job, solver, time_limit))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which goes on
         conn.send(_MipOutcome(solver, f"error: {type(exc).__name__}", None, math.inf, -math.inf, 0.0))
     finally:
         conn.close()
 
 
-def _portfolio(jobs: list[tuple[str, bytes]], time_limit: float) -> list[_MipOutcome]:
+def _portfolio(jobs: list[tuple[str, _Job]], time_limit: float) -> list[_MipOutcome]:
     """Run (solver, serialised model) jobs side by side, one process (and thread) each;
     stop all as soon as one proves its result. Without fork, or with one job: in process,
     one after the other until one proves."""
     if len(jobs) == 1 or "fork" not in multiprocessing.get_all_start_methods():
         out = []
         for solver, data in jobs:
-            out.append(_mip(data, solver, time_limit / len(jobs)))
+            out.append(_run(data, solver, time_limit / len(jobs)))
             if out[-1].status in ("optimal", "infeasible"):
                 break
         return out
@@ -670,6 +763,7 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
     # Windows [lb, target): fix every pair that cannot take part in an assignment
     # cheaper than target, solve the rest; widen the window when it holds none.
     delta = max(s.step, 1e-3 * abs(lag))
+    unresolved_pairs = math.inf  # pairs of the last window that ran out of time
     while not s.proven and s.left() > 0.5:
         target = lag + delta
         if s.step == 1.0 and math.isfinite(target):
@@ -677,10 +771,12 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
         target = min(s.ub, target)
         sub = linear_solver_pb2.MPModelProto()
         sub.CopyFrom(proto)
+        window_pairs = model.n_x
         if math.isfinite(target):
             up = _fixing_deltas(d, u)
             free = (lag + up <= target - s.step + 1e-6) & (d.var >= 0)
-            s.note(f"window below {target:g}: {int(free.sum())} of {model.n_x} pairs")
+            window_pairs = int(free.sum())
+            s.note(f"window below {target:g}: {window_pairs} of {model.n_x} pairs")
             if not free.any(axis=0).all():
                 s.raise_lb(math.inf, target)
                 delta *= 3
@@ -708,17 +804,27 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
             ks = np.flatnonzero(np.array([v.upper_bound > 0 for v in sub.variable[: model.n_x]]))
             row.var_index.extend(ks.tolist())
             row.coefficient.extend(cost_x[ks].tolist())
-        jobs = [(solver, (with_row if solver == "highs" else sub).SerializeToString()) for solver in solvers]
+        jobs: list[tuple[str, _Job]] = [
+            (solver, (with_row if solver == "highs" else sub).SerializeToString()) for solver in solvers
+        ]
         wide = target >= s.ub
+        if wide and window_pairs > unresolved_pairs and d.integral and s.best is not None and len(jobs) > 1:
+            # A larger window than one that ran out of time is not proven either; there the
+            # time is worth more to the search for a cheaper assignment (type D: the MIPs
+            # found none in such windows), so it takes HiGHS' process. A window that shrank
+            # with a better incumbent keeps both MIPs (e10200: SCIP proved it in 14 s).
+            jobs = [job for job in jobs if job[0] != "highs"][: len(jobs) - 1]
+            jobs.append((NEIGHBOURHOODS, _NeighbourhoodJob(d, s.best.copy())))
         status = _mip_round(s, jobs, target, s.left() * (1.0 if wide else 0.5))
         if status in ("infeasible", "optimal"):
             delta = max(delta * 3, s.lb + s.step - lag)
         elif status == "limit":
             delta = math.inf  # the window is unresolved: next, everything below the incumbent
+            unresolved_pairs = window_pairs
     return _result(s)
 
 
-def _mip_round(s: _Search, jobs: list[tuple[str, bytes]], target: float, limit: float) -> str:
+def _mip_round(s: _Search, jobs: list[tuple[str, _Job]], target: float, limit: float) -> str:
     """MIP solvers on the window's models (every assignment below target is in them);
     bounds hold below target. An "optimal" result at or above target proves the window empty."""
     outcomes = _portfolio(jobs, limit)

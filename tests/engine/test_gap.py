@@ -4,6 +4,7 @@ solved through it: OR-Library instances with known optima, brute force on tiny o
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,17 @@ from rematch_pipeline.engine.assignment import (
     check_assignment,
     solve,
 )
-from rematch_pipeline.engine.gap import gap_problem, solve_gap, solve_gap_problem
+from rematch_pipeline.engine.gap import (
+    _agent_neighbourhoods,
+    _construct,
+    _cost_of,
+    _feasible,
+    _reassign_agents,
+    _Search,
+    gap_problem,
+    solve_gap,
+    solve_gap_problem,
+)
 
 GAP_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "gap"
 EXACT = SolverParams(time_limit_seconds=20, relative_gap=0.0)
@@ -183,3 +194,43 @@ def test_infeasible_and_fallback() -> None:
     problem.locked = [(1, 0)]  # job 1 must go to agent 0
     result = solve_gap_problem(problem, time_limit=10)
     assert result.place_of_unit.tolist() == [0, 0, 1] and result.objective == 7 and result.proven
+
+
+def test_reassigning_every_agent_is_exact() -> None:
+    rng = np.random.default_rng(5)
+    m, n = 3, 7
+    cost = rng.integers(1, 30, size=(m, n))
+    use = rng.integers(1, 10, size=(m, n))
+    capacity = (0.8 * use.sum(axis=1) / m).astype(np.int64)
+    expected = brute_force(cost, use, capacity)
+    assert expected is not None
+    search = _Search(gap_problem(cost, use, capacity), time_limit=10)
+    dense = search.full
+    start = _construct(dense)
+    assert start is not None
+    found, optimal = _reassign_agents(dense, start, np.arange(m), time_limit=5)
+    assert optimal and found is not None and _feasible(dense, found)
+    assert _cost_of(dense, found) == expected
+
+
+def test_agent_neighbourhoods_improve_a_type_d_start() -> None:
+    cost, use, capacity = read_gap("d05100")
+    dense = _Search(gap_problem(cost, use, capacity), time_limit=10).full
+    start = _construct(dense)
+    assert start is not None
+    found = _agent_neighbourhoods(dense, start, time.perf_counter() + 3)
+    assert _feasible(dense, found)
+    assert _cost_of(dense, found) < _cost_of(dense, start)
+
+
+def test_an_unresolved_window_hands_the_wide_window_to_the_neighbourhood_search() -> None:
+    # Type D: the first window cannot be closed in a few seconds; the wide window then
+    # runs SCIP beside the neighbourhood search instead of HiGHS.
+    cost, use, capacity = read_gap("d10100")
+    problem = gap_problem(cost, use, capacity)
+    result = solve_gap_problem(problem, time_limit=8)
+    wide = [line for line in result.log if "(target" in line][-2:]
+    assert any("neighbourhoods: limit" in line for line in wide)
+    assert not any("highs:" in line for line in wide)
+    assert check_assignment(problem, result.place_of_unit) == []
+    assert result.bound is not None and result.bound <= result.objective
