@@ -241,6 +241,12 @@ def round_proposals(
     context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
     if not result.reproducible:
         context.log.warning("the time limit cut this solve short: a repeat of the round may propose otherwise (see solver.json)")
+    if result.far_from_bound():
+        context.log.warning(
+            f"the answer is far from its bounds ({result.persons_placed} of at most {result.persons_bound:.0f} persons"
+            f" placed, score gap {result.gap:.2%}): time_limit_seconds {config.time_limit_seconds:g} is likely too short"
+            " for this round (a national round of 50,000 households x 401 districts needs 300 s; docs/operations.md)"
+        )
 
     unit_place = {
         problem.unit_ids[u]: problem.place_ids[p] for u, p in enumerate(result.place_of_unit.tolist()) if p >= 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -64,6 +66,17 @@ def test_persons_first_then_score() -> None:
     assert result.total_score == 120.0
     assert result.status == "optimal"
     assert [s.name for s in result.stages] == ["persons", "score"]
+
+
+def test_far_from_bound_flags_persons_short_or_a_wide_gap() -> None:
+    result = solve(three_units(), EXACT)
+    assert not result.far_from_bound()  # optimal
+    assert dataclasses.replace(result, persons_placed=6, persons_bound=7.0).far_from_bound()
+    assert not dataclasses.replace(result, persons_placed=99, persons_bound=100.0).far_from_bound()
+    assert dataclasses.replace(result, gap=0.06).far_from_bound()
+    assert not dataclasses.replace(result, gap=0.04).far_from_bound()
+    # Bounds that were not proven say nothing.
+    assert not dataclasses.replace(result, persons_bound=float("inf"), gap=float("inf")).far_from_bound()
 
 
 @pytest.mark.parametrize("backend", ["scip", "cbc", "highs", "cp_sat"])
