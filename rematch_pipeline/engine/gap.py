@@ -584,7 +584,7 @@ def _child(conn: Connection, job: _Job, solver: str, time_limit: float) -> None:
 
 
 def _portfolio(jobs: list[tuple[str, _Job]], time_limit: float) -> list[_MipOutcome]:
-    """Run (solver, serialised model) jobs side by side, one process (and thread) each;
+    """Run (solver, job) pairs side by side, one process (and thread) each;
     stop all as soon as one proves its result. Without fork, or with one job: in process,
     one after the other until one proves."""
     if len(jobs) == 1 or "fork" not in multiprocessing.get_all_start_methods():
