@@ -804,16 +804,18 @@ def solve_gap_problem(problem: AssignmentProblem, time_limit: float = 60.0, work
             ks = np.flatnonzero(np.array([v.upper_bound > 0 for v in sub.variable[: model.n_x]]))
             row.var_index.extend(ks.tolist())
             row.coefficient.extend(cost_x[ks].tolist())
-        jobs: list[tuple[str, _Job]] = [
-            (solver, (with_row if solver == "highs" else sub).SerializeToString()) for solver in solvers
-        ]
         wide = target >= s.ub
-        if wide and window_pairs > unresolved_pairs and d.integral and s.best is not None and len(jobs) > 1:
-            # A larger window than one that ran out of time is not proven either; there the
-            # time is worth more to the search for a cheaper assignment (type D: the MIPs
-            # found none in such windows), so it takes HiGHS' process. A window that shrank
-            # with a better incumbent keeps both MIPs (e10200: SCIP proved it in 14 s).
-            jobs = [job for job in jobs if job[0] != "highs"][: len(jobs) - 1]
+        # A larger window than one that ran out of time is not proven either; there the
+        # time is worth more to the search for a cheaper assignment (type D: the MIPs
+        # found none in such windows), so it takes HiGHS' process. A window that shrank
+        # with a better incumbent keeps both MIPs (e10200: SCIP proved it in 14 s).
+        search = wide and window_pairs > unresolved_pairs and d.integral and s.best is not None and len(solvers) > 1
+        jobs: list[tuple[str, _Job]] = [
+            (solver, (with_row if solver == "highs" else sub).SerializeToString())
+            for solver in solvers
+            if not (search and solver == "highs")
+        ]
+        if search:
             jobs.append((NEIGHBOURHOODS, _NeighbourhoodJob(d, s.best.copy())))
         status = _mip_round(s, jobs, target, s.left() * (1.0 if wide else 0.5))
         if status in ("infeasible", "optimal"):
