@@ -1,24 +1,47 @@
-"""Erasure on request: a household leaves the identity store and every derived table."""
+"""Erasure on request: a household leaves the identity store, every derived table, and the
+copies of its exports (archive/, landing/) and of the coordinators' proposals."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.ingest import landed_files, sha256_of
+from rematch_pipeline.formats.limits import csv_records
+from rematch_pipeline.formats.redact import without_rows
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
 from rematch_pipeline.resources.warehouse import warehouse_connection
 
 # Warehouse columns that carry a household pseudonym.
 _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
+# ingestion_log status of a file that erasure wrote: landing it again is a no-op.
+ERASURE_COPY = "erasure_copy"
+
+_FileRows = dict[str, dict[str | None, set[int]]]
 
 
 def erase_household(home: RematchHome, household_ref: str) -> int:
-    """Delete a household everywhere; the erasure itself is recorded by pseudonym only. Returns rows removed."""
+    """Delete a household everywhere; the erasure itself is recorded by pseudonym only. Returns rows removed.
+
+    Exports that held its rows are rewritten without them: the archived copy (under the new
+    content's sha256) and a landed file with the same content. The new content is logged as
+    already ingested, so the sensor does not load it again; the original's log entry stays, so
+    the original bytes landed again stay a no-op too.
+    """
     identity = IdentityStore(home=home)
     target = pseudonym(home.secret(), "household", household_ref)
     removed = 0
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
+        # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
+        rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions))
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('household_pseudonym', 'household_ref_pseudonym', 'submission_id')"
@@ -31,7 +54,85 @@ def erase_household(home: RematchHome, household_ref: str) -> int:
             elif submissions:
                 placeholders = ", ".join("?" for _ in submissions)
                 removed += len(con.execute(f'DELETE FROM "{table}" WHERE submission_id IN ({placeholders}) RETURNING 1', submissions).fetchall())
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        for old, (new, archived, _) in rewrites.items():
+            con.execute("UPDATE ingestion_log SET archived_as = ? WHERE file_sha256 = ?", [archived.name, old])
+            con.execute(
+                "INSERT INTO ingestion_log SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ? FROM ingestion_log "
+                "WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
+                [new, archived.name, ERASURE_COPY, now, old, new],
+            )
         con.execute("INSERT INTO erasures VALUES (?, now())", [target])
         con.execute("COMMIT")
+    _replace_copies(home, rewrites)
+    _erase_from_proposals(home, household_ref)
     removed += identity.erase_household(target)
     return removed
+
+
+def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str]) -> _FileRows:
+    """Per file sha256 and sheet: the rows the household's raw rows came from (its members' too)."""
+    found = con.execute(
+        "SELECT file_sha256, sheet, file_row FROM raw_households WHERE household_pseudonym = ? "
+        "UNION SELECT file_sha256, sheet, file_row FROM raw_decisions WHERE household_ref_pseudonym = ?",
+        [target, target],
+    ).fetchall()
+    if submissions:
+        placeholders = ", ".join("?" for _ in submissions)
+        found += con.execute(f"SELECT file_sha256, sheet, file_row FROM raw_members WHERE submission_id IN ({placeholders})", submissions).fetchall()
+    rows: _FileRows = defaultdict(lambda: defaultdict(set))
+    for sha, sheet, row in found:
+        rows[sha][sheet].add(int(row))
+    return rows
+
+
+def _rewrite_exports(home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _FileRows) -> dict[str, tuple[str, Path, Path]]:
+    """Archived exports without the rows: old sha256 -> (new sha256, new and old archive path). The old copy stays until committed."""
+    rewrites: dict[str, tuple[str, Path, Path]] = {}
+    for sha in sorted(rows):
+        logged = con.execute("SELECT archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()
+        archived = home.archive / logged[0] if logged and logged[0] else None
+        if archived is None or not archived.exists():  # removed by an operator: nothing left to rewrite
+            continue
+        data = without_rows(archived.read_bytes(), rows[sha])
+        new = hashlib.sha256(data).hexdigest()
+        if new == sha:  # none of the rows was in this file after all
+            continue
+        target = home.archive / f"{new}{archived.suffix}"
+        _write_atomically(target, data)
+        rewrites[sha] = (new, target, archived)
+    return rewrites
+
+
+def _replace_copies(home: RematchHome, rewrites: dict[str, tuple[str, Path, Path]]) -> None:
+    """Landed files with an old content get the new one; old archive copies go."""
+    if not rewrites:
+        return
+    for _, path in landed_files(home):
+        old = sha256_of(path)
+        if old in rewrites:
+            _write_atomically(path, rewrites[old][1].read_bytes())
+    for _, _, stale in rewrites.values():
+        stale.unlink(missing_ok=True)
+
+
+def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
+    """The coordinators' proposals.csv of every round, without the household's row."""
+    for path in sorted((home.path / "rounds").glob("*/proposals.csv")):
+        data = path.read_bytes()
+        records = csv_records(data, path.name)
+        if "household_ref" not in records.header:
+            continue
+        column = records.header.index("household_ref")
+        drop = {number for number, cells in records.rows if column < len(cells) and cells[column] == household_ref}
+        if drop:
+            _write_atomically(path, without_rows(data, {None: drop}))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace path's content in one step, keeping its mode (proposals.csv is 0600)."""
+    partial = path.with_name(path.name + ".tmp")  # landed_files skips .tmp files
+    partial.write_bytes(data)
+    if path.exists():
+        os.chmod(partial, path.stat().st_mode & 0o777)
+    os.replace(partial, path)

@@ -107,7 +107,8 @@ def read_csv(data: bytes, file: str) -> list[ParsedTable]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]
-        rows = [(reader.line_num, cells) for cells in reader if any(c.strip() for c in cells)]
+        # Records, not lines: a quoted line break must not shift the row numbers (formats.limits.csv_records).
+        rows = [(number, cells) for number, cells in enumerate(reader, start=2) if any(c.strip() for c in cells)]
     except csv.Error as exc:
         # A truncated file typically ends inside a quoted field.
         raise InputFileError(Violation(file, reader.line_num, None, "csv: malformed or truncated (unterminated quote)")) from exc

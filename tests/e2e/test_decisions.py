@@ -88,3 +88,35 @@ def test_a_linked_household_waits_while_its_partner_is_not_in_the_pool() -> None
     kept, held = complete_link_groups(households, sizes)
     assert kept["household_pseudonym"].to_list() == ["H-c"]
     assert held == 2
+
+
+def _files_with(folder: Path, needle: bytes) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes())
+
+
+def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+    households = next(home.landing("households").glob("households_*.csv")).read_text()
+    linked = {ref for row in csv.DictReader(households.splitlines()) for ref in (row["linked_household_refs"] or "").split()}
+    target = next(p["household_ref"] for p in first_round if p["household_ref"] not in linked).encode()
+    assert _files_with(home.archive, target) and _files_with(home.landing("households"), target)
+    archived = sorted(p.name for p in home.archive.iterdir())
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        raw_before = con.execute("SELECT count(*) FROM raw_households").fetchone()[0]
+
+    assert main(["erase", target.decode()]) == 0
+
+    assert _files_with(home.archive, target) == [] and _files_with(home.landing("households"), target) == []
+    assert _files_with(home.path / "rounds", target) == []
+    proposals = home.path / "rounds" / "r1" / "proposals.csv"
+    assert len(_proposals(home, "r1")) == len(first_round) - 1
+    assert proposals.stat().st_mode & 0o777 == 0o600
+    assert len(list(home.archive.iterdir())) == len(archived) and sorted(p.name for p in home.archive.iterdir()) != archived
+    # The rewritten exports are known: ingesting again loads nothing, and the household stays erased.
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_households").fetchone()[0] == raw_before - 1
+        statuses = dict(con.execute("SELECT status, count(*) FROM ingestion_log GROUP BY status").fetchall())
+        logged = {r[0] for r in con.execute("SELECT archived_as FROM ingestion_log").fetchall()}
+    assert statuses.get("erasure_copy") == 2  # the households and the members file
+    assert {p.name for p in home.archive.iterdir()} <= logged
+    assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0

@@ -1,0 +1,65 @@
+"""Export files without some of their rows: erasure rewrites the archived and landed copies.
+
+Row numbers are the readers' (docs/formats.md): records of a CSV with the header as row 1, rows
+of an XLSX sheet as a spreadsheet shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping
+
+from rematch_pipeline.formats.limits import ZIP_SIGNATURE
+from rematch_pipeline.formats.text import sniff_delimiter
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def without_rows(data: bytes, rows: Mapping[str | None, set[int]]) -> bytes:
+    """The file's bytes without the given rows, per sheet name (None for a CSV).
+
+    A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends); an
+    XLSX is rewritten by openpyxl, so only its cell values are kept, not its byte layout.
+    """
+    if data.startswith(ZIP_SIGNATURE):
+        return _xlsx_without(data, rows)
+    return _csv_without(data, rows.get(None, set()))
+
+
+def _csv_without(data: bytes, drop: set[int]) -> bytes:
+    bom = data.startswith(_BOM)
+    body = data[len(_BOM) :] if bom else data
+    # The same two encodings the readers accept (formats.text.decode_text); both round-trip exactly.
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = body.decode("cp1252"), "cp1252"
+    consumed: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    # Tokenised as the readers do, so that a quoted line break stays inside its record.
+    reader = csv.reader(lines(), delimiter=sniff_delimiter(text), strict=True)
+    kept: list[str] = []
+    for number, _ in enumerate(reader, start=1):
+        if number not in drop:
+            kept.extend(consumed)
+        consumed.clear()
+    kept.extend(consumed)
+    return (_BOM if bom else b"") + "".join(kept).encode(encoding)
+
+
+def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]]) -> bytes:
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(data))
+    for sheet in book.worksheets:
+        for number in sorted(rows.get(sheet.title, set()), reverse=True):
+            sheet.delete_rows(number)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -1,0 +1,85 @@
+"""Exports without some rows (erasure): the other rows read back unchanged, the dropped ones are gone from the bytes."""
+
+from __future__ import annotations
+
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+from rematch_pipeline.formats.detect import read_export
+from rematch_pipeline.formats.redact import without_rows
+from tests.formats.fixtures.exports import HOUSEHOLDS, kobo_kpi_households_xlsx, kobo_legacy_households_csv, limesurvey_csv
+
+FIRST = HOUSEHOLDS[0]
+# Cells only the first household and its members carry (its ref is also a linked ref of the second).
+MARKERS = (FIRST["contact_phone"], FIRST["contact_email"], FIRST["members"][0]["member_name"])
+
+
+def _tables(path: Path, data: bytes) -> dict[str, list[dict]]:
+    return {t.table: [{k: v for k, v in row.items() if k != "file_row"} for row in t.frame.to_dicts()] for t in read_export(path, data)}
+
+
+def _first_submission(tables: dict[str, list[dict]]) -> str:
+    return next(r["submission_id"] for r in tables["households"] if r["household_ref"] == FIRST["household_ref"])
+
+
+def _rows_of(path: Path, data: bytes) -> dict[str | None, set[int]]:
+    """Rows of the first household and its members, as the readers number them (what the raw tables keep)."""
+    parsed = read_export(path, data)
+    submission = _first_submission({t.table: t.frame.to_dicts() for t in parsed})
+    rows: dict[str | None, set[int]] = {}
+    for table in parsed:
+        mine = table.frame.filter(table.frame["submission_id"] == submission)["file_row"].to_list()
+        rows.setdefault(table.sheet, set()).update(mine)
+    return rows
+
+
+def _without_first(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    submission = _first_submission(tables)
+    return {name: [r for r in rows if r["submission_id"] != submission] for name, rows in tables.items()}
+
+
+def test_a_limesurvey_csv_loses_one_record_and_keeps_every_other_byte() -> None:
+    path, data = Path("responses.csv"), limesurvey_csv("households")
+    rows = _rows_of(path, data)
+    assert rows == {None: {2}}
+
+    out = without_rows(data, rows)
+
+    lines = data.split(b"\r\n")
+    assert out == b"\r\n".join(lines[:1] + lines[2:]), "BOM, quoting, separator and line ends stay as exported"
+    assert _tables(path, out) == _without_first(_tables(path, data))
+    assert not any(m.encode() in out for m in MARKERS)
+
+
+def test_a_quoted_line_break_stays_inside_its_record_in_a_windows_1252_csv() -> None:
+    text = 'a,b\r\n1,"zwei\r\nZeilen"\r\n2,Gr\xfc\xdfe\r\n3,drei\r\n'
+    data = text.encode("cp1252")
+
+    assert without_rows(data, {None: {2}}) == 'a,b\r\n2,Gr\xfc\xdfe\r\n3,drei\r\n'.encode("cp1252")
+    assert without_rows(data, {None: {3}}) == 'a,b\r\n1,"zwei\r\nZeilen"\r\n3,drei\r\n'.encode("cp1252")
+    assert without_rows(data, {}) == data
+
+
+def test_a_legacy_kobo_csv_loses_the_household_with_its_member_columns() -> None:
+    path, data = Path("kobo.csv"), kobo_legacy_households_csv()
+    out = without_rows(data, _rows_of(path, data))
+
+    assert _tables(path, out) == _without_first(_tables(path, data))
+    assert not any(m.encode() in out for m in MARKERS)
+
+
+def test_a_kobo_xlsx_loses_the_household_row_and_its_member_rows(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx")
+    data = path.read_bytes()
+    rows = _rows_of(path, data)
+    assert sum(len(r) for r in rows.values()) == 1 + len(FIRST["members"])
+
+    out = without_rows(data, rows)
+
+    before, after = _tables(path, data), _tables(path, out)
+    assert after == _without_first(before)
+    assert len(after["members"]) == len(before["members"]) - len(FIRST["members"]) > 0, "the others' members still join"
+    with zipfile.ZipFile(BytesIO(out)) as book:
+        text = b"".join(book.read(name) for name in book.namelist())
+    assert not any(m.encode() in text for m in MARKERS)
