@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.decisions import record_decisions_job
 from rematch_pipeline.assets.expectations import expectation_checks
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import landed_export
@@ -38,7 +39,7 @@ def build_definitions(home: RematchHome) -> dg.Definitions:
     return dg.Definitions(
         assets=[landed_export, *VALIDATE_ASSETS, *ROUND_ASSETS],
         asset_checks=CHECKS,
-        jobs=[ingest_file_job, validate_job, round_job],
+        jobs=[ingest_file_job, validate_job, round_job, record_decisions_job],
         sensors=[landing_sensor, validate_after_ingestion],
         schedules=[hourly_ingestion],
         resources=build_resources(home),

@@ -120,3 +120,45 @@ def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home
     assert statuses.get("erasure_copy") == 2  # the households and the members file
     assert {p.name for p in home.archive.iterdir()} <= logged
     assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0
+
+
+def test_decisions_recorded_from_the_ui_job_shape_the_next_round(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+    import dagster as dg
+
+    from rematch_pipeline.definitions import build_definitions
+    from rematch_pipeline.runs import RunFailed, execute
+
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        (accepted_h, accepted_m), (declined_h, declined_m) = con.execute(
+            "SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r1' ORDER BY household_pseudonym LIMIT 2"
+        ).fetchall()
+    defs = build_definitions(home)
+
+    def record(entries: list[dict[str, str]]) -> None:
+        with dg.DagsterInstance.get() as instance:
+            execute(defs, instance, "record_decisions_job", run_config={"ops": {"record_decisions": {"config": {"round_id": "r1", "decisions": entries}}}})
+
+    # All or none: one entry that answers no proposal, one with an unknown code, and nothing is written.
+    with pytest.raises(RunFailed) as failed:
+        record([
+            {"household_pseudonym": accepted_h, "municipality_id": accepted_m, "decision": "accept"},
+            {"household_pseudonym": declined_h, "municipality_id": "99999", "decision": "maybe"},
+        ])
+    assert "decision 2, field decision: code" in str(failed.value) and "decision 2, fields household_pseudonym and municipality_id" in str(failed.value)
+    assert "decision 1" not in str(failed.value) and "99999" not in str(failed.value)
+    assert list(home.landing("decisions").iterdir()) == []
+
+    record([
+        {"household_pseudonym": accepted_h, "municipality_id": accepted_m, "decision": "accept"},
+        {"household_pseudonym": declined_h, "municipality_id": declined_m, "decision": "decline", "reason": "family"},
+    ])
+    written = list(home.landing("decisions").iterdir())
+    assert len(written) == 1 and not any(p["household_ref"].encode() in written[0].read_bytes() for p in first_round)
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        recorded = con.execute("SELECT household_pseudonym, municipality_id, decision FROM decisions ORDER BY decision").fetchall()
+    assert recorded == [(accepted_h, accepted_m, "accept"), (declined_h, declined_m, "decline")]
+    assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        second = dict(con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r2'").fetchall())
+    assert accepted_h not in second and second.get(declined_h) != declined_m

@@ -1,0 +1,96 @@
+"""Coordinators record accept/decline decisions from the Dagster UI: a decisions file in landing/.
+
+The Launchpad's run config is stored in the Dagster instance, so a decision names the household
+by its pseudonym (as report.html shows it), never by its reference. The file written is an
+ordinary contract-D decisions file: the landing sensor ingests it and validation applies it,
+exactly as for a file a coordinator drops into landing/decisions/.
+"""
+
+import csv
+import datetime as dt
+import io
+import re
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
+from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
+
+DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
+
+
+class Decision(dg.Config):
+    """One answer to a proposal of the round."""
+
+    household_pseudonym: str
+    municipality_id: str
+    decision: str  # accept | decline
+    reason: str = ""  # housing | family | work | health | other, or empty
+
+
+class DecisionsConfig(dg.Config):
+    """The round whose proposals are answered, and the answers."""
+
+    round_id: str
+    decisions: list[Decision]
+
+
+def decision_problems(config: DecisionsConfig, proposals: set[tuple[str, str]]) -> list[str]:
+    """Why entries cannot be recorded, by entry number, field and rule (no values); [] when all can."""
+    problems = []
+    for number, entry in enumerate(config.decisions, start=1):
+        if entry.decision not in DECISION:
+            problems.append(f"decision {number}, field decision: code: not one of {', '.join(DECISION)}")
+        if entry.reason and entry.reason not in DECISION_REASON:
+            problems.append(f"decision {number}, field reason: code: not one of {', '.join(DECISION_REASON)}")
+        if (entry.household_pseudonym, entry.municipality_id) not in proposals:
+            problems.append(f"decision {number}, fields household_pseudonym and municipality_id: reference: not a proposal of that round")
+    return problems
+
+
+def decisions_csv(config: DecisionsConfig) -> bytes:
+    """A contract-D decisions file of the entries."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(DECISION_COLUMNS)
+    for entry in config.decisions:
+        writer.writerow([config.round_id, entry.household_pseudonym, entry.municipality_id, entry.decision, entry.reason])
+    return out.getvalue().encode("utf-8")
+
+
+@dg.op(pool="duckdb")
+def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, home: RematchHome, warehouse: DuckDBResource) -> str:
+    """Check the entries against the round's proposals and write them to landing/decisions/ (all or none)."""
+    if not config.decisions:
+        raise dg.Failure("no decisions given: add entries under `decisions`")
+    with warehouse_connection(warehouse) as con:
+        rows = (
+            con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = ?", [config.round_id]).fetchall()
+            if table_exists(con, "proposals")
+            else []
+        )
+    if not rows:
+        raise dg.Failure(f"round {config.round_id} has no proposals: run the round first")
+    problems = decision_problems(config, {(h, m) for h, m in rows})
+    if problems:
+        raise dg.Failure("nothing recorded: " + "; ".join(problems))
+    home.prepare()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    safe_round = re.sub(r"[^A-Za-z0-9_-]", "_", config.round_id)
+    path = home.landing("decisions") / f"decisions-{safe_round}-ui-{stamp}.csv"
+    partial = path.with_name(path.name + ".part")  # the sensor skips a file while it is written
+    partial.write_bytes(decisions_csv(config))
+    partial.rename(path)
+    accepted = sum(entry.decision == "accept" for entry in config.decisions)
+    context.log.info(
+        f"{len(config.decisions)} decisions of round {config.round_id} ({accepted} accept) written to landing/decisions/{path.name}; "
+        "the landing sensor ingests them (or run `rematch ingest`)"
+    )
+    return path.name
+
+
+@dg.job(description="Record coordinators' accept/decline decisions on a round's proposals (households by pseudonym).")
+def record_decisions_job() -> None:
+    record_decisions()
