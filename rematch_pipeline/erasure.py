@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
 from rematch_pipeline.formats.limits import csv_records
 from rematch_pipeline.formats.redact import without_rows
+from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
 from rematch_pipeline.resources.warehouse import warehouse_connection
@@ -99,7 +99,7 @@ def _rewrite_exports(home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _F
         if new == sha:  # none of the rows was in this file after all
             continue
         target = home.archive / f"{new}{archived.suffix}"
-        _write_atomically(target, data)
+        replace_file(target, data)
         rewrites[sha] = (new, target, archived)
     return rewrites
 
@@ -111,7 +111,7 @@ def _replace_copies(home: RematchHome, rewrites: dict[str, tuple[str, Path, Path
     for _, path in landed_files(home):
         old = sha256_of(path)
         if old in rewrites:
-            _write_atomically(path, rewrites[old][1].read_bytes())
+            replace_file(path, rewrites[old][1].read_bytes())
     for _, _, stale in rewrites.values():
         stale.unlink(missing_ok=True)
 
@@ -126,13 +126,4 @@ def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
         column = records.header.index("household_ref")
         drop = {number for number, cells in records.rows if column < len(cells) and cells[column] == household_ref}
         if drop:
-            _write_atomically(path, without_rows(data, {None: drop}))
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace path's content in one step, keeping its mode (proposals.csv is 0600)."""
-    partial = path.with_name(path.name + ".tmp")  # landed_files skips .tmp files
-    partial.write_bytes(data)
-    if path.exists():
-        os.chmod(partial, path.stat().st_mode & 0o777)
-    os.replace(partial, path)
+            replace_file(path, without_rows(data, {None: drop}))

@@ -6,14 +6,14 @@ ordinary contract-D decisions file: the landing sensor ingests it and validation
 exactly as for a file a coordinator drops into landing/decisions/.
 """
 
-import csv
 import datetime as dt
-import io
 import re
 
 import dagster as dg
+import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
@@ -50,14 +50,10 @@ def decision_problems(config: DecisionsConfig, proposals: set[tuple[str, str]]) 
     return problems
 
 
-def decisions_csv(config: DecisionsConfig) -> bytes:
-    """A contract-D decisions file of the entries."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(DECISION_COLUMNS)
-    for entry in config.decisions:
-        writer.writerow([config.round_id, entry.household_pseudonym, entry.municipality_id, entry.decision, entry.reason])
-    return out.getvalue().encode("utf-8")
+def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
+    """The entries as the rows of a contract-D decisions file."""
+    rows = [(config.round_id, e.household_pseudonym, e.municipality_id, e.decision, e.reason) for e in config.decisions]
+    return pl.DataFrame(rows, schema=dict.fromkeys(DECISION_COLUMNS, pl.Utf8), orient="row")
 
 
 @dg.op(pool="duckdb")
@@ -80,9 +76,7 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     safe_round = re.sub(r"[^A-Za-z0-9_-]", "_", config.round_id)
     path = home.landing("decisions") / f"decisions-{safe_round}-ui-{stamp}.csv"
-    partial = path.with_name(path.name + ".part")  # the sensor skips a file while it is written
-    partial.write_bytes(decisions_csv(config))
-    partial.rename(path)
+    write_csv(decisions_frame(config), path)
     accepted = sum(entry.decision == "accept" for entry in config.decisions)
     context.log.info(
         f"{len(config.decisions)} decisions of round {config.round_id} ({accepted} accept) written to landing/decisions/{path.name}; "

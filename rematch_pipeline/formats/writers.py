@@ -32,10 +32,18 @@ def write_csv(frame: pl.DataFrame, path: Path, private: bool = False) -> Path:
     writer.writerow(frame.columns)
     for row in frame.iter_rows():
         writer.writerow([neutralise(v) for v in row])
+    return replace_file(path, buffer.getvalue().encode("utf-8"), 0o600 if private else None)
+
+
+def replace_file(path: Path, data: bytes, mode: int | None = None) -> Path:
+    """Give path this content in one step: written beside it as .tmp (which landing/ ignores), then renamed.
+    mode sets its permissions (default: those of the file it replaces, if any)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None and path.exists():
+        mode = path.stat().st_mode & 0o777
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    if private:
-        os.chmod(tmp, 0o600)
+    tmp.write_bytes(data)
+    if mode is not None:
+        os.chmod(tmp, mode)
     tmp.replace(path)
     return path
