@@ -94,7 +94,7 @@ def _rewrite_exports(home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _F
         archived = home.archive / logged[0] if logged and logged[0] else None
         if archived is None or not archived.exists():  # removed by an operator: nothing left to rewrite
             continue
-        data = without_rows(archived.read_bytes(), rows[sha])
+        data = without_rows(archived.read_bytes(), rows[sha], archived.name)
         new = hashlib.sha256(data).hexdigest()
         if new == sha:  # none of the rows was in this file after all
             continue
@@ -126,4 +126,4 @@ def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
         column = records.header.index("household_ref")
         drop = {number for number, cells in records.rows if column < len(cells) and cells[column] == household_ref}
         if drop:
-            replace_file(path, without_rows(data, {None: drop}))
+            replace_file(path, without_rows(data, {None: drop}, path.name))

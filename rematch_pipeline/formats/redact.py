@@ -11,30 +11,23 @@ import io
 from collections.abc import Iterator, Mapping
 
 from rematch_pipeline.formats.limits import ZIP_SIGNATURE
-from rematch_pipeline.formats.text import sniff_delimiter
-
-_BOM = b"\xef\xbb\xbf"
+from rematch_pipeline.formats.text import UTF8_BOM, decoded, sniff_delimiter
 
 
-def without_rows(data: bytes, rows: Mapping[str | None, set[int]]) -> bytes:
-    """The file's bytes without the given rows, per sheet name (None for a CSV).
+def without_rows(data: bytes, rows: Mapping[str | None, set[int]], file: str) -> bytes:
+    """The file's bytes without the given rows, per sheet name (None for a CSV); file names it in errors.
 
     A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends); an
     XLSX is rewritten by openpyxl, so only its cell values are kept, not its byte layout.
     """
     if data.startswith(ZIP_SIGNATURE):
         return _xlsx_without(data, rows)
-    return _csv_without(data, rows.get(None, set()))
+    return _csv_without(data, rows.get(None, set()), file)
 
 
-def _csv_without(data: bytes, drop: set[int]) -> bytes:
-    bom = data.startswith(_BOM)
-    body = data[len(_BOM) :] if bom else data
-    # The same two encodings the readers accept (formats.text.decode_text); both round-trip exactly.
-    try:
-        text, encoding = body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = body.decode("cp1252"), "cp1252"
+def _csv_without(data: bytes, drop: set[int], file: str) -> bytes:
+    # Decoded as the readers decode it; both encodings round-trip exactly.
+    text, encoding, bom = decoded(data, file)
     consumed: list[str] = []
 
     def lines() -> Iterator[str]:
@@ -50,7 +43,7 @@ def _csv_without(data: bytes, drop: set[int]) -> bytes:
             kept.extend(consumed)
         consumed.clear()
     kept.extend(consumed)
-    return (_BOM if bom else b"") + "".join(kept).encode(encoding)
+    return (UTF8_BOM if bom else b"") + "".join(kept).encode(encoding)
 
 
 def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]]) -> bytes:

@@ -5,17 +5,24 @@ from __future__ import annotations
 from rematch_pipeline.formats.errors import InputFileError, Violation
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def decode_text(data: bytes, file: str) -> str:
     """UTF-8 (with or without BOM), else Windows-1252 (a CSV re-saved by a German Excel)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
+    return decoded(data, file)[0]
+
+
+def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
+    """decode_text's text, with the encoding it took and whether a UTF-8 BOM led the bytes (to write them back alike)."""
+    bom = data.startswith(UTF8_BOM)
+    body = data[len(UTF8_BOM) :] if bom else data
+    for encoding in ("utf-8", "cp1252"):
         try:
-            return data.decode("cp1252")
+            return body.decode(encoding), encoding, bom
         except UnicodeDecodeError as exc:
-            raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
+            error = exc
+    raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from error
 
 
 def sniff_delimiter(text: str) -> str:

@@ -44,7 +44,7 @@ def test_a_limesurvey_csv_loses_one_record_and_keeps_every_other_byte() -> None:
     rows = _rows_of(path, data)
     assert rows == {None: {2}}
 
-    out = without_rows(data, rows)
+    out = without_rows(data, rows, path.name)
 
     lines = data.split(b"\r\n")
     assert out == b"\r\n".join(lines[:1] + lines[2:]), "BOM, quoting, separator and line ends stay as exported"
@@ -56,14 +56,14 @@ def test_a_quoted_line_break_stays_inside_its_record_in_a_windows_1252_csv() -> 
     text = 'a,b\r\n1,"zwei\r\nZeilen"\r\n2,Gr\xfc\xdfe\r\n3,drei\r\n'
     data = text.encode("cp1252")
 
-    assert without_rows(data, {None: {2}}) == 'a,b\r\n2,Gr\xfc\xdfe\r\n3,drei\r\n'.encode("cp1252")
-    assert without_rows(data, {None: {3}}) == 'a,b\r\n1,"zwei\r\nZeilen"\r\n3,drei\r\n'.encode("cp1252")
-    assert without_rows(data, {}) == data
+    assert without_rows(data, {None: {2}}, "w.csv") == 'a,b\r\n2,Gr\xfc\xdfe\r\n3,drei\r\n'.encode("cp1252")
+    assert without_rows(data, {None: {3}}, "w.csv") == 'a,b\r\n1,"zwei\r\nZeilen"\r\n3,drei\r\n'.encode("cp1252")
+    assert without_rows(data, {}, "w.csv") == data
 
 
 def test_a_legacy_kobo_csv_loses_the_household_with_its_member_columns() -> None:
     path, data = Path("kobo.csv"), kobo_legacy_households_csv()
-    out = without_rows(data, _rows_of(path, data))
+    out = without_rows(data, _rows_of(path, data), path.name)
 
     assert _tables(path, out) == _without_first(_tables(path, data))
     assert not any(m.encode() in out for m in MARKERS)
@@ -75,7 +75,7 @@ def test_a_kobo_xlsx_loses_the_household_row_and_its_member_rows(tmp_path: Path)
     rows = _rows_of(path, data)
     assert sum(len(r) for r in rows.values()) == 1 + len(FIRST["members"])
 
-    out = without_rows(data, rows)
+    out = without_rows(data, rows, path.name)
 
     before, after = _tables(path, data), _tables(path, out)
     assert after == _without_first(before)
