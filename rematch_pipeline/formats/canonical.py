@@ -6,16 +6,14 @@ Every cell is read as text; typing and value rules belong to validation. The tab
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.text import decode_text, sniff_delimiter
+from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field
 
 # Columns that identify a table by its header.
@@ -75,6 +73,23 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
         raise InputFileError(Violation(file, 1, None, "header: " + "; ".join(problems), table=table, sheet=sheet))
 
 
+def canonical_table(
+    table: str, records: list[dict[str, str | None]], file_rows: list[int], sheet: str | None = None
+) -> ParsedTable:
+    """A ParsedTable with exactly the canonical columns of ``table`` (Utf8, blank → null) plus file_row."""
+    names = [f.name for f in TABLES[table]]
+    columns: dict[str, list[str | None]] = {name: [] for name in names}
+    for record in records:
+        for name in names:
+            value = record.get(name)
+            value = value.strip() if value is not None else None
+            columns[name].append(value or None)
+    frame = pl.DataFrame(columns, schema={name: pl.Utf8 for name in names}).with_columns(
+        pl.Series("file_row", file_rows, dtype=pl.Int32)
+    )
+    return ParsedTable(table, frame, sheet)
+
+
 def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], file: str, sheet: str | None) -> ParsedTable:
     check_header(table, header, file, sheet)
     width = len(header)
@@ -100,22 +115,16 @@ def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], fil
 
 def read_csv(data: bytes, file: str) -> list[ParsedTable]:
     """Read a canonical CSV (UTF-8 with or without BOM or Windows-1252; `,` `;` or tab separated)."""
-    text = decode_text(data, file)
-    if not text.strip():
-        raise InputFileError(Violation(file, None, None, "empty file"))
-    delimiter = sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-        # Records, not lines: a quoted line break must not shift the row numbers (formats.limits.csv_records).
-        rows = [(number, cells) for number, cells in enumerate(reader, start=2) if any(c.strip() for c in cells)]
-    except csv.Error as exc:
-        # A truncated file typically ends inside a quoted field.
-        raise InputFileError(Violation(file, reader.line_num, None, "csv: malformed or truncated (unterminated quote)")) from exc
-    table = detect_table(header, file, next_row=rows[0][1] if rows else None)
+    return read_canonical_records(csv_records(data, file), file)
+
+
+def read_canonical_records(records: CsvRecords, file: str) -> list[ParsedTable]:
+    """The canonical table of a CSV already split into records."""
+    rows = records.rows
+    table = detect_table(records.header, file, next_row=rows[0][1] if rows else None)
     if not rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", table))
-    return [_frame(table, header, rows, file, None)]
+    return [_frame(table, records.header, rows, file, None)]
 
 
 def _cell_text(value: object) -> str:

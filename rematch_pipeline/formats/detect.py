@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rematch_pipeline.formats.canonical import ParsedTable, read_canonical
+from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records
@@ -77,4 +77,4 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
         return list(read_limesurvey_records(records, file))
     if is_kobo_header(records.header):
         return read_kobo_records(records, file)
-    return read_canonical(path, data)
+    return read_canonical_records(records, file)

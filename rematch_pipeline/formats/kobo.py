@@ -34,9 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rematch_pipeline.formats.canonical import ParsedTable, check_header
+from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.limits import CsvRecords, canonical_table, check_row_count, csv_records
+from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Kind
 
 if TYPE_CHECKING:

@@ -31,9 +31,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from rematch_pipeline.formats.canonical import ParsedTable, check_header
+from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.limits import CsvRecords, canonical_table, csv_records
+from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_PREFIX,

@@ -23,12 +23,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
-from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.text import decode_text, sniff_delimiter
-from rematch_pipeline.schemas.contract import TABLES
 
 MAX_FILE_MB: float = 200
 MAX_ROWS: int = 1_000_000
@@ -184,20 +180,3 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
         # Typically a truncated file ending inside a quoted field, or an absurdly long field.
         raise InputFileError(Violation(file, number + 1, None, "csv: malformed or truncated (unterminated quote?)")) from exc
     return CsvRecords(header or [], rows, delimiter)
-
-
-def canonical_table(
-    table: str, records: list[dict[str, str | None]], file_rows: list[int], sheet: str | None = None
-) -> ParsedTable:
-    """A ParsedTable with exactly the canonical columns of ``table`` (Utf8, blank → null) plus file_row."""
-    names = [f.name for f in TABLES[table]]
-    columns: dict[str, list[str | None]] = {name: [] for name in names}
-    for record in records:
-        for name in names:
-            value = record.get(name)
-            value = value.strip() if value is not None else None
-            columns[name].append(value or None)
-    frame = pl.DataFrame(columns, schema={name: pl.Utf8 for name in names}).with_columns(
-        pl.Series("file_row", file_rows, dtype=pl.Int32)
-    )
-    return ParsedTable(table, frame, sheet)
