@@ -138,8 +138,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
     from rematch_pipeline.erasure import erase_household
 
     home = _home()
-    removed = erase_household(home, args.household_ref)
-    print(f"erased: {removed} rows")
+    erasure = erase_household(home, args.household_ref)
+    print(f"erased: {erasure.rows} rows; {erasure.rejected_deleted} rejected export(s) naming the household deleted")
+    if erasure.rejected_uninspected:
+        names = ", ".join(erasure.rejected_uninspected)
+        print(f"warning: rejected export(s) not inspected (unreadable or over the limits), check them by hand: {names}", file=sys.stderr)
     return 0
 
 

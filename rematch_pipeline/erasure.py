@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -13,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
 from rematch_pipeline.formats.limits import csv_records
-from rematch_pipeline.formats.redact import without_rows
+from rematch_pipeline.formats.redact import holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
@@ -27,21 +28,35 @@ ERASURE_COPY = "erasure_copy"
 _FileRows = dict[str, dict[str | None, set[int]]]
 
 
-def erase_household(home: RematchHome, household_ref: str) -> int:
-    """Delete a household everywhere; the erasure itself is recorded by pseudonym only. Returns rows removed.
+@dataclass
+class Erasure:
+    """What an erasure removed: rows, and rejected exports that named the household (deleted
+    whole: they loaded nothing), and the names of rejected exports it could not inspect."""
+
+    rows: int = 0
+    rejected_deleted: int = 0
+    rejected_uninspected: list[str] = field(default_factory=list)
+
+
+def erase_household(home: RematchHome, household_ref: str) -> Erasure:
+    """Delete a household everywhere; the erasure itself is recorded by pseudonym only.
 
     Exports that held its rows are rewritten without them: the archived copy (under the new
     content's sha256) and a landed file with the same content. The new content is logged as
     already ingested, so the sensor does not load it again; the original's log entry stays, so
-    the original bytes landed again stay a no-op too.
+    the original bytes landed again stay a no-op too. A rejected export loaded no rows, so it
+    cannot be rewritten by row: when a cell of it holds the household's reference, its archived
+    and landed copies are deleted (its log entry stays, without the archive name).
     """
     identity = IdentityStore(home=home)
     target = pseudonym(home.secret(), "household", household_ref)
     removed = 0
+    outcome = Erasure()
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
         rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions))
+        rejected = _rejected_naming(home, con, household_ref, outcome)
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('household_pseudonym', 'household_ref_pseudonym', 'submission_id')"
@@ -62,12 +77,33 @@ def erase_household(home: RematchHome, household_ref: str) -> int:
                 "WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
                 [new, archived.name, ERASURE_COPY, now, old, new],
             )
+        for sha in rejected:
+            con.execute("UPDATE ingestion_log SET archived_as = NULL WHERE file_sha256 = ?", [sha])
         con.execute("INSERT INTO erasures VALUES (?, now())", [target])
         con.execute("COMMIT")
     _replace_copies(home, rewrites)
+    _delete_copies(home, rejected)
     _erase_from_proposals(home, household_ref)
     removed += identity.erase_household(target)
-    return removed
+    outcome.rows, outcome.rejected_deleted = removed, len(rejected)
+    return outcome
+
+
+def _rejected_naming(home: RematchHome, con: duckdb.DuckDBPyConnection, household_ref: str, outcome: Erasure) -> dict[str, Path]:
+    """Rejected exports (sha256 -> archived copy) with a cell holding the reference; those that
+    cannot be inspected are named in outcome."""
+    found: dict[str, Path] = {}
+    logged = con.execute("SELECT file_sha256, file_name, archived_as FROM ingestion_log WHERE status = 'rejected' ORDER BY file_sha256").fetchall()
+    for sha, name, archived_as in logged:
+        archived = home.archive / archived_as if archived_as else None
+        if archived is None or not archived.exists():
+            continue
+        holds = holds_cell(archived.read_bytes(), household_ref, name)
+        if holds is None:
+            outcome.rejected_uninspected.append(name)
+        elif holds:
+            found[sha] = archived
+    return found
 
 
 def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str]) -> _FileRows:
@@ -114,6 +150,17 @@ def _replace_copies(home: RematchHome, rewrites: dict[str, tuple[str, Path, Path
             replace_file(path, rewrites[old][1].read_bytes())
     for _, _, stale in rewrites.values():
         stale.unlink(missing_ok=True)
+
+
+def _delete_copies(home: RematchHome, files: dict[str, Path]) -> None:
+    """Archived copies, and landed files with the same content, deleted."""
+    if not files:
+        return
+    for _, path in landed_files(home):
+        if sha256_of(path) in files:
+            path.unlink(missing_ok=True)
+    for archived in files.values():
+        archived.unlink(missing_ok=True)
 
 
 def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:

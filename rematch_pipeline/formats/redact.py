@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import zipfile
 from collections.abc import Iterator, Mapping
+from xml.sax.saxutils import escape
 
-from rematch_pipeline.formats.limits import ZIP_SIGNATURE
+from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.limits import ZIP_SIGNATURE, check_xlsx
 from rematch_pipeline.formats.text import UTF8_BOM, decoded, sniff_delimiter
+
+# XLSX members whose text holds cell values: shared strings and the sheets' own (inline) cells.
+_CELL_MEMBERS = re.compile(r"^xl/(sharedStrings\.xml|worksheets/[^/]+\.xml)$")
 
 
 def without_rows(data: bytes, rows: Mapping[str | None, set[int]], file: str) -> bytes:
@@ -23,6 +30,26 @@ def without_rows(data: bytes, rows: Mapping[str | None, set[int]], file: str) ->
     if data.startswith(ZIP_SIGNATURE):
         return _xlsx_without(data, rows)
     return _csv_without(data, rows.get(None, set()), file)
+
+
+def holds_cell(data: bytes, value: str, file: str) -> bool | None:
+    """Whether some cell of an export (CSV or XLSX) holds exactly value, blanks around it aside;
+    None if the file cannot be inspected (neither encoding, or an XLSX over the readers' limits).
+
+    For files that loaded no rows (rejected ones): it reads no records, only cell boundaries,
+    so a malformed file is inspected too.
+    """
+    try:
+        if data.startswith(ZIP_SIGNATURE):
+            check_xlsx(data, file)  # the zip-bomb guards before anything is inflated
+            needle = re.compile(rb">\s*" + re.escape(escape(value).encode()) + rb"\s*<")
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                return any(needle.search(archive.read(name)) for name in archive.namelist() if _CELL_MEMBERS.match(name))
+        text = decoded(data, file)[0]
+    except (InputFileError, zipfile.BadZipFile, OSError):
+        return None
+    bounds = r'[,;\t"\r\n]'
+    return re.search(rf"(?:^|{bounds})[ ]*{re.escape(value)}[ ]*(?:$|{bounds})", text) is not None
 
 
 def _csv_without(data: bytes, drop: set[int], file: str) -> bytes:

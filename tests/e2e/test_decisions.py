@@ -94,29 +94,45 @@ def _files_with(folder: Path, needle: bytes) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes())
 
 
-def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:  # noqa: ANN001 - pytest fixture
     households = next(home.landing("households").glob("households_*.csv")).read_text()
     linked = {ref for row in csv.DictReader(households.splitlines()) for ref in (row["linked_household_refs"] or "").split()}
     target = next(p["household_ref"] for p in first_round if p["household_ref"] not in linked).encode()
+    # Two rejected exports (a renamed column): one names the household, in a semicolon CSV; one does not.
+    renamed = households.replace("household_ref,", "household_reference,", 1)
+    (home.landing("households") / "households_broken.csv").write_text(renamed.replace(",", ";"), encoding="utf-8-sig")
+    (home.landing("households") / "households_other.csv").write_text(
+        "\n".join(line for line in renamed.splitlines() if target.decode() not in line) + "\n"
+    )
+    capsys.readouterr()
+    assert main(["ingest"]) == 1
+    assert "2 file(s) rejected" in capsys.readouterr().err
     assert _files_with(home.archive, target) and _files_with(home.landing("households"), target)
     archived = sorted(p.name for p in home.archive.iterdir())
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         raw_before = con.execute("SELECT count(*) FROM raw_households").fetchone()[0]
 
+    capsys.readouterr()
     assert main(["erase", target.decode()]) == 0
+    assert "1 rejected export(s) naming the household deleted" in capsys.readouterr().out
 
     assert _files_with(home.archive, target) == [] and _files_with(home.landing("households"), target) == []
     assert _files_with(home.path / "rounds", target) == []
+    assert (home.landing("households") / "households_other.csv").exists()
+    assert not (home.landing("households") / "households_broken.csv").exists()
     proposals = home.path / "rounds" / "r1" / "proposals.csv"
     assert len(_proposals(home, "r1")) == len(first_round) - 1
     assert proposals.stat().st_mode & 0o777 == 0o600
-    assert len(list(home.archive.iterdir())) == len(archived) and sorted(p.name for p in home.archive.iterdir()) != archived
+    # The rewritten exports replace their originals; the rejected one naming the household is gone.
+    assert len(list(home.archive.iterdir())) == len(archived) - 1 and sorted(p.name for p in home.archive.iterdir()) != archived
     # The rewritten exports are known: ingesting again loads nothing, and the household stays erased.
     assert main(["ingest"]) == 0
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_households").fetchone()[0] == raw_before - 1
         statuses = dict(con.execute("SELECT status, count(*) FROM ingestion_log GROUP BY status").fetchall())
         logged = {r[0] for r in con.execute("SELECT archived_as FROM ingestion_log").fetchall()}
+        unarchived = con.execute("SELECT file_name FROM ingestion_log WHERE archived_as IS NULL").fetchall()
+    assert unarchived == [("households_broken.csv",)]
     assert statuses.get("erasure_copy") == 2  # the households and the members file
     assert {p.name for p in home.archive.iterdir()} <= logged
     assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0

@@ -7,7 +7,7 @@ from io import BytesIO
 from pathlib import Path
 
 from rematch_pipeline.formats.detect import read_export
-from rematch_pipeline.formats.redact import without_rows
+from rematch_pipeline.formats.redact import holds_cell, without_rows
 from tests.formats.fixtures.exports import HOUSEHOLDS, kobo_kpi_households_xlsx, kobo_legacy_households_csv, limesurvey_csv
 
 FIRST = HOUSEHOLDS[0]
@@ -83,3 +83,21 @@ def test_a_kobo_xlsx_loses_the_household_row_and_its_member_rows(tmp_path: Path)
     with zipfile.ZipFile(BytesIO(out)) as book:
         text = b"".join(book.read(name) for name in book.namelist())
     assert not any(m.encode() in text for m in MARKERS)
+
+
+def test_a_rejected_export_is_searched_for_whole_cells_of_a_reference(tmp_path: Path) -> None:
+    ref = FIRST["household_ref"]
+    xlsx = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx").read_bytes()
+    assert holds_cell(xlsx, ref, "kobo.xlsx") is True
+    assert holds_cell(xlsx, ref + "9", "kobo.xlsx") is False
+    # Malformed CSVs are searched too (no records are read), in either encoding and any separator.
+    assert holds_cell(f'a;b\r\n"{ref}";"unterminated\r\n'.encode("cp1252"), ref, "x.csv") is True
+    assert holds_cell(f"a\tb\nx{ref}\t{ref}x\n".encode(), ref, "x.csv") is False
+    assert holds_cell(b"a,b\r\n\x81\x8d,x\r\n", ref, "x.csv") is None  # neither UTF-8 nor Windows-1252
+    # A zip bomb is not inflated to be searched.
+    bomb = BytesIO()
+    with zipfile.ZipFile(BytesIO(xlsx)) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info, source.read(info))
+        target.writestr("xl/media/image1.png", bytes(50 * 1024 * 1024), compresslevel=9)
+    assert holds_cell(bomb.getvalue(), ref, "bomb.xlsx") is None
