@@ -51,12 +51,11 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     identity = IdentityStore(home=home)
     target = pseudonym(home.secret(), "household", household_ref)
     removed = 0
-    outcome = Erasure()
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
         rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions))
-        rejected = _rejected_naming(home, con, household_ref, outcome)
+        rejected, uninspected = _rejected_naming(home, con, household_ref)
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('household_pseudonym', 'household_ref_pseudonym', 'submission_id')"
@@ -81,29 +80,34 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
             con.execute("UPDATE ingestion_log SET archived_as = NULL WHERE file_sha256 = ?", [sha])
         con.execute("INSERT INTO erasures VALUES (?, now())", [target])
         con.execute("COMMIT")
-    _replace_copies(home, rewrites)
-    _delete_copies(home, rejected)
+    _replace_copies(home, rewrites, rejected)
     _erase_from_proposals(home, household_ref)
     removed += identity.erase_household(target)
-    outcome.rows, outcome.rejected_deleted = removed, len(rejected)
-    return outcome
+    return Erasure(removed, len(rejected), uninspected)
 
 
-def _rejected_naming(home: RematchHome, con: duckdb.DuckDBPyConnection, household_ref: str, outcome: Erasure) -> dict[str, Path]:
-    """Rejected exports (sha256 -> archived copy) with a cell holding the reference; those that
-    cannot be inspected are named in outcome."""
+def _archived(home: RematchHome, archived_as: str | None) -> Path | None:
+    """A logged export's archived copy, unless an operator removed it."""
+    archived = home.archive / archived_as if archived_as else None
+    return archived if archived is not None and archived.exists() else None
+
+
+def _rejected_naming(home: RematchHome, con: duckdb.DuckDBPyConnection, household_ref: str) -> tuple[dict[str, Path], list[str]]:
+    """Rejected exports (sha256 -> archived copy) with a cell holding the reference, and the
+    names of those that cannot be inspected."""
     found: dict[str, Path] = {}
+    uninspected: list[str] = []
     logged = con.execute("SELECT file_sha256, file_name, archived_as FROM ingestion_log WHERE status = 'rejected' ORDER BY file_sha256").fetchall()
     for sha, name, archived_as in logged:
-        archived = home.archive / archived_as if archived_as else None
-        if archived is None or not archived.exists():
+        archived = _archived(home, archived_as)
+        if archived is None:
             continue
         holds = holds_cell(archived.read_bytes(), household_ref, name)
         if holds is None:
-            outcome.rejected_uninspected.append(name)
+            uninspected.append(name)
         elif holds:
             found[sha] = archived
-    return found
+    return found, uninspected
 
 
 def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str]) -> _FileRows:
@@ -127,8 +131,8 @@ def _rewrite_exports(home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _F
     rewrites: dict[str, tuple[str, Path, Path]] = {}
     for sha in sorted(rows):
         logged = con.execute("SELECT archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()
-        archived = home.archive / logged[0] if logged and logged[0] else None
-        if archived is None or not archived.exists():  # removed by an operator: nothing left to rewrite
+        archived = _archived(home, logged[0] if logged else None)
+        if archived is None:  # removed by an operator: nothing left to rewrite
             continue
         data = without_rows(archived.read_bytes(), rows[sha], archived.name)
         new = hashlib.sha256(data).hexdigest()
@@ -140,27 +144,19 @@ def _rewrite_exports(home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _F
     return rewrites
 
 
-def _replace_copies(home: RematchHome, rewrites: dict[str, tuple[str, Path, Path]]) -> None:
-    """Landed files with an old content get the new one; old archive copies go."""
-    if not rewrites:
+def _replace_copies(home: RematchHome, rewrites: dict[str, tuple[str, Path, Path]], deleted: dict[str, Path]) -> None:
+    """Landed files with a rewritten content get the new one, those with a deleted content go
+    (one pass over landing/); then the old archive copies go."""
+    if not rewrites and not deleted:
         return
     for _, path in landed_files(home):
         old = sha256_of(path)
         if old in rewrites:
             replace_file(path, rewrites[old][1].read_bytes())
-    for _, _, stale in rewrites.values():
-        stale.unlink(missing_ok=True)
-
-
-def _delete_copies(home: RematchHome, files: dict[str, Path]) -> None:
-    """Archived copies, and landed files with the same content, deleted."""
-    if not files:
-        return
-    for _, path in landed_files(home):
-        if sha256_of(path) in files:
+        elif old in deleted:
             path.unlink(missing_ok=True)
-    for archived in files.values():
-        archived.unlink(missing_ok=True)
+    for stale in [old for _, _, old in rewrites.values()] + list(deleted.values()):
+        stale.unlink(missing_ok=True)
 
 
 def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
