@@ -140,6 +140,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
     home = _home()
     erasure = erase_household(home, args.household_ref)
     print(f"erased: {erasure.rows} rows; {erasure.rejected_deleted} rejected export(s) naming the household deleted")
+    if erasure.unlinked:
+        print(f"{erasure.unlinked} household row(s) had named it as linked: the link is removed, check those households' link groups")
     if erasure.rejected_uninspected:
         names = ", ".join(erasure.rejected_uninspected)
         print(f"warning: rejected export(s) not inspected (unreadable or over the limits), check them by hand: {names}", file=sys.stderr)

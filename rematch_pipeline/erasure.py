@@ -14,11 +14,11 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
 from rematch_pipeline.formats.limits import csv_records
-from rematch_pipeline.formats.redact import holds_cell, without_rows
+from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
-from rematch_pipeline.resources.identity import IdentityStore, pseudonym
-from rematch_pipeline.resources.warehouse import warehouse_connection
+from rematch_pipeline.resources.identity import IdentityStore, lists_token_sql, pseudonym, without_token_sql
+from rematch_pipeline.resources.warehouse import compact, warehouse_connection
 
 # Warehouse columns that carry a household pseudonym.
 _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
@@ -35,11 +35,12 @@ class Erasure:
 
     rows: int = 0
     rejected_deleted: int = 0
+    unlinked: int = 0  # households that had named it as linked: the link is gone from their rows
     rejected_uninspected: list[str] = field(default_factory=list)
 
 
 def erase_household(home: RematchHome, household_ref: str) -> Erasure:
-    """Delete a household everywhere; the erasure itself is recorded by pseudonym only.
+    """Delete a household everywhere; the erasure is recorded by pseudonym only.
 
     Exports that held its rows are rewritten without them: the archived copy (under the new
     content's sha256) and a landed file with the same content. The new content is logged as
@@ -47,6 +48,10 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     the original bytes landed again stay a no-op too. A rejected export loaded no rows, so it
     cannot be rewritten by row: when a cell of it holds the household's reference, its archived
     and landed copies are deleted (its log entry stays, without the archive name).
+
+    Households that named it as linked keep their rows, without its reference (identity store,
+    their export cells) or pseudonym (warehouse lists, link-group names). Both DuckDB files are
+    then rewritten (compact): a deleted row's bytes would otherwise stay in them.
     """
     identity = IdentityStore(home=home)
     target = pseudonym(home.secret(), "household", household_ref)
@@ -54,7 +59,7 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
-        rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions))
+        rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions), _linking_rows(con, target), household_ref.strip())
         rejected, uninspected = _rejected_naming(home, con, household_ref)
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
@@ -68,6 +73,7 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
             elif submissions:
                 placeholders = ", ".join("?" for _ in submissions)
                 removed += len(con.execute(f'DELETE FROM "{table}" WHERE submission_id IN ({placeholders}) RETURNING 1', submissions).fetchall())
+        unlinked = _unlink(con, target)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         for old, (new, archived, _) in rewrites.items():
             con.execute("UPDATE ingestion_log SET archived_as = ? WHERE file_sha256 = ?", [archived.name, old])
@@ -82,8 +88,10 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         con.execute("COMMIT")
     _replace_copies(home, rewrites, rejected)
     _erase_from_proposals(home, household_ref)
-    removed += identity.erase_household(target)
-    return Erasure(removed, len(rejected), uninspected)
+    removed += identity.erase_household(target, household_ref)
+    compact(home.warehouse_path)
+    compact(home.identity_path)
+    return Erasure(removed, len(rejected), unlinked, uninspected)
 
 
 def _archived(home: RematchHome, archived_as: str | None) -> Path | None:
@@ -126,15 +134,55 @@ def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[
     return rows
 
 
-def _rewrite_exports(home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _FileRows) -> dict[str, tuple[str, Path, Path]]:
-    """Archived exports without the rows: old sha256 -> (new sha256, new and old archive path). The old copy stays until committed."""
+def _linking_rows(con: duckdb.DuckDBPyConnection, target: str) -> _FileRows:
+    """Per file sha256 and sheet: the rows of households that named the household as linked."""
+    found = con.execute(
+        f"SELECT file_sha256, sheet, file_row FROM raw_households WHERE {lists_token_sql('linked_household_pseudonyms')}",
+        {"token": target},
+    ).fetchall()
+    rows: _FileRows = defaultdict(lambda: defaultdict(set))
+    for sha, sheet, row in found:
+        rows[sha][sheet].add(int(row))
+    return rows
+
+
+def _unlink(con: duckdb.DuckDBPyConnection, target: str) -> int:
+    """The pseudonym out of every linked-household list, and out of link-group names (the group
+    takes its smallest remaining member's, as link_groups names groups); returns the raw rows changed."""
+    types: dict[str, dict[str, str]] = defaultdict(dict)
+    for table, column, data_type in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns").fetchall():
+        types[table][column] = data_type
+    unlinked = 0
+    for table, column in [(t, c) for t in sorted(types) for c in ("link_group", "linked_household_pseudonyms") if c in types[t]]:
+        if column == "link_group":
+            by_round = "AND g.round_id = t.round_id" if "round_id" in types[table] else ""
+            con.execute(
+                f'UPDATE "{table}" t SET link_group = (SELECT min(g.household_pseudonym) FROM "{table}" g '
+                f"WHERE g.link_group = $token {by_round}) WHERE t.link_group = $token",
+                {"token": target},
+            )
+            continue
+        if types[table][column].endswith("[]"):
+            new, where = f"list_filter({column}, lambda v: v <> $token)", f"list_contains({column}, $token)"
+        else:
+            new, where = without_token_sql(column), lists_token_sql(column)
+        changed = len(con.execute(f'UPDATE "{table}" SET {column} = {new} WHERE {where} RETURNING 1', {"token": target}).fetchall())
+        unlinked += changed if table == "raw_households" else 0
+    return unlinked
+
+
+def _rewrite_exports(
+    home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _FileRows, linking: _FileRows, household_ref: str
+) -> dict[str, tuple[str, Path, Path]]:
+    """Archived exports without the rows, and without the reference in the linking rows: old
+    sha256 -> (new sha256, new and old archive path). The old copy stays until committed."""
     rewrites: dict[str, tuple[str, Path, Path]] = {}
-    for sha in sorted(rows):
+    for sha in sorted(set(rows) | set(linking)):
         logged = con.execute("SELECT archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()
         archived = _archived(home, logged[0] if logged else None)
         if archived is None:  # removed by an operator: nothing left to rewrite
             continue
-        data = without_rows(archived.read_bytes(), rows[sha], archived.name)
+        data = without_rows(archived.read_bytes(), rows.get(sha, {}), archived.name, Unlink(household_ref, linking[sha]) if sha in linking else None)
         new = hashlib.sha256(data).hexdigest()
         if new == sha:  # none of the rows was in this file after all
             continue

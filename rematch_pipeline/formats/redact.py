@@ -1,4 +1,4 @@
-"""Export files without some of their rows: erasure rewrites the archived and landed copies.
+"""Export files without some of their rows (or a linked reference): erasure rewrites the archived and landed copies.
 
 Row numbers are the readers' (docs/formats.md): records of a CSV with the header as row 1, rows
 of an XLSX sheet as a spreadsheet shows them.
@@ -11,6 +11,7 @@ import io
 import re
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from rematch_pipeline.formats.errors import InputFileError
@@ -21,15 +22,33 @@ from rematch_pipeline.formats.text import UTF8_BOM, decoded, sniff_delimiter
 _CELL_MEMBERS = re.compile(r"^xl/(sharedStrings\.xml|worksheets/[^/]+\.xml)$")
 
 
-def without_rows(data: bytes, rows: Mapping[str | None, set[int]], file: str) -> bytes:
+def without_rows(
+    data: bytes, rows: Mapping[str | None, set[int]], file: str, unlink: Unlink | None = None
+) -> bytes:
     """The file's bytes without the given rows, per sheet name (None for a CSV); file names it in errors.
+    With unlink, the cells of its rows that list its token among whitespace-separated values
+    (a linked household reference) lose that token.
 
-    A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends); an
-    XLSX is rewritten by openpyxl, so only its cell values are kept, not its byte layout.
+    A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends; an
+    unlinked record is written again with the same separator and line end); an XLSX is
+    rewritten by openpyxl, so only its cell values are kept, not its byte layout.
     """
     if data.startswith(ZIP_SIGNATURE):
-        return _xlsx_without(data, rows)
-    return _csv_without(data, rows.get(None, set()), file)
+        return _xlsx_without(data, rows, unlink)
+    return _csv_without(data, rows.get(None, set()), file, unlink)
+
+
+@dataclass(frozen=True)
+class Unlink:
+    """A token to take out of the cells of some rows, per sheet name (None for a CSV)."""
+
+    token: str
+    rows: Mapping[str | None, set[int]]
+
+    def cell(self, value: str) -> str:
+        """The cell without the token (the other values joined by one space), or as it was."""
+        values = value.split()
+        return " ".join(v for v in values if v != self.token) if self.token in values else value
 
 
 def holds_cell(data: bytes, value: str, file: str) -> bool | None:
@@ -52,9 +71,11 @@ def holds_cell(data: bytes, value: str, file: str) -> bool | None:
     return re.search(rf"(?:^|{bounds})[ ]*{re.escape(value)}[ ]*(?:$|{bounds})", text) is not None
 
 
-def _csv_without(data: bytes, drop: set[int], file: str) -> bytes:
+def _csv_without(data: bytes, drop: set[int], file: str, unlink: Unlink | None) -> bytes:
     # Decoded as the readers decode it; both encodings round-trip exactly.
     text, encoding, bom = decoded(data, file)
+    delimiter = sniff_delimiter(text)
+    edit = unlink.rows.get(None, set()) if unlink is not None else set()
     consumed: list[str] = []
 
     def lines() -> Iterator[str]:
@@ -63,21 +84,35 @@ def _csv_without(data: bytes, drop: set[int], file: str) -> bytes:
             yield line
 
     # Tokenised as the readers do, so that a quoted line break stays inside its record.
-    reader = csv.reader(lines(), delimiter=sniff_delimiter(text), strict=True)
+    reader = csv.reader(lines(), delimiter=delimiter, strict=True)
     kept: list[str] = []
-    for number, _ in enumerate(reader, start=1):
-        if number not in drop:
+    for number, cells in enumerate(reader, start=1):
+        if number in drop:
+            pass
+        elif number in edit and unlink is not None and [unlink.cell(c) for c in cells] != cells:
+            last = consumed[-1]
+            end = last[len(last.rstrip("\r\n")) :]
+            # Tools that quote every cell (LimeSurvey, Kobo) start their records with a quote.
+            quoting = csv.QUOTE_ALL if consumed[0].startswith('"') else csv.QUOTE_MINIMAL
+            out = io.StringIO()
+            csv.writer(out, delimiter=delimiter, lineterminator=end, quoting=quoting).writerow([unlink.cell(c) for c in cells])
+            kept.append(out.getvalue())
+        else:
             kept.extend(consumed)
         consumed.clear()
     kept.extend(consumed)
     return (UTF8_BOM if bom else b"") + "".join(kept).encode(encoding)
 
 
-def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]]) -> bytes:
+def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]], unlink: Unlink | None) -> bytes:
     from openpyxl import load_workbook
 
     book = load_workbook(io.BytesIO(data))
     for sheet in book.worksheets:
+        for number in sorted(unlink.rows.get(sheet.title, set())) if unlink is not None else []:
+            for cell in sheet[number]:
+                if isinstance(cell.value, str):
+                    cell.value = unlink.cell(cell.value)
         for number in sorted(rows.get(sheet.title, set()), reverse=True):
             sheet.delete_rows(number)
     out = io.BytesIO()

@@ -58,6 +58,17 @@ def pseudonym(secret: bytes, kind: str, value: str) -> str:
     return f"{kind[0].upper()}-{digest[:20]}"
 
 
+def lists_token_sql(column: str) -> str:
+    """SQL: whether a column of whitespace-separated values (linked household references or
+    their pseudonyms) lists the parameter $token."""
+    return f"list_contains(regexp_split_to_array(trim({column}), '\\s+'), $token)"
+
+
+def without_token_sql(column: str) -> str:
+    """SQL: that column without $token, the other values joined by one space (NULL when none is left)."""
+    return f"NULLIF(array_to_string(list_filter(regexp_split_to_array(trim({column}), '\\s+'), lambda v: v <> $token), ' '), '')"
+
+
 class IdentityStore(dg.ConfigurableResource):
     """PII storage and the pseudonymiser, bound to one data home."""
 
@@ -109,9 +120,15 @@ class IdentityStore(dg.ConfigurableResource):
                 "SELECT file_sha256, file_row, date_of_birth FROM member_identity"
             ).pl()
 
-    def erase_household(self, household_pseudonym: str) -> int:
-        """Delete every identity row of one household; the erasure is recorded by pseudonym only."""
+    def erase_household(self, household_pseudonym: str, household_ref: str) -> int:
+        """Delete every identity row of one household, and its reference from the households that
+        named it as linked; the erasure is recorded by pseudonym only."""
         with self.connect() as con:
+            con.execute(
+                f"UPDATE household_identity SET linked_household_refs = {without_token_sql('linked_household_refs')} "
+                f"WHERE {lists_token_sql('linked_household_refs')}",
+                {"token": household_ref.strip()},
+            )
             subs = [
                 r[0]
                 for r in con.execute(

@@ -10,6 +10,7 @@ import pytest
 
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
 from tests.conftest import land
 
 
@@ -178,3 +179,37 @@ def test_decisions_recorded_from_the_ui_job_shape_the_next_round(home: RematchHo
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         second = dict(con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r2'").fetchall())
     assert accepted_h not in second and second.get(declined_h) != declined_m
+
+
+def test_erasure_unlinks_the_households_that_named_it_and_leaves_no_bytes_behind(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:  # noqa: ANN001 - pytest fixture
+    households = list(csv.DictReader(next(home.landing("households").glob("households_*.csv")).read_text().splitlines()))
+    partner = next(row for row in households if row["linked_household_refs"])
+    target = partner["linked_household_refs"].split()[0]
+    control = next(row["household_ref"] for row in households if row["household_ref"] not in (target, partner["household_ref"]))
+    partner_pseudonym = pseudonym(home.secret(), "household", partner["household_ref"])
+    target_pseudonym = pseudonym(home.secret(), "household", target)
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM households WHERE household_pseudonym = ?", [partner_pseudonym]).fetchone()[0] == 1
+    assert home.identity_path.name in _files_with(home.path, target.encode())
+
+    capsys.readouterr()
+    assert main(["erase", target]) == 0
+    assert "had named it as linked: the link is removed" in capsys.readouterr().out
+
+    # No file of the data home holds the reference: not the exports, not the partner's cell, and not
+    # the deleted rows' pages of the DuckDB files. The same search finds a reference that stays.
+    assert _files_with(home.path, target.encode()) == []
+    assert home.identity_path.name in _files_with(home.path, control.encode())
+    assert list(home.path.rglob("*.compact")) == []
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM household_identity WHERE household_ref = ?", [partner["household_ref"]]).fetchone()[0] == 1
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM households WHERE list_contains(linked_household_pseudonyms, ?)", [target_pseudonym]).fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM household_features WHERE link_group = ?", [target_pseudonym]).fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM round_households WHERE link_group = ?", [target_pseudonym]).fetchone()[0] == 0
+
+    # The partner is still a valid household on the next validation, no longer waiting for the erased one.
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM households WHERE household_pseudonym = ?", [partner_pseudonym]).fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM quarantine WHERE rule LIKE 'reference: a linked household%'").fetchone()[0] == 0

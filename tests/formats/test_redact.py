@@ -7,7 +7,7 @@ from io import BytesIO
 from pathlib import Path
 
 from rematch_pipeline.formats.detect import read_export
-from rematch_pipeline.formats.redact import holds_cell, without_rows
+from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from tests.formats.fixtures.exports import HOUSEHOLDS, kobo_kpi_households_xlsx, kobo_legacy_households_csv, limesurvey_csv
 
 FIRST = HOUSEHOLDS[0]
@@ -80,9 +80,7 @@ def test_a_kobo_xlsx_loses_the_household_row_and_its_member_rows(tmp_path: Path)
     before, after = _tables(path, data), _tables(path, out)
     assert after == _without_first(before)
     assert len(after["members"]) == len(before["members"]) - len(FIRST["members"]) > 0, "the others' members still join"
-    with zipfile.ZipFile(BytesIO(out)) as book:
-        text = b"".join(book.read(name) for name in book.namelist())
-    assert not any(m.encode() in text for m in MARKERS)
+    assert not any(m.encode() in _inflated(out) for m in MARKERS)
 
 
 def test_a_rejected_export_is_searched_for_whole_cells_of_a_reference(tmp_path: Path) -> None:
@@ -101,3 +99,58 @@ def test_a_rejected_export_is_searched_for_whole_cells_of_a_reference(tmp_path: 
             target.writestr(info, source.read(info))
         target.writestr("xl/media/image1.png", bytes(50 * 1024 * 1024), compresslevel=9)
     assert holds_cell(bomb.getvalue(), ref, "bomb.xlsx") is None
+
+
+def _linking(path: Path, data: bytes) -> dict[str | None, set[int]]:
+    """Rows of the households that name the first one as linked."""
+    rows: dict[str | None, set[int]] = {}
+    for table in read_export(path, data):
+        if table.table == "households":
+            named = table.frame.filter(table.frame["linked_household_refs"].str.contains(FIRST["household_ref"], literal=True))
+            rows.setdefault(table.sheet, set()).update(named["file_row"].to_list())
+    return rows
+
+
+def _inflated(data: bytes) -> bytes:
+    """A CSV as it is, an XLSX's members inflated."""
+    if not data.startswith(b"PK"):
+        return data
+    with zipfile.ZipFile(BytesIO(data)) as book:
+        return b"".join(book.read(name) for name in book.namelist())
+
+
+def _unlinked(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """What erasing the first household should leave: its rows gone, its reference out of the others' links."""
+    out = {name: [dict(row) for row in rows] for name, rows in _without_first(tables).items()}
+    for row in out["households"]:
+        links = [ref for ref in (row["linked_household_refs"] or "").split() if ref != FIRST["household_ref"]]
+        row["linked_household_refs"] = " ".join(links) or None
+    return out
+
+
+def test_the_partner_of_an_erased_household_loses_the_linked_reference_in_csv_and_xlsx(tmp_path: Path) -> None:
+    ref = FIRST["household_ref"]
+    csv_path, csv_data = Path("responses.csv"), limesurvey_csv("households")
+    xlsx_path = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx")
+    for path, data in ((csv_path, csv_data), (xlsx_path, xlsx_path.read_bytes())):
+        linking = _linking(path, data)
+        assert sum(len(r) for r in linking.values()) == 1 and ref.encode() in _inflated(data)
+
+        out = without_rows(data, _rows_of(path, data), path.name, Unlink(ref, linking))
+
+        before = _tables(path, data)
+        assert _tables(path, out) == _unlinked(before) != _without_first(before), path.name
+        assert ref.encode() not in _inflated(out), path.name
+    # The CSV's other records keep their bytes; the edited one keeps its separator, quoting and line end.
+    lines = csv_data.split(b"\r\n")
+    out_lines = without_rows(csv_data, {}, "responses.csv", Unlink(ref, _linking(csv_path, csv_data))).split(b"\r\n")
+    changed = [(a, b) for a, b in zip(lines, out_lines) if a != b]
+    assert len(out_lines) == len(lines) and len(changed) == 1
+    assert changed[0][1] == changed[0][0].replace(f'"{ref}"'.encode(), b'""')
+
+
+def test_unlink_takes_out_whole_values_only() -> None:
+    unlink = Unlink("UA-1", {None: {2, 3}})
+    data = 'ref;links\r\nUA-2;"UA-1  UA-3"\r\nUA-3;UA-10 UA-1\r\nUA-4;UA-1\r\n'.encode()
+    assert without_rows(data, {}, "x.csv", unlink) == b"ref;links\r\nUA-2;UA-3\r\nUA-3;UA-10\r\nUA-4;UA-1\r\n"
+    assert unlink.cell("UA-1") == "" and unlink.cell("UA-11 UA-2") == "UA-11 UA-2"
