@@ -17,6 +17,12 @@ def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
     """decode_text's text, with the encoding it took and whether a UTF-8 BOM led the bytes (to write them back alike)."""
     bom = data.startswith(UTF8_BOM)
     body = data[len(UTF8_BOM) :] if bom else data
+    # Windows-1252 decodes almost any bytes: UTF-16 (Excel's "Unicode Text") would pass as noise
+    # and fail later as an unknown header.
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputFileError(Violation(file, None, None, "encoding: UTF-16 (Excel's Unicode Text); save as CSV UTF-8 or CSV (Trennzeichen-getrennt)"))
+    if b"\x00" in body:
+        raise InputFileError(Violation(file, None, None, "encoding: NUL bytes, not a text file (or UTF-16 without a byte order mark)"))
     for encoding in ("utf-8", "cp1252"):
         try:
             return body.decode(encoding), encoding, bom

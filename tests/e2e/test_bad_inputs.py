@@ -122,6 +122,10 @@ CASES: dict[str, Case] = {
         _kobo_households_with_renamed_question, "households.csv", 1, None, "header: missing columns pets", rejected=True, lost_households=30
     ),
     "empty_file": Case(lambda s: _files(s) | {"municipalities/municipalities.csv": b""}, "municipalities.csv", None, None, "empty file", rejected=True),
+    "excel_unicode_text": Case(
+        lambda s: _files(s) | {"municipalities/municipalities.csv": _csv(s.municipalities, "\t").decode().encode("utf-16")},
+        "municipalities.csv", None, None, "encoding: UTF-16", rejected=True,
+    ),
     "header_only": Case(
         lambda s: _files(s) | {"municipalities/municipalities.csv": _csv(s.municipalities.head(0))},
         "municipalities.csv", None, None, "header only", rejected=True,
