@@ -128,6 +128,11 @@ def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[
     if submissions:
         placeholders = ", ".join("?" for _ in submissions)
         found += con.execute(f"SELECT file_sha256, sheet, file_row FROM raw_members WHERE submission_id IN ({placeholders})", submissions).fetchall()
+    return _by_file(found)
+
+
+def _by_file(found: list[tuple[str, str | None, int]]) -> _FileRows:
+    """(file sha256, sheet, row) triples grouped per file and sheet."""
     rows: _FileRows = defaultdict(lambda: defaultdict(set))
     for sha, sheet, row in found:
         rows[sha][sheet].add(int(row))
@@ -140,10 +145,7 @@ def _linking_rows(con: duckdb.DuckDBPyConnection, target: str) -> _FileRows:
         f"SELECT file_sha256, sheet, file_row FROM raw_households WHERE {lists_token_sql('linked_household_pseudonyms')}",
         {"token": target},
     ).fetchall()
-    rows: _FileRows = defaultdict(lambda: defaultdict(set))
-    for sha, sheet, row in found:
-        rows[sha][sheet].add(int(row))
-    return rows
+    return _by_file(found)
 
 
 def _unlink(con: duckdb.DuckDBPyConnection, target: str) -> int:

@@ -87,15 +87,16 @@ def _csv_without(data: bytes, drop: set[int], file: str, unlink: Unlink | None) 
     reader = csv.reader(lines(), delimiter=delimiter, strict=True)
     kept: list[str] = []
     for number, cells in enumerate(reader, start=1):
+        edited = [unlink.cell(c) for c in cells] if unlink is not None and number in edit else cells
         if number in drop:
             pass
-        elif number in edit and unlink is not None and [unlink.cell(c) for c in cells] != cells:
+        elif edited != cells:
             last = consumed[-1]
             end = last[len(last.rstrip("\r\n")) :]
             # Tools that quote every cell (LimeSurvey, Kobo) start their records with a quote.
             quoting = csv.QUOTE_ALL if consumed[0].startswith('"') else csv.QUOTE_MINIMAL
             out = io.StringIO()
-            csv.writer(out, delimiter=delimiter, lineterminator=end, quoting=quoting).writerow([unlink.cell(c) for c in cells])
+            csv.writer(out, delimiter=delimiter, lineterminator=end, quoting=quoting).writerow(edited)
             kept.append(out.getvalue())
         else:
             kept.extend(consumed)
