@@ -12,6 +12,7 @@ import io
 import re
 import shutil
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -467,6 +468,89 @@ def test_kobo_export_of_the_municipality_form_reads_back(built: Path) -> None:
     assert table.table == "municipalities"
     assert set(f.name for f in MUNICIPALITY_FIELDS) <= set(table.frame.columns)
     assert table.frame["municipality_id"].to_list() == ["09162000"]
+
+
+XFORMS = "http://www.w3.org/2002/xforms"
+CENTRAL_COLUMNS = ["SubmitterID", "SubmitterName", "AttachmentsPresent", "AttachmentsExpected", "Status", "ReviewState", "DeviceID", "Edits", "FormVersion"]
+
+
+def _central_tables(xform: str, form_id: str) -> dict[str, list[list[str]]]:
+    """ODK Central's CSV tables for one submission of a form, laid out as Central lays them out from
+    the XForm: every instance leaf is a column (notes too), groups joined by `-`, a repeat is a table
+    of its own with PARENT_KEY and KEY (central-backend lib/data/schema.js and briefcase.js)."""
+    root = ET.fromstring(xform)
+    repeats = {r.get("nodeset") for r in root.iter(f"{{{XFORMS}}}repeat")}
+    binds = {b.get("nodeset") for b in root.iter(f"{{{XFORMS}}}bind")}
+    instance = next(root.iter(f"{{{XFORMS}}}instance"))[0]
+    fields = {f.name: f for t in TABLES.values() for f in t}
+    key = f"uuid:{UUID}"
+    tables: dict[str, list[list[str]]] = {}
+
+    def value(name: str) -> str:
+        return key if name == "instanceID" else (_sample_value(fields[name]) if name in fields else "")
+
+    def walk(node: ET.Element, path: str, prefix: list[str], header: list[str], row: list[str]) -> None:
+        seen: set[str] = set()
+        for child in node:
+            name = child.tag.split("}")[-1]
+            if name in seen:  # a repeat's template and its instance share the name
+                continue
+            seen.add(name)
+            child_path = f"{path}/{name}"
+            if child_path in repeats:
+                sub_header: list[str] = []
+                sub_row: list[str] = []
+                walk(child, child_path, [], sub_header, sub_row)
+                tables[f"{form_id}-{name}.csv"] = [[*sub_header, "PARENT_KEY", "KEY"]] + [
+                    [*sub_row, key, f"{key}/{name}[{i}]"] for i in (1, 2)
+                ]
+            elif child_path not in binds and len(child):
+                walk(child, child_path, [*prefix, name], header, row)
+            else:
+                header.append("-".join([*prefix, name]))
+                row.append(value(name))
+
+    header: list[str] = ["SubmissionDate"]
+    row: list[str] = ["2025-07-01T08:00:05.123Z"]
+    walk(instance, f"/{instance.tag.split('}')[-1]}", [], header, row)
+    tables[f"{form_id}.csv"] = [[*header, "KEY", *CENTRAL_COLUMNS], [*row, key, "", "", "0", "0", "", "", "", "0", "v1"]]
+    return tables
+
+
+@pytest.mark.parametrize("form", sorted(XLSFORMS))
+def test_odk_central_csv_zip_of_each_form_reads_back(built: Path, form: str) -> None:
+    pytest.importorskip("pyxform")
+    from pyxform.xls2xform import convert
+
+    from rematch_pipeline.formats.detect import read_export
+
+    tables = _central_tables(convert(str(built / XLSFORMS[form])).xform, fb.FORM_IDS[form])
+    assert len(tables) == (2 if form == "households" else 1)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, rows in tables.items():
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(rows)
+            archive.writestr(name, text.getvalue())
+    read = {t.table: t for t in read_export(Path("submissions.csv.zip"), buffer.getvalue())}
+    main = read[form].frame
+    assert set(f.name for f in MAIN_FIELDS[form]) <= set(main.columns)
+    assert main["submission_id"].to_list() == [UUID]
+    assert main["submitted_at"].to_list() == ["2025-07-01T10:00:00.000+02:00"]  # the form's own end time
+    if form == "households":
+        people = read["members"].frame
+        assert set(f.name for f in MEMBER_FIELDS) <= set(people.columns)
+        assert people["submission_id"].to_list() == [UUID, UUID]
+        assert people["medical_needs"].to_list() == [_member("medical_needs").codes[-1]] * 2
+        assert read["members"].sheet == f"{fb.FORM_IDS[form]}-members.csv"
+
+
+def test_every_note_of_the_forms_is_named_as_the_readers_ignore_it(built: Path) -> None:
+    from rematch_pipeline.formats.kobo import NOTE_SUFFIX
+
+    notes = [row["name"] for form in XLSFORMS for row in _survey(built, form) if row["type"] == "note"]
+    assert notes and all(name.endswith(NOTE_SUFFIX) for name in notes)
+    assert not any(f.name.endswith(NOTE_SUFFIX) for t in TABLES.values() for f in t)
 
 
 def test_limesurvey_export_laid_out_from_the_mapping_reads_back(built: Path) -> None:

@@ -5,50 +5,76 @@ The file name never decides: an export renamed to ``households.csv`` is still re
 - XLSX (zip signature ``PK\\x03\\x04``): after the zip guards, a KoboToolbox workbook if any sheet's
   header carries Kobo metadata (``_uuid``, ``_index``, ``_submission_time``, ``_parent_index`` …),
   else a canonical template workbook.
+- A zip without ``[Content_Types].xml`` is a zip of CSV exports (ODK Central's CSV zip: the main
+  table and one file per repeat): each ``.csv`` member is read as a CSV below, and errors name
+  the member.
 - Anything else is text (CSV): a LimeSurvey export if the header has ``id`` plus LimeSurvey's
   ``submitdate``/``lastpage``/``startlanguage`` (or at least three of our LimeSurvey question
   codes); a Kobo export if it has Kobo metadata (``_uuid``, ``_submission_time``, ``__version__``,
-  ``meta/instanceID`` …); else a canonical template.
+  ``meta/instanceID`` …), an ODK Central one if it has Central's (``SubmissionDate``, ``KEY``,
+  ``PARENT_KEY`` …); else a canonical template.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import zipfile
+import zlib
 from pathlib import Path
 
 from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.kobo import is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
+from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records
-from rematch_pipeline.formats.limits import ZIP_SIGNATURE, check_file_size, check_xlsx, csv_records
+from rematch_pipeline.formats.limits import (
+    ZIP_SIGNATURE,
+    CsvRecords,
+    check_file_size,
+    check_xlsx,
+    check_zip,
+    csv_records,
+    is_csv_member,
+    is_csv_zip,
+)
 
 # Formats read_export can tell apart (also what `detect_format` returns).
-FORMATS: tuple[str, ...] = ("kobo-xlsx", "canonical-xlsx", "limesurvey-csv", "kobo-csv", "canonical-csv")
+FORMATS: tuple[str, ...] = ("kobo-xlsx", "canonical-xlsx", "csv-zip", "limesurvey-csv", "kobo-csv", "odk-central-csv", "canonical-csv")
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def _guard(data: bytes, file: str) -> bool:
-    """Size and container checks; True for an XLSX (zip) file."""
+def _guard(data: bytes, file: str) -> str:
+    """Size and container checks; the container: "xlsx", "zip" (of CSVs) or "text"."""
     check_file_size(len(data), file)
     if data.startswith(_OLE_SIGNATURE):
         raise InputFileError(Violation(file, None, None, "format: legacy Excel .xls (or another OLE file); save as .xlsx or CSV"))
     if data.startswith(ZIP_SIGNATURE):
+        if is_csv_zip(data):
+            check_zip(data, file)
+            return "zip"
         check_xlsx(data, file)
-        return True
-    return False
+        return "xlsx"
+    return "text"
+
+
+def _csv_format(header: list[str]) -> str:
+    if is_limesurvey_header(header):
+        return "limesurvey-csv"
+    if is_kobo_header(header):
+        return "odk-central-csv" if is_central_header(header) else "kobo-csv"
+    return "canonical-csv"
 
 
 def detect_format(path: Path, data: bytes) -> str:
     """Which of FORMATS a file is, by content (limits are checked first)."""
     file = path.name
-    if _guard(data, file):
+    container = _guard(data, file)
+    if container == "xlsx":
         headers = xlsx_headers(data)
         return "kobo-xlsx" if any(is_kobo_header(h) for h in headers) else "canonical-xlsx"
-    header = csv_records(data, file).header
-    if is_limesurvey_header(header):
-        return "limesurvey-csv"
-    if is_kobo_header(header):
-        return "kobo-csv"
-    return "canonical-csv"
+    if container == "zip":
+        return "csv-zip"
+    return _csv_format(csv_records(data, file).header)
 
 
 def read_export(path: Path, data: bytes) -> list[ParsedTable]:
@@ -60,21 +86,47 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
 
     Returns:
         ParsedTables with the canonical columns (all text) and ``file_row``; a LimeSurvey file
-        yields ``LimeSurveyTable``s that also count skipped incomplete responses.
+        yields ``LimeSurveyTable``s that also count skipped incomplete responses. Tables read
+        from a zip of CSVs carry the member's name as their sheet.
 
     Raises:
         InputFileError: the file breaks a limit, is of no accepted format, or its header does not
             match the contract; the message names file, row, column and rule, never a value.
     """
     file = path.name
-    if _guard(data, file):
+    container = _guard(data, file)
+    if container == "xlsx":
         if any(is_kobo_header(h) for h in xlsx_headers(data)):
             return read_kobo_xlsx(data, file)
         return read_canonical(path, data)
+    if container == "zip":
+        return _read_csv_zip(data, file)
     # Tokenising once enforces the row limit for every CSV, the canonical one included.
-    records = csv_records(data, file)
-    if is_limesurvey_header(records.header):
+    return _read_csv(csv_records(data, file), file)
+
+
+def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:
+    fmt = _csv_format(records.header)
+    if fmt == "limesurvey-csv":
         return list(read_limesurvey_records(records, file))
-    if is_kobo_header(records.header):
-        return read_kobo_records(records, file)
-    return read_canonical_records(records, file)
+    if fmt == "canonical-csv":
+        return read_canonical_records(records, file)
+    return read_kobo_records(records, file)
+
+
+def _read_csv_zip(data: bytes, file: str) -> list[ParsedTable]:
+    """Every CSV member of a zip (Central: main table and repeat files); the join is validation's."""
+    tables: list[ParsedTable] = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            member = info.filename
+            if not is_csv_member(member):
+                continue
+            try:
+                parsed = _read_csv(csv_records(archive.read(info), file), file)
+            except InputFileError as exc:
+                raise InputFileError(dataclasses.replace(exc.violation, sheet=exc.violation.sheet or member)) from exc
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise InputFileError(Violation(file, None, None, "zip: corrupt member", sheet=member)) from exc
+            tables += [dataclasses.replace(t, sheet=member) for t in parsed]
+    return tables

@@ -18,7 +18,9 @@ class Violation:
 
     def describe(self) -> str:
         """One line for logs and error messages."""
-        where = self.file + (f" [sheet {self.sheet}]" if self.sheet else "")
+        # A zip of CSV exports names its member where a workbook names its sheet.
+        part = "member" if self.sheet and self.sheet.lower().endswith(".csv") else "sheet"
+        where = self.file + (f" [{part} {self.sheet}]" if self.sheet else "")
         if self.row is not None:
             where += f", row {self.row}"
         if self.column:

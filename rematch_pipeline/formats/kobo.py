@@ -1,4 +1,4 @@
-"""Reader for KoboToolbox exports (CSV and XLSX, "XML values and headers") of our XLSForms.
+"""Reader for KoboToolbox and ODK Central exports of our XLSForms (Kobo: CSV and XLSX, "XML values and headers"; Central: CSV).
 
 The XLSForms name every question with its canonical field name, so a Kobo column is a canonical
 field once its group path and Kobo's own metadata are set aside:
@@ -18,7 +18,12 @@ field once its group path and Kobo's own metadata are set aside:
   sheet's ``_index`` (else by ``_submission__uuid``); in legacy CSV either indexed columns
   ``members[2]/member_name`` (one household row, member slots) or one row per member with the
   household's answers repeated (rows sharing a ``_uuid`` / ``meta/instanceID``);
-- KPI's HXL tag row (second row, every cell ``#…`` or empty) is skipped.
+- KPI's HXL tag row (second row, every cell ``#…`` or empty) is skipped;
+- ODK Central (CSV, or its CSV zip read by ``detect``): groups joined by ``-`` (``meta-instanceID``),
+  option columns ``field/option``; its own columns (``SubmissionDate``, ``KEY``, ``ReviewState`` …)
+  are metadata, ``submission_id`` is ``KEY`` without ``uuid:``, ``submitted_at`` falls back on
+  ``SubmissionDate``; the ``members`` repeat is a file of its own whose ``PARENT_KEY`` is its
+  household's ``KEY``; the forms' notes (named ``*_note``) are empty columns there and are ignored.
 
 Any other column, a missing required one or two columns for one field reject the file with an
 error naming the columns, exactly like the canonical templates: a new form version must not shift
@@ -64,14 +69,42 @@ KOBO_MARKERS: frozenset[str] = frozenset(
 XLSFORM_METADATA: frozenset[str] = frozenset(
     {"start", "end", "today", "deviceid", "subscriberid", "simserial", "phonenumber", "username", "audit", "start-geopoint"}
 )
+# ODK Central's own columns (lib/data/briefcase.js), and the meta group's leaves when group names are left out.
+CENTRAL_METADATA: frozenset[str] = frozenset(
+    {
+        "SubmissionDate",
+        "KEY",
+        "PARENT_KEY",
+        "SubmitterID",
+        "SubmitterName",
+        "AttachmentsPresent",
+        "AttachmentsExpected",
+        "Status",
+        "ReviewState",
+        "DeviceID",
+        "Edits",
+        "FormVersion",
+        "instanceName",
+        "deprecatedID",
+    }
+)
+# Central columns that mark a file as a Central export (the generic ones, Status or Edits, do not).
+CENTRAL_MARKERS: frozenset[str] = frozenset({"SubmissionDate", "KEY", "PARENT_KEY", "ReviewState", "FormVersion"})
 METADATA_GROUPS: frozenset[str] = frozenset({"meta", "formhub"})
+# Our XLSForms name every note so (tests/test_forms.py checks it); Central exports notes as empty columns.
+NOTE_SUFFIX = "_note"
 NOT_APPLICABLE = "n/a"
+# Where a submission's id, its time and (in a repeat file) its household's id come from, first filled wins.
+# Kobo's _uuid and Central's KEY are the submission's first instance id, which an edit keeps.
+SUBMISSION_ID_COLUMNS: tuple[str, ...] = ("_uuid", "KEY", "instanceID")
+SUBMISSION_TIME_COLUMNS: tuple[str, ...] = ("_submission_time", "SubmissionDate")
+PARENT_COLUMNS: tuple[str, ...] = ("_submission__uuid", "PARENT_KEY")
 MAIN_TABLES: tuple[str, ...] = ("households", "municipalities")
 REPEAT_TABLE = "members"
 # Fields of a table a header must show before the file is read as that table.
 MIN_DETECTING_FIELDS = 3
 
-_SEPARATORS = re.compile(r"[/.:]")
+_SEPARATORS = re.compile(r"[/.:-]")
 _REPEAT_PART = re.compile(r"^(?P<name>[A-Za-z_][\w-]*)\[(?P<index>\d+)\]$")
 _OPTION_TRUE = frozenset({"1", "true", "yes"})
 _OPTION_FALSE = frozenset({"0", "false", "no", ""})
@@ -114,16 +147,30 @@ def _parts(header: str) -> list[str]:
 
 
 def is_kobo_header(header: Iterable[str]) -> bool:
-    """Whether a header row carries Kobo's own metadata columns (with or without group paths)."""
+    """Whether a header row carries Kobo's or ODK Central's own metadata columns (with or without group paths)."""
     for name in header:
         parts = _parts(name)
         if parts and (parts[-1] in KOBO_MARKERS or (len(parts) > 1 and parts[0] in METADATA_GROUPS)):
             return True
-    return False
+    return is_central_header(header)
+
+
+def is_central_header(header: Iterable[str]) -> bool:
+    """Whether a header row carries ODK Central's own columns (``SubmissionDate``, ``KEY``, ``PARENT_KEY`` …)."""
+    return any(name.strip() in CENTRAL_MARKERS for name in header)
 
 
 def _is_metadata(parts: list[str]) -> bool:
-    return parts[-1].startswith("_") or parts[0] in METADATA_GROUPS or parts[-1] in XLSFORM_METADATA
+    last = parts[-1]
+    return (
+        last.startswith("_")
+        or parts[0] in METADATA_GROUPS
+        or last in XLSFORM_METADATA
+        or "-".join(parts[-2:]) in XLSFORM_METADATA  # start-geopoint
+        or last in KOBO_MARKERS
+        or last in CENTRAL_METADATA
+        or last.endswith(NOTE_SUFFIX)
+    )
 
 
 def _resolve(parts: list[str], table: str) -> tuple[str, str | None] | None:
@@ -228,11 +275,11 @@ def _check_layout(layout: _Layout, file: str, sheet: str | None) -> None:
     main = [c for c in layout.columns if c.field and not c.member]
     extra = []
     if layout.table != REPEAT_TABLE:
-        if layout.meta("_uuid") or layout.meta("instanceID"):
+        if any(layout.meta(name) for name in SUBMISSION_ID_COLUMNS):
             extra.append("submission_id")
-        if layout.meta("_submission_time"):
+        if any(layout.meta(name) for name in SUBMISSION_TIME_COLUMNS):
             extra.append("submitted_at")
-    elif layout.meta("_parent_index") or layout.meta("_submission__uuid"):
+    elif any(layout.meta(name) for name in ("_parent_index", *PARENT_COLUMNS)):
         extra.append("submission_id")
     check_header(layout.table, _mapped_header(main, extra) + layout.unknown, file, sheet)
     members = [c for c in layout.columns if c.member]
@@ -282,19 +329,21 @@ def _record(
     return record
 
 
+def _meta_value(layout: _Layout, cells: list[str | None], names: tuple[str, ...]) -> str | None:
+    """The first filled metadata cell among names (in that order), without a ``uuid:`` prefix."""
+    for name in names:
+        column = layout.meta(name)
+        value = _cell(cells[column.position]) if column and column.position < len(cells) else None
+        if value is not None:
+            return value[5:] if value.lower().startswith("uuid:") else value
+    return None
+
+
 def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str | None]) -> None:
-    """Fill submission_id and submitted_at of a main record from Kobo's metadata."""
-    uuid = layout.meta("_uuid")
-    instance = layout.meta("instanceID")
-    value = _cell(cells[uuid.position]) if uuid and uuid.position < len(cells) else None
-    if value is None and instance and instance.position < len(cells):
-        value = _cell(cells[instance.position])
-        if value is not None and value.lower().startswith("uuid:"):
-            value = value[5:]
-    record["submission_id"] = value or record.get("submission_id")
+    """Fill submission_id and submitted_at of a main record from Kobo's or Central's metadata."""
+    record["submission_id"] = _meta_value(layout, cells, SUBMISSION_ID_COLUMNS) or record.get("submission_id")
     if not record.get("submitted_at"):
-        time = layout.meta("_submission_time")
-        record["submitted_at"] = _cell(cells[time.position]) if time and time.position < len(cells) else None
+        record["submitted_at"] = _meta_value(layout, cells, SUBMISSION_TIME_COLUMNS)
 
 
 @dataclass
@@ -366,10 +415,9 @@ def read_kobo_records(records: CsvRecords, file: str) -> list[ParsedTable]:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))
     read = _read_rows(layout, rows, file, None)
     if layout.table == REPEAT_TABLE:
-        # A members-only CSV: each row names its submission itself.
-        parent = layout.meta("_submission__uuid")
+        # A members-only CSV (Kobo, or Central's repeat file): each row names its submission itself.
         for record, (_, cells) in zip(read.main, rows):
-            record["submission_id"] = _cell(cells[parent.position]) if parent and parent.position < len(cells) else None
+            record["submission_id"] = _meta_value(layout, cells, PARENT_COLUMNS)
     return _tables(read, file, None)
 
 

@@ -8,9 +8,9 @@ at every call, so a running service picks up a change and tests can set them):
 
     REMATCH_MAX_FILE_MB          file size in MB (default 200)
     REMATCH_MAX_ROWS             data rows per file or sheet (default 1,000,000)
-    REMATCH_MAX_XLSX_MB          total uncompressed size of an XLSX in MB (default 500)
-    REMATCH_MAX_XLSX_RATIO       compression ratio of one XLSX member (default 200, i.e. 200:1)
-    REMATCH_MAX_XLSX_MEMBERS     number of members of an XLSX zip (default 1000)
+    REMATCH_MAX_XLSX_MB          total uncompressed size of an XLSX (or a zip of CSVs) in MB (default 500)
+    REMATCH_MAX_XLSX_RATIO       compression ratio of one XLSX (or zip) member (default 200, i.e. 200:1)
+    REMATCH_MAX_XLSX_MEMBERS     number of members of an XLSX (or zip) (default 1000)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,36 @@ _ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]{0,20}:)?row[\s>/]")
 _WORKSHEET = re.compile(r"^xl/worksheets/[^/]+\.xml$")
 
 
+def _open_zip(data: bytes, file: str, label: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputFileError(Violation(file, None, None, f"{label}: not a readable zip archive")) from exc
+
+
+def _check_directory(archive: zipfile.ZipFile, file: str, label: str) -> None:
+    infos = archive.infolist()
+    members = int(_setting(ENV_MAX_XLSX_MEMBERS, MAX_XLSX_MEMBERS))
+    if len(infos) > members:
+        raise InputFileError(Violation(file, None, None, f"{label}: more than {members} zip members"))
+    total_mb = _setting(ENV_MAX_XLSX_MB, MAX_XLSX_UNCOMPRESSED_MB)
+    if sum(info.file_size for info in infos) > total_mb * _MB:
+        raise InputFileError(Violation(file, None, None, f"{label}: uncompressed size above {total_mb:g} MB (zip bomb?)"))
+    ratio = _setting(ENV_MAX_XLSX_RATIO, MAX_XLSX_RATIO)
+    for info in infos:
+        if info.file_size > RATIO_MIN_BYTES and info.file_size > ratio * max(info.compress_size, 1):
+            raise InputFileError(
+                Violation(file, None, None, f"{label}: decompression ratio above {ratio:g}:1 in member {info.filename} (zip bomb?)")
+            )
+
+
+def check_zip(data: bytes, file: str) -> None:
+    """The zip-bomb guards of check_xlsx, for a zip of CSV exports (ODK Central's CSV zip);
+    each CSV's rows are limited while it is tokenised."""
+    with _open_zip(data, file, "zip") as archive:
+        _check_directory(archive, file, "zip")
+
+
 def check_xlsx(data: bytes, file: str) -> None:
     """Zip-bomb and size guards on an XLSX, from its zip directory, before any XML is parsed.
 
@@ -100,29 +131,26 @@ def check_xlsx(data: bytes, file: str) -> None:
     Python's zipfile never inflates more than a member's declared size, so a directory that
     understates sizes yields a CRC error, not a bomb.
     """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputFileError(Violation(file, None, None, "xlsx: not a readable zip archive")) from exc
-    with archive:
-        infos = archive.infolist()
-        members = int(_setting(ENV_MAX_XLSX_MEMBERS, MAX_XLSX_MEMBERS))
-        if len(infos) > members:
-            raise InputFileError(Violation(file, None, None, f"xlsx: more than {members} zip members"))
-        total_mb = _setting(ENV_MAX_XLSX_MB, MAX_XLSX_UNCOMPRESSED_MB)
-        if sum(info.file_size for info in infos) > total_mb * _MB:
-            raise InputFileError(Violation(file, None, None, f"xlsx: uncompressed size above {total_mb:g} MB (zip bomb?)"))
-        ratio = _setting(ENV_MAX_XLSX_RATIO, MAX_XLSX_RATIO)
-        for info in infos:
-            if info.file_size > RATIO_MIN_BYTES and info.file_size > ratio * max(info.compress_size, 1):
-                raise InputFileError(
-                    Violation(
-                        file, None, None, f"xlsx: decompression ratio above {ratio:g}:1 in member {info.filename} (zip bomb?)"
-                    )
-                )
-        for info in infos:
+    with _open_zip(data, file, "xlsx") as archive:
+        _check_directory(archive, file, "xlsx")
+        for info in archive.infolist():
             if _WORKSHEET.match(info.filename):
                 _check_worksheet_rows(archive, info, file)
+
+
+def is_csv_zip(data: bytes) -> bool:
+    """Whether a zip holds CSV files rather than an Office document (no ``[Content_Types].xml``)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False  # the XLSX reader reports a broken zip
+    return "[Content_Types].xml" not in names and any(is_csv_member(n) for n in names)
+
+
+def is_csv_member(name: str) -> bool:
+    """A CSV file in a zip of exports (Central's media/ folder and other files are not read)."""
+    return name.lower().endswith(".csv") and not name.endswith("/")
 
 
 def _check_worksheet_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -> None:
@@ -145,7 +173,7 @@ def _check_worksheet_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file:
                 if not chunk:
                     return
                 tail = buffer[cut:]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # zlib errors surface as these
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise InputFileError(Violation(file, None, None, f"xlsx: corrupt zip member {info.filename}")) from exc
 
 

@@ -10,12 +10,13 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.limits import ZIP_SIGNATURE, check_xlsx
+from rematch_pipeline.formats.limits import ZIP_SIGNATURE, check_xlsx, check_zip, is_csv_member, is_csv_zip
 from rematch_pipeline.formats.text import UTF8_BOM, decoded, sniff_delimiter
 
 # XLSX members whose text holds cell values: shared strings and the sheets' own (inline) cells.
@@ -31,9 +32,13 @@ def without_rows(
 
     A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends; an
     unlinked record is written again with the same separator and line end); an XLSX is
-    rewritten by openpyxl, so only its cell values are kept, not its byte layout.
+    rewritten by openpyxl, so only its cell values are kept, not its byte layout. In a zip of
+    CSVs (ODK Central) the sheet names are member names: each member is edited as a CSV and the
+    zip is written again with the same members, order, dates and compression.
     """
     if data.startswith(ZIP_SIGNATURE):
+        if is_csv_zip(data):
+            return _zip_without(data, rows, file, unlink)
         return _xlsx_without(data, rows, unlink)
     return _csv_without(data, rows.get(None, set()), file, unlink)
 
@@ -52,23 +57,29 @@ class Unlink:
 
 
 def holds_cell(data: bytes, value: str, file: str) -> bool | None:
-    """Whether some cell of an export (CSV or XLSX) holds exactly value, blanks around it aside;
+    """Whether some cell of an export (CSV, XLSX or a zip of CSVs) holds exactly value, blanks around it aside;
     None if the file cannot be inspected (neither encoding, or an XLSX over the readers' limits).
 
     For files that loaded no rows (rejected ones): it reads no records, only cell boundaries,
     so a malformed file is inspected too.
     """
     try:
-        if data.startswith(ZIP_SIGNATURE):
+        if data.startswith(ZIP_SIGNATURE) and is_csv_zip(data):
+            check_zip(data, file)
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                texts = [decoded(archive.read(n), file)[0] for n in archive.namelist() if is_csv_member(n)]
+        elif data.startswith(ZIP_SIGNATURE):
             check_xlsx(data, file)  # the zip-bomb guards before anything is inflated
             needle = re.compile(rb">\s*" + re.escape(escape(value).encode()) + rb"\s*<")
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 return any(needle.search(archive.read(name)) for name in archive.namelist() if _CELL_MEMBERS.match(name))
-        text = decoded(data, file)[0]
-    except (InputFileError, zipfile.BadZipFile, OSError):
+        else:
+            texts = [decoded(data, file)[0]]
+    except (InputFileError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
         return None
     bounds = r'[,;\t"\r\n]'
-    return re.search(rf"(?:^|{bounds})[ ]*{re.escape(value)}[ ]*(?:$|{bounds})", text) is not None
+    cell = re.compile(rf"(?:^|{bounds})[ ]*{re.escape(value)}[ ]*(?:$|{bounds})")
+    return any(cell.search(text) for text in texts)
 
 
 def _csv_without(data: bytes, drop: set[int], file: str, unlink: Unlink | None) -> bytes:
@@ -103,6 +114,20 @@ def _csv_without(data: bytes, drop: set[int], file: str, unlink: Unlink | None) 
         consumed.clear()
     kept.extend(consumed)
     return (UTF8_BOM if bom else b"") + "".join(kept).encode(encoding)
+
+
+def _zip_without(data: bytes, rows: Mapping[str | None, set[int]], file: str, unlink: Unlink | None) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info)
+            edit = unlink.rows.get(info.filename, set()) if unlink is not None else set()
+            drop = rows.get(info.filename, set())
+            if drop or edit:
+                member_unlink = Unlink(unlink.token, {None: edit}) if unlink is not None and edit else None
+                content = _csv_without(content, drop, file, member_unlink)
+            target.writestr(info, content)  # the member's own name, date and compression
+    return out.getvalue()
 
 
 def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]], unlink: Unlink | None) -> bytes:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
-from tests.formats.fixtures.exports import HOUSEHOLDS, kobo_kpi_households_xlsx, kobo_legacy_households_csv, limesurvey_csv
+from tests.formats.fixtures.exports import (
+    HOUSEHOLDS,
+    kobo_kpi_households_xlsx,
+    kobo_legacy_households_csv,
+    limesurvey_csv,
+    odk_central_households,
+    zipped,
+)
 
 FIRST = HOUSEHOLDS[0]
 # Cells only the first household and its members carry (its ref is also a linked ref of the second).
@@ -154,3 +161,26 @@ def test_unlink_takes_out_whole_values_only() -> None:
     data = 'ref;links\r\nUA-2;"UA-1  UA-3"\r\nUA-3;UA-10 UA-1\r\nUA-4;UA-1\r\n'.encode()
     assert without_rows(data, {}, "x.csv", unlink) == b"ref;links\r\nUA-2;UA-3\r\nUA-3;UA-10\r\nUA-4;UA-1\r\n"
     assert unlink.cell("UA-1") == "" and unlink.cell("UA-11 UA-2") == "UA-11 UA-2"
+
+
+def test_an_odk_central_zip_loses_the_household_and_its_member_rows_and_unlinks_its_partner() -> None:
+    ref = FIRST["household_ref"]
+    files = odk_central_households()
+    path, data = Path("submissions.csv.zip"), zipped(files, {"media/photo.jpg": b"\xff\xd8 not read"})
+    rows = _rows_of(path, data)
+    assert rows == {"rematch_household.csv": {2}, "rematch_household-members.csv": {2, 3}}
+
+    out = without_rows(data, rows, path.name, Unlink(ref, _linking(path, data)))
+
+    before = _tables(path, data)
+    assert _tables(path, out) == _unlinked(before) != _without_first(before)
+    assert not any(m.encode() in _inflated(out) for m in MARKERS) and ref.encode() not in _inflated(out)
+    with zipfile.ZipFile(BytesIO(data)) as old, zipfile.ZipFile(BytesIO(out)) as new:
+        assert [(i.filename, i.compress_type, i.date_time) for i in old.infolist()] == [
+            (i.filename, i.compress_type, i.date_time) for i in new.infolist()
+        ]
+        assert new.read("media/photo.jpg") == old.read("media/photo.jpg")
+        # Central's LF records without quotes: the other records keep their bytes.
+        kept = old.read("rematch_household-members.csv").split(b"\n")
+        assert new.read("rematch_household-members.csv").split(b"\n") == kept[:1] + kept[3:]
+    assert holds_cell(data, ref, path.name) is True and holds_cell(out, ref, path.name) is False

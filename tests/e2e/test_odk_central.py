@@ -1,0 +1,96 @@
+"""An ODK Central CSV zip of the household form through ingestion and erasure, as a coordinator would use it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.sample import generate_round, write_round
+from tests.formats.fixtures.exports import CENTRAL_FORM_ID, CENTRAL_MAIN_META, zipped
+
+ZIP_NAME = "submissions.csv.zip"
+
+
+def _central_zip(households: pl.DataFrame, members: pl.DataFrame) -> bytes:
+    """The canonical tables as Central's export of our household form: notes as empty columns,
+    `meta-instanceID`, KEY = "uuid:" + submission id, members in their own file joined by PARENT_KEY."""
+
+    def table(rows: list[list[str]]) -> bytes:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        return out.getvalue().encode()
+
+    main_rows = [["SubmissionDate", "intro_note", *households.columns, "members_note", "meta-instanceID", *CENTRAL_MAIN_META]]
+    for row in households.iter_rows(named=True):
+        key = "uuid:" + row["submission_id"]
+        values = ["" if v is None else str(v) for v in row.values()]
+        main_rows.append(["2026-07-31T12:00:00.000Z", "", *values, "", key, key, "", "", "0", "0", "", "", "", "0", "v1"])
+    columns = [c for c in members.columns if c != "submission_id"]
+    member_rows = [[*columns, "PARENT_KEY", "KEY"]]
+    count: dict[str, int] = {}
+    for row in members.iter_rows(named=True):
+        key = "uuid:" + row["submission_id"]
+        count[key] = count.get(key, 0) + 1
+        member_rows.append([*("" if row[c] is None else str(row[c]) for c in columns), key, f"{key}/members[{count[key]}]"])
+    return zipped({f"{CENTRAL_FORM_ID}.csv": table(main_rows), f"{CENTRAL_FORM_ID}-members.csv": table(member_rows)})
+
+
+def _inflated(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        return b"".join(archive.read(name) for name in archive.namelist())
+
+
+def _count(home: RematchHome, sql: str) -> int:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql).fetchone()[0]
+
+
+def test_a_central_zip_loads_as_the_templates_do_and_erasure_edits_it(
+    home: RematchHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    sample = generate_round(60, 8, seed=9)
+    out = tmp_path / "sample"
+    write_round(sample, out)
+    templates = RematchHome(root=str(tmp_path / "templates"))
+    templates.prepare()
+    for kind in ("municipalities", "households"):
+        for path in sorted((out / kind).iterdir()):
+            (templates.landing(kind) / path.name).write_bytes(path.read_bytes())
+            if kind == "municipalities":
+                (home.landing(kind) / path.name).write_bytes(path.read_bytes())
+    (home.landing("households") / ZIP_NAME).write_bytes(_central_zip(sample.households, sample.members))
+
+    # The same round from the canonical templates first, in a data home of its own.
+    monkeypatch.setenv("REMATCH_HOME", str(templates.path))
+    assert main(["ingest"]) == 0
+    expected = {t: _count(templates, f"SELECT count(*) FROM {t}") for t in ("households", "members", "quarantine")}
+    monkeypatch.setenv("REMATCH_HOME", str(home.path))
+    assert main(["ingest"]) == 0
+    central = {t: _count(home, f"SELECT count(*) FROM {t}") for t in ("households", "members", "quarantine")}
+    assert central == expected and central["households"] > 40
+
+    # Erase a household that names no partner: its rows leave both CSVs inside the zip, in landing/ and archive/.
+    linked = {r for refs in sample.households["linked_household_refs"].drop_nulls() for r in refs.split()}
+    row = next(r for r in sample.households.iter_rows(named=True) if r["consent_processing"] == "yes" and r["household_ref"] not in linked and not r["linked_household_refs"])
+    target = row["household_ref"].encode()
+    member_names = [n.encode() for n in sample.members.filter(pl.col("submission_id") == row["submission_id"])["member_name"]]
+    assert member_names and target in _inflated(home.landing("households") / ZIP_NAME)
+    capsys.readouterr()
+    assert main(["erase", row["household_ref"]]) == 0
+    zips = [home.landing("households") / ZIP_NAME, *home.archive.glob("*.zip")]
+    assert len(zips) == 2
+    for path in zips:
+        content = _inflated(path)
+        assert target not in content and not any(name in content for name in member_names), path
+    assert _count(home, "SELECT count(*) FROM households") == expected["households"] - 1
+    # The edited zip is known: ingesting again loads nothing new.
+    assert main(["ingest"]) == 0
+    assert _count(home, "SELECT count(*) FROM raw_households") == sample.households.height - 1
