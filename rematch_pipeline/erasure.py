@@ -46,8 +46,9 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     content's sha256) and a landed file with the same content. The new content is logged as
     already ingested, so the sensor does not load it again; the original's log entry stays, so
     the original bytes landed again stay a no-op too. A rejected export loaded no rows, so it
-    cannot be rewritten by row: when a cell of it holds the household's reference, its archived
-    and landed copies are deleted (its log entry stays, without the archive name).
+    cannot be rewritten by row: when a cell of it holds the household's reference or one of its
+    submission ids (a members file, a partner's link list), its archived and landed copies are
+    deleted (its log entry stays, without the archive name).
 
     Households that named it as linked keep their rows, without its reference (identity store,
     their export cells) or pseudonym (warehouse lists, link-group names). Both DuckDB files are
@@ -60,7 +61,7 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
         rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions), _linking_rows(con, target), household_ref.strip())
-        rejected, uninspected = _rejected_naming(home, con, household_ref)
+        rejected, uninspected = _rejected_naming(home, con, [household_ref.strip(), *submissions])
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('household_pseudonym', 'household_ref_pseudonym', 'submission_id')"
@@ -100,9 +101,9 @@ def _archived(home: RematchHome, archived_as: str | None) -> Path | None:
     return archived if archived is not None and archived.exists() else None
 
 
-def _rejected_naming(home: RematchHome, con: duckdb.DuckDBPyConnection, household_ref: str) -> tuple[dict[str, Path], list[str]]:
-    """Rejected exports (sha256 -> archived copy) with a cell holding the reference, and the
-    names of those that cannot be inspected."""
+def _rejected_naming(home: RematchHome, con: duckdb.DuckDBPyConnection, tokens: list[str]) -> tuple[dict[str, Path], list[str]]:
+    """Rejected exports (sha256 -> archived copy) with a cell holding one of the tokens (the
+    reference, the household's submission ids), and the names of those that cannot be inspected."""
     found: dict[str, Path] = {}
     uninspected: list[str] = []
     logged = con.execute("SELECT file_sha256, file_name, archived_as FROM ingestion_log WHERE status = 'rejected' ORDER BY file_sha256").fetchall()
@@ -110,7 +111,7 @@ def _rejected_naming(home: RematchHome, con: duckdb.DuckDBPyConnection, househol
         archived = _archived(home, archived_as)
         if archived is None:
             continue
-        holds = holds_cell(archived.read_bytes(), household_ref, name)
+        holds = holds_cell(archived.read_bytes(), tokens, name)
         if holds is None:
             uninspected.append(name)
         elif holds:

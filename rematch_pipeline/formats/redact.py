@@ -11,7 +11,7 @@ import io
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -56,13 +56,16 @@ class Unlink:
         return " ".join(v for v in values if v != self.token) if self.token in values else value
 
 
-def holds_cell(data: bytes, value: str, file: str) -> bool | None:
-    """Whether some cell of an export (CSV, XLSX or a zip of CSVs) holds exactly value, blanks around it aside;
-    None if the file cannot be inspected (neither encoding, or an XLSX over the readers' limits).
+def holds_cell(data: bytes, values: Sequence[str], file: str) -> bool | None:
+    """Whether some cell of an export (CSV, XLSX or a zip of CSVs) holds one of the values as a
+    whole token: alone, among space-separated values (a linked reference) or after a prefix such
+    as Central's ``uuid:`` (neither a letter, digit, ``_`` nor ``-`` may touch it). None if the
+    file cannot be inspected (neither encoding, or an XLSX over the readers' limits).
 
-    For files that loaded no rows (rejected ones): it reads no records, only cell boundaries,
-    so a malformed file is inspected too.
+    For files that loaded no rows (rejected ones): it reads no records, only text, so a
+    malformed file is inspected too.
     """
+    wanted = [v for v in values if v]
     try:
         if data.startswith(ZIP_SIGNATURE) and is_csv_zip(data):
             check_zip(data, file)
@@ -70,16 +73,18 @@ def holds_cell(data: bytes, value: str, file: str) -> bool | None:
                 texts = [decoded(archive.read(n), file)[0] for n in archive.namelist() if is_csv_member(n)]
         elif data.startswith(ZIP_SIGNATURE):
             check_xlsx(data, file)  # the zip-bomb guards before anything is inflated
-            needle = re.compile(rb">\s*" + re.escape(escape(value).encode()) + rb"\s*<")
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                return any(needle.search(archive.read(name)) for name in archive.namelist() if _CELL_MEMBERS.match(name))
+                # Cell text is XML-escaped there, so the values are searched escaped.
+                texts = [archive.read(n).decode("utf-8", "replace") for n in archive.namelist() if _CELL_MEMBERS.match(n)]
+            wanted = [escape(v) for v in wanted]
         else:
             texts = [decoded(data, file)[0]]
     except (InputFileError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
         return None
-    bounds = r'[,;\t"\r\n]'
-    cell = re.compile(rf"(?:^|{bounds})[ ]*{re.escape(value)}[ ]*(?:$|{bounds})")
-    return any(cell.search(text) for text in texts)
+    if not wanted:
+        return False
+    token = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(v) for v in wanted) + r")(?![\w-])")
+    return any(token.search(text) for text in texts)
 
 
 def _csv_without(data: bytes, drop: set[int], file: str, unlink: Unlink | None) -> bytes:

@@ -105,9 +105,15 @@ def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home
     (home.landing("households") / "households_other.csv").write_text(
         "\n".join(line for line in renamed.splitlines() if target.decode() not in line) + "\n"
     )
+    # A rejected members file (a renamed column) with the household's members only: no reference, its submission id.
+    submission = next(row["submission_id"] for row in csv.DictReader(households.splitlines()) if row["household_ref"] == target.decode())
+    members = next(home.landing("households").glob("members_*.csv")).read_text().splitlines()
+    mine = [line for line in members[1:] if line.startswith(submission + ",")]
+    assert mine and target not in "".join(mine).encode()
+    (home.landing("households") / "members_broken.csv").write_text("\n".join([members[0].replace("member_name", "member_nam"), *mine]) + "\n")
     capsys.readouterr()
     assert main(["ingest"]) == 1
-    assert "2 file(s) rejected" in capsys.readouterr().err
+    assert "3 file(s) rejected" in capsys.readouterr().err
     assert _files_with(home.archive, target) and _files_with(home.landing("households"), target)
     archived = sorted(p.name for p in home.archive.iterdir())
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
@@ -115,17 +121,18 @@ def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home
 
     capsys.readouterr()
     assert main(["erase", target.decode()]) == 0
-    assert "1 rejected export(s) naming the household deleted" in capsys.readouterr().out
+    assert "2 rejected export(s) naming the household deleted" in capsys.readouterr().out
 
     assert _files_with(home.archive, target) == [] and _files_with(home.landing("households"), target) == []
     assert _files_with(home.path / "rounds", target) == []
     assert (home.landing("households") / "households_other.csv").exists()
     assert not (home.landing("households") / "households_broken.csv").exists()
+    assert not (home.landing("households") / "members_broken.csv").exists()
     proposals = home.path / "rounds" / "r1" / "proposals.csv"
     assert len(_proposals(home, "r1")) == len(first_round) - 1
     assert proposals.stat().st_mode & 0o777 == 0o600
     # The rewritten exports replace their originals; the rejected one naming the household is gone.
-    assert len(list(home.archive.iterdir())) == len(archived) - 1 and sorted(p.name for p in home.archive.iterdir()) != archived
+    assert len(list(home.archive.iterdir())) == len(archived) - 2 and sorted(p.name for p in home.archive.iterdir()) != archived
     # The rewritten exports are known: ingesting again loads nothing, and the household stays erased.
     assert main(["ingest"]) == 0
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
@@ -133,7 +140,7 @@ def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home
         statuses = dict(con.execute("SELECT status, count(*) FROM ingestion_log GROUP BY status").fetchall())
         logged = {r[0] for r in con.execute("SELECT archived_as FROM ingestion_log").fetchall()}
         unarchived = con.execute("SELECT file_name FROM ingestion_log WHERE archived_as IS NULL").fetchall()
-    assert unarchived == [("households_broken.csv",)]
+    assert sorted(unarchived) == [("households_broken.csv",), ("members_broken.csv",)]
     assert statuses.get("erasure_copy") == 2  # the households and the members file
     assert {p.name for p in home.archive.iterdir()} <= logged
     assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0

@@ -93,19 +93,25 @@ def test_a_kobo_xlsx_loses_the_household_row_and_its_member_rows(tmp_path: Path)
 def test_a_rejected_export_is_searched_for_whole_cells_of_a_reference(tmp_path: Path) -> None:
     ref = FIRST["household_ref"]
     xlsx = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx").read_bytes()
-    assert holds_cell(xlsx, ref, "kobo.xlsx") is True
-    assert holds_cell(xlsx, ref + "9", "kobo.xlsx") is False
+    assert holds_cell(xlsx, [ref], "kobo.xlsx") is True
+    assert holds_cell(xlsx, [ref + "9"], "kobo.xlsx") is False
     # Malformed CSVs are searched too (no records are read), in either encoding and any separator.
-    assert holds_cell(f'a;b\r\n"{ref}";"unterminated\r\n'.encode("cp1252"), ref, "x.csv") is True
-    assert holds_cell(f"a\tb\nx{ref}\t{ref}x\n".encode(), ref, "x.csv") is False
-    assert holds_cell(b"a,b\r\n\x81\x8d,x\r\n", ref, "x.csv") is None  # neither UTF-8 nor Windows-1252
+    assert holds_cell(f'a;b\r\n"{ref}";"unterminated\r\n'.encode("cp1252"), [ref], "x.csv") is True
+    assert holds_cell(f"a\tb\nx{ref}\t{ref}x\t{ref}-2\t{ref}_2\n".encode(), [ref], "x.csv") is False
+    assert holds_cell(b"a,b\r\n\x81\x8d,x\r\n", [ref], "x.csv") is None  # neither UTF-8 nor Windows-1252
+    # Whole tokens: inside a partner's link list, after Central's uuid: prefix; any of several values.
+    assert holds_cell(f'ref;links\r\nUA-9;"UA-7 {ref}"\r\n'.encode(), [ref], "x.csv") is True
+    sid = FIRST["submission_id"]
+    assert holds_cell(f"name,PARENT_KEY\nA,uuid:{sid}\n".encode(), ["UA-0", sid], "m.csv") is True
+    assert holds_cell(f"name,PARENT_KEY\nA,uuid:{sid}\n".encode(), ["UA-0", sid[:-1]], "m.csv") is False
+    assert holds_cell(xlsx, ["nobody", sid], "kobo.xlsx") is True
     # A zip bomb is not inflated to be searched.
     bomb = BytesIO()
     with zipfile.ZipFile(BytesIO(xlsx)) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
         for info in source.infolist():
             target.writestr(info, source.read(info))
         target.writestr("xl/media/image1.png", bytes(50 * 1024 * 1024), compresslevel=9)
-    assert holds_cell(bomb.getvalue(), ref, "bomb.xlsx") is None
+    assert holds_cell(bomb.getvalue(), [ref], "bomb.xlsx") is None
 
 
 def _linking(path: Path, data: bytes) -> dict[str | None, set[int]]:
@@ -183,4 +189,4 @@ def test_an_odk_central_zip_loses_the_household_and_its_member_rows_and_unlinks_
         # Central's LF records without quotes: the other records keep their bytes.
         kept = old.read("rematch_household-members.csv").split(b"\n")
         assert new.read("rematch_household-members.csv").split(b"\n") == kept[:1] + kept[3:]
-    assert holds_cell(data, ref, path.name) is True and holds_cell(out, ref, path.name) is False
+    assert holds_cell(data, [ref], path.name) is True and holds_cell(out, [ref], path.name) is False
