@@ -28,14 +28,13 @@ from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records
 from rematch_pipeline.formats.limits import (
-    ZIP_SIGNATURE,
     CsvRecords,
     check_file_size,
     check_xlsx,
     check_zip,
+    container_of,
     csv_records,
     is_csv_member,
-    is_csv_zip,
 )
 
 # Formats read_export can tell apart (also what `detect_format` returns).
@@ -48,13 +47,12 @@ def _guard(data: bytes, file: str) -> str:
     check_file_size(len(data), file)
     if data.startswith(_OLE_SIGNATURE):
         raise InputFileError(Violation(file, None, None, "format: legacy Excel .xls (or another OLE file); save as .xlsx or CSV"))
-    if data.startswith(ZIP_SIGNATURE):
-        if is_csv_zip(data):
-            check_zip(data, file)
-            return "zip"
+    container = container_of(data)
+    if container == "zip":
+        check_zip(data, file)
+    elif container == "xlsx":
         check_xlsx(data, file)
-        return "xlsx"
-    return "text"
+    return container
 
 
 def _csv_format(header: list[str]) -> str:

@@ -138,14 +138,17 @@ def check_xlsx(data: bytes, file: str) -> None:
                 _check_worksheet_rows(archive, info, file)
 
 
-def is_csv_zip(data: bytes) -> bool:
-    """Whether a zip holds CSV files rather than an Office document (no ``[Content_Types].xml``)."""
+def container_of(data: bytes) -> str:
+    """What holds a file's content: "xlsx" (any zip but a zip of CSVs: the XLSX reader reports a
+    broken one), "zip" (CSV files and no ``[Content_Types].xml``: ODK Central's CSV zip) or "text"."""
+    if not data.startswith(ZIP_SIGNATURE):
+        return "text"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError):
-        return False  # the XLSX reader reports a broken zip
-    return "[Content_Types].xml" not in names and any(is_csv_member(n) for n in names)
+        return "xlsx"
+    return "zip" if "[Content_Types].xml" not in names and any(is_csv_member(n) for n in names) else "xlsx"
 
 
 def is_csv_member(name: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.limits import ZIP_SIGNATURE, check_xlsx, check_zip, is_csv_member, is_csv_zip
+from rematch_pipeline.formats.limits import check_xlsx, check_zip, container_of, is_csv_member
 from rematch_pipeline.formats.text import UTF8_BOM, decoded, sniff_delimiter
 
 # XLSX members whose text holds cell values: shared strings and the sheets' own (inline) cells.
@@ -36,9 +36,10 @@ def without_rows(
     CSVs (ODK Central) the sheet names are member names: each member is edited as a CSV and the
     zip is written again with the same members, order, dates and compression.
     """
-    if data.startswith(ZIP_SIGNATURE):
-        if is_csv_zip(data):
-            return _zip_without(data, rows, file, unlink)
+    container = container_of(data)
+    if container == "zip":
+        return _zip_without(data, rows, file, unlink)
+    if container == "xlsx":
         return _xlsx_without(data, rows, unlink)
     return _csv_without(data, rows.get(None, set()), file, unlink)
 
@@ -66,12 +67,13 @@ def holds_cell(data: bytes, values: Sequence[str], file: str) -> bool | None:
     malformed file is inspected too.
     """
     wanted = [v for v in values if v]
+    container = container_of(data)
     try:
-        if data.startswith(ZIP_SIGNATURE) and is_csv_zip(data):
+        if container == "zip":
             check_zip(data, file)
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 texts = [decoded(archive.read(n), file)[0] for n in archive.namelist() if is_csv_member(n)]
-        elif data.startswith(ZIP_SIGNATURE):
+        elif container == "xlsx":
             check_xlsx(data, file)  # the zip-bomb guards before anything is inflated
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 # Cell text is XML-escaped there, so the values are searched escaped.
@@ -129,7 +131,7 @@ def _zip_without(data: bytes, rows: Mapping[str | None, set[int]], file: str, un
             edit = unlink.rows.get(info.filename, set()) if unlink is not None else set()
             drop = rows.get(info.filename, set())
             if drop or edit:
-                member_unlink = Unlink(unlink.token, {None: edit}) if unlink is not None and edit else None
+                member_unlink = Unlink(unlink.token, {None: edit}) if unlink is not None else None
                 content = _csv_without(content, drop, file, member_unlink)
             target.writestr(info, content)  # the member's own name, date and compression
     return out.getvalue()

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.kobo import read_kobo_csv, read_kobo_xlsx
 from rematch_pipeline.schemas.contract import field_names
 from tests.formats.fixtures.exports import (
@@ -17,24 +16,16 @@ from tests.formats.fixtures.exports import (
     HOUSEHOLDS,
     MUNICIPALITIES,
     SECRET,
+    error_of,
+    expected_households,
+    expected_members,
     kobo_kpi_households_xlsx,
     kobo_legacy_households_csv,
+    rows_read,
 )
 
 KPI_CSV = HERE / "kobo_kpi_municipalities.csv"
 LEGACY_CSV = HERE / "kobo_legacy_households.csv"
-
-
-def _households() -> list[dict]:
-    return [{k: v for k, v in h.items() if k != "members"} for h in HOUSEHOLDS]
-
-
-def _members() -> list[dict]:
-    return [{"submission_id": h["submission_id"], **m} for h in HOUSEHOLDS for m in h["members"]]
-
-
-def _rows(table) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "file_row"} for row in table.frame.to_dicts()]
 
 
 def _kpi_rewrite(data: bytes, change) -> bytes:
@@ -50,14 +41,6 @@ def _drop_columns(rows: list[list[str]], keep) -> list[list[str]]:
     return [[row[i] for i in positions] for row in rows]
 
 
-def _error(call) -> str:
-    with pytest.raises(InputFileError) as error:
-        call()
-    message = str(error.value)
-    assert SECRET not in message
-    return message
-
-
 # ------------------------------------------------------------------ KPI XLSX
 
 
@@ -67,9 +50,9 @@ def test_kpi_xlsx_main_sheet_and_members_repeat_sheet_are_joined(tmp_path: Path)
     assert (households.table, households.sheet) == ("households", "Haushalte Fragebogen 2026")
     assert (members.table, members.sheet) == ("members", "members")
     # The form's own submitted_at wins over Kobo's _submission_time (set to 2030 in the fixture).
-    assert _rows(households) == _households()
+    assert rows_read(households) == expected_households()
     # Members get their household's _uuid through _parent_index -> _index; codes from the summary column.
-    assert _rows(members) == _members()
+    assert rows_read(members) == expected_members()
     assert households.frame["file_row"].to_list() == [2, 3]
     assert members.frame["file_row"].to_list() == [2, 3, 4]
     assert households.frame.columns == field_names("households") + ["file_row"]
@@ -101,13 +84,13 @@ def test_kpi_xlsx_option_columns_alone_give_the_codes(tmp_path: Path) -> None:
 
     data = _edit_xlsx(path, "members", drop_summaries)
     _, members = read_kobo_xlsx(data, path.name)
-    assert _rows(members) == _members()
+    assert rows_read(members) == expected_members()
 
 
 def test_kpi_xlsx_repeat_row_without_its_household_stops_the_file(tmp_path: Path) -> None:
     path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
     data = _edit_xlsx(path, "members", lambda s: s.cell(4, _column(s, "_parent_index"), 99))
-    message = _error(lambda: read_kobo_xlsx(data, path.name))
+    message = error_of(lambda: read_kobo_xlsx(data, path.name))
     assert "export.xlsx [sheet members], row 4, column _parent_index" in message
     assert "repeat row refers to no row of the main sheet" in message
 
@@ -115,7 +98,7 @@ def test_kpi_xlsx_repeat_row_without_its_household_stops_the_file(tmp_path: Path
 def test_kpi_xlsx_unknown_repeat_column_names_sheet_and_column(tmp_path: Path) -> None:
     path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
     data = _edit_xlsx(path, "members", lambda s: s.cell(1, _column(s, "members/german_level"), "members/german_level_v2"))
-    message = _error(lambda: read_kobo_xlsx(data, path.name))
+    message = error_of(lambda: read_kobo_xlsx(data, path.name))
     assert "[sheet members], row 1" in message
     assert "missing columns german_level" in message
     assert "unexpected columns members/german_level_v2" in message
@@ -129,7 +112,7 @@ def test_kpi_csv_semicolon_all_quoted_crlf_with_hxl_row() -> None:
     assert data.startswith(b'"start";"end";') and b"\r\n" in data and b'"#adm2+code"' in data
     [table] = read_kobo_csv(data, KPI_CSV.name)
     assert table.table == "municipalities"
-    assert _rows(table) == MUNICIPALITIES
+    assert rows_read(table) == MUNICIPALITIES
     assert table.frame["file_row"].to_list() == [3, 4]  # row 2 is the HXL tag row
     assert table.frame["municipality_id"].to_list() == ["09162", "01001"]  # leading zeros kept
 
@@ -147,7 +130,7 @@ def test_kpi_csv_without_hxl_row_and_other_group_separators() -> None:
         return [[h.replace("/", ".") for h in rows[0]], *rows[2:]]
 
     [table] = read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), no_hxl_dotted), "m.csv")
-    assert _rows(table) == MUNICIPALITIES
+    assert rows_read(table) == MUNICIPALITIES
     assert table.frame["file_row"].to_list() == [2, 3]
 
 
@@ -157,7 +140,7 @@ def test_kpi_csv_renamed_and_missing_columns_are_named() -> None:
         rows[0] = [("capacity/capacity_persons_v2" if h == "capacity_persons" else h) for h in rows[0]]
         return rows
 
-    message = _error(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    message = error_of(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
     assert message.startswith("m.csv, row 1: header:")
     assert "missing columns capacity_persons, pets_allowed" in message
     assert "unexpected columns capacity/capacity_persons_v2" in message
@@ -168,7 +151,7 @@ def test_kpi_csv_unknown_option_is_a_form_change() -> None:
         rows[0] = [("services/medical_care/homeopathy" if h == "services/medical_care/general" else h) for h in rows[0]]
         return rows
 
-    message = _error(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    message = error_of(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
     assert "unexpected columns services/medical_care/homeopathy" in message
 
 
@@ -178,13 +161,13 @@ def test_kpi_csv_bad_option_cell_names_row_and_column_not_the_value() -> None:
         rows[3][column] = SECRET
         return _drop_columns(rows, lambda n: n != "shortage_sectors")
 
-    message = _error(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    message = error_of(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
     assert "m.csv, row 4, column shortage_sectors/it: kobo: option column is not 1/0 or True/False" in message
 
 
 def test_label_headers_are_not_read_as_fields() -> None:
     real = HERE / "real" / "test_csv_export_default_options.csv"
-    message = _error(lambda: read_kobo_csv(real.read_bytes(), real.name))
+    message = error_of(lambda: read_kobo_csv(real.read_bytes(), real.name))
     assert "XML values and headers" in message
 
 
@@ -195,8 +178,8 @@ def test_legacy_csv_group_paths_true_false_options_and_member_slots() -> None:
     data = LEGACY_CSV.read_bytes()
     assert b"members[2]/languages/uk" in data and b",True," in data and b"n/a" in data
     households, members = read_kobo_csv(data, LEGACY_CSV.name)
-    assert _rows(households) == _households()
-    assert _rows(members) == _members()
+    assert rows_read(households) == expected_households()
+    assert rows_read(members) == expected_members()
     # A member row points at the household's row: that is where its cells are.
     assert members.frame["file_row"].to_list() == [2, 2, 3]
 
@@ -208,16 +191,16 @@ def test_legacy_csv_one_row_per_member_layout() -> None:
     second = kobo_legacy_households_csv([{**HOUSEHOLDS[0], "members": HOUSEHOLDS[0]["members"][1:]}], slots=1)
     text = "\n".join([flat_header, rows[0], second.decode().splitlines()[1], rows[1]]) + "\n"
     households, members = read_kobo_csv(text.encode(), "flat.csv")
-    assert _rows(households) == _households()
+    assert rows_read(households) == expected_households()
     assert households.frame["file_row"].to_list() == [2, 4]
-    assert _rows(members) == _members()
+    assert rows_read(members) == expected_members()
     assert members.frame["file_row"].to_list() == [2, 3, 4]
 
 
 def test_legacy_csv_missing_member_field_is_named() -> None:
     text = kobo_legacy_households_csv().decode()
     text = text.replace("members[1]/sex,", "members[1]/gender,")
-    message = _error(lambda: read_kobo_csv(text.encode(), "h.csv"))
+    message = error_of(lambda: read_kobo_csv(text.encode(), "h.csv"))
     assert "unexpected columns members[1]/gender" in message
 
 
@@ -226,7 +209,7 @@ def test_legacy_csv_without_any_sex_column_reports_the_member_field_missing() ->
     keep = [i for i, h in enumerate(rows[0]) if not h.endswith("/sex")]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([[r[i] for i in keep] for r in rows])
-    message = _error(lambda: read_kobo_csv(out.getvalue().encode(), "h.csv"))
+    message = error_of(lambda: read_kobo_csv(out.getvalue().encode(), "h.csv"))
     assert "h.csv, row 1: header: missing columns sex" in message
 
 
@@ -238,5 +221,5 @@ def test_legacy_csv_repeat_inside_a_group(prefix: str) -> None:
     if prefix.endswith(":"):
         header = header.replace("/", ":")
     households, members = read_kobo_csv((header + "\n" + rest).encode(), "h.csv")
-    assert _rows(households) == _households()
-    assert _rows(members) == _members()
+    assert rows_read(households) == expected_households()
+    assert rows_read(members) == expected_members()

@@ -9,33 +9,22 @@ from pathlib import Path
 import pytest
 
 from rematch_pipeline.formats.detect import detect_format, read_export
-from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limits import ENV_MAX_XLSX_RATIO
 from rematch_pipeline.schemas.contract import field_names
-from tests.formats.fixtures.exports import CENTRAL_FORM_ID, HOUSEHOLDS, SECRET, odk_central_households, zipped
+from tests.formats.fixtures.exports import (
+    CENTRAL_FORM_ID,
+    HOUSEHOLDS,
+    SECRET,
+    error_of,
+    expected_households,
+    expected_members,
+    odk_central_households,
+    rows_read,
+    zipped,
+)
 
 MAIN = f"{CENTRAL_FORM_ID}.csv"
 MEMBERS = f"{CENTRAL_FORM_ID}-members.csv"
-
-
-def _households() -> list[dict]:
-    return [{k: v for k, v in h.items() if k != "members"} for h in HOUSEHOLDS]
-
-
-def _members() -> list[dict]:
-    return [{"submission_id": h["submission_id"], **m} for h in HOUSEHOLDS for m in h["members"]]
-
-
-def _rows(table) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "file_row"} for row in table.frame.to_dicts()]
-
-
-def _error(call) -> str:
-    with pytest.raises(InputFileError) as error:
-        call()
-    message = str(error.value)
-    assert SECRET not in message
-    return message
 
 
 def _edit(data: bytes, old: str, new: str) -> bytes:
@@ -52,8 +41,8 @@ def test_central_zip_reads_households_and_members_joined_by_parent_key(split: bo
     assert (households.table, households.sheet) == ("households", MAIN)
     assert (members.table, members.sheet) == ("members", MEMBERS)
     # submission_id is KEY without "uuid:"; the form's own submitted_at beats SubmissionDate (2030).
-    assert _rows(households) == _households()
-    assert _rows(members) == _members()
+    assert rows_read(households) == expected_households()
+    assert rows_read(members) == expected_members()
     assert households.frame.columns == field_names("households") + ["file_row"]
     assert households.frame["file_row"].to_list() == [2, 3]
     assert members.frame["file_row"].to_list() == [2, 3, 4]
@@ -65,8 +54,8 @@ def test_central_csvs_one_by_one() -> None:
     [households] = read_export(Path(MAIN), files[MAIN])
     [members] = read_export(Path(MEMBERS), files[MEMBERS])
     assert (households.sheet, members.sheet) == (None, None)
-    assert _rows(households) == _households()
-    assert _rows(members) == _members()
+    assert rows_read(households) == expected_households()
+    assert rows_read(members) == expected_members()
 
 
 def test_central_key_wins_over_an_edited_instance_id_and_submission_date_fills_in() -> None:
@@ -91,7 +80,7 @@ def test_central_zip_ignores_media_and_other_files() -> None:
 def test_central_unknown_column_names_zip_member_and_column() -> None:
     files = odk_central_households()
     files[MEMBERS] = _edit(files[MEMBERS], "wheelchair,", "wheelchair_new,")
-    message = _error(lambda: read_export(Path("export.zip"), zipped(files)))
+    message = error_of(lambda: read_export(Path("export.zip"), zipped(files)))
     assert message.startswith(f"export.zip [member {MEMBERS}], row 1")
     assert "wheelchair_new" in message
 
@@ -100,7 +89,7 @@ def test_central_zip_bomb_is_stopped_before_inflating(monkeypatch: pytest.Monkey
     monkeypatch.setenv(ENV_MAX_XLSX_RATIO, "5")
     files = odk_central_households()
     files[MAIN] += b"\n" * (2 << 20)  # 2 MB of blank lines compress far above 5:1
-    message = _error(lambda: read_export(Path("export.zip"), zipped(files)))
+    message = error_of(lambda: read_export(Path("export.zip"), zipped(files)))
     assert message == f"export.zip: zip: decompression ratio above 5:1 in member {MAIN} (zip bomb?)"
 
 
@@ -110,5 +99,5 @@ def test_a_corrupt_central_zip_member_is_named() -> None:
         info = archive.getinfo(MEMBERS)
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
     data[start + 5 : start + 25] = b"\x00" * 20  # damage the deflated stream
-    message = _error(lambda: read_export(Path("export.zip"), bytes(data)))
+    message = error_of(lambda: read_export(Path("export.zip"), bytes(data)))
     assert message.startswith(f"export.zip [member {MEMBERS}]")
