@@ -54,6 +54,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         summary = ingest_landing(defs, instance, home)
     for error in summary.rejected:
         print(f"rejected: {error}", file=sys.stderr)
+    for line in summary.skipped:
+        print(f"left out: {line}")
     print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
     if summary.rejected:
         raise CliError(f"{len(summary.rejected)} file(s) rejected (valid files were ingested)")

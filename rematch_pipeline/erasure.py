@@ -79,7 +79,8 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         for old, (new, archived, _) in rewrites.items():
             con.execute("UPDATE ingestion_log SET archived_as = ? WHERE file_sha256 = ?", [archived.name, old])
             con.execute(
-                "INSERT INTO ingestion_log SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ? FROM ingestion_log "
+                "INSERT INTO ingestion_log (file_sha256, file_name, landing_kind, archived_as, status, tables, rows_ingested,"
+                " error, ingested_at) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ? FROM ingestion_log "
                 "WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
                 [new, archived.name, ERASURE_COPY, now, old, new],
             )

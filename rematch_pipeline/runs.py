@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.ingest import ingested_hashes, rejected_files
+from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, rejected_files
 from rematch_pipeline.assets.sensors import export_run_requests
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome
@@ -24,6 +24,7 @@ class IngestionSummary:
 
     files_ingested: int
     rejected: list[str]  # error lines (file, row, column, rule)
+    skipped: list[str]  # "file: submissions left out on purpose" (incomplete, rejected in the tool)
     results: list[dg.ExecuteInProcessResult]  # one run per file, then the validation run
 
 
@@ -62,7 +63,7 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     ]
     results.append(execute(defs, instance, "validate_job"))
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
-    return IngestionSummary(len(requests) - len(rejected), rejected, results)
+    return IngestionSummary(len(requests) - len(rejected), rejected, files_with_skipped(warehouse, since=started), results)
 
 
 def run_round(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome, round_id: str, config: dict) -> Path:

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.limits import check_path_size
 from rematch_pipeline.formats.errors import InputFileError
@@ -34,6 +35,19 @@ class FileOutcome:
     rows: int = 0
     tables: str = ""
     error: str = ""
+    skipped: str = ""  # submissions left out on purpose, e.g. "incomplete LimeSurvey responses: 2"
+
+
+_LOG_COLUMNS = "file_sha256, file_name, landing_kind, archived_as, status, tables, rows_ingested, error, ingested_at, skipped"
+
+
+def skipped_submissions(parsed: list[ParsedTable]) -> str:
+    """What the readers left out on purpose, summed by reason over a file's tables ("" if nothing)."""
+    counts: dict[str, int] = {}
+    for table in parsed:
+        for reason, n in table.skipped.items():
+            counts[reason] = counts.get(reason, 0) + n
+    return "; ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
 
 
 def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
@@ -67,7 +81,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         outcome = FileOutcome(path.name, kind, sha, "rejected", error=str(exc))
         with warehouse_connection(warehouse) as con:
             con.execute(
-                "INSERT INTO ingestion_log VALUES (?, ?, ?, ?, 'rejected', ?, 0, ?, ?)",
+                f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'rejected', ?, 0, ?, ?, NULL)",
                 [sha, path.name, kind, archived.name, exc.violation.table or "", outcome.error, now],
             )
         return outcome
@@ -76,6 +90,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         identity.store(table, identity_rows)
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
+    skipped = skipped_submissions(parsed)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for table, raw, _ in split:
@@ -83,11 +98,11 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             con.execute(f"INSERT INTO raw_{table} ({', '.join(raw.columns)}) SELECT * FROM incoming")
             con.unregister("incoming")
         con.execute(
-            "INSERT INTO ingestion_log VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?)",
-            [sha, path.name, kind, archived.name, tables, rows, now],
+            f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?, ?)",
+            [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
         )
         con.execute("COMMIT")
-    return FileOutcome(path.name, kind, sha, "ingested", rows, tables)
+    return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped)
 
 
 exports_partitions = dg.DynamicPartitionsDefinition(name="exports")
@@ -136,7 +151,8 @@ def landed_export(
     if outcome.status == "rejected":
         context.log.error(f"rejected {outcome.error}")
     else:
-        context.log.info(f"{path.name}: {outcome.status}, {outcome.rows} rows into {outcome.tables or '-'}")
+        skipped = f"; left out: {outcome.skipped}" if outcome.skipped else ""
+        context.log.info(f"{path.name}: {outcome.status}, {outcome.rows} rows into {outcome.tables or '-'}{skipped}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": outcome.rows,
@@ -145,6 +161,7 @@ def landed_export(
             "status": outcome.status,
             "tables": outcome.tables,
             "error": outcome.error,
+            "skipped": outcome.skipped,
         }
     )
 
@@ -171,6 +188,17 @@ def ingested_hashes(warehouse: DuckDBResource) -> set[str]:
     """sha256 of every file already in the ingestion log (ingested or rejected)."""
     with warehouse_connection(warehouse) as con:
         return {r[0] for r in con.execute("SELECT file_sha256 FROM ingestion_log").fetchall()}
+
+
+def files_with_skipped(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
+    """"file: what its readers left out" for files ingested since then, oldest first."""
+    with warehouse_connection(warehouse) as con:
+        rows = con.execute(
+            "SELECT file_name, skipped FROM ingestion_log WHERE skipped IS NOT NULL"
+            " AND (? IS NULL OR ingested_at >= ?) ORDER BY ingested_at, file_name",
+            [since, since],
+        ).fetchall()
+    return [f"{name}: {skipped}" for name, skipped in rows]
 
 
 def rejected_files(warehouse: DuckDBResource, since: dt.datetime | None = None) -> pl.DataFrame:

@@ -7,7 +7,8 @@ Every cell is read as text; typing and value rules belong to validation. The tab
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -32,6 +33,10 @@ class ParsedTable:
     table: str
     frame: pl.DataFrame  # canonical columns, all Utf8, plus file_row (1-based row in the file)
     sheet: str | None = None
+    # Submissions the reader left out on purpose, by reason (e.g. "incomplete LimeSurvey responses": 2).
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    # Their submission ids: repeat rows of theirs read from another file are dropped too (never stored).
+    left_out: frozenset[str] = frozenset()
 
 
 def _matching_tables(header: list[str]) -> list[str]:

@@ -23,9 +23,18 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import polars as pl
+
 from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
+from rematch_pipeline.formats.kobo import (
+    REPEAT_TABLE,
+    is_central_header,
+    is_kobo_header,
+    read_kobo_records,
+    read_kobo_xlsx,
+    xlsx_headers,
+)
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records
 from rematch_pipeline.formats.limits import (
     CsvRecords,
@@ -83,8 +92,9 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
         data: the file's bytes.
 
     Returns:
-        ParsedTables with the canonical columns (all text) and ``file_row``; a LimeSurvey file
-        yields ``LimeSurveyTable``s that also count skipped incomplete responses. Tables read
+        ParsedTables with the canonical columns (all text) and ``file_row``; submissions a reader
+        leaves out on purpose (incomplete LimeSurvey responses, submissions rejected in Kobo or
+        Central) are counted in ``ParsedTable.skipped``. Tables read
         from a zip of CSVs carry the member's name as their sheet.
 
     Raises:
@@ -127,4 +137,12 @@ def _read_csv_zip(data: bytes, file: str) -> list[ParsedTable]:
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise InputFileError(Violation(file, None, None, "zip: corrupt member", sheet=member)) from exc
             tables += [dataclasses.replace(t, sheet=member) for t in parsed]
-    return tables
+    # Central's repeat file has no review state: its rows follow their household's.
+    left_out = sorted(set().union(*(t.left_out for t in tables)))
+    kept: list[ParsedTable] = []
+    for t in tables:
+        if t.table == REPEAT_TABLE and left_out:
+            t = dataclasses.replace(t, frame=t.frame.filter(~pl.col("submission_id").is_in(left_out).fill_null(False)))
+        if t.frame.height or t.table != REPEAT_TABLE:
+            kept.append(t)
+    return kept

@@ -17,7 +17,7 @@ Decisions:
 - ``submission_id`` = ``ls-<id>-<seed>`` (``ls-<id>`` without a seed column): LimeSurvey numbers
   responses per survey from 1 and starts again when a survey is re-activated, so a bare id could
   merge two households; the random per-response seed keeps re-exports of one response stable.
-- Incomplete responses (empty ``submitdate``) are skipped and counted (``skipped_incomplete``):
+- Incomplete responses (empty ``submitdate``) are skipped and counted (``ParsedTable.skipped``):
   they never reached the submit page, may be resumed later, and would otherwise flood the
   quarantine with "required" errors. A file with none complete is rejected.
 - A ``submitdate`` of 1980-01-01 00:00:00 is LimeSurvey's placeholder when the survey records no
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header
@@ -105,11 +105,8 @@ _PADDED_DECIMAL = re.compile(r"^([+-]?\d+\.\d*?)0+$")
 _MIDNIGHT_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$")
 
 
-@dataclass(frozen=True)
-class LimeSurveyTable(ParsedTable):
-    """A ParsedTable that also says how many incomplete responses were skipped."""
-
-    skipped_incomplete: int = 0
+# ParsedTable.skipped reason for responses that never reached the submit page.
+SKIPPED_INCOMPLETE = "incomplete LimeSurvey responses"
 
 
 def _normal(header: str) -> str:
@@ -316,7 +313,7 @@ def _cell(cells: list[str], position: int | None) -> str:
     return cells[position].strip()
 
 
-def read_limesurvey_records(records: CsvRecords, file: str) -> list[LimeSurveyTable]:
+def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     """Canonical tables of a tokenised LimeSurvey export: households + members, or municipalities."""
     layout = _layout(records.header, file)
     _check_layout(layout, file)
@@ -362,16 +359,13 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[LimeSurveyTa
         raise InputFileError(
             Violation(file, None, None, f"limesurvey: no completed responses ({skipped} incomplete skipped)", layout.table)
         )
-    tables = [_with_skipped(canonical_table(layout.table, main, main_rows), skipped)]
+    main_table = canonical_table(layout.table, main, main_rows)
+    tables = [replace(main_table, skipped={SKIPPED_INCOMPLETE: skipped} if skipped else {})]
     if members:
-        tables.append(_with_skipped(canonical_table("members", members, member_rows), 0))
+        tables.append(canonical_table("members", members, member_rows))
     return tables
 
 
-def _with_skipped(table: ParsedTable, skipped: int) -> LimeSurveyTable:
-    return LimeSurveyTable(table.table, table.frame, table.sheet, skipped_incomplete=skipped)
-
-
-def read_limesurvey_csv(data: bytes, file: str) -> list[LimeSurveyTable]:
+def read_limesurvey_csv(data: bytes, file: str) -> list[ParsedTable]:
     """Read a LimeSurvey response export (CSV, question-code headings, answer codes)."""
     return read_limesurvey_records(csv_records(data, file), file)

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS ingestion_log (
     file_sha256 VARCHAR PRIMARY KEY, file_name VARCHAR, landing_kind VARCHAR, archived_as VARCHAR,
     status VARCHAR, tables VARCHAR, rows_ingested INTEGER, error VARCHAR, ingested_at TIMESTAMP
 );
+-- Added after the first releases: warehouses made before gain it here.
+ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS skipped VARCHAR;
 CREATE TABLE IF NOT EXISTS quarantine (
     file_sha256 VARCHAR, file_name VARCHAR, sheet VARCHAR, file_row INTEGER, "table" VARCHAR,
     "column" VARCHAR, rule VARCHAR

@@ -19,9 +19,10 @@ from tests.formats.fixtures.exports import CENTRAL_FORM_ID, CENTRAL_MAIN_META, z
 ZIP_NAME = "submissions.csv.zip"
 
 
-def _central_zip(households: pl.DataFrame, members: pl.DataFrame) -> bytes:
+def _central_zip(households: pl.DataFrame, members: pl.DataFrame, rejected: frozenset[str] = frozenset()) -> bytes:
     """The canonical tables as Central's export of our household form: notes as empty columns,
-    `meta-instanceID`, KEY = "uuid:" + submission id, members in their own file joined by PARENT_KEY."""
+    `meta-instanceID`, KEY = "uuid:" + submission id, members in their own file joined by PARENT_KEY;
+    the submissions in rejected have ReviewState "rejected"."""
 
     def table(rows: list[list[str]]) -> bytes:
         out = io.StringIO()
@@ -32,7 +33,8 @@ def _central_zip(households: pl.DataFrame, members: pl.DataFrame) -> bytes:
     for row in households.iter_rows(named=True):
         key = "uuid:" + row["submission_id"]
         values = ["" if v is None else str(v) for v in row.values()]
-        main_rows.append(["2026-07-31T12:00:00.000Z", "", *values, "", key, key, "", "", "0", "0", "", "", "", "0", "v1"])
+        state = "rejected" if row["submission_id"] in rejected else ""
+        main_rows.append(["2026-07-31T12:00:00.000Z", "", *values, "", key, key, "", "", "0", "0", "", state, "", "0", "v1"])
     columns = [c for c in members.columns if c != "submission_id"]
     member_rows = [[*columns, "PARENT_KEY", "KEY"]]
     count: dict[str, int] = {}
@@ -94,3 +96,26 @@ def test_a_central_zip_loads_as_the_templates_do_and_erasure_edits_it(
     # The edited zip is known: ingesting again loads nothing new.
     assert main(["ingest"]) == 0
     assert _count(home, "SELECT count(*) FROM raw_households") == sample.households.height - 1
+
+
+def test_a_submission_rejected_in_central_is_not_loaded_and_ingest_says_so(
+    home: RematchHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    sample = generate_round(30, 4, seed=5)
+    write_round(sample, tmp_path / "sample")
+    for path in sorted((tmp_path / "sample" / "municipalities").iterdir()):
+        (home.landing("municipalities") / path.name).write_bytes(path.read_bytes())
+    rejected = sample.households["submission_id"][3]
+    zip_bytes = _central_zip(sample.households, sample.members, frozenset({rejected}))
+    (home.landing("households") / ZIP_NAME).write_bytes(zip_bytes)
+    monkeypatch.setenv("REMATCH_HOME", str(home.path))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    assert f"left out: {ZIP_NAME}: submissions rejected in ODK Central: 1" in capsys.readouterr().out
+    its_members = sample.members.filter(pl.col("submission_id") == rejected).height
+    assert its_members > 0
+    assert _count(home, "SELECT count(*) FROM raw_households") == sample.households.height - 1
+    assert _count(home, "SELECT count(*) FROM raw_members") == sample.members.height - its_members
+    assert _count(home, f"SELECT count(*) FROM raw_households WHERE submission_id = '{rejected}'") == 0
+    logged = _count(home, f"SELECT count(*) FROM ingestion_log WHERE skipped = 'submissions rejected in ODK Central: 1'")
+    assert logged == 1

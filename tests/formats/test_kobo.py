@@ -95,6 +95,42 @@ def test_kpi_xlsx_repeat_row_without_its_household_stops_the_file(tmp_path: Path
     assert "repeat row refers to no row of the main sheet" in message
 
 
+NOT_APPROVED = "submissions not approved in KoboToolbox"
+
+
+@pytest.mark.parametrize("status", ["validation_status_not_approved", "Not Approved"])
+def test_kpi_xlsx_not_approved_submission_is_left_out_with_its_members(tmp_path: Path, status: str) -> None:
+    first, second = HOUSEHOLDS
+    statuses = {first["submission_id"]: status, second["submission_id"]: "validation_status_on_hold"}
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", statuses=statuses)
+    households, members = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert rows_read(households) == expected_households()[1:]  # "on hold" is not a rejection
+    assert rows_read(members) == [m for m in expected_members() if m["submission_id"] == second["submission_id"]]
+    assert households.skipped == {NOT_APPROVED: 1}
+    assert members.skipped == {}
+
+
+def test_kpi_xlsx_with_every_submission_rejected_is_refused(tmp_path: Path) -> None:
+    statuses = {h["submission_id"]: "validation_status_not_approved" for h in HOUSEHOLDS}
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", statuses=statuses)
+    message = error_of(lambda: read_kobo_xlsx(path.read_bytes(), path.name))
+    assert f"kobo: every submission is rejected ({NOT_APPROVED}: 2)" in message
+
+
+def test_legacy_csv_status_object_not_approved_is_left_out_once_per_household() -> None:
+    first = HOUSEHOLDS[0]
+    status = '{"timestamp": 1785307200, "uid": "validation_status_not_approved", "by_whom": "coordinator"}'
+    header, *rows = kobo_legacy_households_csv(slots=1, statuses={first["submission_id"]: status}).decode().splitlines()
+    second_member = kobo_legacy_households_csv([{**first, "members": first["members"][1:]}], slots=1, statuses={first["submission_id"]: status})
+    # One row per member: the rejected household fills rows 2 and 3 and is counted once.
+    text = "\n".join([header.replace("members[1]/", "members/"), rows[0], second_member.decode().splitlines()[1], rows[1]]) + "\n"
+    households, members = read_kobo_csv(text.encode(), "flat.csv")
+    assert rows_read(households) == expected_households()[1:]
+    assert households.frame["file_row"].to_list() == [4]
+    assert members.frame["file_row"].to_list() == [4]
+    assert households.skipped == {NOT_APPROVED: 1}
+
+
 def test_kpi_xlsx_unknown_repeat_column_names_sheet_and_column(tmp_path: Path) -> None:
     path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
     data = _edit_xlsx(path, "members", lambda s: s.cell(1, _column(s, "members/german_level"), "members/german_level_v2"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.limesurvey import LimeSurveyTable, read_limesurvey_csv
+from rematch_pipeline.formats.limesurvey import SKIPPED_INCOMPLETE, read_limesurvey_csv
 from rematch_pipeline.schemas.contract import TABLES, Kind, field_names
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_SLOTS,
@@ -52,10 +52,9 @@ def test_households_export_with_bom_semicolons_crlf_and_member_slots() -> None:
     data = HOUSEHOLDS_CSV.read_bytes()
     assert data.startswith(b'\xef\xbb\xbf"id";"submitdate";') and data.endswith(b"\r\n\r\n")
     households, members = read_limesurvey_csv(data, HOUSEHOLDS_CSV.name)
-    assert isinstance(households, LimeSurveyTable)
     assert _rows(households) == _expected(HOUSEHOLDS)
     assert households.frame["file_row"].to_list() == [2, 3]
-    assert households.skipped_incomplete == 1  # the response without submitdate
+    assert households.skipped == {SKIPPED_INCOMPLETE: 1}  # the response without submitdate
     expected_members = [
         {"submission_id": f"ls-{41 + i}-{1000001 + i}", **m} for i, h in enumerate(HOUSEHOLDS) for m in h["members"]
     ]

@@ -48,6 +48,26 @@ def test_central_zip_reads_households_and_members_joined_by_parent_key(split: bo
     assert members.frame["file_row"].to_list() == [2, 3, 4]
 
 
+REJECTED = "submissions rejected in ODK Central"
+
+
+def test_central_rejected_submission_leaves_the_zip_with_its_members() -> None:
+    first, second = HOUSEHOLDS
+    review = {first["submission_id"]: "rejected", second["submission_id"]: "hasIssues"}
+    households, members = read_export(Path("submissions.csv.zip"), zipped(odk_central_households(review=review)))
+    assert rows_read(households) == expected_households()[1:]  # "has issues" is not a rejection
+    assert rows_read(members) == [m for m in expected_members() if m["submission_id"] == second["submission_id"]]
+    assert households.skipped == {REJECTED: 1}
+
+
+def test_central_members_csv_landed_alone_keeps_rows_of_rejected_households() -> None:
+    # Without its main table the reader cannot know the review state; validation quarantines
+    # such members, as any member whose household is missing (docs/formats.md).
+    files = odk_central_households(review={HOUSEHOLDS[0]["submission_id"]: "rejected"})
+    [members] = read_export(Path(MEMBERS), files[MEMBERS])
+    assert rows_read(members) == expected_members()
+
+
 def test_central_csvs_one_by_one() -> None:
     files = odk_central_households()
     assert detect_format(Path(MAIN), files[MAIN]) == "odk-central-csv"

@@ -1,0 +1,27 @@
+"""The warehouse's base tables on a data home made by an older release."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from rematch_pipeline.resources.warehouse import warehouse_connection
+
+
+def test_an_ingestion_log_from_before_the_skipped_column_gains_it_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:  # the table as the first releases created it
+        con.execute(
+            "CREATE TABLE ingestion_log (file_sha256 VARCHAR PRIMARY KEY, file_name VARCHAR, landing_kind VARCHAR,"
+            " archived_as VARCHAR, status VARCHAR, tables VARCHAR, rows_ingested INTEGER, error VARCHAR, ingested_at TIMESTAMP)"
+        )
+        con.execute("INSERT INTO ingestion_log VALUES ('a1', 'old.csv', 'households', 'a1.csv', 'ingested', 'households', 3, NULL, ?)", [dt.datetime(2026, 7, 1)])
+    with warehouse_connection(DuckDBResource(database=str(path))) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()]
+        assert columns[-1] == "skipped"
+        assert con.execute("SELECT file_name, rows_ingested, skipped FROM ingestion_log").fetchall() == [("old.csv", 3, None)]
+    with warehouse_connection(DuckDBResource(database=str(path))) as con:  # a second opening changes nothing
+        assert [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()] == columns
