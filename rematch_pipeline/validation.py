@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_date, parse_timestamp, type_table
 
@@ -35,7 +36,7 @@ class CanonicalTables:
     members: pl.DataFrame
     decisions: pl.DataFrame
     quarantine: pl.DataFrame
-    superseded: pl.DataFrame  # duplicate submissions resolved by the latest submitted_at
+    superseded: pl.DataFrame  # duplicates resolved by the latest submitted_at, and submissions left out by review
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -83,6 +84,40 @@ def _latest(frame: pl.DataFrame, table: str, keys: list[str], superseded: list[p
     return kept.sort("_order").drop("_order"), dropped.height
 
 
+def _without_rejected(raw: pl.DataFrame, table: str, superseded: list[pl.DataFrame], counts: dict[str, int]) -> tuple[pl.DataFrame, pl.Series]:
+    """Leave out submissions whose latest ingested copy a reviewer rejected in the collection tool
+    (LEFT_OUT_COLUMN), with every earlier copy of them: a weekly full export must withdraw what an
+    earlier one loaded. A rejected copy that a later, unrejected one replaced goes as superseded.
+    Returns the other raw rows (without the column) and the left-out submission ids."""
+    if LEFT_OUT_COLUMN not in raw.columns:
+        counts[f"{table}_left_out_by_review"] = 0
+        return raw, pl.Series("submission_id", [], dtype=pl.Utf8)
+    ordered = raw.with_row_index("_order")
+    last = (
+        ordered.filter(pl.col("submission_id").is_not_null())
+        .group_by("submission_id")
+        .agg(pl.col(LEFT_OUT_COLUMN).sort_by("_order").last().alias("_reason"))
+    )
+    withdrawn = last.filter(pl.col("_reason").is_not_null())
+    dropped = ordered.join(withdrawn, on="submission_id", how="left").filter(
+        pl.col("_reason").is_not_null() | pl.col(LEFT_OUT_COLUMN).is_not_null()
+    )
+    rule = (
+        pl.when(pl.col("_reason").is_not_null()).then(pl.lit("left out: ") + pl.col("_reason"))
+        .when(pl.col("submission_id").is_null()).then(pl.lit("left out: ") + pl.col(LEFT_OUT_COLUMN))
+        .otherwise(pl.lit("duplicate: superseded by a later submission"))
+    )
+    superseded.append(
+        dropped.select(
+            "file_sha256", "file_name", "sheet", "file_row",
+            pl.lit(table).alias("table"), pl.lit("submission_id").alias("column"), rule.alias("rule"),
+        ).cast(QUARANTINE_SCHEMA)
+    )
+    counts[f"{table}_left_out_by_review"] = withdrawn.height + dropped.filter(pl.col("submission_id").is_null()).height
+    kept = ordered.join(dropped.select("_order"), on="_order", how="anti").sort("_order")
+    return kept.drop("_order", LEFT_OUT_COLUMN), withdrawn["submission_id"]
+
+
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Whole years of age on the household's submission date; the birth date itself is not kept."""
     reference = households.select("submission_id", pl.col("submitted_at").dt.date().alias("_on"))
@@ -107,13 +142,14 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     quarantine: list[pl.DataFrame] = []
     counts: dict[str, int] = {}
 
-    municipalities, q = check_rows("municipalities", raw["municipalities"])
-    quarantine.append(q)
     superseded: list[pl.DataFrame] = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
+    raw_municipalities, _ = _without_rejected(raw["municipalities"], "municipalities", superseded, counts)
+    municipalities, q = check_rows("municipalities", raw_municipalities)
+    quarantine.append(q)
     municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, "municipalities", ["intake_period", "municipality_id"], superseded)
 
     # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
-    raw_households = raw["households"]
+    raw_households, rejected_ids = _without_rejected(raw["households"], "households", superseded, counts)
     refused_mask = raw_households["consent_processing"].str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS)).fill_null(False)
     refused = raw_households.filter(refused_mask)
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
@@ -132,7 +168,8 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
         pl.col("_refused_at").is_null() | (pl.col("submitted_at") > pl.col("_refused_at"))
     ).drop("_refused_at")
 
-    members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids))
+    # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
+    members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(rejected_ids.implode()))
     members, member_q = check_rows("members", members_raw)
     quarantine.append(member_q)
     # Members of a re-submitted household: keep those of the latest file that carries the submission.

@@ -26,6 +26,10 @@ SIGNATURES: dict[str, frozenset[str]] = {
 }
 
 
+# Column of a main table's frame (and raw table) with the reason a reviewer rejected the submission.
+LEFT_OUT_COLUMN = "left_out"
+
+
 @dataclass(frozen=True)
 class ParsedTable:
     """Text cells of one canonical table read from a file or sheet."""
@@ -33,10 +37,8 @@ class ParsedTable:
     table: str
     frame: pl.DataFrame  # canonical columns, all Utf8, plus file_row (1-based row in the file)
     sheet: str | None = None
-    # Submissions the reader left out on purpose, by reason (e.g. "incomplete LimeSurvey responses": 2).
+    # Submissions the tool marks as not to be used, by reason (e.g. "incomplete LimeSurvey responses": 2).
     skipped: Mapping[str, int] = field(default_factory=dict)
-    # Their submission ids: repeat rows of theirs read from another file are dropped too (never stored).
-    left_out: frozenset[str] = frozenset()
 
 
 def _matching_tables(header: list[str]) -> list[str]:

@@ -23,18 +23,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import polars as pl
-
 from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.kobo import (
-    REPEAT_TABLE,
-    is_central_header,
-    is_kobo_header,
-    read_kobo_records,
-    read_kobo_xlsx,
-    xlsx_headers,
-)
+from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records
 from rematch_pipeline.formats.limits import (
     CsvRecords,
@@ -92,9 +83,10 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
         data: the file's bytes.
 
     Returns:
-        ParsedTables with the canonical columns (all text) and ``file_row``; submissions a reader
-        leaves out on purpose (incomplete LimeSurvey responses, submissions rejected in Kobo or
-        Central) are counted in ``ParsedTable.skipped``. Tables read
+        ParsedTables with the canonical columns (all text) and ``file_row``; what the tools mark
+        as not to be used is counted in ``ParsedTable.skipped`` (incomplete LimeSurvey responses,
+        skipped; submissions rejected in Kobo or Central, kept with the reason in ``left_out``).
+        Tables read
         from a zip of CSVs carry the member's name as their sheet.
 
     Raises:
@@ -137,12 +129,4 @@ def _read_csv_zip(data: bytes, file: str) -> list[ParsedTable]:
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise InputFileError(Violation(file, None, None, "zip: corrupt member", sheet=member)) from exc
             tables += [dataclasses.replace(t, sheet=member) for t in parsed]
-    # Central's repeat file has no review state: its rows follow their household's.
-    left_out = sorted(set().union(*(t.left_out for t in tables)))
-    kept: list[ParsedTable] = []
-    for t in tables:
-        if t.table == REPEAT_TABLE and left_out:
-            t = dataclasses.replace(t, frame=t.frame.filter(~pl.col("submission_id").is_in(left_out).fill_null(False)))
-        if t.frame.height or t.table != REPEAT_TABLE:
-            kept.append(t)
-    return kept
+    return tables

@@ -20,7 +20,8 @@ field once its group path and Kobo's own metadata are set aside:
   household's answers repeated (rows sharing a ``_uuid`` / ``meta/instanceID``);
 - KPI's HXL tag row (second row, every cell ``#…`` or empty) is skipped;
 - a submission a reviewer rejected (Kobo ``_validation_status`` not approved, Central ``ReviewState``
-  rejected) is left out with its repeat rows and counted in ``ParsedTable.skipped``;
+  rejected) is read with the reason in a ``left_out`` column and counted in ``ParsedTable.skipped``;
+  validation leaves it out with its members, and earlier loaded copies of it;
 - ODK Central (CSV, or its CSV zip read by ``detect``): groups joined by ``-`` (``meta-instanceID``),
   option columns ``field/option``; its own columns (``SubmissionDate``, ``KEY``, ``ReviewState`` …)
   are metadata, ``submission_id`` is ``KEY`` without ``uuid:``, ``submitted_at`` falls back on
@@ -41,7 +42,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header
+import polars as pl
+
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable, canonical_table, check_header
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Kind
@@ -368,8 +371,8 @@ class _Read:
     members: list[dict[str, str | None]] = field(default_factory=list)
     member_rows: list[int] = field(default_factory=list)
     index: dict[str, str | None] = field(default_factory=dict)  # _index -> submission_id
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> submissions left out
-    left_out: set[str] = field(default_factory=set)  # their submission ids
+    left_out: list[str | None] = field(default_factory=list)  # per main record: why a reviewer rejected it
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> submissions rejected
 
 
 def _rejection(layout: _Layout, cells: list[str | None]) -> str | None:
@@ -392,29 +395,22 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
     index_col = layout.meta("_index")
     groups = [[c for c in members if c.slot == s] for s in slots] if slots else ([members] if members else [])
     for number, cells in rows:
-        reason = _rejection(layout, cells) if layout.table != REPEAT_TABLE else None
-        if reason is None:
-            record = _record(main, cells, file, number, layout.table, sheet)
-            if layout.table != REPEAT_TABLE:
-                _submission(layout, cells, record)
-            submission = record.get("submission_id")
-        else:  # its cells stay unread: a rejected submission's errors are no reason to stop the file
-            submission = _meta_value(layout, cells, SUBMISSION_ID_COLUMNS)
+        record = _record(main, cells, file, number, layout.table, sheet)
+        if layout.table != REPEAT_TABLE:
+            _submission(layout, cells, record)
+        submission = record.get("submission_id")
         if index_col is not None and index_col.position < len(cells):
             key = _cell(cells[index_col.position])
             if key is not None:
                 out.index[key] = submission
-        if reason is not None:
-            # Counted once: legacy CSVs repeat a household on each of its members' rows.
-            if submission is None or submission not in out.left_out:
-                out.skipped[reason] = out.skipped.get(reason, 0) + 1
-            if submission is not None:
-                out.left_out.add(submission)
-            continue
         # In the one-row-per-member layout a household repeats on each of its members' rows.
         if not (members and not slots and submission is not None and submission in seen):
             out.main.append(record)
             out.main_rows.append(number)
+            reason = _rejection(layout, cells) if layout.table != REPEAT_TABLE else None
+            out.left_out.append(reason)
+            if reason is not None:
+                out.skipped[reason] = out.skipped.get(reason, 0) + 1
         if submission is not None:
             seen.add(submission)
         for group in groups:
@@ -437,7 +433,10 @@ def _skip_hxl(rows: list[tuple[int, list[str | None]]]) -> list[tuple[int, list[
 
 def _tables(read: _Read, file: str, sheet: str | None, member_sheet: str | None = None) -> list[ParsedTable]:
     main = canonical_table(read.table, read.main, read.main_rows, sheet)
-    tables = [replace(main, skipped=read.skipped, left_out=frozenset(read.left_out))]
+    if read.skipped:  # stored with the reason; validation leaves them out (and earlier copies of them)
+        frame = main.frame.with_columns(pl.Series(LEFT_OUT_COLUMN, read.left_out, dtype=pl.Utf8))
+        main = replace(main, frame=frame, skipped=read.skipped)
+    tables = [main]
     if read.members:
         tables.append(canonical_table(REPEAT_TABLE, read.members, read.member_rows, member_sheet or sheet))
     return tables
@@ -451,17 +450,11 @@ def read_kobo_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     if not rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))
     read = _read_rows(layout, rows, file, None)
-    if not read.main and read.skipped:
-        raise InputFileError(Violation(file, None, None, f"kobo: every submission is rejected ({_counted(read.skipped)})", layout.table))
     if layout.table == REPEAT_TABLE:
         # A members-only CSV (Kobo, or Central's repeat file): each row names its submission itself.
         for record, (_, cells) in zip(read.main, rows):
             record["submission_id"] = _meta_value(layout, cells, PARENT_COLUMNS)
     return _tables(read, file, None)
-
-
-def _counted(skipped: dict[str, int]) -> str:
-    return ", ".join(f"{reason}: {n}" for reason, n in skipped.items())
 
 
 def read_kobo_csv(data: bytes, file: str) -> list[ParsedTable]:
@@ -561,24 +554,18 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
         raise InputFileError(Violation(file, None, None, "empty workbook"))
     tables: list[ParsedTable] = []
     index: dict[str, str | None] = {}
-    left_out: set[str] = set()
     if mains:
         title, read = mains[0]
-        if not read.main and read.skipped:
-            rule = f"kobo: every submission is rejected ({_counted(read.skipped)})"
-            raise InputFileError(Violation(file, None, None, rule, read.table, title))
         tables += _tables(read, file, title)
-        index, left_out = read.index, read.left_out
+        index = read.index
         if repeats and mains[0][1].table != "households":
             rule = "kobo: repeat sheet in a municipalities export"
             raise InputFileError(Violation(file, None, None, rule, sheet=repeats[0][0]))
     if repeats:
         title, layout, read, rows = repeats[0]
         _join_members(layout, read, rows, index, file, title)
-        kept = [i for i, record in enumerate(read.main) if record.get("submission_id") not in left_out]
-        if kept:
-            members = [read.main[i] for i in kept]
-            tables.append(canonical_table(REPEAT_TABLE, members, [read.main_rows[i] for i in kept], title))
+        if read.main:
+            tables.append(canonical_table(REPEAT_TABLE, read.main, read.main_rows, title))
     return tables
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable
 from rematch_pipeline.resources.identity import pseudonym
-from rematch_pipeline.resources.warehouse import PSEUDONYM_COLUMNS, raw_columns
+from rematch_pipeline.resources.warehouse import FILE_COLUMNS, PSEUDONYM_COLUMNS, REVIEWED_TABLES, raw_columns
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.parsing import FALSE_WORDS
 
@@ -36,6 +36,8 @@ def split_identity(
         pl.lit(parsed.sheet, dtype=pl.Utf8).alias("sheet"),
     )
     table = parsed.table
+    if table in REVIEWED_TABLES and LEFT_OUT_COLUMN not in frame.columns:  # only Kobo and Central flag rows
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(LEFT_OUT_COLUMN))
     pii = [f.name for f in TABLES[table] if f.pii]
     provenance = ["file_sha256", "file_row"]
     if table == "households":
@@ -49,7 +51,7 @@ def split_identity(
             [
                 pl.when(refused).then(None).otherwise(pl.col(c)).alias(c)
                 for c in raw_columns(table)
-                if c not in _KEPT_WITHOUT_CONSENT and c not in ("file_sha256", "file_name", "sheet", "file_row")
+                if c not in _KEPT_WITHOUT_CONSENT and c not in (*FILE_COLUMNS, LEFT_OUT_COLUMN)
             ]
         )
     elif table == "members":

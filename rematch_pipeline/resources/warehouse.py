@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.contract import TABLES
 
 # Identifying columns replaced by pseudonyms in raw tables (all other PII columns are dropped).
@@ -26,10 +27,12 @@ PSEUDONYM_COLUMNS: dict[str, dict[str, str]] = {
 }
 _LOCK_RETRIES = 8
 FILE_COLUMNS: tuple[str, ...] = ("file_sha256", "file_name", "sheet", "file_row")
+# Tables whose raw rows carry LEFT_OUT_COLUMN (questionnaires' main tables); validation leaves such submissions out.
+REVIEWED_TABLES: tuple[str, ...] = ("households", "municipalities")
 
 
 def raw_columns(table: str) -> list[str]:
-    """Columns of raw_<table>: non-PII canonical columns, pseudonyms, then file provenance."""
+    """Columns of raw_<table>: non-PII canonical columns, pseudonyms, the left-out reason, then file provenance."""
     renames = PSEUDONYM_COLUMNS[table]
     columns = []
     for f in TABLES[table]:
@@ -37,6 +40,8 @@ def raw_columns(table: str) -> list[str]:
             columns.append(renames[f.name])
         elif not f.pii:
             columns.append(f.name)
+    if table in REVIEWED_TABLES:
+        columns.append(LEFT_OUT_COLUMN)
     return columns + list(FILE_COLUMNS)
 
 
@@ -64,6 +69,8 @@ CREATE TABLE IF NOT EXISTS rounds (
 CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIMESTAMP);
 """,
         *(_raw_ddl(t) for t in TABLES),
+        # Warehouses made before the column existed gain it (its position does not matter: inserts name columns).
+        *(f"ALTER TABLE raw_{t} ADD COLUMN IF NOT EXISTS {LEFT_OUT_COLUMN} VARCHAR;" for t in REVIEWED_TABLES),
     ]
 )
 

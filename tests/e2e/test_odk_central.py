@@ -19,10 +19,10 @@ from tests.formats.fixtures.exports import CENTRAL_FORM_ID, CENTRAL_MAIN_META, z
 ZIP_NAME = "submissions.csv.zip"
 
 
-def _central_zip(households: pl.DataFrame, members: pl.DataFrame, rejected: frozenset[str] = frozenset()) -> bytes:
+def _central_zip(households: pl.DataFrame, members: pl.DataFrame, review: dict[str, str] | None = None) -> bytes:
     """The canonical tables as Central's export of our household form: notes as empty columns,
     `meta-instanceID`, KEY = "uuid:" + submission id, members in their own file joined by PARENT_KEY;
-    the submissions in rejected have ReviewState "rejected"."""
+    review: ReviewState by submission id."""
 
     def table(rows: list[list[str]]) -> bytes:
         out = io.StringIO()
@@ -33,7 +33,7 @@ def _central_zip(households: pl.DataFrame, members: pl.DataFrame, rejected: froz
     for row in households.iter_rows(named=True):
         key = "uuid:" + row["submission_id"]
         values = ["" if v is None else str(v) for v in row.values()]
-        state = "rejected" if row["submission_id"] in rejected else ""
+        state = (review or {}).get(row["submission_id"], "")
         main_rows.append(["2026-07-31T12:00:00.000Z", "", *values, "", key, key, "", "", "0", "0", "", state, "", "0", "v1"])
     columns = [c for c in members.columns if c != "submission_id"]
     member_rows = [[*columns, "PARENT_KEY", "KEY"]]
@@ -98,24 +98,41 @@ def test_a_central_zip_loads_as_the_templates_do_and_erasure_edits_it(
     assert _count(home, "SELECT count(*) FROM raw_households") == sample.households.height - 1
 
 
-def test_a_submission_rejected_in_central_is_not_loaded_and_ingest_says_so(
+def test_a_submission_rejected_in_a_later_central_export_is_withdrawn_until_approved_again(
     home: RematchHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     sample = generate_round(30, 4, seed=5)
     write_round(sample, tmp_path / "sample")
     for path in sorted((tmp_path / "sample" / "municipalities").iterdir()):
         (home.landing("municipalities") / path.name).write_bytes(path.read_bytes())
-    rejected = sample.households["submission_id"][3]
-    zip_bytes = _central_zip(sample.households, sample.members, frozenset({rejected}))
-    (home.landing("households") / ZIP_NAME).write_bytes(zip_bytes)
     monkeypatch.setenv("REMATCH_HOME", str(home.path))
-    capsys.readouterr()
-    assert main(["ingest"]) == 0
-    assert f"left out: {ZIP_NAME}: submissions rejected in ODK Central: 1" in capsys.readouterr().out
-    its_members = sample.members.filter(pl.col("submission_id") == rejected).height
-    assert its_members > 0
-    assert _count(home, "SELECT count(*) FROM raw_households") == sample.households.height - 1
-    assert _count(home, "SELECT count(*) FROM raw_members") == sample.members.height - its_members
-    assert _count(home, f"SELECT count(*) FROM raw_households WHERE submission_id = '{rejected}'") == 0
-    logged = _count(home, f"SELECT count(*) FROM ingestion_log WHERE skipped = 'submissions rejected in ODK Central: 1'")
-    assert logged == 1
+
+    def export(name: str, state: str) -> str:
+        """Land Central's weekly full export with one submission's review state; ingest; what ingest printed."""
+        zip_bytes = _central_zip(sample.households, sample.members, {target: state})
+        (home.landing("households") / name).write_bytes(zip_bytes)
+        capsys.readouterr()
+        assert main(["ingest"]) == 0
+        return capsys.readouterr().out
+
+    target = ""
+    assert "left out" not in export("week1.csv.zip", "")
+    loaded = {t: _count(home, f"SELECT count(*) FROM {t}") for t in ("households", "members")}
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        target, its_members = con.execute(
+            "SELECT h.submission_id, count(*) FROM households h JOIN members m USING (submission_id) GROUP BY 1 ORDER BY 1 LIMIT 1"
+        ).fetchone()
+
+    # Week 2: a reviewer rejected it in Central. The export still holds it; it leaves the round's tables with its members.
+    assert "left out: week2.csv.zip: submissions rejected in ODK Central: 1" in export("week2.csv.zip", "rejected")
+    assert _count(home, "SELECT count(*) FROM households") == loaded["households"] - 1
+    assert _count(home, "SELECT count(*) FROM members") == loaded["members"] - its_members
+    assert _count(home, f"SELECT count(*) FROM households WHERE submission_id = '{target}'") == 0
+    rules = _count(home, "SELECT count(*) FROM superseded_submissions WHERE rule = 'left out: submissions rejected in ODK Central'")
+    assert rules == 2  # week 1's copy and week 2's
+    assert _count(home, "SELECT count(*) FROM ingestion_log WHERE skipped = 'submissions rejected in ODK Central: 1'") == 1
+    assert _count(home, "SELECT value FROM intake_counts WHERE name = 'households_left_out_by_review'") == 1
+
+    # Week 3: approved after all. The latest export decides: it is back.
+    assert "left out" not in export("week3.csv.zip", "approved")
+    assert {t: _count(home, f"SELECT count(*) FROM {t}") for t in ("households", "members")} == loaded

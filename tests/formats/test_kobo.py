@@ -98,26 +98,39 @@ def test_kpi_xlsx_repeat_row_without_its_household_stops_the_file(tmp_path: Path
 NOT_APPROVED = "submissions not approved in KoboToolbox"
 
 
+def _left_out(table) -> list[str | None]:  # noqa: ANN001 - a ParsedTable
+    return table.frame["left_out"].to_list()
+
+
 @pytest.mark.parametrize("status", ["validation_status_not_approved", "Not Approved"])
-def test_kpi_xlsx_not_approved_submission_is_left_out_with_its_members(tmp_path: Path, status: str) -> None:
+def test_kpi_xlsx_not_approved_submission_is_read_with_its_reason(tmp_path: Path, status: str) -> None:
     first, second = HOUSEHOLDS
     statuses = {first["submission_id"]: status, second["submission_id"]: "validation_status_on_hold"}
     path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", statuses=statuses)
     households, members = read_kobo_xlsx(path.read_bytes(), path.name)
-    assert rows_read(households) == expected_households()[1:]  # "on hold" is not a rejection
-    assert rows_read(members) == [m for m in expected_members() if m["submission_id"] == second["submission_id"]]
+    # Stored with the reason (validation leaves it and earlier copies of it out); "on hold" is no rejection.
+    assert [{k: v for k, v in r.items() if k != "left_out"} for r in rows_read(households)] == expected_households()
+    assert _left_out(households) == [NOT_APPROVED, None]
+    assert rows_read(members) == expected_members()
     assert households.skipped == {NOT_APPROVED: 1}
     assert members.skipped == {}
 
 
-def test_kpi_xlsx_with_every_submission_rejected_is_refused(tmp_path: Path) -> None:
+def test_kpi_xlsx_with_every_submission_rejected_is_read(tmp_path: Path) -> None:
+    # It may withdraw what an earlier export loaded: nothing to refuse.
     statuses = {h["submission_id"]: "validation_status_not_approved" for h in HOUSEHOLDS}
     path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", statuses=statuses)
-    message = error_of(lambda: read_kobo_xlsx(path.read_bytes(), path.name))
-    assert f"kobo: every submission is rejected ({NOT_APPROVED}: 2)" in message
+    households, _ = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert _left_out(households) == [NOT_APPROVED, NOT_APPROVED] and households.skipped == {NOT_APPROVED: 2}
 
 
-def test_legacy_csv_status_object_not_approved_is_left_out_once_per_household() -> None:
+def test_kpi_xlsx_without_rejections_has_no_left_out_column(tmp_path: Path) -> None:
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", statuses={HOUSEHOLDS[0]["submission_id"]: "validation_status_approved"})
+    households, _ = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert "left_out" not in households.frame.columns and households.skipped == {}
+
+
+def test_legacy_csv_status_object_not_approved_is_counted_once_per_household() -> None:
     first = HOUSEHOLDS[0]
     status = '{"timestamp": 1785307200, "uid": "validation_status_not_approved", "by_whom": "coordinator"}'
     header, *rows = kobo_legacy_households_csv(slots=1, statuses={first["submission_id"]: status}).decode().splitlines()
@@ -125,9 +138,9 @@ def test_legacy_csv_status_object_not_approved_is_left_out_once_per_household() 
     # One row per member: the rejected household fills rows 2 and 3 and is counted once.
     text = "\n".join([header.replace("members[1]/", "members/"), rows[0], second_member.decode().splitlines()[1], rows[1]]) + "\n"
     households, members = read_kobo_csv(text.encode(), "flat.csv")
-    assert rows_read(households) == expected_households()[1:]
-    assert households.frame["file_row"].to_list() == [4]
-    assert members.frame["file_row"].to_list() == [4]
+    assert households.frame["file_row"].to_list() == [2, 4]
+    assert _left_out(households) == [NOT_APPROVED, None]
+    assert members.frame["file_row"].to_list() == [2, 3, 4]
     assert households.skipped == {NOT_APPROVED: 1}
 
 

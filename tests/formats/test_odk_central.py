@@ -51,20 +51,13 @@ def test_central_zip_reads_households_and_members_joined_by_parent_key(split: bo
 REJECTED = "submissions rejected in ODK Central"
 
 
-def test_central_rejected_submission_leaves_the_zip_with_its_members() -> None:
+def test_central_rejected_submission_is_read_with_its_reason() -> None:
     first, second = HOUSEHOLDS
     review = {first["submission_id"]: "rejected", second["submission_id"]: "hasIssues"}
     households, members = read_export(Path("submissions.csv.zip"), zipped(odk_central_households(review=review)))
-    assert rows_read(households) == expected_households()[1:]  # "has issues" is not a rejection
-    assert rows_read(members) == [m for m in expected_members() if m["submission_id"] == second["submission_id"]]
+    assert households.frame["left_out"].to_list() == [REJECTED, None]  # "has issues" is no rejection
     assert households.skipped == {REJECTED: 1}
-
-
-def test_central_members_csv_landed_alone_keeps_rows_of_rejected_households() -> None:
-    # Without its main table the reader cannot know the review state; validation quarantines
-    # such members, as any member whose household is missing (docs/formats.md).
-    files = odk_central_households(review={HOUSEHOLDS[0]["submission_id"]: "rejected"})
-    [members] = read_export(Path(MEMBERS), files[MEMBERS])
+    # The repeat file has no review state: its rows are stored; validation drops them with their household.
     assert rows_read(members) == expected_members()
 
 
