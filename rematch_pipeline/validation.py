@@ -90,7 +90,7 @@ def _without_rejected(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
     earlier one loaded. A rejected copy that a later, unrejected one replaced goes as superseded.
     Returns the other raw rows (without the column) and the left-out submission ids."""
     if LEFT_OUT_COLUMN not in raw.columns:
-        counts[f"{table}_left_out_by_review"] = 0
+        counts[f"{table}_left_out"] = 0
         return raw, pl.Series("submission_id", [], dtype=pl.Utf8)
     ordered = raw.with_row_index("_order")
     last = (
@@ -113,7 +113,7 @@ def _without_rejected(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
             pl.lit(table).alias("table"), pl.lit("submission_id").alias("column"), rule.alias("rule"),
         ).cast(QUARANTINE_SCHEMA)
     )
-    counts[f"{table}_left_out_by_review"] = withdrawn.height + dropped.filter(pl.col("submission_id").is_null()).height
+    counts[f"{table}_left_out"] = withdrawn.height + dropped.filter(pl.col("submission_id").is_null()).height
     kept = ordered.join(dropped.select("_order"), on="_order", how="anti").sort("_order")
     return kept.drop("_order", LEFT_OUT_COLUMN), withdrawn["submission_id"]
 

@@ -17,9 +17,10 @@ Decisions:
 - ``submission_id`` = ``ls-<id>-<seed>`` (``ls-<id>`` without a seed column): LimeSurvey numbers
   responses per survey from 1 and starts again when a survey is re-activated, so a bare id could
   merge two households; the random per-response seed keeps re-exports of one response stable.
-- Incomplete responses (empty ``submitdate``) are skipped and counted (``ParsedTable.skipped``):
-  they never reached the submit page, may be resumed later, and would otherwise flood the
-  quarantine with "required" errors. A file with none complete is rejected.
+- Incomplete responses (empty ``submitdate``) are read with the reason in ``left_out`` and counted
+  (``ParsedTable.skipped``); validation leaves them out: they never reached the submit page, may
+  be resumed later, and would otherwise flood the quarantine with "required" errors. Stored, they
+  stay within erasure's reach. A file with none complete is rejected.
 - A ``submitdate`` of 1980-01-01 00:00:00 is LimeSurvey's placeholder when the survey records no
   date stamps; the file is rejected, because ages and "latest submission wins" depend on it.
 """
@@ -31,7 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header
+import polars as pl
+
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable, canonical_table, check_header
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
@@ -105,8 +108,8 @@ _PADDED_DECIMAL = re.compile(r"^([+-]?\d+\.\d*?)0+$")
 _MIDNIGHT_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$")
 
 
-# ParsedTable.skipped reason for responses that never reached the submit page.
-SKIPPED_INCOMPLETE = "incomplete LimeSurvey responses"
+# Reason (ParsedTable.skipped, raw left_out) for responses that never reached the submit page.
+INCOMPLETE = "incomplete LimeSurvey responses"
 
 
 def _normal(header: str) -> str:
@@ -326,14 +329,11 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
     main_rows: list[int] = []
     members: list[dict[str, str | None]] = []
     member_rows: list[int] = []
-    skipped = 0
+    left_out: list[str | None] = []
     id_at, seed_at, date_at = (layout.system.get(k) for k in ("id", "seed", "submitdate"))
     for number, cells in records.rows:
         submitted = _cell(cells, date_at)
-        if not submitted:
-            skipped += 1
-            continue
-        if submitted.startswith(PLACEHOLDER_DATE):
+        if submitted and submitted.startswith(PLACEHOLDER_DATE):
             raise InputFileError(
                 Violation(
                     file,
@@ -349,18 +349,23 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
         record["submitted_at"] = submitted
         main.append(record)
         main_rows.append(number)
+        # Stored, so that erasure reaches it; validation leaves it out (and a later complete copy replaces it).
+        left_out.append(None if submitted else INCOMPLETE)
         for columns in slot_columns:
             member = _record("members", columns, cells, file, number)
             if any(v is not None for v in member.values()):
                 member["submission_id"] = record["submission_id"]
                 members.append(member)
                 member_rows.append(number)
-    if not main:
+    incomplete = sum(reason is not None for reason in left_out)
+    if incomplete == len(main):
         raise InputFileError(
-            Violation(file, None, None, f"limesurvey: no completed responses ({skipped} incomplete skipped)", layout.table)
+            Violation(file, None, None, f"limesurvey: no completed responses ({incomplete} incomplete)", layout.table)
         )
-    main_table = canonical_table(layout.table, main, main_rows)
-    tables = [replace(main_table, skipped={SKIPPED_INCOMPLETE: skipped} if skipped else {})]
+    tables = [canonical_table(layout.table, main, main_rows)]
+    if incomplete:
+        frame = tables[0].frame.with_columns(pl.Series(LEFT_OUT_COLUMN, left_out, dtype=pl.Utf8))
+        tables[0] = replace(tables[0], frame=frame, skipped={INCOMPLETE: incomplete})
     if members:
         tables.append(canonical_table("members", members, member_rows))
     return tables

@@ -75,6 +75,8 @@ _SOLVER_LABELS: dict[str, str] = {
 _COUNT_LABELS: dict[str, str] = {
     "households_received": "Household questionnaires received",
     "households_without_consent": "Without consent to processing (counted only, not processed)",
+    "households_left_out": "Left out as the questionnaire tool marks them (rejected by a reviewer, or incomplete)",
+    "municipalities_left_out": "Municipality questionnaires left out (rejected by a reviewer, or incomplete)",
     "rows_quarantined": "Rows quarantined (failed validation)",
     "households_eligible": "Households eligible for matching",
     "households_in_pool": "Households in the matching pool",

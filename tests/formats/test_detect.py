@@ -6,9 +6,11 @@ import io
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 import xlsxwriter
 
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.formats.detect import detect_format, read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.kobo import read_kobo_csv, read_kobo_xlsx
@@ -122,9 +124,11 @@ def test_what_the_readers_return_passes_row_validation(tmp_path: Path) -> None:
     for path in files:
         for parsed in read_export(path, path.read_bytes()):
             raw, _ = split_identity(parsed, b"k" * 32, "0" * 64, path.name)
+            if LEFT_OUT_COLUMN in raw.columns:  # validation leaves these out before its row rules
+                raw = raw.filter(pl.col(LEFT_OUT_COLUMN).is_null())
             good, quarantine = check_rows(parsed.table, raw)
             assert quarantine.height == 0, (path.name, parsed.table, quarantine.to_dicts())
-            assert good.height == parsed.frame.height
+            assert good.height == raw.height > 0
             seen.add(parsed.table)
     assert seen == {"municipalities", "households", "members"}
 

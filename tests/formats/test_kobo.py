@@ -166,6 +166,16 @@ def test_kpi_csv_semicolon_all_quoted_crlf_with_hxl_row() -> None:
     assert table.frame["municipality_id"].to_list() == ["09162", "01001"]  # leading zeros kept
 
 
+def test_kpi_csv_municipality_not_approved_is_read_with_its_reason() -> None:
+    def reject_second(rows: list[list[str]]) -> list[list[str]]:
+        rows[3][rows[0].index("_validation_status")] = "validation_status_not_approved"
+        return rows
+
+    [table] = read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), reject_second), KPI_CSV.name)
+    assert table.frame["left_out"].to_list() == [None, NOT_APPROVED]
+    assert table.skipped == {NOT_APPROVED: 1}
+
+
 def test_kpi_csv_per_option_one_zero_columns_without_summary() -> None:
     summaries = {"services/medical_care", "shortage_sectors"}
     data = _kpi_rewrite(KPI_CSV.read_bytes(), lambda rows: _drop_columns(rows, lambda n: n not in summaries))

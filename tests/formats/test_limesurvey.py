@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.limesurvey import SKIPPED_INCOMPLETE, read_limesurvey_csv
+from rematch_pipeline.formats.limesurvey import INCOMPLETE, read_limesurvey_csv
 from rematch_pipeline.schemas.contract import TABLES, Kind, field_names
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_SLOTS,
@@ -26,6 +26,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 
 def _rows(table) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "file_row"} for row in table.frame.to_dicts()]
+
+
+def _complete(table) -> list[dict]:
+    """Rows of completed responses (the fixture's incomplete one has a left_out reason)."""
+    return [{k: v for k, v in row.items() if k != "left_out"} for row in _rows(table) if row.get("left_out") is None]
 
 
 def _expected(rows: list[dict], first_id: int = 41) -> list[dict]:
@@ -52,9 +57,13 @@ def test_households_export_with_bom_semicolons_crlf_and_member_slots() -> None:
     data = HOUSEHOLDS_CSV.read_bytes()
     assert data.startswith(b'\xef\xbb\xbf"id";"submitdate";') and data.endswith(b"\r\n\r\n")
     households, members = read_limesurvey_csv(data, HOUSEHOLDS_CSV.name)
-    assert _rows(households) == _expected(HOUSEHOLDS)
-    assert households.frame["file_row"].to_list() == [2, 3]
-    assert households.skipped == {SKIPPED_INCOMPLETE: 1}  # the response without submitdate
+    rows = _rows(households)
+    # The response without submitdate is kept with its reason (validation leaves it out; erasure can reach it).
+    assert [row.pop("left_out") for row in rows] == [None, None, INCOMPLETE]
+    assert rows[:2] == _expected(HOUSEHOLDS)
+    assert (rows[2]["submission_id"], rows[2]["submitted_at"]) == ("ls-99-7777777", None)
+    assert households.frame["file_row"].to_list() == [2, 3, 4]
+    assert households.skipped == {INCOMPLETE: 1}
     expected_members = [
         {"submission_id": f"ls-{41 + i}-{1000001 + i}", **m} for i, h in enumerate(HOUSEHOLDS) for m in h["members"]
     ]
@@ -79,7 +88,7 @@ def test_older_export_style_headings_and_comma_separator() -> None:
     header = re.sub(r"\[", " [", header)
     data = "\r\n".join([header, rest]).replace('";"', '","').encode("utf-8")
     households, members = read_limesurvey_csv(data, "old.csv")
-    assert _rows(households) == _expected(HOUSEHOLDS)
+    assert _complete(households) == _expected(HOUSEHOLDS)
     assert members.frame.height == 3
 
 
@@ -87,7 +96,7 @@ def test_without_seed_column_the_id_is_prefixed_only() -> None:
     text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig")
     lines = [";".join(cells for i, cells in enumerate(line.split(";")) if i != 4) for line in text.split("\r\n")]
     households, _ = read_limesurvey_csv("\r\n".join(lines).encode(), "x.csv")
-    assert households.frame["submission_id"].to_list() == ["ls-41", "ls-42"]
+    assert households.frame["submission_id"].to_list() == ["ls-41", "ls-42", "ls-99"]
 
 
 def test_placeholder_submitdate_of_a_survey_without_date_stamps_is_rejected() -> None:
@@ -99,7 +108,7 @@ def test_placeholder_submitdate_of_a_survey_without_date_stamps_is_rejected() ->
 def test_only_incomplete_responses_reject_the_file() -> None:
     text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig").split("\r\n")
     data = "\r\n".join([text[0], text[3], ""]).encode()
-    assert "no completed responses (1 incomplete skipped)" in _error(data)
+    assert "no completed responses (1 incomplete)" in _error(data)
 
 
 def test_renamed_and_missing_question_codes_are_named() -> None:

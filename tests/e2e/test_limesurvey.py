@@ -1,0 +1,55 @@
+"""A LimeSurvey export with an incomplete response, through ingestion and erasure."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.schemas.limesurvey_codes import LIMESURVEY_QUESTION_CODES
+from tests.formats.fixtures.exports import HOUSEHOLDS, limesurvey_csv
+
+FILE = "results-survey123456.csv"
+GAVE_UP = "UA-2026-DROPOUT-7"  # the household reference typed by a respondent who gave up on page 2
+
+
+def _with_reference_in_the_incomplete_response() -> bytes:
+    """The fixture export (BOM, `;`, all quoted, CRLF) whose incomplete last response holds a household reference."""
+    rows = list(csv.reader(io.StringIO(limesurvey_csv().decode("utf-8-sig"), newline=""), delimiter=";"))
+    rows = [r for r in rows if r]
+    rows[-1][rows[0].index(LIMESURVEY_QUESTION_CODES["households"]["household_ref"])] = GAVE_UP
+    text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
+    return b"\xef\xbb\xbf" + text.encode()
+
+
+def _query(home: RematchHome, sql: str) -> list[tuple]:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_an_incomplete_response_is_left_out_counted_and_erasable(
+    home: RematchHome, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (home.landing("households") / FILE).write_bytes(_with_reference_in_the_incomplete_response())
+    monkeypatch.setenv("REMATCH_HOME", str(home.path))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    assert f"left out: {FILE}: incomplete LimeSurvey responses: 1" in capsys.readouterr().out
+    assert _query(home, "SELECT count(*) FROM raw_households") == [(len(HOUSEHOLDS) + 1,)]
+    assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS),)]
+    assert _query(home, "SELECT rule FROM superseded_submissions") == [("left out: incomplete LimeSurvey responses",)]
+    # Nothing of it is in quarantine: an unfinished response is no error.
+    assert _query(home, "SELECT count(*) FROM quarantine WHERE file_row = 4") == [(0,)]
+
+    # Stored like any response, it is within erasure's reach: its reference leaves the landed and archived export.
+    assert main(["erase", GAVE_UP]) == 0
+    copies = [home.landing("households") / FILE, *home.archive.glob("*.csv")]
+    assert len(copies) == 2
+    for path in copies:
+        assert GAVE_UP.encode() not in path.read_bytes(), path
+    assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS),)]
