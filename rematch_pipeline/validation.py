@@ -84,11 +84,12 @@ def _latest(frame: pl.DataFrame, table: str, keys: list[str], superseded: list[p
     return kept.sort("_order").drop("_order"), dropped.height
 
 
-def _without_rejected(raw: pl.DataFrame, table: str, superseded: list[pl.DataFrame], counts: dict[str, int]) -> tuple[pl.DataFrame, pl.Series]:
-    """Leave out submissions whose latest ingested copy a reviewer rejected in the collection tool
-    (LEFT_OUT_COLUMN), with every earlier copy of them: a weekly full export must withdraw what an
-    earlier one loaded. A rejected copy that a later, unrejected one replaced goes as superseded.
-    Returns the other raw rows (without the column) and the left-out submission ids."""
+def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFrame], counts: dict[str, int]) -> tuple[pl.DataFrame, pl.Series]:
+    """Leave out submissions whose latest ingested copy the collection tool marks as not to be used
+    (LEFT_OUT_COLUMN: a reviewer rejected it, or it was never completed), with every earlier copy of
+    them: a weekly full export must withdraw what an earlier one loaded. A marked copy that a later,
+    unmarked one replaced goes as superseded. Returns the other raw rows (without the column) and the
+    left-out submission ids."""
     if LEFT_OUT_COLUMN not in raw.columns:
         counts[f"{table}_left_out"] = 0
         return raw, pl.Series("submission_id", [], dtype=pl.Utf8)
@@ -143,13 +144,13 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     counts: dict[str, int] = {}
 
     superseded: list[pl.DataFrame] = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
-    raw_municipalities, _ = _without_rejected(raw["municipalities"], "municipalities", superseded, counts)
+    raw_municipalities, _ = _without_left_out(raw["municipalities"], "municipalities", superseded, counts)
     municipalities, q = check_rows("municipalities", raw_municipalities)
     quarantine.append(q)
     municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, "municipalities", ["intake_period", "municipality_id"], superseded)
 
     # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
-    raw_households, rejected_ids = _without_rejected(raw["households"], "households", superseded, counts)
+    raw_households, left_out_ids = _without_left_out(raw["households"], "households", superseded, counts)
     refused_mask = raw_households["consent_processing"].str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS)).fill_null(False)
     refused = raw_households.filter(refused_mask)
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
@@ -169,7 +170,7 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     ).drop("_refused_at")
 
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
-    members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(rejected_ids.implode()))
+    members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(left_out_ids.implode()))
     members, member_q = check_rows("members", members_raw)
     quarantine.append(member_q)
     # Members of a re-submitted household: keep those of the latest file that carries the submission.

@@ -7,8 +7,9 @@ Every cell is read as text; typing and value rules belong to validation. The tab
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -26,7 +27,8 @@ SIGNATURES: dict[str, frozenset[str]] = {
 }
 
 
-# Column of a main table's frame (and raw table) with the reason a reviewer rejected the submission.
+# Column of a main table's frame (and raw table): why the collection tool marks a submission as not to be
+# used (a reviewer rejected it, or it was never completed); validation leaves such submissions out.
 LEFT_OUT_COLUMN = "left_out"
 
 
@@ -39,6 +41,16 @@ class ParsedTable:
     sheet: str | None = None
     # Submissions the tool marks as not to be used, by reason (e.g. "incomplete LimeSurvey responses": 2).
     skipped: Mapping[str, int] = field(default_factory=dict)
+
+
+def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:
+    """The table with each row's left-out reason (LEFT_OUT_COLUMN) and their counts by reason
+    (skipped); unchanged when no row has one."""
+    counts = Counter(reason for reason in reasons if reason is not None)
+    if not counts:
+        return table
+    frame = table.frame.with_columns(pl.Series(LEFT_OUT_COLUMN, reasons, dtype=pl.Utf8))
+    return replace(table, frame=frame, skipped=dict(counts))
 
 
 def _matching_tables(header: list[str]) -> list[str]:

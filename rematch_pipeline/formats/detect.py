@@ -83,11 +83,10 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
         data: the file's bytes.
 
     Returns:
-        ParsedTables with the canonical columns (all text) and ``file_row``; what the tools mark
-        as not to be used is counted in ``ParsedTable.skipped`` (incomplete LimeSurvey responses,
-        skipped; submissions rejected in Kobo or Central, kept with the reason in ``left_out``).
-        Tables read
-        from a zip of CSVs carry the member's name as their sheet.
+        ParsedTables with the canonical columns (all text) and ``file_row``; rows the tools mark
+        as not to be used (incomplete LimeSurvey responses, submissions rejected in Kobo or
+        Central) carry the reason in ``left_out`` and are counted in ``ParsedTable.skipped``.
+        Tables read from a zip of CSVs carry the member's name as their sheet.
 
     Raises:
         InputFileError: the file breaks a limit, is of no accepted format, or its header does not

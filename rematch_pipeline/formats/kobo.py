@@ -39,12 +39,10 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import polars as pl
-
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable, canonical_table, check_header
+from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Kind
@@ -104,8 +102,8 @@ NOT_APPLICABLE = "n/a"
 SUBMISSION_ID_COLUMNS: tuple[str, ...] = ("_uuid", "KEY", "instanceID")
 SUBMISSION_TIME_COLUMNS: tuple[str, ...] = ("_submission_time", "SubmissionDate")
 PARENT_COLUMNS: tuple[str, ...] = ("_submission__uuid", "PARENT_KEY")
-# Submissions a reviewer rejected in the collection tool are left out, with their repeat rows,
-# and counted (ParsedTable.skipped): metadata column → (its values that mean rejected, reason).
+# Submissions a reviewer rejected in the collection tool: read with the reason (LEFT_OUT_COLUMN), which
+# validation leaves out with their repeat rows. Metadata column → (its values that mean rejected, reason).
 # Kobo writes the status uid under "XML values and headers", its label under a language.
 REJECTED_STATES: dict[str, tuple[frozenset[str], str]] = {
     "_validation_status": (
@@ -372,7 +370,6 @@ class _Read:
     member_rows: list[int] = field(default_factory=list)
     index: dict[str, str | None] = field(default_factory=dict)  # _index -> submission_id
     left_out: list[str | None] = field(default_factory=list)  # per main record: why a reviewer rejected it
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> submissions rejected
 
 
 def _rejection(layout: _Layout, cells: list[str | None]) -> str | None:
@@ -407,10 +404,7 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
         if not (members and not slots and submission is not None and submission in seen):
             out.main.append(record)
             out.main_rows.append(number)
-            reason = _rejection(layout, cells) if layout.table != REPEAT_TABLE else None
-            out.left_out.append(reason)
-            if reason is not None:
-                out.skipped[reason] = out.skipped.get(reason, 0) + 1
+            out.left_out.append(_rejection(layout, cells) if layout.table != REPEAT_TABLE else None)
         if submission is not None:
             seen.add(submission)
         for group in groups:
@@ -432,11 +426,7 @@ def _skip_hxl(rows: list[tuple[int, list[str | None]]]) -> list[tuple[int, list[
 
 
 def _tables(read: _Read, file: str, sheet: str | None, member_sheet: str | None = None) -> list[ParsedTable]:
-    main = canonical_table(read.table, read.main, read.main_rows, sheet)
-    if read.skipped:  # stored with the reason; validation leaves them out (and earlier copies of them)
-        frame = main.frame.with_columns(pl.Series(LEFT_OUT_COLUMN, read.left_out, dtype=pl.Utf8))
-        main = replace(main, frame=frame, skipped=read.skipped)
-    tables = [main]
+    tables = [with_left_out(canonical_table(read.table, read.main, read.main_rows, sheet), read.left_out)]
     if read.members:
         tables.append(canonical_table(REPEAT_TABLE, read.members, read.member_rows, member_sheet or sheet))
     return tables

@@ -36,7 +36,7 @@ def split_identity(
         pl.lit(parsed.sheet, dtype=pl.Utf8).alias("sheet"),
     )
     table = parsed.table
-    if table in REVIEWED_TABLES and LEFT_OUT_COLUMN not in frame.columns:  # only Kobo and Central flag rows
+    if table in REVIEWED_TABLES and LEFT_OUT_COLUMN not in frame.columns:  # the export readers add it where a row is flagged
         frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(LEFT_OUT_COLUMN))
     pii = [f.name for f in TABLES[table] if f.pii]
     provenance = ["file_sha256", "file_row"]

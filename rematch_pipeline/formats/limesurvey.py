@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-import polars as pl
-
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable, canonical_table, check_header
+from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
@@ -362,10 +360,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
         raise InputFileError(
             Violation(file, None, None, f"limesurvey: no completed responses ({incomplete} incomplete)", layout.table)
         )
-    tables = [canonical_table(layout.table, main, main_rows)]
-    if incomplete:
-        frame = tables[0].frame.with_columns(pl.Series(LEFT_OUT_COLUMN, left_out, dtype=pl.Utf8))
-        tables[0] = replace(tables[0], frame=frame, skipped={INCOMPLETE: incomplete})
+    tables = [with_left_out(canonical_table(layout.table, main, main_rows), left_out)]
     if members:
         tables.append(canonical_table("members", members, member_rows))
     return tables
