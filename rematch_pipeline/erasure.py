@@ -18,7 +18,7 @@ from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, lists_token_sql, pseudonym, without_token_sql
-from rematch_pipeline.resources.warehouse import compact, warehouse_connection
+from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
 
 # Warehouse columns that carry a household pseudonym.
 _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
@@ -79,8 +79,8 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         for old, (new, archived, _) in rewrites.items():
             con.execute("UPDATE ingestion_log SET archived_as = ? WHERE file_sha256 = ?", [archived.name, old])
             con.execute(
-                "INSERT INTO ingestion_log (file_sha256, file_name, landing_kind, archived_as, status, tables, rows_ingested,"
-                " error, ingested_at) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ? FROM ingestion_log "
+                f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
+                " FROM ingestion_log "
                 "WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
                 [new, archived.name, ERASURE_COPY, now, old, new],
             )

@@ -66,10 +66,12 @@ def check_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     return good, _quarantine_rows(table, raw, violations)
 
 
-def _row_rule(frame: pl.DataFrame, table: str, column: str, rule: str) -> pl.DataFrame:
+def _row_rule(frame: pl.DataFrame, table: str, column: str, rule: str | pl.Expr) -> pl.DataFrame:
+    """Provenance rows of frame with one rule for all, or a rule per row (an expression over frame)."""
     return frame.select(
         "file_sha256", "file_name", "sheet", "file_row",
-        pl.lit(table).alias("table"), pl.lit(column).alias("column"), pl.lit(rule).alias("rule"),
+        pl.lit(table).alias("table"), pl.lit(column).alias("column"),
+        (pl.lit(rule) if isinstance(rule, str) else rule).alias("rule"),
     ).cast(QUARANTINE_SCHEMA)
 
 
@@ -100,23 +102,17 @@ def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
         .agg(pl.col(LEFT_OUT_COLUMN).sort_by("_order").last().alias("_reason"))
     )
     withdrawn = last.filter(pl.col("_reason").is_not_null())
-    dropped = ordered.join(withdrawn, on="submission_id", how="left").filter(
-        pl.col("_reason").is_not_null() | pl.col(LEFT_OUT_COLUMN).is_not_null()
-    )
+    joined = ordered.join(withdrawn, on="submission_id", how="left").sort("_order")
+    goes = pl.col("_reason").is_not_null() | pl.col(LEFT_OUT_COLUMN).is_not_null()
+    dropped = joined.filter(goes)
     rule = (
         pl.when(pl.col("_reason").is_not_null()).then(pl.lit("left out: ") + pl.col("_reason"))
         .when(pl.col("submission_id").is_null()).then(pl.lit("left out: ") + pl.col(LEFT_OUT_COLUMN))
         .otherwise(pl.lit("duplicate: superseded by a later submission"))
     )
-    superseded.append(
-        dropped.select(
-            "file_sha256", "file_name", "sheet", "file_row",
-            pl.lit(table).alias("table"), pl.lit("submission_id").alias("column"), rule.alias("rule"),
-        ).cast(QUARANTINE_SCHEMA)
-    )
+    superseded.append(_row_rule(dropped, table, "submission_id", rule))
     counts[f"{table}_left_out"] = withdrawn.height + dropped.filter(pl.col("submission_id").is_null()).height
-    kept = ordered.join(dropped.select("_order"), on="_order", how="anti").sort("_order")
-    return kept.drop("_order", LEFT_OUT_COLUMN), withdrawn["submission_id"]
+    return joined.filter(~goes).drop("_order", "_reason", LEFT_OUT_COLUMN), withdrawn["submission_id"]
 
 
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:

@@ -4,6 +4,7 @@
 import datetime as dt
 import hashlib
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import split_identity
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
-from rematch_pipeline.resources.warehouse import warehouse_connection
+from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, warehouse_connection
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
@@ -38,15 +39,14 @@ class FileOutcome:
     skipped: str = ""  # submissions left out on purpose, e.g. "incomplete LimeSurvey responses: 2"
 
 
-_LOG_COLUMNS = "file_sha256, file_name, landing_kind, archived_as, status, tables, rows_ingested, error, ingested_at, skipped"
+_LOG_COLUMNS = ", ".join(INGESTION_LOG_COLUMNS)
 
 
 def skipped_submissions(parsed: list[ParsedTable]) -> str:
     """What the readers left out on purpose, summed by reason over a file's tables ("" if nothing)."""
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for table in parsed:
-        for reason, n in table.skipped.items():
-            counts[reason] = counts.get(reason, 0) + n
+        counts.update(table.skipped)
     return "; ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
 
 

@@ -27,6 +27,10 @@ PSEUDONYM_COLUMNS: dict[str, dict[str, str]] = {
 }
 _LOCK_RETRIES = 8
 FILE_COLUMNS: tuple[str, ...] = ("file_sha256", "file_name", "sheet", "file_row")
+# Columns of ingestion_log, named in every insert (older warehouses have `skipped` last, added by ALTER).
+INGESTION_LOG_COLUMNS: tuple[str, ...] = (
+    "file_sha256", "file_name", "landing_kind", "archived_as", "status", "tables", "rows_ingested", "error", "ingested_at", "skipped",
+)
 # Tables whose raw rows carry LEFT_OUT_COLUMN (questionnaires' main tables); validation leaves such submissions out.
 REVIEWED_TABLES: tuple[str, ...] = ("households", "municipalities")
 
