@@ -1,4 +1,4 @@
-"""Reader for KoboToolbox and ODK Central exports of our XLSForms (Kobo: CSV and XLSX, "XML values and headers"; Central: CSV).
+"""Reader for KoboToolbox and ODK Central exports of our XLSForms (Kobo: CSV and XLSX; Central: CSV).
 
 The XLSForms name every question with its canonical field name, so a Kobo column is a canonical
 field once its group path and Kobo's own metadata are set aside:
@@ -19,6 +19,8 @@ field once its group path and Kobo's own metadata are set aside:
   ``members[2]/member_name`` (one household row, member slots) or one row per member with the
   household's answers repeated (rows sharing a ``_uuid`` / ``meta/instanceID``);
 - KPI's HXL tag row (second row, every cell ``#…`` or empty) is skipped;
+- an export with labels (KPI's default: a language instead of "XML values and headers") is turned
+  back into names and codes first, from our forms' own labels (``kobo_labels``);
 - a submission a reviewer rejected (Kobo ``_validation_status`` not approved, Central ``ReviewState``
   rejected) is read with the reason in a ``left_out`` column and counted in ``ParsedTable.skipped``;
   validation leaves it out with its members, and earlier loaded copies of it;
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Kind
 
@@ -104,7 +107,8 @@ SUBMISSION_TIME_COLUMNS: tuple[str, ...] = ("_submission_time", "SubmissionDate"
 PARENT_COLUMNS: tuple[str, ...] = ("_submission__uuid", "PARENT_KEY")
 # Submissions a reviewer rejected in the collection tool: read with the reason (LEFT_OUT_COLUMN), which
 # validation leaves out with their repeat rows. Metadata column → (its values that mean rejected, reason).
-# Kobo writes the status uid under "XML values and headers", its label under a language.
+# Kobo writes the status uid under "XML values and headers", its label under a language. The label is the
+# one KPI stored with the status, in English whatever the export's language (kpi DEFAULT_VALIDATION_STATUSES).
 REJECTED_STATES: dict[str, tuple[frozenset[str], str]] = {
     "_validation_status": (
         frozenset({"validation_status_not_approved", "not approved"}),
@@ -233,7 +237,7 @@ def _layout(header: list[str], file: str, sheet: str | None) -> _Layout:
                 1,
                 None,
                 "header: not a KoboToolbox export of the municipalities or households form "
-                "(export with 'XML values and headers')",
+                "(export with 'XML values and headers', or labels of the forms in forms/)",
                 sheet=sheet,
             )
         )
@@ -434,9 +438,10 @@ def _tables(read: _Read, file: str, sheet: str | None, member_sheet: str | None 
 
 def read_kobo_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     """Canonical tables of a tokenised Kobo CSV (households with members, or municipalities)."""
-    layout = _layout(records.header, file, None)
+    header, rows = names_from_labels(records.header, [(n, list(cells)) for n, cells in records.rows])
+    layout = _layout(header, file, None)
     _check_layout(layout, file, None)
-    rows = _skip_hxl([(n, list(cells)) for n, cells in records.rows])
+    rows = _skip_hxl(rows)
     if not rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))
     read = _read_rows(layout, rows, file, None)
@@ -526,6 +531,7 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
             if header_row != 1:
                 # Row numbers of errors must match the sheet; Kobo always starts at row 1.
                 raise InputFileError(Violation(file, header_row, None, "kobo: header is not in row 1", sheet=sheet.title))
+            header, rows = names_from_labels(header, rows)
             layout = _layout(header, file, sheet.title)
             _check_layout(layout, file, sheet.title)
             rows = _skip_hxl(rows)

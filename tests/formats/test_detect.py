@@ -18,7 +18,14 @@ from rematch_pipeline.formats.landing import split_identity
 from rematch_pipeline.formats.limesurvey import read_limesurvey_csv
 from rematch_pipeline.sample import generate_round
 from rematch_pipeline.validation import check_rows
-from tests.formats.fixtures.exports import FIXTURES, HERE, SECRET, kobo_kpi_households_xlsx
+from tests.formats.fixtures.exports import (
+    FIXTURES,
+    HERE,
+    SECRET,
+    kobo_kpi_households_xlsx,
+    kobo_label_households_xlsx,
+    kobo_label_municipalities_csv,
+)
 
 REAL = HERE / "real"
 
@@ -54,6 +61,15 @@ def test_kobo_workbook_is_recognised_even_named_csv(tmp_path: Path) -> None:
     data = renamed.read_bytes()
     assert detect_format(renamed, data) == "kobo-xlsx"
     _same(read_export(renamed, data), read_kobo_xlsx(data, renamed.name))
+
+
+def test_kobo_exports_with_labels_are_recognised(tmp_path: Path) -> None:
+    xlsx = kobo_label_households_xlsx(tmp_path / "export.xlsx", 0)
+    assert detect_format(xlsx, xlsx.read_bytes()) == "kobo-xlsx"
+    data = kobo_label_municipalities_csv(2)
+    assert detect_format(tmp_path / "export.csv", data) == "kobo-csv"
+    [table] = read_export(tmp_path / "export.csv", data)
+    assert table.table == "municipalities" and table.frame.height == 2
 
 
 def test_canonical_templates_still_go_to_the_canonical_reader(tmp_path: Path) -> None:
@@ -119,7 +135,10 @@ def test_committed_fixtures_match_their_builders() -> None:
 
 def test_what_the_readers_return_passes_row_validation(tmp_path: Path) -> None:
     # The export readers hand validation the same encodings a canonical template has.
-    files = [HERE / name for name in FIXTURES] + [kobo_kpi_households_xlsx(tmp_path / "h.xlsx")]
+    labels_csv = tmp_path / "kommunen.csv"
+    labels_csv.write_bytes(kobo_label_municipalities_csv(0))
+    files = [HERE / name for name in FIXTURES] + [kobo_kpi_households_xlsx(tmp_path / "h.xlsx"), labels_csv]
+    files.append(kobo_label_households_xlsx(tmp_path / "labels.xlsx", 2))  # KPI's default: labels, here Ukrainian
     seen = set()
     for path in files:
         for parsed in read_export(path, path.read_bytes()):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from rematch_pipeline import forms_builder
 from rematch_pipeline.formats.kobo import read_kobo_csv, read_kobo_xlsx
 from rematch_pipeline.schemas.contract import field_names
 from tests.formats.fixtures.exports import (
@@ -20,6 +21,8 @@ from tests.formats.fixtures.exports import (
     expected_households,
     expected_members,
     kobo_kpi_households_xlsx,
+    kobo_label_households_xlsx,
+    kobo_label_municipalities_csv,
     kobo_legacy_households_csv,
     rows_read,
 )
@@ -224,10 +227,56 @@ def test_kpi_csv_bad_option_cell_names_row_and_column_not_the_value() -> None:
     assert "m.csv, row 4, column shortage_sectors/it: kobo: option column is not 1/0 or True/False" in message
 
 
-def test_label_headers_are_not_read_as_fields() -> None:
+def test_label_export_of_another_form_is_refused() -> None:
+    # KPI's own test export under its default language: labels that are not our forms' labels.
     real = HERE / "real" / "test_csv_export_default_options.csv"
     message = error_of(lambda: read_kobo_csv(real.read_bytes(), real.name))
     assert "XML values and headers" in message
+
+
+# ------------------------------------------------------------------ KPI exports under a language (labels)
+
+
+@pytest.mark.parametrize("language", [0, 1, 2], ids=["de", "en", "uk"])
+@pytest.mark.parametrize("groups_in_headers", [False, True])
+def test_label_xlsx_reads_like_the_xml_export(tmp_path: Path, language: int, groups_in_headers: bool) -> None:
+    path = kobo_label_households_xlsx(tmp_path / "labels.xlsx", language, groups_in_headers=groups_in_headers)
+    households, members = read_kobo_xlsx(path.read_bytes(), path.name)
+    xml = kobo_kpi_households_xlsx(tmp_path / "xml.xlsx")
+    xml_households, xml_members = read_kobo_xlsx(xml.read_bytes(), xml.name)
+    assert rows_read(households) == rows_read(xml_households) == expected_households()
+    assert rows_read(members) == rows_read(xml_members) == expected_members()
+    assert households.frame["file_row"].to_list() == [2, 3] and members.frame["file_row"].to_list() == [2, 3, 4]
+
+
+@pytest.mark.parametrize("summary_only", [False, True])
+def test_label_csv_in_german_gives_the_codes(summary_only: bool) -> None:
+    # Summary alone: the labels joined by spaces are split into known labels ("Kinder- und Jugendmedizin" …).
+    [table] = read_kobo_csv(kobo_label_municipalities_csv(0, summary_only=summary_only), "kommunen.csv")
+    assert rows_read(table) == MUNICIPALITIES
+    assert table.frame["file_row"].to_list() == [3, 4]
+
+
+def test_label_csv_answer_that_is_no_label_is_passed_on_for_validation() -> None:
+    data = kobo_label_municipalities_csv(1).decode().replace('"Large"', '"Quite large"', 1).encode()
+    [table] = read_kobo_csv(data, "m.csv")
+    assert table.frame["ukrainian_community"].to_list()[0] == "Quite large"
+
+
+def test_label_xlsx_not_approved_label_leaves_the_household_out(tmp_path: Path) -> None:
+    statuses = {HOUSEHOLDS[1]["submission_id"]: "Not Approved"}
+    path = kobo_label_households_xlsx(tmp_path / "labels.xlsx", 2, statuses=statuses)
+    households, _ = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert _left_out(households) == [None, NOT_APPROVED]
+
+
+def test_label_xlsx_with_reworded_question_names_the_column(tmp_path: Path) -> None:
+    path = kobo_label_households_xlsx(tmp_path / "labels.xlsx", 1)
+    label = forms_builder.field_label("households", "german_level")[1]
+    data = _edit_xlsx(path, "members", lambda s: s.cell(1, _column(s, label), "German skills"))
+    message = error_of(lambda: read_kobo_xlsx(data, path.name))
+    assert "[sheet members], row 1" in message
+    assert "missing columns german_level" in message and "unexpected columns German skills" in message
 
 
 # ------------------------------------------------------------------ legacy CSV
