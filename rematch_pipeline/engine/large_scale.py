@@ -533,9 +533,9 @@ def _place(
     beside: Callable[[_Progress], list[tuple[float, _Priced]]] | None = None,
 ) -> tuple[np.ndarray, list[tuple[float, _Priced]]]:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
-    reduced profit that still fits, clear-cut units first; with exact, local moves follow
-    (the LP over the core is solved beside them) and then a large neighbourhood search
-    with an exact MIP, until the deadline. beside (pricing for the bound, given the
+    reduced profit that still fits, units asking most of the tight resources first; with
+    exact, local moves follow (the LP over the core is solved beside them) and then a
+    large neighbourhood search with an exact MIP, until the deadline. beside (pricing for the bound, given the
     search's progress) runs on the other core during the search; its outcome is
     returned with the assignment."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
@@ -711,13 +711,20 @@ def _greedy_and_local_moves(
     deadline: float,
     local_moves: bool,
 ) -> np.ndarray:
-    """The greedy pass (clear-cut units first, each on its best pair by reduced profit
-    that fits), then local moves until a share of the time to the deadline is used."""
+    """The greedy pass (clear-cut units first, each on its best pair by reduced profit that
+    fits; with local moves, units asking most of the tight resources before them), then
+    local moves until a share of the time to the deadline is used."""
     n_u = problem.n_units
     clock.spend(clock.rates.pair_pass * 4 * pairs.size + clock.rates.unit * GREEDY_PAIRS * n_u)
     candidates = _top_per_unit(pairs.unit, rp, GREEDY_PAIRS, np.arange(pairs.size))
     placer = _Placer(problem, pairs, candidates, rp, cost, clock)
-    placer.greedy(np.lexsort((np.arange(n_u), -unit_best, -unit_margin)))
+    # The answer step's pass takes units asking most of the tight resources first (first fit decreasing),
+    # clear-cut ones first among equals. Stage 1's pass (no local moves) only sets the persons stage 2 must
+    # keep, and keeps the old order: tight-first there priced the 50,000 round worse (docs/decisions.md).
+    order = np.lexsort((np.arange(n_u), -unit_best, -unit_margin))
+    if local_moves:
+        order = order[np.argsort(-_tight_demand(problem, pairs)[order], kind="stable")]
+    placer.greedy(order)
     # Local moves: units the greedy pass left out though they price in, then those
     # furthest from their best pair.
     budget = clock.until(IMPROVE_SHARE, deadline)
@@ -735,6 +742,20 @@ def _greedy_and_local_moves(
         if not moves or clock.now() >= budget:
             break
     return _drop_short(problem, pairs, placer.assignment(), locked)
+
+
+def _tight_demand(problem: AssignmentProblem, pairs: _Pairs) -> np.ndarray:
+    """Per unit, whole numbers of what it asks of the tight resources: its usage weighted by
+    each resource's demand over capacity (persons aside: they are the objective)."""
+    if problem.pair_usage is not None:  # usage depends on the place: no single demand per unit
+        return np.zeros(problem.n_units)
+    has = np.zeros(problem.n_units, dtype=bool)
+    has[pairs.unit] = True
+    demand = problem.usage[has].sum(axis=0).astype(np.float64)
+    capacity = problem.capacity.sum(axis=0).astype(np.float64)
+    tightness = np.where(capacity > 0, demand / np.maximum(capacity, 1.0), 0.0)
+    tightness[problem.persons_index] = 0.0
+    return np.floor(problem.usage @ tightness)
 
 
 @dataclass
