@@ -533,11 +533,10 @@ def _place(
     beside: Callable[[_Progress], list[tuple[float, _Priced]]] | None = None,
 ) -> tuple[np.ndarray, list[tuple[float, _Priced]]]:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
-    reduced profit that still fits, units asking most of the tight resources first; with
-    exact, local moves follow (the LP over the core is solved beside them) and then a
-    large neighbourhood search with an exact MIP, until the deadline. beside (pricing for the bound, given the
-    search's progress) runs on the other core during the search; its outcome is
-    returned with the assignment."""
+    reduced profit that still fits; with exact, local moves follow (the LP over the core
+    is solved beside them) and then a large neighbourhood search with an exact MIP, until
+    the deadline. beside (pricing for the bound, given the search's progress) runs on the
+    other core during the search; its outcome is returned with the assignment."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     n_u = problem.n_units
     rp = priced.reduced_profit

@@ -53,7 +53,7 @@ def label_catalogs() -> tuple[tuple[str, str, Mapping[str, LabelColumn]], ...]:
     """(form, language, header -> column) for both questionnaires in every label language."""
     catalogs = []
     for form, rows in (("municipalities", forms_builder.municipality_rows()), ("households", forms_builder.household_rows())):
-        fields = {f.name: f for table in (form, "members") if table in TABLES for f in TABLES[table]}
+        fields = {f.name: f for table in (form, "members") for f in TABLES[table]}
         for language, (_, language_name) in enumerate(forms_builder.LANGUAGES):
             columns: dict[str, LabelColumn] = {}
             prefixes = [""]
