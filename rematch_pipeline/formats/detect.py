@@ -8,11 +8,12 @@ The file name never decides: an export renamed to ``households.csv`` is still re
 - A zip without ``[Content_Types].xml`` is a zip of CSV exports (ODK Central's CSV zip: the main
   table and one file per repeat): each ``.csv`` member is read as a CSV below, and errors name
   the member.
-- Anything else is text (CSV): a LimeSurvey export if the header has ``id`` plus LimeSurvey's
-  ``submitdate``/``lastpage``/``startlanguage`` (or at least three of our LimeSurvey question
-  codes); a Kobo export if it has Kobo metadata (``_uuid``, ``_submission_time``, ``__version__``,
-  ``meta/instanceID`` …), an ODK Central one if it has Central's (``SubmissionDate``, ``KEY``,
-  ``PARENT_KEY`` …); else a canonical template.
+- Anything else is text (CSV): a Kobo export if it has Kobo metadata (``_uuid``,
+  ``_submission_time``, ``__version__``, ``meta/instanceID`` …), an ODK Central one if it has
+  Central's (``SubmissionDate``, ``KEY``, ``PARENT_KEY`` …); a LimeSurvey export if the header has
+  at least three of our LimeSurvey question texts, or ``id`` plus LimeSurvey's
+  ``submitdate``/``lastpage``/``startlanguage`` (or at least three of our question codes); else a
+  canonical template.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ def _guard(data: bytes, file: str) -> str:
 
 
 def _csv_format(header: list[str]) -> str:
-    if is_limesurvey_header(header):
-        return "limesurvey-csv"
+    # Kobo first: its label exports carry our question texts too, LimeSurvey's exports no Kobo markers.
     if is_kobo_header(header):
         return "odk-central-csv" if is_central_header(header) else "kobo-csv"
+    if is_limesurvey_header(header):
+        return "limesurvey-csv"
     return "canonical-csv"
 
 

@@ -1,4 +1,4 @@
-"""Reader for LimeSurvey response exports (CSV, headings "question code", answers "answer codes").
+"""Reader for LimeSurvey response exports (CSV; headings question codes or texts, answers codes or full).
 
 The format as LimeSurvey's CsvWriter writes it: UTF-8 with BOM, `;` (or `,`) separated, every
 field quoted, CRLF, a blank line at the end. Columns: LimeSurvey's own (``id``, ``submitdate``,
@@ -7,6 +7,10 @@ field quoted, CRLF, a blank line at the end. Columns: LimeSurvey's own (``id``, 
 code, and ``code[option]`` per option of a multiple-choice question (``Y`` or empty). Older
 versions write ``code [option]`` and label some system columns ("Completed", "Last page seen"):
 both are accepted.
+
+The export page's defaults, headings "Full question text" and answers "Full answers", are read too
+(``limesurvey_texts.py``), as are "Question code & question text" headings. "Abbreviated question
+text" (cut to 15 characters) is not: it is refused as an unknown header.
 
 The question codes are those of ``schemas/limesurvey_codes.py``; members come from member slots
 ``m<k><field>``. Values are turned into the canonical encoding: answer codes → canonical codes,
@@ -34,6 +38,7 @@ from functools import lru_cache
 
 from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.limesurvey_texts import NO_TEXTS, NOT_APPLICABLE_TEXTS, YES_TEXTS, answer_codes, code_headings, flat_text
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
@@ -75,7 +80,9 @@ SYSTEM_COLUMNS: frozenset[str] = frozenset(
         "mpid",
     }
 )
-# Labels older versions write for system columns even with code headings.
+# Names LimeSurvey gives its own columns under text headings (and older versions even under codes),
+# in the administration language: English, and German as locale/de/LC_MESSAGES/de.po has them.
+# Compared without case, blanks and punctuation ("Antwort-ID" = "Antwort ID").
 SYSTEM_LABELS: dict[str, str] = {
     "response id": "id",
     "completed": "submitdate",
@@ -83,13 +90,32 @@ SYSTEM_LABELS: dict[str, str] = {
     "last page": "lastpage",
     "last page seen": "lastpage",
     "start language": "startlanguage",
+    "seed": "seed",
     "random seed": "seed",
     "date started": "startdate",
     "date last action": "datestamp",
     "ip address": "ipaddr",
     "referrer url": "refurl",
+    "referring url": "refurl",
     "total time": "interviewtime",
+    "access code": "token",
+    "antwort id": "id",
+    "datum abgeschickt": "submitdate",
+    "letzte seite": "lastpage",
+    "start-sprache": "startlanguage",
+    "datum gestartet": "startdate",
+    "datum letzte aktivität": "datestamp",
+    "ip-adresse": "ipaddr",
+    "weiterleitungs-url": "refurl",
+    "referrer-url": "refurl",
+    "gesamtzeit": "interviewtime",
+    "zugangsschlüssel": "token",
+    "schlüsselwort": "token",
 }
+# LimeSurvey's first columns, in the order its field map puts them (createFieldMap) for our surveys
+# (date stamps on, no participant table, no IP address or referrer). Where their headings are in a
+# language not known here, they are recognised by this position and their values.
+LEADING_SYSTEM_COLUMNS: tuple[str, ...] = ("id", "submitdate", "lastpage", "startlanguage", "seed", "startdate", "datestamp")
 _SYSTEM_PATTERNS = (re.compile(r"^attribute_\d+$"), re.compile(r"^grouptime\d+$"), re.compile(r"^\d+x\d+(x\d+)?time$"))
 DETECTING_COLUMNS: frozenset[str] = frozenset({"submitdate", "lastpage", "startlanguage"})
 PLACEHOLDER_DATE = "1980-01-01"
@@ -98,6 +124,8 @@ SURVEY_TABLES: tuple[str, ...] = ("households", "municipalities")
 MIN_DETECTING_CODES = 3
 
 _HEADING = re.compile(r"^(?P<code>[A-Za-z][A-Za-z0-9]*)(?:\[(?P<sub>[^\]]*)\])?$")
+# "Question code & question text" headings: the code, a separator (". " by default), the text.
+_CODE_AND_TEXT = re.compile(r"^(?P<heading>[A-Za-z][A-Za-z0-9]*(?:\[[^\]]*\])?)\s*[^\w\s\[].*$")
 _SLOT = re.compile(rf"^{LIMESURVEY_MEMBER_PREFIX}(?P<slot>\d+)(?P<suffix>[a-z]+)$")
 _YES = frozenset({"y", "1"})
 _NO = frozenset({"n", "0"})
@@ -110,10 +138,39 @@ _MIDNIGHT_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$")
 INCOMPLETE = "incomplete LimeSurvey responses"
 
 
+def _squashed(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+_SYSTEM_BY_LABEL: dict[str, str] = {_squashed(label): name for label, name in SYSTEM_LABELS.items()}
+
+
 def _normal(header: str) -> str:
-    """Heading as LimeSurvey codes it: no blanks before `[` (older `2 [SQ001]`), system labels mapped."""
+    """Heading as LimeSurvey codes it.
+
+    No blanks before `[` (older `2 [SQ001]`), system labels mapped to their column names, and of a
+    "code & text" heading the code.
+    """
     text = re.sub(r"\s+\[", "[", header.strip())
-    return SYSTEM_LABELS.get(text.lower(), text)
+    if (system := _SYSTEM_BY_LABEL.get(_squashed(text))) is not None:
+        return system
+    if not _HEADING.match(text) and (match := _CODE_AND_TEXT.match(text)) and _is_ours(match["heading"]):
+        return match["heading"]
+    return text
+
+
+def _is_ours(heading: str) -> bool:
+    """A code heading of one of our questions, or a LimeSurvey column name."""
+    match = _HEADING.match(heading)
+    if match is None:
+        return False
+    code = match["code"]
+    return _is_system(code) or code.lower() in _KNOWN_CODES or _member_field(code) is not None
+
+
+def _headings(header: list[str]) -> list[str]:
+    """Every heading of a code, text or code-and-text export as a code export has it."""
+    return [_normal(h) for h in code_headings(header)]
 
 
 def _is_system(name: str) -> bool:
@@ -127,19 +184,21 @@ _KNOWN_CODES: frozenset[str] = frozenset(
 
 
 def is_limesurvey_header(header: Iterable[str]) -> bool:
-    """An ``id`` column plus LimeSurvey's system columns, or plus at least three of our question codes."""
-    names = [_normal(h) for h in header]
+    """Our surveys' question texts, or an ``id`` column plus LimeSurvey's own columns or three of our codes.
+
+    Checked after Kobo's and Central's markers: a Kobo export in labels shows our question texts too.
+    """
+    original = list(header)
+    coded = code_headings(original)
+    if sum(1 for h, c in zip(original, coded) if h != c) >= MIN_DETECTING_CODES:
+        return True
+    names = [_normal(h) for h in coded]
     lower = {n.lower() for n in names}
     if "id" not in lower:
         return False
     if lower & DETECTING_COLUMNS:
         return True
-    hits = 0
-    for name in names:
-        match = _HEADING.match(name)
-        if match and (match["code"].lower() in _KNOWN_CODES or _member_field(match["code"]) is not None):
-            hits += 1
-    return hits >= MIN_DETECTING_CODES
+    return sum(1 for name in names if not _is_system(name) and _is_ours(name)) >= MIN_DETECTING_CODES
 
 
 _MEMBER_BY_SUFFIX: dict[str, str] = {suffix: name for name, suffix in LIMESURVEY_QUESTION_CODES["members"].items()}
@@ -199,8 +258,8 @@ def _resolve(table: str, code: str, sub: str | None) -> tuple[str, str | None] |
     return (name, option) if option is not None else None
 
 
-def _layout(header: list[str], file: str) -> _Layout:
-    names = [_normal(h) for h in header]
+def _layout(header: list[str], names: list[str], file: str) -> _Layout:
+    """Where each question's answers are; ``names`` are the headings as a code export has them."""
     table = _detect(names)
     if table is None:
         raise InputFileError(
@@ -209,7 +268,7 @@ def _layout(header: list[str], file: str) -> _Layout:
                 1,
                 None,
                 "header: not a LimeSurvey export of the municipalities or households survey "
-                "(export with headings 'question code' and answers 'answer codes')",
+                "(export with headings 'question code' or 'full question text' of the surveys in forms/)",
             )
         )
     layout = _Layout(table)
@@ -264,23 +323,37 @@ def _answer_map(codes: tuple[str, ...]) -> dict[str, str]:
     return {k.lower(): v for k, v in option_codes(codes).items()}
 
 
-def _value(kind: Kind, codes: tuple[str, ...], raw: str | None) -> str | None:
-    """A LimeSurvey answer in the canonical encoding (unrecognised values pass on to validation)."""
+def _value(f: Field, raw: str | None) -> str | None:
+    """A LimeSurvey answer (code or full answer) in the canonical encoding; unrecognised ones pass on to validation."""
     text = (raw or "").strip()
     if not text:
         return None
     lower = text.lower()
-    if kind is Kind.BOOL:
-        return "yes" if lower in _YES else "no" if lower in _NO else text
-    if kind is Kind.CODE:
-        return _answer_map(codes).get(lower, text)
-    if kind is Kind.INT and (match := _PADDED_INT.match(text)):
+    if f.kind is Kind.BOOL:
+        flat = flat_text(text)
+        if flat in NOT_APPLICABLE_TEXTS:
+            return None
+        return "yes" if lower in _YES or flat in YES_TEXTS else "no" if lower in _NO or flat in NO_TEXTS else text
+    if f.kind is Kind.CODE:
+        return _answer_map(f.codes).get(lower) or answer_codes(f).get(flat_text(text), text)
+    if f.kind is Kind.INT and (match := _PADDED_INT.match(text)):
         return match[1]
-    if kind is Kind.DECIMAL and "." in text and (match := _PADDED_DECIMAL.match(text)):
+    if f.kind is Kind.DECIMAL and "." in text and (match := _PADDED_DECIMAL.match(text)):
         return match[1].rstrip(".")
-    if kind is Kind.DATE and (match := _MIDNIGHT_DATE.match(text)):
+    if f.kind is Kind.DATE and (match := _MIDNIGHT_DATE.match(text)):
         return match[1]
     return text
+
+
+def _ticked(mark: str) -> bool | None:
+    """A multiple-choice column's answer: ``Y``/empty, or the full answer "Yes"/"No"/"N/A"; None if neither."""
+    lower = mark.strip().lower()
+    flat = flat_text(lower)
+    if lower in _YES or flat in YES_TEXTS:
+        return True
+    if lower in _NO or lower == "" or flat in NO_TEXTS or flat in NOT_APPLICABLE_TEXTS:
+        return False
+    return None
 
 
 _FIELDS: dict[str, dict[str, Field]] = {table: {f.name: f for f in fields} for table, fields in TABLES.items()}
@@ -294,18 +367,54 @@ def _record(table: str, columns: list[_Column], cells: list[str], file: str, row
         raw = cells[c.position] if c.position < len(cells) else ""
         f = fields[c.field]
         if c.option is None:
-            record[c.field] = _value(f.kind, f.codes, raw)
+            record[c.field] = _value(f, raw)
             continue
-        mark = raw.strip().lower()
-        if mark not in _YES and mark not in _NO and mark != "":
-            raise InputFileError(Violation(file, row, c.header, "limesurvey: multiple-choice column is not Y or empty", table))
+        ticked = _ticked(raw)
+        if ticked is None:
+            raise InputFileError(
+                Violation(file, row, c.header, "limesurvey: multiple-choice column is not Y or empty (or Yes/No)", table)
+            )
         chosen.setdefault(c.field, [])
-        if mark in _YES:
+        if ticked:
             chosen[c.field].append(c.option)
     for name, options in chosen.items():
         if record.get(name) is None:
             record[name] = " ".join(options) or None
     return record
+
+
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)?$")
+_LEADING_VALUES: dict[str, re.Pattern[str]] = {
+    "id": re.compile(r"^\d+$"),
+    "submitdate": _TIMESTAMP,
+    "lastpage": re.compile(r"^-?\d*$"),
+    "startlanguage": re.compile(r"^([a-z]{2,3}([-_][A-Za-z]+)*)?$"),
+    "seed": re.compile(r"^\d*$"),
+    "startdate": _TIMESTAMP,
+    "datestamp": _TIMESTAMP,
+}
+
+
+def _with_leading_system_columns(names: list[str], rows: list[tuple[int, list[str]]]) -> list[str]:
+    """Names for LimeSurvey's first columns where their headings are in a language not known here.
+
+    A leading heading that is neither one of LimeSurvey's columns nor a question takes the name its
+    position has in ``LEADING_SYSTEM_COLUMNS``, if that name is still missing and every value fits it.
+    """
+    known = {n.lower() for n in names}
+    if known.issuperset(LEADING_SYSTEM_COLUMNS):
+        return names
+    named = list(names)
+    for position, system in enumerate(LEADING_SYSTEM_COLUMNS[: len(named)]):
+        name = named[position]
+        if _is_system(name):
+            continue
+        if _is_ours(name):
+            break  # the questions have begun
+        if system not in known and all(_LEADING_VALUES[system].match(_cell(cells, position)) for _, cells in rows):
+            named[position] = system
+            known.add(system)
+    return named
 
 
 def _cell(cells: list[str], position: int | None) -> str:
@@ -316,7 +425,8 @@ def _cell(cells: list[str], position: int | None) -> str:
 
 def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     """Canonical tables of a tokenised LimeSurvey export: households + members, or municipalities."""
-    layout = _layout(records.header, file)
+    names = _with_leading_system_columns(_headings(records.header), records.rows)
+    layout = _layout(records.header, names, file)
     _check_layout(layout, file)
     if not records.rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))

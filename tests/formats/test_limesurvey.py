@@ -1,4 +1,4 @@
-"""LimeSurvey response exports (question-code headings, answer codes) and the code mapping."""
+"""LimeSurvey response exports (headings codes or texts, answers codes or full) and the code mapping."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rematch_pipeline.formats.detect import detect_format, read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limesurvey import INCOMPLETE, read_limesurvey_csv
 from rematch_pipeline.schemas.contract import TABLES, Kind, field_names
@@ -17,7 +18,15 @@ from rematch_pipeline.schemas.limesurvey_codes import (
     mapping_markdown,
     member_code,
 )
-from tests.formats.fixtures.exports import HERE, HOUSEHOLDS, MUNICIPALITIES, SECRET
+from tests.formats.fixtures.exports import (
+    HERE,
+    HOUSEHOLDS,
+    MUNICIPALITIES,
+    SECRET,
+    kobo_label_municipalities_csv,
+    limesurvey_csv,
+    limesurvey_text_csv,
+)
 
 HOUSEHOLDS_CSV = HERE / "limesurvey_households.csv"
 MUNICIPALITIES_CSV = HERE / "limesurvey_municipalities.csv"
@@ -144,6 +153,88 @@ def test_unknown_answer_code_is_left_for_validation() -> None:
     lines[1] = ";".join(cells)
     _, members = read_limesurvey_csv("\r\n".join(lines).encode(), "x.csv")
     assert members.frame["sex"][0] == "X9"
+
+
+# ------------------------------------------------------------------ question texts and full answers (the export page's defaults)
+
+
+def _same_as_code_export(data: bytes, table: str = "households") -> list:
+    """Read data (any text variant) and check it gives what the code export of the same responses gives."""
+    read = read_export(Path("results-survey123456.csv"), data)
+    expected = read_limesurvey_csv(limesurvey_csv(table, incomplete=table == "households"), "x.csv")
+    assert [t.table for t in read] == [t.table for t in expected]
+    for got, want in zip(read, expected):
+        assert _rows(got) == _rows(want)
+        assert got.frame["file_row"].to_list() == want.frame["file_row"].to_list()
+        assert got.skipped == want.skipped
+    return read
+
+
+@pytest.mark.parametrize("language", ["de", "en", "uk"])
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_full_question_texts_and_full_answers_read_like_the_code_export(table: str, language: str) -> None:
+    data = limesurvey_text_csv(table, language)
+    assert b'"Response ID";"Date submitted"' in data and b'"' + table[:1].encode() not in data.split(b"\r\n")[0][:3]
+    if language == "de" and table == "households":
+        # Texts of the committed LSS file: a list answer, a yes/no answer and a multiple-choice option.
+        assert "Männlich".encode() in data and b'"Ja"' in data and b'"Nein"' in data and "Welche Sprachen spricht die Person? [Ukrainisch]".encode() in data
+    read = _same_as_code_export(data, table)
+    assert detect_format(Path("results-survey123456.csv"), data) == "limesurvey-csv"
+    if table == "households":
+        assert read[1].frame.height == 3  # the member slots, found by the order of their identical texts
+
+
+@pytest.mark.parametrize(
+    ("headings", "full_answers", "underscores"),
+    [("codetext", False, False), ("codetext", True, False), ("full", False, True), ("code", True, False)],
+)
+def test_code_and_text_headings_underscored_texts_and_full_answers_under_codes(headings: str, full_answers: bool, underscores: bool) -> None:
+    _same_as_code_export(limesurvey_text_csv("households", "de", headings, full_answers, underscores=underscores))
+
+
+@pytest.mark.parametrize("system_language", ["de", "fr"])
+def test_limesurvey_columns_named_in_german_or_an_unknown_language(system_language: str) -> None:
+    # German names as LimeSurvey's de.po has them; in a language not known here, by their place and values.
+    data = limesurvey_text_csv("households", "uk", system_language=system_language)
+    households, _ = _same_as_code_export(data)
+    assert households.frame["submission_id"].to_list() == ["ls-41-1000001", "ls-42-1000002", "ls-99-7777777"]
+
+
+def test_kobo_export_in_labels_is_still_read_as_kobo() -> None:
+    data = kobo_label_municipalities_csv(0)
+    assert detect_format(Path("export.csv"), data) == "kobo-csv"
+
+
+def test_edited_question_text_is_named_as_an_unexpected_column() -> None:
+    data = limesurvey_text_csv("households", "de").replace(b'"Telefonnummer"', b'"Telefonnummer (mobil)"')
+    message = _error(data)
+    assert message.endswith("row 1: header: unexpected columns Telefonnummer (mobil)")
+
+
+def test_full_answers_not_of_the_survey() -> None:
+    text = limesurvey_text_csv("households", "en").decode("utf-8-sig")
+    lines = text.split("\r\n")
+    header = [h.strip('"') for h in lines[0].split(";")]
+    cells = lines[1].split(";")
+    sex = header.index("Sex")
+    cells[sex] = '"Divers (new answer)"'
+    lines[1] = ";".join(cells)
+    _, members = read_limesurvey_csv("\r\n".join(lines).encode(), "x.csv")
+    assert members.frame["sex"][0] == "Divers (new answer)"  # validation reports it against the code list
+    medical = next(i for i, h in enumerate(header) if h.startswith("Which care does this person need regularly? ["))
+    cells[medical] = f'"{SECRET}"'
+    lines[1] = ";".join(cells)
+    message = _error("\r\n".join(lines).encode())
+    assert f"row 2, column {header[medical]}: limesurvey: multiple-choice column is not Y or empty (or Yes/No)" in message
+
+
+def test_abbreviated_question_texts_are_refused_with_the_export_settings_to_use() -> None:
+    text = limesurvey_text_csv("municipalities", "de").decode("utf-8-sig")
+    header, rest = text.split("\r\n", 1)
+    short = ";".join('"' + h.strip('"')[:15] + '.. "' if i >= 7 else h for i, h in enumerate(header.split(";")))
+    message = _error("\r\n".join([short, rest]).encode())
+    assert "not a LimeSurvey export of the municipalities or households survey" in message
+    assert "'full question text'" in message
 
 
 # ------------------------------------------------------------------ the code mapping

@@ -1,0 +1,126 @@
+"""LimeSurvey exports with question texts and full answers (the export page's defaults) back to codes.
+
+LimeSurvey's "Export responses" page preselects headings "Full question text" and answers "Full
+answers". What its writer then produces (``Writer::getHeadingText``, ``SurveyObj::getFullAnswer``):
+
+- a heading is the question text, tags stripped and entities decoded, with `` [option text]`` after
+  it for an option of a multiple-choice question; with "Convert spaces in question text to
+  underscores" its blanks are ``_``; LimeSurvey's own columns get their names in the language of
+  the administration interface (``Response ID``, ``Date submitted`` …, see ``SYSTEM_LABELS`` in
+  ``limesurvey.py``);
+- a list answer is its answer text in the export language; a yes/no answer and a multiple-choice
+  option are LimeSurvey's own "Yes", "No" or "N/A" in that language (an option not ticked is "No");
+  numbers lose their padding; dates and free text are as stored.
+
+Our LSS files are generated (``forms_builder``), so their texts in German, English and Ukrainian are
+known here: a text heading is turned back into its question code and the reader goes on as for a
+code export; ``answer_codes`` and ``YES_TEXTS``/``NO_TEXTS`` let it read full answers. The member
+slots' questions have the same text in every slot; LimeSurvey writes the slots in order, so the k-th
+heading of one member question (or option) is slot k. A survey whose texts were edited in LimeSurvey
+no longer matches, and its changed headings are reported as unknown columns.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rematch_pipeline import forms_builder
+from rematch_pipeline.schemas.contract import Field, Kind
+from rematch_pipeline.schemas.limesurvey_codes import LIMESURVEY_OPTION_CODES, member_code
+
+# Question texts a header must show before its headings are read as texts of one survey.
+MIN_MATCHING_TEXTS = 3
+# LimeSurvey's "Yes", "No" and "N/A" in English and as locale/de and locale/uk translate them: the
+# full answers of yes/no questions and multiple-choice options ("N/A": not shown to the respondent).
+YES_TEXTS: frozenset[str] = frozenset({"yes", "ja", "так"})
+NO_TEXTS: frozenset[str] = frozenset({"no", "nein", "ні"})
+NOT_APPLICABLE_TEXTS: frozenset[str] = frozenset({"n/a", "nicht zutreffend"})
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def flat_text(text: str) -> str:
+    """A heading or answer as compared here: LimeSurvey's flattening, blanks and case folded."""
+    plain = _TAG.sub(" ", html.unescape(text)).replace("_", " ")
+    return " ".join(plain.split()).casefold()
+
+
+@dataclass(frozen=True)
+class TextHeading:
+    """What a question-text heading stands for: a question (and option) of one survey."""
+
+    code: str  # question code, or for a member question its canonical field name
+    option: str | None  # LimeSurvey option code of a multiple-choice column
+    member: bool
+
+
+@functools.cache
+def heading_catalogs() -> tuple[tuple[str, str, Mapping[str, TextHeading]], ...]:
+    """(survey, language, flat heading -> question) for both surveys in every survey language."""
+    catalogs = []
+    for survey in ("municipalities", "households"):
+        questions = [q for q in forms_builder.ls_questions(survey) if q.slot in (None, 1)]
+        for index, language in enumerate(forms_builder.LS_LANGUAGE_CODES):
+            headings: dict[str, TextHeading] = {}
+            for q in questions:
+                member = q.table == "members"
+                code = q.field.name if member else q.code
+                form = "households" if member else survey
+                text = flat_text(forms_builder.field_label(form, q.field.name)[index])
+                if forms_builder.ls_type(q.field) == "M":
+                    list_ = forms_builder.list_name(q.field)
+                    for option in q.field.codes:
+                        sub = flat_text(forms_builder.choice_label(list_, option)[index])
+                        headings[f"{text} [{sub}]"] = TextHeading(code, LIMESURVEY_OPTION_CODES[option], member)
+                else:
+                    headings[text] = TextHeading(code, None, member)
+            catalogs.append((survey, language, headings))
+    return tuple(catalogs)
+
+
+def code_headings(header: list[str]) -> list[str]:
+    """The headings of a "question code" export, where this header has our surveys' question texts.
+
+    Headings that are no question text (LimeSurvey's own columns, codes, unknown texts) are
+    returned as they were; so is a header matching no survey.
+    """
+    flat = [flat_text(h) for h in header]
+    best, best_count = None, 0
+    for _, _, headings in heading_catalogs():
+        count = sum(1 for h in flat if h in headings)
+        if count > best_count:
+            best, best_count = headings, count
+    if best is None or best_count < MIN_MATCHING_TEXTS:
+        return list(header)
+    seen: dict[tuple[str, str | None], int] = {}
+    codes = []
+    for original, text in zip(header, flat):
+        heading = best.get(text)
+        if heading is None:
+            codes.append(original)
+            continue
+        code = heading.code
+        if heading.member:
+            slot = seen[(heading.code, heading.option)] = seen.get((heading.code, heading.option), 0) + 1
+            code = member_code(slot, heading.code)
+        codes.append(f"{code}[{heading.option}]" if heading.option else code)
+    return codes
+
+
+def answer_codes(f: Field) -> Mapping[str, str]:
+    """Flat answer text (in any survey language) -> canonical code, for a list question's field."""
+    return _answer_codes(forms_builder.list_name(f), f.codes) if f.kind is Kind.CODE else {}
+
+
+@functools.cache
+def _answer_codes(list_: str, codes: tuple[str, ...]) -> Mapping[str, str]:
+    found: dict[str, set[str]] = {}
+    for code in codes:
+        for text in forms_builder.choice_label(list_, code):
+            found.setdefault(flat_text(text), set()).add(code)
+    # A text that means different codes in two languages is left to validation.
+    return {text: next(iter(c)) for text, c in found.items() if len(c) == 1}
