@@ -4,6 +4,7 @@ The file name never decides: an export renamed to ``households.csv`` is still re
 
 - XLSX (zip signature ``PK\\x03\\x04``): after the zip guards, a KoboToolbox workbook if any sheet's
   header carries Kobo metadata (``_uuid``, ``_index``, ``_submission_time``, ``_parent_index`` …),
+  a LimeSurvey "Microsoft Excel" export if a sheet's header is a LimeSurvey one (as for CSV below),
   else a canonical template workbook.
 - A zip without ``[Content_Types].xml`` is a zip of CSV exports (ODK Central's CSV zip: the main
   table and one file per repeat): each ``.csv`` member is read as a CSV below, and errors name
@@ -27,7 +28,7 @@ from pathlib import Path
 from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
-from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records
+from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records, read_limesurvey_xlsx
 from rematch_pipeline.formats.limits import (
     CsvRecords,
     check_file_size,
@@ -39,7 +40,16 @@ from rematch_pipeline.formats.limits import (
 )
 
 # Formats read_export can tell apart (also what `detect_format` returns).
-FORMATS: tuple[str, ...] = ("kobo-xlsx", "canonical-xlsx", "csv-zip", "limesurvey-csv", "kobo-csv", "odk-central-csv", "canonical-csv")
+FORMATS: tuple[str, ...] = (
+    "kobo-xlsx",
+    "limesurvey-xlsx",
+    "canonical-xlsx",
+    "csv-zip",
+    "limesurvey-csv",
+    "kobo-csv",
+    "odk-central-csv",
+    "canonical-csv",
+)
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
@@ -56,6 +66,14 @@ def _guard(data: bytes, file: str) -> str:
     return container
 
 
+def _xlsx_format(headers: list[list[str]]) -> str:
+    if any(is_kobo_header(h) for h in headers):
+        return "kobo-xlsx"
+    if any(is_limesurvey_header(h) for h in headers):
+        return "limesurvey-xlsx"
+    return "canonical-xlsx"
+
+
 def _csv_format(header: list[str]) -> str:
     # Kobo first: its label exports carry our question texts too, LimeSurvey's exports no Kobo markers.
     if is_kobo_header(header):
@@ -70,8 +88,7 @@ def detect_format(path: Path, data: bytes) -> str:
     file = path.name
     container = _guard(data, file)
     if container == "xlsx":
-        headers = xlsx_headers(data)
-        return "kobo-xlsx" if any(is_kobo_header(h) for h in headers) else "canonical-xlsx"
+        return _xlsx_format(xlsx_headers(data))
     if container == "zip":
         return "csv-zip"
     return _csv_format(csv_records(data, file).header)
@@ -97,8 +114,11 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
     file = path.name
     container = _guard(data, file)
     if container == "xlsx":
-        if any(is_kobo_header(h) for h in xlsx_headers(data)):
+        fmt = _xlsx_format(xlsx_headers(data))
+        if fmt == "kobo-xlsx":
             return read_kobo_xlsx(data, file)
+        if fmt == "limesurvey-xlsx":
+            return read_limesurvey_xlsx(data, file)
         return read_canonical(path, data)
     if container == "zip":
         return _read_csv_zip(data, file)

@@ -472,8 +472,12 @@ def _xlsx_text(value: object) -> str | None:
     return str(value)
 
 
-def _sheet_rows(sheet: ReadOnlyWorksheet, file: str) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
-    """(header row number, header, non-empty data rows) of a worksheet, under the row limit."""
+def sheet_rows(sheet: ReadOnlyWorksheet, file: str) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
+    """(header row number, header, non-empty data rows) of a worksheet, under the row limit.
+
+    Row numbers are the sheet's; cells are text (a whole float without its ``.0``, a date at
+    midnight as a date), None where empty.
+    """
     header: list[str] | None = None
     header_row = 0
     rows: list[tuple[int, list[str | None]]] = []
@@ -525,7 +529,7 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     repeats: list[tuple[str, _Layout, _Read, list[tuple[int, list[str | None]]]]] = []
     try:
         for sheet in book.worksheets:
-            header_row, header, rows = _sheet_rows(sheet, file)
+            header_row, header, rows = sheet_rows(sheet, file)
             if not header:
                 continue
             if header_row != 1:

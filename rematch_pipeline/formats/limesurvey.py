@@ -31,6 +31,8 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from functools import lru_cache
 
 from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.kobo import sheet_rows
 from rematch_pipeline.formats.limesurvey_texts import NO_TEXTS, NOT_APPLICABLE_TEXTS, YES_TEXTS, answer_codes, code_headings, flat_text
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
@@ -479,3 +482,34 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
 def read_limesurvey_csv(data: bytes, file: str) -> list[ParsedTable]:
     """Read a LimeSurvey response export (CSV, question-code headings, answer codes)."""
     return read_limesurvey_records(csv_records(data, file), file)
+
+
+def read_limesurvey_xlsx(data: bytes, file: str) -> list[ParsedTable]:
+    """Read a LimeSurvey response export in its "Microsoft Excel" format.
+
+    LimeSurvey's ExcelWriter (PHP_XLSXWriter) writes one sheet, named after the survey title, with
+    the same headings and answers as the CSV; numbers are number cells (``3.0000000000`` is 3),
+    other answers text. Errors and the tables name the sheet.
+    """
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for broken zips
+        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+    try:
+        for sheet in book.worksheets:
+            _, header, rows = sheet_rows(sheet, file)
+            if header and is_limesurvey_header(header):
+                title = sheet.title
+                break
+        else:
+            raise InputFileError(Violation(file, None, None, "limesurvey: no sheet with a LimeSurvey header"))
+    finally:
+        book.close()
+    records = CsvRecords(header, [(number, [c or "" for c in cells]) for number, cells in rows], "")
+    try:
+        tables = read_limesurvey_records(records, file)
+    except InputFileError as exc:
+        raise InputFileError(dataclasses.replace(exc.violation, sheet=exc.violation.sheet or title)) from exc
+    return [dataclasses.replace(t, sheet=title) for t in tables]

@@ -26,6 +26,7 @@ from tests.formats.fixtures.exports import (
     kobo_label_municipalities_csv,
     limesurvey_csv,
     limesurvey_text_csv,
+    limesurvey_xlsx,
 )
 
 HOUSEHOLDS_CSV = HERE / "limesurvey_households.csv"
@@ -56,7 +57,7 @@ def _expected(rows: list[dict], first_id: int = 41) -> list[dict]:
 
 def _error(data: bytes, file: str = "results-survey123456.csv") -> str:
     with pytest.raises(InputFileError) as error:
-        read_limesurvey_csv(data, file)
+        read_export(Path(file), data)
     message = str(error.value)
     assert SECRET not in message
     return message
@@ -235,6 +236,21 @@ def test_abbreviated_question_texts_are_refused_with_the_export_settings_to_use(
     message = _error("\r\n".join([short, rest]).encode())
     assert "not a LimeSurvey export of the municipalities or households survey" in message
     assert "'full question text'" in message
+
+
+@pytest.mark.parametrize("texts", [False, True])
+def test_microsoft_excel_export_reads_like_the_csv_with_the_sheet_named(texts: bool) -> None:
+    csv_data = limesurvey_text_csv("households", "de") if texts else limesurvey_csv("households")
+    data = limesurvey_xlsx(csv_data)
+    assert detect_format(Path("results-survey123456.xlsx"), data) == "limesurvey-xlsx"
+    households, members = _same_as_code_export(data)
+    assert households.sheet == members.sheet == "Fragebogen für Haushalte"
+
+
+def test_microsoft_excel_export_errors_name_the_sheet() -> None:
+    csv_data = limesurvey_csv("households").replace(b'"pets";', b'"haspets";')
+    message = _error(limesurvey_xlsx(csv_data), "results-survey123456.xlsx")
+    assert "sheet Fragebogen für Haushalte" in message and "unexpected columns haspets" in message
 
 
 # ------------------------------------------------------------------ the code mapping
