@@ -326,7 +326,7 @@ def _answer_map(codes: tuple[str, ...]) -> dict[str, str]:
     return {k.lower(): v for k, v in option_codes(codes).items()}
 
 
-def _value(f: Field, raw: str | None) -> str | None:
+def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS) -> str | None:
     """A LimeSurvey answer (code or full answer) in the canonical encoding; unrecognised ones pass on to validation."""
     text = (raw or "").strip()
     if not text:
@@ -334,7 +334,7 @@ def _value(f: Field, raw: str | None) -> str | None:
     lower = text.lower()
     if f.kind is Kind.BOOL:
         flat = flat_text(text)
-        if flat in NOT_APPLICABLE_TEXTS:
+        if flat in not_applicable:
             return None
         return "yes" if lower in _YES or flat in YES_TEXTS else "no" if lower in _NO or flat in NO_TEXTS else text
     if f.kind is Kind.CODE:
@@ -348,21 +348,60 @@ def _value(f: Field, raw: str | None) -> str | None:
     return text
 
 
-def _ticked(mark: str) -> bool | None:
+def _ticked(mark: str, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS) -> bool | None:
     """A multiple-choice column's answer: ``Y``/empty, or the full answer "Yes"/"No"/"N/A"; None if neither."""
     lower = mark.strip().lower()
     flat = flat_text(lower)
     if lower in _YES or flat in YES_TEXTS:
         return True
-    if lower in _NO or lower == "" or flat in NO_TEXTS or flat in NOT_APPLICABLE_TEXTS:
+    if lower in _NO or lower == "" or flat in NO_TEXTS or flat in not_applicable:
         return False
     return None
+
+
+def _not_applicable(layout: _Layout, rows: list[tuple[int, list[str]]]) -> frozenset[str]:
+    """The "N/A" texts of this file: the known ones, plus the export language's own where not known here.
+
+    Under full answers LimeSurvey writes only its "Yes", "No" and "N/A" into yes/no and
+    multiple-choice columns. So where they hold known Yes/No texts, no known "N/A" and exactly
+    one other answer, that answer is the "N/A" of the export language (whose translation may
+    change between LimeSurvey versions); anything else is left to the usual errors.
+    """
+    positions = [
+        c.position
+        for c in layout.columns
+        if c.option is not None or _FIELDS["members" if c.slot is not None else layout.table][c.field].kind is Kind.BOOL
+    ]
+    full, known, other = False, False, set()
+    for _, cells in rows:
+        for position in positions:
+            mark = cells[position].strip() if position < len(cells) else ""
+            lower = mark.lower()
+            if not mark or lower in _YES or lower in _NO:
+                continue
+            flat = flat_text(mark)
+            if flat in YES_TEXTS or flat in NO_TEXTS:
+                full = True
+            elif flat in NOT_APPLICABLE_TEXTS:
+                known = True
+            else:
+                other.add(flat)
+                if len(other) > 1:
+                    return NOT_APPLICABLE_TEXTS
+    return NOT_APPLICABLE_TEXTS | other if full and not known and len(other) == 1 else NOT_APPLICABLE_TEXTS
 
 
 _FIELDS: dict[str, dict[str, Field]] = {table: {f.name: f for f in fields} for table, fields in TABLES.items()}
 
 
-def _record(table: str, columns: list[_Column], cells: list[str], file: str, row: int) -> dict[str, str | None]:
+def _record(
+    table: str,
+    columns: list[_Column],
+    cells: list[str],
+    file: str,
+    row: int,
+    not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS,
+) -> dict[str, str | None]:
     fields = _FIELDS[table]
     record: dict[str, str | None] = {}
     chosen: dict[str, list[str]] = {}
@@ -370,9 +409,9 @@ def _record(table: str, columns: list[_Column], cells: list[str], file: str, row
         raw = cells[c.position] if c.position < len(cells) else ""
         f = fields[c.field]
         if c.option is None:
-            record[c.field] = _value(f, raw)
+            record[c.field] = _value(f, raw, not_applicable)
             continue
-        ticked = _ticked(raw)
+        ticked = _ticked(raw, not_applicable)
         if ticked is None:
             raise InputFileError(
                 Violation(file, row, c.header, "limesurvey: multiple-choice column is not Y or empty (or Yes/No)", table)
@@ -442,6 +481,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
     member_rows: list[int] = []
     left_out: list[str | None] = []
     id_at, seed_at, date_at = (layout.system.get(k) for k in ("id", "seed", "submitdate"))
+    not_applicable = _not_applicable(layout, records.rows)
     for number, cells in records.rows:
         submitted = _cell(cells, date_at)
         if submitted and submitted.startswith(PLACEHOLDER_DATE):
@@ -454,7 +494,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
                     layout.table,
                 )
             )
-        record = _record(layout.table, main_columns, cells, file, number)
+        record = _record(layout.table, main_columns, cells, file, number, not_applicable)
         response, seed = _cell(cells, id_at), _cell(cells, seed_at)
         record["submission_id"] = (f"ls-{response}-{seed}" if seed else f"ls-{response}") if response else None
         record["submitted_at"] = submitted
@@ -463,7 +503,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
         # Stored, so that erasure reaches it; validation leaves it out (and a later complete copy replaces it).
         left_out.append(None if submitted else INCOMPLETE)
         for columns in slot_columns:
-            member = _record("members", columns, cells, file, number)
+            member = _record("members", columns, cells, file, number, not_applicable)
             if any(v is not None for v in member.values()):
                 member["submission_id"] = record["submission_id"]
                 members.append(member)

@@ -201,6 +201,18 @@ def test_limesurvey_columns_named_in_german_or_an_unknown_language(system_langua
     assert households.frame["submission_id"].to_list() == ["ls-41-1000001", "ls-42-1000002", "ls-99-7777777"]
 
 
+def test_not_applicable_in_a_wording_not_known_here_is_learnt_from_the_file() -> None:
+    # LimeSurvey writes only "Yes", "No" and "N/A" into yes/no and multiple-choice columns; a newer
+    # Ukrainian "N/A" is the one other answer there.
+    data = limesurvey_text_csv("households", "uk")
+    assert data.count(b'"N/A"') > 20
+    _same_as_code_export(data.replace(b'"N/A"', '"Н/Д"'.encode()))
+    # Two unknown answers: no guess, the multiple-choice column stops the file.
+    first, rest = data.split(b'"N/A"', 1)
+    message = _error(first + '"Н/Д"'.encode() + rest.replace(b'"N/A"', '"Не застосовно"'.encode()))
+    assert "multiple-choice column is not Y or empty (or Yes/No)" in message
+
+
 def test_kobo_export_in_labels_is_still_read_as_kobo() -> None:
     data = kobo_label_municipalities_csv(0)
     assert detect_format(Path("export.csv"), data) == "kobo-csv"
