@@ -41,7 +41,15 @@ from functools import lru_cache
 from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import sheet_rows
-from rematch_pipeline.formats.limesurvey_texts import NO_TEXTS, NOT_APPLICABLE_TEXTS, YES_TEXTS, answer_codes, code_headings, flat_text
+from rematch_pipeline.formats.limesurvey_texts import (
+    NO_TEXTS,
+    NOT_APPLICABLE_TEXTS,
+    YES_TEXTS,
+    UnevenMemberSlots,
+    answer_codes,
+    code_headings,
+    flat_text,
+)
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
@@ -171,9 +179,13 @@ def _is_ours(heading: str) -> bool:
     return _is_system(code) or code.lower() in _KNOWN_CODES or _member_field(code) is not None
 
 
-def _headings(header: list[str]) -> list[str]:
+def _headings(header: list[str], file: str) -> list[str]:
     """Every heading of a code, text or code-and-text export as a code export has it."""
-    return [_normal(h) for h in code_headings(header)]
+    try:
+        return [_normal(h) for h in code_headings(header)]
+    except UnevenMemberSlots as exc:
+        rule = "limesurvey: a member question's heading is there for fewer persons than the others (export every member column)"
+        raise InputFileError(Violation(file, 1, exc.heading, rule)) from exc
 
 
 def _is_system(name: str) -> bool:
@@ -192,7 +204,10 @@ def is_limesurvey_header(header: Iterable[str]) -> bool:
     Checked after Kobo's and Central's markers: a Kobo export in labels shows our question texts too.
     """
     original = list(header)
-    coded = code_headings(original)
+    try:
+        coded = code_headings(original)
+    except UnevenMemberSlots:  # our texts, with member columns left out: the reader says which
+        return True
     if sum(1 for h, c in zip(original, coded) if h != c) >= MIN_DETECTING_CODES:
         return True
     names = [_normal(h) for h in coded]
@@ -467,7 +482,7 @@ def _cell(cells: list[str], position: int | None) -> str:
 
 def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     """Canonical tables of a tokenised LimeSurvey export: households + members, or municipalities."""
-    names = _with_leading_system_columns(_headings(records.header), records.rows)
+    names = _with_leading_system_columns(_headings(records.header, file), records.rows)
     layout = _layout(records.header, names, file)
     _check_layout(layout, file)
     if not records.rows:

@@ -49,6 +49,14 @@ def flat_text(text: str) -> str:
     return " ".join(plain.split()).casefold()
 
 
+class UnevenMemberSlots(ValueError):
+    """Text headings where one member question (or option) appears for fewer persons than another."""
+
+    def __init__(self, heading: str) -> None:
+        super().__init__(heading)
+        self.heading = heading  # the file's heading of that question, as written
+
+
 @dataclass(frozen=True)
 class TextHeading:
     """What a question-text heading stands for: a question (and option) of one survey."""
@@ -87,6 +95,10 @@ def code_headings(header: list[str]) -> list[str]:
 
     Headings that are no question text (LimeSurvey's own columns, codes, unknown texts) are
     returned as they were; so is a header matching no survey.
+
+    Raises:
+        UnevenMemberSlots: a member question's text is there fewer times than another's (columns
+            left out of the export): its k-th heading would no longer be slot k.
     """
     flat = [flat_text(h) for h in header]
     best, best_count = None, 0
@@ -108,6 +120,9 @@ def code_headings(header: list[str]) -> list[str]:
             slot = seen[(heading.code, heading.option)] = seen.get((heading.code, heading.option), 0) + 1
             code = member_code(slot, heading.code)
         codes.append(f"{code}[{heading.option}]" if heading.option else code)
+    if seen and min(seen.values()) < max(seen.values()):
+        fewest = min(seen, key=lambda key: seen[key])
+        raise UnevenMemberSlots(next(h for h, t in zip(header, flat) if (b := best.get(t)) and (b.code, b.option) == fewest))
     return codes
 
 

@@ -224,6 +224,16 @@ def test_edited_question_text_is_named_as_an_unexpected_column() -> None:
     assert message.endswith("row 1: header: unexpected columns Telefonnummer (mobil)")
 
 
+def test_member_column_left_out_of_a_text_export_is_named() -> None:
+    # The slots are told apart by order only: one slot's column missing would shift the others.
+    text = limesurvey_text_csv("households", "en").decode("utf-8-sig")
+    lines = [line.split(";") for line in text.split("\r\n")]
+    drop = [i for i, h in enumerate(lines[0]) if h == '"Sex"'][1]
+    data = "\r\n".join(";".join(c for i, c in enumerate(cells) if i != drop) for cells in lines).encode()
+    message = _error(data)
+    assert message.endswith("row 1, column Sex: limesurvey: a member question's heading is there for fewer persons than the others (export every member column)")
+
+
 def test_full_answers_not_of_the_survey() -> None:
     text = limesurvey_text_csv("households", "en").decode("utf-8-sig")
     lines = text.split("\r\n")
