@@ -6,6 +6,8 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -114,6 +116,27 @@ def test_reproducible_search_repeats_byte_for_byte_under_load() -> None:
     assert check_assignment(problem, first) == []
     assert first.place_of_unit.tobytes() == second.place_of_unit.tobytes()
     assert (first.best_bound, first.persons_bound) == (second.best_bound, second.persons_bound)
+
+
+def _blas_kernels(**env: str) -> set[str]:
+    """The OpenBLAS kernels NumPy and SciPy load in a fresh process that imports the package first."""
+    code = (
+        "import rematch_pipeline, numpy, scipy.linalg\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(' '.join(sorted({i.get('architecture') or '?' for i in threadpool_info() if i['internal_api'] == 'openblas'})))"
+    )
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_blas_kernels_are_pinned_to_avx2_so_machines_agree() -> None:
+    # The 10,000-household round got another assignment on AVX-512 kernels than on AVX2 ones.
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    if not {"avx2", "fma"} <= set(flags):
+        pytest.skip("no AVX2/FMA: OpenBLAS keeps its own choice")
+    assert _blas_kernels() == {"Haswell"}
+    assert _blas_kernels(OPENBLAS_CORETYPE="Sandybridge") == {"Sandybridge"}  # the user's choice wins
 
 
 def test_reproducible_runs_stop_on_the_wall_clock_at_a_multiple_of_their_limit() -> None:
