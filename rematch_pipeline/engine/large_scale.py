@@ -124,6 +124,11 @@ MIP_LIMIT_SHARE: float = 0.1
 # The search stops after this many neighbourhoods in a row without a gain: the time
 # left refines the bound instead.
 STALLED_NEIGHBOURHOODS: int = 25
+# After this many sets in a row proven optimal at the current answer, the sets double in size (up to
+# MOST_NEIGHBOURHOOD_UNITS) and every seed may seed again: the answer is locally optimal for sets of
+# this size, and only larger ones can still improve it.
+GROW_AFTER: int = 8
+MOST_NEIGHBOURHOOD_UNITS: int = 2400
 # The LP over the core: pairs within this many points of their unit's best reduced
 # profit, at most this share of the answer step's time (it runs beside the local moves).
 CORE_MARGIN: float = 0.5
@@ -689,7 +694,8 @@ def _search(
         better = not _short(problem, pairs, mip).any() and mip_value > value
         LOG.debug("neighbourhood of %d units (%s): %d persons, %.4f%s", sub_units.size, status, *mip_value, "" if better else " (not better)")
         stalled = 0 if better else stalled + 1
-        hood.solved(status == "optimal", better)
+        if hood.solved(status == "optimal", better):
+            stalled = 0
         if better:
             if mip_value[0] > value[0]:
                 hood.placed_more(mip, current)
@@ -911,7 +917,9 @@ class _Neighbourhoods:
         self.best_place = best_place
         self.seeded = np.zeros(problem.n_units, dtype=bool)
         self.lp_seeded = np.zeros(problem.n_units, dtype=bool)
+        self.size = NEIGHBOURHOOD_UNITS  # units per set now (grows when sets stop paying)
         self.lp_size = NEIGHBOURHOOD_UNITS
+        self.fruitless = 0
         self.first = True
         self.core: _CoreLP | None = None
         self.last_kind, self.last_gained = "", True
@@ -972,7 +980,7 @@ class _Neighbourhoods:
         free = np.zeros(problem.n_units, dtype=bool)
         places = np.zeros(problem.n_places, dtype=bool)
         for u in seeds.tolist():
-            if free.sum() >= NEIGHBOURHOOD_UNITS:
+            if free.sum() >= self.size:
                 break
             self.seeded[u] = True
             free[u] = True
@@ -1031,13 +1039,22 @@ class _Neighbourhoods:
         hit[self.top_unit[changed[self.top_places]]] = True
         self.seeded[hit & (current < 0)] = False
 
-    def solved(self, in_time: bool, gained: bool) -> None:
+    def solved(self, in_time: bool, gained: bool) -> bool:
         """Feedback from the last MIP: LP-guided sets halve (down to a quarter) after a
         MIP that ran out of time, and grow back after one that finished; whether it gained
-        decides whether persons sets keep their turn."""
+        decides whether persons sets keep their turn. After GROW_AFTER sets in a row proven
+        without a gain, all sets double and their seeds are free again. Returns whether they grew."""
         self.last_gained = gained
         low = max(1, NEIGHBOURHOOD_UNITS // 4)
-        self.lp_size = min(NEIGHBOURHOOD_UNITS, self.lp_size * 2) if in_time else max(low, self.lp_size // 2)
+        self.fruitless = self.fruitless + 1 if in_time and not gained else 0
+        grew = self.fruitless >= GROW_AFTER and self.size < MOST_NEIGHBOURHOOD_UNITS
+        if grew:
+            self.size, self.fruitless = min(MOST_NEIGHBOURHOOD_UNITS, 2 * self.size), 0
+            self.seeded[:] = False
+            self.lp_seeded[:] = False
+            LOG.debug("sets grow to %d units", self.size)
+        self.lp_size = min(self.size, self.lp_size * 2) if in_time else max(low, self.lp_size // 2)
+        return grew
 
     def _close(self, free: np.ndarray, current: np.ndarray) -> np.ndarray:
         """Locked units stay. At a place with a minimum intake the MIP decides the whole
