@@ -535,7 +535,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
 
 
 def read_limesurvey_csv(data: bytes, file: str) -> list[ParsedTable]:
-    """Read a LimeSurvey response export (CSV, question-code headings, answer codes)."""
+    """Read a LimeSurvey response export (CSV; headings codes or texts, answers codes or full)."""
     return read_limesurvey_records(csv_records(data, file), file)
 
 
