@@ -12,7 +12,7 @@ def _pin_blas_kernels() -> None:
     differ, and that is enough to send the large solver's pricing down another path (measured:
     the 10,000-household round got another assignment on AVX-512 kernels than on AVX2 ones).
     Pinning the AVX2 kernels where the CPU has AVX2 and FMA makes "same input, same proposals"
-    hold across such machines, at little cost (that round's 60 s: 54-56 s of wall clock pinned,
+    hold across such machines, at little cost (that round's 60 s: 54-57 s of wall clock pinned,
     50-53 s on AVX-512 kernels; the counted work is the same). It must happen before NumPy loads: this
     package is imported first by ``rematch`` and ``python -m benchmarks``, and the Dagster
     processes they start inherit the environment. A value the user set wins.
