@@ -348,10 +348,14 @@ def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLI
         return None
     lower = text.lower()
     if f.kind is Kind.BOOL:
+        if lower in _YES:
+            return "yes"
+        if lower in _NO:
+            return "no"
         flat = flat_text(text)
         if flat in not_applicable:
             return None
-        return "yes" if lower in _YES or flat in YES_TEXTS else "no" if lower in _NO or flat in NO_TEXTS else text
+        return "yes" if flat in YES_TEXTS else "no" if flat in NO_TEXTS else text
     if f.kind is Kind.CODE:
         return _answer_map(f.codes).get(lower) or answer_codes(f).get(flat_text(text), text)
     if f.kind is Kind.INT and (match := _PADDED_INT.match(text)):
@@ -366,10 +370,14 @@ def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLI
 def _ticked(mark: str, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS) -> bool | None:
     """A multiple-choice column's answer: ``Y``/empty, or the full answer "Yes"/"No"/"N/A"; None if neither."""
     lower = mark.strip().lower()
-    flat = flat_text(lower)
-    if lower in _YES or flat in YES_TEXTS:
+    if lower in _YES:
         return True
-    if lower in _NO or lower == "" or flat in NO_TEXTS or flat in not_applicable:
+    if lower in _NO or lower == "":
+        return False
+    flat = flat_text(lower)
+    if flat in YES_TEXTS:
+        return True
+    if flat in NO_TEXTS or flat in not_applicable:
         return False
     return None
 
@@ -387,22 +395,11 @@ def _not_applicable(layout: _Layout, rows: list[tuple[int, list[str]]]) -> froze
         for c in layout.columns
         if c.option is not None or _FIELDS["members" if c.slot is not None else layout.table][c.field].kind is Kind.BOOL
     ]
-    full, known, other = False, False, set()
-    for _, cells in rows:
-        for position in positions:
-            mark = cells[position].strip() if position < len(cells) else ""
-            lower = mark.lower()
-            if not mark or lower in _YES or lower in _NO:
-                continue
-            flat = flat_text(mark)
-            if flat in YES_TEXTS or flat in NO_TEXTS:
-                full = True
-            elif flat in NOT_APPLICABLE_TEXTS:
-                known = True
-            else:
-                other.add(flat)
-                if len(other) > 1:
-                    return NOT_APPLICABLE_TEXTS
+    marks = {cells[p].strip().lower() for _, cells in rows for p in positions if p < len(cells)}
+    flats = {flat_text(m) for m in marks - _YES - _NO - {""}}
+    full = bool(flats & (YES_TEXTS | NO_TEXTS))
+    known = bool(flats & NOT_APPLICABLE_TEXTS)
+    other = flats - YES_TEXTS - NO_TEXTS - NOT_APPLICABLE_TEXTS
     return NOT_APPLICABLE_TEXTS | other if full and not known and len(other) == 1 else NOT_APPLICABLE_TEXTS
 
 

@@ -126,16 +126,14 @@ def code_headings(header: list[str]) -> list[str]:
     return codes
 
 
+@functools.cache
 def answer_codes(f: Field) -> Mapping[str, str]:
     """Flat answer text (in any survey language) -> canonical code, for a list question's field."""
-    return _answer_codes(forms_builder.list_name(f), f.codes) if f.kind is Kind.CODE else {}
-
-
-@functools.cache
-def _answer_codes(list_: str, codes: tuple[str, ...]) -> Mapping[str, str]:
+    if f.kind is not Kind.CODE:
+        return {}
     found: dict[str, set[str]] = {}
-    for code in codes:
-        for text in forms_builder.choice_label(list_, code):
+    for code in f.codes:
+        for text in forms_builder.choice_label(forms_builder.list_name(f), code):
             found.setdefault(flat_text(text), set()).add(code)
     # A text that means different codes in two languages is left to validation.
     return {text: next(iter(c)) for text, c in found.items() if len(c) == 1}
