@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import duckdb
@@ -12,7 +10,7 @@ import pytest
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.schemas.limesurvey_codes import LIMESURVEY_QUESTION_CODES
-from tests.formats.fixtures.exports import HOUSEHOLDS, limesurvey_csv
+from tests.formats.fixtures.exports import HOUSEHOLDS, limesurvey_csv, limesurvey_records
 
 FILE = "results-survey123456.csv"
 GAVE_UP = "UA-2026-DROPOUT-7"  # the household reference typed by a respondent who gave up on page 2
@@ -20,8 +18,7 @@ GAVE_UP = "UA-2026-DROPOUT-7"  # the household reference typed by a respondent w
 
 def _with_reference_in_the_incomplete_response() -> bytes:
     """The fixture export (BOM, `;`, all quoted, CRLF) whose incomplete last response holds a household reference."""
-    rows = list(csv.reader(io.StringIO(limesurvey_csv().decode("utf-8-sig"), newline=""), delimiter=";"))
-    rows = [r for r in rows if r]
+    rows = limesurvey_records(limesurvey_csv())
     rows[-1][rows[0].index(LIMESURVEY_QUESTION_CODES["households"]["household_ref"])] = GAVE_UP
     text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
     return b"\xef\xbb\xbf" + text.encode()
