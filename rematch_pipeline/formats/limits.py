@@ -203,8 +203,19 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
         for number, cells in enumerate(reader, start=1):
             if header is None:
                 header = [c.strip() for c in cells]
+                width = len(header)
+                while width and not header[width - 1]:
+                    width -= 1  # empty header cells at the end (a formatted column) need no value
                 continue
             if any(c.strip() for c in cells):
+                if len(cells) < width:
+                    # Every exporter writes a full record. A short one is a file cut off at a field
+                    # boundary or a separator lost in an edit: padding it would shift every value after
+                    # the gap into the wrong column (a name into a yes/no column, outside the identity
+                    # store) or keep a household with some of its members silently missing.
+                    raise InputFileError(
+                        Violation(file, number, None, f"csv: row has {len(cells)} cells, header has {width} (file truncated, or a separator missing?)")
+                    )
                 rows.append((number, cells))
                 check_row_count(len(rows), file, number)
     except csv.Error as exc:

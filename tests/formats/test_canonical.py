@@ -102,3 +102,33 @@ def test_truncated_file_names_the_row_but_not_the_value(sample, tmp_path: Path) 
     assert "truncated" in str(error.value)
     assert "row" in str(error.value)
     assert SECRET_VALUE not in str(error.value)
+
+
+def test_short_row_stops_the_file_instead_of_shifting_values(sample, tmp_path: Path) -> None:
+    """A record with a cell missing (a separator lost in an edit, or a file cut at a field boundary)
+    must not be padded: every value after the gap would land in the column before it, e.g. the
+    contact name in consent_followup, a non-PII column stored in the warehouse."""
+    lines = _csv(sample.households.with_columns(pl.lit(SECRET_VALUE).alias("contact_name"))).splitlines()
+    header = lines[0].split(",")
+    cells = lines[2].split(",")
+    del cells[header.index("consent_followup")]
+    lines[2] = ",".join(cells)
+    path = tmp_path / "h.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    message = str(error.value)
+    assert "h.csv, row 3" in message and "cells, header has" in message
+    assert SECRET_VALUE not in message
+
+
+def test_export_cut_at_a_field_boundary_is_refused(tmp_path: Path) -> None:
+    """An ODK Central members file cut off after a field: its last member must not be dropped silently."""
+    from rematch_pipeline.formats.detect import read_export
+    from tests.formats.fixtures.exports import odk_central_households
+
+    data = odk_central_households()["rematch_household-members.csv"]
+    cut = data[: data.rindex(b",")]  # the last record loses its final cell(s)
+    path = tmp_path / "rematch_household-members.csv"
+    with pytest.raises(InputFileError, match=r"row \d+: csv: row has \d+ cells"):
+        read_export(path, cut)
