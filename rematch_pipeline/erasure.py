@@ -191,7 +191,7 @@ def _rewrite_exports(
         if new == sha:  # none of the rows was in this file after all
             continue
         target = home.archive / f"{new}{archived.suffix}"
-        replace_file(target, data)
+        replace_file(target, data, 0o600)  # an archived export stays owner-only, as ingestion made it
         rewrites[sha] = (new, target, archived)
     return rewrites
 

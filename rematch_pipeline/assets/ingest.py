@@ -72,6 +72,8 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     archived = home.archive / f"{sha}{path.suffix.lower()}"
     if not archived.exists():
         shutil.copyfile(path, archived)
+        # The archived export holds every identifying cell of the file: owner only, like the identity store.
+        archived.chmod(0o600)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:
         check_path_size(path)  # before reading: an oversized file is never loaded into memory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,6 +70,13 @@ def without_token_sql(column: str) -> str:
     return f"NULLIF(array_to_string(list_filter(regexp_split_to_array(trim({column}), '\\s+'), lambda v: v <> $token), ' '), '')"
 
 
+def _owner_only(path) -> None:  # noqa: ANN001 - a Path
+    """Mode 0600 for a file of identity data, as for secret.key and proposals.csv: DuckDB creates files
+    with the process umask (usually 0644), which let every local user read every name and birth date."""
+    if path.exists() and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
 class IdentityStore(dg.ConfigurableResource):
     """PII storage and the pseudonymiser, bound to one data home."""
 
@@ -87,6 +95,7 @@ class IdentityStore(dg.ConfigurableResource):
         self.home.path.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(self.home.identity_path))
         try:
+            _owner_only(self.home.identity_path)
             con.execute(_DDL)
             yield con
         finally:
