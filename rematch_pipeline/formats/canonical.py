@@ -53,6 +53,11 @@ def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:
     return replace(table, frame=frame, skipped=dict(counts))
 
 
+# Every column name of the canonical tables, and the left-out reason for workbook sheets without any.
+_FIELD_NAMES: frozenset[str] = frozenset(f.name for fields in TABLES.values() for f in fields)
+OTHER_SHEETS = "sheets without template columns (instructions, code lists)"
+
+
 def _matching_tables(header: list[str]) -> list[str]:
     names = {h.strip() for h in header}
     return [table for table, sig in SIGNATURES.items() if sig <= names]
@@ -161,7 +166,9 @@ def _cell_text(value: object) -> str:
 
 
 def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
-    """Read every sheet of a canonical XLSX workbook that holds a template."""
+    """Read every sheet of a canonical XLSX workbook that holds a template. Sheets naming no
+    canonical column in their first two rows (instructions, code lists) are left out and
+    counted; any other sheet must be a template."""
     from openpyxl import load_workbook
 
     try:
@@ -169,6 +176,7 @@ def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
     except Exception as exc:  # openpyxl raises many types for broken zips
         raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
     tables: list[ParsedTable] = []
+    other_sheets = 0
     try:
         for sheet in workbook.worksheets:
             texts = ((n, [_cell_text(v) for v in values]) for n, values in enumerate(sheet.iter_rows(values_only=True), start=1))
@@ -178,6 +186,11 @@ def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
             header = [c.strip() for c in filled[0][1]]
             while header and not header[-1]:
                 header.pop()
+            if not _any_field(header) and not (len(filled) > 1 and _any_field(filled[1][1])):
+                # An instructions or code-list sheet beside the template (authorities add them): no
+                # column of ours in its first rows, so nothing of it could be a template with a typo.
+                other_sheets += 1
+                continue
             table = detect_table(header, file, sheet.title, next_row=filled[1][1] if len(filled) > 1 else None)
             rows = [(number, cells[: len(header)]) for number, cells in filled[1:]]
             if not rows:
@@ -186,8 +199,16 @@ def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
     finally:
         workbook.close()
     if not tables:
-        raise InputFileError(Violation(file, None, None, "empty workbook"))
+        rule = "no sheet with a template header" if other_sheets else "empty workbook"
+        raise InputFileError(Violation(file, None, None, rule))
+    if other_sheets:
+        tables[0] = replace(tables[0], skipped={**tables[0].skipped, OTHER_SHEETS: other_sheets})
     return tables
+
+
+def _any_field(cells: list[str]) -> bool:
+    """Whether a row names any column of any canonical table."""
+    return any(c.strip() in _FIELD_NAMES for c in cells)
 
 
 def read_canonical(path: Path, data: bytes) -> list[ParsedTable]:

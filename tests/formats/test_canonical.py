@@ -64,6 +64,51 @@ def test_xlsx_workbook_with_households_and_members_sheets(sample, tmp_path: Path
     assert tables[0].sheet == "households"
 
 
+def _workbook(path: Path, sheets: list[tuple[str, list[list[str]]]], hidden: str | None = None) -> None:
+    with xlsxwriter.Workbook(path) as book:
+        for name, rows in sheets:
+            sheet = book.add_worksheet(name)
+            for r, row in enumerate(rows):
+                sheet.write_row(r, 0, row)
+            if name == hidden:
+                sheet.hide()
+
+
+def test_instructions_and_code_list_sheets_beside_the_template_are_left_out_and_counted(sample, tmp_path: Path) -> None:
+    frame = sample.municipalities
+    template = [frame.columns, *[[v or "" for v in row] for row in frame.iter_rows()]]
+    path = tmp_path / "m.xlsx"
+    _workbook(
+        path,
+        [
+            ("Anleitung", [["Bitte eine Zeile je Kommune ausfüllen."], ["Pflichtfelder sind fett."]]),
+            ("Kommunen", template),
+            ("Codes", [["Code", "Bedeutung"], ["yes", "ja"], ["no", "nein"]]),
+        ],
+        hidden="Codes",
+    )
+    [parsed] = read_canonical(path, path.read_bytes())
+    assert parsed.table == "municipalities" and parsed.sheet == "Kommunen"
+    assert parsed.frame.height == frame.height
+    assert parsed.skipped == {"sheets without template columns (instructions, code lists)": 2}
+
+
+def test_a_sheet_with_some_template_columns_but_a_misspelt_key_still_stops_the_file(sample, tmp_path: Path) -> None:
+    frame = sample.municipalities.rename({"municipality_id": "municipality_ID"})
+    path = tmp_path / "m.xlsx"
+    _workbook(path, [("Anleitung", [["Bitte ausfüllen."]]), ("Kommunen", [frame.columns, ["x"] * frame.width])])
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    assert "[sheet Kommunen]" in str(error.value) and "not a municipalities, households, members or decisions template" in str(error.value)
+
+
+def test_a_workbook_of_instructions_only_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.xlsx"
+    _workbook(path, [("Anleitung", [["Bitte ausfüllen."]])])
+    with pytest.raises(InputFileError, match="no sheet with a template header"):
+        read_canonical(path, path.read_bytes())
+
+
 def test_missing_and_renamed_columns_stop_the_file_naming_them(sample, tmp_path: Path) -> None:
     frame = sample.municipalities.rename({"kita_places": "kita_plaetze"}).drop("pets_allowed")
     path = tmp_path / "m.csv"
