@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -75,6 +75,22 @@ def detect_table(header: list[str], file: str, sheet: str | None = None, next_ro
             Violation(file, 1, None, "header: not a municipalities, households, members or decisions template", sheet=sheet)
         )
     return matches[0]
+
+
+def export_header(columns: Iterable[tuple[str, str | None]]) -> list[str]:
+    """The canonical header equivalent of an export's columns given as (field, option): a
+    field's summary and option columns count once, and one option column twice counts the
+    field twice, so that check_header names it as duplicated (two copies may disagree)."""
+    columns = list(columns)
+    names = [f for f, option in columns if option is None]
+    seen: set[tuple[str, str]] = set()
+    for f, option in columns:
+        if option is None:
+            continue
+        if f not in names or (f, option) in seen:
+            names.append(f)
+        seen.add((f, option))
+    return names
 
 
 def check_header(table: str, header: list[str], file: str, sheet: str | None = None) -> None:

@@ -44,7 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
+from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, export_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
@@ -279,11 +279,8 @@ def _layout(header: list[str], file: str, sheet: str | None) -> _Layout:
 
 
 def _mapped_header(columns: list[_Column], extra: list[str]) -> list[str]:
-    """Canonical header equivalent of some columns: summary and option columns count once."""
-    names = [c.field for c in columns if c.field and c.option is None]
-    for c in columns:
-        if c.option is not None and c.field not in names:
-            names.append(c.field)
+    """Canonical header equivalent of some columns (export_header), then the extra names it lacks."""
+    names = export_header((c.field, c.option) for c in columns if c.field)
     return names + [e for e in extra if e not in names]
 
 

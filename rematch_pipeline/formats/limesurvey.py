@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, with_left_out
+from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, export_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import sheet_rows
 from rematch_pipeline.formats.limesurvey_texts import (
@@ -313,24 +313,16 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
     return layout
 
 
-def _mapped(columns: list[_Column]) -> list[str]:
-    names = [c.field for c in columns if c.option is None]
-    for c in columns:
-        if c.option is not None and c.field not in names:
-            names.append(c.field)
-    return names
-
-
 def _check_layout(layout: _Layout, file: str) -> None:
     """check_header semantics on the canonical equivalent of the LimeSurvey header."""
     extra = [name for name, source in (("submission_id", "id"), ("submitted_at", "submitdate")) if source in layout.system]
-    main = _mapped([c for c in layout.columns if c.slot is None])
+    main = export_header((c.field, c.option) for c in layout.columns if c.slot is None)
     check_header(layout.table, main + [e for e in extra if e not in main] + layout.unknown, file)
     members = [c for c in layout.columns if c.slot is not None]
     if members:
         mapped = ["submission_id"]
         for slot in sorted({c.slot for c in members if c.slot is not None}):
-            per_slot = _mapped([c for c in members if c.slot == slot])
+            per_slot = export_header((c.field, c.option) for c in members if c.slot == slot)
             mapped += [n for n in per_slot if n not in mapped or per_slot.count(n) > 1]
         check_header("members", mapped, file)
 

@@ -217,6 +217,15 @@ def test_kpi_csv_unknown_option_is_a_form_change() -> None:
     assert "unexpected columns services/medical_care/homeopathy" in message
 
 
+def test_kpi_csv_option_column_given_twice_is_a_duplicated_column() -> None:
+    def change(rows: list[list[str]]) -> list[list[str]]:
+        column = rows[0].index("shortage_sectors/it")
+        return [[*row, row[column]] for row in rows]
+
+    message = error_of(lambda: read_kobo_csv(_kpi_rewrite(KPI_CSV.read_bytes(), change), "m.csv"))
+    assert "duplicated columns shortage_sectors" in message
+
+
 def test_kpi_csv_bad_option_cell_names_row_and_column_not_the_value() -> None:
     def change(rows: list[list[str]]) -> list[list[str]]:
         column = rows[0].index("shortage_sectors/it")

@@ -133,6 +133,15 @@ def test_unknown_multiple_choice_option_is_a_survey_change() -> None:
     assert "unexpected columns m2medical[homeo]" in message
 
 
+def test_multiple_choice_option_given_twice_is_a_duplicated_column() -> None:
+    text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig")
+    lines = text.split("\r\n")
+    column = lines[0].split(";").index('"m1medical[gen]"')
+    lines = [f"{line};{line.split(';')[column]}" if line else line for line in lines]
+    message = _error("\r\n".join(lines).encode())
+    assert "duplicated columns medical_needs" in message
+
+
 def test_bad_multiple_choice_mark_names_row_and_column_not_the_value() -> None:
     text = HOUSEHOLDS_CSV.read_bytes().decode("utf-8-sig")
     header = text.split("\r\n")[0].split(";")
