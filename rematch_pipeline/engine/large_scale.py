@@ -62,6 +62,7 @@ from rematch_pipeline.engine.assignment import (
     check_assignment,
 )
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
+from rematch_pipeline.engine.exchange import exchange_within_classes
 from rematch_pipeline.engine.lp import solve_lp
 
 LOG = logging.getLogger(__name__)
@@ -169,6 +170,11 @@ class _Rates:
     # (0.15 ms per iteration + 60 us per binary) was 1.01-1.77x: it stopped the 50,000 round's
     # search at 203 s of wall clock with 250 s counted.
     mip_scale: float = 1.2 * math.exp(-8.593)
+    # The exchange within usage classes: per matrix entry built, and per row times entry of its
+    # linear assignment (measured at 10,000 households: 0.46 s for 5.3 M entries, 0.82 s for
+    # the largest class, 1,635 x 1,639).
+    exchange_entry: float = 90e-9
+    exchange_solve: float = 200e-12
     mip_exponents: ClassVar[tuple[float, float, float]] = (1.163, -0.391, 0.155)
     lp_iteration: float = 0.18e-3
     lp_pair: float = 20e-6
@@ -191,7 +197,7 @@ class _Rates:
         reference round's size run slower per pair (memory, not cache; measured at 50,000
         households, 14.5 M pairs: 1.4-1.7x per phase)."""
         f = max(1.0, (n_pairs / REFERENCE_PAIRS) ** 0.3)
-        memory_bound = ("pair_pass", "bound_pair", "dual_pair", "working_pair", "unit", "candidate", "victim_candidate")
+        memory_bound = ("pair_pass", "bound_pair", "dual_pair", "working_pair", "unit", "candidate", "victim_candidate", "exchange_entry")
         return dataclasses.replace(self, **{name: getattr(self, name) * f for name in memory_bound})
 
 
@@ -536,11 +542,13 @@ def _place(
     deadline: float,
     exact: bool = True,
     beside: Callable[[_Progress], list[tuple[float, _Priced]]] | None = None,
+    exchange_deadline: float | None = None,
 ) -> tuple[np.ndarray, list[tuple[float, _Priced]]]:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
     reduced profit that still fits; with exact, local moves follow (the LP over the core
     is solved beside them) and then a large neighbourhood search with an exact MIP, until
-    the deadline. beside (pricing for the bound, given the search's progress) runs on the
+    the deadline, and the exchange within usage classes until exchange_deadline (default:
+    the deadline). beside (pricing for the bound, given the search's progress) runs on the
     other core during the search; its outcome is returned with the assignment."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     n_u = problem.n_units
@@ -594,7 +602,7 @@ def _place(
         clock.spend(clock.rates.pair_pass * 10 * pairs.size)
         hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked)
         try:
-            current = _search(lag, rp, hood, pending, current, value, params, deadline, progress)
+            current = _search(lag, rp, hood, pending, current, value, params, deadline, progress, deadline if exchange_deadline is None else exchange_deadline)
         finally:
             progress.done = True
         return current, priced_beside.result() if priced_beside is not None else []
@@ -661,12 +669,14 @@ def _search(
     params: SolverParams,
     deadline: float,
     progress: _Progress,
+    exchange_deadline: float,
 ) -> np.ndarray:
     """Neighbourhood MIPs from the current assignment (of the given value), each kept when
     it is lexicographically better, until the deadline or STALLED_NEIGHBOURHOODS in a row
     without a gain. Once the core LP (pending) is ready, its pairs come first in the MIPs
     (then the best by rp) and its placements seed sets; the search waits for it rather
-    than stop before. The persons of each answer kept go to progress."""
+    than stop before. The persons of each answer kept go to progress. Then the exchange
+    within usage classes, until exchange_deadline."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     stalled = 0
     while deadline - clock.now() >= MIP_MIN_SECONDS:
@@ -701,7 +711,33 @@ def _search(
                 hood.placed_more(mip, current)
             current, value = mip, mip_value
             progress.persons = value[0]
+    # The exchange within usage classes comes last, in the time kept back for the bound: run
+    # earlier, or with time kept from the search, it cost the search more than it gained
+    # (docs/decisions.md).
+    if problem.pair_usage is None:  # usage depends on the place: no classes of equals
+        exchanged = _exchange(lag, current, hood.locked, exchange_deadline)
+        exchanged_value = (_persons(problem, pairs, exchanged), _value(lag, exchanged))
+        if exchanged_value > value:
+            current = exchanged
+            progress.persons = exchanged_value[0]
     return current
+
+
+def _exchange(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, deadline: float) -> np.ndarray:
+    """The exact exchange within usage classes (exchange.py), its work counted, within the time to deadline."""
+    problem, pairs, clock = lag.problem, lag.pairs, lag.clock
+    rates = clock.rates
+
+    def seconds(entries: float, solved: float) -> float:
+        return rates.exchange_entry * entries + rates.exchange_solve * solved
+
+    done = exchange_within_classes(
+        problem.usage, problem.capacity, problem.min_intake, problem.persons_index,
+        pairs.keys, lag.cost, current, locked, PERSON_WEIGHT, seconds, max(0.0, deadline - clock.now()),
+    )
+    clock.spend(seconds(done.entries, done.solved))
+    LOG.debug("exchange within usage classes: %d units moved, %+.4f", done.moved, done.gain)
+    return done.place_of
 
 
 def _greedy_and_local_moves(
@@ -1462,7 +1498,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     answer_deadline = deadline - FINAL_PRICING_SHARE * limit
     priced2.release()
     beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, persons_bound)
-    second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside)
+    second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside, exchange_deadline=deadline)
     # The assignment is settled here (what follows refines the bound only): whether the
     # wall clock cut it short is known now.
     answer_cut = clock.cut
