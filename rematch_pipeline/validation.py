@@ -26,6 +26,25 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.Utf8,
 }
 
+# One row per violation of an entity's latest submission when that submission failed validation.
+HELD_OUT_SCHEMA: dict[str, pl.DataType] = {
+    "table": pl.Utf8,
+    "municipality_id": pl.Utf8,
+    "intake_period": pl.Utf8,
+    "household_pseudonym": pl.Utf8,
+    "submission_id": pl.Utf8,
+    "file_sha256": pl.Utf8,
+    "file_name": pl.Utf8,
+    "sheet": pl.Utf8,
+    "file_row": pl.Int32,
+    "column": pl.Utf8,
+    "rule": pl.Utf8,
+    "older_submissions_not_used": pl.Int32,
+}
+HELD_OUT_RULE = "not used: the latest submission of this entity failed validation, so the entity is held out (see held_out)"
+# Reports name the form field, not the pseudonym column derived from it.
+_KEY_COLUMN: dict[str, str] = {"household_pseudonym": "household_ref"}
+
 
 @dataclass
 class CanonicalTables:
@@ -37,6 +56,7 @@ class CanonicalTables:
     decisions: pl.DataFrame
     quarantine: pl.DataFrame
     superseded: pl.DataFrame  # duplicates resolved by the latest submitted_at, and submissions left out by review
+    held_out: pl.DataFrame  # entities whose latest submission failed validation (HELD_OUT_SCHEMA)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -54,36 +74,94 @@ def _quarantine_rows(table: str, raw: pl.DataFrame, violations: pl.DataFrame) ->
     )
 
 
-def check_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Typed rows that pass every row rule, and quarantine rows for those that do not."""
+def _typed_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every raw row typed (a badly typed cell is null), and the violations (_row, column, rule)."""
     typed, type_violations = type_table(table, raw)
     value_violations = row_failures(table, typed)
     # A badly typed cell is null afterwards; report its type rule, not a follow-on "required".
     value_violations = value_violations.join(type_violations.select("_row", "column"), on=["_row", "column"], how="anti")
     violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), value_violations.cast({"_row": pl.UInt32})])
+    return typed, violations
+
+
+def check_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed rows that pass every row rule, and quarantine rows for those that do not."""
+    typed, violations = _typed_rows(table, raw)
     bad_rows = violations["_row"].unique()
     good = typed.with_row_index("_row").filter(~pl.col("_row").is_in(bad_rows.implode())).drop("_row")
     return good, _quarantine_rows(table, raw, violations)
 
 
-def _row_rule(frame: pl.DataFrame, table: str, column: str, rule: str | pl.Expr) -> pl.DataFrame:
-    """Provenance rows of frame with one rule for all, or a rule per row (an expression over frame)."""
+def _row_rule(frame: pl.DataFrame, table: str, column: str | pl.Expr, rule: str | pl.Expr) -> pl.DataFrame:
+    """Provenance rows of frame with one column and rule for all, or per row (expressions over frame)."""
     return frame.select(
         "file_sha256", "file_name", "sheet", "file_row",
-        pl.lit(table).alias("table"), pl.lit(column).alias("column"),
+        pl.lit(table).alias("table"), (pl.lit(column) if isinstance(column, str) else column).alias("column"),
         (pl.lit(rule) if isinstance(rule, str) else rule).alias("rule"),
     ).cast(QUARANTINE_SCHEMA)
 
 
-def _latest(frame: pl.DataFrame, table: str, keys: list[str], superseded: list[pl.DataFrame]) -> tuple[pl.DataFrame, int]:
-    """Keep the latest submission per key (then the latest ingested); report the others in `superseded`."""
-    if frame.is_empty():
-        return frame, 0
-    ordered = frame.with_row_index("_order").sort(["submitted_at", "_order"])
-    kept = ordered.unique(subset=keys, keep="last", maintain_order=True)
-    dropped = ordered.join(kept.select("_order"), on="_order", how="anti")
-    superseded.append(_row_rule(dropped, table, keys[-1] if keys[-1] != "household_pseudonym" else "household_ref", "duplicate: superseded by a later submission"))
-    return kept.sort("_order").drop("_order"), dropped.height
+def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The latest submission per key among rows in ingestion order (`_row`), and the rows it replaces.
+
+    Latest = the latest submitted_at, then the latest ingested. A row whose submitted_at could not be
+    read is placed by ingestion: later than what of its key was ingested before it, so a broken
+    re-submission cannot hide behind its unreadable date. Rows without a key (unreadable) pass through.
+    """
+    keyed = pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
+    rows = frame.filter(keyed)
+    when = pl.coalesce(pl.col("submitted_at"), pl.col("submitted_at").cum_max().forward_fill().over(keys))
+    ordered = rows.with_columns(when.alias("_when")).sort(["_when", "_row"], nulls_last=False)
+    kept = ordered.unique(subset=keys, keep="last", maintain_order=True).drop("_when")
+    dropped = ordered.join(kept.select("_row"), on="_row", how="anti").drop("_when")
+    return pl.concat([kept, frame.filter(~keyed)]).sort("_row"), dropped
+
+
+def latest_valid(
+    table: str, raw: pl.DataFrame, passes: list[list[str]], superseded: list[pl.DataFrame]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """The latest submission of every entity, chosen among all its submissions, valid or not.
+
+    `passes` are the entity keys applied in turn (households: the submission, then the household).
+    An entity whose latest submission fails validation is held out whole: its older valid submissions
+    are not used in its place (they go to `superseded` saying so). Returns the valid latest rows, the
+    quarantine rows (every violation), the held-out report (HELD_OUT_SCHEMA: the failed latest
+    submission's file, row, column and rule per entity) and the number of older submissions not used.
+    """
+    typed, violations = _typed_rows(table, raw)
+    frame = typed.with_row_index("_row")
+    bad = pl.col("_row").is_in(violations["_row"].unique().implode())
+    dropped: list[pl.DataFrame] = []
+    for keys in passes:
+        frame, gone = _latest(frame, keys)
+        dropped.append(gone.with_columns(pl.lit(_KEY_COLUMN.get(keys[-1], keys[-1])).alias("_column")))
+    replaced = pl.concat(dropped).filter(~bad)  # broken rows are reported in quarantine only
+    # Held out: an entity (some key readable) whose latest row is broken. Unattributable rows stay quarantine only.
+    attributable = pl.any_horizontal([pl.all_horizontal([pl.col(k).is_not_null() for k in keys]) for keys in passes])
+    held = frame.filter(bad & attributable)
+    # Which replaced rows belong to a held-out entity (by any of its keys).
+    not_used = pl.concat(
+        [
+            replaced.join(held.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).select(*keys, pl.col("_row").alias("_held")), on=keys)
+            .select("_row", "_held")
+            for keys in passes
+        ]
+    ).unique()
+    blocked = replaced.filter(pl.col("_row").is_in(not_used["_row"].implode()))
+    superseded.append(_row_rule(replaced.join(blocked.select("_row"), on="_row", how="anti"), table, pl.col("_column"), "duplicate: superseded by a later submission"))
+    superseded.append(_row_rule(blocked, table, pl.col("_column"), HELD_OUT_RULE))
+    older = not_used.group_by("_held").agg(pl.len().cast(pl.Int32).alias("older_submissions_not_used"))
+    report = (
+        held.join(violations, on="_row")
+        .join(older, left_on="_row", right_on="_held", how="left")
+        .with_columns(pl.col("older_submissions_not_used").fill_null(0), pl.lit(table).alias("table"))
+    )
+    for column in HELD_OUT_SCHEMA:
+        if column not in report.columns:
+            report = report.with_columns(pl.lit(None).alias(column))
+    report = report.select(list(HELD_OUT_SCHEMA)).cast(HELD_OUT_SCHEMA)
+    good = frame.filter(~bad).drop("_row")
+    return good, _quarantine_rows(table, raw, violations), report, replaced.height
 
 
 def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFrame], counts: dict[str, int]) -> tuple[pl.DataFrame, pl.Series]:
@@ -141,9 +219,11 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
 
     superseded: list[pl.DataFrame] = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
     raw_municipalities, _ = _without_left_out(raw["municipalities"], "municipalities", superseded, counts)
-    municipalities, q = check_rows("municipalities", raw_municipalities)
+    # The latest submission is chosen before validity counts: a broken update must not leave the older offer in force.
+    municipalities, q, held_municipalities, counts["municipality_duplicates_resolved"] = latest_valid(
+        "municipalities", raw_municipalities, [["intake_period", "municipality_id"]], superseded
+    )
     quarantine.append(q)
-    municipalities, counts["municipality_duplicates_resolved"] = _latest(municipalities, "municipalities", ["intake_period", "municipality_id"], superseded)
 
     # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
     raw_households, left_out_ids = _without_left_out(raw["households"], "households", superseded, counts)
@@ -152,11 +232,10 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
     refused_ids = refused["submission_id"].implode()
 
-    households, q = check_rows("households", raw_households.filter(~refused_mask))
+    households, q, held_households, counts["household_duplicates_resolved"] = latest_valid(
+        "households", raw_households.filter(~refused_mask), [["submission_id"], ["household_pseudonym"]], superseded
+    )
     quarantine.append(q)
-    households, dup_submissions = _latest(households, "households", ["submission_id"], superseded)
-    households, dup_households = _latest(households, "households", ["household_pseudonym"], superseded)
-    counts["household_duplicates_resolved"] = dup_submissions + dup_households
     # A later submission that withdraws consent withdraws the household.
     withdrawn = refused.select(
         "household_pseudonym", pl.col("submitted_at").map_elements(parse_timestamp, return_dtype=pl.Datetime("us")).alias("_refused_at")
@@ -222,4 +301,8 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
     counts["rows_quarantined"] = quarantine_frame.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique()
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
-    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, counts)
+    held_out = pl.concat([held_municipalities, held_households]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
+    # One held-out entity per failed latest row (a row has one report line per violation).
+    counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
+    counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height
+    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, counts)

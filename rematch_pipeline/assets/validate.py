@@ -33,6 +33,36 @@ def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def held_out_lines(held_out: pl.DataFrame) -> list[str]:
+    """One line per held-out entity: which entity (AGS and period, or household pseudonym), where its
+    failed latest submission is (file, row, columns, rules) and whether an older one was set aside."""
+    if held_out.is_empty():
+        return []
+    entities = (
+        held_out.group_by("table", "municipality_id", "intake_period", "household_pseudonym", "submission_id", "file_name", "sheet", "file_row", maintain_order=True)
+        .agg(pl.concat_str(pl.col("column"), pl.lit(": "), pl.col("rule")).alias("problems"), pl.col("older_submissions_not_used").first())
+    )
+    lines = []
+    for row in entities.iter_rows(named=True):
+        if row["table"] == "municipalities":
+            entity = f"municipality {row['municipality_id']} (intake period {row['intake_period']})"
+        else:
+            entity = f"household {row['household_pseudonym'] or 'of submission ' + str(row['submission_id'])}"
+        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
+        older = row["older_submissions_not_used"]
+        note = f"its {older} older submission(s) were not used in its place" if older else "it has no older submission"
+        lines.append(f"{entity}: latest submission failed validation ({where}; {'; '.join(row['problems'])}); held out, {note}")
+    return lines
+
+
+def stored_held_out(warehouse: DuckDBResource) -> list[str]:
+    """held_out_lines of the warehouse's last validation (none before the first)."""
+    with warehouse_connection(warehouse) as con:
+        if not table_exists(con, "held_out"):
+            return []
+        return held_out_lines(con.execute("SELECT * FROM held_out").pl())
+
+
 def column_schema(table: str) -> dg.TableSchema:
     """The table's columns as the Dagster UI shows them, derived from its pandera schema."""
     with warnings.catch_warnings():
@@ -74,10 +104,14 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             replace_table(con, name, getattr(result, name))
         replace_table(con, "quarantine", result.quarantine)
         replace_table(con, "superseded_submissions", result.superseded)
+        replace_table(con, "held_out", result.held_out)
         replace_table(con, "intake_counts", pl.DataFrame({"name": list(result.counts), "value": list(result.counts.values())}))
         con.execute("COMMIT")
     if result.counts["rows_quarantined"]:
         context.log.warning(f"{result.counts['rows_quarantined']} rows quarantined; see the quarantine table")
+    held = held_out_lines(result.held_out)
+    if held:
+        context.log.warning(f"{len(held)} municipalities/households held out (latest submission invalid); see the held_out table")
     for name in CANONICAL_TABLES:
         frame = getattr(result, name)
         extra = {k: v for k, v in result.counts.items() if k.startswith(name[:-1])}
@@ -89,6 +123,9 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             "rows_quarantined": result.counts["rows_quarantined"],
             "households_without_consent": result.counts["households_without_consent"],
             "duplicates_superseded": result.superseded.height,
+            "municipalities_held_out": result.counts["municipalities_held_out"],
+            "households_held_out": result.counts["households_held_out"],
+            "held_out": dg.MetadataValue.md("\n".join(f"- {line}" for line in held[:20]) if held else "none"),
             "by_rule": dg.MetadataValue.md(_quarantine_markdown(result.quarantine)),
         },
     )
@@ -116,3 +153,4 @@ def _pandera_check(table: str) -> dg.AssetChecksDefinition:
 
 
 contract_checks: list[dg.AssetChecksDefinition] = [_pandera_check(t) for t in CANONICAL_TABLES]
+

@@ -78,6 +78,8 @@ _COUNT_LABELS: dict[str, str] = {
     "households_left_out": "Left out as the questionnaire tool marks them (rejected by a reviewer, or incomplete)",
     "municipalities_left_out": "Municipality questionnaires left out (rejected by a reviewer, or incomplete)",
     "rows_quarantined": "Rows quarantined (failed validation)",
+    "municipalities_held_out": "Municipalities held out: latest questionnaire failed validation (older one not used)",
+    "households_held_out": "Households held out: latest questionnaire failed validation (older one not used)",
     "households_eligible": "Households eligible for matching",
     "households_in_pool": "Households in the matching pool",
     "municipalities_received": "Municipality questionnaires received",

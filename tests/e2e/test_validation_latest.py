@@ -1,0 +1,107 @@
+"""The latest submission per municipality / household is chosen before validity: a broken later
+submission holds its entity out instead of leaving the older one in force."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.runs import run_round
+from rematch_pipeline.sample import SampleRound
+from rematch_pipeline.validation import HELD_OUT_RULE
+from tests.e2e.test_bad_inputs import SECRET, _csv, _files, _ingest, _set, sample  # noqa: F401 (sample: fixture)
+
+UPDATE_ID = "7f1c2a9e-0000-4000-8000-00000000a001"
+
+
+def _later(frame: pl.DataFrame) -> str:
+    """A submitted_at after every submission of the frame."""
+    latest = max(dt.datetime.fromisoformat(v) for v in frame["submitted_at"].to_list())
+    return (latest + dt.timedelta(hours=1)).isoformat(timespec="seconds")
+
+
+def _query(home: RematchHome, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _everything(home: RematchHome) -> str:
+    tables = ("quarantine", "superseded_submissions", "held_out", "ingestion_log", "municipalities", "households")
+    return " ".join(str(_query(home, f'SELECT * FROM "{t}"')) for t in tables)
+
+
+@pytest.mark.parametrize(("column", "value", "rule"), [("capacity_persons", SECRET, "type: whole number"), ("submitted_at", SECRET, "type: ISO 8601 timestamp")])
+def test_invalid_later_municipality_update_holds_the_municipality_out(
+    home: RematchHome, sample: SampleRound, column: str, value: str, rule: str
+) -> None:
+    summary, _ = _ingest(home, _files(sample))
+    ags = sample.municipalities["municipality_id"][0]
+    assert _query(home, "SELECT count(*) FROM municipalities WHERE municipality_id = ?", [ags]) == [(1,)]
+
+    update = sample.municipalities.head(1).with_columns(
+        pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.municipalities)).alias("submitted_at")
+    )
+    summary, logs = _ingest(home, {"municipalities/update.csv": _csv(_set(update, 0, column, value))})
+
+    # Not silently replaced by the older valid offer: no offer of that municipality at all.
+    assert _query(home, "SELECT count(*) FROM municipalities WHERE municipality_id = ?", [ags]) == [(0,)]
+    assert _query(home, "SELECT count(*) FROM municipality_features WHERE municipality_id = ?", [ags]) == [(0,)]
+    held = _query(home, 'SELECT municipality_id, file_name, file_row, "column", rule, older_submissions_not_used FROM held_out')
+    assert held == [(ags, "update.csv", 2, column, rule, 1)]
+    assert _query(home, "SELECT file_name, file_row, rule FROM superseded_submissions") == [("municipalities.csv", 2, HELD_OUT_RULE)]
+    assert len(summary.held_out) == 1
+    line = summary.held_out[0]
+    assert ags in line and "update.csv, row 2" in line and column in line and "older submission(s) were not used" in line
+    for text in (logs, _everything(home), line):
+        assert SECRET not in text
+
+    # A round reads the canonical tables only: the held-out municipality gets no proposal.
+    with dg.instance_for_test(temp_dir=str(home.dagster_home)) as instance:
+        run_round(build_definitions(home), instance, home, "r1", {"period": sample.period, "time_limit_seconds": 10.0})
+    assert _query(home, "SELECT count(*) FROM proposals") != [(0,)]
+    assert _query(home, "SELECT count(*) FROM proposals WHERE municipality_id = ?", [ags]) == [(0,)]
+    assert _query(home, "SELECT count(*) FROM round_municipalities WHERE municipality_id = ?", [ags]) == [(0,)]
+
+
+def test_corrected_copy_of_the_broken_update_is_used(home: RematchHome, sample: SampleRound) -> None:
+    _ingest(home, _files(sample))
+    ags = sample.municipalities["municipality_id"][0]
+    update = sample.municipalities.head(1).with_columns(
+        pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.municipalities)).alias("submitted_at"), pl.lit("3").alias("capacity_persons")
+    )
+    _ingest(home, {"municipalities/update.csv": _csv(_set(update, 0, "capacity_persons", SECRET))})
+    # The same submission exported again, fixed: ingested later, so it is the latest.
+    summary, _ = _ingest(home, {"municipalities/update_fixed.csv": _csv(update)})
+    assert _query(home, "SELECT capacity_persons FROM municipalities WHERE municipality_id = ?", [ags]) == [(3,)]
+    assert _query(home, "SELECT count(*) FROM held_out") == [(0,)]
+    assert summary.held_out == []
+
+
+def test_invalid_later_household_submission_holds_the_household_out(home: RematchHome, sample: SampleRound) -> None:
+    _ingest(home, _files(sample))
+    households = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    original = households.row(0, named=True)
+    target = pseudonym(home.secret(), "household", original["household_ref"])
+    assert _query(home, "SELECT count(*) FROM households WHERE household_pseudonym = ?", [target]) == [(1,)]
+
+    # A new submission (new submission_id) of the same household, later, with an out-of-range rating.
+    update = households.head(1).with_columns(
+        pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.households)).alias("submitted_at"), pl.lit("7").alias("imp_jobs")
+    )
+    members = sample.members.filter(pl.col("submission_id") == original["submission_id"]).with_columns(pl.lit(UPDATE_ID).alias("submission_id"))
+    summary, logs = _ingest(home, {"households/households_update.csv": _csv(update), "households/members_update.csv": _csv(members)})
+
+    assert _query(home, "SELECT count(*) FROM households WHERE household_pseudonym = ?", [target]) == [(0,)]
+    assert _query(home, "SELECT count(*) FROM household_features WHERE household_pseudonym = ?", [target]) == [(0,)]
+    held = _query(home, 'SELECT household_pseudonym, file_name, file_row, "column", rule, older_submissions_not_used FROM held_out')
+    assert held == [(target, "households_update.csv", 2, "imp_jobs", "range: <= 3", 1)]
+    assert any(target in line and "households_update.csv, row 2" in line for line in summary.held_out)
+    for text in (logs, _everything(home), " ".join(summary.held_out)):
+        assert original["household_ref"] not in text and original["contact_name"] not in text
