@@ -10,13 +10,13 @@ from rematch_pipeline.assets.ingest import landed_export
 from rematch_pipeline.assets.matching import round_candidates, round_proposals
 from rematch_pipeline.assets.reports import round_report
 from rematch_pipeline.assets.sensors import hourly_ingestion, ingest_file_job, landing_sensor, validate_after_ingestion, validate_job
-from rematch_pipeline.assets.validate import canonical_tables, contract_checks
+from rematch_pipeline.assets.validate import canonical_tables, contract_checks, reference_checks
 from rematch_pipeline.resources.home import RematchHome, default_home
 from rematch_pipeline.resources.identity import IdentityStore
 
 VALIDATE_ASSETS = [canonical_tables, household_features, municipality_features]
 ROUND_ASSETS = [round_candidates, round_proposals, round_report]
-CHECKS = [*contract_checks, *expectation_checks]
+CHECKS = [*contract_checks, *expectation_checks, *reference_checks]
 
 round_job = dg.define_asset_job(
     "round_job",

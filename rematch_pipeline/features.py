@@ -6,10 +6,10 @@ Plain Python (no Dagster): canonical tables in, feature tables out.
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 import polars as pl
 
+from rematch_pipeline.ags_reference import reference_gemeinden, reference_kreise
 from rematch_pipeline.schemas.contract import COURSE_LEVELS, IMPORTANCE_FIELDS
 
 # Resources a household uses and a municipality offers, in the order the engine sees them.
@@ -37,15 +37,8 @@ COURSE_AGES: tuple[int, int] = (18, 64)
 @cache
 def reference_places() -> pl.DataFrame:
     """AGS → coordinates for all Kreise (5 digits) and Gemeinden (8 digits) of the reference data."""
-    ref = resources.files("rematch_pipeline.reference")
-    with ref.joinpath("kreise_2020_derived.csv").open("rb") as f:
-        kreise = pl.read_csv(f, schema_overrides={"ags": pl.Utf8}).select(
-            pl.col("ags"), pl.col("name"), pl.col("lat_popweighted").alias("lat"), pl.col("lon_popweighted").alias("lon")
-        )
-    with ref.joinpath("gemeinden_2020_clean.csv").open("rb") as f:
-        gemeinden = pl.read_csv(f, schema_overrides={"ags": pl.Utf8, "kreis_ags": pl.Utf8}).select(
-            "ags", "name", "lat", "lon"
-        )
+    kreise = reference_kreise().select("ags", "name", "lat", "lon")
+    gemeinden = reference_gemeinden().select("ags", "name", "lat", "lon")
     return pl.concat([kreise, gemeinden.filter(pl.col("lat").is_not_null())])
 
 

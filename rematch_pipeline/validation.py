@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from rematch_pipeline.ags_reference import household_warnings, municipality_warnings
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_date, parse_timestamp, type_table
@@ -57,6 +58,7 @@ class CanonicalTables:
     quarantine: pl.DataFrame
     superseded: pl.DataFrame  # duplicates resolved by the latest submitted_at, and submissions left out by review
     held_out: pl.DataFrame  # entities whose latest submission failed validation (HELD_OUT_SCHEMA)
+    warnings: pl.DataFrame  # valid rows naming AGS keys or coordinates the reference lists do not know (ags_reference.WARNING_SCHEMA)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -305,4 +307,8 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
     counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height
-    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, counts)
+    # Kept, only reported: the 2020 reference lists do not know municipalities formed since.
+    warnings = pl.concat([municipality_warnings(municipalities), household_warnings(households, municipalities)])
+    counts["municipality_reference_warnings"] = warnings.filter(pl.col("table") == "municipalities").height
+    counts["household_reference_warnings"] = warnings.filter(pl.col("table") == "households").height
+    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts)

@@ -12,6 +12,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_counts
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
@@ -26,6 +27,8 @@ rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
 OBJECTIVES = ("lexicographic", "maximin")
 BACKENDS = ("scip", "cbc", "highs", "cp_sat")
+# Unplaced reason of a household whose `must` tie no reference list or offer of the round knows.
+UNKNOWN_TIE_REASON = "the `must` family tie names an unknown place (an AGS neither in the 2020 reference list nor offered in this round)"
 
 
 class RoundConfig(dg.Config):
@@ -196,6 +199,10 @@ def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, pl
         .select("household_pseudonym", "rule")
     )
     placed_units = {problem.unit_ids[u] for u, p in enumerate(place_of_unit.tolist()) if p >= 0}
+    # A `must` tie to a place that neither the reference list nor this round knows can never be met: say so.
+    must = pool.filter((pl.col("family_ties_importance") == "must") & pl.col("family_ties_municipality_id").is_not_null())
+    unknown = unknown_places(must["family_ties_municipality_id"].to_list(), list(problem.place_ids))
+    unknown_tie = must.filter(pl.col("family_ties_municipality_id").is_in(list(unknown)))["household_pseudonym"]
     return (
         pool.select("household_pseudonym", "link_group", "persons", "candidates")
         .join(by_unit, on="link_group", how="left")
@@ -204,6 +211,8 @@ def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, pl
         .with_columns(
             pl.when(pl.col("placed"))
             .then(None)
+            .when((pl.col("candidates") == 0) & pl.col("household_pseudonym").is_in(unknown_tie.implode()))
+            .then(pl.lit(f"{NO_CANDIDATE}: {UNKNOWN_TIE_REASON}"))
             .when(pl.col("candidates") == 0)
             .then(pl.concat_str(pl.lit(f"{NO_CANDIDATE} (mostly: "), pl.col("rule").fill_null("unknown"), pl.lit(")")))
             .when(pl.col("diagnosis") == NO_CANDIDATE)

@@ -8,6 +8,7 @@ from dagster_pandera import pandera_schema_to_dagster_type
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.ags_reference import household_warnings, municipality_warnings, warning_lines
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
@@ -55,12 +56,12 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
     return lines
 
 
-def stored_held_out(warehouse: DuckDBResource) -> list[str]:
-    """held_out_lines of the warehouse's last validation (none before the first)."""
+def stored_findings(warehouse: DuckDBResource) -> tuple[list[str], list[str]]:
+    """Lines for held-out entities and reference warnings of the warehouse's last validation."""
     with warehouse_connection(warehouse) as con:
-        if not table_exists(con, "held_out"):
-            return []
-        return held_out_lines(con.execute("SELECT * FROM held_out").pl())
+        held = held_out_lines(con.execute("SELECT * FROM held_out").pl()) if table_exists(con, "held_out") else []
+        warned = warning_lines(con.execute("SELECT * FROM validation_warnings").pl()) if table_exists(con, "validation_warnings") else []
+    return held, warned
 
 
 def column_schema(table: str) -> dg.TableSchema:
@@ -105,6 +106,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         replace_table(con, "quarantine", result.quarantine)
         replace_table(con, "superseded_submissions", result.superseded)
         replace_table(con, "held_out", result.held_out)
+        replace_table(con, "validation_warnings", result.warnings)
         replace_table(con, "intake_counts", pl.DataFrame({"name": list(result.counts), "value": list(result.counts.values())}))
         con.execute("COMMIT")
     if result.counts["rows_quarantined"]:
@@ -112,6 +114,8 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
     held = held_out_lines(result.held_out)
     if held:
         context.log.warning(f"{len(held)} municipalities/households held out (latest submission invalid); see the held_out table")
+    if result.warnings.height:
+        context.log.warning(f"{result.warnings.height} AGS reference warnings (kept, not rejected); see the validation_warnings table")
     for name in CANONICAL_TABLES:
         frame = getattr(result, name)
         extra = {k: v for k, v in result.counts.items() if k.startswith(name[:-1])}
@@ -154,3 +158,64 @@ def _pandera_check(table: str) -> dg.AssetChecksDefinition:
 
 contract_checks: list[dg.AssetChecksDefinition] = [_pandera_check(t) for t in CANONICAL_TABLES]
 
+
+def _warning_markdown(warnings: pl.DataFrame, subject: str, limit: int = 30) -> str:
+    """Per column and rule, how many rows and which subjects (AGS or household pseudonyms)."""
+    if warnings.is_empty():
+        return "none"
+    summary = warnings.group_by("column", "rule", maintain_order=True).agg(pl.len().alias("rows"), pl.col(subject).unique().sort())
+    return "\n".join(
+        f"- {column}: {rule} ({rows} rows): {', '.join(str(s) for s in subjects[:limit])}{' …' if len(subjects) > limit else ''}"
+        for column, rule, rows, subjects in summary.iter_rows()
+    )
+
+
+@dg.asset_check(
+    asset="municipalities",
+    name="municipalities_match_reference",
+    blocking=False,
+    description="Warns (never blocks) about AGS keys missing from the 2020 reference list and coordinates far from their AGS.",
+)
+def municipalities_match_reference(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    """Reference warnings on the stored municipalities; an AGS is not personal data, so it is named."""
+    with warehouse_connection(warehouse) as con:
+        stored = con.execute("SELECT * FROM municipalities").pl()
+    warnings = municipality_warnings(stored)
+    unknown = warnings.filter(pl.col("column") == "municipality_id")["municipality_id"].unique().sort().to_list()
+    return dg.AssetCheckResult(
+        passed=warnings.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_checked": stored.height,
+            "unknown_ags": len(unknown),
+            "far_coordinates": warnings.filter(pl.col("column") == "latitude").height,
+            "warnings": dg.MetadataValue.md(_warning_markdown(warnings, "municipality_id")),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="households",
+    name="households_name_known_places",
+    blocking=False,
+    additional_deps=["municipalities"],
+    description="Warns (never blocks) about family ties, wishes and exclusions naming an AGS neither in the reference list nor offered.",
+)
+def households_name_known_places(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    """Reference warnings on the stored households, by household pseudonym and column only."""
+    with warehouse_connection(warehouse) as con:
+        households = con.execute("SELECT * FROM households").pl()
+        municipalities = con.execute("SELECT municipality_id FROM municipalities").pl()
+    warnings = household_warnings(households, municipalities)
+    return dg.AssetCheckResult(
+        passed=warnings.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_checked": households.height,
+            "households_warned": warnings["household_pseudonym"].n_unique(),
+            "warnings": dg.MetadataValue.md(_warning_markdown(warnings, "household_pseudonym")),
+        },
+    )
+
+
+reference_checks: list[dg.AssetChecksDefinition] = [municipalities_match_reference, households_name_known_places]

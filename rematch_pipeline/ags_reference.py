@@ -1,0 +1,171 @@
+"""AGS keys and coordinates against the shipped reference lists (`reference/`, territorial status 2020).
+
+Plain Python (no Dagster). The lists are from 2020 and municipalities merge, so a key missing from them may be
+a newer municipality: these checks warn, they never reject (docs/decisions.md, "AGS reference"). Warnings
+name the table, the key column and the rule, a municipality by its AGS (not personal data) and a household by
+its pseudonym only, never a household's cell value.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import numpy as np
+import polars as pl
+
+from rematch_pipeline.engine._common import AgsIndex, haversine_km
+
+# Seat coordinates further than this from the reference place of their AGS are probably another place's.
+COORDINATE_TOLERANCE_KM: float = 30.0
+REFERENCE_YEAR = 2020
+
+WARNING_SCHEMA: dict[str, pl.DataType] = {
+    "table": pl.Utf8,
+    "municipality_id": pl.Utf8,
+    "intake_period": pl.Utf8,
+    "household_pseudonym": pl.Utf8,
+    "submission_id": pl.Utf8,
+    "file_sha256": pl.Utf8,
+    "file_name": pl.Utf8,
+    "sheet": pl.Utf8,
+    "file_row": pl.Int32,
+    "column": pl.Utf8,
+    "rule": pl.Utf8,
+}
+UNKNOWN_MUNICIPALITY_RULE = f"reference: AGS not in the {REFERENCE_YEAR} reference list (a newer or merged municipality, or a typo)"
+FAR_COORDINATES_RULE = (
+    f"reference: latitude/longitude more than {COORDINATE_TOLERANCE_KM:g} km from this AGS in the {REFERENCE_YEAR} reference list"
+)
+UNKNOWN_PLACE_RULE = f"reference: names an AGS that is neither in the {REFERENCE_YEAR} reference list nor among the validated municipalities"
+UNKNOWN_MUST_TIE_RULE = UNKNOWN_PLACE_RULE + "; a `must` tie to it can never be met"
+# Household columns holding AGS keys: (column, is a list).
+HOUSEHOLD_AGS_COLUMNS: tuple[tuple[str, bool], ...] = (
+    ("family_ties_municipality_id", False),
+    ("preferred_municipality_ids", True),
+    ("excluded_municipality_ids", True),
+)
+
+
+@cache
+def reference_kreise() -> pl.DataFrame:
+    """The 401 reference Kreise: ags (5 digits), name, lat, lon (population-weighted mean of its Gemeinden)."""
+    with resources.files("rematch_pipeline.reference").joinpath("kreise_2020_derived.csv").open("rb") as f:
+        return pl.read_csv(f, schema_overrides={"ags": pl.Utf8}).select(
+            "ags", "name", pl.col("lat_popweighted").alias("lat"), pl.col("lon_popweighted").alias("lon")
+        )
+
+
+@cache
+def reference_gemeinden() -> pl.DataFrame:
+    """The 11,004 reference Gemeinden: ags (8 digits), kreis_ags, name, lat, lon (null for uninhabited areas)."""
+    with resources.files("rematch_pipeline.reference").joinpath("gemeinden_2020_clean.csv").open("rb") as f:
+        return pl.read_csv(f, schema_overrides={"ags": pl.Utf8, "kreis_ags": pl.Utf8}).select("ags", "kreis_ags", "name", "lat", "lon")
+
+
+@cache
+def reference_ags() -> frozenset[str]:
+    """Every AGS of the reference lists, Kreise and Gemeinden."""
+    return frozenset(reference_kreise()["ags"].to_list()) | frozenset(reference_gemeinden()["ags"].to_list())
+
+
+def _warnings(frame: pl.DataFrame, table: str, column: str, rule: str | pl.Expr) -> pl.DataFrame:
+    """Warning rows for the rows of frame: provenance, key columns present in frame, column and rule."""
+    keys = [c for c in ("municipality_id", "intake_period", "household_pseudonym", "submission_id") if c in frame.columns]
+    out = frame.select(
+        *keys, "file_sha256", "file_name", "sheet", "file_row",
+        pl.lit(table).alias("table"), pl.lit(column).alias("column"),
+        (pl.lit(rule) if isinstance(rule, str) else rule).alias("rule"),
+    )
+    return out.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in WARNING_SCHEMA if c not in out.columns]).select(
+        list(WARNING_SCHEMA)
+    ).cast(WARNING_SCHEMA)
+
+
+def _far_from_reference(municipalities: pl.DataFrame) -> pl.Series:
+    """Per row: the stated coordinates are far from every reference point of its (known) AGS.
+
+    An 8-digit key is compared with its Gemeinde. A Kreis's seat may lie far from its population-weighted
+    mean, so a 5-digit key passes if it is near that mean or near any Gemeinde of the Kreis (the seat is one).
+    """
+    gemeinden = reference_gemeinden().filter(pl.col("lat").is_not_null())
+    points = pl.concat(
+        [
+            reference_kreise().select(pl.col("ags").alias("key"), "lat", "lon"),
+            gemeinden.select(pl.col("ags").alias("key"), "lat", "lon"),
+            gemeinden.select(pl.col("kreis_ags").alias("key"), "lat", "lon"),
+        ]
+    )
+    rows = municipalities.select(
+        pl.int_range(pl.len()).alias("_i"), pl.col("municipality_id").alias("key"), "latitude", "longitude"
+    ).join(points, on="key", how="inner")
+    if rows.is_empty():
+        return pl.Series([False] * municipalities.height)
+    distance = haversine_km(
+        rows["latitude"].to_numpy().astype(float), rows["longitude"].to_numpy().astype(float),
+        rows["lat"].to_numpy().astype(float), rows["lon"].to_numpy().astype(float),
+    )
+    nearest = rows.select("_i").with_columns(pl.Series("km", np.nan_to_num(distance, nan=np.inf))).group_by("_i").agg(pl.col("km").min())
+    far = set(nearest.filter(pl.col("km") > COORDINATE_TOLERANCE_KM)["_i"].to_list())
+    return pl.Series([i in far for i in range(municipalities.height)])
+
+
+def municipality_warnings(municipalities: pl.DataFrame) -> pl.DataFrame:
+    """Validated municipality offers whose AGS is not in the reference list, or whose coordinates are far
+    from that AGS's place (WARNING_SCHEMA)."""
+    if municipalities.is_empty():
+        return pl.DataFrame(schema=WARNING_SCHEMA)
+    unknown = ~pl.col("municipality_id").is_in(list(reference_ags()))
+    far = municipalities.filter(_far_from_reference(municipalities))
+    return pl.concat(
+        [
+            _warnings(municipalities.filter(unknown), "municipalities", "municipality_id", UNKNOWN_MUNICIPALITY_RULE),
+            _warnings(far, "municipalities", "latitude", FAR_COORDINATES_RULE),
+        ]
+    )
+
+
+def unknown_places(keys: list[str], municipality_ids: list[str]) -> set[str]:
+    """The keys that are neither reference AGS nor matching any of the municipalities by the AGS rule
+    (a Gemeinde key lies in the Kreis it starts with)."""
+    known = reference_ags()
+    index = AgsIndex(sorted(set(municipality_ids)))
+    return {k for k in set(keys) if k not in known and not index.lookup(k)}
+
+
+def household_warnings(households: pl.DataFrame, municipalities: pl.DataFrame) -> pl.DataFrame:
+    """One warning per household and AGS column naming a place that is neither in the reference list nor
+    among the validated municipalities (of any period): a typo there silently drops a wish, an exclusion,
+    or, for a `must` family tie, every placement (WARNING_SCHEMA)."""
+    found = [pl.DataFrame(schema=WARNING_SCHEMA)]
+    offered = municipalities["municipality_id"].to_list() if municipalities.height else []
+    for column, is_list in HOUSEHOLD_AGS_COLUMNS:
+        if households.is_empty() or column not in households.columns:
+            continue
+        keys = households[column].explode().drop_nulls().to_list() if is_list else households[column].drop_nulls().to_list()
+        unknown = list(unknown_places(keys, offered))
+        if not unknown:
+            continue
+        names = pl.col(column).list.eval(pl.element().is_in(unknown)).list.any() if is_list else pl.col(column).is_in(unknown)
+        flagged = households.filter(names.fill_null(False))
+        rule: str | pl.Expr = UNKNOWN_PLACE_RULE
+        if column == "family_ties_municipality_id":
+            rule = pl.when(pl.col("family_ties_importance") == "must").then(pl.lit(UNKNOWN_MUST_TIE_RULE)).otherwise(pl.lit(UNKNOWN_PLACE_RULE))
+        found.append(_warnings(flagged, "households", column, rule))
+    return pl.concat(found)
+
+
+def warning_lines(warnings: pl.DataFrame, limit: int = 20) -> list[str]:
+    """Lines for the command line: municipalities by AGS, households by pseudonym; at most `limit` lines."""
+    lines = []
+    for row in warnings.head(limit).iter_rows(named=True):
+        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
+        who = (
+            f"municipality {row['municipality_id']} (intake period {row['intake_period']})"
+            if row["table"] == "municipalities"
+            else f"household {row['household_pseudonym']}"
+        )
+        lines.append(f"{who}, {row['column']} ({where}): {row['rule']}")
+    if warnings.height > limit:
+        lines.append(f"... and {warnings.height - limit} more (table validation_warnings)")
+    return lines

@@ -1,0 +1,87 @@
+"""AGS keys and coordinates are checked against the 2020 reference lists: warnings that name the AGS or the
+household pseudonym and column, never reject the row, and explain a household that can never be placed."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from rematch_pipeline.ags_reference import FAR_COORDINATES_RULE, UNKNOWN_MUNICIPALITY_RULE, UNKNOWN_MUST_TIE_RULE, UNKNOWN_PLACE_RULE
+from rematch_pipeline.assets.matching import UNKNOWN_TIE_REASON
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.runs import run_round
+from rematch_pipeline.sample import SampleRound
+from tests.e2e.test_bad_inputs import _files, _ingest, _set, _valid_households, baseline, sample  # noqa: F401 (fixtures)
+
+HAMBURG, MUENCHEN = ("53.55", "9.99"), ("48.137", "11.575")
+
+
+def _query(home: RematchHome, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _check(summary, name: str) -> dg.AssetCheckEvaluation:
+    evaluations = [c for c in summary.results[-1].get_asset_check_evaluations() if c.check_name == name]
+    assert len(evaluations) == 1, name
+    return evaluations[0]
+
+
+def test_unknown_ags_and_coordinates_elsewhere_are_kept_with_a_warning(home: RematchHome, sample: SampleRound, baseline) -> None:
+    frame = sample.municipalities
+    far = MUENCHEN if float(frame["latitude"][2]) > 51 else HAMBURG
+    frame = _set(_set(frame, 0, "municipality_id", "01999"), 0, "state", "DE-SH")  # no such Kreis
+    frame = _set(_set(frame, 1, "municipality_id", "01099999"), 1, "state", "DE-SH")  # no such Gemeinde
+    frame = _set(_set(frame, 2, "latitude", far[0]), 2, "longitude", far[1])  # another place's seat
+    summary, _ = _ingest(home, _files(sample, municipalities=frame))
+
+    assert _valid_households(home) == baseline  # still validated and offered: the list is from 2020
+    warned = _query(home, 'SELECT municipality_id, file_name, file_row, "column", rule FROM validation_warnings ORDER BY file_row')
+    assert warned == [
+        ("01999", "municipalities.csv", 2, "municipality_id", UNKNOWN_MUNICIPALITY_RULE),
+        ("01099999", "municipalities.csv", 3, "municipality_id", UNKNOWN_MUNICIPALITY_RULE),
+        (frame["municipality_id"][2], "municipalities.csv", 4, "latitude", FAR_COORDINATES_RULE),
+    ]
+    check = _check(summary, "municipalities_match_reference")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["unknown_ags"].value == 2 and check.metadata["far_coordinates"].value == 1
+    assert "01999" in check.metadata["warnings"].value and "01099999" in check.metadata["warnings"].value
+    lines = " | ".join(summary.warnings)
+    assert len(summary.warnings) == 3 and "municipality 01999" in lines and "municipality 01099999" in lines and "row 4" in lines
+    assert _check(summary, "households_name_known_places").passed
+
+
+def test_household_naming_an_unknown_place_is_warned_by_pseudonym_and_diagnosed(home: RematchHome, sample: SampleRound) -> None:
+    households = sample.households
+    solo = households.with_row_index("i").filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    tie_row, wish_row = solo["i"][0], solo["i"][1]
+    households = _set(_set(households, tie_row, "family_ties_municipality_id", "99999"), tie_row, "family_ties_importance", "must")
+    households = _set(households, wish_row, "preferred_municipality_ids", "09999999")
+    summary, logs = _ingest(home, _files(sample, households=households))
+    tie_pseudonym = pseudonym(home.secret(), "household", solo["household_ref"][0])
+    wish_pseudonym = pseudonym(home.secret(), "household", solo["household_ref"][1])
+
+    # Kept (a newer municipality may be meant), but warned by pseudonym and column, without the AGS given.
+    assert _query(home, "SELECT count(*) FROM households WHERE household_pseudonym IN (?, ?)", [tie_pseudonym, wish_pseudonym]) == [(2,)]
+    warned = _query(home, 'SELECT household_pseudonym, file_name, file_row, "column", rule FROM validation_warnings ORDER BY file_row')
+    assert sorted(warned) == sorted(
+        [
+            (tie_pseudonym, "households.csv", tie_row + 2, "family_ties_municipality_id", UNKNOWN_MUST_TIE_RULE),
+            (wish_pseudonym, "households.csv", wish_row + 2, "preferred_municipality_ids", UNKNOWN_PLACE_RULE),
+        ]
+    )
+    check = _check(summary, "households_name_known_places")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert tie_pseudonym in check.metadata["warnings"].value
+    for text in (" ".join(summary.warnings).replace(tie_pseudonym, "").replace(wish_pseudonym, ""), check.metadata["warnings"].value.replace(tie_pseudonym, "").replace(wish_pseudonym, "")):
+        assert "99999" not in text and "09999999" not in text
+    assert any(tie_pseudonym in line and "family_ties_municipality_id" in line for line in summary.warnings)
+
+    # The round says why that household can never be placed.
+    with dg.instance_for_test(temp_dir=str(home.dagster_home)) as instance:
+        run_round(build_definitions(home), instance, home, "r1", {"period": sample.period, "time_limit_seconds": 10.0})
+    reason = _query(home, "SELECT placed, unplaced_reason FROM round_outcomes WHERE household_pseudonym = ?", [tie_pseudonym])
+    assert reason == [(False, f"no compatible municipality: {UNKNOWN_TIE_REASON}")]
