@@ -8,7 +8,7 @@ from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, PSEUDONYM_COLUMNS, REVIEWED_TABLES, raw_columns
 from rematch_pipeline.schemas.contract import TABLES
-from rematch_pipeline.schemas.parsing import FALSE_WORDS
+from rematch_pipeline.schemas.parsing import FALSE_WORDS, withhold_unshaped
 
 # Household columns kept for a household that refused consent: it is counted, not processed.
 _KEPT_WITHOUT_CONSENT = ("submission_id", "submitted_at", "consent_processing", "household_pseudonym")
@@ -29,7 +29,8 @@ def _pseudonym_list(secret: bytes, column: pl.Series) -> pl.Series:
 def split_identity(
     parsed: ParsedTable, secret: bytes, file_sha256: str, file_name: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Raw analytic rows (PII replaced by pseudonyms) and identity rows of one parsed table."""
+    """Raw analytic rows (PII replaced by pseudonyms, cells without their column's shape withheld)
+    and identity rows of one parsed table."""
     frame = parsed.frame.with_columns(
         pl.lit(file_sha256).alias("file_sha256"),
         pl.lit(file_name).alias("file_name"),
@@ -71,4 +72,5 @@ def split_identity(
         ).filter(pl.col("household_ref").is_not_null())
     renames = PSEUDONYM_COLUMNS[table]
     assert set(renames.values()) <= set(frame.columns)
-    return frame.select(raw_columns(table)), identity
+    # Free text typed into a code, yes/no, number or date column would otherwise reach the warehouse.
+    return withhold_unshaped(table, frame.select(raw_columns(table))), identity

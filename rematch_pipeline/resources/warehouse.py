@@ -1,7 +1,9 @@
 """The analytic warehouse (one DuckDB file): table layout and connection helper.
 
 Only pseudonymised data lives here. Raw tables keep the text of every non-identifying cell
-as landed; identifying columns are replaced by pseudonyms at ingestion.
+as landed, except a cell of a code, yes/no, number or date column without that shape (free
+text: a placeholder failing the same rule is stored, `parsing.withhold_unshaped`); identifying
+columns are replaced by pseudonyms at ingestion.
 """
 
 from __future__ import annotations

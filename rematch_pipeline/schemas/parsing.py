@@ -2,6 +2,8 @@
 
 A cell that cannot be typed becomes null and yields a violation naming row and column with the
 rule "type: …"; value rules (ranges, code lists, required) are checked afterwards by pandera.
+At ingestion, `withhold_unshaped` replaces cells that have not their column's shape before they
+are stored (free text typed into a code, yes/no, number or date column stays out of the warehouse).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime as dt
 import polars as pl
 
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
+from rematch_pipeline.schemas.models import PERIOD_PATTERN
 
 TRUE_WORDS: frozenset[str] = frozenset({"yes", "true", "1", "ja", "y", "wahr"})
 FALSE_WORDS: frozenset[str] = frozenset({"no", "false", "0", "nein", "n", "falsch"})
@@ -121,3 +124,60 @@ def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
         )
     )
     return typed, violations
+
+
+# Stored instead of a landed cell without its column's shape. Neither is a code, number, yes/no,
+# date or AGS, so validation still fails the cell on the rule the landed text failed.
+WITHHELD = "#withheld"
+WITHHELD_FORMULA = "=#withheld"  # for the formula rule of code and text columns
+# Kinds whose cells have a closed shape (a code list, yes/no, a number, a date or an AGS).
+SHAPED_KINDS: frozenset[Kind] = frozenset(
+    {Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.TIMESTAMP, Kind.DATE, Kind.AGS, Kind.AGS_LIST, Kind.CODE, Kind.CODES}
+)
+# Text fields that validation holds to a format (models.py): their cells are shaped as well.
+SHAPED_TEXT: dict[str, str] = {"intake_period": PERIOD_PATTERN}
+
+
+def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
+    """The cell, or a placeholder failing the same rule where it has not the field's shape; None
+    for identifying and free-text fields (they are not shaped)."""
+    if field.pii or (field.kind not in SHAPED_KINDS and field.name not in SHAPED_TEXT):
+        return None
+    text = col.str.strip_chars()
+    present = text.is_not_null() & (text != "")
+    _, bad = _typed(field, col)  # the type rule; for code and text fields the formula rule
+    if field.kind is Kind.CODE:
+        off = present & ~text.is_in(list(field.codes))
+    elif field.kind is Kind.CODES:
+        tokens = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+        off = present & tokens.list.eval(~pl.element().is_in(list(field.codes))).list.any()
+    elif field.name in SHAPED_TEXT:
+        off = present & ~text.str.contains(SHAPED_TEXT[field.name])
+    else:
+        off = pl.lit(False)
+    formula = field.kind in (Kind.CODE, Kind.TEXT)  # only there `bad` is the formula rule
+    return (
+        pl.when(bad.fill_null(False))
+        .then(pl.lit(WITHHELD_FORMULA if formula else WITHHELD))
+        .when(off.fill_null(False))
+        .then(pl.lit(WITHHELD))
+        .otherwise(col)
+    )
+
+
+def withhold_unshaped(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Raw rows with every cell of a shaped column (code list, yes/no, number, date, AGS, intake
+    period) that lacks its shape replaced by a placeholder failing the same validation rule.
+
+    Such a cell may hold anything a person typed (a name in occupation_sector, a reason in a
+    decision's code column): it is never stored as typed. Validation still quarantines the row
+    naming file, row, column and rule. Cells with the shape are kept as landed (range and
+    list-length rules are checked at validation).
+    """
+    exprs = []
+    for field in TABLES[table]:
+        if field.name in frame.columns:
+            expr = _withheld(field, pl.col(field.name))
+            if expr is not None:
+                exprs.append(expr.alias(field.name))
+    return frame.with_columns(exprs) if exprs else frame

@@ -67,6 +67,7 @@ class Case:
     rejected: bool = False  # the whole file is rejected
     lost_households: int = 0  # valid households that may be held back with the broken row
     table: str = "quarantine"
+    free_text: bool = False  # the broken column is free text in the contract, so its raw cell keeps the text
 
 
 def _municipalities(s: SampleRound, frame: pl.DataFrame) -> dict[str, bytes]:
@@ -147,6 +148,15 @@ CASES: dict[str, Case] = {
     "unknown_code_in_multi_select": Case(
         lambda s: _municipalities(s, _set(s.municipalities, 2, "medical_care", "general " + SECRET)), "municipalities.csv", 4, "medical_care", "code list"
     ),
+    "name_in_code_column": Case(
+        lambda s: _files(s, members=_set(s.members, 4, "occupation_sector", "Olena " + SECRET)), "members.csv", 6, "occupation_sector", "code list: one of", lost_households=1
+    ),
+    "text_in_yes_no_column": Case(
+        lambda s: _files(s, members=_set(s.members, 1, "wants_work", "ask " + SECRET)), "members.csv", 3, "wants_work", "type: yes/no", lost_households=1
+    ),
+    "formula_in_code_column": Case(
+        lambda s: _files(s, members=_set(s.members, 2, "sex", '=HYPERLINK("http://x","' + SECRET + '")')), "members.csv", 4, "sex", "formula", lost_households=1
+    ),
     "out_of_range_importance": Case(lambda s: _files(s, households=_set(s.households, 6, "imp_jobs", "7")), "households.csv", 8, "imp_jobs", "range: <= 3", lost_households=3),
     "negative_capacity": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "capacity_persons", "-5")), "municipalities.csv", 3, "capacity_persons", "range: >= 0"),
     "not_a_number": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "kita_places", SECRET)), "municipalities.csv", 3, "kita_places", "type: whole number"),
@@ -155,7 +165,7 @@ CASES: dict[str, Case] = {
     ),
     "formula_cell": Case(
         lambda s: _municipalities(s, _set(s.municipalities, 0, "municipality_name", '=HYPERLINK("http://x","' + SECRET + '")')),
-        "municipalities.csv", 2, "municipality_name", "formula",
+        "municipalities.csv", 2, "municipality_name", "formula", free_text=True,
     ),
     "bad_timestamp": Case(lambda s: _files(s, households=_set(s.households, 2, "submitted_at", SECRET)), "households.csv", 4, "submitted_at", "type: ISO 8601 timestamp", lost_households=3),
     "impossible_birth_date": Case(
@@ -229,6 +239,8 @@ def test_broken_input_is_named_not_quoted_and_the_rest_is_kept(name: str, home: 
             str(con.execute(f'SELECT * FROM "{t}"').fetchall())
             for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_name IN ('quarantine', 'superseded_submissions', 'ingestion_log')").fetchall()
         )
+        # Raw tables too: a code, yes/no, number or date cell holding free text is not stored as typed.
+        raw = " ".join(str(con.execute(f"SELECT * FROM raw_{t}").fetchall()) for t in ("municipalities", "households", "members", "decisions"))
     if case.rejected:
         assert len(summary.rejected) == 1
         error = summary.rejected[0]
@@ -245,6 +257,7 @@ def test_broken_input_is_named_not_quoted_and_the_rest_is_kept(name: str, home: 
         assert hits["rule"][0].startswith(case.rule)
     for text in (logs, everything, " ".join(summary.rejected)):
         assert SECRET not in text
+    assert case.free_text or SECRET not in raw
     households, municipalities = _valid_households(home)
     base_households, base_municipalities = baseline
     if case.file.startswith("municipalities"):

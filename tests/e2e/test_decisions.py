@@ -63,6 +63,25 @@ def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round:
     assert after == before - int(accepted["persons"])
 
 
+def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home: RematchHome) -> None:
+    """Contract D's decision and reason are codes: a sentence typed there is free text, which stays out of the warehouse."""
+    reason = "family says the flat is too far from Olena's clinic"
+    with (home.landing("decisions") / "decisions-r9.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision", "reason"])
+        writer.writerow(["r9", "RM-202607-000001", "01001", "decline", reason])
+        writer.writerow(["r9", "RM-202607-000002", "01001", "maybe later", "housing"])
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = con.execute("SELECT * FROM raw_decisions").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    assert reason not in str(stored) and "maybe" not in str(stored)
+    assert rules == [
+        (2, "reason", "code list: one of housing/family/work/health/other"),
+        (3, "decision", "code list: one of accept/decline"),
+    ]
+
+
 def test_erasure_removes_a_household_everywhere(home: RematchHome, first_round: list[dict[str, str]]) -> None:
     target = first_round[0]["household_ref"]
     assert main(["erase", target]) == 0
