@@ -248,12 +248,13 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
 
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
     members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(left_out_ids.implode()))
+    # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
+    # before checking: earlier files' rows are no longer its members (a corrected file replaces a broken one).
+    if not members_raw.is_empty():
+        latest_file = members_raw.with_row_index("_order").group_by("submission_id").agg(pl.col("file_sha256").sort_by("_order").last())
+        members_raw = members_raw.join(latest_file, on=["submission_id", "file_sha256"], how="semi", nulls_equal=True)
     members, member_q = check_rows("members", members_raw)
     quarantine.append(member_q)
-    # Members of a re-submitted household: keep those of the latest file that carries the submission.
-    if not members.is_empty():
-        latest_file = members.with_row_index("_order").group_by("submission_id").agg(pl.col("file_sha256").sort_by("_order").last())
-        members = members.join(latest_file, on=["submission_id", "file_sha256"], how="semi")
 
     orphans = members.join(households, on="submission_id", how="anti")
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))

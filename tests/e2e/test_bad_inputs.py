@@ -271,6 +271,17 @@ def test_broken_input_is_named_not_quoted_and_the_rest_is_kept(name: str, home: 
             assert base_households - case.lost_households <= households <= base_households
 
 
+def test_a_corrected_members_file_replaces_the_broken_one(home: RematchHome, sample: SampleRound, baseline) -> None:
+    """Members come from the latest file carrying their submission: a broken row of an earlier file no longer holds the household back."""
+    _ingest(home, _files(sample, members=_set(sample.members, 3, "german_level", SECRET)))
+    assert _valid_households(home)[0] < baseline[0]
+    _ingest(home, {"households/members_corrected.csv": _csv(sample.members)})
+    assert _valid_households(home) == baseline
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        rules = con.execute("SELECT file_name, rule FROM quarantine").fetchall()
+    assert not [r for r in rules if r[0] == "members.csv" or r[1].startswith("members:")]
+
+
 def test_bad_value_past_row_10000_is_found_and_all_other_rows_kept(home: RematchHome) -> None:
     sample = generate_round(4_500, 20, seed=4)
     assert sample.members.height > 10_050
