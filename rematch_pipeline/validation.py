@@ -15,7 +15,8 @@ import polars as pl
 from rematch_pipeline.ags_reference import household_warnings, municipality_warnings
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
-from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_date, parse_timestamp, type_table
+from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
+from rematch_pipeline.schemas.parsing import parse_date, parse_timestamp, type_table
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "file_sha256": pl.Utf8,
@@ -228,14 +229,16 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     quarantine.append(q)
 
     # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
+    # A refusing copy withdraws the earlier copies of its submission too; a later consenting one
+    # (an edit) stands again (latest wins, schemas.consent; ingestion blanked the withdrawn rows).
     raw_households, left_out_ids = _without_left_out(raw["households"], "households", superseded, counts)
-    refused_mask = raw_households["consent_processing"].str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS)).fill_null(False)
-    refused = raw_households.filter(refused_mask)
+    withdrawn_mask = withdrawn_copies(raw_households)
+    refused_ids = refused_submissions(raw_households).implode()
+    refused = raw_households.filter(refuses() & pl.col("submission_id").is_in(refused_ids))
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
-    refused_ids = refused["submission_id"].implode()
 
     households, q, held_households, counts["household_duplicates_resolved"] = latest_valid(
-        "households", raw_households.filter(~refused_mask), [["submission_id"], ["household_pseudonym"]], superseded
+        "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded
     )
     quarantine.append(q)
     # A later submission that withdraws consent withdraws the household.
@@ -249,7 +252,8 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
     members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(left_out_ids.implode()))
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
-    # before checking: earlier files' rows are no longer its members (a corrected file replaces a broken one).
+    # before checking: earlier files' rows are no longer its members (a corrected file replaced them,
+    # or a refusal blanked them).
     if not members_raw.is_empty():
         latest_file = members_raw.with_row_index("_order").group_by("submission_id").agg(pl.col("file_sha256").sort_by("_order").last())
         members_raw = members_raw.join(latest_file, on=["submission_id", "file_sha256"], how="semi", nulls_equal=True)

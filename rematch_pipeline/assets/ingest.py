@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -16,10 +17,11 @@ from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.limits import check_path_size
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.landing import split_identity
+from rematch_pipeline.formats.landing import blank_where, blanked_without_consent, split_identity
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
-from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, warehouse_connection
+from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.schemas.consent import refused_submissions, withdrawn_copies
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
@@ -63,8 +65,95 @@ def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
     return found
 
 
+@dataclass(frozen=True)
+class ConsentWithdrawals:
+    """What refusals of consent withdraw, for the submissions one file touches (no cell values)."""
+
+    refused: list[str]  # submission ids whose latest household copy refuses: their members are blanked
+    stored_copies: pl.DataFrame  # (file_sha256, sheet, file_row) of stored household rows a refusal withdraws
+    incoming_copies: pl.Series  # per household row of the file: withdrawn (blank it before storing)
+
+
+_KEY_SCHEMA = {"file_sha256": pl.Utf8, "sheet": pl.Utf8, "file_row": pl.Int32}
+
+
+def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, pl.DataFrame, pl.DataFrame]]) -> ConsentWithdrawals:
+    """Refusals among the stored household rows of this file's submissions and the file's own.
+
+    Members may land in a file before or after their household (separate CSVs), and a later copy
+    of a submission (an edit) may refuse or consent again, so the rule (schemas.consent) is applied
+    to every stored copy of the submissions this file names, with the file's rows as the latest ingested.
+    """
+    ids = sorted({s for table, raw, _ in split if table in ("households", "members") for s in raw["submission_id"].drop_nulls()})
+    incoming = pl.concat([raw for table, raw, _ in split if table == "households"] or [pl.DataFrame(schema={"submission_id": pl.Utf8})], how="diagonal")
+    if not ids:
+        return ConsentWithdrawals([], pl.DataFrame(schema=_KEY_SCHEMA), pl.Series("withdrawn", [False] * incoming.height))
+    con.register("touched", pl.DataFrame({"submission_id": ids}).to_arrow())
+    # rowid order is ingestion order, as validation reads raw tables.
+    stored = con.execute(
+        "SELECT submission_id, submitted_at, consent_processing, file_sha256, sheet, file_row FROM raw_households"
+        " WHERE submission_id IN (SELECT submission_id FROM touched) ORDER BY rowid"
+    ).pl()
+    con.unregister("touched")
+    columns = ["submission_id", "submitted_at", "consent_processing"]
+    rows = pl.concat([stored.select(columns), incoming.select(columns)]) if incoming.height else stored.select(columns)
+    withdrawn = withdrawn_copies(rows)
+    return ConsentWithdrawals(
+        refused=refused_submissions(rows).to_list(),
+        stored_copies=stored.filter(withdrawn.head(stored.height)).select(list(_KEY_SCHEMA)).cast(_KEY_SCHEMA),
+        incoming_copies=withdrawn.tail(incoming.height) if incoming.height else pl.Series("withdrawn", [], dtype=pl.Boolean),
+    )
+
+
+def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent: ConsentWithdrawals) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
+    """The file's rows with what a refusal withdraws blanked, and no member identity of a refusing household."""
+    refused = pl.Series(consent.refused, dtype=pl.Utf8).implode()
+    result = []
+    offset = 0
+    for table, raw, identity_rows in split:
+        if table == "households":
+            raw = blank_where(table, raw, consent.incoming_copies.slice(offset, raw.height))
+            offset += raw.height
+        elif table == "members":
+            raw = blank_where(table, raw, pl.col("submission_id").is_in(refused))
+            identity_rows = identity_rows.filter(~pl.col("submission_id").is_in(refused).fill_null(False))
+        result.append((table, raw, identity_rows))
+    return result
+
+
+def _blank_stored(con: duckdb.DuckDBPyConnection, consent: ConsentWithdrawals, sha: str) -> int:
+    """Blank stored rows that a refusal in this file withdraws (in the caller's transaction); the rows changed."""
+    changed = 0
+    if consent.stored_copies.height:
+        columns = blanked_without_consent("households")
+        con.register("withdrawn_copies", consent.stored_copies.to_arrow())
+        changed += len(con.execute(
+            f"UPDATE raw_households h SET {', '.join(f'{c} = NULL' for c in columns)} FROM withdrawn_copies w"
+            " WHERE h.file_sha256 = w.file_sha256 AND h.sheet IS NOT DISTINCT FROM w.sheet AND h.file_row = w.file_row"
+            f" AND h.file_sha256 <> ? AND ({' OR '.join(f'h.{c} IS NOT NULL' for c in columns)}) RETURNING 1",
+            [sha],
+        ).fetchall())
+        con.unregister("withdrawn_copies")
+    if consent.refused:
+        columns = blanked_without_consent("members")
+        con.register("refused", pl.DataFrame({"s": consent.refused}, schema={"s": pl.Utf8}).to_arrow())
+        changed += len(con.execute(
+            f"UPDATE raw_members SET {', '.join(f'{c} = NULL' for c in columns)}"
+            " WHERE submission_id IN (SELECT s FROM refused) AND file_sha256 <> ?"
+            f" AND ({' OR '.join(f'{c} IS NOT NULL' for c in columns)}) RETURNING 1",
+            [sha],
+        ).fetchall())
+        con.unregister("refused")
+    return changed
+
+
 def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStore, warehouse: DuckDBResource) -> FileOutcome:
-    """Archive one landed file and load it; the same bytes are never loaded twice."""
+    """Archive one landed file and load it; the same bytes are never loaded twice.
+
+    What a refusal of consent withdraws is blanked here, whichever file came first: the file's
+    rows before they are stored, rows stored earlier in the same transaction (then the DuckDB
+    files are compacted), and the refusing households' member names and birth dates are deleted.
+    """
     sha = sha256_of(path)
     with warehouse_connection(warehouse) as con:
         if con.execute("SELECT 1 FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone():
@@ -87,9 +176,13 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
                 [sha, path.name, kind, archived.name, exc.violation.table or "", outcome.error, now],
             )
         return outcome
+    with warehouse_connection(warehouse) as con:
+        consent = consent_withdrawals(con, split)
+    split = _without_consent(split, consent)
     # Identity rows first: if the warehouse write fails, a retry re-inserts the same keys harmlessly.
     for table, _, identity_rows in split:
         identity.store(table, identity_rows)
+    forgotten = identity.forget_members(consent.refused)
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
     skipped = skipped_submissions(parsed)
@@ -99,11 +192,18 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             con.register("incoming", raw.to_arrow())
             con.execute(f"INSERT INTO raw_{table} ({', '.join(raw.columns)}) SELECT * FROM incoming")
             con.unregister("incoming")
+        # Members (and earlier copies) stored before the refusal are blanked in the same transaction.
+        blanked = _blank_stored(con, consent, sha)
         con.execute(
             f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?, ?)",
             [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
         )
         con.execute("COMMIT")
+    # DuckDB keeps the bytes of updated and deleted values in the file: rewrite it, as erasure does.
+    if blanked:
+        compact(Path(warehouse.database))
+    if forgotten:
+        compact(home.identity_path)
     return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped)
 
 

@@ -7,11 +7,29 @@ import polars as pl
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, PSEUDONYM_COLUMNS, REVIEWED_TABLES, raw_columns
+from rematch_pipeline.schemas.consent import refuses
 from rematch_pipeline.schemas.contract import TABLES
-from rematch_pipeline.schemas.parsing import FALSE_WORDS, withhold_unshaped
+from rematch_pipeline.schemas.parsing import withhold_unshaped
 
-# Household columns kept for a household that refused consent: it is counted, not processed.
-_KEPT_WITHOUT_CONSENT = ("submission_id", "submitted_at", "consent_processing", "household_pseudonym")
+# Columns a refusing household's raw rows keep: it is counted, not processed. The keys link its
+# rows (erasure finds them by pseudonym and submission); every analytic field is blanked.
+KEPT_WITHOUT_CONSENT: dict[str, tuple[str, ...]] = {
+    "households": ("submission_id", "submitted_at", "consent_processing", "household_pseudonym"),
+    "members": ("submission_id", "member_pseudonym"),
+}
+
+
+def blanked_without_consent(table: str) -> list[str]:
+    """Raw columns of households or members that a refusal blanks (not keys, provenance or the left-out reason)."""
+    kept = (*KEPT_WITHOUT_CONSENT[table], *FILE_COLUMNS, LEFT_OUT_COLUMN)
+    return [c for c in raw_columns(table) if c not in kept]
+
+
+def blank_where(table: str, frame: pl.DataFrame, withdrawn: pl.Expr | pl.Series) -> pl.DataFrame:
+    """Raw rows of households or members with the analytic fields of withdrawn rows blanked."""
+    return frame.with_columns(
+        pl.when(withdrawn).then(None).otherwise(pl.col(c)).alias(c) for c in blanked_without_consent(table) if c in frame.columns
+    )
 
 
 def _pseudonyms(secret: bytes, kind: str, column: pl.Series) -> pl.Series:
@@ -47,14 +65,8 @@ def split_identity(
             _pseudonym_list(secret, frame["linked_household_refs"]).alias("linked_household_pseudonyms"),
         )
         identity = frame.select(["household_pseudonym", "submission_id", *pii, *provenance])
-        refused = pl.col("consent_processing").str.to_lowercase().is_in(list(FALSE_WORDS))
-        frame = frame.with_columns(
-            [
-                pl.when(refused).then(None).otherwise(pl.col(c)).alias(c)
-                for c in raw_columns(table)
-                if c not in _KEPT_WITHOUT_CONSENT and c not in (*FILE_COLUMNS, LEFT_OUT_COLUMN)
-            ]
-        )
+        # Members and earlier copies of a refusing submission may be in other files: ingestion blanks those.
+        frame = blank_where(table, frame, refuses())
     elif table == "members":
         # A person is identified by submission and position; the name itself never leaves.
         position = pl.int_range(pl.len()).over("submission_id").cast(pl.Utf8)

@@ -112,6 +112,19 @@ class IdentityStore(dg.ConfigurableResource):
             con.execute(f"INSERT OR REPLACE INTO {target} ({columns}) SELECT {columns} FROM incoming")
             con.unregister("incoming")
 
+    def forget_members(self, submission_ids: list[str]) -> int:
+        """Delete the names and birth dates of the members of these submissions (their household
+        refused consent: nothing about its persons is processed); returns the rows deleted."""
+        if not submission_ids:
+            return 0
+        with self.connect() as con:
+            con.register("refused", pl.DataFrame({"s": submission_ids}, schema={"s": pl.Utf8}).to_arrow())
+            deleted = con.execute(
+                "DELETE FROM member_identity WHERE submission_id IN (SELECT s FROM refused) RETURNING 1"
+            ).fetchall()
+            con.unregister("refused")
+        return len(deleted)
+
     def household_refs(self, pseudonyms: list[str]) -> dict[str, str]:
         """household_ref per household pseudonym, for the coordinators' restricted export."""
         with self.connect() as con:

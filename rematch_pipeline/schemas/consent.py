@@ -1,0 +1,52 @@
+"""Consent to processing (contract B): which household rows a refusal withdraws.
+
+Without `consent_processing` a household is not processed at all, only counted (GDPR Art. 9).
+Copies of one submission follow the contract's latest-wins rule: the latest `submitted_at`, then
+the latest ingested (an edit in Kobo or Central keeps the submission id and date). A refusing copy
+withdraws itself and every earlier copy of its submission; a later consenting copy (an edit)
+stands again on its own. Ingestion blanks what a refusal withdraws, validation leaves it out:
+both take the rule from here.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_timestamp
+
+
+def refuses(column: str = "consent_processing") -> pl.Expr:
+    """Whether a raw consent cell says no (any of the contract's false words; empty is not a refusal)."""
+    return pl.col(column).str.strip_chars().str.to_lowercase().is_in(list(FALSE_WORDS)).fill_null(False)
+
+
+def withdrawn_copies(households: pl.DataFrame) -> pl.Series:
+    """Per raw household row (in ingestion order): whether it refuses, or a later copy of its
+    submission refuses. Needs submission_id, submitted_at (text) and consent_processing."""
+    flagged = households.select("submission_id", "submitted_at", refuses().alias("_refuses")).with_row_index("_order")
+    # Only submissions with a refusing copy need their dates read (most have none).
+    touched = flagged.filter(pl.col("_refuses").any().over("submission_id"))
+    if touched.is_empty():
+        return pl.Series("withdrawn", [False] * households.height, dtype=pl.Boolean)
+    # An unreadable date sorts first: such a copy is older than any dated one.
+    marked = (
+        touched.with_columns(pl.col("submitted_at").map_elements(parse_timestamp, return_dtype=pl.Datetime("us")).alias("_at"))
+        .sort(["_at", "_order"], nulls_last=False)
+        .with_columns(pl.col("_refuses").cum_max(reverse=True).over("submission_id").alias("withdrawn"))
+    )
+    joined = flagged.join(marked.select("_order", "withdrawn"), on="_order", how="left").sort("_order")
+    return joined["withdrawn"].fill_null(False)
+
+
+def refused_submissions(households: pl.DataFrame) -> pl.Series:
+    """Submission ids whose latest copy refuses (every copy of them is withdrawn), each once."""
+    if households.is_empty():
+        return pl.Series("submission_id", [], dtype=pl.Utf8)
+    flagged = households.select("submission_id").with_columns(withdrawn_copies(households).alias("_withdrawn"))
+    return (
+        flagged.filter(pl.col("submission_id").is_not_null())
+        .group_by("submission_id")
+        .agg(pl.col("_withdrawn").all())
+        .filter(pl.col("_withdrawn"))["submission_id"]
+        .sort()
+    )

@@ -1,0 +1,124 @@
+"""A household that refuses consent is only counted: its members' analytic fields are blanked and
+their names and birth dates leave the identity store, whichever file lands first (contract B)."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.warehouse import FILE_COLUMNS, raw_columns
+from rematch_pipeline.sample import generate_round
+from tests.formats.fixtures.exports import HOUSEHOLDS, kobo_kpi_households_xlsx, odk_central_households, zipped
+
+# Everything but the keys that count and link a member row, and its provenance.
+MEMBER_FIELDS = [c for c in raw_columns("members") if c not in ("submission_id", "member_pseudonym", *FILE_COLUMNS)]
+
+
+def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _stored_members(home: RematchHome, submission_id: str) -> tuple[int, int, int]:
+    """(raw member rows, of them with any analytic field, member identity rows) of one submission."""
+    analytic = " OR ".join(f"{c} IS NOT NULL" for c in MEMBER_FIELDS)
+    rows, filled = _query(
+        home.warehouse_path,
+        f"SELECT count(*), count(*) FILTER ({analytic}) FROM raw_members WHERE submission_id = ? AND member_pseudonym IS NOT NULL",
+        [submission_id],
+    )[0]
+    identities = _query(home.identity_path, "SELECT count(*) FROM member_identity WHERE submission_id = ?", [submission_id])[0][0]
+    return rows, filled, identities
+
+
+def _csv(frame: pl.DataFrame) -> bytes:
+    out = io.StringIO()
+    frame.write_csv(out)
+    return out.getvalue().encode()
+
+
+def _ingest(home: RematchHome, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (home.landing("households") / name).write_bytes(data)
+    assert main(["ingest"]) == 0
+
+
+@pytest.mark.parametrize("members_first", [True, False], ids=["members_first", "household_first"])
+def test_members_of_a_refusing_household_keep_only_their_keys_whichever_file_lands_first(home: RematchHome, members_first: bool) -> None:
+    sample = generate_round(20, 3, seed=11)
+    # A household no other names as linked, so that its refusal holds nobody else back.
+    linked = {r for refs in sample.households["linked_household_refs"].drop_nulls() for r in refs.split()}
+    alone = sample.households.filter(
+        (pl.col("linked_household_refs").fill_null("") == "") & ~pl.col("household_ref").is_in(list(linked)) & (pl.col("consent_processing") == "yes")
+    )["submission_id"]
+    target, other = alone[0], alone[1]
+    households = sample.households.with_columns(
+        pl.when(pl.col("submission_id") == target).then(pl.lit("no")).otherwise(pl.col("consent_processing")).alias("consent_processing")
+    )
+    theirs = sample.members.filter(pl.col("submission_id") == target)
+    # Names that no other row of the round carries: their bytes must leave identity.duckdb.
+    others = {*sample.members.filter(pl.col("submission_id") != target)["member_name"], *sample.households["contact_name"]}
+    names = [n for n in theirs["member_name"] if n not in others]
+    assert theirs.height and names
+    first, second = ({"members.csv": _csv(sample.members)}, {"households.csv": _csv(households)})
+    if not members_first:
+        first, second = second, first
+
+    _ingest(home, first)
+    if members_first:  # nothing tells yet that their household refuses
+        assert _stored_members(home, target) == (theirs.height, theirs.height, theirs.height)
+    _ingest(home, second)
+
+    assert _stored_members(home, target) == (theirs.height, 0, 0)
+    identity_bytes = home.identity_path.read_bytes()
+    assert not any(name.encode() in identity_bytes for name in names)
+    refusing = households.filter(pl.col("consent_processing") == "no")["household_ref"].n_unique()
+    assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(refusing,)]
+    # Counted, not quarantined: nothing is wrong with the blanked rows.
+    assert _query(home.warehouse_path, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert _stored_members(home, other)[1] > 0
+    assert _query(home.warehouse_path, "SELECT count(*) FROM members WHERE submission_id = ?", [other])[0][0] > 0
+
+
+def test_a_kobo_workbook_with_a_refusing_household_stores_no_member_data(home: RematchHome, tmp_path: Path) -> None:
+    rows = copy.deepcopy(HOUSEHOLDS)
+    rows[1]["consent_processing"] = "no"  # its member sheet rows are in the same file
+    refusing, consenting = rows[1]["submission_id"], rows[0]["submission_id"]
+    _ingest(home, {"haushalte.xlsx": kobo_kpi_households_xlsx(tmp_path / "haushalte.xlsx", rows).read_bytes()})
+    assert _stored_members(home, refusing) == (1, 0, 0)
+    assert _stored_members(home, consenting) == (2, 2, 2)
+
+
+def test_an_edit_in_central_that_refuses_withdraws_the_members_and_a_later_edit_that_consents_brings_them_back(
+    home: RematchHome,
+) -> None:
+    """Central keeps the submission id and date of an edited submission: the latest export wins."""
+    rows = copy.deepcopy(HOUSEHOLDS)
+    target = rows[1]["submission_id"]
+    refused = copy.deepcopy(rows)
+    refused[1]["consent_processing"] = "no"
+    refused[1]["members"] = []  # the members repeat is relevant only with consent
+
+    _ingest(home, {"week1.csv.zip": zipped(odk_central_households(rows))})
+    assert _stored_members(home, target) == (1, 1, 1)
+    assert {r[0] for r in _query(home.warehouse_path, "SELECT submission_id FROM households")} == {r["submission_id"] for r in rows}
+
+    _ingest(home, {"week2.csv.zip": zipped(odk_central_households(refused))})
+    assert _stored_members(home, target) == (1, 0, 0)
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE submission_id = ? AND pets IS NOT NULL", [target]) == [(0,)]
+    # Its partner waits (linked households go together or not at all); nothing of the refusing one is matched.
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households") == [(0,)]
+    assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(1,)]
+
+    _ingest(home, {"week3.csv.zip": zipped(odk_central_households(rows))})
+    assert _stored_members(home, target) == (2, 1, 1)  # week 1's copy stays blank, week 3's is stored
+    assert {r[0] for r in _query(home.warehouse_path, "SELECT submission_id FROM households")} == {r["submission_id"] for r in rows}
+    assert _query(home.warehouse_path, "SELECT count(*) FROM members WHERE submission_id = ?", [target]) == [(1,)]
+    assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(0,)]
