@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from rematch_pipeline.ags_reference import household_warnings, municipality_warnings
+from rematch_pipeline.ags_reference import WARNING_SCHEMA, household_warnings, municipality_warnings
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
@@ -28,21 +28,9 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.Utf8,
 }
 
-# One row per violation of an entity's latest submission when that submission failed validation.
-HELD_OUT_SCHEMA: dict[str, pl.DataType] = {
-    "table": pl.Utf8,
-    "municipality_id": pl.Utf8,
-    "intake_period": pl.Utf8,
-    "household_pseudonym": pl.Utf8,
-    "submission_id": pl.Utf8,
-    "file_sha256": pl.Utf8,
-    "file_name": pl.Utf8,
-    "sheet": pl.Utf8,
-    "file_row": pl.Int32,
-    "column": pl.Utf8,
-    "rule": pl.Utf8,
-    "older_submissions_not_used": pl.Int32,
-}
+# One row per violation of an entity's latest submission when that submission failed validation:
+# the entity and where its row is, as a reference warning names them, and what was not used instead.
+HELD_OUT_SCHEMA: dict[str, pl.DataType] = {**WARNING_SCHEMA, "older_submissions_not_used": pl.Int32}
 HELD_OUT_RULE = "not used: the latest submission of this entity failed validation, so the entity is held out (see held_out)"
 # Reports name the form field, not the pseudonym column derived from it.
 _KEY_COLUMN: dict[str, str] = {"household_pseudonym": "household_ref"}
