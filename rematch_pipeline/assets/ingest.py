@@ -106,7 +106,7 @@ def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, p
 
 
 def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent: ConsentWithdrawals) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
-    """The file's rows with what a refusal withdraws blanked, and no member identity of a refusing household."""
+    """The file's rows with what a refusal withdraws blanked, and no identity rows of a refusing household or its members."""
     refused = pl.Series(consent.refused, dtype=pl.Utf8).implode()
     result = []
     offset = 0
@@ -114,6 +114,7 @@ def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consen
         if table == "households":
             raw = blank_where(table, raw, consent.incoming_copies.slice(offset, raw.height))
             offset += raw.height
+            identity_rows = identity_rows.filter(~pl.col("submission_id").is_in(refused).fill_null(False))
         elif table == "members":
             raw = blank_where(table, raw, pl.col("submission_id").is_in(refused))
             identity_rows = identity_rows.filter(~pl.col("submission_id").is_in(refused).fill_null(False))
@@ -182,7 +183,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     # Identity rows first: if the warehouse write fails, a retry re-inserts the same keys harmlessly.
     for table, _, identity_rows in split:
         identity.store(table, identity_rows)
-    forgotten = identity.forget_members(consent.refused)
+    forgotten = identity.forget_refused(consent.refused)
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
     skipped = skipped_submissions(parsed)

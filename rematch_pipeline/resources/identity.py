@@ -112,18 +112,19 @@ class IdentityStore(dg.ConfigurableResource):
             con.execute(f"INSERT OR REPLACE INTO {target} ({columns}) SELECT {columns} FROM incoming")
             con.unregister("incoming")
 
-    def forget_members(self, submission_ids: list[str]) -> int:
-        """Delete the names and birth dates of the members of these submissions (their household
-        refused consent: nothing about its persons is processed); returns the rows deleted."""
+    def forget_refused(self, submission_ids: list[str]) -> int:
+        """Delete the identifying rows of these submissions, the household's (reference, contacts,
+        address) and its members' (names, birth dates): their household refused consent, so nothing
+        about it is processed, only counted (by pseudonym). Returns the rows deleted."""
         if not submission_ids:
             return 0
+        deleted = 0
         with self.connect() as con:
             con.register("refused", pl.DataFrame({"s": submission_ids}, schema={"s": pl.Utf8}).to_arrow())
-            deleted = con.execute(
-                "DELETE FROM member_identity WHERE submission_id IN (SELECT s FROM refused) RETURNING 1"
-            ).fetchall()
+            for table in ("household_identity", "member_identity"):
+                deleted += len(con.execute(f"DELETE FROM {table} WHERE submission_id IN (SELECT s FROM refused) RETURNING 1").fetchall())
             con.unregister("refused")
-        return len(deleted)
+        return deleted
 
     def household_refs(self, pseudonyms: list[str]) -> dict[str, str]:
         """household_ref per household pseudonym, for the coordinators' restricted export."""

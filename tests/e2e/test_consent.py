@@ -38,6 +38,10 @@ def _stored_members(home: RematchHome, submission_id: str) -> tuple[int, int, in
     return rows, filled, identities
 
 
+def _household_identities(home: RematchHome, submission_id: str) -> int:
+    return _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE submission_id = ?", [submission_id])[0][0]
+
+
 def _csv(frame: pl.DataFrame) -> bytes:
     out = io.StringIO()
     frame.write_csv(out)
@@ -66,7 +70,10 @@ def test_members_of_a_refusing_household_keep_only_their_keys_whichever_file_lan
     # Names that no other row of the round carries: their bytes must leave identity.duckdb.
     others = {*sample.members.filter(pl.col("submission_id") != target)["member_name"], *sample.households["contact_name"]}
     names = [n for n in theirs["member_name"] if n not in others]
-    assert theirs.height and names
+    # The household's own phone number, which no other row carries, must leave too.
+    phone = households.filter(pl.col("submission_id") == target)["contact_phone"][0]
+    assert theirs.height and names and households["contact_phone"].to_list().count(phone) == 1
+    names.append(phone)
     first, second = ({"members.csv": _csv(sample.members)}, {"households.csv": _csv(households)})
     if not members_first:
         first, second = second, first
@@ -77,6 +84,7 @@ def test_members_of_a_refusing_household_keep_only_their_keys_whichever_file_lan
     _ingest(home, second)
 
     assert _stored_members(home, target) == (theirs.height, 0, 0)
+    assert _household_identities(home, target) == 0 and _household_identities(home, other) == 1
     identity_bytes = home.identity_path.read_bytes()
     assert not any(name.encode() in identity_bytes for name in names)
     refusing = households.filter(pl.col("consent_processing") == "no")["household_ref"].n_unique()
@@ -112,6 +120,7 @@ def test_an_edit_in_central_that_refuses_withdraws_the_members_and_a_later_edit_
 
     _ingest(home, {"week2.csv.zip": zipped(odk_central_households(refused))})
     assert _stored_members(home, target) == (1, 0, 0)
+    assert _household_identities(home, target) == 0
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE submission_id = ? AND pets IS NOT NULL", [target]) == [(0,)]
     # Its partner waits (linked households go together or not at all); nothing of the refusing one is matched.
     assert _query(home.warehouse_path, "SELECT count(*) FROM households") == [(0,)]
@@ -119,6 +128,7 @@ def test_an_edit_in_central_that_refuses_withdraws_the_members_and_a_later_edit_
 
     _ingest(home, {"week3.csv.zip": zipped(odk_central_households(rows))})
     assert _stored_members(home, target) == (2, 1, 1)  # week 1's copy stays blank, week 3's is stored
+    assert _household_identities(home, target) == 1
     assert {r[0] for r in _query(home.warehouse_path, "SELECT submission_id FROM households")} == {r["submission_id"] for r in rows}
     assert _query(home.warehouse_path, "SELECT count(*) FROM members WHERE submission_id = ?", [target]) == [(1,)]
     assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(0,)]
