@@ -13,6 +13,14 @@ import polars as pl
 from rematch_pipeline.schemas.contract import STATE_BY_LAND, TABLES, Field, Kind
 
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+# A household pseudonym as the identity store makes it (identity.pseudonym): what a decisions file names
+# a household by when it has no household_ref. Anything else there may be a reference or a name typed in.
+HOUSEHOLD_PSEUDONYM_PATTERN = r"^H-[0-9a-f]{20}$"
+# Text fields held to a format: field name -> (pattern, rule).
+TEXT_FORMATS: dict[str, tuple[str, str]] = {
+    "intake_period": (PERIOD_PATTERN, "format: YYYY-MM"),
+    "household_pseudonym": (HOUSEHOLD_PSEUDONYM_PATTERN, "format: a household pseudonym (H- and 20 hex digits)"),
+}
 
 _DTYPES: dict[Kind, str | None] = {
     Kind.INT: "Int64",
@@ -41,8 +49,9 @@ def _column_checks(field: Field) -> list[pa.Check]:
     if field.max_items is not None:
         limit = field.max_items
         checks.append(pa.Check(lambda v: len(v) <= limit, element_wise=True, name=f"list: at most {limit} items"))
-    if field.name == "intake_period":
-        checks.append(pa.Check(lambda s: s.str.match(PERIOD_PATTERN), name="format: YYYY-MM"))
+    if field.name in TEXT_FORMATS:
+        pattern, rule = TEXT_FORMATS[field.name]
+        checks.append(pa.Check(lambda s: s.str.match(pattern), name=rule))
     return checks
 
 

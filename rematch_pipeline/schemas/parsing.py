@@ -13,7 +13,7 @@ import datetime as dt
 import polars as pl
 
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
-from rematch_pipeline.schemas.models import PERIOD_PATTERN
+from rematch_pipeline.schemas.models import TEXT_FORMATS
 
 TRUE_WORDS: frozenset[str] = frozenset({"yes", "true", "1", "ja", "y", "wahr"})
 FALSE_WORDS: frozenset[str] = frozenset({"no", "false", "0", "nein", "n", "falsch"})
@@ -135,7 +135,7 @@ SHAPED_KINDS: frozenset[Kind] = frozenset(
     {Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.TIMESTAMP, Kind.DATE, Kind.AGS, Kind.AGS_LIST, Kind.CODE, Kind.CODES}
 )
 # Text fields that validation holds to a format (models.py): their cells are shaped as well.
-SHAPED_TEXT: dict[str, str] = {"intake_period": PERIOD_PATTERN}
+SHAPED_TEXT: dict[str, str] = {name: pattern for name, (pattern, _) in TEXT_FORMATS.items()}
 
 
 def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:

@@ -82,6 +82,25 @@ def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home
     ]
 
 
+def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but_not_stored(home: RematchHome) -> None:
+    """household_pseudonym holds our H- pseudonyms only: a household reference or a name typed there is identifying."""
+    typed = "RM-202607-000042 Olena"
+    with (home.landing("decisions") / "decisions-r9.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
+        writer.writerow(["r9", typed, "01001", "decline", "housing"])
+        writer.writerow(["r9", "H-0123456789abcdef0123", "01001", "accept", ""])
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = con.execute("SELECT * FROM raw_decisions").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    assert typed not in str(stored) and "H-0123456789abcdef0123" in str(stored)
+    assert rules == [
+        (2, "household_pseudonym", "format: a household pseudonym (H- and 20 hex digits)"),
+        (3, "municipality_id", "reference: not a proposal of that round"),  # a well-formed pseudonym, but round r9 has none
+    ]
+
+
 def test_erasure_removes_a_household_everywhere(home: RematchHome, first_round: list[dict[str, str]]) -> None:
     target = first_round[0]["household_ref"]
     assert main(["erase", target]) == 0
