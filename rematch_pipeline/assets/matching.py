@@ -92,11 +92,16 @@ def load_round_rows(con, table: str, round_id: str, columns: Sequence[str] = ())
 
 
 def remaining_capacity(municipalities: pl.DataFrame, accepted_usage: pl.DataFrame) -> pl.DataFrame:
-    """Capacities minus what accepted proposals of the same period already use."""
+    """Capacities minus what accepted proposals of the same period already use.
+
+    min_persons is the smallest intake of the period, so the persons already accepted count towards
+    it: what is left of it applies to this round (none once the accepted persons reach it).
+    """
     used = accepted_usage.group_by("municipality_id").agg([pl.col(r).sum().alias(f"_used_{r}") for r in RESOURCES])
     out = municipalities.join(used, on="municipality_id", how="left")
     return out.with_columns(
         [(pl.col(CAPACITY_COLUMNS[r]) - pl.col(f"_used_{r}").fill_null(0)).clip(lower_bound=0).alias(CAPACITY_COLUMNS[r]) for r in RESOURCES]
+        + [(pl.col("min_persons") - pl.col("_used_persons").fill_null(0)).clip(lower_bound=0).alias("min_persons")]
     ).drop([f"_used_{r}" for r in RESOURCES])
 
 

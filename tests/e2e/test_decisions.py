@@ -258,3 +258,22 @@ def test_erasure_unlinks_the_households_that_named_it_and_leaves_no_bytes_behind
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM households WHERE household_pseudonym = ?", [partner_pseudonym]).fetchone()[0] == 1
         assert con.execute("SELECT count(*) FROM quarantine WHERE rule LIKE 'reference: a linked household%'").fetchone()[0] == 0
+
+
+def test_accepted_persons_count_towards_the_minimum_intake_of_the_period() -> None:
+    """min_persons is per intake period: a later round must not ask for the whole minimum again.
+
+    Before, a municipality (capacity 71, minimum 8) that had accepted 64 persons had 7 places left
+    and a minimum of 8 in the next round, so it could receive nobody for the rest of the period.
+    """
+    import polars as pl
+
+    from rematch_pipeline.assets.matching import remaining_capacity
+    from rematch_pipeline.features import RESOURCES
+
+    caps = {r: [20, 20, 20] for r in RESOURCES if r != "persons"}
+    municipalities = pl.DataFrame({"municipality_id": ["03241", "05170", "09162"], "capacity_persons": [71, 30, 30], "min_persons": [8, 8, 0], **caps})
+    accepted = pl.DataFrame({"municipality_id": ["03241", "05170"], **{r: [64, 5] if r == "persons" else [1, 1] for r in RESOURCES}})
+    left = remaining_capacity(municipalities, accepted).sort("municipality_id")
+    assert left["capacity_persons"].to_list() == [7, 25, 30]
+    assert left["min_persons"].to_list() == [0, 3, 0]
