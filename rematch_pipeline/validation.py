@@ -285,6 +285,17 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
 
     decisions, q = check_rows("decisions", raw["decisions"])
     quarantine.append(q)
+    # A row that names one household by reference and another by pseudonym answers for neither: which one
+    # the coordinator meant is unknown, and taking either would record a decision nobody made.
+    conflicting = decisions.filter(
+        pl.col("household_ref_pseudonym").is_not_null()
+        & pl.col("household_pseudonym").is_not_null()
+        & (pl.col("household_ref_pseudonym") != pl.col("household_pseudonym"))
+    )
+    quarantine.append(
+        _row_rule(conflicting, "decisions", "household_pseudonym", "reference: household_ref and household_pseudonym name different households")
+    )
+    decisions = decisions.join(conflicting.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
     decisions = decisions.with_columns(
         pl.coalesce("household_ref_pseudonym", "household_pseudonym").alias("household_pseudonym")
     ).drop("household_ref_pseudonym")

@@ -277,3 +277,22 @@ def test_accepted_persons_count_towards_the_minimum_intake_of_the_period() -> No
     left = remaining_capacity(municipalities, accepted).sort("municipality_id")
     assert left["capacity_persons"].to_list() == [7, 25, 30]
     assert left["min_persons"].to_list() == [0, 3, 0]
+
+
+def test_a_decision_naming_two_different_households_is_quarantined(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+    """Contract D names who answers by household_ref or pseudonym; a row with both that disagree is not guessed.
+
+    Before, the reference silently won: a row whose pseudonym named household B declined for household A.
+    """
+    a, b = first_round[0], first_round[1]
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "household_pseudonym", "municipality_id", "decision", "reason"])
+        writer.writerow(["r1", a["household_ref"], pseudonym(home.secret(), "household", b["household_ref"]), a["municipality_id"], "decline", "work"])
+        writer.writerow(["r1", b["household_ref"], pseudonym(home.secret(), "household", b["household_ref"]), b["municipality_id"], "accept", ""])
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        recorded = con.execute("SELECT household_pseudonym, decision FROM decisions").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions'").fetchall()
+    assert recorded == [(pseudonym(home.secret(), "household", b["household_ref"]), "accept")]
+    assert rules == [(2, "household_pseudonym", "reference: household_ref and household_pseudonym name different households")]
