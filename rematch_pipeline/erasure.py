@@ -13,6 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
+from rematch_pipeline.assets.reports import round_report_data, write_round_report
 from rematch_pipeline.formats.limits import csv_records
 from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
@@ -51,8 +52,9 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     deleted (its log entry stays, without the archive name).
 
     Households that named it as linked keep their rows, without its reference (identity store,
-    their export cells) or pseudonym (warehouse lists, link-group names). Both DuckDB files are
-    then rewritten (compact): a deleted row's bytes would otherwise stay in them.
+    their export cells) or pseudonym (warehouse lists, link-group names). Every round's
+    proposals.csv loses its row and every report.html showing it is rendered again without it.
+    Both DuckDB files are then rewritten (compact): a deleted row's bytes would otherwise stay in them.
     """
     identity = IdentityStore(home=home)
     target = pseudonym(home.secret(), "household", household_ref)
@@ -90,6 +92,7 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         con.execute("COMMIT")
     _replace_copies(home, rewrites, rejected)
     _erase_from_proposals(home, household_ref)
+    _erase_from_reports(home, target)
     removed += identity.erase_household(target, household_ref)
     compact(home.warehouse_path)
     compact(home.identity_path)
@@ -222,3 +225,19 @@ def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
         drop = {number for number, cells in records.rows if column < len(cells) and cells[column] == household_ref}
         if drop:
             replace_file(path, without_rows(data, {None: drop}, path.name))
+
+
+def _erase_from_reports(home: RematchHome, target: str) -> None:
+    """Every round's report.html that shows the household, rendered again from the warehouse (whose
+    round tables no longer hold it); one whose round the warehouse no longer knows is deleted."""
+    paths = [path for path in sorted((home.path / "rounds").glob("*/report.html")) if target.encode() in path.read_bytes()]
+    if not paths:
+        return
+    with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
+        known = {r[0] for r in con.execute("SELECT round_id FROM rounds").fetchall()}
+        reports = [round_report_data(con, path.parent.name) for path in paths if path.parent.name in known]
+    for data in reports:
+        write_round_report(home, data)
+    for path in paths:
+        if path.parent.name not in known:
+            path.unlink()

@@ -2,8 +2,10 @@
 
 
 import json
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -31,20 +33,18 @@ def municipality_use(municipalities: pl.DataFrame, proposals: pl.DataFrame, pool
     )
 
 
-@dg.asset(deps=["round_proposals"], partitions_def=rounds_partitions, group_name="reports", kinds={"html"})
-def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, home: RematchHome) -> dg.MaterializeResult:
-    """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why."""
-    round_id = context.partition_key
-    with warehouse_connection(warehouse) as con:
-        period, config_json, started = con.execute("SELECT period, config_json, started_at FROM rounds WHERE round_id = ?", [round_id]).fetchone()
-        solver = json.loads(con.execute("SELECT solver_json FROM solver_runs WHERE round_id = ?", [round_id]).fetchone()[0])
-        proposals = load_round_rows(con, "proposals", round_id)
-        outcomes = load_round_rows(con, "round_outcomes", round_id)
-        pool = load_round_rows(con, "round_households", round_id)
-        municipalities = load_round_rows(con, "round_municipalities", round_id)
-        counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
-        counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
-        counts["households_in_pool"] = pool.height
+def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundReportData:
+    """What rounds/<round_id>/report.html shows, from the warehouse's tables of that round (also after
+    an erasure, which re-renders it without the erased household)."""
+    period, config_json, started = con.execute("SELECT period, config_json, started_at FROM rounds WHERE round_id = ?", [round_id]).fetchone()
+    solver = json.loads(con.execute("SELECT solver_json FROM solver_runs WHERE round_id = ?", [round_id]).fetchone()[0])
+    proposals = load_round_rows(con, "proposals", round_id)
+    outcomes = load_round_rows(con, "round_outcomes", round_id)
+    pool = load_round_rows(con, "round_households", round_id)
+    municipalities = load_round_rows(con, "round_municipalities", round_id)
+    counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
+    counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
+    counts["households_in_pool"] = pool.height
     names = municipalities.select("municipality_id", "municipality_name")
     data = RoundReportData(
         round_id=round_id,
@@ -60,8 +60,24 @@ def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, h
         counts=counts,
         capacity_offers=solver.get("capacity_offers", []),
     )
-    path = home.round_dir(round_id) / "report.html"
+    return data
+
+
+def write_round_report(home: RematchHome, data: RoundReportData) -> Path:
+    """Render the report to rounds/<round_id>/report.html."""
+    path = home.round_dir(data.round_id) / "report.html"
     path.write_text(render_round_report(data), encoding="utf-8")
+    return path
+
+
+@dg.asset(deps=["round_proposals"], partitions_def=rounds_partitions, group_name="reports", kinds={"html"})
+def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, home: RematchHome) -> dg.MaterializeResult:
+    """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why."""
+    round_id = context.partition_key
+    with warehouse_connection(warehouse) as con:
+        data = round_report_data(con, round_id)
+    path = write_round_report(home, data)
+    proposals = data.proposals
     context.log.info(f"report written: {path}")
     return dg.MaterializeResult(
         metadata={

@@ -102,19 +102,28 @@ def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but
 
 
 def test_erasure_removes_a_household_everywhere(home: RematchHome, first_round: list[dict[str, str]]) -> None:
-    target = first_round[0]["household_ref"]
+    report = home.round_dir("r1") / "report.html"
+    # Households the report shows (it lists the first proposals only; proposals.csv has them all).
+    listed = [p["household_ref"] for p in first_round if pseudonym(home.secret(), "household", p["household_ref"]).encode() in report.read_bytes()]
+    assert len(listed) >= 3
+    target = listed[0]
+    shown = pseudonym(home.secret(), "household", target)
+    others = [pseudonym(home.secret(), "household", ref) for ref in listed[1:3]]
     assert main(["erase", target]) == 0
+    # The report is rendered again without it; the other households stay in it.
+    assert shown.encode() not in report.read_bytes() and all(o.encode() in report.read_bytes() for o in others)
     with duckdb.connect(str(home.identity_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM household_identity WHERE household_ref = ?", [target]).fetchone()[0] == 0
-        pseudonym = con.execute("SELECT household_pseudonym FROM erasures").fetchone()[0]
+        erased = con.execute("SELECT household_pseudonym FROM erasures").fetchone()[0]
+    assert erased == shown
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name = 'household_pseudonym' AND table_name <> 'erasures'"
         ).fetchall()
         assert len(tables) >= 5
         for table, column in tables:
-            assert con.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}" = ?', [pseudonym]).fetchone()[0] == 0, table
-        assert con.execute("SELECT count(*) FROM erasures WHERE household_pseudonym = ?", [pseudonym]).fetchone()[0] == 1
+            assert con.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}" = ?', [erased]).fetchone()[0] == 0, table
+        assert con.execute("SELECT count(*) FROM erasures WHERE household_pseudonym = ?", [erased]).fetchone()[0] == 1
 
 
 def test_a_linked_household_waits_while_its_partner_is_not_in_the_pool() -> None:
