@@ -200,6 +200,27 @@ def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.Dat
     return joined.drop("date_of_birth", "_on").with_columns(pl.Series("age_years", ages, dtype=pl.Int64))
 
 
+LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
+
+
+def _split_link_groups(decisions: pl.DataFrame, known_proposals: pl.DataFrame) -> pl.DataFrame:
+    """Decisions (one per household and round) for linked households whose group was not answered
+    alike: a household proposed with others (its link group) goes with them or not at all, so one
+    accepted and another declined, or one answered and another not yet, answers for none of them.
+    Such a decision counts once the rest of its group is answered the same way (validation re-reads
+    every file)."""
+    if "link_group" not in known_proposals.columns or decisions.is_empty():
+        return decisions.clear()
+    groups = known_proposals.filter(pl.col("link_group").is_not_null()).select("round_id", "household_pseudonym", "link_group")
+    sizes = groups.group_by("round_id", "link_group").agg(pl.len().alias("_members"))
+    answered = decisions.join(groups, on=["round_id", "household_pseudonym"]).join(sizes, on=["round_id", "link_group"])
+    agreed = answered.group_by("round_id", "link_group").agg(
+        ((pl.len() == pl.col("_members").first()) & (pl.col("decision").n_unique() == 1)).alias("_agreed")
+    )
+    split = answered.join(agreed, on=["round_id", "link_group"]).filter((pl.col("_members") > 1) & ~pl.col("_agreed"))
+    return decisions.join(split.select("round_id", "household_pseudonym"), on=["round_id", "household_pseudonym"], how="semi")
+
+
 def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, known_proposals: pl.DataFrame) -> CanonicalTables:
     """Validate every raw table and apply the cross-table rules of the contract.
 
@@ -299,10 +320,16 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     decisions = decisions.with_columns(
         pl.coalesce("household_ref_pseudonym", "household_pseudonym").alias("household_pseudonym")
     ).drop("household_ref_pseudonym")
-    unknown = decisions.join(known_proposals, on=["round_id", "household_pseudonym", "municipality_id"], how="anti")
-    quarantine.append(_row_rule(unknown, "decisions", "municipality_id", "reference: not a proposal of that round"))
-    decisions = decisions.join(known_proposals, on=["round_id", "household_pseudonym", "municipality_id"], how="semi")
+    proposal_keys = ["round_id", "household_pseudonym", "municipality_id"]
+    unknown = decisions.join(known_proposals, on=proposal_keys, how="anti")
+    rounds = known_proposals.select("round_id").unique()
+    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", "reference: no round with this id has proposals"))
+    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="semi"), "decisions", "municipality_id", "reference: not a proposal of that round"))
+    decisions = decisions.join(known_proposals.select(proposal_keys), on=proposal_keys, how="semi")
     decisions = decisions.with_row_index("_order").unique(["round_id", "household_pseudonym"], keep="last").sort("_order").drop("_order")
+    split = _split_link_groups(decisions, known_proposals)
+    quarantine.append(_row_rule(split, "decisions", "decision", LINKED_DECISIONS_RULE))
+    decisions = decisions.join(split.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
 
     quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
     counts["rows_quarantined"] = quarantine_frame.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique()

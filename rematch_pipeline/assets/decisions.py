@@ -47,6 +47,9 @@ def decision_problems(config: DecisionsConfig, proposals: set[tuple[str, str]]) 
             problems.append(f"decision {number}, field reason: code: not one of {', '.join(DECISION_REASON)}")
         if (entry.household_pseudonym, entry.municipality_id) not in proposals:
             problems.append(f"decision {number}, fields household_pseudonym and municipality_id: reference: not a proposal of that round")
+        earlier = [n for n, e in enumerate(config.decisions[: number - 1], start=1) if e.household_pseudonym == entry.household_pseudonym]
+        if earlier:  # two answers for one household in one run: which one the coordinator meant is unknown
+            problems.append(f"decision {number}, field household_pseudonym: duplicate: the same household as decision {earlier[0]}")
     return problems
 
 

@@ -92,10 +92,16 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
     """Type and check every raw row; broken rows go to `quarantine` (file, row, column, rule — no values)."""
     with warehouse_connection(warehouse) as con:
         raw = {t: con.execute(f"SELECT * FROM raw_{t}").pl() for t in TABLES}
+        # With each household's link group in its round: decisions for linked households must agree.
+        link_group = (
+            "(SELECT link_group FROM round_households h WHERE h.round_id = p.round_id AND h.household_pseudonym = p.household_pseudonym)"
+            if table_exists(con, "round_households")
+            else "NULL"
+        )
         proposals = (
-            con.execute("SELECT round_id, household_pseudonym, municipality_id FROM proposals").pl()
+            con.execute(f"SELECT p.round_id, p.household_pseudonym, p.municipality_id, {link_group} AS link_group FROM proposals p").pl()
             if table_exists(con, "proposals")
-            else pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8})
+            else pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8, "link_group": pl.Utf8})
         )
     context.log.info("validating " + ", ".join(f"{frame.height} raw {t} rows" for t, frame in raw.items()))
     result = build_canonical(raw, identity.birth_dates(), proposals)

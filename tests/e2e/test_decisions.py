@@ -11,6 +11,7 @@ import pytest
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.validation import LINKED_DECISIONS_RULE
 from tests.conftest import land
 
 
@@ -97,8 +98,37 @@ def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but
     assert typed not in str(stored) and "H-0123456789abcdef0123" in str(stored)
     assert rules == [
         (2, "household_pseudonym", "format: a household pseudonym (H- and 20 hex digits)"),
-        (3, "municipality_id", "reference: not a proposal of that round"),  # a well-formed pseudonym, but round r9 has none
+        (3, "round_id", "reference: no round with this id has proposals"),  # a well-formed pseudonym, but no round r9
     ]
+
+
+def test_linked_households_answered_differently_or_in_part_are_quarantined_until_their_group_agrees(
+    home: RematchHome, first_round: list[dict[str, str]]
+) -> None:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        pair = con.execute(
+            "SELECT list(household_pseudonym ORDER BY household_pseudonym) FROM round_households h"
+            " WHERE round_id = 'r1' AND household_pseudonym IN (SELECT household_pseudonym FROM proposals WHERE round_id = 'r1')"
+            " GROUP BY link_group HAVING count(*) = 2 ORDER BY 1 LIMIT 1"
+        ).fetchone()[0]
+        place = dict(con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r1'").fetchall())
+
+    def decide(name: str, rows: list[tuple[str, str]]) -> list[tuple]:
+        with (home.landing("decisions") / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
+            writer.writerows(["r1", h, place[h], d, ""] for h, d in rows)
+        assert main(["ingest"]) == 0
+        with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+            kept = con.execute("SELECT household_pseudonym, decision FROM decisions ORDER BY 1").fetchall()
+            rules = con.execute("SELECT file_name, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+        return kept, rules
+
+    kept, rules = decide("split.csv", [(pair[0], "accept"), (pair[1], "decline")])
+    assert kept == [] and rules == [("split.csv", "decision", LINKED_DECISIONS_RULE)] * 2
+    # The second file answers both alike; the first one's rows are superseded per household (latest wins).
+    kept, rules = decide("together.csv", [(pair[0], "accept"), (pair[1], "accept")])
+    assert kept == [(pair[0], "accept"), (pair[1], "accept")] and rules == []
 
 
 def test_erasure_removes_a_household_everywhere(home: RematchHome, first_round: list[dict[str, str]]) -> None:
@@ -214,9 +244,11 @@ def test_decisions_recorded_from_the_ui_job_shape_the_next_round(home: RematchHo
         record([
             {"household_pseudonym": accepted_h, "municipality_id": accepted_m, "decision": "accept"},
             {"household_pseudonym": declined_h, "municipality_id": "99999", "decision": "maybe"},
+            {"household_pseudonym": accepted_h, "municipality_id": accepted_m, "decision": "decline"},
         ])
     assert "decision 2, field decision: code" in str(failed.value) and "decision 2, fields household_pseudonym and municipality_id" in str(failed.value)
-    assert "decision 1" not in str(failed.value) and "99999" not in str(failed.value)
+    assert "decision 3, field household_pseudonym: duplicate: the same household as decision 1" in str(failed.value)
+    assert "decision 1," not in str(failed.value) and "99999" not in str(failed.value)  # entry 1 itself is fine
     assert list(home.landing("decisions").iterdir()) == []
 
     record([
