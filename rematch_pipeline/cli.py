@@ -60,6 +60,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"held out: {line}", file=sys.stderr)
     for line in summary.warnings:
         print(f"warning: {line}", file=sys.stderr)
+    for line in summary.quarantined:
+        print(f"quarantined: {line}", file=sys.stderr)
     print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
     if summary.rejected:
         raise CliError(f"{len(summary.rejected)} file(s) rejected (valid files were ingested)")

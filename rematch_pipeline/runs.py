@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, rejected_files
 from rematch_pipeline.assets.sensors import export_run_requests
-from rematch_pipeline.assets.validate import stored_findings
+from rematch_pipeline.assets.validate import quarantine_lines, stored_findings
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome
 
@@ -29,6 +29,7 @@ class IngestionSummary:
     results: list[dg.ExecuteInProcessResult]  # one run per file, then the validation run
     held_out: list[str] = field(default_factory=list)  # entities whose latest submission failed validation
     warnings: list[str] = field(default_factory=list)  # AGS reference warnings (kept rows)
+    quarantined: list[str] = field(default_factory=list)  # rows of this pass's files that validation set aside
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
@@ -67,7 +68,9 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     results.append(execute(defs, instance, "validate_job"))
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
     held_out, warnings = stored_findings(warehouse)
-    return IngestionSummary(len(requests) - len(rejected), rejected, files_with_skipped(warehouse, since=started), results, held_out, warnings)
+    quarantined = quarantine_lines(warehouse, since=started)
+    skipped = files_with_skipped(warehouse, since=started)
+    return IngestionSummary(len(requests) - len(rejected), rejected, skipped, results, held_out, warnings, quarantined)
 
 
 def run_round(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome, round_id: str, config: dict) -> Path:

@@ -1,6 +1,7 @@
 """raw_* tables → canonical tables and quarantine; pandera checks on what is stored."""
 
 
+import datetime as dt
 import warnings
 
 import dagster as dg
@@ -62,6 +63,24 @@ def stored_findings(warehouse: DuckDBResource) -> tuple[list[str], list[str]]:
         held = held_out_lines(con.execute("SELECT * FROM held_out").pl()) if table_exists(con, "held_out") else []
         warned = warning_lines(con.execute("SELECT * FROM validation_warnings").pl()) if table_exists(con, "validation_warnings") else []
     return held, warned
+
+
+def quarantine_lines(warehouse: DuckDBResource, since: dt.datetime, limit: int = 20) -> list[str]:
+    """Lines for the command line: rows of files ingested since then that validation quarantined,
+    by file, sheet, row, column and rule (never a value); at most `limit` lines."""
+    with warehouse_connection(warehouse) as con:
+        if not table_exists(con, "quarantine"):
+            return []
+        rows = con.execute(
+            "SELECT q.file_name, q.sheet, q.file_row, q.\"column\", q.rule FROM quarantine q"
+            " WHERE q.file_sha256 IN (SELECT file_sha256 FROM ingestion_log WHERE ingested_at >= ?)"
+            " ORDER BY q.file_name, q.sheet NULLS FIRST, q.file_row, q.\"column\"",
+            [since],
+        ).fetchall()
+    lines = [f"{name}{f' [sheet {sheet}]' if sheet else ''}, row {row}, column {column}: {rule}" for name, sheet, row, column, rule in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"... and {len(rows) - limit} more (table quarantine)")
+    return lines
 
 
 def column_schema(table: str) -> dg.TableSchema:

@@ -64,7 +64,7 @@ def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round:
     assert after == before - int(accepted["persons"])
 
 
-def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home: RematchHome) -> None:
+def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
     """Contract D's decision and reason are codes: a sentence typed there is free text, which stays out of the warehouse."""
     reason = "family says the flat is too far from Olena's clinic"
     with (home.landing("decisions") / "decisions-r9.csv").open("w", newline="") as handle:
@@ -81,6 +81,10 @@ def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home
         (2, "reason", "code list: one of housing/family/work/health/other"),
         (3, "decision", "code list: one of accept/decline"),
     ]
+    # `rematch ingest` says so, by file, row, column and rule, without the text.
+    err = capsys.readouterr().err
+    assert "quarantined: decisions-r9.csv, row 2, column reason: code list: one of housing/family/work/health/other" in err
+    assert "quarantined: decisions-r9.csv, row 3, column decision: code list" in err and reason not in err
 
 
 def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but_not_stored(home: RematchHome) -> None:
