@@ -172,6 +172,8 @@ def _room_slots(free: np.ndarray, need: np.ndarray, persons_load: np.ndarray, mi
 
 def _values(units: np.ndarray, slots: np.ndarray, n_places: int, pair_keys: np.ndarray, pair_score: np.ndarray) -> np.ndarray:
     """Score of every unit at every slot's place, _FORBIDDEN where the pair is not usable."""
+    if pair_keys.size == 0:
+        return np.full((units.size, slots.size), _FORBIDDEN)
     keys = (units[:, None] * n_places + slots[None, :]).ravel()
     at = np.minimum(np.searchsorted(pair_keys, keys), pair_keys.size - 1)
     found = pair_keys[at] == keys

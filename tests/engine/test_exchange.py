@@ -154,3 +154,13 @@ def test_a_budget_leaves_out_the_parts_it_cannot_pay_for_smallest_first() -> Non
     assert run(2.0**3).place_of.tolist() == [1, 0, 0, 1, 0]
     everything = run(np.inf)
     assert everything.place_of.tolist() == [1, 0, 1, 0, 0] and everything.gain == 80.0 + 100.0
+
+
+def test_units_without_any_usable_pair_are_left_as_they_are() -> None:
+    problem = _problem([[1], [1]], [[3]], [0], {(0, 0): 5.0})
+    empty = np.zeros(0, dtype=np.int64)
+    done = exchange_within_classes(
+        problem.usage, problem.capacity, problem.min_intake, problem.persons_index, empty, np.zeros(0), np.array([-1, -1]),
+        np.zeros(2, dtype=bool), PERSON_WEIGHT,
+    )
+    assert done.place_of.tolist() == [-1, -1] and done.gain == 0.0
