@@ -242,7 +242,7 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     # (an edit) stands again (latest wins, schemas.consent; ingestion blanked the withdrawn rows).
     raw_households, left_out_ids = _without_left_out(raw["households"], "households", superseded, counts)
     withdrawn_mask = withdrawn_copies(raw_households)
-    refused_ids = refused_submissions(raw_households).implode()
+    refused_ids = refused_submissions(raw_households, withdrawn_mask).implode()
     refused = raw_households.filter(refuses() & pl.col("submission_id").is_in(refused_ids))
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
 

@@ -99,7 +99,7 @@ def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, p
     rows = pl.concat([stored.select(columns), incoming.select(columns)]) if incoming.height else stored.select(columns)
     withdrawn = withdrawn_copies(rows)
     return ConsentWithdrawals(
-        refused=refused_submissions(rows).to_list(),
+        refused=refused_submissions(rows, withdrawn).to_list(),
         stored_copies=stored.filter(withdrawn.head(stored.height)).select(list(_KEY_SCHEMA)).cast(_KEY_SCHEMA),
         incoming_copies=withdrawn.tail(incoming.height) if incoming.height else pl.Series("withdrawn", [], dtype=pl.Boolean),
     )
@@ -114,9 +114,9 @@ def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consen
         if table == "households":
             raw = blank_where(table, raw, consent.incoming_copies.slice(offset, raw.height))
             offset += raw.height
-            identity_rows = identity_rows.filter(~pl.col("submission_id").is_in(refused).fill_null(False))
         elif table == "members":
             raw = blank_where(table, raw, pl.col("submission_id").is_in(refused))
+        if table in ("households", "members"):
             identity_rows = identity_rows.filter(~pl.col("submission_id").is_in(refused).fill_null(False))
         result.append((table, raw, identity_rows))
     return result

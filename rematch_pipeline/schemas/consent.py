@@ -38,11 +38,12 @@ def withdrawn_copies(households: pl.DataFrame) -> pl.Series:
     return joined["withdrawn"].fill_null(False)
 
 
-def refused_submissions(households: pl.DataFrame) -> pl.Series:
-    """Submission ids whose latest copy refuses (every copy of them is withdrawn), each once."""
+def refused_submissions(households: pl.DataFrame, withdrawn: pl.Series) -> pl.Series:
+    """Submission ids whose latest copy refuses (every copy of them is withdrawn), each once;
+    withdrawn is withdrawn_copies(households), which the callers need as well."""
     if households.is_empty():
         return pl.Series("submission_id", [], dtype=pl.Utf8)
-    flagged = households.select("submission_id").with_columns(withdrawn_copies(households).alias("_withdrawn"))
+    flagged = households.select("submission_id").with_columns(withdrawn.alias("_withdrawn"))
     return (
         flagged.filter(pl.col("submission_id").is_not_null())
         .group_by("submission_id")
