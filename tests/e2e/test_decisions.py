@@ -20,6 +20,21 @@ def _proposals(home: RematchHome, round_id: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _unlinked(home: RematchHome, proposals: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The proposals of households without linked partners in r1 (a linked one's decision counts only
+    with its whole group answered alike; which households are linked to which differs run to run,
+    since the pseudonyms, and so the order, come from each data home's own key)."""
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        alone = {
+            r[0]
+            for r in con.execute(
+                "SELECT household_pseudonym FROM round_households h WHERE round_id = 'r1'"
+                " AND (SELECT count(*) FROM round_households g WHERE g.round_id = 'r1' AND g.link_group = h.link_group) = 1"
+            ).fetchall()
+        }
+    return [p for p in proposals if pseudonym(home.secret(), "household", p["household_ref"]) in alone]
+
+
 @pytest.fixture
 def first_round(home: RematchHome, tmp_path: Path) -> list[dict[str, str]]:
     out = tmp_path / "sample"
@@ -31,7 +46,7 @@ def first_round(home: RematchHome, tmp_path: Path) -> list[dict[str, str]]:
 
 
 def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:
-    accepted, declined = first_round[0], first_round[1]
+    accepted, declined = _unlinked(home, first_round)[:2]
     decisions = home.landing("decisions") / "decisions-r1.csv"
     with decisions.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -233,10 +248,9 @@ def test_decisions_recorded_from_the_ui_job_shape_the_next_round(home: RematchHo
     from rematch_pipeline.definitions import build_definitions
     from rematch_pipeline.runs import RunFailed, execute
 
-    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
-        (accepted_h, accepted_m), (declined_h, declined_m) = con.execute(
-            "SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r1' ORDER BY household_pseudonym LIMIT 2"
-        ).fetchall()
+    (accepted_h, accepted_m), (declined_h, declined_m) = [
+        (pseudonym(home.secret(), "household", p["household_ref"]), p["municipality_id"]) for p in _unlinked(home, first_round)[:2]
+    ]
     defs = build_definitions(home)
 
     def record(entries: list[dict[str, str]]) -> None:
@@ -329,7 +343,7 @@ def test_a_decision_naming_two_different_households_is_quarantined(home: Rematch
 
     Before, the reference silently won: a row whose pseudonym named household B declined for household A.
     """
-    a, b = first_round[0], first_round[1]
+    a, b = _unlinked(home, first_round)[:2]
     with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["round_id", "household_ref", "household_pseudonym", "municipality_id", "decision", "reason"])
