@@ -39,6 +39,13 @@ FAR_COORDINATES_RULE = (
 )
 UNKNOWN_PLACE_RULE = f"reference: names an AGS that is neither in the {REFERENCE_YEAR} reference list nor among the validated municipalities"
 UNKNOWN_MUST_TIE_RULE = UNKNOWN_PLACE_RULE + "; a `must` tie to it can never be met"
+# Validation restores a key that lost its leading zero (schemas.parsing.restore_ags_keys); per raw row,
+# this column names the restored columns, comma-separated.
+AGS_RESTORED_COLUMN = "ags_restored"
+AGS_RESTORED_RULE = (
+    "ags: leading zero restored (the key was one digit short, as Excel stores a key typed as a number);"
+    " save the key column as text in the source"
+)
 # Household columns holding AGS keys: (column, is a list).
 HOUSEHOLD_AGS_COLUMNS: tuple[tuple[str, bool], ...] = (
     ("family_ties_municipality_id", False),
@@ -123,6 +130,19 @@ def municipality_warnings(municipalities: pl.DataFrame) -> pl.DataFrame:
             _warnings(far, "municipalities", "latitude", FAR_COORDINATES_RULE),
         ]
     )
+
+
+def restored_key_warnings(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """One warning per validated row and AGS column whose key validation restored (a leading zero lost,
+    parsing.restore_ags_keys): kept, since the restored key is a reference AGS, but the source should be fixed."""
+    if frame.is_empty() or AGS_RESTORED_COLUMN not in frame.columns:
+        return pl.DataFrame(schema=WARNING_SCHEMA)
+    rows = frame.filter(pl.col(AGS_RESTORED_COLUMN).is_not_null()).with_columns(pl.col(AGS_RESTORED_COLUMN).str.split(","))
+    found = [pl.DataFrame(schema=WARNING_SCHEMA)]
+    for column in sorted(set(rows[AGS_RESTORED_COLUMN].explode().to_list())):
+        flagged = rows.filter(pl.col(AGS_RESTORED_COLUMN).list.contains(column))
+        found.append(_warnings(flagged, table, column, AGS_RESTORED_RULE))
+    return pl.concat(found)
 
 
 def unknown_places(keys: list[str], municipality_ids: list[str]) -> set[str]:

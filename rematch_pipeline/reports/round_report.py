@@ -82,6 +82,7 @@ _COUNT_LABELS: dict[str, str] = {
     "households_held_out": "Households held out: latest questionnaire failed validation (older one not used)",
     "municipality_reference_warnings": "Warnings: municipality AGS or coordinates not as in the 2020 reference list",
     "household_reference_warnings": "Warnings: household answers naming an unknown AGS",
+    "ags_keys_restored": "Warnings: AGS keys that had lost their leading zero (restored)",
     "households_eligible": "Households eligible for matching",
     "households_in_pool": "Households in the matching pool",
     "municipalities_received": "Municipality questionnaires received",

@@ -12,6 +12,7 @@ import datetime as dt
 
 import polars as pl
 
+from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, reference_ags
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.models import TEXT_FORMATS
 
@@ -30,6 +31,11 @@ TYPE_RULES: dict[Kind, str] = {
     Kind.AGS: "type: AGS of 5 or 8 digits kept as text (leading zeros lost?)",
     Kind.AGS_LIST: "type: space-separated AGS keys of 5 or 8 digits",
 }
+
+# An AGS typed as 09162 into a General cell is stored by Excel as the number 9162 (and 09162000 as
+# 9162000). Such a key is restored where it is exactly one digit short and the key with a leading zero
+# is in the reference lists (docs/decisions.md, "AGS keys that lost their leading zero").
+SHORT_AGS_PATTERN = r"^(\d{4}|\d{7})$"
 
 
 def parse_timestamp(value: str | None) -> dt.datetime | None:
@@ -53,6 +59,38 @@ def parse_date(value: str | None) -> dt.date | None:
         return dt.date.fromisoformat(value.strip()[:10])
     except ValueError:
         return None
+
+
+def _restored_key(key: pl.Expr) -> pl.Expr:
+    """One AGS key with its lost leading zero back where that makes it a reference AGS; else unchanged."""
+    padded = pl.lit("0") + key
+    return pl.when(key.str.contains(SHORT_AGS_PATTERN) & padded.is_in(list(reference_ags()))).then(padded).otherwise(key)
+
+
+def restored_ags(field: Field, col: pl.Expr) -> pl.Expr:
+    """An AGS or AGS-list cell with every key that lost its leading zero restored (other cells unchanged)."""
+    text = col.str.strip_chars()
+    if field.kind is Kind.AGS:
+        return pl.when(text.str.contains(SHORT_AGS_PATTERN)).then(_restored_key(text)).otherwise(col)
+    if field.kind is Kind.AGS_LIST:
+        keys = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+        short = keys.list.eval(pl.element().str.contains(SHORT_AGS_PATTERN)).list.any()
+        return pl.when(short.fill_null(False)).then(keys.list.eval(_restored_key(pl.element())).list.join(" ")).otherwise(col)
+    return col
+
+
+def restore_ags_keys(table: str, raw: pl.DataFrame) -> pl.DataFrame:
+    """Raw rows with AGS keys that lost their leading zero restored, and AGS_RESTORED_COLUMN naming
+    the restored columns per row (null where none was). The raw tables keep the key as landed."""
+    fields = [f for f in TABLES[table] if f.kind in (Kind.AGS, Kind.AGS_LIST) and f.name in raw.columns]
+    if not fields or raw.is_empty():
+        return raw.with_columns(pl.lit(None, dtype=pl.Utf8).alias(AGS_RESTORED_COLUMN))
+    restored = raw.with_columns([restored_ags(f, pl.col(f.name)).alias(f.name) for f in fields])
+    changed = [
+        pl.when(pl.col(f.name).ne_missing(raw[f.name])).then(pl.lit(f.name)) for f in fields
+    ]
+    names = restored.select(pl.concat_list(changed).list.drop_nulls().list.join(",").alias("_names"))["_names"]
+    return restored.with_columns(pl.when(names != "").then(names).alias(AGS_RESTORED_COLUMN))
 
 
 FORMULA_RULE = "formula: cell starts with =, +, - or @ (spreadsheet formula)"
@@ -145,7 +183,8 @@ def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
         return None
     text = col.str.strip_chars()
     present = text.is_not_null() & (text != "")
-    _, bad = _typed(field, col)  # the type rule; for code and text fields the formula rule
+    # A key that lost its leading zero is kept as landed: validation restores it (restore_ags_keys).
+    _, bad = _typed(field, restored_ags(field, col))  # the type rule; for code and text fields the formula rule
     if field.kind is Kind.CODE:
         off = present & ~text.is_in(list(field.codes))
     elif field.kind is Kind.CODES:

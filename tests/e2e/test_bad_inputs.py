@@ -160,8 +160,9 @@ CASES: dict[str, Case] = {
     "out_of_range_importance": Case(lambda s: _files(s, households=_set(s.households, 6, "imp_jobs", "7")), "households.csv", 8, "imp_jobs", "range: <= 3", lost_households=3),
     "negative_capacity": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "capacity_persons", "-5")), "municipalities.csv", 3, "capacity_persons", "range: >= 0"),
     "not_a_number": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "kita_places", SECRET)), "municipalities.csv", 3, "kita_places", "type: whole number"),
+    # 01234 is no AGS, so the lost zero cannot be restored (test_validation_reference: keys that can be).
     "lost_leading_zeros": Case(
-        lambda s: _municipalities(s, _set(s.municipalities, 0, "municipality_id", "1001")), "municipalities.csv", 2, "municipality_id", "type: AGS"
+        lambda s: _municipalities(s, _set(s.municipalities, 0, "municipality_id", "1234")), "municipalities.csv", 2, "municipality_id", "type: AGS"
     ),
     "formula_cell": Case(
         lambda s: _municipalities(s, _set(s.municipalities, 0, "municipality_name", '=HYPERLINK("http://x","' + SECRET + '")')),

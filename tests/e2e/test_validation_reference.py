@@ -3,11 +3,14 @@ household pseudonym and column, never reject the row, and explain a household th
 
 from __future__ import annotations
 
+import io
+
 import dagster as dg
 import duckdb
 import polars as pl
+import xlsxwriter
 
-from rematch_pipeline.ags_reference import FAR_COORDINATES_RULE, UNKNOWN_MUNICIPALITY_RULE, UNKNOWN_MUST_TIE_RULE, UNKNOWN_PLACE_RULE
+from rematch_pipeline.ags_reference import AGS_RESTORED_RULE, FAR_COORDINATES_RULE, UNKNOWN_MUNICIPALITY_RULE, UNKNOWN_MUST_TIE_RULE, UNKNOWN_PLACE_RULE
 from rematch_pipeline.assets.matching import UNKNOWN_TIE_REASON
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
@@ -85,3 +88,58 @@ def test_household_naming_an_unknown_place_is_warned_by_pseudonym_and_diagnosed(
         run_round(build_definitions(home), instance, home, "r1", {"period": sample.period, "time_limit_seconds": 10.0})
     reason = _query(home, "SELECT placed, unplaced_reason FROM round_outcomes WHERE household_pseudonym = ?", [tie_pseudonym])
     assert reason == [(False, f"no compatible municipality: {UNKNOWN_TIE_REASON}")]
+
+
+def _excel_workbook(frame: pl.DataFrame, number_columns: set[str]) -> bytes:
+    """The template as Excel saves it after a key was typed into a General cell: a number, zeros gone."""
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out, {"in_memory": True}) as book:
+        sheet = book.add_worksheet("municipalities")
+        for c, name in enumerate(frame.columns):
+            sheet.write_string(0, c, name)
+        for r, row in enumerate(frame.iter_rows(), start=1):
+            for c, value in enumerate(row):
+                if value is not None:
+                    if frame.columns[c] in number_columns:
+                        sheet.write_number(r, c, float(value))
+                    else:
+                        sheet.write_string(r, c, value)
+    return out.getvalue()
+
+
+def test_ags_keys_that_lost_their_leading_zero_are_restored_with_a_warning(home: RematchHome, sample: SampleRound, baseline) -> None:
+    municipalities = sample.municipalities
+    assert all(m.startswith("0") for m in municipalities["municipality_id"])
+    households = sample.households
+    solo = households.with_row_index("i").filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    tie_row, broken_row = solo["i"][0], solo["i"][1]
+    # München 09162 typed as 9162; Gemeinde keys of 7 digits; 1234 pads to no AGS and stays broken.
+    households = _set(_set(households, tie_row, "family_ties_municipality_id", "9162"), tie_row, "family_ties_importance", "nice")
+    households = _set(households, tie_row, "excluded_municipality_ids", "9162000 05315000")
+    households = _set(households, broken_row, "preferred_municipality_ids", "1234")
+    files = _files(sample, households=households)
+    del files["municipalities/municipalities.csv"]
+    files["municipalities/municipalities.xlsx"] = _excel_workbook(municipalities, {"municipality_id"})
+    summary, _ = _ingest(home, files)
+
+    # Every offer is validated under its real key, with one warning per restored key naming file, sheet and row.
+    stored = _query(home, "SELECT municipality_id FROM municipalities ORDER BY municipality_id")
+    assert [m for (m,) in stored] == sorted(municipalities["municipality_id"])
+    assert _query(home, "SELECT municipality_id FROM raw_municipalities ORDER BY file_row")[0][0] == municipalities["municipality_id"][0][1:]
+    warned = _query(home, 'SELECT "table", municipality_id, sheet, file_row, "column" FROM validation_warnings WHERE rule = ? ORDER BY "table", file_row', [AGS_RESTORED_RULE])
+    tie_pseudonym = pseudonym(home.secret(), "household", solo["household_ref"][0])
+    expected = [("households", None, None, tie_row + 2, c) for c in ("excluded_municipality_ids", "family_ties_municipality_id")]
+    expected += [("municipalities", m, "municipalities", i + 2, "municipality_id") for i, m in enumerate(municipalities["municipality_id"])]
+    assert warned == expected
+    assert _query(home, "SELECT DISTINCT household_pseudonym FROM validation_warnings WHERE \"table\" = 'households'") == [(tie_pseudonym,)]
+    assert _query(home, "SELECT family_ties_municipality_id, excluded_municipality_ids FROM households WHERE household_pseudonym = ?", [tie_pseudonym]) == [
+        ("09162", ["09162000", "05315000"])
+    ]
+    assert _query(home, "SELECT value FROM intake_counts WHERE name = 'ags_keys_restored'") == [(len(expected),)]
+    lines = " | ".join(summary.warnings)
+    assert f"municipality {municipalities['municipality_id'][0]}" in lines and tie_pseudonym in lines
+    assert "9162" not in lines.replace(tie_pseudonym, "")  # a household's places are not named
+    # A key whose padded form is no AGS is quarantined as before, without its value.
+    quarantined = _query(home, 'SELECT file_row, "column", rule FROM quarantine WHERE "table" = \'households\'')
+    assert (broken_row + 2, "preferred_municipality_ids", "type: space-separated AGS keys of 5 or 8 digits") in quarantined
+    assert _valid_households(home)[1] == baseline[1]
