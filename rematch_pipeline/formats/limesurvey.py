@@ -9,8 +9,8 @@ versions write ``code [option]`` and label some system columns ("Completed", "La
 both are accepted.
 
 The export page's defaults, headings "Full question text" and answers "Full answers", are read too
-(``limesurvey_texts.py``), as are "Question code & question text" headings. "Abbreviated question
-text" (cut to 15 characters) is not: it is refused as an unknown header.
+(``limesurvey_texts.py``), as are "Question code & question text" and "Abbreviated question text"
+headings (cut to 15 characters and ".."; questions sharing a cut text are told apart by their order).
 
 The question codes are those of ``schemas/limesurvey_codes.py``; members come from member slots
 ``m<k><field>``. Values are turned into the canonical encoding: answer codes → canonical codes,
@@ -45,6 +45,7 @@ from rematch_pipeline.formats.limesurvey_texts import (
     NO_TEXTS,
     NOT_APPLICABLE_TEXTS,
     YES_TEXTS,
+    AmbiguousAbbreviation,
     UnevenMemberSlots,
     answer_codes,
     code_headings,
@@ -186,6 +187,12 @@ def _headings(header: list[str], file: str) -> list[str]:
     except UnevenMemberSlots as exc:
         rule = "limesurvey: a member question's heading is there for fewer persons than the others (export every member column)"
         raise InputFileError(Violation(file, 1, exc.heading, rule)) from exc
+    except AmbiguousAbbreviation as exc:
+        rule = (
+            "limesurvey: abbreviated heading starts several questions and their columns cannot be told apart"
+            " (export every column, or with headings 'question code' or 'full question text')"
+        )
+        raise InputFileError(Violation(file, 1, exc.heading, rule)) from exc
 
 
 def _is_system(name: str) -> bool:
@@ -206,7 +213,7 @@ def is_limesurvey_header(header: Iterable[str]) -> bool:
     original = list(header)
     try:
         coded = code_headings(original)
-    except UnevenMemberSlots:  # our texts, with member columns left out: the reader says which
+    except (UnevenMemberSlots, AmbiguousAbbreviation):  # our texts, columns left out: the reader says which
         return True
     if sum(1 for h, c in zip(original, coded) if h != c) >= MIN_DETECTING_CODES:
         return True

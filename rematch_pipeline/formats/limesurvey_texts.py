@@ -90,15 +90,111 @@ def heading_catalogs() -> tuple[tuple[str, str, Mapping[str, TextHeading]], ...]
     return tuple(catalogs)
 
 
+# "Abbreviated question text" (Writer::getAbbreviatedHeading): each part, the question text and the
+# sub-question in brackets, cut to headingTextLength characters (15 by default) followed by ".. ".
+ELLIPSIS = ".."
+_ABBREVIATED = re.compile(r"^(?P<text>.*?)(?:\s*\[(?P<sub>[^\[\]]*)\])?$")
+
+
+class AmbiguousAbbreviation(ValueError):
+    """An abbreviated heading shared by several questions whose columns cannot be told apart by their order."""
+
+    def __init__(self, heading: str) -> None:
+        super().__init__(heading)
+        self.heading = heading  # the file's heading, as written
+
+
+@functools.cache
+def abbreviated_catalogs() -> tuple[tuple[str, str, tuple[tuple[str, str | None, TextHeading], ...]], ...]:
+    """(survey, language, (flat question text, flat option text or None, question) in survey order)."""
+    catalogs = []
+    for survey in ("municipalities", "households"):
+        questions = [q for q in forms_builder.ls_questions(survey) if q.slot in (None, 1)]
+        for index, language in enumerate(forms_builder.LS_LANGUAGE_CODES):
+            entries: list[tuple[str, str | None, TextHeading]] = []
+            for q in questions:
+                member = q.table == "members"
+                code = q.field.name if member else q.code
+                text = flat_text(forms_builder.field_label("households" if member else survey, q.field.name)[index])
+                if forms_builder.ls_type(q.field) == "M":
+                    list_ = forms_builder.list_name(q.field)
+                    for option in q.field.codes:
+                        sub = flat_text(forms_builder.choice_label(list_, option)[index])
+                        entries.append((text, sub, TextHeading(code, LIMESURVEY_OPTION_CODES[option], member)))
+                else:
+                    entries.append((text, None, TextHeading(code, None, member)))
+            catalogs.append((survey, language, tuple(entries)))
+    return tuple(catalogs)
+
+
+def _part_matches(part: str, text: str) -> bool:
+    """A heading part is the whole text, or (ending in "..") the start of it."""
+    if part.endswith(ELLIPSIS):
+        return text.startswith(part[: -len(ELLIPSIS)])
+    return part == text
+
+
+def _abbreviated_headings(header: list[str], flat: list[str]) -> tuple[int, list[TextHeading | None]]:
+    """The questions of "abbreviated question text" headings, in the survey and language most of them match.
+
+    A heading part ending in ".." is the start of its text; a shorter text is written whole. A cut text
+    may start several questions (the importance questions all begin "Wie wichtig ist"). LimeSurvey writes
+    columns in the survey's order, so the n-th heading of such a group is the n-th of its questions (for
+    member questions, per slot); when the count does not fit (a column left out) nothing is guessed.
+
+    Returns:
+        How many headings matched, and per heading its question (None where none).
+
+    Raises:
+        AmbiguousAbbreviation: a group's headings cannot be given to its questions by their order.
+    """
+    parts = []
+    for text in flat:
+        match = _ABBREVIATED.match(text)
+        parts.append((match["text"].strip(), match["sub"].strip() if match["sub"] is not None else None) if match else None)
+    best: list[list[int]] = []
+    best_entries: tuple[tuple[str, str | None, TextHeading], ...] = ()
+    best_count = 0
+    for _, _, entries in abbreviated_catalogs():
+        found = [
+            [
+                i for i, (text, sub, _) in enumerate(entries)
+                if p is not None and (sub is None) == (p[1] is None) and _part_matches(p[0], text)
+                and (sub is None or _part_matches(p[1] or "", sub))
+            ]
+            for p in parts
+        ]
+        count = sum(1 for f in found if f)
+        if count > best_count:
+            best, best_entries, best_count = found, entries, count
+    resolved: list[TextHeading | None] = [None] * len(flat)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for position, candidates in enumerate(best):
+        if candidates:
+            groups.setdefault(tuple(candidates), []).append(position)
+    for candidates, positions in groups.items():
+        member = best_entries[candidates[0]][2].member
+        if len(positions) != len(candidates) and not (member and len(positions) % len(candidates) == 0):
+            raise AmbiguousAbbreviation(header[positions[0]])
+        for n, position in enumerate(positions):
+            resolved[position] = best_entries[candidates[n % len(candidates)]][2]
+    return best_count, resolved
+
+
 def code_headings(header: list[str]) -> list[str]:
     """The headings of a "question code" export, where this header has our surveys' question texts.
 
     Headings that are no question text (LimeSurvey's own columns, codes, unknown texts) are
     returned as they were; so is a header matching no survey.
 
+    "Abbreviated question text" headings (cut to 15 characters and "..") are read where the full
+    texts are not found (``_abbreviated_headings``).
+
     Raises:
         UnevenMemberSlots: a member question's text is there fewer times than another's (columns
             left out of the export): its k-th heading would no longer be slot k.
+        AmbiguousAbbreviation: abbreviated headings that start several questions, in a number that
+            does not tell which is which.
     """
     flat = [flat_text(h) for h in header]
     best, best_count = None, 0
@@ -106,12 +202,17 @@ def code_headings(header: list[str]) -> list[str]:
         count = sum(1 for h in flat if h in headings)
         if count > best_count:
             best, best_count = headings, count
-    if best is None or best_count < MIN_MATCHING_TEXTS:
+    by_position: list[TextHeading | None] = [best.get(t) if best else None for t in flat]
+    if any(ELLIPSIS in text for text in flat):
+        # Short texts are written whole, so an abbreviated export matches some full texts too.
+        abbreviated_count, abbreviated = _abbreviated_headings(header, flat)
+        if abbreviated_count > best_count:
+            best_count, by_position = abbreviated_count, abbreviated
+    if best_count < MIN_MATCHING_TEXTS:
         return list(header)
     seen: dict[tuple[str, str | None], int] = {}
     codes = []
-    for original, text in zip(header, flat):
-        heading = best.get(text)
+    for original, heading in zip(header, by_position):
         if heading is None:
             codes.append(original)
             continue
@@ -122,7 +223,7 @@ def code_headings(header: list[str]) -> list[str]:
         codes.append(f"{code}[{heading.option}]" if heading.option else code)
     if seen and min(seen.values()) < max(seen.values()):
         fewest = min(seen, key=lambda key: seen[key])
-        raise UnevenMemberSlots(next(h for h, t in zip(header, flat) if (b := best.get(t)) and (b.code, b.option) == fewest))
+        raise UnevenMemberSlots(next(h for h, b in zip(header, by_position) if b and (b.code, b.option) == fewest))
     return codes
 
 

@@ -25,6 +25,7 @@ from tests.formats.fixtures.exports import (
     SECRET,
     kobo_label_municipalities_csv,
     limesurvey_csv,
+    limesurvey_records,
     limesurvey_text_csv,
     limesurvey_xlsx,
 )
@@ -260,13 +261,32 @@ def test_full_answers_not_of_the_survey() -> None:
     assert f"row 2, column {header[medical]}: limesurvey: multiple-choice column is not Y or empty (or Yes/No)" in message
 
 
-def test_abbreviated_question_texts_are_refused_with_the_export_settings_to_use() -> None:
-    text = limesurvey_text_csv("municipalities", "de").decode("utf-8-sig")
-    header, rest = text.split("\r\n", 1)
-    short = ";".join('"' + h.strip('"')[:15] + '.. "' if i >= 7 else h for i, h in enumerate(header.split(";")))
-    message = _error("\r\n".join([short, rest]).encode())
-    assert "not a LimeSurvey export of the municipalities or households survey" in message
-    assert "'full question text'" in message
+@pytest.mark.parametrize("language", ["de", "en", "uk"])
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_abbreviated_question_texts_read_like_the_code_export(table: str, language: str) -> None:
+    # "Abbreviated question text": each text and option cut to 15 characters and ".. ", LimeSurvey's
+    # columns too ("Date last actio.. "). Several questions share a cut text ("Wie wichtig ist.. " six
+    # times, "Does this perso.. " per person); the survey's column order tells them apart.
+    data = limesurvey_text_csv(table, language, headings="abbreviated", system_language="de")
+    header = limesurvey_records(data)[0]
+    assert "Datum Abgeschic.. " in header and any(h.endswith(".. ") for h in header[7:])
+    assert detect_format(Path("results-survey123456.csv"), data) == "limesurvey-csv"
+    _same_as_code_export(data, table)
+    _same_as_code_export(limesurvey_text_csv(table, language, headings="abbreviated", full_answers=False), table)
+
+
+def test_abbreviated_texts_shared_by_questions_are_refused_when_one_of_them_is_left_out() -> None:
+    data = limesurvey_text_csv("households", "de", headings="abbreviated")
+    lines = limesurvey_records(data)
+    shared = [i for i, h in enumerate(lines[0]) if h == "Wie wichtig ist.. "]
+    assert len(shared) == 6  # the family tie's importance and five importance questions
+    # Without the (optional) family tie's importance, the first "Wie wichtig ist.." could be either.
+    kept = [[c for i, c in enumerate(cells) if i != shared[0]] for cells in lines]
+    kept[1][kept[0].index("Name der Kontak.. ")] = SECRET
+    text = "\r\n".join(";".join(f'"{c}"' for c in cells) for cells in kept) + "\r\n"
+    message = _error(b"\xef\xbb\xbf" + text.encode())
+    assert "row 1, column Wie wichtig ist..: limesurvey: abbreviated heading starts several questions" in message
+    assert "'question code'" in message
 
 
 @pytest.mark.parametrize("texts", [False, True])
