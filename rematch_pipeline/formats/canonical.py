@@ -7,6 +7,7 @@ Every cell is read as text; typing and value rules belong to validation. The tab
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -181,14 +182,14 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def read_xlsx(path: Path, file: str) -> list[ParsedTable]:
-    """Read every sheet of a canonical XLSX workbook that holds a template. Sheets naming no
+def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
+    """Read every sheet of a canonical XLSX workbook (its bytes) that holds a template. Sheets naming no
     canonical column in their first two rows (instructions, code lists) are left out and
     counted; any other sheet must be a template."""
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for broken zips
         raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
     tables: list[ParsedTable] = []
@@ -230,5 +231,6 @@ def _any_field(cells: list[str]) -> bool:
 def read_canonical(path: Path, data: bytes) -> list[ParsedTable]:
     """Read a canonical template file; XLSX is recognised by its zip signature, anything else is CSV."""
     if data[:4] == b"PK\x03\x04":
-        return read_xlsx(path, path.name)
+        # The bytes the caller hashed and archived, not the path again: the landed file may have changed since.
+        return read_xlsx(data, path.name)
     return read_csv(data, path.name)

@@ -64,6 +64,19 @@ def test_xlsx_workbook_with_households_and_members_sheets(sample, tmp_path: Path
     assert tables[0].sheet == "households"
 
 
+def test_xlsx_is_read_from_the_bytes_given_not_from_the_path_again(sample, tmp_path: Path) -> None:
+    # Ingestion hashes and archives the bytes it read; a landed file replaced meanwhile (a second save
+    # from Excel) must not be what gets loaded under the first one's hash.
+    path = tmp_path / "m.xlsx"
+    _workbook(path, [("municipalities", [list(sample.municipalities.columns), *[[v or "" for v in row] for row in sample.municipalities.iter_rows()]])])
+    data = path.read_bytes()
+    path.write_bytes(b"replaced meanwhile")
+    tables = read_canonical(path, data)
+    assert tables[0].table == "municipalities" and tables[0].frame.height == sample.municipalities.height
+    path.unlink()
+    assert read_canonical(path, data)[0].frame.height == sample.municipalities.height
+
+
 def _workbook(path: Path, sheets: list[tuple[str, list[list[str]]]], hidden: str | None = None) -> None:
     with xlsxwriter.Workbook(path) as book:
         for name, rows in sheets:
