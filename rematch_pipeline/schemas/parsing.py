@@ -9,6 +9,7 @@ are stored (free text typed into a code, yes/no, number or date column stays out
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import polars as pl
 
@@ -38,12 +39,30 @@ TYPE_RULES: dict[Kind, str] = {
 SHORT_AGS_PATTERN = r"^(\d{4}|\d{7})$"
 
 
+# A German Excel shows an ISO date it recognised as 22.10.1981 and saves a CSV so (a timestamp as
+# 22.10.1981 08:15, without seconds). Day first with dots is the only reading in Germany; a two-digit
+# year is not accepted (its century is a guess).
+_GERMAN_DATE = re.compile(r"^(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})(?:[ T](?P<time>\d{1,2}:\d{2}(?::\d{2})?))?$")
+
+
+def _iso(value: str) -> str:
+    """A German Excel date (time) as ISO 8601 text; any other text unchanged."""
+    match = _GERMAN_DATE.match(value)
+    if match is None:
+        return value
+    iso = f"{match['y']}-{int(match['m']):02d}-{int(match['d']):02d}"
+    if match["time"]:
+        iso += "T" + ":".join(f"{int(p):02d}" for p in match["time"].split(":"))
+    return iso
+
+
 def parse_timestamp(value: str | None) -> dt.datetime | None:
-    """ISO 8601 timestamp (date only, with T or space, with Z or offset) as naive UTC; None if invalid."""
+    """ISO 8601 timestamp (date only, with T or space, with Z or offset; or a German Excel's
+    22.10.1981 08:15) as naive UTC; None if invalid."""
     if value is None:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.strip())
+        parsed = dt.datetime.fromisoformat(_iso(value.strip()))
     except ValueError:
         return None
     if parsed.tzinfo is not None:
@@ -52,11 +71,11 @@ def parse_timestamp(value: str | None) -> dt.datetime | None:
 
 
 def parse_date(value: str | None) -> dt.date | None:
-    """ISO date (a timestamp's date part is accepted); None if invalid."""
+    """ISO date (a timestamp's date part is accepted; so is a German Excel's 22.10.1981); None if invalid."""
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value.strip()[:10])
+        return dt.date.fromisoformat(_iso(value.strip())[:10])
     except ValueError:
         return None
 

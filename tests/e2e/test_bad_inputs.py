@@ -319,3 +319,28 @@ def test_german_excel_variants_are_ingested_whole(home: RematchHome, sample: Sam
         lat = con.execute("SELECT min(latitude) FROM municipalities").fetchone()[0]
     assert names == {"Fürth, Stadt"}
     assert 47 < lat < 56
+
+
+def test_dates_a_german_excel_wrote_back_are_read(home: RematchHome, sample: SampleRound, baseline) -> None:
+    # Opened in a German Excel and saved as "CSV (Trennzeichen-getrennt)": ISO dates come back as
+    # 22.10.1981 and timestamps with a space as 02.07.2026 08:15 (seconds dropped).
+    def german(column: str, with_time: bool) -> pl.Expr:
+        parsed = pl.col(column).str.to_datetime(strict=True) if with_time else pl.col(column).str.to_date(strict=True)
+        return parsed.dt.strftime("%d.%m.%Y %H:%M" if with_time else "%d.%m.%Y").alias(column)
+
+    members = sample.members.with_columns(german("date_of_birth", False))
+    households = sample.households.with_columns(german("submitted_at", True))
+    files = {
+        name: data.decode().replace("\n", "\r\n").encode("cp1252", errors="replace")
+        for name, data in (
+            ("households/households.csv", _csv(households, sep=";")),
+            ("households/members.csv", _csv(members, sep=";")),
+        )
+    }
+    summary, _ = _ingest(home, _files(sample) | files)
+    assert not summary.rejected
+    assert _valid_households(home) == baseline
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("""SELECT count(*) FROM quarantine WHERE "column" IN ('date_of_birth', 'submitted_at')""").fetchone()[0] == 0
+        ages = con.execute("SELECT min(age_years), max(age_years) FROM members").fetchone()
+    assert 0 <= ages[0] and ages[1] <= 120
