@@ -14,11 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
+from openpyxl.utils.datetime import from_excel
 
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
-from rematch_pipeline.schemas.contract import TABLES, Field
+from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 
+# Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
+SERIAL_DATE_LIMIT = 2958466
 # Columns that identify a table by its header.
 SIGNATURES: dict[str, frozenset[str]] = {
     "municipalities": frozenset({"municipality_id", "capacity_persons"}),
@@ -196,8 +199,8 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     other_sheets = 0
     try:
         for sheet in workbook.worksheets:
-            texts = ((n, [_cell_text(v) for v in values]) for n, values in enumerate(sheet.iter_rows(values_only=True), start=1))
-            filled = [(number, cells) for number, cells in texts if any(c.strip() for c in cells)]
+            texts = ((n, [_cell_text(v) for v in values], values) for n, values in enumerate(sheet.iter_rows(values_only=True), start=1))
+            filled = [(number, cells, values) for number, cells, values in texts if any(c.strip() for c in cells)]
             if not filled:
                 continue
             header = [c.strip() for c in filled[0][1]]
@@ -209,7 +212,11 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
                 other_sheets += 1
                 continue
             table = detect_table(header, file, sheet.title, next_row=filled[1][1] if len(filled) > 1 else None)
-            rows = [(number, cells[: len(header)]) for number, cells in filled[1:]]
+            dated = _date_positions(table, header)
+            rows = [
+                (number, [_serial_date(values[i], workbook.epoch) if i in dated else c for i, c in enumerate(cells[: len(header)])])
+                for number, cells, values in filled[1:]
+            ]
             if not rows:
                 raise InputFileError(Violation(file, None, None, "header only: no data rows", table, sheet.title))
             tables.append(_frame(table, header, rows, file, sheet.title))
@@ -221,6 +228,21 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     if other_sheets:
         tables[0] = replace(tables[0], skipped={**tables[0].skipped, OTHER_SHEETS: other_sheets})
     return tables
+
+
+def _date_positions(table: str, header: list[str]) -> set[int]:
+    """Positions of the header's date and timestamp columns."""
+    kinds = {f.name: f.kind for f in TABLES[table]}
+    return {i for i, name in enumerate(header) if kinds.get(name) in (Kind.DATE, Kind.TIMESTAMP)}
+
+
+def _serial_date(value: object, epoch: dt.datetime) -> str:
+    """A date column's cell as text; a number there is an Excel serial date (a date cell whose format was
+    set to General or Number shows and stores it so), read in the workbook's date system (1900 or 1904)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < SERIAL_DATE_LIMIT:
+        moment = from_excel(value, epoch)
+        return moment.date().isoformat() if moment.time() == dt.time() else moment.isoformat()
+    return _cell_text(value)
 
 
 def _any_field(cells: list[str]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -75,6 +76,27 @@ def test_xlsx_is_read_from_the_bytes_given_not_from_the_path_again(sample, tmp_p
     assert tables[0].table == "municipalities" and tables[0].frame.height == sample.municipalities.height
     path.unlink()
     assert read_canonical(path, data)[0].frame.height == sample.municipalities.height
+
+
+@pytest.mark.parametrize("date_1904", [False, True])
+def test_dates_stored_as_serial_numbers_in_a_workbook_are_read_as_dates(sample, tmp_path: Path, date_1904: bool) -> None:
+    # A date column whose cells were set to General (or pasted as values) holds Excel's day numbers.
+    epoch = dt.date(1904, 1, 1) if date_1904 else dt.date(1899, 12, 30)
+    members = sample.members.head(3)
+    path = tmp_path / "members.xlsx"
+    with xlsxwriter.Workbook(path, {"date_1904": date_1904}) as book:
+        sheet = book.add_worksheet("members")
+        sheet.write_row(0, 0, members.columns)
+        for r, row in enumerate(members.iter_rows(named=True), start=1):
+            for c, (name, value) in enumerate(row.items()):
+                if name == "date_of_birth":
+                    sheet.write_number(r, c, (dt.date.fromisoformat(value) - epoch).days)
+                elif value is not None:
+                    sheet.write_string(r, c, value)
+        sheet.write_number(1, members.columns.index("wants_work"), 1)  # other columns keep their numbers
+    table = read_canonical(path, path.read_bytes())[0]
+    assert table.frame["date_of_birth"].to_list() == members["date_of_birth"].to_list()
+    assert table.frame["wants_work"][0] == "1"
 
 
 def _workbook(path: Path, sheets: list[tuple[str, list[list[str]]]], hidden: str | None = None) -> None:
