@@ -16,7 +16,7 @@ from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, WARNING_SCHEMA, 
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
-from rematch_pipeline.schemas.parsing import parse_date, parse_timestamp, restore_ags_keys, type_table
+from rematch_pipeline.schemas.parsing import parse_date, restore_ags_keys, type_table
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "file_sha256": pl.Utf8,
@@ -240,8 +240,9 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     quarantine.append(q)
 
     # Without consent a household is only counted (contract B): its rows are neither checked nor kept.
-    # A refusing copy withdraws the earlier copies of its submission too; a later consenting one
-    # (an edit) stands again (latest wins, schemas.consent; ingestion blanked the withdrawn rows).
+    # A refusing copy withdraws the earlier copies of its submission and its household's earlier
+    # submissions; a later consenting one (an edit, a new questionnaire) stands again (latest wins,
+    # schemas.consent; ingestion blanked the withdrawn rows).
     raw_households, left_out_ids = _without_left_out(raw["households"], "households", superseded, counts)
     withdrawn_mask = withdrawn_copies(raw_households)
     refused_ids = refused_submissions(raw_households, withdrawn_mask).implode()
@@ -252,13 +253,6 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
         "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded
     )
     quarantine.append(q)
-    # A later submission that withdraws consent withdraws the household.
-    withdrawn = refused.select(
-        "household_pseudonym", pl.col("submitted_at").map_elements(parse_timestamp, return_dtype=pl.Datetime("us")).alias("_refused_at")
-    ).group_by("household_pseudonym").agg(pl.col("_refused_at").max())
-    households = households.join(withdrawn, on="household_pseudonym", how="left").filter(
-        pl.col("_refused_at").is_null() | (pl.col("submitted_at") > pl.col("_refused_at"))
-    ).drop("_refused_at")
 
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
     members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(left_out_ids.implode()))

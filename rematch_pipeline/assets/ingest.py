@@ -69,7 +69,7 @@ def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
 class ConsentWithdrawals:
     """What refusals of consent withdraw, for the submissions one file touches (no cell values)."""
 
-    refused: list[str]  # submission ids whose latest household copy refuses: their members are blanked
+    refused: list[str]  # submission ids all of whose household copies a refusal withdraws: their members are blanked
     stored_copies: pl.DataFrame  # (file_sha256, sheet, file_row) of stored household rows a refusal withdraws
     incoming_copies: pl.Series  # per household row of the file: withdrawn (blank it before storing)
 
@@ -77,25 +77,47 @@ class ConsentWithdrawals:
 _KEY_SCHEMA = {"file_sha256": pl.Utf8, "sheet": pl.Utf8, "file_row": pl.Int32}
 
 
-def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, pl.DataFrame, pl.DataFrame]]) -> ConsentWithdrawals:
-    """Refusals among the stored household rows of this file's submissions and the file's own.
+def _related_household_rows(con: duckdb.DuckDBPyConnection, submission_ids: set[str], pseudonyms: set[str]) -> pl.DataFrame:
+    """Stored household rows of these submissions or households, in ingestion order, and of every
+    submission and household those rows name in turn: a refusal withdraws by either key, and a
+    submission's every copy is needed to tell whether all of them are withdrawn."""
+    columns = "submission_id, household_pseudonym, submitted_at, consent_processing, file_sha256, sheet, file_row"
+    while True:
+        con.register("touched", pl.DataFrame({"s": sorted(submission_ids)}, schema={"s": pl.Utf8}).to_arrow())
+        con.register("touched_households", pl.DataFrame({"p": sorted(pseudonyms)}, schema={"p": pl.Utf8}).to_arrow())
+        # rowid order is ingestion order, as validation reads raw tables.
+        stored = con.execute(
+            f"SELECT {columns} FROM raw_households WHERE submission_id IN (SELECT s FROM touched)"
+            " OR household_pseudonym IN (SELECT p FROM touched_households) ORDER BY rowid"
+        ).pl()
+        con.unregister("touched")
+        con.unregister("touched_households")
+        more_ids = set(stored["submission_id"].drop_nulls()) - submission_ids
+        more_pseudonyms = set(stored["household_pseudonym"].drop_nulls()) - pseudonyms
+        if not more_ids and not more_pseudonyms:
+            return stored
+        submission_ids |= more_ids
+        pseudonyms |= more_pseudonyms
 
-    Members may land in a file before or after their household (separate CSVs), and a later copy
-    of a submission (an edit) may refuse or consent again, so the rule (schemas.consent) is applied
-    to every stored copy of the submissions this file names, with the file's rows as the latest ingested.
+
+def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, pl.DataFrame, pl.DataFrame]]) -> ConsentWithdrawals:
+    """Refusals among the stored household rows related to this file's rows and the file's own.
+
+    Members may land in a file before or after their household (separate CSVs), a later copy
+    of a submission (an edit) may refuse or consent again, and a household may refuse in a new
+    questionnaire (another submission id), so the rule (schemas.consent) is applied to every stored
+    copy of the submissions and households this file names, with the file's rows as the latest ingested.
     """
-    ids = sorted({s for table, raw, _ in split if table in ("households", "members") for s in raw["submission_id"].drop_nulls()})
-    incoming = pl.concat([raw for table, raw, _ in split if table == "households"] or [pl.DataFrame(schema={"submission_id": pl.Utf8})], how="diagonal")
+    ids = {s for table, raw, _ in split if table in ("households", "members") for s in raw["submission_id"].drop_nulls()}
+    incoming = pl.concat(
+        [raw for table, raw, _ in split if table == "households"]
+        or [pl.DataFrame(schema={"submission_id": pl.Utf8, "household_pseudonym": pl.Utf8})],
+        how="diagonal",
+    )
     if not ids:
         return ConsentWithdrawals([], pl.DataFrame(schema=_KEY_SCHEMA), pl.Series("withdrawn", [False] * incoming.height))
-    con.register("touched", pl.DataFrame({"submission_id": ids}).to_arrow())
-    # rowid order is ingestion order, as validation reads raw tables.
-    stored = con.execute(
-        "SELECT submission_id, submitted_at, consent_processing, file_sha256, sheet, file_row FROM raw_households"
-        " WHERE submission_id IN (SELECT submission_id FROM touched) ORDER BY rowid"
-    ).pl()
-    con.unregister("touched")
-    columns = ["submission_id", "submitted_at", "consent_processing"]
+    stored = _related_household_rows(con, ids, set(incoming["household_pseudonym"].drop_nulls()))
+    columns = ["submission_id", "household_pseudonym", "submitted_at", "consent_processing"]
     rows = pl.concat([stored.select(columns), incoming.select(columns)]) if incoming.height else stored.select(columns)
     withdrawn = withdrawn_copies(rows)
     return ConsentWithdrawals(

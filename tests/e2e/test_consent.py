@@ -132,3 +132,82 @@ def test_an_edit_in_central_that_refuses_withdraws_the_members_and_a_later_edit_
     assert {r[0] for r in _query(home.warehouse_path, "SELECT submission_id FROM households")} == {r["submission_id"] for r in rows}
     assert _query(home.warehouse_path, "SELECT count(*) FROM members WHERE submission_id = ?", [target]) == [(1,)]
     assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(0,)]
+
+
+def _alone(sample) -> list[str]:  # noqa: ANN001 - a SampleRound
+    """Submission ids of consenting households that neither name nor are named by a linked household."""
+    linked = {r for refs in sample.households["linked_household_refs"].drop_nulls() for r in refs.split()}
+    return sample.households.filter(
+        (pl.col("linked_household_refs").fill_null("") == "") & ~pl.col("household_ref").is_in(list(linked)) & (pl.col("consent_processing") == "yes")
+    )["submission_id"].to_list()
+
+
+@pytest.mark.parametrize("refusal_is_later", [True, False], ids=["refusal_later", "refusal_earlier"])
+def test_a_refusal_in_another_submission_of_the_household_blanks_the_earlier_submissions_rows(home: RematchHome, refusal_is_later: bool) -> None:
+    """Latest wins per household too: a second questionnaire of the same household_ref that refuses
+    withdraws the first one like an edit of it would: rows blanked, names and contacts deleted. One
+    dated before the first questionnaire does not (the consenting one is the latest)."""
+    sample = generate_round(20, 3, seed=11)
+    target = _alone(sample)[0]
+    first = sample.households.filter(pl.col("submission_id") == target)
+    theirs = sample.members.filter(pl.col("submission_id") == target)
+    _ingest(home, {"households.csv": _csv(sample.households), "members.csv": _csv(sample.members)})
+    assert _stored_members(home, target) == (theirs.height, theirs.height, theirs.height)
+
+    submitted = first["submitted_at"][0]
+    when = "2026-07-30T09:00:00" if refusal_is_later else "2026-06-01T09:00:00"
+    assert (when > submitted) == refusal_is_later
+    refusal = first.with_columns(
+        pl.lit("5e0c1f7a-0000-4000-8000-00000000beef").alias("submission_id"),
+        pl.lit(when).alias("submitted_at"),
+        pl.lit("no").alias("consent_processing"),
+    )
+    _ingest(home, {"refusal.csv": _csv(refusal)})
+
+    blanked = _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE submission_id = ? AND pets IS NOT NULL", [target])[0][0] == 0
+    in_round = _query(home.warehouse_path, "SELECT count(*) FROM households WHERE submission_id = ?", [target])[0][0] == 1
+    if refusal_is_later:
+        assert blanked and not in_round
+        assert _stored_members(home, target) == (theirs.height, 0, 0)
+        assert _household_identities(home, target) == 0
+        identity_bytes = home.identity_path.read_bytes()
+        assert first["contact_phone"][0].encode() not in identity_bytes
+        assert not any(name.encode() in identity_bytes for name in theirs["member_name"])
+        refusing = sample.households.filter(pl.col("consent_processing") == "no").height + 1
+        assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(refusing,)]
+    else:
+        assert not blanked and in_round
+        assert _stored_members(home, target) == (theirs.height, theirs.height, theirs.height)
+        assert _household_identities(home, target) == 1
+
+
+def test_members_of_a_consenting_edit_that_land_before_its_household_row_are_kept(home: RematchHome) -> None:
+    """A refusal, then an edit back to yes whose members CSV lands (and is ingested) before its
+    households CSV: the members arrived while the refusal stood, so they were blanked; the edit's
+    household row brings them back, and the household is matched with them."""
+    sample = generate_round(20, 3, seed=11)
+    target = _alone(sample)[0]
+    theirs = sample.members.filter(pl.col("submission_id") == target)
+    refused = sample.households.with_columns(
+        pl.when(pl.col("submission_id") == target).then(pl.lit("no")).otherwise(pl.col("consent_processing")).alias("consent_processing")
+    )
+    _ingest(home, {"households.csv": _csv(refused), "members.csv": _csv(sample.members)})
+    assert _stored_members(home, target) == (theirs.height, 0, 0)
+
+    # The edit: same submission id and date (Kobo and Central keep both), consent yes, in two CSVs.
+    edited_members = theirs.with_columns(pl.lit("A2").alias("german_level"))
+    _ingest(home, {"members_edit.csv": _csv(edited_members)})
+    assert _stored_members(home, target) == (2 * theirs.height, 0, 0)  # the refusal still stands
+    _ingest(home, {"households_edit.csv": _csv(sample.households.filter(pl.col("submission_id") == target))})
+
+    assert _stored_members(home, target) == (2 * theirs.height, theirs.height, theirs.height)
+    assert _household_identities(home, target) == 1
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households WHERE submission_id = ?", [target]) == [(1,)]
+    assert _query(home.warehouse_path, "SELECT german_level, count(*) FROM members WHERE submission_id = ? GROUP BY 1", [target]) == [("A2", theirs.height)]
+    # The members stored with the refusal stay blank: they belong to the withdrawn copy.
+    analytic = " OR ".join(f"{c} IS NOT NULL" for c in MEMBER_FIELDS)
+    assert _query(
+        home.warehouse_path, f"SELECT count(*) FROM raw_members WHERE submission_id = ? AND file_name = 'members.csv' AND ({analytic})", [target]
+    ) == [(0,)]
+    refusing = sample.households.filter(pl.col("consent_processing") == "no").height
+    assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(refusing,)]
