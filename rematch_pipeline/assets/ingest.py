@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +21,7 @@ from rematch_pipeline.formats.landing import blank_where, blanked_without_consen
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
-from rematch_pipeline.schemas.consent import refused_submissions, withdrawn_copies
+from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
@@ -72,6 +72,9 @@ class ConsentWithdrawals:
     refused: list[str]  # submission ids all of whose household copies a refusal withdraws: their members are blanked
     stored_copies: pl.DataFrame  # (file_sha256, sheet, file_row) of stored household rows a refusal withdraws
     incoming_copies: pl.Series  # per household row of the file: withdrawn (blank it before storing)
+    # (submission_id, file_sha256) of submissions this file's consenting copy brings back after a refusal,
+    # with each stored refusing household row (same submission or household) that had withdrawn them
+    restored: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"submission_id": pl.Utf8, "file_sha256": pl.Utf8}))
 
 
 _KEY_SCHEMA = {"file_sha256": pl.Utf8, "sheet": pl.Utf8, "file_row": pl.Int32}
@@ -120,11 +123,85 @@ def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, p
     columns = ["submission_id", "household_pseudonym", "submitted_at", "consent_processing"]
     rows = pl.concat([stored.select(columns), incoming.select(columns)]) if incoming.height else stored.select(columns)
     withdrawn = withdrawn_copies(rows)
+    refused = refused_submissions(rows, withdrawn).to_list()
+    # Refused before this file, not after: its consenting copy is here (an edit back to yes).
+    before = stored.select(columns)
+    back = set(refused_submissions(before, withdrawn_copies(before))) - set(refused)
     return ConsentWithdrawals(
-        refused=refused_submissions(rows, withdrawn).to_list(),
+        refused=refused,
         stored_copies=stored.filter(withdrawn.head(stored.height)).select(list(_KEY_SCHEMA)).cast(_KEY_SCHEMA),
         incoming_copies=withdrawn.tail(incoming.height) if incoming.height else pl.Series("withdrawn", [], dtype=pl.Boolean),
+        restored=_refusals_of(stored, sorted(back)),
     )
+
+
+def _refusals_of(stored: pl.DataFrame, submission_ids: list[str]) -> pl.DataFrame:
+    """(submission_id, file_sha256) of the stored refusing household rows that withdrew each of
+    these submissions: of the submission itself or of a household any copy of it belongs to."""
+    refusing = stored.filter(refuses()).select("submission_id", "household_pseudonym", "file_sha256")
+    copies = stored.filter(pl.col("submission_id").is_in(submission_ids)).select("submission_id", "household_pseudonym")
+    by_household = copies.join(refusing.drop("submission_id"), on="household_pseudonym").drop("household_pseudonym")
+    by_submission = refusing.filter(pl.col("submission_id").is_in(submission_ids)).drop("household_pseudonym")
+    return pl.concat([by_submission, by_household]).unique().sort(["submission_id", "file_sha256"])
+
+
+def members_arrived_while_refused(
+    con: duckdb.DuckDBPyConnection, home: RematchHome, restored: pl.DataFrame, carried: set[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Member rows that were blanked on arrival only because their household's refusal stood then,
+    read again from their archived export, for the submissions this file brings back: raw rows
+    (with the stored file_sha256, sheet and file_row) and identity rows.
+
+    Only the members validation will use are read again: those of the submission's latest members
+    file, when it was ingested after the last refusing copy and carries no household copy of the
+    submission itself (such a file's members belong to that withdrawn copy) - typically the members
+    CSV of a Kobo or Central edit that landed before its households CSV. Submissions whose members
+    this file carries (`carried`) take those. Every other blanked member row stays blank.
+    """
+    empty = pl.DataFrame(schema={"submission_id": pl.Utf8})
+    restored = restored.filter(~pl.col("submission_id").is_in(sorted(carried)))
+    if restored.is_empty():
+        return empty, empty
+    con.register("refusals", restored.to_arrow())
+    files = con.execute(
+        "WITH cut AS (SELECT r.submission_id, max(l.ingested_at) AS refused_at FROM refusals r"
+        " JOIN ingestion_log l ON l.file_sha256 = r.file_sha256 GROUP BY r.submission_id),"
+        " latest AS (SELECT m.submission_id, arg_max(m.file_sha256, l.ingested_at) AS file_sha256, max(l.ingested_at) AS at"
+        " FROM raw_members m JOIN ingestion_log l ON l.file_sha256 = m.file_sha256"
+        " WHERE m.submission_id IN (SELECT submission_id FROM cut) GROUP BY m.submission_id)"
+        " SELECT t.file_sha256, any_value(l.file_name), any_value(l.archived_as), list(t.submission_id ORDER BY t.submission_id)"
+        " FROM latest t JOIN cut ON t.submission_id = cut.submission_id JOIN ingestion_log l ON l.file_sha256 = t.file_sha256"
+        " WHERE t.at > cut.refused_at AND NOT EXISTS (SELECT 1 FROM raw_households h"
+        " WHERE h.file_sha256 = t.file_sha256 AND h.submission_id = t.submission_id)"
+        " GROUP BY t.file_sha256 ORDER BY t.file_sha256"
+    ).fetchall()
+    con.unregister("refusals")
+    raws, identities = [], []
+    for sha, name, archived_as, submissions in files:
+        archived = home.archive / archived_as if archived_as else None
+        if archived is None or not archived.exists():  # removed by an operator: nothing to read again
+            continue
+        try:
+            parsed = read_export(archived, archived.read_bytes())
+        except InputFileError:  # it was read when it landed; an unreadable copy restores nothing
+            continue
+        for table in parsed:
+            if table.table != "members":
+                continue
+            raw, identity_rows = split_identity(table, home.secret(), sha, name)
+            wanted = pl.col("submission_id").is_in(submissions)
+            # Matched by pseudonym (submission and position), which erasure's rewrite of the file
+            # does not change; the row numbers the warehouse and identity store know are kept.
+            stored = con.execute(
+                "SELECT member_pseudonym, sheet, file_row FROM raw_members WHERE file_sha256 = ?", [sha]
+            ).pl()
+            raw = raw.filter(wanted).drop("sheet", "file_row").join(stored, on="member_pseudonym")
+            identity_rows = identity_rows.filter(wanted).drop("file_row").join(stored.drop("sheet"), on="member_pseudonym")
+            raws.append(raw)
+            identities.append(identity_rows.select(sorted(identity_rows.columns)))
+    if not raws:
+        return empty, empty
+    return pl.concat(raws), pl.concat(identities)
 
 
 def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent: ConsentWithdrawals) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
@@ -170,6 +247,19 @@ def _blank_stored(con: duckdb.DuckDBPyConnection, consent: ConsentWithdrawals, s
     return changed
 
 
+def _restore_members(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+    """Fill the analytic fields of stored member rows again (members_arrived_while_refused), in the caller's transaction."""
+    if rows.is_empty():
+        return
+    columns = blanked_without_consent("members")
+    con.register("restored_members", rows.select("file_sha256", "member_pseudonym", *columns).to_arrow())
+    con.execute(
+        f"UPDATE raw_members m SET {', '.join(f'{c} = r.{c}' for c in columns)} FROM restored_members r"
+        " WHERE m.file_sha256 = r.file_sha256 AND m.member_pseudonym = r.member_pseudonym"
+    )
+    con.unregister("restored_members")
+
+
 def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStore, warehouse: DuckDBResource) -> FileOutcome:
     """Archive one landed file and load it; the same bytes are never loaded twice.
 
@@ -201,10 +291,13 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         return outcome
     with warehouse_connection(warehouse) as con:
         consent = consent_withdrawals(con, split)
+        carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
+        restored_members, restored_identity = members_arrived_while_refused(con, home, consent.restored, carried)
     split = _without_consent(split, consent)
     # Identity rows first: if the warehouse write fails, a retry re-inserts the same keys harmlessly.
     for table, _, identity_rows in split:
         identity.store(table, identity_rows)
+    identity.store("members", restored_identity)
     forgotten = identity.forget_refused(consent.refused)
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
@@ -217,6 +310,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             con.unregister("incoming")
         # Members (and earlier copies) stored before the refusal are blanked in the same transaction.
         blanked = _blank_stored(con, consent, sha)
+        _restore_members(con, restored_members)
         con.execute(
             f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?, ?)",
             [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
