@@ -18,7 +18,7 @@ from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.limits import check_path_size
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import blank_where, blanked_without_consent, split_identity
-from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome
+from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome, owner_only_files
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
@@ -273,8 +273,9 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             return FileOutcome(path.name, kind, sha, "already_ingested")
     archived = home.archive / f"{sha}{path.suffix.lower()}"
     if not archived.exists():
-        shutil.copyfile(path, archived)
         # The archived export holds every identifying cell of the file: owner only, like the identity store.
+        with owner_only_files():
+            shutil.copyfile(path, archived)
         archived.chmod(0o600)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:

@@ -42,7 +42,11 @@ def replace_file(path: Path, data: bytes, mode: int | None = None) -> Path:
     if mode is None and path.exists():
         mode = path.stat().st_mode & 0o777
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
+    tmp.unlink(missing_ok=True)
+    # A private file (proposals.csv, an archived export) is never readable by others, not even before the chmod.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if mode is not None and not mode & 0o077 else 0o666)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
     if mode is not None:
         os.chmod(tmp, mode)
     tmp.replace(path)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +23,35 @@ concurrency:
 telemetry:
   enabled: false
 """
+
+
+_umask_lock = threading.Lock()
+_private_depth = 0
+_saved_umask = 0
+
+
+@contextmanager
+def owner_only_files() -> Iterator[None]:
+    """Every file created meanwhile is readable by its owner only (umask 077 over the process's own).
+
+    For files of identity data that a library creates itself: DuckDB makes a database, its write-ahead
+    log (`.wal`, which stays behind when a process dies) and a compaction copy with the process umask,
+    so a chmod afterwards leaves a window, and the log was never chmod-ed at all. The umask is process
+    wide: nested and concurrent users share one change (counted), and the first umask comes back last.
+    """
+    global _private_depth, _saved_umask
+    with _umask_lock:
+        if _private_depth == 0:
+            _saved_umask = os.umask(0o077)
+            os.umask(_saved_umask | 0o077)
+        _private_depth += 1
+    try:
+        yield
+    finally:
+        with _umask_lock:
+            _private_depth -= 1
+            if _private_depth == 0:
+                os.umask(_saved_umask)
 
 
 def default_home() -> Path:

@@ -17,7 +17,7 @@ import polars as pl
 
 import dagster as dg
 
-from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.home import RematchHome, owner_only_files
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS household_identity (
@@ -93,13 +93,15 @@ class IdentityStore(dg.ConfigurableResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the identity store with its tables created."""
         self.home.path.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.home.identity_path))
-        try:
-            _owner_only(self.home.identity_path)
-            con.execute(_DDL)
-            yield con
-        finally:
-            con.close()
+        # The store and its write-ahead log are created owner-only; a store made before is fixed below.
+        with owner_only_files():
+            con = duckdb.connect(str(self.home.identity_path))
+            try:
+                _owner_only(self.home.identity_path)
+                con.execute(_DDL)
+                yield con
+            finally:
+                con.close()
 
     def store(self, table: str, rows: pl.DataFrame) -> None:
         """Insert identity rows of a questionnaire table (idempotent per file and row)."""

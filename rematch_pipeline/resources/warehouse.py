@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import duckdb
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
+from rematch_pipeline.resources.home import owner_only_files
 from rematch_pipeline.schemas.contract import TABLES
 
 # Identifying columns replaced by pseudonyms in raw tables (all other PII columns are dropped).
@@ -117,6 +118,14 @@ def compact(path: Path) -> None:
     """
     copy = path.with_name(path.name + ".compact")
     copy.unlink(missing_ok=True)
+    # An owner-only file (the identity store) is copied into owner-only files, its log included.
+    private = owner_only_files() if path.exists() and not path.stat().st_mode & 0o077 else nullcontext()
+    with private:
+        _compact_into(path, copy)
+
+
+def _compact_into(path: Path, copy: Path) -> None:
+    """compact's copy and rename, under the caller's umask."""
     con = _connect(str(path))
     try:
         con.execute("SET enable_progress_bar = false")
