@@ -153,6 +153,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if erasure.rejected_uninspected:
         names = ", ".join(erasure.rejected_uninspected)
         print(f"warning: rejected export(s) not inspected (unreadable or over the limits), check them by hand: {names}", file=sys.stderr)
+    if erasure.dagster_runs:
+        # Dagster keeps its runs' logs and metadata itself; a pseudonym there is still the household's.
+        print(
+            f"warning: {len(erasure.dagster_runs)} Dagster run(s) still name the household (by pseudonym) in their logs,"
+            " metadata or config; delete them in the UI or with `dagster run delete RUN_ID` (docs/operations.md, Erasure): "
+            + ", ".join(erasure.dagster_runs),
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -38,6 +38,9 @@ class Erasure:
     rejected_deleted: int = 0
     unlinked: int = 0  # households that had named it as linked: the link is gone from their rows
     rejected_uninspected: list[str] = field(default_factory=list)
+    # Dagster runs ("job run_id") whose config, tags, event log or compute logs name the household
+    # (pseudonym or reference): erasure does not rewrite Dagster's storage, the operator deletes them.
+    dagster_runs: list[str] = field(default_factory=list)
 
 
 def erase_household(home: RematchHome, household_ref: str) -> Erasure:
@@ -96,7 +99,33 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     removed += identity.erase_household(target, household_ref)
     compact(home.warehouse_path)
     compact(home.identity_path)
-    return Erasure(removed, len(rejected), unlinked, uninspected)
+    return Erasure(removed, len(rejected), unlinked, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]))
+
+
+def dagster_runs_naming(home: RematchHome, tokens: list[str]) -> list[str]:
+    """"job run_id" of every run of the data home's Dagster instance whose run config, tags, event
+    log (messages and metadata: a held-out household is named by pseudonym there) or compute logs
+    hold one of the tokens, oldest first.
+
+    Found, not rewritten: Dagster's storage is Dagster's, and a run's events are its materialisation
+    history. Deleting such runs (UI or `dagster run delete`) is the operator's step (docs/operations.md).
+    """
+    import dagster as dg
+    from dagster._serdes import serialize_value
+
+    if not (home.dagster_home / "dagster.yaml").exists():
+        return []
+    found: list[str] = []
+    with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        for record in reversed(instance.get_run_records()):
+            run = record.dagster_run
+            texts = [serialize_value(run.run_config), serialize_value(run.tags)]
+            texts += [serialize_value(entry) for entry in instance.all_logs(run.run_id)]
+            logs = home.dagster_home / "storage" / run.run_id
+            texts += [p.read_bytes().decode("utf-8", "replace") for p in sorted(logs.rglob("*")) if p.is_file()] if logs.is_dir() else []
+            if any(token and token in text for token in tokens for text in texts):
+                found.append(f"{run.job_name} {run.run_id}")
+    return found
 
 
 def _archived(home: RematchHome, archived_as: str | None) -> Path | None:

@@ -211,3 +211,24 @@ def test_members_of_a_consenting_edit_that_land_before_its_household_row_are_kep
     ) == [(0,)]
     refusing = sample.households.filter(pl.col("consent_processing") == "no").height
     assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(refusing,)]
+
+
+def test_erasure_names_the_dagster_runs_that_still_name_the_household(home: RematchHome, capsys: pytest.CaptureFixture[str]) -> None:
+    """A held-out household is named by pseudonym in the validation run's log and metadata. Erasure
+    cannot rewrite Dagster's storage, so it names those runs for the operator to delete."""
+    from rematch_pipeline.resources.identity import pseudonym
+
+    sample = generate_round(20, 3, seed=11)
+    target = _alone(sample)[0]
+    ref = sample.households.filter(pl.col("submission_id") == target)["household_ref"][0]
+    broken = sample.households.with_columns(
+        pl.when(pl.col("submission_id") == target).then(pl.lit("vielleicht")).otherwise(pl.col("pets")).alias("pets")
+    )
+    _ingest(home, {"households.csv": _csv(broken), "members.csv": _csv(sample.members)})
+    shown = pseudonym(home.secret(), "household", ref)
+    assert shown in capsys.readouterr().err  # "held out: household H-…"
+
+    assert main(["erase", ref]) == 0
+    err = capsys.readouterr().err
+    assert "Dagster run(s) still name the household" in err and "validate_job" in err
+    assert ref not in err and shown not in err  # named by run, not by household
