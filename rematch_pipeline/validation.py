@@ -221,6 +221,21 @@ def _split_link_groups(decisions: pl.DataFrame, known_proposals: pl.DataFrame) -
     return decisions.join(split.select("round_id", "household_pseudonym"), on=["round_id", "household_pseudonym"], how="semi")
 
 
+CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
+
+
+def _contradicting_decisions(raw: pl.DataFrame) -> pl.DataFrame:
+    """Raw decision rows of one file that answer the same proposal (round, household by reference or
+    pseudonym, municipality) with another decision than a row beside them; identical repeats pass, and
+    a row naming another municipality answers no proposal (it is quarantined as such)."""
+    if raw.is_empty():
+        return raw
+    who = pl.coalesce("household_ref_pseudonym", "household_pseudonym")
+    answer = pl.col("decision").str.strip_chars().str.to_lowercase()
+    keys = [pl.col("file_sha256"), pl.col("round_id").str.strip_chars(), who, pl.col("municipality_id").str.strip_chars()]
+    return raw.filter(who.is_not_null() & (answer.n_unique().over(keys) > 1))
+
+
 def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, known_proposals: pl.DataFrame) -> CanonicalTables:
     """Validate every raw table and apply the cross-table rules of the contract.
 
@@ -300,8 +315,15 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
         households = households.join(missing.select("submission_id"), on="submission_id", how="anti")
     members = members.join(households, on="submission_id", how="semi")
 
+    # One file answering the same proposal twice, differently (accept in one row, decline in another):
+    # which one the coordinator meant is unknown, as for the Launchpad job, which refuses such entries.
+    # Judged on the raw rows, so a broken row (say a free-text reason) does not let its twin count alone.
+    # A later file may still change an earlier file's answer (the last one counts).
+    contradicting = _contradicting_decisions(raw["decisions"])
+    quarantine.append(_row_rule(contradicting, "decisions", "decision", CONTRADICTING_DECISIONS_RULE))
     decisions, q = check_rows("decisions", raw["decisions"])
     quarantine.append(q)
+    decisions = decisions.join(contradicting.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
     # A row that names one household by reference and another by pseudonym answers for neither: which one
     # the coordinator meant is unknown, and taking either would record a decision nobody made.
     conflicting = decisions.filter(

@@ -355,3 +355,24 @@ def test_a_decision_naming_two_different_households_is_quarantined(home: Rematch
         rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions'").fetchall()
     assert recorded == [(pseudonym(home.secret(), "household", b["household_ref"]), "accept")]
     assert rules == [(2, "household_pseudonym", "reference: household_ref and household_pseudonym name different households")]
+
+
+def test_a_file_that_answers_one_proposal_twice_differently_counts_neither(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+    """Accept in one row and decline in the next for the same household: which one was meant is
+    unknown (the Launchpad job refuses the same). Before, the last valid row counted silently, and
+    where the decline's free-text reason was quarantined, the accept counted alone."""
+    a, b = _unlinked(home, first_round)[:2]
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "household_pseudonym", "municipality_id", "decision", "reason"])
+        writer.writerow(["r1", a["household_ref"], "", a["municipality_id"], "accept", ""])
+        writer.writerow(["r1", "", pseudonym(home.secret(), "household", a["household_ref"]), a["municipality_id"], "decline", "Zzyzx Quuxley rief an"])
+        writer.writerow(["r1", b["household_ref"], "", b["municipality_id"], "accept", ""])
+        writer.writerow(["r1", b["household_ref"], "", b["municipality_id"], "accept", ""])  # the same answer twice is fine
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        recorded = con.execute("SELECT household_pseudonym, decision FROM decisions").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1, 2").fetchall()
+    assert recorded == [(pseudonym(home.secret(), "household", b["household_ref"]), "accept")]
+    duplicate = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
+    assert rules == [(2, "decision", duplicate), (3, "decision", duplicate), (3, "reason", "code list: one of housing/family/work/health/other")]
