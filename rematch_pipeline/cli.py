@@ -84,10 +84,11 @@ def _round_config(args: argparse.Namespace) -> dict:
 
 def run_round(home: RematchHome, round_id: str, config: dict) -> Path:
     """Run round_job for one round id; returns the report path."""
+    from rematch_pipeline.assets.matching import ROUND_ID_PATTERN, ROUND_ID_RULE
     from rematch_pipeline.runs import run_round as launch
 
-    if not round_id or any(c in round_id for c in "/\\ ") or round_id.startswith("."):
-        raise CliError("round id must be a non-empty name without spaces or slashes")
+    if not ROUND_ID_PATTERN.fullmatch(round_id):
+        raise CliError(ROUND_ID_RULE)
     with _dagster(home) as (defs, instance):
         return launch(defs, instance, home, round_id, config)
 

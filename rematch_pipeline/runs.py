@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._config.errors import DagsterEvaluationErrorReason
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, rejected_files
@@ -45,9 +46,33 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
     return "see the run in the Dagster UI"
 
 
+def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
+    """Dagster's run-config errors as `field: rule` lines, without the values typed (Dagster's own
+    messages quote them, and a value typed into the wrong field may be a name)."""
+    lines = []
+    for error in exc.errors:
+        path = ".".join(str(level) for level in error.stack.levels) or "run config"
+        data = error.error_data
+        fields = ", ".join(getattr(data, "field_names", None) or [getattr(data, "field_name", "")])
+        if error.reason in (DagsterEvaluationErrorReason.FIELD_NOT_DEFINED, DagsterEvaluationErrorReason.FIELDS_NOT_DEFINED):
+            lines.append(f"{path}: unknown field {fields}")
+        elif error.reason in (DagsterEvaluationErrorReason.MISSING_REQUIRED_FIELD, DagsterEvaluationErrorReason.MISSING_REQUIRED_FIELDS):
+            lines.append(f"{path}: required field {fields} missing")
+        elif error.reason == DagsterEvaluationErrorReason.RUNTIME_TYPE_MISMATCH:
+            expected = data.config_type_snap.given_name or data.config_type_snap.kind.value.lower()
+            lines.append(f"{path}: expected {'a number' if expected in ('Float', 'Int') else expected}")
+        else:
+            lines.append(f"{path}: {error.reason.value.lower().replace('_', ' ')}")
+    return lines
+
+
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, **kwargs) -> dg.ExecuteInProcessResult:
     """Run a job of the definitions in-process; raises RunFailed with a one-line reason."""
-    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    try:
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    except dg.DagsterInvalidConfigError as exc:
+        # Refused before a run exists: nothing was read or written.
+        raise RunFailed(f"{job_name} not started, fix the run config: {'; '.join(config_error_lines(exc))}") from None
     if not result.success:
         raise RunFailed(f"{job_name} failed (run {result.run_id[:8]}): {failure_reason(result)}")
     return result

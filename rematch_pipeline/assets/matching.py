@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Sequence
 
 import dagster as dg
@@ -22,11 +23,19 @@ from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
+from rematch_pipeline.schemas.models import PERIOD_PATTERN
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
 OBJECTIVES = ("lexicographic", "maximin")
 BACKENDS = ("scip", "cbc", "highs", "cp_sat")
+# A round id names a folder (rounds/<round_id>/) and a decisions file: no path separators, no
+# leading dot, nothing a shell or Excel mangles. The UI accepts any partition key, so it is checked here.
+ROUND_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ROUND_ID_RULE = "round id (the partition of `rounds`): 1-64 letters (A-Z, a-z), digits, '.', '_' or '-', starting with a letter or digit"
+# Weights are relative (the score divides by their sum), so only ratios matter; the cap keeps
+# the sums finite and catches a value typed with its decimal point lost.
+MAX_WEIGHT = 1000.0
 # Unplaced reason of a household whose `must` tie no reference list or offer of the round knows.
 UNKNOWN_TIE_REASON = "the `must` family tie names an unknown place (an AGS neither in the 2020 reference list nor offered in this round)"
 
@@ -56,10 +65,40 @@ class RoundConfig(dg.Config):
     weight_family_nearby: float = 1.0
     weight_wishes: float = 1.0
 
+    def problems(self) -> list[str]:
+        """What a person typed wrong, one line per field (field name and rule, never the value); [] if none.
+
+        Checked before the round reads or writes anything, so a refused run leaves the warehouse as it was.
+        The engine checks the same limits (SolverParams, ScoreWeights) as a last guard, in its own terms.
+        """
+        problems = []
+        if self.period and not re.fullmatch(PERIOD_PATTERN, self.period):
+            problems.append("period: format: YYYY-MM (e.g. 2026-07), or empty for the latest period with offers")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective: not one of {', '.join(OBJECTIVES)}")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend: not one of {', '.join(BACKENDS)}")
+        if not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
+            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60)")
+        if self.wall_limit_seconds is not None and not (math.isfinite(self.wall_limit_seconds) and self.wall_limit_seconds > 0):
+            problems.append("wall_limit_seconds: a number of seconds above 0, or empty for twice the time limit")
+        if not (math.isfinite(self.relative_gap) and 0 <= self.relative_gap < 1):
+            problems.append("relative_gap: a fraction from 0 up to (not including) 1, e.g. 0.0001 for 0.01 %")
+        weights = {k: v for k, v in self.model_dump().items() if k.startswith("weight_")}
+        for name, value in weights.items():
+            if not (math.isfinite(value) and 0 <= value <= MAX_WEIGHT):
+                problems.append(f"{name}: a number from 0 to {MAX_WEIGHT:g} (weights are relative: 2 doubles a criterion's say, 0 switches it off)")
+        if all(v == 0 for v in weights.values()):
+            # Every pair would score 50: the round would ignore what households said matters to them.
+            problems.append("weight_*: every weight is 0, so every pair would score the same; set at least one above 0")
+        return problems
+
     def weights(self) -> ScoreWeights:
+        """The score multipliers by criterion."""
         return ScoreWeights(**{k.removeprefix("weight_"): v for k, v in self.model_dump().items() if k.startswith("weight_")})
 
     def solver_params(self) -> SolverParams:
+        """The solver settings of this round."""
         return SolverParams(
             time_limit_seconds=self.time_limit_seconds,
             backend=self.backend,
@@ -121,7 +160,8 @@ def resolve_period(con, requested: str) -> str:
     if not requested:
         return periods[-1]
     if requested not in periods:
-        raise dg.Failure(f"intake period {requested} has no validated municipality offers (known: {', '.join(periods)})")
+        # A requested period is YYYY-MM by now (RoundConfig.problems): showing it is safe.
+        raise dg.Failure(f"period: intake period {requested} has no validated municipality offers (known: {', '.join(periods)})")
     return requested
 
 
@@ -135,8 +175,10 @@ def resolve_period(con, requested: str) -> str:
 def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """The round's pool, remaining capacities, compatible pairs (every hard rule) and their scores."""
     round_id = context.partition_key
-    if config.objective not in OBJECTIVES or config.backend not in BACKENDS:
-        raise dg.Failure(f"objective must be one of {OBJECTIVES} and backend one of {BACKENDS}")
+    # The Launchpad takes any partition key and any number: refuse before anything is read or written.
+    problems = ([] if ROUND_ID_PATTERN.fullmatch(round_id) else [ROUND_ID_RULE]) + config.problems()
+    if problems:
+        raise dg.Failure("round not started, fix the run config: " + "; ".join(problems))
     with warehouse_connection(warehouse) as con:
         answered = con.execute("SELECT count(*) FROM decisions WHERE round_id = ?", [round_id]).fetchone()[0]
         if answered:

@@ -92,6 +92,10 @@ class RematchHome(dg.ConfigurableResource):
         return self.path / "secret.key"
 
     def round_dir(self, round_id: str) -> Path:
+        """rounds/<round_id>/, created; a round id that would lead elsewhere ("..", "a/b") is refused."""
+        # Last guard: round_candidates checks the id first, but nothing may write outside rounds/.
+        if not round_id or round_id in (".", "..") or Path(round_id).name != round_id or "\\" in round_id:
+            raise ValueError("round id: must not be empty, '.' or '..', nor hold a path separator")
         directory = self.path / "rounds" / round_id
         directory.mkdir(parents=True, exist_ok=True)
         return directory

@@ -1,0 +1,100 @@
+"""A round launched from the Launchpad with the run config a person types: every mistake is refused
+before the round reads or writes anything, naming the field and the rule, never the value typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.runs import RunFailed, execute
+from rematch_pipeline.sample import generate_round, write_round
+from tests.conftest import land
+
+WEIGHTS = ("jobs", "schools_childcare", "medical_care", "community", "big_city", "quiet_rural", "family_nearby", "wishes")
+
+
+@pytest.fixture
+def ingested(home: RematchHome, tmp_path: Path) -> RematchHome:
+    """A data home with a small validated round (period 2026-07) and its Dagster instance on disk."""
+    write_round(generate_round(30, 4, seed=2), tmp_path / "sample")
+    land(home, tmp_path / "sample")
+    assert main(["ingest"]) == 0
+    return home
+
+
+def _launch(home: RematchHome, round_id: str, config: dict) -> str:
+    """Launch round_job for a new partition as the Launchpad does; the one-line failure reason."""
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "round_job", partition_key=round_id,
+                    run_config={"ops": {"round_candidates": {"config": config}}})
+    return str(failed.value)
+
+
+def _round_rows(home: RematchHome) -> int:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM rounds").fetchone()[0]
+
+
+MISTAKES: list[tuple[dict, str]] = [
+    ({"period": "July 2026"}, "period: format: YYYY-MM"),
+    ({"period": "2026-13"}, "period: format: YYYY-MM"),
+    ({"period": "2026-07", "time_limit_seconds": -5}, "time_limit_seconds: a number of seconds above 0"),
+    ({"period": "2026-07", "relative_gap": 5}, "relative_gap: a fraction"),
+    ({"period": "2026-07", "wall_limit_seconds": 0}, "wall_limit_seconds: a number of seconds above 0"),
+    ({"period": "2026-07", "weight_jobs": -3}, "weight_jobs: a number from 0 to 1000"),
+    ({"period": "2026-07", "weight_wishes": float("nan")}, "weight_wishes: a number from 0 to 1000"),
+    ({"period": "2026-07", "weight_community": 1e300}, "weight_community: a number from 0 to 1000"),
+    ({"period": "2026-07", **{f"weight_{w}": 0 for w in WEIGHTS}}, "weight_*: every weight is 0"),
+    ({"period": "2026-07", "backend": "CBC"}, "backend: not one of scip, cbc, highs, cp_sat"),
+    ({"period": "2026-07", "objective": "fair"}, "objective: not one of lexicographic, maximin"),
+]
+
+
+def test_a_mistyped_round_config_is_refused_naming_the_field_before_anything_is_stored(ingested: RematchHome) -> None:
+    # One data home for all cases: ingestion is the slow part, and a refused round must leave it as it was.
+    for config, expected in MISTAKES:
+        reason = _launch(ingested, "r1", config)
+        assert "round not started, fix the run config: " in reason and expected in reason, (config, reason)
+        assert not [v for v in config.values() if isinstance(v, str) and v in reason], "the value typed is not echoed"
+        assert _round_rows(ingested) == 0, "a refused round stores nothing"
+
+
+def test_a_well_formed_but_unknown_period_names_the_field_and_the_known_periods(ingested: RematchHome) -> None:
+    assert "period: intake period 2026-08 has no validated municipality offers (known: 2026-07)" in _launch(
+        ingested, "r1", {"period": "2026-08"}
+    )
+
+
+def test_a_round_id_that_is_a_path_or_a_sentence_is_refused_and_nothing_is_written_outside_rounds(ingested: RematchHome) -> None:
+    # The UI adds any partition key; before, "../escaped" wrote the re-identified proposals.csv outside rounds/.
+    for round_id in ("../escaped", "Round 2 for the Ivanenko family"):
+        reason = _launch(ingested, round_id, {"period": "2026-07", "time_limit_seconds": 5})
+        assert "round id (the partition of `rounds`): 1-64 letters" in reason and "Ivanenko" not in reason
+    assert not (ingested.path / "escaped").exists()
+    assert sorted(p.name for p in (ingested.path / "rounds").iterdir()) == []
+    assert _round_rows(ingested) == 0
+    with pytest.raises(ValueError, match="round id"):
+        ingested.round_dir("../escaped")
+
+
+def test_a_value_of_the_wrong_type_fails_in_one_line_naming_the_field_without_the_value(
+    ingested: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Dagster's own config check quotes the value; `rematch round --config` printed it in a traceback."""
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\ntime_limit_seconds: "sixty"\nweight_housing: 2\n')
+    capsys.readouterr()
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sixty" not in err
+    assert err.startswith("rematch: round_job not started, fix the run config: ")
+    assert "ops.round_candidates.config.time_limit_seconds: expected a number" in err
+    assert "ops.round_candidates.config: unknown field weight_housing" in err
