@@ -142,9 +142,9 @@ def test_capacity_and_municipality_tables(html: str) -> None:
     assert "Persons (Personen) 5 30 16.7 %" in capacity
     assert "Childcare places (Kita)" in capacity and "Integration course places (Integrationskurs)" in capacity
     table = _section_text(html, "municipalities")
-    # id, name, households, persons placed, capacity, used (share), mean score
-    assert "01001000 Flensburg 1 3 10 3 (30 %) 0.80" in table
-    assert "14612000 Dresden 0 0 0 0 (–) –" in table
+    # id, name, households, persons placed, accepted earlier, capacity, used (share), mean score
+    assert "01001000 Flensburg 1 3 0 10 3 (30 %) 0.80" in table
+    assert "14612000 Dresden 0 0 0 0 0 (–) –" in table
     scores = _section_text(html, "scores")
     assert "jobs 0.350" in scores and "wishes 0.350" in scores
 

@@ -144,6 +144,15 @@ def remaining_capacity(municipalities: pl.DataFrame, accepted_usage: pl.DataFram
     ).drop([f"_used_{r}" for r in RESOURCES])
 
 
+def accepted_by_municipality(accepted_usage: pl.DataFrame) -> pl.DataFrame:
+    """Households and resource usage that accepted proposals hold, per municipality."""
+    return (
+        accepted_usage.group_by("municipality_id")
+        .agg(pl.len().cast(pl.Int64).alias("households"), *[pl.col(r).sum().cast(pl.Int64) for r in RESOURCES])
+        .sort("municipality_id")
+    )
+
+
 def complete_link_groups(households: pl.DataFrame, group_sizes: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Only groups whose every household is in the pool: linked households go together or not at all."""
     present = households.group_by("link_group").agg(pl.len().alias("_present"))
@@ -217,6 +226,9 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         store_round_rows(con, "round_municipalities", round_id, municipalities)
         store_round_rows(con, "round_candidates", round_id, scored)
         store_round_rows(con, "round_exclusions", round_id, exclusions)
+        # What accepted proposals of the period held when the round started: the report adds it back,
+        # so it shows offered capacity and everything in use, and says who was kept.
+        store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
         con.execute("COMMIT")
     without = pool.filter(pl.col("candidates") == 0).height
     return dg.MaterializeResult(

@@ -13,24 +13,53 @@ from rematch_pipeline.assets.matching import load_round_rows, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.reports.round_report import RoundReportData, render_round_report
 from rematch_pipeline.resources.home import RematchHome
-from rematch_pipeline.resources.warehouse import warehouse_connection
+from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 
 
-def municipality_use(municipalities: pl.DataFrame, proposals: pl.DataFrame, pool: pl.DataFrame) -> pl.DataFrame:
-    """capacity_<r> and used_<r> per municipality for every resource."""
+def municipality_use(
+    municipalities: pl.DataFrame, proposals: pl.DataFrame, pool: pl.DataFrame, accepted: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """capacity_<r> and used_<r> per municipality for every resource, and accepted_<r> / accepted_households.
+
+    The round's municipalities hold what was left after accepted proposals of the period; adding
+    those back gives the capacity offered, and used = accepted earlier + proposed in this round.
+    """
     usage = proposals.select("household_pseudonym", "municipality_id").join(
         pool.select("household_pseudonym", *RESOURCES), on="household_pseudonym"
     )
     used = usage.group_by("municipality_id").agg([pl.col(r).sum().alias(f"used_{r}") for r in RESOURCES])
+    if accepted is None:
+        accepted = pl.DataFrame(schema={"municipality_id": pl.Utf8, "households": pl.Int64, **dict.fromkeys(RESOURCES, pl.Int64)})
+    held = accepted.select(
+        "municipality_id", pl.col("households").alias("accepted_households"), *[pl.col(r).alias(f"accepted_{r}") for r in RESOURCES]
+    )
     return (
         municipalities.select(
             "municipality_id", "municipality_name", "latitude", "longitude",
             *[pl.col(CAPACITY_COLUMNS[r]).alias(f"capacity_{r}") for r in RESOURCES],
         )
         .join(used, on="municipality_id", how="left")
-        .with_columns([pl.col(f"used_{r}").fill_null(0) for r in RESOURCES])
+        .join(held, on="municipality_id", how="left")
+        .with_columns([pl.col(c).fill_null(0) for r in RESOURCES for c in (f"used_{r}", f"accepted_{r}")] + [pl.col("accepted_households").fill_null(0)])
+        .with_columns(
+            [(pl.col(f"capacity_{r}") + pl.col(f"accepted_{r}")).alias(f"capacity_{r}") for r in RESOURCES]
+            + [(pl.col(f"used_{r}") + pl.col(f"accepted_{r}")).alias(f"used_{r}") for r in RESOURCES]
+        )
         .sort("municipality_id")
     )
+
+
+def earlier_decisions(pool: pl.DataFrame, outcomes: pl.DataFrame, accepted: pl.DataFrame | None) -> dict[str, int]:
+    """What decisions on earlier proposals did to this round: kept households, and declined ones re-matched."""
+    declined = pool.filter(pl.col("declined_municipality_ids").list.len() > 0).select("household_pseudonym")
+    placed = declined.join(outcomes.filter(pl.col("placed")), on="household_pseudonym", how="semi").height
+    return {
+        "accepted_households": int(accepted["households"].sum()) if accepted is not None and accepted.height else 0,
+        "accepted_persons": int(accepted["persons"].sum()) if accepted is not None and accepted.height else 0,
+        "declined_households": declined.height,
+        "declined_placed_elsewhere": placed,
+        "declined_unplaced": declined.height - placed,
+    }
 
 
 def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundReportData:
@@ -42,6 +71,8 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
     outcomes = load_round_rows(con, "round_outcomes", round_id)
     pool = load_round_rows(con, "round_households", round_id)
     municipalities = load_round_rows(con, "round_municipalities", round_id)
+    # Rounds run before round_accepted existed: no record of earlier acceptances (shown as none).
+    accepted = load_round_rows(con, "round_accepted", round_id) if table_exists(con, "round_accepted") else None
     counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
     counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
     counts["households_in_pool"] = pool.height
@@ -56,8 +87,9 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         | {f"stage_{s['name']}_gap": s["gap"] for s in solver.get("stages", [])},
         proposals=proposals.join(names, on="municipality_id", how="left"),
         households=outcomes.select("household_pseudonym", "persons", "placed", "unplaced_reason"),
-        municipalities=municipality_use(municipalities, proposals, pool),
+        municipalities=municipality_use(municipalities, proposals, pool, accepted),
         counts=counts,
+        earlier_decisions=earlier_decisions(pool, outcomes, accepted),
         capacity_offers=solver.get("capacity_offers", []),
     )
     return data

@@ -127,6 +127,7 @@ class RoundReportData:
         municipalities: municipality_id, municipality_name, latitude, longitude and
             ``capacity_<r>`` / ``used_<r>`` for each resource in :data:`RESOURCES`.
         counts: intake counts (households_received, households_without_consent, ...).
+        earlier_decisions: what accepted and declined proposals of earlier rounds did to this one.
     """
 
     round_id: str
@@ -140,6 +141,10 @@ class RoundReportData:
     counts: Mapping[str, int] = field(default_factory=dict)
     # Sentences such as "3 more kita_places in 09162 would place 2 more households (7 persons)".
     capacity_offers: Sequence[str] = ()
+    # Decisions on earlier rounds' proposals of the period (assets.reports.earlier_decisions):
+    # accepted_households/_persons kept where they accepted, declined_households in this round's
+    # pool and how many of them are proposed elsewhere (declined_placed_elsewhere) or not (declined_unplaced).
+    earlier_decisions: Mapping[str, int] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -354,6 +359,26 @@ def _masked_config(config: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _decisions_text(decisions: Mapping[str, int]) -> list[str]:
+    """Sentences on what earlier decisions of the period did to this round ([] when there were none)."""
+    lines = []
+    accepted = int(decisions.get("accepted_households", 0))
+    if accepted:
+        lines.append(
+            f"{_plural(accepted, 'household', 'households')} ({_plural(int(decisions.get('accepted_persons', 0)), 'person', 'persons')}) "
+            "accepted a proposal of an earlier round of this intake period: they keep that municipality, are not matched "
+            "again, and their places count as used in the tables below."
+        )
+    declined = int(decisions.get("declined_households", 0))
+    if declined:
+        lines.append(
+            f"{_plural(declined, 'household', 'households')} of this round declined an earlier proposal: "
+            f"{_fmt_int(decisions.get('declined_placed_elsewhere', 0))} are proposed elsewhere now (never where they declined), "
+            f"{_fmt_int(decisions.get('declined_unplaced', 0))} received no proposal."
+        )
+    return lines
+
+
 def _build_context(data: RoundReportData) -> dict[str, Any]:
     proposals = _frame(
         data.proposals, PROPOSAL_COLUMNS, "proposals",
@@ -464,6 +489,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         cap_p = row.get("capacity_persons")
         used_p = row.get("used_persons")
         return {
+            "accepted_persons": _fmt_int(row.get("accepted_persons") or 0),
             "id": row["municipality_id"],
             "name": row["municipality_name"] or "",
             "households": _fmt_int(row["households"]),
@@ -571,6 +597,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
         "reason_rows": reason_rows,
         "capacity_offers": list(data.capacity_offers),
+        "decisions": _decisions_text(data.earlier_decisions),
         "unplaced_summary": (
             f"{_plural(unplaced.height, 'household', 'households')} with "
             f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"

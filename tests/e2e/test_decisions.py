@@ -284,6 +284,28 @@ def test_decisions_recorded_from_the_ui_job_shape_the_next_round(home: RematchHo
         second = dict(con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r2'").fetchall())
     assert accepted_h not in second and second.get(declined_h) != declined_m
 
+    # The next round's report says so. Before, it said nothing of either, and showed the accepted
+    # municipality's capacity as what was left after the acceptance, with a note claiming otherwise.
+    from rematch_pipeline.assets.reports import round_report_data
+
+    persons = next(int(p["persons"]) for p in _unlinked(home, first_round)[:1])
+    report = (home.path / "rounds" / "r2" / "report.html").read_text()
+    person_word = "person" if persons == 1 else "persons"
+    assert f"1 household ({persons} {person_word}) accepted a proposal of an earlier round of this intake period" in report
+    again = int(declined_h in second)
+    assert f"1 household of this round declined an earlier proposal: {again} are proposed elsewhere now" in report
+    assert accepted_h not in report and declined_h not in report.split("Decisions on earlier proposals")[1].split("</section>")[0]
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        offered = con.execute(
+            "SELECT capacity_persons FROM round_municipalities WHERE round_id = 'r1' AND municipality_id = ?", [accepted_m]
+        ).fetchone()[0]
+        first, after = (
+            round_report_data(con, r).municipalities.filter(municipality_id=accepted_m).row(0, named=True) for r in ("r1", "r2")
+        )
+    assert first["accepted_persons"] == 0 and after["accepted_persons"] == persons and after["accepted_households"] == 1
+    assert first["capacity_persons"] == after["capacity_persons"] == offered, "the capacity offered for the period, in both rounds"
+    assert after["used_persons"] >= persons
+
 
 def test_erasure_unlinks_the_households_that_named_it_and_leaves_no_bytes_behind(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:  # noqa: ANN001 - pytest fixture
     households = list(csv.DictReader(next(home.landing("households").glob("households_*.csv")).read_text().splitlines()))
