@@ -17,6 +17,7 @@ from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_counts
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
+from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
 from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import write_csv
@@ -361,6 +362,8 @@ def round_proposals(
         "candidate_pairs": len(problem.pair_unit),
         "params": result.params,
         "capacity_offers": [offer.sentence() for offer in offers],
+        # The same round under deferred acceptance, and blocking pairs of both (docs/mechanisms.md).
+        "mechanisms": compare_with_deferred_acceptance(problem, result.place_of_unit),
     }
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")

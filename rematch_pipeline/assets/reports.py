@@ -91,6 +91,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         counts=counts,
         earlier_decisions=earlier_decisions(pool, outcomes, accepted),
         capacity_offers=solver.get("capacity_offers", []),
+        mechanisms=solver.get("mechanisms", {}),
     )
     return data
 

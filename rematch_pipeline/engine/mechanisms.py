@@ -639,3 +639,39 @@ def stability_report(
         "units_with_justified_envy": int(np.unique(envious).size),
         "justified_envy": int(env.lower_count.sum()),
     }
+
+
+def assignment_summary(problem: AssignmentProblem, place_of_unit: np.ndarray) -> dict[str, float | int]:
+    """What an assignment achieves, in the terms of the round report: households, persons and total
+    score placed, places left below their minimum intake, and its stability counts (stability_report)."""
+    place_of_unit = np.asarray(place_of_unit, dtype=np.int64)
+    placed = np.flatnonzero(place_of_unit >= 0)
+    # Score of each placed unit's pair: look its key up among the sorted candidate pair keys.
+    keys = problem.pair_keys()
+    order = np.argsort(keys, kind="stable")
+    wanted = placed * max(problem.n_places, 1) + place_of_unit[placed]
+    pos = np.searchsorted(keys[order], wanted)
+    scores = problem.pair_score[order[np.minimum(pos, max(keys.size - 1, 0))]] if keys.size else np.zeros(0)
+    persons = np.zeros(problem.n_places, dtype=np.int64)
+    np.add.at(persons, place_of_unit[placed], problem.usage[placed, problem.persons_index])
+    below_minimum = int(((persons > 0) & (persons < problem.min_intake)).sum())
+    return {
+        "households_placed": int(problem.unit_households[placed].sum()),
+        "persons_placed": int(persons.sum()),
+        "total_score": round(float(scores.sum()), 4),
+        "places_below_minimum_intake": below_minimum,
+        **stability_report(problem, place_of_unit),
+    }
+
+
+def compare_with_deferred_acceptance(problem: AssignmentProblem, place_of_unit: np.ndarray) -> dict[str, dict[str, float | int]]:
+    """The optimiser's assignment beside household-proposing deferred acceptance on the same round
+    (default, score-based preferences and priorities), both summarised by assignment_summary.
+
+    For the report: DA is the textbook stable mechanism; the optimiser places more persons and score
+    but may leave blocking pairs. Showing both lets that trade-off be discussed openly (docs/mechanisms.md).
+    """
+    return {
+        "optimiser": assignment_summary(problem, place_of_unit),
+        "deferred_acceptance": assignment_summary(problem, deferred_acceptance(problem)),
+    }

@@ -128,6 +128,7 @@ class RoundReportData:
             ``capacity_<r>`` / ``used_<r>`` for each resource in :data:`RESOURCES`.
         counts: intake counts (households_received, households_without_consent, ...).
         earlier_decisions: what accepted and declined proposals of earlier rounds did to this one.
+        mechanisms: the optimiser's assignment beside deferred acceptance, with blocking pairs.
     """
 
     round_id: str
@@ -145,6 +146,8 @@ class RoundReportData:
     # accepted_households/_persons kept where they accepted, declined_households in this round's
     # pool and how many of them are proposed elsewhere (declined_placed_elsewhere) or not (declined_unplaced).
     earlier_decisions: Mapping[str, int] = field(default_factory=dict)
+    # "optimiser" and "deferred_acceptance" summaries (engine.mechanisms.assignment_summary); {} = not computed.
+    mechanisms: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -357,6 +360,29 @@ def _masked_config(config: Mapping[str, Any]) -> list[dict[str, str]]:
         shown = "(hidden)" if _SECRET_KEY.search(str(key)) else _fmt_value(value)
         rows.append({"label": str(key), "value": shown})
     return rows
+
+
+_MECHANISM_ROWS: tuple[tuple[str, str], ...] = (
+    ("households_placed", "Households placed"),
+    ("persons_placed", "Persons placed"),
+    ("total_score", "Total score"),
+    ("places_below_minimum_intake", "Municipalities below their minimum intake"),
+    ("blocking_pairs", "Blocking pairs (a household and a municipality that would both rather be together)"),
+    ("units_in_blocking_pairs", "Placement units in a blocking pair"),
+    ("units_with_justified_envy", "Placement units with justified envy"),
+    ("justified_envy", "Justified envy (pairs of units)"),
+)
+
+
+def _mechanism_rows(mechanisms: Mapping[str, Mapping[str, float | int]]) -> list[dict[str, str]]:
+    """Rows of the optimiser / deferred acceptance comparison ([] when it was not computed)."""
+    optimiser, da = mechanisms.get("optimiser"), mechanisms.get("deferred_acceptance")
+    if not optimiser or not da:
+        return []
+    return [
+        {"label": label, "optimiser": _fmt_value(optimiser.get(key)), "deferred_acceptance": _fmt_value(da.get(key))}
+        for key, label in _MECHANISM_ROWS
+    ]
 
 
 def _decisions_text(decisions: Mapping[str, int]) -> list[str]:
@@ -598,6 +624,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "reason_rows": reason_rows,
         "capacity_offers": list(data.capacity_offers),
         "decisions": _decisions_text(data.earlier_decisions),
+        "mechanism_rows": _mechanism_rows(data.mechanisms),
         "unplaced_summary": (
             f"{_plural(unplaced.height, 'household', 'households')} with "
             f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"

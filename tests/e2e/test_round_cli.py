@@ -40,6 +40,13 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert solver["reproducible"] is True and solver["bound_reproducible"] is True  # a small round's stages all finish
     assert solver["params"]["wall_limit_seconds"] is None
     assert (round_dir / "report.html").stat().st_size > 10_000
+    # The report sets the answer beside deferred acceptance, with blocking pairs (docs/mechanisms.md §4);
+    # before, only the docs promised that.
+    ours, da = solver["mechanisms"]["optimiser"], solver["mechanisms"]["deferred_acceptance"]
+    assert ours["persons_placed"] == solver["persons_placed"] and ours["households_placed"] == len(rows)
+    assert abs(ours["total_score"] - solver["total_score"]) < 0.01
+    stability = (round_dir / "report.html").read_text().split('<section id="stability">')[1].split("</section>")[0]
+    assert f"<td class=\"num\">{ours['blocking_pairs']}</td><td class=\"num\">{da['blocking_pairs']}</td>" in stability
 
     # Same inputs and configuration, another round id: the same proposals, byte for byte.
     assert main(["round", "r1-again", "--period", period, "--time-limit", "30"]) == 0

@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 
 from rematch_pipeline.engine.assignment import AssignmentProblem, check_assignment
 from rematch_pipeline.engine.mechanisms import (
+    assignment_summary,
     blocking_pairs,
+    compare_with_deferred_acceptance,
     deferred_acceptance,
     hospital_resident,
     justified_envy,
@@ -432,6 +434,25 @@ def test_blocking_pairs_and_envy_on_hand_built_assignment() -> None:
     }
     stable = deferred_acceptance(problem)
     assert blocking_pairs(problem, stable) == []
+
+
+def test_the_report_compares_an_assignment_with_deferred_acceptance() -> None:
+    """The hand-built assignment above beside DA: households, persons, score, minimum intakes, stability."""
+    usage = [[2], [3], [2], [1]]
+    pairs = [(0, 0, 9), (0, 1, 1), (1, 0, 8), (1, 1, 2), (2, 0, 7), (3, 0, 1), (3, 1, 5)]
+    problem = make_problem(usage, [[4], [5]], pairs, resources=["persons"])
+    problem.min_intake[1] = 6  # place 1 holds 5 persons in the assignment: below its minimum
+    summary = assignment_summary(problem, np.array([1, 1, 0, 0]))
+    assert summary == {
+        "households_placed": 4, "persons_placed": 8, "total_score": 11.0, "places_below_minimum_intake": 1,
+        "blocking_pairs": 3, "units_in_blocking_pairs": 3, "units_with_justified_envy": 3, "justified_envy": 6,
+    }
+    both = compare_with_deferred_acceptance(problem, np.array([1, 1, 0, 0]))
+    assert both["optimiser"] == summary
+    da = deferred_acceptance(problem)
+    assert both["deferred_acceptance"] == assignment_summary(problem, da) and both["deferred_acceptance"]["blocking_pairs"] == 0
+    nobody = assignment_summary(problem, np.full(4, -1))
+    assert (nobody["households_placed"], nobody["persons_placed"], nobody["total_score"]) == (0, 0, 0.0)
 
 
 def test_envy_without_blocking_when_capacity_would_not_suffice() -> None:
