@@ -441,6 +441,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         pl.col("latitude").cast(pl.Float64),
         pl.col("longitude").cast(pl.Float64),
         *(pl.col(f"{k}_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in resources for k in ("capacity", "used")),
+        # Optional: persons of proposals accepted in earlier rounds of the period (0 when not given).
+        (pl.col("accepted_persons") if "accepted_persons" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias("accepted_persons"),
     ).sort("municipality_id")
 
     warnings: list[str] = []
@@ -515,7 +517,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         cap_p = row.get("capacity_persons")
         used_p = row.get("used_persons")
         return {
-            "accepted_persons": _fmt_int(row.get("accepted_persons") or 0),
+            "accepted_persons": _fmt_int(row["accepted_persons"]),
             "id": row["municipality_id"],
             "name": row["municipality_name"] or "",
             "households": _fmt_int(row["households"]),

@@ -305,6 +305,10 @@ def test_decisions_recorded_from_the_ui_job_shape_the_next_round(home: RematchHo
     assert first["accepted_persons"] == 0 and after["accepted_persons"] == persons and after["accepted_households"] == 1
     assert first["capacity_persons"] == after["capacity_persons"] == offered, "the capacity offered for the period, in both rounds"
     assert after["used_persons"] >= persons
+    table = report.split('<section id="municipalities">')[1].split("</section>")[0]
+    row = table.split(f'<td class="id">{accepted_m}</td>')[1].split("</tr>")[0]
+    cells = [c.split(">", 1)[1] for c in row.split("</td>")[1:5]]  # households, persons placed, accepted earlier, capacity
+    assert cells[2] == str(persons) and cells[3] == str(offered), cells
 
 
 def test_erasure_unlinks_the_households_that_named_it_and_leaves_no_bytes_behind(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:  # noqa: ANN001 - pytest fixture
