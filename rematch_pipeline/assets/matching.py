@@ -15,7 +15,7 @@ from pydantic import Field
 
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
-from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_counts
+from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
 from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
@@ -213,7 +213,7 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
     pairs = candidate_pairs(households, municipalities)
     context.log.info(f"{pairs.height} compatible pairs; scoring")
     scored = score_pairs(pairs, households, municipalities, config.weights())
-    exclusions = exclusion_counts(households, municipalities)
+    exclusions, exclusions_by_municipality = exclusion_tables(households, municipalities)
     n_candidates = scored.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
     pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
     with warehouse_connection(warehouse) as con:
@@ -227,6 +227,7 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         store_round_rows(con, "round_municipalities", round_id, municipalities)
         store_round_rows(con, "round_candidates", round_id, scored)
         store_round_rows(con, "round_exclusions", round_id, exclusions)
+        store_round_rows(con, "round_municipality_exclusions", round_id, exclusions_by_municipality)
         # What accepted proposals of the period held when the round started: the report adds it back,
         # so it shows offered capacity and everything in use, and says who was kept.
         store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
@@ -281,6 +282,25 @@ def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, pl
             .alias("unplaced_reason")
         )
         .select("household_pseudonym", "persons", "candidates", "placed", "unplaced_reason")
+    )
+
+
+def capacity_misses(problem, place_of_unit) -> pl.DataFrame:
+    """Per municipality and resource: the unplaced units whose nearest miss (engine.diagnosis) was a
+    lack of that resource there, with their households and persons. A municipality's "who nearly came"."""
+    diagnosis = unplaced_reasons(problem, place_of_unit)
+    rows = [
+        (problem.place_ids[int(j)], resource, int(problem.unit_households[u]), int(problem.usage[u, problem.persons_index]))
+        for u, j, resource in zip(diagnosis.unit.tolist(), diagnosis.place.tolist(), diagnosis.resource)
+        if resource is not None and j >= 0
+    ]
+    frame = pl.DataFrame(
+        rows, schema={"municipality_id": pl.Utf8, "resource": pl.Utf8, "households": pl.Int64, "persons": pl.Int64}, orient="row"
+    )
+    return (
+        frame.group_by("municipality_id", "resource")
+        .agg(pl.len().cast(pl.Int64).alias("units"), pl.col("households").sum(), pl.col("persons").sum())
+        .sort("municipality_id", "resource")
     )
 
 
@@ -369,6 +389,7 @@ def round_proposals(
         con.execute("BEGIN TRANSACTION")
         store_round_rows(con, "proposals", round_id, proposals.drop("municipality_name"))
         store_round_rows(con, "round_outcomes", round_id, households)
+        store_round_rows(con, "round_capacity_misses", round_id, capacity_misses(problem, result.place_of_unit))
         store_round_rows(con, "solver_runs", round_id, pl.DataFrame({"solver_json": [json.dumps(solver, sort_keys=True)]}))
         con.execute("COMMIT")
 

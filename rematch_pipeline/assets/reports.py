@@ -62,6 +62,39 @@ def earlier_decisions(pool: pl.DataFrame, outcomes: pl.DataFrame, accepted: pl.D
     }
 
 
+def municipality_reasons(con: duckdb.DuckDBPyConnection, round_id: str) -> pl.DataFrame | None:
+    """Per municipality: compatible households, households the hard rules keep away (and the rule that
+    keeps most), and unplaced households that missed it for lack of a resource. None for rounds run
+    before these tables existed."""
+    if not (table_exists(con, "round_municipality_exclusions") and table_exists(con, "round_capacity_misses")):
+        return None
+    compatible = con.execute(
+        "SELECT municipality_id, count(*) AS compatible_households FROM round_candidates WHERE round_id = ? GROUP BY 1", [round_id]
+    ).pl()
+    rules = load_round_rows(con, "round_municipality_exclusions", round_id)
+    excluded = rules.filter(pl.col("rule") == "any").select("municipality_id", pl.col("households_excluded").alias("excluded_households"))
+    main = (
+        rules.filter((pl.col("rule") != "any") & (pl.col("households_excluded") > 0))
+        .sort(["municipality_id", "households_excluded", "rule"], descending=[False, True, False])
+        .group_by("municipality_id", maintain_order=True)
+        .first()
+        .select("municipality_id", pl.col("rule").alias("main_rule"), pl.col("households_excluded").alias("main_rule_households"))
+    )
+    missed = (
+        load_round_rows(con, "round_capacity_misses", round_id)
+        .sort("municipality_id", "households", "resource", descending=[False, True, False])
+        .group_by("municipality_id", maintain_order=True)
+        .agg(pl.concat_str(pl.col("resource"), pl.lit(": "), pl.col("households").cast(pl.Utf8)).str.join(", ").alias("missed"))
+    )
+    return (
+        excluded.join(compatible, on="municipality_id", how="left")
+        .join(main, on="municipality_id", how="left")
+        .join(missed, on="municipality_id", how="left")
+        .with_columns(pl.col("compatible_households").fill_null(0))
+        .sort("municipality_id")
+    )
+
+
 def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundReportData:
     """What rounds/<round_id>/report.html shows, from the warehouse's tables of that round (also after
     an erasure, which re-renders it without the erased household)."""
@@ -92,6 +125,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         earlier_decisions=earlier_decisions(pool, outcomes, accepted),
         capacity_offers=solver.get("capacity_offers", []),
         mechanisms=solver.get("mechanisms", {}),
+        municipality_reasons=municipality_reasons(con, round_id),
     )
     return data
 

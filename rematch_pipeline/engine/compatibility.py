@@ -218,18 +218,37 @@ def exclusion_counts(
     one rule (equal to the municipality count when the household has no candidate).
     Rules are counted independently, so one municipality can count under several.
     """
+    return exclusion_tables(households, municipalities, chunk_size=chunk_size)[0]
+
+
+def exclusion_tables(
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """exclusion_counts, and the same from the municipalities' side, in one pass over the rules.
+
+    The second table is municipality_id, rule, households_excluded: per municipality and rule
+    (RULES, then "any"), how many households that rule alone keeps away from it; "any" counts
+    the households that are not candidates there at all. It answers a municipality's "why did
+    households not come to us" (one household can count under several rules).
+    """
     p = _prepare(households, municipalities)
     names = [*RULES, "any"]
     counts = np.zeros((len(p.household_ids), len(names)), dtype=np.int64)
+    by_place = np.zeros((len(p.place_ids), len(names)), dtype=np.int64)
     for lo, hi in chunk_bounds(len(p.household_ids), chunk_size):
         ok = np.ones((hi - lo, len(p.place_ids)), dtype=bool)
         for k, (rule, allowed) in enumerate(_rule_masks(p, lo, hi)):
             assert rule == RULES[k]
             counts[lo:hi, k] = (~allowed).sum(axis=1)
+            by_place[:, k] += (~allowed).sum(axis=0)
             ok &= allowed
         counts[lo:hi, -1] = (~ok).sum(axis=1)
-    n_h = len(p.household_ids)
-    return pl.DataFrame(
+        by_place[:, -1] += (~ok).sum(axis=0)
+    n_h, n_p = len(p.household_ids), len(p.place_ids)
+    per_household = pl.DataFrame(
         {
             "household_pseudonym": pl.Series(p.household_ids, dtype=pl.String).gather(
                 np.repeat(np.arange(n_h), len(names))
@@ -238,3 +257,11 @@ def exclusion_counts(
             "municipalities_excluded": counts.reshape(-1),
         }
     )
+    per_place = pl.DataFrame(
+        {
+            "municipality_id": pl.Series(p.place_ids, dtype=pl.String).gather(np.repeat(np.arange(n_p), len(names))),
+            "rule": pl.Series(names * n_p, dtype=pl.String),
+            "households_excluded": by_place.reshape(-1),
+        }
+    )
+    return per_household, per_place

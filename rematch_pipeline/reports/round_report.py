@@ -129,6 +129,7 @@ class RoundReportData:
         counts: intake counts (households_received, households_without_consent, ...).
         earlier_decisions: what accepted and declined proposals of earlier rounds did to this one.
         mechanisms: the optimiser's assignment beside deferred acceptance, with blocking pairs.
+        municipality_reasons: why households did not come to each municipality (aggregates only).
     """
 
     round_id: str
@@ -148,6 +149,9 @@ class RoundReportData:
     earlier_decisions: Mapping[str, int] = field(default_factory=dict)
     # "optimiser" and "deferred_acceptance" summaries (engine.mechanisms.assignment_summary); {} = not computed.
     mechanisms: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)
+    # Per municipality_id: compatible_households, excluded_households, main_rule, main_rule_households,
+    # missed ("resource: households, ..." of unplaced households that missed it for lack of that resource).
+    municipality_reasons: pl.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- formatting
@@ -513,10 +517,28 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         pl.col("households").fill_null(0), pl.col("persons_placed").fill_null(0)
     )
 
+    reasons = data.municipality_reasons
+    if reasons is not None and reasons.height:
+        reasons = reasons.select(
+            pl.col("municipality_id").cast(pl.String),
+            *(pl.col(c).cast(pl.Int64) for c in ("compatible_households", "excluded_households", "main_rule_households")),
+            *(pl.col(c).cast(pl.String) for c in ("main_rule", "missed")),
+        )
+        mun = mun.join(reasons, on="municipality_id", how="left")
+    has_reasons = "compatible_households" in mun.columns
+
     def mun_row(row: dict[str, Any]) -> dict[str, Any]:
         cap_p = row.get("capacity_persons")
         used_p = row.get("used_persons")
+        # A capacity binds when this round (with earlier acceptances) uses all of it.
+        full = [short for r, short, _ in resources if row[f"capacity_{r}"] > 0 and row[f"used_{r}"] >= row[f"capacity_{r}"]]
+        main_rule = row.get("main_rule")
         return {
+            "full": ", ".join(full) or "–",
+            "compatible": _fmt_int(row.get("compatible_households")),
+            "excluded": _fmt_int(row.get("excluded_households")),
+            "main_rule": f"{main_rule} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–",
+            "missed": row.get("missed") or "–",
             "accepted_persons": _fmt_int(row["accepted_persons"]),
             "id": row["municipality_id"],
             "name": row["municipality_name"] or "",
@@ -621,6 +643,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "top_municipalities": [mun_row(r) for r in top.iter_rows(named=True)],
         "top_n": TOP_MUNICIPALITIES,
         "municipalities": [mun_row(r) for r in mun.iter_rows(named=True)],
+        "has_reasons": has_reasons,
         "criteria": [c.removeprefix("score_") for c in criteria],
         "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
         "reason_rows": reason_rows,

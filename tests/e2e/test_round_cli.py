@@ -45,6 +45,20 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     ours, da = solver["mechanisms"]["optimiser"], solver["mechanisms"]["deferred_acceptance"]
     assert ours["persons_placed"] == solver["persons_placed"] and ours["households_placed"] == len(rows)
     assert abs(ours["total_score"] - solver["total_score"]) < 0.01
+    # Per municipality: compatible and kept-out households add up to the pool; the nearest capacity misses
+    # add up to the unplaced households the diagnosis blames on capacity.
+    import duckdb
+
+    from rematch_pipeline.assets.reports import round_report_data
+
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        reasons = round_report_data(con, "r1").municipality_reasons
+        short = con.execute("SELECT count(*) FROM round_outcomes WHERE round_id = 'r1' AND unplaced_reason LIKE 'capacity: %'").fetchone()[0]
+        missed = con.execute("SELECT coalesce(sum(households), 0) FROM round_capacity_misses WHERE round_id = 'r1'").fetchone()[0]
+    assert reasons.height == solver["municipalities"]
+    assert (reasons["compatible_households"] + reasons["excluded_households"] == solver["households"]).all()
+    assert missed == short
+    assert "<th>Rule keeping most out</th><th>Unplaced, short of</th>" in (round_dir / "report.html").read_text()
     stability = (round_dir / "report.html").read_text().split('<section id="stability">')[1].split("</section>")[0]
     assert f"<td class=\"num\">{ours['blocking_pairs']}</td><td class=\"num\">{da['blocking_pairs']}</td>" in stability
 

@@ -9,7 +9,7 @@ import pytest
 from tests.engine.builders import household, households_df, municipalities_df, municipality
 
 from rematch_pipeline.engine._common import ags_matches
-from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, exclusion_counts
+from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, exclusion_counts, exclusion_tables
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 
 
@@ -185,6 +185,27 @@ def test_exclusion_counts_explain_unplaceable_household() -> None:
     assert counts["any"] == 3
     assert counts_of(hh, mu, "b")["any"] == 0
     assert candidate_pairs(hh, mu).filter(pl.col("household_pseudonym") == "a").height == 0
+
+
+def test_exclusions_from_the_municipalities_side_say_why_households_did_not_come() -> None:
+    mu = municipalities_df(
+        municipality("01001", pets_allowed=False),
+        municipality("01002", largest_unit_persons=3),
+        municipality("01003", pets_allowed=False, largest_unit_persons=3),
+    )
+    hh = households_df(household("a", pets=True, persons=4), household("b", pets=True), household("c"))
+    per_household, per_place = exclusion_tables(hh, mu)
+    assert per_household.equals(exclusion_counts(hh, mu))
+    by = {(r["municipality_id"], r["rule"]): r["households_excluded"] for r in per_place.iter_rows(named=True)}
+    assert (by["01001", "pets"], by["01001", "largest_unit"], by["01001", "any"]) == (2, 0, 2)  # a and b keep pets
+    assert (by["01002", "pets"], by["01002", "largest_unit"], by["01002", "any"]) == (0, 1, 1)  # a has 4 persons
+    assert (by["01003", "pets"], by["01003", "largest_unit"], by["01003", "any"]) == (2, 1, 2)
+    # Seen from either side, a rule excludes the same (household, municipality) pairs.
+    for rule in [*RULES, "any"]:
+        assert per_household.filter(rule=rule)["municipalities_excluded"].sum() == per_place.filter(rule=rule)["households_excluded"].sum()
+    # "any" and the candidates at a place add up to every household.
+    pairs = candidate_pairs(hh, mu).group_by("municipality_id").len()
+    assert all(by[m, "any"] + n == hh.height for m, n in pairs.iter_rows())
 
 
 def test_result_independent_of_row_order_and_chunking() -> None:
