@@ -217,3 +217,23 @@ def test_large_round_stays_small() -> None:
     )
     assert len(html.encode("utf-8")) < 2_000_000
     assert html.count("<tr><td class=\"id\">") >= n_mun
+
+
+def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> None:
+    """Before, a reader saw 'Best bound 376609', 'Optimality gap 0.00405948' and 'Bound reproducible no' unexplained."""
+    solver = {"status": "feasible", "persons_placed": 12046, "persons_bound": 12046.0, "total_score": 375086.83,
+              "bound": 376609.49, "gap": 0.00405948, "bound_reproducible": False, "reproducible": True,
+              "stage_score_gap": 0.00405948}
+    html = render_round_report(_data(solver=solver, config={"objective": "lexicographic"}))
+    text = _section_text(html, "headline")
+    assert "Persons: 12 046 placed; no assignment of this round can place more than 12 046 (proven: none places more)." in text
+    assert "no assignment placing as many persons can exceed 376 609.49 (the bound), so the answer is at most 0.41 % below" in text
+    assert "a repeat of the round proposes the same, but may report a slightly different bound and gap" in text
+    details = _section_text(html, "details")
+    assert "Optimality gap 0.41 %" in details and "Stage score gap 0.41 %" in details
+    short = {**solver, "persons_placed": 12040, "gap": 0.0, "bound_reproducible": True}
+    text = _section_text(render_round_report(_data(solver=short)), "headline")
+    assert "so at most 6 more could be placed." in text and "proven the best possible for this many persons (gap 0 %)" in text
+    assert "different bound" not in text
+    # A maximin round's bound is of the worst-off score: not explained in these words.
+    assert "How close to the best possible" not in render_round_report(_data(solver=solver, config={"objective": "maximin"}))

@@ -366,6 +366,44 @@ def _masked_config(config: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from the solver summary, else None (missing, null, NaN, bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
+    """The bounds in words: how far this answer could at most be from the best possible one.
+
+    Lexicographic rounds only (persons first, then score); a maximin round's bound is of another quantity.
+    """
+    if objective not in (None, "lexicographic"):
+        return []
+    lines = []
+    persons, persons_bound = _number(solver.get("persons_placed")), _number(solver.get("persons_bound"))
+    if persons is not None and persons_bound is not None:
+        more = max(0, math.floor(persons_bound + 1e-6) - int(persons))
+        lines.append(
+            f"Persons: {_fmt_int(persons)} placed; no assignment of this round can place more than {_fmt_int(math.floor(persons_bound + 1e-6))}"
+            + (" (proven: none places more)." if more == 0 else f", so at most {_fmt_int(more)} more could be placed.")
+        )
+    score, bound, gap = _number(solver.get("total_score")), _number(solver.get("bound")), _number(solver.get("gap"))
+    if score is not None and bound is not None and gap is not None and gap <= 1e-9:
+        lines.append(f"Score: the proposals add up to {_fmt_float(score)} points, proven the best possible for this many persons (gap 0 %).")
+    elif score is not None and bound is not None and gap is not None:
+        lines.append(
+            f"Score: the proposals add up to {_fmt_float(score)} points; no assignment placing as many persons can exceed "
+            f"{_fmt_float(bound)} (the bound), so the answer is at most {100.0 * gap:.2f} % below the best possible (the gap)."
+            " The remaining gap is partly in the answer and partly in the bound, which the solver could not tighten in the time limit."
+        )
+    if solver.get("bound_reproducible") is False:
+        lines.append("The time limit cut the bound's refinement short: a repeat of the round proposes the same, but may report a slightly different bound and gap.")
+    if solver.get("reproducible") is False:
+        lines.append("The time limit cut the solve short: a repeat of the round may propose otherwise (see solver.json).")
+    return lines
+
+
 _MECHANISM_ROWS: tuple[tuple[str, str], ...] = (
     ("households_placed", "Households placed"),
     ("persons_placed", "Persons placed"),
@@ -622,7 +660,12 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
     ]
 
     solver_rows = [
-        {"label": _SOLVER_LABELS.get(k, _humanise(str(k))), "value": _fmt_value(v)} for k, v in data.solver.items()
+        {
+            "label": _SOLVER_LABELS.get(k, _humanise(str(k))),
+            # Gaps are fractions (0.004 = 0.4 %): shown as the headline shows them.
+            "value": f"{100.0 * v:.2f} %" if str(k).endswith("gap") and _number(v) is not None else _fmt_value(v),
+        }
+        for k, v in data.solver.items()
     ]
     count_rows = [
         {"label": _COUNT_LABELS.get(k, _humanise(str(k))), "value": _fmt_value(v)} for k, v in data.counts.items()
@@ -650,6 +693,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "capacity_offers": list(data.capacity_offers),
         "decisions": _decisions_text(data.earlier_decisions),
         "mechanism_rows": _mechanism_rows(data.mechanisms),
+        "bound_text": _bound_text(data.solver, data.config.get("objective")),
         "unplaced_summary": (
             f"{_plural(unplaced.height, 'household', 'households')} with "
             f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"
