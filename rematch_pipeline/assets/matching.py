@@ -9,12 +9,13 @@ import re
 from collections.abc import Sequence
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from rematch_pipeline.ags_reference import unknown_places
-from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
@@ -285,7 +286,7 @@ def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, pl
     )
 
 
-def capacity_misses(problem, place_of_unit) -> pl.DataFrame:
+def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl.DataFrame:
     """Per municipality and resource: the unplaced units whose nearest miss (engine.diagnosis) was a
     lack of that resource there, with their households and persons. A municipality's "who nearly came"."""
     diagnosis = unplaced_reasons(problem, place_of_unit)
