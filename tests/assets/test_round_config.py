@@ -3,6 +3,7 @@ before the round reads or writes anything, naming the field and the rule, never 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -98,3 +99,13 @@ def test_a_value_of_the_wrong_type_fails_in_one_line_naming_the_field_without_th
     assert err.startswith("rematch: round_job not started, fix the run config: ")
     assert "ops.round_candidates.config.time_limit_seconds: expected a number" in err
     assert "ops.round_candidates.config: unknown field weight_housing" in err
+
+
+def test_a_round_can_leave_out_the_deferred_acceptance_comparison(ingested: RematchHome, tmp_path: Path) -> None:
+    # At 50,000 households the comparison adds about a minute; an authority may leave it out.
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\ntime_limit_seconds: 5\ncompare_mechanisms: false\n')
+    assert main(["round", "r1", "--config", str(config)]) == 0
+    round_dir = ingested.path / "rounds" / "r1"
+    assert json.loads((round_dir / "solver.json").read_text())["mechanisms"] == {}
+    assert "No comparison was computed for this round" in (round_dir / "report.html").read_text()
