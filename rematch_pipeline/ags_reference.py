@@ -46,6 +46,13 @@ AGS_RESTORED_RULE = (
     "ags: leading zero restored (the key was one digit short, as Excel stores a key typed as a number);"
     " save the key column as text in the source"
 )
+# Validation reads an intake period that Excel had turned into a date (schemas.parsing.restore_periods);
+# per raw row, this column says whether it did.
+PERIOD_RESTORED_COLUMN = "period_restored"
+PERIOD_RESTORED_RULE = (
+    "intake_period: read as YYYY-MM from the date Excel had made of it (the 1st of that month);"
+    " format the column as text in the source"
+)
 # Household columns holding AGS keys: (column, is a list).
 HOUSEHOLD_AGS_COLUMNS: tuple[tuple[str, bool], ...] = (
     ("family_ties_municipality_id", False),
@@ -143,6 +150,14 @@ def restored_key_warnings(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         flagged = rows.filter(pl.col(AGS_RESTORED_COLUMN).list.contains(column))
         found.append(_warnings(flagged, table, column, AGS_RESTORED_RULE))
     return pl.concat(found)
+
+
+def restored_period_warnings(municipalities: pl.DataFrame) -> pl.DataFrame:
+    """One warning per validated offer whose intake period validation read back from a date
+    (parsing.restore_periods): kept, since the month is certain, but the source should be fixed."""
+    if municipalities.is_empty() or PERIOD_RESTORED_COLUMN not in municipalities.columns:
+        return pl.DataFrame(schema=WARNING_SCHEMA)
+    return _warnings(municipalities.filter(pl.col(PERIOD_RESTORED_COLUMN)), "municipalities", "intake_period", PERIOD_RESTORED_RULE)
 
 
 def unknown_places(keys: list[str], municipality_ids: list[str]) -> set[str]:

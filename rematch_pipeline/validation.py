@@ -12,11 +12,19 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, WARNING_SCHEMA, household_warnings, municipality_warnings, restored_key_warnings
+from rematch_pipeline.ags_reference import (
+    AGS_RESTORED_COLUMN,
+    PERIOD_RESTORED_COLUMN,
+    WARNING_SCHEMA,
+    household_warnings,
+    municipality_warnings,
+    restored_key_warnings,
+    restored_period_warnings,
+)
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
-from rematch_pipeline.schemas.parsing import parse_date, restore_ags_keys, type_table
+from rematch_pipeline.schemas.parsing import parse_date, restore_ags_keys, restore_periods, type_table
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "file_sha256": pl.Utf8,
@@ -245,6 +253,8 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     counts: dict[str, int] = {}
     # Keys that lost their leading zero (Excel) are restored before anything reads them, and warned about.
     raw = {**raw, **{t: restore_ags_keys(t, raw[t]) for t in ("municipalities", "households", "decisions")}}
+    # So are intake periods that Excel had turned into dates (the key of an offer, like its AGS).
+    raw["municipalities"] = restore_periods(raw["municipalities"])
 
     superseded: list[pl.DataFrame] = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
     raw_municipalities, _ = _without_left_out(raw["municipalities"], "municipalities", superseded, counts)
@@ -363,6 +373,9 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     restored = pl.concat([restored_key_warnings(frame, table) for table, frame in
                           (("municipalities", municipalities), ("households", households), ("decisions", decisions))])
     counts["ags_keys_restored"] = restored.height
-    warnings = pl.concat([restored, warnings])
+    periods = restored_period_warnings(municipalities)
+    counts["intake_periods_restored"] = periods.height
+    warnings = pl.concat([restored, periods, warnings])
     municipalities, households, decisions = (f.drop(AGS_RESTORED_COLUMN) for f in (municipalities, households, decisions))
+    municipalities = municipalities.drop(PERIOD_RESTORED_COLUMN)
     return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts)

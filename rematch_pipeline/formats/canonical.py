@@ -231,9 +231,10 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
 
 
 def _date_positions(table: str, header: list[str]) -> set[int]:
-    """Positions of the header's date and timestamp columns."""
+    """Positions of the header's date and timestamp columns, and of intake_period (Excel makes a date of
+    a month typed as 2026-07; validation reads it back, parsing.restore_periods)."""
     kinds = {f.name: f.kind for f in TABLES[table]}
-    return {i for i, name in enumerate(header) if kinds.get(name) in (Kind.DATE, Kind.TIMESTAMP)}
+    return {i for i, name in enumerate(header) if kinds.get(name) in (Kind.DATE, Kind.TIMESTAMP) or name == "intake_period"}
 
 
 def _serial_date(value: object, epoch: dt.datetime) -> str:

@@ -83,6 +83,7 @@ _COUNT_LABELS: dict[str, str] = {
     "municipality_reference_warnings": "Warnings: municipality AGS or coordinates not as in the 2020 reference list",
     "household_reference_warnings": "Warnings: household answers naming an unknown AGS",
     "ags_keys_restored": "Warnings: AGS keys that had lost their leading zero (restored)",
+    "intake_periods_restored": "Warnings: intake periods Excel had turned into dates (read as their month)",
     "households_eligible": "Households eligible for matching",
     "households_in_pool": "Households in the matching pool",
     "municipalities_received": "Municipality questionnaires received",

@@ -13,7 +13,7 @@ import re
 
 import polars as pl
 
-from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, reference_ags
+from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, PERIOD_RESTORED_COLUMN, reference_ags
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.models import TEXT_FORMATS
 
@@ -110,6 +110,65 @@ def restore_ags_keys(table: str, raw: pl.DataFrame) -> pl.DataFrame:
     ]
     names = restored.select(pl.concat_list(changed).list.drop_nulls().list.join(",").alias("_names"))["_names"]
     return restored.with_columns(pl.when(names != "").then(names).alias(AGS_RESTORED_COLUMN))
+
+
+# Excel reads an intake period typed as 2026-07 as the date 1 July 2026: a workbook stores a date cell
+# (a serial number once the cell is formatted General), and a CSV it saves holds what the cell shows,
+# "Jul 26" in a German Excel ("Jul-26" in an English one) or 01.07.2026. Only the first day of a month
+# (at midnight) is what Excel makes of a month; any other date is not read as one (docs/decisions.md).
+_MONTH_NAMES: dict[str, int] = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("jan", "januar", "january", "jän", "jänner"), ("feb", "februar", "february"), ("mrz", "mär", "märz", "mar", "march"),
+            ("apr", "april"), ("mai", "may"), ("jun", "juni", "june"), ("jul", "juli", "july"), ("aug", "august"),
+            ("sep", "sept", "september"), ("okt", "oktober", "oct", "october"), ("nov", "november"), ("dez", "dezember", "dec", "december"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_MIDNIGHT = r"(?:[T ]00:00(?::00(?:\.0+)?)?)?"
+_FIRST_OF_MONTH = (
+    re.compile(rf"^(?P<y>\d{{4}})-(?P<m>\d{{1,2}})-0?1{_MIDNIGHT}$"),
+    re.compile(rf"^0?1\.(?P<m>\d{{1,2}})\.(?P<y>\d{{4}}){_MIDNIGHT}$"),
+)
+_MONTH_SHOWN = re.compile(r"^(?P<name>[^\W\d_]+)\.?[ -](?P<y>\d{2}|\d{4})$")
+
+
+def period_from_excel_date(value: str | None) -> str | None:
+    """The YYYY-MM an intake period was before Excel made a date of it (2026-07-01, 01.07.2026, "Jul 26",
+    "Jul-26", "Juli 2026"); None for anything else, a date other than a month's first day included.
+    A two-digit year is 20YY: Excel shows the month so, and intake periods are this century's."""
+    text = (value or "").strip()
+    for pattern in _FIRST_OF_MONTH:
+        match = pattern.match(text)
+        if match:
+            year, month = int(match["y"]), int(match["m"])
+            break
+    else:
+        match = _MONTH_SHOWN.match(text)
+        if match is None or match["name"].lower() not in _MONTH_NAMES:
+            return None
+        year, month = int(match["y"]), _MONTH_NAMES[match["name"].lower()]
+        year += 2000 if year < 100 else 0
+    if not (2000 <= year <= 2099 and 1 <= month <= 12):
+        return None
+    return f"{year}-{month:02d}"
+
+
+def restored_period(col: pl.Expr) -> pl.Expr:
+    """An intake period cell with a month Excel had turned into a date back as YYYY-MM (others unchanged)."""
+    return pl.coalesce(col.map_elements(period_from_excel_date, return_dtype=pl.Utf8, skip_nulls=True), col)
+
+
+def restore_periods(raw: pl.DataFrame) -> pl.DataFrame:
+    """Raw municipality rows with intake periods that Excel had made dates restored, and
+    PERIOD_RESTORED_COLUMN true on those rows. The raw table keeps the cell as landed."""
+    if "intake_period" not in raw.columns or raw.is_empty():
+        return raw.with_columns(pl.lit(False).alias(PERIOD_RESTORED_COLUMN))
+    restored = raw.with_columns(restored_period(pl.col("intake_period")).alias("intake_period"))
+    return restored.with_columns(restored["intake_period"].ne_missing(raw["intake_period"]).alias(PERIOD_RESTORED_COLUMN))
 
 
 FORMULA_RULE = "formula: cell starts with =, +, - or @ (spreadsheet formula)"
@@ -210,7 +269,9 @@ def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
         tokens = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
         off = present & tokens.list.eval(~pl.element().is_in(list(field.codes))).list.any()
     elif field.name in SHAPED_TEXT:
-        off = present & ~text.str.contains(SHAPED_TEXT[field.name])
+        # A month Excel made a date of is kept as landed: validation restores it (restore_periods).
+        shaped = restored_period(text) if field.name == "intake_period" else text
+        off = present & ~shaped.str.contains(SHAPED_TEXT[field.name])
     else:
         off = pl.lit(False)
     formula = field.kind in (Kind.CODE, Kind.TEXT)  # only there `bad` is the formula rule

@@ -3,22 +3,34 @@ household pseudonym and column, never reject the row, and explain a household th
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import dagster as dg
 import duckdb
 import polars as pl
+import pytest
 import xlsxwriter
 
-from rematch_pipeline.ags_reference import AGS_RESTORED_RULE, FAR_COORDINATES_RULE, UNKNOWN_MUNICIPALITY_RULE, UNKNOWN_MUST_TIE_RULE, UNKNOWN_PLACE_RULE
+from rematch_pipeline.ags_reference import (
+    AGS_RESTORED_RULE,
+    FAR_COORDINATES_RULE,
+    PERIOD_RESTORED_RULE,
+    UNKNOWN_MUNICIPALITY_RULE,
+    UNKNOWN_MUST_TIE_RULE,
+    UNKNOWN_PLACE_RULE,
+)
 from rematch_pipeline.assets.matching import UNKNOWN_TIE_REASON
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.runs import run_round
 from rematch_pipeline.sample import SampleRound
-from tests.e2e.test_bad_inputs import _files, _ingest, _set, _valid_households, baseline, sample  # noqa: F401 (fixtures)
+from rematch_pipeline.schemas.models import TEXT_FORMATS
+from rematch_pipeline.schemas.parsing import period_from_excel_date
+from tests.e2e.test_bad_inputs import _csv, _files, _ingest, _set, _valid_households, baseline, sample  # noqa: F401 (fixtures)
 
+PERIOD_RULE = TEXT_FORMATS["intake_period"][1]
 HAMBURG, MUENCHEN = ("53.55", "9.99"), ("48.137", "11.575")
 
 
@@ -143,3 +155,80 @@ def test_ags_keys_that_lost_their_leading_zero_are_restored_with_a_warning(home:
     quarantined = _query(home, 'SELECT file_row, "column", rule FROM quarantine WHERE "table" = \'households\'')
     assert (broken_row + 2, "preferred_municipality_ids", "type: space-separated AGS keys of 5 or 8 digits") in quarantined
     assert _valid_households(home)[1] == baseline[1]
+
+
+
+def _periods_as_excel_saw_them(frame: pl.DataFrame, dates: list[object]) -> bytes:
+    """The template after Excel turned the typed intake period into a date: per row, a date cell (shown as
+    'Jul 26') or a number (a date cell whose format was set to General: its serial)."""
+    out = io.BytesIO()
+    period = frame.columns.index("intake_period")
+    with xlsxwriter.Workbook(out, {"in_memory": True}) as book:
+        sheet = book.add_worksheet("municipalities")
+        month = book.add_format({"num_format": "mmm yy"})
+        for c, name in enumerate(frame.columns):
+            sheet.write_string(0, c, name)
+        for r, row in enumerate(frame.iter_rows(), start=1):
+            for c, value in enumerate(row):
+                if c == period:
+                    date = dates[r - 1]
+                    sheet.write_datetime(r, c, date, month) if isinstance(date, dt.datetime) else sheet.write_number(r, c, date)
+                elif value is not None:
+                    sheet.write_string(r, c, value)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("cell", "period"),
+    [
+        ("Jul 26", "2026-07"), ("Mrz 27", "2027-03"), ("Mär 27", "2027-03"), ("Dez 26", "2026-12"), ("Jul-26", "2026-07"),
+        ("Oct-26", "2026-10"), ("Juli 2026", "2026-07"), ("01.07.2026", "2026-07"), ("1.7.2026", "2026-07"),
+        ("2026-07-01", "2026-07"), ("2026-07-01T00:00:00", "2026-07"), ("2026-07-01 00:00:00", "2026-07"),
+        # Not a month Excel made: left as it is, for the format rule to refuse.
+        ("2026-07-15", None), ("15.07.2026", None), ("2026-07-01T08:00:00", None), ("Jul 2", None), ("Foo 26", None),
+        ("07/01/2026", None), ("2026-07", None), ("1899-12-01", None), ("", None),
+    ],
+)
+def test_period_from_excel_date(cell: str, period: str | None) -> None:
+    assert period_from_excel_date(cell) == period
+
+
+def test_intake_periods_excel_turned_into_dates_are_read_with_a_warning(home: RematchHome, sample: SampleRound) -> None:
+    municipalities = sample.municipalities
+    assert sample.period == "2026-07" and municipalities.height == 5
+    ids = municipalities["municipality_id"]
+    # Opened in Excel and saved again as CSV (German Excel: ';', Windows-1252): the month comes back as Excel shows it.
+    saved = municipalities.head(3).with_columns(pl.Series("intake_period", ["Jul 26", "01.07.2026", "Jul-26"]))
+    # The workbook: a date cell, a serial number, and (again for the third offer) a date that is no month's first day.
+    workbook = pl.concat([municipalities.slice(3, 2), municipalities.slice(2, 1)])
+    dates = [dt.datetime(2026, 7, 1), 46204, dt.datetime(2026, 7, 15)]  # 46204: 2026-07-01 in the 1900 date system
+    files = _files(sample)
+    del files["municipalities/municipalities.csv"]
+    files["municipalities/saved_by_excel.csv"] = _csv(saved, sep=";").decode().replace("\n", "\r\n").encode("cp1252")
+    files["municipalities/template.xlsx"] = _periods_as_excel_saw_them(workbook, dates)
+    summary, logs = _ingest(home, files)
+
+    assert not summary.rejected
+    # Every offer is read for the month Excel showed, with a warning naming file, sheet and row.
+    assert _query(home, "SELECT municipality_id, intake_period FROM municipalities ORDER BY municipality_id") == [(m, "2026-07") for m in sorted(ids)]
+    warned = _query(
+        home,
+        'SELECT file_name, sheet, file_row, municipality_id, intake_period, "column" FROM validation_warnings WHERE rule = ? ORDER BY file_name, file_row',
+        [PERIOD_RESTORED_RULE],
+    )
+    assert warned == [
+        ("saved_by_excel.csv", None, 2, ids[0], "2026-07", "intake_period"),
+        ("saved_by_excel.csv", None, 3, ids[1], "2026-07", "intake_period"),
+        ("saved_by_excel.csv", None, 4, ids[2], "2026-07", "intake_period"),
+        ("template.xlsx", "municipalities", 2, ids[3], "2026-07", "intake_period"),
+        ("template.xlsx", "municipalities", 3, ids[4], "2026-07", "intake_period"),
+    ]
+    assert _query(home, "SELECT value FROM intake_counts WHERE name = 'intake_periods_restored'") == [(5,)]
+    assert any(f"municipality {ids[0]} (intake period 2026-07), intake_period" in line for line in summary.warnings)
+    # Raw rows keep the cell as landed: it has a date's shape, so it is not withheld.
+    assert _query(home, "SELECT intake_period FROM raw_municipalities WHERE file_name = 'saved_by_excel.csv' ORDER BY file_row")[0] == ("Jul 26",)
+    # A date that is not the 1st of a month is not read as a month: quarantined naming the rule, never the date.
+    quarantined = _query(home, 'SELECT file_name, sheet, file_row, "column", rule FROM quarantine WHERE "column" = \'intake_period\'')
+    assert quarantined == [("template.xlsx", "municipalities", 4, "intake_period", PERIOD_RULE)]
+    for text in (logs, " ".join(summary.held_out + summary.quarantined + summary.warnings)):
+        assert "2026-07-15" not in text and "46204" not in text
