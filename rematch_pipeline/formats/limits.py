@@ -182,7 +182,8 @@ def _check_worksheet_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file:
 
 @dataclass(frozen=True)
 class CsvRecords:
-    """A CSV split into its header and non-blank data records (record number as a spreadsheet shows it)."""
+    """A CSV split into its header (up to the last named column) and non-blank data records (record
+    number as a spreadsheet shows it)."""
 
     header: list[str]
     rows: list[tuple[int, list[str]]]
@@ -206,6 +207,9 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
                 width = len(header)
                 while width and not header[width - 1]:
                     width -= 1  # empty header cells at the end (a formatted column) need no value
+                # Excel saves such columns as empty cells on every line (`…;notes;;`): the header is
+                # the named columns, and a value beside it still stops the file in the reader.
+                header = header[:width]
                 continue
             if any(c.strip() for c in cells):
                 if len(cells) < width:

@@ -212,3 +212,28 @@ def test_export_cut_at_a_field_boundary_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "rematch_household-members.csv"
     with pytest.raises(InputFileError, match=r"row \d+: csv: row has \d+ cells"):
         read_export(path, cut)
+
+
+def test_empty_columns_excel_kept_right_of_the_table_are_ignored(sample, tmp_path: Path) -> None:
+    """A German Excel saves cells right of the table that were once formatted or cleared as empty
+    columns, header included (`…;notes;;`): they carry nothing, so the file is read; a value in
+    such an unnamed column still stops it, naming the row, not the value."""
+    from rematch_pipeline.formats.detect import read_export
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    lines = _csv(sample.municipalities, sep=";").splitlines()
+    padded = "\r\n".join(line + ";;" for line in lines) + "\r\n" + ";" * (len(lines[0].split(";")) + 1) + "\r\n"
+    path = tmp_path / "m.csv"
+    [parsed] = read_export(path, padded.encode("cp1252"))
+    assert parsed.frame.height == sample.municipalities.height
+    assert parsed.frame["municipality_id"].to_list() == sample.municipalities["municipality_id"].to_list()
+
+    kobo = kobo_kpi_municipalities_csv().decode().splitlines()
+    [parsed] = read_export(tmp_path / "kobo.csv", ("\r\n".join(line + ";" for line in kobo) + "\r\n").encode())
+    assert parsed.table == "municipalities" and parsed.frame.height == len(kobo) - 2  # header and HXL row
+
+    typed_beside = padded.splitlines()
+    typed_beside[3] += SECRET_VALUE
+    with pytest.raises(InputFileError) as error:
+        read_export(path, "\r\n".join(typed_beside).encode("cp1252"))
+    assert "m.csv, row 4" in str(error.value) and SECRET_VALUE not in str(error.value)
