@@ -13,8 +13,9 @@ The file name never decides: an export renamed to ``households.csv`` is still re
   ``_submission_time``, ``__version__``, ``meta/instanceID`` …), an ODK Central one if it has
   Central's (``SubmissionDate``, ``KEY``, ``PARENT_KEY`` …); a LimeSurvey export if the header has
   at least three of our LimeSurvey question texts, or ``id`` plus LimeSurvey's
-  ``submitdate``/``lastpage``/``startlanguage`` (or at least three of our question codes); else a
-  canonical template.
+  ``submitdate``/``lastpage``/``startlanguage`` (or at least three of our question codes); a LimeSurvey
+  VV export (tab separated, those columns' codes in row 2 under the question texts); else a canonical
+  template.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
-from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records, read_limesurvey_xlsx
+from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records, read_limesurvey_vv, read_limesurvey_xlsx, vv_records
 from rematch_pipeline.formats.limits import (
     CsvRecords,
     check_file_size,
@@ -46,6 +47,7 @@ FORMATS: tuple[str, ...] = (
     "canonical-xlsx",
     "csv-zip",
     "limesurvey-csv",
+    "limesurvey-vv",
     "kobo-csv",
     "odk-central-csv",
     "canonical-csv",
@@ -74,7 +76,11 @@ def _xlsx_format(headers: list[list[str]]) -> str:
     return "canonical-xlsx"
 
 
-def _csv_format(header: list[str]) -> str:
+def _csv_format(records: CsvRecords, file: str) -> str:
+    header = records.header
+    # LimeSurvey's VV export has its codes in row 2, under the question texts.
+    if vv_records(records, file) is not None:
+        return "limesurvey-vv"
     # Kobo first: its label exports carry our question texts too, LimeSurvey's exports no Kobo markers.
     if is_kobo_header(header):
         return "odk-central-csv" if is_central_header(header) else "kobo-csv"
@@ -91,7 +97,7 @@ def detect_format(path: Path, data: bytes) -> str:
         return _xlsx_format(xlsx_headers(data))
     if container == "zip":
         return "csv-zip"
-    return _csv_format(csv_records(data, file).header)
+    return _csv_format(csv_records(data, file), file)
 
 
 def read_export(path: Path, data: bytes) -> list[ParsedTable]:
@@ -127,7 +133,9 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
 
 
 def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:
-    fmt = _csv_format(records.header)
+    fmt = _csv_format(records, file)
+    if fmt == "limesurvey-vv":
+        return read_limesurvey_vv(records, file)
     if fmt == "limesurvey-csv":
         return list(read_limesurvey_records(records, file))
     if fmt == "canonical-csv":

@@ -530,6 +530,66 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
     return tables
 
 
+# LimeSurvey's "Export a VV survey file" (vvexport in its export controller): tab separated, question
+# texts in row 1, column codes in row 2 (version 2: question codes, an option as ``code_option``;
+# version 1: database names like 654321X7X100), then the stored values with NULL written as
+# {question_not_shown} and "{", newline, CR and tab escaped ("{" first), a leading quote as {quote}.
+VV_NOT_SHOWN = "{question_not_shown}"
+_VV_ESCAPES: tuple[tuple[str, str], ...] = (("{newline}", "\n"), ("{cr}", "\r"), ("{tab}", "\t"), ("{lbrace}", "{"))
+_VV_OPTION = re.compile(r"^(?P<code>[A-Za-z][A-Za-z0-9]*)_(?P<sub>[A-Za-z0-9]+)$")
+_SGQA = re.compile(r"^\d+X\d+X\d+")
+
+
+def _vv_heading(code: str) -> str:
+    """A VV version 2 column code as a code export heads it (``medicalcare_gen`` → ``medicalcare[gen]``)."""
+    code = code.strip()
+    match = _VV_OPTION.match(code)
+    return f"{match['code']}[{match['sub']}]" if match and not _is_system(code) else code
+
+
+def _vv_value(cell: str) -> str:
+    if cell == VV_NOT_SHOWN:
+        return ""
+    if cell.startswith("{quote}"):
+        cell = '"' + cell[len("{quote}") :]
+    for escaped, plain in _VV_ESCAPES:  # {lbrace} last: it was escaped first
+        cell = cell.replace(escaped, plain)
+    return cell
+
+
+def vv_records(records: CsvRecords, file: str) -> CsvRecords | None:
+    """A LimeSurvey VV export's records as a code export has them (header = the codes of row 2, values
+    unescaped, rows keeping their numbers), or None when the file is no VV export. A VV export
+    with database column names (version 1) is refused: they differ from one installation to the next."""
+    if records.delimiter != "\t" or not records.rows:
+        return None
+    number, codes = records.rows[0]
+    if not {"id", "submitdate"} <= {c.strip().lower() for c in codes}:
+        return None
+    if sum(1 for c in codes if _SGQA.match(c.strip())) >= MIN_DETECTING_CODES:
+        raise InputFileError(
+            Violation(file, number, None, "limesurvey: VV export with database column names; export it as VV version 2 (question codes)")
+        )
+    header = [_vv_heading(c) for c in codes]
+    if not is_limesurvey_header(header):
+        return None
+    rows = [(n, [_vv_value(c) for c in cells]) for n, cells in records.rows[1:]]
+    return CsvRecords(header, rows, records.delimiter)
+
+
+def read_limesurvey_vv(records: CsvRecords, file: str) -> list[ParsedTable]:
+    """Canonical tables of a LimeSurvey VV export (see vv_records); a header error names row 2."""
+    vv = vv_records(records, file)
+    if vv is None:
+        raise InputFileError(Violation(file, 2, None, "limesurvey: not a VV export of the municipalities or households survey"))
+    try:
+        return read_limesurvey_records(vv, file)
+    except InputFileError as exc:
+        if exc.violation.row == 1:
+            raise InputFileError(dataclasses.replace(exc.violation, row=records.rows[0][0])) from exc
+        raise
+
+
 def read_limesurvey_csv(data: bytes, file: str) -> list[ParsedTable]:
     """Read a LimeSurvey response export (CSV; headings codes or texts, answers codes or full)."""
     return read_limesurvey_records(csv_records(data, file), file)

@@ -50,3 +50,27 @@ def test_an_incomplete_response_is_left_out_counted_and_erasable(
     for path in copies:
         assert GAVE_UP.encode() not in path.read_bytes(), path
     assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS),)]
+
+
+def test_a_vv_export_is_ingested_and_erasure_keeps_its_two_header_rows(
+    home: RematchHome, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from rematch_pipeline.formats.detect import read_export
+    from tests.formats.fixtures.exports import limesurvey_vv
+
+    vv = home.landing("households") / "vvexport_654321.csv"
+    vv.write_bytes(limesurvey_vv("households"))
+    monkeypatch.setenv("REMATCH_HOME", str(home.path))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    assert f"left out: {vv.name}: incomplete LimeSurvey responses: 1" in capsys.readouterr().out
+    assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS),)]
+    assert _query(home, "SELECT min(file_row) FROM raw_households") == [(3,)]  # row 1 texts, row 2 codes
+
+    reference = HOUSEHOLDS[0]["household_ref"]
+    assert main(["erase", reference]) == 0
+    for path in [vv, *home.archive.glob("*.csv")]:
+        assert reference.encode() not in path.read_bytes(), path
+        households = read_export(path, path.read_bytes())[0]
+        assert households.frame.height == len(HOUSEHOLDS)  # one erased, the incomplete one still there
+    assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS) - 1,)]

@@ -27,6 +27,7 @@ from tests.formats.fixtures.exports import (
     limesurvey_csv,
     limesurvey_records,
     limesurvey_text_csv,
+    limesurvey_vv,
     limesurvey_xlsx,
 )
 
@@ -302,6 +303,40 @@ def test_microsoft_excel_export_errors_name_the_sheet() -> None:
     csv_data = limesurvey_csv("households").replace(b'"pets";', b'"haspets";')
     message = _error(limesurvey_xlsx(csv_data), "results-survey123456.xlsx")
     assert "sheet Fragebogen für Haushalte" in message and "unexpected columns haspets" in message
+
+
+
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_vv_export_reads_like_the_code_export(table: str) -> None:
+    """LimeSurvey's VV export: question texts in row 1, codes (an option as code_option) in row 2,
+    tab separated, {question_not_shown} for what was not asked; rows numbered as the file has them."""
+    data = limesurvey_vv(table)
+    assert detect_format(Path("vvexport_654321.csv"), data) == "limesurvey-vv"
+    read = read_export(Path("vvexport_654321.csv"), data)
+    expected = read_limesurvey_csv(limesurvey_csv(table, incomplete=table == "households"), "x.csv")
+    assert [t.table for t in read] == [t.table for t in expected]
+    for got, want in zip(read, expected):
+        assert _rows(got) == _rows(want)
+        assert got.frame["file_row"].to_list() == [n + 1 for n in want.frame["file_row"].to_list()]  # the codes are row 2
+        assert got.skipped == want.skipped
+
+
+def test_vv_export_values_are_unescaped() -> None:
+    rows = [dict(HOUSEHOLDS[0], contact_name='"Olena" {Kovalenko}', current_address="Hauptstr. 1\n\t12345 Bonn")]
+    [households, _] = read_export(Path("vvexport_654321.csv"), limesurvey_vv("households", rows=rows))
+    assert households.frame["contact_name"][0] == '"Olena" {Kovalenko}'
+    assert households.frame["current_address"][0] == "Hauptstr. 1\n\t12345 Bonn"
+
+
+def test_vv_export_with_database_column_names_is_refused_with_a_hint() -> None:
+    message = _error(limesurvey_vv("households", version=1), "vvexport_654321.csv")
+    assert "vvexport_654321.csv, row 2" in message and "VV version 2" in message
+
+
+def test_vv_export_header_errors_name_the_codes_row() -> None:
+    data = limesurvey_vv("households").replace(b"\tpets\t", b"\thaspets\t")
+    message = _error(data, "vvexport_654321.csv")
+    assert "vvexport_654321.csv, row 2: header:" in message and "unexpected columns haspets" in message
 
 
 # ------------------------------------------------------------------ the code mapping
