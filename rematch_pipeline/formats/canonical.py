@@ -206,7 +206,7 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
             header = [c.strip() for c in filled[0][1]]
             while header and not header[-1]:
                 header.pop()
-            if not _any_field(header) and not (len(filled) > 1 and _any_field(filled[1][1])):
+            if not names_a_field(header) and not (len(filled) > 1 and names_a_field(filled[1][1])):
                 # An instructions or code-list sheet beside the template (authorities add them): no
                 # column of ours in its first rows, so nothing of it could be a template with a typo.
                 other_sheets += 1
@@ -246,8 +246,9 @@ def _serial_date(value: object, epoch: dt.datetime) -> str:
     return _cell_text(value)
 
 
-def _any_field(cells: list[str]) -> bool:
-    """Whether a row names any column of any canonical table."""
+def names_a_field(cells: list[str]) -> bool:
+    """Whether a row names any column of any canonical table (else a workbook's sheet of
+    instructions, notes or code lists, left out and counted as OTHER_SHEETS)."""
     return any(c.strip() in _FIELD_NAMES for c in cells)
 
 

@@ -41,10 +41,18 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, export_header, with_left_out
+from rematch_pipeline.formats.canonical import (
+    OTHER_SHEETS,
+    ParsedTable,
+    canonical_table,
+    check_header,
+    export_header,
+    names_a_field,
+    with_left_out,
+)
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
@@ -524,10 +532,15 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
         raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
     mains: list[tuple[str, _Read]] = []
     repeats: list[tuple[str, _Layout, _Read, list[tuple[int, list[str | None]]]]] = []
+    other_sheets = 0
     try:
         for sheet in book.worksheets:
             header_row, header, rows = sheet_rows(sheet, file)
             if not header:
+                continue
+            if not is_kobo_header(header) and not names_a_field(header) and not (rows and names_a_field([c or "" for c in rows[0][1]])):
+                # A notes sheet or pivot added in Excel (as beside a template): every sheet Kobo writes has its metadata columns.
+                other_sheets += 1
                 continue
             if header_row != 1:
                 # Row numbers of errors must match the sheet; Kobo always starts at row 1.
@@ -563,6 +576,8 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
         _join_members(layout, read, rows, index, file, title)
         if read.main:
             tables.append(canonical_table(REPEAT_TABLE, read.main, read.main_rows, title))
+    if other_sheets and tables:
+        tables[0] = replace(tables[0], skipped={**tables[0].skipped, OTHER_SHEETS: other_sheets})
     return tables
 
 

@@ -156,6 +156,36 @@ def test_kpi_xlsx_unknown_repeat_column_names_sheet_and_column(tmp_path: Path) -
     assert "unexpected columns members/german_level_v2" in message
 
 
+
+def test_kpi_xlsx_notes_and_hidden_sheets_added_in_excel_are_left_out_and_counted(tmp_path: Path) -> None:
+    """A coordinator's notes sheet or a hidden pivot beside the export's sheets is no data of ours, as beside
+    a template; a sheet naming our fields without Kobo's columns must still be a Kobo sheet."""
+    from openpyxl import load_workbook as open_workbook
+
+    from rematch_pipeline.formats.canonical import OTHER_SHEETS
+
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+    book = open_workbook(path)
+    notes = book.create_sheet("Notizen", 0)
+    notes["A1"] = "Export geprüft"
+    notes["A2"] = SECRET
+    pivot = book.create_sheet("Pivot")
+    pivot.append(["Anzahl", "Summe"])
+    pivot.append([3, 7])
+    pivot.sheet_state = "hidden"
+    book.save(path)
+    households, members = read_kobo_xlsx(path.read_bytes(), path.name)
+    assert rows_read(households) == expected_households()
+    assert rows_read(members) == expected_members()
+    assert households.skipped == {OTHER_SHEETS: 2}
+
+    copy = book.create_sheet("Kopie")
+    copy.append(["household_ref", "pets"])
+    book.save(path)
+    message = error_of(lambda: read_kobo_xlsx(path.read_bytes(), path.name))
+    assert "[sheet Kopie], row 1: header: not a KoboToolbox export" in message and SECRET not in message
+
+
 # ------------------------------------------------------------------ KPI CSV
 
 
