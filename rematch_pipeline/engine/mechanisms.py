@@ -106,10 +106,19 @@ def _propose(
                 slot[g] = k
                 chosen[u] = k
                 break
-            need = {r: a - rem[r] for r, a in w if a > rem[r]}
             # If every user of an overflowing resource ranks above the proposer, greedy
-            # keeps them all first and the proposer no longer fits: rejected.
-            if any(not lists[r] or g > lists[r][-1] for r in need):
+            # keeps them all first and the proposer no longer fits: rejected (checked while
+            # the overflow is collected: most proposals that get here end so).
+            need: dict[int, int] = {}
+            rejected = False
+            for r, a in w:
+                if a > rem[r]:
+                    lst = lists[r]
+                    if not lst or g > lst[-1]:
+                        rejected = True
+                        break
+                    need[r] = a - rem[r]
+            if rejected:
                 continue
             # A holder x can only be rejected through resource r if the r-usage of the
             # holders ranked after x is below the overflow need[r]; everything ranked
@@ -181,15 +190,44 @@ class _Ranks:
     """Preference data per candidate pair of a problem.
 
     acceptable: both sides rank the pair. unit_pos: position in the unit's list
-    (lower = preferred; meaningful where the unit ranks the pair). place_rank: global
-    dense rank, place-major, lower = higher priority within a place. place_start[j]:
-    first rank of place j.
+    (lower = preferred; meaningful where the unit ranks the pair). unit_order: the pairs
+    sorted by unit, then unit_pos. place_rank: global dense rank, place-major, lower =
+    higher priority within a place. place_start[j]: first rank of place j.
     """
 
     acceptable: np.ndarray
     unit_pos: np.ndarray
+    unit_order: np.ndarray
     place_rank: np.ndarray
     place_start: np.ndarray
+
+
+@dataclass(frozen=True)
+class _PairLookup:
+    """Finds candidate pairs by (unit, place): the sorted pair keys and the order that sorts them
+    (None when the pairs already come sorted, as build_problem makes them)."""
+
+    sorted_keys: np.ndarray
+    order: np.ndarray | None
+
+    @classmethod
+    def of(cls, problem: AssignmentProblem) -> "_PairLookup":
+        """Sort the pair keys once (a linear check when they are sorted already)."""
+        keys = problem.pair_keys()
+        if keys.size < 2 or bool((keys[1:] > keys[:-1]).all()):
+            return cls(keys, None)
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], order)
+
+    def index(self, wanted: np.ndarray) -> np.ndarray:
+        """Pair index of each wanted key (unit * n_places + place), -1 where it is not a candidate pair."""
+        out = np.full(wanted.size, -1, dtype=np.int64)
+        if self.sorted_keys.size == 0 or wanted.size == 0:
+            return out
+        at = np.minimum(np.searchsorted(self.sorted_keys, wanted), self.sorted_keys.size - 1)
+        hit = self.sorted_keys[at] == wanted
+        out[hit] = at[hit] if self.order is None else self.order[at[hit]]
+        return out
 
 
 def _positions_from_lists(
@@ -216,35 +254,37 @@ def _positions_from_lists(
     u, j = (own, oth) if by_unit else (oth, own)
     if u.size and (u.min() < 0 or u.max() >= problem.n_units or j.min() < 0 or j.max() >= problem.n_places):
         raise ValueError("a preference list names an index out of range")
-    keys = problem.pair_keys()
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    wanted = u * n_j + j
-    at = np.minimum(np.searchsorted(sorted_keys, wanted), max(sorted_keys.size - 1, 0))
-    found = sorted_keys.size > 0 and np.array_equal(sorted_keys[at], wanted)
-    if wanted.size and not found:
-        bad = int((sorted_keys[at] != wanted).sum()) if sorted_keys.size else wanted.size
+    at = _PairLookup.of(problem).index(u * n_j + j)
+    bad = int((at < 0).sum())
+    if bad:
         raise ValueError(f"{bad} preference entries are not candidate pairs")
-    out = np.full(keys.size, -1, dtype=np.int64)
-    out[order[at]] = np.asarray(position, dtype=np.int64)
+    out = np.full(problem.pair_unit.size, -1, dtype=np.int64)
+    out[at] = np.asarray(position, dtype=np.int64)
     return out
 
 
-def _order(group: np.ndarray, key: np.ndarray, tie: np.ndarray) -> np.ndarray:
-    """Indices sorted by group ascending, key descending, tie ascending.
+def _dense_descending(key: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense rank of each key (0 = highest) and the number of distinct keys."""
+    distinct, dense = np.unique(-key, return_inverse=True)
+    return dense.reshape(-1), distinct.size
+
+
+def _order(group: np.ndarray, key: np.ndarray, tie: np.ndarray, dense: tuple[np.ndarray, int]) -> np.ndarray:
+    """Indices sorted by group ascending, key descending, tie ascending; dense = _dense_descending(key).
 
     One argsort of a composite int64 key (dense key ranks) is several times faster
     than np.lexsort on a million pairs; lexsort remains the fallback on overflow.
+    (group, tie) is a candidate pair, so the composite keys are distinct and the
+    faster unstable sort gives the one order there is.
     """
     if key.size == 0:
         return np.zeros(0, dtype=np.int64)
-    _, dense = np.unique(-key, return_inverse=True)
-    n_key = int(dense.max()) + 1
+    ranks, n_key = dense
     n_tie = int(tie.max()) + 1
     if (int(group.max()) + 1) * n_key * n_tie >= 2**62:
         return np.lexsort((tie, -key, group))
-    composite = (group * n_key + dense.reshape(-1)) * n_tie + tie
-    return np.argsort(composite, kind="stable")
+    composite = (group * n_key + ranks) * n_tie + tie
+    return np.argsort(composite)
 
 
 def _ranks(
@@ -254,17 +294,22 @@ def _ranks(
     n_p = problem.pair_unit.size
     pu, pj = problem.pair_unit, problem.pair_place
     acceptable = np.ones(n_p, dtype=bool)
+    # Both sides rank by the pair score by default: its dense ranks (a sort) are computed once.
+    score_dense: tuple[np.ndarray, int] | None = None
 
     # Unit side: sort pairs by (unit, preference), then position within the unit.
     if unit_preferences is None or isinstance(unit_preferences, np.ndarray):
         key = problem.pair_score if unit_preferences is None else np.asarray(unit_preferences, np.float64)
         if key.shape != (n_p,) or not np.isfinite(key).all():
             raise ValueError("unit_preferences array must have one finite key per candidate pair")
-        order = _order(pu, key, pj)  # higher key first, ties by place index
+        dense = _dense_descending(key)
+        score_dense = dense if unit_preferences is None else None
+        order = _order(pu, key, pj, dense)  # higher key first, ties by place index
     else:
         pos = _positions_from_lists(problem, unit_preferences, by_unit=True)
         acceptable &= pos >= 0
         order = np.lexsort((pos, pu))
+    unit_order = order
     unit_pos = np.empty(n_p, dtype=np.int64)
     starts = _csr_starts(pu[order], problem.n_units)
     unit_pos[order] = np.arange(n_p) - np.repeat(starts[:-1], np.diff(starts))
@@ -274,7 +319,8 @@ def _ranks(
         key = problem.pair_score if place_priorities is None else np.asarray(place_priorities, np.float64)
         if key.shape != (n_p,) or not np.isfinite(key).all():
             raise ValueError("place_priorities array must have one finite key per candidate pair")
-        order = _order(pj, key, pu)  # higher key first, ties by unit index
+        dense = score_dense if place_priorities is None and score_dense is not None else _dense_descending(key)
+        order = _order(pj, key, pu, dense)  # higher key first, ties by unit index
     else:
         pos = _positions_from_lists(problem, place_priorities, by_unit=False)
         acceptable &= pos >= 0
@@ -282,7 +328,7 @@ def _ranks(
     place_rank = np.empty(n_p, dtype=np.int64)
     place_rank[order] = np.arange(n_p)
     place_start = _csr_starts(pj[order], problem.n_places)
-    return _Ranks(acceptable, unit_pos, place_rank, place_start)
+    return _Ranks(acceptable, unit_pos, unit_order, place_rank, place_start)
 
 
 # --------------------------------------------------------------------------- DA
@@ -310,7 +356,11 @@ def deferred_acceptance(
     and exactly_one are ignored. Raises ValueError when locked pairs alone exceed a
     capacity.
     """
-    ranks = _ranks(problem, unit_preferences, place_priorities)
+    return _deferred_acceptance(problem, _ranks(problem, unit_preferences, place_priorities))
+
+
+def _deferred_acceptance(problem: AssignmentProblem, ranks: _Ranks) -> np.ndarray:
+    """deferred_acceptance on preferences already ranked (_ranks)."""
     place_of = np.full(problem.n_units, -1, dtype=np.int64)
     capacity = problem.capacity.copy()
     is_locked = np.zeros(problem.n_units, dtype=bool)
@@ -326,10 +376,9 @@ def deferred_acceptance(
     # A contract that cannot fit even into an empty place would always be rejected:
     # dropping it up front is equivalent and saves proposals.
     fits_alone = (problem.usage[pu] <= capacity[pj]).all(axis=1) if pu.size else np.zeros(0, bool)
-    usable = np.flatnonzero(ranks.acceptable & ~is_locked[pu] & fits_alone)
-    # One int64 sort key (unit, position in its list) instead of a lexsort.
-    span = int(ranks.unit_pos.max()) + 1 if usable.size else 1
-    prefs = usable[np.argsort(pu[usable] * span + ranks.unit_pos[usable], kind="stable")]
+    usable = ranks.acceptable & ~is_locked[pu] & fits_alone
+    # Each unit's usable pairs, best first: the unit-side order already sorts them (no new sort).
+    prefs = ranks.unit_order[usable[ranks.unit_order]]
     starts = _csr_starts(pu[prefs], problem.n_units)
     chosen = _propose(
         pref_start=starts,
@@ -525,6 +574,16 @@ class _Envy:
     lower_count: np.ndarray
 
 
+def _checked_places(problem: AssignmentProblem, place_of_unit: np.ndarray) -> np.ndarray:
+    """place_of_unit as int64, after checking its shape and range."""
+    place_of = np.asarray(place_of_unit, dtype=np.int64)
+    if place_of.shape != (problem.n_units,):
+        raise ValueError(f"place_of_unit has shape {place_of.shape}, expected ({problem.n_units},)")
+    if ((place_of < -1) | (place_of >= problem.n_places)).any():
+        raise ValueError("place_of_unit has indices out of range")
+    return place_of
+
+
 def _envy(
     problem: AssignmentProblem,
     place_of_unit: np.ndarray,
@@ -532,12 +591,12 @@ def _envy(
     place_priorities: Preferences,
 ) -> _Envy:
     """Vectorised stability arrays over all candidate pairs (see blocking_pairs)."""
-    place_of = np.asarray(place_of_unit, dtype=np.int64)
-    if place_of.shape != (problem.n_units,):
-        raise ValueError(f"place_of_unit has shape {place_of.shape}, expected ({problem.n_units},)")
-    if ((place_of < -1) | (place_of >= problem.n_places)).any():
-        raise ValueError("place_of_unit has indices out of range")
-    ranks = _ranks(problem, unit_preferences, place_priorities)
+    place_of = _checked_places(problem, place_of_unit)
+    return _envy_ranked(problem, place_of, _ranks(problem, unit_preferences, place_priorities), _PairLookup.of(problem))
+
+
+def _envy_ranked(problem: AssignmentProblem, place_of: np.ndarray, ranks: _Ranks, lookup: _PairLookup) -> _Envy:
+    """_envy on preferences already ranked and pair keys already sorted (shared by the comparison)."""
     pu, pj = problem.pair_unit, problem.pair_place
     n_p, n_j = pu.size, max(problem.n_places, 1)
     is_locked = np.zeros(problem.n_units, dtype=bool)
@@ -545,15 +604,9 @@ def _envy(
         is_locked[u] = True
 
     # The pair each unit holds now (-1 if unplaced or not a candidate pair).
-    keys = problem.pair_keys()
-    order = np.argsort(keys, kind="stable")
     placed = np.flatnonzero(place_of >= 0)
     current = np.full(problem.n_units, -1, dtype=np.int64)
-    if placed.size and n_p:
-        want = placed * n_j + place_of[placed]
-        at = np.minimum(np.searchsorted(keys[order], want), n_p - 1)
-        hit = keys[order][at] == want
-        current[placed[hit]] = order[at[hit]]
+    current[placed] = lookup.index(placed * n_j + place_of[placed])
     cur_ok = current >= 0
     cur_ok[cur_ok] = ranks.acceptable[current[cur_ok]]
     # Sitting at an unacceptable or non-candidate place counts as worse than any pair.
@@ -630,7 +683,11 @@ def stability_report(
     place_priorities: Preferences = None,
 ) -> dict[str, int]:
     """Summary for a round report: blocking pairs, units in one, justified envy."""
-    env = _envy(problem, place_of_unit, unit_preferences, place_priorities)
+    return _stability_counts(problem, _envy(problem, place_of_unit, unit_preferences, place_priorities))
+
+
+def _stability_counts(problem: AssignmentProblem, env: _Envy) -> dict[str, int]:
+    """stability_report's counts from the stability arrays."""
     pu = problem.pair_unit
     envious = pu[env.lower_count > 0]
     return {
@@ -644,14 +701,15 @@ def stability_report(
 def assignment_summary(problem: AssignmentProblem, place_of_unit: np.ndarray) -> dict[str, float | int]:
     """What an assignment achieves, in the terms of the round report: households, persons and total
     score placed, places left below their minimum intake, and its stability counts (stability_report)."""
-    place_of_unit = np.asarray(place_of_unit, dtype=np.int64)
+    return _summary(problem, _checked_places(problem, place_of_unit), _ranks(problem, None, None), _PairLookup.of(problem))
+
+
+def _summary(problem: AssignmentProblem, place_of_unit: np.ndarray, ranks: _Ranks, lookup: _PairLookup) -> dict[str, float | int]:
+    """assignment_summary on default preferences already ranked and pair keys already sorted."""
     placed = np.flatnonzero(place_of_unit >= 0)
-    # Score of each placed unit's pair: look its key up among the sorted candidate pair keys.
-    keys = problem.pair_keys()
-    order = np.argsort(keys, kind="stable")
-    wanted = placed * max(problem.n_places, 1) + place_of_unit[placed]
-    pos = np.searchsorted(keys[order], wanted)
-    scores = problem.pair_score[order[np.minimum(pos, max(keys.size - 1, 0))]] if keys.size else np.zeros(0)
+    pair = lookup.index(placed * max(problem.n_places, 1) + place_of_unit[placed])
+    # A unit at a place that is not its candidate adds no score.
+    scores = np.where(pair >= 0, problem.pair_score[np.maximum(pair, 0)], 0.0) if pair.size else np.zeros(0)
     persons = np.zeros(problem.n_places, dtype=np.int64)
     np.add.at(persons, place_of_unit[placed], problem.usage[placed, problem.persons_index])
     below_minimum = int(((persons > 0) & (persons < problem.min_intake)).sum())
@@ -660,7 +718,7 @@ def assignment_summary(problem: AssignmentProblem, place_of_unit: np.ndarray) ->
         "persons_placed": int(persons.sum()),
         "total_score": round(float(scores.sum()), 4),
         "places_below_minimum_intake": below_minimum,
-        **stability_report(problem, place_of_unit),
+        **_stability_counts(problem, _envy_ranked(problem, place_of_unit, ranks, lookup)),
     }
 
 
@@ -670,8 +728,11 @@ def compare_with_deferred_acceptance(problem: AssignmentProblem, place_of_unit: 
 
     For the report: DA is the textbook stable mechanism; the optimiser places more persons and score
     but may leave blocking pairs. Showing both lets that trade-off be discussed openly (docs/mechanisms.md).
+    The preferences are ranked and the pair keys sorted once for all three (a national round: 14.5 M pairs).
     """
+    place_of = _checked_places(problem, place_of_unit)
+    ranks, lookup = _ranks(problem, None, None), _PairLookup.of(problem)
     return {
-        "optimiser": assignment_summary(problem, place_of_unit),
-        "deferred_acceptance": assignment_summary(problem, deferred_acceptance(problem)),
+        "optimiser": _summary(problem, place_of, ranks, lookup),
+        "deferred_acceptance": _summary(problem, _deferred_acceptance(problem, ranks), ranks, lookup),
     }

@@ -599,3 +599,58 @@ def test_scale_50k_units_da_and_10k_stability() -> None:
     report = stability_report(small, unplaced)
     assert time.perf_counter() - start < 10
     assert report["blocking_pairs"] > 0 and report["justified_envy"] == 0
+
+
+# --------------------------------------------------------------------------- speed-up guards
+
+
+def _recorded_instances() -> list[dict]:
+    """Instances and results recorded before the comparison's speed-up (data/PROVENANCE.md)."""
+    return json.loads((DATA / "mechanisms_before_speedup.json").read_text())["instances"]
+
+
+@pytest.mark.parametrize("case", _recorded_instances(), ids=lambda c: f"seed{c['seed']}")
+def test_results_identical_to_those_recorded_before_the_speedup(case: dict) -> None:
+    """Same DA, blocking pairs, envy and comparison as the code before sharing its sorts, on random
+    instances with ties, locks, shuffled pair order and custom preferences."""
+    inst, expected = case["instance"], case["expected"]
+    n_u, n_j = len(inst["usage"]), len(inst["capacity"])
+    problem = AssignmentProblem(
+        unit_ids=[f"u{u}" for u in range(n_u)],
+        place_ids=[f"{j + 1:05d}" for j in range(n_j)],
+        resources=["persons", "housing_units", "kita_places", "accessible_units"][: len(inst["capacity"][0])],
+        usage=np.asarray(inst["usage"]),
+        capacity=np.asarray(inst["capacity"]),
+        min_intake=np.asarray(inst["min_intake"]),
+        pair_unit=np.asarray(inst["pair_unit"]),
+        pair_place=np.asarray(inst["pair_place"]),
+        pair_score=np.asarray(inst["pair_score"]),
+        locked=[tuple(x) for x in inst["locked"]],
+    )
+    place = np.asarray(inst["place_of_unit"], dtype=np.int64)
+    key, lists = np.asarray(inst["unit_key"]), inst["place_lists"]
+    assert compare_with_deferred_acceptance(problem, place) == expected["compare"]
+    assert deferred_acceptance(problem, unit_preferences=key, place_priorities=lists).tolist() == expected["da_custom"]
+    assert [list(x) for x in blocking_pairs(problem, place, unit_preferences=key, place_priorities=lists)] == expected["blocking_custom"]
+    assert justified_envy(problem, place, unit_preferences=key, place_priorities=lists) == expected["envy_custom"]
+    assert [list(x) for x in blocking_pairs(problem, place)] == expected["blocking"]
+
+
+def test_the_comparison_ranks_the_candidate_pairs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DA and both stability reports use the same default preferences: ranking 14.5 M pairs (two sorts
+    each) three times was most of the comparison's minute at 50,000 households."""
+    import rematch_pipeline.engine.mechanisms as mechanisms
+
+    calls = []
+    original = mechanisms._ranks
+
+    def counted(*args, **kwargs):  # a spy: the real function runs
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mechanisms, "_ranks", counted)
+    problem = random_problem(np.random.default_rng(3), 40, 6, 3)
+    compare_with_deferred_acceptance(problem, deferred_acceptance(problem))
+    calls.clear()
+    compare_with_deferred_acceptance(problem, np.full(problem.n_units, -1, dtype=np.int64))
+    assert len(calls) == 1
