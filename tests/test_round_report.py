@@ -112,8 +112,8 @@ def test_every_section_heading_present(html: str) -> None:
 
 def test_figures_are_embedded_png(html: str) -> None:
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    # capacity, score histogram, criteria, map, unplaced
-    assert len(images) == 5
+    # capacity, score histogram, criteria, map, unplaced, binding capacities
+    assert len(images) == 6
     for payload in images:
         assert base64.b64decode(payload).startswith(b"\x89PNG\r\n\x1a\n")
     assert "http://" not in html and "https://" not in html
@@ -142,9 +142,9 @@ def test_capacity_and_municipality_tables(html: str) -> None:
     assert "Persons (Personen) 5 30 16.7 %" in capacity
     assert "Childcare places (Kita)" in capacity and "Integration course places (Integrationskurs)" in capacity
     table = _section_text(html, "municipalities")
-    # id, name, households, persons placed, accepted earlier, capacity, used (share), mean score
-    assert "01001000 Flensburg 1 3 0 10 3 (30 %) 0.80" in table
-    assert "14612000 Dresden 0 0 0 0 0 (–) –" in table
+    # id, name, households, persons placed, accepted earlier, used / capacity (share), mean score
+    assert "01001000 Flensburg 1 3 0 3 / 10 (30 %) 0.80" in table
+    assert "14612000 Dresden 0 0 0 0 / 0 (–) –" in table
     scores = _section_text(html, "scores")
     assert "jobs 0.350" in scores and "wishes 0.350" in scores
 
@@ -165,7 +165,7 @@ def test_nothing_placed_still_renders() -> None:
         assert f">{heading}</h" in html, heading
     assert "No proposals in this round" in html
     assert "no_candidate 4 10" in _section_text(html, "unplaced")
-    assert html.count("data:image/png;base64,") == 3  # capacity, map, unplaced
+    assert html.count("data:image/png;base64,") == 4  # capacity, map, unplaced, binding capacities
 
 
 def test_zero_width_frames_accepted() -> None:
@@ -237,3 +237,41 @@ def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> No
     assert "different bound" not in text
     # A maximin round's bound is of the worst-off score: not explained in these words.
     assert "How close to the best possible" not in render_round_report(_data(solver=solver, config={"objective": "maximin"}))
+
+
+def _reasons() -> pl.DataFrame:
+    """Why households did not come, per municipality (assets.reports.municipality_reasons' shape)."""
+    return pl.DataFrame({
+        "municipality_id": ["01001000", "09162000", "14612000"],
+        "compatible_households": [3, 2, 0],
+        "excluded_households": [1, 2, 4],
+        "main_rule": ["pets", "medical_care", "resource"],
+        "main_rule_households": [1, 2, 4],
+        "missed_persons": [0, 1, 0],
+        "missed_kita_places": [2, 0, 0],
+    })
+
+
+def test_binding_capacities_are_pictured_and_named_in_words() -> None:
+    """A municipality's view: which capacities are full and which ones unplaced households lacked there,
+    in the report's resource names and as a picture. Before, the table spelled out every full capacity
+    in a cell that wrapped over eight lines, pushed the last columns out of view, and showed the lacked
+    capacity by its column name (kita_places: 2)."""
+    mun = _municipalities().with_columns(
+        pl.Series("used_kita_places", [10, 2, 0]), pl.Series("used_persons", [10, 2, 0])
+    )
+    html = render_round_report(_data(municipalities=mun, municipality_reasons=_reasons()))
+    section = html.split('<section id="municipalities">')[1].split("</section>")[0]
+    text = _section_text(html, "municipalities")
+    images = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', section)
+    assert images and "binding" in images[0].lower()
+    assert "kita_places" not in text and "Kita: 2" in text
+    assert '<span class="chip">Kita</span>' in section and '<span class="chip">Persons</span>' in section
+
+
+def test_declined_households_counted_in_grammatical_sentences() -> None:
+    decisions = {"declined_households": 1, "declined_placed_elsewhere": 1, "declined_unplaced": 0}
+    text = _section_text(render_round_report(_data(earlier_decisions=decisions)), "headline")
+    assert "1 household of this round declined an earlier proposal: 1 is proposed elsewhere now" in text
+    assert "0 received no proposal" not in text
+

@@ -64,8 +64,8 @@ def earlier_decisions(pool: pl.DataFrame, outcomes: pl.DataFrame, accepted: pl.D
 
 def municipality_reasons(con: duckdb.DuckDBPyConnection, round_id: str) -> pl.DataFrame | None:
     """Per municipality: compatible households, households the hard rules keep away (and the rule that
-    keeps most), and unplaced households that missed it for lack of a resource. None for rounds run
-    before these tables existed."""
+    keeps most), and unplaced households that missed it for lack of each resource (missed_<resource>).
+    None for rounds run before these tables existed."""
     if not (table_exists(con, "round_municipality_exclusions") and table_exists(con, "round_capacity_misses")):
         return None
     compatible = con.execute(
@@ -80,17 +80,16 @@ def municipality_reasons(con: duckdb.DuckDBPyConnection, round_id: str) -> pl.Da
         .first()
         .select("municipality_id", pl.col("rule").alias("main_rule"), pl.col("households_excluded").alias("main_rule_households"))
     )
-    missed = (
-        load_round_rows(con, "round_capacity_misses", round_id)
-        .sort("municipality_id", "households", "resource", descending=[False, True, False])
-        .group_by("municipality_id", maintain_order=True)
-        .agg(pl.concat_str(pl.col("resource"), pl.lit(": "), pl.col("households").cast(pl.Utf8)).str.join(", ").alias("missed"))
-    )
+    misses = load_round_rows(con, "round_capacity_misses", round_id)
+    missed = misses.select(
+        "municipality_id",
+        *[pl.when(pl.col("resource") == r).then(pl.col("households")).otherwise(0).alias(f"missed_{r}") for r in RESOURCES],
+    ).group_by("municipality_id").sum()
     return (
         excluded.join(compatible, on="municipality_id", how="left")
         .join(main, on="municipality_id", how="left")
         .join(missed, on="municipality_id", how="left")
-        .with_columns(pl.col("compatible_households").fill_null(0))
+        .with_columns(pl.col("compatible_households").fill_null(0), *[pl.col(f"missed_{r}").fill_null(0) for r in RESOURCES])
         .sort("municipality_id")
     )
 

@@ -40,6 +40,17 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("integration_course_places", "Integration course", "Integration course places (Integrationskurs)"),
 )
 
+# One word per resource for the Municipalities table, where a cell lists several of them.
+_CHIPS: dict[str, str] = {
+    "persons": "Persons",
+    "housing_units": "Housing",
+    "accessible_units": "Accessible",
+    "kita_places": "Kita",
+    "school_places_primary": "Primary",
+    "school_places_secondary": "Secondary",
+    "integration_course_places": "Course",
+}
+
 PROPOSAL_COLUMNS = ("household_pseudonym", "municipality_id", "municipality_name", "persons", "score")
 HOUSEHOLD_COLUMNS = ("household_pseudonym", "persons", "placed", "unplaced_reason")
 MUNICIPALITY_COLUMNS = ("municipality_id", "municipality_name", "latitude", "longitude")
@@ -151,7 +162,7 @@ class RoundReportData:
     # "optimiser" and "deferred_acceptance" summaries (engine.mechanisms.assignment_summary); {} = not computed.
     mechanisms: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)
     # Per municipality_id: compatible_households, excluded_households, main_rule, main_rule_households,
-    # missed ("resource: households, ..." of unplaced households that missed it for lack of that resource).
+    # missed_<resource> (unplaced households whose nearest miss was this municipality, for lack of that resource).
     municipality_reasons: pl.DataFrame | None = None
 
 
@@ -193,6 +204,11 @@ def _fmt_value(value: Any) -> str:
 
 
 def _plural(n: int, one: str, many: str) -> str:
+    return f"{_fmt_int(n)} {one if n == 1 else many}"
+
+
+def _verb_count(n: int, one: str, many: str) -> str:
+    """'1 is proposed', '2 are proposed': a count with its verb in number."""
     return f"{_fmt_int(n)} {one if n == 1 else many}"
 
 
@@ -341,6 +357,36 @@ def _fig_unplaced(rows: list[dict[str, Any]]) -> str:
         return _png(fig)
 
 
+def _fig_binding(rows: list[dict[str, Any]], with_misses: bool) -> str:
+    """Per resource: the share of the municipalities offering it where it is full (binds), and the
+    unplaced households whose nearest miss was a lack of it. Which capacity holds the round back."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(_WIDE[0] + (2.4 if with_misses else 0), 2.9))
+        axes = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2]) if with_misses else [fig.add_subplot()]
+        y = np.arange(len(rows))
+        ax = axes[0]
+        offering = [r["offering"] for r in rows][::-1]
+        full = [r["full"] for r in rows][::-1]
+        ax.barh(y, [100.0 if o else 0.0 for o in offering], color=_COLOR_CAPACITY, height=0.6)
+        ax.barh(y, [100.0 * f / o if o else 0.0 for f, o in zip(full, offering)], color=_COLOR_ACCENT, height=0.6)
+        for yi, f, o in zip(y, full, offering):
+            ax.text(101.5, yi, f"{_fmt_int(f)} of {_fmt_int(o)}" if o else "not offered", va="center", fontsize=8)
+        ax.set_xlim(0, 100)
+        ax.set_yticks(y, [r["short"] for r in rows][::-1])
+        ax.set_xlabel("municipalities where it is full (% of those offering it)")
+        if with_misses:
+            ax2 = axes[1]
+            missed = [r["missed"] for r in rows][::-1]
+            ax2.barh(y, missed, color=_COLOR_USED, height=0.6)
+            for yi, v in zip(y, missed):
+                ax2.text(v, yi, " " + _fmt_int(v), va="center", fontsize=8)
+            ax2.set_xlabel("unplaced households that lacked it")
+            ax2.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=3, integer=True))
+            ax2.margins(x=0.2)
+            fig.subplots_adjust(wspace=0.45)
+        return _png(fig)
+
+
 # --------------------------------------------------------------------------- data preparation
 
 
@@ -442,9 +488,11 @@ def _decisions_text(decisions: Mapping[str, int]) -> list[str]:
     if declined:
         lines.append(
             f"{_plural(declined, 'household', 'households')} of this round declined an earlier proposal: "
-            f"{_fmt_int(decisions.get('declined_placed_elsewhere', 0))} are proposed elsewhere now (never where they declined), "
-            f"{_fmt_int(decisions.get('declined_unplaced', 0))} received no proposal."
+            + _verb_count(int(decisions.get("declined_placed_elsewhere", 0)), "is proposed elsewhere now", "are proposed elsewhere now")
+            + " (never where they declined)"
         )
+        unplaced = int(decisions.get("declined_unplaced", 0))
+        lines[-1] += f", {_fmt_int(unplaced)} received no proposal." if unplaced else "."
     return lines
 
 
@@ -561,7 +609,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         reasons = reasons.select(
             pl.col("municipality_id").cast(pl.String),
             *(pl.col(c).cast(pl.Int64) for c in ("compatible_households", "excluded_households", "main_rule_households")),
-            *(pl.col(c).cast(pl.String) for c in ("main_rule", "missed")),
+            pl.col("main_rule").cast(pl.String),
+            *(pl.col(f"missed_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in RESOURCES if f"missed_{r}" in reasons.columns),
         )
         mun = mun.join(reasons, on="municipality_id", how="left")
     has_reasons = "compatible_households" in mun.columns
@@ -570,14 +619,15 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         cap_p = row.get("capacity_persons")
         used_p = row.get("used_persons")
         # A capacity binds when this round (with earlier acceptances) uses all of it.
-        full = [short for r, short, _ in resources if row[f"capacity_{r}"] > 0 and row[f"used_{r}"] >= row[f"capacity_{r}"]]
+        full = [_CHIPS.get(r, short) for r, short, _ in resources if row[f"capacity_{r}"] > 0 and row[f"used_{r}"] >= row[f"capacity_{r}"]]
+        missed = sorted(((-(row.get(f"missed_{r}") or 0), i, _CHIPS.get(r, short)) for i, (r, short, _) in enumerate(RESOURCES)))
         main_rule = row.get("main_rule")
         return {
-            "full": ", ".join(full) or "–",
+            "full": full,
+            "missed": ", ".join(f"{chip}: {_fmt_int(-n)}" for n, _, chip in missed if n) or "–",
             "compatible": _fmt_int(row.get("compatible_households")),
             "excluded": _fmt_int(row.get("excluded_households")),
             "main_rule": f"{main_rule} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–",
-            "missed": row.get("missed") or "–",
             "accepted_persons": _fmt_int(row["accepted_persons"]),
             "id": row["municipality_id"],
             "name": row["municipality_name"] or "",
@@ -597,8 +647,22 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         if "used_persons" in mun.columns else mun.head(0)
     )
 
+    # ---- which capacities bind: full municipalities per resource, and the unplaced households lacking it
+    binding_rows = [
+        {
+            "short": short,
+            "offering": int((mun[f"capacity_{r}"] > 0).sum()),
+            "full": int(((mun[f"capacity_{r}"] > 0) & (mun[f"used_{r}"] >= mun[f"capacity_{r}"])).sum()),
+            "missed": int(mun[f"missed_{r}"].fill_null(0).sum()) if f"missed_{r}" in mun.columns else 0,
+        }
+        for r, short, _ in resources
+    ]
+    # The right panel only when some unplaced household lacked a capacity (an empty panel has no scale).
+    with_misses = any(row["missed"] for row in binding_rows)
+
     # ---- figures
     figures: dict[str, str | None] = {
+        "binding": _fig_binding(binding_rows, with_misses) if binding_rows and mun.height else None,
         "capacity": _fig_capacity(capacity_rows) if capacity_rows else None,
         "scores": _fig_score_hist(scores) if scores.size else None,
         "criteria": None,
@@ -688,6 +752,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "top_n": TOP_MUNICIPALITIES,
         "municipalities": [mun_row(r) for r in mun.iter_rows(named=True)],
         "has_reasons": has_reasons,
+        "binding_with_misses": with_misses,
         "criteria": [c.removeprefix("score_") for c in criteria],
         "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
         "reason_rows": reason_rows,

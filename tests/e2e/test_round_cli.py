@@ -58,6 +58,7 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert reasons.height == solver["municipalities"]
     assert (reasons["compatible_households"] + reasons["excluded_households"] == solver["households"]).all()
     assert missed == short
+    assert sum(int(reasons[c].sum()) for c in reasons.columns if c.startswith("missed_")) == missed
     assert "<th>Rule keeping most out</th><th>Unplaced, short of</th>" in (round_dir / "report.html").read_text()
     stability = (round_dir / "report.html").read_text().split('<section id="stability">')[1].split("</section>")[0]
     assert f"<td class=\"num\">{ours['blocking_pairs']}</td><td class=\"num\">{da['blocking_pairs']}</td>" in stability
