@@ -275,3 +275,20 @@ def test_declined_households_counted_in_grammatical_sentences() -> None:
     assert "1 household of this round declined an earlier proposal: 1 is proposed elsewhere now" in text
     assert "0 received no proposal" not in text
 
+
+def test_unplaced_reasons_grouped_by_capacity_with_the_places_named() -> None:
+    """A national round's unplaced households lack a capacity at hundreds of places: one row per
+    (resource, place) made the table and its chart hundreds of rows long, with bare AGS keys. Now one
+    row per reason, and the places where it happened most, by name."""
+    households = pl.DataFrame({
+        "household_pseudonym": ["hp_7f3a9c", "hp_0b12de", "hp_1", "hp_2", "hp_3", "hp_4"],
+        "persons": [3, 2, 2, 1, 4, 1],
+        "placed": [True, True, False, False, False, False],
+        "unplaced_reason": [None, None, "capacity: persons exhausted at 01001000", "capacity: persons exhausted at 01001000",
+                            "capacity: persons exhausted at 09162000", "no compatible municipality (mostly: pets)"],
+    })
+    text = _section_text(render_round_report(_data(households=households)), "unplaced")
+    assert "capacity: persons exhausted 3 7" in text
+    assert "Flensburg (01001000): 2" in text and "(09162000): 1" in text
+    assert "no compatible municipality (mostly: pets) 1 1" in text
+    assert "exhausted at 01001000" not in text

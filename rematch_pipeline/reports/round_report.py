@@ -60,6 +60,11 @@ TOP_MUNICIPALITIES = 15
 # so the file stays small. The complete list belongs in the proposals export.
 REVIEW_PROPOSALS = 50
 
+# An unplaced reason that names the place of a capacity miss (engine.diagnosis): reason, AGS.
+_PLACED_REASON = r"^(.*) at (\d{5}|\d{8})$"
+# Places named per reason in the unplaced table (the Municipalities table has them all).
+_WHERE_PLACES = 3
+
 # Germany's extent (spec) with a small margin, and the mean latitude for the aspect ratio.
 _LON_LIMITS = (5.5, 15.4)
 _LAT_LIMITS = (47.0, 55.3)
@@ -698,15 +703,33 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
     unplaced = households.filter(~pl.col("placed"))
     reason_rows: list[dict[str, Any]] = []
     if unplaced.height:
-        by_reason = (
-            unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)"))
-            .group_by("unplaced_reason")
-            .agg(pl.len().alias("households"), pl.col("persons").sum().alias("persons"))
-            .sort(["households", "unplaced_reason"], descending=[True, False])
+        # engine.diagnosis names the place of a capacity miss ("capacity: persons exhausted at 05158"): one row
+        # per reason, with the places where it happened most, so 401 districts do not make 401 rows.
+        split = unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)")).with_columns(
+            pl.col("unplaced_reason").str.extract(_PLACED_REASON, 1).fill_null(pl.col("unplaced_reason")).alias("reason"),
+            pl.col("unplaced_reason").str.extract(_PLACED_REASON, 2).alias("municipality_id"),
         )
+        by_reason = (
+            split.group_by("reason")
+            .agg(pl.len().alias("households"), pl.col("persons").sum().alias("persons"))
+            .sort(["households", "reason"], descending=[True, False])
+        )
+        names = dict(zip(mun["municipality_id"].to_list(), mun["municipality_name"].to_list()))
+        places = (
+            split.filter(pl.col("municipality_id").is_not_null())
+            .group_by("reason", "municipality_id")
+            .agg(pl.len().alias("households"))
+            .sort(["reason", "households", "municipality_id"], descending=[False, True, False])
+        )
+        where: dict[str, str] = {}
+        for reason, group in places.group_by("reason", maintain_order=True):
+            shown = [f"{names.get(m) or ''} ({m}): {_fmt_int(n)}".lstrip() for m, n in group.select("municipality_id", "households").head(_WHERE_PLACES).iter_rows()]
+            more = group.height - len(shown)
+            where[str(reason[0])] = ", ".join(shown) + (f" and {_plural(more, 'more place', 'more places')}" if more > 0 else "")
         reason_rows = [
-            {"reason": r["unplaced_reason"], "households": int(r["households"]), "persons": int(r["persons"]),
-             "households_text": _fmt_int(r["households"]), "persons_text": _fmt_int(r["persons"])}
+            {"reason": r["reason"], "households": int(r["households"]), "persons": int(r["persons"]),
+             "households_text": _fmt_int(r["households"]), "persons_text": _fmt_int(r["persons"]),
+             "where": where.get(r["reason"], "")}
             for r in by_reason.iter_rows(named=True)
         ]
         figures["unplaced"] = _fig_unplaced(reason_rows)
