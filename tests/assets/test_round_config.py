@@ -14,19 +14,8 @@ from rematch_pipeline.cli import main
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
-from rematch_pipeline.sample import generate_round, write_round
-from tests.conftest import land
 
 WEIGHTS = ("jobs", "schools_childcare", "medical_care", "community", "big_city", "quiet_rural", "family_nearby", "wishes")
-
-
-@pytest.fixture
-def ingested(home: RematchHome, tmp_path: Path) -> RematchHome:
-    """A data home with a small validated round (period 2026-07) and its Dagster instance on disk."""
-    write_round(generate_round(30, 4, seed=2), tmp_path / "sample")
-    land(home, tmp_path / "sample")
-    assert main(["ingest"]) == 0
-    return home
 
 
 def _launch(home: RematchHome, round_id: str, config: dict) -> str:
