@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._config.errors import DagsterEvaluationErrorReason
+from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemEntry, EvaluationStackPathEntry
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, rejected_files
@@ -46,12 +47,24 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
     return "see the run in the Dagster UI"
 
 
+def config_path(stack: EvaluationStackEntry) -> str:
+    """Where in the run config an error is: fields and list entries (`ops.x.config.locked_pairs[0].municipality_id`).
+    Map keys are left out: they are text typed in, like values."""
+    parts: list[str] = []
+    for entry in stack.entries:
+        if isinstance(entry, EvaluationStackPathEntry):
+            parts.append(("." if parts else "") + entry.field_name)
+        elif isinstance(entry, EvaluationStackListItemEntry):
+            parts.append(f"[{entry.list_index}]")
+    return "".join(parts) or "run config"
+
+
 def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
     """Dagster's run-config errors as `field: rule` lines, without the values typed (Dagster's own
     messages quote them, and a value typed into the wrong field may be a name)."""
     lines = []
     for error in exc.errors:
-        path = ".".join(str(level) for level in error.stack.levels) or "run config"
+        path = config_path(error.stack)
         data = error.error_data
         fields = ", ".join(getattr(data, "field_names", None) or [getattr(data, "field_name", "")])
         if error.reason in (DagsterEvaluationErrorReason.FIELD_NOT_DEFINED, DagsterEvaluationErrorReason.FIELDS_NOT_DEFINED):
@@ -60,7 +73,13 @@ def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
             lines.append(f"{path}: required field {fields} missing")
         elif error.reason == DagsterEvaluationErrorReason.RUNTIME_TYPE_MISMATCH:
             expected = data.config_type_snap.given_name or data.config_type_snap.kind.value.lower()
-            lines.append(f"{path}: expected {'a number' if expected in ('Float', 'Int') else expected}")
+            if expected in ("Float", "Int"):
+                lines.append(f"{path}: expected a number")
+            elif expected == "String":
+                # YAML reads unquoted digits as a number: an AGS such as 01001 loses its leading zero.
+                lines.append(f'{path}: expected text (quote it in YAML, as an AGS "01001")')
+            else:
+                lines.append(f"{path}: expected {expected}")
         else:
             lines.append(f"{path}: {error.reason.value.lower().replace('_', ' ')}")
     return lines

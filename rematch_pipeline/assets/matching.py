@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from rematch_pipeline.ags_reference import unknown_places
+from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
 from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
@@ -42,6 +43,15 @@ MAX_WEIGHT = 1000.0
 UNKNOWN_TIE_REASON = "the `must` family tie names an unknown place (an AGS neither in the 2020 reference list nor offered in this round)"
 
 
+class CoordinatorPair(dg.Config):
+    """A household and a municipality of the round, named as proposals and report.html name them."""
+
+    household_pseudonym: str = Field(
+        description="The household's pseudonym (H- and 20 hex digits), as proposals and the report show it; never a reference or a name."
+    )
+    municipality_id: str = Field(description="AGS of a municipality with an offer in the round's period (5 or 8 digits; quote it in YAML).")
+
+
 class RoundConfig(dg.Config):
     """Parameters of a matching round, shown with their defaults in the Launchpad."""
 
@@ -61,6 +71,14 @@ class RoundConfig(dg.Config):
     compare_mechanisms: bool = Field(
         default=True,
         description="Also run deferred acceptance on the round and count blocking pairs of both, for the report (about 60 s and 0.3 GiB more at 50,000 households; off skips it).",
+    )
+    locked_pairs: list[CoordinatorPair] = Field(
+        default=[],
+        description="Placements the coordinator fixes: the household, with its linked households, is proposed to that municipality whatever its score.",
+    )
+    forbidden_pairs: list[CoordinatorPair] = Field(
+        default=[],
+        description="Pairs never proposed; forbidding one linked household keeps its whole link group away from that municipality.",
     )
     weight_jobs: float = 1.0
     weight_schools_childcare: float = 1.0
@@ -97,7 +115,19 @@ class RoundConfig(dg.Config):
         if all(v == 0 for v in weights.values()):
             # Every pair would score 50: the round would ignore what households said matters to them.
             problems.append("weight_*: every weight is 0, so every pair would score the same; set at least one above 0")
-        return problems
+        return problems + self.coordinator_pairs().field_problems()
+
+    def coordinator_pairs(self) -> CoordinatorPairs:
+        """The locked and forbidden pairs of this round."""
+        return CoordinatorPairs(
+            locked=tuple((p.household_pseudonym, p.municipality_id) for p in self.locked_pairs),
+            forbidden=tuple((p.household_pseudonym, p.municipality_id) for p in self.forbidden_pairs),
+        )
+
+    def recorded(self) -> dict:
+        """The parameters as the rounds table records them: without the pairs, which round_coordinator_pairs
+        holds by household, so that an erasure deletes them with the household's other rows."""
+        return self.model_dump(exclude={"locked_pairs", "forbidden_pairs"})
 
     def weights(self) -> ScoreWeights:
         """The score multipliers by criterion."""
@@ -125,6 +155,11 @@ def store_round_rows(con, table: str, round_id: str, frame: pl.DataFrame) -> Non
     frame = frame.with_columns(pl.lit(round_id).alias("round_id")).select("round_id", pl.exclude("round_id"))
     con.register("incoming", frame.to_arrow())
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM incoming WHERE false")
+    # A table made by an older release gains the columns added since (its earlier rounds hold NULL there).
+    present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+    for column, column_type, *_ in con.execute("DESCRIBE incoming").fetchall():
+        if column not in present:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {column_type}')
     con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
     con.unregister("incoming")
@@ -210,15 +245,35 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
                 WHERE d.decision = 'accept' AND r.period = ?""",
             [period],
         ).pl()
+        coordinator = config.coordinator_pairs()
+        named = sorted({h for _, _, h, _ in coordinator.entries()})
+        # Why a named household is not in the pool, if it is not (said in the refusal).
+        known = con.execute(
+            "SELECT household_pseudonym, submitted_period, accepted_municipality_id FROM household_features"
+            " WHERE list_contains(?::VARCHAR[], household_pseudonym)",
+            [named],
+        ).pl()
     households, held_back = complete_link_groups(households, group_sizes)
     if held_back:
         context.log.info(f"{held_back} linked households wait: a household of their group is not in this round's pool")
     municipalities = remaining_capacity(municipalities, accepted_usage)
     context.log.info(f"round {round_id}: period {period}, {households.height} households, {municipalities.height} municipalities")
     pairs = candidate_pairs(households, municipalities)
-    context.log.info(f"{pairs.height} compatible pairs; scoring")
+    # The coordinator's pairs are checked against this round before anything is written.
+    problems = coordinator.round_problems(period, known, households, municipalities, pairs)
+    if problems:
+        raise dg.Failure("round not started, fix the run config: " + "; ".join(problems))
+    forbidden = coordinator.frame().filter(pl.col("kind") == FORBIDDEN).select("household_pseudonym", "municipality_id")
+    forbidden_candidates = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="semi")
+    pairs = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="anti")
+    context.log.info(
+        f"{pairs.height} compatible pairs ({forbidden_candidates.height} forbidden by the coordinator left out,"
+        f" {len(coordinator.locked)} locked); scoring"
+    )
     scored = score_pairs(pairs, households, municipalities, config.weights())
-    exclusions, exclusions_by_municipality = exclusion_tables(households, municipalities)
+    exclusions, exclusions_by_municipality = exclusions_with_forbidden(
+        *exclusion_tables(households, municipalities), forbidden, forbidden_candidates
+    )
     n_candidates = scored.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
     pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
     with warehouse_connection(warehouse) as con:
@@ -226,8 +281,9 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
         con.execute(
             "INSERT INTO rounds VALUES (?, ?, ?, ?)",
-            [round_id, period, json.dumps(config.model_dump(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+            [round_id, period, json.dumps(config.recorded(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
         )
+        store_round_rows(con, "round_coordinator_pairs", round_id, coordinator.frame())
         store_round_rows(con, "round_households", round_id, pool)
         store_round_rows(con, "round_municipalities", round_id, municipalities)
         store_round_rows(con, "round_candidates", round_id, scored)
@@ -246,8 +302,25 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
             "households_without_any_candidate": without,
             "municipalities": municipalities.height,
             "mean_score": float(scored["score"].mean() or 0.0),
+            "locked_pairs": len(coordinator.locked),
+            "forbidden_pairs": len(coordinator.forbidden),
         }
     )
+
+
+def round_coordinator_pairs(con, round_id: str) -> CoordinatorPairs:
+    """The locked and forbidden pairs a round was started with (none for rounds run before they existed)."""
+    if not table_exists(con, "round_coordinator_pairs"):
+        return CoordinatorPairs()
+    return CoordinatorPairs.from_frame(load_round_rows(con, "round_coordinator_pairs", round_id))
+
+
+def locks_below_minimum(problem: AssignmentProblem) -> list[str]:
+    """Places whose locked units bring some persons but fewer than the place's minimum intake."""
+    persons = np.zeros(problem.n_places, dtype=np.int64)
+    for u, j in problem.locked:
+        persons[j] += problem.usage[u, problem.persons_index]
+    return [problem.place_ids[j] for j in np.flatnonzero((persons > 0) & (persons < problem.min_intake)).tolist()]
 
 
 def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, place_of_unit) -> pl.DataFrame:
@@ -322,14 +395,22 @@ def round_proposals(
         # The problem needs the total score only, not the criteria (a national round: 15 M rows).
         scored = load_round_rows(con, "round_candidates", round_id, ("household_pseudonym", "municipality_id", "score"))
         exclusions = load_round_rows(con, "round_exclusions", round_id)
+        coordinator = round_coordinator_pairs(con, round_id)
     config = RoundConfig(**json.loads(config_json))
-    problem = build_problem(pool, municipalities, scored)
+    problem = build_problem(pool, municipalities, scored, locked=coordinator.locked)
     # A national round has ~15 M candidate rows: not held through the solve (the proposals
     # read back only the chosen pairs' scores).
     del scored
     context.log.info(f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs ({config.backend})")
     result = solve(problem, config.solver_params())
     violations = check_assignment(problem, result)
+    short = locks_below_minimum(problem)
+    if violations and short:
+        # Locks that keep a place below its minimum intake, when the other households cannot make it up.
+        raise dg.Failure(
+            f"locked_pairs: no assignment keeps every lock: the locked persons at {', '.join(short)} are below the"
+            " minimum intake (min_persons) and too few other compatible households fit there; lock more households there, or none"
+        )
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
     context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
@@ -345,9 +426,15 @@ def round_proposals(
     unit_place = {
         problem.unit_ids[u]: problem.place_ids[p] for u, p in enumerate(result.place_of_unit.tolist()) if p >= 0
     }
+    # A lock holds the household's link group: every household of it is a locked proposal.
+    locked_groups = {problem.unit_ids[u] for u, _ in problem.locked}
     chosen = pool.select("household_pseudonym", "link_group", "persons").with_columns(
-        pl.col("link_group").replace_strict(unit_place, default=None).alias("municipality_id")
+        pl.col("link_group").replace_strict(unit_place, default=None).alias("municipality_id"),
+        pl.col("link_group").is_in(list(locked_groups)).alias("locked"),
     ).filter(pl.col("municipality_id").is_not_null())
+    forbidden = set(coordinator.forbidden) & set(chosen.select("household_pseudonym", "municipality_id").iter_rows())
+    if forbidden:  # a last guard: the forbidden pairs were left out of the candidates
+        raise dg.Failure(f"solver answer proposes {len(forbidden)} pairs forbidden by the coordinator")
     with warehouse_connection(warehouse) as con:
         con.register("chosen_pairs", chosen.select("household_pseudonym", "municipality_id").to_arrow())
         scored = con.execute(
@@ -358,7 +445,7 @@ def round_proposals(
     proposals = (
         chosen.join(scored, on=["household_pseudonym", "municipality_id"], how="left")
         .join(municipalities.select("municipality_id", "municipality_name"), on="municipality_id", how="left")
-        .select("household_pseudonym", "municipality_id", "municipality_name", "persons", "score", pl.col("^score_.*$"))
+        .select("household_pseudonym", "municipality_id", "municipality_name", "persons", "score", pl.col("^score_.*$"), "locked")
         .sort(["municipality_id", "household_pseudonym"])
     )
     households = household_outcomes(pool, exclusions, problem, result.place_of_unit)
@@ -405,6 +492,7 @@ def round_proposals(
         "municipality_id",
         "persons",
         pl.col("score").round(4),
+        pl.when(pl.col("locked")).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("locked"),
     ).sort(["municipality_id", "household_ref"])
     write_csv(export, out / "proposals.csv", private=True)
     (out / "solver.json").write_text(json.dumps(solver, indent=2, sort_keys=True) + "\n")
@@ -415,6 +503,9 @@ def round_proposals(
             "persons_placed": result.persons_placed,
             "households_placed": proposals.height,
             "households_unplaced": pool.height - proposals.height,
+            "households_locked": int(proposals["locked"].sum()),
+            "locked_pairs": len(coordinator.locked),
+            "forbidden_pairs": len(coordinator.forbidden),
             "gap": finite(result.gap) if finite(result.gap) is not None else "unproven",
             "solver_seconds": float(result.wall_seconds),
             "reproducible": result.reproducible,

@@ -1,0 +1,238 @@
+"""A coordinator locks and forbids pairs for a round (RoundConfig.locked_pairs / forbidden_pairs):
+the round keeps them, says which proposals were locked, and refuses pairs it cannot keep before it
+reads or writes anything, naming the field, the entry and the rule."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
+from rematch_pipeline.engine.compatibility import RULES
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.runs import RunFailed, execute
+from tests.hard_rules import violations
+
+BASE = {"period": "2026-07", "time_limit_seconds": 10}
+
+
+def _materialize(home: RematchHome, round_id: str, config: dict) -> dg.ExecuteInProcessResult:
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        return dg.materialize(
+            ROUND_ASSETS,
+            partition_key=round_id,
+            resources=build_resources(home),
+            instance=instance,
+            run_config={"ops": {"round_candidates": {"config": config}}},
+        )
+
+
+def _refused(home: RematchHome, round_id: str, config: dict) -> str:
+    """Launch round_job as the Launchpad does; the one-line reason it fails with."""
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "round_job", partition_key=round_id,
+                    run_config={"ops": {"round_candidates": {"config": config}}})
+    return str(failed.value)
+
+
+def _query(home: RematchHome, sql: str, params: list | None = None) -> pl.DataFrame:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).pl()
+
+
+def _pair(household: str, municipality: str) -> dict[str, str]:
+    return {"household_pseudonym": household, "municipality_id": municipality}
+
+
+@pytest.fixture
+def first_round(ingested: RematchHome) -> RematchHome:
+    """The ingested data home with round r0 (no locks) run: its pool, candidates and proposals."""
+    assert _materialize(ingested, "r0", BASE).success
+    return ingested
+
+
+def _units(home: RematchHome) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """r0's households (with their group size), candidate pairs and proposals."""
+    pool = _query(home, "SELECT household_pseudonym, link_group, persons, candidates FROM round_households WHERE round_id = 'r0'")
+    pool = pool.with_columns(pl.len().over("link_group").alias("group_size"))
+    candidates = _query(home, "SELECT household_pseudonym, municipality_id FROM round_candidates WHERE round_id = 'r0'")
+    proposals = _query(home, "SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r0'")
+    return pool, candidates, proposals
+
+
+def test_a_round_keeps_the_locked_pairs_with_their_link_group_and_never_proposes_a_forbidden_one(first_round: RematchHome, tmp_path: Path) -> None:
+    home = first_round
+    pool, candidates, proposals = _units(home)
+    single = pool.filter(pl.col("group_size") == 1)
+    proposed = dict(proposals.iter_rows())
+    # Forbid a proposal r0 made; lock another household where r0 did not propose it.
+    forbid = single.filter(pl.col("household_pseudonym").is_in(list(proposed)) & (pl.col("candidates") >= 2)).row(0, named=True)
+    forbidden = (forbid["household_pseudonym"], proposed[forbid["household_pseudonym"]])
+    elsewhere = candidates.join(single.select("household_pseudonym"), on="household_pseudonym").filter(
+        (pl.col("household_pseudonym") != forbid["household_pseudonym"])
+        & (pl.col("municipality_id") != pl.col("household_pseudonym").replace_strict(proposed, default=""))
+    )
+    locked = elsewhere.sort("household_pseudonym", "municipality_id").row(0)
+    # The link group of two: lock one of them where both are candidates, the other comes along.
+    group = pool.filter(pl.col("group_size") == 2).sort("household_pseudonym")
+    assert group.height == 2, "the sample has one link group of two"
+    first, second = group["household_pseudonym"].to_list()
+    both = candidates.filter(pl.col("household_pseudonym") == first).join(
+        candidates.filter(pl.col("household_pseudonym") == second), on="municipality_id"
+    )["municipality_id"].sort().to_list()
+    group_place = next(m for m in both if m != proposed.get(first))
+    config = {**BASE, "locked_pairs": [_pair(*locked), _pair(second, group_place)], "forbidden_pairs": [_pair(*forbidden)]}
+
+    result = _materialize(home, "r1", config)
+    assert result.success
+    rows = _query(home, "SELECT household_pseudonym, municipality_id, locked FROM proposals WHERE round_id = 'r1'")
+    placed = {h: (m, lock) for h, m, lock in rows.iter_rows()}
+    assert placed[locked[0]] == (locked[1], True)
+    assert placed[first] == (group_place, True) and placed[second] == (group_place, True)
+    assert (forbidden[0], forbidden[1]) not in {(h, m) for h, (m, _) in placed.items()}
+    assert rows.filter(pl.col("locked")).height == 3, "only the locks and the lock's linked household are locked"
+    # No lock breaks a hard rule, checked on the restricted export against the exports themselves.
+    export = home.path / "rounds" / "r1" / "proposals.csv"
+    assert violations(tmp_path / "sample", export) == {}
+    with export.open() as handle:
+        exported = list(csv.DictReader(handle))
+    assert list(exported[0]) == ["household_ref", "municipality_id", "persons", "score", "locked"]
+    assert sorted(r["locked"] for r in exported).count("yes") == 3 and {r["locked"] for r in exported} == {"yes", "no"}
+
+    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert metadata["round_candidates"]["locked_pairs"].value == 2 and metadata["round_candidates"]["forbidden_pairs"].value == 1
+    assert metadata["round_proposals"]["households_locked"].value == 3
+    # The forbid is a rule of its own where the report explains exclusions, and the pair is no candidate.
+    rule = _query(home, "SELECT rule, municipalities_excluded FROM round_exclusions WHERE round_id = 'r1' AND household_pseudonym = ?", [forbidden[0]])
+    assert dict(rule.iter_rows())["forbidden_by_coordinator"] == 1
+    assert _query(home, "SELECT count(*) AS n FROM round_candidates WHERE round_id = 'r1' AND household_pseudonym = ? AND municipality_id = ?", list(forbidden))["n"][0] == 0
+    # The pairs are kept by household (erasure deletes them with its rows), not in the recorded parameters.
+    assert "locked_pairs" not in _query(home, "SELECT config_json FROM rounds WHERE round_id = 'r1'")["config_json"][0]
+
+
+def test_every_pair_the_round_cannot_keep_is_refused_naming_field_entry_and_rule(first_round: RematchHome) -> None:
+    home = first_round
+    pool, candidates, _ = _units(home)
+    single = pool.filter(pl.col("group_size") == 1).sort("household_pseudonym")
+    h = single["household_pseudonym"].to_list()
+    place = candidates.filter(pl.col("household_pseudonym") == h[0])["municipality_id"].sort()[0]
+    places = _query(home, "SELECT municipality_id, capacity_persons FROM round_municipalities WHERE round_id = 'r0' ORDER BY capacity_persons, municipality_id")
+    # A household without a candidate there, and the hard rules that keep it away.
+    compatible = candidates.group_by("household_pseudonym").agg(pl.col("municipality_id"))
+    barred = next(
+        (row["household_pseudonym"], m)
+        for row in single.join(compatible, on="household_pseudonym", how="left").iter_rows(named=True)
+        for m in places["municipality_id"].to_list()
+        if m not in (row["municipality_id"] or [])
+    )
+    first, second = pool.filter(pl.col("group_size") == 2).sort("household_pseudonym")["household_pseudonym"].to_list()
+    shared = candidates.filter(pl.col("household_pseudonym") == first).join(
+        candidates.filter(pl.col("household_pseudonym") == second), on="municipality_id"
+    )["municipality_id"].sort().to_list()
+    # The smallest municipality and single households compatible with it, more persons than it has left.
+    small, capacity = places.row(0)
+    fitting = single.join(candidates.filter(pl.col("municipality_id") == small), on="household_pseudonym").sort("household_pseudonym")
+    crowd = fitting.filter(pl.col("persons").cum_sum().shift(1, fill_value=0) <= capacity)
+    assert crowd["persons"].sum() > capacity, "the sample has enough households for the smallest municipality"
+
+    mistakes: list[tuple[dict, list[str]]] = [
+        ({"locked_pairs": [_pair("Anna Ivanenko", place)], "forbidden_pairs": [_pair(h[0], "Berlin")]},
+         ["locked_pairs[0].household_pseudonym: format: a household pseudonym", "forbidden_pairs[0].municipality_id: format: an AGS"]),
+        ({"locked_pairs": [_pair("H-00000000000000000000", place)]},
+         ["locked_pairs[0].household_pseudonym: reference: H-00000000000000000000 is not in this round's pool (no validated household"]),
+        ({"forbidden_pairs": [_pair(h[0], "09162")]},
+         ["forbidden_pairs[0].municipality_id: reference: 09162 has no validated offer for period 2026-07"]),
+        ({"locked_pairs": [_pair(h[0], place)], "forbidden_pairs": [_pair(h[0], place)]},
+         ["forbidden_pairs[0]: conflict: locked_pairs[0] locks the same pair"]),
+        ({"locked_pairs": [_pair(h[0], place), _pair(h[0], place)]},
+         ["locked_pairs[1]: duplicate: locked_pairs[0] locks the same household already"]),
+        ({"locked_pairs": [_pair(*barred)]},
+         [f"locked_pairs[0]: hard rule: {barred[0]} cannot go to {barred[1]} ("]),
+        ({"locked_pairs": [_pair(first, shared[0]), _pair(second, shared[-1])]} if len(shared) > 1 else
+         {"locked_pairs": [_pair(first, shared[0]), _pair(second, next(m for m in places["municipality_id"] if m != shared[0]))]},
+         ["locked_pairs[1]: linked households: locked_pairs[0] locks a household of the same link group to"]),
+        ({"locked_pairs": [_pair(first, shared[0])], "forbidden_pairs": [_pair(second, shared[0])]},
+         [f"locked_pairs[0]: linked households: forbidden_pairs[0] forbids {second}, linked to this household, at {shared[0]}"]),
+        ({"locked_pairs": [_pair(x, small) for x in crowd["household_pseudonym"]]},
+         [f"capacity: the locks at {small} need {crowd['persons'].sum()} persons ({capacity} left)"]),
+    ]
+    for number, (pairs, expected) in enumerate(mistakes):
+        reason = _refused(home, f"bad{number}", {**BASE, **pairs})
+        assert "round not started, fix the run config: " in reason, (pairs, reason)
+        assert all(e in reason for e in expected), (pairs, reason)
+        assert "Ivanenko" not in reason and "Berlin" not in reason, "a value of the wrong shape is never repeated"
+        assert _query(home, "SELECT count(*) AS n FROM rounds")["n"][0] == 1, "a refused round stores nothing"
+    # The hard rule is named, one of the engine's.
+    reason = _refused(home, "bad-rule", {**BASE, "locked_pairs": [_pair(*barred)]})
+    named = reason.split(f"cannot go to {barred[1]} (")[1].split(")")[0].split(", ")
+    assert named and set(named) <= set(RULES)
+
+
+def test_locks_come_from_the_round_yaml_of_the_cli_and_its_type_errors_name_the_entry(
+    first_round: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    home = first_round
+    pool, candidates, proposals = _units(home)
+    household, place = candidates.join(proposals, on=["household_pseudonym", "municipality_id"], how="anti").sort(
+        "household_pseudonym", "municipality_id"
+    ).join(pool.filter(pl.col("group_size") == 1), on="household_pseudonym").row(0)[:2]
+    config = tmp_path / "round.yaml"
+    config.write_text(
+        f'period: "2026-07"\ntime_limit_seconds: 10\nlocked_pairs:\n  - {{household_pseudonym: {household}, municipality_id: "{place}"}}\n'
+    )
+    assert main(["round", "r2", "--config", str(config)]) == 0
+    with (home.path / "rounds" / "r2" / "proposals.csv").open() as handle:
+        assert [r["locked"] for r in csv.DictReader(handle)].count("yes") == 1
+    assert _query(home, "SELECT municipality_id, locked FROM proposals WHERE round_id = 'r2' AND household_pseudonym = ?", [household]).row(0) == (place, True)
+
+    # YAML reads an unquoted AGS with a leading zero as a number; a missing field is named by its entry.
+    config.write_text(
+        'period: "2026-07"\nlocked_pairs:\n  - {household_pseudonym: H-00000000000000000000, municipality_id: 01001}\n'
+        "forbidden_pairs:\n  - {household_pseudonym: H-00000000000000000000}\n"
+    )
+    capsys.readouterr()
+    assert main(["round", "r3", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert 'ops.round_candidates.config.locked_pairs[0].municipality_id: expected text (quote it in YAML, as an AGS "01001")' in err
+    assert "ops.round_candidates.config.forbidden_pairs[0]: required field municipality_id missing" in err
+
+
+def test_a_warehouse_made_before_locks_gains_the_proposals_column(first_round: RematchHome) -> None:
+    home = first_round
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        con.execute("ALTER TABLE proposals DROP COLUMN locked")
+        con.execute("DROP TABLE round_coordinator_pairs")
+    assert _materialize(home, "r1", BASE).success
+    rows = _query(home, "SELECT round_id, count(*) AS n, count(locked) AS flagged FROM proposals GROUP BY 1 ORDER BY 1")
+    assert rows["round_id"].to_list() == ["r0", "r1"]
+    assert rows["flagged"].to_list() == [0, rows["n"][1]], "earlier rounds hold no flag, the new one does"
+
+
+def test_a_lock_on_an_accepted_household_or_a_declined_pair_is_refused_with_the_reason(first_round: RematchHome) -> None:
+    home = first_round
+    pool, _, proposals = _units(home)
+    single = proposals.join(pool.filter(pl.col("group_size") == 1), on="household_pseudonym").sort("household_pseudonym")
+    (accepted, accepted_at), (declined, declined_at) = single.select("household_pseudonym", "municipality_id").rows()[:2]
+    decisions = home.landing("decisions") / "decisions-r0.csv"
+    decisions.write_text(
+        "round_id,household_pseudonym,municipality_id,decision,reason\n"
+        f"r0,{accepted},{accepted_at},accept,\nr0,{declined},{declined_at},decline,family\n"
+    )
+    assert main(["ingest"]) == 0
+    reason = _refused(home, "r1", {**BASE, "locked_pairs": [_pair(accepted, accepted_at), _pair(declined, declined_at)]})
+    assert (
+        f"locked_pairs[0].household_pseudonym: reference: {accepted} is not in this round's pool"
+        f" (it accepted a proposal to {accepted_at} earlier and is kept there)"
+    ) in reason
+    reason = _refused(home, "r2", {**BASE, "locked_pairs": [_pair(declined, declined_at)]})
+    assert f"locked_pairs[0]: hard rule: {declined} cannot go to {declined_at} (declined)" in reason
