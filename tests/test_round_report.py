@@ -22,6 +22,7 @@ SECTION_HEADINGS = (
     "Map of municipalities (Kommunen)",
     "Unplaced households",
     "Municipalities",
+    "Locked and forbidden pairs",
     "Proposals to review",
 )
 
@@ -292,3 +293,20 @@ def test_unplaced_reasons_grouped_by_capacity_with_the_places_named() -> None:
     assert "Flensburg (01001000): 2" in text and "(09162000): 1" in text
     assert "no compatible municipality (mostly: pets) 1 1" in text
     assert "exhausted at 01001000" not in text
+
+
+def test_the_coordinators_locks_and_forbids_are_listed_and_locked_proposals_marked() -> None:
+    proposals = _proposals().with_columns(locked=pl.Series([True, False]))
+    pairs = pl.DataFrame(
+        {"kind": ["forbidden", "locked"], "entry": [0, 0], "household_pseudonym": ["hp_55aa01", "hp_7f3a9c"], "municipality_id": ["14612000", "01001000"]}
+    )
+    html = render_round_report(_data(proposals=proposals, coordinator_pairs=pairs))
+    section = _section_text(html, "coordinator")
+    assert "1 locked, 1 forbidden; 1 proposal (3 persons) of this round are locked." in section
+    # Locks first; the forbidden pair is named by pseudonym and AGS, like proposals, and was not proposed.
+    assert "locked_pairs[0] hp_7f3a9c Flensburg (01001000) proposed forbidden_pairs[0] hp_55aa01 Dresden (14612000) not proposed" in section
+    review = _section_text(html, "review")
+    assert "hp_0b12de" in review and review.count(" locked ") == 1
+    assert "hp_7f3a9c Flensburg (01001000) 3 0.80 locked" in review
+    # A round without pairs, or rendered from tables of a release before locks, says so.
+    assert "locked and forbade no pairs" in _section_text(render_round_report(_data()), "coordinator")

@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.matching import load_round_rows, rounds_partitions
+from rematch_pipeline.assets.matching import load_round_rows, round_coordinator_pairs, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.reports.round_report import RoundReportData, render_round_report
 from rematch_pipeline.resources.home import RematchHome
@@ -125,6 +125,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         capacity_offers=solver.get("capacity_offers", []),
         mechanisms=solver.get("mechanisms", {}),
         municipality_reasons=municipality_reasons(con, round_id),
+        coordinator_pairs=round_coordinator_pairs(con, round_id).frame(),
     )
     return data
 

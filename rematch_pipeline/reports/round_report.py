@@ -147,6 +147,8 @@ class RoundReportData:
         earlier_decisions: what accepted and declined proposals of earlier rounds did to this one.
         mechanisms: the optimiser's assignment beside deferred acceptance, with blocking pairs.
         municipality_reasons: why households did not come to each municipality (aggregates only).
+        coordinator_pairs: the pairs the coordinator locked or forbade (kind, entry, household_pseudonym,
+            municipality_id); proposals may carry a boolean ``locked`` column (a lock's whole link group).
     """
 
     round_id: str
@@ -169,6 +171,9 @@ class RoundReportData:
     # Per municipality_id: compatible_households, excluded_households, main_rule, main_rule_households,
     # missed_<resource> (unplaced households whose nearest miss was this municipality, for lack of that resource).
     municipality_reasons: pl.DataFrame | None = None
+    # Rows of round_coordinator_pairs: kind ("locked" / "forbidden"), entry (index in its config list),
+    # household_pseudonym, municipality_id. None or empty: the coordinator set no pair.
+    coordinator_pairs: pl.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- formatting
@@ -501,6 +506,36 @@ def _decisions_text(decisions: Mapping[str, int]) -> list[str]:
     return lines
 
 
+def _coordinator_context(pairs: pl.DataFrame | None, proposals: pl.DataFrame, mun: pl.DataFrame) -> dict[str, Any]:
+    """The coordinator's locked and forbidden pairs, each with what the round proposed for it, and the
+    locked proposals (a lock holds the household's whole link group)."""
+    proposed = set(proposals.select("household_pseudonym", "municipality_id").iter_rows())
+    names = dict(mun.select("municipality_id", "municipality_name").iter_rows())
+    if pairs is None:
+        pairs = pl.DataFrame(schema={"kind": pl.String, "entry": pl.Int64, "household_pseudonym": pl.String, "municipality_id": pl.String})
+    rows = []
+    counts = {"locked": 0, "forbidden": 0}
+    # Locks first, each list in config order.
+    ordered = pairs.select("kind", "entry", "household_pseudonym", "municipality_id").sort("kind", "entry", descending=[True, False])
+    for kind, entry, h, m in ordered.iter_rows():
+        counts[kind] += 1
+        rows.append({
+            "entry": f"{'locked_pairs' if kind == 'locked' else 'forbidden_pairs'}[{entry}]",
+            "kind": kind,
+            "pseudonym": h,
+            "municipality": f"{names.get(m) or ''} ({m})".strip(),
+            "outcome": "proposed" if (h, m) in proposed else "not proposed",
+        })
+    locked = proposals.filter(pl.col("locked"))
+    return {
+        "rows": rows,
+        "locked_pairs": _fmt_int(counts["locked"]),
+        "forbidden_pairs": _fmt_int(counts["forbidden"]),
+        "locked_proposals": _plural(locked.height, "proposal", "proposals"),
+        "locked_persons": _plural(int(locked["persons"].sum()) if locked.height else 0, "person", "persons"),
+    }
+
+
 def _build_context(data: RoundReportData) -> dict[str, Any]:
     proposals = _frame(
         data.proposals, PROPOSAL_COLUMNS, "proposals",
@@ -524,6 +559,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         pl.col("persons").cast(pl.Int64).fill_null(0),
         pl.col("score").cast(pl.Float64),
         *(pl.col(c).cast(pl.Float64).fill_null(0.0) for c in criteria),
+        # Optional: proposals the coordinator locked (rounds before locks existed: none).
+        (pl.col("locked") if "locked" in proposals.columns else pl.lit(False)).cast(pl.Boolean).fill_null(False).alias("locked"),
     )
     households = households.select(
         pl.col("household_pseudonym").cast(pl.String),
@@ -742,6 +779,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
             "municipality": f"{r['municipality_name'] or ''} ({r['municipality_id']})",
             "persons": _fmt_int(r["persons"]),
             "score": _fmt_float(r["score"]),
+            "locked": "locked" if r["locked"] else "",
             "criteria": [_fmt_float(r[c]) for c in criteria],
         }
         for r in review.iter_rows(named=True)
@@ -788,6 +826,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
             f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"
         ),
         "review_rows": review_rows,
+        "coordinator": _coordinator_context(data.coordinator_pairs, proposals, mun),
         "review_summary": _plural(len(review_rows), "proposal", "proposals"),
         "review_total": _fmt_int(proposals.height),
         "figures": figures,

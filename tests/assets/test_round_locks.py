@@ -115,6 +115,12 @@ def test_a_round_keeps_the_locked_pairs_with_their_link_group_and_never_proposes
     rule = _query(home, "SELECT rule, municipalities_excluded FROM round_exclusions WHERE round_id = 'r1' AND household_pseudonym = ?", [forbidden[0]])
     assert dict(rule.iter_rows())["forbidden_by_coordinator"] == 1
     assert _query(home, "SELECT count(*) AS n FROM round_candidates WHERE round_id = 'r1' AND household_pseudonym = ? AND municipality_id = ?", list(forbidden))["n"][0] == 0
+    report = (home.path / "rounds" / "r1" / "report.html").read_text()
+    section = report.split('<section id="coordinator">')[1].split("</section>")[0]
+    assert f'<td class="id">locked_pairs[0]</td><td class="id">{locked[0]}</td>' in section
+    assert f'<td class="id">forbidden_pairs[0]</td><td class="id">{forbidden[0]}</td>' in section
+    assert section.count("<td>proposed</td>") == 2 and section.count("<td>not proposed</td>") == 1
+    assert "3 proposals" in section
     # The pairs are kept by household (erasure deletes them with its rows), not in the recorded parameters.
     assert "locked_pairs" not in _query(home, "SELECT config_json FROM rounds WHERE round_id = 'r1'")["config_json"][0]
 
