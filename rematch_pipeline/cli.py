@@ -50,8 +50,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from rematch_pipeline.runs import ingest_landing
 
     home = _home()
+    retry = getattr(args, "retry_rejected", False)
     with _dagster(home) as (defs, instance):
-        summary = ingest_landing(defs, instance, home)
+        summary = ingest_landing(defs, instance, home, retry=retry)
     for error in summary.rejected:
         print(f"rejected: {error}", file=sys.stderr)
     for line in summary.skipped:
@@ -62,7 +63,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     for line in summary.quarantined:
         print(f"quarantined: {line}", file=sys.stderr)
+    for line in summary.retried:
+        print(line, file=sys.stdout if line.startswith(("retried: ", "unchanged: ")) else sys.stderr)
     print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
+    if retry:
+        print(f"{summary.files_retried} file(s) retried" if summary.retried else "nothing to retry")
     if summary.rejected:
         raise CliError(f"{len(summary.rejected)} file(s) rejected (valid files were ingested)")
     return 0
@@ -170,7 +175,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rematch", description="Match refugee households to municipalities (data home: $REMATCH_HOME, default ./.rematch).")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help=cmd_demo.__doc__).set_defaults(func=cmd_demo)
-    sub.add_parser("ingest", help=cmd_ingest.__doc__).set_defaults(func=cmd_ingest)
+    i = sub.add_parser("ingest", help=cmd_ingest.__doc__)
+    i.add_argument(
+        "--retry-rejected", action="store_true", dest="retry_rejected",
+        help="also read again the files an older version refused or withheld cells of (docs/operations.md)",
+    )
+    i.set_defaults(func=cmd_ingest)
     r = sub.add_parser("round", help=cmd_round.__doc__)
     r.add_argument("round_id")
     r.add_argument("--period", help="intake period YYYY-MM (default: the latest with offers)")

@@ -9,6 +9,7 @@ from rematch_pipeline.assets.features import household_features, municipality_fe
 from rematch_pipeline.assets.ingest import landed_export
 from rematch_pipeline.assets.matching import round_candidates, round_proposals
 from rematch_pipeline.assets.reports import round_report
+from rematch_pipeline.assets.retry import retry_exports_job
 from rematch_pipeline.assets.sensors import hourly_ingestion, ingest_file_job, landing_sensor, validate_after_ingestion, validate_job
 from rematch_pipeline.assets.validate import canonical_tables, contract_checks, reference_checks
 from rematch_pipeline.resources.home import RematchHome, default_home
@@ -39,7 +40,7 @@ def build_definitions(home: RematchHome) -> dg.Definitions:
     return dg.Definitions(
         assets=[landed_export, *VALIDATE_ASSETS, *ROUND_ASSETS],
         asset_checks=CHECKS,
-        jobs=[ingest_file_job, validate_job, round_job, record_decisions_job],
+        jobs=[ingest_file_job, validate_job, retry_exports_job, round_job, record_decisions_job],
         sensors=[landing_sensor, validate_after_ingestion],
         schedules=[hourly_ingestion],
         resources=build_resources(home),

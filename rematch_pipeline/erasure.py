@@ -92,6 +92,9 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         for sha in rejected:
             con.execute("UPDATE ingestion_log SET archived_as = NULL WHERE file_sha256 = ?", [sha])
         con.execute("INSERT INTO erasures VALUES (?, now())", [target])
+        # Keyed, like the household: a retried file (ingest.retry_export) leaves these submissions' members out.
+        for submission in submissions:
+            con.execute("INSERT INTO erased_submissions VALUES (?, now())", [pseudonym(home.secret(), "submission", submission)])
         con.execute("COMMIT")
     _replace_copies(home, rewrites, rejected)
     _erase_from_proposals(home, household_ref)

@@ -32,6 +32,8 @@ class IngestionSummary:
     held_out: list[str] = field(default_factory=list)  # entities whose latest submission failed validation
     warnings: list[str] = field(default_factory=list)  # AGS reference warnings (kept rows)
     quarantined: list[str] = field(default_factory=list)  # rows of this pass's files that validation set aside
+    retried: list[str] = field(default_factory=list)  # one line per export read again (--retry-rejected)
+    files_retried: int = 0  # of them, files whose rows were stored again
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
@@ -97,8 +99,9 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, *
     return result
 
 
-def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome) -> IngestionSummary:
-    """One ingestion run per new landed file (as the sensor would), then one validation run."""
+def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome, retry: bool = False) -> IngestionSummary:
+    """One ingestion run per new landed file (as the sensor would), with `retry` a retry_exports_job
+    run (exports an older version refused or withheld cells of), then one validation run."""
     warehouse = DuckDBResource(database=str(home.warehouse_path))
     import datetime as dt
 
@@ -109,12 +112,19 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
         execute(defs, instance, "ingest_file_job", partition_key=r.partition_key, run_config=r.run_config, tags=r.tags)
         for r in requests
     ]
+    retried: list[str] = []
+    if retry:
+        results.append(execute(defs, instance, "retry_exports_job"))
+        retried = results[-1].output_for_node("retry_rejected_exports")
     results.append(execute(defs, instance, "validate_job"))
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
     held_out, warnings = stored_findings(warehouse)
     quarantined = quarantine_lines(warehouse, since=started)
     skipped = files_with_skipped(warehouse, since=started)
-    return IngestionSummary(len(requests) - len(rejected), rejected, skipped, results, held_out, warnings, quarantined)
+    return IngestionSummary(
+        len(requests) - len(rejected), rejected, skipped, results, held_out, warnings, quarantined,
+        retried, sum(line.startswith("retried: ") for line in retried),
+    )
 
 
 def run_round(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome, round_id: str, config: dict) -> Path:

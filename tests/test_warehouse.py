@@ -21,7 +21,7 @@ def test_an_ingestion_log_from_before_the_skipped_column_gains_it_and_keeps_its_
         con.execute("INSERT INTO ingestion_log VALUES ('a1', 'old.csv', 'households', 'a1.csv', 'ingested', 'households', 3, NULL, ?)", [dt.datetime(2026, 7, 1)])
     with warehouse_connection(DuckDBResource(database=str(path))) as con:
         columns = [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()]
-        assert columns[-1] == "skipped"
-        assert con.execute("SELECT file_name, rows_ingested, skipped FROM ingestion_log").fetchall() == [("old.csv", 3, None)]
+        assert columns[-2:] == ["skipped", "retried_at"]  # each added by the release that introduced it
+        assert con.execute("SELECT file_name, rows_ingested, skipped, retried_at FROM ingestion_log").fetchall() == [("old.csv", 3, None, None)]
     with warehouse_connection(DuckDBResource(database=str(path))) as con:  # a second opening changes nothing
         assert [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()] == columns

@@ -84,7 +84,7 @@ def _related_household_rows(con: duckdb.DuckDBPyConnection, submission_ids: set[
     """Stored household rows of these submissions or households, in ingestion order, and of every
     submission and household those rows name in turn: a refusal withdraws by either key, and a
     submission's every copy is needed to tell whether all of them are withdrawn."""
-    columns = "submission_id, household_pseudonym, submitted_at, consent_processing, file_sha256, sheet, file_row"
+    columns = "submission_id, household_pseudonym, submitted_at, consent_processing, file_sha256, sheet, file_row, rowid AS row_id"
     while True:
         con.register("touched", pl.DataFrame({"s": sorted(submission_ids)}, schema={"s": pl.Utf8}).to_arrow())
         con.register("touched_households", pl.DataFrame({"p": sorted(pseudonyms)}, schema={"p": pl.Utf8}).to_arrow())
@@ -103,13 +103,20 @@ def _related_household_rows(con: duckdb.DuckDBPyConnection, submission_ids: set[
         pseudonyms |= more_pseudonyms
 
 
-def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, pl.DataFrame, pl.DataFrame]]) -> ConsentWithdrawals:
+def consent_withdrawals(
+    con: duckdb.DuckDBPyConnection,
+    split: list[tuple[str, pl.DataFrame, pl.DataFrame]],
+    replacing: str | None = None,
+    after_row: int | None = None,
+) -> ConsentWithdrawals:
     """Refusals among the stored household rows related to this file's rows and the file's own.
 
     Members may land in a file before or after their household (separate CSVs), a later copy
     of a submission (an edit) may refuse or consent again, and a household may refuse in a new
     questionnaire (another submission id), so the rule (schemas.consent) is applied to every stored
     copy of the submissions and households this file names, with the file's rows as the latest ingested.
+    A file read again (retry) is placed where its rows go: its own earlier rows (`replacing`, its
+    sha256) are left aside, and its rows come after the stored rows up to `after_row` (a rowid).
     """
     ids = {s for table, raw, _ in split if table in ("households", "members") for s in raw["submission_id"].drop_nulls()}
     incoming = pl.concat(
@@ -120,17 +127,23 @@ def consent_withdrawals(con: duckdb.DuckDBPyConnection, split: list[tuple[str, p
     if not ids:
         return ConsentWithdrawals([], pl.DataFrame(schema=_KEY_SCHEMA), pl.Series("withdrawn", [False] * incoming.height))
     stored = _related_household_rows(con, ids, set(incoming["household_pseudonym"].drop_nulls()))
+    if replacing is not None:
+        stored = stored.filter(pl.col("file_sha256") != replacing)
+    # Rows are in rowid order: the file's rows go after those up to after_row (by default after all).
+    at = stored.height if after_row is None else stored.filter(pl.col("row_id") <= after_row).height
     columns = ["submission_id", "household_pseudonym", "submitted_at", "consent_processing"]
-    rows = pl.concat([stored.select(columns), incoming.select(columns)]) if incoming.height else stored.select(columns)
+    parts = [stored.head(at), incoming, stored.slice(at)] if incoming.height else [stored]
+    rows = pl.concat([part.select(columns) for part in parts])
     withdrawn = withdrawn_copies(rows)
     refused = refused_submissions(rows, withdrawn).to_list()
+    stored_withdrawn = pl.concat([withdrawn.head(at), withdrawn.slice(at + incoming.height)])
     # Refused before this file, not after: its consenting copy is here (an edit back to yes).
     before = stored.select(columns)
     back = set(refused_submissions(before, withdrawn_copies(before))) - set(refused)
     return ConsentWithdrawals(
         refused=refused,
-        stored_copies=stored.filter(withdrawn.head(stored.height)).select(list(_KEY_SCHEMA)).cast(_KEY_SCHEMA),
-        incoming_copies=withdrawn.tail(incoming.height) if incoming.height else pl.Series("withdrawn", [], dtype=pl.Boolean),
+        stored_copies=stored.filter(stored_withdrawn).select(list(_KEY_SCHEMA)).cast(_KEY_SCHEMA),
+        incoming_copies=withdrawn.slice(at, incoming.height),
         restored=_refusals_of(stored, sorted(back)),
     )
 
@@ -204,7 +217,7 @@ def members_arrived_while_refused(
     return pl.concat(raws), pl.concat(identities)
 
 
-def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent: ConsentWithdrawals) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
+def without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent: ConsentWithdrawals) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
     """The file's rows with what a refusal withdraws blanked, and no identity rows of a refusing household or its members."""
     refused = pl.Series(consent.refused, dtype=pl.Utf8).implode()
     result = []
@@ -221,7 +234,7 @@ def _without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consen
     return result
 
 
-def _blank_stored(con: duckdb.DuckDBPyConnection, consent: ConsentWithdrawals, sha: str) -> int:
+def blank_stored(con: duckdb.DuckDBPyConnection, consent: ConsentWithdrawals, sha: str) -> int:
     """Blank stored rows that a refusal in this file withdraws (in the caller's transaction); the rows changed."""
     changed = 0
     if consent.stored_copies.height:
@@ -247,7 +260,7 @@ def _blank_stored(con: duckdb.DuckDBPyConnection, consent: ConsentWithdrawals, s
     return changed
 
 
-def _restore_members(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+def restore_members(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
     """Fill the analytic fields of stored member rows again (members_arrived_while_refused), in the caller's transaction."""
     if rows.is_empty():
         return
@@ -294,7 +307,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         consent = consent_withdrawals(con, split)
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
         restored_members, restored_identity = members_arrived_while_refused(con, home, consent.restored, carried)
-    split = _without_consent(split, consent)
+    split = without_consent(split, consent)
     # Identity rows first: if the warehouse write fails, a retry re-inserts the same keys harmlessly.
     for table, _, identity_rows in split:
         identity.store(table, identity_rows)
@@ -310,8 +323,8 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             con.execute(f"INSERT INTO raw_{table} ({', '.join(raw.columns)}) SELECT * FROM incoming")
             con.unregister("incoming")
         # Members (and earlier copies) stored before the refusal are blanked in the same transaction.
-        blanked = _blank_stored(con, consent, sha)
-        _restore_members(con, restored_members)
+        blanked = blank_stored(con, consent, sha)
+        restore_members(con, restored_members)
         con.execute(
             f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?, ?)",
             [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
@@ -411,12 +424,12 @@ def ingested_hashes(warehouse: DuckDBResource) -> set[str]:
 
 
 def files_with_skipped(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
-    """"file: what its readers left out" for files ingested since then, oldest first."""
+    """"file: what its readers left out" for files ingested (or retried) since then, oldest first."""
     with warehouse_connection(warehouse) as con:
         rows = con.execute(
             "SELECT file_name, skipped FROM ingestion_log WHERE skipped IS NOT NULL"
-            " AND (? IS NULL OR ingested_at >= ?) ORDER BY ingested_at, file_name",
-            [since, since],
+            " AND (? IS NULL OR ingested_at >= ? OR retried_at >= ?) ORDER BY ingested_at, file_name",
+            [since, since, since],
         ).fetchall()
     return [f"{name}: {skipped}" for name, skipped in rows]
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import exports_partitions, landed_export, pending_exports
+from rematch_pipeline.assets.retry import retry_exports_job
 from rematch_pipeline.assets.validate import canonical_tables
 from rematch_pipeline.resources.home import RematchHome
 
@@ -64,10 +65,10 @@ def hourly_ingestion(context: dg.ScheduleEvaluationContext, home: RematchHome):
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[ingest_file_job],
+    monitored_jobs=[ingest_file_job, retry_exports_job],
     request_job=validate_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def validate_after_ingestion(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """Validation is a full recompute, so one run after each ingested export keeps the tables current."""
+    """Validation is a full recompute, so one run after each ingested export (or retry) keeps the tables current."""
     return dg.RunRequest(run_key=f"validate-after-{context.dagster_run.run_id}")

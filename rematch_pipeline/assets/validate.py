@@ -66,16 +66,16 @@ def stored_findings(warehouse: DuckDBResource) -> tuple[list[str], list[str]]:
 
 
 def quarantine_lines(warehouse: DuckDBResource, since: dt.datetime, limit: int = 20) -> list[str]:
-    """Lines for the command line: rows of files ingested since then that validation quarantined,
+    """Lines for the command line: rows of files ingested (or retried) since then that validation quarantined,
     by file, sheet, row, column and rule (never a value); at most `limit` lines."""
     with warehouse_connection(warehouse) as con:
         if not table_exists(con, "quarantine"):
             return []
         rows = con.execute(
             "SELECT q.file_name, q.sheet, q.file_row, q.\"column\", q.rule FROM quarantine q"
-            " WHERE q.file_sha256 IN (SELECT file_sha256 FROM ingestion_log WHERE ingested_at >= ?)"
+            " WHERE q.file_sha256 IN (SELECT file_sha256 FROM ingestion_log WHERE ingested_at >= ? OR retried_at >= ?)"
             " ORDER BY q.file_name, q.sheet NULLS FIRST, q.file_row, q.\"column\"",
-            [since],
+            [since, since],
         ).fetchall()
     lines = [f"{name}{f' [sheet {sheet}]' if sheet else ''}, row {row}, column {column}: {rule}" for name, sheet, row, column, rule in rows[:limit]]
     if len(rows) > limit:

@@ -114,6 +114,22 @@ class IdentityStore(dg.ConfigurableResource):
             con.execute(f"INSERT OR REPLACE INTO {target} ({columns}) SELECT {columns} FROM incoming")
             con.unregister("incoming")
 
+    def replace_file(self, file_sha256: str, rows: list[tuple[str, pl.DataFrame]]) -> None:
+        """The identity rows of one file read again (retry): its earlier rows go and these take their
+        place, in one transaction (row numbers may differ from the earlier reading's)."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            for target in IDENTITY_TABLES.values():
+                con.execute(f"DELETE FROM {target} WHERE file_sha256 = ?", [file_sha256])
+            for table, frame in rows:
+                if frame.is_empty():
+                    continue
+                con.register("incoming", frame.to_arrow())
+                columns = ", ".join(frame.columns)
+                con.execute(f"INSERT OR REPLACE INTO {IDENTITY_TABLES[table]} ({columns}) SELECT {columns} FROM incoming")
+                con.unregister("incoming")
+            con.execute("COMMIT")
+
     def forget_refused(self, submission_ids: list[str]) -> int:
         """Delete the identifying rows of these submissions, the household's (reference, contacts,
         address) and its members' (names, birth dates): their household refused consent, so nothing

@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS ingestion_log (
 );
 -- Added after the first releases: warehouses made before gain it here.
 ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS skipped VARCHAR;
+-- When `rematch ingest --retry-rejected` last read the file again (ingested_at stays when it landed).
+ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS retried_at TIMESTAMP;
 CREATE TABLE IF NOT EXISTS quarantine (
     file_sha256 VARCHAR, file_name VARCHAR, sheet VARCHAR, file_row INTEGER, "table" VARCHAR,
     "column" VARCHAR, rule VARCHAR
@@ -74,6 +76,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     round_id VARCHAR PRIMARY KEY, period VARCHAR, config_json VARCHAR, started_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIMESTAMP);
+-- The erased households' submissions (keyed pseudonyms): a file read again leaves out their members too.
+CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, erased_at TIMESTAMP);
 """,
         *(_raw_ddl(t) for t in TABLES),
         # Warehouses made before the column existed gain it (its position does not matter: inserts name columns).

@@ -1,0 +1,269 @@
+"""Files an older version refused, or stored with withheld cells, are read again after an upgrade
+(`rematch ingest --retry-rejected`, `retry_exports_job`): stored once, in their place, erasures kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS
+from rematch_pipeline.sample import SampleRound, generate_round
+
+SECRET_VALUE = "Zzyzx-Kowalczyk"  # a name typed into the refused file: never in a log line or metadata
+
+
+def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _csv(frame: pl.DataFrame, sep: str = ",") -> bytes:
+    out = io.StringIO()
+    frame.write_csv(out, separator=sep)
+    return out.getvalue().encode()
+
+
+def _excel_padded(frame: pl.DataFrame) -> bytes:
+    """The template as a German Excel saves it with cells beside the table once formatted: every line ends
+    in ';;' (what the version before d87eb81 refused with 'header: unexpected columns')."""
+    lines = _csv(frame, sep=";").decode().splitlines()
+    return ("\r\n".join(line + ";;" for line in lines) + "\r\n").encode("utf-8-sig")  # "CSV UTF-8"
+
+
+def _refused_by_an_older_version(home: RematchHome, path: Path, rule: str) -> str:
+    """What ingestion of an older version left for a file its readers refused: the archived copy
+    (owner-only) and a `rejected` ledger entry naming file and rule, as `ingest_file` writes them."""
+    import hashlib
+
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    archived = home.archive / f"{sha}{path.suffix.lower()}"
+    shutil.copyfile(path, archived)
+    archived.chmod(0o600)
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        from rematch_pipeline.resources.warehouse import WAREHOUSE_DDL
+
+        con.execute(WAREHOUSE_DDL)
+        con.execute(
+            f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) VALUES (?, ?, ?, ?, 'rejected', ?, 0, ?, ?, NULL)",
+            [sha, path.name, path.parent.name, archived.name, "households", f"{path.name}, {rule}", dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+        )
+    return sha
+
+
+def _land(home: RematchHome, kind: str, name: str, data: bytes) -> Path:
+    path = home.landing(kind) / name
+    path.write_bytes(data)
+    return path
+
+
+def _ingest(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    status = main(["ingest", *args])
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def _alone(sample: SampleRound) -> pl.DataFrame:
+    """Consenting households that neither name nor are named by a linked household."""
+    linked = {r for refs in sample.households["linked_household_refs"].drop_nulls() for r in refs.split()}
+    return sample.households.filter(
+        (pl.col("linked_household_refs").fill_null("") == "") & ~pl.col("household_ref").is_in(list(linked)) & (pl.col("consent_processing") == "yes")
+    )
+
+
+@pytest.fixture(scope="module")
+def sample() -> SampleRound:
+    return generate_round(24, 3, seed=31)
+
+
+def test_a_file_an_older_version_refused_is_stored_once_on_retry(home: RematchHome, sample: SampleRound, capsys) -> None:
+    _land(home, "municipalities", "municipalities.csv", _csv(sample.municipalities))
+    _land(home, "households", "members.csv", _csv(sample.members))
+    households = sample.households.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(SECRET_VALUE)).otherwise(pl.col("contact_name")).alias("contact_name")
+    )
+    refused = _land(home, "households", "households.csv", _excel_padded(households))
+    sha = _refused_by_an_older_version(home, refused, "header: unexpected columns , ; duplicated columns")
+
+    # The ordinary pass never reads the same bytes twice: the refused file stays refused.
+    status, out = _ingest(capsys)
+    assert status == 0 and "2 new file(s) ingested" in out, out
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(0,)]
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert f"retried: households.csv: ingested {sample.households.height} rows (refused before)" in out
+    assert "1 file(s) retried" in out
+    assert SECRET_VALUE not in out
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
+    assert _query(home.warehouse_path, "SELECT status, error, tables, rows_ingested FROM ingestion_log WHERE file_sha256 = ?", [sha]) == [
+        ("ingested", None, "households", sample.households.height)
+    ]
+    households_valid = _query(home.warehouse_path, "SELECT count(*) FROM households")[0][0]
+    assert households_valid > 0
+    # Pseudonyms as any ingestion gives them; the reference and the name only in the identity store.
+    first = sample.households.row(0, named=True)
+    ref_pseudonym = pseudonym(home.secret(), "household", first["household_ref"])
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE household_pseudonym = ?", [ref_pseudonym]) == [(1,)]
+    assert _query(home.identity_path, "SELECT contact_name FROM household_identity WHERE household_pseudonym = ?", [ref_pseudonym]) == [(SECRET_VALUE,)]
+
+    # Twice: nothing left to retry, nothing stored twice.
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0 and "nothing to retry" in out
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
+    assert _query(home.identity_path, "SELECT count(*) FROM household_identity") == [(sample.households.height,)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households") == [(households_valid,)]
+
+
+def test_a_file_still_refused_stays_refused_and_says_why(home: RematchHome, sample: SampleRound, capsys) -> None:
+    broken = _csv(sample.households).replace(b"household_ref", b"household_reference", 1)
+    path = _land(home, "households", "households.csv", broken)
+    status, out = _ingest(capsys)
+    assert status == 1 and "rejected: households.csv" in out
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert "still rejected: households.csv, row 1: header" in out
+    assert _query(home.warehouse_path, "SELECT status, retried_at IS NOT NULL FROM ingestion_log WHERE file_name = ?", [path.name]) == [("rejected", True)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(0,)]
+
+
+def test_withheld_intake_periods_are_read_again_in_place_and_the_later_edit_still_wins(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """Before 8a8bb1e, an intake period Excel had turned into a date ('Jul 26') was withheld at ingestion:
+    the raw cell held the placeholder and the offer was held out. A retry reads the archived file again;
+    its rows keep their place in ingestion order, so a later edit of the same submission (same
+    submission id and date, as Kobo and Central keep them) still wins."""
+    municipalities = sample.municipalities
+    saved = municipalities.with_columns(pl.lit("Jul 26").alias("intake_period"))
+    first = _land(home, "municipalities", "saved_by_excel.csv", _csv(saved, sep=";").decode().replace("\n", "\r\n").encode("cp1252"))
+    _land(home, "households", "households.csv", _csv(sample.households))
+    _land(home, "households", "members.csv", _csv(sample.members))
+    assert _ingest(capsys)[0] == 0
+    # What the older version stored for that file: the cell withheld.
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        con.execute("UPDATE raw_municipalities SET intake_period = '#withheld' WHERE file_name = ?", [first.name])
+    # The edit lands later: same submission and date, another capacity for the first municipality.
+    edited = municipalities.head(1).with_columns(pl.lit("999").alias("capacity_persons"))
+    _land(home, "municipalities", "edit.csv", _csv(edited))
+    status, out = _ingest(capsys)
+    assert status == 0
+    target = municipalities["municipality_id"][0]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM municipalities") == [(1,)]  # the others held out
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert f"retried: saved_by_excel.csv: read again, {municipalities.height} rows (withheld cells {municipalities.height} -> 0)" in out
+    assert _query(home.warehouse_path, "SELECT intake_period FROM raw_municipalities WHERE file_name = ? ORDER BY file_row", [first.name]) == [
+        ("Jul 26",)
+    ] * municipalities.height
+    assert _query(home.warehouse_path, "SELECT count(*) FROM municipalities WHERE intake_period = '2026-07'") == [(municipalities.height,)]
+    # The retried rows are still before the edit's: the edit's capacity stands.
+    assert _query(home.warehouse_path, "SELECT capacity_persons FROM municipalities WHERE municipality_id = ?", [target]) == [(999,)]
+    order = [r[0] for r in _query(home.warehouse_path, "SELECT file_name FROM raw_municipalities ORDER BY rowid")]
+    assert order == [first.name] * municipalities.height + ["edit.csv"]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_municipalities") == [(municipalities.height + 1,)]
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert "nothing to retry" in out
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_municipalities") == [(municipalities.height + 1,)]
+
+
+def test_an_erased_household_does_not_come_back_from_a_retried_file(home: RematchHome, sample: SampleRound, capsys) -> None:
+    alone = _alone(sample)
+    erased, kept = alone.row(0, named=True), alone.row(1, named=True)
+    others = sample.households.filter(pl.col("submission_id") != kept["submission_id"])
+    _land(home, "municipalities", "municipalities.csv", _csv(sample.municipalities))
+    _land(home, "households", "households.csv", _csv(others))
+    _land(home, "households", "members.csv", _csv(sample.members))
+    assert _ingest(capsys)[0] == 0
+    erased_pseudonym = pseudonym(home.secret(), "household", erased["household_ref"])
+
+    # A file refused before the erasure that names the household: erasure deletes it (it loaded no rows).
+    both = sample.households.filter(pl.col("submission_id").is_in([erased["submission_id"], kept["submission_id"]]))
+    before = _land(home, "households", "copy_before.csv", _excel_padded(both))
+    _refused_by_an_older_version(home, before, "header: unexpected columns , ; duplicated columns")
+    assert main(["erase", erased["household_ref"]]) == 0
+    assert not before.exists()
+
+    # A file that landed after the erasure, refused then: its other household is read, the erased one left out,
+    # with its members that the file carries.
+    members = sample.members.filter(pl.col("submission_id").is_in([erased["submission_id"], kept["submission_id"]]))
+    after = _land(home, "households", "copy_after.csv", _excel_padded(both.reverse()))
+    members_after = _land(home, "households", "members_after.csv", _excel_padded(members))
+    _refused_by_an_older_version(home, after, "header: unexpected columns , ; duplicated columns")
+    _refused_by_an_older_version(home, members_after, "header: unexpected columns , ; duplicated columns")
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert "retried: copy_after.csv: ingested 1 rows (refused before); 1 row(s) of erased households left out" in out
+    kept_members = members.filter(pl.col("submission_id") == kept["submission_id"]).height
+    assert f"retried: members_after.csv: ingested {kept_members} rows (refused before); {members.height - kept_members} row(s) of erased households left out" in out
+    assert "not retried: copy_before.csv: no archived copy" in out
+    assert erased["household_ref"] not in out and erased_pseudonym not in out
+    kept_pseudonym = pseudonym(home.secret(), "household", kept["household_ref"])
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE household_pseudonym = ?", [kept_pseudonym]) == [(1,)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households WHERE household_pseudonym = ?", [kept_pseudonym]) == [(1,)]
+    for table, column in (("raw_households", "household_pseudonym"), ("households", "household_pseudonym")):
+        assert _query(home.warehouse_path, f"SELECT count(*) FROM {table} WHERE {column} = ?", [erased_pseudonym]) == [(0,)]
+    for table in ("raw_members", "members"):
+        assert _query(home.warehouse_path, f"SELECT count(*) FROM {table} WHERE submission_id = ?", [erased["submission_id"]]) == [(0,)]
+    for table in ("household_identity", "member_identity"):
+        assert _query(home.identity_path, f"SELECT count(*) FROM {table} WHERE submission_id = ?", [erased["submission_id"]]) == [(0,)]
+    assert _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE household_ref = ?", [erased["household_ref"]]) == [(0,)]
+
+
+def test_a_retried_file_keeps_its_place_for_consent_a_later_refusal_withdraws_it(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A file refused before, read again now, is older than an edit that refuses consent (same submission
+    and date): the edit is the latest copy, so the retried copy is withdrawn as ingestion withdraws one."""
+    target = _alone(sample).row(0, named=True)
+    _land(home, "municipalities", "municipalities.csv", _csv(sample.municipalities))
+    _land(home, "households", "members.csv", _csv(sample.members))
+    older = _land(home, "households", "households.csv", _excel_padded(sample.households))
+    _refused_by_an_older_version(home, older, "header: unexpected columns , ; duplicated columns")
+    refusal = sample.households.filter(pl.col("submission_id") == target["submission_id"]).with_columns(pl.lit("no").alias("consent_processing"))
+    _land(home, "households", "edit.csv", _csv(refusal))
+    assert _ingest(capsys)[0] == 0
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    rows = _query(
+        home.warehouse_path, "SELECT file_name, consent_processing, pets FROM raw_households WHERE submission_id = ? ORDER BY rowid", [target["submission_id"]]
+    )
+    assert rows == [("households.csv", "yes", None), ("edit.csv", "no", None)]  # blanked: withdrawn by the later refusal
+    for table in ("household_identity", "member_identity"):
+        assert _query(home.identity_path, f"SELECT count(*) FROM {table} WHERE submission_id = ?", [target["submission_id"]]) == [(0,)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households WHERE submission_id = ?", [target["submission_id"]]) == [(0,)]
+    assert _query(home.warehouse_path, "SELECT value FROM intake_counts WHERE name = 'households_without_consent'") == [(1,)]
+    others = _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE file_name = 'households.csv' AND pets IS NOT NULL")[0][0]
+    assert others == sample.households.height - 1
+
+
+def test_retry_job_in_dagster_reports_counts_and_file_names_never_values(home: RematchHome, sample: SampleRound) -> None:
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "members.csv").write_bytes(_csv(sample.members))
+    households = sample.households.with_columns(pl.lit(SECRET_VALUE).alias("contact_name"))
+    refused = _land(home, "households", "households.csv", _excel_padded(households))
+    sha = _refused_by_an_older_version(home, refused, "header: unexpected columns , ; duplicated columns")
+    defs = build_definitions(home)
+    with dg.instance_for_test(temp_dir=str(home.dagster_home)) as instance:
+        result = defs.resolve_job_def("retry_exports_job").execute_in_process(instance=instance)
+        assert result.success
+        logs = " ".join(str(e.user_message) + str(e.dagster_event) for e in instance.all_logs(result.run_id))
+        materialized = instance.fetch_materializations(dg.AssetKey("landed_export"), limit=10).records
+    assert "households.csv: ingested" in logs and SECRET_VALUE not in logs
+    [record] = [r for r in materialized if r.partition_key == sha]
+    metadata = record.asset_materialization.metadata
+    assert metadata["status"].value == "ingested" and metadata["retried"].value is True
+    assert metadata["dagster/row_count"].value == sample.households.height
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
+
