@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import multiprocessing
 import duckdb
 import polars as pl
 import pytest
@@ -267,3 +268,57 @@ def test_retry_job_in_dagster_reports_counts_and_file_names_never_values(home: R
     assert metadata["dagster/row_count"].value == sample.households.height
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
 
+
+
+def _run_at(job: str, partition_key: str | None, run_config: dict, start: float, out: multiprocessing.Queue) -> None:
+    """One job run in its own process on the data home's instance, started at `start` (as the daemon
+    starts each run in a process of its own)."""
+    import os
+    import time
+
+    home = RematchHome(root=os.environ["REMATCH_HOME"])
+    while time.time() < start:
+        time.sleep(0.01)
+    with dg.DagsterInstance.get() as instance:
+        result = build_definitions(home).resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key=partition_key, run_config=run_config, raise_on_error=False
+        )
+        steps = [e for e in instance.all_logs(result.run_id) if e.dagster_event and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")]
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    out.put((job, result.success, [s.timestamp for s in steps], messages))
+
+
+def test_a_retry_and_a_new_file_at_the_same_moment_take_turns_in_the_duckdb_pool(home: RematchHome, sample: SampleRound) -> None:
+    """The retry writes the warehouse, so it runs in the pool `duckdb` (limit 1) like ingestion: started
+    together, one waits and says so, and both files are stored."""
+    import time
+
+    from rematch_pipeline.assets.sensors import export_run_requests
+
+    _land(home, "municipalities", "municipalities.csv", _csv(sample.municipalities))
+    refused = _land(home, "households", "households.csv", _excel_padded(sample.households))
+    _refused_by_an_older_version(home, refused, "header: unexpected columns , ; duplicated columns")
+    [request], keys = export_run_requests(home, {r[0] for r in _query(home.warehouse_path, "SELECT file_sha256 FROM ingestion_log")}, 0.0)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("exports", keys)
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    start = time.time() + 10  # both processes import Dagster first
+    runs = [
+        context.Process(target=_run_at, args=("ingest_file_job", request.partition_key, request.run_config, start, out)),
+        context.Process(target=_run_at, args=("retry_exports_job", None, {}, start, out)),
+    ]
+    for run in runs:
+        run.start()
+    results = {job: (ok, times, messages) for job, ok, times, messages in (out.get(timeout=180) for _ in runs)}
+    for run in runs:
+        run.join()
+    assert all(ok for ok, _, _ in results.values())
+    (first_start, first_end), (second_start, second_end) = sorted(times for _, times, _ in results.values())
+    assert first_end <= second_start  # one after the other
+    assert any("blocked by limit for pool duckdb" in (m or "") for _, _, messages in results.values() for m in messages)
+    assert _query(home.warehouse_path, "SELECT file_name, status FROM ingestion_log ORDER BY file_name") == [
+        ("households.csv", "ingested"), ("municipalities.csv", "ingested")
+    ]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_municipalities") == [(sample.municipalities.height,)]
