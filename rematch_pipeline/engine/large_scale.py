@@ -758,6 +758,8 @@ def _greedy_and_local_moves(
     n_u = problem.n_units
     clock.spend(clock.rates.pair_pass * 4 * pairs.size + clock.rates.unit * GREEDY_PAIRS * n_u)
     candidates = _top_per_unit(pairs.unit, rp, GREEDY_PAIRS, np.arange(pairs.size))
+    # A locked pair may be far down its unit's list by reduced profit: the placer starts from it.
+    candidates = np.union1d(candidates, _positions(problem, pairs, _locked_places(problem)))
     placer = _Placer(problem, pairs, candidates, rp, cost, clock)
     # The answer step's pass takes units asking most of the tight resources first (first fit decreasing),
     # clear-cut ones first among equals. Stage 1's pass (no local moves) only sets the persons stage 2 must

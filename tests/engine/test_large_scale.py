@@ -67,6 +67,23 @@ def test_bounds_hold_against_the_exact_model_with_minimum_intakes_and_locks() ->
     assert large.persons_placed >= 0.95 * exact.persons_placed
 
 
+def test_a_lock_far_down_its_units_list_is_kept_on_the_large_path() -> None:
+    """Locked units with more candidates than the greedy pass looks at (GREEDY_PAIRS), each locked
+    to its lowest-scoring pair. Before, the greedy pass read only each unit's best pairs and
+    failed with "a locked pair is missing from the candidates" (a CLI round of 1,000 × 401 did)."""
+    problem = _round(200, 90, seed=7)
+    counts = np.bincount(problem.pair_unit, minlength=problem.n_units)
+    many = np.flatnonzero(counts > 2 * large_scale.GREEDY_PAIRS)[:3]
+    assert many.size == 3
+    worst = [int(np.flatnonzero(problem.pair_unit == u)[np.argmin(problem.pair_score[problem.pair_unit == u])]) for u in many]
+    problem.locked = [(int(problem.pair_unit[k]), int(problem.pair_place[k])) for k in worst]
+    problem.min_intake = np.where(np.isin(np.arange(problem.n_places), [j for _, j in problem.locked]), 0, problem.min_intake)  # the locks alone decide
+    large = solve(problem, SolverParams(time_limit_seconds=10, backend="cbc", max_model_pairs=0))
+    assert large.solver == large_scale.SOLVER_LABEL
+    assert check_assignment(problem, large) == []
+    assert [int(large.place_of_unit[u]) for u, _ in problem.locked] == [j for _, j in problem.locked]
+
+
 def test_locks_that_break_a_capacity_are_infeasible_on_the_large_path_too() -> None:
     problem = _round(60, 8)
     place = int(problem.pair_place[0])
