@@ -5,6 +5,7 @@ reads or writes anything, naming the field, the entry and the rule."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,11 +13,16 @@ import duckdb
 import polars as pl
 import pytest
 
+from rematch_pipeline.assets.matching import round_candidates
 from rematch_pipeline.cli import main
 from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
+from rematch_pipeline.engine import large_scale
+from rematch_pipeline.engine.assignment import SolverParams
 from rematch_pipeline.engine.compatibility import RULES
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
+from rematch_pipeline.sample import generate_round, write_round
+from tests.conftest import land
 from tests.hard_rules import violations
 
 BASE = {"period": "2026-07", "time_limit_seconds": 10}
@@ -123,6 +129,10 @@ def test_a_round_keeps_the_locked_pairs_with_their_link_group_and_never_proposes
     assert "3 proposals" in section
     # The pairs are kept by household (erasure deletes them with its rows), not in the recorded parameters.
     assert "locked_pairs" not in _query(home, "SELECT config_json FROM rounds WHERE round_id = 'r1'")["config_json"][0]
+
+    # The same config under another round id: the same proposals.csv, byte for byte (it holds no round id).
+    assert _materialize(home, "r1-again", config).success
+    assert (home.path / "rounds" / "r1-again" / "proposals.csv").read_bytes() == export.read_bytes()
 
 
 def test_every_pair_the_round_cannot_keep_is_refused_naming_field_entry_and_rule(first_round: RematchHome) -> None:
@@ -242,3 +252,87 @@ def test_a_lock_on_an_accepted_household_or_a_declined_pair_is_refused_with_the_
     ) in reason
     reason = _refused(home, "r2", {**BASE, "locked_pairs": [_pair(declined, declined_at)]})
     assert f"locked_pairs[0]: hard rule: {declined} cannot go to {declined_at} (declined)" in reason
+
+
+@pytest.mark.slow
+def test_locks_and_forbids_hold_on_a_round_above_the_exact_models_size_and_repeat_byte_for_byte(
+    home: RematchHome, tmp_path: Path
+) -> None:
+    """The CLI round on 1,000 households × 401 districts (about 190,000 candidate pairs, above
+    SolverParams.max_model_pairs): the engine's large path keeps the locks, with a linked household,
+    proposes no forbidden pair, breaks no hard rule, and a second round id gives the same proposals.csv."""
+    sample = tmp_path / "sample"
+    write_round(generate_round(1000, 401, seed=3), sample)
+    land(home, sample)
+    assert main(["ingest"]) == 0
+    # The round's candidates alone (no solve), to choose the pairs from.
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["probe"])
+        assert dg.materialize([round_candidates], partition_key="probe", resources=build_resources(home), instance=instance,
+                              run_config={"ops": {"round_candidates": {"config": BASE}}}).success
+    pool = _query(home, "SELECT household_pseudonym, link_group FROM round_households WHERE round_id = 'probe' AND candidates > 0")
+    pool = pool.with_columns(pl.len().over("link_group").alias("group_size"))
+    candidates = _query(home, "SELECT household_pseudonym, municipality_id, score FROM round_candidates WHERE round_id = 'probe'")
+    assert candidates.height > SolverParams().max_model_pairs
+    # Locks go to places without a minimum intake, each to its own (no capacity is overrun by the locks).
+    open_places = _query(home, "SELECT municipality_id FROM round_municipalities WHERE round_id = 'probe' AND min_persons = 0 AND capacity_persons >= 20")
+    candidates = candidates.join(pool, on="household_pseudonym")
+    singles = candidates.filter(pl.col("group_size") == 1).sort("household_pseudonym", "score", "municipality_id")
+    # A linked group of two, locked by its first household where the group scores worst of its shared places.
+    pairs_of_two = pool.filter(pl.col("group_size") == 2).sort("link_group", "household_pseudonym")["household_pseudonym"].to_list()
+    first, second, third, fourth = pairs_of_two[:4]
+    assert pool.filter(pl.col("household_pseudonym").is_in([first, second, third, fourth]))["link_group"].n_unique() == 2
+    shared = (
+        candidates.filter(pl.col("household_pseudonym").is_in([first, second]))
+        .join(open_places, on="municipality_id")
+        .group_by("municipality_id").agg(pl.len().alias("n"), pl.col("score").sum())
+        .filter(pl.col("n") == 2).sort("score", "municipality_id")
+    )
+    group_place = shared["municipality_id"][0]
+    # Two households locked to their worst open candidate, three forbidden their best one, at other places.
+    households = singles["household_pseudonym"].unique(maintain_order=True).to_list()
+    locks: list[tuple[str, str]] = []
+    used = {group_place}
+    for h in households[:40]:
+        worst = singles.filter((pl.col("household_pseudonym") == h) & pl.col("municipality_id").is_in(open_places["municipality_id"].implode())
+                               & ~pl.col("municipality_id").is_in(list(used)))
+        if worst.height >= 2 and len(locks) < 2:
+            locks.append((h, worst["municipality_id"][0]))
+            used.add(locks[-1][1])
+    forbids = [(h, singles.filter(pl.col("household_pseudonym") == h)["municipality_id"][-1]) for h in households[40:43]]
+    # Another linked group: forbidding its second household its group's best shared place keeps both away.
+    group_best = (
+        candidates.filter(pl.col("household_pseudonym").is_in([third, fourth]))
+        .group_by("municipality_id").agg(pl.len().alias("n"), pl.col("score").sum())
+        .filter(pl.col("n") == 2).sort("score", "municipality_id")["municipality_id"][-1]
+    )
+    forbids.append((fourth, group_best))
+    assert len(locks) == 2
+    config = tmp_path / "round.yaml"
+    # Counted work decides (reproducible); the wall-clock stop is far off, so a busy machine gives the same answer.
+    # A short limit and no deferred-acceptance comparison keep the test's run time down.
+    lines = ['period: "2026-07"', "time_limit_seconds: 4", "wall_limit_seconds: 600", "compare_mechanisms: false", "locked_pairs:"]
+    lines += [f'  - {{household_pseudonym: {h}, municipality_id: "{m}"}}' for h, m in [*locks, (first, group_place)]]
+    lines += ["forbidden_pairs:"] + [f'  - {{household_pseudonym: {h}, municipality_id: "{m}"}}' for h, m in forbids]
+    config.write_text("\n".join(lines) + "\n")
+
+    assert main(["round", "big", "--config", str(config)]) == 0
+    solver = json.loads((home.path / "rounds" / "big" / "solver.json").read_text())
+    assert solver["backend"] == large_scale.SOLVER_LABEL and solver["candidate_pairs"] > SolverParams().max_model_pairs
+    assert solver["reproducible"] is True
+    rows = _query(home, "SELECT household_pseudonym, municipality_id, locked FROM proposals WHERE round_id = 'big'")
+    placed = {h: (m, lock) for h, m, lock in rows.iter_rows()}
+    for h, m in locks:
+        assert placed[h] == (m, True)
+    assert placed[first] == (group_place, True) and placed[second] == (group_place, True)
+    assert rows.filter(pl.col("locked")).height == 4
+    proposed = set(rows.select("household_pseudonym", "municipality_id").iter_rows())
+    assert not proposed & set(forbids) and (third, group_best) not in proposed
+    # Forbidding each household's best pair mattered: the probe's candidates had them.
+    assert set(forbids) <= set(candidates.select("household_pseudonym", "municipality_id").iter_rows())
+    export = home.path / "rounds" / "big" / "proposals.csv"
+    assert violations(sample, export) == {}
+
+    # The same config under another round id: the same proposals, byte for byte (no round id in the file).
+    assert main(["round", "big-again", "--config", str(config)]) == 0
+    assert (home.path / "rounds" / "big-again" / "proposals.csv").read_bytes() == export.read_bytes()
