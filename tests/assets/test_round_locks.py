@@ -5,6 +5,7 @@ reads or writes anything, naming the field, the entry and the rule."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from rematch_pipeline.engine import large_scale
 from rematch_pipeline.engine.assignment import SolverParams
 from rematch_pipeline.engine.compatibility import RULES
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.runs import RunFailed, execute
 from rematch_pipeline.sample import generate_round, write_round
 from tests.conftest import land
@@ -336,3 +338,98 @@ def test_locks_and_forbids_hold_on_a_round_above_the_exact_models_size_and_repea
     # The same config under another round id: the same proposals, byte for byte (no round id in the file).
     assert main(["round", "big-again", "--config", str(config)]) == 0
     assert (home.path / "rounds" / "big-again" / "proposals.csv").read_bytes() == export.read_bytes()
+
+
+def test_locks_below_a_minimum_intake_nobody_can_make_up_fail_naming_the_municipality_and_store_nothing(
+    home: RematchHome, tmp_path: Path
+) -> None:
+    # The largest offer asks for all its persons (min_persons = capacity_persons) but has too few
+    # housing units to reach them: a round places nobody there, a lock there cannot be kept.
+    sample = generate_round(30, 4, seed=2)
+    offers = sample.municipalities.with_columns(pl.col("capacity_persons", "housing_units", "accessible_units", "largest_unit_persons").cast(pl.Int64))
+    short = offers.sort("capacity_persons", "municipality_id", descending=True).row(0, named=True)
+    units = max(short["accessible_units"], 1)
+    assert units * short["largest_unit_persons"] < short["capacity_persons"], "the minimum is out of reach"
+    municipalities = sample.municipalities.with_columns(
+        pl.when(pl.col("municipality_id") == short["municipality_id"]).then(pl.col("capacity_persons")).otherwise(pl.col("min_persons")).alias("min_persons"),
+        pl.when(pl.col("municipality_id") == short["municipality_id"]).then(pl.lit(str(units))).otherwise(pl.col("housing_units")).alias("housing_units"),
+    )
+    write_round(dataclasses.replace(sample, municipalities=municipalities), tmp_path / "sample")
+    land(home, tmp_path / "sample")
+    assert main(["ingest"]) == 0
+    assert _materialize(home, "r0", BASE).success
+    pool, candidates, proposals = _units(home)
+    assert short["municipality_id"] not in proposals["municipality_id"].to_list()
+    # One household locked there, another to a municipality without a minimum (it is not named).
+    single = pool.filter(pl.col("group_size") == 1).select("household_pseudonym")
+    there = candidates.join(single, on="household_pseudonym").filter(pl.col("municipality_id") == short["municipality_id"]).sort("household_pseudonym")
+    household = there["household_pseudonym"][0]
+    other = candidates.join(single, on="household_pseudonym").filter(
+        (pl.col("municipality_id") != short["municipality_id"]) & (pl.col("household_pseudonym") != household)
+    ).sort("household_pseudonym", "municipality_id").row(0)
+    refs = {r["household_ref"] for r in sample.households.iter_rows(named=True)}
+
+    reason = _refused(home, "r1", {**BASE, "locked_pairs": [_pair(household, short["municipality_id"]), _pair(*other)]})
+    assert (
+        f"locked_pairs: no assignment keeps every lock: the locked persons at {short['municipality_id']} are below the"
+        " minimum intake (min_persons)"
+    ) in reason
+    assert other[1] not in reason.split("locked_pairs: ")[1], "only the municipality short of its minimum is named"
+    assert household not in reason and other[0] not in reason and not any(ref in reason for ref in refs)
+    # Nothing of the failed solve is stored; r0 keeps its proposals.
+    for table in ("proposals", "round_outcomes", "round_capacity_misses", "solver_runs"):
+        assert _query(home, f"SELECT count(*) AS n FROM {table} WHERE round_id = 'r1'")["n"][0] == 0, table
+    assert _query(home, "SELECT count(*) AS n FROM proposals WHERE round_id = 'r0'")["n"][0] == proposals.height
+    assert not (home.path / "rounds" / "r1").exists() or not any((home.path / "rounds" / "r1").iterdir())
+
+
+def test_erasure_deletes_the_households_locked_and_forbidden_pairs_and_names_the_runs_that_hold_them(
+    first_round: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    home = first_round
+    pool, candidates, proposals = _units(home)
+    single = pool.filter(pl.col("group_size") == 1).sort("household_pseudonym")["household_pseudonym"].to_list()
+    proposed = dict(proposals.iter_rows())
+    locked_one = next(h for h in single if h in proposed)
+    forbidden_one = next(h for h in single if h in proposed and h != locked_one)
+    first, second = pool.filter(pl.col("group_size") == 2).sort("household_pseudonym")["household_pseudonym"].to_list()
+    shared = candidates.filter(pl.col("household_pseudonym") == first).join(
+        candidates.filter(pl.col("household_pseudonym") == second), on="municipality_id"
+    )["municipality_id"].sort()[0]
+    config = {
+        **BASE,
+        "locked_pairs": [_pair(locked_one, proposed[locked_one]), _pair(first, shared)],
+        "forbidden_pairs": [_pair(forbidden_one, proposed[forbidden_one])],
+    }
+    run_id = _materialize(home, "r1", config).run_id
+    with next((tmp_path / "sample" / "households").glob("households_*.csv")).open() as handle:
+        refs = {pseudonym(home.secret(), "household", r["household_ref"]): r["household_ref"] for r in csv.DictReader(handle)}
+    stored = "SELECT kind, entry, household_pseudonym FROM round_coordinator_pairs WHERE round_id = 'r1' ORDER BY kind, entry"
+    assert _query(home, stored).rows() == [("forbidden", 0, forbidden_one), ("locked", 0, locked_one), ("locked", 1, first)]
+    report = home.path / "rounds" / "r1" / "report.html"
+
+    # The locked household and the forbidden one leave round_coordinator_pairs and the report's list of pairs;
+    # the run whose config named them is listed for the operator to delete (erasure does not rewrite Dagster's storage).
+    for household in (locked_one, forbidden_one):
+        capsys.readouterr()
+        assert main(["erase", refs[household]]) == 0
+        assert run_id in capsys.readouterr().err
+    assert _query(home, stored).rows() == [("locked", 1, first)]
+    section = report.read_text().split('<section id="coordinator">')[1].split("</section>")[0]
+    assert locked_one not in section and forbidden_one not in section and first in section
+    assert _query(home, "SELECT count(*) AS n FROM round_exclusions WHERE rule = 'forbidden_by_coordinator' AND municipalities_excluded > 0")["n"][0] == 0
+    with (home.path / "rounds" / "r1" / "proposals.csv").open() as handle:
+        exported = {r["household_ref"]: r["locked"] for r in csv.DictReader(handle)}
+    assert refs[locked_one] not in exported and exported[refs[first]] == exported[refs[second]] == "yes"
+
+    # The linked household locked through its partner: its own rows go, the partner's lock stays.
+    capsys.readouterr()
+    assert main(["erase", refs[second]]) == 0
+    assert _query(home, stored).rows() == [("locked", 1, first)]
+    assert _query(home, "SELECT household_pseudonym FROM proposals WHERE round_id = 'r1' AND locked").rows() == [(first,)]
+    # Erasing the household a lock names deletes it: nothing of the feature names an erased household.
+    assert main(["erase", refs[first]]) == 0
+    err = capsys.readouterr().err
+    assert run_id in err, "the run whose config names the household is listed for the operator"
+    assert _query(home, "SELECT count(*) AS n FROM round_coordinator_pairs")["n"][0] == 0
+    assert _query(home, "SELECT count(*) AS n FROM proposals WHERE locked")["n"][0] == 0
