@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from rematch_pipeline.cli import main
+from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.runs import RunFailed, execute
 from rematch_pipeline.sample import generate_round, write_round
 from tests.conftest import land
 
@@ -20,3 +23,13 @@ def ingested(home: RematchHome, tmp_path: Path) -> RematchHome:
     land(home, tmp_path / "sample")
     assert main(["ingest"]) == 0
     return home
+
+
+def refused_round(home: RematchHome, round_id: str, config: dict) -> str:
+    """Launch round_job for a new partition as the Launchpad does; the one-line reason it fails with."""
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "round_job", partition_key=round_id,
+                    run_config={"ops": {"round_candidates": {"config": config}}})
+    return str(failed.value)

@@ -6,26 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
 from rematch_pipeline.cli import main
-from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
-from rematch_pipeline.runs import RunFailed, execute
+from tests.assets.conftest import refused_round
 
 WEIGHTS = ("jobs", "schools_childcare", "medical_care", "community", "big_city", "quiet_rural", "family_nearby", "wishes")
 
-
-def _launch(home: RematchHome, round_id: str, config: dict) -> str:
-    """Launch round_job for a new partition as the Launchpad does; the one-line failure reason."""
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("rounds", [round_id])
-        with pytest.raises(RunFailed) as failed:
-            execute(build_definitions(home), instance, "round_job", partition_key=round_id,
-                    run_config={"ops": {"round_candidates": {"config": config}}})
-    return str(failed.value)
 
 
 def _round_rows(home: RematchHome) -> int:
@@ -51,14 +40,14 @@ MISTAKES: list[tuple[dict, str]] = [
 def test_a_mistyped_round_config_is_refused_naming_the_field_before_anything_is_stored(ingested: RematchHome) -> None:
     # One data home for all cases: ingestion is the slow part, and a refused round must leave it as it was.
     for config, expected in MISTAKES:
-        reason = _launch(ingested, "r1", config)
+        reason = refused_round(ingested, "r1", config)
         assert "round not started, fix the run config: " in reason and expected in reason, (config, reason)
         assert not [v for v in config.values() if isinstance(v, str) and v in reason], "the value typed is not echoed"
         assert _round_rows(ingested) == 0, "a refused round stores nothing"
 
 
 def test_a_well_formed_but_unknown_period_names_the_field_and_the_known_periods(ingested: RematchHome) -> None:
-    assert "period: intake period 2026-08 has no validated municipality offers (known: 2026-07)" in _launch(
+    assert "period: intake period 2026-08 has no validated municipality offers (known: 2026-07)" in refused_round(
         ingested, "r1", {"period": "2026-08"}
     )
 
@@ -66,7 +55,7 @@ def test_a_well_formed_but_unknown_period_names_the_field_and_the_known_periods(
 def test_a_round_id_that_is_a_path_or_a_sentence_is_refused_and_nothing_is_written_outside_rounds(ingested: RematchHome) -> None:
     # The UI adds any partition key; before, "../escaped" wrote the re-identified proposals.csv outside rounds/.
     for round_id in ("../escaped", "Round 2 for the Ivanenko family"):
-        reason = _launch(ingested, round_id, {"period": "2026-07", "time_limit_seconds": 5})
+        reason = refused_round(ingested, round_id, {"period": "2026-07", "time_limit_seconds": 5})
         assert "round id (the partition of `rounds`): 1-64 letters" in reason and "Ivanenko" not in reason
     assert not (ingested.path / "escaped").exists()
     assert sorted(p.name for p in (ingested.path / "rounds").iterdir()) == []

@@ -22,8 +22,9 @@ from rematch_pipeline.engine.assignment import SolverParams
 from rematch_pipeline.engine.compatibility import RULES
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
-from rematch_pipeline.runs import RunFailed, execute
+from rematch_pipeline.runs import execute
 from rematch_pipeline.sample import generate_round, write_round
+from tests.assets.conftest import refused_round
 from tests.conftest import land
 from tests.hard_rules import violations
 
@@ -41,15 +42,6 @@ def _materialize(home: RematchHome, round_id: str, config: dict) -> dg.ExecuteIn
             run_config={"ops": {"round_candidates": {"config": config}}},
         )
 
-
-def _refused(home: RematchHome, round_id: str, config: dict) -> str:
-    """Launch round_job as the Launchpad does; the one-line reason it fails with."""
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("rounds", [round_id])
-        with pytest.raises(RunFailed) as failed:
-            execute(build_definitions(home), instance, "round_job", partition_key=round_id,
-                    run_config={"ops": {"round_candidates": {"config": config}}})
-    return str(failed.value)
 
 
 def _query(home: RematchHome, sql: str, params: list | None = None) -> pl.DataFrame:
@@ -184,13 +176,13 @@ def test_every_pair_the_round_cannot_keep_is_refused_naming_field_entry_and_rule
          [f"capacity: the locks at {small} need {crowd['persons'].sum()} persons ({capacity} left)"]),
     ]
     for number, (pairs, expected) in enumerate(mistakes):
-        reason = _refused(home, f"bad{number}", {**BASE, **pairs})
+        reason = refused_round(home, f"bad{number}", {**BASE, **pairs})
         assert "round not started, fix the run config: " in reason, (pairs, reason)
         assert all(e in reason for e in expected), (pairs, reason)
         assert "Ivanenko" not in reason and "Berlin" not in reason, "a value of the wrong shape is never repeated"
         assert _query(home, "SELECT count(*) AS n FROM rounds")["n"][0] == 1, "a refused round stores nothing"
     # The hard rule is named, one of the engine's.
-    reason = _refused(home, "bad-rule", {**BASE, "locked_pairs": [_pair(*barred)]})
+    reason = refused_round(home, "bad-rule", {**BASE, "locked_pairs": [_pair(*barred)]})
     named = reason.split(f"cannot go to {barred[1]} (")[1].split(")")[0].split(", ")
     assert named and set(named) <= set(RULES)
 
@@ -247,12 +239,12 @@ def test_a_lock_on_an_accepted_household_or_a_declined_pair_is_refused_with_the_
         f"r0,{accepted},{accepted_at},accept,\nr0,{declined},{declined_at},decline,family\n"
     )
     assert main(["ingest"]) == 0
-    reason = _refused(home, "r1", {**BASE, "locked_pairs": [_pair(accepted, accepted_at), _pair(declined, declined_at)]})
+    reason = refused_round(home, "r1", {**BASE, "locked_pairs": [_pair(accepted, accepted_at), _pair(declined, declined_at)]})
     assert (
         f"locked_pairs[0].household_pseudonym: reference: {accepted} is not in this round's pool"
         f" (it accepted a proposal to {accepted_at} earlier and is kept there)"
     ) in reason
-    reason = _refused(home, "r2", {**BASE, "locked_pairs": [_pair(declined, declined_at)]})
+    reason = refused_round(home, "r2", {**BASE, "locked_pairs": [_pair(declined, declined_at)]})
     assert f"locked_pairs[0]: hard rule: {declined} cannot go to {declined_at} (declined)" in reason
 
 
@@ -369,7 +361,7 @@ def test_locks_below_a_minimum_intake_nobody_can_make_up_fail_naming_the_municip
     ).sort("household_pseudonym", "municipality_id").row(0)
     refs = {r["household_ref"] for r in sample.households.iter_rows(named=True)}
 
-    reason = _refused(home, "r1", {**BASE, "locked_pairs": [_pair(household, short["municipality_id"]), _pair(*other)]})
+    reason = refused_round(home, "r1", {**BASE, "locked_pairs": [_pair(household, short["municipality_id"]), _pair(*other)]})
     assert (
         f"locked_pairs: no assignment keeps every lock: the locked persons at {short['municipality_id']} are below the"
         " minimum intake (min_persons)"
