@@ -231,7 +231,7 @@ def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> No
     assert "no assignment placing as many persons can exceed 376 609.49 (the bound), so the answer is at most 0.41 % below" in text
     assert "a repeat of the round proposes the same, but may report a slightly different bound and gap" in text
     details = _section_text(html, "details")
-    assert "Optimality gap 0.41 %" in details and "Stage score gap 0.41 %" in details
+    assert "Optimality gap 0.41 %" in details and "Optimality gap, last stage: total score 0.41 %" in details
     short = {**solver, "persons_placed": 12040, "gap": 0.0, "bound_reproducible": True}
     text = _section_text(render_round_report(_data(solver=short)), "headline")
     assert "so at most 6 more could be placed." in text and "proven the best possible for this many persons (gap 0 %)" in text
@@ -310,3 +310,24 @@ def test_the_coordinators_locks_and_forbids_are_listed_and_locked_proposals_mark
     assert "hp_7f3a9c Flensburg (01001000) 3 0.80 locked" in review
     # A round without pairs, or rendered from tables of a release before locks, says so.
     assert "locked and forbade no pairs" in _section_text(render_round_report(_data()), "coordinator")
+
+
+def test_round_parameters_and_solver_rows_have_readable_labels_with_units() -> None:
+    """Before, the tables printed key names ('Time limit seconds', 'Stage persons gap', 'Relative gap 0.0001')."""
+    config = {"period": "2026-07", "objective": "lexicographic", "backend": "cbc", "time_limit_seconds": 60.0,
+              "relative_gap": 0.0001, "reproducible": True, "wall_limit_seconds": None, "compare_mechanisms": True,
+              "weight_jobs": 1.0, "weight_schools_childcare": 2.0, "weight_family_nearby": 0.0}
+    solver = {"status": "optimal", "round_id": "r1", "persons_bound": 62.0, "bound_reproducible": True,
+              "households": 30, "households_placed": 25, "municipalities": 4, "seconds": 0.4,
+              "stage_persons_gap": 0.0, "stage_score_gap": 0.002, "stage_min_score_gap": 0.0}
+    details = _section_text(render_round_report(_data(config=config, solver=solver)), "details")
+    for text in ("Time limit per solve (seconds) 60", "Stop when the optimality gap is below 0.01 %",
+                 "Wall-clock limit (seconds) –", "Weight: schools and childcare (Kita) 2",
+                 "Weight: family nearby 0", "Compare with deferred acceptance yes",
+                 "Persons bound (most persons any assignment could place) 62",
+                 "Optimality gap, first stage: persons placed 0.00 %", "Optimality gap, last stage: total score 0.20 %",
+                 "Optimality gap, maximin stage: lowest household score 0.00 %",
+                 "Households in the round 30", "Run time (seconds) 0.4"):
+        assert text in details, text
+    assert "_" not in re.sub(r"<[^>]+>", "", details.split("Solver")[0].split("Round parameters")[1])
+    assert not re.search(r"Stage \w+ gap|Time limit seconds|Weight jobs", details)

@@ -77,16 +77,50 @@ _MAP_SIZE_RANGE = 140.0
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|hmac|credential|api_?key", re.IGNORECASE)
 
 _SOLVER_LABELS: dict[str, str] = {
+    "round_id": "Round",
+    "period": "Intake period",
     "status": "Status",
     "backend": "Solver (backend)",
-    "objective": "Objective value",
-    "bound": "Best bound",
+    "objective": "Objective value (points)",
+    "bound": "Best bound (points)",
+    "persons_bound": "Persons bound (most persons any assignment could place)",
     "gap": "Optimality gap",
+    "reproducible": "Reproducible (a repeat proposes the same)",
+    "bound_reproducible": "Bound reproducible (a repeat reports the same bound and gap)",
     "seconds": "Run time (seconds)",
     "persons_placed": "Persons placed",
-    "total_score": "Total score",
+    "total_score": "Total score (points)",
+    "households": "Households in the round",
+    "households_placed": "Households placed",
+    "municipalities": "Municipalities (Kommunen)",
     "units": "Placement units (households or linked groups)",
     "candidate_pairs": "Candidate pairs (household × Kommune)",
+    # The lexicographic stages (engine.assignment): persons first, maximin's lowest score, then the total score.
+    "stage_persons_gap": "Optimality gap, first stage: persons placed",
+    "stage_min_score_gap": "Optimality gap, maximin stage: lowest household score",
+    "stage_score_gap": "Optimality gap, last stage: total score",
+}
+# Round parameters (assets.matching.RoundConfig) as a reader of the report knows them, with units.
+_CONFIG_LABELS: dict[str, str] = {
+    "period": "Intake period",
+    "objective": "Objective (lexicographic: persons, then score; maximin: worst-off first)",
+    "backend": "Solver (backend)",
+    "time_limit_seconds": "Time limit per solve (seconds)",
+    "relative_gap": "Stop when the optimality gap is below",
+    "reproducible": "Reproducible budgets (counted work, not wall-clock time)",
+    "wall_limit_seconds": "Wall-clock limit (seconds)",
+    "compare_mechanisms": "Compare with deferred acceptance",
+}
+# Scoring criteria of the weight_<criterion> parameters (docs/scoring.md); weights are relative.
+_CRITERIA_LABELS: dict[str, str] = {
+    "jobs": "jobs",
+    "schools_childcare": "schools and childcare (Kita)",
+    "medical_care": "medical care",
+    "community": "community",
+    "big_city": "big city",
+    "quiet_rural": "quiet, rural",
+    "family_nearby": "family nearby",
+    "wishes": "named wishes",
 }
 _COUNT_LABELS: dict[str, str] = {
     "households_received": "Household questionnaires received",
@@ -415,11 +449,32 @@ def _resource_columns(mun: pl.DataFrame) -> list[tuple[str, str, str]]:
     return [r for r in RESOURCES if f"capacity_{r[0]}" in mun.columns and f"used_{r[0]}" in mun.columns]
 
 
+def _config_label(key: str) -> str:
+    """A round parameter's label with its unit; an unknown key in words."""
+    if key.startswith("weight_"):
+        criterion = key.removeprefix("weight_")
+        return f"Weight: {_CRITERIA_LABELS.get(criterion, criterion.replace('_', ' '))}"
+    return _CONFIG_LABELS.get(key, _humanise(key))
+
+
+def _solver_label(key: str) -> str:
+    """A solver summary entry's label; a stage the table does not know still reads as words."""
+    stage = re.fullmatch(r"stage_(\w+)_gap", key)
+    if key not in _SOLVER_LABELS and stage:
+        return f"Optimality gap, stage: {stage.group(1).replace('_', ' ')}"
+    return _SOLVER_LABELS.get(key, _humanise(key))
+
+
 def _masked_config(config: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for key, value in config.items():
-        shown = "(hidden)" if _SECRET_KEY.search(str(key)) else _fmt_value(value)
-        rows.append({"label": str(key), "value": shown})
+        if _SECRET_KEY.search(str(key)):
+            shown = "(hidden)"
+        elif str(key) == "relative_gap" and _number(value) is not None:
+            shown = f"{100.0 * value:.2g} %"  # a fraction, shown as the solver table shows gaps
+        else:
+            shown = _fmt_value(value)
+        rows.append({"label": _config_label(str(key)), "value": shown})
     return rows
 
 
@@ -787,7 +842,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
 
     solver_rows = [
         {
-            "label": _SOLVER_LABELS.get(k, _humanise(str(k))),
+            "label": _solver_label(str(k)),
             # Gaps are fractions (0.004 = 0.4 %): shown as the headline shows them.
             "value": f"{100.0 * v:.2f} %" if str(k).endswith("gap") and _number(v) is not None else _fmt_value(v),
         }
