@@ -1,7 +1,9 @@
-"""Round outputs for people: the evaluation report (HTML with figures)."""
+"""Round outputs for people: the evaluation report (HTML with figures) and its spreadsheet files
+(municipalities.csv, households.csv)."""
 
 
 import json
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -11,9 +13,19 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.matching import load_round_rows, round_coordinator_pairs, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
-from rematch_pipeline.reports.round_report import RoundReportData, render_round_report
+from rematch_pipeline.formats.writers import write_csv
+from rematch_pipeline.reports.round_report import RoundReportData, household_table, municipality_table, render_round_report
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
+
+# The round's files for spreadsheets, written and linked with the report: file name -> what it holds.
+ROUND_FILES: dict[str, str] = {
+    "municipalities.csv": "one row per municipality (AGS): capacity offered, used by this round and by accepted "
+    "proposals, left and full per resource; households and persons proposed; compatible households, households "
+    "kept out by a hard rule (and the rule keeping most out), unplaced households short of a resource there",
+    "households.csv": "one row per household of the round by pseudonym: placed or not, municipality, score, "
+    "locked, and for an unplaced household the reason",
+}
 
 
 def municipality_use(
@@ -130,26 +142,35 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
     return data
 
 
-def write_round_report(home: RematchHome, data: RoundReportData) -> Path:
-    """Render the report to rounds/<round_id>/report.html."""
-    path = home.round_dir(data.round_id) / "report.html"
-    path.write_text(render_round_report(data), encoding="utf-8")
-    return path
+def write_round_report(home: RematchHome, data: RoundReportData) -> dict[str, Path]:
+    """Write rounds/<round_id>/report.html and, beside it, municipalities.csv and households.csv (owner-only,
+    like proposals.csv: the files go to municipalities and evaluators by hand, not to everyone on the server).
+    Returns the paths by name ("report", "municipalities_csv", "households_csv")."""
+    folder = home.round_dir(data.round_id)
+    data = dataclasses.replace(data, files=tuple(ROUND_FILES.items()))
+    paths = {
+        "municipalities_csv": write_csv(municipality_table(data), folder / "municipalities.csv", private=True),
+        "households_csv": write_csv(household_table(data), folder / "households.csv", private=True),
+    }
+    report = folder / "report.html"
+    report.write_text(render_round_report(data), encoding="utf-8")
+    return {"report": report, **paths}
 
 
 @dg.asset(deps=["round_proposals"], partitions_def=rounds_partitions, group_name="reports", kinds={"html"})
 def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, home: RematchHome) -> dg.MaterializeResult:
-    """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why."""
+    """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why; and its
+    files for spreadsheets, municipalities.csv and households.csv."""
     round_id = context.partition_key
     with warehouse_connection(warehouse) as con:
         data = round_report_data(con, round_id)
-    path = write_round_report(home, data)
+    paths = write_round_report(home, data)
     proposals = data.proposals
-    context.log.info(f"report written: {path}")
+    context.log.info(f"report written: {paths['report']}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": proposals.height,
-            "report": dg.MetadataValue.path(str(path)),
+            **{name: dg.MetadataValue.path(str(path)) for name, path in paths.items()},
             "households_placed": proposals.height,
             "persons_placed": int(proposals["persons"].sum() or 0),
         }

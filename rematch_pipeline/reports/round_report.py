@@ -27,7 +27,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["RESOURCES", "RoundReportData", "render_round_report", "write_round_report"]
+__all__ = ["RESOURCES", "RoundReportData", "household_table", "municipality_table", "render_round_report", "write_round_report"]
 
 # (resource, short label for charts, label for tables). Order follows the questionnaire.
 RESOURCES: tuple[tuple[str, str, str], ...] = (
@@ -183,6 +183,7 @@ class RoundReportData:
         municipality_reasons: why households did not come to each municipality (aggregates only).
         coordinator_pairs: the pairs the coordinator locked or forbade (kind, entry, household_pseudonym,
             municipality_id); proposals may carry a boolean ``locked`` column (a lock's whole link group).
+        files: the round's files beside the report (name, description), listed with relative links.
     """
 
     round_id: str
@@ -208,6 +209,8 @@ class RoundReportData:
     # Rows of round_coordinator_pairs: kind ("locked" / "forbidden"), entry (index in its config list),
     # household_pseudonym, municipality_id. None or empty: the coordinator set no pair.
     coordinator_pairs: pl.DataFrame | None = None
+    # Files of the round written beside the report (file name, what it holds), linked from it; () = none.
+    files: Sequence[tuple[str, str]] = ()
 
 
 # --------------------------------------------------------------------------- formatting
@@ -591,7 +594,20 @@ def _coordinator_context(pairs: pl.DataFrame | None, proposals: pl.DataFrame, mu
     }
 
 
-def _build_context(data: RoundReportData) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Frames:
+    """The report's input frames, typed and cut to the documented columns (nothing else can leak out)."""
+
+    proposals: pl.DataFrame
+    households: pl.DataFrame
+    # The capacity ledger per municipality with this round's proposals (proposals, households, persons_placed,
+    # mean_score), full_<r> (the round uses all of an offered capacity: it binds) and the reasons, if recorded.
+    municipalities: pl.DataFrame
+    criteria: list[str]
+    resources: list[tuple[str, str, str]]
+
+
+def _frames(data: RoundReportData) -> _Frames:
     proposals = _frame(
         data.proposals, PROPOSAL_COLUMNS, "proposals",
         {"household_pseudonym": pl.String, "municipality_id": pl.String, "municipality_name": pl.String,
@@ -623,6 +639,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         pl.col("placed").cast(pl.Boolean).fill_null(False),
         pl.col("unplaced_reason").cast(pl.String),
     )
+    accepted = ["persons", *(r for r, _, _ in resources if r != "persons")]
     mun = mun.select(
         pl.col("municipality_id").cast(pl.String),
         pl.col("municipality_name").cast(pl.String),
@@ -630,8 +647,124 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         pl.col("longitude").cast(pl.Float64),
         *(pl.col(f"{k}_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in resources for k in ("capacity", "used")),
         # Optional: persons of proposals accepted in earlier rounds of the period (0 when not given).
-        (pl.col("accepted_persons") if "accepted_persons" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias("accepted_persons"),
+        # Optional: what proposals accepted in earlier rounds of the period hold (0 when not given).
+        *(
+            (pl.col(f"accepted_{r}") if f"accepted_{r}" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias(f"accepted_{r}")
+            for r in accepted
+        ),
+        (pl.col("accepted_households") if "accepted_households" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias("accepted_households"),
     ).sort("municipality_id")
+
+    # Per municipality: what this round placed (from proposals) next to the capacity ledger.
+    per_mun = proposals.group_by("municipality_id").agg(
+        pl.len().alias("proposals"),
+        pl.col("household_pseudonym").n_unique().alias("households"),
+        pl.col("persons").sum().alias("persons_placed"),
+        pl.col("score").mean().alias("mean_score"),
+    )
+    mun = mun.join(per_mun, on="municipality_id", how="left").with_columns(
+        pl.col("proposals").fill_null(0), pl.col("households").fill_null(0), pl.col("persons_placed").fill_null(0),
+        # A capacity binds when this round (with earlier acceptances) uses all of it.
+        *(((pl.col(f"capacity_{r}") > 0) & (pl.col(f"used_{r}") >= pl.col(f"capacity_{r}"))).alias(f"full_{r}") for r, _, _ in resources),
+    )
+    reasons = data.municipality_reasons
+    if reasons is not None and reasons.height:
+        reasons = reasons.select(
+            pl.col("municipality_id").cast(pl.String),
+            *(pl.col(c).cast(pl.Int64) for c in ("compatible_households", "excluded_households", "main_rule_households")),
+            pl.col("main_rule").cast(pl.String),
+            *(pl.col(f"missed_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in RESOURCES if f"missed_{r}" in reasons.columns),
+        )
+        mun = mun.join(reasons, on="municipality_id", how="left")
+    return _Frames(proposals, households, mun, criteria, resources)
+
+
+def _reason_and_place(column: str, reason: str, place: str) -> tuple[pl.Expr, pl.Expr]:
+    """An unplaced reason split as the report groups it: the reason, and apart the AGS of a capacity miss
+    (engine.diagnosis: "capacity: persons exhausted at 05158"); the place is null for other reasons."""
+    return (
+        pl.col(column).str.extract(_PLACED_REASON, 1).fill_null(pl.col(column)).alias(reason),
+        pl.col(column).str.extract(_PLACED_REASON, 2).alias(place),
+    )
+
+
+def _yes_no(column: str) -> pl.Expr:
+    """A boolean column as a spreadsheet reader expects it (yes / no; empty when unknown)."""
+    return pl.when(pl.col(column)).then(pl.lit("yes")).when(pl.col(column).not_()).then(pl.lit("no")).otherwise(None).alias(column)
+
+
+def municipality_table(data: RoundReportData) -> pl.DataFrame:
+    """municipalities.csv: one row per municipality (AGS) of the round, the Municipalities table of the report
+    in numbers. Per resource: <r>_offered for the period, <r>_used_this_round (this round's proposals),
+    <r>_used_accepted_earlier (proposals accepted in earlier rounds of the period), <r>_left; `full` lists the
+    resources it has no room left in; proposals, households_proposed and persons_proposed of this round; and,
+    when recorded, compatible_households, excluded_households (kept out by a hard rule), main_rule (the rule
+    keeping most out) with main_rule_households, and unplaced_short_of_<r> (unplaced households whose nearest
+    miss was this municipality, for lack of that resource). Aggregates only, no household."""
+    frames = _frames(data)
+    mun = frames.municipalities
+    resources = [r for r, _, _ in frames.resources]
+    reason_columns = ("compatible_households", "excluded_households", "main_rule", "main_rule_households")
+    return mun.select(
+        "municipality_id",
+        "municipality_name",
+        *(
+            expr
+            for r in resources
+            for expr in (
+                pl.col(f"capacity_{r}").alias(f"{r}_offered"),
+                (pl.col(f"used_{r}") - pl.col(f"accepted_{r}")).alias(f"{r}_used_this_round"),
+                pl.col(f"accepted_{r}").alias(f"{r}_used_accepted_earlier"),
+                (pl.col(f"capacity_{r}") - pl.col(f"used_{r}")).alias(f"{r}_left"),
+            )
+        ),
+        pl.concat_str([pl.when(pl.col(f"full_{r}")).then(pl.lit(r)) for r in resources], separator=" ", ignore_nulls=True).alias("full")
+        if resources else pl.lit("").alias("full"),
+        pl.col("proposals"),
+        pl.col("households").alias("households_proposed"),
+        pl.col("persons_placed").alias("persons_proposed"),
+        pl.col("accepted_households").alias("households_accepted_earlier"),
+        pl.col("mean_score").round(4),
+        # Rounds run before the reasons were recorded: empty cells, same header.
+        *(pl.col(c) if c in mun.columns else pl.lit(None).alias(c) for c in reason_columns),
+        *(
+            (pl.col(f"missed_{r}") if f"missed_{r}" in mun.columns else pl.lit(None)).alias(f"unplaced_short_of_{r}")
+            for r, _, _ in RESOURCES
+        ),
+    )
+
+
+def household_table(data: RoundReportData) -> pl.DataFrame:
+    """households.csv: one row per household of the round's pool, by pseudonym only: persons, placed (yes/no),
+    the proposed municipality, score and locked (yes/no) of a placed household, and for an unplaced one the
+    reason as the report's unplaced section counts it, with the AGS of its nearest miss when a capacity ran
+    out there (unplaced_nearest_municipality_id)."""
+    frames = _frames(data)
+    proposed = frames.proposals.select(
+        "household_pseudonym", "municipality_id", "municipality_name", pl.col("score").round(4), "locked"
+    ).unique("household_pseudonym", keep="first", maintain_order=True)
+    return (
+        frames.households.join(proposed, on="household_pseudonym", how="left")
+        .with_columns(*_reason_and_place("unplaced_reason", "unplaced_reason", "unplaced_nearest_municipality_id"))
+        .select(
+            "household_pseudonym",
+            "persons",
+            _yes_no("placed"),
+            "municipality_id",
+            "municipality_name",
+            "score",
+            _yes_no("locked"),
+            "unplaced_reason",
+            "unplaced_nearest_municipality_id",
+        )
+        .sort("household_pseudonym")
+    )
+
+
+def _build_context(data: RoundReportData) -> dict[str, Any]:
+    frames = _frames(data)
+    proposals, households, mun = frames.proposals, frames.households, frames.municipalities
+    criteria, resources = frames.criteria, frames.resources
 
     warnings: list[str] = []
     nothing_placed = proposals.height == 0
@@ -685,38 +818,18 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
             "used_text": _fmt_int(used), "capacity_text": _fmt_int(cap), "share_text": _fmt_pct(used, cap),
         })
 
-    # Per municipality: what this round placed (from proposals) next to the capacity ledger.
-    per_mun = proposals.group_by("municipality_id").agg(
-        pl.len().alias("households"),
-        pl.col("persons").sum().alias("persons_placed"),
-        pl.col("score").mean().alias("mean_score"),
-    )
-    unknown = per_mun.filter(~pl.col("municipality_id").is_in(mun["municipality_id"].implode()))
-    if unknown.height:
+    unknown = proposals.filter(~pl.col("municipality_id").is_in(mun["municipality_id"].implode()))["municipality_id"].n_unique()
+    if unknown:
         warnings.append(
-            f"{_plural(unknown.height, 'proposed municipality is', 'proposed municipalities are')} "
+            f"{_plural(unknown, 'proposed municipality is', 'proposed municipalities are')} "
             "missing from the municipality table."
         )
-    mun = mun.join(per_mun, on="municipality_id", how="left").with_columns(
-        pl.col("households").fill_null(0), pl.col("persons_placed").fill_null(0)
-    )
-
-    reasons = data.municipality_reasons
-    if reasons is not None and reasons.height:
-        reasons = reasons.select(
-            pl.col("municipality_id").cast(pl.String),
-            *(pl.col(c).cast(pl.Int64) for c in ("compatible_households", "excluded_households", "main_rule_households")),
-            pl.col("main_rule").cast(pl.String),
-            *(pl.col(f"missed_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in RESOURCES if f"missed_{r}" in reasons.columns),
-        )
-        mun = mun.join(reasons, on="municipality_id", how="left")
     has_reasons = "compatible_households" in mun.columns
 
     def mun_row(row: dict[str, Any]) -> dict[str, Any]:
         cap_p = row.get("capacity_persons")
         used_p = row.get("used_persons")
-        # A capacity binds when this round (with earlier acceptances) uses all of it.
-        full = [_CHIPS.get(r, short) for r, short, _ in resources if row[f"capacity_{r}"] > 0 and row[f"used_{r}"] >= row[f"capacity_{r}"]]
+        full = [_CHIPS.get(r, short) for r, short, _ in resources if row[f"full_{r}"]]
         missed = sorted(((-(row.get(f"missed_{r}") or 0), i, _CHIPS.get(r, short)) for i, (r, short, _) in enumerate(RESOURCES)))
         main_rule = row.get("main_rule")
         return {
@@ -749,7 +862,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         {
             "short": short,
             "offering": int((mun[f"capacity_{r}"] > 0).sum()),
-            "full": int(((mun[f"capacity_{r}"] > 0) & (mun[f"used_{r}"] >= mun[f"capacity_{r}"])).sum()),
+            "full": int(mun[f"full_{r}"].sum()),
             "missed": int(mun[f"missed_{r}"].fill_null(0).sum()) if f"missed_{r}" in mun.columns else 0,
         }
         for r, short, _ in resources
@@ -798,8 +911,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         # engine.diagnosis names the place of a capacity miss ("capacity: persons exhausted at 05158"): one row
         # per reason, with the places where it happened most, so 401 districts do not make 401 rows.
         split = unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)")).with_columns(
-            pl.col("unplaced_reason").str.extract(_PLACED_REASON, 1).fill_null(pl.col("unplaced_reason")).alias("reason"),
-            pl.col("unplaced_reason").str.extract(_PLACED_REASON, 2).alias("municipality_id"),
+            *_reason_and_place("unplaced_reason", "reason", "municipality_id"),
         )
         by_reason = (
             split.group_by("reason")
@@ -885,6 +997,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "review_summary": _plural(len(review_rows), "proposal", "proposals"),
         "review_total": _fmt_int(proposals.height),
         "figures": figures,
+        "files": [{"name": name, "what": what} for name, what in data.files],
     }
 
 

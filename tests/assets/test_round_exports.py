@@ -1,0 +1,143 @@
+"""A round's outcome as files municipalities and evaluators open in a spreadsheet: municipalities.csv
+(one row per municipality) and households.csv (one row per household of the pool, by pseudonym), written
+beside proposals.csv by the report asset and linked from report.html."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.definitions import ROUND_ASSETS, build_resources
+from rematch_pipeline.features import RESOURCES
+from rematch_pipeline.resources.home import RematchHome
+
+BASE = {"period": "2026-07", "time_limit_seconds": 10}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _query(home: RematchHome, sql: str, params: list | None = None) -> pl.DataFrame:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).pl()
+
+
+@pytest.fixture
+def round_run(ingested: RematchHome) -> tuple[RematchHome, dg.ExecuteInProcessResult]:
+    """The ingested data home with round r1 materialised (no locks): 30 households, 4 municipalities."""
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        result = dg.materialize(
+            ROUND_ASSETS, partition_key="r1", resources=build_resources(ingested), instance=instance,
+            run_config={"ops": {"round_candidates": {"config": BASE}}},
+        )
+    assert result.success
+    return ingested, result
+
+
+def test_municipalities_csv_has_one_row_per_municipality_matching_the_round_tables(round_run) -> None:  # noqa: ANN001 - fixture
+    home, result = round_run
+    path = home.round_dir("r1") / "municipalities.csv"
+    rows = _rows(path)
+    municipalities = _query(home, "SELECT municipality_id, municipality_name FROM round_municipalities WHERE round_id = 'r1' ORDER BY 1")
+    assert [r["municipality_id"] for r in rows] == municipalities["municipality_id"].to_list()
+    assert [r["municipality_name"] for r in rows] == municipalities["municipality_name"].to_list()
+    columns = list(rows[0])
+    for resource in RESOURCES:
+        for kind in ("offered", "used_this_round", "used_accepted_earlier", "left"):
+            assert f"{resource}_{kind}" in columns
+        assert f"unplaced_short_of_{resource}" in columns
+    for column in ("full", "proposals", "households_proposed", "persons_proposed", "compatible_households",
+                   "excluded_households", "main_rule", "main_rule_households"):
+        assert column in columns
+
+    proposed = _query(
+        home, "SELECT municipality_id, count(*) AS n, sum(persons) AS persons FROM proposals WHERE round_id = 'r1' GROUP BY 1"
+    )
+    by_id = {r["municipality_id"]: r for r in rows}
+    for municipality_id, n, persons in proposed.iter_rows():
+        assert int(by_id[municipality_id]["households_proposed"]) == n
+        assert int(by_id[municipality_id]["persons_proposed"]) == persons
+    assert sum(int(r["proposals"]) for r in rows) == proposed["n"].sum()
+    compatible = dict(_query(home, "SELECT municipality_id, count(*) FROM round_candidates WHERE round_id = 'r1' GROUP BY 1").iter_rows())
+    excluded = dict(_query(
+        home, "SELECT municipality_id, households_excluded FROM round_municipality_exclusions WHERE round_id = 'r1' AND rule = 'any'"
+    ).iter_rows())
+    offered = dict(_query(home, "SELECT municipality_id, capacity_persons FROM round_municipalities WHERE round_id = 'r1'").iter_rows())
+    for r in rows:
+        assert int(r["compatible_households"]) == compatible.get(r["municipality_id"], 0)
+        assert int(r["excluded_households"]) == excluded[r["municipality_id"]]
+        # No decisions yet: offered = what the round had, left = offered - used.
+        assert int(r["persons_offered"]) == offered[r["municipality_id"]]
+        assert int(r["persons_left"]) == int(r["persons_offered"]) - int(r["persons_used_this_round"])
+        assert int(r["persons_used_this_round"]) == int(r["persons_proposed"])
+        assert ("persons" in r["full"].split()) == (int(r["persons_left"]) <= 0 < int(r["persons_offered"]))
+    short = _query(home, "SELECT coalesce(sum(households), 0) AS n FROM round_capacity_misses WHERE round_id = 'r1'")["n"][0]
+    assert sum(int(r[f"unplaced_short_of_{res}"]) for r in rows for res in RESOURCES) == short
+
+    assert path.stat().st_mode & 0o777 == 0o600
+    report = result.asset_materializations_for_node("round_report")[0].metadata
+    assert report["municipalities_csv"].value == str(path)
+    assert report["households_csv"].value == str(home.round_dir("r1") / "households.csv")
+    html = (home.round_dir("r1") / "report.html").read_text()
+    assert 'href="municipalities.csv"' in html and 'href="households.csv"' in html
+
+
+def test_households_csv_has_every_household_of_the_pool_by_pseudonym_with_its_outcome(round_run) -> None:  # noqa: ANN001
+    home, _ = round_run
+    path = home.round_dir("r1") / "households.csv"
+    rows = _rows(path)
+    assert list(rows[0]) == [
+        "household_pseudonym", "persons", "placed", "municipality_id", "municipality_name", "score", "locked",
+        "unplaced_reason", "unplaced_nearest_municipality_id",
+    ]
+    pool = _query(home, "SELECT household_pseudonym FROM round_households WHERE round_id = 'r1' ORDER BY 1")
+    assert [r["household_pseudonym"] for r in rows] == pool["household_pseudonym"].to_list()
+    proposals = {h: (m, s) for h, m, s in _query(
+        home, "SELECT household_pseudonym, municipality_id, score FROM proposals WHERE round_id = 'r1'"
+    ).iter_rows()}
+    outcomes = dict(_query(home, "SELECT household_pseudonym, unplaced_reason FROM round_outcomes WHERE round_id = 'r1'").iter_rows())
+    assert proposals and len(proposals) < len(rows), "the small round should place some households and leave some"
+    for r in rows:
+        h = r["household_pseudonym"]
+        assert r["placed"] == ("yes" if h in proposals else "no")
+        if h in proposals:
+            assert r["municipality_id"] == proposals[h][0]
+            assert abs(float(r["score"]) - proposals[h][1]) < 1e-4
+            assert r["locked"] == "no" and r["unplaced_reason"] == ""
+        else:
+            assert r["municipality_id"] == r["score"] == r["locked"] == ""
+            reason = outcomes[h]
+            # As the report's unplaced section groups them: the reason, and the place of a capacity miss apart.
+            nearest = r["unplaced_nearest_municipality_id"]
+            assert reason == (f"{r['unplaced_reason']} at {nearest}" if nearest else r["unplaced_reason"])
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_round_files_carry_no_identifying_field(round_run) -> None:  # noqa: ANN001
+    home, _ = round_run
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        identity_columns = {
+            c for (c,) in con.execute("SELECT DISTINCT column_name FROM information_schema.columns").fetchall()
+        } - {"household_pseudonym", "member_pseudonym", "municipality_id", "submission_id", "file_sha256", "file_row", "erased_at"}
+        values = {
+            v for table, column in con.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'"
+            ).fetchall() if column in identity_columns
+            for (v,) in con.execute(f'SELECT DISTINCT "{column}" FROM "{table}"').fetchall() if v and len(v) >= 4
+        }
+    assert values, "the identity store holds references and names"
+    for name in ("municipalities.csv", "households.csv"):
+        text = (home.round_dir("r1") / name).read_text(encoding="utf-8")
+        header = text.splitlines()[0].split(",")
+        assert not set(header) & identity_columns, name
+        assert [v for v in values if v in text] == [], name
+
