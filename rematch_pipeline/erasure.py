@@ -1,5 +1,5 @@
 """Erasure on request: a household leaves the identity store, every derived table, and the
-copies of its exports (archive/, landing/) and of the coordinators' proposals."""
+copies of its exports (archive/, landing/), of the coordinators' proposals and of the round files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
-from rematch_pipeline.assets.reports import round_report_data, write_round_report
+from rematch_pipeline.assets.reports import ROUND_FILES, round_report_data, write_round_report
 from rematch_pipeline.formats.limits import csv_records
 from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
@@ -56,7 +56,8 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
 
     Households that named it as linked keep their rows, without its reference (identity store,
     their export cells) or pseudonym (warehouse lists, link-group names). Every round's
-    proposals.csv loses its row and every report.html showing it is rendered again without it.
+    proposals.csv loses its row; every round whose report.html or households.csv shows it has both, and
+    municipalities.csv, written again from the warehouse without it.
     Both DuckDB files are then rewritten (compact): a deleted row's bytes would otherwise stay in them.
     """
     identity = IdentityStore(home=home)
@@ -260,16 +261,22 @@ def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
 
 
 def _erase_from_reports(home: RematchHome, target: str) -> None:
-    """Every round's report.html that shows the household, rendered again from the warehouse (whose
-    round tables no longer hold it); one whose round the warehouse no longer knows is deleted."""
-    paths = [path for path in sorted((home.path / "rounds").glob("*/report.html")) if target.encode() in path.read_bytes()]
-    if not paths:
+    """Every round whose report.html or households.csv shows the household: the report and its spreadsheet
+    files (municipalities.csv, households.csv) written again from the warehouse, whose round tables no
+    longer hold it, so the files keep agreeing with the report. households.csv lists every household of the
+    pool, the report only some. A round the warehouse no longer knows loses those files."""
+    shown = ("report.html", *ROUND_FILES)
+    folders = sorted(
+        {path.parent for name in shown for path in (home.path / "rounds").glob(f"*/{name}") if target.encode() in path.read_bytes()}
+    )
+    if not folders:
         return
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
         known = {r[0] for r in con.execute("SELECT round_id FROM rounds").fetchall()}
-        reports = [round_report_data(con, path.parent.name) for path in paths if path.parent.name in known]
+        reports = [round_report_data(con, folder.name) for folder in folders if folder.name in known]
     for data in reports:
         write_round_report(home, data)
-    for path in paths:
-        if path.parent.name not in known:
-            path.unlink()
+    for folder in folders:
+        if folder.name not in known:
+            for name in shown:
+                (folder / name).unlink(missing_ok=True)

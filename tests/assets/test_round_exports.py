@@ -1,6 +1,6 @@
 """A round's outcome as files municipalities and evaluators open in a spreadsheet: municipalities.csv
 (one row per municipality) and households.csv (one row per household of the pool, by pseudonym), written
-beside proposals.csv by the report asset and linked from report.html."""
+beside proposals.csv by the report asset, linked from report.html, and kept in step by erasure."""
 
 from __future__ import annotations
 
@@ -141,3 +141,37 @@ def test_the_round_files_carry_no_identifying_field(round_run) -> None:  # noqa:
         assert not set(header) & identity_columns, name
         assert [v for v in values if v in text] == [], name
 
+
+def test_erasure_takes_the_household_out_of_the_round_files(round_run) -> None:  # noqa: ANN001
+    home, _ = round_run
+    refs = dict(_query(home, "SELECT municipality_id, count(*) FROM proposals WHERE round_id = 'r1' GROUP BY 1").iter_rows())
+    proposals = _rows(home.round_dir("r1") / "proposals.csv")
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        pseudonyms = dict(con.execute("SELECT household_ref, household_pseudonym FROM household_identity").fetchall())
+    linked = {p for (p,) in _query(home, "SELECT household_pseudonym FROM round_households WHERE round_id = 'r1' AND link_group <> household_pseudonym").iter_rows()}
+    target = next(p for p in proposals if pseudonyms[p["household_ref"]] not in linked)
+    erased, municipality_id = pseudonyms[target["household_ref"]], target["municipality_id"]
+    households_before = _rows(home.round_dir("r1") / "households.csv")
+    municipalities_before = {r["municipality_id"]: r for r in _rows(home.round_dir("r1") / "municipalities.csv")}
+
+    assert main(["erase", target["household_ref"]]) == 0
+
+    households = _rows(home.round_dir("r1") / "households.csv")
+    assert [r for r in households_before if r["household_pseudonym"] != erased] == households
+    municipalities = {r["municipality_id"]: r for r in _rows(home.round_dir("r1") / "municipalities.csv")}
+    assert int(municipalities[municipality_id]["households_proposed"]) == refs[municipality_id] - 1
+    assert int(municipalities[municipality_id]["persons_proposed"]) == (
+        int(municipalities_before[municipality_id]["persons_proposed"]) - int(target["persons"])
+    )
+    for name in ("households.csv", "municipalities.csv", "report.html"):
+        path = home.round_dir("r1") / name
+        assert erased.encode() not in path.read_bytes(), name
+    for name in ("households.csv", "municipalities.csv"):
+        assert (home.round_dir("r1") / name).stat().st_mode & 0o777 == 0o600, name
+
+    # An unplaced household: the report counts it by reason only, households.csv lists it.
+    unplaced = next(r["household_pseudonym"] for r in households if r["placed"] == "no" and r["household_pseudonym"] not in linked)
+    assert unplaced.encode() not in (home.round_dir("r1") / "report.html").read_bytes()
+    ref = next(ref for ref, p in pseudonyms.items() if p == unplaced)
+    assert main(["erase", ref]) == 0
+    assert [r for r in households if r["household_pseudonym"] != unplaced] == _rows(home.round_dir("r1") / "households.csv")
