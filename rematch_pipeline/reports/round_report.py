@@ -608,6 +608,8 @@ class _Frames:
 
 
 def _frames(data: RoundReportData) -> _Frames:
+    """The input frames checked and typed, and the per-municipality frame that the report's tables and
+    municipalities.csv both read (one definition of proposed, full and the reasons)."""
     proposals = _frame(
         data.proposals, PROPOSAL_COLUMNS, "proposals",
         {"household_pseudonym": pl.String, "municipality_id": pl.String, "municipality_name": pl.String,
@@ -646,7 +648,6 @@ def _frames(data: RoundReportData) -> _Frames:
         pl.col("latitude").cast(pl.Float64),
         pl.col("longitude").cast(pl.Float64),
         *(pl.col(f"{k}_{r}").cast(pl.Int64).fill_null(0) for r, _, _ in resources for k in ("capacity", "used")),
-        # Optional: persons of proposals accepted in earlier rounds of the period (0 when not given).
         # Optional: what proposals accepted in earlier rounds of the period hold (0 when not given).
         *(
             (pl.col(f"accepted_{r}") if f"accepted_{r}" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias(f"accepted_{r}")

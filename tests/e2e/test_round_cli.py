@@ -61,6 +61,14 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert missed == short
     assert sum(int(reasons[c].sum()) for c in reasons.columns if c.startswith("missed_")) == missed
     assert "<th>Rule keeping most out</th><th>Unplaced, short of</th>" in (round_dir / "report.html").read_text()
+    # The spreadsheet files agree: an unplaced household short of a capacity names the place of its nearest
+    # miss, and municipalities.csv counts them there.
+    households = list(csv.DictReader((round_dir / "households.csv").open(encoding="utf-8")))
+    municipalities = list(csv.DictReader((round_dir / "municipalities.csv").open(encoding="utf-8")))
+    nearest = [h for h in households if h["unplaced_nearest_municipality_id"]]
+    assert len(households) == solver["households"] and len(municipalities) == solver["municipalities"]
+    assert len(nearest) == short and all(h["unplaced_reason"].startswith("capacity: ") for h in nearest)
+    assert sum(int(m[c]) for m in municipalities for c in m if c.startswith("unplaced_short_of_")) == missed
     stability = (round_dir / "report.html").read_text().split('<section id="stability">')[1].split("</section>")[0]
     assert f"<td class=\"num\">{ours['blocking_pairs']}</td><td class=\"num\">{da['blocking_pairs']}</td>" in stability
 
