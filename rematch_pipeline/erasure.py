@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
@@ -18,7 +19,7 @@ from rematch_pipeline.formats.limits import csv_records
 from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
-from rematch_pipeline.resources.identity import IdentityStore, lists_token_sql, pseudonym, without_token_sql
+from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
 from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
 
 # Warehouse columns that carry a household pseudonym.
@@ -27,6 +28,17 @@ _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
 ERASURE_COPY = "erasure_copy"
 
 _FileRows = dict[str, dict[str | None, set[int]]]
+
+
+@dataclass(frozen=True)
+class _Rewrite:
+    """An archived export written again without some rows: its new content and the copy it replaces."""
+
+    sha256: str  # of the new content
+    path: Path  # the new archived copy
+    previous: Path  # the archived copy it replaces (the original, or an earlier erasure's copy)
+    previous_sha256: str  # of the replaced copy's content: a landed file with it gets the new content
+    dropped: dict[str | None, set[int]]  # per sheet, the rows (of the replaced copy) it no longer has
 
 
 @dataclass
@@ -67,6 +79,7 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
         rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions), _linking_rows(con, target), household_ref.strip())
+        sheets = _sheets_of(con, sorted(rewrites))
         rejected, uninspected = _rejected_naming(home, con, [household_ref.strip(), *submissions])
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
@@ -81,9 +94,13 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
                 placeholders = ", ".join("?" for _ in submissions)
                 removed += len(con.execute(f'DELETE FROM "{table}" WHERE submission_id IN ({placeholders}) RETURNING 1', submissions).fetchall())
         unlinked = _unlink(con, target)
+        dropped = _dropped_lines(rewrites)
+        _renumber_rows(con, dropped)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        for old, (new, archived, _) in rewrites.items():
-            con.execute("UPDATE ingestion_log SET archived_as = ? WHERE file_sha256 = ?", [archived.name, old])
+        for old, rewrite in rewrites.items():
+            new, archived = rewrite.sha256, rewrite.path
+            # Every entry that named the replaced copy (the original's, an earlier erasure copy's) names the new one.
+            con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [archived.name, rewrite.previous.name, old])
             con.execute(
                 f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
                 " FROM ingestion_log "
@@ -101,6 +118,7 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     _erase_from_proposals(home, household_ref)
     _erase_from_reports(home, target)
     removed += identity.erase_household(target, household_ref)
+    identity.renumber_rows(_identity_lines(dropped, sheets))
     compact(home.warehouse_path)
     compact(home.identity_path)
     return Erasure(removed, len(rejected), unlinked, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]))
@@ -213,37 +231,99 @@ def _unlink(con: duckdb.DuckDBPyConnection, target: str) -> int:
 
 def _rewrite_exports(
     home: RematchHome, con: duckdb.DuckDBPyConnection, rows: _FileRows, linking: _FileRows, household_ref: str
-) -> dict[str, tuple[str, Path, Path]]:
-    """Archived exports without the rows, and without the reference in the linking rows: old
-    sha256 -> (new sha256, new and old archive path). The old copy stays until committed."""
-    rewrites: dict[str, tuple[str, Path, Path]] = {}
+) -> dict[str, _Rewrite]:
+    """Archived exports without the rows, and without the reference in the linking rows, per sha256
+    of the stored file. The old copy stays until committed.
+
+    Row numbers are those of the current archived copy: an earlier erasure renumbered the stored rows
+    to it (_renumber_rows)."""
+    rewrites: dict[str, _Rewrite] = {}
     for sha in sorted(set(rows) | set(linking)):
         logged = con.execute("SELECT archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()
         archived = _archived(home, logged[0] if logged else None)
         if archived is None:  # removed by an operator: nothing left to rewrite
             continue
-        data = without_rows(archived.read_bytes(), rows.get(sha, {}), archived.name, Unlink(household_ref, linking[sha]) if sha in linking else None)
-        new = hashlib.sha256(data).hexdigest()
-        if new == sha:  # none of the rows was in this file after all
+        content = archived.read_bytes()
+        drop = {sheet: set(numbers) for sheet, numbers in rows.get(sha, {}).items()}
+        data = without_rows(content, drop, archived.name, Unlink(household_ref, linking[sha]) if sha in linking else None)
+        new, previous = hashlib.sha256(data).hexdigest(), hashlib.sha256(content).hexdigest()
+        if new == previous:  # none of the rows was in this file after all
             continue
         target = home.archive / f"{new}{archived.suffix}"
         replace_file(target, data, 0o600)  # an archived export stays owner-only, as ingestion made it
-        rewrites[sha] = (new, target, archived)
+        rewrites[sha] = _Rewrite(new, target, archived, previous, drop)
     return rewrites
 
 
-def _replace_copies(home: RematchHome, rewrites: dict[str, tuple[str, Path, Path]], deleted: dict[str, Path]) -> None:
-    """Landed files with a rewritten content get the new one, those with a deleted content go
-    (one pass over landing/); then the old archive copies go."""
+def _sheets_of(con: duckdb.DuckDBPyConnection, shas: list[str]) -> dict[str, dict[str, str | None]]:
+    """Per stored file, the sheet each table's rows came from (None: a CSV). Identity rows carry
+    no sheet: this tells which sheet's row numbers they follow."""
+    sheets: dict[str, dict[str, str | None]] = defaultdict(dict)
+    if not shas:
+        return sheets
+    placeholders = ", ".join("?" for _ in shas)
+    for table in IDENTITY_TABLES:
+        found = con.execute(f"SELECT DISTINCT file_sha256, sheet FROM raw_{table} WHERE file_sha256 IN ({placeholders})", shas).fetchall()
+        for sha, sheet in found:
+            sheets[sha][table] = sheet
+    return sheets
+
+
+def _dropped_lines(rewrites: dict[str, _Rewrite]) -> pl.DataFrame:
+    """(file_sha256, sheet, file_row) of every row the rewritten exports no longer hold."""
+    lines = [(sha, sheet, row) for sha, rewrite in rewrites.items() for sheet, numbers in rewrite.dropped.items() for row in sorted(numbers)]
+    return pl.DataFrame(lines, schema={"file_sha256": pl.Utf8, "sheet": pl.Utf8, "file_row": pl.Int32}, orient="row")
+
+
+def _renumber_rows(con: duckdb.DuckDBPyConnection, dropped: pl.DataFrame) -> None:
+    """Every warehouse row keyed by file and row follows its line into the rewritten copy: rows that
+    pointed at a dropped line go, rows below one move up. Without this a later erasure, retry or
+    validation of the same file would read another household's line (docs/decisions.md)."""
+    if dropped.is_empty():
+        return
+    keyed = defaultdict(set)
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' AND column_name IN ('file_sha256', 'sheet', 'file_row')"
+    ).fetchall():
+        keyed[table].add(column)
+    con.register("dropped_lines", dropped.to_arrow())
+    for table in sorted(t for t, columns in keyed.items() if {"file_sha256", "file_row"} <= columns):
+        # A table without a sheet column (none today) follows the rows dropped from any sheet of the file.
+        same = "d.sheet IS NOT DISTINCT FROM t.sheet" if "sheet" in keyed[table] else "true"
+        con.execute(
+            f'DELETE FROM "{table}" t WHERE EXISTS (SELECT 1 FROM dropped_lines d WHERE d.file_sha256 = t.file_sha256 AND {same} AND d.file_row = t.file_row)'
+        )
+        con.execute(
+            f'UPDATE "{table}" t SET file_row = file_row - (SELECT count(*) FROM dropped_lines d'
+            f" WHERE d.file_sha256 = t.file_sha256 AND {same} AND d.file_row < t.file_row)"
+            " WHERE t.file_sha256 IN (SELECT file_sha256 FROM dropped_lines)"
+        )
+    con.unregister("dropped_lines")
+
+
+def _identity_lines(dropped: pl.DataFrame, sheets: dict[str, dict[str, str | None]]) -> dict[str, pl.DataFrame]:
+    """Per questionnaire table, the (file_sha256, file_row) lines dropped from the sheet its rows came from."""
+    lines: dict[str, pl.DataFrame] = {}
+    for table in IDENTITY_TABLES:
+        wanted = [(sha, sheets[sha][table]) for sha in dropped["file_sha256"].unique().sort() if table in sheets.get(sha, {})]
+        keep = pl.DataFrame(wanted, schema={"file_sha256": pl.Utf8, "sheet": pl.Utf8}, orient="row")
+        lines[table] = dropped.join(keep, on=["file_sha256", "sheet"], how="semi", nulls_equal=True).select("file_sha256", "file_row")
+    return lines
+
+
+def _replace_copies(home: RematchHome, rewrites: dict[str, _Rewrite], deleted: dict[str, Path]) -> None:
+    """Landed files with a rewritten content (the original's or an earlier erasure's) get the new one,
+    those with a deleted content go (one pass over landing/); then the old archive copies go."""
     if not rewrites and not deleted:
         return
+    newer = {sha: rewrite.path for old, rewrite in rewrites.items() for sha in (old, rewrite.previous_sha256)}
     for _, path in landed_files(home):
         old = sha256_of(path)
-        if old in rewrites:
-            replace_file(path, rewrites[old][1].read_bytes())
+        if old in newer:
+            replace_file(path, newer[old].read_bytes())
         elif old in deleted:
             path.unlink(missing_ok=True)
-    for stale in [old for _, _, old in rewrites.values()] + list(deleted.values()):
+    for stale in [rewrite.previous for rewrite in rewrites.values()] + list(deleted.values()):
         stale.unlink(missing_ok=True)
 
 

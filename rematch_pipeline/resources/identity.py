@@ -130,6 +130,33 @@ class IdentityStore(dg.ConfigurableResource):
                 con.unregister("incoming")
             con.execute("COMMIT")
 
+    def renumber_rows(self, dropped: dict[str, pl.DataFrame]) -> None:
+        """Identity rows follow their lines into an export rewritten without some lines (erasure): per
+        questionnaire table, (file_sha256, file_row) of the lines gone; rows that pointed at one go,
+        rows below one move up. In one transaction."""
+        dropped = {table: lines for table, lines in dropped.items() if not lines.is_empty()}
+        if not dropped:
+            return
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            for table, lines in dropped.items():
+                target = IDENTITY_TABLES[table]
+                con.register("dropped_lines", lines.to_arrow())
+                con.execute(
+                    f"DELETE FROM {target} t WHERE EXISTS (SELECT 1 FROM dropped_lines d WHERE d.file_sha256 = t.file_sha256 AND d.file_row = t.file_row)"
+                )
+                # Moved by delete and insert: file_row is part of the primary key, which an UPDATE may not shift in place.
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE moved AS SELECT * REPLACE (file_row - (SELECT count(*) FROM dropped_lines d"
+                    f" WHERE d.file_sha256 = t.file_sha256 AND d.file_row < t.file_row) AS file_row) FROM {target} t"
+                    " WHERE t.file_sha256 IN (SELECT file_sha256 FROM dropped_lines)"
+                )
+                con.execute(f"DELETE FROM {target} WHERE file_sha256 IN (SELECT file_sha256 FROM dropped_lines)")
+                con.execute(f"INSERT INTO {target} SELECT * FROM moved")
+                con.execute("DROP TABLE moved")
+                con.unregister("dropped_lines")
+            con.execute("COMMIT")
+
     def forget_refused(self, submission_ids: list[str]) -> int:
         """Delete the identifying rows of these submissions, the household's (reference, contacts,
         address) and its members' (names, birth dates): their household refused consent, so nothing

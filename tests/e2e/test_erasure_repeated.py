@@ -1,0 +1,248 @@
+"""Erasures one after another from the same exports: each removes exactly its household's lines (and its
+members' lines) from the archived and landed copies, every other line stays as it was, and the stored
+rows keep pointing at their lines (a later erasure, a retry and a validation read them by row number)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.sample import SampleRound, generate_round
+from tests.e2e.test_odk_central import _central_zip
+from tests.formats.fixtures.exports import CENTRAL_FORM_ID
+
+# Sheets of a canonical workbook (any names: the reader knows a template by its header).
+_SHEETS = {"households": "Haushalte", "members": "Personen"}
+
+
+@pytest.fixture(scope="module")
+def sample() -> SampleRound:
+    return generate_round(14, 3, seed=17)
+
+
+def _planted(sample: SampleRound) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Households without links, each with a contact name and member names found nowhere else."""
+    households = sample.households.with_columns(
+        pl.format("Kontakt{}Qz", pl.int_range(pl.len())).alias("contact_name"),
+        pl.lit("").alias("linked_household_refs"),
+        pl.lit("yes").alias("consent_processing"),
+    )
+    members = sample.members.with_columns(pl.format("Mitglied{}Qz", pl.int_range(pl.len())).alias("member_name"))
+    return households, members
+
+
+def _csv(frame: pl.DataFrame) -> bytes:
+    out = io.StringIO()
+    frame.write_csv(out)
+    return out.getvalue().encode()
+
+
+def _xlsx(frames: dict[str, pl.DataFrame]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for table, frame in frames.items():
+        sheet = book.create_sheet(_SHEETS[table])
+        sheet.append(frame.columns)
+        for row in frame.iter_rows():
+            sheet.append([v if v != "" else None for v in row])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _archived(home: RematchHome, name: str) -> Path:
+    """The archived copy the ledger names for a landed export (its original entry)."""
+    (archived_as,) = _query(home.warehouse_path, "SELECT archived_as FROM ingestion_log WHERE file_name = ? AND status = 'ingested'", [name])[0]
+    return home.archive / archived_as
+
+
+def _csv_lines(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+def _xlsx_rows(data: bytes) -> dict[str, list[tuple]]:
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(data), read_only=True)
+    return {sheet.title: [tuple(c for c in row) for row in sheet.iter_rows(values_only=True)] for sheet in book.worksheets}
+
+
+def _line_cells(home: RematchHome, sha: str, sheet: str | None, row: int) -> list[str]:
+    """The cells of one row (1-based, header = 1) of the current archived copy of a stored file."""
+    (archived_as,) = _query(home.warehouse_path, "SELECT archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha])[0]
+    data = (home.archive / archived_as).read_bytes()
+    if archived_as.endswith(".zip"):  # a zip of CSVs: the sheet is the member's name
+        return list(csv.reader(io.StringIO(_zip_members(data)[sheet].decode())))[row - 1]
+    if sheet is None:
+        return list(csv.reader(io.StringIO(data.decode())))[row - 1]
+    return ["" if v is None else str(v) for v in _xlsx_rows(data)[sheet][row - 1]]
+
+
+def _zip_members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _holds(cells: list[str], value: str) -> bool:
+    """Whether a cell is the value, or names it after a prefix (Central's `uuid:` keys)."""
+    return any(cell == value or cell.startswith(f"uuid:{value}") for cell in cells)
+
+
+def _check_stored_rows_point_at_their_lines(home: RematchHome) -> None:
+    """Every raw row and identity row names a line of the current archived copy that holds its submission
+    (and, for identity rows, its reference or member name)."""
+    checked = 0
+    for sha, sheet, row, submission in _query(home.warehouse_path, "SELECT file_sha256, sheet, file_row, submission_id FROM raw_households UNION ALL SELECT file_sha256, sheet, file_row, submission_id FROM raw_members"):
+        assert _holds(_line_cells(home, sha, sheet, row), submission), (sheet, row)
+        checked += 1
+    for sha, row, submission, ref in _query(home.identity_path, "SELECT file_sha256, file_row, submission_id, household_ref FROM household_identity"):
+        sheet = _query(home.warehouse_path, "SELECT DISTINCT sheet FROM raw_households WHERE file_sha256 = ?", [sha])[0][0]
+        cells = _line_cells(home, sha, sheet, row)
+        assert _holds(cells, submission) and ref in cells, (sheet, row)
+    for sha, row, submission, name in _query(home.identity_path, "SELECT file_sha256, file_row, submission_id, member_name FROM member_identity"):
+        sheet = _query(home.warehouse_path, "SELECT DISTINCT sheet FROM raw_members WHERE file_sha256 = ?", [sha])[0][0]
+        cells = _line_cells(home, sha, sheet, row)
+        assert _holds(cells, submission) and name in cells, (sheet, row)
+    assert checked
+
+
+def _files_holding(home: RematchHome, needles: list[str]) -> list[str]:
+    found = []
+    for path in sorted(home.path.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path.relative_to(home.path)}: {n}" for n in needles if n.encode() in data]
+    return found
+
+
+def _erase_one_after_another(
+    home: RematchHome,
+    households: pl.DataFrame,
+    members: pl.DataFrame,
+    targets: list[int],
+    copies: Callable[[], dict[str, bytes]],
+    expected: Callable[[set[str]], dict[str, bytes | dict[str, list[tuple]]]],
+    view: Callable[[bytes], bytes | dict[str, list[tuple]]],
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Erase the households at the given positions one by one; after each, the copies hold exactly the lines expected."""
+    validated = dict(_query(home.warehouse_path, "SELECT member_pseudonym, age_years FROM members"))
+    assert validated
+    erased: set[str] = set()
+    for position in targets:
+        row = households.row(position, named=True)
+        capsys.readouterr()
+        assert main(["erase", row["household_ref"]]) == 0
+        erased.add(row["submission_id"])
+        for label, data in copies().items():
+            assert view(data) == expected(erased)[label.split(":")[0]], f"{label} after erasing {len(erased)} household(s)"
+        _check_stored_rows_point_at_their_lines(home)
+
+    # Validation reads the stored rows again: the members' ages (birth dates from the identity store, joined
+    # by file and row) are those they had before; nothing else was lost.
+    assert main(["ingest"]) == 0
+    kept_households = households.filter(~pl.col("submission_id").is_in(sorted(erased)))
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(kept_households.height,)]
+    after = dict(_query(home.warehouse_path, "SELECT member_pseudonym, age_years FROM members"))
+    assert after == {p: a for p, a in validated.items() if p in after} and len(after) == members.filter(~pl.col("submission_id").is_in(sorted(erased))).height
+
+    # A retry reads the archived copies again by row number: nothing is lost, and every row stays where it was.
+    stored = _query(home.warehouse_path, "SELECT file_sha256, sheet, file_row, submission_id FROM raw_households ORDER BY ALL")
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        con.execute("UPDATE raw_households SET pets = '#withheld' WHERE submission_id = ?", [kept_households["submission_id"][0]])
+    capsys.readouterr()
+    assert main(["ingest", "--retry-rejected"]) == 0
+    out = capsys.readouterr().out
+    assert "read again" in out, out
+    assert _query(home.warehouse_path, "SELECT file_sha256, sheet, file_row, submission_id FROM raw_households ORDER BY ALL") == stored
+    _check_stored_rows_point_at_their_lines(home)
+
+    # The erased households' names, references and submission ids are in no file of the data home.
+    gone = households.filter(pl.col("submission_id").is_in(sorted(erased)))
+    needles = [*gone["contact_name"], *gone["household_ref"], *members.filter(pl.col("submission_id").is_in(sorted(erased)))["member_name"]]
+    assert _files_holding(home, needles) == []
+    kept_names = [*kept_households["contact_name"]]
+    assert len({f.split(":")[1] for f in _files_holding(home, kept_names)}) == len(kept_names)
+
+
+def test_erasures_from_the_same_csv_exports_remove_exactly_their_lines(home: RematchHome, sample: SampleRound, capsys) -> None:
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    original = {"households.csv": _csv(households), "members.csv": _csv(members)}
+    for name, data in original.items():
+        (home.landing("households") / name).write_bytes(data)
+    assert main(["ingest"]) == 0
+    submissions = {"households.csv": households["submission_id"].to_list(), "members.csv": members["submission_id"].to_list()}
+
+    def copies() -> dict[str, bytes]:
+        return {f"{name}:{where}": path.read_bytes() for name in original for where, path in (("archive", _archived(home, name)), ("landing", home.landing("households") / name))}
+
+    def expected(erased: set[str]) -> dict[str, bytes]:
+        # Line 1 is the header; line n + 2 is the frame's row n.
+        return {
+            name: b"".join(line for i, line in enumerate(_csv_lines(data)) if i == 0 or submissions[name][i - 1] not in erased)
+            for name, data in original.items()
+        }
+
+    # The second target's line follows the first's, the third is the file's last line.
+    targets = [3, 4, households.height - 1]
+    _erase_one_after_another(home, households, members, targets, copies, expected, lambda data: data, capsys)
+
+
+def test_erasures_from_the_same_workbook_remove_exactly_their_rows(home: RematchHome, sample: SampleRound, capsys) -> None:
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    original = _xlsx({"households": households, "members": members})
+    (home.landing("households") / "intake.xlsx").write_bytes(original)
+    assert main(["ingest"]) == 0
+    rows = _xlsx_rows(original)
+    submissions = {_SHEETS["households"]: households["submission_id"].to_list(), _SHEETS["members"]: members["submission_id"].to_list()}
+
+    def copies() -> dict[str, bytes]:
+        return {"intake.xlsx:archive": _archived(home, "intake.xlsx").read_bytes(), "intake.xlsx:landing": (home.landing("households") / "intake.xlsx").read_bytes()}
+
+    def expected(erased: set[str]) -> dict[str, dict[str, list[tuple]]]:
+        kept = {sheet: [r for i, r in enumerate(values) if i == 0 or submissions[sheet][i - 1] not in erased] for sheet, values in rows.items()}
+        return {"intake.xlsx": kept}
+
+    targets = [6, 2, 3]
+    _erase_one_after_another(home, households, members, targets, copies, expected, _xlsx_rows, capsys)
+    assert hashlib.sha256((home.landing("households") / "intake.xlsx").read_bytes()).hexdigest() == _archived(home, "intake.xlsx").name.split(".")[0]
+
+
+def test_erasures_from_the_same_central_zip_remove_exactly_their_lines_from_both_csvs(home: RematchHome, sample: SampleRound, capsys) -> None:
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    original = _central_zip(households, members)
+    (home.landing("households") / "central.zip").write_bytes(original)
+    assert main(["ingest"]) == 0
+    submissions = {f"{CENTRAL_FORM_ID}.csv": households["submission_id"].to_list(), f"{CENTRAL_FORM_ID}-members.csv": members["submission_id"].to_list()}
+
+    def view(data: bytes) -> dict[str, list[bytes]]:
+        return {name: _csv_lines(content) for name, content in _zip_members(data).items()}
+
+    def copies() -> dict[str, bytes]:
+        return {"central.zip:archive": _archived(home, "central.zip").read_bytes(), "central.zip:landing": (home.landing("households") / "central.zip").read_bytes()}
+
+    def expected(erased: set[str]) -> dict[str, dict[str, list[bytes]]]:
+        kept = {name: [line for i, line in enumerate(lines) if i == 0 or submissions[name][i - 1] not in erased] for name, lines in view(original).items()}
+        return {"central.zip": kept}
+
+    _erase_one_after_another(home, households, members, [1, 2, 0], copies, expected, view, capsys)
