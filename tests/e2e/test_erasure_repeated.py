@@ -246,3 +246,101 @@ def test_erasures_from_the_same_central_zip_remove_exactly_their_lines_from_both
         return {"central.zip": kept}
 
     _erase_one_after_another(home, households, members, [1, 2, 0], copies, expected, view, capsys)
+
+
+def _fixture_households(n: int) -> list[dict]:
+    """n unlinked households in the fixtures' shape, with names and references found nowhere else."""
+    import copy
+
+    from tests.formats.fixtures.exports import HOUSEHOLDS
+
+    rows = []
+    for i in range(n):
+        row = copy.deepcopy(HOUSEHOLDS[i % len(HOUSEHOLDS)])
+        row.update(submission_id=f"{i:08d}-8e3b-4c1a-9d0e-3f6a1c2b7e{i:02d}", household_ref=f"UA-HH-07{i:02d}", contact_name=f"Kontakt{i}Qz")
+        row.update(linked_household_refs=None, consent_processing="yes")
+        for j, member in enumerate(row["members"]):
+            member["member_name"] = f"Mitglied{i}x{j}Qz"
+        rows.append(row)
+    return rows
+
+
+def _export(kind: str, rows: list[dict], folder: Path) -> tuple[str, bytes]:
+    """A real export of the households in one of the formats erasure rewrites: (file name, bytes)."""
+    from tests.formats.fixtures import exports as fx
+
+    if kind == "kobo-xlsx":
+        return "kobo.xlsx", fx.kobo_kpi_households_xlsx(folder / "kobo.xlsx", rows).read_bytes()
+    if kind == "kobo-csv":
+        return "kobo.csv", fx.kobo_legacy_households_csv(rows)
+    if kind == "limesurvey-csv":
+        return "results-survey.csv", fx.limesurvey_csv("households", rows)
+    if kind == "limesurvey-xlsx":
+        return "results-survey.xlsx", fx.limesurvey_xlsx(fx.limesurvey_csv("households", rows))
+    if kind == "limesurvey-vv":
+        return "vvexport.csv", fx.limesurvey_vv("households", rows=rows)
+    return "central.zip", fx.zipped(fx.odk_central_households(rows))
+
+
+def _units(data: bytes) -> dict[str | None, list]:
+    """Per sheet (zip member, None for a CSV) its lines as bytes, or an XLSX sheet's rows as cell values."""
+    if data[:2] != b"PK":
+        return {None: data.splitlines(keepends=True)}
+    if "[Content_Types].xml" in _zip_members(data):
+        return dict(_xlsx_rows(data))
+    return {name: content.splitlines(keepends=True) for name, content in _zip_members(data).items()}
+
+
+def _read(name: str, data: bytes) -> dict[tuple[str, str | None], pl.DataFrame]:
+    from rematch_pipeline.formats.detect import read_export
+
+    return {(p.table, p.sheet): p.frame for p in read_export(Path(name), data)}
+
+
+@pytest.mark.parametrize("kind", ["kobo-xlsx", "kobo-csv", "limesurvey-csv", "limesurvey-xlsx", "limesurvey-vv", "odk-central-zip"])
+def test_erasures_one_after_another_in_every_export_format(home: RematchHome, tmp_path: Path, kind: str, capsys) -> None:
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    rows = _fixture_households(6)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    name, original = _export(kind, rows, tmp_path)
+    (home.landing("households") / name).write_bytes(original)
+    assert main(["ingest"]) == 0
+    parsed = _read(name, original)
+    assert {table for table, _ in parsed} >= {"households", "members"}
+    # Submission ids as the reader gives them (LimeSurvey's are its response ids).
+    households = next(frame for (table, _), frame in parsed.items() if table == "households")
+    submission_of = dict(zip(households["household_ref"], households["submission_id"]))
+    erased: set[str] = set()
+    for position in (2, 3, 5):
+        capsys.readouterr()
+        assert main(["erase", rows[position]["household_ref"]]) == 0
+        erased.add(submission_of[rows[position]["household_ref"]])
+        archived, landed = _archived(home, name).read_bytes(), (home.landing("households") / name).read_bytes()
+        assert archived == landed
+        # Exactly the erased households' lines (their members' too) are gone; every other line is as it was.
+        gone: dict[str | None, set[int]] = {}
+        for (_, sheet), frame in parsed.items():
+            gone.setdefault(sheet, set()).update(frame.filter(pl.col("submission_id").is_in(sorted(erased)))["file_row"].to_list())
+        expected = {sheet: [u for n, u in enumerate(units, start=1) if n not in gone.get(sheet, set())] for sheet, units in _units(original).items()}
+        assert _units(archived) == expected, f"after erasing {len(erased)} household(s)"
+        # Every stored row names the row of the current copy that holds its submission.
+        now = _read(name, archived)
+        for table in ("households", "members"):
+            for sheet, row, submission in _query(home.warehouse_path, f"SELECT sheet, file_row, submission_id FROM raw_{table}"):
+                # (A wide export, Kobo's legacy CSV or LimeSurvey, has a household's members on its line.)
+                assert submission in now[(table, sheet)].filter(pl.col("file_row") == row)["submission_id"].to_list(), (table, sheet, row)
+        sheets = dict(_query(home.warehouse_path, "SELECT DISTINCT 'members', sheet FROM raw_members"))
+        for row, member in _query(home.identity_path, "SELECT file_row, member_name FROM member_identity"):
+            assert member in now[("members", sheets["members"])].filter(pl.col("file_row") == row)["member_name"].to_list(), row
+
+    # A retry reads the copy again: every row stays in its place.
+    stored = _query(home.warehouse_path, "SELECT sheet, file_row, submission_id FROM raw_households ORDER BY ALL")
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        con.execute("UPDATE raw_households SET pets = '#withheld' WHERE submission_id = ?", [submission_of[rows[4]["household_ref"]]])
+    capsys.readouterr()
+    assert main(["ingest", "--retry-rejected"]) == 0
+    assert "read again" in capsys.readouterr().out
+    assert _query(home.warehouse_path, "SELECT sheet, file_row, submission_id FROM raw_households ORDER BY ALL") == stored
+    needles = [v for p in (2, 3, 5) for v in (rows[p]["household_ref"], rows[p]["contact_name"], *(m["member_name"] for m in rows[p]["members"]))]
+    assert _files_holding(home, needles) == []
