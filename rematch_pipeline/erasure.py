@@ -15,6 +15,9 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
 from rematch_pipeline.assets.reports import ROUND_FILES, round_report_data, write_round_report
+from rematch_pipeline.errors import UserFacingError
+from rematch_pipeline.formats.detect import read_export
+from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limits import csv_records
 from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
@@ -238,12 +241,16 @@ def _rewrite_exports(
     Row numbers are those of the current archived copy: an earlier erasure renumbered the stored rows
     to it (_renumber_rows)."""
     rewrites: dict[str, _Rewrite] = {}
+    copies: dict[str, tuple[Path, bytes]] = {}
     for sha in sorted(set(rows) | set(linking)):
-        logged = con.execute("SELECT archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()
-        archived = _archived(home, logged[0] if logged else None)
+        logged = con.execute("SELECT file_name, archived_as FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()
+        archived = _archived(home, logged[1] if logged else None)
         if archived is None:  # removed by an operator: nothing left to rewrite
             continue
-        content = archived.read_bytes()
+        copies[sha] = (archived, archived.read_bytes())
+        # Checked for every file before any is written: a mismatch stops the erasure with nothing changed.
+        _check_rows_in_place(con, sha, logged[0], *copies[sha])
+    for sha, (archived, content) in copies.items():
         drop = {sheet: set(numbers) for sheet, numbers in rows.get(sha, {}).items()}
         data = without_rows(content, drop, archived.name, Unlink(household_ref, linking[sha]) if sha in linking else None)
         new, previous = hashlib.sha256(data).hexdigest(), hashlib.sha256(content).hexdigest()
@@ -253,6 +260,34 @@ def _rewrite_exports(
         replace_file(target, data, 0o600)  # an archived export stays owner-only, as ingestion made it
         rewrites[sha] = _Rewrite(new, target, archived, previous, drop)
     return rewrites
+
+
+def _check_rows_in_place(con: duckdb.DuckDBPyConnection, sha: str, name: str, archived: Path, content: bytes) -> None:
+    """Stop unless every stored row of the file names the row of its archived copy that holds its
+    submission: erasure drops lines by those numbers. An erasure by a version before the renumbering
+    (docs/decisions.md) left a file's rows numbered by its original; dropping by them would delete
+    other households' lines. The message names the file and counts rows, never a value."""
+    try:
+        parsed = read_export(Path(name), content)
+    except InputFileError as exc:
+        raise UserFacingError(f"erasure stopped, nothing erased: the archived copy {archived.name} of {name} cannot be read: {exc}") from exc
+    misplaced = 0
+    for table in {p.table for p in parsed}:
+        read = {
+            (p.sheet, row, submission)
+            for p in parsed
+            if p.table == table and "submission_id" in p.frame.columns
+            for row, submission in p.frame.select("file_row", "submission_id").iter_rows()
+        }
+        if not read:
+            continue  # a table without submission ids (decisions) cannot be checked so
+        stored = con.execute(f"SELECT sheet, file_row, submission_id FROM raw_{table} WHERE file_sha256 = ?", [sha]).fetchall()
+        misplaced += sum(1 for key in stored if key not in read)
+    if misplaced:
+        raise UserFacingError(
+            f"erasure stopped, nothing erased: {name}: {misplaced} stored row(s) do not name their row of the archived copy"
+            f" {archived.name} (erased from by an older version?); see docs/operations.md, Erasure"
+        )
 
 
 def _sheets_of(con: duckdb.DuckDBPyConnection, shas: list[str]) -> dict[str, dict[str, str | None]]:

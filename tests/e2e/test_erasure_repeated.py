@@ -344,3 +344,29 @@ def test_erasures_one_after_another_in_every_export_format(home: RematchHome, tm
     assert _query(home.warehouse_path, "SELECT sheet, file_row, submission_id FROM raw_households ORDER BY ALL") == stored
     needles = [v for p in (2, 3, 5) for v in (rows[p]["household_ref"], rows[p]["contact_name"], *(m["member_name"] for m in rows[p]["members"]))]
     assert _files_holding(home, needles) == []
+
+
+def test_a_file_an_older_version_erased_from_stops_the_next_erasure_with_nothing_lost(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A version before the renumbering left the stored rows numbered by the original after erasing from a
+    file: erasing from it again would drop other households' lines. Erasure says so and changes nothing."""
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "households.csv").write_bytes(_csv(households))
+    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    assert main(["ingest"]) == 0
+    first, second = households.row(3, named=True), households.row(6, named=True)
+    assert main(["erase", first["household_ref"]]) == 0
+    # What the older version left: the rows below the erased line keep their original numbers.
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        con.execute("UPDATE raw_households SET file_row = file_row + 1 WHERE file_name = 'households.csv' AND file_row >= 5")
+    before = {p.name: p.read_bytes() for p in [*home.archive.iterdir(), *home.landing("households").iterdir()]}
+    rows = _query(home.warehouse_path, "SELECT count(*) FROM raw_households")
+
+    capsys.readouterr()
+    assert main(["erase", second["household_ref"]]) == 1
+    err = capsys.readouterr().err
+    assert "erasure stopped, nothing erased: households.csv: " in err and "stored row(s) do not name their row of the archived copy" in err, err
+    assert second["household_ref"] not in err and second["contact_name"] not in err
+    assert {p.name: p.read_bytes() for p in [*home.archive.iterdir(), *home.landing("households").iterdir()]} == before
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == rows
+    assert _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE household_ref = ?", [second["household_ref"]]) == [(1,)]
