@@ -370,3 +370,37 @@ def test_a_file_an_older_version_erased_from_stops_the_next_erasure_with_nothing
     assert {p.name: p.read_bytes() for p in [*home.archive.iterdir(), *home.landing("households").iterdir()]} == before
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == rows
     assert _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE household_ref = ?", [second["household_ref"]]) == [(1,)]
+
+
+def test_erasures_from_the_same_decisions_file_remove_exactly_their_lines(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A decisions file names households by reference and has no submission id, so erasure finds its lines
+    by the stored rows' numbers alone: two erasures one after another (adjacent lines) must still remove
+    exactly those households' lines, and the stored rows left must keep naming their lines."""
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "households.csv").write_bytes(_csv(households))
+    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    refs = households["household_ref"].to_list()[:5]
+    place = sample.municipalities["municipality_id"][0]
+    decisions = pl.DataFrame({
+        "round_id": ["r9"] * len(refs), "household_ref": refs, "municipality_id": [place] * len(refs),
+        "decision": ["decline"] * len(refs), "reason": ["family"] * len(refs),
+    })
+    original = _csv(decisions)
+    (home.landing("decisions") / "decisions-r9.csv").write_bytes(original)
+    assert main(["ingest"]) == 0
+    stored = _query(home.warehouse_path, "SELECT count(*) FROM raw_decisions")
+    assert stored == [(len(refs),)]
+    lines = _csv_lines(original)
+    erased: set[int] = set()
+    for position in (1, 2):  # lines 3 and 4 of the file, one after the other
+        capsys.readouterr()
+        assert main(["erase", refs[position]]) == 0
+        erased.add(position)
+        expected = b"".join(line for i, line in enumerate(lines) if i == 0 or i - 1 not in erased)
+        for copy in (_archived(home, "decisions-r9.csv"), home.landing("decisions") / "decisions-r9.csv"):
+            assert copy.read_bytes() == expected, f"{copy.parent.name} after erasing {len(erased)} household(s)"
+        # The rows left name the lines that hold them: row n is the file's line n (line 1 the header).
+        rows = _query(home.warehouse_path, "SELECT file_row FROM raw_decisions ORDER BY file_row")
+        assert [r[0] for r in rows] == list(range(2, 2 + len(refs) - len(erased)))
+    assert _files_holding(home, [refs[1], refs[2]]) == []
