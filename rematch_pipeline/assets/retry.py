@@ -35,7 +35,7 @@ from rematch_pipeline.assets.ingest import (
 from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.landing import split_identity
+from rematch_pipeline.formats.landing import pseudonyms, split_identity
 from rematch_pipeline.formats.limits import check_file_size
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
@@ -124,17 +124,13 @@ def _count_withheld(split: _Split) -> int:
     return int(total)
 
 
-def _submission_pseudonyms(secret: bytes, column: pl.Series) -> pl.Series:
-    return column.map_elements(lambda v: pseudonym(secret, "submission", v), return_dtype=pl.Utf8, skip_nulls=True)
-
-
 def erased_submissions_in(split: _Split, secret: bytes, erased: set[str]) -> set[str]:
     """Keyed pseudonyms of the submissions of erased households among a file's household rows."""
     found: set[str] = set()
     for table, raw, _ in split:
         if table == "households":
             rows = raw.filter(pl.col("household_pseudonym").is_in(sorted(erased)))
-            found |= set(_submission_pseudonyms(secret, rows["submission_id"]).drop_nulls())
+            found |= set(pseudonyms(secret, "submission", rows["submission_id"]).drop_nulls())
     return found
 
 
@@ -155,7 +151,7 @@ def without_erased(split: _Split, secret: bytes, erased: set[str], submissions: 
     def gone(frame: pl.DataFrame) -> pl.Series:
         out = pl.Series([False] * frame.height)
         if "submission_id" in frame.columns:
-            out = out | _submission_pseudonyms(secret, frame["submission_id"]).is_in(sorted(submissions)).fill_null(False)
+            out = out | pseudonyms(secret, "submission", frame["submission_id"]).is_in(sorted(submissions)).fill_null(False)
         for column in ("household_pseudonym", "household_ref_pseudonym"):
             if column in frame.columns:
                 out = out | frame[column].is_in(erased_list).fill_null(False)

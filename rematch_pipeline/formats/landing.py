@@ -32,7 +32,8 @@ def blank_where(table: str, frame: pl.DataFrame, withdrawn: pl.Expr | pl.Series)
     )
 
 
-def _pseudonyms(secret: bytes, kind: str, column: pl.Series) -> pl.Series:
+def pseudonyms(secret: bytes, kind: str, column: pl.Series) -> pl.Series:
+    """Keyed pseudonyms of a column's values (nulls stay null)."""
     return column.map_elements(lambda v: pseudonym(secret, kind, v), return_dtype=pl.Utf8, skip_nulls=True)
 
 
@@ -61,7 +62,7 @@ def split_identity(
     provenance = ["file_sha256", "file_row"]
     if table == "households":
         frame = frame.with_columns(
-            _pseudonyms(secret, "household", frame["household_ref"]).alias("household_pseudonym"),
+            pseudonyms(secret, "household", frame["household_ref"]).alias("household_pseudonym"),
             _pseudonym_list(secret, frame["linked_household_refs"]).alias("linked_household_pseudonyms"),
         )
         identity = frame.select(["household_pseudonym", "submission_id", *pii, *provenance])
@@ -71,13 +72,13 @@ def split_identity(
         # A person is identified by submission and position; the name itself never leaves.
         position = pl.int_range(pl.len()).over("submission_id").cast(pl.Utf8)
         frame = frame.with_columns((pl.col("submission_id").fill_null("") + ":" + position).alias("_member_key"))
-        frame = frame.with_columns(_pseudonyms(secret, "person", frame["_member_key"]).alias("member_pseudonym"))
+        frame = frame.with_columns(pseudonyms(secret, "person", frame["_member_key"]).alias("member_pseudonym"))
         identity = frame.select(["member_pseudonym", "submission_id", "member_name", "date_of_birth", *provenance])
     elif table == "municipalities":
         identity = frame.select(["municipality_id", "submission_id", *pii, *provenance])
     else:  # decisions
         frame = frame.with_columns(
-            _pseudonyms(secret, "household", frame["household_ref"]).alias("household_ref_pseudonym")
+            pseudonyms(secret, "household", frame["household_ref"]).alias("household_ref_pseudonym")
         )
         identity = frame.select(
             pl.col("household_ref_pseudonym").alias("household_pseudonym"), "household_ref", *provenance
