@@ -23,12 +23,10 @@ from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
-from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
 
 # Warehouse columns that carry a household pseudonym.
 _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
-# ingestion_log status of a file that erasure wrote: landing it again is a no-op.
-ERASURE_COPY = "erasure_copy"
 
 _FileRows = dict[str, dict[str | None, set[int]]]
 
@@ -252,7 +250,7 @@ def _rewrite_exports(
         _check_rows_in_place(con, sha, logged[0], *copies[sha])
     for sha, (archived, content) in copies.items():
         drop = {sheet: set(numbers) for sheet, numbers in rows.get(sha, {}).items()}
-        data = without_rows(content, drop, archived.name, Unlink(household_ref, linking[sha]) if sha in linking else None)
+        data = without_rows(content, drop, archived.name, Unlink(frozenset({household_ref}), linking[sha]) if sha in linking else None)
         new, previous = hashlib.sha256(data).hexdigest(), hashlib.sha256(content).hexdigest()
         if new == previous:  # none of the rows was in this file after all
             continue

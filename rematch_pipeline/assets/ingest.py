@@ -15,12 +15,15 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.detect import read_export
+from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines
+from rematch_pipeline.formats.redact import without_rows
+from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.formats.limits import check_path_size
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import blank_where, blanked_without_consent, split_identity
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome, owner_only_files
 from rematch_pipeline.resources.identity import IdentityStore
-from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 
 # Editors and copy tools leave these while a file is still being written.
@@ -281,6 +284,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     files are compacted), and the refusing households' member names and birth dates are deleted.
     """
     sha = sha256_of(path)
+    copy_sha: str | None = None  # of the landed file's content without the lines of erased submissions
     with warehouse_connection(warehouse) as con:
         if con.execute("SELECT 1 FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone():
             return FileOutcome(path.name, kind, sha, "already_ingested")
@@ -294,6 +298,12 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     try:
         check_path_size(path)  # before reading: an oversized file is never loaded into memory
         parsed = read_export(path, path.read_bytes())
+        erased = erased_lines(parsed, home.secret(), erased_so_far(warehouse))
+        if erased is not None:
+            archived, copy_sha = _without_erased_lines(path, archived, erased, warehouse)
+            if copy_sha is None:
+                return FileOutcome(path.name, kind, sha, "already_ingested")  # that content is stored
+            parsed = read_export(path, archived.read_bytes())
         split = [(p.table, *split_identity(p, home.secret(), sha, path.name)) for p in parsed]
     except InputFileError as exc:
         outcome = FileOutcome(path.name, kind, sha, "rejected", error=str(exc))
@@ -302,6 +312,11 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
                 f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'rejected', ?, 0, ?, ?, NULL)",
                 [sha, path.name, kind, archived.name, exc.violation.table or "", outcome.error, now],
             )
+            if copy_sha is not None:  # the landed copy without the erased lines is refused for the same reason
+                con.execute(
+                    f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, NULL)",
+                    [copy_sha, path.name, kind, archived.name, ERASURE_COPY, now],
+                )
         return outcome
     with warehouse_connection(warehouse) as con:
         consent = consent_withdrawals(con, split)
@@ -315,7 +330,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     forgotten = identity.forget_refused(consent.refused)
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
-    skipped = skipped_submissions(parsed)
+    skipped = "; ".join(filter(None, [skipped_submissions(parsed), f"{ERASED_LINES}: {erased.count}" if copy_sha is not None and erased.count else ""]))
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for table, raw, _ in split:
@@ -329,6 +344,12 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?, ?)",
             [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
         )
+        if copy_sha is not None:
+            # The landed file now holds this content: landing it again is a no-op.
+            con.execute(
+                f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, NULL)",
+                [copy_sha, path.name, kind, archived.name, ERASURE_COPY, now],
+            )
         con.execute("COMMIT")
     # DuckDB keeps the bytes of updated and deleted values in the file: rewrite it, as erasure does.
     if blanked:
@@ -336,6 +357,33 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     if forgotten:
         compact(home.identity_path)
     return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped)
+
+
+def erased_so_far(warehouse: DuckDBResource) -> Erased:
+    """The erasures recorded (keyed pseudonyms), and the households and submissions stored."""
+    with warehouse_connection(warehouse) as con:
+        households = frozenset(r[0] for r in con.execute("SELECT household_pseudonym FROM erasures").fetchall())
+        submissions = frozenset(r[0] for r in con.execute("SELECT submission_pseudonym FROM erased_submissions").fetchall())
+        if not households and not submissions:
+            return Erased(households, submissions, frozenset(), frozenset())
+        stored = con.execute("SELECT DISTINCT household_pseudonym, submission_id FROM raw_households").fetchall()
+    return Erased(households, submissions, frozenset(h for h, _ in stored if h), frozenset(s for _, s in stored if s))
+
+
+def _without_erased_lines(path: Path, archived: Path, erased: ErasedLines, warehouse: DuckDBResource) -> tuple[Path, str | None]:
+    """The landed file and its archived copy without the lines of erased submissions: the new
+    archived copy and its sha256 (None: that content was logged before, nothing to store). Its
+    rows are then read from it, so they are numbered like the rows of a file erasure rewrote."""
+    data = without_rows(path.read_bytes(), erased.rows, path.name, erased.unlink)
+    copy_sha = hashlib.sha256(data).hexdigest()
+    with warehouse_connection(warehouse) as con:
+        logged = con.execute("SELECT 1 FROM ingestion_log WHERE file_sha256 = ?", [copy_sha]).fetchone() is not None
+    copy = archived.with_name(f"{copy_sha}{path.suffix.lower()}")
+    if not logged:
+        replace_file(copy, data, 0o600)  # an archived export stays owner-only
+    replace_file(path, data)
+    archived.unlink(missing_ok=True)  # the original held the erased lines
+    return copy, None if logged else copy_sha
 
 
 exports_partitions = dg.DynamicPartitionsDefinition(name="exports")

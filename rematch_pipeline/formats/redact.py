@@ -27,7 +27,7 @@ def without_rows(
     data: bytes, rows: Mapping[str | None, set[int]], file: str, unlink: Unlink | None = None
 ) -> bytes:
     """The file's bytes without the given rows, per sheet name (None for a CSV); file names it in errors.
-    With unlink, the cells of its rows that list its token among whitespace-separated values
+    With unlink, the cells of its rows that list one of its tokens among whitespace-separated values
     (a linked household reference) lose that token.
 
     A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends; an
@@ -46,15 +46,15 @@ def without_rows(
 
 @dataclass(frozen=True)
 class Unlink:
-    """A token to take out of the cells of some rows, per sheet name (None for a CSV)."""
+    """Tokens to take out of the cells of some rows, per sheet name (None for a CSV)."""
 
-    token: str
+    tokens: frozenset[str]
     rows: Mapping[str | None, set[int]]
 
     def cell(self, value: str) -> str:
-        """The cell without the token (the other values joined by one space), or as it was."""
+        """The cell without the tokens (the other values joined by one space), or as it was."""
         values = value.split()
-        return " ".join(v for v in values if v != self.token) if self.token in values else value
+        return " ".join(v for v in values if v not in self.tokens) if self.tokens.intersection(values) else value
 
 
 def holds_cell(data: bytes, values: Sequence[str], file: str) -> bool | None:
@@ -131,7 +131,7 @@ def _zip_without(data: bytes, rows: Mapping[str | None, set[int]], file: str, un
             edit = unlink.rows.get(info.filename, set()) if unlink is not None else set()
             drop = rows.get(info.filename, set())
             if drop or edit:
-                member_unlink = Unlink(unlink.token, {None: edit}) if unlink is not None else None
+                member_unlink = Unlink(unlink.tokens, {None: edit}) if unlink is not None else None
                 content = _csv_without(content, drop, file, member_unlink)
             target.writestr(info, content)  # the member's own name, date and compression
     return out.getvalue()

@@ -34,6 +34,9 @@ FILE_COLUMNS: tuple[str, ...] = ("file_sha256", "file_name", "sheet", "file_row"
 INGESTION_LOG_COLUMNS: tuple[str, ...] = (
     "file_sha256", "file_name", "landing_kind", "archived_as", "status", "tables", "rows_ingested", "error", "ingested_at", "skipped",
 )
+# ingestion_log status of a file content that erasure (or ingestion, dropping erased submissions) wrote:
+# landing it again is a no-op.
+ERASURE_COPY = "erasure_copy"
 # Tables whose raw rows carry LEFT_OUT_COLUMN (questionnaires' main tables); validation leaves such submissions out.
 REVIEWED_TABLES: tuple[str, ...] = ("households", "municipalities")
 

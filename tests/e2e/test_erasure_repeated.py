@@ -128,6 +128,9 @@ def _files_holding(home: RematchHome, needles: list[str]) -> list[str]:
     for path in sorted(home.path.rglob("*")):
         if path.is_file():
             data = path.read_bytes()
+            if data[:2] == b"PK":  # an XLSX or zip keeps its cells deflated: search the members too
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    data += b"".join(archive.read(name) for name in archive.namelist())
             found += [f"{path.relative_to(home.path)}: {n}" for n in needles if n.encode() in data]
     return found
 

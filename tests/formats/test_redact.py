@@ -149,21 +149,21 @@ def test_the_partner_of_an_erased_household_loses_the_linked_reference_in_csv_an
         linking = _linking(path, data)
         assert sum(len(r) for r in linking.values()) == 1 and ref.encode() in _inflated(data)
 
-        out = without_rows(data, _rows_of(path, data), path.name, Unlink(ref, linking))
+        out = without_rows(data, _rows_of(path, data), path.name, Unlink(frozenset({ref}), linking))
 
         before = _tables(path, data)
         assert _tables(path, out) == _unlinked(before) != _without_first(before), path.name
         assert ref.encode() not in _inflated(out), path.name
     # The CSV's other records keep their bytes; the edited one keeps its separator, quoting and line end.
     lines = csv_data.split(b"\r\n")
-    out_lines = without_rows(csv_data, {}, "responses.csv", Unlink(ref, _linking(csv_path, csv_data))).split(b"\r\n")
+    out_lines = without_rows(csv_data, {}, "responses.csv", Unlink(frozenset({ref}), _linking(csv_path, csv_data))).split(b"\r\n")
     changed = [(a, b) for a, b in zip(lines, out_lines) if a != b]
     assert len(out_lines) == len(lines) and len(changed) == 1
     assert changed[0][1] == changed[0][0].replace(f'"{ref}"'.encode(), b'""')
 
 
 def test_unlink_takes_out_whole_values_only() -> None:
-    unlink = Unlink("UA-1", {None: {2, 3}})
+    unlink = Unlink(frozenset({"UA-1"}), {None: {2, 3}})
     data = 'ref;links\r\nUA-2;"UA-1  UA-3"\r\nUA-3;UA-10 UA-1\r\nUA-4;UA-1\r\n'.encode()
     assert without_rows(data, {}, "x.csv", unlink) == b"ref;links\r\nUA-2;UA-3\r\nUA-3;UA-10\r\nUA-4;UA-1\r\n"
     assert unlink.cell("UA-1") == "" and unlink.cell("UA-11 UA-2") == "UA-11 UA-2"
@@ -176,7 +176,7 @@ def test_an_odk_central_zip_loses_the_household_and_its_member_rows_and_unlinks_
     rows = _rows_of(path, data)
     assert rows == {"rematch_household.csv": {2}, "rematch_household-members.csv": {2, 3}}
 
-    out = without_rows(data, rows, path.name, Unlink(ref, _linking(path, data)))
+    out = without_rows(data, rows, path.name, Unlink(frozenset({ref}), _linking(path, data)))
 
     before = _tables(path, data)
     assert _tables(path, out) == _unlinked(before) != _without_first(before)

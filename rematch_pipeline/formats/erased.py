@@ -1,0 +1,104 @@
+"""Lines of a newly landed export that bring an erased household back.
+
+Kobo, Central and LimeSurvey export every submission each time, so the export after an erasure
+still holds the erased submission unless someone deleted it in the tool too. Such lines are the
+same submission again, not a new one: they are taken out of the file before it is stored. A
+household that submits again after its erasure sends a new submission (a new id) and is kept.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import polars as pl
+
+from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.formats.landing import pseudonyms
+from rematch_pipeline.formats.redact import Unlink
+from rematch_pipeline.resources.identity import pseudonym
+
+
+# How ingestion_log's `skipped` (and `rematch ingest`'s "left out:") names the lines taken out.
+ERASED_LINES = "lines of erased submissions (taken out of the landed and archived copies)"
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What erasure recorded (keyed pseudonyms), and the households and submissions still stored."""
+
+    households: frozenset[str]  # household pseudonyms in `erasures`
+    submissions: frozenset[str]  # submission pseudonyms in `erased_submissions`
+    stored_households: frozenset[str]  # household pseudonyms of stored household rows
+    stored_submissions: frozenset[str]  # submission ids of stored household rows
+
+
+@dataclass(frozen=True)
+class ErasedLines:
+    """Lines to take out of an export (per sheet, None for a CSV), and erased references to take out
+    of the link lists of the households it keeps."""
+
+    rows: dict[str | None, set[int]]
+    unlink: Unlink | None
+
+    @property
+    def count(self) -> int:
+        """Lines taken out."""
+        return sum(len(numbers) for numbers in self.rows.values())
+
+
+def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> ErasedLines | None:
+    """The lines of a parsed export that belong to erased submissions (None: there are none).
+
+    A household line goes when both its submission and its household were erased; a member line
+    when its household line goes, or when its submission was erased and no household line (in this
+    file or stored) carries that submission: a members file has no reference, and a bare submission
+    id of another tool or survey could be equal by chance. A link to an erased household that has
+    no household line left is taken out of the households kept, as erasure does: validation would
+    otherwise hold them out for a missing partner.
+    """
+    if not erased.households and not erased.submissions:
+        return None
+    rows: dict[str | None, set[int]] = defaultdict(set)
+    gone: set[str] = set()
+    kept_submissions: set[str] = set()
+    kept_households: set[str] = set()
+    households = [p for p in parsed if p.table == "households"]
+    for table in households:
+        frame = table.frame.with_columns(
+            pseudonyms(secret, "submission", table.frame["submission_id"]).alias("_submission"),
+            pseudonyms(secret, "household", table.frame["household_ref"]).alias("_household"),
+        )
+        drop = pl.col("_submission").is_in(sorted(erased.submissions)) & pl.col("_household").is_in(sorted(erased.households))
+        frame = frame.with_columns(drop.fill_null(False).alias("_drop"))
+        dropped, kept = frame.filter(pl.col("_drop")), frame.filter(~pl.col("_drop"))
+        rows[table.sheet].update(dropped["file_row"].cast(pl.Int64).to_list())
+        gone.update(dropped["submission_id"].drop_nulls())
+        kept_submissions.update(kept["submission_id"].drop_nulls())
+        kept_households.update(kept["_household"].drop_nulls())
+    carried = kept_submissions | erased.stored_submissions
+    for table in (p for p in parsed if p.table == "members"):
+        frame = table.frame.with_columns(pseudonyms(secret, "submission", table.frame["submission_id"]).alias("_submission"))
+        orphan = pl.col("_submission").is_in(sorted(erased.submissions)) & ~pl.col("submission_id").is_in(sorted(carried))
+        drop = (pl.col("submission_id").is_in(sorted(gone)) | orphan).fill_null(False)
+        rows[table.sheet].update(frame.filter(drop)["file_row"].cast(pl.Int64).to_list())
+    unlink = _erased_links(households, secret, erased.households - kept_households - erased.stored_households, rows)
+    rows = {sheet: numbers for sheet, numbers in rows.items() if numbers}
+    if not rows and unlink is None:
+        return None
+    return ErasedLines(rows, unlink)
+
+
+def _erased_links(households: list[ParsedTable], secret: bytes, absent: frozenset[str], dropped: dict[str | None, set[int]]) -> Unlink | None:
+    """The references of erased households without a line left, in the kept households' link lists."""
+    tokens: set[str] = set()
+    edit: dict[str | None, set[int]] = defaultdict(set)
+    for table in households:
+        for row, refs in table.frame.select("file_row", "linked_household_refs").iter_rows():
+            if refs is None or int(row) in dropped.get(table.sheet, set()):
+                continue
+            named = {ref for ref in refs.split() if pseudonym(secret, "household", ref) in absent}
+            if named:
+                tokens |= named
+                edit[table.sheet].add(int(row))
+    return Unlink(frozenset(tokens), dict(edit)) if tokens else None

@@ -1,0 +1,121 @@
+"""The next export after an erasure: survey tools export every submission each time, so the export of the
+following week still holds the erased household unless someone deleted it in the tool too. Ingestion takes
+those lines out (the same submission again), keeps a new submission of the same household, and takes the
+erased reference out of its partner's link list, as erasure did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.formats.erased import ERASED_LINES
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
+from tests.e2e.test_erasure_repeated import _export, _files_holding, _fixture_households, _query
+
+KINDS = ["kobo-xlsx", "kobo-csv", "limesurvey-csv", "limesurvey-xlsx", "limesurvey-vv", "odk-central-zip"]
+
+
+def _landed_and_archived(home: RematchHome, name: str) -> tuple[bytes, bytes]:
+    (archived_as,) = _query(home.warehouse_path, "SELECT archived_as FROM ingestion_log WHERE file_name = ? AND status = 'ingested'", [name])[0]
+    return (home.landing("households") / name).read_bytes(), (home.archive / archived_as).read_bytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_next_export_after_an_erasure_does_not_bring_the_household_back(home: RematchHome, tmp_path: Path, kind: str, capsys) -> None:
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    rows = _fixture_households(6)
+    partner, erased, new = rows[1], rows[2], rows[5]
+    partner["linked_household_refs"], erased["linked_household_refs"] = erased["household_ref"], partner["household_ref"]
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    (tmp_path / "first").mkdir()
+    name, first = _export(kind, rows[:5], tmp_path / "first")
+    (home.landing("households") / name).write_bytes(first)
+    assert main(["ingest"]) == 0
+    assert main(["erase", erased["household_ref"]]) == 0
+    target = pseudonym(home.secret(), "household", erased["household_ref"])
+    partner_pseudonym = pseudonym(home.secret(), "household", partner["household_ref"])
+
+    # The next week's export: every submission again (the erased one too), and one new household.
+    (tmp_path / "next").mkdir()
+    _, following = _export(kind, rows, tmp_path / "next")
+    later = f"week2-{name}"
+    (home.landing("households") / later).write_bytes(following)
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    left_out = [line for line in out.splitlines() if line.startswith(f"left out: {later}: ")]
+    assert len(left_out) == 1 and f"{ERASED_LINES}: " in left_out[0], out
+
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE household_pseudonym = ?", [target]) == [(0,)]
+    assert _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE household_ref = ?", [erased["household_ref"]]) == [(0,)]
+    new_pseudonym = pseudonym(home.secret(), "household", new["household_ref"])
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households WHERE household_pseudonym = ?", [new_pseudonym]) == [(1,)]
+    # The partner's new line lost the link, so it is placed on its own, not held out for a missing partner.
+    assert _query(home.warehouse_path, "SELECT linked_household_pseudonyms FROM raw_households WHERE household_pseudonym = ? AND file_name = ?", [partner_pseudonym, later]) == [(None,)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM households WHERE household_pseudonym = ?", [partner_pseudonym]) == [(1,)]
+    # The landed and archived copies are the same bytes, without the erased household's lines.
+    landed, archived = _landed_and_archived(home, later)
+    assert landed == archived
+    needles = [erased["household_ref"], erased["contact_name"], *(m["member_name"] for m in erased["members"])]
+    assert _files_holding(home, needles) == []
+    # Landing the same export once more is a no-op (its bytes are logged): the household stays out.
+    stored = _query(home.warehouse_path, "SELECT count(*) FROM raw_households")
+    (home.landing("households") / f"again-{name}").write_bytes(following)
+    assert main(["ingest"]) == 0
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == stored
+    assert _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE household_ref = ?", [erased["household_ref"]]) == [(0,)]
+
+
+def test_a_household_that_submits_again_after_its_erasure_is_kept(home: RematchHome, tmp_path: Path, capsys) -> None:
+    """A new submission (a new id) of an erased household's reference is a new consent, not the erased
+    submission: it is stored (docs/decisions.md)."""
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    rows = _fixture_households(4)
+    again = rows[2]
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    name, first = _export("kobo-csv", rows, tmp_path)
+    (home.landing("households") / name).write_bytes(first)
+    assert main(["ingest"]) == 0
+    assert main(["erase", again["household_ref"]]) == 0
+    again["submission_id"] = "ffffffff-8e3b-4c1a-9d0e-3f6a1c2b7eff"
+    _, following = _export("kobo-csv", [again], tmp_path)
+    (home.landing("households") / "resubmitted.csv").write_bytes(following)
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    assert ERASED_LINES not in capsys.readouterr().out
+    target = pseudonym(home.secret(), "household", again["household_ref"])
+    assert _query(home.warehouse_path, "SELECT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]) == [(again["submission_id"],)]
+    assert (home.landing("households") / "resubmitted.csv").read_bytes() == following
+
+
+def test_a_members_file_of_an_erased_submission_is_left_out(home: RematchHome, tmp_path: Path, capsys) -> None:
+    """A members file has no reference: its lines of an erased submission go by the submission alone, unless a
+    stored household carries that submission id (an id of another tool could be equal by chance)."""
+    import polars as pl
+
+    from rematch_pipeline.sample import generate_round
+    from tests.e2e.test_erasure_repeated import _csv, _planted
+
+    sample = generate_round(10, 3, seed=5)
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "households.csv").write_bytes(_csv(households))
+    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    assert main(["ingest"]) == 0
+    gone = households.row(3, named=True)
+    assert main(["erase", gone["household_ref"]]) == 0
+    kept = households.row(4, named=True)
+    later = members.filter(pl.col("submission_id").is_in([gone["submission_id"], kept["submission_id"]]))
+    (home.landing("households") / "members-again.csv").write_bytes(_csv(later))
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        again = con.execute("SELECT submission_id FROM raw_members WHERE file_name = 'members-again.csv'").fetchall()
+    assert {s for (s,) in again} == {kept["submission_id"]}
+    names = members.filter(pl.col("submission_id") == gone["submission_id"])["member_name"].to_list()
+    assert names and _files_holding(home, names) == []
