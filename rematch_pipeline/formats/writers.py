@@ -9,6 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
+from rematch_pipeline.formats.text import UTF8_BOM
+
 # A cell starting with one of these is run as a formula by Excel or LibreOffice (CSV injection).
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 
@@ -26,8 +28,12 @@ def neutralise(value: object) -> str:
 
 
 def write_csv(frame: pl.DataFrame, path: Path, private: bool = False) -> Path:
-    """Write a frame as UTF-8 CSV with neutralised cells; `private` files get mode 0600."""
+    """Write a frame as UTF-8 CSV with neutralised cells; `private` files get mode 0600.
+
+    The file starts with a UTF-8 byte order mark: without it Excel reads the file as the
+    machine's ANSI code page and shows "MÃ¼nchen" for München (LimeSurvey writes one too)."""
     buffer = io.StringIO()
+    buffer.write(UTF8_BOM.decode("utf-8"))
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(frame.columns)
     for row in frame.iter_rows():

@@ -21,7 +21,7 @@ BASE = {"period": "2026-07", "time_limit_seconds": 10}
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -46,6 +46,8 @@ def round_run(ingested: RematchHome) -> tuple[RematchHome, dg.ExecuteInProcessRe
 def test_municipalities_csv_has_one_row_per_municipality_matching_the_round_tables(round_run) -> None:  # noqa: ANN001 - fixture
     home, result = round_run
     path = home.round_dir("r1") / "municipalities.csv"
+    # A byte order mark, so that Excel reads UTF-8 (umlauts in names) instead of the ANSI code page.
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     rows = _rows(path)
     municipalities = _query(home, "SELECT municipality_id, municipality_name FROM round_municipalities WHERE round_id = 'r1' ORDER BY 1")
     assert [r["municipality_id"] for r in rows] == municipalities["municipality_id"].to_list()

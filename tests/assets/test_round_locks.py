@@ -103,7 +103,7 @@ def test_a_round_keeps_the_locked_pairs_with_their_link_group_and_never_proposes
     # No lock breaks a hard rule, checked on the restricted export against the exports themselves.
     export = home.path / "rounds" / "r1" / "proposals.csv"
     assert violations(tmp_path / "sample", export) == {}
-    with export.open() as handle:
+    with export.open(encoding="utf-8-sig") as handle:
         exported = list(csv.DictReader(handle))
     assert list(exported[0]) == ["household_ref", "municipality_id", "persons", "score", "locked"]
     assert sorted(r["locked"] for r in exported).count("yes") == 3 and {r["locked"] for r in exported} == {"yes", "no"}
@@ -200,7 +200,7 @@ def test_locks_come_from_the_round_yaml_of_the_cli_and_its_type_errors_name_the_
         f'period: "2026-07"\ntime_limit_seconds: 10\nlocked_pairs:\n  - {{household_pseudonym: {household}, municipality_id: "{place}"}}\n'
     )
     assert main(["round", "r2", "--config", str(config)]) == 0
-    with (home.path / "rounds" / "r2" / "proposals.csv").open() as handle:
+    with (home.path / "rounds" / "r2" / "proposals.csv").open(encoding="utf-8-sig") as handle:
         assert [r["locked"] for r in csv.DictReader(handle)].count("yes") == 1
     assert _query(home, "SELECT municipality_id, locked FROM proposals WHERE round_id = 'r2' AND household_pseudonym = ?", [household]).row(0) == (place, True)
 
@@ -410,7 +410,7 @@ def test_erasure_deletes_the_households_locked_and_forbidden_pairs_and_names_the
     section = report.read_text().split('<section id="coordinator">')[1].split("</section>")[0]
     assert locked_one not in section and forbidden_one not in section and first in section
     assert _query(home, "SELECT count(*) AS n FROM round_exclusions WHERE rule = 'forbidden_by_coordinator' AND municipalities_excluded > 0")["n"][0] == 0
-    with (home.path / "rounds" / "r1" / "proposals.csv").open() as handle:
+    with (home.path / "rounds" / "r1" / "proposals.csv").open(encoding="utf-8-sig") as handle:
         exported = {r["household_ref"]: r["locked"] for r in csv.DictReader(handle)}
     assert refs[locked_one] not in exported and exported[refs[first]] == exported[refs[second]] == "yes"
 

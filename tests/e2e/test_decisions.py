@@ -16,7 +16,7 @@ from tests.conftest import land
 
 
 def _proposals(home: RematchHome, round_id: str) -> list[dict[str, str]]:
-    with (home.path / "rounds" / round_id / "proposals.csv").open() as handle:
+    with (home.path / "rounds" / round_id / "proposals.csv").open(encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
 
 

@@ -26,7 +26,7 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
 
     round_dir = home.path / "rounds" / "r1"
     proposals = round_dir / "proposals.csv"
-    with proposals.open() as handle:
+    with proposals.open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
     assert rows, "no proposals were made"
     assert {r["locked"] for r in rows} == {"no"}, "the coordinator locked nothing"
