@@ -182,7 +182,10 @@ def _typed(field: Field, col: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     present = text.is_not_null() & (text != "")
     match field.kind:
         case Kind.INT:
-            return text.cast(pl.Int64, strict=False), present & ~text.str.contains(INT_PATTERN)
+            # Digits beyond 64 bits fail the cast: a type error, not an empty cell (an optional one
+            # would otherwise pass as null).
+            value = text.cast(pl.Int64, strict=False)
+            return value, present & (~text.str.contains(INT_PATTERN) | value.is_null())
         case Kind.DECIMAL:
             # A decimal comma comes from German Excel; thousands separators are not accepted.
             normal = pl.when(text.str.contains(r"^[+-]?\d+,\d+$")).then(text.str.replace(",", ".")).otherwise(text)

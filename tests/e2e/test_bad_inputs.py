@@ -159,6 +159,14 @@ CASES: dict[str, Case] = {
     ),
     "out_of_range_importance": Case(lambda s: _files(s, households=_set(s.households, 6, "imp_jobs", "7")), "households.csv", 8, "imp_jobs", "range: <= 3", lost_households=3),
     "negative_capacity": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "capacity_persons", "-5")), "municipalities.csv", 3, "capacity_persons", "range: >= 0"),
+    # Too large for a 64-bit integer: the cast fails, and the cell was read as empty (an optional one
+    # then reached validation's expectations as null and failed the whole validation run).
+    "whole_number_beyond_64_bits": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 1, "min_persons", "99999999999999999999")), "municipalities.csv", 3, "min_persons", "type: whole number"
+    ),
+    "required_whole_number_beyond_64_bits": Case(
+        lambda s: _municipalities(s, _set(s.municipalities, 2, "capacity_persons", "-99999999999999999999")), "municipalities.csv", 4, "capacity_persons", "type: whole number"
+    ),
     "not_a_number": Case(lambda s: _municipalities(s, _set(s.municipalities, 1, "kita_places", SECRET)), "municipalities.csv", 3, "kita_places", "type: whole number"),
     # 01234 is no AGS, so the lost zero cannot be restored (test_validation_reference: keys that can be).
     "lost_leading_zeros": Case(
