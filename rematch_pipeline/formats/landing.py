@@ -65,7 +65,9 @@ def split_identity(
             pseudonyms(secret, "household", frame["household_ref"]).alias("household_pseudonym"),
             _pseudonym_list(secret, frame["linked_household_refs"]).alias("linked_household_pseudonyms"),
         )
-        identity = frame.select(["household_pseudonym", "submission_id", *pii, *provenance])
+        # A row without a submission id is stored to be quarantined (validation: `required`); its
+        # identity row is keyed by file and row, the submission id of its key then empty, not missing.
+        identity = frame.select(["household_pseudonym", pl.col("submission_id").fill_null(""), *pii, *provenance])
         # Members and earlier copies of a refusing submission may be in other files: ingestion blanks those.
         frame = blank_where(table, frame, refuses())
     elif table == "members":

@@ -191,6 +191,10 @@ CASES: dict[str, Case] = {
         lambda s: _municipalities(s, _set(s.municipalities, 0, "state", "DE-HB" if s.municipalities["state"][0] != "DE-HB" else "DE-BY")),
         "municipalities.csv", 2, "state", "state: matches the Land",
     ),
+    # Ingestion failed on it (the identity store's key), with a stack trace and no validation run.
+    "submission_id_missing": Case(
+        lambda s: _files(s, households=_set(s.households, 3, "submission_id", None)), "households.csv", 5, "submission_id", "required", lost_households=3
+    ),
     "consent_missing": Case(lambda s: _files(s, households=_set(s.households, 4, "consent_processing", None)), "households.csv", 6, "consent_processing", "required", lost_households=3),
     "member_without_household": Case(
         lambda s: _files(s, members=_set(s.members, 2, "submission_id", "00000000-0000-4000-8000-000000000000")),
