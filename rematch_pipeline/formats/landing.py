@@ -9,7 +9,7 @@ from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, PSEUDONYM_COLUMNS, REVIEWED_TABLES, raw_columns
 from rematch_pipeline.schemas.consent import refuses
 from rematch_pipeline.schemas.contract import TABLES
-from rematch_pipeline.schemas.parsing import withhold_unshaped
+from rematch_pipeline.schemas.parsing import withhold_unshaped, without_spreadsheet_errors
 
 # Columns a refusing household's raw rows keep: it is counted, not processed. The keys link its
 # rows (erasure finds them by pseudonym and submission); every analytic field is blanked.
@@ -50,7 +50,7 @@ def split_identity(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Raw analytic rows (PII replaced by pseudonyms, cells without their column's shape withheld)
     and identity rows of one parsed table."""
-    frame = parsed.frame.with_columns(
+    frame = without_spreadsheet_errors(parsed.frame).with_columns(
         pl.lit(file_sha256).alias("file_sha256"),
         pl.lit(file_name).alias("file_name"),
         pl.lit(parsed.sheet, dtype=pl.Utf8).alias("sheet"),

@@ -171,6 +171,29 @@ def restore_periods(raw: pl.DataFrame) -> pl.DataFrame:
     return restored.with_columns(restored["intake_period"].ne_missing(raw["intake_period"]).alias(PERIOD_RESTORED_COLUMN))
 
 
+# What Excel stores (XLSX, in English) or saves into a CSV (in its language) for a formula that broke.
+SPREADSHEET_ERROR = (
+    r"^#(NULL!|DIV/0!|VALUE!|REF!|NAME\?|NUM!|N/A|SPILL!|CALC!|GETTING_DATA|FIELD!|BLOCKED!|UNKNOWN!"
+    r"|WERT!|BEZUG!|ZAHL!|NV|ÜBERLAUF!|KALK!|FELD!|BLOCKIERT!|UNBEKANNT!)$"
+)
+# Columns whose value identifies a submission or household: a spreadsheet error there is no key.
+KEY_COLUMNS: tuple[str, ...] = ("submission_id", "household_ref")
+
+
+def without_spreadsheet_errors(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with spreadsheet error values (#REF!, #N/A, #BEZUG! …) in its key columns made empty.
+
+    A key column whose formula broke holds the same error in every row; read as a key, it would make
+    all those rows one submission or household (one copy superseding the others, a refusal in one of
+    them withdrawing all). Empty, each row is reported as missing its key (`required`).
+    """
+    return frame.with_columns(
+        pl.when(pl.col(c).str.strip_chars().str.contains(SPREADSHEET_ERROR)).then(None).otherwise(pl.col(c)).alias(c)
+        for c in KEY_COLUMNS
+        if c in frame.columns
+    )
+
+
 FORMULA_RULE = "formula: cell starts with =, +, - or @ (spreadsheet formula)"
 # A formula-like cell in a text field; "-" only counts when no number follows (negatives are range errors).
 FORMULA_PATTERN = r"^([=+@]|-[^0-9.])"

@@ -356,3 +356,45 @@ def test_dates_a_german_excel_wrote_back_are_read(home: RematchHome, sample: Sam
         assert con.execute("""SELECT count(*) FROM quarantine WHERE "column" IN ('date_of_birth', 'submitted_at')""").fetchone()[0] == 0
         ages = con.execute("SELECT min(age_years), max(age_years) FROM members").fetchone()
     assert 0 <= ages[0] and ages[1] <= 120
+
+
+def _households_workbook_with_errors(sample: SampleRound, column: str, error: str) -> bytes:
+    """The households and members templates as one workbook, as Excel saves it, where every cell of
+    `column` is a formula that broke: an error cell (t="e") whose cached value is `error`."""
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        for name, frame in (("households", sample.households), ("members", sample.members)):
+            sheet = book.add_worksheet(name)
+            sheet.write_row(0, 0, frame.columns)
+            for r, row in enumerate(frame.iter_rows(), start=1):
+                for c, value in enumerate(row):
+                    if frame.columns[c] == column:
+                        sheet.write_formula(r, c, "=VLOOKUP(A1,Tabelle2!A:B,2,0)", None, error)
+                    else:
+                        sheet.write_string(r, c, value or "")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("column", "error"), [("submission_id", "#REF!"), ("household_ref", "#N/A"), ("household_ref", "#NV")])
+def test_spreadsheet_errors_in_a_key_column_do_not_merge_households(
+    home: RematchHome, sample: SampleRound, baseline, column: str, error: str
+) -> None:
+    """A key column whose formula broke holds the same error value in every row (#NV: a German Excel's
+    #N/A as its CSV shows it): read as a key, it made all households one submission (or one household),
+    silently superseding the others. It counts as an empty cell, so each row is named."""
+    rule = "required: a value is needed"
+    files = _files(sample)
+    del files["households/households.csv"], files["households/members.csv"]
+    files["households/households.xlsx"] = _households_workbook_with_errors(sample, column, error)
+    summary, logs = _ingest(home, files)
+    assert not summary.rejected
+    assert _valid_households(home) == (0, baseline[1])
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        flagged = con.execute(
+            "SELECT DISTINCT file_row FROM quarantine WHERE \"table\" = 'households' AND \"column\" = ? AND starts_with(rule, ?)", [column, rule]
+        ).fetchall()
+        merged = con.execute("SELECT count(*) FROM superseded_submissions WHERE \"table\" = 'households'").fetchone()[0]
+    # Every consenting household's row is named (one that refuses is only counted), none passes for another's copy.
+    assert len(flagged) == sample.households.filter(pl.col("consent_processing") == "yes").height
+    assert merged == 0
+    assert f"column {column}: {rule}" in " ".join(summary.quarantined)
