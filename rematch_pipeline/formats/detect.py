@@ -53,6 +53,7 @@ FORMATS: tuple[str, ...] = (
     "canonical-csv",
 )
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ODF_MIMETYPE = b"application/vnd.oasis.opendocument"  # LibreOffice's .ods (and the other ODF files)
 
 
 def _guard(data: bytes, file: str) -> str:
@@ -65,7 +66,24 @@ def _guard(data: bytes, file: str) -> str:
         check_zip(data, file)
     elif container == "xlsx":
         check_xlsx(data, file)
+        _refuse_other_zips(data, file)
     return container
+
+
+def _refuse_other_zips(data: bytes, file: str) -> None:
+    """A readable zip that is no Office Open XML workbook (and holds no CSVs) is refused saying what it is:
+    the workbook readers would fail on a missing part (`KeyError`), naming nothing a user can act on."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        if "[Content_Types].xml" in names:
+            return
+        try:
+            odf = "mimetype" in names and archive.read("mimetype").startswith(_ODF_MIMETYPE)
+        except (zipfile.BadZipFile, OSError, zlib.error):
+            odf = False
+        if odf:
+            raise InputFileError(Violation(file, None, None, "format: OpenDocument spreadsheet (.ods); save as .xlsx or CSV"))
+    raise InputFileError(Violation(file, None, None, "zip: neither a workbook nor CSV files; land the .xlsx or the CSVs themselves"))
 
 
 def _xlsx_format(headers: list[list[str]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import zipfile
 from pathlib import Path
 
 import polars as pl
@@ -119,6 +120,53 @@ def test_legacy_xls_is_refused_with_a_hint(tmp_path: Path) -> None:
     data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600
     with pytest.raises(InputFileError, match=r"legacy Excel \.xls"):
         read_export(tmp_path / "export.xls", data)
+
+
+def _ods(header: list[str], row: list[str]) -> bytes:
+    """An OpenDocument spreadsheet as LibreOffice Calc saves it: `mimetype` first and stored, a manifest, content.xml."""
+    ns = (
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+    )
+    rows = "".join(
+        "<table:table-row>" + "".join(f'<table:table-cell office:value-type="string"><text:p>{c}</text:p></table:table-cell>' for c in cells) + "</table:table-row>"
+        for cells in (header, row)
+    )
+    content = f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns} office:version="1.3"><office:body><office:spreadsheet><table:table table:name="municipalities">{rows}</table:table></office:spreadsheet></office:body></office:document-content>'
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.3">'
+        '<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet", compress_type=zipfile.ZIP_STORED)
+        archive.writestr("content.xml", content)
+        archive.writestr("META-INF/manifest.xml", manifest)
+    return out.getvalue()
+
+
+def test_opendocument_spreadsheet_is_refused_with_a_hint_whatever_its_name(tmp_path: Path) -> None:
+    """LibreOffice's .ods (also saved under .xlsx) is a zip too; it said `xlsx: cannot open workbook (KeyError)`."""
+    sample = generate_round(3, 2, seed=1)
+    data = _ods(sample.municipalities.columns, [v or "" for v in sample.municipalities.row(0)])
+    for name in ("municipalities.ods", "municipalities.xlsx"):
+        with pytest.raises(InputFileError) as error:
+            read_export(tmp_path / name, data)
+        assert str(error.value) == f"{name}: format: OpenDocument spreadsheet (.ods); save as .xlsx or CSV"
+
+
+def test_zip_of_neither_a_workbook_nor_csvs_is_refused_naming_what_is_read(tmp_path: Path) -> None:
+    """A workbook zipped for e-mail is a zip without CSVs; it said `xlsx: cannot open workbook (KeyError)`."""
+    workbook = io.BytesIO()
+    with xlsxwriter.Workbook(workbook) as book:
+        book.add_worksheet("households").write_row(0, 0, ["submission_id"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("households.xlsx", workbook.getvalue())
+    with pytest.raises(InputFileError) as error:
+        read_export(tmp_path / "export.zip", out.getvalue())
+    assert str(error.value) == "export.zip: zip: neither a workbook nor CSV files; land the .xlsx or the CSVs themselves"
 
 
 def test_detect_errors_never_quote_a_cell(tmp_path: Path) -> None:
