@@ -87,10 +87,16 @@ def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
     return lines
 
 
+# The terminal shows the runs' progress lines (INFO and up); Dagster's per-step DEBUG events (~70 lines a
+# run) stay in the run's event log, which the UI shows whole.
+CONSOLE_LOG_LEVEL = "INFO"
+
+
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, **kwargs) -> dg.ExecuteInProcessResult:
     """Run a job of the definitions in-process; raises RunFailed with a one-line reason."""
+    run_config = {"loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}, **kwargs.pop("run_config", {})}
     try:
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
     except dg.DagsterInvalidConfigError as exc:
         # Refused before a run exists: nothing was read or written.
         raise RunFailed(f"{job_name} not started, fix the run config: {'; '.join(config_error_lines(exc))}") from None
