@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -62,9 +63,32 @@ _FIELD_NAMES: frozenset[str] = frozenset(f.name for fields in TABLES.values() fo
 OTHER_SHEETS = "sheets without template columns (instructions, code lists)"
 
 
+def template_header(cells: list[str]) -> list[str]:
+    """A template's header with each of our field names as we spell it: people retype or tidy the header
+    in Excel ("Household Ref", "CAPACITY_PERSONS ", "kita-places"). Other names stay as written, so an
+    unknown column is named as the file has it."""
+    names = []
+    for cell in cells:
+        text = cell.strip()
+        spelled = re.sub(r"[\s-]+", "_", text).lower()
+        names.append(spelled if spelled in _FIELD_NAMES else text)
+    return names
+
+
 def _matching_tables(header: list[str]) -> list[str]:
-    names = {h.strip() for h in header}
+    names = set(template_header(header))
     return [table for table, sig in SIGNATURES.items() if sig <= names]
+
+
+def _nearest_table(header: list[str]) -> str:
+    """", nearest: <table> (no column <signature columns it lacks>)" for the table whose identifying
+    columns the header has most of, or "" if it has none of any."""
+    names = set(template_header(header))
+    found = {table: len(sig & names) for table, sig in SIGNATURES.items()}
+    table = max(found, key=lambda t: (found[t], t == "households"))
+    if not found[table] or found[table] == len(SIGNATURES[table]):
+        return ""
+    return f"; nearest: {table} (no column {', '.join(sorted(SIGNATURES[table] - names))})"
 
 
 def detect_table(header: list[str], file: str, sheet: str | None = None, next_row: list[str] | None = None) -> str:
@@ -75,9 +99,8 @@ def detect_table(header: list[str], file: str, sheet: str | None = None, next_ro
             raise InputFileError(
                 Violation(file, 1, None, "header: two header rows (merged title row?); the field names must be in row 1 alone", sheet=sheet)
             )
-        raise InputFileError(
-            Violation(file, 1, None, "header: not a municipalities, households, members or decisions template", sheet=sheet)
-        )
+        rule = "header: not a municipalities, households, members or decisions template"
+        raise InputFileError(Violation(file, 1, None, rule + ("" if matches else _nearest_table(header)), sheet=sheet))
     return matches[0]
 
 
@@ -164,11 +187,11 @@ def read_csv(data: bytes, file: str) -> list[ParsedTable]:
 
 def read_canonical_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     """The canonical table of a CSV already split into records."""
-    rows = records.rows
-    table = detect_table(records.header, file, next_row=rows[0][1] if rows else None)
+    rows, header = records.rows, template_header(records.header)
+    table = detect_table(header, file, next_row=rows[0][1] if rows else None)
     if not rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", table))
-    return [_frame(table, records.header, rows, file, None)]
+    return [_frame(table, header, rows, file, None)]
 
 
 def _cell_text(value: object) -> str:
@@ -203,7 +226,7 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
             filled = [(number, cells, values) for number, cells, values in texts if any(c.strip() for c in cells)]
             if not filled:
                 continue
-            header = [c.strip() for c in filled[0][1]]
+            header = template_header(filled[0][1])
             while header and not header[-1]:
                 header.pop()
             if not names_a_field(header) and not (len(filled) > 1 and names_a_field(filled[1][1])):
@@ -249,7 +272,7 @@ def _serial_date(value: object, epoch: dt.datetime) -> str:
 def names_a_field(cells: list[str]) -> bool:
     """Whether a row names any column of any canonical table (else a workbook's sheet of
     instructions, notes or code lists, left out and counted as OTHER_SHEETS)."""
-    return any(c.strip() in _FIELD_NAMES for c in cells)
+    return any(c in _FIELD_NAMES for c in template_header(cells))
 
 
 def read_canonical(path: Path, data: bytes) -> list[ParsedTable]:

@@ -129,12 +129,32 @@ def test_instructions_and_code_list_sheets_beside_the_template_are_left_out_and_
 
 
 def test_a_sheet_with_some_template_columns_but_a_misspelt_key_still_stops_the_file(sample, tmp_path: Path) -> None:
-    frame = sample.municipalities.rename({"municipality_id": "municipality_ID"})
+    frame = sample.municipalities.rename({"municipality_id": "municipality_key"})
     path = tmp_path / "m.xlsx"
     _workbook(path, [("Anleitung", [["Bitte ausfüllen."]]), ("Kommunen", [frame.columns, ["x"] * frame.width])])
     with pytest.raises(InputFileError) as error:
         read_canonical(path, path.read_bytes())
     assert "[sheet Kommunen]" in str(error.value) and "not a municipalities, households, members or decisions template" in str(error.value)
+    # The table the header is nearest to, and the identifying column it lacks.
+    assert "nearest: municipalities (no column municipality_id)" in str(error.value)
+
+
+def test_a_header_retyped_in_excel_is_read_as_the_template(sample, tmp_path: Path) -> None:
+    """Case, spaces around and between words, and hyphens for underscores: the same columns."""
+    retyped = {c: c.replace("_", " ").title() for c in sample.households.columns[:6]}
+    retyped.update({sample.households.columns[6]: f"  {sample.households.columns[6].upper()} "})
+    retyped.update({c: c.replace("_", "-") for c in sample.households.columns[7:10]})
+    path = tmp_path / "h.csv"
+    path.write_text(_csv(sample.households.rename(retyped)))
+    [parsed] = read_canonical(path, path.read_bytes())
+    original = tmp_path / "o.csv"
+    original.write_text(_csv(sample.households))
+    [expected] = read_canonical(original, original.read_bytes())
+    assert parsed.table == "households" and parsed.frame.equals(expected.frame)
+    # A column that is none of ours is named as the file spells it.
+    path.write_text(_csv(sample.households.rename({**retyped, "pets": "Haustiere Erlaubt"})))
+    with pytest.raises(InputFileError, match="unexpected columns Haustiere Erlaubt"):
+        read_canonical(path, path.read_bytes())
 
 
 def test_a_workbook_of_instructions_only_is_refused(tmp_path: Path) -> None:
