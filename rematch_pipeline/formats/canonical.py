@@ -157,11 +157,20 @@ def canonical_table(
     return ParsedTable(table, frame, sheet)
 
 
+# Rows that repeat the header (two exports pasted into one file) are left out and counted: otherwise each
+# would be a quarantine line per column.
+REPEATED_HEADER = "header rows repeated inside the file"
+
+
 def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], file: str, sheet: str | None) -> ParsedTable:
     check_header(table, header, file, sheet)
     width = len(header)
     columns: dict[str, list[str | None]] = {name: [] for name in header}
     file_rows: list[int] = []
+    repeated = {number for number, cells in rows if template_header(cells[:width]) == header}
+    rows = [(number, cells) for number, cells in rows if number not in repeated]
+    if not rows:
+        raise InputFileError(Violation(file, None, None, "header only: no data rows", table, sheet))
     for number, cells in rows:
         if len(cells) > width and any(c.strip() for c in cells[width:]):
             raise InputFileError(Violation(file, number, None, f"row has {len(cells)} cells, header has {width}", table, sheet))
@@ -177,7 +186,7 @@ def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], fil
     frame = frame.select([f.name for f in TABLES[table]]).with_columns(
         pl.Series("file_row", file_rows, dtype=pl.Int32)
     )
-    return ParsedTable(table, frame, sheet)
+    return ParsedTable(table, frame, sheet, skipped={REPEATED_HEADER: len(repeated)} if repeated else {})
 
 
 def read_csv(data: bytes, file: str) -> list[ParsedTable]:

@@ -257,3 +257,15 @@ def test_empty_columns_excel_kept_right_of_the_table_are_ignored(sample, tmp_pat
     with pytest.raises(InputFileError) as error:
         read_export(path, "\r\n".join(typed_beside).encode("cp1252"))
     assert "m.csv, row 4" in str(error.value) and SECRET_VALUE not in str(error.value)
+
+
+def test_header_rows_repeated_inside_a_file_are_left_out_and_counted(sample, tmp_path: Path) -> None:
+    """Two exports pasted into one file: the second header is no household (it would otherwise be a
+    quarantine line per column); it is left out and counted, and the rows keep their line numbers."""
+    first, second = sample.households.head(5), sample.households.slice(5, 5)
+    path = tmp_path / "both.csv"
+    path.write_text(_csv(first) + _csv(second))
+    [parsed] = read_canonical(path, path.read_bytes())
+    assert parsed.skipped == {"header rows repeated inside the file": 1}
+    assert parsed.frame["household_ref"].to_list() == sample.households.head(10)["household_ref"].to_list()
+    assert parsed.frame["file_row"].to_list() == [2, 3, 4, 5, 6, 8, 9, 10, 11, 12]
