@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import dagster as dg
 import numpy as np
@@ -29,6 +29,10 @@ from rematch_pipeline.resources.warehouse import table_exists, warehouse_connect
 from rematch_pipeline.schemas.models import PERIOD_PATTERN
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
+
+# Rows of a per-round table scored and copied for DuckDB at a time. A national round has 15 M candidate
+# pairs: scored whole with their criteria they took 1.5 GiB, and more again while DuckDB copied them.
+SLICE_ROWS = 1_000_000
 
 OBJECTIVES = ("lexicographic", "maximin")
 BACKENDS = ("scip", "cbc", "highs", "cp_sat")
@@ -150,19 +154,48 @@ def finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def store_round_rows(con, table: str, round_id: str, frame: pl.DataFrame) -> None:
-    """Replace one round's rows of a per-round table (created on first use)."""
-    frame = frame.with_columns(pl.lit(round_id).alias("round_id")).select("round_id", pl.exclude("round_id"))
-    con.register("incoming", frame.to_arrow())
-    con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM incoming WHERE false")
-    # A table made by an older release gains the columns added since (its earlier rounds hold NULL there).
-    present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
-    for column, column_type, *_ in con.execute("DESCRIBE incoming").fetchall():
-        if column not in present:
-            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {column_type}')
-    con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
-    con.unregister("incoming")
+def store_round_rows(con, table: str, round_id: str, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> None:
+    """Replace one round's rows of a per-round table (created on first use).
+
+    frames: the rows as one frame, or as consecutive slices of it (at least one, all with the same columns),
+    stored in order. Either way at most SLICE_ROWS rows are copied for DuckDB at a time.
+    """
+    if isinstance(frames, pl.DataFrame):
+        frames = frames.iter_slices(SLICE_ROWS) if frames.height else [frames]
+    replaced = False
+    for part in frames:
+        for frame in part.iter_slices(SLICE_ROWS) if part.height else [part]:
+            frame = frame.with_columns(pl.lit(round_id).alias("round_id")).select("round_id", pl.exclude("round_id"))
+            con.register("incoming", frame.to_arrow())
+            if not replaced:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM incoming WHERE false")
+                # A table made by an older release gains the columns added since (its earlier rounds hold NULL there).
+                present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+                for column, column_type, *_ in con.execute("DESCRIBE incoming").fetchall():
+                    if column not in present:
+                        con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {column_type}')
+                con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
+                replaced = True
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+            con.unregister("incoming")
+    if not replaced:
+        raise ValueError(f"{table}: no frame to store (an empty frame says which columns)")
+
+
+def scored_slices(
+    pairs: pl.DataFrame, households: pl.DataFrame, municipalities: pl.DataFrame, weights: ScoreWeights, scores: list[pl.Series]
+) -> Iterator[pl.DataFrame]:
+    """The candidate pairs with their score, SLICE_ROWS pairs at a time, in the pairs' order (at least one
+    slice). Appends each slice's scores to `scores`: the whole scored table of a national round (15 M pairs)
+    never exists at once."""
+    for lo in range(0, max(pairs.height, 1), SLICE_ROWS):
+        part = pairs.slice(lo, SLICE_ROWS)
+        # Scores are per pair: the slice's own households give the same values as all of them. Only the total
+        # is kept; round_proposals scores the chosen pairs' criteria (nine columns less per pair).
+        own = households.join(part.select(pl.col("household_pseudonym").unique()), on="household_pseudonym", how="semi")
+        scored = score_pairs(part, own, municipalities, weights, breakdown=False)
+        scores.append(scored.get_column("score"))
+        yield scored
 
 
 def load_round_rows(con, table: str, round_id: str, columns: Sequence[str] = ()) -> pl.DataFrame:
@@ -270,11 +303,10 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         f"{pairs.height} compatible pairs ({forbidden_candidates.height} forbidden by the coordinator left out,"
         f" {len(coordinator.locked)} locked); scoring"
     )
-    scored = score_pairs(pairs, households, municipalities, config.weights())
     exclusions, exclusions_by_municipality = exclusions_with_forbidden(
         *exclusion_tables(households, municipalities), forbidden, forbidden_candidates
     )
-    n_candidates = scored.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
+    n_candidates = pairs.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
     pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
@@ -286,7 +318,8 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         store_round_rows(con, "round_coordinator_pairs", round_id, coordinator.frame())
         store_round_rows(con, "round_households", round_id, pool)
         store_round_rows(con, "round_municipalities", round_id, municipalities)
-        store_round_rows(con, "round_candidates", round_id, scored)
+        scores: list[pl.Series] = []
+        store_round_rows(con, "round_candidates", round_id, scored_slices(pairs, households, municipalities, config.weights(), scores))
         store_round_rows(con, "round_exclusions", round_id, exclusions)
         store_round_rows(con, "round_municipality_exclusions", round_id, exclusions_by_municipality)
         # What accepted proposals of the period held when the round started: the report adds it back,
@@ -296,12 +329,12 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
     without = pool.filter(pl.col("candidates") == 0).height
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": scored.height,
+            "dagster/row_count": pairs.height,
             "period": period,
             "households": pool.height,
             "households_without_any_candidate": without,
             "municipalities": municipalities.height,
-            "mean_score": float(scored["score"].mean() or 0.0),
+            "mean_score": float(pl.concat(scores).mean() or 0.0),
             "locked_pairs": len(coordinator.locked),
             "forbidden_pairs": len(coordinator.forbidden),
         }
@@ -435,13 +468,9 @@ def round_proposals(
     forbidden = set(coordinator.forbidden) & set(chosen.select("household_pseudonym", "municipality_id").iter_rows())
     if forbidden:  # a last guard: the forbidden pairs were left out of the candidates
         raise dg.Failure(f"solver answer proposes {len(forbidden)} pairs forbidden by the coordinator")
-    with warehouse_connection(warehouse) as con:
-        con.register("chosen_pairs", chosen.select("household_pseudonym", "municipality_id").to_arrow())
-        scored = con.execute(
-            "SELECT c.* EXCLUDE (round_id) FROM round_candidates c"
-            " JOIN chosen_pairs USING (household_pseudonym, municipality_id) WHERE c.round_id = ?",
-            [round_id],
-        ).pl()
+    # The criteria of the chosen pairs, scored again from the round's own pool and offers: round_candidates
+    # keeps only each pair's total (same inputs, same weights, so the same score to the last bit).
+    scored = score_pairs(chosen.select("household_pseudonym", "municipality_id"), pool, municipalities, config.weights())
     proposals = (
         chosen.join(scored, on=["household_pseudonym", "municipality_id"], how="left")
         .join(municipalities.select("municipality_id", "municipality_name"), on="municipality_id", how="left")

@@ -10,9 +10,11 @@ import duckdb
 import polars as pl
 import pytest
 
+from rematch_pipeline.assets import matching
 from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
 from rematch_pipeline.runs import ingest_landing
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.sample import generate_round, write_round
 from tests.conftest import land
 
@@ -139,3 +141,63 @@ def test_rejected_file_does_not_stop_the_others(home, instance, sample_dir) -> N
         assert con.execute("SELECT count(*) FROM municipalities").fetchone()[0] == 8
     assert log["broken.csv"] == "rejected"
     assert sum(status == "ingested" for status in log.values()) == 3
+
+
+def test_a_round_stores_its_candidates_in_slices_with_their_total_only_and_proposes_what_a_whole_round_does(
+    home, instance, sample_dir, monkeypatch
+) -> None:
+    """A national round's 15 M scored pairs are never held at once (1.5 GiB, and more while DuckDB copied them):
+    round_candidates scores and stores SLICE_ROWS pairs at a time, each with its total score only, with the same
+    result; the proposals get their criteria from the chosen pairs."""
+    land(home, sample_dir)
+    _intake(home, instance)
+
+    def run(round_id: str) -> dg.ExecuteInProcessResult:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        return dg.materialize(
+            ROUND_ASSETS,
+            partition_key=round_id,
+            resources=build_resources(home),
+            instance=instance,
+            run_config={"ops": {"round_candidates": {"config": {"period": "2026-07", "time_limit_seconds": 20}}}},
+        )
+
+    whole = run("whole")
+    scored_sizes: list[int] = []
+
+    def recording_score_pairs(pairs: pl.DataFrame, *args, **kwargs) -> pl.DataFrame:
+        if kwargs.get("breakdown") is False:  # the candidates (the proposals' criteria are scored with it)
+            scored_sizes.append(pairs.height)
+        return score_pairs(pairs, *args, **kwargs)
+
+    monkeypatch.setattr(matching, "SLICE_ROWS", 37, raising=False)
+    monkeypatch.setattr(matching, "score_pairs", recording_score_pairs)
+    sliced = run("sliced")
+    assert whole.success and sliced.success
+    with _warehouse(home) as con:
+        def rows(table: str, round_id: str) -> pl.DataFrame:
+            return con.execute(f"SELECT * EXCLUDE (round_id) FROM {table} WHERE round_id = ? ORDER BY rowid", [round_id]).pl()
+
+        candidates = rows("round_candidates", "whole")
+        assert candidates.height > 3 * 37, "the sample has pairs for several slices"
+        for table in ("round_candidates", "round_households", "round_exclusions", "proposals", "round_outcomes"):
+            assert rows(table, "sliced").equals(rows(table, "whole")), table
+        assert candidates.columns == ["household_pseudonym", "municipality_id", "score"]
+        proposals = rows("proposals", "whole")
+        criteria = [c for c in proposals.columns if c.startswith("score_")]
+        assert len(criteria) == 9, "every criterion and the neutral points, as score_pairs breaks them down"
+        # The score the solver saw, and criteria that add up to it.
+        chosen = proposals.join(candidates, on=["household_pseudonym", "municipality_id"], how="left", suffix="_candidate")
+        assert chosen["score"].to_list() == chosen["score_candidate"].to_list()
+        total = proposals.select(pl.sum_horizontal(criteria).alias("total"), "score")
+        assert (total["total"] - total["score"]).abs().max() < 1e-3
+    assert len(scored_sizes) == -(-candidates.height // 37) and max(scored_sizes) == 37 and sum(scored_sizes) == candidates.height
+    rounds = home.path / "rounds"
+    assert (rounds / "sliced" / "proposals.csv").read_bytes() == (rounds / "whole" / "proposals.csv").read_bytes()
+
+    def metadata(result: dg.ExecuteInProcessResult) -> dict:
+        [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "round_candidates"]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    assert metadata(sliced)["dagster/row_count"] == metadata(whole)["dagster/row_count"] == candidates.height
+    assert metadata(sliced)["mean_score"] == pytest.approx(metadata(whole)["mean_score"], rel=1e-12)
