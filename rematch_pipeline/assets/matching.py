@@ -74,7 +74,7 @@ class RoundConfig(dg.Config):
     )
     compare_mechanisms: bool = Field(
         default=True,
-        description="Also run deferred acceptance on the round and count blocking pairs of both, for the report (at 50,000 households about 10-60 s, and 2.2 GiB more after the solve: the round's peak memory, 4.5 GiB; off skips it).",
+        description="Also run deferred acceptance on the round and count blocking pairs of both, for the report (at 50,000 households about 10-60 s, and about 1.3 GiB more after the solve; off skips it).",
     )
     locked_pairs: list[CoordinatorPair] = Field(
         default=[],

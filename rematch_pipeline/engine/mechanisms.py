@@ -24,6 +24,7 @@ Plain Python + numpy, deterministic, no I/O.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
 from rematch_pipeline.engine.assignment import AssignmentProblem
 
 # Preferences: None (derive from pair_score), one list per unit/place (best first;
@@ -68,14 +70,16 @@ def _propose(
     n_res = capacity.shape[1]
     ptr = pref_start[:-1].tolist()
     end = pref_start[1:].tolist()
-    prefs = pref_contract.tolist()
-    cprop = contract_proposer.tolist()
-    cplace = contract_place.tolist()
-    crank = contract_rank.tolist()
+    # Per-contract data as machine integers (array.array): indexed as fast as lists, without a Python
+    # int object per entry. A national round has 15 M contracts; five lists of them took ~2 GiB.
+    prefs = _int_array(pref_contract)
+    cprop = _int_array(contract_proposer)
+    cplace = _int_array(contract_place)
+    crank = _int_array(contract_rank)
     # Households share few distinct usage rows: build the Python rows once per distinct
     # row. Sparse form: most resources of a unit are 0, skip them in every check.
     distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
-    crow = inverse.reshape(-1)[contract_row].tolist() if contract_row.size else []
+    crow = _int_array(inverse.reshape(-1)[contract_row] if contract_row.size else np.zeros(0, dtype=np.int64))
     nz = [tuple((r, a) for r, a in enumerate(row) if a) for row in distinct.tolist()]
     use = [dict(t) for t in nz]
     remaining = capacity.tolist()
@@ -83,7 +87,7 @@ def _propose(
     # those can be displaced through it, and rare resources (accessible units) keep
     # short lists.
     users: list[list[list[int]]] = [[[] for _ in range(n_res)] for _ in range(capacity.shape[0])]
-    slot = [-1] * max(len(crank), 1)  # contract currently held at a rank
+    slot = array("q", [-1]) * max(len(crank), 1)  # contract currently held at a rank
     chosen = [-1] * n_prop
     queue = deque(i for i in range(n_prop) if ptr[i] < end[i])
 
@@ -175,6 +179,27 @@ def _propose(
                 break
         ptr[u] = p
     return np.asarray(chosen, dtype=np.int64)
+
+
+def _int_array(values: np.ndarray) -> array:
+    """A numpy integer array as an array.array of int64."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
+
+
+def _fits(usage: np.ndarray, units: np.ndarray, room: np.ndarray, places: np.ndarray, freed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per i, whether usage[units[i]] fits room[places[i]] in every resource, plus cum[hi[i]] - cum[lo[i]]
+    with freed = (cum, lo, hi). In slices of pairs: a national round's per-pair rows (15 M pairs × 7
+    resources, int64) would take 0.8 GiB per operand at once."""
+    out = np.empty(units.size, dtype=bool)
+    for a, b in chunk_bounds(units.size, PAIR_CHUNK_SIZE):
+        limit = room[places[a:b]]
+        if freed is not None:
+            cum, lo, hi = freed
+            limit = limit + (cum[hi[a:b]] - cum[lo[a:b]])
+        out[a:b] = (usage[units[a:b]] <= limit).all(axis=1)
+    return out
 
 
 def _csr_starts(sorted_keys: np.ndarray, n: int) -> np.ndarray:
@@ -375,7 +400,7 @@ def _deferred_acceptance(problem: AssignmentProblem, ranks: _Ranks) -> np.ndarra
     pu, pj = problem.pair_unit, problem.pair_place
     # A contract that cannot fit even into an empty place would always be rejected:
     # dropping it up front is equivalent and saves proposals.
-    fits_alone = (problem.usage[pu] <= capacity[pj]).all(axis=1) if pu.size else np.zeros(0, bool)
+    fits_alone = _fits(problem.usage, pu, capacity, pj)
     usable = ranks.acceptable & ~is_locked[pu] & fits_alone
     # Each unit's usable pairs, best first: the unit-side order already sorts them (no new sort).
     prefs = ranks.unit_order[usable[ranks.unit_order]]
@@ -635,8 +660,7 @@ def _envy_ranked(problem: AssignmentProblem, place_of: np.ndarray, ranks: _Ranks
     query = pj[q] * big + (ranks.place_rank[q] - ranks.place_start[pj[q]])
     lo = np.searchsorted(held_key, query, side="right")
     hi = np.searchsorted(held_key, (pj[q] + 1) * big, side="left")
-    freeable = cum[hi] - cum[lo]
-    fits = (usage[pu[q]] <= rem[pj[q]] + freeable).all(axis=1)
+    fits = _fits(usage, pu[q], rem, pj[q], (cum, lo, hi))
     blocking = np.zeros(n_p, dtype=bool)
     blocking[q[fits]] = True
     lower_count = np.zeros(n_p, dtype=np.int64)

@@ -636,6 +636,16 @@ def test_results_identical_to_those_recorded_before_the_speedup(case: dict) -> N
     assert [list(x) for x in blocking_pairs(problem, place)] == expected["blocking"]
 
 
+def test_results_identical_when_the_pairs_are_checked_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The capacity checks run over slices of pairs (a national round's per-pair rows would take ~1 GiB
+    each at once); slices of 3 pairs give the recorded results."""
+    import rematch_pipeline.engine.mechanisms as mechanisms
+
+    monkeypatch.setattr(mechanisms, "PAIR_CHUNK_SIZE", 3)
+    for case in _recorded_instances():
+        test_results_identical_to_those_recorded_before_the_speedup(case)
+
+
 def test_the_comparison_ranks_the_candidate_pairs_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """DA and both stability reports use the same default preferences: ranking 14.5 M pairs (two sorts
     each) three times was most of the comparison's minute at 50,000 households."""
