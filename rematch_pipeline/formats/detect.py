@@ -53,6 +53,13 @@ FORMATS: tuple[str, ...] = (
     "canonical-csv",
 )
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Excel saves a workbook with a password to open as an OLE file holding the encrypted .xlsx in a stream
+# of this name (ECMA-376 encryption); it is no legacy .xls.
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+_PASSWORD_RULE = (
+    "format: password-protected workbook (encrypted, cannot be read); remove the password to open "
+    "(Excel: File > Info > Protect Workbook > Encrypt with Password, clear it) and save again"
+)
 _ODF_MIMETYPE = b"application/vnd.oasis.opendocument"  # LibreOffice's .ods (and the other ODF files)
 
 
@@ -60,6 +67,8 @@ def _guard(data: bytes, file: str) -> str:
     """Size and container checks; the container: "xlsx", "zip" (of CSVs) or "text"."""
     check_file_size(len(data), file)
     if data.startswith(_OLE_SIGNATURE):
+        if _ENCRYPTED_PACKAGE in data:
+            raise InputFileError(Violation(file, None, None, _PASSWORD_RULE))
         raise InputFileError(Violation(file, None, None, "format: legacy Excel .xls (or another OLE file); save as .xlsx or CSV"))
     container = container_of(data)
     if container == "zip":

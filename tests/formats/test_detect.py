@@ -122,6 +122,17 @@ def test_legacy_xls_is_refused_with_a_hint(tmp_path: Path) -> None:
         read_export(tmp_path / "export.xls", data)
 
 
+def test_a_password_protected_workbook_is_refused_saying_so() -> None:
+    """Excel saves a workbook with a password to open as an OLE file around the encrypted .xlsx, so it
+    looked like a legacy .xls ("save as .xlsx": it already is one). The fixture is a two-row municipalities
+    workbook (openpyxl) encrypted with msoffcrypto-tool 6.1.0 (ECMA-376 agile encryption, as Excel writes it;
+    password "geheim"), made once outside the project."""
+    path = Path(__file__).parent / "fixtures" / "password_protected.xlsx"
+    with pytest.raises(InputFileError, match="password-protected workbook") as error:
+        read_export(path, path.read_bytes())
+    assert "legacy" not in str(error.value) and "09162" not in str(error.value)
+
+
 def _ods(header: list[str], row: list[str]) -> bytes:
     """An OpenDocument spreadsheet as LibreOffice Calc saves it: `mimetype` first and stored, a manifest, content.xml."""
     ns = (
