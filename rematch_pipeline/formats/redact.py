@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limits import check_xlsx, check_zip, container_of, is_csv_member
-from rematch_pipeline.formats.text import UTF8_BOM, decoded, sniff_delimiter
+from rematch_pipeline.formats.text import MIXED_ENCODING, UTF8_BOM, decoded, sniff_delimiter
 
 # XLSX members whose text holds cell values: shared strings and the sheets' own (inline) cells.
 _CELL_MEMBERS = re.compile(r"^xl/(sharedStrings\.xml|worksheets/[^/]+\.xml)$")
@@ -80,13 +80,24 @@ def holds_cell(data: bytes, values: Sequence[str], file: str) -> bool | None:
                 texts = [archive.read(n).decode("utf-8", "replace") for n in archive.namelist() if _CELL_MEMBERS.match(n)]
             wanted = [escape(v) for v in wanted]
         else:
-            texts = [decoded(data, file)[0]]
+            texts = [_any_text(data, file)]
     except (InputFileError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
         return None
     if not wanted:
         return False
     token = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(v) for v in wanted) + r")(?![\w-])")
     return any(token.search(text) for text in texts)
+
+
+def _any_text(data: bytes, file: str) -> str:
+    """A text file's text as the readers decode it; a file they refuse for mixing encodings (a refused
+    file is what holds_cell inspects) as UTF-8 and as Windows-1252 at once, so either spelling is found."""
+    try:
+        return decoded(data, file)[0]
+    except InputFileError as exc:
+        if not exc.violation.rule.startswith(MIXED_ENCODING):
+            raise
+        return data.decode("utf-8", "replace") + "\n" + data.decode("cp1252", "replace")
 
 
 def _csv_without(data: bytes, drop: set[int], file: str, unlink: Unlink | None) -> bytes:

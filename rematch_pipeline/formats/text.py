@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from rematch_pipeline.formats.errors import InputFileError, Violation
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
+# A multi-byte UTF-8 character ("ü" is C3 BC); Windows-1252 text of German names rarely holds one.
+MIXED_ENCODING = "encoding: UTF-8 with a byte of another encoding"
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 def decode_text(data: bytes, file: str) -> str:
@@ -23,12 +28,20 @@ def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
         raise InputFileError(Violation(file, None, None, "encoding: UTF-16 (Excel's Unicode Text); save as CSV UTF-8 or CSV (Trennzeichen-getrennt)"))
     if b"\x00" in body:
         raise InputFileError(Violation(file, None, None, "encoding: NUL bytes, not a text file (or UTF-16 without a byte order mark)"))
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return body.decode(encoding), encoding, bom
-        except UnicodeDecodeError as exc:
-            error = exc
-    raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from error
+    try:
+        return body.decode("utf-8"), "utf-8", bom
+    except UnicodeDecodeError as exc:
+        if _UTF8_SEQUENCE.search(body):
+            # Mostly UTF-8 (its umlauts would turn into "Ã¼" as Windows-1252), with a stray byte: lines
+            # pasted in from a file of the other encoding. Reading either way would garble names silently.
+            line = body.count(b"\n", 0, exc.start) + 1
+            raise InputFileError(
+                Violation(file, None, None, f"{MIXED_ENCODING} (Windows-1252?) on line {line}; save the file again as CSV UTF-8")
+            ) from exc
+    try:
+        return body.decode("cp1252"), "cp1252", bom
+    except UnicodeDecodeError as exc:
+        raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
 
 
 def sniff_delimiter(text: str) -> str:

@@ -269,3 +269,21 @@ def test_header_rows_repeated_inside_a_file_are_left_out_and_counted(sample, tmp
     assert parsed.skipped == {"header rows repeated inside the file": 1}
     assert parsed.frame["household_ref"].to_list() == sample.households.head(10)["household_ref"].to_list()
     assert parsed.frame["file_row"].to_list() == [2, 3, 4, 5, 6, 8, 9, 10, 11, 12]
+
+
+def test_a_utf8_file_with_a_stray_windows_1252_byte_is_refused_naming_the_line(sample, tmp_path: Path) -> None:
+    """Lines pasted in from a file of the other encoding: read as Windows-1252, every UTF-8 umlaut of the file
+    became "Ã¼" without a word; now the file is refused naming the line (never the text)."""
+    frame = sample.municipalities.with_columns(pl.lit("München-Süd").alias("notes"))
+    lines = _csv(frame).encode("utf-8").splitlines(keepends=True)
+    lines[3] = lines[3].replace("München-Süd".encode("utf-8"), "Fürth".encode("cp1252"))
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    message = str(error.value)
+    assert "UTF-8 with a byte of another encoding (Windows-1252?) on line 4" in message and "rth" not in message
+    # A file wholly in Windows-1252 (a German Excel's "CSV (Trennzeichen-getrennt)") still reads.
+    path.write_bytes(b"".join(lines).decode("utf-8", "replace").replace("\ufffd", "u").encode("cp1252"))
+    [parsed] = read_canonical(path, path.read_bytes())
+    assert parsed.frame["notes"][0] == "München-Süd"

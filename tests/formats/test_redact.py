@@ -98,6 +98,10 @@ def test_a_rejected_export_is_searched_for_whole_cells_of_a_reference(tmp_path: 
     # Malformed CSVs are searched too (no records are read), in either encoding and any separator.
     assert holds_cell(f'a;b\r\n"{ref}";"unterminated\r\n'.encode("cp1252"), [ref], "x.csv") is True
     assert holds_cell(f"a\tb\nx{ref}\t{ref}x\t{ref}-2\t{ref}_2\n".encode(), [ref], "x.csv") is False
+    # A file refused for mixing encodings is still inspected, in both spellings of its umlauts.
+    mixed = "a;b\n".encode() + "Jürgen;1\n".encode("cp1252") + f"Müller;{ref}\n".encode()
+    assert holds_cell(mixed, [ref], "mixed.csv") is True and holds_cell(mixed, ["Müller"], "mixed.csv") is True
+    assert holds_cell(mixed, ["Jürgen"], "mixed.csv") is True
     assert holds_cell(b"a,b\r\n\x81\x8d,x\r\n", [ref], "x.csv") is None  # neither UTF-8 nor Windows-1252
     # Whole tokens: inside a partner's link list, after Central's uuid: prefix; any of several values.
     assert holds_cell(f'ref;links\r\nUA-9;"UA-7 {ref}"\r\n'.encode(), [ref], "x.csv") is True
