@@ -28,6 +28,8 @@ from rematch_pipeline.schemas.consent import refused_submissions, refuses, withd
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
+# Windows Explorer writes these into a folder (a landing/ on a shared drive): no export.
+_SYSTEM_FILES = frozenset({"desktop.ini", "thumbs.db"})
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
         if not folder.exists():
             continue
         for path in sorted(folder.iterdir()):
-            if path.is_file() and not path.name.startswith((".", "~$")) and not path.name.endswith(_PARTIAL_SUFFIXES):
+            if path.is_file() and not path.name.startswith((".", "~$")) and not path.name.endswith(_PARTIAL_SUFFIXES) and path.name.lower() not in _SYSTEM_FILES:
                 found.append((kind, path))
     return found
 

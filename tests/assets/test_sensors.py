@@ -70,6 +70,16 @@ def test_files_still_being_written_wait(home: RematchHome, instance) -> None:
     assert len(_evaluate(instance, home)) == 1
 
 
+def test_files_that_are_no_exports_are_not_ingested(home: RematchHome, instance) -> None:
+    """What Excel and Windows Explorer leave in a shared folder: a lock file while a workbook is open, hidden
+    and system files. Each would be a refused file (exit 1) at every pass."""
+    folder = home.landing("households")
+    for name in ("~$households.xlsx", ".DS_Store", "desktop.ini", "Thumbs.db"):
+        (folder / name).write_bytes(b"\x00not an export")
+        _settled(folder / name)
+    assert _evaluate(instance, home) == []
+
+
 def test_hourly_schedule_requests_the_same_runs(home: RematchHome, instance) -> None:
     path = home.landing("decisions") / "d.csv"
     path.write_text("round_id,household_ref,municipality_id,decision,reason\n")
