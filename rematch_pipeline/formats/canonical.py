@@ -131,13 +131,25 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
         missing.append("household_ref or household_pseudonym")
     problems = []
     if missing:
-        problems.append("missing columns " + ", ".join(missing))
+        problems.append("missing columns " + _names(missing))
     if unknown:
-        problems.append("unexpected columns " + ", ".join(unknown))
+        problems.append("unexpected columns " + _names(unknown))
     if duplicated:
-        problems.append("duplicated columns " + ", ".join(duplicated))
+        problems.append("duplicated columns " + _names(duplicated))
     if problems:
         raise InputFileError(Violation(file, 1, None, "header: " + "; ".join(problems), table=table, sheet=sheet))
+
+
+# Column names a header error lists before it counts the rest: a file of another survey or saved with
+# another separator has dozens, and one screen of names hides the rule.
+NAMES_LISTED = 12
+
+
+def _names(columns: list[str]) -> str:
+    """Column names for a header error, the first NAMES_LISTED of them and how many more."""
+    if len(columns) <= NAMES_LISTED:
+        return ", ".join(columns)
+    return ", ".join(columns[:NAMES_LISTED]) + f" and {len(columns) - NAMES_LISTED} more"
 
 
 def canonical_table(

@@ -287,3 +287,14 @@ def test_a_utf8_file_with_a_stray_windows_1252_byte_is_refused_naming_the_line(s
     path.write_bytes(b"".join(lines).decode("utf-8", "replace").replace("\ufffd", "u").encode("cp1252"))
     [parsed] = read_canonical(path, path.read_bytes())
     assert parsed.frame["notes"][0] == "München-Süd"
+
+
+def test_a_header_of_another_survey_lists_a_dozen_columns_and_counts_the_rest(sample, tmp_path: Path) -> None:
+    frame = sample.municipalities.rename({c: f"frage_{i}" for i, c in enumerate(sample.municipalities.columns) if c not in ("municipality_id", "capacity_persons")})
+    path = tmp_path / "m.csv"
+    path.write_text(_csv(frame))
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    unexpected = str(error.value).split("unexpected columns ")[1].split(";")[0]
+    assert unexpected.startswith("frage_") and unexpected.count(",") == 11
+    assert unexpected.endswith(f" and {frame.width - 2 - 12} more")
