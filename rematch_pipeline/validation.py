@@ -79,8 +79,10 @@ def _typed_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     value_violations = row_failures(table, typed)
     # A badly typed cell is null afterwards; report its type rule, not a follow-on "required".
     value_violations = value_violations.join(type_violations.select("_row", "column"), on=["_row", "column"], how="anti")
-    # A missing household pseudonym is the file's household_ref cell (empty, or a spreadsheet error).
-    value_violations = value_violations.with_columns(pl.col("column").replace(_KEY_COLUMN))
+    # A households row's missing pseudonym is its household_ref cell (empty, or a spreadsheet error). A
+    # decisions file has its own household_pseudonym column: its rules name that column.
+    if table == "households":
+        value_violations = value_violations.with_columns(pl.col("column").replace(_KEY_COLUMN))
     violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), value_violations.cast({"_row": pl.UInt32})])
     return typed, violations
 
