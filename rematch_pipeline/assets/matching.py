@@ -444,6 +444,15 @@ def round_proposals(
             f"locked_pairs: no assignment keeps every lock: the locked persons at {', '.join(short)} are below the"
             " minimum intake (min_persons) and too few other compatible households fit there; lock more households there, or none"
         )
+    if result.status not in ("optimal", "feasible") and len(problem.unit_ids):
+        # No assignment at all (the engine then leaves every unit unplaced): a report would blame capacities
+        # for what is the time limit or the model. Nothing of this solve is stored.
+        stopped = ", ".join(f"{s.name} {s.status} after {s.wall_seconds:.1f} s" for s in result.stages) or "none"
+        raise dg.Failure(
+            f"round {round_id}: the solver found no assignment within time_limit_seconds {config.time_limit_seconds:g}"
+            f" (status {result.status}; stages: {stopped}); nothing was proposed or stored:"
+            " launch the round again with a longer time_limit_seconds"
+        )
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
     context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")

@@ -1,0 +1,60 @@
+"""What a coordinator sees when a round cannot give an answer, or is run again: a clear one-line
+reason, and no warehouse rows or files that belong to another run of the round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.warehouse import table_exists
+from rematch_pipeline.runs import RunFailed, execute
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.sample import generate_round, write_round
+from tests.conftest import land
+
+OUTPUT_TABLES = ("proposals", "round_outcomes", "round_capacity_misses", "solver_runs")
+
+
+def _count(home: RematchHome, table: str, round_id: str) -> int:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        if not table_exists(con, table):
+            return 0
+        return con.execute(f"SELECT count(*) FROM {table} WHERE round_id = ?", [round_id]).fetchone()[0]
+
+
+def _launch(home: RematchHome, round_id: str, config: dict) -> None:
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        execute(build_definitions(home), instance, "round_job", partition_key=round_id,
+                run_config={"ops": {"round_candidates": {"config": config}}})
+
+
+@pytest.fixture
+def medium(home: RematchHome, tmp_path: Path) -> RematchHome:
+    """200 households x 20 municipalities: a round no solver settles in a millisecond."""
+    write_round(generate_round(200, 20, seed=2), tmp_path / "sample")
+    land(home, tmp_path / "sample")
+    assert main(["ingest"]) == 0
+    return home
+
+
+@pytest.mark.parametrize("objective", ["lexicographic", "maximin"])
+def test_a_time_limit_too_short_for_any_answer_fails_saying_so_and_stores_no_proposals(medium: RematchHome, objective: str) -> None:
+    # The Launchpad takes any limit above 0; a limit so short that the solver finds no assignment at all
+    # (status not_solved) crashed the step on an empty proposals frame (a polars join error).
+    try:
+        _launch(medium, "quick", {"period": "2026-07", "objective": objective, "time_limit_seconds": 0.001})
+    except RunFailed as failed:
+        reason = str(failed)
+    else:
+        pytest.skip("this machine solved the round within 1 ms")
+    assert "round quick: the solver found no assignment within time_limit_seconds 0.001" in reason
+    assert "not_solved" in reason and "launch the round again with a longer time_limit_seconds" in reason
+    for table in OUTPUT_TABLES:
+        assert _count(medium, table, "quick") == 0, table
+    assert not (medium.round_dir("quick") / "proposals.csv").exists()
