@@ -38,6 +38,10 @@ OBJECTIVES = ("lexicographic", "maximin")
 BACKENDS = ("scip", "cbc", "highs", "cp_sat")
 # A round id names a folder (rounds/<round_id>/) and a decisions file: no path separators, no
 # leading dot, nothing a shell or Excel mangles. The UI accepts any partition key, so it is checked here.
+# What a round's solve and report leave, per round: replaced whole when the round id runs again.
+SOLVE_TABLES = ("proposals", "round_outcomes", "round_capacity_misses", "solver_runs")
+ROUND_OUTPUT_FILES = ("proposals.csv", "solver.json", "report.html", "municipalities.csv", "households.csv")
+
 ROUND_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ROUND_ID_RULE = "round id (the partition of `rounds`): 1-64 letters (A-Z, a-z), digits, '.', '_' or '-', starting with a letter or digit"
 # Weights are relative (the score divides by their sum), so only ratios matter; the cap keeps
@@ -255,7 +259,9 @@ def resolve_period(con, requested: str) -> str:
     pool="duckdb",
     kinds={"duckdb", "polars"},
 )
-def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def round_candidates(
+    context: dg.AssetExecutionContext, config: RoundConfig, warehouse: DuckDBResource, home: RematchHome
+) -> dg.MaterializeResult:
     """The round's pool, remaining capacities, compatible pairs (every hard rule) and their scores."""
     round_id = context.partition_key
     # The Launchpad takes any partition key and any number: refuse before anything is read or written.
@@ -311,6 +317,12 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
+        # A round id run again: the earlier run's answer belongs to other parameters and candidates. Left in
+        # place until this solve succeeds, it would be the round's answer if the solve failed (decisions
+        # were then recorded against it, and an erasure re-rendered it beside the new parameters).
+        for table in SOLVE_TABLES:
+            if table_exists(con, table):
+                con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
         con.execute(
             "INSERT INTO rounds VALUES (?, ?, ?, ?)",
             [round_id, period, json.dumps(config.recorded(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
@@ -326,6 +338,9 @@ def round_candidates(context: dg.AssetExecutionContext, config: RoundConfig, war
         # so it shows offered capacity and everything in use, and says who was kept.
         store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
         con.execute("COMMIT")
+    folder = home.path / "rounds" / round_id
+    for name in ROUND_OUTPUT_FILES:
+        (folder / name).unlink(missing_ok=True)
     without = pool.filter(pl.col("candidates") == 0).height
     return dg.MaterializeResult(
         metadata={

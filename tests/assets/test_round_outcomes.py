@@ -58,3 +58,24 @@ def test_a_time_limit_too_short_for_any_answer_fails_saying_so_and_stores_no_pro
     for table in OUTPUT_TABLES:
         assert _count(medium, table, "quick") == 0, table
     assert not (medium.round_dir("quick") / "proposals.csv").exists()
+
+
+ROUND_FILES = ("proposals.csv", "solver.json", "report.html", "municipalities.csv", "households.csv")
+
+
+def test_a_round_run_again_that_fails_in_the_solve_leaves_no_proposals_of_its_earlier_run(medium: RematchHome) -> None:
+    # Re-running a round id replaces its outputs. Its pool, candidates and parameters are replaced when the
+    # solve starts; the earlier run's proposals, outcomes, solver run and files stayed when the solve then
+    # failed, so decisions could be recorded against proposals that no longer matched the round's parameters.
+    _launch(medium, "r1", {"period": "2026-07", "time_limit_seconds": 5, "compare_mechanisms": False})
+    assert _count(medium, "proposals", "r1") > 0
+    assert all((medium.round_dir("r1") / name).exists() for name in ROUND_FILES)
+    with pytest.raises(RunFailed, match="no assignment within"):
+        _launch(medium, "r1", {"period": "2026-07", "time_limit_seconds": 0.001, "weight_wishes": 5})
+    for table in OUTPUT_TABLES:
+        assert _count(medium, table, "r1") == 0, table
+    assert [name for name in ROUND_FILES if (medium.round_dir("r1") / name).exists()] == []
+    # The round's record is the new run's: a decision for the earlier proposals is refused.
+    with dg.DagsterInstance.get() as instance, pytest.raises(RunFailed, match="decisions"):
+        execute(build_definitions(medium), instance, "record_decisions_job", run_config={"ops": {"record_decisions": {"config": {
+            "round_id": "r1", "decisions": [{"household_pseudonym": "H-0123456789abcdef0123", "municipality_id": "01001", "decision": "accept"}]}}}})
