@@ -236,6 +236,20 @@ def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> No
     text = _section_text(render_round_report(_data(solver=short)), "headline")
     assert "so at most 6 more could be placed." in text and "proven the best possible for this many persons (gap 0 %)" in text
     assert "different bound" not in text
+    # A round the time limit cut short (an exact round's stage, status feasible) has neither its answer nor its
+    # bound settled: the report said both "a repeat proposes the same" and "a repeat may propose otherwise".
+    cut = {**solver, "reproducible": False, "bound_reproducible": False}
+    text = _section_text(render_round_report(_data(solver=cut, config={"objective": "lexicographic"})), "headline")
+    assert "a repeat of the round may propose otherwise" in text and "proposes the same" not in text
+    # The score stage found no answer in the time limit (CBC, 600 households, 20 s): the round kept stage 1's
+    # answer (mean score 50 where 72 was reached with 60 s) and the report said only "no gap reported".
+    unsolved = {**cut, "gap": None, "bound": None, "stage_score_gap": None, "stage_persons_status": "optimal",
+                "stage_score_status": "not_solved"}
+    for objective in ("lexicographic", "maximin"):
+        html = render_round_report(_data(solver=unsolved, config={"objective": objective}))
+        assert "before the solver found any answer for the total score" in _section_text(html, "headline")
+        assert "Status, last stage: total score not_solved" in _section_text(html, "details")
+    assert "found any answer" not in _section_text(render_round_report(_data(solver=solver)), "headline")
     # A maximin round's bound is of the worst-off score: not explained in these words.
     assert "How close to the best possible" not in render_round_report(_data(solver=solver, config={"objective": "maximin"}))
 

@@ -473,6 +473,14 @@ def round_proposals(
     context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
     if not result.reproducible:
         context.log.warning("the time limit cut this solve short: a repeat of the round may propose otherwise (see solver.json)")
+    unsolved = [s.name for s in result.stages[1:] if s.status not in ("optimal", "feasible")]
+    if unsolved:
+        # The stage kept the persons stage's answer: its scores were never weighed (no gap to warn by).
+        context.log.warning(
+            f"the time limit ran out before the solver found any answer for stage {', '.join(unsolved)}: the proposals"
+            f" place the most persons but their scores were not optimised; run the round again with a longer"
+            f" time_limit_seconds than {config.time_limit_seconds:g}"
+        )
     if result.far_from_bound():
         context.log.warning(
             f"the answer is far from its bounds ({result.persons_placed} of at most {result.persons_bound:.0f} persons"

@@ -99,6 +99,9 @@ _SOLVER_LABELS: dict[str, str] = {
     "stage_persons_gap": "Optimality gap, first stage: persons placed",
     "stage_min_score_gap": "Optimality gap, maximin stage: lowest household score",
     "stage_score_gap": "Optimality gap, last stage: total score",
+    "stage_persons_status": "Status, first stage: persons placed",
+    "stage_min_score_status": "Status, maximin stage: lowest household score",
+    "stage_score_status": "Status, last stage: total score",
 }
 # Round parameters (assets.matching.RoundConfig) as a reader of the report knows them, with units.
 _CONFIG_LABELS: dict[str, str] = {
@@ -493,9 +496,17 @@ def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
 
     Lexicographic rounds only (persons first, then score); a maximin round's bound is of another quantity.
     """
-    if objective not in (None, "lexicographic"):
-        return []
     lines = []
+    for stage, what in (("min_score", "lowest household score"), ("score", "total score")):
+        if solver.get(f"stage_{stage}_status") not in (None, "optimal", "feasible"):
+            # The stage kept the previous stage's answer: the most persons, with scores the solver never weighed.
+            lines.append(
+                f"The time limit ran out before the solver found any answer for the {what}: these proposals place the"
+                " most persons, but the households' scores were not optimised (the mean score shows it). Run the round"
+                " again with a longer time_limit_seconds before sending them."
+            )
+    if objective not in (None, "lexicographic"):
+        return lines
     persons, persons_bound = _number(solver.get("persons_placed")), _number(solver.get("persons_bound"))
     if persons is not None and persons_bound is not None:
         more = max(0, math.floor(persons_bound + 1e-6) - int(persons))
@@ -512,7 +523,8 @@ def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
             f"{_fmt_float(bound)} (the bound), so the answer is at most {100.0 * gap:.2f} % below the best possible (the gap)."
             " The remaining gap is partly in the answer and partly in the bound, which the solver could not tighten in the time limit."
         )
-    if solver.get("bound_reproducible") is False:
+    # An answer the time limit cut short may differ in a repeat, bound and all: one sentence, not two that disagree.
+    if solver.get("bound_reproducible") is False and solver.get("reproducible") is not False:
         lines.append("The time limit cut the bound's refinement short: a repeat of the round proposes the same, but may report a slightly different bound and gap.")
     if solver.get("reproducible") is False:
         lines.append("The time limit cut the solve short: a repeat of the round may propose otherwise (see solver.json).")
