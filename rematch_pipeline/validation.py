@@ -40,8 +40,9 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 # the entity and where its row is, as a reference warning names them, and what was not used instead.
 HELD_OUT_SCHEMA: dict[str, pl.DataType] = {**WARNING_SCHEMA, "older_submissions_not_used": pl.Int32}
 HELD_OUT_RULE = "not used: the latest submission of this entity failed validation, so the entity is held out (see held_out)"
-# Reports name the form field, not the pseudonym column derived from it.
-_KEY_COLUMN: dict[str, str] = {"household_pseudonym": "household_ref"}
+# Reports name the form field, not the pseudonym column derived from it. Per table: a decisions file has a
+# household_pseudonym column of its own (contract D), and a rule broken there is named as that column.
+_KEY_COLUMN: dict[str, dict[str, str]] = {"households": {"household_pseudonym": "household_ref"}}
 
 
 @dataclass
@@ -79,10 +80,8 @@ def _typed_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     value_violations = row_failures(table, typed)
     # A badly typed cell is null afterwards; report its type rule, not a follow-on "required".
     value_violations = value_violations.join(type_violations.select("_row", "column"), on=["_row", "column"], how="anti")
-    # A households row's missing pseudonym is its household_ref cell (empty, or a spreadsheet error). A
-    # decisions file has its own household_pseudonym column: its rules name that column.
-    if table == "households":
-        value_violations = value_violations.with_columns(pl.col("column").replace(_KEY_COLUMN))
+    # A missing household pseudonym is the file's household_ref cell (empty, or a spreadsheet error).
+    value_violations = value_violations.with_columns(pl.col("column").replace(_KEY_COLUMN.get(table, {})))
     violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), value_violations.cast({"_row": pl.UInt32})])
     return typed, violations
 
