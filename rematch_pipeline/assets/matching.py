@@ -494,7 +494,8 @@ def round_proposals(
     # A lock holds the household's link group: every household of it is a locked proposal.
     locked_groups = {problem.unit_ids[u] for u, _ in problem.locked}
     chosen = pool.select("household_pseudonym", "link_group", "persons").with_columns(
-        pl.col("link_group").replace_strict(unit_place, default=None).alias("municipality_id"),
+        # return_dtype: a round that places nobody has no AGS to infer the type from.
+        pl.col("link_group").replace_strict(unit_place, default=None, return_dtype=pl.Utf8).alias("municipality_id"),
         pl.col("link_group").is_in(list(locked_groups)).alias("locked"),
     ).filter(pl.col("municipality_id").is_not_null())
     forbidden = set(coordinator.forbidden) & set(chosen.select("household_pseudonym", "municipality_id").iter_rows())

@@ -16,6 +16,7 @@ from rematch_pipeline.runs import RunFailed, execute
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.sample import generate_round, write_round
 from tests.conftest import land
+from tests.assets.conftest import ingested  # noqa: F401 (fixture)
 
 OUTPUT_TABLES = ("proposals", "round_outcomes", "round_capacity_misses", "solver_runs")
 
@@ -79,3 +80,26 @@ def test_a_round_run_again_that_fails_in_the_solve_leaves_no_proposals_of_its_ea
     with dg.DagsterInstance.get() as instance, pytest.raises(RunFailed, match="decisions"):
         execute(build_definitions(medium), instance, "record_decisions_job", run_config={"ops": {"record_decisions": {"config": {
             "round_id": "r1", "decisions": [{"household_pseudonym": "H-0123456789abcdef0123", "municipality_id": "01001", "decision": "accept"}]}}}})
+
+
+def test_a_round_that_can_place_nobody_writes_its_report_saying_why(ingested: RematchHome) -> None:
+    # Late in a period, after accepted proposals, the pool may hold only households no municipality can take.
+    # Such a round (status optimal, 0 proposals) crashed with a polars SchemaError on the empty proposals frame.
+    _launch(ingested, "r0", {"period": "2026-07", "time_limit_seconds": 10, "compare_mechanisms": False})
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        proposed = con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r0'").fetchall()
+    with (ingested.landing("decisions") / "decisions-r0.csv").open("w") as handle:
+        handle.write("round_id,household_pseudonym,municipality_id,decision,reason\n")
+        handle.writelines(f"r0,{h},{m},accept,\n" for h, m in proposed)
+    assert main(["ingest"]) == 0
+    _launch(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        pool = con.execute("SELECT count(*) FROM round_households WHERE round_id = 'r1'").fetchone()[0]
+        outcomes = con.execute("SELECT count(*) FROM round_outcomes WHERE round_id = 'r1' AND NOT placed").fetchone()[0]
+    assert pool >= 1 and outcomes == pool
+    assert _count(ingested, "proposals", "r1") == 0
+    folder = ingested.round_dir("r1")
+    assert (folder / "proposals.csv").read_text(encoding="utf-8-sig").splitlines() == ["household_ref,municipality_id,persons,score,locked"]
+    households = (folder / "households.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(households) == 1 + pool and all(",no," in line for line in households[1:])
+    assert "0 / " in (folder / "report.html").read_text()
