@@ -38,18 +38,19 @@ class DecisionsConfig(dg.Config):
 
 
 def decision_problems(config: DecisionsConfig, proposals: set[tuple[str, str]]) -> list[str]:
-    """Why entries cannot be recorded, by entry number, field and rule (no values); [] when all can."""
+    """Why entries cannot be recorded, by entry (counted from 0, as Dagster's config errors and the round's
+    locked_pairs[i] count them), field and rule (no values); [] when all can."""
     problems = []
-    for number, entry in enumerate(config.decisions, start=1):
+    for i, entry in enumerate(config.decisions):
         if entry.decision not in DECISION:
-            problems.append(f"decision {number}, field decision: code: not one of {', '.join(DECISION)}")
+            problems.append(f"decisions[{i}].decision: code: not one of {', '.join(DECISION)}")
         if entry.reason and entry.reason not in DECISION_REASON:
-            problems.append(f"decision {number}, field reason: code: not one of {', '.join(DECISION_REASON)}")
+            problems.append(f"decisions[{i}].reason: code: not one of {', '.join(DECISION_REASON)}")
         if (entry.household_pseudonym, entry.municipality_id) not in proposals:
-            problems.append(f"decision {number}, fields household_pseudonym and municipality_id: reference: not a proposal of that round")
-        earlier = [n for n, e in enumerate(config.decisions[: number - 1], start=1) if e.household_pseudonym == entry.household_pseudonym]
+            problems.append(f"decisions[{i}].household_pseudonym, municipality_id: reference: not a proposal of that round")
+        earlier = [n for n, e in enumerate(config.decisions[:i]) if e.household_pseudonym == entry.household_pseudonym]
         if earlier:  # two answers for one household in one run: which one the coordinator meant is unknown
-            problems.append(f"decision {number}, field household_pseudonym: duplicate: the same household as decision {earlier[0]}")
+            problems.append(f"decisions[{i}].household_pseudonym: duplicate: the same household as decisions[{earlier[0]}]")
     return problems
 
 
