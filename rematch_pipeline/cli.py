@@ -79,6 +79,18 @@ def _round_config(args: argparse.Namespace) -> dict:
         loaded = yaml.safe_load(Path(args.config).read_text()) or {}
         if not isinstance(loaded, dict):
             raise CliError(f"{args.config}: expected a mapping of round parameters")
+        if "ops" in loaded:
+            # A run config saved from the Launchpad: its round parameters are those of round_candidates.
+            ops = loaded["ops"] if isinstance(loaded["ops"], dict) else {}
+            step = ops.get("round_candidates")
+            if set(loaded) != {"ops"} or set(ops) != {"round_candidates"} or not isinstance(step, dict) or set(step) != {"config"}:
+                raise CliError(
+                    f"{args.config}: a run config (ops: …) must hold round parameters under ops.round_candidates.config"
+                    " only, as round_job's Launchpad shows them; or write the parameters at the top level"
+                )
+            loaded = step["config"] or {}
+            if not isinstance(loaded, dict):
+                raise CliError(f"{args.config}: expected a mapping of round parameters under ops.round_candidates.config")
         config.update(loaded)
     if args.period:
         config["period"] = args.period

@@ -87,3 +87,18 @@ def test_a_round_can_leave_out_the_deferred_acceptance_comparison(ingested: Rema
     round_dir = ingested.path / "rounds" / "r1"
     assert json.loads((round_dir / "solver.json").read_text())["mechanisms"] == {}
     assert "No comparison was computed for this round" in (round_dir / "report.html").read_text()
+
+
+def test_the_cli_takes_a_run_config_saved_from_the_launchpad(ingested: RematchHome, tmp_path: Path) -> None:
+    """A coordinator who saved the Launchpad's YAML (ops: round_candidates: config: …) can run it with `rematch
+    round --config`; it was refused with `ops.round_candidates.config: unknown field ops`."""
+    config = tmp_path / "launchpad.yaml"
+    config.write_text('ops:\n  round_candidates:\n    config:\n      period: "2026-07"\n      time_limit_seconds: 10\n      weight_wishes: 3\n')
+    assert main(["round", "lp", "--config", str(config)]) == 0
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        recorded = json.loads(con.execute("SELECT config_json FROM rounds WHERE round_id = 'lp'").fetchone()[0])
+    assert recorded["weight_wishes"] == 3 and recorded["time_limit_seconds"] == 10
+    # Another job's run config is not a round's: said in one line, nothing run.
+    config.write_text("ops:\n  record_decisions:\n    config:\n      round_id: lp\n")
+    assert main(["round", "lp2", "--config", str(config)]) == 1
+    assert _round_rows(ingested) == 1
