@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, render_round_report
+from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, municipality_table, render_round_report
 
 EVIL_NAME = "<script>alert(1)</script> Neustadt"
 SECTION_HEADINGS = (
@@ -345,3 +345,12 @@ def test_round_parameters_and_solver_rows_have_readable_labels_with_units() -> N
         assert text in details, text
     assert "_" not in re.sub(r"<[^>]+>", "", details.split("Solver")[0].split("Round parameters")[1])
     assert not re.search(r"Stage \w+ gap|Time limit seconds|Weight jobs", details)
+
+
+def test_municipalities_csv_says_the_minimum_intake_the_round_had_to_meet() -> None:
+    """A municipality with a minimum intake may receive nobody though it has room: the file says what the minimum
+    was (0 when the round's municipalities carry none, as rounds before it)."""
+    with_minimum = _municipalities().with_columns(min_persons=pl.Series([0, 8, 0]))
+    table = municipality_table(_data(municipalities=with_minimum))
+    assert table.select("municipality_id", "min_persons_this_round").rows() == [("01001000", 0), ("09162000", 8), ("14612000", 0)]
+    assert municipality_table(_data())["min_persons_this_round"].to_list() == [0, 0, 0]

@@ -47,7 +47,7 @@ def municipality_use(
     )
     return (
         municipalities.select(
-            "municipality_id", "municipality_name", "latitude", "longitude",
+            "municipality_id", "municipality_name", "latitude", "longitude", "min_persons",
             *[pl.col(CAPACITY_COLUMNS[r]).alias(f"capacity_{r}") for r in RESOURCES],
         )
         .join(used, on="municipality_id", how="left")

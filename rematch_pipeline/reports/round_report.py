@@ -666,6 +666,8 @@ def _frames(data: RoundReportData) -> _Frames:
             for r in accepted
         ),
         (pl.col("accepted_households") if "accepted_households" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias("accepted_households"),
+        # Optional: the minimum intake this round had to meet (what earlier acceptances left of it; 0 = none).
+        (pl.col("min_persons") if "min_persons" in mun.columns else pl.lit(0)).cast(pl.Int64).fill_null(0).alias("min_persons"),
     ).sort("municipality_id")
 
     # Per municipality: what this round placed (from proposals) next to the capacity ledger.
@@ -710,7 +712,8 @@ def municipality_table(data: RoundReportData) -> pl.DataFrame:
     """municipalities.csv: one row per municipality (AGS) of the round, the Municipalities table of the report
     in numbers. Per resource: <r>_offered for the period, <r>_used_this_round (this round's proposals),
     <r>_used_accepted_earlier (proposals accepted in earlier rounds of the period), <r>_left; `full` lists the
-    resources it has no room left in; proposals, households_proposed and persons_proposed of this round; and,
+    resources it has no room left in; min_persons_this_round, the minimum intake this round had to meet (0 or at
+    least that many persons; what persons accepted earlier left of the period's minimum); proposals, households_proposed and persons_proposed of this round; and,
     when recorded, compatible_households, excluded_households (kept out by a hard rule), main_rule (the rule
     keeping most out) with main_rule_households, and unplaced_short_of_<r> (unplaced households whose nearest
     miss was this municipality, for lack of that resource). Aggregates only, no household."""
@@ -733,6 +736,7 @@ def municipality_table(data: RoundReportData) -> pl.DataFrame:
         ),
         pl.concat_str([pl.when(pl.col(f"full_{r}")).then(pl.lit(r)) for r in resources], separator=" ", ignore_nulls=True).alias("full")
         if resources else pl.lit("").alias("full"),
+        pl.col("min_persons").alias("min_persons_this_round"),
         pl.col("proposals"),
         pl.col("households").alias("households_proposed"),
         pl.col("persons_placed").alias("persons_proposed"),

@@ -74,6 +74,10 @@ def test_municipalities_csv_has_one_row_per_municipality_matching_the_round_tabl
         home, "SELECT municipality_id, households_excluded FROM round_municipality_exclusions WHERE round_id = 'r1' AND rule = 'any'"
     ).iter_rows())
     offered = dict(_query(home, "SELECT municipality_id, capacity_persons FROM round_municipalities WHERE round_id = 'r1'").iter_rows())
+    # The minimum intake the round had to meet (0 or at least that many persons): why a municipality with room
+    # and compatible households may receive nobody. It was in no file of the round.
+    minimum = dict(_query(home, "SELECT municipality_id, min_persons FROM round_municipalities WHERE round_id = 'r1'").iter_rows())
+    assert [int(r["min_persons_this_round"]) for r in rows] == [minimum[r["municipality_id"]] for r in rows]
     for r in rows:
         assert int(r["compatible_households"]) == compatible.get(r["municipality_id"], 0)
         assert int(r["excluded_households"]) == excluded[r["municipality_id"]]
