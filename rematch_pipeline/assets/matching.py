@@ -48,6 +48,8 @@ ROUND_ID_RULE = "round id (the partition of `rounds`): 1-64 letters (A-Z, a-z), 
 # the sums finite and catches a value typed with its decimal point lost.
 MAX_WEIGHT = 1000.0
 # Unplaced reason of a household whose `must` tie no reference list or offer of the round knows.
+# A household whose every compatible municipality the coordinator forbade: the forbids, not a hard rule, left it none.
+ALL_FORBIDDEN_REASON = "the coordinator forbade every one the hard rules left (forbidden_by_coordinator)"
 UNKNOWN_TIE_REASON = "the `must` family tie names an unknown place (an AGS neither in the 2020 reference list nor offered in this round)"
 
 
@@ -363,6 +365,20 @@ def round_coordinator_pairs(con, round_id: str) -> CoordinatorPairs:
     return CoordinatorPairs.from_frame(load_round_rows(con, "round_coordinator_pairs", round_id))
 
 
+def forbidden_out(pool: pl.DataFrame, municipalities: pl.DataFrame, coordinator: CoordinatorPairs) -> list[str]:
+    """Households left without a candidate by the coordinator's forbids alone: some forbidden pair of theirs passed
+    every hard rule. Only the forbidden households' pairs are built (a national round has 15 M)."""
+    forbidden = coordinator.frame().filter(pl.col("kind") == FORBIDDEN).select("household_pseudonym", "municipality_id")
+    if not forbidden.height:
+        return []
+    named = pool.join(forbidden.select("household_pseudonym").unique(), on="household_pseudonym", how="semi")
+    empty = named.filter(pl.col("candidates") == 0)
+    if not empty.height:
+        return []
+    was = candidate_pairs(empty.drop("candidates"), municipalities).join(forbidden, on=["household_pseudonym", "municipality_id"], how="semi")
+    return sorted(set(was["household_pseudonym"].to_list()))
+
+
 def locks_below_minimum(problem: AssignmentProblem) -> list[str]:
     """Places whose locked units bring some persons but fewer than the place's minimum intake."""
     persons = np.zeros(problem.n_places, dtype=np.int64)
@@ -371,8 +387,11 @@ def locks_below_minimum(problem: AssignmentProblem) -> list[str]:
     return [problem.place_ids[j] for j in np.flatnonzero((persons > 0) & (persons < problem.min_intake)).tolist()]
 
 
-def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, place_of_unit) -> pl.DataFrame:
-    """household_pseudonym → placed, and if not, why: the hard rule excluding most places, or the diagnosed capacity."""
+def household_outcomes(
+    pool: pl.DataFrame, exclusions: pl.DataFrame, problem, place_of_unit, all_forbidden: Sequence[str] = ()
+) -> pl.DataFrame:
+    """household_pseudonym → placed, and if not, why: the hard rule excluding most places, or the diagnosed capacity.
+    all_forbidden: households that had compatible municipalities before the coordinator forbade them all."""
     diagnosis = unplaced_reasons(problem, place_of_unit)
     by_unit = pl.DataFrame(
         {"link_group": [problem.unit_ids[u] for u in diagnosis.unit.tolist()], "diagnosis": diagnosis.reason},
@@ -400,6 +419,8 @@ def household_outcomes(pool: pl.DataFrame, exclusions: pl.DataFrame, problem, pl
             .then(None)
             .when((pl.col("candidates") == 0) & pl.col("household_pseudonym").is_in(unknown_tie.implode()))
             .then(pl.lit(f"{NO_CANDIDATE}: {UNKNOWN_TIE_REASON}"))
+            .when((pl.col("candidates") == 0) & pl.col("household_pseudonym").is_in(list(all_forbidden)))
+            .then(pl.lit(f"{NO_CANDIDATE}: {ALL_FORBIDDEN_REASON}"))
             .when(pl.col("candidates") == 0)
             .then(pl.concat_str(pl.lit(f"{NO_CANDIDATE} (mostly: "), pl.col("rule").fill_null("unknown"), pl.lit(")")))
             .when(pl.col("diagnosis") == NO_CANDIDATE)
@@ -510,7 +531,7 @@ def round_proposals(
         .select("household_pseudonym", "municipality_id", "municipality_name", "persons", "score", pl.col("^score_.*$"), "locked")
         .sort(["municipality_id", "household_pseudonym"])
     )
-    households = household_outcomes(pool, exclusions, problem, result.place_of_unit)
+    households = household_outcomes(pool, exclusions, problem, result.place_of_unit, forbidden_out(pool, municipalities, coordinator))
     offers = capacity_offers(problem, result.place_of_unit)
     solver = {
         "round_id": round_id,

@@ -460,3 +460,19 @@ def test_erasure_deletes_the_households_locked_and_forbidden_pairs_and_names_the
     assert run_id in err, "the run whose config names the household is listed for the operator"
     assert _query(home, "SELECT count(*) AS n FROM round_coordinator_pairs")["n"][0] == 0
     assert _query(home, "SELECT count(*) AS n FROM proposals WHERE locked")["n"][0] == 0
+
+
+def test_a_household_whose_every_compatible_municipality_is_forbidden_is_unplaced_for_that_reason(first_round: RematchHome) -> None:
+    """The reason named the hard rule that excludes most municipalities (e.g. `family_tie_must`), as if the household
+    had no option: the coordinator's forbids took its last ones, and the coordinator should read that."""
+    home = first_round
+    pool, candidates, _ = _units(home)
+    single = pool.filter((pl.col("group_size") == 1) & (pl.col("candidates") >= 1)).sort("household_pseudonym")
+    household = single["household_pseudonym"][0]
+    places = candidates.filter(pl.col("household_pseudonym") == household)["municipality_id"].sort().to_list()
+    assert _materialize(home, "r1", {**BASE, "forbidden_pairs": [_pair(household, m) for m in places]}).success
+    reason = _query(home, "SELECT unplaced_reason FROM round_outcomes WHERE round_id = 'r1' AND household_pseudonym = ?", [household])
+    assert reason["unplaced_reason"][0] == "no compatible municipality: the coordinator forbade every one the hard rules left (forbidden_by_coordinator)"
+    # Households without forbids keep their reasons.
+    others = _query(home, "SELECT unplaced_reason FROM round_outcomes WHERE round_id = 'r1' AND household_pseudonym != ? AND NOT placed", [household])
+    assert not any("forbade" in r for r in others["unplaced_reason"].to_list())

@@ -55,7 +55,8 @@ def test_a_time_limit_too_short_for_any_answer_fails_saying_so_and_stores_no_pro
     else:
         pytest.skip("this machine solved the round within 1 ms")
     assert "round quick: the solver found no assignment within time_limit_seconds 0.001" in reason
-    assert "not_solved" in reason and "launch the round again with a longer time_limit_seconds" in reason
+    # CBC stopped by its time limit says not_solved, on a loaded machine also infeasible (seen once).
+    assert ("not_solved" in reason or "infeasible" in reason) and "launch the round again with a longer time_limit_seconds" in reason
     for table in OUTPUT_TABLES:
         assert _count(medium, table, "quick") == 0, table
     assert not (medium.round_dir("quick") / "proposals.csv").exists()
