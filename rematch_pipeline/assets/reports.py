@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.matching import load_round_rows, round_coordinator_pairs, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
-from rematch_pipeline.formats.writers import write_csv
+from rematch_pipeline.formats.writers import replace_file, write_csv
 from rematch_pipeline.reports.round_report import RoundReportData, household_table, municipality_table, render_round_report
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
@@ -154,7 +154,8 @@ def write_round_report(home: RematchHome, data: RoundReportData) -> dict[str, Pa
         "households_csv": write_csv(household_table(data), folder / "households.csv", private=True),
     }
     report = folder / "report.html"
-    report.write_text(render_round_report(data), encoding="utf-8")
+    # Owner-only like its CSVs: it shows households by pseudonym with their municipality.
+    replace_file(report, render_round_report(data).encode("utf-8"), 0o600)
     return {"report": report, **paths}
 
 

@@ -90,6 +90,9 @@ def test_municipalities_csv_has_one_row_per_municipality_matching_the_round_tabl
     assert sum(int(r[f"unplaced_short_of_{res}"]) for r in rows for res in RESOURCES) == short
 
     assert path.stat().st_mode & 0o777 == 0o600
+    # The report shows the same households by pseudonym with their municipality (proposals to review, locks):
+    # as private as households.csv, not readable by everyone on the server (it was 0644).
+    assert (home.round_dir("r1") / "report.html").stat().st_mode & 0o777 == 0o600
     report = result.asset_materializations_for_node("round_report")[0].metadata
     assert report["municipalities_csv"].value == str(path)
     assert report["households_csv"].value == str(home.round_dir("r1") / "households.csv")
