@@ -250,6 +250,11 @@ def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> No
         assert "before the solver found any answer for the total score" in _section_text(html, "headline")
         assert "Status, last stage: total score not_solved" in _section_text(html, "details")
     assert "found any answer" not in _section_text(render_round_report(_data(solver=solver)), "headline")
+    # A maximin round says what it reached on its own objective, the lowest score (it said nothing of it).
+    maximin = {**solver, "stage_min_score_value": 20.1389, "stage_min_score_bound": 38.8889}
+    text = _section_text(render_round_report(_data(solver=maximin, config={"objective": "maximin"})), "headline")
+    assert "Lowest score: every placed household scores at least 20.14 points (linked households: on average over their group);" in text
+    assert "can raise that above 38.89 (the bound)" in text and "Persons:" not in text
     # A maximin round's bound is of the worst-off score: not explained in these words.
     assert "How close to the best possible" not in render_round_report(_data(solver=solver, config={"objective": "maximin"}))
 

@@ -129,7 +129,10 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         # Nested entries (stages, params) are in solver.json; the report shows the flat summary.
         solver={k: v for k, v in solver.items() if not isinstance(v, dict | list)}
         | {f"stage_{s['name']}_gap": s["gap"] for s in solver.get("stages", [])}
-        | {f"stage_{s['name']}_status": s["status"] for s in solver.get("stages", [])},
+        | {f"stage_{s['name']}_status": s["status"] for s in solver.get("stages", [])}
+        # maximin's own result: the lowest per-household score reached, and its bound.
+        | {f"stage_min_score_{k}": s[key] for s in solver.get("stages", []) if s["name"] == "min_score"
+           for k, key in (("value", "objective_value"), ("bound", "best_bound"))},
         proposals=proposals.join(names, on="municipality_id", how="left"),
         households=outcomes.select("household_pseudonym", "persons", "placed", "unplaced_reason"),
         municipalities=municipality_use(municipalities, proposals, pool, accepted),

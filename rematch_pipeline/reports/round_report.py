@@ -102,6 +102,8 @@ _SOLVER_LABELS: dict[str, str] = {
     "stage_persons_status": "Status, first stage: persons placed",
     "stage_min_score_status": "Status, maximin stage: lowest household score",
     "stage_score_status": "Status, last stage: total score",
+    "stage_min_score_value": "Lowest household score reached (maximin stage, points)",
+    "stage_min_score_bound": "Lowest household score bound (maximin stage, points)",
 }
 # Round parameters (assets.matching.RoundConfig) as a reader of the report knows them, with units.
 _CONFIG_LABELS: dict[str, str] = {
@@ -505,6 +507,15 @@ def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
                 " most persons, but the households' scores were not optimised (the mean score shows it). Run the round"
                 " again with a longer time_limit_seconds before sending them."
             )
+    lowest, lowest_bound = _number(solver.get("stage_min_score_value")), _number(solver.get("stage_min_score_bound"))
+    if objective == "maximin" and lowest is not None:
+        # The maximin stage's value is per placement unit: a link group's score divided by its households.
+        lines.append(
+            f"Lowest score: every placed household scores at least {_fmt_float(lowest)} points (linked households: on"
+            " average over their group)"
+            + (f"; no assignment placing as many persons can raise that above {_fmt_float(lowest_bound)} (the bound)."
+               if lowest_bound is not None else ".")
+        )
     if objective not in (None, "lexicographic"):
         return lines
     persons, persons_bound = _number(solver.get("persons_placed")), _number(solver.get("persons_bound"))
