@@ -232,6 +232,10 @@ def _split_link_groups(decisions: pl.DataFrame, known_proposals: pl.DataFrame) -
     return decisions.join(split.select("round_id", "household_pseudonym"), on=["round_id", "household_pseudonym"], how="semi")
 
 
+ACCEPTED_TWICE_RULE = (
+    "duplicate: the household accepted proposals of more than one round; it can go to one municipality only:"
+    " decline all but one in a later file"
+)
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
 
 
@@ -358,6 +362,11 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="semi"), "decisions", "municipality_id", "reference: not a proposal of that round"))
     decisions = decisions.join(known_proposals.select(proposal_keys), on=proposal_keys, how="semi")
     decisions = decisions.with_row_index("_order").unique(["round_id", "household_pseudonym"], keep="last").sort("_order").drop("_order")
+    # A household goes to one municipality: accepts of proposals of two rounds (rounds run on the same pool)
+    # count neither, until a later file declines all but one (each round's last answer counts, as above).
+    twice = decisions.filter((pl.col("decision") == "accept") & ((pl.col("decision") == "accept").sum().over("household_pseudonym") > 1))
+    quarantine.append(_row_rule(twice, "decisions", "decision", ACCEPTED_TWICE_RULE))
+    decisions = decisions.join(twice.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
     split = _split_link_groups(decisions, known_proposals)
     quarantine.append(_row_rule(split, "decisions", "decision", LINKED_DECISIONS_RULE))
     decisions = decisions.join(split.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)

@@ -37,7 +37,9 @@ class DecisionsConfig(dg.Config):
     decisions: list[Decision]
 
 
-def decision_problems(config: DecisionsConfig, proposals: set[tuple[str, str]]) -> list[str]:
+def decision_problems(
+    config: DecisionsConfig, proposals: set[tuple[str, str]], accepted_elsewhere: dict[str, str] | None = None
+) -> list[str]:
     """Why entries cannot be recorded, by entry (counted from 0, as Dagster's config errors and the round's
     locked_pairs[i] count them), field and rule (no values); [] when all can."""
     problems = []
@@ -48,6 +50,13 @@ def decision_problems(config: DecisionsConfig, proposals: set[tuple[str, str]]) 
             problems.append(f"decisions[{i}].reason: code: not one of {', '.join(DECISION_REASON)}")
         if (entry.household_pseudonym, entry.municipality_id) not in proposals:
             problems.append(f"decisions[{i}].household_pseudonym, municipality_id: reference: not a proposal of that round")
+        other_round = (accepted_elsewhere or {}).get(entry.household_pseudonym)
+        if entry.decision == "accept" and other_round is not None:
+            # Validation would count neither accept (a household goes to one municipality).
+            problems.append(
+                f"decisions[{i}].decision: duplicate: the household accepted a proposal of round {other_round};"
+                " it can go to one municipality only (decline that one first)"
+            )
         earlier = [n for n, e in enumerate(config.decisions[:i]) if e.household_pseudonym == entry.household_pseudonym]
         if earlier:  # two answers for one household in one run: which one the coordinator meant is unknown
             problems.append(f"decisions[{i}].household_pseudonym: duplicate: the same household as decisions[{earlier[0]}]")
@@ -71,9 +80,17 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
             if table_exists(con, "proposals")
             else []
         )
+        accepted = dict(
+            con.execute(
+                "SELECT household_pseudonym, min(round_id) FROM decisions WHERE decision = 'accept' AND round_id != ? GROUP BY 1",
+                [config.round_id],
+            ).fetchall()
+            if table_exists(con, "decisions")
+            else []
+        )
     if not rows:
         raise dg.Failure(f"round {config.round_id} has no proposals: run the round first")
-    problems = decision_problems(config, {(h, m) for h, m in rows})
+    problems = decision_problems(config, {(h, m) for h, m in rows}, accepted)
     if problems:
         raise dg.Failure("nothing recorded: " + "; ".join(problems))
     home.prepare()

@@ -403,3 +403,55 @@ def test_a_file_that_answers_one_proposal_twice_differently_counts_neither(home:
     assert recorded == [(pseudonym(home.secret(), "household", b["household_ref"]), "accept")]
     duplicate = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
     assert rules == [(2, "decision", duplicate), (3, "decision", duplicate), (3, "reason", "code list: one of housing/family/work/health/other")]
+
+
+def test_a_household_that_accepts_proposals_of_two_rounds_counts_neither_until_one_is_declined(
+    home: RematchHome, first_round: list[dict[str, str]]
+) -> None:
+    """Two rounds run on the same pool (a comparison, say) propose the same households. Accepting one household
+    in both counted its persons at both places (round_candidates sums every accept of the period) while the
+    household was kept at one of them; it can go to one municipality only."""
+    assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0
+    second = {p["household_ref"]: p["municipality_id"] for p in _proposals(home, "r2")}
+    both = next(p for p in _unlinked(home, first_round) if p["household_ref"] in second)
+    other = next(p for p in _unlinked(home, first_round) if p is not both)
+    path = home.landing("decisions") / "decisions-twice.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision", "reason"])
+        writer.writerow(["r1", both["household_ref"], both["municipality_id"], "accept", ""])
+        writer.writerow(["r2", both["household_ref"], second[both["household_ref"]], "accept", ""])
+        writer.writerow(["r1", other["household_ref"], other["municipality_id"], "accept", ""])
+    assert main(["ingest"]) == 0
+    who = pseudonym(home.secret(), "household", both["household_ref"])
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        kept = con.execute("SELECT household_pseudonym FROM decisions").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+        accepted = con.execute("SELECT accepted_municipality_id FROM household_features WHERE household_pseudonym = ?", [who]).fetchone()[0]
+    assert kept == [(pseudonym(home.secret(), "household", other["household_ref"]),)]
+    assert [(row, column) for row, column, _ in rules] == [(2, "decision"), (3, "decision")]
+    assert all(rule.startswith("duplicate: the household accepted proposals of more than one round") for _, _, rule in rules)
+    assert accepted is None
+    # Declining one of them (a later file) lets the other count, once.
+    with (home.landing("decisions") / "decisions-fix.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision", "reason"])
+        writer.writerow(["r2", both["household_ref"], second[both["household_ref"]], "decline", "other"])
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT round_id, decision FROM decisions WHERE household_pseudonym = ? ORDER BY 1", [who]).fetchall() == [
+            ("r1", "accept"), ("r2", "decline")]
+        assert con.execute("SELECT count(*) FROM quarantine WHERE \"table\" = 'decisions'").fetchone()[0] == 0
+    # The Launchpad job refuses such an accept before it writes anything.
+    import dagster as dg
+
+    from rematch_pipeline.definitions import build_definitions
+    from rematch_pipeline.runs import RunFailed, execute
+
+    entry = {"household_pseudonym": who, "municipality_id": second[both["household_ref"]], "decision": "accept"}
+    with dg.DagsterInstance.get() as instance, pytest.raises(RunFailed) as failed:
+        execute(build_definitions(home), instance, "record_decisions_job",
+                run_config={"ops": {"record_decisions": {"config": {"round_id": "r2", "decisions": [entry]}}}})
+    assert "decisions[0].decision: duplicate: the household accepted a proposal of round r1" in str(failed.value)
+    assert who not in str(failed.value)
+    assert not list(home.landing("decisions").glob("*-ui-*.csv"))
