@@ -136,7 +136,7 @@ def latest_valid(
     dropped: list[pl.DataFrame] = []
     for keys in passes:
         frame, gone = _latest(frame, keys)
-        dropped.append(gone.with_columns(pl.lit(_KEY_COLUMN.get(keys[-1], keys[-1])).alias("_column")))
+        dropped.append(gone.with_columns(pl.lit(_KEY_COLUMN.get(table, {}).get(keys[-1], keys[-1])).alias("_column")))
     replaced = pl.concat(dropped).filter(~bad)  # broken rows are reported in quarantine only
     # Held out: an entity (some key readable) whose latest row is broken. Unattributable rows stay quarantine only.
     attributable = pl.any_horizontal([pl.all_horizontal([pl.col(k).is_not_null() for k in keys]) for keys in passes])
