@@ -1,8 +1,8 @@
 """Why units stay unplaced, and what extra capacity would place more of them.
 
 Plain numpy on an `AssignmentProblem` and the chosen place per unit. Explanations are
-marginal and local by design: "at place p, resource r is short by k for unit u, and every
-other resource fits". That is what a coordinator can act on ("3 more kita places in 09162
+marginal and local by design: "at place p, resource r is short by k for unit u" (the reason
+names every resource short there; `resource` is the one short by most). That is what a coordinator can act on ("3 more kita places in 09162
 would place 2 more households"); it does not re-optimise the whole round.
 """
 
@@ -77,7 +77,9 @@ def unplaced_reasons(problem: AssignmentProblem, place_of_unit: np.ndarray) -> U
         r = int(np.argmax(short[k]))
         resources.append(problem.resources[r])
         shortfalls[i] = int(short[k, r])
-        reasons.append(f"capacity: {problem.resources[r]} exhausted at {problem.place_ids[pp[k]]}")
+        # Every resource short there, the largest shortfall first: more of one alone would not place the unit.
+        lacking = [problem.resources[q] for q in np.argsort(-short[k], kind="stable").tolist() if short[k, q] > 0]
+        reasons.append(f"capacity: {' and '.join(lacking)} exhausted at {problem.place_ids[pp[k]]}")
     return UnplacedReasons(unplaced, reasons, places, resources, shortfalls)
 
 

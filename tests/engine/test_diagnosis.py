@@ -40,6 +40,15 @@ def test_exhausted_kita_places_are_named_with_place_and_shortfall() -> None:
     assert reasons.shortfall.tolist() == [2, 0]
 
 
+def test_every_resource_short_at_the_nearest_miss_is_named() -> None:
+    # A family needs 1 dwelling and 3 kita places; the place has neither left. Naming kita alone said that more
+    # kita places would place it (seen: kita short by 3 and an integration course place short by 1).
+    problem = _problem(usage=[[3, 1, 1], [4, 1, 3]], capacity=[[20, 1, 1]], pairs=[(0, 0), (1, 0)])
+    reasons = unplaced_reasons(problem, np.array([0, -1]))
+    assert reasons.reason == ["capacity: kita_places and housing_units exhausted at 09160"]
+    assert reasons.resource == ["kita_places"] and reasons.shortfall.tolist() == [3]  # the largest shortfall
+
+
 def test_offers_price_the_binding_resource() -> None:
     problem = _problem(
         usage=[[3, 1, 1], [4, 1, 2], [2, 1, 1], [5, 1, 0]],
