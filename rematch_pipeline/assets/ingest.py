@@ -315,10 +315,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
                 [sha, path.name, kind, archived.name, exc.violation.table or "", outcome.error, now],
             )
             if copy_sha is not None:  # the landed copy without the erased lines is refused for the same reason
-                con.execute(
-                    f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, NULL)",
-                    [copy_sha, path.name, kind, archived.name, ERASURE_COPY, now],
-                )
+                _log_copy(con, copy_sha, path.name, kind, archived.name, now)
         return outcome
     with warehouse_connection(warehouse) as con:
         consent = consent_withdrawals(con, split)
@@ -347,11 +344,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
         )
         if copy_sha is not None:
-            # The landed file now holds this content: landing it again is a no-op.
-            con.execute(
-                f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, NULL)",
-                [copy_sha, path.name, kind, archived.name, ERASURE_COPY, now],
-            )
+            _log_copy(con, copy_sha, path.name, kind, archived.name, now)
         con.execute("COMMIT")
     # DuckDB keeps the bytes of updated and deleted values in the file: rewrite it, as erasure does.
     if blanked:
@@ -370,6 +363,14 @@ def erased_so_far(warehouse: DuckDBResource) -> Erased:
             return Erased(households, submissions, frozenset(), frozenset())
         stored = con.execute("SELECT DISTINCT household_pseudonym, submission_id FROM raw_households").fetchall()
     return Erased(households, submissions, frozenset(h for h, _ in stored if h), frozenset(s for _, s in stored if s))
+
+
+def _log_copy(con: duckdb.DuckDBPyConnection, sha: str, name: str, kind: str, archived_as: str, now: dt.datetime) -> None:
+    """Log the landed file's new content (without the lines of erased submissions): landing it again is a no-op."""
+    con.execute(
+        f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, NULL)",
+        [sha, name, kind, archived_as, ERASURE_COPY, now],
+    )
 
 
 def _without_erased_lines(path: Path, archived: Path, erased: ErasedLines, warehouse: DuckDBResource) -> tuple[Path, str | None]:
