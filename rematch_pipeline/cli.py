@@ -65,7 +65,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"quarantined: {line}", file=sys.stderr)
     for line in summary.retried:
         print(line, file=sys.stdout if line.startswith(("retried: ", "unchanged: ")) else sys.stderr)
+    for line in summary.misplaced:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
+    if not summary.results:
+        print(
+            f"landing/ holds no export yet: put KoboToolbox, ODK Central or LimeSurvey exports, or filled templates (forms/),"
+            f" into {home.landing('households')}, {home.landing('municipalities')} or {home.landing('decisions')},"
+            " then run `rematch ingest` again"
+        )
     if retry:
         print(f"{summary.files_retried} file(s) retried" if summary.retried else "nothing to retry")
     if summary.rejected:

@@ -10,7 +10,7 @@ from dagster._config.errors import DagsterEvaluationErrorReason
 from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemEntry, EvaluationStackPathEntry
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, rejected_files
+from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, misplaced_files, rejected_files
 from rematch_pipeline.assets.sensors import export_run_requests
 from rematch_pipeline.assets.validate import quarantine_lines, stored_findings
 from rematch_pipeline.errors import UserFacingError
@@ -34,6 +34,7 @@ class IngestionSummary:
     quarantined: list[str] = field(default_factory=list)  # rows of this pass's files that validation set aside
     retried: list[str] = field(default_factory=list)  # one line per export read again (--retry-rejected)
     files_retried: int = 0  # of them, files whose rows were stored again
+    misplaced: list[str] = field(default_factory=list)  # files in landing/ that lie where ingestion does not look
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
@@ -112,7 +113,12 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     import datetime as dt
 
     started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    requests, keys = export_run_requests(home, ingested_hashes(warehouse), settle_seconds=0.0)
+    known = ingested_hashes(warehouse)
+    requests, keys = export_run_requests(home, known, settle_seconds=0.0)
+    misplaced = misplaced_files(home)
+    if not requests and not known and not retry:
+        # Nothing was ever landed: validating empty tables would only warn that each is empty.
+        return IngestionSummary(0, [], [], [], misplaced=misplaced)
     instance.add_dynamic_partitions("exports", keys)
     results = [
         execute(defs, instance, "ingest_file_job", partition_key=r.partition_key, run_config=r.run_config, tags=r.tags)
@@ -129,7 +135,7 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     skipped = files_with_skipped(warehouse, since=started)
     return IngestionSummary(
         len(requests) - len(rejected), rejected, skipped, results, held_out, warnings, quarantined,
-        retried, sum(line.startswith("retried: ") for line in retried),
+        retried, sum(line.startswith("retried: ") for line in retried), misplaced,
     )
 
 

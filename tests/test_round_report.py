@@ -335,7 +335,7 @@ def test_round_parameters_and_solver_rows_have_readable_labels_with_units() -> N
     """Before, the tables printed key names ('Time limit seconds', 'Stage persons gap', 'Relative gap 0.0001')."""
     config = {"period": "2026-07", "objective": "lexicographic", "backend": "cbc", "time_limit_seconds": 60.0,
               "relative_gap": 0.0001, "reproducible": True, "wall_limit_seconds": None, "compare_mechanisms": True,
-              "weight_jobs": 1.0, "weight_schools_childcare": 2.0, "weight_family_nearby": 0.0}
+              "place_every_household": False, "weight_jobs": 1.0, "weight_schools_childcare": 2.0, "weight_family_nearby": 0.0}
     solver = {"status": "optimal", "round_id": "r1", "persons_bound": 62.0, "bound_reproducible": True,
               "households": 30, "households_placed": 25, "municipalities": 4, "seconds": 0.4,
               "stage_persons_gap": 0.0, "stage_score_gap": 0.002, "stage_min_score_gap": 0.0}
@@ -343,6 +343,7 @@ def test_round_parameters_and_solver_rows_have_readable_labels_with_units() -> N
     for text in ("Time limit per solve (seconds) 60", "Stop when the optimality gap is below 0.01 %",
                  "Wall-clock limit (seconds) –", "Weight: schools and childcare (Kita) 2",
                  "Weight: family nearby 0", "Compare with deferred acceptance yes",
+                 "Every household placed (exactly one municipality each, else the round fails) no",
                  "Persons bound (most persons any assignment could place) 62",
                  "Optimality gap, first stage: persons placed 0.00 %", "Optimality gap, last stage: total score 0.20 %",
                  "Optimality gap, maximin stage: lowest household score 0.00 %",

@@ -57,6 +57,12 @@ def skipped_submissions(parsed: list[ParsedTable]) -> str:
     return "; ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
 
 
+def _readable(path: Path) -> bool:
+    """A complete file a person put there: not hidden, not an Office lock file, not a download in progress, not
+    a file the operating system keeps."""
+    return not path.name.startswith((".", "~$")) and not path.name.endswith(_PARTIAL_SUFFIXES) and path.name.lower() not in _SYSTEM_FILES
+
+
 def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
     """(landing kind, path) of every complete file in landing/, in a stable order."""
     found = []
@@ -65,9 +71,33 @@ def landed_files(home: RematchHome) -> list[tuple[str, Path]]:
         if not folder.exists():
             continue
         for path in sorted(folder.iterdir()):
-            if path.is_file() and not path.name.startswith((".", "~$")) and not path.name.endswith(_PARTIAL_SUFFIXES) and path.name.lower() not in _SYSTEM_FILES:
+            if path.is_file() and _readable(path):
                 found.append((kind, path))
     return found
+
+
+def misplaced_files(home: RematchHome) -> list[str]:
+    """One line per file in landing/ that ingestion does not read because of where it lies: directly in landing/
+    (the kind folder says what a file holds) or in a folder below a kind folder. Paths are relative to the
+    data home; file names are the operator's, not a household's."""
+    landing = home.path / "landing"
+    kinds = ", ".join(f"landing/{k}/" for k in LANDING_KINDS)
+    lines = []
+    if landing.exists():
+        for path in sorted(landing.iterdir()):
+            if path.is_file() and _readable(path):
+                lines.append(f"landing/{path.name} is not read: it lies directly in landing/; move it into {kinds} by what it holds")
+    for kind in LANDING_KINDS:
+        folder = home.landing(kind)
+        for sub in sorted(folder.iterdir()) if folder.exists() else []:
+            if sub.is_dir() and not sub.name.startswith("."):
+                inside = sum(1 for p in sub.rglob("*") if p.is_file() and _readable(p))
+                if inside:
+                    lines.append(
+                        f"landing/{kind}/{sub.name}/: {inside} file(s) not read: ingestion reads the files in landing/{kind}/, not folders"
+                        " in it (an ODK Central export goes in as its .zip); move them up"
+                    )
+    return lines
 
 
 @dataclass(frozen=True)

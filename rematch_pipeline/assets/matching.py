@@ -90,6 +90,10 @@ class RoundConfig(dg.Config):
         default=[],
         description="Pairs never proposed; forbidding one linked household keeps its whole link group away from that municipality.",
     )
+    place_every_household: bool = Field(
+        default=False,
+        description="Exactly one municipality for every household of the pool, or the round fails saying why and stores nothing (off: the most persons are placed, the rest stay in the pool with a reason).",
+    )
     weight_jobs: float = 1.0
     weight_schools_childcare: float = 1.0
     weight_medical_care: float = 1.0
@@ -451,6 +455,24 @@ def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl
     )
 
 
+# Pseudonyms named in a failure message at most: the rest are counted.
+NAMED_IN_FAILURE = 5
+
+
+def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
+    """With place_every_household: fail before solving, naming (by link group, i.e. a household's pseudonym or
+    its group's) the units the hard rules leave no municipality."""
+    placeless = np.flatnonzero(np.bincount(problem.pair_unit, minlength=problem.n_units) == 0)
+    if placeless.size:
+        named = ", ".join(problem.unit_ids[u] for u in placeless[:NAMED_IN_FAILURE])
+        more = f" and {placeless.size - NAMED_IN_FAILURE} more" if placeless.size > NAMED_IN_FAILURE else ""
+        raise dg.Failure(
+            f"round {round_id}: place_every_household: {placeless.size} household(s) or link group(s) have no compatible"
+            f" municipality in this round ({named}{more}); nothing was proposed or stored. Run the round with"
+            " place_every_household off: report.html gives each one's reason"
+        )
+
+
 @dg.asset(deps=["round_candidates"], partitions_def=rounds_partitions, group_name="matching", pool="duckdb", kinds={"duckdb", "ortools"})
 def round_proposals(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource, identity: IdentityStore, home: RematchHome
@@ -466,7 +488,9 @@ def round_proposals(
         exclusions = load_round_rows(con, "round_exclusions", round_id)
         coordinator = round_coordinator_pairs(con, round_id)
     config = RoundConfig(**json.loads(config_json))
-    problem = build_problem(pool, municipalities, scored, locked=coordinator.locked)
+    problem = build_problem(pool, municipalities, scored, locked=coordinator.locked, exactly_one=config.place_every_household)
+    if config.place_every_household:
+        require_a_place_for_each(problem, round_id)
     # A national round has ~15 M candidate rows: not held through the solve (the proposals
     # read back only the chosen pairs' scores).
     del scored
@@ -479,6 +503,14 @@ def round_proposals(
         raise dg.Failure(
             f"locked_pairs: no assignment keeps every lock: the locked persons at {', '.join(short)} are below the"
             " minimum intake (min_persons) and too few other compatible households fit there; lock more households there, or none"
+        )
+    if config.place_every_household and result.status == "infeasible":
+        bound = next((s.best_bound for s in result.stages if s.name == "persons" and math.isfinite(s.best_bound)), None)
+        fit = f": at most {bound:.0f} of {int(problem.usage[:, problem.persons_index].sum())} persons fit" if bound is not None else ""
+        raise dg.Failure(
+            f"round {round_id}: place_every_household: the offers cannot take every household of the pool (proven{fit});"
+            " nothing was proposed or stored. Run the round with place_every_household off: report.html names the"
+            " households left out and the capacities short"
         )
     if result.status not in ("optimal", "feasible") and len(problem.unit_ids):
         # No assignment at all (the engine then leaves every unit unplaced): a report would blame capacities

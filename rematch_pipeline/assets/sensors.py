@@ -3,7 +3,7 @@
 import dagster as dg
 
 from rematch_pipeline.assets.features import household_features, municipality_features
-from rematch_pipeline.assets.ingest import exports_partitions, landed_export, pending_exports
+from rematch_pipeline.assets.ingest import exports_partitions, landed_export, misplaced_files, pending_exports
 from rematch_pipeline.assets.retry import retry_exports_job
 from rematch_pipeline.assets.validate import canonical_tables
 from rematch_pipeline.resources.home import RematchHome
@@ -46,9 +46,12 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: RematchHome) -> dg
     requests, keys = export_run_requests(home, known, SETTLE_SECONDS)
     if keys:
         context.log.info(f"{len(keys)} new export(s) in landing/")
+    misplaced = misplaced_files(home)
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[exports_partitions.build_add_request(keys)] if keys else [],
+        # The tick history shows why a file dropped in the wrong folder starts no run (a log line would repeat every tick).
+        skip_reason="; ".join(misplaced) if misplaced and not requests else None,
     )
 
 

@@ -742,7 +742,7 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     """
     params = params or SolverParams()
     # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
-    if problem.pair_unit.size > params.max_model_pairs and not (problem.exactly_one and problem.n_units):
+    if problem.pair_unit.size > params.max_model_pairs:
         if params.objective == "lexicographic":
             from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
 

@@ -1458,6 +1458,10 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     clock.spend(clock.rates.pair_pass * 10 * problem.pair_unit.size)  # the usable pairs and the first working set
     if (_load(problem, pairs, _locked_places(problem)) > problem.capacity).any():  # the locks alone break a capacity
         return _empty_result(problem, params, "infeasible", [], start, solver=SOLVER_LABEL)
+    # Exactly one place per unit is the persons stage reaching every unit's persons (each unit has some).
+    every_person = int(problem.usage[:, problem.persons_index].sum())
+    if problem.exactly_one and _most_persons(problem, pairs) < every_person:  # a unit without a usable pair
+        return _empty_result(problem, params, "infeasible", [], start, solver=SOLVER_LABEL)
     all_pos = np.arange(pairs.size)
     LOG.debug("%d usable pairs of %d units", pairs.size, problem.n_units)
     by_score = _top_per_unit(pairs.unit, pairs.score, INITIAL_BY_SCORE, all_pos)
@@ -1489,6 +1493,9 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
         scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
         persons_bound = min(persons_bound, persons_only.bound(scaled)[0])
     persons_bound = min(float(np.floor(persons_bound + 1e-6)), float(_most_persons(problem, pairs)))
+    if problem.exactly_one and persons_bound < every_person:  # the prices prove the capacities too small
+        stages = [StageReport("persons", "infeasible", persons, persons_bound, _gap(persons, persons_bound), persons_seconds)]
+        return _empty_result(problem, params, "infeasible", stages, start, params.reproducible and not clock.cut, SOLVER_LABEL)
     # Stage 2b: the same score prices, now keeping the persons bound. Its keeping
     # multiplier is what a person is worth in score points when every person counts,
     # so the placement below takes the persons it can reach.
@@ -1531,7 +1538,8 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     status = "optimal" if gap <= params.relative_gap else "feasible"
     stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
     reproducible = params.reproducible and not answer_cut
-    if check_assignment(problem, second):  # only when locks leave a minimum intake unreachable
+    # Only when locks leave a minimum intake unreachable, or (exactly one) the search left a unit unplaced.
+    if check_assignment(problem, second):
         return _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
     if answer_cut:
         LOG.warning(

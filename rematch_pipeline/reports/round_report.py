@@ -115,6 +115,7 @@ _CONFIG_LABELS: dict[str, str] = {
     "reproducible": "Reproducible budgets (counted work, not wall-clock time)",
     "wall_limit_seconds": "Wall-clock limit (seconds)",
     "compare_mechanisms": "Compare with deferred acceptance",
+    "place_every_household": "Every household placed (exactly one municipality each, else the round fails)",
 }
 # Scoring criteria of the weight_<criterion> parameters (docs/scoring.md); weights are relative.
 _CRITERIA_LABELS: dict[str, str] = {

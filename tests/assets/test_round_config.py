@@ -102,3 +102,26 @@ def test_the_cli_takes_a_run_config_saved_from_the_launchpad(ingested: RematchHo
     config.write_text("ops:\n  record_decisions:\n    config:\n      round_id: lp\n")
     assert main(["round", "lp2", "--config", str(config)]) == 1
     assert _round_rows(ingested) == 1
+
+
+def test_place_every_household_fails_naming_who_has_no_place_and_stores_nothing(ingested: RematchHome, tmp_path: Path) -> None:
+    """Exactly one municipality per household (`place_every_household`): when the hard rules leave a household
+    none, the round fails before solving, counting them and naming them by pseudonym only; nothing is proposed.
+    Without it the same round places the most persons and says why each of them stays out."""
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\ntime_limit_seconds: 5\n')
+    assert main(["round", "free", "--config", str(config)]) == 0
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        placeless = con.execute(
+            "SELECT count(DISTINCT h.link_group) FROM round_outcomes o JOIN round_households h USING (round_id, household_pseudonym)"
+            " WHERE round_id = 'free'"
+            " AND (o.unplaced_reason LIKE 'no compatible municipality%' OR o.unplaced_reason LIKE 'no municipality compatible%')"
+        ).fetchone()[0]
+    assert placeless > 0, "the sample round has households the hard rules leave no municipality"
+
+    reason = refused_round(ingested, "every", {"period": "2026-07", "time_limit_seconds": 5, "place_every_household": True})
+    assert f"place_every_household: {placeless} household(s) or link group(s) have no compatible municipality" in reason
+    assert "H-" in reason and "nothing was proposed or stored" in reason
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM proposals WHERE round_id = 'every'").fetchone()[0] == 0
+    assert not (ingested.path / "rounds" / "every" / "proposals.csv").exists()

@@ -90,3 +90,24 @@ def test_hourly_schedule_requests_the_same_runs(home: RematchHome, instance) -> 
     assert instance.get_dynamic_partitions(exports_partitions.name) == [requests[0].partition_key]
     again = hourly_ingestion(dg.build_schedule_context(instance=instance, resources={"home": home}))
     assert isinstance(again, dg.SkipReason)
+
+
+def test_files_where_ingestion_does_not_look_are_named_in_the_tick(home: RematchHome, instance) -> None:
+    """A file dropped into landing/ itself, or into a folder below a kind folder, starts no run: the tick's
+    skip reason says where it lies and where it belongs, so the UI shows why nothing happened."""
+    (home.landing("households").parent / "export.xlsx").write_bytes(b"PK")
+    week = home.landing("households") / "week-49"
+    week.mkdir()
+    (week / "households.csv").write_text("submission_id\n")
+    (week / ".hidden").write_text("x")
+    result = landing_sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    assert not result.run_requests
+    reason = result.skip_reason.skip_message
+    assert "landing/export.xlsx is not read" in reason and "landing/households/" in reason
+    assert "landing/households/week-49/: 1 file(s) not read" in reason
+    # Once the file lies where it belongs, it is ingested and the tick names nothing.
+    (week / "households.csv").rename(home.landing("households") / "households.csv")
+    _settled(home.landing("households") / "households.csv")
+    (home.landing("households").parent / "export.xlsx").unlink()
+    result = landing_sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    assert len(result.run_requests) == 1 and result.skip_reason is None

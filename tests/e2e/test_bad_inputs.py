@@ -398,3 +398,22 @@ def test_spreadsheet_errors_in_a_key_column_do_not_merge_households(
     assert len(flagged) == sample.households.filter(pl.col("consent_processing") == "yes").height
     assert merged == 0
     assert f"column {column}: {rule}" in " ".join(summary.quarantined)
+
+
+def test_ingest_on_an_empty_home_says_where_exports_go_and_names_misplaced_files(home: RematchHome, capsys) -> None:
+    """A new user's first `rematch ingest`: nothing landed yet. It used to validate four empty tables and warn
+    '1 of 44 expectations failed'; it now says where exports go, and names a file dropped into landing/ itself."""
+    from rematch_pipeline.cli import main
+
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr()
+    assert "landing/ holds no export yet" in out.out and str(home.landing("households")) in out.out
+    assert "expectations failed" not in out.out + out.err
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "households" not in stored  # no validation run
+
+    (home.path / "landing" / "Haushalte.xlsx").write_bytes(b"PK")
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr()
+    assert "warning: landing/Haushalte.xlsx is not read: it lies directly in landing/" in out.err

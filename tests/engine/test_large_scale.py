@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rematch_pipeline.engine import large_scale
-from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, SolverParams, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, SolverParams, _reduce, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
@@ -364,3 +364,36 @@ def test_a_persons_set_that_gained_nothing_is_followed_by_a_set_for_the_score() 
     hood.next(current)
     new = hood.seeded & ~seeded_second
     assert new.any() and (current[new] >= 0).all()  # then one set for the placed units' score
+
+
+def test_exactly_one_on_the_large_path_places_every_unit_or_says_it_cannot() -> None:
+    """Exactly one place per unit at national scale: the large path places every unit when the capacities allow,
+    and reports `infeasible` (nothing placed) when a unit has no pair or the prices prove the capacities short.
+    Before, an exactly-one round of any size went to the one exact MIP, which a national round never finishes."""
+    whole = _round(120, 10, seed=3)
+    kept = np.unique(whole.pair_unit[_reduce(whole)])  # units the hard rules and sizes leave a place: each can be placed
+    new_index = np.full(whole.n_units, -1)
+    new_index[kept] = np.arange(kept.size)
+    of_kept = new_index[whole.pair_unit] >= 0
+    problem = dataclasses.replace(
+        whole, unit_ids=[whole.unit_ids[u] for u in kept], usage=whole.usage[kept], unit_households=whole.unit_households[kept],
+        pair_unit=new_index[whole.pair_unit[of_kept]], pair_place=whole.pair_place[of_kept], pair_score=whole.pair_score[of_kept],
+        capacity=whole.capacity * 4, exactly_one=True,  # room for all: the sample round offers fewer places than asked
+    )
+    params = SolverParams(time_limit_seconds=10, max_model_pairs=0)
+    placed = solve(problem, params)
+    assert placed.solver == large_scale.SOLVER_LABEL
+    assert (placed.place_of_unit >= 0).all() and check_assignment(problem, placed) == []
+
+    keep = problem.pair_unit != 0  # unit 0 loses every pair
+    lonely = dataclasses.replace(
+        problem, pair_unit=problem.pair_unit[keep], pair_place=problem.pair_place[keep], pair_score=problem.pair_score[keep]
+    )
+    assert solve(lonely, params).status == "infeasible"
+
+    short = dataclasses.replace(problem, capacity=problem.capacity.copy())
+    total = int(problem.usage[:, problem.persons_index].sum())
+    short.capacity[:, problem.persons_index] = np.maximum(problem.capacity[:, problem.persons_index] * (total - 1) // problem.capacity[:, problem.persons_index].sum(), 0)
+    short_result = solve(short, params)
+    assert short_result.status == "infeasible" and (short_result.place_of_unit == -1).all()
+    assert short_result.stages[0].best_bound < total  # the prices prove it
