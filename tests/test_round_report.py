@@ -340,7 +340,7 @@ def test_round_parameters_and_solver_rows_have_readable_labels_with_units() -> N
               "households": 30, "households_placed": 25, "municipalities": 4, "seconds": 0.4,
               "stage_persons_gap": 0.0, "stage_score_gap": 0.002, "stage_min_score_gap": 0.0}
     details = _section_text(render_round_report(_data(config=config, solver=solver)), "details")
-    for text in ("Time limit per solve (seconds) 60", "Stop when the optimality gap is below 0.01 %",
+    for text in ("Time limit per round, all solver stages (seconds) 60", "Stop when the optimality gap is below 0.01 %",
                  "Wall-clock limit (seconds) –", "Weight: schools and childcare (Kita) 2",
                  "Weight: family nearby 0", "Compare with deferred acceptance yes",
                  "Every household placed (exactly one municipality each, else the round fails) no",

@@ -68,7 +68,7 @@ class RoundConfig(dg.Config):
     period: str = Field(default="", description="Intake period (YYYY-MM) whose offers are matched; empty = the latest.")
     objective: str = Field(default="lexicographic", description="lexicographic (persons, then score) or maximin (worst-off first).")
     backend: str = Field(default="cbc", description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
-    time_limit_seconds: float = Field(default=60.0, description="Limit per solve; the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds).")
+    time_limit_seconds: float = Field(default=60.0, description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds).")
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
         default=True,

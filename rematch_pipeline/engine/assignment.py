@@ -44,6 +44,20 @@ TIE_BREAK_TOTAL: float = 0.5e-4
 SCORE_CEILING: float = 100.0
 # Slack when a later stage keeps an earlier stage's (floating point) optimum.
 KEEP_TOLERANCE: float = 1e-6
+# The exact path's stages share time_limit_seconds (model building included) on the wall
+# clock. CBC reads its limit on the CPU seconds of its thread, not the wall clock: on a
+# loaded machine its stop lags (measured: a 57.8 s limit stopped after 61.2 s wall, 58.0 s
+# CPU), so a CBC stage's limit is scaled by the share of a core the earlier stages got.
+# A stage begun with less than MIN_STAGE_SECONDS left is skipped (status not_solved):
+# CBC spends ~0.3 s on a 600-household round's root LP whatever its limit. The last stage
+# stops STAGE_RESERVE_SHARE of the limit early (at most STAGE_RESERVE_SECONDS), for the
+# solver's own overshoot; a solve then ends within TIME_LIMIT_TOLERANCE of the limit
+# (docs/decisions.md, "Exact rounds keep their time limit").
+MIN_STAGE_SECONDS: float = 0.25
+STAGE_RESERVE_SHARE: float = 0.02
+STAGE_RESERVE_SECONDS: float = 1.0
+TIME_LIMIT_TOLERANCE: float = 1.0
+MIN_CPU_SHARE: float = 0.2
 NO_BOUND: float = 1e19
 # Reproducible large rounds stop on the wall clock at this multiple of their limit: the
 # counted budgets then hold on a machine up to about this much slower than the reference
@@ -678,10 +692,16 @@ def _solve_stage(
     time_limit: float,
     hint: np.ndarray | None,
     node_limit: int | None = None,
+    witness: np.ndarray | None = None,
 ) -> tuple[str, np.ndarray | None, float, float, float, int]:
     """One MIP solve, stopped at time_limit seconds or (SCIP only) after node_limit
     branch-and-bound nodes. Returns (status, values or None, objective, bound, seconds,
-    simplex iterations)."""
+    simplex iterations).
+
+    "infeasible" only when proven: a solver claim that a known feasible point (witness,
+    else hint) contradicts, or that came when its time limit ran out, is "not_solved" (CBC
+    stopped by its limit in preprocessing reports the model infeasible: measured on a
+    600-household maximin stage, 1.4 s limit)."""
     start = time.perf_counter()
     solver = pywraplp.Solver.CreateSolver(BACKENDS[params.backend])
     if solver is None:
@@ -709,6 +729,11 @@ def _solve_stage(
     mp.SetDoubleParam(mp.RELATIVE_MIP_GAP, params.relative_gap)
     code = solver.Solve(mp)
     status = _STATUS.get(code, "unknown")
+    if status == "infeasible":
+        witness = hint if witness is None else witness
+        cut = time.perf_counter() - start >= time_limit
+        if cut or (witness is not None and _satisfies(proto, witness)):
+            status = "not_solved"
     values: np.ndarray | None = None
     obj = float("nan")
     bound = float("nan")
@@ -722,6 +747,24 @@ def _solve_stage(
         if not np.isfinite(bound) or abs(bound) >= NO_BOUND:
             bound = float("inf")
     return status, values, obj, bound, time.perf_counter() - start, int(solver.iterations())
+
+
+def _satisfies(proto: linear_solver_pb2.MPModelProto, values: np.ndarray) -> bool:
+    """True when values (one per variable) keep every bound, integrality and row of proto,
+    up to a relative 1e-6."""
+    if values.size != len(proto.variable):
+        return False
+    for v, val in zip(proto.variable, values.tolist(), strict=True):
+        if not v.lower_bound - 1e-6 <= val <= v.upper_bound + 1e-6:
+            return False
+        if v.is_integer and abs(val - round(val)) > 1e-6:
+            return False
+    for ct in proto.constraint:
+        activity = float(values[np.asarray(ct.var_index, dtype=np.int64)] @ np.asarray(ct.coefficient))
+        slack = 1e-6 * max(1.0, abs(activity))
+        if not ct.lower_bound - slack <= activity <= ct.upper_bound + slack:
+            return False
+    return True
 
 
 def _overall(statuses: list[str]) -> str:
@@ -754,20 +797,66 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     return _solve_direct(problem, params)
 
 
+class _Budget:
+    """The wall-clock seconds of the exact path's stages: all of them, model building
+    included, within params.time_limit_seconds (see MIN_STAGE_SECONDS)."""
+
+    def __init__(self, start: float, params: SolverParams) -> None:
+        self.params = params
+        self.deadline = start + params.time_limit_seconds
+        self.reserve = min(STAGE_RESERVE_SECONDS, STAGE_RESERVE_SHARE * params.time_limit_seconds)
+        # CBC's clock is the CPU time of its thread (one thread: the caller's).
+        self.cpu_clock = params.backend == "cbc" and params.threads == 1
+        self.cpu_share = 1.0
+        self._wall = 0.0
+        self._cpu = 0.0
+
+    def seconds(self, share: float, *, first: bool = False, last: bool = False) -> float | None:
+        """The solver's limit for the next stage: share of the wall-clock time left (the
+        last stage: less the reserve), in the solver's own clock; None when too little is
+        left to begin a stage (the first stage always runs: without it there is no answer)."""
+        left = self.deadline - time.perf_counter() - (self.reserve if last else 0.0)
+        if left < MIN_STAGE_SECONDS and not first:
+            return None
+        seconds = max(0.05, left * share)
+        return seconds * self.cpu_share if self.cpu_clock else seconds
+
+    def solve(
+        self,
+        model: _Model,
+        share: float,
+        hint: np.ndarray | None,
+        *,
+        first: bool = False,
+        last: bool = False,
+        witness: np.ndarray | None = None,
+    ) -> tuple[str, np.ndarray | None, float, float, float]:
+        """One stage within the budget: (status, values or None, objective, bound, wall
+        seconds); a stage without time to begin is "not_solved" after 0 s."""
+        limit = self.seconds(share, first=first, last=last)
+        if limit is None:
+            return "not_solved", None, float("nan"), float("nan"), 0.0
+        wall, cpu = time.perf_counter(), time.thread_time()
+        status, values, obj, bound, secs, _ = _solve_stage(model, self.params, limit, hint, witness=witness)
+        self._wall += time.perf_counter() - wall
+        self._cpu += time.thread_time() - cpu
+        if self._wall > 0.5:  # shorter stages say little about the machine's load
+            self.cpu_share = min(1.0, max(MIN_CPU_SHARE, self._cpu / self._wall))
+        return status, values, obj, bound, secs
+
+
 def _solve_direct(
     problem: AssignmentProblem, params: SolverParams, start_from: np.ndarray | None = None
 ) -> AssignmentResult:
-    """One MIP over all usable pairs, stage by stage. start_from (a place per unit, -1
-    unplaced) is a feasible assignment handed to the solver as its first solution."""
+    """One MIP over all usable pairs, stage by stage, all stages within the time limit
+    (_Budget). start_from (a place per unit, -1 unplaced) is a feasible assignment handed
+    to the solver as its first solution."""
     start = time.perf_counter()
     maximin = params.objective == "maximin"
     model = _build_model(problem, maximin)
     n_vars = len(model.proto.variable)
-    deadline = start + params.time_limit_seconds
+    budget = _Budget(start, params)
     stages: list[StageReport] = []
-
-    def remaining(share: float) -> float:
-        return max(0.05, (deadline - time.perf_counter()) * share)
 
     # Stage 1: persons placed. Hint: the given assignment, else locked pairs only
     # (feasible whenever the locks are).
@@ -776,9 +865,15 @@ def _solve_direct(
     if start_from is not None:
         hint = _hint(model, problem, start_from)
     use_hint = start_from is not None or not model.locked_vars.size
+    # Locked pairs only, minimum-intake indicators set: disproves a solver's "infeasible"
+    # whenever the locks alone are feasible.
+    locks_only = np.full(problem.n_units, -1, dtype=np.int64)
+    for u, j in problem.locked:
+        locks_only[u] = j
+    witness = _hint(model, problem, locks_only) if start_from is None else hint
     _set_objective(model, model.persons)
-    status, values, obj, bound, secs, _ = _solve_stage(
-        model, params, remaining(0.4 if not maximin else 0.3), hint if use_hint else None
+    status, values, obj, bound, secs = budget.solve(
+        model, 0.4 if not maximin else 0.3, hint if use_hint else None, first=True, witness=witness
     )
     stages.append(StageReport("persons", status, obj, bound, _gap(obj, bound), secs))
     if values is None:
@@ -796,7 +891,7 @@ def _solve_direct(
 
     if maximin:
         _set_objective(model, {model.t_var: 1.0})
-        status, values, obj, bound, secs, _ = _solve_stage(model, params, remaining(0.5), current)
+        status, values, obj, bound, secs = budget.solve(model, 0.5, current)
         stages.append(StageReport("min_score", status, obj, bound, _gap(obj, bound), secs))
         if values is not None:
             current = values
@@ -810,7 +905,7 @@ def _solve_direct(
 
     coefs = model.score + (_tie_break(model) if params.tie_break else 0.0)
     _set_objective(model, coefs)
-    status, values, obj, bound, secs, _ = _solve_stage(model, params, remaining(1.0), current)
+    status, values, obj, bound, secs = budget.solve(model, 1.0, current, last=True)
     # The gap is the solver's own (tie-break included); the reported objective is the
     # pure total score, which the bound (on score + tie-break) also bounds from above.
     gap = _gap(obj, bound)

@@ -110,7 +110,7 @@ _CONFIG_LABELS: dict[str, str] = {
     "period": "Intake period",
     "objective": "Objective (lexicographic: persons, then score; maximin: worst-off first)",
     "backend": "Solver (backend)",
-    "time_limit_seconds": "Time limit per solve (seconds)",
+    "time_limit_seconds": "Time limit per round, all solver stages (seconds)",
     "relative_gap": "Stop when the optimality gap is below",
     "reproducible": "Reproducible budgets (counted work, not wall-clock time)",
     "wall_limit_seconds": "Wall-clock limit (seconds)",

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
 import pytest
 
 from rematch_pipeline.engine.assignment import (
+    STAGE_RESERVE_SECONDS,
+    STAGE_RESERVE_SHARE,
+    TIME_LIMIT_TOLERANCE,
     AssignmentProblem,
     SolverParams,
+    _Budget,
+    _build_model,
+    _set_objective,
+    _solve_stage,
     build_problem,
     check_assignment,
     household_assignment,
@@ -303,3 +315,87 @@ def test_large_round_method_against_exact() -> None:
     assert large.persons_placed >= 0.9 * exact.persons_placed
     if large.persons_placed == exact.persons_placed:
         assert large.best_bound >= exact.total_score - 1e-6
+
+
+def gap_round(units: int = 600, places: int = 40, seed: int = 7) -> AssignmentProblem:
+    """Persons only, 12 random candidate places per unit, 2 % spare capacity: placing everyone
+    is quick, the best total score is not (CBC does not prove it within seconds)."""
+    rng = np.random.default_rng(seed)
+    persons = rng.integers(1, 5, units)
+    pair_unit = np.repeat(np.arange(units), 12)
+    pair_place = np.concatenate([np.sort(rng.choice(places, 12, replace=False)) for _ in range(units)])
+    return AssignmentProblem(
+        unit_ids=[f"u{u:04d}" for u in range(units)],
+        place_ids=[f"{j + 1:05d}" for j in range(places)],
+        resources=["persons"],
+        usage=persons[:, None],
+        capacity=np.full((places, 1), int(np.ceil(persons.sum() * 1.02 / places))),
+        min_intake=np.zeros(places, dtype=np.int64),
+        pair_unit=pair_unit,
+        pair_place=pair_place,
+        pair_score=np.round(rng.uniform(20, 100, pair_unit.size) * persons[pair_unit], 4),
+    )
+
+
+@pytest.fixture()
+def half_a_core() -> Iterator[None]:
+    """This thread shares one core with a busy loop, as on a loaded machine: CBC, which reads
+    its limit on CPU seconds, gets about half a second of them per wall-clock second."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs Linux CPU affinity")
+    before = os.sched_getaffinity(0)
+    core = min(before)
+    os.sched_setaffinity(0, {core})
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(busy.pid, {core})
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
+        os.sched_setaffinity(0, before)
+
+
+@pytest.mark.parametrize("objective", ["lexicographic", "maximin"])
+def test_exact_solve_keeps_its_time_limit_on_a_loaded_machine(half_a_core: None, objective: str) -> None:
+    # Before: every stage's limit went to CBC as CPU seconds: 19.7 s wall for an 8 s limit.
+    problem = gap_round()
+    start = time.perf_counter()
+    result = solve(problem, SolverParams(time_limit_seconds=8, objective=objective))
+    assert time.perf_counter() - start <= 8 + TIME_LIMIT_TOLERANCE
+    assert result.wall_seconds <= 8 + TIME_LIMIT_TOLERANCE
+    assert result.persons_placed == int(problem.usage.sum()) and check_assignment(problem, result) == []
+
+
+def test_stage_without_time_left_is_skipped_not_overrun() -> None:
+    # Before, a stage begun after the deadline still got 0.05 s, and CBC spent its fixed
+    # ~0.3 s root LP on top: three stages overran three times.
+    params = SolverParams(time_limit_seconds=5)
+    late = _Budget(time.perf_counter() - 10, params)
+    assert late.seconds(0.5) is None and late.seconds(1.0, last=True) is None
+    assert late.seconds(0.4, first=True) == pytest.approx(0.05)  # stage 1 always runs: without it no answer
+    status, values, _, _, seconds = late.solve(_build_model(gap_round(), maximin=False), 1.0, None)
+    assert (status, values, seconds) == ("not_solved", None, 0.0)
+    fresh = _Budget(time.perf_counter(), params)
+    assert 0 < fresh.seconds(1.0, last=True) <= 5 - min(STAGE_RESERVE_SECONDS, STAGE_RESERVE_SHARE * 5)
+
+
+def test_time_limit_cut_is_never_reported_infeasible() -> None:
+    # A feasible maximin stage (every person placed is possible) under limits that stop CBC
+    # in its preprocessing, which then may say "infeasible" (seen once at 1.4 s on 600 households).
+    problem = gap_round()
+    model = _build_model(problem, maximin=True)
+    model.proto.constraint[model.persons_row].lower_bound = float(problem.usage.sum())
+    _set_objective(model, {model.t_var: 1.0})
+    for limit in (0.001, 0.1, 0.3, 0.6, 1.0, 1.4):
+        status, values, *_ = _solve_stage(model, SolverParams(), limit, None)
+        assert status != "infeasible", limit
+        assert (values is None) == (status == "not_solved")
+    # The whole solve too: a cut first stage is "not_solved", never "infeasible".
+    assert solve(problem, SolverParams(time_limit_seconds=0.001)).status in ("not_solved", "feasible", "optimal")
+
+
+def test_proven_infeasible_stays_infeasible() -> None:
+    problem = persons_problem([3, 3], [3], [(0, 0, 1.0), (1, 0, 1.0)], exactly_one=True)
+    result = solve(problem, SolverParams(time_limit_seconds=20, backend="cbc"))
+    assert result.status == "infeasible"
