@@ -399,3 +399,15 @@ def test_proven_infeasible_stays_infeasible() -> None:
     problem = persons_problem([3, 3], [3], [(0, 0, 1.0), (1, 0, 1.0)], exactly_one=True)
     result = solve(problem, SolverParams(time_limit_seconds=20, backend="cbc"))
     assert result.status == "infeasible"
+
+
+def test_check_names_a_choice_that_is_no_candidate_pair() -> None:
+    """check_assignment looks pairs up in a table over the key range (a Python set of a national round's 15 M
+    pairs took about 1 GiB at the end of its solve); a non-candidate choice is still named by unit and place."""
+    problem = three_units()  # unit 0 may go to P or Q; drop its pair with Q
+    keep = ~((problem.pair_unit == 0) & (problem.pair_place == 1))
+    problem = persons_problem(
+        [3, 2, 2], [4, 3], list(zip(problem.pair_unit[keep].tolist(), problem.pair_place[keep].tolist(), problem.pair_score[keep].tolist()))
+    )
+    assert check_assignment(problem, np.array([1, 0, -1])) == ["unit u0: 00002 is not a candidate pair"]
+    assert check_assignment(problem, np.array([0, -1, -1])) == []
