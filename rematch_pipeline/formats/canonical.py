@@ -7,7 +7,6 @@ Every cell is read as text; typing and value rules belong to validation. The tab
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from openpyxl.utils.datetime import from_excel
 
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
+from rematch_pipeline.formats.workbook import Workbook, read_workbook
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
@@ -233,39 +233,35 @@ def read_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     """Read every sheet of a canonical XLSX workbook (its bytes) that holds a template. Sheets naming no
     canonical column in their first two rows (instructions, code lists) are left out and
     counted; any other sheet must be a template."""
-    from openpyxl import load_workbook
+    return read_workbook(data, file, lambda book: read_template_book(book, file))
 
-    try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for broken zips
-        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+
+def read_template_book(book: Workbook, file: str) -> list[ParsedTable]:
+    """The canonical tables of a template workbook already opened (read_xlsx)."""
     tables: list[ParsedTable] = []
     other_sheets = 0
-    try:
-        for sheet in workbook.worksheets:
-            texts = ((n, [_cell_text(v) for v in values], values) for n, values in enumerate(sheet.iter_rows(values_only=True), start=1))
-            filled = [(number, cells, values) for number, cells, values in texts if any(c.strip() for c in cells)]
-            if not filled:
-                continue
-            header = template_header(filled[0][1])
-            while header and not header[-1]:
-                header.pop()
-            if not names_a_field(header) and not (len(filled) > 1 and names_a_field(filled[1][1])):
-                # An instructions or code-list sheet beside the template (authorities add them): no
-                # column of ours in its first rows, so nothing of it could be a template with a typo.
-                other_sheets += 1
-                continue
-            table = detect_table(header, file, sheet.title, next_row=filled[1][1] if len(filled) > 1 else None)
-            dated = _date_positions(table, header)
-            rows = [
-                (number, [_serial_date(values[i], workbook.epoch) if i in dated else c for i, c in enumerate(cells[: len(header)])])
-                for number, cells, values in filled[1:]
-            ]
-            if not rows:
-                raise InputFileError(Violation(file, None, None, "header only: no data rows", table, sheet.title))
-            tables.append(_frame(table, header, rows, file, sheet.title))
-    finally:
-        workbook.close()
+    for sheet in book.sheets:
+        texts = ((n, [_cell_text(v) for v in values], values) for n, values in enumerate(sheet.rows(), start=1))
+        filled = [(number, cells, values) for number, cells, values in texts if any(c.strip() for c in cells)]
+        if not filled:
+            continue
+        header = template_header(filled[0][1])
+        while header and not header[-1]:
+            header.pop()
+        if not names_a_field(header) and not (len(filled) > 1 and names_a_field(filled[1][1])):
+            # An instructions or code-list sheet beside the template (authorities add them): no
+            # column of ours in its first rows, so nothing of it could be a template with a typo.
+            other_sheets += 1
+            continue
+        table = detect_table(header, file, sheet.title, next_row=filled[1][1] if len(filled) > 1 else None)
+        dated = _date_positions(table, header)
+        rows = [
+            (number, [_serial_date(values[i], book.epoch) if i in dated else c for i, c in enumerate(cells[: len(header)])])
+            for number, cells, values in filled[1:]
+        ]
+        if not rows:
+            raise InputFileError(Violation(file, None, None, "header only: no data rows", table, sheet.title))
+        tables.append(_frame(table, header, rows, file, sheet.title))
     if not tables:
         rule = "no sheet with a template header" if other_sheets else "empty workbook"
         raise InputFileError(Violation(file, None, None, rule))

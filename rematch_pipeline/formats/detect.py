@@ -26,10 +26,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from rematch_pipeline.formats.canonical import ParsedTable, read_canonical, read_canonical_records
+from rematch_pipeline.formats.canonical import ParsedTable, read_canonical_records, read_template_book
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.kobo import is_central_header, is_kobo_header, read_kobo_records, read_kobo_xlsx, xlsx_headers
-from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_records, read_limesurvey_vv, read_limesurvey_xlsx, vv_records
+from rematch_pipeline.formats.kobo import book_headers, is_central_header, is_kobo_header, read_kobo_book, read_kobo_records, xlsx_headers
+from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_book, read_limesurvey_records, read_limesurvey_vv, vv_records
 from rematch_pipeline.formats.limits import (
     CsvRecords,
     check_file_size,
@@ -39,6 +39,7 @@ from rematch_pipeline.formats.limits import (
     csv_records,
     is_csv_member,
 )
+from rematch_pipeline.formats.workbook import Workbook, read_workbook
 
 # Formats read_export can tell apart (also what `detect_format` returns).
 FORMATS: tuple[str, ...] = (
@@ -147,16 +148,21 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
     file = path.name
     container = _guard(data, file)
     if container == "xlsx":
-        fmt = _xlsx_format(xlsx_headers(data))
-        if fmt == "kobo-xlsx":
-            return read_kobo_xlsx(data, file)
-        if fmt == "limesurvey-xlsx":
-            return read_limesurvey_xlsx(data, file)
-        return read_canonical(path, data)
+        # One reading of the workbook for detection and tables (the sheets are parsed once).
+        return read_workbook(data, file, lambda book: _read_xlsx(book, file))
     if container == "zip":
         return _read_csv_zip(data, file)
     # Tokenising once enforces the row limit for every CSV, the canonical one included.
     return _read_csv(csv_records(data, file), file)
+
+
+def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:
+    fmt = _xlsx_format(book_headers(book))
+    if fmt == "kobo-xlsx":
+        return read_kobo_book(book, file)
+    if fmt == "limesurvey-xlsx":
+        return read_limesurvey_book(book, file)
+    return read_template_book(book, file)
 
 
 def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:

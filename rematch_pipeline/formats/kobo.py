@@ -38,11 +38,9 @@ data silently.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from rematch_pipeline.formats.canonical import (
     OTHER_SHEETS,
@@ -56,10 +54,8 @@ from rematch_pipeline.formats.canonical import (
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
+from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook
 from rematch_pipeline.schemas.contract import TABLES, Kind
-
-if TYPE_CHECKING:
-    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 # Columns only Kobo writes; one of them marks a file as a Kobo export.
 KOBO_MARKERS: frozenset[str] = frozenset(
@@ -477,7 +473,7 @@ def _xlsx_text(value: object) -> str | None:
     return str(value)
 
 
-def sheet_rows(sheet: ReadOnlyWorksheet, file: str) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
+def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
     """(header row number, header, non-empty data rows) of a worksheet, under the row limit.
 
     Row numbers are the sheet's; cells are text (a whole float without its ``.0``, a date at
@@ -486,7 +482,7 @@ def sheet_rows(sheet: ReadOnlyWorksheet, file: str) -> tuple[int, list[str], lis
     header: list[str] | None = None
     header_row = 0
     rows: list[tuple[int, list[str | None]]] = []
-    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+    for number, values in enumerate(sheet.rows(), start=1):
         cells = [_xlsx_text(v) for v in values]
         if not any(c is not None and c.strip() for c in cells):
             continue
@@ -501,63 +497,58 @@ def sheet_rows(sheet: ReadOnlyWorksheet, file: str) -> tuple[int, list[str], lis
     return header_row, header or [], rows
 
 
+def book_headers(book: Workbook) -> list[list[str]]:
+    """The first non-empty row (within the first 20) of every sheet of a workbook, for format detection."""
+    headers = []
+    for sheet in book.sheets:
+        for values in sheet.rows(max_row=20):
+            cells = [(_xlsx_text(v) or "").strip() for v in values]
+            if any(cells):
+                headers.append(cells)
+                break
+    return headers
+
+
 def xlsx_headers(data: bytes) -> list[list[str]]:
     """The first non-empty row of every sheet (for format detection); unreadable → []."""
-    from openpyxl import load_workbook
-
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception:  # noqa: BLE001 - the chosen reader reports a broken workbook
+        return read_workbook(data, "", book_headers)
+    except InputFileError:  # the chosen reader reports a broken workbook
         return []
-    headers = []
-    try:
-        for sheet in book.worksheets:
-            for values in sheet.iter_rows(max_row=20, values_only=True):
-                cells = [(_xlsx_text(v) or "").strip() for v in values]
-                if any(cells):
-                    headers.append(cells)
-                    break
-    finally:
-        book.close()
-    return headers
 
 
 def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     """Read a Kobo XLSX export: the main sheet and the ``members`` repeat sheet joined to it."""
-    from openpyxl import load_workbook
+    return read_workbook(data, file, lambda book: read_kobo_book(book, file))
 
-    try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for broken zips
-        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+
+def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
+    """The canonical tables of a Kobo XLSX export already opened (read_kobo_xlsx)."""
     mains: list[tuple[str, _Read]] = []
     repeats: list[tuple[str, _Layout, _Read, list[tuple[int, list[str | None]]]]] = []
     other_sheets = 0
-    try:
-        for sheet in book.worksheets:
-            header_row, header, rows = sheet_rows(sheet, file)
-            if not header:
-                continue
-            if not is_kobo_header(header) and not names_a_field(header) and not (rows and names_a_field([c or "" for c in rows[0][1]])):
-                # A notes sheet or pivot added in Excel (as beside a template): every sheet Kobo writes has its metadata columns.
-                other_sheets += 1
-                continue
-            if header_row != 1:
-                # Row numbers of errors must match the sheet; Kobo always starts at row 1.
-                raise InputFileError(Violation(file, header_row, None, "kobo: header is not in row 1", sheet=sheet.title))
-            header, rows = names_from_labels(header, rows)
-            layout = _layout(header, file, sheet.title)
-            _check_layout(layout, file, sheet.title)
-            rows = _skip_hxl(rows)
-            read = _read_rows(layout, rows, file, sheet.title)
-            if layout.table == REPEAT_TABLE:
-                repeats.append((sheet.title, layout, read, rows))
-            else:
-                if not rows:
-                    raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table, sheet.title))
-                mains.append((sheet.title, read))
-    finally:
-        book.close()
+    for sheet in book.sheets:
+        header_row, header, rows = sheet_rows(sheet, file)
+        if not header:
+            continue
+        if not is_kobo_header(header) and not names_a_field(header) and not (rows and names_a_field([c or "" for c in rows[0][1]])):
+            # A notes sheet or pivot added in Excel (as beside a template): every sheet Kobo writes has its metadata columns.
+            other_sheets += 1
+            continue
+        if header_row != 1:
+            # Row numbers of errors must match the sheet; Kobo always starts at row 1.
+            raise InputFileError(Violation(file, header_row, None, "kobo: header is not in row 1", sheet=sheet.title))
+        header, rows = names_from_labels(header, rows)
+        layout = _layout(header, file, sheet.title)
+        _check_layout(layout, file, sheet.title)
+        rows = _skip_hxl(rows)
+        read = _read_rows(layout, rows, file, sheet.title)
+        if layout.table == REPEAT_TABLE:
+            repeats.append((sheet.title, layout, read, rows))
+        else:
+            if not rows:
+                raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table, sheet.title))
+            mains.append((sheet.title, read))
     if len(mains) > 1 or len(repeats) > 1:
         raise InputFileError(Violation(file, None, None, "kobo: more than one main or repeat sheet (nested repeats?)"))
     if not mains and not repeats:

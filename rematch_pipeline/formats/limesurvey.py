@@ -32,7 +32,6 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from rematch_pipeline.formats.limesurvey_texts import (
     flat_text,
 )
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
+from rematch_pipeline.formats.workbook import Workbook, read_workbook
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_PREFIX,
@@ -602,22 +602,18 @@ def read_limesurvey_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     the same headings and answers as the CSV; numbers are number cells (``3.0000000000`` is 3),
     other answers text. Errors and the tables name the sheet.
     """
-    from openpyxl import load_workbook
+    return read_workbook(data, file, lambda book: read_limesurvey_book(book, file))
 
-    try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for broken zips
-        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
-    try:
-        for sheet in book.worksheets:
-            _, header, rows = sheet_rows(sheet, file)
-            if header and is_limesurvey_header(header):
-                title = sheet.title
-                break
-        else:
-            raise InputFileError(Violation(file, None, None, "limesurvey: no sheet with a LimeSurvey header"))
-    finally:
-        book.close()
+
+def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
+    """The canonical tables of a LimeSurvey "Microsoft Excel" export already opened (read_limesurvey_xlsx)."""
+    for sheet in book.sheets:
+        _, header, rows = sheet_rows(sheet, file)
+        if header and is_limesurvey_header(header):
+            title = sheet.title
+            break
+    else:
+        raise InputFileError(Violation(file, None, None, "limesurvey: no sheet with a LimeSurvey header"))
     records = CsvRecords(header, [(number, [c or "" for c in cells]) for number, cells in rows], "")
     try:
         tables = read_limesurvey_records(records, file)

@@ -1,0 +1,249 @@
+"""Cell values of an XLSX workbook for the readers (Kobo, LimeSurvey, templates): openpyxl's, read fast.
+
+The readers were written against openpyxl's read-only mode (``data_only``, ``values_only``): a
+row is a tuple from column A, a cell is None, str, int, float, bool, a datetime/date/time/timedelta
+(number cells with a date or duration format) or an error's text (``#REF!``). That stays the one
+model of a cell. openpyxl parses in Python, though: a national Kobo export (50,000 households, 6 M
+cells) took 51 s to ingest, nearly all of it there. calamine (Rust, ``python-calamine``) reads the same
+workbook about ten times faster, but gives some cells differently:
+
+- error cells (``t="e"``) as empty, and ISO 8601 date cells (``t="d"``) as dates;
+- ``_xHHHH_`` escapes decoded (openpyxl keeps them as written, ``_x000D_``);
+- the text of a ``<t>`` without ``xml:space="preserve"`` trimmed at both ends;
+- an integer of more than 15 digits as a float (openpyxl: the exact int), a number cell holding
+  something else than a number (`` 5``) as text;
+- numbers with a date or duration format as dates by its own rules (type, rounding, which formats);
+- empty cells as ``""``; cells beyond a sheet's ``<dimension>`` (openpyxl's read-only mode stops there).
+
+So a workbook is read by calamine only where that gives openpyxl's values exactly: openpyxl opens the
+workbook without its shared strings (sheets, date system, which styles are dates: its own rules, so a
+workbook it refuses is refused with the same error), the parts holding cell values are searched for
+the shapes above (regular expressions over the inflated XML, a fraction of calamine's time), and
+calamine's empty ``""`` become None. A date or duration calamine reports anyway stops it and the
+workbook is read again by openpyxl. Everything else (a workbook with error cells, dates, escapes …)
+is read by openpyxl as before. ``REMATCH_XLSX_READER=openpyxl`` reads every workbook with openpyxl.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from rematch_pipeline.formats.errors import InputFileError, Violation
+
+if TYPE_CHECKING:
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+    from python_calamine import CalamineSheet, CalamineWorkbook
+
+T = TypeVar("T")
+
+ENV_XLSX_READER = "REMATCH_XLSX_READER"
+READERS: tuple[str, ...] = ("calamine", "openpyxl")
+
+# The spreadsheet namespace, bound as the default one (then every cell and text element is unprefixed).
+_MAIN_NAMESPACE = re.compile(rb"""xmlns\s*=\s*["']http://schemas\.openxmlformats\.org/spreadsheetml/2006/main["']""")
+_PREFIXED_MAIN_NAMESPACE = re.compile(rb"""xmlns:[\w.-]+\s*=\s*["']http://schemas\.openxmlformats\.org/spreadsheetml/2006/main["']""")
+# Error cells (calamine: empty) and ISO 8601 date cells (calamine: dates).
+_ERROR_OR_DATE_CELL = re.compile(rb"""t\s*=\s*["'][ed]["']""")
+_ESCAPE = re.compile(rb"_x[0-9A-Fa-f]{4}_")
+# Text that starts or ends with XML whitespace or a character reference (calamine trims it unless preserved).
+_EDGED_TEXT = re.compile(rb"<t(\s[^>]*)?>(?:[ \t\r\n&]|[^<]*[ \t\r\n;]</t>)")
+_PRESERVED = re.compile(rb"""xml:space\s*=\s*["']preserve["']""")
+# A cell value both read as the same number with the same text: an int of at most 15 digits (exact as a
+# float), or a decimal or exponent notation (both parse it to the nearest float).
+_PLAIN_NUMBER = rb"-?(?:\d{1,15}|\d*\.\d+(?:[eE][-+]?\d+)?|\d+\.?\d*[eE][-+]?\d+)"
+_OTHER_VALUE = re.compile(rb"<v>(?!\d{1,15}</v>)(?!" + _PLAIN_NUMBER + rb"</v>)")
+_STRING_FORMULA = re.compile(rb"""\st\s*=\s*["']str["']""")
+_DATE_TYPES = frozenset({dt.datetime, dt.date, dt.time, dt.timedelta})
+_SHARED_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+
+
+class SheetValues(Protocol):
+    """One worksheet's rows of cell values, as openpyxl's read-only mode gives them."""
+
+    title: str
+
+    def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
+        """The rows from row 1 (empty rows included, as tuples of None), up to max_row."""
+        ...
+
+
+@dataclass
+class Workbook:
+    """The worksheets of a workbook (chart sheets left out), in its order, and its date system."""
+
+    sheets: list[SheetValues]
+    epoch: dt.datetime
+    reader: str  # "calamine" or "openpyxl": which one gives the values
+
+
+class _NotOpenpyxlValues(Exception):
+    """calamine met a cell it would give otherwise than openpyxl: the workbook is read again by openpyxl."""
+
+
+def read_workbook(data: bytes, file: str, read: Callable[[Workbook], T]) -> T:
+    """What ``read`` makes of the workbook's cell values (openpyxl's, read by calamine where exact).
+
+    ``read`` may be called twice (once with calamine's values, then with openpyxl's when calamine
+    meets a cell it gives otherwise); it must have no effect beyond its result.
+
+    Raises:
+        InputFileError: openpyxl cannot open the workbook (``xlsx: cannot open workbook (<error>)``).
+    """
+    if os.environ.get(ENV_XLSX_READER, READERS[0]).strip().lower() != "openpyxl":
+        book = _calamine_workbook(data)
+        if book is not None:
+            try:
+                return read(book)
+            except _NotOpenpyxlValues:
+                pass
+            finally:
+                book.close()
+    return _with_openpyxl(data, file, read)
+
+
+def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T]) -> T:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for broken zips
+        raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+    try:
+        return read(Workbook([_OpenpyxlSheet(s) for s in book.worksheets], book.epoch, "openpyxl"))
+    finally:
+        book.close()
+
+
+class _OpenpyxlSheet:
+    def __init__(self, sheet: ReadOnlyWorksheet) -> None:
+        self.sheet = sheet
+        self.title: str = sheet.title
+
+    def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
+        """The sheet's rows as openpyxl's read-only mode gives them."""
+        return self.sheet.iter_rows(max_row=max_row, values_only=True)  # type: ignore[no-any-return]
+
+
+@dataclass
+class _CalamineBook(Workbook):
+    source: CalamineWorkbook | None = None
+
+    def close(self) -> None:
+        """Release calamine's workbook."""
+        if self.source is not None:
+            self.source.close()
+
+
+@dataclass
+class _CalamineSheet:
+    book: CalamineWorkbook
+    title: str
+    max_row: int | None  # openpyxl's bounds: the sheet's <dimension>, if it has one
+    max_column: int | None
+    _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
+
+    def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
+        """The sheet's rows, each value as openpyxl gives it (raises _NotOpenpyxlValues where calamine cannot)."""
+        try:
+            sheet = self._parsed if self._parsed is not None else self.book.get_sheet_by_name(self.title)
+            end = sheet.end
+        except Exception as exc:  # noqa: BLE001 - any failure of calamine's: openpyxl decides
+            raise _NotOpenpyxlValues from exc
+        # A full read drops the parsed sheet once done; a partial one (format detection) keeps it for the full one.
+        self._parsed = sheet if max_row is not None else None
+        if end is None:
+            return
+        left = sheet.start[1]
+        if (self.max_row is not None and end[0] + 1 > self.max_row) or (self.max_column is not None and end[1] + 1 > self.max_column):
+            # openpyxl's read-only mode stops at the <dimension>; only a sheet that understates it differs.
+            raise _NotOpenpyxlValues
+        pad = (None,) * left
+        number = 0
+        # iter_rows gives the rows from the first (empty ones for those above the data), cells from the data's first column.
+        for number, row in enumerate(sheet.iter_rows(), start=1):
+            if max_row is not None and number > max_row:
+                return
+            if not _DATE_TYPES.isdisjoint(map(type, row)):
+                raise _NotOpenpyxlValues
+            yield (*pad, *[None if v == "" else v for v in row])
+        if number != end[0] + 1:
+            raise _NotOpenpyxlValues
+
+
+def _calamine_workbook(data: bytes) -> _CalamineBook | None:
+    """The workbook read by calamine, or None where openpyxl has to read it (see the module's docstring)."""
+    import python_calamine
+
+    try:
+        reader = _openpyxl_without_strings(data)
+    except Exception:  # noqa: BLE001 - openpyxl will say what is wrong
+        return None
+    try:
+        worksheets = reader.wb.worksheets
+        parts = [ws._worksheet_path for ws in worksheets]  # noqa: SLF001 - openpyxl's own part names
+        strings = reader.package.find(_SHARED_STRINGS_TYPE)
+        if strings is not None:
+            if strings.PartName[1:] not in reader.valid_files:
+                return None
+            parts.append(strings.PartName[1:])
+        parts += [n for n in reader.valid_files if n.lower().endswith("sharedstrings.xml") and n not in parts]
+        dated = set(reader.wb._date_formats) | set(reader.wb._timedelta_formats)  # noqa: SLF001
+        if not all(_plain_values(reader.archive.read(part), dated) for part in parts):
+            return None
+        epoch = reader.wb.epoch
+        bounds = [(ws.title, ws.max_row, ws.max_column) for ws in worksheets]
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        reader.archive.close()
+    try:
+        book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+        names = [m.name for m in book.sheets_metadata if m.typ == python_calamine.SheetTypeEnum.WorkSheet]
+    except Exception:  # noqa: BLE001 - openpyxl will say what is wrong
+        return None
+    if names != [title for title, _, _ in bounds]:
+        book.close()
+        return None
+    sheets: list[SheetValues] = [_CalamineSheet(book, title, max_row, max_column) for title, max_row, max_column in bounds]
+    return _CalamineBook(sheets, epoch, "calamine", book)
+
+
+def _openpyxl_without_strings(data: bytes) -> ExcelReader:
+    """openpyxl's load_workbook (read-only, data only) without reading the shared strings: the
+    workbook's sheets, date system and date styles by openpyxl's rules, in milliseconds."""
+    from openpyxl.reader.excel import ExcelReader
+
+    reader = ExcelReader(io.BytesIO(data), read_only=True, data_only=True)
+    reader.read_strings = lambda: None  # type: ignore[method-assign] - the one expensive part; calamine reads them
+    reader.read()
+    return reader
+
+
+def _plain_values(xml: bytes, dated: set[int]) -> bool:
+    """Whether calamine gives every cell value of this part (a worksheet or the shared strings) as openpyxl does."""
+    head = xml[:4096]
+    if not _MAIN_NAMESPACE.search(head) or _PREFIXED_MAIN_NAMESPACE.search(xml):
+        return False
+    # <! : a comment, CDATA or DTD; <v with attributes: a value the searches below do not see.
+    if b"<!" in xml or b"<v " in xml or _ERROR_OR_DATE_CELL.search(xml) or _ESCAPE.search(xml):
+        return False
+    for match in _EDGED_TEXT.finditer(xml):
+        if not _PRESERVED.search(match.group(1) or b""):
+            return False
+    for match in _OTHER_VALUE.finditer(xml):
+        # Only a formula's text result (t="str") holds other values than numbers and string indexes.
+        start = xml.rfind(b"<c", 0, match.start())
+        if start < 0 or not _STRING_FORMULA.search(xml, start, xml.index(b">", start)):
+            return False
+    if dated:
+        styles = b"|".join(str(i).encode() for i in sorted(dated))
+        if re.search(rb"""s\s*=\s*["'](?:""" + styles + rb""")["']""", xml):
+            return False
+    return True
