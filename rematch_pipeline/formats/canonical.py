@@ -216,6 +216,8 @@ def read_canonical_records(records: CsvRecords, file: str) -> list[ParsedTable]:
 
 
 def _cell_text(value: object) -> str:
+    if type(value) is str:  # most cells, first by exact type
+        return value  # type: ignore[return-value]
     if value is None:
         return ""
     if isinstance(value, bool):

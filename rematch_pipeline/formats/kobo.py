@@ -53,7 +53,7 @@ from rematch_pipeline.formats.canonical import (
 )
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo_labels import names_from_labels
-from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records
+from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records, max_rows
 from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook
 from rematch_pipeline.schemas.contract import TABLES, Kind
 
@@ -459,8 +459,11 @@ def read_kobo_csv(data: bytes, file: str) -> list[ParsedTable]:
 
 
 def _xlsx_text(value: object) -> str | None:
-    if value is None:
-        return None
+    # The common cells first, by exact type (6 M cells in a national export): text, empty, numbers (1/0 options).
+    if value is None or type(value) is str:
+        return value  # type: ignore[return-value]
+    if type(value) is float:
+        return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -482,6 +485,7 @@ def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tupl
     header: list[str] | None = None
     header_row = 0
     rows: list[tuple[int, list[str | None]]] = []
+    limit: int | None = None  # the row limit, read once at the first data row rather than per row
     for number, values in enumerate(sheet.rows(), start=1):
         cells = [_xlsx_text(v) for v in values]
         if not any(c is not None and c.strip() for c in cells):
@@ -493,7 +497,9 @@ def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tupl
             header_row = number
             continue
         rows.append((number, cells))
-        check_row_count(len(rows), file, number, sheet.title)
+        limit = max_rows() if limit is None else limit
+        if len(rows) > limit:
+            check_row_count(len(rows), file, number, sheet.title)
     return header_row, header or [], rows
 
 
