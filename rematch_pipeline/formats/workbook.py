@@ -13,7 +13,10 @@ workbook about ten times faster, but gives some cells differently:
 - an integer of more than 15 digits as a float (openpyxl: the exact int), a number cell holding
   something else than a number (`` 5``) as text;
 - numbers with a date or duration format as dates by its own rules (type, rounding, which formats);
-- empty cells as ``""``; cells beyond a sheet's ``<dimension>`` (openpyxl's read-only mode stops there).
+- empty cells as ``""``.
+
+Both read cells beyond a sheet's ``<dimension>`` (openpyxl after ``reset_dimensions``): a writer that
+understates it would otherwise lose rows without a word.
 
 So a workbook is read by calamine only where that gives openpyxl's values exactly: openpyxl opens the
 workbook without its shared strings (sheets, date system, which styles are dates: its own rules, so a
@@ -127,7 +130,9 @@ class _OpenpyxlSheet:
         self.title: str = sheet.title
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
-        """The sheet's rows as openpyxl's read-only mode gives them."""
+        """The sheet's rows as openpyxl's read-only mode gives them, past the sheet's <dimension> too."""
+        # Read-only mode stops at the <dimension> the writer declared: one that understates it lost rows silently.
+        self.sheet.reset_dimensions()
         return self.sheet.iter_rows(max_row=max_row, values_only=True)  # type: ignore[no-any-return]
 
 
@@ -161,9 +166,6 @@ class _CalamineSheet:
         if end is None:
             return
         left = sheet.start[1]
-        if (self.max_row is not None and end[0] + 1 > self.max_row) or (self.max_column is not None and end[1] + 1 > self.max_column):
-            # openpyxl's read-only mode stops at the <dimension>; only a sheet that understates it differs.
-            raise _NotOpenpyxlValues
         pad = (None,) * left
         number = 0
         # iter_rows gives the rows from the first (empty ones for those above the data), cells from the data's first column.

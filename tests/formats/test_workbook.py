@@ -165,15 +165,27 @@ def _variants(tmp_path: Path) -> dict[str, bytes]:
         "integer of 17 digits": _with_cell(households, "xl/worksheets/sheet1.xml", phone, '<c r="{ref}"><v>49151234567890123</v></c>'),
         "number cell with spaces": _with_cell(households, members, born, '<c r="{ref}"><v> 33000</v></c>'),
         "CDATA": _with_cell(households, members, name, '<c r="{ref}" t="inlineStr"><is><t><![CDATA[ Olha ]]></t></is></c>'),
-        "understated dimension": _rewrite(
-            households, lambda n, c: re.sub(rb'<dimension ref="A1:([A-Z]+)\d+"/>', rb'<dimension ref="A1:\g<1>4"/>', c) if n == members else c
-        ),
         "date cells (Excel)": _households_excel_dates(),
         "1904 date system with date cells": _rewrite(
             _households_excel_dates(), lambda n, c: c.replace(b"<workbookPr", b'<workbookPr date1904="1"') if n == "xl/workbook.xml" else c
         ),
         "shared string escape (Kobo)": _rewrite(kpi, lambda n, c: c.replace(b"<t>UA-HH-0001</t>", b"<t>UA-HH_x002D_0001</t>") if n == "xl/sharedStrings.xml" else c),
     }
+
+
+def test_a_sheet_that_understates_its_dimension_loses_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that declares <dimension ref="A1:R4"/> over 30 rows: openpyxl's read-only mode stopped at row 4
+    and the other members were lost without a word. Both readers now read every row."""
+    _, households = _templates(tmp_path)
+    members = "xl/worksheets/sheet2.xml"
+    understated = _rewrite(
+        households, lambda n, c: re.sub(rb'<dimension ref="A1:([A-Z]+)\d+"/>', rb'<dimension ref="A1:\g<1>4"/>', c) if n == members else c
+    )
+    assert understated != households
+    whole = _outcome(households, "households.xlsx")
+    assert _same(_outcome(understated, "households.xlsx"), whole)
+    monkeypatch.setenv(ENV_XLSX_READER, "openpyxl")
+    assert _same(_outcome(understated, "households.xlsx"), whole)
 
 
 def test_cells_calamine_gives_otherwise_are_read_by_openpyxl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
