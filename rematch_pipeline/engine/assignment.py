@@ -7,7 +7,8 @@ resource sum of usage <= capacity; per place with a minimum: persons 0 or >= min
 Objectives are solved lexicographically with OR-Tools pywraplp (SCIP by default):
 1) max persons placed, 2) max total score with persons >= stage-1 value (plus a tiny
 deterministic tie-break), or for "maximin" 2) max the minimum per-household score of
-placed units, 3) max total score keeping both. Rounds with more than
+placed units (bisection over score thresholds on the persons model, _maximin_stage),
+3) max total score keeping both. Rounds with more than
 SolverParams.max_model_pairs usable pairs go to large_scale.py (Lagrangian prices and
 bound over all pairs, greedy and local moves, exact MIP on close calls). See docs/scoring.md.
 """
@@ -32,6 +33,7 @@ from rematch_pipeline.engine._common import (
     require_columns,
     require_unique,
 )
+from rematch_pipeline.engine.lp import solve_lp
 
 Backend = Literal["scip", "cbc", "highs", "cp_sat"]
 Objective = Literal["lexicographic", "maximin"]
@@ -814,11 +816,15 @@ class _Budget:
         self._wall = 0.0
         self._cpu = 0.0
 
-    def seconds(self, share: float, *, first: bool = False, last: bool = False) -> float | None:
+    def seconds(
+        self, share: float, *, first: bool = False, last: bool = False, until: float | None = None
+    ) -> float | None:
         """The solver's limit for the next stage: share of the wall-clock time left (the
-        last stage: less the reserve), in the solver's own clock; None when too little is
-        left to begin a stage (the first stage always runs: without it there is no answer)."""
-        left = self.deadline - time.perf_counter() - (self.reserve if last else 0.0)
+        last stage: less the reserve; until: before that perf_counter time, if earlier), in
+        the solver's own clock; None when too little is left to begin a stage (the first
+        stage always runs: without it there is no answer)."""
+        end = self.deadline if until is None else min(self.deadline, until)
+        left = end - time.perf_counter() - (self.reserve if last else 0.0)
         if left < MIN_STAGE_SECONDS and not first:
             return None
         seconds = max(0.05, left * share)
@@ -833,14 +839,17 @@ class _Budget:
         first: bool = False,
         last: bool = False,
         witness: np.ndarray | None = None,
+        until: float | None = None,
+        params: SolverParams | None = None,
     ) -> tuple[str, np.ndarray | None, float, float, float]:
-        """One stage within the budget: (status, values or None, objective, bound, wall
-        seconds); a stage without time to begin is "not_solved" after 0 s."""
-        limit = self.seconds(share, first=first, last=last)
+        """One stage within the budget (params: the budget's, unless given, for a stage's
+        own gap): (status, values or None, objective, bound, wall seconds); a stage without
+        time to begin is "not_solved" after 0 s."""
+        limit = self.seconds(share, first=first, last=last, until=until)
         if limit is None:
             return "not_solved", None, float("nan"), float("nan"), 0.0
         wall, cpu = time.perf_counter(), time.thread_time()
-        status, values, obj, bound, secs, _ = _solve_stage(model, self.params, limit, hint, witness=witness)
+        status, values, obj, bound, secs, _ = _solve_stage(model, params or self.params, limit, hint, witness=witness)
         self._wall += time.perf_counter() - wall
         self._cpu += time.thread_time() - cpu
         if self._wall > 0.5:  # shorter stages say little about the machine's load
@@ -856,7 +865,10 @@ def _solve_direct(
     to the solver as its first solution."""
     start = time.perf_counter()
     maximin = params.objective == "maximin"
-    model = _build_model(problem, maximin)
+    # Maximin too is solved on the persons model: its lowest score by thresholds on the pairs
+    # (_maximin_stage), not by a variable T and big-M rows, which CBC could not solve at 600
+    # households (docs/decisions.md, "Maximin by thresholds").
+    model = _build_model(problem, maximin=False)
     n_vars = len(model.proto.variable)
     budget = _Budget(start, params)
     stages: list[StageReport] = []
@@ -893,18 +905,10 @@ def _solve_direct(
     current = values
 
     if maximin:
-        _set_objective(model, {model.t_var: 1.0})
-        status, values, obj, bound, secs = budget.solve(model, 0.5, current)
-        stages.append(StageReport("min_score", status, obj, bound, _gap(obj, bound), secs))
-        if values is not None:
-            current = values
-            model.proto.constraint[model.score_row].lower_bound = obj - KEEP_TOLERANCE
-        else:
-            # Keep what stage 1's solution achieves so the final stage stays feasible.
-            model.proto.constraint[model.score_row].lower_bound = _min_score(model, current) - KEEP_TOLERANCE
-        # Stage 3 uses the T achieved by current solution as hint value.
-        current = current.copy()
-        current[model.t_var] = _min_score(model, current)
+        report, current = _maximin_stage(model, problem, budget, current, persons_best, 0.5)
+        stages.append(report)
+        # Keep the lowest score reached: pairs of households below it are dropped.
+        _drop_below(model, _min_score(model, current))
 
     coefs = model.score + (_tie_break(model) if params.tie_break else 0.0)
     _set_objective(model, coefs)
@@ -945,6 +949,85 @@ def _solve_direct(
         reproducible=finished,
         bound_reproducible=finished,
     )
+
+
+def _drop_below(model: _Model, threshold: float) -> None:
+    """Fix to 0 the pairs whose per-household score is below threshold (all others free;
+    locked pairs keep their lower bound 1)."""
+    below = model.household_score < threshold - KEEP_TOLERANCE
+    for v, drop in zip(model.proto.variable, below.tolist(), strict=False):
+        v.upper_bound = 0.0 if drop else 1.0
+
+
+def _maximin_stage(
+    model: _Model,
+    problem: AssignmentProblem,
+    budget: _Budget,
+    current: np.ndarray,
+    persons_best: int,
+    share: float,
+) -> tuple[StageReport, np.ndarray]:
+    """The highest threshold t such that persons_best persons can be placed with every
+    placed unit's per-household score >= t, by bisection over the distinct scores on the
+    persons stage's own model (CBC could not solve one with a threshold variable and big-M
+    rows at 600 households) with the pairs below t fixed to 0. A probe of t: the LP
+    relaxation placing fewer persons proves t out of reach in a fraction of a MIP's time;
+    else a MIP maximises the persons placed (gap 0; hinted with the last answer less its
+    units below t), which reaches t when it places persons_best and proves it out of reach
+    when its bound is below. A probe the time limit cuts counts as out of reach for the
+    answer, not for the bound. share of the time left goes to the stage. Returns the stage
+    report (value: lowest score reached; bound: highest score not proven out of reach) and
+    the assignment."""
+    start = time.perf_counter()
+    stage_end = start + max(0.0, budget.deadline - start) * share
+    reached = _min_score(model, current)
+    if persons_best <= 0:  # nothing placed: no household below any threshold
+        return StageReport("min_score", "optimal", reached, reached, 0.0, 0.0), current
+    levels = np.unique(model.household_score)
+    levels = levels[levels > reached + KEEP_TOLERANCE]
+    lo, hi, proven = -1, levels.size, levels.size  # levels[proven] and above: proven out of reach
+    persons_row = model.proto.constraint[model.persons_row]
+    persons_row.lower_bound = -np.inf  # the probes' persons, proven short or not, decide
+    _set_objective(model, model.persons)
+    exact = dataclasses.replace(budget.params, relative_gap=0.0)  # a bound just above the target decides nothing
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        threshold = float(levels[mid])
+        _drop_below(model, threshold)
+        x = np.round(current[: model.n_x]) > 0.5
+        place_of = np.full(problem.n_units, -1, dtype=np.int64)
+        keep = x & (model.household_score >= threshold - KEEP_TOLERANCE)
+        place_of[model.unit[keep]] = model.place[keep]
+        left = stage_end - time.perf_counter()
+        if left < MIN_STAGE_SECONDS:
+            break
+        # The LP first: the usual answer for thresholds well above the optimum.
+        lp = solve_lp(model.proto, max(MIN_STAGE_SECONDS, left / 4))
+        if lp is not None and lp.value < persons_best - KEEP_TOLERANCE:
+            hi = proven = mid
+            continue
+        # A MIP gets 1/steps of what is left, steps being the bisection steps to go but at
+        # most 3: a probe the time cuts sends the search lower, where probes are easier.
+        steps = min(3, max(1, int(np.ceil(np.log2(hi - lo)))))
+        status, values, obj, bound, secs = budget.solve(
+            model, 1.0 / steps, _hint(model, problem, place_of), until=stage_end, params=exact
+        )
+        if values is not None and obj >= persons_best - KEEP_TOLERANCE:
+            current = values
+            lo = int(np.searchsorted(levels, _min_score(model, current) + KEEP_TOLERANCE)) - 1
+        elif status == "infeasible" or (values is not None and np.floor(bound + KEEP_TOLERANCE) < persons_best):
+            hi = proven = mid
+        elif secs == 0.0:
+            break  # no time left to begin a probe
+        else:
+            hi = mid  # undecided: not reached, not proven out of reach either
+    _drop_below(model, -np.inf)
+    persons_row.lower_bound = float(persons_best)
+    reached = _min_score(model, current)
+    bound = max(float(levels[proven - 1]) if proven > 0 else reached, reached)
+    status = "optimal" if bound <= reached + KEEP_TOLERANCE else "feasible"
+    secs = time.perf_counter() - start
+    return StageReport("min_score", status, reached, bound, _gap(reached, bound), secs), current
 
 
 def _finished(stages: list[StageReport]) -> bool:

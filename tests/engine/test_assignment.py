@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from rematch_pipeline.engine.assignment import (
     SolverParams,
     _Budget,
     _build_model,
+    _drop_below,
     _set_objective,
     _solve_stage,
     build_problem,
@@ -29,6 +31,7 @@ from rematch_pipeline.engine.assignment import (
     solve,
 )
 from rematch_pipeline.engine.compatibility import candidate_pairs
+from rematch_pipeline.engine.lp import solve_lp
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 from tests.engine.builders import household, households_df, municipalities_df, municipality
@@ -411,3 +414,74 @@ def test_check_names_a_choice_that_is_no_candidate_pair() -> None:
     )
     assert check_assignment(problem, np.array([1, 0, -1])) == ["unit u0: 00002 is not a candidate pair"]
     assert check_assignment(problem, np.array([0, -1, -1])) == []
+
+
+def brute_force_maximin(problem: AssignmentProblem) -> tuple[int, float, float]:
+    """(persons, lowest per-household score, total score) of the maximin optimum, by trying
+    every assignment of a tiny problem."""
+    options = [[-1] + sorted(problem.pair_place[problem.pair_unit == u].tolist()) for u in range(problem.n_units)]
+    score = {(int(u), int(j)): float(s) for u, j, s in zip(problem.pair_unit, problem.pair_place, problem.pair_score, strict=True)}
+    best: tuple[int, float, float] = (0, 0.0, 0.0)
+    for choice in itertools.product(*options):
+        place_of = np.array(choice, dtype=np.int64)
+        if check_assignment(problem, place_of):
+            continue
+        placed = [(u, j) for u, j in enumerate(choice) if j >= 0]
+        persons = int(sum(problem.usage[u, problem.persons_index] for u, _ in placed))
+        lowest = min((score[u, j] / problem.unit_households[u] for u, j in placed), default=100.0)
+        total = sum(score[u, j] for u, j in placed)
+        best = max(best, (persons, round(lowest, 6), round(total, 6)))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_maximin_reaches_the_brute_force_optimum(seed: int) -> None:
+    # Persons first, then the lowest per-household score (linked groups: their mean), then the
+    # total, with minimum intakes and a second resource in the way.
+    rng = np.random.default_rng(seed)
+    units, places = 7, 3
+    pairs = [(u, j) for u in range(units) for j in range(places) if rng.random() < 0.7]
+    problem = AssignmentProblem(
+        unit_ids=[f"u{u}" for u in range(units)],
+        place_ids=[f"{j + 1:05d}" for j in range(places)],
+        resources=["persons", "rooms"],
+        usage=np.stack([rng.integers(1, 5, units), rng.integers(0, 3, units)], axis=1),
+        capacity=np.stack([rng.integers(3, 8, places), rng.integers(2, 5, places)], axis=1),
+        min_intake=np.array([0, 3, 0]),
+        pair_unit=np.array([u for u, _ in pairs]),
+        pair_place=np.array([j for _, j in pairs]),
+        pair_score=np.round(rng.uniform(10, 100, len(pairs)), 4),
+        unit_households=rng.integers(1, 3, units),
+    )
+    problem.pair_score = problem.pair_score * problem.unit_households[problem.pair_unit]
+    result = solve(problem, SolverParams(time_limit_seconds=20, relative_gap=0.0, objective="maximin"))
+    persons, lowest, total = brute_force_maximin(problem)
+    assert check_assignment(problem, result) == []
+    assert result.persons_placed == persons
+    assert result.min_unit_score == pytest.approx(lowest)
+    assert result.total_score == pytest.approx(total)
+    stage = {s.name: s for s in result.stages}["min_score"]
+    assert stage.status == "optimal" and stage.best_bound == pytest.approx(lowest)
+
+
+def test_maximin_proves_its_lowest_score_on_600_units() -> None:
+    # Before: a threshold variable with big-M rows, on which CBC ended the lowest-score stage
+    # with a 93 % gap; thresholds on the persons model prove it (LP: thresholds above it
+    # cannot place every person) and the whole solve keeps its limit.
+    problem = gap_round()
+    start = time.perf_counter()
+    result = solve(problem, SolverParams(time_limit_seconds=20, objective="maximin"))
+    assert time.perf_counter() - start <= 20 + TIME_LIMIT_TOLERANCE
+    stage = {s.name: s for s in result.stages}["min_score"]
+    assert result.persons_placed == int(problem.usage.sum()) and check_assignment(problem, result) == []
+    assert stage.status == "optimal" and stage.best_bound == pytest.approx(stage.objective_value)
+    assert result.min_unit_score == pytest.approx(stage.objective_value)
+    # No assignment placing everyone keeps every unit above it: the LP of the pairs at or above
+    # the next higher score already places fewer persons.
+    above = problem.pair_score > stage.objective_value + 1e-6
+    higher = float(problem.pair_score[above].min())
+    model = _build_model(problem, maximin=False)
+    _drop_below(model, higher)
+    _set_objective(model, model.persons)
+    lp = solve_lp(model.proto, 20.0)
+    assert lp is not None and lp.value < problem.usage.sum() - 1e-6
