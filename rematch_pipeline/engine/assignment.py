@@ -71,7 +71,7 @@ FAR_PERSONS_SHARE: float = 0.02
 FAR_SCORE_GAP: float = 0.05
 
 # Row kinds of the model, recorded so that duals can be mapped back (large_scale.py).
-ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_MAXIMIN, ROW_PERSONS, ROW_SCORE = range(7)
+ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_PERSONS = range(5)
 
 _STATUS: dict[int, str] = {
     pywraplp.Solver.OPTIMAL: "optimal",
@@ -501,8 +501,6 @@ class _Model:
     proto: linear_solver_pb2.MPModelProto
     n_x: int
     persons_row: int  # row: sum persons * x >= (stage-1 value)
-    score_row: int  # row: sum score * x >= (stage-2 value), maximin only
-    t_var: int  # maximin T variable or -1
     # Per constraint row: kind (ROW_*), place, resource, unit (-1 where not applicable).
     row_kind: np.ndarray
     row_place: np.ndarray
@@ -527,7 +525,7 @@ def _reduce(problem: AssignmentProblem) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
+def _build_model(problem: AssignmentProblem) -> _Model:
     """Encode the model once as an MPModelProto (fast bulk construction from numpy).
 
     Objective coefficients are set per stage; stage-keeping rows start unbounded.
@@ -560,10 +558,6 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
     y_of = {int(j): n_x + k for k, j in enumerate(min_places.tolist())}
     for _ in range(min_places.size):
         add_var(lower_bound=0.0, upper_bound=1.0, is_integer=True)
-    t_var = -1
-    if maximin:
-        t_var = n_x + min_places.size
-        add_var(lower_bound=0.0, upper_bound=SCORE_CEILING, is_integer=False)
 
     rows: list[tuple[int, int, int, int]] = []
     # Unit rows: at most / exactly one place.
@@ -608,31 +602,11 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
             ct.var_index.extend(members[nz].tolist())
             ct.coefficient.extend(coef[nz].astype(float).tolist())
 
-    if maximin:
-        # T <= s_p/h_u * x_p summed over the unit's pairs + 100 * (1 - sum x_p):
-        # binds only for placed units (at most one x_p of a unit is 1).
-        for u in range(problem.n_units):
-            members = u_order[u_starts[u] : u_starts[u + 1]]
-            if members.size == 0:
-                continue
-            rows.append((ROW_MAXIMIN, -1, -1, u))
-            ct = m.constraint.add(lower_bound=-np.inf, upper_bound=SCORE_CEILING)
-            ct.var_index.extend([*members.tolist(), t_var])
-            coefs = SCORE_CEILING - score[members] / hh[members]
-            ct.coefficient.extend([*coefs.tolist(), 1.0])
-
     persons_row = len(m.constraint)
     rows.append((ROW_PERSONS, -1, pi, -1))
     ct = m.constraint.add(lower_bound=-np.inf, upper_bound=np.inf)
     ct.var_index.extend(range(n_x))
     ct.coefficient.extend(persons.tolist())
-    score_row = -1
-    if maximin:
-        score_row = len(m.constraint)
-        rows.append((ROW_SCORE, -1, -1, -1))
-        ct = m.constraint.add(lower_bound=-np.inf, upper_bound=np.inf)
-        ct.var_index.append(t_var)
-        ct.coefficient.append(1.0)
     return _Model(
         pair_idx=idx,
         unit=unit,
@@ -645,8 +619,6 @@ def _build_model(problem: AssignmentProblem, maximin: bool) -> _Model:
         proto=m,
         n_x=n_x,
         persons_row=persons_row,
-        score_row=score_row,
-        t_var=t_var,
         row_kind=np.array([r[0] for r in rows], dtype=np.int64),
         row_place=np.array([r[1] for r in rows], dtype=np.int64),
         row_resource=np.array([r[2] for r in rows], dtype=np.int64),
@@ -868,7 +840,7 @@ def _solve_direct(
     # Maximin too is solved on the persons model: its lowest score by thresholds on the pairs
     # (_maximin_stage), not by a variable T and big-M rows, which CBC could not solve at 600
     # households (docs/decisions.md, "Maximin by thresholds").
-    model = _build_model(problem, maximin=False)
+    model = _build_model(problem)
     n_vars = len(model.proto.variable)
     budget = _Budget(start, params)
     stages: list[StageReport] = []
@@ -955,6 +927,7 @@ def _drop_below(model: _Model, threshold: float) -> None:
     """Fix to 0 the pairs whose per-household score is below threshold (all others free;
     locked pairs keep their lower bound 1)."""
     below = model.household_score < threshold - KEEP_TOLERANCE
+    below[model.locked_vars] = False  # fixed to 1: an upper bound of 0 would make the model invalid
     for v, drop in zip(model.proto.variable, below.tolist(), strict=False):
         v.upper_bound = 0.0 if drop else 1.0
 
@@ -985,6 +958,8 @@ def _maximin_stage(
         return StageReport("min_score", "optimal", reached, reached, 0.0, 0.0), current
     levels = np.unique(model.household_score)
     levels = levels[levels > reached + KEEP_TOLERANCE]
+    if model.locked_vars.size:  # a locked unit is placed at its pair's score: no threshold above it is reachable
+        levels = levels[levels <= model.household_score[model.locked_vars].min() + KEEP_TOLERANCE]
     lo, hi, proven = -1, levels.size, levels.size  # levels[proven] and above: proven out of reach
     persons_row = model.proto.constraint[model.persons_row]
     persons_row.lower_bound = -np.inf  # the probes' persons, proven short or not, decide

@@ -638,7 +638,7 @@ class _Search:
         self.deadline = self.start + time_limit
         self.time_limit = time_limit
         self.problem = problem
-        self.model = _build_model(problem, maximin=False)
+        self.model = _build_model(problem)
         self.full, self.why = _dense(problem, self.model)
         costs = -self.model.score
         # Integer costs: bounds round up and "better" means at least 1 lower.

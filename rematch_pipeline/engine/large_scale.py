@@ -841,7 +841,7 @@ def _core_lp(lag: _Lagrangian, core: np.ndarray, seconds: float, work_budget: fl
         pair_score=problem.pair_score[pairs.idx[core]],
         pair_usage=None if problem.pair_usage is None else problem.pair_usage[pairs.idx[core]],
     )
-    model = _build_model(sub, maximin=False)
+    model = _build_model(sub)
     model_pos = core[model.pair_idx]
     _set_objective(model, lag.cost[model_pos] + PERSON_WEIGHT * model.persons)
     rates = lag.clock.rates
@@ -905,7 +905,7 @@ def _reoptimise(
     solution), for seconds, or reproducibly MIP_NODES nodes (the wall clock left is then
     only a safety limit). Returns the solver status and a place per unit (start_from when
     no solution came back)."""
-    model = _build_model(sub, maximin=False)
+    model = _build_model(sub)
     hint = _hint(model, sub, start_from)
     model.proto.constraint[model.persons_row].lower_bound = float(model.persons @ hint[: model.n_x])
     _set_objective(model, PERSON_WEIGHT * model.persons + model.score)

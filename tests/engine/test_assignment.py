@@ -377,19 +377,19 @@ def test_stage_without_time_left_is_skipped_not_overrun() -> None:
     late = _Budget(time.perf_counter() - 10, params)
     assert late.seconds(0.5) is None and late.seconds(1.0, last=True) is None
     assert late.seconds(0.4, first=True) == pytest.approx(0.05)  # stage 1 always runs: without it no answer
-    status, values, _, _, seconds = late.solve(_build_model(gap_round(), maximin=False), 1.0, None)
+    status, values, _, _, seconds = late.solve(_build_model(gap_round()), 1.0, None)
     assert (status, values, seconds) == ("not_solved", None, 0.0)
     fresh = _Budget(time.perf_counter(), params)
     assert 0 < fresh.seconds(1.0, last=True) <= 5 - min(STAGE_RESERVE_SECONDS, STAGE_RESERVE_SHARE * 5)
 
 
 def test_time_limit_cut_is_never_reported_infeasible() -> None:
-    # A feasible maximin stage (every person placed is possible) under limits that stop CBC
-    # in its preprocessing, which then may say "infeasible" (seen once at 1.4 s on 600 households).
+    # A feasible stage (every person placed is possible) under limits that stop CBC in its
+    # preprocessing, which then may say "infeasible" (seen once at 1.4 s on 600 households).
     problem = gap_round()
-    model = _build_model(problem, maximin=True)
-    model.proto.constraint[model.persons_row].lower_bound = float(problem.usage.sum())
-    _set_objective(model, {model.t_var: 1.0})
+    model = _build_model(problem)
+    model.proto.constraint[model.persons_row].lower_bound = float(problem.usage[:, problem.persons_index].sum())
+    _set_objective(model, model.score)
     for limit in (0.001, 0.1, 0.3, 0.6, 1.0, 1.4):
         status, values, *_ = _solve_stage(model, SolverParams(), limit, None)
         assert status != "infeasible", limit
@@ -480,8 +480,19 @@ def test_maximin_proves_its_lowest_score_on_600_units() -> None:
     # the next higher score already places fewer persons.
     above = problem.pair_score > stage.objective_value + 1e-6
     higher = float(problem.pair_score[above].min())
-    model = _build_model(problem, maximin=False)
+    model = _build_model(problem)
     _drop_below(model, higher)
     _set_objective(model, model.persons)
     lp = solve_lp(model.proto, 20.0)
     assert lp is not None and lp.value < problem.usage.sum() - 1e-6
+
+
+def test_maximin_keeps_a_lock_that_scores_below_the_others() -> None:
+    """A locked pair scoring below every other: the threshold search must not fix it to 0 (its probes' LP
+    was refused as invalid: lower bound 1 above upper bound 0), and no lowest score above it is claimed."""
+    problem = persons_problem([1, 1, 1], [2, 2], [(0, 0, 5.0), (0, 1, 80.0), (1, 0, 70.0), (1, 1, 60.0), (2, 1, 90.0)], locked=[(0, 0)])
+    result = solve(problem, SolverParams(time_limit_seconds=10, objective="maximin", relative_gap=0.0))
+    assert check_assignment(problem, result) == [] and result.place_of_unit[0] == 0
+    assert result.min_unit_score == 5.0 and result.persons_placed == 3
+    min_stage = next(s for s in result.stages if s.name == "min_score")
+    assert min_stage.best_bound <= 5.0 + 1e-9

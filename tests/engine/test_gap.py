@@ -135,7 +135,7 @@ def test_default_path_unchanged() -> None:
     explicit = AssignmentProblem(**args, pair_usage=usage[pair_unit[keep]])
     assert plain.pair_usage is None
     np.testing.assert_array_equal(plain.usage_of_pairs(), explicit.usage_of_pairs())
-    assert _build_model(plain, False).proto == _build_model(explicit, False).proto
+    assert _build_model(plain).proto == _build_model(explicit).proto
     a, b = solve(plain, EXACT), solve(explicit, EXACT)
     np.testing.assert_array_equal(a.place_of_unit, b.place_of_unit)
     assert (a.persons_placed, a.total_score) == (b.persons_placed, b.total_score)
