@@ -462,12 +462,10 @@ def _xlsx_text(value: object) -> str | None:
     # The common cells first, by exact type (6 M cells in a national export): text, empty, numbers (1/0 options).
     if value is None or type(value) is str:
         return value  # type: ignore[return-value]
-    if type(value) is float:
+    if isinstance(value, float):
         return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
     if isinstance(value, dt.datetime):
         # A date question read back as a datetime at midnight stays a date.
         return value.date().isoformat() if value.time() == dt.time() and value.tzinfo is None else value.isoformat()
@@ -485,7 +483,7 @@ def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tupl
     header: list[str] | None = None
     header_row = 0
     rows: list[tuple[int, list[str | None]]] = []
-    limit: int | None = None  # the row limit, read once at the first data row rather than per row
+    limit = max_rows()  # read once, not per row (6 M cells in a national export)
     for number, values in enumerate(sheet.rows(), start=1):
         cells = [_xlsx_text(v) for v in values]
         if not any(c is not None and c.strip() for c in cells):
@@ -497,7 +495,6 @@ def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tupl
             header_row = number
             continue
         rows.append((number, cells))
-        limit = max_rows() if limit is None else limit
         if len(rows) > limit:
             check_row_count(len(rows), file, number, sheet.title)
     return header_row, header or [], rows

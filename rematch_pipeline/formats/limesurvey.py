@@ -51,7 +51,7 @@ from rematch_pipeline.formats.limesurvey_texts import (
     flat_text,
 )
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
-from rematch_pipeline.formats.workbook import Workbook, read_workbook
+from rematch_pipeline.formats.workbook import Workbook
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_PREFIX,
@@ -595,18 +595,13 @@ def read_limesurvey_csv(data: bytes, file: str) -> list[ParsedTable]:
     return read_limesurvey_records(csv_records(data, file), file)
 
 
-def read_limesurvey_xlsx(data: bytes, file: str) -> list[ParsedTable]:
-    """Read a LimeSurvey response export in its "Microsoft Excel" format.
+def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
+    """Read a LimeSurvey response export in its "Microsoft Excel" format (a workbook opened by read_workbook).
 
     LimeSurvey's ExcelWriter (PHP_XLSXWriter) writes one sheet, named after the survey title, with
     the same headings and answers as the CSV; numbers are number cells (``3.0000000000`` is 3),
     other answers text. Errors and the tables name the sheet.
     """
-    return read_workbook(data, file, lambda book: read_limesurvey_book(book, file))
-
-
-def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
-    """The canonical tables of a LimeSurvey "Microsoft Excel" export already opened (read_limesurvey_xlsx)."""
     for sheet in book.sheets:
         _, header, rows = sheet_rows(sheet, file)
         if header and is_limesurvey_header(header):

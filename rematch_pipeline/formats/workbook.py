@@ -150,8 +150,6 @@ class _CalamineBook(Workbook):
 class _CalamineSheet:
     book: CalamineWorkbook
     title: str
-    max_row: int | None  # openpyxl's bounds: the sheet's <dimension>, if it has one
-    max_column: int | None
     _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
@@ -200,7 +198,7 @@ def _calamine_workbook(data: bytes) -> _CalamineBook | None:
         if not all(_plain_values(reader.archive.read(part), dated) for part in parts):
             return None
         epoch = reader.wb.epoch
-        bounds = [(ws.title, ws.max_row, ws.max_column) for ws in worksheets]
+        titles = [ws.title for ws in worksheets]
     except Exception:  # noqa: BLE001
         return None
     finally:
@@ -210,10 +208,10 @@ def _calamine_workbook(data: bytes) -> _CalamineBook | None:
         names = [m.name for m in book.sheets_metadata if m.typ == python_calamine.SheetTypeEnum.WorkSheet]
     except Exception:  # noqa: BLE001 - openpyxl will say what is wrong
         return None
-    if names != [title for title, _, _ in bounds]:
+    if names != titles:
         book.close()
         return None
-    sheets: list[SheetValues] = [_CalamineSheet(book, title, max_row, max_column) for title, max_row, max_column in bounds]
+    sheets: list[SheetValues] = [_CalamineSheet(book, title) for title in titles]
     return _CalamineBook(sheets, epoch, "calamine", book)
 
 
