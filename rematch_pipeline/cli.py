@@ -130,7 +130,7 @@ def cmd_round(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Write a realistic sample round in the canonical templates and print its intake period."""
+    """Write a realistic sample round (canonical templates or a survey tool's export) and print its intake period."""
     from rematch_pipeline.sample import generate_round, write_round
 
     sample = generate_round(args.households, args.municipalities, args.seed, **({"period": args.period} if args.period else {}))
@@ -213,7 +213,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.add_argument("--period", help="intake period YYYY-MM of the sample")
-    s.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    from rematch_pipeline.sample import SAMPLE_FORMATS
+
+    s.add_argument(
+        "--format", choices=SAMPLE_FORMATS, default="csv",
+        help="canonical templates (csv, xlsx) or as the tool exports them (docs/formats.md, Sample rounds)",
+    )
     s.set_defaults(func=cmd_sample)
     u = sub.add_parser("ui", help=cmd_ui.__doc__)
     u.add_argument("--port", type=int, default=3000)

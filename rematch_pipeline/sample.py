@@ -996,22 +996,67 @@ def _write_xlsx(sheets: dict[str, pl.DataFrame], path: Path, period: str) -> Non
         wb.close()
 
 
+SAMPLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "kobo-xlsx", "kobo-csv", "limesurvey-csv")
+# Where the devices that fill the Kobo forms keep their clocks (Kobo's `end` carries the device's offset).
+DEVICE_ZONE = "Europe/Berlin"
+
+
+def _device_time(frame: pl.DataFrame) -> pl.DataFrame:
+    """submitted_at (naive UTC) as a Kobo device writes its `end` question: local time with the offset,
+    milliseconds, e.g. 2026-07-02T10:15:11.000+02:00; validation reads it back to the same UTC time."""
+    local = pl.col("submitted_at").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_zone="UTC").dt.convert_time_zone(DEVICE_ZONE)
+    offset = local.dt.strftime("%z")
+    text = local.dt.strftime("%Y-%m-%dT%H:%M:%S.000") + offset.str.slice(0, 3) + ":" + offset.str.slice(3, 2)
+    return frame.with_columns(text.alias("submitted_at"))
+
+
+def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str) -> list[Path]:
+    """The sample round as the collection tool exports it (formats/tool_exports.py); docs/formats.md."""
+    from rematch_pipeline.formats import tool_exports as tools
+    from rematch_pipeline.forms_builder import FORM_IDS
+
+    muni_dir, hh_dir = out_dir / "municipalities", out_dir / "households"
+    if fmt == "limesurvey-csv":
+        paths = [muni_dir / tools.limesurvey_filename("municipalities"), hh_dir / tools.limesurvey_filename("households")]
+        paths[0].write_bytes(tools.limesurvey_csv("municipalities", sample.municipalities))
+        paths[1].write_bytes(tools.limesurvey_csv("households", sample.households, sample.members))
+        return paths
+    municipalities, households = _device_time(sample.municipalities), _device_time(sample.households)
+    if fmt == "kobo-csv":
+        muni = muni_dir / f"{FORM_IDS['municipalities']}.csv"
+        muni.write_bytes(tools.kobo_kpi_csv(municipalities, tools.kobo_form("municipalities")))
+    else:
+        muni = tools.kobo_kpi_xlsx(muni_dir / f"{FORM_IDS['municipalities']}.xlsx", municipalities, tools.kobo_form("municipalities"))
+    # KPI's CSV export holds the main section only (no members), so households are always its XLSX.
+    hh = tools.kobo_kpi_xlsx(hh_dir / f"{FORM_IDS['households']}.xlsx", households, tools.kobo_form("households"), sample.members)
+    return [muni, hh]
+
+
 def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Path]:
-    """Write a sample round as canonical templates and return the written paths.
+    """Write a sample round as canonical templates or as a collection tool exports it; return the written paths.
 
     CSV: ``municipalities/municipalities_<period>.csv``, ``households/households_<period>.csv``
     and ``households/members_<period>.csv`` (UTF-8, comma, ``\\n``, minimal quoting).
     XLSX: ``municipalities/municipalities_<period>.xlsx`` (sheet ``municipalities``) and
     ``households/households_<period>.xlsx`` (sheets ``households`` and ``members``), every cell
     text so AGS keys keep their leading zeros.
+    kobo-xlsx: KoboToolbox KPI XLSX exports ("XML values and headers") of both forms,
+    ``municipalities/rematch_municipality.xlsx`` and ``households/rematch_household.xlsx``.
+    kobo-csv: the municipalities as KPI's CSV export (``rematch_municipality.csv``), the households as
+    its XLSX (KPI's CSV leaves the members repeat out).
+    limesurvey-csv: LimeSurvey CSV exports with question and answer codes,
+    ``results-survey461001.csv`` (municipalities) and ``results-survey461002.csv`` (households).
+    Every layout lands as it is: copy ``municipalities/`` and ``households/`` into ``landing/``.
     """
-    if fmt not in ("csv", "xlsx"):
-        raise ValueError("fmt must be 'csv' or 'xlsx'")
+    if fmt not in SAMPLE_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(SAMPLE_FORMATS)}")
     _check_no_formula_cells(sample)
     out_dir = Path(out_dir)
     p = sample.period
     (out_dir / "municipalities").mkdir(parents=True, exist_ok=True)
     (out_dir / "households").mkdir(parents=True, exist_ok=True)
+    if fmt not in ("csv", "xlsx"):
+        return _write_tool_round(sample, out_dir, fmt)
     if fmt == "csv":
         paths = [
             out_dir / "municipalities" / f"municipalities_{p}.csv",

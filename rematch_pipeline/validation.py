@@ -198,7 +198,9 @@ def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Whole years of age on the household's submission date; the birth date itself is not kept."""
     reference = households.select("submission_id", pl.col("submitted_at").dt.date().alias("_on"))
-    joined = members.join(birth_dates, on=["file_sha256", "file_row"], how="left").join(reference, on="submission_id", how="left")
+    # The members of a LimeSurvey response (or a legacy Kobo CSV row) share their household's line: a person is
+    # told apart by its pseudonym too.
+    joined = members.join(birth_dates, on=["file_sha256", "file_row", "member_pseudonym"], how="left").join(reference, on="submission_id", how="left")
 
     def age(born: str | None, on: dt.date | None) -> int | None:
         day = parse_date(born)

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS household_identity (
 CREATE TABLE IF NOT EXISTS member_identity (
     member_pseudonym VARCHAR, submission_id VARCHAR, member_name VARCHAR, date_of_birth VARCHAR,
     file_sha256 VARCHAR, file_row INTEGER,
-    PRIMARY KEY (file_sha256, file_row)
+    PRIMARY KEY (file_sha256, file_row, member_pseudonym)
 );
 CREATE TABLE IF NOT EXISTS municipality_contacts (
     municipality_id VARCHAR, submission_id VARCHAR, contact_name VARCHAR, contact_email VARCHAR,
@@ -77,6 +77,25 @@ def _owner_only(path) -> None:  # noqa: ANN001 - a Path
         os.chmod(path, 0o600)
 
 
+def _migrate_member_key(con: duckdb.DuckDBPyConnection) -> None:
+    """member_identity keyed by file and row alone (before 2026-12-05) kept one person per line: the members
+    of a LimeSurvey response or a legacy Kobo CSV row share their household's line and replaced each other.
+    Such a store gets the key with member_pseudonym; what it lost comes back with `rematch ingest --retry-rejected`
+    only for withheld files, so such exports are to be landed again (docs/decisions.md)."""
+    key = con.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints()"
+        " WHERE table_name = 'member_identity' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchone()
+    if key is None or "member_pseudonym" in key[0]:
+        return
+    con.execute("BEGIN TRANSACTION")
+    con.execute("ALTER TABLE member_identity RENAME TO member_identity_old")
+    con.execute(_DDL)
+    con.execute("INSERT INTO member_identity SELECT * FROM member_identity_old")
+    con.execute("DROP TABLE member_identity_old")
+    con.execute("COMMIT")
+
+
 class IdentityStore(dg.ConfigurableResource):
     """PII storage and the pseudonymiser, bound to one data home."""
 
@@ -99,6 +118,7 @@ class IdentityStore(dg.ConfigurableResource):
             try:
                 _owner_only(self.home.identity_path)
                 con.execute(_DDL)
+                _migrate_member_key(con)
                 yield con
             finally:
                 con.close()
@@ -182,10 +202,10 @@ class IdentityStore(dg.ConfigurableResource):
         return dict(rows)
 
     def birth_dates(self) -> pl.DataFrame:
-        """member_pseudonym, date_of_birth (text) — read only to derive ages; never copied out."""
+        """file_sha256, file_row, member_pseudonym, date_of_birth (text) — read only to derive ages; never copied out."""
         with self.connect() as con:
             return con.execute(
-                "SELECT file_sha256, file_row, date_of_birth FROM member_identity"
+                "SELECT file_sha256, file_row, member_pseudonym, date_of_birth FROM member_identity"
             ).pl()
 
     def erase_household(self, household_pseudonym: str, household_ref: str) -> int:

@@ -1,0 +1,367 @@
+"""Writers of the collection tools' own exports: what KoboToolbox and LimeSurvey hand a coordinator.
+
+The readers of this package accept these files; these writers make them, for sample rounds
+(``rematch sample --format kobo-xlsx|kobo-csv|limesurvey-csv``), the ingestion benchmark and the
+format tests. Each follows the tool's exporter byte for byte where it matters to a reader, not a
+convenient dialect (docs/formats.md; samples in shared/data/exports, provenance in its README):
+
+- KoboToolbox KPI, "XML values and headers" (formpack's ``Export``): a column per question of the
+  form in survey order (notes have none), named by the question (with *Include groups in headers*,
+  its group path first); a select_multiple as the summary column of space-separated codes plus one
+  ``question/option`` column per choice holding ``"1"``/``"0"`` (all empty where not answered);
+  then KPI's metadata ``_id`` … ``meta/rootUuid``, ``_index``. The ``members`` repeat is a sheet of
+  its own, joined by ``_parent_index`` with ``_submission_…`` copies of the metadata.
+  CSV: ``;``, every field quoted, CRLF, UTF-8 without BOM, an HXL tag row only when the form
+  carries HXL tags, and the main section only (formpack's ``to_csv`` drops repeats).
+  XLSX: xlsxwriter in constant-memory mode, every answer a string cell, ``_id`` and the indexes
+  numbers, the main sheet named after the form title (Excel's forbidden characters as ``_``,
+  31 characters with ``...``).
+- LimeSurvey CsvWriter, headings "Question code", answers "Answer codes": UTF-8 with BOM, ``;``,
+  every field quoted, CRLF, a blank line at the end; system columns ``id``, ``submitdate``,
+  ``lastpage``, ``startlanguage``, ``seed``, ``startdate``, ``datestamp``; numbers as stored
+  (decimal(30,10)); yes/no ``Y``/``N``; multiple choice ``code[option]`` = ``Y`` or empty; every
+  member slot of the survey, filled or not.
+
+The writers take canonical frames (text, empty or null = not answered) holding what the tool
+stored: converting a canonical round to that (device time with its offset for Kobo's
+``submitted_at``) is the caller's business (``sample.write_round``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import xlsxwriter
+
+from rematch_pipeline import forms_builder
+from rematch_pipeline.formats.text import UTF8_BOM
+from rematch_pipeline.schemas.contract import TABLES, Kind
+from rematch_pipeline.schemas.limesurvey_codes import (
+    LIMESURVEY_MEMBER_SLOTS,
+    LIMESURVEY_OPTION_CODES,
+    LIMESURVEY_QUESTION_CODES,
+    member_code,
+)
+
+# KPI's metadata after the form's questions (kpi/tests/test_mock_data_exports.py, current order) …
+KPI_MAIN_META: tuple[str, ...] = (
+    "_id",
+    "_uuid",
+    "_submission_time",
+    "_validation_status",
+    "_notes",
+    "_status",
+    "_submitted_by",
+    "__version__",
+    "_tags",
+    "meta/rootUuid",
+    "_index",
+)
+# … and on a repeat's sheet: its own index, its parent's, and the submission's metadata copied.
+KPI_REPEAT_META: tuple[str, ...] = (
+    "_index",
+    "_parent_table_name",
+    "_parent_index",
+    "_submission__id",
+    "_submission__uuid",
+    "_submission__submission_time",
+    "_submission__validation_status",
+    "_submission__notes",
+    "_submission__status",
+    "_submission__submitted_by",
+    "_submission___version__",
+    "_submission__tags",
+)
+# Metadata a frame may give per submission (a column of that name); the others are KPI's defaults.
+KPI_GIVEN_META: tuple[str, ...] = ("_submission_time", "_validation_status")
+KPI_STATUS = "submitted_via_web"
+# formpack.constants.EXCEL_FORBIDDEN_WORKSHEET_NAME_CHARACTERS and Excel's sheet name limit.
+_XLSX_FORBIDDEN = str.maketrans({c: "_" for c in "[]:*?/\\"})
+_XLSX_SHEET_CHARS = 31
+LS_SYSTEM: tuple[str, ...] = ("id", "submitdate", "lastpage", "startlanguage", "seed", "startdate", "datestamp")
+# A completed response's last page: the survey's groups shown one per page (format G), as in forms/*.lss.
+LS_LAST_PAGE = {"municipalities": "5", "households": "13"}
+LS_LANGUAGE = {"municipalities": "de", "households": "uk"}
+
+
+@dataclass(frozen=True)
+class KoboQuestion:
+    """One question of a KoboToolbox form as the export shows it."""
+
+    name: str
+    group: str = ""  # group path ("services"), shown with "Include groups in headers"
+    options: tuple[str, ...] = ()  # a select_multiple's choices: one 1/0 column each
+    hxl: str = ""  # HXL tag; a form with any adds KPI's tag row under the header
+
+
+@dataclass(frozen=True)
+class KoboForm:
+    """What KPI's export of a form depends on: its title, main questions and the members repeat."""
+
+    title: str
+    main: tuple[KoboQuestion, ...]
+    repeat: tuple[KoboQuestion, ...] = ()
+    repeat_name: str = forms_builder.REPEAT_NAME
+    version: str = "vQv9TjZ2yBfGzKoA4mVa3L"  # __version__: the deployed version's uid
+
+
+def kobo_form(table: str) -> KoboForm:
+    """Our XLSForm of ``municipalities`` or ``households`` (forms/) as KPI exports it: no groups, no HXL tags."""
+    rows = forms_builder.municipality_rows() if table == "municipalities" else forms_builder.household_rows()
+    fields = {f.name: f for t in TABLES.values() for f in t}
+    main: list[KoboQuestion] = []
+    repeat: list[KoboQuestion] = []
+    target = main
+    for row in rows:
+        if row.type == "begin_repeat":
+            target = repeat
+            continue
+        if row.type in ("note", "end_repeat"):
+            continue  # a note holds no answer and has no column
+        f = fields[row.name]
+        target.append(KoboQuestion(row.name, options=f.codes if f.kind is Kind.CODES else ()))
+    return KoboForm(forms_builder._TITLES[table], tuple(main), tuple(repeat))
+
+
+def _header(form: KoboForm, questions: Iterable[KoboQuestion], groups_in_headers: bool, in_repeat: bool) -> list[str]:
+    header: list[str] = []
+    for q in questions:
+        path = [form.repeat_name] if in_repeat and groups_in_headers else []
+        if groups_in_headers and q.group:
+            path.append(q.group)
+        name = "/".join([*path, q.name])
+        header.append(name)
+        header += [f"{name}/{option}" for option in q.options]
+    return header
+
+
+def _answers(questions: Sequence[KoboQuestion], frame: pl.DataFrame) -> list[list[str]]:
+    """Per row, the cells of the questions' columns as formpack formats them (values as text)."""
+    columns: list[list[str]] = []
+    for q in questions:
+        values = frame[q.name].fill_null("").to_list() if q.name in frame.columns else [""] * frame.height
+        columns.append(values)
+        for option in q.options:
+            # formpack: "1"/"0" where the question was answered, empty where not.
+            columns.append(["" if not v else ("1" if option in v.split() else "0") for v in values])
+    return [list(cells) for cells in zip(*columns)] if columns else [[] for _ in range(frame.height)]
+
+
+def _kpi_meta(frame: pl.DataFrame, version: str, first_id: int) -> list[dict[str, object]]:
+    """KPI's metadata of each submission: _id counts up, _uuid is the submission id, the rest as given or KPI's default."""
+    ids = frame["submission_id"].to_list()
+    given = {name: frame[name].fill_null("").to_list() if name in frame.columns else None for name in KPI_GIVEN_META}
+    times = given["_submission_time"] or _received(frame["submitted_at"].to_list())
+    statuses = given["_validation_status"] or [""] * frame.height
+    return [
+        {
+            "_id": first_id + i,
+            "_uuid": uid,
+            "_submission_time": times[i],
+            "_validation_status": statuses[i],
+            "_notes": "",
+            "_status": KPI_STATUS,
+            "_submitted_by": "",
+            "__version__": version,
+            "_tags": "",
+            "meta/rootUuid": "uuid:" + uid,
+            "_index": i + 1,
+        }
+        for i, uid in enumerate(ids)
+    ]
+
+
+def _received(submitted: Sequence[str | None]) -> list[str]:
+    """_submission_time: when the server received a submission, UTC without offset (a few seconds after
+    the device finalised it; the device time may carry an offset)."""
+    out = []
+    for value in submitted:
+        if not value:
+            out.append("")
+            continue
+        at = dt.datetime.fromisoformat(value)
+        if at.tzinfo is not None:
+            at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        out.append((at.replace(microsecond=0) + dt.timedelta(seconds=7)).isoformat())
+    return out
+
+
+def _quoted(cells: Iterable[object]) -> str:
+    return '"' + '";"'.join(str(c).replace('"', '""') for c in cells) + '"'
+
+
+def kobo_kpi_csv(
+    frame: pl.DataFrame, form: KoboForm, groups_in_headers: bool = False, first_id: int = 61
+) -> bytes:
+    """KPI's CSV export ("XML values and headers") of a form's submissions: the main section only.
+
+    frame: one row per submission, a column per question (missing or null = not answered), and
+    ``submission_id`` (KPI's ``_uuid``) and ``submitted_at``; optional ``_submission_time`` and
+    ``_validation_status`` columns override KPI's metadata."""
+    header = _header(form, form.main, groups_in_headers, False) + list(KPI_MAIN_META)
+    lines = [_quoted(header)]
+    if any(q.hxl for q in form.main):
+        tags: list[str] = []
+        for q in form.main:
+            tags += [q.hxl] + [""] * len(q.options)
+        lines.append(_quoted(tags + [""] * len(KPI_MAIN_META)))
+    meta = _kpi_meta(frame, form.version, first_id)
+    for cells, m in zip(_answers(form.main, frame), meta):
+        lines.append(_quoted(cells + [m[name] for name in KPI_MAIN_META]))
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def xlsx_sheet_name(title: str) -> str:
+    """formpack's unique_name_for_xls for the first sheet: forbidden characters as _, at most 31 characters."""
+    name = title.translate(_XLSX_FORBIDDEN)
+    return name if len(name) <= _XLSX_SHEET_CHARS else name[: _XLSX_SHEET_CHARS - 3] + "..."
+
+
+def kobo_kpi_xlsx(
+    path: Path,
+    frame: pl.DataFrame,
+    form: KoboForm,
+    members: pl.DataFrame | None = None,
+    groups_in_headers: bool = False,
+    first_id: int = 61,
+) -> Path:
+    """KPI's XLSX export ("XML values and headers"): the main sheet and, for a form with the members
+    repeat, a ``members`` sheet; members follow their household's order, joined by ``_parent_index``.
+
+    frame as for kobo_kpi_csv; members: canonical member rows whose ``submission_id`` is their
+    household's (a member of no household in frame is not written)."""
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    book.use_zip64()
+    try:
+        main = book.add_worksheet(xlsx_sheet_name(form.title))
+        main.write_row(0, 0, _header(form, form.main, groups_in_headers, False) + list(KPI_MAIN_META))
+        meta = _kpi_meta(frame, form.version, first_id)
+        repeat = None
+        by_household: dict[str, list[list[str]]] = {}
+        if form.repeat and members is not None:
+            repeat = book.add_worksheet(form.repeat_name)
+            repeat.write_row(0, 0, _header(form, form.repeat, groups_in_headers, True) + list(KPI_REPEAT_META))
+            for owner, cells in zip(members["submission_id"].to_list(), _answers(form.repeat, members)):
+                by_household.setdefault(owner, []).append(cells)
+        sheet_name = xlsx_sheet_name(form.title)
+        member_row = 1
+        for row, (cells, m) in enumerate(zip(_answers(form.main, frame), meta), start=1):
+            # xlsxwriter writes "" as nothing at all, as in KPI's files.
+            main.write_row(row, 0, cells + [m[name] for name in KPI_MAIN_META])
+            if repeat is None:
+                continue
+            copied = [m[name] for name in KPI_MAIN_META[:9]]
+            for member in by_household.get(str(m["_uuid"]), ()):
+                repeat.write_row(member_row, 0, member + [member_row, sheet_name, m["_index"], *copied])
+                member_row += 1
+    finally:
+        book.close()
+    return path
+
+
+# ---------------------------------------------------------------- LimeSurvey
+
+
+def _ls_value(kind: Kind, value: str) -> str:
+    """A canonical answer as LimeSurvey stores it (and exports it with "Answer codes")."""
+    if kind is Kind.BOOL:
+        return "Y" if value == "yes" else "N"
+    if kind is Kind.CODE:
+        return LIMESURVEY_OPTION_CODES[value]
+    if kind is Kind.INT:
+        return value + ".0000000000"  # numerical input: decimal(30,10)
+    if kind is Kind.DECIMAL:
+        return f"{float(value):.10f}"
+    if kind is Kind.DATE:
+        return value + " 00:00:00"
+    return value
+
+
+def _ls_header(table: str, code_of) -> list[str]:  # noqa: ANN001 - field name -> question code
+    header: list[str] = []
+    for f in TABLES[table]:
+        if f.name in ("submission_id", "submitted_at"):
+            continue
+        code = code_of(f.name)
+        if f.kind is Kind.CODES:
+            header += [f"{code}[{LIMESURVEY_OPTION_CODES[o]}]" for o in f.codes]
+        else:
+            header.append(code)
+    return header
+
+
+def _ls_cells(table: str, row: Mapping[str, str | None] | None) -> list[str]:
+    cells: list[str] = []
+    for f in TABLES[table]:
+        if f.name in ("submission_id", "submitted_at"):
+            continue
+        value = (row.get(f.name) or "") if row else ""
+        if f.kind is Kind.CODES:
+            chosen = value.split()
+            cells += ["Y" if o in chosen else "" for o in f.codes]
+        else:
+            cells.append(_ls_value(f.kind, value) if value else "")
+    return cells
+
+
+def limesurvey_header(table: str, slots: int = LIMESURVEY_MEMBER_SLOTS) -> list[str]:
+    """The header of a "Question code" export of our survey of ``table`` (households: every member slot)."""
+    header = list(LS_SYSTEM) + _ls_header(table, lambda n: LIMESURVEY_QUESTION_CODES[table][n])
+    if table == "households":
+        for slot in range(1, slots + 1):
+            header += _ls_header("members", lambda n, s=slot: member_code(s, n))
+    return header
+
+
+def limesurvey_csv(
+    table: str,
+    frame: pl.DataFrame,
+    members: pl.DataFrame | None = None,
+    responses: pl.DataFrame | None = None,
+    slots: int = LIMESURVEY_MEMBER_SLOTS,
+    incomplete: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """LimeSurvey's CSV export (CsvWriter; headings "Question code", answers "Answer codes") of our survey.
+
+    frame: canonical rows, ``submitted_at`` as LimeSurvey stored ``submitdate``; households also
+    their members (canonical member rows by household ``submission_id``), at most ``slots`` each.
+    responses: LimeSurvey's ``id`` and ``seed`` per row (default: ids from 1, seeds drawn from the
+    submission id); incomplete: (id, seed) of responses given up on page 2, written last (no submitdate).
+    ``slots`` below the survey's 10 is an export of chosen columns."""
+    header = limesurvey_header(table, slots)
+    by_household: dict[str, list[dict]] = {}
+    if table == "households" and members is not None:
+        for member in members.iter_rows(named=True):
+            by_household.setdefault(member["submission_id"], []).append(member)
+    out = io.StringIO()
+    out.write(_quoted(header) + "\r\n")
+    ids = responses["id"].to_list() if responses is not None else list(range(1, frame.height + 1))
+    seeds = responses["seed"].to_list() if responses is not None else None
+    for i, row in enumerate(frame.iter_rows(named=True)):
+        submitted = (row["submitted_at"] or "").replace("T", " ")
+        seed = seeds[i] if seeds is not None else str(int(row["submission_id"].replace("-", "")[:7], 16))
+        cells = [str(ids[i]), submitted, LS_LAST_PAGE[table], LS_LANGUAGE[table], str(seed), submitted, submitted]
+        cells += _ls_cells(table, row)
+        if table == "households":
+            people = by_household.get(row["submission_id"], [])
+            if len(people) > slots:
+                raise ValueError(f"household row {i + 1} has {len(people)} members; the LimeSurvey survey has {slots} member slots")
+            for slot in range(slots):
+                cells += _ls_cells("members", people[slot] if slot < len(people) else None)
+        out.write(_quoted(cells) + "\r\n")
+    blank = [""] * (len(header) - len(LS_SYSTEM))
+    for number, seed in incomplete:
+        out.write(_quoted([number, "", "2", LS_LANGUAGE[table], seed, "2026-07-04 12:00:00", "2026-07-04 12:03:00", *blank]) + "\r\n")
+    out.write("\r\n")
+    return UTF8_BOM + out.getvalue().encode("utf-8")
+
+
+def limesurvey_filename(table: str) -> str:
+    """LimeSurvey's default name of a response export: results-survey<survey id>.csv."""
+    return f"results-survey{forms_builder.LS_SURVEY_IDS[table]}.csv"
+
