@@ -112,7 +112,7 @@ def test_without_seed_column_the_id_is_prefixed_only() -> None:
 
 
 def test_placeholder_submitdate_of_a_survey_without_date_stamps_is_rejected() -> None:
-    data = HOUSEHOLDS_CSV.read_bytes().replace(b'"2026-07-03 17:40:02";"6"', b'"1980-01-01 00:00:00";"6"')
+    data = HOUSEHOLDS_CSV.read_bytes().replace(b'"2026-07-03 17:40:02";"13"', b'"1980-01-01 00:00:00";"13"')
     message = _error(data)
     assert "results-survey123456.csv, row 3, column submitdate: limesurvey: submitdate is the 1980-01-01 placeholder" in message
 

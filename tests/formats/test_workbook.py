@@ -169,7 +169,7 @@ def _variants(tmp_path: Path) -> dict[str, bytes]:
         "1904 date system with date cells": _rewrite(
             _households_excel_dates(), lambda n, c: c.replace(b"<workbookPr", b'<workbookPr date1904="1"') if n == "xl/workbook.xml" else c
         ),
-        "shared string escape (Kobo)": _rewrite(kpi, lambda n, c: c.replace(b"<t>UA-HH-0001</t>", b"<t>UA-HH_x002D_0001</t>") if n == "xl/sharedStrings.xml" else c),
+        "inline string escape (Kobo)": _rewrite(kpi, lambda n, c: c.replace(b"<t>UA-HH-0001</t>", b"<t>UA-HH_x002D_0001</t>") if n == "xl/worksheets/sheet1.xml" else c),
     }
 
 

@@ -1,0 +1,81 @@
+"""The tool-format writers (formats/tool_exports.py) against real exports in fixtures/real: a writer that
+drifted from what KoboToolbox or LimeSurvey write (separator, quoting, line ends, BOM, KPI's metadata
+columns and their order, LimeSurvey's system columns) fails here, before a reader would get used to it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+from rematch_pipeline.formats import tool_exports
+from rematch_pipeline.sample import generate_round, write_round
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+
+
+def _records(data: bytes, bom: bool) -> list[list[str]]:
+    assert data.startswith(b"\xef\xbb\xbf") is bom
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=";"))
+
+
+def _all_quoted_crlf(data: bytes) -> bool:
+    lines = data.decode("utf-8-sig").split("\r\n")
+    return all(line == "" or (line.startswith('"') and line.endswith('"')) for line in lines) and b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_kpi_csv_is_written_as_kpi_writes_it(tmp_path: Path) -> None:
+    real = (REAL / "test_csv_export_default_options.csv").read_bytes()
+    sample = generate_round(20, 4, seed=3)
+    ours = tool_exports.kobo_kpi_csv(sample.municipalities, tool_exports.kobo_form("municipalities"))
+    assert _all_quoted_crlf(real) and _all_quoted_crlf(ours) and ours.endswith(b'"\r\n') and real.endswith(b'"\r\n')
+    real_header, ours_header = _records(real, bom=False)[0], _records(ours, bom=False)[0]
+    tail = len(tool_exports.KPI_MAIN_META)
+    assert ours_header[-tail:] == real_header[-tail:]  # KPI's metadata columns, in KPI's order
+    rows = _records(ours, bom=False)
+    assert len(rows) == 1 + 4  # our forms carry no HXL tags: no tag row
+    # A select_multiple: the summary of codes and "1"/"0" per choice.
+    care = rows[0].index("medical_care")
+    first = dict(zip(rows[0], rows[1]))
+    assert all(first[c] == ("1" if c.split("/")[1] in first["medical_care"].split() else "0") for c in rows[0][care + 1 : care + 10])
+    assert first["meta/rootUuid"] == "uuid:" + first["_uuid"] and first["_status"] == "submitted_via_web"
+
+
+def test_kpi_xlsx_sheets_cells_and_members(tmp_path: Path) -> None:
+    sample = generate_round(20, 4, seed=3)
+    [_, households] = write_round(sample, tmp_path, "kobo-xlsx")
+    with zipfile.ZipFile(households) as book:
+        names = book.namelist()
+        workbook = book.read("xl/workbook.xml").decode()
+        main = book.read("xl/worksheets/sheet1.xml").decode()
+    assert "xl/sharedStrings.xml" not in names and 't="inlineStr"' in main  # formpack's constant_memory mode
+    # The form title with Excel's forbidden characters as _ and cut to 31 characters with "...".
+    assert 'name="Rematch_ Haushalte _ Househo..."' in workbook and 'name="members"' in workbook
+    from openpyxl import load_workbook
+
+    book = load_workbook(households, read_only=True)
+    members = list(book["members"].iter_rows(values_only=True))
+    header = members[0]
+    assert header[-len(tool_exports.KPI_REPEAT_META) :] == tool_exports.KPI_REPEAT_META
+    assert len(members) - 1 == sample.members.height
+    parent = header.index("_parent_index")
+    assert all(isinstance(r[parent], int) for r in members[1:])
+    sheet = book.worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    submitted = rows[0].index("submitted_at")
+    assert rows[1][submitted].endswith("+02:00")  # the device's time with its offset (July in Germany)
+    book.close()
+
+
+def test_limesurvey_csv_is_written_as_limesurvey_writes_it() -> None:
+    real = (REAL / "pulsemanager_rc2_export_responses.csv").read_bytes()
+    sample = generate_round(20, 4, seed=3)
+    ours = tool_exports.limesurvey_csv("households", sample.households, sample.members)
+    for data in (real, ours):
+        assert _all_quoted_crlf(data) and data.endswith(b'"\r\n\r\n')
+    real_header, header = _records(real, bom=True)[0], _records(ours, bom=True)[0]
+    assert header[:5] == real_header[:5] == ["id", "submitdate", "lastpage", "startlanguage", "seed"]
+    assert header[-1] == "m10wheelchair"  # every member slot of the survey, filled or not
+    rows = [dict(zip(header, r)) for r in _records(ours, bom=True)[1:] if r]
+    assert len(rows) == 20 and all(r["submitdate"] for r in rows)
