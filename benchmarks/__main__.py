@@ -3,7 +3,8 @@
 Suites: `synthetic` (sample rounds × 401 districts through the real data path), `exact`
 (the large-round method against the exact MIP on a round small enough to solve exactly, at
 the national round's households per district) and `gap` (OR-Library generalized
-assignment instances against published optima).
+assignment instances against published optima); `ingest` (one sample round in each export format:
+read_export and a whole `rematch ingest`, against the canonical CSV and openpyxl; benchmarks/ingest.py).
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ def exact(households: int, municipalities: int, time_limit: float, exact_time_li
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen suites and print markdown tables."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--suite", choices=("synthetic", "exact", "gap", "all"), default="all")
-    parser.add_argument("--sizes", default="1000,10000,50000", help="households per synthetic round")
+    parser.add_argument("--suite", choices=("synthetic", "exact", "gap", "ingest", "all"), default="all")
+    parser.add_argument(
+        "--sizes", default=None, help="households per round (synthetic: 1000,10000,50000; ingest: 10000, the national one 50000)"
+    )
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument(
         "--baseline-time-limit", type=float, default=None, help="seconds per plain model (default: --time-limit)"
@@ -104,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--wall-clock", action="store_true", help="large rounds on wall-clock budgets (SolverParams.reproducible=False)"
     )
+    parser.add_argument("--municipalities", type=int, default=401, help="districts of the ingest suite's round")
+    parser.add_argument(
+        "--formats", default="kobo-xlsx,kobo-csv,limesurvey-csv", help="ingest suite: formats beside the canonical CSV"
+    )
     args = parser.parse_args(argv)
     if args.suite in ("synthetic", "all"):
-        synthetic([int(s) for s in args.sizes.split(",")], args.time_limit, not args.no_baselines, not args.wall_clock)
+        synthetic([int(s) for s in (args.sizes or "1000,10000,50000").split(",")], args.time_limit, not args.no_baselines, not args.wall_clock)
     if args.suite in ("exact", "all"):
         households, districts = (int(n) for n in args.exact_round.split("x"))
         exact(households, districts, args.time_limit, args.exact_time_limit, not args.wall_clock)
@@ -114,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.gap import gap_suite
 
         gap_suite(args.time_limit, args.baseline_time_limit or args.time_limit, not args.no_baselines)
+    if args.suite == "ingest":  # not part of "all": it measures ingestion, not the solver
+        from benchmarks.ingest import ingest_suite
+
+        ingest_suite([int(s) for s in (args.sizes or "10000").split(",")], args.municipalities, tuple(args.formats.split(",")))
     return 0
 
 
