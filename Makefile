@@ -31,6 +31,7 @@ benchmark: install
 	$(BIN)/python -m benchmarks --suite synthetic --sizes 50000 --time-limit 300 --no-baselines
 	$(BIN)/python -m benchmarks --suite gap --time-limit 60 --baseline-time-limit 20
 	$(BIN)/python -m benchmarks --suite exact --time-limit 20 --exact-time-limit 600
+	$(BIN)/python -m benchmarks --suite ingest --sizes 10000
 
 clean:
 	rm -rf $(VENV) .rematch
