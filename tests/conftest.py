@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+from absl import logging as absl_logging
 
 from rematch_pipeline.resources.home import RematchHome
+
+# Every Dagster run starts with logging.config.dictConfig, which closes every logging handler in the process.
+# absl's handler (made when OR-Tools is imported) then closes its stream unless it is sys.stderr at that moment:
+# made at collection its stream is pytest's capture file, and a run in a capsys test closed it, killing pytest.
+# The process's own stderr is one absl never closes (tests/test_capture_streams.py).
+absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
 
 
 @pytest.fixture
