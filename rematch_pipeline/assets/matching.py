@@ -16,7 +16,7 @@ from pydantic import Field
 
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
-from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
@@ -68,7 +68,10 @@ class RoundConfig(dg.Config):
     period: str = Field(default="", description="Intake period (YYYY-MM) whose offers are matched; empty = the latest.")
     objective: str = Field(default="lexicographic", description="lexicographic (persons, then score) or maximin (worst-off first).")
     backend: str = Field(default="cbc", description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
-    time_limit_seconds: float = Field(default=60.0, description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds).")
+    time_limit_seconds: float | None = Field(
+        default=None,
+        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). Empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
+    )
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
         default=True,
@@ -116,8 +119,8 @@ class RoundConfig(dg.Config):
             problems.append(f"objective: not one of {', '.join(OBJECTIVES)}")
         if self.backend not in BACKENDS:
             problems.append(f"backend: not one of {', '.join(BACKENDS)}")
-        if not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
-            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60)")
+        if self.time_limit_seconds is not None and not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
+            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or empty for a limit by the round's size")
         if self.wall_limit_seconds is not None and not (math.isfinite(self.wall_limit_seconds) and self.wall_limit_seconds > 0):
             problems.append("wall_limit_seconds: a number of seconds above 0, or empty for twice the time limit")
         if not (math.isfinite(self.relative_gap) and 0 <= self.relative_gap < 1):
@@ -147,10 +150,14 @@ class RoundConfig(dg.Config):
         """The score multipliers by criterion."""
         return ScoreWeights(**{k.removeprefix("weight_"): v for k, v in self.model_dump().items() if k.startswith("weight_")})
 
-    def solver_params(self) -> SolverParams:
-        """The solver settings of this round."""
+    def time_limit(self, n_pairs: int) -> float:
+        """The round's time limit: the one given, else by its candidate pairs (engine.time_limit_for)."""
+        return self.time_limit_seconds if self.time_limit_seconds is not None else time_limit_for(n_pairs)
+
+    def solver_params(self, n_pairs: int) -> SolverParams:
+        """The solver settings of this round of n_pairs candidate pairs."""
         return SolverParams(
-            time_limit_seconds=self.time_limit_seconds,
+            time_limit_seconds=self.time_limit(n_pairs),
             backend=self.backend,
             objective=self.objective,
             relative_gap=self.relative_gap,
@@ -494,8 +501,12 @@ def round_proposals(
     # A national round has ~15 M candidate rows: not held through the solve (the proposals
     # read back only the chosen pairs' scores).
     del scored
-    context.log.info(f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs ({config.backend})")
-    result = solve(problem, config.solver_params())
+    params = config.solver_params(len(problem.pair_unit))
+    context.log.info(
+        f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs"
+        f" ({config.backend}, time limit {params.time_limit_seconds:g} s{'' if config.time_limit_seconds is not None else ' by the round size'})"
+    )
+    result = solve(problem, params)
     violations = check_assignment(problem, result)
     short = locks_below_minimum(problem)
     if violations and short:
@@ -517,7 +528,7 @@ def round_proposals(
         # for what is the time limit or the model. Nothing of this solve is stored.
         stopped = ", ".join(f"{s.name} {s.status} after {s.wall_seconds:.1f} s" for s in result.stages) or "none"
         raise dg.Failure(
-            f"round {round_id}: the solver found no assignment within time_limit_seconds {config.time_limit_seconds:g}"
+            f"round {round_id}: the solver found no assignment within time_limit_seconds {params.time_limit_seconds:g}"
             f" (status {result.status}; stages: {stopped}); nothing was proposed or stored:"
             " launch the round again with a longer time_limit_seconds"
         )
@@ -532,12 +543,12 @@ def round_proposals(
         context.log.warning(
             f"the time limit ran out before the solver found any answer for stage {', '.join(unsolved)}: the proposals"
             f" place the most persons but their scores were not optimised; run the round again with a longer"
-            f" time_limit_seconds than {config.time_limit_seconds:g}"
+            f" time_limit_seconds than {params.time_limit_seconds:g}"
         )
     if result.far_from_bound():
         context.log.warning(
             f"the answer is far from its bounds ({result.persons_placed} of at most {result.persons_bound:.0f} persons"
-            f" placed, score gap {result.gap:.2%}): time_limit_seconds {config.time_limit_seconds:g} is likely too short"
+            f" placed, score gap {result.gap:.2%}): time_limit_seconds {params.time_limit_seconds:g} is likely too short"
             " for this round (a national round of 50,000 households x 401 districts needs 300 s; docs/operations.md)"
         )
 

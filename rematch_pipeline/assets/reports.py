@@ -106,6 +106,14 @@ def municipality_reasons(con: duckdb.DuckDBPyConnection, round_id: str) -> pl.Da
     )
 
 
+def _with_time_limit_used(config: dict, solver: dict) -> dict:
+    """The round's parameters with the time limit the solve used where none was given (by the round's size)."""
+    used = solver.get("params", {}).get("time_limit_seconds")
+    if config.get("time_limit_seconds") is None and used is not None:
+        return config | {"time_limit_seconds": used}
+    return config
+
+
 def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundReportData:
     """What rounds/<round_id>/report.html shows, from the warehouse's tables of that round (also after
     an erasure, which re-renders it without the erased household)."""
@@ -125,7 +133,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         round_id=round_id,
         period=period,
         created_at=str(started),
-        config=json.loads(config_json),
+        config=_with_time_limit_used(json.loads(config_json), solver),
         # Nested entries (stages, params) are in solver.json; the report shows the flat summary.
         solver={k: v for k, v in solver.items() if not isinstance(v, dict | list)}
         | {f"stage_{s['name']}_gap": s["gap"] for s in solver.get("stages", [])}

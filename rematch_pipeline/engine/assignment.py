@@ -16,6 +16,7 @@ bound over all pairs, greedy and local moves, exact MIP on close calls). See doc
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,12 @@ WALL_LIMIT_FACTOR: float = 2.0
 # benchmark rounds at their documented limits stay within 1 % of the persons and 2.5 % gap.
 FAR_PERSONS_SHARE: float = 0.02
 FAR_SCORE_GAP: float = 0.05
+# A round's time limit by its size (time_limit_for): the benchmark rounds reach their targets
+# at 60 s for 10,000 households x 401 districts (3.0 M pairs) and 300 s for 50,000 (14.8 M);
+# with 60 s the 50,000 round left 10,000 persons out (20 % gap, docs/decisions.md).
+SECONDS_PER_MILLION_PAIRS: float = 20.0
+MIN_TIME_LIMIT_SECONDS: float = 60.0
+MAX_TIME_LIMIT_SECONDS: float = 600.0
 
 # Row kinds of the model, recorded so that duals can be mapped back (large_scale.py).
 ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_PERSONS = range(5)
@@ -250,6 +257,13 @@ class SolverParams:
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for run metadata."""
         return asdict(self)
+
+
+def time_limit_for(n_pairs: int) -> float:
+    """The time limit a round of n_pairs candidate pairs gets when none is given: 20 s per million
+    pairs, at least 60 s and at most 600 s (whole seconds)."""
+    seconds = math.ceil(SECONDS_PER_MILLION_PAIRS * n_pairs / 1e6)
+    return float(min(MAX_TIME_LIMIT_SECONDS, max(MIN_TIME_LIMIT_SECONDS, seconds)))
 
 
 @dataclass(frozen=True)

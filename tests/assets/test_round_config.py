@@ -125,3 +125,21 @@ def test_place_every_household_fails_naming_who_has_no_place_and_stores_nothing(
     with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM proposals WHERE round_id = 'every'").fetchone()[0] == 0
     assert not (ingested.path / "rounds" / "every" / "proposals.csv").exists()
+
+
+def test_a_round_without_a_time_limit_gets_one_by_its_size_and_the_report_names_it(ingested: RematchHome, tmp_path: Path) -> None:
+    from rematch_pipeline.engine.assignment import time_limit_for
+
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\ncompare_mechanisms: false\n')
+    assert main(["round", "auto", "--config", str(config)]) == 0
+    round_dir = ingested.path / "rounds" / "auto"
+    solver = json.loads((round_dir / "solver.json").read_text())
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        pairs = con.execute("SELECT count(*) FROM round_candidates WHERE round_id = 'auto'").fetchone()[0]
+        recorded = json.loads(con.execute("SELECT config_json FROM rounds WHERE round_id = 'auto'").fetchone()[0])
+    assert pairs > 0 and solver["params"]["time_limit_seconds"] == time_limit_for(pairs) == 60.0
+    assert recorded["time_limit_seconds"] is None  # as launched: a repeat again takes the limit by its size
+    report = (round_dir / "report.html").read_text()
+    label = report.index("Time limit per round, all solver stages (seconds)")
+    assert "<td>60</td>" in report[label : label + 200].replace(" ", "")

@@ -496,3 +496,12 @@ def test_maximin_keeps_a_lock_that_scores_below_the_others() -> None:
     assert result.min_unit_score == 5.0 and result.persons_placed == 3
     min_stage = next(s for s in result.stages if s.name == "min_score")
     assert min_stage.best_bound <= 5.0 + 1e-9
+
+
+def test_the_time_limit_by_size_grows_with_the_pairs_between_its_floor_and_its_cap() -> None:
+    from rematch_pipeline.engine.assignment import time_limit_for
+
+    assert time_limit_for(0) == time_limit_for(3_000_000) == 60.0  # up to a 10,000 x 401 round
+    assert time_limit_for(14_790_251) == 296.0  # the national 50,000 x 401 round
+    assert time_limit_for(10**9) == 600.0
+    assert time_limit_for(3_000_001) == 61.0  # whole seconds, rounded up
