@@ -205,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("round_id")
     r.add_argument("--period", help="intake period YYYY-MM (default: the latest with offers)")
     r.add_argument("--config", help="YAML file of round parameters (see docs/operations.md)")
-    r.add_argument("--time-limit", type=float, dest="time_limit", help="solver time limit in seconds")
+    r.add_argument("--time-limit", type=float, dest="time_limit", help="solver time limit in seconds (default: by the round size, 60-600 s)")
     r.set_defaults(func=cmd_round)
     s = sub.add_parser("sample", help=cmd_sample.__doc__)
     s.add_argument("--households", type=int, required=True)
