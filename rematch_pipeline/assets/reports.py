@@ -132,7 +132,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
     data = RoundReportData(
         round_id=round_id,
         period=period,
-        created_at=str(started),
+        created_at=f"{started:%Y-%m-%d %H:%M} UTC",  # started_at is stored as UTC
         config=_with_time_limit_used(json.loads(config_json), solver),
         # Nested entries (stages, params) are in solver.json; the report shows the flat summary.
         solver={k: v for k, v in solver.items() if not isinstance(v, dict | list)}
