@@ -34,7 +34,7 @@ from rematch_pipeline.engine._common import (
     require_columns,
     require_unique,
 )
-from rematch_pipeline.engine.lp import solve_lp
+from rematch_pipeline.engine.lp import LpRelaxation
 
 Backend = Literal["scip", "cbc", "highs", "cp_sat"]
 Objective = Literal["lexicographic", "maximin"]
@@ -62,6 +62,13 @@ STAGE_RESERVE_SECONDS: float = 1.0
 TIME_LIMIT_TOLERANCE: float = 1.0
 MIN_CPU_SHARE: float = 0.2
 NO_BOUND: float = 1e19
+# Maximin: a threshold probe's MIP gets at least this multiple of the persons stage's seconds
+# (measured: a probe that reached its target took 0.4-3x that stage's time).
+PROBE_PERSONS_FACTOR: float = 2.0
+# Maximin: below the LP's highest open threshold, MIP probes go down by score gaps doubling
+# from this many points (0.5, 1.5, 3.5, ... below it) until one reaches its threshold (that
+# highest open threshold was the optimum itself on every measured round).
+GALLOP_POINTS: float = 0.5
 # Reproducible large rounds stop on the wall clock at this multiple of their limit: the
 # counted budgets then hold on a machine up to about this much slower than the reference
 # one (measured: one day's machine ran 1.6x behind it and cut 10 s and 25 s test solves).
@@ -891,7 +898,7 @@ def _solve_direct(
     current = values
 
     if maximin:
-        report, current = _maximin_stage(model, problem, budget, current, persons_best, 0.5)
+        report, current = _maximin_stage(model, problem, budget, current, persons_best, 0.5, stages[0].wall_seconds)
         stages.append(report)
         # Keep the lowest score reached: pairs of households below it are dropped.
         _drop_below(model, _min_score(model, current))
@@ -937,13 +944,16 @@ def _solve_direct(
     )
 
 
-def _drop_below(model: _Model, threshold: float) -> None:
+def _drop_below(model: _Model, threshold: float) -> np.ndarray:
     """Fix to 0 the pairs whose per-household score is below threshold (all others free;
-    locked pairs keep their lower bound 1)."""
+    locked pairs keep their lower bound 1). Returns the upper bounds of all variables."""
     below = model.household_score < threshold - KEEP_TOLERANCE
     below[model.locked_vars] = False  # fixed to 1: an upper bound of 0 would make the model invalid
-    for v, drop in zip(model.proto.variable, below.tolist(), strict=False):
-        v.upper_bound = 0.0 if drop else 1.0
+    upper = np.ones(len(model.proto.variable))
+    upper[: model.n_x][below] = 0.0
+    for v, u in zip(model.proto.variable, upper.tolist(), strict=True):
+        v.upper_bound = u
+    return upper
 
 
 def _maximin_stage(
@@ -953,18 +963,24 @@ def _maximin_stage(
     current: np.ndarray,
     persons_best: int,
     share: float,
+    persons_seconds: float,
 ) -> tuple[StageReport, np.ndarray]:
     """The highest threshold t such that persons_best persons can be placed with every
-    placed unit's per-household score >= t, by bisection over the distinct scores on the
-    persons stage's own model (CBC could not solve one with a threshold variable and big-M
-    rows at 600 households) with the pairs below t fixed to 0. A probe of t: the LP
-    relaxation placing fewer persons proves t out of reach in a fraction of a MIP's time;
-    else a MIP maximises the persons placed (gap 0; hinted with the last answer less its
-    units below t), which reaches t when it places persons_best and proves it out of reach
-    when its bound is below. A probe the time limit cuts counts as out of reach for the
-    answer, not for the bound. share of the time left goes to the stage. Returns the stage
-    report (value: lowest score reached; bound: highest score not proven out of reach) and
-    the assignment."""
+    placed unit's per-household score >= t, over the distinct scores on the persons stage's
+    own model (CBC could not solve one with a threshold variable and big-M rows at 600
+    households) with the pairs below t fixed to 0.
+
+    First the LP relaxation alone, by bisection: a t whose LP (GLOP, solved again from its
+    last basis, a fraction of a MIP's time) places fewer persons is proven out of reach, and
+    so is every higher one. Then MIPs maximising the persons placed (gap 0; hinted with the
+    last answer less its units below t), which reach t when they place persons_best and prove
+    it out of reach when their bound is below: the first at the highest t the LP left open
+    (on all four measured rounds the optimum itself), then down by doubling score gaps
+    (GALLOP_POINTS) until one reaches, then bisection. A probe the time limit cuts counts as
+    out of reach for the answer, not for the bound. share of the time left goes to the stage;
+    persons_seconds (what the persons stage took) sets a probe's least time. Returns the stage
+    report (value: lowest score reached; bound: highest score not proven out of reach) and the
+    assignment."""
     start = time.perf_counter()
     stage_end = start + max(0.0, budget.deadline - start) * share
     reached = _min_score(model, current)
@@ -978,31 +994,53 @@ def _maximin_stage(
     persons_row = model.proto.constraint[model.persons_row]
     persons_row.lower_bound = -np.inf  # the probes' persons, proven short or not, decide
     _set_objective(model, model.persons)
+
+    # The LP's open range: lo < k < hi. The persons LP falls with t, so one bisection finds
+    # where it drops below persons_best.
+    lp_lo = lo
+    relaxation = LpRelaxation(model.proto) if hi - lp_lo > 1 else None
+    while relaxation is not None and hi - lp_lo > 1:
+        mid = (lp_lo + hi) // 2
+        upper = _drop_below(model, float(levels[mid]))
+        left = stage_end - time.perf_counter()
+        value = relaxation.value(upper, left / 4) if left >= MIN_STAGE_SECONDS else None
+        if value is None:
+            break  # cut: the MIPs decide the rest
+        if np.floor(value + KEEP_TOLERANCE) < persons_best:
+            hi = proven = mid
+        else:
+            lp_lo = mid
+
     exact = dataclasses.replace(budget.params, relative_gap=0.0)  # a bound just above the target decides nothing
+    # Down from the top, by score gaps doubling from GALLOP_POINTS, until a probe reaches its
+    # threshold; bisection after that.
+    top = float(levels[hi - 1]) if hi > 0 else reached
+    below_top, descending = 0.0, True
     while hi - lo > 1:
-        mid = (lo + hi) // 2
+        if descending:
+            mid = int(np.searchsorted(levels, top - below_top + KEEP_TOLERANCE, side="right")) - 1
+            mid = min(hi - 1, max(lo + 1, mid))
+            below_top = 2 * below_top + GALLOP_POINTS
+        else:
+            mid = (lo + hi) // 2
+        # A MIP gets 1/steps of what is left, steps being the bisection steps to go but at
+        # most 3, and never less than PROBE_PERSONS_FACTOR times what the persons stage
+        # took: a probe is that stage's MIP on fewer pairs, and one cut before it can find
+        # persons_best decides nothing.
+        steps = min(3, max(1, int(np.ceil(np.log2(hi - lo)))))
+        left = stage_end - time.perf_counter()
+        probe_share = min(1.0, max(1.0 / steps, PROBE_PERSONS_FACTOR * persons_seconds / max(left, 1e-9)))
         threshold = float(levels[mid])
         _drop_below(model, threshold)
         x = np.round(current[: model.n_x]) > 0.5
         place_of = np.full(problem.n_units, -1, dtype=np.int64)
         keep = x & (model.household_score >= threshold - KEEP_TOLERANCE)
         place_of[model.unit[keep]] = model.place[keep]
-        left = stage_end - time.perf_counter()
-        if left < MIN_STAGE_SECONDS:
-            break
-        # The LP first: the usual answer for thresholds well above the optimum.
-        lp = solve_lp(model.proto, max(MIN_STAGE_SECONDS, left / 4))
-        if lp is not None and lp.value < persons_best - KEEP_TOLERANCE:
-            hi = proven = mid
-            continue
-        # A MIP gets 1/steps of what is left, steps being the bisection steps to go but at
-        # most 3: a probe the time cuts sends the search lower, where probes are easier.
-        steps = min(3, max(1, int(np.ceil(np.log2(hi - lo)))))
         status, values, obj, bound, secs = budget.solve(
-            model, 1.0 / steps, _hint(model, problem, place_of), until=stage_end, params=exact
+            model, probe_share, _hint(model, problem, place_of), until=stage_end, params=exact
         )
         if values is not None and obj >= persons_best - KEEP_TOLERANCE:
-            current = values
+            current, descending = values, False
             lo = int(np.searchsorted(levels, _min_score(model, current) + KEEP_TOLERANCE)) - 1
         elif status == "infeasible" or (values is not None and np.floor(bound + KEEP_TOLERANCE) < persons_best):
             hi = proven = mid

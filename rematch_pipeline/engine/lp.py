@@ -1,4 +1,5 @@
-"""LP relaxations through HiGHS (OR-Tools' MathOpt), and the MPModelProto to MathOpt bridge.
+"""LP relaxations through HiGHS (OR-Tools' MathOpt), and the MPModelProto to MathOpt bridge;
+LpRelaxation: an LP's value alone by GLOP, solved again as bounds change (the maximin probes).
 
 HiGHS' dual simplex solves the LP of a large round's core (the pairs near each unit's
 best at the Lagrangian prices) about 4x faster than SCIP's SoPlex (measured: 7 s
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
-from ortools.linear_solver import linear_solver_pb2
+from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
 
@@ -75,3 +76,40 @@ def solve_lp(
     row_duals = result.dual_values()
     duals = np.array([row_duals[model.get_linear_constraint(r)] for r in range(len(relaxed.constraint))])
     return LpSolution(float(result.objective_value()), x, duals, int(result.solve_stats.simplex_iterations))
+
+
+
+class LpRelaxation:
+    """The LP relaxation of one model in GLOP (through pywraplp), loaded once and solved
+    again from its last basis as the variables' upper bounds change: the maximin threshold
+    probes, which need only the value. GLOP's presolve is off, since with it every solve
+    starts over: measured on the persons LP of a 1,000 households x 40 round, eight
+    thresholds took 6.1 s with presolve and 2.2 s without (3,000-4,700 simplex iterations
+    each, against 0-800 after the first), and HiGHS' dual simplex through MathOpt took 6-10 s
+    for one (docs/decisions.md, "Maximin by thresholds")."""
+
+    def __init__(self, proto: linear_solver_pb2.MPModelProto) -> None:
+        relaxed = linear_solver_pb2.MPModelProto()
+        relaxed.CopyFrom(proto)
+        del relaxed.solution_hint.var_index[:]
+        del relaxed.solution_hint.var_value[:]
+        for v in relaxed.variable:
+            v.is_integer = False
+        self._solver = pywraplp.Solver.CreateSolver("GLOP")
+        error = self._solver.LoadModelFromProto(relaxed)
+        if error:
+            raise RuntimeError(f"LP rejected by OR-Tools: {error}")
+        self._solver.SetSolverSpecificParametersAsString("use_preprocessing: false")
+        self._variables = self._solver.variables()
+        self._upper = np.array([v.upper_bound for v in relaxed.variable])
+
+    def value(self, upper_bounds: np.ndarray, time_limit: float) -> float | None:
+        """The LP's optimal value with these upper bounds (one per variable); None unless
+        proven optimal within time_limit seconds."""
+        for k in np.flatnonzero(upper_bounds != self._upper).tolist():
+            self._variables[k].SetUb(float(upper_bounds[k]))
+        self._upper = upper_bounds.copy()
+        self._solver.SetTimeLimit(max(1, int(min(time_limit, 86_400.0) * 1000)))
+        if self._solver.Solve() != pywraplp.Solver.OPTIMAL:
+            return None
+        return float(self._solver.Objective().Value())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -485,6 +486,36 @@ def test_maximin_proves_its_lowest_score_on_600_units() -> None:
     _set_objective(model, model.persons)
     lp = solve_lp(model.proto, 20.0)
     assert lp is not None and lp.value < problem.usage.sum() - 1e-6
+
+
+def test_maximin_confirms_the_lp_threshold_with_one_mip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LP alone finds the highest threshold it cannot rule out, and one persons MIP there
+    reaches it. Before, the search alternated LP and MIP probes from the middle: three MIPs
+    on this round, each about a persons stage's time (the 600 × 40 rounds at 60 s ran out of
+    time on probes that would have reached)."""
+    solves: list[float] = []
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[str, np.ndarray | None, float, float, float, int]:
+        out = _solve_stage(*args, **kwargs)
+        solves.append(out[4])
+        return out
+
+    monkeypatch.setattr("rematch_pipeline.engine.assignment._solve_stage", counted)
+    result = solve(gap_round(), SolverParams(time_limit_seconds=20, objective="maximin"))
+    stage = {s.name: s for s in result.stages}["min_score"]
+    assert stage.status == "optimal" and result.min_unit_score == pytest.approx(stage.objective_value)
+    assert len(solves) == 3  # persons, one threshold probe, score
+
+
+def test_maximin_proves_its_lowest_score_on_a_loaded_machine(half_a_core: None) -> None:
+    """Half a core and a 10 s limit: the lowest-score stage gets about 4.5 s of wall clock. Its
+    LPs (GLOP from the last basis) and the one MIP at the LP's threshold took 1.1 s; before,
+    HiGHS' LPs and the MIPs of a bisection did not fit (4.4 s, lowest score 54.18 of 68.58)."""
+    problem = gap_round()
+    result = solve(problem, SolverParams(time_limit_seconds=10, objective="maximin"))
+    stage = {s.name: s for s in result.stages}["min_score"]
+    assert result.persons_placed == int(problem.usage.sum()) and check_assignment(problem, result) == []
+    assert stage.status == "optimal", stage
 
 
 def test_maximin_keeps_a_lock_that_scores_below_the_others() -> None:
