@@ -996,8 +996,8 @@ def _write_xlsx(sheets: dict[str, pl.DataFrame], path: Path, period: str) -> Non
         wb.close()
 
 
-SAMPLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "kobo-xlsx", "kobo-csv", "limesurvey-csv")
-# Where the devices that fill the Kobo forms keep their clocks (Kobo's `end` carries the device's offset).
+SAMPLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "kobo-xlsx", "kobo-csv", "odk-central", "limesurvey-csv")
+# Where the devices that fill the Kobo and ODK forms keep their clocks (Kobo's `end` carries the device's offset).
 DEVICE_ZONE = "Europe/Berlin"
 
 
@@ -1022,6 +1022,13 @@ def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str) -> list[Path
         paths[1].write_bytes(tools.limesurvey_csv("households", sample.households, sample.members))
         return paths
     municipalities, households = _device_time(sample.municipalities), _device_time(sample.households)
+    if fmt == "odk-central":
+        paths = []
+        for table, frame, folder in (("municipalities", municipalities, muni_dir), ("households", households, hh_dir)):
+            files = tools.odk_central_csvs(frame, tools.central_form(table), FORM_IDS[table], sample.members)
+            paths.append(folder / tools.central_zip_name(FORM_IDS[table]))
+            paths[-1].write_bytes(tools.csv_zip(files))
+        return paths
     if fmt == "kobo-csv":
         muni = muni_dir / f"{FORM_IDS['municipalities']}.csv"
         muni.write_bytes(tools.kobo_kpi_csv(municipalities, tools.kobo_form("municipalities")))
@@ -1044,6 +1051,9 @@ def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Pa
     ``municipalities/rematch_municipality.xlsx`` and ``households/rematch_household.xlsx``.
     kobo-csv: the municipalities as KPI's CSV export (``rematch_municipality.csv``), the households as
     its XLSX (KPI's CSV leaves the members repeat out).
+    odk-central: ODK Central's CSV zips (*Download → CSV zip*, default options) of both forms,
+    ``municipalities/rematch_municipality.csv.zip`` and ``households/rematch_household.csv.zip``
+    (main table and the members repeat's table).
     limesurvey-csv: LimeSurvey CSV exports with question and answer codes,
     ``results-survey461001.csv`` (municipalities) and ``results-survey461002.csv`` (households).
     Every layout lands as it is: copy ``municipalities/`` and ``households/`` into ``landing/``.

@@ -545,6 +545,21 @@ def test_odk_central_csv_zip_of_each_form_reads_back(built: Path, form: str) -> 
         assert read["members"].sheet == f"{fb.FORM_IDS[form]}-members.csv"
 
 
+@pytest.mark.parametrize("form", sorted(XLSFORMS))
+def test_the_central_writer_lays_out_each_form_as_central_does(built: Path, form: str) -> None:
+    """formats/tool_exports (rematch sample --format odk-central) writes the columns Central derives from the XForm."""
+    pytest.importorskip("pyxform")
+    import polars as pl
+    from pyxform.xls2xform import convert
+
+    from rematch_pipeline.formats import tool_exports
+
+    tables = _central_tables(convert(str(built / XLSFORMS[form])).xform, fb.FORM_IDS[form])
+    frame = pl.DataFrame({"submission_id": [UUID], "submitted_at": ["2025-07-01T10:00:00.000+02:00"]})
+    ours = tool_exports.odk_central_csvs(frame, tool_exports.central_form(form), fb.FORM_IDS[form], pl.DataFrame({"submission_id": [UUID]}))
+    assert {name: data.decode().split("\n", 1)[0].split(",") for name, data in ours.items()} == {name: rows[0] for name, rows in tables.items()}
+
+
 def test_every_note_of_the_forms_is_named_as_the_readers_ignore_it(built: Path) -> None:
     from rematch_pipeline.formats.kobo import NOTE_SUFFIX
 

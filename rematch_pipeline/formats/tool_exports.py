@@ -1,4 +1,4 @@
-"""Writers of the collection tools' own exports: what KoboToolbox and LimeSurvey hand a coordinator.
+"""Writers of the collection tools' own exports: what KoboToolbox, ODK Central and LimeSurvey hand a coordinator.
 
 The readers of this package accept these files; these writers make them, for sample rounds
 (``rematch sample --format kobo-xlsx|kobo-csv|limesurvey-csv``), the ingestion benchmark and the
@@ -16,6 +16,13 @@ convenient dialect (docs/formats.md; samples in shared/data/exports, provenance 
   XLSX: xlsxwriter in constant-memory mode, every answer a string cell, ``_id`` and the indexes
   numbers, the main sheet named after the form title (Excel's forbidden characters as ``_``,
   31 characters with ``...``).
+- ODK Central's CSV zip (central-backend ``lib/data/briefcase.js``): ``<form id>.csv`` with
+  ``SubmissionDate``, every leaf of the form's instance in order (notes too, as empty columns; groups
+  joined by ``-`` unless *Remove group names*), ``meta-instanceID``, then Central's own columns
+  ``KEY`` … ``FormVersion``; the ``members`` repeat as ``<form id>-members.csv`` with ``PARENT_KEY``
+  and ``KEY`` (``uuid:…/members[n]``). With *Split "select multiple" choices into columns*, a
+  ``field/option`` column per choice holding 1, or 0 whether answered or not. csv-stringify: ``,``,
+  quotes only where needed, LF, no BOM; the zip holds the main table first.
 - LimeSurvey CsvWriter, headings "Question code", answers "Answer codes": UTF-8 with BOM, ``;``,
   every field quoted, CRLF, a blank line at the end; system columns ``id``, ``submitdate``,
   ``lastpage``, ``startlanguage``, ``seed``, ``startdate``, ``datestamp``; numbers as stored
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,6 +270,132 @@ def kobo_kpi_xlsx(
     finally:
         book.close()
     return path
+
+
+# ---------------------------------------------------------------- ODK Central
+
+# Central's own columns after the instance's leaves (briefcase.js streamBriefcaseCsvs), and on a repeat's table.
+CENTRAL_MAIN_META: tuple[str, ...] = (
+    "KEY",
+    "SubmitterID",
+    "SubmitterName",
+    "AttachmentsPresent",
+    "AttachmentsExpected",
+    "Status",
+    "ReviewState",
+    "DeviceID",
+    "Edits",
+    "FormVersion",
+)
+CENTRAL_REPEAT_META: tuple[str, ...] = ("PARENT_KEY", "KEY")
+# Metadata a frame may give per submission (a column of that name); the others are Central's defaults.
+CENTRAL_GIVEN_META: tuple[str, ...] = ("SubmissionDate", "ReviewState")
+# The app user whose Collect submitted (Central writes its actor id and display name) and Collect's device id.
+CENTRAL_SUBMITTER = ("5", "Erfassung")
+CENTRAL_DEVICE = "collect:Fq3ZkR8vTn2LmW7x"
+
+
+def central_form(table: str) -> KoboForm:
+    """Our XLSForm of ``municipalities`` or ``households`` as Central exports it: every question and note
+    in survey order (an instance leaf each), the ``members`` repeat, and the form's version."""
+    rows = forms_builder.municipality_rows() if table == "municipalities" else forms_builder.household_rows()
+    fields = {f.name: f for t in TABLES.values() for f in t}
+    main: list[KoboQuestion] = []
+    repeat: list[KoboQuestion] = []
+    target = main
+    for row in rows:
+        if row.type in ("begin_repeat", "end_repeat"):
+            target = repeat if row.type == "begin_repeat" else main
+            continue
+        f = fields.get(row.name)
+        target.append(KoboQuestion(row.name, options=f.codes if f is not None and f.kind is Kind.CODES else ()))
+    version = forms_builder.build_xlsform(table).settings[1][2]
+    return KoboForm(forms_builder._TITLES[table], tuple(main), tuple(repeat), version=version)
+
+
+def _central_header(questions: Iterable[KoboQuestion], split: bool, group_paths: bool) -> list[str]:
+    header: list[str] = []
+    for q in questions:
+        name = f"{q.group.replace('/', '-')}-{q.name}" if group_paths and q.group else q.name
+        header.append(name)
+        if split:
+            header += [f"{name}/{option}" for option in q.options]
+    return header
+
+
+def _central_cells(questions: Sequence[KoboQuestion], frame: pl.DataFrame, split: bool) -> list[list[str]]:
+    """Per row, the leaves' text as the submission's XML holds it (empty where not answered); split
+    option columns are 1 where chosen and 0 otherwise, answered or not (briefcase.js generateDataFrame)."""
+    columns: list[list[str]] = []
+    for q in questions:
+        values = frame[q.name].fill_null("").to_list() if q.name in frame.columns else [""] * frame.height
+        columns.append(values)
+        if split:
+            for option in q.options:
+                columns.append(["1" if option in v.split() else "0" for v in values])
+    return [list(cells) for cells in zip(*columns)] if columns else [[] for _ in range(frame.height)]
+
+
+def _csv_stringify(rows: Iterable[Sequence[object]]) -> bytes:
+    """csv-stringify's defaults, as Central writes: `,`, a field quoted only where it holds `,`, `"`, CR or LF, LF."""
+
+    def cell(value: object) -> str:
+        text = str(value)
+        return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\r\n') else text
+
+    return "".join(",".join(cell(c) for c in row) + "\n" for row in rows).encode("utf-8")
+
+
+def odk_central_csvs(
+    frame: pl.DataFrame,
+    form: KoboForm,
+    form_id: str,
+    members: pl.DataFrame | None = None,
+    split: bool = False,
+    group_paths: bool = True,
+) -> dict[str, bytes]:
+    """The CSVs of Central's *Download → CSV zip* of a form's submissions, by file name, main table first.
+
+    frame: one row per submission, a column per question (missing or null = not answered), and
+    ``submission_id`` (the instance id without ``uuid:``, Central's KEY) and ``submitted_at``
+    (``SubmissionDate`` is a few seconds later, in UTC); optional ``SubmissionDate`` and ``ReviewState``
+    columns override Central's. members: canonical member rows whose ``submission_id`` is their
+    household's, for a form with the repeat. split: *Split "select multiple" choices into columns*;
+    group_paths off: *Remove group names*."""
+    given = {name: frame[name].fill_null("").to_list() if name in frame.columns else None for name in CENTRAL_GIVEN_META}
+    dates = given["SubmissionDate"] or [t + ".000Z" if t else "" for t in _received(frame["submitted_at"].to_list())]
+    states = given["ReviewState"] or [""] * frame.height
+    instance_id = "meta-instanceID" if group_paths else "instanceID"
+    main_rows: list[Sequence[object]] = [["SubmissionDate", *_central_header(form.main, split, group_paths), instance_id, *CENTRAL_MAIN_META]]
+    by_household: dict[str, list[list[str]]] = {}
+    if form.repeat and members is not None:
+        for owner, cells in zip(members["submission_id"].to_list(), _central_cells(form.repeat, members, split)):
+            by_household.setdefault(owner, []).append(cells)
+    repeat_rows: list[Sequence[object]] = [[*_central_header(form.repeat, split, group_paths), *CENTRAL_REPEAT_META]]
+    submitter, name = CENTRAL_SUBMITTER
+    for i, (uid, cells) in enumerate(zip(frame["submission_id"].to_list(), _central_cells(form.main, frame, split))):
+        key = "uuid:" + uid
+        main_rows.append([dates[i], *cells, key, key, submitter, name, 0, 0, "", states[i], CENTRAL_DEVICE, 0, form.version])
+        for n, member in enumerate(by_household.get(uid, ()), start=1):
+            repeat_rows.append([*member, key, f"{key}/{form.repeat_name}[{n}]"])
+    files = {f"{form_id}.csv": _csv_stringify(main_rows)}
+    if form.repeat:
+        files[f"{form_id}-{form.repeat_name}.csv"] = _csv_stringify(repeat_rows)
+    return files
+
+
+def csv_zip(files: Mapping[str, bytes]) -> bytes:
+    """A zip of export files in the given order, deflated, as Central's CSV zip download is."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def central_zip_name(form_id: str) -> str:
+    """The download's name: ``<form id>.csv.zip``."""
+    return f"{form_id}.csv.zip"
 
 
 # ---------------------------------------------------------------- LimeSurvey

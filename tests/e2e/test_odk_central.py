@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import zipfile
 from pathlib import Path
 
@@ -12,37 +10,20 @@ import polars as pl
 import pytest
 
 from rematch_pipeline.cli import main
+from rematch_pipeline.formats import tool_exports
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.sample import generate_round, write_round
-from tests.formats.fixtures.exports import CENTRAL_FORM_ID, CENTRAL_MAIN_META, zipped
+from tests.formats.fixtures.exports import CENTRAL_FORM_ID
 
 ZIP_NAME = "submissions.csv.zip"
 
 
 def _central_zip(households: pl.DataFrame, members: pl.DataFrame, review: dict[str, str] | None = None) -> bytes:
-    """The canonical tables as Central's export of our household form: notes as empty columns,
-    `meta-instanceID`, KEY = "uuid:" + submission id, members in their own file joined by PARENT_KEY;
-    review: ReviewState by submission id."""
-
-    def table(rows: list[list[str]]) -> bytes:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows(rows)
-        return out.getvalue().encode()
-
-    main_rows = [["SubmissionDate", "intro_note", *households.columns, "members_note", "meta-instanceID", *CENTRAL_MAIN_META]]
-    for row in households.iter_rows(named=True):
-        key = "uuid:" + row["submission_id"]
-        values = ["" if v is None else str(v) for v in row.values()]
-        state = (review or {}).get(row["submission_id"], "")
-        main_rows.append(["2026-07-31T12:00:00.000Z", "", *values, "", key, key, "", "", "0", "0", "", state, "", "0", "v1"])
-    columns = [c for c in members.columns if c != "submission_id"]
-    member_rows = [[*columns, "PARENT_KEY", "KEY"]]
-    count: dict[str, int] = {}
-    for row in members.iter_rows(named=True):
-        key = "uuid:" + row["submission_id"]
-        count[key] = count.get(key, 0) + 1
-        member_rows.append([*("" if row[c] is None else str(row[c]) for c in columns), key, f"{key}/members[{count[key]}]"])
-    return zipped({f"{CENTRAL_FORM_ID}.csv": table(main_rows), f"{CENTRAL_FORM_ID}-members.csv": table(member_rows)})
+    """The canonical tables as Central's CSV zip of our household form (tool_exports); review: ReviewState
+    by submission id."""
+    states = [(review or {}).get(s, "") for s in households["submission_id"].to_list()]
+    frame = households.with_columns(pl.Series("ReviewState", states, dtype=pl.Utf8))
+    return tool_exports.csv_zip(tool_exports.odk_central_csvs(frame, tool_exports.central_form("households"), CENTRAL_FORM_ID, members))
 
 
 def _inflated(path: Path) -> bytes:

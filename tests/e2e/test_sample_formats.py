@@ -14,7 +14,7 @@ from rematch_pipeline.formats.detect import detect_format
 from rematch_pipeline.resources.home import RematchHome
 from tests.conftest import land
 
-TOOL_FORMATS = ("kobo-xlsx", "kobo-csv", "limesurvey-csv")
+TOOL_FORMATS = ("kobo-xlsx", "kobo-csv", "odk-central", "limesurvey-csv")
 SAMPLE = ["--households", "60", "--municipalities", "8", "--seed", "5"]
 # Provenance and keys made from the tool's submission id (LimeSurvey's is ls-<id>-<seed>) differ by design.
 NOT_COMPARED = {"submission_id", "member_pseudonym", "file_sha256", "file_name", "sheet", "file_row"}
@@ -53,7 +53,12 @@ def _ingested(fmt: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     home.prepare()
     landed = land(home, out)
     if fmt != "csv":
-        expected = {"kobo-xlsx": {"kobo-xlsx"}, "kobo-csv": {"kobo-csv", "kobo-xlsx"}, "limesurvey-csv": {"limesurvey-csv"}}[fmt]
+        expected = {
+            "kobo-xlsx": {"kobo-xlsx"},
+            "kobo-csv": {"kobo-csv", "kobo-xlsx"},
+            "limesurvey-csv": {"limesurvey-csv"},
+            "odk-central": {"csv-zip"},
+        }[fmt]
         assert {detect_format(p, p.read_bytes()) for p in landed} == expected
     assert main(["ingest"]) == 0
     return _tables(home)

@@ -79,3 +79,31 @@ def test_limesurvey_csv_is_written_as_limesurvey_writes_it() -> None:
     assert header[-1] == "m10wheelchair"  # every member slot of the survey, filled or not
     rows = [dict(zip(header, r)) for r in _records(ours, bom=True)[1:] if r]
     assert len(rows) == 20 and all(r["submitdate"] for r in rows)
+
+
+def test_odk_central_csv_zip_is_written_as_central_writes_it(tmp_path: Path) -> None:
+    sample = generate_round(20, 4, seed=3)
+    [municipalities, households] = write_round(sample, tmp_path, "odk-central")
+    assert households.name == "rematch_household.csv.zip"
+    with zipfile.ZipFile(households) as archive:
+        assert archive.namelist() == ["rematch_household.csv", "rematch_household-members.csv"]  # main table first
+        main, people = (archive.read(n) for n in archive.namelist())
+    for data in (main, people):  # csv-stringify: no BOM, LF, quotes only where needed
+        assert not data.startswith(b"\xef\xbb\xbf") and b"\r" not in data and data.endswith(b"\n")
+        assert not data.split(b"\n", 1)[0].startswith(b'"')
+    header, *rows = list(csv.reader(io.StringIO(main.decode(), newline="")))
+    assert header[0] == "SubmissionDate" and header[-10:] == list(tool_exports.CENTRAL_MAIN_META)
+    assert "intro_note" in header and header[header.index("KEY") - 1] == "meta-instanceID"
+    first = dict(zip(header, rows[0]))
+    assert first["KEY"] == first["meta-instanceID"] == "uuid:" + first["submission_id"]
+    assert first["SubmissionDate"].endswith(".000Z") and first["submitted_at"].endswith("+02:00")
+    member_header, *member_rows = list(csv.reader(io.StringIO(people.decode(), newline="")))
+    assert member_header[-2:] == ["PARENT_KEY", "KEY"] and len(member_rows) == sample.members.height
+    assert member_rows[0][-1] == member_rows[0][-2] + "/members[1]"
+    # Split choices: 1 where chosen, 0 otherwise, also where the question was not answered.
+    split = tool_exports.odk_central_csvs(sample.municipalities.with_columns(medical_care=None), tool_exports.central_form("municipalities"), "m", split=True)
+    header, *rows = list(csv.reader(io.StringIO(split["m.csv"].decode(), newline="")))
+    care = header.index("medical_care")
+    assert header[care + 1] == "medical_care/general" and {r[care + 1] for r in rows} == {"0"}
+    with zipfile.ZipFile(municipalities) as archive:
+        assert archive.namelist() == ["rematch_municipality.csv"]
