@@ -996,7 +996,13 @@ def _write_xlsx(sheets: dict[str, pl.DataFrame], path: Path, period: str) -> Non
         wb.close()
 
 
-SAMPLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "kobo-xlsx", "kobo-csv", "odk-central", "limesurvey-csv")
+SAMPLE_FORMATS: tuple[str, ...] = (
+    "csv", "xlsx", "kobo-xlsx", "kobo-csv", "kobo-labels", "kobo-legacy", "odk-central", "limesurvey-csv", "limesurvey-xlsx", "limesurvey-texts", "limesurvey-vv",
+)
+# KPI's export language of --format kobo-labels (an index of forms_builder.LANGUAGES: German).
+KOBO_EXPORT_LANGUAGE = 0
+# The export language of the LimeSurvey text exports (--format limesurvey-texts, the VV export's first row).
+LS_EXPORT_LANGUAGE = "de"
 # Where the devices that fill the Kobo and ODK forms keep their clocks (Kobo's `end` carries the device's offset).
 DEVICE_ZONE = "Europe/Berlin"
 
@@ -1016,10 +1022,20 @@ def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str) -> list[Path
     from rematch_pipeline.forms_builder import FORM_IDS
 
     muni_dir, hh_dir = out_dir / "municipalities", out_dir / "households"
-    if fmt == "limesurvey-csv":
-        paths = [muni_dir / tools.limesurvey_filename("municipalities"), hh_dir / tools.limesurvey_filename("households")]
-        paths[0].write_bytes(tools.limesurvey_csv("municipalities", sample.municipalities))
-        paths[1].write_bytes(tools.limesurvey_csv("households", sample.households, sample.members))
+    if fmt.startswith("limesurvey-"):
+        paths = []
+        for table, frame, folder in (("municipalities", sample.municipalities, muni_dir), ("households", sample.households, hh_dir)):
+            codes = tools.limesurvey_csv(table, frame, sample.members)
+            if fmt == "limesurvey-xlsx":
+                path, data = folder / tools.limesurvey_filename(table, "xlsx"), tools.limesurvey_xlsx(codes, tools.survey_title(table))
+            elif fmt == "limesurvey-texts":
+                path, data = folder / tools.limesurvey_filename(table), tools.limesurvey_text_csv(codes, table, LS_EXPORT_LANGUAGE)
+            elif fmt == "limesurvey-vv":
+                path, data = folder / tools.limesurvey_vv_filename(table), tools.limesurvey_vv(codes, table, LS_EXPORT_LANGUAGE)
+            else:
+                path, data = folder / tools.limesurvey_filename(table), codes
+            path.write_bytes(data)
+            paths.append(path)
         return paths
     municipalities, households = _device_time(sample.municipalities), _device_time(sample.households)
     if fmt == "odk-central":
@@ -1029,13 +1045,20 @@ def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str) -> list[Path
             paths.append(folder / tools.central_zip_name(FORM_IDS[table]))
             paths[-1].write_bytes(tools.csv_zip(files))
         return paths
-    if fmt == "kobo-csv":
+    if fmt == "kobo-legacy":
+        paths = []
+        for table, frame, folder in (("municipalities", municipalities, muni_dir), ("households", households, hh_dir)):
+            paths.append(folder / f"{FORM_IDS[table]}.csv")
+            paths[-1].write_bytes(tools.kobo_legacy_csv(frame, tools.kobo_form(table), sample.members))
+        return paths
+    language = KOBO_EXPORT_LANGUAGE if fmt == "kobo-labels" else None
+    if fmt in ("kobo-csv", "kobo-labels"):
         muni = muni_dir / f"{FORM_IDS['municipalities']}.csv"
-        muni.write_bytes(tools.kobo_kpi_csv(municipalities, tools.kobo_form("municipalities")))
+        muni.write_bytes(tools.kobo_kpi_csv(municipalities, tools.kobo_form("municipalities", language)))
     else:
         muni = tools.kobo_kpi_xlsx(muni_dir / f"{FORM_IDS['municipalities']}.xlsx", municipalities, tools.kobo_form("municipalities"))
     # KPI's CSV export holds the main section only (no members), so households are always its XLSX.
-    hh = tools.kobo_kpi_xlsx(hh_dir / f"{FORM_IDS['households']}.xlsx", households, tools.kobo_form("households"), sample.members)
+    hh = tools.kobo_kpi_xlsx(hh_dir / f"{FORM_IDS['households']}.xlsx", households, tools.kobo_form("households", language), sample.members)
     return [muni, hh]
 
 
@@ -1051,11 +1074,16 @@ def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Pa
     ``municipalities/rematch_municipality.xlsx`` and ``households/rematch_household.xlsx``.
     kobo-csv: the municipalities as KPI's CSV export (``rematch_municipality.csv``), the households as
     its XLSX (KPI's CSV leaves the members repeat out).
+    kobo-labels: as kobo-csv, exported under a language (KPI's default; German): label headers and answers.
+    kobo-legacy: both as the legacy KoboCAT CSV export, members flattened into ``members[k]/…`` columns.
     odk-central: ODK Central's CSV zips (*Download → CSV zip*, default options) of both forms,
     ``municipalities/rematch_municipality.csv.zip`` and ``households/rematch_household.csv.zip``
     (main table and the members repeat's table).
     limesurvey-csv: LimeSurvey CSV exports with question and answer codes,
-    ``results-survey461001.csv`` (municipalities) and ``results-survey461002.csv`` (households).
+    ``results-survey461001.csv`` (municipalities) and ``results-survey461002.csv`` (households);
+    limesurvey-xlsx: the same as its "Microsoft Excel" export (``results-survey<id>.xlsx``);
+    limesurvey-texts: the CSV with LimeSurvey's defaults, full question texts and full answers, in German;
+    limesurvey-vv: its VV export (version 2, ``vvexport_<id>.csv``).
     Every layout lands as it is: copy ``municipalities/`` and ``households/`` into ``landing/``.
     """
     if fmt not in SAMPLE_FORMATS:

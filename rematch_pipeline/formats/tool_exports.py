@@ -27,7 +27,11 @@ convenient dialect (docs/formats.md; samples in shared/data/exports, provenance 
   every field quoted, CRLF, a blank line at the end; system columns ``id``, ``submitdate``,
   ``lastpage``, ``startlanguage``, ``seed``, ``startdate``, ``datestamp``; numbers as stored
   (decimal(30,10)); yes/no ``Y``/``N``; multiple choice ``code[option]`` = ``Y`` or empty; every
-  member slot of the survey, filled or not.
+  member slot of the survey, filled or not. With headings "Full question text" (or abbreviated, or
+  code and text) and answers "Full answers", rendered from the survey's texts (``forms_builder.build_lss``)
+  as Writer and SurveyObj::getFullAnswer render them. "Microsoft Excel": ExcelWriter (PHP_XLSXWriter),
+  one sheet named after the survey title, a value that looks like a number a number cell. VV export
+  (version 2): tab separated, question texts, then column codes, then the stored values escaped.
 
 The writers take canonical frames (text, empty or null = not answered) holding what the tool
 stored: converting a canonical round to that (device time with its offset for Kobo's
@@ -36,8 +40,12 @@ stored: converting a canonical round to that (device time with its offset for Ko
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import functools
 import io
+import re
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +113,9 @@ class KoboQuestion:
     group: str = ""  # group path ("services"), shown with "Include groups in headers"
     options: tuple[str, ...] = ()  # a select_multiple's choices: one 1/0 column each
     hxl: str = ""  # HXL tag; a form with any adds KPI's tag row under the header
+    # Exported under a language: the question's label (its header) and its choices' labels by code.
+    label: str = ""
+    choices: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,44 +127,68 @@ class KoboForm:
     repeat: tuple[KoboQuestion, ...] = ()
     repeat_name: str = forms_builder.REPEAT_NAME
     version: str = "vQv9TjZ2yBfGzKoA4mVa3L"  # __version__: the deployed version's uid
+    repeat_label: str = ""  # under a language: the repeat's label, its group in headers
 
 
-def kobo_form(table: str) -> KoboForm:
-    """Our XLSForm of ``municipalities`` or ``households`` (forms/) as KPI exports it: no groups, no HXL tags."""
-    rows = forms_builder.municipality_rows() if table == "municipalities" else forms_builder.household_rows()
+def survey_title(table: str) -> str:
+    """The title of our form or survey of ``table`` (Kobo's first sheet, LimeSurvey's Excel sheet)."""
+    return forms_builder._TITLES[table]
+
+
+def kobo_form(table: str, language: int | None = None) -> KoboForm:
+    """Our XLSForm of ``municipalities`` or ``households`` (forms/) as KPI exports it: no groups, no HXL tags.
+
+    language: the index of an export language in ``forms_builder.LANGUAGES`` (KPI's default export, labels
+    as headers and answers); None: "XML values and headers"."""
+    rows = forms_builder.household_rows() if table == "households" else forms_builder.municipality_rows()
     fields = {f.name: f for t in TABLES.values() for f in t}
     main: list[KoboQuestion] = []
     repeat: list[KoboQuestion] = []
+    repeat_label = ""
     target = main
     for row in rows:
         if row.type == "begin_repeat":
             target = repeat
+            repeat_label = row.label[language] if language is not None and row.label else ""
             continue
         if row.type in ("note", "end_repeat"):
             continue  # a note holds no answer and has no column
         f = fields[row.name]
-        target.append(KoboQuestion(row.name, options=f.codes if f.kind is Kind.CODES else ()))
-    return KoboForm(forms_builder._TITLES[table], tuple(main), tuple(repeat))
+        label, choices = "", ()
+        if language is not None:
+            label = row.label[language] if row.label else row.name  # formpack: the name where there is no label
+            if f.kind in (Kind.BOOL, Kind.CODE, Kind.CODES):
+                list_ = forms_builder.list_name(f)
+                codes = forms_builder.YES_NO if f.kind is Kind.BOOL else f.codes
+                choices = tuple((c, forms_builder.choice_label(list_, c)[language]) for c in codes)
+        target.append(KoboQuestion(row.name, options=f.codes if f.kind is Kind.CODES else (), label=label, choices=choices))
+    return KoboForm(survey_title(table), tuple(main), tuple(repeat), repeat_label=repeat_label)
 
 
 def _header(form: KoboForm, questions: Iterable[KoboQuestion], groups_in_headers: bool, in_repeat: bool) -> list[str]:
     header: list[str] = []
     for q in questions:
-        path = [form.repeat_name] if in_repeat and groups_in_headers else []
+        path = [form.repeat_label or form.repeat_name] if in_repeat and groups_in_headers else []
         if groups_in_headers and q.group:
             path.append(q.group)
-        name = "/".join([*path, q.name])
+        name = "/".join([*path, q.label or q.name])
         header.append(name)
-        header += [f"{name}/{option}" for option in q.options]
+        labels = dict(q.choices)
+        header += [f"{name}/{labels.get(option, option)}" for option in q.options]
     return header
 
 
 def _answers(questions: Sequence[KoboQuestion], frame: pl.DataFrame) -> list[list[str]]:
-    """Per row, the cells of the questions' columns as formpack formats them (values as text)."""
+    """Per row, the cells of the questions' columns as formpack formats them (values as text; under a
+    language a choice as its label, a select_multiple's summary as its labels joined by spaces)."""
     columns: list[list[str]] = []
     for q in questions:
         values = frame[q.name].fill_null("").to_list() if q.name in frame.columns else [""] * frame.height
-        columns.append(values)
+        if q.choices:
+            labels = dict(q.choices)
+            columns.append([" ".join(labels.get(c, c) for c in v.split()) for v in values])
+        else:
+            columns.append(values)
         for option in q.options:
             # formpack: "1"/"0" where the question was answered, empty where not.
             columns.append(["" if not v else ("1" if option in v.split() else "0") for v in values])
@@ -222,6 +257,75 @@ def kobo_kpi_csv(
     for cells, m in zip(_answers(form.main, frame), meta):
         lines.append(_quoted(cells + [m[name] for name in KPI_MAIN_META]))
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+# The legacy (KoboCAT) CSV's metadata after the questions; _validation_status "{}" where none was set.
+KOBO_LEGACY_META: tuple[str, ...] = ("meta/instanceID", "_uuid", "_submission_time", "_validation_status")
+KOBO_LEGACY_GIVEN_META: tuple[str, ...] = ("_submission_time", "_validation_status")
+KOBO_NOT_APPLICABLE = "n/a"
+
+
+def _legacy_cells(questions: Sequence[KoboQuestion], row: Mapping[str, str | None] | None) -> list[str]:
+    """One row's cells as the legacy exporter writes them: a select_multiple as True/False per choice (no
+    summary), a value not given as n/a, every cell n/a for a repeat slot the submission does not fill."""
+    cells: list[str] = []
+    for q in questions:
+        value = row.get(q.name) if row is not None else None
+        if q.options:
+            chosen = (value or "").split()
+            cells += [KOBO_NOT_APPLICABLE if row is None else str(option in chosen) for option in q.options]
+        else:
+            cells.append(value if value else KOBO_NOT_APPLICABLE)
+    return cells
+
+
+def _legacy_header(questions: Iterable[KoboQuestion], prefix: str, groups_in_headers: bool) -> list[str]:
+    header: list[str] = []
+    for q in questions:
+        name = prefix + (f"{q.group}/{q.name}" if groups_in_headers and q.group else q.name)
+        header += [f"{name}/{option}" for option in q.options] if q.options else [name]
+    return header
+
+
+def kobo_legacy_csv(
+    frame: pl.DataFrame,
+    form: KoboForm,
+    members: pl.DataFrame | None = None,
+    slots: int | None = None,
+    groups_in_headers: bool = True,
+) -> bytes:
+    """The legacy KoboCAT CSV export (onadata's CSV builder, shared/data/exports/kobo/main__csv_export__*):
+    `,`, quotes only where needed, LF, UTF-8 without BOM; group paths; a select_multiple as one True/False
+    column per choice; the members repeat flattened into ``members[k]/…`` slots (as many as the largest
+    household has, or ``slots``) where the repeat stands in the form; ``n/a`` for what was not answered.
+
+    frame and members as for kobo_kpi_xlsx."""
+    people: dict[str, list[dict[str, str | None]]] = {}
+    if form.repeat and members is not None:
+        for member in members.iter_rows(named=True):
+            people.setdefault(member["submission_id"], []).append(member)
+    if slots is None:
+        slots = max((len(p) for p in people.values()), default=0)
+    header = _legacy_header(form.main, "", groups_in_headers)
+    for slot in range(1, slots + 1):
+        header += _legacy_header(form.repeat, f"{form.repeat_name}[{slot}]/", groups_in_headers)
+    header += KOBO_LEGACY_META
+    given = {name: frame[name].fill_null("").to_list() if name in frame.columns else None for name in KOBO_LEGACY_GIVEN_META}
+    times = given["_submission_time"] or _received(frame["submitted_at"].to_list())
+    statuses = given["_validation_status"] or [""] * frame.height
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for i, row in enumerate(frame.iter_rows(named=True)):
+        household = people.get(row["submission_id"], [])
+        if len(household) > slots:
+            raise ValueError(f"household row {i + 1} has {len(household)} members; the export has {slots} member slots")
+        cells = _legacy_cells(form.main, row)
+        for slot in range(slots):
+            cells += _legacy_cells(form.repeat, household[slot] if slot < len(household) else None)
+        uid = row["submission_id"]
+        writer.writerow([*cells, "uuid:" + uid, uid, times[i], statuses[i] or "{}"])
+    return out.getvalue().encode("utf-8")
 
 
 def xlsx_sheet_name(title: str) -> str:
@@ -310,7 +414,7 @@ def central_form(table: str) -> KoboForm:
         f = fields.get(row.name)
         target.append(KoboQuestion(row.name, options=f.codes if f is not None and f.kind is Kind.CODES else ()))
     version = forms_builder.build_xlsform(table).settings[1][2]
-    return KoboForm(forms_builder._TITLES[table], tuple(main), tuple(repeat), version=version)
+    return KoboForm(survey_title(table), tuple(main), tuple(repeat), version=version)
 
 
 def _central_header(questions: Iterable[KoboQuestion], split: bool, group_paths: bool) -> list[str]:
@@ -495,7 +599,208 @@ def limesurvey_csv(
     return UTF8_BOM + out.getvalue().encode("utf-8")
 
 
-def limesurvey_filename(table: str) -> str:
-    """LimeSurvey's default name of a response export: results-survey<survey id>.csv."""
-    return f"results-survey{forms_builder.LS_SURVEY_IDS[table]}.csv"
+def limesurvey_filename(table: str, extension: str = "csv") -> str:
+    """LimeSurvey's default name of a response export: results-survey<survey id>.csv (or .xlsx)."""
+    return f"results-survey{forms_builder.LS_SURVEY_IDS[table]}.{extension}"
 
+
+def limesurvey_vv_filename(table: str) -> str:
+    """LimeSurvey's name of a VV export: vvexport_<survey id>.csv."""
+    return f"vvexport_{forms_builder.LS_SURVEY_IDS[table]}.csv"
+
+
+
+def limesurvey_records(data: bytes) -> list[list[str]]:
+    """The non-blank records (header first) of a LimeSurvey CSV export, `;` or `,` separated."""
+    text = data.decode("utf-8-sig")
+    delimiter = ";" if text.count(";") > text.count(",") else ","
+    return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+
+
+# LimeSurvey's names of its own columns in the administration language (createFieldMap's gT texts; German
+# as locale/de has them, "Seed" untranslated there).
+LS_SYSTEM_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "id": "Response ID",
+        "submitdate": "Date submitted",
+        "lastpage": "Last page",
+        "startlanguage": "Start language",
+        "seed": "Seed",
+        "startdate": "Date started",
+        "datestamp": "Date last action",
+    },
+    "de": {
+        "id": "Antwort ID",
+        "submitdate": "Datum Abgeschickt",
+        "lastpage": "Letzte Seite",
+        "startlanguage": "Start-Sprache",
+        "seed": "Zufallswert",
+        "startdate": "Datum gestartet",
+        "datestamp": "Datum letzte Aktivität",
+    },
+}
+# SurveyObj::getFullAnswer's translated "Yes"/"No"/"N/A" (de.po: Ja, Nein, Nicht zutreffend; uk.po: Так, Ні,
+# its "N/A" not known here, so the English one stands in).
+LS_YES_NO_TEXTS: dict[str, tuple[str, str, str]] = {
+    "en": ("Yes", "No", "N/A"),
+    "de": ("Ja", "Nein", "Nicht zutreffend"),
+    "uk": ("Так", "Ні", "N/A"),
+}
+LS_HEADINGS: tuple[str, ...] = ("full", "abbreviated", "codetext", "code")
+
+
+@functools.cache
+def limesurvey_texts(table: str) -> tuple[dict[str, tuple[str, dict[str, str]]], dict[str, dict[str, dict[str, str]]]]:
+    """From our LSS of ``table``: column code -> (question type, {language: heading}) of questions and
+    multiple-choice options ("text [option text]"), and question code -> {answer code: {language: text}}."""
+    root = ET.fromstring(forms_builder.build_lss(table))
+
+    def rows(name: str) -> list[dict[str, str]]:
+        return [{c.tag: c.text or "" for c in row} for row in root.find(name).find("rows")]  # type: ignore[union-attr]
+
+    questions = {q["qid"]: q for q in rows("questions")}
+    questions.update({q["qid"]: q for q in rows("subquestions")})
+    texts: dict[str, dict[str, str]] = {}
+    for l10n in rows("question_l10ns"):
+        texts.setdefault(l10n["qid"], {})[l10n["language"]] = l10n["question"]
+    headings: dict[str, tuple[str, dict[str, str]]] = {}
+    for qid, q in questions.items():
+        if q["parent_qid"] == "0":
+            headings[q["title"]] = (q["type"], texts[qid])
+    for qid, q in questions.items():
+        if q["parent_qid"] != "0":
+            parent = questions[q["parent_qid"]]
+            headings[f"{parent['title']}[{q['title']}]"] = ("M", {
+                lang: f"{text} [{texts[qid][lang]}]" for lang, text in texts[parent["qid"]].items()
+            })
+    answer_texts: dict[str, dict[str, str]] = {}
+    for l10n in rows("answer_l10ns"):
+        answer_texts.setdefault(l10n["aid"], {})[l10n["language"]] = l10n["answer"]
+    answers: dict[str, dict[str, dict[str, str]]] = {}
+    for a in rows("answers"):
+        answers.setdefault(questions[a["qid"]]["title"], {})[a["code"]] = answer_texts[a["aid"]]
+    return headings, answers
+
+
+def _ellipsized(text: str, length: int = 15) -> str:
+    """LimeSurvey's ellipsize() at the end: the first `length` characters and ".. " where it is longer."""
+    return text if len(text) <= length else text[:length] + ".. "
+
+
+def _abbreviated(heading: str) -> str:
+    """Writer::getAbbreviatedHeading of a full heading: question text and the sub-question in brackets
+    each ellipsized (headingTextLength 15), the sub-question after a blank."""
+    match = re.match(r"^(?P<text>.*?) \[(?P<sub>[^\[\]]*)\]$", heading)
+    if match is None:
+        return _ellipsized(heading)
+    return _ellipsized(match["text"]) + " [" + _ellipsized(match["sub"]) + "]"
+
+
+def limesurvey_text_csv(
+    code_csv: bytes,
+    table: str,
+    language: str = "de",
+    headings: str = "full",
+    full_answers: bool = True,
+    system_texts: Mapping[str, str] = LS_SYSTEM_TEXTS["en"],
+    underscores: bool = False,
+) -> bytes:
+    """A "Question code"/"Answer codes" export (limesurvey_csv) of our survey as LimeSurvey exports the same
+    responses with other options: headings "full" (question text, LimeSurvey's default), "abbreviated",
+    "codetext" or "code", answers as full texts (default) or codes, in the export ``language``; its own
+    columns named in the administration language (system_texts); underscores: "Convert spaces in question
+    text to underscores"."""
+    if headings not in LS_HEADINGS:
+        raise ValueError(f"headings must be one of {', '.join(LS_HEADINGS)}")
+    lines = limesurvey_records(code_csv)
+    header, body = lines[0], lines[1:]
+    questions, answers = limesurvey_texts(table)
+    yes, no, not_applicable = LS_YES_NO_TEXTS[language]
+    new_header = []
+    for code in header:
+        heading = system_texts[code] if code in system_texts else questions[code][1][language]
+        if headings == "abbreviated":
+            heading = _abbreviated(heading)
+        if underscores:
+            heading = heading.replace(" ", "_")
+        new_header.append({"codetext": f"{code}. {heading}", "code": code}.get(headings, heading))
+    submitdate = header.index("submitdate")
+    new_body = []
+    for cells in body:
+        new_cells = []
+        for code, value in zip(header, cells):
+            kind = questions[code][0] if code in questions else ""
+            if full_answers and kind in ("L", "!") and value:
+                value = answers[code][value][language]
+            elif full_answers and kind == "Y":
+                value = yes if value == "Y" else no if value == "N" else not_applicable
+            elif full_answers and kind == "M":
+                # An option not ticked is "No" where the question was shown, "N/A" where it was not
+                # (a member slot left empty, a response given up before the question).
+                slot = re.match(r"^m(\d+)", code) if table == "households" else None
+                shown = cells[submitdate] != "" and (slot is None or cells[header.index(f"m{slot[1]}name")] != "")
+                value = yes if value == "Y" else no if shown else not_applicable
+            elif full_answers and kind == "N" and "." in value:
+                value = value.rstrip("0").rstrip(".")
+            new_cells.append(value)
+        new_body.append(new_cells)
+    out = "\r\n".join(_quoted(c) for c in [new_header, *new_body]) + "\r\n\r\n"
+    return UTF8_BOM + out.encode("utf-8")
+
+
+def limesurvey_vv(code_csv: bytes, table: str, language: str = "de", version: int = 2) -> bytes:
+    """LimeSurvey's "Export a VV survey file" (vvexport) of a code export's responses: tab separated
+    (fputcsv), row 1 the question texts in ``language`` (an option as "text (option)"), row 2 the column
+    codes (version 2: question codes, an option as code_option; version 1: the database's SGQA names, made
+    up here), then one line per response with the stored values: NULL as {question_not_shown}, "{",
+    newline, CR and tab as {lbrace} {newline} {cr} {tab}, a leading quote as {quote}. UTF-8 without BOM, LF."""
+    codes = limesurvey_records(code_csv)
+    questions, _ = limesurvey_texts(table)
+    texts = [LS_SYSTEM_TEXTS["en"][c] if c in LS_SYSTEM_TEXTS["en"] else questions[c][1][language] for c in codes[0]]
+    texts = [re.sub(r" \[(.*)\]$", r" (\1)", t) for t in texts]
+    if version == 2:
+        header = [re.sub(r"\[(.*)\]$", r"_\1", c) for c in codes[0]]
+    else:
+        header = [c if c in LS_SYSTEM else f"{654321}X{7 + n // 20}X{100 + n}" for n, c in enumerate(codes[0])]
+
+    def stored(value: str) -> str:
+        if value == "":
+            return "{question_not_shown}"
+        value = value.replace("{", "{lbrace}").replace("\n", "{newline}").replace("\r", "{cr}").replace("\t", "{tab}")
+        return re.sub(r'^"', "{quote}", value)
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(texts)
+    writer.writerow(header)
+    for cells in codes[1:]:
+        writer.writerow([stored(v) for v in cells])
+    return out.getvalue().encode("utf-8")
+
+
+_PHP_XLSX_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$")
+
+
+def limesurvey_sheet_name(title: str) -> str:
+    """ExcelWriter's sheet name: the survey title, ``*:/\\?[]`` as blanks, at most 31 characters."""
+    return re.sub(r"[*:/\\?\[\]]", " ", title)[:31]
+
+
+def limesurvey_xlsx(csv_data: bytes, title: str) -> bytes:
+    """A LimeSurvey CSV export's content as its "Microsoft Excel" export: ExcelWriter (PHP_XLSXWriter)
+    writes one sheet named after the survey title, header then rows; a value that looks like a number
+    (PHP_XLSXWriter's n_auto: no leading zero) is a number cell, anything else text, empty no cell."""
+    lines = limesurvey_records(csv_data)
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False})
+    sheet = book.add_worksheet(limesurvey_sheet_name(title))
+    for r, cells in enumerate(lines):
+        for c, value in enumerate(cells):
+            if value == "":
+                continue
+            if r > 0 and _PHP_XLSX_NUMBER.match(value):
+                sheet.write_number(r, c, float(value))
+            else:
+                sheet.write_string(r, c, value)
+    book.close()
+    return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""`rematch sample --format kobo-xlsx|kobo-csv|limesurvey-csv`: the sample round as the survey tools export
+"""`rematch sample --format F` for each tool format F: the sample round as the survey tools export
 it lands, ingests and validates to the same tables as the canonical templates of the same round."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from rematch_pipeline.formats.detect import detect_format
 from rematch_pipeline.resources.home import RematchHome
 from tests.conftest import land
 
-TOOL_FORMATS = ("kobo-xlsx", "kobo-csv", "odk-central", "limesurvey-csv")
+TOOL_FORMATS = (
+    "kobo-xlsx", "kobo-csv", "kobo-labels", "kobo-legacy", "odk-central", "limesurvey-csv", "limesurvey-xlsx", "limesurvey-texts", "limesurvey-vv",
+)
 SAMPLE = ["--households", "60", "--municipalities", "8", "--seed", "5"]
 # Provenance and keys made from the tool's submission id (LimeSurvey's is ls-<id>-<seed>) differ by design.
 NOT_COMPARED = {"submission_id", "member_pseudonym", "file_sha256", "file_name", "sheet", "file_row"}
@@ -56,8 +58,13 @@ def _ingested(fmt: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
         expected = {
             "kobo-xlsx": {"kobo-xlsx"},
             "kobo-csv": {"kobo-csv", "kobo-xlsx"},
+            "kobo-labels": {"kobo-csv", "kobo-xlsx"},
+            "kobo-legacy": {"kobo-csv"},
             "limesurvey-csv": {"limesurvey-csv"},
             "odk-central": {"csv-zip"},
+            "limesurvey-xlsx": {"limesurvey-xlsx"},
+            "limesurvey-texts": {"limesurvey-csv"},
+            "limesurvey-vv": {"limesurvey-vv"},
         }[fmt]
         assert {detect_format(p, p.read_bytes()) for p in landed} == expected
     assert main(["ingest"]) == 0

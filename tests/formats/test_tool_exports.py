@@ -107,3 +107,27 @@ def test_odk_central_csv_zip_is_written_as_central_writes_it(tmp_path: Path) -> 
     assert header[care + 1] == "medical_care/general" and {r[care + 1] for r in rows} == {"0"}
     with zipfile.ZipFile(municipalities) as archive:
         assert archive.namelist() == ["rematch_municipality.csv"]
+
+
+def test_limesurvey_excel_texts_and_vv_exports_are_written_as_limesurvey_writes_them(tmp_path: Path) -> None:
+    sample = generate_round(20, 4, seed=3)
+    [_, households] = write_round(sample, tmp_path / "xlsx", "limesurvey-xlsx")
+    assert households.name == "results-survey461002.xlsx"
+    from openpyxl import load_workbook
+
+    book = load_workbook(households, read_only=True)
+    # ExcelWriter: the survey title with *:/\?[] as blanks, cut to 31 characters; numbers as number cells.
+    assert book.sheetnames == ["Rematch  Haushalte   Households"]
+    header, first = list(book.worksheets[0].iter_rows(max_row=2, values_only=True))
+    row = dict(zip(header, first))
+    assert row["id"] == 1 and isinstance(row["impjobs"], (int, float)) and isinstance(row["submitdate"], str)
+    book.close()
+    [_, texts] = write_round(sample, tmp_path / "texts", "limesurvey-texts")
+    header = tool_exports.limesurvey_records(texts.read_bytes())[0]
+    assert header[:2] == ["Response ID", "Date submitted"] and "householdref" not in header
+    assert texts.read_bytes().startswith(b"\xef\xbb\xbf") and _all_quoted_crlf(texts.read_bytes())
+    [_, vv] = write_round(sample, tmp_path / "vv", "limesurvey-vv")
+    assert vv.name == "vvexport_461002.csv"
+    lines = vv.read_bytes().decode().split("\n")
+    assert lines[1].split("\t")[:2] == ["id", "submitdate"] and "m1languages_uk" in lines[1].split("\t")
+    assert "{question_not_shown}" in lines[2]
