@@ -52,7 +52,7 @@ def synthetic_round(households: int, municipalities: int, seed: int = 1) -> Synt
     for table, frame in (("municipalities", sample.municipalities), ("households", sample.households), ("members", sample.members)):
         raw[table], identity[table] = _raw(table, frame)
     raw["decisions"] = pl.DataFrame(schema={c: pl.Int32 if c == "file_row" else pl.Utf8 for c in raw_columns("decisions")})
-    births = identity["members"].select("file_sha256", "file_row", "date_of_birth")
+    births = identity["members"].select("file_sha256", "file_row", "member_pseudonym", "date_of_birth")
     proposals = pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8})
     tables = build_canonical(raw, births, proposals)
     del sample, raw, identity, births  # the text tables are not needed past validation
