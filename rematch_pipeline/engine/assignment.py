@@ -9,7 +9,7 @@ Objectives are solved lexicographically with OR-Tools pywraplp (SCIP by default)
 deterministic tie-break), or for "maximin" 2) max the minimum per-household score of
 placed units (bisection over score thresholds on the persons model, _maximin_stage),
 3) max total score keeping both. Rounds with more than
-SolverParams.max_model_pairs usable pairs go to large_scale.py (Lagrangian prices and
+SolverParams.max_model_pairs pairs (lexicographic: or max_model_units units) go to large_scale.py (Lagrangian prices and
 bound over all pairs, greedy and local moves, exact MIP on close calls). See docs/scoring.md.
 """
 
@@ -34,6 +34,7 @@ from rematch_pipeline.engine._common import (
     require_columns,
     require_unique,
 )
+from rematch_pipeline.engine.exchange import exchange_within_classes, reference_seconds
 from rematch_pipeline.engine.lp import LpRelaxation
 
 Backend = Literal["scip", "cbc", "highs", "cp_sat"]
@@ -81,6 +82,11 @@ FAR_SCORE_GAP: float = 0.05
 # at 60 s for 10,000 households x 401 districts (3.0 M pairs) and 300 s for 50,000 (14.8 M);
 # with 60 s the 50,000 round left 10,000 persons out (20 % gap, docs/decisions.md).
 SECONDS_PER_MILLION_PAIRS: float = 20.0
+# Exchanges within usage classes after an unproven last stage (_exchange_passes): a pass
+# re-seats each class given the others, so it can open moves for the next pass; one more
+# person placed outweighs any score (lexicographic).
+MOST_EXCHANGE_PASSES: int = 20
+EXCHANGE_PERSON_WEIGHT: float = 1000.0
 MIN_TIME_LIMIT_SECONDS: float = 60.0
 MAX_TIME_LIMIT_SECONDS: float = 600.0
 
@@ -231,6 +237,11 @@ class SolverParams:
     # Above this many candidate pairs the lexicographic objective switches to the
     # Lagrangian method of large_scale.py (maximin: to a reduced pair set).
     max_model_pairs: int = 150_000
+    # Lexicographic rounds of more units than this go to large_scale.py too: CBC's score stage
+    # finds no answer in 60 s at 1,000 units x 40 places (29,000 pairs; the proposals then
+    # ignored the scores, 50,626 points against the large path's 70,354), while at 800 x 40
+    # it is 0.04 % ahead of the large path (docs/decisions.md).
+    max_model_units: int = 800
     # Large rounds: budget counted work instead of wall-clock seconds, so the same input
     # and parameters give the same assignment on any machine and load (large_scale._Clock).
     reproducible: bool = True
@@ -775,19 +786,21 @@ def _overall(statuses: list[str]) -> str:
 def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
     """Solve the assignment lexicographically (see module docstring).
 
-    Up to params.max_model_pairs usable pairs: one exact MIP per stage. Above it:
-    large_scale.solve_large (lexicographic; bounds over all pairs) or, for maximin, the
-    exact MIP on a reduced pair set (result.bound_scope == "reduced_pairs").
+    Up to params.max_model_pairs usable pairs (lexicographic: and params.max_model_units
+    units): one exact MIP per stage. Above it: large_scale.solve_large (lexicographic;
+    bounds over all pairs) or, for maximin, the exact MIP on a reduced pair set
+    (result.bound_scope == "reduced_pairs").
     Always returns a result: on infeasibility or when no solution was found in time,
     place_of_unit is all -1 and status says why.
     """
     params = params or SolverParams()
     # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
-    if problem.pair_unit.size > params.max_model_pairs:
-        if params.objective == "lexicographic":
-            from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
+    too_large = problem.pair_unit.size > params.max_model_pairs
+    if params.objective == "lexicographic" and (too_large or problem.n_units > params.max_model_units):
+        from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
 
-            return solve_large(problem, params)
+        return solve_large(problem, params)
+    if too_large:
         from rematch_pipeline.engine.large_scale import reduced_problem
 
         result = _solve_direct(reduced_problem(problem, params.max_model_pairs), params)
@@ -913,10 +926,14 @@ def _solve_direct(
         current = values
     else:
         bound, gap = float("nan"), float("inf")
-    obj = float(model.score @ np.round(current[: model.n_x]))
+    x = np.round(current[: model.n_x]) > 0.5
+    if status != "optimal":
+        x = _exchange_passes(problem, model, x, budget.deadline)
+        if math.isfinite(bound):
+            gap = _gap(float(coefs[x].sum()), bound)
+    obj = float(model.score[x].sum())
     stages.append(StageReport("score", status, obj, bound, gap, secs))
 
-    x = np.round(current[: model.n_x]) > 0.5
     place_of = np.full(problem.n_units, -1, dtype=np.int64)
     place_of[model.unit[x]] = model.place[x]
     persons_placed = int(model.persons[x].sum())
@@ -942,6 +959,37 @@ def _solve_direct(
         reproducible=finished,
         bound_reproducible=finished,
     )
+
+
+def _exchange_passes(problem: AssignmentProblem, model: _Model, x: np.ndarray, deadline: float) -> np.ndarray:
+    """The answer x (chosen model pairs) improved by exchanges within usage classes
+    (exchange.py) on the pairs the model still allows, pass after pass until one moves
+    nobody, MOST_EXCHANGE_PASSES, or the time left (in counted work, so a repeat of the
+    same answer gets the same exchanges). Persons never fall; capacities, minimum intakes
+    and locks hold; the score only rises."""
+    allowed = np.array([v.upper_bound > 0.5 for v in model.proto.variable[: model.n_x]], dtype=bool)
+    keys = model.unit * max(problem.n_places, 1) + model.place
+    positions = np.flatnonzero(allowed)
+    positions = positions[np.argsort(keys[positions], kind="stable")]
+    place_of = np.full(problem.n_units, -1, dtype=np.int64)
+    place_of[model.unit[x]] = model.place[x]
+    locked = np.zeros(problem.n_units, dtype=bool)
+    locked[[u for u, _ in problem.locked]] = True
+    budget = max(0.0, deadline - time.perf_counter())
+    for _ in range(MOST_EXCHANGE_PASSES):
+        done = exchange_within_classes(
+            problem.usage, problem.capacity, problem.min_intake, problem.persons_index, keys[positions],
+            model.score[positions], place_of, locked, EXCHANGE_PERSON_WEIGHT, reference_seconds, budget,
+        )
+        budget -= reference_seconds(done.entries, done.solved)
+        if done.moved == 0 or done.gain <= 0:
+            break
+        place_of = done.place_of
+    placed = np.flatnonzero(place_of >= 0)
+    chosen = positions[np.searchsorted(keys[positions], placed * max(problem.n_places, 1) + place_of[placed])]
+    out = np.zeros(model.n_x, dtype=bool)
+    out[chosen] = True
+    return out
 
 
 def _drop_below(model: _Model, threshold: float) -> np.ndarray:

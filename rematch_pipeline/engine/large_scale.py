@@ -62,7 +62,7 @@ from rematch_pipeline.engine.assignment import (
     check_assignment,
 )
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
-from rematch_pipeline.engine.exchange import exchange_within_classes
+from rematch_pipeline.engine.exchange import ENTRY_SECONDS, SOLVE_SECONDS, exchange_within_classes
 from rematch_pipeline.engine.lp import solve_lp
 
 LOG = logging.getLogger(__name__)
@@ -170,11 +170,9 @@ class _Rates:
     # (0.15 ms per iteration + 60 us per binary) was 1.01-1.77x: it stopped the 50,000 round's
     # search at 203 s of wall clock with 250 s counted.
     mip_scale: float = 1.2 * math.exp(-8.593)
-    # The exchange within usage classes: per matrix entry built, and per row times entry of its
-    # linear assignment (measured at 10,000 households: 0.46 s for 5.3 M entries, 0.82 s for
-    # the largest class, 1,635 x 1,639).
-    exchange_entry: float = 90e-9
-    exchange_solve: float = 200e-12
+    # The exchange within usage classes (exchange.py's reference rates).
+    exchange_entry: float = ENTRY_SECONDS
+    exchange_solve: float = SOLVE_SECONDS
     mip_exponents: ClassVar[tuple[float, float, float]] = (1.163, -0.391, 0.155)
     lp_iteration: float = 0.18e-3
     lp_pair: float = 20e-6
