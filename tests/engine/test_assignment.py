@@ -536,3 +536,31 @@ def test_the_time_limit_by_size_grows_with_the_pairs_between_its_floor_and_its_c
     assert time_limit_for(14_790_251) == 296.0  # the national 50,000 x 401 round
     assert time_limit_for(10**9) == 600.0
     assert time_limit_for(3_000_001) == 61.0  # whole seconds, rounded up
+
+
+def test_an_unproven_answer_gets_the_exchanges_and_a_dropped_pair_stays_out() -> None:
+    from rematch_pipeline.engine.assignment import _exchange_passes
+
+    # Units 0 and 1 use the same (2 persons) and sit crossed: each scores 10 where the other is.
+    problem = persons_problem(
+        [2, 2, 2], [2, 2, 2],
+        [(0, 0, 10.0), (0, 1, 90.0), (1, 0, 90.0), (1, 1, 10.0), (2, 2, 50.0), (2, 0, 95.0)],
+    )
+    model = _build_model(problem)
+    crossed = (model.unit == 0) & (model.place == 0) | (model.unit == 1) & (model.place == 1) | (model.unit == 2) & (model.place == 2)
+    x = _exchange_passes(problem, model, crossed, time.perf_counter() + 5)
+    chosen = sorted(zip(model.unit[x].tolist(), model.place[x].tolist(), strict=True))
+    assert chosen == [(0, 1), (1, 0), (2, 2)]  # 0 and 1 swap; 2 cannot take place 0, which unit 1 now holds
+    assert model.score[x].sum() == 230.0 > model.score[crossed].sum() == 70.0
+
+    # A pair the model no longer allows (maximin's dropped pairs: upper bound 0) is never taken.
+    model.proto.variable[int(np.flatnonzero((model.unit == 1) & (model.place == 0))[0])].upper_bound = 0.0
+    x = _exchange_passes(problem, model, crossed, time.perf_counter() + 5)
+    assert sorted(zip(model.unit[x].tolist(), model.place[x].tolist(), strict=True)) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_a_lexicographic_round_of_many_units_takes_the_large_path() -> None:
+    problem = three_units()
+    assert solve(problem, EXACT).solver == "ortools-cbc"
+    assert solve(problem, dataclasses.replace(EXACT, max_model_units=2)).solver == "ortools-scip+lagrangian"
+    assert solve(problem, dataclasses.replace(EXACT, max_model_units=2, objective="maximin")).solver == "ortools-cbc"
