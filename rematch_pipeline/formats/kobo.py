@@ -79,24 +79,24 @@ KOBO_MARKERS: frozenset[str] = frozenset(
 XLSFORM_METADATA: frozenset[str] = frozenset(
     {"start", "end", "today", "deviceid", "subscriberid", "simserial", "phonenumber", "username", "audit", "start-geopoint"}
 )
-# ODK Central's own columns (lib/data/briefcase.js), and the meta group's leaves when group names are left out.
+# ODK Central's own columns after the instance's leaves (lib/data/briefcase.js streamBriefcaseCsvs), in
+# order, and on a repeat's table.
+CENTRAL_MAIN_META: tuple[str, ...] = (
+    "KEY",
+    "SubmitterID",
+    "SubmitterName",
+    "AttachmentsPresent",
+    "AttachmentsExpected",
+    "Status",
+    "ReviewState",
+    "DeviceID",
+    "Edits",
+    "FormVersion",
+)
+CENTRAL_REPEAT_META: tuple[str, ...] = ("PARENT_KEY", "KEY")
+# Those, and the meta group's leaves when group names are left out.
 CENTRAL_METADATA: frozenset[str] = frozenset(
-    {
-        "SubmissionDate",
-        "KEY",
-        "PARENT_KEY",
-        "SubmitterID",
-        "SubmitterName",
-        "AttachmentsPresent",
-        "AttachmentsExpected",
-        "Status",
-        "ReviewState",
-        "DeviceID",
-        "Edits",
-        "FormVersion",
-        "instanceName",
-        "deprecatedID",
-    }
+    {"SubmissionDate", *CENTRAL_MAIN_META, *CENTRAL_REPEAT_META, "instanceName", "deprecatedID"}
 )
 # Central columns that mark a file as a Central export (the generic ones, Status or Edits, do not).
 CENTRAL_MARKERS: frozenset[str] = frozenset({"SubmissionDate", "KEY", "PARENT_KEY", "ReviewState", "FormVersion"})

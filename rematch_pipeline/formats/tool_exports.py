@@ -55,6 +55,7 @@ import polars as pl
 import xlsxwriter
 
 from rematch_pipeline import forms_builder
+from rematch_pipeline.formats.kobo import CENTRAL_MAIN_META, CENTRAL_REPEAT_META
 from rematch_pipeline.formats.text import UTF8_BOM
 from rematch_pipeline.schemas.contract import TABLES, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
@@ -378,20 +379,6 @@ def kobo_kpi_xlsx(
 
 # ---------------------------------------------------------------- ODK Central
 
-# Central's own columns after the instance's leaves (briefcase.js streamBriefcaseCsvs), and on a repeat's table.
-CENTRAL_MAIN_META: tuple[str, ...] = (
-    "KEY",
-    "SubmitterID",
-    "SubmitterName",
-    "AttachmentsPresent",
-    "AttachmentsExpected",
-    "Status",
-    "ReviewState",
-    "DeviceID",
-    "Edits",
-    "FormVersion",
-)
-CENTRAL_REPEAT_META: tuple[str, ...] = ("PARENT_KEY", "KEY")
 # Metadata a frame may give per submission (a column of that name); the others are Central's defaults.
 CENTRAL_GIVEN_META: tuple[str, ...] = ("SubmissionDate", "ReviewState")
 # The app user whose Collect submitted (Central writes its actor id and display name) and Collect's device id.
