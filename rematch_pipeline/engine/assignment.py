@@ -82,13 +82,13 @@ FAR_SCORE_GAP: float = 0.05
 # at 60 s for 10,000 households x 401 districts (3.0 M pairs) and 300 s for 50,000 (14.8 M);
 # with 60 s the 50,000 round left 10,000 persons out (20 % gap, docs/decisions.md).
 SECONDS_PER_MILLION_PAIRS: float = 20.0
+MIN_TIME_LIMIT_SECONDS: float = 60.0
+MAX_TIME_LIMIT_SECONDS: float = 600.0
 # Exchanges within usage classes after an unproven last stage (_exchange_passes): a pass
 # re-seats each class given the others, so it can open moves for the next pass; one more
 # person placed outweighs any score (lexicographic).
 MOST_EXCHANGE_PASSES: int = 20
 EXCHANGE_PERSON_WEIGHT: float = 1000.0
-MIN_TIME_LIMIT_SECONDS: float = 60.0
-MAX_TIME_LIMIT_SECONDS: float = 600.0
 
 # Row kinds of the model, recorded so that duals can be mapped back (large_scale.py).
 ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_PERSONS = range(5)
@@ -934,8 +934,7 @@ def _solve_direct(
     obj = float(model.score[x].sum())
     stages.append(StageReport("score", status, obj, bound, gap, secs))
 
-    place_of = np.full(problem.n_units, -1, dtype=np.int64)
-    place_of[model.unit[x]] = model.place[x]
+    place_of = _place_of(model, problem.n_units, x)
     persons_placed = int(model.persons[x].sum())
     min_score = None
     if maximin:
@@ -971,8 +970,7 @@ def _exchange_passes(problem: AssignmentProblem, model: _Model, x: np.ndarray, d
     keys = model.unit * max(problem.n_places, 1) + model.place
     positions = np.flatnonzero(allowed)
     positions = positions[np.argsort(keys[positions], kind="stable")]
-    place_of = np.full(problem.n_units, -1, dtype=np.int64)
-    place_of[model.unit[x]] = model.place[x]
+    place_of = _place_of(model, problem.n_units, x)
     locked = np.zeros(problem.n_units, dtype=bool)
     locked[[u for u, _ in problem.locked]] = True
     budget = max(0.0, deadline - time.perf_counter())
@@ -985,11 +983,7 @@ def _exchange_passes(problem: AssignmentProblem, model: _Model, x: np.ndarray, d
         if done.moved == 0 or done.gain <= 0:
             break
         place_of = done.place_of
-    placed = np.flatnonzero(place_of >= 0)
-    chosen = positions[np.searchsorted(keys[positions], placed * max(problem.n_places, 1) + place_of[placed])]
-    out = np.zeros(model.n_x, dtype=bool)
-    out[chosen] = True
-    return out
+    return place_of[model.unit] == model.place
 
 
 def _drop_below(model: _Model, threshold: float) -> np.ndarray:
@@ -1080,10 +1074,8 @@ def _maximin_stage(
         probe_share = min(1.0, max(1.0 / steps, PROBE_PERSONS_FACTOR * persons_seconds / max(left, 1e-9)))
         threshold = float(levels[mid])
         _drop_below(model, threshold)
-        x = np.round(current[: model.n_x]) > 0.5
-        place_of = np.full(problem.n_units, -1, dtype=np.int64)
-        keep = x & (model.household_score >= threshold - KEEP_TOLERANCE)
-        place_of[model.unit[keep]] = model.place[keep]
+        keep = (np.round(current[: model.n_x]) > 0.5) & (model.household_score >= threshold - KEEP_TOLERANCE)
+        place_of = _place_of(model, problem.n_units, keep)
         status, values, obj, bound, secs = budget.solve(
             model, probe_share, _hint(model, problem, place_of), until=stage_end, params=exact
         )
@@ -1109,6 +1101,14 @@ def _finished(stages: list[StageReport]) -> bool:
     """Every stage proved its answer within the gap: a stage stopped by the wall clock
     returns what the solver had at that moment, which a repeat may not."""
     return all(s.status == "optimal" for s in stages)
+
+
+def _place_of(model: _Model, n_units: int, chosen: np.ndarray) -> np.ndarray:
+    """The assignment (a place per unit, -1 unplaced) of the model's chosen pair variables
+    (a mask over its first n_x); _hint is the way back."""
+    place_of = np.full(n_units, -1, dtype=np.int64)
+    place_of[model.unit[chosen]] = model.place[chosen]
+    return place_of
 
 
 def _hint(model: _Model, problem: AssignmentProblem, place_of_unit: np.ndarray) -> np.ndarray:

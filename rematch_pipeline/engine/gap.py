@@ -54,6 +54,7 @@ from rematch_pipeline.engine.assignment import (
     AssignmentProblem,
     _build_model,
     _Model,
+    _place_of,
     check_assignment,
 )
 from rematch_pipeline.engine.lp import to_mathopt
@@ -685,10 +686,7 @@ class _Search:
         if values is None:
             return
         m = self.model
-        x = np.round(values[: m.n_x]) > 0.5
-        assign = np.full(self.problem.n_units, -1, dtype=np.int64)
-        assign[m.unit[x]] = m.place[x]
-        self.offer(assign, source)
+        self.offer(_place_of(m, self.problem.n_units, np.round(values[: m.n_x]) > 0.5), source)
 
 
 def _subgradient(

@@ -56,6 +56,7 @@ from rematch_pipeline.engine.assignment import (
     _empty_result,
     _gap,
     _hint,
+    _place_of,
     _reduce,
     _set_objective,
     _solve_stage,
@@ -853,9 +854,8 @@ def _core_lp(lag: _Lagrangian, core: np.ndarray, seconds: float, work_budget: fl
         LOG.debug("core LP over %d pairs: not solved in time", core.size)
         return None
     x = lp.x[: model.n_x]
-    place_of = np.full(problem.n_units, -1, dtype=np.int64)
     one = x > 1 - 1e-6
-    place_of[model.unit[one]] = model.place[one]
+    place_of = _place_of(model, problem.n_units, one)
     support = np.sort(model_pos[x > 1e-6])
     LOG.debug(
         "core LP over %d pairs in %.1f s: %d units placed whole, %d fractional",
@@ -918,10 +918,7 @@ def _reoptimise(
         status, values, *_ = _solve_stage(model, scip, seconds, hint)
     if values is None:
         return status, start_from
-    x = np.round(values[: model.n_x]) > 0.5
-    place_of = np.full(sub.n_units, -1, dtype=np.int64)
-    place_of[model.unit[x]] = model.place[x]
-    return status, place_of
+    return status, _place_of(model, sub.n_units, np.round(values[: model.n_x]) > 0.5)
 
 
 class _Neighbourhoods:

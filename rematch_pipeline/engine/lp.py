@@ -44,6 +44,17 @@ def to_mathopt(proto: linear_solver_pb2.MPModelProto) -> mathopt.Model:
     return mathopt.Model.from_model_proto(mo)
 
 
+def _relaxed(proto: linear_solver_pb2.MPModelProto) -> linear_solver_pb2.MPModelProto:
+    """A copy of proto with integrality (and any solution hint) dropped."""
+    relaxed = linear_solver_pb2.MPModelProto()
+    relaxed.CopyFrom(proto)
+    del relaxed.solution_hint.var_index[:]
+    del relaxed.solution_hint.var_value[:]
+    for v in relaxed.variable:
+        v.is_integer = False
+    return relaxed
+
+
 @dataclass
 class LpSolution:
     """An optimal LP solution: objective value, variable values and row duals (MathOpt's
@@ -61,10 +72,7 @@ def solve_lp(
     """The LP relaxation of proto (integrality dropped) by HiGHS' dual simplex; None unless
     proven optimal within time_limit seconds and iteration_limit simplex iterations (a
     limit that, unlike time, gives the same outcome on every run)."""
-    relaxed = linear_solver_pb2.MPModelProto()
-    relaxed.CopyFrom(proto)
-    for v in relaxed.variable:
-        v.is_integer = False
+    relaxed = _relaxed(proto)
     model = to_mathopt(relaxed)
     seconds = min(max(0.05, time_limit), 86_400.0)  # timedelta cannot hold inf
     params = mathopt.SolveParameters(time_limit=timedelta(seconds=seconds), iteration_limit=iteration_limit)
@@ -78,7 +86,6 @@ def solve_lp(
     return LpSolution(float(result.objective_value()), x, duals, int(result.solve_stats.simplex_iterations))
 
 
-
 class LpRelaxation:
     """The LP relaxation of one model in GLOP (through pywraplp), loaded once and solved
     again from its last basis as the variables' upper bounds change: the maximin threshold
@@ -89,12 +96,7 @@ class LpRelaxation:
     for one (docs/decisions.md, "Maximin by thresholds")."""
 
     def __init__(self, proto: linear_solver_pb2.MPModelProto) -> None:
-        relaxed = linear_solver_pb2.MPModelProto()
-        relaxed.CopyFrom(proto)
-        del relaxed.solution_hint.var_index[:]
-        del relaxed.solution_hint.var_value[:]
-        for v in relaxed.variable:
-            v.is_integer = False
+        relaxed = _relaxed(proto)
         self._solver = pywraplp.Solver.CreateSolver("GLOP")
         error = self._solver.LoadModelFromProto(relaxed)
         if error:
