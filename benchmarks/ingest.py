@@ -3,9 +3,14 @@
 Per size, the sample round (× 401 districts, seed 1) is written once in each format (not timed): the
 canonical CSV templates (the baseline), KoboToolbox KPI XLSX, KPI CSV (municipalities; households stay
 XLSX, since KPI's CSV has no members) and LimeSurvey CSV. Then, each in a process of its own so that its
-peak memory is its own (``os.wait4``): ``read_export`` of each landed folder's files, and a whole
+peak memory is its own: ``read_export`` of each landed folder's files, and a whole
 ``rematch ingest`` into a fresh data home. The Kobo XLSX is also read with ``REMATCH_XLSX_READER=openpyxl``
 as a second baseline. Ratios are against the canonical CSV of the same round measured in the same run.
+
+A child's peak is its own: it reports the high-water mark of its own address space (``VmHWM``, which
+starts afresh at exec) and of its own children. ``wait4``'s ``ru_maxrss`` would not do: Linux carries
+the forking process's peak over exec, so every child showed at least this process's size (about 1 GiB
+at 50,000 households, once the sample is built).
 """
 
 from __future__ import annotations
@@ -35,21 +40,29 @@ class Measure:
     report: dict
 
 
+# Appended to every child's code: its last stdout line gets the child's own peak (MiB).
+_OWN_PEAK = """
+import resource as _resource
+with open("/proc/self/status") as _status:
+    _own = next(int(line.split()[1]) for line in _status if line.startswith("VmHWM:"))
+_children = _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({**_report, "peak_mib": max(_own, _children) / 1024}))
+"""
+
+
 def _child(code: str, env: dict[str, str] | None = None) -> Measure:
-    """Run Python code in a process of its own; its peak RSS comes from wait4, not from this process's children."""
+    """Run Python code (which leaves its report in a dict _report) in a process of its own: wall
+    seconds, the child's own peak RSS (module docstring) and its report."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", code + _OWN_PEAK], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, check=False,
     )
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({proc.returncode}): {code}")
-    lines = out.decode().strip().splitlines()
-    return Measure(seconds, usage.ru_maxrss / 1024, json.loads(lines[-1]) if lines else {})
+    report = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return Measure(seconds, report.pop("peak_mib"), report)
 
 
 _READ = """
@@ -61,8 +74,8 @@ data = [p.read_bytes() for p in paths]
 start = time.perf_counter()
 tables = [t for p, d in zip(paths, data) for t in read_export(p, d)]
 seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "rows": sum(t.frame.height for t in tables),
-                  "formats": sorted({{detect_format(p, d) for p, d in zip(paths, data)}})}}))
+_report = {{"seconds": seconds, "rows": sum(t.frame.height for t in tables),
+           "formats": sorted({{detect_format(p, d) for p, d in zip(paths, data)}})}}
 """
 
 _INGEST = """
@@ -73,7 +86,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 from rematch_pipeline.resources.home import default_home
 with duckdb.connect(str(default_home() / "warehouse.duckdb"), read_only=True) as con:
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("municipalities", "households", "members", "quarantine")}
-print(json.dumps({"status": status, **counts}))
+_report = {"status": status, **counts}
 """
 
 

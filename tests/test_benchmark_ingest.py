@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import pytest
 
 from benchmarks.__main__ import main
@@ -15,3 +17,7 @@ def test_ingest_suite_prints_read_and_ingest_tables(capsys: pytest.CaptureFixtur
     # Both formats ingest the whole round: the same validated counts, nothing quarantined.
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| csv | ", "| limesurvey-csv | "))]
     assert len(rows) == 2 and rows[0][5] == rows[1][5] and rows[0][5].startswith("4 / 30 / ") and rows[0][6] == "0 |"
+    # A reader's peak is its own process's, not this (larger) forking process's size carried over exec.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    read_peaks = [float(line.split(" | ")[5].replace(",", "")) for line in out.splitlines() if line.startswith("| households | ")]
+    assert read_peaks and own > 200 and all(0 < peak < own / 2 for peak in read_peaks), (own, read_peaks)
