@@ -1018,48 +1018,45 @@ def _device_time(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str) -> list[Path]:
     """The sample round as the collection tool exports it (formats/tool_exports.py); docs/formats.md."""
+    paths = []
+    for table in ("municipalities", "households"):
+        frame = getattr(sample, table)
+        # Kobo and ODK stamp each submission with the device's clock; LimeSurvey has no such columns.
+        frame = frame if fmt.startswith("limesurvey-") else _device_time(frame)
+        paths.append(_write_tool_export(fmt, table, frame, sample.members, out_dir / table))
+    return paths
+
+
+def _write_tool_export(fmt: str, table: str, frame: pl.DataFrame, members: pl.DataFrame, folder: Path) -> Path:
+    """One form's export in a tool format, written into folder; its path."""
     from rematch_pipeline.formats import tool_exports as tools
     from rematch_pipeline.forms_builder import FORM_IDS
 
-    muni_dir, hh_dir = out_dir / "municipalities", out_dir / "households"
+    form_id = FORM_IDS[table]
     if fmt.startswith("limesurvey-"):
-        paths = []
-        for table, frame, folder in (("municipalities", sample.municipalities, muni_dir), ("households", sample.households, hh_dir)):
-            codes = tools.limesurvey_csv(table, frame, sample.members)
-            if fmt == "limesurvey-xlsx":
-                path, data = folder / tools.limesurvey_filename(table, "xlsx"), tools.limesurvey_xlsx(codes, tools.survey_title(table))
-            elif fmt == "limesurvey-texts":
-                path, data = folder / tools.limesurvey_filename(table), tools.limesurvey_text_csv(codes, table, LS_EXPORT_LANGUAGE)
-            elif fmt == "limesurvey-vv":
-                path, data = folder / tools.limesurvey_vv_filename(table), tools.limesurvey_vv(codes, table, LS_EXPORT_LANGUAGE)
-            else:
-                path, data = folder / tools.limesurvey_filename(table), codes
-            path.write_bytes(data)
-            paths.append(path)
-        return paths
-    municipalities, households = _device_time(sample.municipalities), _device_time(sample.households)
-    if fmt == "odk-central":
-        paths = []
-        for table, frame, folder in (("municipalities", municipalities, muni_dir), ("households", households, hh_dir)):
-            files = tools.odk_central_csvs(frame, tools.central_form(table), FORM_IDS[table], sample.members)
-            paths.append(folder / tools.central_zip_name(FORM_IDS[table]))
-            paths[-1].write_bytes(tools.csv_zip(files))
-        return paths
-    if fmt == "kobo-legacy":
-        paths = []
-        for table, frame, folder in (("municipalities", municipalities, muni_dir), ("households", households, hh_dir)):
-            paths.append(folder / f"{FORM_IDS[table]}.csv")
-            paths[-1].write_bytes(tools.kobo_legacy_csv(frame, tools.kobo_form(table), sample.members))
-        return paths
-    language = KOBO_EXPORT_LANGUAGE if fmt == "kobo-labels" else None
-    if fmt in ("kobo-csv", "kobo-labels"):
-        muni = muni_dir / f"{FORM_IDS['municipalities']}.csv"
-        muni.write_bytes(tools.kobo_kpi_csv(municipalities, tools.kobo_form("municipalities", language)))
+        codes = tools.limesurvey_csv(table, frame, members)
+        if fmt == "limesurvey-xlsx":
+            path, data = folder / tools.limesurvey_filename(table, "xlsx"), tools.limesurvey_xlsx(codes, tools.survey_title(table))
+        elif fmt == "limesurvey-texts":
+            path, data = folder / tools.limesurvey_filename(table), tools.limesurvey_text_csv(codes, table, LS_EXPORT_LANGUAGE)
+        elif fmt == "limesurvey-vv":
+            path, data = folder / tools.limesurvey_vv_filename(table), tools.limesurvey_vv(codes, table, LS_EXPORT_LANGUAGE)
+        else:
+            path, data = folder / tools.limesurvey_filename(table), codes
+    elif fmt == "odk-central":
+        path = folder / tools.central_zip_name(form_id)
+        data = tools.csv_zip(tools.odk_central_csvs(frame, tools.central_form(table), form_id, members))
+    elif fmt == "kobo-legacy":
+        path, data = folder / f"{form_id}.csv", tools.kobo_legacy_csv(frame, tools.kobo_form(table), members)
     else:
-        muni = tools.kobo_kpi_xlsx(muni_dir / f"{FORM_IDS['municipalities']}.xlsx", municipalities, tools.kobo_form("municipalities"))
-    # KPI's CSV export holds the main section only (no members), so households are always its XLSX.
-    hh = tools.kobo_kpi_xlsx(hh_dir / f"{FORM_IDS['households']}.xlsx", households, tools.kobo_form("households", language), sample.members)
-    return [muni, hh]
+        language = KOBO_EXPORT_LANGUAGE if fmt == "kobo-labels" else None
+        # KPI's CSV export holds the main section only (no members), so households are always its XLSX.
+        if table == "municipalities" and fmt in ("kobo-csv", "kobo-labels"):
+            path, data = folder / f"{form_id}.csv", tools.kobo_kpi_csv(frame, tools.kobo_form(table, language))
+        else:
+            return tools.kobo_kpi_xlsx(folder / f"{form_id}.xlsx", frame, tools.kobo_form(table, language), members if table == "households" else None)
+    path.write_bytes(data)
+    return path
 
 
 def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Path]:
