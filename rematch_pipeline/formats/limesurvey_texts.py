@@ -199,7 +199,9 @@ def code_headings(header: list[str]) -> list[str]:
     flat = [flat_text(h) for h in header]
     best, best_count = None, 0
     for _, _, headings in heading_catalogs():
-        count = sum(1 for h in flat if h in headings)
+        # Distinct texts: a column given twice in a template ("Sex", "Date of birth" are texts of the
+        # English survey) must not make it look like a LimeSurvey export.
+        count = len({h for h in flat if h in headings})
         if count > best_count:
             best, best_count = headings, count
     by_position: list[TextHeading | None] = [best.get(t) if best else None for t in flat]

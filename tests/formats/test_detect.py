@@ -98,6 +98,22 @@ def test_canonical_templates_still_go_to_the_canonical_reader(tmp_path: Path) ->
     assert tables[1].frame.height == sample.members.height
 
 
+@pytest.mark.parametrize("column", ["sex", "date_of_birth"])
+def test_a_members_template_with_a_column_given_twice_is_named_as_such(tmp_path: Path, column: str) -> None:
+    # Exploratory testing: a members template with `sex` pasted twice was taken for a LimeSurvey export
+    # in English ("Sex" and "Date of birth" are its question texts, the copy counted a third time) and
+    # refused with "limesurvey: a member question's heading is there for fewer persons than the others".
+    members = generate_round(6, 3, seed=5).members
+    out = io.StringIO()
+    members.with_columns(pl.col(column).alias(f"{column}_copy")).write_csv(out)
+    path = tmp_path / "members.csv"
+    path.write_bytes(out.getvalue().replace(f"{column}_copy", column).encode())
+    assert detect_format(path, path.read_bytes()) == "canonical-csv"
+    with pytest.raises(InputFileError) as error:
+        read_export(path, path.read_bytes())
+    assert str(error.value) == f"members.csv, row 1: header: duplicated columns {column}"
+
+
 @pytest.mark.parametrize(
     ("name", "fmt", "rule"),
     [
