@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from rematch_pipeline.formats.canonical import ParsedTable, read_canonical_records, read_template_book
+from rematch_pipeline.formats.canonical import REPEATED_HEADER, ParsedTable, read_canonical_records, read_template_book
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import book_headers, is_central_header, is_kobo_header, read_kobo_book, read_kobo_records, xlsx_headers
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_book, read_limesurvey_records, read_limesurvey_vv, vv_records
@@ -169,11 +169,26 @@ def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:
     fmt = _csv_format(records, file)
     if fmt == "limesurvey-vv":
         return read_limesurvey_vv(records, file)
-    if fmt == "limesurvey-csv":
-        return list(read_limesurvey_records(records, file))
     if fmt == "canonical-csv":
-        return read_canonical_records(records, file)
-    return read_kobo_records(records, file)
+        return read_canonical_records(records, file)  # leaves out repeated (also retyped) headers itself
+    records, repeated = _without_repeated_headers(records)
+    tables = list(read_limesurvey_records(records, file)) if fmt == "limesurvey-csv" else read_kobo_records(records, file)
+    if repeated and tables:
+        tables[0] = dataclasses.replace(tables[0], skipped={**tables[0].skipped, REPEATED_HEADER: repeated})
+    return tables
+
+
+def _without_repeated_headers(records: CsvRecords) -> tuple[CsvRecords, int]:
+    """The records without rows that repeat the header (two downloads pasted into one file), and how
+    many there were. As for the templates, such a row is no submission: read as one it would be a
+    quarantine line per column, and an option column holding its own name stops the file."""
+    width = len(records.header)
+
+    def repeats(cells: list[str]) -> bool:
+        return [c.strip().lstrip("\ufeff") for c in cells[:width]] == records.header and not any(c.strip() for c in cells[width:])
+
+    rows = [(number, cells) for number, cells in records.rows if not repeats(cells)]
+    return dataclasses.replace(records, rows=rows), len(records.rows) - len(rows)
 
 
 def _read_csv_zip(data: bytes, file: str) -> list[ParsedTable]:

@@ -24,8 +24,12 @@ from tests.formats.fixtures.exports import (
     HERE,
     SECRET,
     kobo_kpi_households_xlsx,
+    kobo_kpi_municipalities_csv,
     kobo_label_households_xlsx,
     kobo_label_municipalities_csv,
+    kobo_legacy_households_csv,
+    limesurvey_csv,
+    limesurvey_text_csv,
 )
 
 REAL = HERE / "real"
@@ -235,3 +239,33 @@ def test_limesurvey_export_without_system_columns_is_recognised_by_its_codes(tmp
     assert detect_format(tmp_path / "x.csv", data) == "limesurvey-csv"
     with pytest.raises(InputFileError, match="missing columns submitted_at"):
         read_export(tmp_path / "x.csv", data)
+
+
+@pytest.mark.parametrize(
+    "export",
+    [
+        lambda: kobo_kpi_municipalities_csv(hxl=False),
+        lambda: kobo_label_municipalities_csv(0),
+        kobo_legacy_households_csv,
+        limesurvey_csv,
+        limesurvey_text_csv,
+    ],
+    ids=["kobo-kpi", "kobo-labels", "kobo-legacy", "limesurvey-codes", "limesurvey-texts"],
+)
+def test_a_header_repeated_inside_a_tool_export_is_left_out_and_counted(export, tmp_path: Path) -> None:  # noqa: ANN001
+    # Exploratory testing: two downloads of an export pasted into one file. The template reader left the
+    # second header out; a Kobo CSV read it as a submission (id "_uuid", a quarantine line per column), and
+    # the label, legacy and LimeSurvey readers refused the file with "option column is not 1/0".
+    data = export()
+    newline = b"\r\n" if b"\r\n" in data else b"\n"
+    lines = data.split(newline)
+    pasted = newline.join([lines[0], lines[1], lines[0].removeprefix(b"\xef\xbb\xbf"), *lines[2:]])
+    path = tmp_path / "export.csv"
+    original, read = read_export(path, data), read_export(path, pasted)
+    assert [t.table for t in read] == [t.table for t in original]
+    for before, after in zip(original, read):
+        assert after.frame.drop("file_row").equals(before.frame.drop("file_row"))
+        shifted = before.frame["file_row"].to_list()
+        assert after.frame["file_row"].to_list() == [r if r <= 2 else r + 1 for r in shifted]
+    assert read[0].skipped == {**original[0].skipped, "header rows repeated inside the file": 1}
+    assert [t.skipped for t in read[1:]] == [t.skipped for t in original[1:]]
