@@ -12,7 +12,7 @@ import polars as pl
 
 from rematch_pipeline.schemas.contract import STATE_BY_LAND, TABLES, Field, Kind
 
-PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"  # 0-9 only, as AGS_PATTERN (parsing.py)
 # A household pseudonym as the identity store makes it (identity.pseudonym): what a decisions file names
 # a household by when it has no household_ref. Anything else there may be a reference or a name typed in.
 HOUSEHOLD_PSEUDONYM_PATTERN = r"^H-[0-9a-f]{20}$"

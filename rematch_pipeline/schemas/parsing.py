@@ -19,9 +19,11 @@ from rematch_pipeline.schemas.models import TEXT_FORMATS
 
 TRUE_WORDS: frozenset[str] = frozenset({"yes", "true", "1", "ja", "y", "wahr"})
 FALSE_WORDS: frozenset[str] = frozenset({"no", "false", "0", "nein", "n", "falsch"})
-AGS_PATTERN = r"^(\d{5}|\d{8})$"
-INT_PATTERN = r"^[+-]?\d+$"
-DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+# Digits 0-9 only, as the forms ask (forms_builder.AGS_REGEX): `\d` also matches other scripts' digits
+# (fullwidth ０３２４１, Arabic-Indic ٢٠٢٦), which would pass as keys that match no municipality or period.
+AGS_PATTERN = r"^([0-9]{5}|[0-9]{8})$"
+INT_PATTERN = r"^[+-]?[0-9]+$"
+DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
 TYPE_RULES: dict[Kind, str] = {
     Kind.INT: "type: whole number",
@@ -36,7 +38,7 @@ TYPE_RULES: dict[Kind, str] = {
 # An AGS typed as 09162 into a General cell is stored by Excel as the number 9162 (and 09162000 as
 # 9162000). Such a key is restored where it is exactly one digit short and the key with a leading zero
 # is in the reference lists (docs/decisions.md, "AGS keys that lost their leading zero").
-SHORT_AGS_PATTERN = r"^(\d{4}|\d{7})$"
+SHORT_AGS_PATTERN = r"^([0-9]{4}|[0-9]{7})$"
 
 
 # A German Excel shows an ISO date it recognised as 22.10.1981 and saves a CSV so (a timestamp as

@@ -232,3 +232,26 @@ def test_intake_periods_excel_turned_into_dates_are_read_with_a_warning(home: Re
     assert quarantined == [("template.xlsx", "municipalities", 4, "intake_period", PERIOD_RULE)]
     for text in (logs, " ".join(summary.held_out + summary.quarantined + summary.warnings)):
         assert "2026-07-15" not in text and "46204" not in text
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value", "rule"),
+    [
+        ("municipalities", "municipality_id", "０３２４１", "type: AGS of 5 or 8 digits kept as text (leading zeros lost?)"),  # fullwidth, as pasted from a PDF
+        ("municipalities", "intake_period", "٢٠٢٦-07", "format: YYYY-MM"),  # Arabic-Indic, as a phone keyboard types them
+        ("households", "preferred_municipality_ids", "03241 ٠٣٣٥٧", "type: space-separated AGS keys of 5 or 8 digits"),
+    ],
+)
+def test_keys_of_digits_other_than_0_to_9_break_their_rule(sample: SampleRound, table: str, column: str, value: str, rule: str) -> None:
+    # Exploratory testing: `\d` also matches other scripts' digits, so such a key passed its type rule. An offer
+    # in period ٢٠٢٦-07 was valid and in no round of 2026-07, without a word; a fullwidth AGS was quarantined for
+    # the wrong rule (state). The forms allow 0-9 only (forms_builder.AGS_REGEX, PERIOD_REGEX); so does validation.
+    from rematch_pipeline.formats.canonical import ParsedTable
+    from rematch_pipeline.formats.landing import split_identity
+    from rematch_pipeline.validation import check_rows
+
+    frame = getattr(sample, table).head(1).with_columns(pl.lit(value).alias(column), pl.lit(2, dtype=pl.Int32).alias("file_row"))
+    raw, _ = split_identity(ParsedTable(table, frame), b"k" * 32, "0" * 64, "f.csv")
+    good, quarantine = check_rows(table, raw)
+    assert good.height == 0
+    assert (column, rule) in quarantine.select("column", "rule").rows()
