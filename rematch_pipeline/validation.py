@@ -24,7 +24,7 @@ from rematch_pipeline.ags_reference import (
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
-from rematch_pipeline.schemas.parsing import parse_date, restore_ags_keys, restore_periods, type_table
+from rematch_pipeline.schemas.parsing import parse_date, restore_ags_keys, restore_periods, submission_time_order, type_table
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "file_sha256": pl.Utf8,
@@ -106,13 +106,13 @@ def _row_rule(frame: pl.DataFrame, table: str, column: str | pl.Expr, rule: str 
 def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The latest submission per key among rows in ingestion order (`_row`), and the rows it replaces.
 
-    Latest = the latest submitted_at, then the latest ingested. A row whose submitted_at could not be
+    Latest = the latest submitted_at (to the minute), then the latest ingested. A row whose submitted_at could not be
     read is placed by ingestion: later than what of its key was ingested before it, so a broken
     re-submission cannot hide behind its unreadable date. Rows without a key (unreadable) pass through.
     """
     keyed = pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
     rows = frame.filter(keyed)
-    when = pl.coalesce(pl.col("submitted_at"), pl.col("submitted_at").cum_max().forward_fill().over(keys))
+    when = submission_time_order(pl.coalesce(pl.col("submitted_at"), pl.col("submitted_at").cum_max().forward_fill().over(keys)))
     ordered = rows.with_columns(when.alias("_when")).sort(["_when", "_row"], nulls_last=False)
     kept = ordered.unique(subset=keys, keep="last", maintain_order=True).drop("_when")
     dropped = ordered.join(kept.select("_row"), on="_row", how="anti").drop("_when")

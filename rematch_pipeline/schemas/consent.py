@@ -2,7 +2,7 @@
 
 Without `consent_processing` a household is not processed at all, only counted (GDPR Art. 9).
 Copies of one submission, and the submissions of one household (household_ref), follow the
-contract's latest-wins rule: the latest `submitted_at`, then the latest ingested (an edit in Kobo
+contract's latest-wins rule: the latest `submitted_at` (to the minute), then the latest ingested (an edit in Kobo
 or Central keeps the submission id and date). A refusing copy withdraws itself and every earlier
 copy of its submission and of its household's other submissions; a later consenting copy (an edit,
 or a new questionnaire) stands again on its own. Ingestion blanks what a refusal withdraws,
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_timestamp
+from rematch_pipeline.schemas.parsing import FALSE_WORDS, parse_timestamp, submission_time_order
 
 
 def refuses(column: str = "consent_processing") -> pl.Expr:
@@ -43,7 +43,7 @@ def withdrawn_copies(households: pl.DataFrame) -> pl.Series:
     # An unreadable date sorts first: such a copy is older than any dated one.
     later_refusal = pl.col("_refuses").cum_max(reverse=True)
     marked = (
-        touched.with_columns(pl.col("submitted_at").map_elements(parse_timestamp, return_dtype=pl.Datetime("us")).alias("_at"))
+        touched.with_columns(submission_time_order(pl.col("submitted_at").map_elements(parse_timestamp, return_dtype=pl.Datetime("us"))).alias("_at"))
         .sort(["_at", "_order"], nulls_last=False)
         .with_columns((later_refusal.over("_submission") | later_refusal.over("_household")).alias("withdrawn"))
     )

@@ -72,6 +72,14 @@ def parse_timestamp(value: str | None) -> dt.datetime | None:
     return parsed
 
 
+def submission_time_order(at: pl.Expr) -> pl.Expr:
+    """A parsed submitted_at as latest-wins compares it: to the minute. A German Excel saves a
+    timestamp as it shows it, without seconds (05.07.2026 10:48 for 10:48:45), so a copy corrected
+    and saved there would otherwise count as older than the export it corrects; within one minute
+    the later ingested copy wins (docs/decisions.md, Validation)."""
+    return at.dt.truncate("1m")
+
+
 def parse_date(value: str | None) -> dt.date | None:
     """ISO date (a timestamp's date part is accepted; so is a German Excel's 22.10.1981); None if invalid."""
     if value is None:

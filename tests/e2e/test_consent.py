@@ -232,3 +232,21 @@ def test_erasure_names_the_dagster_runs_that_still_name_the_household(home: Rema
     err = capsys.readouterr().err
     assert "Dagster run(s) still name the household" in err and "validate_job" in err
     assert ref not in err and shown not in err  # named by run, not by household
+
+
+def test_a_refusal_saved_by_a_german_excel_withdraws_the_export_it_corrects() -> None:
+    # The refusal is the same submission landed again from Excel, which shows 05.07.2026 10:48 for
+    # 2026-07-05T10:48:45: dropping the seconds must not make the later copy the older one.
+    from rematch_pipeline.schemas.consent import refused_submissions, withdrawn_copies
+
+    rows = pl.DataFrame(
+        {
+            "submission_id": ["s1", "s1"],
+            "household_pseudonym": ["H-1", "H-1"],
+            "submitted_at": ["2026-07-05T10:48:45", "05.07.2026 10:48"],
+            "consent_processing": ["yes", "nein"],
+        }
+    )
+    withdrawn = withdrawn_copies(rows)
+    assert withdrawn.to_list() == [True, True]
+    assert refused_submissions(rows, withdrawn).to_list() == ["s1"]

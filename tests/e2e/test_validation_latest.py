@@ -105,3 +105,28 @@ def test_invalid_later_household_submission_holds_the_household_out(home: Rematc
     assert any(target in line and "households_update.csv, row 2" in line for line in summary.held_out)
     for text in (logs, _everything(home), " ".join(summary.held_out)):
         assert original["household_ref"] not in text and original["contact_name"] not in text
+
+
+def _as_german_excel_saves_it(frame: pl.DataFrame) -> bytes:
+    """The template opened in a German Excel and saved as CSV: `;`, CRLF, Windows-1252, and each
+    timestamp as the cell shows it, 05.07.2026 10:48 (the seconds are gone)."""
+    shown = frame.with_columns(pl.col("submitted_at").str.to_datetime(strict=True).dt.strftime("%d.%m.%Y %H:%M"))
+    return _csv(shown, sep=";").decode().replace("\n", "\r\n").encode("cp1252", errors="replace")
+
+
+def test_a_correction_saved_by_a_german_excel_wins_over_the_export_it_corrects(home: RematchHome, sample: SampleRound) -> None:
+    # Exploratory testing: a coordinator corrected one offer in the landed template with Excel and landed it
+    # again. Excel had dropped the seconds of every submitted_at, so the corrected copy (10:48) counted as
+    # older than the export it corrects (10:48:45) and the wrong capacity stayed in force, without a word.
+    # As the tools export it: to the second.
+    exported = sample.municipalities.with_columns(pl.col("submitted_at").str.slice(0, 17) + "45")
+    _ingest(home, {"municipalities/municipalities.csv": _csv(exported)})
+    ags = exported["municipality_id"][0]
+    corrected = _set(exported, 0, "capacity_persons", "3")
+    summary, _ = _ingest(home, {"municipalities/municipalities_korrigiert.csv": _as_german_excel_saves_it(corrected)})
+    assert not summary.rejected
+    assert _query(home, "SELECT capacity_persons, file_name FROM municipalities WHERE municipality_id = ?", [ags]) == [
+        (3, "municipalities_korrigiert.csv")
+    ]
+    # Every other offer is the same submission again: the later copy of each is used, nothing is lost.
+    assert _query(home, "SELECT count(*), count(DISTINCT file_name) FROM municipalities") == [(exported.height, 1)]
