@@ -81,10 +81,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_yaml(path: str) -> object:
+    """The content of a YAML file a person wrote. A file that is not UTF-8 or not YAML fails in one line naming
+    the file (and the line and column of a syntax error), never the text there: it may hold a name."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: encoding: not UTF-8; save the file as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        # PyYAML's problem quotes what it found there ('!Olena', a character); its context does not.
+        said = [part for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part and "'" not in part]
+        detail = f" ({': '.join(said)})" if said else ""
+        raise CliError(f"{path}{where}: not valid YAML{detail}; check the quotes, brackets and indentation there") from None
+
+
 def _round_config(args: argparse.Namespace) -> dict:
     config: dict = {}
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        loaded = read_yaml(args.config) or {}
         if not isinstance(loaded, dict):
             raise CliError(f"{args.config}: expected a mapping of round parameters")
         if "ops" in loaded:

@@ -143,3 +143,41 @@ def test_a_round_without_a_time_limit_gets_one_by_its_size_and_the_report_names_
     report = (round_dir / "report.html").read_text()
     label = report.index("Time limit per round, all solver stages (seconds)")
     assert "<td>60</td>" in report[label : label + 200].replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('period: "2026-07"\nlocked_pairs: [{household_pseudonym: Olena Kovalenko, municipality_id: "09162"\n', "line 3, column 1"),
+        ('period: "2026-07"\n  weight_wishes: Olena Kovalenko\n', "line 2, column 3"),
+        ("period: !Olena 2026-07\n", "line 1, column 9"),
+        ('period: "2026-07\ntime_limit_seconds: 30 # Olena Kovalenko\n', "line 3, column 1"),
+    ],
+)
+def test_a_config_file_that_is_not_yaml_fails_in_one_line_naming_file_line_and_column(
+    home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture, text: str, where: str
+) -> None:
+    """A YAML syntax error (an unclosed bracket or quote, a stray indent) printed PyYAML's traceback, with the
+    file's line quoted in it (here a name typed into the file)."""
+    config = tmp_path / "round.yaml"
+    config.write_text(text)
+    capsys.readouterr()
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Olena" not in err and "Traceback" not in err
+    assert err.startswith(f"rematch: {config}, {where}: not valid YAML")
+    assert _round_rows_if_any(home) == 0
+
+
+def test_a_config_file_that_is_not_utf8_fails_naming_the_file(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A file saved as Windows-1252 (an umlaut in a comment) said `UnicodeDecodeError: 'utf-8' codec …` without the file."""
+    config = tmp_path / "round.yaml"
+    config.write_bytes('period: "2026-07"  # Runde für Köln\n'.encode("cp1252"))
+    capsys.readouterr()
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.strip() == f"rematch: {config}: encoding: not UTF-8; save the file as UTF-8"
+
+
+def _round_rows_if_any(home: RematchHome) -> int:
+    """Rounds stored so far (0 when no warehouse was made)."""
+    return _round_rows(home) if home.warehouse_path.exists() else 0
