@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -81,6 +82,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers in exponent form: YAML 1.1 wants a point (1.0e-4), so
+    `relative_gap: 1e-4` was text here while the Launchpad's editor (YAML 1.2) reads it as a number."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+
+
 def read_yaml(path: str) -> object:
     """The content of a YAML file a person wrote. A file that is not UTF-8 or not YAML fails in one line naming
     the file (and the line and column of a syntax error), never the text there: it may hold a name."""
@@ -89,7 +100,7 @@ def read_yaml(path: str) -> object:
     except UnicodeDecodeError:
         raise CliError(f"{path}: encoding: not UTF-8; save the file as UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 -- a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

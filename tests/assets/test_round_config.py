@@ -181,3 +181,13 @@ def test_a_config_file_that_is_not_utf8_fails_naming_the_file(home: RematchHome,
 def _round_rows_if_any(home: RematchHome) -> int:
     """Rounds stored so far (0 when no warehouse was made)."""
     return _round_rows(home) if home.warehouse_path.exists() else 0
+
+
+def test_a_number_in_exponent_form_is_a_number_as_in_the_launchpad(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) read `relative_gap: 1e-4` as text, so `rematch round` refused a run config the Launchpad's
+    editor (YAML 1.2) had taken, with `relative_gap: expected a number`."""
+    from rematch_pipeline.cli import read_yaml
+
+    config = tmp_path / "round.yaml"
+    config.write_text('relative_gap: 1e-4\nweight_jobs: 2E+1\ntime_limit_seconds: 6.0e1\nperiod: "1e3"\nwall_limit_seconds: .5\n')
+    assert read_yaml(str(config)) == {"relative_gap": 1e-4, "weight_jobs": 20.0, "time_limit_seconds": 60.0, "period": "1e3", "wall_limit_seconds": 0.5}
