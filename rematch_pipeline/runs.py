@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._config.config_type import ConfigTypeKind
 from dagster._config.errors import DagsterEvaluationErrorReason
 from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemEntry, EvaluationStackPathEntry
 from dagster_duckdb import DuckDBResource
@@ -76,7 +77,11 @@ def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
             lines.append(f"{path}: required field {fields} missing")
         elif error.reason == DagsterEvaluationErrorReason.RUNTIME_TYPE_MISMATCH:
             expected = data.config_type_snap.given_name or data.config_type_snap.kind.value.lower()
-            if expected in ("Float", "Int"):
+            if data.config_type_snap.kind == ConfigTypeKind.ENUM:
+                # A code list (a decision's reason): its codes are ours, never what was typed.
+                codes = ", ".join(str(v.value) for v in data.config_type_snap.enum_values or [])
+                lines.append(f"{path}: code: not one of {codes}")
+            elif expected in ("Float", "Int"):
                 lines.append(f"{path}: expected a number")
             elif expected == "String":
                 # YAML reads unquoted digits as a number: an AGS such as 01001 loses its leading zero.

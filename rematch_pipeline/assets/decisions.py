@@ -7,6 +7,7 @@ exactly as for a file a coordinator drops into landing/decisions/.
 """
 
 import datetime as dt
+import enum
 import re
 
 import dagster as dg
@@ -21,13 +22,18 @@ from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
 DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
 
 
+# The reason's codes as the Launchpad offers them. A closed list in the config schema, so that Dagster refuses a
+# sentence typed there before it makes a run: a run's config stays in Dagster's run storage and its UI.
+DecisionReason = enum.Enum("DecisionReason", {code: code for code in DECISION_REASON})
+
+
 class Decision(dg.Config):
     """One answer to a proposal of the round."""
 
     household_pseudonym: str
     municipality_id: str
     decision: str  # accept | decline
-    reason: str = ""  # housing | family | work | health | other, or empty
+    reason: DecisionReason | None = None  # one of the contract's codes, or left out
 
 
 class DecisionsConfig(dg.Config):
@@ -46,8 +52,6 @@ def decision_problems(
     for i, entry in enumerate(config.decisions):
         if entry.decision not in DECISION:
             problems.append(f"decisions[{i}].decision: code: not one of {', '.join(DECISION)}")
-        if entry.reason and entry.reason not in DECISION_REASON:
-            problems.append(f"decisions[{i}].reason: code: not one of {', '.join(DECISION_REASON)}")
         if (entry.household_pseudonym, entry.municipality_id) not in proposals:
             problems.append(f"decisions[{i}].household_pseudonym, municipality_id: reference: not a proposal of that round")
         other_round = (accepted_elsewhere or {}).get(entry.household_pseudonym)
@@ -65,7 +69,7 @@ def decision_problems(
 
 def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
     """The entries as the rows of a contract-D decisions file."""
-    rows = [(config.round_id, e.household_pseudonym, e.municipality_id, e.decision, e.reason) for e in config.decisions]
+    rows = [(config.round_id, e.household_pseudonym, e.municipality_id, e.decision, e.reason.value if e.reason else "") for e in config.decisions]
     return pl.DataFrame(rows, schema=dict.fromkeys(DECISION_COLUMNS, pl.Utf8), orient="row")
 
 

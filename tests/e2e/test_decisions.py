@@ -455,3 +455,29 @@ def test_a_household_that_accepts_proposals_of_two_rounds_counts_neither_until_o
     assert "decisions[0].decision: duplicate: the household accepted a proposal of round r1" in str(failed.value)
     assert who not in str(failed.value)
     assert not list(home.landing("decisions").glob("*-ui-*.csv"))
+
+
+def test_a_sentence_typed_as_the_launchpads_reason_is_refused_before_dagster_stores_the_run(home: RematchHome) -> None:
+    """The Launchpad's `reason` takes the contract's codes only. Dagster keeps a run's config in its run storage,
+    so the op refusing a sentence there came too late: the run, with the sentence (here a family name and a place),
+    stayed in `dagster/history/runs.db` and in the UI's run history. Now Dagster's config check refuses it and no
+    run is made."""
+    import dagster as dg
+
+    from rematch_pipeline.definitions import build_definitions
+    from rematch_pipeline.runs import RunFailed, execute
+
+    sentence = "Familie Petrenko zieht zu Verwandten nach Kiel"
+    entry = {"household_pseudonym": "H-0123456789abcdef0123", "municipality_id": "01002", "decision": "decline", "reason": sentence}
+    with dg.DagsterInstance.get() as instance:
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "record_decisions_job",
+                    run_config={"ops": {"record_decisions": {"config": {"round_id": "r1", "decisions": [entry]}}}})
+        runs = instance.get_runs()
+    assert str(failed.value) == (
+        "record_decisions_job not started, fix the run config: ops.record_decisions.config.decisions[0].reason:"
+        " code: not one of housing, family, work, health, other"
+    )
+    assert runs == [] and list(home.landing("decisions").iterdir()) == []
+    stored = [p for p in home.dagster_home.rglob("*") if p.is_file() and b"Petrenko" in p.read_bytes()]
+    assert stored == []
