@@ -360,3 +360,37 @@ def test_municipalities_csv_says_the_minimum_intake_the_round_had_to_meet() -> N
     table = municipality_table(_data(municipalities=with_minimum))
     assert table.select("municipality_id", "min_persons_this_round").rows() == [("01001000", 0), ("09162000", 8), ("14612000", 0)]
     assert municipality_table(_data())["min_persons_this_round"].to_list() == [0, 0, 0]
+
+
+def test_the_unplaced_chart_gives_every_reason_its_own_readable_row() -> None:
+    """A tight round of 995 households had 30 reasons (the capacities short at the nearest miss, largest first):
+    the chart kept its 3.5-inch height, so 30 labels overlapped, and each was cut to `capacity: persons and
+    housing_units e…`, the same for 28 of them. Now the chart grows per reason and a capacity reason is labelled by
+    the resources short (the table beside it keeps the full reason)."""
+    from rematch_pipeline.reports.round_report import _reason_label
+
+    shortages = [
+        [first, second, third]
+        for first in ("persons", "kita_places")
+        for second in ("housing_units", "integration_course_places", "school_places_primary")
+        for third in ("school_places_secondary", "accessible_units", "kita_places", "persons", "housing_units")
+        if len({first, second, third}) == 3
+    ]
+    reasons = [f"capacity: {' and '.join(short)} exhausted at 01001000" for short in shortages]
+    households = pl.DataFrame({
+        "household_pseudonym": [f"hp_{i}" for i in range(len(reasons))],
+        "persons": [1] * len(reasons),
+        "placed": [False] * len(reasons),
+        "unplaced_reason": reasons,
+    })
+    html = render_round_report(_data(households=households, proposals=_proposals().clear()))
+    section = re.search(r'<section id="unplaced">(.*?)</section>', html, re.S).group(1)
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', section).group(1))
+    height = int.from_bytes(png[20:24], "big")  # IHDR: width, then height
+    assert len(reasons) >= 20 and height >= 25 * len(reasons), "at least a quarter inch (25 px at 100 dpi) per reason"
+    labels = [_reason_label(r.removesuffix(" at 01001000")) for r in reasons]
+    assert len(set(labels)) == len(labels) and all(len(label) <= 56 for label in labels)
+    assert _reason_label("capacity: persons and housing_units and school_places_secondary exhausted") == "short of Persons, Housing, Secondary"
+    assert _reason_label("no compatible municipality (mostly: family_tie_must)") == "no compatible municipality (mostly: family_tie_must)"
+    assert _reason_label("capacity: persons and housing_units and accessible_units and kita_places and school_places_primary and"
+                         " school_places_secondary exhausted") == "short of Persons, Housing, Accessible, Kita, Primary, S…"

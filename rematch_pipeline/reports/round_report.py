@@ -393,9 +393,23 @@ def _fig_map(lon: np.ndarray, lat: np.ndarray, placed: np.ndarray, share: np.nda
         return _png(fig)
 
 
+# Characters of an unplaced reason's chart label: five resources' short names (the chart widens to fit).
+_REASON_LABEL = 56
+
+
+def _reason_label(reason: str) -> str:
+    """A chart label for an unplaced reason. A capacity reason names the resources short, the largest shortfall
+    first (engine.diagnosis): cut to its first words, most of them read `capacity: persons and housing_units e…`."""
+    short = re.fullmatch(r"capacity: (.+) exhausted", reason)
+    if short:
+        return _shorten("short of " + ", ".join(_CHIPS.get(r, r) for r in short.group(1).split(" and ")), _REASON_LABEL)
+    return _shorten(reason, _REASON_LABEL)
+
+
 def _fig_unplaced(rows: list[dict[str, Any]]) -> str:
     with matplotlib.rc_context(_RC):
-        height = max(1.8, min(_WIDE[1], 0.9 + 0.3 * len(rows)))
+        # A row per reason, however many: a fixed height made 30 reasons' labels overlap.
+        height = max(1.8, 0.9 + 0.3 * len(rows))
         fig = Figure(figsize=(_WIDE[0], height))
         ax = fig.add_subplot()
         y = np.arange(len(rows))
@@ -403,7 +417,7 @@ def _fig_unplaced(rows: list[dict[str, Any]]) -> str:
         ax.barh(y, values, color=_COLOR_ACCENT, height=0.6)
         for yi, v in zip(y, values):
             ax.text(v, yi, " " + _fmt_int(v), va="center", fontsize=8)
-        ax.set_yticks(y, [_shorten(r["reason"]) for r in rows][::-1])
+        ax.set_yticks(y, [_reason_label(r["reason"]) for r in rows][::-1])
         ax.set_xlabel("unplaced households")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.margins(x=0.12)
