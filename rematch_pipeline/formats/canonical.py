@@ -19,7 +19,7 @@ from openpyxl.utils.datetime import from_excel
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.formats.workbook import Workbook, read_workbook
-from rematch_pipeline.schemas.contract import TABLES, Field, Kind
+from rematch_pipeline.schemas.contract import TABLES, Field, Kind, field_names
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
 SERIAL_DATE_LIMIT = 2958466
@@ -82,10 +82,12 @@ def _matching_tables(header: list[str]) -> list[str]:
 
 def _nearest_table(header: list[str]) -> str:
     """", nearest: <table> (no column <signature columns it lacks>)" for the table whose identifying
-    columns the header has most of, or "" if it has none of any."""
+    columns the header has most of, or "" if it has none of any. A tie goes to the table more of whose
+    columns the header has: a decisions file has household_ref too, as households do."""
     names = set(template_header(header))
     found = {table: len(sig & names) for table, sig in SIGNATURES.items()}
-    table = max(found, key=lambda t: (found[t], t == "households"))
+    fields = {table: len(names & set(field_names(table))) for table in SIGNATURES}
+    table = max(found, key=lambda t: (found[t], fields[t], t == "households"))
     if not found[table] or found[table] == len(SIGNATURES[table]):
         return ""
     return f"; nearest: {table} (no column {', '.join(sorted(SIGNATURES[table] - names))})"

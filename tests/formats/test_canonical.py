@@ -298,3 +298,17 @@ def test_a_header_of_another_survey_lists_a_dozen_columns_and_counts_the_rest(sa
     unexpected = str(error.value).split("unexpected columns ")[1].split(";")[0]
     assert unexpected.startswith("frage_") and unexpected.count(",") == 11
     assert unexpected.endswith(f" and {frame.width - 2 - 12} more")
+
+
+@pytest.mark.parametrize(
+    ("header", "lacks"),
+    [("round,household_ref,municipality_id,decision,reason", "round_id"), ("round_id,household_ref,municipality_id,answer", "decision")],
+)
+def test_a_decisions_file_with_a_misspelt_key_is_named_nearest_to_decisions(tmp_path: Path, header: str, lacks: str) -> None:
+    """A coordinator's decisions file with `round` for `round_id` was said to be nearest to a households template
+    lacking `consent_processing`: one identifying column of each, and the tie went to households."""
+    path = tmp_path / "decisions.csv"
+    path.write_text(header + "\n" + ",".join(["x"] * len(header.split(","))) + "\n")
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    assert f"nearest: decisions (no column {lacks})" in str(error.value)
