@@ -276,6 +276,9 @@ def round_candidates(
     context: dg.AssetExecutionContext, config: RoundConfig, warehouse: DuckDBResource, home: RematchHome
 ) -> dg.MaterializeResult:
     """The round's pool, remaining capacities, compatible pairs (every hard rule) and their scores."""
+    if not context.has_partition_key:
+        # The Launchpad starts round_job without a partition too; Dagster's own error then names its internals.
+        raise dg.Failure(f"round not started: no round id; choose a partition of `rounds` (add one, e.g. r1, with Add partition): {ROUND_ID_RULE}")
     round_id = context.partition_key
     # The Launchpad takes any partition key and any number: refuse before anything is read or written.
     problems = ([] if ROUND_ID_PATTERN.fullmatch(round_id) else [ROUND_ID_RULE]) + config.problems()

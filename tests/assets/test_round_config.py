@@ -191,3 +191,18 @@ def test_a_number_in_exponent_form_is_a_number_as_in_the_launchpad(tmp_path: Pat
     config = tmp_path / "round.yaml"
     config.write_text('relative_gap: 1e-4\nweight_jobs: 2E+1\ntime_limit_seconds: 6.0e1\nperiod: "1e3"\nwall_limit_seconds: .5\n')
     assert read_yaml(str(config)) == {"relative_gap": 1e-4, "weight_jobs": 20.0, "time_limit_seconds": 60.0, "period": "1e3", "wall_limit_seconds": 0.5}
+
+
+def test_a_round_launched_without_a_round_id_says_to_choose_one(home: RematchHome) -> None:
+    """The Launchpad lets round_job start without a partition of `rounds`: the run failed with Dagster's
+    `DagsterInvariantViolationError: Cannot access partition_key for a non-partitioned run`."""
+    import dagster as dg
+
+    from rematch_pipeline.definitions import build_definitions
+    from rematch_pipeline.runs import RunFailed, execute
+
+    with dg.DagsterInstance.get() as instance, pytest.raises(RunFailed) as failed:
+        execute(build_definitions(home), instance, "round_job", run_config={"ops": {"round_candidates": {"config": {"period": "2026-07"}}}})
+    reason = str(failed.value).split("): ", 1)[1]
+    assert reason.startswith("round not started: no round id; choose a partition of `rounds` (add one, e.g. r1, with Add partition)")
+    assert "Dagster" not in reason and not list(home.path.glob("rounds/*"))
