@@ -237,10 +237,12 @@ class SolverParams:
     # Above this many candidate pairs the lexicographic objective switches to the
     # Lagrangian method of large_scale.py (maximin: to a reduced pair set).
     max_model_pairs: int = 150_000
-    # Lexicographic rounds of more units than this go to large_scale.py too: CBC's score stage
-    # finds no answer in 60 s at 1,000 units x 40 places (29,000 pairs; the proposals then
-    # ignored the scores, 50,626 points against the large path's 70,354), while at 800 x 40
-    # it is 0.04 % ahead of the large path (docs/decisions.md).
+    # Lexicographic rounds where more units than this can be placed together (most_units_placed)
+    # go to large_scale.py too: CBC's score stage finds no answer in 60 s at 1,000 units x 40
+    # places (29,000 pairs; the proposals then ignored the scores, 50,626 points against the
+    # large path's 70,354), while at 800 x 40 it is 0.04 % ahead of the large path. Units that
+    # cannot all be placed do not count: a tight 960-unit round (room for 265 households) CBC
+    # proves in 6.5 s, where the large path ends 5.5 % below (docs/decisions.md).
     max_model_units: int = 800
     # Large rounds: budget counted work instead of wall-clock seconds, so the same input
     # and parameters give the same assignment on any machine and load (large_scale._Clock).
@@ -783,11 +785,24 @@ def _overall(statuses: list[str]) -> str:
     return "feasible"
 
 
+def most_units_placed(problem: AssignmentProblem) -> int:
+    """A bound on the units placed together, from the capacities summed over all places: per
+    resource, the units not asking for it plus as many of those asking as fit, smallest first;
+    the least over the resources."""
+    most = problem.n_units
+    for r in range(problem.capacity.shape[1]):
+        use = problem.usage[:, r]
+        asking = np.sort(use[use > 0])
+        fitting = int(np.searchsorted(np.cumsum(asking), problem.capacity[:, r].sum(), side="right"))
+        most = min(most, int((use <= 0).sum()) + fitting)
+    return most
+
+
 def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
     """Solve the assignment lexicographically (see module docstring).
 
     Up to params.max_model_pairs usable pairs (lexicographic: and params.max_model_units
-    units): one exact MIP per stage. Above it: large_scale.solve_large (lexicographic;
+    units placed at most, most_units_placed): one exact MIP per stage. Above it: large_scale.solve_large (lexicographic;
     bounds over all pairs) or, for maximin, the exact MIP on a reduced pair set
     (result.bound_scope == "reduced_pairs").
     Always returns a result: on infeasibility or when no solution was found in time,
@@ -796,7 +811,7 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     params = params or SolverParams()
     # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
     too_large = problem.pair_unit.size > params.max_model_pairs
-    if params.objective == "lexicographic" and (too_large or problem.n_units > params.max_model_units):
+    if params.objective == "lexicographic" and (too_large or most_units_placed(problem) > params.max_model_units):
         from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
 
         return solve_large(problem, params)

@@ -1464,25 +1464,37 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     by_slack = _top_per_unit(pairs.unit, slack[pairs.place], INITIAL_BY_SLACK, all_pos)
     working = np.union1d(by_score, by_slack)
 
-    # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
-    # on persons alone comes from the same prices scaled down (valid for any prices).
-    lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None, clock)
-    priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES)
-    # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
-    # and the exact MIPs run in stage 2, on prices that also value the score.
-    first, _ = _place(lag, priced, params, deadline, exact=False)
-    priced.release()
-    persons = _persons(problem, pairs, first)
     persons_only = _Lagrangian(problem, pairs, pairs.persons, None, clock)
-    d = priced.dual
-    persons_bound, _ = persons_only.bound(_Dual(d.capacity / PERSON_WEIGHT, d.minimum / PERSON_WEIGHT, 0.0))
+    if _room_in_total(problem):
+        # Stage 1 is skipped: every unit with a usable pair bounds the persons, and stage
+        # 2b aims at that bound (its keeping multiplier prices a person). Its pricing and
+        # greedy pass took an eighth of the counted time at 10,000 households and only set
+        # a persons floor that stage 2b's keeping row then made slack; the score search
+        # gets that time (docs/decisions.md, twenty-third session).
+        first = _locked_places(problem)
+        persons, persons_bound = _persons(problem, pairs, first), float(_most_persons(problem, pairs))
+        stage1_working, stage2_start = working, None
+        LOG.debug("room in total for every resource: no persons stage, bound %d (every unit's persons)", persons_bound)
+    else:
+        # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
+        # on persons alone comes from the same prices scaled down (valid for any prices).
+        lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None, clock)
+        priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES)
+        # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
+        # and the exact MIPs run in stage 2, on prices that also value the score.
+        first, _ = _place(lag, priced, params, deadline, exact=False)
+        priced.release()
+        persons = _persons(problem, pairs, first)
+        d = priced.dual
+        persons_bound, _ = persons_only.bound(_Dual(d.capacity / PERSON_WEIGHT, d.minimum / PERSON_WEIGHT, 0.0))
+        # Stage 1's prices with the persons-keeping multiplier at PERSON_WEIGHT are a feasible start of stage 2.
+        stage1_working, stage2_start = priced.working, np.r_[priced.v, PERSON_WEIGHT]
     persons_seconds = clock.wall()
 
-    # Stage 2: score, keeping at least those persons. Stage 1's prices with the
-    # persons-keeping multiplier at PERSON_WEIGHT are a feasible start.
+    # Stage 2: score, keeping at least those persons.
     wall2 = clock.wall()
     lag2 = _Lagrangian(problem, pairs, pairs.score, persons, clock)
-    priced2 = _price(lag2, priced.working, clock.until(SCORE_PRICING_SHARE, deadline), SCORE_TEMPERATURES, np.r_[priced.v, PERSON_WEIGHT])
+    priced2 = _price(lag2, stage1_working, clock.until(SCORE_PRICING_SHARE, deadline), SCORE_TEMPERATURES, stage2_start)
     if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
         d = priced2.dual
         scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
@@ -1494,14 +1506,19 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     # Stage 2b: the same score prices, now keeping the persons bound. Its keeping
     # multiplier is what a person is worth in score points when every person counts,
     # so the placement below takes the persons it can reach.
-    lag3 = lag2.keeping(persons_bound)
+    target = persons_bound
+    lag3 = lag2.keeping(target)
     priced3 = _price(lag3, priced2.working, clock.until(TARGET_PRICING_SHARE, deadline), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
-    LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", persons_bound, priced3.dual.keep, priced3.bound)
+    LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", target, priced3.dual.keep, priced3.bound)
+    if priced3.dual.keep > 0:  # these prices bound persons too (a skipped stage 1 gave only the count of units' persons)
+        d = priced3.dual
+        scaled = persons_only.bound(_Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0))[0]
+        persons_bound = min(persons_bound, float(np.floor(scaled + 1e-6)))
     # The bound is refined beside the neighbourhood search (same persons), and at the end
     # for the persons actually placed, in time kept back from the answer step.
     answer_deadline = deadline - FINAL_PRICING_SHARE * limit
     priced2.release()
-    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, persons_bound)
+    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, target)
     second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside, exchange_deadline=deadline)
     # The assignment is settled here (what follows refines the bound only): whether the
     # wall clock cut it short is known now.
@@ -1513,7 +1530,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     # The lexicographic optimum places at least the persons found; at fixed multipliers
     # the bound for that requirement moves by keep * (persons found - persons kept).
     placed = _persons(problem, pairs, second)
-    kept = [(persons, priced2), (persons_bound, priced3), *priced_beside]
+    kept = [(persons, priced2), (target, priced3), *priced_beside]
     score_bound = min(q.bound - q.dual.keep * (placed - p) for p, q in kept)
     LOG.debug("bound for %d persons from %d price vectors: %.4f", placed, len(kept), score_bound)
     if clock.now() < deadline:  # the kept-back time, and what the search left
@@ -1548,6 +1565,11 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
         )
     LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
     return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible, reproducible and not clock.overrun)
+
+
+def _room_in_total(problem: AssignmentProblem) -> bool:
+    """Whether the places offer, summed over all of them, every resource all units ask for."""
+    return bool((problem.capacity.sum(axis=0) >= problem.usage.sum(axis=0)).all())
 
 
 def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:

@@ -29,6 +29,7 @@ from rematch_pipeline.engine.assignment import (
     build_problem,
     check_assignment,
     household_assignment,
+    most_units_placed,
     solve,
 )
 from rematch_pipeline.engine.compatibility import candidate_pairs
@@ -559,8 +560,12 @@ def test_an_unproven_answer_gets_the_exchanges_and_a_dropped_pair_stays_out() ->
     assert sorted(zip(model.unit[x].tolist(), model.place[x].tolist(), strict=True)) == [(0, 0), (1, 1), (2, 2)]
 
 
-def test_a_lexicographic_round_of_many_units_takes_the_large_path() -> None:
+def test_a_lexicographic_round_of_many_units_to_place_takes_the_large_path() -> None:
     problem = three_units()
     assert solve(problem, EXACT).solver == "ortools-cbc"
     assert solve(problem, dataclasses.replace(EXACT, max_model_units=2)).solver == "ortools-scip+lagrangian"
     assert solve(problem, dataclasses.replace(EXACT, max_model_units=2, objective="maximin")).solver == "ortools-cbc"
+    # Units that cannot all be placed together do not count: with room for 2 of the 3, the exact path stays.
+    tight = persons_problem([3, 2, 2], [2, 2], [(0, 0, 100.0), (0, 1, 50.0), (1, 0, 40.0), (1, 1, 100.0), (2, 0, 30.0), (2, 1, 30.0)])
+    assert most_units_placed(problem) == 3 and most_units_placed(tight) == 2
+    assert solve(tight, dataclasses.replace(EXACT, max_model_units=2)).solver == "ortools-cbc"

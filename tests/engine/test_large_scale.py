@@ -397,3 +397,24 @@ def test_exactly_one_on_the_large_path_places_every_unit_or_says_it_cannot() -> 
     short_result = solve(short, params)
     assert short_result.status == "infeasible" and (short_result.place_of_unit == -1).all()
     assert short_result.stages[0].best_bound < total  # the prices prove it
+
+
+def test_the_persons_stage_runs_only_where_the_places_lack_room_in_total(caplog) -> None:  # noqa: ANN001 - pytest fixture
+    caplog.set_level("DEBUG", logger="rematch_pipeline.engine.large_scale")
+    mu = random_municipalities(8, total_capacity=150, n_places=12)
+    hh = random_households(150, 8, places=mu)
+    tight = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+    roomy = dataclasses.replace(tight, capacity=tight.capacity + tight.usage.sum(axis=0))
+    for problem, skipped in ((roomy, True), (tight, False)):
+        assert large_scale._room_in_total(problem) is skipped
+        caplog.clear()
+        large = solve(problem, SolverParams(time_limit_seconds=20, max_model_pairs=0))
+        exact = solve(problem, SolverParams(time_limit_seconds=30, relative_gap=0.0, backend="cbc"))
+        assert ("no persons stage" in caplog.text) is skipped
+        assert check_assignment(problem, large) == []
+        every_person = int(problem.usage[:, problem.persons_index].sum())
+        # Either way the persons bound holds against the exact optimum; short of room, stage 1 proves fewer than everyone.
+        assert exact.persons_placed <= large.persons_bound <= every_person
+        assert large.persons_placed <= exact.persons_placed
+        if not skipped:
+            assert large.persons_bound < every_person
