@@ -61,6 +61,7 @@ from rematch_pipeline.engine.assignment import (
     _set_objective,
     _solve_stage,
     check_assignment,
+    most_units_placed,
 )
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
 from rematch_pipeline.engine.exchange import ENTRY_SECONDS, SOLVE_SECONDS, exchange_within_classes
@@ -1496,9 +1497,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     lag2 = _Lagrangian(problem, pairs, pairs.score, persons, clock)
     priced2 = _price(lag2, stage1_working, clock.until(SCORE_PRICING_SHARE, deadline), SCORE_TEMPERATURES, stage2_start)
     if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
-        d = priced2.dual
-        scaled = _Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0)
-        persons_bound = min(persons_bound, persons_only.bound(scaled)[0])
+        persons_bound = min(persons_bound, _persons_bound_at(persons_only, priced2.dual))
     persons_bound = min(float(np.floor(persons_bound + 1e-6)), float(_most_persons(problem, pairs)))
     if problem.exactly_one and persons_bound < every_person:  # the prices prove the capacities too small
         stages = [StageReport("persons", "infeasible", persons, persons_bound, _gap(persons, persons_bound), persons_seconds)]
@@ -1511,9 +1510,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     priced3 = _price(lag3, priced2.working, clock.until(TARGET_PRICING_SHARE, deadline), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
     LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", target, priced3.dual.keep, priced3.bound)
     if priced3.dual.keep > 0:  # these prices bound persons too (a skipped stage 1 gave only the count of units' persons)
-        d = priced3.dual
-        scaled = persons_only.bound(_Dual(d.capacity / d.keep, d.minimum / d.keep, 0.0))[0]
-        persons_bound = min(persons_bound, float(np.floor(scaled + 1e-6)))
+        persons_bound = min(persons_bound, float(np.floor(_persons_bound_at(persons_only, priced3.dual) + 1e-6)))
     # The bound is refined beside the neighbourhood search (same persons), and at the end
     # for the persons actually placed, in time kept back from the answer step.
     answer_deadline = deadline - FINAL_PRICING_SHARE * limit
@@ -1567,9 +1564,14 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible, reproducible and not clock.overrun)
 
 
+def _persons_bound_at(persons_only: _Lagrangian, dual: _Dual) -> float:
+    """The persons bound at a score stage's prices scaled by its keeping multiplier (> 0; valid for any prices)."""
+    return persons_only.bound(_Dual(dual.capacity / dual.keep, dual.minimum / dual.keep, 0.0))[0]
+
+
 def _room_in_total(problem: AssignmentProblem) -> bool:
     """Whether the places offer, summed over all of them, every resource all units ask for."""
-    return bool((problem.capacity.sum(axis=0) >= problem.usage.sum(axis=0)).all())
+    return most_units_placed(problem) >= problem.n_units
 
 
 def _persons(problem: AssignmentProblem, pairs: _Pairs, place_of: np.ndarray) -> float:
