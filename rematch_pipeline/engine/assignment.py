@@ -16,6 +16,7 @@ bound over all pairs, greedy and local moves, exact MIP on close calls). See doc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -675,7 +676,8 @@ def _set_objective(model: _Model, coefs: dict[int, float] | np.ndarray) -> None:
 
 
 def _tie_break(model: _Model) -> np.ndarray:
-    """Tiny weights strictly decreasing in sorted (unit, place) pair order.
+    """Tiny weights strictly decreasing in sorted (unit, place) pair order (the exact path's
+    units are in data_order, so the weights do not hang on the pseudonyms).
 
     A unit takes at most one pair, so the chosen weights sum to at most
     TIE_BREAK_TOTAL, below any real score difference (multiples of 1e-4).
@@ -802,7 +804,7 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     """Solve the assignment lexicographically (see module docstring).
 
     Up to params.max_model_pairs usable pairs (lexicographic: and params.max_model_units
-    units placed at most, most_units_placed): one exact MIP per stage. Above it: large_scale.solve_large (lexicographic;
+    units placed at most, most_units_placed): one exact MIP per stage, units in data_order. Above it: large_scale.solve_large (lexicographic;
     bounds over all pairs) or, for maximin, the exact MIP on a reduced pair set
     (result.bound_scope == "reduced_pairs").
     Always returns a result: on infeasibility or when no solution was found in time,
@@ -818,9 +820,59 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     if too_large:
         from rematch_pipeline.engine.large_scale import reduced_problem
 
-        result = _solve_direct(reduced_problem(problem, params.max_model_pairs), params)
+        result = _solve_in_data_order(reduced_problem(problem, params.max_model_pairs), params)
         return dataclasses.replace(result, bound_scope="reduced_pairs")
-    return _solve_direct(problem, params)
+    return _solve_in_data_order(problem, params)
+
+
+def data_order(problem: AssignmentProblem) -> np.ndarray:
+    """The units (indices) in the order of a digest of each unit's own data: its usage, its
+    households and its candidate pairs (place id, score), with the unit id only as the last
+    tie-break (units with identical data). Unit ids are pseudonyms, ordered differently by every
+    data home's secret, and CBC's search follows the order of the model's variables: in this
+    order two installs with the same questionnaires build the same model (docs/decisions.md,
+    "Exact rounds in the data's order")."""
+    by_unit = np.argsort(problem.pair_unit, kind="stable")
+    starts = np.searchsorted(problem.pair_unit[by_unit], np.arange(problem.n_units + 1))
+    usage = problem.pair_usage
+    digests: list[bytes] = []
+    for u in range(problem.n_units):
+        pairs = by_unit[starts[u] : starts[u + 1]]
+        pairs = pairs[np.argsort(problem.pair_place[pairs], kind="stable")]
+        h = hashlib.blake2b(digest_size=16)
+        h.update(problem.usage[u].astype("<i8").tobytes())
+        h.update(np.int64(problem.unit_households[u]).astype("<i8").tobytes())
+        for j in problem.pair_place[pairs].tolist():
+            h.update(problem.place_ids[j].encode() + b"\0")
+        h.update(np.round(problem.pair_score[pairs], 6).astype("<f8").tobytes())
+        if usage is not None:
+            h.update(usage[pairs].astype("<i8").tobytes())
+        digests.append(h.digest())
+    return np.array(sorted(range(problem.n_units), key=lambda u: (digests[u], problem.unit_ids[u])), dtype=np.int64)
+
+
+def _reordered(problem: AssignmentProblem, order: np.ndarray) -> AssignmentProblem:
+    """The same problem with its units in order (unit k of the result is unit order[k])."""
+    rank = np.empty(problem.n_units, dtype=np.int64)
+    rank[order] = np.arange(order.size, dtype=np.int64)
+    return dataclasses.replace(
+        problem,
+        unit_ids=[problem.unit_ids[u] for u in order.tolist()],
+        usage=problem.usage[order],
+        pair_unit=rank[problem.pair_unit],
+        locked=[(int(rank[u]), j) for u, j in problem.locked],
+        unit_households=None if problem.unit_households is None else problem.unit_households[order],
+    )
+
+
+def _solve_in_data_order(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
+    """_solve_direct on the problem's units in data_order, the answer given back per unit of
+    problem."""
+    order = data_order(problem)
+    result = _solve_direct(_reordered(problem, order), params)
+    place_of = np.empty_like(result.place_of_unit)
+    place_of[order] = result.place_of_unit
+    return dataclasses.replace(result, place_of_unit=place_of)
 
 
 class _Budget:

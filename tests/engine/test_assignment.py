@@ -569,3 +569,45 @@ def test_a_lexicographic_round_of_many_units_to_place_takes_the_large_path() -> 
     tight = persons_problem([3, 2, 2], [2, 2], [(0, 0, 100.0), (0, 1, 50.0), (1, 0, 40.0), (1, 1, 100.0), (2, 0, 30.0), (2, 1, 30.0)])
     assert most_units_placed(problem) == 3 and most_units_placed(tight) == 2
     assert solve(tight, dataclasses.replace(EXACT, max_model_units=2)).solver == "ortools-cbc"
+
+
+def tied_round(names: list[str]) -> AssignmentProblem:
+    """30 units of 1-3 persons, 6 places with room for two thirds of them, scores 10 or 20: many
+    answers tie, so the tie-break (pair order) decides among them. Unit u is named names[u]."""
+    rng = np.random.default_rng(3)
+    persons = rng.integers(1, 4, 30)
+    pair_unit = np.repeat(np.arange(30), 4)
+    pair_place = np.concatenate([np.sort(rng.choice(6, 4, replace=False)) for _ in range(30)])
+    return AssignmentProblem(
+        unit_ids=names,
+        place_ids=[f"{j + 1:05d}" for j in range(6)],
+        resources=["persons"],
+        usage=persons[:, None],
+        capacity=np.full((6, 1), int(persons.sum() * 2 // 3 // 6)),
+        min_intake=np.zeros(6, dtype=np.int64),
+        pair_unit=pair_unit,
+        pair_place=pair_place,
+        pair_score=rng.choice([10.0, 20.0], pair_unit.size),
+    )
+
+
+def test_two_data_homes_with_the_same_questionnaires_get_the_same_proposals() -> None:
+    # Another data home's secret gives the same units other pseudonyms, in another order.
+    names = [f"p{u:02d}" for u in range(30)]
+    other = [f"q{(u * 7) % 30:02d}" for u in range(30)]  # sorted, a shuffled order of the units
+    places = []
+    for ids in (names, other):
+        problem = tied_round(ids)
+        order = np.argsort(ids)  # build_problem's order: by id
+        shuffled = dataclasses.replace(
+            problem,
+            unit_ids=[ids[u] for u in order],
+            usage=problem.usage[order],
+            pair_unit=np.argsort(order)[problem.pair_unit],
+        )
+        result = solve(shuffled, EXACT)
+        assert result.status == "optimal"
+        place_of = np.empty(30, dtype=np.int64)
+        place_of[order] = result.place_of_unit
+        places.append(place_of.tolist())
+    assert places[0] == places[1]
