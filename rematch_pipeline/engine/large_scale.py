@@ -20,7 +20,9 @@ keeping the persons found) we therefore
    worker thread; then (taking the LP up when it is ready) a large neighbourhood search:
    an exact MIP re-decides a few hundred units at a time (those the LP places otherwise,
    the worst-placed units and the units at the places they want, or all users of a
-   scarce resource) on the capacity the others leave, keeping lexicographic gains.
+   scarce resource) on the capacity the others leave, keeping lexicographic gains;
+   units still unplaced then try all their usable pairs, and an exact exchange within
+   usage classes ends it.
    Meanwhile the other core refines the bound for the persons the search has reached;
    the time the search leaves refines it for the persons placed.
 
@@ -124,6 +126,8 @@ MIP_SECONDS: float = 8.0
 # stops for the next (1,000 x 40 at 20 s: 2 s a MIP gave 70,354 against 70,243 with 8 s;
 # 1,000 x 401 at 30 s: 2,380 persons against 2,375).
 MIP_LIMIT_SHARE: float = 0.1
+# Share of the time left for the exchange that inserting the units still unplaced may take.
+INSERT_SHARE: float = 0.5
 # The search stops after this many neighbourhoods in a row without a gain: the time
 # left refines the bound instead.
 STALLED_NEIGHBOURHOODS: int = 25
@@ -711,6 +715,11 @@ def _search(
                 hood.placed_more(mip, current)
             current, value = mip, mip_value
             progress.persons = value[0]
+    inserted = _insert_unplaced(lag, current, hood.locked, clock.until(INSERT_SHARE, exchange_deadline))
+    inserted_value = (_persons(problem, pairs, inserted), _value(lag, inserted))
+    if inserted_value > value:
+        current, value = inserted, inserted_value
+        progress.persons = value[0]
     # The exchange within usage classes comes last, in the time kept back for the bound: run
     # earlier, or with time kept from the search, it cost the search more than it gained
     # (docs/decisions.md).
@@ -720,6 +729,80 @@ def _search(
         if exchanged_value > value:
             current = exchanged
             progress.persons = exchanged_value[0]
+    return current
+
+
+def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, deadline: float) -> np.ndarray:
+    """Each unplaced unit (most persons first) onto the best of ALL its usable pairs: where
+    it fits, or where one unit there moves to any usable pair of its own with room, or
+    leaves when it brings fewer persons. Kept when it places more persons, or as many with
+    a higher objective. The local moves look at a unit's first IMPROVE_TRIES candidates
+    and the neighbourhood MIPs at MIP_PAIRS per unit, so a unit whose room needs a unit
+    moved far down its own list stays out (10,000 round, seed 1: a unit of 4 persons with
+    one usable place, where a unit needing the same kita and course places had room only
+    at its 119th pair)."""
+    problem, pairs, clock = lag.problem, lag.pairs, lag.clock
+    pi, cost, rate = problem.persons_index, lag.cost, clock.rates.candidate
+    seg = np.searchsorted(pairs.unit, np.arange(problem.n_units + 1))
+    todo = np.flatnonzero((current < 0) & ~locked & (seg[1:] > seg[:-1]))
+    if todo.size == 0:
+        return current
+    current = current.copy()
+    left = problem.capacity - _load(problem, pairs, current)
+    chosen = np.full(problem.n_units, -1, dtype=np.int64)  # pair position per placed unit
+    pos = _positions(problem, pairs, current)
+    chosen[pairs.unit[pos]] = pos
+
+    def intake_ok(j: np.ndarray | int, delta: np.ndarray | int) -> np.ndarray:
+        after = problem.capacity[j, pi] - left[j, pi] + delta
+        return (after == 0) | (after >= problem.min_intake[j])
+
+    todo = todo[np.lexsort((todo, -problem.usage[todo, pi]))]
+    for u in todo.tolist():
+        if clock.now() >= deadline:
+            break
+        lo, hi = int(seg[u]), int(seg[u + 1])
+        places, need = pairs.place[lo:hi], problem.usage_of_pairs(pairs.idx[lo:hi])
+        clock.spend(rate * (hi - lo))
+        fits = (need <= left[places]).all(axis=1) & intake_ok(places, need[:, pi])
+        best: tuple[tuple[float, float], int, int, int] | None = None  # (gain, pair, victim, victim's pair or -1)
+        if fits.any():
+            i = int(np.flatnonzero(fits)[np.argmax(cost[lo:hi][fits])])
+            best = ((float(need[i, pi]), float(cost[lo + i])), lo + i, -1, -1)
+        for i in np.flatnonzero(~fits).tolist():
+            j, pu = int(places[i]), float(need[i, pi])
+            victims = np.flatnonzero(current == j)
+            victims = victims[~locked[victims]]
+            clock.spend(rate * (1 + victims.size))
+            if victims.size == 0:
+                continue
+            freed = problem.usage_of_pairs(pairs.idx[chosen[victims]])
+            room = (need[i] <= left[j] + freed).all(axis=1) & intake_ok(j, pu - freed[:, pi])
+            for v, pv, kv in zip(victims[room].tolist(), freed[room, pi].tolist(), chosen[victims[room]].tolist(), strict=True):
+                base = float(cost[lo + i]) - float(cost[kv])
+                option = ((pu - pv, base), -1)  # v leaves the round
+                vlo, vhi = int(seg[v]), int(seg[v + 1])
+                clock.spend(rate * (vhi - vlo))
+                vplaces = pairs.place[vlo:vhi]
+                vneed = problem.usage_of_pairs(pairs.idx[vlo:vhi])
+                vfits = (vplaces != j) & (vneed <= left[vplaces]).all(axis=1) & intake_ok(vplaces, vneed[:, pi])
+                if vfits.any():
+                    k = int(np.flatnonzero(vfits)[np.argmax(cost[vlo:vhi][vfits])])
+                    option = ((pu, base + float(cost[vlo + k])), vlo + k)
+                if option[0] > (0.0, 1e-9) and (best is None or option[0] > best[0]):
+                    best = (option[0], lo + i, v, option[1])
+        if best is None:
+            continue
+        _, k, v, kv = best
+        if v >= 0:
+            left[pairs.place[chosen[v]]] += problem.usage_of_pairs(pairs.idx[[chosen[v]]])[0]
+            current[v], chosen[v] = -1, -1
+            if kv >= 0:
+                left[pairs.place[kv]] -= problem.usage_of_pairs(pairs.idx[[kv]])[0]
+                current[v], chosen[v] = pairs.place[kv], kv
+        left[pairs.place[k]] -= problem.usage_of_pairs(pairs.idx[[k]])[0]
+        current[u], chosen[u] = pairs.place[k], k
+    LOG.debug("insertion of unplaced units: %d of %d placed", int((current[todo] >= 0).sum()), todo.size)
     return current
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rematch_pipeline.engine import large_scale
-from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, SolverParams, _reduce, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, AssignmentProblem, SolverParams, _reduce, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
@@ -418,3 +418,37 @@ def test_the_persons_stage_runs_only_where_the_places_lack_room_in_total(caplog)
         assert large.persons_placed <= exact.persons_placed
         if not skipped:
             assert large.persons_bound < every_person
+
+
+def test_an_unplaced_unit_gets_room_from_a_unit_whose_only_free_place_is_far_down_its_list() -> None:
+    """Unit 0 (4 persons, one kita place) has one usable place, whose only kita place unit 1
+    holds. Unit 1 fits elsewhere only at its lowest-scoring place, further down its list than
+    the local moves and the neighbourhood MIPs look (the 10,000 round's seed 1 lost 4 persons
+    so). The insertion places unit 0 there and moves unit 1."""
+    n_places = 3 * max(large_scale.IMPROVE_TRIES, large_scale.MIP_PAIRS)
+    others = np.arange(1, n_places)
+
+    def insert(kita_at_the_last_place: int) -> list[int]:
+        capacity = np.zeros((n_places, 2), dtype=np.int64)
+        capacity[:, 0] = 10
+        capacity[0, 1], capacity[-1, 1] = 1, kita_at_the_last_place
+        problem = AssignmentProblem(
+            unit_ids=["u0", "u1"],
+            place_ids=[f"p{j}" for j in range(n_places)],
+            resources=["persons", "kita_places"],
+            usage=np.array([[4, 1], [3, 1]]),
+            capacity=capacity,
+            min_intake=np.zeros(n_places, dtype=np.int64),
+            pair_unit=np.r_[0, np.ones(n_places, dtype=np.int64)],
+            pair_place=np.r_[0, 0, others],
+            pair_score=np.r_[50.0, 90.0, 80.0 - others],  # unit 1's room is at its worst pair
+        )
+        pairs = large_scale._usable_pairs(problem)
+        lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
+        after = large_scale._insert_unplaced(lag, np.array([-1, 0]), np.zeros(2, dtype=bool), math.inf)
+        assert check_assignment(problem, after) == []
+        return after.tolist()
+
+    assert insert(1) == [0, n_places - 1]
+    # Without room anywhere for unit 1, the unit of more persons takes the place.
+    assert insert(0) == [0, -1]
