@@ -45,7 +45,10 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
             data = event.step_failure_data
             if data.user_failure_data and data.user_failure_data.description:
                 return data.user_failure_data.description
-            return data.error.message.strip().splitlines()[-1] if data.error else "step failed"
+            # Anything but a dg.Failure is a bug (assets.failures.reason_first): Dagster wraps it, and the
+            # exception itself is the wrapper's cause.
+            error = data.error.cause or data.error if data.error else None
+            return error.message.strip().splitlines()[0] if error else "step failed"
         if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
             return f"check {event.event_specific_data.check_name} failed"
     return "see the run in the Dagster UI"

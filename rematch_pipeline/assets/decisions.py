@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
@@ -74,6 +75,7 @@ def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
 
 
 @dg.op(pool="duckdb")
+@reason_first
 def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, home: RematchHome, warehouse: DuckDBResource) -> str:
     """Check the entries against the round's proposals and write them to landing/decisions/ (all or none)."""
     if not config.decisions:
@@ -96,7 +98,7 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
         raise dg.Failure(f"round {config.round_id} has no proposals: run the round first")
     problems = decision_problems(config, {(h, m) for h, m in rows}, accepted)
     if problems:
-        raise dg.Failure("nothing recorded: " + "; ".join(problems))
+        raise refused("nothing recorded: ", problems)
     home.prepare()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     safe_round = re.sub(r"[^A-Za-z0-9_-]", "_", config.round_id)

@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.assets.validate import replace_table
 from rematch_pipeline.features import household_features as build_household_features
 from rematch_pipeline.features import municipality_features as build_municipality_features
@@ -12,6 +13,7 @@ from rematch_pipeline.resources.warehouse import warehouse_connection
 
 
 @dg.asset(deps=["households", "members", "decisions"], group_name="features", pool="duckdb", kinds={"duckdb"})
+@reason_first
 def household_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """Per household: persons and resource usage, medical needs, wishes, ties, importance ratings, decisions."""
     with warehouse_connection(warehouse) as con:
@@ -34,6 +36,7 @@ def household_features(context: dg.AssetExecutionContext, warehouse: DuckDBResou
 
 
 @dg.asset(deps=["municipalities"], group_name="features", pool="duckdb", kinds={"duckdb"})
+@reason_first
 def municipality_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """Per municipality and intake period: capacities of every resource and what it offers."""
     with warehouse_connection(warehouse) as con:

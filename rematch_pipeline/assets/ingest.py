@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines
@@ -451,6 +452,7 @@ def find_landed(home: RematchHome, sha: str, config: LandedFileConfig) -> tuple[
 
 
 @dg.asset(group_name="ingest", pool="duckdb", kinds={"duckdb"}, partitions_def=exports_partitions)
+@reason_first
 def landed_export(
     context: dg.AssetExecutionContext,
     config: LandedFileConfig,

@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from rematch_pipeline.ags_reference import unknown_places
+from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
 from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
@@ -252,11 +253,14 @@ def complete_link_groups(households: pl.DataFrame, group_sizes: pl.DataFrame) ->
     return kept, households.height - kept.height
 
 
+NO_OFFERS_YET = "no validated municipality offers yet: ingest municipality questionnaires first"
+
+
 def resolve_period(con, requested: str) -> str:
     """The requested intake period, or the latest one with offers; fails with a clear reason."""
     periods = [r[0] for r in con.execute("SELECT DISTINCT intake_period FROM municipality_features ORDER BY 1").fetchall()]
     if not periods:
-        raise dg.Failure("no validated municipality offers yet: ingest municipality questionnaires first")
+        raise dg.Failure(NO_OFFERS_YET)
     if not requested:
         return periods[-1]
     if requested not in periods:
@@ -272,6 +276,7 @@ def resolve_period(con, requested: str) -> str:
     pool="duckdb",
     kinds={"duckdb", "polars"},
 )
+@reason_first
 def round_candidates(
     context: dg.AssetExecutionContext, config: RoundConfig, warehouse: DuckDBResource, home: RematchHome
 ) -> dg.MaterializeResult:
@@ -283,8 +288,10 @@ def round_candidates(
     # The Launchpad takes any partition key and any number: refuse before anything is read or written.
     problems = ([] if ROUND_ID_PATTERN.fullmatch(round_id) else [ROUND_ID_RULE]) + config.problems()
     if problems:
-        raise dg.Failure("round not started, fix the run config: " + "; ".join(problems))
+        raise refused("round not started, fix the run config: ", problems)
     with warehouse_connection(warehouse) as con:
+        if not table_exists(con, "municipality_features"):  # nothing validated yet (decisions neither)
+            raise dg.Failure(NO_OFFERS_YET)
         answered = con.execute("SELECT count(*) FROM decisions WHERE round_id = ?", [round_id]).fetchone()[0]
         if answered:
             raise dg.Failure(f"round {round_id} already has {answered} recorded decisions; start a new round id instead")
@@ -317,7 +324,7 @@ def round_candidates(
     # The coordinator's pairs are checked against this round before anything is written.
     problems = coordinator.round_problems(period, known, households, municipalities, pairs)
     if problems:
-        raise dg.Failure("round not started, fix the run config: " + "; ".join(problems))
+        raise refused("round not started, fix the run config: ", problems)
     forbidden = coordinator.frame().filter(pl.col("kind") == FORBIDDEN).select("household_pseudonym", "municipality_id")
     forbidden_candidates = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="semi")
     pairs = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="anti")
@@ -484,6 +491,7 @@ def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
 
 
 @dg.asset(deps=["round_candidates"], partitions_def=rounds_partitions, group_name="matching", pool="duckdb", kinds={"duckdb", "ortools"})
+@reason_first
 def round_proposals(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource, identity: IdentityStore, home: RematchHome
 ) -> dg.MaterializeResult:

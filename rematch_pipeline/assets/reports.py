@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.assets.matching import load_round_rows, round_coordinator_pairs, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import replace_file, write_csv
@@ -171,6 +172,7 @@ def write_round_report(home: RematchHome, data: RoundReportData) -> dict[str, Pa
 
 
 @dg.asset(deps=["round_proposals"], partitions_def=rounds_partitions, group_name="reports", kinds={"html"})
+@reason_first
 def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, home: RematchHome) -> dg.MaterializeResult:
     """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why; and its
     files for spreadsheets, municipalities.csv and households.csv."""

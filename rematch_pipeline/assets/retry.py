@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.assets.ingest import (
     blank_stored,
     consent_withdrawals,
@@ -326,6 +327,7 @@ def _store_again(
 
 
 @dg.op(pool="duckdb")
+@reason_first
 def retry_rejected_exports(context: dg.OpExecutionContext, home: RematchHome, identity: IdentityStore, warehouse: DuckDBResource) -> list[str]:
     """Read again the exports an older version refused or stored with withheld cells; one line per file."""
     home.prepare()

@@ -10,6 +10,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.ags_reference import household_warnings, municipality_warnings, warning_lines
+from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
@@ -107,6 +108,7 @@ def column_schema(table: str) -> dg.TableSchema:
     pool="duckdb",
     can_subset=False,
 )
+@reason_first
 def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore, warehouse: DuckDBResource):
     """Type and check every raw row; broken rows go to `quarantine` (file, row, column, rule — no values)."""
     with warehouse_connection(warehouse) as con:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from rematch_pipeline.errors import UserFacingError
+
 LANDING_KINDS: tuple[str, ...] = ("municipalities", "households", "decisions")
 
 _DAGSTER_YAML = """\
@@ -128,7 +130,8 @@ class RematchHome(dg.ConfigurableResource):
                     handle.write(secrets.token_hex(32))
         mode = self.key_file.stat().st_mode & 0o777
         if mode & 0o077:
-            raise PermissionError(
-                f"{self.key_file} is readable by others (mode {mode:o}); run chmod 600 on it"
+            raise UserFacingError(
+                f"{self.key_file} is readable by others (mode {mode:o}); run chmod 600 on it",
+                {"file": str(self.key_file), "rule": "owner only (mode 600): it keys every pseudonym"},
             )
         return self.key_file.read_text().strip().encode()

@@ -1,0 +1,49 @@
+"""How an asset's or op's expected failure reaches the person who launched it: the reason first, alone.
+
+Dagster prints a step failure as its exception: a dg.Failure as `Failure: <description>` with the frames it
+passed through; any other exception as "Error occurred while executing op" and Dagster's stack, the reason
+only further down under "The above exception was caused by" (measured with Dagster 1.13.27, `dagster job
+execute` and the run failure the UI shows). reason_first raises every expected failure again as a fresh
+dg.Failure from the wrapper, without the exceptions and frames below it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import dagster as dg
+
+from rematch_pipeline.errors import UserFacingError, field_details
+from rematch_pipeline.formats.errors import InputFileError
+
+Compute = TypeVar("Compute", bound=Callable)
+
+
+def refused(reason: str, problems: Sequence[str]) -> dg.Failure:
+    """A run config refused: the reason and its `field: rule` problems in one line, each field as metadata."""
+    return dg.Failure(description=reason + "; ".join(problems), metadata=field_details(problems))
+
+
+def reason_first(compute: Compute) -> Compute:
+    """An asset's or op's compute function whose expected failures (dg.Failure, UserFacingError,
+    InputFileError) end the step as a dg.Failure: description the one-line reason, metadata where it is.
+    Anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(compute)
+    def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 -- Dagster reads the wrapped signature
+        try:
+            return compute(*args, **kwargs)
+        except dg.Failure as exc:
+            failure = dg.Failure(description=exc.description, metadata=exc.metadata, allow_retries=exc.allow_retries)
+        except InputFileError as exc:
+            v = exc.violation
+            where = {"file": v.file, "sheet": v.sheet, "row": v.row, "column": v.column, "rule": v.rule}
+            failure = dg.Failure(description=str(exc), metadata={k: w for k, w in where.items() if w is not None})
+        except UserFacingError as exc:
+            failure = dg.Failure(description=str(exc), metadata=exc.details)
+        # Raised here, outside the except: no "during handling of" chain, and no frame below this one.
+        raise failure from None
+
+    return step  # type: ignore[return-value]

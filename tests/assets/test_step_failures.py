@@ -1,0 +1,103 @@
+"""A step that fails on bad input or bad configuration ends with the one-line reason, as a dg.Failure whose
+description is that reason and whose metadata says where (config field and rule), without a chain of
+exceptions or our internal frames in front of it: `dagster job execute` and the UI show the reason first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.sample import generate_round, write_round
+from tests.conftest import land
+
+
+def _failed_events(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> tuple[dg.DagsterEvent, dg.DagsterEvent]:
+    """The step failure and the run failure as the instance stored them (what the UI and the CLI show)."""
+    step = next(e for e in result.all_events if e.is_step_failure)
+    run = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+    return step, run
+
+
+def _our_frames(error) -> list[str]:
+    """Frames of rematch_pipeline in an error's stack, but the one that raises the step's Failure."""
+    return [f for f in error.stack if "rematch_pipeline" in f and "assets/failures.py" not in f]
+
+
+def test_a_round_config_mistake_fails_with_the_reason_and_the_field_as_metadata_without_our_frames(home: RematchHome) -> None:
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        result = build_definitions(home).resolve_job_def("round_job").execute_in_process(
+            instance=instance, partition_key="r1", raise_on_error=False,
+            run_config={"ops": {"round_candidates": {"config": {"period": "July", "backend": "CBC"}}}},
+        )
+        step, run = _failed_events(instance, result)
+    data = step.step_failure_data
+    assert data.user_failure_data is not None
+    assert data.user_failure_data.description.startswith("round not started, fix the run config: period: format: YYYY-MM")
+    shown = {k: v.value for k, v in data.user_failure_data.metadata.items()}
+    assert shown["period"].startswith("format: YYYY-MM") and shown["backend"].startswith("not one of")
+    assert "July" not in str(shown), "never the value typed"
+    assert _our_frames(data.error) == [], data.error.stack
+    assert data.error.cause is None and data.error.context is None
+    assert run.event_specific_data.error.message.split(": ", 1)[1].startswith("round not started")
+
+
+def test_an_unsafe_key_file_fails_ingestion_with_the_reason_first_not_a_traceback(home: RematchHome, tmp_path: Path) -> None:
+    """Before, the PermissionError left the step as a user-code error: the run failure printed Dagster's
+    stack first and the reason after it, under 'The above exception was caused by'."""
+    write_round(generate_round(6, 2, seed=3), tmp_path / "sample")
+    landed = land(home, tmp_path / "sample")
+    home.secret()
+    home.key_file.chmod(0o644)
+    with dg.DagsterInstance.get() as instance:
+        from rematch_pipeline.assets.sensors import export_run_requests
+
+        requests, keys = export_run_requests(home, set(), settle_seconds=0.0)
+        instance.add_dynamic_partitions("exports", keys)
+        first = requests[0]
+        result = build_definitions(home).resolve_job_def("ingest_file_job").execute_in_process(
+            instance=instance, partition_key=first.partition_key, run_config=first.run_config, tags=first.tags, raise_on_error=False,
+        )
+        step, run = _failed_events(instance, result)
+    assert landed
+    data = step.step_failure_data
+    assert data.user_failure_data is not None
+    assert "secret.key is readable by others (mode 644); run chmod 600 on it" in data.user_failure_data.description
+    assert data.user_failure_data.metadata["file"].value.endswith("secret.key")
+    assert _our_frames(data.error) == []
+    assert "readable by others" in run.event_specific_data.error.message.splitlines()[0]
+
+
+def test_a_bug_in_a_step_is_named_by_its_exception_on_the_command_line(home: RematchHome, monkeypatch) -> None:
+    """Not a failure on input: `rematch round` printed Dagster's wrapper line ("Error occurred while executing
+    op …:") and not the exception."""
+    import pytest
+
+    from rematch_pipeline.runs import RunFailed, execute
+
+    def broken(*args, **kwargs):
+        raise KeyError("top_title")
+
+    monkeypatch.setattr("rematch_pipeline.assets.matching.RoundConfig.problems", broken)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "round_job", partition_key="r1",
+                    run_config={"ops": {"round_candidates": {"config": {"period": "2026-07"}}}})
+    assert str(failed.value).endswith("KeyError: 'top_title'"), failed.value
+
+
+def test_a_round_before_any_ingestion_says_to_ingest_first(home: RematchHome) -> None:
+    """A new user's first try: before, DuckDB's `Table with name decisions does not exist!`."""
+    import pytest
+
+    from rematch_pipeline.runs import RunFailed, execute
+
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "round_job", partition_key="r1", run_config={})
+    assert str(failed.value).endswith("no validated municipality offers yet: ingest municipality questionnaires first")
