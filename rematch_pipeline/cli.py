@@ -15,6 +15,7 @@ import yaml
 
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome, default_home
+from rematch_pipeline.wording import counted
 
 DEMO_ROUND = "demo-1"
 DEMO_SIZE = {"households": 400, "municipalities": 40, "seed": 1}
@@ -68,7 +69,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(line, file=sys.stdout if line.startswith(("retried: ", "unchanged: ")) else sys.stderr)
     for line in summary.misplaced:
         print(f"warning: {line}", file=sys.stderr)
-    print(f"{summary.files_ingested} new file(s) ingested into {home.warehouse_path}")
+    print(f"{counted(summary.files_ingested, 'new file')} ingested into {home.warehouse_path}")
     if not summary.results:
         print(
             f"landing/ holds no export yet: put KoboToolbox, ODK Central or LimeSurvey exports, or filled templates (forms/),"
@@ -76,9 +77,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             " then run `rematch ingest` again"
         )
     if retry:
-        print(f"{summary.files_retried} file(s) retried" if summary.retried else "nothing to retry")
+        print(f"{counted(summary.files_retried, 'file')} retried" if summary.retried else "nothing to retry")
     if summary.rejected:
-        raise CliError(f"{len(summary.rejected)} file(s) rejected (valid files were ingested)")
+        raise CliError(f"{counted(len(summary.rejected), 'file')} rejected (valid files were ingested)")
     return 0
 
 
@@ -204,16 +205,16 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
     home = _home()
     erasure = erase_household(home, args.household_ref)
-    print(f"erased: {erasure.rows} rows; {erasure.rejected_deleted} rejected export(s) naming the household deleted")
+    print(f"erased: {counted(erasure.rows, 'row')}; {counted(erasure.rejected_deleted, 'rejected export')} naming the household deleted")
     if erasure.unlinked:
-        print(f"{erasure.unlinked} household row(s) had named it as linked: the link is removed, check those households' link groups")
+        print(f"{counted(erasure.unlinked, 'household row')} had named it as linked: the link is removed, check those households' link groups")
     if erasure.rejected_uninspected:
         names = ", ".join(erasure.rejected_uninspected)
         print(f"warning: rejected export(s) not inspected (unreadable or over the limits), check them by hand: {names}", file=sys.stderr)
     if erasure.dagster_runs:
         # Dagster keeps its runs' logs and metadata itself; a pseudonym there is still the household's.
         print(
-            f"warning: {len(erasure.dagster_runs)} Dagster run(s) still name the household (by pseudonym) in their logs,"
+            f"warning: {counted(len(erasure.dagster_runs), 'Dagster run')} still name the household (by pseudonym) in their logs,"
             " metadata or config; delete them in the UI or with `dagster run delete RUN_ID` (docs/operations.md, Erasure): "
             + ", ".join(erasure.dagster_runs),
             file=sys.stderr,

@@ -24,6 +24,7 @@ from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.wording import counted
 
 # Warehouse columns that carry a household pseudonym.
 _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
@@ -283,7 +284,7 @@ def _check_rows_in_place(con: duckdb.DuckDBPyConnection, sha: str, name: str, ar
         misplaced += sum(1 for key in stored if key not in read)
     if misplaced:
         raise UserFacingError(
-            f"erasure stopped, nothing erased: {name}: {misplaced} stored row(s) do not name their row of the archived copy"
+            f"erasure stopped, nothing erased: {name}: {counted(misplaced, 'stored row does', 'stored rows do')} not name their row of the archived copy"
             f" {archived.name} (erased from by an older version?); see docs/operations.md, Erasure"
         )
 

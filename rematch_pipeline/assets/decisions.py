@@ -19,6 +19,7 @@ from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
+from rematch_pipeline.wording import counted
 
 DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
 
@@ -106,7 +107,7 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
     write_csv(decisions_frame(config), path)
     accepted = sum(entry.decision == "accept" for entry in config.decisions)
     context.log.info(
-        f"{len(config.decisions)} decisions of round {config.round_id} ({accepted} accept) written to landing/decisions/{path.name}; "
+        f"{counted(len(config.decisions), 'decision')} of round {config.round_id} ({accepted} accept) written to landing/decisions/{path.name}; "
         "the landing sensor ingests them (or run `rematch ingest`)"
     )
     return path.name

@@ -10,6 +10,7 @@ from rematch_pipeline.assets.validate import replace_table
 from rematch_pipeline.features import household_features as build_household_features
 from rematch_pipeline.features import municipality_features as build_municipality_features
 from rematch_pipeline.resources.warehouse import warehouse_connection
+from rematch_pipeline.wording import counted
 
 
 @dg.asset(deps=["households", "members", "decisions"], group_name="features", pool="duckdb", kinds={"duckdb"})
@@ -23,7 +24,7 @@ def household_features(context: dg.AssetExecutionContext, warehouse: DuckDBResou
         features = build_household_features(households, members, decisions)
         replace_table(con, "household_features", features)
     linked = features.filter(pl.col("link_group") != pl.col("household_pseudonym")).height
-    context.log.info(f"{features.height} households, {int(features['persons'].sum() or 0)} persons")
+    context.log.info(f"{counted(features.height, 'household')}, {counted(int(features['persons'].sum() or 0), 'person')}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": features.height,

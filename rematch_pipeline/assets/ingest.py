@@ -26,6 +26,7 @@ from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome, owner_on
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
+from rematch_pipeline.wording import counted
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
@@ -95,7 +96,7 @@ def misplaced_files(home: RematchHome) -> list[str]:
                 inside = sum(1 for p in sub.rglob("*") if p.is_file() and _readable(p))
                 if inside:
                     lines.append(
-                        f"landing/{kind}/{sub.name}/: {inside} file(s) not read: ingestion reads the files in landing/{kind}/, not folders"
+                        f"landing/{kind}/{sub.name}/: {counted(inside, 'file')} not read: ingestion reads the files in landing/{kind}/, not folders"
                         " in it (an ODK Central export goes in as its .zip); move them up"
                     )
     return lines
@@ -468,7 +469,7 @@ def landed_export(
         context.log.error(f"rejected {outcome.error}")
     else:
         skipped = f"; left out: {outcome.skipped}" if outcome.skipped else ""
-        context.log.info(f"{path.name}: {outcome.status}, {outcome.rows} rows into {outcome.tables or '-'}{skipped}")
+        context.log.info(f"{path.name}: {outcome.status}, {counted(outcome.rows, 'row')} into {outcome.tables or '-'}{skipped}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": outcome.rows,

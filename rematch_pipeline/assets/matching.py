@@ -28,6 +28,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.models import PERIOD_PATTERN
+from rematch_pipeline.wording import counted
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
@@ -294,7 +295,7 @@ def round_candidates(
             raise dg.Failure(NO_OFFERS_YET)
         answered = con.execute("SELECT count(*) FROM decisions WHERE round_id = ?", [round_id]).fetchone()[0]
         if answered:
-            raise dg.Failure(f"round {round_id} already has {answered} recorded decisions; start a new round id instead")
+            raise dg.Failure(f"round {round_id} already has {counted(answered, 'recorded decision')}; start a new round id instead")
         period = resolve_period(con, config.period)
         households = con.execute(
             "SELECT * FROM household_features WHERE submitted_period <= ? AND accepted_municipality_id IS NULL", [period]
@@ -317,9 +318,9 @@ def round_candidates(
         ).pl()
     households, held_back = complete_link_groups(households, group_sizes)
     if held_back:
-        context.log.info(f"{held_back} linked households wait: a household of their group is not in this round's pool")
+        context.log.info(f"{counted(held_back, 'linked household waits', 'linked households wait')}: a household of their group is not in this round's pool")
     municipalities = remaining_capacity(municipalities, accepted_usage)
-    context.log.info(f"round {round_id}: period {period}, {households.height} households, {municipalities.height} municipalities")
+    context.log.info(f"round {round_id}: period {period}, {counted(households.height, 'household')}, {counted(municipalities.height, 'municipality')}")
     pairs = candidate_pairs(households, municipalities)
     # The coordinator's pairs are checked against this round before anything is written.
     problems = coordinator.round_problems(period, known, households, municipalities, pairs)
@@ -484,7 +485,7 @@ def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
         named = ", ".join(problem.unit_ids[u] for u in placeless[:NAMED_IN_FAILURE])
         more = f" and {placeless.size - NAMED_IN_FAILURE} more" if placeless.size > NAMED_IN_FAILURE else ""
         raise dg.Failure(
-            f"round {round_id}: place_every_household: {placeless.size} household(s) or link group(s) have no compatible"
+            f"round {round_id}: place_every_household: {counted(placeless.size, 'household or link group has', 'households or link groups have')} no compatible"
             f" municipality in this round ({named}{more}); nothing was proposed or stored. Run the round with"
             " place_every_household off: report.html gives each one's reason"
         )
@@ -545,7 +546,7 @@ def round_proposals(
         )
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
-    context.log.info(f"{result.status}: {result.persons_placed} persons placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
+    context.log.info(f"{result.status}: {counted(result.persons_placed, 'person')} placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
     if not result.reproducible:
         context.log.warning("the time limit cut this solve short: a repeat of the round may propose otherwise (see solver.json)")
     unsolved = [s.name for s in result.stages[1:] if s.status not in ("optimal", "feasible")]

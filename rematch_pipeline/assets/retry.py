@@ -43,6 +43,7 @@ from rematch_pipeline.resources.identity import IdentityStore, pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, compact, raw_columns, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.parsing import WITHHELD, WITHHELD_FORMULA
+from rematch_pipeline.wording import counted
 
 _Split = list[tuple[str, pl.DataFrame, pl.DataFrame]]
 # Per raw table, the columns that tell its rows apart: a re-read file must still hold every stored one.
@@ -79,12 +80,12 @@ class RetryOutcome:
         if self.status == "not_retried":
             return f"not retried: {self.file_name}: {self.reason}"
         if self.status == "unchanged":
-            return f"unchanged: {self.file_name}: {self.withheld_after} cell(s) still withheld by the current rules"
+            return f"unchanged: {self.file_name}: {counted(self.withheld_after, 'cell')} still withheld by the current rules"
         what = "ingested" if self.status == "ingested" else "read again,"
-        text = f"retried: {self.file_name}: {what} {self.rows} rows"
+        text = f"retried: {self.file_name}: {what} {counted(self.rows, 'row')}"
         text += " (refused before)" if self.status == "ingested" else f" (withheld cells {self.withheld_before} -> {self.withheld_after})"
         if self.erased_rows:
-            text += f"; {self.erased_rows} row(s) of erased households left out"
+            text += f"; {counted(self.erased_rows, 'row')} of erased households left out"
         return text
 
 
@@ -274,7 +275,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
                 lost = _lost_rows(con, sha, split)
             if lost:
                 outcomes.append(
-                    RetryOutcome(name, sha, "not_retried", reason=f"its archived copy lacks {lost} stored row(s), the stored rows stay (check the archive)")
+                    RetryOutcome(name, sha, "not_retried", reason=f"its archived copy lacks {counted(lost, 'stored row')}, the stored rows stay (check the archive)")
                 )
                 continue
         else:
@@ -355,7 +356,7 @@ def retry_rejected_exports(context: dg.OpExecutionContext, home: RematchHome, id
                 )
             )
     stored = sum(o.stored for o in outcomes)
-    context.log.info(f"{stored} file(s) retried, {len(outcomes) - stored} not stored again" if outcomes else "nothing to retry")
+    context.log.info(f"{counted(stored, 'file')} retried, {len(outcomes) - stored} not stored again" if outcomes else "nothing to retry")
     return [o.line() for o in outcomes]
 
 

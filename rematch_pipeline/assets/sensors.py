@@ -7,6 +7,7 @@ from rematch_pipeline.assets.ingest import exports_partitions, landed_export, mi
 from rematch_pipeline.assets.retry import retry_exports_job
 from rematch_pipeline.assets.validate import canonical_tables
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.wording import counted
 
 # A file younger than this may still be being copied into landing/.
 SETTLE_SECONDS = 10.0
@@ -45,7 +46,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: RematchHome) -> dg
     known = set(context.instance.get_dynamic_partitions(exports_partitions.name))
     requests, keys = export_run_requests(home, known, SETTLE_SECONDS)
     if keys:
-        context.log.info(f"{len(keys)} new export(s) in landing/")
+        context.log.info(f"{counted(len(keys), 'new export')} in landing/")
     misplaced = misplaced_files(home)
     return dg.SensorResult(
         run_requests=requests,

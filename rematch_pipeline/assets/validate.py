@@ -16,6 +16,7 @@ from rematch_pipeline.resources.warehouse import table_exists, warehouse_connect
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.models import row_failures, schema_for
 from rematch_pipeline.validation import build_canonical
+from rematch_pipeline.wording import counted
 
 CANONICAL_TABLES: tuple[str, ...] = ("municipalities", "households", "members", "decisions")
 
@@ -53,7 +54,7 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
             entity = f"household {row['household_pseudonym'] or 'of submission ' + str(row['submission_id'])}"
         where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
         older = row["older_submissions_not_used"]
-        note = f"its {older} older submission(s) were not used in its place" if older else "it has no older submission"
+        note = f"its {counted(older, 'older submission was', 'older submissions were')} not used in its place" if older else "it has no older submission"
         lines.append(f"{entity}: latest submission failed validation ({where}; {'; '.join(row['problems'])}); held out, {note}")
     return lines
 
@@ -124,7 +125,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             if table_exists(con, "proposals")
             else pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8, "link_group": pl.Utf8})
         )
-    context.log.info("validating " + ", ".join(f"{frame.height} raw {t} rows" for t, frame in raw.items()))
+    context.log.info("validating " + ", ".join(counted(frame.height, f"raw {t} row") for t, frame in raw.items()))
     result = build_canonical(raw, identity.birth_dates(), proposals)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
@@ -137,12 +138,12 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         replace_table(con, "intake_counts", pl.DataFrame({"name": list(result.counts), "value": list(result.counts.values())}))
         con.execute("COMMIT")
     if result.counts["rows_quarantined"]:
-        context.log.warning(f"{result.counts['rows_quarantined']} rows quarantined; see the quarantine table")
+        context.log.warning(f"{counted(result.counts['rows_quarantined'], 'row')} quarantined; see the quarantine table")
     held = held_out_lines(result.held_out)
     if held:
-        context.log.warning(f"{len(held)} municipalities/households held out (latest submission invalid); see the held_out table")
+        context.log.warning(f"{counted(len(held), 'municipality or household', 'municipalities or households')} held out (latest submission invalid); see the held_out table")
     if result.warnings.height:
-        context.log.warning(f"{result.warnings.height} AGS reference warnings (kept, not rejected); see the validation_warnings table")
+        context.log.warning(f"{counted(result.warnings.height, 'AGS reference warning')} (kept, not rejected); see the validation_warnings table")
     for name in CANONICAL_TABLES:
         frame = getattr(result, name)
         extra = {k: v for k, v in result.counts.items() if k.startswith(name[:-1])}
@@ -175,7 +176,7 @@ def _pandera_check(table: str) -> dg.AssetChecksDefinition:
                 "rows_checked": stored.height,
                 "failures": failures.height,
                 "rules_failed": dg.MetadataValue.md(
-                    "\n".join(f"- {c}: {r} ({n} rows)" for c, r, n in rules.iter_rows()) if failures.height else "none"
+                    "\n".join(f"- {c}: {r} ({counted(n, 'row')})" for c, r, n in rules.iter_rows()) if failures.height else "none"
                 ),
             },
         )
@@ -192,7 +193,7 @@ def _warning_markdown(warnings: pl.DataFrame, subject: str, limit: int = 30) -> 
         return "none"
     summary = warnings.group_by("column", "rule", maintain_order=True).agg(pl.len().alias("rows"), pl.col(subject).unique().sort())
     return "\n".join(
-        f"- {column}: {rule} ({rows} rows): {', '.join(str(s) for s in subjects[:limit])}{' …' if len(subjects) > limit else ''}"
+        f"- {column}: {rule} ({counted(rows, 'row')}): {', '.join(str(s) for s in subjects[:limit])}{' …' if len(subjects) > limit else ''}"
         for column, rule, rows, subjects in summary.iter_rows()
     )
 

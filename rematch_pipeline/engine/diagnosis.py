@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rematch_pipeline.engine.assignment import AssignmentProblem
+from rematch_pipeline.wording import counted, resource_counted
 
 NO_CANDIDATE = "no compatible municipality"
 MIN_INTAKE = "minimum intake not reached"
@@ -96,7 +97,10 @@ class CapacityOffer:
 
     def sentence(self) -> str:
         """The offer in a coordinator's words."""
-        return f"{self.extra} more {self.resource} in {self.place} would place {self.households} more households ({self.persons} persons)"
+        return (
+            f"{resource_counted(self.extra, self.resource, more=True)} in {self.place} would place"
+            f" {counted(self.households, 'more household')} ({counted(self.persons, 'person')})"
+        )
 
 
 def capacity_offers(problem: AssignmentProblem, place_of_unit: np.ndarray, limit: int = 20) -> list[CapacityOffer]:

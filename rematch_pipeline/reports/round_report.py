@@ -27,6 +27,8 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from rematch_pipeline.wording import counted
+
 __all__ = ["RESOURCES", "RoundReportData", "household_table", "municipality_table", "render_round_report", "write_round_report"]
 
 # (resource, short label for charts, label for tables). Order follows the questionnaire.
@@ -256,13 +258,9 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{_fmt_int(n)} {one if n == 1 else many}"
-
-
-def _verb_count(n: int, one: str, many: str) -> str:
-    """'1 is proposed', '2 are proposed': a count with its verb in number."""
-    return f"{_fmt_int(n)} {one if n == 1 else many}"
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    """A count and its noun (or noun and verb) in number, thousands separated: wording.counted."""
+    return counted(n, one, many, number=_fmt_int)
 
 
 def _humanise(key: str) -> str:
@@ -594,7 +592,7 @@ def _decisions_text(decisions: Mapping[str, int]) -> list[str]:
     if declined:
         lines.append(
             f"{_plural(declined, 'household', 'households')} of this round declined an earlier proposal: "
-            + _verb_count(int(decisions.get("declined_placed_elsewhere", 0)), "is proposed elsewhere now", "are proposed elsewhere now")
+            + _plural(int(decisions.get("declined_placed_elsewhere", 0)), "is proposed elsewhere now", "are proposed elsewhere now")
             + " (never where they declined)"
         )
         unplaced = int(decisions.get("declined_unplaced", 0))
@@ -840,7 +838,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "households_eligible": _fmt_int(eligible),
         "households_share": _fmt_pct(placed_households, eligible),
         "persons_placed": _fmt_int(persons_placed),
-        "persons_round": _fmt_int(persons_round) if persons_round is not None else None,
+        "persons_round": _plural(persons_round, "person") if persons_round is not None else None,
         "persons_share": _fmt_pct(persons_placed, persons_round),
         "mean_score": _fmt_float(mean_score),
         "solver_status": str(data.solver.get("status", "unknown")),
@@ -1020,7 +1018,11 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "capacity_rows": capacity_rows,
         "resources": resources,
         "top_municipalities": [mun_row(r) for r in top.iter_rows(named=True)],
-        "top_n": TOP_MUNICIPALITIES,
+        # The heading counts the rows shown: a round of 4 municipalities shows 4, not "the 15".
+        "top_title": (
+            f"The {_plural(top.height, 'municipality', 'municipalities')} with the highest persons use"
+            if top.height < mun.height else f"{'The municipality' if top.height == 1 else 'All ' + _plural(top.height, 'municipality')} by persons use"
+        ),
         "municipalities": [mun_row(r) for r in mun.iter_rows(named=True)],
         "has_reasons": has_reasons,
         "binding_with_misses": with_misses,

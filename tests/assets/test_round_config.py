@@ -11,6 +11,7 @@ import pytest
 
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.wording import counted
 from tests.assets.conftest import refused_round
 
 WEIGHTS = ("jobs", "schools_childcare", "medical_care", "community", "big_city", "quiet_rural", "family_nearby", "wishes")
@@ -120,7 +121,7 @@ def test_place_every_household_fails_naming_who_has_no_place_and_stores_nothing(
     assert placeless > 0, "the sample round has households the hard rules leave no municipality"
 
     reason = refused_round(ingested, "every", {"period": "2026-07", "time_limit_seconds": 5, "place_every_household": True})
-    assert f"place_every_household: {placeless} household(s) or link group(s) have no compatible municipality" in reason
+    assert f"place_every_household: {counted(placeless, 'household or link group has', 'households or link groups have')} no compatible municipality" in reason
     assert "H-" in reason and "nothing was proposed or stored" in reason
     with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM proposals WHERE round_id = 'every'").fetchone()[0] == 0

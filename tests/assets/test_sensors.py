@@ -104,7 +104,7 @@ def test_files_where_ingestion_does_not_look_are_named_in_the_tick(home: Rematch
     assert not result.run_requests
     reason = result.skip_reason.skip_message
     assert "landing/export.xlsx is not read" in reason and "landing/households/" in reason
-    assert "landing/households/week-49/: 1 file(s) not read" in reason
+    assert "landing/households/week-49/: 1 file not read" in reason
     # Once the file lies where it belongs, it is ingested and the tick names nothing.
     (week / "households.csv").rename(home.landing("households") / "households.csv")
     _settled(home.landing("households") / "households.csv")

@@ -209,7 +209,7 @@ def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home
     (home.landing("households") / "members_broken.csv").write_text("\n".join([members[0].replace("member_name", "member_nam"), *mine]) + "\n")
     capsys.readouterr()
     assert main(["ingest"]) == 1
-    assert "3 file(s) rejected" in capsys.readouterr().err
+    assert "3 files rejected" in capsys.readouterr().err
     assert _files_with(home.archive, target) and _files_with(home.landing("households"), target)
     archived = sorted(p.name for p in home.archive.iterdir())
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
@@ -217,7 +217,7 @@ def test_erasure_rewrites_the_archived_and_landed_exports_and_the_proposals(home
 
     capsys.readouterr()
     assert main(["erase", target.decode()]) == 0
-    assert "2 rejected export(s) naming the household deleted" in capsys.readouterr().out
+    assert "2 rejected exports naming the household deleted" in capsys.readouterr().out
 
     assert _files_with(home.archive, target) == [] and _files_with(home.landing("households"), target) == []
     assert _files_with(home.path / "rounds", target) == []

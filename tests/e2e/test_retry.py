@@ -20,6 +20,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.resources.warehouse import INGESTION_LOG_COLUMNS
 from rematch_pipeline.sample import SampleRound, generate_round
+from rematch_pipeline.wording import counted
 
 SECRET_VALUE = "Zzyzx-Kowalczyk"  # a name typed into the refused file: never in a log line or metadata
 
@@ -99,13 +100,13 @@ def test_a_file_an_older_version_refused_is_stored_once_on_retry(home: RematchHo
 
     # The ordinary pass never reads the same bytes twice: the refused file stays refused.
     status, out = _ingest(capsys)
-    assert status == 0 and "2 new file(s) ingested" in out, out
+    assert status == 0 and "2 new files ingested" in out, out
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(0,)]
 
     status, out = _ingest(capsys, "--retry-rejected")
     assert status == 0, out
     assert f"retried: households.csv: ingested {sample.households.height} rows (refused before)" in out
-    assert "1 file(s) retried" in out
+    assert "1 file retried" in out
     assert SECRET_VALUE not in out
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
     assert _query(home.warehouse_path, "SELECT status, error, tables, rows_ingested FROM ingestion_log WHERE file_sha256 = ?", [sha]) == [
@@ -206,9 +207,9 @@ def test_an_erased_household_does_not_come_back_from_a_retried_file(home: Rematc
 
     status, out = _ingest(capsys, "--retry-rejected")
     assert status == 0, out
-    assert "retried: copy_after.csv: ingested 1 rows (refused before); 1 row(s) of erased households left out" in out
+    assert "retried: copy_after.csv: ingested 1 row (refused before); 1 row of erased households left out" in out
     kept_members = members.filter(pl.col("submission_id") == kept["submission_id"]).height
-    assert f"retried: members_after.csv: ingested {kept_members} rows (refused before); {members.height - kept_members} row(s) of erased households left out" in out
+    assert f"retried: members_after.csv: ingested {counted(kept_members, 'row')} (refused before); {counted(members.height - kept_members, 'row')} of erased households left out" in out
     assert "not retried: copy_before.csv: no archived copy" in out
     assert erased["household_ref"] not in out and erased_pseudonym not in out
     kept_pseudonym = pseudonym(home.secret(), "household", kept["household_ref"])

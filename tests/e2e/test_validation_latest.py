@@ -58,7 +58,7 @@ def test_invalid_later_municipality_update_holds_the_municipality_out(
     assert _query(home, "SELECT file_name, file_row, rule FROM superseded_submissions") == [("municipalities.csv", 2, HELD_OUT_RULE)]
     assert len(summary.held_out) == 1
     line = summary.held_out[0]
-    assert ags in line and "update.csv, row 2" in line and column in line and "older submission(s) were not used" in line
+    assert ags in line and "update.csv, row 2" in line and column in line and "older submission was not used" in line
     for text in (logs, _everything(home), line):
         assert SECRET not in text
 

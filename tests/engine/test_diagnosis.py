@@ -63,7 +63,7 @@ def test_offers_price_the_binding_resource() -> None:
     assert (kita[0].place, kita[0].extra, kita[0].units, kita[0].persons) == ("09160", 1, 1, 2)
     persons = [o for o in offers if o.resource == "persons"]
     assert (persons[0].place, persons[0].extra, persons[0].units) == ("09161", 2, 1)
-    assert kita[0].sentence() == "1 more kita_places in 09160 would place 1 more households (2 persons)"
+    assert kita[0].sentence() == "1 more Kita place in 09160 would place 1 more household (2 persons)"
 
 
 def test_minimum_intake_is_named_when_everything_else_fits() -> None:

@@ -1,0 +1,42 @@
+"""Counts in words, the one place that puts a number before a noun: `1 person`, `2 persons`, `1 more Kita place`.
+
+Used by the engine (diagnosis), the report, the run logs and the command line alike, so no text says
+`1 more persons` or `1 file(s)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# A resource key (features.RESOURCES) as one unit of it reads in a sentence.
+RESOURCE_NOUNS: dict[str, str] = {
+    "persons": "person",
+    "housing_units": "housing unit",
+    "accessible_units": "wheelchair-accessible unit",
+    "kita_places": "Kita place",
+    "school_places_primary": "primary school place",
+    "school_places_secondary": "secondary school place",
+    "integration_course_places": "integration course place",
+}
+
+
+def plural(noun: str) -> str:
+    """The English plural of a noun or of a phrase ending in one (`household row` → `household rows`)."""
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "o", "u", ""):
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
+
+
+def counted(n: int | float, one: str, many: str | None = None, number: Callable[[int], str] = str) -> str:
+    """`n one` for 1, else `n many` (default: plural(one)); one and many may carry their verb (`row does`,
+    `rows do`). number formats the count (the report: thousands separated)."""
+    n = int(n)
+    return f"{number(n)} {one if n == 1 else (many if many is not None else plural(one))}"
+
+
+def resource_counted(n: int, resource: str, more: bool = False) -> str:
+    """A count of a resource by its key: `1 Kita place`, `3 more housing units`."""
+    noun = RESOURCE_NOUNS.get(resource, resource.replace("_", " "))
+    return counted(n, f"more {noun}" if more else noun)
