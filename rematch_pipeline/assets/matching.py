@@ -554,8 +554,8 @@ def round_proposals(
         # The stage kept the persons stage's answer: its scores were never weighed (no gap to warn by).
         context.log.warning(
             f"the time limit ran out before the solver found any answer for stage {', '.join(unsolved)}: the proposals"
-            f" place the most persons but their scores were not optimised; run the round again with a longer"
-            f" time_limit_seconds than {params.time_limit_seconds:g}"
+            f" place the most persons, their scores only improved by swapping households of the same needs (no bound);"
+            f" run the round again with a longer time_limit_seconds than {params.time_limit_seconds:g}"
         )
     if result.far_from_bound():
         context.log.warning(

@@ -981,7 +981,12 @@ def _solve_direct(
         report, current = _maximin_stage(model, problem, budget, current, persons_best, 0.5, stages[0].wall_seconds)
         stages.append(report)
         # Keep the lowest score reached: pairs of households below it are dropped.
-        _drop_below(model, _min_score(model, current))
+        lowest = _min_score(model, current)
+        _drop_below(model, lowest)
+        if most_units_placed(problem) > params.max_model_units:
+            # CBC's score stage finds no answer at this many units (1,000 x 40: none in 34 s); the large
+            # path's score stage on the pairs the lowest score leaves does (docs/decisions.md, "Maximin's score stage").
+            return _maximin_score_on_large_path(problem, params, model, budget, current, lowest, stages, persons_bound, start)
 
     coefs = model.score + (_tie_break(model) if params.tie_break else 0.0)
     _set_objective(model, coefs)
@@ -1025,6 +1030,100 @@ def _solve_direct(
         reproducible=finished,
         bound_reproducible=finished,
     )
+
+
+def _maximin_score_on_large_path(
+    problem: AssignmentProblem,
+    params: SolverParams,
+    model: _Model,
+    budget: _Budget,
+    current: np.ndarray,
+    lowest: float,
+    stages: list[StageReport],
+    persons_bound: float,
+    start: float,
+) -> AssignmentResult:
+    """Maximin's score stage of a round above params.max_model_units, where CBC's finds no answer: the large
+    path's lexicographic solve (large_scale.solve_large) on the pairs whose per-household score is at least
+    the lowest score reached (locked pairs kept), in the time left. Its answer is kept when it places more
+    persons than the maximin stage's answer after exchanges, or as many with a higher score (it cannot fall
+    below the lowest score: the pairs below are gone); else that answer is, with the large path's bound.
+    Either bound holds for those pairs and that many persons, as the exact path's score stage's does."""
+    from rematch_pipeline.engine.large_scale import SOLVER_LABEL, solve_large  # avoids an import cycle
+
+    fallback = _exchange_passes(problem, model, np.round(current[: model.n_x]) > 0.5, budget.deadline)
+    fallback_score = float(model.score[fallback].sum())
+    persons_kept = float(model.persons[fallback].sum())
+    households = np.maximum(problem.unit_households, 1)[problem.pair_unit] if problem.unit_households is not None else 1
+    keep = problem.pair_score / households >= lowest - KEEP_TOLERANCE
+    if problem.locked:
+        locked_keys = np.array([u * max(problem.n_places, 1) + j for u, j in problem.locked], dtype=np.int64)
+        keep |= np.isin(problem.pair_keys(), locked_keys)
+    sub = dataclasses.replace(
+        problem,
+        pair_unit=problem.pair_unit[keep],
+        pair_place=problem.pair_place[keep],
+        pair_score=problem.pair_score[keep],
+        pair_usage=None if problem.pair_usage is None else problem.pair_usage[keep],
+    )
+    left = budget.deadline - time.perf_counter() - budget.reserve
+    large = None
+    if left >= MIN_STAGE_SECONDS:
+        # The round's limit holds on the wall clock: the wall clock stops the large path at what is left
+        # (flagged not reproducible when it does), its counted budgets get a share of that as large rounds do.
+        sub_params = dataclasses.replace(
+            params, time_limit_seconds=left / WALL_LIMIT_FACTOR, wall_limit_seconds=left, objective="lexicographic"
+        )
+        large = solve_large(sub, sub_params)
+    if large is not None and (large.persons_placed, large.total_score) > (persons_kept, fallback_score + KEEP_TOLERANCE):
+        place_of, score_stage = large.place_of_unit, large.stages[-1]
+        score_stage = StageReport("score", score_stage.status, large.total_score, score_stage.best_bound, score_stage.gap, score_stage.wall_seconds)
+        solver, reproducible = f"ortools-{params.backend}+{SOLVER_LABEL.removeprefix('ortools-')}", large.reproducible and _finished(stages)
+    else:
+        place_of = _place_of(model, problem.n_units, fallback)
+        seconds = time.perf_counter() - start - sum(s.wall_seconds for s in stages)
+        if large is None:  # no time left for it: the exchanges alone weighed the scores, with no bound
+            score_stage = StageReport("score", "not_solved", fallback_score, float("nan"), float("inf"), seconds)
+        else:
+            # The large path's bound is for at least its own persons on the same pairs: no fewer than the
+            # answer kept places, so it bounds that answer's score too.
+            bound = large.stages[-1].best_bound
+            score_stage = StageReport("score", "feasible", fallback_score, bound, _gap(fallback_score, bound), seconds)
+        solver, reproducible = f"ortools-{params.backend}", False
+    stages = [*stages, score_stage]
+    placed = place_of >= 0
+    persons = problem.usage[placed, problem.persons_index]
+    unit_score = _unit_scores(problem, place_of)
+    households_of = np.maximum(problem.unit_households, 1)[placed] if problem.unit_households is not None else np.ones(int(placed.sum()))
+    return AssignmentResult(
+        place_of_unit=place_of,
+        status=_overall([s.status for s in stages]),
+        persons_placed=int(persons.sum()),
+        total_score=float(np.round(unit_score[placed].sum(), 6)),
+        objective_value=score_stage.objective_value,
+        best_bound=score_stage.best_bound,
+        gap=score_stage.gap,
+        persons_bound=persons_bound,
+        min_unit_score=float((unit_score[placed] / households_of).min()) if placed.any() else None,
+        wall_seconds=time.perf_counter() - start,
+        solver=solver,
+        params=params.as_dict(),
+        stages=tuple(stages),
+        reproducible=reproducible,
+        bound_reproducible=reproducible,
+    )
+
+
+def _unit_scores(problem: AssignmentProblem, place_of: np.ndarray) -> np.ndarray:
+    """Each unit's pair score at its place (0 where unplaced)."""
+    out = np.zeros(problem.n_units)
+    keys = problem.pair_keys()
+    placed = np.flatnonzero(place_of >= 0)
+    wanted = placed * max(problem.n_places, 1) + place_of[placed]
+    order = np.argsort(keys, kind="stable")
+    pos = order[np.searchsorted(keys[order], wanted)]
+    out[placed] = problem.pair_score[pos]
+    return out
 
 
 def _exchange_passes(problem: AssignmentProblem, model: _Model, x: np.ndarray, deadline: float) -> np.ndarray:

@@ -509,19 +509,24 @@ def _number(value: Any) -> float | None:
 def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
     """The bounds in words: how far this answer could at most be from the best possible one.
 
-    Lexicographic rounds only (persons first, then score); a maximin round's bound is of another quantity.
+    Lexicographic rounds (persons, then score) and maximin rounds (persons, lowest score, then score among the
+    assignments keeping both).
     """
     lines = []
+    maximin = objective == "maximin"
     for stage, what in (("min_score", "lowest household score"), ("score", "total score")):
         if solver.get(f"stage_{stage}_status") not in (None, "optimal", "feasible"):
-            # The stage kept the previous stage's answer: the most persons, with scores the solver never weighed.
+            # The stage kept the previous stage's answer, then exchanges between households of the same needs
+            # (engine.exchange) weighed the scores locally: better than unweighed, with no bound to say how far off.
             lines.append(
                 f"The time limit ran out before the solver found any answer for the {what}: these proposals place the"
-                " most persons, but the households' scores were not optimised (the mean score shows it). Run the round"
-                " again with a longer time_limit_seconds before sending them."
+                f" most persons{', keep the lowest score below,' if maximin and stage == 'score' else ''} and their"
+                " scores were only improved by swapping households with the same needs between places, with no"
+                " bound on how far they are from the best possible (the mean score shows it). Run the round again"
+                " with a longer time_limit_seconds before sending them."
             )
     lowest, lowest_bound = _number(solver.get("stage_min_score_value")), _number(solver.get("stage_min_score_bound"))
-    if objective == "maximin" and lowest is not None:
+    if maximin and lowest is not None:
         # The maximin stage's value is per placement unit: a link group's score divided by its households.
         lines.append(
             f"Lowest score: every placed household scores at least {_fmt_float(lowest)} points (linked households: on"
@@ -529,7 +534,7 @@ def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
             + (f"; no assignment placing as many persons can raise that above {_fmt_float(lowest_bound)} (the bound)."
                if lowest_bound is not None else ".")
         )
-    if objective not in (None, "lexicographic"):
+    if objective not in (None, "lexicographic", "maximin"):
         return lines
     persons, persons_bound = _number(solver.get("persons_placed")), _number(solver.get("persons_bound"))
     if persons is not None and persons_bound is not None:
@@ -539,11 +544,13 @@ def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
             + (" (proven: none places more)." if more == 0 else f", so at most {_fmt_int(more)} more could be placed.")
         )
     score, bound, gap = _number(solver.get("total_score")), _number(solver.get("bound")), _number(solver.get("gap"))
+    # Maximin's score stage maximises the total among assignments that keep its lowest score.
+    keeping = " with no household below the lowest score" if maximin else ""
     if score is not None and bound is not None and gap is not None and gap <= 1e-9:
-        lines.append(f"Score: the proposals add up to {_fmt_float(score)} points, proven the best possible for this many persons (gap 0 %).")
+        lines.append(f"Score: the proposals add up to {_fmt_float(score)} points, proven the best possible for this many persons{keeping} (gap 0 %).")
     elif score is not None and bound is not None and gap is not None:
         lines.append(
-            f"Score: the proposals add up to {_fmt_float(score)} points; no assignment placing as many persons can exceed "
+            f"Score: the proposals add up to {_fmt_float(score)} points; no assignment placing as many persons{keeping} can exceed "
             f"{_fmt_float(bound)} (the bound), so the answer is at most {100.0 * gap:.2f} % below the best possible (the gap)."
             " The remaining gap is partly in the answer and partly in the bound, which the solver could not tighten in the time limit."
         )

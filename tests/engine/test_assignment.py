@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import subprocess
 import sys
@@ -464,6 +465,46 @@ def test_maximin_reaches_the_brute_force_optimum(seed: int) -> None:
     assert result.total_score == pytest.approx(total)
     stage = {s.name: s for s in result.stages}["min_score"]
     assert stage.status == "optimal" and stage.best_bound == pytest.approx(lowest)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_maximin_weighs_the_scores_where_cbc_finds_no_score_answer(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1,000 households x 40 CBC's score stage found nothing in 60 s: the proposals were the lowest-score
+    stage's, their total unbounded (gap inf). Above max_model_units the score stage is the large path's, on
+    the pairs at or above the lowest score: the same persons and lowest score, the total weighed and bounded."""
+    from rematch_pipeline.engine import assignment
+
+    plain = assignment._Budget.solve
+
+    def score_stage_finds_nothing(self, model, share, hint, **kwargs):  # noqa: ANN001, ANN202
+        if kwargs.get("last"):
+            return "not_solved", None, float("nan"), float("nan"), 0.0
+        return plain(self, model, share, hint, **kwargs)
+
+    monkeypatch.setattr(assignment._Budget, "solve", score_stage_finds_nothing)
+    rng = np.random.default_rng(seed)
+    units, places = 7, 3
+    pairs = [(u, j) for u in range(units) for j in range(places) if rng.random() < 0.7]
+    problem = AssignmentProblem(
+        unit_ids=[f"u{u}" for u in range(units)],
+        place_ids=[f"{j + 1:05d}" for j in range(places)],
+        resources=["persons", "rooms"],
+        usage=np.stack([rng.integers(1, 5, units), rng.integers(0, 3, units)], axis=1),
+        capacity=np.stack([rng.integers(3, 8, places), rng.integers(2, 5, places)], axis=1),
+        min_intake=np.array([0, 3, 0]),
+        pair_unit=np.array([u for u, _ in pairs]),
+        pair_place=np.array([j for _, j in pairs]),
+        pair_score=np.round(rng.uniform(10, 100, len(pairs)), 4),
+        unit_households=rng.integers(1, 3, units),
+    )
+    problem.pair_score = problem.pair_score * problem.unit_households[problem.pair_unit]
+    result = solve(problem, SolverParams(time_limit_seconds=20, relative_gap=0.0, objective="maximin", max_model_units=1))
+    persons, lowest, total = brute_force_maximin(problem)
+    assert check_assignment(problem, result) == []
+    assert result.persons_placed == persons and result.min_unit_score == pytest.approx(lowest)
+    stage = result.stages[-1]
+    assert stage.name == "score" and math.isfinite(stage.best_bound) and stage.best_bound >= total - 1e-6
+    assert result.total_score == pytest.approx(total), "the large path proves these tiny rounds"
 
 
 def test_maximin_proves_its_lowest_score_on_600_units() -> None:
