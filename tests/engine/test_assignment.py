@@ -33,6 +33,7 @@ from rematch_pipeline.engine.assignment import (
     most_units_placed,
     solve,
 )
+from rematch_pipeline.engine import assignment
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.lp import solve_lp
 from rematch_pipeline.engine.scoring import score_pairs
@@ -632,7 +633,8 @@ def tied_round(names: list[str]) -> AssignmentProblem:
     )
 
 
-def test_two_data_homes_with_the_same_questionnaires_get_the_same_proposals() -> None:
+@pytest.mark.parametrize("params", [EXACT, SolverParams(time_limit_seconds=5, max_model_pairs=0)], ids=["exact", "large"])
+def test_two_data_homes_with_the_same_questionnaires_get_the_same_proposals(params: SolverParams) -> None:
     # Another data home's secret gives the same units other pseudonyms, in another order.
     names = [f"p{u:02d}" for u in range(30)]
     other = [f"q{(u * 7) % 30:02d}" for u in range(30)]  # sorted, a shuffled order of the units
@@ -646,9 +648,29 @@ def test_two_data_homes_with_the_same_questionnaires_get_the_same_proposals() ->
             usage=problem.usage[order],
             pair_unit=np.argsort(order)[problem.pair_unit],
         )
-        result = solve(shuffled, EXACT)
-        assert result.status == "optimal"
+        result = solve(shuffled, params)
+        assert result.status == "optimal" or params.max_model_pairs == 0
         place_of = np.empty(30, dtype=np.int64)
         place_of[order] = result.place_of_unit
         places.append(place_of.tolist())
     assert places[0] == places[1]
+
+
+def test_a_large_relative_gap_never_lets_the_persons_stage_stop_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """relative_gap 0.3 stops the score stage early, but the persons stage only at a proven gap
+    below one person: persons rank first and come whole (a 0.3 % gap let the demo round's
+    persons stage stop at 935 of 937)."""
+    gaps: list[float] = []
+    solve_stage = assignment._solve_stage
+
+    def recorded(model, params, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - passes through
+        gaps.append(params.relative_gap)
+        return solve_stage(model, params, *args, **kwargs)
+
+    monkeypatch.setattr(assignment, "_solve_stage", recorded)
+    problem = tied_round([f"p{u:02d}" for u in range(30)])
+    result = solve(problem, dataclasses.replace(EXACT, relative_gap=0.3))
+    every_person = int(problem.usage[:, 0].sum())
+    assert gaps[0] < 1.0 / every_person
+    assert gaps[-1] == 0.3
+    assert result.persons_placed == result.persons_bound
