@@ -438,10 +438,9 @@ def brute_force_maximin(problem: AssignmentProblem) -> tuple[int, float, float]:
     return best
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_maximin_reaches_the_brute_force_optimum(seed: int) -> None:
-    # Persons first, then the lowest per-household score (linked groups: their mean), then the
-    # total, with minimum intakes and a second resource in the way.
+def small_maximin_round(seed: int) -> AssignmentProblem:
+    """7 units (linked groups of 1-2 households) x 3 places, two resources, a minimum intake:
+    small enough for brute force."""
     rng = np.random.default_rng(seed)
     units, places = 7, 3
     pairs = [(u, j) for u in range(units) for j in range(places) if rng.random() < 0.7]
@@ -458,6 +457,14 @@ def test_maximin_reaches_the_brute_force_optimum(seed: int) -> None:
         unit_households=rng.integers(1, 3, units),
     )
     problem.pair_score = problem.pair_score * problem.unit_households[problem.pair_unit]
+    return problem
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_maximin_reaches_the_brute_force_optimum(seed: int) -> None:
+    # Persons first, then the lowest per-household score (linked groups: their mean), then the
+    # total, with minimum intakes and a second resource in the way.
+    problem = small_maximin_round(seed)
     result = solve(problem, SolverParams(time_limit_seconds=20, relative_gap=0.0, objective="maximin"))
     persons, lowest, total = brute_force_maximin(problem)
     assert check_assignment(problem, result) == []
@@ -473,8 +480,6 @@ def test_maximin_weighs_the_scores_where_cbc_finds_no_score_answer(seed: int, mo
     """At 1,000 households x 40 CBC's score stage found nothing in 60 s: the proposals were the lowest-score
     stage's, their total unbounded (gap inf). Above max_model_units the score stage is the large path's, on
     the pairs at or above the lowest score: the same persons and lowest score, the total weighed and bounded."""
-    from rematch_pipeline.engine import assignment
-
     plain = assignment._Budget.solve
 
     def score_stage_finds_nothing(self, model, share, hint, **kwargs):  # noqa: ANN001, ANN202
@@ -483,22 +488,7 @@ def test_maximin_weighs_the_scores_where_cbc_finds_no_score_answer(seed: int, mo
         return plain(self, model, share, hint, **kwargs)
 
     monkeypatch.setattr(assignment._Budget, "solve", score_stage_finds_nothing)
-    rng = np.random.default_rng(seed)
-    units, places = 7, 3
-    pairs = [(u, j) for u in range(units) for j in range(places) if rng.random() < 0.7]
-    problem = AssignmentProblem(
-        unit_ids=[f"u{u}" for u in range(units)],
-        place_ids=[f"{j + 1:05d}" for j in range(places)],
-        resources=["persons", "rooms"],
-        usage=np.stack([rng.integers(1, 5, units), rng.integers(0, 3, units)], axis=1),
-        capacity=np.stack([rng.integers(3, 8, places), rng.integers(2, 5, places)], axis=1),
-        min_intake=np.array([0, 3, 0]),
-        pair_unit=np.array([u for u, _ in pairs]),
-        pair_place=np.array([j for _, j in pairs]),
-        pair_score=np.round(rng.uniform(10, 100, len(pairs)), 4),
-        unit_households=rng.integers(1, 3, units),
-    )
-    problem.pair_score = problem.pair_score * problem.unit_households[problem.pair_unit]
+    problem = small_maximin_round(seed)
     result = solve(problem, SolverParams(time_limit_seconds=20, relative_gap=0.0, objective="maximin", max_model_units=1))
     persons, lowest, total = brute_force_maximin(problem)
     assert check_assignment(problem, result) == []
