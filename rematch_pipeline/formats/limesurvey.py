@@ -560,11 +560,17 @@ def _vv_value(cell: str) -> str:
 def vv_records(records: CsvRecords, file: str) -> CsvRecords | None:
     """A LimeSurvey VV export's records as a code export has them (header = the codes of row 2, values
     unescaped, rows keeping their numbers), or None when the file is no VV export. A VV export
-    with database column names (version 1) is refused: they differ from one installation to the next."""
-    if records.delimiter != "\t" or not records.rows:
+    with database column names (version 1) is refused: they differ from one installation to the next.
+
+    LimeSurvey writes tabs; a VV export opened in Excel and saved as CSV has Excel's delimiter (`;` in a
+    German Excel) and is read the same: its row 2 still names the codes under the question texts, which
+    no other export has (a code export whose header is pasted again in row 2 is no VV export)."""
+    if not records.rows:
         return None
     number, codes = records.rows[0]
     if not {"id", "submitdate"} <= {c.strip().lower() for c in codes}:
+        return None
+    if records.delimiter != "\t" and [c.strip() for c in codes[: len(records.header)]] == records.header:
         return None
     if sum(1 for c in codes if _SGQA.match(c.strip())) >= MIN_DETECTING_CODES:
         raise InputFileError(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
 import pytest
 
+from rematch_pipeline.formats.canonical import REPEATED_HEADER
 from rematch_pipeline.formats.detect import detect_format, read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limesurvey import INCOMPLETE, read_limesurvey_csv
+from rematch_pipeline.formats.text import UTF8_BOM
 from rematch_pipeline.schemas.contract import TABLES, Kind, field_names
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_SLOTS,
@@ -337,6 +341,43 @@ def test_vv_export_header_errors_name_the_codes_row() -> None:
     data = limesurvey_vv("households").replace(b"\tpets\t", b"\thaspets\t")
     message = _error(data, "vvexport_654321.csv")
     assert "vvexport_654321.csv, row 2: header:" in message and "unexpected columns haspets" in message
+
+
+def _resaved_by_excel(data: bytes, delimiter: str) -> bytes:
+    """A VV export opened in Excel (tab separated, so its columns are right) and saved as CSV: the
+    delimiter of Excel's locale (German `;`), quotes only where needed, CRLF, Windows-1252."""
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("cp1252")
+
+
+@pytest.mark.parametrize("delimiter", [";", ","])
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_vv_export_re_saved_by_excel_with_another_delimiter_is_read(table: str, delimiter: str) -> None:
+    """Exploratory testing: a VV export opened in Excel and saved as CSV (`;` in a German Excel) was refused
+    with its question texts as unexpected columns, not saying what had happened. Row 2 still names the
+    codes, so it is read as the VV export it is, rows numbered as before."""
+    original = read_export(Path("vvexport_654321.csv"), limesurvey_vv(table))
+    data = _resaved_by_excel(limesurvey_vv(table), delimiter)
+    assert detect_format(Path("vvexport_654321.csv"), data) == "limesurvey-vv"
+    read = read_export(Path("vvexport_654321.csv"), data)
+    assert [t.table for t in read] == [t.table for t in original]
+    for got, want in zip(read, original):
+        assert _rows(got) == _rows(want)
+        assert got.frame["file_row"].to_list() == want.frame["file_row"].to_list()
+        assert got.skipped == want.skipped
+
+
+def test_code_export_whose_header_is_repeated_in_row_2_is_no_vv_export() -> None:
+    """Two code exports pasted into one file (the header again in row 2) stay a code export: the row repeating
+    the header is left out and counted."""
+    data = limesurvey_csv("municipalities", incomplete=False)
+    header = data.split(b"\r\n", 1)[0].removeprefix(UTF8_BOM)
+    pasted = data.replace(b"\r\n", b"\r\n" + header + b"\r\n", 1)
+    assert detect_format(Path("results-survey123456.csv"), pasted) == "limesurvey-csv"
+    [table] = read_export(Path("results-survey123456.csv"), pasted)
+    assert table.skipped.get(REPEATED_HEADER) == 1
 
 
 # ------------------------------------------------------------------ the code mapping
