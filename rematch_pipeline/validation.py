@@ -24,7 +24,14 @@ from rematch_pipeline.ags_reference import (
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
-from rematch_pipeline.schemas.parsing import parse_date, restore_ags_keys, restore_periods, submission_time_order, type_table
+from rematch_pipeline.schemas.parsing import (
+    parse_date,
+    restore_ags_keys,
+    restore_periods,
+    submission_time_order,
+    submission_time_violations,
+    type_table,
+)
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "file_sha256": pl.Utf8,
@@ -74,9 +81,12 @@ def _quarantine_rows(table: str, raw: pl.DataFrame, violations: pl.DataFrame) ->
     )
 
 
-def _typed_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every raw row typed (a badly typed cell is null), and the violations (_row, column, rule)."""
+def _typed_rows(table: str, raw: pl.DataFrame, landed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every raw row typed (a badly typed cell, or an implausible submitted_at, is null), and the violations
+    (_row, column, rule). `landed` (file_sha256, ingested_at) bounds each file's submitted_at."""
     typed, type_violations = type_table(table, raw)
+    typed, time_violations = submission_time_violations(typed, landed)
+    type_violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), time_violations])
     value_violations = row_failures(table, typed)
     # A badly typed cell is null afterwards; report its type rule, not a follow-on "required".
     value_violations = value_violations.join(type_violations.select("_row", "column"), on=["_row", "column"], how="anti")
@@ -120,7 +130,7 @@ def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.Data
 
 
 def latest_valid(
-    table: str, raw: pl.DataFrame, passes: list[list[str]], superseded: list[pl.DataFrame]
+    table: str, raw: pl.DataFrame, passes: list[list[str]], superseded: list[pl.DataFrame], landed: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
     """The latest submission of every entity, chosen among all its submissions, valid or not.
 
@@ -129,8 +139,9 @@ def latest_valid(
     are not used in its place (they go to `superseded` saying so). Returns the valid latest rows, the
     quarantine rows (every violation), the held-out report (HELD_OUT_SCHEMA: the failed latest
     submission's file, row, column and rule per entity) and the number of older submissions not used.
+    `landed` (file_sha256, ingested_at) bounds each file's submitted_at (`parsing.submission_time_violations`).
     """
-    typed, violations = _typed_rows(table, raw)
+    typed, violations = _typed_rows(table, raw, landed)
     frame = typed.with_row_index("_row")
     bad = pl.col("_row").is_in(violations["_row"].unique().implode())
     dropped: list[pl.DataFrame] = []
@@ -253,10 +264,14 @@ def _contradicting_decisions(raw: pl.DataFrame) -> pl.DataFrame:
     return raw.filter(who.is_not_null() & (answer.n_unique().over(keys) > 1))
 
 
-def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, known_proposals: pl.DataFrame) -> CanonicalTables:
+def build_canonical(
+    raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, known_proposals: pl.DataFrame, landed: pl.DataFrame | None = None
+) -> CanonicalTables:
     """Validate every raw table and apply the cross-table rules of the contract.
 
     `known_proposals` (round_id, household_pseudonym, municipality_id) is what decisions may answer.
+    `landed` (file_sha256, ingested_at: the ingestion log) bounds each file's submitted_at; without it,
+    the current time does.
     """
     quarantine: list[pl.DataFrame] = []
     counts: dict[str, int] = {}
@@ -269,7 +284,7 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     raw_municipalities, _ = _without_left_out(raw["municipalities"], "municipalities", superseded, counts)
     # The latest submission is chosen before validity counts: a broken update must not leave the older offer in force.
     municipalities, q, held_municipalities, counts["municipality_duplicates_resolved"] = latest_valid(
-        "municipalities", raw_municipalities, [["intake_period", "municipality_id"]], superseded
+        "municipalities", raw_municipalities, [["intake_period", "municipality_id"]], superseded, landed
     )
     quarantine.append(q)
 
@@ -284,7 +299,7 @@ def build_canonical(raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, kno
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
 
     households, q, held_households, counts["household_duplicates_resolved"] = latest_valid(
-        "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded
+        "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded, landed
     )
     quarantine.append(q)
 

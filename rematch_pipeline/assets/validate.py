@@ -125,8 +125,10 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             if table_exists(con, "proposals")
             else pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8, "link_group": pl.Utf8})
         )
+        # When each file landed bounds its submitted_at: validating again later gives the same answer.
+        landed = con.execute("SELECT file_sha256, ingested_at FROM ingestion_log").pl()
     context.log.info("validating " + ", ".join(counted(frame.height, f"raw {t} row") for t, frame in raw.items()))
-    result = build_canonical(raw, identity.birth_dates(), proposals)
+    result = build_canonical(raw, identity.birth_dates(), proposals, landed)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for name in CANONICAL_TABLES:

@@ -68,8 +68,54 @@ def parse_timestamp(value: str | None) -> dt.datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            # 0001-01-01T00:00+01:00 has no UTC time in the calendar; it is implausible either way
+            # (submission_time_violations), and an offset of hours does not matter there.
+            parsed = parsed.replace(tzinfo=None)
     return parsed
+
+
+# A submitted_at outside these bounds is a placeholder (0001-01-01 of an empty date field, LimeSurvey's
+# 1980-01-01) or a device clock set wrong: read as a time, it would decide latest-wins (a far-future copy
+# winning over every later correction, a year-1 update losing to the offer it replaces) and the ages.
+# The questionnaires serve people who fled since Russia's full-scale invasion of Ukraine (February
+# 2022), so nothing was submitted before 2022; nothing was submitted after the file holding it landed,
+# give or take a device clock a day off (docs/decisions.md, Validation).
+EARLIEST_SUBMISSION = dt.datetime(2022, 1, 1)
+CLOCK_SKEW = dt.timedelta(days=1)
+SUBMITTED_AT_RULE = (
+    f"range: submitted_at from {EARLIEST_SUBMISSION:%Y-%m-%d} to 1 day after the file landed"
+    " (a placeholder date, or a device clock set wrong?)"
+)
+
+
+def submission_time_violations(typed: pl.DataFrame, landed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed rows with an implausible submitted_at made null (so latest-wins places it by ingestion, as an
+    unreadable one), and the violations (_row, column, rule).
+
+    `landed` (file_sha256, ingested_at) gives each file's landing time, the latest plausible time of its
+    rows (plus CLOCK_SKEW); a file not in it (or no `landed`) is bounded by the current time."""
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "column": pl.Utf8, "rule": pl.Utf8})
+    if "submitted_at" not in typed.columns or typed.is_empty():
+        return typed, empty
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    if landed is None or "file_sha256" not in typed.columns:
+        latest = pl.lit(now + CLOCK_SKEW)
+        frame = typed
+    else:
+        bounds = landed.select("file_sha256", pl.col("ingested_at").cast(pl.Datetime("us")).alias("_landed")).unique("file_sha256")
+        frame = typed.join(bounds, on="file_sha256", how="left", maintain_order="left")
+        latest = pl.coalesce(pl.col("_landed"), pl.lit(now)) + pl.lit(CLOCK_SKEW)
+    at = pl.col("submitted_at")
+    off = (at < pl.lit(EARLIEST_SUBMISSION)) | (at > latest)
+    flags = frame.select(off.fill_null(False).alias("_off"))["_off"]
+    violations = (
+        pl.DataFrame({"_off": flags}).with_row_index("_row").filter(pl.col("_off"))
+        .select("_row", pl.lit("submitted_at").alias("column"), pl.lit(SUBMITTED_AT_RULE).alias("rule"))
+    )
+    return typed.with_columns(pl.when(flags).then(None).otherwise(at).alias("submitted_at")), violations.cast(empty.schema)
 
 
 def submission_time_order(at: pl.Expr) -> pl.Expr:

@@ -15,6 +15,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.runs import run_round
 from rematch_pipeline.sample import SampleRound
+from rematch_pipeline.schemas.parsing import SUBMITTED_AT_RULE
 from rematch_pipeline.validation import HELD_OUT_RULE
 from tests.e2e.test_bad_inputs import SECRET, _csv, _files, _ingest, _set, sample  # noqa: F401 (sample: fixture)
 
@@ -130,3 +131,57 @@ def test_a_correction_saved_by_a_german_excel_wins_over_the_export_it_corrects(h
     ]
     # Every other offer is the same submission again: the later copy of each is used, nothing is lost.
     assert _query(home, "SELECT count(*), count(DISTINCT file_name) FROM municipalities") == [(exported.height, 1)]
+
+
+@pytest.mark.parametrize(
+    "submitted_at",
+    [
+        "0001-01-01T00:00:00",  # a zero date (an empty date field of another system, exported)
+        "0001-01-01T00:00:00+01:00",  # the same with an offset: converting it to UTC overflowed, crashing validation
+        "2019-05-02T10:00:00",  # before the programme
+        "2099-07-05T10:00:00",  # in the future
+    ],
+)
+def test_an_implausible_submitted_at_is_quarantined_and_the_entity_held_out(
+    home: RematchHome, sample: SampleRound, submitted_at: str
+) -> None:
+    # Exploratory testing as a state authority's data engineer: a municipality's update dated 0001-01-01 was
+    # accepted, lost to its older offer without a word, and a date in 2099 would win over every later correction.
+    _ingest(home, _files(sample))
+    ags = sample.municipalities["municipality_id"][0]
+    update = sample.municipalities.head(1).with_columns(pl.lit(UPDATE_ID).alias("submission_id"), pl.lit("3").alias("capacity_persons"))
+    summary, logs = _ingest(home, {"municipalities/update.csv": _csv(_set(update, 0, "submitted_at", submitted_at))})
+
+    held = _query(home, 'SELECT municipality_id, file_name, file_row, "column", rule FROM held_out')
+    assert held == [(ags, "update.csv", 2, "submitted_at", SUBMITTED_AT_RULE)]
+    assert _query(home, 'SELECT file_name, file_row, "column", rule FROM quarantine WHERE file_name = \'update.csv\'') == [
+        ("update.csv", 2, "submitted_at", SUBMITTED_AT_RULE)
+    ]
+    assert _query(home, "SELECT count(*) FROM municipalities WHERE municipality_id = ?", [ags]) == [(0,)]
+    assert "2022-01-01" in SUBMITTED_AT_RULE and submitted_at not in logs + " ".join(summary.held_out)
+
+    # The corrected copy, landed later, is used: the broken date does not keep it out.
+    fixed = update.with_columns(pl.lit(_later(sample.municipalities)).alias("submitted_at"))
+    _ingest(home, {"municipalities/update_fixed.csv": _csv(fixed)})
+    assert _query(home, "SELECT capacity_persons, file_name FROM municipalities WHERE municipality_id = ?", [ags]) == [(3, "update_fixed.csv")]
+    assert _query(home, "SELECT count(*) FROM held_out") == [(0,)]
+
+
+def test_a_household_dated_a_day_after_its_file_landed_is_quarantined(home: RematchHome, sample: SampleRound) -> None:
+    # The latest plausible time is when the file landed, plus a day for a device clock set wrong: so validating
+    # again later (the stored rows are checked on every pass) gives the same answer.
+    households = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    tomorrow = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(hours=30)
+    in_a_few_hours = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(hours=5)
+    target, near = households["submission_id"][0], households["submission_id"][1]
+    dated = sample.households.with_columns(
+        pl.when(pl.col("submission_id") == target).then(pl.lit(tomorrow.isoformat(timespec="seconds")))
+        .when(pl.col("submission_id") == near).then(pl.lit(in_a_few_hours.isoformat(timespec="seconds")))
+        .otherwise(pl.col("submitted_at")).alias("submitted_at")
+    )
+    _ingest(home, _files(sample, households=dated))
+    row = dated["submission_id"].to_list().index(target) + 2
+    assert _query(home, 'SELECT file_name, file_row, "column", rule FROM quarantine WHERE "column" = \'submitted_at\'') == [
+        ("households.csv", row, "submitted_at", SUBMITTED_AT_RULE)
+    ]
+    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [near]) == [(1,)]
