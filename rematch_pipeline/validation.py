@@ -25,6 +25,7 @@ from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.schemas.parsing import (
+    EARLIEST_SUBMISSION,
     parse_date,
     restore_ags_keys,
     restore_periods,
@@ -206,22 +207,56 @@ def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
     return joined.filter(~goes).drop("_order", "_reason", LEFT_OUT_COLUMN), withdrawn["submission_id"]
 
 
+# The members of a LimeSurvey response (or a legacy Kobo CSV row) share their household's line: a person is
+# told apart by its pseudonym too.
+_MEMBER_KEYS: list[str] = ["file_sha256", "file_row", "member_pseudonym"]
+BIRTH_DATE_RULE = "date: ISO date giving an age of 0-120 on the submission date"
+MAX_AGE = 120
+
+
+def _years(born: dt.date, on: dt.date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
-    """Whole years of age on the household's submission date; the birth date itself is not kept."""
-    reference = households.select("submission_id", pl.col("submitted_at").dt.date().alias("_on"))
-    # The members of a LimeSurvey response (or a legacy Kobo CSV row) share their household's line: a person is
-    # told apart by its pseudonym too.
-    joined = members.join(birth_dates, on=["file_sha256", "file_row", "member_pseudonym"], how="left").join(reference, on="submission_id", how="left")
+    """Whole years of age on the household's submission date; the birth date itself is not kept.
 
-    def age(born: str | None, on: dt.date | None) -> int | None:
+    `age_ok` says whether the birth date passes BIRTH_DATE_RULE. Where the household's submission date is
+    unknown (its row is broken or missing) age_years is null and the date is checked against every
+    plausible submission date (2022-01-01 until today): an age of 0-120 on one of them, so that a broken
+    household does not hide its members' own bad birth dates until it is fixed."""
+    reference = households.select("submission_id", pl.col("submitted_at").dt.date().alias("_on")).unique("submission_id")
+    joined = members.join(birth_dates, on=_MEMBER_KEYS, how="left").join(reference, on="submission_id", how="left")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    earliest = EARLIEST_SUBMISSION.date()
+
+    def age(born: str | None, on: dt.date | None) -> tuple[int | None, bool]:
         day = parse_date(born)
-        if day is None or on is None:
-            return None
-        years = on.year - day.year - ((on.month, on.day) < (day.month, day.day))
-        return years
+        if day is None:
+            return None, False
+        if on is None:
+            return None, day <= today and _years(day, earliest) <= MAX_AGE
+        years = _years(day, on)
+        return years, 0 <= years <= MAX_AGE
 
-    ages = [age(b, o) for b, o in zip(joined["date_of_birth"].to_list(), joined["_on"].to_list())]
-    return joined.drop("date_of_birth", "_on").with_columns(pl.Series("age_years", ages, dtype=pl.Int64))
+    checked = [age(b, o) for b, o in zip(joined["date_of_birth"].to_list(), joined["_on"].to_list())]
+    return joined.drop("date_of_birth", "_on").with_columns(
+        pl.Series("age_years", [a for a, _ in checked], dtype=pl.Int64), pl.Series("age_ok", [ok for _, ok in checked], dtype=pl.Boolean)
+    )
+
+
+def _submission_dates(households: pl.DataFrame, raw_households: pl.DataFrame, landed: pl.DataFrame | None) -> pl.DataFrame:
+    """submission_id, submitted_at: the valid households' dates, and for other submissions (held out, broken)
+    the latest plausible date among their raw copies (null where none is readable)."""
+    typed, _ = type_table("households", raw_households.select("submission_id", "submitted_at", "file_sha256"))
+    typed, _ = submission_time_violations(typed, landed)
+    others = (
+        typed.filter(pl.col("submission_id").is_not_null())
+        .join(households, on="submission_id", how="anti")
+        .group_by("submission_id")
+        .agg(pl.col("submitted_at").max())
+    )
+    return pl.concat([households.select("submission_id", "submitted_at"), others.select("submission_id", "submitted_at")])
 
 
 LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
@@ -313,15 +348,16 @@ def build_canonical(
         members_raw = members_raw.join(latest_file, on=["submission_id", "file_sha256"], how="semi", nulls_equal=True)
     members, member_q = check_rows("members", members_raw)
     quarantine.append(member_q)
+    # Every member row's birth date is checked, whatever else is wrong with the row or its household: a
+    # file's problems are reported in one pass, not one fix and landing at a time.
+    aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), _submission_dates(households, raw_households.filter(~withdrawn_mask), landed), birth_dates)
+    bad_age = aged.filter(~pl.col("age_ok"))
+    quarantine.append(_row_rule(bad_age, "members", "date_of_birth", BIRTH_DATE_RULE))
+    members = members.join(aged.filter(pl.col("age_ok")).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
 
     orphans = members.join(households, on="submission_id", how="anti")
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
     members = members.join(households, on="submission_id", how="semi")
-
-    members = ages_on(members, households, birth_dates)
-    bad_age = members.filter(pl.col("age_years").is_null() | ~pl.col("age_years").is_between(0, 120))
-    quarantine.append(_row_rule(bad_age, "members", "date_of_birth", "date: ISO date giving an age of 0-120 on the submission date"))
-    members = members.join(bad_age.select("file_sha256", "file_row"), on=["file_sha256", "file_row"], how="anti")
 
     # A household with any broken member row would be matched on the wrong needs: hold it back whole.
     failed_member_rows = members_raw.join(member_q.select("file_sha256", "file_row"), on=["file_sha256", "file_row"], how="semi")
