@@ -127,8 +127,9 @@ MIN_DETECTING_FIELDS = 3
 
 _SEPARATORS = re.compile(r"[/.:-]")
 _REPEAT_PART = re.compile(r"^(?P<name>[A-Za-z_][\w-]*)\[(?P<index>\d+)\]$")
-_OPTION_TRUE = frozenset({"1", "true", "yes"})
-_OPTION_FALSE = frozenset({"0", "false", "no", ""})
+# A German Excel writes TRUE/FALSE back into a CSV it saves as WAHR/FALSCH (a legacy KoboCAT CSV opened there).
+_OPTION_TRUE = frozenset({"1", "true", "yes", "wahr"})
+_OPTION_FALSE = frozenset({"0", "false", "no", "falsch", ""})
 
 
 @dataclass

@@ -370,3 +370,18 @@ def test_legacy_csv_repeat_inside_a_group(prefix: str) -> None:
     households, members = read_kobo_csv((header + "\n" + rest).encode(), "h.csv")
     assert rows_read(households) == expected_households()
     assert rows_read(members) == expected_members()
+
+
+def test_legacy_csv_saved_by_a_german_excel_reads_its_true_false_options() -> None:
+    # Exploratory testing: a legacy KoboCAT CSV opened in a German Excel and saved comes back with WAHR/FALSCH
+    # (Excel's TRUE/FALSE in German) in its option columns, `;` and Windows-1252; it was refused as
+    # "option column is not 1/0 or True/False".
+    rows = list(csv.reader(io.StringIO(LEGACY_CSV.read_text(encoding="utf-8"), newline="")))
+    german = {"True": "WAHR", "False": "FALSCH"}
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", lineterminator="\r\n").writerows([rows[0]] + [[german.get(c, c) for c in row] for row in rows[1:]])
+    data = out.getvalue().encode("cp1252")
+    assert b";WAHR;" in data and b";FALSCH;" in data
+    households, members = read_kobo_csv(data, LEGACY_CSV.name)
+    assert rows_read(households) == expected_households()
+    assert rows_read(members) == expected_members()
