@@ -259,6 +259,12 @@ def _submission_dates(households: pl.DataFrame, raw_households: pl.DataFrame, la
     return pl.concat([households.select("submission_id", "submitted_at"), others.select("submission_id", "submitted_at")])
 
 
+# KoboToolbox's CSV export leaves repeat groups out: a households form exported so has no members anywhere,
+# and every household would be quarantined without a word of why.
+NO_MEMBERS_RULE = (
+    "members: household has no member rows (a KoboToolbox CSV export holds none: export the households form as XLSX;"
+    " else land its members file)"
+)
 LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
 
 
@@ -367,7 +373,7 @@ def build_canonical(
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
 
     no_members = households.join(members, on="submission_id", how="anti")
-    quarantine.append(_row_rule(no_members, "households", "submission_id", "members: household has no member rows"))
+    quarantine.append(_row_rule(no_members, "households", "submission_id", NO_MEMBERS_RULE))
     households = households.join(members, on="submission_id", how="semi")
 
     # Linked households must all be present, else the together-or-not-at-all rule cannot be honoured.

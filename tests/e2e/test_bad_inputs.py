@@ -19,6 +19,7 @@ from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import ingest_landing
 from rematch_pipeline.sample import SampleRound, generate_round
+from rematch_pipeline.validation import NO_MEMBERS_RULE
 
 SECRET = "ZZ-SECRET-4711"
 HOUSEHOLDS, MUNICIPALITIES = 30, 5
@@ -445,3 +446,16 @@ def test_every_problem_of_a_household_and_its_members_is_reported_in_one_pass(ho
     for sid in index:
         assert ("members.csv", rows[sid], "date_of_birth") in reported, sid
     assert SECRET not in logs + " ".join(summary.quarantined)
+
+
+def test_a_kobo_csv_of_the_households_form_says_where_the_members_are(home: RematchHome, sample: SampleRound) -> None:
+    """Exploratory testing: the households form exported from KoboToolbox as CSV (KPI's CSV holds no repeat
+    group) had every household quarantined as 'household has no member rows', not saying why or what to export."""
+    from rematch_pipeline.formats import tool_exports
+
+    data = tool_exports.kobo_kpi_csv(sample.households, tool_exports.kobo_form("households"))
+    summary, _ = _ingest(home, {"municipalities/municipalities.csv": _csv(sample.municipalities), "households/rematch_household.csv": data})
+    assert not summary.rejected
+    rules = {line.split(", column ", 1)[1] for line in summary.quarantined if "rematch_household.csv" in line}
+    assert rules == {f"submission_id: {NO_MEMBERS_RULE}"}
+    assert "export the households form as XLSX" in NO_MEMBERS_RULE
