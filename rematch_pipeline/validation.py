@@ -262,8 +262,8 @@ def _submission_dates(households: pl.DataFrame, raw_households: pl.DataFrame, la
 # KoboToolbox's CSV export leaves repeat groups out: a households form exported so has no members anywhere,
 # and every household would be quarantined without a word of why.
 NO_MEMBERS_RULE = (
-    "members: household has no member rows (a KoboToolbox CSV export holds none: export the households form as XLSX;"
-    " else land its members file)"
+    "members: household has no member rows (land its members file: ODK Central's …-members.csv, the members template;"
+    " KoboToolbox's CSV export holds none: export the households form as XLSX)"
 )
 LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
 
