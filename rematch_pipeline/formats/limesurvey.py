@@ -565,13 +565,10 @@ def vv_records(records: CsvRecords, file: str) -> CsvRecords | None:
     LimeSurvey writes tabs; a VV export opened in Excel and saved as CSV has Excel's delimiter (`;` in a
     German Excel) and is read the same: its row 2 still names the codes under the question texts, which
     no other export has (a code export whose header is pasted again in row 2 is no VV export)."""
-    if not records.rows:
+    located = _vv_codes_row(records)
+    if located is None:
         return None
-    number, codes = records.rows[0]
-    if not {"id", "submitdate"} <= {c.strip().lower() for c in codes}:
-        return None
-    if records.delimiter != "\t" and [c.strip() for c in codes[: len(records.header)]] == records.header:
-        return None
+    number, codes, rows = located
     if sum(1 for c in codes if _SGQA.match(c.strip())) >= MIN_DETECTING_CODES:
         raise InputFileError(
             Violation(file, number, None, "limesurvey: VV export with database column names; export it as VV version 2 (question codes)")
@@ -579,20 +576,40 @@ def vv_records(records: CsvRecords, file: str) -> CsvRecords | None:
     header = [_vv_heading(c) for c in codes]
     if not is_limesurvey_header(header):
         return None
-    rows = [(n, [_vv_value(c) for c in cells]) for n, cells in records.rows[1:]]
-    return CsvRecords(header, rows, records.delimiter)
+    return CsvRecords(header, [(n, [_vv_value(c) for c in cells]) for n, cells in rows], records.delimiter)
+
+
+def _vv_codes_row(records: CsvRecords) -> tuple[int, list[str], list[tuple[int, list[str]]]] | None:
+    """Where a VV export's codes are: (row number, codes, data rows), or None when the file is no VV export.
+
+    Row 2, under the question texts; in any delimiter (a VV export re-saved by Excel has `;`), unless row 1 is
+    the same header (a code export pasted twice). Row 1 where the question texts were deleted: a header
+    naming `id` and `submitdate` with an option as `code_option` (a code export writes `code[option]`)."""
+    def system(codes: list[str]) -> bool:
+        return {"id", "submitdate"} <= {c.strip().lower() for c in codes}
+
+    if records.rows and system(records.rows[0][1]):
+        number, codes = records.rows[0]
+        if records.delimiter == "\t" or [c.strip() for c in codes[: len(records.header)]] != records.header:
+            return number, codes, records.rows[1:]
+    if system(records.header) and any(_vv_heading(c) != c.strip() for c in records.header):
+        return 1, records.header, records.rows
+    return None
 
 
 def read_limesurvey_vv(records: CsvRecords, file: str) -> list[ParsedTable]:
-    """Canonical tables of a LimeSurvey VV export (see vv_records); a header error names row 2."""
+    """Canonical tables of a LimeSurvey VV export (see vv_records); a header error names the codes row (2, or 1
+    where the question texts were deleted)."""
     vv = vv_records(records, file)
     if vv is None:
         raise InputFileError(Violation(file, 2, None, "limesurvey: not a VV export of the municipalities or households survey"))
+    located = _vv_codes_row(records)
+    codes_row = located[0] if located else 2
     try:
         return read_limesurvey_records(vv, file)
     except InputFileError as exc:
         if exc.violation.row == 1:
-            raise InputFileError(dataclasses.replace(exc.violation, row=records.rows[0][0])) from exc
+            raise InputFileError(dataclasses.replace(exc.violation, row=codes_row)) from exc
         raise
 
 

@@ -369,6 +369,25 @@ def test_vv_export_re_saved_by_excel_with_another_delimiter_is_read(table: str, 
         assert got.skipped == want.skipped
 
 
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_vv_export_without_its_question_text_row_is_read(table: str) -> None:
+    """Exploratory testing: a VV export whose first row (the question texts) was deleted in a spreadsheet was
+    refused with its option columns (`medicalcare_gen` …) as unexpected columns. Its codes header is a VV one
+    (`id`, `submitdate`, options as `code_option`), found in no other export, so it is read, rows keeping the
+    file's numbers."""
+    original = read_export(Path("vvexport_654321.csv"), limesurvey_vv(table))
+    data = limesurvey_vv(table).split(b"\n", 1)[1]
+    assert detect_format(Path("vvexport_654321.csv"), data) == "limesurvey-vv"
+    read = read_export(Path("vvexport_654321.csv"), data)
+    for got, want in zip(read, original, strict=True):
+        assert _rows(got) == _rows(want)
+        assert got.frame["file_row"].to_list() == [n - 1 for n in want.frame["file_row"].to_list()]
+    code = {"households": b"\tpets\t", "municipalities": b"\tpetsallowed\t"}[table]
+    assert code in data
+    message = _error(data.replace(code, b"\thaspets\t"), "vvexport_654321.csv")
+    assert "vvexport_654321.csv, row 1: header:" in message and "unexpected columns haspets" in message
+
+
 def test_code_export_whose_header_is_repeated_in_row_2_is_no_vv_export() -> None:
     """Two code exports pasted into one file (the header again in row 2) stay a code export: the row repeating
     the header is left out and counted."""
