@@ -220,6 +220,22 @@ class AssignmentProblem:
         """One int64 key per pair: unit * n_places + place."""
         return self.pair_unit * max(self.n_places, 1) + self.pair_place
 
+    def with_pairs(self, keep: np.ndarray) -> AssignmentProblem:
+        """The same problem on the candidate pairs keep (a mask, or positions in the order
+        wanted) and its locked pairs, which always stay (then in position order)."""
+        if keep.dtype == bool:
+            keep = np.flatnonzero(keep)
+        if self.locked:
+            locked_keys = np.array([u * max(self.n_places, 1) + j for u, j in self.locked], dtype=np.int64)
+            keep = np.union1d(keep, np.flatnonzero(np.isin(self.pair_keys(), locked_keys)))
+        return dataclasses.replace(
+            self,
+            pair_unit=self.pair_unit[keep],
+            pair_place=self.pair_place[keep],
+            pair_score=self.pair_score[keep],
+            pair_usage=None if self.pair_usage is None else self.pair_usage[keep],
+        )
+
 
 @dataclass(frozen=True)
 class SolverParams:
@@ -1071,17 +1087,7 @@ def _maximin_score_on_large_path(
     fallback_score = float(model.score[fallback].sum())
     persons_kept = float(model.persons[fallback].sum())
     households = np.maximum(problem.unit_households, 1)[problem.pair_unit] if problem.unit_households is not None else 1
-    keep = problem.pair_score / households >= lowest - KEEP_TOLERANCE
-    if problem.locked:
-        locked_keys = np.array([u * max(problem.n_places, 1) + j for u, j in problem.locked], dtype=np.int64)
-        keep |= np.isin(problem.pair_keys(), locked_keys)
-    sub = dataclasses.replace(
-        problem,
-        pair_unit=problem.pair_unit[keep],
-        pair_place=problem.pair_place[keep],
-        pair_score=problem.pair_score[keep],
-        pair_usage=None if problem.pair_usage is None else problem.pair_usage[keep],
-    )
+    sub = problem.with_pairs(problem.pair_score / households >= lowest - KEEP_TOLERANCE)
     left = budget.deadline - time.perf_counter() - budget.reserve
     large = None
     if left >= MIN_STAGE_SECONDS:

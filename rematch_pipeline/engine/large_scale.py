@@ -1706,15 +1706,4 @@ def reduced_problem(problem: AssignmentProblem, max_pairs: int) -> AssignmentPro
     equal share per unit, at least one) plus locked pairs. Used for maximin at scale."""
     per_unit = max(1, max_pairs // max(problem.n_units, 1))
     all_pos = np.arange(problem.pair_unit.size)
-    keep = _top_per_unit(problem.pair_unit, problem.pair_score, per_unit, all_pos)
-    if problem.locked:
-        keys = problem.pair_keys()
-        locked_keys = np.array([u * problem.n_places + j for u, j in problem.locked], dtype=np.int64)
-        keep = np.union1d(keep, np.flatnonzero(np.isin(keys, locked_keys)))
-    return dataclasses.replace(
-        problem,
-        pair_unit=problem.pair_unit[keep],
-        pair_place=problem.pair_place[keep],
-        pair_score=problem.pair_score[keep],
-        pair_usage=None if problem.pair_usage is None else problem.pair_usage[keep],
-    )
+    return problem.with_pairs(_top_per_unit(problem.pair_unit, problem.pair_score, per_unit, all_pos))
