@@ -271,15 +271,12 @@ def test_retry_job_in_dagster_reports_counts_and_file_names_never_values(home: R
 
 
 
-def _run_at(job: str, partition_key: str | None, run_config: dict, start: float, out: multiprocessing.Queue) -> None:
-    """One job run in its own process on the data home's instance, started at `start` (as the daemon
-    starts each run in a process of its own)."""
+def _run(job: str, partition_key: str | None, run_config: dict, out: multiprocessing.Queue) -> None:
+    """One job run in its own process on the data home's instance (as the daemon starts each run in a
+    process of its own)."""
     import os
-    import time
 
     home = RematchHome(root=os.environ["REMATCH_HOME"])
-    while time.time() < start:
-        time.sleep(0.01)
     with dg.DagsterInstance.get() as instance:
         result = build_definitions(home).resolve_job_def(job).execute_in_process(
             instance=instance, partition_key=partition_key, run_config=run_config, raise_on_error=False
@@ -290,8 +287,8 @@ def _run_at(job: str, partition_key: str | None, run_config: dict, start: float,
 
 
 def test_a_retry_and_a_new_file_at_the_same_moment_take_turns_in_the_duckdb_pool(home: RematchHome, sample: SampleRound) -> None:
-    """The retry writes the warehouse, so it runs in the pool `duckdb` (limit 1) like ingestion: started
-    together, one waits and says so, and both files are stored."""
+    """The retry writes the warehouse, so it runs in the pool `duckdb` (limit 1) like ingestion: while the
+    pool's slot is taken both wait and say so, then they take turns, and both files are stored."""
     import time
 
     from rematch_pipeline.assets.sensors import export_run_requests
@@ -300,17 +297,27 @@ def test_a_retry_and_a_new_file_at_the_same_moment_take_turns_in_the_duckdb_pool
     refused = _land(home, "households", "households.csv", _excel_padded(sample.households))
     _refused_by_an_older_version(home, refused, "header: unexpected columns , ; duplicated columns")
     [request], keys = export_run_requests(home, {r[0] for r in _query(home.warehouse_path, "SELECT file_sha256 FROM ingestion_log")}, 0.0)
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("exports", keys)
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    start = time.time() + 10  # both processes import Dagster first
     runs = [
-        context.Process(target=_run_at, args=("ingest_file_job", request.partition_key, request.run_config, start, out)),
-        context.Process(target=_run_at, args=("retry_exports_job", None, {}, start, out)),
+        context.Process(target=_run, args=("ingest_file_job", request.partition_key, request.run_config, out)),
+        context.Process(target=_run, args=("retry_exports_job", None, {}, out)),
     ]
-    for run in runs:
-        run.start()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("exports", keys)
+        # A third writer holds the slot until both runs queue for it, so they meet whatever the machine's
+        # load (started "together", one could finish before the other had asked).
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default("duckdb")  # as a run's first step in the pool does
+        assert storage.claim_concurrency_slot("duckdb", "holder-run", "holder-step").is_claimed
+        for run in runs:
+            run.start()
+        deadline = time.time() + 180
+        while len(storage.get_concurrency_info("duckdb").pending_steps) < 3 and time.time() < deadline:
+            time.sleep(0.2)
+        waiting = len(storage.get_concurrency_info("duckdb").pending_steps) - 1
+        storage.free_concurrency_slot_for_step("holder-run", "holder-step")
+    assert waiting == 2
     results = {job: (ok, times, messages) for job, ok, times, messages in (out.get(timeout=180) for _ in runs)}
     for run in runs:
         run.join()
@@ -319,7 +326,7 @@ def test_a_retry_and_a_new_file_at_the_same_moment_take_turns_in_the_duckdb_pool
     # One after the other: the slot is freed as the first step's work ends, a moment before its success
     # event is stored (0.2 s seen under load), so the events may overlap by that much, not by a step.
     assert second_start >= first_end - 1.0 and second_end > first_end
-    assert any("blocked by limit for pool duckdb" in (m or "") for _, _, messages in results.values() for m in messages)
+    assert all(any("blocked by limit for pool duckdb" in (m or "") for m in messages) for _, _, messages in results.values())
     assert _query(home.warehouse_path, "SELECT file_name, status FROM ingestion_log ORDER BY file_name") == [
         ("households.csv", "ingested"), ("municipalities.csv", "ingested")
     ]
