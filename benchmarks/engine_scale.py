@@ -4,8 +4,10 @@
 
 Builds random household and municipality features of the real shape (401 reference
 Kreise, 7 resources; engine/synthetic.py), then times candidate pairs, scoring, problem
-building and the solve, and prints persons placed, total score, bounds and gap. No
-assertions: timings depend on the machine.
+building, the solve, deferred acceptance and the stability report, and prints persons placed,
+total score, bounds and gap. Each step's time is also given as a multiple of the candidate pairs'
+time in the same run (the baseline: absolute times on a shared machine are noisy). No assertions:
+timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
+from rematch_pipeline.engine.mechanisms import deferred_acceptance, stability_report
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 
@@ -54,9 +57,16 @@ def main() -> None:
     result = solve(problem, params)
     timings["solve"] = time.perf_counter() - t
     violations = check_assignment(problem, result)
+    t = time.perf_counter()
+    place_of = deferred_acceptance(problem)
+    timings["deferred_acceptance"] = time.perf_counter() - t
+    t = time.perf_counter()
+    stability_report(problem, place_of)
+    timings["stability_report"] = time.perf_counter() - t
 
+    baseline = max(timings["candidate_pairs"], 1e-9)
     for name, seconds in timings.items():
-        print(f"{name:>16}: {seconds:7.2f} s")
+        print(f"{name:>19}: {seconds:7.2f} s  ({seconds / baseline:6.1f} x candidate_pairs)")
     print(f"{'pairs':>16}: {pairs.height} household pairs, {problem.pair_unit.size} unit pairs, {problem.n_units} units")
     print(f"{'status':>16}: {result.status} ({result.solver}, bounds over {result.bound_scope})")
     print(f"{'persons':>16}: {result.persons_placed} placed, bound {result.persons_bound:.0f}")

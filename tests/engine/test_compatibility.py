@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import polars as pl
 import pytest
@@ -235,11 +234,10 @@ def test_duplicate_keys_rejected_without_values() -> None:
         candidate_pairs(households_df(household("a")), mu)
 
 
-def test_vectorised_speed_smoke() -> None:
-    # 5,000 x 401 must be quick (the 50,000 case is in benchmarks/engine_scale.py).
+def test_candidate_pairs_at_5000_households() -> None:
+    # Its time is in benchmarks/engine_scale.py, not asserted here.
     mu = random_municipalities(1, total_capacity=12_000)
     hh = random_households(5_000, 1)
-    start = time.perf_counter()
     pairs = candidate_pairs(hh, mu)
-    assert pairs.height > 0
-    assert time.perf_counter() - start < 20  # generous: shared CI machines
+    assert pairs.height > 0 and not pairs.is_duplicated().any()
+    assert set(pairs["municipality_id"]) <= set(mu["municipality_id"])
