@@ -238,6 +238,41 @@ class AssignmentProblem:
 
 
 @dataclass(frozen=True)
+class PairLookup:
+    """Finds candidate pairs by (unit, place): the sorted pair keys and the order that sorts them
+    (None when the pairs already come sorted, as build_problem makes them)."""
+
+    sorted_keys: np.ndarray
+    order: np.ndarray | None
+
+    @classmethod
+    def of(cls, problem: AssignmentProblem) -> PairLookup:
+        """Sort the pair keys once (a linear check when they are sorted already)."""
+        keys = problem.pair_keys()
+        if keys.size < 2 or bool((keys[1:] > keys[:-1]).all()):
+            return cls(keys, None)
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], order)
+
+    def index(self, wanted: np.ndarray) -> np.ndarray:
+        """Pair index of each wanted key (unit * n_places + place), -1 where it is not a candidate pair."""
+        out = np.full(wanted.size, -1, dtype=np.int64)
+        if self.sorted_keys.size == 0 or wanted.size == 0:
+            return out
+        at = np.minimum(np.searchsorted(self.sorted_keys, wanted), self.sorted_keys.size - 1)
+        hit = self.sorted_keys[at] == wanted
+        out[hit] = at[hit] if self.order is None else self.order[at[hit]]
+        return out
+
+    def positions(self, problem: AssignmentProblem, place_of: np.ndarray) -> np.ndarray:
+        """Pair index of each unit's place (-1 where unplaced or not a candidate pair)."""
+        out = np.full(problem.n_units, -1, dtype=np.int64)
+        placed = np.flatnonzero(place_of >= 0)
+        out[placed] = self.index(placed.astype(np.int64) * max(problem.n_places, 1) + place_of[placed])
+        return out
+
+
+@dataclass(frozen=True)
 class SolverParams:
     """How to solve: backend, objective, limits. Deterministic for fixed values.
 
@@ -509,12 +544,9 @@ def check_assignment(problem: AssignmentProblem, assignment: np.ndarray | Assign
     if problem.pair_usage is None:
         np.add.at(load, place_of[placed], problem.usage[placed])
     else:  # per-pair usage: the chosen pair's row (non-candidate choices reported above)
-        keys = problem.pair_keys()
-        order = np.argsort(keys, kind="stable")
-        chosen = placed.astype(np.int64) * max(problem.n_places, 1) + place_of[placed]
-        pos = np.minimum(np.searchsorted(keys[order], chosen), max(keys.size - 1, 0))
-        found = keys[order][pos] == chosen if keys.size else np.zeros(chosen.size, dtype=bool)
-        np.add.at(load, place_of[placed][found], problem.pair_usage[order[pos[found]]])
+        at = PairLookup.of(problem).positions(problem, place_of)[placed]
+        found = at >= 0
+        np.add.at(load, place_of[placed][found], problem.pair_usage[at[found]])
     over = load > problem.capacity
     for j, r in zip(*np.nonzero(over), strict=True):
         problems.append(
@@ -1138,14 +1170,8 @@ def _maximin_score_on_large_path(
 
 def _unit_scores(problem: AssignmentProblem, place_of: np.ndarray) -> np.ndarray:
     """Each unit's pair score at its place (0 where unplaced)."""
-    out = np.zeros(problem.n_units)
-    keys = problem.pair_keys()
-    placed = np.flatnonzero(place_of >= 0)
-    wanted = placed * max(problem.n_places, 1) + place_of[placed]
-    order = np.argsort(keys, kind="stable")
-    pos = order[np.searchsorted(keys[order], wanted)]
-    out[placed] = problem.pair_score[pos]
-    return out
+    at = PairLookup.of(problem).positions(problem, place_of)
+    return np.where(at >= 0, problem.pair_score[at], 0.0)
 
 
 def _exchange_passes(problem: AssignmentProblem, model: _Model, x: np.ndarray, deadline: float) -> np.ndarray:

@@ -52,6 +52,7 @@ from rematch_pipeline.engine.assignment import (
     ROW_PERSONS,
     ROW_UNIT,
     AssignmentProblem,
+    PairLookup,
     _build_model,
     _Model,
     _place_of,
@@ -843,10 +844,7 @@ def _mip_round(s: _Search, jobs: list[tuple[str, _Job]], target: float, limit: f
 
 def _assignment_cost(problem: AssignmentProblem, place_of: np.ndarray) -> float:
     """Total cost (-pair_score) of a complete assignment of candidate pairs."""
-    keys = problem.pair_keys()
-    order = np.argsort(keys, kind="stable")
-    chosen = np.arange(problem.n_units) * max(problem.n_places, 1) + place_of
-    return float(-problem.pair_score[order[np.searchsorted(keys[order], chosen)]].sum())
+    return float(-problem.pair_score[PairLookup.of(problem).positions(problem, place_of)].sum())
 
 
 def _result(s: _Search) -> GapResult:

@@ -752,6 +752,12 @@ def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, 
     chosen = np.full(problem.n_units, -1, dtype=np.int64)  # pair position per placed unit
     pos = _positions(problem, pairs, current)
     chosen[pairs.unit[pos]] = pos
+    # The units at each place, kept as units move: scanning `current` per place tried cost a full pass
+    # over the round, and a tight round has many units out, each trying hundreds of places.
+    placed = np.flatnonzero(current >= 0)
+    at_place: list[set[int]] = [set() for _ in range(problem.n_places)]
+    for v, j in zip(placed.tolist(), current[placed].tolist(), strict=True):
+        at_place[j].add(v)
 
     def intake_ok(j: np.ndarray | int, delta: np.ndarray | int) -> np.ndarray:
         after = problem.capacity[j, pi] - left[j, pi] + delta
@@ -771,7 +777,7 @@ def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, 
             best = ((float(need[i, pi]), float(cost[lo + i])), lo + i, -1, -1)
         for i in np.flatnonzero(~fits).tolist():
             j, pu = int(places[i]), float(need[i, pi])
-            victims = np.flatnonzero(current == j)
+            victims = np.array(sorted(at_place[j]), dtype=np.int64)
             victims = victims[~locked[victims]]
             clock.spend(rate * (1 + victims.size))
             if victims.size == 0:
@@ -796,12 +802,15 @@ def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, 
         _, k, v, kv = best
         if v >= 0:
             left[pairs.place[chosen[v]]] += problem.usage_of_pairs(pairs.idx[[chosen[v]]])[0]
+            at_place[int(current[v])].discard(v)
             current[v], chosen[v] = -1, -1
             if kv >= 0:
                 left[pairs.place[kv]] -= problem.usage_of_pairs(pairs.idx[[kv]])[0]
                 current[v], chosen[v] = pairs.place[kv], kv
+                at_place[int(current[v])].add(v)
         left[pairs.place[k]] -= problem.usage_of_pairs(pairs.idx[[k]])[0]
         current[u], chosen[u] = pairs.place[k], k
+        at_place[int(current[u])].add(u)
     LOG.debug("insertion of unplaced units: %d of %d placed", int((current[todo] >= 0).sum()), todo.size)
     return current
 

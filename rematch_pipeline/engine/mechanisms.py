@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
-from rematch_pipeline.engine.assignment import AssignmentProblem
+from rematch_pipeline.engine.assignment import AssignmentProblem, PairLookup
 
 # Preferences: None (derive from pair_score), one list per unit/place (best first;
 # anything not listed is unacceptable), or one key per candidate pair (higher = better).
@@ -227,34 +227,6 @@ class _Ranks:
     place_start: np.ndarray
 
 
-@dataclass(frozen=True)
-class _PairLookup:
-    """Finds candidate pairs by (unit, place): the sorted pair keys and the order that sorts them
-    (None when the pairs already come sorted, as build_problem makes them)."""
-
-    sorted_keys: np.ndarray
-    order: np.ndarray | None
-
-    @classmethod
-    def of(cls, problem: AssignmentProblem) -> "_PairLookup":
-        """Sort the pair keys once (a linear check when they are sorted already)."""
-        keys = problem.pair_keys()
-        if keys.size < 2 or bool((keys[1:] > keys[:-1]).all()):
-            return cls(keys, None)
-        order = np.argsort(keys, kind="stable")
-        return cls(keys[order], order)
-
-    def index(self, wanted: np.ndarray) -> np.ndarray:
-        """Pair index of each wanted key (unit * n_places + place), -1 where it is not a candidate pair."""
-        out = np.full(wanted.size, -1, dtype=np.int64)
-        if self.sorted_keys.size == 0 or wanted.size == 0:
-            return out
-        at = np.minimum(np.searchsorted(self.sorted_keys, wanted), self.sorted_keys.size - 1)
-        hit = self.sorted_keys[at] == wanted
-        out[hit] = at[hit] if self.order is None else self.order[at[hit]]
-        return out
-
-
 def _positions_from_lists(
     problem: AssignmentProblem, lists: Sequence[Sequence[int]], by_unit: bool
 ) -> np.ndarray:
@@ -279,7 +251,7 @@ def _positions_from_lists(
     u, j = (own, oth) if by_unit else (oth, own)
     if u.size and (u.min() < 0 or u.max() >= problem.n_units or j.min() < 0 or j.max() >= problem.n_places):
         raise ValueError("a preference list names an index out of range")
-    at = _PairLookup.of(problem).index(u * n_j + j)
+    at = PairLookup.of(problem).index(u * n_j + j)
     bad = int((at < 0).sum())
     if bad:
         raise ValueError(f"{bad} preference entries are not candidate pairs")
@@ -617,10 +589,10 @@ def _envy(
 ) -> _Envy:
     """Vectorised stability arrays over all candidate pairs (see blocking_pairs)."""
     place_of = _checked_places(problem, place_of_unit)
-    return _envy_ranked(problem, place_of, _ranks(problem, unit_preferences, place_priorities), _PairLookup.of(problem))
+    return _envy_ranked(problem, place_of, _ranks(problem, unit_preferences, place_priorities), PairLookup.of(problem))
 
 
-def _envy_ranked(problem: AssignmentProblem, place_of: np.ndarray, ranks: _Ranks, lookup: _PairLookup) -> _Envy:
+def _envy_ranked(problem: AssignmentProblem, place_of: np.ndarray, ranks: _Ranks, lookup: PairLookup) -> _Envy:
     """_envy on preferences already ranked and pair keys already sorted (shared by the comparison)."""
     pu, pj = problem.pair_unit, problem.pair_place
     n_p, n_j = pu.size, max(problem.n_places, 1)
@@ -725,10 +697,10 @@ def _stability_counts(problem: AssignmentProblem, env: _Envy) -> dict[str, int]:
 def assignment_summary(problem: AssignmentProblem, place_of_unit: np.ndarray) -> dict[str, float | int]:
     """What an assignment achieves, in the terms of the round report: households, persons and total
     score placed, places left below their minimum intake, and its stability counts (stability_report)."""
-    return _summary(problem, _checked_places(problem, place_of_unit), _ranks(problem, None, None), _PairLookup.of(problem))
+    return _summary(problem, _checked_places(problem, place_of_unit), _ranks(problem, None, None), PairLookup.of(problem))
 
 
-def _summary(problem: AssignmentProblem, place_of_unit: np.ndarray, ranks: _Ranks, lookup: _PairLookup) -> dict[str, float | int]:
+def _summary(problem: AssignmentProblem, place_of_unit: np.ndarray, ranks: _Ranks, lookup: PairLookup) -> dict[str, float | int]:
     """assignment_summary on default preferences already ranked and pair keys already sorted."""
     placed = np.flatnonzero(place_of_unit >= 0)
     pair = lookup.index(placed * max(problem.n_places, 1) + place_of_unit[placed])
@@ -755,7 +727,7 @@ def compare_with_deferred_acceptance(problem: AssignmentProblem, place_of_unit: 
     The preferences are ranked and the pair keys sorted once for all three (a national round: 14.5 M pairs).
     """
     place_of = _checked_places(problem, place_of_unit)
-    ranks, lookup = _ranks(problem, None, None), _PairLookup.of(problem)
+    ranks, lookup = _ranks(problem, None, None), PairLookup.of(problem)
     return {
         "optimiser": _summary(problem, place_of, ranks, lookup),
         "deferred_acceptance": _summary(problem, _deferred_acceptance(problem, ranks), ranks, lookup),
