@@ -1128,7 +1128,7 @@ def _maximin_score_on_large_path(
         sub_params = dataclasses.replace(
             params, time_limit_seconds=left / WALL_LIMIT_FACTOR, wall_limit_seconds=left, objective="lexicographic"
         )
-        large = solve_large(sub, sub_params)
+        large = solve_large(sub, sub_params, wall_setting="time_limit_seconds")  # its wall limit is what the round's limit left
     if large is not None and (large.persons_placed, large.total_score) > (persons_kept, fallback_score + KEEP_TOLERANCE):
         place_of, score_stage = large.place_of_unit, large.stages[-1]
         score_stage = StageReport("score", score_stage.status, large.total_score, score_stage.best_bound, score_stage.gap, score_stage.wall_seconds)

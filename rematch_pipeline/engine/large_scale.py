@@ -1525,17 +1525,18 @@ def _subproblem(
     return sub, sub_units
 
 
-def solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
+def solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting: str = "wall_limit_seconds") -> AssignmentResult:
     """Lexicographic solve of a large round (see module docstring). Bounds hold for all pairs.
     With params.reproducible the budgets count work (_Clock), so repeated runs give the
-    same assignment and bound."""
+    same assignment and bound. wall_setting is the round setting a warning names when the
+    wall clock cuts the search (a caller that derives the wall limit from another names that)."""
     # Our own threads use both cores; idle OpenBLAS threads would spin on them (measured at
     # 1,000 households: a neighbourhood MIP beside the pricing took 6.8 s instead of 4.6 s).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _solve_large(problem, params)
+        return _solve_large(problem, params, wall_setting)
 
 
-def _solve_large(problem: AssignmentProblem, params: SolverParams) -> AssignmentResult:
+def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting: str) -> AssignmentResult:
     # The last steps (bounds, result arrays) run after the deadline: leave them room.
     limit = params.time_limit_seconds
     clock = _Clock(params.reproducible, FINISH_SHARE * params.wall_limit())
@@ -1639,13 +1640,11 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
     status = "optimal" if gap <= params.relative_gap else "feasible"
     stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
     reproducible = params.reproducible and not answer_cut
-    # Only when locks leave a minimum intake unreachable, or (exactly one) the search left a unit unplaced.
-    if check_assignment(problem, second):
-        return _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
     if answer_cut:
         LOG.warning(
             "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
-            "assignment (a faster or less loaded machine, or a longer wall_limit_seconds, makes it reproducible)"
+            "assignment (a faster or less loaded machine, or a longer %s, makes it reproducible)",
+            wall_setting,
         )
     elif params.reproducible and clock.overrun:
         LOG.warning(
@@ -1653,6 +1652,9 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams) -> Assignment
             "gives the same assignment, but its bound and gap may differ"
         )
     LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
+    # Only when locks leave a minimum intake unreachable, or (exactly one) the search left a unit unplaced.
+    if check_assignment(problem, second):
+        return _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
     return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible, reproducible and not clock.overrun)
 
 

@@ -498,6 +498,29 @@ def test_maximin_weighs_the_scores_where_cbc_finds_no_score_answer(seed: int, mo
     assert result.total_score == pytest.approx(total), "the large path proves these tiny rounds"
 
 
+def test_a_wall_clock_cut_of_maximins_large_score_stage_names_the_time_limit(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Maximin's large-path score stage gets the wall clock the round's time limit left, so when that clock cuts
+    it the advice is a longer time_limit_seconds (a longer wall_limit_seconds changes nothing there)."""
+    from rematch_pipeline.engine import large_scale
+
+    insert = large_scale._insert_unplaced
+
+    def slow_insert(lag: large_scale._Lagrangian, current: np.ndarray, locked: np.ndarray, deadline: float) -> np.ndarray:
+        # A slow machine in the answer step: past the wall-clock limit before the search ends.
+        time.sleep(lag.clock.wall_left() + 0.1)
+        return insert(lag, current, locked, deadline)
+
+    monkeypatch.setattr(large_scale, "_insert_unplaced", slow_insert)
+    mu = random_municipalities(13, total_capacity=1_400, n_places=20)
+    hh = random_households(700, 13, places=mu)
+    problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+    with caplog.at_level("WARNING", logger=large_scale.__name__):
+        result = solve(problem, SolverParams(time_limit_seconds=10, objective="maximin", max_model_units=1))
+    assert check_assignment(problem, result) == [] and not result.reproducible
+    cut = [r.getMessage() for r in caplog.records if "wall-clock limit stopped this solve" in r.getMessage()]
+    assert cut and all("time_limit_seconds" in m and "wall_limit_seconds" not in m for m in cut)
+
+
 def test_maximin_proves_its_lowest_score_on_600_units() -> None:
     # Before: a threshold variable with big-M rows, on which CBC ended the lowest-score stage
     # with a 93 % gap; thresholds on the persons model prove it (LP: thresholds above it

@@ -180,7 +180,8 @@ def test_wall_clock_stops_a_reproducible_run_that_counts_no_work_and_says_so(mon
 
 def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(monkeypatch, caplog) -> None:  # noqa: ANN001 - pytest fixtures
     problem = _round(700, 20, seed=13)
-    params = SolverParams(time_limit_seconds=10, max_model_pairs=0)
+    # 5 s of counted work within 25 s of wall clock: room for a loaded machine before the wall clock stops.
+    params = SolverParams(time_limit_seconds=5, max_model_pairs=0, wall_limit_seconds=25)
     first = solve(problem, params)
     price_beside = large_scale._price_beside
 
