@@ -1070,30 +1070,8 @@ def _solve_direct(
     obj = float(model.score[x].sum())
     stages.append(StageReport("score", status, obj, bound, gap, secs))
 
-    place_of = _place_of(model, problem.n_units, x)
-    persons_placed = int(model.persons[x].sum())
-    min_score = None
-    if maximin:
-        min_score = float(model.household_score[x].min()) if x.any() else None
-    final = stages[-1]
     finished = _finished(stages)  # the exact path's answer and bound repeat when every stage finished
-    return AssignmentResult(
-        place_of_unit=place_of,
-        status=_overall([s.status for s in stages]),
-        persons_placed=persons_placed,
-        total_score=float(np.round(model.score[x].sum(), 6)),
-        objective_value=final.objective_value,
-        best_bound=final.best_bound,
-        gap=final.gap,
-        persons_bound=persons_bound,
-        min_unit_score=min_score,
-        wall_seconds=time.perf_counter() - start,
-        solver=f"ortools-{params.backend}",
-        params=params.as_dict(),
-        stages=tuple(stages),
-        reproducible=finished,
-        bound_reproducible=finished,
-    )
+    return _result_of(problem, params, _place_of(model, problem.n_units, x), stages, persons_bound, start, f"ortools-{params.backend}", finished)
 
 
 def _maximin_score_on_large_path(
@@ -1144,21 +1122,39 @@ def _maximin_score_on_large_path(
             bound = large.stages[-1].best_bound
             score_stage = StageReport("score", "feasible", fallback_score, bound, _gap(fallback_score, bound), seconds)
         solver, reproducible = f"ortools-{params.backend}", False
-    stages = [*stages, score_stage]
-    placed = place_of >= 0
-    persons = problem.usage[placed, problem.persons_index]
-    unit_score = _unit_scores(problem, place_of)
-    households_of = np.maximum(problem.unit_households, 1)[placed] if problem.unit_households is not None else np.ones(int(placed.sum()))
+    return _result_of(problem, params, place_of, [*stages, score_stage], persons_bound, start, solver, reproducible)
+
+
+def _result_of(
+    problem: AssignmentProblem,
+    params: SolverParams,
+    place_of: np.ndarray,
+    stages: list[StageReport],
+    persons_bound: float,
+    start: float,
+    solver: str,
+    reproducible: bool,
+) -> AssignmentResult:
+    """The answer place_of with its stages: persons, total score and (maximin) the lowest per-household
+    score are read from its pairs; status, objective, bound and gap are the last stage's."""
+    at = PairLookup.of(problem).positions(problem, place_of)
+    at = at[at >= 0]
+    scores = problem.pair_score[at]
+    min_score = None
+    if params.objective == "maximin" and at.size:
+        households = np.maximum(problem.unit_households, 1)[problem.pair_unit[at]] if problem.unit_households is not None else 1
+        min_score = float((scores / households).min())
+    final = stages[-1]
     return AssignmentResult(
         place_of_unit=place_of,
         status=_overall([s.status for s in stages]),
-        persons_placed=int(persons.sum()),
-        total_score=float(np.round(unit_score[placed].sum(), 6)),
-        objective_value=score_stage.objective_value,
-        best_bound=score_stage.best_bound,
-        gap=score_stage.gap,
+        persons_placed=int(problem.usage_of_pairs(at, problem.persons_index).sum()),
+        total_score=float(np.round(scores.sum(), 6)),
+        objective_value=final.objective_value,
+        best_bound=final.best_bound,
+        gap=final.gap,
         persons_bound=persons_bound,
-        min_unit_score=float((unit_score[placed] / households_of).min()) if placed.any() else None,
+        min_unit_score=min_score,
         wall_seconds=time.perf_counter() - start,
         solver=solver,
         params=params.as_dict(),
@@ -1166,12 +1162,6 @@ def _maximin_score_on_large_path(
         reproducible=reproducible,
         bound_reproducible=reproducible,
     )
-
-
-def _unit_scores(problem: AssignmentProblem, place_of: np.ndarray) -> np.ndarray:
-    """Each unit's pair score at its place (0 where unplaced)."""
-    at = PairLookup.of(problem).positions(problem, place_of)
-    return np.where(at >= 0, problem.pair_score[at], 0.0)
 
 
 def _exchange_passes(problem: AssignmentProblem, model: _Model, x: np.ndarray, deadline: float) -> np.ndarray:
