@@ -27,7 +27,7 @@ from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
-from rematch_pipeline.schemas.models import PERIOD_PATTERN
+from rematch_pipeline.schemas.models import PERIOD_PATTERN, ROUND_ID_PATTERN as ROUND_ID_FORMAT
 from rematch_pipeline.wording import counted
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
@@ -44,7 +44,7 @@ BACKENDS = ("scip", "cbc", "highs", "cp_sat")
 SOLVE_TABLES = ("proposals", "round_outcomes", "round_capacity_misses", "solver_runs")
 ROUND_OUTPUT_FILES = ("proposals.csv", "solver.json", "report.html", "municipalities.csv", "households.csv")
 
-ROUND_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ROUND_ID_PATTERN = re.compile(ROUND_ID_FORMAT)  # one rule with a decisions file's round_id (schemas.models)
 ROUND_ID_RULE = "round id (the partition of `rounds`): 1-64 letters (A-Z, a-z), digits, '.', '_' or '-', starting with a letter or digit"
 # Weights are relative (the score divides by their sum), so only ratios matter; the cap keeps
 # the sums finite and catches a value typed with its decimal point lost.

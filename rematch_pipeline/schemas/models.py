@@ -16,8 +16,13 @@ PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"  # 0-9 only, as AGS_PATTERN (pars
 # A household pseudonym as the identity store makes it (identity.pseudonym): what a decisions file names
 # a household by when it has no household_ref. Anything else there may be a reference or a name typed in.
 HOUSEHOLD_PSEUDONYM_PATTERN = r"^H-[0-9a-f]{20}$"
+# A round id names a folder (rounds/<round_id>/) and a partition of `rounds` (assets.matching checks it). A
+# decisions file's round_id without this shape answers no round, and may be a name typed in the wrong column.
+ROUND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ROUND_ID_FORMAT_RULE = "format: a round id (1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
 # Text fields held to a format: field name -> (pattern, rule).
 TEXT_FORMATS: dict[str, tuple[str, str]] = {
+    "round_id": (ROUND_ID_PATTERN, ROUND_ID_FORMAT_RULE),
     "intake_period": (PERIOD_PATTERN, "format: YYYY-MM"),
     "household_pseudonym": (HOUSEHOLD_PSEUDONYM_PATTERN, "format: a household pseudonym (H- and 20 hex digits)"),
 }

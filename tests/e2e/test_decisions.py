@@ -11,6 +11,7 @@ import pytest
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.schemas.models import ROUND_ID_FORMAT_RULE
 from rematch_pipeline.validation import LINKED_DECISIONS_RULE
 from tests.conftest import land
 
@@ -119,6 +120,31 @@ def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but
         (2, "household_pseudonym", "format: a household pseudonym (H- and 20 hex digits)"),
         (3, "round_id", "reference: no round with this id has proposals"),  # a well-formed pseudonym, but no round r9
     ]
+
+
+def test_a_name_typed_as_the_round_id_is_quarantined_but_not_stored(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
+    """A round id has a closed shape (the `rounds` partition's rule): a name typed in its column is identifying.
+
+    Found by a leak sweep of a data home: `Bohdan Kovalenko` typed as a decision's round_id was stored as typed
+    in raw_decisions, where every other column of contract D withholds what lacks its shape.
+    """
+    typed = "Bohdan Kovalenko"
+    with (home.landing("decisions") / "decisions-r9.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
+        writer.writerow([typed, "H-0123456789abcdef0123", "01001", "decline", "housing"])
+        writer.writerow(["r9", "H-0123456789abcdef0123", "01001", "accept", ""])
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = con.execute("SELECT * FROM raw_decisions").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    assert typed not in str(stored) and "r9" in str(stored)
+    assert rules == [
+        (2, "round_id", ROUND_ID_FORMAT_RULE),
+        (3, "round_id", "reference: no round with this id has proposals"),  # well-formed, but no round r9
+    ]
+    err = capsys.readouterr().err
+    assert f"quarantined: decisions-r9.csv, row 2, column round_id: {ROUND_ID_FORMAT_RULE}" in err and typed not in err
 
 
 def test_linked_households_answered_differently_or_in_part_are_quarantined_until_their_group_agrees(
