@@ -290,6 +290,9 @@ ACCEPTED_TWICE_RULE = (
     "duplicate: the household accepted proposals of more than one round; it can go to one municipality only:"
     " decline all but one in a later file"
 )
+# A decision naming a household that round proposed nothing to: the reference (or pseudonym) is what to check,
+# whereas a household proposed elsewhere in that round is told the municipality is not its proposal.
+NOT_PROPOSED_HOUSEHOLD_RULE = "reference: that round proposed nothing to this household (mistyped, or proposed in another round)"
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
 
 
@@ -411,15 +414,20 @@ def build_canonical(
         _row_rule(conflicting, "decisions", "household_pseudonym", "reference: household_ref and household_pseudonym name different households")
     )
     decisions = decisions.join(conflicting.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
+    # Which column named the household: a rule about the household names that one.
+    household_column = pl.when(pl.col("household_ref_pseudonym").is_not_null()).then(pl.lit("household_ref")).otherwise(pl.lit("household_pseudonym"))
     decisions = decisions.with_columns(
-        pl.coalesce("household_ref_pseudonym", "household_pseudonym").alias("household_pseudonym")
+        pl.coalesce("household_ref_pseudonym", "household_pseudonym").alias("household_pseudonym"), household_column.alias("_household_column")
     ).drop("household_ref_pseudonym")
     proposal_keys = ["round_id", "household_pseudonym", "municipality_id"]
     unknown = decisions.join(known_proposals, on=proposal_keys, how="anti")
     rounds = known_proposals.select("round_id").unique()
     quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", "reference: no round with this id has proposals"))
-    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="semi"), "decisions", "municipality_id", "reference: not a proposal of that round"))
-    decisions = decisions.join(known_proposals.select(proposal_keys), on=proposal_keys, how="semi")
+    in_round = unknown.join(rounds, on="round_id", how="semi")
+    proposed = known_proposals.select("round_id", "household_pseudonym").unique()
+    quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="anti"), "decisions", pl.col("_household_column"), NOT_PROPOSED_HOUSEHOLD_RULE))
+    quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="semi"), "decisions", "municipality_id", "reference: not a proposal of that round"))
+    decisions = decisions.join(known_proposals.select(proposal_keys), on=proposal_keys, how="semi").drop("_household_column")
     decisions = decisions.with_row_index("_order").unique(["round_id", "household_pseudonym"], keep="last").sort("_order").drop("_order")
     # A household goes to one municipality: accepts of proposals of two rounds (rounds run on the same pool)
     # count neither, until a later file declines all but one (each round's last answer counts, as above).

@@ -12,7 +12,7 @@ from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.schemas.models import ROUND_ID_FORMAT_RULE
-from rematch_pipeline.validation import LINKED_DECISIONS_RULE
+from rematch_pipeline.validation import LINKED_DECISIONS_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from tests.conftest import land
 
 
@@ -55,11 +55,22 @@ def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round:
         writer.writerow(["r1", accepted["household_ref"], accepted["municipality_id"], "accept", ""])
         writer.writerow(["r1", declined["household_ref"], declined["municipality_id"], "decline", "family"])
         writer.writerow(["r1", declined["household_ref"], "99999", "accept", ""])  # never proposed
+        # A mistyped reference: the household is what is wrong, not the municipality (it was told
+        # `municipality_id: reference: not a proposal of that round`, sending the coordinator to the wrong cell).
+        writer.writerow(["r1", "RM-999999-000000", accepted["municipality_id"], "accept", ""])
+    with (home.landing("decisions") / "decisions-r1-pseudonym.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
+        writer.writerow(["r1", "H-0123456789abcdef0123", accepted["municipality_id"], "decline", "work"])
     assert main(["ingest"]) == 0
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 2
-        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions'").fetchall()
-    assert rules == [(4, "municipality_id", "reference: not a proposal of that round")]
+        rules = con.execute("SELECT file_name, file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1, 2").fetchall()
+    assert rules == [
+        ("decisions-r1-pseudonym.csv", 2, "household_pseudonym", NOT_PROPOSED_HOUSEHOLD_RULE),
+        ("decisions-r1.csv", 4, "municipality_id", "reference: not a proposal of that round"),
+        ("decisions-r1.csv", 5, "household_ref", NOT_PROPOSED_HOUSEHOLD_RULE),
+    ]
 
     capsys.readouterr()
     assert main(["round", "r1", "--period", "2026-07"]) == 1
