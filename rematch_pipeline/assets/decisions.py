@@ -19,6 +19,7 @@ from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
+from rematch_pipeline.validation import NOT_PROPOSED_HOUSEHOLD_RULE
 from rematch_pipeline.wording import counted
 
 DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
@@ -51,11 +52,15 @@ def decision_problems(
     """Why entries cannot be recorded, by entry (counted from 0, as Dagster's config errors and the round's
     locked_pairs[i] count them), field and rule (no values); [] when all can."""
     problems = []
+    proposed = {household for household, _ in proposals}
     for i, entry in enumerate(config.decisions):
         if entry.decision not in DECISION:
             problems.append(f"decisions[{i}].decision: code: not one of {', '.join(DECISION)}")
-        if (entry.household_pseudonym, entry.municipality_id) not in proposals:
-            problems.append(f"decisions[{i}].household_pseudonym, municipality_id: reference: not a proposal of that round")
+        # Name the field to correct, as validation does for a decisions file.
+        if entry.household_pseudonym not in proposed:
+            problems.append(f"decisions[{i}].household_pseudonym: {NOT_PROPOSED_HOUSEHOLD_RULE}")
+        elif (entry.household_pseudonym, entry.municipality_id) not in proposals:
+            problems.append(f"decisions[{i}].municipality_id: reference: not a proposal of that round")
         other_round = (accepted_elsewhere or {}).get(entry.household_pseudonym)
         if entry.decision == "accept" and other_round is not None:
             # Validation would count neither accept (a household goes to one municipality).
