@@ -5,6 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.decisions import record_decisions_job
 from rematch_pipeline.assets.expectations import expectation_checks
+from rematch_pipeline.assets.failures import console_logger
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import landed_export
 from rematch_pipeline.assets.matching import round_candidates, round_proposals
@@ -44,6 +45,7 @@ def build_definitions(home: RematchHome) -> dg.Definitions:
         sensors=[landing_sensor, validate_after_ingestion],
         schedules=[hourly_ingestion],
         resources=build_resources(home),
+        loggers={"console": console_logger},
     )
 
 

@@ -10,10 +10,13 @@ dg.Failure from the wrapper, without the exceptions and frames below it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import dagster as dg
+from dagster._loggers import colored_console_logger
+from dagster._utils.log import create_console_logger
 
 from rematch_pipeline.errors import UserFacingError, field_details
 from rematch_pipeline.formats.errors import InputFileError
@@ -47,3 +50,27 @@ def reason_first(compute: Compute) -> Compute:
         raise failure from None
 
     return step  # type: ignore[return-value]
+
+
+class _ReasonOnly(logging.Filter):
+    """Ends a console line of a step or run failure raised as dg.Failure at its reason.
+
+    Such a failure is expected (reason_first made it), and its stack is Dagster's frames and our wrapper's
+    `raise`: on a terminal, ~25 lines that read as a crash, twice a run. Any other error keeps its stack.
+    The record is this logger's own (Dagster logs a new one per logger), so the event log keeps it whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        meta = getattr(record, "dagster_meta", None) or {}
+        data = getattr(meta.get("dagster_event"), "event_specific_data", None)
+        error = getattr(data, "error", None)
+        if error is not None and error.cls_name == "Failure" and isinstance(record.msg, str):
+            record.msg = record.msg.split("\n\nStack Trace:", 1)[0]
+        return True
+
+
+@dg.logger(config_schema=colored_console_logger.config_schema, description="Dagster's console logger; an expected failure without its stack.")
+def console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    """The jobs' console logger (rematch's terminal and `rematch ui`'s): Dagster's own, its failure lines ending at the reason."""
+    logger = create_console_logger(name=init_context.logger_config["name"], level=init_context.logger_config["log_level"])
+    logger.addFilter(_ReasonOnly())
+    return logger

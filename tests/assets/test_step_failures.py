@@ -101,3 +101,38 @@ def test_a_round_before_any_ingestion_says_to_ingest_first(home: RematchHome) ->
         with pytest.raises(RunFailed) as failed:
             execute(build_definitions(home), instance, "round_job", partition_key="r1", run_config={})
     assert str(failed.value).endswith("no validated municipality offers yet: ingest municipality questionnaires first")
+
+
+def test_a_refused_round_prints_its_reason_on_the_console_without_a_stack_trace(home: RematchHome, tmp_path: Path, capfd) -> None:  # noqa: ANN001 - pytest fixture
+    """Trying the round's paths as a new coordinator: `rematch round` with a config mistake printed the reason
+    twice (step and run failure), each followed by about 25 lines of Dagster's frames ending in our wrapper's
+    `raise failure from None`, which read as a crash. An expected failure now ends at its reason there; the
+    event log (the UI) keeps the error whole, and a bug keeps its stack on the console (the test above)."""
+    from rematch_pipeline.cli import main
+
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\nbackend: CBC\n')
+    capfd.readouterr()
+    assert main(["round", "r1", "--period", "2026-07", "--config", str(config)]) == 1
+    out, err = capfd.readouterr()
+    shown = out + err
+    assert shown.count("backend: not one of") == 3, shown  # step failure, run failure, rematch's own line
+    assert "Stack Trace" not in shown and "failures.py" not in shown, shown
+
+
+def test_a_bug_keeps_its_stack_trace_on_the_console(home: RematchHome, monkeypatch, capfd) -> None:  # noqa: ANN001 - pytest fixture
+    import pytest
+
+    from rematch_pipeline.runs import RunFailed, execute
+
+    def broken(*args, **kwargs):
+        raise KeyError("top_title")
+
+    monkeypatch.setattr("rematch_pipeline.assets.matching.RoundConfig.problems", broken)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        with pytest.raises(RunFailed):
+            execute(build_definitions(home), instance, "round_job", partition_key="r1",
+                    run_config={"ops": {"round_candidates": {"config": {"period": "2026-07"}}}})
+    out, err = capfd.readouterr()
+    assert "Stack Trace" in out + err and "matching.py" in out + err
