@@ -398,3 +398,13 @@ def test_the_unplaced_chart_gives_every_reason_its_own_readable_row() -> None:
     assert _reason_label("no compatible municipality (mostly: family_tie_must)") == "no compatible municipality (mostly: family_tie_must)"
     assert _reason_label("capacity: persons and housing_units and accessible_units and kita_places and school_places_primary and"
                          " school_places_secondary exhausted") == "short of Persons, Housing, Accessible, Kita, Primary, S…"
+
+
+def test_a_municipality_that_offers_none_of_a_capacity_says_so_where_it_keeps_households_out() -> None:
+    """Trying a round where a municipality offered 0 places: its row read `resource_housing_units (395)` under
+    "rule keeping most out", beside "Full: –" (full counts only capacities offered), so nothing said it had
+    offered none. Now the rule says `none offered`; a capacity offered and used up keeps the plain rule."""
+    reasons = _reasons().with_columns(pl.Series("main_rule", ["resource_persons", "medical_care", "resource_housing_units"]))
+    text = _section_text(render_round_report(_data(municipalities=_municipalities(), municipality_reasons=reasons)), "municipalities")
+    assert "resource_housing_units: none offered (4)" in text  # Dresden offers 0 of everything
+    assert "resource_persons (1)" in text and "resource_persons: none" not in text  # Flensburg offers 10

@@ -880,12 +880,16 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         full = [_CHIPS.get(r, short) for r, short, _ in resources if row[f"full_{r}"]]
         missed = sorted(((-(row.get(f"missed_{r}") or 0), i, _CHIPS.get(r, short)) for i, (r, short, _) in enumerate(RESOURCES)))
         main_rule = row.get("main_rule")
+        rule_text = f"{main_rule} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–"
+        if main_rule and main_rule.startswith("resource_") and row.get(f"capacity_{main_rule.removeprefix('resource_')}") == 0:
+            # "Full" lists only capacities offered: say that this one was not, or nothing says why nobody came.
+            rule_text = f"{main_rule}: none offered ({_fmt_int(row.get('main_rule_households'))})"
         return {
             "full": full,
             "missed": ", ".join(f"{chip}: {_fmt_int(-n)}" for n, _, chip in missed if n) or "–",
             "compatible": _fmt_int(row.get("compatible_households")),
             "excluded": _fmt_int(row.get("excluded_households")),
-            "main_rule": f"{main_rule} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–",
+            "main_rule": rule_text,
             "accepted_persons": _fmt_int(row["accepted_persons"]),
             "id": row["municipality_id"],
             "name": row["municipality_name"] or "",
