@@ -25,3 +25,17 @@ def test_an_ingestion_log_from_before_the_skipped_column_gains_it_and_keeps_its_
         assert con.execute("SELECT file_name, rows_ingested, skipped, retried_at FROM ingestion_log").fetchall() == [("old.csv", 3, None, None)]
     with warehouse_connection(DuckDBResource(database=str(path))) as con:  # a second opening changes nothing
         assert [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()] == columns
+
+
+def test_a_name_an_older_release_stored_as_a_decisions_round_id_is_withheld(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse_connection(DuckDBResource(database=str(path))) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE raw_decisions").fetchall()]
+        rows = [("Zzyzx Kowalczyk", 2), ("round-7", 3), ("#withheld", 4), (None, 5)]
+        # As the releases before the round id's check stored them: the name as typed.
+        con.executemany("INSERT INTO raw_decisions (round_id, file_row, file_name) VALUES (?, ?, 'decisions.csv')", rows)
+    with warehouse_connection(DuckDBResource(database=str(path))) as con:
+        assert con.execute("SELECT round_id, file_row FROM raw_decisions ORDER BY file_row").fetchall() == [
+            ("#withheld", 2), ("round-7", 3), ("#withheld", 4), (None, 5)
+        ]
+        assert [r[0] for r in con.execute("DESCRIBE raw_decisions").fetchall()] == columns

@@ -20,6 +20,8 @@ from dagster_duckdb import DuckDBResource
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.resources.home import owner_only_files
 from rematch_pipeline.schemas.contract import TABLES
+from rematch_pipeline.schemas.models import ROUND_ID_PATTERN
+from rematch_pipeline.schemas.parsing import WITHHELD, WITHHELD_FORMULA
 
 # Identifying columns replaced by pseudonyms in raw tables (all other PII columns are dropped).
 PSEUDONYM_COLUMNS: dict[str, dict[str, str]] = {
@@ -85,6 +87,10 @@ CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, era
         *(_raw_ddl(t) for t in TABLES),
         # Warehouses made before the column existed gain it (its position does not matter: inserts name columns).
         *(f"ALTER TABLE raw_{t} ADD COLUMN IF NOT EXISTS {LEFT_OUT_COLUMN} VARCHAR;" for t in REVIEWED_TABLES),
+        # Releases before the round id's shape was checked stored what was typed there (a name, once): such a
+        # cell answers no round, and is withheld as ingestion now withholds it.
+        f"UPDATE raw_decisions SET round_id = '{WITHHELD}' WHERE round_id NOT IN ('{WITHHELD}', '{WITHHELD_FORMULA}')"
+        f" AND NOT regexp_full_match(round_id, '{ROUND_ID_PATTERN}');",
     ]
 )
 
