@@ -54,7 +54,7 @@ from rematch_pipeline.formats.canonical import (
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records, max_rows
-from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook
+from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Kind
 
 # Columns only Kobo writes; one of them marks a file as a Kobo export.
@@ -542,6 +542,7 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         if header_row != 1:
             # Row numbers of errors must match the sheet; Kobo always starts at row 1.
             raise InputFileError(Violation(file, header_row, None, "kobo: header is not in row 1", sheet=sheet.title))
+        refuse_unsaved_formulas(sheet, file, header)
         header, rows = names_from_labels(header, rows)
         layout = _layout(header, file, sheet.title)
         _check_layout(layout, file, sheet.title)

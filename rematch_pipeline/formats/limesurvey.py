@@ -51,7 +51,7 @@ from rematch_pipeline.formats.limesurvey_texts import (
     flat_text,
 )
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
-from rematch_pipeline.formats.workbook import Workbook
+from rematch_pipeline.formats.workbook import Workbook, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_PREFIX,
@@ -632,6 +632,7 @@ def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
             break
     else:
         raise InputFileError(Violation(file, None, None, "limesurvey: no sheet with a LimeSurvey header"))
+    refuse_unsaved_formulas(sheet, file, header)
     records = CsvRecords(header, [(number, [c or "" for c in cells]) for number, cells in rows], "")
     try:
         tables = read_limesurvey_records(records, file)

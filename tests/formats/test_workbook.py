@@ -19,6 +19,7 @@ import pytest
 import python_calamine
 import xlsxwriter
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
@@ -233,3 +234,72 @@ def test_broken_workbook_is_refused_as_before(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv(ENV_XLSX_READER, "openpyxl")
     assert _outcome(broken, "haushalte.xlsx") == message
 
+
+
+# ------------------------------------------------------------------ formulas without a saved value
+
+
+def _template_with_formula(tmp_path: Path) -> bytes:
+    """A municipalities template edited by a script with openpyxl: a formula typed as text is written as a
+    formula, and openpyxl saves no result for it (the file was never opened in a spreadsheet)."""
+    municipalities, _ = _templates(tmp_path)
+    book = load_workbook(io.BytesIO(municipalities))
+    sheet = book.worksheets[0]
+    header = [c.value for c in sheet[1]]
+    sheet.cell(3, header.index("capacity_persons") + 1).value = "=10+5"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _cell_of(data: bytes, heading: str, row: int) -> str:
+    """The reference of the cell under a heading of the first sheet (`K3`; a Kobo heading by its last part)."""
+    book = load_workbook(io.BytesIO(data), read_only=True)
+    header = [str(c.value).split("/")[-1] for c in next(book.worksheets[0].iter_rows(max_row=1))]
+    book.close()
+    return f"{get_column_letter(header.index(heading) + 1)}{row}"
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_formula_without_a_saved_value_is_named_not_read_as_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Exploratory testing: such a cell was read as empty, and the row quarantined as `required: a value is
+    needed` though Excel shows a value there. Now the file is refused naming the cell and what to do."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    sheet1 = "xl/worksheets/sheet1.xml"
+    kpi = kobo_kpi_households_xlsx(tmp_path / "kpi.xlsx").read_bytes()
+    ls_book = limesurvey_xlsx(limesurvey_csv("municipalities", MUNICIPALITIES, incomplete=False))
+    cases = {
+        # file: (bytes, sheet, row, column as the header names it)
+        "template": (_template_with_formula(tmp_path), "municipalities", 3, "capacity_persons"),
+        "kobo": (_with_cell(kpi, sheet1, _cell_of(kpi, "imp_jobs", 2), '<c r="{ref}"><f>SECRET_FORMULA(1)</f></c>'), None, 2, "priorities/imp_jobs"),
+        "limesurvey": (_with_cell(ls_book, sheet1, _cell_of(ls_book, "capacitypersons", 2), '<c r="{ref}" s="0"><f>B2*3</f><v/></c>'), None, 2, "capacitypersons"),
+    }
+    for name, (data, sheet, row, column) in cases.items():
+        message = _outcome(data, f"{name}.xlsx")
+        assert isinstance(message, str), name
+        assert f"row {row}, column {column}: xlsx: formula without a saved value" in message, message
+        assert "open it in Excel or LibreOffice, save it" in message and "1 such cell" in message
+        assert sheet is None or f"[sheet {sheet}]" in message
+        assert "SECRET_FORMULA" not in message and "10+5" not in message and "B2*3" not in message
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_formulas_with_saved_values_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """What Excel and LibreOffice save: the result beside the formula (an empty text result as t="str" with an
+    empty value); such cells are read as their results, and a formula on a sheet left out stops nothing."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    municipalities, _ = _templates(tmp_path)
+    sheet1 = "xl/worksheets/sheet1.xml"
+    saved = _with_cell(municipalities, sheet1, _cell_of(municipalities, "capacity_persons", 3), '<c r="{ref}"><f>10+5</f><v>15</v></c>')
+    saved = _with_cell(saved, sheet1, _cell_of(municipalities, "municipality_name", 2), '<c r="{ref}" t="str"><f>""</f><v></v></c>')
+    [table] = read_export(Path("m.xlsx"), saved)
+    assert table.frame["capacity_persons"][1] == "15"
+    assert table.frame["municipality_name"][0] is None
+    # An instructions sheet written by a script, formulas without results: left out, counted, not a stop.
+    book = load_workbook(io.BytesIO(municipalities))
+    notes = book.create_sheet("Hinweise")
+    notes["A1"], notes["A2"] = "Stand", "=TODAY()"
+    out = io.BytesIO()
+    book.save(out)
+    [table] = read_export(Path("m.xlsx"), out.getvalue())
+    assert table.frame.height == 4 and sum(table.skipped.values()) == 1
