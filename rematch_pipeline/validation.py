@@ -23,6 +23,7 @@ from rematch_pipeline.ags_reference import (
 )
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.schemas.models import row_failures
+from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.schemas.parsing import (
     EARLIEST_SUBMISSION,
@@ -265,6 +266,49 @@ NO_MEMBERS_RULE = (
     "members: household has no member rows (land its members file: ODK Central's …-members.csv, the members template;"
     " KoboToolbox's CSV export holds none: export the households form as XLSX)"
 )
+# A households file none of whose households has a member row anywhere: one line for the file, not one per
+# household (a KoboToolbox CSV export of 300 households gave 300 identical lines).
+FILE_WITHOUT_MEMBERS_RULE = (
+    "members: no household of this file has member rows, {households} held out (a households form exported from"
+    " KoboToolbox as CSV leaves out the repeat group of members: export it as XLSX instead; ODK Central: land the CSV"
+    " zip with its …-members.csv; a households template: land its members file)"
+)
+WORKBOOK_WITHOUT_MEMBERS_RULE = (
+    "members: no household of this workbook has member rows, {households} held out (its members sheet is missing:"
+    " land the export as KoboToolbox wrote it, its members sheet renamed or not, or add the members sheet of the template)"
+)
+
+
+def _without_members(households: pl.DataFrame, no_members: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Quarantine rows for the households without member rows: one per file (sheet) none of whose households
+    has any, with no row or column and the count of households it holds out, and one per household elsewhere
+    (named by its row: its members are missing from a members file that has others'); and how many households
+    the file-level rows stand for."""
+    sheet_keys = ["file_sha256", "file_name", "sheet"]
+    totals = households.group_by(sheet_keys).agg(pl.len().alias("_all"))
+    per_file = (
+        no_members.group_by(sheet_keys, maintain_order=True)
+        .agg(pl.len().alias("_households"))
+        .join(totals, on=sheet_keys, nulls_equal=True)
+        .filter(pl.col("_households") == pl.col("_all"))
+    )
+
+    def rule(sheet: str | None, count: int) -> str:
+        # A workbook names its sheet; a zip of CSVs (ODK Central) names its member there.
+        workbook = sheet is not None and not sheet.lower().endswith(".csv")
+        return (WORKBOOK_WITHOUT_MEMBERS_RULE if workbook else FILE_WITHOUT_MEMBERS_RULE).format(households=counted(count, "household"))
+
+    files = per_file.with_columns(
+        pl.lit(None, dtype=pl.Int32).alias("file_row"),
+        pl.Series("_rule", [rule(sheet, n) for sheet, n in zip(per_file["sheet"], per_file["_households"])], dtype=pl.Utf8),
+    )
+    rows = no_members.join(per_file.select(sheet_keys), on=sheet_keys, how="anti", nulls_equal=True)
+    quarantine = pl.concat(
+        [_row_rule(files, "households", pl.lit(None, dtype=pl.Utf8), pl.col("_rule")), _row_rule(rows, "households", "submission_id", NO_MEMBERS_RULE)]
+    )
+    return quarantine, int(per_file["_households"].sum())
+
+
 LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
 
 
@@ -376,7 +420,9 @@ def build_canonical(
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
 
     no_members = households.join(members, on="submission_id", how="anti")
-    quarantine.append(_row_rule(no_members, "households", "submission_id", NO_MEMBERS_RULE))
+    without_members, households_of_files = _without_members(households, no_members)
+    counts["households_without_member_rows"] = no_members.height
+    quarantine.append(without_members)
     households = households.join(members, on="submission_id", how="semi")
 
     # Linked households must all be present, else the together-or-not-at-all rule cannot be honoured.
@@ -439,7 +485,9 @@ def build_canonical(
     decisions = decisions.join(split.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
 
     quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
-    counts["rows_quarantined"] = quarantine_frame.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique()
+    # A file-level row (no file_row) stands for the households it names.
+    rows = quarantine_frame.filter(pl.col("file_row").is_not_null())
+    counts["rows_quarantined"] = (rows.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique() if rows.height else 0) + households_of_files
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
     held_out = pl.concat([held_municipalities, held_households]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.ags_reference import household_warnings, municipality_warnings, warning_lines
 from rematch_pipeline.assets.failures import reason_first
+from rematch_pipeline.formats.errors import Violation
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
@@ -33,7 +34,7 @@ def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
         return "nothing quarantined"
     summary = quarantine.group_by("table", "column", "rule").agg(pl.len().alias("rows")).sort("rows", descending=True)
     lines = ["| table | column | rule | rows |", "|---|---|---|---|"]
-    lines += [f"| {t} | {c} | {r} | {n} |" for t, c, r, n in summary.head(limit).iter_rows()]
+    lines += [f"| {t} | {c or '(whole file)'} | {r} | {n} |" for t, c, r, n in summary.head(limit).iter_rows()]
     return "\n".join(lines)
 
 
@@ -76,10 +77,11 @@ def quarantine_lines(warehouse: DuckDBResource, since: dt.datetime, limit: int =
         rows = con.execute(
             "SELECT q.file_name, q.sheet, q.file_row, q.\"column\", q.rule FROM quarantine q"
             " WHERE q.file_sha256 IN (SELECT file_sha256 FROM ingestion_log WHERE ingested_at >= ? OR retried_at >= ?)"
-            " ORDER BY q.file_name, q.sheet NULLS FIRST, q.file_row, q.\"column\"",
+            " ORDER BY q.file_name, q.sheet NULLS FIRST, q.file_row NULLS FIRST, q.\"column\"",
             [since, since],
         ).fetchall()
-    lines = [f"{name}{f' [sheet {sheet}]' if sheet else ''}, row {row}, column {column}: {rule}" for name, sheet, row, column, rule in rows[:limit]]
+    # A file-level line (households without any member row in the file) has no row or column.
+    lines = [Violation(name, row, column, rule, sheet=sheet).describe() for name, sheet, row, column, rule in rows[:limit]]
     if len(rows) > limit:
         lines.append(f"... and {len(rows) - limit} more (table quarantine)")
     return lines

@@ -18,7 +18,7 @@ import xlsxwriter
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import ingest_landing
-from rematch_pipeline.sample import SampleRound, generate_round
+from rematch_pipeline.sample import SampleRound, generate_round, write_round
 from rematch_pipeline.validation import NO_MEMBERS_RULE
 
 SECRET = "ZZ-SECRET-4711"
@@ -448,14 +448,52 @@ def test_every_problem_of_a_household_and_its_members_is_reported_in_one_pass(ho
     assert SECRET not in logs + " ".join(summary.quarantined)
 
 
-def test_a_kobo_csv_of_the_households_form_says_where_the_members_are(home: RematchHome, sample: SampleRound) -> None:
+def _kobo_households_without_members_sheet(sample: SampleRound, folder: Path) -> bytes:
+    """The households form's KPI workbook with its members sheet deleted in Excel."""
+    from openpyxl import load_workbook
+
+    paths = write_round(sample, folder, "kobo-xlsx")
+    book = load_workbook(next(p for p in paths if p.parent.name == "households"))
+    del book[book.sheetnames[1]]
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("form", ["kobo-csv", "kobo-xlsx without members sheet"])
+def test_a_households_file_without_members_is_one_line_saying_why(home: RematchHome, sample: SampleRound, form: str, tmp_path: Path) -> None:
     """Exploratory testing: the households form exported from KoboToolbox as CSV (KPI's CSV holds no repeat
-    group) had every household quarantined as 'household has no member rows', not saying why or what to export."""
+    group) had every household quarantined as 'household has no member rows', one identical line per household.
+    Now the file gets one line, with no row or column, saying why, what to export and how many households
+    are held out; a household missing from a members file that has others' still gets its own line."""
     from rematch_pipeline.formats import tool_exports
 
-    data = tool_exports.kobo_kpi_csv(sample.households, tool_exports.kobo_form("households"))
-    summary, _ = _ingest(home, {"municipalities/municipalities.csv": _csv(sample.municipalities), "households/rematch_household.csv": data})
+    if form == "kobo-csv":
+        name, data = "rematch_household.csv", tool_exports.kobo_kpi_csv(sample.households, tool_exports.kobo_form("households"))
+        expected = "export it as XLSX instead"
+    else:
+        name, data = "rematch_household.xlsx", _kobo_households_without_members_sheet(sample, tmp_path / "kobo")
+        expected = "its members sheet is missing"
+    consenting = sample.households.filter(pl.col("consent_processing") == "yes").height
+    summary, _ = _ingest(home, {"municipalities/municipalities.csv": _csv(sample.municipalities), f"households/{name}": data})
     assert not summary.rejected
-    rules = {line.split(", column ", 1)[1] for line in summary.quarantined if "rematch_household.csv" in line}
-    assert rules == {f"submission_id: {NO_MEMBERS_RULE}"}
-    assert "export the households form as XLSX" in NO_MEMBERS_RULE
+    lines = [line for line in summary.quarantined if line.startswith(name)]
+    assert len(lines) == 1, lines
+    assert ", row " not in lines[0] and ", column " not in lines[0]
+    assert expected in lines[0] and f"has member rows, {consenting} households held out" in lines[0]
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(file_row) FROM quarantine WHERE file_name = ?", [name]).fetchone() == (1, 0)
+        counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
+        assert counts["households_without_member_rows"] == consenting
+        assert counts["rows_quarantined"] == consenting
+    # The members arrive later (the XLSX export): every household is valid, no member line is left.
+    summary, _ = _ingest(home, {"households/members.csv": _csv(sample.members)})
+    assert not [line for line in summary.quarantined if "member" in line]
+    assert _valid_households(home)[0] > 0
+
+
+def test_a_household_missing_from_a_members_file_is_named_by_its_row(home: RematchHome, sample: SampleRound) -> None:
+    first = sample.households["submission_id"][0]
+    members = sample.members.filter(pl.col("submission_id") != first)
+    summary, _ = _ingest(home, _files(sample, members=members))
+    assert [line for line in summary.quarantined if "member" in line] == [f"households.csv, row 2, column submission_id: {NO_MEMBERS_RULE}"]
