@@ -393,6 +393,9 @@ def build_canonical(
 
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
     members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(left_out_ids.implode()))
+    if LEFT_OUT_COLUMN in members_raw.columns:
+        # Member rows of a copy of their submission that was not taken (a submission listed twice in one export).
+        members_raw = members_raw.filter(pl.col(LEFT_OUT_COLUMN).is_null()).drop(LEFT_OUT_COLUMN)
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
     # before checking: earlier files' rows are no longer its members (a corrected file replaced them,
     # or a refusal blanked them).

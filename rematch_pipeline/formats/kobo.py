@@ -43,6 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from rematch_pipeline.formats.canonical import (
+    LEFT_OUT_COLUMN,
     OTHER_SHEETS,
     ParsedTable,
     canonical_table,
@@ -120,6 +121,11 @@ REJECTED_STATES: dict[str, tuple[frozenset[str], str]] = {
     ),
     "ReviewState": (frozenset({"rejected"}), "submissions rejected in ODK Central"),
 }
+# A submission listed twice in a workbook's main sheet (same _uuid: KoboToolbox stores a resent submission twice),
+# each copy with repeat rows of its own: one copy is the submission, as validation takes one main row per id. The
+# others and their members are read with this reason (stored, so erasure reaches them; validation leaves them out),
+# else the household would be matched with the members of both copies.
+DUPLICATE_COPY = "earlier copies of submissions listed twice in the file (same _uuid), with their members"
 MAIN_TABLES: tuple[str, ...] = ("households", "municipalities")
 REPEAT_TABLE = "members"
 # Fields of a table a header must show before the file is read as that table.
@@ -376,6 +382,7 @@ class _Read:
     member_rows: list[int] = field(default_factory=list)
     index: dict[str, str | None] = field(default_factory=dict)  # _index -> submission_id
     left_out: list[str | None] = field(default_factory=list)  # per main record: why a reviewer rejected it
+    keys: list[str | None] = field(default_factory=list)  # per main record: its _index
 
 
 def _rejection(layout: _Layout, cells: list[str | None]) -> str | None:
@@ -402,15 +409,15 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
         if layout.table != REPEAT_TABLE:
             _submission(layout, cells, record)
         submission = record.get("submission_id")
-        if index_col is not None and index_col.position < len(cells):
-            key = _cell(cells[index_col.position])
-            if key is not None:
-                out.index[key] = submission
+        key = _cell(cells[index_col.position]) if index_col is not None and index_col.position < len(cells) else None
+        if key is not None:
+            out.index[key] = submission
         # In the one-row-per-member layout a household repeats on each of its members' rows.
         if not (members and not slots and submission is not None and submission in seen):
             out.main.append(record)
             out.main_rows.append(number)
             out.left_out.append(_rejection(layout, cells) if layout.table != REPEAT_TABLE else None)
+            out.keys.append(key)
         if submission is not None:
             seen.add(submission)
         for group in groups:
@@ -569,12 +576,55 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
             raise InputFileError(Violation(file, None, None, rule, sheet=repeats[0][0]))
     if repeats:
         title, layout, read, rows = repeats[0]
-        _join_members(layout, read, rows, index, file, title)
+        parents = _join_members(layout, read, rows, index, file, title)
         if read.main:
-            tables.append(canonical_table(REPEAT_TABLE, read.main, read.main_rows, title))
+            members = canonical_table(REPEAT_TABLE, read.main, read.main_rows, title)
+            kept = _kept_copies(mains[0][1]) if mains else {}
+            if kept:
+                # The members of a copy not taken go with it (counted once, with the main rows).
+                reasons = [DUPLICATE_COPY if key is not None and kept.get(index.get(key) or "", key) != key else None for key in parents]
+                tables[0] = _without_copies(tables[0], mains[0][1], kept)
+                members = replace(with_left_out(members, reasons), skipped={})
+            tables.append(members)
     if other_sheets and tables:
         tables[0] = replace(tables[0], skipped={**tables[0].skipped, OTHER_SHEETS: other_sheets})
     return tables
+
+
+def _kept_copies(read: _Read) -> dict[str, str]:
+    """For each submission id on more than one main row with an `_index`: the `_index` of the copy taken, the
+    latest submitted (the latest row where the times do not all read alike)."""
+    copies: dict[str, list[tuple[int, str, str | None]]] = {}
+    for order, (record, key) in enumerate(zip(read.main, read.keys)):
+        submission = record.get("submission_id")
+        if submission is not None and key is not None:
+            copies.setdefault(submission, []).append((order, key, record.get("submitted_at")))
+    kept: dict[str, str] = {}
+    for submission, rows in copies.items():
+        if len(rows) < 2:
+            continue
+        times = [_moment(text) for _, _, text in rows]
+        if all(t is not None for t in times) and len({t.tzinfo is None for t in times if t is not None}) == 1:
+            kept[submission] = max(zip(times, rows), key=lambda pair: (pair[0], pair[1][0]))[1][1]
+        else:
+            kept[submission] = rows[-1][1]
+    return kept
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def _without_copies(table: ParsedTable, read: _Read, kept: dict[str, str]) -> ParsedTable:
+    """The main table with the copies not taken marked DUPLICATE_COPY (a reviewer's reason stays)."""
+    reasons = [
+        reason if reason is not None or key is None or kept.get(record.get("submission_id") or "", key) == key else DUPLICATE_COPY
+        for record, key, reason in zip(read.main, read.keys, read.left_out)
+    ]
+    return with_left_out(replace(table, frame=table.frame.drop(LEFT_OUT_COLUMN, strict=False), skipped={}), reasons)
 
 
 def _join_members(
@@ -584,8 +634,9 @@ def _join_members(
     index: dict[str, str | None],
     file: str,
     sheet: str,
-) -> None:
-    """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`."""
+) -> list[str | None]:
+    """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`.
+    Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`)."""
     parent = layout.meta("_parent_index")
     fallback = layout.meta("_submission__uuid")
     if (parent is None or not index) and fallback is None:
@@ -594,6 +645,7 @@ def _join_members(
                 file, 1, None, "kobo: repeat sheet cannot be joined (no _parent_index/_index or _submission__uuid)", REPEAT_TABLE, sheet
             )
         )
+    parents: list[str | None] = []
     for record, (number, cells) in zip(read.main, rows):
         if parent is not None and index:
             key = _cell(cells[parent.position]) if parent.position < len(cells) else None
@@ -602,5 +654,8 @@ def _join_members(
                 rule = "kobo: repeat row refers to no row of the main sheet"
                 raise InputFileError(Violation(file, number, parent.header, rule, REPEAT_TABLE, sheet))
             record["submission_id"] = index[key]
+            parents.append(key)
         elif fallback is not None:
             record["submission_id"] = _cell(cells[fallback.position]) if fallback.position < len(cells) else None
+            parents.append(None)
+    return parents

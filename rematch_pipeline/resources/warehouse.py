@@ -39,8 +39,9 @@ INGESTION_LOG_COLUMNS: tuple[str, ...] = (
 # ingestion_log status of a file content that erasure (or ingestion, dropping erased submissions) wrote:
 # landing it again is a no-op.
 ERASURE_COPY = "erasure_copy"
-# Tables whose raw rows carry LEFT_OUT_COLUMN (questionnaires' main tables); validation leaves such submissions out.
-REVIEWED_TABLES: tuple[str, ...] = ("households", "municipalities")
+# Tables whose raw rows carry LEFT_OUT_COLUMN (questionnaires' main tables, and members: the repeat rows of a copy
+# of a submission not taken, formats.kobo.DUPLICATE_COPY); validation leaves such submissions (member rows) out.
+REVIEWED_TABLES: tuple[str, ...] = ("households", "municipalities", "members")
 
 
 def raw_columns(table: str) -> list[str]:

@@ -497,3 +497,41 @@ def test_a_household_missing_from_a_members_file_is_named_by_its_row(home: Remat
     members = sample.members.filter(pl.col("submission_id") != first)
     summary, _ = _ingest(home, _files(sample, members=members))
     assert [line for line in summary.quarantined if "member" in line] == [f"households.csv, row 2, column submission_id: {NO_MEMBERS_RULE}"]
+
+
+def _kobo_households_with_a_submission_twice(sample: SampleRound, folder: Path) -> tuple[bytes, str]:
+    """The households form's KPI workbook with its first submission listed twice (same _uuid, another _index and
+    _id, as KoboToolbox stores a resent submission), each copy with its own member rows; and that submission."""
+    from openpyxl import load_workbook
+
+    paths = write_round(sample, folder, "kobo-xlsx")
+    book = load_workbook(next(p for p in paths if p.parent.name == "households"))
+    main, members = book.worksheets
+    header = [c.value for c in main[1]]
+    member_header = [c.value for c in members[1]]
+    first = [c.value for c in main[2]]
+    copy = list(first)
+    copy[header.index("_index")], copy[header.index("_id")] = main.max_row, 99_999
+    main.append(copy)
+    parent = member_header.index("_parent_index")
+    for row in list(members.iter_rows(min_row=2, values_only=True)):
+        if row[parent] == first[header.index("_index")]:
+            members.append([copy[header.index("_index")] if i == parent else v for i, v in enumerate(row)])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue(), first[header.index("_uuid")]
+
+
+def test_a_submission_listed_twice_in_a_kobo_workbook_keeps_its_members_once(home: RematchHome, sample: SampleRound, tmp_path: Path) -> None:
+    """Exploratory testing: a KPI workbook listing one submission twice (same _uuid, each copy with its members)
+    was read as one household with the members of both copies: matched as twice its size, without a word. Now the
+    earlier copy and its members are stored, left out and counted; the household has its members once."""
+    data, submission = _kobo_households_with_a_submission_twice(sample, tmp_path / "kobo")
+    persons = sample.members.filter(pl.col("submission_id") == submission).height
+    summary, _ = _ingest(home, {"municipalities/municipalities.csv": _csv(sample.municipalities), "households/rematch_household.xlsx": data})
+    assert not summary.rejected
+    assert any("rematch_household.xlsx" in line and "listed twice in the file (same _uuid)" in line and line.endswith(": 1") for line in summary.skipped)
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_members WHERE submission_id = ?", [submission]).fetchone()[0] == 2 * persons
+        assert con.execute("SELECT count(*) FROM members WHERE submission_id = ?", [submission]).fetchone()[0] == persons
+        assert con.execute("SELECT count(*) FROM households WHERE submission_id = ?", [submission]).fetchone()[0] == 1
