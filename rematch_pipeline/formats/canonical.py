@@ -122,8 +122,9 @@ def export_header(columns: Iterable[tuple[str, str | None]]) -> list[str]:
     return names
 
 
-def check_header(table: str, header: list[str], file: str, sheet: str | None = None) -> None:
-    """Reject a header with unknown, duplicated or missing required columns (a form version change)."""
+def check_header(table: str, header: list[str], file: str, sheet: str | None = None, added: str | None = None) -> None:
+    """Reject a header with unknown, duplicated or missing required columns (a form version change). `added`
+    says, where the only problem is unexpected columns, how a collection tool's export can leave them out."""
     fields: tuple[Field, ...] = TABLES[table]
     known = {f.name for f in fields}
     duplicated = sorted({h for h in header if header.count(h) > 1})
@@ -138,6 +139,8 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
         problems.append("unexpected columns " + _names(unknown))
     if duplicated:
         problems.append("duplicated columns " + _names(duplicated))
+    if unknown and added and not missing and not duplicated:
+        problems[-1] += f" ({added})"
     if problems:
         raise InputFileError(Violation(file, 1, None, "header: " + "; ".join(problems), table=table, sheet=sheet))
 

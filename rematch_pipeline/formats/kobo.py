@@ -126,6 +126,11 @@ REJECTED_STATES: dict[str, tuple[frozenset[str], str]] = {
 # others and their members are read with this reason (stored, so erasure reaches them; validation leaves them out),
 # else the household would be matched with the members of both copies.
 DUPLICATE_COPY = "earlier copies of submissions listed twice in the file (same _uuid), with their members"
+# A question added to a form after it was deployed from forms/, or a renamed one, is an unexpected column: how to land the rest.
+QUESTIONS_ADDED = (
+    "a question added or renamed after the form was deployed? export with 'XML values and headers' and without added"
+    " questions ('Select questions to be exported'), or undo the change"
+)
 MAIN_TABLES: tuple[str, ...] = ("households", "municipalities")
 REPEAT_TABLE = "members"
 # Fields of a table a header must show before the file is read as that table.
@@ -306,7 +311,7 @@ def _check_layout(layout: _Layout, file: str, sheet: str | None) -> None:
             extra.append("submitted_at")
     elif any(layout.meta(name) for name in ("_parent_index", *PARENT_COLUMNS)):
         extra.append("submission_id")
-    check_header(layout.table, _mapped_header(main, extra) + layout.unknown, file, sheet)
+    check_header(layout.table, _mapped_header(main, extra) + layout.unknown, file, sheet, added=QUESTIONS_ADDED)
     members = [c for c in layout.columns if c.member]
     if members:
         slots = sorted({c.slot or 0 for c in members})
@@ -508,15 +513,24 @@ def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tupl
     return header_row, header or [], rows
 
 
+def header_not_in_row_1(tool: str, row: int) -> str:
+    """The rule for an export whose header a row was added above (a title typed over the table)."""
+    return f"{tool}: header in row {row}, not in row 1 as exported (a title or other row added above it?); delete the rows above the header"
+
+
 def book_headers(book: Workbook) -> list[list[str]]:
-    """The first non-empty row (within the first 20) of every sheet of a workbook, for format detection."""
+    """The first two non-empty rows (within the first 20) of every sheet of a workbook, for format detection: an
+    export with a title row typed above its header is still told by its header (and then refused naming it)."""
     headers = []
     for sheet in book.sheets:
+        found = 0
         for values in sheet.rows(max_row=20):
             cells = [(_xlsx_text(v) or "").strip() for v in values]
             if any(cells):
                 headers.append(cells)
-                break
+                found += 1
+                if found == 2:
+                    break
     return headers
 
 
@@ -546,9 +560,11 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
             # A notes sheet or pivot added in Excel (as beside a template): every sheet Kobo writes has its metadata columns.
             other_sheets += 1
             continue
+        if not is_kobo_header(header) and rows and is_kobo_header([(c or "").strip() for c in rows[0][1]]):
+            header_row = rows[0][0]  # a title row typed above Kobo's header
         if header_row != 1:
             # Row numbers of errors must match the sheet; Kobo always starts at row 1.
-            raise InputFileError(Violation(file, header_row, None, "kobo: header is not in row 1", sheet=sheet.title))
+            raise InputFileError(Violation(file, header_row, None, header_not_in_row_1("kobo", header_row), sheet=sheet.title))
         refuse_unsaved_formulas(sheet, file, header)
         header, rows = names_from_labels(header, rows)
         layout = _layout(header, file, sheet.title)

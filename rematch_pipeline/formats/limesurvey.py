@@ -39,7 +39,7 @@ from functools import lru_cache
 
 from rematch_pipeline.formats.canonical import ParsedTable, canonical_table, check_header, export_header, with_left_out
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.kobo import sheet_rows
+from rematch_pipeline.formats.kobo import header_not_in_row_1, sheet_rows
 from rematch_pipeline.formats.limesurvey_texts import (
     NO_TEXTS,
     NOT_APPLICABLE_TEXTS,
@@ -320,11 +320,18 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
     return layout
 
 
+# A question added to a survey after it was imported from forms/, or a reworded one, is an unexpected column: how to land the rest.
+QUESTIONS_ADDED = (
+    "a question added or reworded after the survey was imported? export with 'Question code' headings and without"
+    " added questions (Columns control), or undo the change"
+)
+
+
 def _check_layout(layout: _Layout, file: str) -> None:
     """check_header semantics on the canonical equivalent of the LimeSurvey header."""
     extra = [name for name, source in (("submission_id", "id"), ("submitted_at", "submitdate")) if source in layout.system]
     main = export_header((c.field, c.option) for c in layout.columns if c.slot is None)
-    check_header(layout.table, main + [e for e in extra if e not in main] + layout.unknown, file)
+    check_header(layout.table, main + [e for e in extra if e not in main] + layout.unknown, file, added=QUESTIONS_ADDED)
     members = [c for c in layout.columns if c.slot is not None]
     if members:
         mapped = ["submission_id"]
@@ -627,6 +634,9 @@ def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
     """
     for sheet in book.sheets:
         _, header, rows = sheet_rows(sheet, file)
+        if header and not is_limesurvey_header(header) and rows and is_limesurvey_header([(c or "").strip() for c in rows[0][1]]):
+            # A title row typed above LimeSurvey's header: its rows would be read as responses.
+            raise InputFileError(Violation(file, rows[0][0], None, header_not_in_row_1("limesurvey", rows[0][0]), sheet=sheet.title))
         if header and is_limesurvey_header(header):
             title = sheet.title
             break

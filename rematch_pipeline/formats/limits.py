@@ -88,6 +88,8 @@ def check_row_count(rows: int, file: str, row: int | None, sheet: str | None = N
         raise InputFileError(Violation(file, row, None, f"limit: more than {limit} data rows", sheet=sheet))
 
 
+# What a workbook or zip cut short or garbled in transfer (a download stopped, a copy to a full disk) is refused with.
+DAMAGED = "truncated or damaged: download or copy the file again"
 # An XML row element, with or without a namespace prefix (<row …>, <x:row …>).
 _ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]{0,20}:)?row[\s>/]")
 _WORKSHEET = re.compile(r"^xl/worksheets/[^/]+\.xml$")
@@ -97,7 +99,7 @@ def _open_zip(data: bytes, file: str, label: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputFileError(Violation(file, None, None, f"{label}: not a readable zip archive")) from exc
+        raise InputFileError(Violation(file, None, None, f"{label}: not a readable zip archive ({DAMAGED})")) from exc
 
 
 def _check_directory(archive: zipfile.ZipFile, file: str, label: str) -> None:
@@ -177,7 +179,7 @@ def _check_worksheet_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file:
                     return
                 tail = buffer[cut:]
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise InputFileError(Violation(file, None, None, f"xlsx: corrupt zip member {info.filename}")) from exc
+        raise InputFileError(Violation(file, None, None, f"xlsx: corrupt zip member {info.filename} ({DAMAGED})")) from exc
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,8 @@ class CsvRecords:
 
 def csv_records(data: bytes, file: str) -> CsvRecords:
     """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1."""
+    if not data:
+        raise InputFileError(Violation(file, None, None, "empty file (0 bytes: did the download or copy finish? land the file again)"))
     text = decode_text(data, file)
     if not text.strip():
         raise InputFileError(Violation(file, None, None, "empty file"))

@@ -17,7 +17,7 @@ from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.kobo import read_kobo_csv, read_kobo_xlsx
 from rematch_pipeline.formats.landing import split_identity
 from rematch_pipeline.formats.limesurvey import read_limesurvey_csv
-from rematch_pipeline.sample import generate_round
+from rematch_pipeline.sample import generate_round, write_round
 from rematch_pipeline.validation import check_rows
 from tests.formats.fixtures.exports import (
     FIXTURES,
@@ -31,6 +31,7 @@ from tests.formats.fixtures.exports import (
     limesurvey_csv,
     limesurvey_text_csv,
 )
+from tests.formats.fixtures.exports import limesurvey_xlsx as limesurvey_xlsx_of
 
 REAL = HERE / "real"
 
@@ -269,3 +270,59 @@ def test_a_header_repeated_inside_a_tool_export_is_left_out_and_counted(export, 
         assert after.frame["file_row"].to_list() == [r if r <= 2 else r + 1 for r in shifted]
     assert read[0].skipped == {**original[0].skipped, "header rows repeated inside the file": 1}
     assert [t.skipped for t in read[1:]] == [t.skipped for t in original[1:]]
+
+
+def _with_title_row(data: bytes) -> bytes:
+    """The workbook with a row inserted above the first sheet's header and a title typed into it."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(data))
+    book.worksheets[0].insert_rows(1)
+    book.worksheets[0]["A1"] = "Export vom 06.12.2026"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_a_title_row_above_an_exports_header_is_named(tmp_path: Path) -> None:
+    """Exploratory testing: a title typed above the header of a Kobo or LimeSurvey workbook was refused as 'header:
+    not a KoboToolbox export …' at row 1, as 'limesurvey: no sheet with a LimeSurvey header', or (a one-sheet
+    municipalities export) as 'not a … template'. Now the file is refused naming the header's row and the remedy."""
+    paths = {p.parent.name: p for p in write_round(generate_round(6, 3, seed=2), tmp_path / "kobo", "kobo-xlsx")}
+    books = {
+        "kobo households": (paths["households"].read_bytes(), "kobo"),
+        "kobo municipalities (one sheet)": (paths["municipalities"].read_bytes(), "kobo"),
+        "limesurvey": (limesurvey_xlsx_of(limesurvey_csv("households")), "limesurvey"),
+    }
+    for name, (data, tool) in books.items():
+        read_export(tmp_path / "ok.xlsx", data)  # read as exported
+        with pytest.raises(InputFileError) as caught:
+            read_export(tmp_path / "title.xlsx", _with_title_row(data))
+        violation = caught.value.violation
+        assert violation.row == 2 and violation.sheet, name
+        assert violation.rule.startswith(f"{tool}: header in row 2, not in row 1") and "delete the rows above the header" in violation.rule, name
+        assert "06.12.2026" not in str(caught.value)
+
+
+def _with_column(data: bytes, heading: str, value: str) -> bytes:
+    """A `;`-separated, quoted export (KPI, LimeSurvey) with one more column at the end of every record."""
+    lines = data.split(b"\r\n")
+    bom = b"\xef\xbb\xbf" if lines[0].startswith(b"\xef\xbb\xbf") else b""
+    head = lines[0][len(bom):]
+    cells = [f';"{heading}"'.encode() if i == 0 else (f';"{value}"'.encode() if line else b"") for i, line in enumerate(lines)]
+    return bom + b"\r\n".join([head + cells[0]] + [line + cell for line, cell in zip(lines[1:], cells[1:])])
+
+
+def test_a_question_added_after_the_start_is_named_with_how_to_export_without_it(tmp_path: Path) -> None:
+    """Exploratory testing: a question added to the survey (the form) after it was set up from forms/ stops the
+    file as an unexpected column, as decided; the rule now also says how to land the rest."""
+    for name, data, hint in (
+        ("results-survey461002.csv", limesurvey_csv("households"), "export with 'Question code' headings and without added questions"),
+        ("rematch_municipality.csv", kobo_kpi_municipalities_csv(hxl=False), "'Select questions to be exported'"),
+    ):
+        changed = _with_column(data, "wohnort", "Berlin-SECRET")
+        with pytest.raises(InputFileError) as caught:
+            read_export(tmp_path / name, changed)
+        message = str(caught.value)
+        assert message.startswith(f"{name}, row 1: header: unexpected columns wohnort (a question added or"), message
+        assert hint in message and "SECRET" not in message

@@ -236,7 +236,7 @@ def test_kobo_export_in_labels_is_still_read_as_kobo() -> None:
 def test_edited_question_text_is_named_as_an_unexpected_column() -> None:
     data = limesurvey_text_csv("households", "de").replace(b'"Telefonnummer"', b'"Telefonnummer (mobil)"')
     message = _error(data)
-    assert message.endswith("row 1: header: unexpected columns Telefonnummer (mobil)")
+    assert "row 1: header: unexpected columns Telefonnummer (mobil) (a question added or reworded" in message
 
 
 def test_member_column_left_out_of_a_text_export_is_named() -> None:

@@ -114,4 +114,22 @@ def test_worksheet_row_count_is_exact_across_read_chunks(prefix: str, monkeypatc
 
 
 def test_not_a_zip_after_all(tmp_path: Path) -> None:
-    assert _error(tmp_path / "x.xlsx", b"PK\x03\x04 truncated") == "x.xlsx: xlsx: not a readable zip archive"
+    assert _error(tmp_path / "x.xlsx", b"PK\x03\x04 truncated") == (
+        "x.xlsx: xlsx: not a readable zip archive (truncated or damaged: download or copy the file again)"
+    )
+
+
+def test_a_cut_or_garbled_export_and_an_empty_file_say_what_to_do(tmp_path: Path) -> None:
+    """Exploratory testing: a Kobo export whose download stopped half way, one with a garbled sheet and a 0-byte
+    file were refused as `not a readable zip archive`, `corrupt zip member …` and `empty file`, not saying that the
+    file is damaged in transfer and should be fetched again."""
+    data = kobo_kpi_households_xlsx(tmp_path / "kpi.xlsx").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+    start = sheet.header_offset + 30 + len(sheet.filename) + len(sheet.extra)  # the member's compressed bytes
+    garbled = data[:start] + bytes(b ^ 0x5A for b in data[start : start + 64]) + data[start + 64 :]
+    assert _error(tmp_path / "x.xlsx", data[: len(data) // 2]).endswith("(truncated or damaged: download or copy the file again)")
+    assert _error(tmp_path / "x.xlsx", garbled) == (
+        "x.xlsx: xlsx: corrupt zip member xl/worksheets/sheet1.xml (truncated or damaged: download or copy the file again)"
+    )
+    assert _error(tmp_path / "haushalte.xlsx", b"").startswith("haushalte.xlsx: empty file (0 bytes: did the download or copy finish?")
