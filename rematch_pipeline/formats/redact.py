@@ -32,7 +32,7 @@ def without_rows(
 
     A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends; an
     unlinked record is written again with the same separator and line end); an XLSX is
-    rewritten by openpyxl, so only its cell values are kept, not its byte layout. In a zip of
+    rewritten by openpyxl, so only its cell values are kept (a formula as its saved result), not its byte layout. In a zip of
     CSVs (ODK Central) the sheet names are member names: each member is edited as a CSV and the
     zip is written again with the same members, order, dates and compression.
     """
@@ -151,7 +151,9 @@ def _zip_without(data: bytes, rows: Mapping[str | None, set[int]], file: str, un
 def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]], unlink: Unlink | None) -> bytes:
     from openpyxl import load_workbook
 
-    book = load_workbook(io.BytesIO(data))
+    # The saved values, not the formulas: openpyxl writes no results, so a rewritten formula would read as
+    # empty (and be refused: workbook.unsaved_formulas) where ingestion read its value.
+    book = load_workbook(io.BytesIO(data), data_only=True)
     for sheet in book.worksheets:
         for number in sorted(unlink.rows.get(sheet.title, set())) if unlink is not None else []:
             for cell in sheet[number]:

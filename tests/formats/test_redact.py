@@ -194,3 +194,32 @@ def test_an_odk_central_zip_loses_the_household_and_its_member_rows_and_unlinks_
         kept = old.read("rematch_household-members.csv").split(b"\n")
         assert new.read("rematch_household-members.csv").split(b"\n") == kept[:1] + kept[3:]
     assert holds_cell(data, [ref], path.name) is True and holds_cell(out, [ref], path.name) is False
+
+
+def test_a_workbook_with_formulas_keeps_their_saved_results(tmp_path: Path) -> None:
+    """Exploratory testing: erasure rewrote a workbook whose cells hold formulas with their results (as Excel saves
+    them) with openpyxl, which keeps the formulas and drops the results: the archived copy then read those cells as
+    empty, and a second erasure from it stopped (`formula without a saved value`). The rewrite keeps the results."""
+    import re
+
+    path = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx")
+    data = path.read_bytes()
+    with zipfile.ZipFile(BytesIO(data)) as source:
+        sheet = source.read("xl/worksheets/sheet1.xml")
+    # The last household's first text cell as a formula whose saved result is that text (what Excel writes).
+    last_row = max(int(n) for n in re.findall(rb'<row r="(\d+)"', sheet))
+    cell = re.search(rb'<c r="([A-Z]+' + str(last_row).encode() + rb')" t="inlineStr"><is><t>([^<]*)</t></is></c>', sheet)
+    assert cell is not None
+    formula = b'<c r="' + cell.group(1) + b'" t="str"><f>TRIM("' + cell.group(2) + b'")</f><v>' + cell.group(2) + b"</v></c>"
+    out = BytesIO()
+    with zipfile.ZipFile(BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info)
+            target.writestr(info, content.replace(cell.group(0), formula) if info.filename == "xl/worksheets/sheet1.xml" else content)
+    with_formula = out.getvalue()
+    before = _tables(path, with_formula)
+    assert before == _tables(path, data)  # the formula's result is read
+
+    erased = without_rows(with_formula, _rows_of(path, with_formula), path.name)
+
+    assert _tables(path, erased) == _without_first(before)
