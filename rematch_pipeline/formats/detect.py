@@ -128,12 +128,15 @@ def detect_format(path: Path, data: bytes) -> str:
     return _csv_format(csv_records(data, file), file)
 
 
-def read_export(path: Path, data: bytes) -> list[ParsedTable]:
+def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -> list[ParsedTable]:
     """Read any accepted input file into canonical tables.
 
     Args:
         path: where the file lies; only its name is used (in error messages).
         data: the file's bytes.
+        unsaved_formulas_empty: read a workbook's formula cells without a saved value as empty instead of
+            refusing the file: for archived copies of files ingested already (erasure, restoring members),
+            which an older version read so.
 
     Returns:
         ParsedTables with the canonical columns (all text) and ``file_row``; rows the tools mark
@@ -149,7 +152,7 @@ def read_export(path: Path, data: bytes) -> list[ParsedTable]:
     container = _guard(data, file)
     if container == "xlsx":
         # One reading of the workbook for detection and tables (the sheets are parsed once).
-        return read_workbook(data, file, lambda book: _read_xlsx(book, file))
+        return read_workbook(data, file, lambda book: _read_xlsx(book, file), unsaved_formulas_empty)
     if container == "zip":
         return _read_csv_zip(data, file)
     # Tokenising once enforces the row limit for every CSV, the canonical one included.

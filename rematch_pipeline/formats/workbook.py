@@ -93,17 +93,19 @@ class _NotOpenpyxlValues(Exception):
     """calamine met a cell it would give otherwise than openpyxl: the workbook is read again by openpyxl."""
 
 
-def read_workbook(data: bytes, file: str, read: Callable[[Workbook], T]) -> T:
+def read_workbook(data: bytes, file: str, read: Callable[[Workbook], T], unsaved_formulas_empty: bool = False) -> T:
     """What ``read`` makes of the workbook's cell values (openpyxl's, read by calamine where exact).
 
     ``read`` may be called twice (once with calamine's values, then with openpyxl's when calamine
-    meets a cell it gives otherwise); it must have no effect beyond its result.
+    meets a cell it gives otherwise); it must have no effect beyond its result. With
+    ``unsaved_formulas_empty`` no sheet reports formulas without a saved value (they read as empty, as
+    before such workbooks were refused): for copies of files already ingested, read again.
 
     Raises:
         InputFileError: openpyxl cannot open the workbook (``xlsx: cannot open workbook (<error>)``).
     """
     if os.environ.get(ENV_XLSX_READER, READERS[0]).strip().lower() != "openpyxl":
-        book = _calamine_workbook(data)
+        book = _calamine_workbook(data, unsaved_formulas_empty)
         if book is not None:
             try:
                 return read(book)
@@ -111,10 +113,10 @@ def read_workbook(data: bytes, file: str, read: Callable[[Workbook], T]) -> T:
                 pass
             finally:
                 book.close()
-    return _with_openpyxl(data, file, read)
+    return _with_openpyxl(data, file, read, unsaved_formulas_empty)
 
 
-def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T]) -> T:
+def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T], unsaved_formulas_empty: bool = False) -> T:
     from openpyxl import load_workbook
 
     try:
@@ -122,7 +124,10 @@ def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T]) -> T:
     except Exception as exc:  # openpyxl raises many types for broken zips
         raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
     try:
-        sheets = [_OpenpyxlSheet(s, unsaved_formulas(book._archive.read(s._worksheet_path))) for s in book.worksheets]  # noqa: SLF001
+        sheets = [
+            _OpenpyxlSheet(s, [] if unsaved_formulas_empty else unsaved_formulas(book._archive.read(s._worksheet_path)))  # noqa: SLF001
+            for s in book.worksheets
+        ]
         return read(Workbook(sheets, book.epoch, "openpyxl"))
     finally:
         book.close()
@@ -183,7 +188,7 @@ class _CalamineSheet:
             raise _NotOpenpyxlValues
 
 
-def _calamine_workbook(data: bytes) -> _CalamineBook | None:
+def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _CalamineBook | None:
     """The workbook read by calamine, or None where openpyxl has to read it (see the module's docstring)."""
     import python_calamine
 
@@ -210,7 +215,7 @@ def _calamine_workbook(data: bytes) -> _CalamineBook | None:
             xml = reader.archive.read(part)
             if not _plain_values(xml, dated):
                 return None
-            unsaved.append(unsaved_formulas(xml))
+            unsaved.append([] if unsaved_formulas_empty else unsaved_formulas(xml))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
     except Exception:  # noqa: BLE001

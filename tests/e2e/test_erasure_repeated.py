@@ -407,3 +407,25 @@ def test_erasures_from_the_same_decisions_file_remove_exactly_their_lines(home: 
         rows = _query(home.warehouse_path, "SELECT file_row FROM raw_decisions ORDER BY file_row")
         assert [r[0] for r in rows] == list(range(2, 2 + len(refs) - len(erased)))
     assert _files_holding(home, [refs[1], refs[2]]) == []
+
+
+def test_erasure_reads_a_workbook_an_older_version_ingested_with_unsaved_formulas(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A workbook with a formula cell without a saved value is refused at ingestion now; one an older version
+    ingested (the cell read as empty) must still be erasable from: erasure reads its archived copy as it was read
+    when it landed, not by today's refusal (it stopped with `archived copy … cannot be read`)."""
+    from openpyxl import load_workbook
+
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "intake.xlsx").write_bytes(_xlsx({"households": households, "members": members}))
+    assert main(["ingest"]) == 0
+    archived = _archived(home, "intake.xlsx")
+    book = load_workbook(archived)  # what an older version archived: a pets cell holding a formula, no result
+    sheet = book[_SHEETS["households"]]
+    sheet.cell(3, [c.value for c in sheet[1]].index("pets") + 1).value = "=1+1"
+    book.save(archived)
+    target = households.row(5, named=True)
+    capsys.readouterr()
+    assert main(["erase", target["household_ref"]]) == 0, capsys.readouterr()
+    assert _files_holding(home, [target["contact_name"], target["household_ref"]]) == []
+    _check_stored_rows_point_at_their_lines(home)
