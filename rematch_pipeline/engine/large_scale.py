@@ -732,7 +732,9 @@ def _search(
     return current
 
 
-def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, deadline: float) -> np.ndarray:
+def _insert_unplaced(
+    lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, deadline: float, after_cut: bool = False
+) -> np.ndarray:
     """Each unplaced unit (most persons first) onto the best of ALL its usable pairs: where
     it fits, or where one unit there moves to any usable pair of its own with room, or
     leaves when it brings fewer persons. Kept when it places more persons, or as many with
@@ -740,7 +742,12 @@ def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, 
     and the neighbourhood MIPs at MIP_PAIRS per unit, so a unit whose room needs a unit
     moved far down its own list stays out (10,000 round, seed 1: a unit of 4 persons with
     one usable place, where a unit needing the same kita and course places had room only
-    at its 119th pair)."""
+    at its 119th pair).
+
+    after_cut: the wall clock has stopped the search (its prices may be far from settled, and
+    the greedy pass on them left many units out: 13,374 of ~24,000 persons at 10,000
+    households with a 30 s wall limit). Then only where a unit fits, no unit moved, and
+    whatever the clock: one pass over those units' pairs (a fraction of a second there)."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     pi, cost, rate = problem.persons_index, lag.cost, clock.rates.candidate
     seg = np.searchsorted(pairs.unit, np.arange(problem.n_units + 1))
@@ -765,7 +772,7 @@ def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, 
 
     todo = todo[np.lexsort((todo, -problem.usage[todo, pi]))]
     for u in todo.tolist():
-        if clock.now() >= deadline:
+        if not after_cut and clock.now() >= deadline:
             break
         lo, hi = int(seg[u]), int(seg[u + 1])
         places, need = pairs.place[lo:hi], problem.usage_of_pairs(pairs.idx[lo:hi])
@@ -775,7 +782,7 @@ def _insert_unplaced(lag: _Lagrangian, current: np.ndarray, locked: np.ndarray, 
         if fits.any():
             i = int(np.flatnonzero(fits)[np.argmax(cost[lo:hi][fits])])
             best = ((float(need[i, pi]), float(cost[lo + i])), lo + i, -1, -1)
-        for i in np.flatnonzero(~fits).tolist():
+        for i in np.flatnonzero(~fits).tolist() if not after_cut else []:
             j, pu = int(places[i]), float(need[i, pi])
             victims = np.array(sorted(at_place[j]), dtype=np.int64)
             victims = victims[~locked[victims]]
@@ -1613,6 +1620,8 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     # The assignment is settled here (what follows refines the bound only): whether the
     # wall clock cut it short is known now.
     answer_cut = clock.cut
+    if answer_cut:
+        second = _insert_unplaced(lag3, second, _locked_places(problem) >= 0, math.inf, after_cut=True)
     priced3.release()
     if _persons(problem, pairs, second) < persons:  # could not keep stage 1's persons
         LOG.debug("the score stage placed fewer persons; keeping the persons stage's answer")

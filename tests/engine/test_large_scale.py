@@ -453,3 +453,29 @@ def test_an_unplaced_unit_gets_room_from_a_unit_whose_only_free_place_is_far_dow
     assert insert(1) == [0, n_places - 1]
     # Without room anywhere for unit 1, the unit of more persons takes the place.
     assert insert(0) == [0, -1]
+
+
+def test_after_a_wall_clock_cut_units_left_out_are_placed_where_they_fit() -> None:
+    """The wall clock stopped the search with units out though they fit (its clock says the deadline has
+    passed): the insertion still places each where it fits, on its best pair, whatever the clock, and moves
+    nobody to make room."""
+    problem = AssignmentProblem(
+        unit_ids=["u0", "u1", "u2"],
+        place_ids=["p0", "p1"],
+        resources=["persons"],
+        usage=np.array([[3], [2], [4]]),
+        capacity=np.array([[5], [2]]),
+        min_intake=np.zeros(2, dtype=np.int64),
+        pair_unit=np.array([0, 0, 1, 1, 2]),
+        pair_place=np.array([0, 1, 0, 1, 1]),
+        pair_score=np.array([10.0, 20.0, 30.0, 5.0, 50.0]),
+    )
+    pairs = large_scale._usable_pairs(problem)
+    cut = large_scale._Clock(reproducible=True, wall_limit=0.0)
+    assert math.isinf(cut.now()) and cut.cut
+    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, cut)
+    start = np.array([-1, -1, -1])
+    assert large_scale._insert_unplaced(lag, start, np.zeros(3, dtype=bool), 0.0).tolist() == [-1, -1, -1]
+    after = large_scale._insert_unplaced(lag, start, np.zeros(3, dtype=bool), 0.0, after_cut=True)
+    # Most persons first: u2 (4) has only p1, which holds 2: out. u0 (3): p1 is too small, p0 fits. u1 (2): p0, its best, still fits.
+    assert after.tolist() == [0, 0, -1] and check_assignment(problem, after) == []
