@@ -114,18 +114,23 @@ def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home
     assert "quarantined: decisions-r9.csv, row 3, column decision: code list" in err and reason not in err
 
 
-def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but_not_stored(home: RematchHome) -> None:
-    """household_pseudonym holds our H- pseudonyms only: a household reference or a name typed there is identifying."""
-    typed = "RM-202607-000042 Olena"
+def _ingest_decisions(home: RematchHome, rows: list[list[str]]) -> tuple[list[tuple], list[tuple]]:
+    """A decisions file of rows landed and ingested: the stored raw rows and the decisions' quarantine lines."""
     with (home.landing("decisions") / "decisions-r9.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
-        writer.writerow(["r9", typed, "01001", "decline", "housing"])
-        writer.writerow(["r9", "H-0123456789abcdef0123", "01001", "accept", ""])
+        writer.writerows(rows)
     assert main(["ingest"]) == 0
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         stored = con.execute("SELECT * FROM raw_decisions").fetchall()
         rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    return stored, rules
+
+
+def test_a_reference_typed_where_a_decision_wants_a_pseudonym_is_quarantined_but_not_stored(home: RematchHome) -> None:
+    """household_pseudonym holds our H- pseudonyms only: a household reference or a name typed there is identifying."""
+    typed = "RM-202607-000042 Olena"
+    stored, rules = _ingest_decisions(home, [["r9", typed, "01001", "decline", "housing"], ["r9", "H-0123456789abcdef0123", "01001", "accept", ""]])
     assert typed not in str(stored) and "H-0123456789abcdef0123" in str(stored)
     assert rules == [
         (2, "household_pseudonym", "format: a household pseudonym (H- and 20 hex digits)"),
@@ -140,15 +145,7 @@ def test_a_name_typed_as_the_round_id_is_quarantined_but_not_stored(home: Rematc
     in raw_decisions, where every other column of contract D withholds what lacks its shape.
     """
     typed = "Bohdan Kovalenko"
-    with (home.landing("decisions") / "decisions-r9.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
-        writer.writerow([typed, "H-0123456789abcdef0123", "01001", "decline", "housing"])
-        writer.writerow(["r9", "H-0123456789abcdef0123", "01001", "accept", ""])
-    assert main(["ingest"]) == 0
-    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
-        stored = con.execute("SELECT * FROM raw_decisions").fetchall()
-        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    stored, rules = _ingest_decisions(home, [[typed, "H-0123456789abcdef0123", "01001", "decline", "housing"], ["r9", "H-0123456789abcdef0123", "01001", "accept", ""]])
     assert typed not in str(stored) and "r9" in str(stored)
     assert rules == [
         (2, "round_id", ROUND_ID_FORMAT_RULE),
