@@ -505,10 +505,10 @@ def test_a_wall_clock_cut_of_maximins_large_score_stage_names_the_time_limit(mon
 
     insert = large_scale._insert_unplaced
 
-    def slow_insert(lag: large_scale._Lagrangian, current: np.ndarray, locked: np.ndarray, deadline: float) -> np.ndarray:
+    def slow_insert(lag: large_scale._Lagrangian, *args: Any, **kwargs: Any) -> np.ndarray:
         # A slow machine in the answer step: past the wall-clock limit before the search ends.
         time.sleep(lag.clock.wall_left() + 0.1)
-        return insert(lag, current, locked, deadline)
+        return insert(lag, *args, **kwargs)
 
     monkeypatch.setattr(large_scale, "_insert_unplaced", slow_insert)
     mu = random_municipalities(13, total_capacity=1_400, n_places=20)
