@@ -202,7 +202,7 @@ class AssignmentProblem:
         if len(set(units_locked)) != len(units_locked):
             raise ValueError("a unit is locked to more than one place")
         if self.locked:
-            locked_keys = np.array([u * max(n_j, 1) + j for u, j in self.locked], dtype=np.int64)
+            locked_keys = self.locked_keys()
             pos = np.minimum(np.searchsorted(keys, locked_keys), max(keys.size - 1, 0))
             bad = int((keys.size == 0) * len(locked_keys)) or int((keys[pos] != locked_keys).sum())
             if bad:
@@ -220,14 +220,17 @@ class AssignmentProblem:
         """One int64 key per pair: unit * n_places + place."""
         return self.pair_unit * max(self.n_places, 1) + self.pair_place
 
+    def locked_keys(self) -> np.ndarray:
+        """The locked pairs' keys, as pair_keys makes them."""
+        return np.array([u * max(self.n_places, 1) + j for u, j in self.locked], dtype=np.int64)
+
     def with_pairs(self, keep: np.ndarray) -> AssignmentProblem:
         """The same problem on the candidate pairs keep (a mask, or positions in the order
         wanted) and its locked pairs, which always stay (then in position order)."""
         if keep.dtype == bool:
             keep = np.flatnonzero(keep)
         if self.locked:
-            locked_keys = np.array([u * max(self.n_places, 1) + j for u, j in self.locked], dtype=np.int64)
-            keep = np.union1d(keep, np.flatnonzero(np.isin(self.pair_keys(), locked_keys)))
+            keep = np.union1d(keep, np.flatnonzero(np.isin(self.pair_keys(), self.locked_keys())))
         return dataclasses.replace(
             self,
             pair_unit=self.pair_unit[keep],
@@ -605,9 +608,7 @@ def _reduce(problem: AssignmentProblem) -> np.ndarray:
     reachable = problem.min_intake <= cap_persons
     keep = fits & reachable[problem.pair_place]
     if problem.locked:
-        keys = problem.pair_unit * max(problem.n_places, 1) + problem.pair_place
-        locked_keys = np.array([u * max(problem.n_places, 1) + j for u, j in problem.locked])
-        keep |= np.isin(keys, locked_keys)
+        keep |= np.isin(problem.pair_keys(), problem.locked_keys())
     return np.flatnonzero(keep)
 
 
