@@ -310,11 +310,9 @@ def unsaved_formulas(xml: bytes) -> list[tuple[int, int | None]]:
             continue
         reference = _CELL_REFERENCE.search(tag)
         if reference is not None:
-            letters = reference.group(1).decode().upper()
-            column = 0
-            for letter in letters:
-                column = column * 26 + ord(letter) - ord("A") + 1
-            cells.append((int(reference.group(2)), column - 1))
+            from openpyxl.utils import column_index_from_string
+
+            cells.append((int(reference.group(2)), column_index_from_string(reference.group(1).decode().upper()) - 1))
         else:
             rows = list(_ROW_NUMBER.finditer(xml, max(0, start - 1_000_000), start))
             cells.append((int(rows[-1].group(1)) if rows else 0, None))
