@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -189,9 +190,21 @@ def _capacity_problems(locked_groups: dict[str, dict[str, list[int]]], pool: pl.
             if need[r] > (left[CAPACITY_COLUMNS[r]] or 0)
         ]
         if over:
-            entries = ", ".join(f"locked_pairs[{i}]" for i in sorted(i for found in groups.values() for i in found))
+            entries = f"locked_pairs[{_entry_ranges(sorted(i for found in groups.values() for i in found))}]"
             problems.append(f"{entries}: capacity: the locks at {m} need {', '.join(over)} in period {period}; lock fewer households there")
     return problems
+
+
+def _entry_ranges(indices: Sequence[int]) -> str:
+    """Sorted list entries as runs, `0..4,7,9`: one field name however many locks a municipality has
+    (listed one by one, 200 locks at one place made a line of 3,000 characters)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a},{b}" if b == a + 1 else f"{a}..{b}" for a, b in runs)
 
 
 def exclusions_with_forbidden(
