@@ -134,9 +134,9 @@ def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -
     Args:
         path: where the file lies; only its name is used (in error messages).
         data: the file's bytes.
-        unsaved_formulas_empty: read a workbook's formula cells without a saved value as empty instead of
-            refusing the file: for archived copies of files ingested already (erasure, restoring members),
-            which an older version read so.
+        unsaved_formulas_empty: read a workbook's formula cells without a saved value as empty, and those of
+            a workbook to be recalculated when opened as their saved value, instead of refusing the file: for
+            archived copies of files ingested already (erasure, restoring members), which an older version read so.
 
     Returns:
         ParsedTables with the canonical columns (all text) and ``file_row``; rows the tools mark

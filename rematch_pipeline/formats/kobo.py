@@ -547,6 +547,14 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     return read_workbook(data, file, lambda book: read_kobo_book(book, file))
 
 
+# KPI's XLSX export (formpack, with xlsxwriter) writes a text answer starting with `=` as a formula saved as 0,
+# in a workbook to be recalculated when opened: Excel would compute the answer (#NAME?), so it is to be corrected.
+KOBO_FORMULA_REMEDY = (
+    "KoboToolbox writes an answer starting with = as a formula: correct it in KoboToolbox and export again;"
+    " a file changed by a program: open it in Excel or LibreOffice, save it and land it again"
+)
+
+
 def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
     """The canonical tables of a Kobo XLSX export already opened (read_kobo_xlsx)."""
     mains: list[tuple[str, _Read]] = []
@@ -565,7 +573,7 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         if header_row != 1:
             # Row numbers of errors must match the sheet; Kobo always starts at row 1.
             raise InputFileError(Violation(file, header_row, None, header_not_in_row_1("kobo", header_row), sheet=sheet.title))
-        refuse_unsaved_formulas(sheet, file, header)
+        refuse_unsaved_formulas(sheet, file, header, remedy=KOBO_FORMULA_REMEDY)
         header, rows = names_from_labels(header, rows)
         layout = _layout(header, file, sheet.title)
         _check_layout(layout, file, sheet.title)

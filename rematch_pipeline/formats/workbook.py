@@ -73,6 +73,8 @@ class SheetValues(Protocol):
 
     title: str
     # Formula cells without a saved value (read as empty): (row, column from 0, or None where the cell has no reference).
+    # Where the workbook is to be recalculated when opened (recalculated_on_load), every formula cell of the sheet:
+    # the values saved there are no results (xlsxwriter's 0).
     unsaved_formulas: Sequence[tuple[int, int | None]]
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
@@ -99,7 +101,8 @@ def read_workbook(data: bytes, file: str, read: Callable[[Workbook], T], unsaved
     ``read`` may be called twice (once with calamine's values, then with openpyxl's when calamine
     meets a cell it gives otherwise); it must have no effect beyond its result. With
     ``unsaved_formulas_empty`` no sheet reports formulas without a saved value (they read as empty, as
-    before such workbooks were refused): for copies of files already ingested, read again.
+    before such workbooks were refused) nor the saved values of a workbook to be recalculated when opened
+    (they read as saved, as before): for copies of files already ingested, read again.
 
     Raises:
         InputFileError: openpyxl cannot open the workbook (``xlsx: cannot open workbook (<error>)``).
@@ -117,15 +120,19 @@ def read_workbook(data: bytes, file: str, read: Callable[[Workbook], T], unsaved
 
 
 def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T], unsaved_formulas_empty: bool = False) -> T:
-    from openpyxl import load_workbook
+    from openpyxl.reader.excel import ExcelReader
 
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        # load_workbook(read_only=True, data_only=True), keeping the reader for the workbook part's name.
+        reader = ExcelReader(io.BytesIO(data), read_only=True, data_only=True)
+        reader.read()
     except Exception as exc:  # openpyxl raises many types for broken zips
         raise InputFileError(Violation(file, None, None, f"xlsx: cannot open workbook ({type(exc).__name__})")) from exc
+    book = reader.wb
     try:
+        recalculated = not unsaved_formulas_empty and recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name))
         sheets = [
-            _OpenpyxlSheet(s, [] if unsaved_formulas_empty else unsaved_formulas(book._archive.read(s._worksheet_path)))  # noqa: SLF001
+            _OpenpyxlSheet(s, [] if unsaved_formulas_empty else unsaved_formulas(book._archive.read(s._worksheet_path), recalculated))  # noqa: SLF001
             for s in book.worksheets
         ]
         return read(Workbook(sheets, book.epoch, "openpyxl"))
@@ -209,13 +216,14 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
         dated = set(reader.wb._date_formats) | set(reader.wb._timedelta_formats)  # noqa: SLF001
         if not all(_plain_values(reader.archive.read(part), dated) for part in parts):
             return None
+        recalculated = not unsaved_formulas_empty and recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name))
         unsaved: list[list[tuple[int, int | None]]] = []
         for part in sheet_parts:
             # Each sheet's XML once (a national export's is hundreds of MB): the value check, then its formulas.
             xml = reader.archive.read(part)
             if not _plain_values(xml, dated):
                 return None
-            unsaved.append([] if unsaved_formulas_empty else unsaved_formulas(xml))
+            unsaved.append([] if unsaved_formulas_empty else unsaved_formulas(xml, recalculated))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
     except Exception:  # noqa: BLE001
@@ -278,15 +286,18 @@ _SAVED_VALUE = re.compile(rb"<(?:[\w.-]+:)?v(?:\s[^>]*)?>([^<]*)<")
 _TEXT_RESULT = re.compile(rb"""\st\s*=\s*["']str["']""")
 
 
-def unsaved_formulas(xml: bytes) -> list[tuple[int, int | None]]:
-    """The formula cells of a worksheet's XML that hold no saved value, as (row, column from 0).
+def unsaved_formulas(xml: bytes, recalculated: bool = False) -> list[tuple[int, int | None]]:
+    """The formula cells of a worksheet's XML that hold no saved value, as (row, column from 0); with
+    ``recalculated`` (the workbook is to be recalculated when opened: recalculated_on_load) every formula cell.
 
     A workbook written by a program (openpyxl, a script) and never opened in a spreadsheet has its
     formulas but not their results: ``<f>A2+B2</f><v/>``, or no ``<v>`` at all. Reading the saved
     values only (no formula is ever computed here), such a cell is empty, and a required column
     would be reported as empty though the coordinator sees a value in Excel. An empty text result is
     saved as ``t="str"`` with an empty ``<v>``: that one is a value. The column is None where the
-    cell carries no reference (then its row is the enclosing row's).
+    cell carries no reference (then its row is the enclosing row's). xlsxwriter (pandas' ``to_excel`` with
+    it, KoboToolbox's XLSX export) saves ``0`` as every formula's value and says the workbook must be
+    recalculated when opened: there the saved values are no results, and every formula cell counts.
     """
     # Nearly every workbook has none: one plain byte search (a quarter of the regular expression's time) unless
     # the sheet binds the spreadsheet namespace to a prefix (<x:f>), declared on its root element.
@@ -306,7 +317,7 @@ def unsaved_formulas(xml: bytes) -> list[tuple[int, int | None]]:
         cell = xml[start:end]
         tag = cell[: cell.index(b">") + 1]
         saved = _SAVED_VALUE.search(cell)
-        if saved is not None and (saved.group(1) or _TEXT_RESULT.search(tag)):
+        if not recalculated and saved is not None and (saved.group(1) or _TEXT_RESULT.search(tag)):
             continue
         reference = _CELL_REFERENCE.search(tag)
         if reference is not None:
@@ -319,15 +330,36 @@ def unsaved_formulas(xml: bytes) -> list[tuple[int, int | None]]:
     return cells
 
 
+# <calcPr fullCalcOnLoad="1"/> (xsd:boolean: 1 or true) in the workbook part, prefixed or not.
+_FULL_CALC_ON_LOAD = re.compile(rb"""<(?:[\w.-]+:)?calcPr\s[^>]*?\bfullCalcOnLoad\s*=\s*["']\s*(?:1|true)\s*["']""")
+
+
+def recalculated_on_load(workbook_xml: bytes) -> bool:
+    """Whether the workbook part asks the spreadsheet to recalculate every formula when the file is opened.
+
+    Programs that write formulas without computing them say so: xlsxwriter (and pandas' ``to_excel`` through
+    it) saves ``0`` as every formula's value, openpyxl saves none, and both write ``<calcPr …
+    fullCalcOnLoad="1"/>``. Excel resets the flag when it has calculated and saves (ECMA-376 §18.2.2), and
+    LibreOffice does not write it: there the saved values are the results. openpyxl's parsed ``calculation``
+    cannot tell: it reports True where the attribute is missing (its default).
+    """
+    return _FULL_CALC_ON_LOAD.search(workbook_xml) is not None
+
+
 UNSAVED_FORMULA_RULE = (
     "xlsx: formula without a saved value (the workbook was written by a program and never opened in a spreadsheet:"
-    " {cells}); open it in Excel or LibreOffice, save it and land it again"
+    " {cells}); {remedy}"
 )
+RESAVE_REMEDY = "open it in Excel or LibreOffice, save it and land it again"
 
 
-def refuse_unsaved_formulas(sheet: SheetValues, file: str, header: Sequence[str], table: str | None = None) -> None:
-    """Stop a sheet that is read if a cell of it holds a formula without a saved value (unsaved_formulas),
-    naming the first such cell by its header (the column letter right of the header) and how many there are.
+def refuse_unsaved_formulas(
+    sheet: SheetValues, file: str, header: Sequence[str], table: str | None = None, remedy: str = RESAVE_REMEDY
+) -> None:
+    """Stop a sheet that is read if a cell of it holds a formula without a saved value (unsaved_formulas: in
+    a workbook to be recalculated when opened, any formula), naming the first such cell by its header (the
+    column letter right of the header) and how many there are; never the value. ``remedy`` where a reader
+    knows its writer better (a KoboToolbox export's formulas are answers).
 
     Raises:
         InputFileError: ``xlsx: formula without a saved value …`` at the first such cell.
@@ -340,5 +372,5 @@ def refuse_unsaved_formulas(sheet: SheetValues, file: str, header: Sequence[str]
     name = None
     if column is not None:
         name = header[column] if column < len(header) and header[column] else get_column_letter(column + 1)
-    rule = UNSAVED_FORMULA_RULE.format(cells=counted(len(sheet.unsaved_formulas), "such cell"))
+    rule = UNSAVED_FORMULA_RULE.format(cells=counted(len(sheet.unsaved_formulas), "such cell"), remedy=remedy)
     raise InputFileError(Violation(file, row or None, name, rule, table, sheet.title))

@@ -108,6 +108,32 @@ def _members_xlsx_bomb(s: SampleRound) -> dict[str, bytes]:
     return files
 
 
+def _municipalities_xlsx_with_formula(s: SampleRound) -> dict[str, bytes]:
+    """The municipalities as a workbook written by a script with xlsxwriter, one capacity a formula (text starting
+    with = written with write()): xlsxwriter saves 0 as its value and marks the workbook to be recalculated."""
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        sheet = book.add_worksheet("municipalities")
+        sheet.write_row(0, 0, s.municipalities.columns)
+        for r, row in enumerate(s.municipalities.iter_rows(), start=1):
+            sheet.write_row(r, 0, [v or "" for v in row])
+        sheet.write(2, s.municipalities.columns.index("capacity_persons"), f'=LEN("{SECRET}")')
+    files = _files(s)
+    del files["municipalities/municipalities.csv"]
+    files["municipalities/municipalities.xlsx"] = out.getvalue()
+    return files
+
+
+def _saved_by_excel(data: bytes) -> bytes:
+    """The workbook without xlsxwriter's mark to recalculate it when opened (fullCalcOnLoad), as Excel saves it."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item)
+            target.writestr(item, content.replace(b' fullCalcOnLoad="1"', b"") if item.filename == "xl/workbook.xml" else content)
+    return out.getvalue()
+
+
 def _kobo_households_with_renamed_question(s: SampleRound) -> dict[str, bytes]:
     """A KoboToolbox KPI CSV export (XML headers, ';', all quoted, CRLF) whose form renamed a question."""
     frame = s.households.rename({"pets": "household/has_pets"}).with_columns(
@@ -143,6 +169,10 @@ CASES: dict[str, Case] = {
         # Cut inside a quoted last field: the quote never closes.
         lambda s: _files(s) | {"households/members.csv": _csv(s.members).rstrip(b"\n").rsplit(b",", 1)[0] + b',"' + SECRET.encode()},
         "members.csv", None, None, "csv: malformed or truncated", rejected=True,
+    ),
+    # Read as a capacity of 0 persons, silently (xlsxwriter saves 0 as every formula's value).
+    "formula_saved_as_0_by_xlsxwriter": Case(
+        _municipalities_xlsx_with_formula, "municipalities.xlsx", 3, "capacity_persons", "xlsx: formula without a saved value", rejected=True
     ),
     "merged_two_row_header": Case(_members_xlsx_with_title_row, "members.xlsx", 1, None, "header: two header rows", rejected=True),
     "unknown_code": Case(lambda s: _files(s, members=_set(s.members, 3, "german_level", SECRET)), "members.csv", 5, "german_level", "code list", lost_households=1),
@@ -262,6 +292,8 @@ def test_broken_input_is_named_not_quoted_and_the_rest_is_kept(name: str, home: 
         assert case.rule in error
         if case.row is not None:
             assert f"row {case.row}" in error
+        if case.column is not None:
+            assert f"column {case.column}: " in error
     else:
         assert not summary.rejected
         hits = reported.filter(
@@ -373,7 +405,7 @@ def _households_workbook_with_errors(sample: SampleRound, column: str, error: st
                         sheet.write_formula(r, c, "=VLOOKUP(A1,Tabelle2!A:B,2,0)", None, error)
                     else:
                         sheet.write_string(r, c, value or "")
-    return out.getvalue()
+    return _saved_by_excel(out.getvalue())
 
 
 @pytest.mark.parametrize(("column", "error"), [("submission_id", "#REF!"), ("household_ref", "#N/A"), ("household_ref", "#NV")])
@@ -399,6 +431,21 @@ def test_spreadsheet_errors_in_a_key_column_do_not_merge_households(
     assert len(flagged) == sample.households.filter(pl.col("consent_processing") == "yes").height
     assert merged == 0
     assert f"column {column}: {rule}" in " ".join(summary.quarantined)
+
+
+def test_rematch_ingest_names_a_formula_its_writer_saved_as_0(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """`rematch ingest` of a municipalities workbook written by a script with xlsxwriter: a capacity formula was
+    read as 0 persons; the file is now rejected naming file, sheet, row, column, count and what to do."""
+    from rematch_pipeline.cli import main
+
+    for name, data in _municipalities_xlsx_with_formula(sample).items():
+        (home.path / "landing" / name).write_bytes(data)
+    assert main(["ingest"]) == 1
+    out = capsys.readouterr()
+    assert "rejected: municipalities.xlsx [sheet municipalities], row 3, column capacity_persons: xlsx: formula without a saved value" in out.err
+    assert "1 such cell); open it in Excel or LibreOffice, save it and land it again" in out.err
+    assert SECRET not in out.out + out.err
+    assert _valid_households(home)[1] == 0
 
 
 def test_ingest_on_an_empty_home_says_where_exports_go_and_names_misplaced_files(home: RematchHome, capsys) -> None:

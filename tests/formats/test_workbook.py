@@ -252,6 +252,12 @@ def _template_with_formula(tmp_path: Path) -> bytes:
     return out.getvalue()
 
 
+def _saved_by_excel(data: bytes) -> bytes:
+    """The workbook without xlsxwriter's mark to recalculate it when opened, as Excel saves it (it resets the
+    mark once it has calculated: ECMA-376 18.2.2; LibreOffice does not write it)."""
+    return _rewrite(data, lambda n, c: c.replace(b' fullCalcOnLoad="1"', b"") if n == "xl/workbook.xml" else c)
+
+
 def _cell_of(data: bytes, heading: str, row: int) -> str:
     """The reference of the cell under a heading of the first sheet (`K3`; a Kobo heading by its last part)."""
     book = load_workbook(io.BytesIO(data), read_only=True)
@@ -290,7 +296,7 @@ def test_formulas_with_saved_values_are_read(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv(ENV_XLSX_READER, reader)
     municipalities, _ = _templates(tmp_path)
     sheet1 = "xl/worksheets/sheet1.xml"
-    saved = _with_cell(municipalities, sheet1, _cell_of(municipalities, "capacity_persons", 3), '<c r="{ref}"><f>10+5</f><v>15</v></c>')
+    saved = _with_cell(_saved_by_excel(municipalities), sheet1, _cell_of(municipalities, "capacity_persons", 3), '<c r="{ref}"><f>10+5</f><v>15</v></c>')
     saved = _with_cell(saved, sheet1, _cell_of(municipalities, "municipality_name", 2), '<c r="{ref}" t="str"><f>""</f><v></v></c>')
     [table] = read_export(Path("m.xlsx"), saved)
     assert table.frame["capacity_persons"][1] == "15"
@@ -303,3 +309,97 @@ def test_formulas_with_saved_values_are_read(tmp_path: Path, monkeypatch: pytest
     book.save(out)
     [table] = read_export(Path("m.xlsx"), out.getvalue())
     assert table.frame.height == 4 and sum(table.skipped.values()) == 1
+
+
+# ------------------------------------------------------------------ formulas whose saved value is no result
+
+
+def _municipalities_by_xlsxwriter(frame: pl.DataFrame, formula: tuple[int, str, str] | None) -> bytes:
+    """A municipalities template written by a script with xlsxwriter, one cell (row from 1, heading, text) a formula:
+    xlsxwriter saves 0 as its value and marks the workbook to be recalculated when opened."""
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        sheet = book.add_worksheet("municipalities")
+        sheet.write_row(0, 0, frame.columns)
+        for r, row in enumerate(frame.iter_rows(), start=1):
+            sheet.write_row(r, 0, [v or "" for v in row])
+        if formula is not None:
+            sheet.write(formula[0] - 1, frame.columns.index(formula[1]), formula[2])  # write(): text starting with = is a formula
+    return out.getvalue()
+
+
+def _municipalities_by_pandas(frame: pl.DataFrame, row: int, heading: str, text: str) -> bytes:
+    """The same written by pandas' to_excel with the xlsxwriter engine, one value a text starting with `=`."""
+    cells = frame.with_columns(pl.when(pl.int_range(pl.len()) == row - 2).then(pl.lit(text)).otherwise(pl.col(heading)).alias(heading))
+    out = io.BytesIO()
+    cells.to_pandas().to_excel(out, sheet_name="municipalities", index=False, engine="xlsxwriter")
+    return out.getvalue()
+
+
+def _part(data: bytes, name: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read(name)
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_formula_saved_as_0_by_its_writer_is_named_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Exploratory testing: xlsxwriter (and pandas' to_excel through it, and KPI's XLSX export, which writes its
+    answers with it) saves every formula with the value 0: a capacity `=10+5` was read as 0 persons, silently.
+    Such a workbook carries fullCalcOnLoad="1" (recompute when opened): its formulas are refused as formulas
+    without a saved value, naming sheet, row, column and count, never the formula or the 0."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    municipalities = generate_round(12, 4, seed=3).municipalities
+    rows = [dict(h) for h in HOUSEHOLDS]
+    rows[1]["current_address"] = "=SECRET_ANSWER(2)"  # a respondent's answer starting with =
+    kpi = kobo_kpi_households_xlsx(tmp_path / "kpi.xlsx", rows).read_bytes()
+    cases = {
+        # file: (bytes, sheet, row, column as the header names it, remedy)
+        "xlsxwriter": (_municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=SECRET_FORMULA(10)")), "municipalities", 3, "capacity_persons", "open it in Excel or LibreOffice, save it"),
+        "pandas": (_municipalities_by_pandas(municipalities, 4, "min_persons", "=SECRET_FORMULA(5)"), "municipalities", 4, "min_persons", "open it in Excel or LibreOffice, save it"),
+        "kobo": (kpi, None, 3, "contact/current_address", "answer starting with = as a formula: correct it in KoboToolbox and export again"),
+    }
+    for name, (data, sheet, row, column, remedy) in cases.items():
+        assert b'fullCalcOnLoad="1"' in _part(data, "xl/workbook.xml"), name  # what these writers write
+        assert re.search(rb"<f>SECRET_\w+\(\d+\)</f><v>0</v>", _part(data, "xl/worksheets/sheet1.xml")), name
+        message = _outcome(data, f"{name}.xlsx")
+        assert isinstance(message, str), name  # before: read as 0
+        assert f"row {row}, column {column}: xlsx: formula without a saved value" in message, message
+        assert "1 such cell" in message and remedy in message, message
+        assert sheet is None or f"[sheet {sheet}]" in message
+        assert "SECRET_" not in message and ": 0" not in message
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_workbook_to_be_recalculated_without_formulas_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """xlsxwriter and openpyxl mark every workbook they write to be recalculated when opened, formulas or not (the
+    project's templates, KoboToolbox's exports): with no formula nothing is stale, and such a workbook is read.
+    A formula saved by Excel (no such mark) is read as its saved result."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    municipalities = generate_round(12, 4, seed=3).municipalities
+    by_xlsxwriter = _municipalities_by_xlsxwriter(municipalities, None)
+    book = load_workbook(io.BytesIO(by_xlsxwriter))
+    out = io.BytesIO()
+    book.save(out)
+    by_openpyxl = out.getvalue()
+    [expected] = read_export(Path("m.xlsx"), by_xlsxwriter)
+    for data in (by_xlsxwriter, by_openpyxl):
+        assert b'fullCalcOnLoad="1"' in _part(data, "xl/workbook.xml")
+        [table] = read_export(Path("m.xlsx"), data)
+        assert table.frame.equals(expected.frame) and table.frame["capacity_persons"].to_list() == municipalities["capacity_persons"].to_list()
+    # Saved by Excel: the mark reset (ECMA-376 18.2.2), the formula's value its result.
+    stale = _municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=10+5"))
+    saved = _saved_by_excel(_with_cell(stale, "xl/worksheets/sheet1.xml", _cell_of(stale, "capacity_persons", 3), '<c r="{ref}"><f>10+5</f><v>15</v></c>'))
+    assert b"fullCalcOnLoad" not in _part(saved, "xl/workbook.xml")
+    [table] = read_export(Path("m.xlsx"), saved)
+    assert table.frame["capacity_persons"][1] == "15"
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_an_archived_workbook_to_be_recalculated_is_read_as_when_it_landed(monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Erasure and the restoring of members read archived copies as an older version ingested them: a formula of a
+    workbook to be recalculated as its saved value (0), not a refusal, so a household in it can still be erased."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    municipalities = generate_round(12, 4, seed=3).municipalities
+    data = _municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=10+5"))
+    [table] = read_export(Path("m.xlsx"), data, unsaved_formulas_empty=True)
+    assert table.frame["capacity_persons"][1] == "0" and table.frame.height == municipalities.height
