@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from rematch_pipeline.formats.canonical import (
@@ -487,18 +487,28 @@ def _xlsx_text(value: object) -> str | None:
     return str(value)
 
 
-def sheet_rows(sheet: SheetValues, file: str) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
+def sheet_rows(
+    sheet: SheetValues, file: str, formulas: Mapping[tuple[int, int], str] | None = None
+) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
     """(header row number, header, non-empty data rows) of a worksheet, under the row limit.
 
     Row numbers are the sheet's; cells are text (a whole float without its ``.0``, a date at
-    midnight as a date), None where empty.
+    midnight as a date), None where empty. ``formulas``: text read instead of a data cell's value, by
+    (row, column from 0) (SheetValues.formula_texts); the header's cells are read as saved.
     """
     header: list[str] | None = None
     header_row = 0
     rows: list[tuple[int, list[str | None]]] = []
     limit = max_rows()  # read once, not per row (6 M cells in a national export)
+    by_row: dict[int, list[tuple[int, str]]] = {}
+    for (row, column), text in (formulas or {}).items():
+        by_row.setdefault(row, []).append((column, text))
     for number, values in enumerate(sheet.rows(), start=1):
         cells = [_xlsx_text(v) for v in values]
+        if by_row and header is not None and number in by_row:
+            for column, text in by_row[number]:
+                cells.extend([None] * (column + 1 - len(cells)))
+                cells[column] = text
         if not any(c is not None and c.strip() for c in cells):
             continue
         if header is None:
@@ -547,21 +557,17 @@ def read_kobo_xlsx(data: bytes, file: str) -> list[ParsedTable]:
     return read_workbook(data, file, lambda book: read_kobo_book(book, file))
 
 
-# KPI's XLSX export (formpack, with xlsxwriter) writes a text answer starting with `=` as a formula saved as 0,
-# in a workbook to be recalculated when opened: Excel would compute the answer (#NAME?), so it is to be corrected.
-KOBO_FORMULA_REMEDY = (
-    "KoboToolbox writes an answer starting with = as a formula: correct it in KoboToolbox and export again;"
-    " a file changed by a program: open it in Excel or LibreOffice, save it and land it again"
-)
-
-
 def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
     """The canonical tables of a Kobo XLSX export already opened (read_kobo_xlsx)."""
     mains: list[tuple[str, _Read]] = []
     repeats: list[tuple[str, _Layout, _Read, list[tuple[int, list[str | None]]]]] = []
     other_sheets = 0
     for sheet in book.sheets:
-        header_row, header, rows = sheet_rows(sheet, file)
+        # KPI's XLSX export (formpack, through xlsxwriter) writes a text answer starting with `=` as a formula saved
+        # as 0, in a workbook to be recalculated when opened: such a cell is read as the answer (`=` and the formula),
+        # as KPI's CSV export gives it; a text or code field is then quarantined at that row and column (the formula
+        # rule), an identifying one goes to the identity store as typed, as from a CSV.
+        header_row, header, rows = sheet_rows(sheet, file, sheet.formula_texts)
         if not header:
             continue
         if not is_kobo_header(header) and not names_a_field(header) and not (rows and names_a_field([c or "" for c in rows[0][1]])):
@@ -573,7 +579,10 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         if header_row != 1:
             # Row numbers of errors must match the sheet; Kobo always starts at row 1.
             raise InputFileError(Violation(file, header_row, None, header_not_in_row_1("kobo", header_row), sheet=sheet.title))
-        refuse_unsaved_formulas(sheet, file, header, remedy=KOBO_FORMULA_REMEDY)
+        # Still refused: a formula in or above the header, and one without a saved value in a workbook not marked to be
+        # recalculated (a program changed the file).
+        texts = sheet.formula_texts
+        refuse_unsaved_formulas(sheet, file, header, cells=[c for c in sheet.unsaved_formulas if c[0] <= header_row or c not in texts])
         header, rows = names_from_labels(header, rows)
         layout = _layout(header, file, sheet.title)
         _check_layout(layout, file, sheet.title)

@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limits import check_xlsx, check_zip, container_of, is_csv_member
 from rematch_pipeline.formats.text import MIXED_ENCODING, UTF8_BOM, decoded, sniff_delimiter
+from rematch_pipeline.formats.workbook import formula_texts_by_sheet
 
 # XLSX members whose text holds cell values: shared strings and the sheets' own (inline) cells.
 _CELL_MEMBERS = re.compile(r"^xl/(sharedStrings\.xml|worksheets/[^/]+\.xml)$")
@@ -32,7 +33,8 @@ def without_rows(
 
     A CSV keeps every other byte as it was (encoding, BOM, separator, quoting, line ends; an
     unlinked record is written again with the same separator and line end); an XLSX is
-    rewritten by openpyxl, so only its cell values are kept (a formula as its saved result), not its byte layout. In a zip of
+    rewritten by openpyxl, so only its cell values are kept (a formula as its saved result, or as its text where the
+    workbook is to be recalculated when opened), not its byte layout. In a zip of
     CSVs (ODK Central) the sheet names are member names: each member is edited as a CSV and the
     zip is written again with the same members, order, dates and compression.
     """
@@ -154,6 +156,14 @@ def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]], unlink: Unli
     # The saved values, not the formulas: openpyxl writes no results, so a rewritten formula would read as
     # empty (and be refused: workbook.unsaved_formulas) where ingestion read its value.
     book = load_workbook(io.BytesIO(data), data_only=True)
+    # In a workbook to be recalculated when opened the saved values are no results (xlsxwriter's 0): its formulas
+    # are kept as text cells holding what the KoboToolbox reader reads (workbook.formula_text), so the copy reads
+    # as the file did when it landed; as formulas openpyxl would write them without a value.
+    for title, texts in formula_texts_by_sheet(data).items():
+        for (number, column), text in texts.items():
+            cell = book[title].cell(number, column + 1)
+            cell.value = text
+            cell.data_type = "s"  # openpyxl makes a formula of text starting with =
     for sheet in book.worksheets:
         for number in sorted(unlink.rows.get(sheet.title, set())) if unlink is not None else []:
             for cell in sheet[number]:

@@ -448,6 +448,60 @@ def test_rematch_ingest_names_a_formula_its_writer_saved_as_0(home: RematchHome,
     assert _valid_households(home)[1] == 0
 
 
+def _kpi_xlsx_with_a_formula_answer(sample: SampleRound, folder: Path, table: str, row: int, column: str, answer: str) -> bytes:
+    """A form's KPI XLSX export, written as formpack writes it (xlsxwriter with constant_memory, write_row, default
+    options: strings_to_formulas on), one answer (row from 0) a text starting with =: a formula saved as 0."""
+    from rematch_pipeline.formats import tool_exports
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = _set(getattr(sample, table), row, column, answer)
+    members = sample.members if table == "households" else None
+    path = tool_exports.kobo_kpi_xlsx(folder / f"{table}.xlsx", frame, tool_exports.kobo_form(table), members)
+    data = path.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as book:  # what KPI writes
+        assert b'fullCalcOnLoad="1"' in book.read("xl/workbook.xml")
+        assert f"<f>{answer[1:]}</f><v>0</v>".encode() in book.read("xl/worksheets/sheet1.xml")
+    return data
+
+
+def test_rematch_ingest_reads_kobo_answers_kpi_wrote_as_formulas_as_typed(
+    home: RematchHome, sample: SampleRound, baseline, tmp_path: Path, capsys
+) -> None:
+    """Respondents typed answers starting with = into KoboToolbox; KPI's XLSX export (xlsxwriter) writes each as a
+    formula saved as 0, in a workbook to be recalculated when opened. fe7b084 rejected such an export whole (a
+    national one: 50,000 households held back by one answer). Now `rematch ingest` reads each as typed, as KPI's
+    CSV export gives it, and the file lands as a CSV with that answer does: a municipality name `=…` is quarantined
+    at its row and column by the formula rule and every other municipality is ingested; an address `=…` (an
+    identifying field: only in the identity store, not validated) lands as typed. No message, log or
+    quarantine entry holds either answer."""
+    from rematch_pipeline.cli import main
+
+    place, household = 2, 3  # row 4 and row 5 of their sheets
+    name, address = f"=HYPERLINK(\"http://x\",\"{SECRET}\")", f"= 5 people {SECRET}"
+    municipalities = _kpi_xlsx_with_a_formula_answer(sample, tmp_path / "kobo", "municipalities", place, "municipality_name", name)
+    households = _kpi_xlsx_with_a_formula_answer(sample, tmp_path / "kobo", "households", household, "current_address", address)
+    (home.landing("municipalities") / "rematch_municipality.xlsx").write_bytes(municipalities)
+    (home.landing("households") / "rematch_household.xlsx").write_bytes(households)
+    assert main(["ingest"]) == 0  # fe7b084: 1, both files rejected
+    out = capsys.readouterr()
+    assert "rejected" not in out.err and SECRET not in out.out + out.err
+    rule = "formula: cell starts with =, +, - or @ (spreadsheet formula)"
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        quarantined = con.execute("SELECT file_name, sheet, file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'municipalities'").fetchall()
+        assert [(q[0], q[2], q[3], q[4]) for q in quarantined] == [("rematch_municipality.xlsx", place + 2, "municipality_name", rule)]
+        raw_name = con.execute("SELECT municipality_name FROM raw_municipalities WHERE file_row = ?", [place + 2]).fetchall()
+        logged = str(con.execute("SELECT * FROM quarantine").fetchall()) + str(con.execute("SELECT * FROM ingestion_log").fetchall())
+        raw = " ".join(str(con.execute(f"SELECT * FROM raw_{t}").fetchall()) for t in ("households", "members"))
+    assert f"quarantined: rematch_municipality.xlsx [sheet {quarantined[0][1]}], row {place + 2}, column municipality_name: {rule}" in out.err
+    assert raw_name == [(name,)]  # a free-text field's raw cell keeps the text, as from a CSV (test case formula_cell)
+    assert SECRET not in logged and SECRET not in raw
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        submission = sample.households["submission_id"][household]
+        assert con.execute("SELECT current_address FROM household_identity WHERE submission_id = ?", [submission]).fetchall() == [(address,)]
+    # Every other municipality and every household land as from the CSV templates.
+    assert _valid_households(home) == (baseline[0], baseline[1] - 1)
+
+
 def test_ingest_on_an_empty_home_says_where_exports_go_and_names_misplaced_files(home: RematchHome, capsys) -> None:
     """A new user's first `rematch ingest`: nothing landed yet. It used to validate four empty tables and warn
     '1 of 44 expectations failed'; it now says where exports go, and names a file dropped into landing/ itself."""

@@ -429,3 +429,34 @@ def test_erasure_reads_a_workbook_an_older_version_ingested_with_unsaved_formula
     assert main(["erase", target["household_ref"]]) == 0, capsys.readouterr()
     assert _files_holding(home, [target["contact_name"], target["household_ref"]]) == []
     _check_stored_rows_point_at_their_lines(home)
+
+
+def test_erasure_from_a_kobo_workbook_keeps_answers_kpi_wrote_as_formulas_as_typed(home: RematchHome, tmp_path: Path, capsys) -> None:
+    """KPI's XLSX export writes an answer starting with = as a formula saved as 0 (xlsxwriter); ingestion reads it as
+    typed. Erasing another household rewrites the workbook with openpyxl: the answers stay as typed (text cells), so
+    the copy reads as when it landed (retry, the restoring of members, the next erasure's row check), and erasing
+    that household removes them from every file."""
+    from rematch_pipeline.formats.detect import read_export
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    rows = _fixture_households(4)
+    rows[1]["current_address"] = "=5 people Qz"
+    rows[1]["members"][0]["member_name"] = "=)Mitglied1x0Qz"
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    name, original = _export("kobo-xlsx", rows, tmp_path)
+    assert b"<f>5 people Qz</f><v>0</v>" in _zip_members(original)["xl/worksheets/sheet1.xml"]
+    (home.landing("households") / name).write_bytes(original)
+    assert main(["ingest"]) == 0
+
+    assert main(["erase", rows[2]["household_ref"]]) == 0, capsys.readouterr()
+    archived = _archived(home, name).read_bytes()
+    assert b"<f>" not in b"".join(v for k, v in _zip_members(archived).items() if k.startswith("xl/worksheets/"))
+    for unsaved_formulas_empty in (False, True):
+        tables = {p.table: p.frame for p in read_export(Path(name), archived, unsaved_formulas_empty=unsaved_formulas_empty)}
+        assert "=5 people Qz" in tables["households"]["current_address"].to_list()
+        assert "=)Mitglied1x0Qz" in tables["members"]["member_name"].to_list()
+    _check_stored_rows_point_at_their_lines(home)
+
+    assert main(["erase", rows[1]["household_ref"]]) == 0, capsys.readouterr()
+    assert _files_holding(home, ["5 people Qz", "Mitglied1x0Qz", rows[1]["household_ref"]]) == []
+    _check_stored_rows_point_at_their_lines(home)

@@ -225,3 +225,32 @@ def test_a_workbook_with_formulas_keeps_their_saved_results(tmp_path: Path) -> N
     erased = without_rows(with_formula, _rows_of(path, with_formula), path.name)
 
     assert _tables(path, erased) == _without_first(before)
+
+
+def test_a_kobo_answer_written_as_a_formula_stays_as_typed_in_the_rewrite(tmp_path: Path, monkeypatch) -> None:
+    """KPI's XLSX export writes a text answer starting with = as a formula saved as 0 (xlsxwriter), and such a cell
+    is read as typed (`=` and the formula: quarantined by the formula rule). openpyxl's rewrite kept the saved 0, so
+    the archived copy of the other households read `0` there (a member restored from it would pass validation).
+    The rewrite keeps the answer as a text cell: both readers read it as typed, before and after."""
+    from rematch_pipeline.formats.workbook import ENV_XLSX_READER
+
+    rows = [dict(h) for h in HOUSEHOLDS]
+    rows[1]["current_address"] = "=5 people & <kids>"
+    rows[1]["members"] = [{**rows[1]["members"][0], "member_name": "=)"}, *rows[1]["members"][1:]]
+    path = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx", rows)
+    data = path.read_bytes()
+    assert b"<f>5 people &amp; &lt;kids&gt;</f><v>0</v>" in _inflated(data) and b"<f>)</f><v>0</v>" in _inflated(data)
+    before = _tables(path, data)
+    second = next(r for r in before["households"] if r["household_ref"] == rows[1]["household_ref"])
+    assert second["current_address"] == "=5 people & <kids>" and "=)" in [m["member_name"] for m in before["members"]]
+
+    erased = without_rows(data, _rows_of(path, data), path.name)
+
+    with zipfile.ZipFile(BytesIO(erased)) as book:
+        sheets = b"".join(book.read(n) for n in book.namelist() if n.startswith("xl/worksheets/"))
+    assert b"<f>" not in sheets and b"=5 people &amp; &lt;kids&gt;" in sheets  # the answers are text cells now
+    for reader in ("calamine", "openpyxl"):
+        monkeypatch.setenv(ENV_XLSX_READER, reader)
+        assert _tables(path, erased) == _without_first(before), reader
+        archived = {t.table: [{k: v for k, v in r.items() if k != "file_row"} for r in t.frame.to_dicts()] for t in read_export(path, erased, unsaved_formulas_empty=True)}
+        assert archived == _without_first(before), reader

@@ -23,7 +23,7 @@ from openpyxl.utils import get_column_letter
 
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
-from rematch_pipeline.formats.workbook import ENV_XLSX_READER, read_workbook
+from rematch_pipeline.formats.workbook import ENV_XLSX_READER, formula_text, read_workbook, unsaved_formulas
 from rematch_pipeline.sample import generate_round, write_round
 from tests.formats.fixtures.exports import (
     HOUSEHOLDS,
@@ -277,7 +277,8 @@ def test_a_formula_without_a_saved_value_is_named_not_read_as_empty(tmp_path: Pa
     cases = {
         # file: (bytes, sheet, row, column as the header names it)
         "template": (_template_with_formula(tmp_path), "municipalities", 3, "capacity_persons"),
-        "kobo": (_with_cell(kpi, sheet1, _cell_of(kpi, "imp_jobs", 2), '<c r="{ref}"><f>SECRET_FORMULA(1)</f></c>'), None, 2, "priorities/imp_jobs"),
+        # Not marked to be recalculated (a program changed the export after Excel saved it): not an answer of KoboToolbox's.
+        "kobo": (_with_cell(_saved_by_excel(kpi), sheet1, _cell_of(kpi, "imp_jobs", 2), '<c r="{ref}"><f>SECRET_FORMULA(1)</f></c>'), None, 2, "priorities/imp_jobs"),
         "limesurvey": (_with_cell(ls_book, sheet1, _cell_of(ls_book, "capacitypersons", 2), '<c r="{ref}" s="0"><f>B2*3</f><v/></c>'), None, 2, "capacitypersons"),
     }
     for name, (data, sheet, row, column) in cases.items():
@@ -343,30 +344,95 @@ def _part(data: bytes, name: str) -> bytes:
 
 @pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
 def test_a_formula_saved_as_0_by_its_writer_is_named_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
-    """Exploratory testing: xlsxwriter (and pandas' to_excel through it, and KPI's XLSX export, which writes its
-    answers with it) saves every formula with the value 0: a capacity `=10+5` was read as 0 persons, silently.
-    Such a workbook carries fullCalcOnLoad="1" (recompute when opened): its formulas are refused as formulas
-    without a saved value, naming sheet, row, column and count, never the formula or the 0."""
+    """Exploratory testing: xlsxwriter (and pandas' to_excel through it) saves every formula with the value 0: a
+    capacity `=10+5` was read as 0 persons, silently. Such a workbook carries fullCalcOnLoad="1" (recompute when
+    opened): in a template its formulas are refused as formulas without a saved value, naming sheet, row, column
+    and count, never the formula or the 0 (KoboToolbox's: test_a_kobo_answer_kpi_wrote_as_a_formula_…)."""
     monkeypatch.setenv(ENV_XLSX_READER, reader)
     municipalities = generate_round(12, 4, seed=3).municipalities
-    rows = [dict(h) for h in HOUSEHOLDS]
-    rows[1]["current_address"] = "=SECRET_ANSWER(2)"  # a respondent's answer starting with =
-    kpi = kobo_kpi_households_xlsx(tmp_path / "kpi.xlsx", rows).read_bytes()
     cases = {
-        # file: (bytes, sheet, row, column as the header names it, remedy)
-        "xlsxwriter": (_municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=SECRET_FORMULA(10)")), "municipalities", 3, "capacity_persons", "open it in Excel or LibreOffice, save it"),
-        "pandas": (_municipalities_by_pandas(municipalities, 4, "min_persons", "=SECRET_FORMULA(5)"), "municipalities", 4, "min_persons", "open it in Excel or LibreOffice, save it"),
-        "kobo": (kpi, None, 3, "contact/current_address", "answer starting with = as a formula: correct it in KoboToolbox and export again"),
+        # file: (bytes, sheet, row, column as the header names it)
+        "xlsxwriter": (_municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=SECRET_FORMULA(10)")), "municipalities", 3, "capacity_persons"),
+        "pandas": (_municipalities_by_pandas(municipalities, 4, "min_persons", "=SECRET_FORMULA(5)"), "municipalities", 4, "min_persons"),
     }
-    for name, (data, sheet, row, column, remedy) in cases.items():
+    for name, (data, sheet, row, column) in cases.items():
         assert b'fullCalcOnLoad="1"' in _part(data, "xl/workbook.xml"), name  # what these writers write
         assert re.search(rb"<f>SECRET_\w+\(\d+\)</f><v>0</v>", _part(data, "xl/worksheets/sheet1.xml")), name
         message = _outcome(data, f"{name}.xlsx")
         assert isinstance(message, str), name  # before: read as 0
         assert f"row {row}, column {column}: xlsx: formula without a saved value" in message, message
-        assert "1 such cell" in message and remedy in message, message
-        assert sheet is None or f"[sheet {sheet}]" in message
+        assert "1 such cell" in message and "open it in Excel or LibreOffice, save it" in message, message
+        assert f"[sheet {sheet}]" in message
         assert "SECRET_" not in message and ": 0" not in message
+
+
+def _kpi_with_answers(tmp_path: Path, answers: dict[tuple[int, str], str]) -> bytes:
+    """KPI's XLSX export (formpack: xlsxwriter, constant_memory, write_row) of HOUSEHOLDS with some answers
+    (household from 0, field) replaced: xlsxwriter writes one starting with = as a formula saved as 0."""
+    rows = [dict(h) for h in HOUSEHOLDS]
+    for (household, field), text in answers.items():
+        rows[household][field] = text
+    return kobo_kpi_households_xlsx(tmp_path / "kpi.xlsx", rows).read_bytes()
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_kobo_answer_kpi_wrote_as_a_formula_is_read_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """A respondent's text answer starting with = (`=)`, `= 5 people & <kids>`) is a formula saved as 0 in KPI's
+    XLSX export. fe7b084 refused the whole export for it (a national one: 50,000 households held back by one
+    answer); it is read as typed (`=` and the formula's text, XML references resolved), as KPI's CSV export gives
+    it, so validation quarantines that household at that column (the formula rule) and the rest lands. Both
+    readers, and archived copies (unsaved_formulas_empty: restoring members) read it so too."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    answers = {(0, "contact_name"): "=)", (1, "current_address"): '= 5 people & <kids> "B"'}
+    data = _kpi_with_answers(tmp_path, answers)
+    assert b'fullCalcOnLoad="1"' in _part(data, "xl/workbook.xml")
+    sheet = _part(data, "xl/worksheets/sheet1.xml")
+    assert b"<f>)</f><v>0</v>" in sheet and b"<f> 5 people &amp; &lt;kids&gt; \"B\"</f><v>0</v>" in sheet  # what xlsxwriter writes
+    plain = _outcome(kobo_kpi_households_xlsx(tmp_path / "plain.xlsx").read_bytes(), "kpi.xlsx")
+    for empty in (False, True):
+        households, members = read_export(Path("kpi.xlsx"), data, unsaved_formulas_empty=empty)
+        assert households.frame["contact_name"][0] == "=)" and households.frame["current_address"][1] == '= 5 people & <kids> "B"'
+        # Everything else as without the answers.
+        assert isinstance(plain, list)
+        expected = plain[0][3].with_columns(
+            pl.Series("contact_name", ["=)", plain[0][3]["contact_name"][1]]),
+            pl.Series("current_address", [plain[0][3]["current_address"][0], '= 5 people & <kids> "B"']),
+        )
+        assert households.frame.equals(expected, null_equal=True) and members.frame.equals(plain[1][3], null_equal=True)
+    monkeypatch.setenv(ENV_XLSX_READER, "openpyxl" if reader == "calamine" else "calamine")
+    assert _same(_outcome(data, "kpi.xlsx"), [(t.table, t.sheet, dict(t.skipped), t.frame) for t in read_export(Path("kpi.xlsx"), data)])
+
+
+def test_formula_text_reads_the_formula_element_as_typed() -> None:
+    """formula_text: `=` and the <f> element's text with XML references resolved; a shared formula's dependent
+    (no text) is `=` alone, which the formula rule still quarantines."""
+    assert formula_text(b'<c r="A2"><f>)</f><v>0</v></c>') == "=)"
+    assert formula_text(b'<c r="A2"><f>A1&amp;" &lt;x&gt; &#228;&#x1F600;"</f><v>0</v></c>') == '=A1&" <x> \u00e4\U0001F600"'
+    assert formula_text(b'<c r="A3"><f t="shared" si="0"/><v>0</v></c>') == "="
+    assert formula_text(b'<x:c r="A3"><x:f t="shared" ref="A3:A4" si="0">B3*2</x:f><x:v>0</x:v></x:c>') == "=B3*2"
+    assert formula_text(b'<c r="A3"><f></f><v>0</v></c>') == "="
+    assert formula_text(b'<c r="A3" t="s"><v>0</v></c>') is None
+    # The cells found (a byte search, or the regular expression where the namespace has a prefix), <filterColumn> not.
+    main = b'"http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    plain = (
+        b"<worksheet xmlns=" + main + b'><sheetData><row r="2"><c r="B2"><f>)</f><v>0</v></c><c r="C2" t="s"><v>1</v></c></row>'
+        b'<row r="3"><c r="A3"><f t="shared" si="0"/><v>0</v></c></row></sheetData><autoFilter ref="A1:C3"><filterColumn colId="0"/></autoFilter></worksheet>'
+    )
+    prefixed = b"<x:worksheet xmlns:x=" + main + b'><x:sheetData><x:row r="2"><x:c r="B2"><x:f>)</x:f><x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>'
+    assert unsaved_formulas(plain, recalculated=True) == [(2, 1), (3, 0)] and unsaved_formulas(plain) == []
+    assert unsaved_formulas(prefixed, recalculated=True) == [(2, 1)] and unsaved_formulas(prefixed) == []
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_formula_in_a_kobo_header_still_stops_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Only answers are read as typed: a formula in the header (a program changed the export) is refused as before,
+    naming row 1 and its column, never the formula."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    kpi = kobo_kpi_households_xlsx(tmp_path / "kpi.xlsx").read_bytes()
+    data = _with_cell(kpi, "xl/worksheets/sheet1.xml", _cell_of(kpi, "imp_jobs", 1), '<c r="{ref}"><f>SECRET_FORMULA(1)</f><v>0</v></c>')
+    message = _outcome(data, "kpi.xlsx")
+    assert isinstance(message, str) and "row 1, column " in message and "xlsx: formula without a saved value" in message, message
+    assert "SECRET_FORMULA" not in message
 
 
 @pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
