@@ -23,8 +23,9 @@ keeping the persons found) we therefore
    scarce resource) on the capacity the others leave, keeping lexicographic gains;
    units still unplaced then try all their usable pairs, and an exact exchange within
    usage classes ends it.
-   Meanwhile the other core refines the bound for the persons the search has reached;
-   the time the search leaves refines it for the persons placed.
+   Meanwhile the other core refines the bound for the persons the search has reached (on a
+   round short of room in total, for fixed persons between those and the persons bound, from
+   the summed-capacity LP's prices); the time the search leaves refines it for the persons placed.
 
 The gap is reported against the bound of step 2, i.e. against the whole problem. Every
 budget (stage deadlines, local moves, MIPs, the search's end) is read on a _Clock: counted
@@ -102,6 +103,13 @@ TARGET_PRICING_SHARE: float = 0.12
 FINAL_PRICING_SHARE: float = 0.04
 FINAL_PRICING_ROUNDS: int = 20
 FINAL_LBFGS_ITERATIONS: int = 500
+# On a tight round the pricing beside the search keeps these shares of the way from the persons the
+# local moves reached to the persons bound, in turn: the answer's persons lie between (3,000 households
+# at 60 % capacity: 60 % of the way, 4,173 of 4,118-4,210; 10,000 households: 26 %), and prices converged
+# for persons near them bound the score there closely (at 3,000: for 4,164 they prove 140,355 for the
+# 4,173 placed, for 4,187 140,318, for 4,118 141,108; converged for 4,173 itself, 140,288; twenty-sixth
+# session). At 10,000 households the first share alone takes the time beside the search.
+LADDER: tuple[float, ...] = (0.375, 0.75, 0.125, 0.5, 0.25, 0.625, 0.875)
 FINISH_SHARE: float = 0.97
 # A MIP runs only with this much time left, and uses this share of it.
 MIP_MIN_SECONDS: float = 2.0
@@ -633,6 +641,7 @@ def _price_beside(
     progress: _Progress,
     clock: _Clock,
     after: _PendingCore | None = None,
+    toward: float | None = None,
 ) -> list[tuple[float, _Priced]]:
     """Pricing for the bound while the search runs: restarts at the last temperature from
     priced's multipliers, each keeping the persons the search has reached when it starts
@@ -643,7 +652,12 @@ def _price_beside(
     Reproducible (the clock counts work): nothing may depend on the search's timing, so
     every restart keeps fixed_persons, the pricing counts its own work on a clock forked
     by the caller and stops once converged or at the deadline, and the search's end is
-    waited for by the caller instead."""
+    waited for by the caller instead.
+
+    toward (a tight round: the persons bound, out of reach): each number of persons starts from the
+    summed-capacity LP's prices for it (_summed_start) where that LP applies; reproducible, the
+    pricing then keeps, in turn until converged, each of LADDER's persons between those reached
+    and toward, instead of fixed_persons (the persons finally placed lie there, unknown yet)."""
     out: list[tuple[float, _Priced]] = []
     # Priced for fewer persons than priced kept, the first restart's bound is higher: not a sign of convergence.
     v, working, last = priced.v, priced.working, priced.bound if fixed_persons is not None else math.inf
@@ -652,20 +666,42 @@ def _price_beside(
     reproducible = lag.clock.reproducible
     if after is not None and reproducible:
         lag.clock.work = max(lag.clock.work, after.done_at())
-    for _ in range(FINAL_PRICING_ROUNDS):
+    ladder = _ladder(progress.persons, toward) if toward is not None and reproducible else []
+    priced_for = None
+    for _ in range(FINAL_PRICING_ROUNDS * max(1, len(ladder))):
         if lag.clock.now() >= deadline or (progress.done and not reproducible):
             break
-        persons = fixed_persons if reproducible and fixed_persons is not None else progress.persons
+        if ladder:
+            persons = ladder[0]
+        else:
+            persons = fixed_persons if reproducible and fixed_persons is not None else progress.persons
+        fresh = _summed_start(lag, lag.clock, persons) if toward is not None and persons != priced_for else None
+        if fresh is not None:  # a new start: its first restart is no sign of convergence
+            v, last = fresh, math.inf
+        priced_for = persons
         step = _price(lag.keeping(persons), working, deadline, SCORE_TEMPERATURES[-1:], v, FINAL_LBFGS_ITERATIONS, False)
         out.append((persons, step))
         v, working = step.v, step.working
         if step.bound > last - 1e-7 * abs(last):  # converged for these persons
+            if ladder:
+                LOG.debug("pricing beside the search: converged for %d persons, bound %.4f, keeping multiplier %.4f", persons, step.bound, step.dual.keep)
+                ladder.pop(0)
+                if ladder:
+                    continue
             if reproducible:
                 break
             while progress.persons == persons and not progress.done and lag.clock.now() < deadline:
                 time.sleep(0.2)
         last = step.bound
     return out
+
+
+def _ladder(reached: float, toward: float) -> list[float]:
+    """The persons a tight round's pricing beside the search keeps, in turn: LADDER's shares of the
+    way from those reached to toward, whole and distinct, in LADDER's order."""
+    if toward <= reached:
+        return []
+    return list(dict.fromkeys(float(round(reached + f * (toward - reached))) for f in LADDER))
 
 
 def _search(
@@ -1639,7 +1675,12 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     # bound is out of reach there, its keeping multiplier climbs, and the score bound it gave for the
     # persons placed was loose (3,000 households at 60 % capacity: 149,371 for 4,173 persons, where
     # 146,625 held for 4,138 before; twenty-fifth session).
-    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, target if _room_in_total(problem) else None)
+    # There it starts from the summed-capacity LP's prices for those persons: from stage 2b's, which
+    # price a person at ~600-950 score points near the persons bound, it did not converge (3,000
+    # households at 60 % capacity, 4,118 persons: 147,017 for the 4,173 placed, against 141,108;
+    # twenty-sixth session).
+    room = _room_in_total(problem)
+    beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, target if room else None, toward=None if room else target)
     second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside, exchange_deadline=deadline)
     # The assignment is settled here (what follows refines the bound only): whether the
     # wall clock cut it short is known now.
@@ -1667,8 +1708,12 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
         # From the prices that give the lowest bound for the persons placed: on a tight round the last
         # ones aimed at an unreachable persons bound and are far off for fewer persons.
         last = kept[int(np.argmin(at_placed))][1] if placed < target else kept[-1][1]
+        # On a tight round, from the summed-capacity LP's prices for the persons placed (its working set
+        # stays): started from the lowest vector above, 2.4 s took the 3,000-household round at 60 %
+        # capacity from 147,017 to 146,869 only; from these, to 140,610 (twenty-sixth session).
+        fresh = None if room else _summed_start(lag4, clock, placed)
         rounds = SCORE_TEMPERATURES[-1:] * FINAL_PRICING_ROUNDS
-        priced4 = _price(lag4, last.working, deadline, rounds, last.v, FINAL_LBFGS_ITERATIONS, False)
+        priced4 = _price(lag4, last.working, deadline, rounds, last.v if fresh is None else fresh, FINAL_LBFGS_ITERATIONS, False)
         LOG.debug("pricing for the %d persons placed: bound %.4f", placed, priced4.bound)
         score_bound = min(score_bound, priced4.bound)
     persons = placed
@@ -1710,19 +1755,52 @@ def _summed_capacity_bound(problem: AssignmentProblem, pairs: _Pairs, clock: _Cl
     50,000 units) and its prices per resource. Valid for the round: each place's rows, summed, are
     these rows. On a tight round it bounds the persons far below stage 1's unconverged dual
     (10,000 households at 60 % capacity: 14,134 against 19,158), and its prices are a start for it."""
+    value, prices, _ = _summed_capacity_lp(problem, pairs, clock, None)
+    return value, prices
+
+
+def _summed_capacity_lp(
+    problem: AssignmentProblem, pairs: _Pairs, clock: _Clock, persons: float | None
+) -> tuple[float, np.ndarray, float]:
+    """The summed-capacity LP (see _summed_capacity_bound): with persons None it maximises the persons;
+    otherwise each unit's best score, keeping at least that many persons (one more row). Returns its
+    value, its prices per resource and the persons row's price (inf, zeros, 0 where the LP does not
+    apply: usage that depends on the place, or no answer)."""
+    none = math.inf, np.zeros(problem.capacity.shape[1]), 0.0
     if problem.pair_usage is not None:  # usage depends on the place: no single row per unit
-        return math.inf, np.zeros(problem.capacity.shape[1])
+        return none
     clock.spend(clock.rates.unit * problem.n_units * problem.capacity.shape[1])
     has = np.zeros(problem.n_units, dtype=bool)
     has[pairs.unit] = True
     usage = problem.usage[has].astype(np.float64)
-    out = linprog(
-        -usage[:, problem.persons_index], A_ub=usage.T, b_ub=problem.capacity.sum(axis=0).astype(np.float64),
-        bounds=(0.0, 1.0), method="highs",
-    )
-    if out.status != 0:  # not expected (x = 0 is feasible); no bound then
-        return math.inf, np.zeros(problem.capacity.shape[1])
-    return float(-out.fun), np.maximum(-out.ineqlin.marginals, 0.0)
+    a_ub, b_ub = usage.T, problem.capacity.sum(axis=0).astype(np.float64)
+    if persons is None:
+        profit = usage[:, problem.persons_index]
+    else:
+        clock.spend(clock.rates.pair_pass * pairs.size)
+        best = np.full(problem.n_units, -np.inf)
+        np.maximum.at(best, pairs.unit, pairs.score)
+        profit = best[has]
+        a_ub, b_ub = np.vstack([a_ub, -usage[:, problem.persons_index]]), np.r_[b_ub, -persons]
+    out = linprog(-profit, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs")
+    if out.status != 0:  # not expected (x = 0 is feasible, and persons are those of an answer); no bound then
+        return none
+    prices = np.maximum(-out.ineqlin.marginals, 0.0)
+    n_r = problem.capacity.shape[1]
+    return float(-out.fun), prices[:n_r], float(prices[n_r]) if persons is not None else 0.0
+
+
+def _summed_start(lag: _Lagrangian, clock: _Clock, persons: float) -> np.ndarray | None:
+    """Multipliers of lag (a score stage with its persons-keeping row) from the summed-capacity LP that
+    keeps persons: its price per resource at every place, its persons row's price as the keeping
+    multiplier (their exact bound is that LP's value). None where that LP does not apply."""
+    value, prices, keep = _summed_capacity_lp(lag.problem, lag.pairs, clock, persons)
+    if not math.isfinite(value):
+        return None
+    v = np.zeros(lag.n_vars)
+    v[: lag.n_j * lag.n_r] = np.tile(prices, lag.n_j)
+    v[-1] = keep
+    return v
 
 
 def _room_in_total(problem: AssignmentProblem) -> bool:
