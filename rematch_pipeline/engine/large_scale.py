@@ -684,7 +684,10 @@ def _price_beside(
         v, working = step.v, step.working
         if step.bound > last - 1e-7 * abs(last):  # converged for these persons
             if ladder:
-                LOG.debug("pricing beside the search: converged for %d persons, bound %.4f, keeping multiplier %.4f", persons, step.bound, step.dual.keep)
+                LOG.debug(
+                    "pricing beside the search: converged for %d persons, bound %.4f, keeping multiplier %.4f",
+                    persons, step.bound, step.dual.keep,
+                )
                 ladder.pop(0)
                 if ladder:
                     continue
