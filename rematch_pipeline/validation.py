@@ -336,6 +336,7 @@ ACCEPTED_TWICE_RULE = (
 )
 # A decision naming a household that round proposed nothing to: the reference (or pseudonym) is what to check,
 # whereas a household proposed elsewhere in that round is told the municipality is not its proposal.
+NO_ROUND_RULE = "reference: no round with this id has proposals"
 NOT_PROPOSED_HOUSEHOLD_RULE = "reference: that round proposed nothing to this household (mistyped, or proposed in another round)"
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
 
@@ -471,7 +472,7 @@ def build_canonical(
     proposal_keys = ["round_id", "household_pseudonym", "municipality_id"]
     unknown = decisions.join(known_proposals, on=proposal_keys, how="anti")
     rounds = known_proposals.select("round_id").unique()
-    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", "reference: no round with this id has proposals"))
+    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", NO_ROUND_RULE))
     in_round = unknown.join(rounds, on="round_id", how="semi")
     proposed = known_proposals.select("round_id", "household_pseudonym").unique()
     quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="anti"), "decisions", pl.col("_household_column"), NOT_PROPOSED_HOUSEHOLD_RULE))

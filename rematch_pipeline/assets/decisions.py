@@ -13,13 +13,14 @@ import re
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
-from rematch_pipeline.validation import NOT_PROPOSED_HOUSEHOLD_RULE
+from rematch_pipeline.validation import NO_ROUND_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from rematch_pipeline.wording import counted
 
 DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
@@ -33,24 +34,36 @@ DecisionReason = enum.Enum("DecisionReason", {code: code for code in DECISION_RE
 class Decision(dg.Config):
     """One answer to a proposal of the round."""
 
-    household_pseudonym: str
-    municipality_id: str
-    decision: str  # accept | decline
-    reason: DecisionReason | None = None  # one of the contract's codes, or left out
+    household_pseudonym: str = Field(
+        description="The household's pseudonym (H- and 20 hex digits) as report.html and the proposals show it; never a reference or a name."
+    )
+    municipality_id: str = Field(description="AGS of the municipality the round proposed to this household (quote it in YAML: \"01001\").")
+    decision: str = Field(description=f"{' or '.join(DECISION)}.")
+    # One of the contract's codes, or left out: a closed list, so a sentence is refused before a run exists.
+    reason: DecisionReason | None = Field(
+        default=None, description=f"Why, for a decline (optional): one of {', '.join(DECISION_REASON)}. No free text: run config is kept."
+    )
 
 
 class DecisionsConfig(dg.Config):
     """The round whose proposals are answered, and the answers."""
 
-    round_id: str
-    decisions: list[Decision]
+    round_id: str = Field(description="The round whose proposals are answered: its partition of `rounds` (e.g. r1).")
+    decisions: list[Decision] = Field(
+        description="One entry per household answered: household_pseudonym, municipality_id, decision (accept or decline) and an optional reason."
+        " Linked households count only once every household of their group is answered alike."
+    )
 
 
 def decision_problems(
-    config: DecisionsConfig, proposals: set[tuple[str, str]], accepted_elsewhere: dict[str, str] | None = None
+    config: DecisionsConfig,
+    proposals: set[tuple[str, str]],
+    accepted_elsewhere: dict[str, str] | None = None,
+    link_groups: dict[str, str] | None = None,
 ) -> list[str]:
     """Why entries cannot be recorded, by entry (counted from 0, as Dagster's config errors and the round's
-    locked_pairs[i] count them), field and rule (no values); [] when all can."""
+    locked_pairs[i] count them), field and rule (no values); [] when all can. link_groups: the round's proposed
+    households that are linked with others, by pseudonym → link group."""
     problems = []
     proposed = {household for household, _ in proposals}
     for i, entry in enumerate(config.decisions):
@@ -71,7 +84,33 @@ def decision_problems(
         earlier = [n for n, e in enumerate(config.decisions[:i]) if e.household_pseudonym == entry.household_pseudonym]
         if earlier:  # two answers for one household in one run: which one the coordinator meant is unknown
             problems.append(f"decisions[{i}].household_pseudonym: duplicate: the same household as decisions[{earlier[0]}]")
+        group = (link_groups or {}).get(entry.household_pseudonym)
+        differs = [
+            n for n, e in enumerate(config.decisions[:i])
+            if group is not None and (link_groups or {}).get(e.household_pseudonym) == group and e.decision != entry.decision
+        ]
+        if differs:  # validation would count none of the group's answers: linked households go together or not at all
+            problems.append(f"decisions[{i}].decision: linked households: answered otherwise than its linked household in decisions[{differs[0]}]")
     return problems
+
+
+def unanswered_partners(config: DecisionsConfig, link_groups: dict[str, str]) -> list[str]:
+    """Lines for entries whose linked households (same link group in the round) this run leaves unanswered:
+    validation holds the group's decisions back until every household of it is answered alike."""
+    answered = {e.household_pseudonym for e in config.decisions}
+    members: dict[str, list[str]] = {}
+    for household, group in sorted(link_groups.items()):
+        members.setdefault(group, []).append(household)
+    lines = []
+    for i, entry in enumerate(config.decisions):
+        group = link_groups.get(entry.household_pseudonym)
+        missing = [h for h in members.get(group, []) if h not in answered] if group is not None else []
+        if missing:
+            lines.append(
+                f"decisions[{i}]: linked with {', '.join(missing)} in this round; the decision counts once every household"
+                f" of the group is answered alike (in this run or another)"
+            )
+    return lines
 
 
 def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
@@ -82,15 +121,27 @@ def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
 
 @dg.op(pool="duckdb")
 @reason_first
-def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, home: RematchHome, warehouse: DuckDBResource) -> str:
+def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, home: RematchHome, warehouse: DuckDBResource) -> None:
     """Check the entries against the round's proposals and write them to landing/decisions/ (all or none)."""
     if not config.decisions:
-        raise dg.Failure("no decisions given: add entries under `decisions`")
+        raise refused("nothing recorded: ", ["decisions: empty: add one entry per household answered (household_pseudonym, municipality_id, decision)"])
     with warehouse_connection(warehouse) as con:
         rows = (
             con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = ?", [config.round_id]).fetchall()
             if table_exists(con, "proposals")
             else []
+        )
+        # Households proposed with others of their link group in this round (validation wants the group answered alike).
+        linked = (
+            dict(
+                con.execute(
+                    "SELECT household_pseudonym, link_group FROM round_households WHERE round_id = ? AND link_group IN"
+                    " (SELECT link_group FROM round_households WHERE round_id = ? GROUP BY 1 HAVING count(*) > 1)",
+                    [config.round_id, config.round_id],
+                ).fetchall()
+            )
+            if table_exists(con, "round_households")
+            else {}
         )
         accepted = dict(
             con.execute(
@@ -101,10 +152,13 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
             else []
         )
     if not rows:
-        raise dg.Failure(f"round {config.round_id} has no proposals: run the round first")
-    problems = decision_problems(config, {(h, m) for h, m in rows}, accepted)
+        # Not echoed: the field is free text, and a name typed there by mistake would land in the run's failure.
+        raise refused("nothing recorded: ", [f"round_id: {NO_ROUND_RULE} (run the round first, or check the id: its partition of `rounds`)"])
+    problems = decision_problems(config, {(h, m) for h, m in rows}, accepted, linked)
     if problems:
         raise refused("nothing recorded: ", problems)
+    for line in unanswered_partners(config, linked):
+        context.log.warning(line)
     home.prepare()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     safe_round = re.sub(r"[^A-Za-z0-9_-]", "_", config.round_id)
@@ -115,7 +169,7 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
         f"{counted(len(config.decisions), 'decision')} of round {config.round_id} ({accepted} accept) written to landing/decisions/{path.name}; "
         "the landing sensor ingests them (or run `rematch ingest`)"
     )
-    return path.name
+    # Nothing returned: an output would be pickled to the instance's storage, with a log line the run view shows.
 
 
 @dg.job(description="Record coordinators' accept/decline decisions on a round's proposals (households by pseudonym).")

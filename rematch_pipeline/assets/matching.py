@@ -55,6 +55,14 @@ ALL_FORBIDDEN_REASON = "the coordinator forbade every one the hard rules left (f
 UNKNOWN_TIE_REASON = "the `must` family tie names an unknown place (an AGS neither in the 2020 reference list nor offered in this round)"
 
 
+def _weight(criterion: str, measures: str) -> str:
+    """The Launchpad's description of a score weight."""
+    return (
+        f"Weight of the score criterion {criterion}: {measures}. Relative to the other weights (2 doubles its say,"
+        f" 0 switches it off); a number from 0 to {MAX_WEIGHT:g}, default 1."
+    )
+
+
 class CoordinatorPair(dg.Config):
     """A household and a municipality of the round, named as proposals and report.html name them."""
 
@@ -77,7 +85,9 @@ class RoundConfig(dg.Config):
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
         default=True,
-        description="Large rounds budget counted work, not wall-clock seconds: a repeat gives the same proposals (off: uses the whole limit).",
+        description="Large rounds (above 150,000 candidate pairs or 800 households, linked ones counted once) budget counted work, not wall-clock seconds: a repeat"
+        " gives the same proposals (off: uses the whole limit). A smaller round is solved exactly and repeats itself when it finishes"
+        " within time_limit_seconds; the run's metadata `reproducible` says whether this one did.",
     )
     wall_limit_seconds: float | None = Field(
         default=None,
@@ -99,14 +109,20 @@ class RoundConfig(dg.Config):
         default=False,
         description="Exactly one municipality for every household of the pool, or the round fails saying why and stores nothing (off: the most persons are placed, the rest stay in the pool with a reason).",
     )
-    weight_jobs: float = 1.0
-    weight_schools_childcare: float = 1.0
-    weight_medical_care: float = 1.0
-    weight_community: float = 1.0
-    weight_big_city: float = 1.0
-    weight_quiet_rural: float = 1.0
-    weight_family_nearby: float = 1.0
-    weight_wishes: float = 1.0
+    # Each weight multiplies what the household said the criterion matters to it (docs/scoring.md).
+    weight_jobs: float = Field(default=1.0, description=_weight("jobs", "members wanting work find their sector in shortage there, times how much the household said it matters"))
+    weight_schools_childcare: float = Field(
+        default=1.0,
+        description=_weight("schools and childcare", "free Kita, primary and secondary school places for the children, times the household's importance"),
+    )
+    weight_medical_care: float = Field(default=1.0, description=_weight("medical care", "how many kinds of medical care the municipality offers, times the household's importance"))
+    weight_community: float = Field(default=1.0, description=_weight("community", "the size of the Ukrainian community there, times the household's importance"))
+    weight_big_city: float = Field(default=1.0, description=_weight("big city", "how urban the municipality is, times the household's importance"))
+    weight_quiet_rural: float = Field(default=1.0, description=_weight("quiet rural", "how rural the municipality is, times the household's importance"))
+    weight_family_nearby: float = Field(
+        default=1.0, description=_weight("family nearby", "the family tie's municipality, or near it (the nearer the more, none beyond 200 km), times the household's importance")
+    )
+    weight_wishes: float = Field(default=1.0, description=_weight("wishes", "the household wished for this municipality (1st wish counts most, then 2nd and 3rd)"))
 
     def problems(self) -> list[str]:
         """What a person typed wrong, one line per field (field name and rule, never the value); [] if none.
@@ -373,7 +389,7 @@ def round_candidates(
             "households": pool.height,
             "households_without_any_candidate": without,
             "municipalities": municipalities.height,
-            "mean_score": float(pl.concat(scores).mean() or 0.0),
+            "mean_score": round(float(pl.concat(scores).mean() or 0.0), 2),  # points of 100, as the report shows scores
             "locked_pairs": len(coordinator.locked),
             "forbidden_pairs": len(coordinator.forbidden),
         }
@@ -644,8 +660,9 @@ def round_proposals(
             "households_locked": int(proposals["locked"].sum()),
             "locked_pairs": len(coordinator.locked),
             "forbidden_pairs": len(coordinator.forbidden),
-            "gap": finite(result.gap) if finite(result.gap) is not None else "unproven",
-            "solver_seconds": float(result.wall_seconds),
+            # In percent, as the log line and the report say it (a fraction read as 0.0010745971878382493).
+            "gap_percent": round(100 * finite(result.gap), 4) if finite(result.gap) is not None else "unproven",
+            "solver_seconds": round(float(result.wall_seconds), 1),
             "reproducible": result.reproducible,
             "proposals_csv": dg.MetadataValue.path(str(out / "proposals.csv")),
         }

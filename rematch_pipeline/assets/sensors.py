@@ -6,7 +6,7 @@ from rematch_pipeline.assets.features import household_features, municipality_fe
 from rematch_pipeline.assets.ingest import exports_partitions, landed_export, misplaced_files, pending_exports
 from rematch_pipeline.assets.retry import retry_exports_job
 from rematch_pipeline.assets.validate import canonical_tables
-from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome
 from rematch_pipeline.wording import counted
 
 # A file younger than this may still be being copied into landing/.
@@ -40,7 +40,26 @@ def export_run_requests(home: RematchHome, known: set[str], settle_seconds: floa
     return requests, keys
 
 
-@dg.sensor(job=ingest_file_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+# The UI's Automation page shows these descriptions; a docstring alone is not shown there (Dagster 1.13).
+LANDING_SENSOR_DESCRIPTION = (
+    f"On by default. Every 30 s looks for new files in {', '.join(f'landing/{k}/' for k in LANDING_KINDS)} and starts one"
+    " ingest_file_job run per new file content (the same bytes never twice; a corrected file does); files younger than"
+    f" {SETTLE_SECONDS:g} s wait, as they may still be copied. validate_after_ingestion then rebuilds the validated tables."
+    " A file in the wrong folder starts nothing: the tick says why."
+)
+HOURLY_INGESTION_DESCRIPTION = (
+    "Off by default. The landing sensor's work once an hour, for deployments that run schedules but not sensors:"
+    " one ingest_file_job run per new file content in landing/."
+)
+VALIDATE_AFTER_INGESTION_DESCRIPTION = (
+    "On by default. After each successful ingest_file_job or retry_exports_job run, starts validate_job: validates every"
+    " raw row (pandera, Great Expectations) and rebuilds the feature tables that rounds read."
+)
+
+
+@dg.sensor(
+    job=ingest_file_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING, description=LANDING_SENSOR_DESCRIPTION
+)
 def landing_sensor(context: dg.SensorEvaluationContext, home: RematchHome) -> dg.SensorResult:
     """Starts one ingestion run per new file content in landing/; skips files still being written."""
     known = set(context.instance.get_dynamic_partitions(exports_partitions.name))
@@ -56,7 +75,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: RematchHome) -> dg
     )
 
 
-@dg.schedule(job=ingest_file_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+@dg.schedule(
+    job=ingest_file_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED, description=HOURLY_INGESTION_DESCRIPTION
+)
 def hourly_ingestion(context: dg.ScheduleEvaluationContext, home: RematchHome):
     """Hourly sweep of landing/ for deployments that run schedules but not sensors."""
     known = set(context.instance.get_dynamic_partitions(exports_partitions.name))
@@ -72,6 +93,7 @@ def hourly_ingestion(context: dg.ScheduleEvaluationContext, home: RematchHome):
     monitored_jobs=[ingest_file_job, retry_exports_job],
     request_job=validate_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description=VALIDATE_AFTER_INGESTION_DESCRIPTION,
 )
 def validate_after_ingestion(context: dg.RunStatusSensorContext) -> dg.RunRequest:
     """Validation is a full recompute, so one run after each ingested export (or retry) keeps the tables current."""

@@ -20,6 +20,21 @@ from rematch_pipeline.validation import build_canonical
 from rematch_pipeline.wording import counted
 
 CANONICAL_TABLES: tuple[str, ...] = ("municipalities", "households", "members", "decisions")
+# What each table of canonical_tables holds, as the UI's asset pages show it (one docstring would say the same of all).
+TABLE_DESCRIPTIONS: dict[str, str] = {
+    "municipalities": "Validated municipality offers: one row per municipality (AGS) and intake period, its latest valid"
+    " submission; capacities, services, settlement type. Contact details stay in the identity store.",
+    "households": "Validated households by pseudonym: one row per household, its latest valid submission; consent, pets,"
+    " linked households, family ties, wishes, exclusions, importance ratings. Names, contacts and references stay in the identity store.",
+    "members": "Validated household members by pseudonym: age in years, relation, languages, German level, education, work"
+    " and medical needs. Names and birth dates stay in the identity store.",
+    "decisions": "Coordinators' accept/decline answers to round proposals (from landing/decisions/ and record_decisions_job)"
+    " that count: by round, household pseudonym and municipality.",
+}
+QUARANTINE_DESCRIPTION = (
+    "Rows validation set aside, by file, sheet, row, column and rule (never the value), with the households and"
+    " municipalities held out; see the metadata's by_rule table. Fix the export and land it again."
+)
 
 
 def replace_table(con, name: str, frame: pl.DataFrame) -> None:
@@ -101,12 +116,13 @@ def column_schema(table: str) -> dg.TableSchema:
                 name,
                 deps=["landed_export"],
                 group_name="validate",
+                description=TABLE_DESCRIPTIONS[name],
                 kinds={"duckdb", "pandera"},
                 metadata={"dagster/column_schema": column_schema(name)},
             )
             for name in CANONICAL_TABLES
         ),
-        dg.AssetSpec("quarantine", deps=["landed_export"], group_name="validate", kinds={"duckdb"}),
+        dg.AssetSpec("quarantine", deps=["landed_export"], group_name="validate", description=QUARANTINE_DESCRIPTION, kinds={"duckdb"}),
     ],
     pool="duckdb",
     can_subset=False,

@@ -1,0 +1,168 @@
+"""What a coordinator sees in the Dagster UI: the Launchpad's field descriptions, the Automation page's sensors and
+schedule, the asset pages' descriptions and metadata, and the run failures of record_decisions_job."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._config import ConfigType, ConfigTypeKind
+
+from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.runs import RunFailed, execute
+
+
+def _fields(config_type: ConfigType, path: str = "") -> dict[str, str | None]:
+    """Every field below a config type (list entries and optional fields included), by path -> its description,
+    as the Launchpad's config panel lists them."""
+    out: dict[str, str | None] = {}
+    if config_type.kind in (ConfigTypeKind.ARRAY, ConfigTypeKind.NONEABLE):
+        return _fields(config_type.inner_type, path + ("[]" if config_type.kind == ConfigTypeKind.ARRAY else ""))
+    for name, field in (getattr(config_type, "fields", None) or {}).items():
+        out[f"{path}.{name}".lstrip(".")] = field.description
+        out.update(_fields(field.config_type, f"{path}.{name}"))
+    return out
+
+
+def _op_config_fields(home: RematchHome, job: str, op: str) -> dict[str, str | None]:
+    root = build_definitions(home).resolve_job_def(job).run_config_schema.config_type
+    return _fields(root.fields["ops"].config_type.fields[op].config_type.fields["config"].config_type)
+
+
+def test_the_launchpad_describes_every_field_of_a_round_and_of_recorded_decisions(home: RematchHome) -> None:
+    """The weights showed with no description (the Launchpad said `weight_quiet_rural: Float` and nothing else), and
+    record_decisions_job's round_id, decisions and each entry's fields neither."""
+    round_fields = _op_config_fields(home, "round_job", "round_candidates")
+    assert {"period", "weight_wishes", "locked_pairs[].household_pseudonym", "place_every_household"} <= set(round_fields)
+    assert [name for name, text in round_fields.items() if not text] == []
+    assert "relative to the other weights" in round_fields["weight_quiet_rural"].lower()
+    assert "0 switches it off" in round_fields["weight_jobs"] and "1000" in round_fields["weight_jobs"]
+    # A demo-sized round said `reproducible: false` in its metadata with the option on: the option covers large rounds only.
+    assert "smaller round" in round_fields["reproducible"] and "time_limit_seconds" in round_fields["reproducible"]
+
+    decision_fields = _op_config_fields(home, "record_decisions_job", "record_decisions")
+    assert set(decision_fields) == {
+        "round_id", "decisions", "decisions[].household_pseudonym", "decisions[].municipality_id", "decisions[].decision", "decisions[].reason",
+    }
+    assert [name for name, text in decision_fields.items() if not text] == []
+    assert "accept or decline" in decision_fields["decisions[].decision"]
+    assert "never a reference or a name" in decision_fields["decisions[].household_pseudonym"]
+
+
+def test_the_sensors_and_the_schedule_say_what_they_do_and_whether_they_are_on(home: RematchHome) -> None:
+    """The Automation page showed landing_sensor, validate_after_ingestion and hourly_ingestion without a word."""
+    defs = build_definitions(home)
+    automations = {s.name: s for s in [*defs.sensors, *defs.schedules]}
+    assert set(automations) == {"landing_sensor", "validate_after_ingestion", "hourly_ingestion"}
+    for name, automation in automations.items():
+        running = automation.default_status.value == "RUNNING"
+        assert automation.description, name
+        assert automation.description.startswith("On by default" if running else "Off by default"), name
+    assert "landing/decisions/" in automations["landing_sensor"].description
+    assert "validate_job" in automations["validate_after_ingestion"].description
+
+
+def test_each_validated_table_has_a_description_of_its_own(home: RematchHome) -> None:
+    """canonical_tables makes five assets; each showed the step's docstring, so `members` and `quarantine` read the same."""
+    graph = build_definitions(home).resolve_asset_graph()
+    tables = ("municipalities", "households", "members", "decisions", "quarantine")
+    texts = {t: graph.get(dg.AssetKey(t)).description for t in tables}
+    assert all(texts.values()) and len(set(texts.values())) == len(tables), texts
+    assert "identity store" in texts["members"] and "never the value" in texts["quarantine"]
+
+
+def _record(home: RematchHome, config: dict) -> dg.ExecuteInProcessResult:
+    with dg.DagsterInstance.get() as instance:
+        return execute(build_definitions(home), instance, "record_decisions_job", run_config={"ops": {"record_decisions": {"config": config}}})
+
+
+def test_an_unknown_round_id_or_no_decisions_fail_naming_the_field_without_the_value(home: RematchHome) -> None:
+    """round_id is free text in the Launchpad: a name typed there was repeated in the run's failure
+    (`round Familie Shevchuk has no proposals`); no entries said `no decisions given`, naming no field."""
+    entry = {"household_pseudonym": "H-0123456789abcdef0123", "municipality_id": "01001", "decision": "accept"}
+    with pytest.raises(RunFailed) as failed:
+        _record(home, {"round_id": "Familie Shevchuk", "decisions": [entry]})
+    reason = str(failed.value)
+    assert reason.endswith("nothing recorded: round_id: reference: no round with this id has proposals (run the round first,"
+                           " or check the id: its partition of `rounds`)"), reason
+    assert "Shevchuk" not in reason
+    with pytest.raises(RunFailed) as failed:
+        _record(home, {"round_id": "r1", "decisions": []})
+    assert str(failed.value).endswith("nothing recorded: decisions: empty: add one entry per household answered"
+                                      " (household_pseudonym, municipality_id, decision)")
+    assert list(home.landing("decisions").iterdir()) == []
+
+
+@pytest.fixture
+def round_r1(ingested: RematchHome) -> tuple[RematchHome, dg.ExecuteInProcessResult]:
+    """The ingested data home with round r1 run as the Launchpad runs it (only the period set)."""
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        result = dg.materialize(
+            ROUND_ASSETS, partition_key="r1", resources=build_resources(ingested), instance=instance,
+            run_config={"ops": {"round_candidates": {"config": {"period": "2026-07", "time_limit_seconds": 10}}}},
+        )
+    assert result.success
+    return ingested, result
+
+
+def test_a_rounds_metadata_reads_as_the_log_and_the_report_say_it(round_r1: tuple[RematchHome, dg.ExecuteInProcessResult]) -> None:
+    """The gap showed as a fraction with 19 digits (0.0010745971878382493) where the log said `gap 0.1075%`;
+    solver seconds and the mean score with 15 decimals."""
+    home, result = round_r1
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    solver = json.loads((home.round_dir("r1") / "solver.json").read_text())
+    proposals = meta["round_proposals"]
+    assert "gap" not in proposals
+    gap = proposals["gap_percent"].value
+    assert gap == "unproven" if solver["gap"] is None else gap == round(100 * solver["gap"], 4)
+    assert proposals["solver_seconds"].value == round(proposals["solver_seconds"].value, 1)
+    mean = meta["round_candidates"]["mean_score"].value
+    assert 0 < mean <= 100 and mean == round(mean, 2)
+    # Files as paths (the UI offers to copy them), each one the round wrote.
+    report = meta["round_report"]
+    for name in ("report", "municipalities_csv", "households_csv"):
+        assert isinstance(report[name], dg.PathMetadataValue) and (home.round_dir("r1") / report[name].value.split("/")[-1]).exists()
+    assert isinstance(proposals["proposals_csv"], dg.PathMetadataValue)
+
+
+def _linked_pair(home: RematchHome) -> list[tuple[str, str]]:
+    """The proposals of r1's link group of two (household pseudonym, municipality)."""
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(
+            "SELECT p.household_pseudonym, p.municipality_id FROM proposals p JOIN round_households h USING (round_id, household_pseudonym)"
+            " WHERE round_id = 'r1' AND h.link_group IN (SELECT link_group FROM round_households WHERE round_id = 'r1'"
+            " GROUP BY 1 HAVING count(*) > 1) ORDER BY 1"
+        ).fetchall()
+
+
+def test_linked_households_answered_otherwise_are_refused_and_answered_in_part_are_warned_about(
+    round_r1: tuple[RematchHome, dg.ExecuteInProcessResult],
+) -> None:
+    """Validation counts a link group's decisions only once all of them are answered alike. The job said it had
+    written two decisions and the run succeeded; the decline was then quarantined in a validate_job run the
+    coordinator never opened, and the next round proposed the declined pair again."""
+    home, _ = round_r1
+    pair = _linked_pair(home)
+    assert len(pair) == 2, "the sample's link group of two is proposed"
+    (first, m_first), (second, m_second) = pair
+    with pytest.raises(RunFailed) as failed:
+        _record(home, {"round_id": "r1", "decisions": [
+            {"household_pseudonym": first, "municipality_id": m_first, "decision": "accept"},
+            {"household_pseudonym": second, "municipality_id": m_second, "decision": "decline"},
+        ]})
+    assert str(failed.value).endswith(
+        "nothing recorded: decisions[1].decision: linked households: answered otherwise than its linked household in decisions[0]"
+    )
+    assert list(home.landing("decisions").iterdir()) == []
+
+    result = _record(home, {"round_id": "r1", "decisions": [{"household_pseudonym": first, "municipality_id": m_first, "decision": "decline"}]})
+    with dg.DagsterInstance.get() as instance:
+        warnings = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.WARNING]
+    assert f"decisions[0]: linked with {second} in this round; the decision counts once every household of the group is answered alike" \
+        " (in this run or another)" in warnings
+    assert len(list(home.landing("decisions").iterdir())) == 1, "written all the same: the partner may be answered in another run"
