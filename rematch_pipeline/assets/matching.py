@@ -12,7 +12,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.assets.failures import reason_first, refused
@@ -123,6 +123,13 @@ class RoundConfig(dg.Config):
         default=1.0, description=_weight("family nearby", "the family tie's municipality, or near it (the nearer the more, none beyond 200 km), times the household's importance")
     )
     weight_wishes: float = Field(default=1.0, description=_weight("wishes", "the household wished for this municipality (1st wish counts most, then 2nd and 3rd)"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_takes_the_default(cls, data: object) -> object:
+        """A field left empty in the Launchpad or a --config file (`period:` is null in YAML) takes its default, as the
+        descriptions say ("empty = the latest"); Dagster passes the null on, and pydantic refused it with a traceback."""
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
     def problems(self) -> list[str]:
         """What a person typed wrong, one line per field (field name and rule, never the value); [] if none.

@@ -166,3 +166,20 @@ def test_linked_households_answered_otherwise_are_refused_and_answered_in_part_a
     assert f"decisions[0]: linked with {second} in this round; the decision counts once every household of the group is answered alike" \
         " (in this run or another)" in warnings
     assert len(list(home.landing("decisions").iterdir())) == 1, "written all the same: the partner may be answered in another run"
+
+
+def test_a_field_left_empty_in_the_launchpad_takes_its_default(ingested: RematchHome, tmp_path) -> None:  # noqa: ANN001
+    """`period:` with nothing after it is null in YAML; the Launchpad says "empty = the latest". The round failed with
+    pydantic's `ValidationError: 1 validation error for RoundConfig` and its traceback; the same for a weight, a
+    switch or the pair lists left empty."""
+    from rematch_pipeline.cli import main
+
+    config = tmp_path / "round.yaml"
+    config.write_text("ops:\n  round_candidates:\n    config:\n      period:\n      weight_jobs:\n      place_every_household:\n"
+                      "      locked_pairs:\n      time_limit_seconds: 10\n")
+    assert main(["round", "r1", "--config", str(config)]) == 0
+    with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
+        period, recorded = con.execute("SELECT period, config_json FROM rounds WHERE round_id = 'r1'").fetchone()
+    recorded = json.loads(recorded)
+    assert period == "2026-07" and recorded["period"] == "" and recorded["weight_jobs"] == 1.0
+    assert recorded["place_every_household"] is False and recorded["time_limit_seconds"] == 10
