@@ -496,6 +496,8 @@ def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl
     )
 
 
+# The solver's status as the run log says it to a coordinator ("feasible" read as "it works", not "not proven best").
+SOLVED_WORDS = {"optimal": "optimal (proven best within relative_gap)", "feasible": "best found within the time limit (not proven best)"}
 # Pseudonyms named in a failure message at most: the rest are counted.
 NAMED_IN_FAILURE = 5
 
@@ -538,7 +540,8 @@ def round_proposals(
     del scored
     params = config.solver_params(len(problem.pair_unit))
     context.log.info(
-        f"solving {len(problem.unit_ids)} units × {len(problem.place_ids)} places, {len(problem.pair_unit)} pairs"
+        f"solving {len(problem.unit_ids)} placement units (households; linked ones as one) × {len(problem.place_ids)} municipalities,"
+        f" {len(problem.pair_unit)} compatible pairs"
         f" ({config.backend}, time limit {params.time_limit_seconds:g} s{'' if config.time_limit_seconds is not None else ' by the round size'})"
     )
     result = solve(problem, params)
@@ -569,7 +572,10 @@ def round_proposals(
         )
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
-    context.log.info(f"{result.status}: {counted(result.persons_placed, 'person')} placed, gap {result.gap:.4%}, {result.wall_seconds:.1f} s")
+    context.log.info(
+        f"{SOLVED_WORDS.get(result.status, result.status)}: {counted(result.persons_placed, 'person')} placed, score gap {result.gap:.4%},"
+        f" {result.wall_seconds:.1f} s"
+    )
     if not result.reproducible:
         context.log.warning("the time limit cut this solve short: a repeat of the round may propose otherwise (see solver.json)")
     unsolved = [s.name for s in result.stages[1:] if s.status not in ("optimal", "feasible")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import dagster as dg
 import duckdb
@@ -128,6 +129,25 @@ def test_a_rounds_metadata_reads_as_the_log_and_the_report_say_it(round_r1: tupl
     for name in ("report", "municipalities_csv", "households_csv"):
         assert isinstance(report[name], dg.PathMetadataValue) and (home.round_dir("r1") / report[name].value.split("/")[-1]).exists()
     assert isinstance(proposals["proposals_csv"], dg.PathMetadataValue)
+
+
+def test_a_rounds_log_says_what_it_solves_and_how_well_in_a_coordinators_words(
+    round_r1: tuple[RematchHome, dg.ExecuteInProcessResult],
+) -> None:
+    """The run view said `solving 29 units × 4 places, 96 pairs` and `feasible: 62 persons placed, gap 0.1075%`:
+    "units" is the engine's word, and "feasible" read as "it works" where it means "not proven best"."""
+    home, result = round_r1
+    with dg.DagsterInstance.get() as instance:
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
+    solving = [line for line in lines if line.startswith("solving ")]
+    assert len(solving) == 1 and re.fullmatch(
+        r"solving \d+ placement units \(households; linked ones as one\) × 4 municipalities, \d+ compatible pairs \(cbc, time limit 10 s\)",
+        solving[0],
+    ), solving
+    solved = [line for line in lines if " persons placed, score gap " in line]
+    assert len(solved) == 1 and re.match(
+        r"(optimal \(proven best within relative_gap\)|best found within the time limit \(not proven best\)): \d+ persons placed", solved[0]
+    ), solved
 
 
 def _linked_pair(home: RematchHome) -> list[tuple[str, str]]:
