@@ -471,16 +471,24 @@ def landed_export(
         skipped = f"; left out: {outcome.skipped}" if outcome.skipped else ""
         context.log.info(f"{path.name}: {outcome.status}, {counted(outcome.rows, 'row')} into {outcome.tables or '-'}{skipped}")
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": outcome.rows,
-            "file_name": path.name,
-            "landing_folder": kind,
-            "status": outcome.status,
-            "tables": outcome.tables,
-            "error": outcome.error,
-            "skipped": outcome.skipped,
-        }
+        metadata=filled(
+            {
+                "dagster/row_count": outcome.rows,
+                "file_name": path.name,
+                "landing_folder": kind,
+                "status": outcome.status,
+                "tables": outcome.tables,
+                "error": outcome.error,
+                "skipped": outcome.skipped,
+            }
+        )
     )
+
+
+def filled(metadata: dict[str, object]) -> dict[str, object]:
+    """Metadata without its empty text entries: the UI listed `error` and `skipped` with nothing beside them for
+    every file ingested whole, as if something had gone wrong unsaid (counts stay, 0 says something)."""
+    return {key: value for key, value in metadata.items() if value != ""}
 
 
 def pending_exports(home: RematchHome, known: set[str], settle_seconds: float = 0.0) -> list[tuple[str, Path, str]]:

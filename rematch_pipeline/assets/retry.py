@@ -28,6 +28,7 @@ from rematch_pipeline.assets.ingest import (
     blank_stored,
     consent_withdrawals,
     exports_partitions,
+    filled,
     members_arrived_while_refused,
     restore_members,
     skipped_submissions,
@@ -344,15 +345,17 @@ def retry_rejected_exports(context: dg.OpExecutionContext, home: RematchHome, id
                 dg.AssetMaterialization(
                     asset_key="landed_export",
                     partition=outcome.sha256,
-                    metadata={
-                        "dagster/row_count": outcome.rows,
-                        "file_name": outcome.file_name,
-                        "status": "rejected" if outcome.status == "still_rejected" else "ingested",
-                        "retried": True,
-                        "withheld_cells": outcome.withheld_after,
-                        "erased_rows_left_out": outcome.erased_rows,
-                        "error": outcome.reason if outcome.status == "still_rejected" else "",
-                    },
+                    metadata=filled(
+                        {
+                            "dagster/row_count": outcome.rows,
+                            "file_name": outcome.file_name,
+                            "status": "rejected" if outcome.status == "still_rejected" else "ingested",
+                            "retried": True,
+                            "withheld_cells": outcome.withheld_after,
+                            "erased_rows_left_out": outcome.erased_rows,
+                            "error": outcome.reason if outcome.status == "still_rejected" else "",
+                        }
+                    ),
                 )
             )
     stored = sum(o.stored for o in outcomes)

@@ -76,6 +76,28 @@ def test_each_validated_table_has_a_description_of_its_own(home: RematchHome) ->
     assert "identity store" in texts["members"] and "never the value" in texts["quarantine"]
 
 
+def test_landed_exports_metadata_leaves_out_what_is_empty(home: RematchHome) -> None:
+    """Every file ingested whole showed `error` and `skipped` with nothing beside them, as if something had gone
+    wrong unsaid; a rejected file an empty `tables`."""
+    from rematch_pipeline.cli import main
+    from tests.formats.fixtures.exports import limesurvey_csv
+
+    (home.landing("households") / "results-survey123456.csv").write_bytes(limesurvey_csv())  # one incomplete response
+    (home.landing("municipalities") / "broken.csv").write_text("municipality_id;capacity_persons\n01001;5\n")
+    main(["ingest"])
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey("landed_export"), limit=10).records
+    shown = {r.asset_materialization.metadata["file_name"].value: {k: v.value for k, v in r.asset_materialization.metadata.items()}
+             for r in records}
+    assert set(shown) == {"results-survey123456.csv", "broken.csv"}
+    assert [(name, k) for name, meta in shown.items() for k, v in meta.items() if v == ""] == []
+    ingested, rejected = shown["results-survey123456.csv"], shown["broken.csv"]
+    assert ingested["status"] == "ingested" and "error" not in ingested
+    assert ingested["skipped"] == "incomplete LimeSurvey responses: 1"
+    assert rejected["status"] == "rejected" and rejected["error"].startswith("broken.csv, row 1: header: missing columns")
+    assert "skipped" not in rejected and "tables" not in rejected
+
+
 def _record(home: RematchHome, config: dict) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.get() as instance:
         return execute(build_definitions(home), instance, "record_decisions_job", run_config={"ops": {"record_decisions": {"config": config}}})
