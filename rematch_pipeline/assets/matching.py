@@ -498,6 +498,13 @@ def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl
 
 # The solver's status as the run log says it to a coordinator ("feasible" read as "it works", not "not proven best").
 SOLVED_WORDS = {"optimal": "optimal (proven best within relative_gap)", "feasible": "best found within the time limit (not proven best)"}
+
+
+def solved_words(status: str) -> str:
+    """A solve's status in a coordinator's words, as the run's log and the round's metadata both say it
+    (a status without words of its own, e.g. infeasible, as the solver says it)."""
+    return SOLVED_WORDS.get(status, status)
+
 # Pseudonyms named in a failure message at most: the rest are counted.
 NAMED_IN_FAILURE = 5
 
@@ -573,7 +580,7 @@ def round_proposals(
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
     context.log.info(
-        f"{SOLVED_WORDS.get(result.status, result.status)}: {counted(result.persons_placed, 'person')} placed, score gap {result.gap:.4%},"
+        f"{solved_words(result.status)}: {counted(result.persons_placed, 'person')} placed, score gap {result.gap:.4%},"
         f" {result.wall_seconds:.1f} s"
     )
     if not result.reproducible:
@@ -666,7 +673,9 @@ def round_proposals(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": proposals.height,
-            "status": result.status,
+            # In the log's words ("feasible" read as "it worked"); the solver's own word as solver.json keeps it.
+            "status": solved_words(result.status),
+            "solver_status": result.status,
             "persons_placed": result.persons_placed,
             "households_placed": proposals.height,
             "households_unplaced": pool.height - proposals.height,

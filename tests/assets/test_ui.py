@@ -143,6 +143,10 @@ def test_a_rounds_metadata_reads_as_the_log_and_the_report_say_it(round_r1: tupl
     assert "gap" not in proposals
     gap = proposals["gap_percent"].value
     assert gap == "unproven" if solver["gap"] is None else gap == round(100 * solver["gap"], 4)
+    # The status in the log's words ("feasible" read as "it worked"), the solver's own word beside it as solver.json keeps it.
+    assert proposals["solver_status"].value == solver["status"] in ("optimal", "feasible")
+    assert proposals["status"].value == {"optimal": "optimal (proven best within relative_gap)",
+                                         "feasible": "best found within the time limit (not proven best)"}[solver["status"]]
     assert proposals["solver_seconds"].value == round(proposals["solver_seconds"].value, 1)
     mean = meta["round_candidates"]["mean_score"].value
     assert 0 < mean <= 100 and mean == round(mean, 2)
@@ -170,6 +174,8 @@ def test_a_rounds_log_says_what_it_solves_and_how_well_in_a_coordinators_words(
     assert len(solved) == 1 and re.match(
         r"(optimal \(proven best within relative_gap\)|best found within the time limit \(not proven best\)): \d+ persons placed", solved[0]
     ), solved
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert solved[0].startswith(meta["round_proposals"]["status"].value + ": "), "the log and the metadata say it alike"
 
 
 def _linked_pair(home: RematchHome) -> list[tuple[str, str]]:
