@@ -3,6 +3,7 @@
 
 import dataclasses
 import datetime as dt
+import enum
 import json
 import math
 import re
@@ -38,6 +39,11 @@ SLICE_ROWS = 1_000_000
 
 OBJECTIVES = ("lexicographic", "maximin")
 BACKENDS = ("scip", "cbc", "highs", "cp_sat")
+# The Launchpad offers these as choices (a config Enum, as a decision's reason): Dagster refuses anything else before
+# a run exists, naming the field (runs.config_error_lines), where free text was checked only once the round started.
+# StrEnum: each member is its text, so the config recorded in `rounds` and solver.json's params stay as they were.
+Objective = enum.StrEnum("Objective", {o: o for o in OBJECTIVES})
+Backend = enum.StrEnum("Backend", {b: b for b in BACKENDS})
 # A round id names a folder (rounds/<round_id>/) and a decisions file: no path separators, no
 # leading dot, nothing a shell or Excel mangles. The UI accepts any partition key, so it is checked here.
 # What a round's solve and report leave, per round: replaced whole when the round id runs again.
@@ -76,8 +82,8 @@ class RoundConfig(dg.Config):
     """Parameters of a matching round, shown with their defaults in the Launchpad."""
 
     period: str = Field(default="", description="Intake period (YYYY-MM) whose offers are matched; empty = the latest.")
-    objective: str = Field(default="lexicographic", description="lexicographic (persons, then score) or maximin (worst-off first).")
-    backend: str = Field(default="cbc", description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
+    objective: Objective = Field(default=Objective.lexicographic, description="lexicographic (persons, then score) or maximin (worst-off first).")
+    backend: Backend = Field(default=Backend.cbc, description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
     time_limit_seconds: float | None = Field(
         default=None,
         description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). Empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
@@ -136,14 +142,11 @@ class RoundConfig(dg.Config):
 
         Checked before the round reads or writes anything, so a refused run leaves the warehouse as it was.
         The engine checks the same limits (SolverParams, ScoreWeights) as a last guard, in its own terms.
+        objective and backend are choices of the config schema: Dagster refuses any other before the run exists.
         """
         problems = []
         if self.period and not re.fullmatch(PERIOD_PATTERN, self.period):
             problems.append("period: format: YYYY-MM (e.g. 2026-07), or empty for the latest period with offers")
-        if self.objective not in OBJECTIVES:
-            problems.append(f"objective: not one of {', '.join(OBJECTIVES)}")
-        if self.backend not in BACKENDS:
-            problems.append(f"backend: not one of {', '.join(BACKENDS)}")
         if self.time_limit_seconds is not None and not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
             problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or empty for a limit by the round's size")
         if self.wall_limit_seconds is not None and not (math.isfinite(self.wall_limit_seconds) and self.wall_limit_seconds > 0):
@@ -183,8 +186,8 @@ class RoundConfig(dg.Config):
         """The solver settings of this round of n_pairs candidate pairs."""
         return SolverParams(
             time_limit_seconds=self.time_limit(n_pairs),
-            backend=self.backend,
-            objective=self.objective,
+            backend=self.backend.value,  # the engine takes plain text (no Dagster or config types)
+            objective=self.objective.value,
             relative_gap=self.relative_gap,
             reproducible=self.reproducible,
             wall_limit_seconds=self.wall_limit_seconds,

@@ -31,14 +31,14 @@ def test_a_round_config_mistake_fails_with_the_reason_and_the_field_as_metadata_
         instance.add_dynamic_partitions("rounds", ["r1"])
         result = build_definitions(home).resolve_job_def("round_job").execute_in_process(
             instance=instance, partition_key="r1", raise_on_error=False,
-            run_config={"ops": {"round_candidates": {"config": {"period": "July", "backend": "CBC"}}}},
+            run_config={"ops": {"round_candidates": {"config": {"period": "July", "time_limit_seconds": -5}}}},
         )
         step, run = _failed_events(instance, result)
     data = step.step_failure_data
     assert data.user_failure_data is not None
     assert data.user_failure_data.description.startswith("round not started, fix the run config: period: format: YYYY-MM")
     shown = {k: v.value for k, v in data.user_failure_data.metadata.items()}
-    assert shown["period"].startswith("format: YYYY-MM") and shown["backend"].startswith("not one of")
+    assert shown["period"].startswith("format: YYYY-MM") and shown["time_limit_seconds"].startswith("a number of seconds above 0")
     assert "July" not in str(shown), "never the value typed"
     assert _our_frames(data.error) == [], data.error.stack
     assert data.error.cause is None and data.error.context is None
@@ -111,12 +111,12 @@ def test_a_refused_round_prints_its_reason_on_the_console_without_a_stack_trace(
     from rematch_pipeline.cli import main
 
     config = tmp_path / "round.yaml"
-    config.write_text('period: "2026-07"\nbackend: CBC\n')
+    config.write_text('period: "2026-07"\nrelative_gap: 5\n')
     capfd.readouterr()
     assert main(["round", "r1", "--period", "2026-07", "--config", str(config)]) == 1
     out, err = capfd.readouterr()
     shown = out + err
-    assert shown.count("backend: not one of") == 3, shown  # step failure, run failure, rematch's own line
+    assert shown.count("relative_gap: a fraction") == 3, shown  # step failure, run failure, rematch's own line
     assert "Stack Trace" not in shown and "failures.py" not in shown, shown
 
 

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from dagster._config import ConfigType, ConfigTypeKind
 
+from rematch_pipeline.assets.matching import BACKENDS, OBJECTIVES
 from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
@@ -74,6 +75,34 @@ def test_each_validated_table_has_a_description_of_its_own(home: RematchHome) ->
     texts = {t: graph.get(dg.AssetKey(t)).description for t in tables}
     assert all(texts.values()) and len(set(texts.values())) == len(tables), texts
     assert "identity store" in texts["members"] and "never the value" in texts["quarantine"]
+
+
+def test_the_launchpad_offers_objective_and_backend_as_choices_with_their_defaults(home: RematchHome) -> None:
+    """Both were free text: the Launchpad took `CBC` or `fair` and the run failed only once the round started."""
+    schema = build_definitions(home).resolve_job_def("round_job").run_config_schema.config_type
+    fields = schema.fields["ops"].config_type.fields["round_candidates"].config_type.fields["config"].config_type.fields
+    for name, codes, default in (("objective", OBJECTIVES, "lexicographic"), ("backend", BACKENDS, "cbc")):
+        field = fields[name]
+        # A field with a default may be left empty (null takes the default), so the choice list sits inside NONEABLE.
+        choice = field.config_type.inner_type if field.config_type.kind == ConfigTypeKind.NONEABLE else field.config_type
+        assert choice.kind == ConfigTypeKind.ENUM, name
+        assert [v.config_value for v in choice.enum_values] == list(codes)
+        assert field.default_value == default
+
+
+def test_a_rounds_objective_or_backend_outside_the_choices_is_refused_before_a_run_exists(ingested: RematchHome) -> None:
+    with dg.DagsterInstance.get() as instance:
+        runs = len(instance.get_run_records())
+        instance.add_dynamic_partitions("rounds", ["r1"])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(ingested), instance, "round_job", partition_key="r1",
+                    run_config={"ops": {"round_candidates": {"config": {"objective": "fair", "backend": "CBC"}}}})
+        assert len(instance.get_run_records()) == runs, "no run was made"
+    reason = str(failed.value)
+    assert reason.startswith("round_job not started, fix the run config: ")
+    assert "ops.round_candidates.config.objective: code: not one of lexicographic, maximin" in reason
+    assert "ops.round_candidates.config.backend: code: not one of scip, cbc, highs, cp_sat" in reason
+    assert "fair" not in reason and "CBC" not in reason
 
 
 def test_landed_exports_metadata_leaves_out_what_is_empty(home: RematchHome) -> None:
@@ -224,10 +253,14 @@ def test_a_field_left_empty_in_the_launchpad_takes_its_default(ingested: Rematch
 
     config = tmp_path / "round.yaml"
     config.write_text("ops:\n  round_candidates:\n    config:\n      period:\n      weight_jobs:\n      place_every_household:\n"
-                      "      locked_pairs:\n      time_limit_seconds: 10\n")
+                      "      locked_pairs:\n      objective:\n      backend:\n      time_limit_seconds: 10\n")
     assert main(["round", "r1", "--config", str(config)]) == 0
     with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
         period, recorded = con.execute("SELECT period, config_json FROM rounds WHERE round_id = 'r1'").fetchone()
     recorded = json.loads(recorded)
     assert period == "2026-07" and recorded["period"] == "" and recorded["weight_jobs"] == 1.0
     assert recorded["place_every_household"] is False and recorded["time_limit_seconds"] == 10
+    # The choices are recorded as the text they are, and reach the solver as such (solver.json's params).
+    assert (recorded["objective"], recorded["backend"]) == ("lexicographic", "cbc")
+    params = json.loads((ingested.round_dir("r1") / "solver.json").read_text())["params"]
+    assert (params["objective"], params["backend"]) == ("lexicographic", "cbc")
