@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from rematch_pipeline.cli import main
-from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
 from rematch_pipeline.sample import generate_round, write_round
@@ -33,3 +33,16 @@ def refused_round(home: RematchHome, round_id: str, config: dict) -> str:
             execute(build_definitions(home), instance, "round_job", partition_key=round_id,
                     run_config={"ops": {"round_candidates": {"config": config}}})
     return str(failed.value)
+
+
+def materialized_round(home: RematchHome, round_id: str, config: dict) -> dg.ExecuteInProcessResult:
+    """The round's assets materialised for a new partition of `rounds` as the Launchpad runs them (config: the
+    round_candidates op's), asserted successful."""
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", [round_id])
+        result = dg.materialize(
+            ROUND_ASSETS, partition_key=round_id, resources=build_resources(home), instance=instance,
+            run_config={"ops": {"round_candidates": {"config": config}}},
+        )
+    assert result.success
+    return result

@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 from rematch_pipeline.cli import main
-from rematch_pipeline.definitions import ROUND_ASSETS, build_resources
 from rematch_pipeline.features import RESOURCES
 from rematch_pipeline.resources.home import RematchHome
+from tests.assets.conftest import materialized_round
 
 BASE = {"period": "2026-07", "time_limit_seconds": 10}
 
@@ -33,14 +33,7 @@ def _query(home: RematchHome, sql: str, params: list | None = None) -> pl.DataFr
 @pytest.fixture
 def round_run(ingested: RematchHome) -> tuple[RematchHome, dg.ExecuteInProcessResult]:
     """The ingested data home with round r1 materialised (no locks): 30 households, 4 municipalities."""
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("rounds", ["r1"])
-        result = dg.materialize(
-            ROUND_ASSETS, partition_key="r1", resources=build_resources(ingested), instance=instance,
-            run_config={"ops": {"round_candidates": {"config": BASE}}},
-        )
-    assert result.success
-    return ingested, result
+    return ingested, materialized_round(ingested, "r1", BASE)
 
 
 def test_municipalities_csv_has_one_row_per_municipality_matching_the_round_tables(round_run) -> None:  # noqa: ANN001 - fixture

@@ -13,9 +13,10 @@ import pytest
 from dagster._config import ConfigType, ConfigTypeKind
 
 from rematch_pipeline.assets.matching import BACKENDS, OBJECTIVES
-from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
+from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
+from tests.assets.conftest import materialized_round
 
 
 def _fields(config_type: ConfigType, path: str = "") -> dict[str, str | None]:
@@ -152,14 +153,7 @@ def test_an_unknown_round_id_or_no_decisions_fail_naming_the_field_without_the_v
 @pytest.fixture
 def round_r1(ingested: RematchHome) -> tuple[RematchHome, dg.ExecuteInProcessResult]:
     """The ingested data home with round r1 run as the Launchpad runs it (only the period set)."""
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("rounds", ["r1"])
-        result = dg.materialize(
-            ROUND_ASSETS, partition_key="r1", resources=build_resources(ingested), instance=instance,
-            run_config={"ops": {"round_candidates": {"config": {"period": "2026-07", "time_limit_seconds": 10}}}},
-        )
-    assert result.success
-    return ingested, result
+    return ingested, materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
 
 
 def test_a_rounds_metadata_reads_as_the_log_and_the_report_say_it(round_r1: tuple[RematchHome, dg.ExecuteInProcessResult]) -> None:

@@ -75,37 +75,41 @@ def _municipalities(s: SampleRound, frame: pl.DataFrame) -> dict[str, bytes]:
     return _files(s, municipalities=frame)
 
 
+def _write_frame(sheet: xlsxwriter.worksheet.Worksheet, frame: pl.DataFrame, top: int = 0) -> None:
+    """The frame's header in row `top` (from 0) and its rows below, empty cells as empty text."""
+    sheet.write_row(top, 0, frame.columns)
+    for r, row in enumerate(frame.iter_rows(), start=top + 1):
+        sheet.write_row(r, 0, [v or "" for v in row])
+
+
+def _with_workbook(s: SampleRound, csv_name: str, data: bytes) -> dict[str, bytes]:
+    """The sample round's files with one CSV (kind/name.csv) replaced by the workbook data (kind/name.xlsx)."""
+    files = _files(s)
+    del files[csv_name]
+    files[csv_name.removesuffix(".csv") + ".xlsx"] = data
+    return files
+
+
 def _members_xlsx_with_title_row(s: SampleRound) -> dict[str, bytes]:
     out = io.BytesIO()
     with xlsxwriter.Workbook(out) as book:
         sheet = book.add_worksheet("members")
         sheet.merge_range(0, 0, 0, 4, "Mitglieder des Haushalts")
-        sheet.write_row(1, 0, s.members.columns)
-        for r, row in enumerate(s.members.iter_rows(), start=2):
-            sheet.write_row(r, 0, [v or "" for v in row])
-    files = _files(s)
-    del files["households/members.csv"]
-    files["households/members.xlsx"] = out.getvalue()
-    return files
+        _write_frame(sheet, s.members, top=1)
+    return _with_workbook(s, "households/members.csv", out.getvalue())
 
 
 def _members_xlsx_bomb(s: SampleRound) -> dict[str, bytes]:
     """A real members workbook plus one worksheet part that inflates 1000-fold (a decompression bomb)."""
     out = io.BytesIO()
     with xlsxwriter.Workbook(out) as book:
-        sheet = book.add_worksheet("members")
-        sheet.write_row(0, 0, s.members.columns)
-        for r, row in enumerate(s.members.iter_rows(), start=1):
-            sheet.write_row(r, 0, [v or "" for v in row])
+        _write_frame(book.add_worksheet("members"), s.members)
     bomb = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(out.getvalue())) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
         for item in source.infolist():
             target.writestr(item, source.read(item.filename))
         target.writestr("xl/worksheets/sheet2.xml", b"<row/>" * 10_000_000, compresslevel=9)
-    files = _files(s)
-    del files["households/members.csv"]
-    files["households/members.xlsx"] = bomb.getvalue()
-    return files
+    return _with_workbook(s, "households/members.csv", bomb.getvalue())
 
 
 def _municipalities_xlsx_with_formula(s: SampleRound) -> dict[str, bytes]:
@@ -114,14 +118,9 @@ def _municipalities_xlsx_with_formula(s: SampleRound) -> dict[str, bytes]:
     out = io.BytesIO()
     with xlsxwriter.Workbook(out) as book:
         sheet = book.add_worksheet("municipalities")
-        sheet.write_row(0, 0, s.municipalities.columns)
-        for r, row in enumerate(s.municipalities.iter_rows(), start=1):
-            sheet.write_row(r, 0, [v or "" for v in row])
+        _write_frame(sheet, s.municipalities)
         sheet.write(2, s.municipalities.columns.index("capacity_persons"), f'=LEN("{SECRET}")')
-    files = _files(s)
-    del files["municipalities/municipalities.csv"]
-    files["municipalities/municipalities.xlsx"] = out.getvalue()
-    return files
+    return _with_workbook(s, "municipalities/municipalities.csv", out.getvalue())
 
 
 def _saved_by_excel(data: bytes) -> bytes:
