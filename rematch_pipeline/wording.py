@@ -1,7 +1,8 @@
-"""Counts in words, the one place that puts a number before a noun: `1 person`, `2 persons`, `1 more Kita place`.
+"""Counts in words, the one place that puts a number before a noun: `1 person`, `2 persons`, `1 more Kita place`;
+and a solve's status in a coordinator's words.
 
 Used by the engine (diagnosis), the report, the run logs and the command line alike, so no text says
-`1 more persons` or `1 file(s)`.
+`1 more persons` or `1 file(s)`, and the log, the metadata and the report name a solve's outcome alike.
 """
 
 from __future__ import annotations
@@ -40,3 +41,16 @@ def resource_counted(n: int, resource: str, more: bool = False) -> str:
     """A count of a resource by its key: `1 Kita place`, `3 more housing units`."""
     noun = RESOURCE_NOUNS.get(resource, resource.replace("_", " "))
     return counted(n, f"more {noun}" if more else noun)
+
+
+# The solver's status as a coordinator reads it ("feasible" read as "it works", not "not proven best").
+SOLVED_WORDS: dict[str, str] = {
+    "optimal": "optimal (proven best within relative_gap)",
+    "feasible": "best found within the time limit (not proven best)",
+}
+
+
+def solved_words(status: str) -> str:
+    """A solve's status in a coordinator's words, as the run's log, the round's metadata and report.html say it
+    (a status without words of its own, e.g. infeasible, as the solver says it)."""
+    return SOLVED_WORDS.get(status, status)

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, municipality_table, render_round_report
+from rematch_pipeline.wording import solved_words
 
 EVIL_NAME = "<script>alert(1)</script> Neustadt"
 SECTION_HEADINGS = (
@@ -408,3 +409,17 @@ def test_a_municipality_that_offers_none_of_a_capacity_says_so_where_it_keeps_ho
     text = _section_text(render_round_report(_data(municipalities=_municipalities(), municipality_reasons=reasons)), "municipalities")
     assert "resource_housing_units: none offered (4)" in text  # Dresden offers 0 of everything
     assert "resource_persons (1)" in text and "resource_persons: none" not in text  # Flensburg offers 10
+
+
+def test_the_solver_status_reads_as_the_runs_log_and_metadata_say_it() -> None:
+    """The status card and the details table said the solver's word, `feasible` (read as "it worked"), where the
+    run's log and metadata say "best found within the time limit (not proven best)"."""
+    solver = {"status": "feasible", "gap": 0.0011, "stage_persons_status": "optimal", "stage_score_status": "feasible"}
+    html = render_round_report(_data(solver=solver))
+    headline = _section_text(html, "headline")
+    assert "best found within the time limit" in headline and "not proven best; optimality gap 0.11 %" in headline
+    details = _section_text(html, "details")
+    assert f"Status {solved_words('feasible')}" in details
+    assert "Status, first stage: persons placed optimal (proven best within relative_gap)" in details
+    assert "Status, last stage: total score best found within the time limit (not proven best)" in details
+    assert ">feasible<" not in html

@@ -29,7 +29,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.models import PERIOD_PATTERN, ROUND_ID_PATTERN as ROUND_ID_FORMAT
-from rematch_pipeline.wording import counted
+from rematch_pipeline.wording import counted, solved_words
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
@@ -498,15 +498,6 @@ def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl
         .sort("municipality_id", "resource")
     )
 
-
-# The solver's status as the run log says it to a coordinator ("feasible" read as "it works", not "not proven best").
-SOLVED_WORDS = {"optimal": "optimal (proven best within relative_gap)", "feasible": "best found within the time limit (not proven best)"}
-
-
-def solved_words(status: str) -> str:
-    """A solve's status in a coordinator's words, as the run's log and the round's metadata both say it
-    (a status without words of its own, e.g. infeasible, as the solver says it)."""
-    return SOLVED_WORDS.get(status, status)
 
 # Pseudonyms named in a failure message at most: the rest are counted.
 NAMED_IN_FAILURE = 5

@@ -27,7 +27,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rematch_pipeline.wording import counted
+from rematch_pipeline.wording import counted, solved_words
 
 __all__ = ["RESOURCES", "RoundReportData", "household_table", "municipality_table", "render_round_report", "write_round_report"]
 
@@ -840,6 +840,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
     gap_ok = isinstance(gap, (int, float)) and not isinstance(gap, bool) and math.isfinite(gap)
     gap_text = f"{100.0 * float(gap):.2f} %" if gap_ok else None
 
+    status_words = solved_words(str(data.solver.get("status", "unknown")))
     headline = {
         "households_placed": _fmt_int(placed_households),
         "households_eligible": _fmt_int(eligible),
@@ -848,7 +849,9 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "persons_round": _plural(persons_round, "person") if persons_round is not None else None,
         "persons_share": _fmt_pct(persons_placed, persons_round),
         "mean_score": _fmt_float(mean_score),
-        "solver_status": str(data.solver.get("status", "unknown")),
+        # In the words of the run's log and metadata: the card shows the outcome, its note what it means.
+        "solver_status": status_words.partition(" (")[0],
+        "solver_status_note": status_words.partition(" (")[2].removesuffix(")"),
         "solver_gap": gap_text,
     }
 
@@ -1008,7 +1011,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         {
             "label": _solver_label(str(k)),
             # Gaps are fractions (0.004 = 0.4 %): shown as the headline shows them.
-            "value": f"{100.0 * v:.2f} %" if str(k).endswith("gap") and _number(v) is not None else _fmt_value(v),
+            "value": f"{100.0 * v:.2f} %" if str(k).endswith("gap") and _number(v) is not None
+            else solved_words(v) if str(k).endswith("status") and isinstance(v, str) else _fmt_value(v),
         }
         for k, v in data.solver.items()
     ]
