@@ -558,10 +558,11 @@ def _place(
 ) -> tuple[np.ndarray, list[tuple[float, _Priced]]]:
     """An assignment from the prices: a greedy pass puts each unit on its best pair by
     reduced profit that still fits; with exact, local moves follow (the LP over the core
-    is solved beside them) and then a large neighbourhood search with an exact MIP, until
-    the deadline, and the exchange within usage classes until exchange_deadline (default:
-    the deadline). beside (pricing for the bound, given the search's progress) runs on the
-    other core during the search; its outcome is returned with the assignment."""
+    is solved beside them), on a round short of room in total the exchange within usage
+    classes, and then a large neighbourhood search with an exact MIP, until the deadline,
+    and the exchange within usage classes until exchange_deadline (default: the deadline).
+    beside (pricing for the bound, given the search's progress) runs on the other core
+    during the search; its outcome is returned with the assignment."""
     problem, pairs, clock = lag.problem, lag.pairs, lag.clock
     n_u = problem.n_units
     rp = priced.reduced_profit
@@ -598,6 +599,16 @@ def _place(
         LOG.debug("placing: %d persons, %.4f after the local moves", *value)
         if pending is None:
             return current, []
+        if not _room_in_total(problem) and problem.pair_usage is None:
+            # Short of room in total the exchange within usage classes also runs once here, before the MIPs:
+            # at 10,000 households it placed 107-660 persons more in ~1 s, where the MIPs placed 48-395 in
+            # ~40 s; the MIPs then start from its persons (3-66 persons more in the end on five tight rounds;
+            # docs/decisions.md, twenty-sixth session). Rounds with room in total keep the order measured there.
+            exchanged = _exchange(lag, current, locked, deadline)
+            exchanged_value = (_persons(problem, pairs, exchanged), _value(lag, exchanged))
+            if exchanged_value > value:
+                current, value = exchanged, exchanged_value
+            LOG.debug("placing: %d persons, %.4f after the exchange", *value)
         # Large neighbourhood search: an exact MIP re-decides a few hundred units at a time
         # (those the core LP places elsewhere, those competing for the same places or the
         # same scarce resource) on the capacity the others leave. Its MIPs hold one core
