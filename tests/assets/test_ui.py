@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
@@ -17,6 +18,16 @@ from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
 from tests.assets.conftest import materialized_round
+
+
+@pytest.fixture(autouse=True)
+def _entered_instance() -> Iterator[None]:
+    """Definitions resolve against the state storage of the instance last entered (a context variable Dagster
+    sets on `with instance`). After test_sensors' instance_for_test fixture it still named that disposed
+    instance, and resolving a job failed ("undefined DagsterInstance weakref") in the full suite only. The UI
+    resolves them within its own instance; so do these tests."""
+    with dg.DagsterInstance.ephemeral():
+        yield
 
 
 def _fields(config_type: ConfigType, path: str = "") -> dict[str, str | None]:
