@@ -72,8 +72,12 @@ def test_a_round_run_again_that_fails_in_the_solve_leaves_no_proposals_of_its_ea
     _launch(medium, "r1", {"period": "2026-07", "time_limit_seconds": 5, "compare_mechanisms": False})
     assert _count(medium, "proposals", "r1") > 0
     assert all((medium.round_dir("r1") / name).exists() for name in ROUND_FILES)
-    with pytest.raises(RunFailed, match="no assignment within"):
+    try:
         _launch(medium, "r1", {"period": "2026-07", "time_limit_seconds": 0.001, "weight_wishes": 5})
+    except RunFailed as failed:
+        assert "no assignment within" in str(failed)
+    else:  # CBC's first answer can come within its 1 ms (seen once in CI: 445 of 458 persons)
+        pytest.skip("this machine solved the round within 1 ms")
     for table in OUTPUT_TABLES:
         assert _count(medium, table, "r1") == 0, table
     assert [name for name in ROUND_FILES if (medium.round_dir("r1") / name).exists()] == []
