@@ -30,6 +30,7 @@ is read by openpyxl as before. ``REMATCH_XLSX_READER=openpyxl`` reads every work
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import os
 import re
@@ -373,8 +374,6 @@ def _formula_elements(xml: bytes, first: int | None) -> Iterator[tuple[int, int]
 
 # A cell's formula element: its text (group 2), or none (<f t="shared" si="0"/>: a shared formula's dependent).
 _FORMULA_ELEMENT = re.compile(rb"<((?:[\w.-]+:)?f)(?:\s[^>]*?)?(?:/>|>(.*?)</\1>)", re.DOTALL)
-_XML_REFERENCE = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#(\d+)|#x([0-9A-Fa-f]+));")
-_XML_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
 def formula_text(cell: bytes) -> str | None:
@@ -389,15 +388,8 @@ def formula_text(cell: bytes) -> str | None:
     if found is None:
         return None
     text = (found.group(2) or b"").decode("utf-8", "replace")
-    return "=" + _XML_REFERENCE.sub(_resolved, text) if "&" in text else "=" + text
-
-
-def _resolved(reference: re.Match[str]) -> str:
-    name, decimal, hexadecimal = reference.groups()
-    if name:
-        return _XML_ENTITIES[name]
-    code = int(decimal) if decimal else int(hexadecimal, 16)
-    return chr(code) if code <= 0x10FFFF else reference.group(0)
+    # XML's five entities and numeric references: the standard library's unescape resolves both.
+    return "=" + html.unescape(text) if "&" in text else "=" + text
 
 
 def formula_texts_by_sheet(data: bytes) -> dict[str, dict[tuple[int, int], str]]:
