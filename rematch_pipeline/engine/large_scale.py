@@ -604,10 +604,7 @@ def _place(
             # at 10,000 households it placed 107-660 persons more in ~1 s, where the MIPs placed 48-395 in
             # ~40 s; the MIPs then start from its persons (3-66 persons more in the end on five tight rounds;
             # docs/decisions.md, twenty-sixth session). Rounds with room in total keep the order measured there.
-            exchanged = _exchange(lag, current, locked, deadline)
-            exchanged_value = (_persons(problem, pairs, exchanged), _value(lag, exchanged))
-            if exchanged_value > value:
-                current, value = exchanged, exchanged_value
+            current, value = _better(lag, current, value, _exchange(lag, current, locked, deadline))
             LOG.debug("placing: %d persons, %.4f after the exchange", *value)
         # Large neighbourhood search: an exact MIP re-decides a few hundred units at a time
         # (those the core LP places elsewhere, those competing for the same places or the
@@ -770,21 +767,23 @@ def _search(
                 hood.placed_more(mip, current)
             current, value = mip, mip_value
             progress.persons = value[0]
-    inserted = _insert_unplaced(lag, current, hood.locked, clock.until(INSERT_SHARE, exchange_deadline))
-    inserted_value = (_persons(problem, pairs, inserted), _value(lag, inserted))
-    if inserted_value > value:
-        current, value = inserted, inserted_value
-        progress.persons = value[0]
+    current, value = _better(lag, current, value, _insert_unplaced(lag, current, hood.locked, clock.until(INSERT_SHARE, exchange_deadline)))
     # The exchange within usage classes comes last, in the time kept back for the bound: run
-    # earlier, or with time kept from the search, it cost the search more than it gained
-    # (docs/decisions.md).
+    # earlier, or with time kept from the search, it cost the search more than it gained on rounds
+    # with room in total (docs/decisions.md; short of room it also runs before the search, _place).
     if problem.pair_usage is None:  # usage depends on the place: no classes of equals
-        exchanged = _exchange(lag, current, hood.locked, exchange_deadline)
-        exchanged_value = (_persons(problem, pairs, exchanged), _value(lag, exchanged))
-        if exchanged_value > value:
-            current = exchanged
-            progress.persons = exchanged_value[0]
+        current, value = _better(lag, current, value, _exchange(lag, current, hood.locked, exchange_deadline))
+    progress.persons = value[0]
     return current
+
+
+def _better(
+    lag: _Lagrangian, current: np.ndarray, value: tuple[float, float], candidate: np.ndarray
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """The candidate assignment and its (persons, objective) where it is lexicographically better than
+    current (of value), else current and value."""
+    candidate_value = (_persons(lag.problem, lag.pairs, candidate), _value(lag, candidate))
+    return (candidate, candidate_value) if candidate_value > value else (current, value)
 
 
 def _insert_unplaced(
