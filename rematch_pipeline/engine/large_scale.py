@@ -552,6 +552,8 @@ def _place(
     priced: _Priced,
     params: SolverParams,
     deadline: float,
+    *,
+    room: bool,
     exact: bool = True,
     beside: Callable[[_Progress], list[tuple[float, _Priced]]] | None = None,
     exchange_deadline: float | None = None,
@@ -594,12 +596,12 @@ def _place(
             lp_args = (clock.wall_left(), lp_seconds) if clock.reproducible else (lp_seconds,)
             least = clock.rates.core_lp_seconds(core.size, 0)
             pending = _PendingCore(pool.submit(_core_lp, lag, core, *lp_args), clock.work, least, lp_seconds)
-        current = _greedy_and_local_moves(problem, pairs, rp, lag.cost, unit_best, unit_margin, locked, clock, deadline, exact)
+        current = _greedy_and_local_moves(problem, pairs, rp, lag.cost, unit_best, unit_margin, locked, clock, deadline, exact, room)
         value = (_persons(problem, pairs, current), _value(lag, current))
         LOG.debug("placing: %d persons, %.4f after the local moves", *value)
         if pending is None:
             return current, []
-        if not _room_in_total(problem) and problem.pair_usage is None:
+        if not room and problem.pair_usage is None:
             # Short of room in total the exchange within usage classes also runs once here, before the MIPs:
             # at 10,000 households it placed 107-660 persons more in ~1 s, where the MIPs placed 48-395 in
             # ~40 s; the MIPs then start from its persons (3-66 persons more in the end on five tight rounds;
@@ -905,10 +907,12 @@ def _greedy_and_local_moves(
     clock: _Clock,
     deadline: float,
     local_moves: bool,
+    room: bool,
 ) -> np.ndarray:
     """The greedy pass (clear-cut units first, each on its best pair by reduced profit that
-    fits; with local moves, units asking most of the tight resources before them), then
-    local moves until a share of the time to the deadline is used."""
+    fits; with local moves, units asking most of the tight resources before them; without room
+    for every unit, units that price out after all that price in), then local moves until a
+    share of the time to the deadline is used."""
     n_u = problem.n_units
     clock.spend(clock.rates.pair_pass * 4 * pairs.size + clock.rates.unit * GREEDY_PAIRS * n_u)
     candidates = _top_per_unit(pairs.unit, rp, GREEDY_PAIRS, np.arange(pairs.size))
@@ -921,7 +925,7 @@ def _greedy_and_local_moves(
     order = np.lexsort((np.arange(n_u), -unit_best, -unit_margin))
     if local_moves:
         order = order[np.argsort(-_tight_demand(problem, pairs)[order], kind="stable")]
-    if not _room_in_total(problem):
+    if not room:
         # Units that price out (no pair with a positive reduced profit) come after all that price in: their
         # margin is how far they price out, so they came first as "clear-cut", and on a tight round (room
         # for 60 % of the persons) they took the room of units the prices want placed (twenty-fifth session).
@@ -1627,58 +1631,71 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     working = np.union1d(by_score, by_slack)
 
     persons_only = _Lagrangian(problem, pairs, pairs.persons, None, clock)
-    if _room_in_total(problem):
-        # Stage 1 is skipped: every unit with a usable pair bounds the persons, and stage
-        # 2b aims at that bound (its keeping multiplier prices a person). Its pricing and
-        # greedy pass took an eighth of the counted time at 10,000 households and only set
-        # a persons floor that stage 2b's keeping row then made slack; the score search
-        # gets that time (docs/decisions.md, twenty-third session).
-        first = _locked_places(problem)
-        persons, persons_bound = _persons(problem, pairs, first), float(_most_persons(problem, pairs))
-        stage1_working, stage2_start = working, None
-        LOG.debug("room in total for every resource: no persons stage, bound %d (every unit's persons)", persons_bound)
-    else:
-        # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
-        # on persons alone comes from the same prices scaled down (valid for any prices).
-        lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None, clock)
-        # Its prices start from the summed capacities' (one price per resource, the same at every
-        # place): from zero, 8 % of the limit left the 10,000-household round at 60 % capacity
-        # with a persons bound of 19,158 where those prices alone prove 14,134.
-        summed_bound, summed_prices = _summed_capacity_bound(problem, pairs, clock)
-        start = np.zeros(lag.n_vars)
-        start[: lag.n_j * lag.n_r] = np.tile(PERSON_WEIGHT * summed_prices, lag.n_j)
-        priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES, start)
-        # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
-        # and the exact MIPs run in stage 2, on prices that also value the score.
-        first, _ = _place(lag, priced, params, deadline, exact=False)
-        priced.release()
-        persons = _persons(problem, pairs, first)
-        d = priced.dual
-        persons_bound, _ = persons_only.bound(_Dual(d.capacity / PERSON_WEIGHT, d.minimum / PERSON_WEIGHT, 0.0))
-        persons_bound = min(persons_bound, summed_bound)
-        # Stage 1's prices with the persons-keeping multiplier at PERSON_WEIGHT are a feasible start of stage 2.
-        stage1_working, stage2_start = priced.working, np.r_[priced.v, PERSON_WEIGHT]
-    persons_seconds = clock.wall()
+    room = _room_in_total(problem)
+    while True:  # twice at most: again with the persons stage when every unit's persons prove out of reach
+        if room:
+            # Stage 1 is skipped: every unit with a usable pair bounds the persons, and stage
+            # 2b aims at that bound (its keeping multiplier prices a person). Its pricing and
+            # greedy pass took an eighth of the counted time at 10,000 households and only set
+            # a persons floor that stage 2b's keeping row then made slack; the score search
+            # gets that time (docs/decisions.md, twenty-third session).
+            first = _locked_places(problem)
+            persons, persons_bound = _persons(problem, pairs, first), float(_most_persons(problem, pairs))
+            stage1_working, stage2_start = working, None
+            LOG.debug("room in total for every resource: no persons stage, bound %d (every unit's persons)", persons_bound)
+        else:
+            # Stage 1: persons. Priced and placed on PERSON_WEIGHT * persons + score; the bound
+            # on persons alone comes from the same prices scaled down (valid for any prices).
+            lag = _Lagrangian(problem, pairs, PERSON_WEIGHT * pairs.persons + pairs.score, None, clock)
+            # Its prices start from the summed capacities' (one price per resource, the same at every
+            # place): from zero, 8 % of the limit left the 10,000-household round at 60 % capacity
+            # with a persons bound of 19,158 where those prices alone prove 14,134.
+            summed_bound, summed_prices = _summed_capacity_bound(problem, pairs, clock)
+            start = np.zeros(lag.n_vars)
+            start[: lag.n_j * lag.n_r] = np.tile(PERSON_WEIGHT * summed_prices, lag.n_j)
+            priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES, start)
+            # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
+            # and the exact MIPs run in stage 2, on prices that also value the score.
+            first, _ = _place(lag, priced, params, deadline, room=False, exact=False)
+            priced.release()
+            persons = _persons(problem, pairs, first)
+            d = priced.dual
+            persons_bound, _ = persons_only.bound(_Dual(d.capacity / PERSON_WEIGHT, d.minimum / PERSON_WEIGHT, 0.0))
+            persons_bound = min(persons_bound, summed_bound)
+            # Stage 1's prices with the persons-keeping multiplier at PERSON_WEIGHT are a feasible start of stage 2.
+            stage1_working, stage2_start = priced.working, np.r_[priced.v, PERSON_WEIGHT]
+        persons_seconds = clock.wall()
 
-    # Stage 2: score, keeping at least those persons.
-    wall2 = clock.wall()
-    lag2 = _Lagrangian(problem, pairs, pairs.score, persons, clock)
-    priced2 = _price(lag2, stage1_working, clock.until(SCORE_PRICING_SHARE, deadline), SCORE_TEMPERATURES, stage2_start)
-    if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
-        persons_bound = min(persons_bound, _persons_bound_at(persons_only, priced2.dual))
-    persons_bound = min(float(np.floor(persons_bound + 1e-6)), float(_most_persons(problem, pairs)))
-    if problem.exactly_one and persons_bound < every_person:  # the prices prove the capacities too small
-        stages = [StageReport("persons", "infeasible", persons, persons_bound, _gap(persons, persons_bound), persons_seconds)]
-        return _empty_result(problem, params, "infeasible", stages, start, params.reproducible and not clock.cut, SOLVER_LABEL)
-    # Stage 2b: the same score prices, now keeping the persons bound. Its keeping
-    # multiplier is what a person is worth in score points when every person counts,
-    # so the placement below takes the persons it can reach.
-    target = persons_bound
-    lag3 = lag2.keeping(target)
-    priced3 = _price(lag3, priced2.working, clock.until(TARGET_PRICING_SHARE, deadline), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
-    LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", target, priced3.dual.keep, priced3.bound)
-    if priced3.dual.keep > 0:  # these prices bound persons too (a skipped stage 1 gave only the count of units' persons)
-        persons_bound = min(persons_bound, float(np.floor(_persons_bound_at(persons_only, priced3.dual) + 1e-6)))
+        # Stage 2: score, keeping at least those persons.
+        wall2 = clock.wall()
+        lag2 = _Lagrangian(problem, pairs, pairs.score, persons, clock)
+        priced2 = _price(lag2, stage1_working, clock.until(SCORE_PRICING_SHARE, deadline), SCORE_TEMPERATURES, stage2_start)
+        if priced2.dual.keep > 0:  # the stage-2 prices bound persons too, scaled by the keeping multiplier
+            persons_bound = min(persons_bound, _persons_bound_at(persons_only, priced2.dual))
+        persons_bound = min(float(np.floor(persons_bound + 1e-6)), float(_most_persons(problem, pairs)))
+        if problem.exactly_one and persons_bound < every_person:  # the prices prove the capacities too small
+            stages = [StageReport("persons", "infeasible", persons, persons_bound, _gap(persons, persons_bound), persons_seconds)]
+            return _empty_result(problem, params, "infeasible", stages, start, params.reproducible and not clock.cut, SOLVER_LABEL)
+        # Stage 2b: the same score prices, now keeping the persons bound. Its keeping
+        # multiplier is what a person is worth in score points when every person counts,
+        # so the placement below takes the persons it can reach.
+        target = persons_bound
+        lag3 = lag2.keeping(target)
+        priced3 = _price(lag3, priced2.working, clock.until(TARGET_PRICING_SHARE, deadline), SCORE_TEMPERATURES[-1:], np.r_[priced2.v[:-1], 0.0])
+        LOG.debug("pricing for %d persons: keeping multiplier %.4f, bound %.4f", target, priced3.dual.keep, priced3.bound)
+        if room and not priced3.dual.keep <= PERSON_WEIGHT:
+            # Room in total is no room for every unit: where its places are few and taken, the persons
+            # of every unit are out of reach even in the LP, its keeping multiplier diverges (1e32 on
+            # 400 households x 401 districts) and prices nothing. The persons stage runs as on a tight
+            # round (there: 783 persons and a 0.87 % gap instead of 783 and 5.47 %; twenty-seventh session).
+            LOG.debug("every unit's persons are out of reach (keeping multiplier %.3g): the persons stage runs", priced3.dual.keep)
+            priced2.release()
+            priced3.release()
+            room = False
+            continue
+        if priced3.dual.keep > 0:  # these prices bound persons too (a skipped stage 1 gave only the count of units' persons)
+            persons_bound = min(persons_bound, float(np.floor(_persons_bound_at(persons_only, priced3.dual) + 1e-6)))
+        break
     # The bound is refined beside the neighbourhood search (same persons), and at the end
     # for the persons actually placed, in time kept back from the answer step.
     answer_deadline = deadline - FINAL_PRICING_SHARE * limit
@@ -1692,9 +1709,8 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     # price a person at ~600-950 score points near the persons bound, it did not converge (3,000
     # households at 60 % capacity, 4,118 persons: 147,017 for the 4,173 placed, against 141,108;
     # twenty-sixth session).
-    room = _room_in_total(problem)
     beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, target if room else None, toward=None if room else target)
-    second, priced_beside = _place(lag3, priced3, params, answer_deadline, beside=beside, exchange_deadline=deadline)
+    second, priced_beside = _place(lag3, priced3, params, answer_deadline, room=room, beside=beside, exchange_deadline=deadline)
     # The assignment is settled here (what follows refines the bound only): whether the
     # wall clock cut it short is known now.
     answer_cut = clock.cut
@@ -1716,7 +1732,12 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
         # round) its keeping multiplier climbs, and its prices scaled by it prove a lower persons bound
         # (valid for any prices; one exact pass, so the last vector only).
         persons_bound = min(persons_bound, float(np.floor(_persons_bound_at(persons_only, priced_beside[-1][1].dual) + 1e-6)))
-    if clock.now() < deadline:  # the kept-back time, and what the search left
+    # The search's last MIP is charged after its root and can end past the deadline. Where it placed
+    # fewer persons than the prices aimed at, the bound for those placed still gets its share: each
+    # person short moves the kept bounds by the keeping multiplier (1,000 x 401: 138 points a person,
+    # gap 2.35 % unpriced, 1.71 % priced; twenty-seventh session).
+    pricing_deadline = deadline if placed >= target else max(deadline, clock.now() + FINAL_PRICING_SHARE * limit)
+    if clock.now() < pricing_deadline:  # the kept-back time, and what the search left
         lag4 = lag2.keeping(placed)
         # From the prices that give the lowest bound for the persons placed: on a tight round the last
         # ones aimed at an unreachable persons bound and are far off for fewer persons.
@@ -1726,7 +1747,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
         # capacity from 147,017 to 146,869 only; from these, to 140,610 (twenty-sixth session).
         fresh = None if room else _summed_start(lag4, clock, placed)
         rounds = SCORE_TEMPERATURES[-1:] * FINAL_PRICING_ROUNDS
-        priced4 = _price(lag4, last.working, deadline, rounds, last.v if fresh is None else fresh, FINAL_LBFGS_ITERATIONS, False)
+        priced4 = _price(lag4, last.working, pricing_deadline, rounds, last.v if fresh is None else fresh, FINAL_LBFGS_ITERATIONS, False)
         LOG.debug("pricing for the %d persons placed: bound %.4f", placed, priced4.bound)
         score_bound = min(score_bound, priced4.bound)
     persons = placed

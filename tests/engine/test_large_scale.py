@@ -550,5 +550,23 @@ def test_the_greedy_pass_places_units_that_price_out_after_those_that_price_in()
     lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
     v = np.zeros(lag.n_vars)
     priced = large_scale._Priced(v, lag.unpack(v), 0.0, np.array([-50.0, 5.0]), np.arange(pairs.size))
-    place_of, _ = large_scale._place(lag, priced, SolverParams(), math.inf, exact=False)
+    place_of, _ = large_scale._place(lag, priced, SolverParams(), math.inf, room=False, exact=False)
     assert place_of.tolist() == [-1, 0]
+
+
+def test_room_in_total_without_room_for_every_unit_runs_the_persons_stage(caplog) -> None:  # noqa: ANN001 - pytest fixture
+    """250 households over 401 districts with three times the capacity they ask for in total: a district's few
+    places are soon taken, so not every unit can be placed, even in the LP. The pricing for every unit's persons
+    then diverges (its keeping multiplier ~1e21) and priced nothing; the answer was 584 persons with the bound
+    at 649 and a 6.7 % score gap. Now the persons stage runs as on a tight round (twenty-seventh session)."""
+    hh = random_households(250, 3)
+    mu = random_municipalities(3, total_capacity=3 * int(hh.get_column("persons").sum()), n_places=401)
+    hh = random_households(250, 3, places=mu)
+    problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+    assert large_scale._room_in_total(problem)
+    with caplog.at_level("DEBUG", logger=large_scale.LOG.name):
+        result = solve(problem, SolverParams(time_limit_seconds=5, wall_limit_seconds=120, max_model_pairs=0))
+    assert result.solver == large_scale.SOLVER_LABEL and check_assignment(problem, result) == []
+    assert result.persons_placed >= 0.99 * result.persons_bound  # a bound from prices, not the count of every unit's persons
+    assert result.gap <= 0.02
+    assert "the persons stage runs" in caplog.text
