@@ -13,7 +13,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.assets.failures import reason_first, refused
@@ -84,9 +84,12 @@ class RoundConfig(dg.Config):
     period: str = Field(default="", description="Intake period (YYYY-MM) whose offers are matched; empty = the latest.")
     objective: Objective = Field(default=Objective.lexicographic, description="lexicographic (persons, then score) or maximin (worst-off first).")
     backend: Backend = Field(default=Backend.cbc, description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
+    # 0 (the default the Launchpad scaffolds) or empty: by the round's size. Dagster leaves a field whose default is
+    # null out of the scaffolded config, so the field went unseen; 0 stands for "not set" and is held as None.
     time_limit_seconds: float | None = Field(
-        default=None,
-        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). Empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
+        default=0,
+        validate_default=True,
+        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). 0 or empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
     )
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
@@ -96,8 +99,9 @@ class RoundConfig(dg.Config):
         " within time_limit_seconds; the run's metadata `reproducible` says whether this one did.",
     )
     wall_limit_seconds: float | None = Field(
-        default=None,
-        description="Reproducible large rounds: hard wall-clock stop (empty = twice the time limit; a slower machine needs more seconds for the same work).",
+        default=0,
+        validate_default=True,
+        description="Reproducible large rounds: hard wall-clock stop (0 or empty = twice the time limit; a slower machine needs more seconds for the same work).",
     )
     compare_mechanisms: bool = Field(
         default=True,
@@ -137,6 +141,12 @@ class RoundConfig(dg.Config):
         descriptions say ("empty = the latest"); Dagster passes the null on, and pydantic refused it with a traceback."""
         return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
+    @field_validator("time_limit_seconds", "wall_limit_seconds")
+    @classmethod
+    def _zero_is_not_set(cls, value: float | None) -> float | None:
+        """0 means the limit is not set (by the round's size), as empty does; held as None, as recorded before."""
+        return None if value == 0 else value
+
     def problems(self) -> list[str]:
         """What a person typed wrong, one line per field (field name and rule, never the value); [] if none.
 
@@ -148,9 +158,9 @@ class RoundConfig(dg.Config):
         if self.period and not re.fullmatch(PERIOD_PATTERN, self.period):
             problems.append("period: format: YYYY-MM (e.g. 2026-07), or empty for the latest period with offers")
         if self.time_limit_seconds is not None and not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
-            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or empty for a limit by the round's size")
+            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or 0 or empty for a limit by the round's size")
         if self.wall_limit_seconds is not None and not (math.isfinite(self.wall_limit_seconds) and self.wall_limit_seconds > 0):
-            problems.append("wall_limit_seconds: a number of seconds above 0, or empty for twice the time limit")
+            problems.append("wall_limit_seconds: a number of seconds above 0, or 0 or empty for twice the time limit")
         if not (math.isfinite(self.relative_gap) and 0 <= self.relative_gap < 1):
             problems.append("relative_gap: a fraction from 0 up to (not including) 1, e.g. 0.0001 for 0.01 %")
         weights = {k: v for k, v in self.model_dump().items() if k.startswith("weight_")}

@@ -258,14 +258,47 @@ def test_a_field_left_empty_in_the_launchpad_takes_its_default(ingested: Rematch
 
     config = tmp_path / "round.yaml"
     config.write_text("ops:\n  round_candidates:\n    config:\n      period:\n      weight_jobs:\n      place_every_household:\n"
-                      "      locked_pairs:\n      objective:\n      backend:\n      time_limit_seconds: 10\n")
+                      "      locked_pairs:\n      objective:\n      backend:\n      time_limit_seconds: 10\n      wall_limit_seconds: 0\n")
     assert main(["round", "r1", "--config", str(config)]) == 0
     with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
         period, recorded = con.execute("SELECT period, config_json FROM rounds WHERE round_id = 'r1'").fetchone()
     recorded = json.loads(recorded)
     assert period == "2026-07" and recorded["period"] == "" and recorded["weight_jobs"] == 1.0
     assert recorded["place_every_household"] is False and recorded["time_limit_seconds"] == 10
+    assert recorded["wall_limit_seconds"] is None, "0, as the scaffold shows it, is not set (twice the time limit), recorded as before"
     # The choices are recorded as the text they are, and reach the solver as such (solver.json's params).
     assert (recorded["objective"], recorded["backend"]) == ("lexicographic", "cbc")
     params = json.loads((ingested.round_dir("r1") / "solver.json").read_text())["params"]
     assert (params["objective"], params["backend"]) == ("lexicographic", "cbc")
+
+
+def _scaffolded_round_config(home: RematchHome) -> dict:
+    """The round's config as the Launchpad's *Scaffold all default config* fills it in (the webserver's
+    rootDefaultYaml, made from the job's config schema snapshot)."""
+    import yaml
+    from dagster._core.snap.snap_to_yaml import default_values_yaml_from_type_snap
+
+    snap = build_definitions(home).resolve_job_def("round_job").get_job_snapshot()
+    schema = snap.config_schema_snapshot
+    scaffold = default_values_yaml_from_type_snap(schema, schema.get_config_snap(snap.mode_def_snaps[0].root_config_key))
+    return yaml.safe_load(scaffold)["ops"]["round_candidates"]["config"]
+
+
+def test_the_scaffolded_round_config_shows_every_field_the_time_limits_as_0_by_the_rounds_size(home: RematchHome) -> None:
+    """time_limit_seconds and wall_limit_seconds defaulted to null, which Dagster leaves out of the scaffolded
+    config: a coordinator scaffolding the round's config did not see that the time limit can be set."""
+    from rematch_pipeline.assets.matching import RoundConfig
+    from rematch_pipeline.engine.assignment import time_limit_for
+
+    scaffold = _scaffolded_round_config(home)
+    assert set(scaffold) == set(RoundConfig.model_fields)
+    assert (scaffold["time_limit_seconds"], scaffold["wall_limit_seconds"]) == (0, 0)
+    fields = _op_config_fields(home, "round_job", "round_candidates")
+    assert "0 or empty = by the round's size" in fields["time_limit_seconds"]
+    assert "0 or empty = twice the time limit" in fields["wall_limit_seconds"]
+    # 0 is "not set", as empty and as left out: the same limit, recorded as before (null).
+    for config in (RoundConfig(time_limit_seconds=0, wall_limit_seconds=0), RoundConfig(), RoundConfig(time_limit_seconds=None)):
+        assert config.problems() == []
+        assert config.recorded()["time_limit_seconds"] is None and config.recorded()["wall_limit_seconds"] is None
+        assert config.solver_params(2_000_000).time_limit_seconds == time_limit_for(2_000_000)
+    assert RoundConfig(time_limit_seconds=-1).problems()[0].startswith("time_limit_seconds: a number of seconds above 0")
