@@ -73,7 +73,7 @@ class CoordinatorPair(dg.Config):
     """A household and a municipality of the round, named as proposals and report.html name them."""
 
     household_pseudonym: str = Field(
-        description="The household's pseudonym (H- and 20 hex digits), as proposals and the report show it; never a reference or a name."
+        description="The household's pseudonym (H- and 20 hex digits) as report.html and households.csv show it; not the household reference of proposals.csv, never a name."
     )
     municipality_id: str = Field(description="AGS of a municipality with an offer in the round's period (5 or 8 digits; quote it in YAML).")
 
@@ -532,7 +532,9 @@ def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
 def round_proposals(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource, identity: IdentityStore, home: RematchHome
 ) -> dg.MaterializeResult:
-    """Solve the assignment; write proposals (pseudonymised), proposals.csv (restricted, re-identified) and solver.json."""
+    """The round's proposals: a municipality for each household placed, by pseudonym (table proposals; solver.json
+    says how the solve went). proposals.csv is the coordinators' restricted copy (owner-only): households by
+    reference (household_ref), not by pseudonym; the Launchpad's fields take the pseudonym of report.html."""
     round_id = context.partition_key
     with warehouse_connection(warehouse) as con:
         period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()

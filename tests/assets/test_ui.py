@@ -64,7 +64,10 @@ def test_the_launchpad_describes_every_field_of_a_round_and_of_recorded_decision
     }
     assert [name for name, text in decision_fields.items() if not text] == []
     assert "accept or decline" in decision_fields["decisions[].decision"]
-    assert "never a reference or a name" in decision_fields["decisions[].household_pseudonym"]
+    assert "never a name" in decision_fields["decisions[].household_pseudonym"]
+    # proposals.csv, the coordinators' list, shows the household reference: the fields said "as the proposals show it".
+    for text in (decision_fields["decisions[].household_pseudonym"], round_fields["locked_pairs[].household_pseudonym"]):
+        assert "report.html and households.csv show it" in text and "not the household reference of proposals.csv" in text
 
 
 def test_the_sensors_and_the_schedule_say_what_they_do_and_whether_they_are_on(home: RematchHome) -> None:
@@ -87,6 +90,17 @@ def test_each_validated_table_has_a_description_of_its_own(home: RematchHome) ->
     texts = {t: graph.get(dg.AssetKey(t)).description for t in tables}
     assert all(texts.values()) and len(set(texts.values())) == len(tables), texts
     assert "identity store" in texts["members"] and "never the value" in texts["quarantine"]
+
+
+
+def test_the_round_assets_say_which_file_names_households_how(home: RematchHome) -> None:
+    """round_proposals' page read `Solve the assignment; write proposals (pseudonymised), proposals.csv (restricted,
+    re-identified) and solver.json`: a developer's to-do, silent on which file holds the pseudonym the Launchpad wants."""
+    graph = build_definitions(home).resolve_asset_graph()
+    proposals = graph.get(dg.AssetKey("round_proposals")).description
+    report = graph.get(dg.AssetKey("round_report")).description
+    assert proposals.startswith("The round's proposals") and "household_ref" in proposals and "not by pseudonym" in proposals
+    assert report.startswith("The round's report") and "by pseudonym" in report
 
 
 def test_the_launchpad_offers_objective_and_backend_as_choices_with_their_defaults(home: RematchHome) -> None:
@@ -248,6 +262,22 @@ def test_linked_households_answered_otherwise_are_refused_and_answered_in_part_a
     assert f"decisions[0]: linked with {second} in this round; the decision counts once every household of the group is answered alike" \
         " (in this run or another)" in warnings
     assert len(list(home.landing("decisions").iterdir())) == 1, "written all the same: the partner may be answered in another run"
+
+
+def test_a_household_reference_typed_as_a_pseudonym_is_named_as_such(round_r1: tuple[RematchHome, dg.ExecuteInProcessResult]) -> None:
+    """proposals.csv lists households by reference (household_ref), the Launchpad wants pseudonyms: a reference copied
+    from there was refused as `reference: that round proposed nothing to this household (mistyped, …)`."""
+    home, _ = round_r1
+    reference = (home.round_dir("r1") / "proposals.csv").read_text(encoding="utf-8-sig").splitlines()[1].split(",")[0]
+    municipality = (home.round_dir("r1") / "proposals.csv").read_text(encoding="utf-8-sig").splitlines()[1].split(",")[1]
+    with pytest.raises(RunFailed) as failed:
+        _record(home, {"round_id": "r1", "decisions": [{"household_pseudonym": reference, "municipality_id": municipality, "decision": "accept"}]})
+    assert str(failed.value).endswith(
+        "nothing recorded: decisions[0].household_pseudonym: format: a household pseudonym (H- and 20 hex digits) as report.html"
+        " and households.csv show it; not the household reference of proposals.csv, never a name"
+    ), failed.value
+    assert reference not in str(failed.value)
+    assert list(home.landing("decisions").iterdir()) == []
 
 
 def test_a_field_left_empty_in_the_launchpad_takes_its_default(ingested: RematchHome, tmp_path) -> None:  # noqa: ANN001
