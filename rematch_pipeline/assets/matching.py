@@ -7,7 +7,10 @@ import enum
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
 import numpy as np
@@ -18,7 +21,9 @@ from pydantic import Field, field_validator, model_validator
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
-from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for
+from rematch_pipeline.engine.assignment import (
+    AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for, uses_large_method,
+)
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
@@ -29,7 +34,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.models import PERIOD_PATTERN, ROUND_ID_PATTERN as ROUND_ID_FORMAT
-from rematch_pipeline.wording import counted, solved_words
+from rematch_pipeline.wording import counted, elapsed, solved_words
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
@@ -513,6 +518,47 @@ def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl
 NAMED_IN_FAILURE = 5
 
 
+# A national round solves for about 5 minutes (up to twice its time limit on a loaded machine) and compares
+# with deferred acceptance for another half minute, with nothing new to say meanwhile: a line this often
+# tells the person waiting at the terminal or in the run view that the round is alive and how far it is.
+STILL_WORKING_EVERY_SECONDS = 30.0
+
+
+@contextmanager
+def still_working(say: Callable[[str], None], what: str, limit: str = "", every: float | None = None) -> Iterator[None]:
+    """While the block runs, say `what, N s so far (limit)` every `every` seconds (default
+    STILL_WORKING_EVERY_SECONDS) from a thread beside it; nothing once the block is done. The block's
+    work is not touched (a solve proposes the same with or without these lines)."""
+    every = STILL_WORKING_EVERY_SECONDS if every is None else every
+    done = threading.Event()
+    start = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(every):
+            say(f"{what}, {elapsed(time.monotonic() - start)} so far{f' ({limit})' if limit else ''}")
+
+    beside = threading.Thread(target=beat, name="still-working", daemon=True)
+    beside.start()
+    try:
+        yield
+    finally:
+        done.set()
+        beside.join()
+
+
+def solve_limit_words(problem: AssignmentProblem, params: SolverParams, by_size: bool, short: bool = False) -> str:
+    """The method and time limit of a round's solve, as the log says them: the large-round method budgets counted
+    work (stopped by the wall clock at params.wall_limit() at the latest) and ignores the backend. short: the
+    limits only, for the lines while it solves."""
+    size = " by the round size" if by_size else ""
+    if uses_large_method(problem, params):
+        wall = f", {elapsed(params.wall_limit())} at the latest" if params.reproducible else ""
+        limit = f"time limit {params.time_limit_seconds:g} s of counted work{size}{wall}"
+        return limit if short else f"large-round method, {limit}"
+    limit = f"time limit {params.time_limit_seconds:g} s{size}"
+    return limit if short else f"{params.backend}, {limit}"
+
+
 def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
     """With place_every_household: fail before solving, naming (by link group, i.e. a household's pseudonym or
     its group's) the units the hard rules leave no municipality."""
@@ -554,10 +600,10 @@ def round_proposals(
     params = config.solver_params(len(problem.pair_unit))
     context.log.info(
         f"solving {len(problem.unit_ids)} placement units (households; linked ones as one) × {len(problem.place_ids)} municipalities,"
-        f" {len(problem.pair_unit)} compatible pairs"
-        f" ({config.backend}, time limit {params.time_limit_seconds:g} s{'' if config.time_limit_seconds is not None else ' by the round size'})"
+        f" {len(problem.pair_unit)} compatible pairs ({solve_limit_words(problem, params, config.time_limit_seconds is None)})"
     )
-    result = solve(problem, params)
+    with still_working(context.log.info, "still solving", solve_limit_words(problem, params, by_size=False, short=True)):
+        result = solve(problem, params)
     violations = check_assignment(problem, result)
     short = locks_below_minimum(problem)
     if violations and short:
@@ -655,8 +701,13 @@ def round_proposals(
         "params": result.params,
         "capacity_offers": [offer.sentence() for offer in offers],
         # The same round under deferred acceptance, and blocking pairs of both (docs/mechanisms.md).
-        "mechanisms": compare_with_deferred_acceptance(problem, result.place_of_unit) if config.compare_mechanisms else {},
+        "mechanisms": {},
     }
+    if config.compare_mechanisms:
+        # The same round under deferred acceptance, and blocking pairs of both (docs/mechanisms.md): ~20 s at 50,000.
+        context.log.info("comparing the proposals with deferred acceptance (compare_mechanisms)")
+        with still_working(context.log.info, "still comparing with deferred acceptance"):
+            solver["mechanisms"] = compare_with_deferred_acceptance(problem, result.place_of_unit)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         store_round_rows(con, "proposals", round_id, proposals.drop("municipality_name"))

@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pytest
 from dagster._config import ConfigType, ConfigTypeKind
 
+from rematch_pipeline.assets import matching
 from rematch_pipeline.assets.matching import BACKENDS, OBJECTIVES
+from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
@@ -332,3 +337,64 @@ def test_the_scaffolded_round_config_shows_every_field_the_time_limits_as_0_by_t
         assert config.recorded()["time_limit_seconds"] is None and config.recorded()["wall_limit_seconds"] is None
         assert config.solver_params(2_000_000).time_limit_seconds == time_limit_for(2_000_000)
     assert RoundConfig(time_limit_seconds=-1).problems()[0].startswith("time_limit_seconds: a number of seconds above 0")
+
+
+def test_a_long_solve_says_it_is_alive_while_it_solves(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A national round's run view and terminal said `solving 47800 placement units … (cbc, time limit 293 s …)` and
+    then nothing for 6-10 minutes until the answer (evaluated 2026-12-06): whoever waited could not tell a working
+    round from a hung one. Now a line every STILL_WORKING_EVERY_SECONDS says how long it has solved and its limit.
+    The solve here is the real one, followed by a pause so that a line is due (the beat is shortened to fit)."""
+    real_solve = matching.solve
+    beat = 0.05
+
+    def solve_then_pause(*args, **kwargs):
+        result = real_solve(*args, **kwargs)
+        time.sleep(6 * beat)  # several beats: the line is due whatever the solve took
+        return result
+
+    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat, raising=False)  # raising: the old code had none
+    monkeypatch.setattr(matching, "solve", solve_then_pause)
+    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
+    with dg.DagsterInstance.get() as instance:
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
+    still = [line for line in lines if line.startswith("still solving")]
+    assert still, lines
+    assert all(re.fullmatch(r"still solving, \d+ s so far \(time limit 10 s\)", line) for line in still), still
+    solved = next(i for i, line in enumerate(lines) if " persons placed, score gap " in line)
+    assert max(lines.index(line) for line in still) < solved, "no line after the answer"
+    # The comparison with deferred acceptance that follows says it is running too.
+    assert "comparing the proposals with deferred acceptance (compare_mechanisms)" in lines[solved:]
+
+
+def test_still_working_says_it_while_the_block_runs_and_not_after() -> None:
+    said: list[str] = []
+    two = threading.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if len(said) >= 2:
+            two.set()
+
+    with matching.still_working(say, "still solving", "time limit 293 s of counted work", every=0.01):
+        assert two.wait(30), "two lines while the block runs"
+    after = len(said)
+    time.sleep(0.05)
+    assert len(said) == after, "nothing once the block is done"
+    assert said[0] == "still solving, 0 s so far (time limit 293 s of counted work)"
+
+
+def test_a_large_rounds_log_names_the_large_round_method_not_the_backend() -> None:
+    """The national round's log said `(cbc, time limit 293 s by the round size)`: CBC plays no part in a round
+    that large, and its limit is counted work with a wall-clock stop at twice it."""
+    problem = AssignmentProblem(
+        unit_ids=["u0", "u1"], place_ids=["09162", "09163"], resources=["persons"],
+        usage=np.array([[2], [3]]), capacity=np.array([[5], [5]]), min_intake=np.array([0, 0]),
+        pair_unit=np.array([0, 0, 1]), pair_place=np.array([0, 1, 1]), pair_score=np.full(3, 50.0),
+    )
+    large = SolverParams(time_limit_seconds=293, max_model_pairs=2)
+    assert matching.solve_limit_words(problem, large, by_size=True) == (
+        "large-round method, time limit 293 s of counted work by the round size, 9 min 46 s at the latest"
+    )
+    assert matching.solve_limit_words(problem, large, by_size=False, short=True) == "time limit 293 s of counted work, 9 min 46 s at the latest"
+    exact = SolverParams(time_limit_seconds=60, backend="cbc")
+    assert matching.solve_limit_words(problem, exact, by_size=False) == "cbc, time limit 60 s"
