@@ -252,6 +252,11 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return "–"
+        # A national round's total score (3,841,689.95) read "3.84169e+06": not a number to compare between rounds.
+        if value.is_integer() and abs(value) < 1e15:
+            return _fmt_int(value)
+        if abs(value) >= 1000:
+            return _fmt_float(value)
         return f"{value:.6g}"
     if isinstance(value, (Mapping, list, tuple)):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
