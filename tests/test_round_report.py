@@ -440,3 +440,13 @@ def test_a_national_rounds_totals_read_in_full_not_in_scientific_notation() -> N
     assert "Run time (seconds) 469.828 " in details
     assert "Total score 3 841 689.95 3 618 130.25 " in _section_text(html, "stability")
     assert "e+0" not in details + _section_text(html, "stability")
+
+
+def test_a_backend_the_round_did_not_use_says_so() -> None:
+    """A national round's parameters said `Solver (backend) cbc` while the solver table said `ortools-scip+lagrangian`:
+    an evaluator read that CBC had solved a round of 15 M pairs."""
+    large = _section_text(render_round_report(_data(config={"backend": "cbc"}, solver={"status": "feasible", "backend": "ortools-scip+lagrangian"})), "details")
+    assert "Solver (backend) cbc (not used: rounds this large go to the large-round method, ortools-scip+lagrangian)" in large
+    for used in ("ortools-cbc", "ortools-cbc+scip+lagrangian"):  # the exact path; maximin on a reduced pair set
+        text = _section_text(render_round_report(_data(config={"backend": "cbc"}, solver={"status": "feasible", "backend": used})), "details")
+        assert "Solver (backend) cbc " in text and "not used" not in text
