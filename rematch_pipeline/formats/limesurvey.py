@@ -51,7 +51,7 @@ from rematch_pipeline.formats.limesurvey_texts import (
     flat_text,
 )
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
-from rematch_pipeline.formats.workbook import Workbook, refuse_unsaved_formulas
+from rematch_pipeline.formats.workbook import Workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_PREFIX,
@@ -324,9 +324,11 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
 
 
 # A question added to a survey after it was imported from forms/, or a reworded one, is an unexpected column: how to land the rest.
+# So are participant columns (a survey with a participant table) under text headings: their names there are the
+# administration language's and the attributes' own descriptions; under codes they are LimeSurvey's column names, left out.
 QUESTIONS_ADDED = (
-    "a question added or reworded after the survey was imported? export with 'Question code' headings and without"
-    " added questions (Columns control), or undo the change"
+    "a question added or reworded after the survey was imported, or participant columns (Participant control)? export"
+    " with 'Question code' headings and without added questions (Columns control), or undo the change"
 )
 
 
@@ -672,6 +674,7 @@ def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
     else:
         raise InputFileError(Violation(file, None, None, "limesurvey: no sheet with a LimeSurvey header"))
     refuse_unsaved_formulas(sheet, file, header)
+    refuse_merged_across(sheet, file, header)
     records = CsvRecords(header, [(number, [c or "" for c in cells]) for number, cells in rows], "")
     try:
         tables = read_limesurvey_records(records, file)

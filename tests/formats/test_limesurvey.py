@@ -198,6 +198,24 @@ def test_yes_and_no_converted_at_export_read_like_the_code_export(table: str, co
     _same_as_code_export(limesurvey_xlsx(data) if excel else data, table)
 
 
+def test_participant_columns_are_left_out_under_codes_and_named_with_a_hint_under_texts() -> None:
+    # A survey with a participant table: the export's "Participant control" adds its columns (names, e-mail,
+    # attributes). Under codes they are LimeSurvey's names, left out like its other columns; under text headings
+    # their names are free (an attribute's description), and the rule said only "a question added or reworded".
+    participant = {"tid": "7", "firstname": SECRET, "lastname": "Muster", "email": "a@b.de", "emailstatus": "OK",
+                   "language": "de", "completed": "N", "usesleft": "0", "attribute_1": "Amt"}
+    rows = limesurvey_records(limesurvey_csv("municipalities", incomplete=False))
+    rows = [rows[0] + list(participant)] + [row + list(participant.values()) for row in rows[1:]]
+    text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
+    assert _rows(read_export(Path("results-survey123456.csv"), UTF8_BOM + text.encode())[0]) == _expected(MUNICIPALITIES)
+    rows = limesurvey_records(limesurvey_text_csv("municipalities", "de"))
+    rows = [rows[0] + ["Vorname", "Amt der Kontaktperson"]] + [row + [SECRET, "Amt"] for row in rows[1:]]
+    text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
+    message = _error(UTF8_BOM + text.encode())
+    assert "unexpected columns Vorname, Amt der Kontaktperson (a question added or reworded" in message
+    assert "participant columns (Participant control)?" in message
+
+
 def test_yes_no_converted_to_other_values_is_refused_with_how_to_export() -> None:
     message = _error(limesurvey_csv("municipalities", convert=("J", "2")))
     assert "row 2, column medicalcare[gen]: limesurvey: multiple-choice column is not Y or empty" in message
