@@ -488,7 +488,7 @@ def filled_down(rows: Iterator[Sequence[object]], merged: Sequence[tuple[int, in
                 if number > last:
                     del active[column]
                     continue
-                if value is not None and number in range(2, last + 1) and (column >= len(cells) or cells[column] is None):
+                if value is not None and (column >= len(cells) or cells[column] is None):
                     cells.extend([None] * (column + 1 - len(cells)))
                     cells[column] = value
             row = tuple(cells)
