@@ -37,6 +37,12 @@ PAIRS_SCHEMA: dict[str, pl.DataType] = {
     "municipality_id": pl.Utf8,
 }
 
+# A household field of the Launchpad that is not a pseudonym. proposals.csv, the coordinators' list, shows the household
+# reference (household_ref), not the pseudonym: "as the proposals show it" sent coordinators to the one file without it.
+PSEUDONYM_RULE = (
+    "format: a household pseudonym (H- and 20 hex digits) as report.html and households.csv show it;"
+    " not the household reference of proposals.csv, never a name"
+)
 
 @dataclass(frozen=True)
 class CoordinatorPairs:
@@ -70,10 +76,7 @@ class CoordinatorPairs:
         problems = []
         for kind, i, h, m in self.entries():
             if not re.fullmatch(HOUSEHOLD_PSEUDONYM_PATTERN, h):
-                problems.append(
-                    f"{FIELDS[kind]}[{i}].household_pseudonym: format: a household pseudonym (H- and 20 hex digits),"
-                    " as proposals and the report show it; never a reference or a name"
-                )
+                problems.append(f"{FIELDS[kind]}[{i}].household_pseudonym: {PSEUDONYM_RULE}")
             if not re.fullmatch(AGS_PATTERN, m):
                 problems.append(f"{FIELDS[kind]}[{i}].municipality_id: format: an AGS of 5 or 8 digits (quoted in YAML, so a leading zero stays)")
         first_lock: dict[str, int] = {}

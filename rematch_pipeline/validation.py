@@ -393,7 +393,10 @@ def build_canonical(
     quarantine.append(q)
 
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
-    members_raw = raw["members"].filter(~pl.col("submission_id").is_in(refused_ids) & ~pl.col("submission_id").is_in(left_out_ids.implode()))
+    # A member row without a submission id stays (null is_in is null, which a filter drops): it is quarantined as
+    # `required` below, not lost without a word while its household is matched without it.
+    gone = pl.col("submission_id").is_in(refused_ids) | pl.col("submission_id").is_in(left_out_ids.implode())
+    members_raw = raw["members"].filter(~gone.fill_null(False))
     if LEFT_OUT_COLUMN in members_raw.columns:
         # Member rows of a copy of their submission that was not taken (a submission listed twice in one export).
         members_raw = members_raw.filter(pl.col(LEFT_OUT_COLUMN).is_null()).drop(LEFT_OUT_COLUMN)

@@ -50,6 +50,12 @@ SOLVED_WORDS: dict[str, str] = {
 }
 
 
+def elapsed(seconds: float) -> str:
+    """A duration as a person waiting reads it: `45 s`, `2 min 5 s` (whole seconds)."""
+    whole = int(seconds)
+    return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
+
+
 def solved_words(status: str) -> str:
     """A solve's status in a coordinator's words, as the run's log, the round's metadata and report.html say it
     (a status without words of its own, e.g. infeasible, as the solver says it)."""

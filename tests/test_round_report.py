@@ -423,3 +423,30 @@ def test_the_solver_status_reads_as_the_runs_log_and_metadata_say_it() -> None:
     assert "Status, first stage: persons placed optimal (proven best within relative_gap)" in details
     assert "Status, last stage: total score best found within the time limit (not proven best)" in details
     assert ">feasible<" not in html
+
+
+def test_a_national_rounds_totals_read_in_full_not_in_scientific_notation() -> None:
+    """The national round's report said `Total score (points) 3.84169e+06`, `Best bound (points) 3.84364e+06` and
+    `Persons bound 120545`: a coordinator comparing two rounds could not see the 1,953 points between them."""
+    solver = {"status": "feasible", "objective": 3841689.9487, "bound": 3843643.1624, "total_score": 3841689.9487,
+              "persons_bound": 120545.0, "gap": 0.0005084, "seconds": 469.828}
+    mechanisms = {"optimiser": {"total_score": 3841689.9487, "persons_placed": 120545},
+                  "deferred_acceptance": {"total_score": 3618130.25, "persons_placed": 116184}}
+    html = render_round_report(_data(solver=solver, mechanisms=mechanisms))
+    details = _section_text(html, "details")
+    assert "Total score (points) 3 841 689.95 " in details
+    assert "Best bound (points) 3 843 643.16 " in details
+    assert "120 545" in details and "120545" not in details
+    assert "Run time (seconds) 469.828 " in details
+    assert "Total score 3 841 689.95 3 618 130.25 " in _section_text(html, "stability")
+    assert "e+0" not in details + _section_text(html, "stability")
+
+
+def test_a_backend_the_round_did_not_use_says_so() -> None:
+    """A national round's parameters said `Solver (backend) cbc` while the solver table said `ortools-scip+lagrangian`:
+    an evaluator read that CBC had solved a round of 15 M pairs."""
+    large = _section_text(render_round_report(_data(config={"backend": "cbc"}, solver={"status": "feasible", "backend": "ortools-scip+lagrangian"})), "details")
+    assert "Solver (backend) cbc (not used: rounds this large go to the large-round method, ortools-scip+lagrangian)" in large
+    for used in ("ortools-cbc", "ortools-cbc+scip+lagrangian"):  # the exact path; maximin on a reduced pair set
+        text = _section_text(render_round_report(_data(config={"backend": "cbc"}, solver={"status": "feasible", "backend": used})), "details")
+        assert "Solver (backend) cbc " in text and "not used" not in text

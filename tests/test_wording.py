@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rematch_pipeline.engine.diagnosis import CapacityOffer
-from rematch_pipeline.wording import counted, plural, resource_counted
+from rematch_pipeline.wording import counted, elapsed, plural, resource_counted
 
 
 def test_a_count_of_one_takes_the_singular_and_others_the_plural() -> None:
@@ -27,3 +27,7 @@ def test_a_capacity_offer_of_one_reads_in_the_singular() -> None:
     assert offer.sentence() == "1 more person in 09160 would place 1 more household (1 person)"
     offer = CapacityOffer(place="09160", resource="kita_places", extra=2, units=2, households=3, persons=7)
     assert offer.sentence() == "2 more Kita places in 09160 would place 3 more households (7 persons)"
+
+
+def test_elapsed_reads_as_minutes_and_seconds_from_a_minute_on() -> None:
+    assert [elapsed(s) for s in (0.4, 45.9, 60, 125.2, 586)] == ["0 s", "45 s", "1 min 0 s", "2 min 5 s", "9 min 46 s"]

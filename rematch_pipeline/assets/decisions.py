@@ -16,10 +16,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from rematch_pipeline.assets.failures import reason_first, refused
+from rematch_pipeline.coordinator_pairs import PSEUDONYM_RULE
 from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
+from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
 from rematch_pipeline.validation import NO_ROUND_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from rematch_pipeline.wording import counted
 
@@ -35,7 +37,7 @@ class Decision(dg.Config):
     """One answer to a proposal of the round."""
 
     household_pseudonym: str = Field(
-        description="The household's pseudonym (H- and 20 hex digits) as report.html and the proposals show it; never a reference or a name."
+        description="The household's pseudonym (H- and 20 hex digits) as report.html and households.csv show it; not the household reference of proposals.csv, never a name."
     )
     municipality_id: str = Field(description="AGS of the municipality the round proposed to this household (quote it in YAML: \"01001\").")
     decision: str = Field(description=f"{' or '.join(DECISION)}.")
@@ -69,8 +71,11 @@ def decision_problems(
     for i, entry in enumerate(config.decisions):
         if entry.decision not in DECISION:
             problems.append(f"decisions[{i}].decision: code: not one of {', '.join(DECISION)}")
-        # Name the field to correct, as validation does for a decisions file.
-        if entry.household_pseudonym not in proposed:
+        # Name the field to correct, as validation does for a decisions file; a reference copied from proposals.csv
+        # is told apart from a pseudonym the round did not propose.
+        if not re.fullmatch(HOUSEHOLD_PSEUDONYM_PATTERN, entry.household_pseudonym):
+            problems.append(f"decisions[{i}].household_pseudonym: {PSEUDONYM_RULE}")
+        elif entry.household_pseudonym not in proposed:
             problems.append(f"decisions[{i}].household_pseudonym: {NOT_PROPOSED_HOUSEHOLD_RULE}")
         elif (entry.household_pseudonym, entry.municipality_id) not in proposals:
             problems.append(f"decisions[{i}].municipality_id: reference: not a proposal of that round")

@@ -4,14 +4,16 @@ Dagster prints a step failure as its exception: a dg.Failure as `Failure: <descr
 passed through; any other exception as "Error occurred while executing op" and Dagster's stack, the reason
 only further down under "The above exception was caused by" (measured with Dagster 1.13.27, `dagster job
 execute` and the run failure the UI shows). reason_first raises every expected failure again as a fresh
-dg.Failure from the wrapper, without the exceptions and frames below it.
+dg.Failure from the wrapper, without the exceptions and frames below it, and whose printed form is the reason
+alone (stated): the UI's run view shows a failure's error message in red above its metadata, and Python prints an
+exception as `module.Class: message` (`dagster._core.definitions.events.Failure: period: format: …`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import dagster as dg
@@ -24,9 +26,21 @@ from rematch_pipeline.formats.errors import InputFileError
 Compute = TypeVar("Compute", bound=Callable)
 
 
+def stated(reason: str, metadata: Mapping[str, object] | None = None, allow_retries: bool | None = None) -> dg.Failure:
+    """A dg.Failure (description the reason, metadata where it is) that prints as the reason alone.
+
+    Dagster stores a step's error as Python formats the exception (traceback.format_exception_only):
+    `<module>.<class name>: <str>`, and the UI's run view and its run failure show that line first, in red.
+    The class made here is a dg.Failure (Dagster treats it as one: description and metadata as the failure's)
+    named by the reason, in the module Python leaves unnamed (`builtins`), with an empty str, so that line is
+    the reason. Its __name__ stays `Failure`, the error's cls_name, by which the console filter knows it."""
+    named = type("Failure", (dg.Failure,), {"__module__": "builtins", "__qualname__": reason, "__str__": lambda self: ""})
+    return named(description=reason, metadata=metadata, allow_retries=allow_retries)
+
+
 def refused(reason: str, problems: Sequence[str]) -> dg.Failure:
     """A run config refused: the reason and its `field: rule` problems in one line, each field as metadata."""
-    return dg.Failure(description=reason + "; ".join(problems), metadata=field_details(problems))
+    return stated(reason + "; ".join(problems), field_details(problems))
 
 
 def reason_first(compute: Compute) -> Compute:
@@ -39,13 +53,13 @@ def reason_first(compute: Compute) -> Compute:
         try:
             return compute(*args, **kwargs)
         except dg.Failure as exc:
-            failure = dg.Failure(description=exc.description, metadata=exc.metadata, allow_retries=exc.allow_retries)
+            failure = stated(exc.description or "step failed", exc.metadata, exc.allow_retries)
         except InputFileError as exc:
             v = exc.violation
             where = {"file": v.file, "sheet": v.sheet, "row": v.row, "column": v.column, "rule": v.rule}
-            failure = dg.Failure(description=str(exc), metadata={k: w for k, w in where.items() if w is not None})
+            failure = stated(str(exc), {k: w for k, w in where.items() if w is not None})
         except UserFacingError as exc:
-            failure = dg.Failure(description=str(exc), metadata=exc.details)
+            failure = stated(str(exc), exc.details)
         # Raised here, outside the except: no "during handling of" chain, and no frame below this one.
         raise failure from None
 

@@ -7,18 +7,23 @@ import enum
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
 import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
-from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for
+from rematch_pipeline.engine.assignment import (
+    AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for, uses_large_method,
+)
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
@@ -29,7 +34,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.models import PERIOD_PATTERN, ROUND_ID_PATTERN as ROUND_ID_FORMAT
-from rematch_pipeline.wording import counted, solved_words
+from rematch_pipeline.wording import counted, elapsed, solved_words
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
@@ -73,7 +78,7 @@ class CoordinatorPair(dg.Config):
     """A household and a municipality of the round, named as proposals and report.html name them."""
 
     household_pseudonym: str = Field(
-        description="The household's pseudonym (H- and 20 hex digits), as proposals and the report show it; never a reference or a name."
+        description="The household's pseudonym (H- and 20 hex digits) as report.html and households.csv show it; not the household reference of proposals.csv, never a name."
     )
     municipality_id: str = Field(description="AGS of a municipality with an offer in the round's period (5 or 8 digits; quote it in YAML).")
 
@@ -84,9 +89,12 @@ class RoundConfig(dg.Config):
     period: str = Field(default="", description="Intake period (YYYY-MM) whose offers are matched; empty = the latest.")
     objective: Objective = Field(default=Objective.lexicographic, description="lexicographic (persons, then score) or maximin (worst-off first).")
     backend: Backend = Field(default=Backend.cbc, description="MIP solver through OR-Tools: cbc (fastest on rounds measured), scip, highs or cp_sat.")
+    # 0 (the default the Launchpad scaffolds) or empty: by the round's size. Dagster leaves a field whose default is
+    # null out of the scaffolded config, so the field went unseen; 0 stands for "not set" and is held as None.
     time_limit_seconds: float | None = Field(
-        default=None,
-        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). Empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
+        default=0,
+        validate_default=True,
+        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). 0 or empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
     )
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
@@ -96,8 +104,9 @@ class RoundConfig(dg.Config):
         " within time_limit_seconds; the run's metadata `reproducible` says whether this one did.",
     )
     wall_limit_seconds: float | None = Field(
-        default=None,
-        description="Reproducible large rounds: hard wall-clock stop (empty = twice the time limit; a slower machine needs more seconds for the same work).",
+        default=0,
+        validate_default=True,
+        description="Reproducible large rounds: hard wall-clock stop (0 or empty = twice the time limit; a slower machine needs more seconds for the same work).",
     )
     compare_mechanisms: bool = Field(
         default=True,
@@ -137,6 +146,12 @@ class RoundConfig(dg.Config):
         descriptions say ("empty = the latest"); Dagster passes the null on, and pydantic refused it with a traceback."""
         return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
+    @field_validator("time_limit_seconds", "wall_limit_seconds")
+    @classmethod
+    def _zero_is_not_set(cls, value: float | None) -> float | None:
+        """0 means the limit is not set (by the round's size), as empty does; held as None, as recorded before."""
+        return None if value == 0 else value
+
     def problems(self) -> list[str]:
         """What a person typed wrong, one line per field (field name and rule, never the value); [] if none.
 
@@ -148,9 +163,9 @@ class RoundConfig(dg.Config):
         if self.period and not re.fullmatch(PERIOD_PATTERN, self.period):
             problems.append("period: format: YYYY-MM (e.g. 2026-07), or empty for the latest period with offers")
         if self.time_limit_seconds is not None and not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
-            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or empty for a limit by the round's size")
+            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or 0 or empty for a limit by the round's size")
         if self.wall_limit_seconds is not None and not (math.isfinite(self.wall_limit_seconds) and self.wall_limit_seconds > 0):
-            problems.append("wall_limit_seconds: a number of seconds above 0, or empty for twice the time limit")
+            problems.append("wall_limit_seconds: a number of seconds above 0, or 0 or empty for twice the time limit")
         if not (math.isfinite(self.relative_gap) and 0 <= self.relative_gap < 1):
             problems.append("relative_gap: a fraction from 0 up to (not including) 1, e.g. 0.0001 for 0.01 %")
         weights = {k: v for k, v in self.model_dump().items() if k.startswith("weight_")}
@@ -503,6 +518,47 @@ def capacity_misses(problem: AssignmentProblem, place_of_unit: np.ndarray) -> pl
 NAMED_IN_FAILURE = 5
 
 
+# A national round solves for about 5 minutes (up to twice its time limit on a loaded machine) and compares
+# with deferred acceptance for another half minute, with nothing new to say meanwhile: a line this often
+# tells the person waiting at the terminal or in the run view that the round is alive and how far it is.
+STILL_WORKING_EVERY_SECONDS = 30.0
+
+
+@contextmanager
+def still_working(say: Callable[[str], None], what: str, limit: str = "", every: float | None = None) -> Iterator[None]:
+    """While the block runs, say `what, N s so far (limit)` every `every` seconds (default
+    STILL_WORKING_EVERY_SECONDS) from a thread beside it; nothing once the block is done. The block's
+    work is not touched (a solve proposes the same with or without these lines)."""
+    every = STILL_WORKING_EVERY_SECONDS if every is None else every
+    done = threading.Event()
+    start = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(every):
+            say(f"{what}, {elapsed(time.monotonic() - start)} so far{f' ({limit})' if limit else ''}")
+
+    beside = threading.Thread(target=beat, name="still-working", daemon=True)
+    beside.start()
+    try:
+        yield
+    finally:
+        done.set()
+        beside.join()
+
+
+def solve_limit_words(problem: AssignmentProblem, params: SolverParams, by_size: bool, short: bool = False) -> str:
+    """The method and time limit of a round's solve, as the log says them: the large-round method budgets counted
+    work (stopped by the wall clock at params.wall_limit() at the latest) and ignores the backend. short: the
+    limits only, for the lines while it solves."""
+    size = " by the round size" if by_size else ""
+    if uses_large_method(problem, params):
+        wall = f", {elapsed(params.wall_limit())} at the latest" if params.reproducible else ""
+        limit = f"time limit {params.time_limit_seconds:g} s of counted work{size}{wall}"
+        return limit if short else f"large-round method, {limit}"
+    limit = f"time limit {params.time_limit_seconds:g} s{size}"
+    return limit if short else f"{params.backend}, {limit}"
+
+
 def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
     """With place_every_household: fail before solving, naming (by link group, i.e. a household's pseudonym or
     its group's) the units the hard rules leave no municipality."""
@@ -522,7 +578,9 @@ def require_a_place_for_each(problem: AssignmentProblem, round_id: str) -> None:
 def round_proposals(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource, identity: IdentityStore, home: RematchHome
 ) -> dg.MaterializeResult:
-    """Solve the assignment; write proposals (pseudonymised), proposals.csv (restricted, re-identified) and solver.json."""
+    """The round's proposals: a municipality for each household placed, by pseudonym (table proposals; solver.json
+    says how the solve went). proposals.csv is the coordinators' restricted copy (owner-only): households by
+    reference (household_ref), not by pseudonym; the Launchpad's fields take the pseudonym of report.html."""
     round_id = context.partition_key
     with warehouse_connection(warehouse) as con:
         period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()
@@ -542,10 +600,10 @@ def round_proposals(
     params = config.solver_params(len(problem.pair_unit))
     context.log.info(
         f"solving {len(problem.unit_ids)} placement units (households; linked ones as one) × {len(problem.place_ids)} municipalities,"
-        f" {len(problem.pair_unit)} compatible pairs"
-        f" ({config.backend}, time limit {params.time_limit_seconds:g} s{'' if config.time_limit_seconds is not None else ' by the round size'})"
+        f" {len(problem.pair_unit)} compatible pairs ({solve_limit_words(problem, params, config.time_limit_seconds is None)})"
     )
-    result = solve(problem, params)
+    with still_working(context.log.info, "still solving", solve_limit_words(problem, params, by_size=False, short=True)):
+        result = solve(problem, params)
     violations = check_assignment(problem, result)
     short = locks_below_minimum(problem)
     if violations and short:
@@ -643,8 +701,13 @@ def round_proposals(
         "params": result.params,
         "capacity_offers": [offer.sentence() for offer in offers],
         # The same round under deferred acceptance, and blocking pairs of both (docs/mechanisms.md).
-        "mechanisms": compare_with_deferred_acceptance(problem, result.place_of_unit) if config.compare_mechanisms else {},
+        "mechanisms": {},
     }
+    if config.compare_mechanisms:
+        # The same round under deferred acceptance, and blocking pairs of both (docs/mechanisms.md): ~20 s at 50,000.
+        context.log.info("comparing the proposals with deferred acceptance (compare_mechanisms)")
+        with still_working(context.log.info, "still comparing with deferred acceptance"):
+            solver["mechanisms"] = compare_with_deferred_acceptance(problem, result.place_of_unit)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         store_round_rows(con, "proposals", round_id, proposals.drop("municipality_name"))

@@ -174,8 +174,8 @@ def write_round_report(home: RematchHome, data: RoundReportData) -> dict[str, Pa
 @dg.asset(deps=["round_proposals"], partitions_def=rounds_partitions, group_name="reports", kinds={"html"})
 @reason_first
 def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, home: RematchHome) -> dg.MaterializeResult:
-    """rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and why; and its
-    files for spreadsheets, municipalities.csv and households.csv."""
+    """The round's report, rounds/<round_id>/report.html: placements, capacity use, scores, unplaced households and
+    why, households by pseudonym; and for spreadsheets municipalities.csv and households.csv (pseudonyms too)."""
     round_id = context.partition_key
     with warehouse_connection(warehouse) as con:
         data = round_report_data(con, round_id)

@@ -852,6 +852,14 @@ def most_units_placed(problem: AssignmentProblem) -> int:
     return most
 
 
+def uses_large_method(problem: AssignmentProblem, params: SolverParams) -> bool:
+    """Whether solve() takes the large-round method (large_scale.solve_large, which ignores the backend and
+    budgets counted work) rather than one exact MIP per stage with params.backend."""
+    # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
+    too_large = problem.pair_unit.size > params.max_model_pairs
+    return params.objective == "lexicographic" and (too_large or most_units_placed(problem) > params.max_model_units)
+
+
 def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
     """Solve the assignment lexicographically (see module docstring).
 
@@ -863,9 +871,8 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     place_of_unit is all -1 and status says why.
     """
     params = params or SolverParams()
-    # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
     too_large = problem.pair_unit.size > params.max_model_pairs
-    if params.objective == "lexicographic" and (too_large or most_units_placed(problem) > params.max_model_units):
+    if uses_large_method(problem, params):
         from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
 
         return _in_data_order(solve_large, problem, params)

@@ -18,7 +18,7 @@ from openpyxl.utils.datetime import from_excel
 
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
-from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_unsaved_formulas
+from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind, field_names
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
@@ -262,6 +262,7 @@ def read_template_book(book: Workbook, file: str) -> list[ParsedTable]:
             continue
         # Before the header's own checks: a header cell whose formula has no saved value reads as empty.
         refuse_unsaved_formulas(sheet, file, filled[0][1])
+        refuse_merged_across(sheet, file, filled[0][1], filled[0][0])
         table = detect_table(header, file, sheet.title, next_row=filled[1][1] if len(filled) > 1 else None)
         dated = _date_positions(table, header)
         rows = [

@@ -55,7 +55,7 @@ from rematch_pipeline.formats.canonical import (
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records, max_rows
-from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook, refuse_unsaved_formulas
+from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Kind
 
 # Columns only Kobo writes; one of them marks a file as a Kobo export.
@@ -583,6 +583,7 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         # recalculated (a program changed the file).
         texts = sheet.formula_texts
         refuse_unsaved_formulas(sheet, file, header, cells=[c for c in sheet.unsaved_formulas if c[0] <= header_row or c not in texts])
+        refuse_merged_across(sheet, file, header, header_row)
         header, rows = names_from_labels(header, rows)
         layout = _layout(header, file, sheet.title)
         _check_layout(layout, file, sheet.title)

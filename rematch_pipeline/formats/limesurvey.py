@@ -51,7 +51,7 @@ from rematch_pipeline.formats.limesurvey_texts import (
     flat_text,
 )
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
-from rematch_pipeline.formats.workbook import Workbook, refuse_unsaved_formulas
+from rematch_pipeline.formats.workbook import Workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.limesurvey_codes import (
     LIMESURVEY_MEMBER_PREFIX,
@@ -141,6 +141,9 @@ _CODE_AND_TEXT = re.compile(r"^(?P<heading>[A-Za-z][A-Za-z0-9]*(?:\[[^\]]*\])?)\
 _SLOT = re.compile(rf"^{LIMESURVEY_MEMBER_PREFIX}(?P<slot>\d+)(?P<suffix>[a-z]+)$")
 _YES = frozenset({"y", "1"})
 _NO = frozenset({"n", "0"})
+# The export page's "Convert N to:" (Writer::transformResponseValue) with its default value: a yes/no answer N and a
+# multiple-choice option shown but not ticked are written as "2" ("Convert Y to:" gives 1, read above).
+CONVERTED_NO = "2"
 _PADDED_INT = re.compile(r"^([+-]?\d+)\.0*$")
 _PADDED_DECIMAL = re.compile(r"^([+-]?\d+\.\d*?)0+$")
 _MIDNIGHT_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$")
@@ -321,9 +324,11 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
 
 
 # A question added to a survey after it was imported from forms/, or a reworded one, is an unexpected column: how to land the rest.
+# So are participant columns (a survey with a participant table) under text headings: their names there are the
+# administration language's and the attributes' own descriptions; under codes they are LimeSurvey's column names, left out.
 QUESTIONS_ADDED = (
-    "a question added or reworded after the survey was imported? export with 'Question code' headings and without"
-    " added questions (Columns control), or undo the change"
+    "a question added or reworded after the survey was imported, or participant columns (Participant control)? export"
+    " with 'Question code' headings and without added questions (Columns control), or undo the change"
 )
 
 
@@ -347,8 +352,10 @@ def _answer_map(codes: tuple[str, ...]) -> dict[str, str]:
     return {k.lower(): v for k, v in option_codes(codes).items()}
 
 
-def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS) -> str | None:
-    """A LimeSurvey answer (code or full answer) in the canonical encoding; unrecognised ones pass on to validation."""
+def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS, no: frozenset[str] = _NO) -> str | None:
+    """A LimeSurvey answer (code or full answer) in the canonical encoding; unrecognised ones pass on to validation.
+
+    no: the marks of a yes/no "No" in this file (``_NO``, plus "2" where N was converted: ``_converted_no``)."""
     text = (raw or "").strip()
     if not text:
         return None
@@ -356,7 +363,7 @@ def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLI
     if f.kind is Kind.BOOL:
         if lower in _YES:
             return "yes"
-        if lower in _NO:
+        if lower in no:
             return "no"
         flat = flat_text(text)
         if flat in not_applicable:
@@ -373,12 +380,12 @@ def _value(f: Field, raw: str | None, not_applicable: frozenset[str] = NOT_APPLI
     return text
 
 
-def _ticked(mark: str, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS) -> bool | None:
+def _ticked(mark: str, not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS, no: frozenset[str] = _NO) -> bool | None:
     """A multiple-choice column's answer: ``Y``/empty, or the full answer "Yes"/"No"/"N/A"; None if neither."""
     lower = mark.strip().lower()
     if lower in _YES:
         return True
-    if lower in _NO or lower == "":
+    if lower in no or lower == "":
         return False
     flat = flat_text(lower)
     if flat in YES_TEXTS:
@@ -396,12 +403,7 @@ def _not_applicable(layout: _Layout, rows: list[tuple[int, list[str]]]) -> froze
     one other answer, that answer is the "N/A" of the export language (whose translation may
     change between LimeSurvey versions); anything else is left to the usual errors.
     """
-    positions = [
-        c.position
-        for c in layout.columns
-        if c.option is not None or _FIELDS["members" if c.slot is not None else layout.table][c.field].kind is Kind.BOOL
-    ]
-    marks = {cells[p].strip().lower() for _, cells in rows for p in positions if p < len(cells)}
+    marks = _yes_no_marks(layout, rows)
     flats = {flat_text(m) for m in marks - _YES - _NO - {""}}
     full = bool(flats & (YES_TEXTS | NO_TEXTS))
     known = bool(flats & NOT_APPLICABLE_TEXTS)
@@ -409,7 +411,36 @@ def _not_applicable(layout: _Layout, rows: list[tuple[int, list[str]]]) -> froze
     return NOT_APPLICABLE_TEXTS | other if full and not known and len(other) == 1 else NOT_APPLICABLE_TEXTS
 
 
+def _yes_no_marks(layout: _Layout, rows: list[tuple[int, list[str]]]) -> set[str]:
+    """Every answer (lower case) in this file's yes/no and multiple-choice columns."""
+    positions = [
+        c.position
+        for c in layout.columns
+        if c.option is not None or _FIELDS["members" if c.slot is not None else layout.table][c.field].kind is Kind.BOOL
+    ]
+    return {cells[p].strip().lower() for _, cells in rows for p in positions if p < len(cells)}
+
+
+def _converted_no(layout: _Layout, rows: list[tuple[int, list[str]]]) -> frozenset[str]:
+    """The marks of "No" in this file: N and 0, and "2" where the export converted N to 2.
+
+    LimeSurvey's "Convert Y to" / "Convert N to" (export page, both off by default, values 1 and 2 preset) write
+    Y and N of yes/no questions, and ticked / not ticked options of a multiple choice, as the values typed there.
+    A yes/no or multiple-choice column holds nothing but Y/N/empty otherwise, so "2" there is N converted, unless
+    the file also holds N or 0 (then it is not one conversion, and the usual errors name the column).
+    """
+    marks = _yes_no_marks(layout, rows)
+    return _NO | {CONVERTED_NO} if CONVERTED_NO in marks and not marks & _NO else _NO
+
+
 _FIELDS: dict[str, dict[str, Field]] = {table: {f.name: f for f in fields} for table, fields in TABLES.items()}
+
+
+# How to export a multiple choice LimeSurvey's way when a column holds another mark.
+MULTIPLE_CHOICE_RULE = (
+    "limesurvey: multiple-choice column is not Y or empty (or Yes/No); exported with 'Convert Y to' / 'Convert N to'?"
+    " export without them, or with Y converted to 1 and N to 0 or 2"
+)
 
 
 def _record(
@@ -419,6 +450,7 @@ def _record(
     file: str,
     row: int,
     not_applicable: frozenset[str] = NOT_APPLICABLE_TEXTS,
+    no: frozenset[str] = _NO,
 ) -> dict[str, str | None]:
     fields = _FIELDS[table]
     record: dict[str, str | None] = {}
@@ -427,13 +459,11 @@ def _record(
         raw = cells[c.position] if c.position < len(cells) else ""
         f = fields[c.field]
         if c.option is None:
-            record[c.field] = _value(f, raw, not_applicable)
+            record[c.field] = _value(f, raw, not_applicable, no)
             continue
-        ticked = _ticked(raw, not_applicable)
+        ticked = _ticked(raw, not_applicable, no)
         if ticked is None:
-            raise InputFileError(
-                Violation(file, row, c.header, "limesurvey: multiple-choice column is not Y or empty (or Yes/No)", table)
-            )
+            raise InputFileError(Violation(file, row, c.header, MULTIPLE_CHOICE_RULE, table))
         chosen.setdefault(c.field, [])
         if ticked:
             chosen[c.field].append(c.option)
@@ -500,6 +530,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
     left_out: list[str | None] = []
     id_at, seed_at, date_at = (layout.system.get(k) for k in ("id", "seed", "submitdate"))
     not_applicable = _not_applicable(layout, records.rows)
+    no = _converted_no(layout, records.rows)
     for number, cells in records.rows:
         submitted = _cell(cells, date_at)
         if submitted and submitted.startswith(PLACEHOLDER_DATE):
@@ -512,7 +543,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
                     layout.table,
                 )
             )
-        record = _record(layout.table, main_columns, cells, file, number, not_applicable)
+        record = _record(layout.table, main_columns, cells, file, number, not_applicable, no)
         response, seed = _cell(cells, id_at), _cell(cells, seed_at)
         record["submission_id"] = (f"ls-{response}-{seed}" if seed else f"ls-{response}") if response else None
         record["submitted_at"] = submitted
@@ -521,7 +552,7 @@ def read_limesurvey_records(records: CsvRecords, file: str) -> list[ParsedTable]
         # Stored, so that erasure reaches it; validation leaves it out (and a later complete copy replaces it).
         left_out.append(None if submitted else INCOMPLETE)
         for columns in slot_columns:
-            member = _record("members", columns, cells, file, number, not_applicable)
+            member = _record("members", columns, cells, file, number, not_applicable, no)
             if any(v is not None for v in member.values()):
                 member["submission_id"] = record["submission_id"]
                 members.append(member)
@@ -643,6 +674,7 @@ def read_limesurvey_book(book: Workbook, file: str) -> list[ParsedTable]:
     else:
         raise InputFileError(Violation(file, None, None, "limesurvey: no sheet with a LimeSurvey header"))
     refuse_unsaved_formulas(sheet, file, header)
+    refuse_merged_across(sheet, file, header)
     records = CsvRecords(header, [(number, [c or "" for c in cells]) for number, cells in rows], "")
     try:
         tables = read_limesurvey_records(records, file)

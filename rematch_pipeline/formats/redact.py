@@ -165,6 +165,14 @@ def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]], unlink: Unli
             cell.value = text
             cell.data_type = "s"  # openpyxl makes a formula of text starting with =
     for sheet in book.worksheets:
+        # Rows are deleted below: a merged range of one column is unmerged first, its value in each of its rows, as the
+        # readers see it (workbook.filled_down; openpyxl does not move merged ranges with deleted rows).
+        for merged in [r for r in sheet.merged_cells.ranges if r.min_col == r.max_col and 1 < r.min_row < r.max_row]:
+            value = sheet.cell(merged.min_row, merged.min_col).value
+            sheet.unmerge_cells(str(merged))
+            for number in range(merged.min_row + 1, merged.max_row + 1):
+                if sheet.cell(number, merged.min_col).value is None:
+                    sheet.cell(number, merged.min_col).value = value
         for number in sorted(unlink.rows.get(sheet.title, set())) if unlink is not None else []:
             for cell in sheet[number]:
                 if isinstance(cell.value, str):

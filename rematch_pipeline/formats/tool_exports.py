@@ -520,7 +520,10 @@ def _ls_header(table: str, code_of) -> list[str]:  # noqa: ANN001 - field name -
     return header
 
 
-def _ls_cells(table: str, row: Mapping[str, str | None] | None) -> list[str]:
+def _ls_cells(table: str, row: Mapping[str, str | None] | None, convert: tuple[str, str] | None = None) -> list[str]:
+    """A row's answer cells; convert: (Y, N) values of "Convert Y to" / "Convert N to" (a slot not shown, row None,
+    stays empty: LimeSurvey stores NULL there, which the export does not convert)."""
+    yes, no = convert if convert is not None and row is not None else ("Y", "")
     cells: list[str] = []
     for f in TABLES[table]:
         if f.name in ("submission_id", "submitted_at"):
@@ -528,7 +531,10 @@ def _ls_cells(table: str, row: Mapping[str, str | None] | None) -> list[str]:
         value = (row.get(f.name) or "") if row else ""
         if f.kind is Kind.CODES:
             chosen = value.split()
-            cells += ["Y" if o in chosen else "" for o in f.codes]
+            # An option shown and not ticked is stored as '', which "Convert N to" converts too.
+            cells += [yes if o in chosen else no for o in f.codes]
+        elif f.kind is Kind.BOOL and value and convert is not None:
+            cells.append(yes if value == "yes" else no)
         else:
             cells.append(_ls_value(f.kind, value) if value else "")
     return cells
@@ -550,6 +556,7 @@ def limesurvey_csv(
     responses: pl.DataFrame | None = None,
     slots: int = LIMESURVEY_MEMBER_SLOTS,
     incomplete: Sequence[tuple[str, str]] = (),
+    convert: tuple[str, str] | None = None,
 ) -> bytes:
     """LimeSurvey's CSV export (CsvWriter; headings "Question code", answers "Answer codes") of our survey.
 
@@ -557,7 +564,9 @@ def limesurvey_csv(
     their members (canonical member rows by household ``submission_id``), at most ``slots`` each.
     responses: LimeSurvey's ``id`` and ``seed`` per row (default: ids from 1, seeds drawn from the
     submission id); incomplete: (id, seed) of responses given up on page 2, written last (no submitdate).
-    ``slots`` below the survey's 10 is an export of chosen columns."""
+    ``slots`` below the survey's 10 is an export of chosen columns. convert: the values typed at the export page's
+    "Convert Y to" and "Convert N to" (preset 1 and 2) with both ticked (Writer::transformResponseValue: Y and N of
+    yes/no questions, and a multiple choice's options ticked or shown and not ticked)."""
     header = limesurvey_header(table, slots)
     by_household: dict[str, list[dict]] = {}
     if table == "households" and members is not None:
@@ -571,13 +580,13 @@ def limesurvey_csv(
         submitted = (row["submitted_at"] or "").replace("T", " ")
         seed = seeds[i] if seeds is not None else str(int(row["submission_id"].replace("-", "")[:7], 16))
         cells = [str(ids[i]), submitted, LS_LAST_PAGE[table], LS_LANGUAGE[table], str(seed), submitted, submitted]
-        cells += _ls_cells(table, row)
+        cells += _ls_cells(table, row, convert)
         if table == "households":
             people = by_household.get(row["submission_id"], [])
             if len(people) > slots:
                 raise ValueError(f"household row {i + 1} has {len(people)} members; the LimeSurvey survey has {slots} member slots")
             for slot in range(slots):
-                cells += _ls_cells("members", people[slot] if slot < len(people) else None)
+                cells += _ls_cells("members", people[slot] if slot < len(people) else None, convert)
         out.write(_quoted(cells) + "\r\n")
     blank = [""] * (len(header) - len(LS_SYSTEM))
     for number, seed in incomplete:

@@ -80,6 +80,8 @@ class SheetValues(Protocol):
     # Where the workbook is to be recalculated when opened: each formula cell's text (formula_text) by (row, column
     # from 0), for a reader whose formulas are answers (KoboToolbox); filled with unsaved_formulas_empty too.
     formula_texts: Mapping[tuple[int, int], str]
+    # Merged cell ranges (merged_ranges): a range of one column below row 1 gives its value to each of its rows.
+    merged: Sequence[tuple[int, int, int, int]]
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The rows from row 1 (empty rows included, as tuples of None), up to max_row."""
@@ -136,27 +138,34 @@ def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T], unsave
     book = reader.wb
     try:
         recalculated = recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name))
-        sheets = [
-            _OpenpyxlSheet(s, *_formulas(book._archive.read(s._worksheet_path), recalculated, unsaved_formulas_empty))  # noqa: SLF001
-            for s in book.worksheets
-        ]
+        sheets = []
+        for s in book.worksheets:
+            xml = book._archive.read(s._worksheet_path)  # noqa: SLF001 - openpyxl's own part name
+            sheets.append(_OpenpyxlSheet(s, *_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml)))
         return read(Workbook(sheets, book.epoch, "openpyxl"))
     finally:
         book.close()
 
 
 class _OpenpyxlSheet:
-    def __init__(self, sheet: ReadOnlyWorksheet, unsaved: list[tuple[int, int | None]], texts: dict[tuple[int, int], str]) -> None:
+    def __init__(
+        self,
+        sheet: ReadOnlyWorksheet,
+        unsaved: list[tuple[int, int | None]],
+        texts: dict[tuple[int, int], str],
+        merged: list[tuple[int, int, int, int]],
+    ) -> None:
         self.sheet = sheet
         self.title: str = sheet.title
         self.unsaved_formulas = unsaved
         self.formula_texts = texts
+        self.merged = merged
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The sheet's rows as openpyxl's read-only mode gives them, past the sheet's <dimension> too."""
         # Read-only mode stops at the <dimension> the writer declared: one that understates it lost rows silently.
         self.sheet.reset_dimensions()
-        return self.sheet.iter_rows(max_row=max_row, values_only=True)  # type: ignore[no-any-return]
+        return filled_down(self.sheet.iter_rows(max_row=max_row, values_only=True), self.merged)
 
 
 @dataclass
@@ -175,10 +184,14 @@ class _CalamineSheet:
     title: str
     unsaved_formulas: list[tuple[int, int | None]]
     formula_texts: dict[tuple[int, int], str]
+    merged: list[tuple[int, int, int, int]]
     _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The sheet's rows, each value as openpyxl gives it (raises _NotOpenpyxlValues where calamine cannot)."""
+        return filled_down(self._rows(max_row), self.merged)
+
+    def _rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         try:
             sheet = self._parsed if self._parsed is not None else self.book.get_sheet_by_name(self.title)
             end = sheet.end
@@ -224,13 +237,13 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
         if not all(_plain_values(reader.archive.read(part), dated) for part in parts):
             return None
         recalculated = recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name))
-        formulas: list[tuple[list[tuple[int, int | None]], dict[tuple[int, int], str]]] = []
+        formulas: list[tuple[list[tuple[int, int | None]], dict[tuple[int, int], str], list[tuple[int, int, int, int]]]] = []
         for part in sheet_parts:
             # Each sheet's XML once (a national export's is hundreds of MB): the value check, then its formulas.
             xml = reader.archive.read(part)
             if not _plain_values(xml, dated):
                 return None
-            formulas.append(_formulas(xml, recalculated, unsaved_formulas_empty))
+            formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml)))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
     except Exception:  # noqa: BLE001
@@ -419,6 +432,92 @@ def recalculated_on_load(workbook_xml: bytes) -> bool:
     cannot tell: it reports True where the attribute is missing (its default).
     """
     return _FULL_CALC_ON_LOAD.search(workbook_xml) is not None
+
+
+# <mergeCell ref="F2:F5"/> (prefixed or not), in <mergeCells> after the sheet's data.
+_MERGE_CELL = re.compile(rb"""<(?:[\w.-]+:)?mergeCell\s[^>]*?\bref\s*=\s*["']\$?([A-Za-z]{1,3})\$?(\d+)(?::\$?([A-Za-z]{1,3})\$?(\d+))?["']""")
+
+
+def merged_ranges(xml: bytes) -> list[tuple[int, int, int, int]]:
+    """The merged cell ranges of a worksheet's XML as (first row, first column from 0, last row, last column from 0)."""
+    from openpyxl.utils import column_index_from_string
+
+    # <mergeCells> follows <sheetData>: search only after it (a national export's sheet is hundreds of MB).
+    end = xml.rfind(b"sheetData>")
+    if xml.find(b"mergeCell", max(end, 0)) < 0:
+        return []
+    ranges = []
+    for match in _MERGE_CELL.finditer(xml, max(end, 0)):
+        first_column, first_row, last_column, last_row = match.group(1), match.group(2), match.group(3), match.group(4)
+        last_column, last_row = last_column or first_column, last_row or first_row
+        ranges.append(
+            (
+                int(first_row),
+                column_index_from_string(first_column.decode().upper()) - 1,
+                int(last_row),
+                column_index_from_string(last_column.decode().upper()) - 1,
+            )
+        )
+    return ranges
+
+
+def filled_down(rows: Iterator[Sequence[object]], merged: Sequence[tuple[int, int, int, int]]) -> Iterator[Sequence[object]]:
+    """The rows with the value of each merged range of one column below row 1 in every row of it, as the
+    spreadsheet shows it.
+
+    A spreadsheet saves a merged range's value in its first cell only; the others are empty. A coordinator who
+    merges a column's cells over rows (one intake period for every offer, a household's id over its members' rows)
+    sees the value on each row, and before, each row below the first was quarantined as `required`. Ranges over
+    several columns are not filled (the value belongs to one of them: refuse_merged_across), nor a header cell
+    merged over the rows below it (row 1).
+    """
+    down = [(first, column, last) for first, column, last, last_column in merged if column == last_column and 1 < first < last]
+    if not down:
+        yield from rows
+        return
+    starts: dict[int, list[tuple[int, int]]] = {}
+    for first, column, last in down:
+        starts.setdefault(first, []).append((column, last))
+    active: dict[int, tuple[int, object]] = {}  # column -> (last row, value)
+    for number, row in enumerate(rows, start=1):
+        for column, last in starts.get(number, ()):
+            active[column] = (last, row[column] if column < len(row) else None)
+        if active:
+            cells = list(row)
+            for column, (last, value) in list(active.items()):
+                if number > last:
+                    del active[column]
+                    continue
+                if value is not None and (column >= len(cells) or cells[column] is None):
+                    cells.extend([None] * (column + 1 - len(cells)))
+                    cells[column] = value
+            row = tuple(cells)
+        yield row
+
+
+MERGED_ACROSS_RULE = (
+    "xlsx: cells merged across columns ({cells}): the value belongs to the first column only; unmerge them and give"
+    " each column its own value"
+)
+
+
+def refuse_merged_across(sheet: SheetValues, file: str, header: Sequence[str], header_row: int = 1, table: str | None = None) -> None:
+    """Stop a sheet that is read if cells below its header are merged across columns, naming the first range's
+    first row and column (by its header) and the range; never the value.
+
+    Raises:
+        InputFileError: ``xlsx: cells merged across columns …``.
+    """
+    across = sorted((first, column, last, last_column) for first, column, last, last_column in sheet.merged if last > header_row and last_column > column)
+    if not across:
+        return
+    from openpyxl.utils import get_column_letter
+
+    first, column, last, last_column = across[0]
+    row = max(first, header_row + 1)
+    name = header[column] if column < len(header) and header[column] else get_column_letter(column + 1)
+    cells = f"{get_column_letter(column + 1)}{first}:{get_column_letter(last_column + 1)}{last}"
+    raise InputFileError(Violation(file, row, name, MERGED_ACROSS_RULE.format(cells=cells), table, sheet.title))
 
 
 UNSAVED_FORMULA_RULE = (

@@ -252,6 +252,11 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return "–"
+        # A national round's total score (3,841,689.95) read "3.84169e+06": not a number to compare between rounds.
+        if value.is_integer() and abs(value) < 1e15:
+            return _fmt_int(value)
+        if abs(value) >= 1000:
+            return _fmt_float(value)
         return f"{value:.6g}"
     if isinstance(value, (Mapping, list, tuple)):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
@@ -486,11 +491,16 @@ def _solver_label(key: str) -> str:
     return _SOLVER_LABELS.get(key, _humanise(key))
 
 
-def _masked_config(config: Mapping[str, Any]) -> list[dict[str, str]]:
+def _masked_config(config: Mapping[str, Any], solved_by: Any = None) -> list[dict[str, str]]:
+    """The round parameters' rows; solved_by: the solver that answered (solver.json's backend)."""
     rows = []
     for key, value in config.items():
         if _SECRET_KEY.search(str(key)):
             shown = "(hidden)"
+        elif str(key) == "backend" and isinstance(solved_by, str) and value and solved_by != f"ortools-{value}" and not solved_by.startswith(f"ortools-{value}+"):
+            # A national round's parameters said `Solver (backend) cbc` beside `ortools-scip+lagrangian`: large rounds
+            # go to the large-round method whatever the backend (docs/operations.md).
+            shown = f"{value} (not used: rounds this large go to the large-round method, {solved_by})"
         elif str(key) == "relative_gap" and _number(value) is not None:
             shown = f"{100.0 * value:.2g} %"  # a fraction, shown as the solver table shows gaps
         else:
@@ -1027,7 +1037,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "nothing_placed": nothing_placed,
         "headline": headline,
         "warnings": warnings,
-        "config_rows": _masked_config(data.config),
+        "config_rows": _masked_config(data.config, data.solver.get("backend")),
         "solver_rows": solver_rows,
         "count_rows": count_rows,
         "capacity_rows": capacity_rows,

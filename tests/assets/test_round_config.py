@@ -28,7 +28,7 @@ MISTAKES: list[tuple[dict, str]] = [
     ({"period": "2026-13"}, "period: format: YYYY-MM"),
     ({"period": "2026-07", "time_limit_seconds": -5}, "time_limit_seconds: a number of seconds above 0"),
     ({"period": "2026-07", "relative_gap": 5}, "relative_gap: a fraction"),
-    ({"period": "2026-07", "wall_limit_seconds": 0}, "wall_limit_seconds: a number of seconds above 0"),
+    ({"period": "2026-07", "wall_limit_seconds": -1}, "wall_limit_seconds: a number of seconds above 0"),  # 0 is not set
     ({"period": "2026-07", "weight_jobs": -3}, "weight_jobs: a number from 0 to 1000"),
     ({"period": "2026-07", "weight_wishes": float("nan")}, "weight_wishes: a number from 0 to 1000"),
     ({"period": "2026-07", "weight_community": 1e300}, "weight_community: a number from 0 to 1000"),

@@ -42,7 +42,37 @@ def test_a_round_config_mistake_fails_with_the_reason_and_the_field_as_metadata_
     assert "July" not in str(shown), "never the value typed"
     assert _our_frames(data.error) == [], data.error.stack
     assert data.error.cause is None and data.error.context is None
-    assert run.event_specific_data.error.message.split(": ", 1)[1].startswith("round not started")
+    assert run.event_specific_data.error.message.startswith("round not started")
+
+
+def _launched(home: RematchHome, job: str, config: dict, partition: str | None = None) -> tuple[str, str, str]:
+    """A run of the job as the Launchpad launches it, failed: its failure's description, and the error messages of the
+    step failure and of the run failure as the instance stored them (the UI's run view shows each in red)."""
+    with dg.DagsterInstance.get() as instance:
+        if partition:
+            instance.add_dynamic_partitions("rounds", [partition])
+        result = build_definitions(home).resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key=partition, raise_on_error=False, run_config={"ops": config},
+        )
+        step, run = _failed_events(instance, result)
+    return step.step_failure_data.user_failure_data.description, step.step_failure_data.error.message, run.event_specific_data.error.message
+
+
+def test_the_run_view_shows_an_expected_failure_as_its_reason_alone(home: RematchHome) -> None:
+    """The step failure and the run failure each showed `dagster._core.definitions.events.Failure: <reason>` in the
+    run view: a developer's class name before the coordinator's reason. Bad config, a round with no data to
+    match, a decision for a round that has none."""
+    cases = [
+        ("round_job", {"round_candidates": {"config": {"period": "July"}}}, "r1", "round not started, fix the run config: period: format"),
+        ("round_job", {"round_candidates": {"config": {}}}, "r2", "no validated municipality offers yet"),
+        ("record_decisions_job", {"record_decisions": {"config": {"round_id": "r9", "decisions": [
+            {"household_pseudonym": "H-0123456789abcdef0123", "municipality_id": "01001", "decision": "accept"}]}}}, None,
+         "nothing recorded: round_id: reference:"),
+    ]
+    for job, config, partition, reason in cases:
+        description, step_message, run_message = _launched(home, job, config, partition)
+        assert description.startswith(reason), description
+        assert step_message == run_message == description + "\n", (step_message, description)
 
 
 def test_an_unsafe_key_file_fails_ingestion_with_the_reason_first_not_a_traceback(home: RematchHome, tmp_path: Path) -> None:

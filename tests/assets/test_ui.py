@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pytest
 from dagster._config import ConfigType, ConfigTypeKind
 
+from rematch_pipeline.assets import matching
 from rematch_pipeline.assets.matching import BACKENDS, OBJECTIVES
+from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
@@ -64,7 +69,10 @@ def test_the_launchpad_describes_every_field_of_a_round_and_of_recorded_decision
     }
     assert [name for name, text in decision_fields.items() if not text] == []
     assert "accept or decline" in decision_fields["decisions[].decision"]
-    assert "never a reference or a name" in decision_fields["decisions[].household_pseudonym"]
+    assert "never a name" in decision_fields["decisions[].household_pseudonym"]
+    # proposals.csv, the coordinators' list, shows the household reference: the fields said "as the proposals show it".
+    for text in (decision_fields["decisions[].household_pseudonym"], round_fields["locked_pairs[].household_pseudonym"]):
+        assert "report.html and households.csv show it" in text and "not the household reference of proposals.csv" in text
 
 
 def test_the_sensors_and_the_schedule_say_what_they_do_and_whether_they_are_on(home: RematchHome) -> None:
@@ -87,6 +95,17 @@ def test_each_validated_table_has_a_description_of_its_own(home: RematchHome) ->
     texts = {t: graph.get(dg.AssetKey(t)).description for t in tables}
     assert all(texts.values()) and len(set(texts.values())) == len(tables), texts
     assert "identity store" in texts["members"] and "never the value" in texts["quarantine"]
+
+
+
+def test_the_round_assets_say_which_file_names_households_how(home: RematchHome) -> None:
+    """round_proposals' page read `Solve the assignment; write proposals (pseudonymised), proposals.csv (restricted,
+    re-identified) and solver.json`: a developer's to-do, silent on which file holds the pseudonym the Launchpad wants."""
+    graph = build_definitions(home).resolve_asset_graph()
+    proposals = graph.get(dg.AssetKey("round_proposals")).description
+    report = graph.get(dg.AssetKey("round_report")).description
+    assert proposals.startswith("The round's proposals") and "household_ref" in proposals and "not by pseudonym" in proposals
+    assert report.startswith("The round's report") and "by pseudonym" in report
 
 
 def test_the_launchpad_offers_objective_and_backend_as_choices_with_their_defaults(home: RematchHome) -> None:
@@ -250,6 +269,22 @@ def test_linked_households_answered_otherwise_are_refused_and_answered_in_part_a
     assert len(list(home.landing("decisions").iterdir())) == 1, "written all the same: the partner may be answered in another run"
 
 
+def test_a_household_reference_typed_as_a_pseudonym_is_named_as_such(round_r1: tuple[RematchHome, dg.ExecuteInProcessResult]) -> None:
+    """proposals.csv lists households by reference (household_ref), the Launchpad wants pseudonyms: a reference copied
+    from there was refused as `reference: that round proposed nothing to this household (mistyped, …)`."""
+    home, _ = round_r1
+    reference = (home.round_dir("r1") / "proposals.csv").read_text(encoding="utf-8-sig").splitlines()[1].split(",")[0]
+    municipality = (home.round_dir("r1") / "proposals.csv").read_text(encoding="utf-8-sig").splitlines()[1].split(",")[1]
+    with pytest.raises(RunFailed) as failed:
+        _record(home, {"round_id": "r1", "decisions": [{"household_pseudonym": reference, "municipality_id": municipality, "decision": "accept"}]})
+    assert str(failed.value).endswith(
+        "nothing recorded: decisions[0].household_pseudonym: format: a household pseudonym (H- and 20 hex digits) as report.html"
+        " and households.csv show it; not the household reference of proposals.csv, never a name"
+    ), failed.value
+    assert reference not in str(failed.value)
+    assert list(home.landing("decisions").iterdir()) == []
+
+
 def test_a_field_left_empty_in_the_launchpad_takes_its_default(ingested: RematchHome, tmp_path) -> None:  # noqa: ANN001
     """`period:` with nothing after it is null in YAML; the Launchpad says "empty = the latest". The round failed with
     pydantic's `ValidationError: 1 validation error for RoundConfig` and its traceback; the same for a weight, a
@@ -258,14 +293,108 @@ def test_a_field_left_empty_in_the_launchpad_takes_its_default(ingested: Rematch
 
     config = tmp_path / "round.yaml"
     config.write_text("ops:\n  round_candidates:\n    config:\n      period:\n      weight_jobs:\n      place_every_household:\n"
-                      "      locked_pairs:\n      objective:\n      backend:\n      time_limit_seconds: 10\n")
+                      "      locked_pairs:\n      objective:\n      backend:\n      time_limit_seconds: 10\n      wall_limit_seconds: 0\n")
     assert main(["round", "r1", "--config", str(config)]) == 0
     with duckdb.connect(str(ingested.warehouse_path), read_only=True) as con:
         period, recorded = con.execute("SELECT period, config_json FROM rounds WHERE round_id = 'r1'").fetchone()
     recorded = json.loads(recorded)
     assert period == "2026-07" and recorded["period"] == "" and recorded["weight_jobs"] == 1.0
     assert recorded["place_every_household"] is False and recorded["time_limit_seconds"] == 10
+    assert recorded["wall_limit_seconds"] is None, "0, as the scaffold shows it, is not set (twice the time limit), recorded as before"
     # The choices are recorded as the text they are, and reach the solver as such (solver.json's params).
     assert (recorded["objective"], recorded["backend"]) == ("lexicographic", "cbc")
     params = json.loads((ingested.round_dir("r1") / "solver.json").read_text())["params"]
     assert (params["objective"], params["backend"]) == ("lexicographic", "cbc")
+
+
+def _scaffolded_round_config(home: RematchHome) -> dict:
+    """The round's config as the Launchpad's *Scaffold all default config* fills it in (the webserver's
+    rootDefaultYaml, made from the job's config schema snapshot)."""
+    import yaml
+    from dagster._core.snap.snap_to_yaml import default_values_yaml_from_type_snap
+
+    snap = build_definitions(home).resolve_job_def("round_job").get_job_snapshot()
+    schema = snap.config_schema_snapshot
+    scaffold = default_values_yaml_from_type_snap(schema, schema.get_config_snap(snap.mode_def_snaps[0].root_config_key))
+    return yaml.safe_load(scaffold)["ops"]["round_candidates"]["config"]
+
+
+def test_the_scaffolded_round_config_shows_every_field_the_time_limits_as_0_by_the_rounds_size(home: RematchHome) -> None:
+    """time_limit_seconds and wall_limit_seconds defaulted to null, which Dagster leaves out of the scaffolded
+    config: a coordinator scaffolding the round's config did not see that the time limit can be set."""
+    from rematch_pipeline.assets.matching import RoundConfig
+    from rematch_pipeline.engine.assignment import time_limit_for
+
+    scaffold = _scaffolded_round_config(home)
+    assert set(scaffold) == set(RoundConfig.model_fields)
+    assert (scaffold["time_limit_seconds"], scaffold["wall_limit_seconds"]) == (0, 0)
+    fields = _op_config_fields(home, "round_job", "round_candidates")
+    assert "0 or empty = by the round's size" in fields["time_limit_seconds"]
+    assert "0 or empty = twice the time limit" in fields["wall_limit_seconds"]
+    # 0 is "not set", as empty and as left out: the same limit, recorded as before (null).
+    for config in (RoundConfig(time_limit_seconds=0, wall_limit_seconds=0), RoundConfig(), RoundConfig(time_limit_seconds=None)):
+        assert config.problems() == []
+        assert config.recorded()["time_limit_seconds"] is None and config.recorded()["wall_limit_seconds"] is None
+        assert config.solver_params(2_000_000).time_limit_seconds == time_limit_for(2_000_000)
+    assert RoundConfig(time_limit_seconds=-1).problems()[0].startswith("time_limit_seconds: a number of seconds above 0")
+
+
+def test_a_long_solve_says_it_is_alive_while_it_solves(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A national round's run view and terminal said `solving 47800 placement units … (cbc, time limit 293 s …)` and
+    then nothing for 6-10 minutes until the answer (evaluated 2026-12-06): whoever waited could not tell a working
+    round from a hung one. Now a line every STILL_WORKING_EVERY_SECONDS says how long it has solved and its limit.
+    The solve here is the real one, followed by a pause so that a line is due (the beat is shortened to fit)."""
+    real_solve = matching.solve
+    beat = 0.05
+
+    def solve_then_pause(*args, **kwargs):
+        result = real_solve(*args, **kwargs)
+        time.sleep(6 * beat)  # several beats: the line is due whatever the solve took
+        return result
+
+    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat, raising=False)  # raising: the old code had none
+    monkeypatch.setattr(matching, "solve", solve_then_pause)
+    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
+    with dg.DagsterInstance.get() as instance:
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
+    still = [line for line in lines if line.startswith("still solving")]
+    assert still, lines
+    assert all(re.fullmatch(r"still solving, \d+ s so far \(time limit 10 s\)", line) for line in still), still
+    solved = next(i for i, line in enumerate(lines) if " persons placed, score gap " in line)
+    assert max(lines.index(line) for line in still) < solved, "no line after the answer"
+    # The comparison with deferred acceptance that follows says it is running too.
+    assert "comparing the proposals with deferred acceptance (compare_mechanisms)" in lines[solved:]
+
+
+def test_still_working_says_it_while_the_block_runs_and_not_after() -> None:
+    said: list[str] = []
+    two = threading.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if len(said) >= 2:
+            two.set()
+
+    with matching.still_working(say, "still solving", "time limit 293 s of counted work", every=0.01):
+        assert two.wait(30), "two lines while the block runs"
+    after = len(said)
+    time.sleep(0.05)
+    assert len(said) == after, "nothing once the block is done"
+    assert said[0] == "still solving, 0 s so far (time limit 293 s of counted work)"
+
+
+def test_a_large_rounds_log_names_the_large_round_method_not_the_backend() -> None:
+    """The national round's log said `(cbc, time limit 293 s by the round size)`: CBC plays no part in a round
+    that large, and its limit is counted work with a wall-clock stop at twice it."""
+    problem = AssignmentProblem(
+        unit_ids=["u0", "u1"], place_ids=["09162", "09163"], resources=["persons"],
+        usage=np.array([[2], [3]]), capacity=np.array([[5], [5]]), min_intake=np.array([0, 0]),
+        pair_unit=np.array([0, 0, 1]), pair_place=np.array([0, 1, 1]), pair_score=np.full(3, 50.0),
+    )
+    large = SolverParams(time_limit_seconds=293, max_model_pairs=2)
+    assert matching.solve_limit_words(problem, large, by_size=True) == (
+        "large-round method, time limit 293 s of counted work by the round size, 9 min 46 s at the latest"
+    )
+    assert matching.solve_limit_words(problem, large, by_size=False, short=True) == "time limit 293 s of counted work, 9 min 46 s at the latest"
+    exact = SolverParams(time_limit_seconds=60, backend="cbc")
+    assert matching.solve_limit_words(problem, exact, by_size=False) == "cbc, time limit 60 s"

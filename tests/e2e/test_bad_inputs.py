@@ -230,6 +230,10 @@ CASES: dict[str, Case] = {
         lambda s: _files(s, members=_set(s.members, 2, "submission_id", "00000000-0000-4000-8000-000000000000")),
         "members.csv", 4, "submission_id", "reference: member row without a valid household", lost_households=1,
     ),
+    # Before, such a row was left out without a word (a filter dropped its null id) and its household matched without it.
+    "member_submission_id_missing": Case(
+        lambda s: _files(s, members=_set(s.members, 2, "submission_id", None)), "members.csv", 4, "submission_id", "required", lost_households=1
+    ),
     "linked_household_missing": Case(
         lambda s: _files(s, households=_set(s.households, 5, "linked_household_refs", "RM-000000-" + SECRET)),
         "households.csv", 7, "linked_household_refs", "reference: a linked household", lost_households=3,
@@ -635,3 +639,63 @@ def test_a_submission_listed_twice_in_a_kobo_workbook_keeps_its_members_once(hom
         assert con.execute("SELECT count(*) FROM raw_members WHERE submission_id = ?", [submission]).fetchone()[0] == 2 * persons
         assert con.execute("SELECT count(*) FROM members WHERE submission_id = ?", [submission]).fetchone()[0] == persons
         assert con.execute("SELECT count(*) FROM households WHERE submission_id = ?", [submission]).fetchone()[0] == 1
+
+
+def _households_workbook_with_merged_ids(sample: SampleRound) -> bytes:
+    """The households and members templates as one workbook, as Excel saves it, where a coordinator merged each
+    household's submission_id over its members' rows (the value in the first cell, the others blank)."""
+    members = sample.members.sort("submission_id", maintain_order=True)
+    ids = members["submission_id"].to_list()
+    column = members.columns.index("submission_id")
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        sheet = book.add_worksheet("households")
+        sheet.write_row(0, 0, sample.households.columns)
+        for r, row in enumerate(sample.households.iter_rows(), start=1):
+            sheet.write_row(r, 0, [value or "" for value in row])
+        sheet = book.add_worksheet("members")
+        sheet.write_row(0, 0, members.columns)
+        for r, row in enumerate(members.iter_rows(), start=1):
+            sheet.write_row(r, 0, [value or "" if c != column else "" for c, value in enumerate(row)])
+        start = 0
+        for i in range(1, len(ids) + 1):
+            if i == len(ids) or ids[i] != ids[start]:
+                if i - start > 1:
+                    sheet.merge_range(start + 1, column, i, column, ids[start])
+                else:
+                    sheet.write_string(start + 1, column, ids[start])
+                start = i
+    return _saved_by_excel(out.getvalue())
+
+
+def test_a_households_id_merged_over_its_members_rows_is_read_on_each_row_and_erasure_keeps_it(
+    home: RematchHome, sample: SampleRound, baseline, capsys
+) -> None:
+    """Before, every member row below the first of a merged range was quarantined (`required`), and with it the
+    household. Erasure rewrites the workbook (openpyxl does not move merged ranges over deleted rows): the copy
+    still gives the other households their members."""
+    from rematch_pipeline.cli import main
+    from rematch_pipeline.formats.detect import read_export
+
+    files = _files(sample)
+    del files["households/households.csv"], files["households/members.csv"]
+    files["households/households.xlsx"] = _households_workbook_with_merged_ids(sample)
+    summary, _ = _ingest(home, files)
+    assert not summary.rejected
+    assert not [line for line in summary.quarantined if "sheet members" in line or "member row" in line]
+    assert _valid_households(home) == baseline
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        persons = con.execute("SELECT count(*) FROM members").fetchone()[0]
+        valid = {r[0] for r in con.execute("SELECT submission_id FROM households").fetchall()}
+    # Each household with all its members (before, those after the first were lost to `required`, the household kept).
+    assert persons == sample.members.filter(pl.col("submission_id").is_in(valid)).height
+    # The first household with more than one member and a consent: erase it.
+    sizes = sample.members.group_by("submission_id").len()
+    big = set(sizes.filter(pl.col("len") > 1)["submission_id"].to_list())
+    first = sample.households.filter(pl.col("submission_id").is_in(big) & (pl.col("consent_processing") == "yes")).row(0, named=True)
+    assert main(["erase", first["household_ref"]]) == 0
+    capsys.readouterr()
+    [copy] = list(home.archive.glob("*.xlsx"))
+    _, members = read_export(copy, copy.read_bytes())
+    expected = sample.members.filter(pl.col("submission_id") != first["submission_id"])
+    assert sorted(members.frame["submission_id"].to_list()) == sorted(expected["submission_id"].to_list())

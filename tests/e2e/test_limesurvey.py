@@ -74,3 +74,21 @@ def test_a_vv_export_is_ingested_and_erasure_keeps_its_two_header_rows(
         households = read_export(path, path.read_bytes())[0]
         assert households.frame.height == len(HOUSEHOLDS)  # one erased, the incomplete one still there
     assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS) - 1,)]
+
+
+def test_yes_and_no_converted_to_1_and_2_at_export_are_ingested(
+    home: RematchHome, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # LimeSurvey's "Convert Y to: 1" / "Convert N to: 2" (the values preset on its export page). Before, every household
+    # that answered a yes/no question with no was held out (`pets: type: yes/no`).
+    (home.landing("households") / FILE).write_bytes(limesurvey_csv(convert=("1", "2")))
+    monkeypatch.setenv("REMATCH_HOME", str(home.path))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "held out" not in out and "quarantined" not in out
+    assert _query(home, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS),)]
+    assert sorted(_query(home, "SELECT pets, consent_followup FROM households")) == sorted(
+        (h["pets"] == "yes", h["consent_followup"] == "yes") for h in HOUSEHOLDS
+    )

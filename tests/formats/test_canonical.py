@@ -312,3 +312,63 @@ def test_a_decisions_file_with_a_misspelt_key_is_named_nearest_to_decisions(tmp_
     with pytest.raises(InputFileError) as error:
         read_canonical(path, path.read_bytes())
     assert f"nearest: decisions (no column {lacks})" in str(error.value)
+
+
+def _merged_template(path: Path, sheets: list[tuple[str, pl.DataFrame]], merges: dict[str, list[tuple[int, int, int, int]]]) -> None:
+    """A template workbook with some cells merged as Excel saves them: the value in the range's first cell, the
+    others blank (xlsxwriter's merge_range). merges: by sheet, (first row, first column, last row, last column) from 0."""
+    with xlsxwriter.Workbook(path) as book:
+        for name, frame in sheets:
+            sheet = book.add_worksheet(name)
+            sheet.write_row(0, 0, frame.columns)
+            rows = [list(row) for row in frame.iter_rows()]
+            covered = {(r, c) for r0, c0, r1, c1 in merges.get(name, []) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+            for r, row in enumerate(rows, start=1):
+                for c, value in enumerate(row):
+                    if (r, c) not in covered:
+                        sheet.write_string(r, c, value or "")
+            for r0, c0, r1, c1 in merges.get(name, []):
+                sheet.merge_range(r0, c0, r1, c1, rows[r0 - 1][c0] or "")
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_cells_merged_down_a_column_give_each_row_their_value(sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    # A coordinator merges a household's id over its members' rows, or one intake period over every offer: the
+    # spreadsheet shows the value on each row but saves it in the first cell only. Before, every other row was
+    # quarantined as `required`.
+    monkeypatch.setenv("REMATCH_XLSX_READER", reader)
+    members = sample.members.sort("submission_id", maintain_order=True)
+    ids = members["submission_id"].to_list()
+    column = members.columns.index("submission_id")
+    runs = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or ids[i] != ids[start]:
+            if i - start > 1:
+                runs.append((start + 1, column, i, column))
+            start = i
+    assert runs
+    path = tmp_path / "h.xlsx"
+    _merged_template(path, [("households", sample.households), ("members", members)], {"members": runs})
+    households, read = read_canonical(path, path.read_bytes())
+    assert read.frame["submission_id"].to_list() == ids
+    assert read.frame["file_row"].to_list() == list(range(2, len(ids) + 2))
+
+    period = sample.municipalities.columns.index("intake_period")
+    path = tmp_path / "m.xlsx"
+    _merged_template(path, [("municipalities", sample.municipalities)], {"municipalities": [(1, period, sample.municipalities.height, period)]})
+    [offers] = read_canonical(path, path.read_bytes())
+    assert offers.frame["intake_period"].to_list() == sample.municipalities["intake_period"].to_list()
+
+
+def test_cells_merged_across_columns_stop_the_file_naming_the_range(sample, tmp_path: Path) -> None:
+    # The value of a range over two columns is saved in the first one: which column it was meant for is not known.
+    frame = sample.municipalities.with_columns(pl.lit(SECRET_VALUE).alias("municipality_name"))
+    name = frame.columns.index("municipality_name")
+    path = tmp_path / "m.xlsx"
+    _merged_template(path, [("municipalities", frame)], {"municipalities": [(2, name, 2, name + 1)]})
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    message = str(error.value)
+    assert "[sheet municipalities], row 3, column municipality_name: xlsx: cells merged across columns (D3:E3)" in message
+    assert SECRET_VALUE not in message

@@ -186,6 +186,53 @@ def _same_as_code_export(data: bytes, table: str = "households") -> list:
     return read
 
 
+@pytest.mark.parametrize("excel", [False, True])
+@pytest.mark.parametrize("convert", [("1", "2"), ("1", "0")])
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_yes_and_no_converted_at_export_read_like_the_code_export(table: str, convert: tuple[str, str], excel: bool) -> None:
+    # The export page's "Convert Y to" / "Convert N to" (preset 1 and 2): yes/no answers and multiple-choice options
+    # shown and not ticked become those values. Before, N as 2 stopped a municipalities file at its first option
+    # column and held out every household that answered a yes/no question with no.
+    data = limesurvey_csv(table, incomplete=table == "households", convert=convert)
+    assert f'"{convert[1]}"'.encode() in data and b'"N"' not in data
+    _same_as_code_export(limesurvey_xlsx(data) if excel else data, table)
+
+
+def test_participant_columns_are_left_out_under_codes_and_named_with_a_hint_under_texts() -> None:
+    # A survey with a participant table: the export's "Participant control" adds its columns (names, e-mail,
+    # attributes). Under codes they are LimeSurvey's names, left out like its other columns; under text headings
+    # their names are free (an attribute's description), and the rule said only "a question added or reworded".
+    participant = {"tid": "7", "firstname": SECRET, "lastname": "Muster", "email": "a@b.de", "emailstatus": "OK",
+                   "language": "de", "completed": "N", "usesleft": "0", "attribute_1": "Amt"}
+    rows = limesurvey_records(limesurvey_csv("municipalities", incomplete=False))
+    rows = [rows[0] + list(participant)] + [row + list(participant.values()) for row in rows[1:]]
+    text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
+    assert _rows(read_export(Path("results-survey123456.csv"), UTF8_BOM + text.encode())[0]) == _expected(MUNICIPALITIES)
+    rows = limesurvey_records(limesurvey_text_csv("municipalities", "de"))
+    rows = [rows[0] + ["Vorname", "Amt der Kontaktperson"]] + [row + [SECRET, "Amt"] for row in rows[1:]]
+    text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
+    message = _error(UTF8_BOM + text.encode())
+    assert "unexpected columns Vorname, Amt der Kontaktperson (a question added or reworded" in message
+    assert "participant columns (Participant control)?" in message
+
+
+def test_yes_no_converted_to_other_values_is_refused_with_how_to_export() -> None:
+    message = _error(limesurvey_csv("municipalities", convert=("J", "2")))
+    assert "row 2, column medicalcare[gen]: limesurvey: multiple-choice column is not Y or empty" in message
+    assert "'Convert Y to' / 'Convert N to'" in message
+
+
+def test_two_beside_n_is_not_read_as_a_converted_no() -> None:
+    # One export converts every N or none: a 2 beside an N is no conversion, and is not guessed.
+    rows = limesurvey_records(limesurvey_csv("municipalities"))
+    header = rows[0]
+    rows[1][header.index("medicalcare[gen]")] = "2"
+    assert "N" in {cells[header.index("petsallowed")] for cells in rows[1:]}
+    text = "\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n"
+    message = _error(UTF8_BOM + text.encode())
+    assert "row 2, column medicalcare[gen]: limesurvey: multiple-choice column is not Y or empty" in message
+
+
 @pytest.mark.parametrize("language", ["de", "en", "uk"])
 @pytest.mark.parametrize("table", ["households", "municipalities"])
 def test_full_question_texts_and_full_answers_read_like_the_code_export(table: str, language: str) -> None:

@@ -312,6 +312,23 @@ def test_formulas_with_saved_values_are_read(tmp_path: Path, monkeypatch: pytest
     assert table.frame.height == 4 and sum(table.skipped.values()) == 1
 
 
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_workbook_saved_in_manual_calculation_is_read_as_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Manual calculation (`calcMode="manual"`; Excel with "Recalculate workbook before saving" off also writes
+    `calcOnSave="0"`) may save a formula's result from before its inputs changed. Decided (docs/decisions.md,
+    twenty-seventh session): read as saved, no warning: it is what was on the screen when saved and what the
+    spreadsheet shows when the file is opened again (manual calculation does not recalculate then)."""
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    municipalities, _ = _templates(tmp_path)
+    sheet1 = "xl/worksheets/sheet1.xml"
+    stale = _with_cell(_saved_by_excel(municipalities), sheet1, _cell_of(municipalities, "capacity_persons", 3), '<c r="{ref}"><f>10+5</f><v>14</v></c>')
+    for calc in (b'calcMode="manual" ', b'calcMode="manual" calcOnSave="0" '):
+        data = _rewrite(stale, lambda n, c: c.replace(b"<calcPr ", b"<calcPr " + calc) if n == "xl/workbook.xml" else c)
+        assert b"<calcPr " + calc in _part(data, "xl/workbook.xml") and b"fullCalcOnLoad" not in _part(data, "xl/workbook.xml")
+        [table] = read_export(Path("m.xlsx"), data)
+        assert table.frame["capacity_persons"][1] == "14", calc
+
+
 # ------------------------------------------------------------------ formulas whose saved value is no result
 
 
