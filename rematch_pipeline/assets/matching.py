@@ -99,7 +99,7 @@ class RoundConfig(dg.Config):
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
         default=True,
-        description="Large rounds (above 150,000 candidate pairs or 800 households, linked ones counted once) budget counted work, not wall-clock seconds: a repeat"
+        description="Large rounds (above 150,000 candidate pairs, 800 households placed together, linked ones counted once, or 20,000 candidate pairs of those) budget counted work, not wall-clock seconds: a repeat"
         " gives the same proposals (off: uses the whole limit). A smaller round is solved exactly and repeats itself when it finishes"
         " within time_limit_seconds; the run's metadata `reproducible` says whether this one did.",
     )

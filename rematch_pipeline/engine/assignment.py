@@ -9,7 +9,8 @@ Objectives are solved lexicographically with OR-Tools pywraplp (SCIP by default)
 deterministic tie-break), or for "maximin" 2) max the minimum per-household score of
 placed units (bisection over score thresholds on the persons model, _maximin_stage),
 3) max total score keeping both. Rounds with more than
-SolverParams.max_model_pairs pairs (lexicographic: or max_model_units units) go to large_scale.py (Lagrangian prices and
+SolverParams.max_model_pairs pairs (lexicographic: or max_model_units units, or max_exact_pairs pairs of the units that
+can be placed; uses_large_method) go to large_scale.py (Lagrangian prices and
 bound over all pairs, greedy and local moves, exact MIP on close calls). See docs/scoring.md.
 """
 
@@ -302,6 +303,13 @@ class SolverParams:
     # (twenty-fourth session): the demo round then gets 1.02 % every run, against CBC's
     # 0.19-0.27 % or, in some unit orders and loads, no score answer.
     max_model_units: int = 800
+    # Lexicographic rounds whose units that can be placed together, times their mean count of candidate pairs,
+    # exceed this go to large_scale.py too: above it CBC's score stage found no answer in 60 s on every
+    # round measured with more than 100 districts or more than 380 units (400 x 100, 23,077 pairs: 23,629
+    # points, the scores unweighed, against the large path's 27,219; 400 x 401, 500 x 200, 600 x 100, 800 x 100,
+    # 700 x 200: 10-43 % below it, no bound, not reproducible), while the large path is within 0.2 % of CBC
+    # where CBC still answers (300 x 401, 800 x 40; docs/decisions.md, twenty-seventh session).
+    max_exact_pairs: int = 20_000
     # Large rounds: budget counted work instead of wall-clock seconds, so the same input
     # and parameters give the same assignment on any machine and load (large_scale._Clock).
     reproducible: bool = True
@@ -854,17 +862,26 @@ def most_units_placed(problem: AssignmentProblem) -> int:
 
 def uses_large_method(problem: AssignmentProblem, params: SolverParams) -> bool:
     """Whether solve() takes the large-round method (large_scale.solve_large, which ignores the backend and
-    budgets counted work) rather than one exact MIP per stage with params.backend."""
+    budgets counted work) rather than one exact MIP per stage with params.backend: lexicographic rounds above
+    max_model_pairs candidate pairs, max_model_units units placed together, or max_exact_pairs pairs of those
+    units (their mean count of pairs each)."""
+    if params.objective != "lexicographic":
+        return False
     # Candidate pairs (before dropping unusable ones) decide the method: cheap to count.
-    too_large = problem.pair_unit.size > params.max_model_pairs
-    return params.objective == "lexicographic" and (too_large or most_units_placed(problem) > params.max_model_units)
+    if problem.pair_unit.size > params.max_model_pairs:
+        return True
+    placeable = most_units_placed(problem)
+    # Units that cannot all be placed do not count (a tight round CBC proves quickly, see max_model_units).
+    exact_pairs = placeable * problem.pair_unit.size / max(problem.n_units, 1)
+    return placeable > params.max_model_units or exact_pairs > params.max_exact_pairs
 
 
 def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
     """Solve the assignment lexicographically (see module docstring).
 
     Up to params.max_model_pairs usable pairs (lexicographic: and params.max_model_units
-    units placed at most, most_units_placed): one exact MIP per stage, units in data_order. Above it: large_scale.solve_large (lexicographic;
+    units placed at most, most_units_placed, with params.max_exact_pairs pairs between them; uses_large_method):
+    one exact MIP per stage, units in data_order. Above it: large_scale.solve_large (lexicographic;
     bounds over all pairs) or, for maximin, the exact MIP on a reduced pair set
     (result.bound_scope == "reduced_pairs").
     Always returns a result: on infeasibility or when no solution was found in time,

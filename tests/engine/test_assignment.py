@@ -32,6 +32,7 @@ from rematch_pipeline.engine.assignment import (
     household_assignment,
     most_units_placed,
     solve,
+    uses_large_method,
 )
 from rematch_pipeline.engine import assignment
 from rematch_pipeline.engine.compatibility import candidate_pairs
@@ -624,6 +625,28 @@ def test_a_lexicographic_round_of_many_units_to_place_takes_the_large_path() -> 
     tight = persons_problem([3, 2, 2], [2, 2], [(0, 0, 100.0), (0, 1, 50.0), (1, 0, 40.0), (1, 1, 100.0), (2, 0, 30.0), (2, 1, 30.0)])
     assert most_units_placed(problem) == 3 and most_units_placed(tight) == 2
     assert solve(tight, dataclasses.replace(EXACT, max_model_units=2)).solver == "ortools-cbc"
+
+
+def test_a_state_round_over_many_districts_takes_the_large_path_by_its_pairs() -> None:
+    """400 households over 100 districts (~25,000 candidate pairs, under 150,000 and 800 units) went to the exact
+    path, where CBC's score stage found no answer in 60 s on such rounds (400 x 100: 23,629 points, the scores
+    unweighed, no bound, not reproducible; the large path 27,219, gap 1.5 %; twenty-seventh session). The demo's
+    shape (400 x 40, ~12,000 pairs) stays exact, and so does a round where few of the units can be placed."""
+    def synthetic(places: int, capacity: float) -> AssignmentProblem:
+        hh = random_households(400, 1)
+        mu = random_municipalities(1, total_capacity=int(capacity * hh.get_column("persons").sum()), n_places=places)
+        hh = random_households(400, 1, places=mu)
+        return build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+
+    state, demo_like, tight = synthetic(100, 2.0), synthetic(40, 2.0), synthetic(100, 0.3)
+    defaults = SolverParams()
+    assert state.pair_unit.size < defaults.max_model_pairs and most_units_placed(state) < defaults.max_model_units
+    assert uses_large_method(state, defaults)
+    assert not uses_large_method(demo_like, defaults)
+    # Units that cannot all be placed do not count: 160 of 397 fit, with their share of the pairs.
+    lower = dataclasses.replace(defaults, max_exact_pairs=10_000)
+    assert tight.pair_unit.size > lower.max_exact_pairs and not uses_large_method(tight, lower)
+    assert not uses_large_method(state, dataclasses.replace(defaults, objective="maximin"))
 
 
 def tied_round(names: list[str]) -> AssignmentProblem:
