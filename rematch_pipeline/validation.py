@@ -27,6 +27,7 @@ from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.schemas.parsing import (
     EARLIEST_SUBMISSION,
+    has_two_digit_year,
     parse_date,
     restore_ags_keys,
     restore_periods,
@@ -212,6 +213,8 @@ def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
 # told apart by its pseudonym too.
 _MEMBER_KEYS: list[str] = ["file_sha256", "file_row", "member_pseudonym"]
 BIRTH_DATE_RULE = "date: ISO date giving an age of 0-120 on the submission date"
+# A German Excel cell formatted TT.MM.JJ saves 16.06.82: its century is a guess, so it is not read; the rule says why.
+BIRTH_DATE_SHORT_YEAR_RULE = f"{BIRTH_DATE_RULE}; the year has two digits: write it with four (DD.MM.YYYY or YYYY-MM-DD)"
 MAX_AGE = 120
 
 
@@ -222,7 +225,7 @@ def _years(born: dt.date, on: dt.date) -> int:
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Whole years of age on the household's submission date; the birth date itself is not kept.
 
-    `age_ok` says whether the birth date passes BIRTH_DATE_RULE. Where the household's submission date is
+    `age_ok` says whether the birth date passes BIRTH_DATE_RULE, `rule` the rule it fails (null if none). Where the household's submission date is
     unknown (its row is broken or missing) age_years is null and the date is checked against every
     plausible submission date (2022-01-01 until today): an age of 0-120 on one of them, so that a broken
     household does not hide its members' own bad birth dates until it is fixed."""
@@ -240,9 +243,12 @@ def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.Dat
         years = _years(day, on)
         return years, 0 <= years <= MAX_AGE
 
-    checked = [age(b, o) for b, o in zip(joined["date_of_birth"].to_list(), joined["_on"].to_list())]
+    born = joined["date_of_birth"].to_list()
+    checked = [age(b, o) for b, o in zip(born, joined["_on"].to_list())]
+    rules = [None if ok else BIRTH_DATE_SHORT_YEAR_RULE if has_two_digit_year(b) else BIRTH_DATE_RULE for b, (_, ok) in zip(born, checked)]
     return joined.drop("date_of_birth", "_on").with_columns(
-        pl.Series("age_years", [a for a, _ in checked], dtype=pl.Int64), pl.Series("age_ok", [ok for _, ok in checked], dtype=pl.Boolean)
+        pl.Series("age_years", [a for a, _ in checked], dtype=pl.Int64), pl.Series("age_ok", [ok for _, ok in checked], dtype=pl.Boolean),
+        pl.Series("rule", rules, dtype=pl.Utf8),
     )
 
 
@@ -412,7 +418,7 @@ def build_canonical(
     # file's problems are reported in one pass, not one fix and landing at a time.
     aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), _submission_dates(households, raw_households.filter(~withdrawn_mask), landed), birth_dates)
     bad_age = aged.filter(~pl.col("age_ok"))
-    quarantine.append(_row_rule(bad_age, "members", "date_of_birth", BIRTH_DATE_RULE))
+    quarantine.append(_row_rule(bad_age, "members", "date_of_birth", pl.col("rule")))
     members = members.join(aged.filter(pl.col("age_ok")).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
 
     orphans = members.join(households, on="submission_id", how="anti")

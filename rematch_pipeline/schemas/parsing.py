@@ -45,6 +45,9 @@ SHORT_AGS_PATTERN = r"^([0-9]{4}|[0-9]{7})$"
 # 22.10.1981 08:15, without seconds). Day first with dots is the only reading in Germany; a two-digit
 # year is not accepted (its century is a guess).
 _GERMAN_DATE = re.compile(r"^(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})(?:[ T](?P<time>\d{1,2}:\d{2}(?::\d{2})?))?$")
+# The same with a two-digit year (16.06.82): an Excel cell formatted TT.MM.JJ saves so. Not read, but told apart,
+# so that the rule can say what to fix.
+_GERMAN_DATE_SHORT_YEAR = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$")
 
 
 def _iso(value: str) -> str:
@@ -134,6 +137,11 @@ def parse_date(value: str | None) -> dt.date | None:
         return dt.date.fromisoformat(_iso(value.strip())[:10])
     except ValueError:
         return None
+
+
+def has_two_digit_year(value: str | None) -> bool:
+    """True for a German date whose year has two digits (16.06.82), which parse_date does not read."""
+    return value is not None and _GERMAN_DATE_SHORT_YEAR.match(value.strip()) is not None
 
 
 def _restored_key(key: pl.Expr) -> pl.Expr:

@@ -130,6 +130,32 @@ def test_broken_rows_are_quarantined_by_file_row_column_and_rule_without_values(
     assert "Klingon" not in metadata_text and "1985-13-45" not in metadata_text
 
 
+def test_a_birth_date_with_a_two_digit_year_is_quarantined_saying_the_year_needs_four_digits(home, instance, sample_dir) -> None:
+    """A German Excel cell formatted TT.MM.JJ saves 16.06.82; the rule said only `ISO date giving an age of 0-120`,
+    which a coordinator looking at a date that reads fine could not act on. The value is never quoted."""
+    members = sample_dir / "households" / "members_2026-07.csv"
+    frame = pl.read_csv(members, infer_schema=False)
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("16.06.82"))
+        .when(pl.int_range(pl.len()) == 5).then(pl.lit("16.06.1982"))  # four digits: read, kept
+        .when(pl.int_range(pl.len()) == 7).then(pl.lit("1985-13-45"))
+        .otherwise(pl.col("date_of_birth")).alias("date_of_birth"),
+    )
+    frame.write_csv(members)
+    land(home, sample_dir)
+    _intake(home, instance)
+    with _warehouse(home) as con:
+        quarantine = con.execute("SELECT * FROM quarantine WHERE \"column\" = 'date_of_birth'").pl()
+    rules = {r["file_row"]: r["rule"] for r in quarantine.iter_rows(named=True)}
+    assert set(rules) == {6, 9}, rules
+    assert rules[6] == (
+        "date: ISO date giving an age of 0-120 on the submission date; the year has two digits: write it with four (DD.MM.YYYY or YYYY-MM-DD)"
+    )
+    assert rules[9] == "date: ISO date giving an age of 0-120 on the submission date"
+    cells = [str(v) for row in quarantine.iter_rows() for v in row]
+    assert not any("16.06" in cell or ".82" in cell for cell in cells), "never the value"
+
+
 def test_rejected_file_does_not_stop_the_others(home, instance, sample_dir) -> None:
     land(home, sample_dir)
     (home.landing("municipalities") / "broken.csv").write_text("municipality_id;capacity_persons\n01001;5\n")
