@@ -635,7 +635,10 @@ def round_proposals(
         f"{solved_words(result.status)}: {counted(result.persons_placed, 'person')} placed, score gap {result.gap:.4%},"
         f" {result.wall_seconds:.1f} s"
     )
-    if not result.reproducible:
+    # The engine's own word on a wall-clock cut (which setting to lengthen) where it has one, else the plain one: once.
+    for note in result.notes:
+        context.log.warning(note)
+    if not result.reproducible and not result.notes:
         context.log.warning("the time limit cut this solve short: a repeat of the round may propose otherwise (see solver.json)")
     unsolved = [s.name for s in result.stages[1:] if s.status not in ("optimal", "feasible")]
     if unsolved:

@@ -398,6 +398,10 @@ class AssignmentResult:
     # False when the wall clock also (or only) stopped the bound's refinement: a repeat
     # may report another bound and gap (for the same assignment, if reproducible).
     bound_reproducible: bool = True
+    # What the person running the round needs told about this solve (a wall-clock cut and what to change), in
+    # their words: the caller shows them where its user reads (the round's run log). The engine does not log
+    # them itself, which reached the terminal as bare lines and not the run view.
+    notes: tuple[str, ...] = ()
 
     def placed_pairs(self) -> list[tuple[int, int]]:
         """(unit, place) index pairs of placed units, ascending by unit."""
@@ -1147,7 +1151,11 @@ def _maximin_score_on_large_path(
             bound = large.stages[-1].best_bound
             score_stage = StageReport("score", "feasible", fallback_score, bound, _gap(fallback_score, bound), seconds)
         solver, reproducible = f"ortools-{params.backend}", False
-    return _result_of(problem, params, place_of, [*stages, score_stage], persons_bound, start, solver, reproducible)
+    # The large path's note (a wall-clock cut, naming time_limit_seconds) holds for this answer when both agree on
+    # whether a repeat gives it: not so for a cut only of its bound's refinement once this answer is unreproducible.
+    notes = large.notes if large is not None and large.reproducible == reproducible else ()
+    result = _result_of(problem, params, place_of, [*stages, score_stage], persons_bound, start, solver, reproducible)
+    return dataclasses.replace(result, notes=notes)
 
 
 def _result_of(

@@ -1600,7 +1600,7 @@ def _subproblem(
 def solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting: str = "wall_limit_seconds") -> AssignmentResult:
     """Lexicographic solve of a large round (see module docstring). Bounds hold for all pairs.
     With params.reproducible the budgets count work (_Clock), so repeated runs give the
-    same assignment and bound. wall_setting is the round setting a warning names when the
+    same assignment and bound. wall_setting is the round setting the result's note names when the
     wall clock cuts the search (a caller that derives the wall limit from another names that)."""
     # Our own threads use both cores; idle OpenBLAS threads would spin on them (measured at
     # 1,000 households: a neighbourhood MIP beside the pricing took 6.8 s instead of 4.6 s).
@@ -1760,22 +1760,25 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     status = "optimal" if gap <= params.relative_gap else "feasible"
     stages.append(StageReport("score", status, score, score_bound, gap, clock.wall() - wall2))
     reproducible = params.reproducible and not answer_cut
+    # Said by the caller in the round's log (AssignmentResult.notes), not logged here.
+    notes: tuple[str, ...] = ()
     if answer_cut:
-        LOG.warning(
-            "the wall-clock limit stopped this solve before its counted work: a repeat may give another "
-            "assignment (a faster or less loaded machine, or a longer %s, makes it reproducible)",
-            wall_setting,
+        notes = (
+            "the wall-clock limit stopped this solve before its counted work: a repeat may give another assignment"
+            f" (a faster or less loaded machine, or a longer {wall_setting}, makes it reproducible)",
         )
     elif params.reproducible and clock.overrun:
-        LOG.warning(
-            "the wall-clock limit stopped the bound's refinement after the assignment was settled: a repeat "
-            "gives the same assignment, but its bound and gap may differ"
+        notes = (
+            "the wall-clock limit stopped the bound's refinement after the assignment was settled: a repeat"
+            " gives the same assignment, but its bound and gap may differ",
         )
     LOG.debug("counted work %.1f s, wall clock %.1f s", clock.work, clock.wall())
     # Only when locks leave a minimum intake unreachable, or (exactly one) the search left a unit unplaced.
     if check_assignment(problem, second):
-        return _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
-    return _result(problem, pairs, params, second, stages, persons_bound, start, reproducible, reproducible and not clock.overrun)
+        result = _empty_result(problem, params, "not_solved", stages, start, reproducible, SOLVER_LABEL)
+    else:
+        result = _result(problem, pairs, params, second, stages, persons_bound, start, reproducible, reproducible and not clock.overrun)
+    return dataclasses.replace(result, notes=notes)
 
 
 def _persons_bound_at(persons_only: _Lagrangian, dual: _Dual) -> float:

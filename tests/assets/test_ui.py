@@ -3,6 +3,7 @@ schedule, the asset pages' descriptions and metadata, and the run failures of re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -398,3 +399,34 @@ def test_a_large_rounds_log_names_the_large_round_method_not_the_backend() -> No
     assert matching.solve_limit_words(problem, large, by_size=False, short=True) == "time limit 293 s of counted work, 9 min 46 s at the latest"
     exact = SolverParams(time_limit_seconds=60, backend="cbc")
     assert matching.solve_limit_words(problem, exact, by_size=False) == "cbc, time limit 60 s"
+
+
+def test_a_wall_clock_cut_of_the_large_path_is_said_once_in_the_rounds_log(
+    ingested: RematchHome, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The national round's terminal showed the engine's `the wall-clock limit stopped this solve …` as a bare line
+    without the run's prefix, and the run view did not have it (evaluated 2026-12-06). Now the round's log says it,
+    once, naming the setting to lengthen, and the generic `the time limit cut this solve short` is not said beside it.
+    The solve is the real large path (this small round sent there), on a machine made slow past its wall limit."""
+    from rematch_pipeline.engine import large_scale
+
+    real_solve, insert = matching.solve, large_scale._insert_unplaced
+
+    def large(problem: AssignmentProblem, params: SolverParams):  # noqa: ANN202
+        return real_solve(problem, dataclasses.replace(params, max_model_pairs=0))
+
+    def slow_insert(lag: large_scale._Lagrangian, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        time.sleep(lag.clock.wall_left() + 0.1)  # a slow machine in the answer step: past the wall-clock limit
+        return insert(lag, *args, **kwargs)
+
+    monkeypatch.setattr(matching, "solve", large)
+    monkeypatch.setattr(large_scale, "_insert_unplaced", slow_insert)
+    with caplog.at_level(logging.WARNING, logger=large_scale.__name__):
+        result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 2, "wall_limit_seconds": 3})
+    assert not [r for r in caplog.records if r.name == large_scale.__name__], "no bare engine line"
+    with dg.DagsterInstance.get() as instance:
+        warned = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.WARNING and r.step_key == "round_proposals"]
+    cut = [line for line in warned if "wall-clock limit stopped this solve" in line]
+    assert len(cut) == 1 and "wall_limit_seconds" in cut[0], warned
+    assert not [line for line in warned if line.startswith("the time limit cut this solve short")], warned
+    assert json.loads((ingested.round_dir("r1") / "solver.json").read_text())["reproducible"] is False
