@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +58,11 @@ class Erasure:
     dagster_runs: list[str] = field(default_factory=list)
 
 
-def erase_household(home: RematchHome, household_ref: str) -> Erasure:
+def _quiet(line: str) -> None:
+    """Progress lines nobody reads."""
+
+
+def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], None] = _quiet) -> Erasure:
     """Delete a household everywhere; the erasure is recorded by pseudonym only.
 
     Exports that held its rows are rewritten without them: the archived copy (under the new
@@ -73,16 +78,23 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
     proposals.csv loses its row; every round whose report.html or households.csv shows it has both, and
     municipalities.csv, written again from the warehouse without it.
     Both DuckDB files are then rewritten (compact): a deleted row's bytes would otherwise stay in them.
+    say: one line at each step (what it does, counts; never the reference), for the person waiting: on a national
+    data home the steps take half a minute and more together.
     """
     identity = IdentityStore(home=home)
     target = pseudonym(home.secret(), "household", household_ref)
     removed = 0
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
+        say("erasing: finding the household's rows and the exports that hold them")
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
         rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions), _linking_rows(con, target), household_ref.strip())
         sheets = _sheets_of(con, sorted(rewrites))
         rejected, uninspected = _rejected_naming(home, con, [household_ref.strip(), *submissions])
+        say(
+            f"erasing: deleting its rows from the warehouse ({counted(len(rewrites), 'export')} rewritten without them,"
+            f" {counted(len(rejected), 'rejected export')} to delete)"
+        )
         con.execute("BEGIN TRANSACTION")
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('household_pseudonym', 'household_ref_pseudonym', 'submission_id')"
@@ -116,13 +128,18 @@ def erase_household(home: RematchHome, household_ref: str) -> Erasure:
         for submission in submissions:
             con.execute("INSERT INTO erased_submissions VALUES (?, now())", [pseudonym(home.secret(), "submission", submission)])
         con.execute("COMMIT")
+    say("erasing: replacing the exports' copies and the rounds' files")
     _replace_copies(home, rewrites, rejected)
     _erase_from_proposals(home, household_ref)
     _erase_from_reports(home, target)
+    say("erasing: deleting it from the identity store")
     removed += identity.erase_household(target, household_ref)
     identity.renumber_rows(_identity_lines(dropped, sheets))
+    # Rewriting the warehouse of a national data home (about 1 GB) is the longest step.
+    say("erasing: rewriting the warehouse and the identity store without the deleted rows' bytes")
     compact(home.warehouse_path)
     compact(home.identity_path)
+    say("erasing: searching the Dagster runs' logs and config for the household")
     return Erasure(removed, len(rejected), unlinked, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]))
 
 

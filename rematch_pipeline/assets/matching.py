@@ -374,35 +374,39 @@ def round_candidates(
         f"{pairs.height} compatible pairs ({forbidden_candidates.height} forbidden by the coordinator left out,"
         f" {len(coordinator.locked)} locked); scoring"
     )
-    exclusions, exclusions_by_municipality = exclusions_with_forbidden(
-        *exclusion_tables(households, municipalities), forbidden, forbidden_candidates
-    )
-    n_candidates = pairs.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
-    pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
-    with warehouse_connection(warehouse) as con:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
-        # A round id run again: the earlier run's answer belongs to other parameters and candidates. Left in
-        # place until this solve succeeds, it would be the round's answer if the solve failed (decisions
-        # were then recorded against it, and an erasure re-rendered it beside the new parameters).
-        for table in SOLVE_TABLES:
-            if table_exists(con, table):
-                con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
-        con.execute(
-            "INSERT INTO rounds VALUES (?, ?, ?, ?)",
-            [round_id, period, json.dumps(config.recorded(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+    # The rules' counts, the scores and storing them: at 15 M pairs (a national round) about half a minute with
+    # nothing else to say; the line says the round is alive and how much it scores.
+    with still_working(context.log.info, f"still scoring and storing {counted(pairs.height, 'compatible pair')}"):
+        exclusions, exclusions_by_municipality = exclusions_with_forbidden(
+            *exclusion_tables(households, municipalities), forbidden, forbidden_candidates
         )
-        store_round_rows(con, "round_coordinator_pairs", round_id, coordinator.frame())
-        store_round_rows(con, "round_households", round_id, pool)
-        store_round_rows(con, "round_municipalities", round_id, municipalities)
-        scores: list[pl.Series] = []
-        store_round_rows(con, "round_candidates", round_id, scored_slices(pairs, households, municipalities, config.weights(), scores))
-        store_round_rows(con, "round_exclusions", round_id, exclusions)
-        store_round_rows(con, "round_municipality_exclusions", round_id, exclusions_by_municipality)
-        # What accepted proposals of the period held when the round started: the report adds it back,
-        # so it shows offered capacity and everything in use, and says who was kept.
-        store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
-        con.execute("COMMIT")
+        n_candidates = pairs.group_by("household_pseudonym").agg(pl.len().alias("candidates"))
+        pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
+        with warehouse_connection(warehouse) as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
+            # A round id run again: the earlier run's answer belongs to other parameters and candidates. Left in
+            # place until this solve succeeds, it would be the round's answer if the solve failed (decisions
+            # were then recorded against it, and an erasure re-rendered it beside the new parameters).
+            for table in SOLVE_TABLES:
+                if table_exists(con, table):
+                    con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
+            con.execute(
+                "INSERT INTO rounds VALUES (?, ?, ?, ?)",
+                [round_id, period, json.dumps(config.recorded(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+            )
+            store_round_rows(con, "round_coordinator_pairs", round_id, coordinator.frame())
+            store_round_rows(con, "round_households", round_id, pool)
+            store_round_rows(con, "round_municipalities", round_id, municipalities)
+            scores: list[pl.Series] = []
+            store_round_rows(con, "round_candidates", round_id, scored_slices(pairs, households, municipalities, config.weights(), scores))
+            store_round_rows(con, "round_exclusions", round_id, exclusions)
+            store_round_rows(con, "round_municipality_exclusions", round_id, exclusions_by_municipality)
+            # What accepted proposals of the period held when the round started: the report adds it back,
+            # so it shows offered capacity and everything in use, and says who was kept.
+            store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
+            con.execute("COMMIT")
+    context.log.info(f"{counted(pairs.height, 'compatible pair')} scored and stored")
     folder = home.path / "rounds" / round_id
     for name in ROUND_OUTPUT_FILES:
         (folder / name).unlink(missing_ok=True)
@@ -582,16 +586,19 @@ def round_proposals(
     says how the solve went). proposals.csv is the coordinators' restricted copy (owner-only): households by
     reference (household_ref), not by pseudonym; the Launchpad's fields take the pseudonym of report.html."""
     round_id = context.partition_key
-    with warehouse_connection(warehouse) as con:
-        period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()
-        pool = load_round_rows(con, "round_households", round_id)
-        municipalities = load_round_rows(con, "round_municipalities", round_id)
-        # The problem needs the total score only, not the criteria (a national round: 15 M rows).
-        scored = load_round_rows(con, "round_candidates", round_id, ("household_pseudonym", "municipality_id", "score"))
-        exclusions = load_round_rows(con, "round_exclusions", round_id)
-        coordinator = round_coordinator_pairs(con, round_id)
-    config = RoundConfig(**json.loads(config_json))
-    problem = build_problem(pool, municipalities, scored, locked=coordinator.locked, exactly_one=config.place_every_household)
+    # Loading a national round's 15 M scored pairs and building the problem from them: some 15 s before `solving`.
+    context.log.info(f"round {round_id}: loading the candidate pairs and building the problem")
+    with still_working(context.log.info, "still loading the candidate pairs and building the problem"):
+        with warehouse_connection(warehouse) as con:
+            period, config_json = con.execute("SELECT period, config_json FROM rounds WHERE round_id = ?", [round_id]).fetchone()
+            pool = load_round_rows(con, "round_households", round_id)
+            municipalities = load_round_rows(con, "round_municipalities", round_id)
+            # The problem needs the total score only, not the criteria (a national round: 15 M rows).
+            scored = load_round_rows(con, "round_candidates", round_id, ("household_pseudonym", "municipality_id", "score"))
+            exclusions = load_round_rows(con, "round_exclusions", round_id)
+            coordinator = round_coordinator_pairs(con, round_id)
+        config = RoundConfig(**json.loads(config_json))
+        problem = build_problem(pool, municipalities, scored, locked=coordinator.locked, exactly_one=config.place_every_household)
     if config.place_every_household:
         require_a_place_for_each(problem, round_id)
     # A national round has ~15 M candidate rows: not held through the solve (the proposals

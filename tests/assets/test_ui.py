@@ -367,6 +367,44 @@ def test_a_long_solve_says_it_is_alive_while_it_solves(ingested: RematchHome, mo
     assert "comparing the proposals with deferred acceptance (compare_mechanisms)" in lines[solved:]
 
 
+def test_a_round_says_it_is_alive_while_it_scores_stores_and_loads_its_pairs(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A national round said `… compatible pairs …; scoring` and then nothing for up to 40 s until `solving …`
+    (scoring and storing 15 M pairs, loading them back and building the problem; evaluated 2026-12-06). Now both
+    steps say what they do, and still_working's line comes while they run. The work here is the real one, each step
+    followed by a pause so that a line is due (the beat is shortened to fit)."""
+    beat = 0.05
+    real_exclusions, real_build = matching.exclusion_tables, matching.build_problem
+
+    def exclusions_then_pause(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        tables = real_exclusions(*args, **kwargs)
+        time.sleep(6 * beat)
+        return tables
+
+    def build_then_pause(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        problem = real_build(*args, **kwargs)
+        time.sleep(6 * beat)
+        return problem
+
+    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat)
+    monkeypatch.setattr(matching, "exclusion_tables", exclusions_then_pause)
+    monkeypatch.setattr(matching, "build_problem", build_then_pause)
+    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
+    with dg.DagsterInstance.get() as instance:
+        logs = [r for r in instance.all_logs(result.run_id) if r.level == logging.INFO]
+    candidates = [r.user_message for r in logs if r.step_key == "round_candidates"]
+    pairs = next(int(line.split()[0]) for line in candidates if line.endswith("locked); scoring"))
+    still = [line for line in candidates if line.startswith("still scoring")]
+    assert still and all(re.fullmatch(rf"still scoring and storing {pairs} compatible pairs, \d+ s so far", line) for line in still), candidates
+    stored = candidates.index(f"{pairs} compatible pairs scored and stored")
+    assert max(candidates.index(line) for line in still) < stored
+    proposals = [r.user_message for r in logs if r.step_key == "round_proposals"]
+    loading = proposals.index("round r1: loading the candidate pairs and building the problem")
+    solving = next(i for i, line in enumerate(proposals) if line.startswith("solving "))
+    still = [i for i, line in enumerate(proposals) if line.startswith("still loading")]
+    assert still and loading < min(still) and max(still) < solving, proposals
+    assert all(re.fullmatch(r"still loading the candidate pairs and building the problem, \d+ s so far", proposals[i]) for i in still)
+
+
 def test_still_working_says_it_while_the_block_runs_and_not_after() -> None:
     said: list[str] = []
     two = threading.Event()

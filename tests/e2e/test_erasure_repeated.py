@@ -209,6 +209,34 @@ def test_erasures_from_the_same_csv_exports_remove_exactly_their_lines(home: Rem
     _erase_one_after_another(home, households, members, targets, copies, expected, lambda data: data, capsys)
 
 
+def test_an_erasure_says_each_step_as_it_goes_without_naming_the_household(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """On a national data home `rematch erase` printed nothing for 36 s before its one line (evaluated 2026-12-06):
+    whoever waited could not tell it working from hung. Each step now says what it does, with counts; never the
+    household's reference, submission id or names (the terminal's scrollback is not the identity store)."""
+    households, members = _planted(sample)
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "households.csv").write_bytes(_csv(households))
+    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    assert main(["ingest"]) == 0
+    row = households.row(2, named=True)
+    capsys.readouterr()
+    assert main(["erase", row["household_ref"]]) == 0
+    said = capsys.readouterr()
+    steps = [line for line in said.err.splitlines() if line.startswith("erasing: ")]
+    assert steps == [
+        "erasing: finding the household's rows and the exports that hold them",
+        "erasing: deleting its rows from the warehouse (2 exports rewritten without them, 0 rejected exports to delete)",
+        "erasing: replacing the exports' copies and the rounds' files",
+        "erasing: deleting it from the identity store",
+        "erasing: rewriting the warehouse and the identity store without the deleted rows' bytes",
+        "erasing: searching the Dagster runs' logs and config for the household",
+    ], said.err
+    assert said.out.startswith("erased: "), "the result stays on stdout, after the steps"
+    named = [row["household_ref"], row["submission_id"], row["contact_name"],
+             *members.filter(pl.col("submission_id") == row["submission_id"])["member_name"]]
+    assert not [n for n in named if n in said.err + said.out]
+
+
 def test_erasures_from_the_same_workbook_remove_exactly_their_rows(home: RematchHome, sample: SampleRound, capsys) -> None:
     households, members = _planted(sample)
     (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
