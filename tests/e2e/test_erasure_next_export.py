@@ -100,13 +100,11 @@ def test_a_members_file_of_an_erased_submission_is_left_out(home: RematchHome, t
     import polars as pl
 
     from rematch_pipeline.sample import generate_round
-    from tests.e2e.test_erasure_repeated import _csv, _planted
+    from tests.e2e.test_erasure_repeated import _csv, _land_csvs, _planted
 
     sample = generate_round(10, 3, seed=5)
     households, members = _planted(sample)
-    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
-    (home.landing("households") / "households.csv").write_bytes(_csv(households))
-    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    _land_csvs(home, sample, households, members)
     assert main(["ingest"]) == 0
     gone = households.row(3, named=True)
     assert main(["erase", gone["household_ref"]]) == 0

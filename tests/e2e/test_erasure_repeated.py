@@ -47,6 +47,13 @@ def _csv(frame: pl.DataFrame) -> bytes:
     return out.getvalue().encode()
 
 
+def _land_csvs(home: RematchHome, sample: SampleRound, households: pl.DataFrame, members: pl.DataFrame) -> None:
+    """The sample's municipalities and these households and members as canonical CSV exports in landing/."""
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "households.csv").write_bytes(_csv(households))
+    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+
+
 def _xlsx(frames: dict[str, pl.DataFrame]) -> bytes:
     from openpyxl import Workbook
 
@@ -214,9 +221,7 @@ def test_an_erasure_says_each_step_as_it_goes_without_naming_the_household(home:
     whoever waited could not tell it working from hung. Each step now says what it does, with counts; never the
     household's reference, submission id or names (the terminal's scrollback is not the identity store)."""
     households, members = _planted(sample)
-    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
-    (home.landing("households") / "households.csv").write_bytes(_csv(households))
-    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    _land_csvs(home, sample, households, members)
     assert main(["ingest"]) == 0
     row = households.row(2, named=True)
     capsys.readouterr()
@@ -381,9 +386,7 @@ def test_a_file_an_older_version_erased_from_stops_the_next_erasure_with_nothing
     """A version before the renumbering left the stored rows numbered by the original after erasing from a
     file: erasing from it again would drop other households' lines. Erasure says so and changes nothing."""
     households, members = _planted(sample)
-    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
-    (home.landing("households") / "households.csv").write_bytes(_csv(households))
-    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    _land_csvs(home, sample, households, members)
     assert main(["ingest"]) == 0
     first, second = households.row(3, named=True), households.row(6, named=True)
     assert main(["erase", first["household_ref"]]) == 0
@@ -408,9 +411,7 @@ def test_erasures_from_the_same_decisions_file_remove_exactly_their_lines(home: 
     by the stored rows' numbers alone: two erasures one after another (adjacent lines) must still remove
     exactly those households' lines, and the stored rows left must keep naming their lines."""
     households, members = _planted(sample)
-    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
-    (home.landing("households") / "households.csv").write_bytes(_csv(households))
-    (home.landing("households") / "members.csv").write_bytes(_csv(members))
+    _land_csvs(home, sample, households, members)
     refs = households["household_ref"].to_list()[:5]
     place = sample.municipalities["municipality_id"][0]
     decisions = pl.DataFrame({
