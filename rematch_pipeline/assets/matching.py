@@ -710,7 +710,6 @@ def round_proposals(
         "candidate_pairs": len(problem.pair_unit),
         "params": result.params,
         "capacity_offers": [offer.sentence() for offer in offers],
-        # The same round under deferred acceptance, and blocking pairs of both (docs/mechanisms.md).
         "mechanisms": {},
     }
     if config.compare_mechanisms:
