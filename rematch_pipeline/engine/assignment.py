@@ -10,7 +10,7 @@ deterministic tie-break), or for "maximin" 2) max the minimum per-household scor
 placed units (bisection over score thresholds on the persons model, _maximin_stage),
 3) max total score keeping both. Rounds with more than
 SolverParams.max_model_pairs pairs (lexicographic: or max_model_units units, or max_exact_pairs pairs of the units that
-can be placed; uses_large_method) go to large_scale.py (Lagrangian prices and
+can be placed; uses_large_method) go to the large_scale package (Lagrangian prices and
 bound over all pairs, greedy and local moves, exact MIP on close calls). See docs/scoring.md.
 """
 
@@ -92,7 +92,7 @@ MAX_TIME_LIMIT_SECONDS: float = 600.0
 MOST_EXCHANGE_PASSES: int = 20
 EXCHANGE_PERSON_WEIGHT: float = 1000.0
 
-# Row kinds of the model, recorded so that duals can be mapped back (large_scale.py).
+# Row kinds of the model, recorded so that duals can be mapped back (large_scale).
 ROW_UNIT, ROW_CAPACITY, ROW_MIN_HIGH, ROW_MIN_LOW, ROW_PERSONS = range(5)
 
 _STATUS: dict[int, str] = {
@@ -292,10 +292,10 @@ class SolverParams:
     threads: int = 1
     tie_break: bool = True
     # Above this many candidate pairs the lexicographic objective switches to the
-    # Lagrangian method of large_scale.py (maximin: to a reduced pair set).
+    # Lagrangian method of large_scale (maximin: to a reduced pair set).
     max_model_pairs: int = 150_000
     # Lexicographic rounds where more units than this can be placed together (most_units_placed)
-    # go to large_scale.py too: CBC's score stage finds no answer in 60 s at 1,000 units x 40
+    # go to large_scale too: CBC's score stage finds no answer in 60 s at 1,000 units x 40
     # places (29,000 pairs; the proposals then ignored the scores, 50,626 points against the
     # large path's 70,354), while at 800 x 40 it is 0.04 % ahead of the large path. Units that
     # cannot all be placed do not count: a tight 960-unit round (room for 265 households) CBC
@@ -304,14 +304,14 @@ class SolverParams:
     # 0.19-0.27 % or, in some unit orders and loads, no score answer.
     max_model_units: int = 800
     # Lexicographic rounds whose units that can be placed together, times their mean count of candidate pairs,
-    # exceed this go to large_scale.py too: above it CBC's score stage found no answer in 60 s on every
+    # exceed this go to large_scale too: above it CBC's score stage found no answer in 60 s on every
     # round measured with more than 100 districts or more than 380 units (400 x 100, 23,077 pairs: 23,629
     # points, the scores unweighed, against the large path's 27,219; 400 x 401, 500 x 200, 600 x 100, 800 x 100,
     # 700 x 200: 10-43 % below it, no bound, not reproducible), while the large path is within 0.2 % of CBC
     # where CBC still answers (300 x 401, 800 x 40; docs/decisions.md, twenty-seventh session).
     max_exact_pairs: int = 20_000
     # Large rounds: budget counted work instead of wall-clock seconds, so the same input
-    # and parameters give the same assignment on any machine and load (large_scale._Clock).
+    # and parameters give the same assignment on any machine and load (large_scale.clock._Clock).
     reproducible: bool = True
     # Reproducible large rounds: the wall-clock stop (None: WALL_LIMIT_FACTOR x the time
     # limit). The counted work is the same on any machine, its wall-clock time is not: a

@@ -503,15 +503,16 @@ def test_a_wall_clock_cut_of_maximins_large_score_stage_names_the_time_limit(mon
     """Maximin's large-path score stage gets the wall clock the round's time limit left, so when that clock cuts
     it the advice is a longer time_limit_seconds (a longer wall_limit_seconds changes nothing there)."""
     from rematch_pipeline.engine import large_scale
+    from rematch_pipeline.engine.large_scale import pricing, search
 
-    insert = large_scale._insert_unplaced
+    insert = search._insert_unplaced
 
-    def slow_insert(lag: large_scale._Lagrangian, *args: Any, **kwargs: Any) -> np.ndarray:
+    def slow_insert(lag: pricing._Lagrangian, *args: Any, **kwargs: Any) -> np.ndarray:
         # A slow machine in the answer step: past the wall-clock limit before the search ends.
         time.sleep(lag.clock.wall_left() + 0.1)
         return insert(lag, *args, **kwargs)
 
-    monkeypatch.setattr(large_scale, "_insert_unplaced", slow_insert)
+    monkeypatch.setattr(search, "_insert_unplaced", slow_insert)
     mu = random_municipalities(13, total_capacity=1_400, n_places=20)
     hh = random_households(700, 13, places=mu)
     problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))

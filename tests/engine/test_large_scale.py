@@ -18,12 +18,20 @@ import pytest
 from rematch_pipeline.engine import large_scale
 from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, AssignmentProblem, SolverParams, _reduce, build_problem, check_assignment, solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
+from rematch_pipeline.engine.large_scale import neighbourhoods as large_neighbourhoods
+from rematch_pipeline.engine.large_scale import solve as large_solve
+from rematch_pipeline.engine.large_scale.clock import RATES, REFERENCE_PAIRS, _Clock, _Rates
+from rematch_pipeline.engine.large_scale.local_moves import GREEDY_PAIRS, IMPROVE_TRIES
+from rematch_pipeline.engine.large_scale.neighbourhoods import MIP_PAIRS, NEIGHBOURHOOD_UNITS, _CoreLP, _Neighbourhoods, _PendingCore, _core_lp, _core_pairs
+from rematch_pipeline.engine.large_scale.pairs import _load, _room_in_total, _usable_pairs
+from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, SCORE_TEMPERATURES, _Lagrangian, _Priced, _price, _summed_capacity_lp, _summed_start
+from rematch_pipeline.engine.large_scale.search import _Progress, _insert_unplaced, _place, _price_beside
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 
 
-def _wall_clock() -> large_scale._Clock:
-    return large_scale._Clock(reproducible=False, wall_limit=math.inf)
+def _wall_clock() -> _Clock:
+    return _Clock(reproducible=False, wall_limit=math.inf)
 
 
 def _round(households: int = 200, places: int = 15, seed: int = 5):  # noqa: ANN202 - test helper
@@ -35,8 +43,8 @@ def _round(households: int = 200, places: int = 15, seed: int = 5):  # noqa: ANN
 
 def test_smoothed_dual_gradient_matches_finite_differences() -> None:
     problem = _round(60, 8)
-    pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, 20.0, _wall_clock())
+    pairs = _usable_pairs(problem)
+    lag = _Lagrangian(problem, pairs, pairs.score, 20.0, _wall_clock())
     working = lag.working(np.arange(pairs.size))
     v = np.random.default_rng(3).uniform(0.0, 5.0, lag.n_vars)
     value, grad = lag.smoothed(v, working, tau=2.0)
@@ -73,7 +81,7 @@ def test_a_lock_far_down_its_units_list_is_kept_on_the_large_path() -> None:
     failed with "a locked pair is missing from the candidates" (a CLI round of 1,000 × 401 did)."""
     problem = _round(200, 90, seed=7)
     counts = np.bincount(problem.pair_unit, minlength=problem.n_units)
-    many = np.flatnonzero(counts > 2 * large_scale.GREEDY_PAIRS)[:3]
+    many = np.flatnonzero(counts > 2 * GREEDY_PAIRS)[:3]
     assert many.size == 3
     worst = [int(np.flatnonzero(problem.pair_unit == u)[np.argmin(problem.pair_score[problem.pair_unit == u])]) for u in many]
     problem.locked = [(int(problem.pair_unit[k]), int(problem.pair_place[k])) for k in worst]
@@ -116,7 +124,7 @@ def _burn(seconds: float) -> None:
 def test_reproducible_search_repeats_byte_for_byte_under_load() -> None:
     # More units than one neighbourhood: pricing, local moves and MIPs all run on budgets.
     problem = _round(800, 25, seed=12)
-    assert problem.n_units > large_scale.NEIGHBOURHOOD_UNITS
+    assert problem.n_units > NEIGHBOURHOOD_UNITS
     # 25 s, not 15: the uncounted steps' share of the limit is smaller (15 s once overran under load).
     params = SolverParams(time_limit_seconds=25, max_model_pairs=0)
     assert params.reproducible
@@ -165,8 +173,8 @@ def test_reproducible_runs_stop_on_the_wall_clock_at_a_multiple_of_their_limit()
 
 
 def test_wall_clock_stops_a_reproducible_run_that_counts_no_work_and_says_so(monkeypatch, caplog) -> None:  # noqa: ANN001 - pytest fixtures
-    monkeypatch.setattr(large_scale, "RATES", large_scale._Rates(*[0.0] * len(dataclasses.fields(large_scale._Rates))))
-    monkeypatch.setattr(large_scale._Neighbourhoods, "next", lambda self, current: ~self.locked & np.isfinite(self.unit_best))
+    monkeypatch.setattr(large_solve, "RATES", _Rates(*[0.0] * len(dataclasses.fields(_Rates))))
+    monkeypatch.setattr(_Neighbourhoods, "next", lambda self, current: ~self.locked & np.isfinite(self.unit_best))
     problem = _round(700, 20, seed=13)
     began = time.perf_counter()
     with caplog.at_level("WARNING", logger=large_scale.__name__):
@@ -187,16 +195,16 @@ def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(
     # 5 s of counted work within 25 s of wall clock: room for a loaded machine before the wall clock stops.
     params = SolverParams(time_limit_seconds=5, max_model_pairs=0, wall_limit_seconds=25)
     first = solve(problem, params)
-    price_beside = large_scale._price_beside
+    price_beside = _price_beside
 
     def slow_beside(
-        lag: large_scale._Lagrangian,
-        priced: large_scale._Priced,
+        lag: _Lagrangian,
+        priced: _Priced,
         deadline: float,
         fixed_persons: float | None,
-        progress: large_scale._Progress,
-        clock: large_scale._Clock,
-        after: large_scale._PendingCore | None = None,
+        progress: _Progress,
+        clock: _Clock,
+        after: _PendingCore | None = None,
         **options: float | None,
     ) -> list:
         # A slow machine in the bound's refinement only: after the search, past the wall limit.
@@ -206,7 +214,7 @@ def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(
         time.sleep(max(0.0, clock.wall_limit - clock.wall()) + 0.1)
         return out
 
-    monkeypatch.setattr(large_scale, "_price_beside", slow_beside)
+    monkeypatch.setattr(large_solve, "_price_beside", slow_beside)
     with caplog.at_level("WARNING", logger=large_scale.__name__):
         second = solve(problem, params)
     assert first.reproducible and second.reproducible
@@ -229,17 +237,17 @@ def solved_round():  # noqa: ANN201 - pytest fixture
 
 def test_core_lp_relaxes_the_exact_model(solved_round, monkeypatch) -> None:  # noqa: ANN001 - pytest fixtures
     problem, exact = solved_round
-    pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
-    monkeypatch.setattr(large_scale, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
-    core_pairs = large_scale._core_pairs(lag, pairs.score)
+    pairs = _usable_pairs(problem)
+    lag = _Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
+    monkeypatch.setattr(large_neighbourhoods, "CORE_MARGIN", 1e9)  # the core is every pair: the LP of the round
+    core_pairs = _core_pairs(lag, pairs.score)
     assert core_pairs.size == pairs.size
-    core = large_scale._core_lp(lag, core_pairs, float("inf"))
+    core = _core_lp(lag, core_pairs, float("inf"))
     assert core is not None
-    weight = large_scale.PERSON_WEIGHT
+    weight = PERSON_WEIGHT
     assert core.value >= weight * exact.persons_placed + exact.total_score - 1e-6
     # The units the LP places whole fit the capacities, on usable pairs.
-    assert (large_scale._load(problem, pairs, core.place_of) <= problem.capacity).all()
+    assert (_load(problem, pairs, core.place_of) <= problem.capacity).all()
     placed = np.flatnonzero(core.place_of >= 0)
     keys = placed * problem.n_places + core.place_of[placed]
     assert np.isin(keys, pairs.keys).all()
@@ -249,7 +257,7 @@ def test_core_lp_relaxes_the_exact_model(solved_round, monkeypatch) -> None:  # 
 def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> None:  # noqa: ANN001 - pytest fixture
     # More units than one neighbourhood takes, so the search runs on LP-guided sets.
     problem = _round(1000, 30, seed=11)
-    assert problem.n_units > large_scale.NEIGHBOURHOOD_UNITS
+    assert problem.n_units > NEIGHBOURHOOD_UNITS
     with caplog.at_level("DEBUG", logger=large_scale.__name__):
         # Wall-clock budgets: only they price beside the search.
         result = solve(problem, SolverParams(time_limit_seconds=30, backend="scip", max_model_pairs=0, reproducible=False))
@@ -266,14 +274,14 @@ def test_large_round_searches_the_units_the_core_lp_places_elsewhere(caplog) -> 
 
 def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_search(solved_round) -> None:  # noqa: ANN001 - pytest fixture
     problem, exact = solved_round
-    pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, 0.0, _wall_clock())
-    start = large_scale._price(lag, np.arange(pairs.size), float("inf"), large_scale.SCORE_TEMPERATURES)
+    pairs = _usable_pairs(problem)
+    lag = _Lagrangian(problem, pairs, pairs.score, 0.0, _wall_clock())
+    start = _price(lag, np.arange(pairs.size), float("inf"), SCORE_TEMPERATURES)
     # The search has reached the optimum's persons; it ends while the pricing waits for more.
-    progress = large_scale._Progress(exact.persons_placed)
+    progress = _Progress(exact.persons_placed)
     threading.Timer(1.0, lambda: setattr(progress, "done", True)).start()
     began = time.perf_counter()
-    steps = large_scale._price_beside(lag, start, lag.clock.now() + 600.0, None, progress, lag.clock)
+    steps = _price_beside(lag, start, lag.clock.now() + 600.0, None, progress, lag.clock)
     assert time.perf_counter() - began < 60.0
     assert steps and all(persons == exact.persons_placed for persons, _ in steps)
     # Keeping at least the optimum's persons, no assignment scores more than the optimum.
@@ -281,44 +289,44 @@ def test_pricing_beside_the_search_bounds_the_persons_it_kept_and_ends_with_the_
 
 
 def test_counted_work_rates_grow_with_the_round_and_the_clock_reads_them() -> None:
-    rates = large_scale.RATES
+    rates = RATES
     assert rates.for_round(1000) == rates  # smaller rounds than the reference: the reference rates
-    bigger = rates.for_round(5 * large_scale.REFERENCE_PAIRS)
+    bigger = rates.for_round(5 * REFERENCE_PAIRS)
     assert bigger.dual_pair > rates.dual_pair and bigger.mip_scale == rates.mip_scale
     # A MIP's charge grows with its simplex work; a 10,000-round MIP (measured 1.05 s) costs about a second.
     assert rates.mip_seconds(8000, 1633, 838) > rates.mip_seconds(4416, 1633, 838) > rates.mip_seconds(1000, 1633, 838)
     assert 0.5 < rates.mip_seconds(4416, 1633, 838) < 2.0
-    clock = large_scale._Clock(reproducible=True, wall_limit=math.inf, rates=bigger)
+    clock = _Clock(reproducible=True, wall_limit=math.inf, rates=bigger)
     clock.spend(2.5)
     assert clock.now() == 2.5  # counted, not elapsed
     beside = clock.fork()
     beside.spend(1.0)
     assert (clock.now(), beside.now()) == (2.5, 3.5)
     assert clock.until(0.5, 4.5) == 3.5
-    stopped = large_scale._Clock(reproducible=True, wall_limit=0.0)
+    stopped = _Clock(reproducible=True, wall_limit=0.0)
     assert stopped.now() == math.inf and stopped.overrun
     assert stopped.until(0.5, 10.0) == math.inf  # every budget after an overrun is spent
 
 
 def test_the_search_takes_up_the_core_lp_when_its_counted_work_is_done() -> None:
     future: Future = Future()
-    lp = large_scale._CoreLP(value=0.0, support=np.zeros(0, dtype=np.int64), place_of=np.zeros(0, dtype=np.int64), work=5.0)
+    lp = _CoreLP(value=0.0, support=np.zeros(0, dtype=np.int64), place_of=np.zeros(0, dtype=np.int64), work=5.0)
     future.set_result(lp)
-    pending = large_scale._PendingCore(future, began=10.0, least=3.0, budget=8.0)
-    clock = large_scale._Clock(reproducible=True, wall_limit=600.0)
+    pending = _PendingCore(future, began=10.0, least=3.0, budget=8.0)
+    clock = _Clock(reproducible=True, wall_limit=600.0)
     clock.spend(12.0)
     assert not pending.ready(clock)  # the LP counts 5 s from 10: the search's MIPs go on without it
     clock.spend(3.0)
     assert pending.ready(clock)
-    waiting = large_scale._Clock(reproducible=True, wall_limit=600.0)
+    waiting = _Clock(reproducible=True, wall_limit=600.0)
     waiting.spend(11.0)
     assert pending.wait(waiting) is lp and waiting.now() == 15.0  # waiting for it counts
     unfinished: Future = Future()
     unfinished.set_result(None)  # no solution: its whole budget counts
-    assert large_scale._PendingCore(unfinished, 10.0, 3.0, 8.0).done_at() == 18.0
+    assert _PendingCore(unfinished, 10.0, 3.0, 8.0).done_at() == 18.0
     # Wall-clock budgets: ready when it has finished.
     running: Future = Future()
-    wall = large_scale._PendingCore(running, 0.0, 0.0, 1.0)
+    wall = _PendingCore(running, 0.0, 0.0, 1.0)
     assert not wall.ready(_wall_clock())
     running.set_result(lp)
     assert wall.ready(_wall_clock())
@@ -326,10 +334,10 @@ def test_the_search_takes_up_the_core_lp_when_its_counted_work_is_done() -> None
 
 def test_a_gain_in_persons_reseeds_only_the_unplaced_units_whose_best_places_it_changed() -> None:
     problem = _round(200, 15)
-    pairs = large_scale._usable_pairs(problem)
+    pairs = _usable_pairs(problem)
     unit_best = np.full(problem.n_units, -np.inf)
     np.maximum.at(unit_best, pairs.unit, pairs.score)
-    hood = large_scale._Neighbourhoods(problem, pairs, pairs.score, unit_best, np.full(problem.n_units, -1), np.zeros(problem.n_units, dtype=bool))
+    hood = _Neighbourhoods(problem, pairs, pairs.score, unit_best, np.full(problem.n_units, -1), np.zeros(problem.n_units, dtype=bool))
     before = np.full(problem.n_units, -1, dtype=np.int64)
     current = before.copy()
     mover = 0
@@ -346,12 +354,12 @@ def test_a_gain_in_persons_reseeds_only_the_unplaced_units_whose_best_places_it_
 
 def test_a_persons_set_that_gained_nothing_is_followed_by_a_set_for_the_score() -> None:
     problem = _round(1500, 40)  # more unplaced units than one set takes
-    pairs = large_scale._usable_pairs(problem)
+    pairs = _usable_pairs(problem)
     unit_best = np.full(problem.n_units, -np.inf)
     np.maximum.at(unit_best, pairs.unit, pairs.score)
     best_place = np.full(problem.n_units, -1, dtype=np.int64)
     best_place[pairs.unit[::-1]] = pairs.place[::-1]  # any usable place; the sets only need one
-    hood = large_scale._Neighbourhoods(problem, pairs, pairs.score, unit_best, best_place, np.zeros(problem.n_units, dtype=bool))
+    hood = _Neighbourhoods(problem, pairs, pairs.score, unit_best, best_place, np.zeros(problem.n_units, dtype=bool))
     hood.first, hood.by_resource = False, []
     # Half the units unplaced, the other half at their worst usable place (far from their best).
     current = np.full(problem.n_units, -1, dtype=np.int64)
@@ -412,14 +420,14 @@ def test_the_persons_stage_runs_only_where_the_places_lack_room_in_total(caplog)
     tight = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
     roomy = dataclasses.replace(tight, capacity=tight.capacity + tight.usage.sum(axis=0))
     for problem, skipped in ((roomy, True), (tight, False)):
-        assert large_scale._room_in_total(problem) is skipped
+        assert _room_in_total(problem) is skipped
         caplog.clear()
         large = solve(problem, SolverParams(time_limit_seconds=20, max_model_pairs=0))
         exact = solve(problem, SolverParams(time_limit_seconds=30, relative_gap=0.0, backend="cbc"))
         assert ("no persons stage" in caplog.text) is skipped
         # Short of room, the exchange within usage classes also runs before the neighbourhood MIPs (twenty-sixth
         # session); with room in total only after them, as measured there.
-        messages = [r.getMessage() for r in caplog.records if r.name == large_scale.__name__]
+        messages = [r.getMessage() for r in caplog.records if r.name.startswith(large_scale.__name__)]
         early = [i for i, m in enumerate(messages) if m.endswith("after the exchange")]
         assert bool(early) is not skipped
         if early:
@@ -442,7 +450,7 @@ def test_a_tight_rounds_score_bound_is_close_to_the_exact_optimum() -> None:
     mu = random_municipalities(3, total_capacity=int(0.6 * hh.get_column("persons").sum()), n_places=15)
     hh = random_households(300, 3, places=mu)
     problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
-    assert not large_scale._room_in_total(problem)
+    assert not _room_in_total(problem)
     exact = solve(problem, SolverParams(time_limit_seconds=60, relative_gap=0.0, backend="cbc"))
     assert exact.status == "optimal"
     large = solve(problem, SolverParams(time_limit_seconds=10, max_model_pairs=0))
@@ -461,10 +469,10 @@ def test_the_summed_capacity_lps_prices_are_a_point_of_the_score_dual_worth_that
     hh = random_households(300, 3, places=mu)
     problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
     exact = solve(problem, SolverParams(time_limit_seconds=60, relative_gap=0.0, backend="cbc"))
-    pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, float(exact.persons_placed), _wall_clock())
-    value, _, keep = large_scale._summed_capacity_lp(problem, pairs, lag.clock, float(exact.persons_placed))
-    v = large_scale._summed_start(lag, lag.clock, float(exact.persons_placed))
+    pairs = _usable_pairs(problem)
+    lag = _Lagrangian(problem, pairs, pairs.score, float(exact.persons_placed), _wall_clock())
+    value, _, keep = _summed_capacity_lp(problem, pairs, lag.clock, float(exact.persons_placed))
+    v = _summed_start(lag, lag.clock, float(exact.persons_placed))
     assert v is not None and v[-1] == keep
     bound, _ = lag.bound(lag.unpack(v))
     assert bound == pytest.approx(value, rel=1e-9)
@@ -476,7 +484,7 @@ def test_an_unplaced_unit_gets_room_from_a_unit_whose_only_free_place_is_far_dow
     holds. Unit 1 fits elsewhere only at its lowest-scoring place, further down its list than
     the local moves and the neighbourhood MIPs look (the 10,000 round's seed 1 lost 4 persons
     so). The insertion places unit 0 there and moves unit 1."""
-    n_places = 3 * max(large_scale.IMPROVE_TRIES, large_scale.MIP_PAIRS)
+    n_places = 3 * max(IMPROVE_TRIES, MIP_PAIRS)
     others = np.arange(1, n_places)
 
     def insert(kita_at_the_last_place: int) -> list[int]:
@@ -494,9 +502,9 @@ def test_an_unplaced_unit_gets_room_from_a_unit_whose_only_free_place_is_far_dow
             pair_place=np.r_[0, 0, others],
             pair_score=np.r_[50.0, 90.0, 80.0 - others],  # unit 1's room is at its worst pair
         )
-        pairs = large_scale._usable_pairs(problem)
-        lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
-        after = large_scale._insert_unplaced(lag, np.array([-1, 0]), np.zeros(2, dtype=bool), math.inf)
+        pairs = _usable_pairs(problem)
+        lag = _Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
+        after = _insert_unplaced(lag, np.array([-1, 0]), np.zeros(2, dtype=bool), math.inf)
         assert check_assignment(problem, after) == []
         return after.tolist()
 
@@ -520,13 +528,13 @@ def test_after_a_wall_clock_cut_units_left_out_are_placed_where_they_fit() -> No
         pair_place=np.array([0, 1, 0, 1, 1]),
         pair_score=np.array([10.0, 20.0, 30.0, 5.0, 50.0]),
     )
-    pairs = large_scale._usable_pairs(problem)
-    cut = large_scale._Clock(reproducible=True, wall_limit=0.0)
+    pairs = _usable_pairs(problem)
+    cut = _Clock(reproducible=True, wall_limit=0.0)
     assert math.isinf(cut.now()) and cut.cut
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, cut)
+    lag = _Lagrangian(problem, pairs, pairs.score, None, cut)
     start = np.array([-1, -1, -1])
-    assert large_scale._insert_unplaced(lag, start, np.zeros(3, dtype=bool), 0.0).tolist() == [-1, -1, -1]
-    after = large_scale._insert_unplaced(lag, start, np.zeros(3, dtype=bool), 0.0, after_cut=True)
+    assert _insert_unplaced(lag, start, np.zeros(3, dtype=bool), 0.0).tolist() == [-1, -1, -1]
+    after = _insert_unplaced(lag, start, np.zeros(3, dtype=bool), 0.0, after_cut=True)
     # Most persons first: u2 (4) has only p1, which holds 2: out. u0 (3): p1 is too small, p0 fits. u1 (2): p0, its best, still fits.
     assert after.tolist() == [0, 0, -1] and check_assignment(problem, after) == []
 
@@ -547,11 +555,11 @@ def test_the_greedy_pass_places_units_that_price_out_after_those_that_price_in()
         pair_place=np.array([0, 0]),
         pair_score=np.array([60.0, 40.0]),
     )
-    pairs = large_scale._usable_pairs(problem)
-    lag = large_scale._Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
+    pairs = _usable_pairs(problem)
+    lag = _Lagrangian(problem, pairs, pairs.score, None, _wall_clock())
     v = np.zeros(lag.n_vars)
-    priced = large_scale._Priced(v, lag.unpack(v), 0.0, np.array([-50.0, 5.0]), np.arange(pairs.size))
-    place_of, _ = large_scale._place(lag, priced, SolverParams(), math.inf, room=False, exact=False)
+    priced = _Priced(v, lag.unpack(v), 0.0, np.array([-50.0, 5.0]), np.arange(pairs.size))
+    place_of, _ = _place(lag, priced, SolverParams(), math.inf, room=False, exact=False)
     assert place_of.tolist() == [-1, 0]
 
 
@@ -564,8 +572,8 @@ def test_room_in_total_without_room_for_every_unit_runs_the_persons_stage(caplog
     mu = random_municipalities(3, total_capacity=3 * int(hh.get_column("persons").sum()), n_places=401)
     hh = random_households(250, 3, places=mu)
     problem = build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
-    assert large_scale._room_in_total(problem)
-    with caplog.at_level("DEBUG", logger=large_scale.LOG.name):
+    assert _room_in_total(problem)
+    with caplog.at_level("DEBUG", logger=large_scale.__name__):
         result = solve(problem, SolverParams(time_limit_seconds=5, wall_limit_seconds=120, max_model_pairs=0))
     assert result.solver == large_scale.SOLVER_LABEL and check_assignment(problem, result) == []
     assert result.persons_placed >= 0.99 * result.persons_bound  # a bound from prices, not the count of every unit's persons
