@@ -16,7 +16,8 @@ import time
 
 from benchmarks.baselines import plain_cp_sat, plain_mip
 from benchmarks.rounds import synthetic_round
-from rematch_pipeline.engine.assignment import AssignmentResult, SolverParams, solve
+from rematch_pipeline.engine.assignment import solve
+from rematch_pipeline.engine.problem import AssignmentResult, SolverParams
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

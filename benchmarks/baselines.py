@@ -9,7 +9,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
-from rematch_pipeline.engine.assignment import AssignmentProblem
+from rematch_pipeline.engine.problem import AssignmentProblem
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ import argparse
 import logging
 import time
 
-from rematch_pipeline.engine.assignment import SolverParams, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.mechanisms import deferred_acceptance, stability_report
+from rematch_pipeline.engine.problem import SolverParams, build_problem, check_assignment
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 

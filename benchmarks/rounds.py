@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rematch_pipeline.engine.assignment import AssignmentProblem, build_problem
 from rematch_pipeline.engine.compatibility import candidate_pairs
+from rematch_pipeline.engine.problem import AssignmentProblem, build_problem
 from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
 from rematch_pipeline.features import household_features, municipality_features
 from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.landing import split_identity
-from rematch_pipeline.sample import generate_round
 from rematch_pipeline.resources.warehouse import raw_columns
+from rematch_pipeline.sample import generate_round
 from rematch_pipeline.validation import build_canonical
 
 SECRET = b"benchmark-secret"

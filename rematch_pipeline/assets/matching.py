@@ -21,12 +21,17 @@ from pydantic import Field, field_validator, model_validator
 from rematch_pipeline.ags_reference import unknown_places
 from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
-from rematch_pipeline.engine.assignment import (
-    AssignmentProblem, SolverParams, build_problem, check_assignment, solve, time_limit_for, uses_large_method,
-)
+from rematch_pipeline.engine.assignment import solve, uses_large_method
 from rematch_pipeline.engine.compatibility import candidate_pairs, exclusion_tables
 from rematch_pipeline.engine.diagnosis import NO_CANDIDATE, capacity_offers, unplaced_reasons
 from rematch_pipeline.engine.mechanisms import compare_with_deferred_acceptance
+from rematch_pipeline.engine.problem import (
+    AssignmentProblem,
+    SolverParams,
+    build_problem,
+    check_assignment,
+    time_limit_for,
+)
 from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import write_csv

@@ -1,11 +1,13 @@
 """Matching engine: hard rules, score, assignment model. Plain Python, no Dagster.
 
 compatibility.candidate_pairs / exclusion_counts -> scoring.score_pairs ->
-assignment.build_problem -> assignment.solve -> assignment.check_assignment.
+problem.build_problem -> assignment.solve -> problem.check_assignment (the MIP: model.py).
 See docs/scoring.md for the formulas and the solver model.
 """
 
-from rematch_pipeline.engine.assignment import (
+from rematch_pipeline.engine.assignment import solve
+from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, exclusion_counts
+from rematch_pipeline.engine.problem import (
     AssignmentProblem,
     AssignmentResult,
     SolverParams,
@@ -13,9 +15,7 @@ from rematch_pipeline.engine.assignment import (
     build_problem,
     check_assignment,
     household_assignment,
-    solve,
 )
-from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, exclusion_counts
 from rematch_pipeline.engine.scoring import CRITERIA, ScoreWeights, score_pairs
 
 __all__ = [

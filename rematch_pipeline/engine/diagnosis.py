@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rematch_pipeline.engine.assignment import AssignmentProblem
+from rematch_pipeline.engine.problem import AssignmentProblem
 from rematch_pipeline.wording import counted, resource_counted
 
 NO_CANDIDATE = "no compatible municipality"

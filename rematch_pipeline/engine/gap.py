@@ -7,7 +7,7 @@ agent i's load sum use[i, j] <= capacity[i]) is an AssignmentProblem: jobs are u
 
 solve_gap_problem() minimises -pair_score on such a problem (any exactly-one problem
 whose model has one binding capacity resource; others go straight to stage 5) in
-stages, all on the engine's own model (assignment._build_model):
+stages, all on the engine's own model (model._build_model):
 
 1. LP relaxation (GLOP): a first bound and multipliers.
 2. Lagrangian relaxation of the exactly-one rows: one 0-1 knapsack per agent, solved
@@ -47,18 +47,9 @@ from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.math_opt.python import mathopt
 from ortools.sat.python import cp_model
 
-from rematch_pipeline.engine.assignment import (
-    ROW_CAPACITY,
-    ROW_PERSONS,
-    ROW_UNIT,
-    AssignmentProblem,
-    PairLookup,
-    _build_model,
-    _Model,
-    _place_of,
-    check_assignment,
-)
 from rematch_pipeline.engine.lp import to_mathopt
+from rematch_pipeline.engine.model import ROW_CAPACITY, ROW_PERSONS, ROW_UNIT, _Model, _build_model, _place_of
+from rematch_pipeline.engine.problem import AssignmentProblem, PairLookup, check_assignment
 
 LOAD = "load"
 # Knapsack dynamic programmes are O(items * capacity): above this capacity the

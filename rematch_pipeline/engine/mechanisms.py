@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
-from rematch_pipeline.engine.assignment import AssignmentProblem, PairLookup
+from rematch_pipeline.engine.problem import AssignmentProblem, PairLookup
 
 # Preferences: None (derive from pair_score), one list per unit/place (best first;
 # anything not listed is unacceptable), or one key per candidate pair (higher = better).

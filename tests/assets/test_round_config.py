@@ -135,7 +135,7 @@ def test_place_every_household_fails_naming_who_has_no_place_and_stores_nothing(
 
 
 def test_a_round_without_a_time_limit_gets_one_by_its_size_and_the_report_names_it(ingested: RematchHome, tmp_path: Path) -> None:
-    from rematch_pipeline.engine.assignment import time_limit_for
+    from rematch_pipeline.engine.problem import time_limit_for
 
     config = tmp_path / "round.yaml"
     config.write_text('period: "2026-07"\ncompare_mechanisms: false\n')

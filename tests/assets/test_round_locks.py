@@ -18,13 +18,12 @@ import pytest
 from rematch_pipeline.assets.matching import round_candidates
 from rematch_pipeline.cli import main
 from rematch_pipeline.coordinator_pairs import CoordinatorPairs
-from rematch_pipeline.definitions import ROUND_ASSETS, build_definitions, build_resources
+from rematch_pipeline.definitions import ROUND_ASSETS, build_resources
 from rematch_pipeline.engine import large_scale
-from rematch_pipeline.engine.assignment import SolverParams
 from rematch_pipeline.engine.compatibility import RULES
+from rematch_pipeline.engine.problem import SolverParams
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
-from rematch_pipeline.runs import execute
 from rematch_pipeline.sample import generate_round, write_round
 from tests.assets.conftest import refused_round
 from tests.conftest import land

@@ -19,8 +19,8 @@ from dagster._config import ConfigType, ConfigTypeKind
 
 from rematch_pipeline.assets import matching
 from rematch_pipeline.assets.matching import BACKENDS, OBJECTIVES
-from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams
 from rematch_pipeline.definitions import build_definitions
+from rematch_pipeline.engine.problem import AssignmentProblem, SolverParams
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.runs import RunFailed, execute
 from tests.assets.conftest import materialized_round
@@ -324,7 +324,7 @@ def test_the_scaffolded_round_config_shows_every_field_the_time_limits_as_0_by_t
     """time_limit_seconds and wall_limit_seconds defaulted to null, which Dagster leaves out of the scaffolded
     config: a coordinator scaffolding the round's config did not see that the time limit can be set."""
     from rematch_pipeline.assets.matching import RoundConfig
-    from rematch_pipeline.engine.assignment import time_limit_for
+    from rematch_pipeline.engine.problem import time_limit_for
 
     scaffold = _scaffolded_round_config(home)
     assert set(scaffold) == set(RoundConfig.model_fields)

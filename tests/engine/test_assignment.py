@@ -16,27 +16,27 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rematch_pipeline.engine import assignment
 from rematch_pipeline.engine.assignment import (
     STAGE_RESERVE_SECONDS,
     STAGE_RESERVE_SHARE,
     TIME_LIMIT_TOLERANCE,
+    _Budget,
+    _drop_below,
+    solve,
+    uses_large_method,
+)
+from rematch_pipeline.engine.compatibility import candidate_pairs
+from rematch_pipeline.engine.lp import solve_lp
+from rematch_pipeline.engine.model import _build_model, _set_objective, _solve_stage
+from rematch_pipeline.engine.problem import (
     AssignmentProblem,
     SolverParams,
-    _Budget,
-    _build_model,
-    _drop_below,
-    _set_objective,
-    _solve_stage,
     build_problem,
     check_assignment,
     household_assignment,
     most_units_placed,
-    solve,
-    uses_large_method,
 )
-from rematch_pipeline.engine import assignment
-from rematch_pipeline.engine.compatibility import candidate_pairs
-from rematch_pipeline.engine.lp import solve_lp
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 from tests.engine.builders import household, households_df, municipalities_df, municipality
@@ -589,7 +589,7 @@ def test_maximin_keeps_a_lock_that_scores_below_the_others() -> None:
 
 
 def test_the_time_limit_by_size_grows_with_the_pairs_between_its_floor_and_its_cap() -> None:
-    from rematch_pipeline.engine.assignment import time_limit_for
+    from rematch_pipeline.engine.problem import time_limit_for
 
     assert time_limit_for(0) == time_limit_for(3_000_000) == 60.0  # up to a 10,000 x 401 round
     assert time_limit_for(14_790_251) == 296.0  # the national 50,000 x 401 round

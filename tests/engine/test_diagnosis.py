@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rematch_pipeline.engine.assignment import AssignmentProblem
 from rematch_pipeline.engine.diagnosis import MIN_INTAKE, NO_CANDIDATE, capacity_offers, unplaced_reasons
+from rematch_pipeline.engine.problem import AssignmentProblem
 
 RESOURCES = ["persons", "housing_units", "kita_places"]
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rematch_pipeline.engine import exchange
-from rematch_pipeline.engine.assignment import AssignmentProblem, check_assignment
 from rematch_pipeline.engine.exchange import exchange_within_classes, usage_classes
+from rematch_pipeline.engine.problem import AssignmentProblem, check_assignment
 
 PERSON_WEIGHT = 1000.0
 

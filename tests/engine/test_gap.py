@@ -10,13 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rematch_pipeline.engine.assignment import (
-    AssignmentProblem,
-    SolverParams,
-    _build_model,
-    check_assignment,
-    solve,
-)
+from rematch_pipeline.engine.assignment import solve
 from rematch_pipeline.engine.gap import (
     _agent_neighbourhoods,
     _construct,
@@ -28,6 +22,8 @@ from rematch_pipeline.engine.gap import (
     solve_gap,
     solve_gap_problem,
 )
+from rematch_pipeline.engine.model import _build_model
+from rematch_pipeline.engine.problem import AssignmentProblem, SolverParams, check_assignment
 
 GAP_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "gap"
 EXACT = SolverParams(time_limit_seconds=20, relative_gap=0.0)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rematch_pipeline.engine import large_scale
-from rematch_pipeline.engine.assignment import WALL_LIMIT_FACTOR, AssignmentProblem, SolverParams, _reduce, build_problem, check_assignment, solve
+from rematch_pipeline.engine.assignment import solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.large_scale import neighbourhoods as large_neighbourhoods
 from rematch_pipeline.engine.large_scale import solve as large_solve
@@ -26,6 +26,14 @@ from rematch_pipeline.engine.large_scale.neighbourhoods import MIP_PAIRS, NEIGHB
 from rematch_pipeline.engine.large_scale.pairs import _load, _room_in_total, _usable_pairs
 from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, SCORE_TEMPERATURES, _Lagrangian, _Priced, _price, _summed_capacity_lp, _summed_start
 from rematch_pipeline.engine.large_scale.search import _Progress, _insert_unplaced, _place, _price_beside
+from rematch_pipeline.engine.model import _reduce
+from rematch_pipeline.engine.problem import (
+    WALL_LIMIT_FACTOR,
+    AssignmentProblem,
+    SolverParams,
+    build_problem,
+    check_assignment,
+)
 from rematch_pipeline.engine.scoring import score_pairs
 from rematch_pipeline.engine.synthetic import random_households, random_municipalities
 

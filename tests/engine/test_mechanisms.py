@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rematch_pipeline.engine.assignment import AssignmentProblem, check_assignment
 from rematch_pipeline.engine.mechanisms import (
     assignment_summary,
     blocking_pairs,
@@ -31,6 +30,7 @@ from rematch_pipeline.engine.mechanisms import (
     stability_report,
     student_allocation,
 )
+from rematch_pipeline.engine.problem import AssignmentProblem, check_assignment
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,7 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rematch_pipeline.engine.assignment import AssignmentProblem, SolverParams, check_assignment, solve
+from rematch_pipeline.engine.assignment import solve
+from rematch_pipeline.engine.problem import AssignmentProblem, SolverParams, check_assignment
 
 EXACT = SolverParams(time_limit_seconds=10, relative_gap=0.0)
 

@@ -7,9 +7,9 @@ import logging
 
 import numpy as np
 
-from rematch_pipeline.engine.assignment import AssignmentProblem
 from rematch_pipeline.engine.large_scale.clock import _Clock
 from rematch_pipeline.engine.large_scale.pairs import _Pairs, _drop_short, _locked_places, _positions, _top_per_unit
+from rematch_pipeline.engine.problem import AssignmentProblem
 
 LOG = logging.getLogger(__name__)
 

@@ -12,20 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
-from rematch_pipeline.engine.assignment import (
-    AssignmentProblem,
-    SolverParams,
-    _build_model,
-    _hint,
-    _place_of,
-    _set_objective,
-    _solve_stage,
-)
 from rematch_pipeline.engine.large_scale.clock import _Clock
 from rematch_pipeline.engine.large_scale.local_moves import _loss
 from rematch_pipeline.engine.large_scale.pairs import _Pairs, _load, _locked_places, _positions, _top_per_unit
 from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, _Lagrangian
 from rematch_pipeline.engine.lp import solve_lp
+from rematch_pipeline.engine.model import _build_model, _hint, _place_of, _set_objective, _solve_stage
+from rematch_pipeline.engine.problem import AssignmentProblem, SolverParams
 
 LOG = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rematch_pipeline.engine.assignment import AssignmentProblem, _reduce, most_units_placed
+from rematch_pipeline.engine.model import _reduce
+from rematch_pipeline.engine.problem import AssignmentProblem, most_units_placed
 
 
 @dataclass

@@ -12,9 +12,9 @@ import numpy as np
 from scipy.optimize import linprog, minimize
 from scipy.sparse import csr_matrix
 
-from rematch_pipeline.engine.assignment import AssignmentProblem
 from rematch_pipeline.engine.large_scale.clock import _Clock
 from rematch_pipeline.engine.large_scale.pairs import _Pairs, _positions, _segments, _top_per_unit
+from rematch_pipeline.engine.problem import AssignmentProblem
 
 LOG = logging.getLogger(__name__)
 

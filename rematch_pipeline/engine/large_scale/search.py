@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rematch_pipeline.engine.assignment import SolverParams
 from rematch_pipeline.engine.exchange import exchange_within_classes
 from rematch_pipeline.engine.large_scale.clock import _Clock
 from rematch_pipeline.engine.large_scale.local_moves import _greedy_and_local_moves
@@ -39,6 +38,7 @@ from rematch_pipeline.engine.large_scale.pricing import (
     _summed_start,
     _value,
 )
+from rematch_pipeline.engine.problem import SolverParams
 
 LOG = logging.getLogger(__name__)
 

@@ -11,15 +11,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rematch_pipeline.engine.assignment import (
-    AssignmentProblem,
-    AssignmentResult,
-    SolverParams,
-    StageReport,
-    _empty_result,
-    _gap,
-    check_assignment,
-)
+from rematch_pipeline.engine.assignment import _empty_result
 from rematch_pipeline.engine.large_scale.clock import RATES, _Clock
 from rematch_pipeline.engine.large_scale.pairs import (
     _Pairs,
@@ -52,6 +44,14 @@ from rematch_pipeline.engine.large_scale.pricing import (
     _summed_start,
 )
 from rematch_pipeline.engine.large_scale.search import _insert_unplaced, _place, _price_beside
+from rematch_pipeline.engine.model import _gap
+from rematch_pipeline.engine.problem import (
+    AssignmentProblem,
+    AssignmentResult,
+    SolverParams,
+    StageReport,
+    check_assignment,
+)
 
 LOG = logging.getLogger(__name__)
 
