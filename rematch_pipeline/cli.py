@@ -206,7 +206,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
     home = _home()
     # Its steps, as it goes (stderr, as Dagster's run lines): on a national data home it takes half a minute and more.
     erasure = erase_household(home, args.household_ref, say=lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"erased: {counted(erasure.rows, 'row')}; {counted(erasure.rejected_deleted, 'rejected export')} naming the household deleted")
+    if erasure.already_erased is not None:
+        print(f"nothing to erase: the household with this reference was erased on {erasure.already_erased:%Y-%m-%d} and nothing of it is stored")
+    else:
+        print(f"erased: {counted(erasure.rows, 'row')}; {counted(erasure.rejected_deleted, 'rejected export')} naming the household deleted")
     if erasure.unlinked:
         print(f"{counted(erasure.unlinked, 'household row')} had named it as linked: the link is removed, check those households' link groups")
     if erasure.rejected_uninspected:

@@ -56,6 +56,19 @@ class Erasure:
     # Dagster runs ("job run_id") whose config, tags, event log or compute logs name the household
     # (pseudonym or reference): erasure does not rewrite Dagster's storage, the operator deletes them.
     dagster_runs: list[str] = field(default_factory=list)
+    # When an earlier erasure had removed it and nothing of it is stored: nothing was changed this time.
+    already_erased: dt.datetime | None = None
+
+
+NO_SUCH_HOUSEHOLD = (
+    "erasure stopped, nothing erased: no household has this reference (none in the warehouse, the identity store,"
+    " a rejected export or a round's proposals.csv, and none erased before); check it against the household_ref"
+    " column of the households export, or of a round's proposals.csv: erase takes a household's reference,"
+    " not its submission id or pseudonym"
+)
+# Said after NO_SUCH_HOUSEHOLD when the argument is a stored household's other key (never the value itself).
+GIVEN_SUBMISSION_ID = "; this is a household's submission id: give the household_ref of that submission's row"
+GIVEN_PSEUDONYM = "; this is a household's pseudonym (H-…): give the household_ref beside it in the round's proposals.csv"
 
 
 def _quiet(line: str) -> None:
@@ -86,6 +99,11 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
     removed = 0
     with warehouse_connection(DuckDBResource(database=str(home.warehouse_path))) as con:
         say("erasing: finding the household's rows and the exports that hold them")
+        # Before anything is changed: a reference no household has (mistyped, a submission id) stops here.
+        erased_at = check_household_known(home, con, identity, target, household_ref)
+        if erased_at is not None:
+            say("erasing: searching the Dagster runs' logs and config for the household")
+            return Erasure(already_erased=erased_at, dagster_runs=dagster_runs_naming(home, [target, household_ref.strip()]))
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
         rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions), _linking_rows(con, target), household_ref.strip())
@@ -141,6 +159,48 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
     compact(home.identity_path)
     say("erasing: searching the Dagster runs' logs and config for the household")
     return Erasure(removed, len(rejected), unlinked, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]))
+
+
+def check_household_known(
+    home: RematchHome, con: duckdb.DuckDBPyConnection, identity: IdentityStore, target: str, household_ref: str
+) -> dt.datetime | None:
+    """Stop with a UserFacingError, nothing changed, when nothing stored names the household (by its pseudonym
+    `target` or its reference): no warehouse row, link, identity row, rejected export or proposals.csv row, and no
+    earlier erasure. Returns when an earlier erasure removed it and nothing of it is stored again (nothing to do),
+    None when there is something to erase. The one check of every erasure (`erase_household`); the message
+    never repeats the reference (it may be personal data), it says what the argument is when it is another key."""
+    ref = household_ref.strip()
+    if ref and _stored_anywhere(home, con, identity, target, ref):
+        return None
+    erased = con.execute("SELECT max(erased_at) FROM erasures WHERE household_pseudonym = ?", [target]).fetchone()[0]
+    if ref and erased is not None:
+        return erased
+    hint = ""
+    if ref and con.execute("SELECT 1 FROM raw_households WHERE submission_id = ? LIMIT 1", [ref]).fetchone():
+        hint = GIVEN_SUBMISSION_ID
+    elif ref and con.execute("SELECT 1 FROM raw_households WHERE household_pseudonym = ? LIMIT 1", [ref]).fetchone():
+        hint = GIVEN_PSEUDONYM
+    raise UserFacingError(NO_SUCH_HOUSEHOLD + hint, {"rule": "no household has this reference"})
+
+
+def _stored_anywhere(home: RematchHome, con: duckdb.DuckDBPyConnection, identity: IdentityStore, target: str, ref: str) -> bool:
+    """Whether anything erasure would remove names the household; the cheap places first."""
+    columns = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
+        " AND column_name IN ('household_pseudonym', 'household_ref_pseudonym') AND table_name <> 'erasures'"
+        " ORDER BY table_name NOT IN ('raw_households', 'raw_decisions'), table_name, column_name"
+    ).fetchall()
+    for table, column in columns:
+        if con.execute(f'SELECT 1 FROM "{table}" WHERE "{column}" = ? LIMIT 1', [target]).fetchone():
+            return True
+    # A partner's link list names it though it never submitted: erasure takes the link out.
+    if con.execute(f"SELECT 1 FROM raw_households WHERE {lists_token_sql('linked_household_pseudonyms')} LIMIT 1", {"token": target}).fetchone():
+        return True
+    if identity.names_household(target, ref):
+        return True
+    if _proposals_naming(home, ref):
+        return True
+    return bool(_rejected_naming(home, con, [ref])[0])
 
 
 def dagster_runs_naming(home: RematchHome, tokens: list[str]) -> list[str]:
@@ -380,15 +440,25 @@ def _replace_copies(home: RematchHome, rewrites: dict[str, _Rewrite], deleted: d
 
 def _erase_from_proposals(home: RematchHome, household_ref: str) -> None:
     """The coordinators' proposals.csv of every round, without the household's row."""
+    for path, data, drop in _proposals_naming(home, household_ref):
+        replace_file(path, without_rows(data, {None: drop}, path.name))
+
+
+def _proposals_naming(home: RematchHome, household_ref: str) -> list[tuple[Path, bytes, set[int]]]:
+    """Every round's proposals.csv with a row of the household: its path, content and those rows' numbers."""
+    found = []
     for path in sorted((home.path / "rounds").glob("*/proposals.csv")):
         data = path.read_bytes()
+        if household_ref.encode() not in data:  # most rounds do not name it: no parse
+            continue
         records = csv_records(data, path.name)
         if "household_ref" not in records.header:
             continue
         column = records.header.index("household_ref")
         drop = {number for number, cells in records.rows if column < len(cells) and cells[column] == household_ref}
         if drop:
-            replace_file(path, without_rows(data, {None: drop}, path.name))
+            found.append((path, data, drop))
+    return found
 
 
 def _erase_from_reports(home: RematchHome, target: str) -> None:

@@ -208,6 +208,17 @@ class IdentityStore(dg.ConfigurableResource):
                 "SELECT file_sha256, file_row, member_pseudonym, date_of_birth FROM member_identity"
             ).pl()
 
+    def names_household(self, household_pseudonym: str, household_ref: str) -> bool:
+        """Whether a row of the store is the household's, or names it as linked (what erase_household removes)."""
+        with self.connect() as con:
+            found = con.execute(
+                "SELECT 1 FROM household_identity WHERE household_pseudonym = $pseudonym"
+                f" OR {lists_token_sql('linked_household_refs')}"
+                " UNION ALL SELECT 1 FROM decision_identity WHERE household_pseudonym = $pseudonym LIMIT 1",
+                {"pseudonym": household_pseudonym, "token": household_ref.strip()},
+            ).fetchone()
+        return found is not None
+
     def erase_household(self, household_pseudonym: str, household_ref: str) -> int:
         """Delete every identity row of one household, and its reference from the households that
         named it as linked; the erasure is recorded by pseudonym only."""

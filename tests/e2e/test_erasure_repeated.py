@@ -489,3 +489,51 @@ def test_erasure_from_a_kobo_workbook_keeps_answers_kpi_wrote_as_formulas_as_typ
     assert main(["erase", rows[1]["household_ref"]]) == 0, capsys.readouterr()
     assert _files_holding(home, ["5 people Qz", "Mitglied1x0Qz", rows[1]["household_ref"]]) == []
     _check_stored_rows_point_at_their_lines(home)
+
+
+def _stored_files(home: RematchHome) -> dict[str, bytes]:
+    """Every file of the data home but Dagster's own, by path: what an erasure could change."""
+    return {
+        str(p.relative_to(home.path)): p.read_bytes()
+        for p in sorted(home.path.rglob("*"))
+        if p.is_file() and home.dagster_home not in p.parents
+    }
+
+
+def test_erasing_a_reference_no_household_has_stops_with_nothing_changed(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A mistyped reference, or a submission id given by mistake, ran every step, printed `erased: 0 rows` and
+    exited 0 (twenty-seventh session): the mistake went unnoticed. Now it stops before anything changes (exit 1),
+    says that no household has this reference and where references are listed, never repeating what was typed."""
+    from rematch_pipeline.resources.identity import pseudonym
+
+    households, members = _planted(sample)
+    _land_csvs(home, sample, households, members)
+    assert main(["ingest"]) == 0
+    row = households.row(2, named=True)
+    before = _stored_files(home)
+    shown = pseudonym(home.secret(), "household", row["household_ref"])
+    for given, hint in [
+        (row["submission_id"], "this is a household's submission id"),
+        (row["household_ref"] + "x", None),
+        (shown, "this is a household's pseudonym"),
+    ]:
+        capsys.readouterr()
+        assert main(["erase", given]) == 1
+        said = capsys.readouterr()
+        line = said.err.strip().splitlines()[-1]
+        assert line.startswith("rematch: erasure stopped, nothing erased: no household has this reference"), said.err
+        assert "household_ref column of the households export" in line
+        assert (hint in line) if hint else ("this is a household's" not in line)
+        assert given not in said.err + said.out
+        assert "erased: " not in said.out and "erasing: deleting" not in said.err
+        assert _stored_files(home) == before, "nothing stored may change"
+
+    # Erased once, the same reference again changes nothing and says so (exit 0: what was asked holds).
+    assert main(["erase", row["household_ref"]]) == 0
+    after = _stored_files(home)
+    capsys.readouterr()
+    assert main(["erase", row["household_ref"]]) == 0
+    said = capsys.readouterr()
+    assert said.out.startswith("nothing to erase: the household with this reference was erased on "), said.out
+    assert row["household_ref"] not in said.err + said.out
+    assert _stored_files(home) == after
