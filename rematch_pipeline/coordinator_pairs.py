@@ -23,6 +23,7 @@ from rematch_pipeline.engine.compatibility import exclusion_counts
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
 from rematch_pipeline.schemas.parsing import AGS_PATTERN
+from rematch_pipeline.wording import number_runs
 
 LOCKED, FORBIDDEN = "locked", "forbidden"
 # Config field of each kind of pair: messages name the field and the entry as Dagster does (from 0).
@@ -201,13 +202,7 @@ def _capacity_problems(locked_groups: dict[str, dict[str, list[int]]], pool: pl.
 def _entry_ranges(indices: Sequence[int]) -> str:
     """Sorted list entries as runs, `0..4,7,9`: one field name however many locks a municipality has
     (listed one by one, 200 locks at one place made a line of 3,000 characters)."""
-    runs: list[list[int]] = []
-    for i in indices:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ",".join(str(a) if a == b else f"{a},{b}" if b == a + 1 else f"{a}..{b}" for a, b in runs)
+    return number_runs(indices, through="..", separator=",")
 
 
 def exclusions_with_forbidden(

@@ -11,7 +11,7 @@ from dagster._config.errors import DagsterEvaluationErrorReason
 from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemEntry, EvaluationStackPathEntry
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.ingest import files_with_skipped, ingested_hashes, misplaced_files, rejected_files
+from rematch_pipeline.assets.ingest import files_with_skipped, files_with_warnings, ingested_hashes, misplaced_files, rejected_files
 from rematch_pipeline.assets.sensors import export_run_requests
 from rematch_pipeline.assets.validate import quarantine_lines, stored_findings
 from rematch_pipeline.errors import UserFacingError
@@ -31,7 +31,7 @@ class IngestionSummary:
     skipped: list[str]  # "file: submissions left out on purpose" (incomplete, rejected in the tool)
     results: list[dg.ExecuteInProcessResult]  # one run per file, then the validation run
     held_out: list[str] = field(default_factory=list)  # entities whose latest submission failed validation
-    warnings: list[str] = field(default_factory=list)  # AGS reference warnings (kept rows)
+    warnings: list[str] = field(default_factory=list)  # rows read though hidden (per sheet), AGS reference warnings (kept rows)
     quarantined: list[str] = field(default_factory=list)  # rows of this pass's files that validation set aside
     retried: list[str] = field(default_factory=list)  # one line per export read again (--retry-rejected)
     files_retried: int = 0  # of them, files whose rows were stored again
@@ -139,6 +139,8 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     results.append(execute(defs, instance, "validate_job"))
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
     held_out, warnings = stored_findings(warehouse)
+    # What this pass's files had read anyway (hidden rows) first, then validation's reference warnings.
+    warnings = files_with_warnings(warehouse, since=started) + warnings
     quarantined = quarantine_lines(warehouse, since=started)
     skipped = files_with_skipped(warehouse, since=started)
     return IngestionSummary(

@@ -7,7 +7,7 @@ Used by the engine (diagnosis), the report, the run logs and the command line al
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # A resource key (features.RESOURCES) as one unit of it reads in a sentence.
 RESOURCE_NOUNS: dict[str, str] = {
@@ -35,6 +35,18 @@ def counted(n: int | float, one: str, many: str | None = None, number: Callable[
     `rows do`). number formats the count (the report: thousands separated)."""
     n = int(n)
     return f"{number(n)} {one if n == 1 else (many if many is not None else plural(one))}"
+
+
+def number_runs(numbers: Sequence[int], through: str = "-", separator: str = ", ") -> str:
+    """Sorted numbers as runs: `14-17, 30` (runs of three or more as `a{through}b`, two as `a{separator}b`), so a
+    line naming many rows or entries stays one short line."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return separator.join(str(a) if a == b else f"{a}{separator}{b}" if b == a + 1 else f"{a}{through}{b}" for a, b in runs)
 
 
 def resource_counted(n: int, resource: str, more: bool = False) -> str:

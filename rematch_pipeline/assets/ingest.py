@@ -14,7 +14,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.failures import reason_first
-from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.formats.canonical import ParsedTable, hidden_rows_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines
 from rematch_pipeline.formats.redact import without_rows
@@ -46,6 +46,7 @@ class FileOutcome:
     tables: str = ""
     error: str = ""
     skipped: str = ""  # submissions left out on purpose, e.g. "incomplete LimeSurvey responses: 2"
+    warnings: tuple[str, ...] = ()  # what was read anyway, one line per sheet (hidden rows), naming the file
 
 
 _LOG_COLUMNS = ", ".join(INGESTION_LOG_COLUMNS)
@@ -362,6 +363,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
     skipped = "; ".join(filter(None, [skipped_submissions(parsed), f"{ERASED_LINES}: {erased.count}" if copy_sha is not None and erased.count else ""]))
+    warnings = hidden_rows_lines(path.name, parsed)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for table, raw, _ in split:
@@ -375,6 +377,8 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'ingested', ?, ?, NULL, ?, ?)",
             [sha, path.name, kind, archived.name, tables, rows, now, skipped or None],
         )
+        if warnings:
+            con.execute("UPDATE ingestion_log SET warnings = ? WHERE file_sha256 = ?", ["\n".join(warnings), sha])
         if copy_sha is not None:
             _log_copy(con, copy_sha, path.name, kind, archived.name, now)
         con.execute("COMMIT")
@@ -383,7 +387,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         compact(Path(warehouse.database))
     if forgotten:
         compact(home.identity_path)
-    return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped)
+    return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped, warnings=tuple(warnings))
 
 
 def erased_so_far(warehouse: DuckDBResource) -> Erased:
@@ -470,6 +474,8 @@ def landed_export(
     else:
         skipped = f"; left out: {outcome.skipped}" if outcome.skipped else ""
         context.log.info(f"{path.name}: {outcome.status}, {counted(outcome.rows, 'row')} into {outcome.tables or '-'}{skipped}")
+        for line in outcome.warnings:
+            context.log.warning(line)
     return dg.MaterializeResult(
         metadata=filled(
             {
@@ -524,6 +530,17 @@ def files_with_skipped(warehouse: DuckDBResource, since: dt.datetime | None = No
             [since, since, since],
         ).fetchall()
     return [f"{name}: {skipped}" for name, skipped in rows]
+
+
+def files_with_warnings(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
+    """The lines of what files ingested (or retried) since then had read anyway (hidden rows), oldest first."""
+    with warehouse_connection(warehouse) as con:
+        rows = con.execute(
+            "SELECT warnings FROM ingestion_log WHERE warnings IS NOT NULL"
+            " AND (? IS NULL OR ingested_at >= ? OR retried_at >= ?) ORDER BY ingested_at, file_name",
+            [since, since, since],
+        ).fetchall()
+    return [line for (text,) in rows for line in text.splitlines()]
 
 
 def rejected_files(warehouse: DuckDBResource, since: dt.datetime | None = None) -> pl.DataFrame:

@@ -34,7 +34,7 @@ from rematch_pipeline.assets.ingest import (
     skipped_submissions,
     without_consent,
 )
-from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.formats.canonical import ParsedTable, hidden_rows_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import pseudonyms, split_identity
@@ -318,9 +318,11 @@ def _store_again(
             _place(con, table, sha, read.get(table), _anchor(con, table, sha, landed_at))
         blank_stored(con, consent, sha)
         restore_members(con, restored_members)
+        name = con.execute("SELECT file_name FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()[0]
         con.execute(
-            "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, retried_at = ? WHERE file_sha256 = ?",
-            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, now, sha],
+            "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
+            " retried_at = ? WHERE file_sha256 = ?",
+            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, "\n".join(hidden_rows_lines(name, parsed)) or None, now, sha],
         )
         con.execute("COMMIT")
     if forgotten:

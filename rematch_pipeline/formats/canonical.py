@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind, field_names
+from rematch_pipeline.wording import counted, number_runs
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
 SERIAL_DATE_LIMIT = 2958466
@@ -46,6 +47,24 @@ class ParsedTable:
     sheet: str | None = None
     # Submissions the tool marks as not to be used, by reason (e.g. "incomplete LimeSurvey responses": 2).
     skipped: Mapping[str, int] = field(default_factory=dict)
+    # Of the rows read (file_row), those hidden in the workbook (by hand or filtered out by an autofilter): read as
+    # data like the others, and said at ingestion (hidden_rows_lines).
+    hidden_rows: tuple[int, ...] = ()
+
+
+HIDDEN_ROWS = "hidden or filtered out in the workbook, read as data like the others; to leave rows out, delete them, not hide them"
+
+
+def hidden_rows_lines(file: str, tables: Sequence[ParsedTable]) -> list[str]:
+    """One line per sheet whose rows read include hidden ones, naming file, sheet and the rows (`14-17, 30`); no value."""
+    by_sheet: dict[str | None, set[int]] = {}
+    for table in tables:
+        if table.hidden_rows:
+            by_sheet.setdefault(table.sheet, set()).update(table.hidden_rows)
+    return [
+        Violation(file, None, None, f"{counted(len(rows), 'row')} {number_runs(sorted(rows))} {HIDDEN_ROWS}", sheet=sheet).describe()
+        for sheet, rows in by_sheet.items()
+    ]
 
 
 def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:

@@ -162,10 +162,28 @@ def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -
 def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:
     fmt = _xlsx_format(book_headers(book))
     if fmt == "kobo-xlsx":
-        return read_kobo_book(book, file)
-    if fmt == "limesurvey-xlsx":
-        return read_limesurvey_book(book, file)
-    return read_template_book(book, file)
+        tables = read_kobo_book(book, file)
+    elif fmt == "limesurvey-xlsx":
+        tables = read_limesurvey_book(book, file)
+    else:
+        tables = read_template_book(book, file)
+    return _with_hidden_rows(tables, book)
+
+
+def _with_hidden_rows(tables: list[ParsedTable], book: Workbook) -> list[ParsedTable]:
+    """Each table with the rows it read that its sheet hides (by hand, or filtered out by an autofilter): they stay
+    data (a hidden row is still data), and ingestion says so (canonical.hidden_rows_lines)."""
+    hidden = {sheet.title: sheet.hidden for sheet in book.sheets if sheet.hidden}
+    if not hidden:
+        return tables
+    marked = []
+    for table in tables:
+        rows = hidden.get(table.sheet) if table.sheet is not None else None
+        if rows:
+            read = set(table.frame["file_row"].to_list())
+            table = dataclasses.replace(table, hidden_rows=tuple(row for row in rows if row in read))
+        marked.append(table)
+    return marked
 
 
 def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:

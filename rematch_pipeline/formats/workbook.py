@@ -82,6 +82,9 @@ class SheetValues(Protocol):
     formula_texts: Mapping[tuple[int, int], str]
     # Merged cell ranges (merged_ranges): a range of one column below row 1 gives its value to each of its rows.
     merged: Sequence[tuple[int, int, int, int]]
+    # Rows hidden in the sheet (hidden_rows: hidden by hand, filtered out by an autofilter, in a collapsed outline).
+    # Read like any other row; the readers' callers say which of the rows read were hidden.
+    hidden: Sequence[int]
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The rows from row 1 (empty rows included, as tuples of None), up to max_row."""
@@ -141,7 +144,7 @@ def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T], unsave
         sheets = []
         for s in book.worksheets:
             xml = book._archive.read(s._worksheet_path)  # noqa: SLF001 - openpyxl's own part name
-            sheets.append(_OpenpyxlSheet(s, *_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml)))
+            sheets.append(_OpenpyxlSheet(s, *_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), hidden_rows(xml)))
         return read(Workbook(sheets, book.epoch, "openpyxl"))
     finally:
         book.close()
@@ -154,12 +157,14 @@ class _OpenpyxlSheet:
         unsaved: list[tuple[int, int | None]],
         texts: dict[tuple[int, int], str],
         merged: list[tuple[int, int, int, int]],
+        hidden: list[int],
     ) -> None:
         self.sheet = sheet
         self.title: str = sheet.title
         self.unsaved_formulas = unsaved
         self.formula_texts = texts
         self.merged = merged
+        self.hidden = hidden
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The sheet's rows as openpyxl's read-only mode gives them, past the sheet's <dimension> too."""
@@ -185,6 +190,7 @@ class _CalamineSheet:
     unsaved_formulas: list[tuple[int, int | None]]
     formula_texts: dict[tuple[int, int], str]
     merged: list[tuple[int, int, int, int]]
+    hidden: list[int]
     _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
@@ -237,13 +243,13 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
         if not all(_plain_values(reader.archive.read(part), dated) for part in parts):
             return None
         recalculated = recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name))
-        formulas: list[tuple[list[tuple[int, int | None]], dict[tuple[int, int], str], list[tuple[int, int, int, int]]]] = []
+        formulas: list[tuple[list[tuple[int, int | None]], dict[tuple[int, int], str], list[tuple[int, int, int, int]], list[int]]] = []
         for part in sheet_parts:
             # Each sheet's XML once (a national export's is hundreds of MB): the value check, then its formulas.
             xml = reader.archive.read(part)
             if not _plain_values(xml, dated):
                 return None
-            formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml)))
+            formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), hidden_rows(xml)))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
     except Exception:  # noqa: BLE001
@@ -459,6 +465,46 @@ def merged_ranges(xml: bytes) -> list[tuple[int, int, int, int]]:
             )
         )
     return ranges
+
+
+# A row's hidden attribute (hidden="1" or "true"), and the start of the element it is in.
+_HIDDEN_ATTRIBUTE = re.compile(rb"""\shidden\s*=\s*["'](?:1|true)["']""")
+_ROW_START = re.compile(rb"<(?:[\w.-]+:)?row[\s>/]")
+_ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["'](\d+)["']""")
+
+
+def hidden_rows(xml: bytes) -> list[int]:
+    """The numbers of a worksheet's hidden rows (`<row … hidden="1">`), sorted.
+
+    A row filtered out by an autofilter, hidden by hand or in a collapsed outline is saved so alike. One byte search
+    when no row is hidden (a national export's sheet is hundreds of MB); otherwise only the hidden attributes are
+    visited, unless a hidden row has no `r` (allowed, no writer we know leaves it out): then every row is counted.
+    """
+    if xml.find(b"hidden") < 0:
+        return []
+    found: list[int] = []
+    for match in _HIDDEN_ATTRIBUTE.finditer(xml):
+        start = xml.rfind(b"<", 0, match.start())
+        if not _ROW_START.match(xml, start):
+            continue  # a hidden column (<col>) or sheet element, not a row
+        tag = xml[start : xml.find(b">", start) + 1]
+        number = _ROW_NUMBER.search(tag)
+        if number is None:
+            return _hidden_rows_counted(xml)
+        found.append(int(number.group(1)))
+    return sorted(set(found))
+
+
+def _hidden_rows_counted(xml: bytes) -> list[int]:
+    """hidden_rows where a row has no `r`: such a row is the one after the previous row."""
+    found, number = [], 0
+    for match in _ROW_START.finditer(xml):
+        tag = xml[match.start() : xml.find(b">", match.start()) + 1]
+        given = _ROW_NUMBER.search(tag)
+        number = int(given.group(1)) if given else number + 1
+        if _HIDDEN_ATTRIBUTE.search(tag):
+            found.append(number)
+    return found
 
 
 def filled_down(rows: Iterator[Sequence[object]], merged: Sequence[tuple[int, int, int, int]]) -> Iterator[Sequence[object]]:

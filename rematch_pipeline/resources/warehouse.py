@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS ingestion_log (
 ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS skipped VARCHAR;
 -- When `rematch ingest --retry-rejected` last read the file again (ingested_at stays when it landed).
 ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS retried_at TIMESTAMP;
+-- What the file's reading found and read anyway, one line per sheet (hidden rows): the run log's and `rematch ingest`'s
+-- `warning: …` lines.
+ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS warnings VARCHAR;
 CREATE TABLE IF NOT EXISTS quarantine (
     file_sha256 VARCHAR, file_name VARCHAR, sheet VARCHAR, file_row INTEGER, "table" VARCHAR,
     "column" VARCHAR, rule VARCHAR

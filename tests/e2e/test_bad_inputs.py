@@ -699,3 +699,40 @@ def test_a_households_id_merged_over_its_members_rows_is_read_on_each_row_and_er
     _, members = read_export(copy, copy.read_bytes())
     expected = sample.members.filter(pl.col("submission_id") != first["submission_id"])
     assert sorted(members.frame["submission_id"].to_list()) == sorted(expected["submission_id"].to_list())
+
+
+def test_rows_hidden_or_filtered_out_in_a_workbook_are_read_and_said_per_sheet(home: RematchHome, sample: SampleRound, baseline) -> None:
+    """A coordinator who hid rows or left an autofilter on may have meant "leave these out". They are read (a hidden
+    row is still data), and before, without a word. Now the run log and `rematch ingest` say it once per sheet,
+    naming file, sheet and rows (ranges), never a value; the ingestion log keeps the lines."""
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out) as book:
+        for name, frame, hidden in (("Haushalte", sample.households, {3, 4, 5, 8}), ("Personen", sample.members, {2})):
+            sheet = book.add_worksheet(name)
+            sheet.write_row(0, 0, frame.columns)
+            for r, row in enumerate(frame.iter_rows(), start=1):
+                sheet.write_row(r, 0, [value or "" for value in row])
+                if r + 1 in hidden:
+                    sheet.set_row(r, None, None, {"hidden": True})
+            if name == "Personen":  # an autofilter left on, its filtered-out row hidden as Excel saves it
+                sheet.autofilter(0, 0, frame.height, frame.width - 1)
+                sheet.filter_column(0, "x == Blanks")
+    files = _files(sample)
+    del files["households/households.csv"], files["households/members.csv"]
+    files["households/households.xlsx"] = _saved_by_excel(out.getvalue())
+    summary, logs = _ingest(home, files)
+    assert not summary.rejected
+    said = [line for line in summary.warnings if "hidden" in line]
+    rule = "hidden or filtered out in the workbook, read as data like the others; to leave rows out, delete them, not hide them"
+    assert said == [
+        f"households.xlsx [sheet Haushalte]: 4 rows 3-5, 8 {rule}",
+        f"households.xlsx [sheet Personen]: 1 row 2 {rule}",
+    ]
+    assert all(line in logs for line in said)
+    assert _valid_households(home) == baseline  # every row read, hidden or not
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = con.execute("SELECT warnings FROM ingestion_log WHERE file_name = 'households.xlsx'").fetchone()[0]
+    assert stored.splitlines() == said
+    # Counts, rows and names of sheets only.
+    values = {str(v) for row in sample.households.iter_rows() for v in row if v and len(str(v)) > 3}
+    assert not [v for v in values if v in " ".join(said)]

@@ -486,3 +486,81 @@ def test_an_archived_workbook_to_be_recalculated_is_read_as_when_it_landed(monke
     data = _municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=10+5"))
     [table] = read_export(Path("m.xlsx"), data, unsaved_formulas_empty=True)
     assert table.frame["capacity_persons"][1] == "0" and table.frame.height == municipalities.height
+
+
+def _with_hidden_rows(data: bytes, hidden: dict[str, list[int]], filtered: dict[str, list[int]]) -> bytes:
+    """The workbook with rows hidden by hand, and rows filtered out by an autofilter left on (Excel saves both as
+    `<row … hidden="1">`, the filter as `<autoFilter>`); every value as it was."""
+    book = load_workbook(io.BytesIO(data))
+    for title, rows in {**hidden, **filtered}.items():
+        sheet = book[title]
+        for row in rows:
+            sheet.row_dimensions[row].hidden = True
+    for title in filtered:
+        book[title].auto_filter.ref = book[title].dimensions
+        book[title].auto_filter.add_filter_column(0, ["something else"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_hidden_and_filtered_out_rows_are_read_and_named_by_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """A coordinator who hides rows, or leaves an autofilter on, may mean "leave these out"; they are data and are
+    read (decided), and before, without a word. Now each table says which of the rows it read were hidden, and
+    hidden_rows_lines gives one line per sheet naming file, sheet and the rows as ranges, never a value. Both
+    readers find the same rows; the tables are those of the workbook without hidden rows."""
+    from rematch_pipeline.formats.canonical import hidden_rows_lines
+
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    books = _exports(tmp_path)
+    cases = {
+        "households-template.xlsx": ({"households": [3, 4, 5, 7]}, {"members": [9, 30]}),
+        "kobo-kpi.xlsx": ({"Haushalte Fragebogen 2026": [3]}, {"members": [2, 3]}),
+        "limesurvey-households.xlsx": ({}, {"Fragebogen für Haushalte": [4]}),
+    }
+    expected = {
+        "households-template.xlsx": [
+            "households-template.xlsx [sheet households]: 4 rows 3-5, 7 hidden or filtered out in the workbook, read as data"
+            " like the others; to leave rows out, delete them, not hide them",
+            "households-template.xlsx [sheet members]: 2 rows 9, 30 hidden or filtered out in the workbook, read as data"
+            " like the others; to leave rows out, delete them, not hide them",
+        ],
+        "kobo-kpi.xlsx": [
+            "kobo-kpi.xlsx [sheet Haushalte Fragebogen 2026]: 1 row 3 hidden or filtered out in the workbook, read as data"
+            " like the others; to leave rows out, delete them, not hide them",
+            "kobo-kpi.xlsx [sheet members]: 2 rows 2, 3 hidden or filtered out in the workbook, read as data"
+            " like the others; to leave rows out, delete them, not hide them",
+        ],
+        "limesurvey-households.xlsx": [
+            "limesurvey-households.xlsx [sheet Fragebogen für Haushalte]: 1 row 4 hidden or filtered out in the workbook,"
+            " read as data like the others; to leave rows out, delete them, not hide them",
+        ],
+    }
+    for name, (hidden, filtered) in cases.items():
+        plain = read_export(Path(name), books[name])
+        assert hidden_rows_lines(name, plain) == [] and all(t.hidden_rows == () for t in plain)
+        data = _with_hidden_rows(books[name], hidden, filtered)
+        tables = read_export(Path(name), data)
+        assert [(t.table, t.sheet, t.frame.to_dicts()) for t in tables] == [(t.table, t.sheet, t.frame.to_dicts()) for t in plain], name
+        assert hidden_rows_lines(name, tables) == expected[name]
+    # A header hidden with its data is no row read: only the rows a table read are named.
+    data = _with_hidden_rows(books["kobo-kpi.xlsx"], {"members": [1, 2]}, {})
+    assert hidden_rows_lines("k.xlsx", read_export(Path("k.xlsx"), data)) == [
+        "k.xlsx [sheet members]: 1 row 2 hidden or filtered out in the workbook, read as data like the others;"
+        " to leave rows out, delete them, not hide them"
+    ]
+
+
+def test_hidden_rows_are_found_by_the_row_element_only() -> None:
+    from rematch_pipeline.formats.workbook import hidden_rows
+
+    assert hidden_rows(b'<worksheet><sheetData><row r="2"><c r="A2"><is><t>hidden</t></is></c></row></sheetData></worksheet>') == []
+    xml = (
+        b'<x:worksheet><x:cols><x:col min="1" max="1" hidden="1"/></x:cols><x:sheetData>'
+        b'<x:row r="2" hidden="true"/><x:row spans="1:2" r="5" customHeight="1" hidden="1" ht="0"/><x:row r="6" hidden="0"/>'
+        b"</x:sheetData><x:rowBreaks/></x:worksheet>"
+    )
+    assert hidden_rows(xml) == [2, 5]
+    # Rows without r (allowed): each is the one after the previous row.
+    assert hidden_rows(b'<worksheet><sheetData><row/><row r="4"/><row hidden="1"/><row hidden="1"/></sheetData></worksheet>') == [5, 6]
