@@ -124,6 +124,13 @@ SYSTEM_LABELS: dict[str, str] = {
     "zugangsschlüssel": "token",
     "schlüsselwort": "token",
 }
+# Participant columns (a survey with a participant table, "Participant control" on the export page) under "Full
+# question text" headings: Writer::getHeadingText writes a participant field's description, which for the three
+# fields the export page offers besides the attributes is getTokenFieldsAndNames' gT('First name'), gT('Last name'),
+# gT('Email address') (LimeSurvey's Token::attributeLabels has the same words) in the administration language. Only
+# the English words are known here; an attribute's description is the survey's own text. Compared as flat_text
+# (case, blanks and the "spaces to underscores" option do not matter), not squashed: "E-mail address" is our question.
+PARTICIPANT_LABELS: dict[str, str] = {"first name": "firstname", "last name": "lastname", "email address": "email"}
 # LimeSurvey's first columns, in the order its field map puts them (createFieldMap) for our surveys
 # (date stamps on, no participant table, no IP address or referrer). Where their headings are in a
 # language not known here, they are recognised by this position and their values.
@@ -137,7 +144,8 @@ MIN_DETECTING_CODES = 3
 
 _HEADING = re.compile(r"^(?P<code>[A-Za-z][A-Za-z0-9]*)(?:\[(?P<sub>[^\]]*)\])?$")
 # "Question code & question text" headings: the code, a separator (". " by default), the text.
-_CODE_AND_TEXT = re.compile(r"^(?P<heading>[A-Za-z][A-Za-z0-9]*(?:\[[^\]]*\])?)\s*[^\w\s\[].*$")
+# A participant attribute's code (attribute_1) has an underscore, which question codes cannot have.
+_CODE_AND_TEXT = re.compile(r"^(?P<heading>attribute_\d+|[A-Za-z][A-Za-z0-9]*(?:\[[^\]]*\])?)\s*[^\w\s\[].*$")
 _SLOT = re.compile(rf"^{LIMESURVEY_MEMBER_PREFIX}(?P<slot>\d+)(?P<suffix>[a-z]+)$")
 _YES = frozenset({"y", "1"})
 _NO = frozenset({"n", "0"})
@@ -169,7 +177,10 @@ def _normal(header: str) -> str:
     text = re.sub(r"\s+\[", "[", header.strip())
     if (system := _SYSTEM_BY_LABEL.get(_squashed(text))) is not None:
         return system
-    if not _HEADING.match(text) and (match := _CODE_AND_TEXT.match(text)) and _is_ours(match["heading"]):
+    if (participant := PARTICIPANT_LABELS.get(flat_text(text))) is not None:
+        return participant
+    # "Question code & question text": a participant column's code is its field name (Writer::getHeadingCode).
+    if not _HEADING.match(text) and (match := _CODE_AND_TEXT.match(text)) and (_is_system(match["heading"]) or _is_ours(match["heading"])):
         return match["heading"]
     return text
 
@@ -324,8 +335,8 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
 
 
 # A question added to a survey after it was imported from forms/, or a reworded one, is an unexpected column: how to land the rest.
-# So are participant columns (a survey with a participant table) under text headings: their names there are the
-# administration language's and the attributes' own descriptions; under codes they are LimeSurvey's column names, left out.
+# So are participant columns that are not recognised (PARTICIPANT_LABELS, code-and-text headings): under full text
+# headings an attribute's own description, or names in an administration language other than English.
 QUESTIONS_ADDED = (
     "a question added or reworded after the survey was imported, or participant columns (Participant control)? export"
     " with 'Question code' headings and without added questions (Columns control), or undo the change"

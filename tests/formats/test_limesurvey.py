@@ -216,6 +216,33 @@ def test_participant_columns_are_left_out_under_codes_and_named_with_a_hint_unde
     assert "participant columns (Participant control)?" in message
 
 
+def _with_participant_columns(data: bytes, headings: list[str], values: list[str]) -> bytes:
+    """The export with participant columns after every response column, where LimeSurvey's export page puts them."""
+    rows = limesurvey_records(data)
+    rows = [rows[0] + headings] + [row + values for row in rows[1:]]
+    return UTF8_BOM + ("\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_participant_columns_are_left_out_under_full_text_and_code_and_text_headings(table: str) -> None:
+    """Participant columns hold names and e-mail addresses. Under codes they were left out; under text headings the
+    file was refused as having unexpected columns. Headings as Writer::write makes them (LimeSurvey a0f5c4dd): full
+    text is the field's description, getTokenFieldsAndNames' gT('First name') / gT('Last name') / gT('Email address');
+    code and text is the field name, the separator and that description. Now both are left out as under codes."""
+    values = [SECRET, "Muster", "olena@example.org"]
+    full = limesurvey_text_csv(table, "de", "full", system_language="en")
+    _same_as_code_export(_with_participant_columns(full, ["First name", "Last name", "Email address"], values), table)
+    _same_as_code_export(_with_participant_columns(full, ["First_name", "Last_name", "Email_address"], values), table)  # spaces to underscores
+    codetext = limesurvey_text_csv(table, "de", "codetext", system_language="en")
+    headings = ["firstname. First name", "lastname. Last name", "email. Email address", "attribute_1. Amt der Kontaktperson"]
+    data = _with_participant_columns(codetext, headings, [*values, "Amt"])
+    _same_as_code_export(data, table)
+    _same_as_code_export(limesurvey_xlsx(data), table)
+    # Under codes, as before.
+    code = limesurvey_csv(table, incomplete=table == "households")
+    _same_as_code_export(_with_participant_columns(code, ["firstname", "lastname", "email", "attribute_1"], [*values, "Amt"]), table)
+
+
 def test_yes_no_converted_to_other_values_is_refused_with_how_to_export() -> None:
     message = _error(limesurvey_csv("municipalities", convert=("J", "2")))
     assert "row 2, column medicalcare[gen]: limesurvey: multiple-choice column is not Y or empty" in message
