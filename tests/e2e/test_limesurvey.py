@@ -92,3 +92,31 @@ def test_yes_and_no_converted_to_1_and_2_at_export_are_ingested(
     assert sorted(_query(home, "SELECT pets, consent_followup FROM households")) == sorted(
         (h["pets"] == "yes", h["consent_followup"] == "yes") for h in HOUSEHOLDS
     )
+
+
+def test_participant_columns_under_code_and_text_headings_are_stored_nowhere(
+    home: RematchHome, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A households export with Participant control under 'question code & question text' headings was refused; now
+    it is ingested, and the participants' names and e-mail addresses are in no table of either store."""
+    from tests.formats.fixtures.exports import limesurvey_text_csv
+    from tests.formats.test_limesurvey import _with_participant_columns
+
+    secrets = ["Olena-Participant-Qz", "Kovalenko-Participant-Qz", "olena.participant@example.org", "Attribut-Wert-Qz"]
+    data = _with_participant_columns(
+        limesurvey_text_csv("households", "de", "codetext", system_language="en"),
+        ["firstname. First name", "lastname. Last name", "email. Email address", "attribute_1. Amt der Kontaktperson"],
+        secrets,
+    )
+    (home.landing("households") / FILE).write_bytes(data)
+    monkeypatch.setenv("REMATCH_HOME", str(home.path))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    said = capsys.readouterr()
+    assert "rejected: " not in said.err and not [s for s in secrets if s in said.out + said.err]
+    assert _query(home, "SELECT count(*) FROM households") == [(len(HOUSEHOLDS),)]
+    for path in (home.warehouse_path, home.identity_path):
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+            stored = " ".join(str(con.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
+        assert not [s for s in secrets if s in stored], path.name
