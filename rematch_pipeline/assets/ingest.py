@@ -521,26 +521,24 @@ def ingested_hashes(warehouse: DuckDBResource) -> set[str]:
         return {r[0] for r in con.execute("SELECT file_sha256 FROM ingestion_log").fetchall()}
 
 
-def files_with_skipped(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
-    """"file: what its readers left out" for files ingested (or retried) since then, oldest first."""
+def _logged_since(warehouse: DuckDBResource, column: str, since: dt.datetime | None) -> list[tuple[str, str]]:
+    """(file name, the ingestion log's column) where it is set, for files ingested (or retried) since then, oldest first."""
     with warehouse_connection(warehouse) as con:
-        rows = con.execute(
-            "SELECT file_name, skipped FROM ingestion_log WHERE skipped IS NOT NULL"
+        return con.execute(
+            f"SELECT file_name, {column} FROM ingestion_log WHERE {column} IS NOT NULL"
             " AND (? IS NULL OR ingested_at >= ? OR retried_at >= ?) ORDER BY ingested_at, file_name",
             [since, since, since],
         ).fetchall()
-    return [f"{name}: {skipped}" for name, skipped in rows]
+
+
+def files_with_skipped(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
+    """"file: what its readers left out" for files ingested (or retried) since then, oldest first."""
+    return [f"{name}: {skipped}" for name, skipped in _logged_since(warehouse, "skipped", since)]
 
 
 def files_with_warnings(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
     """The lines of what files ingested (or retried) since then had read anyway (hidden rows), oldest first."""
-    with warehouse_connection(warehouse) as con:
-        rows = con.execute(
-            "SELECT warnings FROM ingestion_log WHERE warnings IS NOT NULL"
-            " AND (? IS NULL OR ingested_at >= ? OR retried_at >= ?) ORDER BY ingested_at, file_name",
-            [since, since, since],
-        ).fetchall()
-    return [line for (text,) in rows for line in text.splitlines()]
+    return [line for _, text in _logged_since(warehouse, "warnings", since) for line in text.splitlines()]
 
 
 def rejected_files(warehouse: DuckDBResource, since: dt.datetime | None = None) -> pl.DataFrame:
