@@ -225,7 +225,7 @@ def _years(born: dt.date, on: dt.date) -> int:
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Whole years of age on the household's submission date; the birth date itself is not kept.
 
-    `age_ok` says whether the birth date passes BIRTH_DATE_RULE, `rule` the rule it fails (null if none). Where the household's submission date is
+    `rule` is the birth-date rule the date fails (null where it passes BIRTH_DATE_RULE). Where the household's submission date is
     unknown (its row is broken or missing) age_years is null and the date is checked against every
     plausible submission date (2022-01-01 until today): an age of 0-120 on one of them, so that a broken
     household does not hide its members' own bad birth dates until it is fixed."""
@@ -247,8 +247,7 @@ def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.Dat
     checked = [age(b, o) for b, o in zip(born, joined["_on"].to_list())]
     rules = [None if ok else BIRTH_DATE_SHORT_YEAR_RULE if has_two_digit_year(b) else BIRTH_DATE_RULE for b, (_, ok) in zip(born, checked)]
     return joined.drop("date_of_birth", "_on").with_columns(
-        pl.Series("age_years", [a for a, _ in checked], dtype=pl.Int64), pl.Series("age_ok", [ok for _, ok in checked], dtype=pl.Boolean),
-        pl.Series("rule", rules, dtype=pl.Utf8),
+        pl.Series("age_years", [a for a, _ in checked], dtype=pl.Int64), pl.Series("rule", rules, dtype=pl.Utf8),
     )
 
 
@@ -417,9 +416,9 @@ def build_canonical(
     # Every member row's birth date is checked, whatever else is wrong with the row or its household: a
     # file's problems are reported in one pass, not one fix and landing at a time.
     aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), _submission_dates(households, raw_households.filter(~withdrawn_mask), landed), birth_dates)
-    bad_age = aged.filter(~pl.col("age_ok"))
+    bad_age = aged.filter(pl.col("rule").is_not_null())
     quarantine.append(_row_rule(bad_age, "members", "date_of_birth", pl.col("rule")))
-    members = members.join(aged.filter(pl.col("age_ok")).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
+    members = members.join(aged.filter(pl.col("rule").is_null()).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
 
     orphans = members.join(households, on="submission_id", how="anti")
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
