@@ -139,7 +139,7 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     results.append(execute(defs, instance, "validate_job"))
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
     held_out, warnings = stored_findings(warehouse)
-    # What this pass's files had read anyway (hidden rows) first, then validation's reference warnings.
+    # What this pass's files had read anyway (hidden rows or columns, readers' warnings) first, then validation's reference warnings.
     warnings = files_with_warnings(warehouse, since=started) + warnings
     quarantined = quarantine_lines(warehouse, since=started)
     skipped = files_with_skipped(warehouse, since=started)

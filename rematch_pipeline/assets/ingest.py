@@ -14,7 +14,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.failures import reason_first
-from rematch_pipeline.formats.canonical import ParsedTable, hidden_rows_lines
+from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines
 from rematch_pipeline.formats.redact import without_rows
@@ -46,7 +46,7 @@ class FileOutcome:
     tables: str = ""
     error: str = ""
     skipped: str = ""  # submissions left out on purpose, e.g. "incomplete LimeSurvey responses: 2"
-    warnings: tuple[str, ...] = ()  # what was read anyway, one line per sheet (hidden rows), naming the file
+    warnings: tuple[str, ...] = ()  # what was read anyway, one line per sheet and kind (hidden rows or columns, a reader's warning), naming the file
 
 
 _LOG_COLUMNS = ", ".join(INGESTION_LOG_COLUMNS)
@@ -363,7 +363,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
     skipped = "; ".join(filter(None, [skipped_submissions(parsed), f"{ERASED_LINES}: {erased.count}" if copy_sha is not None and erased.count else ""]))
-    warnings = hidden_rows_lines(path.name, parsed)
+    warnings = read_anyway_lines(path.name, parsed)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for table, raw, _ in split:
@@ -537,7 +537,7 @@ def files_with_skipped(warehouse: DuckDBResource, since: dt.datetime | None = No
 
 
 def files_with_warnings(warehouse: DuckDBResource, since: dt.datetime | None = None) -> list[str]:
-    """The lines of what files ingested (or retried) since then had read anyway (hidden rows), oldest first."""
+    """The lines of what files ingested (or retried) since then had read anyway (hidden rows or columns, a reader's warnings), oldest first."""
     return [line for _, text in _logged_since(warehouse, "warnings", since) for line in text.splitlines()]
 
 

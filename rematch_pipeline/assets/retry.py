@@ -34,7 +34,7 @@ from rematch_pipeline.assets.ingest import (
     skipped_submissions,
     without_consent,
 )
-from rematch_pipeline.formats.canonical import ParsedTable, hidden_rows_lines
+from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import pseudonyms, split_identity
@@ -322,7 +322,7 @@ def _store_again(
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",
-            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, "\n".join(hidden_rows_lines(name, parsed)) or None, now, sha],
+            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, "\n".join(read_anyway_lines(name, parsed)) or None, now, sha],
         )
         con.execute("COMMIT")
     if forgotten:

@@ -48,23 +48,52 @@ class ParsedTable:
     # Submissions the tool marks as not to be used, by reason (e.g. "incomplete LimeSurvey responses": 2).
     skipped: Mapping[str, int] = field(default_factory=dict)
     # Of the rows read (file_row), those hidden in the workbook (by hand or filtered out by an autofilter): read as
-    # data like the others, and said at ingestion (hidden_rows_lines).
+    # data like the others, and said at ingestion (read_anyway_lines).
     hidden_rows: tuple[int, ...] = ()
+    # The headings of the sheet's columns hidden in the workbook, and whether the sheet hides every row it does not
+    # set visible (zeroHeight): read like the others, and said at ingestion too.
+    hidden_columns: tuple[str, ...] = ()
+    rows_hidden_by_default: bool = False
+    # What the reader read otherwise than the file says, one rule each (no file name, never a value): said at
+    # ingestion beside the hidden rows, naming the file and sheet.
+    warnings: tuple[str, ...] = ()
 
 
 HIDDEN_ROWS = "hidden or filtered out in the workbook, read as data like the others; to leave rows out, delete them, not hide them"
+HIDDEN_COLUMNS = "hidden in the workbook, read as data like the others; to leave answers out, clear them, not hide the column"
+ROWS_HIDDEN_BY_DEFAULT = (
+    "the sheet hides its rows by default (only rows set visible show in the workbook); every row is read as data,"
+    " hidden or not; to leave rows out, delete them, not hide them"
+)
 
 
-def hidden_rows_lines(file: str, tables: Sequence[ParsedTable]) -> list[str]:
-    """One line per sheet whose rows read include hidden ones, naming file, sheet and the rows (`14-17, 30`); no value."""
-    by_sheet: dict[str | None, set[int]] = {}
+def read_anyway_lines(file: str, tables: Sequence[ParsedTable]) -> list[str]:
+    """What the file's reading read anyway, one line per sheet and kind, naming file and sheet, never a value: the
+    rows read that the workbook hides (as runs: `14-17, 30`), a sheet that hides its rows by default, the headings of
+    hidden columns, and the readers' warnings (ParsedTable.warnings)."""
+    rows: dict[str | None, set[int]] = {}
+    by_default: dict[str | None, None] = {}
+    columns: dict[str | None, dict[str, None]] = {}
+    warnings: dict[tuple[str | None, str], None] = {}
     for table in tables:
         if table.hidden_rows:
-            by_sheet.setdefault(table.sheet, set()).update(table.hidden_rows)
-    return [
-        Violation(file, None, None, f"{counted(len(rows), 'row')} {number_runs(sorted(rows))} {HIDDEN_ROWS}", sheet=sheet).describe()
-        for sheet, rows in by_sheet.items()
+            rows.setdefault(table.sheet, set()).update(table.hidden_rows)
+        if table.rows_hidden_by_default:
+            by_default[table.sheet] = None
+        if table.hidden_columns:
+            columns.setdefault(table.sheet, {}).update(dict.fromkeys(table.hidden_columns))
+        warnings.update(dict.fromkeys((table.sheet, rule) for rule in table.warnings))
+    lines = [
+        Violation(file, None, None, f"{counted(len(numbers), 'row')} {number_runs(sorted(numbers))} {HIDDEN_ROWS}", sheet=sheet).describe()
+        for sheet, numbers in rows.items()
     ]
+    lines += [Violation(file, None, None, ROWS_HIDDEN_BY_DEFAULT, sheet=sheet).describe() for sheet in by_default]
+    lines += [
+        Violation(file, None, None, f"{counted(len(names), 'column')} {', '.join(names)} {HIDDEN_COLUMNS}", sheet=sheet).describe()
+        for sheet, names in columns.items()
+    ]
+    lines += [Violation(file, None, None, rule, sheet=sheet).describe() for sheet, rule in warnings]
+    return lines
 
 
 def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:

@@ -28,7 +28,15 @@ from pathlib import Path
 
 from rematch_pipeline.formats.canonical import REPEATED_HEADER, ParsedTable, read_canonical_records, read_template_book
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.kobo import book_headers, is_central_header, is_kobo_header, read_kobo_book, read_kobo_records, xlsx_headers
+from rematch_pipeline.formats.kobo import (
+    book_headers,
+    is_central_header,
+    is_kobo_header,
+    read_kobo_book,
+    read_kobo_records,
+    xlsx_headers,
+    xlsx_text,
+)
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_book, read_limesurvey_records, read_limesurvey_vv, vv_records
 from rematch_pipeline.formats.limits import (
     CsvRecords,
@@ -39,7 +47,7 @@ from rematch_pipeline.formats.limits import (
     csv_records,
     is_csv_member,
 )
-from rematch_pipeline.formats.workbook import Workbook, read_workbook
+from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook
 
 # Formats read_export can tell apart (also what `detect_format` returns).
 FORMATS: tuple[str, ...] = (
@@ -160,28 +168,51 @@ def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -
 
 
 def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:
-    fmt = _xlsx_format(book_headers(book))
+    headers = book_headers(book)
+    fmt = _xlsx_format(headers)
+    # The headings of hidden columns, read now: detection's partial read of each sheet is kept for the full one.
+    headings = {sheet.title: _headings(sheet) for sheet in book.sheets if sheet.hidden_columns}
     if fmt == "kobo-xlsx":
         tables = read_kobo_book(book, file)
     elif fmt == "limesurvey-xlsx":
         tables = read_limesurvey_book(book, file)
     else:
         tables = read_template_book(book, file)
-    return _with_hidden_rows(tables, book)
+    return _with_hidden_parts(tables, book, headings)
 
 
-def _with_hidden_rows(tables: list[ParsedTable], book: Workbook) -> list[ParsedTable]:
-    """Each table with the rows it read that its sheet hides (by hand, or filtered out by an autofilter): they stay
-    data (a hidden row is still data), and ingestion says so (canonical.hidden_rows_lines)."""
-    hidden = {sheet.title: sheet.hidden for sheet in book.sheets if sheet.hidden}
-    if not hidden:
+def _headings(sheet: SheetValues) -> list[str]:
+    """The first non-empty row of a sheet (within its first 20) as text: its header, for naming hidden columns."""
+    for values in sheet.rows(max_row=20):
+        cells = [(xlsx_text(v) or "").strip() for v in values]
+        if any(cells):
+            return cells
+    return []
+
+
+def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict[str, list[str]]) -> list[ParsedTable]:
+    """Each table with what its sheet hides in the workbook: the rows it read that are hidden (by hand, or filtered
+    out by an autofilter), whether the sheet hides its rows by default, and the headings of its hidden columns. They
+    stay data (a hidden row or column is still data), and ingestion says so (canonical.read_anyway_lines)."""
+    sheets = {sheet.title: sheet for sheet in book.sheets if sheet.hidden or sheet.hidden_columns or sheet.rows_hidden_by_default}
+    if not sheets:
         return tables
     marked = []
     for table in tables:
-        rows = hidden.get(table.sheet) if table.sheet is not None else None
-        if rows:
-            read = set(table.frame["file_row"].to_list())
-            table = dataclasses.replace(table, hidden_rows=tuple(row for row in rows if row in read))
+        sheet = sheets.get(table.sheet) if table.sheet is not None else None
+        if sheet is not None:
+            changes: dict[str, object] = {}
+            if sheet.hidden:
+                read = set(table.frame["file_row"].to_list())
+                changes["hidden_rows"] = tuple(row for row in sheet.hidden if row in read)
+            if sheet.rows_hidden_by_default and table.frame.height:
+                changes["rows_hidden_by_default"] = True
+            header = headings.get(sheet.title, [])
+            # A hidden column without a heading holds nothing read (the readers read columns by their headings).
+            names = [header[c] for c in sheet.hidden_columns if c < len(header) and header[c]]
+            if names:
+                changes["hidden_columns"] = tuple(names)
+            table = dataclasses.replace(table, **changes)  # type: ignore[arg-type]
         marked.append(table)
     return marked
 

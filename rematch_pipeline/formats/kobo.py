@@ -471,7 +471,9 @@ def read_kobo_csv(data: bytes, file: str) -> list[ParsedTable]:
     return read_kobo_records(csv_records(data, file), file)
 
 
-def _xlsx_text(value: object) -> str | None:
+def xlsx_text(value: object) -> str | None:
+    """A workbook cell's value as the readers' text (None where empty): a whole float without ``.0``, a datetime at
+    midnight as its date, other datetimes in ISO 8601 (with their offset where they carry one)."""
     # The common cells first, by exact type (6 M cells in a national export): text, empty, numbers (1/0 options).
     if value is None or type(value) is str:
         return value  # type: ignore[return-value]
@@ -504,7 +506,7 @@ def sheet_rows(
     for (row, column), text in (formulas or {}).items():
         by_row.setdefault(row, []).append((column, text))
     for number, values in enumerate(sheet.rows(), start=1):
-        cells = [_xlsx_text(v) for v in values]
+        cells = [xlsx_text(v) for v in values]
         if by_row and header is not None and number in by_row:
             for column, text in by_row[number]:
                 cells.extend([None] * (column + 1 - len(cells)))
@@ -535,7 +537,7 @@ def book_headers(book: Workbook) -> list[list[str]]:
     for sheet in book.sheets:
         found = 0
         for values in sheet.rows(max_row=20):
-            cells = [(_xlsx_text(v) or "").strip() for v in values]
+            cells = [(xlsx_text(v) or "").strip() for v in values]
             if any(cells):
                 headers.append(cells)
                 found += 1

@@ -85,6 +85,10 @@ class SheetValues(Protocol):
     # Rows hidden in the sheet (hidden_rows: hidden by hand, filtered out by an autofilter, in a collapsed outline).
     # Read like any other row; the readers' callers say which of the rows read were hidden.
     hidden: Sequence[int]
+    # Columns hidden in the sheet (hidden_columns, from 0), and whether it hides every row it does not set visible
+    # (rows_hidden_by_default: <sheetFormatPr zeroHeight="1">). Read like the others; the callers say so.
+    hidden_columns: Sequence[int]
+    rows_hidden_by_default: bool
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The rows from row 1 (empty rows included, as tuples of None), up to max_row."""
@@ -144,7 +148,7 @@ def _with_openpyxl(data: bytes, file: str, read: Callable[[Workbook], T], unsave
         sheets = []
         for s in book.worksheets:
             xml = book._archive.read(s._worksheet_path)  # noqa: SLF001 - openpyxl's own part name
-            sheets.append(_OpenpyxlSheet(s, *_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), hidden_rows(xml)))
+            sheets.append(_OpenpyxlSheet(s, *_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), *hidden_parts(xml)))
         return read(Workbook(sheets, book.epoch, "openpyxl"))
     finally:
         book.close()
@@ -158,6 +162,8 @@ class _OpenpyxlSheet:
         texts: dict[tuple[int, int], str],
         merged: list[tuple[int, int, int, int]],
         hidden: list[int],
+        hidden_columns: list[int],
+        rows_hidden_by_default: bool,
     ) -> None:
         self.sheet = sheet
         self.title: str = sheet.title
@@ -165,6 +171,8 @@ class _OpenpyxlSheet:
         self.formula_texts = texts
         self.merged = merged
         self.hidden = hidden
+        self.hidden_columns = hidden_columns
+        self.rows_hidden_by_default = rows_hidden_by_default
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The sheet's rows as openpyxl's read-only mode gives them, past the sheet's <dimension> too."""
@@ -191,6 +199,8 @@ class _CalamineSheet:
     formula_texts: dict[tuple[int, int], str]
     merged: list[tuple[int, int, int, int]]
     hidden: list[int]
+    hidden_columns: list[int]
+    rows_hidden_by_default: bool
     _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
@@ -243,13 +253,15 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
         if not all(_plain_values(reader.archive.read(part), dated) for part in parts):
             return None
         recalculated = recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name))
-        formulas: list[tuple[list[tuple[int, int | None]], dict[tuple[int, int], str], list[tuple[int, int, int, int]], list[int]]] = []
+        formulas: list[
+            tuple[list[tuple[int, int | None]], dict[tuple[int, int], str], list[tuple[int, int, int, int]], list[int], list[int], bool]
+        ] = []
         for part in sheet_parts:
             # Each sheet's XML once (a national export's is hundreds of MB): the value check, then its formulas.
             xml = reader.archive.read(part)
             if not _plain_values(xml, dated):
                 return None
-            formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), hidden_rows(xml)))
+            formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), *hidden_parts(xml)))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
     except Exception:  # noqa: BLE001
@@ -473,17 +485,57 @@ _ROW_START = re.compile(rb"<(?:[\w.-]+:)?row[\s>/]")
 _ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["'](\d+)["']""")
 
 
-def hidden_rows(xml: bytes) -> list[int]:
-    """The numbers of a worksheet's hidden rows (`<row … hidden="1">`), sorted.
+# <sheetFormatPr … zeroHeight="1"/>: every row not set visible is hidden (ECMA-376 18.3.1.81), prefixed or not.
+_ZERO_HEIGHT = re.compile(rb"""<(?:[\w.-]+:)?sheetFormatPr\s[^>]*?\bzeroHeight\s*=\s*["'](?:1|true)["']""")
+_COLUMN_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?col\s[^>]*>")
+_COLUMN_BOUND = re.compile(rb"""\s(min|max)\s*=\s*["'](\d+)["']""")
+# Excel's last column (XFD): a <col> range reaching it is not expanded further.
+_LAST_COLUMN = 16384
+
+
+def hidden_parts(xml: bytes) -> tuple[list[int], list[int], bool]:
+    """A worksheet's hidden rows (hidden_rows), hidden columns (from 0) and whether it hides its rows by default
+    (`<sheetFormatPr zeroHeight="1">`).
+
+    Columns and the rows' default are set in the sheet's head, before `<sheetData>` (`<sheetFormatPr>`, `<cols>`):
+    they are looked for there only, so a national export's sheet (hundreds of MB) still costs one byte search for
+    `hidden` after its head, and finding `sheetData` near its start.
+    """
+    data = xml.find(b"sheetData")
+    head = xml[: data if data >= 0 else len(xml)]
+    return hidden_rows(xml, max(data, 0)), hidden_columns(head), _ZERO_HEIGHT.search(head) is not None
+
+
+def hidden_columns(head: bytes) -> list[int]:
+    """The hidden columns (from 0, sorted) of a worksheet's XML up to its `<sheetData>`: each `<col min max
+    hidden="1">` range (a column hidden by hand, or in a collapsed outline)."""
+    if head.find(b"hidden") < 0:
+        return []
+    found: set[int] = set()
+    for match in _COLUMN_ELEMENT.finditer(head):
+        tag = match.group(0)
+        if not _HIDDEN_ATTRIBUTE.search(tag):
+            continue
+        bounds = {name: int(value) for name, value in _COLUMN_BOUND.findall(tag)}
+        first = bounds.get(b"min", 0)
+        last = min(bounds.get(b"max", first), _LAST_COLUMN)
+        if first >= 1:
+            found.update(range(first - 1, last))
+    return sorted(found)
+
+
+def hidden_rows(xml: bytes, start: int = 0) -> list[int]:
+    """The numbers of a worksheet's hidden rows (`<row … hidden="1">`), sorted; ``start``: where its rows begin
+    (the `<sheetData>` hidden_parts found), so a hidden column in the head costs no search of the rows.
 
     A row filtered out by an autofilter, hidden by hand or in a collapsed outline is saved so alike. One byte search
     when no row is hidden (a national export's sheet is hundreds of MB); otherwise only the hidden attributes are
     visited, unless a hidden row has no `r` (allowed, no writer we know leaves it out): then every row is counted.
     """
-    if xml.find(b"hidden") < 0:
+    if xml.find(b"hidden", start) < 0:
         return []
     found: list[int] = []
-    for match in _HIDDEN_ATTRIBUTE.finditer(xml):
+    for match in _HIDDEN_ATTRIBUTE.finditer(xml, start):
         start = xml.rfind(b"<", 0, match.start())
         if not _ROW_START.match(xml, start):
             continue  # a hidden column (<col>) or sheet element, not a row

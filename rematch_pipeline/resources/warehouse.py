@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS ingestion_log (
 ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS skipped VARCHAR;
 -- When `rematch ingest --retry-rejected` last read the file again (ingested_at stays when it landed).
 ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS retried_at TIMESTAMP;
--- What the file's reading found and read anyway, one line per sheet (hidden rows): the run log's and `rematch ingest`'s
+-- What the file's reading found and read anyway, one line per sheet and kind (hidden rows or columns, readers' warnings): the run log's and `rematch ingest`'s
 -- `warning: …` lines.
 ALTER TABLE ingestion_log ADD COLUMN IF NOT EXISTS warnings VARCHAR;
 CREATE TABLE IF NOT EXISTS quarantine (

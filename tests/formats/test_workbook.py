@@ -508,9 +508,9 @@ def _with_hidden_rows(data: bytes, hidden: dict[str, list[int]], filtered: dict[
 def test_hidden_and_filtered_out_rows_are_read_and_named_by_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
     """A coordinator who hides rows, or leaves an autofilter on, may mean "leave these out"; they are data and are
     read (decided), and before, without a word. Now each table says which of the rows it read were hidden, and
-    hidden_rows_lines gives one line per sheet naming file, sheet and the rows as ranges, never a value. Both
+    read_anyway_lines gives one line per sheet naming file, sheet and the rows as ranges, never a value. Both
     readers find the same rows; the tables are those of the workbook without hidden rows."""
-    from rematch_pipeline.formats.canonical import hidden_rows_lines
+    from rematch_pipeline.formats.canonical import read_anyway_lines
 
     monkeypatch.setenv(ENV_XLSX_READER, reader)
     books = _exports(tmp_path)
@@ -539,14 +539,14 @@ def test_hidden_and_filtered_out_rows_are_read_and_named_by_sheet(tmp_path: Path
     }
     for name, (hidden, filtered) in cases.items():
         plain = read_export(Path(name), books[name])
-        assert hidden_rows_lines(name, plain) == [] and all(t.hidden_rows == () for t in plain)
+        assert read_anyway_lines(name, plain) == [] and all(t.hidden_rows == () for t in plain)
         data = _with_hidden_rows(books[name], hidden, filtered)
         tables = read_export(Path(name), data)
         assert [(t.table, t.sheet, t.frame.to_dicts()) for t in tables] == [(t.table, t.sheet, t.frame.to_dicts()) for t in plain], name
-        assert hidden_rows_lines(name, tables) == expected[name]
+        assert read_anyway_lines(name, tables) == expected[name]
     # A header hidden with its data is no row read: only the rows a table read are named.
     data = _with_hidden_rows(books["kobo-kpi.xlsx"], {"members": [1, 2]}, {})
-    assert hidden_rows_lines("k.xlsx", read_export(Path("k.xlsx"), data)) == [
+    assert read_anyway_lines("k.xlsx", read_export(Path("k.xlsx"), data)) == [
         "k.xlsx [sheet members]: 1 row 2 hidden or filtered out in the workbook, read as data like the others;"
         " to leave rows out, delete them, not hide them"
     ]
@@ -564,3 +564,74 @@ def test_hidden_rows_are_found_by_the_row_element_only() -> None:
     assert hidden_rows(xml) == [2, 5]
     # Rows without r (allowed): each is the one after the previous row.
     assert hidden_rows(b'<worksheet><sheetData><row/><row r="4"/><row hidden="1"/><row hidden="1"/></sheetData></worksheet>') == [5, 6]
+
+
+def _with_hidden_columns(data: bytes, columns: dict[str, list[str]], by_default: tuple[str, ...] = ()) -> bytes:
+    """The workbook with columns hidden (by letter, `<col … hidden="1">`) and sheets saved hiding their rows by
+    default (`<sheetFormatPr zeroHeight="1">`); every value as it was."""
+    book = load_workbook(io.BytesIO(data))
+    for title, letters in columns.items():
+        for letter in letters:
+            book[title].column_dimensions[letter].hidden = True
+    for title in by_default:
+        book[title].sheet_format.zeroHeight = True
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_hidden_columns_and_rows_hidden_by_default_are_read_and_said_by_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Hidden columns were read without a word, and a sheet saved hiding every row by default (zeroHeight) was not
+    told at all. They stay data (a hidden column or row is still data); now read_anyway_lines says so, one line per
+    sheet: the hidden columns by their headings, never a value. Both readers agree; the tables are the plain ones."""
+    from rematch_pipeline.formats.canonical import read_anyway_lines
+
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    books = _exports(tmp_path)
+    cases = {
+        "households-template.xlsx": ({"households": ["F", "J"], "members": ["B"]}, ("members",)),
+        "kobo-kpi.xlsx": ({"Haushalte Fragebogen 2026": ["B", "J"]}, ()),
+        "limesurvey-households.xlsx": ({"Fragebogen für Haushalte": ["K"]}, ("Fragebogen für Haushalte",)),
+    }
+    rule = "hidden in the workbook, read as data like the others; to leave answers out, clear them, not hide the column"
+    by_default = (
+        "the sheet hides its rows by default (only rows set visible show in the workbook); every row is read as data,"
+        " hidden or not; to leave rows out, delete them, not hide them"
+    )
+    expected = {
+        "households-template.xlsx": [
+            f"households-template.xlsx [sheet members]: {by_default}",
+            f"households-template.xlsx [sheet households]: 2 columns contact_name, pets {rule}",
+            f"households-template.xlsx [sheet members]: 1 column member_name {rule}",
+        ],
+        "kobo-kpi.xlsx": [f"kobo-kpi.xlsx [sheet Haushalte Fragebogen 2026]: 2 columns end, pets {rule}"],
+        "limesurvey-households.xlsx": [
+            f"limesurvey-households.xlsx [sheet Fragebogen für Haushalte]: {by_default}",
+            f"limesurvey-households.xlsx [sheet Fragebogen für Haushalte]: 1 column contactname {rule}",
+        ],
+    }
+    for name, (columns, zero_height) in cases.items():
+        plain = read_export(Path(name), books[name])
+        data = _with_hidden_columns(books[name], columns, zero_height)
+        tables = read_export(Path(name), data)
+        assert [(t.table, t.sheet, t.frame.to_dicts()) for t in tables] == [(t.table, t.sheet, t.frame.to_dicts()) for t in plain], name
+        assert read_anyway_lines(name, tables) == expected[name]
+    # A hidden column beyond the header holds nothing read: not named.
+    data = _with_hidden_columns(books["kobo-kpi.xlsx"], {"members": ["ZZ"]})
+    assert read_anyway_lines("k.xlsx", read_export(Path("k.xlsx"), data)) == []
+
+
+def test_hidden_columns_and_rows_hidden_by_default_are_found_in_the_sheets_head_only() -> None:
+    from rematch_pipeline.formats.workbook import hidden_parts
+
+    assert hidden_parts(b'<worksheet><sheetData><row r="2"><c r="A2"><is><t>hidden</t></is></c></row></sheetData></worksheet>') == ([], [], False)
+    xml = (
+        b'<x:worksheet><x:sheetFormatPr defaultRowHeight="15" zeroHeight="1"/><x:cols><x:col min="2" max="4" hidden="true"/>'
+        b'<x:col min="6" max="6" width="0" hidden="0"/><x:col hidden="1" max="7" min="7"/></x:cols><x:sheetData>'
+        b'<x:row r="3" hidden="1"/><x:row r="4"><x:c r="A4"><x:is><x:t>zeroHeight="1" hidden</x:t></x:is></x:c></x:row>'
+        b"</x:sheetData></x:worksheet>"
+    )
+    assert hidden_parts(xml) == ([3], [1, 2, 3, 6], True)
+    # Only the sheet's head says so: the same words in a cell's text are no setting.
+    assert hidden_parts(b'<worksheet><sheetFormatPr zeroHeight="0"/><sheetData><row r="1"><c><is><t>zeroHeight="1"</t></is></c></row></sheetData></worksheet>') == ([], [], False)
