@@ -127,10 +127,20 @@ SYSTEM_LABELS: dict[str, str] = {
 # Participant columns (a survey with a participant table, "Participant control" on the export page) under "Full
 # question text" headings: Writer::getHeadingText writes a participant field's description, which for the three
 # fields the export page offers besides the attributes is getTokenFieldsAndNames' gT('First name'), gT('Last name'),
-# gT('Email address') (LimeSurvey's Token::attributeLabels has the same words) in the administration language. Only
-# the English words are known here; an attribute's description is the survey's own text. Compared as flat_text
-# (case, blanks and the "spaces to underscores" option do not matter), not squashed: "E-mail address" is our question.
-PARTICIPANT_LABELS: dict[str, str] = {"first name": "firstname", "last name": "lastname", "email address": "email"}
+# gT('Email address') (LimeSurvey's Token::attributeLabels has the same words) in the administration language: the
+# English words, and German's from LimeSurvey's own locale/de/LC_MESSAGES/de.po (and de-informal.po): "Vorname",
+# "Nachname", "E-Mail-Adresse". An attribute's description is the survey's own text. Compared as flat_text (case,
+# blanks and the "spaces to underscores" option do not matter), not squashed: "E-mail address" is our English
+# question. "E-Mail-Adresse" is our German one too (contact_email): there the first such heading is the question and
+# a second one, after it, the participant's (participant columns follow every response column; _headings).
+PARTICIPANT_LABELS: dict[str, str] = {
+    "first name": "firstname",
+    "last name": "lastname",
+    "email address": "email",
+    "vorname": "firstname",
+    "nachname": "lastname",
+    "e-mail-adresse": "email",
+}
 # LimeSurvey's first columns, in the order its field map puts them (createFieldMap) for our surveys
 # (date stamps on, no participant table, no IP address or referrer). Where their headings are in a
 # language not known here, they are recognised by this position and their values.
@@ -197,7 +207,7 @@ def _is_ours(heading: str) -> bool:
 def _headings(header: list[str], file: str) -> list[str]:
     """Every heading of a code, text or code-and-text export as a code export has it."""
     try:
-        return [_normal(h) for h in code_headings(header)]
+        coded = code_headings(header)
     except UnevenMemberSlots as exc:
         rule = "limesurvey: a member question's heading is there for fewer persons than the others (export every member column)"
         raise InputFileError(Violation(file, 1, exc.heading, rule)) from exc
@@ -207,6 +217,15 @@ def _headings(header: list[str], file: str) -> list[str]:
             " (export every column, or with headings 'question code' or 'full question text')"
         )
         raise InputFileError(Violation(file, 1, exc.heading, rule)) from exc
+    names, texts = [], set()
+    for original, code in zip(header, coded):
+        text = flat_text(original)
+        participant = PARTICIPANT_LABELS.get(text)
+        # A participant label that is also our question's text (German "E-Mail-Adresse") is the question the first
+        # time; the same heading again is the participant column, which LimeSurvey puts after every answer.
+        names.append(participant if participant is not None and text in texts else _normal(code))
+        texts.add(text)
+    return names
 
 
 def _is_system(name: str) -> bool:
