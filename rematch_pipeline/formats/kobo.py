@@ -57,6 +57,8 @@ from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records, max_rows
 from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Kind
+from rematch_pipeline.schemas.parsing import parse_timestamp
+from rematch_pipeline.wording import counted
 
 # Columns only Kobo writes; one of them marks a file as a Kobo export.
 KOBO_MARKERS: frozenset[str] = frozenset(
@@ -369,11 +371,44 @@ def _meta_value(layout: _Layout, cells: list[str | None], names: tuple[str, ...]
     return None
 
 
-def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str | None]) -> None:
-    """Fill submission_id and submitted_at of a main record from Kobo's or Central's metadata."""
+# A time of day with its UTC offset at the end (`10:15:00.000+02:00`, `10:15Z`, `+0200`); a date alone has none.
+_OFFSET = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
+# Why a device time without its offset was read otherwise (_Read.device_times), said once per sheet (ParsedTable.warnings).
+SERVER_TIME_READ = (
+    "submitted_at (the form's end time) without its UTC offset, as KoboToolbox's XLSX export writes it without"
+    " 'Store date and number responses as text' (the device's offset dropped); read from _submission_time (server"
+    " time, UTC) instead; export with that option on to keep the device's time"
+)
+DEVICE_TIME_AS_UTC = (
+    "submitted_at (the form's end time) without its UTC offset and no _submission_time beside it: read as UTC, off by"
+    " the device's offset (2 h in German summer time); export with 'Store date and number responses as text' on, or"
+    " with the _submission_time column"
+)
+
+
+def _without_offset(text: str | None) -> bool:
+    """Whether a submitted_at is a time without a UTC offset (ODK's end time always carries one)."""
+    return text is not None and _OFFSET.search(text.strip()) is None and parse_timestamp(text) is not None
+
+
+def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str | None], typed_end: bool = False) -> str | None:
+    """Fill submission_id and submitted_at of a main record from Kobo's or Central's metadata. With ``typed_end`` (the
+    form's own submitted_at as date-time cells), where such a time has no offset: the rule read (SERVER_TIME_READ,
+    from _submission_time; DEVICE_TIME_AS_UTC where there is none)."""
     record["submission_id"] = _meta_value(layout, cells, SUBMISSION_ID_COLUMNS) or record.get("submission_id")
     if not record.get("submitted_at"):
         record["submitted_at"] = _meta_value(layout, cells, SUBMISSION_TIME_COLUMNS)
+        return None
+    if not typed_end or not _without_offset(record["submitted_at"]):
+        return None
+    # KPI's XLSX export without "Store date and number responses as text" (formpack's xls_types_as_text=False) writes
+    # the end time as a date-time cell: formpack parses it with its offset and xlsxwriter's remove_timezone drops the
+    # offset, keeping the device's wall-clock time (docs/decisions.md). The server's receipt time is UTC.
+    server = _meta_value(layout, cells, SUBMISSION_TIME_COLUMNS)
+    if server is None:
+        return DEVICE_TIME_AS_UTC
+    record["submitted_at"] = server
+    return SERVER_TIME_READ
 
 
 @dataclass
@@ -388,6 +423,8 @@ class _Read:
     index: dict[str, str | None] = field(default_factory=dict)  # _index -> submission_id
     left_out: list[str | None] = field(default_factory=list)  # per main record: why a reviewer rejected it
     keys: list[str | None] = field(default_factory=list)  # per main record: its _index
+    # Main records whose submitted_at had lost its UTC offset, by the rule read (_submission).
+    device_times: dict[str, int] = field(default_factory=dict)
 
 
 def _rejection(layout: _Layout, cells: list[str | None]) -> str | None:
@@ -401,7 +438,9 @@ def _rejection(layout: _Layout, cells: list[str | None]) -> str | None:
     return None
 
 
-def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: str, sheet: str | None) -> _Read:
+def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: str, sheet: str | None, typed_end: bool = False) -> _Read:
+    """The records of a sheet or CSV. ``typed_end``: its submitted_at column holds date-time cells, whose UTC offset
+    the export dropped (_submission)."""
     out = _Read(layout.table)
     main = [c for c in layout.columns if c.field and not c.member]
     members = [c for c in layout.columns if c.member]
@@ -411,8 +450,8 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
     groups = [[c for c in members if c.slot == s] for s in slots] if slots else ([members] if members else [])
     for number, cells in rows:
         record = _record(main, cells, file, number, layout.table, sheet)
-        if layout.table != REPEAT_TABLE:
-            _submission(layout, cells, record)
+        if layout.table != REPEAT_TABLE and (rule := _submission(layout, cells, record, typed_end)) is not None:
+            out.device_times[rule] = out.device_times.get(rule, 0) + 1
         submission = record.get("submission_id")
         key = _cell(cells[index_col.position]) if index_col is not None and index_col.position < len(cells) else None
         if key is not None:
@@ -444,7 +483,10 @@ def _skip_hxl(rows: list[tuple[int, list[str | None]]]) -> list[tuple[int, list[
 
 
 def _tables(read: _Read, file: str, sheet: str | None, member_sheet: str | None = None) -> list[ParsedTable]:
-    tables = [with_left_out(canonical_table(read.table, read.main, read.main_rows, sheet), read.left_out)]
+    main = with_left_out(canonical_table(read.table, read.main, read.main_rows, sheet), read.left_out)
+    if read.device_times:
+        main = replace(main, warnings=tuple(f"{counted(n, 'submission')}: {rule}" for rule, n in read.device_times.items()))
+    tables = [main]
     if read.members:
         tables.append(canonical_table(REPEAT_TABLE, read.members, read.member_rows, member_sheet or sheet))
     return tables
@@ -490,13 +532,14 @@ def xlsx_text(value: object) -> str | None:
 
 
 def sheet_rows(
-    sheet: SheetValues, file: str, formulas: Mapping[tuple[int, int], str] | None = None
+    sheet: SheetValues, file: str, formulas: Mapping[tuple[int, int], str] | None = None, date_times: set[int] | None = None
 ) -> tuple[int, list[str], list[tuple[int, list[str | None]]]]:
     """(header row number, header, non-empty data rows) of a worksheet, under the row limit.
 
     Row numbers are the sheet's; cells are text (a whole float without its ``.0``, a date at
     midnight as a date), None where empty. ``formulas``: text read instead of a data cell's value, by
-    (row, column from 0) (SheetValues.formula_texts); the header's cells are read as saved.
+    (row, column from 0) (SheetValues.formula_texts); the header's cells are read as saved. ``date_times``: filled
+    with the columns (from 0) where a data row holds a date-time cell (a number cell with a date format).
     """
     header: list[str] | None = None
     header_row = 0
@@ -520,6 +563,9 @@ def sheet_rows(
             header_row = number
             continue
         rows.append((number, cells))
+        # `in` over the types runs at C speed on the rows without one.
+        if date_times is not None and dt.datetime in map(type, values):
+            date_times.update(c for c, v in enumerate(values) if type(v) is dt.datetime)
         if len(rows) > limit:
             check_row_count(len(rows), file, number, sheet.title)
     return header_row, header or [], rows
@@ -569,7 +615,9 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         # as 0, in a workbook to be recalculated when opened: such a cell is read as the answer (`=` and the formula),
         # as KPI's CSV export gives it; a text or code field is then quarantined at that row and column (the formula
         # rule), an identifying one goes to the identity store as typed, as from a CSV.
-        header_row, header, rows = sheet_rows(sheet, file, sheet.formula_texts)
+        # Date-time cells only come from openpyxl (a workbook with date cells is not read by calamine): not looked for else.
+        date_times: set[int] = set()
+        header_row, header, rows = sheet_rows(sheet, file, sheet.formula_texts, date_times if book.reader == "openpyxl" else None)
         if not header:
             continue
         if not is_kobo_header(header) and not names_a_field(header) and not (rows and names_a_field([c or "" for c in rows[0][1]])):
@@ -590,7 +638,9 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         layout = _layout(header, file, sheet.title)
         _check_layout(layout, file, sheet.title)
         rows = _skip_hxl(rows)
-        read = _read_rows(layout, rows, file, sheet.title)
+        # The form's end time as date-time cells: KPI's XLSX export without "Store date and number responses as text".
+        typed_end = any(c.field == "submitted_at" and c.position in date_times for c in layout.columns)
+        read = _read_rows(layout, rows, file, sheet.title, typed_end)
         if layout.table == REPEAT_TABLE:
             repeats.append((sheet.title, layout, read, rows))
         else:
