@@ -57,7 +57,6 @@ from rematch_pipeline.formats.kobo_labels import names_from_labels
 from rematch_pipeline.formats.limits import CsvRecords, check_row_count, csv_records, max_rows
 from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import TABLES, Kind
-from rematch_pipeline.schemas.parsing import parse_timestamp
 from rematch_pipeline.wording import counted
 
 # Columns only Kobo writes; one of them marks a file as a Kobo export.
@@ -388,7 +387,8 @@ DEVICE_TIME_AS_UTC = (
 
 def _without_offset(text: str | None) -> bool:
     """Whether a submitted_at is a time without a UTC offset (ODK's end time always carries one)."""
-    return text is not None and _OFFSET.search(text.strip()) is None and parse_timestamp(text) is not None
+    # _moment, not schemas.parsing: the readers stay free of pandera (a reading child process's memory).
+    return text is not None and _OFFSET.search(text.strip()) is None and _moment(text) is not None
 
 
 def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str | None], typed_end: bool = False) -> str | None:
