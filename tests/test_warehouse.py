@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 from rematch_pipeline.resources.warehouse import warehouse_connection
 
 
-def test_an_ingestion_log_from_before_the_skipped_column_gains_it_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_an_ingestion_log_from_before_the_skipped_column_gains_the_later_columns_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(path)) as con:  # the table as the first releases created it
         con.execute(
@@ -21,8 +21,8 @@ def test_an_ingestion_log_from_before_the_skipped_column_gains_it_and_keeps_its_
         con.execute("INSERT INTO ingestion_log VALUES ('a1', 'old.csv', 'households', 'a1.csv', 'ingested', 'households', 3, NULL, ?)", [dt.datetime(2026, 7, 1)])
     with warehouse_connection(DuckDBResource(database=str(path))) as con:
         columns = [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()]
-        assert columns[-2:] == ["skipped", "retried_at"]  # each added by the release that introduced it
-        assert con.execute("SELECT file_name, rows_ingested, skipped, retried_at FROM ingestion_log").fetchall() == [("old.csv", 3, None, None)]
+        assert columns[-3:] == ["skipped", "retried_at", "warnings"]  # each added by the release that introduced it
+        assert con.execute("SELECT file_name, rows_ingested, skipped, retried_at, warnings FROM ingestion_log").fetchall() == [("old.csv", 3, None, None, None)]
     with warehouse_connection(DuckDBResource(database=str(path))) as con:  # a second opening changes nothing
         assert [r[0] for r in con.execute("DESCRIBE ingestion_log").fetchall()] == columns
 
