@@ -11,7 +11,14 @@ from dagster._config.errors import DagsterEvaluationErrorReason
 from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemEntry, EvaluationStackPathEntry
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.ingest import files_with_skipped, files_with_warnings, ingested_hashes, misplaced_files, rejected_files
+from rematch_pipeline.assets.ingest import (
+    files_with_skipped,
+    files_with_warnings,
+    ingested_hashes,
+    misplaced_files,
+    rejected_files,
+    rejected_hashes,
+)
 from rematch_pipeline.assets.sensors import export_run_requests
 from rematch_pipeline.assets.validate import quarantine_lines, stored_findings
 from rematch_pipeline.errors import UserFacingError
@@ -128,10 +135,15 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
         # Nothing was ever landed: validating empty tables would only warn that each is empty.
         return IngestionSummary(0, [], [], [], misplaced=misplaced)
     instance.add_dynamic_partitions("exports", keys)
-    results = [
-        execute(defs, instance, "ingest_file_job", partition_key=r.partition_key, run_config=r.run_config, tags=r.tags)
-        for r in requests
-    ]
+    results = []
+    for r in requests:
+        try:
+            results.append(execute(defs, instance, "ingest_file_job", partition_key=r.partition_key, run_config=r.run_config, tags=r.tags))
+        except RunFailed:
+            # A refused file fails its run (the UI shows it red) and is reported below from the ledger, with
+            # the others; any other failure stops the pass.
+            if r.partition_key not in rejected_hashes(warehouse):
+                raise
     retried: list[str] = []
     if retry:
         results.append(execute(defs, instance, "retry_exports_job"))

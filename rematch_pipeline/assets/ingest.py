@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.failures import reason_first
+from rematch_pipeline.assets.failures import reason_first, stated
 from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines
@@ -470,12 +470,17 @@ def landed_export(
     kind, path = find_landed(home, context.partition_key, config)
     outcome = ingest_file(kind, path, home, identity, warehouse)
     if outcome.status == "rejected":
-        context.log.error(f"rejected {outcome.error}")
-    else:
-        skipped = f"; left out: {outcome.skipped}" if outcome.skipped else ""
-        context.log.info(f"{path.name}: {outcome.status}, {counted(outcome.rows, 'row')} into {outcome.tables or '-'}{skipped}")
-        for line in outcome.warnings:
-            context.log.warning(line)
+        # The run fails: a refused file ran green in the Runs list and its partition showed materialized like a
+        # stored one, the reason only in one log line. Its failure's first red line is the reason (file, row,
+        # column, rule); the ledger (ingestion_log) records it, and the same bytes are not read again.
+        raise stated(
+            f"rejected {outcome.error}; nothing of this file is stored: fix it and land it again",
+            {"file_name": path.name, "landing_folder": kind, "status": outcome.status},
+        )
+    skipped = f"; left out: {outcome.skipped}" if outcome.skipped else ""
+    context.log.info(f"{path.name}: {outcome.status}, {counted(outcome.rows, 'row')} into {outcome.tables or '-'}{skipped}")
+    for line in outcome.warnings:
+        context.log.warning(line)
     return dg.MaterializeResult(
         metadata=filled(
             {
@@ -519,6 +524,12 @@ def ingested_hashes(warehouse: DuckDBResource) -> set[str]:
     """sha256 of every file already in the ingestion log (ingested or rejected)."""
     with warehouse_connection(warehouse) as con:
         return {r[0] for r in con.execute("SELECT file_sha256 FROM ingestion_log").fetchall()}
+
+
+def rejected_hashes(warehouse: DuckDBResource) -> set[str]:
+    """sha256 of every file the ingestion log records as rejected."""
+    with warehouse_connection(warehouse) as con:
+        return {r[0] for r in con.execute("SELECT file_sha256 FROM ingestion_log WHERE status = 'rejected'").fetchall()}
 
 
 def _logged_since(warehouse: DuckDBResource, column: str, since: dt.datetime | None) -> list[tuple[str, str]]:

@@ -150,13 +150,39 @@ def test_landed_exports_metadata_leaves_out_what_is_empty(home: RematchHome) -> 
         records = instance.fetch_materializations(dg.AssetKey("landed_export"), limit=10).records
     shown = {r.asset_materialization.metadata["file_name"].value: {k: v.value for k, v in r.asset_materialization.metadata.items()}
              for r in records}
-    assert set(shown) == {"results-survey123456.csv", "broken.csv"}
+    # A refused file records no materialization (its run fails, next test), so only the stored one is here.
+    assert set(shown) == {"results-survey123456.csv"}
     assert [(name, k) for name, meta in shown.items() for k, v in meta.items() if v == ""] == []
-    ingested, rejected = shown["results-survey123456.csv"], shown["broken.csv"]
+    ingested = shown["results-survey123456.csv"]
     assert ingested["status"] == "ingested" and "error" not in ingested
     assert ingested["skipped"] == "incomplete LimeSurvey responses: 1"
-    assert rejected["status"] == "rejected" and rejected["error"].startswith("broken.csv, row 1: header: missing columns")
-    assert "skipped" not in rejected and "tables" not in rejected
+
+
+def test_a_refused_file_fails_its_run_with_the_reason_first_and_the_others_are_stored(home: RematchHome, capsys) -> None:
+    """Walked in a browser: a refused export's ingest_file_job run was green (Success) in the Runs list and its
+    landed_export partition green like a stored file's; the reason was one ERROR line inside the run."""
+    from rematch_pipeline.cli import main
+    from tests.formats.fixtures.exports import limesurvey_csv
+
+    (home.landing("households") / "results-survey123456.csv").write_bytes(limesurvey_csv())
+    (home.landing("municipalities") / "broken.csv").write_text("municipality_id;capacity_persons\n01001;5\n")
+    assert main(["ingest"]) == 1  # `rematch ingest` goes on past the failed run and names the file, as before
+    assert "rejected: broken.csv, row 1: header: missing columns" in capsys.readouterr().err
+    with dg.DagsterInstance.get() as instance:
+        runs = {r.tags["rematch/file"]: r for r in instance.get_runs() if r.job_name == "ingest_file_job"}
+        assert runs["results-survey123456.csv"].status == dg.DagsterRunStatus.SUCCESS
+        refused = runs["broken.csv"]
+        assert refused.status == dg.DagsterRunStatus.FAILURE
+        [step] = [e.dagster_event for e in instance.all_logs(refused.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+        # The run view's first red line: the reason alone (file, row, column, rule), then what to do.
+        first_line = step.step_failure_data.error.message.splitlines()[0]
+        assert first_line.startswith("rejected broken.csv, row 1: header: missing columns"), first_line
+        assert first_line.endswith("nothing of this file is stored: fix it and land it again")
+        metadata = {k: v.value for k, v in step.step_failure_data.user_failure_data.metadata.items()}
+        assert metadata == {"file_name": "broken.csv", "landing_folder": "municipalities", "status": "rejected"}
+        # Its partition is not shown as materialized; validation ran once, after the stored file.
+        assert not instance.get_materialized_partitions(dg.AssetKey("landed_export")) >= {refused.tags["dagster/partition"]}
+        assert [r.status for r in instance.get_runs() if r.job_name == "validate_job"] == [dg.DagsterRunStatus.SUCCESS]
 
 
 def _record(home: RematchHome, config: dict) -> dg.ExecuteInProcessResult:
@@ -469,3 +495,4 @@ def test_a_wall_clock_cut_of_the_large_path_is_said_once_in_the_rounds_log(
     assert len(cut) == 1 and "wall_limit_seconds" in cut[0], warned
     assert not [line for line in warned if line.startswith("the time limit cut this solve short")], warned
     assert json.loads((ingested.round_dir("r1") / "solver.json").read_text())["reproducible"] is False
+
