@@ -1,7 +1,6 @@
 """The one Definitions object: assets by stage, checks, jobs, sensors and resources on the data home."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.decisions import record_decisions_job
 from rematch_pipeline.assets.expectations import expectation_checks
@@ -15,6 +14,7 @@ from rematch_pipeline.assets.sensors import hourly_ingestion, ingest_file_job, l
 from rematch_pipeline.assets.validate import canonical_tables, contract_checks, reference_checks
 from rematch_pipeline.resources.home import RematchHome, default_home
 from rematch_pipeline.resources.identity import IdentityStore
+from rematch_pipeline.resources.warehouse import Warehouse
 
 VALIDATE_ASSETS = [canonical_tables, household_features, municipality_features]
 ROUND_ASSETS = [round_candidates, round_proposals, round_report]
@@ -23,7 +23,10 @@ CHECKS = [*contract_checks, *expectation_checks, *reference_checks]
 round_job = dg.define_asset_job(
     "round_job",
     selection=dg.AssetSelection.assets(*ROUND_ASSETS),
-    description="Run one matching round (a partition of `rounds`): candidates, assignment, report.",
+    # Shown on the job's page, which has no Launchpad tab for an asset job (an op job such as record_decisions_job has one).
+    description="Run one matching round (a partition of `rounds`: the round id): candidates, assignment, report. To launch"
+    " it: the arrow beside *Materialize all…* → *Open launchpad*; pick the round id or *Add new partition*, set `period`"
+    " (and weights, locks), then *Materialize*. Answers to its proposals: record_decisions_job.",
 )
 
 
@@ -32,7 +35,7 @@ def build_resources(home: RematchHome) -> dict[str, object]:
     return {
         "home": home,
         "identity": IdentityStore(home=home),
-        "warehouse": DuckDBResource(database=str(home.warehouse_path)),
+        "warehouse": Warehouse(database=str(home.warehouse_path)),
     }
 
 

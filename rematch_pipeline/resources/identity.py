@@ -97,7 +97,10 @@ def _migrate_member_key(con: duckdb.DuckDBPyConnection) -> None:
 
 
 class IdentityStore(dg.ConfigurableResource):
-    """PII storage and the pseudonymiser, bound to one data home."""
+    """The identity store of the data home (identity.duckdb: names, contacts, birth dates, references), kept apart
+    from every other table, and the key of the pseudonyms. Nothing to set here."""
+
+    # The docstring is the resource's description in the Launchpad; for code: PII storage and the pseudonymiser.
 
     home: RematchHome
 

@@ -496,3 +496,18 @@ def test_a_wall_clock_cut_of_the_large_path_is_said_once_in_the_rounds_log(
     assert not [line for line in warned if line.startswith("the time limit cut this solve short")], warned
     assert json.loads((ingested.round_dir("r1") / "solver.json").read_text())["reproducible"] is False
 
+
+def test_the_launchpad_describes_the_resources_block_in_a_coordinators_words(home: RematchHome) -> None:
+    """Walked in a browser: the round's Launchpad scaffolds a `resources:` block, and its panel described
+    `warehouse` with dagster_duckdb's docstring (a Python example, `.. code-block:: python`) and `home` as
+    "`prepare()` creates the folders"; round_job's page has no Launchpad tab (an asset job), nor said where it is."""
+    job = build_definitions(home).resolve_job_def("round_job")
+    resources = job.run_config_schema.config_type.fields["resources"].config_type.fields
+    texts = {name: " ".join((resources[name].description or "").split()) for name in ("home", "identity", "warehouse")}
+    assert all(texts.values()), texts
+    for name, text in texts.items():
+        assert "code-block" not in text and "prepare()" not in text and "DuckDBResource" not in text, (name, text)
+    assert "Leave it as scaffolded" in texts["home"] and "Leave it as scaffolded" in texts["warehouse"]
+    assert "Nothing to set here" in texts["identity"]
+    assert "*Open launchpad*" in job.description and "*Add new partition*" in job.description
+
