@@ -15,6 +15,13 @@ from rematch_pipeline.errors import UserFacingError
 
 LANDING_KINDS: tuple[str, ...] = ("municipalities", "households", "decisions")
 
+# Dagster's "Join the Dagster community" window (a newsletter sign-up asking for an e-mail address) greets each
+# new browser profile on the first page it opens; coordinators have nothing to do with it.
+_NUX_BLOCK = """\
+nux:
+  enabled: false
+"""
+
 _DAGSTER_YAML = """\
 # Written by rematch: local Dagster instance of this data home.
 # Every step that writes the warehouse DuckDB file runs in pool "duckdb";
@@ -24,7 +31,7 @@ concurrency:
     default_limit: 1
 telemetry:
   enabled: false
-"""
+""" + _NUX_BLOCK
 
 
 _umask_lock = threading.Lock()
@@ -62,7 +69,11 @@ def default_home() -> Path:
 
 
 class RematchHome(dg.ConfigurableResource):
-    """Paths of one data home; `prepare()` creates the folders, the Dagster instance and the key file."""
+    """The data home (REMATCH_HOME) the UI was started on: every file of the pipeline lives under `root`. Leave it
+    as scaffolded (or delete the block): another path reads and writes another data home."""
+
+    # The docstring is the resource's description in the Launchpad, for coordinators. For code: the paths of
+    # one data home; `prepare()` creates the folders, the Dagster instance and the key file.
 
     root: str
 
@@ -112,6 +123,11 @@ class RematchHome(dg.ConfigurableResource):
         dagster_yaml = self.dagster_home / "dagster.yaml"
         if not dagster_yaml.exists():
             dagster_yaml.write_text(_DAGSTER_YAML)
+        else:
+            # A data home made before the window was switched off gets it off too, if the file is still rematch's.
+            text = dagster_yaml.read_text()
+            if text.startswith("# Written by rematch") and "\nnux:" not in text:
+                dagster_yaml.write_text(text.rstrip("\n") + "\n" + _NUX_BLOCK)
 
     def secret(self) -> bytes:
         """The HMAC key for pseudonyms: REMATCH_SECRET, else a key file created once with mode 0600."""

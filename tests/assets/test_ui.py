@@ -511,3 +511,18 @@ def test_the_launchpad_describes_the_resources_block_in_a_coordinators_words(hom
     assert "Nothing to set here" in texts["identity"]
     assert "*Open launchpad*" in job.description and "*Add new partition*" in job.description
 
+
+def test_the_data_homes_dagster_instance_shows_no_newsletter_window(home: RematchHome, tmp_path) -> None:
+    """Walked in a browser: the first page a coordinator opened was covered by Dagster's "Join the Dagster
+    community" window asking for an e-mail address. A data home made before gets it switched off too."""
+    with dg.DagsterInstance.get() as instance:
+        assert instance.nux_enabled is False
+    older = RematchHome(root=str(tmp_path / "older"))
+    older.dagster_home.mkdir(parents=True)
+    written = "# Written by rematch: local Dagster instance of this data home.\ntelemetry:\n  enabled: false\n"
+    (older.dagster_home / "dagster.yaml").write_text(written)
+    older.prepare()
+    older.prepare()  # once
+    assert (older.dagster_home / "dagster.yaml").read_text() == written + "nux:\n  enabled: false\n"
+    with dg.DagsterInstance.from_config(str(older.dagster_home)) as instance:
+        assert instance.nux_enabled is False
