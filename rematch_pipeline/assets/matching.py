@@ -375,10 +375,11 @@ def round_candidates(
     forbidden = coordinator.frame().filter(pl.col("kind") == FORBIDDEN).select("household_pseudonym", "municipality_id")
     forbidden_candidates = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="semi")
     pairs = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="anti")
-    context.log.info(
-        f"{pairs.height} compatible pairs ({forbidden_candidates.height} forbidden by the coordinator left out,"
-        f" {len(coordinator.locked)} locked); scoring"
-    )
+    # The coordinator's lists by their Launchpad names, and only when used: the run view read `11675 compatible pairs
+    # (0 forbidden by the coordinator left out, 0 locked)` on every round.
+    given = [f"{forbidden_candidates.height} left out by forbidden_pairs"] if forbidden_candidates.height else []
+    given += [f"{len(coordinator.locked)} locked by locked_pairs"] if coordinator.locked else []
+    context.log.info(f"{pairs.height} compatible pairs" + (f" ({', '.join(given)})" if given else "") + "; scoring")
     # The rules' counts, the scores and storing them: at 15 M pairs (a national round) about half a minute with
     # nothing else to say; the line says the round is alive and how much it scores.
     with still_working(context.log.info, f"still scoring and storing {counted(pairs.height, 'compatible pair')}"):

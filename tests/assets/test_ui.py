@@ -245,6 +245,9 @@ def test_a_rounds_log_says_what_it_solves_and_how_well_in_a_coordinators_words(
     home, result = round_r1
     with dg.DagsterInstance.get() as instance:
         lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
+        candidates = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_candidates"]
+    # Walked in a browser: every round said `… compatible pairs (0 forbidden by the coordinator left out, 0 locked); scoring`.
+    assert any(re.fullmatch(r"\d+ compatible pairs; scoring", line) for line in candidates), candidates
     solving = [line for line in lines if line.startswith("solving ")]
     assert len(solving) == 1 and re.fullmatch(
         r"solving \d+ placement units \(households; linked ones as one\) × 4 municipalities, \d+ compatible pairs \(cbc, time limit 10 s\)",
