@@ -421,7 +421,7 @@ def test_a_round_says_it_is_alive_while_it_scores_stores_and_loads_its_pairs(ing
     with dg.DagsterInstance.get() as instance:
         logs = [r for r in instance.all_logs(result.run_id) if r.level == logging.INFO]
     candidates = [r.user_message for r in logs if r.step_key == "round_candidates"]
-    pairs = next(int(line.split()[0]) for line in candidates if line.endswith("locked); scoring"))
+    pairs = next(int(line.split()[0]) for line in candidates if line.endswith(" compatible pairs; scoring"))
     still = [line for line in candidates if line.startswith("still scoring")]
     assert still and all(re.fullmatch(rf"still scoring and storing {pairs} compatible pairs, \d+ s so far", line) for line in still), candidates
     stored = candidates.index(f"{pairs} compatible pairs scored and stored")
