@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, municipality_table, render_round_report
+from rematch_pipeline.engine.compatibility import RULES
+from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, municipality_table, render_round_report, rule_words
 from rematch_pipeline.wording import solved_words
 
 EVIL_NAME = "<script>alert(1)</script> Neustadt"
@@ -407,8 +408,21 @@ def test_a_municipality_that_offers_none_of_a_capacity_says_so_where_it_keeps_ho
     offered none. Now the rule says `none offered`; a capacity offered and used up keeps the plain rule."""
     reasons = _reasons().with_columns(pl.Series("main_rule", ["resource_persons", "medical_care", "resource_housing_units"]))
     text = _section_text(render_round_report(_data(municipalities=_municipalities(), municipality_reasons=reasons)), "municipalities")
-    assert "resource_housing_units: none offered (4)" in text  # Dresden offers 0 of everything
-    assert "resource_persons (1)" in text and "resource_persons: none" not in text  # Flensburg offers 10
+    assert "no housing units offered (4)" in text  # Dresden offers 0 of everything
+    assert "needs more persons than offered (1)" in text and "no persons offered" not in text  # Flensburg offers 10
+
+
+def test_the_rule_keeping_most_out_reads_in_words_with_its_name_in_the_tooltip() -> None:
+    """Walked in the browser (twenty-eighth session): the Municipalities table named the rule by its code
+    (`medical_care (2)`, `family_tie_must`), which an evaluator has to look up. Now every hard rule of the engine has
+    words, and the code stays in the cell's tooltip (the name in logs, docs and the round's exports)."""
+    for rule in RULES:
+        assert rule_words(rule) != rule and "_" not in rule_words(rule), rule
+    reasons = _reasons().with_columns(pl.Series("main_rule", ["family_tie_must", "medical_care", "resource_kita_places"]))
+    html = render_round_report(_data(municipalities=_municipalities(), municipality_reasons=reasons))
+    text = _section_text(html, "municipalities")
+    assert "too far from a family tie marked must (1)" in text and "medical care needed is not offered (2)" in text
+    assert "family_tie_must" not in text and 'title="family_tie_must"' in html
 
 
 def test_the_solver_status_reads_as_the_runs_log_and_metadata_say_it() -> None:

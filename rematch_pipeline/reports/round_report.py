@@ -42,6 +42,37 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("integration_course_places", "Integration course", "Integration course places (Integrationskurs)"),
 )
 
+# The hard rules (engine.compatibility.RULES) in a reader's words, for the Municipalities table's "rule keeping most
+# out"; the rule's name stays in the cell's tooltip (it is the name in the logs, docs and round exports).
+_RULE_WORDS: dict[str, str] = {
+    "largest_unit": "household larger than the largest dwelling",
+    "medical_care": "medical care needed is not offered",
+    "pets": "pets not allowed",
+    "excluded": "excluded by the household",
+    "declined": "declined in an earlier round",
+    "family_tie_must": "too far from a family tie marked must",
+}
+# resource_<r>: the household alone needs more of r than the municipality offers in all.
+_RESOURCE_WORDS: dict[str, str] = {
+    "persons": "persons",
+    "housing_units": "housing units",
+    "accessible_units": "wheelchair-accessible units",
+    "kita_places": "Kita places",
+    "school_places_primary": "primary school places",
+    "school_places_secondary": "secondary school places",
+    "integration_course_places": "integration course places",
+}
+
+
+def rule_words(rule: str, offered: bool = True) -> str:
+    """A hard rule's name in a reader's words; for a resource rule, `none offered` where the municipality offers none
+    of it (its row's "Full" lists only capacities offered, so nothing else says why nobody came)."""
+    if rule.startswith("resource_"):
+        resource = _RESOURCE_WORDS.get(rule.removeprefix("resource_"), rule.removeprefix("resource_"))
+        return f"needs more {resource} than offered" if offered else f"no {resource} offered"
+    return _RULE_WORDS.get(rule, rule)
+
+
 # One word per resource for the Municipalities table, where a cell lists several of them.
 _CHIPS: dict[str, str] = {
     "persons": "Persons",
@@ -893,16 +924,15 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         full = [_CHIPS.get(r, short) for r, short, _ in resources if row[f"full_{r}"]]
         missed = sorted(((-(row.get(f"missed_{r}") or 0), i, _CHIPS.get(r, short)) for i, (r, short, _) in enumerate(RESOURCES)))
         main_rule = row.get("main_rule")
-        rule_text = f"{main_rule} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–"
-        if main_rule and main_rule.startswith("resource_") and row.get(f"capacity_{main_rule.removeprefix('resource_')}") == 0:
-            # "Full" lists only capacities offered: say that this one was not, or nothing says why nobody came.
-            rule_text = f"{main_rule}: none offered ({_fmt_int(row.get('main_rule_households'))})"
+        offered = not (main_rule and main_rule.startswith("resource_") and row.get(f"capacity_{main_rule.removeprefix('resource_')}") == 0)
+        rule_text = f"{rule_words(main_rule, offered)} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–"
         return {
             "full": full,
             "missed": ", ".join(f"{chip}: {_fmt_int(-n)}" for n, _, chip in missed if n) or "–",
             "compatible": _fmt_int(row.get("compatible_households")),
             "excluded": _fmt_int(row.get("excluded_households")),
             "main_rule": rule_text,
+            "main_rule_name": main_rule or "",
             "accepted_persons": _fmt_int(row["accepted_persons"]),
             "id": row["municipality_id"],
             "name": row["municipality_name"] or "",
