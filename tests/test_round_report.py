@@ -464,3 +464,12 @@ def test_a_backend_the_round_did_not_use_says_so() -> None:
     for used in ("ortools-cbc", "ortools-cbc+scip+lagrangian"):  # the exact path; maximin on a reduced pair set
         text = _section_text(render_round_report(_data(config={"backend": "cbc"}, solver={"status": "feasible", "backend": used})), "details")
         assert "Solver (backend) cbc " in text and "not used" not in text
+
+
+def test_a_period_left_empty_names_the_period_the_round_matched() -> None:
+    """Walked in the browser (twenty-eighth session): a round launched with `period` left empty (the latest period
+    with offers) showed `Intake period` with nothing beside it under Round parameters."""
+    text = _section_text(render_round_report(_data(config={"period": ""}, solver={"status": "optimal", "period": "2026-07"})), "details")
+    assert "Intake period 2026-07 (left empty: the latest period with offers)" in text
+    typed = _section_text(render_round_report(_data(config={"period": "2026-07"}, solver={"status": "optimal", "period": "2026-07"})), "details")
+    assert "left empty" not in typed

@@ -522,8 +522,9 @@ def _solver_label(key: str) -> str:
     return _SOLVER_LABELS.get(key, _humanise(key))
 
 
-def _masked_config(config: Mapping[str, Any], solved_by: Any = None) -> list[dict[str, str]]:
-    """The round parameters' rows; solved_by: the solver that answered (solver.json's backend)."""
+def _masked_config(config: Mapping[str, Any], solved_by: Any = None, period_used: Any = None) -> list[dict[str, str]]:
+    """The round parameters' rows; solved_by: the solver that answered (solver.json's backend), period_used: the
+    intake period the round matched (solver.json's period)."""
     rows = []
     for key, value in config.items():
         if _SECRET_KEY.search(str(key)):
@@ -532,6 +533,9 @@ def _masked_config(config: Mapping[str, Any], solved_by: Any = None) -> list[dic
             # A national round's parameters said `Solver (backend) cbc` beside `ortools-scip+lagrangian`: large rounds
             # go to the large-round method whatever the backend (docs/operations.md).
             shown = f"{value} (not used: rounds this large go to the large-round method, {solved_by})"
+        elif str(key) == "period" and not value and period_used:
+            # Left empty, the round takes the latest period with offers: the row said nothing at all.
+            shown = f"{period_used} (left empty: the latest period with offers)"
         elif str(key) == "relative_gap" and _number(value) is not None:
             shown = f"{100.0 * value:.2g} %"  # a fraction, shown as the solver table shows gaps
         else:
@@ -1067,7 +1071,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "nothing_placed": nothing_placed,
         "headline": headline,
         "warnings": warnings,
-        "config_rows": _masked_config(data.config, data.solver.get("backend")),
+        "config_rows": _masked_config(data.config, data.solver.get("backend"), data.solver.get("period")),
         "solver_rows": solver_rows,
         "count_rows": count_rows,
         "capacity_rows": capacity_rows,
