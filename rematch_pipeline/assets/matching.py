@@ -424,7 +424,8 @@ def round_candidates(
             "households": pool.height,
             "households_without_any_candidate": without,
             "municipalities": municipalities.height,
-            "mean_score": round(float(pl.concat(scores).mean() or 0.0), 2),  # points of 100, as the report shows scores
+            # Over every compatible pair, not the placed households (report.html's "Mean match score"): named apart.
+            "mean_score_of_compatible_pairs": round(float(pl.concat(scores).mean() or 0.0), 2),  # points of 100
             "locked_pairs": len(coordinator.locked),
             "forbidden_pairs": len(coordinator.forbidden),
         }

@@ -226,4 +226,4 @@ def test_a_round_stores_its_candidates_in_slices_with_their_total_only_and_propo
         return {k: v.value for k, v in event.materialization.metadata.items()}
 
     assert metadata(sliced)["dagster/row_count"] == metadata(whole)["dagster/row_count"] == candidates.height
-    assert metadata(sliced)["mean_score"] == pytest.approx(metadata(whole)["mean_score"], rel=1e-12)
+    assert metadata(sliced)["mean_score_of_compatible_pairs"] == pytest.approx(metadata(whole)["mean_score_of_compatible_pairs"], rel=1e-12)

@@ -228,7 +228,7 @@ def test_a_rounds_metadata_reads_as_the_log_and_the_report_say_it(round_r1: tupl
     assert proposals["status"].value == {"optimal": "optimal (proven best within relative_gap)",
                                          "feasible": "best found within the time limit (not proven best)"}[solver["status"]]
     assert proposals["solver_seconds"].value == round(proposals["solver_seconds"].value, 1)
-    mean = meta["round_candidates"]["mean_score"].value
+    mean = meta["round_candidates"]["mean_score_of_compatible_pairs"].value
     assert 0 < mean <= 100 and mean == round(mean, 2)
     # Files as paths (the UI offers to copy them), each one the round wrote.
     report = meta["round_report"]
