@@ -473,3 +473,15 @@ def test_a_period_left_empty_names_the_period_the_round_matched() -> None:
     assert "Intake period 2026-07 (left empty: the latest period with offers)" in text
     typed = _section_text(render_round_report(_data(config={"period": "2026-07"}, solver={"status": "optimal", "period": "2026-07"})), "details")
     assert "left empty" not in typed
+
+
+def test_the_criteria_read_in_words_in_the_table_and_the_chart() -> None:
+    """The demo's report listed its criteria by code (`medical_care 12.072`, `schools_childcare`, `neutral 0.000`)
+    under "Mean contribution per criterion" (twenty-eighth session): the weights' labels had words, the table not."""
+    proposals = _proposals().with_columns(
+        pl.Series("score_medical_care", [0.1, 0.2]), pl.Series("score_schools_childcare", [0.2, 0.1]), pl.Series("score_neutral", [0.0, 0.0])
+    )
+    text = _section_text(render_round_report(_data(proposals=proposals)), "scores")
+    for words in ("medical care", "schools and childcare (Kita)", "neutral (no preference stated)", "named wishes", "jobs"):
+        assert words in text, words
+    assert "medical_care" not in text and "schools_childcare" not in text

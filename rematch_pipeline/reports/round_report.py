@@ -160,6 +160,8 @@ _CRITERIA_LABELS: dict[str, str] = {
     "quiet_rural": "quiet, rural",
     "family_nearby": "family nearby",
     "wishes": "named wishes",
+    # score_neutral (engine.scoring): the points of a household that rated no criterion.
+    "neutral": "neutral (no preference stated)",
 }
 _COUNT_LABELS: dict[str, str] = {
     "households_received": "Household questionnaires received",
@@ -506,11 +508,15 @@ def _resource_columns(mun: pl.DataFrame) -> list[tuple[str, str, str]]:
     return [r for r in RESOURCES if f"capacity_{r[0]}" in mun.columns and f"used_{r[0]}" in mun.columns]
 
 
+def _criterion_words(criterion: str) -> str:
+    """A scoring criterion (score_<criterion>, weight_<criterion>) in the report's words."""
+    return _CRITERIA_LABELS.get(criterion, criterion.replace("_", " "))
+
+
 def _config_label(key: str) -> str:
     """A round parameter's label with its unit; an unknown key in words."""
     if key.startswith("weight_"):
-        criterion = key.removeprefix("weight_")
-        return f"Weight: {_CRITERIA_LABELS.get(criterion, criterion.replace('_', ' '))}"
+        return f"Weight: {_criterion_words(key.removeprefix('weight_'))}"
     return _CONFIG_LABELS.get(key, _humanise(key))
 
 
@@ -981,7 +987,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
     criteria_means: list[tuple[str, float]] = []
     if criteria and not nothing_placed:
         criteria_means = sorted(
-            ((c.removeprefix("score_"), float(proposals[c].mean())) for c in criteria),
+            ((_criterion_words(c.removeprefix("score_")), float(proposals[c].mean())) for c in criteria),
             key=lambda kv: (-kv[1], kv[0]),
         )
         figures["criteria"] = _fig_criteria(criteria_means)
