@@ -29,13 +29,12 @@ from pathlib import Path
 from rematch_pipeline.formats.canonical import REPEATED_HEADER, ParsedTable, read_canonical_records, read_template_book
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import (
-    book_headers,
     is_central_header,
     is_kobo_header,
     read_kobo_book,
     read_kobo_records,
+    sheet_headers,
     xlsx_headers,
-    xlsx_text,
 )
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_book, read_limesurvey_records, read_limesurvey_vv, vv_records
 from rematch_pipeline.formats.limits import (
@@ -47,7 +46,7 @@ from rematch_pipeline.formats.limits import (
     csv_records,
     is_csv_member,
 )
-from rematch_pipeline.formats.workbook import SheetValues, Workbook, read_workbook
+from rematch_pipeline.formats.workbook import Workbook, read_workbook
 
 # Formats read_export can tell apart (also what `detect_format` returns).
 FORMATS: tuple[str, ...] = (
@@ -168,10 +167,10 @@ def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -
 
 
 def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:
-    headers = book_headers(book)
-    fmt = _xlsx_format(headers)
-    # The headings of hidden columns, read now: detection's partial read of each sheet is kept for the full one.
-    headings = {sheet.title: _headings(sheet) for sheet in book.sheets if sheet.hidden_columns}
+    # Each sheet's first rows once: detection reads them, and they name hidden columns (its header, the first).
+    per_sheet = {sheet.title: sheet_headers(sheet) for sheet in book.sheets}
+    fmt = _xlsx_format([row for rows in per_sheet.values() for row in rows])
+    headings = {title: rows[0] for title, rows in per_sheet.items() if rows}
     if fmt == "kobo-xlsx":
         tables = read_kobo_book(book, file)
     elif fmt == "limesurvey-xlsx":
@@ -179,15 +178,6 @@ def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:
     else:
         tables = read_template_book(book, file)
     return _with_hidden_parts(tables, book, headings)
-
-
-def _headings(sheet: SheetValues) -> list[str]:
-    """The first non-empty row of a sheet (within its first 20) as text: its header, for naming hidden columns."""
-    for values in sheet.rows(max_row=20):
-        cells = [(xlsx_text(v) or "").strip() for v in values]
-        if any(cells):
-            return cells
-    return []
 
 
 def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict[str, list[str]]) -> list[ParsedTable]:

@@ -576,20 +576,23 @@ def header_not_in_row_1(tool: str, row: int) -> str:
     return f"{tool}: header in row {row}, not in row 1 as exported (a title or other row added above it?); delete the rows above the header"
 
 
-def book_headers(book: Workbook) -> list[list[str]]:
-    """The first two non-empty rows (within the first 20) of every sheet of a workbook, for format detection: an
-    export with a title row typed above its header is still told by its header (and then refused naming it)."""
+def sheet_headers(sheet: SheetValues) -> list[list[str]]:
+    """The first two non-empty rows (within the first 20) of a sheet, as text: its header, or a title row typed
+    above it and then its header."""
     headers = []
-    for sheet in book.sheets:
-        found = 0
-        for values in sheet.rows(max_row=20):
-            cells = [(xlsx_text(v) or "").strip() for v in values]
-            if any(cells):
-                headers.append(cells)
-                found += 1
-                if found == 2:
-                    break
+    for values in sheet.rows(max_row=20):
+        cells = [(xlsx_text(v) or "").strip() for v in values]
+        if any(cells):
+            headers.append(cells)
+            if len(headers) == 2:
+                break
     return headers
+
+
+def book_headers(book: Workbook) -> list[list[str]]:
+    """sheet_headers of every sheet of a workbook, for format detection: an export with a title row typed above its
+    header is still told by its header (and then refused naming it)."""
+    return [row for sheet in book.sheets for row in sheet_headers(sheet)]
 
 
 def xlsx_headers(data: bytes) -> list[list[str]]:

@@ -27,7 +27,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rematch_pipeline.wording import counted, solved_words
+from rematch_pipeline.wording import RESOURCE_NOUNS, counted, plural, solved_words
 
 __all__ = ["RESOURCES", "RoundReportData", "household_table", "municipality_table", "render_round_report", "write_round_report"]
 
@@ -52,23 +52,15 @@ _RULE_WORDS: dict[str, str] = {
     "declined": "declined in an earlier round",
     "family_tie_must": "too far from a family tie marked must",
 }
-# resource_<r>: the household alone needs more of r than the municipality offers in all.
-_RESOURCE_WORDS: dict[str, str] = {
-    "persons": "persons",
-    "housing_units": "housing units",
-    "accessible_units": "wheelchair-accessible units",
-    "kita_places": "Kita places",
-    "school_places_primary": "primary school places",
-    "school_places_secondary": "secondary school places",
-    "integration_course_places": "integration course places",
-}
 
 
 def rule_words(rule: str, offered: bool = True) -> str:
     """A hard rule's name in a reader's words; for a resource rule, `none offered` where the municipality offers none
     of it (its row's "Full" lists only capacities offered, so nothing else says why nobody came)."""
     if rule.startswith("resource_"):
-        resource = _RESOURCE_WORDS.get(rule.removeprefix("resource_"), rule.removeprefix("resource_"))
+        # resource_<r>: the household alone needs more of r than the municipality offers in all.
+        key = rule.removeprefix("resource_")
+        resource = plural(RESOURCE_NOUNS.get(key, key.replace("_", " ")))
         return f"needs more {resource} than offered" if offered else f"no {resource} offered"
     return _RULE_WORDS.get(rule, rule)
 
