@@ -281,7 +281,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
                 continue
         else:
             before = 0
-        rows = _store_again(home, identity, warehouse, sha, landed_at, parsed, split, now)
+        rows = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, now)
         outcomes.append(RetryOutcome(name, sha, "ingested" if status == "rejected" else "read_again", rows, before, after, erased_rows))
     if any(o.stored for o in outcomes):
         # Replaced rows and blanked values keep their bytes in the DuckDB file until it is rewritten.
@@ -294,12 +294,14 @@ def _store_again(
     identity: IdentityStore,
     warehouse: DuckDBResource,
     sha: str,
+    name: str,
     landed_at: dt.datetime,
     parsed: list[ParsedTable],
     split: _Split,
     now: dt.datetime,
 ) -> int:
-    """Store a file read again in its place, consent applied as ingestion applies it; the rows stored."""
+    """Store a file read again in its place (name: its file name, as logged), consent applied as ingestion applies it;
+    the rows stored."""
     with warehouse_connection(warehouse) as con:
         consent = consent_withdrawals(con, split, replacing=sha, after_row=_anchor(con, "households", sha, landed_at))
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
@@ -318,7 +320,6 @@ def _store_again(
             _place(con, table, sha, read.get(table), _anchor(con, table, sha, landed_at))
         blank_stored(con, consent, sha)
         restore_members(con, restored_members)
-        name = con.execute("SELECT file_name FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone()[0]
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",
