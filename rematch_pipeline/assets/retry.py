@@ -68,6 +68,7 @@ class RetryOutcome:
     withheld_after: int = 0
     erased_rows: int = 0  # rows of erased households (and their members) left out
     reason: str = ""  # still_rejected: the current reader's error; not_retried: why
+    warnings: tuple[str, ...] = ()  # stored again: what the reading read anyway (hidden rows or columns, readers' warnings)
 
     @property
     def stored(self) -> bool:
@@ -281,8 +282,11 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
                 continue
         else:
             before = 0
-        rows = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, now)
-        outcomes.append(RetryOutcome(name, sha, "ingested" if status == "rejected" else "read_again", rows, before, after, erased_rows))
+        warnings = tuple(read_anyway_lines(name, parsed))
+        rows = _store_again(home, identity, warehouse, sha, landed_at, parsed, split, warnings, now)
+        outcomes.append(
+            RetryOutcome(name, sha, "ingested" if status == "rejected" else "read_again", rows, before, after, erased_rows, warnings=warnings)
+        )
     if any(o.stored for o in outcomes):
         # Replaced rows and blanked values keep their bytes in the DuckDB file until it is rewritten.
         compact(home.warehouse_path)
@@ -294,14 +298,14 @@ def _store_again(
     identity: IdentityStore,
     warehouse: DuckDBResource,
     sha: str,
-    name: str,
     landed_at: dt.datetime,
     parsed: list[ParsedTable],
     split: _Split,
+    warnings: tuple[str, ...],
     now: dt.datetime,
 ) -> int:
-    """Store a file read again in its place (name: its file name, as logged), consent applied as ingestion applies it;
-    the rows stored."""
+    """Store a file read again in its place, consent applied as ingestion applies it, with what its reading read
+    anyway (`warnings`) in the ingestion log; the rows stored."""
     with warehouse_connection(warehouse) as con:
         consent = consent_withdrawals(con, split, replacing=sha, after_row=_anchor(con, "households", sha, landed_at))
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
@@ -323,7 +327,7 @@ def _store_again(
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",
-            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, "\n".join(read_anyway_lines(name, parsed)) or None, now, sha],
+            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, "\n".join(warnings) or None, now, sha],
         )
         con.execute("COMMIT")
     if forgotten:
@@ -343,6 +347,8 @@ def retry_rejected_exports(context: dg.OpExecutionContext, home: RematchHome, id
         context.instance.add_dynamic_partitions(exports_partitions.name, missing)
     for outcome in outcomes:
         (context.log.info if outcome.stored or outcome.status == "unchanged" else context.log.warning)(outcome.line())
+        for line in outcome.warnings:
+            context.log.warning(line)
         if outcome.status in ("ingested", "read_again", "still_rejected"):
             context.log_event(
                 dg.AssetMaterialization(

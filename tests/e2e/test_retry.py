@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import shutil
 from pathlib import Path
 
@@ -269,6 +270,35 @@ def test_retry_job_in_dagster_reports_counts_and_file_names_never_values(home: R
     assert metadata["dagster/row_count"].value == sample.households.height
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
 
+
+
+def test_a_retried_workbook_with_hidden_rows_says_so_in_the_run_log(home: RematchHome, sample: SampleRound) -> None:
+    """Rows a workbook hides are read and said once per sheet at ingestion; a file read again by the retry says it
+    too (run log and ingestion log), naming file, sheet and rows, never a value."""
+    import xlsxwriter
+
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
+    (home.landing("households") / "members.csv").write_bytes(_csv(sample.members))
+    book_bytes = io.BytesIO()
+    with xlsxwriter.Workbook(book_bytes) as book:
+        sheet = book.add_worksheet("Haushalte")
+        sheet.write_row(0, 0, sample.households.columns)
+        for r, row in enumerate(sample.households.iter_rows(), start=1):
+            sheet.write_row(r, 0, [value or "" for value in row])
+            if r + 1 in (3, 4):
+                sheet.set_row(r, None, None, {"hidden": True})
+    refused = _land(home, "households", "households.xlsx", book_bytes.getvalue())
+    sha = _refused_by_an_older_version(home, refused, "header: unexpected columns")
+    defs = build_definitions(home)
+    with dg.instance_for_test(temp_dir=str(home.dagster_home)) as instance:
+        result = defs.resolve_job_def("retry_exports_job").execute_in_process(instance=instance)
+        assert result.success
+        warned = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    line = "households.xlsx [sheet Haushalte]: 2 rows 3, 4 hidden or filtered out in the workbook, read as data like the others"
+    assert [m for m in warned if line in m], warned
+    [(stored,)] = _query(home.warehouse_path, "SELECT warnings FROM ingestion_log WHERE file_sha256 = ?", [sha])
+    assert stored is not None and stored.startswith(line)
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
 
 
 def _run(job: str, partition_key: str | None, run_config: dict, out: multiprocessing.Queue) -> None:
