@@ -192,7 +192,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start the Dagster UI on this data home."""
-    home = _home()
+    # For its effects: the data home's layout and the DAGSTER_HOME and REMATCH_HOME the UI's processes inherit.
+    _home()
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     dagster = Path(sys.executable).parent / "dagster"
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", str(args.port)])
