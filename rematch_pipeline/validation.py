@@ -116,6 +116,15 @@ def _row_rule(frame: pl.DataFrame, table: str, column: str | pl.Expr, rule: str 
     ).cast(QUARANTINE_SCHEMA)
 
 
+# Where a row stands in its file: the key by which rows set aside by one rule leave a table.
+_FILE_ROW: list[str] = ["file_sha256", "sheet", "file_row"]
+
+
+def _without_rows(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """frame without the file rows of `rows` (a sheet may be null: a CSV file has none)."""
+    return frame.join(rows.select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True)
+
+
 def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The latest submission per key among rows in ingestion order (`_row`), and the rows it replaces.
 
@@ -343,6 +352,7 @@ ACCEPTED_TWICE_RULE = (
 # whereas a household proposed elsewhere in that round is told the municipality is not its proposal.
 NO_ROUND_RULE = "reference: no round with this id has proposals"
 NOT_PROPOSED_HOUSEHOLD_RULE = "reference: that round proposed nothing to this household (mistyped, or proposed in another round)"
+NOT_A_PROPOSAL_RULE = "reference: not a proposal of that round"
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
 
 
@@ -460,7 +470,7 @@ def build_canonical(
     quarantine.append(_row_rule(contradicting, "decisions", "decision", CONTRADICTING_DECISIONS_RULE))
     decisions, q = check_rows("decisions", raw["decisions"])
     quarantine.append(q)
-    decisions = decisions.join(contradicting.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
+    decisions = _without_rows(decisions, contradicting)
     # A row that names one household by reference and another by pseudonym answers for neither: which one
     # the coordinator meant is unknown, and taking either would record a decision nobody made.
     conflicting = decisions.filter(
@@ -471,7 +481,7 @@ def build_canonical(
     quarantine.append(
         _row_rule(conflicting, "decisions", "household_pseudonym", "reference: household_ref and household_pseudonym name different households")
     )
-    decisions = decisions.join(conflicting.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
+    decisions = _without_rows(decisions, conflicting)
     # Which column named the household: a rule about the household names that one.
     household_column = pl.when(pl.col("household_ref_pseudonym").is_not_null()).then(pl.lit("household_ref")).otherwise(pl.lit("household_pseudonym"))
     decisions = decisions.with_columns(
@@ -484,17 +494,17 @@ def build_canonical(
     in_round = unknown.join(rounds, on="round_id", how="semi")
     proposed = known_proposals.select("round_id", "household_pseudonym").unique()
     quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="anti"), "decisions", pl.col("_household_column"), NOT_PROPOSED_HOUSEHOLD_RULE))
-    quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="semi"), "decisions", "municipality_id", "reference: not a proposal of that round"))
+    quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="semi"), "decisions", "municipality_id", NOT_A_PROPOSAL_RULE))
     decisions = decisions.join(known_proposals.select(proposal_keys), on=proposal_keys, how="semi").drop("_household_column")
     decisions = decisions.with_row_index("_order").unique(["round_id", "household_pseudonym"], keep="last").sort("_order").drop("_order")
     # A household goes to one municipality: accepts of proposals of two rounds (rounds run on the same pool)
     # count neither, until a later file declines all but one (each round's last answer counts, as above).
     twice = decisions.filter((pl.col("decision") == "accept") & ((pl.col("decision") == "accept").sum().over("household_pseudonym") > 1))
     quarantine.append(_row_rule(twice, "decisions", "decision", ACCEPTED_TWICE_RULE))
-    decisions = decisions.join(twice.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
+    decisions = _without_rows(decisions, twice)
     split = _split_link_groups(decisions, known_proposals)
     quarantine.append(_row_rule(split, "decisions", "decision", LINKED_DECISIONS_RULE))
-    decisions = decisions.join(split.select("file_sha256", "sheet", "file_row"), on=["file_sha256", "sheet", "file_row"], how="anti", nulls_equal=True)
+    decisions = _without_rows(decisions, split)
 
     quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
     # A file-level row (no file_row) stands for the households it names.

@@ -22,7 +22,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
 from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
-from rematch_pipeline.validation import NO_ROUND_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
+from rematch_pipeline.validation import NO_ROUND_RULE, NOT_A_PROPOSAL_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from rematch_pipeline.wording import counted
 
 DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
@@ -78,7 +78,7 @@ def decision_problems(
         elif entry.household_pseudonym not in proposed:
             problems.append(f"decisions[{i}].household_pseudonym: {NOT_PROPOSED_HOUSEHOLD_RULE}")
         elif (entry.household_pseudonym, entry.municipality_id) not in proposals:
-            problems.append(f"decisions[{i}].municipality_id: reference: not a proposal of that round")
+            problems.append(f"decisions[{i}].municipality_id: {NOT_A_PROPOSAL_RULE}")
         other_round = (accepted_elsewhere or {}).get(entry.household_pseudonym)
         if entry.decision == "accept" and other_round is not None:
             # Validation would count neither accept (a household goes to one municipality).
