@@ -12,6 +12,7 @@ exception as `module.Class: message` (`dagster._core.definitions.events.Failure:
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
@@ -43,23 +44,45 @@ def refused(reason: str, problems: Sequence[str]) -> dg.Failure:
     return stated(reason + "; ".join(problems), field_details(problems))
 
 
+# What a step raises on input or config it cannot use, as opposed to a bug.
+_EXPECTED: tuple[type[Exception], ...] = (dg.Failure, InputFileError, UserFacingError)
+
+
+def _stated(exc: Exception) -> dg.Failure:
+    """An expected failure as a dg.Failure: description the one-line reason, metadata where it is."""
+    if isinstance(exc, dg.Failure):
+        return stated(exc.description or "step failed", exc.metadata, exc.allow_retries)
+    if isinstance(exc, InputFileError):
+        v = exc.violation
+        where = {"file": v.file, "sheet": v.sheet, "row": v.row, "column": v.column, "rule": v.rule}
+        return stated(str(exc), {k: w for k, w in where.items() if w is not None})
+    return stated(str(exc), exc.details if isinstance(exc, UserFacingError) else None)
+
+
 def reason_first(compute: Compute) -> Compute:
     """An asset's or op's compute function whose expected failures (dg.Failure, UserFacingError,
     InputFileError) end the step as a dg.Failure: description the one-line reason, metadata where it is.
     Anything else is a bug and keeps its traceback."""
+    if inspect.isgeneratorfunction(compute):
+        # A step that yields its results (canonical_tables) runs its body while Dagster iterates, after a
+        # plain wrapper has returned: the wrapper must iterate too.
+        @functools.wraps(compute)
+        def results(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 -- Dagster reads the wrapped signature
+            try:
+                yield from compute(*args, **kwargs)
+                return
+            except _EXPECTED as exc:
+                failure = _stated(exc)
+            raise failure from None
+
+        return results  # type: ignore[return-value]
 
     @functools.wraps(compute)
     def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 -- Dagster reads the wrapped signature
         try:
             return compute(*args, **kwargs)
-        except dg.Failure as exc:
-            failure = stated(exc.description or "step failed", exc.metadata, exc.allow_retries)
-        except InputFileError as exc:
-            v = exc.violation
-            where = {"file": v.file, "sheet": v.sheet, "row": v.row, "column": v.column, "rule": v.rule}
-            failure = stated(str(exc), {k: w for k, w in where.items() if w is not None})
-        except UserFacingError as exc:
-            failure = stated(str(exc), exc.details)
+        except _EXPECTED as exc:
+            failure = _stated(exc)
         # Raised here, outside the except: no "during handling of" chain, and no frame below this one.
         raise failure from None
 

@@ -166,3 +166,27 @@ def test_a_bug_keeps_its_stack_trace_on_the_console(home: RematchHome, monkeypat
                     run_config={"ops": {"round_candidates": {"config": {"period": "2026-07"}}}})
     out, err = capfd.readouterr()
     assert "Stack Trace" in out + err and "matching.py" in out + err
+
+
+def test_a_step_that_yields_its_results_fails_with_the_reason_too(home: RematchHome) -> None:
+    """canonical_tables yields one MaterializeResult per table: its body runs while Dagster iterates, after
+    the wrapper had returned the generator, so an expected failure there escaped reason_first as a bug
+    (Dagster's 'Error occurred while executing' and our frames, no description, no metadata)."""
+    from rematch_pipeline.assets.failures import reason_first
+    from rematch_pipeline.errors import UserFacingError
+
+    @dg.multi_asset(specs=[dg.AssetSpec("first"), dg.AssetSpec("second")])
+    @reason_first
+    def two_tables():  # noqa: ANN202 - a generator, as canonical_tables
+        yield dg.MaterializeResult(asset_key="first")
+        raise UserFacingError("second: stopped for a reason", {"rule": "the rule"})
+
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize([two_tables], instance=instance, raise_on_error=False)
+        step, run = _failed_events(instance, result)
+    data = step.step_failure_data
+    assert data.user_failure_data is not None, data.error.message
+    assert data.user_failure_data.description == "second: stopped for a reason"
+    assert {k: v.value for k, v in data.user_failure_data.metadata.items()} == {"rule": "the rule"}
+    assert _our_frames(data.error) == [], data.error.stack
+    assert run.event_specific_data.error.message.startswith("second: stopped for a reason")
