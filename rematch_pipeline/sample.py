@@ -47,7 +47,6 @@ from rematch_pipeline.schemas.contract import (
 
 __all__ = ["SampleRound", "generate_round", "write_round", "load_kreise"]
 
-_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _FORMULA_START = r"^[=+\-@]"
 
 MUNICIPALITY_COLUMNS: list[str] = [f.name for f in MUNICIPALITY_FIELDS]
@@ -944,8 +943,11 @@ def generate_round(households: int, municipalities: int, seed: int, period: str 
         A SampleRound whose frames have exactly the canonical columns, all values strings
         (empty string for an absent optional value).
     """
-    match = _PERIOD_RE.match(period)
-    if not match:
+    # Validation's pattern, so that no period it would refuse is written (imported here: pandera, which
+    # schemas.models loads, would slow every command line call, since the parser lists SAMPLE_FORMATS).
+    from rematch_pipeline.schemas.models import PERIOD_PATTERN
+
+    if not re.fullmatch(PERIOD_PATTERN, period):
         raise ValueError("period must look like YYYY-MM")
     if not 1 <= municipalities <= 401:
         raise ValueError("municipalities must be between 1 and 401 (the real Kreise)")

@@ -160,6 +160,15 @@ def test_invalid_arguments(small: SampleRound, tmp_path: Path) -> None:
         write_round(small, tmp_path, fmt="json")
 
 
+def test_a_period_validation_would_refuse_is_refused_as_a_period() -> None:
+    """The intake period is checked by the contract's pattern (schemas.models.PERIOD_PATTERN: digits 0-9, the
+    whole text): the sample's own `\\d` let other digits and a trailing newline through, to fail later on
+    a date parser's message instead of the rule."""
+    for period in ("\u0662\u0660\u0662\u0666-07", "2026-07\n"):
+        with pytest.raises(ValueError, match="period must look like YYYY-MM"):
+            generate_round(3, 2, seed=0, period=period)
+
+
 # ---------------------------------------------------------------------------------------------
 # Content against the contract
 # ---------------------------------------------------------------------------------------------
