@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 import xlsxwriter
 
+from rematch_pipeline.formats.writers import FORMULA_PREFIXES
 from rematch_pipeline.schemas.contract import (
     COMMUNITY,
     COURSE_LEVELS,
@@ -47,7 +48,6 @@ from rematch_pipeline.schemas.contract import (
 
 __all__ = ["SampleRound", "generate_round", "write_round", "load_kreise"]
 
-_FORMULA_START = r"^[=+\-@]"
 
 MUNICIPALITY_COLUMNS: list[str] = [f.name for f in MUNICIPALITY_FIELDS]
 HOUSEHOLD_COLUMNS: list[str] = [f.name for f in HOUSEHOLD_FIELDS]
@@ -966,9 +966,9 @@ def generate_round(households: int, municipalities: int, seed: int, period: str 
 def _check_no_formula_cells(sample: SampleRound) -> None:
     """Refuse any cell a spreadsheet would treat as a formula (CSV injection)."""
     for name, frame in (("municipalities", sample.municipalities), ("households", sample.households), ("members", sample.members)):
-        bad = frame.select(pl.any_horizontal(pl.all().str.contains(_FORMULA_START)).any()).item()
+        bad = frame.select(pl.any_horizontal([pl.all().str.starts_with(prefix) for prefix in FORMULA_PREFIXES]).any()).item()
         if bad:
-            raise ValueError(f"sample table {name} has a cell starting with = + - or @")
+            raise ValueError(f"sample table {name} has a cell a spreadsheet would run as a formula (starting with {' '.join(map(repr, FORMULA_PREFIXES))})")
 
 
 def _write_csv(frame: pl.DataFrame, path: Path) -> None:
