@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._config.config_type import ConfigTypeKind
@@ -108,7 +109,7 @@ def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
 CONSOLE_LOG_LEVEL = "INFO"
 
 
-def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, **kwargs) -> dg.ExecuteInProcessResult:
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, **kwargs: Any) -> dg.ExecuteInProcessResult:
     """Run a job of the definitions in-process; raises RunFailed with a one-line reason."""
     run_config = {"loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}, **kwargs.pop("run_config", {})}
     try:

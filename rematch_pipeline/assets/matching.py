@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
+import duckdb
 import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
@@ -219,7 +220,7 @@ def finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def store_round_rows(con, table: str, round_id: str, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> None:
+def store_round_rows(con: duckdb.DuckDBPyConnection, table: str, round_id: str, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> None:
     """Replace one round's rows of a per-round table (created on first use).
 
     frames: the rows as one frame, or as consecutive slices of it (at least one, all with the same columns),
@@ -263,7 +264,7 @@ def scored_slices(
         yield scored
 
 
-def load_round_rows(con, table: str, round_id: str, columns: Sequence[str] = ()) -> pl.DataFrame:
+def load_round_rows(con: duckdb.DuckDBPyConnection, table: str, round_id: str, columns: Sequence[str] = ()) -> pl.DataFrame:
     """One round's rows of a per-round table: the given columns, or all but round_id."""
     select = ", ".join(f'"{c}"' for c in columns) if columns else "* EXCLUDE (round_id)"
     return con.execute(f"SELECT {select} FROM {table} WHERE round_id = ?", [round_id]).pl()
@@ -303,7 +304,7 @@ def complete_link_groups(households: pl.DataFrame, group_sizes: pl.DataFrame) ->
 NO_OFFERS_YET = "no validated municipality offers yet: ingest municipality questionnaires first"
 
 
-def resolve_period(con, requested: str) -> str:
+def resolve_period(con: duckdb.DuckDBPyConnection, requested: str) -> str:
     """The requested intake period, or the latest one with offers; fails with a clear reason."""
     periods = [r[0] for r in con.execute("SELECT DISTINCT intake_period FROM municipality_features ORDER BY 1").fetchall()]
     if not periods:
@@ -432,7 +433,7 @@ def round_candidates(
     )
 
 
-def round_coordinator_pairs(con, round_id: str) -> CoordinatorPairs:
+def round_coordinator_pairs(con: duckdb.DuckDBPyConnection, round_id: str) -> CoordinatorPairs:
     """The locked and forbidden pairs a round was started with (none for rounds run before they existed)."""
     if not table_exists(con, "round_coordinator_pairs"):
         return CoordinatorPairs()
@@ -462,7 +463,7 @@ def locks_below_minimum(problem: AssignmentProblem) -> list[str]:
 
 
 def household_outcomes(
-    pool: pl.DataFrame, exclusions: pl.DataFrame, problem, place_of_unit, all_forbidden: Sequence[str] = ()
+    pool: pl.DataFrame, exclusions: pl.DataFrame, problem: AssignmentProblem, place_of_unit: np.ndarray, all_forbidden: Sequence[str] = ()
 ) -> pl.DataFrame:
     """household_pseudonym → placed, and if not, why: the hard rule excluding most places, or the diagnosed capacity.
     all_forbidden: households that had compatible municipalities before the coordinator forbade them all."""

@@ -78,7 +78,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: RematchHome) -> dg
 @dg.schedule(
     job=ingest_file_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED, description=HOURLY_INGESTION_DESCRIPTION
 )
-def hourly_ingestion(context: dg.ScheduleEvaluationContext, home: RematchHome):
+def hourly_ingestion(context: dg.ScheduleEvaluationContext, home: RematchHome) -> list[dg.RunRequest] | dg.SkipReason:
     """Hourly sweep of landing/ for deployments that run schedules but not sensors."""
     known = set(context.instance.get_dynamic_partitions(exports_partitions.name))
     requests, keys = export_run_requests(home, known, SETTLE_SECONDS)

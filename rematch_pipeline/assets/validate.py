@@ -3,8 +3,10 @@
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
+import duckdb
 from dagster_pandera import pandera_schema_to_dagster_type
 import polars as pl
 from dagster_duckdb import DuckDBResource
@@ -37,7 +39,7 @@ QUARANTINE_DESCRIPTION = (
 )
 
 
-def replace_table(con, name: str, frame: pl.DataFrame) -> None:
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
     """Replace a derived warehouse table with a frame (in the caller's transaction)."""
     con.register("incoming", frame.to_arrow())
     con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming")
@@ -128,7 +130,7 @@ def column_schema(table: str) -> dg.TableSchema:
     can_subset=False,
 )
 @reason_first
-def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore, warehouse: DuckDBResource):
+def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore, warehouse: DuckDBResource) -> Iterator[dg.MaterializeResult]:
     """Type and check every raw row; broken rows go to `quarantine` (file, row, column, rule — no values)."""
     with warehouse_connection(warehouse) as con:
         raw = {t: con.execute(f"SELECT * FROM raw_{t}").pl() for t in TABLES}

@@ -47,7 +47,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,7 +507,7 @@ def _ls_value(kind: Kind, value: str) -> str:
     return value
 
 
-def _ls_header(table: str, code_of) -> list[str]:  # noqa: ANN001 - field name -> question code
+def _ls_header(table: str, code_of: Callable[[str], str]) -> list[str]:
     header: list[str] = []
     for f in TABLES[table]:
         if f.name in ("submission_id", "submitted_at"):

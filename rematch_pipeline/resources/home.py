@@ -79,29 +79,36 @@ class RematchHome(dg.ConfigurableResource):
 
     @property
     def path(self) -> Path:
+        """The data home's folder (REMATCH_HOME)."""
         return Path(self.root)
 
     def landing(self, kind: str) -> Path:
+        """landing/<kind>/ (LANDING_KINDS): where the exports of one kind are dropped to be ingested."""
         return self.path / "landing" / kind
 
     @property
     def archive(self) -> Path:
+        """archive/: each ingested export as it landed, named by its sha256 (an erasure rewrites it without the household)."""
         return self.path / "archive"
 
     @property
     def warehouse_path(self) -> Path:
+        """warehouse.duckdb: raw, validated, feature and round tables, by pseudonym only."""
         return self.path / "warehouse.duckdb"
 
     @property
     def identity_path(self) -> Path:
+        """identity.duckdb: the identity store (names, contacts, birth dates, references), owner-only."""
         return self.path / "identity.duckdb"
 
     @property
     def dagster_home(self) -> Path:
+        """dagster/: this data home's Dagster instance (DAGSTER_HOME)."""
         return self.path / "dagster"
 
     @property
     def key_file(self) -> Path:
+        """secret.key: the pseudonyms' HMAC key where REMATCH_SECRET is not set (mode 0600)."""
         return self.path / "secret.key"
 
     def round_dir(self, round_id: str) -> Path:

@@ -11,6 +11,7 @@ import hmac
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -70,7 +71,7 @@ def without_token_sql(column: str) -> str:
     return f"NULLIF(array_to_string(list_filter(regexp_split_to_array(trim({column}), '\\s+'), lambda v: v <> $token), ' '), '')"
 
 
-def _owner_only(path) -> None:  # noqa: ANN001 - a Path
+def _owner_only(path: Path) -> None:
     """Mode 0600 for a file of identity data, as for secret.key and proposals.csv: DuckDB creates files
     with the process umask (usually 0644), which let every local user read every name and birth date."""
     if path.exists() and path.stat().st_mode & 0o077:

@@ -30,6 +30,7 @@ import great_expectations as gx  # noqa: E402
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
 from filelock import FileLock  # noqa: E402  (a dependency of dagster)
+from great_expectations.core import ExpectationSuiteValidationResult  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier  # noqa: E402
@@ -94,10 +95,12 @@ class TableOutcome:
 
     @property
     def success(self) -> bool:
+        """Whether every expectation of the table held."""
         return all(o.success for o in self.outcomes)
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
+        """The expectations that did not hold."""
         return [o for o in self.outcomes if not o.success]
 
 
@@ -345,7 +348,7 @@ def open_context(home_root: Path) -> gx.data_context.FileDataContext:
     return context
 
 
-def _validation_definition(context, suite: gx.ExpectationSuite) -> gx.ValidationDefinition:
+def _validation_definition(context: gx.data_context.FileDataContext, suite: gx.ExpectationSuite) -> gx.ValidationDefinition:
     """Register (or refresh) the data asset, suite and validation definition of one frame."""
     try:
         source = context.data_sources.get(DATA_SOURCE)
@@ -364,7 +367,7 @@ def _validation_definition(context, suite: gx.ExpectationSuite) -> gx.Validation
     return context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch, suite=stored))
 
 
-def _prune(context, suite_names: set[str]) -> None:
+def _prune(context: gx.data_context.FileDataContext, suite_names: set[str]) -> None:
     """Keep the newest KEEP_RESULTS results per suite; the index build then drops their pages too."""
     store = context.validation_results_store
     by_suite: dict[str, list] = {}
@@ -398,7 +401,7 @@ def _columns(kwargs: Mapping[str, object], meta: Mapping[str, object]) -> str:
     return "(table)"
 
 
-def _outcomes(frame: str, result) -> list[ExpectationOutcome]:
+def _outcomes(frame: str, result: ExpectationSuiteValidationResult) -> list[ExpectationOutcome]:
     """Names, rule and counts of each evaluated expectation; GX's result values are never copied."""
     out = []
     for evr in result.results:
