@@ -1010,8 +1010,9 @@ def mapping_rows() -> list[list[str]]:
     return table
 
 
-def write_csv(rows: Sequence[Sequence[str]], path: Path) -> None:
-    """Write rows as UTF-8 CSV with LF line ends (stable bytes)."""
+def write_rows_csv(rows: Sequence[Sequence[str]], path: Path) -> None:
+    """Write rows as UTF-8 CSV with LF line ends (stable bytes): the forms' mapping table, a document kept in git,
+    so without formats.writers.write_csv's byte order mark and formula neutralising (its cells are our own words)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows(rows)
@@ -1399,7 +1400,7 @@ def build_all(out_dir: Path) -> list[Path]:
         path = out_dir / file_name
         write_xlsform(build_xlsform(form), path)
         written.append(path)
-    write_csv(mapping_rows(), out_dir / MAPPING_CSV)
+    write_rows_csv(mapping_rows(), out_dir / MAPPING_CSV)
     written.append(out_dir / MAPPING_CSV)
     for survey, file_name in (("municipalities", MUNICIPALITY_LSS), ("households", HOUSEHOLD_LSS)):
         path = out_dir / file_name
