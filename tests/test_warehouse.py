@@ -39,3 +39,41 @@ def test_a_name_an_older_release_stored_as_a_decisions_round_id_is_withheld(tmp_
             ("#withheld", 2), ("round-7", 3), ("#withheld", 4), (None, 5)
         ]
         assert [r[0] for r in con.execute("DESCRIBE raw_decisions").fetchall()] == columns
+
+
+def _hold_the_write_lock(path: str, ready, done) -> None:  # noqa: ANN001 - multiprocessing events
+    """Another process writing the file (a run the UI launched), until told to stop."""
+    with duckdb.connect(path):
+        ready.set()
+        done.wait(30)
+
+
+def test_a_warehouse_another_process_writes_is_said_in_words_after_the_retries(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """DuckDB takes one writer at a time: after waiting, the error says so, not DuckDB's IOException (which a
+    step's wrapper would report as a bug)."""
+    import multiprocessing
+
+    import pytest
+
+    from rematch_pipeline.errors import UserFacingError
+    from rematch_pipeline.resources import warehouse
+
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    context = multiprocessing.get_context("spawn")
+    ready, done = context.Event(), context.Event()
+    holder = context.Process(target=_hold_the_write_lock, args=(str(path), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        monkeypatch.setattr(warehouse, "_LOCK_RETRIES", 2)
+        with pytest.raises(UserFacingError) as refused:
+            with warehouse_connection(DuckDBResource(database=str(path))):
+                pass
+    finally:
+        done.set()
+        holder.join(30)
+    assert str(refused.value).startswith("warehouse.duckdb: another process is writing it (DuckDB allows one writer at a time)")
+    assert refused.value.details == {"file": "warehouse.duckdb", "rule": "one writer at a time"}
+    with warehouse_connection(DuckDBResource(database=str(path))) as con:  # free again once the other has finished
+        assert con.execute("SELECT 1").fetchone() == (1,)

@@ -7,6 +7,12 @@ execute` and the run failure the UI shows). reason_first raises every expected f
 dg.Failure from the wrapper, without the exceptions and frames below it, and whose printed form is the reason
 alone (stated): the UI's run view shows a failure's error message in red above its metadata, and Python prints an
 exception as `module.Class: message` (`dagster._core.definitions.events.Failure: period: format: …`).
+
+Any other exception is a bug. Its message may quote a cell value (`invalid literal for int(): '…'`, polars'
+`… for 1 out of 1 values: ["…"]`, DuckDB's `Could not convert string '…'`), and Dagster stores it in the run's
+event log and shows it in the UI, where only pseudonyms may appear. reason_first raises it again as an
+UnexpectedError that names the exception's class and keeps its frames (where the bug is) but withholds the
+message, unless REMATCH_KEEP_ERROR_MESSAGES=1 (a developer reproducing the bug on test data).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -47,6 +54,27 @@ def refused(reason: str, problems: Sequence[str]) -> dg.Failure:
 # What a step raises on input or config it cannot use, as opposed to a bug.
 _EXPECTED: tuple[type[Exception], ...] = (dg.Failure, InputFileError, UserFacingError)
 
+KEEP_MESSAGES_VARIABLE = "REMATCH_KEEP_ERROR_MESSAGES"
+
+
+class UnexpectedError(Exception):
+    """A bug's exception raised again with its message withheld (module docstring); its frames are the bug's."""
+
+
+def _keeps_messages() -> bool:
+    """Whether a bug's own message may reach the event log (REMATCH_KEEP_ERROR_MESSAGES=1)."""
+    return os.environ.get(KEEP_MESSAGES_VARIABLE) == "1"
+
+
+def _withheld(exc: Exception) -> UnexpectedError:
+    """A bug's exception as it may reach the event log: an UnexpectedError naming its class, with its traceback
+    (the frames, never the locals)."""
+    kind = type(exc).__qualname__ if type(exc).__module__ == "builtins" else f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return UnexpectedError(
+        f"{kind} (a bug: its message is withheld, as it may quote a cell value; the stack says where;"
+        f" {KEEP_MESSAGES_VARIABLE}=1 shows it, on test data only)"
+    ).with_traceback(exc.__traceback__)
+
 
 def _stated(exc: Exception) -> dg.Failure:
     """An expected failure as a dg.Failure: description the one-line reason, metadata where it is."""
@@ -62,7 +90,7 @@ def _stated(exc: Exception) -> dg.Failure:
 def reason_first(compute: Compute) -> Compute:
     """An asset's or op's compute function whose expected failures (dg.Failure, UserFacingError,
     InputFileError) end the step as a dg.Failure: description the one-line reason, metadata where it is.
-    Anything else is a bug and keeps its traceback."""
+    Anything else is a bug: it keeps its traceback, its message withheld (_withheld)."""
     if inspect.isgeneratorfunction(compute):
         # A step that yields its results (canonical_tables) runs its body while Dagster iterates, after a
         # plain wrapper has returned: the wrapper must iterate too.
@@ -73,6 +101,10 @@ def reason_first(compute: Compute) -> Compute:
                 return
             except _EXPECTED as exc:
                 failure = _stated(exc)
+            except Exception as exc:  # noqa: BLE001 -- a bug, raised again without its message
+                if _keeps_messages() or type(exc).__module__.startswith("dagster"):  # Dagster's own say no value
+                    raise
+                failure = _withheld(exc)
             raise failure from None
 
         return results  # type: ignore[return-value]
@@ -83,6 +115,10 @@ def reason_first(compute: Compute) -> Compute:
             return compute(*args, **kwargs)
         except _EXPECTED as exc:
             failure = _stated(exc)
+        except Exception as exc:  # noqa: BLE001 -- a bug, raised again without its message
+            if _keeps_messages() or type(exc).__module__.startswith("dagster"):  # Dagster's own say no value
+                raise
+            failure = _withheld(exc)
         # Raised here, outside the except: no "during handling of" chain, and no frame below this one.
         raise failure from None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.resources.home import owner_only_files
 from rematch_pipeline.schemas.contract import TABLES
@@ -130,7 +131,17 @@ def _connect(database: str, config: dict[str, object] | None = None) -> duckdb.D
         except duckdb.IOException:
             # Another process holds the write lock (e.g. a UI-launched run); wait briefly.
             time.sleep(0.5 * (attempt + 1))
-    return duckdb.connect(database, config=config or {})  # the last try raises what it meets
+    try:
+        return duckdb.connect(database, config=config or {})
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc):
+            raise
+        # Not a bug: say so in words, not as DuckDB's exception (reason_first withholds a bug's message).
+        raise UserFacingError(
+            f"{Path(database).name}: another process is writing it (DuckDB allows one writer at a time): try again when"
+            " it has finished (a run in the Dagster UI, another rematch command)",
+            {"file": Path(database).name, "rule": "one writer at a time"},
+        ) from None
 
 
 def compact(path: Path) -> None:

@@ -101,15 +101,18 @@ def test_an_unsafe_key_file_fails_ingestion_with_the_reason_first_not_a_tracebac
     assert "readable by others" in run.event_specific_data.error.message.splitlines()[0]
 
 
-def test_a_bug_in_a_step_is_named_by_its_exception_on_the_command_line(home: RematchHome, monkeypatch) -> None:
+def test_a_bug_in_a_step_is_named_by_its_exception_on_the_command_line_its_message_withheld(home: RematchHome, monkeypatch) -> None:
     """Not a failure on input: `rematch round` printed Dagster's wrapper line ("Error occurred while executing
-    op …:") and not the exception."""
+    op …:") and not the exception. A bug's message may quote a cell value (`invalid literal for int(): '…'`), and
+    Dagster stores it in the event log the UI shows: the class is named, the message withheld, the frames kept."""
     import pytest
 
     from rematch_pipeline.runs import RunFailed, execute
 
+    secret = "Zzyzx-Kowalczyk"
+
     def broken(*args, **kwargs):
-        raise KeyError("top_title")
+        int(secret)
 
     monkeypatch.setattr("rematch_pipeline.assets.matching.RoundConfig.problems", broken)
     with dg.DagsterInstance.get() as instance:
@@ -117,7 +120,22 @@ def test_a_bug_in_a_step_is_named_by_its_exception_on_the_command_line(home: Rem
         with pytest.raises(RunFailed) as failed:
             execute(build_definitions(home), instance, "round_job", partition_key="r1",
                     run_config={"ops": {"round_candidates": {"config": {"period": "2026-07"}}}})
-    assert str(failed.value).endswith("KeyError: 'top_title'"), failed.value
+        [run] = instance.get_runs(limit=1)
+        [record] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        stored = " ".join(str(e.user_message) + str(e.dagster_event) for e in instance.all_logs(run.run_id))
+    assert "ValueError (a bug: its message is withheld, as it may quote a cell value" in str(failed.value), failed.value
+    assert secret not in str(failed.value) and secret not in stored
+    error = record.dagster_event.step_failure_data.error.cause  # Dagster's wrapper, then ours
+    assert any("test_step_failures.py" in frame for frame in error.stack), error.stack  # where the bug is
+
+    # A developer reproducing it on test data sees the message.
+    monkeypatch.setenv("REMATCH_KEEP_ERROR_MESSAGES", "1")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r2"])
+        with pytest.raises(RunFailed) as failed:
+            execute(build_definitions(home), instance, "round_job", partition_key="r2",
+                    run_config={"ops": {"round_candidates": {"config": {"period": "2026-07"}}}})
+    assert str(failed.value).endswith(f"ValueError: invalid literal for int() with base 10: '{secret}'"), failed.value
 
 
 def test_a_round_before_any_ingestion_says_to_ingest_first(home: RematchHome) -> None:
