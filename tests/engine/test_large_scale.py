@@ -587,3 +587,6 @@ def test_room_in_total_without_room_for_every_unit_runs_the_persons_stage(caplog
     assert result.persons_placed >= 0.99 * result.persons_bound  # a bound from prices, not the count of every unit's persons
     assert result.gap <= 0.02
     assert "the persons stage runs" in caplog.text
+    # The persons stage's start prices once took the name of the solve's start time: wall_seconds came back as
+    # an array of ~the machine's uptime (twenty-ninth session).
+    assert isinstance(result.wall_seconds, float) and 0 < result.wall_seconds < 120

@@ -118,9 +118,10 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
             # place): from zero, 8 % of the limit left the 10,000-household round at 60 % capacity
             # with a persons bound of 19,158 where those prices alone prove 14,134.
             summed_bound, summed_prices = _summed_capacity_bound(problem, pairs, clock)
-            start = np.zeros(lag.n_vars)
-            start[: lag.n_j * lag.n_r] = np.tile(PERSON_WEIGHT * summed_prices, lag.n_j)
-            priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES, start)
+            # (named apart from `start`, the clock's start that the result's wall_seconds is measured from)
+            prices_start = np.zeros(lag.n_vars)
+            prices_start[: lag.n_j * lag.n_r] = np.tile(PERSON_WEIGHT * summed_prices, lag.n_j)
+            priced = _price(lag, working, PERSONS_PRICING_SHARE * limit, PERSONS_TEMPERATURES, prices_start)
             # Stage 1's answer is the greedy pass (it sets the persons to keep); the local moves
             # and the exact MIPs run in stage 2, on prices that also value the score.
             first, _ = _place(lag, priced, params, deadline, room=False, exact=False)
