@@ -19,11 +19,12 @@ from rematch_pipeline.engine import large_scale
 from rematch_pipeline.engine.assignment import solve
 from rematch_pipeline.engine.compatibility import candidate_pairs
 from rematch_pipeline.engine.large_scale import neighbourhoods as large_neighbourhoods
+from rematch_pipeline.engine.large_scale import proof as large_proof
 from rematch_pipeline.engine.large_scale import solve as large_solve
 from rematch_pipeline.engine.large_scale.clock import RATES, REFERENCE_PAIRS, _Clock, _Rates
 from rematch_pipeline.engine.large_scale.local_moves import GREEDY_PAIRS, IMPROVE_TRIES
 from rematch_pipeline.engine.large_scale.neighbourhoods import MIP_PAIRS, NEIGHBOURHOOD_UNITS, _CoreLP, _Neighbourhoods, _PendingCore, _core_lp, _core_pairs
-from rematch_pipeline.engine.large_scale.pairs import _load, _room_in_total, _usable_pairs
+from rematch_pipeline.engine.large_scale.pairs import _load, _positions, _room_in_total, _usable_pairs
 from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, SCORE_TEMPERATURES, _Lagrangian, _Priced, _price, _summed_capacity_lp, _summed_start
 from rematch_pipeline.engine.large_scale.search import _Progress, _insert_unplaced, _place, _price_beside
 from rematch_pipeline.engine.model import _reduce
@@ -202,6 +203,9 @@ def test_a_wall_clock_cut_after_the_assignment_is_settled_keeps_it_reproducible(
     problem = _round(700, 20, seed=13)
     # 5 s of counted work within 25 s of wall clock: room for a loaded machine before the wall clock stops.
     params = SolverParams(time_limit_seconds=5, max_model_pairs=0, wall_limit_seconds=25)
+    # The proof MIP after the search belongs to the answer step: a wall clock run out before it makes the
+    # answer a repeat's may differ from (test_a_wall_clock_cut_of_the_proof_mip_says_the_answer_may_differ).
+    monkeypatch.setattr(large_proof, "PROOF_MAX_PAIRS", 0)
     first = solve(problem, params)
     price_beside = _price_beside
 
@@ -590,3 +594,74 @@ def test_room_in_total_without_room_for_every_unit_runs_the_persons_stage(caplog
     # The persons stage's start prices once took the name of the solve's start time: wall_seconds came back as
     # an array of ~the machine's uptime (twenty-ninth session).
     assert isinstance(result.wall_seconds, float) and 0 < result.wall_seconds < 120
+
+
+def _state_round(households: int, places: int, seed: int) -> AssignmentProblem:
+    """Households over many districts with three times the capacity they ask for in total (a state round)."""
+    hh = random_households(households, seed)
+    mu = random_municipalities(seed, total_capacity=3 * int(hh.get_column("persons").sum()), n_places=places)
+    hh = random_households(households, seed, places=mu)
+    return build_problem(hh, mu, score_pairs(candidate_pairs(hh, mu), hh, mu))
+
+
+def test_a_stalled_search_proves_its_answer_by_reduced_cost_fixing_and_one_exact_mip(monkeypatch) -> None:  # noqa: ANN001 - pytest fixture
+    """150 households over 100 districts on the large path: the search stalls within a second, every MIP
+    proven optimal on its units' 8 best pairs, at 9,718.7 with a gap of 1.01 % to the Lagrangian bound,
+    while the exact optimum is 9,736.9. Now the pairs the final prices prove useless are dropped and one
+    MIP over the rest proves the answer: the bound holds against the exact optimum and the gap closes
+    (twenty-ninth session)."""
+    problem = _state_round(150, 100, 3)
+    exact = solve(problem, SolverParams(time_limit_seconds=60, relative_gap=0.0, backend="cbc"))
+    assert exact.status == "optimal" and exact.solver == "ortools-cbc"
+    params = SolverParams(time_limit_seconds=20, max_model_pairs=0)
+    large = solve(problem, params)
+    assert large.solver == large_scale.SOLVER_LABEL and check_assignment(problem, large) == []
+    assert large.persons_placed == exact.persons_placed  # the score bound below is for these persons
+    assert large.best_bound >= exact.total_score - 1e-6
+    assert large.total_score <= exact.total_score + 1e-6
+    assert large.gap <= 1e-4 and large.stages[-1].status == "optimal" and large.reproducible  # persons: 399 of at most 402
+    again = solve(problem, params)
+    assert again.place_of_unit.tolist() == large.place_of_unit.tolist() and again.best_bound == large.best_bound
+    monkeypatch.setattr(large_proof, "PROOF_MAX_PAIRS", 0)  # without the step: the Lagrangian bound alone
+    before = solve(problem, params)
+    assert before.best_bound >= large.best_bound and before.gap > large.gap + 1e-3
+
+
+def test_reduced_cost_fixing_keeps_every_pair_of_an_answer_scoring_the_threshold() -> None:
+    """The fixing's inequality: at any prices for "persons >= P", an answer with P persons scores at most
+    L minus the loss of each of its pairs. With the exact optimum's score as the threshold, every pair of
+    the optimum survives, while pairs are dropped (the check is not vacuous)."""
+    problem = _state_round(120, 60, 5)
+    exact = solve(problem, SolverParams(time_limit_seconds=60, relative_gap=0.0, backend="cbc"))
+    assert exact.status == "optimal"
+    pairs = _usable_pairs(problem)
+    persons = float(exact.persons_placed)
+    lag = _Lagrangian(problem, pairs, pairs.score, persons, _wall_clock())
+    priced = _price(lag, np.arange(pairs.size), math.inf, SCORE_TEMPERATURES, _summed_start(lag, lag.clock, persons))
+    none_placed = np.full(problem.n_units, -1, dtype=np.int64)  # keeps no pair of its own
+    kept, value = large_proof._surviving(lag, priced.dual, none_placed, exact.total_score)
+    assert value >= exact.total_score - 1e-6
+    assert np.isin(_positions(problem, pairs, exact.place_of_unit), kept).all()
+    assert kept.size < pairs.size
+
+
+def test_a_wall_clock_cut_of_the_proof_mip_says_the_answer_may_differ(monkeypatch) -> None:  # noqa: ANN001 - pytest fixture
+    """The proof MIP is part of the answer step: where the wall clock stops it, its answer is dropped (a repeat
+    with the time may take it), and the result says the run is not reproducible."""
+    problem = _state_round(150, 100, 3)
+    params = SolverParams(time_limit_seconds=20, max_model_pairs=0)
+    solve_stage = large_proof._solve_stage
+
+    def cut(model, params, limit, hint, node_limit=None):  # noqa: ANN001, ANN202 - the solver call, as a slow machine
+        status, values, objective, bound, _, iterations = solve_stage(model, params, limit, hint, node_limit=node_limit)
+        return status, values, objective, bound, limit, iterations
+
+    monkeypatch.setattr(large_proof, "_solve_stage", cut)
+    result = solve(problem, params)
+    monkeypatch.setattr(large_proof, "PROOF_MAX_PAIRS", 0)
+    without = solve(problem, params)
+    assert check_assignment(problem, result) == []
+    assert result.place_of_unit.tolist() == without.place_of_unit.tolist() and result.gap == pytest.approx(without.gap)
+    assert without.gap > 1e-3  # the MIP would have closed it
+    assert not result.reproducible and without.reproducible
+    assert len(result.notes) == 1 and "wall-clock limit stopped this solve" in result.notes[0]

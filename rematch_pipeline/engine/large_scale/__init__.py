@@ -22,7 +22,9 @@ keeping the persons found) we therefore
    the worst-placed units and the units at the places they want, or all users of a
    scarce resource) on the capacity the others leave, keeping lexicographic gains;
    units still unplaced then try all their usable pairs, and an exact exchange within
-   usage classes ends it.
+   usage classes follows. Where the search stalled with counted time left and few pairs
+   survive reduced-cost fixing at the prices, one exact MIP over all units on those pairs
+   ends it; proven optimal, it bounds the score too (proof).
    Meanwhile the other core refines the bound for the persons the search has reached (on a
    round short of room in total, for fixed persons between those and the persons bound, from
    the summed-capacity LP's prices); the time the search leaves refines it for the persons placed.
@@ -32,7 +34,7 @@ budget (stage deadlines, local moves, MIPs, the search's end) is read on a _Cloc
 work by default, so a repeat gives the same answer on a loaded or faster machine.
 
 The package's API is solve_large, reduced_problem and SOLVER_LABEL. Its modules follow the method:
-clock (counted work), pairs, pricing (steps 1-2), local_moves, neighbourhoods and search (step 3),
+clock (counted work), pairs, pricing (steps 1-2), local_moves, neighbourhoods, search and proof (step 3),
 solve (the stages end to end).
 """
 

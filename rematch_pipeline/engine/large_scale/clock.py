@@ -38,6 +38,12 @@ class _Rates:
     # The exchange within usage classes (exchange.py's reference rates).
     exchange_entry: float = ENTRY_SECONDS
     exchange_solve: float = SOLVE_SECONDS
+    # The proof MIP's root (proof.py) over a whole round of 21,600-45,800 binaries: proof_scale * (iterations
+    # + 1) ** 0.442 * binaries ** 1.685, a log-linear fit to five roots of state rounds (0.78-1.22x their wall
+    # time, 22-111 s, load 0.7-3, before the 25 % margin in proof_scale). mip_seconds, fitted on MIPs of a
+    # few hundred units on 8 pairs each, charged them 0.4-5.4 s (twenty-ninth session).
+    proof_scale: float = 1.25 * math.exp(-18.042)
+    proof_exponents: ClassVar[tuple[float, float]] = (0.442, 1.685)
     mip_exponents: ClassVar[tuple[float, float, float]] = (1.163, -0.391, 0.155)
     lp_iteration: float = 0.18e-3
     lp_pair: float = 20e-6
@@ -49,6 +55,11 @@ class _Rates:
         """Counted seconds of a neighbourhood MIP (building it, its root node and heuristics)."""
         a, b, c = self.mip_exponents
         return self.mip_scale * (iterations + 1) ** a * max(binaries, 1) ** b * max(rows, 1) ** c
+
+    def proof_seconds(self, iterations: int, binaries: int) -> float:
+        """Counted seconds of the proof MIP's root over the pairs that survive reduced-cost fixing (proof.py)."""
+        a, b = self.proof_exponents
+        return self.proof_scale * (iterations + 1) ** a * max(binaries, 1) ** b
 
     def core_lp_seconds(self, lp_pairs: int, iterations: int) -> float:
         """Counted seconds of a core LP of lp_pairs pairs that took iterations simplex iterations."""

@@ -42,8 +42,10 @@ from rematch_pipeline.engine.large_scale.pricing import (
     _price,
     _summed_capacity_bound,
     _summed_start,
+    _value,
 )
-from rematch_pipeline.engine.large_scale.search import _insert_unplaced, _place, _price_beside
+from rematch_pipeline.engine.large_scale.proof import _prove
+from rematch_pipeline.engine.large_scale.search import _better, _insert_unplaced, _place, _price_beside
 from rematch_pipeline.engine.model import _gap
 from rematch_pipeline.engine.problem import (
     AssignmentProblem,
@@ -179,8 +181,6 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     # twenty-sixth session).
     beside = functools.partial(_price_beside, lag2, priced3, answer_deadline, target if room else None, toward=None if room else target)
     second, priced_beside = _place(lag3, priced3, params, answer_deadline, room=room, beside=beside, exchange_deadline=deadline)
-    # The assignment is settled here (what follows refines the bound only): whether the
-    # wall clock cut it short is known now.
     answer_cut = clock.cut
     if answer_cut:
         second = _insert_unplaced(lag3, second, _locked_places(problem) >= 0, math.inf, after_cut=True)
@@ -193,7 +193,22 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     placed = _persons(problem, pairs, second)
     kept = [(persons, priced2), (target, priced3), *priced_beside]
     at_placed = [q.bound - q.dual.keep * (placed - p) for p, q in kept]
-    score_bound = min(at_placed)
+    # A search that stalled leaves counted time before the time kept back for the bound: reduced-cost
+    # fixing at the prices of the lowest bound for the persons placed, then one exact MIP over the pairs
+    # that survive (proof.py; where they are few and its charge fits), whose answer is taken when better.
+    proof = None if answer_cut else _prove(lag2.keeping(placed), kept[int(np.argmin(at_placed))][1].dual, second, params, answer_deadline, clock)
+    proof_bound = math.inf
+    if proof is not None and proof.cut:  # the wall clock stopped the proof MIP: a repeat may take its answer
+        answer_cut = True
+    elif proof is not None:
+        second, _ = _better(lag2, second, (placed, _value(lag2, second)), proof.place_of)
+        placed = _persons(problem, pairs, second)
+        at_placed = [q.bound - q.dual.keep * (placed - p) for p, q in kept]
+        proof_bound = proof.bound_at(placed)
+        LOG.debug("after the proof MIP: %d persons, bound %.4f", placed, proof_bound)
+    # The assignment is settled here (what follows refines the bound only): whether the
+    # wall clock cut it short is known now.
+    score_bound = min(min(at_placed), proof_bound)
     LOG.debug("bound for %d persons from %d price vectors: %.4f", placed, len(kept), score_bound)
     if placed < persons_bound and priced_beside and priced_beside[-1][1].dual.keep > 0:
         # The pricing beside the search aims at the persons bound; where that is out of reach (a tight

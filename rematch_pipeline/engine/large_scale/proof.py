@@ -1,0 +1,146 @@
+"""A proof for a stalled search's answer: reduced-cost fixing at the final prices, then one exact MIP
+over every unit on the pairs that survive it.
+
+Why it holds (the score stage keeps at least P0 persons: the persons the answer places). At the
+multipliers of the score stage's Lagrangian dual for "persons >= P0" (capacity prices lambda >= 0,
+minimum-intake prices, keeping multiplier kappa >= 0), every answer x that keeps the rules and places
+at least P0 persons has
+
+    score(x) = L - sum_u loss_u(x_u) - (priced slack of the capacity, minimum and keeping rows),
+
+where L is the dual's exact value over all pairs (_Lagrangian.bound), loss_u(x_u) = (best reduced
+profit of u, 0 counting as leaving u out) - (reduced profit of the option x gives u, 0 if unplaced),
+and every term subtracted is >= 0. So an answer that uses a pair (u, p) with loss_up > L - T scores
+below T, for any threshold T; with T the incumbent's score, no such answer beats it. Those pairs are
+dropped; the rest (and every unit's current pair) make one MIP over all units.
+
+Persons first. The MIP maximises PERSON_WEIGHT * persons + score keeping at least P0 persons, as the
+neighbourhood MIPs do, and its answer replaces the incumbent only when lexicographically better (more
+persons, or as many and a higher score). If SCIP proves it optimal with dual bound B, then every answer
+on the surviving pairs with at least P1 >= P0 persons scores at most B - PERSON_WEIGHT * P1, and every
+answer with at least P1 persons using a dropped pair scores below T ({persons >= P1} lies inside
+{persons >= P0}). The score bound for the persons placed (P1, the answer's persons after this step) is
+therefore max(T, B - PERSON_WEIGHT * P1): valid for the whole round, like the Lagrangian bound it
+tightens, and as that one it bounds the score of answers placing at least the persons placed, not of
+answers placing fewer. It says nothing about more persons: an answer with more persons and a score
+below T may use dropped pairs, so the persons bound is left as it is. Unproven (node limit, wall
+clock), the MIP's bound is not used; its answer may still be taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rematch_pipeline.engine.large_scale.clock import _Clock
+from rematch_pipeline.engine.large_scale.pairs import _Pairs, _positions
+from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, _Dual, _Lagrangian
+from rematch_pipeline.engine.model import _build_model, _hint, _place_of, _set_objective, _solve_stage
+from rematch_pipeline.engine.problem import SolverParams
+
+LOG = logging.getLogger(__name__)
+
+# The MIP runs only on at most this many surviving pairs (binaries): a 10,000-household round's gap of
+# ~1,000 points leaves millions; state rounds of a few hundred households over 100-401 districts, tens of
+# thousands.
+PROOF_MAX_PAIRS: int = 40_000
+# Branch-and-bound nodes of the MIP (reproducible runs; SCIP has no work limit, a node count is one): its
+# root. Its wall time is 20-110 s on state rounds of 21,600-45,800 binaries; 300 x 401 is proven there,
+# and the rounds it left unproven would need more time than the limit leaves anyway (twenty-ninth session).
+PROOF_NODES: int = 1
+# The MIP runs only where its root's charge, with simplex iterations of half its binaries (0.3-2x were
+# measured), fits in the counted time left before the deadline.
+PROOF_ITERATIONS_PER_PAIR: float = 0.5
+# Its relative gap: its objective counts PERSON_WEIGHT a person (~600,000 at 600 persons), so the
+# round's 1e-4 would stop it 60 score points short of a proof.
+PROOF_GAP: float = 1e-9
+
+
+@dataclass
+class _Proof:
+    """Outcome of the step: the MIP's answer (the incumbent where it found none), the threshold T of the
+    fixing and the MIP's proven dual bound (inf: not proven); bound_at turns them into a score bound."""
+
+    place_of: np.ndarray
+    threshold: float  # T: answers using a dropped pair score below it
+    mip_bound: float  # SCIP's dual bound of PERSON_WEIGHT * persons + score (inf: not proven)
+    pairs: int  # surviving pairs
+    cut: bool = False  # the wall clock stopped the MIP or left it no time: a repeat may take its answer
+
+    def bound_at(self, persons: float) -> float:
+        """The score bound for answers placing at least persons (>= the persons kept when fixing)."""
+        if not math.isfinite(self.mip_bound):
+            return math.inf
+        return max(self.threshold, self.mip_bound - PERSON_WEIGHT * persons)
+
+
+def _surviving(lag: _Lagrangian, dual: _Dual, current: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
+    """Pair positions an answer scoring at least threshold (and keeping lag's persons) may use: each
+    free pair whose loss is at most L - threshold, and every unit's current pair (locked pairs
+    included). Also returns L, the dual's exact value."""
+    problem, pairs = lag.problem, lag.pairs
+    value, rp = lag.bound(dual)
+    best = np.zeros(problem.n_units)  # leaving a unit out has reduced profit 0
+    free = lag.free_pair
+    np.maximum.at(best, pairs.unit[free], rp[free])
+    loss = best[pairs.unit] - rp
+    # A hair of slack for rounding in the sums: keeping a pair too many costs binaries, not validity.
+    room = value - threshold + 1e-6 * max(1.0, abs(value))
+    keep = free & (loss <= room)
+    return np.union1d(np.flatnonzero(keep), _positions(problem, pairs, current)), value
+
+
+def _prove(
+    lag: _Lagrangian, dual: _Dual, current: np.ndarray, params: SolverParams, deadline: float, clock: _Clock
+) -> _Proof | None:
+    """Reduced-cost fixing at dual (of lag, the score stage keeping the persons of current), then one
+    SCIP MIP over every unit on the surviving pairs, hinted with current (module docstring). None where
+    the pairs are too many or the counted time too short; the incumbent where the wall clock stopped the
+    MIP or left it no time (its answer could
+    differ between runs: dropped, and the outcome says cut)."""
+    problem, pairs = lag.problem, lag.pairs
+    # Whether it runs hangs on the counted work only (reproducible): a wall clock run out must not decide it.
+    if _counted(clock) >= deadline:
+        return None
+    threshold = float(pairs.score[_positions(problem, pairs, current)].sum())
+    clock.spend(clock.rates.pair_pass * 4 * pairs.size)  # the losses and the selection
+    keep, value = _surviving(lag, dual, current, threshold)
+    LOG.debug("reduced-cost fixing at %.4f for %.4f: %d of %d pairs survive", value, threshold, keep.size, pairs.size)
+    expected = clock.rates.proof_seconds(int(PROOF_ITERATIONS_PER_PAIR * keep.size), keep.size)
+    if keep.size > PROOF_MAX_PAIRS or _counted(clock) + expected > deadline:
+        return None
+    if not math.isfinite(clock.now()):  # the wall clock has run out where a repeat with the time runs the MIP
+        return _Proof(current, threshold, math.inf, int(keep.size), cut=True)
+    sub = problem.with_pairs(pairs.idx[keep])
+    model = _build_model(sub)
+    hint = _hint(model, sub, current)
+    persons = float(model.persons @ hint[: model.n_x])
+    model.proto.constraint[model.persons_row].lower_bound = persons
+    _set_objective(model, PERSON_WEIGHT * model.persons + model.score)
+    scip = dataclasses.replace(params, backend="scip", relative_gap=PROOF_GAP)
+    start = time.perf_counter()
+    if clock.reproducible:
+        limit = clock.wall_left()
+        status, values, _, bound, wall, iterations = _solve_stage(model, scip, limit, hint, node_limit=PROOF_NODES)
+        charge = clock.rates.proof_seconds(iterations, model.n_x)
+        clock.spend(charge)
+        LOG.debug("proof MIP: %d binaries, %d iterations, %.1f s wall, %.1f s counted", model.n_x, iterations, wall, charge)
+        if wall >= limit - 0.05:  # stopped by the wall clock, not by its nodes: not reproducible
+            clock.overrun = clock.cut = True
+            return _Proof(current, threshold, math.inf, int(keep.size), cut=True)
+    else:
+        seconds = max(0.0, deadline - clock.now())
+        status, values, _, bound, wall, _ = _solve_stage(model, scip, seconds, hint)
+    LOG.debug("proof MIP (%s) in %.1f s: bound %.4f", status, time.perf_counter() - start, bound)
+    place_of = current if values is None else _place_of(model, problem.n_units, np.round(values[: model.n_x]) > 0.5)
+    return _Proof(place_of, threshold, bound if status == "optimal" else math.inf, int(keep.size))
+
+
+def _counted(clock: _Clock) -> float:
+    """The clock's time as budgets read it, without the wall-clock stop (counted work, or the wall clock)."""
+    return clock.work if clock.reproducible else clock.wall()
