@@ -23,8 +23,10 @@ answer with at least P1 persons using a dropped pair scores below T ({persons >=
 therefore max(T, B - PERSON_WEIGHT * P1): valid for the whole round, like the Lagrangian bound it
 tightens, and as that one it bounds the score of answers placing at least the persons placed, not of
 answers placing fewer. It says nothing about more persons: an answer with more persons and a score
-below T may use dropped pairs, so the persons bound is left as it is. Unproven (node limit, wall
-clock), the MIP's bound is not used; its answer may still be taken.
+below T may use dropped pairs, so the persons bound is left as it is. B need not be proven optimal:
+SCIP's dual bound when its node limit stops it bounds every answer on the surviving pairs all the same
+(the root's bound is below the Lagrangian one where its cuts bite). A MIP the wall clock stopped is
+dropped, answer and bound (a repeat may get further).
 """
 
 from __future__ import annotations
@@ -64,11 +66,11 @@ PROOF_GAP: float = 1e-9
 @dataclass
 class _Proof:
     """Outcome of the step: the MIP's answer (the incumbent where it found none), the threshold T of the
-    fixing and the MIP's proven dual bound (inf: not proven); bound_at turns them into a score bound."""
+    fixing and the MIP's dual bound (inf: none); bound_at turns them into a score bound."""
 
     place_of: np.ndarray
     threshold: float  # T: answers using a dropped pair score below it
-    mip_bound: float  # SCIP's dual bound of PERSON_WEIGHT * persons + score (inf: not proven)
+    mip_bound: float  # SCIP's dual bound of PERSON_WEIGHT * persons + score, proven or at its node limit (inf: none)
     pairs: int  # surviving pairs
     cut: bool = False  # the wall clock stopped the MIP or left it no time: a repeat may take its answer
 
@@ -138,7 +140,8 @@ def _prove(
         status, values, _, bound, wall, _ = _solve_stage(model, scip, seconds, hint)
     LOG.debug("proof MIP (%s) in %.1f s: bound %.4f", status, time.perf_counter() - start, bound)
     place_of = current if values is None else _place_of(model, problem.n_units, np.round(values[: model.n_x]) > 0.5)
-    return _Proof(place_of, threshold, bound if status == "optimal" else math.inf, int(keep.size))
+    # Optimal or stopped by its nodes, SCIP's dual bound holds for every answer on these pairs.
+    return _Proof(place_of, threshold, bound if status in ("optimal", "feasible") else math.inf, int(keep.size))
 
 
 def _counted(clock: _Clock) -> float:
