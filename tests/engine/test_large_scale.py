@@ -665,3 +665,41 @@ def test_a_wall_clock_cut_of_the_proof_mip_says_the_answer_may_differ(monkeypatc
     assert without.gap > 1e-3  # the MIP would have closed it
     assert not result.reproducible and without.reproducible
     assert len(result.notes) == 1 and "wall-clock limit stopped this solve" in result.notes[0]
+
+
+def test_ejection_chains_link_units_whose_improvement_no_single_move_finds() -> None:
+    # Three places, each with room for one unit (one person, one Kita place). u0 gains 10 points
+    # moving to B, but only if u1 moves on to C and u2 from C to the A that u0 left: a cycle of
+    # three (+10 - 1 - 0.5). No single move fits anywhere, and no two units can swap.
+    from rematch_pipeline.engine.large_scale.chains import _ChainSets
+    from rematch_pipeline.engine.large_scale.neighbourhoods import _reoptimise, _subproblem
+
+    problem = AssignmentProblem(
+        unit_ids=["u0", "u1", "u2"],
+        place_ids=["A", "B", "C"],
+        resources=["persons", "kita_places"],
+        usage=np.array([[1, 1], [1, 1], [1, 1]]),
+        capacity=np.array([[1, 1], [1, 1], [1, 1]]),
+        min_intake=np.zeros(3),
+        pair_unit=np.array([0, 0, 1, 1, 2, 2]),
+        pair_place=np.array([0, 1, 1, 2, 0, 2]),
+        pair_score=np.array([10.0, 20.0, 15.0, 14.0, 9.5, 10.0]),
+    )
+    pairs = _usable_pairs(problem)
+    current = np.array([0, 1, 2], dtype=np.int64)
+    left = problem.capacity - _load(problem, pairs, current)
+    assert not any((problem.usage[u] <= left[j]).all() for u, j in zip(pairs.unit, pairs.place, strict=True) if current[u] != j)
+    best = np.full(problem.n_units, -np.inf)
+    np.maximum.at(best, pairs.unit, pairs.score)
+    loss = best - pairs.score[np.searchsorted(pairs.keys, np.arange(3) * 3 + current)]
+    chains = _ChainSets(problem, pairs, pairs.score)
+    free, steps = chains.next(current, loss, np.zeros(3, dtype=bool), 600)
+    assert free.all() and steps > 0  # the chain from u0 (the only unit off its best pair) holds all three
+    # The MIP over that set takes the cycle, within every capacity.
+    clock = _Clock(True, 60.0)
+    sub, sub_units = _subproblem(problem, pairs, pairs.score, free, _load(problem, pairs, np.where(free, -1, current)), current, None)
+    _, place_of = _reoptimise(sub, SolverParams(), current[sub_units], 5.0, clock)
+    answer = current.copy()
+    answer[sub_units] = place_of
+    assert answer.tolist() == [1, 2, 0]
+    assert (_load(problem, pairs, answer) <= problem.capacity).all() and not check_assignment(problem, answer)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rematch_pipeline.engine._common import PAIR_CHUNK_SIZE, chunk_bounds
+from rematch_pipeline.engine.large_scale.chains import CHAIN_SET_LEAST, _ChainSets
 from rematch_pipeline.engine.large_scale.clock import _Clock
 from rematch_pipeline.engine.large_scale.local_moves import _loss
 from rematch_pipeline.engine.large_scale.pairs import _Pairs, _load, _locked_places, _positions, _top_per_unit
@@ -171,7 +172,9 @@ class _Neighbourhoods:
     their current one, grown from one such seed over the places they share (now or in
     the LP); then seeds far from their best pair as for unplaced ones. Worst-placed
     seeds first. After an unplaced seed's set that gained nothing, one of the later kinds
-    comes first (persons first must not starve the score)."""
+    comes first (persons first must not starve the score). Given a clock, once the core LP is
+    in and no unit that prices in is left out, every second set is one of near-paying ejection
+    chains (chains.py), until such a set gains nothing."""
 
     def __init__(
         self,
@@ -181,8 +184,12 @@ class _Neighbourhoods:
         unit_best: np.ndarray,
         best_place: np.ndarray,
         locked: np.ndarray,
+        clock: _Clock | None = None,
     ) -> None:
         self.problem, self.pairs, self.rp, self.unit_best, self.locked = problem, pairs, rp, unit_best, locked
+        self.clock = clock
+        self.chains: _ChainSets | None = None
+        self.chain_turns, self.chain_last, self.chain_off = 0, False, clock is None
         has_pairs = np.isfinite(unit_best)
         users = [np.flatnonzero((problem.usage[:, r] > 0) & has_pairs) for r in range(len(problem.resources))]
         self.by_resource = [u for r, u in enumerate(users) if r != problem.persons_index and 0 < u.size <= NEIGHBOURHOOD_UNITS]
@@ -215,6 +222,7 @@ class _Neighbourhoods:
     def next(self, current: np.ndarray) -> np.ndarray | None:
         """The next set (a mask over units) for the current assignment, or None."""
         problem = self.problem
+        was_first = self.first
         if self.first:  # a small round is one neighbourhood
             self.first = False
             if problem.n_units <= NEIGHBOURHOOD_UNITS:
@@ -224,6 +232,10 @@ class _Neighbourhoods:
             free[self.by_resource.pop(0)] = True
             return self._close(free, current)
         loss = _loss(problem, self.pairs, self.rp, self.unit_best, current)
+        if self.core is not None and not was_first:
+            chained = self._chain_set(current, loss)
+            if chained is not None:
+                return chained
         # Persons come first: unplaced units that price in seed the first sets; after one
         # that gained nothing, one set for the score comes between (at 50,000 households
         # 44 of 60 persons sets gained nothing and no score set ever ran).
@@ -243,6 +255,33 @@ class _Neighbourhoods:
             return None
         self.last_kind = "persons"  # only unplaced seeds are left
         return self._seeded_set(np.flatnonzero(wanting), loss, current)
+
+    def _chain_set(self, current: np.ndarray, loss: np.ndarray) -> np.ndarray | None:
+        """Every second call, while no unit that prices in is left out: the units of near-paying
+        ejection chains (chains.py), or None. After such a set that gained nothing, none again: on
+        the 10,000 round the first one or two gained most (+359 and +164 points on seed 1), later
+        ones nothing at 1.4 counted seconds of chains each (docs/decisions.md, twenty-ninth session)."""
+        if self.chain_off:
+            return None
+        if self.chain_last and not self.last_gained:
+            self.chain_off = True
+            return None
+        self.chain_last = False
+        self.chain_turns += 1
+        if self.chain_turns % 2 or ((loss > 1e-6) & (current < 0) & ~self.locked).any():
+            return None
+        clock = self.clock
+        assert clock is not None
+        if self.chains is None:
+            clock.spend(clock.rates.pair_pass * 10 * self.pairs.size)  # each unit's chain pairs
+            self.chains = _ChainSets(self.problem, self.pairs, self.rp)
+        free, nodes = self.chains.next(current, loss, self.locked, self.size)
+        clock.spend(clock.rates.chain_node * nodes)
+        LOG.debug("ejection chains: %d units in %d steps", int(free.sum()), nodes)
+        if free.sum() < CHAIN_SET_LEAST:
+            return None
+        self.last_kind, self.chain_last = "score", True
+        return self._close(free, current)
 
     def _seeded_set(self, seeds: np.ndarray, loss: np.ndarray, current: np.ndarray) -> np.ndarray:
         """Seeds (worst loss first) with the units at their best places that lose least

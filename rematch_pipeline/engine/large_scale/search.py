@@ -148,7 +148,7 @@ def _place(
         best_place = np.full(n_u, -1, dtype=np.int64)
         best_place[units] = pairs.place[first]
         clock.spend(clock.rates.pair_pass * 10 * pairs.size)
-        hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked)
+        hood = _Neighbourhoods(problem, pairs, rp, unit_best, best_place, locked, clock)
         try:
             current = _search(lag, rp, hood, pending, current, value, params, deadline, progress, deadline if exchange_deadline is None else exchange_deadline)
         finally:
