@@ -87,6 +87,17 @@ def _stated(exc: Exception) -> dg.Failure:
     return stated(str(exc), exc.details if isinstance(exc, UserFacingError) else None)
 
 
+def _instead(exc: Exception) -> Exception | None:
+    """What a step raises instead of exc: an expected failure stated, a bug with its message withheld, or
+    None to raise exc itself (Dagster's own exceptions, which carry no cell value and which Dagster must get
+    as they are, and any bug where REMATCH_KEEP_ERROR_MESSAGES=1)."""
+    if isinstance(exc, _EXPECTED):
+        return _stated(exc)
+    if _keeps_messages() or type(exc).__module__.startswith("dagster"):
+        return None
+    return _withheld(exc)
+
+
 def reason_first(compute: Compute) -> Compute:
     """An asset's or op's compute function whose expected failures (dg.Failure, UserFacingError,
     InputFileError) end the step as a dg.Failure: description the one-line reason, metadata where it is.
@@ -99,12 +110,10 @@ def reason_first(compute: Compute) -> Compute:
             try:
                 yield from compute(*args, **kwargs)
                 return
-            except _EXPECTED as exc:
-                failure = _stated(exc)
-            except Exception as exc:  # noqa: BLE001 -- a bug, raised again without its message
-                if _keeps_messages() or type(exc).__module__.startswith("dagster"):  # Dagster's own say no value
+            except Exception as exc:  # noqa: BLE001 -- each kind as _instead says
+                failure = _instead(exc)
+                if failure is None:
                     raise
-                failure = _withheld(exc)
             raise failure from None
 
         return results  # type: ignore[return-value]
@@ -113,12 +122,10 @@ def reason_first(compute: Compute) -> Compute:
     def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 -- Dagster reads the wrapped signature
         try:
             return compute(*args, **kwargs)
-        except _EXPECTED as exc:
-            failure = _stated(exc)
-        except Exception as exc:  # noqa: BLE001 -- a bug, raised again without its message
-            if _keeps_messages() or type(exc).__module__.startswith("dagster"):  # Dagster's own say no value
+        except Exception as exc:  # noqa: BLE001 -- each kind as _instead says
+            failure = _instead(exc)
+            if failure is None:
                 raise
-            failure = _withheld(exc)
         # Raised here, outside the except: no "during handling of" chain, and no frame below this one.
         raise failure from None
 

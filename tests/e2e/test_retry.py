@@ -277,16 +277,16 @@ def test_a_retried_workbook_with_hidden_rows_says_so_in_the_run_log(home: Rematc
     too (run log and ingestion log), naming file, sheet and rows, never a value."""
     import xlsxwriter
 
+    from tests.e2e.test_bad_inputs import _write_frame
+
     (home.landing("municipalities") / "municipalities.csv").write_bytes(_csv(sample.municipalities))
     (home.landing("households") / "members.csv").write_bytes(_csv(sample.members))
     book_bytes = io.BytesIO()
     with xlsxwriter.Workbook(book_bytes) as book:
         sheet = book.add_worksheet("Haushalte")
-        sheet.write_row(0, 0, sample.households.columns)
-        for r, row in enumerate(sample.households.iter_rows(), start=1):
-            sheet.write_row(r, 0, [value or "" for value in row])
-            if r + 1 in (3, 4):
-                sheet.set_row(r, None, None, {"hidden": True})
+        _write_frame(sheet, sample.households)
+        for row in (3, 4):  # as numbered in the workbook
+            sheet.set_row(row - 1, None, None, {"hidden": True})
     refused = _land(home, "households", "households.xlsx", book_bytes.getvalue())
     sha = _refused_by_an_older_version(home, refused, "header: unexpected columns")
     defs = build_definitions(home)
