@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rematch_pipeline.engine.large_scale.clock import _Clock
-from rematch_pipeline.engine.large_scale.pairs import _Pairs, _positions
+from rematch_pipeline.engine.large_scale.pairs import _positions
 from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, _Dual, _Lagrangian
 from rematch_pipeline.engine.model import _build_model, _hint, _place_of, _set_objective, _solve_stage
 from rematch_pipeline.engine.problem import SolverParams
