@@ -638,8 +638,8 @@ def test_reduced_cost_fixing_keeps_every_pair_of_an_answer_scoring_the_threshold
     persons = float(exact.persons_placed)
     lag = _Lagrangian(problem, pairs, pairs.score, persons, _wall_clock())
     priced = _price(lag, np.arange(pairs.size), math.inf, SCORE_TEMPERATURES, _summed_start(lag, lag.clock, persons))
-    none_placed = np.full(problem.n_units, -1, dtype=np.int64)  # keeps no pair of its own
-    kept, value = large_proof._surviving(lag, priced.dual, none_placed, exact.total_score)
+    no_pairs = np.empty(0, dtype=np.int64)  # an answer keeping no pair of its own
+    kept, value = large_proof._surviving(lag, priced.dual, no_pairs, exact.total_score)
     assert value >= exact.total_score - 1e-6
     assert np.isin(_positions(problem, pairs, exact.place_of_unit), kept).all()
     assert kept.size < pairs.size

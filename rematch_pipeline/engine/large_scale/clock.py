@@ -111,6 +111,10 @@ class _Clock:
             return math.inf
         return self.work
 
+    def counted(self) -> float:
+        """The time budgets are read in, without the wall-clock stop: counted work, or the wall clock."""
+        return self.work if self.reproducible else self.wall()
+
     def until(self, share: float, deadline: float) -> float:
         """The clock time share of the way from now to deadline (after an overrun, now: inf)."""
         now = self.now()

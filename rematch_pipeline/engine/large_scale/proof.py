@@ -81,10 +81,10 @@ class _Proof:
         return max(self.threshold, self.mip_bound - PERSON_WEIGHT * persons)
 
 
-def _surviving(lag: _Lagrangian, dual: _Dual, current: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
+def _surviving(lag: _Lagrangian, dual: _Dual, chosen: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
     """Pair positions an answer scoring at least threshold (and keeping lag's persons) may use: each
-    free pair whose loss is at most L - threshold, and every unit's current pair (locked pairs
-    included). Also returns L, the dual's exact value."""
+    free pair whose loss is at most L - threshold, and the current answer's pairs (chosen, positions;
+    locked pairs included). Also returns L, the dual's exact value."""
     problem, pairs = lag.problem, lag.pairs
     value, rp = lag.bound(dual)
     best = np.zeros(problem.n_units)  # leaving a unit out has reduced profit 0
@@ -94,7 +94,7 @@ def _surviving(lag: _Lagrangian, dual: _Dual, current: np.ndarray, threshold: fl
     # A hair of slack for rounding in the sums: keeping a pair too many costs binaries, not validity.
     room = value - threshold + 1e-6 * max(1.0, abs(value))
     keep = free & (loss <= room)
-    return np.union1d(np.flatnonzero(keep), _positions(problem, pairs, current)), value
+    return np.union1d(np.flatnonzero(keep), chosen), value
 
 
 def _prove(
@@ -107,14 +107,15 @@ def _prove(
     differ between runs: dropped, and the outcome says cut)."""
     problem, pairs = lag.problem, lag.pairs
     # Whether it runs hangs on the counted work only (reproducible): a wall clock run out must not decide it.
-    if _counted(clock) >= deadline:
+    if clock.counted() >= deadline:
         return None
-    threshold = float(pairs.score[_positions(problem, pairs, current)].sum())
+    chosen = _positions(problem, pairs, current)
+    threshold = float(pairs.score[chosen].sum())
     clock.spend(clock.rates.pair_pass * 4 * pairs.size)  # the losses and the selection
-    keep, value = _surviving(lag, dual, current, threshold)
+    keep, value = _surviving(lag, dual, chosen, threshold)
     LOG.debug("reduced-cost fixing at %.4f for %.4f: %d of %d pairs survive", value, threshold, keep.size, pairs.size)
     expected = clock.rates.proof_seconds(int(PROOF_ITERATIONS_PER_PAIR * keep.size), keep.size)
-    if keep.size > PROOF_MAX_PAIRS or _counted(clock) + expected > deadline:
+    if keep.size > PROOF_MAX_PAIRS or clock.counted() + expected > deadline:
         return None
     if not math.isfinite(clock.now()):  # the wall clock has run out where a repeat with the time runs the MIP
         return _Proof(current, threshold, math.inf, int(keep.size), cut=True)
@@ -143,7 +144,3 @@ def _prove(
     # Optimal or stopped by its nodes, SCIP's dual bound holds for every answer on these pairs.
     return _Proof(place_of, threshold, bound if status in ("optimal", "feasible") else math.inf, int(keep.size))
 
-
-def _counted(clock: _Clock) -> float:
-    """The clock's time as budgets read it, without the wall-clock stop (counted work, or the wall clock)."""
-    return clock.work if clock.reproducible else clock.wall()

@@ -192,7 +192,12 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     # the bound for that requirement moves by keep * (persons found - persons kept).
     placed = _persons(problem, pairs, second)
     kept = [(persons, priced2), (target, priced3), *priced_beside]
-    at_placed = [q.bound - q.dual.keep * (placed - p) for p, q in kept]
+
+    def bounds_at(placed: float) -> list[float]:
+        """Each kept dual's bound moved to the persons placed (valid at fixed multipliers, either side)."""
+        return [q.bound - q.dual.keep * (placed - p) for p, q in kept]
+
+    at_placed = bounds_at(placed)
     # A search that stalled leaves counted time before the time kept back for the bound: reduced-cost
     # fixing at the prices of the lowest bound for the persons placed, then one exact MIP over the pairs
     # that survive (proof.py; where they are few and its charge fits), whose answer is taken when better.
@@ -203,7 +208,7 @@ def _solve_large(problem: AssignmentProblem, params: SolverParams, wall_setting:
     elif proof is not None:
         second, _ = _better(lag2, second, (placed, _value(lag2, second)), proof.place_of)
         placed = _persons(problem, pairs, second)
-        at_placed = [q.bound - q.dual.keep * (placed - p) for p, q in kept]
+        at_placed = bounds_at(placed)
         proof_bound = proof.bound_at(placed)
         LOG.debug("after the proof MIP: %d persons, bound %.4f", placed, proof_bound)
     # The assignment is settled here (what follows refines the bound only): whether the
