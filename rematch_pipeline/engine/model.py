@@ -215,10 +215,12 @@ def _solve_stage(
     hint: np.ndarray | None,
     node_limit: int | None = None,
     witness: np.ndarray | None = None,
+    settings: str = "",
 ) -> tuple[str, np.ndarray | None, float, float, float, int]:
     """One MIP solve, stopped at time_limit seconds or (SCIP only) after node_limit
-    branch-and-bound nodes. Returns (status, values or None, objective, bound, seconds,
-    simplex iterations).
+    branch-and-bound nodes; settings: further SCIP parameters, one "name = value" a line
+    (a name SCIP does not know raises ValueError). Returns (status, values or None,
+    objective, bound, seconds, simplex iterations).
 
     "infeasible" only when proven: a solver claim that a known feasible point (witness,
     else hint) contradicts, or that came when its time limit ran out, is "not_solved" (CBC
@@ -242,7 +244,10 @@ def _solve_stage(
     solver.SetNumThreads(params.threads)
     if params.backend == "scip":
         nodes = f"limits/nodes = {node_limit}\n" if node_limit is not None else ""
-        solver.SetSolverSpecificParametersAsString(f"randomization/randomseedshift = {params.seed}\n{nodes}")
+        # SCIP rejects an unknown name (a parameter renamed in another version) and would then solve on
+        # its defaults: stop instead.
+        if not solver.SetSolverSpecificParametersAsString(f"randomization/randomseedshift = {params.seed}\n{nodes}{settings}"):
+            raise ValueError(f"SCIP rejected the parameters: {nodes}{settings}".strip())
     elif params.backend == "cp_sat":
         solver.SetSolverSpecificParametersAsString(f"random_seed:{params.seed}")
     # cbc and highs take no seed through pywraplp; their defaults are fixed seeds.

@@ -27,7 +27,7 @@ from rematch_pipeline.engine.large_scale.neighbourhoods import MIP_PAIRS, NEIGHB
 from rematch_pipeline.engine.large_scale.pairs import _load, _positions, _room_in_total, _usable_pairs
 from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, SCORE_TEMPERATURES, _Lagrangian, _Priced, _price, _summed_capacity_lp, _summed_start
 from rematch_pipeline.engine.large_scale.search import _Progress, _insert_unplaced, _place, _price_beside
-from rematch_pipeline.engine.model import _reduce
+from rematch_pipeline.engine.model import _build_model, _reduce, _solve_stage
 from rematch_pipeline.engine.problem import (
     WALL_LIMIT_FACTOR,
     AssignmentProblem,
@@ -627,6 +627,40 @@ def test_a_stalled_search_proves_its_answer_by_reduced_cost_fixing_and_one_exact
     assert before.best_bound >= large.best_bound and before.gap > large.gap + 1e-3
 
 
+def test_the_proof_steps_cheaper_tier_bounds_the_exact_optimum_where_the_full_root_does_not_fit(monkeypatch, caplog) -> None:  # noqa: ANN001 - pytest fixtures
+    """Where the full root's charge does not fit the time left, the cheaper tier runs: the score alone keeping
+    the persons placed, no heuristics, three cut rounds. Its dual bound bounds the score directly (no
+    1000 * persons to take off): at or above CBC's exact optimum, below the Lagrangian bound, the same
+    assignment and bound twice (thirtieth session). Before it, the step did not run there."""
+    problem = _state_round(150, 100, 3)
+    exact = solve(problem, SolverParams(time_limit_seconds=60, relative_gap=0.0, backend="cbc"))
+    assert exact.status == "optimal"
+    params = SolverParams(time_limit_seconds=20, max_model_pairs=0)
+    monkeypatch.setattr(large_proof, "PROOF_MAX_PAIRS", 0)
+    lagrangian = solve(problem, params)  # without the step: the Lagrangian bound alone
+    monkeypatch.undo()
+    monkeypatch.setattr(_Rates, "proof_seconds", lambda self, iterations, binaries: math.inf)  # the full root never fits
+    with caplog.at_level("DEBUG", logger=large_proof.__name__):
+        large = solve(problem, params)
+    assert "proof MIP (cheaper tier)" in caplog.text
+    assert large.solver == large_scale.SOLVER_LABEL and check_assignment(problem, large) == [] and large.reproducible
+    assert large.persons_placed == exact.persons_placed  # the score bound below is for these persons
+    assert exact.total_score - 1e-6 <= large.best_bound < lagrangian.best_bound - 1.0
+    again = solve(problem, params)
+    assert again.place_of_unit.tolist() == large.place_of_unit.tolist() and again.best_bound == large.best_bound
+
+
+def test_scip_settings_it_does_not_know_stop_the_solve() -> None:
+    """SCIP takes a parameter name it does not know (another version's) by solving on its defaults; the
+    cheaper tier's settings would then be silently lost. The solve stops instead."""
+    problem = _state_round(20, 10, 1)
+    model = _build_model(problem)
+    with pytest.raises(ValueError, match="SCIP rejected"):
+        _solve_stage(model, SolverParams(backend="scip"), 10.0, None, node_limit=1, settings="heuristics/no_such_heuristic/freq = -1\n")
+    status, *_ = _solve_stage(model, SolverParams(backend="scip"), 10.0, None, node_limit=1, settings=large_proof.TIER_SETTINGS)
+    assert status in ("optimal", "feasible")
+
+
 def test_reduced_cost_fixing_keeps_every_pair_of_an_answer_scoring_the_threshold() -> None:
     """The fixing's inequality: at any prices for "persons >= P", an answer with P persons scores at most
     L minus the loss of each of its pairs. With the exact optimum's score as the threshold, every pair of
@@ -652,8 +686,8 @@ def test_a_wall_clock_cut_of_the_proof_mip_says_the_answer_may_differ(monkeypatc
     params = SolverParams(time_limit_seconds=20, max_model_pairs=0)
     solve_stage = large_proof._solve_stage
 
-    def cut(model, params, limit, hint, node_limit=None):  # noqa: ANN001, ANN202 - the solver call, as a slow machine
-        status, values, objective, bound, _, iterations = solve_stage(model, params, limit, hint, node_limit=node_limit)
+    def cut(model, params, limit, hint, **options):  # noqa: ANN001, ANN003, ANN202 - the solver call, as a slow machine
+        status, values, objective, bound, _, iterations = solve_stage(model, params, limit, hint, **options)
         return status, values, objective, bound, limit, iterations
 
     monkeypatch.setattr(large_proof, "_solve_stage", cut)

@@ -44,6 +44,12 @@ class _Rates:
     # few hundred units on 8 pairs each, charged them 0.4-5.4 s (twenty-ninth session).
     proof_scale: float = 1.25 * math.exp(-18.042)
     proof_exponents: ClassVar[tuple[float, float]] = (0.442, 1.685)
+    # The proof MIP's cheaper tier (score alone, no heuristics, 3 cut rounds): tier_scale * (iterations + 1)
+    # ** 0.459 * binaries ** 1.504, a log-linear fit to six roots of state rounds measured twice each
+    # (21,600-62,900 binaries, 6-45 s; 0.77-1.19x their wall time at load 1-2.3, before the 25 % margin in
+    # tier_scale; thirtieth session).
+    tier_scale: float = 1.25 * math.exp(-17.304)
+    tier_exponents: ClassVar[tuple[float, float]] = (0.459, 1.504)
     mip_exponents: ClassVar[tuple[float, float, float]] = (1.163, -0.391, 0.155)
     # A step of an ejection chain (chains.py; measured: 2.0 M steps in 11.3 s on the 10,000 round).
     chain_node: float = 5.5e-6
@@ -62,6 +68,11 @@ class _Rates:
         """Counted seconds of the proof MIP's root over the pairs that survive reduced-cost fixing (proof.py)."""
         a, b = self.proof_exponents
         return self.proof_scale * (iterations + 1) ** a * max(binaries, 1) ** b
+
+    def proof_tier_seconds(self, iterations: int, binaries: int) -> float:
+        """Counted seconds of the proof MIP's cheaper tier (proof.py) over that many binaries."""
+        a, b = self.tier_exponents
+        return self.tier_scale * (iterations + 1) ** a * max(binaries, 1) ** b
 
     def core_lp_seconds(self, lp_pairs: int, iterations: int) -> float:
         """Counted seconds of a core LP of lp_pairs pairs that took iterations simplex iterations."""
