@@ -19,7 +19,7 @@ from openpyxl.utils.datetime import from_excel
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
-from rematch_pipeline.schemas.contract import TABLES, Field, Kind, field_names
+from rematch_pipeline.schemas.contract import PROPOSALS_ONLY_COLUMNS, TABLES, Field, Kind, field_names
 from rematch_pipeline.wording import counted, number_runs
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
@@ -170,6 +170,13 @@ def export_header(columns: Iterable[tuple[str, str | None]]) -> list[str]:
     return names
 
 
+# What a decisions file may hold, said where it holds other columns (a notes column, a column of names).
+DECISIONS_COLUMNS = (
+    "a decisions file holds round_id, household_ref or household_pseudonym, municipality_id, decision and reason,"
+    " and may keep the other columns of proposals.csv; delete the rest"
+)
+
+
 def check_header(table: str, header: list[str], file: str, sheet: str | None = None, added: str | None = None) -> None:
     """Reject a header with unknown, duplicated or missing required columns (a form version change). `added`
     says, where the only problem is unexpected columns, how a collection tool's export can leave them out."""
@@ -177,6 +184,10 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
     known = {f.name for f in fields}
     duplicated = sorted({h for h in header if header.count(h) > 1})
     unknown = [h for h in header if h not in known]
+    if table == "decisions":
+        # proposals.csv with round_id and decision added is a decisions file: its other columns are read past.
+        unknown = [h for h in unknown if re.sub(r"[\s-]+", "_", h.strip()).lower() not in PROPOSALS_ONLY_COLUMNS]
+        added = added or DECISIONS_COLUMNS
     missing = [f.name for f in fields if f.required and f.name not in header]
     if table == "decisions" and not {"household_ref", "household_pseudonym"} & set(header):
         missing.append("household_ref or household_pseudonym")

@@ -344,11 +344,27 @@ SHAPED_KINDS: frozenset[Kind] = frozenset(
 SHAPED_TEXT: dict[str, str] = {name: pattern for name, (pattern, _) in TEXT_FORMATS.items()}
 
 
+def code_spelled(field: Field, col: pl.Expr) -> pl.Expr:
+    """A code or code-list cell with each code spelled as the code list has it, whatever its letters' case
+    (`Accept`, `ACCEPT`, `de-by`, `Uk Ru`: typed or tidied in a spreadsheet); other cells unchanged. No two
+    codes of a list differ by case only, so the reading is certain."""
+    if field.kind not in (Kind.CODE, Kind.CODES):
+        return col
+    spelled = {code.lower(): code for code in field.codes}
+    text = col.str.strip_chars()
+    if field.kind is Kind.CODE:
+        return text.str.to_lowercase().replace_strict(spelled, default=col)
+    tokens = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+    return tokens.list.eval(pl.element().str.to_lowercase().replace_strict(spelled, default=pl.element())).list.join(" ")
+
+
 def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
     """The cell, or a placeholder failing the same rule where it has not the field's shape; None
-    for identifying and free-text fields (they are not shaped)."""
+    for identifying and free-text fields (they are not shaped). A code is stored as the code list
+    spells it (code_spelled)."""
     if field.pii or (field.kind not in SHAPED_KINDS and field.name not in SHAPED_TEXT):
         return None
+    col = code_spelled(field, col)
     text = col.str.strip_chars()
     present = text.is_not_null() & (text != "")
     # A key that lost its leading zero is kept as landed: validation restores it (restore_ags_keys).

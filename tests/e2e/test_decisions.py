@@ -6,11 +6,13 @@ import csv
 from pathlib import Path
 
 import duckdb
+import openpyxl
 import pytest
 
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.schemas.contract import PROPOSALS_ONLY_COLUMNS
 from rematch_pipeline.schemas.models import ROUND_ID_FORMAT_RULE
 from rematch_pipeline.validation import LINKED_DECISIONS_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from tests.conftest import land
@@ -518,3 +520,38 @@ def test_a_sentence_typed_as_the_launchpads_reason_is_refused_before_dagster_sto
     assert runs == [] and list(home.landing("decisions").iterdir()) == []
     stored = [p for p in home.dagster_home.rglob("*") if p.is_file() and b"Petrenko" in p.read_bytes()]
     assert stored == []
+
+
+def test_proposals_csv_saved_from_excel_as_a_decisions_workbook_is_read(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:  # noqa: ANN001 - pytest fixture
+    """What a coordinator makes of proposals.csv: round_id and decision added, its own columns (persons, score,
+    locked) kept, columns reordered, codes typed with capitals and spaces, the AGS stored as a number by Excel,
+    saved as XLSX. Before, the file was refused for `unexpected columns persons, score, locked`, and once those
+    were deleted every `Accept`, `DECLINE ` and `Family` was quarantined as not on the code list."""
+    assert set(first_round[0]) - {"household_ref", "municipality_id"} == set(PROPOSALS_ONLY_COLUMNS)
+    a, b = _unlinked(home, first_round)[:2]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Decision", "household_ref", "Persons", "municipality_id", "score", "locked", "round_id", "Reason"])
+    sheet.append(["Accept", a["household_ref"], int(a["persons"]), int(a["municipality_id"]), float(a["score"]), "no", "r1", None])
+    sheet.append(["DECLINE ", b["household_ref"], int(b["persons"]), int(b["municipality_id"]), float(b["score"]), "no", "r1", "Family"])
+    book.save(home.landing("decisions") / "decisions-r1.xlsx")
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        recorded = con.execute("SELECT household_pseudonym, municipality_id, decision, reason FROM decisions ORDER BY decision").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions'").fetchall()
+    assert rules == []
+    assert recorded == [
+        (pseudonym(home.secret(), "household", a["household_ref"]), a["municipality_id"], "accept", None),
+        (pseudonym(home.secret(), "household", b["household_ref"]), b["municipality_id"], "decline", "family"),
+    ]
+    # Any other column (a note, which may hold anything) still stops the file, saying what a decisions file holds.
+    with (home.landing("decisions") / "decisions-r1-notes.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision", "Bemerkung"])
+        writer.writerow(["r1", a["household_ref"], a["municipality_id"], "accept", "ruft zurück"])
+    capsys.readouterr()
+    assert main(["ingest"]) == 1
+    err = capsys.readouterr().err
+    assert "rejected: decisions-r1-notes.csv, row 1: header: unexpected columns Bemerkung (a decisions file holds round_id," in err
+    assert "ruft" not in err
+

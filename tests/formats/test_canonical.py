@@ -372,3 +372,19 @@ def test_cells_merged_across_columns_stop_the_file_naming_the_range(sample, tmp_
     message = str(error.value)
     assert "[sheet municipalities], row 3, column municipality_name: xlsx: cells merged across columns (D3:E3)" in message
     assert SECRET_VALUE not in message
+
+
+def test_codes_typed_in_another_case_are_stored_as_the_code_list_spells_them() -> None:
+    """`Accept`, `b1`, `Uk RU`, `de-by`: typed or tidied in a spreadsheet, each is one code only. Before, each was
+    withheld at ingestion and quarantined as `code list: …`; a word not on the list still is."""
+    from rematch_pipeline.schemas.parsing import WITHHELD, withhold_unshaped
+
+    members = withhold_unshaped("members", pl.DataFrame({"german_level": ["b1", "None", "C2"], "languages": ["Uk  RU", "de", "uk xx"]}))
+    assert members.to_dicts() == [
+        {"german_level": "B1", "languages": "uk ru"},
+        {"german_level": "none", "languages": "de"},
+        {"german_level": WITHHELD, "languages": WITHHELD},
+    ]
+    decisions = withhold_unshaped("decisions", pl.DataFrame({"decision": [" ACCEPT ", "maybe"], "reason": ["Family", None]}))
+    assert decisions.to_dicts() == [{"decision": "accept", "reason": "family"}, {"decision": WITHHELD, "reason": None}]
+    assert withhold_unshaped("municipalities", pl.DataFrame({"state": ["de-by"]}))["state"].to_list() == ["DE-BY"]
