@@ -270,18 +270,49 @@ def load_round_rows(con: duckdb.DuckDBPyConnection, table: str, round_id: str, c
     return con.execute(f"SELECT {select} FROM {table} WHERE round_id = ?", [round_id]).pl()
 
 
+# Per resource of round_municipalities: what accepted proposals of the period use beyond the municipality's
+# latest offer (it lowered its offer after they were accepted; remaining_capacity).
+BEYOND_OFFER_PREFIX = "beyond_offer_"
+
+
 def remaining_capacity(municipalities: pl.DataFrame, accepted_usage: pl.DataFrame) -> pl.DataFrame:
     """Capacities minus what accepted proposals of the same period already use.
 
     min_persons is the smallest intake of the period, so the persons already accepted count towards
     it: what is left of it applies to this round (none once the accepted persons reach it).
+    A municipality whose latest offer is below what its accepted proposals already use (an offer lowered
+    mid-period) has none left, and BEYOND_OFFER_PREFIX<resource> says by how much the accepted exceed it
+    (0 elsewhere): the report's ledger then shows the offer as made, and the round warns (beyond_offer_lines).
     """
     used = accepted_usage.group_by("municipality_id").agg([pl.col(r).sum().alias(f"_used_{r}") for r in RESOURCES])
     out = municipalities.join(used, on="municipality_id", how="left")
+    left = {r: pl.col(CAPACITY_COLUMNS[r]) - pl.col(f"_used_{r}").fill_null(0) for r in RESOURCES}
     return out.with_columns(
-        [(pl.col(CAPACITY_COLUMNS[r]) - pl.col(f"_used_{r}").fill_null(0)).clip(lower_bound=0).alias(CAPACITY_COLUMNS[r]) for r in RESOURCES]
+        [left[r].clip(lower_bound=0).alias(CAPACITY_COLUMNS[r]) for r in RESOURCES]
+        + [(-left[r]).clip(lower_bound=0).alias(BEYOND_OFFER_PREFIX + r) for r in RESOURCES]
         + [(pl.col("min_persons") - pl.col("_used_persons").fill_null(0)).clip(lower_bound=0).alias("min_persons")]
     ).drop([f"_used_{r}" for r in RESOURCES])
+
+
+def beyond_offer_lines(offers: pl.DataFrame, remaining: pl.DataFrame) -> list[str]:
+    """One warning per municipality whose accepted proposals of the period use more than its latest offer
+    (`offers`, before remaining_capacity; `remaining`, after), naming each such resource as `<accepted use> of
+    <offer>`: counts only, no household."""
+    over = remaining.select("municipality_id", *(BEYOND_OFFER_PREFIX + r for r in RESOURCES)).join(
+        offers.select("municipality_id", *(pl.col(CAPACITY_COLUMNS[r]).alias("_offer_" + r) for r in RESOURCES)), on="municipality_id"
+    )
+    lines = []
+    for row in over.sort("municipality_id").iter_rows(named=True):
+        beyond = [
+            f"{r} {row['_offer_' + r] + row[BEYOND_OFFER_PREFIX + r]} of {row['_offer_' + r]}" for r in RESOURCES if row[BEYOND_OFFER_PREFIX + r]
+        ]
+        if beyond:
+            lines.append(
+                f"municipality {row['municipality_id']}: proposals accepted earlier in the period use more than its latest"
+                f" offer ({', '.join(beyond)}); nothing more is proposed there, and the accepted proposals stand:"
+                " settle the difference with the municipality"
+            )
+    return lines
 
 
 def accepted_by_municipality(accepted_usage: pl.DataFrame) -> pl.DataFrame:
@@ -366,7 +397,10 @@ def round_candidates(
     households, held_back = complete_link_groups(households, group_sizes)
     if held_back:
         context.log.info(f"{counted(held_back, 'linked household waits', 'linked households wait')}: a household of their group is not in this round's pool")
-    municipalities = remaining_capacity(municipalities, accepted_usage)
+    offers, municipalities = municipalities, remaining_capacity(municipalities, accepted_usage)
+    # An offer lowered mid-period below what was accepted there: the round goes on, the coordinator is told.
+    for line in beyond_offer_lines(offers, municipalities):
+        context.log.warning(line)
     context.log.info(f"round {round_id}: period {period}, {counted(households.height, 'household')}, {counted(municipalities.height, 'municipality')}")
     pairs = candidate_pairs(households, municipalities)
     # The coordinator's pairs are checked against this round before anything is written.

@@ -12,7 +12,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.failures import reason_first
-from rematch_pipeline.assets.matching import load_round_rows, round_coordinator_pairs, rounds_partitions
+from rematch_pipeline.assets.matching import BEYOND_OFFER_PREFIX, load_round_rows, round_coordinator_pairs, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import replace_file, write_csv
 from rematch_pipeline.reports.round_report import RoundReportData, household_table, municipality_table, render_round_report
@@ -35,7 +35,9 @@ def municipality_use(
     """capacity_<r> and used_<r> per municipality for every resource, and accepted_<r> / accepted_households.
 
     The round's municipalities hold what was left after accepted proposals of the period; adding
-    those back gives the capacity offered, and used = accepted earlier + proposed in this round.
+    those back gives the capacity offered, and used = accepted earlier + proposed in this round. Where the
+    accepted use more than the latest offer (beyond_offer_<r>, rounds since the thirtieth session), that
+    excess is taken off again: capacity is the offer as made, and used exceeds it.
     """
     usage = proposals.select("household_pseudonym", "municipality_id").join(
         pool.select("household_pseudonym", *RESOURCES), on="household_pseudonym"
@@ -46,6 +48,11 @@ def municipality_use(
     held = accepted.select(
         "municipality_id", pl.col("households").alias("accepted_households"), *[pl.col(r).alias(f"accepted_{r}") for r in RESOURCES]
     )
+    # Rounds run before it was recorded: none beyond the offer (their ledger shows the offer as the accepted use).
+    beyond = municipalities.select(
+        "municipality_id",
+        *[(pl.col(BEYOND_OFFER_PREFIX + r) if BEYOND_OFFER_PREFIX + r in municipalities.columns else pl.lit(0)).alias(f"_beyond_{r}") for r in RESOURCES],
+    )
     return (
         municipalities.select(
             "municipality_id", "municipality_name", "latitude", "longitude", "min_persons",
@@ -54,8 +61,9 @@ def municipality_use(
         .join(used, on="municipality_id", how="left")
         .join(held, on="municipality_id", how="left")
         .with_columns([pl.col(c).fill_null(0) for r in RESOURCES for c in (f"used_{r}", f"accepted_{r}")] + [pl.col("accepted_households").fill_null(0)])
+        .join(beyond, on="municipality_id", how="left")
         .with_columns(
-            [(pl.col(f"capacity_{r}") + pl.col(f"accepted_{r}")).alias(f"capacity_{r}") for r in RESOURCES]
+            [(pl.col(f"capacity_{r}") + pl.col(f"accepted_{r}") - pl.col(f"_beyond_{r}").fill_null(0)).alias(f"capacity_{r}") for r in RESOURCES]
             + [(pl.col(f"used_{r}") + pl.col(f"accepted_{r}")).alias(f"used_{r}") for r in RESOURCES]
         )
         .sort("municipality_id")

@@ -753,8 +753,12 @@ def _frames(data: RoundReportData) -> _Frames:
     )
     mun = mun.join(per_mun, on="municipality_id", how="left").with_columns(
         pl.col("proposals").fill_null(0), pl.col("households").fill_null(0), pl.col("persons_placed").fill_null(0),
-        # A capacity binds when this round (with earlier acceptances) uses all of it.
-        *(((pl.col(f"capacity_{r}") > 0) & (pl.col(f"used_{r}") >= pl.col(f"capacity_{r}"))).alias(f"full_{r}") for r, _, _ in resources),
+        # A capacity binds when this round (with earlier acceptances) uses all of it, or more (an offer lowered
+        # below what was accepted there, to none even).
+        *(
+            (((pl.col(f"capacity_{r}") > 0) & (pl.col(f"used_{r}") >= pl.col(f"capacity_{r}"))) | (pl.col(f"used_{r}") > pl.col(f"capacity_{r}"))).alias(f"full_{r}")
+            for r, _, _ in resources
+        ),
     )
     reasons = data.municipality_reasons
     if reasons is not None and reasons.height:
@@ -905,7 +909,12 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         used = int(mun[f"used_{r}"].sum())
         over = int((mun[f"used_{r}"] > mun[f"capacity_{r}"]).sum())
         if over:
-            warnings.append(f"{label}: {_plural(over, 'municipality', 'municipalities')} use more than they offered.")
+            # The solve never exceeds a capacity: proposals accepted before the offer was lowered do.
+            warnings.append(
+                f"{label}: {_plural(over, 'municipality uses', 'municipalities use')} more than offered now: proposals accepted"
+                f" earlier in the period exceed an offer lowered since (negative {r}_left in municipalities.csv);"
+                " settle it with the municipality."
+            )
         capacity_rows.append({
             "resource": r, "short": short, "label": label, "capacity": cap, "used": used,
             "share": used / cap if cap else None,

@@ -555,3 +555,42 @@ def test_proposals_csv_saved_from_excel_as_a_decisions_workbook_is_read(home: Re
     assert "rejected: decisions-r1-notes.csv, row 1: header: unexpected columns Bemerkung (a decisions file holds round_id," in err
     assert "ruft" not in err
 
+
+def test_an_offer_lowered_below_what_was_accepted_there_is_said_and_shown_as_made(
+    home: RematchHome, first_round: list[dict[str, str]], tmp_path: Path, capsys  # noqa: ANN001 - pytest fixture
+) -> None:
+    """A municipality sends a corrected offer mid-period, below what proposals accepted there already use. The round
+    proposes nothing more there (as before) and now says so, and municipalities.csv shows the offer as made, the
+    accepted use beside it and a negative `left`. Before, nothing was said, and the file showed the accepted use as
+    the offer (`persons_offered` 9 for an offer of 5), as if the municipality had offered what was accepted."""
+    accepted = _unlinked(home, first_round)[0]
+    place = accepted["municipality_id"]
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
+        writer.writerow(["r1", accepted["household_ref"], place, "accept"])
+    offers = tmp_path / "sample" / "municipalities" / "municipalities_2026-07.csv"
+    with offers.open(encoding="utf-8-sig") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["municipality_id"] == place]
+    offer = int(accepted["persons"]) - 1
+    rows[0] |= {"submitted_at": "2026-07-28T09:00:00", "capacity_persons": str(offer), "min_persons": "0"}
+    with (home.landing("municipalities") / "municipalities-correction.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerow(rows[0])
+    assert main(["ingest"]) == 0
+    capsys.readouterr()
+    assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"municipality {place}: proposals accepted earlier in the period use more than its latest offer"
+        f" (persons {accepted['persons']} of {offer}"
+    ) in err
+    assert place not in {p["municipality_id"] for p in _proposals(home, "r2")}
+    with (home.path / "rounds" / "r2" / "municipalities.csv").open(encoding="utf-8-sig") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["municipality_id"] == place)
+    assert (row["persons_offered"], row["persons_used_accepted_earlier"], row["persons_left"]) == (str(offer), accepted["persons"], "-1")
+    assert "persons" in row["full"].split()
+    report = (home.path / "rounds" / "r2" / "report.html").read_text()
+    assert "Persons (Personen): 1 municipality uses more than offered now: proposals accepted earlier in the period exceed" in report
+
