@@ -17,6 +17,7 @@ from dagster_duckdb import DuckDBResource
 from rematch_pipeline.assets.ingest import landed_files, sha256_of
 from rematch_pipeline.assets.reports import ROUND_FILES, round_report_data, write_round_report
 from rematch_pipeline.errors import UserFacingError
+from rematch_pipeline.features import RESOURCES
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.limits import csv_records
@@ -24,7 +25,7 @@ from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
-from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, table_exists, warehouse_connection
 from rematch_pipeline.wording import counted
 
 # Warehouse columns that carry a household pseudonym.
@@ -114,6 +115,7 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
             f" {counted(len(rejected), 'rejected export')} to delete)"
         )
         con.execute("BEGIN TRANSACTION")
+        keep_accepted_places(con, target)
         tables = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('household_pseudonym', 'household_ref_pseudonym', 'submission_id')"
         ).fetchall()
@@ -159,6 +161,20 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
     compact(home.identity_path)
     say("erasing: searching the Dagster runs' logs and config for the household")
     return Erasure(removed, len(rejected), unlinked, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]))
+
+
+def keep_accepted_places(con: duckdb.DuckDBPyConnection, target: str) -> None:
+    """Keep what the household's counted accept uses at its municipality, without the household (erased_accepted):
+    the family took those places for the rest of the intake period, erased or not. Without this, the next round
+    of the period offered them again."""
+    if not (table_exists(con, "decisions") and table_exists(con, "household_features")):
+        return
+    con.execute(
+        f"""INSERT INTO erased_accepted SELECT r.period, d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}, now()
+            FROM decisions d JOIN rounds r USING (round_id) JOIN household_features f USING (household_pseudonym)
+            WHERE d.decision = 'accept' AND d.household_pseudonym = ?""",
+        [target],
+    )
 
 
 def check_household_known(

@@ -380,11 +380,13 @@ def round_candidates(
         ).pl()
         group_sizes = con.execute("SELECT link_group, count(*) AS group_size FROM household_features GROUP BY link_group").pl()
         municipalities = con.execute("SELECT * FROM municipality_features WHERE intake_period = ?", [period]).pl()
+        # Accepted places stay taken for the period, also those of a household erased since (erased_accepted).
         accepted_usage = con.execute(
             f"""SELECT d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}
                 FROM decisions d JOIN rounds r USING (round_id) JOIN household_features f USING (household_pseudonym)
-                WHERE d.decision = 'accept' AND r.period = ?""",
-            [period],
+                WHERE d.decision = 'accept' AND r.period = ?
+                UNION ALL SELECT municipality_id, {', '.join(RESOURCES)} FROM erased_accepted WHERE period = ?""",
+            [period, period],
         ).pl()
         coordinator = config.coordinator_pairs()
         named = sorted({h for _, _, h, _ in coordinator.entries()})

@@ -18,6 +18,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.errors import UserFacingError
+from rematch_pipeline.features import RESOURCES
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.resources.home import owner_only_files
 from rematch_pipeline.schemas.contract import TABLES
@@ -89,6 +90,11 @@ CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIME
 -- The erased households' submissions (keyed pseudonyms): a file read again leaves out their members too.
 CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, erased_at TIMESTAMP);
 """,
+        # What an erased household's accepted proposal used, without the household: the places stay taken for
+        # the rest of the intake period (assets.matching.round_candidates), as contract D says of an accept.
+        "CREATE TABLE IF NOT EXISTS erased_accepted (period VARCHAR, municipality_id VARCHAR, "
+        + ", ".join(f"{r} BIGINT" for r in RESOURCES)
+        + ", erased_at TIMESTAMP);",
         *(_raw_ddl(t) for t in TABLES),
         # Warehouses made before the column existed gain it (its position does not matter: inserts name columns).
         *(f"ALTER TABLE raw_{t} ADD COLUMN IF NOT EXISTS {LEFT_OUT_COLUMN} VARCHAR;" for t in REVIEWED_TABLES),

@@ -594,3 +594,30 @@ def test_an_offer_lowered_below_what_was_accepted_there_is_said_and_shown_as_mad
     report = (home.path / "rounds" / "r2" / "report.html").read_text()
     assert "Persons (Personen): 1 municipality uses more than offered now: proposals accepted earlier in the period exceed" in report
 
+
+def test_an_erased_household_keeps_the_places_it_accepted_for_the_period(home: RematchHome, first_round: list[dict[str, str]]) -> None:
+    """Erasure takes the household out of everything, but the family took its places: the next round of the period
+    must not offer them again. Before, erasing an accepted household gave its municipality its places back."""
+    accepted = _unlinked(home, first_round)[0]
+    place = accepted["municipality_id"]
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
+        writer.writerow(["r1", accepted["household_ref"], place, "accept"])
+    assert main(["ingest"]) == 0
+    assert main(["erase", accepted["household_ref"]]) == 0
+    assert main(["ingest"]) == 0
+    assert main(["round", "r2", "--period", "2026-07", "--time-limit", "20"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        before, after = (
+            con.execute("SELECT capacity_persons FROM round_municipalities WHERE round_id = ? AND municipality_id = ?", [r, place]).fetchone()[0]
+            for r in ("r1", "r2")
+        )
+        assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 0
+        assert after == before - int(accepted["persons"])
+        kept = con.execute("SELECT * FROM erased_accepted").pl()
+    assert kept.select("period", "municipality_id", "persons").rows() == [("2026-07", place, int(accepted["persons"]))]
+    assert not {"household_pseudonym", "household_ref"} & set(kept.columns)
+    with (home.path / "rounds" / "r2" / "municipalities.csv").open(encoding="utf-8-sig") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["municipality_id"] == place)
+    assert (row["persons_used_accepted_earlier"], row["households_accepted_earlier"]) == (accepted["persons"], "1")
