@@ -270,8 +270,31 @@ def read_csv(data: bytes, file: str) -> list[ParsedTable]:
     return read_canonical_records(csv_records(data, file), file)
 
 
+# Excel opens a comma-separated file by double-click with its own list separator (`;` in Germany): each line lands
+# in one cell, and columns added beside it are saved with `;`. The header then mixes two separators.
+_SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
+MIXED_SEPARATORS = (
+    "header: separators mixed ({first} and {second}): the file was opened in Excel by double-click, which put each line"
+    " into one cell; open the original with Data → From Text/CSV (comma as separator), add the columns there, and save it again"
+)
+
+
+def refuse_mixed_separators(header: list[str], delimiter: str, file: str) -> None:
+    """Stop a CSV whose header holds our columns only once its cells are split by a second separator as well."""
+    if _matching_tables(header):
+        return
+    for other in _SEPARATOR_NAMES:
+        if other == delimiter or not any(other in cell for cell in header):
+            continue
+        split = [part for cell in header for part in cell.split(other)]
+        if _matching_tables(split):
+            first, second = sorted((_SEPARATOR_NAMES.get(delimiter, repr(delimiter)), _SEPARATOR_NAMES[other]))
+            raise InputFileError(Violation(file, 1, None, MIXED_SEPARATORS.format(first=first, second=second)))
+
+
 def read_canonical_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     """The canonical table of a CSV already split into records."""
+    refuse_mixed_separators(records.header, records.delimiter, file)
     rows, header = records.rows, template_header(records.header)
     table = detect_table(header, file, next_row=rows[0][1] if rows else None)
     if not rows:

@@ -388,3 +388,17 @@ def test_codes_typed_in_another_case_are_stored_as_the_code_list_spells_them() -
     decisions = withhold_unshaped("decisions", pl.DataFrame({"decision": [" ACCEPT ", "maybe"], "reason": ["Family", None]}))
     assert decisions.to_dicts() == [{"decision": "accept", "reason": "family"}, {"decision": WITHHELD, "reason": None}]
     assert withhold_unshaped("municipalities", pl.DataFrame({"state": ["de-by"]}))["state"].to_list() == ["DE-BY"]
+
+
+def test_a_csv_opened_in_excel_by_double_click_with_columns_added_says_so(tmp_path: Path) -> None:
+    """proposals.csv opened by double-click in a German Excel: each comma-separated line sits in one cell, and the
+    columns the coordinator added beside it are saved with `;`. Before, the file was refused as `not a … template;
+    nearest: households (no column consent_processing)`, sending the coordinator to the wrong table."""
+    text = "household_ref,municipality_id,persons,score,locked;round_id;decision\r\nRM-202607-126062,05513,1,80.0000,no;r1;accept\r\n"
+    path = tmp_path / "decisions-r1.csv"
+    path.write_bytes(text.encode("cp1252"))
+    with pytest.raises(InputFileError) as raised:
+        read_canonical(path, path.read_bytes())
+    message = str(raised.value)
+    assert "row 1: header: separators mixed (',' and ';'): the file was opened in Excel by double-click" in message
+    assert "RM-202607" not in message
