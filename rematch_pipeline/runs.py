@@ -151,7 +151,7 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
         retried = results[-1].output_for_node("retry_rejected_exports")
     results.append(execute(defs, instance, "validate_job"))
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
-    held_out, warnings = stored_findings(warehouse)
+    held_out, warnings = stored_findings(warehouse, since=started)
     # What this pass's files had read anyway (hidden rows or columns, readers' warnings) first, then validation's reference warnings.
     warnings = files_with_warnings(warehouse, since=started) + warnings
     quarantined = quarantine_lines(warehouse, since=started)

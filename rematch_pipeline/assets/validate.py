@@ -77,11 +77,19 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
     return lines
 
 
-def stored_findings(warehouse: DuckDBResource) -> tuple[list[str], list[str]]:
-    """Lines for held-out entities and reference warnings of the warehouse's last validation."""
+def stored_findings(warehouse: DuckDBResource, since: dt.datetime | None = None) -> tuple[list[str], list[str]]:
+    """Lines for held-out entities and reference warnings of the warehouse's last validation. With `since`, the
+    warnings of rows of files ingested (or retried) since then only, as quarantine_lines: a kept row's warning is
+    said when its file lands, not again on every pass (the table keeps them all)."""
     with warehouse_connection(warehouse) as con:
         held = held_out_lines(con.execute("SELECT * FROM held_out").pl()) if table_exists(con, "held_out") else []
-        warned = warning_lines(con.execute("SELECT * FROM validation_warnings").pl()) if table_exists(con, "validation_warnings") else []
+        warned = []
+        if table_exists(con, "validation_warnings"):
+            query, params = "SELECT * FROM validation_warnings", []
+            if since is not None:
+                query += " WHERE file_sha256 IN (SELECT file_sha256 FROM ingestion_log WHERE ingested_at >= ? OR retried_at >= ?)"
+                params = [since, since]
+            warned = warning_lines(con.execute(query, params).pl())
     return held, warned
 
 
