@@ -13,7 +13,7 @@ import xlsxwriter
 from rematch_pipeline.formats.canonical import read_canonical
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.sample import generate_round
-from rematch_pipeline.schemas.contract import field_names
+from rematch_pipeline.schemas.contract import TABLES, field_names
 
 SECRET_VALUE = "Olena-Secret-Value"
 
@@ -388,6 +388,15 @@ def test_codes_typed_in_another_case_are_stored_as_the_code_list_spells_them() -
     decisions = withhold_unshaped("decisions", pl.DataFrame({"decision": [" ACCEPT ", "maybe"], "reason": ["Family", None]}))
     assert decisions.to_dicts() == [{"decision": "accept", "reason": "family"}, {"decision": WITHHELD, "reason": None}]
     assert withhold_unshaped("municipalities", pl.DataFrame({"state": ["de-by"]}))["state"].to_list() == ["DE-BY"]
+
+
+def test_no_code_list_holds_two_codes_that_differ_by_case_only() -> None:
+    """Reading codes in any case (code_spelled) is certain only while no list has two such codes: a code added
+    to the contract later (`de` beside `DE`) must change that reading first."""
+    for table, fields in TABLES.items():
+        for field in fields:
+            lowered = [code.lower() for code in field.codes]
+            assert len(lowered) == len(set(lowered)), f"{table}.{field.name}"
 
 
 def test_a_csv_opened_in_excel_by_double_click_with_columns_added_says_so(tmp_path: Path) -> None:
