@@ -396,7 +396,10 @@ def round_candidates(
             " WHERE list_contains(?::VARCHAR[], household_pseudonym)",
             [named],
         ).pl()
+    eligible = households
     households, held_back = complete_link_groups(households, group_sizes)
+    # Unplaced without a solve: recorded so that households.csv and the report name them and why.
+    waiting = eligible.join(households, on="household_pseudonym", how="anti").select("household_pseudonym", "persons")
     if held_back:
         context.log.info(f"{counted(held_back, 'linked household waits', 'linked households wait')}: a household of their group is not in this round's pool")
     offers, municipalities = municipalities, remaining_capacity(municipalities, accepted_usage)
@@ -440,6 +443,7 @@ def round_candidates(
             )
             store_round_rows(con, "round_coordinator_pairs", round_id, coordinator.frame())
             store_round_rows(con, "round_households", round_id, pool)
+            store_round_rows(con, "round_waiting", round_id, waiting)
             store_round_rows(con, "round_municipalities", round_id, municipalities)
             scores: list[pl.Series] = []
             store_round_rows(con, "round_candidates", round_id, scored_slices(pairs, households, municipalities, config.weights(), scores))

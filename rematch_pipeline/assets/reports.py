@@ -159,6 +159,8 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         mechanisms=solver.get("mechanisms", {}),
         municipality_reasons=municipality_reasons(con, round_id),
         coordinator_pairs=round_coordinator_pairs(con, round_id).frame(),
+        # Rounds run before round_waiting existed recorded none.
+        waiting=load_round_rows(con, "round_waiting", round_id, ["household_pseudonym", "persons"]) if table_exists(con, "round_waiting") else None,
     )
     return data
 

@@ -244,6 +244,9 @@ class RoundReportData:
     coordinator_pairs: pl.DataFrame | None = None
     # Files of the round written beside the report (file name, what it holds), linked from it; () = none.
     files: Sequence[tuple[str, str]] = ()
+    # Households kept out of the pool because a household of their link group is not in it (household_pseudonym,
+    # persons): unplaced without a solve, listed in households.csv with WAITING_REASON. None = not recorded.
+    waiting: pl.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- formatting
@@ -829,17 +832,32 @@ def municipality_table(data: RoundReportData) -> pl.DataFrame:
     )
 
 
+# Why a household of the period is not in a round's pool at all (assets.matching.complete_link_groups).
+WAITING_REASON = "linked household not in this round's pool: its link group waits"
+
+
+def _waiting(data: RoundReportData) -> pl.DataFrame:
+    """The round's waiting linked households as rows of the household list (placed no, WAITING_REASON)."""
+    rows = data.waiting if data.waiting is not None else pl.DataFrame(schema={"household_pseudonym": pl.String, "persons": pl.Int64})
+    return rows.select(
+        pl.col("household_pseudonym").cast(pl.String), pl.col("persons").cast(pl.Int64),
+        pl.lit(False).alias("placed"), pl.lit(WAITING_REASON).alias("unplaced_reason"),
+    )
+
+
 def household_table(data: RoundReportData) -> pl.DataFrame:
     """households.csv: one row per household of the round's pool, by pseudonym only: persons, placed (yes/no),
     the proposed municipality, score and locked (yes/no) of a placed household, and for an unplaced one the
     reason as the report's unplaced section counts it, with the AGS of its nearest miss when a capacity ran
-    out there (unplaced_nearest_municipality_id)."""
+    out there (unplaced_nearest_municipality_id). Linked households that waited outside the pool (a household of
+    their group was not in it) are listed too, unplaced with WAITING_REASON: a coordinator looks for them here."""
     frames = _frames(data)
     proposed = frames.proposals.select(
         "household_pseudonym", "municipality_id", "municipality_name", pl.col("score").round(4), "locked"
     ).unique("household_pseudonym", keep="first", maintain_order=True)
+    households = pl.concat([frames.households.select("household_pseudonym", "persons", "placed", "unplaced_reason"), _waiting(data)])
     return (
-        frames.households.join(proposed, on="household_pseudonym", how="left")
+        households.join(proposed, on="household_pseudonym", how="left")
         .with_columns(*_reason_and_place("unplaced_reason", "unplaced_reason", "unplaced_nearest_municipality_id"))
         .select(
             "household_pseudonym",
@@ -920,6 +938,15 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
             "share": used / cap if cap else None,
             "used_text": _fmt_int(used), "capacity_text": _fmt_int(cap), "share_text": _fmt_pct(used, cap),
         })
+
+    waiting = _waiting(data).height
+    if waiting:
+        # Not in the pool, so in no count below: said here, listed in households.csv.
+        warnings.append(
+            f"{_plural(waiting, 'linked household waits', 'linked households wait')} outside this round: a household of"
+            " their link group is not in its pool (a later period, accepted or held out), and linked households go"
+            " together or not at all; households.csv lists them."
+        )
 
     unknown = proposals.filter(~pl.col("municipality_id").is_in(mun["municipality_id"].implode()))["municipality_id"].n_unique()
     if unknown:
