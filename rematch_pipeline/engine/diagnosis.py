@@ -43,7 +43,8 @@ def unplaced_reasons(problem: AssignmentProblem, place_of_unit: np.ndarray) -> U
     """For every unplaced unit, the candidate place it missed by the least, and what it lacked there.
 
     A place "misses" a unit by the total shortfall over resources (remaining capacity vs usage);
-    ties go to the place with the higher pair score. Units without any candidate get NO_CANDIDATE.
+    ties go to the place with the higher pair score. Units without any candidate get NO_CANDIDATE;
+    a capacity miss and a minimum intake not reached name the place ("… at <AGS>").
     """
     used = place_usage(problem, place_of_unit)
     free = problem.capacity - used
@@ -72,7 +73,8 @@ def unplaced_reasons(problem: AssignmentProblem, place_of_unit: np.ndarray) -> U
         if total[k] == 0:
             # Everything fits where it missed least: the place's minimum intake or the objective kept it out.
             at_min = problem.min_intake[pp[k]] > 0 and used[pp[k], problem.persons_index] == 0
-            reasons.append(MIN_INTAKE if at_min else LINKED_OR_SCORE)
+            # The place, as for a capacity: the coordinator can lower that minimum or add households there.
+            reasons.append(f"{MIN_INTAKE} at {problem.place_ids[pp[k]]}" if at_min else LINKED_OR_SCORE)
             resources.append(None)
             continue
         r = int(np.argmax(short[k]))

@@ -849,7 +849,7 @@ def household_table(data: RoundReportData) -> pl.DataFrame:
     """households.csv: one row per household of the round's pool, by pseudonym only: persons, placed (yes/no),
     the proposed municipality, score and locked (yes/no) of a placed household, and for an unplaced one the
     reason as the report's unplaced section counts it, with the AGS of its nearest miss when a capacity ran
-    out there (unplaced_nearest_municipality_id). Linked households that waited outside the pool (a household of
+    out there or its minimum intake was not reached (unplaced_nearest_municipality_id). Linked households that waited outside the pool (a household of
     their group was not in it) are listed too, unplaced with WAITING_REASON: a coordinator looks for them here."""
     frames = _frames(data)
     proposed = frames.proposals.select(
@@ -1041,7 +1041,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
     unplaced = households.filter(~pl.col("placed"))
     reason_rows: list[dict[str, Any]] = []
     if unplaced.height:
-        # engine.diagnosis names the place of a capacity miss ("capacity: persons exhausted at 05158"): one row
+        # engine.diagnosis names the place of a capacity miss ("capacity: persons exhausted at 05158") and of a
+        # minimum intake not reached: one row
         # per reason, with the places where it happened most, so 401 districts do not make 401 rows.
         split = unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)")).with_columns(
             *_reason_and_place("unplaced_reason", "reason", "municipality_id"),

@@ -69,5 +69,6 @@ def test_offers_price_the_binding_resource() -> None:
 def test_minimum_intake_is_named_when_everything_else_fits() -> None:
     problem = _problem(usage=[[2, 1, 0]], capacity=[[20, 5, 5]], pairs=[(0, 0)], min_intake=[8])
     reasons = unplaced_reasons(problem, np.array([-1]))
-    assert reasons.reason == [MIN_INTAKE]
+    # The place is named, as for a capacity miss: the coordinator sees where the minimum kept the household out.
+    assert reasons.reason == [f"{MIN_INTAKE} at {problem.place_ids[0]}"]
     assert capacity_offers(problem, np.array([-1])) == []
