@@ -522,6 +522,14 @@ def test_a_sentence_typed_as_the_launchpads_reason_is_refused_before_dagster_sto
     assert stored == []
 
 
+def _land_accept(home: RematchHome, proposal: dict[str, str]) -> None:
+    """A decisions file accepting one proposal of round r1, landed."""
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
+        writer.writerow(["r1", proposal["household_ref"], proposal["municipality_id"], "accept"])
+
+
 def test_proposals_csv_saved_from_excel_as_a_decisions_workbook_is_read(home: RematchHome, first_round: list[dict[str, str]], capsys) -> None:  # noqa: ANN001 - pytest fixture
     """What a coordinator makes of proposals.csv: round_id and decision added, its own columns (persons, score,
     locked) kept, columns reordered, codes typed with capitals and spaces, the AGS stored as a number by Excel,
@@ -565,10 +573,7 @@ def test_an_offer_lowered_below_what_was_accepted_there_is_said_and_shown_as_mad
     the offer (`persons_offered` 9 for an offer of 5), as if the municipality had offered what was accepted."""
     accepted = _unlinked(home, first_round)[0]
     place = accepted["municipality_id"]
-    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
-        writer.writerow(["r1", accepted["household_ref"], place, "accept"])
+    _land_accept(home, accepted)
     offers = tmp_path / "sample" / "municipalities" / "municipalities_2026-07.csv"
     with offers.open(encoding="utf-8-sig") as handle:
         rows = [r for r in csv.DictReader(handle) if r["municipality_id"] == place]
@@ -600,10 +605,7 @@ def test_an_erased_household_keeps_the_places_it_accepted_for_the_period(home: R
     must not offer them again. Before, erasing an accepted household gave its municipality its places back."""
     accepted = _unlinked(home, first_round)[0]
     place = accepted["municipality_id"]
-    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
-        writer.writerow(["r1", accepted["household_ref"], place, "accept"])
+    _land_accept(home, accepted)
     assert main(["ingest"]) == 0
     assert main(["erase", accepted["household_ref"]]) == 0
     assert main(["ingest"]) == 0
