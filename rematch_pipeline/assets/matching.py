@@ -324,12 +324,12 @@ def accepted_by_municipality(accepted_usage: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def complete_link_groups(households: pl.DataFrame, group_sizes: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Only groups whose every household is in the pool: linked households go together or not at all."""
+def complete_link_groups(households: pl.DataFrame, group_sizes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Only groups whose every household is in the pool: linked households go together or not at all. Returns
+    the households kept and those that wait (a household of their group is not in the pool)."""
     present = households.group_by("link_group").agg(pl.len().alias("_present"))
     complete = present.join(group_sizes, on="link_group").filter(pl.col("_present") == pl.col("group_size")).select("link_group")
-    kept = households.join(complete, on="link_group", how="semi")
-    return kept, households.height - kept.height
+    return households.join(complete, on="link_group", how="semi"), households.join(complete, on="link_group", how="anti")
 
 
 NO_OFFERS_YET = "no validated municipality offers yet: ingest municipality questionnaires first"
@@ -396,12 +396,11 @@ def round_candidates(
             " WHERE list_contains(?::VARCHAR[], household_pseudonym)",
             [named],
         ).pl()
-    eligible = households
-    households, held_back = complete_link_groups(households, group_sizes)
+    households, waiting = complete_link_groups(households, group_sizes)
     # Unplaced without a solve: recorded so that households.csv and the report name them and why.
-    waiting = eligible.join(households, on="household_pseudonym", how="anti").select("household_pseudonym", "persons")
-    if held_back:
-        context.log.info(f"{counted(held_back, 'linked household waits', 'linked households wait')}: a household of their group is not in this round's pool")
+    waiting = waiting.select("household_pseudonym", "persons")
+    if waiting.height:
+        context.log.info(f"{counted(waiting.height, 'linked household waits', 'linked households wait')}: a household of their group is not in this round's pool")
     offers, municipalities = municipalities, remaining_capacity(municipalities, accepted_usage)
     # An offer lowered mid-period below what was accepted there: the round goes on, the coordinator is told.
     for line in beyond_offer_lines(offers, municipalities):
