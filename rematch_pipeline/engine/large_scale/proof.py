@@ -44,11 +44,12 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from rematch_pipeline.engine.large_scale.clock import _Clock
+from rematch_pipeline.engine.large_scale.clock import _Clock, _Rates
 from rematch_pipeline.engine.large_scale.pairs import _positions
 from rematch_pipeline.engine.large_scale.pricing import PERSON_WEIGHT, _Dual, _Lagrangian
 from rematch_pipeline.engine.model import _build_model, _hint, _place_of, _set_objective, _solve_stage
@@ -89,6 +90,29 @@ _SCIP_HEURISTICS: tuple[str, ...] = (
     "twoopt", "undercover", "vbounds", "veclendiving", "zeroobj", "zirounding", "dks",
 )
 TIER_SETTINGS: str = "".join(f"heuristics/{name}/freq = -1\n" for name in _SCIP_HEURISTICS) + f"separating/maxroundsroot = {TIER_CUT_ROUNDS}\n"
+
+
+@dataclass(frozen=True)
+class _Tier:
+    """One way to run the proof MIP: its objective's weight of a person (0: the score alone), SCIP settings,
+    the simplex iterations per binary its charge is estimated at before it runs, its charge on the counted
+    clock, and its node limit where the wall clock decides (None: on to the deadline)."""
+
+    label: str
+    weight: float
+    settings: str
+    iterations_per_pair: float
+    charge: Callable[[_Rates, int, int], float]
+    wall_clock_nodes: int | None
+
+
+# The full root first, the cheaper tier where that one's charge does not fit (module docstring). The charges
+# are looked up when called (tests set the rates).
+_TIERS: tuple[_Tier, ...] = (
+    _Tier("", PERSON_WEIGHT, "", PROOF_ITERATIONS_PER_PAIR, lambda rates, i, b: rates.proof_seconds(i, b), None),
+    # It stops at its root on the wall clock too: it runs where a longer search does not fit.
+    _Tier(" (cheaper tier)", 0.0, TIER_SETTINGS, TIER_ITERATIONS_PER_PAIR, lambda rates, i, b: rates.proof_tier_seconds(i, b), PROOF_NODES),
+)
 
 
 @dataclass
@@ -147,36 +171,34 @@ def _prove(
     LOG.debug("reduced-cost fixing at %.4f for %.4f: %d of %d pairs survive", value, threshold, keep.size, pairs.size)
     if keep.size > PROOF_MAX_PAIRS:
         return None
-    cheap = clock.counted() + clock.rates.proof_seconds(int(PROOF_ITERATIONS_PER_PAIR * keep.size), keep.size) > deadline
-    if cheap and clock.counted() + clock.rates.proof_tier_seconds(int(TIER_ITERATIONS_PER_PAIR * keep.size), keep.size) > deadline:
+    fits = (t for t in _TIERS if clock.counted() + t.charge(clock.rates, int(t.iterations_per_pair * keep.size), keep.size) <= deadline)
+    tier = next(fits, None)
+    if tier is None:
         return None
-    weight = 0.0 if cheap else PERSON_WEIGHT
     if not math.isfinite(clock.now()):  # the wall clock has run out where a repeat with the time runs the MIP
-        return _Proof(current, threshold, math.inf, int(keep.size), cut=True, weight=weight)
+        return _Proof(current, threshold, math.inf, int(keep.size), cut=True, weight=tier.weight)
     sub = problem.with_pairs(pairs.idx[keep])
     model = _build_model(sub)
     hint = _hint(model, sub, current)
     persons = float(model.persons @ hint[: model.n_x])
     model.proto.constraint[model.persons_row].lower_bound = persons
-    _set_objective(model, weight * model.persons + model.score)
+    _set_objective(model, tier.weight * model.persons + model.score)
     scip = dataclasses.replace(params, backend="scip", relative_gap=PROOF_GAP)
-    settings = TIER_SETTINGS if cheap else ""
     start = time.perf_counter()
     if clock.reproducible:
         limit = clock.wall_left()
-        status, values, _, bound, wall, iterations = _solve_stage(model, scip, limit, hint, node_limit=PROOF_NODES, settings=settings)
-        charge = (clock.rates.proof_tier_seconds if cheap else clock.rates.proof_seconds)(iterations, model.n_x)
+        status, values, _, bound, wall, iterations = _solve_stage(model, scip, limit, hint, node_limit=PROOF_NODES, settings=tier.settings)
+        charge = tier.charge(clock.rates, iterations, model.n_x)
         clock.spend(charge)
-        LOG.debug("proof MIP%s: %d binaries, %d iterations, %.1f s wall, %.1f s counted", " (cheaper tier)" if cheap else "", model.n_x, iterations, wall, charge)
+        LOG.debug("proof MIP%s: %d binaries, %d iterations, %.1f s wall, %.1f s counted", tier.label, model.n_x, iterations, wall, charge)
         if wall >= limit - 0.05:  # stopped by the wall clock, not by its nodes: not reproducible
             clock.overrun = clock.cut = True
-            return _Proof(current, threshold, math.inf, int(keep.size), cut=True, weight=weight)
+            return _Proof(current, threshold, math.inf, int(keep.size), cut=True, weight=tier.weight)
     else:
         seconds = max(0.0, deadline - clock.now())
-        # The cheaper tier stops at its root here too: it runs where a longer search does not fit.
-        status, values, _, bound, wall, _ = _solve_stage(model, scip, seconds, hint, node_limit=PROOF_NODES if cheap else None, settings=settings)
+        status, values, _, bound, wall, _ = _solve_stage(model, scip, seconds, hint, node_limit=tier.wall_clock_nodes, settings=tier.settings)
     LOG.debug("proof MIP (%s) in %.1f s: bound %.4f", status, time.perf_counter() - start, bound)
     place_of = current if values is None else _place_of(model, problem.n_units, np.round(values[: model.n_x]) > 0.5)
     # Optimal or stopped by its nodes, SCIP's dual bound holds for every answer on these pairs.
-    return _Proof(place_of, threshold, bound if status in ("optimal", "feasible") else math.inf, int(keep.size), weight=weight)
+    return _Proof(place_of, threshold, bound if status in ("optimal", "feasible") else math.inf, int(keep.size), weight=tier.weight)
 
