@@ -27,9 +27,15 @@ def _settled(path: Path) -> Path:
     return path
 
 
+def _tick(instance: dg.DagsterInstance, home: RematchHome) -> dg.SensorResult:
+    """One evaluation of the landing sensor, its context entered and closed as the daemon does."""
+    with dg.build_sensor_context(instance=instance, resources={"home": home}) as context:
+        return landing_sensor(context)
+
+
 def _evaluate(instance: dg.DagsterInstance, home: RematchHome) -> list[dg.RunRequest]:
     """Evaluate the sensor once and apply its partition requests, as the daemon would."""
-    result = landing_sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    result = _tick(instance, home)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return list(result.run_requests or [])
@@ -84,12 +90,14 @@ def test_hourly_schedule_requests_the_same_runs(home: RematchHome, instance) -> 
     path = home.landing("decisions") / "d.csv"
     path.write_text("round_id,household_ref,municipality_id,decision,reason\n")
     _settled(path)
-    context = dg.build_schedule_context(instance=instance, resources={"home": home})
-    requests = list(hourly_ingestion(context))
+    # Entered, so the instance each context opens from the ref is closed here: left to the garbage collector, its
+    # exit reset Dagster's current defs-state storage to a disposed instance's during a later test.
+    with dg.build_schedule_context(instance=instance, resources={"home": home}) as context:
+        requests = list(hourly_ingestion(context))
     assert len(requests) == 1
     assert instance.get_dynamic_partitions(exports_partitions.name) == [requests[0].partition_key]
-    again = hourly_ingestion(dg.build_schedule_context(instance=instance, resources={"home": home}))
-    assert isinstance(again, dg.SkipReason)
+    with dg.build_schedule_context(instance=instance, resources={"home": home}) as context:
+        assert isinstance(hourly_ingestion(context), dg.SkipReason)
 
 
 def test_files_where_ingestion_does_not_look_are_named_in_the_tick(home: RematchHome, instance) -> None:
@@ -100,7 +108,7 @@ def test_files_where_ingestion_does_not_look_are_named_in_the_tick(home: Rematch
     week.mkdir()
     (week / "households.csv").write_text("submission_id\n")
     (week / ".hidden").write_text("x")
-    result = landing_sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    result = _tick(instance, home)
     assert not result.run_requests
     reason = result.skip_reason.skip_message
     assert "landing/export.xlsx is not read" in reason and "landing/households/" in reason
@@ -109,5 +117,5 @@ def test_files_where_ingestion_does_not_look_are_named_in_the_tick(home: Rematch
     (week / "households.csv").rename(home.landing("households") / "households.csv")
     _settled(home.landing("households") / "households.csv")
     (home.landing("households").parent / "export.xlsx").unlink()
-    result = landing_sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    result = _tick(instance, home)
     assert len(result.run_requests) == 1 and result.skip_reason is None

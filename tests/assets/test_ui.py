@@ -29,9 +29,10 @@ from tests.assets.conftest import materialized_round
 @pytest.fixture(autouse=True)
 def _entered_instance() -> Iterator[None]:
     """Definitions resolve against the state storage of the instance last entered (a context variable Dagster
-    sets on `with instance`). After test_sensors' instance_for_test fixture it still named that disposed
-    instance, and resolving a job failed ("undefined DagsterInstance weakref") in the full suite only. The UI
-    resolves them within its own instance; so do these tests."""
+    sets on `with instance`). An instance entered and never closed (a schedule context left to the garbage
+    collector, fixed in test_sensors) resets that variable to a disposed instance's storage whenever it is
+    collected, and resolving a job then failed ("undefined DagsterInstance weakref"), in the full suite only.
+    The UI resolves them within its own instance; so do these tests."""
     with dg.DagsterInstance.ephemeral():
         yield
 
