@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from absl import logging as absl_logging
+from dagster._core.storage.defs_state.base import DefsStateStorage
 
 from rematch_pipeline.resources.home import RematchHome
 
@@ -16,6 +18,18 @@ from rematch_pipeline.resources.home import RematchHome
 # made at collection its stream is pytest's capture file, and a run in a capsys test closed it, killing pytest.
 # The process's own stderr is one absl never closes (tests/test_capture_streams.py).
 absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test must close every Dagster instance it enters (a context from `build_schedule_context` opens one).
+    One kept alive by a reference cycle resets Dagster's current defs-state storage to a disposed instance's
+    whenever the garbage collector gets to it, and a later test then failed to resolve a job ("undefined
+    DagsterInstance weakref"), now and then. Here the leaking test fails instead, every time."""
+    before = DefsStateStorage.get()
+    result = yield
+    assert DefsStateStorage.get() is before, "a Dagster instance entered by this test is still open: enter its context with `with`"
+    return result
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.assets.matching import BEYOND_OFFER_PREFIX, load_round_rows, round_coordinator_pairs, rounds_partitions
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import replace_file, write_csv
-from rematch_pipeline.reports.round_report import RoundReportData, household_table, municipality_table, render_round_report
+from rematch_pipeline.reports.round_report import RoundReportData, household_table, municipality_table, render_round_report, unplaced_markdown
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 
@@ -198,5 +198,7 @@ def round_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, h
             **{name: dg.MetadataValue.path(str(path)) for name, path in paths.items()},
             "households_placed": proposals.height,
             "persons_placed": int(proposals["persons"].sum() or 0),
+            # The UI cannot open report.html: why households went unplaced, where a coordinator looks first.
+            "unplaced_by_reason": dg.MetadataValue.md(unplaced_markdown(data)),
         }
     )

@@ -874,6 +874,53 @@ def household_table(data: RoundReportData) -> pl.DataFrame:
     )
 
 
+def _unplaced_reason_rows(households: pl.DataFrame, mun: pl.DataFrame) -> list[dict[str, Any]]:
+    """Unplaced households counted by reason, most first: one row per reason with the places where it happened
+    most. engine.diagnosis names the place of a capacity miss ("capacity: persons exhausted at 05158") and of a
+    minimum intake not reached, so 401 districts do not make 401 rows."""
+    unplaced = households.filter(~pl.col("placed"))
+    if not unplaced.height:
+        return []
+    split = unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)")).with_columns(
+        *_reason_and_place("unplaced_reason", "reason", "municipality_id"),
+    )
+    by_reason = (
+        split.group_by("reason")
+        .agg(pl.len().alias("households"), pl.col("persons").sum().alias("persons"))
+        .sort(["households", "reason"], descending=[True, False])
+    )
+    names = dict(zip(mun["municipality_id"].to_list(), mun["municipality_name"].to_list()))
+    places = (
+        split.filter(pl.col("municipality_id").is_not_null())
+        .group_by("reason", "municipality_id")
+        .agg(pl.len().alias("households"))
+        .sort(["reason", "households", "municipality_id"], descending=[False, True, False])
+    )
+    where: dict[str, str] = {}
+    for reason, group in places.group_by("reason", maintain_order=True):
+        shown = [f"{names.get(m) or ''} ({m}): {_fmt_int(n)}".lstrip() for m, n in group.select("municipality_id", "households").head(_WHERE_PLACES).iter_rows()]
+        more = group.height - len(shown)
+        where[str(reason[0])] = ", ".join(shown) + (f" and {_plural(more, 'more place', 'more places')}" if more > 0 else "")
+    return [
+        {"reason": r["reason"], "households": int(r["households"]), "persons": int(r["persons"]),
+         "households_text": _fmt_int(r["households"]), "persons_text": _fmt_int(r["persons"]),
+         "where": where.get(r["reason"], "")}
+        for r in by_reason.iter_rows(named=True)
+    ]
+
+
+def unplaced_markdown(data: RoundReportData) -> str:
+    """The report's unplaced households by reason as a Markdown table, for the round report's metadata in the
+    Dagster UI (which cannot open the report file): reasons, counts and places, no household."""
+    frames = _frames(data)
+    rows = _unplaced_reason_rows(frames.households, frames.municipalities)
+    if not rows:
+        return "every household of the pool received a proposal"
+    lines = ["| why not placed | households | persons | where most |", "|---|---:|---:|---|"]
+    lines += [f"| {r['reason']} | {r['households_text']} | {r['persons_text']} | {r['where']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def _build_context(data: RoundReportData) -> dict[str, Any]:
     frames = _frames(data)
     proposals, households, mun = frames.proposals, frames.households, frames.municipalities
@@ -1039,37 +1086,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
 
     # ---- unplaced households, counts by reason only
     unplaced = households.filter(~pl.col("placed"))
-    reason_rows: list[dict[str, Any]] = []
-    if unplaced.height:
-        # engine.diagnosis names the place of a capacity miss ("capacity: persons exhausted at 05158") and of a
-        # minimum intake not reached: one row
-        # per reason, with the places where it happened most, so 401 districts do not make 401 rows.
-        split = unplaced.with_columns(pl.col("unplaced_reason").fill_null("(no reason recorded)")).with_columns(
-            *_reason_and_place("unplaced_reason", "reason", "municipality_id"),
-        )
-        by_reason = (
-            split.group_by("reason")
-            .agg(pl.len().alias("households"), pl.col("persons").sum().alias("persons"))
-            .sort(["households", "reason"], descending=[True, False])
-        )
-        names = dict(zip(mun["municipality_id"].to_list(), mun["municipality_name"].to_list()))
-        places = (
-            split.filter(pl.col("municipality_id").is_not_null())
-            .group_by("reason", "municipality_id")
-            .agg(pl.len().alias("households"))
-            .sort(["reason", "households", "municipality_id"], descending=[False, True, False])
-        )
-        where: dict[str, str] = {}
-        for reason, group in places.group_by("reason", maintain_order=True):
-            shown = [f"{names.get(m) or ''} ({m}): {_fmt_int(n)}".lstrip() for m, n in group.select("municipality_id", "households").head(_WHERE_PLACES).iter_rows()]
-            more = group.height - len(shown)
-            where[str(reason[0])] = ", ".join(shown) + (f" and {_plural(more, 'more place', 'more places')}" if more > 0 else "")
-        reason_rows = [
-            {"reason": r["reason"], "households": int(r["households"]), "persons": int(r["persons"]),
-             "households_text": _fmt_int(r["households"]), "persons_text": _fmt_int(r["persons"]),
-             "where": where.get(r["reason"], "")}
-            for r in by_reason.iter_rows(named=True)
-        ]
+    reason_rows = _unplaced_reason_rows(households, mun)
+    if reason_rows:
         figures["unplaced"] = _fig_unplaced(reason_rows)
 
     # ---- weakest proposals, by pseudonym, for a second look before they go out
