@@ -22,11 +22,12 @@ from rematch_pipeline.ags_reference import (
     restored_period_warnings,
 )
 from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
-from rematch_pipeline.schemas.models import row_failures
+from rematch_pipeline.schemas.models import DATE_CELL_RULES, row_failures
 from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.schemas.parsing import (
     EARLIEST_SUBMISSION,
+    WITHHELD_DATE,
     has_two_digit_year,
     parse_date,
     restore_ags_keys,
@@ -96,7 +97,21 @@ def _typed_rows(table: str, raw: pl.DataFrame, landed: pl.DataFrame | None = Non
     # A missing household pseudonym is the file's household_ref cell (empty, or a spreadsheet error).
     value_violations = value_violations.with_columns(pl.col("column").replace(_KEY_COLUMN.get(table, {})))
     violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), value_violations.cast({"_row": pl.UInt32})])
-    return typed, violations
+    return typed, _date_cell_rules(raw, violations)
+
+
+def _date_cell_rules(raw: pl.DataFrame, violations: pl.DataFrame) -> pl.DataFrame:
+    """Violations with the format rule of a cell ingestion kept as a spreadsheet's date (WITHHELD_DATE) said as such
+    (DATE_CELL_RULES): `format: a round id …` did not say that Excel had made a date of it."""
+    for name, rule in DATE_CELL_RULES.items():
+        if name not in raw.columns:
+            continue
+        dated = raw.with_row_index("_row").filter(pl.col(name) == WITHHELD_DATE)["_row"].cast(pl.UInt32)
+        if dated.is_empty():
+            continue
+        here = (pl.col("column") == name) & pl.col("_row").is_in(dated.implode())
+        violations = violations.with_columns(pl.when(here).then(pl.lit(rule)).otherwise(pl.col("rule")).alias("rule"))
+    return violations
 
 
 def check_rows(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

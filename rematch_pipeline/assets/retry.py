@@ -43,7 +43,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, compact, raw_columns, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
-from rematch_pipeline.schemas.parsing import WITHHELD, WITHHELD_FORMULA
+from rematch_pipeline.schemas.parsing import WITHHELD_VALUES
 from rematch_pipeline.wording import counted
 
 _Split = list[tuple[str, pl.DataFrame, pl.DataFrame]]
@@ -91,11 +91,14 @@ class RetryOutcome:
         return text
 
 
+_PLACEHOLDERS = ", ".join(f"'{v}'" for v in WITHHELD_VALUES)
+
+
 def _withheld_count(table: str) -> str:
     """SQL: the withheld placeholders among a raw table's cells (an aggregate)."""
     columns = [c for c in raw_columns(table) if c not in FILE_COLUMNS]
     # count_if over a column that is empty throughout is NULL, not 0.
-    return " + ".join(f"coalesce(count_if({c} IN ('{WITHHELD}', '{WITHHELD_FORMULA}')), 0)" for c in columns)
+    return " + ".join(f"coalesce(count_if({c} IN ({_PLACEHOLDERS})), 0)" for c in columns)
 
 
 def stored_withheld(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -124,7 +127,7 @@ def _count_withheld(split: _Split) -> int:
     total = 0
     for table, raw, _ in split:
         columns = [c for c in raw_columns(table) if c not in FILE_COLUMNS and c in raw.columns]
-        total += sum(raw[c].is_in([WITHHELD, WITHHELD_FORMULA]).sum() for c in columns)
+        total += sum(raw[c].is_in(list(WITHHELD_VALUES)).sum() for c in columns)
     return int(total)
 
 

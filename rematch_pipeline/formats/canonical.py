@@ -19,7 +19,7 @@ from openpyxl.utils.datetime import from_excel
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
-from rematch_pipeline.schemas.contract import PROPOSALS_ONLY_COLUMNS, TABLES, Field, Kind, field_names
+from rematch_pipeline.schemas.contract import DECISION_COLUMN_ALIASES, PROPOSALS_ONLY_COLUMNS, TABLES, Field, Kind, field_names
 from rematch_pipeline.wording import counted, number_runs
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
@@ -111,15 +111,39 @@ _FIELD_NAMES: frozenset[str] = frozenset(f.name for fields in TABLES.values() fo
 OTHER_SHEETS = "sheets without template columns (instructions, code lists)"
 
 
+def _heading(cell: str) -> str:
+    """A heading as headings are compared: case, spaces around and between words and hyphens do not matter."""
+    return re.sub(r"[\s-]+", "_", cell.strip()).lower()
+
+
+_GERMAN_HEADINGS: dict[str, str] = {_heading(name): field for name, field in DECISION_COLUMN_ALIASES.items()}
+
+
+def _plain_header(cells: list[str]) -> list[str]:
+    names = []
+    for cell in cells:
+        spelled = _heading(cell)
+        names.append(spelled if spelled in _FIELD_NAMES else cell.strip())
+    return names
+
+
+def _with_decision_aliases(names: list[str]) -> list[str]:
+    """A header with contract D's German headings (DECISION_COLUMN_ALIASES: Runde, Haushalt, AGS …) as our names."""
+    return [name if name in _FIELD_NAMES else _GERMAN_HEADINGS.get(_heading(name), name) for name in names]
+
+
 def template_header(cells: list[str]) -> list[str]:
     """A template's header with each of our field names as we spell it: people retype or tidy the header
     in Excel ("Household Ref", "CAPACITY_PERSONS ", "kita-places"). Other names stay as written, so an
-    unknown column is named as the file has it."""
-    names = []
-    for cell in cells:
-        text = cell.strip()
-        spelled = re.sub(r"[\s-]+", "_", text).lower()
-        names.append(spelled if spelled in _FIELD_NAMES else text)
+    unknown column is named as the file has it. A decisions file's German headings (Runde, Haushalt,
+    Entscheidung …: contract.DECISION_COLUMN_ALIASES) are our names where they make the header a decisions
+    header and it is no other table's: another table keeps a column `Gemeinde` as written."""
+    names = _plain_header(cells)
+    aliased = _with_decision_aliases(names)
+    if aliased != names and SIGNATURES["decisions"] <= set(aliased) and not any(
+        sig <= set(names) for table, sig in SIGNATURES.items() if table != "decisions"
+    ):
+        return aliased
     return names
 
 
@@ -131,14 +155,19 @@ def _matching_tables(header: list[str]) -> list[str]:
 def _nearest_table(header: list[str]) -> str:
     """", nearest: <table> (no column <signature columns it lacks>)" for the table whose identifying
     columns the header has most of, or "" if it has none of any. A tie goes to the table more of whose
-    columns the header has: a decisions file has household_ref too, as households do."""
+    columns the header has: a decisions file has household_ref too, as households do. Contract D's German
+    headings count for decisions, and a header nearest to decisions is told what a decisions file holds."""
     names = set(template_header(header))
     found = {table: len(sig & names) for table, sig in SIGNATURES.items()}
     fields = {table: len(names & set(field_names(table))) for table in SIGNATURES}
+    german = set(_with_decision_aliases(list(names)))
+    found["decisions"], fields["decisions"] = len(SIGNATURES["decisions"] & german), len(german & set(field_names("decisions")))
     table = max(found, key=lambda t: (found[t], fields[t], t == "households"))
     if not found[table] or found[table] == len(SIGNATURES[table]):
         return ""
-    return f"; nearest: {table} (no column {', '.join(sorted(SIGNATURES[table] - names))})"
+    lacking = SIGNATURES[table] - (german if table == "decisions" else names)
+    hint = f" ({DECISIONS_COLUMNS})" if table == "decisions" else ""
+    return f"; nearest: {table} (no column {', '.join(sorted(lacking))}){hint}"
 
 
 def detect_table(header: list[str], file: str, sheet: str | None = None, next_row: list[str] | None = None) -> str:
@@ -173,7 +202,8 @@ def export_header(columns: Iterable[tuple[str, str | None]]) -> list[str]:
 # What a decisions file may hold, said where it holds other columns (a notes column, a column of names).
 DECISIONS_COLUMNS = (
     "a decisions file holds round_id, household_ref or household_pseudonym, municipality_id, decision and reason,"
-    " and may keep the other columns of proposals.csv; delete the rest"
+    " and may keep the other columns of proposals.csv; delete the rest; in German: Runde, Haushalt or Pseudonym,"
+    " AGS, Entscheidung and Grund"
 )
 
 
@@ -186,7 +216,7 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
     unknown = [h for h in header if h not in known]
     if table == "decisions":
         # proposals.csv with round_id and decision added is a decisions file: its other columns are read past.
-        unknown = [h for h in unknown if re.sub(r"[\s-]+", "_", h.strip()).lower() not in PROPOSALS_ONLY_COLUMNS]
+        unknown = [h for h in unknown if _heading(h) not in PROPOSALS_ONLY_COLUMNS]
         added = added or DECISIONS_COLUMNS
     missing = [f.name for f in fields if f.required and f.name not in header]
     if table == "decisions" and not {"household_ref", "household_pseudonym"} & set(header):
@@ -198,6 +228,9 @@ def check_header(table: str, header: list[str], file: str, sheet: str | None = N
         problems.append("unexpected columns " + _names(unknown))
     if duplicated:
         problems.append("duplicated columns " + _names(duplicated))
+        german = [f"{', '.join(n for n, f in DECISION_COLUMN_ALIASES.items() if f == name)} all name {name}" for name in duplicated
+                  if table == "decisions" and name in DECISION_COLUMN_ALIASES.values()]
+        problems[-1] += f" (in German, {'; '.join(german)}: keep one)" if german else ""
     if unknown and added and not missing and not duplicated:
         problems[-1] += f" ({added})"
     if problems:

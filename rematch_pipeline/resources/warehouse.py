@@ -23,7 +23,9 @@ from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
 from rematch_pipeline.resources.home import owner_only_files
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.models import ROUND_ID_PATTERN
-from rematch_pipeline.schemas.parsing import WITHHELD, WITHHELD_FORMULA
+from rematch_pipeline.schemas.parsing import WITHHELD, WITHHELD_VALUES
+
+_PLACEHOLDERS = ", ".join(f"'{v}'" for v in WITHHELD_VALUES)  # SQL list of ingestion's placeholders
 
 # Identifying columns replaced by pseudonyms in raw tables (all other PII columns are dropped).
 PSEUDONYM_COLUMNS: dict[str, dict[str, str]] = {
@@ -100,7 +102,7 @@ CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, era
         *(f"ALTER TABLE raw_{t} ADD COLUMN IF NOT EXISTS {LEFT_OUT_COLUMN} VARCHAR;" for t in REVIEWED_TABLES),
         # Releases before the round id's shape was checked stored what was typed there (a name, once): such a
         # cell answers no round, and is withheld as ingestion now withholds it.
-        f"UPDATE raw_decisions SET round_id = '{WITHHELD}' WHERE round_id NOT IN ('{WITHHELD}', '{WITHHELD_FORMULA}')"
+        f"UPDATE raw_decisions SET round_id = '{WITHHELD}' WHERE round_id NOT IN ({_PLACEHOLDERS})"
         f" AND NOT regexp_full_match(round_id, '{ROUND_ID_PATTERN}');",
     ]
 )

@@ -130,6 +130,8 @@ class Field:
     maximum: float | None = None
     max_items: int | None = None
     default: str | None = None
+    # Other words read as a code, lower case -> the code (a closed list, docs/formats.md): German for contract D.
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 MUNICIPALITY_FIELDS: tuple[Field, ...] = (
@@ -196,14 +198,41 @@ MEMBER_FIELDS: tuple[Field, ...] = (
     Field("wheelchair", Kind.BOOL, True),
 )
 
+# German coordinators at a state authority write contract D in German: these words are read as its codes and
+# stored as the code list spells them (docs/formats.md, "Decisions in German"; docs/decisions.md, thirty-first
+# session). A closed list: no word of it is another code of the same list, so the reading is certain.
+DECISION_ALIASES: tuple[tuple[str, str], ...] = (
+    ("annehmen", "accept"), ("angenommen", "accept"), ("zusage", "accept"),
+    ("ablehnen", "decline"), ("abgelehnt", "decline"), ("absage", "decline"),
+)
+DECISION_REASON_ALIASES: tuple[tuple[str, str], ...] = (
+    ("wohnung", "housing"), ("familie", "family"), ("arbeit", "work"), ("gesundheit", "health"), ("sonstiges", "other"),
+)
+
 DECISION_FIELDS: tuple[Field, ...] = (
     Field("round_id", Kind.TEXT, True),
     Field("household_ref", Kind.TEXT, False, pii=True),
     Field("household_pseudonym", Kind.TEXT, False),
     Field("municipality_id", Kind.AGS, True),
-    Field("decision", Kind.CODE, True, codes=DECISION),
-    Field("reason", Kind.CODE, False, codes=DECISION_REASON),
+    Field("decision", Kind.CODE, True, codes=DECISION, aliases=DECISION_ALIASES),
+    Field("reason", Kind.CODE, False, codes=DECISION_REASON, aliases=DECISION_REASON_ALIASES),
 )
+
+# The German headings of contract D's columns (the same closed list), as written in docs/formats.md. Compared as our
+# names are (case, spaces and hyphens do not matter: canonical.template_header); read only in a decisions file.
+DECISION_COLUMN_ALIASES: dict[str, str] = {
+    "Runde": "round_id",
+    "Haushalt": "household_ref",
+    "Haushalts-Nr.": "household_ref",
+    "Haushalts-Nr": "household_ref",
+    "Haushaltsnummer": "household_ref",
+    "Pseudonym": "household_pseudonym",
+    "AGS": "municipality_id",
+    "Kommune": "municipality_id",
+    "Gemeinde": "municipality_id",
+    "Entscheidung": "decision",
+    "Grund": "reason",
+}
 
 # The columns of a round's proposals.csv that a decisions file does not take: coordinators add round_id and
 # decision to proposals.csv and land it as their decisions file, so these are read past (docs/decisions.md,

@@ -20,6 +20,11 @@ HOUSEHOLD_PSEUDONYM_PATTERN = r"^H-[0-9a-f]{20}$"
 # decisions file's round_id without this shape answers no round, and may be a name typed in the wrong column.
 ROUND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ROUND_ID_FORMAT_RULE = "format: a round id (1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+# Text fields held to a format that a spreadsheet makes a date of when typed like one (a round id 2026-07):
+# the rule for such a cell, said instead of the format's own (ingestion keeps only that the cell was a date).
+DATE_CELL_RULES: dict[str, str] = {
+    "round_id": "format: the cell is a date (Excel made a date of the round id); format the column as text and type it again",
+}
 # Text fields held to a format: field name -> (pattern, rule).
 TEXT_FORMATS: dict[str, tuple[str, str]] = {
     "round_id": (ROUND_ID_PATTERN, ROUND_ID_FORMAT_RULE),

@@ -15,7 +15,7 @@ import polars as pl
 
 from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, PERIOD_RESTORED_COLUMN, reference_ags
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
-from rematch_pipeline.schemas.models import TEXT_FORMATS
+from rematch_pipeline.schemas.models import DATE_CELL_RULES, TEXT_FORMATS
 
 TRUE_WORDS: frozenset[str] = frozenset({"yes", "true", "1", "ja", "y", "wahr"})
 FALSE_WORDS: frozenset[str] = frozenset({"no", "false", "0", "nein", "n", "falsch"})
@@ -336,6 +336,9 @@ def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
 # date or AGS, so validation still fails the cell on the rule the landed text failed.
 WITHHELD = "#withheld"
 WITHHELD_FORMULA = "=#withheld"  # for the formula rule of code and text columns
+WITHHELD_DATE = "#withheld-date"  # for a text field held to a format that a spreadsheet made a date of
+# Every placeholder ingestion stores instead of a landed cell.
+WITHHELD_VALUES: tuple[str, ...] = (WITHHELD, WITHHELD_FORMULA, WITHHELD_DATE)
 # Kinds whose cells have a closed shape (a code list, yes/no, a number, a date or an AGS).
 SHAPED_KINDS: frozenset[Kind] = frozenset(
     {Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.TIMESTAMP, Kind.DATE, Kind.AGS, Kind.AGS_LIST, Kind.CODE, Kind.CODES}
@@ -346,16 +349,35 @@ SHAPED_TEXT: dict[str, str] = {name: pattern for name, (pattern, _) in TEXT_FORM
 
 def code_spelled(field: Field, col: pl.Expr) -> pl.Expr:
     """A code or code-list cell with each code spelled as the code list has it, whatever its letters' case
-    (`Accept`, `ACCEPT`, `de-by`, `Uk Ru`: typed or tidied in a spreadsheet); other cells unchanged. No two
-    codes of a list differ by case only, so the reading is certain."""
+    (`Accept`, `ACCEPT`, `de-by`, `Uk Ru`: typed or tidied in a spreadsheet), and a word of the field's aliases
+    (`Zusage`, `Familie`) as its code; other cells unchanged. No two codes of a list differ by case only, so
+    the reading is certain."""
     if field.kind not in (Kind.CODE, Kind.CODES):
         return col
-    spelled = {code.lower(): code for code in field.codes}
+    # The field's other words for a code (German for contract D) are read the same way, in any case.
+    spelled = {**dict(field.aliases), **{code.lower(): code for code in field.codes}}
     text = col.str.strip_chars()
     if field.kind is Kind.CODE:
         return text.str.to_lowercase().replace_strict(spelled, default=col)
     tokens = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
     return tokens.list.eval(pl.element().str.to_lowercase().replace_strict(spelled, default=pl.element())).list.join(" ")
+
+
+def spelled_code(field: Field, value: str) -> str:
+    """One code typed outside a file (a run config's entry) read as a file's cell is (code_spelled): the code as
+    the code list spells it, or the value unchanged where it is no code."""
+    return pl.select(code_spelled(field, pl.lit(value, dtype=pl.Utf8))).item()
+
+
+# What a workbook's date cell is read as (canonical._cell_text: a datetime's isoformat), or what Excel shows of a
+# month it made a date of (period_from_excel_date: `Jul 26`, `Juli 2026`, 01.07.2026).
+_DATE_CELL_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$")
+
+
+def is_excel_date(value: str | None) -> bool:
+    """Whether a cell's text is a date a spreadsheet made: a workbook's date cell, or a month Excel shows as a date."""
+    text = (value or "").strip()
+    return _DATE_CELL_TEXT.match(text) is not None or period_from_excel_date(text) is not None
 
 
 def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
@@ -381,9 +403,14 @@ def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
     else:
         off = pl.lit(False)
     formula = field.kind in (Kind.CODE, Kind.TEXT)  # only there `bad` is the formula rule
+    # A text field a spreadsheet made a date of (a round id typed as 2026-07) keeps that it was a date, not the
+    # date: validation's rule then says so (models.DATE_CELL_RULES).
+    dated = off & text.map_elements(is_excel_date, return_dtype=pl.Boolean, skip_nulls=True) if field.name in DATE_CELL_RULES else pl.lit(False)
     return (
         pl.when(bad.fill_null(False))
         .then(pl.lit(WITHHELD_FORMULA if formula else WITHHELD))
+        .when(dated.fill_null(False))
+        .then(pl.lit(WITHHELD_DATE))
         .when(off.fill_null(False))
         .then(pl.lit(WITHHELD))
         .otherwise(col)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -623,3 +624,72 @@ def test_an_erased_household_keeps_the_places_it_accepted_for_the_period(home: R
     with (home.path / "rounds" / "r2" / "municipalities.csv").open(encoding="utf-8-sig") as handle:
         row = next(r for r in csv.DictReader(handle) if r["municipality_id"] == place)
     assert (row["persons_used_accepted_earlier"], row["households_accepted_earlier"]) == (accepted["persons"], "1")
+
+
+def test_a_decisions_file_in_german_is_read_and_a_word_off_the_list_is_quarantined_unstored(
+    home: RematchHome, first_round: list[dict[str, str]], capsys  # noqa: ANN001 - pytest fixture
+) -> None:
+    """German coordinators write contract D in German: `Runde;Haushalts-Nr.;Kommune;Entscheidung;Grund` with `Zusage`,
+    `abgelehnt`, `Familie` was refused whole as `not a … template`, without a hint. Now contract D's closed list of
+    German headings and codes is read (CSV and XLSX), stored as our codes; a word not on it is quarantined by file,
+    row, column and rule, never stored; a German header with a heading off the list is told what a decisions file holds."""
+    a, b, c, d = _unlinked(home, first_round)[:4]
+    unknown = "vielleicht nach Kiel"
+    with (home.landing("decisions") / "entscheidungen-r1.csv").open("w", newline="", encoding="cp1252") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(["Runde", "Haushalts-Nr.", "Kommune", "Entscheidung", "Grund"])
+        writer.writerow(["r1", a["household_ref"], a["municipality_id"], "Zusage", ""])
+        writer.writerow(["r1", b["household_ref"], b["municipality_id"], " abgelehnt ", "Familie"])
+        writer.writerow(["r1", c["household_ref"], c["municipality_id"], unknown, "Sonstiges"])
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Runde", "Haushalt", "AGS", "Entscheidung", "Grund"])
+    sheet.append(["r1", d["household_ref"], int(d["municipality_id"]), "ABLEHNEN", "wohnung"])
+    book.save(home.landing("decisions") / "entscheidungen-r1.xlsx")
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        recorded = con.execute("SELECT household_pseudonym, municipality_id, decision, reason FROM decisions").fetchall()
+        rules = con.execute("SELECT file_name, file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions'").fetchall()
+        stored = con.execute("SELECT * FROM raw_decisions").fetchall()
+    who = {p["household_ref"]: pseudonym(home.secret(), "household", p["household_ref"]) for p in (a, b, d)}
+    assert sorted(recorded) == sorted([
+        (who[a["household_ref"]], a["municipality_id"], "accept", None),
+        (who[b["household_ref"]], b["municipality_id"], "decline", "family"),
+        (who[d["household_ref"]], d["municipality_id"], "decline", "housing"),
+    ])
+    assert rules == [("entscheidungen-r1.csv", 4, "decision", "code list: one of accept/decline")]
+    assert unknown not in str(stored)
+    err = capsys.readouterr().err
+    assert "quarantined: entscheidungen-r1.csv, row 4, column decision: code list: one of accept/decline" in err and unknown not in err
+
+    # A German heading not on the list: the file stops, saying what a decisions file holds, in German too.
+    with (home.landing("decisions") / "entscheidungen-r1-b.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(["Runde", "Haushalt", "Gemeinde", "Beschluss", "Grund"])
+        writer.writerow(["r1", a["household_ref"], a["municipality_id"], "Zusage", ""])
+    assert main(["ingest"]) == 1
+    err = capsys.readouterr().err
+    assert "rejected: entscheidungen-r1-b.csv, row 1: header: not a municipalities, households, members or decisions template;" \
+        " nearest: decisions (no column decision) (a decisions file holds round_id, household_ref or household_pseudonym," in err
+    assert "in German: Runde, Haushalt or Pseudonym, AGS, Entscheidung and Grund" in err
+
+
+def test_a_round_id_excel_made_a_date_of_is_quarantined_saying_so(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
+    """A round id typed as 2026-07 in Excel becomes a date cell; the decision was quarantined as `round_id: format: a round
+    id (1-64 letters …)`, which did not say why. The rule now says the cell is a date, without the date."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["round_id", "household_pseudonym", "municipality_id", "decision"])
+    sheet.append([dt.datetime(2026, 7, 1), "H-0123456789abcdef0123", "01001", "accept"])
+    sheet["A2"].number_format = "mmm-yy"
+    sheet.append(["Bohdan Kovalenko", "H-0123456789abcdef0124", "01001", "accept"])
+    book.save(home.landing("decisions") / "decisions-juli.xlsx")
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+        stored = str(con.execute("SELECT * FROM raw_decisions").fetchall())
+    dated = "format: the cell is a date (Excel made a date of the round id); format the column as text and type it again"
+    assert rules == [(2, "round_id", dated), (3, "round_id", ROUND_ID_FORMAT_RULE)], "a name is no date"
+    assert "2026" not in stored and "Kovalenko" not in stored
+    err = capsys.readouterr().err
+    assert f"quarantined: decisions-juli.xlsx [sheet Sheet], row 2, column round_id: {dated}" in err and "2026-07-01" not in err

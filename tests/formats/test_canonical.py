@@ -314,6 +314,27 @@ def test_a_decisions_file_with_a_misspelt_key_is_named_nearest_to_decisions(tmp_
     assert f"nearest: decisions (no column {lacks})" in str(error.value)
 
 
+def test_german_decision_headings_are_read_in_a_decisions_file_only_and_two_for_one_column_stop_it(tmp_path: Path) -> None:
+    """Contract D's German headings (docs/formats.md) name our columns in a decisions file; a municipalities file keeps
+    a `Gemeinde` column as written; `Gemeinde` beside `AGS` names one column twice, and the file says which."""
+    path = tmp_path / "entscheidungen.csv"
+    path.write_text(" runde ;HAUSHALTS-NR.;Kommune;Entscheidung;Grund\nr1;RM-1;09162;Zusage;Familie\n", encoding="utf-8")
+    (table,) = read_canonical(path, path.read_bytes())
+    assert table.table == "decisions" and table.frame.row(0, named=True) == {
+        "round_id": "r1", "household_ref": "RM-1", "household_pseudonym": None, "municipality_id": "09162",
+        "decision": "Zusage", "reason": "Familie", "file_row": 2,  # codes are read at ingestion (code_spelled)
+    }
+    path.write_text("Runde;Haushalt;Gemeinde;AGS;Entscheidung\nr1;RM-1;x;09162;Zusage\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    assert str(error.value).endswith(
+        "header: duplicated columns municipality_id (in German, AGS, Kommune, Gemeinde all name municipality_id: keep one)")
+    path.write_text("municipality_id,Gemeinde\n09162,x\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, path.read_bytes())
+    assert str(error.value).endswith("nearest: municipalities (no column capacity_persons)")
+
+
 def _merged_template(path: Path, sheets: list[tuple[str, pl.DataFrame]], merges: dict[str, list[tuple[int, int, int, int]]]) -> None:
     """A template workbook with some cells merged as Excel saves them: the value in the range's first cell, the
     others blank (xlsxwriter's merge_range). merges: by sheet, (first row, first column, last row, last column) from 0."""
