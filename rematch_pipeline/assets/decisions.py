@@ -20,8 +20,9 @@ from rematch_pipeline.coordinator_pairs import PSEUDONYM_RULE
 from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
-from rematch_pipeline.schemas.contract import DECISION, DECISION_REASON
+from rematch_pipeline.schemas.contract import DECISION, DECISION_FIELDS, DECISION_REASON
 from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
+from rematch_pipeline.schemas.parsing import spelled_code
 from rematch_pipeline.validation import NO_ROUND_RULE, NOT_A_PROPOSAL_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from rematch_pipeline.wording import counted
 
@@ -40,7 +41,7 @@ class Decision(dg.Config):
         description="The household's pseudonym (H- and 20 hex digits) as report.html and households.csv show it; not the household reference of proposals.csv, never a name."
     )
     municipality_id: str = Field(description="AGS of the municipality the round proposed to this household (quote it in YAML: \"01001\").")
-    decision: str = Field(description=f"{' or '.join(DECISION)}.")
+    decision: str = Field(description=f"{' or '.join(DECISION)} (any letter case).")
     # One of the contract's codes, or left out: a closed list, so a sentence is refused before a run exists.
     reason: DecisionReason | None = Field(
         default=None, description=f"Why, for a decline (optional): one of {', '.join(DECISION_REASON)}. No free text: run config is kept."
@@ -118,6 +119,15 @@ def unanswered_partners(config: DecisionsConfig, link_groups: dict[str, str]) ->
     return lines
 
 
+def with_codes_spelled(config: DecisionsConfig) -> DecisionsConfig:
+    """The config with each entry's decision read as a decisions file's cell is (`Accept`, ` DECLINE `, `Zusage`
+    are accept and decline: parsing.spelled_code, the file reader's own code path); a word that is no code
+    stays as typed, and decision_problems refuses it."""
+    field = next(f for f in DECISION_FIELDS if f.name == "decision")
+    entries = [e.model_copy(update={"decision": spelled_code(field, e.decision)}) for e in config.decisions]
+    return config.model_copy(update={"decisions": entries})
+
+
 def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
     """The entries as the rows of a contract-D decisions file."""
     rows = [(config.round_id, e.household_pseudonym, e.municipality_id, e.decision, e.reason.value if e.reason else "") for e in config.decisions]
@@ -128,6 +138,7 @@ def decisions_frame(config: DecisionsConfig) -> pl.DataFrame:
 @reason_first
 def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, home: RematchHome, warehouse: DuckDBResource) -> None:
     """Check the entries against the round's proposals and write them to landing/decisions/ (all or none)."""
+    config = with_codes_spelled(config)
     if not config.decisions:
         raise refused("nothing recorded: ", ["decisions: empty: add one entry per household answered (household_pseudonym, municipality_id, decision)"])
     with warehouse_connection(warehouse) as con:

@@ -3,6 +3,7 @@ schedule, the asset pages' descriptions and metadata, and the run failures of re
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
@@ -530,3 +531,29 @@ def test_the_data_homes_dagster_instance_shows_no_newsletter_window(home: Rematc
     assert (older.dagster_home / "dagster.yaml").read_text() == written + "nux:\n  enabled: false\n"
     with dg.DagsterInstance.from_config(str(older.dagster_home)) as instance:
         assert instance.nux_enabled is False
+
+
+def test_the_launchpads_decision_is_read_as_a_files_in_any_case_and_a_word_not_a_code_is_refused(
+    round_r1: tuple[RematchHome, dg.ExecuteInProcessResult],
+) -> None:
+    """A decisions file's `Accept` counts (parsing.code_spelled); the Launchpad refused the same word as `code: not one
+    of accept, decline`. Now the job reads its entries through the file reader's code path: any letter case, spaces
+    around, the German words of contract D's list; written as the code list spells them."""
+    home, _ = round_r1
+    linked = {h for h, _ in _linked_pair(home)}
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        proposals = [p for p in con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r1' ORDER BY 1").fetchall()
+                     if p[0] not in linked][:3]
+    typed = ["Accept", " DECLINE ", "Zusage"]
+    entries = [{"household_pseudonym": h, "municipality_id": m, "decision": d} for (h, m), d in zip(proposals, typed)]
+    with pytest.raises(RunFailed) as failed:
+        _record(home, {"round_id": "r1", "decisions": [*entries, {**entries[0], "decision": "vielleicht"}]})
+    assert "nothing recorded: decisions[3].decision: code: not one of accept, decline" in str(failed.value)
+    assert "vielleicht" not in str(failed.value) and list(home.landing("decisions").iterdir()) == []
+
+    _record(home, {"round_id": "r1", "decisions": entries})
+    (written,) = home.landing("decisions").iterdir()
+    with written.open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["household_pseudonym"], r["decision"]) for r in rows] == [
+        (proposals[0][0], "accept"), (proposals[1][0], "decline"), (proposals[2][0], "accept")]
