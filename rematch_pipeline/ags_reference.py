@@ -8,6 +8,7 @@ its pseudonym only, never a household's cell value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -75,6 +76,27 @@ def reference_gemeinden() -> pl.DataFrame:
     """The 11,004 reference Gemeinden: ags (8 digits), kreis_ags, name, lat, lon (null for uninhabited areas)."""
     with resources.files("rematch_pipeline.reference").joinpath("gemeinden_2020_clean.csv").open("rb") as f:
         return pl.read_csv(f, schema_overrides={"ags": pl.Utf8, "kreis_ags": pl.Utf8}).select("ags", "kreis_ags", "name", "lat", "lon")
+
+
+@cache
+def _reference_population() -> dict[str, int]:
+    """Population (2020) of every reference Kreis (5-digit AGS) and Gemeinde (8-digit AGS)."""
+    out: dict[str, int] = {}
+    for name in ("kreise_2020_derived.csv", "gemeinden_2020_clean.csv"):
+        with resources.files("rematch_pipeline.reference").joinpath(name).open("rb") as f:
+            frame = pl.read_csv(f, columns=["ags", "population"], schema_overrides={"ags": pl.Utf8, "population": pl.Int64})
+        out.update(frame.drop_nulls().iter_rows())
+    return out
+
+
+def reference_population(municipality_ids: Sequence[str]) -> dict[str, int] | None:
+    """Each municipality's population from the reference lists (2020), the fixed key's weight
+    (docs/mechanisms.md §6); None when any of them is not in the lists (a caller then keys by
+    the capacity offered instead, for all alike)."""
+    population = _reference_population()
+    if any(m not in population for m in municipality_ids):
+        return None
+    return {m: population[m] for m in municipality_ids}
 
 
 @cache

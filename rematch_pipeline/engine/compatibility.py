@@ -28,6 +28,8 @@ from rematch_pipeline.engine._common import (
     float_column,
     haversine_km,
     int_column,
+    key_positions,
+    require_columns,
     rows_slice,
 )
 
@@ -265,3 +267,35 @@ def exclusion_tables(
         }
     )
     return per_household, per_place
+
+
+def rules_broken(
+    households: pl.DataFrame,
+    municipalities: pl.DataFrame,
+    pairs: pl.DataFrame,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> pl.DataFrame:
+    """Which per-household hard rules each given (household, municipality) pair breaks.
+
+    pairs needs household_pseudonym and municipality_id, both present in the tables; its rows
+    and order are kept, and one bool column per rule of RULES is added (True = the rule forbids
+    the pair), evaluated exactly as candidate_pairs does. For assignments made without the
+    rules (the distribution-key baseline, docs/mechanisms.md): rule by rule, what they would break.
+    """
+    require_columns(pairs, ("household_pseudonym", "municipality_id"), "pairs")
+    p = _prepare(households, municipalities)
+    rows = key_positions(pairs, "household_pseudonym", p.household_ids)
+    places = key_positions(pairs, "municipality_id", p.place_ids)
+    if (rows < 0).any() or (places < 0).any():
+        raise ValueError(f"pairs: {int((rows < 0).sum())} households and {int((places < 0).sum())} municipalities not in the tables")
+    order = np.argsort(rows, kind="stable")
+    broken = np.zeros((pairs.height, len(RULES)), dtype=bool)
+    for lo, hi in chunk_bounds(len(p.household_ids), chunk_size):
+        s = rows_slice(rows[order], lo, hi)
+        if s.start == s.stop:
+            continue
+        at = order[s]
+        for k, (_, allowed) in enumerate(_rule_masks(p, lo, hi)):
+            broken[at, k] = ~allowed[rows[at] - lo, places[at]]
+    return pairs.with_columns([pl.Series(rule, broken[:, k]) for k, rule in enumerate(RULES)])

@@ -1,0 +1,122 @@
+"""The fixed distribution key as a baseline (rematch_pipeline.engine.distribution_key, docs/mechanisms.md §6).
+
+A hand-made round whose key assignment and counts are computed by hand in the comments, the
+apportionment by largest remainder, determinism, and rules_broken against candidate_pairs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import polars as pl
+
+from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, rules_broken
+from rematch_pipeline.engine.distribution_key import distribute_by_key, distribution_key_baseline, key_quotas
+from rematch_pipeline.engine.scoring import score_pairs
+from tests.engine.builders import household, households_df, municipality, municipalities_df
+
+A, B, C = "01001", "01002", "01003"
+POPULATION = {A: 1000, B: 2000, C: 1000}
+
+
+def _round() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """19 persons in 7 households; A, B, C keyed 1 : 2 : 1 by population."""
+    households = households_df(
+        household("h1", persons=4),
+        household("h2", persons=2, pets=True),
+        household("h3", persons=3, excluded_municipality_ids=[B]),
+        household("h4", persons=1, medical_needs=["dialysis"]),
+        household("h5", persons=2, link_group="g"),
+        household("h6", persons=2, link_group="g"),
+        household("h7", persons=5),
+    )
+    municipalities = municipalities_df(
+        municipality(A, capacity_persons=6, pets_allowed=False, housing_units=1),
+        municipality(B, capacity_persons=10),
+        municipality(C, capacity_persons=4, min_persons=5),
+    )
+    return households, municipalities
+
+
+def test_largest_remainder_shares_by_hand() -> None:
+    # 19 x 1/4 = 4.75, 19 x 2/4 = 9.5, 4.75: floors 4, 9, 4 (17); the 2 left go to the remainders .75, .75.
+    assert key_quotas(19, np.array([1000, 2000, 1000])).tolist() == [5, 9, 5]
+    # By capacity 6, 10, 4: 5.7, 9.5, 3.8 -> floors 5, 9, 3; the 2 left go to .8 (C) and .7 (A).
+    assert key_quotas(19, np.array([6, 10, 4])).tolist() == [6, 9, 4]
+    # Equal remainders: the lower index first; no weight at all: nobody has a share.
+    assert key_quotas(2, np.array([1, 1, 1])).tolist() == [1, 1, 0]
+    assert key_quotas(5, np.array([0, 0])).tolist() == [0, 0]
+
+
+def test_the_key_sends_each_household_furthest_below_its_share_where_persons_fit() -> None:
+    # Shares 5, 9, 5, rooms 6, 10, 4 (shortfall / room after each household):
+    # h1 (4) -> B (9 largest): B 5/6;  h2 (2) -> A (5 = 5 = 5, lowest index): A 3/4;
+    # h3 (3) -> B (5 ties C, lower index): B 2/3;  h4 (1) -> C (5): C 4/3;  h5 (2) -> C (4): C 2/1;
+    # h6 (2) -> A (3; C has no room): A 1/2;  h7 (5): room 2, 3, 1 -> nowhere.
+    place = distribute_by_key(np.array([4, 2, 3, 1, 2, 2, 5]), np.array([6, 10, 4]), np.array([5, 9, 5]))
+    assert place.tolist() == [1, 0, 1, 2, 2, 0, -1]
+
+
+def test_a_hand_made_round_under_the_key_counts_what_the_rules_forbid() -> None:
+    households, municipalities = _round()
+    summary = distribution_key_baseline(households, municipalities, key_weight=POPULATION)
+    # h1 -> B allowed; h2 -> A pets not allowed; h3 -> B excluded by it; h4 -> C no dialysis;
+    # h5 -> C and h6 -> A: linked households split (both count); h7 unplaced.
+    by_rule = {rule: 0 for rule in (*RULES, "linked_split")}
+    by_rule.update(pets=1, excluded=1, medical_care=1, linked_split=2)
+    h1_at_b = score_pairs(pl.DataFrame({"household_pseudonym": ["h1"], "municipality_id": [B]}), households, municipalities)
+    assert summary == {
+        "key": "population",
+        "households": 7,
+        "households_placed": 6,
+        "persons_placed": 14,
+        "households_forbidden": 5,
+        "households_allowed": 1,
+        "total_score": h1_at_b["score"][0],
+        "mean_score": h1_at_b["score"][0],
+        "forbidden_by_rule": by_rule,
+        # C takes 3 persons of its minimum 5; A gets 2 households into its 1 dwelling.
+        "places_below_minimum_intake": 1,
+        "places_over_capacity": 1,
+    }
+
+
+def test_without_a_population_the_key_is_the_capacity_offered() -> None:
+    households, municipalities = _round()
+    summary = distribution_key_baseline(households, municipalities)
+    # Shares 6, 9, 4: h1 -> B (9): 5/6; h2 -> A (6): 4/4; h3 -> B (5): 2/3; h4 -> C (4): 3/3; h5 -> A (4): 2/2;
+    # h6 -> C (3): 1/1; h7 nowhere. Forbidden: h2 pets, h3 excluded, h4 dialysis, h5 and h6 split; h1 allowed.
+    assert summary["key"] == "capacity_persons"
+    assert (summary["households_placed"], summary["persons_placed"], summary["households_forbidden"]) == (6, 14, 5)
+    assert summary["forbidden_by_rule"]["linked_split"] == 2
+
+
+def test_the_key_is_deterministic_and_follows_pseudonyms_not_row_order() -> None:
+    households, municipalities = _round()
+    first = distribution_key_baseline(households, municipalities, key_weight=POPULATION)
+    shuffled = distribution_key_baseline(
+        households.sample(fraction=1.0, shuffle=True, seed=7), municipalities.reverse(), key_weight=POPULATION
+    )
+    assert shuffled == first
+
+
+def test_rules_broken_agrees_with_candidate_pairs() -> None:
+    households, municipalities = _round()
+    every = households.select("household_pseudonym").join(municipalities.select("municipality_id"), how="cross")
+    broken = rules_broken(households, municipalities, every)
+    allowed = broken.filter(~pl.any_horizontal(list(RULES))).select("household_pseudonym", "municipality_id")
+    assert allowed.sort(pl.all()).equals(candidate_pairs(households, municipalities).sort(pl.all()))
+    assert broken.height == every.height and broken.select(list(RULES)).to_numpy().any()
+
+
+def test_the_key_takes_a_10000_household_pool_in_well_under_a_second() -> None:
+    # 10,000 households x 401 municipalities: measured 0.13 s for the whole baseline (docs/mechanisms.md §6).
+    rng = np.random.default_rng(3)
+    persons = rng.integers(1, 8, size=10_000)
+    capacity = rng.integers(0, 200, size=401)
+    start = time.perf_counter()
+    place = distribute_by_key(persons, capacity, key_quotas(int(persons.sum()), capacity))
+    assert time.perf_counter() - start < 2.0
+    used = np.bincount(place[place >= 0], weights=persons[place >= 0], minlength=401)
+    assert (used <= capacity).all() and (place >= 0).sum() > 0
