@@ -485,3 +485,41 @@ def test_the_criteria_read_in_words_in_the_table_and_the_chart() -> None:
     for words in ("medical care", "schools and childcare (Kita)", "neutral (no preference stated)", "named wishes", "jobs"):
         assert words in text, words
     assert "medical_care" not in text and "schools_childcare" not in text
+
+
+_KEY = {"key": "population", "households": 9, "households_placed": 8, "persons_placed": 21, "households_forbidden": 5,
+        "households_allowed": 3, "total_score": 150.0, "mean_score": 50.0,
+        "forbidden_by_rule": {"largest_unit": 0, "medical_care": 1, "pets": 1, "excluded": 1, "declined": 0,
+                              "family_tie_must": 0, "resource_accessible_units": 1, "linked_split": 2},
+        "places_below_minimum_intake": 1, "places_over_capacity": 2}
+
+
+def test_the_stability_section_sets_the_fixed_distribution_key_beside_the_mechanisms() -> None:
+    """Evaluators asked what today's quota would have done with the same households: the report showed only the
+    optimiser and deferred acceptance."""
+    mechanisms = {"optimiser": {"households_placed": 4, "persons_placed": 9, "total_score": 260.0, "blocking_pairs": 1},
+                  "deferred_acceptance": {"households_placed": 4, "persons_placed": 9, "total_score": 240.0, "blocking_pairs": 0},
+                  "distribution_key": _KEY}
+    html = render_round_report(_data(mechanisms=mechanisms))
+    text = _section_text(html, "stability")
+    assert "Fixed distribution key" in text
+    assert (
+        "The fixed key: 5 households to a place a hard rule forbids (medical care needed is not offered 1; pets not allowed 1;"
+        " excluded by the household 1; needs more wheelchair-accessible units than offered 1; linked households split 2;"
+        " one household can break several)."
+    ) in text
+    assert "in proportion to the population of each municipality (reference 2020)" in text
+    assert "2 municipalities get more dwellings" in text
+    # Optimiser and deferred acceptance place only pairs the rules allow; their mean is the score per household.
+    assert "Households placed where a hard rule forbids it 0 0 5 " in text
+    assert "Mean score of the households placed where the rules allow 65.00 60.00 50.00 " in text
+    assert "Households placed 4 4 8 " in text
+    # The key has no stability counts: a dash, not a zero that would read as "stable".
+    assert "Blocking pairs (a household and a municipality that would both rather be together) 1 0 – " in text
+
+
+def test_a_round_stored_before_the_key_shows_two_columns() -> None:
+    mechanisms = {"optimiser": {"households_placed": 4}, "deferred_acceptance": {"households_placed": 3}}
+    text = _section_text(render_round_report(_data(mechanisms=mechanisms)), "stability")
+    assert "Fixed distribution key" not in text and "The fixed key" not in text
+    assert "Households placed 4 3 " in text

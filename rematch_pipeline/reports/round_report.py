@@ -51,6 +51,8 @@ _RULE_WORDS: dict[str, str] = {
     "excluded": "excluded by the household",
     "declined": "declined in an earlier round",
     "family_tie_must": "too far from a family tie marked must",
+    # Only the distribution-key baseline breaks it (engine.distribution_key): the solver places link groups whole.
+    "linked_split": "linked households split",
 }
 
 
@@ -212,7 +214,8 @@ class RoundReportData:
             ``capacity_<r>`` / ``used_<r>`` for each resource in :data:`RESOURCES`.
         counts: intake counts (households_received, households_without_consent, ...).
         earlier_decisions: what accepted and declined proposals of earlier rounds did to this one.
-        mechanisms: the optimiser's assignment beside deferred acceptance, with blocking pairs.
+        mechanisms: the optimiser's assignment beside deferred acceptance, with blocking pairs, and the fixed
+            distribution key (engine.distribution_key) when it was computed.
         municipality_reasons: why households did not come to each municipality (aggregates only).
         coordinator_pairs: the pairs the coordinator locked or forbade (kind, entry, household_pseudonym,
             municipality_id); proposals may carry a boolean ``locked`` column (a lock's whole link group).
@@ -234,8 +237,9 @@ class RoundReportData:
     # accepted_households/_persons kept where they accepted, declined_households in this round's
     # pool and how many of them are proposed elsewhere (declined_placed_elsewhere) or not (declined_unplaced).
     earlier_decisions: Mapping[str, int] = field(default_factory=dict)
-    # "optimiser" and "deferred_acceptance" summaries (engine.mechanisms.assignment_summary); {} = not computed.
-    mechanisms: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)
+    # "optimiser" and "deferred_acceptance" summaries (engine.mechanisms.assignment_summary) and "distribution_key"
+    # (engine.distribution_key.distribution_key_baseline); {} = not computed.
+    mechanisms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Per municipality_id: compatible_households, excluded_households, main_rule, main_rule_households,
     # missed_<resource> (unplaced households whose nearest miss was this municipality, for lack of that resource).
     municipality_reasons: pl.DataFrame | None = None
@@ -611,7 +615,9 @@ def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
 _MECHANISM_ROWS: tuple[tuple[str, str], ...] = (
     ("households_placed", "Households placed"),
     ("persons_placed", "Persons placed"),
+    ("households_forbidden", "Households placed where a hard rule forbids it"),
     ("total_score", "Total score"),
+    ("mean_score", "Mean score of the households placed where the rules allow"),
     ("places_below_minimum_intake", "Municipalities below their minimum intake"),
     ("blocking_pairs", "Blocking pairs (a household and a municipality that would both rather be together)"),
     ("units_in_blocking_pairs", "Placement units in a blocking pair"),
@@ -620,15 +626,73 @@ _MECHANISM_ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _mechanism_rows(mechanisms: Mapping[str, Mapping[str, float | int]]) -> list[dict[str, str]]:
-    """Rows of the optimiser / deferred acceptance comparison ([] when it was not computed)."""
-    optimiser, da = mechanisms.get("optimiser"), mechanisms.get("deferred_acceptance")
+def _mechanism_cell(summary: Mapping[str, Any] | None, key: str) -> str:
+    """One cell of the comparison. The optimiser and deferred acceptance place only candidate pairs (the rules
+    hold, a link group is one unit), so nothing they place is forbidden and a unit's score is its households'
+    sum; the distribution key brings its own count and mean. Stability counts are not computed for the key."""
+    if not summary:
+        return ""
+    if key == "mean_score" and key in summary:
+        return _fmt_float(summary.get(key))
+    if key in summary:
+        return _fmt_value(summary.get(key))
+    if "key" in summary:  # the distribution key: no stability counts
+        return "–"
+    if key == "households_forbidden":
+        return _fmt_int(0)
+    if key == "mean_score":
+        placed = summary.get("households_placed")
+        return _fmt_float(float(summary.get("total_score", 0.0)) / placed) if placed else "–"
+    return _fmt_value(None)
+
+
+def _mechanism_rows(mechanisms: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Rows of the optimiser / deferred acceptance / distribution key comparison ([] when it was not computed;
+    the key's cells are "" in rounds stored before it was computed)."""
+    optimiser, da, key = mechanisms.get("optimiser"), mechanisms.get("deferred_acceptance"), mechanisms.get("distribution_key")
     if not optimiser or not da:
         return []
     return [
-        {"label": label, "optimiser": _fmt_value(optimiser.get(key)), "deferred_acceptance": _fmt_value(da.get(key))}
-        for key, label in _MECHANISM_ROWS
+        {
+            "label": label,
+            "optimiser": _mechanism_cell(optimiser, k),
+            "deferred_acceptance": _mechanism_cell(da, k),
+            "distribution_key": _mechanism_cell(key, k),
+        }
+        for k, label in _MECHANISM_ROWS
     ]
+
+
+def _distribution_key_text(mechanisms: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Sentences on the fixed distribution key ([] when it was not computed): what it was keyed by, and how many
+    households it would have sent where a hard rule forbids, rule by rule."""
+    key = mechanisms.get("distribution_key")
+    if not key:
+        return []
+    by = (
+        "the population of each municipality (reference 2020)"
+        if key.get("key") == "population"
+        else "the persons capacity each municipality offered (a municipality of the round has no reference population)"
+    )
+    lines = [
+        "The fixed distribution key (the quota used today) shares the persons of the pool out in proportion to " + by
+        + ", by largest remainder, and sends the households in pseudonym order each to the municipality furthest"
+        " below its share that still has room for its persons. It looks at nothing else: no preferences, no score,"
+        " no hard rule."
+    ]
+    forbidden = int(key.get("households_forbidden", 0))
+    by_rule = [
+        f"{rule_words(rule)} {_fmt_int(n)}" for rule, n in (key.get("forbidden_by_rule") or {}).items() if n
+    ]
+    sentence = f"The fixed key: {_plural(forbidden, 'household', 'households')} to a place a hard rule forbids"
+    lines.append(sentence + (f" ({'; '.join(by_rule)}; one household can break several)." if by_rule else "."))
+    over = int(key.get("places_over_capacity", 0))
+    if over:
+        lines.append(
+            f"It keeps only the persons capacity: {_plural(over, 'municipality gets', 'municipalities get')} more dwellings,"
+            " accessible dwellings, childcare, school or course places than offered."
+        )
+    return lines
 
 
 def _decisions_text(decisions: Mapping[str, int]) -> list[str]:
@@ -1144,6 +1208,8 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "capacity_offers": list(data.capacity_offers),
         "decisions": _decisions_text(data.earlier_decisions),
         "mechanism_rows": _mechanism_rows(data.mechanisms),
+        "distribution_key_text": _distribution_key_text(data.mechanisms),
+        "distribution_key": bool(data.mechanisms.get("distribution_key")),
         "bound_text": _bound_text(data.solver, data.config.get("objective")),
         "unplaced_summary": (
             f"{_plural(unplaced.height, 'household', 'households')} with "
