@@ -6,7 +6,6 @@ apportionment by largest remainder, determinism, and rules_broken against candid
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import polars as pl
@@ -110,13 +109,14 @@ def test_rules_broken_agrees_with_candidate_pairs() -> None:
     assert broken.height == every.height and broken.select(list(RULES)).to_numpy().any()
 
 
-def test_the_key_takes_a_10000_household_pool_in_well_under_a_second() -> None:
-    # 10,000 households x 401 municipalities: measured 0.13 s for the whole baseline (docs/mechanisms.md §6).
+def test_at_national_scale_no_municipality_gets_more_than_its_share_and_one_household() -> None:
+    """10,000 households x 401 municipalities with room to spare: everyone is placed, and since each household goes
+    where the shortfall is largest (always at least 1 person while persons remain), no municipality ends more than
+    a household (less one person) above its share. Its speed is in docs/mechanisms.md §6 (0.13 s), not asserted."""
     rng = np.random.default_rng(3)
     persons = rng.integers(1, 8, size=10_000)
-    capacity = rng.integers(0, 200, size=401)
-    start = time.perf_counter()
-    place = distribute_by_key(persons, capacity, key_quotas(int(persons.sum()), capacity))
-    assert time.perf_counter() - start < 2.0
-    used = np.bincount(place[place >= 0], weights=persons[place >= 0], minlength=401)
-    assert (used <= capacity).all() and (place >= 0).sum() > 0
+    quota = key_quotas(int(persons.sum()), rng.integers(1, 5_000, size=401))
+    place = distribute_by_key(persons, quota + 10, quota)
+    assert (place >= 0).all()
+    used = np.bincount(place, weights=persons, minlength=401).astype(np.int64)
+    assert used.sum() == quota.sum() and (used - quota).max() <= persons.max() - 1
