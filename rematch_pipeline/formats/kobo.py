@@ -504,8 +504,21 @@ def read_kobo_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     if layout.table == REPEAT_TABLE:
         # A members-only CSV (Kobo, or Central's repeat file): each row names its submission itself.
         for record, (_, cells) in zip(read.main, rows):
-            record["submission_id"] = _meta_value(layout, cells, PARENT_COLUMNS)
+            record["submission_id"] = _meta_value(layout, cells, PARENT_COLUMNS) or _central_parent(layout, cells)
     return _tables(read, file, None)
+
+
+# Central's repeat row KEY: its submission's KEY, then `/<repeat>[n]` (central-backend lib/data/briefcase.js).
+_CENTRAL_REPEAT_KEY = re.compile(r"^(?:uuid:)?(?P<parent>[^/\s]+)/[^/\s]+\[\d+\]$", re.IGNORECASE)
+
+
+def _central_parent(layout: _Layout, cells: list[str | None]) -> str | None:
+    """The submission an ODK Central repeat row belongs to, read from the row's own KEY where PARENT_KEY is
+    empty (a cell cleared in a spreadsheet): Central builds that KEY from the submission's, so it is the same
+    link, not a guess. None where the KEY is not of that shape."""
+    key = _meta_value(layout, cells, ("KEY",)) if layout.meta("PARENT_KEY") is not None else None
+    match = _CENTRAL_REPEAT_KEY.match(key or "")
+    return match["parent"] if match else None
 
 
 def read_kobo_csv(data: bytes, file: str) -> list[ParsedTable]:
@@ -724,8 +737,8 @@ def _join_members(
     file: str,
     sheet: str,
 ) -> list[str | None]:
-    """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`.
-    Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`)."""
+    """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`
+    (also where `_parent_index` is empty and `_submission__uuid` names one main row). Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`)."""
     parent = layout.meta("_parent_index")
     fallback = layout.meta("_submission__uuid")
     if (parent is None or not index) and fallback is None:
@@ -734,10 +747,19 @@ def _join_members(
                 file, 1, None, "kobo: repeat sheet cannot be joined (no _parent_index/_index or _submission__uuid)", REPEAT_TABLE, sheet
             )
         )
+    # Each main row's _index by its submission id: `_submission__uuid` restores an empty `_parent_index` where it
+    # names one main row (the two are the same link, written by KoboToolbox; a row order is not).
+    rows_of: dict[str, list[str]] = {}
+    for key, submission in index.items():
+        if submission is not None:
+            rows_of.setdefault(submission, []).append(key)
     parents: list[str | None] = []
     for record, (number, cells) in zip(read.main, rows):
         if parent is not None and index:
             key = _cell(cells[parent.position]) if parent.position < len(cells) else None
+            uuid = _meta_value(layout, cells, ("_submission__uuid",)) if key is None and fallback is not None else None
+            if uuid is not None and len(rows_of.get(uuid, ())) == 1:
+                key = rows_of[uuid][0]
             if key is None or key not in index:
                 # A household with members missing would be matched on the wrong needs: stop the file.
                 rule = "kobo: repeat row refers to no row of the main sheet"
