@@ -338,6 +338,52 @@ def _without_members(households: pl.DataFrame, no_members: pl.DataFrame) -> tupl
     return quarantine, int(per_file["_households"].sum())
 
 
+# A member row that cannot be told whose person it is: its household link is empty, or names a submission no
+# households file has. Its household (any of its members file's) would be matched without that person: fewer
+# persons, Kita/school/course places and accessible dwellings than it needs. So every household whose members
+# come from that file, or whose row comes from the same export, is held out until a corrected export lands.
+UNLINKED_MEMBER_RULE = (
+    "reference: member row without its household's submission_id (KoboToolbox _parent_index/_submission__uuid,"
+    " ODK Central PARENT_KEY, the template's submission_id); the households of this members file are held out"
+)
+UNKNOWN_HOUSEHOLD_MEMBER_RULE = (
+    "reference: member row names a submission_id no households file has (mistyped, or its households file has not"
+    " landed); the households of this members file are held out"
+)
+UNLINKED_MEMBERS_HELD_RULE = (
+    "{where}, column submission_id: {rows} without its household's link, or naming no household: whose"
+    " person it is cannot be told, so every household of that members file is held out until a corrected export lands"
+)
+
+
+def _unlinked_member_holds(households: pl.DataFrame, chosen_members: pl.DataFrame, unlinked: pl.DataFrame) -> pl.DataFrame:
+    """HELD_OUT_SCHEMA rows for the households that an unlinked member row may belong to: those whose members
+    (chosen_members: the latest file carrying each submission) come from the members file (sheet) of such a row,
+    and those whose own row comes from the same export (a workbook, a zip). older_submissions_not_used is null:
+    the household's submission did not fail, the file beside it did."""
+    if unlinked.is_empty():
+        return pl.DataFrame(schema=HELD_OUT_SCHEMA)
+    sheet_keys = ["file_sha256", "sheet"]
+    files = unlinked.group_by(["file_sha256", "file_name", "sheet"], maintain_order=True).agg(
+        pl.col("file_row").min().alias("_first"), pl.len().alias("_rows")
+    )
+    reasons = []
+    for row in files.iter_rows(named=True):
+        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['_first']}"
+        rows = "a member row" if row["_rows"] == 1 else f"{counted(row['_rows'], 'member row')} (the first named)"
+        reasons.append(UNLINKED_MEMBERS_HELD_RULE.format(where=where, rows=rows))
+    files = files.with_columns(pl.Series("rule", reasons, dtype=pl.Utf8))
+    by_members = chosen_members.filter(pl.col("submission_id").is_not_null()).join(files, on=sheet_keys, nulls_equal=True)
+    by_export = households.select("submission_id", "file_sha256").join(files.unique("file_sha256", keep="first"), on="file_sha256")
+    reason = pl.concat([by_members.select("submission_id", "rule"), by_export.select("submission_id", "rule")]).unique("submission_id", keep="first", maintain_order=True)
+    held = households.join(reason, on="submission_id")
+    return held.select(
+        pl.lit("households").alias("table"), pl.lit(None, dtype=pl.Utf8).alias("municipality_id"), pl.lit(None, dtype=pl.Utf8).alias("intake_period"),
+        "household_pseudonym", "submission_id", "file_sha256", "file_name", "sheet", "file_row",
+        pl.lit("members").alias("column"), "rule", pl.lit(None, dtype=pl.Int32).alias("older_submissions_not_used"),
+    ).cast(HELD_OUT_SCHEMA)
+
+
 LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
 
 
@@ -430,6 +476,15 @@ def build_canonical(
     if LEFT_OUT_COLUMN in members_raw.columns:
         # Member rows of a copy of their submission that was not taken (a submission listed twice in one export).
         members_raw = members_raw.filter(pl.col(LEFT_OUT_COLUMN).is_null()).drop(LEFT_OUT_COLUMN)
+    # Member rows whose household cannot be told (an empty link, or one naming no household of any file):
+    # judged on every file's rows, before the latest file per submission is chosen, since an unlinked row
+    # belongs to no submission and would be dropped with an earlier file's without a word.
+    # A member on its household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats) is that
+    # household's whatever its id: no other household can be missing it.
+    known_submissions = raw["households"]["submission_id"].drop_nulls().implode()
+    unlinked = members_raw.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known_submissions)).join(
+        raw["households"].select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True
+    )
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
     # before checking: earlier files' rows are no longer its members (a corrected file replaced them,
     # or a refusal blanked them).
@@ -437,6 +492,10 @@ def build_canonical(
         latest_file = members_raw.with_row_index("_order").group_by("submission_id").agg(pl.col("file_sha256").sort_by("_order").last())
         members_raw = members_raw.join(latest_file, on=["submission_id", "file_sha256"], how="semi", nulls_equal=True)
     members, member_q = check_rows("members", members_raw)
+    # An unlinked row is named once, by the rule that says what it holds back (not as a `required` cell).
+    member_q = member_q.join(unlinked.select(_FILE_ROW).with_columns(pl.lit("submission_id").alias("column")), on=[*_FILE_ROW, "column"], how="anti", nulls_equal=True)
+    rule = pl.when(pl.col("submission_id").is_null()).then(pl.lit(UNLINKED_MEMBER_RULE)).otherwise(pl.lit(UNKNOWN_HOUSEHOLD_MEMBER_RULE))
+    quarantine.append(_row_rule(unlinked, "members", "submission_id", rule))
     quarantine.append(member_q)
     # Every member row's birth date is checked, whatever else is wrong with the row or its household: a
     # file's problems are reported in one pass, not one fix and landing at a time.
@@ -445,7 +504,7 @@ def build_canonical(
     quarantine.append(_row_rule(bad_age, "members", "date_of_birth", pl.col("rule")))
     members = members.join(aged.filter(pl.col("rule").is_null()).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
 
-    orphans = members.join(households, on="submission_id", how="anti")
+    orphans = _without_rows(members.join(households, on="submission_id", how="anti"), unlinked)
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
     members = members.join(households, on="submission_id", how="semi")
 
@@ -455,6 +514,11 @@ def build_canonical(
     held = households.filter(pl.col("submission_id").is_in(broken.implode()))
     quarantine.append(_row_rule(held, "households", "submission_id", "members: a member row of this household failed validation"))
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
+
+    # A household that an unlinked member row may belong to would be matched short of a person: hold it out.
+    held_unlinked = _unlinked_member_holds(households, members_raw, unlinked)
+    counts["households_held_out_for_unlinked_members"] = held_unlinked.height
+    households = households.join(held_unlinked.select("submission_id"), on="submission_id", how="anti")
 
     no_members = households.join(members, on="submission_id", how="anti")
     without_members, households_of_files = _without_members(households, no_members)
@@ -526,7 +590,7 @@ def build_canonical(
     rows = quarantine_frame.filter(pl.col("file_row").is_not_null())
     counts["rows_quarantined"] = (rows.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique() if rows.height else 0) + households_of_files
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
-    held_out = pl.concat([held_municipalities, held_households]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
+    held_out = pl.concat([held_municipalities, held_households, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
     counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height

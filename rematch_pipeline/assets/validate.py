@@ -57,11 +57,15 @@ def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
 
 def held_out_lines(held_out: pl.DataFrame) -> list[str]:
     """One line per held-out entity: which entity (AGS and period, or household pseudonym), where its
-    failed latest submission is (file, row, columns, rules) and whether an older one was set aside."""
+    failed latest submission is (file, row, columns, rules) and whether an older one was set aside. Households
+    held out for a member row of their export that names no household (rows without an older-submissions
+    count: their own submission passed) are one line per cause, naming the count and the households' files."""
     if held_out.is_empty():
         return []
+    beside = held_out.filter(pl.col("older_submissions_not_used").is_null())
     entities = (
-        held_out.group_by("table", "municipality_id", "intake_period", "household_pseudonym", "submission_id", "file_name", "sheet", "file_row", maintain_order=True)
+        held_out.filter(pl.col("older_submissions_not_used").is_not_null())
+        .group_by("table", "municipality_id", "intake_period", "household_pseudonym", "submission_id", "file_name", "sheet", "file_row", maintain_order=True)
         .agg(pl.concat_str(pl.col("column"), pl.lit(": "), pl.col("rule")).alias("problems"), pl.col("older_submissions_not_used").first())
     )
     lines = []
@@ -74,6 +78,10 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
         older = row["older_submissions_not_used"]
         note = f"its {counted(older, 'older submission was', 'older submissions were')} not used in its place" if older else "it has no older submission"
         lines.append(f"{entity}: latest submission failed validation ({where}; {'; '.join(row['problems'])}); held out, {note}")
+    # One line per cause (validation.UNLINKED_MEMBERS_HELD_RULE), not one per household of a 300-household export.
+    for row in beside.group_by("column", "rule", maintain_order=True).agg(pl.len().alias("_n"), pl.col("file_name").unique(maintain_order=True)).iter_rows(named=True):
+        files = ", ".join(row["file_name"])
+        lines.append(f"{counted(row['_n'], 'household')} of {files} (see the held_out table): {row['column']}: {row['rule']}")
     return lines
 
 
@@ -171,7 +179,8 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         context.log.warning(f"{counted(result.counts['rows_quarantined'], 'row')} quarantined; see the quarantine table")
     held = held_out_lines(result.held_out)
     if held:
-        context.log.warning(f"{counted(len(held), 'municipality or household', 'municipalities or households')} held out (latest submission invalid); see the held_out table")
+        entities = sum(result.counts[k] for k in ("municipalities_held_out", "households_held_out", "households_held_out_for_unlinked_members"))
+        context.log.warning(f"{counted(entities, 'municipality or household', 'municipalities or households')} held out; see the held_out table")
     if result.warnings.height:
         context.log.warning(f"{counted(result.warnings.height, 'AGS reference warning')} (kept, not rejected); see the validation_warnings table")
     for name in CANONICAL_TABLES:

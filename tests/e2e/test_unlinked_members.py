@@ -1,0 +1,197 @@
+"""A member row that cannot be told whose person it is (its household link empty, or naming no household), through
+real exports, `rematch ingest` and `rematch round`.
+
+Before, such a row was quarantined alone and its household was matched without that person: fewer persons,
+childcare, school and course places and accessible dwellings than it needs (a household of two with a wheelchair
+user was proposed as one person needing no accessible dwelling). Now every household of that members file is held
+out until a corrected export lands, and where the format carries the link twice (ODK Central's repeat KEY,
+KoboToolbox's `_submission__uuid`) the empty one is restored from the other.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import polars as pl
+import pytest
+
+from rematch_pipeline.cli import main
+from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.sample import SampleRound, generate_round, write_round
+from rematch_pipeline.validation import UNKNOWN_HOUSEHOLD_MEMBER_RULE, UNLINKED_MEMBER_RULE
+
+SECRET_ID = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.fixture(scope="module")
+def sample() -> SampleRound:
+    return generate_round(24, 5, seed=21)
+
+
+def _person(sample: SampleRound) -> tuple[int, str]:
+    """A member (its row among the members, its submission) of a consenting household of several persons,
+    a wheelchair user where there is one: the person whose absence breaks a hard rule."""
+    consenting = sample.households.filter(pl.col("consent_processing") == "yes")["submission_id"].implode()
+    members = sample.members.with_row_index("_i").filter(pl.col("submission_id").is_in(consenting))
+    several = members.filter(pl.len().over("submission_id") > 1).sort(pl.col("wheelchair") != "yes", "_i")
+    return int(several["_i"][0]), str(several["submission_id"][0])
+
+
+def _query(home: RematchHome, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _ingest(capsys: pytest.CaptureFixture) -> str:
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("link", [None, SECRET_ID], ids=["link_empty", "link_names_no_household"])
+def test_a_member_row_without_its_household_holds_out_the_households_of_its_file(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture, link: str | None
+) -> None:
+    """Canonical templates with one member's submission_id blank (or mistyped) beside an intact ODK Central zip
+    of other households: no household of the broken members file is matched, the others are, and a corrected
+    members file brings them back."""
+    out = tmp_path / "sample"
+    write_round(sample, out, "csv")
+    other = generate_round(12, 5, seed=22)
+    write_round(other, tmp_path / "other", "odk-central")
+    index, owner = _person(sample)
+    members_csv = out / "households" / f"members_{sample.period}.csv"
+    broken = sample.members.with_columns(
+        pl.when(pl.int_range(pl.len()) == index).then(pl.lit(link, dtype=pl.Utf8)).otherwise(pl.col("submission_id")).alias("submission_id")
+    )
+    broken.write_csv(members_csv)
+    for path in (*(out / "municipalities").iterdir(), *(out / "households").iterdir(), *(tmp_path / "other" / "households").iterdir()):
+        (home.landing("households" if "households" in path.parent.name else "municipalities") / path.name).write_bytes(path.read_bytes())
+
+    err = _ingest(capsys)
+    row = index + 2  # header is row 1
+    rule = UNLINKED_MEMBER_RULE if link is None else UNKNOWN_HOUSEHOLD_MEMBER_RULE
+    assert f"quarantined: {members_csv.name}, row {row}, column submission_id: {rule}" in err
+    assert SECRET_ID not in err  # the rule names the cell, never its value
+    assert _query(home, "SELECT count(*) FROM quarantine WHERE rule LIKE 'required%' AND file_name = ?", [members_csv.name]) == [(0,)]
+    csv_households = {s for (s,) in _query(home, "SELECT submission_id FROM raw_households WHERE file_name = ?", [f"households_{sample.period}.csv"])}
+    central_households = {s for (s,) in _query(home, "SELECT submission_id FROM raw_households WHERE file_name LIKE '%.csv.zip'")}
+    valid = {s for (s,) in _query(home, "SELECT submission_id FROM households")}
+    assert owner in csv_households and not valid & csv_households  # before: every one but the broken row's was matched
+    assert valid and valid <= central_households
+    held = [line for line in err.splitlines() if line.startswith("held out: ")]
+    assert held and f"{members_csv.name}, row {row}, column submission_id" in held[0] and "held out until a corrected export lands" in held[0]
+    held_rows = _query(home, "SELECT DISTINCT submission_id FROM held_out WHERE \"column\" = 'members'")
+    assert {s for (s,) in held_rows} == csv_households & {s for (s,) in _query(home, "SELECT submission_id FROM raw_members")}
+
+    # The round proposes only households whose every person is known.
+    assert main(["round", "r1"]) == 0
+    proposed = {s for (s,) in _query(home, "SELECT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
+    assert proposed and proposed <= central_households
+
+    # A corrected members file replaces the broken one for every household it carries.
+    (home.landing("households") / "members_corrected.csv").write_bytes(sample.members.write_csv().encode())
+    err = _ingest(capsys)
+    assert not [line for line in err.splitlines() if line.startswith("held out: ")]
+    persons = sample.members.filter(pl.col("submission_id") == owner).height
+    assert _query(home, "SELECT count(*) FROM members WHERE submission_id = ?", [owner]) == [(persons,)]
+
+
+def _central_members_edited(data: bytes, edit) -> bytes:  # noqa: ANN001 - bytes -> bytes of the members CSV
+    """The Central zip with its members CSV edited (byte for byte otherwise)."""
+    source, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info)
+            target.writestr(info, edit(content) if info.filename.endswith("-members.csv") else content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("blank_key", [False, True], ids=["parent_key_empty", "parent_key_and_key_empty"])
+def test_an_empty_parent_key_of_odk_central_is_restored_from_the_row_key(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture, blank_key: bool
+) -> None:
+    """Central's repeat row KEY is its submission's KEY plus `/members[n]`: an emptied PARENT_KEY is read from it
+    (the household keeps every person); with both emptied, the zip's households are held out."""
+    write_round(sample, tmp_path, "odk-central")
+    _, owner = _person(sample)
+    key = f"uuid:{owner}".encode()
+    # The household's first member row: `…,uuid:<id>,uuid:<id>/members[1]`.
+    before = b"," + key + b"," + key + b"/members[1]"
+    after = b",," + (b"" if blank_key else key + b"/members[1]")
+    for kind in ("municipalities", "households"):
+        for path in (tmp_path / kind).iterdir():
+            data = path.read_bytes()
+            if kind == "households":
+                data = _central_members_edited(data, lambda csv: csv.replace(before, after, 1) if before in csv else pytest.fail("no such row"))
+            (home.landing(kind) / path.name).write_bytes(data)
+    err = _ingest(capsys)
+    persons = sample.members.filter(pl.col("submission_id") == owner).height
+    kept = _query(home, "SELECT count(*) FROM members WHERE submission_id = ?", [owner])[0][0]
+    if not blank_key:
+        assert kept == persons  # before: the household was matched one person short
+        assert _query(home, "SELECT count(*) FROM quarantine WHERE \"table\" = 'members'") == [(0,)]
+        assert not [line for line in err.splitlines() if line.startswith("held out: ")]
+    else:
+        assert kept == 0 and _query(home, "SELECT count(*) FROM households") == [(0,)]
+        assert f"column submission_id: {UNLINKED_MEMBER_RULE}" in err
+
+
+def test_an_empty_parent_index_of_a_kobo_workbook_is_restored_from_submission_uuid(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """KoboToolbox writes both links on a repeat row; an emptied `_parent_index` is read from `_submission__uuid`
+    (before, the whole export was rejected). Both emptied still stop the file: its row order is no link."""
+    write_round(sample, tmp_path, "kobo-xlsx")
+    _, owner = _person(sample)
+    workbook_path = tmp_path / "households" / "rematch_household.xlsx"
+    book = openpyxl.load_workbook(workbook_path)
+    sheet = book["members"]
+    header = [c.value for c in sheet[1]]
+    parent, uuid = header.index("_parent_index") + 1, header.index("_submission__uuid") + 1
+    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value == owner)
+    sheet.cell(row, parent).value = None
+    book.save(workbook_path)
+    for kind in ("municipalities", "households"):
+        for path in (tmp_path / kind).iterdir():
+            (home.landing(kind) / path.name).write_bytes(path.read_bytes())
+    err = _ingest(capsys)
+    assert "rejected" not in err
+    persons = sample.members.filter(pl.col("submission_id") == owner).height
+    assert _query(home, "SELECT count(*) FROM members WHERE submission_id = ?", [owner]) == [(persons,)]
+
+    sheet.cell(row, uuid).value = None
+    book.save(tmp_path / "both_empty.xlsx")
+    (home.landing("households") / "both_empty.xlsx").write_bytes((tmp_path / "both_empty.xlsx").read_bytes())
+    capsys.readouterr()
+    main(["ingest"])
+    err = capsys.readouterr().err
+    assert f"rejected: both_empty.xlsx [sheet members], row {row}, column _parent_index: kobo: repeat row refers to no row" in err
+
+
+def test_a_limesurvey_response_without_its_id_keeps_the_other_households(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """LimeSurvey writes a household's members on its own line: a response whose id is blank is quarantined with
+    its members, and no other household can be missing them, so the rest of the file is matched."""
+    write_round(sample, tmp_path, "limesurvey-csv")
+    path = next((tmp_path / "households").iterdir())
+    lines = path.read_bytes().split(b"\r\n")
+    # The first consenting response: `"<id>";…;"Y"` in consentprocessing.
+    header = lines[0].decode("utf-8-sig").split(";")
+    consent = header.index('"consentprocessing"')
+    row = next(i for i, line in enumerate(lines[1:], start=1) if line and line.decode().split(";")[consent] == '"Y"')
+    cells = lines[row].split(b";")
+    lines[row] = b";".join([b'""', *cells[1:]])
+    path.write_bytes(b"\r\n".join(lines))
+    for kind in ("municipalities", "households"):
+        for landed in (tmp_path / kind).iterdir():
+            (home.landing(kind) / landed.name).write_bytes(landed.read_bytes())
+    err = _ingest(capsys)
+    assert f"quarantined: {path.name}, row {row + 1}, column submission_id: required" in err
+    assert not [line for line in err.splitlines() if line.startswith("held out: ")]
+    assert _query(home, "SELECT count(*) FROM households")[0][0] > 10
