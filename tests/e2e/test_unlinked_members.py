@@ -193,5 +193,7 @@ def test_a_limesurvey_response_without_its_id_keeps_the_other_households(
             (home.landing(kind) / landed.name).write_bytes(landed.read_bytes())
     err = _ingest(capsys)
     assert f"quarantined: {path.name}, row {row + 1}, column submission_id: required" in err
-    assert not [line for line in err.splitlines() if line.startswith("held out: ")]
+    held = [line for line in err.splitlines() if line.startswith("held out: ")]
+    assert len(held) == 1 and "latest submission failed validation" in held[0]  # itself, not its file's households
+    assert _query(home, "SELECT count(*) FROM held_out WHERE \"column\" = 'members'") == [(0,)]
     assert _query(home, "SELECT count(*) FROM households")[0][0] > 10
