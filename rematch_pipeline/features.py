@@ -10,6 +10,7 @@ from functools import cache
 import polars as pl
 
 from rematch_pipeline.ags_reference import reference_gemeinden, reference_kreise
+from rematch_pipeline.formats.canonical import SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.contract import COURSE_LEVELS, IMPORTANCE_FIELDS
 
 # Resources a household uses and a municipality offers, in the order the engine sees them.
@@ -68,6 +69,10 @@ def link_groups(households: pl.DataFrame) -> pl.DataFrame:
 
 def household_features(households: pl.DataFrame, members: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
     """One row per consenting household with its resource usage, needs, wishes and decision history."""
+    if SUBMITTED_ON_COLUMN not in households.columns:
+        # A households table validated by a release before the date as written (its members' ages are UTC-dated
+        # too): the UTC date until validation runs again (docs/decisions.md, thirty-first session).
+        households = households.with_columns(pl.col("submitted_at").dt.date().alias(SUBMITTED_ON_COLUMN))
     age = pl.col("age_years")
     usage = members.group_by("submission_id").agg(
         pl.len().cast(pl.Int64).alias("persons"),
@@ -105,13 +110,15 @@ def household_features(households: pl.DataFrame, members: pl.DataFrame, decision
             pl.lit(1, dtype=pl.Int64).alias("housing_units"),
             pl.col("declined_municipality_ids").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))),
             pl.col("family_ties_importance").fill_null("none"),
-            pl.col("submitted_at").dt.strftime("%Y-%m").alias("submitted_period"),
+            # The period of the date the submitter wrote: 00:30 on 1 July in Germany is July, though June in UTC.
+            pl.col(SUBMITTED_ON_COLUMN).dt.strftime("%Y-%m").alias("submitted_period"),
         )
     )
     return features.select(
         "household_pseudonym",
         "link_group",
         "submitted_at",
+        SUBMITTED_ON_COLUMN,
         "submitted_period",
         *RESOURCES,
         "medical_needs",

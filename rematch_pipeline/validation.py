@@ -21,7 +21,7 @@ from rematch_pipeline.ags_reference import (
     restored_key_warnings,
     restored_period_warnings,
 )
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, row_failures
 from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
@@ -247,13 +247,14 @@ def _years(born: dt.date, on: dt.date) -> int:
 
 
 def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
-    """Whole years of age on the household's submission date; the birth date itself is not kept.
+    """Whole years of age on the household's submission date (SUBMITTED_ON_COLUMN: the date its submitter wrote,
+    not the UTC one); the birth date itself is not kept.
 
     `rule` is the birth-date rule the date fails (null where it passes BIRTH_DATE_RULE). Where the household's submission date is
     unknown (its row is broken or missing) age_years is null and the date is checked against every
     plausible submission date (2022-01-01 until today): an age of 0-120 on one of them, so that a broken
     household does not hide its members' own bad birth dates until it is fixed."""
-    reference = households.select("submission_id", pl.col("submitted_at").dt.date().alias("_on")).unique("submission_id")
+    reference = households.select("submission_id", pl.col(SUBMITTED_ON_COLUMN).alias("_on")).unique("submission_id")
     joined = members.join(birth_dates, on=_MEMBER_KEYS, how="left").join(reference, on="submission_id", how="left")
     today = dt.datetime.now(dt.timezone.utc).date()
     earliest = EARLIEST_SUBMISSION.date()
@@ -276,17 +277,18 @@ def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.Dat
 
 
 def _submission_dates(households: pl.DataFrame, raw_households: pl.DataFrame, landed: pl.DataFrame | None) -> pl.DataFrame:
-    """submission_id, submitted_at: the valid households' dates, and for other submissions (held out, broken)
-    the latest plausible date among their raw copies (null where none is readable)."""
-    typed, _ = type_table("households", raw_households.select("submission_id", "submitted_at", "file_sha256"))
+    """submission_id, SUBMITTED_ON_COLUMN: the valid households' dates as written, and for other submissions (held
+    out, broken) that of the latest plausible one among their raw copies (null where none is readable)."""
+    columns = [c for c in ("submission_id", "submitted_at", SUBMITTED_ON_COLUMN, "file_sha256") if c in raw_households.columns]
+    typed, _ = type_table("households", raw_households.select(columns))
     typed, _ = submission_time_violations(typed, landed)
     others = (
         typed.filter(pl.col("submission_id").is_not_null())
         .join(households, on="submission_id", how="anti")
         .group_by("submission_id")
-        .agg(pl.col("submitted_at").max())
+        .agg(pl.col(SUBMITTED_ON_COLUMN).sort_by("submitted_at", nulls_last=False).last())
     )
-    return pl.concat([households.select("submission_id", "submitted_at"), others.select("submission_id", "submitted_at")])
+    return pl.concat([households.select("submission_id", SUBMITTED_ON_COLUMN), others.select("submission_id", SUBMITTED_ON_COLUMN)])
 
 
 # KoboToolbox's CSV export leaves repeat groups out: a households form exported so has no members anywhere,

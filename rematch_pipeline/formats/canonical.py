@@ -36,6 +36,10 @@ SIGNATURES: dict[str, frozenset[str]] = {
 # Column of a main table's frame (and raw table): why the collection tool marks a submission as not to be
 # used (a reviewer rejected it, or it was never completed); validation leaves such submissions out.
 LEFT_OUT_COLUMN = "left_out"
+# The date the submitter wrote, where a reader takes submitted_at from another column than the one it was written in
+# (a KoboToolbox XLSX end time that lost its UTC offset: the server's UTC time orders, the device's date dates;
+# formats.kobo). Elsewhere null: the date is submitted_at's own as written (schemas.parsing.written_date).
+SUBMITTED_ON_COLUMN = "submitted_on"
 
 
 @dataclass(frozen=True)

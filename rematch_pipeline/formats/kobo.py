@@ -42,9 +42,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+import polars as pl
+
 from rematch_pipeline.formats.canonical import (
     LEFT_OUT_COLUMN,
     OTHER_SHEETS,
+    SUBMITTED_ON_COLUMN,
     ParsedTable,
     canonical_table,
     check_header,
@@ -407,6 +410,10 @@ def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str 
     server = _meta_value(layout, cells, SUBMISSION_TIME_COLUMNS)
     if server is None:
         return DEVICE_TIME_AS_UTC
+    # The server's UTC time orders the submissions; the date is the device's, the one the submitter wrote (at 00:30
+    # on 10 July in Germany the server has 22:30 on 9 July): ages and the intake period go by it (docs/formats.md).
+    device = _moment(record["submitted_at"])
+    record[SUBMITTED_ON_COLUMN] = device.date().isoformat() if device is not None else None
     record["submitted_at"] = server
     return SERVER_TIME_READ
 
@@ -484,6 +491,9 @@ def _skip_hxl(rows: list[tuple[int, list[str | None]]]) -> list[tuple[int, list[
 
 def _tables(read: _Read, file: str, sheet: str | None, member_sheet: str | None = None) -> list[ParsedTable]:
     main = with_left_out(canonical_table(read.table, read.main, read.main_rows, sheet), read.left_out)
+    written = [record.get(SUBMITTED_ON_COLUMN) for record in read.main]
+    if any(written):
+        main = replace(main, frame=main.frame.with_columns(pl.Series(SUBMITTED_ON_COLUMN, written, dtype=pl.Utf8)))
     if read.device_times:
         main = replace(main, warnings=tuple(f"{counted(n, 'submission')}: {rule}" for rule, n in read.device_times.items()))
     tables = [main]

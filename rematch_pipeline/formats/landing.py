@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, ParsedTable
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, SUBMITTED_ON_COLUMN, ParsedTable
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, PSEUDONYM_COLUMNS, REVIEWED_TABLES, raw_columns
 from rematch_pipeline.schemas.consent import refuses
@@ -14,7 +14,7 @@ from rematch_pipeline.schemas.parsing import withhold_unshaped, without_spreadsh
 # Columns a refusing household's raw rows keep: it is counted, not processed. The keys link its
 # rows (erasure finds them by pseudonym and submission); every analytic field is blanked.
 KEPT_WITHOUT_CONSENT: dict[str, tuple[str, ...]] = {
-    "households": ("submission_id", "submitted_at", "consent_processing", "household_pseudonym"),
+    "households": ("submission_id", "submitted_at", SUBMITTED_ON_COLUMN, "consent_processing", "household_pseudonym"),
     "members": ("submission_id", "member_pseudonym"),
 }
 
@@ -58,6 +58,8 @@ def split_identity(
     table = parsed.table
     if table in REVIEWED_TABLES and LEFT_OUT_COLUMN not in frame.columns:  # the export readers add it where a row is flagged
         frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(LEFT_OUT_COLUMN))
+    if table == "households" and SUBMITTED_ON_COLUMN not in frame.columns:  # only the Kobo reader keeps it, where needed
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(SUBMITTED_ON_COLUMN))
     pii = [f.name for f in TABLES[table] if f.pii]
     provenance = ["file_sha256", "file_row"]
     if table == "households":

@@ -19,7 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.features import RESOURCES
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, SUBMITTED_ON_COLUMN
 from rematch_pipeline.resources.home import owner_only_files
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.models import ROUND_ID_PATTERN
@@ -49,7 +49,8 @@ REVIEWED_TABLES: tuple[str, ...] = ("households", "municipalities", "members")
 
 
 def raw_columns(table: str) -> list[str]:
-    """Columns of raw_<table>: non-PII canonical columns, pseudonyms, the left-out reason, then file provenance."""
+    """Columns of raw_<table>: non-PII canonical columns, pseudonyms, the left-out reason, households' date as
+    written where a reader kept it apart (SUBMITTED_ON_COLUMN), then file provenance."""
     renames = PSEUDONYM_COLUMNS[table]
     columns = []
     for f in TABLES[table]:
@@ -59,6 +60,8 @@ def raw_columns(table: str) -> list[str]:
             columns.append(f.name)
     if table in REVIEWED_TABLES:
         columns.append(LEFT_OUT_COLUMN)
+    if table == "households":
+        columns.append(SUBMITTED_ON_COLUMN)
     return columns + list(FILE_COLUMNS)
 
 
@@ -100,6 +103,9 @@ CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, era
         *(_raw_ddl(t) for t in TABLES),
         # Warehouses made before the column existed gain it (its position does not matter: inserts name columns).
         *(f"ALTER TABLE raw_{t} ADD COLUMN IF NOT EXISTS {LEFT_OUT_COLUMN} VARCHAR;" for t in REVIEWED_TABLES),
+        # So do households' rows the date as written (thirty-first session); null in rows stored before, whose date
+        # validation reads from their submitted_at text as landed (schemas.parsing.with_written_date).
+        f"ALTER TABLE raw_households ADD COLUMN IF NOT EXISTS {SUBMITTED_ON_COLUMN} VARCHAR;",
         # Releases before the round id's shape was checked stored what was typed there (a name, once): such a
         # cell answers no round, and is withheld as ingestion now withholds it.
         f"UPDATE raw_decisions SET round_id = '{WITHHELD}' WHERE round_id NOT IN ({_PLACEHOLDERS})"

@@ -14,6 +14,7 @@ import re
 import polars as pl
 
 from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, PERIOD_RESTORED_COLUMN, reference_ags
+from rematch_pipeline.formats.canonical import SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, TEXT_FORMATS
 
@@ -80,6 +81,19 @@ def parse_timestamp(value: str | None) -> dt.datetime | None:
     return parsed
 
 
+def written_date(value: str | None) -> dt.date | None:
+    """The calendar date of a timestamp as written: in its own UTC offset where it carries one (the submitter's
+    local date: 2026-07-10T00:30+02:00 is 10 July, though 9 July in UTC), else the date as it reads (a naive time,
+    a German Excel's 10.07.2026 00:30); None if the text is no timestamp. Ages and the intake period go by it,
+    latest-wins by the UTC time (parse_timestamp; docs/formats.md, "Which date a submission has")."""
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(_iso(value.strip())).date()
+    except ValueError:
+        return None
+
+
 # A submitted_at outside these bounds is a placeholder (0001-01-01 of an empty date field, LimeSurvey's
 # 1980-01-01) or a device clock set wrong: read as a time, it would decide latest-wins (a far-future copy
 # winning over every later correction, a year-1 update losing to the offer it replaces) and the ages.
@@ -118,7 +132,24 @@ def submission_time_violations(typed: pl.DataFrame, landed: pl.DataFrame | None 
         pl.DataFrame({"_off": flags}).with_row_index("_row").filter(pl.col("_off"))
         .select("_row", pl.lit("submitted_at").alias("column"), pl.lit(SUBMITTED_AT_RULE).alias("rule"))
     )
-    return typed.with_columns(pl.when(flags).then(None).otherwise(at).alias("submitted_at")), violations.cast(empty.schema)
+    # The date as written goes with the time it was read from: an implausible time dates nothing.
+    dated = [c for c in ("submitted_at", SUBMITTED_ON_COLUMN) if c in typed.columns]
+    return typed.with_columns(pl.when(flags).then(None).otherwise(pl.col(c)).alias(c) for c in dated), violations.cast(empty.schema)
+
+
+def with_written_date(raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
+    """Typed rows with SUBMITTED_ON_COLUMN (a date): the submitter's date of each row's submitted_at, as written
+    (written_date of the raw text), or the date the reader kept where it read the time from another column
+    (formats.canonical.SUBMITTED_ON_COLUMN); null where submitted_at could not be read. Rows stored before the
+    column existed have it null in the raw table: their date is the text's (docs/decisions.md, thirty-first session)."""
+    kept = raw[SUBMITTED_ON_COLUMN] if SUBMITTED_ON_COLUMN in raw.columns else pl.Series(SUBMITTED_ON_COLUMN, [None] * raw.height, dtype=pl.Utf8)
+    written = raw.select(
+        pl.coalesce(
+            kept.cast(pl.Utf8).map_elements(parse_date, return_dtype=pl.Date, skip_nulls=True),
+            pl.col("submitted_at").map_elements(written_date, return_dtype=pl.Date, skip_nulls=True),
+        ).alias(SUBMITTED_ON_COLUMN)
+    )[SUBMITTED_ON_COLUMN]
+    return typed.with_columns(pl.when(pl.col("submitted_at").is_not_null()).then(written).alias(SUBMITTED_ON_COLUMN))
 
 
 def submission_time_order(at: pl.Expr) -> pl.Expr:
@@ -304,7 +335,8 @@ def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     """Typed canonical columns of a raw table, and the type violations (row index, column, rule).
 
     Raw columns not in the contract (pseudonyms, provenance) pass through unchanged. Optional
-    fields with a default get it where the cell is empty.
+    fields with a default get it where the cell is empty. Households gain SUBMITTED_ON_COLUMN
+    (with_written_date).
     """
     typed_exprs: list[pl.Expr] = []
     flag_exprs: list[pl.Expr] = []
@@ -319,6 +351,9 @@ def type_table(table: str, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
         flag_exprs.append(bad.fill_null(False).alias(field.name))
     flags = raw.select(flag_exprs).with_row_index("_row")
     typed = raw.with_columns(typed_exprs)
+    if table == "households" and "submitted_at" in raw.columns:
+        # A household's ages and intake period go by the date its submitter wrote, not the UTC one.
+        typed = with_written_date(raw, typed)
     kinds = {f.name: f.kind for f in TABLES[table]}
     violations = (
         flags.unpivot(index="_row", variable_name="column", value_name="bad")

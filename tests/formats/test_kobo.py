@@ -22,6 +22,7 @@ from tests.formats.fixtures.exports import (
     expected_households,
     expected_members,
     kobo_kpi_households_xlsx,
+    kobo_kpi_households_xlsx_typed_end,
     kobo_label_households_xlsx,
     kobo_label_municipalities_csv,
     kobo_legacy_households_csv,
@@ -68,35 +69,6 @@ def test_kpi_xlsx_without_own_submitted_at_takes_submission_time(tmp_path: Path)
     assert households.frame["submitted_at"].to_list() == [h["submitted_at"] for h in HOUSEHOLDS]
 
 
-def _typed_kpi_xlsx(path: Path, device: list[str], server: list[str] | None) -> bytes:
-    """The KPI export as KPI writes it without "Store date and number responses as text": formpack (export.py, with
-    xls_types_as_text=False) parses the end time with its offset (its tests: parser.parse('…-05:00')) and writes it
-    through xlsxwriter.Workbook(…, {'default_date_format': 'yyyy-mm-dd', 'remove_timezone': True}), whose
-    remove_timezone keeps the wall-clock time and drops the offset. ``server``: the `_submission_time` texts (KPI's
-    UTC without offset), or None for an export without that column."""
-    import xlsxwriter
-
-    source = load_workbook(kobo_kpi_households_xlsx(path), read_only=True)
-    out = io.BytesIO()
-    book = xlsxwriter.Workbook(out, {"constant_memory": True, "default_date_format": "yyyy-mm-dd", "remove_timezone": True})
-    for sheet in source.worksheets:
-        rows = [list(r) for r in sheet.iter_rows(values_only=True)]
-        header = rows[0]
-        drop = {header.index("_submission_time")} if server is None and "_submission_time" in header else set()
-        target = book.add_worksheet(sheet.title)
-        for r, row in enumerate(rows):
-            for c, value in enumerate(row):
-                if c in drop:
-                    continue
-                if r and header[c] == "submitted_at":
-                    value = dt.datetime.fromisoformat(device[r - 1])
-                elif r and header[c] == "_submission_time" and server is not None:
-                    value = server[r - 1]
-                target.write(r, c - sum(1 for d in drop if d < c), value)
-    book.close()
-    return out.getvalue()
-
-
 def test_kpi_xlsx_with_the_end_time_as_date_time_cells_reads_the_server_time(tmp_path: Path) -> None:
     """Without "Store date and number responses as text", KPI writes the form's end time (our submitted_at) as a
     date-time cell without the device's UTC offset (formpack + xlsxwriter's remove_timezone, verified in their
@@ -108,7 +80,7 @@ def test_kpi_xlsx_with_the_end_time_as_date_time_cells_reads_the_server_time(tmp
 
     device = ["2026-07-02T10:15:11.000+02:00", "2026-07-03T19:40:02.000+02:00"]
     server = ["2026-07-02T08:15:18", "2026-07-03T17:40:09"]
-    data = _typed_kpi_xlsx(tmp_path / "typed.xlsx", device, server)
+    data = kobo_kpi_households_xlsx_typed_end(tmp_path / "typed.xlsx", device, server)
     cells = load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
     header = [c.value for c in next(cells.iter_rows(max_row=1))]
     typed = [row[header.index("submitted_at")] for row in cells.iter_rows(min_row=2, values_only=True)]
@@ -123,7 +95,7 @@ def test_kpi_xlsx_with_the_end_time_as_date_time_cells_reads_the_server_time(tmp
         " to keep the device's time"
     ]
     # Without _submission_time: the device's time as before, and the line says what that costs.
-    households, _ = read_export(Path("typed.xlsx"), _typed_kpi_xlsx(tmp_path / "bare.xlsx", device, None))
+    households, _ = read_export(Path("typed.xlsx"), kobo_kpi_households_xlsx_typed_end(tmp_path / "bare.xlsx", device, None))
     assert households.frame["submitted_at"].to_list() == ["2026-07-02T10:15:11", "2026-07-03T19:40:02"]
     [line] = read_anyway_lines("typed.xlsx", [households])
     assert "2 submissions: submitted_at (the form's end time) without its UTC offset and no _submission_time" in line
