@@ -29,6 +29,7 @@ from rematch_pipeline.schemas.parsing import (
     EARLIEST_SUBMISSION,
     WITHHELD_DATE,
     has_two_digit_year,
+    is_date_serial,
     parse_date,
     restore_ags_keys,
     restore_periods,
@@ -414,6 +415,12 @@ ACCEPTED_TWICE_RULE = (
 # A decision naming a household that round proposed nothing to: the reference (or pseudonym) is what to check,
 # whereas a household proposed elsewhere in that round is told the municipality is not its proposal.
 NO_ROUND_RULE = "reference: no round with this id has proposals"
+# A round id cell Excel made a date of and the user then formatted as General or Number holds the date's serial
+# (46204 for 2026-07): a round id's shape, so ingestion keeps it; said where no round has that id (parsing.is_date_serial).
+NO_ROUND_DATE_SERIAL_RULE = (
+    NO_ROUND_RULE + "; the id is a number Excel shows as a date (a round id Excel made a date of, then formatted as General"
+    " or Number?): format the column as text and type the round id again"
+)
 NOT_PROPOSED_HOUSEHOLD_RULE = "reference: that round proposed nothing to this household (mistyped, or proposed in another round)"
 NOT_A_PROPOSAL_RULE = "reference: not a proposal of that round"
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
@@ -571,7 +578,8 @@ def build_canonical(
     proposal_keys = ["round_id", "household_pseudonym", "municipality_id"]
     unknown = decisions.join(known_proposals, on=proposal_keys, how="anti")
     rounds = known_proposals.select("round_id").unique()
-    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", NO_ROUND_RULE))
+    no_round = pl.when(pl.col("round_id").map_elements(is_date_serial, return_dtype=pl.Boolean)).then(pl.lit(NO_ROUND_DATE_SERIAL_RULE))
+    quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", no_round.otherwise(pl.lit(NO_ROUND_RULE))))
     in_round = unknown.join(rounds, on="round_id", how="semi")
     proposed = known_proposals.select("round_id", "household_pseudonym").unique()
     quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="anti"), "decisions", pl.col("_household_column"), NOT_PROPOSED_HOUSEHOLD_RULE))

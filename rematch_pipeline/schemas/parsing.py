@@ -415,6 +415,19 @@ def is_excel_date(value: str | None) -> bool:
     return _DATE_CELL_TEXT.match(text) is not None or period_from_excel_date(text) is not None
 
 
+# The serial numbers of 2000-01-01 and 2099-12-31 in Excel's 1900 date system (day 0 is 1899-12-30); a 1904-system
+# workbook (older Mac Excel) counts 1462 days fewer: its dates from 2004 on are in the range too.
+_EXCEL_DAY_ZERO = dt.date(1899, 12, 30)
+_SERIALS_OF_THIS_CENTURY = range((dt.date(2000, 1, 1) - _EXCEL_DAY_ZERO).days, (dt.date(2099, 12, 31) - _EXCEL_DAY_ZERO).days + 1)
+
+
+def is_date_serial(value: str | None) -> bool:
+    """Whether a cell's text is a whole number that Excel shows as a date of 2000-2099 (46204 is 2026-07-01): what a
+    date cell holds once its format is set to General or Number. Only a hint: such a number is also a round id's shape."""
+    text = (value or "").strip()
+    return text.isascii() and text.isdigit() and not text.startswith("0") and int(text) in _SERIALS_OF_THIS_CENTURY
+
+
 def _withheld(field: Field, col: pl.Expr) -> pl.Expr | None:
     """The cell, or a placeholder failing the same rule where it has not the field's shape; None
     for identifying and free-text fields (they are not shaped). A code is stored as the code list

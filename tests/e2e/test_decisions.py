@@ -15,7 +15,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.schemas.contract import PROPOSALS_ONLY_COLUMNS
 from rematch_pipeline.schemas.models import ROUND_ID_FORMAT_RULE
-from rematch_pipeline.validation import LINKED_DECISIONS_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
+from rematch_pipeline.validation import LINKED_DECISIONS_RULE, NO_ROUND_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
 from tests.conftest import land
 
 
@@ -693,3 +693,30 @@ def test_a_round_id_excel_made_a_date_of_is_quarantined_saying_so(home: RematchH
     assert "2026" not in stored and "Kovalenko" not in stored
     err = capsys.readouterr().err
     assert f"quarantined: decisions-juli.xlsx [sheet Sheet], row 2, column round_id: {dated}" in err and "2026-07-01" not in err
+
+
+def test_a_round_id_excel_made_a_date_of_and_then_a_number_is_quarantined_saying_so(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
+    """A round id typed as 2026-07 becomes a date cell; formatted as General afterwards, the cell holds the date's serial
+    number (46204), which has a round id's shape, and the decision was quarantined as `no round with this id has
+    proposals` without the date hint a date cell gets. A whole number Excel shows as a date of 2000-2099 now gets it
+    where no round has that id, never with the number; other unknown ids keep the plain rule."""
+    serial = (dt.date(2026, 7, 1) - dt.date(1899, 12, 30)).days  # 46204, Excel's 1900 date system
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["round_id", "household_pseudonym", "municipality_id", "decision"])
+    sheet.append([serial, "H-0123456789abcdef0123", "01001", "accept"])
+    sheet["A2"].number_format = "General"  # the date cell's format set back to General: the serial shows
+    sheet.append(["r9", "H-0123456789abcdef0124", "01001", "accept"])
+    sheet.append([12, "H-0123456789abcdef0125", "01001", "accept"])  # a number, but no date of this century
+    book.save(home.landing("decisions") / "decisions-juli.xlsx")
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    hint = "the id is a number Excel shows as a date"
+    assert [(row, column) for row, column, _ in rules] == [(2, "round_id"), (3, "round_id"), (4, "round_id")]
+    assert rules[0][2].startswith(NO_ROUND_RULE + "; " + hint) and "format the column as text and type the round id again" in rules[0][2]
+    assert rules[1][2] == rules[2][2] == NO_ROUND_RULE
+    err = capsys.readouterr().err
+    assert f"quarantined: decisions-juli.xlsx [sheet Sheet], row 2, column round_id: {NO_ROUND_RULE}; {hint}" in err
+    assert str(serial) not in err and "2026-07" not in err
+
