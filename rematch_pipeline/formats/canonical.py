@@ -169,9 +169,29 @@ def _nearest_table(header: list[str]) -> str:
     table = max(found, key=lambda t: (found[t], fields[t], t == "households"))
     if not found[table] or found[table] == len(SIGNATURES[table]):
         return ""
-    lacking = SIGNATURES[table] - (german if table == "decisions" else names)
+    lacking = sorted(SIGNATURES[table] - (german if table == "decisions" else names))
+    if table == "decisions" and german != names:
+        # A header in German is told the missing column in German too: `round_id` alone is no word it knows.
+        lacking = [f"{name}, in German {' or '.join(_german_headings(name))}" for name in lacking]
     hint = f" ({DECISIONS_COLUMNS})" if table == "decisions" else ""
-    return f"; nearest: {table} (no column {', '.join(sorted(lacking))}){hint}"
+    return f"; nearest: {table} (no column {'; '.join(lacking)}){hint}"
+
+
+def _german_headings(name: str) -> list[str]:
+    """Contract D's German headings of one of its columns (DECISION_COLUMN_ALIASES), as docs/formats.md lists them."""
+    return [heading for heading, field in DECISION_COLUMN_ALIASES.items() if field == name]
+
+
+# The columns that tell a decisions table from a code list: a code-list sheet beside the template lists decisions,
+# reasons or municipalities (`Entscheidung`, `Grund`, `Gemeinde`), never rounds or households.
+_DECISIONS_ROWS_COLUMNS = frozenset({"round_id", "household_ref", "household_pseudonym"})
+
+
+def _german_decisions_header(cells: list[str]) -> bool:
+    """Whether a row is a decisions header in German that lacks a column (Haushalt and Entscheidung, no Runde): two
+    or more of contract D's columns under their German headings, a round or household column among them."""
+    named = {_GERMAN_HEADINGS[h] for h in map(_heading, cells) if h in _GERMAN_HEADINGS}
+    return len(named) >= 2 and bool(named & _DECISIONS_ROWS_COLUMNS)
 
 
 def detect_table(header: list[str], file: str, sheet: str | None = None, next_row: list[str] | None = None) -> str:
@@ -416,9 +436,10 @@ def _serial_date(value: object, epoch: dt.datetime) -> str:
 
 
 def names_a_field(cells: list[str]) -> bool:
-    """Whether a row names any column of any canonical table (else a workbook's sheet of
-    instructions, notes or code lists, left out and counted as OTHER_SHEETS)."""
-    return any(c in _FIELD_NAMES for c in template_header(cells))
+    """Whether a row names any column of any canonical table, or is a decisions header in German lacking a column
+    (else a workbook's sheet of instructions, notes or code lists, left out and counted as OTHER_SHEETS). The
+    latter is a template with a column missing, to be told which, not a sheet to leave out."""
+    return any(c in _FIELD_NAMES for c in template_header(cells)) or _german_decisions_header(cells)
 
 
 def read_canonical(path: Path, data: bytes) -> list[ParsedTable]:

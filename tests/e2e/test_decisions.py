@@ -670,7 +670,7 @@ def test_a_decisions_file_in_german_is_read_and_a_word_off_the_list_is_quarantin
     assert main(["ingest"]) == 1
     err = capsys.readouterr().err
     assert "rejected: entscheidungen-r1-b.csv, row 1: header: not a municipalities, households, members or decisions template;" \
-        " nearest: decisions (no column decision) (a decisions file holds round_id, household_ref or household_pseudonym," in err
+        " nearest: decisions (no column decision, in German Entscheidung) (a decisions file holds round_id, household_ref or" in err
     assert "in German: Runde, Haushalt or Pseudonym, AGS, Entscheidung and Grund" in err
 
 
@@ -719,4 +719,36 @@ def test_a_round_id_excel_made_a_date_of_and_then_a_number_is_quarantined_saying
     err = capsys.readouterr().err
     assert f"quarantined: decisions-juli.xlsx [sheet Sheet], row 2, column round_id: {NO_ROUND_RULE}; {hint}" in err
     assert str(serial) not in err and "2026-07" not in err
+
+
+def test_a_german_decisions_workbook_lacking_a_column_is_told_which_in_german(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
+    """A decisions workbook headed `Haushalt`, `AGS`, `Entscheidung` (no `Runde`) was taken for a sheet without template
+    columns and refused as `no sheet with a template header`, naming neither the sheet nor the missing column. Now its
+    sheet is told the column it lacks with its German heading; a code-list sheet headed `Entscheidung`, `Grund` beside
+    it is still left out, and nothing of the file is stored."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Entscheidungen"
+    sheet.append(["Haushalt", "AGS", "Entscheidung"])
+    sheet.append(["RM-202607-000042", "09162", "Zusage"])
+    codes = book.create_sheet("Listen")
+    codes.append(["Entscheidung", "Grund"])
+    codes.append(["Zusage", "Wohnung"])
+    book.save(home.landing("decisions") / "entscheidungen.xlsx")
+    assert main(["ingest"]) == 1
+    err = capsys.readouterr().err
+    assert "rejected: entscheidungen.xlsx [sheet Entscheidungen], row 1: header: not a municipalities, households, members or" \
+        " decisions template; nearest: decisions (no column round_id, in German Runde) (a decisions file holds" in err
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_decisions").fetchone() == (0,)
+
+    # With the round column added, the same workbook is read and its code-list sheet left out and counted.
+    sheet.insert_cols(1)
+    sheet["A1"], sheet["A2"] = "Runde", "r9"
+    book.save(home.landing("decisions") / "entscheidungen-2.xlsx")
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr()
+    assert "sheets without template columns (instructions, code lists): 1" in out.out + out.err
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_decisions").fetchone() == (1,)
 
