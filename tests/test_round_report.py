@@ -11,7 +11,15 @@ import polars as pl
 import pytest
 
 from rematch_pipeline.engine.compatibility import RULES
-from rematch_pipeline.reports.round_report import RESOURCES, RoundReportData, municipality_table, render_round_report, rule_words
+from rematch_pipeline.reports.round_report import (
+    RESOURCES,
+    RoundReportData,
+    household_table,
+    municipality_table,
+    render_round_report,
+    rule_words,
+    unplaced_markdown,
+)
 from rematch_pipeline.wording import solved_words
 
 EVIL_NAME = "<script>alert(1)</script> Neustadt"
@@ -316,7 +324,7 @@ def test_unplaced_reasons_grouped_by_capacity_with_the_places_named() -> None:
     text = _section_text(render_round_report(_data(households=households)), "unplaced")
     assert "capacity: persons exhausted 3 7" in text
     assert "Flensburg (01001000): 2" in text and "(09162000): 1" in text
-    assert "no compatible municipality (mostly: pets) 1 1" in text
+    assert "no compatible municipality (mostly: pets not allowed) 1 1" in text  # the rule in words (thirty-second session)
     assert "exhausted at 01001000" not in text
 
 
@@ -523,3 +531,27 @@ def test_a_round_stored_before_the_key_shows_two_columns() -> None:
     text = _section_text(render_round_report(_data(mechanisms=mechanisms)), "stability")
     assert "Fixed distribution key" not in text and "The fixed key" not in text
     assert "Households placed 4 3 " in text
+
+
+def test_unplaced_reasons_read_in_words_with_the_code_in_the_tooltip() -> None:
+    """report.html's unplaced table said `(mostly: family_tie_must)` and `capacity: persons and housing_units
+    exhausted`, the names in code; households.csv and the Dagster UI's summary keep them (read by machines, named in
+    the docs, filtered on in a spreadsheet)."""
+    households = pl.DataFrame({
+        "household_pseudonym": ["hp_7f3a9c", "hp_0b12de", "hp_1", "hp_2"],
+        "persons": [3, 2, 2, 1],
+        "placed": [True, True, False, False],
+        "unplaced_reason": [None, None, "capacity: persons and housing_units exhausted at 01001000", "no compatible municipality (mostly: family_tie_must)"],
+    })
+    data = _data(households=households)
+    html = render_round_report(data)
+    text = _section_text(html, "unplaced")
+    assert "capacity: persons and housing units exhausted 1 2 Flensburg (01001000): 1" in text
+    assert "no compatible municipality (mostly: too far from a family tie marked must) 1 1" in text
+    assert "family_tie_must" not in text and "housing_units" not in text
+    assert 'title="no compatible municipality (mostly: family_tie_must)"' in html
+    # The Dagster UI's summary lists the reasons as households.csv does, to be found there (test_round_exports).
+    assert "| no compatible municipality (mostly: family_tie_must) | 1 | 1 |" in unplaced_markdown(data)
+    exported = household_table(data).filter(pl.col("household_pseudonym") == "hp_2")["unplaced_reason"].item()
+    assert exported == "no compatible municipality (mostly: family_tie_must)"
+

@@ -442,6 +442,19 @@ def _reason_label(reason: str) -> str:
     return _shorten(reason, _REASON_LABEL)
 
 
+def _reason_words(reason: str) -> str:
+    """An unplaced reason in the report's words: the hard rule that kept the household from most places
+    (`(mostly: family_tie_must)`, assets.matching) and the resources of a capacity miss (engine.diagnosis:
+    `capacity: persons and housing_units exhausted`) as the Municipalities table words them; the reason as
+    households.csv has it stays in the cell's tooltip."""
+    reason = re.sub(r"\(mostly: (\w+)\)", lambda m: f"(mostly: {rule_words(m.group(1))})", reason)
+    short = re.fullmatch(r"capacity: (.+) exhausted", reason)
+    if short:
+        nouns = [plural(RESOURCE_NOUNS.get(r, r.replace("_", " "))) for r in short.group(1).split(" and ")]
+        return f"capacity: {' and '.join(nouns)} exhausted"
+    return reason
+
+
 def _fig_unplaced(rows: list[dict[str, Any]]) -> str:
     with matplotlib.rc_context(_RC):
         # A row per reason, however many: a fixed height made 30 reasons' labels overlap.
@@ -967,7 +980,7 @@ def _unplaced_reason_rows(households: pl.DataFrame, mun: pl.DataFrame) -> list[d
         more = group.height - len(shown)
         where[str(reason[0])] = ", ".join(shown) + (f" and {_plural(more, 'more place', 'more places')}" if more > 0 else "")
     return [
-        {"reason": r["reason"], "households": int(r["households"]), "persons": int(r["persons"]),
+        {"reason": r["reason"], "reason_words": _reason_words(r["reason"]), "households": int(r["households"]), "persons": int(r["persons"]),
          "households_text": _fmt_int(r["households"]), "persons_text": _fmt_int(r["persons"]),
          "where": where.get(r["reason"], "")}
         for r in by_reason.iter_rows(named=True)
@@ -1203,7 +1216,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "municipalities": [mun_row(r) for r in mun.iter_rows(named=True)],
         "has_reasons": has_reasons,
         "binding_with_misses": with_misses,
-        "criteria": [c.removeprefix("score_") for c in criteria],
+        "criteria": [_criterion_words(c.removeprefix("score_")) for c in criteria],
         "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
         "reason_rows": reason_rows,
         "capacity_offers": list(data.capacity_offers),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import uuid
 from pathlib import Path
 
@@ -140,3 +141,37 @@ def test_edges_of_the_hard_rules_hold_from_the_landed_files_to_the_reasons(home:
     assert rows["RM-G3"]["unplaced_reason"] == "no compatible municipality (mostly: excluded)"
     assert placed["RM-SIX-TODAY"] == placed["RM-EIGHTEEN-TODAY"] == wuerzburg, "6 and 18 on the day: a school and a course place"
     assert "RM-SIX-TOMORROW" not in placed, "still 5 on the day: a Kita place, and Würzburg has none"
+
+
+def _visible(html: str, section_id: str) -> str:
+    """The text a reader sees in one <section> of report.html: tags (and their tooltips) stripped, spaces collapsed."""
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', html, re.S)
+    assert match, section_id
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", match.group(1)).replace("\u202f", " "))
+
+
+def test_the_round_report_names_rules_criteria_and_the_period_in_words(home: RematchHome) -> None:
+    """Evaluators and municipalities read report.html: its unplaced reasons said `no compatible municipality (mostly:
+    largest_unit)` and its proposals table was headed `schools_childcare`, `medical_care`, `neutral`, the names in
+    code. A real round (period left empty) now reads in words throughout; the code names stay in the tooltips and
+    in households.csv, which is read by machines and the docs' names."""
+    _land(home, "july", [_offer("09674118", 50.018072, 10.70173, 5, 5, 5, 5), _offer("09663", 49.79, 9.95, 6, 0, 1, 1)], [
+        _household("RM-SEVEN", [ADULT] * 7),  # larger than every dwelling: no candidate, mostly largest_unit
+        _household("RM-TWO", [ADULT] * 2),
+        _household("RM-ONE", [ADULT], excluded_municipality_ids="09663"),
+    ])
+    assert main(["ingest"]) == 0
+    assert main(["round", "r1", "--time-limit", "10"]) == 0  # no --period: the latest period with offers
+    html = (home.path / "rounds" / "r1" / "report.html").read_text(encoding="utf-8")
+    details, unplaced, review = _visible(html, "details"), _visible(html, "unplaced"), _visible(html, "review")
+    assert "Intake period 2026-07 (left empty: the latest period with offers)" in details
+    assert "Weight: schools and childcare (Kita) 1" in details and "Weight: medical care 1" in details
+    assert "no compatible municipality (mostly: household larger than the largest dwelling)" in unplaced
+    assert 'title="no compatible municipality (mostly: largest_unit)"' in html
+    for words in ("schools and childcare (Kita)", "medical care", "neutral (no preference stated)", "family nearby"):
+        assert words in review, words
+    for code in ("largest_unit", "schools_childcare", "medical_care", "family_nearby", "big_city", "quiet_rural"):
+        assert code not in details + unplaced + review, code
+    seven = _households_csv(home, "r1")[pseudonym(home.secret(), "household", "RM-SEVEN")]
+    assert seven["unplaced_reason"] == "no compatible municipality (mostly: largest_unit)"
+
