@@ -13,7 +13,8 @@ field once its group path and Kobo's own metadata are set aside:
   ``_gps_latitude``, …), everything under ``meta/`` and ``formhub/``, and the XLSForm metadata
   questions (``start``, ``end``, ``today``, ``deviceid``, …). ``submission_id`` is ``_uuid`` (else
   ``meta/instanceID`` without ``uuid:``); ``submitted_at`` is the form's own ``submitted_at``
-  question if it has one, else ``_submission_time`` (UTC);
+  question if it has one, else ``_submission_time`` (UTC), and then the device's date of ``end``,
+  ``start`` or ``today`` is kept as the date written (``submitted_on``, households only);
 - repeat group ``members``: in XLSX a sheet of its own joined by ``_parent_index`` to the main
   sheet's ``_index`` (else by ``_submission__uuid``); in legacy CSV either indexed columns
   ``members[2]/member_name`` (one household row, member slots) or one row per member with the
@@ -394,13 +395,35 @@ def _without_offset(text: str | None) -> bool:
     return text is not None and _OFFSET.search(text.strip()) is None and _moment(text) is not None
 
 
+# XLSForm metadata questions the device fills, in the order they are taken as the date the submitter wrote where the
+# form has no submitted_at question: `end` under its default name (KPI's form builder adds start and end to every
+# form; the device's time when the form was finished), `start` (when it was opened), both with the device's offset (or
+# its wall-clock time where KPI's XLSX dropped the offset), then `today` (the device's date when it was opened).
+DEVICE_DATE_COLUMNS: tuple[str, ...] = ("end", "start", "today")
+
+
+def _device_date(layout: _Layout, cells: list[str | None]) -> str | None:
+    """The device's calendar date of a submission from the form's `end`, `start` or `today` (DEVICE_DATE_COLUMNS), ISO;
+    None where the form has none of them or none reads as a time or date. The date as written: in the device's own offset,
+    not converted to UTC (00:30+02:00 on 10 July is 10 July). Validation checks it against the server's time."""
+    for name in DEVICE_DATE_COLUMNS:
+        moment = _moment(_meta_value(layout, cells, (name,)))
+        if moment is not None:
+            return moment.date().isoformat()
+    return None
+
+
 def _submission(layout: _Layout, cells: list[str | None], record: dict[str, str | None], typed_end: bool = False) -> str | None:
     """Fill submission_id and submitted_at of a main record from Kobo's or Central's metadata. With ``typed_end`` (the
     form's own submitted_at as date-time cells), where such a time has no offset: the rule read (SERVER_TIME_READ,
     from _submission_time; DEVICE_TIME_AS_UTC where there is none)."""
     record["submission_id"] = _meta_value(layout, cells, SUBMISSION_ID_COLUMNS) or record.get("submission_id")
     if not record.get("submitted_at"):
+        # A form without our submitted_at question: the server's UTC receipt orders; where the form has `end`, `start` or
+        # `today`, the device's date dates the household (ages, intake period), as submitted_at's own date would.
         record["submitted_at"] = _meta_value(layout, cells, SUBMISSION_TIME_COLUMNS)
+        if record["submitted_at"] is not None and layout.table == "households":
+            record[SUBMITTED_ON_COLUMN] = _device_date(layout, cells)
         return None
     if not typed_end or not _without_offset(record["submitted_at"]):
         return None

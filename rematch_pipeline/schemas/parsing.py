@@ -141,11 +141,19 @@ def with_written_date(raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
     """Typed rows with SUBMITTED_ON_COLUMN (a date): the submitter's date of each row's submitted_at, as written
     (written_date of the raw text), or the date the reader kept where it read the time from another column
     (formats.canonical.SUBMITTED_ON_COLUMN); null where submitted_at could not be read. Rows stored before the
-    column existed have it null in the raw table: their date is the text's (docs/decisions.md, thirty-first session)."""
+    column existed have it null in the raw table: their date is the text's (docs/decisions.md, thirty-first session).
+
+    A kept date is the device's (a form's start, today or offset-less end time) and is taken only where a device clock
+    could show it: from EARLIEST_SUBMISSION to one day after submitted_at's UTC date (the device's date may be
+    earlier, a form filled offline and sent later, but no more than a day later at any UTC offset); else the date
+    of submitted_at is used, as where none was kept (a clock reset to 1970 must not date the household)."""
     kept = raw[SUBMITTED_ON_COLUMN] if SUBMITTED_ON_COLUMN in raw.columns else pl.Series(SUBMITTED_ON_COLUMN, [None] * raw.height, dtype=pl.Utf8)
+    device = kept.cast(pl.Utf8).map_elements(parse_date, return_dtype=pl.Date, skip_nulls=True)
+    at = typed["submitted_at"].dt.date() if typed["submitted_at"].dtype == pl.Datetime else pl.Series([None] * raw.height, dtype=pl.Date)
+    plausible = (device >= EARLIEST_SUBMISSION.date()) & (device <= at + CLOCK_SKEW)
     written = raw.select(
         pl.coalesce(
-            kept.cast(pl.Utf8).map_elements(parse_date, return_dtype=pl.Date, skip_nulls=True),
+            pl.when(plausible).then(device),
             pl.col("submitted_at").map_elements(written_date, return_dtype=pl.Date, skip_nulls=True),
         ).alias(SUBMITTED_ON_COLUMN)
     )[SUBMITTED_ON_COLUMN]

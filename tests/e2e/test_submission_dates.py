@@ -92,6 +92,22 @@ def _odk_central(home: RematchHome, tmp_path: Path) -> None:
     (home.landing("households") / "submissions.csv.zip").write_bytes(zipped(odk_central_households(rows)))
 
 
+def _kobo_xlsx_without_end(home: RematchHome, tmp_path: Path) -> None:
+    """A KoboToolbox form without an end time: submitted_at is `_submission_time`, the server's UTC receipt (9 July,
+    30 June); the form's `start` (device time with offset, when the form was opened) has the date the submitter wrote."""
+    rows = _households("2026-07-09T22:30:07", "2026-06-30T22:30:05")
+    start = ["2026-07-10T00:12:40.000+02:00", "2026-07-01T00:21:13.000+02:00"]
+    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, start=start)
+
+
+def _odk_central_without_end(home: RematchHome, tmp_path: Path) -> None:
+    """An ODK Central form without an end time: submitted_at is `SubmissionDate` (UTC); the form's `today` (device
+    date) has the date written."""
+    rows = _households("2026-07-09T22:30:07.412Z", "2026-06-30T22:30:05.118Z")
+    device = {"today": ["2026-07-10", "2026-07-01"]}
+    (home.landing("households") / "submissions.csv.zip").write_bytes(zipped(odk_central_households(rows, device=device)))
+
+
 def _limesurvey(home: RematchHome, tmp_path: Path) -> None:
     """LimeSurvey's submitdate: the server's local time without offset (2026-07-10 00:30:00), read as written."""
     rows = _households("2026-07-10T00:30:00", "2026-07-01T00:30:00")
@@ -121,6 +137,8 @@ READERS: dict[str, Callable[[RematchHome, Path], None]] = {
     "kobo xlsx": _kobo_xlsx,
     "kobo xlsx without its offset": _kobo_xlsx_typed_end,
     "odk central": _odk_central,
+    "kobo xlsx without end, with start": _kobo_xlsx_without_end,
+    "odk central without end, with today": _odk_central_without_end,
     "limesurvey": _limesurvey,
 }
 
@@ -175,3 +193,20 @@ def test_a_kobo_xlsx_refused_before_is_dated_by_the_device_when_retried(
         stored = con.execute("SELECT submitted_at, submitted_on FROM raw_households ORDER BY submitted_at").fetchall()
     assert stored == [("2026-06-30T22:30:05", "2026-07-01"), ("2026-07-09T22:30:07", "2026-07-10")]
     assert _dated(home) == EXPECTED
+
+
+def test_a_device_date_no_clock_could_show_gives_way_to_the_servers_date(home: RematchHome, tmp_path: Path) -> None:
+    """A form without an end time whose `start` a device clock got wrong (reset to 2000, or days ahead of the server's
+    receipt) is dated by the server's UTC date, as before the device's date was read: not a child of -20 years
+    quarantined, nor a household submitted in June counted in July."""
+    _land_offer(home)
+    rows = _households("2026-07-09T22:30:07", "2026-06-30T22:30:05")
+    start = ["2000-01-01T00:04:11.000+01:00", "2026-07-03T09:00:00.000+02:00"]
+    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, start=start)
+    assert main(["ingest"]) == 0
+    # The server's dates: 9 July (the child is 5: a Kita place) and 30 June (a June household).
+    assert _dated(home) == {SCHOOL_CHILD: ("2026-07", 1, 0), FIRST_OF_JULY: ("2026-06", 0, 0)}
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = con.execute("SELECT submitted_at, submitted_on FROM raw_households ORDER BY submitted_at").fetchall()
+    # The reader keeps what the device wrote; validation decides which date counts.
+    assert stored == [("2026-06-30T22:30:05", "2026-07-03"), ("2026-07-09T22:30:07", "2000-01-01")]

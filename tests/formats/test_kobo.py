@@ -16,6 +16,7 @@ from rematch_pipeline.schemas.contract import field_names
 from tests.formats.fixtures.exports import (
     HERE,
     HOUSEHOLDS,
+    LEGACY_DEVICE_DATE,
     MUNICIPALITIES,
     SECRET,
     error_of,
@@ -363,7 +364,7 @@ def test_legacy_csv_group_paths_true_false_options_and_member_slots() -> None:
     data = LEGACY_CSV.read_bytes()
     assert b"members[2]/languages/uk" in data and b",True," in data and b"n/a" in data
     households, members = read_kobo_csv(data, LEGACY_CSV.name)
-    assert rows_read(households) == expected_households()
+    assert rows_read(households) == expected_households(LEGACY_DEVICE_DATE)
     assert rows_read(members) == expected_members()
     # A member row points at the household's row: that is where its cells are.
     assert members.frame["file_row"].to_list() == [2, 2, 3]
@@ -376,7 +377,7 @@ def test_legacy_csv_one_row_per_member_layout() -> None:
     second = kobo_legacy_households_csv([{**HOUSEHOLDS[0], "members": HOUSEHOLDS[0]["members"][1:]}], slots=1)
     text = "\n".join([flat_header, rows[0], second.decode().splitlines()[1], rows[1]]) + "\n"
     households, members = read_kobo_csv(text.encode(), "flat.csv")
-    assert rows_read(households) == expected_households()
+    assert rows_read(households) == expected_households(LEGACY_DEVICE_DATE)
     assert households.frame["file_row"].to_list() == [2, 4]
     assert rows_read(members) == expected_members()
     assert members.frame["file_row"].to_list() == [2, 3, 4]
@@ -406,7 +407,7 @@ def test_legacy_csv_repeat_inside_a_group(prefix: str) -> None:
     if prefix.endswith(":"):
         header = header.replace("/", ":")
     households, members = read_kobo_csv((header + "\n" + rest).encode(), "h.csv")
-    assert rows_read(households) == expected_households()
+    assert rows_read(households) == expected_households(LEGACY_DEVICE_DATE)
     assert rows_read(members) == expected_members()
 
 
@@ -421,5 +422,5 @@ def test_legacy_csv_saved_by_a_german_excel_reads_its_true_false_options() -> No
     data = out.getvalue().encode("cp1252")
     assert b";WAHR;" in data and b";FALSCH;" in data
     households, members = read_kobo_csv(data, LEGACY_CSV.name)
-    assert rows_read(households) == expected_households()
+    assert rows_read(households) == expected_households(LEGACY_DEVICE_DATE)
     assert rows_read(members) == expected_members()
