@@ -284,6 +284,9 @@ class _Layout:
     columns: list[_Column] = field(default_factory=list)
     system: dict[str, int] = field(default_factory=dict)  # system column -> position
     unknown: list[str] = field(default_factory=list)
+    # Headings are question texts (not codes) and every unknown one follows every answer column: where LimeSurvey's
+    # export puts participant fields (_check_layout's rule names them so).
+    unknown_after_answers: bool = False
 
 
 def _detect(names: list[str]) -> str | None:
@@ -330,6 +333,7 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
             )
         )
     layout = _Layout(table)
+    unknown_positions: list[int] = []
     for position, (original, name) in enumerate(zip(header, names)):
         if not name:
             continue
@@ -348,8 +352,12 @@ def _layout(header: list[str], names: list[str], file: str) -> _Layout:
                 resolved = _resolve(table, match["code"], match["sub"])
         if resolved is None:
             layout.unknown.append(original)
+            unknown_positions.append(position)
             continue
         layout.columns.append(_Column(position, original, resolved[0], resolved[1], slot))
+    texts = sum(1 for c in layout.columns if c.header.strip() != names[c.position]) >= MIN_DETECTING_CODES
+    last_answer = max((c.position for c in layout.columns), default=-1)
+    layout.unknown_after_answers = texts and bool(unknown_positions) and min(unknown_positions) > last_answer
     return layout
 
 
@@ -362,11 +370,25 @@ QUESTIONS_ADDED = (
 )
 
 
+# Unknown text headings after every answer column, where the export page puts participant fields ("Participant control";
+# the twenty-eighth session read it in LimeSurvey's export controller): under full question text an attribute is
+# headed by its own description, the names and e-mail by the administration language's words, known here in English
+# and German only (PARTICIPANT_LABELS). Neither can be told from a question added at the end of the survey, so the file
+# is refused, naming them, and the rule says how to export them as LimeSurvey's field names, which are left out.
+PARTICIPANT_FIELDS_AFTER_ANSWERS = (
+    "after every answer, where LimeSurvey puts participant fields (Participant control): under full question text it"
+    " heads an attribute with its own description and names and e-mail in the administration language, which cannot be"
+    " told from a question added at the end of the survey; export with 'Question code' or 'Question code & question"
+    " text' headings (participant fields are then left out), or without participant fields and added questions"
+)
+
+
 def _check_layout(layout: _Layout, file: str) -> None:
     """check_header semantics on the canonical equivalent of the LimeSurvey header."""
     extra = [name for name, source in (("submission_id", "id"), ("submitted_at", "submitdate")) if source in layout.system]
     main = export_header((c.field, c.option) for c in layout.columns if c.slot is None)
-    check_header(layout.table, main + [e for e in extra if e not in main] + layout.unknown, file, added=QUESTIONS_ADDED)
+    added = PARTICIPANT_FIELDS_AFTER_ANSWERS if layout.unknown_after_answers else QUESTIONS_ADDED
+    check_header(layout.table, main + [e for e in extra if e not in main] + layout.unknown, file, added=added)
     members = [c for c in layout.columns if c.slot is not None]
     if members:
         mapped = ["submission_id"]

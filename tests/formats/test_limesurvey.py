@@ -214,8 +214,8 @@ def test_participant_columns_are_left_out_under_codes_and_named_with_a_hint_unde
     message = _error(UTF8_BOM + text.encode())
     # "Vorname" is LimeSurvey's German "First name" (left out since the twenty-eighth session); an attribute's
     # description is the survey's own text.
-    assert "unexpected columns Amt der Kontaktperson (a question added or reworded" in message and SECRET not in message
-    assert "participant columns (Participant control)?" in message
+    assert "unexpected columns Amt der Kontaktperson (after every answer, where LimeSurvey puts participant fields" in message
+    assert SECRET not in message and "'Question code & question text' headings" in message
 
 
 def _with_participant_columns(data: bytes, headings: list[str], values: list[str]) -> bytes:
@@ -265,6 +265,30 @@ def test_participant_columns_under_german_full_text_headings_are_left_out(table:
         full = limesurvey_text_csv(table, "de", "full", system_language="de")
         assert limesurvey_records(full)[0].count("E-Mail-Adresse") == 1
         _same_as_code_export(full, table)
+
+
+@pytest.mark.parametrize("table", ["households", "municipalities"])
+def test_participant_fields_under_full_text_headings_not_known_here_are_refused_naming_them(table: str) -> None:
+    """Under full question text LimeSurvey heads an attribute with its own description and the names and e-mail with
+    the administration language's words (known here in English and German only). After every answer column, where the
+    export page puts participant fields, they are refused naming file and headings and saying they look like
+    participant fields and how to export them; before, the rule spoke only of a question added or reworded. Never a
+    value. An unknown heading among the answers is still a question added or reworded."""
+    values = [SECRET, "Muster", "olena@example.org", "Charkiw"]
+    headings = ["Ім'я", "Прізвище", "Adresse électronique", "Geburtsort"]  # other administration languages, an attribute
+    for system_language in ("de", "en"):
+        full = limesurvey_text_csv(table, "de", "full", system_language=system_language)
+        data = _with_participant_columns(full, headings, values)
+        for message in (_error(data), _error(limesurvey_xlsx(data), "results-survey123456.xlsx")):
+            assert "results-survey123456" in message and "row 1: header: unexpected columns" in message
+            assert "Ім'я, Прізвище, Adresse électronique, Geburtsort (after every answer, where LimeSurvey puts participant fields" in message
+            assert "'Question code' or 'Question code & question text' headings" in message
+            assert not any(v in message for v in values)
+    # A heading among the answers (a question added in the middle): the rule as before.
+    rows = limesurvey_records(limesurvey_text_csv(table, "de", "full", system_language="de"))
+    rows = [rows[0][:10] + ["Eine neue Frage"] + rows[0][10:]] + [row[:10] + ["x"] + row[10:] for row in rows[1:]]
+    message = _error(UTF8_BOM + ("\r\n".join(";".join(f'"{c}"' for c in row) for row in rows) + "\r\n\r\n").encode())
+    assert "unexpected columns Eine neue Frage (a question added or reworded" in message
 
 
 def test_yes_no_converted_to_other_values_is_refused_with_how_to_export() -> None:
