@@ -97,7 +97,18 @@ def _kobo_xlsx_without_end(home: RematchHome, tmp_path: Path) -> None:
     30 June); the form's `start` (device time with offset, when the form was opened) has the date the submitter wrote."""
     rows = _households("2026-07-09T22:30:07", "2026-06-30T22:30:05")
     start = ["2026-07-10T00:12:40.000+02:00", "2026-07-01T00:21:13.000+02:00"]
-    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, start=start)
+    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, device={"start": start})
+
+
+def _kobo_xlsx_default_end(home: RematchHome, tmp_path: Path) -> None:
+    """A form built in KoboToolbox's form builder, which adds `start` and `end` under those names: not our submitted_at
+    question, so `_submission_time` orders, and the device's `end` (the form finished just after midnight) dates."""
+    rows = _households("2026-07-09T22:30:07", "2026-06-30T22:30:05")
+    device = {
+        "start": ["2026-07-09T23:58:02.000+02:00", "2026-06-30T23:59:30.000+02:00"],
+        "end": ["2026-07-10T00:30:00.000+02:00", "2026-07-01T00:30:00.000+02:00"],
+    }
+    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, device=device)
 
 
 def _odk_central_without_end(home: RematchHome, tmp_path: Path) -> None:
@@ -138,6 +149,7 @@ READERS: dict[str, Callable[[RematchHome, Path], None]] = {
     "kobo xlsx without its offset": _kobo_xlsx_typed_end,
     "odk central": _odk_central,
     "kobo xlsx without end, with start": _kobo_xlsx_without_end,
+    "kobo xlsx with the builder's end": _kobo_xlsx_default_end,
     "odk central without end, with today": _odk_central_without_end,
     "limesurvey": _limesurvey,
 }
@@ -202,7 +214,7 @@ def test_a_device_date_no_clock_could_show_gives_way_to_the_servers_date(home: R
     _land_offer(home)
     rows = _households("2026-07-09T22:30:07", "2026-06-30T22:30:05")
     start = ["2000-01-01T00:04:11.000+01:00", "2026-07-03T09:00:00.000+02:00"]
-    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, start=start)
+    kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, device={"start": start})
     assert main(["ingest"]) == 0
     # The server's dates: 9 July (the child is 5: a Kita place) and 30 June (a June household).
     assert _dated(home) == {SCHOOL_CHILD: ("2026-07", 1, 0), FIRST_OF_JULY: ("2026-06", 0, 0)}

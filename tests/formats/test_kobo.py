@@ -68,6 +68,8 @@ def test_kpi_xlsx_without_own_submitted_at_takes_submission_time(tmp_path: Path)
     path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", own_submitted_at=False)
     households, _ = read_kobo_xlsx(path.read_bytes(), path.name)
     assert households.frame["submitted_at"].to_list() == [h["submitted_at"] for h in HOUSEHOLDS]
+    # The device's date, from the form's `end` (KoboToolbox's default name, 10:14+02:00 on 2 July), dates them.
+    assert households.frame["submitted_on"].to_list() == ["2026-07-02"] * len(HOUSEHOLDS)
 
 
 def test_kpi_xlsx_with_the_end_time_as_date_time_cells_reads_the_server_time(tmp_path: Path) -> None:
