@@ -6,20 +6,24 @@ such a key to the households and municipalities of one round, then measures the 
 project's own hard rules (compatibility.rules_broken) and score (scoring.score_pairs), so the
 round report can show it beside the optimiser and deferred acceptance (docs/mechanisms.md §6).
 
-The key ignores preferences, the score and every hard rule except the persons capacity offered.
+The key ignores preferences, the score and every hard rule except the persons capacity offered;
+it keeps the coordinator's locked and forbidden pairs, as the other mechanisms of the comparison do,
+and its blocking pairs are counted like theirs (key_stability).
 Plain Python + numpy, deterministic: households are taken in pseudonym order, ties go to the
 municipality with the smaller id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
 from rematch_pipeline.engine._common import RESOURCE_COLUMNS, feature_tables, int_column
 from rematch_pipeline.engine.compatibility import RULES, rules_broken
+from rematch_pipeline.engine.mechanisms import StabilityCounter
+from rematch_pipeline.engine.problem import AssignmentProblem
 from rematch_pipeline.engine.scoring import ScoreWeights, score_pairs
 
 # The link rule is not a per-pair rule of RULES: it is counted from the key's whole assignment.
@@ -47,12 +51,23 @@ def key_quotas(total_persons: int, key_weight: np.ndarray) -> np.ndarray:
     return quota
 
 
-def distribute_by_key(persons: np.ndarray, capacity_persons: np.ndarray, quota: np.ndarray) -> np.ndarray:
+def distribute_by_key(
+    persons: np.ndarray,
+    capacity_persons: np.ndarray,
+    quota: np.ndarray,
+    locked: np.ndarray | None = None,
+    forbidden: Sequence[tuple[int, int]] = (),
+) -> np.ndarray:
     """Municipality index for each household (-1 = no room anywhere), households in the given order.
 
     Each household goes to the municipality furthest below its quota (quota minus persons already
     sent there, in persons) among those whose persons capacity left still takes the whole household;
     ties go to the lower index. Nothing else is looked at: that is what a fixed key does.
+
+    The coordinator's pairs, so that the key is compared on the round as the coordinator set it:
+    locked[h] >= 0 sends household h there before anyone else (its persons count against that
+    municipality's share and room; the round checked that the locks fit), and no household goes to a
+    (household, municipality) index pair of forbidden.
     """
     persons = np.asarray(persons, dtype=np.int64)
     room = np.asarray(capacity_persons, dtype=np.int64).copy()
@@ -60,10 +75,22 @@ def distribute_by_key(persons: np.ndarray, capacity_persons: np.ndarray, quota: 
     out = np.full(persons.size, -1, dtype=np.int64)
     if room.size == 0:
         return out
+    if locked is not None:
+        held = np.flatnonzero(np.asarray(locked) >= 0)
+        out[held] = np.asarray(locked)[held]
+        np.subtract.at(below, out[held], persons[held])
+        np.subtract.at(room, out[held], persons[held])
+    barred: dict[int, list[int]] = {}
+    for h, m in forbidden:
+        barred.setdefault(int(h), []).append(int(m))
     # Below every possible shortfall: masks the municipalities without room.
     never = np.iinfo(np.int64).min
     for h, size in enumerate(persons.tolist()):
+        if out[h] >= 0:  # locked
+            continue
         candidates = np.where(room >= size, below, never)
+        if h in barred:
+            candidates[barred[h]] = never
         m = int(candidates.argmax())  # first maximum: the lower index wins ties
         if candidates[m] == never:
             continue
@@ -78,14 +105,24 @@ def distribution_key_baseline(
     municipalities: pl.DataFrame,
     weights: ScoreWeights | None = None,
     key_weight: Mapping[str, int] | None = None,
+    *,
+    locked: Sequence[tuple[str, str]] = (),
+    forbidden: Sequence[tuple[str, str]] = (),
+    stability: StabilityCounter | AssignmentProblem | None = None,
 ) -> dict[str, object]:
     """The fixed key applied to a round and measured like the round's own answer.
 
     households and municipalities are the round's pool and offers (feature tables with
     household_pseudonym, link_group, persons and the rule columns; municipality_id and the
     capacities). key_weight maps every municipality_id to its key (population); None keys by the
-    persons capacity offered. Returns, for solver.json and the report: key ("population" or
-    "capacity_persons"), households, households_placed, persons_placed, households_forbidden
+    persons capacity offered. locked and forbidden are the coordinator's (household_pseudonym,
+    municipality_id) pairs: a lock sends its household's whole link group there first (as the round
+    locks the group), a forbidden pair is never used (distribute_by_key). stability, the round's
+    AssignmentProblem built from the same pool (or a StabilityCounter of it, shared with the other
+    mechanisms), adds the stability counts of mechanisms.stability_report (blocking pairs, justified envy)
+    with the score-based preferences the other mechanisms are counted with (key_stability).
+    Returns, for solver.json and the report: key ("population" or
+    "capacity_persons"), households, households_locked, households_placed, persons_placed, households_forbidden
     (placed where a hard rule forbids it, linked households split included), households_allowed,
     total_score and mean_score of the allowed ones (a forbidden pair has no score; mean None when
     none), forbidden_by_rule (households per rule of KEY_RULES; one household can count under
@@ -108,7 +145,20 @@ def distribution_key_baseline(
     usage = np.stack([int_column(hh, u) for u, _ in RESOURCE_COLUMNS], axis=1)
     persons = usage[:, 0]
     # hh is sorted by pseudonym (feature_tables): the key's fixed order, not the solver's.
-    place_of = distribute_by_key(persons, capacity[:, 0], key_quotas(int(persons.sum()), weight))
+    pseudonyms = hh.get_column("household_pseudonym").to_list()
+    row_of = {h: i for i, h in enumerate(pseudonyms)}
+    place_index = {m: j for j, m in enumerate(place_ids)}
+    groups = hh.get_column("link_group").to_list()
+    group_of = dict(zip(pseudonyms, groups, strict=True))
+    # A lock names a household (or its link group, as build_problem accepts) and holds the whole group.
+    known_groups = set(groups)
+    unknown = sum(1 for h, m in locked if group_of.get(h, h) not in known_groups or m not in place_index)
+    if unknown:
+        raise ValueError(f"{unknown} locked pairs name unknown households or municipalities")
+    group_place = {group_of.get(h, h): place_index[m] for h, m in locked}
+    locked_at = np.array([group_place.get(g, -1) for g in groups], dtype=np.int64)
+    barred = [(row_of[h], place_index[m]) for h, m in forbidden if h in row_of and m in place_index]
+    place_of = distribute_by_key(persons, capacity[:, 0], key_quotas(int(persons.sum()), weight), locked_at, barred)
     placed = np.flatnonzero(place_of >= 0)
 
     pairs = pl.DataFrame({
@@ -124,19 +174,20 @@ def distribution_key_baseline(
     checked = checked.join(group_places, on="link_group", how="left", maintain_order="left").with_columns(
         (pl.col("_places") > 1).alias(LINKED_SPLIT)
     )
-    forbidden = checked.select(pl.any_horizontal(list(KEY_RULES))).to_series()
-    allowed = checked.filter(~forbidden).select("household_pseudonym", "municipality_id")
+    breaks = checked.select(pl.any_horizontal(list(KEY_RULES))).to_series()
+    allowed = checked.filter(~breaks).select("household_pseudonym", "municipality_id")
     scores = score_pairs(allowed, households, municipalities, weights, breakdown=False).get_column("score")
 
     used = np.zeros_like(capacity)
     np.add.at(used, place_of[placed], usage[placed])
     below_minimum = (used[:, 0] > 0) & (used[:, 0] < int_column(mu, "min_persons"))
-    return {
+    summary: dict[str, object] = {
         "key": key,
         "households": hh.height,
+        "households_locked": int((locked_at >= 0).sum()),
         "households_placed": int(placed.size),
         "persons_placed": int(persons[placed].sum()),
-        "households_forbidden": int(forbidden.sum()),
+        "households_forbidden": int(breaks.sum()),
         "households_allowed": allowed.height,
         "total_score": round(float(scores.sum()), 4),
         "mean_score": round(float(scores.mean()), 4) if allowed.height else None,
@@ -144,3 +195,39 @@ def distribution_key_baseline(
         "places_below_minimum_intake": int(below_minimum.sum()),
         "places_over_capacity": int((used[:, 1:] > capacity[:, 1:]).any(axis=1).sum()),
     }
+    if stability is not None:
+        counter = stability if isinstance(stability, StabilityCounter) else StabilityCounter(stability)
+        summary.update(key_stability(counter, groups, usage, [place_ids[j] if j >= 0 else None for j in place_of.tolist()]))
+    return summary
+
+
+def key_stability(
+    counter: StabilityCounter, link_groups: Sequence[str], usage: np.ndarray, municipality_of: Sequence[str | None]
+) -> dict[str, int]:
+    """Stability counts (mechanisms.stability_report) of the key's assignment of households on the round's
+    problem, counter.problem (units = link groups).
+
+    link_groups, usage (rows in problem.resources order) and municipality_of (None = unplaced) are per
+    household. A link group whose households all went to one municipality is placed there as a unit,
+    whether the rules allow it or not (a forbidden pair counts as no acceptable place: the unit would
+    take any candidate, and the place ranks it below everyone it may take). A group the key split, or
+    placed in part, is unplaced as a unit; its placed households are held apart at their places, below
+    everyone there, still taking their room (mechanisms.HeldApart)."""
+    problem = counter.problem
+    place_index = {m: j for j, m in enumerate(problem.place_ids)}
+    unit_index = {g: u for u, g in enumerate(problem.unit_ids)}
+    members: dict[int, list[tuple[int, int]]] = {}
+    for row, (group, place) in enumerate(zip(link_groups, municipality_of, strict=True)):
+        members.setdefault(unit_index[group], []).append((row, -1 if place is None else place_index[place]))
+    place_of_unit = np.full(problem.n_units, -1, dtype=np.int64)
+    apart: list[tuple[int, int]] = []  # (household row, place) held outside a placement of its unit
+    for u, held in members.items():
+        places = {j for _, j in held}
+        if len(places) == 1:
+            place_of_unit[u] = places.pop()
+        else:
+            apart += [(row, j) for row, j in held if j >= 0]
+    rows = np.array([row for row, _ in apart], dtype=np.int64)
+    places = np.array([j for _, j in apart], dtype=np.int64)
+    held_usage = np.asarray(usage, dtype=np.int64)[rows].reshape(-1, problem.usage.shape[1])
+    return counter.counts(place_of_unit, apart=(places, held_usage))

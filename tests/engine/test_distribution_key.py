@@ -12,6 +12,8 @@ import polars as pl
 
 from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, rules_broken
 from rematch_pipeline.engine.distribution_key import distribute_by_key, distribution_key_baseline, key_quotas
+from rematch_pipeline.engine.mechanisms import stability_report
+from rematch_pipeline.engine.problem import AssignmentProblem, build_problem
 from rematch_pipeline.engine.scoring import score_pairs
 from tests.engine.builders import household, households_df, municipality, municipalities_df
 
@@ -68,6 +70,7 @@ def test_a_hand_made_round_under_the_key_counts_what_the_rules_forbid() -> None:
     assert summary == {
         "key": "population",
         "households": 7,
+        "households_locked": 0,
         "households_placed": 6,
         "persons_placed": 14,
         "households_forbidden": 5,
@@ -120,3 +123,64 @@ def test_at_national_scale_no_municipality_gets_more_than_its_share_and_one_hous
     assert (place >= 0).all()
     used = np.bincount(place, weights=persons, minlength=401).astype(np.int64)
     assert used.sum() == quota.sum() and (used - quota).max() <= persons.max() - 1
+
+
+def test_the_key_places_locked_households_first_against_their_share_and_never_uses_a_forbidden_pair() -> None:
+    # Shares 5, 9, 5, rooms 6, 10, 4; h7 (5) locked to B first: B 4/5. Then, h1 (4) barred from B:
+    # A 5/6 ties C 5/4 -> A: 1/2;  h2 (2) -> C (5): 3/2;  h3 (3): only B has room -> B: 1/2;
+    # h4 (1) -> C (3): 2/1;  h5 (2): A 1/2 ties B 1/2 -> A: -1/0;  h6 (2): only B -> B: -1/0.
+    locked = np.array([-1, -1, -1, -1, -1, -1, 1])
+    place = distribute_by_key(np.array([4, 2, 3, 1, 2, 2, 5]), np.array([6, 10, 4]), np.array([5, 9, 5]), locked, [(0, 1)])
+    assert place.tolist() == [0, 2, 1, 2, 0, 1, 1]
+    # Without them h1 took B and h7 found no room (test above).
+    assert distribute_by_key(np.array([4, 2, 3, 1, 2, 2, 5]), np.array([6, 10, 4]), np.array([5, 9, 5]))[[0, 6]].tolist() == [1, -1]
+
+
+def test_a_lock_holds_the_whole_link_group_in_the_round_baseline() -> None:
+    households, municipalities = _round()
+    # h5 locked to B brings h6 (link group g): 4 persons at B first, B 5/6. h1 barred from B: A 5/6 ties C 5/4 -> A;
+    # h2 -> B (5 ties C, lower index); h3 -> C (5); h4 -> B (3); h7 (5): rooms 2, 3, 1 -> nowhere.
+    # Forbidden: h4's dialysis at B only; the group is whole, h1 at A and h2 at B are allowed (A: no pets, h1 has none).
+    summary = distribution_key_baseline(households, municipalities, key_weight=POPULATION, locked=[("h5", B)], forbidden=[("h1", B)])
+    assert (summary["households_locked"], summary["households_placed"], summary["persons_placed"]) == (2, 6, 14)
+    assert summary["forbidden_by_rule"]["linked_split"] == 0 and summary["forbidden_by_rule"]["medical_care"] == 1
+    assert summary["households_forbidden"] == 1
+
+
+def _problem(households: pl.DataFrame, municipalities: pl.DataFrame) -> AssignmentProblem:
+    scored = score_pairs(candidate_pairs(households, municipalities), households, municipalities, breakdown=False)
+    return build_problem(households, municipalities, scored)
+
+
+def test_a_household_the_key_sends_where_a_rule_forbids_wants_any_candidate_and_ranks_last_there() -> None:
+    # Keyed by capacity 1 : 2, 2 persons: shares 1, 1 (the remainder .67 to A). x -> A (tie, lower id), where its
+    # dialysis is not offered; y -> B. y may not go to A (excluded). x counts as placed nowhere acceptable: it wants
+    # B, its one candidate, where 1 place is free: (x, B) blocks whatever the scores. y, at its one candidate B,
+    # wants nothing else. Whether B ranks x above y (justified envy) follows the scores, so it is not asserted.
+    households = households_df(
+        household("x", persons=1, medical_needs=["dialysis"]), household("y", persons=1, excluded_municipality_ids=[A])
+    )
+    municipalities = municipalities_df(
+        municipality(A, capacity_persons=1), municipality(B, capacity_persons=2, medical_care=["general", "dialysis"])
+    )
+    summary = distribution_key_baseline(households, municipalities, stability=_problem(households, municipalities))
+    assert summary["forbidden_by_rule"]["medical_care"] == 1 and summary["households_allowed"] == 1
+    assert (summary["blocking_pairs"], summary["units_in_blocking_pairs"]) == (1, 1)
+
+
+def test_a_link_group_the_key_splits_is_unplaced_and_its_households_are_held_apart_below_everyone() -> None:
+    # Capacity 2 and 2, 4 persons: shares 2, 2. a1 -> A (tie), a2 -> B (2 against 1), z (2 persons): room 1 and 1 ->
+    # nowhere. The group {a1, a2} is no placement: unplaced as a unit, a1 and a2 held apart, last at their places.
+    # Each place has 1 free + 1 held apart = 2 for z and for the group: 4 blocking pairs, 2 units in them, and
+    # each of the 4 envies the household held apart there (justified envy 4), whatever the scores.
+    households = households_df(
+        household("a1", persons=1, link_group="a"), household("a2", persons=1, link_group="a"), household("z", persons=2)
+    )
+    municipalities = municipalities_df(municipality(A, capacity_persons=2), municipality(B, capacity_persons=2))
+    problem = _problem(households, municipalities)
+    summary = distribution_key_baseline(households, municipalities, stability=problem)
+    assert summary["forbidden_by_rule"]["linked_split"] == 2 and summary["households_placed"] == 2
+    expected = {"blocking_pairs": 4, "units_in_blocking_pairs": 2, "units_with_justified_envy": 2, "justified_envy": 4}
+    assert {k: summary[k] for k in expected} == expected
+    # Counted as plain unplaced (nobody held apart), the same round would show no justified envy at all.
+    assert stability_report(problem, np.array([-1, -1]))["justified_envy"] == 0
