@@ -555,3 +555,24 @@ def test_unplaced_reasons_read_in_words_with_the_code_in_the_tooltip() -> None:
     exported = household_table(data).filter(pl.col("household_pseudonym") == "hp_2")["unplaced_reason"].item()
     assert exported == "no compatible municipality (mostly: family_tie_must)"
 
+
+
+def test_the_keys_stability_counts_and_the_coordinators_pairs_it_kept_are_shown() -> None:
+    """The key's column showed a dash for blocking pairs and justified envy, and the report did not say whether the
+    key kept the coordinator's locked and forbidden pairs (thirty-second session)."""
+    key = {**_KEY, "households_locked": 2, "blocking_pairs": 7, "units_in_blocking_pairs": 6,
+           "units_with_justified_envy": 5, "justified_envy": 11}
+    mechanisms = {"optimiser": {"households_placed": 4, "blocking_pairs": 1, "units_in_blocking_pairs": 1,
+                                "units_with_justified_envy": 1, "justified_envy": 2},
+                  "deferred_acceptance": {"households_placed": 4, "blocking_pairs": 0, "units_in_blocking_pairs": 0,
+                                          "units_with_justified_envy": 0, "justified_envy": 0},
+                  "distribution_key": key}
+    text = _section_text(render_round_report(_data(mechanisms=mechanisms)), "stability")
+    assert "Blocking pairs (a household and a municipality that would both rather be together) 1 0 7 " in text
+    assert "Justified envy (pairs of units) 2 0 11" in text
+    assert "2 locked households go to their municipality first, counted against that share," in text
+    assert "no household goes where the coordinator forbade it" in text
+    assert "counts as placed nowhere acceptable" in text
+    # None locked: said so, not "0 locked households".
+    none = _section_text(render_round_report(_data(mechanisms={**mechanisms, "distribution_key": {**key, "households_locked": 0}})), "stability")
+    assert "no household was locked;" in none and "0 locked" not in none

@@ -643,14 +643,15 @@ _MECHANISM_ROWS: tuple[tuple[str, str], ...] = (
 def _mechanism_cell(summary: Mapping[str, Any] | None, key: str) -> str:
     """One cell of the comparison. The optimiser and deferred acceptance place only candidate pairs (the rules
     hold, a link group is one unit), so nothing they place is forbidden and a unit's score is its households'
-    sum; the distribution key brings its own count and mean. Stability counts are not computed for the key."""
+    sum; the distribution key brings its own count and mean, and its stability counts (a dash in rounds stored
+    before they were computed for it)."""
     if not summary:
         return ""
     if key == "mean_score" and key in summary:
         return _fmt_float(summary.get(key))
     if key in summary:
         return _fmt_value(summary.get(key))
-    if "key" in summary:  # the distribution key: no stability counts
+    if "key" in summary:  # the distribution key of a round stored before its stability counts
         return "–"
     if key == "households_forbidden":
         return _fmt_int(0)
@@ -694,6 +695,21 @@ def _distribution_key_text(mechanisms: Mapping[str, Mapping[str, Any]]) -> list[
         " below its share that still has room for its persons. It looks at nothing else: no preferences, no score,"
         " no hard rule."
     ]
+    if "households_locked" in key:  # rounds stored before the key kept the coordinator's pairs say nothing of them
+        locked = int(key.get("households_locked", 0))
+        lines.append(
+            "As the optimiser and deferred acceptance do, it keeps the coordinator's pairs (Locks and forbids): "
+            + (f"{_plural(locked, 'locked household goes', 'locked households go')} to {'its' if locked == 1 else 'their'}"
+               " municipality first, counted against that share," if locked else "no household was locked;")
+            + " and no household goes where the coordinator forbade it."
+        )
+    if "blocking_pairs" in key:
+        lines.append(
+            "Its blocking pairs and justified envy are counted as for the other columns. A household the key sends where"
+            " a hard rule forbids counts as placed nowhere acceptable: it would rather have any municipality the rules"
+            " allow, and the municipality ranks it below every household it may take. Linked households the key splits"
+            " are no placement: they count as unplaced, and each keeps its room where it was sent, ranked last there."
+        )
     forbidden = int(key.get("households_forbidden", 0))
     by_rule = [
         f"{rule_words(rule)} {_fmt_int(n)}" for rule, n in (key.get("forbidden_by_rule") or {}).items() if n

@@ -122,6 +122,12 @@ def test_a_round_keeps_the_locked_pairs_with_their_link_group_and_never_proposes
     assert f'<td class="id">forbidden_pairs[0]</td><td class="id">{forbidden[0]}</td>' in section
     assert section.count("<td>proposed</td>") == 2 and section.count("<td>not proposed</td>") == 1
     assert "3 proposals" in section
+    # The fixed key beside it keeps the same locks (the lock's linked household too) and counts its blocking pairs.
+    key = json.loads((home.path / "rounds" / "r1" / "solver.json").read_text())["mechanisms"]["distribution_key"]
+    assert key["households_locked"] == 3 and key["blocking_pairs"] >= key["units_in_blocking_pairs"] > 0
+    stability = report.split('<section id="stability">')[1].split("</section>")[0]
+    assert "3 locked households go to their municipality first" in stability
+    assert f"<td class=\"num\">{key['blocking_pairs']:,}</td></tr>".replace(",", "\u202f") in stability  # as the report writes numbers
     # The pairs are kept by household (erasure deletes them with its rows), not in the recorded parameters.
     assert "locked_pairs" not in _query(home, "SELECT config_json FROM rounds WHERE round_id = 'r1'")["config_json"][0]
 

@@ -78,6 +78,9 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert key["households_placed"] == key["households_forbidden"] + key["households_allowed"]
     assert key["households_forbidden"] > 0
     assert f"The fixed key: {key['households_forbidden']} households to a place a hard rule forbids (" in stability
+    # Its blocking pairs in its own column, counted like the others' (a dash before the thirty-second session).
+    row = f"<td class=\"num\">{ours['blocking_pairs']}</td><td class=\"num\">{da['blocking_pairs']}</td><td class=\"num\">{key['blocking_pairs']:,}</td>".replace(",", "\u202f")
+    assert key["blocking_pairs"] > 0 and row in stability
 
     # Same inputs and configuration, another round id: the same proposals, byte for byte.
     assert main(["round", "r1-again", "--period", period, "--time-limit", "30"]) == 0
