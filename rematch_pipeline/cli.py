@@ -211,6 +211,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(f"nothing to erase: the household with this reference was erased on {erasure.already_erased:%Y-%m-%d} and nothing of it is stored")
     else:
         print(f"erased: {counted(erasure.rows, 'row')}; {counted(erasure.rejected_deleted, 'rejected export')} naming the household deleted")
+    if erasure.unlinked_members:
+        print(
+            f"{counted(erasure.unlinked_members, 'member row')} without a household's link in the exports that held its members"
+            " erased with it (whose person cannot be told); the other households of those members files stay held out until a corrected export lands"
+        )
     if erasure.unlinked:
         print(f"{counted(erasure.unlinked, 'household row')} had named it as linked: the link is removed, check those households' link groups")
     if erasure.rejected_uninspected:

@@ -26,6 +26,7 @@ from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, table_exists, warehouse_connection
+from rematch_pipeline.validation import unlinked_member_rows
 from rematch_pipeline.wording import counted
 
 # Warehouse columns that carry a household pseudonym.
@@ -59,6 +60,8 @@ class Erasure:
     dagster_runs: list[str] = field(default_factory=list)
     # When an earlier erasure had removed it and nothing of it is stored: nothing was changed this time.
     already_erased: dt.datetime | None = None
+    # Member rows without a household's link in the files that held its members (they may be one of its persons).
+    unlinked_members: int = 0
 
 
 NO_SUCH_HOUSEHOLD = (
@@ -106,8 +109,13 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
             say("erasing: searching the Dagster runs' logs and config for the household")
             return Erasure(already_erased=erased_at, dagster_runs=dagster_runs_naming(home, [target, household_ref.strip()]))
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
+        # Member rows that may be one of its persons though they name no household: taken with it.
+        unlinked = _unlinked_rows(con, target, submissions)
+        rows = _export_rows(con, target, submissions)
+        for sha, sheet, row in unlinked.select("file_sha256", "sheet", "file_row").iter_rows():
+            rows[sha][sheet].add(int(row))
         # Rewritten before anything is deleted: a file that cannot be rewritten stops the erasure with nothing lost.
-        rewrites = _rewrite_exports(home, con, _export_rows(con, target, submissions), _linking_rows(con, target), household_ref.strip())
+        rewrites = _rewrite_exports(home, con, rows, _linking_rows(con, target), household_ref.strip())
         sheets = _sheets_of(con, sorted(rewrites))
         rejected, uninspected = _rejected_naming(home, con, [household_ref.strip(), *submissions])
         say(
@@ -127,7 +135,8 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
             elif submissions:
                 placeholders = ", ".join("?" for _ in submissions)
                 removed += len(con.execute(f'DELETE FROM "{table}" WHERE submission_id IN ({placeholders}) RETURNING 1', submissions).fetchall())
-        unlinked = _unlink(con, target)
+        removed += _forget_unlinked_rows(con, unlinked)
+        linking = _unlink(con, target)
         dropped = _dropped_lines(rewrites)
         _renumber_rows(con, dropped)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -154,13 +163,14 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
     _erase_from_reports(home, target)
     say("erasing: deleting it from the identity store")
     removed += identity.erase_household(target, household_ref)
+    removed += identity.erase_member_rows(unlinked.select("file_sha256", "file_row", "member_pseudonym"))
     identity.renumber_rows(_identity_lines(dropped, sheets))
     # Rewriting the warehouse of a national data home (about 1 GB) is the longest step.
     say("erasing: rewriting the warehouse and the identity store without the deleted rows' bytes")
     compact(home.warehouse_path)
     compact(home.identity_path)
     say("erasing: searching the Dagster runs' logs and config for the household")
-    return Erasure(removed, len(rejected), unlinked, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]))
+    return Erasure(removed, len(rejected), linking, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]), unlinked_members=unlinked.height)
 
 
 def keep_accepted_places(con: duckdb.DuckDBPyConnection, target: str) -> None:
@@ -280,6 +290,48 @@ def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[
         placeholders = ", ".join("?" for _ in submissions)
         found += con.execute(f"SELECT file_sha256, sheet, file_row FROM raw_members WHERE submission_id IN ({placeholders})", submissions).fetchall()
     return _by_file(found)
+
+
+def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str]) -> pl.DataFrame:
+    """Raw member rows whose household cannot be told (validation.unlinked_member_rows) and that may be one of
+    the household's persons: those of a members file (sheet) that carries members of its households file (sheet),
+    the export it came with, and those of an export (a workbook, a zip) that holds its rows. Whose person such a
+    row is cannot be told, so it goes with every household it may belong to; a linked row of another household
+    is never taken. Columns: file_sha256, file_name, sheet, file_row, member_pseudonym."""
+    households = con.execute("SELECT file_sha256, sheet, file_row, submission_id, household_pseudonym FROM raw_households").pl()
+    members = con.execute("SELECT file_sha256, file_name, sheet, file_row, submission_id, member_pseudonym FROM raw_members").pl()
+    unlinked = unlinked_member_rows(members, households)
+    if unlinked.is_empty():
+        return unlinked.select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym")
+    own = households.filter(pl.col("household_pseudonym") == target).select("file_sha256", "sheet").unique()
+    beside = households.join(own, on=["file_sha256", "sheet"], nulls_equal=True)["submission_id"].drop_nulls().implode()
+    paired = members.filter(pl.col("submission_id").is_in(beside)).select("file_sha256", "sheet").unique()
+    exports = pl.concat([own["file_sha256"], members.filter(pl.col("submission_id").is_in(submissions))["file_sha256"]]).implode()
+    reached = unlinked.join(paired, on=["file_sha256", "sheet"], how="semi", nulls_equal=True)
+    return (
+        pl.concat([reached, unlinked.filter(pl.col("file_sha256").is_in(exports))])
+        .unique(["file_sha256", "sheet", "file_row", "member_pseudonym"], maintain_order=True)
+        .select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym")
+    )
+
+
+def _forget_unlinked_rows(con: duckdb.DuckDBPyConnection, unlinked: pl.DataFrame) -> int:
+    """The warehouse's raw rows and quarantine lines of the unlinked member rows taken with the household (by file
+    and row: also where the archived copy is gone and no line is dropped), and a count of them per members file
+    (erased_unlinked_members, no value), by which the file's other households stay held out. Returns the rows deleted."""
+    if unlinked.is_empty():
+        return 0
+    con.register("unlinked_rows", unlinked.to_arrow())
+    at = "u.file_sha256 = t.file_sha256 AND u.sheet IS NOT DISTINCT FROM t.sheet AND u.file_row = t.file_row"
+    removed = len(
+        con.execute(f"DELETE FROM raw_members t WHERE EXISTS (SELECT 1 FROM unlinked_rows u WHERE {at} AND u.member_pseudonym = t.member_pseudonym) RETURNING 1").fetchall()
+    )
+    con.execute(f"""DELETE FROM quarantine t WHERE t."table" = 'members' AND EXISTS (SELECT 1 FROM unlinked_rows u WHERE {at})""")
+    con.execute(
+        "INSERT INTO erased_unlinked_members SELECT file_sha256, file_name, sheet, count(*), now() FROM unlinked_rows GROUP BY ALL ORDER BY ALL"
+    )
+    con.unregister("unlinked_rows")
+    return removed
 
 
 def _by_file(found: list[tuple[str, str | None, int]]) -> _FileRows:

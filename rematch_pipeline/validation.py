@@ -359,12 +359,37 @@ UNLINKED_MEMBERS_HELD_RULE = (
 )
 
 
-def _unlinked_member_holds(households: pl.DataFrame, chosen_members: pl.DataFrame, unlinked: pl.DataFrame) -> pl.DataFrame:
-    """HELD_OUT_SCHEMA rows for the households that an unlinked member row may belong to: those whose members
-    (chosen_members: the latest file carrying each submission) come from the members file (sheet) of such a row,
-    and those whose own row comes from the same export (a workbook, a zip). older_submissions_not_used is null:
-    the household's submission did not fail, the file beside it did."""
-    if unlinked.is_empty():
+# An erasure took out the unlinked member rows that may have been the erased household's person
+# (erasure._unlinked_rows); the file's other households stay held out, as the row may have been one of theirs.
+ERASED_UNLINKED_MEMBERS_HELD_RULE = (
+    "{where}, column submission_id: {rows} without its household's link, or naming no household, erased with a"
+    " household (rematch erase): whose person it was cannot be told, so every household of that members file is"
+    " held out until a corrected export lands"
+)
+ERASED_UNLINKED_SCHEMA: dict[str, pl.DataType] = {"file_sha256": pl.Utf8, "file_name": pl.Utf8, "sheet": pl.Utf8, "member_rows": pl.Int32}
+
+
+def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame) -> pl.DataFrame:
+    """Raw member rows whose household cannot be told: the link (submission_id) empty, or naming a submission
+    no households row of any file has. A member on its household's own line (LimeSurvey's member slots,
+    KoboCAT's flattened repeats) is that household's whatever its id, so it is none of them. Validation holds
+    out the households such a row may belong to; erasure takes it with a household it may belong to."""
+    known = households["submission_id"].drop_nulls().implode()
+    return members.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known)).join(
+        households.select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True
+    )
+
+
+def _unlinked_member_holds(
+    households: pl.DataFrame, chosen_members: pl.DataFrame, unlinked: pl.DataFrame, erased: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """HELD_OUT_SCHEMA rows for the households that an unlinked member row (or one an erasure took out: `erased`,
+    ERASED_UNLINKED_SCHEMA) may belong to: those whose members (chosen_members: the latest file carrying each
+    submission) come from the members file (sheet) of such a row, and those whose own row comes from the
+    same export (a workbook, a zip). older_submissions_not_used is null: the household's submission did not
+    fail, the file beside it did."""
+    erased = erased if erased is not None else pl.DataFrame(schema=ERASED_UNLINKED_SCHEMA)
+    if unlinked.is_empty() and erased.is_empty():
         return pl.DataFrame(schema=HELD_OUT_SCHEMA)
     sheet_keys = ["file_sha256", "sheet"]
     files = unlinked.group_by(["file_sha256", "file_name", "sheet"], maintain_order=True).agg(
@@ -375,10 +400,17 @@ def _unlinked_member_holds(households: pl.DataFrame, chosen_members: pl.DataFram
         where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['_first']}"
         rows = "a member row" if row["_rows"] == 1 else f"{counted(row['_rows'], 'member row')} (the first named)"
         reasons.append(UNLINKED_MEMBERS_HELD_RULE.format(where=where, rows=rows))
-    files = files.with_columns(pl.Series("rule", reasons, dtype=pl.Utf8))
+    for row in erased.iter_rows(named=True):
+        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}"
+        rows = "a member row" if row["member_rows"] == 1 else counted(row["member_rows"], "member row")
+        reasons.append(ERASED_UNLINKED_MEMBERS_HELD_RULE.format(where=where, rows=rows))
+    files = pl.concat([files.select("file_sha256", "file_name", "sheet"), erased.select("file_sha256", "file_name", "sheet")])
+    files = files.with_columns(pl.Series("rule", reasons, dtype=pl.Utf8)).unique(sheet_keys, keep="first", maintain_order=True)
     by_members = chosen_members.filter(pl.col("submission_id").is_not_null()).join(files, on=sheet_keys, nulls_equal=True)
     by_export = households.select("submission_id", "file_sha256").join(files.unique("file_sha256", keep="first"), on="file_sha256")
-    reason = pl.concat([by_members.select("submission_id", "rule"), by_export.select("submission_id", "rule")]).unique("submission_id", keep="first", maintain_order=True)
+    reason = pl.concat(
+        [by_members.select("submission_id", "rule"), by_export.select("submission_id", "rule")]
+    ).unique("submission_id", keep="first", maintain_order=True)
     held = households.join(reason, on="submission_id")
     return held.select(
         pl.lit("households").alias("table"), pl.lit(None, dtype=pl.Utf8).alias("municipality_id"), pl.lit(None, dtype=pl.Utf8).alias("intake_period"),
@@ -439,13 +471,18 @@ def _contradicting_decisions(raw: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_canonical(
-    raw: dict[str, pl.DataFrame], birth_dates: pl.DataFrame, known_proposals: pl.DataFrame, landed: pl.DataFrame | None = None
+    raw: dict[str, pl.DataFrame],
+    birth_dates: pl.DataFrame,
+    known_proposals: pl.DataFrame,
+    landed: pl.DataFrame | None = None,
+    erased_unlinked: pl.DataFrame | None = None,
 ) -> CanonicalTables:
     """Validate every raw table and apply the cross-table rules of the contract.
 
     `known_proposals` (round_id, household_pseudonym, municipality_id) is what decisions may answer.
     `landed` (file_sha256, ingested_at: the ingestion log) bounds each file's submitted_at; without it,
-    the current time does.
+    the current time does. `erased_unlinked` (ERASED_UNLINKED_SCHEMA: the warehouse's erased_unlinked_members)
+    names the members files an erasure took unlinked rows out of: their households stay held out as before.
     """
     quarantine: list[pl.DataFrame] = []
     counts: dict[str, int] = {}
@@ -490,10 +527,7 @@ def build_canonical(
     # belongs to no submission and would be dropped with an earlier file's without a word.
     # A member on its household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats) is that
     # household's whatever its id: no other household can be missing it.
-    known_submissions = raw["households"]["submission_id"].drop_nulls().implode()
-    unlinked = members_raw.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known_submissions)).join(
-        raw["households"].select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True
-    )
+    unlinked = unlinked_member_rows(members_raw, raw["households"])
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
     # before checking: earlier files' rows are no longer its members (a corrected file replaced them,
     # or a refusal blanked them).
@@ -525,7 +559,7 @@ def build_canonical(
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
 
     # A household that an unlinked member row may belong to would be matched short of a person: hold it out.
-    held_unlinked = _unlinked_member_holds(households, members_raw, unlinked)
+    held_unlinked = _unlinked_member_holds(households, members_raw, unlinked, erased_unlinked)
     counts["households_held_out_for_unlinked_members"] = held_unlinked.height
     households = households.join(held_unlinked.select("submission_id"), on="submission_id", how="anti")
 

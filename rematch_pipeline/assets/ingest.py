@@ -370,6 +370,10 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             con.register("incoming", raw.to_arrow())
             con.execute(f"INSERT INTO raw_{table} ({', '.join(raw.columns)}) SELECT * FROM incoming")
             con.unregister("incoming")
+        if copy_sha is not None and erased is not None:
+            # Unlinked member lines taken out with an erased submission's: the sheet's households stay held out.
+            for sheet, count in sorted(erased.unlinked.items(), key=lambda item: item[0] or ""):
+                con.execute("INSERT INTO erased_unlinked_members VALUES (?, ?, ?, ?, ?)", [sha, path.name, sheet, count, now])
         # Members (and earlier copies) stored before the refusal are blanked in the same transaction.
         blanked = blank_stored(con, consent, sha)
         restore_members(con, restored_members)

@@ -163,8 +163,13 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         )
         # When each file landed bounds its submitted_at: validating again later gives the same answer.
         landed = con.execute("SELECT file_sha256, ingested_at FROM ingestion_log").pl()
+        # Members files an erasure took unlinked rows out of: their households stay held out.
+        erased_unlinked = con.execute(
+            "SELECT file_sha256, file_name, sheet, sum(member_rows)::INTEGER AS member_rows FROM erased_unlinked_members"
+            " GROUP BY ALL ORDER BY file_name, file_sha256, sheet"
+        ).pl()
     context.log.info("validating " + ", ".join(counted(frame.height, f"raw {t} row") for t, frame in raw.items()))
-    result = build_canonical(raw, identity.birth_dates(), proposals, landed)
+    result = build_canonical(raw, identity.birth_dates(), proposals, landed, erased_unlinked)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for name in CANONICAL_TABLES:

@@ -9,7 +9,7 @@ household that submits again after its erasure sends a new submission (a new id)
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -40,6 +40,9 @@ class ErasedLines:
 
     rows: dict[str | None, set[int]]
     unlink: Unlink | None
+    # Per members sheet, the lines taken out that named no household (may be an erased household's persons):
+    # ingestion records their count (erased_unlinked_members) so that the sheet's households stay held out.
+    unlinked: dict[str | None, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -53,7 +56,9 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
     A household line goes when both its submission and its household were erased; a member line
     when its household line goes, or when its submission was erased and no household line (in this
     file or stored) carries that submission: a members file has no reference, and a bare submission
-    id of another tool or survey could be equal by chance. A link to an erased household that has
+    id of another tool or survey could be equal by chance. A member line whose link is empty or names
+    no household (validation.unlinked_member_rows) goes too where it may be an erased household's
+    person, as erasure takes it: in a members sheet that lost a line, or in an export that lost a household line. A link to an erased household that has
     no household line left is taken out of the households kept, as erasure does: validation would
     otherwise hold them out for a missing partner.
     """
@@ -77,16 +82,28 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
         kept_submissions.update(kept["submission_id"].drop_nulls())
         kept_households.update(kept["_household"].drop_nulls())
     carried = kept_submissions | erased.stored_submissions
+    unlinked: dict[str | None, int] = {}
     for table in (p for p in parsed if p.table == "members"):
         frame = table.frame.with_columns(pseudonyms(secret, "submission", table.frame["submission_id"]).alias("_submission"))
         orphan = pl.col("_submission").is_in(sorted(erased.submissions)) & ~pl.col("submission_id").is_in(sorted(carried))
         drop = (pl.col("submission_id").is_in(sorted(gone)) | orphan).fill_null(False)
-        rows[table.sheet].update(frame.filter(drop)["file_row"].cast(pl.Int64).to_list())
+        dropped = frame.filter(drop)["file_row"].cast(pl.Int64).to_list()
+        if dropped or gone:
+            own_lines = [h.frame.select(pl.col("file_row").cast(pl.Int64)) for h in households if h.sheet == table.sheet]
+            loose = frame.filter(
+                ~drop
+                & (pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(sorted(carried | gone))).fill_null(True)
+                & ~pl.col("file_row").cast(pl.Int64).is_in(pl.concat(own_lines)["file_row"].implode() if own_lines else [])
+            )["file_row"].cast(pl.Int64).to_list()
+            if loose:
+                unlinked[table.sheet] = len(set(loose))
+                dropped += loose
+        rows[table.sheet].update(dropped)
     unlink = _erased_links(households, secret, erased.households - kept_households - erased.stored_households, rows)
     rows = {sheet: numbers for sheet, numbers in rows.items() if numbers}
     if not rows and unlink is None:
         return None
-    return ErasedLines(rows, unlink)
+    return ErasedLines(rows, unlink, unlinked)
 
 
 def _erased_links(households: list[ParsedTable], secret: bytes, absent: frozenset[str], dropped: dict[str | None, set[int]]) -> Unlink | None:

@@ -223,6 +223,21 @@ class IdentityStore(dg.ConfigurableResource):
             ).fetchone()
         return found is not None
 
+    def erase_member_rows(self, rows: pl.DataFrame) -> int:
+        """Delete the member rows (file_sha256, file_row, member_pseudonym: the key) whatever submission they name:
+        erasure takes the rows without a household's link that may be the erased household's persons. Returns the
+        rows deleted."""
+        if rows.is_empty():
+            return 0
+        with self.connect() as con:
+            con.register("erased_rows", rows.select("file_sha256", "file_row", "member_pseudonym").to_arrow())
+            deleted = con.execute(
+                "DELETE FROM member_identity t WHERE EXISTS (SELECT 1 FROM erased_rows e WHERE e.file_sha256 = t.file_sha256"
+                " AND e.file_row = t.file_row AND e.member_pseudonym = t.member_pseudonym) RETURNING 1"
+            ).fetchall()
+            con.unregister("erased_rows")
+        return len(deleted)
+
     def erase_household(self, household_pseudonym: str, household_ref: str) -> int:
         """Delete every identity row of one household, and its reference from the households that
         named it as linked; the erasure is recorded by pseudonym only."""

@@ -94,6 +94,9 @@ CREATE TABLE IF NOT EXISTS rounds (
 CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIMESTAMP);
 -- The erased households' submissions (keyed pseudonyms): a file read again leaves out their members too.
 CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, erased_at TIMESTAMP);
+-- Members files (as stored: the original's sha256) an erasure took unlinked member rows out of, counted: their
+-- households stay held out (validation._unlinked_member_holds), as the rows may have been one of theirs.
+CREATE TABLE IF NOT EXISTS erased_unlinked_members (file_sha256 VARCHAR, file_name VARCHAR, sheet VARCHAR, member_rows INTEGER, erased_at TIMESTAMP);
 """,
         # What an erased household's accepted proposal used, without the household: the places stay taken for
         # the rest of the intake period (assets.matching.round_candidates), as contract D says of an accept.

@@ -23,6 +23,7 @@ from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.sample import SampleRound, generate_round, write_round
 from rematch_pipeline.validation import UNKNOWN_HOUSEHOLD_MEMBER_RULE, UNLINKED_MEMBER_RULE
+from tests.conftest import land
 
 SECRET_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -197,3 +198,70 @@ def test_a_limesurvey_response_without_its_id_keeps_the_other_households(
     assert len(held) == 1 and "latest submission failed validation" in held[0]  # itself, not its file's households
     assert _query(home, "SELECT count(*) FROM held_out WHERE \"column\" = 'members'") == [(0,)]
     assert _query(home, "SELECT count(*) FROM households")[0][0] > 10
+
+
+UNLINKED_NAME = "Unverknuepft-Person-Qz"
+
+
+def _stored_text(home: RematchHome) -> str:
+    """Every row of every table of both DuckDB files, as text (as test_limesurvey's privacy scan reads them)."""
+    texts = []
+    for path in (home.warehouse_path, home.identity_path):
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+            texts += [str(con.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables]
+    return " ".join(texts)
+
+
+def test_erasing_a_household_erases_the_unlinked_member_rows_that_may_be_its_person(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A person of the erased household whose member row lost its link (name, birth date in the identity store
+    and the export) cannot be found by submission id: erasure takes every unlinked row of the members files
+    that carry the members of its households file. The other households of that file stay held out (whose
+    person the row was cannot be told), and every linked row of theirs stays."""
+    out = tmp_path / "sample"
+    write_round(sample, out, "csv")
+    index, owner = _person(sample)
+    members_csv = out / "households" / f"members_{sample.period}.csv"
+    first = pl.int_range(pl.len()) == index
+    sample.members.with_columns(
+        pl.when(first).then(pl.lit(None, dtype=pl.Utf8)).otherwise(pl.col("submission_id")).alias("submission_id"),
+        pl.when(first).then(pl.lit(UNLINKED_NAME)).otherwise(pl.col("member_name")).alias("member_name"),
+    ).write_csv(members_csv)
+    land(home, out)
+    _ingest(capsys)
+    household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
+    others = _query(home, "SELECT count(*) FROM raw_members WHERE submission_id <> ?", [owner])[0][0]
+    assert UNLINKED_NAME in _stored_text(home)
+
+    capsys.readouterr()
+    assert main(["erase", household["household_ref"]]) == 0
+    identifying = [household[c] for c in ("household_ref", "contact_name", "contact_phone", "contact_email", "current_address") if household[c]]
+    # Its persons' names, where no other household has one alike (the one unlinked is renamed).
+    names = sample.members.with_row_index("_i").filter(pl.col("_i") != index)
+    others_names = set(names.filter(pl.col("submission_id") != owner)["member_name"])
+    identifying += [UNLINKED_NAME, *(n for n in names.filter(pl.col("submission_id") == owner)["member_name"] if n not in others_names)]
+    stored = _stored_text(home)
+    assert [text for text in identifying if text in stored] == []  # before: the unlinked row's name stayed
+    copies = [p for folder in (home.archive, home.landing("households")) for p in folder.iterdir() if p.is_file()]
+    assert not [p.name for p in copies if UNLINKED_NAME.encode() in p.read_bytes()]
+    assert _query(home, "SELECT count(*) FROM raw_members WHERE submission_id <> ?", [owner]) == [(others,)]
+
+    # The others of the file stay held out: the erased row may have been one of their persons.
+    err = _ingest(capsys)
+    held = [line for line in err.splitlines() if line.startswith("held out: ")]
+    assert held and members_csv.name in held[0] and "erased" in held[0]
+    assert _query(home, "SELECT count(*) FROM households") == [(0,)]
+    assert UNLINKED_NAME not in err
+
+    # The survey tool's next export still holds the row: ingestion takes it out with the erased submission's lines.
+    again = home.landing("households") / "members_again.csv"
+    again.write_bytes(members_csv.read_bytes().replace(b"\n", b"\r\n"))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "left out: members_again.csv: lines of erased submissions (taken out of the landed and archived copies): 2" in out
+    assert UNLINKED_NAME not in _stored_text(home) and UNLINKED_NAME.encode() not in again.read_bytes()
+    assert _query(home, "SELECT count(*) FROM households") == [(0,)]
+
