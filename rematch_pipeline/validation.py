@@ -385,7 +385,9 @@ def _unlinked_member_holds(
 ) -> pl.DataFrame:
     """HELD_OUT_SCHEMA rows for the households that an unlinked member row (or one an erasure took out: `erased`,
     ERASED_UNLINKED_SCHEMA) may belong to: those whose members (chosen_members: the latest file carrying each
-    submission) come from the members file (sheet) of such a row, and those whose own row comes from the
+    submission) come from the members file (sheet) of such a row, every household of a households file (sheet)
+    some of whose households have their members there (the export it came with: a household re-submitted there
+    may be the unlinked row's, its older members kept from an earlier file), and those whose own row comes from the
     same export (a workbook, a zip). older_submissions_not_used is null: the household's submission did not
     fail, the file beside it did."""
     erased = erased if erased is not None else pl.DataFrame(schema=ERASED_UNLINKED_SCHEMA)
@@ -407,9 +409,12 @@ def _unlinked_member_holds(
     files = pl.concat([files.select("file_sha256", "file_name", "sheet"), erased.select("file_sha256", "file_name", "sheet")])
     files = files.with_columns(pl.Series("rule", reasons, dtype=pl.Utf8)).unique(sheet_keys, keep="first", maintain_order=True)
     by_members = chosen_members.filter(pl.col("submission_id").is_not_null()).join(files, on=sheet_keys, nulls_equal=True)
+    rows_of = households.select("submission_id", pl.col("file_sha256").alias("_household_sha"), pl.col("sheet").alias("_household_sheet"))
+    paired = by_members.join(rows_of, on="submission_id").select("_household_sha", "_household_sheet", "rule").unique(["_household_sha", "_household_sheet"], keep="first", maintain_order=True)
+    by_households_file = rows_of.join(paired, on=["_household_sha", "_household_sheet"], nulls_equal=True)
     by_export = households.select("submission_id", "file_sha256").join(files.unique("file_sha256", keep="first"), on="file_sha256")
     reason = pl.concat(
-        [by_members.select("submission_id", "rule"), by_export.select("submission_id", "rule")]
+        [by_members.select("submission_id", "rule"), by_households_file.select("submission_id", "rule"), by_export.select("submission_id", "rule")]
     ).unique("submission_id", keep="first", maintain_order=True)
     held = households.join(reason, on="submission_id")
     return held.select(

@@ -265,3 +265,40 @@ def test_erasing_a_household_erases_the_unlinked_member_rows_that_may_be_its_per
     assert UNLINKED_NAME not in _stored_text(home) and UNLINKED_NAME.encode() not in again.read_bytes()
     assert _query(home, "SELECT count(*) FROM households") == [(0,)]
 
+
+def test_a_resubmitted_household_whose_new_members_file_holds_only_its_unlinked_row_is_held_out(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Canonical CSVs: the household's submission is edited (households file again, later submitted_at), and in the
+    members file beside it its only row has lost the link. Its members would come from the older file (the latest
+    file naming the submission), so it was matched on the older submission's persons; now every household of the
+    households file whose members file holds the unlinked row is held out, it too."""
+    out = tmp_path / "first"
+    write_round(sample, out, "csv")
+    land(home, out)
+    _ingest(capsys)
+    _, owner = _person(sample)
+    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(1,)]
+
+    # The re-submission, exported with a few other households: the household edited, a person fewer, and that
+    # person's row without its link.
+    again = [owner, *[s for s in sample.households["submission_id"].head(8) if s != owner]]
+    edited = sample.households.filter(pl.col("submission_id").is_in(again)).with_columns(
+        pl.when(pl.col("submission_id") == owner).then(pl.lit("2026-07-20T09:00:00")).otherwise(pl.col("submitted_at")).alias("submitted_at")
+    )
+    members = sample.members.filter(pl.col("submission_id").is_in(again)).with_row_index("_i")
+    kept = members.filter(pl.col("submission_id") == owner)["_i"][0]
+    resubmitted = members.filter((pl.col("submission_id") != owner) | (pl.col("_i") == kept)).with_columns(
+        pl.when(pl.col("_i") == kept).then(pl.lit(None, dtype=pl.Utf8)).otherwise(pl.col("submission_id")).alias("submission_id")
+    ).drop("_i")
+    (home.landing("households") / "households_edited.csv").write_bytes(edited.write_csv().encode())
+    (home.landing("households") / "members_edited.csv").write_bytes(resubmitted.write_csv().encode())
+    err = _ingest(capsys)
+    assert "members_edited.csv" in err and UNLINKED_MEMBER_RULE in err
+    # Before: it alone stayed, matched on the older members file's persons.
+    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(0,)]
+    assert _query(home, "SELECT count(*) FROM held_out WHERE submission_id = ? AND \"column\" = 'members'", [owner]) == [(1,)]
+    assert {s for (s,) in _query(home, "SELECT submission_id FROM households")}.isdisjoint(again)
+    assert main(["round", "r1"]) == 0
+    proposed = {s for (s,) in _query(home, "SELECT DISTINCT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
+    assert proposed and owner not in proposed
