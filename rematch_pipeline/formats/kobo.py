@@ -451,6 +451,7 @@ class _Read:
     members: list[dict[str, str | None]] = field(default_factory=list)
     member_rows: list[int] = field(default_factory=list)
     index: dict[str, str | None] = field(default_factory=dict)  # _index -> submission_id
+    uuids: dict[str, str] = field(default_factory=dict)  # _index -> the row's own _uuid, where written
     left_out: list[str | None] = field(default_factory=list)  # per main record: why a reviewer rejected it
     keys: list[str | None] = field(default_factory=list)  # per main record: its _index
     # Main records whose submitted_at had lost its UTC offset, by the rule read (_submission).
@@ -486,6 +487,8 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
         key = _cell(cells[index_col.position]) if index_col is not None and index_col.position < len(cells) else None
         if key is not None:
             out.index[key] = submission
+            if (uuid := _meta_value(layout, cells, ("_uuid",))) is not None:
+                out.uuids[key] = uuid
         # In the one-row-per-member layout a household repeats on each of its members' rows.
         if not (members and not slots and submission is not None and submission in seen):
             out.main.append(record)
@@ -702,16 +705,17 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
         raise InputFileError(Violation(file, None, None, "empty workbook"))
     tables: list[ParsedTable] = []
     index: dict[str, str | None] = {}
+    uuids: dict[str, str] = {}
     if mains:
         title, read = mains[0]
         tables += _tables(read, file, title)
-        index = read.index
+        index, uuids = read.index, read.uuids
         if repeats and mains[0][1].table != "households":
             rule = "kobo: repeat sheet in a municipalities export"
             raise InputFileError(Violation(file, None, None, rule, sheet=repeats[0][0]))
     if repeats:
         title, layout, read, rows = repeats[0]
-        parents = _join_members(layout, read, rows, index, file, title)
+        parents = _join_members(layout, read, rows, index, file, title, uuids)
         if read.main:
             members = canonical_table(REPEAT_TABLE, read.main, read.main_rows, title)
             kept = _kept_copies(mains[0][1]) if mains else {}
@@ -762,6 +766,16 @@ def _without_copies(table: ParsedTable, read: _Read, kept: dict[str, str]) -> Pa
     return with_left_out(replace(table, frame=table.frame.drop(LEFT_OUT_COLUMN, strict=False), skipped={}), reasons)
 
 
+# KoboToolbox writes a repeat row's `_parent_index` (its main row's `_index`) and `_submission__uuid` (that row's
+# `_uuid`) from one submission: where they name different main rows, the workbook was edited (a sheet sorted, a
+# cell changed) and whose person the row is cannot be told. Compared with the main row's own `_uuid` cell, not its
+# submission_id (a form's own submission_id question may differ from it where `_uuid` is missing).
+PARENT_MISMATCH_RULE = (
+    "kobo: repeat row's _parent_index and _submission__uuid name different submissions (a sheet sorted or edited?):"
+    " export the workbook again from KoboToolbox"
+)
+
+
 def _join_members(
     layout: _Layout,
     read: _Read,
@@ -769,9 +783,14 @@ def _join_members(
     index: dict[str, str | None],
     file: str,
     sheet: str,
+    uuids: dict[str, str] | None = None,
 ) -> list[str | None]:
     """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`
-    (also where `_parent_index` is empty and `_submission__uuid` names one main row). Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`)."""
+    (also where `_parent_index` is empty and `_submission__uuid` names one main row). Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`).
+
+    `uuids` (main `_index` -> its `_uuid`): a repeat row whose `_parent_index` names a main row with another `_uuid` than
+    its own `_submission__uuid` stops the file (PARENT_MISMATCH_RULE): KoboToolbox writes both from one submission."""
+    uuids = uuids or {}
     parent = layout.meta("_parent_index")
     fallback = layout.meta("_submission__uuid")
     if (parent is None or not index) and fallback is None:
@@ -797,6 +816,10 @@ def _join_members(
                 # A household with members missing would be matched on the wrong needs: stop the file.
                 rule = "kobo: repeat row refers to no row of the main sheet"
                 raise InputFileError(Violation(file, number, parent.header, rule, REPEAT_TABLE, sheet))
+            written = _meta_value(layout, cells, ("_submission__uuid",)) if fallback is not None else None
+            if written is not None and key in uuids and uuids[key] != written:
+                # Which of the two is right cannot be told (a sheet sorted or a cell edited): stop the file, as above.
+                raise InputFileError(Violation(file, number, parent.header, PARENT_MISMATCH_RULE, REPEAT_TABLE, sheet))
             record["submission_id"] = index[key]
             parents.append(key)
         elif fallback is not None:

@@ -302,3 +302,34 @@ def test_a_resubmitted_household_whose_new_members_file_holds_only_its_unlinked_
     assert main(["round", "r1"]) == 0
     proposed = {s for (s,) in _query(home, "SELECT DISTINCT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
     assert proposed and owner not in proposed
+
+
+def test_a_kobo_parent_index_naming_another_submission_than_submission_uuid_stops_the_workbook(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A repeat row whose `_parent_index` was changed to another existing main row (a sorted sheet, an edited cell)
+    while `_submission__uuid` still names its household: whose person it is cannot be told. Before, the person was
+    read as the other household's (one too many there, one too few in its own)."""
+    write_round(sample, tmp_path, "kobo-xlsx")
+    _, owner = _person(sample)
+    workbook_path = tmp_path / "households" / "rematch_household.xlsx"
+    book = openpyxl.load_workbook(workbook_path)
+    sheet = book["members"]
+    header = [c.value for c in sheet[1]]
+    parent, uuid = header.index("_parent_index") + 1, header.index("_submission__uuid") + 1
+    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value == owner)
+    other = next(sheet.cell(r, parent).value for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value not in (owner, None))
+    sheet.cell(row, parent).value = other
+    book.save(workbook_path)
+    for kind in ("municipalities", "households"):
+        for path in (tmp_path / kind).iterdir():
+            (home.landing(kind) / path.name).write_bytes(path.read_bytes())
+    capsys.readouterr()
+    assert main(["ingest"]) == 1  # a rejected file
+    err = capsys.readouterr().err
+    assert (
+        f"rejected: rematch_household.xlsx [sheet members], row {row}, column _parent_index: kobo: repeat row's _parent_index"
+        " and _submission__uuid name different submissions" in err
+    )
+    assert owner not in err
+    assert _query(home, "SELECT count(*) FROM raw_members") == [(0,)]
