@@ -762,19 +762,19 @@ def round_proposals(
     }
     if config.compare_mechanisms:
         # The same round under deferred acceptance, and blocking pairs of all three (docs/mechanisms.md): ~20 s at 50,000.
-        context.log.info("comparing the proposals with deferred acceptance (compare_mechanisms)")
-        with still_working(context.log.info, "still comparing with deferred acceptance"):
+        context.log.info("comparing the proposals with deferred acceptance and the fixed distribution key (compare_mechanisms)")
+        with still_working(context.log.info, "still comparing with deferred acceptance and the distribution key"):
             # The preferences ranked once for the three (1.6 s each time at 10,000 households, 2.9 M pairs).
             counter = StabilityCounter(problem)
             solver["mechanisms"] = compare_with_deferred_acceptance(problem, result.place_of_unit, counter)
-        # Today's fixed key on the same households and offers, keeping the coordinator's locks and forbids, measured
-        # by the same rules, score and stability counts (docs/mechanisms.md §6).
-        key_weight = reference_population(municipalities.get_column("municipality_id").to_list())
-        solver["mechanisms"]["distribution_key"] = distribution_key_baseline(
-            pool, municipalities, config.weights(), key_weight,
-            locked=coordinator.locked, forbidden=coordinator.forbidden, stability=counter,
-        )
-        del counter
+            # Today's fixed key on the same households and offers, keeping the coordinator's locks and forbids,
+            # measured by the same rules, score and stability counts (docs/mechanisms.md §6).
+            key_weight = reference_population(municipalities.get_column("municipality_id").to_list())
+            solver["mechanisms"]["distribution_key"] = distribution_key_baseline(
+                pool, municipalities, config.weights(), key_weight,
+                locked=coordinator.locked, forbidden=coordinator.forbidden, stability=counter,
+            )
+            del counter
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         store_round_rows(con, "proposals", round_id, proposals.drop("municipality_name"))

@@ -395,7 +395,7 @@ def test_a_long_solve_says_it_is_alive_while_it_solves(ingested: RematchHome, mo
     solved = next(i for i, line in enumerate(lines) if " persons placed, score gap " in line)
     assert max(lines.index(line) for line in still) < solved, "no line after the answer"
     # The comparison with deferred acceptance that follows says it is running too.
-    assert "comparing the proposals with deferred acceptance (compare_mechanisms)" in lines[solved:]
+    assert "comparing the proposals with deferred acceptance and the fixed distribution key (compare_mechanisms)" in lines[solved:]
 
 
 def test_a_round_says_it_is_alive_while_it_scores_stores_and_loads_its_pairs(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import openpyxl
+from openpyxl.worksheet.worksheet import Worksheet
 import polars as pl
 import pytest
 
@@ -142,19 +143,26 @@ def test_an_empty_parent_key_of_odk_central_is_restored_from_the_row_key(
         assert f"column submission_id: {UNLINKED_MEMBER_RULE}" in err
 
 
+def _kobo_member_row(sample: SampleRound, tmp_path: Path) -> tuple[openpyxl.Workbook, Worksheet, int, int, int, str]:
+    """The sample as a KoboToolbox workbook under tmp_path, its members sheet, the `_parent_index` and
+    `_submission__uuid` column numbers, and the sheet row of _person's member with that member's submission id."""
+    write_round(sample, tmp_path, "kobo-xlsx")
+    _, owner = _person(sample)
+    book = openpyxl.load_workbook(tmp_path / "households" / "rematch_household.xlsx")
+    sheet = book["members"]
+    header = [c.value for c in sheet[1]]
+    parent, uuid = header.index("_parent_index") + 1, header.index("_submission__uuid") + 1
+    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value == owner)
+    return book, sheet, parent, uuid, row, owner
+
+
 def test_an_empty_parent_index_of_a_kobo_workbook_is_restored_from_submission_uuid(
     home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """KoboToolbox writes both links on a repeat row; an emptied `_parent_index` is read from `_submission__uuid`
     (before, the whole export was rejected). Both emptied still stop the file: its row order is no link."""
-    write_round(sample, tmp_path, "kobo-xlsx")
-    _, owner = _person(sample)
+    book, sheet, parent, uuid, row, owner = _kobo_member_row(sample, tmp_path)
     workbook_path = tmp_path / "households" / "rematch_household.xlsx"
-    book = openpyxl.load_workbook(workbook_path)
-    sheet = book["members"]
-    header = [c.value for c in sheet[1]]
-    parent, uuid = header.index("_parent_index") + 1, header.index("_submission__uuid") + 1
-    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value == owner)
     sheet.cell(row, parent).value = None
     book.save(workbook_path)
     for kind in ("municipalities", "households"):
@@ -310,14 +318,8 @@ def test_a_kobo_parent_index_naming_another_submission_than_submission_uuid_stop
     """A repeat row whose `_parent_index` was changed to another existing main row (a sorted sheet, an edited cell)
     while `_submission__uuid` still names its household: whose person it is cannot be told. Before, the person was
     read as the other household's (one too many there, one too few in its own)."""
-    write_round(sample, tmp_path, "kobo-xlsx")
-    _, owner = _person(sample)
+    book, sheet, parent, uuid, row, owner = _kobo_member_row(sample, tmp_path)
     workbook_path = tmp_path / "households" / "rematch_household.xlsx"
-    book = openpyxl.load_workbook(workbook_path)
-    sheet = book["members"]
-    header = [c.value for c in sheet[1]]
-    parent, uuid = header.index("_parent_index") + 1, header.index("_submission__uuid") + 1
-    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value == owner)
     other = next(sheet.cell(r, parent).value for r in range(2, sheet.max_row + 1) if sheet.cell(r, uuid).value not in (owner, None))
     sheet.cell(row, parent).value = other
     book.save(workbook_path)
