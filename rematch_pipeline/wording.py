@@ -49,9 +49,14 @@ def number_runs(numbers: Sequence[int], through: str = "-", separator: str = ", 
     return separator.join(str(a) if a == b else f"{a}{separator}{b}" if b == a + 1 else f"{a}{through}{b}" for a, b in runs)
 
 
+def resource_noun(resource: str) -> str:
+    """One unit of a resource by its key (RESOURCE_NOUNS; an unknown key with spaces for underscores)."""
+    return RESOURCE_NOUNS.get(resource, resource.replace("_", " "))
+
+
 def resource_counted(n: int, resource: str, more: bool = False) -> str:
     """A count of a resource by its key: `1 Kita place`, `3 more housing units`."""
-    noun = RESOURCE_NOUNS.get(resource, resource.replace("_", " "))
+    noun = resource_noun(resource)
     return counted(n, f"more {noun}" if more else noun)
 
 

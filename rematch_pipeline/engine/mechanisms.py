@@ -591,11 +591,10 @@ def _envy(
     place_of_unit: np.ndarray,
     unit_preferences: Preferences,
     place_priorities: Preferences,
-    apart: HeldApart | None = None,
 ) -> _Envy:
     """Vectorised stability arrays over all candidate pairs (see blocking_pairs)."""
     place_of = _checked_places(problem, place_of_unit)
-    return _envy_ranked(problem, place_of, _ranks(problem, unit_preferences, place_priorities), PairLookup.of(problem), apart)
+    return _envy_ranked(problem, place_of, _ranks(problem, unit_preferences, place_priorities), PairLookup.of(problem))
 
 
 def _envy_ranked(
@@ -693,18 +692,13 @@ def stability_report(
     place_of_unit: np.ndarray,
     unit_preferences: Preferences = None,
     place_priorities: Preferences = None,
-    apart: HeldApart | None = None,
 ) -> dict[str, int]:
     """Summary for a round report: blocking pairs, units in one, justified envy.
 
     A unit at a place that is not its candidate (a hard rule forbids it) counts as placed nowhere
     acceptable: it would rather have any candidate place, and its place ranks it below every other.
-    apart = (place index, usage row) of households held outside any placement of their unit (an
-    assignment of households that splits a link group; that unit's place_of_unit is -1): they take
-    room at their places and rank below everyone there (no place may hold part of a group), so a
-    claimant may displace them, and each counts once in the justified envy of those who prefer that place.
     """
-    return _stability_counts(problem, _envy(problem, place_of_unit, unit_preferences, place_priorities, apart))
+    return _stability_counts(problem, _envy(problem, place_of_unit, unit_preferences, place_priorities))
 
 
 def _stability_counts(problem: AssignmentProblem, env: _Envy) -> dict[str, int]:
@@ -753,7 +747,13 @@ class StabilityCounter:
         self.lookup = PairLookup.of(problem)
 
     def counts(self, place_of_unit: np.ndarray, apart: HeldApart | None = None) -> dict[str, int]:
-        """stability_report(problem, place_of_unit, apart=apart)."""
+        """stability_report(problem, place_of_unit) with the default preferences.
+
+        apart = (place index, usage row) of households held outside any placement of their unit (an
+        assignment of households that splits a link group; that unit's place_of_unit is -1): they take
+        room at their places and rank below everyone there (no place may hold part of a group), so a
+        claimant may displace them, and each counts once in the justified envy of those who prefer that place.
+        """
         place_of = _checked_places(self.problem, place_of_unit)
         return _stability_counts(self.problem, _envy_ranked(self.problem, place_of, self.ranks, self.lookup, apart))
 

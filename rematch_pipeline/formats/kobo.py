@@ -783,14 +783,13 @@ def _join_members(
     index: dict[str, str | None],
     file: str,
     sheet: str,
-    uuids: dict[str, str] | None = None,
+    uuids: dict[str, str],
 ) -> list[str | None]:
     """Give each repeat row its household's submission_id: `_parent_index` → main `_index`, else `_submission__uuid`
     (also where `_parent_index` is empty and `_submission__uuid` names one main row). Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`).
 
     `uuids` (main `_index` -> its `_uuid`): a repeat row whose `_parent_index` names a main row with another `_uuid` than
     its own `_submission__uuid` stops the file (PARENT_MISMATCH_RULE): KoboToolbox writes both from one submission."""
-    uuids = uuids or {}
     parent = layout.meta("_parent_index")
     fallback = layout.meta("_submission__uuid")
     if (parent is None or not index) and fallback is None:

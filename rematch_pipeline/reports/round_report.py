@@ -27,7 +27,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rematch_pipeline.wording import RESOURCE_NOUNS, counted, plural, solved_words
+from rematch_pipeline.wording import counted, plural, resource_noun, solved_words
 
 __all__ = ["RESOURCES", "RoundReportData", "household_table", "municipality_table", "render_round_report", "write_round_report"]
 
@@ -62,7 +62,7 @@ def rule_words(rule: str, offered: bool = True) -> str:
     if rule.startswith("resource_"):
         # resource_<r>: the household alone needs more of r than the municipality offers in all.
         key = rule.removeprefix("resource_")
-        resource = plural(RESOURCE_NOUNS.get(key, key.replace("_", " ")))
+        resource = plural(resource_noun(key))
         return f"needs more {resource} than offered" if offered else f"no {resource} offered"
     return _RULE_WORDS.get(rule, rule)
 
@@ -450,7 +450,7 @@ def _reason_words(reason: str) -> str:
     reason = re.sub(r"\(mostly: (\w+)\)", lambda m: f"(mostly: {rule_words(m.group(1))})", reason)
     short = re.fullmatch(r"capacity: (.+) exhausted", reason)
     if short:
-        nouns = [plural(RESOURCE_NOUNS.get(r, r.replace("_", " "))) for r in short.group(1).split(" and ")]
+        nouns = [plural(resource_noun(r)) for r in short.group(1).split(" and ")]
         return f"capacity: {' and '.join(nouns)} exhausted"
     return reason
 
