@@ -24,16 +24,17 @@ def _proposals(home: RematchHome, round_id: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _unlinked(home: RematchHome, proposals: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The proposals of households without linked partners in r1 (a linked one's decision counts only
+def _unlinked(home: RematchHome, proposals: list[dict[str, str]], round_id: str = "r1") -> list[dict[str, str]]:
+    """The proposals of households without linked partners in the round (a linked one's decision counts only
     with its whole group answered alike; which households are linked to which differs run to run,
     since the pseudonyms, and so the order, come from each data home's own key)."""
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         alone = {
             r[0]
             for r in con.execute(
-                "SELECT household_pseudonym FROM round_households h WHERE round_id = 'r1'"
-                " AND (SELECT count(*) FROM round_households g WHERE g.round_id = 'r1' AND g.link_group = h.link_group) = 1"
+                "SELECT household_pseudonym FROM round_households h WHERE round_id = $r"
+                " AND (SELECT count(*) FROM round_households g WHERE g.round_id = $r AND g.link_group = h.link_group) = 1",
+                {"r": round_id},
             ).fetchall()
         }
     return [p for p in proposals if pseudonym(home.secret(), "household", p["household_ref"]) in alone]
@@ -719,6 +720,27 @@ def test_a_round_id_excel_made_a_date_of_and_then_a_number_is_quarantined_saying
     err = capsys.readouterr().err
     assert f"quarantined: decisions-juli.xlsx [sheet Sheet], row 2, column round_id: {NO_ROUND_RULE}; {hint}" in err
     assert str(serial) not in err and "2026-07" not in err
+
+
+def test_a_round_named_by_a_number_takes_its_decisions_from_a_number_cell(home: RematchHome, tmp_path: Path) -> None:
+    """The date hint is for a number no round has: a round an operator named 46204 (a number Excel would show as
+    2026-07-01) takes the decision of a workbook whose round_id cell holds that number, as for any round id."""
+    out = tmp_path / "sample"
+    assert main(["sample", "--households", "40", "--municipalities", "6", "--seed", "5", "--out", str(out)]) == 0
+    land(home, out)
+    assert main(["ingest"]) == 0
+    assert main(["round", "46204", "--period", "2026-07", "--time-limit", "10"]) == 0
+    proposal = _unlinked(home, _proposals(home, "46204"), "46204")[0]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["round_id", "household_ref", "municipality_id", "decision"])
+    sheet.append([46204, proposal["household_ref"], proposal["municipality_id"], "accept"])
+    sheet["A2"].number_format = "General"
+    book.save(home.landing("decisions") / "decisions-46204.xlsx")
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT round_id, decision FROM decisions").fetchall() == [("46204", "accept")]
+        assert con.execute("SELECT count(*) FROM quarantine WHERE \"table\" = 'decisions'").fetchone() == (0,)
 
 
 def test_a_german_decisions_workbook_lacking_a_column_is_told_which_in_german(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
