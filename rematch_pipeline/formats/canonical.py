@@ -198,10 +198,12 @@ def detect_table(header: list[str], file: str, sheet: str | None = None, next_ro
     """Which canonical table a header belongs to; a header in row 2 (merged title row above) is named as such."""
     matches = _matching_tables(header)
     if len(matches) != 1:
-        if next_row is not None and len(_matching_tables(next_row)) == 1:
-            raise InputFileError(
-                Violation(file, 1, None, "header: two header rows (merged title row?); the field names must be in row 1 alone", sheet=sheet)
-            )
+        below = _matching_tables(next_row) if next_row is not None else []
+        # A title above a header that lacks a column: told both, the nearest table's missing column named.
+        lacking_below = _nearest_table(next_row) if next_row is not None and not below and not matches else ""
+        if len(below) == 1 or (lacking_below and not _nearest_table(header)):
+            rule = "header: two header rows (merged title row?); the field names must be in row 1 alone"
+            raise InputFileError(Violation(file, 1, None, rule + lacking_below, sheet=sheet))
         rule = "header: not a municipalities, households, members or decisions template"
         raise InputFileError(Violation(file, 1, None, rule + ("" if matches else _nearest_table(header)), sheet=sheet))
     return matches[0]

@@ -774,3 +774,22 @@ def test_a_german_decisions_workbook_lacking_a_column_is_told_which_in_german(ho
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_decisions").fetchone() == (1,)
 
+
+
+def test_a_german_decisions_workbook_lacking_a_column_under_a_title_row_is_told_both(home: RematchHome, capsys) -> None:  # noqa: ANN001 - pytest fixture
+    """The same header lacking `Runde`, under a title row typed above it: it was refused as no template at all, the
+    title row read as the header and nothing said of either. Now the title row and the missing column are named."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Entscheidungen"
+    sheet.append(["Entscheidungen Juli"])
+    sheet.append(["Haushalt", "AGS", "Entscheidung"])
+    sheet.append(["RM-202607-000042", "09162", "Zusage"])
+    book.save(home.landing("decisions") / "entscheidungen.xlsx")
+    assert main(["ingest"]) == 1
+    err = capsys.readouterr().err
+    assert "rejected: entscheidungen.xlsx [sheet Entscheidungen], row 1: header: two header rows (merged title row?); the field" \
+        " names must be in row 1 alone; nearest: decisions (no column round_id, in German Runde)" in err
+    assert "RM-202607-000042" not in err
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_decisions").fetchone() == (0,)
