@@ -54,6 +54,13 @@ PERIOD_RESTORED_RULE = (
     "intake_period: read as YYYY-MM from the date Excel had made of it (the 1st of that month);"
     " format the column as text in the source"
 )
+# Validation dates a household by its form's device date only where a device clock could show it
+# (schemas.parsing.with_written_date); per raw row, this column says whether it set one aside.
+DEVICE_DATE_SET_ASIDE_COLUMN = "device_date_set_aside"
+DEVICE_DATE_SET_ASIDE_RULE = (
+    "date: the form's device date (its end, start or today) lies before 2022 or more than a day after the server"
+    " received it (a device clock set wrong?); dated by the server's time instead, which decides its age and period"
+)
 # Household columns holding AGS keys: (column, is a list).
 HOUSEHOLD_AGS_COLUMNS: tuple[tuple[str, bool], ...] = (
     ("family_ties_municipality_id", False),
@@ -180,6 +187,14 @@ def restored_period_warnings(municipalities: pl.DataFrame) -> pl.DataFrame:
     if municipalities.is_empty() or PERIOD_RESTORED_COLUMN not in municipalities.columns:
         return pl.DataFrame(schema=WARNING_SCHEMA)
     return _warnings(municipalities.filter(pl.col(PERIOD_RESTORED_COLUMN)), "municipalities", "intake_period", PERIOD_RESTORED_RULE)
+
+
+def device_date_warnings(households: pl.DataFrame) -> pl.DataFrame:
+    """One warning per validated household whose device date validation set aside for the server's
+    (parsing.with_written_date): kept, dated by submitted_at, but a wrong clock may have a cause to look at."""
+    if households.is_empty() or DEVICE_DATE_SET_ASIDE_COLUMN not in households.columns:
+        return pl.DataFrame(schema=WARNING_SCHEMA)
+    return _warnings(households.filter(pl.col(DEVICE_DATE_SET_ASIDE_COLUMN)), "households", "submitted_at", DEVICE_DATE_SET_ASIDE_RULE)
 
 
 def unknown_places(keys: list[str], municipality_ids: list[str]) -> set[str]:

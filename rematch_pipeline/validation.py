@@ -14,8 +14,10 @@ import polars as pl
 
 from rematch_pipeline.ags_reference import (
     AGS_RESTORED_COLUMN,
+    DEVICE_DATE_SET_ASIDE_COLUMN,
     PERIOD_RESTORED_COLUMN,
     WARNING_SCHEMA,
+    device_date_warnings,
     household_warnings,
     municipality_warnings,
     restored_key_warnings,
@@ -652,7 +654,10 @@ def build_canonical(
     counts["ags_keys_restored"] = restored.height
     periods = restored_period_warnings(municipalities)
     counts["intake_periods_restored"] = periods.height
-    warnings = pl.concat([restored, periods, warnings])
+    clocks = device_date_warnings(households)
+    counts["device_dates_set_aside"] = clocks.height
+    warnings = pl.concat([restored, periods, clocks, warnings])
     municipalities, households, decisions = (f.drop(AGS_RESTORED_COLUMN) for f in (municipalities, households, decisions))
     municipalities = municipalities.drop(PERIOD_RESTORED_COLUMN)
+    households = households.drop(DEVICE_DATE_SET_ASIDE_COLUMN, strict=False)
     return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts)

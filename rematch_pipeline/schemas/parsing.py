@@ -13,7 +13,7 @@ import re
 
 import polars as pl
 
-from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, PERIOD_RESTORED_COLUMN, reference_ags
+from rematch_pipeline.ags_reference import AGS_RESTORED_COLUMN, DEVICE_DATE_SET_ASIDE_COLUMN, PERIOD_RESTORED_COLUMN, reference_ags
 from rematch_pipeline.formats.canonical import SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, TEXT_FORMATS
@@ -146,7 +146,8 @@ def with_written_date(raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
     A kept date is the device's (a form's start, today or offset-less end time) and is taken only where a device clock
     could show it: from EARLIEST_SUBMISSION to one day after submitted_at's UTC date (the device's date may be
     earlier, a form filled offline and sent later, but no more than a day later at any UTC offset); else the date
-    of submitted_at is used, as where none was kept (a clock reset to 1970 must not date the household)."""
+    of submitted_at is used, as where none was kept (a clock reset to 1970 must not date the household), and
+    DEVICE_DATE_SET_ASIDE_COLUMN says so (validation warns)."""
     kept = raw[SUBMITTED_ON_COLUMN] if SUBMITTED_ON_COLUMN in raw.columns else pl.Series(SUBMITTED_ON_COLUMN, [None] * raw.height, dtype=pl.Utf8)
     device = kept.cast(pl.Utf8).map_elements(parse_date, return_dtype=pl.Date, skip_nulls=True)
     at = typed["submitted_at"].dt.date() if typed["submitted_at"].dtype == pl.Datetime else pl.Series([None] * raw.height, dtype=pl.Date)
@@ -157,7 +158,11 @@ def with_written_date(raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
             pl.col("submitted_at").map_elements(written_date, return_dtype=pl.Date, skip_nulls=True),
         ).alias(SUBMITTED_ON_COLUMN)
     )[SUBMITTED_ON_COLUMN]
-    return typed.with_columns(pl.when(pl.col("submitted_at").is_not_null()).then(written).alias(SUBMITTED_ON_COLUMN))
+    set_aside = (device.is_not_null() & ~plausible).fill_null(False)
+    return typed.with_columns(
+        pl.when(pl.col("submitted_at").is_not_null()).then(written).alias(SUBMITTED_ON_COLUMN),
+        (set_aside & pl.col("submitted_at").is_not_null()).alias(DEVICE_DATE_SET_ASIDE_COLUMN),
+    )
 
 
 def submission_time_order(at: pl.Expr) -> pl.Expr:

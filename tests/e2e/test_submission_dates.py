@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from rematch_pipeline.ags_reference import DEVICE_DATE_SET_ASIDE_RULE
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
@@ -207,15 +208,19 @@ def test_a_kobo_xlsx_refused_before_is_dated_by_the_device_when_retried(
     assert _dated(home) == EXPECTED
 
 
-def test_a_device_date_no_clock_could_show_gives_way_to_the_servers_date(home: RematchHome, tmp_path: Path) -> None:
+def test_a_device_date_no_clock_could_show_gives_way_to_the_servers_date(home: RematchHome, tmp_path: Path, capsys) -> None:  # noqa: ANN001 - pytest fixture
     """A form without an end time whose `start` a device clock got wrong (reset to 2000, or days ahead of the server's
     receipt) is dated by the server's UTC date, as before the device's date was read: not a child of -20 years
-    quarantined, nor a household submitted in June counted in July."""
+    quarantined, nor a household submitted in June counted in July. Ingestion says so per row (it said nothing)."""
     _land_offer(home)
     rows = _households("2026-07-09T22:30:07", "2026-06-30T22:30:05")
     start = ["2000-01-01T00:04:11.000+01:00", "2026-07-03T09:00:00.000+02:00"]
     kobo_kpi_households_xlsx(home.landing("households") / "Haushalte.xlsx", rows, own_submitted_at=False, device={"start": start})
     assert main(["ingest"]) == 0
+    said = capsys.readouterr()
+    warned = [line for line in (said.out + said.err).splitlines() if DEVICE_DATE_SET_ASIDE_RULE in line]
+    assert len(warned) == 2 and all(line.startswith("warning: household H-") and "submitted_at (Haushalte.xlsx" in line for line in warned), warned
+    assert "2000-01-01" not in said.out + said.err and "07-03" not in said.out + said.err
     # The server's dates: 9 July (the child is 5: a Kita place) and 30 June (a June household).
     assert _dated(home) == {SCHOOL_CHILD: ("2026-07", 1, 0), FIRST_OF_JULY: ("2026-06", 0, 0)}
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
