@@ -106,6 +106,26 @@ def reference_population(municipality_ids: Sequence[str]) -> dict[str, int] | No
     return {m: population[m] for m in municipality_ids}
 
 
+# The Königsteiner Schlüssel column the fixed key uses between Länder (reference/README.md: the year labels of
+# the source are ambiguous, and no verified 2018-2025 values exist).
+KOENIGSTEIN_YEAR = 2017
+
+
+@cache
+def koenigstein_shares() -> dict[str, int]:
+    """Each Land's Königsteiner share (KOENIGSTEIN_YEAR column) by AGS Land prefix ("01".."16"), in
+    hundred-thousandths of a percent so the fixed key can apportion in exact integers (the 16 sum to 10,000,000)."""
+    with resources.files("rematch_pipeline.reference").joinpath("koenigsteiner_schluessel_bamf_quota_2015_2017.csv").open("rb") as f:
+        frame = pl.read_csv(f, schema_overrides={"land_code": pl.Utf8, f"quota_{KOENIGSTEIN_YEAR}_pct": pl.Utf8})
+    # Read as text: the table has five decimals, so the shift is exact (no float rounding).
+    return {
+        land: int(whole) * 100_000 + int(fraction.ljust(5, "0"))
+        for land, (whole, _, fraction) in zip(
+            frame["land_code"].to_list(), (p.partition(".") for p in frame[f"quota_{KOENIGSTEIN_YEAR}_pct"].to_list()), strict=True
+        )
+    }
+
+
 @cache
 def reference_ags() -> frozenset[str]:
     """Every AGS of the reference lists, Kreise and Gemeinden."""

@@ -570,9 +570,35 @@ def test_the_keys_stability_counts_and_the_coordinators_pairs_it_kept_are_shown(
     text = _section_text(render_round_report(_data(mechanisms=mechanisms)), "stability")
     assert "Blocking pairs (a household and a municipality that would both rather be together) 1 0 7 " in text
     assert "Justified envy (pairs of units) 2 0 11" in text
-    assert "2 locked households go to their municipality first, counted against that share," in text
-    assert "no household goes where the coordinator forbade it" in text
+    forbids = "no household goes where the coordinator forbade it or a household linked to it."
+    assert (
+        "locks and forbids (Locks and forbids):"
+        " 2 locked households go to their municipality first, counted against its share, and " + forbids
+    ) in text
     assert "counts as placed nowhere acceptable" in text
-    # None locked: said so, not "0 locked households".
+    # None locked: said so in a sentence of its own, not "0 locked households" nor "was locked; and".
     none = _section_text(render_round_report(_data(mechanisms={**mechanisms, "distribution_key": {**key, "households_locked": 0}})), "stability")
-    assert "no household was locked;" in none and "0 locked" not in none
+    assert (
+        "No household was locked. As the optimiser and deferred acceptance do, it keeps the coordinator"
+    ) in none and "forbids (Locks and forbids): " + forbids in none
+    assert "0 locked" not in none and "locked;" not in none
+
+
+def test_the_report_says_the_key_shared_persons_between_lander_by_the_koenigsteiner_schluessel() -> None:
+    """The key applied the population across the whole round; now the Länder step comes first (solver.json key
+    koenigstein+population, or koenigstein+capacity_persons when a municipality has no reference population)."""
+    mechanisms = {"optimiser": {"households_placed": 4}, "deferred_acceptance": {"households_placed": 4}}
+    for within, words in (
+        ("population", "the population of each municipality (reference 2020)"),
+        ("capacity_persons", "the persons capacity each municipality offered (a municipality of the round has no reference population)"),
+    ):
+        key = {**_KEY, "key": "koenigstein+" + within}
+        text = _section_text(render_round_report(_data(mechanisms={**mechanisms, "distribution_key": key})), "stability")
+        assert (
+            "shares the persons of the pool out between the Länder of the round by the Königsteiner Schlüssel (2017),"
+            " then within each Land in proportion to " + words + ", both steps by largest remainder, and sends"
+        ) in text
+    # A round stored before the Länder step (or of municipalities of no known Land) reads as before.
+    text = _section_text(render_round_report(_data(mechanisms={**mechanisms, "distribution_key": _KEY})), "stability")
+    assert "out in proportion to the population of each municipality (reference 2020), by largest remainder, and sends" in text
+    assert "Königsteiner" not in text

@@ -19,7 +19,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, field_validator, model_validator
 
-from rematch_pipeline.ags_reference import reference_population, unknown_places
+from rematch_pipeline.ags_reference import koenigstein_shares, reference_population, unknown_places
 from rematch_pipeline.assets.failures import reason_first, refused
 from rematch_pipeline.coordinator_pairs import FORBIDDEN, CoordinatorPairs, exclusions_with_forbidden
 from rematch_pipeline.engine.assignment import solve, uses_large_method
@@ -767,11 +767,12 @@ def round_proposals(
             # The preferences ranked once for the three (1.6 s each time at 10,000 households, 2.9 M pairs).
             counter = StabilityCounter(problem)
             solver["mechanisms"] = compare_with_deferred_acceptance(problem, result.place_of_unit, counter)
-            # Today's fixed key on the same households and offers, keeping the coordinator's locks and forbids,
-            # measured by the same rules, score and stability counts (docs/mechanisms.md §6).
+            # Today's fixed key on the same households and offers (Königsteiner Schlüssel between Länder, population
+            # within), keeping the coordinator's locks and forbids, measured by the same rules, score and stability
+            # counts (docs/mechanisms.md §6).
             key_weight = reference_population(municipalities.get_column("municipality_id").to_list())
             solver["mechanisms"]["distribution_key"] = distribution_key_baseline(
-                pool, municipalities, config.weights(), key_weight,
+                pool, municipalities, config.weights(), key_weight, land_weight=koenigstein_shares(),
                 locked=coordinator.locked, forbidden=coordinator.forbidden, stability=counter,
             )
             del counter

@@ -2,13 +2,14 @@
 
 Germany distributes people seeking protection by a fixed key (between Länder the Königsteiner
 Schlüssel, within a Land in proportion to population), regardless of needs. This module applies
-such a key to the households and municipalities of one round, then measures the result with the
+such a key to the households and municipalities of one round (both steps, key_quotas_by_land),
+then measures the result with the
 project's own hard rules (compatibility.rules_broken) and score (scoring.score_pairs), so the
 round report can show it beside the optimiser and deferred acceptance (docs/mechanisms.md §6).
 
 The key ignores preferences, the score and every hard rule except the persons capacity offered;
-it keeps the coordinator's locked and forbidden pairs, as the other mechanisms of the comparison do,
-and its blocking pairs are counted like theirs (key_stability).
+it keeps the coordinator's locked and forbidden pairs, each for the whole link group, as the other
+mechanisms of the comparison do, and its blocking pairs are counted like theirs (key_stability).
 Plain Python + numpy, deterministic: households are taken in pseudonym order, ties go to the
 municipality with the smaller id.
 """
@@ -51,6 +52,41 @@ def key_quotas(total_persons: int, key_weight: np.ndarray) -> np.ndarray:
     return quota
 
 
+def land_of(municipality_id: str) -> str:
+    """The Land of a municipality: the first two digits of its AGS (a Kreis's 5-digit or a Gemeinde's 8-digit key)."""
+    return municipality_id[:2]
+
+
+def key_quotas_by_land(
+    total_persons: int, key_weight: np.ndarray, lands: Sequence[str], land_weight: Mapping[str, int]
+) -> np.ndarray:
+    """Each municipality's share of total_persons in two steps, as Germany distributes today: first between
+    the Länder of the round by land_weight (the Königsteiner Schlüssel, renormalised among them), then within
+    each Land to its municipalities by key_weight. lands holds each municipality's Land (land_of); both steps
+    apportion by largest remainder (key_quotas), Länder in code order so ties go to the smaller code.
+
+    A Land whose municipalities all weigh 0 takes no share (its persons would have nowhere to go). A round of
+    one Land gets exactly key_quotas(total_persons, key_weight). Raises ValueError for a Land without a weight.
+    """
+    w = np.asarray(key_weight, dtype=np.int64)
+    land_ids = sorted(set(lands))
+    unknown = [land for land in land_ids if land not in land_weight]
+    if unknown:
+        raise ValueError(f"land_weight: no weight for Land {', '.join(unknown)}")
+    position = {land: i for i, land in enumerate(land_ids)}
+    land_at = np.array([position[land] for land in lands], dtype=np.int64).reshape(-1)
+    within = np.zeros(len(land_ids), dtype=np.int64)  # each Land's total key weight
+    np.add.at(within, land_at, w)
+    shares = key_quotas(
+        int(total_persons), np.array([land_weight[land] if within[i] > 0 else 0 for i, land in enumerate(land_ids)], dtype=np.int64)
+    )
+    quota = np.zeros(w.size, dtype=np.int64)
+    for i, share in enumerate(shares.tolist()):
+        members = np.flatnonzero(land_at == i)  # in the municipalities' order, so one Land is the one-step key
+        quota[members] = key_quotas(share, w[members])
+    return quota
+
+
 def distribute_by_key(
     persons: np.ndarray,
     capacity_persons: np.ndarray,
@@ -67,7 +103,7 @@ def distribute_by_key(
     The coordinator's pairs, so that the key is compared on the round as the coordinator set it:
     locked[h] >= 0 sends household h there before anyone else (its persons count against that
     municipality's share and room; the round checked that the locks fit), and no household goes to a
-    (household, municipality) index pair of forbidden.
+    (household, municipality) index pair of forbidden (the caller lists every household of a link group).
     """
     persons = np.asarray(persons, dtype=np.int64)
     room = np.asarray(capacity_persons, dtype=np.int64).copy()
@@ -106,6 +142,7 @@ def distribution_key_baseline(
     weights: ScoreWeights | None = None,
     key_weight: Mapping[str, int] | None = None,
     *,
+    land_weight: Mapping[str, int] | None = None,
     locked: Sequence[tuple[str, str]] = (),
     forbidden: Sequence[tuple[str, str]] = (),
     stability: StabilityCounter | AssignmentProblem | None = None,
@@ -114,16 +151,20 @@ def distribution_key_baseline(
 
     households and municipalities are the round's pool and offers (feature tables with
     household_pseudonym, link_group, persons and the rule columns; municipality_id and the
-    capacities). key_weight maps every municipality_id to its key (population); None keys by the
-    persons capacity offered. locked and forbidden are the coordinator's (household_pseudonym,
-    municipality_id) pairs: a lock sends its household's whole link group there first (as the round
-    locks the group), a forbidden pair is never used (distribute_by_key). stability, the round's
+    capacities). key_weight maps every municipality_id to its key within its Land (population); None
+    keys by the persons capacity offered. land_weight maps Land codes (land_of) to their share between
+    Länder (the Königsteiner Schlüssel, ags_reference.koenigstein_shares): when every municipality's
+    Land has one, the persons go to Länder first (key_quotas_by_land); None, or a municipality of no
+    known Land, shares across the round at once. locked and forbidden are the coordinator's
+    (household_pseudonym, municipality_id) pairs, each naming a household or its link group: a lock
+    sends the whole link group there first, a forbidden pair keeps the whole link group away from that
+    municipality (as the round does both: linked households go together; distribute_by_key). stability, the round's
     AssignmentProblem built from the same pool (or a StabilityCounter of it, shared with the other
     mechanisms), adds the stability counts of mechanisms.stability_report (blocking pairs, justified envy)
     with the score-based preferences the other mechanisms are counted with (key_stability).
-    Returns, for solver.json and the report: key ("population" or
-    "capacity_persons"), households, households_locked, households_placed, persons_placed, households_forbidden
-    (placed where a hard rule forbids it, linked households split included), households_allowed,
+    Returns, for solver.json and the report: key (the weight within a Land, "population" or
+    "capacity_persons", prefixed "koenigstein+" when the Länder step was applied), households,
+    households_locked, households_placed, persons_placed, households_forbidden (placed where a hard rule forbids it, linked households split included), households_allowed,
     total_score and mean_score of the allowed ones (a forbidden pair has no score; mean None when
     none), forbidden_by_rule (households per rule of KEY_RULES; one household can count under
     several), places_below_minimum_intake and places_over_capacity (another resource than persons
@@ -144,9 +185,15 @@ def distribution_key_baseline(
         key, weight = "population", np.array([int(key_weight[m]) for m in place_ids], dtype=np.int64)
     usage = np.stack([int_column(hh, u) for u, _ in RESOURCE_COLUMNS], axis=1)
     persons = usage[:, 0]
+    lands = [land_of(m) for m in place_ids]
+    # The Länder step whenever every municipality names a Land of the table, whatever the weight within a Land:
+    # the Königsteiner shares do not depend on it (docs/mechanisms.md §6).
+    if land_weight is not None and all(land in land_weight for land in lands):
+        key, quota = "koenigstein+" + key, key_quotas_by_land(int(persons.sum()), weight, lands, land_weight)
+    else:
+        quota = key_quotas(int(persons.sum()), weight)
     # hh is sorted by pseudonym (feature_tables): the key's fixed order, not the solver's.
     pseudonyms = hh.get_column("household_pseudonym").to_list()
-    row_of = {h: i for i, h in enumerate(pseudonyms)}
     place_index = {m: j for j, m in enumerate(place_ids)}
     groups = hh.get_column("link_group").to_list()
     group_of = dict(zip(pseudonyms, groups, strict=True))
@@ -157,8 +204,14 @@ def distribution_key_baseline(
         raise ValueError(f"{unknown} locked pairs name unknown households or municipalities")
     group_place = {group_of.get(h, h): place_index[m] for h, m in locked}
     locked_at = np.array([group_place.get(g, -1) for g in groups], dtype=np.int64)
-    barred = [(row_of[h], place_index[m]) for h, m in forbidden if h in row_of and m in place_index]
-    place_of = distribute_by_key(persons, capacity[:, 0], key_quotas(int(persons.sum()), weight), locked_at, barred)
+    # A forbid keeps the named household's whole link group away, as a lock holds it (pairs outside the round: none).
+    members: dict[str, list[int]] = {}
+    for row, group in enumerate(groups):
+        members.setdefault(group, []).append(row)
+    barred = sorted({
+        (row, place_index[m]) for h, m in forbidden if m in place_index for row in members.get(group_of.get(h, h), ())
+    })
+    place_of = distribute_by_key(persons, capacity[:, 0], quota, locked_at, barred)
     placed = np.flatnonzero(place_of >= 0)
 
     pairs = pl.DataFrame({

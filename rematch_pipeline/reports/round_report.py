@@ -685,24 +685,35 @@ def _distribution_key_text(mechanisms: Mapping[str, Mapping[str, Any]]) -> list[
     key = mechanisms.get("distribution_key")
     if not key:
         return []
+    # solver.json `key`: the weight within a Land, after "koenigstein+" when the Länder step was applied.
+    between_lander, _, within = str(key.get("key", "")).rpartition("+")
     by = (
         "the population of each municipality (reference 2020)"
-        if key.get("key") == "population"
+        if within == "population"
         else "the persons capacity each municipality offered (a municipality of the round has no reference population)"
     )
+    shares = (
+        "between the Länder of the round by the Königsteiner Schlüssel (2017), then within each Land in proportion to "
+        + by + ", both steps by largest remainder,"
+        if between_lander
+        else "in proportion to " + by + ", by largest remainder,"
+    )
     lines = [
-        "The fixed distribution key (the quota used today) shares the persons of the pool out in proportion to " + by
-        + ", by largest remainder, and sends the households in pseudonym order each to the municipality furthest"
+        "The fixed distribution key (the quota used today) shares the persons of the pool out " + shares
+        + " and sends the households in pseudonym order each to the municipality furthest"
         " below its share that still has room for its persons. It looks at nothing else: no preferences, no score,"
         " no hard rule."
     ]
     if "households_locked" in key:  # rounds stored before the key kept the coordinator's pairs say nothing of them
         locked = int(key.get("households_locked", 0))
+        forbids = "no household goes where the coordinator forbade it or a household linked to it."
         lines.append(
-            "As the optimiser and deferred acceptance do, it keeps the coordinator's pairs (Locks and forbids): "
-            + (f"{_plural(locked, 'locked household goes', 'locked households go')} to {'its' if locked == 1 else 'their'}"
-               " municipality first, counted against that share," if locked else "no household was locked;")
-            + " and no household goes where the coordinator forbade it."
+            "As the optimiser and deferred acceptance do, it keeps the coordinator's locks and forbids (Locks and forbids): "
+            f"{_plural(locked, 'locked household goes', 'locked households go')} to {'its' if locked == 1 else 'their'}"
+            f" municipality first, counted against its share, and {forbids}"
+            if locked
+            else "No household was locked. As the optimiser and deferred acceptance do, it keeps the coordinator's"
+            f" forbids (Locks and forbids): {forbids}"
         )
     if "blocking_pairs" in key:
         lines.append(

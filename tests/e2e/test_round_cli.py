@@ -71,10 +71,12 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
     assert sum(int(m[c]) for m in municipalities for c in m if c.startswith("unplaced_short_of_")) == missed
     stability = (round_dir / "report.html").read_text().split('<section id="stability">')[1].split("</section>")[0]
     assert f"<td class=\"num\">{ours['blocking_pairs']}</td><td class=\"num\">{da['blocking_pairs']}</td>" in stability
-    # Beside them, today's fixed key on the same pool (docs/mechanisms.md §6): the sample's districts have a
-    # reference population, and the key ignores the hard rules, so some of what it places they forbid.
+    # Beside them, today's fixed key on the same pool (docs/mechanisms.md §6): the sample's districts have a Land and
+    # a reference population (Königsteiner Schlüssel between Länder, population within), and the key ignores the
+    # hard rules, so some of what it places they forbid.
     key = solver["mechanisms"]["distribution_key"]
-    assert key["key"] == "population" and key["households"] == solver["households"]
+    assert key["key"] == "koenigstein+population" and key["households"] == solver["households"]
+    assert "between the Länder of the round by the Königsteiner Schlüssel (2017)" in stability
     assert key["households_placed"] == key["households_forbidden"] + key["households_allowed"]
     assert key["households_forbidden"] > 0
     assert f"The fixed key: {key['households_forbidden']} households to a place a hard rule forbids (" in stability

@@ -10,8 +10,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from rematch_pipeline.ags_reference import koenigstein_shares, reference_population
 from rematch_pipeline.engine.compatibility import RULES, candidate_pairs, rules_broken
-from rematch_pipeline.engine.distribution_key import distribute_by_key, distribution_key_baseline, key_quotas
+from rematch_pipeline.engine.distribution_key import (
+    distribute_by_key,
+    distribution_key_baseline,
+    key_quotas,
+    key_quotas_by_land,
+)
 from rematch_pipeline.engine.mechanisms import stability_report
 from rematch_pipeline.engine.problem import AssignmentProblem, build_problem
 from rematch_pipeline.engine.scoring import score_pairs
@@ -184,3 +190,93 @@ def test_a_link_group_the_key_splits_is_unplaced_and_its_households_are_held_apa
     assert {k: summary[k] for k in expected} == expected
     # Counted as plain unplaced (nobody held apart), the same round would show no justified envy at all.
     assert stability_report(problem, np.array([-1, -1]))["justified_envy"] == 0
+
+
+def test_the_koenigstein_step_shares_persons_between_lander_first_by_hand() -> None:
+    # Länder 01 and 02 weighted 3 : 1; municipalities 01001, 01002 (Land 01) and 02000 (Land 02) of population
+    # 100, 100, 600. 8 persons: Land 01 gets 6, Land 02 gets 2; within Land 01 the 6 go 3 : 3.
+    # By population across the round (the old key) they would go 1, 1, 6.
+    lands = ["01", "01", "02"]
+    assert key_quotas_by_land(8, np.array([100, 100, 600]), lands, {"01": 3, "02": 1}).tolist() == [3, 3, 2]
+    assert key_quotas(8, np.array([100, 100, 600])).tolist() == [1, 1, 6]
+    # 9 persons: 6.75 and 2.25 -> 6, 2, the one left to Land 01 (.75); its 7 go 100 : 200 -> 2.33, 4.67 -> 2, 5.
+    assert key_quotas_by_land(9, np.array([100, 200, 600]), lands, {"01": 3, "02": 1}).tolist() == [2, 5, 2]
+    # Renormalised among the Länder present: a Land absent from the round takes nothing (Land 03's weight is unused).
+    assert key_quotas_by_land(8, np.array([100, 100, 600]), lands, {"01": 3, "02": 1, "03": 96}).tolist() == [3, 3, 2]
+    # A Land whose municipalities all weigh 0 takes no share: its persons would have nowhere to go.
+    assert key_quotas_by_land(4, np.array([0, 0, 5]), lands, {"01": 1, "02": 1}).tolist() == [0, 0, 4]
+    # Equal Länder and an odd person: the smaller Land code first (then the lower index within it).
+    assert key_quotas_by_land(3, np.array([1, 1, 1]), lands, {"01": 1, "02": 1}).tolist() == [1, 1, 1]
+    assert key_quotas_by_land(1, np.array([1, 1, 1]), lands, {"01": 1, "02": 1}).tolist() == [1, 0, 0]
+
+
+def test_a_round_of_one_land_gets_exactly_the_population_key() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        weight = rng.integers(0, 1_000, size=int(rng.integers(1, 30)))
+        total = int(rng.integers(0, 500))
+        assert key_quotas_by_land(total, weight, ["09"] * weight.size, koenigstein_shares()).tolist() == key_quotas(total, weight).tolist()
+    # The whole baseline too: the hand-made round lies in Land 01, so only the key's name changes.
+    households, municipalities = _round()
+    today = distribution_key_baseline(households, municipalities, key_weight=POPULATION)
+    by_land = distribution_key_baseline(households, municipalities, key_weight=POPULATION, land_weight=koenigstein_shares())
+    assert by_land == {**today, "key": "koenigstein+population"}
+
+
+def test_the_koenigstein_shares_are_the_2017_column_in_exact_integers() -> None:
+    shares = koenigstein_shares()
+    assert len(shares) == 16 and sum(shares.values()) == 10_000_000  # the column sums to exactly 100.00000 %
+    assert (shares["05"], shares["11"], shares["04"]) == (2_114_424, 508_324, 95_331)  # NRW, Berlin, Bremen
+    # Düsseldorf (NRW) and Berlin, 100 persons: by the key 2,114,424 : 508,324 -> 80.62, 19.38 -> 81, 19; by their
+    # population (0.62 M against 3.67 M) Berlin would take most of them.
+    population = reference_population(["05111", "11000"])
+    assert population is not None and population["11000"] > 5 * population["05111"]
+    assert key_quotas_by_land(100, np.array([population["05111"], population["11000"]]), ["05", "11"], shares).tolist() == [81, 19]
+
+
+def _two_lander_round() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """x (3 persons) and y (1 person, a pet); Land 01's 01001 (population 1000, no pets) and Land 02's 02000 (3000)."""
+    households = households_df(household("x", persons=3), household("y", persons=1, pets=True))
+    municipalities = municipalities_df(
+        municipality("01001", capacity_persons=5, pets_allowed=False), municipality("02000", capacity_persons=5)
+    )
+    return households, municipalities
+
+
+def test_the_baseline_applies_the_koenigstein_step_between_lander() -> None:
+    households, municipalities = _two_lander_round()
+    population = {"01001": 1000, "02000": 3000}
+    # Länder 3 : 1 and 4 persons: shares 3 (01001) and 1 (02000). x (3) -> 01001 (3 against 1); y -> 02000 (1 against 0),
+    # where its pet is allowed: nothing forbidden.
+    summary = distribution_key_baseline(households, municipalities, key_weight=population, land_weight={"01": 3, "02": 1})
+    assert summary["key"] == "koenigstein+population"
+    assert (summary["households_placed"], summary["households_forbidden"], summary["forbidden_by_rule"]["pets"]) == (2, 0, 0)
+    # By population alone (shares 1, 3) x went to 02000 and y to 01001, where pets are not allowed.
+    alone = distribution_key_baseline(households, municipalities, key_weight=population)
+    assert alone["key"] == "population" and alone["forbidden_by_rule"]["pets"] == 1
+
+
+def test_without_a_population_the_koenigstein_step_still_shares_between_lander() -> None:
+    households, municipalities = _two_lander_round()
+    # Capacities 5 and 5 within the Länder, Länder 3 : 1: shares 3, 1 as above, so y goes to 02000. By capacity
+    # alone (2, 2; the tie to the lower index), x -> 01001 (2 against 2), y -> 02000 (2 against -1): the same here,
+    # but the key names both steps.
+    summary = distribution_key_baseline(households, municipalities, land_weight={"01": 3, "02": 1})
+    assert summary["key"] == "koenigstein+capacity_persons" and summary["households_forbidden"] == 0
+    # Land weights 1 : 3 reverse the shares (1, 3): x -> 02000, y -> 01001 (pets not allowed).
+    reversed_lander = distribution_key_baseline(households, municipalities, land_weight={"01": 1, "02": 3})
+    assert reversed_lander["forbidden_by_rule"]["pets"] == 1
+    # A municipality of no known Land (prefix 99): no Länder step for anyone.
+    odd = municipalities.with_columns(pl.when(pl.col("municipality_id") == "02000").then(pl.lit("99000")).otherwise(pl.col("municipality_id")).alias("municipality_id"))
+    assert distribution_key_baseline(households, odd, land_weight={"01": 3, "02": 1})["key"] == "capacity_persons"
+
+
+def test_a_forbid_keeps_the_whole_link_group_away_from_that_municipality() -> None:
+    # g1 and g2 linked, 1 person each; A and B take 2 each, keyed by capacity: shares 1, 1. The coordinator forbade
+    # (g1, A). g1 -> B (A barred): B 0/1; g2 -> A would split the group (A 1 against B 0): it must not go to A,
+    # so it goes to B too (room 1). The group stays whole at B: nothing forbidden.
+    households = households_df(household("g1", persons=1, link_group="g"), household("g2", persons=1, link_group="g"))
+    municipalities = municipalities_df(municipality(A, capacity_persons=2), municipality(B, capacity_persons=2))
+    for named in ("g1", "g"):  # the household or its link group, as for a lock
+        summary = distribution_key_baseline(households, municipalities, forbidden=[(named, A)])
+        assert (summary["households_placed"], summary["households_forbidden"], summary["forbidden_by_rule"]["linked_split"]) == (2, 0, 0)
