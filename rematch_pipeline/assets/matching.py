@@ -117,7 +117,7 @@ class RoundConfig(dg.Config):
     )
     compare_mechanisms: bool = Field(
         default=True,
-        description="Also run deferred acceptance on the round and apply the fixed distribution key (today's quota, keeping the locked and forbidden pairs) to the same households, and count the blocking pairs of all three, for the report (at 50,000 households about 10-60 s, and about 1.3 GiB more after the solve; off skips it).",
+        description="Also run deferred acceptance on the round and apply the fixed distribution key (today's quota, keeping the locked and forbidden pairs) to the same households, and count the blocking pairs of all three, for the report (at 50,000 households about 25 s on a quiet 2-core machine, up to a minute on a busy one, and about 0.9 GiB more than the built problem after the solve; off skips it).",
     )
     locked_pairs: list[CoordinatorPair] = Field(
         default=[],
@@ -761,7 +761,7 @@ def round_proposals(
         "mechanisms": {},
     }
     if config.compare_mechanisms:
-        # The same round under deferred acceptance, and blocking pairs of all three (docs/mechanisms.md): ~20 s at 50,000.
+        # The same round under deferred acceptance, and blocking pairs of all three (docs/mechanisms.md): ~25 s at 50,000.
         context.log.info("comparing the proposals with deferred acceptance and the fixed distribution key (compare_mechanisms)")
         with still_working(context.log.info, "still comparing with deferred acceptance and the distribution key"):
             # The preferences ranked once for the three (1.6 s each time at 10,000 households, 2.9 M pairs).
