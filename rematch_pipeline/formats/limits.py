@@ -154,7 +154,14 @@ def container_of(data: bytes) -> str:
 
 
 def is_csv_member(name: str) -> bool:
-    """A CSV file in a zip of exports (Central's media/ folder and other files are not read)."""
+    """A CSV file in a zip of exports (Central's media/ folder and other files are not read).
+
+    A zip made with macOS's Finder (Compress) holds, beside each file, its AppleDouble twin: ``__MACOSX/…/._name.csv``
+    (and ``._name.csv`` from some other zip tools), binary metadata, no CSV; read as one it refused the whole export.
+    """
+    parts = name.split("/")
+    if "__MACOSX" in parts[:-1] or parts[-1].startswith("._"):
+        return False
     return name.lower().endswith(".csv") and not name.endswith("/")
 
 

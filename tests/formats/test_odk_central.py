@@ -90,6 +90,21 @@ def test_central_zip_ignores_media_and_other_files() -> None:
     assert [t.table for t in tables] == ["households", "members"]
 
 
+def test_central_zip_compressed_again_on_a_mac_is_read_past_its_finder_metadata() -> None:
+    # Finder's "Compress" puts the unzipped folder in the zip and an AppleDouble twin of each file under __MACOSX/
+    # (binary, NUL bytes): before, that twin was read as a CSV and refused the export ("encoding: NUL bytes").
+    files = odk_central_households()
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 40
+    members = {f"submissions/{name}": data for name, data in files.items()}
+    extra = {f"__MACOSX/submissions/._{name}": apple_double for name in files} | {"submissions/._extra.csv": apple_double}
+    data = zipped(members, {**extra, "submissions/.DS_Store": b"\x00\x00\x00\x01Bud1"})
+    households, members_table = read_export(Path("submissions.zip"), data)
+    assert (households.table, households.sheet) == ("households", f"submissions/{MAIN}")
+    assert (members_table.table, members_table.sheet) == ("members", f"submissions/{MEMBERS}")
+    assert households.frame.height == len(HOUSEHOLDS)
+    assert rows_read(members_table) == rows_read(read_export(Path("export.zip"), zipped(files))[1])
+
+
 def test_central_unknown_column_names_zip_member_and_column() -> None:
     files = odk_central_households()
     files[MEMBERS] = _edit(files[MEMBERS], "wheelchair,", "wheelchair_new,")
