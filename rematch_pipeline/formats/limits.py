@@ -234,6 +234,12 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
                 rows.append((number, cells))
                 check_row_count(len(rows), file, number)
     except csv.Error as exc:
-        # Typically a truncated file ending inside a quoted field, or an absurdly long field.
+        if "field larger than field limit" in str(exc):
+            # No answer is this long (a spreadsheet cell holds at most 32,767 characters): text pasted into a cell
+            # by mistake, or a quote opened and never closed that took in the lines after it. "Malformed or
+            # truncated" sent the coordinator looking for a quote in a file that may have none.
+            rule = f"csv: a cell longer than {csv.field_size_limit():,} characters (text pasted in by mistake, or a quote opened and never closed?)"
+            raise InputFileError(Violation(file, number + 1, None, rule)) from exc
+        # Typically a truncated file ending inside a quoted field.
         raise InputFileError(Violation(file, number + 1, None, "csv: malformed or truncated (unterminated quote?)")) from exc
     return CsvRecords(header or [], rows, delimiter)

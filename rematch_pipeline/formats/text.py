@@ -41,7 +41,10 @@ def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
     try:
         return body.decode("cp1252"), "cp1252", bom
     except UnicodeDecodeError as exc:
-        raise InputFileError(Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252")) from exc
+        # Excel's "CSV (MS-DOS)" (code page 850: its ü is a byte Windows-1252 does not have) ends here, for one.
+        raise InputFileError(
+            Violation(file, None, None, "encoding: neither UTF-8 nor Windows-1252 (Excel's CSV (MS-DOS) or CSV (Macintosh)?); save the file again as CSV UTF-8")
+        ) from exc
 
 
 def sniff_delimiter(text: str) -> str:

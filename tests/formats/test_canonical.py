@@ -182,6 +182,10 @@ def test_missing_and_renamed_columns_stop_the_file_naming_them(sample, tmp_path:
         (b"", "empty file"),
         (",".join(field_names("municipalities")).encode() + b"\n", "header only"),
         (b"a,b,c\n1,2,3\n", "not a municipalities, households, members or decisions template"),
+        # Excel's "CSV (MS-DOS)" writes code page 850: its ü (0x81) is no Windows-1252 character.
+        ("a;b\nM\u00fcller;x\n".encode("cp850"), r"encoding: neither UTF-8 nor Windows-1252 \(Excel's CSV \(MS-DOS\).*save the file again as CSV UTF-8"),
+        # A cell past Python's field limit was "malformed or truncated (unterminated quote?)", in a file without one.
+        (b"a,b\n" + b"x" * 200_000 + b",y\n", r"bad.csv, row 2: csv: a cell longer than 131,072 characters"),
     ],
 )
 def test_unreadable_files_are_rejected_with_a_rule(content: bytes, rule: str, tmp_path: Path) -> None:
