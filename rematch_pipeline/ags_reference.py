@@ -44,8 +44,8 @@ UNKNOWN_MUST_TIE_RULE = UNKNOWN_PLACE_RULE + "; a `must` tie to it can never be 
 # this column names the restored columns, comma-separated.
 AGS_RESTORED_COLUMN = "ags_restored"
 AGS_RESTORED_RULE = (
-    "ags: leading zero restored (the key was one digit short, as Excel stores a key typed as a number);"
-    " save the key column as text in the source"
+    "ags: leading zero restored (the key was one digit short, as Excel stores a key typed as a number,"
+    " or ended in .0, as a script writes a number); save the key column as text in the source"
 )
 # Validation reads an intake period that Excel had turned into a date (schemas.parsing.restore_periods);
 # per raw row, this column says whether it did.

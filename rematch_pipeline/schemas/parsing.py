@@ -40,6 +40,10 @@ TYPE_RULES: dict[Kind, str] = {
 # 9162000). Such a key is restored where it is exactly one digit short and the key with a leading zero
 # is in the reference lists (docs/decisions.md, "AGS keys that lost their leading zero").
 SHORT_AGS_PATTERN = r"^([0-9]{4}|[0-9]{7})$"
+# A key written as a decimal number (9162.0, 05315000.0): a script's or LibreOffice's CSV of a key column read as
+# numbers (pandas writes a number column with an empty cell as floats). The ".0" part is no part of any key.
+DECIMAL_AGS_PATTERN = r"^([0-9]{4,5}|[0-9]{7,8})\.0+$"
+_RESTORABLE_AGS_PATTERN = f"{SHORT_AGS_PATTERN}|{DECIMAL_AGS_PATTERN}"
 
 
 # A German Excel shows an ISO date it recognised as 22.10.1981 and saves a CSV so (a timestamp as
@@ -189,19 +193,22 @@ def has_two_digit_year(value: str | None) -> bool:
 
 
 def _restored_key(key: pl.Expr) -> pl.Expr:
-    """One AGS key with its lost leading zero back where that makes it a reference AGS; else unchanged."""
-    padded = pl.lit("0") + key
-    return pl.when(key.str.contains(SHORT_AGS_PATTERN) & padded.is_in(list(reference_ags()))).then(padded).otherwise(key)
+    """One AGS key without a number's ".0" and with its lost leading zero back, where that makes it a reference
+    AGS; else unchanged."""
+    digits = pl.when(key.str.contains(DECIMAL_AGS_PATTERN)).then(key.str.replace(r"\.0+$", "")).otherwise(key)
+    restored = pl.when(digits.str.contains(SHORT_AGS_PATTERN)).then(pl.lit("0") + digits).otherwise(digits)
+    return pl.when(key.str.contains(_RESTORABLE_AGS_PATTERN) & restored.is_in(list(reference_ags()))).then(restored).otherwise(key)
 
 
 def restored_ags(field: Field, col: pl.Expr) -> pl.Expr:
-    """An AGS or AGS-list cell with every key that lost its leading zero restored (other cells unchanged)."""
+    """An AGS or AGS-list cell with every key that lost its leading zero (or was written as a decimal number)
+    restored (other cells unchanged)."""
     text = col.str.strip_chars()
     if field.kind is Kind.AGS:
-        return pl.when(text.str.contains(SHORT_AGS_PATTERN)).then(_restored_key(text)).otherwise(col)
+        return pl.when(text.str.contains(_RESTORABLE_AGS_PATTERN)).then(_restored_key(text)).otherwise(col)
     if field.kind is Kind.AGS_LIST:
         keys = text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
-        short = keys.list.eval(pl.element().str.contains(SHORT_AGS_PATTERN)).list.any()
+        short = keys.list.eval(pl.element().str.contains(_RESTORABLE_AGS_PATTERN)).list.any()
         return pl.when(short.fill_null(False)).then(keys.list.eval(_restored_key(pl.element())).list.join(" ")).otherwise(col)
     return col
 

@@ -163,6 +163,33 @@ def test_ags_keys_that_lost_their_leading_zero_are_restored_with_a_warning(home:
 
 
 
+def test_ags_keys_written_as_decimal_numbers_are_restored_with_a_warning(home: RematchHome, sample: SampleRound, baseline) -> None:
+    # A CSV a script (pandas: a number column with an empty cell is floats) or LibreOffice wrote from a key column
+    # read as numbers: 9162.0 for 09162. Before, every offer was quarantined as `type: AGS …` and held out, all three
+    # under one pseudo-municipality "#withheld".
+    municipalities = sample.municipalities.with_columns(
+        pl.col("municipality_id").map_elements(lambda key: f"{int(key)}.0", return_dtype=pl.Utf8)
+    )
+    assert all(m.count(".") == 1 and not m.startswith("0") for m in municipalities["municipality_id"])
+    households = sample.households
+    solo = households.with_row_index("i").filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    tie_row = solo["i"][0]
+    households = _set(_set(households, tie_row, "family_ties_municipality_id", "9162.0"), tie_row, "family_ties_importance", "nice")
+    summary, _ = _ingest(home, _files(sample, municipalities=municipalities, households=households))
+
+    stored = _query(home, "SELECT municipality_id FROM municipalities ORDER BY municipality_id")
+    assert [m for (m,) in stored] == sorted(sample.municipalities["municipality_id"])
+    assert _query(home, "SELECT \"table\", \"column\", rule FROM quarantine WHERE \"column\" IN ('municipality_id', 'family_ties_municipality_id')") == []
+    tie_pseudonym = pseudonym(home.secret(), "household", solo["household_ref"][0])
+    assert _query(home, "SELECT family_ties_municipality_id FROM households WHERE household_pseudonym = ?", [tie_pseudonym]) == [("09162",)]
+    warned = _query(home, 'SELECT "table", "column", file_row FROM validation_warnings WHERE rule = ? ORDER BY "table", file_row', [AGS_RESTORED_RULE])
+    assert warned == [("households", "family_ties_municipality_id", tie_row + 2)] + [
+        ("municipalities", "municipality_id", i + 2) for i in range(municipalities.height)
+    ]
+    assert "ended in .0" in AGS_RESTORED_RULE and "9162" not in " | ".join(summary.warnings).replace(AGS_RESTORED_RULE, "").replace(tie_pseudonym, "")
+    assert _valid_households(home) == baseline
+
+
 def _periods_as_excel_saw_them(frame: pl.DataFrame, dates: list[object]) -> bytes:
     """The template after Excel turned the typed intake period into a date: per row, a date cell (shown as
     'Jul 26') or a number (a date cell whose format was set to General: its serial)."""
