@@ -199,6 +199,13 @@ class CsvRecords:
     delimiter: str
 
 
+_EXCEL_SEPARATOR_LINE = re.compile(r"^sep=.$", re.IGNORECASE)
+_EXCEL_SEPARATOR_RULE = (
+    "csv: the first line is Excel's separator line (sep=…), not the header; delete that line, or open the file in "
+    "Excel and save it again as CSV UTF-8, and land it again"
+)
+
+
 def csv_records(data: bytes, file: str) -> CsvRecords:
     """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1."""
     if not data:
@@ -214,6 +221,10 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
     try:
         for number, cells in enumerate(reader, start=1):
             if header is None:
+                if _EXCEL_SEPARATOR_LINE.match(delimiter.join(cells).strip()):  # `sep=;` splits at its own `;`
+                    # `sep=;` above the header tells Excel the separator (some scripts write it, some users add it);
+                    # read as a header it was "two header rows (merged title row?)", which sent users looking for a title.
+                    raise InputFileError(Violation(file, 1, None, _EXCEL_SEPARATOR_RULE))
                 header = [c.strip() for c in cells]
                 width = len(header)
                 while width and not header[width - 1]:

@@ -186,6 +186,8 @@ def test_missing_and_renamed_columns_stop_the_file_naming_them(sample, tmp_path:
         ("a;b\nM\u00fcller;x\n".encode("cp850"), r"encoding: neither UTF-8 nor Windows-1252 \(Excel's CSV \(MS-DOS\).*save the file again as CSV UTF-8"),
         # A cell past Python's field limit was "malformed or truncated (unterminated quote?)", in a file without one.
         (b"a,b\n" + b"x" * 200_000 + b",y\n", r"bad.csv, row 2: csv: a cell longer than 131,072 characters"),
+        # Excel's separator line above the header was "two header rows (merged title row?)".
+        (b"sep=;\r\nmunicipality_id;municipality_name\r\n01001;x\r\n", r"bad.csv, row 1: csv: the first line is Excel's separator line \(sep=…\), not the header; delete that line"),
     ],
 )
 def test_unreadable_files_are_rejected_with_a_rule(content: bytes, rule: str, tmp_path: Path) -> None:
