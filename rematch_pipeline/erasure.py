@@ -295,7 +295,8 @@ def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[
 def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str]) -> pl.DataFrame:
     """Raw member rows whose household cannot be told (validation.unlinked_member_rows) and that may be one of
     the household's persons: those of a members file (sheet) that carries members of its households file (sheet),
-    the export it came with, and those of an export (a workbook, a zip) that holds its rows. Whose person such a
+    the export it came with, those of an export (a workbook, a zip) that holds its rows, and every one whose link
+    is empty (it names no one). Whose person such a
     row is cannot be told, so it goes with every household it may belong to; a linked row of another household
     is never taken. Columns: file_sha256, file_name, sheet, file_row, member_pseudonym."""
     households = con.execute("SELECT file_sha256, sheet, file_row, submission_id, household_pseudonym FROM raw_households").pl()
@@ -308,8 +309,11 @@ def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: lis
     paired = members.filter(pl.col("submission_id").is_in(beside)).select("file_sha256", "sheet").unique()
     exports = pl.concat([own["file_sha256"], members.filter(pl.col("submission_id").is_in(submissions))["file_sha256"]]).implode()
     reached = unlinked.join(paired, on=["file_sha256", "sheet"], how="semi", nulls_equal=True)
+    # An empty link names no one: the row may be its person in any file (a members file of that row alone), as
+    # ingestion after an erasure takes it (formats.erased.erased_lines). A link naming no household stays unless
+    # reached: its households file may land later.
     return (
-        pl.concat([reached, unlinked.filter(pl.col("file_sha256").is_in(exports))])
+        pl.concat([reached, unlinked.filter(pl.col("file_sha256").is_in(exports)), unlinked.filter(pl.col("submission_id").is_null())])
         .unique(["file_sha256", "sheet", "file_row", "member_pseudonym"], maintain_order=True)
         .select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym")
     )

@@ -17,10 +17,13 @@ from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.landing import pseudonyms
 from rematch_pipeline.formats.redact import Unlink
 from rematch_pipeline.resources.identity import pseudonym
+from rematch_pipeline.validation import unlinked_member_rows
 
 
 # How ingestion_log's `skipped` (and `rematch ingest`'s "left out:") names the lines taken out.
 ERASED_LINES = "lines of erased submissions (taken out of the landed and archived copies)"
+# The file key of this export's lines where they meet validation.unlinked_member_rows (stored rows have none).
+_EXPORT = "this export"
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,11 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
     when its household line goes, or when its submission was erased and no household line (in this
     file or stored) carries that submission: a members file has no reference, and a bare submission
     id of another tool or survey could be equal by chance. A member line whose link is empty or names
-    no household (validation.unlinked_member_rows) goes too where it may be an erased household's
-    person, as erasure takes it: in a members sheet that lost a line, or in an export that lost a household line. A link to an erased household that has
-    no household line left is taken out of the households kept, as erasure does: validation would
+    no household (validation.unlinked_member_rows, the one definition) goes too where it may be an erased
+    household's person, as erasure takes it: in a members sheet that lost a line, or in an export that lost a
+    household line. One with an empty link goes from any sheet: it names no one, so it may be an erased
+    household's person whose only line in this export it is (a members file of that row alone, an export that
+    lost the household's other lines in the tool). A link to an erased household that has no household line left is taken out of the households kept, as erasure does: validation would
     otherwise hold them out for a missing partner.
     """
     if not erased.households and not erased.submissions:
@@ -82,28 +87,40 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
         kept_submissions.update(kept["submission_id"].drop_nulls())
         kept_households.update(kept["_household"].drop_nulls())
     carried = kept_submissions | erased.stored_submissions
+    # Every household row that a member link may name: this export's (kept or going), and the stored ones (no line here).
+    known = pl.concat(
+        [
+            *(_lines(h.frame, h.sheet) for h in households),
+            pl.DataFrame({"submission_id": sorted(erased.stored_submissions)}, schema={"submission_id": pl.Utf8}).with_columns(
+                pl.lit(None, dtype=pl.Utf8).alias("file_sha256"), pl.lit(None, dtype=pl.Utf8).alias("sheet"), pl.lit(None, dtype=pl.Int64).alias("file_row")
+            ),
+        ]
+    )
     unlinked: dict[str | None, int] = {}
     for table in (p for p in parsed if p.table == "members"):
         frame = table.frame.with_columns(pseudonyms(secret, "submission", table.frame["submission_id"]).alias("_submission"))
         orphan = pl.col("_submission").is_in(sorted(erased.submissions)) & ~pl.col("submission_id").is_in(sorted(carried))
         drop = (pl.col("submission_id").is_in(sorted(gone)) | orphan).fill_null(False)
         dropped = frame.filter(drop)["file_row"].cast(pl.Int64).to_list()
-        if dropped or gone:
-            own_lines = [h.frame.select(pl.col("file_row").cast(pl.Int64)) for h in households if h.sheet == table.sheet]
-            loose = frame.filter(
-                ~drop
-                & (pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(sorted(carried | gone))).fill_null(True)
-                & ~pl.col("file_row").cast(pl.Int64).is_in(pl.concat(own_lines)["file_row"].implode() if own_lines else [])
-            )["file_row"].cast(pl.Int64).to_list()
-            if loose:
-                unlinked[table.sheet] = len(set(loose))
-                dropped += loose
+        loose = unlinked_member_rows(_lines(frame.filter(~drop), table.sheet), known)
+        if not (dropped or gone):
+            # An empty link names no one: the person may be any erased household's (its only line in this export).
+            # A link naming no household stays: its households file may land later (validation holds it out).
+            loose = loose.filter(pl.col("submission_id").is_null())
+        if not loose.is_empty():
+            unlinked[table.sheet] = loose.height
+            dropped += loose["file_row"].to_list()
         rows[table.sheet].update(dropped)
     unlink = _erased_links(households, secret, erased.households - kept_households - erased.stored_households, rows)
     rows = {sheet: numbers for sheet, numbers in rows.items() if numbers}
     if not rows and unlink is None:
         return None
     return ErasedLines(rows, unlink, unlinked)
+
+
+def _lines(frame: pl.DataFrame, sheet: str | None) -> pl.DataFrame:
+    """A parsed table's lines keyed as validation keys stored rows (file_sha256, sheet, file_row), with their link."""
+    return frame.select("submission_id", pl.lit(_EXPORT).alias("file_sha256"), pl.lit(sheet, dtype=pl.Utf8).alias("sheet"), pl.col("file_row").cast(pl.Int64))
 
 
 def _erased_links(households: list[ParsedTable], secret: bytes, absent: frozenset[str], dropped: dict[str | None, set[int]]) -> Unlink | None:

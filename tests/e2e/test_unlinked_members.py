@@ -211,6 +211,16 @@ def test_a_limesurvey_response_without_its_id_keeps_the_other_households(
 UNLINKED_NAME = "Unverknuepft-Person-Qz"
 
 
+def _with_unlinked_row(sample: SampleRound, index: int) -> pl.DataFrame:
+    """The sample's members with the member at `index` (_person's) without its link and renamed UNLINKED_NAME
+    (no other person has that name, so finding it finds that row)."""
+    first = pl.int_range(pl.len()) == index
+    return sample.members.with_columns(
+        pl.when(first).then(pl.lit(None, dtype=pl.Utf8)).otherwise(pl.col("submission_id")).alias("submission_id"),
+        pl.when(first).then(pl.lit(UNLINKED_NAME)).otherwise(pl.col("member_name")).alias("member_name"),
+    )
+
+
 def _stored_text(home: RematchHome) -> str:
     """Every row of every table of both DuckDB files, as text (as test_limesurvey's privacy scan reads them)."""
     texts = []
@@ -232,11 +242,7 @@ def test_erasing_a_household_erases_the_unlinked_member_rows_that_may_be_its_per
     write_round(sample, out, "csv")
     index, owner = _person(sample)
     members_csv = out / "households" / f"members_{sample.period}.csv"
-    first = pl.int_range(pl.len()) == index
-    sample.members.with_columns(
-        pl.when(first).then(pl.lit(None, dtype=pl.Utf8)).otherwise(pl.col("submission_id")).alias("submission_id"),
-        pl.when(first).then(pl.lit(UNLINKED_NAME)).otherwise(pl.col("member_name")).alias("member_name"),
-    ).write_csv(members_csv)
+    _with_unlinked_row(sample, index).write_csv(members_csv)
     land(home, out)
     _ingest(capsys)
     household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
@@ -335,3 +341,53 @@ def test_a_kobo_parent_index_naming_another_submission_than_submission_uuid_stop
     )
     assert owner not in err
     assert _query(home, "SELECT count(*) FROM raw_members") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "when", ["later_members_file_of_it_alone", "later_export_losing_no_other_line", "members_file_of_it_alone_before"]
+)
+def test_an_erased_households_person_without_its_link_does_not_come_back(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture, when: str
+) -> None:
+    """After `rematch erase`, an export in which the household's only row is a member row without its link (a
+    members file of that row alone; the tool's next export with its household and linked rows deleted but that row
+    left) brought the person's name and birth date back into the identity store: nothing of the household was
+    left for ingestion to recognise. An empty link cannot be told whose it is, so after an erasure it is taken
+    out like the erased lines; erasure takes such a row stored before it too (a members file of it alone)."""
+    out = tmp_path / "sample"
+    write_round(sample, out, "csv")
+    index, owner = _person(sample)
+    unlinked = _with_unlinked_row(sample, index)
+    # The person is in the first export too, linked (and so erased with the household), under the same name.
+    unlinked.with_columns(sample.members["submission_id"]).write_csv(out / "households" / f"members_{sample.period}.csv")
+    land(home, out)
+    alone = home.landing("households") / "members_unlinked_alone.csv"
+    if when == "members_file_of_it_alone_before":
+        alone.write_bytes(unlinked.slice(index, 1).write_csv().encode())
+    _ingest(capsys)
+    assert UNLINKED_NAME in _stored_text(home)
+    household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
+    capsys.readouterr()
+    assert main(["erase", household["household_ref"]]) == 0
+
+    if when == "later_members_file_of_it_alone":
+        alone.write_bytes(unlinked.slice(index, 1).write_csv().encode())
+    elif when == "later_export_losing_no_other_line":
+        # The household and its linked rows deleted in the tool; the row that lost its link stayed.
+        later = unlinked.filter((pl.col("submission_id") != owner).fill_null(True))
+        (home.landing("households") / "households_later.csv").write_bytes(sample.households.filter(pl.col("submission_id") != owner).write_csv().encode())
+        # CRLF, as the tool writes it: without the row it is not the erasure's copy of the first export byte for byte.
+        (home.landing("households") / "members_later.csv").write_bytes(later.write_csv().encode().replace(b"\n", b"\r\n"))
+    capsys.readouterr()
+    main(["ingest"])
+    cli = capsys.readouterr()
+    assert UNLINKED_NAME not in _stored_text(home)  # before: back in member_identity (and raw_members, pseudonymised)
+    copies = [p for folder in (home.archive, home.landing("households")) for p in folder.iterdir() if p.is_file()]
+    assert not [p.name for p in copies if UNLINKED_NAME.encode() in p.read_bytes()]
+    assert UNLINKED_NAME not in cli.out + cli.err
+    if when == "later_export_losing_no_other_line":
+        assert "left out: members_later.csv: lines of erased submissions (taken out of the landed and archived copies): 1" in cli.out
+        # The row may have been another household's person: that file's households stay held out.
+        held = [line for line in cli.err.splitlines() if line.startswith("held out: ")]
+        assert held and all("members_later.csv" in line and "erased with a household" in line for line in held)
+        assert _query(home, "SELECT count(*) FROM households") == [(0,)]
