@@ -383,14 +383,24 @@ def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame) -> pl.
 
 
 def _unlinked_member_holds(
-    households: pl.DataFrame, chosen_members: pl.DataFrame, unlinked: pl.DataFrame, erased: pl.DataFrame | None = None
+    households: pl.DataFrame,
+    chosen_members: pl.DataFrame,
+    unlinked: pl.DataFrame,
+    erased: pl.DataFrame | None = None,
+    raw_households: pl.DataFrame | None = None,
+    landed: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """HELD_OUT_SCHEMA rows for the households that an unlinked member row (or one an erasure took out: `erased`,
     ERASED_UNLINKED_SCHEMA) may belong to: those whose members (chosen_members: the latest file carrying each
     submission) come from the members file (sheet) of such a row, every household of a households file (sheet)
     some of whose households have their members there (the export it came with: a household re-submitted there
     may be the unlinked row's, its older members kept from an earlier file), and those whose own row comes from the
-    same export (a workbook, a zip). older_submissions_not_used is null: the household's submission did not
+    same export (a workbook, a zip). A members file (sheet) whose rows name no household at all cannot be paired
+    so: it may be the members file of a household exported again alone (a households file of it, a members file of
+    only its unlinked row), whose persons still come from an older file. So every household exported again
+    (raw_households: its submission in more than one households file) whose members come from a file that landed
+    before its row's file and no later than such a members file (landed: file_sha256, ingested_at; without it,
+    whenever one exists) is held out too. older_submissions_not_used is null: the household's submission did not
     fail, the file beside it did."""
     erased = erased if erased is not None else pl.DataFrame(schema=ERASED_UNLINKED_SCHEMA)
     if unlinked.is_empty() and erased.is_empty():
@@ -415,8 +425,9 @@ def _unlinked_member_holds(
     paired = by_members.join(rows_of, on="submission_id").select("_household_sha", "_household_sheet", "rule").unique(["_household_sha", "_household_sheet"], keep="first", maintain_order=True)
     by_households_file = rows_of.join(paired, on=["_household_sha", "_household_sheet"], nulls_equal=True)
     by_export = households.select("submission_id", "file_sha256").join(files.unique("file_sha256", keep="first"), on="file_sha256")
+    by_landing = _unpaired_member_holds(households, chosen_members, files, by_members, raw_households, landed)
     reason = pl.concat(
-        [by_members.select("submission_id", "rule"), by_households_file.select("submission_id", "rule"), by_export.select("submission_id", "rule")]
+        [by_members.select("submission_id", "rule"), by_households_file.select("submission_id", "rule"), by_export.select("submission_id", "rule"), by_landing]
     ).unique("submission_id", keep="first", maintain_order=True)
     held = households.join(reason, on="submission_id")
     return held.select(
@@ -424,6 +435,46 @@ def _unlinked_member_holds(
         "household_pseudonym", "submission_id", "file_sha256", "file_name", "sheet", "file_row",
         pl.lit("members").alias("column"), "rule", pl.lit(None, dtype=pl.Int32).alias("older_submissions_not_used"),
     ).cast(HELD_OUT_SCHEMA)
+
+
+def _unpaired_member_holds(
+    households: pl.DataFrame,
+    chosen_members: pl.DataFrame,
+    files: pl.DataFrame,
+    by_members: pl.DataFrame,
+    raw_households: pl.DataFrame | None,
+    landed: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """(submission_id, rule) of the households that a members file (sheet) of unlinked rows only may belong to
+    (`_unlinked_member_holds`): exported again, their persons from a file that landed before their row's file and
+    no later than that members file. A household whose members file came with its row, or that was never exported
+    again, is not the re-submission such a file could have gone with."""
+    none = pl.DataFrame(schema={"submission_id": pl.Utf8, "rule": pl.Utf8})
+    sheet_keys = ["file_sha256", "sheet"]
+    linked = by_members.join(households.select("submission_id"), on="submission_id", how="semi")
+    unpaired = files.join(linked.select(sheet_keys).unique(), on=sheet_keys, how="anti", nulls_equal=True)
+    if unpaired.is_empty() or raw_households is None:
+        return none
+    again = raw_households.filter(pl.col("submission_id").is_not_null()).group_by("submission_id").agg(pl.col("file_sha256").n_unique().alias("_files"))
+    candidates = households.select("submission_id", pl.col("file_sha256").alias("_row_sha")).join(
+        again.filter(pl.col("_files") > 1).select("submission_id"), on="submission_id"
+    ).join(chosen_members.filter(pl.col("submission_id").is_not_null()).select("submission_id", pl.col("file_sha256").alias("_members_sha")).unique(), on="submission_id")
+    if landed is None:  # when each file landed is unknown: every such household
+        return candidates.join(unpaired.select("rule").head(1), how="cross").select("submission_id", "rule")
+    at = landed.select("file_sha256", "ingested_at").unique("file_sha256")
+    candidates = (
+        candidates.join(at.rename({"file_sha256": "_row_sha", "ingested_at": "_row_at"}), on="_row_sha")
+        .join(at.rename({"file_sha256": "_members_sha", "ingested_at": "_members_at"}), on="_members_sha")
+        .filter(pl.col("_members_at") < pl.col("_row_at"))
+    )
+    files_at = unpaired.join(at, on="file_sha256").select("ingested_at", "rule")
+    return (
+        candidates.join(files_at, how="cross")
+        .filter(pl.col("ingested_at") >= pl.col("_members_at"))
+        .sort("submission_id", "ingested_at")
+        .unique("submission_id", keep="first", maintain_order=True)
+        .select("submission_id", "rule")
+    )
 
 
 LINKED_DECISIONS_RULE = "linked households: every household of the link group needs the same decision (the others' are missing or differ)"
@@ -566,7 +617,7 @@ def build_canonical(
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
 
     # A household that an unlinked member row may belong to would be matched short of a person: hold it out.
-    held_unlinked = _unlinked_member_holds(households, members_raw, unlinked, erased_unlinked)
+    held_unlinked = _unlinked_member_holds(households, members_raw, unlinked, erased_unlinked, raw["households"], landed)
     counts["households_held_out_for_unlinked_members"] = held_unlinked.height
     households = households.join(held_unlinked.select("submission_id"), on="submission_id", how="anti")
 

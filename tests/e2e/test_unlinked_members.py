@@ -391,3 +391,35 @@ def test_an_erased_households_person_without_its_link_does_not_come_back(
         held = [line for line in cli.err.splitlines() if line.startswith("held out: ")]
         assert held and all("members_later.csv" in line and "erased with a household" in line for line in held)
         assert _query(home, "SELECT count(*) FROM households") == [(0,)]
+
+
+def test_a_resubmission_exported_alone_with_only_its_unlinked_row_is_held_out(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The re-submission exported alone: a households file of that one household (later submitted_at) and a members
+    file holding only its row that lost the link. No linked row pairs the members file with a households file, so
+    the household was matched on the older file's persons; now a household exported again without member rows of
+    its own, whose members come from a file that landed no later than such a members file, is held out."""
+    out = tmp_path / "first"
+    write_round(sample, out, "csv")
+    land(home, out)
+    _ingest(capsys)
+    _, owner = _person(sample)
+    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(1,)]
+    valid_before = _query(home, "SELECT count(*) FROM households")[0][0]
+
+    edited = sample.households.filter(pl.col("submission_id") == owner).with_columns(pl.lit("2026-07-20T09:00:00").alias("submitted_at"))
+    row = sample.members.filter(pl.col("submission_id") == owner).head(1).with_columns(pl.lit(None, dtype=pl.Utf8).alias("submission_id"))
+    (home.landing("households") / "households_edited.csv").write_bytes(edited.write_csv().encode())
+    (home.landing("households") / "members_edited.csv").write_bytes(row.write_csv().encode())
+    err = _ingest(capsys)
+    assert f"quarantined: members_edited.csv, row 2, column submission_id: {UNLINKED_MEMBER_RULE}" in err
+    held = [line for line in err.splitlines() if line.startswith("held out: ")]
+    assert len(held) == 1 and "members_edited.csv, row 2, column submission_id" in held[0] and owner not in held[0]
+    # Before: matched on the older members file's persons. The others (not exported again) stay valid.
+    assert _query(home, "SELECT count(*) FROM held_out WHERE submission_id = ? AND \"column\" = 'members'", [owner]) == [(1,)]
+    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(0,)]
+    assert _query(home, "SELECT count(*) FROM households") == [(valid_before - 1,)]
+    assert main(["round", "r1"]) == 0
+    proposed = {s for (s,) in _query(home, "SELECT DISTINCT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
+    assert proposed and owner not in proposed
