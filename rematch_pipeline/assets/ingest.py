@@ -371,9 +371,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             con.execute(f"INSERT INTO raw_{table} ({', '.join(raw.columns)}) SELECT * FROM incoming")
             con.unregister("incoming")
         if copy_sha is not None and erased is not None:
-            # Unlinked member lines taken out with an erased submission's: the sheet's households stay held out.
-            for sheet, count in sorted(erased.unlinked.items(), key=lambda item: item[0] or ""):
-                con.execute("INSERT INTO erased_unlinked_members VALUES (?, ?, ?, ?, ?)", [sha, path.name, sheet, count, now])
+            record_erased_unlinked(con, sha, path.name, erased, now)
         # Members (and earlier copies) stored before the refusal are blanked in the same transaction.
         blanked = blank_stored(con, consent, sha)
         restore_members(con, restored_members)
@@ -392,6 +390,14 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     if forgotten:
         compact(home.identity_path)
     return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped, warnings=tuple(warnings))
+
+
+def record_erased_unlinked(con: duckdb.DuckDBPyConnection, sha: str, name: str, erased: ErasedLines, now: dt.datetime) -> None:
+    """Per members sheet, the count of unlinked member lines taken out with an erased household's (erased_unlinked_members,
+    no value): the sheet's households stay held out, as the row may have been one of theirs. Ingestion and a retry
+    (assets.retry) record alike, in the caller's transaction."""
+    for sheet, count in sorted(erased.unlinked.items(), key=lambda item: item[0] or ""):
+        con.execute("INSERT INTO erased_unlinked_members VALUES (?, ?, ?, ?, ?)", [sha, name, sheet, count, now])
 
 
 def erased_so_far(warehouse: DuckDBResource) -> Erased:

@@ -13,6 +13,7 @@ validation needs no retry.
 """
 
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +28,18 @@ from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.assets.ingest import (
     blank_stored,
     consent_withdrawals,
+    erased_so_far,
     exports_partitions,
     filled,
     members_arrived_while_refused,
+    record_erased_unlinked,
     restore_members,
     skipped_submissions,
     without_consent,
 )
 from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
+from rematch_pipeline.formats.erased import ErasedLines, erased_lines
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.formats.landing import pseudonyms, split_identity
 from rematch_pipeline.formats.limits import check_file_size
@@ -148,6 +152,23 @@ def _unlinked(column: str, is_erased: Callable[[str], bool]) -> pl.Expr:
     )
 
 
+def _without_lines(parsed: list[ParsedTable], split: _Split, lines: ErasedLines | None) -> tuple[_Split, int]:
+    """A file's rows without the lines erased_lines names (per sheet, by file_row); returns the rows left out.
+    `split` holds the tables of `parsed` in its order (split_identity per table)."""
+    if lines is None:
+        return split, 0
+    result: _Split = []
+    dropped = 0
+    for table, (name, raw, identity_rows) in zip(parsed, split):
+        gone = sorted(lines.rows.get(table.sheet, set()))
+        if gone and name != "municipalities":
+            keep = ~pl.col("file_row").cast(pl.Int64).is_in(gone)
+            dropped += raw.height - raw.filter(keep).height
+            raw, identity_rows = raw.filter(keep), identity_rows.filter(keep)
+        result.append((name, raw, identity_rows))
+    return result, dropped
+
+
 def without_erased(split: _Split, secret: bytes, erased: set[str], submissions: set[str]) -> tuple[_Split, int]:
     """A file's rows without those of erased households (by pseudonym) and of their submissions (their
     members), and without erased households in link lists; returns the rows left out."""
@@ -253,6 +274,18 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
     for reading in readings.values():
         if isinstance(reading, tuple):
             erased_submissions |= erased_submissions_in(reading[1], secret, erased)
+    # What erased_lines compares a file with: the erasures (with the submissions above), and as stored the household
+    # rows of every file of this pass too (a members file read before its households file is not an orphan).
+    read_submissions = {
+        s
+        for r in readings.values()
+        if isinstance(r, tuple)
+        for t, raw, _ in r[1]
+        if t == "households"
+        for s in raw.filter(~pl.col("household_pseudonym").is_in(sorted(erased)).fill_null(False))["submission_id"].drop_nulls()
+    }
+    so_far = erased_so_far(warehouse)
+    known = dataclasses.replace(so_far, submissions=frozenset(erased_submissions), stored_submissions=so_far.stored_submissions | read_submissions)
     outcomes: list[RetryOutcome] = []
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     for sha, name, _, status, landed_at in candidates:
@@ -269,7 +302,12 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
             outcomes.append(RetryOutcome(name, sha, "still_rejected", reason=str(reading)))
             continue
         parsed, split = reading
+        # The lines ingestion would have taken out of the file (erased submissions' members, unlinked member rows that
+        # may be an erased household's person): one definition (formats.erased), left out here by row.
+        lines = erased_lines(parsed, secret, known)
+        split, taken = _without_lines(parsed, split, lines)
         split, erased_rows = without_erased(split, secret, erased, erased_submissions)
+        erased_rows += taken
         after = _count_withheld(split)
         if status == "ingested":
             before = withheld.get(sha, 0)
@@ -286,7 +324,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
         else:
             before = 0
         warnings = tuple(read_anyway_lines(name, parsed))
-        rows = _store_again(home, identity, warehouse, sha, landed_at, parsed, split, warnings, now)
+        rows = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, warnings, now, lines)
         outcomes.append(
             RetryOutcome(name, sha, "ingested" if status == "rejected" else "read_again", rows, before, after, erased_rows, warnings=warnings)
         )
@@ -301,14 +339,17 @@ def _store_again(
     identity: IdentityStore,
     warehouse: DuckDBResource,
     sha: str,
+    name: str,
     landed_at: dt.datetime,
     parsed: list[ParsedTable],
     split: _Split,
     warnings: tuple[str, ...],
     now: dt.datetime,
+    erased: ErasedLines | None = None,
 ) -> int:
     """Store a file read again in its place, consent applied as ingestion applies it, with what its reading read
-    anyway (`warnings`) in the ingestion log; the rows stored."""
+    anyway (`warnings`) in the ingestion log, and the unlinked member lines left out with an erased household's
+    (`erased`) recorded as ingestion records them; the rows stored."""
     with warehouse_connection(warehouse) as con:
         consent = consent_withdrawals(con, split, replacing=sha, after_row=_anchor(con, "households", sha, landed_at))
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
@@ -327,6 +368,8 @@ def _store_again(
             _place(con, table, sha, read.get(table), _anchor(con, table, sha, landed_at))
         blank_stored(con, consent, sha)
         restore_members(con, restored_members)
+        if erased is not None:
+            record_erased_unlinked(con, sha, name, erased, now)
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",

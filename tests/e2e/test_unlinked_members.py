@@ -24,7 +24,9 @@ from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.sample import SampleRound, generate_round, write_round
 from rematch_pipeline.validation import UNKNOWN_HOUSEHOLD_MEMBER_RULE, UNLINKED_MEMBER_RULE
+from rematch_pipeline.wording import counted
 from tests.conftest import land
+from tests.e2e.test_retry import _excel_padded, _refused_by_an_older_version
 
 SECRET_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -423,3 +425,37 @@ def test_a_resubmission_exported_alone_with_only_its_unlinked_row_is_held_out(
     assert main(["round", "r1"]) == 0
     proposed = {s for (s,) in _query(home, "SELECT DISTINCT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
     assert proposed and owner not in proposed
+
+
+def test_a_retried_export_leaves_out_the_unlinked_rows_that_go_with_an_erased_household(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`rematch ingest --retry-rejected` of an export refused after an erasure (a members file of the erased
+    household's persons, one of them without its link, and another household's): the retry left out the erased
+    submission's rows only, so the unlinked row's name came back. It now leaves out what ingestion leaves out
+    (formats.erased.erased_lines), and the file's households stay held out."""
+    out = tmp_path / "sample"
+    write_round(sample, out, "csv")
+    index, owner = _person(sample)
+    unlinked = _with_unlinked_row(sample, index)
+    unlinked.with_columns(sample.members["submission_id"]).write_csv(out / "households" / f"members_{sample.period}.csv")
+    land(home, out)
+    _ingest(capsys)
+    household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
+    assert main(["erase", household["household_ref"]]) == 0
+
+    other = str(sample.members.filter(pl.col("submission_id") != owner)["submission_id"][0])
+    refused = unlinked.filter(pl.col("submission_id").is_in([owner, other]) | pl.col("submission_id").is_null())
+    after = home.landing("households") / "members_after.csv"
+    after.write_bytes(_excel_padded(refused))
+    _refused_by_an_older_version(home, after, "header: unexpected columns , ; duplicated columns")
+    capsys.readouterr()
+    assert main(["ingest", "--retry-rejected"]) == 0
+    cli = capsys.readouterr()
+    kept = refused.filter(pl.col("submission_id") == other).height
+    assert f"retried: members_after.csv: ingested {counted(kept, 'row')} (refused before); {counted(refused.height - kept, 'row')} of erased households left out" in cli.out
+    assert UNLINKED_NAME not in _stored_text(home)  # before: back in member_identity
+    assert _query(home, "SELECT count(*) FROM raw_members WHERE file_name = 'members_after.csv'") == [(kept,)]
+    # The row may have been the other household's person: it stays held out (its persons come from this file).
+    assert _query(home, "SELECT count(*) FROM held_out WHERE submission_id = ? AND \"column\" = 'members'", [other]) == [(1,)]
+    assert "members_after.csv" in cli.err and "erased with a household" in cli.err
