@@ -88,6 +88,32 @@ class _YamlLoader(yaml.SafeLoader):
     `relative_gap: 1e-4` was text here while the Launchpad's editor (YAML 1.2) reads it as a number."""
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping; PyYAML keeps the last silently (`period` twice ran the second period)."""
+
+    def __init__(self, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__()
+        self.first, self.again = first, again
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    """A mapping whose keys are each given once; a repeated key fails naming both lines (never the key: it may be
+    a name typed where a field was meant)."""
+    seen: dict[object, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by the keys beside it
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            first = seen.setdefault(key, key_node.start_mark)
+        except TypeError:  # an unhashable key (a list): the base constructor says so
+            break
+        if first is not key_node.start_mark:
+            raise _DuplicateKey(first, key_node.start_mark)
+    return loader.construct_mapping(node)
+
+
+_YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 _YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
 )
@@ -102,12 +128,20 @@ def read_yaml(path: str) -> object:
         raise CliError(f"{path}: encoding: not UTF-8; save the file as UTF-8") from None
     try:
         return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 -- a SafeLoader
+    except _DuplicateKey as exc:
+        raise CliError(
+            f"{path}, line {exc.again.line + 1}, column {exc.again.column + 1}: a key given twice (first on line"
+            f" {exc.first.line + 1}); keep one, the round would take only the last"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         # PyYAML's problem quotes what it found there ('!Olena', a character); its context does not.
         said = [part for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part and "'" not in part]
         detail = f" ({': '.join(said)})" if said else ""
+        if mark and text.splitlines()[mark.line:mark.line + 1] and "\t" in text.splitlines()[mark.line][: mark.column + 1]:
+            # PyYAML's "found character '\t'" is dropped above (it quotes); an editor's tab is the usual cause.
+            detail += "; a tab character there: indent with spaces"
         raise CliError(f"{path}{where}: not valid YAML{detail}; check the quotes, brackets and indentation there") from None
 
 

@@ -67,6 +67,9 @@ ROUND_ID_RULE = "round id (the partition of `rounds`): 1-64 letters (A-Z, a-z), 
 # Weights are relative (the score divides by their sum), so only ratios matter; the cap keeps
 # the sums finite and catches a value typed with its decimal point lost.
 MAX_WEIGHT = 1000.0
+# A day: a round's limit by its size is at most 600 s and the largest measured round needs about 10 min; a limit
+# beyond a day is a typo (milliseconds, a zero too many), and 1e12 was taken and solved "until proven best".
+MAX_LIMIT_SECONDS = 86_400.0
 # Unplaced reason of a household whose `must` tie no reference list or offer of the round knows.
 # A household whose every compatible municipality the coordinator forbade: the forbids, not a hard rule, left it none.
 ALL_FORBIDDEN_REASON = "the coordinator forbade every one the hard rules left (forbidden_by_coordinator)"
@@ -101,7 +104,7 @@ class RoundConfig(dg.Config):
     time_limit_seconds: float | None = Field(
         default=0,
         validate_default=True,
-        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). 0 or empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s).",
+        description="Limit for the whole round's solve, all its stages together (not each); the best answer found is kept with its gap (reproducible large rounds: in counted work, see wall_limit_seconds). 0 or empty = by the round's size: 20 s per million candidate pairs, at least 60 s (a state round of 10,000 households x 401 districts), at most 600 s (a national round of 50,000: about 300 s). At most 86400 (24 hours).",
     )
     relative_gap: float = Field(default=1e-4, description="Stop when the proven relative gap is below this (0 = prove optimality).")
     reproducible: bool = Field(
@@ -113,7 +116,7 @@ class RoundConfig(dg.Config):
     wall_limit_seconds: float | None = Field(
         default=0,
         validate_default=True,
-        description="Reproducible large rounds: hard wall-clock stop (0 or empty = twice the time limit; a slower machine needs more seconds for the same work).",
+        description="Reproducible large rounds: hard wall-clock stop (0 or empty = twice the time limit; a slower machine needs more seconds for the same work). At most 172800 (48 hours).",
     )
     compare_mechanisms: bool = Field(
         default=True,
@@ -169,10 +172,11 @@ class RoundConfig(dg.Config):
         problems = []
         if self.period and not re.fullmatch(PERIOD_PATTERN, self.period):
             problems.append("period: format: YYYY-MM (e.g. 2026-07), or empty for the latest period with offers")
-        if self.time_limit_seconds is not None and not (math.isfinite(self.time_limit_seconds) and self.time_limit_seconds > 0):
-            problems.append("time_limit_seconds: a number of seconds above 0 (e.g. 60), or 0 or empty for a limit by the round's size")
-        if self.wall_limit_seconds is not None and not (math.isfinite(self.wall_limit_seconds) and self.wall_limit_seconds > 0):
-            problems.append("wall_limit_seconds: a number of seconds above 0, or 0 or empty for twice the time limit")
+        at_most = f"at most {MAX_LIMIT_SECONDS:g} (24 hours)"
+        if self.time_limit_seconds is not None and not (0 < self.time_limit_seconds <= MAX_LIMIT_SECONDS):  # NaN fails too
+            problems.append(f"time_limit_seconds: a number of seconds above 0 (e.g. 60) and {at_most}, or 0 or empty for a limit by the round's size")
+        if self.wall_limit_seconds is not None and not (0 < self.wall_limit_seconds <= 2 * MAX_LIMIT_SECONDS):
+            problems.append(f"wall_limit_seconds: a number of seconds above 0 and at most {2 * MAX_LIMIT_SECONDS:g} (48 hours), or 0 or empty for twice the time limit")
         if not (math.isfinite(self.relative_gap) and 0 <= self.relative_gap < 1):
             problems.append("relative_gap: a fraction from 0 up to (not including) 1, e.g. 0.0001 for 0.01 %")
         weights = {k: v for k, v in self.model_dump().items() if k.startswith("weight_")}
@@ -375,6 +379,7 @@ def round_candidates(
         answered = con.execute("SELECT count(*) FROM decisions WHERE round_id = ?", [round_id]).fetchone()[0]
         if answered:
             raise dg.Failure(f"round {round_id} already has {counted(answered, 'recorded decision')}; start a new round id instead")
+        earlier = con.execute("SELECT period, started_at FROM rounds WHERE round_id = ?", [round_id]).fetchone()
         period = resolve_period(con, config.period)
         households = con.execute(
             "SELECT * FROM household_features WHERE submitted_period <= ? AND accepted_municipality_id IS NULL", [period]
@@ -412,6 +417,13 @@ def round_candidates(
     problems = coordinator.round_problems(period, known, households, municipalities, pairs)
     if problems:
         raise refused("round not started, fix the run config: ", problems)
+    if earlier:
+        # A round id reused replaces that round's answer (decisions.md, "A round is a dynamic partition"): its
+        # proposals.csv may have gone out to the municipalities already, so the run says so instead of doing it quietly.
+        context.log.warning(
+            f"round {round_id} was run before (period {earlier[0]}, started {earlier[1]:%Y-%m-%d %H:%M} UTC): this run"
+            f" replaces its proposals, report and files in rounds/{round_id}/; to keep them, launch a new round id"
+        )
     forbidden = coordinator.frame().filter(pl.col("kind") == FORBIDDEN).select("household_pseudonym", "municipality_id")
     forbidden_candidates = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="semi")
     pairs = pairs.join(forbidden, on=["household_pseudonym", "municipality_id"], how="anti")

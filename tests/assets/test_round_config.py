@@ -4,6 +4,7 @@ before the round reads or writes anything, naming the field and the rule, never 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,7 @@ import pytest
 from rematch_pipeline.cli import main
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.wording import counted
-from tests.assets.conftest import refused_round
+from tests.assets.conftest import materialized_round, refused_round
 
 WEIGHTS = ("jobs", "schools_childcare", "medical_care", "community", "big_city", "quiet_rural", "family_nearby", "wishes")
 
@@ -29,6 +30,9 @@ MISTAKES: list[tuple[dict, str]] = [
     ({"period": "2026-07", "time_limit_seconds": -5}, "time_limit_seconds: a number of seconds above 0"),
     ({"period": "2026-07", "relative_gap": 5}, "relative_gap: a fraction"),
     ({"period": "2026-07", "wall_limit_seconds": -1}, "wall_limit_seconds: a number of seconds above 0"),  # 0 is not set
+    # No upper bound before: 1e12 s was taken, shown as `time limit 1e+12 s`, and a hard round would never stop.
+    ({"period": "2026-07", "time_limit_seconds": 1e12}, "time_limit_seconds: a number of seconds above 0 (e.g. 60) and at most 86400 (24 hours)"),
+    ({"period": "2026-07", "wall_limit_seconds": 1e9}, "wall_limit_seconds: a number of seconds above 0 and at most 172800 (48 hours)"),
     ({"period": "2026-07", "weight_jobs": -3}, "weight_jobs: a number from 0 to 1000"),
     ({"period": "2026-07", "weight_wishes": float("nan")}, "weight_wishes: a number from 0 to 1000"),
     ({"period": "2026-07", "weight_community": 1e300}, "weight_community: a number from 0 to 1000"),
@@ -174,6 +178,43 @@ def test_a_config_file_that_is_not_yaml_fails_in_one_line_naming_file_line_and_c
     assert len(err.splitlines()) == 1 and "Olena" not in err and "Traceback" not in err
     assert err.startswith(f"rematch: {config}, {where}: not valid YAML")
     assert _round_rows_if_any(home) == 0
+
+
+def test_a_key_given_twice_or_a_tab_indent_fails_naming_the_lines(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """PyYAML keeps the last of a key given twice: `period` twice ran the second period, a weight twice took the
+    second weight, both without a word. A tab said only `while scanning for the next token`."""
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\nweight_wishes: 2\ntime_limit_seconds: 30\nweight_wishes: 20\n')
+    capsys.readouterr()
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"rematch: {config}, line 4, column 1: a key given twice (first on line 2); keep one, the round would take only the last"
+    # Inside an entry too (never the key: a name typed as a key is not repeated).
+    config.write_text('period: "2026-07"\nlocked_pairs:\n  - {Olena: H-0123456789abcdef0123, Olena: "05315"}\n')
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rematch: {config}, line 3, column ") and "a key given twice (first on line 3)" in err and "Olena" not in err
+    config.write_text('period: "2026-07"\n\ttime_limit_seconds: 30\n')
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rematch: {config}, line 2, column 1: not valid YAML") and "a tab character there: indent with spaces" in err
+    assert _round_rows_if_any(home) == 0
+
+
+def test_a_round_id_run_again_says_it_replaces_the_earlier_answer(ingested: RematchHome) -> None:
+    """A round id reused replaced the round's proposals.csv, report and files without a word, though the
+    proposals may have gone out already; the run now warns, naming the earlier run's period and start."""
+    import dagster as dg
+
+    def warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+        with dg.DagsterInstance.get() as instance:
+            return [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING and "was run before" in e.user_message]
+
+    config = {"period": "2026-07", "time_limit_seconds": 5, "compare_mechanisms": False}
+    assert warnings(materialized_round(ingested, "r1", config)) == []
+    again = warnings(materialized_round(ingested, "r1", config))
+    assert len(again) == 1 and again[0].startswith("round r1 was run before (period 2026-07, started ")
+    assert "this run replaces its proposals, report and files in rounds/r1/; to keep them, launch a new round id" in again[0]
 
 
 def test_a_config_file_that_is_not_utf8_fails_naming_the_file(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
