@@ -126,6 +126,10 @@ def read_yaml(path: str) -> object:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise CliError(f"{path}: encoding: not UTF-8; save the file as UTF-8") from None
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file; give the path of the round's YAML file") from None
+    except IsADirectoryError:
+        raise CliError(f"{path}: a folder, not a file; give the path of the round's YAML file") from None
     try:
         return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 -- a SafeLoader
     except _DuplicateKey as exc:

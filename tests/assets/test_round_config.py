@@ -226,6 +226,14 @@ def test_a_config_file_that_is_not_utf8_fails_naming_the_file(home: RematchHome,
     assert capsys.readouterr().err.strip() == f"rematch: {config}: encoding: not UTF-8; save the file as UTF-8"
 
 
+def test_a_config_file_that_is_not_there_is_named_without_python_words(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A mistyped --config path said `rematch: FileNotFoundError: [Errno 2] No such file or directory: …`."""
+    capsys.readouterr()
+    for path, said in ((tmp_path / "rund.yaml", "no such file"), (tmp_path, "a folder, not a file")):
+        assert main(["round", "r1", "--config", str(path)]) == 1
+        assert capsys.readouterr().err.strip() == f"rematch: {path}: {said}; give the path of the round's YAML file"
+
+
 def _round_rows_if_any(home: RematchHome) -> int:
     """Rounds stored so far (0 when no warehouse was made)."""
     return _round_rows(home) if home.warehouse_path.exists() else 0
