@@ -282,6 +282,17 @@ def test_erasing_a_household_erases_the_unlinked_member_rows_that_may_be_its_per
     assert _query(home, "SELECT count(*) FROM households") == [(0,)]
 
 
+def _ingested_with_its_household_valid(home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture) -> str:
+    """The sample round landed as canonical CSVs and ingested; returns the submission id of _person's household,
+    checked valid (the export a re-submission edits)."""
+    out = tmp_path / "first"
+    write_round(sample, out, "csv")
+    land(home, out)
+    _ingest(capsys)
+    _, owner = _person(sample)
+    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(1,)]
+    return owner
+
 def test_a_resubmitted_household_whose_new_members_file_holds_only_its_unlinked_row_is_held_out(
     home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -289,12 +300,7 @@ def test_a_resubmitted_household_whose_new_members_file_holds_only_its_unlinked_
     members file beside it its only row has lost the link. Its members would come from the older file (the latest
     file naming the submission), so it was matched on the older submission's persons; now every household of the
     households file whose members file holds the unlinked row is held out, it too."""
-    out = tmp_path / "first"
-    write_round(sample, out, "csv")
-    land(home, out)
-    _ingest(capsys)
-    _, owner = _person(sample)
-    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(1,)]
+    owner = _ingested_with_its_household_valid(home, sample, tmp_path, capsys)
 
     # The re-submission, exported with a few other households: the household edited, a person fewer, and that
     # person's row without its link.
@@ -315,10 +321,14 @@ def test_a_resubmitted_household_whose_new_members_file_holds_only_its_unlinked_
     assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(0,)]
     assert _query(home, "SELECT count(*) FROM held_out WHERE submission_id = ? AND \"column\" = 'members'", [owner]) == [(1,)]
     assert {s for (s,) in _query(home, "SELECT submission_id FROM households")}.isdisjoint(again)
+    _round_proposes_others_not(home, owner)
+
+
+def _round_proposes_others_not(home: RematchHome, owner: str) -> None:
+    """`rematch round r1` proposes households, none of them the held-out submission `owner`."""
     assert main(["round", "r1"]) == 0
     proposed = {s for (s,) in _query(home, "SELECT DISTINCT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
     assert proposed and owner not in proposed
-
 
 def test_a_kobo_parent_index_naming_another_submission_than_submission_uuid_stops_the_workbook(
     home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture
@@ -345,6 +355,17 @@ def test_a_kobo_parent_index_naming_another_submission_than_submission_uuid_stop
     assert _query(home, "SELECT count(*) FROM raw_members") == [(0,)]
 
 
+def _landed_with_its_person_linked(home: RematchHome, sample: SampleRound, tmp_path: Path) -> tuple[int, str, pl.DataFrame]:
+    """The sample round landed as canonical CSVs, its person of _person linked as exported; returns that person's
+    row index, its household's submission id and the members with that row's link emptied (_with_unlinked_row)."""
+    out = tmp_path / "sample"
+    write_round(sample, out, "csv")
+    index, owner = _person(sample)
+    unlinked = _with_unlinked_row(sample, index)
+    unlinked.with_columns(sample.members["submission_id"]).write_csv(out / "households" / f"members_{sample.period}.csv")
+    land(home, out)
+    return index, owner, unlinked
+
 @pytest.mark.parametrize(
     "when", ["later_members_file_of_it_alone", "later_export_losing_no_other_line", "members_file_of_it_alone_before"]
 )
@@ -356,13 +377,8 @@ def test_an_erased_households_person_without_its_link_does_not_come_back(
     left) brought the person's name and birth date back into the identity store: nothing of the household was
     left for ingestion to recognise. An empty link cannot be told whose it is, so after an erasure it is taken
     out like the erased lines; erasure takes such a row stored before it too (a members file of it alone)."""
-    out = tmp_path / "sample"
-    write_round(sample, out, "csv")
-    index, owner = _person(sample)
-    unlinked = _with_unlinked_row(sample, index)
     # The person is in the first export too, linked (and so erased with the household), under the same name.
-    unlinked.with_columns(sample.members["submission_id"]).write_csv(out / "households" / f"members_{sample.period}.csv")
-    land(home, out)
+    index, owner, unlinked = _landed_with_its_person_linked(home, sample, tmp_path)
     alone = home.landing("households") / "members_unlinked_alone.csv"
     if when == "members_file_of_it_alone_before":
         alone.write_bytes(unlinked.slice(index, 1).write_csv().encode())
@@ -402,12 +418,7 @@ def test_a_resubmission_exported_alone_with_only_its_unlinked_row_is_held_out(
     file holding only its row that lost the link. No linked row pairs the members file with a households file, so
     the household was matched on the older file's persons; now a household exported again without member rows of
     its own, whose members come from a file that landed no later than such a members file, is held out."""
-    out = tmp_path / "first"
-    write_round(sample, out, "csv")
-    land(home, out)
-    _ingest(capsys)
-    _, owner = _person(sample)
-    assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(1,)]
+    owner = _ingested_with_its_household_valid(home, sample, tmp_path, capsys)
     valid_before = _query(home, "SELECT count(*) FROM households")[0][0]
 
     edited = sample.households.filter(pl.col("submission_id") == owner).with_columns(pl.lit("2026-07-20T09:00:00").alias("submitted_at"))
@@ -422,9 +433,7 @@ def test_a_resubmission_exported_alone_with_only_its_unlinked_row_is_held_out(
     assert _query(home, "SELECT count(*) FROM held_out WHERE submission_id = ? AND \"column\" = 'members'", [owner]) == [(1,)]
     assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [owner]) == [(0,)]
     assert _query(home, "SELECT count(*) FROM households") == [(valid_before - 1,)]
-    assert main(["round", "r1"]) == 0
-    proposed = {s for (s,) in _query(home, "SELECT DISTINCT h.submission_id FROM proposals p JOIN raw_households h USING (household_pseudonym)")}
-    assert proposed and owner not in proposed
+    _round_proposes_others_not(home, owner)
 
 
 def test_a_retried_export_leaves_out_the_unlinked_rows_that_go_with_an_erased_household(
@@ -434,12 +443,7 @@ def test_a_retried_export_leaves_out_the_unlinked_rows_that_go_with_an_erased_ho
     household's persons, one of them without its link, and another household's): the retry left out the erased
     submission's rows only, so the unlinked row's name came back. It now leaves out what ingestion leaves out
     (formats.erased.erased_lines), and the file's households stay held out."""
-    out = tmp_path / "sample"
-    write_round(sample, out, "csv")
-    index, owner = _person(sample)
-    unlinked = _with_unlinked_row(sample, index)
-    unlinked.with_columns(sample.members["submission_id"]).write_csv(out / "households" / f"members_{sample.period}.csv")
-    land(home, out)
+    index, owner, unlinked = _landed_with_its_person_linked(home, sample, tmp_path)
     _ingest(capsys)
     household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
     assert main(["erase", household["household_ref"]]) == 0
