@@ -100,6 +100,42 @@ def read_anyway_lines(file: str, tables: Sequence[ParsedTable]) -> list[str]:
     return lines
 
 
+# How many ids a warning about differing copies names the rows of (the count names them all).
+_COPIES_NAMED = 3
+# Which copy validation uses (validation._latest: the latest submitted_at to the minute, then the latest ingested,
+# which within one file is the row lower down).
+DIFFERING_COPIES = (
+    "listed more than once in the file with different answers; one submission id is one submission (contract), so"
+    " one copy is used: the one with the latest submitted_at, of copies submitted in the same minute (or without a"
+    " readable time) the one lowest in the file; keep one row per submission_id"
+)
+
+
+def with_differing_copies(table: ParsedTable) -> ParsedTable:
+    """A households table with a warning (ParsedTable.warnings) where one submission_id is on several rows whose
+    answers differ: validation uses one copy without a word otherwise. Identical copies (a row pasted twice) stay
+    silent; rows a tool marks as not to be used (LEFT_OUT_COLUMN, e.g. Kobo's copies of a resent submission) are
+    not compared. Names the count of ids and the file rows of the first few, never a value."""
+    frame = table.frame
+    if table.table != "households" or "submission_id" not in frame.columns or frame.height < 2:
+        return table
+    if LEFT_OUT_COLUMN in frame.columns:
+        frame = frame.filter(pl.col(LEFT_OUT_COLUMN).is_null())
+    answers = [c for c in frame.columns if c not in ("file_row", LEFT_OUT_COLUMN)]
+    copies = (
+        frame.filter(pl.col("submission_id").is_not_null())
+        .group_by("submission_id", maintain_order=True)
+        .agg(pl.col("file_row"), pl.struct(answers).n_unique().alias("_versions"))
+        .filter(pl.col("_versions") > 1)
+    )
+    if copies.is_empty():
+        return table
+    rows = "; ".join(", ".join(str(r) for r in sorted(numbers)) for numbers in copies["file_row"].head(_COPIES_NAMED).to_list())
+    more = " …" if copies.height > _COPIES_NAMED else ""
+    rule = f"{counted(copies.height, 'submission id')} (column submission_id, rows {rows}{more}) {DIFFERING_COPIES}"
+    return replace(table, warnings=(*table.warnings, rule))
+
+
 def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:
     """The table with each row's left-out reason (LEFT_OUT_COLUMN) and their counts by reason
     (skipped); unchanged when no row has one."""

@@ -26,7 +26,13 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from rematch_pipeline.formats.canonical import REPEATED_HEADER, ParsedTable, read_canonical_records, read_template_book
+from rematch_pipeline.formats.canonical import (
+    REPEATED_HEADER,
+    ParsedTable,
+    read_canonical_records,
+    read_template_book,
+    with_differing_copies,
+)
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import (
     is_central_header,
@@ -159,11 +165,14 @@ def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -
     container = _guard(data, file)
     if container == "xlsx":
         # One reading of the workbook for detection and tables (the sheets are parsed once).
-        return read_workbook(data, file, lambda book: _read_xlsx(book, file), unsaved_formulas_empty)
-    if container == "zip":
-        return _read_csv_zip(data, file)
-    # Tokenising once enforces the row limit for every CSV, the canonical one included.
-    return _read_csv(csv_records(data, file), file)
+        tables = read_workbook(data, file, lambda book: _read_xlsx(book, file), unsaved_formulas_empty)
+    elif container == "zip":
+        tables = _read_csv_zip(data, file)
+    else:
+        # Tokenising once enforces the row limit for every CSV, the canonical one included.
+        tables = _read_csv(csv_records(data, file), file)
+    # Copies of one submission that differ are said in every format (validation uses one of them).
+    return [with_differing_copies(table) for table in tables]
 
 
 def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:

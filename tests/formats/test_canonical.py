@@ -438,3 +438,29 @@ def test_a_csv_opened_in_excel_by_double_click_with_columns_added_says_so(tmp_pa
     message = str(raised.value)
     assert "row 1: header: separators mixed (',' and ';'): the file was opened in Excel by double-click" in message
     assert "RM-202607" not in message
+
+
+def test_one_submission_id_on_rows_with_different_answers_is_said_once_per_file(sample, tmp_path: Path) -> None:
+    """Validation uses one copy of a submission id (the latest submitted_at, then the lowest row); copies that
+    differ are said once per file, naming the count, the rows and the rule, never a value. A row pasted twice
+    unchanged stays silent."""
+    from rematch_pipeline.formats.canonical import read_anyway_lines
+    from rematch_pipeline.formats.detect import read_export
+
+    households = sample.households
+    first, second, third = (households.slice(i, 1) for i in range(3))
+    changed = first.with_columns(pl.lit(SECRET_VALUE).alias("contact_name"))
+    path = tmp_path / "households.csv"
+    identical = pl.concat([households, second])  # row 2 of the data again, unchanged, as data row N+1
+    assert read_anyway_lines(path.name, read_export(path, _csv(identical).encode())) == []
+
+    differing = pl.concat([households, changed, third.with_columns(pl.lit("yes").alias("pets")), changed])
+    lines = read_anyway_lines(path.name, read_export(path, _csv(differing).encode()))
+    n = households.height
+    assert lines == [
+        f"households.csv: 2 submission ids (column submission_id, rows 2, {n + 2}, {n + 4}; 4, {n + 3}) listed more than"
+        " once in the file with different answers; one submission id is one submission (contract), so one copy is used:"
+        " the one with the latest submitted_at, of copies submitted in the same minute (or without a readable time) the"
+        " one lowest in the file; keep one row per submission_id"
+    ]
+    assert SECRET_VALUE not in lines[0]
