@@ -88,6 +88,29 @@ def _quarantine_rows(table: str, raw: pl.DataFrame, violations: pl.DataFrame) ->
     )
 
 
+# A row holds no key when the cells that say whose entry it is are all empty: the entity's key (a municipality's AGS
+# and intake period, a household's reference) and its submission time, which every export writes. The submission id
+# is not counted: a label typed into column A ("Summe", "Total") lands in it where an export's first column is the id.
+# Such a row (a sum or note row added under the table) is one quarantine line, on the key's column, not one per column.
+_ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "municipalities": ("municipality_id", "intake_period", "submitted_at"),
+    "households": ("household_pseudonym", "submitted_at"),
+}
+NO_KEY_RULE = (
+    "required: a row without its key (no {columns}: a sum, total or note row under the table?); delete the row, or"
+    " give it its key"
+)
+
+
+def _keyless_rows(table: str, raw: pl.DataFrame) -> pl.Series:
+    """The _row indices of raw rows holding no key (_ROW_KEYS); none for tables without such a rule."""
+    keys = _ROW_KEYS.get(table)
+    if keys is None or not all(k in raw.columns for k in keys):
+        return pl.Series("_row", [], dtype=pl.UInt32)
+    empty = pl.all_horizontal([pl.col(k).is_null() | (pl.col(k).cast(pl.Utf8).str.strip_chars() == "") for k in keys])
+    return raw.with_row_index("_row").filter(empty)["_row"].cast(pl.UInt32)
+
+
 def _typed_rows(table: str, raw: pl.DataFrame, landed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every raw row typed (a badly typed cell, or an implausible submitted_at, is null), and the violations
     (_row, column, rule). `landed` (file_sha256, ingested_at) bounds each file's submitted_at."""
@@ -100,7 +123,17 @@ def _typed_rows(table: str, raw: pl.DataFrame, landed: pl.DataFrame | None = Non
     # A missing household pseudonym is the file's household_ref cell (empty, or a spreadsheet error).
     value_violations = value_violations.with_columns(pl.col("column").replace(_KEY_COLUMN.get(table, {})))
     violations = pl.concat([type_violations.cast({"_row": pl.UInt32}), value_violations.cast({"_row": pl.UInt32})])
-    return typed, _date_cell_rules(raw, violations)
+    violations = _date_cell_rules(raw, violations)
+    keyless = _keyless_rows(table, raw)
+    if not keyless.is_empty():
+        # One line per row holding no key, in place of a `required` line per column (19 for a household).
+        keys = _ROW_KEYS[table]
+        names = [_KEY_COLUMN.get(table, {}).get(k, k) for k in keys]
+        said = pl.DataFrame({"_row": keyless}).with_columns(
+            pl.lit(names[0]).alias("column"), pl.lit(NO_KEY_RULE.format(columns=", ".join(names[:-1]) + " or " + names[-1])).alias("rule")
+        )
+        violations = pl.concat([violations.filter(~pl.col("_row").is_in(keyless.implode())), said.select(violations.columns)])
+    return typed, violations
 
 
 def _date_cell_rules(raw: pl.DataFrame, violations: pl.DataFrame) -> pl.DataFrame:
@@ -181,6 +214,8 @@ def latest_valid(
     replaced = pl.concat(dropped).filter(~bad)  # broken rows are reported in quarantine only
     # Held out: an entity (some key readable) whose latest row is broken. Unattributable rows stay quarantine only.
     attributable = pl.any_horizontal([pl.all_horizontal([pl.col(k).is_not_null() for k in keys]) for keys in passes])
+    # A row holding no key (a sum row under the table) is no entity's submission, whatever its column A holds.
+    attributable = attributable & ~pl.col("_row").is_in(_keyless_rows(table, raw).implode())
     held = frame.filter(bad & attributable)
     # Which replaced rows belong to a held-out entity (by any of its keys).
     not_used = pl.concat(

@@ -741,3 +741,58 @@ def test_rows_hidden_or_filtered_out_in_a_workbook_are_read_and_said_per_sheet(h
     # Counts, rows and names of sheets only.
     values = {str(v) for row in sample.households.iter_rows() for v in row if v and len(str(v)) > 3}
     assert not [v for v in values if v in " ".join(said)]
+
+
+def _sum_row(header: list[str]) -> list[str | int | None]:
+    """A row a coordinator adds under an export: "Summe" in column A, totals under a few number columns, nothing else."""
+    totals = {"capacity_persons", "housing_units", "kita_places", "imp_jobs", "imp_schools_childcare", "imp_community"}
+    return ["Summe" if i == 0 else 17 if name in totals else None for i, name in enumerate(header)]
+
+
+def _with_sum_rows(sample: SampleRound, form: str, folder: Path) -> dict[str, bytes]:
+    """The sample round as `form` writes it, with a sum row under the households and the municipalities tables."""
+    from openpyxl import load_workbook
+
+    files: dict[str, bytes] = {}
+    for path in write_round(sample, folder, form):
+        name = f"{path.parent.name}/{path.name}"
+        if path.suffix == ".xlsx" and path.parent.name in ("households", "municipalities"):
+            book = load_workbook(path)
+            main = book.worksheets[0]
+            main.append(_sum_row([c.value for c in main[1]]))
+            out = io.BytesIO()
+            book.save(out)
+            files[name] = out.getvalue()
+        elif path.suffix == ".csv" and not path.name.startswith("members"):
+            text = path.read_text()
+            header = text.splitlines()[0].split(",")
+            files[name] = (text + ",".join("" if v is None else str(v) for v in _sum_row(header)) + "\n").encode()
+        else:
+            files[name] = path.read_bytes()
+    return files
+
+
+@pytest.mark.parametrize("form", ["csv", "kobo-xlsx"])
+def test_a_sum_row_under_the_table_is_one_quarantine_line(home: RematchHome, sample: SampleRound, baseline, form: str, tmp_path: Path) -> None:
+    """Exploratory testing: a "Summe" row added under a households export was a quarantine line per required column
+    (19 for one row) and held out as a household "of submission Summe". A row holding no key (no entity key, no
+    submission time) is one line on the key's column, and no entity is held out for it."""
+    from rematch_pipeline.validation import NO_KEY_RULE
+
+    summary, _ = _ingest(home, _with_sum_rows(sample, form, tmp_path / form))
+    assert not summary.rejected
+    last = {"households": sample.households.height + 2, "municipalities": sample.municipalities.height + 2}  # header = row 1
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        lines = con.execute(
+            'SELECT "table", "column", rule FROM quarantine WHERE ("table", file_row) IN (SELECT * FROM (VALUES (?, ?), (?, ?)))'
+            ' ORDER BY "table"', [x for pair in last.items() for x in pair]
+        ).fetchall()
+        held = con.execute('SELECT count(*) FROM held_out WHERE ("table", file_row) IN (SELECT * FROM (VALUES (?, ?), (?, ?)))',
+                           [x for pair in last.items() for x in pair]).fetchone()[0]
+    assert lines == [
+        ("households", "household_ref", NO_KEY_RULE.format(columns="household_ref or submitted_at")),
+        ("municipalities", "municipality_id", NO_KEY_RULE.format(columns="municipality_id, intake_period or submitted_at")),
+    ]
+    assert held == 0
+    assert not any("Summe" in line for line in summary.held_out + summary.quarantined)
+    assert _valid_households(home) == baseline  # every real row kept
