@@ -44,6 +44,7 @@ from rematch_pipeline.formats.kobo import (
 )
 from rematch_pipeline.formats.limesurvey import is_limesurvey_header, read_limesurvey_book, read_limesurvey_records, read_limesurvey_vv, vv_records
 from rematch_pipeline.formats.limits import (
+    EXCEL_SEPARATOR_READ,
     CsvRecords,
     check_file_size,
     check_xlsx,
@@ -217,6 +218,21 @@ def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict
 
 
 def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:
+    if records.header_row == 1:
+        return _read_csv_records(records, file)
+    # Below Excel's separator line: the readers name the header (and a VV export's codes row) by fixed numbers,
+    # 1 and 2, where data rows carry their own record numbers (from 3 here); those are moved down with the header.
+    try:
+        tables = _read_csv_records(records, file)
+    except InputFileError as exc:
+        row = exc.violation.row
+        if row is None or row > records.header_row:
+            raise
+        raise InputFileError(dataclasses.replace(exc.violation, row=row + records.header_row - 1)) from exc
+    return [dataclasses.replace(t, warnings=(EXCEL_SEPARATOR_READ, *t.warnings)) for t in tables]
+
+
+def _read_csv_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     fmt = _csv_format(records, file)
     if fmt == "limesurvey-vv":
         return read_limesurvey_vv(records, file)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rematch_pipeline.formats.errors import InputFileError, Violation
-from rematch_pipeline.formats.text import decode_text, sniff_delimiter
+from rematch_pipeline.formats.text import decode_text, excel_separator, sniff_delimiter
 
 MAX_FILE_MB: float = 200
 MAX_ROWS: int = 1_000_000
@@ -197,23 +197,33 @@ class CsvRecords:
     header: list[str]
     rows: list[tuple[int, list[str]]]
     delimiter: str
+    # The header's record number: 2 below Excel's separator line (`sep=;`), which keeps number 1, so that every row
+    # is named by its own record number in the file (a text editor's line), as erasure's line rewriting counts them.
+    header_row: int = 1
 
 
+# A separator line naming another separator than the readers know (`sep=|`) still stops the file.
 _EXCEL_SEPARATOR_LINE = re.compile(r"^sep=.$", re.IGNORECASE)
 _EXCEL_SEPARATOR_RULE = (
-    "csv: the first line is Excel's separator line (sep=…), not the header; delete that line, or open the file in "
-    "Excel and save it again as CSV UTF-8, and land it again"
+    "csv: the first line is Excel's separator line (sep=…) naming a separator other than ';', ',' or tab; delete "
+    "that line, or open the file in Excel and save it again as CSV UTF-8, and land it again"
+)
+EXCEL_SEPARATOR_READ = (
+    "the first line is Excel's separator line (sep=…), read past with the separator it names; rows are numbered as"
+    " the file's lines (the header is row 2; Excel, which hides that line, shows each row one number lower)"
 )
 
 
 def csv_records(data: bytes, file: str) -> CsvRecords:
-    """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1."""
+    """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1 (2 below Excel's `sep=;`
+    line, read past with the separator it names)."""
     if not data:
         raise InputFileError(Violation(file, None, None, "empty file (0 bytes: did the download or copy finish? land the file again)"))
     text = decode_text(data, file)
     if not text.strip():
         raise InputFileError(Violation(file, None, None, "empty file"))
     delimiter = sniff_delimiter(text)
+    separator_line = excel_separator(text) is not None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
@@ -221,6 +231,8 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
     try:
         for number, cells in enumerate(reader, start=1):
             if header is None:
+                if separator_line and number == 1:
+                    continue  # Excel's `sep=;`: its separator is the file's (sniff_delimiter); the header is next
                 if _EXCEL_SEPARATOR_LINE.match(delimiter.join(cells).strip()):  # `sep=;` splits at its own `;`
                     # `sep=;` above the header tells Excel the separator (some scripts write it, some users add it);
                     # read as a header it was "two header rows (merged title row?)", which sent users looking for a title.
@@ -253,4 +265,4 @@ def csv_records(data: bytes, file: str) -> CsvRecords:
             raise InputFileError(Violation(file, number + 1, None, rule)) from exc
         # Typically a truncated file ending inside a quoted field.
         raise InputFileError(Violation(file, number + 1, None, "csv: malformed or truncated (unterminated quote?)")) from exc
-    return CsvRecords(header or [], rows, delimiter)
+    return CsvRecords(header or [], rows, delimiter, header_row=2 if separator_line else 1)

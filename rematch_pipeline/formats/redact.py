@@ -1,6 +1,7 @@
 """Export files without some of their rows (or a linked reference): erasure rewrites the archived and landed copies.
 
-Row numbers are the readers' (docs/formats.md): records of a CSV with the header as row 1, rows
+Row numbers are the readers' (docs/formats.md): records of a CSV with the header as row 1 (row 2 below Excel's `sep=;`
+line, which stays), rows
 of an XLSX sheet as a spreadsheet shows them.
 """
 

@@ -47,8 +47,23 @@ def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
         ) from exc
 
 
+# Excel's separator line above the header (`sep=;`, `sep=,`, `sep=` and a tab): some scripts write it so that Excel
+# splits the file by double-click, and Excel itself hides it. It names the separator; the header is the next line.
+_EXCEL_SEPARATOR_LINE = re.compile(r"sep=([;,\t])[ ]*(?:\r\n|\n|\r|$)", re.IGNORECASE)
+
+
+def excel_separator(text: str) -> str | None:
+    """The separator Excel's separator line names where the text's first line is one (`sep=;` → `;`), else None."""
+    match = _EXCEL_SEPARATOR_LINE.match(text)
+    return match.group(1) if match else None
+
+
 def sniff_delimiter(text: str) -> str:
-    """`;`, `,` or tab: the one most frequent outside quotes in the first record (ties: `,`)."""
+    """The separator Excel's separator line names (`sep=;`), else `;`, `,` or tab: the one most frequent outside
+    quotes in the first record (ties: `,`). The readers and erasure's line rewriting split a file alike by it."""
+    named = excel_separator(text)
+    if named is not None:
+        return named
     counts = {";": 0, ",": 0, "\t": 0}
     quoted = False
     for char in text:

@@ -186,8 +186,8 @@ def test_missing_and_renamed_columns_stop_the_file_naming_them(sample, tmp_path:
         ("a;b\nM\u00fcller;x\n".encode("cp850"), r"encoding: neither UTF-8 nor Windows-1252 \(Excel's CSV \(MS-DOS\).*save the file again as CSV UTF-8"),
         # A cell past Python's field limit was "malformed or truncated (unterminated quote?)", in a file without one.
         (b"a,b\n" + b"x" * 200_000 + b",y\n", r"bad.csv, row 2: csv: a cell longer than 131,072 characters"),
-        # Excel's separator line above the header was "two header rows (merged title row?)".
-        (b"sep=;\r\nmunicipality_id;municipality_name\r\n01001;x\r\n", r"bad.csv, row 1: csv: the first line is Excel's separator line \(sep=…\), not the header; delete that line"),
+        # Excel's separator line naming a separator the readers do not split by (`sep=;` is read: see below).
+        (b"sep=|\r\nmunicipality_id|municipality_name\r\n01001|x\r\n", r"bad.csv, row 1: csv: the first line is Excel's separator line \(sep=…\) naming a separator other than"),
     ],
 )
 def test_unreadable_files_are_rejected_with_a_rule(content: bytes, rule: str, tmp_path: Path) -> None:
@@ -464,3 +464,29 @@ def test_one_submission_id_on_rows_with_different_answers_is_said_once_per_file(
         " one lowest in the file; keep one row per submission_id"
     ]
     assert SECRET_VALUE not in lines[0]
+
+
+@pytest.mark.parametrize("sep", [";", ",", "\t"])
+def test_excel_separator_line_is_read_past_and_rows_keep_their_numbers_in_the_file(sample, sep: str, tmp_path: Path) -> None:
+    """`sep=;` above the header was refused ("delete that line"). It is read past with the separator it names and said
+    once; every row keeps its own record number in the file (the sep line is row 1, the header row 2, data row 3 is
+    row 5), in what is read and in the errors."""
+    from rematch_pipeline.formats.canonical import read_anyway_lines
+    from rematch_pipeline.formats.detect import read_export
+    from rematch_pipeline.formats.limits import EXCEL_SEPARATOR_READ
+
+    path = tmp_path / "m.csv"
+    text = f"sep={sep}\r\n" + _csv(sample.municipalities, sep=sep).replace("\n", "\r\n")
+    tables = read_export(path, text.encode("cp1252"))
+    [parsed] = tables
+    assert parsed.frame.drop("file_row").equals(read_export(path, _csv(sample.municipalities).encode())[0].frame.drop("file_row"))
+    assert parsed.frame["file_row"].to_list() == list(range(3, sample.municipalities.height + 3))
+    assert read_anyway_lines(path.name, tables) == [f"m.csv: {EXCEL_SEPARATOR_READ}"]
+
+    lines = text.split("\r\n")
+    short = lines[:4] + [sep.join(lines[4].split(sep)[:-2])] + lines[5:]  # data row 3 loses two cells
+    with pytest.raises(InputFileError, match=r"m.csv, row 5: csv: row has"):
+        read_export(path, "\r\n".join(short).encode())
+    renamed = [lines[0], lines[1].replace("kita_places", "kita_plaetze"), *lines[2:]]
+    with pytest.raises(InputFileError, match=r"m.csv, row 2: header: missing columns kita_places"):
+        read_export(path, "\r\n".join(renamed).encode())

@@ -254,3 +254,22 @@ def test_a_kobo_answer_written_as_a_formula_stays_as_typed_in_the_rewrite(tmp_pa
         assert _tables(path, erased) == _without_first(before), reader
         archived = {t.table: [{k: v for k, v in r.items() if k != "file_row"} for r in t.frame.to_dicts()] for t in read_export(path, erased, unsaved_formulas_empty=True)}
         assert archived == _without_first(before), reader
+
+
+def test_a_csv_under_excels_separator_line_loses_the_household_and_keeps_that_line() -> None:
+    """A file with `sep=;` (or `sep=,`) above its header: the readers number its rows from that line (header = row 2),
+    as the rewriting counts records, so the household's own lines go and the copy keeps `sep=` and still reads."""
+    for path, data, line in (
+        (Path("responses.csv"), limesurvey_csv("households"), b"sep=;\r\n"),
+        (Path("legacy.csv"), kobo_legacy_households_csv(), b"sep=,\n"),
+    ):
+        bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+        marked = bom + line + data[len(bom):]
+        rows = _rows_of(path, marked)
+        assert rows == {None: {n + 1 for n in _rows_of(path, data)[None]}}
+
+        out = without_rows(marked, rows, path.name)
+
+        assert out == bom + line + without_rows(data, _rows_of(path, data), path.name)[len(bom):]
+        assert _tables(path, out) == _without_first(_tables(path, marked))
+        assert not any(m.encode() in out for m in MARKERS)
