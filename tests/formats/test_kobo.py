@@ -426,3 +426,27 @@ def test_legacy_csv_saved_by_a_german_excel_reads_its_true_false_options() -> No
     households, members = read_kobo_csv(data, LEGACY_CSV.name)
     assert rows_read(households) == expected_households(LEGACY_DEVICE_DATE)
     assert rows_read(members) == expected_members()
+
+
+@pytest.mark.parametrize("cell", ["text", "date-time"])
+def test_kpi_xlsx_submission_time_is_read_as_text_or_as_a_date_time_cell(tmp_path: Path, cell: str) -> None:
+    """`_submission_time` is a text cell in the stored real export (legacy exporter, transportation_export.xlsx: inline
+    strings `2013-02-14T15:37:21`); a workbook saved again by Excel or LibreOffice, or KPI without "Store date and
+    number responses as text", may hold it as a date-time cell. Where the form has no end time of its own, it is the
+    submission time: read alike either way, to the second, without a warning."""
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx", own_submitted_at=False)
+    written: list[str] = []
+
+    def as_cells(main) -> None:  # noqa: ANN001 - an openpyxl worksheet
+        column = _column(main, "_submission_time")
+        for r in range(2, main.max_row + 1):
+            written.append(main.cell(r, column).value)
+            if cell == "date-time":
+                main.cell(r, column).value = dt.datetime.fromisoformat(written[-1])
+                main.cell(r, column).number_format = "yyyy-mm-dd hh:mm:ss"
+
+    data = _edit_xlsx(path, load_workbook(path).sheetnames[0], as_cells)
+    assert all(isinstance(v, str) for v in written)
+    households, _ = read_kobo_xlsx(data, path.name)
+    assert households.frame["submitted_at"].to_list() == [h["submitted_at"] for h in HOUSEHOLDS] == written
+    assert households.warnings == ()
