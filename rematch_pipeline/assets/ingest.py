@@ -16,7 +16,7 @@ from dagster_duckdb import DuckDBResource
 from rematch_pipeline.assets.failures import reason_first, stated
 from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
-from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines
+from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines, refused_file_lines
 from rematch_pipeline.formats.redact import without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.formats.limits import check_path_size
@@ -330,22 +330,35 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
             shutil.copyfile(path, archived)
         archived.chmod(0o600)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    erased: ErasedLines | None = None
     try:
         check_path_size(path)  # before reading: an oversized file is never loaded into memory
-        parsed = read_export(path, path.read_bytes())
-        erased = erased_lines(parsed, home.secret(), erased_so_far(warehouse))
+        data = path.read_bytes()
+        so_far = erased_so_far(warehouse)
+        try:
+            parsed = read_export(path, data)
+        except InputFileError:
+            # A refused file's copies must not keep an erased household's lines until a reader reads it: its lines
+            # naming an erased submission are found in its cells and taken out the same way (None: keep the refusal).
+            erased = refused_file_lines(data, path.name, home.secret(), so_far)
+            if erased is None:
+                raise
+        else:
+            erased = erased_lines(parsed, home.secret(), so_far)
         if erased is not None:
             archived, copy_sha = _without_erased_lines(path, archived, erased, warehouse)
-            if copy_sha is None:
-                return FileOutcome(path.name, kind, sha, "already_ingested")  # that content is stored
+            if copy_sha is None:  # that content is stored: its record and count still hold for this file
+                return _content_stored(path, kind, sha, archived, erased, warehouse, now)
+            # Read from the copy (now also the landed file): stored rows and a refusal name the copy's row numbers.
             parsed = read_export(path, archived.read_bytes())
         split = [(p.table, *split_identity(p, home.secret(), sha, path.name)) for p in parsed]
     except InputFileError as exc:
         outcome = FileOutcome(path.name, kind, sha, "rejected", error=str(exc))
+        taken = f"{ERASED_LINES}: {erased.count}" if copy_sha is not None and erased is not None and erased.count else None
         with warehouse_connection(warehouse) as con:
             con.execute(
-                f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'rejected', ?, 0, ?, ?, NULL)",
-                [sha, path.name, kind, archived.name, exc.violation.table or "", outcome.error, now],
+                f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, 'rejected', ?, 0, ?, ?, ?)",
+                [sha, path.name, kind, archived.name, exc.violation.table or "", outcome.error, now, taken],
             )
             if copy_sha is not None:  # the landed copy without the erased lines is refused for the same reason
                 _log_copy(con, copy_sha, path.name, kind, archived.name, now)
@@ -398,6 +411,29 @@ def record_erased_unlinked(con: duckdb.DuckDBPyConnection, sha: str, name: str, 
     (assets.retry) record alike, in the caller's transaction."""
     for sheet, count in sorted(erased.unlinked.items(), key=lambda item: item[0] or ""):
         con.execute("INSERT INTO erased_unlinked_members VALUES (?, ?, ?, ?, ?)", [sha, name, sheet, count, now])
+
+
+def _content_stored(
+    path: Path, kind: str, sha: str, archived: Path, erased: ErasedLines, warehouse: DuckDBResource, now: dt.datetime
+) -> FileOutcome:
+    """A landed file whose content without its erased lines was logged before (archived as `archived`): nothing new
+    to store, but what was taken out is said (`left out: …`) and recorded as for a file ingested: the unlinked member
+    lines (erased_unlinked_members) against the stored file of that content, whose households they may belong to.
+    The file's own sha256 is logged (an erasure copy: landing those bytes again is a no-op, not a second record)."""
+    skipped = f"{ERASED_LINES}: {erased.count}" if erased.count else None
+    with warehouse_connection(warehouse) as con:
+        con.execute("BEGIN TRANSACTION")
+        stored = con.execute(
+            "SELECT file_sha256 FROM ingestion_log WHERE archived_as = ? AND status = 'ingested' ORDER BY file_sha256", [archived.name]
+        ).fetchall()
+        for (stored_sha,) in stored:
+            record_erased_unlinked(con, stored_sha, path.name, erased, now)
+        con.execute(
+            f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, ?)",
+            [sha, path.name, kind, archived.name, ERASURE_COPY, now, skipped],
+        )
+        con.execute("COMMIT")
+    return FileOutcome(path.name, kind, sha, "already_ingested", skipped=skipped or "")
 
 
 def erased_so_far(warehouse: DuckDBResource) -> Erased:

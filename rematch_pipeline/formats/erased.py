@@ -15,7 +15,7 @@ import polars as pl
 
 from rematch_pipeline.formats.canonical import ParsedTable
 from rematch_pipeline.formats.landing import pseudonyms
-from rematch_pipeline.formats.redact import Unlink
+from rematch_pipeline.formats.redact import Unlink, rows_holding
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.validation import unlinked_member_rows
 
@@ -59,12 +59,12 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
     A household line goes when both its submission and its household were erased; a member line
     when its household line goes, or when its submission was erased and no household line (in this
     file or stored) carries that submission: a members file has no reference, and a bare submission
-    id of another tool or survey could be equal by chance. A member line whose link is empty or names
-    no household (validation.unlinked_member_rows, the one definition) goes too where it may be an erased
-    household's person, as erasure takes it: in a members sheet that lost a line, or in an export that lost a
-    household line. One with an empty link goes from any sheet: it names no one, so it may be an erased
-    household's person whose only line in this export it is (a members file of that row alone, an export that
-    lost the household's other lines in the tool). A link to an erased household that has no household line left is taken out of the households kept, as erasure does: validation would
+    id of another tool or survey could be equal by chance. A member line whose link is empty
+    (validation.unlinked_member_rows, the one definition, not on a household's own line) goes from any sheet: it
+    names no one, so it may be an erased household's person whose only line in this export it is (a members file
+    of that row alone, an export that lost the household's other lines in the tool). One whose link names a
+    submission no household line has stays, whatever the sheet lost: its households file may land later (a
+    members file landing first), and validation holds it out until it does. A link to an erased household that has no household line left is taken out of the households kept, as erasure does: validation would
     otherwise hold them out for a missing partner.
     """
     if not erased.households and not erased.submissions:
@@ -102,11 +102,11 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
         orphan = pl.col("_submission").is_in(sorted(erased.submissions)) & ~pl.col("submission_id").is_in(sorted(carried))
         drop = (pl.col("submission_id").is_in(sorted(gone)) | orphan).fill_null(False)
         dropped = frame.filter(drop)["file_row"].cast(pl.Int64).to_list()
-        loose = unlinked_member_rows(_lines(frame.filter(~drop), table.sheet), known)
-        if not (dropped or gone):
-            # An empty link names no one: the person may be any erased household's (its only line in this export).
-            # A link naming no household stays: its households file may land later (validation holds it out).
-            loose = loose.filter(pl.col("submission_id").is_null())
+        # An empty link names no one: the person may be any erased household's (its only line in this export). A
+        # link naming a submission no households file has stays, even where the sheet lost erased lines: it is not
+        # an erased submission (those went above), and its households file may land later (a members file landing
+        # first); validation holds it out until then. Only a mistyped link of an erased person escapes this.
+        loose = unlinked_member_rows(_lines(frame.filter(~drop), table.sheet), known).filter(pl.col("submission_id").is_null())
         if not loose.is_empty():
             unlinked[table.sheet] = loose.height
             dropped += loose["file_row"].to_list()
@@ -116,6 +116,26 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
     if not rows and unlink is None:
         return None
     return ErasedLines(rows, unlink, unlinked)
+
+
+def refused_file_lines(data: bytes, file: str, secret: bytes, erased: Erased) -> ErasedLines | None:
+    """The lines of an export the readers refuse that name an erased submission (None: none, or the file cannot be
+    inspected): its household line and its member lines, in any format, as a cell or a token of one (Central's
+    ``uuid:…``, a repeat's ``KEY``), compared by keyed pseudonym. A refused file has no columns to go by, so less
+    is found than erased_lines finds in a file that reads: member lines with an empty link, an erased reference in
+    a kept household's link list, and LimeSurvey's lines (its export holds the response number, not the
+    submission id) stay. The contract's submission ids are UUIDs: no other cell is equal by chance."""
+    if not erased.submissions:
+        return None
+    seen: dict[str, bool] = {}
+
+    def names_erased(value: str) -> bool:
+        if value not in seen:
+            seen[value] = value not in erased.stored_submissions and pseudonym(secret, "submission", value) in erased.submissions
+        return seen[value]
+
+    rows = rows_holding(data, file, names_erased)
+    return ErasedLines(rows, None) if rows else None
 
 
 def _lines(frame: pl.DataFrame, sheet: str | None) -> pl.DataFrame:

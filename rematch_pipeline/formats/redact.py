@@ -12,7 +12,7 @@ import io
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -90,6 +90,59 @@ def holds_cell(data: bytes, values: Sequence[str], file: str) -> bool | None:
         return False
     token = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(v) for v in wanted) + r")(?![\w-])")
     return any(token.search(text) for text in texts)
+
+
+def rows_holding(data: bytes, file: str, wanted: Callable[[str], bool]) -> dict[str | None, set[int]] | None:
+    """Per sheet (None for a CSV, a member's name in a zip of CSVs), the rows with a cell for which `wanted` holds
+    of the cell (trimmed) or of one of its tokens (runs of letters, digits, `_` and `-`: a value among space-separated
+    ones, or after a prefix such as Central's ``uuid:``), numbered as without_rows numbers them; None if the file
+    cannot be inspected (neither encoding, a malformed CSV record, an XLSX over the readers' limits).
+
+    For files the readers refuse (no columns are known): it reads records, not a table, so a file refused for its
+    header or a row's cell count is inspected too.
+    """
+    container = container_of(data)
+    found: dict[str | None, set[int]] = {}
+    try:
+        if container == "zip":
+            check_zip(data, file)
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                for name in archive.namelist():
+                    if is_csv_member(name):
+                        found[name] = _csv_rows_holding(archive.read(name), file, wanted)
+        elif container == "xlsx":
+            from openpyxl import load_workbook
+
+            check_xlsx(data, file)  # the zip-bomb guards before anything is inflated
+            # Loaded as _xlsx_without loads it: the numbers are the sheet's own row numbers, which it deletes by.
+            book = load_workbook(io.BytesIO(data), data_only=True)
+            for sheet in book.worksheets:
+                found[sheet.title] = {cells[0].row for cells in sheet.iter_rows() if cells and _holds([c.value for c in cells], wanted)}
+        else:
+            found[None] = _csv_rows_holding(data, file, wanted)
+    except (InputFileError, csv.Error, zipfile.BadZipFile, OSError, EOFError, zlib.error):
+        return None
+    return {sheet: rows for sheet, rows in found.items() if rows}
+
+
+def _csv_rows_holding(data: bytes, file: str, wanted: Callable[[str], bool]) -> set[int]:
+    # Decoded and tokenised as _csv_without does, so that the numbers are its numbers.
+    text = decoded(data, file)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text), strict=True)
+    return {number for number, cells in enumerate(reader, start=1) if _holds(cells, wanted)}
+
+
+def _holds(cells: Sequence[object], wanted: Callable[[str], bool]) -> bool:
+    for cell in cells:
+        if cell is None:
+            continue
+        text = str(cell).strip()
+        if text and (wanted(text) or any(wanted(token) for token in _TOKEN.findall(text))):
+            return True
+    return False
+
+
+_TOKEN = re.compile(r"[\w-]+")
 
 
 def _any_text(data: bytes, file: str) -> str:

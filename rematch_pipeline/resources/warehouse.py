@@ -40,8 +40,9 @@ FILE_COLUMNS: tuple[str, ...] = ("file_sha256", "file_name", "sheet", "file_row"
 INGESTION_LOG_COLUMNS: tuple[str, ...] = (
     "file_sha256", "file_name", "landing_kind", "archived_as", "status", "tables", "rows_ingested", "error", "ingested_at", "skipped",
 )
-# ingestion_log status of a file content that erasure (or ingestion, dropping erased submissions) wrote:
-# landing it again is a no-op.
+# ingestion_log status of a file content that erasure (or ingestion, dropping erased submissions) wrote, or of a
+# landed file whose content without its erased lines was stored before (ingest._content_stored): landing it again
+# is a no-op.
 ERASURE_COPY = "erasure_copy"
 # Tables whose raw rows carry LEFT_OUT_COLUMN (questionnaires' main tables, and members: the repeat rows of a copy
 # of a submission not taken, formats.kobo.DUPLICATE_COPY); validation leaves such submissions (member rows) out.
