@@ -7,7 +7,7 @@ from io import BytesIO
 from pathlib import Path
 
 from rematch_pipeline.formats.detect import read_export
-from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
+from rematch_pipeline.formats.redact import Unlink, holds_cell, rows_holding, without_rows
 from tests.formats.fixtures.exports import (
     HOUSEHOLDS,
     kobo_kpi_households_xlsx,
@@ -273,3 +273,17 @@ def test_a_csv_under_excels_separator_line_loses_the_household_and_keeps_that_li
         assert out == bom + line + without_rows(data, _rows_of(path, data), path.name)[len(bom):]
         assert _tables(path, out) == _without_first(_tables(path, marked))
         assert not any(m.encode() in out for m in MARKERS)
+
+
+def test_the_rows_holding_a_submission_id_are_numbered_as_the_readers_number_them(tmp_path: Path) -> None:
+    """rows_holding (what ingestion takes out of a refused export after an erasure) finds the first household's row
+    and its members' rows by its submission id, in a Kobo workbook (`_uuid`, `_submission__uuid`), an ODK Central zip
+    (`uuid:` prefixes, the repeat's KEY) and a canonical-like CSV, under the numbers without_rows deletes by."""
+    kobo = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx")
+    central = (Path("submissions.csv.zip"), zipped(odk_central_households(), {}))
+    legacy = (Path("legacy.csv"), kobo_legacy_households_csv())
+    for path, data in [(kobo, kobo.read_bytes()), central, legacy]:
+        expected = {sheet: rows for sheet, rows in _rows_of(path, data).items() if rows}
+        submission = _first_submission(_tables(path, data))
+        assert rows_holding(data, path.name, lambda value: value == submission) == expected, path.name
+        assert rows_holding(data, path.name, lambda value: False) == {}
