@@ -548,6 +548,12 @@ NO_ROUND_DATE_SERIAL_RULE = (
 )
 NOT_PROPOSED_HOUSEHOLD_RULE = "reference: that round proposed nothing to this household (mistyped, or proposed in another round)"
 NOT_A_PROPOSAL_RULE = "reference: not a proposal of that round"
+# A decision answering a proposal of an earlier run of the round id (warehouse table replaced_proposals): the
+# proposals.csv it was made from was replaced. `{run_again}` is when the round was last run (UTC).
+REPLACED_PROPOSAL_RULE = (
+    "reference: a proposal of an earlier run of that round, which was run again on {run_again} UTC:"
+    " make the decisions from the round's new proposals.csv"
+)
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
 
 
@@ -569,6 +575,7 @@ def build_canonical(
     known_proposals: pl.DataFrame,
     landed: pl.DataFrame | None = None,
     erased_unlinked: pl.DataFrame | None = None,
+    replaced_proposals: pl.DataFrame | None = None,
 ) -> CanonicalTables:
     """Validate every raw table and apply the cross-table rules of the contract.
 
@@ -576,6 +583,8 @@ def build_canonical(
     `landed` (file_sha256, ingested_at: the ingestion log) bounds each file's submitted_at; without it,
     the current time does. `erased_unlinked` (ERASED_UNLINKED_SCHEMA: the warehouse's erased_unlinked_members)
     names the members files an erasure took unlinked rows out of: their households stay held out as before.
+    `replaced_proposals` (round_id, household_pseudonym, municipality_id, run_again: text) are proposals of a round
+    id's earlier runs, with when the round was last run: a decision answering one is told so.
     """
     quarantine: list[pl.DataFrame] = []
     counts: dict[str, int] = {}
@@ -709,6 +718,15 @@ def build_canonical(
     quarantine.append(_row_rule(unknown.join(rounds, on="round_id", how="anti"), "decisions", "round_id", no_round.otherwise(pl.lit(NO_ROUND_RULE))))
     in_round = unknown.join(rounds, on="round_id", how="semi")
     proposed = known_proposals.select("round_id", "household_pseudonym").unique()
+    if replaced_proposals is not None and replaced_proposals.height:
+        # Made from a proposals.csv that a run again replaced: said so, naming the field the plain rule would.
+        replaced = in_round.join(replaced_proposals.unique(proposal_keys), on=proposal_keys, how="inner").join(
+            proposed.with_columns(pl.lit(True).alias("_still_proposed")), on=["round_id", "household_pseudonym"], how="left"
+        )
+        column = pl.when(pl.col("_still_proposed")).then(pl.lit("municipality_id")).otherwise(pl.col("_household_column"))
+        rule = pl.format(REPLACED_PROPOSAL_RULE.replace("{run_again}", "{}"), pl.col("run_again"))
+        quarantine.append(_row_rule(replaced, "decisions", column, rule))
+        in_round = _without_rows(in_round, replaced)
     quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="anti"), "decisions", pl.col("_household_column"), NOT_PROPOSED_HOUSEHOLD_RULE))
     quarantine.append(_row_rule(in_round.join(proposed, on=["round_id", "household_pseudonym"], how="semi"), "decisions", "municipality_id", NOT_A_PROPOSAL_RULE))
     decisions = decisions.join(known_proposals.select(proposal_keys), on=proposal_keys, how="semi").drop("_household_column")

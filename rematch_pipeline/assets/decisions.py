@@ -23,7 +23,7 @@ from rematch_pipeline.resources.warehouse import table_exists, warehouse_connect
 from rematch_pipeline.schemas.contract import DECISION, DECISION_FIELDS, DECISION_REASON
 from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
 from rematch_pipeline.schemas.parsing import spelled_code
-from rematch_pipeline.validation import NO_ROUND_RULE, NOT_A_PROPOSAL_RULE, NOT_PROPOSED_HOUSEHOLD_RULE
+from rematch_pipeline.validation import NO_ROUND_RULE, NOT_A_PROPOSAL_RULE, NOT_PROPOSED_HOUSEHOLD_RULE, REPLACED_PROPOSAL_RULE
 from rematch_pipeline.wording import counted
 
 DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municipality_id", "decision", "reason")
@@ -63,10 +63,12 @@ def decision_problems(
     proposals: set[tuple[str, str]],
     accepted_elsewhere: dict[str, str] | None = None,
     link_groups: dict[str, str] | None = None,
+    replaced: dict[tuple[str, str], str] | None = None,
 ) -> list[str]:
     """Why entries cannot be recorded, by entry (counted from 0, as Dagster's config errors and the round's
     locked_pairs[i] count them), field and rule (no values); [] when all can. link_groups: the round's proposed
-    households that are linked with others, by pseudonym → link group."""
+    households that are linked with others, by pseudonym → link group. replaced: proposals of the round id's earlier
+    runs (household, AGS) → when the round was last run, as validation's replaced_proposals."""
     problems = []
     proposed = {household for household, _ in proposals}
     for i, entry in enumerate(config.decisions):
@@ -76,6 +78,11 @@ def decision_problems(
         # is told apart from a pseudonym the round did not propose.
         if not re.fullmatch(HOUSEHOLD_PSEUDONYM_PATTERN, entry.household_pseudonym):
             problems.append(f"decisions[{i}].household_pseudonym: {PSEUDONYM_RULE}")
+        elif (entry.household_pseudonym, entry.municipality_id) in (replaced or {}) and (entry.household_pseudonym, entry.municipality_id) not in proposals:
+            # Answered from the proposals a run again replaced: said as validation says it of a decisions file.
+            field = "municipality_id" if entry.household_pseudonym in proposed else "household_pseudonym"
+            run_again = (replaced or {})[entry.household_pseudonym, entry.municipality_id]
+            problems.append(f"decisions[{i}].{field}: {REPLACED_PROPOSAL_RULE.format(run_again=run_again)}")
         elif entry.household_pseudonym not in proposed:
             problems.append(f"decisions[{i}].household_pseudonym: {NOT_PROPOSED_HOUSEHOLD_RULE}")
         elif (entry.household_pseudonym, entry.municipality_id) not in proposals:
@@ -159,6 +166,14 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
             if table_exists(con, "round_households")
             else {}
         )
+        replaced = {
+            (h, m): run_again
+            for h, m, run_again in con.execute(
+                "SELECT DISTINCT p.household_pseudonym, p.municipality_id, strftime(r.started_at, '%Y-%m-%d %H:%M')"
+                " FROM replaced_proposals p JOIN rounds r USING (round_id) WHERE round_id = ?",
+                [config.round_id],
+            ).fetchall()
+        }
         accepted = dict(
             con.execute(
                 "SELECT household_pseudonym, min(round_id) FROM decisions WHERE decision = 'accept' AND round_id != ? GROUP BY 1",
@@ -170,7 +185,7 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
     if not rows:
         # Not echoed: the field is free text, and a name typed there by mistake would land in the run's failure.
         raise refused("nothing recorded: ", [f"round_id: {NO_ROUND_RULE} (run the round first, or check the id: its partition of `rounds`)"])
-    problems = decision_problems(config, {(h, m) for h, m in rows}, accepted, linked)
+    problems = decision_problems(config, {(h, m) for h, m in rows}, accepted, linked, replaced)
     if problems:
         raise refused("nothing recorded: ", problems)
     for line in unanswered_partners(config, linked):

@@ -442,6 +442,15 @@ def round_candidates(
         pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
         with warehouse_connection(warehouse) as con:
             con.execute("BEGIN TRANSACTION")
+            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            if earlier and table_exists(con, "proposals"):
+                # Kept (pseudonyms only) so that a decision made from the replaced proposals.csv is told the round
+                # was run again, rather than only that it answers no proposal of the round.
+                con.execute(
+                    "INSERT INTO replaced_proposals SELECT p.round_id, p.household_pseudonym, p.municipality_id, r.started_at, ?"
+                    " FROM proposals p JOIN rounds r USING (round_id) WHERE round_id = ? ORDER BY ALL",
+                    [now, round_id],
+                )
             con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
             # A round id run again: the earlier run's answer belongs to other parameters and candidates. Left in
             # place until this solve succeeds, it would be the round's answer if the solve failed (decisions
@@ -451,7 +460,7 @@ def round_candidates(
                     con.execute(f"DELETE FROM {table} WHERE round_id = ?", [round_id])
             con.execute(
                 "INSERT INTO rounds VALUES (?, ?, ?, ?)",
-                [round_id, period, json.dumps(config.recorded(), sort_keys=True), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+                [round_id, period, json.dumps(config.recorded(), sort_keys=True), now],
             )
             store_round_rows(con, "round_coordinator_pairs", round_id, coordinator.frame())
             store_round_rows(con, "round_households", round_id, pool)

@@ -161,6 +161,11 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             if table_exists(con, "proposals")
             else pl.DataFrame(schema={"round_id": pl.Utf8, "household_pseudonym": pl.Utf8, "municipality_id": pl.Utf8, "link_group": pl.Utf8})
         )
+        # Proposals of a round id's earlier runs, with when the round was last run: a decision made from them is told so.
+        replaced_proposals = con.execute(
+            "SELECT DISTINCT p.round_id, p.household_pseudonym, p.municipality_id, strftime(r.started_at, '%Y-%m-%d %H:%M') AS run_again"
+            " FROM replaced_proposals p JOIN rounds r USING (round_id) ORDER BY ALL"
+        ).pl()
         # When each file landed bounds its submitted_at: validating again later gives the same answer.
         landed = con.execute("SELECT file_sha256, ingested_at FROM ingestion_log").pl()
         # Members files an erasure took unlinked rows out of: their households stay held out.
@@ -169,7 +174,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             " GROUP BY ALL ORDER BY file_name, file_sha256, sheet"
         ).pl()
     context.log.info("validating " + ", ".join(counted(frame.height, f"raw {t} row") for t, frame in raw.items()))
-    result = build_canonical(raw, identity.birth_dates(), proposals, landed, erased_unlinked)
+    result = build_canonical(raw, identity.birth_dates(), proposals, landed, erased_unlinked, replaced_proposals)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for name in CANONICAL_TABLES:

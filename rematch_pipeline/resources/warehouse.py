@@ -92,6 +92,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS rounds (
     round_id VARCHAR PRIMARY KEY, period VARCHAR, config_json VARCHAR, started_at TIMESTAMP
 );
+-- Proposals of a round id's earlier runs, which a run again replaced (pseudonyms only): a decision answering one is
+-- quarantined saying the round was run again, not only that it answers no proposal (validation.REPLACED_PROPOSAL_RULE).
+CREATE TABLE IF NOT EXISTS replaced_proposals (
+    round_id VARCHAR, household_pseudonym VARCHAR, municipality_id VARCHAR, proposed_at TIMESTAMP, replaced_at TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS erasures (household_pseudonym VARCHAR, erased_at TIMESTAMP);
 -- The erased households' submissions (keyed pseudonyms): a file read again leaves out their members too.
 CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, erased_at TIMESTAMP);

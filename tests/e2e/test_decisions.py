@@ -793,3 +793,44 @@ def test_a_german_decisions_workbook_lacking_a_column_under_a_title_row_is_told_
     assert "RM-202607-000042" not in err
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_decisions").fetchone() == (0,)
+
+
+def test_a_decision_made_before_the_round_was_run_again_is_told_so(home: RematchHome, first_round: list[dict[str, str]], tmp_path: Path) -> None:
+    """A round id run again (other weights) replaced proposals.csv; a decisions file made from the first one had
+    its rows quarantined as `not a proposal of that round` only, though the proposal was the round's when the file
+    was made. Now the rule says the round was run again and when; a pair no run proposed keeps the plain rule, and
+    the Launchpad's job says the same."""
+    import dagster as dg
+
+    from rematch_pipeline.definitions import build_definitions
+    from rematch_pipeline.runs import RunFailed, execute
+    from rematch_pipeline.validation import NOT_A_PROPOSAL_RULE
+
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\nweight_jobs: 9\nweight_wishes: 0\ntime_limit_seconds: 20\n')
+    assert main(["round", "r1", "--config", str(config)]) == 0
+    again = {(p["household_ref"], p["municipality_id"]) for p in _proposals(home, "r1")}
+    moved = [p for p in _unlinked(home, first_round) if (p["household_ref"], p["municipality_id"]) not in again]
+    assert moved, "the weights moved no proposal: the test checks nothing"
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        run_again = con.execute("SELECT strftime(started_at, '%Y-%m-%d %H:%M') FROM rounds WHERE round_id = 'r1'").fetchone()[0]
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
+        writer.writerow(["r1", moved[0]["household_ref"], moved[0]["municipality_id"], "accept"])
+        writer.writerow(["r1", moved[0]["household_ref"], "99999", "decline"])  # proposed by no run
+    assert main(["ingest"]) == 0
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        rules = con.execute("SELECT file_row, rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+    replaced = (
+        f"reference: a proposal of an earlier run of that round, which was run again on {run_again} UTC:"
+        " make the decisions from the round's new proposals.csv"
+    )
+    assert rules == [(2, replaced), (3, NOT_A_PROPOSAL_RULE)]
+
+    entry = {"household_pseudonym": pseudonym(home.secret(), "household", moved[0]["household_ref"]), "municipality_id": moved[0]["municipality_id"], "decision": "accept"}
+    with dg.DagsterInstance.get() as instance, pytest.raises(RunFailed) as failed:
+        execute(build_definitions(home), instance, "record_decisions_job", run_config={"ops": {"record_decisions": {"config": {"round_id": "r1", "decisions": [entry]}}}})
+    # The field to correct: the municipality of a household the round still proposes, else the household.
+    field = "municipality_id" if moved[0]["household_ref"] in {ref for ref, _ in again} else "household_pseudonym"
+    assert str(failed.value).endswith(f"nothing recorded: decisions[0].{field}: {replaced}")
