@@ -10,6 +10,7 @@ import dagster as dg
 from dagster._config.config_type import ConfigTypeKind
 from dagster._config.errors import DagsterEvaluationErrorReason
 from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemEntry, EvaluationStackPathEntry
+from dagster._core.definitions.run_config_schema import RunConfigSchema
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.ingest import (
@@ -74,9 +75,23 @@ def config_path(stack: EvaluationStackEntry) -> str:
     return "".join(parts) or "run config"
 
 
-def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
+def list_example(stack: EvaluationStackEntry, item_key: str | None, schema: RunConfigSchema | None) -> str:
+    """A list field in YAML's one-line form with placeholder words for its entries' fields (never a value typed):
+    `locked_pairs: [{household_pseudonym: "<household_pseudonym>", municipality_id: "<municipality_id>"}]`."""
+    name = next((e.field_name for e in reversed(stack.entries) if isinstance(e, EvaluationStackPathEntry)), "the field")
+    item = schema.config_type_dict_by_key.get(item_key) if schema and item_key else None
+    fields = getattr(item, "fields", None) if item is not None and item.kind in (ConfigTypeKind.STRICT_SHAPE, ConfigTypeKind.PERMISSIVE_SHAPE) else None
+    if not fields:
+        return f"{name}: [<entry>, <entry>]"
+    # Text fields quoted, as an AGS must be; optional ones left out, as the shortest entry that is taken.
+    shown = [f"{f}: " + (f'"<{f}>"' if fields[f].config_type.key in ("String", "StringSourceType") else f"<{f}>") for f in fields if fields[f].is_required]
+    return f"{name}: [{{{', '.join(shown)}}}]"
+
+
+def config_error_lines(exc: dg.DagsterInvalidConfigError, schema: RunConfigSchema | None = None) -> list[str]:
     """Dagster's run-config errors as `field: rule` lines, without the values typed (Dagster's own
-    messages quote them, and a value typed into the wrong field may be a name)."""
+    messages quote them, and a value typed into the wrong field may be a name). schema (the job's run config
+    schema) gives a list field's entries their field names in the example of its form."""
     lines = []
     for error in exc.errors:
         path = config_path(error.stack)
@@ -94,6 +109,13 @@ def config_error_lines(exc: dg.DagsterInvalidConfigError) -> list[str]:
                 lines.append(f"{path}: code: not one of {codes}")
             elif expected in ("Float", "Int"):
                 lines.append(f"{path}: expected a number")
+            elif expected == "Bool":
+                # YAML 1.2 (the Launchpad's editor) takes only true and false: `ja`, `yes` or `1` is refused.
+                lines.append(f"{path}: expected true or false")
+            elif data.config_type_snap.kind == ConfigTypeKind.ARRAY:
+                # A list given as a mapping (one entry without its "- ") or a single value.
+                item_key = (data.config_type_snap.type_param_keys or [None])[0]
+                lines.append(f'{path}: expected a list, one entry per line starting with "- ", or in one line: {list_example(error.stack, item_key, schema)}')
             elif expected == "String":
                 # YAML reads unquoted digits as a number: an AGS such as 01001 loses its leading zero.
                 lines.append(f'{path}: expected text (quote it in YAML, as an AGS "01001")')
@@ -116,7 +138,8 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, *
         result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
     except dg.DagsterInvalidConfigError as exc:
         # Refused before a run exists: nothing was read or written.
-        raise RunFailed(f"{job_name} not started, fix the run config: {'; '.join(config_error_lines(exc))}") from None
+        lines = config_error_lines(exc, defs.resolve_job_def(job_name).run_config_schema)
+        raise RunFailed(f"{job_name} not started, fix the run config: {'; '.join(lines)}") from None
     if not result.success:
         raise RunFailed(f"{job_name} failed (run {result.run_id[:8]}): {failure_reason(result)}")
     return result

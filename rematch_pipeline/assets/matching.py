@@ -124,15 +124,18 @@ class RoundConfig(dg.Config):
     )
     locked_pairs: list[CoordinatorPair] = Field(
         default=[],
-        description="Placements the coordinator fixes: the household, with its linked households, is proposed to that municipality whatever its score.",
+        description="Placements the coordinator fixes: the household, with its linked households, is proposed to that municipality whatever its score."
+        " A list, one entry per line starting with \"- \" (household_pseudonym and municipality_id), or in one line:"
+        ' [{household_pseudonym: "H-…", municipality_id: "<AGS>"}].',
     )
     forbidden_pairs: list[CoordinatorPair] = Field(
         default=[],
-        description="Pairs never proposed; forbidding one linked household keeps its whole link group away from that municipality.",
+        description="Pairs never proposed; forbidding one linked household keeps its whole link group away from that municipality."
+        " A list, written as locked_pairs is.",
     )
     place_every_household: bool = Field(
         default=False,
-        description="Exactly one municipality for every household of the pool, or the round fails saying why and stores nothing (off: the most persons are placed, the rest stay in the pool with a reason).",
+        description="true or false. true: exactly one municipality for every household of the pool, or the round fails saying why and stores nothing (false, the default: the most persons are placed, the rest stay in the pool with a reason).",
     )
     # Each weight multiplies what the household said the criterion matters to it (docs/scoring.md).
     weight_jobs: float = Field(default=1.0, description=_weight("jobs", "members wanting work find their sector in shortage there, times how much the household said it matters"))

@@ -85,6 +85,29 @@ def test_a_value_of_the_wrong_type_fails_in_one_line_naming_the_field_without_th
     assert "ops.round_candidates.config.backend: code: not one of scip, cbc, highs, cp_sat" in err and "CBC" not in err
 
 
+def test_a_yes_no_or_a_list_written_otherwise_says_what_to_write(home: RematchHome, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`place_every_household: ja` said Dagster's `expected Bool`, and locked_pairs written as a mapping (one entry
+    without its "- ") said `expected array`; now they say `true or false` and show the list form, with placeholder
+    words for the entry's fields (never the values typed)."""
+    import yaml
+
+    config = tmp_path / "round.yaml"
+    config.write_text(
+        'period: "2026-07"\nplace_every_household: ja\nlocked_pairs:\n  household_pseudonym: H-0123456789abcdef0123\n  municipality_id: "05112"\n'
+    )
+    capsys.readouterr()
+    assert main(["round", "r1", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "H-0123456789abcdef0123" not in err and "05112" not in err
+    assert "ops.round_candidates.config.place_every_household: expected true or false" in err
+    said = 'ops.round_candidates.config.locked_pairs: expected a list, one entry per line starting with "- ", or in one line: '
+    assert said in err
+    example = err.split(said)[1].split(";")[0]
+    assert example == 'locked_pairs: [{household_pseudonym: "<household_pseudonym>", municipality_id: "<municipality_id>"}]'
+    # The form shown is YAML that gives the list Dagster wants.
+    assert yaml.safe_load(example) == {"locked_pairs": [{"household_pseudonym": "<household_pseudonym>", "municipality_id": "<municipality_id>"}]}
+
+
 def test_a_round_can_leave_out_the_deferred_acceptance_comparison(ingested: RematchHome, tmp_path: Path) -> None:
     # At 50,000 households the comparison adds about a minute; an authority may leave it out.
     config = tmp_path / "round.yaml"
