@@ -23,7 +23,7 @@ from rematch_pipeline.engine.compatibility import exclusion_counts
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
 from rematch_pipeline.schemas.parsing import AGS_PATTERN
-from rematch_pipeline.wording import number_runs
+from rematch_pipeline.wording import number_runs, rule_words
 
 LOCKED, FORBIDDEN = "locked", "forbidden"
 # Config field of each kind of pair: messages name the field and the entry as Dagster does (from 0).
@@ -155,7 +155,9 @@ class CoordinatorPairs:
             rules = _rules_against(pool.filter(pl.col("household_pseudonym").is_in(blocked)), municipalities.filter(pl.col("municipality_id") == m))
             for other in blocked:
                 who = other if other == h else f"{other} (linked to this household)"
-                problems.append(f"locked_pairs[{i}]: hard rule: {who} cannot go to {m} ({', '.join(rules.get(other, [])) or 'not a candidate pair'})")
+                # The rules in the report's words: a code such as largest_unit says nothing to the coordinator who typed the lock.
+                broken = ", ".join(rule_words(rule) for rule in rules.get(other, []))
+                problems.append(f"locked_pairs[{i}]: hard rule: {who} cannot go to {m} ({broken or 'not a candidate pair'})")
         return problems + _capacity_problems(locked_groups, pool, municipalities, period)
 
 

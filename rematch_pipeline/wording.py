@@ -1,5 +1,5 @@
 """Counts in words, the one place that puts a number before a noun: `1 person`, `2 persons`, `1 more Kita place`;
-and a solve's status in a coordinator's words.
+and a solve's status and the hard rules in a coordinator's words.
 
 Used by the engine (diagnosis), the report, the run logs and the command line alike, so no text says
 `1 more persons` or `1 file(s)`, and the log, the metadata and the report name a solve's outcome alike.
@@ -77,3 +77,29 @@ def solved_words(status: str) -> str:
     """A solve's status in a coordinator's words, as the run's log, the round's metadata and report.html say it
     (a status without words of its own, e.g. infeasible, as the solver says it)."""
     return SOLVED_WORDS.get(status, status)
+
+
+# The hard rules (engine.compatibility.RULES) in a reader's words, for the report's Municipalities table
+# ("rule keeping most out"; the rule's name stays in the cell's tooltip: it is the name in the docs and round exports)
+# and the refusal of a lock that breaks one (coordinator_pairs).
+_RULE_WORDS: dict[str, str] = {
+    "largest_unit": "household larger than the largest dwelling",
+    "medical_care": "medical care needed is not offered",
+    "pets": "pets not allowed",
+    "excluded": "excluded by the household",
+    "declined": "declined in an earlier round",
+    "family_tie_must": "too far from a family tie marked must",
+    # Only the distribution-key baseline breaks it (engine.distribution_key): the solver places link groups whole.
+    "linked_split": "linked households split",
+}
+
+
+def rule_words(rule: str, offered: bool = True) -> str:
+    """A hard rule's name in a reader's words; for a resource rule, `none offered` where the municipality offers none
+    of it (its row's "Full" lists only capacities offered, so nothing else says why nobody came)."""
+    if rule.startswith("resource_"):
+        # resource_<r>: the household alone needs more of r than the municipality offers in all.
+        key = rule.removeprefix("resource_")
+        resource = plural(resource_noun(key))
+        return f"needs more {resource} than offered" if offered else f"no {resource} offered"
+    return _RULE_WORDS.get(rule, rule)

@@ -27,7 +27,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rematch_pipeline.wording import counted, plural, resource_noun, solved_words
+from rematch_pipeline.wording import counted, plural, resource_noun, rule_words, solved_words
 
 __all__ = ["RESOURCES", "RoundReportData", "household_table", "municipality_table", "render_round_report", "write_round_report"]
 
@@ -42,29 +42,6 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("integration_course_places", "Integration course", "Integration course places (Integrationskurs)"),
 )
 
-# The hard rules (engine.compatibility.RULES) in a reader's words, for the Municipalities table's "rule keeping most
-# out"; the rule's name stays in the cell's tooltip (it is the name in the logs, docs and round exports).
-_RULE_WORDS: dict[str, str] = {
-    "largest_unit": "household larger than the largest dwelling",
-    "medical_care": "medical care needed is not offered",
-    "pets": "pets not allowed",
-    "excluded": "excluded by the household",
-    "declined": "declined in an earlier round",
-    "family_tie_must": "too far from a family tie marked must",
-    # Only the distribution-key baseline breaks it (engine.distribution_key): the solver places link groups whole.
-    "linked_split": "linked households split",
-}
-
-
-def rule_words(rule: str, offered: bool = True) -> str:
-    """A hard rule's name in a reader's words; for a resource rule, `none offered` where the municipality offers none
-    of it (its row's "Full" lists only capacities offered, so nothing else says why nobody came)."""
-    if rule.startswith("resource_"):
-        # resource_<r>: the household alone needs more of r than the municipality offers in all.
-        key = rule.removeprefix("resource_")
-        resource = plural(resource_noun(key))
-        return f"needs more {resource} than offered" if offered else f"no {resource} offered"
-    return _RULE_WORDS.get(rule, rule)
 
 
 # One word per resource for the Municipalities table, where a cell lists several of them.
