@@ -105,8 +105,11 @@ def config_error_lines(exc: dg.DagsterInvalidConfigError, schema: RunConfigSchem
             expected = data.config_type_snap.given_name or data.config_type_snap.kind.value.lower()
             if data.config_type_snap.kind == ConfigTypeKind.ENUM:
                 # A code list (a decision's reason): its codes are ours, never what was typed.
-                codes = ", ".join(str(v.value) for v in data.config_type_snap.enum_values or [])
-                lines.append(f"{path}: code: not one of {codes}")
+                words = [str(v.value) for v in data.config_type_snap.enum_values or []]
+                codes = list(dict.fromkeys(w.lower() for w in words))
+                # A list of each word in three cases (the Launchpad's decision) is named once per word.
+                cases = " (lower case, Capitalised or UPPER CASE)" if len(codes) < len(words) else ""
+                lines.append(f"{path}: code: not one of {', '.join(codes)}{cases}")
             elif expected in ("Float", "Int"):
                 lines.append(f"{path}: expected a number")
             elif expected == "Bool":

@@ -20,7 +20,7 @@ from rematch_pipeline.coordinator_pairs import PSEUDONYM_RULE
 from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
-from rematch_pipeline.schemas.contract import DECISION, DECISION_FIELDS, DECISION_REASON
+from rematch_pipeline.schemas.contract import DECISION, DECISION_ALIASES, DECISION_FIELDS, DECISION_REASON
 from rematch_pipeline.schemas.models import HOUSEHOLD_PSEUDONYM_PATTERN
 from rematch_pipeline.schemas.parsing import spelled_code
 from rematch_pipeline.validation import NO_ROUND_RULE, NOT_A_PROPOSAL_RULE, NOT_PROPOSED_HOUSEHOLD_RULE, REPLACED_PROPOSAL_RULE
@@ -32,6 +32,16 @@ DECISION_COLUMNS: tuple[str, ...] = ("round_id", "household_pseudonym", "municip
 # The reason's codes as the Launchpad offers them. A closed list in the config schema, so that Dagster refuses a
 # sentence typed there before it makes a run: a run's config stays in Dagster's run storage and its UI.
 DecisionReason = enum.Enum("DecisionReason", {code: code for code in DECISION_REASON})
+# The decision's words as the Launchpad takes them: the codes and contract D's German words (DECISION_ALIASES), each in
+# lower case, Capitalised and UPPER CASE. A closed list too: a word that is neither (a name typed in the wrong field)
+# is refused by Dagster's config check before the run, and its config, exist. A file's cell is read in any case and
+# with spaces around (parsing.code_spelled); Dagster's enum can only take listed words, and these are the ones typed.
+DECISION_WORDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        spelled for word in (*DECISION, *(alias for alias, _ in DECISION_ALIASES)) for spelled in (word, word.capitalize(), word.upper())
+    )
+)
+DecisionWord = enum.Enum("DecisionWord", {word: word for word in DECISION_WORDS})
 
 
 class Decision(dg.Config):
@@ -41,7 +51,10 @@ class Decision(dg.Config):
         description="The household's pseudonym (H- and 20 hex digits) as report.html and households.csv show it; not the household reference of proposals.csv, never a name."
     )
     municipality_id: str = Field(description="AGS of the municipality the round proposed to this household (quote it in YAML: \"01001\").")
-    decision: str = Field(description=f"{' or '.join(DECISION)} (any letter case).")
+    decision: DecisionWord = Field(
+        description=f"{' or '.join(DECISION)}, or the German {', '.join(alias for alias, _ in DECISION_ALIASES)}"
+        " (lower case, Capitalised or UPPER CASE)."
+    )
     # One of the contract's codes, or left out: a closed list, so a sentence is refused before a run exists.
     reason: DecisionReason | None = Field(
         default=None, description=f"Why, for a decline (optional): one of {', '.join(DECISION_REASON)}. No free text: run config is kept."
@@ -127,11 +140,12 @@ def unanswered_partners(config: DecisionsConfig, link_groups: dict[str, str]) ->
 
 
 def with_codes_spelled(config: DecisionsConfig) -> DecisionsConfig:
-    """The config with each entry's decision read as a decisions file's cell is (`Accept`, ` DECLINE `, `Zusage`
-    are accept and decline: parsing.spelled_code, the file reader's own code path); a word that is no code
-    stays as typed, and decision_problems refuses it."""
+    """The config with each entry's decision read as a decisions file's cell is (`Accept`, `DECLINE`, `Zusage`
+    are accept and decline: parsing.spelled_code, the file reader's own code path). Every word the Launchpad takes
+    (DecisionWord) is a code's; a word that is no code would stay as typed, and decision_problems refuses it."""
     field = next(f for f in DECISION_FIELDS if f.name == "decision")
-    entries = [e.model_copy(update={"decision": spelled_code(field, e.decision)}) for e in config.decisions]
+    # The config's member is read by its word; model_copy does not validate, so the entry then holds the code as text.
+    entries = [e.model_copy(update={"decision": spelled_code(field, getattr(e.decision, "value", e.decision))}) for e in config.decisions]
     return config.model_copy(update={"decisions": entries})
 
 

@@ -537,19 +537,28 @@ def test_the_launchpads_decision_is_read_as_a_files_in_any_case_and_a_word_not_a
     round_r1: tuple[RematchHome, dg.ExecuteInProcessResult],
 ) -> None:
     """A decisions file's `Accept` counts (parsing.code_spelled); the Launchpad refused the same word as `code: not one
-    of accept, decline`. Now the job reads its entries through the file reader's code path: any letter case, spaces
-    around, the German words of contract D's list; written as the code list spells them."""
+    of accept, decline`. Now the job reads its entries through the file reader's code path: the codes and the German
+    words of contract D's list in lower case, Capitalised or UPPER CASE; written as the code list spells them.
+    A word off that list was refused only once the run existed, its config (the word) kept in Dagster's run storage:
+    now Dagster's config check refuses it (an enum, DecisionWord) and no run is made."""
     home, _ = round_r1
     linked = {h for h, _ in _linked_pair(home)}
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         proposals = [p for p in con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r1' ORDER BY 1").fetchall()
                      if p[0] not in linked][:3]
-    typed = ["Accept", " DECLINE ", "Zusage"]
+    typed = ["Accept", "DECLINE", "Zusage"]
     entries = [{"household_pseudonym": h, "municipality_id": m, "decision": d} for (h, m), d in zip(proposals, typed)]
+    with dg.DagsterInstance.get() as instance:
+        runs = len(instance.get_runs())
     with pytest.raises(RunFailed) as failed:
         _record(home, {"round_id": "r1", "decisions": [*entries, {**entries[0], "decision": "vielleicht"}]})
-    assert "nothing recorded: decisions[3].decision: code: not one of accept, decline" in str(failed.value)
-    assert "vielleicht" not in str(failed.value) and list(home.landing("decisions").iterdir()) == []
+    assert str(failed.value) == (
+        "record_decisions_job not started, fix the run config: ops.record_decisions.config.decisions[3].decision: code: not one of"
+        " accept, decline, annehmen, angenommen, zusage, ablehnen, abgelehnt, absage (lower case, Capitalised or UPPER CASE)"
+    )
+    assert list(home.landing("decisions").iterdir()) == []
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == runs, "refused before a run (and its config) exists"
 
     _record(home, {"round_id": "r1", "decisions": entries})
     (written,) = home.landing("decisions").iterdir()
