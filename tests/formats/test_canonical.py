@@ -295,6 +295,54 @@ def test_a_utf8_file_with_a_stray_windows_1252_byte_is_refused_naming_the_line(s
     assert parsed.frame["notes"][0] == "München-Süd"
 
 
+# German names as a coordinator's list holds them, none with "ü": code page 850's ü (0x81) is a byte Windows-1252
+# lacks, so a file with one was refused already; without one, every byte decodes as Windows-1252.
+_GERMAN_CONTACTS = ["Jörg Jäger", "Käthe Schäfer", "Björn Köhler", "Grete Weiß", "Hans Großmann"]
+_GERMAN_PLACES = ["Köln", "Neuß", "Gräfenhainichen", "Lößnitz", "Bärnau"]
+
+
+def _municipalities_with_german_names(sample) -> pl.DataFrame:
+    return sample.municipalities.with_columns(
+        pl.Series("contact_name", _GERMAN_CONTACTS), pl.Series("notes", [f"nahe {p}" for p in _GERMAN_PLACES])
+    )
+
+
+@pytest.mark.parametrize(
+    ("code_page", "source"),
+    [("cp850", r"Excel's CSV \(MS-DOS\), code page 850\?"), ("mac_roman", r"Excel's CSV \(Macintosh\), Mac Roman\?")],
+)
+def test_a_csv_in_code_page_850_or_mac_roman_is_refused_not_read_garbled(sample, tmp_path: Path, code_page: str, source: str) -> None:
+    """Excel's "CSV (MS-DOS)" and "CSV (Macintosh)" without a byte Windows-1252 lacks were read as Windows-1252:
+    "Jörg Jäger" became "J”rg J„ger" (850) or "JšrgJŠger" (Mac Roman) in the identity store, without a word."""
+    frame = _municipalities_with_german_names(sample)
+    data = _csv(frame, sep=";").replace("\n", "\r\n").encode(code_page)
+    data.decode("cp1252")  # the old reader's fallback decodes it
+    path = tmp_path / "gemeinden.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputFileError, match=rf"gemeinden\.csv: encoding: {source} .*first on line 2\); save the file again as CSV UTF-8") as error:
+        read_canonical(path, data)
+    assert not any(part in str(error.value) for name in _GERMAN_CONTACTS for part in name.split())
+
+
+def test_a_windows_1252_csv_with_typographic_quotes_and_foreign_names_still_reads(sample, tmp_path: Path) -> None:
+    """The code-page rule looks at German letters inside words only: Windows-1252's quotes „…“ ‚…‘, apostrophes
+    (don’t, O’Brien, O´Brien), € and – and Czech, Polish and Ukrainian (transliterated) names stay readable."""
+    names = ["Dušan Košťál O’Brien", "Józef Wróbel", "Taras Ševčenko", "BOŽIDAR ŽIŽEK", "Mikuláš Šťastný"]
+    notes = ["„Zitat“ und ‚so‘", "don't – 5 €", "O´Brien…", "Baden–Württemberg", "Straße „Am Ring“"]
+    frame = sample.municipalities.with_columns(pl.Series("contact_name", names), pl.Series("notes", notes))
+    data = _csv(frame, sep=";").replace("\n", "\r\n").encode("cp1252", "replace")
+    path = tmp_path / "m.csv"
+    path.write_bytes(data)
+    [parsed] = read_canonical(path, data)
+    assert parsed.frame["notes"].to_list() == notes
+    assert parsed.frame["contact_name"].to_list() == [n.encode("cp1252", "replace").decode("cp1252") for n in names]
+    # The German letters of the refused files above, written by Windows-1252 itself, read too.
+    data = _csv(_municipalities_with_german_names(sample), sep=";").encode("cp1252")
+    path.write_bytes(data)
+    [parsed] = read_canonical(path, data)
+    assert parsed.frame["contact_name"].to_list() == _GERMAN_CONTACTS
+
+
 def test_a_header_of_another_survey_lists_a_dozen_columns_and_counts_the_rest(sample, tmp_path: Path) -> None:
     frame = sample.municipalities.rename({c: f"frage_{i}" for i, c in enumerate(sample.municipalities.columns) if c not in ("municipality_id", "capacity_persons")})
     path = tmp_path / "m.csv"
