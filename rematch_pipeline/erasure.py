@@ -416,7 +416,7 @@ def _check_rows_in_place(con: duckdb.DuckDBPyConnection, sha: str, name: str, ar
     (docs/decisions.md) left a file's rows numbered by its original; dropping by them would delete
     other households' lines. The message names the file and counts rows, never a value."""
     try:
-        parsed = read_export(Path(name), content, unsaved_formulas_empty=True)  # as it was read when it landed
+        parsed = read_export(Path(name), content, as_landed=True)  # as it was read when it landed
     except InputFileError as exc:
         raise UserFacingError(f"erasure stopped, nothing erased: the archived copy {archived.name} of {name} cannot be read: {exc}") from exc
     misplaced = 0

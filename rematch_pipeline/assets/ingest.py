@@ -233,7 +233,7 @@ def members_arrived_while_refused(
         if archived is None or not archived.exists():  # removed by an operator: nothing to read again
             continue
         try:
-            parsed = read_export(archived, archived.read_bytes(), unsaved_formulas_empty=True)  # as it was read when it landed
+            parsed = read_export(archived, archived.read_bytes(), as_landed=True)  # as it was read when it landed
         except InputFileError:  # it was read when it landed; an unreadable copy restores nothing
             continue
         for table in parsed:

@@ -142,15 +142,16 @@ def detect_format(path: Path, data: bytes) -> str:
     return _csv_format(csv_records(data, file), file)
 
 
-def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -> list[ParsedTable]:
+def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[ParsedTable]:
     """Read any accepted input file into canonical tables.
 
     Args:
         path: where the file lies; only its name is used (in error messages).
         data: the file's bytes.
-        unsaved_formulas_empty: read a workbook's formula cells without a saved value as empty, and those of
-            a workbook to be recalculated when opened as their saved value, instead of refusing the file: for
-            archived copies of files ingested already (erasure, restoring members), which an older version read so.
+        as_landed: read an archived copy of a file ingested already (erasure, restoring members) as an older
+            version read it when it landed, instead of refusing it: a workbook's formula cells without a saved value
+            as empty, and those of a workbook to be recalculated when opened as their saved value; a CSV that
+            Windows-1252 decodes without the check for code page 850 and Mac Roman (text.refused_code_page).
 
     Returns:
         ParsedTables with the canonical columns (all text) and ``file_row``; rows the tools mark
@@ -166,12 +167,12 @@ def read_export(path: Path, data: bytes, unsaved_formulas_empty: bool = False) -
     container = _guard(data, file)
     if container == "xlsx":
         # One reading of the workbook for detection and tables (the sheets are parsed once).
-        tables = read_workbook(data, file, lambda book: _read_xlsx(book, file), unsaved_formulas_empty)
+        tables = read_workbook(data, file, lambda book: _read_xlsx(book, file), unsaved_formulas_empty=as_landed)
     elif container == "zip":
-        tables = _read_csv_zip(data, file)
+        tables = _read_csv_zip(data, file, as_landed)
     else:
         # Tokenising once enforces the row limit for every CSV, the canonical one included.
-        tables = _read_csv(csv_records(data, file), file)
+        tables = _read_csv(csv_records(data, file, check_code_page=not as_landed), file)
     # Copies of one submission that differ are said in every format (validation uses one of them).
     return [with_differing_copies(table) for table in tables]
 
@@ -258,7 +259,7 @@ def _without_repeated_headers(records: CsvRecords) -> tuple[CsvRecords, int]:
     return dataclasses.replace(records, rows=rows), len(records.rows) - len(rows)
 
 
-def _read_csv_zip(data: bytes, file: str) -> list[ParsedTable]:
+def _read_csv_zip(data: bytes, file: str, as_landed: bool = False) -> list[ParsedTable]:
     """Every CSV member of a zip (Central: main table and repeat files); the join is validation's."""
     tables: list[ParsedTable] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -267,7 +268,7 @@ def _read_csv_zip(data: bytes, file: str) -> list[ParsedTable]:
             if not is_csv_member(member):
                 continue
             try:
-                parsed = _read_csv(csv_records(archive.read(info), file), file)
+                parsed = _read_csv(csv_records(archive.read(info), file, check_code_page=not as_landed), file)
             except InputFileError as exc:
                 raise InputFileError(dataclasses.replace(exc.violation, sheet=exc.violation.sheet or member)) from exc
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:

@@ -214,12 +214,13 @@ EXCEL_SEPARATOR_READ = (
 )
 
 
-def csv_records(data: bytes, file: str) -> CsvRecords:
+def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvRecords:
     """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1 (2 below Excel's `sep=;`
-    line, read past with the separator it names)."""
+    line, read past with the separator it names). check_code_page: refuse a code page 850 or Mac Roman file that
+    Windows-1252 decodes (off only for an archived copy read as it landed)."""
     if not data:
         raise InputFileError(Violation(file, None, None, "empty file (0 bytes: did the download or copy finish? land the file again)"))
-    text = decode_text(data, file)
+    text = decode_text(data, file, check_code_page)
     if not text.strip():
         raise InputFileError(Violation(file, None, None, "empty file"))
     delimiter = sniff_delimiter(text)

@@ -13,13 +13,14 @@ MIXED_ENCODING = "encoding: UTF-8 with a byte of another encoding"
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
-def decode_text(data: bytes, file: str) -> str:
+def decode_text(data: bytes, file: str, check_code_page: bool = True) -> str:
     """UTF-8 (with or without BOM), else Windows-1252 (a CSV re-saved by a German Excel); the readers' decoding.
 
-    A file in code page 850 or Mac Roman that Windows-1252 happens to decode (refused_code_page) is refused.
+    A file in code page 850 or Mac Roman that Windows-1252 happens to decode (refused_code_page) is refused, unless
+    check_code_page is off: an archived copy of a file a version without that check ingested is read as it landed.
     """
     text, encoding, bom = decoded(data, file)
-    if encoding == "cp1252":
+    if encoding == "cp1252" and check_code_page:
         refused_code_page(data[len(UTF8_BOM) :] if bom else data, file)
     return text
 

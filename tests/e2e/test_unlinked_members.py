@@ -600,7 +600,7 @@ def test_a_refused_export_without_its_erased_lines_is_stored_from_its_copy(
     if refused == "only_for_an_erased_line":
         lines[owner_lines[0] - 1] += ",zz"
     else:
-        def older(path: Path, data: bytes, unsaved_formulas_empty: bool = False):  # noqa: ANN202 - read_export's
+        def older(path: Path, data: bytes, as_landed: bool = False):  # noqa: ANN202 - read_export's
             raise InputFileError(Violation(path.name, 1, None, "header: not a format this version reads"))
 
         monkeypatch.setattr(ingest_asset, "read_export", older)

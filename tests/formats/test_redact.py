@@ -252,7 +252,7 @@ def test_a_kobo_answer_written_as_a_formula_stays_as_typed_in_the_rewrite(tmp_pa
     for reader in ("calamine", "openpyxl"):
         monkeypatch.setenv(ENV_XLSX_READER, reader)
         assert _tables(path, erased) == _without_first(before), reader
-        archived = {t.table: [{k: v for k, v in r.items() if k != "file_row"} for r in t.frame.to_dicts()] for t in read_export(path, erased, unsaved_formulas_empty=True)}
+        archived = {t.table: [{k: v for k, v in r.items() if k != "file_row"} for r in t.frame.to_dicts()] for t in read_export(path, erased, as_landed=True)}
         assert archived == _without_first(before), reader
 
 

@@ -398,7 +398,7 @@ def test_a_kobo_answer_kpi_wrote_as_a_formula_is_read_as_typed(tmp_path: Path, m
     XLSX export. fe7b084 refused the whole export for it (a national one: 50,000 households held back by one
     answer); it is read as typed (`=` and the formula's text, XML references resolved), as KPI's CSV export gives
     it, so validation quarantines that household at that column (the formula rule) and the rest lands. Both
-    readers, and archived copies (unsaved_formulas_empty: restoring members) read it so too."""
+    readers, and archived copies (as_landed: restoring members) read it so too."""
     monkeypatch.setenv(ENV_XLSX_READER, reader)
     answers = {(0, "contact_name"): "=)", (1, "current_address"): '= 5 people & <kids> "B"'}
     data = _kpi_with_answers(tmp_path, answers)
@@ -407,7 +407,7 @@ def test_a_kobo_answer_kpi_wrote_as_a_formula_is_read_as_typed(tmp_path: Path, m
     assert b"<f>)</f><v>0</v>" in sheet and b"<f> 5 people &amp; &lt;kids&gt; \"B\"</f><v>0</v>" in sheet  # what xlsxwriter writes
     plain = _outcome(kobo_kpi_households_xlsx(tmp_path / "plain.xlsx").read_bytes(), "kpi.xlsx")
     for empty in (False, True):
-        households, members = read_export(Path("kpi.xlsx"), data, unsaved_formulas_empty=empty)
+        households, members = read_export(Path("kpi.xlsx"), data, as_landed=empty)
         assert households.frame["contact_name"][0] == "=)" and households.frame["current_address"][1] == '= 5 people & <kids> "B"'
         # Everything else as without the answers.
         assert isinstance(plain, list)
@@ -484,7 +484,7 @@ def test_an_archived_workbook_to_be_recalculated_is_read_as_when_it_landed(monke
     monkeypatch.setenv(ENV_XLSX_READER, reader)
     municipalities = generate_round(12, 4, seed=3).municipalities
     data = _municipalities_by_xlsxwriter(municipalities, (3, "capacity_persons", "=10+5"))
-    [table] = read_export(Path("m.xlsx"), data, unsaved_formulas_empty=True)
+    [table] = read_export(Path("m.xlsx"), data, as_landed=True)
     assert table.frame["capacity_persons"][1] == "0" and table.frame.height == municipalities.height
 
 
