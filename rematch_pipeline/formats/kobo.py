@@ -506,9 +506,10 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
     return out
 
 
-def _skip_hxl(rows: list[tuple[int, list[str | None]]]) -> list[tuple[int, list[str | None]]]:
-    """Drop KPI's HXL hashtag row (row 2: every non-empty cell starts with '#')."""
-    if rows and rows[0][0] == 2:
+def _skip_hxl(rows: list[tuple[int, list[str | None]]], header_row: int = 1) -> list[tuple[int, list[str | None]]]:
+    """Drop KPI's HXL hashtag row (the row right under the header, row 2, or 3 below Excel's `sep=;` line: every
+    non-empty cell starts with '#')."""
+    if rows and rows[0][0] == header_row + 1:
         filled = [c.strip() for c in rows[0][1] if c is not None and c.strip()]
         if filled and all(c.startswith("#") for c in filled):
             return rows[1:]
@@ -533,7 +534,7 @@ def read_kobo_records(records: CsvRecords, file: str) -> list[ParsedTable]:
     header, rows = names_from_labels(records.header, [(n, list(cells)) for n, cells in records.rows])
     layout = _layout(header, file, None)
     _check_layout(layout, file, None)
-    rows = _skip_hxl(rows)
+    rows = _skip_hxl(rows, records.header_row)
     if not rows:
         raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table))
     read = _read_rows(layout, rows, file, None)

@@ -240,6 +240,16 @@ def test_kpi_csv_semicolon_all_quoted_crlf_with_hxl_row() -> None:
     assert table.frame["municipality_id"].to_list() == ["09162", "01001"]  # leading zeros kept
 
 
+def test_kpi_csv_under_excels_separator_line_still_skips_its_hxl_row() -> None:
+    """Below a `sep=;` line the HXL tag row is row 3, not 2: it was read as a municipality (`#adm2+code` as its AGS,
+    quarantine lines for a row that is no offer)."""
+    from rematch_pipeline.formats.detect import read_export
+
+    [table] = read_export(Path("m.csv"), b"sep=;\r\n" + KPI_CSV.read_bytes())
+    assert rows_read(table) == MUNICIPALITIES
+    assert table.frame["file_row"].to_list() == [4, 5]  # row 1 `sep=;`, row 2 the header, row 3 the HXL tag row
+
+
 def test_kpi_csv_municipality_not_approved_is_read_with_its_reason() -> None:
     def reject_second(rows: list[list[str]]) -> list[list[str]]:
         rows[3][rows[0].index("_validation_status")] = "validation_status_not_approved"
