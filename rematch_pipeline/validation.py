@@ -417,6 +417,22 @@ def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame) -> pl.
     )
 
 
+# A member row holding none of a person's required answers that say who it is: no birth date, sex or relation.
+_PERSON_CELLS: tuple[str, ...] = ("sex", "relation")
+NO_PERSON_RULE = (
+    "required: a row without a person (no household's submission_id, date_of_birth, sex or relation: a sum, total"
+    " or note row under the table?); delete the row"
+)
+
+
+def _no_person_rows(unlinked: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
+    """The unlinked member rows (unlinked_member_rows) holding no person: sex, relation and birth date empty. Not the
+    name: a label typed into column A lands in it where an export's first member column is the name (KoboToolbox)."""
+    empty = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).cast(pl.Utf8).str.strip_chars() == "") for c in _PERSON_CELLS])
+    dated = birth_dates.filter(pl.col("date_of_birth").is_not_null() & (pl.col("date_of_birth").cast(pl.Utf8).str.strip_chars() != ""))
+    return unlinked.filter(empty).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
+
+
 def _unlinked_member_holds(
     households: pl.DataFrame,
     chosen_members: pl.DataFrame,
@@ -630,6 +646,11 @@ def build_canonical(
     # A member on its household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats) is that
     # household's whatever its id: no other household can be missing it.
     unlinked = unlinked_member_rows(members_raw, raw["households"])
+    # Of those, a row holding no person (a sum or note row under the members table: "Summe" in column A, which is
+    # the link or the name) is one line and holds no household out: no household is missing anyone for it.
+    no_person = _no_person_rows(unlinked, birth_dates)
+    quarantine.append(_row_rule(no_person, "members", "submission_id", NO_PERSON_RULE))
+    unlinked = _without_rows(unlinked, no_person)
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
     # before checking: earlier files' rows are no longer its members (a corrected file replaced them,
     # or a refusal blanked them).
@@ -641,11 +662,12 @@ def build_canonical(
     member_q = member_q.join(unlinked.select(_FILE_ROW).with_columns(pl.lit("submission_id").alias("column")), on=[*_FILE_ROW, "column"], how="anti", nulls_equal=True)
     rule = pl.when(pl.col("submission_id").is_null()).then(pl.lit(UNLINKED_MEMBER_RULE)).otherwise(pl.lit(UNKNOWN_HOUSEHOLD_MEMBER_RULE))
     quarantine.append(_row_rule(unlinked, "members", "submission_id", rule))
+    member_q = _without_rows(member_q, no_person)  # said once above
     quarantine.append(member_q)
     # Every member row's birth date is checked, whatever else is wrong with the row or its household: a
     # file's problems are reported in one pass, not one fix and landing at a time.
     aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), _submission_dates(households, raw_households.filter(~withdrawn_mask), landed), birth_dates)
-    bad_age = aged.filter(pl.col("rule").is_not_null())
+    bad_age = _without_rows(aged.filter(pl.col("rule").is_not_null()), no_person)
     quarantine.append(_row_rule(bad_age, "members", "date_of_birth", pl.col("rule")))
     members = members.join(aged.filter(pl.col("rule").is_null()).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
 

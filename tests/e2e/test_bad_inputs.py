@@ -796,3 +796,27 @@ def test_a_sum_row_under_the_table_is_one_quarantine_line(home: RematchHome, sam
     assert held == 0
     assert not any("Summe" in line for line in summary.held_out + summary.quarantined)
     assert _valid_households(home) == baseline  # every real row kept
+
+
+def test_a_sum_row_under_the_members_table_is_one_line_and_holds_no_household_out(
+    home: RematchHome, sample: SampleRound, baseline, tmp_path: Path
+) -> None:
+    """Exploratory testing: "Summe" under the template's members table (in its column A, the link) was ten quarantine
+    lines and, as a member row naming no household, held every household of the file out (0 of 28 valid). A member
+    row naming no household and holding no person (no birth date, sex or relation) is one line and holds none out."""
+    from rematch_pipeline.validation import NO_PERSON_RULE
+
+    files: dict[str, bytes] = {}
+    for path in write_round(sample, tmp_path / "csv", "csv"):
+        files[f"{path.parent.name}/{path.name}"] = path.read_bytes()
+    name = next(n for n in files if n.startswith("households/members"))
+    header = files[name].decode().splitlines()[0].split(",")
+    files[name] += (",".join("" if v is None else str(v) for v in _sum_row(header)) + "\n").encode()
+    summary, _ = _ingest(home, files)
+    assert not summary.rejected
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        lines = con.execute('SELECT "column", rule FROM quarantine WHERE "table" = \'members\'').fetchall()
+        held = con.execute("SELECT count(*) FROM held_out").fetchone()[0]
+    assert lines == [("submission_id", NO_PERSON_RULE)]
+    assert held == 0
+    assert _valid_households(home) == baseline  # every household kept
