@@ -8,6 +8,7 @@ Quarantine rows name file, row, column and rule — never the cell value.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -102,13 +103,17 @@ NO_KEY_RULE = (
 )
 
 
+def _all_blank(columns: Sequence[str]) -> pl.Expr:
+    """Whether each of the columns is empty (null, or only spaces) in a row."""
+    return pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).cast(pl.Utf8).str.strip_chars() == "") for c in columns])
+
+
 def _keyless_rows(table: str, raw: pl.DataFrame) -> pl.Series:
     """The _row indices of raw rows holding no key (_ROW_KEYS); none for tables without such a rule."""
     keys = _ROW_KEYS.get(table)
     if keys is None or not all(k in raw.columns for k in keys):
         return pl.Series("_row", [], dtype=pl.UInt32)
-    empty = pl.all_horizontal([pl.col(k).is_null() | (pl.col(k).cast(pl.Utf8).str.strip_chars() == "") for k in keys])
-    return raw.with_row_index("_row").filter(empty)["_row"].cast(pl.UInt32)
+    return raw.with_row_index("_row").filter(_all_blank(keys))["_row"].cast(pl.UInt32)
 
 
 def _typed_rows(table: str, raw: pl.DataFrame, landed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -428,9 +433,8 @@ NO_PERSON_RULE = (
 def _no_person_rows(unlinked: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """The unlinked member rows (unlinked_member_rows) holding no person: sex, relation and birth date empty. Not the
     name: a label typed into column A lands in it where an export's first member column is the name (KoboToolbox)."""
-    empty = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).cast(pl.Utf8).str.strip_chars() == "") for c in _PERSON_CELLS])
-    dated = birth_dates.filter(pl.col("date_of_birth").is_not_null() & (pl.col("date_of_birth").cast(pl.Utf8).str.strip_chars() != ""))
-    return unlinked.filter(empty).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
+    dated = birth_dates.filter(~_all_blank(("date_of_birth",)))
+    return unlinked.filter(_all_blank(_PERSON_CELLS)).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
 
 
 def _unlinked_member_holds(
