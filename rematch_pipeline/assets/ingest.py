@@ -428,10 +428,7 @@ def _content_stored(
         ).fetchall()
         for (stored_sha,) in stored:
             record_erased_unlinked(con, stored_sha, path.name, erased, now)
-        con.execute(
-            f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, ?)",
-            [sha, path.name, kind, archived.name, ERASURE_COPY, now, skipped],
-        )
+        _log_copy(con, sha, path.name, kind, archived.name, now, skipped)
         con.execute("COMMIT")
     return FileOutcome(path.name, kind, sha, "already_ingested", skipped=skipped or "")
 
@@ -447,11 +444,14 @@ def erased_so_far(warehouse: DuckDBResource) -> Erased:
     return Erased(households, submissions, frozenset(h for h, _ in stored if h), frozenset(s for _, s in stored if s))
 
 
-def _log_copy(con: duckdb.DuckDBPyConnection, sha: str, name: str, kind: str, archived_as: str, now: dt.datetime) -> None:
-    """Log the landed file's new content (without the lines of erased submissions): landing it again is a no-op."""
+def _log_copy(
+    con: duckdb.DuckDBPyConnection, sha: str, name: str, kind: str, archived_as: str, now: dt.datetime, skipped: str | None = None
+) -> None:
+    """Log the landed file's new content (without the lines of erased submissions), or a landed file whose content
+    without them was stored before: landing it again is a no-op. skipped: what was left out of it."""
     con.execute(
-        f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, NULL)",
-        [sha, name, kind, archived_as, ERASURE_COPY, now],
+        f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, '', 0, NULL, ?, ?)",
+        [sha, name, kind, archived_as, ERASURE_COPY, now, skipped],
     )
 
 
