@@ -43,7 +43,6 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-
 # One word per resource for the Municipalities table, where a cell lists several of them.
 _CHIPS: dict[str, str] = {
     "persons": "Persons",
