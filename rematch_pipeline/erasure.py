@@ -152,10 +152,11 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
             )
         for sha in rejected:
             con.execute("UPDATE ingestion_log SET archived_as = NULL WHERE file_sha256 = ?", [sha])
-        con.execute("INSERT INTO erasures VALUES (?, now())", [target])
+        # In UTC, as every stored time (`now`): DuckDB's now() stored in a TIMESTAMP column is the machine's local time.
+        con.execute("INSERT INTO erasures VALUES (?, ?)", [target, now])
         # Keyed, like the household: a retried file (ingest.retry_export) leaves these submissions' members out.
         for submission in submissions:
-            con.execute("INSERT INTO erased_submissions VALUES (?, now())", [pseudonym(home.secret(), "submission", submission)])
+            con.execute("INSERT INTO erased_submissions VALUES (?, ?)", [pseudonym(home.secret(), "submission", submission), now])
         con.execute("COMMIT")
     say("erasing: replacing the exports' copies and the rounds' files")
     _replace_copies(home, rewrites, rejected)
@@ -180,10 +181,10 @@ def keep_accepted_places(con: duckdb.DuckDBPyConnection, target: str) -> None:
     if not (table_exists(con, "decisions") and table_exists(con, "household_features")):
         return
     con.execute(
-        f"""INSERT INTO erased_accepted SELECT r.period, d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}, now()
+        f"""INSERT INTO erased_accepted SELECT r.period, d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}, ?
             FROM decisions d JOIN rounds r USING (round_id) JOIN household_features f USING (household_pseudonym)
             WHERE d.decision = 'accept' AND d.household_pseudonym = ?""",
-        [target],
+        [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), target],
     )
 
 
@@ -332,7 +333,8 @@ def _forget_unlinked_rows(con: duckdb.DuckDBPyConnection, unlinked: pl.DataFrame
     )
     con.execute(f"""DELETE FROM quarantine t WHERE t."table" = 'members' AND EXISTS (SELECT 1 FROM unlinked_rows u WHERE {at})""")
     con.execute(
-        "INSERT INTO erased_unlinked_members SELECT file_sha256, file_name, sheet, count(*), now() FROM unlinked_rows GROUP BY ALL ORDER BY ALL"
+        "INSERT INTO erased_unlinked_members SELECT file_sha256, file_name, sheet, count(*), ? FROM unlinked_rows GROUP BY ALL ORDER BY ALL",
+        [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],  # UTC, as ingestion writes this table
     )
     con.unregister("unlinked_rows")
     return removed

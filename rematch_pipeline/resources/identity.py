@@ -6,6 +6,7 @@ pseudonyms (HMAC-SHA256 with a secret that lives neither in the repo nor in the 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -273,5 +274,6 @@ class IdentityStore(dg.ConfigurableResource):
                     [household_pseudonym],
                 ).fetchall()
             )
-            con.execute("INSERT INTO erasures VALUES (?, now())", [household_pseudonym])
+            # UTC, as the warehouse's erasures: DuckDB's now() in a TIMESTAMP column is the machine's local time.
+            con.execute("INSERT INTO erasures VALUES (?, ?)", [household_pseudonym, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)])
         return deleted

@@ -563,3 +563,30 @@ def test_erasing_a_reference_no_household_has_stops_with_nothing_changed(home: R
     assert said.out.startswith("nothing to erase: the household with this reference was erased on "), said.out
     assert row["household_ref"] not in said.err + said.out
     assert _stored_files(home) == after
+
+
+def test_an_erasure_is_recorded_in_utc_whatever_the_machines_time_zone(home: RematchHome, sample: SampleRound) -> None:
+    """Every stored time is UTC (ingestion_log, submitted_at); the erasure's were DuckDB's now(), which a TIMESTAMP
+    column keeps in the machine's local time: 14 hours ahead on a machine in Kiritimati, and `rematch erase` of the
+    same reference again said `erased on` the next day. The erasure runs as a process of its own, its zone set."""
+    import datetime as dt
+    import os
+    import subprocess
+    import sys
+
+    households, members = _planted(sample)
+    _land_csvs(home, sample, households, members)
+    assert main(["ingest"]) == 0
+    row = households.row(2, named=True)
+    before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    erased = subprocess.run(
+        [sys.executable, "-m", "rematch_pipeline.cli", "erase", row["household_ref"]],
+        env={**os.environ, "TZ": "Pacific/Kiritimati"}, capture_output=True, text=True, check=False,
+    )
+    after = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert erased.returncode == 0, erased.stderr
+    stamps = [
+        *_query(home.warehouse_path, "SELECT erased_at FROM erasures UNION ALL SELECT erased_at FROM erased_submissions"),
+        *_query(home.identity_path, "SELECT erased_at FROM erasures"),
+    ]
+    assert len(stamps) == 3 and all(before <= at <= after for (at,) in stamps), (before, stamps, after)
