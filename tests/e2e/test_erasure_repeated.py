@@ -5,8 +5,12 @@ rows keep pointing at their lines (a later erasure, a retry and a validation rea
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -569,11 +573,6 @@ def test_an_erasure_is_recorded_in_utc_whatever_the_machines_time_zone(home: Rem
     """Every stored time is UTC (ingestion_log, submitted_at); the erasure's were DuckDB's now(), which a TIMESTAMP
     column keeps in the machine's local time: 14 hours ahead on a machine in Kiritimati, and `rematch erase` of the
     same reference again said `erased on` the next day. The erasure runs as a process of its own, its zone set."""
-    import datetime as dt
-    import os
-    import subprocess
-    import sys
-
     households, members = _planted(sample)
     _land_csvs(home, sample, households, members)
     assert main(["ingest"]) == 0
