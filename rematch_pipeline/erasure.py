@@ -26,6 +26,7 @@ from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, table_exists, warehouse_connection
+from rematch_pipeline.schemas.parsing import utc_now
 from rematch_pipeline.validation import unlinked_member_rows
 from rematch_pipeline.wording import counted
 
@@ -139,7 +140,7 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
         linking = _unlink(con, target)
         dropped = _dropped_lines(rewrites)
         _renumber_rows(con, dropped)
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = utc_now()
         for old, rewrite in rewrites.items():
             new, archived = rewrite.sha256, rewrite.path
             # Every entry that named the replaced copy (the original's, an earlier erasure copy's) names the new one.
@@ -152,7 +153,6 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
             )
         for sha in rejected:
             con.execute("UPDATE ingestion_log SET archived_as = NULL WHERE file_sha256 = ?", [sha])
-        # In UTC, as every stored time (`now`): DuckDB's now() stored in a TIMESTAMP column is the machine's local time.
         con.execute("INSERT INTO erasures VALUES (?, ?)", [target, now])
         # Keyed, like the household: a retried file (ingest.retry_export) leaves these submissions' members out.
         for submission in submissions:
@@ -184,7 +184,7 @@ def keep_accepted_places(con: duckdb.DuckDBPyConnection, target: str) -> None:
         f"""INSERT INTO erased_accepted SELECT r.period, d.municipality_id, {', '.join('f.' + r for r in RESOURCES)}, ?
             FROM decisions d JOIN rounds r USING (round_id) JOIN household_features f USING (household_pseudonym)
             WHERE d.decision = 'accept' AND d.household_pseudonym = ?""",
-        [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), target],
+        [utc_now(), target],
     )
 
 
@@ -334,7 +334,7 @@ def _forget_unlinked_rows(con: duckdb.DuckDBPyConnection, unlinked: pl.DataFrame
     con.execute(f"""DELETE FROM quarantine t WHERE t."table" = 'members' AND EXISTS (SELECT 1 FROM unlinked_rows u WHERE {at})""")
     con.execute(
         "INSERT INTO erased_unlinked_members SELECT file_sha256, file_name, sheet, count(*), ? FROM unlinked_rows GROUP BY ALL ORDER BY ALL",
-        [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],  # UTC, as ingestion writes this table
+        [utc_now()],
     )
     con.unregister("unlinked_rows")
     return removed

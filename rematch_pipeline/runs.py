@@ -25,6 +25,7 @@ from rematch_pipeline.assets.sensors import export_run_requests
 from rematch_pipeline.assets.validate import quarantine_lines, stored_findings
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.schemas.parsing import utc_now
 
 
 class RunFailed(UserFacingError):
@@ -152,9 +153,7 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     """One ingestion run per new landed file (as the sensor would), with `retry` a retry_exports_job
     run (exports an older version refused or withheld cells of), then one validation run."""
     warehouse = DuckDBResource(database=str(home.warehouse_path))
-    import datetime as dt
-
-    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    started = utc_now()
     known = ingested_hashes(warehouse)
     requests, keys = export_run_requests(home, known, settle_seconds=0.0)
     misplaced = misplaced_files(home)

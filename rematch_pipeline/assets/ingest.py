@@ -27,6 +27,7 @@ from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.wording import counted
+from rematch_pipeline.schemas.parsing import utc_now
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
@@ -329,7 +330,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
         with owner_only_files():
             shutil.copyfile(path, archived)
         archived.chmod(0o600)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utc_now()
     erased: ErasedLines | None = None
     try:
         check_path_size(path)  # before reading: an oversized file is never loaded into memory

@@ -2,7 +2,6 @@
 
 
 import dataclasses
-import datetime as dt
 import enum
 import json
 import math
@@ -42,6 +41,7 @@ from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.models import PERIOD_PATTERN, ROUND_ID_PATTERN as ROUND_ID_FORMAT
 from rematch_pipeline.wording import counted, elapsed, solved_words
+from rematch_pipeline.schemas.parsing import utc_now
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
 
@@ -445,7 +445,7 @@ def round_candidates(
         pool = households.join(n_candidates, on="household_pseudonym", how="left").with_columns(pl.col("candidates").fill_null(0))
         with warehouse_connection(warehouse) as con:
             con.execute("BEGIN TRANSACTION")
-            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            now = utc_now()
             if earlier and table_exists(con, "proposals"):
                 # Kept (pseudonyms only) so that a decision made from the replaced proposals.csv is told the round
                 # was run again, rather than only that it answers no proposal of the round.

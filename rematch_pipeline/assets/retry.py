@@ -47,7 +47,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
 from rematch_pipeline.resources.warehouse import FILE_COLUMNS, compact, raw_columns, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
-from rematch_pipeline.schemas.parsing import WITHHELD_VALUES
+from rematch_pipeline.schemas.parsing import WITHHELD_VALUES, utc_now
 from rematch_pipeline.wording import counted
 
 _Split = list[tuple[str, pl.DataFrame, pl.DataFrame]]
@@ -287,7 +287,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
     so_far = erased_so_far(warehouse)
     known = dataclasses.replace(so_far, submissions=frozenset(erased_submissions), stored_submissions=so_far.stored_submissions | read_submissions)
     outcomes: list[RetryOutcome] = []
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utc_now()
     for sha, name, _, status, landed_at in candidates:
         reading = readings[sha]
         if reading is None:

@@ -6,7 +6,6 @@ pseudonyms (HMAC-SHA256 with a secret that lives neither in the repo nor in the 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import os
@@ -20,6 +19,7 @@ import polars as pl
 import dagster as dg
 
 from rematch_pipeline.resources.home import RematchHome, owner_only_files
+from rematch_pipeline.schemas.parsing import utc_now
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS household_identity (
@@ -274,6 +274,5 @@ class IdentityStore(dg.ConfigurableResource):
                     [household_pseudonym],
                 ).fetchall()
             )
-            # UTC, as the warehouse's erasures: DuckDB's now() in a TIMESTAMP column is the machine's local time.
-            con.execute("INSERT INTO erasures VALUES (?, ?)", [household_pseudonym, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)])
+            con.execute("INSERT INTO erasures VALUES (?, ?)", [household_pseudonym, utc_now()])
         return deleted

@@ -112,6 +112,12 @@ SUBMITTED_AT_RULE = (
 )
 
 
+def utc_now() -> dt.datetime:
+    """The current time as every stored time holds it: UTC, without a zone (DuckDB's now() in a TIMESTAMP
+    column would be the machine's local time)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
 def submission_time_violations(typed: pl.DataFrame, landed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows with an implausible submitted_at made null (so latest-wins places it by ingestion, as an
     unreadable one), and the violations (_row, column, rule).
@@ -121,7 +127,7 @@ def submission_time_violations(typed: pl.DataFrame, landed: pl.DataFrame | None 
     empty = pl.DataFrame(schema={"_row": pl.UInt32, "column": pl.Utf8, "rule": pl.Utf8})
     if "submitted_at" not in typed.columns or typed.is_empty():
         return typed, empty
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utc_now()
     if landed is None or "file_sha256" not in typed.columns:
         latest = pl.lit(now + CLOCK_SKEW)
         frame = typed
