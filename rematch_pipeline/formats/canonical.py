@@ -40,6 +40,15 @@ LEFT_OUT_COLUMN = "left_out"
 # (a KoboToolbox XLSX end time that lost its UTC offset: the server's UTC time orders, the device's date dates;
 # formats.kobo). Elsewhere null: the date is submitted_at's own as written (schemas.parsing.written_date).
 SUBMITTED_ON_COLUMN = "submitted_on"
+# The member answers that say a row is a person's: without any of them (birth date, sex, relation) a member row is a
+# sum, total or note row added under the table (validation.NO_PERSON_RULE), no one's line. The name does not count:
+# KoboToolbox's members sheet starts with it, so a label typed into column A lands there.
+PERSON_FIELDS: tuple[str, ...] = ("date_of_birth", "sex", "relation")
+
+
+def holds_no_person(record: Mapping[str, str | None]) -> bool:
+    """Whether a member record (canonical field -> text, None where empty) has none of PERSON_FIELDS."""
+    return all(record.get(name) is None for name in PERSON_FIELDS)
 
 
 @dataclass(frozen=True)

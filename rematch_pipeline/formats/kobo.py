@@ -48,11 +48,13 @@ import polars as pl
 from rematch_pipeline.formats.canonical import (
     LEFT_OUT_COLUMN,
     OTHER_SHEETS,
+    PERSON_FIELDS,
     SUBMITTED_ON_COLUMN,
     ParsedTable,
     canonical_table,
     check_header,
     export_header,
+    holds_no_person,
     names_a_field,
     with_left_out,
 )
@@ -479,8 +481,14 @@ def _read_rows(layout: _Layout, rows: list[tuple[int, list[str | None]]], file: 
     seen: set[str] = set()
     index_col = layout.meta("_index")
     groups = [[c for c in members if c.slot == s] for s in slots] if slots else ([members] if members else [])
+    # A repeat row without a person's answers (a sum row under the members sheet) is read without its option columns:
+    # totals there are not 1/0, and the row is quarantined whole whatever they hold (no person, or a household's
+    # member without its required answers), so refusing the file for them would store nothing.
+    plain = [c for c in main if c.option is None]
+    person = [c for c in plain if c.field in PERSON_FIELDS]
     for number, cells in rows:
-        record = _record(main, cells, file, number, layout.table, sheet)
+        blank = layout.table == REPEAT_TABLE and not any(_cell(cells[c.position]) for c in person if c.position < len(cells))
+        record = _record(plain if blank else main, cells, file, number, layout.table, sheet)
         if layout.table != REPEAT_TABLE and (rule := _submission(layout, cells, record, typed_end)) is not None:
             out.device_times[rule] = out.device_times.get(rule, 0) + 1
         submission = record.get("submission_id")
@@ -790,7 +798,9 @@ def _join_members(
     (also where `_parent_index` is empty and `_submission__uuid` names one main row). Returns each repeat row's `_parent_index` (None where joined by `_submission__uuid`).
 
     `uuids` (main `_index` -> its `_uuid`): a repeat row whose `_parent_index` names a main row with another `_uuid` than
-    its own `_submission__uuid` stops the file (PARENT_MISMATCH_RULE): KoboToolbox writes both from one submission."""
+    its own `_submission__uuid` stops the file (PARENT_MISMATCH_RULE): KoboToolbox writes both from one submission.
+    A row naming no main row stops it too where it holds a person (canonical.holds_no_person); one holding none (a
+    sum row added under the sheet) is read without a link, for validation to name once (NO_PERSON_RULE)."""
     parent = layout.meta("_parent_index")
     fallback = layout.meta("_submission__uuid")
     if (parent is None or not index) and fallback is None:
@@ -813,6 +823,12 @@ def _join_members(
             if uuid is not None and len(rows_of.get(uuid, ())) == 1:
                 key = rows_of[uuid][0]
             if key is None or key not in index:
+                if holds_no_person(record):
+                    # A sum or note row under the members sheet is no one's line: read without a link, validation says
+                    # it once (NO_PERSON_RULE) and holds no household out for it; the rest of the file is stored.
+                    record["submission_id"] = None
+                    parents.append(None)
+                    continue
                 # A household with members missing would be matched on the wrong needs: stop the file.
                 rule = "kobo: repeat row refers to no row of the main sheet"
                 raise InputFileError(Violation(file, number, parent.header, rule, REPEAT_TABLE, sheet))

@@ -820,3 +820,39 @@ def test_a_sum_row_under_the_members_table_is_one_line_and_holds_no_household_ou
     assert lines == [("submission_id", NO_PERSON_RULE)]
     assert held == 0
     assert _valid_households(home) == baseline  # every household kept
+
+
+@pytest.mark.parametrize("parent", [None, "gesamt"])
+def test_a_sum_row_under_a_kobo_workbooks_members_sheet_is_one_line_and_the_file_is_stored(
+    home: RematchHome, sample: SampleRound, baseline, parent: str | None, tmp_path: Path
+) -> None:
+    """A "Summe" row under the members (repeat) sheet of a KoboToolbox XLSX (totals under the option and `_index`
+    columns, its `_parent_index` empty or a word) refused the whole file (`repeat row refers to no row of the main
+    sheet`): nothing of it was stored. It is the members table's no-person line (NO_PERSON_RULE), as in a CSV, and
+    the file is ingested; a repeat row holding a person without its household still stops the file
+    (tests/formats/test_kobo.py, tests/e2e/test_unlinked_members.py)."""
+    from openpyxl import load_workbook
+
+    from rematch_pipeline.validation import NO_PERSON_RULE
+
+    files: dict[str, bytes] = {}
+    for path in write_round(sample, tmp_path / "kobo", "kobo-xlsx"):
+        files[f"{path.parent.name}/{path.name}"] = path.read_bytes()
+    name = next(n for n in files if n.startswith("households/"))
+    book = load_workbook(io.BytesIO(files[name]))
+    members = book["members"]
+    header = [c.value for c in members[1]]
+    options = {h for h in header if "/" in h}
+    members.append(["Summe" if i == 0 else 17 if h in options or h == "_index" else parent if h == "_parent_index" else None for i, h in enumerate(header)])
+    row = members.max_row
+    out = io.BytesIO()
+    book.save(out)
+    files[name] = out.getvalue()
+    summary, _ = _ingest(home, files)
+    assert not summary.rejected
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        lines = con.execute('SELECT sheet, file_row, "column", rule FROM quarantine WHERE "table" = \'members\'').fetchall()
+        held = con.execute("SELECT count(*) FROM held_out").fetchone()[0]
+    assert lines == [("members", row, "submission_id", NO_PERSON_RULE)]
+    assert held == 0
+    assert _valid_households(home) == baseline  # every household of the workbook stored and valid

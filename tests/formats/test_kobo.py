@@ -460,3 +460,24 @@ def test_kpi_xlsx_submission_time_is_read_as_text_or_as_a_date_time_cell(tmp_pat
     households, _ = read_kobo_xlsx(data, path.name)
     assert households.frame["submitted_at"].to_list() == [h["submitted_at"] for h in HOUSEHOLDS] == written
     assert households.warnings == ()
+
+
+def test_kpi_xlsx_sum_row_under_the_members_sheet_is_read_without_a_link(tmp_path: Path) -> None:
+    """A "Summe" row under the repeat sheet (totals under the 1/0 option columns of an export without summary columns,
+    `_parent_index` empty) refused the file, as an option cell not 1/0 or as a row of no household. It is read as a
+    member row naming no household and holding no answers (validation: one NO_PERSON_RULE line); the rows above
+    are read as before. A row holding a person without its household still stops the file (the test above)."""
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+
+    def add_sum_row(sheet) -> None:
+        for name in ("members/medical_needs", "members/languages"):
+            sheet.delete_cols(_column(sheet, name))
+        header = [cell.value for cell in sheet[1]]
+        sheet.append(["Summe" if i == 0 else 2 if h.count("/") == 2 else None for i, h in enumerate(header)])  # members/languages/uk
+
+    data = _edit_xlsx(path, "members", add_sum_row)
+    _, members = read_kobo_xlsx(data, path.name)
+    *persons, total = rows_read(members)
+    assert persons == expected_members()
+    assert int(members.frame["file_row"][-1]) == len(expected_members()) + 2  # the sheet's own row, under the header
+    assert total["submission_id"] is None and all(total[f] is None for f in ("date_of_birth", "sex", "relation", "languages"))

@@ -129,3 +129,19 @@ def test_a_corrupt_central_zip_member_is_named() -> None:
     data[start + 5 : start + 25] = b"\x00" * 20  # damage the deflated stream
     message = error_of(lambda: read_export(Path("export.zip"), bytes(data)))
     assert message.startswith(f"export.zip [member {MEMBERS}]")
+
+
+def test_a_sum_row_under_centrals_repeat_csv_is_read_without_a_link() -> None:
+    """A "Summe" row added under the members CSV of a Central zip (PARENT_KEY and KEY empty, totals under the option
+    columns) is read as a row naming no household, which validation says once (NO_PERSON_RULE) without holding any
+    household out. Pins the path the KoboToolbox workbook's repeat sheet now shares (it passed before: Central's
+    summary column beats its option columns, and an empty PARENT_KEY was already read as no link)."""
+    files = odk_central_households(split=True, groups=True)
+    header = files[MEMBERS].decode().splitlines()[0].split(",")
+    total = ",".join("Summe" if i == 0 else "3" if "/" in name else "" for i, name in enumerate(header))
+    files[MEMBERS] += (total + "\n").encode()
+    households, members = read_export(Path("submissions.csv.zip"), zipped(files))
+    assert rows_read(households) == expected_households()
+    assert members.frame["file_row"].to_list() == [2, 3, 4, 5]
+    last = members.frame.row(3, named=True)
+    assert last["submission_id"] is None and all(last[f] is None for f in ("date_of_birth", "sex", "relation", "languages"))
