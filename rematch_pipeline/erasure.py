@@ -111,7 +111,7 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
             return Erasure(already_erased=erased_at, dagster_runs=dagster_runs_naming(home, [target, household_ref.strip()]))
         submissions = [r[0] for r in con.execute("SELECT DISTINCT submission_id FROM raw_households WHERE household_pseudonym = ?", [target]).fetchall()]
         # Member rows that may be one of its persons though they name no household: taken with it.
-        unlinked = _unlinked_rows(con, target, submissions)
+        unlinked = _unlinked_rows(con, target, submissions, identity.birth_dates())
         rows = _export_rows(con, target, submissions)
         for sha, sheet, row in unlinked.select("file_sha256", "sheet", "file_row").iter_rows():
             rows[sha][sheet].add(int(row))
@@ -293,16 +293,18 @@ def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[
     return _by_file(found)
 
 
-def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str]) -> pl.DataFrame:
+def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str], birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Raw member rows whose household cannot be told (validation.unlinked_member_rows) and that may be one of
     the household's persons: those of a members file (sheet) that carries members of its households file (sheet),
     the export it came with, those of an export (a workbook, a zip) that holds its rows, and every one whose link
     is empty (it names no one). Whose person such a
     row is cannot be told, so it goes with every household it may belong to; a linked row of another household
-    is never taken. Columns: file_sha256, file_name, sheet, file_row, member_pseudonym."""
+    is never taken, nor a row holding no person (a sum row under the table: no one's, said once by validation).
+    `birth_dates`: the identity store's (IdentityStore.birth_dates), which tell a person's row from a sum row.
+    Columns: file_sha256, file_name, sheet, file_row, member_pseudonym."""
     households = con.execute("SELECT file_sha256, sheet, file_row, submission_id, household_pseudonym FROM raw_households").pl()
-    members = con.execute("SELECT file_sha256, file_name, sheet, file_row, submission_id, member_pseudonym FROM raw_members").pl()
-    unlinked = unlinked_member_rows(members, households)
+    members = con.execute("SELECT file_sha256, file_name, sheet, file_row, submission_id, member_pseudonym, sex, relation FROM raw_members").pl()
+    unlinked = unlinked_member_rows(members, households, birth_dates)
     if unlinked.is_empty():
         return unlinked.select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym")
     own = households.filter(pl.col("household_pseudonym") == target).select("file_sha256", "sheet").unique()

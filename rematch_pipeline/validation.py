@@ -24,7 +24,7 @@ from rematch_pipeline.ags_reference import (
     restored_key_warnings,
     restored_period_warnings,
 )
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, SUBMITTED_ON_COLUMN
+from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, PERSON_FIELDS, SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, row_failures
 from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
@@ -411,30 +411,50 @@ ERASED_UNLINKED_MEMBERS_HELD_RULE = (
 ERASED_UNLINKED_SCHEMA: dict[str, pl.DataType] = {"file_sha256": pl.Utf8, "file_name": pl.Utf8, "sheet": pl.Utf8, "member_rows": pl.Int32}
 
 
-def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame) -> pl.DataFrame:
-    """Raw member rows whose household cannot be told: the link (submission_id) empty, or naming a submission
-    no households row of any file has. A member on its household's own line (LimeSurvey's member slots,
-    KoboCAT's flattened repeats) is that household's whatever its id, so it is none of them. Validation holds
-    out the households such a row may belong to; erasure takes it with a household it may belong to."""
+def _naming_no_household(members: pl.DataFrame, households: pl.DataFrame) -> pl.DataFrame:
+    """Raw member rows whose link (submission_id) is empty or names a submission no households row of any file has,
+    not on a household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats: that household's whatever
+    its id)."""
     known = households["submission_id"].drop_nulls().implode()
     return members.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known)).join(
         households.select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True
     )
 
 
+def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Raw member rows whose household cannot be told: the link (submission_id) empty, or naming a submission
+    no households row of any file has, on a row that holds a person (no_person_rows are none of them: a sum row
+    under the table is no one's person). A member on its household's own line (LimeSurvey's member slots, KoboCAT's
+    flattened repeats) is that household's whatever its id, so it is none of them. Validation holds out the
+    households such a row may belong to; erasure takes it with a household it may belong to.
+    `birth_dates` as for no_person_rows."""
+    naming_none = _naming_no_household(members, households)
+    return _without_rows(naming_none, _holding_no_person(naming_none, birth_dates))
+
+
 # A member row holding none of a person's required answers that say who it is: no birth date, sex or relation.
-_PERSON_CELLS: tuple[str, ...] = ("sex", "relation")
+_PERSON_CELLS: tuple[str, ...] = tuple(name for name in PERSON_FIELDS if name != "date_of_birth")
 NO_PERSON_RULE = (
     "required: a row without a person (no household's submission_id, date_of_birth, sex or relation: a sum, total"
     " or note row under the table?); delete the row"
 )
 
 
-def _no_person_rows(unlinked: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
-    """The unlinked member rows (unlinked_member_rows) holding no person: sex, relation and birth date empty. Not the
-    name: a label typed into column A lands in it where an export's first member column is the name (KoboToolbox)."""
+def no_person_rows(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Raw member rows naming no household (as unlinked_member_rows) that hold no person: sex, relation and birth
+    date empty (canonical.PERSON_FIELDS; not the name: a label typed into column A lands in it where an export's first
+    member column is the name, KoboToolbox). A sum, total or note row under the table: one quarantine line, and no
+    household is missing anyone for it. `birth_dates` (file_sha256, file_row, member_pseudonym, date_of_birth): where
+    birth dates are kept apart from the rows (the identity store); None where `members` carries date_of_birth itself
+    (a parsed export)."""
+    return _holding_no_person(_naming_no_household(members, households), birth_dates)
+
+
+def _holding_no_person(rows: pl.DataFrame, birth_dates: pl.DataFrame | None) -> pl.DataFrame:
+    if birth_dates is None:
+        return rows.filter(_all_blank((*_PERSON_CELLS, "date_of_birth")))
     dated = birth_dates.filter(~_all_blank(("date_of_birth",)))
-    return unlinked.filter(_all_blank(_PERSON_CELLS)).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
+    return rows.filter(_all_blank(_PERSON_CELLS)).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
 
 
 def _unlinked_member_holds(
@@ -649,12 +669,11 @@ def build_canonical(
     # belongs to no submission and would be dropped with an earlier file's without a word.
     # A member on its household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats) is that
     # household's whatever its id: no other household can be missing it.
-    unlinked = unlinked_member_rows(members_raw, raw["households"])
-    # Of those, a row holding no person (a sum or note row under the members table: "Summe" in column A, which is
-    # the link or the name) is one line and holds no household out: no household is missing anyone for it.
-    no_person = _no_person_rows(unlinked, birth_dates)
+    unlinked = unlinked_member_rows(members_raw, raw["households"], birth_dates)
+    # A row naming no household that holds no person (a sum or note row under the members table: "Summe" in column A,
+    # which is the link or the name) is one line and holds no household out: no household is missing anyone for it.
+    no_person = no_person_rows(members_raw, raw["households"], birth_dates)
     quarantine.append(_row_rule(no_person, "members", "submission_id", NO_PERSON_RULE))
-    unlinked = _without_rows(unlinked, no_person)
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
     # before checking: earlier files' rows are no longer its members (a corrected file replaced them,
     # or a refusal blanked them).

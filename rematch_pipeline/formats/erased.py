@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from rematch_pipeline.formats.canonical import ParsedTable
+from rematch_pipeline.formats.canonical import PERSON_FIELDS, ParsedTable
 from rematch_pipeline.formats.landing import pseudonyms
 from rematch_pipeline.formats.redact import Unlink, rows_holding
 from rematch_pipeline.resources.identity import pseudonym
@@ -60,7 +60,8 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
     when its household line goes, or when its submission was erased and no household line (in this
     file or stored) carries that submission: a members file has no reference, and a bare submission
     id of another tool or survey could be equal by chance. A member line whose link is empty
-    (validation.unlinked_member_rows, the one definition, not on a household's own line) goes from any sheet: it
+    (validation.unlinked_member_rows, the one definition: not on a household's own line, not a sum row holding no
+    person) goes from any sheet: it
     names no one, so it may be an erased household's person whose only line in this export it is (a members file
     of that row alone, an export that lost the household's other lines in the tool). One whose link names a
     submission no household line has stays, whatever the sheet lost: its households file may land later (a
@@ -106,7 +107,8 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
         # link naming a submission no households file has stays, even where the sheet lost erased lines: it is not
         # an erased submission (those went above), and its households file may land later (a members file landing
         # first); validation holds it out until then. Only a mistyped link of an erased person escapes this.
-        loose = unlinked_member_rows(_lines(frame.filter(~drop), table.sheet), known).filter(pl.col("submission_id").is_null())
+        # A sum row under the table (no person's answers) is no one's person: it stays, for validation's one line.
+        loose = unlinked_member_rows(_lines(frame.filter(~drop), table.sheet, PERSON_FIELDS), known).filter(pl.col("submission_id").is_null())
         if not loose.is_empty():
             unlinked[table.sheet] = loose.height
             dropped += loose["file_row"].to_list()
@@ -138,9 +140,12 @@ def refused_file_lines(data: bytes, file: str, secret: bytes, erased: Erased) ->
     return ErasedLines(rows, None) if rows else None
 
 
-def _lines(frame: pl.DataFrame, sheet: str | None) -> pl.DataFrame:
-    """A parsed table's lines keyed as validation keys stored rows (file_sha256, sheet, file_row), with their link."""
-    return frame.select("submission_id", pl.lit(_EXPORT).alias("file_sha256"), pl.lit(sheet, dtype=pl.Utf8).alias("sheet"), pl.col("file_row").cast(pl.Int64))
+def _lines(frame: pl.DataFrame, sheet: str | None, cells: tuple[str, ...] = ()) -> pl.DataFrame:
+    """A parsed table's lines keyed as validation keys stored rows (file_sha256, sheet, file_row), with their link
+    and `cells`."""
+    return frame.select(
+        "submission_id", pl.lit(_EXPORT).alias("file_sha256"), pl.lit(sheet, dtype=pl.Utf8).alias("sheet"), pl.col("file_row").cast(pl.Int64), *cells
+    )
 
 
 def _erased_links(households: list[ParsedTable], secret: bytes, absent: frozenset[str], dropped: dict[str | None, set[int]]) -> Unlink | None:

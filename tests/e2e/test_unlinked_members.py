@@ -625,3 +625,49 @@ def test_a_refused_export_without_its_erased_lines_is_stored_from_its_copy(
     # Stored rows are numbered as the copy's lines: row 2 of the copy is its first member.
     first = _query(home, "SELECT min(file_row) FROM raw_members WHERE file_name = 'members_refused.csv'")[0][0]
     assert first == 2 and UNLINKED_NAME not in _stored_text(home)
+
+
+@pytest.mark.parametrize("label", ["in_the_link", "in_the_name"])
+def test_a_sum_row_under_the_members_table_is_no_unlinked_member_for_erasure(
+    home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture, label: str
+) -> None:
+    """A "Summe" row under a members CSV (in column A, the link, or where an export's name is, the link empty) holds
+    no person: validation says it once (NO_PERSON_RULE) and holds no household out. Erasure took it as an unlinked
+    member that may be the erased household's person and recorded it (erased_unlinked_members), which held every
+    household of the file out again; the tool's next export lost it as an erased line the same way. It stays where
+    it is, for validation's one line, and the file's other households stay matched."""
+    from rematch_pipeline.validation import NO_PERSON_RULE
+
+    out = tmp_path / "sample"
+    write_round(sample, out, "csv")
+    members_csv = out / "households" / f"members_{sample.period}.csv"
+    total = {c: None for c in sample.members.columns} | {"submission_id" if label == "in_the_link" else "member_name": "Summe"}
+    pl.concat([sample.members, pl.DataFrame([total], schema=sample.members.schema)]).write_csv(members_csv)
+    land(home, out)
+    _ingest(capsys)
+    valid = _query(home, "SELECT count(*) FROM households")[0][0]
+    assert valid > 1 and _query(home, "SELECT count(*) FROM held_out") == [(0,)]
+    _, owner = _person(sample)
+    household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
+    capsys.readouterr()
+    assert main(["erase", household["household_ref"]]) == 0
+
+    err = _ingest(capsys)
+    assert not [line for line in err.splitlines() if line.startswith("held out: ")]  # before: every household of the file
+    assert _query(home, "SELECT count(*) FROM erased_unlinked_members") == [(0,)]
+    assert _query(home, "SELECT count(*) FROM households") == [(valid - 1,)]
+    # The tool's next export still holds the erased household's lines and the sum row: only the former are taken.
+    again = home.landing("households") / "members_again.csv"
+    again.write_bytes(members_csv.read_bytes().replace(b"\n", b"\r\n"))
+    capsys.readouterr()
+    assert main(["ingest"]) == 0
+    cli = capsys.readouterr()
+    persons = sample.members.filter(pl.col("submission_id") == owner).height
+    assert f"left out: members_again.csv: lines of erased submissions (taken out of the landed and archived copies): {persons}" in cli.out
+    assert not [line for line in cli.err.splitlines() if line.startswith("held out: ")]
+    assert _query(home, "SELECT count(*) FROM erased_unlinked_members") == [(0,)]
+    assert _query(home, "SELECT count(*) FROM households") == [(valid - 1,)]
+    # One line each, at the row under the members (the erasure's copy of the first file lost the household's too).
+    assert _query(home, "SELECT file_name, file_row, rule FROM quarantine WHERE \"table\" = 'members' ORDER BY file_name") == [
+        (name, sample.members.height - persons + 2, NO_PERSON_RULE) for name in sorted([again.name, members_csv.name])
+    ]
