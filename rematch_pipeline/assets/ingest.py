@@ -14,17 +14,18 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.failures import reason_first, stated
-from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
+from rematch_pipeline.formats.canonical import COPIES_NAMED, LEFT_OUT_COLUMN, ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.erased import ERASED_LINES, Erased, ErasedLines, erased_lines, refused_file_lines
 from rematch_pipeline.formats.redact import without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.formats.limits import check_path_size
-from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.landing import blank_where, blanked_without_consent, split_identity
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome, owner_only_files
-from rematch_pipeline.resources.identity import IdentityStore
-from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.resources.identity import IdentityStore, answers_hash
+from rematch_pipeline.resources.warehouse import ERASURE_COPY, FILE_COLUMNS, INGESTION_LOG_COLUMNS, compact, warehouse_connection
+from rematch_pipeline.schemas.parsing import parse_timestamp
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.parsing import utc_now
@@ -365,6 +366,12 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
                 _log_copy(con, copy_sha, path.name, kind, archived.name, now)
         return outcome
     with warehouse_connection(warehouse) as con:
+        # Submissions stored before from another file with other answers: said once per households table.
+        stored_copies = [
+            Violation(path.name, None, None, rule, sheet=p.sheet).describe()
+            for p, (table, raw, identity_rows) in zip(parsed, split)
+            if table == "households" and (rule := differing_stored_copies(con, identity, raw, identity_rows, sha)) is not None
+        ]
         consent = consent_withdrawals(con, split)
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
         restored_members, restored_identity = members_arrived_while_refused(con, home, consent.restored, carried)
@@ -377,7 +384,7 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     rows = sum(raw.height for _, raw, _ in split)
     tables = " ".join(sorted({t for t, _, _ in split}))
     skipped = "; ".join(filter(None, [skipped_submissions(parsed), f"{ERASED_LINES}: {erased.count}" if copy_sha is not None and erased.count else ""]))
-    warnings = read_anyway_lines(path.name, parsed)
+    warnings = [*read_anyway_lines(path.name, parsed), *stored_copies]
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for table, raw, _ in split:
@@ -404,6 +411,95 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
     if forgotten:
         compact(home.identity_path)
     return FileOutcome(path.name, kind, sha, "ingested", rows, tables, skipped=skipped, warnings=tuple(warnings))
+
+
+# Said once per landing households file (ingestion_log.warnings, `rematch ingest`'s warning: lines) where submissions
+# of it were stored before from another file with other answers: a later export with an edited answer, or another form
+# with the same ids. One id in two files is a re-export (identical: silent). Never a value: counts, rows, file names.
+STORED_COPIES_DIFFER = (
+    "{ids} (column submission_id, rows {rows}{more}) stored before from {others} with different answers; one submission"
+    " id is one submission (contract), so validation uses one copy: the one with the latest submitted_at (to the"
+    " minute), of copies submitted in the same minute the one ingested last; here this file's for {ours}, an earlier"
+    " file's for {theirs}"
+)
+# How many other files the line names (the count of ids covers all of them).
+_FILES_NAMED = 3
+
+
+def differing_stored_copies(
+    con: duckdb.DuckDBPyConnection, identity: IdentityStore, raw: pl.DataFrame, identity_rows: pl.DataFrame, sha: str
+) -> str | None:
+    """The rule (STORED_COPIES_DIFFER) where submissions of a landing households table (its raw rows and identity
+    rows, as split_identity gives them) were stored from other files with other answers; None where there are none
+    or every stored copy is the same. Compared are every raw column but the file's own (provenance, the left-out
+    reason) and the identifying cells, both as stored, so a re-export of the same answers is silent in any format
+    that reads them alike. Rows a tool marks as not to be used are not compared (as canonical.with_differing_copies),
+    nor refusing copies (a refusal withdraws the submission whichever copy is latest). Compared inside each DuckDB
+    file by a hash of the answers, which returns only the stored copies that differ: fetching every stored copy of a
+    re-export into Python cost 6 % of its ingestion (docs/decisions.md, thirty-fifth session)."""
+    # A refusing copy is no answer to compare: it withdraws the submission whichever copy is latest (schemas.consent).
+    new = raw.filter(pl.col("submission_id").is_not_null() & pl.col(LEFT_OUT_COLUMN).is_null() & ~refuses())
+    if new.is_empty():
+        return None
+    answers = [c for c in raw.columns if c not in (*FILE_COLUMNS, LEFT_OUT_COLUMN)]
+    cells = [c for c in identity_rows.columns if c not in ("household_pseudonym", "submission_id", *FILE_COLUMNS)]
+    con.register("landing_rows", new.select(answers).to_arrow())
+    # Stored rows of these submissions from other files that no row of this file equals, answer by answer (a hash
+    # join on DuckDB's hash of every answer: a collision would only leave a difference unsaid).
+    keys = con.execute(
+        "SELECT r.submission_id, r.file_sha256, r.file_row FROM raw_households r"
+        f" ANTI JOIN (SELECT {answers_hash('n', answers)} AS h FROM landing_rows n) n ON n.h = {answers_hash('r', answers)}"
+        " WHERE r.submission_id IN (SELECT submission_id FROM landing_rows) AND r.file_sha256 <> ?",
+        [sha],
+    ).pl()
+    # The same for the identifying cells, in the identity store.
+    landed = new.select("submission_id", "file_row").join(identity_rows.select("file_row", *cells), on="file_row", how="left").drop("file_row")
+    keys = pl.concat([keys, identity.differing_household_copies(landed, sha)]).unique()
+    con.unregister("landing_rows")
+    if keys.is_empty():
+        return None
+    con.register("differing_keys", keys.to_arrow())
+    differing = con.execute(
+        "SELECT r.submission_id, r.submitted_at, r.consent_processing, r.file_name, l.ingested_at FROM raw_households r"
+        " JOIN differing_keys USING (submission_id, file_sha256, file_row)"
+        " LEFT JOIN (SELECT file_sha256, min(ingested_at) AS ingested_at FROM ingestion_log WHERE status = 'ingested' GROUP BY ALL) l"
+        " USING (file_sha256) WHERE r.left_out IS NULL"
+    ).pl().filter(~refuses())
+    con.unregister("differing_keys")
+    if differing.is_empty():
+        return None
+    ours = new.filter(pl.col("submission_id").is_in(differing["submission_id"].implode())).sort("file_row")
+    ids = ours["submission_id"].unique(maintain_order=True)
+    firsts = ours.group_by("submission_id", maintain_order=True).agg(pl.col("file_row").cast(pl.Int64))
+    rows = "; ".join(", ".join(str(r) for r in numbers) for numbers in firsts["file_row"].head(COPIES_NAMED).to_list())
+    files = differing.group_by("file_name", "ingested_at").len().sort("ingested_at", "file_name", nulls_last=True)
+    named = [f"{name} (ingested {at:%Y-%m-%d %H:%M} UTC)" if at is not None else name for name, at, _ in files.head(_FILES_NAMED).iter_rows()]
+    if files.height > _FILES_NAMED:
+        named.append(f"{counted(files.height - _FILES_NAMED, 'other file')}")
+    this_file = sum(_this_copy_used(text, differing.filter(pl.col("submission_id") == submission)["submitted_at"]) for submission, text in (
+        ours.unique("submission_id", keep="last", maintain_order=True).select("submission_id", "submitted_at").iter_rows()
+    ))
+    return STORED_COPIES_DIFFER.format(
+        ids=counted(ids.len(), "submission id"),
+        rows=rows,
+        more=" …" if ids.len() > COPIES_NAMED else "",
+        others=", ".join(named),
+        ours=this_file,
+        theirs=ids.len() - this_file,
+    )
+
+
+def _this_copy_used(ours: str | None, theirs: pl.Series) -> bool:
+    """Whether validation (validation._latest) uses the landing file's copy over stored ones that differ: the latest
+    submitted_at to the minute, a tie to the file ingested last (this one), as is a time it cannot read on this
+    copy (placed after what was ingested before it). Stored copies equal to it have its time and change nothing."""
+    def minute(text: str | None) -> dt.datetime | None:
+        moment = parse_timestamp(text)
+        return moment.replace(second=0, microsecond=0) if moment is not None else None
+
+    own = minute(ours)
+    others = [m for m in map(minute, theirs) if m is not None]
+    return own is None or not others or own >= max(others)
 
 
 def record_erased_unlinked(con: duckdb.DuckDBPyConnection, sha: str, name: str, erased: ErasedLines, now: dt.datetime) -> None:

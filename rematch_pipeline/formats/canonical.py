@@ -110,7 +110,7 @@ def read_anyway_lines(file: str, tables: Sequence[ParsedTable]) -> list[str]:
 
 
 # How many ids a warning about differing copies names the rows of (the count names them all).
-_COPIES_NAMED = 3
+COPIES_NAMED = 3
 # Which copy validation uses (validation._latest: the latest submitted_at to the minute, then the latest ingested,
 # which within one file is the row lower down).
 DIFFERING_COPIES = (
@@ -139,8 +139,8 @@ def with_differing_copies(table: ParsedTable) -> ParsedTable:
     )
     if copies.is_empty():
         return table
-    rows = "; ".join(", ".join(str(r) for r in sorted(numbers)) for numbers in copies["file_row"].head(_COPIES_NAMED).to_list())
-    more = " …" if copies.height > _COPIES_NAMED else ""
+    rows = "; ".join(", ".join(str(r) for r in sorted(numbers)) for numbers in copies["file_row"].head(COPIES_NAMED).to_list())
+    more = " …" if copies.height > COPIES_NAMED else ""
     rule = f"{counted(copies.height, 'submission id')} (column submission_id, rows {rows}{more}) {DIFFERING_COPIES}"
     return replace(table, warnings=(*table.warnings, rule))
 

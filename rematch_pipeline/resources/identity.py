@@ -55,6 +55,12 @@ IDENTITY_TABLES: dict[str, str] = {
 }
 
 
+def answers_hash(alias: str, columns: list[str]) -> str:
+    """SQL: DuckDB's hash of a row's columns (of table `alias`), the same for equal answers in any DuckDB file (nulls
+    alike): two copies of a submission are compared by it (ingest.differing_stored_copies)."""
+    return "hash(" + ", ".join(f'{alias}."{c}"' for c in columns) + ")"
+
+
 def pseudonym(secret: bytes, kind: str, value: str) -> str:
     """Keyed pseudonym of one identifying value; `kind` keeps namespaces apart (H- households, P- persons)."""
     digest = hmac.new(secret, f"{kind}\x1f{value.strip()}".encode(), hashlib.sha256).hexdigest()
@@ -195,6 +201,21 @@ class IdentityStore(dg.ConfigurableResource):
                 deleted += len(con.execute(f"DELETE FROM {table} WHERE submission_id IN (SELECT s FROM refused) RETURNING 1").fetchall())
             con.unregister("refused")
         return deleted
+
+    def differing_household_copies(self, landed: pl.DataFrame, besides_file: str) -> pl.DataFrame:
+        """Keys (submission_id, file_sha256, file_row) of the households rows stored for the submissions of `landed`
+        (submission_id and identifying cells of a landing file's rows) from other files than `besides_file` whose
+        identifying cells no row of `landed` has alike: compared here, so that no cell leaves the store."""
+        with self.connect() as con:
+            con.register("landed", landed.to_arrow())
+            rows = con.execute(
+                "SELECT h.submission_id, h.file_sha256, h.file_row FROM household_identity h"
+                f" ANTI JOIN (SELECT {answers_hash('n', landed.columns)} AS c FROM landed n) n ON n.c = {answers_hash('h', landed.columns)}"
+                " WHERE h.submission_id IN (SELECT submission_id FROM landed) AND h.file_sha256 <> ?",
+                [besides_file],
+            ).pl()
+            con.unregister("landed")
+        return rows
 
     def household_refs(self, pseudonyms: list[str]) -> dict[str, str]:
         """household_ref per household pseudonym, for the coordinators' restricted export."""

@@ -856,3 +856,31 @@ def test_a_sum_row_under_a_kobo_workbooks_members_sheet_is_one_line_and_the_file
     assert lines == [("members", row, "submission_id", NO_PERSON_RULE)]
     assert held == 0
     assert _valid_households(home) == baseline  # every household of the workbook stored and valid
+
+
+def test_a_submission_stored_from_another_file_with_different_answers_is_said_once_per_file(
+    home: RematchHome, sample: SampleRound
+) -> None:
+    """One submission_id in two households files is a re-export (identical answers: silent). Where the later file's
+    copy differs (an answer edited in the tool, or a different form), validation used one copy without a word. Now one
+    `warning:` line per landing file: the count of ids, this file's rows of the first three, the stored files by
+    landing name and ingestion time, which copy validation uses; never a value."""
+    _ingest(home, _files(sample))
+    same = _files(sample)["households/households.csv"].replace(b"\n", b"\r\n")  # another export, the same answers
+    summary, _ = _ingest(home, {"households/households_same.csv": same})
+    assert not [line for line in summary.warnings if "stored before" in line]
+
+    edited = sample.households
+    edited = _set(edited, 0, "pets", "no" if edited["pets"][0] == "yes" else "yes")  # an answer edited in the tool
+    edited = _set(edited, 3, "contact_phone", "0171 5550199")  # an identifying cell (identity store) edited
+    edited = _set(edited, 5, "imp_jobs", "0" if edited["imp_jobs"][5] != "0" else "3")
+    edited = _set(edited, 5, "submitted_at", "2026-06-01T08:00:00")  # earlier than the stored copies: theirs is used
+    summary, _ = _ingest(home, {"households/households_edited.csv": _csv(edited)})
+    [line] = [line for line in summary.warnings if "stored before" in line]
+    assert line.startswith("households_edited.csv: 3 submission ids (column submission_id, rows 2; 5; 7) stored before from households.csv (ingested ")
+    assert "households_same.csv (ingested " in line
+    assert line.endswith("here this file's for 2, an earlier file's for 1")
+    assert not [v for v in ("0171 5550199", "2026-06-01", *edited["submission_id"].head(6)) if v in line]
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        stored = con.execute("SELECT warnings FROM ingestion_log WHERE file_name = 'households_edited.csv'").fetchone()[0]
+    assert line in stored.splitlines()
