@@ -278,6 +278,28 @@ def load_round_rows(con: duckdb.DuckDBPyConnection, table: str, round_id: str, c
     return con.execute(f"SELECT {select} FROM {table} WHERE round_id = ?", [round_id]).pl()
 
 
+def current_intake_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The intake as validation last counted it (intake_counts) and the household questionnaires received:
+    the round report's Round details. Warehouse-wide and changing with every ingestion, so a round keeps its
+    own copy (round_intake_counts, intake_counts_of_round)."""
+    counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall()) if table_exists(con, "intake_counts") else {}
+    if table_exists(con, "raw_households"):
+        counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
+    return counts
+
+
+def intake_counts_of_round(con: duckdb.DuckDBPyConnection, round_id: str) -> dict[str, int]:
+    """The intake counts as they stood when the round read its pool. A report written again later (an erasure
+    re-renders every round that showed the household) showed the counts of that day instead: a July round's
+    report counted August's questionnaires, duplicates and quarantined rows. Rounds stored before the copy was
+    kept get the current counts, as before."""
+    if table_exists(con, "round_intake_counts"):
+        kept = con.execute("SELECT name, value FROM round_intake_counts WHERE round_id = ? ORDER BY position", [round_id]).fetchall()
+        if kept:
+            return dict(kept)
+    return current_intake_counts(con)
+
+
 # Per resource of round_municipalities: what accepted proposals of the period use beyond the municipality's
 # latest offer (it lowered its offer after they were accepted; remaining_capacity).
 BEYOND_OFFER_PREFIX = "beyond_offer_"
@@ -476,6 +498,12 @@ def round_candidates(
             # What accepted proposals of the period held when the round started: the report adds it back,
             # so it shows offered capacity and everything in use, and says who was kept.
             store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
+            # The intake this round saw, for its report: a later ingestion or erasure changes the warehouse's.
+            intake = current_intake_counts(con)
+            store_round_rows(con, "round_intake_counts", round_id, pl.DataFrame(
+                {"position": range(len(intake)), "name": list(intake), "value": list(intake.values())},
+                schema={"position": pl.Int64, "name": pl.Utf8, "value": pl.Int64},
+            ))
             con.execute("COMMIT")
     context.log.info(f"{counted(pairs.height, 'compatible pair')} scored and stored")
     folder = home.path / "rounds" / round_id

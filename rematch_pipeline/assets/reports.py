@@ -12,7 +12,9 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from rematch_pipeline.assets.failures import reason_first
-from rematch_pipeline.assets.matching import BEYOND_OFFER_PREFIX, load_round_rows, round_coordinator_pairs, rounds_partitions
+from rematch_pipeline.assets.matching import (
+    BEYOND_OFFER_PREFIX, intake_counts_of_round, load_round_rows, round_coordinator_pairs, rounds_partitions,
+)
 from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.formats.writers import replace_file, write_csv
 from rematch_pipeline.reports.round_report import RoundReportData, household_table, municipality_table, render_round_report, unplaced_markdown
@@ -134,8 +136,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
     municipalities = load_round_rows(con, "round_municipalities", round_id)
     # Rounds run before round_accepted existed: no record of earlier acceptances (shown as none).
     accepted = load_round_rows(con, "round_accepted", round_id) if table_exists(con, "round_accepted") else None
-    counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
-    counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
+    counts = intake_counts_of_round(con, round_id)
     counts["households_in_pool"] = pool.height
     names = municipalities.select("municipality_id", "municipality_name")
     data = RoundReportData(

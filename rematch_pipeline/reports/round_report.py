@@ -547,6 +547,24 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _erased_since(solver: Mapping[str, Any], households: int) -> list[str]:
+    """A sentence when households of the round were erased after it ran ([] otherwise). An erasure writes the
+    report again from the warehouse, which no longer holds them, while the solver's figures (persons placed, the
+    bound, the score), the mechanisms comparison and the intake counts were recorded with the round and still
+    count them: without it, the headline's 951 persons placed stood beside "Persons: 957 placed"."""
+    solved = _number(solver.get("households"))
+    erased = int(solved) - households if solved is not None and households < solved else 0
+    if not erased:
+        return []
+    them = "it" if erased == 1 else "them"
+    return [
+        f"{_plural(erased, 'household')} of this round {'was' if erased == 1 else 'were'} erased since it ran (rematch erase):"
+        f" the headline, the tables below and the round's CSV files leave {them} out; the solver's figures (here and"
+        f" in Round details), the comparison with deferred acceptance and the fixed key, and the intake counts are"
+        f" as the round ran, with {them}."
+    ]
+
+
 def _bound_text(solver: Mapping[str, Any], objective: Any) -> list[str]:
     """The bounds in words: how far this answer could at most be from the best possible one.
 
@@ -1228,7 +1246,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "mechanism_rows": _mechanism_rows(data.mechanisms),
         "distribution_key_text": _distribution_key_text(data.mechanisms),
         "distribution_key": bool(data.mechanisms.get("distribution_key")),
-        "bound_text": _bound_text(data.solver, data.config.get("objective")),
+        "bound_text": _erased_since(data.solver, households.height) + _bound_text(data.solver, data.config.get("objective")),
         "unplaced_summary": (
             f"{_plural(unplaced.height, 'household', 'households')} with "
             f"{_plural(int(unplaced['persons'].sum()) if unplaced.height else 0, 'person', 'persons')}"

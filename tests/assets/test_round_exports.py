@@ -5,6 +5,7 @@ beside proposals.csv by the report asset, linked from report.html, and kept in s
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,9 @@ import pytest
 from rematch_pipeline.cli import main
 from rematch_pipeline.features import RESOURCES
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.sample import generate_round, write_round
 from tests.assets.conftest import materialized_round
+from tests.conftest import land
 
 BASE = {"period": "2026-07", "time_limit_seconds": 10}
 
@@ -194,3 +197,38 @@ def test_erasure_takes_the_household_out_of_the_round_files(round_run) -> None: 
     ref = next(ref for ref, p in pseudonyms.items() if p == unplaced)
     assert main(["erase", ref]) == 0
     assert [r for r in households if r["household_pseudonym"] != unplaced] == _rows(home.round_dir("r1") / "households.csv")
+
+
+def _intake(report: Path) -> dict[str, str]:
+    """The report's Round details → Intake table, label → value."""
+    table = re.search(r"<h3>Intake \(Eingang\)</h3>\s*<table>(.*?)</table>", report.read_text(encoding="utf-8"), re.S)
+    assert table, "no intake table"
+    return dict(re.findall(r"<tr><th>(.*?)</th><td class=\"num\">(.*?)</td></tr>", table.group(1)))
+
+
+def test_a_report_written_again_by_an_erasure_keeps_the_rounds_intake_and_says_who_was_erased(round_run, tmp_path: Path) -> None:  # noqa: ANN001
+    """Seen in a coordinator's season: July's round report, written again by an erasure after August's export had
+    landed, counted August's questionnaires, duplicates and quarantined rows as its intake, and its headline's
+    persons placed (without the erased household) stood beside the solver's (with it) without a word."""
+    home, _ = round_run
+    report = home.round_dir("r1") / "report.html"
+    intake = _intake(report)
+    # The next month's export lands: questionnaires this round never saw.
+    write_round(generate_round(12, 4, seed=9, period="2026-08"), tmp_path / "august")
+    land(home, tmp_path / "august")
+    assert main(["ingest"]) == 0
+    proposals = _rows(home.round_dir("r1") / "proposals.csv")
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        pseudonyms = dict(con.execute("SELECT household_ref, household_pseudonym FROM household_identity").fetchall())
+    linked = {p for (p,) in _query(home, "SELECT household_pseudonym FROM round_households WHERE round_id = 'r1' AND link_group <> household_pseudonym").iter_rows()}
+    target = next(p for p in proposals if pseudonyms[p["household_ref"]] not in linked)
+
+    assert main(["erase", target["household_ref"]]) == 0
+
+    after = _intake(report)
+    # The pool is the households the tables count, the erased one no longer among them; the rest as the round saw it.
+    pool = "Households in the matching pool"
+    assert int(after.pop(pool)) == int(intake.pop(pool)) - 1
+    assert after == intake
+    text = report.read_text(encoding="utf-8")
+    assert "1 household of this round was erased since it ran (rematch erase)" in text
