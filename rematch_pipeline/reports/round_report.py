@@ -65,6 +65,7 @@ REVIEW_PROPOSALS = 50
 
 # An unplaced reason that names the place of a capacity miss (engine.diagnosis): reason, AGS.
 _PLACED_REASON = r"^(.*) at (\d{5}|\d{8})$"
+_CAPACITY_REASON = r"^capacity: (.+) exhausted$"
 # Places named per reason in the unplaced table (the Municipalities table has them all).
 _WHERE_PLACES = 3
 
@@ -413,7 +414,7 @@ _REASON_LABEL = 56
 def _reason_label(reason: str) -> str:
     """A chart label for an unplaced reason. A capacity reason names the resources short, the largest shortfall
     first (engine.diagnosis): cut to its first words, most of them read `capacity: persons and housing_units e…`."""
-    short = re.fullmatch(r"capacity: (.+) exhausted", reason)
+    short = re.fullmatch(_CAPACITY_REASON, reason)
     if short:
         return _shorten("short of " + ", ".join(_CHIPS.get(r, r) for r in short.group(1).split(" and ")), _REASON_LABEL)
     return _shorten(reason, _REASON_LABEL)
@@ -425,7 +426,7 @@ def _reason_words(reason: str) -> str:
     `capacity: persons and housing_units exhausted`) as the Municipalities table words them; the reason as
     households.csv has it stays in the cell's tooltip."""
     reason = re.sub(r"\(mostly: (\w+)\)", lambda m: f"(mostly: {rule_words(m.group(1))})", reason)
-    short = re.fullmatch(r"capacity: (.+) exhausted", reason)
+    short = re.fullmatch(_CAPACITY_REASON, reason)
     if short:
         nouns = [plural(resource_noun(r)) for r in short.group(1).split(" and ")]
         return f"capacity: {' and '.join(nouns)} exhausted"
@@ -877,9 +878,23 @@ def _frames(data: RoundReportData) -> _Frames:
 
 def _reason_and_place(column: str, reason: str, place: str) -> tuple[pl.Expr, pl.Expr]:
     """An unplaced reason split as the report groups it: the reason, and apart the AGS of a capacity miss
-    (engine.diagnosis: "capacity: persons exhausted at 05158"); the place is null for other reasons."""
+    (engine.diagnosis: "capacity: persons exhausted at 05158"); the place is null for other reasons.
+
+    A capacity reason names its resources in the order of the capacity columns (RESOURCES). engine.diagnosis
+    names them largest shortfall first, so households short of the same resources made several reasons (seen:
+    `Kita places and integration course places` 11 households, `integration course places and Kita places` 4, two
+    rows apart in the report, households.csv and the UI's summary); the one short by most is still counted in
+    municipalities.csv's unplaced_short_of_<resource>."""
+    text = pl.col(column).str.extract(_PLACED_REASON, 1).fill_null(pl.col(column))
+    short = text.str.extract(_CAPACITY_REASON, 1).str.split(" and ")
+    known = [short.list.contains(r) for r, _, _ in RESOURCES]
+    ordered = pl.concat_str([pl.when(k).then(pl.lit(r)) for k, (r, _, _) in zip(known, RESOURCES)], separator=" and ", ignore_nulls=True)
     return (
-        pl.col(column).str.extract(_PLACED_REASON, 1).fill_null(pl.col(column)).alias(reason),
+        # A resource this report does not know keeps the reason as written.
+        pl.when(short.list.len() == pl.sum_horizontal(known))
+        .then(pl.concat_str([pl.lit("capacity: "), ordered, pl.lit(" exhausted")]))
+        .otherwise(text)
+        .alias(reason),
         pl.col(column).str.extract(_PLACED_REASON, 2).alias(place),
     )
 
