@@ -288,6 +288,19 @@ def current_intake_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return counts
 
 
+def households_outside_pool(con: duckdb.DuckDBPyConnection, period: str) -> dict[str, int]:
+    """Households of the warehouse that a round of `period` leaves out of its pool by design: those that accepted
+    a proposal (of this period or an earlier one) and those submitted in a later period. With them the report's
+    intake adds up: August's report counted 518 questionnaires and 202 in the pool, and said nothing of the 311
+    households placed by July's accepted proposals."""
+    accepted, later = con.execute(
+        "SELECT count(*) FILTER (WHERE accepted_municipality_id IS NOT NULL AND submitted_period <= ?),"
+        " count(*) FILTER (WHERE submitted_period > ?) FROM household_features",
+        [period, period],
+    ).fetchone()
+    return {"households_accepted": int(accepted), "households_submitted_later": int(later)}
+
+
 def intake_counts_of_round(con: duckdb.DuckDBPyConnection, round_id: str) -> dict[str, int]:
     """The intake counts as they stood when the round read its pool. A report written again later (an erasure
     re-renders every round that showed the household) showed the counts of that day instead: a July round's
@@ -499,7 +512,7 @@ def round_candidates(
             # so it shows offered capacity and everything in use, and says who was kept.
             store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
             # The intake this round saw, for its report: a later ingestion or erasure changes the warehouse's.
-            intake = current_intake_counts(con)
+            intake = current_intake_counts(con) | households_outside_pool(con, period)
             store_round_rows(con, "round_intake_counts", round_id, pl.DataFrame(
                 {"position": range(len(intake)), "name": list(intake), "value": list(intake.values())},
                 schema={"position": pl.Int64, "name": pl.Utf8, "value": pl.Int64},

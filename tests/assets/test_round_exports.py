@@ -232,3 +232,33 @@ def test_a_report_written_again_by_an_erasure_keeps_the_rounds_intake_and_says_w
     assert after == intake
     text = report.read_text(encoding="utf-8")
     assert "1 household of this round was erased since it ran (rematch erase)" in text
+
+
+def test_the_intake_names_the_households_a_round_leaves_out_by_design(round_run, tmp_path: Path) -> None:  # noqa: ANN001
+    """August's report counted 518 questionnaires received and 202 in the pool, and said nothing of the 311
+    households placed by July's accepted proposals; a July round run after August's export landed counted
+    August's households as received without a word. Both are now rows of the intake."""
+    home, _ = round_run
+    proposals = _rows(home.round_dir("r1") / "proposals.csv")
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        pseudonyms = dict(con.execute("SELECT household_ref, household_pseudonym FROM household_identity").fetchall())
+    linked = {p for (p,) in _query(home, "SELECT household_pseudonym FROM round_households WHERE round_id = 'r1' AND link_group <> household_pseudonym").iter_rows()}
+    accepted = [p for p in proposals if pseudonyms[p["household_ref"]] not in linked][:2]
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round_id", "household_ref", "municipality_id", "decision"])
+        writer.writerows(["r1", p["household_ref"], p["municipality_id"], "accept"] for p in accepted)
+    write_round(generate_round(12, 4, seed=9, period="2026-08"), tmp_path / "august")
+    land(home, tmp_path / "august")
+    assert main(["ingest"]) == 0
+    later = _query(home, "SELECT count(*) AS n FROM household_features WHERE submitted_period = '2026-08'")["n"].item()
+    assert later > 0
+
+    materialized_round(home, "r2", BASE | {"period": "2026-08"})
+    august = _intake(home.round_dir("r2") / "report.html")
+    assert august["Households that accepted a proposal (kept there, not in this pool)"] == "2"
+    assert august["Households submitted after this intake period (not in this pool)"] == "0"
+    materialized_round(home, "r3", BASE)
+    july = _intake(home.round_dir("r3") / "report.html")
+    assert july["Households that accepted a proposal (kept there, not in this pool)"] == "2"
+    assert july["Households submitted after this intake period (not in this pool)"] == str(later)
