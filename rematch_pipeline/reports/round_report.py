@@ -148,7 +148,7 @@ _COUNT_LABELS: dict[str, str] = {
     "ags_keys_restored": "Warnings: AGS keys that had lost their leading zero (restored)",
     "intake_periods_restored": "Warnings: intake periods Excel had turned into dates (read as their month)",
     "device_dates_set_aside": "Warnings: households whose form's device date was implausible (dated by the server's time)",
-    "households_accepted": "Households that accepted a proposal (kept there, not in this pool)",
+    "households_accepted": "Households that accepted a proposal of any round (kept there, not in this pool)",
     "households_submitted_later": "Households submitted after this intake period (not in this pool)",
     "households_eligible": "Households eligible for matching",
     "households_in_pool": "Households in the matching pool",
