@@ -356,6 +356,19 @@ def test_households_short_of_the_same_capacities_are_one_reason_whatever_ran_out
     assert "| capacity: kita_places and integration_course_places exhausted | 2 | 3 |" in summary
     assert summary.count("| capacity:") == 2
 
+
+def test_where_more_capacity_would_help_names_the_place_beside_its_ags() -> None:
+    """The report names a municipality `Flensburg (01001000)` everywhere but in these lines, which said `in 01001000`."""
+    offers = ["1 more integration course place in 01001000 would place 1 more household (1 person)",
+              "2 more Kita places in 99999 would place 1 more household (3 persons)"]
+    households = pl.DataFrame({
+        "household_pseudonym": ["hp_7f3a9c", "hp_0b12de", "hp_1"], "persons": [3, 2, 1], "placed": [True, True, False],
+        "unplaced_reason": [None, None, "capacity: integration_course_places exhausted at 01001000"],
+    })
+    text = _section_text(render_round_report(_data(households=households, capacity_offers=offers)), "unplaced")
+    assert "1 more integration course place in Flensburg (01001000) would place 1 more household (1 person)" in text
+    assert "2 more Kita places in 99999 would place" in text  # a key the round does not know stays as it is
+
 def test_the_coordinators_locks_and_forbids_are_listed_and_locked_proposals_marked() -> None:
     proposals = _proposals().with_columns(locked=pl.Series([True, False]))
     pairs = pl.DataFrame(

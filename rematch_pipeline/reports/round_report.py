@@ -550,6 +550,18 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _offers_named(offers: Sequence[str], mun: pl.DataFrame) -> list[str]:
+    """engine.diagnosis' capacity offers ("1 more integration course place in 03358 would place …") with the place's
+    name beside its AGS, as every other table of the report names it: a bare key was read in no other place."""
+    names = dict(mun.select("municipality_id", "municipality_name").iter_rows())
+
+    def named(match: re.Match[str]) -> str:
+        name = names.get(match.group(1))
+        return f" in {name} ({match.group(1)}) would place" if name else match.group(0)
+
+    return [re.sub(r" in (\d{5}|\d{8}) would place", named, offer) for offer in offers]
+
+
 def _erased_since(solver: Mapping[str, Any], households: int) -> list[str]:
     """A sentence when households of the round were erased after it ran ([] otherwise). An erasure writes the
     report again from the warehouse, which no longer holds them, while the solver's figures (persons placed, the
@@ -1258,7 +1270,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         "criteria": [_criterion_words(c.removeprefix("score_")) for c in criteria],
         "criteria_means": [{"name": n, "mean": _fmt_float(v, 3)} for n, v in criteria_means],
         "reason_rows": reason_rows,
-        "capacity_offers": list(data.capacity_offers),
+        "capacity_offers": _offers_named(data.capacity_offers, mun),
         "decisions": _decisions_text(data.earlier_decisions),
         "mechanism_rows": _mechanism_rows(data.mechanisms),
         "distribution_key_text": _distribution_key_text(data.mechanisms),
