@@ -27,7 +27,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, table_exists, warehouse_connection
 from rematch_pipeline.schemas.parsing import utc_now
-from rematch_pipeline.validation import unlinked_member_rows
+from rematch_pipeline.validation import members_naming_no_household
 from rematch_pipeline.wording import counted
 
 # Warehouse columns that carry a household pseudonym.
@@ -299,14 +299,15 @@ def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: lis
     the export it came with, those of an export (a workbook, a zip) that holds its rows, and every one whose link
     is empty (it names no one). Whose person such a
     row is cannot be told, so it goes with every household it may belong to; a linked row of another household
-    is never taken, nor a row holding no person (a sum row under the table: no one's, said once by validation).
-    `birth_dates`: the identity store's (IdentityStore.birth_dates), which tell a person's row from a sum row.
-    Columns: file_sha256, file_name, sheet, file_row, member_pseudonym."""
+    is never taken. A row holding no person (a sum row under the table, or a person's name alone) is taken too but
+    has `holds_person` False: it holds no household out. `birth_dates`: the identity store's
+    (IdentityStore.birth_dates), which tell a person's row from a sum row.
+    Columns: file_sha256, file_name, sheet, file_row, member_pseudonym, holds_person."""
     households = con.execute("SELECT file_sha256, sheet, file_row, submission_id, household_pseudonym FROM raw_households").pl()
     members = con.execute("SELECT file_sha256, file_name, sheet, file_row, submission_id, member_pseudonym, sex, relation FROM raw_members").pl()
-    unlinked = unlinked_member_rows(members, households, birth_dates)
+    unlinked = members_naming_no_household(members, households, birth_dates)
     if unlinked.is_empty():
-        return unlinked.select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym")
+        return unlinked.select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym", "holds_person")
     own = households.filter(pl.col("household_pseudonym") == target).select("file_sha256", "sheet").unique()
     beside = households.join(own, on=["file_sha256", "sheet"], nulls_equal=True)["submission_id"].drop_nulls().implode()
     paired = members.filter(pl.col("submission_id").is_in(beside)).select("file_sha256", "sheet").unique()
@@ -318,14 +319,15 @@ def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: lis
     return (
         pl.concat([reached, unlinked.filter(pl.col("file_sha256").is_in(exports)), unlinked.filter(pl.col("submission_id").is_null())])
         .unique(["file_sha256", "sheet", "file_row", "member_pseudonym"], maintain_order=True)
-        .select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym")
+        .select("file_sha256", "file_name", "sheet", "file_row", "member_pseudonym", "holds_person")
     )
 
 
 def _forget_unlinked_rows(con: duckdb.DuckDBPyConnection, unlinked: pl.DataFrame) -> int:
     """The warehouse's raw rows and quarantine lines of the unlinked member rows taken with the household (by file
     and row: also where the archived copy is gone and no line is dropped), and a count of them per members file
-    (erased_unlinked_members, no value), by which the file's other households stay held out. Returns the rows deleted."""
+    (erased_unlinked_members, no value) of those holding a person, by which the file's other households stay held
+    out. Returns the rows deleted."""
     if unlinked.is_empty():
         return 0
     con.register("unlinked_rows", unlinked.to_arrow())
@@ -335,7 +337,7 @@ def _forget_unlinked_rows(con: duckdb.DuckDBPyConnection, unlinked: pl.DataFrame
     )
     con.execute(f"""DELETE FROM quarantine t WHERE t."table" = 'members' AND EXISTS (SELECT 1 FROM unlinked_rows u WHERE {at})""")
     con.execute(
-        "INSERT INTO erased_unlinked_members SELECT file_sha256, file_name, sheet, count(*), ? FROM unlinked_rows GROUP BY ALL ORDER BY ALL",
+        "INSERT INTO erased_unlinked_members SELECT file_sha256, file_name, sheet, count(*), ? FROM unlinked_rows WHERE holds_person GROUP BY ALL ORDER BY ALL",
         [utc_now()],
     )
     con.unregister("unlinked_rows")

@@ -411,14 +411,19 @@ ERASED_UNLINKED_MEMBERS_HELD_RULE = (
 ERASED_UNLINKED_SCHEMA: dict[str, pl.DataType] = {"file_sha256": pl.Utf8, "file_name": pl.Utf8, "sheet": pl.Utf8, "member_rows": pl.Int32}
 
 
-def _naming_no_household(members: pl.DataFrame, households: pl.DataFrame) -> pl.DataFrame:
+def members_naming_no_household(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
     """Raw member rows whose link (submission_id) is empty or names a submission no households row of any file has,
     not on a household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats: that household's whatever
-    its id)."""
+    its id), with `holds_person`: False for a row holding none of a person's answers (no_person_rows).
+    Erasure takes every such row that may be the erased household's, a sum row too: a row holding only a name
+    cannot be told from a "Summe" label without reading it. It records only those holding a person, which hold
+    the file's households out. `birth_dates` as for no_person_rows."""
     known = households["submission_id"].drop_nulls().implode()
-    return members.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known)).join(
+    naming_none = members.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known)).join(
         households.select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True
     )
+    empty = _holding_no_person(naming_none, birth_dates).select(_FILE_ROW).with_columns(pl.lit(False).alias("holds_person"))
+    return naming_none.join(empty, on=_FILE_ROW, how="left", nulls_equal=True, maintain_order="left").with_columns(pl.col("holds_person").fill_null(True))
 
 
 def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -426,10 +431,8 @@ def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame, birth_
     no households row of any file has, on a row that holds a person (no_person_rows are none of them: a sum row
     under the table is no one's person). A member on its household's own line (LimeSurvey's member slots, KoboCAT's
     flattened repeats) is that household's whatever its id, so it is none of them. Validation holds out the
-    households such a row may belong to; erasure takes it with a household it may belong to.
-    `birth_dates` as for no_person_rows."""
-    naming_none = _naming_no_household(members, households)
-    return _without_rows(naming_none, _holding_no_person(naming_none, birth_dates))
+    households such a row may belong to. `birth_dates` as for no_person_rows."""
+    return members_naming_no_household(members, households, birth_dates).filter("holds_person").drop("holds_person")
 
 
 # A member row holding none of a person's required answers that say who it is: no birth date, sex or relation.
@@ -447,7 +450,7 @@ def no_person_rows(members: pl.DataFrame, households: pl.DataFrame, birth_dates:
     household is missing anyone for it. `birth_dates` (file_sha256, file_row, member_pseudonym, date_of_birth): where
     birth dates are kept apart from the rows (the identity store); None where `members` carries date_of_birth itself
     (a parsed export)."""
-    return _holding_no_person(_naming_no_household(members, households), birth_dates)
+    return members_naming_no_household(members, households, birth_dates).filter(~pl.col("holds_person")).drop("holds_person")
 
 
 def _holding_no_person(rows: pl.DataFrame, birth_dates: pl.DataFrame | None) -> pl.DataFrame:

@@ -17,12 +17,12 @@ from rematch_pipeline.formats.canonical import PERSON_FIELDS, ParsedTable
 from rematch_pipeline.formats.landing import pseudonyms
 from rematch_pipeline.formats.redact import Unlink, rows_holding
 from rematch_pipeline.resources.identity import pseudonym
-from rematch_pipeline.validation import unlinked_member_rows
+from rematch_pipeline.validation import members_naming_no_household
 
 
 # How ingestion_log's `skipped` (and `rematch ingest`'s "left out:") names the lines taken out.
 ERASED_LINES = "lines of erased submissions (taken out of the landed and archived copies)"
-# The file key of this export's lines where they meet validation.unlinked_member_rows (stored rows have none).
+# The file key of this export's lines where they meet validation.members_naming_no_household (stored rows have none).
 _EXPORT = "this export"
 
 
@@ -43,8 +43,8 @@ class ErasedLines:
 
     rows: dict[str | None, set[int]]
     unlink: Unlink | None
-    # Per members sheet, the lines taken out that named no household (may be an erased household's persons):
-    # ingestion records their count (erased_unlinked_members) so that the sheet's households stay held out.
+    # Per members sheet, the lines taken out that named no household and held a person (may be an erased
+    # household's persons; a sum row is not counted): ingestion records their count (erased_unlinked_members) so that the sheet's households stay held out.
     unlinked: dict[str | None, int] = field(default_factory=dict)
 
     @property
@@ -60,9 +60,8 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
     when its household line goes, or when its submission was erased and no household line (in this
     file or stored) carries that submission: a members file has no reference, and a bare submission
     id of another tool or survey could be equal by chance. A member line whose link is empty
-    (validation.unlinked_member_rows, the one definition: not on a household's own line, not a sum row holding no
-    person) goes from any sheet: it
-    names no one, so it may be an erased household's person whose only line in this export it is (a members file
+    (validation.members_naming_no_household, the one definition: not on a household's own line) goes from any sheet:
+    it names no one, so it may be an erased household's person whose only line in this export it is (a members file
     of that row alone, an export that lost the household's other lines in the tool). One whose link names a
     submission no household line has stays, whatever the sheet lost: its households file may land later (a
     members file landing first), and validation holds it out until it does. A link to an erased household that has no household line left is taken out of the households kept, as erasure does: validation would
@@ -107,11 +106,12 @@ def erased_lines(parsed: list[ParsedTable], secret: bytes, erased: Erased) -> Er
         # link naming a submission no households file has stays, even where the sheet lost erased lines: it is not
         # an erased submission (those went above), and its households file may land later (a members file landing
         # first); validation holds it out until then. Only a mistyped link of an erased person escapes this.
-        # A sum row under the table (no person's answers) is no one's person: it stays, for validation's one line.
-        loose = unlinked_member_rows(_lines(frame.filter(~drop), table.sheet, PERSON_FIELDS), known).filter(pl.col("submission_id").is_null())
-        if not loose.is_empty():
-            unlinked[table.sheet] = loose.height
-            dropped += loose["file_row"].to_list()
+        # A row holding no person goes too (a name alone cannot be told from a "Summe" label without reading it) but
+        # is not counted: it holds no household out.
+        loose = members_naming_no_household(_lines(frame.filter(~drop), table.sheet, PERSON_FIELDS), known).filter(pl.col("submission_id").is_null())
+        if loose["holds_person"].any():
+            unlinked[table.sheet] = int(loose["holds_person"].sum())
+        dropped += loose["file_row"].to_list()
         rows[table.sheet].update(dropped)
     unlink = _erased_links(households, secret, erased.households - kept_households - erased.stored_households, rows)
     rows = {sheet: numbers for sheet, numbers in rows.items() if numbers}

@@ -631,17 +631,18 @@ def test_a_refused_export_without_its_erased_lines_is_stored_from_its_copy(
 def test_a_sum_row_under_the_members_table_is_no_unlinked_member_for_erasure(
     home: RematchHome, sample: SampleRound, tmp_path: Path, capsys: pytest.CaptureFixture, label: str
 ) -> None:
-    """A "Summe" row under a members CSV (in column A, the link, or where an export's name is, the link empty) holds
-    no person: validation says it once (NO_PERSON_RULE) and holds no household out. Erasure took it as an unlinked
-    member that may be the erased household's person and recorded it (erased_unlinked_members), which held every
-    household of the file out again; the tool's next export lost it as an erased line the same way. It stays where
-    it is, for validation's one line, and the file's other households stay matched."""
+    """A row under a members CSV holding no person's answers: "Summe" in column A, the link, or a name alone where
+    an export's name is, the link empty (the two cannot be told apart without reading the cell). Validation says it
+    once (NO_PERSON_RULE) and holds no household out. Erasure took it as an unlinked member that may be the erased
+    household's person and recorded it (erased_unlinked_members), which held every household of the file out again;
+    the tool's next export lost it the same way. It is still taken where it may be the household's (a name alone
+    is erased with it), but not recorded: the file's other households stay matched."""
     from rematch_pipeline.validation import NO_PERSON_RULE
 
     out = tmp_path / "sample"
     write_round(sample, out, "csv")
     members_csv = out / "households" / f"members_{sample.period}.csv"
-    total = {c: None for c in sample.members.columns} | {"submission_id" if label == "in_the_link" else "member_name": "Summe"}
+    total = {c: None for c in sample.members.columns} | ({"submission_id": "Summe"} if label == "in_the_link" else {"member_name": UNLINKED_NAME})
     pl.concat([sample.members, pl.DataFrame([total], schema=sample.members.schema)]).write_csv(members_csv)
     land(home, out)
     _ingest(capsys)
@@ -656,18 +657,23 @@ def test_a_sum_row_under_the_members_table_is_no_unlinked_member_for_erasure(
     assert not [line for line in err.splitlines() if line.startswith("held out: ")]  # before: every household of the file
     assert _query(home, "SELECT count(*) FROM erased_unlinked_members") == [(0,)]
     assert _query(home, "SELECT count(*) FROM households") == [(valid - 1,)]
-    # The tool's next export still holds the erased household's lines and the sum row: only the former are taken.
+    # A name alone may be the erased household's person: gone from the copies and both stores.
+    assert _copies_naming(home, UNLINKED_NAME) == [] and UNLINKED_NAME not in _stored_text(home)
+    # The tool's next export still holds the erased household's lines and the row: the former are taken, the row too
+    # where its link is empty (it may be the household's person), one naming no household stays (as any such link).
     again = home.landing("households") / "members_again.csv"
     again.write_bytes(members_csv.read_bytes().replace(b"\n", b"\r\n"))
     capsys.readouterr()
     assert main(["ingest"]) == 0
     cli = capsys.readouterr()
     persons = sample.members.filter(pl.col("submission_id") == owner).height
-    assert f"left out: members_again.csv: lines of erased submissions (taken out of the landed and archived copies): {persons}" in cli.out
+    taken = persons + (label == "in_the_name")
+    assert f"left out: members_again.csv: lines of erased submissions (taken out of the landed and archived copies): {taken}" in cli.out
     assert not [line for line in cli.err.splitlines() if line.startswith("held out: ")]
     assert _query(home, "SELECT count(*) FROM erased_unlinked_members") == [(0,)]
     assert _query(home, "SELECT count(*) FROM households") == [(valid - 1,)]
-    # One line each, at the row under the members (the erasure's copy of the first file lost the household's too).
-    assert _query(home, "SELECT file_name, file_row, rule FROM quarantine WHERE \"table\" = 'members' ORDER BY file_name") == [
-        (name, sample.members.height - persons + 2, NO_PERSON_RULE) for name in sorted([again.name, members_csv.name])
-    ]
+    assert _copies_naming(home, UNLINKED_NAME) == [] and UNLINKED_NAME not in _stored_text(home)
+    # The one line left is the next export's row naming no household, under its members (the erased lines out).
+    assert _query(home, "SELECT file_name, file_row, rule FROM quarantine WHERE \"table\" = 'members' ORDER BY file_name") == (
+        [(again.name, sample.members.height - persons + 2, NO_PERSON_RULE)] if label == "in_the_link" else []
+    )
