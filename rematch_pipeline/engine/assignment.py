@@ -17,6 +17,7 @@ bound over all pairs, greedy and local moves, exact MIP on close calls). See doc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import time
@@ -43,6 +44,7 @@ from rematch_pipeline.engine.problem import (
     AssignmentProblem,
     AssignmentResult,
     PairLookup,
+    SolveProgress,
     SolverParams,
     StageReport,
     most_units_placed,
@@ -101,7 +103,7 @@ def uses_large_method(problem: AssignmentProblem, params: SolverParams) -> bool:
     return placeable > params.max_model_units or exact_pairs > params.max_exact_pairs
 
 
-def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> AssignmentResult:
+def solve(problem: AssignmentProblem, params: SolverParams | None = None, progress: SolveProgress | None = None) -> AssignmentResult:
     """Solve the assignment lexicographically (see module docstring).
 
     Up to params.max_model_pairs usable pairs (lexicographic: and params.max_model_units
@@ -109,6 +111,7 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     one exact MIP per stage, units in data_order. Above it: large_scale.solve_large (lexicographic;
     bounds over all pairs) or, for maximin, the exact MIP on a reduced pair set
     (result.bound_scope == "reduced_pairs").
+    progress, if given, lets the caller read the large-round method's counted work while it solves.
     Always returns a result: on infeasibility or when no solution was found in time,
     place_of_unit is all -1 and status says why.
     """
@@ -117,7 +120,7 @@ def solve(problem: AssignmentProblem, params: SolverParams | None = None) -> Ass
     if uses_large_method(problem, params):
         from rematch_pipeline.engine.large_scale import solve_large  # avoids an import cycle
 
-        return _in_data_order(solve_large, problem, params)
+        return _in_data_order(functools.partial(solve_large, progress=progress), problem, params)
     if too_large:
         from rematch_pipeline.engine.large_scale import reduced_problem
 

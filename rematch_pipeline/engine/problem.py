@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -286,6 +286,27 @@ def time_limit_for(n_pairs: int) -> float:
     pairs, at least 60 s and at most 600 s (whole seconds)."""
     seconds = math.ceil(SECONDS_PER_MILLION_PAIRS * n_pairs / 1e6)
     return float(min(MAX_TIME_LIMIT_SECONDS, max(MIN_TIME_LIMIT_SECONDS, seconds)))
+
+
+class SolveProgress:
+    """How far a running large-round solve is, for the caller's lines while it waits (read from another thread).
+
+    A reproducible large solve budgets counted work, not wall-clock seconds: on a loaded machine its wall clock
+    passes the time limit long before its work does, and a line saying only the wall clock (`5 min 30 s so far
+    (time limit 176 s of counted work …)`) cannot tell a person how much is left. solve_large lets this object
+    read its clock; reading it changes nothing in the solve. None until such a solve has started (and for the
+    exact path and wall-clock budgets, where the wall clock is the limit's own measure)."""
+
+    def __init__(self) -> None:
+        self._counted: Callable[[], float] | None = None
+
+    def follow(self, counted: Callable[[], float]) -> None:
+        """Called by the solve: where its counted work can be read."""
+        self._counted = counted
+
+    def counted_seconds(self) -> float | None:
+        """Seconds of counted work the solve has done so far, or None (see the class)."""
+        return self._counted() if self._counted is not None else None
 
 
 @dataclass(frozen=True)

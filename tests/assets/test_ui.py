@@ -398,6 +398,41 @@ def test_a_long_solve_says_it_is_alive_while_it_solves(ingested: RematchHome, mo
     assert "comparing the proposals with deferred acceptance and the fixed distribution key (compare_mechanisms)" in lines[solved:]
 
 
+def test_a_large_solve_says_the_counted_work_done_while_it_solves(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A national round on a loaded machine (2026-12-07) said `still solving, 5 min 30 s so far (time limit 176 s of
+    counted work, 5 min 52 s at the latest)`: the wall clock had passed the limit, and nothing said how much of the
+    counted work (the limit's own measure) was done, so how long was left. Now the line says it. The solve is the
+    real large path (this small round sent there, reproducible budgets), followed by a pause so that a line is due."""
+    real_solve, real_params = matching.solve, matching.RoundConfig.solver_params
+    beat = 0.05
+
+    def large(config: matching.RoundConfig, n_pairs: int) -> SolverParams:
+        return dataclasses.replace(real_params(config, n_pairs), max_model_pairs=0)
+
+    def solve_then_pause(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        result = real_solve(*args, **kwargs)
+        time.sleep(6 * beat)
+        return result
+
+    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat)
+    monkeypatch.setattr(matching.RoundConfig, "solver_params", large)
+    monkeypatch.setattr(matching, "solve", solve_then_pause)
+    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 2})
+    with dg.DagsterInstance.get() as instance:
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
+    still = [line for line in lines if line.startswith("still solving")]
+    assert still, lines
+    # A beat before the large method's clock starts (the units put in data order first) has no work to say yet.
+    pattern = r"still solving, \d+ s so far(?:, (\d+\.\d) s of counted work done)? \(time limit 2 s of counted work, 4 s at the latest\)"
+    done = [re.fullmatch(pattern, line) for line in still]
+    assert all(done), still
+    work = [m.group(1) for m in done]
+    first = next((i for i, w in enumerate(work) if w is not None), len(work))
+    assert work[first:] and None not in work[first:], still  # once said, said in every line after
+    said = [float(w) for w in work[first:]]
+    assert said == sorted(said) and said[-1] <= 4, "the solve's counted work: it only grows, within twice its limit"
+
+
 def test_a_round_says_it_is_alive_while_it_scores_stores_and_loads_its_pairs(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
     """A national round said `… compatible pairs …; scoring` and then nothing for up to 40 s until `solving …`
     (scoring and storing 15 M pairs, loading them back and building the problem; evaluated 2026-12-06). Now both
@@ -482,8 +517,8 @@ def test_a_wall_clock_cut_of_the_large_path_is_said_once_in_the_rounds_log(
 
     real_solve, insert = matching.solve, search._insert_unplaced
 
-    def large(problem: AssignmentProblem, params: SolverParams):  # noqa: ANN202
-        return real_solve(problem, dataclasses.replace(params, max_model_pairs=0))
+    def large(problem: AssignmentProblem, params: SolverParams, **kwargs):  # noqa: ANN003, ANN202
+        return real_solve(problem, dataclasses.replace(params, max_model_pairs=0), **kwargs)
 
     def slow_insert(lag: pricing._Lagrangian, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         time.sleep(lag.clock.wall_left() + 0.1)  # a slow machine in the answer step: past the wall-clock limit

@@ -31,6 +31,7 @@ from rematch_pipeline.engine.model import _build_model, _reduce, _solve_stage
 from rematch_pipeline.engine.problem import (
     WALL_LIMIT_FACTOR,
     AssignmentProblem,
+    SolveProgress,
     SolverParams,
     build_problem,
     check_assignment,
@@ -112,6 +113,38 @@ def test_locks_that_break_a_capacity_are_infeasible_on_the_large_path_too() -> N
     large = solve(problem, SolverParams(time_limit_seconds=10, backend="cbc", max_model_pairs=0))
     assert large.status == "infeasible" and (large.place_of_unit == -1).all()
     assert large.solver == large_scale.SOLVER_LABEL  # not the exact path's ortools-cbc
+
+
+def test_a_callers_progress_reads_the_counted_work_and_changes_no_answer() -> None:
+    """The round's lines while it solves name the counted work done (its limit's own measure): a national round on a
+    loaded machine said `5 min 30 s so far (time limit 176 s of counted work …)` with nothing to tell how much was
+    left (2026-12-07). Reading it is all the caller does: the same answer with and without it."""
+    problem = _round(120, 10, seed=8)
+    params = SolverParams(time_limit_seconds=3, backend="cbc", max_model_pairs=0)
+    beside: list[float | None] = []
+    progress = SolveProgress()
+    assert progress.counted_seconds() is None, "nothing before the solve starts"
+    watching = threading.Event()
+
+    def watch() -> None:  # as the round's beat does: from another thread while it solves
+        while not watching.wait(0.01):
+            beside.append(progress.counted_seconds())
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    followed = solve(problem, params, progress=progress)
+    watching.set()
+    thread.join()
+    alone = solve(problem, params)
+    assert followed.place_of_unit.tolist() == alone.place_of_unit.tolist() and followed.best_bound == alone.best_bound
+    read = [s for s in beside if s is not None]
+    assert read and read == sorted(read), "counted work only grows"
+    assert 0 < progress.counted_seconds() <= 2 * params.time_limit_seconds
+    # The exact path and wall-clock budgets have no counted work: their limit is the wall clock, which the line says.
+    exact, wall = SolveProgress(), SolveProgress()
+    solve(problem, SolverParams(time_limit_seconds=3, backend="cbc"), progress=exact)
+    solve(problem, dataclasses.replace(params, reproducible=False), progress=wall)
+    assert exact.counted_seconds() is None and wall.counted_seconds() is None
 
 
 def test_same_input_same_assignment() -> None:
