@@ -230,6 +230,30 @@ def test_large_round_stays_small() -> None:
     assert html.count("<tr><td class=\"id\">") >= n_mun
 
 
+def test_the_municipalities_table_keeps_its_header_in_view_at_401_rows() -> None:
+    """A national round's Municipalities table has a row per district (401): scrolled in the page, its header of
+    twelve columns of numbers was out of view after twenty rows (report of a 30,000-household round, 2026-12-07).
+    It now scrolls in its own box with the header kept on top (and prints in full)."""
+    n_mun = 401
+    ids = [f"{i:05d}" for i in range(1001, 1001 + n_mun)]
+    mun: dict[str, object] = {"municipality_id": ids, "municipality_name": [f"Kreis {i}" for i in range(n_mun)],
+                              "latitude": np.full(n_mun, 51.0), "longitude": np.full(n_mun, 10.0)}
+    for resource, *_ in RESOURCES:
+        mun[f"capacity_{resource}"] = np.full(n_mun, 10)
+        mun[f"used_{resource}"] = np.full(n_mun, 5)
+    html = render_round_report(_data(municipalities=pl.DataFrame(mun)))
+    section = html[html.index('<section id="municipalities">'):]
+    section = section[: section.index("</section>")]
+    box = re.search(r'<div class="([^"]*)">\s*<table[^>]*>\s*<thead><tr><th>AGS</th>', section)
+    assert box, "the header row is the table's thead"
+    assert section.count('<tr><td class="id">') == n_mun
+    style = html[html.index("<style>"): html.index("</style>")]
+    rules = dict(re.findall(r"^\s*\.([\w-]+) \{([^}]*)\}", style, re.M))
+    boxed = [c for c in box.group(1).split() if "max-height" in rules.get(c, "") and "overflow: auto" in rules.get(c, "")]
+    assert boxed, "the table's box has no height of its own: the page scrolls it and its header away"
+    assert re.search(rf"\.{boxed[0]} thead th \{{[^}}]*position: sticky; top: 0", style), "the header stays on top"
+
+
 def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> None:
     """Before, a reader saw 'Best bound 376609', 'Optimality gap 0.00405948' and 'Bound reproducible no' unexplained."""
     solver = {"status": "feasible", "persons_placed": 12046, "persons_bound": 12046.0, "total_score": 375086.83,
