@@ -433,7 +433,7 @@ def differing_stored_copies(
     rows, as split_identity gives them) were stored from other files with other answers; None where there are none
     or every stored copy is the same. Compared are every raw column but the file's own (provenance, the left-out
     reason) and the identifying cells, both as stored, so a re-export of the same answers is silent in any format
-    that reads them alike. Rows a tool marks as not to be used are not compared (as canonical.with_differing_copies),
+    that reads them alike, as is a copy equal to one stored from another file (the next export after an edit). Rows a tool marks as not to be used are not compared (as canonical.with_differing_copies),
     nor refusing copies (a refusal withdraws the submission whichever copy is latest). Compared inside each DuckDB
     file by a hash of the answers, which returns only the stored copies that differ: fetching every stored copy of a
     re-export into Python cost 6 % of its ingestion (docs/decisions.md, thirty-fifth session)."""
@@ -459,11 +459,18 @@ def differing_stored_copies(
     if keys.is_empty():
         return None
     con.register("differing_keys", keys.to_arrow())
+    # A submission of which another file's stored copy equals this file's (in both stores) is left out: the tools
+    # export every submission each time, so an edited copy comes again with every later export, and it changes
+    # nothing validation uses (its submitted_at is that stored copy's). The first file's copies were said each week.
     differing = con.execute(
         "SELECT r.submission_id, r.submitted_at, r.consent_processing, r.file_name, l.ingested_at FROM raw_households r"
         " JOIN differing_keys USING (submission_id, file_sha256, file_row)"
         " LEFT JOIN (SELECT file_sha256, min(ingested_at) AS ingested_at FROM ingestion_log WHERE status = 'ingested' GROUP BY ALL) l"
-        " USING (file_sha256) WHERE r.left_out IS NULL"
+        " USING (file_sha256) WHERE r.left_out IS NULL AND r.submission_id NOT IN ("
+        "SELECT s.submission_id FROM raw_households s ANTI JOIN differing_keys d"
+        " ON d.submission_id = s.submission_id AND d.file_sha256 = s.file_sha256 AND d.file_row = s.file_row"
+        " WHERE s.submission_id IN (SELECT submission_id FROM differing_keys) AND s.file_sha256 <> ? AND s.left_out IS NULL)",
+        [sha],
     ).pl().filter(~refuses())
     con.unregister("differing_keys")
     if differing.is_empty():

@@ -884,3 +884,25 @@ def test_a_submission_stored_from_another_file_with_different_answers_is_said_on
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         stored = con.execute("SELECT warnings FROM ingestion_log WHERE file_name = 'households_edited.csv'").fetchone()[0]
     assert line in stored.splitlines()
+
+
+def test_the_next_export_of_an_edited_submission_is_silent(home: RematchHome, sample: SampleRound) -> None:
+    """Survey tools export every submission each time: after one edited answer was said once (the file that brought
+    the edit), each later export carries the edited copy again. Such a copy equals a stored one, so it changes nothing
+    validation uses (its submitted_at is the stored copy's): silent. It was said again with every later export,
+    naming the first file, which validation had stopped using weeks before."""
+    _ingest(home, _files(sample))
+    edited = _set(sample.households, 0, "pets", "no" if sample.households["pets"][0] == "yes" else "yes")
+    edited = _set(edited, 3, "contact_phone", "0171 5550199")  # the identity store's side too
+    summary, _ = _ingest(home, {"households/week2.csv": _csv(edited)})
+    [line] = [line for line in summary.warnings if "stored before" in line]
+    assert line.startswith("week2.csv: 2 submission ids (column submission_id, rows 2; 5) stored before from households.csv ")
+    # The next week's export: the same answers as week 2, another file (line endings of another tool).
+    summary, _ = _ingest(home, {"households/week3.csv": _csv(edited).replace(b"\n", b"\r\n")})
+    assert not [line for line in summary.warnings if "stored before" in line], summary.warnings
+    # A copy that differs from every stored one is still said, naming only the files it differs from.
+    edited = _set(edited, 0, "imp_jobs", "0" if edited["imp_jobs"][0] != "0" else "3")
+    summary, _ = _ingest(home, {"households/week4.csv": _csv(edited)})
+    [line] = [line for line in summary.warnings if "stored before" in line]
+    assert line.startswith("week4.csv: 1 submission id (column submission_id, rows 2) stored before from households.csv ")
+    assert "week2.csv (ingested " in line and "week3.csv (ingested " in line
