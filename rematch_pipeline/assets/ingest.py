@@ -25,10 +25,9 @@ from rematch_pipeline.formats.landing import blank_where, blanked_without_consen
 from rematch_pipeline.resources.home import LANDING_KINDS, RematchHome, owner_only_files
 from rematch_pipeline.resources.identity import IdentityStore, answers_hash
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, FILE_COLUMNS, INGESTION_LOG_COLUMNS, compact, warehouse_connection
-from rematch_pipeline.schemas.parsing import parse_timestamp
+from rematch_pipeline.schemas.parsing import parse_timestamp, utc_now
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.wording import counted
-from rematch_pipeline.schemas.parsing import utc_now
 
 # Editors and copy tools leave these while a file is still being written.
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
