@@ -414,8 +414,8 @@ _REASON_LABEL = 56
 
 
 def _reason_label(reason: str) -> str:
-    """A chart label for an unplaced reason. A capacity reason names the resources short, the largest shortfall
-    first (engine.diagnosis): cut to its first words, most of them read `capacity: persons and housing_units e…`."""
+    """A chart label for an unplaced reason. A capacity reason names the resources short, in the order of the
+    capacity columns (_reason_and_place): cut to its first words, most of them read `capacity: persons and housing_units e…`."""
     short = re.fullmatch(_CAPACITY_REASON, reason)
     if short:
         return _shorten("short of " + ", ".join(_CHIPS.get(r, r) for r in short.group(1).split(" and ")), _REASON_LABEL)
