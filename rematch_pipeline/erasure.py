@@ -294,7 +294,7 @@ def _export_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[
 
 
 def _unlinked_rows(con: duckdb.DuckDBPyConnection, target: str, submissions: list[str], birth_dates: pl.DataFrame) -> pl.DataFrame:
-    """Raw member rows whose household cannot be told (validation.unlinked_member_rows) and that may be one of
+    """Raw member rows whose household cannot be told (validation.members_naming_no_household) and that may be one of
     the household's persons: those of a members file (sheet) that carries members of its households file (sheet),
     the export it came with, those of an export (a workbook, a zip) that holds its rows, and every one whose link
     is empty (it names no one). Whose person such a

@@ -412,27 +412,24 @@ ERASED_UNLINKED_SCHEMA: dict[str, pl.DataType] = {"file_sha256": pl.Utf8, "file_
 
 
 def members_naming_no_household(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Raw member rows whose link (submission_id) is empty or names a submission no households row of any file has,
-    not on a household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats: that household's whatever
-    its id), with `holds_person`: False for a row holding none of a person's answers (no_person_rows).
-    Erasure takes every such row that may be the erased household's, a sum row too: a row holding only a name
-    cannot be told from a "Summe" label without reading it. It records only those holding a person, which hold
-    the file's households out. `birth_dates` as for no_person_rows."""
+    """Raw member rows whose household cannot be told: the link (submission_id) empty, or naming a submission no
+    households row of any file has. A member on its household's own line (LimeSurvey's member slots, KoboCAT's
+    flattened repeats) is that household's whatever its id, so it is none of them.
+
+    `holds_person` is False for a row holding no person: sex, relation and birth date empty (canonical.PERSON_FIELDS;
+    not the name: a label typed into column A lands in it where an export's first member column is the name,
+    KoboToolbox). Such a row is a sum, total or note row under the table: validation says it once (NO_PERSON_RULE)
+    and no household is missing anyone for it. A row holding a person is an unlinked member: validation holds out
+    the households it may belong to. Erasure takes every such row that may be the erased household's, a sum row too
+    (a name alone cannot be told from a "Summe" label without reading it), and records only those holding a person.
+    `birth_dates` (file_sha256, file_row, member_pseudonym, date_of_birth): where birth dates are kept apart from the
+    rows (the identity store); None where `members` carries date_of_birth itself (a parsed export)."""
     known = households["submission_id"].drop_nulls().implode()
     naming_none = members.filter(pl.col("submission_id").is_null() | ~pl.col("submission_id").is_in(known)).join(
         households.select(_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True
     )
     empty = _holding_no_person(naming_none, birth_dates).select(_FILE_ROW).with_columns(pl.lit(False).alias("holds_person"))
     return naming_none.join(empty, on=_FILE_ROW, how="left", nulls_equal=True, maintain_order="left").with_columns(pl.col("holds_person").fill_null(True))
-
-
-def unlinked_member_rows(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Raw member rows whose household cannot be told: the link (submission_id) empty, or naming a submission
-    no households row of any file has, on a row that holds a person (no_person_rows are none of them: a sum row
-    under the table is no one's person). A member on its household's own line (LimeSurvey's member slots, KoboCAT's
-    flattened repeats) is that household's whatever its id, so it is none of them. Validation holds out the
-    households such a row may belong to. `birth_dates` as for no_person_rows."""
-    return members_naming_no_household(members, households, birth_dates).filter("holds_person").drop("holds_person")
 
 
 # A member row holding none of a person's required answers that say who it is: no birth date, sex or relation.
@@ -443,19 +440,9 @@ NO_PERSON_RULE = (
 )
 
 
-def no_person_rows(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Raw member rows naming no household (as unlinked_member_rows) that hold no person: sex, relation and birth
-    date empty (canonical.PERSON_FIELDS; not the name: a label typed into column A lands in it where an export's first
-    member column is the name, KoboToolbox). A sum, total or note row under the table: one quarantine line, and no
-    household is missing anyone for it. `birth_dates` (file_sha256, file_row, member_pseudonym, date_of_birth): where
-    birth dates are kept apart from the rows (the identity store); None where `members` carries date_of_birth itself
-    (a parsed export)."""
-    return members_naming_no_household(members, households, birth_dates).filter(~pl.col("holds_person")).drop("holds_person")
-
-
 def _holding_no_person(rows: pl.DataFrame, birth_dates: pl.DataFrame | None) -> pl.DataFrame:
     if birth_dates is None:
-        return rows.filter(_all_blank((*_PERSON_CELLS, "date_of_birth")))
+        return rows.filter(_all_blank(PERSON_FIELDS))
     dated = birth_dates.filter(~_all_blank(("date_of_birth",)))
     return rows.filter(_all_blank(_PERSON_CELLS)).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
 
@@ -672,10 +659,11 @@ def build_canonical(
     # belongs to no submission and would be dropped with an earlier file's without a word.
     # A member on its household's own line (LimeSurvey's member slots, KoboCAT's flattened repeats) is that
     # household's whatever its id: no other household can be missing it.
-    unlinked = unlinked_member_rows(members_raw, raw["households"], birth_dates)
+    naming_none = members_naming_no_household(members_raw, raw["households"], birth_dates)
+    unlinked = naming_none.filter("holds_person").drop("holds_person")
     # A row naming no household that holds no person (a sum or note row under the members table: "Summe" in column A,
     # which is the link or the name) is one line and holds no household out: no household is missing anyone for it.
-    no_person = no_person_rows(members_raw, raw["households"], birth_dates)
+    no_person = naming_none.filter(~pl.col("holds_person")).drop("holds_person")
     quarantine.append(_row_rule(no_person, "members", "submission_id", NO_PERSON_RULE))
     # Members of a re-submitted household: those of the latest file that carries the submission. Chosen
     # before checking: earlier files' rows are no longer its members (a corrected file replaced them,

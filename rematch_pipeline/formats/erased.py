@@ -44,7 +44,8 @@ class ErasedLines:
     rows: dict[str | None, set[int]]
     unlink: Unlink | None
     # Per members sheet, the lines taken out that named no household and held a person (may be an erased
-    # household's persons; a sum row is not counted): ingestion records their count (erased_unlinked_members) so that the sheet's households stay held out.
+    # household's persons; a sum row is not counted): ingestion records their count (erased_unlinked_members) so
+    # that the sheet's households stay held out.
     unlinked: dict[str | None, int] = field(default_factory=dict)
 
     @property
