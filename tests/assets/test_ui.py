@@ -371,26 +371,34 @@ def test_the_scaffolded_round_config_shows_every_field_the_time_limits_as_0_by_t
     assert RoundConfig(time_limit_seconds=-1).problems()[0].startswith("time_limit_seconds: a number of seconds above 0")
 
 
+def _solving_lines(home: RematchHome, monkeypatch: pytest.MonkeyPatch, time_limit_seconds: int) -> tuple[list[str], list[str]]:
+    """A round's round_proposals INFO lines and its `still solving` lines among them (at least one). The solve is the
+    real one, followed by a pause of several beats (the beat shortened to fit), so that a line is due whatever the
+    solve took."""
+    real_solve = matching.solve
+    beat = 0.05
+
+    def solve_then_pause(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        result = real_solve(*args, **kwargs)
+        time.sleep(6 * beat)
+        return result
+
+    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat, raising=False)  # raising: the old code had none
+    monkeypatch.setattr(matching, "solve", solve_then_pause)
+    result = materialized_round(home, "r1", {"period": "2026-07", "time_limit_seconds": time_limit_seconds})
+    with dg.DagsterInstance.get() as instance:
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
+    still = [line for line in lines if line.startswith("still solving")]
+    assert still, lines
+    return lines, still
+
+
 def test_a_long_solve_says_it_is_alive_while_it_solves(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
     """A national round's run view and terminal said `solving 47800 placement units … (cbc, time limit 293 s …)` and
     then nothing for 6-10 minutes until the answer (evaluated 2026-12-06): whoever waited could not tell a working
     round from a hung one. Now a line every STILL_WORKING_EVERY_SECONDS says how long it has solved and its limit.
     The solve here is the real one, followed by a pause so that a line is due (the beat is shortened to fit)."""
-    real_solve = matching.solve
-    beat = 0.05
-
-    def solve_then_pause(*args, **kwargs):
-        result = real_solve(*args, **kwargs)
-        time.sleep(6 * beat)  # several beats: the line is due whatever the solve took
-        return result
-
-    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat, raising=False)  # raising: the old code had none
-    monkeypatch.setattr(matching, "solve", solve_then_pause)
-    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
-    with dg.DagsterInstance.get() as instance:
-        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
-    still = [line for line in lines if line.startswith("still solving")]
-    assert still, lines
+    lines, still = _solving_lines(ingested, monkeypatch, time_limit_seconds=10)
     assert all(re.fullmatch(r"still solving, \d+ s so far \(time limit 10 s\)", line) for line in still), still
     solved = next(i for i, line in enumerate(lines) if " persons placed, score gap " in line)
     assert max(lines.index(line) for line in still) < solved, "no line after the answer"
@@ -403,25 +411,13 @@ def test_a_large_solve_says_the_counted_work_done_while_it_solves(ingested: Rema
     counted work, 5 min 52 s at the latest)`: the wall clock had passed the limit, and nothing said how much of the
     counted work (the limit's own measure) was done, so how long was left. Now the line says it. The solve is the
     real large path (this small round sent there, reproducible budgets), followed by a pause so that a line is due."""
-    real_solve, real_params = matching.solve, matching.RoundConfig.solver_params
-    beat = 0.05
+    real_params = matching.RoundConfig.solver_params
 
     def large(config: matching.RoundConfig, n_pairs: int) -> SolverParams:
         return dataclasses.replace(real_params(config, n_pairs), max_model_pairs=0)
 
-    def solve_then_pause(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        result = real_solve(*args, **kwargs)
-        time.sleep(6 * beat)
-        return result
-
-    monkeypatch.setattr(matching, "STILL_WORKING_EVERY_SECONDS", beat)
     monkeypatch.setattr(matching.RoundConfig, "solver_params", large)
-    monkeypatch.setattr(matching, "solve", solve_then_pause)
-    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 2})
-    with dg.DagsterInstance.get() as instance:
-        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.INFO and r.step_key == "round_proposals"]
-    still = [line for line in lines if line.startswith("still solving")]
-    assert still, lines
+    _, still = _solving_lines(ingested, monkeypatch, time_limit_seconds=2)
     # A beat before the large method's clock starts (the units put in data order first) has no work to say yet.
     pattern = r"still solving, \d+ s so far(?:, (\d+\.\d) s of counted work done)? \(time limit 2 s of counted work, 4 s at the latest\)"
     done = [re.fullmatch(pattern, line) for line in still]
