@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/rematch demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 ui: install
 	$(BIN)/rematch ui
