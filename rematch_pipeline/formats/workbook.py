@@ -423,19 +423,6 @@ def formula_text(cell: bytes) -> str | None:
     return "=" + html.unescape(text) if "&" in text else "=" + text
 
 
-def formula_texts_by_sheet(data: bytes) -> dict[str, dict[tuple[int, int], str]]:
-    """SheetValues.formula_texts of every worksheet of a workbook, by title; empty unless the workbook is to be
-    recalculated when opened (recalculated_on_load). For rewriting a workbook (formats/redact.py)."""
-    reader = _openpyxl_without_strings(data)
-    try:
-        if not recalculated_on_load(reader.archive.read(reader.parser.workbook_part_name)):
-            return {}
-        paths = [(ws.title, ws._worksheet_path) for ws in reader.wb.worksheets]  # noqa: SLF001 - openpyxl's own part names
-        return {title: _formulas(reader.archive.read(path), True, True)[1] for title, path in paths}
-    finally:
-        reader.archive.close()
-
-
 # <calcPr fullCalcOnLoad="1"/> (xsd:boolean: 1 or true) in the workbook part, prefixed or not.
 _FULL_CALC_ON_LOAD = re.compile(rb"""<(?:[\w.-]+:)?calcPr\s[^>]*?\bfullCalcOnLoad\s*=\s*["']\s*(?:1|true)\s*["']""")
 

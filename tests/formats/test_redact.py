@@ -5,6 +5,9 @@ from __future__ import annotations
 import zipfile
 from io import BytesIO
 from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
 
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.redact import Unlink, holds_cell, rows_holding, without_rows
@@ -306,3 +309,120 @@ def test_the_rows_holding_a_submission_id_in_a_workbook_are_found_streaming(tmp_
     for reader in ("calamine", "openpyxl"):
         monkeypatch.setenv("REMATCH_XLSX_READER", reader)
         assert rows_holding(data, kobo.name, lambda value: value == submission) == expected, reader
+
+
+def _no_full_load(monkeypatch) -> None:
+    """Make openpyxl's full load (3.07 GiB and 208 s for a 50,000-household Kobo export) fail the test."""
+    import openpyxl
+
+    def full_load(*args, **kwargs):
+        raise AssertionError("the workbook was loaded in full")
+
+    monkeypatch.setattr(openpyxl, "load_workbook", full_load)
+
+
+def _template_workbook(folder: Path) -> Path:
+    """A canonical template workbook (`rematch sample --format xlsx`: households and members sheets, every cell text)."""
+    from rematch_pipeline.sample import generate_round, write_round
+
+    return next(p for p in write_round(generate_round(6, 3, seed=5), folder, "xlsx") if p.name.startswith("households"))
+
+
+@pytest.mark.parametrize("kind", ["kobo", "template"])
+def test_a_workbook_is_rewritten_streaming_and_reads_back_without_the_households_lines(tmp_path: Path, monkeypatch, kind: str) -> None:
+    """Erasure (and ingestion after one, for a refused workbook) rewrote a workbook by loading it in full: 3.07 GiB and
+    208 s on a 50,000-household Kobo export. It now reads the rows as the readers do and writes them in constant
+    memory; under both readers the copy reads as the file did, without the first household's lines, and none of the
+    values only those lines held is left in the workbook's XML."""
+    from rematch_pipeline.formats.workbook import ENV_XLSX_READER
+
+    path = kobo_kpi_households_xlsx(tmp_path / "kobo.xlsx") if kind == "kobo" else _template_workbook(tmp_path)
+    data = path.read_bytes()
+    before = _tables(path, data)
+    submission = _first_submission(before) if kind == "kobo" else before["households"][0]["submission_id"]
+    parsed = read_export(path, data)
+    rows = {t.sheet: set(t.frame.filter(t.frame["submission_id"] == submission)["file_row"].to_list()) for t in parsed}
+    assert len(rows) == 2 and all(rows.values())
+    gone = {v for t in before.values() for r in t if r["submission_id"] == submission for v in r.values() if isinstance(v, str) and len(v) > 5}
+    kept = {v for t in before.values() for r in t if r["submission_id"] != submission for v in r.values() if isinstance(v, str)}
+    # As whole cell texts (a value may also be part of a header, such as an option's column `…/school`).
+    markers = [b">" + escape(m).encode() + b"<" for m in sorted(gone - kept)]
+    assert len([m for m in markers if m in _inflated(data)]) >= 3
+
+    _no_full_load(monkeypatch)
+    for reader in ("calamine", "openpyxl"):
+        monkeypatch.setenv(ENV_XLSX_READER, reader)
+        out = without_rows(data, rows, path.name)
+        expected = {name: [r for r in table if r["submission_id"] != submission] for name, table in before.items()}
+        assert _tables(path, out) == expected, reader
+        assert all(expected.values())
+        inflated = _inflated(out)
+        assert not [m for m in markers if m in inflated], reader
+
+
+def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_path: Path, monkeypatch) -> None:
+    """Cell for cell, under both readers: text (leading zeros, spaces, `=`-text), numbers written by other programs
+    to 17 digits (openpyxl's writer keeps 16: 0.30000000000000004 read back as 0.3, an integer of 17 digits as a
+    float), dates, times, durations, booleans; a one-column merged range filled down, a range across columns and the
+    hidden rows moved up past the deleted rows, hidden columns kept, and the second sheet untouched."""
+    import datetime as dt
+    import re
+
+    import xlsxwriter
+
+    from rematch_pipeline.formats.workbook import ENV_XLSX_READER, read_workbook
+
+    path = tmp_path / "book.xlsx"
+    with xlsxwriter.Workbook(path) as book:
+        date, time, duration = book.add_format({"num_format": "yyyy-mm-dd"}), book.add_format({"num_format": "hh:mm"}), book.add_format({"num_format": "[h]:mm"})
+        sheet = book.add_worksheet("households")
+        sheet.write_row(0, 0, ["ags", "name", "note", "amount", "big", "born", "at", "took", "ok", "group", "a", "b"])
+        for r in range(1, 9):
+            sheet.write_string(r, 0, f"0{r}358")
+            sheet.write_string(r, 1, f"Person-{r}-Secret")
+            sheet.write_string(r, 2, ["=)", "  padded ", "_x000D_ kept", "x"][r % 4])
+            sheet.write_number(r, 3, 888 if r == 5 else r + 0.5)  # 888: 0.30000000000000004, set in the XML below
+            sheet.write_number(r, 4, 777 if r == 6 else r)  # 777: a 17-digit integer, set in the XML below
+            sheet.write_datetime(r, 5, dt.datetime(1980 + r, r, 10), date)
+            sheet.write_datetime(r, 6, dt.time(r, 15), time)
+            sheet.write_number(r, 7, r + 0.25, duration)
+            sheet.write_boolean(r, 8, r % 2 == 0)
+        sheet.merge_range(2, 9, 6, 9, "G1")  # rows 3..7 of one column: each row reads G1
+        sheet.merge_range(4, 10, 4, 11, "across")  # row 5, two columns (the readers refuse it, the copy keeps it)
+        sheet.set_row(6, None, None, {"hidden": True})  # row 7
+        sheet.set_column(11, 11, None, None, {"hidden": True})
+        other = book.add_worksheet("members")
+        other.write_row(0, 0, ["ags", "n"])
+        other.write_row(1, 0, ["01001", "Other-Secret"])
+    raw = path.read_bytes()
+    patched = BytesIO()
+    with zipfile.ZipFile(BytesIO(raw)) as source, zipfile.ZipFile(patched, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                content = content.replace(b"<v>888</v>", b"<v>0.30000000000000004</v>").replace(b"<v>777</v>", b"<v>12345678901234567</v>")
+            target.writestr(info, content)
+    data = patched.getvalue()
+    drop = {3, 4}  # the filled-down range's first row (the one holding its value) and the next, above the others
+
+    def read(book):
+        return {s.title: (list(s.rows()), sorted(s.hidden), list(s.hidden_columns), sorted(s.merged)) for s in book.sheets}
+
+    _no_full_load(monkeypatch)
+    for reader in ("calamine", "openpyxl"):
+        monkeypatch.setenv(ENV_XLSX_READER, reader)
+        rows, hidden, columns, merged = read_workbook(data, "book.xlsx", read, unsaved_formulas_empty=True)["households"]
+        assert 0.30000000000000004 in rows[5] and 12345678901234567 in rows[6]  # as the original reads
+        assert {dt.datetime, dt.time, dt.timedelta, bool, float, int, str} <= {type(c) for c in rows[2]} and rows[6][9] == "G1"
+
+        out = without_rows(data, {"households": drop}, "book.xlsx")
+
+        after = read_workbook(out, "book.xlsx", read, unsaved_formulas_empty=True)
+        kept = [row for number, row in enumerate(rows, start=1) if number not in drop]
+        assert [tuple(row) for row in after["households"][0]] == [tuple(row) for row in kept], reader
+        assert [[type(c) for c in row] for row in after["households"][0]] == [[type(c) for c in row] for row in kept], reader
+        assert after["households"][1:] == ([5], columns, [(3, 10, 3, 11)]), reader  # row 7 is row 5 now; the across range row 3
+        assert hidden == [7] and columns == [11] and (5, 10, 5, 11) in merged
+        assert after["members"] == read_workbook(data, "book.xlsx", read, unsaved_formulas_empty=True)["members"]
+        inflated = _inflated(out)
+        assert b"Person-1-Secret" in inflated and not re.search(rb"Person-[23]-Secret", inflated), reader
