@@ -308,8 +308,9 @@ def _written(sheet: WriteOnlyWorksheet, value: object) -> object:
 
     openpyxl makes a formula of text starting with `=` and an error of `#REF!` and the like (text cells here, read as
     the same text), and writes numbers to 16 significant digits (`%.16g`: 0.1 + 0.2 would read back as 0.3, an
-    integer of 17 digits as a float, 5.0 as the integer 5); those are written as the readers parse them: Python's
-    exact text of the number."""
+    integer of 17 digits as a float); those are written as the readers parse them: Python's exact text of the number.
+    A whole float is written as an integer, as spreadsheets save it (`<v>41</v>`): calamine gives every number cell
+    as a float, so 41.0 is how it reads such a cell, which openpyxl reads as 41."""
     if isinstance(value, str):
         if value[:1] == "=" or value in _ERROR_CODES or len(value) > _MAX_TEXT:
             return _raw_cell(sheet, value, "s")
@@ -318,7 +319,11 @@ def _written(sheet: WriteOnlyWorksheet, value: object) -> object:
         return value  # dates, times and durations: openpyxl writes them with a date or duration format, read back alike
     if isinstance(value, int):
         return value if -_EXACT_INT < value < _EXACT_INT else _raw_cell(sheet, str(value), "n")
-    return _raw_cell(sheet, repr(value), "n") if math.isfinite(value) else value
+    if not math.isfinite(value):
+        return value
+    if value.is_integer() and abs(value) < _EXACT_INT:
+        return int(value)
+    return _raw_cell(sheet, repr(value), "n")
 
 
 def _raw_cell(sheet: WriteOnlyWorksheet, text: str, kind: str) -> Cell:

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -89,10 +89,21 @@ def _csv_lines(data: bytes) -> list[bytes]:
 
 
 def _xlsx_rows(data: bytes) -> dict[str, list[tuple]]:
-    from openpyxl import load_workbook
+    """Each sheet's rows as the readers read them (formats.workbook.read_workbook), without trailing empty cells: a
+    rewritten copy saves no empty cell and no <dimension>, which openpyxl's own read-only mode pads rows to."""
+    from rematch_pipeline.formats.workbook import read_workbook
 
-    book = load_workbook(io.BytesIO(data), read_only=True)
-    return {sheet.title: [tuple(c for c in row) for row in sheet.iter_rows(values_only=True)] for sheet in book.worksheets}
+    def rows(book) -> dict[str, list[tuple]]:  # noqa: ANN001 - a formats.workbook.Workbook
+        return {sheet.title: [_trimmed(row) for row in sheet.rows()] for sheet in book.sheets}
+
+    return read_workbook(data, "copy.xlsx", rows, unsaved_formulas_empty=True)
+
+
+def _trimmed(row: Sequence[object]) -> tuple:
+    cells = list(row)
+    while cells and cells[-1] is None:
+        cells.pop()
+    return tuple(cells)
 
 
 def _line_cells(home: RematchHome, sha: str, sheet: str | None, row: int) -> list[str]:
