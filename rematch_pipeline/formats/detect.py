@@ -172,7 +172,7 @@ def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[Parsed
         tables = _read_csv_zip(data, file, as_landed)
     else:
         # Tokenising once enforces the row limit for every CSV, the canonical one included.
-        tables = _read_csv(csv_records(data, file, check_code_page=not as_landed), file)
+        tables = _read_csv(csv_records(data, file, check_code_page=not as_landed, check_last_line=not as_landed), file)
     # Copies of one submission that differ are said in every format (validation uses one of them).
     return [with_differing_copies(table) for table in tables]
 

@@ -214,10 +214,30 @@ EXCEL_SEPARATOR_READ = (
 )
 
 
-def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvRecords:
+# Every exporter (KoboToolbox, ODK Central, LimeSurvey) and every spreadsheet ends each row with a line break, the last
+# one too. A file that stops inside its last data row was cut off in transfer; where that row's cells are not quoted
+# (a template, Central's and legacy Kobo's minimal quoting, any CSV Excel saved again) the cut can fall inside its last
+# cell and leave a shorter value with the row's full count of cells, which no other rule sees: an excluded
+# municipality's key dropped from "05974 08337", a household then proposed where it said it will not go.
+CUT_LAST_ROW = (
+    "csv: the file ends inside this row, without the line break every export and spreadsheet writes after its last row"
+    " (cut off in transfer?): its last cell may be incomplete; download or copy the file again"
+    " (a file written by hand: end it with a line break)"
+)
+
+
+def _cut_inside_last_cell(text: str) -> bool:
+    """Whether the text ends inside an unquoted cell of its last row: no line break after it and no closing quote
+    (a quoted cell cut short is an unterminated quote, refused as malformed)."""
+    return not text.endswith(("\n", "\r")) and not text.rstrip(" \t").endswith('"')
+
+
+def csv_records(data: bytes, file: str, check_code_page: bool = True, check_last_line: bool = False) -> CsvRecords:
     """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1 (2 below Excel's `sep=;`
     line, read past with the separator it names). check_code_page: refuse a code page 850 or Mac Roman file that
-    Windows-1252 decodes (off only for an archived copy read as it landed)."""
+    Windows-1252 decodes (off only for an archived copy read as it landed). check_last_line: refuse a file whose
+    last data row ends without a line break and outside quotes (cut off in transfer: CUT_LAST_ROW); off for an
+    archived copy, which an older version ingested as it was."""
     if not data:
         raise InputFileError(Violation(file, None, None, "empty file (0 bytes: did the download or copy finish? land the file again)"))
     text = decode_text(data, file, check_code_page)
@@ -266,4 +286,6 @@ def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvReco
             raise InputFileError(Violation(file, number + 1, None, rule)) from exc
         # Typically a truncated file ending inside a quoted field.
         raise InputFileError(Violation(file, number + 1, None, "csv: malformed or truncated (unterminated quote?)")) from exc
+    if check_last_line and rows and rows[-1][0] == number and _cut_inside_last_cell(text):
+        raise InputFileError(Violation(file, number, None, CUT_LAST_ROW))
     return CsvRecords(header or [], rows, delimiter, header_row=2 if separator_line else 1)

@@ -10,6 +10,7 @@ from rematch_pipeline.formats.errors import InputFileError, Violation
 UTF8_BOM = b"\xef\xbb\xbf"
 # A multi-byte UTF-8 character ("ü" is C3 BC); Windows-1252 text of German names rarely holds one.
 MIXED_ENCODING = "encoding: UTF-8 with a byte of another encoding"
+CUT_INSIDE_CHARACTER = "encoding: UTF-8 that ends inside a character"
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
@@ -41,6 +42,13 @@ def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
     try:
         return body.decode("utf-8"), "utf-8", bom
     except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and _UTF8_SEQUENCE.search(body):
+            # UTF-8 up to its last bytes, which start a character and stop: a file cut off in transfer inside a
+            # name's "ü", not a byte of another encoding (the rule below sent users to re-save a file that was fine).
+            line = body.count(b"\n") + 1
+            raise InputFileError(
+                Violation(file, None, None, f"{CUT_INSIDE_CHARACTER} on line {line} (cut off in transfer?); download or copy the file again")
+            ) from exc
         if _UTF8_SEQUENCE.search(body):
             # Mostly UTF-8 (its umlauts would turn into "Ã¼" as Windows-1252), with a stray byte: lines
             # pasted in from a file of the other encoding. Reading either way would garble names silently.

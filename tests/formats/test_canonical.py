@@ -295,6 +295,22 @@ def test_a_utf8_file_with_a_stray_windows_1252_byte_is_refused_naming_the_line(s
     assert parsed.frame["notes"][0] == "München-Süd"
 
 
+def test_a_utf8_file_cut_inside_a_character_is_called_cut_not_another_encoding(sample, tmp_path: Path) -> None:
+    """Exploratory testing (a file cut off in transfer): a UTF-8 file cut between the two bytes of an "ü" was refused
+    as "UTF-8 with a byte of another encoding (Windows-1252?) …; save the file again as CSV UTF-8", sending the
+    coordinator to re-save a file that was fine, not to fetch it again. Now the rule says it was cut, and where."""
+    frame = sample.municipalities.with_columns(pl.lit("München-Süd").alias("notes"))
+    data = _csv(frame).encode("utf-8")
+    cut = data[: data.rindex("ü".encode("utf-8")) + 1]  # the first of the two bytes of the last "ü"
+    path = tmp_path / "m.csv"
+    with pytest.raises(InputFileError) as error:
+        read_canonical(path, cut)
+    line = cut.count(b"\n") + 1
+    assert str(error.value) == (
+        f"m.csv: encoding: UTF-8 that ends inside a character on line {line} (cut off in transfer?); download or copy the file again"
+    )
+
+
 # German names as a coordinator's list holds them, none with "ü": code page 850's ü (0x81) is a byte Windows-1252
 # lacks, so a file with one was refused already; without one, every byte decodes as Windows-1252.
 _GERMAN_CONTACTS = ["Jörg Jäger", "Käthe Schäfer", "Björn Köhler", "Grete Weiß", "Hans Großmann"]
