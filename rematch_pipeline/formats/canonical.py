@@ -145,6 +145,29 @@ def with_differing_copies(table: ParsedTable) -> ParsedTable:
     return replace(table, warnings=(*table.warnings, rule))
 
 
+# A save in Windows-1252 (a German Excel's "CSV (Trennzeichen-getrennt)", LibreOffice's default for CSV) writes each
+# letter the code page lacks as "?": a Ukrainian name in Cyrillic as "????? ??????", a Polish "ł" as "?", Gdańsk as
+# "Gda?sk". They are lost for good; read as they are, the identity store kept them so without a word. No name or
+# address holds a "?".
+REPLACED_LETTERS = (
+    "with '?' in a name or address, as a save in Windows-1252 (Excel's CSV (Trennzeichen-getrennt)) writes each letter it lacks"
+    " (Cyrillic, Polish ł …); stored as read: save or export the file as CSV UTF-8 (or XLSX) and land it again"
+)
+_NAME_COLUMNS = ("member_name", "contact_name", "current_address")
+
+
+def with_replaced_letters(table: ParsedTable) -> ParsedTable:
+    """The table with a warning (ParsedTable.warnings) per name or address column where a cell holds "?": letters a Windows-1252
+    save replaced (REPLACED_LETTERS). Names the count and the first rows, never a value."""
+    warnings = []
+    for column in (c for c in _NAME_COLUMNS if c in table.frame.columns):
+        rows = table.frame.filter(pl.col(column).str.contains("?", literal=True).fill_null(False))["file_row"]
+        if rows.len():
+            named = ", ".join(str(r) for r in rows.head(COPIES_NAMED).to_list()) + (" …" if rows.len() > COPIES_NAMED else "")
+            warnings.append(f"{counted(rows.len(), 'row')} (column {column}, rows {named}) {REPLACED_LETTERS}")
+    return replace(table, warnings=(*table.warnings, *warnings)) if warnings else table
+
+
 def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:
     """The table with each row's left-out reason (LEFT_OUT_COLUMN) and their counts by reason
     (skipped); unchanged when no row has one."""

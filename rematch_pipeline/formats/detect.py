@@ -32,6 +32,7 @@ from rematch_pipeline.formats.canonical import (
     read_canonical_records,
     read_template_book,
     with_differing_copies,
+    with_replaced_letters,
 )
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.kobo import (
@@ -174,7 +175,8 @@ def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[Parsed
         # Tokenising once enforces the row limit for every CSV, the canonical one included.
         tables = _read_csv(csv_records(data, file, check_code_page=not as_landed, check_last_line=not as_landed), file)
     # Copies of one submission that differ are said in every format (validation uses one of them).
-    return [with_differing_copies(table) for table in tables]
+    # Names a Windows-1252 save turned into "?" are said too (stored as read).
+    return [with_replaced_letters(with_differing_copies(table)) for table in tables]
 
 
 def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:

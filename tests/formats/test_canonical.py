@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from rematch_pipeline.formats.canonical import read_canonical
+from rematch_pipeline.formats.canonical import REPLACED_LETTERS, read_canonical
+from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.sample import generate_round
 from rematch_pipeline.schemas.contract import TABLES, field_names
@@ -309,6 +310,27 @@ def test_a_utf8_file_cut_inside_a_character_is_called_cut_not_another_encoding(s
     assert str(error.value) == (
         f"m.csv: encoding: UTF-8 that ends inside a character on line {line} (cut off in transfer?); download or copy the file again"
     )
+
+
+def test_names_a_windows_1252_save_turned_into_question_marks_are_said(sample, tmp_path: Path) -> None:
+    """Exploratory testing (a LimeSurvey export re-saved by a German Excel as "CSV (Trennzeichen-getrennt)"): every
+    Cyrillic letter of a name became "?" and the identity store kept "????? ??????" without a word. The file is read
+    (nothing else is wrong with it) and a warning names the column and rows, never the name."""
+    members = sample.members.with_columns(pl.lit("Олена Ковальчук").alias("member_name"))
+    path = tmp_path / "members.csv"
+    data = _csv(members).encode("cp1252", errors="replace")  # what Excel writes for letters Windows-1252 lacks
+    [parsed] = read_export(path, data)
+    assert parsed.frame["member_name"][0] == "????? ?????????"
+    rows = ", ".join(str(r) for r in range(2, 5))
+    assert parsed.warnings == (f"{members.height} rows (column member_name, rows {rows} …) {REPLACED_LETTERS}",)
+    # The same names saved as CSV UTF-8 are read without a word.
+    assert read_export(path, _csv(members).encode("utf-8"))[0].warnings == ()
+    # An address loses its letters alike (Gdańsk as Gda?sk); the other rows' addresses are not said.
+    households = sample.households.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("ul. Polna 50, 80-944 Gdańsk")).otherwise(pl.lit("Hauptstraße 1")).alias("current_address")
+    )
+    [parsed] = read_export(tmp_path / "households.csv", _csv(households).encode("cp1252", errors="replace"))
+    assert parsed.warnings == (f"1 row (column current_address, rows 3) {REPLACED_LETTERS}",)
 
 
 # German names as a coordinator's list holds them, none with "ü": code page 850's ü (0x81) is a byte Windows-1252
