@@ -53,6 +53,7 @@ from rematch_pipeline.formats.limits import (
     container_of,
     csv_records,
     is_csv_member,
+    unended_last_row_read,
 )
 from rematch_pipeline.formats.workbook import Workbook, read_workbook
 
@@ -173,7 +174,11 @@ def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[Parsed
         tables = _read_csv_zip(data, file, as_landed)
     else:
         # Tokenising once enforces the row limit for every CSV, the canonical one included.
-        tables = _read_csv(csv_records(data, file, check_code_page=not as_landed, check_last_line=not as_landed), file)
+        records = csv_records(data, file, check_code_page=not as_landed)
+        tables = _read_csv(records, file)
+        if records.unended_last_row is not None and not as_landed:
+            said = unended_last_row_read(records.unended_last_row)
+            tables = [dataclasses.replace(t, warnings=(*t.warnings, said)) for t in tables]
     # Copies of one submission that differ are said in every format (validation uses one of them).
     # Names a Windows-1252 save turned into "?" are said too (stored as read).
     return [with_replaced_letters(with_differing_copies(table)) for table in tables]

@@ -200,6 +200,8 @@ class CsvRecords:
     # The header's record number: 2 below Excel's separator line (`sep=;`), which keeps number 1, so that every row
     # is named by its own record number in the file (a text editor's line), as erasure's line rewriting counts them.
     header_row: int = 1
+    # The last data row's number where the file ends inside it, outside quotes (unended_last_row_read), else None.
+    unended_last_row: int | None = None
 
 
 # A separator line naming another separator than the readers know (`sep=|`) still stops the file.
@@ -215,15 +217,19 @@ EXCEL_SEPARATOR_READ = (
 
 
 # Every exporter (KoboToolbox, ODK Central, LimeSurvey) and every spreadsheet ends each row with a line break, the last
-# one too. A file that stops inside its last data row was cut off in transfer; where that row's cells are not quoted
-# (a template, Central's and legacy Kobo's minimal quoting, any CSV Excel saved again) the cut can fall inside its last
-# cell and leave a shorter value with the row's full count of cells, which no other rule sees: an excluded
-# municipality's key dropped from "05974 08337", a household then proposed where it said it will not go.
-CUT_LAST_ROW = (
-    "csv: the file ends inside this row, without the line break every export and spreadsheet writes after its last row"
-    " (cut off in transfer?): its last cell may be incomplete; download or copy the file again"
-    " (a file written by hand: end it with a line break)"
-)
+# one too. A file that stops inside its last data row may have been cut off in transfer; where that row's cells are not
+# quoted (a template, Central's and legacy Kobo's minimal quoting, any CSV Excel saved again) the cut can fall inside
+# its last cell and leave a shorter value with the row's full count of cells, which no other rule sees: an excluded
+# municipality's key dropped from "05974 08337". But Notepad and many editors save a hand-edited file without that
+# line break too, and refusing it would stop a whole intake that is fine: the row is read, and said (a warning).
+def unended_last_row_read(row: int) -> str:
+    """The warning for a file that ends inside its data row `row` (CsvRecords.unended_last_row)."""
+    return (
+        f"csv: the file ends inside row {row}, without the line break every export and spreadsheet writes after its"
+        " last row; read as it is, but if the file was cut off in transfer that row's last cell may be incomplete:"
+        " compare the row with the source, or download or copy the file again (a file edited by hand: end it with a"
+        " line break and this warning goes)"
+    )
 
 
 def _cut_inside_last_cell(text: str) -> bool:
@@ -232,12 +238,11 @@ def _cut_inside_last_cell(text: str) -> bool:
     return not text.endswith(("\n", "\r")) and not text.rstrip(" \t").endswith('"')
 
 
-def csv_records(data: bytes, file: str, check_code_page: bool = True, check_last_line: bool = False) -> CsvRecords:
+def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvRecords:
     """Decode and tokenise a CSV under the row limit; row numbers count records, header = 1 (2 below Excel's `sep=;`
     line, read past with the separator it names). check_code_page: refuse a code page 850 or Mac Roman file that
-    Windows-1252 decodes (off only for an archived copy read as it landed). check_last_line: refuse a file whose
-    last data row ends without a line break and outside quotes (cut off in transfer: CUT_LAST_ROW); off for an
-    archived copy, which an older version ingested as it was."""
+    Windows-1252 decodes (off only for an archived copy read as it landed). A last data row that ends without a line
+    break and outside quotes is marked (CsvRecords.unended_last_row)."""
     if not data:
         raise InputFileError(Violation(file, None, None, "empty file (0 bytes: did the download or copy finish? land the file again)"))
     text = decode_text(data, file, check_code_page)
@@ -286,6 +291,5 @@ def csv_records(data: bytes, file: str, check_code_page: bool = True, check_last
             raise InputFileError(Violation(file, number + 1, None, rule)) from exc
         # Typically a truncated file ending inside a quoted field.
         raise InputFileError(Violation(file, number + 1, None, "csv: malformed or truncated (unterminated quote?)")) from exc
-    if check_last_line and rows and rows[-1][0] == number and _cut_inside_last_cell(text):
-        raise InputFileError(Violation(file, number, None, CUT_LAST_ROW))
-    return CsvRecords(header or [], rows, delimiter, header_row=2 if separator_line else 1)
+    unended = rows[-1][0] if rows and rows[-1][0] == number and _cut_inside_last_cell(text) else None
+    return CsvRecords(header or [], rows, delimiter, header_row=2 if separator_line else 1, unended_last_row=unended)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rematch_pipeline.formats import limits
+from rematch_pipeline.formats.canonical import read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
 from rematch_pipeline.schemas.contract import field_names
@@ -136,12 +137,13 @@ def test_a_cut_or_garbled_export_and_an_empty_file_say_what_to_do(tmp_path: Path
     assert _error(tmp_path / "haushalte.xlsx", b"").startswith("haushalte.xlsx: empty file (0 bytes: did the download or copy finish?")
 
 
-def test_a_csv_cut_inside_its_last_cell_is_refused_not_read_short(tmp_path: Path) -> None:
+def test_a_csv_ending_inside_its_last_row_is_read_and_said(tmp_path: Path) -> None:
     """Exploratory testing (a template cut off in transfer): a CSV whose cells are not quoted (a template, Central's
     and legacy Kobo's minimal quoting, any CSV Excel saved again) cut inside the last cell of its last row kept the
-    row's full count of cells, so `05974 08337` in excluded_municipality_ids was read as `05974` and the household
-    could be proposed where it said it will not go. Every export and spreadsheet ends its last row with a line break:
-    a file ending inside a row is refused, naming the row; one ending after a closing quote (no cell cut) is read."""
+    row's full count of cells, so `05974 08337` in excluded_municipality_ids was read as `05974` without a word.
+    Every export and spreadsheet ends its last row with a line break, but a file edited in Notepad may not: such a
+    file is read, and a warning names the row (never a value); a row ending in a closing quote (no cell cut) is read
+    without one, and so is an archived copy read as it landed."""
     header = field_names("households")
     row = {name: "" for name in header}
     row.update(submission_id="s-1", submitted_at="2026-07-10T08:00:00", household_ref=SECRET, consent_processing="yes",
@@ -150,11 +152,17 @@ def test_a_csv_cut_inside_its_last_cell_is_refused_not_read_short(tmp_path: Path
     text = ",".join(header) + "\r\n" + ",".join(row[name] for name in header) + "\r\n"
     whole = read_export(tmp_path / "households.csv", text.encode())
     assert whole[0].frame["excluded_municipality_ids"].to_list() == ["05974 08337"]
+    assert whole[0].warnings == ()
+    said = limits.unended_last_row_read(2)
+    assert "row 2" in said and SECRET not in said
     cut = text.encode()[: -len(" 08337\r\n")]
-    assert _error(tmp_path / "households.csv", cut) == f"households.csv, row 2: {limits.CUT_LAST_ROW}"
+    tables = read_export(tmp_path / "households.csv", cut)
+    assert tables[0].frame["excluded_municipality_ids"].to_list() == ["05974"]
+    assert said in tables[0].warnings
+    assert f"households.csv: {said}" in read_anyway_lines("households.csv", tables)
     # Cut right after a separator, the last cell empty: a value may have been lost as well.
-    assert _error(tmp_path / "households.csv", text.encode()[: -len("05974 08337\r\n")]).endswith(limits.CUT_LAST_ROW)
-    # A quoted last cell complete with its closing quote, and an archived copy read as it landed, are read.
+    assert said in read_export(tmp_path / "households.csv", text.encode()[: -len("05974 08337\r\n")])[0].warnings
+    # A quoted last cell complete with its closing quote, and an archived copy read as it landed: no warning.
     quoted = text.replace("05974 08337", '"05974 08337"').rstrip("\r\n")
-    assert read_export(tmp_path / "households.csv", quoted.encode())[0].frame["excluded_municipality_ids"].to_list() == ["05974 08337"]
-    assert read_export(tmp_path / "households.csv", cut, as_landed=True)[0].frame["excluded_municipality_ids"].to_list() == ["05974"]
+    assert read_export(tmp_path / "households.csv", quoted.encode())[0].warnings == ()
+    assert read_export(tmp_path / "households.csv", cut, as_landed=True)[0].warnings == ()
