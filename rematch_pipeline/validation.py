@@ -73,6 +73,8 @@ class CanonicalTables:
     held_out: pl.DataFrame  # entities whose latest submission failed validation (HELD_OUT_SCHEMA)
     warnings: pl.DataFrame  # valid rows naming AGS keys or coordinates the reference lists do not know (ags_reference.WARNING_SCHEMA)
     counts: dict[str, int] = field(default_factory=dict)
+    # Rows quarantined per intake period (QUARANTINED_BY_PERIOD_SCHEMA): a round counts those of its intake.
+    quarantined_by_period: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINED_BY_PERIOD_SCHEMA))
 
 
 def _quarantine_rows(table: str, raw: pl.DataFrame, violations: pl.DataFrame) -> pl.DataFrame:
@@ -174,6 +176,45 @@ def _row_rule(frame: pl.DataFrame, table: str, column: str | pl.Expr, rule: str 
 
 # Where a row stands in its file: the key by which rows set aside by one rule leave a table.
 _FILE_ROW: list[str] = ["file_sha256", "sheet", "file_row"]
+
+# How many rows of the quarantine (counted as rows_quarantined counts them) belong to each intake period;
+# period null: no row of the file could be dated.
+QUARANTINED_BY_PERIOD_SCHEMA: dict[str, pl.DataType] = {"period": pl.Utf8, "rows": pl.Int64}
+
+
+def _quarantined_by_period(
+    quarantine: pl.DataFrame,
+    raw: dict[str, pl.DataFrame],
+    submission_dates: pl.DataFrame,
+    round_periods: pl.DataFrame,
+    no_members: pl.DataFrame,
+) -> pl.DataFrame:
+    """Rows quarantined per intake period, so that a round counts the broken rows of its own intake only (a July
+    round run after August landed counted August's broken rows, and every decisions file's). A row's period is
+    its own where the row says it: a household's or member's by its submission's date (as features date it),
+    a municipality's offer by its intake period, a decision by its round's period; any other row (a member row
+    naming no household, a decision naming no round) takes the latest period of its file's rows, since the file
+    landed no earlier than that. A file-level row counts the households it holds out, each by its own period."""
+    period_of = submission_dates.select("submission_id", pl.col(SUBMITTED_ON_COLUMN).dt.strftime("%Y-%m").alias("period"))
+    month = r"^\d{4}-\d{2}$"
+    dated = [
+        frame.select(*_FILE_ROW, "submission_id").join(period_of.unique("submission_id"), on="submission_id", how="left").drop("submission_id")
+        for frame in (raw["households"], raw["members"])
+    ]
+    offers = raw["municipalities"]
+    dated.append(offers.select(*_FILE_ROW, pl.when(pl.col("intake_period").str.contains(month)).then(pl.col("intake_period")).alias("period")))
+    answers = raw["decisions"].select(*_FILE_ROW, pl.col("round_id").str.strip_chars())
+    dated.append(answers.join(round_periods, on="round_id", how="left").drop("round_id"))
+    rows = pl.concat([d.cast({"file_row": pl.Int32, "period": pl.Utf8}) for d in dated])
+    file_period = rows.group_by("file_sha256").agg(pl.col("period").max().alias("_file_period"))
+    rows = rows.join(file_period, on="file_sha256", how="left").select(*_FILE_ROW, pl.coalesce("period", "_file_period").alias("period"))
+    quarantined = quarantine.filter(pl.col("file_row").is_not_null()).select(_FILE_ROW).unique()
+    periods = quarantined.join(rows.unique(_FILE_ROW), on=_FILE_ROW, how="left", nulls_equal=True).select("period")
+    # A file-level row (households without members) stands for its households.
+    sheets = quarantine.filter(pl.col("file_row").is_null()).select("file_sha256", "sheet").unique()
+    held = no_members.join(sheets, on=["file_sha256", "sheet"], how="semi", nulls_equal=True).select("submission_id")
+    periods = pl.concat([periods, held.join(period_of.unique("submission_id"), on="submission_id", how="left").select("period")])
+    return periods.group_by("period").agg(pl.len().cast(pl.Int64).alias("rows")).sort("period", nulls_last=True)
 
 
 def _without_rows(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -606,6 +647,7 @@ def build_canonical(
     landed: pl.DataFrame | None = None,
     erased_unlinked: pl.DataFrame | None = None,
     replaced_proposals: pl.DataFrame | None = None,
+    round_periods: pl.DataFrame | None = None,
 ) -> CanonicalTables:
     """Validate every raw table and apply the cross-table rules of the contract.
 
@@ -615,6 +657,7 @@ def build_canonical(
     names the members files an erasure took unlinked rows out of: their households stay held out as before.
     `replaced_proposals` (round_id, household_pseudonym, municipality_id, run_again: text) are proposals of a round
     id's earlier runs, with when the round was last run: a decision answering one is told so.
+    `round_periods` (round_id, period: the rounds table) dates the quarantined decision rows for the per-period count.
     """
     quarantine: list[pl.DataFrame] = []
     counts: dict[str, int] = {}
@@ -680,7 +723,8 @@ def build_canonical(
     quarantine.append(member_q)
     # Every member row's birth date is checked, whatever else is wrong with the row or its household: a
     # file's problems are reported in one pass, not one fix and landing at a time.
-    aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), _submission_dates(households, raw_households.filter(~withdrawn_mask), landed), birth_dates)
+    submission_dates = _submission_dates(households, raw_households.filter(~withdrawn_mask), landed)
+    aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), submission_dates, birth_dates)
     bad_age = _without_rows(aged.filter(pl.col("rule").is_not_null()), no_person)
     quarantine.append(_row_rule(bad_age, "members", "date_of_birth", pl.col("rule")))
     members = members.join(aged.filter(pl.col("rule").is_null()).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
@@ -780,11 +824,19 @@ def build_canonical(
     # A file-level row (no file_row) stands for the households it names.
     rows = quarantine_frame.filter(pl.col("file_row").is_not_null())
     counts["rows_quarantined"] = (rows.select(pl.struct("file_sha256", "sheet", "file_row")).n_unique() if rows.height else 0) + households_of_files
+    if round_periods is None:
+        round_periods = pl.DataFrame(schema={"round_id": pl.Utf8, "period": pl.Utf8})
+    by_period = _quarantined_by_period(quarantine_frame, raw, submission_dates, round_periods, no_members)
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
     held_out = pl.concat([held_municipalities, held_households, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
     counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height
+    # Every household received is without consent, validated, or this: with it a round's intake adds up
+    # (received = without consent + not validated + accepted + submitted later + in the pool).
+    received = raw["households"].get_column("household_pseudonym").drop_nulls().unique()
+    validated_or_refused = pl.concat([households.get_column("household_pseudonym"), refused.get_column("household_pseudonym")]).implode()
+    counts["households_not_validated"] = received.filter(~received.is_in(validated_or_refused)).len()
     # Kept, only reported: the 2020 reference lists do not know municipalities formed since.
     warnings = pl.concat([municipality_warnings(municipalities), household_warnings(households, municipalities)])
     counts["municipality_reference_warnings"] = warnings.filter(pl.col("table") == "municipalities").height
@@ -800,4 +852,4 @@ def build_canonical(
     municipalities, households, decisions = (f.drop(AGS_RESTORED_COLUMN) for f in (municipalities, households, decisions))
     municipalities = municipalities.drop(PERIOD_RESTORED_COLUMN)
     households = households.drop(DEVICE_DATE_SET_ASIDE_COLUMN, strict=False)
-    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts)
+    return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts, by_period)

@@ -280,11 +280,17 @@ def load_round_rows(con: duckdb.DuckDBPyConnection, table: str, round_id: str, c
     return con.execute(f"SELECT {select} FROM {table} WHERE round_id = ?", [round_id]).pl()
 
 
-def current_intake_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def current_intake_counts(con: duckdb.DuckDBPyConnection, period: str | None = None) -> dict[str, int]:
     """The intake as validation last counted it (intake_counts) and the household questionnaires received:
     the round report's Round details. Warehouse-wide and changing with every ingestion, so a round keeps its
-    own copy (round_intake_counts, intake_counts_of_round)."""
+    own copy (round_intake_counts, intake_counts_of_round). With `period`, the rows quarantined are those of
+    that intake period and earlier (quarantined_by_period; rows of files no row of which is dated count in
+    every period): a later month's broken file or a decisions file of a later round is not this intake's."""
     counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall()) if table_exists(con, "intake_counts") else {}
+    if period is not None and "rows_quarantined" in counts and table_exists(con, "quarantined_by_period"):
+        counts["rows_quarantined"] = int(con.execute(
+            "SELECT coalesce(sum(rows), 0) FROM quarantined_by_period WHERE period IS NULL OR period <= ?", [period]
+        ).fetchone()[0])
     if table_exists(con, "raw_households"):
         counts["households_received"] = con.execute("SELECT count(DISTINCT household_pseudonym) FROM raw_households").fetchone()[0]
     return counts
@@ -312,7 +318,8 @@ def intake_counts_of_round(con: duckdb.DuckDBPyConnection, round_id: str) -> dic
         kept = con.execute("SELECT name, value FROM round_intake_counts WHERE round_id = ? ORDER BY position", [round_id]).fetchall()
         if kept:
             return dict(kept)
-    return current_intake_counts(con)
+    period = con.execute("SELECT period FROM rounds WHERE round_id = ?", [round_id]).fetchone()
+    return current_intake_counts(con, period[0] if period else None)
 
 
 # Per resource of round_municipalities: what accepted proposals of the period use beyond the municipality's
@@ -514,7 +521,7 @@ def round_candidates(
             # so it shows offered capacity and everything in use, and says who was kept.
             store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
             # The intake this round saw, for its report: a later ingestion or erasure changes the warehouse's.
-            intake = current_intake_counts(con) | households_outside_pool(con, period)
+            intake = current_intake_counts(con, period) | households_outside_pool(con, period)
             store_round_rows(con, "round_intake_counts", round_id, pl.DataFrame(
                 {"position": range(len(intake)), "name": list(intake), "value": list(intake.values())},
                 schema={"position": pl.Int64, "name": pl.Utf8, "value": pl.Int64},

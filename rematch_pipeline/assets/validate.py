@@ -173,8 +173,10 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             "SELECT file_sha256, file_name, sheet, sum(member_rows)::INTEGER AS member_rows FROM erased_unlinked_members"
             " GROUP BY ALL ORDER BY file_name, file_sha256, sheet"
         ).pl()
+        # Each round's period dates its quarantined decision rows (a round's intake counts its own period's).
+        round_periods = con.execute("SELECT round_id, period FROM rounds").pl() if table_exists(con, "rounds") else None
     context.log.info("validating " + ", ".join(counted(frame.height, f"raw {t} row") for t, frame in raw.items()))
-    result = build_canonical(raw, identity.birth_dates(), proposals, landed, erased_unlinked, replaced_proposals)
+    result = build_canonical(raw, identity.birth_dates(), proposals, landed, erased_unlinked, replaced_proposals, round_periods)
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         for name in CANONICAL_TABLES:
@@ -184,6 +186,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         replace_table(con, "held_out", result.held_out)
         replace_table(con, "validation_warnings", result.warnings)
         replace_table(con, "intake_counts", pl.DataFrame({"name": list(result.counts), "value": list(result.counts.values())}))
+        replace_table(con, "quarantined_by_period", result.quarantined_by_period)
         con.execute("COMMIT")
     if result.counts["rows_quarantined"]:
         context.log.warning(f"{counted(result.counts['rows_quarantined'], 'row')} quarantined; see the quarantine table")

@@ -199,6 +199,9 @@ def test_erasure_takes_the_household_out_of_the_round_files(round_run) -> None: 
     assert [r for r in households if r["household_pseudonym"] != unplaced] == _rows(home.round_dir("r1") / "households.csv")
 
 
+ROWS = "Rows quarantined (failed validation), of this intake period and earlier"
+
+
 def _intake(report: Path) -> dict[str, str]:
     """The report's Round details → Intake table, label → value."""
     table = re.search(r"<h3>Intake \(Eingang\)</h3>\s*<table>(.*?)</table>", report.read_text(encoding="utf-8"), re.S)
@@ -262,3 +265,50 @@ def test_the_intake_names_the_households_a_round_leaves_out_by_design(round_run,
     july = _intake(home.round_dir("r3") / "report.html")
     assert july["Households that accepted a proposal of any round (kept there, not in this pool)"] == "2"
     assert july["Households submitted after this intake period (not in this pool)"] == str(later)
+
+
+def test_a_rounds_rows_quarantined_are_its_intakes_not_a_later_months(round_run, tmp_path: Path) -> None:  # noqa: ANN001
+    """`Rows quarantined` in a round's intake counted every quarantined row of the warehouse: a July round run
+    after August's export landed counted August's broken rows, so a later month's broken file changed July's
+    figure. Now a round counts the rows of its intake period and earlier (August's round counts July's too: its
+    pool holds July's unplaced households)."""
+    home, _ = round_run
+    july_rows = _intake(home.round_dir("r1") / "report.html")[ROWS]
+    # A July decisions row naming a household r1 did not propose: quarantined, dated by its round (July).
+    with (home.landing("decisions") / "decisions-r1.csv").open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["round_id", "household_ref", "municipality_id", "decision"], ["r1", "RM-NOT-PROPOSED", "09162000", "accept"]])
+    # August's export with two broken household rows (a pets answer that is no code).
+    write_round(generate_round(12, 4, seed=9, period="2026-08"), tmp_path / "august")
+    households = tmp_path / "august" / "households" / "households_2026-08.csv"
+    rows = _rows(households)
+    for row in rows[:2]:
+        row["pets"] = "vielleicht"
+    with households.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    land(home, tmp_path / "august")
+    assert main(["ingest"]) == 0
+    total = _query(home, "SELECT value FROM intake_counts WHERE name = 'rows_quarantined'")["value"].item()
+    by_period = dict(_query(home, "SELECT period, rows FROM quarantined_by_period").iter_rows())
+    assert sum(by_period.values()) == total  # every quarantined row has its period (or none), once
+    assert by_period.get("2026-08", 0) >= 4  # two household rows and their members held with them
+
+    materialized_round(home, "r3", BASE)
+    materialized_round(home, "r2", BASE | {"period": "2026-08"})
+    july = _intake(home.round_dir("r3") / "report.html")
+    august = _intake(home.round_dir("r2") / "report.html")
+    assert int(july[ROWS]) == int(july_rows) + 1  # its decisions row, not August's
+    assert int(august[ROWS]) == total
+    # The households add up in both reports: every household received is in exactly one of these.
+    for report, round_id in ((july, "r3"), (august, "r2")):
+        pool = _query(home, "SELECT count(*) AS n FROM round_households WHERE round_id = ?", [round_id])["n"].item()
+        parts = [int(report[label]) for label in (
+            "Without consent to processing (counted only, not processed)",
+            "Households not validated, any period: failed validation, held out, or left out by the tool (not in this pool)",
+            "Households that accepted a proposal of any round (kept there, not in this pool)",
+            "Households submitted after this intake period (not in this pool)",
+        )]
+        assert int(report["Household questionnaires received"]) == sum(parts) + int(report["Households in the matching pool"])
+        assert int(report["Households in the matching pool"]) == pool
+    assert int(july["Households not validated, any period: failed validation, held out, or left out by the tool (not in this pool)"]) == 2
