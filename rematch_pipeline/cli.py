@@ -270,6 +270,36 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    """Print the pseudonym of each household reference (for locked_pairs, forbidden_pairs, record_decisions_job)."""
+    from rematch_pipeline.resources.identity import IdentityStore, pseudonym
+
+    home = _home()
+    secret = home.secret()
+    # By its position on the command line, never the reference (it may be personal data: the line may be
+    # copied into a ticket or a chat), as `rematch erase` never repeats it.
+    wanted = [pseudonym(secret, "household", ref.strip()) if ref.strip() else "" for ref in args.household_refs]
+    # Only a household of the identity store gets its pseudonym: a mistyped reference would otherwise get
+    # a well-formed pseudonym that matches nothing (a lock of it is refused later, far from the typo).
+    stored = IdentityStore(home=home).household_refs([p for p in wanted if p])
+    unknown = 0
+    for position, target in enumerate(wanted, start=1):
+        if target in stored:
+            print(f"reference {position} -> {target}")
+        else:
+            unknown += 1
+            print(f"reference {position}: {NO_HOUSEHOLD_OF_REFERENCE}", file=sys.stderr)
+    return 1 if unknown else 0
+
+
+# Said by `rematch pseudonym` for a reference no household of the identity store has (never the reference).
+NO_HOUSEHOLD_OF_REFERENCE = (
+    "no household of the identity store has this reference (mistyped, erased, or a household without consent,"
+    " whose reference is not kept); check it against the household_ref column of the households export"
+    " or of a round's proposals.csv"
+)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(prog="rematch", description="Match refugee households to municipalities (data home: $REMATCH_HOME, default ./.rematch).")
@@ -306,6 +336,9 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("erase", help=cmd_erase.__doc__)
     e.add_argument("household_ref")
     e.set_defaults(func=cmd_erase)
+    n = sub.add_parser("pseudonym", help=cmd_pseudonym.__doc__)
+    n.add_argument("household_refs", nargs="+", metavar="HOUSEHOLD_REF")
+    n.set_defaults(func=cmd_pseudonym)
     return p
 
 

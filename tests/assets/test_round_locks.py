@@ -486,3 +486,26 @@ def test_a_household_whose_every_compatible_municipality_is_forbidden_is_unplace
     # Households without forbids keep their reasons.
     others = _query(home, "SELECT unplaced_reason FROM round_outcomes WHERE round_id = 'r1' AND household_pseudonym != ? AND NOT placed", [household])
     assert not any("forbade" in r for r in others["unplaced_reason"].to_list())
+
+
+def test_a_coordinator_gets_the_pseudonym_to_lock_from_the_households_reference(
+    first_round: RematchHome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A coordinator on the phone with a family knows its reference only, and locked_pairs take the pseudonym:
+    `rematch pseudonym REF …` says it, by the reference's position (the reference is never repeated), and says
+    which positions no household has."""
+    home = first_round
+    with (home.round_dir("r0") / "proposals.csv").open(encoding="utf-8-sig", newline="") as handle:
+        ref = next(csv.DictReader(handle))["household_ref"]
+    capsys.readouterr()
+    assert main(["pseudonym", "RM-NO-SUCH-HOUSEHOLD", ref]) == 1  # one reference no household has
+    out, err = capsys.readouterr()
+    target = pseudonym(home.secret(), "household", ref)
+    assert out == f"reference 2 -> {target}\n"
+    assert err.startswith("reference 1: no household of the identity store has this reference")
+    assert ref not in out + err and "RM-NO-SUCH-HOUSEHOLD" not in out + err
+    assert main(["pseudonym", ref]) == 0
+    # The pseudonym is the one a lock takes: a round locks the household there.
+    place = _query(home, "SELECT municipality_id FROM round_candidates WHERE round_id = 'r0' AND household_pseudonym = ? ORDER BY 1", [target])["municipality_id"][0]
+    assert _materialize(home, "r1", {**BASE, "locked_pairs": [_pair(target, place)]}).success
+    assert _query(home, "SELECT municipality_id, locked FROM proposals WHERE round_id = 'r1' AND household_pseudonym = ?", [target]).rows() == [(place, True)]
