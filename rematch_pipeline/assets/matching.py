@@ -881,6 +881,8 @@ def round_proposals(
     export = proposals.select(
         pl.col("household_pseudonym").replace_strict(refs, default=None).alias("household_ref"),
         "municipality_id",
+        # Beside its AGS as households.csv has it (the round's offers name it): coordinators call by name.
+        "municipality_name",
         "persons",
         pl.col("score").round(4),
         pl.when(pl.col("locked")).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("locked"),

@@ -237,7 +237,7 @@ DECISION_COLUMN_ALIASES: dict[str, str] = {
 # The columns of a round's proposals.csv that a decisions file does not take: coordinators add round_id and
 # decision to proposals.csv and land it as their decisions file, so these are read past (docs/decisions.md,
 # thirtieth session). assets.matching writes proposals.csv; a test holds the two together.
-PROPOSALS_ONLY_COLUMNS: tuple[str, ...] = ("persons", "score", "locked")
+PROPOSALS_ONLY_COLUMNS: tuple[str, ...] = ("municipality_name", "persons", "score", "locked")
 
 TABLES: dict[str, tuple[Field, ...]] = {
     "municipalities": MUNICIPALITY_FIELDS,

@@ -312,3 +312,17 @@ def test_a_rounds_rows_quarantined_are_its_intakes_not_a_later_months(round_run,
         assert int(report["Household questionnaires received"]) == sum(parts) + int(report["Households in the matching pool"])
         assert int(report["Households in the matching pool"]) == pool
     assert int(july["Households not validated, any period: failed validation, held out, or left out by the tool (not in this pool)"]) == 2
+
+
+def test_proposals_csv_names_the_municipality_beside_its_ags_as_households_csv_does(round_run) -> None:  # noqa: ANN001
+    """proposals.csv had the AGS only; a coordinator calling a family reads the place's name (households.csv had it)."""
+    home, _ = round_run
+    proposals = _rows(home.round_dir("r1") / "proposals.csv")
+    households = {r["household_pseudonym"]: r for r in _rows(home.round_dir("r1") / "households.csv")}
+    with duckdb.connect(str(home.identity_path), read_only=True) as con:
+        pseudonyms = dict(con.execute("SELECT household_ref, household_pseudonym FROM household_identity").fetchall())
+    assert list(proposals[0])[:3] == ["household_ref", "municipality_id", "municipality_name"]
+    for row in proposals:
+        placed = households[pseudonyms[row["household_ref"]]]
+        assert (row["municipality_id"], row["municipality_name"]) == (placed["municipality_id"], placed["municipality_name"])
+        assert row["municipality_name"]

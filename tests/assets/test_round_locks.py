@@ -107,7 +107,7 @@ def test_a_round_keeps_the_locked_pairs_with_their_link_group_and_never_proposes
     assert violations(tmp_path / "sample", export) == {}
     with export.open(encoding="utf-8-sig") as handle:
         exported = list(csv.DictReader(handle))
-    assert list(exported[0]) == ["household_ref", "municipality_id", "persons", "score", "locked"]
+    assert list(exported[0]) == ["household_ref", "municipality_id", "municipality_name", "persons", "score", "locked"]
     assert sorted(r["locked"] for r in exported).count("yes") == 3 and {r["locked"] for r in exported} == {"yes", "no"}
 
     metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}

@@ -104,7 +104,7 @@ def test_a_round_that_can_place_nobody_writes_its_report_saying_why(ingested: Re
     assert pool >= 1 and outcomes == pool
     assert _count(ingested, "proposals", "r1") == 0
     folder = ingested.round_dir("r1")
-    assert (folder / "proposals.csv").read_text(encoding="utf-8-sig").splitlines() == ["household_ref,municipality_id,persons,score,locked"]
+    assert (folder / "proposals.csv").read_text(encoding="utf-8-sig").splitlines() == ["household_ref,municipality_id,municipality_name,persons,score,locked"]
     households = (folder / "households.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(households) == 1 + pool and all(",no," in line for line in households[1:])
     assert "0 / " in (folder / "report.html").read_text()

@@ -542,9 +542,9 @@ def test_proposals_csv_saved_from_excel_as_a_decisions_workbook_is_read(home: Re
     a, b = _unlinked(home, first_round)[:2]
     book = openpyxl.Workbook()
     sheet = book.active
-    sheet.append(["Decision", "household_ref", "Persons", "municipality_id", "score", "locked", "round_id", "Reason"])
-    sheet.append(["Accept", a["household_ref"], int(a["persons"]), int(a["municipality_id"]), float(a["score"]), "no", "r1", None])
-    sheet.append(["DECLINE ", b["household_ref"], int(b["persons"]), int(b["municipality_id"]), float(b["score"]), "no", "r1", "Family"])
+    sheet.append(["Decision", "household_ref", "Persons", "municipality_id", "municipality_name", "score", "locked", "round_id", "Reason"])
+    sheet.append(["Accept", a["household_ref"], int(a["persons"]), int(a["municipality_id"]), a["municipality_name"], float(a["score"]), "no", "r1", None])
+    sheet.append(["DECLINE ", b["household_ref"], int(b["persons"]), int(b["municipality_id"]), b["municipality_name"], float(b["score"]), "no", "r1", "Family"])
     book.save(home.landing("decisions") / "decisions-r1.xlsx")
     assert main(["ingest"]) == 0
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:

@@ -30,7 +30,7 @@ def test_sample_ingest_round_breaks_no_hard_rule(home: RematchHome, tmp_path: Pa
         rows = list(csv.DictReader(handle))
     assert rows, "no proposals were made"
     assert {r["locked"] for r in rows} == {"no"}, "the coordinator locked nothing"
-    assert list(rows[0]) == ["household_ref", "municipality_id", "persons", "score", "locked"]
+    assert list(rows[0]) == ["household_ref", "municipality_id", "municipality_name", "persons", "score", "locked"]
     assert proposals.stat().st_mode & 0o077 == 0, "the restricted export must not be readable by others"
     assert violations(out, proposals) == {}
 
