@@ -201,8 +201,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     """Write a realistic sample round (canonical templates or a survey tool's export) and print its intake period."""
     from rematch_pipeline.sample import generate_round, write_round
 
-    sample = generate_round(args.households, args.municipalities, args.seed, **({"period": args.period} if args.period else {}))
-    write_round(sample, Path(args.out), fmt=args.format)
+    # Its steps on stderr, as `rematch ingest` and `rematch erase` say theirs (a national round takes half a
+    # minute); stdout stays the period alone, which scripts read.
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    sample = generate_round(args.households, args.municipalities, args.seed, **({"period": args.period} if args.period else {}), say=say)
+    write_round(sample, Path(args.out), fmt=args.format, say=say)
+    say(f"sample: written to {args.out}")
     print(sample.period)
     return 0
 

@@ -28,7 +28,7 @@ from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, 
 from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, table_exists, warehouse_connection
 from rematch_pipeline.schemas.parsing import utc_now
 from rematch_pipeline.validation import members_naming_no_household
-from rematch_pipeline.wording import counted
+from rematch_pipeline.wording import counted, quiet
 
 # Warehouse columns that carry a household pseudonym.
 _HOUSEHOLD_COLUMNS = ("household_pseudonym", "household_ref_pseudonym")
@@ -76,11 +76,7 @@ GIVEN_SUBMISSION_ID = "; this is a household's submission id: give the household
 GIVEN_PSEUDONYM = "; this is a household's pseudonym (H-…): give the household_ref beside it in the round's proposals.csv"
 
 
-def _quiet(line: str) -> None:
-    """Progress lines nobody reads."""
-
-
-def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], None] = _quiet) -> Erasure:
+def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], None] = quiet) -> Erasure:
     """Delete a household everywhere; the erasure is recorded by pseudonym only.
 
     Exports that held its rows are rewritten without them: the archived copy (under the new

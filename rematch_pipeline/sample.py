@@ -19,6 +19,7 @@ import io
 import random
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,7 @@ import polars as pl
 import xlsxwriter
 
 from rematch_pipeline.formats.writers import FORMULA_PREFIXES
+from rematch_pipeline.wording import counted, quiet
 from rematch_pipeline.schemas.contract import (
     COMMUNITY,
     COURSE_LEVELS,
@@ -930,7 +932,9 @@ def _household_frames(
 # --------------------------------------------------------------------------------------------
 
 
-def generate_round(households: int, municipalities: int, seed: int, period: str = "2026-07") -> SampleRound:
+def generate_round(
+    households: int, municipalities: int, seed: int, period: str = "2026-07", say: Callable[[str], None] = quiet
+) -> SampleRound:
     """Generate a seeded sample round in the canonical template encoding.
 
     Args:
@@ -938,6 +942,7 @@ def generate_round(households: int, municipalities: int, seed: int, period: str 
         municipalities: number of offering districts, distinct real Kreise (1 .. 401).
         seed: non-negative integer; the same arguments always give the same round.
         period: intake period ``YYYY-MM``; submissions fall within that month.
+        say: one line per step (what it draws, how many), for the person waiting: a national round takes seconds.
 
     Returns:
         A SampleRound whose frames have exactly the canonical columns, all values strings
@@ -956,7 +961,9 @@ def generate_round(households: int, municipalities: int, seed: int, period: str 
     if seed < 0:
         raise ValueError("seed must be a non-negative integer")
     offers = _choose_offers(seed, municipalities)
+    say(f"sample: drawing {counted(households, 'household')} and their members (seed {seed}, period {period})")
     hh, members, demand = _household_frames(seed, period, households, offers)
+    say(f"sample: drawing the offers of {counted(municipalities, 'municipality', 'municipalities')} for {counted(members.height, 'person')}")
     muni = _municipality_frame(seed, period, offers, demand)
     sample = SampleRound(municipalities=muni, households=hh, members=members, period=period)
     _check_no_formula_cells(sample)
@@ -1018,11 +1025,13 @@ def _device_time(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(text.alias("submitted_at"))
 
 
-def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str) -> list[Path]:
+def _write_tool_round(sample: SampleRound, out_dir: Path, fmt: str, say: Callable[[str], None] = quiet) -> list[Path]:
     """The sample round as the collection tool exports it (formats/tool_exports.py); docs/formats.md."""
     paths = []
     for table in ("municipalities", "households"):
         frame = getattr(sample, table)
+        members = f" and {counted(sample.members.height, 'member row')}" if table == "households" else ""
+        say(f"sample: writing {table}/ as {fmt} ({counted(frame.height, 'row')}{members})")
         # Kobo and ODK stamp each submission with the device's clock; LimeSurvey has no such columns.
         frame = frame if fmt.startswith("limesurvey-") else _device_time(frame)
         paths.append(_write_tool_export(fmt, table, frame, sample.members, out_dir / table))
@@ -1061,7 +1070,7 @@ def _write_tool_export(fmt: str, table: str, frame: pl.DataFrame, members: pl.Da
     return path
 
 
-def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Path]:
+def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv", say: Callable[[str], None] = quiet) -> list[Path]:
     """Write a sample round as canonical templates or as a collection tool exports it; return the written paths.
 
     CSV: ``municipalities/municipalities_<period>.csv``, ``households/households_<period>.csv``
@@ -1084,6 +1093,7 @@ def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Pa
     limesurvey-texts: the CSV with LimeSurvey's defaults, full question texts and full answers, in German;
     limesurvey-vv: its VV export (version 2, ``vvexport_<id>.csv``).
     Every layout lands as it is: copy ``municipalities/`` and ``households/`` into ``landing/``.
+    say: one line per file before it is written (its folder or path, how many rows).
     """
     if fmt not in SAMPLE_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(SAMPLE_FORMATS)}")
@@ -1093,7 +1103,7 @@ def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Pa
     (out_dir / "municipalities").mkdir(parents=True, exist_ok=True)
     (out_dir / "households").mkdir(parents=True, exist_ok=True)
     if fmt not in ("csv", "xlsx"):
-        return _write_tool_round(sample, out_dir, fmt)
+        return _write_tool_round(sample, out_dir, fmt, say)
     if fmt == "csv":
         paths = [
             out_dir / "municipalities" / f"municipalities_{p}.csv",
@@ -1101,9 +1111,12 @@ def write_round(sample: SampleRound, out_dir: Path, fmt: str = "csv") -> list[Pa
             out_dir / "households" / f"members_{p}.csv",
         ]
         for frame, path in zip((sample.municipalities, sample.households, sample.members), paths):
+            say(f"sample: writing {path.relative_to(out_dir)} ({counted(frame.height, 'row')})")
             _write_csv(frame, path)
         return paths
     paths = [out_dir / "municipalities" / f"municipalities_{p}.xlsx", out_dir / "households" / f"households_{p}.xlsx"]
+    say(f"sample: writing {paths[0].relative_to(out_dir)} ({counted(sample.municipalities.height, 'row')})")
     _write_xlsx({"municipalities": sample.municipalities}, paths[0], p)
+    say(f"sample: writing {paths[1].relative_to(out_dir)} ({counted(sample.households.height, 'household row')}, {counted(sample.members.height, 'member row')})")
     _write_xlsx({"households": sample.households, "members": sample.members}, paths[1], p)
     return paths

@@ -30,6 +30,10 @@ def plural(noun: str) -> str:
     return noun + "s"
 
 
+def quiet(line: str) -> None:
+    """Progress lines nobody reads: the default `say` of the steps that tell a waiting person what they do."""
+
+
 def counted(n: int | float, one: str, many: str | None = None, number: Callable[[int], str] = str) -> str:
     """`n one` for 1, else `n many` (default: plural(one)); one and many may carry their verb (`row does`,
     `rows do`). number formats the count (the report: thousands separated)."""

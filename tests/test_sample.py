@@ -452,3 +452,22 @@ def test_fifty_thousand_households_generate_and_write(tmp_path: Path) -> None:
     assert len(rows) == sample.members.height > 100_000
     cap = _ints(sample.municipalities, "capacity_persons").sum()
     assert 1.1 <= cap / sample.members.height <= 1.31
+
+
+@pytest.mark.parametrize("fmt", ["csv", "kobo-xlsx"])
+def test_rematch_sample_says_its_steps_on_stderr_and_prints_only_the_period(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rematch sample` printed nothing for its 24 s at national size. It now says each step on stderr (what it
+    draws or writes, how many rows), as `rematch ingest` and `rematch erase` do; stdout stays the period alone,
+    which scripts read."""
+    from rematch_pipeline.cli import main
+
+    assert main(["sample", "--households", "25", "--municipalities", "3", "--seed", "4", "--out", str(tmp_path), "--format", fmt]) == 0
+    out, err = capsys.readouterr()
+    assert out == "2026-07\n"
+    lines = err.splitlines()
+    assert all(line.startswith("sample: ") for line in lines)
+    assert lines[0] == "sample: drawing 25 households and their members (seed 4, period 2026-07)"
+    written = [line for line in lines if line.startswith("sample: writing ")]
+    assert len(written) == (3 if fmt == "csv" else 2)
+    assert any("households" in line and "25 " in line for line in written)
+    assert lines[-1] == f"sample: written to {tmp_path}"
