@@ -137,6 +137,10 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
     # Rounds run before round_accepted existed: no record of earlier acceptances (shown as none).
     accepted = load_round_rows(con, "round_accepted", round_id) if table_exists(con, "round_accepted") else None
     counts = intake_counts_of_round(con, round_id)
+    # Rounds run before round_waiting existed recorded none.
+    waiting = load_round_rows(con, "round_waiting", round_id, ["household_pseudonym", "persons"]) if table_exists(con, "round_waiting") else None
+    # In the intake too, so that its households add up (received = … + waiting + in the pool).
+    counts["households_waiting"] = 0 if waiting is None else waiting.height
     counts["households_in_pool"] = pool.height
     names = municipalities.select("municipality_id", "municipality_name")
     data = RoundReportData(
@@ -160,8 +164,7 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
         mechanisms=solver.get("mechanisms", {}),
         municipality_reasons=municipality_reasons(con, round_id),
         coordinator_pairs=round_coordinator_pairs(con, round_id).frame(),
-        # Rounds run before round_waiting existed recorded none.
-        waiting=load_round_rows(con, "round_waiting", round_id, ["household_pseudonym", "persons"]) if table_exists(con, "round_waiting") else None,
+        waiting=waiting,
     )
     return data
 

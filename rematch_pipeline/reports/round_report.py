@@ -151,6 +151,7 @@ _COUNT_LABELS: dict[str, str] = {
     "households_not_validated": "Households not validated, any period: failed validation, held out, or left out by the tool (not in this pool)",
     "households_accepted": "Households that accepted a proposal of any round (kept there, not in this pool)",
     "households_submitted_later": "Households submitted after this intake period (not in this pool)",
+    "households_waiting": "Linked households waiting outside this pool (a household of their group is not in it)",
     "households_eligible": "Households eligible for matching",
     "households_in_pool": "Households in the matching pool",
     "municipalities_received": "Municipality questionnaires received",
@@ -1118,7 +1119,7 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
 
     waiting = _waiting(data).height
     if waiting:
-        # Not in the pool, so in no count below: said here, listed in households.csv.
+        # Not in the pool: a row of the intake, said here, listed in households.csv.
         warnings.append(
             f"{_plural(waiting, 'linked household waits', 'linked households wait')} outside this round: a household of"
             " their link group is not in its pool (a later period, accepted or held out), and linked households go"

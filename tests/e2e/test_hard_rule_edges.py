@@ -98,6 +98,12 @@ def test_a_linked_household_waiting_for_a_later_partner_is_listed_unplaced_with_
     assert "1 linked household waits outside this round" in (home.path / "rounds" / "r1" / "report.html").read_text()
     with (home.path / "rounds" / "r1" / "proposals.csv").open(encoding="utf-8-sig") as handle:
         assert [r["household_ref"] for r in csv.DictReader(handle)] == ["RM-ALONE"]
+    # Its intake adds up with it: 3 received = 0 without consent + 0 not validated + 0 accepted + 1 submitted later
+    # + 1 waiting + 1 in the pool (before, the waiting household was in no figure of the intake).
+    intake = dict(re.findall(r"<tr><th>(.*?)</th><td class=\"num\">(.*?)</td></tr>", (home.path / "rounds" / "r1" / "report.html").read_text()))
+    assert intake["Linked households waiting outside this pool (a household of their group is not in it)"] == "1"
+    assert intake["Household questionnaires received"] == "3" and intake["Households in the matching pool"] == "1"
+    assert intake["Households submitted after this intake period (not in this pool)"] == "1"
 
 
 @pytest.mark.parametrize("importance", ["must", "nice"])
