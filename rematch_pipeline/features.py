@@ -10,7 +10,7 @@ from functools import cache
 import polars as pl
 
 from rematch_pipeline.ags_reference import reference_gemeinden, reference_kreise
-from rematch_pipeline.formats.canonical import SUBMITTED_ON_COLUMN
+from rematch_pipeline.formats.canonical import FIRST_SUBMITTED_ON_COLUMN, SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.contract import COURSE_LEVELS, IMPORTANCE_FIELDS
 
 # Resources a household uses and a municipality offers, in the order the engine sees them.
@@ -73,6 +73,7 @@ def household_features(households: pl.DataFrame, members: pl.DataFrame, decision
         # A households table validated by a release before the date as written (its members' ages are UTC-dated
         # too): the UTC date until validation runs again (docs/decisions.md, thirty-first session).
         households = households.with_columns(pl.col("submitted_at").dt.date().alias(SUBMITTED_ON_COLUMN))
+    first_submitted = [pl.col(FIRST_SUBMITTED_ON_COLUMN)] if FIRST_SUBMITTED_ON_COLUMN in households.columns else []
     age = pl.col("age_years")
     usage = members.group_by("submission_id").agg(
         pl.len().cast(pl.Int64).alias("persons"),
@@ -111,7 +112,9 @@ def household_features(households: pl.DataFrame, members: pl.DataFrame, decision
             pl.col("declined_municipality_ids").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))),
             pl.col("family_ties_importance").fill_null("none"),
             # The period of the date the submitter wrote: 00:30 on 1 July in Germany is July, though June in UTC.
-            pl.col(SUBMITTED_ON_COLUMN).dt.strftime("%Y-%m").alias("submitted_period"),
+            # Its first submission's: a household that corrected its answers in August applied in July (ages stay
+            # on the latest submission's date, whose answers are used). Tables validated before: their own date.
+            pl.coalesce(*first_submitted, SUBMITTED_ON_COLUMN).dt.strftime("%Y-%m").alias("submitted_period"),
         )
     )
     return features.select(

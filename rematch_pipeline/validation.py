@@ -24,7 +24,7 @@ from rematch_pipeline.ags_reference import (
     restored_key_warnings,
     restored_period_warnings,
 )
-from rematch_pipeline.formats.canonical import LEFT_OUT_COLUMN, PERSON_FIELDS, SUBMITTED_ON_COLUMN
+from rematch_pipeline.formats.canonical import FIRST_SUBMITTED_ON_COLUMN, LEFT_OUT_COLUMN, PERSON_FIELDS, SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, row_failures
 from rematch_pipeline.wording import counted
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
@@ -360,12 +360,30 @@ def ages_on(members: pl.DataFrame, households: pl.DataFrame, birth_dates: pl.Dat
     )
 
 
-def _submission_dates(households: pl.DataFrame, raw_households: pl.DataFrame, landed: pl.DataFrame | None) -> pl.DataFrame:
-    """submission_id, SUBMITTED_ON_COLUMN: the valid households' dates as written, and for other submissions (held
-    out, broken) that of the latest plausible one among their raw copies (null where none is readable)."""
-    columns = [c for c in ("submission_id", "submitted_at", SUBMITTED_ON_COLUMN, "file_sha256") if c in raw_households.columns]
+def _submission_times(raw_households: pl.DataFrame, landed: pl.DataFrame | None) -> pl.DataFrame:
+    """The raw household copies' submission_id, household_pseudonym, submitted_at and SUBMITTED_ON_COLUMN, typed;
+    null where implausible or unreadable (as validation reads them)."""
+    columns = [c for c in ("submission_id", "household_pseudonym", "submitted_at", SUBMITTED_ON_COLUMN, "file_sha256") if c in raw_households.columns]
     typed, _ = type_table("households", raw_households.select(columns))
     typed, _ = submission_time_violations(typed, landed)
+    return typed
+
+
+def _first_submitted_on(households: pl.DataFrame, times: pl.DataFrame) -> pl.DataFrame:
+    """The validated households with FIRST_SUBMITTED_ON_COLUMN: the earliest readable date among their household's
+    copies (by pseudonym: an edit of the submission or a new questionnaire of the same household), or their own."""
+    first = times.filter(pl.col("household_pseudonym").is_not_null()).group_by("household_pseudonym").agg(
+        pl.col(SUBMITTED_ON_COLUMN).min().alias("_first")
+    )
+    return households.join(first, on="household_pseudonym", how="left").with_columns(
+        pl.min_horizontal("_first", SUBMITTED_ON_COLUMN).alias(FIRST_SUBMITTED_ON_COLUMN)
+    ).drop("_first")
+
+
+def _submission_dates(households: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
+    """submission_id, SUBMITTED_ON_COLUMN: the valid households' dates as written, and for other submissions (held
+    out, broken) that of the latest plausible one among their raw copies (`typed`: _submission_times; null where
+    none is readable)."""
     others = (
         typed.filter(pl.col("submission_id").is_not_null())
         .join(households, on="submission_id", how="anti")
@@ -723,7 +741,8 @@ def build_canonical(
     quarantine.append(member_q)
     # Every member row's birth date is checked, whatever else is wrong with the row or its household: a
     # file's problems are reported in one pass, not one fix and landing at a time.
-    submission_dates = _submission_dates(households, raw_households.filter(~withdrawn_mask), landed)
+    submission_times = _submission_times(raw_households.filter(~withdrawn_mask), landed)
+    submission_dates = _submission_dates(households, submission_times)
     aged = ages_on(members_raw.select(_MEMBER_KEYS + ["submission_id", "sheet", "file_name"]), submission_dates, birth_dates)
     bad_age = _without_rows(aged.filter(pl.col("rule").is_not_null()), no_person)
     quarantine.append(_row_rule(bad_age, "members", "date_of_birth", pl.col("rule")))
@@ -851,5 +870,5 @@ def build_canonical(
     warnings = pl.concat([restored, periods, clocks, warnings])
     municipalities, households, decisions = (f.drop(AGS_RESTORED_COLUMN) for f in (municipalities, households, decisions))
     municipalities = municipalities.drop(PERIOD_RESTORED_COLUMN)
-    households = households.drop(DEVICE_DATE_SET_ASIDE_COLUMN, strict=False)
+    households = _first_submitted_on(households.drop(DEVICE_DATE_SET_ASIDE_COLUMN, strict=False), submission_times)
     return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts, by_period)

@@ -40,6 +40,10 @@ LEFT_OUT_COLUMN = "left_out"
 # (a KoboToolbox XLSX end time that lost its UTC offset: the server's UTC time orders, the device's date dates;
 # formats.kobo). Elsewhere null: the date is submitted_at's own as written (schemas.parsing.written_date).
 SUBMITTED_ON_COLUMN = "submitted_on"
+# Validated households only: the date the household first submitted (the earliest of its copies), which dates its
+# intake period (features.submitted_period), while its latest copy's answers and date are used (docs/decisions.md,
+# thirty-sixth session).
+FIRST_SUBMITTED_ON_COLUMN = "first_submitted_on"
 # The member answers that say a row is a person's: without any of them (birth date, sex, relation) a member row is a
 # sum, total or note row added under the table (validation.NO_PERSON_RULE), no one's line. The name does not count:
 # KoboToolbox's members sheet starts with it, so a label typed into column A lands there.

@@ -185,3 +185,27 @@ def test_a_household_dated_a_day_after_its_file_landed_is_quarantined(home: Rema
         ("households.csv", row, "submitted_at", SUBMITTED_AT_RULE)
     ]
     assert _query(home, "SELECT count(*) FROM households WHERE submission_id = ?", [near]) == [(1,)]
+
+
+def test_a_household_that_corrects_its_answers_a_month_later_stays_in_the_pool_of_the_month_it_applied(
+    home: RematchHome, sample: SampleRound
+) -> None:
+    """A household re-submitted in August with changed answers (same submission id) left July's pool: its period
+    was its latest submission's, so a July round run again after August landed left it out, and refused a forbid
+    of it as `it submitted after period 2026-07`. Its period is now its first submission's; its answers are the
+    latest copy's."""
+    _ingest(home, _files(sample))
+    households = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    original = households.row(0, named=True)
+    target = pseudonym(home.secret(), "household", original["household_ref"])
+    assert _query(home, "SELECT submitted_period FROM household_features WHERE household_pseudonym = ?", [target]) == [("2026-07",)]
+
+    corrected = households.head(1).with_columns(pl.lit("2026-08-03T09:00:00").alias("submitted_at"), pl.lit("3").alias("imp_jobs"))
+    members = sample.members.filter(pl.col("submission_id") == original["submission_id"])
+    _ingest(home, {"households/households_august.csv": _csv(corrected), "households/members_august.csv": _csv(members)})
+
+    assert _query(home, "SELECT imp_jobs, file_name FROM households WHERE household_pseudonym = ?", [target]) == [(3, "households_august.csv")]
+    assert _query(home, "SELECT submitted_period FROM household_features WHERE household_pseudonym = ?", [target]) == [("2026-07",)]
+    with dg.instance_for_test(temp_dir=str(home.dagster_home)) as instance:
+        run_round(build_definitions(home), instance, home, "r-july", {"period": "2026-07", "time_limit_seconds": 10.0})
+    assert _query(home, "SELECT count(*) FROM round_households WHERE round_id = 'r-july' AND household_pseudonym = ?", [target]) == [(1,)]
