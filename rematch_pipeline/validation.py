@@ -700,6 +700,10 @@ def build_canonical(
     withdrawn_mask = withdrawn_copies(raw_households)
     refused_ids = refused_submissions(raw_households, withdrawn_mask).implode()
     refused = raw_households.filter(refuses() & pl.col("submission_id").is_in(refused_ids))
+    # A household that refused in one questionnaire and consented in a later one (a new submission) is processed:
+    # it is not without consent, else it counted here and among the validated (a round's intake did not add up).
+    standing = raw_households.filter(~withdrawn_mask).get_column("household_pseudonym").drop_nulls().implode()
+    refused = refused.filter(~pl.col("household_pseudonym").is_in(standing).fill_null(False))
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
 
     households, q, held_households, counts["household_duplicates_resolved"] = latest_valid(

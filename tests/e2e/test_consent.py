@@ -179,6 +179,13 @@ def test_a_refusal_in_another_submission_of_the_household_blanks_the_earlier_sub
         assert not blanked and in_round
         assert _stored_members(home, target) == (theirs.height, theirs.height, theirs.height)
         assert _household_identities(home, target) == 1
+        # Processed, so not without consent: it counted there and among the validated, and a round's intake
+        # did not add up (received = without consent + not validated + validated).
+        counts = dict(_query(home.warehouse_path, "SELECT name, value FROM intake_counts"))
+        assert counts["households_without_consent"] == sample.households.filter(pl.col("consent_processing") == "no").height
+        received = _query(home.warehouse_path, "SELECT count(DISTINCT household_pseudonym) FROM raw_households")[0][0]
+        validated = _query(home.warehouse_path, "SELECT count(*) FROM households")[0][0]
+        assert received == counts["households_without_consent"] + counts["households_not_validated"] + validated
 
 
 def test_members_of_a_consenting_edit_that_land_before_its_household_row_are_kept(home: RematchHome) -> None:
