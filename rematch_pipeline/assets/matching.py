@@ -521,7 +521,11 @@ def round_candidates(
             # so it shows offered capacity and everything in use, and says who was kept.
             store_round_rows(con, "round_accepted", round_id, accepted_by_municipality(accepted_usage))
             # The intake this round saw, for its report: a later ingestion or erasure changes the warehouse's.
-            intake = current_intake_counts(con, period) | households_outside_pool(con, period)
+            # The pool and the waiting as they ran too: an erasure later takes households out of both tables, and
+            # the intake's households would no longer add up beside the counts kept from this day.
+            intake = current_intake_counts(con, period) | households_outside_pool(con, period) | {
+                "households_waiting": waiting.height, "households_in_pool": pool.height,
+            }
             store_round_rows(con, "round_intake_counts", round_id, pl.DataFrame(
                 {"position": range(len(intake)), "name": list(intake), "value": list(intake.values())},
                 schema={"position": pl.Int64, "name": pl.Utf8, "value": pl.Int64},

@@ -139,9 +139,10 @@ def round_report_data(con: duckdb.DuckDBPyConnection, round_id: str) -> RoundRep
     counts = intake_counts_of_round(con, round_id)
     # Rounds run before round_waiting existed recorded none.
     waiting = load_round_rows(con, "round_waiting", round_id, ["household_pseudonym", "persons"]) if table_exists(con, "round_waiting") else None
-    # In the intake too, so that its households add up (received = … + waiting + in the pool).
-    counts["households_waiting"] = 0 if waiting is None else waiting.height
-    counts["households_in_pool"] = pool.height
+    # In the intake too, so that its households add up (received = … + waiting + in the pool): kept as the round
+    # ran (round_intake_counts), like the counts beside them; rounds stored before kept neither, so today's tables.
+    counts.setdefault("households_waiting", 0 if waiting is None else waiting.height)
+    counts.setdefault("households_in_pool", pool.height)
     names = municipalities.select("municipality_id", "municipality_name")
     data = RoundReportData(
         round_id=round_id,

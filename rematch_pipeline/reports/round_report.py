@@ -577,8 +577,8 @@ def _erased_since(solver: Mapping[str, Any], households: int) -> list[str]:
     return [
         f"{_plural(erased, 'household')} of this round {'was' if erased == 1 else 'were'} erased since it ran (rematch erase):"
         f" the headline, the tables below and the round's CSV files leave {them} out; the solver's figures (here and"
-        f" in Round details), the comparison with deferred acceptance and the fixed key, and the intake counts are"
-        f" as the round ran, with {them}."
+        f" in Round details), the comparison with deferred acceptance and the fixed key, and the intake counts"
+        f" (households in the pool included) are as the round ran, with {them}."
     ]
 
 
@@ -1074,7 +1074,9 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
             f"The household list marks {_plural(flagged, 'household', 'households')} as placed, "
             f"but there are proposals for {_fmt_int(placed_households)}."
         )
-    eligible = int(data.counts.get("households_eligible", data.counts.get("households_in_pool", households.height)))
+    # The pool as it stands (an erasure since the round ran leaves its households out of the headline; the intake
+    # counts keep them, as the round ran).
+    eligible = int(data.counts.get("households_eligible", households.height))
     persons_placed = int(proposals["persons"].sum()) if not nothing_placed else 0
     persons_round = int(households["persons"].sum()) if households.height else None
     scores = proposals["score"].drop_nulls().to_numpy()
