@@ -191,14 +191,15 @@ def _quarantined_by_period(
 ) -> pl.DataFrame:
     """Rows quarantined per intake period, so that a round counts the broken rows of its own intake only (a July
     round run after August landed counted August's broken rows, and every decisions file's). A row's period is
-    its own where the row says it: a household's or member's by its submission's date (as features date it),
+    its own where the row says it: a household's or member's by its own submission's date (the row's, not the
+    household's first submission's, which features take for the pool),
     a municipality's offer by its intake period, a decision by its round's period; any other row (a member row
     naming no household, a decision naming no round) takes the latest period of its file's rows, since the file
     landed no earlier than that. A file-level row counts the households it holds out, each by its own period."""
-    period_of = submission_dates.select("submission_id", pl.col(SUBMITTED_ON_COLUMN).dt.strftime("%Y-%m").alias("period"))
+    period_of = submission_dates.select("submission_id", pl.col(SUBMITTED_ON_COLUMN).dt.strftime("%Y-%m").alias("period")).unique("submission_id")
     month = r"^\d{4}-\d{2}$"
     dated = [
-        frame.select(*_FILE_ROW, "submission_id").join(period_of.unique("submission_id"), on="submission_id", how="left").drop("submission_id")
+        frame.select(*_FILE_ROW, "submission_id").join(period_of, on="submission_id", how="left").drop("submission_id")
         for frame in (raw["households"], raw["members"])
     ]
     offers = raw["municipalities"]
@@ -213,7 +214,7 @@ def _quarantined_by_period(
     # A file-level row (households without members) stands for its households.
     sheets = quarantine.filter(pl.col("file_row").is_null()).select("file_sha256", "sheet").unique()
     held = no_members.join(sheets, on=["file_sha256", "sheet"], how="semi", nulls_equal=True).select("submission_id")
-    periods = pl.concat([periods, held.join(period_of.unique("submission_id"), on="submission_id", how="left").select("period")])
+    periods = pl.concat([periods, held.join(period_of, on="submission_id", how="left").select("period")])
     return periods.group_by("period").agg(pl.len().cast(pl.Int64).alias("rows")).sort("period", nulls_last=True)
 
 

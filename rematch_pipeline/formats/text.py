@@ -42,14 +42,15 @@ def decoded(data: bytes, file: str) -> tuple[str, str, bool]:
     try:
         return body.decode("utf-8"), "utf-8", bom
     except UnicodeDecodeError as exc:
-        if exc.reason == "unexpected end of data" and _UTF8_SEQUENCE.search(body):
+        mostly_utf8 = _UTF8_SEQUENCE.search(body) is not None
+        if exc.reason == "unexpected end of data" and mostly_utf8:
             # UTF-8 up to its last bytes, which start a character and stop: a file cut off in transfer inside a
             # name's "ü", not a byte of another encoding (the rule below sent users to re-save a file that was fine).
             line = body.count(b"\n") + 1
             raise InputFileError(
                 Violation(file, None, None, f"{CUT_INSIDE_CHARACTER} on line {line} (cut off in transfer?); download or copy the file again")
             ) from exc
-        if _UTF8_SEQUENCE.search(body):
+        if mostly_utf8:
             # Mostly UTF-8 (its umlauts would turn into "Ã¼" as Windows-1252), with a stray byte: lines
             # pasted in from a file of the other encoding. Reading either way would garble names silently.
             line = body.count(b"\n", 0, exc.start) + 1
