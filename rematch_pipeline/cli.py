@@ -25,14 +25,28 @@ class CliError(UserFacingError):
     """A failure reported to the user as one line, exit status 1."""
 
 
-def _home() -> RematchHome:
+def _home(create: bool = True) -> RematchHome:
+    """The data home of REMATCH_HOME, its layout made (`create`) or, for a command that only uses one (round,
+    pseudonym, erase), refused if there is none: a mistyped REMATCH_HOME would otherwise leave a new, empty
+    home with a fresh key behind and answer from it ("unknown reference", an empty round)."""
     home = RematchHome(root=str(default_home()))
+    if not create and not home.exists():
+        raise CliError(no_data_home(home.path))
     home.prepare()
     # The Dagster instance of this data home; set before dagster is imported anywhere. REMATCH_HOME is
     # pinned too, so a code server started by `rematch ui` resolves the same home from any directory.
     os.environ["DAGSTER_HOME"] = str(home.dagster_home)
     os.environ["REMATCH_HOME"] = str(home.path)
     return home
+
+
+def no_data_home(path: Path) -> str:
+    """Why a command that uses a data home refused: the path it looked at, how it got it, how a home is made."""
+    given = "REMATCH_HOME" if os.environ.get("REMATCH_HOME") else "REMATCH_HOME is not set: ./.rematch of this folder"
+    return (
+        f"no data home at {path} ({given}); nothing was created. Check the path for a typo, or make a data home"
+        " there first with `rematch ingest` (it makes landing/ for the exports), `rematch ui` or `make demo`"
+    )
 
 
 @contextmanager
@@ -188,7 +202,7 @@ def run_round(home: RematchHome, round_id: str, config: dict) -> Path:
 
 def cmd_round(args: argparse.Namespace) -> int:
     """Run a matching round over the validated data of an intake period."""
-    home = _home()
+    home = _home(create=False)
     report = run_round(home, args.round_id, _round_config(args))
     out = report.parent
     print(f"proposals: {out / 'proposals.csv'}")
@@ -246,7 +260,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     """Erase a household from the identity store and every derived table."""
     from rematch_pipeline.erasure import erase_household
 
-    home = _home()
+    home = _home(create=False)
     # Its steps, as it goes (stderr, as Dagster's run lines): on a national data home it takes half a minute and more.
     erasure = erase_household(home, args.household_ref, say=lambda line: print(line, file=sys.stderr, flush=True))
     if erasure.already_erased is not None:
@@ -278,7 +292,7 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
     """Print the pseudonym of each household reference (for locked_pairs, forbidden_pairs, record_decisions_job)."""
     from rematch_pipeline.resources.identity import IdentityStore, pseudonym
 
-    home = _home()
+    home = _home(create=False)
     secret = home.secret()
     # By its position on the command line, never the reference (it may be personal data: the line may be
     # copied into a ticket or a chat), as `rematch erase` never repeats it.

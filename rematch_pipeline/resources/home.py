@@ -34,6 +34,10 @@ telemetry:
 """ + _NUX_BLOCK
 
 
+# What every data home holds (prepare() makes landing/ and dagster/; the databases came first in old homes).
+_LAYOUT_MARKS: tuple[str, ...] = ("landing", "dagster", "warehouse.duckdb", "identity.duckdb")
+
+
 _umask_lock = threading.Lock()
 _private_depth = 0
 _saved_umask = 0
@@ -119,6 +123,11 @@ class RematchHome(dg.ConfigurableResource):
         directory = self.path / "rounds" / round_id
         directory.mkdir(parents=True, exist_ok=True)
         return directory
+
+    def exists(self) -> bool:
+        """Whether a data home is here already: prepare() (any command that makes a home) or an older version's
+        ingestion left its layout. A mistyped REMATCH_HOME names a folder that is missing or holds none of it."""
+        return any((self.path / name).exists() for name in _LAYOUT_MARKS)
 
     def prepare(self) -> None:
         """Create the folder layout and the Dagster instance config (idempotent)."""
