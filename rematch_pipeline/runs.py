@@ -13,6 +13,7 @@ from dagster._config.stack import EvaluationStackEntry, EvaluationStackListItemE
 from dagster._core.definitions.run_config_schema import RunConfigSchema
 from dagster_duckdb import DuckDBResource
 
+from rematch_pipeline.assets.failures import reason_said_by_launcher
 from rematch_pipeline.assets.ingest import (
     files_with_skipped,
     files_with_warnings,
@@ -139,7 +140,8 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, *
     """Run a job of the definitions in-process; raises RunFailed with a one-line reason."""
     run_config = {"loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}, **kwargs.pop("run_config", {})}
     try:
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
+        with reason_said_by_launcher():  # RunFailed below says an expected failure's reason, once
+            result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
     except dg.DagsterInvalidConfigError as exc:
         # Refused before a run exists: nothing was read or written.
         lines = config_error_lines(exc, defs.resolve_job_def(job_name).run_config_schema)

@@ -21,7 +21,9 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 import dagster as dg
@@ -132,19 +134,40 @@ def reason_first(compute: Compute) -> Compute:
     return step  # type: ignore[return-value]
 
 
+# Set while a launcher that prints an expected failure's reason itself runs a job in-process (runs.execute,
+# for `rematch`): the console's failure lines then leave the reason to it.
+_LAUNCHER_SAYS_REASON: ContextVar[bool] = ContextVar("launcher_says_reason", default=False)
+
+
+@contextmanager
+def reason_said_by_launcher() -> Iterator[None]:
+    """While open, a step's or run's expected failure is printed on the console without its reason: the
+    launcher says it once, after the run (`rematch: round_job failed (run …): <reason>`). The run's event
+    log, which the UI shows, keeps the reason; `rematch ui`'s console (not inside this) keeps it too."""
+    token = _LAUNCHER_SAYS_REASON.set(True)
+    try:
+        yield
+    finally:
+        _LAUNCHER_SAYS_REASON.reset(token)
+
+
 class _ReasonOnly(logging.Filter):
-    """Ends a console line of a step or run failure raised as dg.Failure at its reason.
+    """Ends a console line of a step or run failure raised as dg.Failure at its reason, or, where the launcher
+    says the reason (reason_said_by_launcher), at the event's own words (`Execution of step "x" failed.`).
 
     Such a failure is expected (reason_first made it), and its stack is Dagster's frames and our wrapper's
-    `raise`: on a terminal, ~25 lines that read as a crash, twice a run. Any other error keeps its stack.
-    The record is this logger's own (Dagster logs a new one per logger), so the event log keeps it whole."""
+    `raise`: on a terminal, ~25 lines that read as a crash, twice a run; its reason, printed by the step
+    failure, the run failure and `rematch`'s own line, was said three times. Any other error keeps its stack
+    and its message. The record is this logger's own (Dagster logs a new one per logger), so the event log
+    keeps it whole."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         meta = getattr(record, "dagster_meta", None) or {}
         data = getattr(meta.get("dagster_event"), "event_specific_data", None)
         error = getattr(data, "error", None)
         if error is not None and error.cls_name == "Failure" and isinstance(record.msg, str):
-            record.msg = record.msg.split("\n\nStack Trace:", 1)[0]
+            # Dagster writes the event's message, a blank line, then the error (and its stack).
+            record.msg = record.msg.split("\n\n", 1)[0] if _LAUNCHER_SAYS_REASON.get() else record.msg.split("\n\nStack Trace:", 1)[0]
         return True
 
 

@@ -164,8 +164,39 @@ def test_a_refused_round_prints_its_reason_on_the_console_without_a_stack_trace(
     assert main(["round", "r1", "--period", "2026-07", "--config", str(config)]) == 1
     out, err = capfd.readouterr()
     shown = out + err
-    assert shown.count("relative_gap: a fraction") == 3, shown  # step failure, run failure, rematch's own line
+    # rematch's own line only: the step and run failure lines said it too, three times in all.
+    assert shown.count("relative_gap: a fraction") == 1, shown
+    assert shown.splitlines()[-1].startswith("rematch: round_job failed (run ") and "relative_gap: a fraction" in shown.splitlines()[-1]
+    assert 'STEP_FAILURE - Execution of step "round_candidates" failed.' in shown, shown
     assert "Stack Trace" not in shown and "failures.py" not in shown, shown
+
+
+def test_a_round_on_an_empty_data_home_says_its_refusal_once_and_the_run_keeps_it_for_the_ui(home: RematchHome, capfd) -> None:  # noqa: ANN001 - pytest fixture
+    """A round launched on a data home without households: Dagster's STEP_FAILURE and RUN_FAILURE lines repeated
+    the project's refusal above rematch's line. The terminal says it once; the run's stored events (what the UI's
+    run view shows in red) keep it, and a console outside rematch (`rematch ui`'s) still prints it."""
+    from rematch_pipeline.assets.matching import NO_OFFERS_YET
+    from rematch_pipeline.cli import main
+
+    capfd.readouterr()
+    assert main(["round", "r1"]) == 1
+    out, err = capfd.readouterr()
+    assert (out + err).count(NO_OFFERS_YET) == 1, out + err
+    assert err.splitlines()[-1].endswith(NO_OFFERS_YET)
+    run_id = err.splitlines()[-1].split("(run ", 1)[1][:8]
+    with dg.DagsterInstance.get() as instance:
+        run = next(r for r in instance.get_runs() if r.run_id.startswith(run_id))
+        step = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)[0]
+        failed = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
+        assert step.dagster_event.step_failure_data.error.message.startswith(NO_OFFERS_YET)
+        assert failed.dagster_event.event_specific_data.error.message.startswith(NO_OFFERS_YET)
+        # Launched otherwise (the UI, dagster job execute), the console line keeps the reason.
+        instance.add_dynamic_partitions("rounds", ["r2"])
+        result = build_definitions(home).resolve_job_def("round_job").execute_in_process(
+            instance=instance, partition_key="r2", raise_on_error=False)
+    assert not result.success
+    out, err = capfd.readouterr()
+    assert (out + err).count(NO_OFFERS_YET) >= 2, out + err  # step failure and run failure
 
 
 def test_a_bug_keeps_its_stack_trace_on_the_console(home: RematchHome, monkeypatch, capfd) -> None:  # noqa: ANN001 - pytest fixture
