@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 
 import dagster as dg
@@ -228,6 +229,26 @@ class RoundConfig(dg.Config):
 def finite(value: float | None) -> float | None:
     """JSON has no infinity: an unproven bound or gap is written as null."""
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def keep_replaced_proposals(con: duckdb.DuckDBPyConnection, round_id: str, replaced_at: datetime) -> None:
+    """Move the round's current proposals into replaced_proposals as a run again replaces them, one row per
+    (round, household, municipality): the latest run that proposed the pair (proposed_at, its start) and when that
+    run was replaced. A pair proposed by several runs was one row per proposal per run (a national round re-run:
+    50,000 rows each time, unchanged parameters included); round_proposals then drops the pairs the new run proposes
+    again. So a round id holds at most the pairs its runs ever proposed and its current run does not."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE kept_replaced AS SELECT round_id, household_pseudonym, municipality_id,"
+        " arg_max(proposed_at, replaced_at) AS proposed_at, max(replaced_at) AS replaced_at FROM ("
+        " SELECT * FROM replaced_proposals WHERE round_id = $round"
+        " UNION ALL SELECT p.round_id, p.household_pseudonym, p.municipality_id, r.started_at, $now::TIMESTAMP"
+        " FROM proposals p JOIN rounds r USING (round_id) WHERE round_id = $round"
+        ") GROUP BY ALL",
+        {"round": round_id, "now": replaced_at},
+    )
+    con.execute("DELETE FROM replaced_proposals WHERE round_id = ?", [round_id])
+    con.execute("INSERT INTO replaced_proposals SELECT * FROM kept_replaced ORDER BY ALL")
+    con.execute("DROP TABLE kept_replaced")
 
 
 def store_round_rows(con: duckdb.DuckDBPyConnection, table: str, round_id: str, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> None:
@@ -493,11 +514,7 @@ def round_candidates(
             if earlier and table_exists(con, "proposals"):
                 # Kept (pseudonyms only) so that a decision made from the replaced proposals.csv is told the round
                 # was run again, rather than only that it answers no proposal of the round.
-                con.execute(
-                    "INSERT INTO replaced_proposals SELECT p.round_id, p.household_pseudonym, p.municipality_id, r.started_at, ?"
-                    " FROM proposals p JOIN rounds r USING (round_id) WHERE round_id = ? ORDER BY ALL",
-                    [now, round_id],
-                )
+                keep_replaced_proposals(con, round_id, now)
             con.execute("DELETE FROM rounds WHERE round_id = ?", [round_id])
             # A round id run again: the earlier run's answer belongs to other parameters and candidates. Left in
             # place until this solve succeeds, it would be the round's answer if the solve failed (decisions
@@ -875,6 +892,12 @@ def round_proposals(
     with warehouse_connection(warehouse) as con:
         con.execute("BEGIN TRANSACTION")
         store_round_rows(con, "proposals", round_id, proposals.drop("municipality_name"))
+        # A pair this run proposes again was not replaced: a decision answering it answers this run.
+        con.execute(
+            "DELETE FROM replaced_proposals r WHERE round_id = ? AND EXISTS (SELECT 1 FROM proposals p WHERE p.round_id = r.round_id"
+            " AND p.household_pseudonym = r.household_pseudonym AND p.municipality_id = r.municipality_id)",
+            [round_id],
+        )
         store_round_rows(con, "round_outcomes", round_id, households)
         store_round_rows(con, "round_capacity_misses", round_id, capacity_misses(problem, result.place_of_unit))
         store_round_rows(con, "solver_runs", round_id, pl.DataFrame({"solver_json": [json.dumps(solver, sort_keys=True)]}))

@@ -835,3 +835,39 @@ def test_a_decision_made_before_the_round_was_run_again_is_told_so(home: Rematch
     # The field to correct: the municipality of a household the round still proposes, else the household.
     field = "municipality_id" if moved[0]["household_ref"] in {ref for ref, _ in again} else "household_pseudonym"
     assert str(failed.value).endswith(f"nothing recorded: decisions[0].{field}: {replaced}")
+
+
+def test_replaced_proposals_keep_each_pair_a_run_again_no_longer_proposes_once(home: RematchHome, first_round: list[dict[str, str]], tmp_path: Path) -> None:
+    """replaced_proposals grew by every proposal at every run again (unchanged parameters included: a national round
+    50,000 rows a time) and was never pruned. It now holds each (round, household, municipality) an earlier run
+    proposed and the current run does not, once, with the latest run that proposed it; a decision from any earlier
+    proposals.csv is still told so."""
+    def stored() -> tuple[list[tuple], set[tuple[str, str]]]:
+        with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+            rows = con.execute("SELECT household_pseudonym, municipality_id, proposed_at, replaced_at FROM replaced_proposals WHERE round_id = 'r1'").fetchall()
+            current = set(con.execute("SELECT household_pseudonym, municipality_id FROM proposals WHERE round_id = 'r1'").fetchall())
+        return rows, current
+
+    def pairs(proposals: list[dict[str, str]]) -> set[tuple[str, str]]:
+        return {(pseudonym(home.secret(), "household", p["household_ref"]), p["municipality_id"]) for p in proposals}
+
+    first = pairs(first_round)
+    # The same parameters again propose the same (determinism): nothing was replaced.
+    assert main(["round", "r1", "--period", "2026-07", "--time-limit", "20"]) == 0
+    rows, current = stored()
+    assert current == first and rows == []
+    config = tmp_path / "round.yaml"
+    config.write_text('period: "2026-07"\nweight_jobs: 9\nweight_wishes: 0\ntime_limit_seconds: 20\n')
+    assert main(["round", "r1", "--config", str(config)]) == 0
+    rows, current = stored()
+    second = current
+    assert first - second, "the weights moved no proposal: the test checks nothing"
+    assert sorted((h, m) for h, m, *_ in rows) == sorted(first - second)  # each once, the ones proposed again left out
+    # Back to the first weights: the pairs of both earlier runs not proposed now, each once; none of the current run's.
+    assert main(["round", "r1", "--period", "2026-07", "--time-limit", "20"]) == 0
+    rows, current = stored()
+    assert current == first
+    assert sorted((h, m) for h, m, *_ in rows) == sorted((first | second) - first)
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        starts = con.execute("SELECT max(replaced_at) FROM replaced_proposals").fetchone()[0]
+    assert all(replaced == starts for *_, replaced in rows)  # replaced by the last run again
