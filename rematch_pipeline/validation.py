@@ -761,6 +761,9 @@ def build_canonical(
     failed_member_rows = members_raw.join(member_q.select("file_sha256", "file_row"), on=["file_sha256", "file_row"], how="semi")
     broken = pl.concat([failed_member_rows.select("submission_id"), bad_age.select("submission_id")])["submission_id"].unique()
     held = households.filter(pl.col("submission_id").is_in(broken.implode()))
+    # Said as held out, not only within the rows quarantined and the households not validated: the household's
+    # own row passed, its older submissions are not used in its place either (a round report counted it nowhere).
+    counts["households_held_out_for_members"] = held.get_column("household_pseudonym").n_unique()
     quarantine.append(_row_rule(held, "households", "submission_id", "members: a member row of this household failed validation"))
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
 

@@ -142,6 +142,7 @@ _COUNT_LABELS: dict[str, str] = {
     "rows_quarantined": "Rows quarantined (failed validation), of this intake period and earlier",
     "municipalities_held_out": "Municipalities held out: latest questionnaire failed validation (older one not used)",
     "households_held_out": "Households held out: latest questionnaire failed validation (older one not used)",
+    "households_held_out_for_members": "Households held out: a member row failed validation (older questionnaire not used)",
     "households_held_out_for_unlinked_members": "Households held out: their members file has a member row whose household cannot be told",
     "municipality_reference_warnings": "Warnings: municipality AGS or coordinates not as in the 2020 reference list",
     "household_reference_warnings": "Warnings: household answers naming an unknown AGS",

@@ -557,6 +557,26 @@ def test_every_problem_of_a_household_and_its_members_is_reported_in_one_pass(ho
     assert SECRET not in logs + " ".join(summary.quarantined)
 
 
+def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home: RematchHome, sample: SampleRound) -> None:
+    """A household whose own row passed but one of whose member rows failed was counted only under the rows
+    quarantined and the households not validated: the round report's "held out" lines said 0. It is counted held
+    out (once, with a household whose own row failed as well counted there only)."""
+    free = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    member_broken, both_broken = free["submission_id"][0], free["submission_id"][1]
+    households = sample.households.with_columns(
+        pl.when(pl.col("submission_id") == both_broken).then(pl.lit("7")).otherwise(pl.col("imp_jobs")).alias("imp_jobs"),
+    )
+    members = sample.members
+    for sid in (member_broken, both_broken):
+        members = _set(members, sample.members["submission_id"].to_list().index(sid), "sex", SECRET)
+    _ingest(home, _files(sample, households=households, members=members))
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
+    assert counts["households_held_out_for_members"] == 1
+    assert counts["households_held_out"] == 1  # the household whose own row failed
+    assert counts["households_not_validated"] == 2
+
+
 def _kobo_households_without_members_sheet(sample: SampleRound, folder: Path) -> bytes:
     """The households form's KPI workbook with its members sheet deleted in Excel."""
     from openpyxl import load_workbook
