@@ -245,6 +245,21 @@ def _place(con: duckdb.DuckDBPyConnection, table: str, sha: str, raw: pl.DataFra
     con.execute("DROP TABLE placed")
 
 
+def _fixed_copy(warehouse: DuckDBResource, sha: str, name: str) -> str:
+    """Where a file of the refused file's name landed later in the same folder and was ingested (the data engineer's
+    fixed copy, or the tool's next export), the words that say so: the refused copy stays refused, and the retry
+    reads it again each time (after an upgrade it may read), so the line must not suggest that nothing was stored."""
+    with warehouse_connection(warehouse) as con:
+        later = con.execute(
+            "SELECT max(l.ingested_at) FROM ingestion_log r JOIN ingestion_log l ON l.file_name = r.file_name AND l.landing_kind = r.landing_kind"
+            " WHERE r.file_sha256 = ? AND l.status = 'ingested' AND l.ingested_at > r.ingested_at",
+            [sha],
+        ).fetchone()[0]
+    if later is None:
+        return ""
+    return f" (a later {name} was ingested on {later:%Y-%m-%d %H:%M} UTC: if it is the fixed copy, nothing more to do)"
+
+
 def _read_again(home: RematchHome, name: str, archived_as: str | None, sha: str) -> tuple[list[ParsedTable], _Split] | InputFileError | None:
     """The archived copy read by the current readers (errors name the landed file), or None when it is gone."""
     archived = home.archive / archived_as if archived_as else None
@@ -293,13 +308,18 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
         if reading is None:
             outcomes.append(RetryOutcome(name, sha, "not_retried", reason="no archived copy (erased or removed); land a new export"))
             continue
+        if isinstance(reading, InputFileError) and status == "ingested":
+            # Stored by an older version, refused by the current readers (a newer rule): its rows stay as stored and
+            # its ledger entry stays `ingested`; "still rejected" would say it was never stored.
+            outcomes.append(RetryOutcome(name, sha, "not_retried", reason=f"its stored rows stay as ingested; the current readers refuse its archived copy ({reading})"))
+            continue
         if isinstance(reading, InputFileError):
             with warehouse_connection(warehouse) as con:
                 con.execute(
                     "UPDATE ingestion_log SET error = ?, tables = ?, retried_at = ? WHERE file_sha256 = ?",
                     [str(reading), reading.violation.table or "", now, sha],
                 )
-            outcomes.append(RetryOutcome(name, sha, "still_rejected", reason=str(reading)))
+            outcomes.append(RetryOutcome(name, sha, "still_rejected", reason=str(reading) + _fixed_copy(warehouse, sha, name)))
             continue
         parsed, split = reading
         # The lines ingestion would have taken out of the file (erased submissions' members, unlinked member rows that

@@ -141,6 +141,50 @@ def test_a_file_still_refused_stays_refused_and_says_why(home: RematchHome, samp
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(0,)]
 
 
+def test_an_ingested_file_the_current_readers_refuse_is_not_called_rejected(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A file an older version stored with a withheld cell, whose archived copy the current readers refuse (a CSV
+    cut inside a quoted cell of its last row: `unterminated quote`), keeps its rows: the retry says so, not
+    `still rejected`, and its ledger entry stays `ingested` without an error."""
+    import csv
+
+    out = io.StringIO()
+    sample.households.to_pandas().to_csv(out, index=False, quoting=csv.QUOTE_ALL)  # KPI and LimeSurvey quote every cell
+    data = out.getvalue().encode()
+    path = _land(home, "households", "households.csv", data)
+    _land(home, "households", "members.csv", _csv(sample.members))
+    assert _ingest(capsys)[0] == 0
+    with duckdb.connect(str(home.warehouse_path)) as con:  # what the older version stored: one cell withheld
+        con.execute("UPDATE raw_households SET pets = '#withheld' WHERE file_row = 2 AND file_name = ?", [path.name])
+        archived = con.execute("SELECT archived_as FROM ingestion_log WHERE file_name = ?", [path.name]).fetchone()[0]
+    # Its archived copy as that version read it: cut inside the last row's quoted cell, refused now.
+    (home.archive / archived).write_bytes(data[: data.rstrip().rfind(b'","') + 3])
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert "still rejected" not in out
+    assert (
+        "not retried: households.csv: its stored rows stay as ingested; the current readers refuse its archived copy"
+        f" (households.csv, row {sample.households.height + 1}: csv: malformed or truncated" in out
+    ), out
+    assert _query(home.warehouse_path, "SELECT status, error FROM ingestion_log WHERE file_name = ?", [path.name]) == [("ingested", None)]
+    assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households") == [(sample.households.height,)]
+
+
+def test_a_refused_file_whose_fixed_copy_was_ingested_says_so_on_retry(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """The data engineer fixes a refused file as the message says and lands it under the same name: the fixed copy
+    is ingested, and each later retry of the refused copy says that a later file of its name was ingested."""
+    broken = _csv(sample.households).replace(b"household_ref", b"household_reference", 1)
+    path = _land(home, "households", "households.csv", broken)
+    _land(home, "households", "members.csv", _csv(sample.members))
+    assert _ingest(capsys)[0] == 1
+    path.write_bytes(_csv(sample.households))
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert "1 new file ingested" in out
+    assert "still rejected: households.csv, row 1: header" in out
+    assert "(a later households.csv was ingested on " in out and "if it is the fixed copy, nothing more to do)" in out, out
+
+
 def test_withheld_intake_periods_are_read_again_in_place_and_the_later_edit_still_wins(home: RematchHome, sample: SampleRound, capsys) -> None:
     """Before 8a8bb1e, an intake period Excel had turned into a date ('Jul 26') was withheld at ingestion:
     the raw cell held the placeholder and the offer was held out. A retry reads the archived file again;
