@@ -418,15 +418,20 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
 STORED_COPIES_DIFFER = (
     "{ids} (column submission_id, rows {rows}{more}) stored before from {others} with different answers; one submission"
     " id is one submission (contract), so validation uses one copy: the one with the latest submitted_at (to the"
-    " minute), of copies submitted in the same minute the one ingested last; here this file's for {ours}, an earlier"
-    " file's for {theirs}"
+    " minute), of copies submitted in the same minute the one ingested last; here this file's for {ours},"
+    " {whose} for {theirs}"
 )
 # How many other files the line names (the count of ids covers all of them).
 _FILES_NAMED = 3
 
 
 def differing_stored_copies(
-    con: duckdb.DuckDBPyConnection, identity: IdentityStore, raw: pl.DataFrame, identity_rows: pl.DataFrame, sha: str
+    con: duckdb.DuckDBPyConnection,
+    identity: IdentityStore,
+    raw: pl.DataFrame,
+    identity_rows: pl.DataFrame,
+    sha: str,
+    landed_at: dt.datetime | None = None,
 ) -> str | None:
     """The rule (STORED_COPIES_DIFFER) where submissions of a landing households table (its raw rows and identity
     rows, as split_identity gives them) were stored from other files with other answers; None where there are none
@@ -435,7 +440,8 @@ def differing_stored_copies(
     that reads them alike, as is a copy equal to one stored from another file (the next export after an edit). Rows a tool marks as not to be used are not compared (as canonical.with_differing_copies),
     nor refusing copies (a refusal withdraws the submission whichever copy is latest). Compared inside each DuckDB
     file by a hash of the answers, which returns only the stored copies that differ: fetching every stored copy of a
-    re-export into Python cost 6 % of its ingestion (docs/decisions.md, thirty-fifth session)."""
+    re-export into Python cost 6 % of its ingestion (docs/decisions.md, thirty-fifth session). `landed_at`: a file
+    read again in its place (assets.retry), for which the copies of files that landed after it win a tie."""
     # A refusing copy is no answer to compare: it withdraws the submission whichever copy is latest (schemas.consent).
     new = raw.filter(pl.col("submission_id").is_not_null() & pl.col(LEFT_OUT_COLUMN).is_null() & ~refuses())
     if new.is_empty():
@@ -482,7 +488,7 @@ def differing_stored_copies(
     named = [f"{name} (ingested {at:%Y-%m-%d %H:%M} UTC)" if at is not None else name for name, at, _ in files.head(_FILES_NAMED).iter_rows()]
     if files.height > _FILES_NAMED:
         named.append(f"{counted(files.height - _FILES_NAMED, 'other file')}")
-    this_file = sum(_this_copy_used(text, differing.filter(pl.col("submission_id") == submission)["submitted_at"]) for submission, text in (
+    this_file = sum(_this_copy_used(text, differing.filter(pl.col("submission_id") == submission), landed_at) for submission, text in (
         ours.unique("submission_id", keep="last", maintain_order=True).select("submission_id", "submitted_at").iter_rows()
     ))
     return STORED_COPIES_DIFFER.format(
@@ -492,20 +498,28 @@ def differing_stored_copies(
         others=", ".join(named),
         ours=this_file,
         theirs=ids.len() - this_file,
+        whose="an earlier file's" if landed_at is None else "another file's",  # a file read again: others landed after it too
     )
 
 
-def _this_copy_used(ours: str | None, theirs: pl.Series) -> bool:
-    """Whether validation (validation._latest) uses the landing file's copy over stored ones that differ: the latest
-    submitted_at to the minute, a tie to the file ingested last (this one), as is a time it cannot read on this
-    copy (placed after what was ingested before it). Stored copies equal to it have its time and change nothing."""
+def _this_copy_used(ours: str | None, theirs: pl.DataFrame, landed_at: dt.datetime | None = None) -> bool:
+    """Whether validation (validation._latest) uses the landing file's copy over stored ones that differ (`theirs`:
+    submitted_at, ingested_at): the latest submitted_at to the minute, a tie to the file ingested last (this one; for
+    a file read again in its place, landed at `landed_at`, a file that landed after it), as is a time it cannot read
+    on this copy (placed after what was ingested before it). Stored copies equal to it have its time and change nothing."""
     def minute(text: str | None) -> dt.datetime | None:
         moment = parse_timestamp(text)
         return moment.replace(second=0, microsecond=0) if moment is not None else None
 
     own = minute(ours)
-    others = [m for m in map(minute, theirs) if m is not None]
-    return own is None or not others or own >= max(others)
+    for text, ingested_at in theirs.select("submitted_at", "ingested_at").iter_rows():
+        other = minute(text)
+        after = landed_at is not None and ingested_at is not None and ingested_at > landed_at
+        if other is None:
+            continue
+        if (own is None and after) or (own is not None and (other > own or (other == own and after))):
+            return False
+    return True
 
 
 def record_erased_unlinked(con: duckdb.DuckDBPyConnection, sha: str, name: str, erased: ErasedLines, now: dt.datetime) -> None:

@@ -28,6 +28,7 @@ from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.assets.ingest import (
     blank_stored,
     consent_withdrawals,
+    differing_stored_copies,
     erased_so_far,
     exports_partitions,
     filled,
@@ -40,7 +41,7 @@ from rematch_pipeline.assets.ingest import (
 from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.erased import ErasedLines, erased_lines
-from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.landing import pseudonyms, split_identity
 from rematch_pipeline.formats.limits import check_file_size
 from rematch_pipeline.resources.home import RematchHome
@@ -344,7 +345,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
         else:
             before = 0
         warnings = tuple(read_anyway_lines(name, parsed))
-        rows = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, warnings, now, lines)
+        rows, warnings = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, warnings, now, lines)
         outcomes.append(
             RetryOutcome(name, sha, "ingested" if status == "rejected" else "read_again", rows, before, after, erased_rows, warnings=warnings)
         )
@@ -366,11 +367,19 @@ def _store_again(
     warnings: tuple[str, ...],
     now: dt.datetime,
     erased: ErasedLines | None = None,
-) -> int:
+) -> tuple[int, tuple[str, ...]]:
     """Store a file read again in its place, consent applied as ingestion applies it, with what its reading read
-    anyway (`warnings`) in the ingestion log, and the unlinked member lines left out with an erased household's
-    (`erased`) recorded as ingestion records them; the rows stored."""
+    anyway (`warnings`) and its submissions stored from other files with other answers in the ingestion log, and the
+    unlinked member lines left out with an erased household's (`erased`) recorded as ingestion records them; the rows
+    stored and the warning lines."""
     with warehouse_connection(warehouse) as con:
+        # As ingestion says it (ingest.differing_stored_copies): a refused file read now may hold another copy of a
+        # submission stored since from another file, and the ledger's warnings of a file read again are replaced.
+        warnings += tuple(
+            Violation(name, None, None, rule, sheet=p.sheet).describe()
+            for p, (table, raw, identity_rows) in zip(parsed, split)
+            if table == "households" and (rule := differing_stored_copies(con, identity, raw, identity_rows, sha, landed_at)) is not None
+        )
         consent = consent_withdrawals(con, split, replacing=sha, after_row=_anchor(con, "households", sha, landed_at))
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
         restored_members, restored_identity = members_arrived_while_refused(con, home, consent.restored, carried)
@@ -398,7 +407,7 @@ def _store_again(
         con.execute("COMMIT")
     if forgotten:
         compact(home.identity_path)
-    return rows
+    return rows, warnings
 
 
 @dg.op(pool="duckdb")

@@ -185,6 +185,31 @@ def test_a_refused_file_whose_fixed_copy_was_ingested_says_so_on_retry(home: Rem
     assert "(a later households.csv was ingested on " in out and "if it is the fixed copy, nothing more to do)" in out, out
 
 
+def test_a_retried_file_holding_another_copy_of_a_stored_submission_says_so(home: RematchHome, sample: SampleRound, capsys) -> None:
+    """A file an older version refused holds a submission that a file landed after it stored with another answer (an
+    edit in the tool, same submitted_at): the retry says it as ingestion does, once per file, and that validation
+    uses the later file's copy (a tie goes to the file that landed last: the retried file keeps its place); no value."""
+    _land(home, "households", "members.csv", _csv(sample.members))
+    refused = _land(home, "households", "households.csv", _excel_padded(sample.households))
+    _refused_by_an_older_version(home, refused, "header: unexpected columns , ; duplicated columns")
+    first = sample.households.row(0, named=True)
+    edited = sample.households.head(1).with_columns(pl.lit("no" if first["pets"] == "yes" else "yes").alias("pets"))
+    _land(home, "households", "edited.csv", _csv(edited))
+    assert _ingest(capsys)[0] == 0
+
+    status, out = _ingest(capsys, "--retry-rejected")
+    assert status == 0, out
+    assert f"retried: households.csv: ingested {sample.households.height} rows (refused before)" in out
+    [line] = [line for line in out.splitlines() if line.startswith("warning: ") and "stored before" in line]
+    assert line.startswith("warning: households.csv: 1 submission id (column submission_id, rows 2) stored before from edited.csv (ingested "), line
+    assert line.endswith("here this file's for 0, another file's for 1"), line
+    assert first["submission_id"] not in line and first["pets"] not in line.split("ingested ")[0]
+    assert _query(home.warehouse_path, "SELECT warnings LIKE '%stored before from edited.csv%' FROM ingestion_log WHERE file_name = 'households.csv'") == [(True,)]
+    # What validation uses is the edit, as the line says.
+    ref = pseudonym(home.secret(), "household", first["household_ref"])
+    assert _query(home.warehouse_path, "SELECT file_name FROM households WHERE household_pseudonym = ?", [ref]) == [("edited.csv",)]
+
+
 def test_withheld_intake_periods_are_read_again_in_place_and_the_later_edit_still_wins(home: RematchHome, sample: SampleRound, capsys) -> None:
     """Before 8a8bb1e, an intake period Excel had turned into a date ('Jul 26') was withheld at ingestion:
     the raw cell held the placeholder and the offer was held out. A retry reads the archived file again;
