@@ -273,6 +273,20 @@ def without_consent(split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent
     return result
 
 
+def withdrawn_submissions(con: duckdb.DuckDBPyConnection, split: list[tuple[str, pl.DataFrame, pl.DataFrame]], consent: ConsentWithdrawals) -> frozenset[str]:
+    """Submission ids of which a copy, this file's or a stored one, a refusal withdraws (blanked or to be blanked)."""
+    incoming = [raw["submission_id"] for table, raw, _ in split if table == "households"]
+    ids = set(pl.concat(incoming).filter(consent.incoming_copies).drop_nulls()) if incoming and consent.incoming_copies.len() else set()
+    if consent.stored_copies.height:
+        con.register("withdrawn_keys", consent.stored_copies.to_arrow())
+        ids |= {r[0] for r in con.execute(
+            "SELECT DISTINCT h.submission_id FROM raw_households h JOIN withdrawn_keys w ON h.file_sha256 = w.file_sha256"
+            " AND h.sheet IS NOT DISTINCT FROM w.sheet AND h.file_row = w.file_row WHERE h.submission_id IS NOT NULL"
+        ).fetchall()}
+        con.unregister("withdrawn_keys")
+    return frozenset(ids)
+
+
 def blank_stored(con: duckdb.DuckDBPyConnection, consent: ConsentWithdrawals, sha: str) -> int:
     """Blank stored rows that a refusal in this file withdraws (in the caller's transaction); the rows changed."""
     changed = 0
@@ -365,13 +379,14 @@ def ingest_file(kind: str, path: Path, home: RematchHome, identity: IdentityStor
                 _log_copy(con, copy_sha, path.name, kind, archived.name, now)
         return outcome
     with warehouse_connection(warehouse) as con:
+        consent = consent_withdrawals(con, split)
         # Submissions stored before from another file with other answers: said once per households table.
+        withdrawn = withdrawn_submissions(con, split, consent)
         stored_copies = [
             Violation(path.name, None, None, rule, sheet=p.sheet).describe()
             for p, (table, raw, identity_rows) in zip(parsed, split)
-            if table == "households" and (rule := differing_stored_copies(con, identity, raw, identity_rows, sha)) is not None
+            if table == "households" and (rule := differing_stored_copies(con, identity, raw, identity_rows, sha, withdrawn=withdrawn)) is not None
         ]
-        consent = consent_withdrawals(con, split)
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
         restored_members, restored_identity = members_arrived_while_refused(con, home, consent.restored, carried)
     split = without_consent(split, consent)
@@ -432,6 +447,7 @@ def differing_stored_copies(
     identity_rows: pl.DataFrame,
     sha: str,
     landed_at: dt.datetime | None = None,
+    withdrawn: frozenset[str] = frozenset(),
 ) -> str | None:
     """The rule (STORED_COPIES_DIFFER) where submissions of a landing households table (its raw rows and identity
     rows, as split_identity gives them) were stored from other files with other answers; None where there are none
@@ -441,9 +457,13 @@ def differing_stored_copies(
     nor refusing copies (a refusal withdraws the submission whichever copy is latest). Compared inside each DuckDB
     file by a hash of the answers, which returns only the stored copies that differ: fetching every stored copy of a
     re-export into Python cost 6 % of its ingestion (docs/decisions.md, thirty-fifth session). `landed_at`: a file
-    read again in its place (assets.retry), for which the copies of files that landed after it win a tie."""
+    read again in its place (assets.retry), for which the copies of files that landed after it win a tie. `withdrawn`
+    (withdrawn_submissions): submissions a refusal withdraws, not compared: their copies are blanked, and whichever
+    copy is latest the refusal decides (a re-export of the answers a refusal blanked was said to differ)."""
     # A refusing copy is no answer to compare: it withdraws the submission whichever copy is latest (schemas.consent).
-    new = raw.filter(pl.col("submission_id").is_not_null() & pl.col(LEFT_OUT_COLUMN).is_null() & ~refuses())
+    new = raw.filter(
+        pl.col("submission_id").is_not_null() & pl.col(LEFT_OUT_COLUMN).is_null() & ~refuses() & ~pl.col("submission_id").is_in(sorted(withdrawn))
+    )
     if new.is_empty():
         return None
     answers = [c for c in raw.columns if c not in (*FILE_COLUMNS, LEFT_OUT_COLUMN)]

@@ -36,6 +36,7 @@ from rematch_pipeline.assets.ingest import (
     record_erased_unlinked,
     restore_members,
     skipped_submissions,
+    withdrawn_submissions,
     without_consent,
 )
 from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
@@ -373,14 +374,16 @@ def _store_again(
     unlinked member lines left out with an erased household's (`erased`) recorded as ingestion records them; the rows
     stored and the warning lines."""
     with warehouse_connection(warehouse) as con:
+        consent = consent_withdrawals(con, split, replacing=sha, after_row=_anchor(con, "households", sha, landed_at))
         # As ingestion says it (ingest.differing_stored_copies): a refused file read now may hold another copy of a
         # submission stored since from another file, and the ledger's warnings of a file read again are replaced.
+        withdrawn = withdrawn_submissions(con, split, consent)
         warnings += tuple(
             Violation(name, None, None, rule, sheet=p.sheet).describe()
             for p, (table, raw, identity_rows) in zip(parsed, split)
-            if table == "households" and (rule := differing_stored_copies(con, identity, raw, identity_rows, sha, landed_at)) is not None
+            if table == "households"
+            and (rule := differing_stored_copies(con, identity, raw, identity_rows, sha, landed_at, withdrawn)) is not None
         )
-        consent = consent_withdrawals(con, split, replacing=sha, after_row=_anchor(con, "households", sha, landed_at))
         carried = {s for table, raw, _ in split if table == "members" for s in raw["submission_id"].drop_nulls()}
         restored_members, restored_identity = members_arrived_while_refused(con, home, consent.restored, carried)
     split = without_consent(split, consent)

@@ -877,6 +877,26 @@ def test_a_sum_row_under_a_kobo_workbooks_members_sheet_is_one_line_and_the_file
     assert _valid_households(home) == baseline  # every household of the workbook stored and valid
 
 
+def test_a_reexport_of_answers_a_refusal_blanked_is_not_said_to_differ(home: RematchHome, sample: SampleRound) -> None:
+    """A household refuses consent in a later copy of its submission: ingestion blanks the stored copy's answers. The
+    tool's next full export holds the original copy again (same answers): it was said to differ from the blanked copy,
+    `here this file's for 1`, though the refusal withdraws the submission whichever copy is latest. Not said now."""
+    _ingest(home, _files(sample))
+    i = sample.households["consent_processing"].to_list().index("yes")
+    refusal = _set(_set(sample.households.slice(i, 1), 0, "consent_processing", "no"), 0, "submitted_at", "2026-07-30T10:00:00")
+    summary, _ = _ingest(home, {"households/refusal.csv": _csv(refusal)})
+    assert not [line for line in summary.warnings if "stored before" in line]
+    again = _files(sample)["households/households.csv"].replace(b"\n", b"\r\n")  # the next export: every submission again
+    summary, _ = _ingest(home, {"households/again.csv": again})
+    assert not [line for line in summary.warnings if "stored before" in line], summary.warnings
+    # An answer edited besides is still said (another submission).
+    j = next(k for k in range(sample.households.height) if k != i and sample.households["consent_processing"][k] == "yes")
+    edited = _set(sample.households, j, "pets", "no" if sample.households["pets"][j] == "yes" else "yes")
+    summary, _ = _ingest(home, {"households/edited.csv": _csv(edited)})
+    [line] = [line for line in summary.warnings if "stored before" in line]
+    assert line.startswith(f"edited.csv: 1 submission id (column submission_id, rows {j + 2}) stored before from households.csv"), line
+
+
 def test_a_submission_stored_from_another_file_with_different_answers_is_said_once_per_file(
     home: RematchHome, sample: SampleRound
 ) -> None:
