@@ -15,6 +15,7 @@ validation needs no retry.
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,22 +33,26 @@ from rematch_pipeline.assets.ingest import (
     erased_so_far,
     exports_partitions,
     filled,
+    landed_files,
     members_arrived_while_refused,
     record_erased_unlinked,
     restore_members,
+    sha256_of,
     skipped_submissions,
     withdrawn_submissions,
     without_consent,
 )
 from rematch_pipeline.formats.canonical import ParsedTable, read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
-from rematch_pipeline.formats.erased import ErasedLines, erased_lines
+from rematch_pipeline.formats.erased import ERASED_LINES, ErasedLines, erased_lines
 from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.landing import pseudonyms, split_identity
 from rematch_pipeline.formats.limits import check_file_size
+from rematch_pipeline.formats.redact import without_rows
+from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
-from rematch_pipeline.resources.warehouse import FILE_COLUMNS, compact, raw_columns, warehouse_connection
+from rematch_pipeline.resources.warehouse import ERASURE_COPY, FILE_COLUMNS, INGESTION_LOG_COLUMNS, compact, raw_columns, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.parsing import WITHHELD_VALUES, utc_now
 from rematch_pipeline.wording import counted
@@ -262,6 +267,37 @@ def _fixed_copy(warehouse: DuckDBResource, sha: str, name: str) -> str:
     return f" (a later {name} was ingested on {later:%Y-%m-%d %H:%M} UTC: if it is the fixed copy, nothing more to do)"
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """A refused file's archived copy (`old`, its content `old_sha256`) rewritten without erased lines (`new`)."""
+
+    old: Path
+    old_sha256: str
+    new: Path
+    sha256: str
+
+
+def _copy_without(home: RematchHome, archived_as: str, lines: ErasedLines, name: str) -> _Copy:
+    """The archived copy without `lines` (formats.redact.without_rows, as ingestion and erasure rewrite), written beside
+    it owner-only under its content's sha256; the old copy stays until the rows read from the new one are stored."""
+    old = home.archive / archived_as
+    data = old.read_bytes()
+    new_data = without_rows(data, lines.rows, name, lines.unlink)
+    new_sha = hashlib.sha256(new_data).hexdigest()
+    new = old.with_name(f"{new_sha}{old.suffix}")
+    replace_file(new, new_data, 0o600)  # an archived export stays owner-only
+    return _Copy(old, hashlib.sha256(data).hexdigest(), new, new_sha)
+
+
+def _replace_landed(home: RematchHome, copy: _Copy) -> None:
+    """Once stored: landed files with the old copy's content get the new one (as erasure does), the old copy goes."""
+    for _, path in landed_files(home):
+        if sha256_of(path) == copy.old_sha256:
+            replace_file(path, copy.new.read_bytes())
+    if copy.old != copy.new:
+        copy.old.unlink(missing_ok=True)
+
+
 def _read_again(home: RematchHome, name: str, archived_as: str | None, sha: str) -> tuple[list[ParsedTable], _Split] | InputFileError | None:
     """The archived copy read by the current readers (errors name the landed file), or None when it is gone."""
     archived = home.archive / archived_as if archived_as else None
@@ -305,7 +341,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
     known = dataclasses.replace(so_far, submissions=frozenset(erased_submissions), stored_submissions=so_far.stored_submissions | read_submissions)
     outcomes: list[RetryOutcome] = []
     now = utc_now()
-    for sha, name, _, status, landed_at in candidates:
+    for sha, name, archived_as, status, landed_at in candidates:
         reading = readings[sha]
         if reading is None:
             outcomes.append(RetryOutcome(name, sha, "not_retried", reason="no archived copy (erased or removed); land a new export"))
@@ -327,7 +363,18 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
         # The lines ingestion would have taken out of the file (erased submissions' members, unlinked member rows that
         # may be an erased household's person): one definition (formats.erased), left out here by row.
         lines = erased_lines(parsed, secret, known)
-        split, taken = _without_lines(parsed, split, lines)
+        copy: _Copy | None = None
+        split, taken = _without_lines(parsed, split, lines)  # counted as rows of the tables, as before
+        if status == "rejected" and lines is not None:
+            # A refused file's copies kept what only its columns tell (empty-link member lines, an erased reference in a
+            # partner's link list, LimeSurvey's lines: formats.erased.refused_file_lines): now that it reads, its copies
+            # lose them as a landing file's do, and its rows are read from the new copy (numbered as its lines).
+            copy = _copy_without(home, archived_as, lines, name)
+            again = _read_again(home, name, copy.new.name, sha)
+            if not isinstance(again, tuple):  # the copy of a file that reads reads: a bug, said as the reader says it
+                copy.new.unlink(missing_ok=True)
+                raise again or FileNotFoundError(copy.new.name)
+            parsed, split = again
         split, erased_rows = without_erased(split, secret, erased, erased_submissions)
         erased_rows += taken
         after = _count_withheld(split)
@@ -346,7 +393,9 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
         else:
             before = 0
         warnings = tuple(read_anyway_lines(name, parsed))
-        rows, warnings = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, warnings, now, lines)
+        rows, warnings = _store_again(home, identity, warehouse, sha, name, landed_at, parsed, split, warnings, now, lines, copy)
+        if copy is not None:
+            _replace_landed(home, copy)
         outcomes.append(
             RetryOutcome(name, sha, "ingested" if status == "rejected" else "read_again", rows, before, after, erased_rows, warnings=warnings)
         )
@@ -368,6 +417,7 @@ def _store_again(
     warnings: tuple[str, ...],
     now: dt.datetime,
     erased: ErasedLines | None = None,
+    copy: _Copy | None = None,
 ) -> tuple[int, tuple[str, ...]]:
     """Store a file read again in its place, consent applied as ingestion applies it, with what its reading read
     anyway (`warnings`) and its submissions stored from other files with other answers in the ingestion log, and the
@@ -402,10 +452,20 @@ def _store_again(
         restore_members(con, restored_members)
         if erased is not None:
             record_erased_unlinked(con, sha, name, erased, now)
+        skipped = skipped_submissions(parsed)
+        if copy is not None and erased is not None:
+            # As ingestion logs a landing file's copy (ingest._log_copy): landing the new content again is a no-op.
+            skipped = "; ".join(filter(None, [skipped, f"{ERASED_LINES}: {erased.count}" if erased.count else ""]))
+            con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [copy.new.name, copy.old.name, sha])
+            con.execute(
+                f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
+                " FROM ingestion_log WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
+                [copy.sha256, copy.new.name, ERASURE_COPY, now, sha, copy.sha256],
+            )
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",
-            [" ".join(sorted(read)), rows, skipped_submissions(parsed) or None, "\n".join(warnings) or None, now, sha],
+            [" ".join(sorted(read)), rows, skipped or None, "\n".join(warnings) or None, now, sha],
         )
         con.execute("COMMIT")
     if forgotten:

@@ -184,3 +184,64 @@ def test_a_refused_workbook_landing_after_an_erasure_is_rewritten_streaming_and_
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE household_pseudonym = ?", [target]) == [(0,)]
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE file_name = ?", [later]) == [(4,)]
     assert _files_holding(home, needles) == []
+
+
+@pytest.mark.parametrize("kind", ["limesurvey-csv", "kobo-xlsx", "odk-central-zip"])
+def test_a_refused_export_read_by_a_retry_loses_the_erased_households_lines_from_its_copies(
+    home: RematchHome, tmp_path: Path, kind: str, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next export after an erasure, refused by this version's readers: its copies keep what only its columns tell
+    (a LimeSurvey response, whose id is made of two columns; an erased reference in a partner's link list). When
+    `--retry-rejected` reads it, its landed and archived copies lose them as a landing file's do: no line of the
+    erased household is left in any file of the home, and the partner is stored without the link."""
+    from rematch_pipeline.assets import ingest as ingest_asset
+    from rematch_pipeline.formats.errors import InputFileError, Violation
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    rows = _fixture_households(6)
+    partner, erased = rows[1], rows[2]
+    partner["linked_household_refs"], erased["linked_household_refs"] = erased["household_ref"], partner["household_ref"]
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    (tmp_path / "first").mkdir()
+    name, first = _export(kind, rows[:5], tmp_path / "first")
+    (home.landing("households") / name).write_bytes(first)
+    assert main(["ingest"]) == 0
+    assert main(["erase", erased["household_ref"]]) == 0
+
+    (tmp_path / "next").mkdir()
+    _, following = _export(kind, rows, tmp_path / "next")
+    later = f"week2-{name}"
+    landed = home.landing("households") / later
+    landed.write_bytes(following)
+    reads = ingest_asset.read_export
+
+    def older(path: Path, data: bytes, as_landed: bool = False):  # noqa: ANN202 - read_export's
+        raise InputFileError(Violation(path.name, 1, None, "header: not a format this version reads"))
+
+    monkeypatch.setattr(ingest_asset, "read_export", older)
+    assert main(["ingest"]) == 1
+    needles = [erased["household_ref"], erased["contact_name"], *(m["member_name"] for m in erased["members"])]
+    assert _files_holding(home, needles), "the refused copies keep what only the columns tell (the gap this retry closes)"
+
+    monkeypatch.setattr(ingest_asset, "read_export", reads)
+    capsys.readouterr()
+    assert main(["ingest", "--retry-rejected"]) == 0
+    out = capsys.readouterr().out
+    assert f"retried: {later}: ingested" in out, out
+    if kind.startswith("limesurvey"):  # the whole response stayed; elsewhere only the partner's link
+        assert "3 rows of erased households left out" in out and f"{ERASED_LINES}: 1" in out, out  # 1 line: household, 2 members
+    else:
+        assert ERASED_LINES not in out, out
+    assert _files_holding(home, needles) == []
+    (archived_as,) = _query(home.warehouse_path, "SELECT archived_as FROM ingestion_log WHERE file_name = ? AND status = 'ingested'", [later])[0]
+    assert (home.archive / archived_as).read_bytes() == landed.read_bytes()
+    partner_pseudonym = pseudonym(home.secret(), "household", partner["household_ref"])
+    assert _query(
+        home.warehouse_path, "SELECT linked_household_pseudonyms FROM raw_households WHERE household_pseudonym = ? AND file_name = ?", [partner_pseudonym, later]
+    ) == [(None,)]
+    # Stored rows name the lines of the copy (erasure's check): the partner's stored row is its line in the copy.
+    assert _query(home.identity_path, "SELECT count(*) FROM household_identity WHERE household_ref = ?", [erased["household_ref"]]) == [(0,)]
+    # The copy's content is logged: landing it again is a no-op; a second retry finds nothing.
+    capsys.readouterr()
+    assert main(["ingest", "--retry-rejected"]) == 0
+    assert "nothing to retry" in capsys.readouterr().out
