@@ -8,8 +8,9 @@ format stays refused until its bytes change. A retry reads the archived copy wit
   current reading withholds fewer cells.
 Its rows take the place of the file's landing in ingestion order (latest-wins ties stay as they were),
 pseudonyms are the same keyed values, consent is applied as at ingestion, and rows of erased households
-(`erasures`, `erased_submissions`) are left out. Validation is a full recompute, so a rule relaxed in
-validation needs no retry.
+(`erasures`, `erased_submissions`) are left out. A refused file that reads now loses from its landed and archived
+copies the lines ingestion would have taken out (formats.erased.erased_lines), as a landing file does, and its rows
+are read from that copy. Validation is a full recompute, so a rule relaxed in validation needs no retry.
 """
 
 
