@@ -10,7 +10,7 @@ Its rows take the place of the file's landing in ingestion order (latest-wins ti
 pseudonyms are the same keyed values, consent is applied as at ingestion, and rows of erased households
 (`erasures`, `erased_submissions`) are left out. A refused file that reads now loses from its landed and archived
 copies the lines ingestion would have taken out (formats.erased.erased_lines), as a landing file does, and its rows
-are read from that copy. Validation is a full recompute, so a rule relaxed in validation needs no retry.
+are read from that copy (a copy with nothing else left stays refused, as a landing file's would). Validation is a full recompute, so a rule relaxed in validation needs no retry.
 """
 
 
@@ -290,6 +290,17 @@ def _copy_without(home: RematchHome, archived_as: str, lines: ErasedLines, name:
     return _Copy(old, hashlib.sha256(data).hexdigest(), new, new_sha)
 
 
+def _log_new_copy(con: duckdb.DuckDBPyConnection, copy: _Copy, sha: str, now: dt.datetime) -> None:
+    """In the caller's transaction: the file's ledger entries name the new copy, whose content is logged as ingestion
+    logs a landing file's copy (ingest._log_copy): landing the new content again is a no-op."""
+    con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [copy.new.name, copy.old.name, sha])
+    con.execute(
+        f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
+        " FROM ingestion_log WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
+        [copy.sha256, copy.new.name, ERASURE_COPY, now, sha, copy.sha256],
+    )
+
+
 def _replace_landed(home: RematchHome, copy: _Copy) -> None:
     """Once stored: landed files with the old copy's content get the new one (as erasure does), the old copy goes."""
     for _, path in landed_files(home):
@@ -372,9 +383,22 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
             # lose them as a landing file's do, and its rows are read from the new copy (numbered as its lines).
             copy = _copy_without(home, archived_as, lines, name)
             again = _read_again(home, name, copy.new.name, sha)
-            if not isinstance(again, tuple):  # the copy of a file that reads reads: a bug, said as the reader says it
-                copy.new.unlink(missing_ok=True)
-                raise again or FileNotFoundError(copy.new.name)
+            if isinstance(again, InputFileError):
+                # Nothing but erased lines (a header left: "no data rows"): refused as ingestion refuses such a landing
+                # file's copy, and its copies still lose the lines; the other files are retried.
+                with warehouse_connection(warehouse) as con:
+                    con.execute("BEGIN TRANSACTION")
+                    _log_new_copy(con, copy, sha, now)
+                    con.execute(
+                        "UPDATE ingestion_log SET error = ?, tables = ?, retried_at = ?, skipped = ? WHERE file_sha256 = ?",
+                        [str(again), again.violation.table or "", now, f"{ERASED_LINES}: {lines.count}" if lines.count else None, sha],
+                    )
+                    con.execute("COMMIT")
+                _replace_landed(home, copy)
+                outcomes.append(RetryOutcome(name, sha, "still_rejected", reason=str(again) + _fixed_copy(warehouse, sha, name)))
+                continue
+            if again is None:  # the copy just written is gone: removed meanwhile
+                raise FileNotFoundError(copy.new.name)
             parsed, split = again
         split, erased_rows = without_erased(split, secret, erased, erased_submissions)
         erased_rows += taken
@@ -457,12 +481,7 @@ def _store_again(
         if copy is not None and erased is not None:
             # As ingestion logs a landing file's copy (ingest._log_copy): landing the new content again is a no-op.
             skipped = "; ".join(filter(None, [skipped, f"{ERASED_LINES}: {erased.count}" if erased.count else ""]))
-            con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [copy.new.name, copy.old.name, sha])
-            con.execute(
-                f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
-                " FROM ingestion_log WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
-                [copy.sha256, copy.new.name, ERASURE_COPY, now, sha, copy.sha256],
-            )
+            _log_new_copy(con, copy, sha, now)
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",

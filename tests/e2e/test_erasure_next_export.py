@@ -245,3 +245,54 @@ def test_a_refused_export_read_by_a_retry_loses_the_erased_households_lines_from
     capsys.readouterr()
     assert main(["ingest", "--retry-rejected"]) == 0
     assert "nothing to retry" in capsys.readouterr().out
+
+
+def test_a_refused_export_holding_only_an_erased_household_stays_refused_on_retry_without_its_lines(
+    home: RematchHome, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused LimeSurvey export whose only response is an erased household's (its lines hold no submission id, so
+    ingestion could not take them out): when `--retry-rejected` reads it, its copy without those lines holds a header
+    only (LimeSurvey: no completed response). The retry says so for that file, as ingestion says it of a landing file, and its copies still lose the lines;
+    it used to fail the whole retry run (\"header only\" raised as a bug), for every other file too, each time."""
+    from rematch_pipeline.assets import ingest as ingest_asset
+    from rematch_pipeline.formats.errors import InputFileError, Violation
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    rows = _fixture_households(3)
+    erased = rows[2]
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    (tmp_path / "first").mkdir()
+    name, first = _export("limesurvey-csv", rows, tmp_path / "first")
+    (home.landing("households") / name).write_bytes(first)
+    assert main(["ingest"]) == 0
+    assert main(["erase", erased["household_ref"]]) == 0
+
+    (tmp_path / "next").mkdir()
+    _, only = _export("limesurvey-csv", [erased], tmp_path / "next")
+    later = f"week2-{name}"
+    landed = home.landing("households") / later
+    landed.write_bytes(only)
+    reads = ingest_asset.read_export
+
+    def older(path: Path, data: bytes, as_landed: bool = False):  # noqa: ANN202 - read_export's
+        raise InputFileError(Violation(path.name, 1, None, "header: not a format this version reads"))
+
+    monkeypatch.setattr(ingest_asset, "read_export", older)
+    assert main(["ingest"]) == 1
+    needles = [erased["household_ref"], erased["contact_name"], *(m["member_name"] for m in erased["members"])]
+    assert _files_holding(home, needles)
+
+    monkeypatch.setattr(ingest_asset, "read_export", reads)
+    capsys.readouterr()
+    main(["ingest", "--retry-rejected"])
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert f"still rejected: {later}: " in said and "retry_exports_job failed" not in said, captured
+    assert _files_holding(home, needles) == []
+    (archived_as,) = _query(home.warehouse_path, "SELECT archived_as FROM ingestion_log WHERE file_name = ? AND status = 'rejected'", [later])[0]
+    assert (home.archive / archived_as).read_bytes() == landed.read_bytes()
+    # The copy's content is logged: landing it again is a no-op; a second retry finds it refused again, quietly.
+    capsys.readouterr()
+    main(["ingest", "--retry-rejected"])
+    captured = capsys.readouterr()
+    assert f"still rejected: {later}: " in captured.out + captured.err, captured
