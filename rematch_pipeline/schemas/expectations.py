@@ -16,6 +16,7 @@ column, rule and a row count only.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from great_expectations.data_context.types.resource_identifiers import Expectati
 from great_expectations.expectations import Expectation  # noqa: E402
 
 from rematch_pipeline.schemas.contract import TABLES, Field, Kind  # noqa: E402
+from rematch_pipeline.schemas.gx_views import VIEWS_MODULE  # noqa: E402
 from rematch_pipeline.schemas.models import PERIOD_PATTERN  # noqa: E402
 from rematch_pipeline.schemas.parsing import AGS_PATTERN  # noqa: E402
 
@@ -320,16 +322,28 @@ def data_docs_index(home_root: Path) -> Path:
     return gx_root(home_root) / "uncommitted" / "data_docs" / SITE_NAME / "index.html"
 
 
-def open_context(home_root: Path) -> gx.data_context.FileDataContext:
-    """The file context under <home>/gx, created on first use, with progress bars off and a bounded index."""
+def _site_config(site: Mapping[str, object]) -> dict[str, object]:
+    """The Data Docs site as we want it: no how-to buttons, a bounded index, views that cache templates."""
+    page_view = {"module_name": VIEWS_MODULE, "class_name": "SharedJinjaPageView"}
+    return {
+        **site,
+        "show_how_to_buttons": False,
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "validation_results_limit": KEEP_RESULTS * 8,
+            "view": {"module_name": VIEWS_MODULE, "class_name": "SharedJinjaIndexPageView"},
+        },
+        # Merged by GX into its default sections; only the view changes.
+        "site_section_builders": {section: {"view": dict(page_view)} for section in ("expectations", "validations", "profiling")},
+    }
+
+
+def _configured_context(home_root: Path) -> gx.data_context.FileDataContext:
+    """The file context under <home>/gx, created on first use, with our settings written once."""
     context = gx.get_context(mode="file", project_root_dir=str(home_root))
     variables = context.variables
     site = dict(variables.data_docs_sites[SITE_NAME])
-    wanted_site = {
-        **site,
-        "show_how_to_buttons": False,
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": KEEP_RESULTS * 8},
-    }
+    wanted_site = _site_config(site)
     changed = False
     if variables.analytics_enabled is not False:
         variables.analytics_enabled = False
@@ -342,10 +356,97 @@ def open_context(home_root: Path) -> gx.data_context.FileDataContext:
     if site != wanted_site:
         variables.data_docs_sites = {**variables.data_docs_sites, SITE_NAME: wanted_site}
         changed = True
+    if variables.config_variables_file_path is not None:
+        # GX re-reads and parses this YAML file on every read of a setting (~100 per table);
+        # we substitute no variables, and the instance id it holds only served analytics.
+        variables.config_variables_file_path = None
+        changed = True
     if changed:
         variables.save()
         context = gx.get_context(mode="file", project_root_dir=str(home_root))
     return context
+
+
+def _config_stamp(root: Path) -> tuple[int, int, int] | None:
+    """Identity and last change of great_expectations.yml (None while it does not exist)."""
+    try:
+        stat = (root / "great_expectations.yml").stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@dataclass
+class _OpenContext:
+    """A file context kept for one data home in this process, and what it has registered."""
+
+    context: gx.data_context.FileDataContext
+    stamp: tuple[int, int, int] | None
+    # frame -> (suite fingerprint, validation definition, checkpoint) written by this context
+    registered: dict[str, tuple[str, gx.ValidationDefinition, gx.Checkpoint]]
+
+
+# One context per data home and process: opening one costs ~0.25 s (config parse, store setup).
+_OPEN_CONTEXTS: dict[Path, _OpenContext] = {}
+
+
+def _kept_context(root: Path, home_root: Path) -> _OpenContext:
+    """This process's context of a data home, opened again when another writer changed its config.
+
+    Called under the home's GX lock. Suites, validation definitions, checkpoints and results are
+    read from their files on every use, so only great_expectations.yml (data sources) is held in
+    memory; a context whose file changed since (or that was removed) is not reused.
+    """
+    key = root.resolve()
+    kept = _OPEN_CONTEXTS.get(key)
+    stamp = _config_stamp(root)
+    if kept is None or stamp is None or kept.stamp != stamp:
+        kept = _OpenContext(_configured_context(home_root), None, {})
+        _OPEN_CONTEXTS[key] = kept
+    return kept
+
+
+def open_context(home_root: Path) -> gx.data_context.FileDataContext:
+    """The file context under <home>/gx, created on first use, with progress bars off and a bounded index."""
+    return _configured_context(home_root)
+
+
+def _suite_fingerprint(suite: gx.ExpectationSuite) -> str:
+    """The suite's content (expectations, kwargs, meta) as text; fresh suites carry no ids."""
+    return json.dumps(suite.to_json_dict(), sort_keys=True, default=str)
+
+
+def _registered_files(root: Path, frame: str) -> list[Path]:
+    """The stored suite, validation definition and checkpoint of a frame."""
+    return [
+        root / "expectations" / f"{frame}.json",
+        root / "validation_definitions" / f"{frame}.json",
+        root / "checkpoints" / f"{_checkpoint_name(frame)}.json",
+    ]
+
+
+def _checkpoint_name(frame: str) -> str:
+    return f"rematch_{frame}"
+
+
+def _checkpoint(kept: _OpenContext, root: Path, suite: gx.ExpectationSuite) -> gx.Checkpoint:
+    """The frame's checkpoint, written only when this process has not yet written the same suite.
+
+    Suites come from contract.py, so they change only with the code: rewriting the suite, the
+    validation definition and the checkpoint on every run cost ~0.6 s per table. A suite whose
+    content changed in this process (or whose files are gone) is written again; the checkpoint's
+    run still checks that each stored copy matches the one it holds.
+    """
+    fingerprint = _suite_fingerprint(suite)
+    known = kept.registered.get(suite.name)
+    if known and known[0] == fingerprint and all(p.exists() for p in _registered_files(root, suite.name)):
+        return known[2]
+    definition = _validation_definition(kept.context, suite)
+    checkpoint = kept.context.checkpoints.add_or_update(
+        gx.Checkpoint(name=_checkpoint_name(suite.name), validation_definitions=[definition], result_format=RESULT_FORMAT)
+    )
+    kept.registered[suite.name] = (fingerprint, definition, checkpoint)
+    return checkpoint
 
 
 def _validation_definition(context: gx.data_context.FileDataContext, suite: gx.ExpectationSuite) -> gx.ValidationDefinition:
@@ -449,17 +550,14 @@ def validate_table(
     root.mkdir(parents=True, exist_ok=True)
     # One writer at a time: GX rewrites great_expectations.yml and the Data Docs index on every run.
     with FileLock(str(root / ".rematch.lock"), timeout=LOCK_TIMEOUT_SECONDS):
-        context = open_context(home_root)
+        kept = _kept_context(root, home_root)
+        context = kept.context
         run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.timezone.utc))
         outcomes: list[ExpectationOutcome] = []
         resources: list = []
         result_ids: dict[str, object] = {}
         for name, frame in frames.items():
-            suite = build_suite(table, name)
-            definition = _validation_definition(context, suite)
-            checkpoint = context.checkpoints.add_or_update(
-                gx.Checkpoint(name=f"rematch_{name}", validation_definitions=[definition], result_format=RESULT_FORMAT)
-            )
+            checkpoint = _checkpoint(kept, root, build_suite(table, name))
             result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
             for key, suite_result in result.run_results.items():
                 outcomes += _outcomes(name, suite_result)
@@ -476,6 +574,8 @@ def validate_table(
             urls = context.get_docs_sites_urls(resource_identifier=key, site_name=SITE_NAME)
             if urls and urls[0].get("site_url"):
                 pages[name] = Path(str(urls[0]["site_url"]).removeprefix("file://"))
+        # This context's own writes (a new data asset) changed the config file; later calls may reuse it.
+        kept.stamp = _config_stamp(root)
     return TableOutcome(table, outcomes, data_docs_index(home_root), pages)
 
 

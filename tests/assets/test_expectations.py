@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -230,3 +231,83 @@ def test_an_expectation_gx_cannot_evaluate_fails_by_exception_class_only(tmp_pat
     errors = {(o.column, o.error) for o in outcome.failed}
     assert errors == {("municipality_id", "MetricResolutionError")}
     assert "does not exist" not in suites.outcome_markdown(outcome)
+
+
+def _empty_decisions() -> dict[str, pl.DataFrame]:
+    columns = [f.name for f in TABLES["decisions"] if not f.pii] + ["household_pseudonym"]
+    return {"decisions": pl.DataFrame(schema={c: pl.Utf8 for c in columns})}
+
+
+def _registered_files(home: Path) -> list[Path]:
+    root = suites.gx_root(home)
+    return [root / "expectations" / "decisions.json", root / "validation_definitions" / "decisions.json",
+            root / "checkpoints" / "rematch_decisions.json"]
+
+
+def test_a_second_check_in_the_same_process_keeps_the_stored_suite_and_adds_a_result(tmp_path: Path) -> None:
+    first = suites.validate_table(tmp_path, "decisions", _empty_decisions(), run_name="run-a")
+    written = {p: p.stat().st_mtime_ns for p in _registered_files(tmp_path)}
+    second = suites.validate_table(tmp_path, "decisions", _empty_decisions(), run_name="run-b")
+    # The suite, validation definition and checkpoint come from the code: not rewritten when unchanged.
+    assert {p: p.stat().st_mtime_ns for p in _registered_files(tmp_path)} == written
+    assert second.outcomes == first.outcomes
+    results = suites.gx_root(tmp_path) / "uncommitted" / "validations" / "decisions"
+    assert sorted(p.name for p in results.iterdir()) == ["run-a", "run-b"]
+    assert "run-b" in suites.data_docs_index(tmp_path).read_text()
+
+
+def test_a_suite_changed_in_the_same_process_is_stored_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    suites.validate_table(tmp_path, "decisions", _empty_decisions(), run_name="run-a")
+    built = suites.build_suite
+
+    def with_a_new_rule(table: str, frame: str):  # type: ignore[no-untyped-def]
+        suite = built(table, frame)
+        suite.expectations.append(suites._E.ExpectTableRowCountToBeBetween(min_value=1, meta={"rule": "rows: new rule"}))
+        return suite
+
+    monkeypatch.setattr(suites, "build_suite", with_a_new_rule)
+    outcome = suites.validate_table(tmp_path, "decisions", _empty_decisions(), run_name="run-b")
+    assert [o.rule for o in outcome.failed] == ["rows: new rule"]
+    assert "rows: new rule" in (suites.gx_root(tmp_path) / "expectations" / "decisions.json").read_text()
+
+
+def test_each_data_home_has_its_own_context_and_a_removed_one_is_made_again(tmp_path: Path) -> None:
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    home_a.mkdir(), home_b.mkdir()
+    suites.validate_table(home_a, "decisions", _empty_decisions(), run_name="run-a")
+    suites.validate_table(home_b, "decisions", _empty_decisions(), run_name="run-b")
+    for home, run in ((home_a, "run-a"), (home_b, "run-b")):
+        results = suites.gx_root(home) / "uncommitted" / "validations" / "decisions"
+        assert [p.name for p in results.iterdir()] == [run]
+    shutil.rmtree(suites.gx_root(home_a))
+    outcome = suites.validate_table(home_a, "decisions", _empty_decisions(), run_name="run-c")
+    assert outcome.success and all(p.exists() for p in _registered_files(home_a))
+    assert "run-c" in suites.data_docs_index(home_a).read_text()
+
+
+def test_data_docs_views_compile_each_template_once_per_process(tmp_path: Path) -> None:
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    from rematch_pipeline.schemas.gx_views import SharedJinjaIndexPageView, SharedJinjaPageView
+
+    suites.validate_table(tmp_path, "decisions", _empty_decisions(), run_name="run-a")
+    variables = suites.open_context(tmp_path).variables
+    # No config variables file: GX would parse it again on every read of a setting.
+    assert variables.config_variables_file_path is None
+    site = variables.data_docs_sites[suites.SITE_NAME]
+    assert site["site_index_builder"]["view"]["class_name"] == "SharedJinjaIndexPageView"
+    assert {s["view"]["class_name"] for s in site["site_section_builders"].values()} == {"SharedJinjaPageView"}
+    assert SharedJinjaPageView().env is SharedJinjaPageView().env
+    assert SharedJinjaIndexPageView().env is not SharedJinjaPageView().env
+    # A page rendered with the shared environment (twice) is GX's own page, up to render times and element ids.
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+
+    store = suites.open_context(tmp_path).validation_results_store
+    key = store.list_keys()[0]
+    volatile = re.compile(r"\d{8}T\d{6}\.\d+Z|\d{4}-\d\d-\d\d[ T][\d:.]+|[0-9a-f]{8}-[0-9a-f-]{27}")
+
+    def page(view: DefaultJinjaPageView) -> str:  # a new document each time: rendering changes it
+        return volatile.sub("", view.render(ValidationResultsPageRenderer().render(store.get(key))))
+
+    own = page(DefaultJinjaPageView())
+    assert "decisions" in own and all(page(SharedJinjaPageView()) == own for _ in range(2))
