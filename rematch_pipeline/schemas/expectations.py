@@ -387,7 +387,9 @@ class _OpenContext:
 
 
 # One context per data home and process: opening one costs ~0.25 s (config parse, store setup).
+# Bounded: a long-lived process (a test session, a daemon) may see many homes.
 _OPEN_CONTEXTS: dict[Path, _OpenContext] = {}
+KEPT_CONTEXTS = 4
 
 
 def _kept_context(root: Path, home_root: Path) -> _OpenContext:
@@ -402,6 +404,9 @@ def _kept_context(root: Path, home_root: Path) -> _OpenContext:
     stamp = _config_stamp(root)
     if kept is None or stamp is None or kept.stamp != stamp:
         kept = _OpenContext(_configured_context(home_root), None, {})
+        _OPEN_CONTEXTS.pop(key, None)
+        while len(_OPEN_CONTEXTS) >= KEPT_CONTEXTS:
+            del _OPEN_CONTEXTS[next(iter(_OPEN_CONTEXTS))]  # the home opened longest ago
         _OPEN_CONTEXTS[key] = kept
     return kept
 
