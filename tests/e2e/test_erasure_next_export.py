@@ -186,6 +186,39 @@ def test_a_refused_workbook_landing_after_an_erasure_is_rewritten_streaming_and_
     assert _files_holding(home, needles) == []
 
 
+def _refused_after_erasure(
+    home: RematchHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, rows: list[dict], erased: dict, following_rows: list[dict]
+) -> tuple[str, Path, list[str]]:
+    """`rows` ingested, `erased` erased, then the next export (`following_rows`) refused by an older version's reader
+    (its copies keep what only its columns tell); the reader restored. The landed name, its path, the erased needles."""
+    from rematch_pipeline.assets import ingest as ingest_asset
+    from rematch_pipeline.formats.errors import InputFileError, Violation
+    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
+
+    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
+    (tmp_path / "first").mkdir()
+    name, first = _export(kind, rows, tmp_path / "first")
+    (home.landing("households") / name).write_bytes(first)
+    assert main(["ingest"]) == 0
+    assert main(["erase", erased["household_ref"]]) == 0
+
+    (tmp_path / "next").mkdir()
+    _, following = _export(kind, following_rows, tmp_path / "next")
+    later = f"week2-{name}"
+    landed = home.landing("households") / later
+    landed.write_bytes(following)
+
+    def older(path: Path, data: bytes, as_landed: bool = False):  # noqa: ANN202 - read_export's
+        raise InputFileError(Violation(path.name, 1, None, "header: not a format this version reads"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest_asset, "read_export", older)
+        assert main(["ingest"]) == 1
+    needles = [erased["household_ref"], erased["contact_name"], *(m["member_name"] for m in erased["members"])]
+    assert _files_holding(home, needles), "the refused copies keep what only the columns tell (the gap a retry closes)"
+    return later, landed, needles
+
+
 @pytest.mark.parametrize("kind", ["limesurvey-csv", "kobo-xlsx", "odk-central-zip"])
 def test_a_refused_export_read_by_a_retry_loses_the_erased_households_lines_from_its_copies(
     home: RematchHome, tmp_path: Path, kind: str, capsys, monkeypatch: pytest.MonkeyPatch
@@ -194,36 +227,11 @@ def test_a_refused_export_read_by_a_retry_loses_the_erased_households_lines_from
     (a LimeSurvey response, whose id is made of two columns; an erased reference in a partner's link list). When
     `--retry-rejected` reads it, its landed and archived copies lose them as a landing file's do: no line of the
     erased household is left in any file of the home, and the partner is stored without the link."""
-    from rematch_pipeline.assets import ingest as ingest_asset
-    from rematch_pipeline.formats.errors import InputFileError, Violation
-    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
-
     rows = _fixture_households(6)
     partner, erased = rows[1], rows[2]
     partner["linked_household_refs"], erased["linked_household_refs"] = erased["household_ref"], partner["household_ref"]
-    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
-    (tmp_path / "first").mkdir()
-    name, first = _export(kind, rows[:5], tmp_path / "first")
-    (home.landing("households") / name).write_bytes(first)
-    assert main(["ingest"]) == 0
-    assert main(["erase", erased["household_ref"]]) == 0
+    later, landed, needles = _refused_after_erasure(home, tmp_path, monkeypatch, kind, rows[:5], erased, rows)
 
-    (tmp_path / "next").mkdir()
-    _, following = _export(kind, rows, tmp_path / "next")
-    later = f"week2-{name}"
-    landed = home.landing("households") / later
-    landed.write_bytes(following)
-    reads = ingest_asset.read_export
-
-    def older(path: Path, data: bytes, as_landed: bool = False):  # noqa: ANN202 - read_export's
-        raise InputFileError(Violation(path.name, 1, None, "header: not a format this version reads"))
-
-    monkeypatch.setattr(ingest_asset, "read_export", older)
-    assert main(["ingest"]) == 1
-    needles = [erased["household_ref"], erased["contact_name"], *(m["member_name"] for m in erased["members"])]
-    assert _files_holding(home, needles), "the refused copies keep what only the columns tell (the gap this retry closes)"
-
-    monkeypatch.setattr(ingest_asset, "read_export", reads)
     capsys.readouterr()
     assert main(["ingest", "--retry-rejected"]) == 0
     out = capsys.readouterr().out
@@ -254,35 +262,10 @@ def test_a_refused_export_holding_only_an_erased_household_stays_refused_on_retr
     ingestion could not take them out): when `--retry-rejected` reads it, its copy without those lines holds a header
     only (LimeSurvey: no completed response). The retry says so for that file, as ingestion says it of a landing file, and its copies still lose the lines;
     it used to fail the whole retry run (\"header only\" raised as a bug), for every other file too, each time."""
-    from rematch_pipeline.assets import ingest as ingest_asset
-    from rematch_pipeline.formats.errors import InputFileError, Violation
-    from tests.formats.fixtures.exports import kobo_kpi_municipalities_csv
-
     rows = _fixture_households(3)
     erased = rows[2]
-    (home.landing("municipalities") / "municipalities.csv").write_bytes(kobo_kpi_municipalities_csv())
-    (tmp_path / "first").mkdir()
-    name, first = _export("limesurvey-csv", rows, tmp_path / "first")
-    (home.landing("households") / name).write_bytes(first)
-    assert main(["ingest"]) == 0
-    assert main(["erase", erased["household_ref"]]) == 0
+    later, landed, needles = _refused_after_erasure(home, tmp_path, monkeypatch, "limesurvey-csv", rows, erased, [erased])
 
-    (tmp_path / "next").mkdir()
-    _, only = _export("limesurvey-csv", [erased], tmp_path / "next")
-    later = f"week2-{name}"
-    landed = home.landing("households") / later
-    landed.write_bytes(only)
-    reads = ingest_asset.read_export
-
-    def older(path: Path, data: bytes, as_landed: bool = False):  # noqa: ANN202 - read_export's
-        raise InputFileError(Violation(path.name, 1, None, "header: not a format this version reads"))
-
-    monkeypatch.setattr(ingest_asset, "read_export", older)
-    assert main(["ingest"]) == 1
-    needles = [erased["household_ref"], erased["contact_name"], *(m["member_name"] for m in erased["members"])]
-    assert _files_holding(home, needles)
-
-    monkeypatch.setattr(ingest_asset, "read_export", reads)
     capsys.readouterr()
     main(["ingest", "--retry-rejected"])
     captured = capsys.readouterr()
