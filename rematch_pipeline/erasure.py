@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.ingest import landed_files, sha256_of
+from rematch_pipeline.assets.ingest import log_rewritten_copy, replace_landed_copies
 from rematch_pipeline.assets.reports import ROUND_FILES, round_report_data, write_round_report
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.features import RESOURCES
@@ -25,7 +25,7 @@ from rematch_pipeline.formats.redact import Unlink, holds_cell, without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IDENTITY_TABLES, IdentityStore, lists_token_sql, pseudonym, without_token_sql
-from rematch_pipeline.resources.warehouse import ERASURE_COPY, INGESTION_LOG_COLUMNS, compact, table_exists, warehouse_connection
+from rematch_pipeline.resources.warehouse import compact, table_exists, warehouse_connection
 from rematch_pipeline.schemas.parsing import utc_now
 from rematch_pipeline.validation import members_naming_no_household
 from rematch_pipeline.wording import counted, quiet
@@ -138,15 +138,8 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
         _renumber_rows(con, dropped)
         now = utc_now()
         for old, rewrite in rewrites.items():
-            new, archived = rewrite.sha256, rewrite.path
             # Every entry that named the replaced copy (the original's, an earlier erasure copy's) names the new one.
-            con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [archived.name, rewrite.previous.name, old])
-            con.execute(
-                f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
-                " FROM ingestion_log "
-                "WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
-                [new, archived.name, ERASURE_COPY, now, old, new],
-            )
+            log_rewritten_copy(con, old, rewrite.previous.name, rewrite.sha256, rewrite.path.name, now)
         for sha in rejected:
             con.execute("UPDATE ingestion_log SET archived_as = NULL WHERE file_sha256 = ?", [sha])
         con.execute("INSERT INTO erasures VALUES (?, ?)", [target, now])
@@ -502,12 +495,7 @@ def _replace_copies(home: RematchHome, rewrites: dict[str, _Rewrite], deleted: d
     if not rewrites and not deleted:
         return
     newer = {sha: rewrite.path for old, rewrite in rewrites.items() for sha in (old, rewrite.previous_sha256)}
-    for _, path in landed_files(home):
-        old = sha256_of(path)
-        if old in newer:
-            replace_file(path, newer[old].read_bytes())
-        elif old in deleted:
-            path.unlink(missing_ok=True)
+    replace_landed_copies(home, newer, frozenset(deleted))
     for stale in [rewrite.previous for rewrite in rewrites.values()] + list(deleted.values()):
         stale.unlink(missing_ok=True)
 

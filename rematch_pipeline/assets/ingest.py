@@ -592,6 +592,29 @@ def _log_copy(
     )
 
 
+def log_rewritten_copy(con: duckdb.DuckDBPyConnection, file_sha256: str, previous_name: str, copy_sha256: str, copy_name: str, now: dt.datetime) -> None:
+    """In the caller's transaction: the ledger entries of a file (`file_sha256`) or of its replaced archived copy
+    (`previous_name`) name the rewritten copy, whose content is logged as an erasure copy (landing it again is a
+    no-op). Erasure and a retried refused file rewrite copies this way."""
+    con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [copy_name, previous_name, file_sha256])
+    con.execute(
+        f"INSERT INTO ingestion_log ({_LOG_COLUMNS}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
+        " FROM ingestion_log WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
+        [copy_sha256, copy_name, ERASURE_COPY, now, file_sha256, copy_sha256],
+    )
+
+
+def replace_landed_copies(home: RematchHome, newer: dict[str, Path], deleted: frozenset[str] = frozenset()) -> None:
+    """One pass over landing/: a landed file whose content (sha256) has a rewritten copy in `newer` gets its bytes, one
+    whose content is in `deleted` goes."""
+    for _, path in landed_files(home):
+        old = sha256_of(path)
+        if old in newer:
+            replace_file(path, newer[old].read_bytes())
+        elif old in deleted:
+            path.unlink(missing_ok=True)
+
+
 def _without_erased_lines(path: Path, archived: Path, erased: ErasedLines, warehouse: DuckDBResource) -> tuple[Path, str | None]:
     """The landed file and its archived copy without the lines of erased submissions: the new
     archived copy and its sha256 (None: that content was logged before, nothing to store). Its

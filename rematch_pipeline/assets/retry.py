@@ -34,11 +34,11 @@ from rematch_pipeline.assets.ingest import (
     erased_so_far,
     exports_partitions,
     filled,
-    landed_files,
+    log_rewritten_copy,
     members_arrived_while_refused,
     record_erased_unlinked,
+    replace_landed_copies,
     restore_members,
-    sha256_of,
     skipped_submissions,
     withdrawn_submissions,
     without_consent,
@@ -53,7 +53,7 @@ from rematch_pipeline.formats.redact import without_rows
 from rematch_pipeline.formats.writers import replace_file
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore, pseudonym
-from rematch_pipeline.resources.warehouse import ERASURE_COPY, FILE_COLUMNS, INGESTION_LOG_COLUMNS, compact, raw_columns, warehouse_connection
+from rematch_pipeline.resources.warehouse import FILE_COLUMNS, compact, raw_columns, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.parsing import WITHHELD_VALUES, utc_now
 from rematch_pipeline.wording import counted
@@ -290,22 +290,9 @@ def _copy_without(home: RematchHome, archived_as: str, lines: ErasedLines, name:
     return _Copy(old, hashlib.sha256(data).hexdigest(), new, new_sha)
 
 
-def _log_new_copy(con: duckdb.DuckDBPyConnection, copy: _Copy, sha: str, now: dt.datetime) -> None:
-    """In the caller's transaction: the file's ledger entries name the new copy, whose content is logged as ingestion
-    logs a landing file's copy (ingest._log_copy): landing the new content again is a no-op."""
-    con.execute("UPDATE ingestion_log SET archived_as = ? WHERE archived_as = ? OR file_sha256 = ?", [copy.new.name, copy.old.name, sha])
-    con.execute(
-        f"INSERT INTO ingestion_log ({', '.join(INGESTION_LOG_COLUMNS)}) SELECT ?, file_name, landing_kind, ?, ?, '', 0, NULL, ?, NULL"
-        " FROM ingestion_log WHERE file_sha256 = ? AND NOT EXISTS (SELECT 1 FROM ingestion_log WHERE file_sha256 = ?)",
-        [copy.sha256, copy.new.name, ERASURE_COPY, now, sha, copy.sha256],
-    )
-
-
 def _replace_landed(home: RematchHome, copy: _Copy) -> None:
     """Once stored: landed files with the old copy's content get the new one (as erasure does), the old copy goes."""
-    for _, path in landed_files(home):
-        if sha256_of(path) == copy.old_sha256:
-            replace_file(path, copy.new.read_bytes())
+    replace_landed_copies(home, {copy.old_sha256: copy.new})
     if copy.old != copy.new:
         copy.old.unlink(missing_ok=True)
 
@@ -388,7 +375,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
                 # file's copy, and its copies still lose the lines; the other files are retried.
                 with warehouse_connection(warehouse) as con:
                     con.execute("BEGIN TRANSACTION")
-                    _log_new_copy(con, copy, sha, now)
+                    log_rewritten_copy(con, sha, copy.old.name, copy.sha256, copy.new.name, now)
                     con.execute(
                         "UPDATE ingestion_log SET error = ?, tables = ?, retried_at = ?, skipped = ? WHERE file_sha256 = ?",
                         [str(again), again.violation.table or "", now, f"{ERASED_LINES}: {lines.count}" if lines.count else None, sha],
@@ -481,7 +468,7 @@ def _store_again(
         if copy is not None and erased is not None:
             # As ingestion logs a landing file's copy (ingest._log_copy): landing the new content again is a no-op.
             skipped = "; ".join(filter(None, [skipped, f"{ERASED_LINES}: {erased.count}" if erased.count else ""]))
-            _log_new_copy(con, copy, sha, now)
+            log_rewritten_copy(con, sha, copy.old.name, copy.sha256, copy.new.name, now)
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
             " retried_at = ? WHERE file_sha256 = ?",
