@@ -338,8 +338,9 @@ def _site_config(site: Mapping[str, object]) -> dict[str, object]:
     }
 
 
-def _configured_context(home_root: Path) -> gx.data_context.FileDataContext:
-    """The file context under <home>/gx, created on first use, with our settings written once."""
+def open_context(home_root: Path) -> gx.data_context.FileDataContext:
+    """The file context under <home>/gx, created on first use, with our settings (analytics and progress bars off,
+    a bounded index, the shared views) written once."""
     context = gx.get_context(mode="file", project_root_dir=str(home_root))
     variables = context.variables
     site = dict(variables.data_docs_sites[SITE_NAME])
@@ -403,17 +404,12 @@ def _kept_context(root: Path, home_root: Path) -> _OpenContext:
     kept = _OPEN_CONTEXTS.get(key)
     stamp = _config_stamp(root)
     if kept is None or stamp is None or kept.stamp != stamp:
-        kept = _OpenContext(_configured_context(home_root), None, {})
+        kept = _OpenContext(open_context(home_root), None, {})
         _OPEN_CONTEXTS.pop(key, None)
         while len(_OPEN_CONTEXTS) >= KEPT_CONTEXTS:
             del _OPEN_CONTEXTS[next(iter(_OPEN_CONTEXTS))]  # the home opened longest ago
         _OPEN_CONTEXTS[key] = kept
     return kept
-
-
-def open_context(home_root: Path) -> gx.data_context.FileDataContext:
-    """The file context under <home>/gx, created on first use, with progress bars off and a bounded index."""
-    return _configured_context(home_root)
 
 
 def _suite_fingerprint(suite: gx.ExpectationSuite) -> str:
