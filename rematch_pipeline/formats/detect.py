@@ -175,10 +175,7 @@ def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[Parsed
     else:
         # Tokenising once enforces the row limit for every CSV, the canonical one included.
         records = csv_records(data, file, check_code_page=not as_landed)
-        tables = _read_csv(records, file)
-        if records.unended_last_row is not None and not as_landed:
-            said = unended_last_row_read(records.unended_last_row)
-            tables = [dataclasses.replace(t, warnings=(*t.warnings, said)) for t in tables]
+        tables = _with_unended_last_row(_read_csv(records, file), records, as_landed)
     # Copies of one submission that differ are said in every format (validation uses one of them).
     # Names a Windows-1252 save turned into "?" are said too (stored as read).
     return [with_replaced_letters(with_differing_copies(table)) for table in tables]
@@ -223,6 +220,15 @@ def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict
             table = dataclasses.replace(table, **changes)  # type: ignore[arg-type]
         marked.append(table)
     return marked
+
+
+def _with_unended_last_row(tables: list[ParsedTable], records: CsvRecords, as_landed: bool) -> list[ParsedTable]:
+    """The tables with the warning for a CSV (landing file or zip member) ending inside its last row; none for an
+    archived copy read as it landed (an older version ingested it)."""
+    if records.unended_last_row is None or as_landed:
+        return tables
+    said = unended_last_row_read(records.unended_last_row)
+    return [dataclasses.replace(t, warnings=(*t.warnings, said)) for t in tables]
 
 
 def _read_csv(records: CsvRecords, file: str) -> list[ParsedTable]:
@@ -275,7 +281,10 @@ def _read_csv_zip(data: bytes, file: str, as_landed: bool = False) -> list[Parse
             if not is_csv_member(member):
                 continue
             try:
-                parsed = _read_csv(csv_records(archive.read(info), file, check_code_page=not as_landed), file)
+                records = csv_records(archive.read(info), file, check_code_page=not as_landed)
+                # A member edited by hand and zipped again may end inside its last row as a plain CSV may: said alike
+                # (the line names the zip and the member: the tables' sheet).
+                parsed = _with_unended_last_row(_read_csv(records, file), records, as_landed)
             except InputFileError as exc:
                 raise InputFileError(dataclasses.replace(exc.violation, sheet=exc.violation.sheet or member)) from exc
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
