@@ -378,7 +378,7 @@ def retry_exports(home: RematchHome, identity: IdentityStore, warehouse: DuckDBR
                     log_rewritten_copy(con, sha, copy.old.name, copy.sha256, copy.new.name, now)
                     con.execute(
                         "UPDATE ingestion_log SET error = ?, tables = ?, retried_at = ?, skipped = ? WHERE file_sha256 = ?",
-                        [str(again), again.violation.table or "", now, f"{ERASED_LINES}: {lines.count}" if lines.count else None, sha],
+                        [str(again), again.violation.table or "", now, _skipped_after_retry(con, sha, "", lines.count), sha],
                     )
                     con.execute("COMMIT")
                 _replace_landed(home, copy)
@@ -464,10 +464,10 @@ def _store_again(
         restore_members(con, restored_members)
         if erased is not None:
             record_erased_unlinked(con, sha, name, erased, now)
-        skipped = skipped_submissions(parsed)
-        if copy is not None and erased is not None:
+        taken = erased.count if copy is not None and erased is not None else 0
+        skipped = _skipped_after_retry(con, sha, skipped_submissions(parsed), taken)
+        if copy is not None:
             # As ingestion logs a landing file's copy (ingest._log_copy): landing the new content again is a no-op.
-            skipped = "; ".join(filter(None, [skipped, f"{ERASED_LINES}: {erased.count}" if erased.count else ""]))
             log_rewritten_copy(con, sha, copy.old.name, copy.sha256, copy.new.name, now)
         con.execute(
             "UPDATE ingestion_log SET status = 'ingested', tables = ?, rows_ingested = ?, error = NULL, skipped = ?, warnings = ?,"
@@ -478,6 +478,17 @@ def _store_again(
     if forgotten:
         compact(home.identity_path)
     return rows, warnings
+
+
+def _skipped_after_retry(con: duckdb.DuckDBPyConnection, sha: str, skipped: str, taken: int) -> str | None:
+    """The ledger's `skipped` of a file read again: what its reading leaves out (`skipped`), and the lines of erased
+    submissions taken out of its copies, at ingestion or an earlier retry (the ledger's count, which a reading of the
+    copy without them cannot see again) and by this retry (`taken`)."""
+    (before,) = con.execute("SELECT skipped FROM ingestion_log WHERE file_sha256 = ?", [sha]).fetchone() or (None,)
+    prefix = f"{ERASED_LINES}: "
+    earlier = sum(int(part[len(prefix):]) for part in (before or "").split("; ") if part.startswith(prefix) and part[len(prefix):].isdigit())
+    total = earlier + taken
+    return "; ".join(filter(None, [skipped, f"{prefix}{total}" if total else ""])) or None
 
 
 @dg.op(pool="duckdb")

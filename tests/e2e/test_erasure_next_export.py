@@ -180,6 +180,10 @@ def test_a_refused_workbook_landing_after_an_erasure_is_rewritten_streaming_and_
     capsys.readouterr()
     assert main(["ingest", "--retry-rejected"]) == 0
     assert f"retried: {later}: ingested" in capsys.readouterr().out
+    # The ledger keeps the count of lines ingestion took out of its copies (the retry's reading cannot see them again;
+    # it overwrote the count with its own, none).
+    skipped = _query(home.warehouse_path, "SELECT skipped FROM ingestion_log WHERE file_name = ? AND status = 'ingested'", [later])
+    assert skipped == [(f"{ERASED_LINES}: {lines}",)], skipped
     target = pseudonym(home.secret(), "household", erased["household_ref"])
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE household_pseudonym = ?", [target]) == [(0,)]
     assert _query(home.warehouse_path, "SELECT count(*) FROM raw_households WHERE file_name = ?", [later]) == [(4,)]
