@@ -822,7 +822,15 @@ def _join_members(
             uuid = _meta_value(layout, cells, ("_submission__uuid",)) if key is None and fallback is not None else None
             if uuid is not None and len(rows_of.get(uuid, ())) == 1:
                 key = rows_of[uuid][0]
-            if key is None or key not in index:
+            # A row holding no person whose `_parent_index` names a main row but whose `_submission__uuid` is empty,
+            # where that main row has a `_uuid`: KoboToolbox writes both on every repeat row, so this is a row added by
+            # hand (AutoSum's total under `_parent_index` that happens to equal a main row's `_index`). Joined, it held
+            # that household out for a member without answers; read without a link as any sum row.
+            added = (
+                key is not None and fallback is not None and key in uuids and holds_no_person(record)
+                and _meta_value(layout, cells, ("_submission__uuid",)) is None
+            )
+            if key is None or key not in index or added:
                 if holds_no_person(record):
                     # A sum or note row under the members sheet is no one's line: read without a link, validation says
                     # it once (NO_PERSON_RULE) and holds no household out for it; the rest of the file is stored.

@@ -481,3 +481,24 @@ def test_kpi_xlsx_sum_row_under_the_members_sheet_is_read_without_a_link(tmp_pat
     assert persons == expected_members()
     assert int(members.frame["file_row"][-1]) == len(expected_members()) + 2  # the sheet's own row, under the header
     assert total["submission_id"] is None and all(total[f] is None for f in ("date_of_birth", "sex", "relation", "languages"))
+
+
+def test_kpi_xlsx_sum_row_whose_parent_index_total_names_a_main_row_is_read_without_a_link(tmp_path: Path) -> None:
+    """AutoSum under the members sheet totals `_parent_index` too; where the total equals a main row's `_index` (2
+    here) the sum row joined that household, which validation then held out for a member without answers. KoboToolbox
+    writes `_submission__uuid` on every repeat row: a row holding no person, with that cell empty under a main row that
+    has a `_uuid`, is read without a link as any sum row. A person's row is joined as before."""
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+
+    def add_sum_row(sheet) -> None:
+        for name in ("members/medical_needs", "members/languages"):
+            sheet.delete_cols(_column(sheet, name))
+        header = [cell.value for cell in sheet[1]]
+        total = {"_parent_index": 2, "_index": 10}
+        sheet.append([total.get(h, "Summe" if i == 0 else 2 if h.count("/") == 2 else None) for i, h in enumerate(header)])
+
+    data = _edit_xlsx(path, "members", add_sum_row)
+    _, members = read_kobo_xlsx(data, path.name)
+    *persons, total = rows_read(members)
+    assert persons == expected_members()
+    assert total["submission_id"] is None and all(total[f] is None for f in ("date_of_birth", "sex", "relation", "languages"))
