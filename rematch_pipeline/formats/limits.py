@@ -216,6 +216,12 @@ EXCEL_SEPARATOR_READ = (
 )
 
 
+_EMPTY_FIRST_LINE_RULE = (
+    "csv: row 1 is empty; the header (the field names) must be the file's first line: delete the empty lines above"
+    " it (or export the file again) and land it again"
+)
+
+
 # Every exporter (KoboToolbox, ODK Central, LimeSurvey) and every spreadsheet ends each row with a line break, the last
 # one too. A file that stops inside its last data row may have been cut off in transfer; where that row's cells are not
 # quoted (a template, Central's and legacy Kobo's minimal quoting, any CSV Excel saved again) the cut can fall inside
@@ -248,6 +254,11 @@ def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvReco
     text = decode_text(data, file, check_code_page)
     if not text.strip():
         raise InputFileError(Violation(file, None, None, "empty file"))
+    first = text.lstrip("\ufeff").split("\n", 1)[0]
+    if not first.strip(" \t\r,;"):
+        # An empty line (or separators only) above the header: each reader took something else for the header and
+        # said "two header rows (merged title row?)", "not a template" or "malformed (unterminated quote?)".
+        raise InputFileError(Violation(file, 1, None, _EMPTY_FIRST_LINE_RULE))
     delimiter = sniff_delimiter(text)
     separator_line = excel_separator(text) is not None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)

@@ -166,3 +166,23 @@ def test_a_csv_ending_inside_its_last_row_is_read_and_said(tmp_path: Path) -> No
     quoted = text.replace("05974 08337", '"05974 08337"').rstrip("\r\n")
     assert read_export(tmp_path / "households.csv", quoted.encode())[0].warnings == ()
     assert read_export(tmp_path / "households.csv", cut, as_landed=True)[0].warnings == ()
+
+
+@pytest.mark.parametrize("lead", [b"\r\n", b";;;;\r\n", b"\n\n"])
+def test_a_csv_with_an_empty_line_above_its_header_is_refused_naming_that_line(tmp_path: Path, lead: bytes) -> None:
+    """Exploratory testing (a file edited in a text editor, or an export pasted below an empty line): an empty line
+    above the header was refused with each reader's guess, none naming it: a template "two header rows (merged title
+    row?)" or "not a … template", a LimeSurvey export "malformed or truncated (unterminated quote?)". Now one rule
+    naming row 1 and what to do."""
+    from tests.formats.fixtures.exports import limesurvey_csv
+
+    header = field_names("households")
+    template = (",".join(header) + "\r\n" + ",".join(SECRET if n == "household_ref" else "" for n in header) + "\r\n").encode()
+    bom = b"\xef\xbb\xbf"
+    for name, data in (("households.csv", template), ("results-survey1.csv", limesurvey_csv())):
+        body = data[len(bom):] if data.startswith(bom) else data
+        with pytest.raises(InputFileError) as raised:
+            read_export(tmp_path / name, (bom if data.startswith(bom) else b"") + lead + body)
+        message = str(raised.value)
+        assert message.startswith(f"{name}, row 1: csv: row 1 is empty; the header"), message
+        assert SECRET not in message
