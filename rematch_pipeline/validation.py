@@ -507,6 +507,38 @@ def _holding_no_person(rows: pl.DataFrame, birth_dates: pl.DataFrame | None) -> 
     return rows.filter(_all_blank(_PERSON_CELLS)).join(dated.select(_MEMBER_KEYS), on=_MEMBER_KEYS, how="anti", nulls_equal=True)
 
 
+# Where a failed member row is and what it broke (never its value): file_name, sheet, file_row, column, rule.
+_MEMBER_WHERE: list[str] = ["file_name", "sheet", "file_row", "column", "rule"]
+MEMBER_ROW_HELD_RULE = "a member row of this household failed validation: {where}, column {column}: {rule}"
+
+
+def _member_row_holds(held: pl.DataFrame, failed: pl.DataFrame, raw_households: pl.DataFrame, household_q: pl.DataFrame) -> pl.DataFrame:
+    """HELD_OUT_SCHEMA rows for the households (`held`: their own latest row passed) held back because a member row
+    failed: one per violation of such a row (failed: submission_id and _MEMBER_WHERE), at the household's own row,
+    `column` = `members`, the rule naming the member row's file, row, column and rule (MEMBER_ROW_HELD_RULE).
+    older_submissions_not_used counts the household's other valid rows (raw_households not withdrawn, less
+    household_q: the households quarantine), as latest_valid counts a failed latest row's: none is used instead."""
+    if held.is_empty():
+        return pl.DataFrame(schema=HELD_OUT_SCHEMA)
+    where = pl.concat_str(pl.col("_m_file"), pl.when(pl.col("_m_sheet").is_not_null()).then(pl.lit(", sheet ") + pl.col("_m_sheet")).otherwise(pl.lit("")),
+                          pl.lit(", row "), pl.col("_m_row").cast(pl.Utf8))
+    rule = pl.format(MEMBER_ROW_HELD_RULE.replace("{where}", "{}").replace("{column}", "{}").replace("{rule}", "{}"), where, pl.col("_m_column"), pl.col("_m_rule"))
+    chosen = held.select(*_FILE_ROW)
+    others = (
+        raw_households.filter(pl.col("household_pseudonym").is_in(held.get_column("household_pseudonym").implode()))
+        .join(chosen, on=_FILE_ROW, how="anti", nulls_equal=True)
+        .join(household_q.select(*_FILE_ROW), on=_FILE_ROW, how="anti", nulls_equal=True)
+        .group_by("household_pseudonym").agg(pl.len().cast(pl.Int32).alias("older_submissions_not_used"))
+    )
+    failed = failed.rename({"file_name": "_m_file", "sheet": "_m_sheet", "file_row": "_m_row", "column": "_m_column", "rule": "_m_rule"})
+    rows = held.join(failed, on="submission_id").sort("_m_file", "_m_sheet", "_m_row", "_m_column", nulls_last=True)
+    return rows.join(others, on="household_pseudonym", how="left").select(
+        pl.lit("households").alias("table"), pl.lit(None, dtype=pl.Utf8).alias("municipality_id"), pl.lit(None, dtype=pl.Utf8).alias("intake_period"),
+        "household_pseudonym", "submission_id", "file_sha256", "file_name", "sheet", "file_row",
+        pl.lit("members").alias("column"), rule.alias("rule"), pl.col("older_submissions_not_used").fill_null(0),
+    ).cast(HELD_OUT_SCHEMA)
+
+
 def _unlinked_member_holds(
     households: pl.DataFrame,
     chosen_members: pl.DataFrame,
@@ -707,10 +739,10 @@ def build_canonical(
     refused = refused.filter(~pl.col("household_pseudonym").is_in(standing).fill_null(False))
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
 
-    households, q, held_households, counts["household_duplicates_resolved"] = latest_valid(
+    households, household_q, held_households, counts["household_duplicates_resolved"] = latest_valid(
         "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded, landed
     )
-    quarantine.append(q)
+    quarantine.append(household_q)
 
     # A withdrawn household's members go with it (no quarantine: nothing is wrong with them).
     # A member row without a submission id stays (null is_in is null, which a filter drops): it is quarantined as
@@ -761,10 +793,14 @@ def build_canonical(
     failed_member_rows = members_raw.join(member_q.select("file_sha256", "file_row"), on=["file_sha256", "file_row"], how="semi")
     broken = pl.concat([failed_member_rows.select("submission_id"), bad_age.select("submission_id")])["submission_id"].unique()
     held = households.filter(pl.col("submission_id").is_in(broken.implode()))
-    # Said as held out, not only within the rows quarantined and the households not validated: the household's
-    # own row passed, its older submissions are not used in its place either (a round report counted it nowhere).
+    # Said as held out (the held_out table, `held out:` lines), not quarantined: the household's own row passed
+    # every rule; the member row that failed is the one quarantined. Its older submissions are not used either.
     counts["households_held_out_for_members"] = held.get_column("household_pseudonym").n_unique()
-    quarantine.append(_row_rule(held, "households", "submission_id", "members: a member row of this household failed validation"))
+    failed_members = pl.concat([
+        member_q.join(members_raw.select(*_FILE_ROW, "submission_id"), on=_FILE_ROW, nulls_equal=True).select("submission_id", *_MEMBER_WHERE),
+        bad_age.select("submission_id", "file_name", "sheet", "file_row", pl.lit("date_of_birth").alias("column"), "rule"),
+    ])
+    held_for_members = _member_row_holds(held, failed_members, raw_households.filter(~withdrawn_mask), household_q)
     households = households.join(held.select("submission_id"), on="submission_id", how="anti")
 
     # A household that an unlinked member row may belong to would be matched short of a person: hold it out.
@@ -855,7 +891,7 @@ def build_canonical(
         round_periods = pl.DataFrame(schema={"round_id": pl.Utf8, "period": pl.Utf8})
     by_period = _quarantined_by_period(quarantine_frame, raw, submission_dates, round_periods, no_members)
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
-    held_out = pl.concat([held_municipalities, held_households, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
+    held_out = pl.concat([held_municipalities, held_households, held_for_members, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
     counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height

@@ -18,7 +18,7 @@ from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.models import row_failures, schema_for
-from rematch_pipeline.validation import build_canonical
+from rematch_pipeline.validation import MEMBER_ROW_HELD_RULE, build_canonical
 from rematch_pipeline.wording import counted
 
 CANONICAL_TABLES: tuple[str, ...] = ("municipalities", "households", "members", "decisions")
@@ -55,9 +55,14 @@ def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+# The held_out table's entities, disjoint: a failed latest row, a failed member row (own row passed), an unlinked member row.
+HELD_OUT_COUNTS = ("municipalities_held_out", "households_held_out", "households_held_out_for_members", "households_held_out_for_unlinked_members")
+
+
 def held_out_lines(held_out: pl.DataFrame) -> list[str]:
     """One line per held-out entity: which entity (AGS and period, or household pseudonym), where its
-    failed latest submission is (file, row, columns, rules) and whether an older one was set aside. Households
+    failed latest submission is (file, row, columns, rules) and whether an older one was set aside; for a
+    household whose own row passed but a member row failed, where its row is and the failed member rows. Households
     held out for a member row of their export that names no household (rows without an older-submissions
     count: their own submission passed) are one line per cause, naming the count and the households' files."""
     if held_out.is_empty():
@@ -66,7 +71,11 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
     entities = (
         held_out.filter(pl.col("older_submissions_not_used").is_not_null())
         .group_by("table", "municipality_id", "intake_period", "household_pseudonym", "submission_id", "file_name", "sheet", "file_row", maintain_order=True)
-        .agg(pl.concat_str(pl.col("column"), pl.lit(": "), pl.col("rule")).alias("problems"), pl.col("older_submissions_not_used").first())
+        .agg(
+            pl.concat_str(pl.col("column"), pl.lit(": "), pl.col("rule")).alias("problems"),
+            pl.col("older_submissions_not_used").first(),
+            (pl.col("column") == "members").all().alias("member_rows_only"),
+        )
     )
     lines = []
     for row in entities.iter_rows(named=True):
@@ -77,6 +86,10 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
         where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
         older = row["older_submissions_not_used"]
         note = f"its {counted(older, 'older submission was', 'older submissions were')} not used in its place" if older else "it has no older submission"
+        if row["member_rows_only"]:  # validation.MEMBER_ROW_HELD_RULE: its own row passed, a member row failed
+            failed = "; ".join(problem.removeprefix("members: " + MEMBER_ROW_HELD_RULE.split("{where}")[0]) for problem in row["problems"])
+            lines.append(f"{entity} ({where}): a member row failed validation ({failed}); held out, {note}")
+            continue
         lines.append(f"{entity}: latest submission failed validation ({where}; {'; '.join(row['problems'])}); held out, {note}")
     # One line per cause (validation.UNLINKED_MEMBERS_HELD_RULE), not one per household of a 300-household export.
     for row in beside.group_by("column", "rule", maintain_order=True).agg(pl.len().alias("_n"), pl.col("file_name").unique(maintain_order=True)).iter_rows(named=True):
@@ -192,7 +205,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
         context.log.warning(f"{counted(result.counts['rows_quarantined'], 'row')} quarantined; see the quarantine table")
     held = held_out_lines(result.held_out)
     if held:
-        entities = sum(result.counts[k] for k in ("municipalities_held_out", "households_held_out", "households_held_out_for_unlinked_members"))
+        entities = sum(result.counts[k] for k in HELD_OUT_COUNTS)
         context.log.warning(f"{counted(entities, 'municipality or household', 'municipalities or households')} held out; see the held_out table")
     if result.warnings.height:
         context.log.warning(f"{counted(result.warnings.height, 'AGS reference warning')} (kept, not rejected); see the validation_warnings table")
@@ -208,7 +221,7 @@ def canonical_tables(context: dg.AssetExecutionContext, identity: IdentityStore,
             "households_without_consent": result.counts["households_without_consent"],
             "duplicates_superseded": result.superseded.height,
             "municipalities_held_out": result.counts["municipalities_held_out"],
-            "households_held_out": result.counts["households_held_out"],
+            **{k: result.counts[k] for k in HELD_OUT_COUNTS[1:]},
             "held_out": dg.MetadataValue.md("\n".join(f"- {line}" for line in held[:20]) if held else "none"),
             "by_rule": dg.MetadataValue.md(_quarantine_markdown(result.quarantine)),
         },

@@ -560,7 +560,9 @@ def test_every_problem_of_a_household_and_its_members_is_reported_in_one_pass(ho
 def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home: RematchHome, sample: SampleRound) -> None:
     """A household whose own row passed but one of whose member rows failed was counted only under the rows
     quarantined and the households not validated: the round report's "held out" lines said 0. It is counted held
-    out (once, with a household whose own row failed as well counted there only)."""
+    out (once, with a household whose own row failed as well counted there only), is a row of the held_out table
+    naming the member row (file, row, column, rule), said as `held out:` and in validation's held-out line, and its
+    own valid row is not quarantined (quarantined: rows that failed a rule)."""
     free = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
     member_broken, both_broken = free["submission_id"][0], free["submission_id"][1]
     households = sample.households.with_columns(
@@ -569,11 +571,29 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
     members = sample.members
     for sid in (member_broken, both_broken):
         members = _set(members, sample.members["submission_id"].to_list().index(sid), "sex", SECRET)
-    _ingest(home, _files(sample, households=households, members=members))
+    summary, logs = _ingest(home, _files(sample, households=households, members=members))
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
+        held = con.execute("SELECT submission_id, file_name, file_row, \"column\", rule FROM held_out WHERE submission_id = ?", [member_broken]).fetchall()
+        quarantined = con.execute("SELECT file_row, \"column\" FROM quarantine WHERE \"table\" = 'households' AND \"column\" <> 'linked_household_refs'").fetchall()
+        # Rows of their own that name a household not valid: linked households, the failed household's other members.
+        references = con.execute("SELECT count(*) FROM quarantine WHERE rule LIKE 'reference: %'").fetchone()[0]
     assert counts["households_held_out_for_members"] == 1
     assert counts["households_held_out"] == 1  # the household whose own row failed
+    # A row of the held_out table at the household's own row, naming the failed member row (file, row, column, rule).
+    member_row = sample.members["submission_id"].to_list().index(member_broken) + 2
+    household_row = sample.households["submission_id"].to_list().index(member_broken) + 2
+    assert held == [(member_broken, "households.csv", household_row, "members",
+                     f"a member row of this household failed validation: members.csv, row {member_row}, column sex: code list: one of female/male/diverse")]
+    # Said by `rematch ingest` as held out, and by validation's held-out line; quarantined: only the rows that failed a
+    # rule (the two member rows and the household row that failed imp_jobs), not the held-out household's valid row.
+    said = [line for line in summary.held_out if f"members.csv, row {member_row}, column sex" in line]
+    assert len(said) == 1 and said[0].startswith(f"household H-") and f"(households.csv, row {household_row}): a member row failed validation" in said[0], summary.held_out
+    assert "2 municipalities or households held out" in logs
+    assert quarantined == [(sample.households["submission_id"].to_list().index(both_broken) + 2, "imp_jobs")]
+    assert counts["rows_quarantined"] == 3 + references
+    assert not any(f"households.csv, row {household_row}," in line for line in summary.quarantined), summary.quarantined
+    assert SECRET not in logs + " ".join(summary.held_out + summary.quarantined)
 
 
 def _kobo_households_without_members_sheet(sample: SampleRound, folder: Path) -> bytes:

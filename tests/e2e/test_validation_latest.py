@@ -85,7 +85,10 @@ def test_corrected_copy_of_the_broken_update_is_used(home: RematchHome, sample: 
     assert summary.held_out == []
 
 
-def test_invalid_later_household_submission_holds_the_household_out(home: RematchHome, sample: SampleRound) -> None:
+@pytest.mark.parametrize("broken", ["own row", "member row"])
+def test_invalid_later_household_submission_holds_the_household_out(home: RematchHome, sample: SampleRound, broken: str) -> None:
+    """A later submission whose own row (or one of whose member rows) fails holds the household out, its older
+    submission not used: one held_out row per violation, at the household's row (a member row's named in the rule)."""
     _ingest(home, _files(sample))
     households = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
     original = households.row(0, named=True)
@@ -94,18 +97,25 @@ def test_invalid_later_household_submission_holds_the_household_out(home: Rematc
 
     # A new submission (new submission_id) of the same household, later, with an out-of-range rating.
     update = households.head(1).with_columns(
-        pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.households)).alias("submitted_at"), pl.lit("7").alias("imp_jobs")
+        pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.households)).alias("submitted_at"),
+        pl.lit("7" if broken == "own row" else "3").alias("imp_jobs"),
     )
     members = sample.members.filter(pl.col("submission_id") == original["submission_id"]).with_columns(pl.lit(UPDATE_ID).alias("submission_id"))
+    if broken == "member row":
+        members = _set(members, 0, "sex", SECRET)
     summary, logs = _ingest(home, {"households/households_update.csv": _csv(update), "households/members_update.csv": _csv(members)})
 
     assert _query(home, "SELECT count(*) FROM households WHERE household_pseudonym = ?", [target]) == [(0,)]
     assert _query(home, "SELECT count(*) FROM household_features WHERE household_pseudonym = ?", [target]) == [(0,)]
     held = _query(home, 'SELECT household_pseudonym, file_name, file_row, "column", rule, older_submissions_not_used FROM held_out')
-    assert held == [(target, "households_update.csv", 2, "imp_jobs", "range: <= 3", 1)]
-    assert any(target in line and "households_update.csv, row 2" in line for line in summary.held_out)
+    if broken == "own row":
+        assert held == [(target, "households_update.csv", 2, "imp_jobs", "range: <= 3", 1)]
+    else:
+        rule = "a member row of this household failed validation: members_update.csv, row 2, column sex: code list: one of female/male/diverse"
+        assert held == [(target, "households_update.csv", 2, "members", rule, 1)]
+    assert any(target in line and "households_update.csv, row 2" in line and "its 1 older submission was not used" in line for line in summary.held_out)
     for text in (logs, _everything(home), " ".join(summary.held_out)):
-        assert original["household_ref"] not in text and original["contact_name"] not in text
+        assert original["household_ref"] not in text and original["contact_name"] not in text and SECRET not in text
 
 
 def _as_german_excel_saves_it(frame: pl.DataFrame) -> bytes:
