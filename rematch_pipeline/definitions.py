@@ -4,7 +4,7 @@ import dagster as dg
 
 from rematch_pipeline.assets.decisions import record_decisions_job
 from rematch_pipeline.assets.expectations import expectation_checks
-from rematch_pipeline.assets.failures import console_logger
+from rematch_pipeline.assets.failures import CONSOLE_LOGGER_RUN_CONFIG, console_logger
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import landed_export
 from rematch_pipeline.assets.matching import round_candidates, round_proposals
@@ -22,6 +22,7 @@ CHECKS = [*contract_checks, *expectation_checks, *reference_checks]
 
 round_job = dg.define_asset_job(
     "round_job",
+    config=CONSOLE_LOGGER_RUN_CONFIG,
     selection=dg.AssetSelection.assets(*ROUND_ASSETS),
     # Shown on the job's page, which has no Launchpad tab for an asset job (an op job such as record_decisions_job has one).
     description="Run one matching round (a partition of `rounds`: the round id): candidates, assignment, report. To launch"

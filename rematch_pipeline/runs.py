@@ -138,7 +138,8 @@ CONSOLE_LOG_LEVEL = "INFO"
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, **kwargs: Any) -> dg.ExecuteInProcessResult:
     """Run a job of the definitions in-process; raises RunFailed with a one-line reason."""
-    run_config = {"loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}, **kwargs.pop("run_config", {})}
+    # Its console logger at its level, whatever a run request names (CONSOLE_LOGGER_RUN_CONFIG, for runs launched elsewhere).
+    run_config = {**kwargs.pop("run_config", {}), "loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}}
     try:
         with reason_said_by_launcher():  # RunFailed below says an expected failure's reason, once
             result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)

@@ -171,6 +171,13 @@ class _ReasonOnly(logging.Filter):
         return True
 
 
+# Every job's default run config: its console logger named. Dagster uses a job's loggers only when the run config
+# names them; a run launched without a `loggers:` section (the Launchpad, a sensor's or the schedule's run) logged
+# through Dagster's default console logger instead, which printed an expected failure's stack twice on `rematch ui`'s
+# terminal. A run config that names loggers itself (runs.execute) replaces this.
+CONSOLE_LOGGER_RUN_CONFIG: dict[str, dict] = {"loggers": {"console": {}}}
+
+
 @dg.logger(config_schema=colored_console_logger.config_schema, description="Dagster's console logger; an expected failure without its stack.")
 def console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     """The jobs' console logger (rematch's terminal and `rematch ui`'s): Dagster's own, its failure lines ending at the reason."""

@@ -26,7 +26,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from rematch_pipeline.assets.failures import reason_first
+from rematch_pipeline.assets.failures import CONSOLE_LOGGER_RUN_CONFIG, reason_first
 from rematch_pipeline.assets.ingest import (
     blank_stored,
     consent_withdrawals,
@@ -528,6 +528,6 @@ def retry_rejected_exports(context: dg.OpExecutionContext, home: RematchHome, id
     return [o.line() for o in outcomes]
 
 
-@dg.job(description="Read again the exports an older version refused or stored with withheld cells (then validate_job runs).")
+@dg.job(config=CONSOLE_LOGGER_RUN_CONFIG, description="Read again the exports an older version refused or stored with withheld cells (then validate_job runs).")
 def retry_exports_job() -> None:
     retry_rejected_exports()

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from rematch_pipeline.assets.failures import CONSOLE_LOGGER_RUN_CONFIG
 from rematch_pipeline.assets.features import household_features, municipality_features
 from rematch_pipeline.assets.ingest import exports_partitions, landed_export, misplaced_files, pending_exports
 from rematch_pipeline.assets.retry import retry_exports_job
@@ -19,6 +20,7 @@ ingest_file_job = dg.define_asset_job(
 )
 validate_job = dg.define_asset_job(
     "validate_job",
+    config=CONSOLE_LOGGER_RUN_CONFIG,
     selection=dg.AssetSelection.assets(canonical_tables, household_features, municipality_features),
     description="Validate every raw row and rebuild the feature tables.",
 )
@@ -33,7 +35,7 @@ def export_run_requests(home: RematchHome, known: set[str], settle_seconds: floa
             dg.RunRequest(
                 run_key=sha,
                 partition_key=sha,
-                run_config={"ops": {"landed_export": {"config": {"path": str(path), "kind": kind}}}},
+                run_config={**CONSOLE_LOGGER_RUN_CONFIG, "ops": {"landed_export": {"config": {"path": str(path), "kind": kind}}}},
                 tags={"rematch/file": path.name},
             )
         )

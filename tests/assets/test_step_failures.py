@@ -197,6 +197,27 @@ def test_a_round_on_an_empty_data_home_says_its_refusal_once_and_the_run_keeps_i
     assert not result.success
     out, err = capfd.readouterr()
     assert (out + err).count(NO_OFFERS_YET) >= 2, out + err  # step failure and run failure
+    # Without a `loggers:` section (a partition's config, which the Launchpad loads), Dagster logged through its
+    # default console logger, not the jobs' own: each failure line ended in ~25 lines of stack on `rematch ui`'s terminal.
+    assert "Stack Trace" not in out + err and "failures.py" not in out + err, out + err
+
+
+def test_every_job_names_its_console_logger_when_its_run_config_does_not(home: RematchHome) -> None:
+    """Dagster uses a job's loggers only when the run config names them (dagster-io/dagster#20084): a run launched
+    from the Launchpad, a sensor or the schedule fell back to Dagster's default console logger, which keeps an
+    expected failure's stack. Each job's default config (a round's partition config), or its run request, names it."""
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    from rematch_pipeline.assets.sensors import export_run_requests
+
+    defs = build_definitions(home)
+    for job in ("validate_job", "retry_exports_job"):
+        assert "console" in ResolvedRunConfig.build(defs.resolve_job_def(job), {}).loggers, job
+    assert defs.resolve_job_def("round_job").partitioned_config.get_run_config_for_partition_key("r1")["loggers"] == {"console": {}}
+    (home.landing("municipalities") / "municipalities.csv").write_text("municipality_id\n")
+    [request], _ = export_run_requests(home, set(), settle_seconds=0.0)
+    job = defs.resolve_job_def("ingest_file_job")
+    assert "console" in ResolvedRunConfig.build(job, request.run_config).loggers
 
 
 def test_a_bug_keeps_its_stack_trace_on_the_console(home: RematchHome, monkeypatch, capfd) -> None:  # noqa: ANN001 - pytest fixture
