@@ -216,10 +216,13 @@ EXCEL_SEPARATOR_READ = (
 )
 
 
-_EMPTY_FIRST_LINE_RULE = (
-    "csv: row 1 is empty; the header (the field names) must be the file's first line: delete the empty lines above"
-    " it (or export the file again) and land it again"
-)
+def _empty_header_line_rule(number: int, separator_line: bool) -> str:
+    """The rule for an empty line (or separators only) where the header belongs: row 1, or row 2 below `sep=;`."""
+    where = "the line right below its sep= line" if separator_line else "the file's first line"
+    return (
+        f"csv: row {number} is empty; the header (the field names) must be {where}: delete the empty lines above it"
+        " (or export the file again) and land it again"
+    )
 
 
 # Every exporter (KoboToolbox, ODK Central, LimeSurvey) and every spreadsheet ends each row with a line break, the last
@@ -254,11 +257,6 @@ def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvReco
     text = decode_text(data, file, check_code_page)
     if not text.strip():
         raise InputFileError(Violation(file, None, None, "empty file"))
-    first = text.lstrip("\ufeff").split("\n", 1)[0]
-    if not first.strip(" \t\r,;"):
-        # An empty line (or separators only) above the header: each reader took something else for the header and
-        # said "two header rows (merged title row?)", "not a template" or "malformed (unterminated quote?)".
-        raise InputFileError(Violation(file, 1, None, _EMPTY_FIRST_LINE_RULE))
     delimiter = sniff_delimiter(text)
     separator_line = excel_separator(text) is not None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -274,6 +272,11 @@ def csv_records(data: bytes, file: str, check_code_page: bool = True) -> CsvReco
                     # `sep=;` above the header tells Excel the separator (some scripts write it, some users add it);
                     # read as a header it was "two header rows (merged title row?)", which sent users looking for a title.
                     raise InputFileError(Violation(file, 1, None, _EXCEL_SEPARATOR_RULE))
+                if not any(c.strip() for c in cells):
+                    # An empty line (or separators only) above the header, the file's first or the one below `sep=;`:
+                    # each reader took something else for the header and said "two header rows (merged title
+                    # row?)", "not a template" or "malformed (unterminated quote?)".
+                    raise InputFileError(Violation(file, number, None, _empty_header_line_rule(number, separator_line)))
                 header = [c.strip() for c in cells]
                 width = len(header)
                 while width and not header[width - 1]:

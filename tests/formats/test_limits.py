@@ -186,3 +186,21 @@ def test_a_csv_with_an_empty_line_above_its_header_is_refused_naming_that_line(t
         message = str(raised.value)
         assert message.startswith(f"{name}, row 1: csv: row 1 is empty; the header"), message
         assert SECRET not in message
+
+
+def test_a_csv_with_an_empty_line_below_its_separator_line_is_refused_naming_that_line(tmp_path: Path) -> None:
+    """Review of the session's diff: the empty-line rule looked at the file's first line only, so `sep=;` (Excel's
+    separator line, which a user adds in a text editor) with an empty line below it was still refused with a
+    reader's guess ("two header rows (merged title row?)", "not a … template"). Now the empty header line is named."""
+    from tests.formats.fixtures.exports import limesurvey_csv
+
+    header = field_names("households")
+    template = (",".join(header) + "\r\n" + ",".join(SECRET if n == "household_ref" else "" for n in header) + "\r\n").encode()
+    bom = b"\xef\xbb\xbf"
+    for name, data, separator in (("households.csv", template, b","), ("results-survey1.csv", limesurvey_csv(), b";")):
+        body = data[len(bom):] if data.startswith(bom) else data
+        with pytest.raises(InputFileError) as raised:
+            read_export(tmp_path / name, (bom if data.startswith(bom) else b"") + b"sep=" + separator + b"\r\n\r\n" + body)
+        message = str(raised.value)
+        assert message.startswith(f"{name}, row 2: csv: row 2 is empty; the header (the field names) must be the line right below its sep= line"), message
+        assert SECRET not in message
