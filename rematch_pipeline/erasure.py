@@ -61,7 +61,8 @@ class Erasure:
     dagster_runs: list[str] = field(default_factory=list)
     # When an earlier erasure had removed it and nothing of it is stored: nothing was changed this time.
     already_erased: dt.datetime | None = None
-    # Member rows without a household's link in the files that held its members (they may be one of its persons).
+    # Member rows without a household's link in the files that held its members (they may be one of its persons), holding
+    # a person: those hold the file's other households out (erased_unlinked_members); a sum row taken too is not one.
     unlinked_members: int = 0
 
 
@@ -160,7 +161,7 @@ def erase_household(home: RematchHome, household_ref: str, say: Callable[[str], 
     compact(home.warehouse_path)
     compact(home.identity_path)
     say("erasing: searching the Dagster runs' logs and config for the household")
-    return Erasure(removed, len(rejected), linking, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]), unlinked_members=unlinked.height)
+    return Erasure(removed, len(rejected), linking, uninspected, dagster_runs_naming(home, [target, household_ref.strip()]), unlinked_members=int(unlinked["holds_person"].sum()))
 
 
 def keep_accepted_places(con: duckdb.DuckDBPyConnection, target: str) -> None:

@@ -253,6 +253,7 @@ def test_erasing_a_household_erases_the_unlinked_member_rows_that_may_be_its_per
 
     capsys.readouterr()
     assert main(["erase", household["household_ref"]]) == 0
+    assert "1 member row without a household's link in the exports that held its members erased with it" in capsys.readouterr().out
     identifying = [household[c] for c in ("household_ref", "contact_name", "contact_phone", "contact_email", "current_address") if household[c]]
     # Its persons' names, where no other household has one alike (the one unlinked is renamed).
     names = sample.members.with_row_index("_i").filter(pl.col("_i") != index)
@@ -652,6 +653,8 @@ def test_a_sum_row_under_the_members_table_is_no_unlinked_member_for_erasure(
     household = sample.households.filter(pl.col("submission_id") == owner).row(0, named=True)
     capsys.readouterr()
     assert main(["erase", household["household_ref"]]) == 0
+    # Not said to hold the file's other households out (it said so of a name alone, the row taken but holding no person).
+    assert "stay held out" not in capsys.readouterr().out
 
     err = _ingest(capsys)
     assert not [line for line in err.splitlines() if line.startswith("held out: ")]  # before: every household of the file
