@@ -98,12 +98,16 @@ _RULE_WORDS: dict[str, str] = {
 }
 
 
-def rule_words(rule: str, offered: bool = True) -> str:
+def rule_words(rule: str, offered: bool = True, accepted: bool = False) -> str:
     """A hard rule's name in a reader's words; for a resource rule, `none offered` where the municipality offers none
-    of it (its row's "Full" lists only capacities offered, so nothing else says why nobody came)."""
+    of it (its row's "Full" lists only capacities offered, so nothing else says why nobody came), and `than left after
+    accepted proposals` where proposals accepted earlier in the period hold some of it (the rule is judged on what
+    they left: a household of 2 kept out of an offer of 23 that accepted proposals filled does not need more than 23)."""
     if rule.startswith("resource_"):
-        # resource_<r>: the household alone needs more of r than the municipality offers in all.
+        # resource_<r>: the household alone needs more of r than the municipality has for this round.
         key = rule.removeprefix("resource_")
         resource = plural(resource_noun(key))
-        return f"needs more {resource} than offered" if offered else f"no {resource} offered"
+        if not offered:
+            return f"no {resource} offered"
+        return f"needs more {resource} than left after accepted proposals" if accepted else f"needs more {resource} than offered"
     return _RULE_WORDS.get(rule, rule)

@@ -487,6 +487,17 @@ def test_a_municipality_that_offers_none_of_a_capacity_says_so_where_it_keeps_ho
     assert "needs more persons than offered (1)" in text and "no persons offered" not in text  # Flensburg offers 10
 
 
+def test_a_municipality_filled_by_accepted_proposals_says_so_where_it_keeps_households_out() -> None:
+    """Played as a coordinator (thirty-eighth session): after a decisions file accepted every proposal to Starnberg
+    (23 persons offered, 23 accepted), the next round's row read `needs more persons than offered (866)` for
+    households of 1-6 persons: the rule is judged on what accepted proposals left. Now it says so."""
+    reasons = _reasons().with_columns(pl.Series("main_rule", ["resource_persons", "medical_care", "resource_housing_units"]))
+    municipalities = _municipalities().with_columns(pl.Series("accepted_persons", [10, 0, 0]))
+    text = _section_text(render_round_report(_data(municipalities=municipalities, municipality_reasons=reasons)), "municipalities")
+    assert "needs more persons than left after accepted proposals (1)" in text  # Flensburg: 10 offered, 10 accepted
+    assert "needs more persons than offered" not in text and "no housing units offered (4)" in text
+
+
 def test_the_rule_keeping_most_out_reads_in_words_with_its_name_in_the_tooltip() -> None:
     """Walked in the browser (twenty-eighth session): the Municipalities table named the rule by its code
     (`medical_care (2)`, `family_tie_must`), which an evaluator has to look up. Now every hard rule of the engine has

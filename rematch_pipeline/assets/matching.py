@@ -482,7 +482,7 @@ def round_candidates(
     context.log.info(f"round {round_id}: period {period}, {counted(households.height, 'household')}, {counted(municipalities.height, 'municipality')}")
     pairs = candidate_pairs(households, municipalities)
     # The coordinator's pairs are checked against this round before anything is written.
-    problems = coordinator.round_problems(period, known, households, municipalities, pairs)
+    problems = coordinator.round_problems(period, known, households, municipalities, pairs, offers)
     if problems:
         raise refused("round not started, fix the run config: ", problems)
     if earlier:

@@ -1144,7 +1144,9 @@ def _build_context(data: RoundReportData) -> dict[str, Any]:
         missed = sorted(((-(row.get(f"missed_{r}") or 0), i, _CHIPS.get(r, short)) for i, (r, short, _) in enumerate(RESOURCES)))
         main_rule = row.get("main_rule")
         offered = not (main_rule and main_rule.startswith("resource_") and row.get(f"capacity_{main_rule.removeprefix('resource_')}") == 0)
-        rule_text = f"{rule_words(main_rule, offered)} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–"
+        # The round judged the resource rule on what accepted proposals left (matching.remaining_capacity).
+        accepted_use = bool(main_rule and main_rule.startswith("resource_") and row.get(f"accepted_{main_rule.removeprefix('resource_')}"))
+        rule_text = f"{rule_words(main_rule, offered, accepted_use)} ({_fmt_int(row.get('main_rule_households'))})" if main_rule else "–"
         return {
             "full": full,
             "missed": ", ".join(f"{chip}: {_fmt_int(-n)}" for n, _, chip in missed if n) or "–",

@@ -15,19 +15,21 @@ import duckdb
 import polars as pl
 import pytest
 
-from rematch_pipeline.assets.matching import round_candidates
+from rematch_pipeline.assets.matching import remaining_capacity, round_candidates
 from rematch_pipeline.cli import main
 from rematch_pipeline.coordinator_pairs import CoordinatorPairs
 from rematch_pipeline.definitions import ROUND_ASSETS, build_resources
 from rematch_pipeline.engine import large_scale
-from rematch_pipeline.engine.compatibility import RULES
+from rematch_pipeline.engine.compatibility import RULES, candidate_pairs
 from rematch_pipeline.engine.problem import SolverParams
+from rematch_pipeline.features import CAPACITY_COLUMNS, RESOURCES
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.sample import generate_round, write_round
 from rematch_pipeline.wording import rule_words
 from tests.assets.conftest import refused_round
 from tests.conftest import land
+from tests.engine.builders import household, households_df, municipalities_df, municipality
 from tests.hard_rules import violations
 
 BASE = {"period": "2026-07", "time_limit_seconds": 10}
@@ -291,6 +293,26 @@ def test_a_lock_on_an_accepted_household_or_a_declined_pair_is_refused_with_the_
     ) in reason
     reason = refused_round(home, "r2", {**BASE, "locked_pairs": [_pair(declined, declined_at)]})
     assert f"locked_pairs[0]: hard rule: {declined} cannot go to {declined_at} (declined in an earlier round)" in reason
+
+
+def test_a_lock_where_accepted_proposals_took_the_places_is_refused_as_capacity_not_as_a_hard_rule() -> None:
+    """Played as a coordinator (thirty-eighth session): a lock of a household of 2 to Starnberg, whose 23 persons
+    offered accepted proposals had all taken, was refused twice: `hard rule: … cannot go to 09188 (needs more persons
+    than offered)`, which is wrong (23 offered), and `capacity: … need 2 persons (0 left)`. Now only the second; a
+    household larger than the whole offer still breaks the hard rule."""
+    offers = municipalities_df(municipality("09188", capacity_persons=23, housing_units=10), municipality("09162", capacity_persons=3))
+    accepted = pl.DataFrame({"municipality_id": ["09188"], **{r: [23 if r == "capacity_persons" else 9 if r == "housing_units" else 0] for r in CAPACITY_COLUMNS.values()}})
+    accepted = accepted.rename({CAPACITY_COLUMNS[r]: r for r in RESOURCES})
+    left = remaining_capacity(offers, accepted)
+    pool = households_df(household("H-a", persons=2), household("H-b", persons=4))
+    known = pool.select("household_pseudonym").with_columns(pl.lit("2026-07").alias("submitted_period"), pl.lit(None, pl.String).alias("accepted_municipality_id"))
+    pairs = candidate_pairs(pool, left)
+    problems = CoordinatorPairs(locked=(("H-a", "09188"), ("H-b", "09162"))).round_problems("2026-07", known, pool, left, pairs, offers)
+    assert problems == [
+        "locked_pairs[1]: hard rule: H-b cannot go to 09162 (needs more persons than offered)",
+        "locked_pairs[1]: capacity: the locks at 09162 need 4 persons (3 left) in period 2026-07; lock fewer households there",
+        "locked_pairs[0]: capacity: the locks at 09188 need 2 persons (0 left) in period 2026-07; lock fewer households there",
+    ]
 
 
 @pytest.mark.slow
