@@ -786,6 +786,18 @@ def build_canonical(
     members = members.join(aged.filter(pl.col("rule").is_null()).select(*_MEMBER_KEYS, "age_years"), on=_MEMBER_KEYS, how="inner", nulls_equal=True)
 
     orphans = _without_rows(members.join(households, on="submission_id", how="anti"), unlinked)
+    # Member rows of a household's earlier submission that a later valid one replaced (an answer edited in the tool
+    # gets a new submission id): superseded with it, not quarantined, as nothing is wrong with them (played as a
+    # coordinator, thirty-eighth session: a Kobo re-export quarantined the old members of one corrected household).
+    replaced_ids = (
+        raw_households.filter(~withdrawn_mask)
+        .filter(pl.col("household_pseudonym").is_in(households["household_pseudonym"].implode()))
+        .filter(~pl.col("submission_id").is_in(households["submission_id"].implode()))
+        .get_column("submission_id")
+    )
+    earlier = orphans.filter(pl.col("submission_id").is_in(replaced_ids.implode()))
+    superseded.append(_row_rule(earlier, "members", "submission_id", "duplicate: superseded by a later submission"))
+    orphans = _without_rows(orphans, earlier)
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
     members = members.join(households, on="submission_id", how="semi")
 

@@ -118,6 +118,27 @@ def test_invalid_later_household_submission_holds_the_household_out(home: Rematc
         assert original["household_ref"] not in text and original["contact_name"] not in text and SECRET not in text
 
 
+def test_a_valid_later_household_submission_supersedes_the_earlier_ones_members(home: RematchHome, sample: SampleRound) -> None:
+    # Played as a coordinator (thirty-eighth session): one household's answers edited in KoboToolbox (a new
+    # submission id) and the whole form exported again. The household was matched on its new answers, but the member
+    # rows of its earlier submission were quarantined as `member row without a valid household`, rows the
+    # coordinator was sent to look up for a household with nothing wrong. They are superseded, as its row is.
+    _ingest(home, _files(sample))
+    households = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    original = households.row(0, named=True)
+    target = pseudonym(home.secret(), "household", original["household_ref"])
+    update = households.head(1).with_columns(pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.households)).alias("submitted_at"))
+    old_members = sample.members.filter(pl.col("submission_id") == original["submission_id"])
+    members = old_members.with_columns(pl.lit(UPDATE_ID).alias("submission_id"))
+    _ingest(home, {"households/households_update.csv": _csv(update), "households/members_update.csv": _csv(members)})
+
+    assert _query(home, "SELECT submission_id FROM households WHERE household_pseudonym = ?", [target]) == [(UPDATE_ID,)]
+    assert _query(home, "SELECT count(*) FROM members WHERE submission_id = ?", [UPDATE_ID]) == [(old_members.height,)]
+    assert _query(home, "SELECT count(*) FROM quarantine WHERE \"table\" = 'members'") == [(0,)]
+    superseded = _query(home, "SELECT count(*) FROM superseded_submissions WHERE \"table\" = 'members' AND rule = 'duplicate: superseded by a later submission'")
+    assert superseded == [(old_members.height,)]
+
+
 def _as_german_excel_saves_it(frame: pl.DataFrame) -> bytes:
     """The template opened in a German Excel and saved as CSV: `;`, CRLF, Windows-1252, and each
     timestamp as the cell shows it, 05.07.2026 10:48 (the seconds are gone)."""
