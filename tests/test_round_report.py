@@ -498,6 +498,15 @@ def test_a_municipality_filled_by_accepted_proposals_says_so_where_it_keeps_hous
     assert "needs more persons than offered" not in text and "no housing units offered (4)" in text
 
 
+def test_the_duplicates_count_says_that_an_export_landed_again_counts_each_row() -> None:
+    """Played as a coordinator (thirty-eighth session): one household corrected in KoboToolbox and the form exported
+    again, and the next report said `Household duplicates resolved 890` of 900, read as 890 problems."""
+    counts = {"households_received": 900, "household_duplicates_resolved": 890, "municipality_duplicates_resolved": 0}
+    text = _section_text(render_round_report(_data(counts=counts)), "details")
+    assert "Household questionnaires replaced by a later copy or correction (an export landed again counts each of its households) 890" in text
+    assert "duplicates resolved" not in text
+
+
 def test_the_rule_keeping_most_out_reads_in_words_with_its_name_in_the_tooltip() -> None:
     """Walked in the browser (twenty-eighth session): the Municipalities table named the rule by its code
     (`medical_care (2)`, `family_tie_must`), which an evaluator has to look up. Now every hard rule of the engine has

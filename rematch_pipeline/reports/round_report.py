@@ -137,6 +137,10 @@ _CRITERIA_LABELS: dict[str, str] = {
 _COUNT_LABELS: dict[str, str] = {
     "households_received": "Household questionnaires received",
     "households_without_consent": "Without consent to processing (counted only, not processed)",
+    # Each copy an export landed again repeats counts here too (a KoboToolbox form exported again after one edit: 890 of
+    # 900), which read as alarming under "duplicates resolved": the label says what is counted.
+    "municipality_duplicates_resolved": "Municipality questionnaires replaced by a later copy or correction (an export landed again counts each of its rows)",
+    "household_duplicates_resolved": "Household questionnaires replaced by a later copy or correction (an export landed again counts each of its households)",
     "households_left_out": "Left out as the questionnaire tool marks them (rejected by a reviewer, or incomplete)",
     "municipalities_left_out": "Municipality questionnaires left out (rejected by a reviewer, or incomplete)",
     "rows_quarantined": "Rows quarantined (failed validation), of this intake period and earlier",
