@@ -903,7 +903,7 @@ def build_canonical(
         round_periods = pl.DataFrame(schema={"round_id": pl.Utf8, "period": pl.Utf8})
     by_period = _quarantined_by_period(quarantine_frame, raw, submission_dates, round_periods, no_members)
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
-    held_out = pl.concat([held_municipalities, held_households, held_for_members, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column"], nulls_last=True)
+    held_out = pl.concat([held_municipalities, held_households, held_for_members, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column", "rule"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
     counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height
