@@ -588,7 +588,7 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
     # Said by `rematch ingest` as held out, and by validation's held-out line; quarantined: only the rows that failed a
     # rule (the two member rows and the household row that failed imp_jobs), not the held-out household's valid row.
     said = [line for line in summary.held_out if f"members.csv, row {member_row}, column sex" in line]
-    assert len(said) == 1 and said[0].startswith(f"household H-") and f"(households.csv, row {household_row}): a member row failed validation" in said[0], summary.held_out
+    assert len(said) == 1 and said[0].startswith("household H-") and f"(households.csv, row {household_row}): a member row failed validation" in said[0], summary.held_out
     assert "2 municipalities or households held out" in logs
     assert quarantined == [(sample.households["submission_id"].to_list().index(both_broken) + 2, "imp_jobs")]
     assert counts["rows_quarantined"] == 3 + references
