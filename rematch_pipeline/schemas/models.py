@@ -39,6 +39,18 @@ _DTYPES: dict[Kind, str | None] = {
 }
 
 
+def _german_words(field: Field) -> str:
+    """The German words a decisions file may write for the field's codes (its aliases, contract D), for the rule's
+    name: a German coordinator whose `vielleicht` was refused is told `Zusage`/`Absage`, not only `accept/decline`."""
+    if not field.aliases:
+        return ""
+    words = [
+        "/".join(alias.capitalize() for alias, aliased in field.aliases if aliased == code)
+        for code in field.codes
+    ]
+    return f" (or in German: {', '.join(w for w in words if w)})"
+
+
 def _column_checks(field: Field) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if field.minimum is not None:
@@ -49,7 +61,7 @@ def _column_checks(field: Field) -> list[pa.Check]:
         checks.append(pa.Check(lambda s: s <= high, name=f"range: <= {high:g}"))
     if field.kind is Kind.CODE:
         codes = list(field.codes)
-        checks.append(pa.Check(lambda s: s.isin(codes), name=f"code list: one of {'/'.join(codes)}"))
+        checks.append(pa.Check(lambda s: s.isin(codes), name=f"code list: one of {'/'.join(codes)}{_german_words(field)}"))
     if field.kind is Kind.CODES:
         allowed = frozenset(field.codes)
         checks.append(

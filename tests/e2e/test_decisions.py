@@ -109,12 +109,12 @@ def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home
         rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
     assert reason not in str(stored) and "maybe" not in str(stored)
     assert rules == [
-        (2, "reason", "code list: one of housing/family/work/health/other"),
-        (3, "decision", "code list: one of accept/decline"),
+        (2, "reason", "code list: one of housing/family/work/health/other (or in German: Wohnung, Familie, Arbeit, Gesundheit, Sonstiges)"),
+        (3, "decision", "code list: one of accept/decline (or in German: Annehmen/Angenommen/Zusage, Ablehnen/Abgelehnt/Absage)"),
     ]
     # `rematch ingest` says so, by file, row, column and rule, without the text.
     err = capsys.readouterr().err
-    assert "quarantined: decisions-r9.csv, row 2, column reason: code list: one of housing/family/work/health/other" in err
+    assert "quarantined: decisions-r9.csv, row 2, column reason: code list: one of housing/family/work/health/other (or in German: Wohnung, Familie, Arbeit, Gesundheit, Sonstiges)" in err
     assert "quarantined: decisions-r9.csv, row 3, column decision: code list" in err and reason not in err
 
 
@@ -444,7 +444,7 @@ def test_a_file_that_answers_one_proposal_twice_differently_counts_neither(home:
         rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1, 2").fetchall()
     assert recorded == [(pseudonym(home.secret(), "household", b["household_ref"]), "accept")]
     duplicate = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
-    assert rules == [(2, "decision", duplicate), (3, "decision", duplicate), (3, "reason", "code list: one of housing/family/work/health/other")]
+    assert rules == [(2, "decision", duplicate), (3, "decision", duplicate), (3, "reason", "code list: one of housing/family/work/health/other (or in German: Wohnung, Familie, Arbeit, Gesundheit, Sonstiges)")]
 
 
 def test_a_household_that_accepts_proposals_of_two_rounds_counts_neither_until_one_is_declined(
@@ -659,10 +659,10 @@ def test_a_decisions_file_in_german_is_read_and_a_word_off_the_list_is_quarantin
         (who[b["household_ref"]], b["municipality_id"], "decline", "family"),
         (who[d["household_ref"]], d["municipality_id"], "decline", "housing"),
     ])
-    assert rules == [("entscheidungen-r1.csv", 4, "decision", "code list: one of accept/decline")]
+    assert rules == [("entscheidungen-r1.csv", 4, "decision", "code list: one of accept/decline (or in German: Annehmen/Angenommen/Zusage, Ablehnen/Abgelehnt/Absage)")]
     assert unknown not in str(stored)
     err = capsys.readouterr().err
-    assert "quarantined: entscheidungen-r1.csv, row 4, column decision: code list: one of accept/decline" in err and unknown not in err
+    assert "quarantined: entscheidungen-r1.csv, row 4, column decision: code list: one of accept/decline (or in German: Annehmen/Angenommen/Zusage, Ablehnen/Abgelehnt/Absage)" in err and unknown not in err
 
     # A German heading not on the list: the file stops, saying what a decisions file holds, in German too.
     with (home.landing("decisions") / "entscheidungen-r1-b.csv").open("w", newline="", encoding="utf-8") as handle:
