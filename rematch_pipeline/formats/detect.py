@@ -26,6 +26,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import polars as pl
+
 from rematch_pipeline.formats.canonical import (
     REPEATED_HEADER,
     ParsedTable,
@@ -176,9 +178,34 @@ def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[Parsed
         # Tokenising once enforces the row limit for every CSV, the canonical one included.
         records = csv_records(data, file, check_code_page=not as_landed)
         tables = _with_unended_last_row(_read_csv(records, file), records, as_landed)
+    if not as_landed:  # an archived copy is read as an older version read it (erasure must still find its rows)
+        _refuse_members_of_one_submission_in_two_tables(tables, file)
     # Copies of one submission that differ are said in every format (validation uses one of them).
     # Names a Windows-1252 save turned into "?" are said too (stored as read).
     return [with_replaced_letters(with_differing_copies(table)) for table in tables]
+
+
+def _refuse_members_of_one_submission_in_two_tables(tables: list[ParsedTable], file: str) -> None:
+    """Refuse a file whose members of one submission lie in two members tables (a workbook's members sheet copied, a
+    Central zip holding its repeat CSV twice, from two exports). A person is keyed by submission and position within
+    its table, so both tables' rows would be one person each, the household's persons counted twice or its names
+    mixed up. Members tables naming different submissions (a workbook's members split by household) are read."""
+    seen: dict[str, str | None] = {}  # submission id -> the sheet or zip member whose table named it first
+    for table in tables:
+        if table.table != "members" or "submission_id" not in table.frame.columns:
+            continue
+        ids = table.frame.select("submission_id", "file_row").filter(pl.col("submission_id").is_not_null())
+        clash = ids.filter(pl.col("submission_id").is_in(list(seen)))
+        if not clash.is_empty():
+            first = seen[clash["submission_id"][0]] or ""
+            where = f"{'member' if first.lower().endswith('.csv') else 'sheet'} {first}" if first else "another table"
+            rule = (
+                f"members: this row's household has member rows in {where} of this file too (a copied"
+                " sheet, or a second export zipped with the first?): keep each household's members in one members"
+                " table, then land the file again"
+            )
+            raise InputFileError(Violation(file, int(clash["file_row"][0]), "submission_id", rule, "members", table.sheet))
+        seen.update(dict.fromkeys(ids["submission_id"].unique(maintain_order=True).to_list(), table.sheet))
 
 
 def _read_xlsx(book: Workbook, file: str) -> list[ParsedTable]:

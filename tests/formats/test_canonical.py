@@ -110,6 +110,26 @@ def _workbook(path: Path, sheets: list[tuple[str, list[list[str]]]], hidden: str
                 sheet.hide()
 
 
+def test_a_members_sheet_copied_in_a_workbook_is_refused_and_members_split_by_household_are_read(sample, tmp_path: Path) -> None:
+    # A person is keyed by submission and position in its table: a copied members sheet made each person two (the
+    # warehouse's validated members doubled twice over and its expectation check stopped validation for every file).
+    def rows(frame: pl.DataFrame) -> list[list[str]]:
+        return [frame.columns, *[[v or "" for v in row] for row in frame.iter_rows()]]
+
+    members = sample.members
+    first = members["submission_id"][0]
+    path = tmp_path / "h.xlsx"
+    _workbook(path, [("households", rows(sample.households)), ("members", rows(members)), ("members (2)", rows(members))])
+    message = str(pytest.raises(InputFileError, read_export, path, path.read_bytes()).value)
+    assert message.startswith("h.xlsx [sheet members (2)], row 2, column submission_id: members: this row's household has member rows in sheet members of this file too")
+    assert first not in message
+    # Each household's members in one sheet or the other: read, every row once.
+    one, other = members.filter(pl.col("submission_id") == first), members.filter(pl.col("submission_id") != first)
+    _workbook(path, [("households", rows(sample.households)), ("members", rows(other)), ("members 2", rows(one))])
+    tables = read_export(path, path.read_bytes())
+    assert [(t.table, t.sheet, t.frame.height) for t in tables][1:] == [("members", "members", other.height), ("members", "members 2", one.height)]
+
+
 def test_instructions_and_code_list_sheets_beside_the_template_are_left_out_and_counted(sample, tmp_path: Path) -> None:
     frame = sample.municipalities
     template = [frame.columns, *[[v or "" for v in row] for row in frame.iter_rows()]]

@@ -48,6 +48,21 @@ def test_central_zip_reads_households_and_members_joined_by_parent_key(split: bo
     assert members.frame["file_row"].to_list() == [2, 3, 4]
 
 
+def test_central_zip_in_a_folder_is_read_and_its_members_csv_twice_is_refused() -> None:
+    # Zipped again by hand: the CSVs inside a folder are read as Central's own zip.
+    exported = odk_central_households()
+    foldered = zipped({f"export/{name}": data for name, data in exported.items()})
+    assert [(t.table, t.frame.height) for t in read_export(Path("e.csv.zip"), foldered)] == [("households", 2), ("members", 3)]
+    # The repeat CSV twice (an older export zipped with the new one): its persons would each be two, so refused.
+    twice = zipped(exported, {f"old/{MEMBERS}": exported[MEMBERS]})
+    message = error_of(lambda: read_export(Path("e.csv.zip"), twice))
+    assert message == (
+        f"e.csv.zip [member old/{MEMBERS}], row 2, column submission_id: members: this row's household has member rows in"
+        f" member {MEMBERS} of this file too (a copied sheet, or a second export zipped with the first?): keep each"
+        " household's members in one members table, then land the file again"
+    )
+
+
 REJECTED = "submissions rejected in ODK Central"
 
 
