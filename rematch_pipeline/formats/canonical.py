@@ -78,6 +78,7 @@ class ParsedTable:
 
 HIDDEN_ROWS = "hidden or filtered out in the workbook, read as data like the others; to leave rows out, delete them, not hide them"
 HIDDEN_COLUMNS = "hidden in the workbook, read as data like the others; to leave answers out, clear them, not hide the column"
+HIDDEN_SHEET = "the sheet is hidden in the workbook; its rows are read as data like the others; to leave a sheet out, delete it, not hide it"
 ROWS_HIDDEN_BY_DEFAULT = (
     "the sheet hides its rows by default (only rows set visible show in the workbook); every row is read as data,"
     " hidden or not; to leave rows out, delete them, not hide them"

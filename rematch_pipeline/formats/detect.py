@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from rematch_pipeline.formats.canonical import (
+    HIDDEN_SHEET,
     REPEATED_HEADER,
     ParsedTable,
     read_canonical_records,
@@ -226,7 +227,9 @@ def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict
     """Each table with what its sheet hides in the workbook: the rows it read that are hidden (by hand, or filtered
     out by an autofilter), whether the sheet hides its rows by default, and the headings of its hidden columns. They
     stay data (a hidden row or column is still data), and ingestion says so (canonical.read_anyway_lines)."""
-    sheets = {sheet.title: sheet for sheet in book.sheets if sheet.hidden or sheet.hidden_columns or sheet.rows_hidden_by_default}
+    sheets = {
+        sheet.title: sheet for sheet in book.sheets if sheet.hidden or sheet.hidden_columns or sheet.rows_hidden_by_default or sheet.sheet_hidden
+    }
     if not sheets:
         return tables
     marked = []
@@ -239,6 +242,10 @@ def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict
                 changes["hidden_rows"] = tuple(row for row in sheet.hidden if row in read)
             if sheet.rows_hidden_by_default and table.frame.height:
                 changes["rows_hidden_by_default"] = True
+            if sheet.sheet_hidden:
+                # An older copy of a sheet hidden beside the new one is read too, its rows maybe used (the lower
+                # copy of a submission wins a tie): said, as hidden rows are.
+                changes["warnings"] = (HIDDEN_SHEET, *table.warnings)
             header = headings.get(sheet.title, [])
             # A hidden column without a heading holds nothing read (the readers read columns by their headings).
             names = [header[c] for c in sheet.hidden_columns if c < len(header) and header[c]]

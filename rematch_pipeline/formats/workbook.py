@@ -89,6 +89,8 @@ class SheetValues(Protocol):
     # (rows_hidden_by_default: <sheetFormatPr zeroHeight="1">). Read like the others; the callers say so.
     hidden_columns: Sequence[int]
     rows_hidden_by_default: bool
+    # Whether the workbook hides the sheet itself (its state hidden or veryHidden). Read like the others; said too.
+    sheet_hidden: bool
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The rows from row 1 (empty rows included, as tuples of None), up to max_row."""
@@ -173,6 +175,7 @@ class _OpenpyxlSheet:
         self.hidden = hidden
         self.hidden_columns = hidden_columns
         self.rows_hidden_by_default = rows_hidden_by_default
+        self.sheet_hidden: bool = sheet.sheet_state != "visible"
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The sheet's rows as openpyxl's read-only mode gives them, past the sheet's <dimension> too."""
@@ -201,6 +204,7 @@ class _CalamineSheet:
     hidden: list[int]
     hidden_columns: list[int]
     rows_hidden_by_default: bool
+    sheet_hidden: bool
     _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
@@ -264,6 +268,7 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
             formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), *hidden_parts(xml)))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
+        states = [ws.sheet_state != "visible" for ws in worksheets]
     except Exception:  # noqa: BLE001
         return None
     finally:
@@ -276,7 +281,7 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
     if names != titles:
         book.close()
         return None
-    sheets: list[SheetValues] = [_CalamineSheet(book, title, *cells) for title, cells in zip(titles, formulas)]
+    sheets: list[SheetValues] = [_CalamineSheet(book, title, *cells, hidden_sheet) for title, cells, hidden_sheet in zip(titles, formulas, states)]
     return _CalamineBook(sheets, epoch, "calamine", book)
 
 

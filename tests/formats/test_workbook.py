@@ -635,3 +635,26 @@ def test_hidden_columns_and_rows_hidden_by_default_are_found_in_the_sheets_head_
     assert hidden_parts(xml) == ([3], [1, 2, 3, 6], True)
     # Only the sheet's head says so: the same words in a cell's text are no setting.
     assert hidden_parts(b'<worksheet><sheetFormatPr zeroHeight="0"/><sheetData><row r="1"><c><is><t>zeroHeight="1"</t></is></c></row></sheetData></worksheet>') == ([], [], False)
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_hidden_sheet_is_read_and_said_by_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """A sheet the workbook hides (an older copy of the households kept beside the new one, hidden) was read as data
+    without a word, its rows maybe the copy used. It stays data, as hidden rows do, and read_anyway_lines says so."""
+    from openpyxl import load_workbook
+
+    from rematch_pipeline.formats.canonical import read_anyway_lines
+
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    name = "households-template.xlsx"
+    book = load_workbook(io.BytesIO(_exports(tmp_path)[name]))
+    book.copy_worksheet(book["households"]).title = "alt"
+    book["alt"].sheet_state = "hidden"
+    out = io.BytesIO()
+    book.save(out)
+    tables = read_export(Path(name), out.getvalue())
+    assert [(t.table, t.sheet) for t in tables] == [("households", "households"), ("members", "members"), ("households", "alt")]
+    assert read_anyway_lines(name, tables) == [
+        f"{name} [sheet alt]: the sheet is hidden in the workbook; its rows are read as data like the others; to leave a"
+        " sheet out, delete it, not hide it"
+    ]
