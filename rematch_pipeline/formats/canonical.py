@@ -150,6 +150,45 @@ def with_differing_copies(table: ParsedTable) -> ParsedTable:
     return replace(table, warnings=(*table.warnings, rule))
 
 
+DIFFERING_COPIES_ACROSS = (
+    "with different answers; one submission id is one submission (contract), so one copy is used: the one with the"
+    " latest submitted_at, of copies submitted in the same minute (or without a readable time) the one read last;"
+    " keep one row per submission_id"
+)
+
+
+def with_differing_copies_across(tables: list[ParsedTable]) -> list[ParsedTable]:
+    """The tables with a warning on each households table (a workbook's second households sheet, a Central zip's second
+    main CSV) whose submissions an earlier households table of the same file holds with other answers: validation uses
+    the copy read last without a word otherwise (with_differing_copies compares inside one table). Copies equal to an
+    earlier one stay silent; rows a tool marks as not to be used are not compared. Never a value."""
+    earlier: list[tuple[str | None, pl.DataFrame]] = []
+    out = []
+    for table in tables:
+        frame = table.frame
+        if table.table != "households" or "submission_id" not in frame.columns:
+            out.append(table)
+            continue
+        if LEFT_OUT_COLUMN in frame.columns:
+            frame = frame.filter(pl.col(LEFT_OUT_COLUMN).is_null())
+        frame = frame.filter(pl.col("submission_id").is_not_null())
+        answers = [c for c in frame.columns if c not in ("file_row", LEFT_OUT_COLUMN)]
+        for sheet, before in earlier:
+            common = [c for c in answers if c in before.columns]
+            shared = frame.join(before.select("submission_id").unique(), on="submission_id", how="semi")
+            differ = shared.join(before.select(common).unique(), on=common, how="anti", nulls_equal=True)
+            if not differ.is_empty():
+                ids = differ.group_by("submission_id", maintain_order=True).agg(pl.col("file_row").min())
+                rows = ", ".join(str(r) for r in ids["file_row"].head(COPIES_NAMED).to_list())
+                more = " …" if ids.height > COPIES_NAMED else ""
+                where = f"{'member' if (sheet or '').lower().endswith('.csv') else 'sheet'} {sheet}" if sheet else "another table"
+                rule = f"{counted(ids.height, 'submission id')} (column submission_id, rows {rows}{more}) also in {where} of this file {DIFFERING_COPIES_ACROSS}"
+                table = replace(table, warnings=(*table.warnings, rule))
+        earlier.append((table.sheet, frame))
+        out.append(table)
+    return out
+
+
 # A save in Windows-1252 (a German Excel's "CSV (Trennzeichen-getrennt)", LibreOffice's default for CSV) writes each
 # letter the code page lacks as "?": a Ukrainian name in Cyrillic as "????? ??????", a Polish "ł" as "?", Gdańsk as
 # "Gda?sk". They are lost for good; read as they are, the identity store kept them so without a word. No name or

@@ -35,6 +35,7 @@ from rematch_pipeline.formats.canonical import (
     read_canonical_records,
     read_template_book,
     with_differing_copies,
+    with_differing_copies_across,
     with_replaced_letters,
 )
 from rematch_pipeline.formats.errors import InputFileError, Violation
@@ -183,7 +184,8 @@ def read_export(path: Path, data: bytes, as_landed: bool = False) -> list[Parsed
         _refuse_members_of_one_submission_in_two_tables(tables, file)
     # Copies of one submission that differ are said in every format (validation uses one of them).
     # Names a Windows-1252 save turned into "?" are said too (stored as read).
-    return [with_replaced_letters(with_differing_copies(table)) for table in tables]
+    # And copies in two households tables of one file (a second sheet, a second main CSV).
+    return with_differing_copies_across([with_replaced_letters(with_differing_copies(table)) for table in tables])
 
 
 def _refuse_members_of_one_submission_in_two_tables(tables: list[ParsedTable], file: str) -> None:

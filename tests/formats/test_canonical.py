@@ -130,6 +130,29 @@ def test_a_members_sheet_copied_in_a_workbook_is_refused_and_members_split_by_ho
     assert [(t.table, t.sheet, t.frame.height) for t in tables][1:] == [("members", "members", other.height), ("members", "members 2", one.height)]
 
 
+def test_a_submission_in_two_households_sheets_with_other_answers_is_said(sample, tmp_path: Path) -> None:
+    # A corrected copy of the households sheet beside the first: validation uses the copy read last, which was not said
+    # (only copies inside one table were compared). Equal copies stay silent.
+    households = sample.households.head(3)
+    header = households.columns
+    rows = [[v or "" for v in row] for row in households.iter_rows()]
+    edited = [row.copy() for row in rows]
+    pets = header.index("pets")
+    edited[1][pets] = "no" if rows[1][pets] == "yes" else "yes"
+    path = tmp_path / "h.xlsx"
+    _workbook(path, [("households", [header, *rows]), ("households korrigiert", [header, *edited])])
+    first, second = read_export(path, path.read_bytes())
+    assert first.warnings == ()
+    assert second.warnings == (
+        "1 submission id (column submission_id, rows 3) also in sheet households of this file with different answers; one"
+        " submission id is one submission (contract), so one copy is used: the one with the latest submitted_at, of"
+        " copies submitted in the same minute (or without a readable time) the one read last; keep one row per"
+        " submission_id",
+    )
+    _workbook(path, [("households", [header, *rows]), ("households 2", [header, *rows])])
+    assert [t.warnings for t in read_export(path, path.read_bytes())] == [(), ()]
+
+
 def test_instructions_and_code_list_sheets_beside_the_template_are_left_out_and_counted(sample, tmp_path: Path) -> None:
     frame = sample.municipalities
     template = [frame.columns, *[[v or "" for v in row] for row in frame.iter_rows()]]
