@@ -709,7 +709,12 @@ def read_kobo_book(book: Workbook, file: str) -> list[ParsedTable]:
                 raise InputFileError(Violation(file, None, None, "header only: no data rows", layout.table, sheet.title))
             mains.append((sheet.title, read))
     if len(mains) > 1 or len(repeats) > 1:
-        raise InputFileError(Violation(file, None, None, "kobo: more than one main or repeat sheet (nested repeats?)"))
+        # Named by the second sheet of its kind (a sheet copied in Excel, an older export's sheet pasted in): which one
+        # to delete is the user's to tell, so the first is named in the rule.
+        first, second = (mains if len(mains) > 1 else repeats)[:2]
+        kind = "main" if len(mains) > 1 else "repeat"
+        rule = f"kobo: more than one {kind} sheet (this and sheet {first[0]}: a copied sheet, or nested repeats?); keep one"
+        raise InputFileError(Violation(file, None, None, rule, sheet=second[0]))
     if not mains and not repeats:
         raise InputFileError(Violation(file, None, None, "empty workbook"))
     tables: list[ParsedTable] = []

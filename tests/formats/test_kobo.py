@@ -227,6 +227,19 @@ def test_kpi_xlsx_notes_and_hidden_sheets_added_in_excel_are_left_out_and_counte
     assert "[sheet Kopie], row 1: header: not a KoboToolbox export" in message and SECRET not in message
 
 
+def test_kpi_xlsx_with_a_sheet_copied_names_the_copy_and_the_sheet_copied(tmp_path: Path) -> None:
+    """A members sheet copied in Excel stopped the file without naming a sheet: now both are named."""
+    from openpyxl import load_workbook as open_workbook
+
+    path = kobo_kpi_households_xlsx(tmp_path / "export.xlsx")
+    book = open_workbook(path)
+    repeat = book.worksheets[1].title
+    book.copy_worksheet(book.worksheets[1]).title = "Kopie"
+    book.save(path)
+    message = error_of(lambda: read_kobo_xlsx(path.read_bytes(), path.name))
+    assert message == f"export.xlsx [sheet Kopie]: kobo: more than one repeat sheet (this and sheet {repeat}: a copied sheet, or nested repeats?); keep one"
+
+
 # ------------------------------------------------------------------ KPI CSV
 
 
