@@ -364,7 +364,7 @@ def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_
     """Cell for cell, under both readers: text (leading zeros, spaces, `=`-text), numbers written by other programs
     to 17 digits (openpyxl's writer keeps 16: 0.30000000000000004 read back as 0.3, an integer of 17 digits as a
     float), dates, times, durations, booleans; a one-column merged range filled down, a range across columns and the
-    hidden rows moved up past the deleted rows, hidden columns kept, and the second sheet untouched."""
+    hidden rows moved up past the deleted rows, hidden columns kept, and the second sheet untouched (hidden still)."""
     import datetime as dt
     import re
 
@@ -394,6 +394,7 @@ def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_
         other = book.add_worksheet("members")
         other.write_row(0, 0, ["ags", "n"])
         other.write_row(1, 0, ["01001", "Other-Secret"])
+        other.hide()  # a hidden sheet stays hidden (the readers say it)
     raw = path.read_bytes()
     patched = BytesIO()
     with zipfile.ZipFile(BytesIO(raw)) as source, zipfile.ZipFile(patched, "w", zipfile.ZIP_DEFLATED) as target:
@@ -406,12 +407,12 @@ def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_
     drop = {3, 4}  # the filled-down range's first row (the one holding its value) and the next, above the others
 
     def read(book):
-        return {s.title: (list(s.rows()), sorted(s.hidden), list(s.hidden_columns), sorted(s.merged)) for s in book.sheets}
+        return {s.title: (list(s.rows()), sorted(s.hidden), list(s.hidden_columns), sorted(s.merged), s.sheet_hidden) for s in book.sheets}
 
     _no_full_load(monkeypatch)
     for reader in ("calamine", "openpyxl"):
         monkeypatch.setenv(ENV_XLSX_READER, reader)
-        rows, hidden, columns, merged = read_workbook(data, "book.xlsx", read, unsaved_formulas_empty=True)["households"]
+        rows, hidden, columns, merged, _ = read_workbook(data, "book.xlsx", read, unsaved_formulas_empty=True)["households"]
         assert 0.30000000000000004 in rows[5] and 12345678901234567 in rows[6]  # as the original reads
         assert {dt.datetime, dt.time, dt.timedelta, bool, float, int, str} <= {type(c) for c in rows[2]} and rows[6][9] == "G1"
 
@@ -421,8 +422,9 @@ def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_
         kept = [row for number, row in enumerate(rows, start=1) if number not in drop]
         assert [tuple(row) for row in after["households"][0]] == [tuple(row) for row in kept], reader
         assert [[type(c) for c in row] for row in after["households"][0]] == [[type(c) for c in row] for row in kept], reader
-        assert after["households"][1:] == ([5], columns, [(3, 10, 3, 11)]), reader  # row 7 is row 5 now; the across range row 3
+        assert after["households"][1:] == ([5], columns, [(3, 10, 3, 11)], False), reader  # row 7 is row 5 now; the across range row 3
         assert hidden == [7] and columns == [11] and (5, 10, 5, 11) in merged
         assert after["members"] == read_workbook(data, "book.xlsx", read, unsaved_formulas_empty=True)["members"]
+        assert after["members"][-1], reader
         inflated = _inflated(out)
         assert b"Person-1-Secret" in inflated and not re.search(rb"Person-[23]-Secret", inflated), reader
