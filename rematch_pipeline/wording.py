@@ -7,6 +7,7 @@ Used by the engine (diagnosis), the report, the run logs and the command line al
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 # A resource key (features.RESOURCES) as one unit of it reads in a sentence.
@@ -81,6 +82,12 @@ def solved_words(status: str) -> str:
     """A solve's status in a coordinator's words, as the run's log, the round's metadata and report.html say it
     (a status without words of its own, e.g. infeasible, as the solver says it)."""
     return SOLVED_WORDS.get(status, status)
+
+
+def gap_words(gap: float, digits: int = 4) -> str:
+    """A solve's score gap as the run's log says it: `0.1007%`, or `unproven (no bound)` where the score stage found
+    no answer and so no bound (the metadata's `gap_percent: unproven`), never `inf%`."""
+    return f"{gap:.{digits}%}" if math.isfinite(gap) else "unproven (no bound)"
 
 
 # The hard rules (engine.compatibility.RULES) in a reader's words, for the report's Municipalities table

@@ -43,7 +43,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.models import PERIOD_PATTERN, ROUND_ID_PATTERN as ROUND_ID_FORMAT
-from rematch_pipeline.wording import counted, elapsed, solved_words
+from rematch_pipeline.wording import counted, elapsed, gap_words, solved_words
 from rematch_pipeline.schemas.parsing import utc_now
 
 rounds_partitions = dg.DynamicPartitionsDefinition(name="rounds")
@@ -800,7 +800,7 @@ def round_proposals(
     if violations:
         raise dg.Failure(f"solver answer breaks {len(violations)} constraints, first: {violations[0]}")
     context.log.info(
-        f"{solved_words(result.status)}: {counted(result.persons_placed, 'person')} placed, score gap {result.gap:.4%},"
+        f"{solved_words(result.status)}: {counted(result.persons_placed, 'person')} placed, score gap {gap_words(result.gap)},"
         f" {result.wall_seconds:.1f} s"
     )
     # The engine's own word on a wall-clock cut (which setting to lengthen) where it has one, else the plain one: once.
@@ -819,7 +819,7 @@ def round_proposals(
     if result.far_from_bound():
         context.log.warning(
             f"the answer is far from its bounds ({result.persons_placed} of at most {result.persons_bound:.0f} persons"
-            f" placed, score gap {result.gap:.2%}): time_limit_seconds {params.time_limit_seconds:g} is likely too short"
+            f" placed, score gap {gap_words(result.gap, 2)}): time_limit_seconds {params.time_limit_seconds:g} is likely too short"
             " for this round (a national round of 50,000 households x 401 districts needs 300 s; docs/operations.md)"
         )
 

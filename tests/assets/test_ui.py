@@ -263,6 +263,23 @@ def test_a_rounds_log_says_what_it_solves_and_how_well_in_a_coordinators_words(
     assert solved[0].startswith(meta["round_proposals"]["status"].value + ": "), "the log and the metadata say it alike"
 
 
+def test_a_solve_without_a_score_bound_says_the_gap_is_unproven_not_inf(ingested: RematchHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round launched from the Launchpad with `time_limit_seconds: 20` on the demo data (2026-12-07) logged
+    `best found within the time limit (not proven best): 937 persons placed, score gap inf%, 19.4 s`: the score stage
+    had found no answer, so no bound. The metadata said `gap_percent: unproven`; the log now says it alike. The score
+    stage is skipped for real here (no stage begins with less than MIN_STAGE_SECONDS left)."""
+    from rematch_pipeline.engine import assignment
+
+    monkeypatch.setattr(assignment, "MIN_STAGE_SECONDS", 1e9)
+    result = materialized_round(ingested, "r1", {"period": "2026-07", "time_limit_seconds": 10})
+    with dg.DagsterInstance.get() as instance:
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.step_key == "round_proposals" and r.level >= logging.INFO]
+    solved = [line for line in lines if " persons placed, score gap " in line]
+    assert len(solved) == 1 and re.search(r"persons placed, score gap unproven \(no bound\), \d+\.\d s$", solved[0]), solved
+    assert any("found any answer for stage score" in line for line in lines), lines
+    assert not [line for line in lines if "inf%" in line or "nan%" in line], lines
+
+
 def _linked_pair(home: RematchHome) -> list[tuple[str, str]]:
     """The proposals of r1's link group of two (household pseudonym, municipality)."""
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
