@@ -69,6 +69,9 @@ def resource_counted(n: int, resource: str, more: bool = False) -> str:
 SOLVED_WORDS: dict[str, str] = {
     "optimal": "optimal (proven best within relative_gap)",
     "feasible": "best found within the time limit (not proven best)",
+    # A stage the time limit ended before it found any answer (the round keeps the stage before it); the report's
+    # Solver table said the engine's `not_solved`.
+    "not_solved": "no answer within the time limit",
 }
 
 

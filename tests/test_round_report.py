@@ -282,7 +282,8 @@ def test_the_bounds_are_explained_in_words_and_gaps_shown_as_percentages() -> No
     for objective in ("lexicographic", "maximin"):
         html = render_round_report(_data(solver=unsolved, config={"objective": objective}))
         assert "before the solver found any answer for the total score" in _section_text(html, "headline")
-        assert "Status, last stage: total score not_solved" in _section_text(html, "details")
+        # It said the engine's word, `not_solved`, beside the other stages' words.
+        assert "Status, last stage: total score no answer within the time limit" in _section_text(html, "details")
     assert "found any answer" not in _section_text(render_round_report(_data(solver=solver)), "headline")
     # A maximin round says what it reached on its own objective, the lowest score (it said nothing of it).
     maximin = {**solver, "stage_min_score_value": 20.1389, "stage_min_score_bound": 38.8889}
