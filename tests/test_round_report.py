@@ -326,6 +326,12 @@ def test_binding_capacities_are_pictured_and_named_in_words() -> None:
     assert images and "binding" in images[0].lower()
     assert "kita_places" not in text and "Kita: 2" in text
     assert '<span class="chip">Kita</span>' in section and '<span class="chip">Persons</span>' in section
+    assert "Left: per resource, how many of the municipalities that offer it have all of it in use" in text and "Right: unplaced" in text
+    # Without unplaced households short of a capacity the figure has one panel: its caption said "Left: per resource,
+    # in how many of the municipalities … uses all of it" beside no right panel (the demo's report, 2026-12-07).
+    none_missed = _reasons().with_columns(pl.Series("missed_persons", [0, 0, 0]), pl.Series("missed_kita_places", [0, 0, 0]))
+    text = _section_text(render_round_report(_data(municipalities=mun, municipality_reasons=none_missed)), "municipalities")
+    assert "Which capacities bind. Per resource, how many of the municipalities that offer it" in text and "Left:" not in text
 
 
 def test_declined_households_counted_in_grammatical_sentences() -> None:
@@ -427,7 +433,10 @@ def test_round_parameters_and_solver_rows_have_readable_labels_with_units() -> N
                  "Persons bound (most persons any assignment could place) 62",
                  "Optimality gap, first stage: persons placed 0.00 %", "Optimality gap, last stage: total score 0.20 %",
                  "Optimality gap, maximin stage: lowest household score 0.00 %",
-                 "Households in the round 30", "Run time (seconds) 0.4"):
+                 "Households in the round 30", "Run time (seconds) 0.4",
+                 # A demo round read `Reproducible budgets (counted work, not wall-clock time) yes` and, in the Solver
+                 # table, `Reproducible (a repeat proposes the same) no`: the option covers large rounds only.
+                 "Reproducible budgets for large rounds (counted work, not wall-clock time) yes"):
         assert text in details, text
     assert "_" not in re.sub(r"<[^>]+>", "", details.split("Solver")[0].split("Round parameters")[1])
     assert not re.search(r"Stage \w+ gap|Time limit seconds|Weight jobs", details)

@@ -116,7 +116,9 @@ _CONFIG_LABELS: dict[str, str] = {
     "backend": "Solver (backend)",
     "time_limit_seconds": "Time limit per round, all solver stages (seconds)",
     "relative_gap": "Stop when the optimality gap is below",
-    "reproducible": "Reproducible budgets (counted work, not wall-clock time)",
+    # Only large rounds budget counted work (RoundConfig.reproducible): the demo's report read `… yes` beside the
+    # Solver table's `Reproducible (a repeat proposes the same) no`.
+    "reproducible": "Reproducible budgets for large rounds (counted work, not wall-clock time)",
     "wall_limit_seconds": "Wall-clock limit (seconds)",
     "compare_mechanisms": "Compare with deferred acceptance",
     "place_every_household": "Every household placed (exactly one municipality each, else the round fails)",
