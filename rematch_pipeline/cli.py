@@ -246,12 +246,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# A PYTHONWARNINGS filter (action:message, the message's start) for the warning `dagster dev` gives on start.
+UI_QUIET_WARNING = "ignore:Function `dev_command` is superseded"
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start the Dagster UI on this data home."""
     # For its effects: the data home's layout and the DAGSTER_HOME and REMATCH_HOME the UI's processes inherit.
     _home()
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     dagster = Path(sys.executable).parent / "dagster"
+    # `dagster dev` opened the UI's terminal with a SupersessionWarning pointing to `dg dev`, a command this
+    # project does not install: Dagster's own chatter, nothing a coordinator can act on. Only that warning is
+    # silenced (the processes it starts inherit the filter); any other warning still shows.
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), UI_QUIET_WARNING]))
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", str(args.port)])
     return 0
 

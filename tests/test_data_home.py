@@ -61,3 +61,40 @@ def test_a_first_ingest_makes_the_data_home_and_then_the_other_commands_use_it(
     assert main(["pseudonym", "RM-0001"]) == 1
     err = capsys.readouterr().err
     assert "no data home" not in err and "reference 1: no household of the identity store" in err
+
+
+def test_rematch_ui_starts_dagster_without_its_supersession_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rematch ui`'s terminal opened with `SupersessionWarning: Function dev_command is superseded … Use 'dg dev'
+    instead.` (Dagster 1.13; `dg` is not installed): noise to a coordinator. The command `rematch ui` executes is
+    captured, and the warning Dagster's `@superseded` gives on a call of `dev_command` is raised under the environment
+    it would run with; other warnings are not silenced."""
+    import os
+    import subprocess
+    import sys
+
+    from rematch_pipeline import cli
+
+    monkeypatch.setenv("REMATCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    monkeypatch.setenv("PYTHONWARNINGS", "default")  # an operator's own filter is kept
+    started: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, argv: started.append((path, argv, dict(os.environ))))
+    assert main(["ui", "--port", "3999"]) == 0
+    (path, argv, env) = started[0]
+    assert path.endswith("dagster") and argv[1:2] == ["dev"] and argv[-2:] == ["-p", "3999"]
+    raise_it = (
+        "import warnings\n"
+        "from dagster._annotations import superseded\n"
+        "@superseded(additional_warn_text=\"Use 'dg dev' instead.\", emit_runtime_warning=True)\n"
+        "def dev_command(): pass\n"
+        "dev_command()\n"
+        "warnings.warn('another warning', UserWarning)\n"
+    )
+    def stderr_under(environment: dict[str, str]) -> str:
+        return subprocess.run([sys.executable, "-c", raise_it], env=environment, capture_output=True, text=True, check=True).stderr
+    assert "is superseded" in stderr_under({**env, "PYTHONWARNINGS": "default"}), "the warning is raised here as by dagster dev"
+    quiet = stderr_under(env)
+    assert "superseded" not in quiet and "dg dev" not in quiet
+    assert "another warning" in quiet
