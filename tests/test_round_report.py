@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 import pytest
+from matplotlib.figure import Figure
 
 from rematch_pipeline.engine.compatibility import RULES
 from rematch_pipeline.reports.round_report import (
@@ -129,6 +130,26 @@ def test_figures_are_embedded_png(html: str) -> None:
         assert base64.b64decode(payload).startswith(b"\x89PNG\r\n\x1a\n")
     assert "http://" not in html and "https://" not in html
     assert "<script" not in html.lower()
+
+
+def test_every_charts_value_axis_says_its_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's report (2026-12-07): the histogram's axis read `match score (higher = better fit)` and the criteria
+    chart's `mean contribution to the score per placed household`, no unit, where the text says points (of 100)."""
+    from rematch_pipeline.reports import round_report
+
+    labels: list[str] = []
+    real_png = round_report._png
+
+    def recording_png(fig: Figure) -> str:
+        labels.extend(ax.get_xlabel() for ax in fig.axes if ax.get_xlabel())
+        return real_png(fig)
+
+    monkeypatch.setattr(round_report, "_png", recording_png)
+    render_round_report(_data())
+    score_axes = [label for label in labels if "score" in label]
+    assert len(score_axes) == 2, labels
+    assert all("(points" in label or "points)" in label for label in score_axes), score_axes
+    assert any("%" in label for label in labels if "capacity" in label), labels
 
 
 def test_pseudonym_shown_and_names_escaped(html: str) -> None:

@@ -347,7 +347,7 @@ def _fig_score_hist(scores: np.ndarray) -> str:
         mean = float(scores.mean())
         ax.axvline(mean, color=_COLOR_ACCENT, linewidth=1.5, linestyle="--")
         ax.text(mean, ax.get_ylim()[1] * 0.97, f" mean {mean:.2f}", color=_COLOR_ACCENT, va="top", fontsize=8)
-        ax.set_xlabel("match score (higher = better fit)")
+        ax.set_xlabel("match score (points of 100; higher = better fit)")
         ax.set_ylabel("households")
         ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         return _png(fig)
@@ -369,7 +369,7 @@ def _fig_criteria(means: list[tuple[str, float]]) -> str:
             ax.text(v + (0.01 * span if v >= 0 else -0.01 * span), yi, f"{v:.3f}",
                     va="center", ha="left" if v >= 0 else "right", fontsize=8)
         ax.set_yticks(y, names)
-        ax.set_xlabel("mean contribution to the score per placed household")
+        ax.set_xlabel("mean contribution to the score per placed household (points)")
         ax.margins(x=0.15)
         return _png(fig)
 
