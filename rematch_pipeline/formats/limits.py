@@ -99,7 +99,10 @@ def _open_zip(data: bytes, file: str, label: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputFileError(Violation(file, None, None, f"{label}: not a readable zip archive ({DAMAGED})")) from exc
+        # A zip cut short does not say whether it held a workbook or CSVs (container_of calls it a workbook); its
+        # name does: ODK Central's `….csv.zip` was refused as `xlsx: …`, naming a format the user never landed.
+        shown = "zip" if file.lower().endswith(".zip") else label
+        raise InputFileError(Violation(file, None, None, f"{shown}: not a readable zip archive ({DAMAGED})")) from exc
 
 
 def _check_directory(archive: zipfile.ZipFile, file: str, label: str) -> None:

@@ -12,6 +12,7 @@ from rematch_pipeline.formats import limits
 from rematch_pipeline.formats.canonical import read_anyway_lines
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.tool_exports import csv_zip
 from rematch_pipeline.schemas.contract import field_names
 from tests.formats.fixtures.exports import HERE, SECRET, kobo_kpi_households_xlsx
 
@@ -118,6 +119,15 @@ def test_worksheet_row_count_is_exact_across_read_chunks(prefix: str, monkeypatc
 def test_not_a_zip_after_all(tmp_path: Path) -> None:
     assert _error(tmp_path / "x.xlsx", b"PK\x03\x04 truncated") == (
         "x.xlsx: xlsx: not a readable zip archive (truncated or damaged: download or copy the file again)"
+    )
+
+
+def test_a_cut_zip_of_csv_exports_is_not_called_a_workbook(tmp_path: Path) -> None:
+    """National-scale play (h2): ODK Central's CSV zip cut short in transfer was refused as `xlsx: not a readable zip
+    archive`; a zip's name says which container it was."""
+    data = csv_zip({"rematch_household.csv": b"a,b\n1,2\n" * 200})
+    assert _error(tmp_path / "hessen.csv.zip", data[: len(data) // 2]) == (
+        "hessen.csv.zip: zip: not a readable zip archive (truncated or damaged: download or copy the file again)"
     )
 
 
