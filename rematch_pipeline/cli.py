@@ -84,7 +84,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for line in summary.misplaced:
         print(f"warning: {line}", file=sys.stderr)
     print(f"{counted(summary.files_ingested, 'new file')} ingested into {home.warehouse_path}")
-    if not summary.results:
+    if summary.validated_before:
+        print(f"nothing changed since the last validation (run {summary.validated_before[:8]}): not validated again")
+    elif not summary.results:
         print(
             f"landing/ holds no export yet: put KoboToolbox, ODK Central or LimeSurvey exports, or filled templates (forms/),"
             f" into {home.landing('households')}, {home.landing('municipalities')} or {home.landing('decisions')},"

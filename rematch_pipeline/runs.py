@@ -23,9 +23,10 @@ from rematch_pipeline.assets.ingest import (
     rejected_hashes,
 )
 from rematch_pipeline.assets.sensors import export_run_requests
-from rematch_pipeline.assets.validate import quarantine_lines, stored_findings
+from rematch_pipeline.assets.validate import CANONICAL_TABLES, quarantine_lines, stored_findings, validation_inputs_digest
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
 from rematch_pipeline.schemas.parsing import utc_now
 
 
@@ -47,6 +48,7 @@ class IngestionSummary:
     retried: list[str] = field(default_factory=list)  # one line per export read again (--retry-rejected)
     files_retried: int = 0  # of them, files whose rows were stored again
     misplaced: list[str] = field(default_factory=list)  # files in landing/ that lie where ingestion does not look
+    validated_before: str = ""  # the run whose validation still holds, when nothing it read has changed since
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
@@ -177,7 +179,13 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     if retry:
         results.append(execute(defs, instance, "retry_exports_job"))
         retried = results[-1].output_for_node("retry_rejected_exports")
-    results.append(execute(defs, instance, "validate_job"))
+    digest = validation_inputs_digest(home, warehouse)
+    # Nothing landed and nothing validation reads changed since its last run: it would write the same tables.
+    validated_before = "" if requests or retry else _still_validated(instance, warehouse, digest)
+    if not validated_before:
+        _forget_validation(warehouse)  # a run that fails part-way leaves no digest behind
+        results.append(execute(defs, instance, "validate_job"))
+        _remember_validation(warehouse, digest, results[-1].run_id)
     rejected = rejected_files(warehouse, since=started)["error"].to_list()
     held_out, warnings = stored_findings(warehouse, since=started)
     # What this pass's files had read anyway (hidden rows or columns, readers' warnings) first, then validation's reference warnings.
@@ -186,8 +194,29 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     skipped = files_with_skipped(warehouse, since=started)
     return IngestionSummary(
         len(requests) - len(rejected), rejected, skipped, results, held_out, warnings, quarantined,
-        retried, sum(line.startswith("retried: ") for line in retried), misplaced,
+        retried, sum(line.startswith("retried: ") for line in retried), misplaced, validated_before,
     )
+
+
+def _still_validated(instance: dg.DagsterInstance, warehouse: DuckDBResource, digest: str) -> str:
+    """The id of the last successful validate_job run of `rematch ingest` if it validated inputs with this digest and
+    its run is still in the instance (an operator deleting it, as after an erasure, wants a new one); else ''."""
+    with warehouse_connection(warehouse) as con:
+        stored = con.execute("SELECT run_id FROM validated_inputs WHERE digest = ?", [digest]).fetchone()
+        # A validated table gone (dropped by hand) is made again.
+        stored = stored if all(table_exists(con, t) for t in (*CANONICAL_TABLES, "quarantine", "household_features", "municipality_features")) else None
+    run = instance.get_run_by_id(stored[0]) if stored else None
+    return run.run_id if run is not None and run.status == dg.DagsterRunStatus.SUCCESS else ""
+
+
+def _forget_validation(warehouse: DuckDBResource) -> None:
+    with warehouse_connection(warehouse) as con:
+        con.execute("DELETE FROM validated_inputs")
+
+
+def _remember_validation(warehouse: DuckDBResource, digest: str, run_id: str) -> None:
+    with warehouse_connection(warehouse) as con:
+        con.execute("INSERT INTO validated_inputs VALUES (?, ?, ?)", [digest, run_id, utc_now()])
 
 
 def run_round(defs: dg.Definitions, instance: dg.DagsterInstance, home: RematchHome, round_id: str, config: dict) -> Path:

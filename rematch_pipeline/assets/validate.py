@@ -2,8 +2,11 @@
 
 
 import datetime as dt
+import hashlib
+import importlib.metadata
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -16,6 +19,7 @@ from rematch_pipeline.assets.failures import reason_first
 from rematch_pipeline.formats.errors import Violation
 from rematch_pipeline.resources.identity import IdentityStore
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
+from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.models import row_failures, schema_for
 from rematch_pipeline.validation import MEMBER_ROW_HELD_RULE, build_canonical
@@ -131,6 +135,41 @@ def quarantine_lines(warehouse: DuckDBResource, since: dt.datetime, limit: int =
     if len(rows) > limit:
         lines.append(f"... and {len(rows) - limit} more (table quarantine)")
     return lines
+
+
+# Everything validate_job reads from the warehouse (canonical_tables below; the feature tables read only its output).
+# A table canonical_tables reads must be listed here, or a pass with nothing new would skip a change to it
+# (tests/assets/test_validation_skip.py reads the asset's source for its FROM clauses).
+VALIDATION_INPUTS: tuple[str, ...] = (
+    *(f"raw_{t}" for t in TABLES), "ingestion_log", "proposals", "round_households", "replaced_proposals", "rounds",
+    "erased_unlinked_members",
+)
+
+
+def validation_inputs_digest(home: RematchHome, warehouse: DuckDBResource) -> str:
+    """A digest of what a validation run's answer depends on: the stored rows it reads (warehouse and identity
+    store, as multisets of rows), the code and reference lists of this package, the installed libraries' versions
+    and today's date (a member's birth date is checked against today where its household's date is unknown).
+    The same digest as the last successful run's means validating again would write the same tables."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(package)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    libraries = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    digest.update("\n".join([*libraries, dt.datetime.now(dt.timezone.utc).date().isoformat()]).encode())
+
+    def tables(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+        for name in names:
+            # Count and sum of row hashes: cheap on 100,000s of rows, and independent of the rows' physical order.
+            found = con.execute(f"SELECT count(*), sum(hash(t)) FROM {name} t").fetchone() if table_exists(con, name) else None
+            digest.update(f"{name}:{found}\n".encode())
+
+    with warehouse_connection(warehouse) as con:
+        tables(con, list(VALIDATION_INPUTS))
+    with IdentityStore(home=home).connect() as con:
+        tables(con, sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()))
+    return digest.hexdigest()
 
 
 def column_schema(table: str) -> dg.TableSchema:

@@ -103,6 +103,9 @@ CREATE TABLE IF NOT EXISTS erased_submissions (submission_pseudonym VARCHAR, era
 -- Members files (as stored: the original's sha256) an erasure took unlinked member rows out of, counted: their
 -- households stay held out (validation._unlinked_member_holds), as the rows may have been one of theirs.
 CREATE TABLE IF NOT EXISTS erased_unlinked_members (file_sha256 VARCHAR, file_name VARCHAR, sheet VARCHAR, member_rows INTEGER, erased_at TIMESTAMP);
+-- The last validate_job run of `rematch ingest` and the digest of what it read (assets.validate.validation_inputs_digest):
+-- a pass with nothing new whose digest is the same does not validate again.
+CREATE TABLE IF NOT EXISTS validated_inputs (digest VARCHAR, run_id VARCHAR, validated_at TIMESTAMP);
 """,
         # What an erased household's accepted proposal used, without the household: the places stay taken for
         # the rest of the intake period (assets.matching.round_candidates), as contract D says of an accept.
