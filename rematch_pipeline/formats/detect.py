@@ -230,7 +230,7 @@ def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict
     out by an autofilter), whether the sheet hides its rows by default, and the headings of its hidden columns. They
     stay data (a hidden row or column is still data), and ingestion says so (canonical.read_anyway_lines)."""
     sheets = {
-        sheet.title: sheet for sheet in book.sheets if sheet.hidden or sheet.hidden_columns or sheet.rows_hidden_by_default or sheet.sheet_hidden
+        sheet.title: sheet for sheet in book.sheets if sheet.hidden or sheet.hidden_columns or sheet.rows_hidden_by_default or sheet.sheet_state != "visible"
     }
     if not sheets:
         return tables
@@ -244,7 +244,7 @@ def _with_hidden_parts(tables: list[ParsedTable], book: Workbook, headings: dict
                 changes["hidden_rows"] = tuple(row for row in sheet.hidden if row in read)
             if sheet.rows_hidden_by_default and table.frame.height:
                 changes["rows_hidden_by_default"] = True
-            if sheet.sheet_hidden:
+            if sheet.sheet_state != "visible":
                 # An older copy of a sheet hidden beside the new one is read too, its rows maybe used (the lower
                 # copy of a submission wins a tie): said, as hidden rows are.
                 changes["warnings"] = (HIDDEN_SHEET, *table.warnings)

@@ -278,8 +278,8 @@ def _write_sheet(target: WriteOnlyWorksheet, sheet: SheetValues, drop: set[int],
         target.column_dimensions[get_column_letter(column + 1)].hidden = True
     if sheet.rows_hidden_by_default:
         target.sheet_format.zeroHeight = True
-    if sheet.sheet_hidden:
-        target.sheet_state = "hidden"
+    # As the workbook had it: a veryHidden sheet (not listed by Excel's Unhide) must not come back merely hidden.
+    target.sheet_state = sheet.sheet_state
     texts: dict[int, list[tuple[int, str]]] = {}
     for (row, column), text in sheet.formula_texts.items():
         texts.setdefault(row, []).append((column, text))

@@ -89,8 +89,9 @@ class SheetValues(Protocol):
     # (rows_hidden_by_default: <sheetFormatPr zeroHeight="1">). Read like the others; the callers say so.
     hidden_columns: Sequence[int]
     rows_hidden_by_default: bool
-    # Whether the workbook hides the sheet itself (its state hidden or veryHidden). Read like the others; said too.
-    sheet_hidden: bool
+    # The sheet's own state as the workbook gives it: visible, hidden or veryHidden (not listed by Excel's Unhide).
+    # A hidden sheet is read like the others, and said; erasure's rewrite keeps the state.
+    sheet_state: str
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The rows from row 1 (empty rows included, as tuples of None), up to max_row."""
@@ -175,7 +176,7 @@ class _OpenpyxlSheet:
         self.hidden = hidden
         self.hidden_columns = hidden_columns
         self.rows_hidden_by_default = rows_hidden_by_default
-        self.sheet_hidden: bool = sheet.sheet_state != "visible"
+        self.sheet_state: str = sheet.sheet_state
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
         """The sheet's rows as openpyxl's read-only mode gives them, past the sheet's <dimension> too."""
@@ -204,7 +205,7 @@ class _CalamineSheet:
     hidden: list[int]
     hidden_columns: list[int]
     rows_hidden_by_default: bool
-    sheet_hidden: bool
+    sheet_state: str
     _parsed: CalamineSheet | None = None  # kept from a first partial read (format detection) for the full one
 
     def rows(self, max_row: int | None = None) -> Iterator[Sequence[object]]:
@@ -268,7 +269,7 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
             formulas.append((*_formulas(xml, recalculated, unsaved_formulas_empty), merged_ranges(xml), *hidden_parts(xml)))
         epoch = reader.wb.epoch
         titles = [ws.title for ws in worksheets]
-        states = [ws.sheet_state != "visible" for ws in worksheets]
+        states = [ws.sheet_state for ws in worksheets]
     except Exception:  # noqa: BLE001
         return None
     finally:
@@ -281,7 +282,7 @@ def _calamine_workbook(data: bytes, unsaved_formulas_empty: bool = False) -> _Ca
     if names != titles:
         book.close()
         return None
-    sheets: list[SheetValues] = [_CalamineSheet(book, title, *cells, hidden_sheet) for title, cells, hidden_sheet in zip(titles, formulas, states)]
+    sheets: list[SheetValues] = [_CalamineSheet(book, title, *cells, state) for title, cells, state in zip(titles, formulas, states)]
     return _CalamineBook(sheets, epoch, "calamine", book)
 
 

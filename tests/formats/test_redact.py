@@ -407,7 +407,7 @@ def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_
     drop = {3, 4}  # the filled-down range's first row (the one holding its value) and the next, above the others
 
     def read(book):
-        return {s.title: (list(s.rows()), sorted(s.hidden), list(s.hidden_columns), sorted(s.merged), s.sheet_hidden) for s in book.sheets}
+        return {s.title: (list(s.rows()), sorted(s.hidden), list(s.hidden_columns), sorted(s.merged), s.sheet_state) for s in book.sheets}
 
     _no_full_load(monkeypatch)
     for reader in ("calamine", "openpyxl"):
@@ -422,9 +422,38 @@ def test_a_rewritten_workbook_keeps_every_other_cell_as_the_readers_read_it(tmp_
         kept = [row for number, row in enumerate(rows, start=1) if number not in drop]
         assert [tuple(row) for row in after["households"][0]] == [tuple(row) for row in kept], reader
         assert [[type(c) for c in row] for row in after["households"][0]] == [[type(c) for c in row] for row in kept], reader
-        assert after["households"][1:] == ([5], columns, [(3, 10, 3, 11)], False), reader  # row 7 is row 5 now; the across range row 3
+        assert after["households"][1:] == ([5], columns, [(3, 10, 3, 11)], "visible"), reader  # row 7 is row 5 now; the across range row 3
         assert hidden == [7] and columns == [11] and (5, 10, 5, 11) in merged
         assert after["members"] == read_workbook(data, "book.xlsx", read, unsaved_formulas_empty=True)["members"]
-        assert after["members"][-1], reader
+        assert after["members"][-1] == "hidden", reader
         inflated = _inflated(out)
         assert b"Person-1-Secret" in inflated and not re.search(rb"Person-[23]-Secret", inflated), reader
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_very_hidden_sheet_stays_very_hidden_in_the_rewrite(monkeypatch, reader: str) -> None:
+    """A sheet hidden so that Excel's Unhide does not list it (veryHidden: set by a macro or a tool) came back from
+    erasure's rewrite merely hidden, listed for anyone to unhide; each sheet now keeps its own state. The erased rows
+    go from it as from the others."""
+    from openpyxl import Workbook, load_workbook
+
+    from rematch_pipeline.formats.workbook import ENV_XLSX_READER
+
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    book = Workbook()
+    book.active.title = "households"
+    for name, state in (("households", "visible"), ("old", "hidden"), ("lookup", "veryHidden")):
+        sheet = book[name] if name in book.sheetnames else book.create_sheet(name)
+        sheet.append(["submission_id", "pets"])
+        sheet.append(["s1", "Erased-Secret"])
+        sheet.append(["s2", "no"])
+        sheet.sheet_state = state
+    data = BytesIO()
+    book.save(data)
+
+    out = without_rows(data.getvalue(), {"households": {2}, "old": {2}, "lookup": {2}}, "book.xlsx")
+
+    after = load_workbook(BytesIO(out))
+    assert [(s.title, s.sheet_state) for s in after.worksheets] == [("households", "visible"), ("old", "hidden"), ("lookup", "veryHidden")]
+    assert all([[c.value for c in row] for row in s.iter_rows()] == [["submission_id", "pets"], ["s2", "no"]] for s in after.worksheets)
+    assert b"Erased-Secret" not in _inflated(out)
