@@ -241,6 +241,9 @@ def _xlsx_without(data: bytes, rows: Mapping[str | None, set[int]], unlink: Unli
             for sheet in book.sheets:
                 edit = unlink.rows.get(sheet.title, set()) if unlink is not None else set()
                 _write_sheet(target.create_sheet(sheet.title), sheet, rows.get(sheet.title, set()), unlink, edit)
+            # A workbook must show a sheet: where only chart sheets were visible (not kept), the first one is shown.
+            if target.worksheets and all(ws.sheet_state != "visible" for ws in target.worksheets):
+                target.worksheets[0].sheet_state = "visible"
             out = io.BytesIO()
             target.save(out)
             return out.getvalue()

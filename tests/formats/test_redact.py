@@ -457,3 +457,34 @@ def test_a_very_hidden_sheet_stays_very_hidden_in_the_rewrite(monkeypatch, reade
     assert [(s.title, s.sheet_state) for s in after.worksheets] == [("households", "visible"), ("old", "hidden"), ("lookup", "veryHidden")]
     assert all([[c.value for c in row] for row in s.iter_rows()] == [["submission_id", "pets"], ["s2", "no"]] for s in after.worksheets)
     assert b"Erased-Secret" not in _inflated(out)
+
+
+@pytest.mark.parametrize("reader", ["calamine", "openpyxl"])
+def test_a_workbook_showing_only_a_chart_sheet_is_rewritten_with_its_data_sheet_shown(monkeypatch, reader: str) -> None:
+    """A workbook whose only visible sheet is a chart sheet (the data sheet hidden under it): the rewrite keeps no chart
+    sheet, and a workbook must show a sheet, so keeping every state stopped erasure with openpyxl's `ValueError: The
+    only worksheet of a workbook cannot be hidden`. The first sheet is shown then, as before states were kept."""
+    from openpyxl import Workbook, load_workbook
+    from openpyxl.chart import BarChart, Reference
+
+    from rematch_pipeline.formats.workbook import ENV_XLSX_READER
+
+    monkeypatch.setenv(ENV_XLSX_READER, reader)
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "households"
+    for row in (["submission_id", "persons"], ["s1", 2], ["s2", 3]):
+        sheet.append(row)
+    chart = BarChart()
+    chart.add_data(Reference(sheet, min_col=2, min_row=1, max_row=3))
+    book.create_chartsheet("Diagramm", 0).add_chart(chart)
+    sheet.sheet_state = "hidden"
+    book.active = 0
+    data = BytesIO()
+    book.save(data)
+
+    out = without_rows(data.getvalue(), {"households": {2}}, "book.xlsx")
+
+    after = load_workbook(BytesIO(out))
+    assert [(s.title, s.sheet_state) for s in after.worksheets] == [("households", "visible")]
+    assert [[c.value for c in row] for row in after["households"].iter_rows()] == [["submission_id", "persons"], ["s2", 3]]
