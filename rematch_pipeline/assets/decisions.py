@@ -15,7 +15,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from rematch_pipeline.assets.failures import reason_first, refused
+from rematch_pipeline.assets.failures import CONSOLE_LOGGER_RUN_CONFIG, reason_first, refused
 from rematch_pipeline.coordinator_pairs import PSEUDONYM_RULE
 from rematch_pipeline.formats.writers import write_csv
 from rematch_pipeline.resources.home import RematchHome
@@ -217,6 +217,15 @@ def record_decisions(context: dg.OpExecutionContext, config: DecisionsConfig, ho
     # Nothing returned: an output would be pickled to the instance's storage, with a log line the run view shows.
 
 
-@dg.job(description="Record coordinators' accept/decline decisions on a round's proposals (households by pseudonym).")
+# Its default run config names the console logger (failures.CONSOLE_LOGGER_RUN_CONFIG), as every job's does. A default
+# config must be complete, and the op's config is required: it holds the op's fields empty, which the Launchpad shows as
+# the form to fill in; launched as it is, the op refuses it (`decisions: empty`) with no stack on the terminal.
+RECORD_DECISIONS_DEFAULT_CONFIG: dict[str, dict] = {
+    **CONSOLE_LOGGER_RUN_CONFIG,
+    "ops": {"record_decisions": {"config": {"round_id": "", "decisions": []}}},
+}
+
+
+@dg.job(config=RECORD_DECISIONS_DEFAULT_CONFIG, description="Record coordinators' accept/decline decisions on a round's proposals (households by pseudonym).")
 def record_decisions_job() -> None:
     record_decisions()

@@ -211,13 +211,30 @@ def test_every_job_names_its_console_logger_when_its_run_config_does_not(home: R
     from rematch_pipeline.assets.sensors import export_run_requests
 
     defs = build_definitions(home)
-    for job in ("validate_job", "retry_exports_job"):
+    for job in ("validate_job", "retry_exports_job", "record_decisions_job"):
         assert "console" in ResolvedRunConfig.build(defs.resolve_job_def(job), {}).loggers, job
     assert defs.resolve_job_def("round_job").partitioned_config.get_run_config_for_partition_key("r1")["loggers"] == {"console": {}}
     (home.landing("municipalities") / "municipalities.csv").write_text("municipality_id\n")
     [request], _ = export_run_requests(home, set(), settle_seconds=0.0)
     job = defs.resolve_job_def("ingest_file_job")
     assert "console" in ResolvedRunConfig.build(job, request.run_config).loggers
+
+
+def test_a_refused_decisions_launch_prints_no_stack_trace(home: RematchHome, capfd) -> None:  # noqa: ANN001 - pytest fixture
+    """record_decisions_job launched as the Launchpad does (its op config, no `loggers:` section): a refusal printed
+    Dagster's stack on `rematch ui`'s terminal (thirty-eighth session: its required op config left it without the
+    default config naming our console logger). Its default config names it now, the op's fields empty."""
+    from rematch_pipeline.assets.decisions import RECORD_DECISIONS_DEFAULT_CONFIG
+
+    entry = {"household_pseudonym": "H-0123456789abcdef0123", "municipality_id": "01001", "decision": "decline"}
+    job = build_definitions(home).resolve_job_def("record_decisions_job")
+    capfd.readouterr()
+    with dg.DagsterInstance.get() as instance:
+        for run_config in ({"ops": {"record_decisions": {"config": {"round_id": "r9", "decisions": [entry]}}}}, RECORD_DECISIONS_DEFAULT_CONFIG):
+            assert not job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False).success
+    out, err = capfd.readouterr()
+    assert "nothing recorded: round_id:" in out + err and "nothing recorded: decisions: empty" in out + err, out + err
+    assert "Stack Trace" not in out + err and "failures.py" not in out + err, out + err
 
 
 def test_a_bug_keeps_its_stack_trace_on_the_console(home: RematchHome, monkeypatch, capfd) -> None:  # noqa: ANN001 - pytest fixture
