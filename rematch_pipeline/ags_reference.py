@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from rematch_pipeline.engine._common import AgsIndex, haversine_km
+from rematch_pipeline.wording import counted, first_rows
 
 # Seat coordinates further than this from the reference place of their AGS are probably another place's.
 COORDINATE_TOLERANCE_KM: float = 30.0
@@ -132,7 +133,7 @@ def reference_ags() -> frozenset[str]:
     return frozenset(reference_kreise()["ags"].to_list()) | frozenset(reference_gemeinden()["ags"].to_list())
 
 
-def _warnings(frame: pl.DataFrame, table: str, column: str, rule: str | pl.Expr) -> pl.DataFrame:
+def warning_rows(frame: pl.DataFrame, table: str, column: str, rule: str | pl.Expr) -> pl.DataFrame:
     """Warning rows for the rows of frame: provenance, key columns present in frame, column and rule."""
     keys = [c for c in ("municipality_id", "intake_period", "household_pseudonym", "submission_id") if c in frame.columns]
     out = frame.select(
@@ -182,8 +183,8 @@ def municipality_warnings(municipalities: pl.DataFrame) -> pl.DataFrame:
     far = municipalities.filter(_far_from_reference(municipalities))
     return pl.concat(
         [
-            _warnings(municipalities.filter(unknown), "municipalities", "municipality_id", UNKNOWN_MUNICIPALITY_RULE),
-            _warnings(far, "municipalities", "latitude", FAR_COORDINATES_RULE),
+            warning_rows(municipalities.filter(unknown), "municipalities", "municipality_id", UNKNOWN_MUNICIPALITY_RULE),
+            warning_rows(far, "municipalities", "latitude", FAR_COORDINATES_RULE),
         ]
     )
 
@@ -197,7 +198,7 @@ def restored_key_warnings(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     found = [pl.DataFrame(schema=WARNING_SCHEMA)]
     for column in sorted(set(rows[AGS_RESTORED_COLUMN].explode().to_list())):
         flagged = rows.filter(pl.col(AGS_RESTORED_COLUMN).list.contains(column))
-        found.append(_warnings(flagged, table, column, AGS_RESTORED_RULE))
+        found.append(warning_rows(flagged, table, column, AGS_RESTORED_RULE))
     return pl.concat(found)
 
 
@@ -206,7 +207,7 @@ def restored_period_warnings(municipalities: pl.DataFrame) -> pl.DataFrame:
     (parsing.restore_periods): kept, since the month is certain, but the source should be fixed."""
     if municipalities.is_empty() or PERIOD_RESTORED_COLUMN not in municipalities.columns:
         return pl.DataFrame(schema=WARNING_SCHEMA)
-    return _warnings(municipalities.filter(pl.col(PERIOD_RESTORED_COLUMN)), "municipalities", "intake_period", PERIOD_RESTORED_RULE)
+    return warning_rows(municipalities.filter(pl.col(PERIOD_RESTORED_COLUMN)), "municipalities", "intake_period", PERIOD_RESTORED_RULE)
 
 
 def device_date_warnings(households: pl.DataFrame) -> pl.DataFrame:
@@ -214,7 +215,7 @@ def device_date_warnings(households: pl.DataFrame) -> pl.DataFrame:
     (parsing.with_written_date): kept, dated by submitted_at, but a wrong clock may have a cause to look at."""
     if households.is_empty() or DEVICE_DATE_SET_ASIDE_COLUMN not in households.columns:
         return pl.DataFrame(schema=WARNING_SCHEMA)
-    return _warnings(households.filter(pl.col(DEVICE_DATE_SET_ASIDE_COLUMN)), "households", "submitted_at", DEVICE_DATE_SET_ASIDE_RULE)
+    return warning_rows(households.filter(pl.col(DEVICE_DATE_SET_ASIDE_COLUMN)), "households", "submitted_at", DEVICE_DATE_SET_ASIDE_RULE)
 
 
 def unknown_places(keys: list[str], municipality_ids: list[str]) -> set[str]:
@@ -243,14 +244,28 @@ def household_warnings(households: pl.DataFrame, municipalities: pl.DataFrame) -
         rule: str | pl.Expr = UNKNOWN_PLACE_RULE
         if column == "family_ties_municipality_id":
             rule = pl.when(pl.col("family_ties_importance") == "must").then(pl.lit(UNKNOWN_MUST_TIE_RULE)).otherwise(pl.lit(UNKNOWN_PLACE_RULE))
-        found.append(_warnings(flagged, "households", column, rule))
+        found.append(warning_rows(flagged, "households", column, rule))
     return pl.concat(found)
 
 
+# Warnings about how a column was saved (Excel stored keys as numbers, months as dates): one line per file, sheet and
+# column naming its rows, as the `?`-in-a-name warning (formats.canonical.with_replaced_letters); a line per row said
+# the same thing nine times for a decisions file of nine AGS typed as numbers (thirty-eighth session).
+FOLDED_RULES: tuple[str, ...] = (AGS_RESTORED_RULE, PERIOD_RESTORED_RULE)
+
+
 def warning_lines(warnings: pl.DataFrame, limit: int = 20) -> list[str]:
-    """Lines for the command line: municipalities by AGS, households by pseudonym; at most `limit` lines."""
+    """Lines for the command line: municipalities by AGS, households by pseudonym, a column-format warning (FOLDED_RULES)
+    once per file, sheet and column naming its first rows (never a value); at most `limit` lines."""
     lines = []
-    for row in warnings.head(limit).iter_rows(named=True):
+    folded = warnings.filter(pl.col("rule").is_in(FOLDED_RULES))
+    for (file_name, sheet, column, rule), group in folded.group_by("file_name", "sheet", "column", "rule", maintain_order=True):
+        rows = group["file_row"].sort().to_list()
+        where = f"{file_name}{', sheet ' + sheet if sheet else ''}"
+        lines.append(f"{where}: {counted(len(rows), 'row')} (column {column}, {first_rows(rows)}): {rule}")
+    warnings = warnings.filter(~pl.col("rule").is_in(FOLDED_RULES))
+    room = max(limit - len(lines), 0)
+    for row in warnings.head(room).iter_rows(named=True):
         where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
         who = (
             f"municipality {row['municipality_id']} (intake period {row['intake_period']})"
@@ -258,6 +273,6 @@ def warning_lines(warnings: pl.DataFrame, limit: int = 20) -> list[str]:
             else f"household {row['household_pseudonym']}"
         )
         lines.append(f"{who}, {row['column']} ({where}): {row['rule']}")
-    if warnings.height > limit:
-        lines.append(f"... and {warnings.height - limit} more (table validation_warnings)")
+    if warnings.height > room:
+        lines.append(f"... and {warnings.height - room} more (table validation_warnings)")
     return lines

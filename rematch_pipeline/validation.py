@@ -23,6 +23,7 @@ from rematch_pipeline.ags_reference import (
     municipality_warnings,
     restored_key_warnings,
     restored_period_warnings,
+    warning_rows,
 )
 from rematch_pipeline.formats.canonical import FIRST_SUBMITTED_ON_COLUMN, LEFT_OUT_COLUMN, PERSON_FIELDS, SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, row_failures
@@ -677,6 +678,29 @@ REPLACED_PROPOSAL_RULE = (
     " make the decisions from the round's new proposals.csv"
 )
 CONTRADICTING_DECISIONS_RULE = "duplicate: the file answers this proposal more than once, differently (which answer is meant is unknown)"
+# A decision's reason is optional (contract D): a reason off the code list (free text such as "zu weit weg", withheld at
+# ingestion) no longer costs the decision. The decision is kept without a reason and the reason's rule is a warning.
+REASON_LEFT_OUT_RULE = "{rule}; the decision is recorded without a reason"
+_REASON_LEFT_OUT = "reason_left_out"
+
+
+def _reason_only_failures(raw: pl.DataFrame, q: pl.DataFrame) -> pl.DataFrame:
+    """The quarantine rows (file row, column reason, rule) of decision rows whose only failed rule is their reason's."""
+    reason = q.filter(pl.col("column") == "reason")
+    other = q.filter(pl.col("column") != "reason")
+    return _without_rows(reason, other)
+
+
+def reason_left_out_warnings(decisions: pl.DataFrame) -> pl.DataFrame:
+    """One warning (WARNING_SCHEMA) per kept decision whose reason was left out: file, row, column reason and the rule
+    the reason failed, never the cell (free text may name a person)."""
+    return warning_rows(decisions, "decisions", "reason", pl.format(REASON_LEFT_OUT_RULE.replace("{rule}", "{}"), pl.col(_REASON_LEFT_OUT)))
+
+
+def _with_reason_left_out(raw: pl.DataFrame, reason_only: pl.DataFrame) -> pl.DataFrame:
+    """Raw decision rows with the reason of `reason_only`'s rows emptied and _REASON_LEFT_OUT naming their rule."""
+    flagged = raw.join(reason_only.select(*_FILE_ROW, pl.col("rule").alias(_REASON_LEFT_OUT)), on=_FILE_ROW, how="left", nulls_equal=True)
+    return flagged.with_columns(pl.when(pl.col(_REASON_LEFT_OUT).is_null()).then(pl.col("reason")).alias("reason"))
 
 
 def _contradicting_decisions(raw: pl.DataFrame) -> pl.DataFrame:
@@ -848,6 +872,11 @@ def build_canonical(
     contradicting = _contradicting_decisions(raw["decisions"])
     quarantine.append(_row_rule(contradicting, "decisions", "decision", CONTRADICTING_DECISIONS_RULE))
     decisions, q = check_rows("decisions", raw["decisions"])
+    reason_only = _reason_only_failures(raw["decisions"], q)
+    if reason_only.height:
+        decisions, q = check_rows("decisions", _with_reason_left_out(raw["decisions"], reason_only))
+    else:
+        decisions = decisions.with_columns(pl.lit(None, dtype=pl.Utf8).alias(_REASON_LEFT_OUT))
     quarantine.append(q)
     decisions = _without_rows(decisions, contradicting)
     # A row that names one household by reference and another by pseudonym answers for neither: which one
@@ -894,6 +923,9 @@ def build_canonical(
     split = _split_link_groups(decisions, known_proposals)
     quarantine.append(_row_rule(split, "decisions", "decision", LINKED_DECISIONS_RULE))
     decisions = _without_rows(decisions, split)
+    # A row quarantined by another rule says its reason's rule there too (a file's problems in one pass); a decision
+    # kept says it as a warning.
+    quarantine.append(_without_rows(reason_only, decisions))
 
     quarantine_frame = pl.concat(quarantine).unique(maintain_order=True).sort(["file_name", "sheet", "file_row", "column"], nulls_last=True)
     # A file-level row (no file_row) stands for the households it names.
@@ -918,13 +950,16 @@ def build_canonical(
     counts["household_reference_warnings"] = warnings.filter(pl.col("table") == "households").height
     restored = pl.concat([restored_key_warnings(frame, table) for table, frame in
                           (("municipalities", municipalities), ("households", households), ("decisions", decisions))])
+    reasons = reason_left_out_warnings(decisions.filter(pl.col(_REASON_LEFT_OUT).is_not_null()))
+    counts["decision_reasons_left_out"] = reasons.height
     counts["ags_keys_restored"] = restored.height
     periods = restored_period_warnings(municipalities)
     counts["intake_periods_restored"] = periods.height
     clocks = device_date_warnings(households)
     counts["device_dates_set_aside"] = clocks.height
-    warnings = pl.concat([restored, periods, clocks, warnings])
+    warnings = pl.concat([restored, periods, clocks, reasons, warnings])
     municipalities, households, decisions = (f.drop(AGS_RESTORED_COLUMN) for f in (municipalities, households, decisions))
+    decisions = decisions.drop(_REASON_LEFT_OUT)
     municipalities = municipalities.drop(PERIOD_RESTORED_COLUMN)
     households = _first_submitted_on(households.drop(DEVICE_DATE_SET_ASIDE_COLUMN, strict=False), submission_times)
     return CanonicalTables(municipalities, households, members, decisions, quarantine_frame, superseded_frame, held_out, warnings, counts, by_period)

@@ -54,6 +54,12 @@ def number_runs(numbers: Sequence[int], through: str = "-", separator: str = ", 
     return separator.join(str(a) if a == b else f"{a}{separator}{b}" if b == a + 1 else f"{a}{through}{b}" for a, b in runs)
 
 
+def first_rows(rows: Sequence[int], named: int = 3) -> str:
+    """The first `named` of many rows, with ` …` where there are more: `rows 2, 3, 4 …` (said beside their count, as a
+    warning about many rows of one column stays one line)."""
+    return "rows " + ", ".join(str(r) for r in rows[:named]) + (" …" if len(rows) > named else "")
+
+
 def resource_noun(resource: str) -> str:
     """One unit of a resource by its key (RESOURCE_NOUNS; an unknown key with spaces for underscores)."""
     return RESOURCE_NOUNS.get(resource, resource.replace("_", " "))

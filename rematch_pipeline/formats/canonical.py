@@ -20,7 +20,7 @@ from rematch_pipeline.formats.errors import InputFileError, Violation
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import DECISION_COLUMN_ALIASES, PROPOSALS_ONLY_COLUMNS, TABLES, Field, Kind, field_names
-from rematch_pipeline.wording import counted, number_runs
+from rematch_pipeline.wording import counted, first_rows, number_runs
 
 # Excel's serial day 2958465 is 9999-12-31, its last date; a larger number in a date column is no date.
 SERIAL_DATE_LIMIT = 2958466
@@ -207,8 +207,7 @@ def with_replaced_letters(table: ParsedTable) -> ParsedTable:
     for column in (c for c in _NAME_COLUMNS if c in table.frame.columns):
         rows = table.frame.filter(pl.col(column).str.contains("?", literal=True).fill_null(False))["file_row"]
         if rows.len():
-            named = ", ".join(str(r) for r in rows.head(COPIES_NAMED).to_list()) + (" …" if rows.len() > COPIES_NAMED else "")
-            warnings.append(f"{counted(rows.len(), 'row')} (column {column}, rows {named}) {REPLACED_LETTERS}")
+            warnings.append(f"{counted(rows.len(), 'row')} (column {column}, {first_rows(rows.to_list(), COPIES_NAMED)}) {REPLACED_LETTERS}")
     return replace(table, warnings=(*table.warnings, *warnings)) if warnings else table
 
 

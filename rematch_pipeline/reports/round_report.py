@@ -155,6 +155,7 @@ _COUNT_LABELS: dict[str, str] = {
     "ags_keys_restored": "Warnings: AGS keys that had lost their leading zero (restored)",
     "intake_periods_restored": "Warnings: intake periods Excel had turned into dates (read as their month)",
     "device_dates_set_aside": "Warnings: households whose form's device date was implausible (dated by the server's time)",
+    "decision_reasons_left_out": "Warnings: decisions recorded without their reason (the reason was not one of the codes)",
     "households_not_validated": "Households not validated, any period: failed validation, held out, or left out by the tool (not in this pool)",
     "households_accepted": "Households that accepted a proposal of any round (kept there, not in this pool)",
     "households_submitted_later": "Households submitted after this intake period (not in this pool)",

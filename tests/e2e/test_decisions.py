@@ -57,7 +57,8 @@ def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round:
         writer = csv.writer(handle)
         writer.writerow(["round_id", "household_ref", "municipality_id", "decision", "reason"])
         writer.writerow(["r1", accepted["household_ref"], accepted["municipality_id"], "accept", ""])
-        writer.writerow(["r1", declined["household_ref"], declined["municipality_id"], "decline", "family"])
+        # A reason typed as free text (contract D's reason is an optional code): the decline counts, without a reason.
+        writer.writerow(["r1", declined["household_ref"], declined["municipality_id"], "decline", "zu weit weg von Olenas Klinik"])
         writer.writerow(["r1", declined["household_ref"], "99999", "accept", ""])  # never proposed
         # A mistyped reference: the household is what is wrong, not the municipality (it was told
         # `municipality_id: reference: not a proposal of that round`, sending the coordinator to the wrong cell).
@@ -66,10 +67,20 @@ def test_accept_and_decline_shape_the_next_round(home: RematchHome, first_round:
         writer = csv.writer(handle)
         writer.writerow(["round_id", "household_pseudonym", "municipality_id", "decision", "reason"])
         writer.writerow(["r1", "H-0123456789abcdef0123", accepted["municipality_id"], "decline", "work"])
+    capsys.readouterr()
     assert main(["ingest"]) == 0
+    reason_rule = "code list: one of housing/family/work/health/other (or in German: Wohnung, Familie, Arbeit, Gesundheit, Sonstiges)"
+    declined_h = pseudonym(home.secret(), "household", declined["household_ref"])
+    err = capsys.readouterr().err
+    assert f"warning: household {declined_h}, reason (decisions-r1.csv, row 3): {reason_rule}; the decision is recorded without a reason" in err
+    assert "Olena" not in err and "weit" not in err
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 2
+        assert con.execute("SELECT decision, reason FROM decisions WHERE household_pseudonym = ?", [declined_h]).fetchall() == [("decline", None)]
+        assert con.execute("SELECT value FROM intake_counts WHERE name = 'decision_reasons_left_out'").fetchall() == [(1,)]
         rules = con.execute("SELECT file_name, file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1, 2").fetchall()
+        stored = [con.execute(f"SELECT * FROM {t}").fetchall() for t in ("raw_decisions", "decisions", "validation_warnings", "quarantine")]
+    assert "weit" not in str(stored)
     assert rules == [
         ("decisions-r1-pseudonym.csv", 2, "household_pseudonym", NOT_PROPOSED_HOUSEHOLD_RULE),
         ("decisions-r1.csv", 4, "municipality_id", "reference: not a proposal of that round"),
@@ -106,10 +117,12 @@ def test_free_text_in_a_decisions_code_column_is_quarantined_but_not_stored(home
     assert main(["ingest"]) == 0
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         stored = con.execute("SELECT * FROM raw_decisions").fetchall()
-        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1").fetchall()
+        rules = con.execute("SELECT file_row, \"column\", rule FROM quarantine WHERE \"table\" = 'decisions' ORDER BY 1, 2").fetchall()
     assert reason not in str(stored) and "maybe" not in str(stored)
+    # Row 2's decision would be kept without its reason, but it names no round: both rules are said (one pass).
     assert rules == [
         (2, "reason", "code list: one of housing/family/work/health/other (or in German: Wohnung, Familie, Arbeit, Gesundheit, Sonstiges)"),
+        (2, "round_id", NO_ROUND_RULE),
         (3, "decision", "code list: one of accept/decline (or in German: Annehmen/Angenommen/Zusage, Ablehnen/Abgelehnt/Absage)"),
     ]
     # `rematch ingest` says so, by file, row, column and rule, without the text.

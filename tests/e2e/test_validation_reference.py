@@ -149,8 +149,11 @@ def test_ags_keys_that_lost_their_leading_zero_are_restored_with_a_warning(home:
     ]
     assert _query(home, "SELECT value FROM intake_counts WHERE name = 'ags_keys_restored'") == [(len(expected),)]
     lines = " | ".join(summary.warnings)
-    assert f"municipality {municipalities['municipality_id'][0]}" in lines and tie_pseudonym in lines
-    assert "9162" not in lines.replace(tie_pseudonym, "")  # a household's places are not named
+    # One line per file and column, naming its rows (thirty-ninth session; was a line per offer and per household).
+    n = municipalities.height
+    assert f"municipalities.xlsx, sheet municipalities: {n} rows (column municipality_id, rows 2, 3, 4{' …' if n > 3 else ''}): {AGS_RESTORED_RULE}" in summary.warnings
+    assert f"1 row (column family_ties_municipality_id, rows {tie_row + 2}): {AGS_RESTORED_RULE}" in lines
+    assert "9162" not in lines  # a household's places are not named
     # A key whose padded form is no AGS is quarantined as before, without its value.
     quarantined = _query(home, 'SELECT file_row, "column", rule FROM quarantine WHERE "table" = \'households\'')
     assert (broken_row + 2, "preferred_municipality_ids", "type: space-separated AGS keys of 5 or 8 digits") in quarantined
@@ -256,7 +259,9 @@ def test_intake_periods_excel_turned_into_dates_are_read_with_a_warning(home: Re
         ("template.xlsx", "municipalities", 3, ids[4], "2026-07", "intake_period"),
     ]
     assert _query(home, "SELECT value FROM intake_counts WHERE name = 'intake_periods_restored'") == [(5,)]
-    assert any(f"municipality {ids[0]} (intake period 2026-07), intake_period" in line for line in summary.warnings)
+    # One line per file and column, naming its rows (thirty-ninth session; was a line per offer).
+    assert f"saved_by_excel.csv: 3 rows (column intake_period, rows 2, 3, 4): {PERIOD_RESTORED_RULE}" in summary.warnings
+    assert f"template.xlsx, sheet municipalities: 2 rows (column intake_period, rows 2, 3): {PERIOD_RESTORED_RULE}" in summary.warnings
     # Raw rows keep the cell as landed: it has a date's shape, so it is not withheld.
     assert _query(home, "SELECT intake_period FROM raw_municipalities WHERE file_name = 'saved_by_excel.csv' ORDER BY file_row")[0] == ("Jul 26",)
     # A date that is not the 1st of a month is not read as a month: quarantined naming the rule, never the date.
