@@ -540,6 +540,24 @@ def _member_row_holds(held: pl.DataFrame, failed: pl.DataFrame, raw_households: 
     ).cast(HELD_OUT_SCHEMA)
 
 
+LINKED_UNKNOWN_RULE = "reference: a linked household is not among the valid households"
+LINKED_HELD_RULE = (
+    "a linked household is held out or did not pass validation (see its own line); linked households are matched together"
+    " or not at all, so this one is held back with it"
+)
+
+
+def _held_beside(households: pl.DataFrame, column: str, rule: str | pl.Expr) -> pl.DataFrame:
+    """HELD_OUT_SCHEMA rows for valid households held back because of another row (older_submissions_not_used null:
+    their own submission passed), at their own row."""
+    return households.select(
+        pl.lit("households").alias("table"), pl.lit(None, dtype=pl.Utf8).alias("municipality_id"), pl.lit(None, dtype=pl.Utf8).alias("intake_period"),
+        "household_pseudonym", "submission_id", "file_sha256", "file_name", "sheet", "file_row",
+        pl.lit(column).alias("column"), (pl.lit(rule) if isinstance(rule, str) else rule).alias("rule"),
+        pl.lit(None, dtype=pl.Int32).alias("older_submissions_not_used"),
+    ).cast(HELD_OUT_SCHEMA)
+
+
 def _unlinked_member_holds(
     households: pl.DataFrame,
     chosen_members: pl.DataFrame,
@@ -587,12 +605,7 @@ def _unlinked_member_holds(
     reason = pl.concat(
         [by_members.select("submission_id", "rule"), by_households_file.select("submission_id", "rule"), by_export.select("submission_id", "rule"), by_landing]
     ).unique("submission_id", keep="first", maintain_order=True)
-    held = households.join(reason, on="submission_id")
-    return held.select(
-        pl.lit("households").alias("table"), pl.lit(None, dtype=pl.Utf8).alias("municipality_id"), pl.lit(None, dtype=pl.Utf8).alias("intake_period"),
-        "household_pseudonym", "submission_id", "file_sha256", "file_name", "sheet", "file_row",
-        pl.lit("members").alias("column"), "rule", pl.lit(None, dtype=pl.Int32).alias("older_submissions_not_used"),
-    ).cast(HELD_OUT_SCHEMA)
+    return _held_beside(households.join(reason, on="submission_id"), "members", pl.col("rule"))
 
 
 def _unpaired_member_holds(
@@ -822,6 +835,10 @@ def build_canonical(
     earlier = orphans.filter(pl.col("submission_id").is_in(replaced_ids.implode()))
     superseded.append(_row_rule(earlier, "members", "submission_id", "duplicate: superseded by a later submission"))
     orphans = _without_rows(orphans, earlier)
+    # Member rows of a household held out (its latest row failed): valid rows held back with it, which its held_out
+    # row says; not quarantined, which counts rows that failed a rule (thirty-ninth session).
+    of_held = raw_households.filter(pl.col("household_pseudonym").is_in(held_households.get_column("household_pseudonym").drop_nulls().implode()))
+    orphans = orphans.filter(~pl.col("submission_id").is_in(of_held.get_column("submission_id").implode()))
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
     members = members.join(households, on="submission_id", how="semi")
 
@@ -854,6 +871,10 @@ def build_canonical(
     households = households.with_columns(
         pl.col("linked_household_pseudonyms").fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != "")).alias("linked_household_pseudonyms")
     )
+    # A household linked to one that was received but is not valid (held out, failed, left out, without consent) is
+    # valid itself and held back with it: held out. One linked to a household nobody submitted fails the reference rule.
+    received = raw["households"].get_column("household_pseudonym").drop_nulls().unique().implode()
+    held_linked = [pl.DataFrame(schema=HELD_OUT_SCHEMA)]
     while True:
         known = households["household_pseudonym"].implode()
         missing = households.filter(
@@ -861,8 +882,12 @@ def build_canonical(
         )
         if missing.is_empty():
             break
-        quarantine.append(_row_rule(missing, "households", "linked_household_refs", "reference: a linked household is not among the valid households"))
+        unknown_link = missing.filter(pl.col("linked_household_pseudonyms").list.eval(~pl.element().is_in(received)).list.any())
+        quarantine.append(_row_rule(unknown_link, "households", "linked_household_refs", LINKED_UNKNOWN_RULE))
+        held_linked.append(_held_beside(_without_rows(missing, unknown_link), "linked_household_refs", LINKED_HELD_RULE))
         households = households.join(missing.select("submission_id"), on="submission_id", how="anti")
+    held_linked_frame = pl.concat(held_linked)
+    counts["households_held_out_for_linked_households"] = held_linked_frame.height
     members = members.join(households, on="submission_id", how="semi")
 
     # One file answering the same proposal twice, differently (accept in one row, decline in another):
@@ -935,7 +960,7 @@ def build_canonical(
         round_periods = pl.DataFrame(schema={"round_id": pl.Utf8, "period": pl.Utf8})
     by_period = _quarantined_by_period(quarantine_frame, raw, submission_dates, round_periods, no_members)
     superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
-    held_out = pl.concat([held_municipalities, held_households, held_for_members, held_unlinked]).sort(["table", "file_name", "sheet", "file_row", "column", "rule"], nulls_last=True)
+    held_out = pl.concat([held_municipalities, held_households, held_for_members, held_unlinked, held_linked_frame]).sort(["table", "file_name", "sheet", "file_row", "column", "rule"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height
     counts["households_held_out"] = held_households.select("file_sha256", "sheet", "file_row").unique().height

@@ -59,8 +59,12 @@ def _quarantine_markdown(quarantine: pl.DataFrame, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-# The held_out table's entities, disjoint: a failed latest row, a failed member row (own row passed), an unlinked member row.
-HELD_OUT_COUNTS = ("municipalities_held_out", "households_held_out", "households_held_out_for_members", "households_held_out_for_unlinked_members")
+# The held_out table's entities, disjoint: a failed latest row, a failed member row (own row passed), an unlinked member row,
+# a linked household held out or failed.
+HELD_OUT_COUNTS = (
+    "municipalities_held_out", "households_held_out", "households_held_out_for_members", "households_held_out_for_unlinked_members",
+    "households_held_out_for_linked_households",
+)
 
 
 def held_out_lines(held_out: pl.DataFrame) -> list[str]:

@@ -150,6 +150,7 @@ _COUNT_LABELS: dict[str, str] = {
     "households_held_out": "Households held out: latest questionnaire failed validation (older one not used)",
     "households_held_out_for_members": "Households held out: a member row failed validation (older questionnaire not used)",
     "households_held_out_for_unlinked_members": "Households held out: their members file has a member row whose household cannot be told",
+    "households_held_out_for_linked_households": "Households held out: a household linked to them is held out or failed validation",
     "municipality_reference_warnings": "Warnings: municipality AGS or coordinates not as in the 2020 reference list",
     "household_reference_warnings": "Warnings: household answers naming an unknown AGS",
     "ags_keys_restored": "Warnings: AGS keys that had lost their leading zero (restored)",

@@ -17,9 +17,10 @@ import xlsxwriter
 
 from rematch_pipeline.definitions import build_definitions
 from rematch_pipeline.resources.home import RematchHome
+from rematch_pipeline.resources.identity import pseudonym
 from rematch_pipeline.runs import ingest_landing
 from rematch_pipeline.sample import SampleRound, generate_round, write_round
-from rematch_pipeline.validation import NO_MEMBERS_RULE
+from rematch_pipeline.validation import LINKED_HELD_RULE, NO_MEMBERS_RULE
 
 SECRET = "ZZ-SECRET-4711"
 HOUSEHOLDS, MUNICIPALITIES = 30, 5
@@ -576,8 +577,16 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
         counts = dict(con.execute("SELECT name, value FROM intake_counts").fetchall())
         held = con.execute("SELECT submission_id, file_name, file_row, \"column\", rule FROM held_out WHERE submission_id = ?", [member_broken]).fetchall()
         quarantined = con.execute("SELECT file_row, \"column\" FROM quarantine WHERE \"table\" = 'households' AND \"column\" <> 'linked_household_refs'").fetchall()
-        # Rows of their own that name a household not valid: linked households, the failed household's other members.
+        # Rows of their own that name a household received but not valid (a linked household, the failed household's
+        # other members) are held back, not quarantined (thirty-ninth session: they were `reference: …` rows).
         references = con.execute("SELECT count(*) FROM quarantine WHERE rule LIKE 'reference: %'").fetchone()[0]
+        linked = con.execute("SELECT household_pseudonym, \"column\", rule, older_submissions_not_used FROM held_out WHERE \"column\" = 'linked_household_refs'").fetchall()
+    assert references == 0
+    # The sample's one linked pair: one household without consent, so the other, valid, is held back with it.
+    pair = sample.households.filter((pl.col("linked_household_refs").fill_null("") != "") & (pl.col("consent_processing") == "yes"))
+    assert linked == [(pseudonym(home.secret(), "household", pair["household_ref"][0]), "linked_household_refs", LINKED_HELD_RULE, None)]
+    assert counts["households_held_out_for_linked_households"] == 1
+    assert f"1 household of households.csv (see the held_out table): linked_household_refs: {LINKED_HELD_RULE}" in summary.held_out, summary.held_out
     assert counts["households_held_out_for_members"] == 1
     assert counts["households_held_out"] == 1  # the household whose own row failed
     # A row of the held_out table at the household's own row, naming the failed member row (file, row, column, rule).
@@ -589,9 +598,9 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
     # rule (the two member rows and the household row that failed imp_jobs), not the held-out household's valid row.
     said = [line for line in summary.held_out if f"members.csv, row {member_row}, column sex" in line]
     assert len(said) == 1 and said[0].startswith("household H-") and f"(households.csv, row {household_row}): a member row failed validation" in said[0], summary.held_out
-    assert "2 municipalities or households held out" in logs
+    assert "3 municipalities or households held out" in logs
     assert quarantined == [(sample.households["submission_id"].to_list().index(both_broken) + 2, "imp_jobs")]
-    assert counts["rows_quarantined"] == 3 + references
+    assert counts["rows_quarantined"] == 3
     assert not any(f"households.csv, row {household_row}," in line for line in summary.quarantined), summary.quarantined
     assert SECRET not in logs + " ".join(summary.held_out + summary.quarantined)
 
