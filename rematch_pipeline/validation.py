@@ -542,8 +542,8 @@ def _member_row_holds(held: pl.DataFrame, failed: pl.DataFrame, raw_households: 
 
 LINKED_UNKNOWN_RULE = "reference: a linked household is not among the valid households"
 LINKED_HELD_RULE = (
-    "a linked household is held out or did not pass validation (see its own line); linked households are matched together"
-    " or not at all, so this one is held back with it"
+    "a linked household is held out, did not pass validation or is not processed (no consent, left out by the tool);"
+    " linked households are matched together or not at all, so this one is held back with it"
 )
 
 
@@ -697,7 +697,7 @@ REASON_LEFT_OUT_RULE = "{rule}; the decision is recorded without a reason"
 _REASON_LEFT_OUT = "reason_left_out"
 
 
-def _reason_only_failures(raw: pl.DataFrame, q: pl.DataFrame) -> pl.DataFrame:
+def _reason_only_failures(q: pl.DataFrame) -> pl.DataFrame:
     """The quarantine rows (file row, column reason, rule) of decision rows whose only failed rule is their reason's."""
     reason = q.filter(pl.col("column") == "reason")
     other = q.filter(pl.col("column") != "reason")
@@ -897,7 +897,7 @@ def build_canonical(
     contradicting = _contradicting_decisions(raw["decisions"])
     quarantine.append(_row_rule(contradicting, "decisions", "decision", CONTRADICTING_DECISIONS_RULE))
     decisions, q = check_rows("decisions", raw["decisions"])
-    reason_only = _reason_only_failures(raw["decisions"], q)
+    reason_only = _reason_only_failures(q)
     if reason_only.height:
         decisions, q = check_rows("decisions", _with_reason_left_out(raw["decisions"], reason_only))
     else:
