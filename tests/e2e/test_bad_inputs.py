@@ -566,8 +566,14 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
     own valid row is not quarantined (quarantined: rows that failed a rule)."""
     free = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
     member_broken, both_broken = free["submission_id"][0], free["submission_id"][1]
+    # The sample's one linked pair: its household without consent consents here and its own row fails, so the other,
+    # valid, is held back with it.
+    pair = sample.households.filter(pl.col("linked_household_refs").fill_null("") != "")
+    failed_partner = pair.filter(pl.col("consent_processing") == "no")["submission_id"][0]
+    partner = pair.filter(pl.col("consent_processing") == "yes")["household_ref"][0]
     households = sample.households.with_columns(
-        pl.when(pl.col("submission_id") == both_broken).then(pl.lit("7")).otherwise(pl.col("imp_jobs")).alias("imp_jobs"),
+        pl.when(pl.col("submission_id").is_in([both_broken, failed_partner])).then(pl.lit("7")).otherwise(pl.col("imp_jobs")).alias("imp_jobs"),
+        pl.when(pl.col("submission_id") == failed_partner).then(pl.lit("yes")).otherwise(pl.col("consent_processing")).alias("consent_processing"),
     )
     members = sample.members
     for sid in (member_broken, both_broken):
@@ -582,13 +588,11 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
         references = con.execute("SELECT count(*) FROM quarantine WHERE rule LIKE 'reference: %'").fetchone()[0]
         linked = con.execute("SELECT household_pseudonym, \"column\", rule, older_submissions_not_used FROM held_out WHERE \"column\" = 'linked_household_refs'").fetchall()
     assert references == 0
-    # The sample's one linked pair: one household without consent, so the other, valid, is held back with it.
-    pair = sample.households.filter((pl.col("linked_household_refs").fill_null("") != "") & (pl.col("consent_processing") == "yes"))
-    assert linked == [(pseudonym(home.secret(), "household", pair["household_ref"][0]), "linked_household_refs", LINKED_HELD_RULE, None)]
+    assert linked == [(pseudonym(home.secret(), "household", partner), "linked_household_refs", LINKED_HELD_RULE, None)]
     assert counts["households_held_out_for_linked_households"] == 1
     assert f"1 household of households.csv (see the held_out table): linked_household_refs: {LINKED_HELD_RULE}" in summary.held_out, summary.held_out
     assert counts["households_held_out_for_members"] == 1
-    assert counts["households_held_out"] == 1  # the household whose own row failed
+    assert counts["households_held_out"] == 2  # the households whose own row failed
     # A row of the held_out table at the household's own row, naming the failed member row (file, row, column, rule).
     member_row = sample.members["submission_id"].to_list().index(member_broken) + 2
     household_row = sample.households["submission_id"].to_list().index(member_broken) + 2
@@ -598,9 +602,10 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
     # rule (the two member rows and the household row that failed imp_jobs), not the held-out household's valid row.
     said = [line for line in summary.held_out if f"members.csv, row {member_row}, column sex" in line]
     assert len(said) == 1 and said[0].startswith("household H-") and f"(households.csv, row {household_row}): a member row failed validation" in said[0], summary.held_out
-    assert "3 municipalities or households held out" in logs
-    assert quarantined == [(sample.households["submission_id"].to_list().index(both_broken) + 2, "imp_jobs")]
-    assert counts["rows_quarantined"] == 3
+    assert "4 municipalities or households held out" in logs
+    rows = sorted(sample.households["submission_id"].to_list().index(s) + 2 for s in (both_broken, failed_partner))
+    assert quarantined == [(r, "imp_jobs") for r in rows]
+    assert counts["rows_quarantined"] == 4
     assert not any(f"households.csv, row {household_row}," in line for line in summary.quarantined), summary.quarantined
     assert SECRET not in logs + " ".join(summary.held_out + summary.quarantined)
 
@@ -864,8 +869,7 @@ def test_a_sum_row_under_the_members_table_is_one_line_and_holds_no_household_ou
     assert not summary.rejected
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         lines = con.execute('SELECT "column", rule FROM quarantine WHERE "table" = \'members\'').fetchall()
-        # The sample's linked pair (one without consent) holds its other household out: not the sum row's doing.
-        held = con.execute("SELECT count(*) FROM held_out WHERE \"column\" <> 'linked_household_refs'").fetchone()[0]
+        held = con.execute("SELECT count(*) FROM held_out").fetchone()[0]
     assert lines == [("submission_id", NO_PERSON_RULE)]
     assert held == 0
     assert _valid_households(home) == baseline  # every household kept
@@ -901,8 +905,7 @@ def test_a_sum_row_under_a_kobo_workbooks_members_sheet_is_one_line_and_the_file
     assert not summary.rejected
     with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
         lines = con.execute('SELECT sheet, file_row, "column", rule FROM quarantine WHERE "table" = \'members\'').fetchall()
-        # The sample's linked pair (one without consent) holds its other household out: not the sum row's doing.
-        held = con.execute("SELECT count(*) FROM held_out WHERE \"column\" <> 'linked_household_refs'").fetchone()[0]
+        held = con.execute("SELECT count(*) FROM held_out").fetchone()[0]
     assert lines == [("members", row, "submission_id", NO_PERSON_RULE)]
     assert held == 0
     assert _valid_households(home) == baseline  # every household of the workbook stored and valid
