@@ -211,6 +211,39 @@ def with_replaced_letters(table: ParsedTable) -> ParsedTable:
     return replace(table, warnings=(*table.warnings, *warnings)) if warnings else table
 
 
+# What a person types into a template's cell for "no answer" (a German coordinator: `k.A.`, keine Angabe): a closed
+# list, compared trimmed, in any case and with spaces between words collapsed (docs/formats.md). None is a code, yes/no
+# word, number, date, AGS or round id anywhere (`none` and `n` are codes, so they are not in it). Templates only: the
+# survey tools' exports have their own "not answered" (Kobo's and LimeSurvey's N/A), read by their readers.
+NO_ANSWER_MARKS: frozenset[str] = frozenset(
+    {"-", "--", "–", "—", "/", "n/a", "n.a.", "n.a", "n. a.", "k.a.", "k.a", "k. a.", "keine angabe", "keine angaben", "entfällt"}
+)
+NO_ANSWER_READ = (
+    "with only a no-answer mark (-, n/a, k.A., keine Angabe …) in an optional column; read as empty (not answered)"
+)
+
+
+def _no_answer_read(table: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The frame with each cell holding only a no-answer mark (NO_ANSWER_MARKS) empty, and a warning per optional
+    column naming its rows, never a value. An optional field's mark is no answer, so the row is read (it was held out
+    as a broken code, number or AGS). A required field's mark is emptied without a word: validation then fails the row
+    as `required` (no answer), not by a type rule whose hint (leading zeros lost?) does not fit. Required free text
+    (names, references, round ids) keeps what is written, as before: it is no code a mark could fail."""
+    warnings = []
+    emptied = []
+    for f in TABLES[table]:
+        if f.required and f.kind is Kind.TEXT:
+            continue
+        marked = pl.col(f.name).str.to_lowercase().str.replace_all(r"\s+", " ").is_in(list(NO_ANSWER_MARKS)).fill_null(False)
+        rows = frame.filter(marked)["file_row"]
+        if rows.is_empty():
+            continue
+        emptied.append(pl.when(marked).then(None).otherwise(pl.col(f.name)).alias(f.name))
+        if not f.required:
+            warnings.append(f"{counted(rows.len(), 'row')} (column {f.name}, {first_rows(rows.to_list(), COPIES_NAMED)}) {NO_ANSWER_READ}")
+    return (frame.with_columns(emptied) if emptied else frame), tuple(warnings)
+
+
 def with_left_out(table: ParsedTable, reasons: list[str | None]) -> ParsedTable:
     """The table with each row's left-out reason (LEFT_OUT_COLUMN) and their counts by reason
     (skipped); unchanged when no row has one."""
@@ -432,7 +465,8 @@ def _frame(table: str, header: list[str], rows: list[tuple[int, list[str]]], fil
     frame = frame.select([f.name for f in TABLES[table]]).with_columns(
         pl.Series("file_row", file_rows, dtype=pl.Int32)
     )
-    return ParsedTable(table, frame, sheet, skipped={REPEATED_HEADER: len(repeated)} if repeated else {})
+    frame, warnings = _no_answer_read(table, frame)
+    return ParsedTable(table, frame, sheet, skipped={REPEATED_HEADER: len(repeated)} if repeated else {}, warnings=warnings)
 
 
 def read_csv(data: bytes, file: str) -> list[ParsedTable]:

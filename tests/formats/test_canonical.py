@@ -10,11 +10,14 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from rematch_pipeline.formats.canonical import REPLACED_LETTERS, read_canonical
+from rematch_pipeline.formats.canonical import NO_ANSWER_MARKS, NO_ANSWER_READ, REPLACED_LETTERS, read_canonical
 from rematch_pipeline.formats.detect import read_export
 from rematch_pipeline.formats.errors import InputFileError
+from rematch_pipeline.formats.landing import split_identity
 from rematch_pipeline.sample import generate_round
 from rematch_pipeline.schemas.contract import TABLES, field_names
+from rematch_pipeline.schemas.parsing import FALSE_WORDS, TRUE_WORDS
+from rematch_pipeline.validation import check_rows
 
 SECRET_VALUE = "Olena-Secret-Value"
 
@@ -619,3 +622,66 @@ def test_excel_separator_line_is_read_past_and_rows_keep_their_numbers_in_the_fi
     renamed = [lines[0], lines[1].replace("kita_places", "kita_plaetze"), *lines[2:]]
     with pytest.raises(InputFileError, match=r"m.csv, row 2: header: missing columns kita_places"):
         read_export(path, "\r\n".join(renamed).encode())
+
+
+def _marked(frame: pl.DataFrame, marks: dict[str, dict[int, str]]) -> pl.DataFrame:
+    """The frame with cells replaced: column -> {row index -> text}."""
+    return frame.with_columns(
+        pl.Series(column, [cells.get(i, v) for i, v in enumerate(frame[column].cast(pl.Utf8).to_list())], dtype=pl.Utf8)
+        for column, cells in marks.items()
+    )
+
+
+def _quarantined(path: Path, data: bytes) -> list[tuple[int, str, str]]:
+    """(file row, column, rule) of what validation quarantines of the file's one table, as ingestion stores it."""
+    [parsed] = read_export(path, data)
+    raw, _ = split_identity(parsed, b"k" * 32, "0" * 64, path.name)
+    _, quarantine = check_rows(parsed.table, raw)
+    return sorted(quarantine.select("file_row", "column", "rule").iter_rows())
+
+
+def test_a_no_answer_mark_in_an_optional_template_field_is_read_as_empty_and_said(sample, tmp_path: Path) -> None:
+    """Exploratory testing (thirty-ninth session): `-`, `n/a`, `k.A.` written by hand into an optional field of a
+    template quarantined the row (`type: AGS …`, `code list …`) and held the household out. Now read as empty, one
+    warning per column naming its rows, never the value; in a required field the row fails as `required`."""
+    households = _marked(sample.households, {
+        "family_ties_municipality_id": {0: "-", 2: " k. A. "},
+        "linked_household_refs": {1: "n/a"},
+        "preferred_municipality_ids": {3: "Keine  Angabe"},
+        "contact_phone": {4: "–"},
+    })
+    path = tmp_path / "households.csv"
+    data = _csv(households).encode()
+    [parsed] = read_export(path, data)
+    assert parsed.frame["family_ties_municipality_id"][0] is None and parsed.frame["family_ties_municipality_id"][2] is None
+    assert parsed.frame["linked_household_refs"][1] is None and parsed.frame["preferred_municipality_ids"][3] is None
+    assert parsed.frame["contact_phone"][4] is None
+    assert parsed.warnings == (
+        f"1 row (column contact_phone, rows 6) {NO_ANSWER_READ}",
+        f"1 row (column linked_household_refs, rows 3) {NO_ANSWER_READ}",
+        f"2 rows (column family_ties_municipality_id, rows 2, 4) {NO_ANSWER_READ}",
+        f"1 row (column preferred_municipality_ids, rows 5) {NO_ANSWER_READ}",
+    )
+    assert _quarantined(path, data) == []
+    # Members: an optional multi-select read as empty; a required yes/no and code list fail as `required`, unwarned.
+    members = _marked(sample.members, {"medical_needs": {0: "k.A."}, "wheelchair": {1: "-"}, "languages": {2: "n/a"}})
+    path = tmp_path / "members.xlsx"
+    members.write_excel(path)
+    [parsed] = read_export(path, path.read_bytes())
+    assert parsed.warnings == (f"1 row (column medical_needs, rows 2) {NO_ANSWER_READ}",)
+    assert _quarantined(path, path.read_bytes()) == [
+        (3, "wheelchair", "required: a value is needed"), (4, "languages", "required: at least one code"),
+    ]
+    # A required free-text field keeps what is written; a mark inside other text is text.
+    households = _marked(sample.households, {"contact_name": {0: "-"}, "current_address": {1: "Weg 1 - k.A."}})
+    [parsed] = read_export(tmp_path / "h2.csv", _csv(households).encode())
+    assert parsed.frame["contact_name"][0] == "-" and parsed.frame["current_address"][1] == "Weg 1 - k.A."
+    assert parsed.warnings == ()
+
+
+def test_no_no_answer_mark_is_a_value_any_template_field_accepts() -> None:
+    """The marks read as empty (NO_ANSWER_MARKS) are none of the contract's codes, their aliases, yes/no words,
+    numbers or dates: no answer given is ever read as nothing."""
+    words = {w.lower() for fields in TABLES.values() for f in fields for w in (*f.codes, *(a for a, _ in f.aliases))}
+    assert not NO_ANSWER_MARKS & (words | TRUE_WORDS | FALSE_WORDS)
+    assert not any(any(c.isdigit() for c in mark) for mark in NO_ANSWER_MARKS)
