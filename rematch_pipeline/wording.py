@@ -55,9 +55,9 @@ def number_runs(numbers: Sequence[int], through: str = "-", separator: str = ", 
 
 
 def first_rows(rows: Sequence[int], named: int = 3) -> str:
-    """The first `named` of many rows, with ` …` where there are more: `rows 2, 3, 4 …` (said beside their count, as a
-    warning about many rows of one column stays one line)."""
-    return "rows " + ", ".join(str(r) for r in rows[:named]) + (" …" if len(rows) > named else "")
+    """The first `named` of many rows, with ` …` where there are more: `rows 2, 3, 4 …`, or `row 2` alone (said beside
+    their count, as a warning about many rows of one column stays one line)."""
+    return ("row " if len(rows) == 1 else "rows ") + ", ".join(str(r) for r in rows[:named]) + (" …" if len(rows) > named else "")
 
 
 def resource_noun(resource: str) -> str:

@@ -21,7 +21,7 @@ def test_a_restored_leading_zero_is_one_line_per_file_and_column_naming_rows_not
     lines = warning_lines(pl.DataFrame(rows, schema=WARNING_SCHEMA))
     assert lines == [
         f"decisions.csv: 9 rows (column municipality_id, rows 2, 3, 4 …): {AGS_RESTORED_RULE}",
-        f"other.csv: 1 row (column municipality_id, rows 3): {AGS_RESTORED_RULE}",
+        f"other.csv: 1 row (column municipality_id, row 3): {AGS_RESTORED_RULE}",
         f"household H-known, preferred_municipality_ids (decisions.csv, row 5): {UNKNOWN_PLACE_RULE}",
     ]
 

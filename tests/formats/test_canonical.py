@@ -376,7 +376,7 @@ def test_names_a_windows_1252_save_turned_into_question_marks_are_said(sample, t
         pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("ul. Polna 50, 80-944 Gdańsk")).otherwise(pl.lit("Hauptstraße 1")).alias("current_address")
     )
     [parsed] = read_export(tmp_path / "households.csv", _csv(households).encode("cp1252", errors="replace"))
-    assert parsed.warnings == (f"1 row (column current_address, rows 3) {REPLACED_LETTERS}",)
+    assert parsed.warnings == (f"1 row (column current_address, row 3) {REPLACED_LETTERS}",)
 
 
 # German names as a coordinator's list holds them, none with "ü": code page 850's ü (0x81) is a byte Windows-1252
@@ -657,10 +657,10 @@ def test_a_no_answer_mark_in_an_optional_template_field_is_read_as_empty_and_sai
     assert parsed.frame["linked_household_refs"][1] is None and parsed.frame["preferred_municipality_ids"][3] is None
     assert parsed.frame["contact_phone"][4] is None
     assert parsed.warnings == (
-        f"1 row (column contact_phone, rows 6) {NO_ANSWER_READ}",
-        f"1 row (column linked_household_refs, rows 3) {NO_ANSWER_READ}",
+        f"1 row (column contact_phone, row 6) {NO_ANSWER_READ}",
+        f"1 row (column linked_household_refs, row 3) {NO_ANSWER_READ}",
         f"2 rows (column family_ties_municipality_id, rows 2, 4) {NO_ANSWER_READ}",
-        f"1 row (column preferred_municipality_ids, rows 5) {NO_ANSWER_READ}",
+        f"1 row (column preferred_municipality_ids, row 5) {NO_ANSWER_READ}",
     )
     assert _quarantined(path, data) == []
     # Members: an optional multi-select read as empty; a required yes/no and code list fail as `required`, unwarned.
@@ -668,7 +668,7 @@ def test_a_no_answer_mark_in_an_optional_template_field_is_read_as_empty_and_sai
     path = tmp_path / "members.xlsx"
     members.write_excel(path)
     [parsed] = read_export(path, path.read_bytes())
-    assert parsed.warnings == (f"1 row (column medical_needs, rows 2) {NO_ANSWER_READ}",)
+    assert parsed.warnings == (f"1 row (column medical_needs, row 2) {NO_ANSWER_READ}",)
     assert _quarantined(path, path.read_bytes()) == [
         (3, "wheelchair", "required: a value is needed"), (4, "languages", "required: at least one code"),
     ]
