@@ -259,7 +259,8 @@ def warning_lines(warnings: pl.DataFrame, limit: int = 20) -> list[str]:
     once per file, sheet and column naming its first rows (never a value); at most `limit` lines."""
     lines = []
     folded = warnings.filter(pl.col("rule").is_in(FOLDED_RULES))
-    for (file_name, sheet, column, rule), group in folded.group_by("file_name", "sheet", "column", "rule", maintain_order=True):
+    # By file content, not name: two files of one name (landing/'s folders, weekly templates retried) are two lines.
+    for (_, file_name, sheet, column, rule), group in folded.group_by("file_sha256", "file_name", "sheet", "column", "rule", maintain_order=True):
         rows = group["file_row"].sort().to_list()
         where = f"{file_name}{', sheet ' + sheet if sheet else ''}"
         lines.append(f"{where}: {counted(len(rows), 'row')} (column {column}, {first_rows(rows)}): {rule}")

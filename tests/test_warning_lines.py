@@ -30,3 +30,16 @@ def test_the_limit_counts_folded_lines_and_names_what_is_left() -> None:
     rows = [_warning(2, "municipality_id", AGS_RESTORED_RULE)] + [_warning(r, "household_ref", UNKNOWN_PLACE_RULE) for r in range(3, 8)]
     lines = warning_lines(pl.DataFrame(rows, schema=WARNING_SCHEMA), limit=3)
     assert len(lines) == 4 and lines[-1] == "... and 3 more (table validation_warnings)"
+
+
+def test_two_files_of_one_name_are_folded_apart() -> None:
+    """A households.xlsx and a municipalities/decisions file of the same name (landing/'s folders) or two weekly
+    templates of one name read again by --retry: their rows were one line, `rows 2, 2, 3 …`, counting both files'
+    rows under one name. Folded per file content (sha256), each line counts its own file's rows."""
+    first = [_warning(r, "municipality_id", AGS_RESTORED_RULE) for r in (2, 3)]
+    second = [{**_warning(r, "municipality_id", AGS_RESTORED_RULE), "file_sha256": "b" * 64} for r in (2, 4, 5)]
+    lines = warning_lines(pl.DataFrame(first + second, schema=WARNING_SCHEMA))
+    assert lines == [
+        f"decisions.csv: 2 rows (column municipality_id, rows 2, 3): {AGS_RESTORED_RULE}",
+        f"decisions.csv: 3 rows (column municipality_id, rows 2, 4, 5): {AGS_RESTORED_RULE}",
+    ]
