@@ -837,8 +837,10 @@ def build_canonical(
     orphans = _without_rows(orphans, earlier)
     # Member rows of a household held out (its latest row failed): valid rows held back with it, which its held_out
     # row says; not quarantined, which counts rows that failed a rule (thirty-ninth session).
+    # A household held out by its submission id alone (its reference unreadable) holds its own members back too.
     of_held = raw_households.filter(pl.col("household_pseudonym").is_in(held_households.get_column("household_pseudonym").drop_nulls().implode()))
-    orphans = orphans.filter(~pl.col("submission_id").is_in(of_held.get_column("submission_id").implode()))
+    of_held_ids = pl.concat([of_held.get_column("submission_id"), held_households.get_column("submission_id")]).drop_nulls()
+    orphans = orphans.filter(~pl.col("submission_id").is_in(of_held_ids.implode()))
     quarantine.append(_row_rule(orphans, "members", "submission_id", "reference: member row without a valid household"))
     members = members.join(households, on="submission_id", how="semi")
 

@@ -610,6 +610,22 @@ def test_a_household_held_back_by_one_failed_member_row_is_counted_held_out(home
     assert SECRET not in logs + " ".join(summary.held_out + summary.quarantined)
 
 
+def test_the_members_of_a_household_held_out_by_its_submission_id_are_held_out_with_it(home: RematchHome, sample: SampleRound) -> None:
+    """A household whose latest row lost its reference (household_ref empty; its submission_id names it) is held out
+    by its submission: its valid member rows are held back with it, as those of a household held out by its
+    reference (thirty-ninth session), not quarantined as `member row without a valid household`."""
+    free = sample.households.filter((pl.col("consent_processing") == "yes") & (pl.col("linked_household_refs").fill_null("") == ""))
+    sid = free["submission_id"][0]
+    households = _set(sample.households, sample.households["submission_id"].to_list().index(sid), "household_ref", None)
+    summary, _ = _ingest(home, _files(sample, households=households))
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as con:
+        held = con.execute("SELECT count(*) FROM held_out WHERE submission_id = ?", [sid]).fetchone()[0]
+        quarantined = con.execute("SELECT \"table\", \"column\" FROM quarantine").fetchall()
+    assert held >= 1
+    # The sample's linked pair (its partner gave no consent) stays a linked_household_refs row, as before.
+    assert sorted(set(quarantined)) == [("households", "household_ref"), ("households", "linked_household_refs")], quarantined
+
+
 def _kobo_households_without_members_sheet(sample: SampleRound, folder: Path) -> bytes:
     """The households form's KPI workbook with its members sheet deleted in Excel."""
     from openpyxl import load_workbook
