@@ -73,6 +73,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"rejected: {error}", file=sys.stderr)
     for line in summary.skipped:
         print(f"left out: {line}")
+    for line in summary.replaced:
+        print(f"replaced: {line}")
     for line in summary.held_out:
         print(f"held out: {line}", file=sys.stderr)
     for line in summary.warnings:

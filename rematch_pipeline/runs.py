@@ -23,7 +23,7 @@ from rematch_pipeline.assets.ingest import (
     rejected_hashes,
 )
 from rematch_pipeline.assets.sensors import export_run_requests
-from rematch_pipeline.assets.validate import CANONICAL_TABLES, quarantine_lines, stored_findings, validation_inputs_digest
+from rematch_pipeline.assets.validate import CANONICAL_TABLES, quarantine_lines, replaced_lines, stored_findings, validation_inputs_digest
 from rematch_pipeline.errors import UserFacingError
 from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.resources.warehouse import table_exists, warehouse_connection
@@ -49,6 +49,7 @@ class IngestionSummary:
     files_retried: int = 0  # of them, files whose rows were stored again
     misplaced: list[str] = field(default_factory=list)  # files in landing/ that lie where ingestion does not look
     validated_before: str = ""  # the run whose validation still holds, when nothing it read has changed since
+    replaced: list[str] = field(default_factory=list)  # per file of this pass: the stored submissions its rows replaced
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
@@ -194,7 +195,7 @@ def ingest_landing(defs: dg.Definitions, instance: dg.DagsterInstance, home: Rem
     skipped = files_with_skipped(warehouse, since=started)
     return IngestionSummary(
         len(requests) - len(rejected), rejected, skipped, results, held_out, warnings, quarantined,
-        retried, sum(line.startswith("retried: ") for line in retried), misplaced, validated_before,
+        retried, sum(line.startswith("retried: ") for line in retried), misplaced, validated_before, replaced_lines(warehouse, since=started),
     )
 
 

@@ -52,6 +52,23 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.Utf8,
 }
 
+# A superseded row (a quarantine row's provenance and rule) with, where a later submission replaced it, that
+# submission's file and row and whether it gives the same answers: `rematch ingest` says what its files replaced.
+SUPERSEDED_SCHEMA: dict[str, pl.DataType] = {
+    **QUARANTINE_SCHEMA,
+    "replaced_by_sha256": pl.Utf8,
+    "replaced_by_file": pl.Utf8,
+    "replaced_by_sheet": pl.Utf8,
+    "replaced_by_row": pl.Int32,
+    "unchanged": pl.Boolean,  # same submission id and answers (a copy landed again); false: a correction or later submission
+}
+SUPERSEDED_RULE = "duplicate: superseded by a later submission"
+# Columns that say where or when a row came, or what a reader did to it, not what was answered.
+_NOT_ANSWERS: frozenset[str] = frozenset(
+    {"file_sha256", "file_name", "sheet", "file_row", "submitted_at", "_row", "_column", AGS_RESTORED_COLUMN,
+     PERIOD_RESTORED_COLUMN, DEVICE_DATE_SET_ASIDE_COLUMN, SUBMITTED_ON_COLUMN, FIRST_SUBMITTED_ON_COLUMN, LEFT_OUT_COLUMN}
+)
+
 # One row per violation of an entity's latest submission when that submission failed validation:
 # the entity and where its row is, as a reference warning names them, and what was not used instead.
 HELD_OUT_SCHEMA: dict[str, pl.DataType] = {**WARNING_SCHEMA, "older_submissions_not_used": pl.Int32}
@@ -70,7 +87,7 @@ class CanonicalTables:
     members: pl.DataFrame
     decisions: pl.DataFrame
     quarantine: pl.DataFrame
-    superseded: pl.DataFrame  # duplicates resolved by the latest submitted_at, and submissions left out by review
+    superseded: pl.DataFrame  # duplicates resolved by the latest submitted_at, and submissions left out by review (SUPERSEDED_SCHEMA)
     held_out: pl.DataFrame  # entities whose latest submission failed validation (HELD_OUT_SCHEMA)
     warnings: pl.DataFrame  # valid rows naming AGS keys or coordinates the reference lists do not know (ags_reference.WARNING_SCHEMA)
     counts: dict[str, int] = field(default_factory=dict)
@@ -241,7 +258,8 @@ def _latest(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.Data
 
 
 def latest_valid(
-    table: str, raw: pl.DataFrame, passes: list[list[str]], superseded: list[pl.DataFrame], landed: pl.DataFrame | None = None
+    table: str, raw: pl.DataFrame, passes: list[list[str]], superseded: list[pl.DataFrame], landed: pl.DataFrame | None = None,
+    answers_of: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
     """The latest submission of every entity, chosen among all its submissions, valid or not.
 
@@ -251,6 +269,8 @@ def latest_valid(
     quarantine rows (every violation), the held-out report (HELD_OUT_SCHEMA: the failed latest
     submission's file, row, column and rule per entity) and the number of older submissions not used.
     `landed` (file_sha256, ingested_at) bounds each file's submitted_at (`parsing.submission_time_violations`).
+    `answers_of` (file_sha256, submission_id, _answers) adds answers held in other tables (a household's members) to
+    the comparison that tells a copy landed again from a correction (SUPERSEDED_SCHEMA's `unchanged`).
     """
     typed, violations = _typed_rows(table, raw, landed)
     frame = typed.with_row_index("_row")
@@ -274,7 +294,8 @@ def latest_valid(
         ]
     ).unique()
     blocked = replaced.filter(pl.col("_row").is_in(not_used["_row"].implode()))
-    superseded.append(_row_rule(replaced.join(blocked.select("_row"), on="_row", how="anti"), table, pl.col("_column"), "duplicate: superseded by a later submission"))
+    kept_over = replaced.join(blocked.select("_row"), on="_row", how="anti")
+    superseded.append(_with_replacing_row(kept_over, frame, passes, _row_rule(kept_over, table, pl.col("_column"), SUPERSEDED_RULE), answers_of))
     superseded.append(_row_rule(blocked, table, pl.col("_column"), HELD_OUT_RULE))
     older = not_used.group_by("_held").agg(pl.len().cast(pl.Int32).alias("older_submissions_not_used"))
     report = (
@@ -288,6 +309,30 @@ def latest_valid(
     report = report.select(list(HELD_OUT_SCHEMA)).cast(HELD_OUT_SCHEMA)
     good = frame.filter(~bad).drop("_row")
     return good, _quarantine_rows(table, raw, violations), report, replaced.height
+
+
+def _with_replacing_row(
+    replaced: pl.DataFrame, latest: pl.DataFrame, passes: list[list[str]], rows: pl.DataFrame, answers_of: pl.DataFrame | None
+) -> pl.DataFrame:
+    """`rows` (superseded rows of `replaced`, in its order) with the latest row that replaced each (by the first of
+    `passes`' keys they share: the same submission, else the same entity) and whether its answers are the same."""
+    if answers_of is not None:
+        replaced, latest = (f.join(answers_of, on=["file_sha256", "submission_id"], how="left") for f in (replaced, latest))
+    answers = [c for c in replaced.columns if c not in _NOT_ANSWERS]
+    by = {"file_sha256": "replaced_by_sha256", "file_name": "replaced_by_file", "sheet": "replaced_by_sheet", "file_row": "replaced_by_row"}
+    found: list[pl.DataFrame] = []
+    rest = replaced.select("_row", *answers)
+    for keys in passes:
+        later = latest.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).select(
+            *keys, *(pl.col(c).alias(n) for c, n in by.items()), *(pl.col(c).alias(f"{c}__by") for c in answers if c not in keys)
+        )
+        matched = rest.join(later, on=keys, how="inner")
+        same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}__by")) for c in answers if c not in keys] or [pl.lit(True)])
+        found.append(matched.select("_row", *by.values(), same.alias("unchanged")))
+        rest = rest.join(matched.select("_row"), on="_row", how="anti")
+    replacing = pl.concat(found) if found else pl.DataFrame(schema={"_row": pl.UInt32})
+    rows = rows.with_columns(replaced["_row"])
+    return rows.join(replacing, on="_row", how="left", maintain_order="left").select(list(SUPERSEDED_SCHEMA)).cast(SUPERSEDED_SCHEMA)
 
 
 def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFrame], counts: dict[str, int]) -> tuple[pl.DataFrame, pl.Series]:
@@ -312,7 +357,7 @@ def _without_left_out(raw: pl.DataFrame, table: str, superseded: list[pl.DataFra
     rule = (
         pl.when(pl.col("_reason").is_not_null()).then(pl.lit("left out: ") + pl.col("_reason"))
         .when(pl.col("submission_id").is_null()).then(pl.lit("left out: ") + pl.col(LEFT_OUT_COLUMN))
-        .otherwise(pl.lit("duplicate: superseded by a later submission"))
+        .otherwise(pl.lit(SUPERSEDED_RULE))
     )
     superseded.append(_row_rule(dropped, table, "submission_id", rule))
     counts[f"{table}_left_out"] = withdrawn.height + dropped.filter(pl.col("submission_id").is_null()).height
@@ -754,7 +799,7 @@ def build_canonical(
     # So are intake periods that Excel had turned into dates (the key of an offer, like its AGS).
     raw["municipalities"] = restore_periods(raw["municipalities"])
 
-    superseded: list[pl.DataFrame] = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
+    superseded: list[pl.DataFrame] = [pl.DataFrame(schema=SUPERSEDED_SCHEMA)]
     raw_municipalities, _ = _without_left_out(raw["municipalities"], "municipalities", superseded, counts)
     # The latest submission is chosen before validity counts: a broken update must not leave the older offer in force.
     municipalities, q, held_municipalities, counts["municipality_duplicates_resolved"] = latest_valid(
@@ -776,8 +821,17 @@ def build_canonical(
     refused = refused.filter(~pl.col("household_pseudonym").is_in(standing).fill_null(False))
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
 
+    # A household's answers include its members' (their birth dates too, compared here only as a hash): a correction of
+    # a member's row is a correction of the household. Contact details (identity store) are not compared.
+    member_answers = [c for c in raw["members"].columns if c not in _NOT_ANSWERS] + ["date_of_birth"]
+    answers_of = (
+        raw["members"]
+        .join(birth_dates.select(*_MEMBER_KEYS, "date_of_birth").unique(_MEMBER_KEYS), on=_MEMBER_KEYS, how="left", nulls_equal=True)
+        .group_by("file_sha256", "submission_id")
+        .agg(pl.struct(member_answers).hash().sort().alias("_answers"))
+    )
     households, household_q, held_households, counts["household_duplicates_resolved"] = latest_valid(
-        "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded, landed
+        "households", raw_households.filter(~withdrawn_mask), [["submission_id"], ["household_pseudonym"]], superseded, landed, answers_of
     )
     quarantine.append(household_q)
 
@@ -833,7 +887,7 @@ def build_canonical(
         .get_column("submission_id")
     )
     earlier = orphans.filter(pl.col("submission_id").is_in(replaced_ids.implode()))
-    superseded.append(_row_rule(earlier, "members", "submission_id", "duplicate: superseded by a later submission"))
+    superseded.append(_row_rule(earlier, "members", "submission_id", SUPERSEDED_RULE))
     orphans = _without_rows(orphans, earlier)
     # Member rows of a household held out (its latest row failed): valid rows held back with it, which its held_out
     # row says; not quarantined, which counts rows that failed a rule (thirty-ninth session).
@@ -964,7 +1018,7 @@ def build_canonical(
     if round_periods is None:
         round_periods = pl.DataFrame(schema={"round_id": pl.Utf8, "period": pl.Utf8})
     by_period = _quarantined_by_period(quarantine_frame, raw, submission_dates, round_periods, no_members)
-    superseded_frame = pl.concat(superseded).sort(["file_name", "sheet", "file_row"], nulls_last=True)
+    superseded_frame = pl.concat(superseded, how="diagonal").select(list(SUPERSEDED_SCHEMA)).sort(["file_name", "sheet", "file_row"], nulls_last=True)
     held_out = pl.concat([held_municipalities, held_households, held_for_members, held_unlinked, held_linked_frame]).sort(["table", "file_name", "sheet", "file_row", "column", "rule"], nulls_last=True)
     # One held-out entity per failed latest row (a row has one report line per violation).
     counts["municipalities_held_out"] = held_municipalities.select("file_sha256", "sheet", "file_row").unique().height

@@ -141,6 +141,51 @@ def quarantine_lines(warehouse: DuckDBResource, since: dt.datetime, limit: int =
     return lines
 
 
+def replacement_lines(superseded: pl.DataFrame, examples: int = 3) -> list[str]:
+    """Per replacing file (and sheet) and table of superseded rows (validation.SUPERSEDED_SCHEMA): how many submissions
+    its rows replaced, split into copies landed again (same submission id and answers) and corrections or later
+    submissions of the same household or offer, the files they came from, and `examples` of the changed ones by file
+    and row (never a value). One line per file however many it replaced: a full re-export replaces them all."""
+    rows = superseded.filter(pl.col("replaced_by_sha256").is_not_null()).sort(
+        "replaced_by_file", "replaced_by_sheet", "table", "replaced_by_row", "file_name", "file_row", nulls_last=False
+    )
+    nouns = {"households": ("household submission", "household submissions"), "municipalities": ("municipality offer", "municipality offers")}
+    lines = []
+    for (file, sheet, table), group in rows.group_by("replaced_by_file", "replaced_by_sheet", "table", maintain_order=True):
+        of = ", ".join(group["file_name"].unique(maintain_order=True).to_list())
+        copies = group.filter(pl.col("unchanged")).height
+        changed = group.filter(~pl.col("unchanged"))
+        parts = [f"{counted(copies, 'copy', 'copies')} landed again (same submission, same answers)"] if copies else []
+        if changed.height:
+            named = "; ".join(
+                f"row {by} replaces {name}{', sheet ' + s if s else ''}, row {row}"
+                for name, s, row, by in changed.head(examples).select("file_name", "sheet", "file_row", "replaced_by_row").iter_rows()
+            )
+            more = f"; and {changed.height - examples} more" if changed.height > examples else ""
+            entity = "household" if table == "households" else "offer"
+            parts.append(f"{counted(changed.height, 'correction or later submission', 'corrections or later submissions')} of the same {entity} ({named}{more})")
+        where = f"{file}{', sheet ' + sheet if sheet else ''}"
+        lines.append(f"{where}: replaced {counted(group.height, *nouns.get(table, ('submission', 'submissions')))} of {of}: {', '.join(parts)}")
+    return lines
+
+
+def replaced_lines(warehouse: DuckDBResource, since: dt.datetime) -> list[str]:
+    """replacement_lines for the rows of files ingested (or retried) since then, as quarantine_lines: a pass says
+    what its own files replaced (superseded_submissions keeps every replaced row ever)."""
+    with warehouse_connection(warehouse) as con:
+        if not table_exists(con, "superseded_submissions"):
+            return []
+        rows = con.execute("SELECT * FROM superseded_submissions LIMIT 0").pl()
+        if "replaced_by_sha256" not in rows.columns:  # written before the column was kept
+            return []
+        rows = con.execute(
+            "SELECT * FROM superseded_submissions"
+            " WHERE replaced_by_sha256 IN (SELECT file_sha256 FROM ingestion_log WHERE ingested_at >= ? OR retried_at >= ?)",
+            [since, since],
+        ).pl()
+    return replacement_lines(rows)
+
+
 # Everything validate_job reads from the warehouse (canonical_tables below; the feature tables read only its output).
 # A table canonical_tables reads must be listed here, or a pass with nothing new would skip a change to it
 # (tests/assets/test_validation_skip.py reads the asset's source for its FROM clauses).

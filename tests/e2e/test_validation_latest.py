@@ -130,8 +130,13 @@ def test_a_valid_later_household_submission_supersedes_the_earlier_ones_members(
     update = households.head(1).with_columns(pl.lit(UPDATE_ID).alias("submission_id"), pl.lit(_later(sample.households)).alias("submitted_at"))
     old_members = sample.members.filter(pl.col("submission_id") == original["submission_id"])
     members = old_members.with_columns(pl.lit(UPDATE_ID).alias("submission_id"))
-    _ingest(home, {"households/households_update.csv": _csv(update), "households/members_update.csv": _csv(members)})
+    summary, _ = _ingest(home, {"households/households_update.csv": _csv(update), "households/members_update.csv": _csv(members)})
 
+    # `rematch ingest` says which stored submission the new file replaced, and that it is a new one (not a copy).
+    assert summary.replaced == [
+        "households_update.csv: replaced 1 household submission of households.csv: 1 correction or later submission of"
+        " the same household (row 2 replaces households.csv, row 2)"
+    ]
     assert _query(home, "SELECT submission_id FROM households WHERE household_pseudonym = ?", [target]) == [(UPDATE_ID,)]
     assert _query(home, "SELECT count(*) FROM members WHERE submission_id = ?", [UPDATE_ID]) == [(old_members.height,)]
     assert _query(home, "SELECT count(*) FROM quarantine WHERE \"table\" = 'members'") == [(0,)]
