@@ -269,8 +269,8 @@ def latest_valid(
     quarantine rows (every violation), the held-out report (HELD_OUT_SCHEMA: the failed latest
     submission's file, row, column and rule per entity) and the number of older submissions not used.
     `landed` (file_sha256, ingested_at) bounds each file's submitted_at (`parsing.submission_time_violations`).
-    `answers_of` (file_sha256, submission_id, _answers) adds answers held in other tables (a household's members) to
-    the comparison that tells a copy landed again from a correction (SUPERSEDED_SCHEMA's `unchanged`).
+    `answers_of` (file_sha256, submission_id, _answers) adds answers held in other tables of the same file (a household's
+    members) to the comparison that tells a copy landed again from a correction (SUPERSEDED_SCHEMA's `unchanged`).
     """
     typed, violations = _typed_rows(table, raw, landed)
     frame = typed.with_row_index("_row")
@@ -327,7 +327,11 @@ def _with_replacing_row(
             *keys, *(pl.col(c).alias(n) for c, n in by.items()), *(pl.col(c).alias(f"{c}__by") for c in answers if c not in keys)
         )
         matched = rest.join(later, on=keys, how="inner")
-        same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}__by")) for c in answers if c not in keys] or [pl.lit(True)])
+        # Answers of another table compare where both rows have them: members in a separate file are not the row's.
+        same = pl.all_horizontal(
+            [pl.col(c).eq_missing(pl.col(f"{c}__by")) | (c == "_answers" and (pl.col(c).is_null() | pl.col(f"{c}__by").is_null())) for c in answers if c not in keys]
+            or [pl.lit(True)]
+        )
         found.append(matched.select("_row", *by.values(), same.alias("unchanged")))
         rest = rest.join(matched.select("_row"), on="_row", how="anti")
     replacing = pl.concat(found) if found else pl.DataFrame(schema={"_row": pl.UInt32})
@@ -821,8 +825,9 @@ def build_canonical(
     refused = refused.filter(~pl.col("household_pseudonym").is_in(standing).fill_null(False))
     counts["households_without_consent"] = refused["household_pseudonym"].n_unique()
 
-    # A household's answers include its members' (their birth dates too, compared here only as a hash): a correction of
-    # a member's row is a correction of the household. Contact details (identity store) are not compared.
+    # A household's answers include its members' (their birth dates too, compared here only as a hash) where they come in
+    # its file (a workbook's members sheet, LimeSurvey's member slots): a correction of a member's row is a correction
+    # of the household. Members in a separate file, and contact details (identity store), are not compared.
     member_answers = [c for c in raw["members"].columns if c not in _NOT_ANSWERS] + ["date_of_birth"]
     answers_of = (
         raw["members"]

@@ -157,8 +157,10 @@ def replacement_lines(superseded: pl.DataFrame, examples: int = 3) -> list[str]:
         changed = group.filter(~pl.col("unchanged"))
         parts = [f"{counted(copies, 'copy', 'copies')} landed again (same submission, same answers)"] if copies else []
         if changed.height:
+            # The replaced row's file and sheet are named where the line's `of` names more than one.
+            one_source = group.select("file_sha256", "sheet").unique().height == 1
             named = "; ".join(
-                f"row {by} replaces {name}{', sheet ' + s if s else ''}, row {row}"
+                f"row {by} replaces {'' if one_source else name + (', sheet ' + s if s else '') + ', '}row {row}"
                 for name, s, row, by in changed.head(examples).select("file_name", "sheet", "file_row", "replaced_by_row").iter_rows()
             )
             more = f"; and {changed.height - examples} more" if changed.height > examples else ""

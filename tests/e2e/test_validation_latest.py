@@ -135,7 +135,7 @@ def test_a_valid_later_household_submission_supersedes_the_earlier_ones_members(
     # `rematch ingest` says which stored submission the new file replaced, and that it is a new one (not a copy).
     assert summary.replaced == [
         "households_update.csv: replaced 1 household submission of households.csv: 1 correction or later submission of"
-        " the same household (row 2 replaces households.csv, row 2)"
+        " the same household (row 2 replaces row 2)"
     ]
     assert _query(home, "SELECT submission_id FROM households WHERE household_pseudonym = ?", [target]) == [(UPDATE_ID,)]
     assert _query(home, "SELECT count(*) FROM members WHERE submission_id = ?", [UPDATE_ID]) == [(old_members.height,)]
