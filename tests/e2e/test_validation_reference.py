@@ -152,7 +152,7 @@ def test_ags_keys_that_lost_their_leading_zero_are_restored_with_a_warning(home:
     # One line per file and column, naming its rows (thirty-ninth session; was a line per offer and per household).
     n = municipalities.height
     assert f"municipalities.xlsx, sheet municipalities: {n} rows (column municipality_id, rows 2, 3, 4{' …' if n > 3 else ''}): {AGS_RESTORED_RULE}" in summary.warnings
-    assert f"1 row (column family_ties_municipality_id, rows {tie_row + 2}): {AGS_RESTORED_RULE}" in lines
+    assert f"1 row (column family_ties_municipality_id, row {tie_row + 2}): {AGS_RESTORED_RULE}" in lines
     assert "9162" not in lines  # a household's places are not named
     # A key whose padded form is no AGS is quarantined as before, without its value.
     quarantined = _query(home, 'SELECT file_row, "column", rule FROM quarantine WHERE "table" = \'households\'')
