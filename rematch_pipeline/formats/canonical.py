@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 from openpyxl.utils.datetime import from_excel
 
-from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.errors import InputFileError, Violation, table_place
 from rematch_pipeline.formats.limits import CsvRecords, csv_records
 from rematch_pipeline.formats.workbook import Workbook, read_workbook, refuse_merged_across, refuse_unsaved_formulas
 from rematch_pipeline.schemas.contract import DECISION_COLUMN_ALIASES, PROPOSALS_ONLY_COLUMNS, TABLES, Field, Kind, field_names
@@ -181,7 +181,7 @@ def with_differing_copies_across(tables: list[ParsedTable]) -> list[ParsedTable]
                 ids = differ.group_by("submission_id", maintain_order=True).agg(pl.col("file_row").min())
                 rows = ", ".join(str(r) for r in ids["file_row"].head(COPIES_NAMED).to_list())
                 more = " …" if ids.height > COPIES_NAMED else ""
-                where = f"{'member' if (sheet or '').lower().endswith('.csv') else 'sheet'} {sheet}" if sheet else "another table"
+                where = table_place(sheet) if sheet else "another table"
                 rule = f"{counted(ids.height, 'submission id')} (column submission_id, rows {rows}{more}) also in {where} of this file {DIFFERING_COPIES_ACROSS}"
                 table = replace(table, warnings=(*table.warnings, rule))
         earlier.append((table.sheet, frame))

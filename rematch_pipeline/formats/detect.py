@@ -38,7 +38,7 @@ from rematch_pipeline.formats.canonical import (
     with_differing_copies_across,
     with_replaced_letters,
 )
-from rematch_pipeline.formats.errors import InputFileError, Violation
+from rematch_pipeline.formats.errors import InputFileError, Violation, table_place
 from rematch_pipeline.formats.kobo import (
     is_central_header,
     is_kobo_header,
@@ -201,7 +201,7 @@ def _refuse_members_of_one_submission_in_two_tables(tables: list[ParsedTable], f
         clash = ids.filter(pl.col("submission_id").is_in(list(seen)))
         if not clash.is_empty():
             first = seen[clash["submission_id"][0]] or ""
-            where = f"{'member' if first.lower().endswith('.csv') else 'sheet'} {first}" if first else "another table"
+            where = table_place(first) if first else "another table"
             rule = (
                 f"members: this row's household has member rows in {where} of this file too (a copied"
                 " sheet, or a second export zipped with the first?): keep each household's members in one members"

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def table_place(sheet: str) -> str:
+    """Where a table lies in its file: `sheet S` in a workbook, `member S.csv` in a zip of CSV exports."""
+    return f"{'member' if sheet.lower().endswith('.csv') else 'sheet'} {sheet}"
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken rule at one place of an input file. Carries no cell value by design."""
@@ -18,9 +23,7 @@ class Violation:
 
     def describe(self) -> str:
         """One line for logs and error messages."""
-        # A zip of CSV exports names its member where a workbook names its sheet.
-        part = "member" if self.sheet and self.sheet.lower().endswith(".csv") else "sheet"
-        where = self.file + (f" [{part} {self.sheet}]" if self.sheet else "")
+        where = self.file + (f" [{table_place(self.sheet)}]" if self.sheet else "")
         if self.row is not None:
             where += f", row {self.row}"
         if self.column:
