@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from rematch_pipeline.engine._common import AgsIndex, haversine_km
-from rematch_pipeline.wording import counted, first_rows
+from rematch_pipeline.wording import counted, first_rows, in_file
 
 # Seat coordinates further than this from the reference place of their AGS are probably another place's.
 COORDINATE_TOLERANCE_KM: float = 30.0
@@ -262,12 +262,12 @@ def warning_lines(warnings: pl.DataFrame, limit: int = 20) -> list[str]:
     # By file content, not name: two files of one name (landing/'s folders, weekly templates retried) are two lines.
     for (_, file_name, sheet, column, rule), group in folded.group_by("file_sha256", "file_name", "sheet", "column", "rule", maintain_order=True):
         rows = group["file_row"].sort().to_list()
-        where = f"{file_name}{', sheet ' + sheet if sheet else ''}"
+        where = in_file(file_name, sheet)
         lines.append(f"{where}: {counted(len(rows), 'row')} (column {column}, {first_rows(rows)}): {rule}")
     warnings = warnings.filter(~pl.col("rule").is_in(FOLDED_RULES))
     room = max(limit - len(lines), 0)
     for row in warnings.head(room).iter_rows(named=True):
-        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
+        where = f"{in_file(row['file_name'], row['sheet'])}, row {row['file_row']}"
         who = (
             f"municipality {row['municipality_id']} (intake period {row['intake_period']})"
             if row["table"] == "municipalities"

@@ -27,7 +27,7 @@ from rematch_pipeline.ags_reference import (
 )
 from rematch_pipeline.formats.canonical import FIRST_SUBMITTED_ON_COLUMN, LEFT_OUT_COLUMN, PERSON_FIELDS, SUBMITTED_ON_COLUMN
 from rematch_pipeline.schemas.models import DATE_CELL_RULES, row_failures
-from rematch_pipeline.wording import counted
+from rematch_pipeline.wording import counted, in_file
 from rematch_pipeline.schemas.consent import refused_submissions, refuses, withdrawn_copies
 from rematch_pipeline.schemas.parsing import (
     EARLIEST_SUBMISSION,
@@ -636,11 +636,11 @@ def _unlinked_member_holds(
     )
     reasons = []
     for row in files.iter_rows(named=True):
-        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['_first']}"
+        where = f"{in_file(row['file_name'], row['sheet'])}, row {row['_first']}"
         rows = "a member row" if row["_rows"] == 1 else f"{counted(row['_rows'], 'member row')} (the first named)"
         reasons.append(UNLINKED_MEMBERS_HELD_RULE.format(where=where, rows=rows))
     for row in erased.iter_rows(named=True):
-        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}"
+        where = in_file(row['file_name'], row['sheet'])
         rows = "a member row" if row["member_rows"] == 1 else counted(row["member_rows"], "member row")
         reasons.append(ERASED_UNLINKED_MEMBERS_HELD_RULE.format(where=where, rows=rows))
     files = pl.concat([files.select("file_sha256", "file_name", "sheet"), erased.select("file_sha256", "file_name", "sheet")])

@@ -54,6 +54,11 @@ def number_runs(numbers: Sequence[int], through: str = "-", separator: str = ", 
     return separator.join(str(a) if a == b else f"{a}{separator}{b}" if b == a + 1 else f"{a}{through}{b}" for a, b in runs)
 
 
+def in_file(file: str, sheet: str | None) -> str:
+    """A file, and its sheet where it has one: `households.xlsx, sheet members` (never a value)."""
+    return f"{file}, sheet {sheet}" if sheet else file
+
+
 def first_rows(rows: Sequence[int], named: int = 3) -> str:
     """The first `named` of many rows, with ` …` where there are more: `rows 2, 3, 4 …`, or `row 2` alone (said beside
     their count, as a warning about many rows of one column stays one line)."""

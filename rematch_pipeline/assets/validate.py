@@ -23,7 +23,7 @@ from rematch_pipeline.resources.home import RematchHome
 from rematch_pipeline.schemas.contract import TABLES
 from rematch_pipeline.schemas.models import row_failures, schema_for
 from rematch_pipeline.validation import MEMBER_ROW_HELD_RULE, build_canonical
-from rematch_pipeline.wording import counted
+from rematch_pipeline.wording import counted, in_file
 
 CANONICAL_TABLES: tuple[str, ...] = ("municipalities", "households", "members", "decisions")
 # What each table of canonical_tables holds, as the UI's asset pages show it (one docstring would say the same of all).
@@ -91,7 +91,7 @@ def held_out_lines(held_out: pl.DataFrame) -> list[str]:
             entity = f"municipality {row['municipality_id']} (intake period {row['intake_period']})"
         else:
             entity = f"household {row['household_pseudonym'] or 'of submission ' + str(row['submission_id'])}"
-        where = f"{row['file_name']}{', sheet ' + row['sheet'] if row['sheet'] else ''}, row {row['file_row']}"
+        where = f"{in_file(row['file_name'], row['sheet'])}, row {row['file_row']}"
         older = row["older_submissions_not_used"]
         note = f"its {counted(older, 'older submission was', 'older submissions were')} not used in its place" if older else "it has no older submission"
         if row["member_rows_only"]:  # validation.MEMBER_ROW_HELD_RULE: its own row passed, a member row failed
@@ -160,13 +160,13 @@ def replacement_lines(superseded: pl.DataFrame, examples: int = 3) -> list[str]:
             # The replaced row's file and sheet are named where the line's `of` names more than one.
             one_source = group.select("file_sha256", "sheet").unique().height == 1
             named = "; ".join(
-                f"row {by} replaces {'' if one_source else name + (', sheet ' + s if s else '') + ', '}row {row}"
+                f"row {by} replaces {'' if one_source else in_file(name, s) + ', '}row {row}"
                 for name, s, row, by in changed.head(examples).select("file_name", "sheet", "file_row", "replaced_by_row").iter_rows()
             )
             more = f"; and {changed.height - examples} more" if changed.height > examples else ""
             entity = "household" if table == "households" else "offer"
             parts.append(f"{counted(changed.height, 'correction or later submission', 'corrections or later submissions')} of the same {entity} ({named}{more})")
-        where = f"{file}{', sheet ' + sheet if sheet else ''}"
+        where = in_file(file, sheet)
         lines.append(f"{where}: replaced {counted(group.height, *nouns.get(table, ('submission', 'submissions')))} of {of}: {', '.join(parts)}")
     return lines
 
